@@ -1,0 +1,34 @@
+# The README's commands. Everything the project needs is installed from here (PyPI through uv).
+PYTHON ?= python3
+UV := $(PYTHON) -m uv
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup demo test lint typecheck pytest clean
+
+$(BIN)/envcore: pyproject.toml uv.lock $(wildcard backends/*/pyproject.toml storage/*/pyproject.toml integrations/*/pyproject.toml)
+	$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check "uv==0.13.9"
+	$(UV) sync --all-packages --locked --quiet
+	@touch $@
+
+setup: $(BIN)/envcore
+
+demo: setup
+	$(BIN)/python -m envcore.demo
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy
+
+# pytest exits 5 when it collects nothing: a run that tests nothing is a failure here.
+pytest: setup
+	@$(BIN)/pytest -q $(PYTEST_ARGS); code=$$?; \
+	if [ $$code -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$code
+
+test: lint typecheck pytest
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

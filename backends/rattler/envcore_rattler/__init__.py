@@ -1,0 +1,1 @@
+"""envcore-rattler: solve and install conda environments with py-rattler."""

@@ -1,0 +1,159 @@
+"""Solve conda requirements with py-rattler, for any target subdir, with no external binary."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import importlib.metadata
+from collections.abc import Coroutine, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import rattler
+import rattler.exceptions
+
+from envcore.config import Config, redact_url
+from envcore.errors import ResolutionError
+from envcore.types import (
+    CONDA,
+    NPCONDA,
+    SYS,
+    LockedPackage,
+    PackageFile,
+    PackageKind,
+    Requirement,
+    ResolveRequest,
+)
+
+T = TypeVar("T")
+
+# Virtual packages implied by the target platform itself; __glibc and __cuda come from the request.
+PLATFORM_VIRTUAL_PACKAGES: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "linux": (("__unix", "0", "0"), ("__linux", "5.10", "0")),
+    "osx": (("__unix", "0", "0"),),
+    "win": (("__win", "0", "0"),),
+}
+DEFAULT_OSX = {"osx-arm64": "11.0", "osx-64": "10.15"}
+ARCHSPEC = {"64": "x86_64", "aarch64": "aarch64", "arm64": "arm64", "ppc64le": "ppc64le", "s390x": "s390x"}
+OPERATORS = ("=", "<", ">", "!", "~")
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion, also when the caller already runs an event loop (notebooks)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+def match_spec(req: Requirement, channel_url: str | None) -> str:
+    """A conda MatchSpec string: ``1.2.3`` is exact, operators and globs pass through."""
+    name = f"{channel_url}::{req.name}" if channel_url else req.name
+    spec = req.spec.strip()
+    if not spec:
+        return name
+    if spec.startswith(OPERATORS) or "*" in spec or "," in spec or "|" in spec:
+        return f"{name} {spec}"
+    return f"{name} =={spec}"
+
+
+def virtual_packages(request: ResolveRequest) -> list[rattler.GenericVirtualPackage]:
+    family, _, machine = request.arch.partition("-")
+    found = [*PLATFORM_VIRTUAL_PACKAGES.get(family, ()), ("__archspec", "1", ARCHSPEC.get(machine, machine))]
+    if request.arch in DEFAULT_OSX:
+        found.append(("__osx", DEFAULT_OSX[request.arch], "0"))
+    for req in request.of(SYS):
+        version, _, build = req.spec.partition("=")
+        found = [f for f in found if f[0] != req.name] + [(req.name, version, build or "0")]
+    return [
+        rattler.GenericVirtualPackage(rattler.PackageName(n), rattler.Version(v), rattler.BuildString(b))
+        for n, v, b in found
+    ]
+
+
+def locked_package(record: rattler.RepoDataRecord) -> LockedPackage:
+    file_name = record.file_name
+    ext = ".tar.bz2" if file_name.endswith(".tar.bz2") else Path(file_name).suffix
+    return LockedPackage(
+        kind=PackageKind.CONDA,
+        name=record.name.normalized,
+        version=str(record.version),
+        build=str(record.build),
+        filename=file_name[: -len(ext)],
+        files=(
+            PackageFile(
+                url_format=ext,
+                url=redact_url(str(record.url)),
+                sha256=record.sha256.hex() if record.sha256 else "",
+                md5=record.md5.hex() if record.md5 else None,
+                size=record.size,
+            ),
+        ),
+        subdir=str(record.subdir),
+        channel=redact_url(str(record.channel)) if record.channel else None,
+        depends=tuple(record.depends),
+    )
+
+
+def solver_message(exc: Exception) -> str:
+    lines = [line.strip(" │└─├") for line in str(exc).splitlines() if line.strip(" │└─├")]
+    return "; ".join(lines)
+
+
+class RattlerResolver:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.cache_dir = config.cache_dir() / "rattler" / "repodata"
+
+    def check(self) -> None:
+        return None  # py-rattler is a dependency of this distribution: nothing external to find
+
+    def version(self) -> str:
+        return importlib.metadata.version("py-rattler")
+
+    def resolve(self, request: ResolveRequest) -> Sequence[LockedPackage]:
+        channels = [self.config.channel_url(c) for c in request.sources.get(CONDA, ())]
+        specs = []
+        for req in request.of(CONDA, NPCONDA):
+            url = self.config.channel_url(req.channel) if req.channel else None
+            if url and url not in channels:
+                channels.append(url)
+            specs.append(match_spec(req, url))
+        if not channels:
+            raise ResolutionError(
+                "No conda channel is configured. Set METAFLOW_CONDA_CHANNELS (e.g. conda-forge) or add channels to "
+                "your requirements."
+            )
+        explicit = any(req.channel for req in request.of(CONDA, NPCONDA)) or len(channels) > 1
+        priority = rattler.ChannelPriority.Disabled if explicit else rattler.ChannelPriority.Strict
+        try:
+            records = run_sync(
+                rattler.solve(
+                    sources=channels,
+                    specs=specs,
+                    gateway=rattler.Gateway(cache_dir=self.cache_dir),
+                    platforms=[request.arch, "noarch"],
+                    virtual_packages=virtual_packages(request),
+                    channel_priority=priority,
+                )
+            )
+        except rattler.exceptions.SolverError as exc:
+            raise ResolutionError(
+                f"The conda requirements cannot be resolved for {request.arch}: {solver_message(exc)}. Change the "
+                "constraint named above, or check that the package exists in the channels "
+                f"({', '.join(redact_url(c) for c in channels)})."
+            ) from None
+        except (rattler.exceptions.GatewayError, rattler.exceptions.FetchRepoDataError) as exc:
+            where = ", ".join(
+                f"{urlsplit(c).scheme}://{urlsplit(c).hostname or ''}{urlsplit(c).path}" for c in channels
+            )
+            raise ResolutionError(
+                f"Could not read the conda channels ({where}): {solver_message(exc)}. Check the channel names, "
+                "METAFLOW_CONDA_CHANNEL_ALIAS and your network."
+            ) from None
+        by_name = {r.name.normalized: r for r in records}  # a solution has one record per name
+        ordered = rattler.PackageRecord.sort_topologically(records)
+        return [locked_package(by_name[r.name.normalized]) for r in ordered]

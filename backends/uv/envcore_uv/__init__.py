@@ -1,0 +1,1 @@
+"""envcore-uv: resolve and install PyPI packages with uv."""

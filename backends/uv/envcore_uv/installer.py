@@ -1,0 +1,54 @@
+"""Install verified local wheels into an environment's python with uv, offline and without dependencies."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from envcore.config import Config
+from envcore.errors import EnvcoreError
+from envcore.tools import run_tool, tail, tool_env
+from envcore.types import LockedPackage
+from envcore_uv.resolver import uv_executable
+
+
+class UvInstaller:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.cache_dir = config.cache_dir() / "uv"
+
+    def check(self) -> None:
+        uv_executable(self.config)
+
+    def install(self, packages: Sequence[tuple[LockedPackage, Path]], prefix: Path) -> None:
+        if not packages:
+            return
+        python = prefix / "bin" / "python"
+        if not python.exists():
+            raise EnvcoreError(
+                f"Cannot install PyPI packages into {prefix}: it has no bin/python. The environment must include "
+                "a conda python; resolve it again."
+            )
+        args = [
+            uv_executable(self.config),
+            "pip",
+            "install",
+            "--python",
+            str(python),
+            "--no-deps",
+            "--offline",
+            "--no-index",
+            "--no-config",
+            "--quiet",
+            "--cache-dir",
+            str(self.cache_dir),
+            *(str(path) for _, path in packages),
+        ]
+        done = run_tool(
+            args, what="uv pip install", env=tool_env({"UV_NO_PROGRESS": "1"}), debug=self.config.debug
+        )
+        if done.returncode != 0:
+            raise EnvcoreError(
+                f"Installing {len(packages)} wheel(s) into {prefix} failed: {tail(done.stderr, 6)}. Run `envcore create "
+                "--force` to rebuild the environment; report the error if it persists."
+            )

@@ -1,0 +1,174 @@
+"""Resolve PyPI requirements with ``uv pip compile`` into exact wheels, for any target platform."""
+
+from __future__ import annotations
+
+import re
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from envcore import pypi
+from envcore.config import Config, redact_text
+from envcore.errors import BackendUnavailable, ResolutionError
+from envcore.tools import run_tool, tail, tool_env
+from envcore.types import PYPI, LockedPackage, ResolveRequest
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+def uv_executable(config: Config) -> str:
+    configured = config.get("ENVCORE_UV_EXE")
+    if configured:
+        return str(configured)
+    try:
+        from uv import find_uv_bin
+    except ImportError:
+        raise BackendUnavailable(
+            "The uv package is not installed in this environment. Install it with `pip install envcore-uv`."
+        ) from None
+    return str(find_uv_bin())
+
+
+def python_platform(request: ResolveRequest) -> str:
+    family, _, machine = request.arch.partition("-")
+    if family == "linux":
+        cpu = "aarch64" if machine == "aarch64" else "x86_64"
+        return f"{cpu}-manylinux_2_{pypi.manylinux_minor(request)}"
+    if family == "osx":
+        return "aarch64-apple-darwin" if machine == "arm64" else "x86_64-apple-darwin"
+    if family == "win":
+        return "aarch64-pc-windows-msvc" if machine == "arm64" else "x86_64-pc-windows-msvc"
+    raise ResolutionError(f"uv cannot resolve PyPI packages for {request.arch}; use linux-*, osx-* or win-*.")
+
+
+def _option_args(extras: Sequence[str]) -> list[str]:
+    """requirements.txt options (``--pre``, ``--find-links X``...) as uv arguments."""
+    args: list[str] = []
+    for extra in extras:
+        option, _, value = extra.replace("=", " ", 1).partition(" ")
+        value = value.strip()
+        if option == "--pre":
+            args += ["--prerelease", "allow"]
+        elif option == "--no-index":
+            args.append("--no-index")
+        elif option in ("-f", "--find-links"):
+            args += ["--find-links", value]
+        elif option == "--trusted-host":
+            args += ["--allow-insecure-host", value]
+        else:
+            raise ResolutionError(f"uv does not support the requirements option {extra!r}; remove it.")
+    return args
+
+
+class UvResolver:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.cache_dir = config.cache_dir() / "uv"
+
+    def check(self) -> None:
+        exe = uv_executable(self.config)
+        done = run_tool([exe, "--version"], what="uv", debug=self.config.debug, timeout=60)
+        if done.returncode != 0:
+            raise BackendUnavailable(f"{exe} --version failed: {tail(done.stderr)}. Reinstall envcore-uv.")
+
+    def version(self) -> str:
+        done = run_tool([uv_executable(self.config), "--version"], what="uv", timeout=60)
+        return done.stdout.split()[1] if done.returncode == 0 and done.stdout.split()[1:] else "unknown"
+
+    def resolve(self, request: ResolveRequest) -> Sequence[LockedPackage]:
+        if not request.python_version:
+            raise ResolutionError(
+                "The uv resolver needs the exact python version of the environment; it is chosen by the conda "
+                "side first. This is a bug in the caller."
+            )
+        with tempfile.TemporaryDirectory(prefix="envcore-uv-") as tmp:
+            work = Path(tmp)
+            (work / "requirements.in").write_text("".join(pypi.pep508(r) + "\n" for r in request.of(PYPI)))
+            constraints = [
+                f"{name}=={pkg.version}"
+                for name, pkg in pypi.conda_python_packages(request.installed).items()
+            ]
+            (work / "constraints.txt").write_text("".join(c + "\n" for c in constraints))
+            done = run_tool(
+                [uv_executable(self.config), *self._args(request, work)],
+                what="uv pip compile",
+                env=tool_env({"UV_NO_PROGRESS": "1"}),
+                debug=self.config.debug,
+            )
+            if done.returncode != 0:
+                raise ResolutionError(
+                    f"The PyPI requirements cannot be resolved for {request.arch} (python {request.python_version}): "
+                    f"{_uv_error(done.stderr)}. Change the requirement named above, or check the index and options."
+                )
+            lock = tomllib.loads((work / "pylock.toml").read_text())
+        return self._packages(request, lock)
+
+    def _args(self, request: ResolveRequest, work: Path) -> list[str]:
+        extras = request.extras.get(PYPI, ())
+        args = [
+            "pip",
+            "compile",
+            "--no-config",
+            "--quiet",
+            "--no-header",
+            "--cache-dir",
+            str(self.cache_dir),
+            "--python-version",
+            request.python_version or "",
+            "--python-platform",
+            python_platform(request),
+            "--only-binary",
+            ":all:",
+            "--index-strategy",
+            "unsafe-best-match",  # pip's behaviour (the original resolves with pip): best version over all indexes
+            "--constraint",
+            str(work / "constraints.txt"),
+            "-o",
+            str(work / "pylock.toml"),
+            *_option_args(extras),
+        ]
+        sources = request.sources.get(PYPI, ())
+        if sources and "--no-index" not in extras:
+            args += ["--index-url", sources[0]]
+            for extra_index in sources[1:]:
+                args += ["--extra-index-url", extra_index]
+        return [*args, str(work / "requirements.in")]
+
+    def _packages(self, request: ResolveRequest, lock: dict[str, object]) -> list[LockedPackage]:
+        tags = pypi.target_tags(request, request.python_version or "")
+        provided = set(pypi.conda_python_packages(request.installed))
+        out: list[LockedPackage] = []
+        entries = lock.get("packages", [])
+        assert isinstance(entries, list)
+        for entry in entries:
+            name, version = entry["name"], entry.get("version", "")
+            if pypi.canonicalize(name) in provided:
+                continue  # the conda side installs it; the constraint kept the versions equal
+            wheels = {pypi.filename_of(w["url"]): w for w in entry.get("wheels", []) if "url" in w}
+            chosen = pypi.best_wheel(wheels, tags)
+            if chosen is None:
+                raise ResolutionError(
+                    f"{name} {version} has no wheel for {request.arch} (python {request.python_version}), and envcore "
+                    "does not build source distributions for another architecture. Pick a version with wheels."
+                )
+            wheel = wheels[chosen]
+            sha256 = wheel.get("hashes", {}).get("sha256")
+            size = wheel.get("size")
+            if not sha256:
+                sha256, size = pypi.sha256_of(wheel["url"], request.credentials)
+            out.append(pypi.locked_wheel(name, version, wheel["url"], sha256, size))
+        return out
+
+
+_NOISE = re.compile(r"^(hint:|help:)")
+
+
+def _uv_error(stderr: str) -> str:
+    text = redact_text(stderr)
+    box_drawing = " \u00d7\u2570\u2500\u25b6\u2502"  # uv decorates its errors with these
+    lines = [line.strip(box_drawing) for line in text.splitlines()]
+    return tail("\n".join(line for line in lines if line and not _NOISE.match(line)), lines=8)

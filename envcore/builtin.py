@@ -1,0 +1,111 @@
+"""The plugins that ship with the core: the local store and the default naming scheme."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from envcore import hookimpl
+from envcore.types import (
+    Capability,
+    EnvType,
+    NamingPlugin,
+    NamingScheme,
+    PackageFormat,
+    PackageFormatPlugin,
+    PackageKind,
+    Resolver,
+    ResolverPlugin,
+    StoragePlugin,
+    Store,
+)
+
+if TYPE_CHECKING:
+    from envcore.config import Config
+
+
+def _local_store(root: str, config: Config) -> Store:
+    from envcore.local_store import LocalStore
+
+    return LocalStore(Path(root.removeprefix("file://")).expanduser())
+
+
+def _default_naming() -> NamingScheme:
+    from envcore.naming import DefaultNaming
+
+    return DefaultNaming()
+
+
+@hookimpl
+def envcore_storage() -> Iterator[StoragePlugin]:
+    yield StoragePlugin(
+        name="local", factory=_local_store, summary="A directory on this machine (or a shared mount)"
+    )
+
+
+@hookimpl
+def envcore_naming() -> Iterator[NamingPlugin]:
+    yield NamingPlugin(
+        name="default", factory=_default_naming, summary="sha1 ids compatible with metaflow-netflixext"
+    )
+
+
+def _composition(config: Config) -> Resolver:
+    from envcore.compose import ComposedResolver
+
+    return ComposedResolver.from_config(config)
+
+
+@hookimpl
+def envcore_resolvers() -> Iterator[ResolverPlugin]:
+    yield ResolverPlugin(
+        name="rattler-uv",
+        env_types=frozenset({EnvType.MIXED}),
+        factory=_composition,
+        summary="Mixed environments: the conda resolver for python and conda packages, then the PyPI resolver",
+        capabilities=frozenset({Capability.CROSS_PLATFORM, Capability.VIRTUAL_PACKAGES, Capability.OFFLINE}),
+    )
+
+
+def _conda_format() -> PackageFormat:
+    from envcore.formats.conda import CondaFormat
+
+    return CondaFormat()
+
+
+def _wheel_format() -> PackageFormat:
+    from envcore.formats.wheel import WheelFormat
+
+    return WheelFormat()
+
+
+def _sdist_format() -> PackageFormat:
+    from envcore.formats.wheel import SdistFormat
+
+    return SdistFormat()
+
+
+@hookimpl
+def envcore_package_formats() -> Iterator[PackageFormatPlugin]:
+    yield PackageFormatPlugin(
+        name="conda",
+        kind=PackageKind.CONDA,
+        extensions=(".conda", ".tar.bz2"),
+        factory=_conda_format,
+        summary="conda packages (zip of zstd tars, and bzip2 tars)",
+    )
+    yield PackageFormatPlugin(
+        name="wheel",
+        kind=PackageKind.PYPI,
+        extensions=(".whl",),
+        factory=_wheel_format,
+        summary="Python wheels",
+    )
+    yield PackageFormatPlugin(
+        name="sdist",
+        kind=PackageKind.PYPI,
+        extensions=(".tar.gz", ".zip"),
+        factory=_sdist_format,
+        summary="Python source distributions (built into wheels before use)",
+    )

@@ -1,0 +1,152 @@
+"""Putting a resolved environment into the store: every package file once, then the description, then the
+full-id alias — in that order, so no description ever points at a missing package and no alias at a
+missing description.
+
+Packages live under the original's layout (``packages/<conda|pypi>/<host>/<url path>/<file>/<hash>/<file>``)
+and are shared by every environment that uses them. With ``CONDA_PREFERRED_FORMAT`` set, conda packages are
+also stored in that format (transmuted locally), and the description records both hashes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from envcore import description, naming
+from envcore.config import Config
+from envcore.errors import PreconditionFailed
+from envcore.fetch import PackageCache, from_url, sha256_file
+from envcore.types import LockedPackage, PackageFile, PackageKind, ResolvedEnvironment, Store
+
+WORKERS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class CacheReport:
+    uploaded: int
+    present: int
+    description_written: bool
+
+
+def key_hash(pkg: LockedPackage, file: PackageFile) -> str:
+    """The hash in a package's store key: md5 for conda files (as the original), sha256 for PyPI ones."""
+    return file.md5 if pkg.kind is PackageKind.CONDA and file.md5 else file.sha256
+
+
+def package_keys(config: Config, pkg: LockedPackage) -> dict[str, str]:
+    """{format: store key} of every file of ``pkg``; all keys derive from the source URL (as the original)."""
+    dirname = str(config.get("CONDA_PACKAGES_DIRNAME"))
+    return {
+        f.url_format: naming.package_key(
+            pkg.kind.value,
+            pkg.source.url,
+            pkg.filename + f.url_format,
+            key_hash(pkg, f),
+            packages_dirname=dirname,
+        )
+        for f in pkg.files
+    }
+
+
+def env_key(config: Config, env: ResolvedEnvironment) -> str:
+    return naming.env_key(
+        env.arch, env.req_id, env.full_id, envs_dirname=str(config.get("CONDA_ENVS_DIRNAME"))
+    )
+
+
+def _transmuted(
+    config: Config, pkg: LockedPackage, local: Path, target: str, cache: PackageCache
+) -> LockedPackage:
+    """``pkg`` with a file in the ``target`` conda format added, made from its verified local file."""
+    from envcore.formats.transmute import transmute
+
+    out = transmute(local, target, cache.root / "pkgs" / ".transmuted")
+    file = PackageFile(
+        url_format=target, url=pkg.source.url, sha256=sha256_file(out), md5=_md5(out), size=out.stat().st_size
+    )
+    final = cache.put_verified(out, file, pkg.filename + target, "transmutation")
+    assert final.exists()
+    return replace(pkg, files=(*pkg.files, file))
+
+
+def _md5(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.md5()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def local_file(
+    cache: PackageCache, pkg: LockedPackage, file: PackageFile, credentials: dict[str, tuple[str, str]]
+) -> Path:
+    name = pkg.filename + file.url_format
+    return cache.get(file, name) or from_url(file.url, cache, file, name, credentials)
+
+
+def cache_environment(
+    config: Config,
+    store: Store,
+    env: ResolvedEnvironment,
+    *,
+    credentials: dict[str, tuple[str, str]] | None = None,
+    progress: Callable[[str], None] = lambda _: None,
+) -> tuple[ResolvedEnvironment, CacheReport]:
+    """Store every package of ``env`` (uploading only what is missing, in parallel), then its description and
+    full-id alias. Returns the environment as stored (with transmuted files added) and what was done."""
+    cache = PackageCache(config.cache_dir())
+    preferred = str(config.get("CONDA_PREFERRED_FORMAT"))
+    creds = credentials or {}
+
+    def ensure(pkg: LockedPackage) -> tuple[LockedPackage, int, int]:
+        uploaded = present = 0
+        if pkg.kind is PackageKind.CONDA and preferred != "none" and pkg.file(preferred) is None:
+            pkg = _transmuted(config, pkg, local_file(cache, pkg, pkg.source, creds), preferred, cache)
+        for fmt, key in package_keys(config, pkg).items():
+            if store.stat(key) is not None:
+                present += 1
+                continue
+            file = pkg.file(fmt)
+            assert file is not None
+            store.put_file(key, local_file(cache, pkg, file, creds))
+            uploaded += 1
+        return pkg, uploaded, present
+
+    with ThreadPoolExecutor(WORKERS) as pool:
+        results = list(pool.map(ensure, env.packages))
+    stored = replace(env, packages=tuple(p for p, _, _ in results))
+    uploaded = sum(u for _, u, _ in results)
+    present = sum(p for _, _, p in results)
+    progress(
+        f"Caching {uploaded} item(s) to {store.url}"
+        if uploaded
+        else f"All packages already cached in {store.url}."
+    )
+    keys = {p.filename: package_keys(config, p) for p in stored.packages}
+    written = _put_once(store, env_key(config, stored), description.dumps(stored, keys))
+    envs_dirname = str(config.get("CONDA_ENVS_DIRNAME"))
+    _put_once(
+        store,
+        naming.full_id_alias_key(stored.full_id, envs_dirname=envs_dirname),
+        json.dumps([stored.req_id, stored.full_id]).encode(),
+    )
+    return stored, CacheReport(uploaded=uploaded, present=present, description_written=written)
+
+
+def _put_once(store: Store, key: str, data: bytes) -> bool:
+    """Immutable objects are written once; a concurrent writer of the same id wrote equivalent content."""
+    try:
+        store.put_bytes(key, data, if_absent=True)
+        return True
+    except PreconditionFailed:
+        return False
+
+
+def stored_packages_missing(config: Config, store: Store, packages: Sequence[LockedPackage]) -> list[str]:
+    """Store keys a description needs that are absent (for integrity checks)."""
+    return [key for p in packages for key in package_keys(config, p).values() if store.stat(key) is None]

@@ -1,0 +1,165 @@
+"""The ``envcore`` command line.
+
+Sub-commands are imported only when used, so ``envcore --help`` stays fast. Every :class:`EnvcoreError`
+is printed as one paragraph and exits non-zero; a traceback is shown only with ``--verbose`` or
+``METAFLOW_DEBUG_CONDA=1``. The process ends through ``os._exit`` after flushing, because py-rattler's
+runtime can crash while the interpreter finalises (see the toolchain notes).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import textwrap
+import traceback
+from collections.abc import Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from envcore import __version__
+from envcore.errors import EnvcoreError
+
+if TYPE_CHECKING:
+    from envcore.config import Config
+    from envcore.plugins import Registry
+
+# name -> (import path, one-line help shown by `envcore --help` without importing the command)
+COMMANDS = {
+    "resolve": ("envcore.cli.env_cmds:resolve", "Resolve requirements into a locked environment."),
+    "create": ("envcore.cli.env_cmds:create", "Hydrate an environment into a local prefix."),
+    "get": ("envcore.cli.env_cmds:get", "Fetch an environment from the store."),
+    "show": ("envcore.cli.env_cmds:show", "Show a resolved environment."),
+    "alias": ("envcore.cli.env_cmds:alias", "Give an environment a name."),
+    "plugins": ("envcore.cli.plugins_cmd:plugins", "List plugins, their backends and status."),
+    "config": ("envcore.cli.config_cmd:config", "Show configuration values and their sources."),
+}
+
+
+class App:
+    """What every command shares: output settings, configuration and the plugin registry (built lazily)."""
+
+    def __init__(self, verbose: bool = False, quiet: bool = False) -> None:
+        self.verbose = verbose
+        self.quiet = quiet
+
+    @cached_property
+    def config(self) -> Config:
+        from envcore.config import Config
+
+        config = Config.load()
+        self.verbose = self.verbose or config.debug
+        return config
+
+    @cached_property
+    def registry(self) -> Registry:
+        from envcore.plugins import build_registry
+
+        return build_registry(self.config)
+
+    def echo(self, message: str = "", *, err: bool = False) -> None:
+        if not self.quiet:
+            click.echo(message, err=err)
+
+    def debug(self, message: str) -> None:
+        if self.verbose:
+            click.echo(f"debug[envcore]: {message}", err=True)
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [*COMMANDS, *sorted(self._plugin_commands(ctx))]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in COMMANDS:
+            module, _, attr = COMMANDS[cmd_name][0].partition(":")
+            command: click.Command = getattr(importlib.import_module(module), attr)
+            return command
+        entry = self._plugin_commands(ctx).get(cmd_name)
+        return entry.record.factory() if entry else None
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, short) for name, (_, short) in COMMANDS.items()]
+        rows += [(name, "(plugin command)") for name in sorted(self._plugin_commands(ctx))]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def _plugin_commands(self, ctx: click.Context) -> dict[str, Any]:
+        app = ctx.find_object(App)
+        if app is None:
+            return {}
+        try:
+            return app.registry.commands
+        except EnvcoreError:
+            return {}  # reported by the command that needs the registry
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "-v", "--verbose", is_flag=True, help="Detailed output and tracebacks (or METAFLOW_DEBUG_CONDA=1)."
+)
+@click.option("-q", "--quiet", is_flag=True, help="Print only results and errors.")
+@click.version_option(__version__, prog_name="envcore")
+@click.pass_context
+def cli(ctx: click.Context, verbose: bool, quiet: bool) -> None:
+    """Reproducible environments: resolve requirements into locked environments, cache them in a store,
+    name them, and hydrate them anywhere.
+
+    Backends (resolvers, stores, naming) are plugins chosen by Metaflow configuration; see
+    `envcore plugins` and `envcore config show`.
+    """
+    app = ctx.ensure_object(App)
+    app.verbose = app.verbose or verbose
+    app.quiet = quiet
+
+
+def _wants_traceback(argv: Sequence[str]) -> bool:
+    debug = os.environ.get("METAFLOW_DEBUG_CONDA", "").lower() not in ("", "0", "false")
+    return debug or "-v" in argv or "--verbose" in argv
+
+
+def format_error(exc: EnvcoreError) -> str:
+    return textwrap.fill(f"envcore: {exc.message}", width=100, break_long_words=False, break_on_hyphens=False)
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI and return the exit code (never raises for user errors)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    app = App(verbose=_wants_traceback(argv))
+    try:
+        result = cli.main(args=argv, prog_name="envcore", standalone_mode=False, obj=app)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.Abort:
+        click.echo("Aborted.", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except EnvcoreError as exc:
+        if app.verbose:
+            traceback.print_exc()
+        click.echo(format_error(exc), err=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        return 130
+    except Exception as exc:
+        if app.verbose:
+            traceback.print_exc()
+        click.echo(
+            f"envcore: internal error: {type(exc).__name__}: {exc}. This is a bug in envcore or a plugin; run "
+            "again with --verbose for the traceback and report it.",
+            err=True,
+        )
+        return 3
+    return result if isinstance(result, int) else 0
+
+
+def main() -> None:
+    code = run()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -1,0 +1,242 @@
+"""``envcore resolve | create | get | show | alias``: the environment commands."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from envcore import description
+from envcore.cli import App
+from envcore.errors import UsageError
+
+if TYPE_CHECKING:
+    from envcore.environments import Environments
+    from envcore.specs import Spec
+    from envcore.types import ResolvedEnvironment
+
+
+def _spec_from_options(
+    requirements: Path | None,
+    env_file: Path | None,
+    pyproject: Path | None,
+    conda: tuple[str, ...],
+    pypi: tuple[str, ...],
+    channels: tuple[str, ...],
+    indices: tuple[str, ...],
+) -> Spec:
+    from envcore import specs
+
+    files = [p for p in (requirements, env_file, pyproject) if p is not None]
+    if len(files) > 1:
+        # The original only refused all three together and silently merged two (reference §1(l)2).
+        raise UsageError("Can only specify one of -r, -f or -p; resolve each file separately.")
+    parts = []
+    if files:
+        parts.append(specs.load(files[0]))
+    if conda or pypi or channels or indices:
+        parts.append(
+            specs.from_decorator(
+                libraries=dict(_split_pin(item, "conda") for item in conda),
+                packages=dict(_split_pin(item, "pypi") for item in pypi),
+                channels=list(channels),
+                extra_indices=list(indices),
+            )
+        )
+    if not parts:
+        raise UsageError(
+            "Nothing to resolve: give a file (-r requirements.txt, -f environment.yml, -p pyproject.toml) or "
+            "packages (--conda NAME[==VERSION], --pypi NAME[==VERSION])."
+        )
+    return specs.merge(*parts) if len(parts) > 1 else parts[0]
+
+
+def _split_pin(item: str, kind: str) -> tuple[str, str]:
+    """``name==1.2`` or ``name>=1`` or ``name`` as given on the command line, into (name, constraint)."""
+    for op in ("==", ">=", "<=", "!=", "~=", ">", "<", "="):
+        if op in item:
+            name, _, version = item.partition(op)
+            if not name.strip():
+                break
+            return name.strip(), (version.strip() if op in ("==", "=") else op + version.strip())
+    if not item.strip() or any(c in item for c in " ;"):
+        raise UsageError(f"--{kind} {item!r} is not a package: write NAME, NAME==VERSION or NAME>=VERSION.")
+    return item.strip(), ""
+
+
+def _environments(app: App) -> Environments:
+    from envcore.environments import Environments
+
+    return Environments(app.registry, progress=lambda msg: app.echo(f"    {msg}", err=True))
+
+
+def _describe(app: App, envs: Environments, env: ResolvedEnvironment, *, as_json: bool = False) -> str:
+    from envcore import hydrate, show
+
+    default = envs.record.default_full_id(env.arch, env.req_id) == env.full_id
+    aliases = envs.record.aliases_of((env.req_id, env.full_id))
+    prefixes = (
+        [str(p) for p in sorted(envs.envs_dir.glob("*")) if hydrate.is_complete(p, env)]
+        if envs.envs_dir.is_dir()
+        else []
+    )
+    if as_json:
+        return json.dumps(
+            show.as_json(env, is_default=default, aliases=aliases, local_instances=prefixes), indent=1
+        )
+    return show.pretty(env, is_default=default, aliases=aliases, local_instances=prefixes)
+
+
+@click.command()
+@click.option("-r", "--requirement", "requirements", type=click.Path(path_type=Path), help="requirements.txt")
+@click.option("-f", "--file", "env_file", type=click.Path(path_type=Path), help="environment.yml")
+@click.option("-p", "--pyproject", type=click.Path(path_type=Path), help="pyproject.toml")
+@click.option("--conda", multiple=True, metavar="NAME[==VER]", help="A conda package (repeatable).")
+@click.option("--pypi", multiple=True, metavar="NAME[==VER]", help="A PyPI package (repeatable).")
+@click.option("--channel", "channels", multiple=True, help="An extra conda channel (repeatable).")
+@click.option("--index", "indices", multiple=True, help="An extra PyPI index (repeatable).")
+@click.option("--python", help="Python version constraint (default: this interpreter's X.Y.*).")
+@click.option(
+    "--arch", "archs", multiple=True, help="Target architecture (repeatable; default: this machine)."
+)
+@click.option("--alias", "aliases", multiple=True, metavar="NAME[:TAG]", help="Alias to give the result.")
+@click.option("--force", is_flag=True, help="Resolve again even if a resolution is known.")
+@click.option("--dry-run", is_flag=True, help="Resolve and print; store nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the resolved environments as JSON.")
+@click.pass_obj
+def resolve(
+    app: App,
+    requirements: Path | None,
+    env_file: Path | None,
+    pyproject: Path | None,
+    conda: tuple[str, ...],
+    pypi: tuple[str, ...],
+    channels: tuple[str, ...],
+    indices: tuple[str, ...],
+    python: str | None,
+    archs: tuple[str, ...],
+    aliases: tuple[str, ...],
+    force: bool,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Resolve requirements into a locked environment for each --arch, cache it in the store (packages, then
+    the description) and record it locally as the default for its requirements.
+
+    Without --force, a requirement set resolved before is reused without calling the resolver. Several --arch
+    are co-resolved and share one full id. --alias is not available yet in this version.
+    """
+    from envcore import resolve as resolving
+
+    if aliases:
+        raise UsageError(
+            "--alias is not available in this version of envcore yet; resolve, then alias later."
+        )
+    spec = _spec_from_options(requirements, env_file, pyproject, conda, pypi, channels, indices)
+    targets = tuple(dict.fromkeys(archs)) or (resolving.local_arch(),)
+    requests = [
+        resolving.build_request(spec, app.config, resolving.check_arch(a), python=python) for a in targets
+    ]
+    envs = _environments(app)
+    started = time.monotonic()
+    results = envs.resolve(requests, force=force)
+    fresh = [env for env, new in results if new]
+    if fresh:
+        app.echo(f"    Resolved {len(fresh)} environment(s) in {time.monotonic() - started:.2f} s.", err=True)
+    else:
+        app.echo("    Using the existing resolution (use --force to resolve again).", err=True)
+    if dry_run:
+        app.echo("    Dry-run -- not caching or aliasing", err=True)
+    else:
+        results = [(envs.save(env) if new else env, new) for env, new in results]
+    if as_json:
+        payload = {
+            env.arch: {
+                "req_id": env.req_id,
+                "full_id": env.full_id,
+                "newly_resolved": new,
+                "env": description.to_dict(env),
+            }
+            for env, new in results
+        }
+        click.echo(json.dumps(payload, indent=1))
+        return
+    for env, _ in results:
+        click.echo(f"### Environment for architecture {env.arch}")
+        click.echo(_describe(app, envs, env))
+
+
+@click.command()
+@click.argument("env")
+@click.option("--name", help="Name of the local environment (default metaflow_<req>_<full>).")
+@click.option("--force", is_flag=True, help="Recreate it even if it exists and is complete.")
+@click.pass_obj
+def create(app: App, env: str, name: str | None, force: bool) -> None:
+    """Hydrate ENV (REQ_ID:FULL_ID) into a local environment: fetch, verify, extract, link. Aliases arrive
+    with named environments."""
+    from envcore import resolve as resolving
+
+    envs = _environments(app)
+    resolved = envs.find(env, resolving.local_arch())
+    prefix = envs.prefix_for(resolved, name)
+    started = time.monotonic()
+    created = envs.create(resolved, prefix, force=force)
+    if app.quiet:
+        click.echo(prefix / "bin" / "python")
+        return
+    verb = "created" if created else "already exists and is complete"
+    took = f" in {time.monotonic() - started:.2f} s" if created else ""
+    click.echo(
+        f"Environment {resolved.req_id}:{resolved.full_id} {verb} at {prefix}{took}; run {prefix / 'bin' / 'python'}"
+    )
+
+
+@click.command()
+@click.argument("env")
+@click.option("--default", is_flag=True, help="Make it the default for its requirement id.")
+@click.option("--arch", help="Architecture of the environment (default: this machine).")
+@click.pass_obj
+def get(app: App, env: str, default: bool, arch: str | None) -> None:
+    """Fetch ENV's description from the store and record it locally (and its package files, for this
+    machine's architecture)."""
+    from envcore import hydrate
+    from envcore import resolve as resolving
+
+    envs = _environments(app)
+    target = resolving.check_arch(arch) if arch else resolving.local_arch()
+    resolved = envs.find(env, target)
+    if default:
+        envs.record.set_default(resolved.arch, resolved.req_id, resolved.full_id)
+    if resolved.arch == resolving.local_arch():
+        files = hydrate.fetch_packages(app.registry, resolved, envs.store)
+        app.echo(f"Fetched {len(files)} package file(s) for {resolved.req_id}:{resolved.full_id}.")
+    else:
+        app.echo(f"Recorded {resolved.req_id}:{resolved.full_id} ({resolved.arch}).")
+
+
+@click.command()
+@click.argument("env")
+@click.option("--arch", help="Architecture of the environment (default: this machine).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def show(app: App, env: str, arch: str | None, as_json: bool) -> None:
+    """Show ENV (REQ_ID:FULL_ID): type, ids, archs, when and by whom it was resolved, requested packages,
+    sources, the conda and PyPI packages it installs, and where it is present locally."""
+    from envcore import resolve as resolving
+
+    envs = _environments(app)
+    resolved = envs.find(env, resolving.check_arch(arch) if arch else resolving.local_arch())
+    click.echo(_describe(app, envs, resolved, as_json=as_json))
+
+
+@click.command()
+@click.argument("env")
+@click.argument("alias_name", metavar="NAME[:TAG]")
+def alias(env: str, alias_name: str) -> None:
+    """Give ENV an alias. Not available yet in this version (named environments arrive next)."""
+    raise UsageError(
+        "`envcore alias` is not available in this version of envcore yet; see `envcore alias --help`."
+    )

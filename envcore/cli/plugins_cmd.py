@@ -1,0 +1,79 @@
+"""``envcore plugins``: what is installed, what it provides, and whether it can run here."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from envcore.cli import App
+from envcore.errors import EnvcoreError
+
+
+def _resolver_checks(app: App) -> dict[str, dict[str, Any]]:
+    checks: dict[str, dict[str, Any]] = {}
+    for name in sorted(app.registry.resolvers):
+        try:
+            resolver = app.registry.resolver_named(name)
+            resolver.check()
+            checks[name] = {"available": True, "version": resolver.version(), "reason": None}
+        except EnvcoreError as exc:
+            checks[name] = {"available": False, "version": None, "reason": exc.message}
+    return checks
+
+
+def _selected(app: App) -> dict[str, str]:
+    from envcore.plugins import INSTALLER_SETTINGS, RESOLVER_SETTINGS
+
+    keys = [*RESOLVER_SETTINGS.values(), *INSTALLER_SETTINGS.values(), "DEFAULT_DATASTORE", "ENVCORE_NAMING"]
+    return {key: str(app.config.get(key)) for key in keys}
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--check", is_flag=True, help="Also check that each resolver can run here, and why not.")
+@click.pass_obj
+def plugins(app: App, as_json: bool, check: bool) -> None:
+    """List installed plugins: name, distribution, version, status and the backends they provide."""
+    registry = app.registry
+    checks = _resolver_checks(app) if check else {}
+    rows = [
+        {
+            "name": p.name,
+            "distribution": p.distribution,
+            "version": p.version,
+            "module": p.module,
+            "status": p.status,
+            "error": p.error,
+            "provides": sorted(p.provides),
+        }
+        for p in registry.plugins.values()
+    ]
+    if as_json:
+        payload: dict[str, Any] = {"plugins": rows, "selected": _selected(app)}
+        if check:
+            payload["resolvers"] = checks
+        click.echo(json.dumps(payload, indent=2))
+        return
+    for row in rows:
+        origin = (
+            f"{row['distribution']} {row['version']}" if row["distribution"] else f"module {row['module']}"
+        )
+        click.echo(f"{row['name']:<16} {row['status']:<12} {origin}")
+        if row["provides"]:
+            click.echo(f"{'':<16} provides {', '.join(row['provides'])}")
+        if row["error"]:
+            click.echo(f"{'':<16} error: {row['error']}")
+    click.echo("")
+    for key, value in _selected(app).items():
+        click.echo(f"METAFLOW_{key} = {value}")
+    if check:
+        click.echo("")
+        for name, result in checks.items():
+            state = (
+                f"available ({result['version']})"
+                if result["available"]
+                else f"unavailable: {result['reason']}"
+            )
+            click.echo(f"resolver {name:<12} {state}")

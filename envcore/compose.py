@@ -1,0 +1,86 @@
+"""The built-in composition of a conda resolver and a PyPI resolver (registered as ``rattler-uv``).
+
+The conda side is solved first, python included; the PyPI side is then resolved for that exact python and
+the target platform, with the PyPI equivalents of the conda-installed Python packages pinned so that pip
+never replaces them. The result is one locked environment (conda packages first, in install order). PyPI-only
+environments use the same path: their python comes from the conda side, as in the original extension.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from envcore.config import Config
+from envcore.errors import ResolutionError
+from envcore.pypi import canonicalize, conda_python_packages
+from envcore.types import CONDA, NPCONDA, PYPI, SYS, LockedPackage, Resolver, ResolveRequest
+
+NAME = "rattler-uv"
+
+
+class ComposedResolver:
+    def __init__(self, conda: tuple[str, Resolver], pypi: tuple[str, Resolver]) -> None:
+        (self.conda_name, self.conda), (self.pypi_name, self.pypi) = conda, pypi
+
+    @classmethod
+    def from_config(cls, config: Config) -> ComposedResolver:
+        """The composition of the configured conda and PyPI resolvers (for callers without a registry)."""
+        from envcore.plugins import build_registry
+        from envcore.types import EnvType
+
+        registry = build_registry(config)
+        conda = registry.resolver_plugin(EnvType.CONDA_ONLY).name
+        pypi = registry.resolver_plugin(EnvType.PYPI_ONLY).name
+        return cls((conda, registry.resolver_named(conda)), (pypi, registry.resolver_named(pypi)))
+
+    def check(self) -> None:
+        self.conda.check()
+        self.pypi.check()
+
+    def version(self) -> str:
+        return f"{self.conda.version()} + {self.pypi_name} {self.pypi.version()}"
+
+    def resolve(self, request: ResolveRequest) -> Sequence[LockedPackage]:
+        conda_request = replace(
+            request,
+            requirements=request.of(CONDA, NPCONDA, SYS),
+            sources={CONDA: request.sources.get(CONDA, ())},
+            extras={},
+        )
+        conda_packages = list(self.conda.resolve(conda_request))
+        python = next((p for p in conda_packages if p.name == "python"), None)
+        if python is None:
+            raise ResolutionError(
+                f"The conda side of the environment for {request.arch} has no python, so PyPI packages cannot be "
+                "installed. Add python to the conda requirements (or let envcore add it: do not remove it)."
+            )
+        if not request.of(PYPI):
+            return conda_packages
+        pypi_request = replace(
+            request,
+            requirements=request.of(PYPI, SYS),
+            sources={PYPI: request.sources.get(PYPI, ())},
+            python_version=python.version,
+            installed=tuple(conda_packages),
+        )
+        try:
+            pypi_packages = list(self.pypi.resolve(pypi_request))
+        except ResolutionError as exc:
+            raise _conflict(request, conda_packages) or exc from None
+        provided = conda_python_packages(conda_packages)
+        return [*conda_packages, *(p for p in pypi_packages if canonicalize(p.name) not in provided)]
+
+
+def _conflict(request: ResolveRequest, conda_packages: Sequence[LockedPackage]) -> ResolutionError | None:
+    """A clearer error when a PyPI requirement names a package the conda side already installs."""
+    provided = conda_python_packages(conda_packages)
+    for req in request.of(PYPI):
+        pkg = provided.get(canonicalize(req.name))
+        if pkg is not None and req.spec:
+            return ResolutionError(
+                f"The PyPI requirement {req.name}{'' if req.spec[0] in '<>=!~' else '=='}{req.spec} conflicts with "
+                f"the conda package {pkg.name} {pkg.version}, which the conda side installs and pip must not replace. "
+                f"Request {req.name} on one side only, or make both constraints agree."
+            )
+    return None

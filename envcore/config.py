@@ -1,0 +1,439 @@
+"""Configuration, read the way Metaflow reads it, without importing Metaflow.
+
+A key ``NAME`` is looked up as the environment variable ``METAFLOW_NAME``, then in the directory-local
+``.metaflow/config.json`` (nearest one walking up from the working directory), then in
+``$METAFLOW_HOME/config[_<METAFLOW_PROFILE>].json`` (``~/.metaflowconfig`` by default), then the declared
+default — the order of ``metaflow.metaflow_config_funcs.from_conf``. Values given as strings are converted to
+the type of the setting (JSON for lists and dicts, ``0``/``false``/empty for false booleans). Every value
+remembers where it came from, so errors can say "from env var" or "from /home/me/.metaflowconfig/config.json".
+"""
+
+from __future__ import annotations
+
+import configparser
+import getpass
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from envcore.errors import ConfigError
+from envcore.types import Setting
+
+DEFAULT_CHANNEL_ALIAS = "https://conda.anaconda.org"
+DEFAULT_PYPI_INDEX = "https://pypi.org/simple"
+DEFAULT_CHANNELS = ("conda-forge",)
+
+# The keys of the original extension that apply to envcore, with envcore's defaults for the embedded setup.
+CORE_SETTINGS: tuple[Setting, ...] = (
+    Setting(name="DEFAULT_DATASTORE", default="local", help="Store type: local, s3, gs, azure, ..."),
+    Setting(name="DATASTORE_SYSROOT_LOCAL", help="Root of Metaflow's local datastore"),
+    Setting(name="DATASTORE_SYSROOT_S3", help="Root of Metaflow's S3 datastore"),
+    Setting(name="DATASTORE_SYSROOT_GS", help="Root of Metaflow's GCS datastore"),
+    Setting(name="DATASTORE_SYSROOT_AZURE", help="Root of Metaflow's Azure datastore"),
+    Setting(name="CONDA_LOCALROOT", help="Package/env cache root for the local store"),
+    Setting(name="CONDA_S3ROOT", help="Package/env cache root on S3"),
+    Setting(name="CONDA_GSROOT", help="Package/env cache root on GCS"),
+    Setting(name="CONDA_AZUREROOT", help="Package/env cache root on Azure"),
+    Setting(name="CONDA_PACKAGES_DIRNAME", default="packages", help="Package prefix under the root"),
+    Setting(name="CONDA_ENVS_DIRNAME", default="envs", help="Environment/alias prefix under the root"),
+    Setting(name="CONDA_MAGIC_FILE_V2", default="conda_v2.cnd", help="Name of the local manifest"),
+    Setting(name="CONDA_DEPENDENCY_RESOLVER", default="rattler", help="Resolver for conda-only environments"),
+    Setting(name="CONDA_PYPI_DEPENDENCY_RESOLVER", default="uv", help="Resolver for pypi-only environments"),
+    Setting(
+        name="CONDA_MIXED_DEPENDENCY_RESOLVER",
+        default="rattler-uv",
+        help="Resolver for mixed conda+PyPI environments ('none' to refuse them)",
+    ),
+    Setting(
+        name="PYLOCK_TOML_DEPENDENCY_RESOLVER", default="pylock_toml", help="Reader of pylock.toml input"
+    ),
+    Setting(
+        name="CONDA_PREFERRED_FORMAT",
+        default="none",
+        choices=(".conda", ".tar.bz2", "none"),
+        help="Conda format every cached package must have (others are transmuted)",
+    ),
+    Setting(name="CONDA_DEFAULT_PYPI_SOURCE", help="First PyPI index (else pip's configuration, else PyPI)"),
+    Setting(
+        name="CONDA_SRCS_AUTH_INFO",
+        default={},
+        kind="json",
+        secret=True,
+        help='Basic auth per host: {"host": ["user", "password"]}',
+    ),
+    Setting(
+        name="CONDA_USE_REMOTE_LATEST",
+        default=":none:",
+        help="Use the newest stored resolution when none is local: :none:, :username:, :any: or user1,user2",
+    ),
+    Setting(name="CONDA_LOCK_TIMEOUT", default=3600, kind="int", help="Seconds to wait for a lock"),
+    Setting(
+        name="CONDA_SYS_DEFAULT_PACKAGES",
+        default={"linux-64": {"__glibc": "2.27"}},
+        kind="json",
+        help="Virtual packages per arch when resolving for a foreign arch",
+    ),
+    Setting(
+        name="CONDA_SYS_DEFAULT_GPU_PACKAGES", default={}, kind="json", help="Added when a GPU is requested"
+    ),
+    Setting(
+        name="CONDA_ALL_ARCHS",
+        default=["linux-64", "osx-64", "osx-arm64"],
+        kind="json",
+        help="Architectures searched by `resolve --from`",
+    ),
+    Setting(
+        name="CONDA_REMOTE_COMMANDS", default=["batch", "kubernetes"], kind="json", help="Remote decorators"
+    ),
+    Setting(name="CONDA_IGNORE_CACHING_DATASTORES", default=[], kind="json", help="Datastores not cached to"),
+    Setting(name="CONDA_SYS_MARKERS", default={}, kind="json", help="Per-arch PEP 508 marker overrides"),
+    Setting(name="CONDA_CHANNELS", kind="json", help="Default conda channels (list or comma separated)"),
+    Setting(name="CONDA_CHANNEL_ALIAS", help="URL prefix for channel names (else .condarc channel_alias)"),
+    Setting(
+        name="CONDA_TEST", default=False, kind="bool", help="Cache into the local store from the CLI too"
+    ),
+    Setting(name="DEBUG_CONDA", default=False, kind="bool", help="Detailed output and hook tracing"),
+    Setting(name="ENVCORE_PLUGINS", kind="json", help="Allow-list of plugin names (list or comma separated)"),
+    Setting(name="ENVCORE_DISABLED_PLUGINS", kind="json", help="Block-list of plugin names"),
+    Setting(name="ENVCORE_PLUGIN_MODULES", kind="json", help="Plugin modules to load by import path"),
+    Setting(name="ENVCORE_NAMING", default="default", help="Naming scheme for environment ids"),
+    Setting(name="ENVCORE_CONDA_INSTALLER", default="rattler", help="Installer of conda packages"),
+    Setting(name="ENVCORE_PYPI_INSTALLER", default="uv", help="Installer of PyPI wheels"),
+    Setting(
+        name="ENVCORE_CACHE_DIR", help="Local package cache, environments and records (default XDG cache)"
+    ),
+)
+
+_KINDS = ("str", "int", "float", "bool", "json")
+
+
+@dataclass(frozen=True, slots=True)
+class Value:
+    """One configuration value and where it came from."""
+
+    name: str
+    value: Any
+    source: str  # "env var", "<path>", "default"
+    secret: bool = False
+
+    @property
+    def env_name(self) -> str:
+        return f"METAFLOW_{self.name}"
+
+    def shown(self) -> Any:
+        """The value as it may be displayed: secrets masked, never printed."""
+        if self.secret and self.value not in (None, "", {}, []):
+            return "********"
+        return self.value
+
+    def describe(self) -> str:
+        origin = "default" if self.source == "default" else f"from {self.source}"
+        return f"`{self.env_name}` is {json.dumps(self.shown())} ({origin})"
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"The Metaflow configuration file {path} cannot be read ({exc}). Fix or remove it; it must hold a "
+            "JSON object of METAFLOW_* keys."
+        ) from None
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"The Metaflow configuration file {path} must hold a JSON object of METAFLOW_* keys."
+        )
+    return data
+
+
+def _local_config_path(cwd: Path) -> Path | None:
+    for folder in (cwd, *cwd.parents):
+        if (folder / ".metaflow").is_dir():
+            path = folder / ".metaflow" / "config.json"
+            return path if path.exists() else None
+    return None
+
+
+def _profile_config_path(environ: Mapping[str, str]) -> Path | None:
+    home = Path(os.path.expanduser(environ.get("METAFLOW_HOME", "~/.metaflowconfig")))
+    profile = environ.get("METAFLOW_PROFILE")
+    path = home / (f"config_{profile}.json" if profile else "config.json")
+    if path.exists():
+        return path
+    if profile:
+        raise ConfigError(
+            f"METAFLOW_PROFILE is {profile!r} but {path} does not exist. Create that file or unset METAFLOW_PROFILE."
+        )
+    return None
+
+
+def convert(setting: Setting, raw: Any, source: str) -> Any:
+    """Convert a raw value to the setting's kind, as ``from_conf`` does for the type of its default."""
+    if raw is None or (setting.kind == "str" and isinstance(raw, str)):
+        return raw
+    where = "default" if source == "default" else f"from {source}"
+    name = f"METAFLOW_{setting.name}"
+    shown = "********" if setting.secret else repr(raw)
+    try:
+        if setting.kind == "json":
+            if not isinstance(raw, str):
+                return raw
+            if setting.default is None and not raw.lstrip().startswith(("[", "{", '"')):
+                return [part.strip() for part in raw.split(",") if part.strip()]  # a plain comma list
+            value = json.loads(raw)
+            if setting.default is not None and type(value) is not type(setting.default):
+                raise ValueError(f"expected a JSON {type(setting.default).__name__}")
+            return value
+        if setting.kind == "bool":
+            return raw if isinstance(raw, bool) else str(raw).lower() not in ("0", "false", "")
+        if setting.kind == "int":
+            return int(raw)
+        if setting.kind == "float":
+            return float(raw)
+        return str(raw)
+    except ValueError as exc:
+        example = {
+            "json": "a JSON value such as " + json.dumps(setting.default or []),
+            "int": "a whole number",
+        }
+        raise ConfigError(
+            f"`{name}` is {shown} ({where}), which is not valid: {exc}. Set it to "
+            f"{example.get(setting.kind, 'a ' + setting.kind)}."
+        ) from None
+
+
+class Config:
+    """Typed access to configuration values, each with its source.
+
+    Build it with :meth:`load`; pass it to everything that needs configuration (there is no global).
+    """
+
+    def __init__(
+        self,
+        settings: Iterable[Setting],
+        environ: Mapping[str, str],
+        files: Iterable[tuple[Path, Mapping[str, Any]]] = (),
+    ) -> None:
+        self._settings: dict[str, Setting] = {}
+        self._environ = dict(environ)
+        self._files = list(files)
+        self._cache: dict[str, Value] = {}
+        self.add_settings(settings)
+
+    @classmethod
+    def load(
+        cls,
+        settings: Iterable[Setting] = CORE_SETTINGS,
+        environ: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> Config:
+        environ = os.environ if environ is None else environ
+        paths = [_local_config_path(cwd or Path.cwd()), _profile_config_path(environ)]
+        return cls(settings, environ, [(p, _read_json(p)) for p in paths if p is not None])
+
+    @property
+    def environ(self) -> Mapping[str, str]:
+        return self._environ
+
+    def add_settings(self, settings: Iterable[Setting]) -> None:
+        for setting in settings:
+            if setting.kind not in _KINDS:
+                raise ConfigError(
+                    f"Setting {setting.name} declares kind {setting.kind!r}; use one of {_KINDS}."
+                )
+            self._settings.setdefault(setting.name, setting)
+
+    def settings(self) -> list[Setting]:
+        return list(self._settings.values())
+
+    def value(self, name: str) -> Value:
+        if name in self._cache:
+            return self._cache[name]
+        setting = self._settings.get(name) or Setting(name=name)
+        env_name = f"METAFLOW_{name}"
+        raw: Any = setting.default
+        source = "default"
+        if env_name in self._environ:
+            raw, source = self._environ[env_name], "env var"
+        else:
+            for path, data in self._files:
+                if env_name in data:
+                    raw, source = data[env_name], str(path)
+                    break
+        value = Value(name, convert(setting, raw, source), source, setting.secret)
+        if setting.choices and value.value not in setting.choices:
+            raise ConfigError(
+                f"{value.describe()}, but it must be one of: {', '.join(setting.choices)}. "
+                f"Set {env_name} to one of these."
+            )
+        self._cache[name] = value
+        return value
+
+    def get(self, name: str) -> Any:
+        return self.value(name).value
+
+    def values(self) -> list[Value]:
+        return [self.value(name) for name in sorted(self._settings)]
+
+    # --- derived values -------------------------------------------------------------------------------
+
+    @property
+    def debug(self) -> bool:
+        return bool(self.get("DEBUG_CONDA"))
+
+    def name_list(self, name: str) -> list[str] | None:
+        """A list-valued setting given as JSON or a comma list (``None`` when unset)."""
+        value = self.value(name)
+        if value.value is None:
+            return None
+        if isinstance(value.value, str):
+            return [part.strip() for part in value.value.split(",") if part.strip()]
+        if not isinstance(value.value, list) or not all(isinstance(v, str) for v in value.value):
+            raise ConfigError(f'{value.describe()}, but it must be a list of names, e.g. ["rattler", "uv"].')
+        return list(value.value)
+
+    def store_root(self, datastore: str) -> Value:
+        """``CONDA_<DS>ROOT``, else ``DATASTORE_SYSROOT_<DS>/conda_env``, with its source."""
+        ds = datastore.upper()
+        root = self.value(f"CONDA_{ds}ROOT")
+        if root.value:
+            return root
+        sysroot = self.value(f"DATASTORE_SYSROOT_{ds}")
+        if sysroot.value:
+            return Value(root.name, sysroot.value.rstrip("/") + "/conda_env", sysroot.source)
+        if datastore == "local":
+            return Value(root.name, str(self.cache_dir() / "store"), "default")
+        raise ConfigError(
+            f"No store root is configured for the {datastore!r} datastore. Set METAFLOW_CONDA_{ds}ROOT "
+            f"(e.g. {datastore}://bucket/conda_env) or METAFLOW_DATASTORE_SYSROOT_{ds}."
+        )
+
+    def cache_dir(self) -> Path:
+        configured = self.get("ENVCORE_CACHE_DIR")
+        if configured:
+            return Path(configured).expanduser()
+        xdg = self._environ.get("XDG_CACHE_HOME") or os.path.join(self._environ.get("HOME", "~"), ".cache")
+        return Path(xdg).expanduser() / "envcore"
+
+    def username(self) -> str:
+        for var in ("METAFLOW_USER", "SUDO_USER", "USERNAME", "USER"):
+            if self._environ.get(var):
+                return self._environ[var]
+        try:
+            return getpass.getuser()
+        except (KeyError, OSError):
+            return "unknown"
+
+    # --- default sources, as users already configure them -----------------------------------------------
+
+    def _condarc(self) -> dict[str, Any]:
+        home = Path(self._environ.get("HOME", "~")).expanduser()
+        merged: dict[str, Any] = {}
+        rc_env = self._environ.get("CONDARC")
+        candidates = [Path("/etc/conda/.condarc"), home / ".config/conda/.condarc", home / ".condarc"]
+        for path in [*candidates, *([Path(rc_env)] if rc_env else [])]:
+            if not path.is_file():
+                continue
+            try:
+                data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            except (OSError, yaml.YAMLError) as exc:
+                raise ConfigError(
+                    f"The conda configuration {path} is not valid YAML ({exc}). Fix or remove it."
+                ) from None
+            if isinstance(data, dict):
+                merged.update(data)
+        return merged
+
+    def conda_channels(self) -> tuple[tuple[str, ...], str]:
+        """Default conda channels and where they came from."""
+        configured = self.name_list("CONDA_CHANNELS")
+        if configured:
+            return tuple(configured), self.value("CONDA_CHANNELS").source
+        if self._environ.get("CONDA_CHANNELS"):
+            return tuple(
+                c.strip() for c in self._environ["CONDA_CHANNELS"].split(",") if c.strip()
+            ), "CONDA_CHANNELS"
+        channels = self._condarc().get("channels")
+        if isinstance(channels, list) and channels:
+            return tuple(str(c) for c in channels if c != "defaults") or DEFAULT_CHANNELS, ".condarc"
+        return DEFAULT_CHANNELS, "default"
+
+    def channel_alias(self) -> str:
+        alias = (
+            self.get("CONDA_CHANNEL_ALIAS") or self._condarc().get("channel_alias") or DEFAULT_CHANNEL_ALIAS
+        )
+        return str(alias).rstrip("/")
+
+    def channel_url(self, channel: str) -> str:
+        """A channel name (``conda-forge``) as a URL through the channel alias; URLs pass unchanged."""
+        if "://" in channel:
+            return channel.rstrip("/")
+        if channel.startswith("/"):
+            return Path(channel).as_uri()
+        return f"{self.channel_alias()}/{channel.strip('/')}"
+
+    def pypi_sources(self) -> tuple[tuple[str, ...], str]:
+        """The default PyPI index first, then pip's configured extra indices, and where they came from."""
+        first = self.value("CONDA_DEFAULT_PYPI_SOURCE")
+        index, extras, source = _pip_index_config(self._environ)
+        if first.value:
+            return (first.value, *extras), first.source
+        return (index or DEFAULT_PYPI_INDEX, *extras), source if index or extras else "default"
+
+
+def _pip_index_config(environ: Mapping[str, str]) -> tuple[str | None, tuple[str, ...], str]:
+    """pip's own ``index-url`` / ``extra-index-url`` (env vars, then config files, pip's precedence)."""
+    if environ.get("PIP_INDEX_URL") or environ.get("PIP_EXTRA_INDEX_URL"):
+        from_env = tuple(environ.get("PIP_EXTRA_INDEX_URL", "").split())
+        return environ.get("PIP_INDEX_URL"), from_env, "PIP_INDEX_URL"
+    home = Path(environ.get("HOME", "~")).expanduser()
+    xdg = Path(environ.get("XDG_CONFIG_HOME", home / ".config"))
+    if environ.get("PIP_CONFIG_FILE"):
+        files = [Path(environ["PIP_CONFIG_FILE"])]
+    else:
+        files = [
+            Path("/etc/pip.conf"),
+            Path("/etc/xdg/pip/pip.conf"),
+            home / ".pip/pip.conf",
+            xdg / "pip/pip.conf",
+        ]
+    index: str | None = None
+    extras: tuple[str, ...] = ()
+    source = "default"
+    for path in files:
+        parser = configparser.ConfigParser()
+        try:
+            parser.read(path, encoding="utf-8")
+        except (configparser.Error, OSError):
+            continue
+        for section in ("global", "install"):
+            if parser.has_option(section, "index-url"):
+                index, source = parser.get(section, "index-url").strip(), str(path)
+            if parser.has_option(section, "extra-index-url"):
+                extras, source = tuple(parser.get(section, "extra-index-url").split()), str(path)
+    return index, extras, source
+
+
+def redact_url(url: str) -> str:
+    """``url`` without ``user:password@``."""
+    parts = urlsplit(url)
+    if not (parts.username or parts.password):
+        return url
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return parts._replace(netloc=netloc).geturl()
+
+
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
+
+
+def redact_text(text: str) -> str:
+    """``text`` with ``user:password@`` removed from every URL in it."""
+    return _USERINFO.sub(r"\g<scheme>", text)

@@ -1,0 +1,135 @@
+"""The environment description stored under ``envs/<arch>/<req>/<full>/env``: JSON with the original
+extension's fields (``deps``, ``sources``, ``extras``, ``packages`` with ``_type``/``filename``/``url``/
+``url_format``/``hashes``/``cache_info``, ``resolved_on``, ``resolved_by``, ``resolved_archs``, ``env_type``,
+``accurate_source``), plus an ``envcore`` block per package (sha256 of every format, size, name, version,
+build, depends) and at the top level (schema version, resolver), which the original ignores when reading.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from envcore.errors import StorageError
+from envcore.types import EnvType, LockedPackage, PackageFile, PackageKind, ResolvedEnvironment
+
+SCHEMA = 1
+
+
+def package_to_dict(pkg: LockedPackage, cache_keys: Mapping[str, str] | None = None) -> dict[str, Any]:
+    src = pkg.source
+    hashes = {
+        f.url_format: (f.md5 if pkg.kind is PackageKind.CONDA and f.md5 else f.sha256) for f in pkg.files
+    }
+    data: dict[str, Any] = {
+        "_type": pkg.kind.value,
+        "filename": pkg.filename,
+        "url": src.url,
+        "url_format": src.url_format,
+        "hashes": hashes,
+    }
+    if cache_keys:
+        data["cache_info"] = {fmt: {"_type": pkg.kind.value, "url": key} for fmt, key in cache_keys.items()}
+    data["envcore"] = {
+        "name": pkg.name,
+        "version": pkg.version,
+        "build": pkg.build,
+        "subdir": pkg.subdir,
+        "channel": pkg.channel,
+        "depends": list(pkg.depends),
+        "files": {
+            f.url_format: {"url": f.url, "sha256": f.sha256, "md5": f.md5, "size": f.size} for f in pkg.files
+        },
+    }
+    return data
+
+
+def package_from_dict(data: Mapping[str, Any]) -> LockedPackage:
+    extra = data["envcore"]
+    files = tuple(
+        PackageFile(url_format=fmt, url=f["url"], sha256=f["sha256"], md5=f.get("md5"), size=f.get("size"))
+        for fmt, f in sorted(extra["files"].items(), key=lambda kv: kv[0] != data["url_format"])
+    )
+    return LockedPackage(
+        kind=PackageKind(data["_type"]),
+        name=extra["name"],
+        version=extra["version"],
+        build=extra.get("build", ""),
+        filename=data["filename"],
+        files=files,
+        subdir=extra.get("subdir"),
+        channel=extra.get("channel"),
+        depends=tuple(extra.get("depends", ())),
+    )
+
+
+def cache_keys_of(data: Mapping[str, Any]) -> dict[str, str]:
+    return {fmt: info["url"] for fmt, info in data.get("cache_info", {}).items()}
+
+
+def to_dict(
+    env: ResolvedEnvironment, cache_keys: Mapping[str, Mapping[str, str]] | None = None
+) -> dict[str, Any]:
+    """``cache_keys`` maps a package filename to its {format: store key}."""
+    keys = cache_keys or {}
+    return {
+        "deps": list(env.deps),
+        "sources": list(env.sources),
+        "extras": list(env.extras),
+        "packages": [package_to_dict(p, keys.get(p.filename)) for p in env.packages],
+        "resolved_on": env.resolved_on,
+        "resolved_by": env.resolved_by,
+        "resolved_archs": list(env.resolved_archs),
+        "env_type": env.env_type.value,
+        "accurate_source": env.accurate_source,
+        "full_id_unique_keys": dict(env.full_id_unique_keys),
+        "envcore": {"schema": SCHEMA, "resolver": env.resolver},
+    }
+
+
+def from_dict(data: Mapping[str, Any], *, req_id: str, full_id: str, arch: str) -> ResolvedEnvironment:
+    return ResolvedEnvironment(
+        req_id=req_id,
+        full_id=full_id,
+        arch=arch,
+        env_type=EnvType(data["env_type"]),
+        deps=tuple(data["deps"]),
+        sources=tuple(data.get("sources", ())),
+        extras=tuple(data.get("extras", ())),
+        packages=tuple(package_from_dict(p) for p in data["packages"]),
+        resolved_on=str(data["resolved_on"]),
+        resolved_by=str(data["resolved_by"]),
+        resolved_archs=tuple(data.get("resolved_archs", (arch,))),
+        resolver=str(data.get("envcore", {}).get("resolver", "")),
+        accurate_source=bool(data.get("accurate_source", True)),
+        full_id_unique_keys=dict(data.get("full_id_unique_keys", {})),
+    )
+
+
+def dumps(env: ResolvedEnvironment, cache_keys: Mapping[str, Mapping[str, str]] | None = None) -> bytes:
+    return json.dumps(to_dict(env, cache_keys), indent=1, sort_keys=True).encode()
+
+
+def loads(raw: bytes, *, req_id: str, full_id: str, arch: str, where: str) -> ResolvedEnvironment:
+    """Parse a stored description; a damaged or foreign one is a one-paragraph :class:`StorageError`."""
+    try:
+        data = json.loads(raw)
+        schema = data.get("envcore", {}).get("schema")
+        if schema != SCHEMA:
+            raise ValueError(
+                "it was written by the original extension or another envcore version"
+                if schema is None
+                else f"its schema version is {schema}, this envcore reads {SCHEMA}"
+            )
+        return from_dict(data, req_id=req_id, full_id=full_id, arch=arch)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise StorageError(
+            f"The environment description {where} cannot be read ({exc}). Resolve the environment again with "
+            "`envcore resolve --force`, which writes a new description; the damaged one is left as it is."
+        ) from None
+
+
+def now() -> str:
+    return datetime.now().isoformat()

@@ -1,0 +1,79 @@
+"""The one error tree of envcore.
+
+Every error a user can cause is an :class:`EnvcoreError`. Its message is one paragraph that says what is
+wrong, where the offending value came from and how to fix it; the CLI prints it without a traceback
+(unless ``--verbose``) and exits with :attr:`EnvcoreError.exit_code`.
+"""
+
+from __future__ import annotations
+
+
+class EnvcoreError(Exception):
+    """Base of every error envcore reports to a person."""
+
+    exit_code: int = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(message.split()))
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0])
+
+
+class ConfigError(EnvcoreError):
+    """A configuration value is invalid or names something that does not exist."""
+
+    exit_code = 2
+
+
+class UsageError(EnvcoreError):
+    """The command line is inconsistent (conflicting options, missing argument)."""
+
+    exit_code = 2
+
+
+class SpecError(EnvcoreError):
+    """A requirement specification (decorator, requirements.txt, environment.yml, pyproject.toml) is malformed."""
+
+    exit_code = 2
+
+
+class PluginError(EnvcoreError):
+    """A plugin is broken: it failed to import, registered a duplicate name or a malformed record."""
+
+
+class BackendUnavailable(EnvcoreError):
+    """A backend is installed but cannot run here (missing executable, unsupported version)."""
+
+
+class ResolutionError(EnvcoreError):
+    """Requirements cannot be resolved (unsatisfiable, unknown package, conflicting pins)."""
+
+
+class StorageError(EnvcoreError):
+    """The store failed or holds something unexpected."""
+
+
+class PreconditionFailed(StorageError):
+    """A conditional write lost: the object exists (create-if-absent) or changed (compare-and-swap)."""
+
+
+class IntegrityError(EnvcoreError):
+    """A file's content does not match its recorded hash."""
+
+
+class FormatError(EnvcoreError):
+    """A package archive is malformed or hostile (path traversal, links outside the prefix, devices)."""
+
+
+class AliasError(EnvcoreError):
+    """An alias is malformed, unknown, or would rebind an immutable name."""
+
+
+class LockTimeout(EnvcoreError):
+    """A lock could not be acquired within ``METAFLOW_CONDA_LOCK_TIMEOUT`` seconds."""
+
+
+class MissingObject(StorageError):
+    """The store has no object under the requested key."""

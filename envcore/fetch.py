@@ -1,0 +1,146 @@
+"""Getting package files: from the local package cache, the store, or the package's own URL — every file
+verified against its recorded sha256 before anything uses it.
+
+The local package cache keeps ``<cache>/pkgs/<sha256>/<file name>``; a file is renamed into place only after
+its hash matched, so presence means verified. A mismatch raises :class:`IntegrityError` naming the file,
+both hashes and the source, and the bad bytes are moved to ``<cache>/quarantine`` for inspection.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import requests
+
+from envcore.config import redact_url
+from envcore.errors import EnvcoreError, IntegrityError, MissingObject
+from envcore.types import PackageFile, Store
+
+RETRIES = 4
+CHUNK = 1 << 20
+
+
+class PackageCache:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, file: PackageFile, name: str) -> Path:
+        return self.root / "pkgs" / file.sha256 / name
+
+    def get(self, file: PackageFile, name: str, *, verify: bool = False) -> Path | None:
+        path = self.path(file, name)
+        if not path.is_file():
+            return None
+        if verify:
+            actual = sha256_file(path)
+            if actual != file.sha256:
+                self._quarantine(path, path, file.sha256, actual, "the local package cache")
+        return path
+
+    def put_verified(self, tmp: Path, file: PackageFile, name: str, source: str) -> Path:
+        """Move a downloaded temp file into the cache if its hash matches, else quarantine it and raise."""
+        actual = sha256_file(tmp)
+        if actual != file.sha256:
+            self._quarantine(tmp, Path(name), file.sha256, actual, source)
+        final = self.path(file, name)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, final)
+        return final
+
+    def _quarantine(self, path: Path, name: Path, expected: str, actual: str, source: str) -> None:
+        target = self.root / "quarantine" / f"{actual}-{name.name}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target)
+        raise IntegrityError(
+            f"{name.name} from {source} has sha256 {actual}, but the environment records {expected}. The file was "
+            f"not used and is kept in {target}. The source holds a different file than when the environment was "
+            "resolved: resolve again, or repair the source."
+        )
+
+    def temp(self) -> Path:
+        folder = self.root / "pkgs" / ".incoming"
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=folder)
+        os.close(fd)
+        return Path(name)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def from_store(store: Store, key: str, cache: PackageCache, file: PackageFile, name: str) -> Path:
+    tmp = cache.temp()
+    try:
+        store.get_file(key, tmp)
+        return cache.put_verified(tmp, file, name, f"the store ({store.url}/{key})")
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def from_url(
+    url: str,
+    cache: PackageCache,
+    file: PackageFile,
+    name: str,
+    credentials: Mapping[str, tuple[str, str]] | None = None,
+) -> Path:
+    """Download with retries (5xx, resets, truncated bodies), then verify."""
+    tmp = cache.temp()
+    try:
+        download(url, tmp, credentials)
+        return cache.put_verified(tmp, file, name, redact_url(url))
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def download(url: str, dest: Path, credentials: Mapping[str, tuple[str, str]] | None = None) -> None:
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        try:
+            shutil.copyfile(unquote(parts.path), dest)
+        except OSError as exc:
+            raise MissingObject(f"Cannot read {url}: {exc.strerror}. Check that the file exists.") from None
+        return
+    auth = (credentials or {}).get(parts.hostname or "")
+    last = ""
+    for attempt in range(RETRIES):
+        try:
+            with requests.get(url, stream=True, timeout=(10, 120), auth=auth) as response:
+                if response.status_code in (404, 410):
+                    raise MissingObject(f"{redact_url(url)} does not exist (HTTP {response.status_code}).")
+                if response.status_code in (401, 403):
+                    raise EnvcoreError(
+                        f"Access to {redact_url(url)} was denied (HTTP {response.status_code}). Configure credentials "
+                        "for its host in METAFLOW_CONDA_SRCS_AUTH_INFO."
+                    )
+                response.raise_for_status()
+                expected = int(response.headers.get("Content-Length", -1))
+                written = 0
+                with open(dest, "wb") as fh:
+                    for chunk in response.iter_content(CHUNK):
+                        fh.write(chunk)
+                        written += len(chunk)
+                if expected >= 0 and written != expected:
+                    raise requests.ConnectionError(f"truncated body ({written} of {expected} bytes)")
+                return
+        except (requests.ConnectionError, requests.Timeout, requests.HTTPError) as exc:
+            last = type(exc).__name__
+            status = getattr(getattr(exc, "response", None), "status_code", None)
+            if status is not None and status < 500 and status != 429:
+                break
+            time.sleep(min(0.2 * 2**attempt, 2.0))
+    raise EnvcoreError(
+        f"Could not download {redact_url(url)} after {RETRIES} attempts ({last}). Check the network and retry."
+    )

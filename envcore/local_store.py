@@ -1,0 +1,183 @@
+"""The built-in store: a directory, on this machine or on a shared POSIX mount.
+
+* Every write goes to a temporary file in ``<root>/.envcore-tmp`` (same file system), is flushed to disk and
+  then renamed into place: a reader sees the old object or the whole new one, never a torn one.
+* Create-if-absent publishes with ``link(2)``, which fails if the name exists — atomic without a lock.
+* Compare-and-swap and plain replacement hold an ``flock`` on a per-key lock file in ``<root>/.envcore-locks``,
+  so a replacement cannot slip between another writer's check and its rename.
+* An object's version is its inode, size and modification time: each publication is a new inode.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, suppress
+from pathlib import Path
+from typing import IO
+
+from envcore.errors import MissingObject, PreconditionFailed, StorageError
+from envcore.locks import file_lock
+from envcore.types import ObjectInfo
+
+TMP_DIR, LOCK_DIR = ".envcore-tmp", ".envcore-locks"
+LOCK_TIMEOUT = 60.0
+
+
+def _version(st: os.stat_result) -> str:
+    return f"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}"
+
+
+class LocalStore:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).absolute()
+
+    def __repr__(self) -> str:
+        return f"LocalStore({str(self.root)!r})"
+
+    @property
+    def url(self) -> str:
+        return f"file://{self.root}"
+
+    # --- reading ------------------------------------------------------------------------------------
+
+    def _path(self, key: str) -> Path:
+        parts = key.split("/")
+        if (
+            not key
+            or key.startswith("/")
+            or any(p in ("", ".", "..") for p in parts)
+            or parts[0]
+            in (
+                TMP_DIR,
+                LOCK_DIR,
+            )
+        ):
+            raise StorageError(f"{key!r} is not a valid store key: use relative '/'-separated names.")
+        return self.root.joinpath(*parts)
+
+    def stat(self, key: str) -> ObjectInfo | None:
+        try:
+            st = self._path(key).stat()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if not os.path.isfile(self._path(key)):
+            return None
+        return ObjectInfo(key=key, size=st.st_size, version=_version(st))
+
+    def open(self, key: str) -> AbstractContextManager[IO[bytes]]:
+        try:
+            return self._path(key).open("rb")
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise MissingObject(f"{self.url}/{key} does not exist.") from None
+
+    def get_file(self, key: str, dest: Path) -> None:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+        os.close(fd)
+        try:
+            with self.open(key) as src, open(tmp, "wb") as out:
+                shutil.copyfileobj(src, out, 1 << 20)
+            os.replace(tmp, dest)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        base = prefix.rpartition("/")[0]
+        start = self._path(base) if base else self.root
+        if not start.is_dir():
+            return
+        found: list[str] = []
+        for dirpath, dirnames, filenames in os.walk(start):
+            rel = Path(dirpath).relative_to(self.root).as_posix()
+            if rel == ".":
+                dirnames[:] = [d for d in dirnames if d not in (TMP_DIR, LOCK_DIR)]
+                rel = ""
+            found.extend(f"{rel}/{name}" if rel else name for name in filenames)
+        for key in sorted(k for k in found if k.startswith(prefix)):
+            info = self.stat(key)
+            if info is not None:
+                yield info
+
+    # --- writing ------------------------------------------------------------------------------------
+
+    def _staged(self, write: Callable[[IO[bytes]], None]) -> Path:
+        tmp_dir = self.root / TMP_DIR
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=tmp_dir)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                write(fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return Path(tmp)
+
+    def _lock(self, key: str) -> AbstractContextManager[None]:
+        name = hashlib.sha1(key.encode()).hexdigest()
+        return file_lock(self.root / LOCK_DIR / name, LOCK_TIMEOUT)
+
+    def _publish(self, key: str, staged: Path, *, if_absent: bool, if_version: str | None) -> ObjectInfo:
+        path = self._path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise StorageError(
+                f"Cannot write {self.url}/{key}: a parent of it is an object. Choose a key that is not nested "
+                "under an existing object."
+            ) from None
+        if if_absent:
+            try:
+                os.link(staged, path)
+            except FileExistsError:
+                raise PreconditionFailed(f"{self.url}/{key} already exists.") from None
+            return self._info(key, path)
+        with self._lock(key):
+            if if_version is not None:
+                current = self.stat(key)
+                if current is None or current.version != if_version:
+                    raise PreconditionFailed(
+                        f"{self.url}/{key} changed since it was read (expected version {if_version}, "
+                        f"found {current.version if current else 'no object'})."
+                    )
+            os.replace(staged, path)
+            return self._info(key, path)
+
+    def _info(self, key: str, path: Path) -> ObjectInfo:
+        st = path.stat()
+        return ObjectInfo(key=key, size=st.st_size, version=_version(st))
+
+    def put_file(self, key: str, src: Path) -> ObjectInfo:
+        def copy(out: IO[bytes]) -> None:
+            with open(src, "rb") as fh:
+                shutil.copyfileobj(fh, out, 1 << 20)
+
+        staged = self._staged(copy)
+        try:
+            return self._publish(key, staged, if_absent=False, if_version=None)
+        finally:
+            staged.unlink(missing_ok=True)
+
+    def put_bytes(
+        self, key: str, data: bytes, *, if_absent: bool = False, if_version: str | None = None
+    ) -> ObjectInfo:
+        if if_absent and if_version is not None:
+            raise ValueError("if_absent and if_version are exclusive")
+        def write(out: IO[bytes]) -> None:
+            out.write(data)
+
+        staged = self._staged(write)
+        try:
+            return self._publish(key, staged, if_absent=if_absent, if_version=if_version)
+        finally:
+            staged.unlink(missing_ok=True)
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        with self._lock(key), suppress(FileNotFoundError):
+            path.unlink()

@@ -1,0 +1,63 @@
+"""Cross-process locks on local files (``fcntl.flock``), bounded by ``METAFLOW_CONDA_LOCK_TIMEOUT``.
+
+The kernel drops an ``flock`` when its holder dies, even by SIGKILL, so a crashed process never blocks
+others. The lock file records the holder's pid and host, for the message shown while waiting.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from envcore.errors import LockTimeout
+
+
+def _holder(path: Path) -> str:
+    try:
+        return path.read_text().strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+@contextmanager
+def file_lock(
+    path: Path,
+    timeout: float,
+    *,
+    shared: bool = False,
+    on_wait: Callable[[str], None] | None = None,
+) -> Iterator[None]:
+    """Hold an exclusive (or shared) lock on ``path`` for the duration of the block."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+        deadline = time.monotonic() + timeout
+        delay, next_notice = 0.005, time.monotonic() + 10
+        while True:
+            try:
+                fcntl.flock(fd, mode | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                now = time.monotonic()
+                if now >= deadline:
+                    raise LockTimeout(
+                        f"Timed out after {timeout:.0f} s waiting for the lock {path} (held by {_holder(path)}). If "
+                        "that process is gone, retry; raise METAFLOW_CONDA_LOCK_TIMEOUT to wait longer."
+                    ) from None
+                if on_wait and now >= next_notice:
+                    on_wait(f"Waiting for the lock {path} (held by {_holder(path)})")
+                    next_notice = now + 30
+                time.sleep(delay)
+                delay = min(delay * 2, 0.25)
+        if not shared:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock

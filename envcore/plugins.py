@@ -1,0 +1,409 @@
+"""The plugin manager: finds plugins, validates what they register, and selects backends from configuration.
+
+Plugins come from three places, in this order: the built-ins (registered explicitly), the ``envcore``
+entry-point group, and ``METAFLOW_ENVCORE_PLUGIN_MODULES`` (import paths, for remote nodes that have no
+installed metadata). ``METAFLOW_ENVCORE_PLUGINS`` (allow-list) and ``METAFLOW_ENVCORE_DISABLED_PLUGINS``
+(block-list) filter them by name. A plugin that fails to import is recorded with its error and only fails
+a command that selects one of its backends. Build the manager with :func:`build_registry` and pass it on.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.metadata
+import re
+import sys
+import traceback
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from types import ModuleType
+from typing import Any, Generic, TypeVar
+from urllib.parse import parse_qsl, urlsplit
+
+import pluggy
+
+from envcore import hookspecs
+from envcore.config import Config
+from envcore.errors import ConfigError, EnvcoreError, PluginError
+from envcore.types import (
+    CommandPlugin,
+    EnvType,
+    Installer,
+    InstallerPlugin,
+    LockedPackage,
+    NamingPlugin,
+    NamingScheme,
+    PackageFormat,
+    PackageFormatPlugin,
+    PackageKind,
+    Resolver,
+    ResolverPlugin,
+    Setting,
+    StoragePlugin,
+    Store,
+)
+
+ENTRY_POINT_GROUP = "envcore"
+BUILTIN = "builtin"
+RESOLVER_SETTINGS = {
+    EnvType.CONDA_ONLY: "CONDA_DEPENDENCY_RESOLVER",
+    EnvType.PYPI_ONLY: "CONDA_PYPI_DEPENDENCY_RESOLVER",
+    EnvType.MIXED: "CONDA_MIXED_DEPENDENCY_RESOLVER",
+}
+INSTALLER_SETTINGS = {
+    PackageKind.CONDA: "ENVCORE_CONDA_INSTALLER",
+    PackageKind.PYPI: "ENVCORE_PYPI_INSTALLER",
+}
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+_HEX = {"sha256": re.compile(r"^[0-9a-f]{64}$"), "md5": re.compile(r"^[0-9a-f]{32}$")}
+_SECRET_QUERY = re.compile(r"(token|secret|password|passwd|signature|sig|key|credential)", re.IGNORECASE)
+
+R = TypeVar("R")
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class PluginInfo:
+    """What ``envcore plugins`` reports about one plugin."""
+
+    name: str
+    module: str
+    distribution: str | None = None
+    version: str | None = None
+    status: str = "loaded"  # loaded | failed | blocked | not-allowed
+    error: str | None = None
+    provides: list[str] = field(default_factory=list)
+
+    @property
+    def origin(self) -> str:
+        return f"{self.distribution} {self.version}" if self.distribution else f"module {self.module}"
+
+
+@dataclass(frozen=True, slots=True)
+class Registered(Generic[T]):
+    """A record and the plugin that registered it."""
+
+    record: T
+    plugin: str
+
+
+def _debug(config: Config, message: str) -> None:
+    if config.debug:
+        print(f"debug[envcore plugins]: {message}", file=sys.stderr)
+
+
+class Registry:
+    """Everything the plugins registered, and the selection of backends by configuration."""
+
+    def __init__(self, pm: pluggy.PluginManager, config: Config) -> None:
+        self.pm = pm
+        self.config = config
+        self.plugins: dict[str, PluginInfo] = {}
+        self.resolvers: dict[str, Registered[ResolverPlugin]] = {}
+        self.installers: dict[str, Registered[InstallerPlugin]] = {}
+        self.formats: dict[str, Registered[PackageFormatPlugin]] = {}  # by extension
+        self.stores: dict[str, Registered[StoragePlugin]] = {}
+        self.namings: dict[str, Registered[NamingPlugin]] = {}
+        self.commands: dict[str, Registered[CommandPlugin]] = {}
+
+    # --- selection ------------------------------------------------------------------------------------
+
+    def _unknown(self, kind: str, setting: str, name: str, choices: Iterable[str]) -> ConfigError:
+        value = self.config.value(setting)
+        failed = [p for p in self.plugins.values() if p.status == "failed" and name in (p.name, p.module)]
+        if failed:
+            return ConfigError(
+                f"{value.describe()}, and the plugin providing {kind} {name!r} ({failed[0].origin}) failed to "
+                f"load: {failed[0].error}. Reinstall it, or choose one of: {', '.join(sorted(choices)) or 'none'}."
+            )
+        blocked = [p for p in self.plugins.values() if p.status != "loaded" and p.name == name]
+        hint = (
+            f"The plugin {name!r} is installed but {blocked[0].status} by METAFLOW_ENVCORE_PLUGINS / "
+            "METAFLOW_ENVCORE_DISABLED_PLUGINS; change those settings"
+            if blocked
+            else f"Install it with `pip install envcore-{name}`"
+        )
+        return ConfigError(
+            f"{value.describe()}, but no {kind} named {name!r} is installed. {hint}, or choose one of: "
+            f"{', '.join(sorted(choices)) or '(none installed)'}."
+        )
+
+    def resolver_plugin(self, env_type: EnvType) -> ResolverPlugin:
+        setting = RESOLVER_SETTINGS[env_type]
+        name = str(self.config.get(setting))
+        choices = [n for n, r in self.resolvers.items() if env_type in r.record.env_types]
+        if name == "none":
+            raise ConfigError(
+                f"Cannot resolve environments in {env_type.value.replace('-only', '')} mode because no resolver is "
+                f"configured ({self.config.value(setting).describe()}). Set METAFLOW_{setting} to one of: "
+                f"{', '.join(sorted(choices)) or '(none installed)'}."
+            )
+        entry = self.resolvers.get(name)
+        if entry is None:
+            raise self._unknown("resolver", setting, name, choices)
+        plugin: ResolverPlugin = entry.record
+        if env_type not in plugin.env_types:
+            raise ConfigError(
+                f"{self.config.value(setting).describe()}, but resolver {name!r} cannot resolve {env_type.value} "
+                f"environments (it handles {', '.join(sorted(t.value for t in plugin.env_types))}). "
+                f"Choose one of: {', '.join(sorted(choices)) or '(none installed)'}."
+            )
+        return plugin
+
+    def resolver(self, env_type: EnvType) -> Resolver:
+        return self._build(self.resolver_plugin(env_type).factory, self.config)
+
+    def resolver_named(self, name: str) -> Resolver:
+        entry = self.resolvers.get(name)
+        if entry is None:
+            raise PluginError(
+                f"No resolver named {name!r} is installed; installed resolvers: {', '.join(sorted(self.resolvers))}."
+            )
+        return self._build(entry.record.factory, self.config)
+
+    def installer(self, kind: PackageKind) -> Installer:
+        setting = INSTALLER_SETTINGS[kind]
+        name = str(self.config.get(setting))
+        entry = self.installers.get(name)
+        if entry is None or entry.record.kind is not kind:
+            choices = [n for n, r in self.installers.items() if r.record.kind is kind]
+            raise self._unknown(f"{kind.value} installer", setting, name, choices)
+        return self._build(entry.record.factory, self.config)
+
+    def store(self, datastore: str | None = None) -> Store:
+        name = datastore or str(self.config.get("DEFAULT_DATASTORE"))
+        entry = self.stores.get(name)
+        if entry is None:
+            raise self._unknown("store", "DEFAULT_DATASTORE", name, self.stores)
+        plugin: StoragePlugin = entry.record
+        root = self.config.store_root(name)
+        return self._build(plugin.factory, str(root.value), self.config)
+
+    def naming(self) -> NamingScheme:
+        name = str(self.config.get("ENVCORE_NAMING"))
+        entry = self.namings.get(name)
+        if entry is None:
+            raise self._unknown("naming scheme", "ENVCORE_NAMING", name, self.namings)
+        return self._build(entry.record.factory)
+
+    def package_format(self, extension: str) -> PackageFormat:
+        entry = self.formats.get(extension)
+        if entry is None:
+            raise PluginError(
+                f"No package format is registered for {extension!r} files; registered: "
+                f"{', '.join(sorted(self.formats)) or 'none'}. Install the plugin that provides it."
+            )
+        return self._build(entry.record.factory)
+
+    def _build(self, factory: Callable[..., R], *args: Any) -> R:
+        try:
+            return factory(*args)
+        except EnvcoreError:
+            raise
+        except Exception as exc:
+            raise PluginError(
+                f"A plugin's factory failed: {type(exc).__name__}: {exc}. Run with --verbose for the traceback."
+            ) from exc
+
+    # --- checking what plugins return -----------------------------------------------------------------
+
+    def check_locked(self, resolver_name: str, packages: Sequence[LockedPackage]) -> None:
+        """The core's own check of a resolver's result: hashes, credentials, known formats."""
+        problems: list[str] = []
+        for item in packages:
+            untrusted: object = item  # plugins can return anything
+            if not isinstance(untrusted, LockedPackage):
+                problems.append(f"returned {type(untrusted).__name__} instead of LockedPackage")
+                continue
+            pkg = untrusted
+            if not pkg.files:
+                problems.append(f"package {pkg.filename!r} has no file")
+            for f in pkg.files:
+                if not _HEX["sha256"].match(f.sha256 or ""):
+                    problems.append(f"{pkg.filename}{f.url_format} has no well-formed sha256 ({f.sha256!r})")
+                if f.md5 is not None and not _HEX["md5"].match(f.md5):
+                    problems.append(f"{pkg.filename}{f.url_format} has a malformed md5 ({f.md5!r})")
+                if has_credentials(f.url):
+                    problems.append(f"the URL of {pkg.filename}{f.url_format} carries credentials")
+                if f.url_format not in self.formats:
+                    problems.append(f"{pkg.filename}{f.url_format} has no registered package format")
+        if problems:
+            raise PluginError(
+                f"Resolver {resolver_name!r} returned an invalid result: {'; '.join(problems[:5])}"
+                f"{' (and more)' if len(problems) > 5 else ''}. This is a bug in the plugin; report it to its authors."
+            )
+
+
+def has_credentials(url: str) -> bool:
+    parts = urlsplit(url)
+    if parts.username or parts.password:
+        return True
+    return any(_SECRET_QUERY.search(k) for k, _ in parse_qsl(parts.query))
+
+
+# --- building -------------------------------------------------------------------------------------------
+
+
+def _plugin_name_for_module(module_path: str) -> str:
+    top = module_path.split(".")[0]
+    return top.removeprefix("envcore_").replace("_", "-") if top.startswith("envcore_") else module_path
+
+
+def _candidates(config: Config) -> list[tuple[str, str, Callable[[], ModuleType], str | None, str | None]]:
+    """(name, module path, loader, distribution, version) of every plugin to consider, in load order."""
+    found: list[tuple[str, str, Callable[[], ModuleType], str | None, str | None]] = []
+    for ep in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        dist = ep.dist
+        found.append(
+            (ep.name, ep.value, ep.load, dist.name if dist else None, dist.version if dist else None)
+        )
+    for item in config.name_list("ENVCORE_PLUGIN_MODULES") or []:
+        name, _, path = item.rpartition("=")
+        path = path.strip()
+        found.append(
+            (
+                name.strip() or _plugin_name_for_module(path),
+                path,
+                partial(importlib.import_module, path),
+                None,
+                None,
+            )
+        )
+    return found
+
+
+def build_registry(config: Config | None = None, *, builtins: Sequence[ModuleType] | None = None) -> Registry:
+    """Build the plugin manager and collect every registration; raise on broken contracts (duplicates,
+    misspelled hooks). Import failures are recorded, not raised."""
+    config = config or Config.load()
+    pm = pluggy.PluginManager("envcore")
+    pm.add_hookspecs(hookspecs)
+    registry = Registry(pm, config)
+    allowed = config.name_list("ENVCORE_PLUGINS")
+    blocked = set(config.name_list("ENVCORE_DISABLED_PLUGINS") or [])
+
+    if builtins is None:
+        from envcore import builtin
+
+        builtins = [builtin]
+    from envcore import __version__
+
+    for i, module in enumerate(builtins):
+        _register(registry, BUILTIN if i == 0 else module.__name__, module, "envcore", __version__)
+
+    for name, path, load, dist, version in _candidates(config):
+        if name in registry.plugins and registry.plugins[name].module == path:
+            continue  # the same plugin through an entry point and a module path
+        info = PluginInfo(name=name, module=path, distribution=dist, version=version)
+        if name in blocked:
+            info.status = "blocked"
+        elif allowed is not None and name not in allowed:
+            info.status = "not-allowed"
+        if info.status != "loaded":
+            registry.plugins.setdefault(name, info)
+            continue
+        try:
+            module = load()
+        except Exception as exc:
+            info.status, info.error = "failed", f"{type(exc).__name__}: {exc}"
+            _debug(config, f"plugin {name} failed to import:\n{traceback.format_exc()}")
+            registry.plugins.setdefault(name, info)
+            continue
+        if name in registry.plugins and registry.plugins[name].status == "loaded":
+            other = registry.plugins[name]
+            raise PluginError(
+                f"Two plugins are named {name!r}: {other.origin} and {info.origin}. Uninstall one of them, or "
+                "block one with METAFLOW_ENVCORE_DISABLED_PLUGINS."
+            )
+        _register(registry, name, module, dist, version, path)
+
+    config.add_settings(s.record for s in _collect(registry, "envcore_settings", Setting))
+    _index(registry)
+    return registry
+
+
+def _register(
+    registry: Registry,
+    name: str,
+    module: ModuleType,
+    dist: str | None,
+    version: str | None,
+    path: str | None = None,
+) -> None:
+    info = PluginInfo(name=name, module=path or module.__name__, distribution=dist, version=version)
+    try:
+        registry.pm.register(module, name=name)
+        registry.pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        registry.pm.unregister(name=name)
+        known = [h for h in dir(hookspecs) if h.startswith("envcore_")]
+        unknown = [
+            h
+            for h in dir(module)
+            if h.startswith("envcore") and h not in known and callable(getattr(module, h))
+        ]
+        guess = difflib.get_close_matches(unknown[0], known, n=1) if unknown else []
+        hint = f" Did you mean {guess[0]!r} (instead of {unknown[0]!r})?" if guess else ""
+        raise PluginError(
+            f"Plugin {name!r} ({info.origin}) does not follow the envcore hook contract: {exc}.{hint}"
+        ) from None
+    registry.plugins[name] = info
+    _debug(registry.config, f"registered plugin {name} from {info.origin}")
+
+
+def _collect(registry: Registry, hook_name: str, record_type: type[T]) -> list[Registered[T]]:
+    """Call one registration hook plugin by plugin, so every record is attributed to its plugin."""
+    out: list[Registered[T]] = []
+    for impl in getattr(registry.pm.hook, hook_name).get_hookimpls():
+        info = registry.plugins[impl.plugin_name]
+        try:
+            records = list(impl.function() or ())
+        except Exception as exc:
+            info.status, info.error = "failed", f"{hook_name}() raised {type(exc).__name__}: {exc}"
+            _debug(registry.config, f"{impl.plugin_name}.{hook_name}() failed:\n{traceback.format_exc()}")
+            continue
+        _debug(
+            registry.config, f"{impl.plugin_name}.{hook_name}() -> {[getattr(r, 'name', r) for r in records]}"
+        )
+        for record in records:
+            if not isinstance(record, record_type):
+                raise PluginError(
+                    f"Plugin {impl.plugin_name!r} ({info.origin}): {hook_name}() yielded {type(record).__name__}, "
+                    f"but it must yield {record_type.__name__} records."
+                )
+            name = getattr(record, "name", "")
+            if record_type is not Setting and not _NAME.match(name):
+                raise PluginError(
+                    f"Plugin {impl.plugin_name!r} ({info.origin}) registered the name {name!r}; names must be "
+                    "lowercase letters, digits, '-', '_' or '.'."
+                )
+            out.append(Registered(record, impl.plugin_name))
+    return out
+
+
+def _index(registry: Registry) -> None:
+    def put(table: dict[str, Registered[Any]], key: str, entry: Registered[Any], kind: str) -> None:
+        if key in table and table[key].plugin != entry.plugin:
+            first, second = registry.plugins[table[key].plugin], registry.plugins[entry.plugin]
+            raise PluginError(
+                f"Two plugins register the {kind} {key!r}: {first.name} ({first.origin}) and {second.name} "
+                f"({second.origin}). Uninstall one, or block one with METAFLOW_ENVCORE_DISABLED_PLUGINS."
+            )
+        table[key] = entry
+        registry.plugins[entry.plugin].provides.append(f"{kind}:{key}")
+
+    for r in _collect(registry, "envcore_resolvers", ResolverPlugin):
+        put(registry.resolvers, r.record.name, r, "resolver")
+    for i in _collect(registry, "envcore_installers", InstallerPlugin):
+        put(registry.installers, i.record.name, i, "installer")
+    for f in _collect(registry, "envcore_package_formats", PackageFormatPlugin):
+        for ext in f.record.extensions:
+            put(registry.formats, ext, f, "format")
+    for s in _collect(registry, "envcore_storage", StoragePlugin):
+        put(registry.stores, s.record.name, s, "store")
+    for n in _collect(registry, "envcore_naming", NamingPlugin):
+        put(registry.namings, n.record.name, n, "naming")
+    for c in _collect(registry, "envcore_cli_commands", CommandPlugin):
+        put(registry.commands, c.record.name, c, "command")

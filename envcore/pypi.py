@@ -1,0 +1,157 @@
+"""PyPI logic shared by every PyPI backend: requirement strings, target tags, wheel choice, hashes."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import requests
+from packaging.tags import Tag, compatible_tags, cpython_tags, mac_platforms
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+
+from envcore.config import redact_url
+from envcore.errors import ResolutionError
+from envcore.types import SYS, LockedPackage, PackageFile, PackageKind, Requirement, ResolveRequest
+
+# glibc ceilings uv and pip know as manylinux targets (2_17 is manylinux2014).
+MANYLINUX_MINORS = (17, 28, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40)
+MACHINE = {"64": "x86_64", "aarch64": "aarch64", "arm64": "arm64", "ppc64le": "ppc64le", "s390x": "s390x"}
+
+
+def pep508(req: Requirement) -> str:
+    """A requirement as pip and uv read it (``name[extra]==1.0; marker`` or ``name @ url``)."""
+    name = req.name + (f"[{','.join(req.extras)}]" if req.extras else "")
+    if req.url:
+        text = f"{name} @ {req.url}"
+    elif req.spec:
+        spec = req.spec if req.spec[0] in "<>=!~" else f"=={req.spec}"
+        text = f"{name}{spec}"
+    else:
+        text = name
+    return f"{text} ; {req.marker}" if req.marker else text
+
+
+def glibc_of(request: ResolveRequest) -> tuple[int, int] | None:
+    for req in request.of(SYS):
+        if req.name == "__glibc":
+            major, _, minor = req.spec.partition("=")[0].partition(".")
+            try:
+                return int(major), int(minor.split(".")[0] or 0)
+            except ValueError:
+                return None
+    return None
+
+
+def manylinux_minor(request: ResolveRequest) -> int:
+    """The highest manylinux_2_N target not above the request's glibc (2.17 when unknown)."""
+    glibc = glibc_of(request)
+    limit = glibc[1] if glibc and glibc[0] == 2 else 17
+    return max([m for m in MANYLINUX_MINORS if m <= limit] or [17])
+
+
+def platform_tags(request: ResolveRequest) -> list[str]:
+    family, _, machine = request.arch.partition("-")
+    cpu = MACHINE.get(machine, machine)
+    if family == "linux":
+        top = glibc_of(request)
+        limit = top[1] if top and top[0] == 2 else 17
+        many = [f"manylinux_2_{m}_{cpu}" for m in range(limit, 4, -1)]
+        return [*many, f"manylinux2014_{cpu}", f"manylinux2010_{cpu}", f"manylinux1_{cpu}", f"linux_{cpu}"]
+    if family == "osx":
+        arch = "arm64" if machine == "arm64" else "x86_64"
+        return list(mac_platforms((14, 0), arch))
+    if family == "win":
+        return ["win_arm64" if machine == "arm64" else "win_amd64"]
+    return []
+
+
+def target_tags(request: ResolveRequest, python_version: str) -> list[Tag]:
+    """Wheel tags the target interpreter accepts, most specific first."""
+    major, minor = (int(x) for x in python_version.split(".")[:2])
+    platforms = platform_tags(request)
+    return [
+        *cpython_tags((major, minor), platforms=platforms),
+        *compatible_tags((major, minor), platforms=platforms),
+    ]
+
+
+def best_wheel(filenames: Iterable[str], tags: Sequence[Tag]) -> str | None:
+    """The wheel whose best tag ranks highest for the target, or None if none fits."""
+    rank = {tag: i for i, tag in enumerate(tags)}
+    best: tuple[int, str] | None = None
+    for filename in filenames:
+        try:
+            _, _, _, wheel_tags = parse_wheel_filename(filename)
+        except InvalidWheelFilename:
+            continue
+        score = min((rank[t] for t in wheel_tags if t in rank), default=None)
+        if score is not None and (best is None or score < best[0]):
+            best = (score, filename)
+    return best[1] if best else None
+
+
+def canonicalize(name: str) -> str:
+    return str(canonicalize_name(name))
+
+
+def filename_of(url: str) -> str:
+    return unquote(Path(urlsplit(url).path).name)
+
+
+def sha256_of(url: str, credentials: Mapping[str, tuple[str, str]] | None = None) -> tuple[str, int]:
+    """Download ``url`` to hash it (for indexes that publish no hash); returns (sha256, size)."""
+    digest, size = hashlib.sha256(), 0
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        with open(unquote(parts.path), "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+                size += len(chunk)
+        return digest.hexdigest(), size
+    auth = (credentials or {}).get(parts.hostname or "")
+    try:
+        with requests.get(url, stream=True, timeout=60, auth=auth) as response:
+            response.raise_for_status()
+            for chunk in response.iter_content(1 << 20):
+                digest.update(chunk)
+                size += len(chunk)
+    except requests.RequestException as exc:
+        raise ResolutionError(
+            f"Could not download {redact_url(url)} to compute its hash (the index publishes none): "
+            f"{type(exc).__name__}. Check the index and your credentials."
+        ) from None
+    return digest.hexdigest(), size
+
+
+def locked_wheel(name: str, version: str, url: str, sha256: str, size: int | None) -> LockedPackage:
+    filename = filename_of(url)
+    ext = (
+        ".whl"
+        if filename.endswith(".whl")
+        else (".tar.gz" if filename.endswith(".tar.gz") else Path(filename).suffix)
+    )
+    return LockedPackage(
+        kind=PackageKind.PYPI,
+        name=str(canonicalize_name(name)),
+        version=version,
+        filename=filename[: -len(ext)],
+        files=(PackageFile(url_format=ext, url=redact_url(url), sha256=sha256, size=size),),
+    )
+
+
+def conda_python_packages(packages: Iterable[LockedPackage]) -> dict[str, LockedPackage]:
+    """Conda packages that install a Python distribution, by their canonical PyPI name.
+
+    Conda and PyPI names mostly agree once canonicalised; those that do not are not pinned (pip would then
+    see them as missing and the composition reports the conflict)."""
+    found: dict[str, LockedPackage] = {}
+    for pkg in packages:
+        if (
+            pkg.kind is PackageKind.CONDA
+            and pkg.name != "python"
+            and any(d.split()[0] in ("python", "python_abi") for d in pkg.depends)
+        ):
+            found[str(canonicalize_name(pkg.name))] = pkg
+    return found

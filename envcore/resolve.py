@@ -1,0 +1,224 @@
+"""From a user's specification to a locked environment: build the request, pick the resolver, check its result.
+
+Decisions that differ from the original extension (reference §1(l)):
+
+* The default python is ``X.Y.*`` of the launching interpreter for the CLI too (the original used the exact
+  patch version on the CLI and ``X.Y.*`` in decorators, so "the same" spec got two req ids).
+* The envcore CLI does not inject Metaflow's own pins (``requests``...); the Metaflow integration does.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from envcore import compose
+from envcore.config import Config
+from envcore.errors import ConfigError, UsageError
+from envcore.plugins import Registry
+from envcore.types import (
+    CONDA,
+    PYPI,
+    SYS,
+    EnvType,
+    LockedPackage,
+    Requirement,
+    ResolvedEnvironment,
+    Resolver,
+    ResolveRequest,
+)
+
+if TYPE_CHECKING:
+    from envcore.specs import Spec
+
+KNOWN_ARCHS = (
+    "linux-64",
+    "linux-aarch64",
+    "linux-ppc64le",
+    "linux-s390x",
+    "osx-64",
+    "osx-arm64",
+    "win-64",
+    "win-arm64",
+)
+SYS_PACKAGES = ("__cuda", "__glibc")
+
+
+def local_arch() -> str:
+    system, machine = platform.system(), platform.machine().lower()
+    arm = machine in ("arm64", "aarch64")
+    if system == "Linux":
+        return "linux-aarch64" if arm else {"x86_64": "linux-64"}.get(machine, f"linux-{machine}")
+    if system == "Darwin":
+        return "osx-arm64" if arm else "osx-64"
+    if system == "Windows":
+        return "win-arm64" if arm else "win-64"
+    raise ConfigError(f"envcore does not support this platform ({system} {machine}); use Linux or macOS.")
+
+
+def check_arch(arch: str) -> str:
+    if arch not in KNOWN_ARCHS:
+        raise UsageError(f"Unknown architecture {arch!r}. Use a conda subdir: {', '.join(KNOWN_ARCHS)}.")
+    return arch
+
+
+def default_python() -> str:
+    return f"{sys.version_info.major}.{sys.version_info.minor}.*"
+
+
+def sys_version(version: str) -> str:
+    """The original's virtual-package version form: ``2.27`` -> ``2.27=0``; ``x=0=0`` -> ``x=0``."""
+    while version.endswith("=0=0"):
+        version = version[:-2]
+    return version if version.endswith("=0") else f"{version}=0"
+
+
+def _local_virtual_packages(environ: Mapping[str, str]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    glibc = environ.get("CONDA_OVERRIDE_GLIBC") or (
+        platform.libc_ver()[1] if platform.libc_ver()[0] == "glibc" else ""
+    )
+    if glibc:
+        found["__glibc"] = glibc
+    if environ.get("CONDA_OVERRIDE_CUDA"):
+        found["__cuda"] = environ["CONDA_OVERRIDE_CUDA"]
+    return found
+
+
+def sys_packages(config: Config, arch: str, requested: Iterable[Requirement]) -> tuple[Requirement, ...]:
+    """Virtual packages that go in the request: the local ones when resolving for this machine, else
+    ``CONDA_SYS_DEFAULT_PACKAGES[arch]``; the user's own ``@sys_packages`` win."""
+    if arch == local_arch():
+        found = _local_virtual_packages(config.environ)
+    else:
+        defaults = config.value("CONDA_SYS_DEFAULT_PACKAGES")
+        per_arch = defaults.value.get(arch, {}) if isinstance(defaults.value, dict) else {}
+        if not isinstance(per_arch, dict):
+            raise ConfigError(f"{defaults.describe()}, but each arch must map to {{package: version}}.")
+        found = {k: str(v) for k, v in per_arch.items() if k in SYS_PACKAGES}
+        if arch == "linux-64" and "__glibc" in found and config.environ.get("CONDA_OVERRIDE_GLIBC"):
+            found["__glibc"] = config.environ["CONDA_OVERRIDE_GLIBC"]
+    for req in requested:
+        found[req.name] = req.spec
+    return tuple(
+        Requirement(category=SYS, name=name, spec=sys_version(version))
+        for name, version in sorted(found.items())
+    )
+
+
+def _dedup(items: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(i for i in items if i))
+
+
+def channel_name(config: Config, channel: str) -> str:
+    """URLs under the channel alias become names again, so ids do not depend on the mirror in use."""
+    alias = config.channel_alias() + "/"
+    for prefix in (alias, "https://conda.anaconda.org/"):
+        if channel.startswith(prefix):
+            return channel[len(prefix) :].strip("/")
+    return channel.rstrip("/")
+
+
+def build_request(
+    spec: Spec,
+    config: Config,
+    arch: str,
+    *,
+    python: str | None = None,
+    base: ResolvedEnvironment | None = None,
+) -> ResolveRequest:
+    """The request for one architecture: the user's requirements plus python, virtual packages and the
+    default sources, exactly the inputs of the req id."""
+    check_arch(arch)
+    if python and spec.python:
+        raise UsageError(
+            f"Cannot specify --python if the python dependency is already set in {spec.origin} "
+            f"(python {spec.python}). Remove one of them."
+        )
+    python_spec = python or spec.python or default_python()
+    user = [
+        r for r in spec.requirements if r.category != SYS and not (r.category == CONDA and r.name == "python")
+    ]
+    requirements = (
+        *user,
+        Requirement(category=CONDA, name="python", spec=python_spec),
+        *sys_packages(config, arch, [r for r in spec.requirements if r.category == SYS]),
+    )
+    channels, _ = config.conda_channels()
+    conda_sources = _dedup(channel_name(config, c) for c in (*spec.sources.get(CONDA, ()), *channels))
+    sources: dict[str, tuple[str, ...]] = {CONDA: conda_sources}
+    draft = ResolveRequest(arch=arch, requirements=tuple(requirements), base=base)
+    if draft.env_type is not EnvType.CONDA_ONLY:
+        defaults, _ = config.pypi_sources()
+        sources[PYPI] = _dedup((*defaults, *spec.sources.get(PYPI, ())))
+    return replace(
+        draft,
+        sources=sources,
+        extras={k: v for k, v in spec.extras.items() if v},
+        python=python_spec,
+        credentials=_credentials(config),
+    )
+
+
+def _credentials(config: Config) -> dict[str, tuple[str, str]]:
+    value = config.value("CONDA_SRCS_AUTH_INFO")
+    if not isinstance(value.value, dict) or not all(
+        isinstance(v, (list, tuple)) and len(v) == 2 for v in value.value.values()
+    ):
+        raise ConfigError(f"{value.describe()}, but it must map hosts to [user, password].")
+    return {str(host): (str(user), str(pw)) for host, (user, pw) in value.value.items()}
+
+
+def id_inputs(request: ResolveRequest) -> tuple[list[str], list[str], list[str]]:
+    """The TStr lists (deps, sources, extras) that the req id hashes."""
+    deps = [r.tstr for r in request.requirements]
+    sources = [f"{cat}::{s}" for cat, items in request.sources.items() for s in items]
+    extras = [f"{cat}::{e}" for cat, items in request.extras.items() for e in items]
+    return deps, sources, extras
+
+
+def req_id(registry: Registry, request: ResolveRequest) -> str:
+    return registry.naming().req_id(*id_inputs(request))
+
+
+def resolver_for(registry: Registry, env_type: EnvType) -> tuple[str, Resolver]:
+    """The resolver that locks ``env_type`` environments, and its name for messages. A resolver that only
+    locks PyPI packages is composed with the conda resolver, which provides python."""
+    plugin = registry.resolver_plugin(env_type)
+    pure_pypi = env_type is EnvType.PYPI_ONLY and EnvType.CONDA_ONLY not in plugin.env_types
+    if plugin.name != compose.NAME and not pure_pypi:
+        return plugin.name, registry.resolver(env_type)
+    conda = registry.resolver_plugin(EnvType.CONDA_ONLY).name
+    pypi = plugin.name if pure_pypi else registry.resolver_plugin(EnvType.PYPI_ONLY).name
+    resolver = compose.ComposedResolver(
+        (conda, registry.resolver_named(conda)), (pypi, registry.resolver_named(pypi))
+    )
+    return f"{conda}+{pypi}", resolver
+
+
+def resolve(registry: Registry, request: ResolveRequest) -> ResolvedEnvironment:
+    """Lock ``request`` with the configured resolver for its environment type, and check the result."""
+    name, resolver = resolver_for(registry, request.env_type)
+    resolver.check()
+    packages: Sequence[LockedPackage] = tuple(resolver.resolve(request))
+    registry.check_locked(name, packages)
+    naming = registry.naming()
+    deps, sources, extras = id_inputs(request)
+    return ResolvedEnvironment(
+        req_id=naming.req_id(deps, sources, extras),
+        full_id=naming.full_id(packages, request.arch, {}),
+        arch=request.arch,
+        env_type=request.env_type,
+        deps=tuple(deps),
+        sources=tuple(sources),
+        extras=tuple(extras),
+        packages=tuple(packages),
+        resolved_on=datetime.now().isoformat(sep=" "),
+        resolved_by=registry.config.username(),
+        resolved_archs=(request.arch,),
+        resolver=f"{name.partition('+')[0]} {resolver.version()}",
+    )

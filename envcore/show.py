@@ -1,0 +1,76 @@
+"""How environments are printed: the original extension's ``pretty_print`` layout, and a JSON form."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from envcore import description
+from envcore.types import PackageKind, ResolvedEnvironment
+
+
+def _alias_display(resolved: str) -> str:
+    name, _, tag = resolved.rpartition("/")
+    return f"{name}:{tag}" if name else resolved
+
+
+def pretty(
+    env: ResolvedEnvironment,
+    *,
+    is_default: bool = False,
+    aliases: tuple[Sequence[str], Sequence[str]] = ((), ()),
+    local_instances: Sequence[str] = (),
+) -> str:
+    immutable, mutable = aliases
+    conda = sorted((p for p in env.packages if p.kind is PackageKind.CONDA), key=lambda p: p.name)
+    pypi = sorted((p for p in env.packages if p.kind is PackageKind.PYPI), key=lambda p: p.name)
+    lines = [
+        f"{'DEFAULT ' if is_default else ''}Environment of type {env.env_type.value} full hash {env.req_id}:{env.full_id}"
+    ]
+    if immutable or mutable:
+        shown = [_alias_display(a) for a in immutable] + [f"{_alias_display(a)} (mutable)" for a in mutable]
+        lines.append(f"Aliases {', '.join(shown)}")
+    lines += [
+        f"Arch {env.arch}",
+        f"Available on {', '.join(env.resolved_archs)}",
+        "",
+        f"Resolved on {env.resolved_on.replace('T', ' ')}",
+        f"Resolved by {env.resolved_by}",
+    ]
+    if env.resolver:
+        lines.append(f"Resolved with {env.resolver}")
+    lines.append("")
+    if local_instances:
+        lines += [f"Locally present as {', '.join(local_instances)}", ""]
+    lines.append(f"User-requested packages {', '.join(d.replace('*', 'x') for d in sorted(env.deps))}")
+    if env.sources:
+        lines.append(f"User sources {', '.join(env.sources)}")
+    if env.extras:
+        lines.append(f"Extra resolution flags {', '.join(env.extras)}")
+    lines.append("")
+    if conda:
+        lines.append(
+            "Conda Packages installed " + ", ".join(f"{p.name}=={p.version}-{p.build}" for p in conda)
+        )
+    if pypi:
+        lines.append("Pypi Packages installed " + ", ".join(f"{p.name}=={p.version}" for p in pypi))
+    return "\n".join(lines) + "\n"
+
+
+def as_json(
+    env: ResolvedEnvironment,
+    *,
+    is_default: bool = False,
+    aliases: tuple[Sequence[str], Sequence[str]] = ((), ()),
+    local_instances: Sequence[str] = (),
+) -> dict[str, Any]:
+    return {
+        "req_id": env.req_id,
+        "full_id": env.full_id,
+        "arch": env.arch,
+        "is_default": is_default,
+        "aliases": [_alias_display(a) for a in aliases[0]],
+        "mutable_aliases": [_alias_display(a) for a in aliases[1]],
+        "local_instances": list(local_instances),
+        "env": description.to_dict(env),
+    }

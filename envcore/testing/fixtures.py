@@ -1,0 +1,181 @@
+"""pytest fixtures of the envcore test kit. Opt in with ``pytest_plugins = ["envcore.testing.fixtures"]``."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from envcore.testing.channel import Universe, build_universe
+from envcore.testing.servers import ServedDirectory, serve_directory
+
+SCRUBBED_PREFIXES = ("METAFLOW_", "CONDA_", "PIP_", "UV_", "POETRY_", "MAMBA_", "ENVCORE_")
+
+
+@pytest.fixture(autouse=True)
+def isolated_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A clean configuration world for every test: no ``METAFLOW_*``/``CONDA_*``/``PIP_*``/``UV_*``/
+    ``POETRY_*`` variables, ``HOME``, ``XDG_*`` and ``METAFLOW_HOME`` inside the test's tmp dir, and pip's
+    machine-wide configuration turned off. Yields the fake home directory."""
+    for name in list(os.environ):
+        if name.startswith(SCRUBBED_PREFIXES):
+            monkeypatch.delenv(name)
+    home = tmp_path / "home"
+    (home / ".metaflowconfig").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("METAFLOW_HOME", str(home / ".metaflowconfig"))
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    monkeypatch.chdir(tmp_path)
+    yield home
+
+
+# --- the test universe: a conda channel and a wheel index built from one table --------------------------
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class WheelIndex:
+    """The universe's PyPI side: ``find_links`` (a directory for ``--find-links``), ``simple_url``
+    (``file://…/simple/``) and ``http_url`` (``http://127.0.0.1:PORT/simple/``) for ``--index-url``."""
+
+    find_links: Path
+    simple_url: str
+    http_url: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AuthEndpoint:
+    """An http URL that answers 401 unless given ``user``/``password`` by basic auth."""
+
+    url: str
+    user: str
+    password: str
+    url_with_credentials: str
+
+
+AUTH_USER = "envcore"
+AUTH_PASSWORD = "s3cret-test-only"
+
+
+@pytest.fixture(scope="session")
+def universe(tmp_path_factory: pytest.TempPathFactory) -> Universe:
+    """The test universe (conda channel, wheels, simple index), built once per session (~0.5-1 s)."""
+    return build_universe(tmp_path_factory.mktemp("universe"))
+
+
+@pytest.fixture(scope="session")
+def conda_channel(universe: Universe) -> str:
+    """``file://`` URL of the universe's conda channel."""
+    return universe.channel_url
+
+
+@pytest.fixture(scope="session")
+def _universe_http(universe: Universe) -> Iterator[ServedDirectory]:
+    with serve_directory(universe.root) as served:
+        yield served
+
+
+@pytest.fixture(scope="session")
+def _universe_http_auth(universe: Universe) -> Iterator[ServedDirectory]:
+    with serve_directory(universe.root, auth=(AUTH_USER, AUTH_PASSWORD)) as served:
+        yield served
+
+
+@pytest.fixture(scope="session")
+def conda_channel_http(_universe_http: ServedDirectory) -> str:
+    """``http://127.0.0.1:PORT/channel``: the conda channel over http."""
+    return f"{_universe_http.url}/channel"
+
+
+@pytest.fixture(scope="session")
+def wheel_index(universe: Universe, _universe_http: ServedDirectory) -> WheelIndex:
+    """The universe's wheels and sdists: a ``--find-links`` dir, a ``file://`` and an http simple index."""
+    return WheelIndex(
+        find_links=universe.wheels_dir,
+        simple_url=universe.simple_url,
+        http_url=f"{_universe_http.url}/simple/",
+    )
+
+
+def _auth_endpoint(served: ServedDirectory, path: str) -> AuthEndpoint:
+    assert served.user is not None and served.password is not None
+    return AuthEndpoint(
+        url=f"{served.url}/{path}",
+        user=served.user,
+        password=served.password,
+        url_with_credentials=f"{served.url_with_credentials}/{path}",
+    )
+
+
+@pytest.fixture(scope="session")
+def auth_channel(_universe_http_auth: ServedDirectory) -> AuthEndpoint:
+    """The conda channel behind basic auth."""
+    return _auth_endpoint(_universe_http_auth, "channel")
+
+
+@pytest.fixture(scope="session")
+def auth_wheel_index(_universe_http_auth: ServedDirectory) -> AuthEndpoint:
+    """The simple index (``…/simple/``) behind basic auth."""
+    return _auth_endpoint(_universe_http_auth, "simple/")
+
+
+# --- offline guard ----------------------------------------------------------------------------------------
+
+
+class NetworkBlockedError(RuntimeError):
+    """A test using the ``offline`` fixture tried to reach a non-loopback address."""
+
+
+def _loopback(address: object) -> bool:
+    if not isinstance(address, tuple):
+        return True  # AF_UNIX paths and other local families
+    host = str(address[0]).split("%")[0]
+    if host == "localhost":
+        return True
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False  # a host name: even resolving it would leave the machine
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return ip.is_loopback or bool(mapped and mapped.is_loopback)
+
+
+def _refuse(address: object) -> NetworkBlockedError:
+    return NetworkBlockedError(
+        f"network access to {address!r} blocked: this test uses the `offline` fixture, which only allows "
+        "127.0.0.0/8 and ::1. Serve what the test needs locally (see envcore.testing.servers)."
+    )
+
+
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Block every non-loopback connection made through Python sockets in this process. Native code
+    (py-rattler's Rust client) and subprocesses are not covered: run those under ``unshare -n``."""
+    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+    real_create_connection = socket.create_connection
+
+    def connect(self: socket.socket, address: Any) -> None:
+        if not _loopback(address):
+            raise _refuse(address)
+        real_connect(self, address)
+
+    def connect_ex(self: socket.socket, address: Any) -> int:
+        if not _loopback(address):
+            raise _refuse(address)
+        return real_connect_ex(self, address)
+
+    def create_connection(address: tuple[str, int], *args: Any, **kwargs: Any) -> socket.socket:
+        if not _loopback(address):  # before the DNS lookup create_connection would do
+            raise _refuse(address)
+        return real_create_connection(address, *args, **kwargs)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+    monkeypatch.setattr(socket, "create_connection", create_connection)

@@ -1,0 +1,68 @@
+"""Running external tools the same way everywhere: argument lists, a scrubbed environment, timeouts, and the
+tool's output kept for ``--verbose``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from envcore.errors import BackendUnavailable, EnvcoreError
+
+# Variables that would make a tool read the user's own configuration instead of what envcore passes.
+SCRUBBED_PREFIXES = ("PIP_", "UV_", "CONDA_", "POETRY_", "MAMBA_", "PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")
+
+
+def tool_env(
+    extra: Mapping[str, str] | None = None, environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in (os.environ if environ is None else environ).items()
+        if not k.startswith(SCRUBBED_PREFIXES)
+    }
+    env.update(extra or {})
+    return env
+
+
+def run_tool(
+    args: Sequence[str | Path],
+    *,
+    what: str,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 1800,
+    debug: bool = False,
+) -> subprocess.CompletedProcess[str]:
+    """Run a tool and return its completed process (whatever its exit code); the caller turns failures
+    into errors a person can act on. ``what`` names the tool in messages."""
+    argv = [str(a) for a in args]
+    if debug:
+        print(f"debug[envcore tools]: {what}: {' '.join(argv)}", file=sys.stderr)
+    try:
+        done = subprocess.run(
+            argv,
+            env=dict(env) if env is not None else tool_env(),
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+    except FileNotFoundError:
+        raise BackendUnavailable(
+            f"{what} is not installed here ({argv[0]} not found). Install it or set its path."
+        ) from None
+    except subprocess.TimeoutExpired:
+        raise EnvcoreError(f"{what} did not finish within {timeout:.0f} s and was stopped.") from None
+    if debug and done.stderr.strip():
+        print(f"debug[envcore tools]: {what} stderr:\n{done.stderr.rstrip()}", file=sys.stderr)
+    return done
+
+
+def tail(text: str, lines: int = 12) -> str:
+    """The last lines of a tool's output, folded into one line for a one-paragraph error."""
+    kept = [line.strip() for line in text.strip().splitlines() if line.strip()][-lines:]
+    return " ".join(kept)

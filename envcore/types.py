@@ -1,0 +1,350 @@
+"""Records and protocols that cross the plugin boundary.
+
+Records are frozen, keyword-only and slotted: a plugin builds them, the core validates them
+(:mod:`envcore.plugins`) and never mutates them. Behaviour is expressed as narrow
+:class:`typing.Protocol` s, built lazily by a record's ``factory`` so that registering a plugin imports
+nothing heavy.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import click
+
+    from envcore.config import Config
+
+
+class PackageKind(str, enum.Enum):
+    """The ecosystem a package file belongs to."""
+
+    CONDA = "conda"
+    PYPI = "pypi"
+
+
+class EnvType(str, enum.Enum):
+    """What an environment is made of; selects the resolver setting that applies."""
+
+    CONDA_ONLY = "conda-only"
+    PYPI_ONLY = "pypi-only"
+    MIXED = "mixed"
+
+
+class Capability(str, enum.Enum):
+    """Optional abilities a resolver declares; the conformance kit skips what is not declared."""
+
+    CROSS_PLATFORM = "cross-platform"  # resolves for a subdir other than the local one
+    VIRTUAL_PACKAGES = "virtual-packages"  # honours __glibc / __cuda / __osx
+    AUTH = "auth"  # resolves against sources that need credentials
+    EXTEND = "extend"  # keeps the pins of a base environment (ResolveRequest.base)
+    OFFLINE = "offline"  # needs no network but the configured sources
+
+
+# Requirement categories, as in the original's "<category>::<value>" strings.
+CONDA, PYPI, NPCONDA, SYS = "conda", "pypi", "npconda", "sys"
+CATEGORIES = (CONDA, PYPI, NPCONDA, SYS)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Requirement:
+    """One requested package, as the user stated it (after normalisation).
+
+    ``spec`` is the version constraint without the name: a conda match-spec version (``1.2.3`` is exact,
+    ``>=1,<2`` a range) or a PEP 440 specifier for PyPI; ``""`` means any version.
+    """
+
+    category: str
+    name: str
+    spec: str = ""
+    channel: str | None = None
+    extras: tuple[str, ...] = ()
+    marker: str | None = None
+    url: str | None = None
+
+    @property
+    def value(self) -> str:
+        """The dependency string the original stores and hashes (``name==spec``, ``name`` or with a marker)."""
+        name = f"{self.channel}::{self.name}" if self.channel else self.name
+        if self.extras:
+            name += "[" + ",".join(self.extras) + "]"
+        if self.url:
+            text = f"{name}@{self.url}"
+        elif self.spec:
+            text = f"{name}=={self.spec}"
+        else:
+            text = name
+        return f"{text};{self.marker}" if self.marker else text
+
+    @property
+    def tstr(self) -> str:
+        return f"{self.category}::{self.value}"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PackageFile:
+    """One downloadable file of a package, in one format. ``url`` never carries credentials."""
+
+    url_format: str  # ".conda", ".tar.bz2", ".whl", ".tar.gz", ".zip"
+    url: str
+    sha256: str
+    md5: str | None = None
+    size: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LockedPackage:
+    """An exact package of a resolved environment.
+
+    ``filename`` has no extension (``numpy-1.26.4-py311h64a7726_0``, ``requests-2.31.0-py3-none-any``);
+    ``files[0]`` is the file the resolver chose; transmuted formats are appended by the cache.
+    """
+
+    kind: PackageKind
+    name: str
+    version: str
+    filename: str
+    files: tuple[PackageFile, ...]
+    build: str = ""
+    subdir: str | None = None
+    channel: str | None = None
+    depends: tuple[str, ...] = ()
+
+    @property
+    def source(self) -> PackageFile:
+        return self.files[0]
+
+    def file(self, url_format: str) -> PackageFile | None:
+        return next((f for f in self.files if f.url_format == url_format), None)
+
+    @property
+    def id_hash(self) -> str:
+        """The hash the original puts in the full id: md5 for conda, sha256 for PyPI."""
+        src = self.source
+        if self.kind is PackageKind.CONDA and src.md5:
+            return src.md5
+        return src.sha256
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ResolveRequest:
+    """What a resolver is asked to lock, for one target architecture.
+
+    For a PyPI resolver inside a composition, ``python_version`` is the exact python the conda side
+    chose and ``installed`` lists the Python packages it installs, which must be kept as they are.
+    ``credentials`` maps host -> (user, password); it is never part of ``repr`` or equality.
+    """
+
+    arch: str
+    requirements: tuple[Requirement, ...]
+    sources: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    extras: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    python: str | None = None
+    python_version: str | None = None
+    installed: tuple[LockedPackage, ...] = ()
+    base: ResolvedEnvironment | None = None
+    credentials: Mapping[str, tuple[str, str]] = field(default_factory=dict, repr=False, compare=False)
+
+    def of(self, *categories: str) -> tuple[Requirement, ...]:
+        return tuple(r for r in self.requirements if r.category in categories)
+
+    @property
+    def env_type(self) -> EnvType:
+        conda = bool(self.of(CONDA)) or bool(self.base and self.base.env_type is not EnvType.PYPI_ONLY)
+        pypi = bool(self.of(PYPI)) or bool(self.base and self.base.env_type is not EnvType.CONDA_ONLY)
+        if conda and pypi:
+            return EnvType.MIXED
+        return EnvType.PYPI_ONLY if pypi else EnvType.CONDA_ONLY
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ResolvedEnvironment:
+    """A locked environment for one architecture: what the store keeps under ``envs/<arch>/<req>/<full>/env``."""
+
+    req_id: str
+    full_id: str
+    arch: str
+    env_type: EnvType
+    deps: tuple[str, ...]
+    sources: tuple[str, ...]
+    extras: tuple[str, ...]
+    packages: tuple[LockedPackage, ...]
+    resolved_on: str
+    resolved_by: str
+    resolved_archs: tuple[str, ...]
+    resolver: str = ""
+    accurate_source: bool = True
+    full_id_unique_keys: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ObjectInfo:
+    """What a store knows of one object. ``version`` changes whenever the content is replaced."""
+
+    key: str
+    size: int
+    version: str
+
+
+# --- Protocols: the behaviour behind each record's factory -------------------------------------------
+
+
+@runtime_checkable
+class Resolver(Protocol):
+    """Locks requirements into exact packages for one architecture."""
+
+    def check(self) -> None:
+        """Return if the backend can run here; else raise :class:`~envcore.errors.BackendUnavailable`."""
+
+    def version(self) -> str:
+        """The version of the tool doing the work (recorded in every resolved environment)."""
+
+    def resolve(self, request: ResolveRequest) -> Sequence[LockedPackage]:
+        """Return the locked packages in install order, or raise :class:`~envcore.errors.ResolutionError`."""
+
+
+@runtime_checkable
+class Installer(Protocol):
+    """Puts verified local package files into a prefix."""
+
+    def check(self) -> None: ...
+
+    def install(self, packages: Sequence[tuple[LockedPackage, Path]], prefix: Path) -> None:
+        """Install ``(package, local file)`` pairs into ``prefix``; files are already hash-verified."""
+
+
+@runtime_checkable
+class PackageFormat(Protocol):
+    """Reads, checks and extracts one archive format."""
+
+    def check(self, archive: Path) -> None:
+        """Refuse a hostile or malformed archive (:class:`~envcore.errors.FormatError`) without extracting it."""
+
+    def extract(self, archive: Path, dest: Path) -> None:
+        """Extract into ``dest``; raise :class:`~envcore.errors.FormatError` on hostile or malformed content."""
+
+    def metadata(self, archive: Path) -> Mapping[str, Any]:
+        """The package's own metadata (conda ``info/index.json``, wheel ``METADATA`` fields)."""
+
+
+@runtime_checkable
+class Store(Protocol):
+    """A flat key space of immutable-until-replaced objects. Keys use ``/`` and never start with it."""
+
+    @property
+    def url(self) -> str:
+        """Where the store is, for messages; never contains credentials."""
+
+    def stat(self, key: str) -> ObjectInfo | None: ...
+
+    def open(self, key: str) -> AbstractContextManager[IO[bytes]]:
+        """Stream an object; raise :class:`~envcore.errors.MissingObject` if absent."""
+
+    def get_file(self, key: str, dest: Path) -> None: ...
+
+    def put_file(self, key: str, src: Path) -> ObjectInfo:
+        """Atomically publish a file: readers see the old object or the whole new one."""
+
+    def put_bytes(
+        self, key: str, data: bytes, *, if_absent: bool = False, if_version: str | None = None
+    ) -> ObjectInfo:
+        """Atomic put; ``if_absent`` = create-if-absent, ``if_version`` = compare-and-swap.
+
+        A lost condition raises :class:`~envcore.errors.PreconditionFailed`.
+        """
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Every object whose key starts with ``prefix``, recursively, in key order."""
+
+    def delete(self, key: str) -> None: ...
+
+
+@runtime_checkable
+class NamingScheme(Protocol):
+    """Computes environment ids and parses aliases."""
+
+    def req_id(self, deps: Sequence[str], sources: Sequence[str], extras: Sequence[str]) -> str: ...
+
+    def full_id(
+        self, packages: Sequence[LockedPackage], arch: str, unique_keys: Mapping[str, str] | None = None
+    ) -> str: ...
+
+    def coresolved_full_id(self, per_arch: Mapping[str, Sequence[LockedPackage]]) -> str: ...
+
+
+# --- Registration records -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ResolverPlugin:
+    """A resolver. ``env_types`` says which environments it can lock on its own."""
+
+    name: str
+    env_types: frozenset[EnvType]
+    factory: Callable[[Config], Resolver]
+    summary: str
+    capabilities: frozenset[Capability] = frozenset()
+    executables: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class InstallerPlugin:
+    """An installer for one package kind (conda archives or wheels)."""
+
+    name: str
+    kind: PackageKind
+    factory: Callable[[Config], Installer]
+    summary: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PackageFormatPlugin:
+    """An archive format, known by its file extensions (``.conda``)."""
+
+    name: str
+    kind: PackageKind
+    extensions: tuple[str, ...]
+    factory: Callable[[], PackageFormat]
+    summary: str = ""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StoragePlugin:
+    """A store for one Metaflow datastore type (``local``, ``s3``, ``gs``, ``azure``)."""
+
+    name: str
+    factory: Callable[[str, Config], Store]
+    summary: str
+    root_setting: str = ""  # e.g. "CONDA_S3ROOT"; defaults to CONDA_<NAME>ROOT
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class NamingPlugin:
+    name: str
+    factory: Callable[[], NamingScheme]
+    summary: str = ""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Setting:
+    """A configuration key (without the ``METAFLOW_`` prefix) and how to read it."""
+
+    name: str
+    default: Any = None
+    kind: str = "str"  # "str" | "int" | "float" | "bool" | "json"
+    help: str = ""
+    secret: bool = False
+    choices: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CommandPlugin:
+    """An extra ``envcore`` sub-command."""
+
+    name: str
+    factory: Callable[[], click.Command]

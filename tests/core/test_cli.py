@@ -1,0 +1,126 @@
+"""The ``envcore`` CLI through its installed console script, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import InstallPlugin, resolver_plugin_code
+
+ENVCORE = shutil.which("envcore", path=str(Path(sys.executable).parent))
+
+
+def envcore(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    assert ENVCORE, "the envcore console script is not installed next to the test interpreter"
+    return subprocess.run(
+        [ENVCORE, *args], capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=120
+    )
+
+
+def test_help_lists_the_commands() -> None:
+    out = envcore("--help")
+    assert out.returncode == 0
+    for command in ("resolve", "create", "get", "show", "alias", "plugins", "config"):
+        assert f"  {command} " in out.stdout
+
+
+def test_plugins_json_lists_the_builtins() -> None:
+    out = envcore("plugins", "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    builtin = next(p for p in data["plugins"] if p["name"] == "builtin")
+    assert builtin["status"] == "loaded"
+    assert "store:local" in builtin["provides"]
+    assert data["selected"]["CONDA_DEPENDENCY_RESOLVER"] == "rattler"
+
+
+def test_plugins_check_reports_unavailable_backends(install_plugin: InstallPlugin) -> None:
+    site = install_plugin("envcore-pixi", {"pixi": "envcore_pixi.plugin"}, {"envcore_pixi.plugin": resolver_plugin_code("pixi")})
+    out = envcore("plugins", "--check", "--json", env={"PYTHONPATH": str(site)})
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["resolvers"]["pixi"] == {"available": False, "version": None, "reason": "pixi-bin is not on PATH"}
+    pixi = next(p for p in data["plugins"] if p["name"] == "pixi")
+    assert (pixi["distribution"], pixi["version"]) == ("envcore-pixi", "1.0")
+
+
+def test_plugins_shows_import_failures_and_keeps_working(install_plugin: InstallPlugin) -> None:
+    site = install_plugin("envcore-broken", {"broken": "envcore_broken.plugin"}, {"envcore_broken.plugin": "1/0\n"})
+    out = envcore("plugins", env={"PYTHONPATH": str(site)})
+    assert out.returncode == 0, out.stderr
+    assert "broken           failed" in out.stdout
+    assert "ZeroDivisionError: division by zero" in out.stdout
+
+
+def test_config_show_masks_secrets_and_names_sources() -> None:
+    out = envcore(
+        "config", "show", "--json", env={"METAFLOW_CONDA_SRCS_AUTH_INFO": '{"h": ["u", "s3cret"]}', "METAFLOW_CONDA_TEST": "1"}
+    )
+    assert out.returncode == 0, out.stderr
+    assert "s3cret" not in out.stdout
+    rows = {row["key"]: row for row in json.loads(out.stdout)}
+    assert rows["METAFLOW_CONDA_SRCS_AUTH_INFO"]["value"] == "********"
+    assert (rows["METAFLOW_CONDA_TEST"]["value"], rows["METAFLOW_CONDA_TEST"]["source"]) == (True, "env var")
+    assert rows["METAFLOW_CONDA_LOCK_TIMEOUT"] == {
+        "key": "METAFLOW_CONDA_LOCK_TIMEOUT",
+        "value": 3600,
+        "source": "default",
+        "secret": False,
+    }
+
+
+def test_bad_config_is_one_paragraph_without_traceback() -> None:
+    out = envcore("config", "show", env={"METAFLOW_CONDA_LOCK_TIMEOUT": "soon"})
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    assert out.stderr.startswith("envcore: `METAFLOW_CONDA_LOCK_TIMEOUT` is 'soon' (from env var)")
+    verbose = envcore("--verbose", "config", "show", env={"METAFLOW_CONDA_LOCK_TIMEOUT": "soon"})
+    assert "Traceback" in verbose.stderr
+
+
+def test_unknown_resolver_is_reported_with_its_source(tmp_path: Path) -> None:
+    req = tmp_path / "requirements.txt"
+    req.write_text("fx-app==1.0\n")
+    out = envcore("resolve", "--conda", "fx-ffmpeg", env={"METAFLOW_CONDA_DEPENDENCY_RESOLVER": "nosuch"})
+    assert out.returncode == 2, out.stderr
+    message = " ".join(out.stderr.split())
+    assert message.startswith(
+        'envcore: `METAFLOW_CONDA_DEPENDENCY_RESOLVER` is "nosuch" (from env var), but no resolver named \'nosuch\' '
+        "is installed. Install it with `pip install envcore-nosuch`, or choose one of:"
+    )
+    assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["resolve"], "Nothing to resolve"),
+        (["resolve", "-r", "a.txt", "-f", "b.yml"], "Can only specify one of -r, -f or -p"),
+        (["resolve", "--conda", "x", "--arch", "linux-65"], "Unknown architecture 'linux-65'"),
+    ],
+)
+def test_usage_errors(args: list[str], message: str) -> None:
+    out = envcore(*args)
+    assert out.returncode == 2
+    assert message in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_not_yet_available_commands_say_so() -> None:
+    out = envcore("create", "team/env:v1")
+    assert out.returncode == 2
+    assert "not available in this version" in out.stderr
+
+
+def test_version() -> None:
+    out = envcore("--version")
+    assert out.returncode == 0
+    from envcore import __version__
+
+    assert out.stdout.strip() == f"envcore, version {__version__}"

@@ -1,0 +1,212 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from envcore.config import CORE_SETTINGS, Config
+from envcore.errors import ConfigError
+from envcore.types import Setting
+
+
+def write_profile(home: Path, values: dict[str, object], profile: str | None = None) -> Path:
+    path = home / ".metaflowconfig" / (f"config_{profile}.json" if profile else "config.json")
+    path.write_text(json.dumps(values))
+    return path
+
+
+def test_default_when_nothing_is_set() -> None:
+    value = Config.load().value("CONDA_DEPENDENCY_RESOLVER")
+    assert (value.value, value.source) == ("rattler", "default")
+
+
+def test_env_var_beats_profile_beats_default(isolated_config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_profile(isolated_config, {"METAFLOW_CONDA_DEPENDENCY_RESOLVER": "mamba"})
+    value = Config.load().value("CONDA_DEPENDENCY_RESOLVER")
+    assert (value.value, value.source) == ("mamba", str(path))
+    monkeypatch.setenv("METAFLOW_CONDA_DEPENDENCY_RESOLVER", "micromamba")
+    value = Config.load().value("CONDA_DEPENDENCY_RESOLVER")
+    assert (value.value, value.source) == ("micromamba", "env var")
+
+
+def test_local_config_dir_sits_between_env_and_profile(
+    isolated_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_profile(isolated_config, {"METAFLOW_CONDA_LOCK_TIMEOUT": 10})
+    local = tmp_path / "project" / ".metaflow"
+    local.mkdir(parents=True)
+    (local / "config.json").write_text(json.dumps({"METAFLOW_CONDA_LOCK_TIMEOUT": "20"}))
+    (tmp_path / "project" / "sub").mkdir()
+    value = Config.load(cwd=tmp_path / "project" / "sub").value("CONDA_LOCK_TIMEOUT")
+    assert (value.value, value.source) == (20, str(local / "config.json"))
+
+
+def test_named_profile(isolated_config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_profile(isolated_config, {"METAFLOW_DEFAULT_DATASTORE": "s3"}, profile="prod")
+    monkeypatch.setenv("METAFLOW_PROFILE", "prod")
+    assert Config.load().value("DEFAULT_DATASTORE").source == str(path)
+    monkeypatch.setenv("METAFLOW_PROFILE", "nosuch")
+    with pytest.raises(ConfigError, match="METAFLOW_PROFILE is 'nosuch'"):
+        Config.load()
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "expected"),
+    [
+        ("CONDA_LOCK_TIMEOUT", "300", 300),
+        ("CONDA_TEST", "0", False),
+        ("CONDA_TEST", "false", False),
+        ("CONDA_TEST", "", False),
+        ("CONDA_TEST", "yes", True),
+        ("CONDA_ALL_ARCHS", '["linux-64"]', ["linux-64"]),
+        ("CONDA_SRCS_AUTH_INFO", '{"h": ["u", "p"]}', {"h": ["u", "p"]}),
+        ("ENVCORE_PLUGINS", "rattler, uv", ["rattler", "uv"]),
+        ("ENVCORE_PLUGINS", '["rattler"]', ["rattler"]),
+    ],
+)
+def test_conversions(monkeypatch: pytest.MonkeyPatch, name: str, raw: str, expected: object) -> None:
+    monkeypatch.setenv(f"METAFLOW_{name}", raw)
+    assert Config.load().get(name) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "message"),
+    [
+        (
+            "CONDA_LOCK_TIMEOUT",
+            "soon",
+            "`METAFLOW_CONDA_LOCK_TIMEOUT` is 'soon' (from env var), which is not valid",
+        ),
+        (
+            "CONDA_ALL_ARCHS",
+            "linux-64",
+            "`METAFLOW_CONDA_ALL_ARCHS` is 'linux-64' (from env var), which is not valid",
+        ),
+        ("CONDA_ALL_ARCHS", '{"a": 1}', "expected a JSON list"),
+        ("CONDA_PREFERRED_FORMAT", ".zip", "must be one of: .conda, .tar.bz2, none"),
+    ],
+)
+def test_bad_values_are_one_paragraph(
+    monkeypatch: pytest.MonkeyPatch, name: str, raw: str, message: str
+) -> None:
+    monkeypatch.setenv(f"METAFLOW_{name}", raw)
+    with pytest.raises(ConfigError) as info:
+        Config.load().get(name)
+    assert message in info.value.message
+    assert "\n" not in info.value.message
+
+
+def test_secrets_are_masked_and_never_in_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("METAFLOW_CONDA_SRCS_AUTH_INFO", '{"h": ["u", "hunter2"]}')
+    value = Config.load().value("CONDA_SRCS_AUTH_INFO")
+    assert value.shown() == "********"
+    assert "hunter2" not in value.describe()
+    monkeypatch.setenv("METAFLOW_CONDA_SRCS_AUTH_INFO", '{"h": ["u", "hunter2"')
+    with pytest.raises(ConfigError) as info:
+        Config.load().get("CONDA_SRCS_AUTH_INFO")
+    assert "hunter2" not in info.value.message
+
+
+def test_plugin_settings_join(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = Config.load()
+    config.add_settings([Setting(name="ENVCORE_PIXI_EXE", default="pixi")])
+    assert config.value("ENVCORE_PIXI_EXE").value == "pixi"
+    monkeypatch.setenv("METAFLOW_ENVCORE_PIXI_EXE", "/opt/pixi")
+    assert (
+        Config.load([*CORE_SETTINGS, Setting(name="ENVCORE_PIXI_EXE")]).get("ENVCORE_PIXI_EXE") == "/opt/pixi"
+    )
+
+
+def test_store_roots(monkeypatch: pytest.MonkeyPatch, isolated_config: Path) -> None:
+    config = Config.load()
+    assert config.store_root("local").value == str(isolated_config / ".cache" / "envcore" / "store")
+    with pytest.raises(ConfigError, match="METAFLOW_CONDA_S3ROOT"):
+        config.store_root("s3")
+    monkeypatch.setenv("METAFLOW_DATASTORE_SYSROOT_S3", "s3://bucket/metaflow/")
+    assert Config.load().store_root("s3").value == "s3://bucket/metaflow/conda_env"
+    monkeypatch.setenv("METAFLOW_CONDA_S3ROOT", "s3://other/envs")
+    assert Config.load().store_root("s3").value == "s3://other/envs"
+
+
+def test_channels_and_alias(monkeypatch: pytest.MonkeyPatch, isolated_config: Path) -> None:
+    assert Config.load().conda_channels() == (("conda-forge",), "default")
+    (isolated_config / ".condarc").write_text(
+        "channels: [bioconda, conda-forge]\nchannel_alias: http://127.0.0.1:9/\n"
+    )
+    config = Config.load()
+    assert config.conda_channels() == (("bioconda", "conda-forge"), ".condarc")
+    assert config.channel_url("conda-forge") == "http://127.0.0.1:9/conda-forge"
+    monkeypatch.setenv("METAFLOW_CONDA_CHANNEL_ALIAS", "https://mirror.example/c")
+    monkeypatch.setenv("METAFLOW_CONDA_CHANNELS", "fx")
+    config = Config.load()
+    assert config.channel_url("conda-forge") == "https://mirror.example/c/conda-forge"
+    assert config.channel_url("https://x.example/ch/") == "https://x.example/ch"
+    assert config.conda_channels() == (("fx",), "env var")
+
+
+def test_pypi_sources(monkeypatch: pytest.MonkeyPatch, isolated_config: Path) -> None:
+    assert Config.load().pypi_sources() == (("https://pypi.org/simple",), "default")
+    conf = isolated_config / "pip.conf"
+    conf.write_text(
+        "[global]\nindex-url = http://127.0.0.1:1/simple\nextra-index-url = http://127.0.0.1:2/simple\n"
+    )
+    monkeypatch.setenv("PIP_CONFIG_FILE", str(conf))
+    assert Config.load().pypi_sources() == (
+        ("http://127.0.0.1:1/simple", "http://127.0.0.1:2/simple"),
+        str(conf),
+    )
+    monkeypatch.setenv("METAFLOW_CONDA_DEFAULT_PYPI_SOURCE", "http://127.0.0.1:3/simple")
+    assert Config.load().pypi_sources()[0] == ("http://127.0.0.1:3/simple", "http://127.0.0.1:2/simple")
+
+
+PARITY = [
+    # name, default, env value or None, profile value or None
+    ("CONDA_DEPENDENCY_RESOLVER", "rattler", None, "mamba"),
+    ("CONDA_DEPENDENCY_RESOLVER", "rattler", "conda", "mamba"),
+    ("CONDA_LOCK_TIMEOUT", 3600, "120", None),
+    ("CONDA_LOCK_TIMEOUT", 3600, None, 77),
+    ("CONDA_TEST", False, "0", None),
+    ("CONDA_TEST", False, "True", None),
+    ("CONDA_ALL_ARCHS", ["linux-64", "osx-64", "osx-arm64"], '["osx-arm64"]', None),
+    ("CONDA_ALL_ARCHS", ["linux-64", "osx-64", "osx-arm64"], None, ["linux-64"]),
+    (
+        "CONDA_SYS_DEFAULT_PACKAGES",
+        {"linux-64": {"__glibc": "2.27"}},
+        '{"linux-64": {"__glibc": "2.17"}}',
+        None,
+    ),
+    ("CONDA_DEFAULT_PYPI_SOURCE", None, "http://127.0.0.1/simple", None),
+    ("CONDA_DEFAULT_PYPI_SOURCE", None, None, None),
+]
+
+
+def test_parity_with_metaflow_from_conf(isolated_config: Path, tmp_path: Path) -> None:
+    """Same inputs, same values as ``metaflow.metaflow_config_funcs.from_conf`` (run in a fresh process,
+    since Metaflow caches its configuration)."""
+    for i, (name, default, env_value, profile_value) in enumerate(PARITY):
+        home = tmp_path / f"mf{i}"
+        home.mkdir()
+        if profile_value is not None:
+            (home / "config.json").write_text(json.dumps({f"METAFLOW_{name}": profile_value}))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("METAFLOW_")}
+        env["METAFLOW_HOME"] = str(home)
+        if env_value is not None:
+            env[f"METAFLOW_{name}"] = env_value
+        code = (
+            "import json,sys; from metaflow.metaflow_config_funcs import from_conf;"
+            f"print(json.dumps(from_conf({name!r}, json.loads(sys.argv[1]))))"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code, json.dumps(default)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        theirs = json.loads(out.stdout.strip().splitlines()[-1])
+        ours = Config.load(environ=env).get(name)
+        assert ours == theirs, (name, env_value, profile_value)

@@ -1,0 +1,119 @@
+"""The local store across processes: the protocol itself is covered by the conformance kit
+(tests/testing/test_conformance.py); here, races and kills between real processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from envcore.errors import StorageError
+from envcore.local_store import LocalStore
+
+RACER = """
+import sys
+from envcore.errors import PreconditionFailed
+from envcore.local_store import LocalStore
+store = LocalStore(sys.argv[1])
+try:
+    store.put_bytes("envs/aliases/generic/team/env/v1", sys.argv[2].encode(), if_absent=True)
+    print("won")
+except PreconditionFailed:
+    print("lost")
+"""
+
+COUNTER = """
+import sys
+from envcore.errors import PreconditionFailed
+from envcore.local_store import LocalStore
+store = LocalStore(sys.argv[1])
+for _ in range(int(sys.argv[2])):
+    while True:
+        info = store.stat("counter")
+        with store.open("counter") as fh:
+            value = int(fh.read())
+        try:
+            store.put_bytes("counter", str(value + 1).encode(), if_version=info.version)
+            break
+        except PreconditionFailed:
+            pass
+"""
+
+WRITER = """
+import sys
+from pathlib import Path
+from envcore.local_store import LocalStore
+store = LocalStore(sys.argv[1])
+src = Path(sys.argv[2])
+i = 0
+while True:
+    store.put_file(f"packages/big-{i % 3}", src)
+    i += 1
+"""
+
+
+def run_all(code: str, args: list[list[str]]) -> list[str]:
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, *a], stdout=subprocess.PIPE, text=True) for a in args
+    ]
+    outputs = [p.communicate(timeout=120)[0].strip() for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    return outputs
+
+
+def test_eight_processes_racing_on_create_if_absent_have_one_winner(tmp_path: Path) -> None:
+    outcomes = run_all(RACER, [[str(tmp_path), f"writer-{i}"] for i in range(8)])
+    assert sorted(outcomes) == ["lost"] * 7 + ["won"]
+    winner = outcomes.index("won")
+    with LocalStore(tmp_path).open("envs/aliases/generic/team/env/v1") as fh:
+        assert fh.read() == f"writer-{winner}".encode()
+
+
+def test_compare_and_swap_loses_no_update_across_processes(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    store.put_bytes("counter", b"0")
+    run_all(COUNTER, [[str(tmp_path), "25"] for _ in range(4)])
+    with store.open("counter") as fh:
+        assert int(fh.read()) == 100
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.2, 0.5])
+def test_a_writer_killed_mid_write_leaves_whole_objects_only(tmp_path: Path, delay: float) -> None:
+    src = tmp_path / "src.bin"
+    payload = os.urandom(1 << 20) * 24  # 24 MiB: a kill lands inside a copy
+    src.write_bytes(payload)
+    root = tmp_path / "store"
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(root), str(src)])
+    time.sleep(0.5 + delay)  # let it import and publish at least once
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    store = LocalStore(root)
+    objects = list(store.list("packages/"))
+    assert objects, "the writer published nothing before it was killed"
+    for info in objects:
+        assert info.size == len(payload)
+        with store.open(info.key) as fh:
+            assert fh.read() == payload
+    store.put_bytes("after", b"ok")  # the dead writer's lock does not block others
+
+
+def test_keys_cannot_escape_the_root(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "root")
+    for key in ("../x", "/abs", "a//b", "a/./b", ".envcore-tmp/x", ""):
+        with pytest.raises(StorageError, match="not a valid store key"):
+            store.put_bytes(key, b"x")
+    assert not (tmp_path / "x").exists()
+
+
+def test_an_object_cannot_be_nested_under_another(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    store.put_bytes("a/b", b"1")
+    with pytest.raises(StorageError, match="parent of it is an object"):
+        store.put_bytes("a/b/c", b"2")
+    with store.open("a/b") as fh:
+        assert fh.read() == b"1"

@@ -1,0 +1,199 @@
+from __future__ import annotations
+
+import pytest
+
+from envcore.config import Config
+from envcore.errors import BackendUnavailable, ConfigError, PluginError
+from envcore.plugins import build_registry, has_credentials
+from envcore.types import EnvType, LockedPackage, PackageFile, PackageKind
+
+from .conftest import InstallPlugin, resolver_plugin_code
+
+
+def test_builtins_are_registered_explicitly() -> None:
+    registry = build_registry(Config.load())
+    assert registry.plugins["builtin"].distribution == "envcore"
+    assert {"store:local", "naming:default"} <= set(registry.plugins["builtin"].provides)
+    assert set(registry.stores) >= {"local"}
+
+
+def test_entry_point_plugin_is_found_with_its_distribution(install_plugin: InstallPlugin) -> None:
+    install_plugin(
+        "envcore-pixi", {"pixi": "envcore_pixi.plugin"}, {"envcore_pixi.plugin": resolver_plugin_code("pixi")}
+    )
+    registry = build_registry(Config.load())
+    info = registry.plugins["pixi"]
+    assert (info.distribution, info.version, info.status) == ("envcore-pixi", "1.0", "loaded")
+    assert info.provides == ["resolver:pixi"]
+    # its declared setting joined the configuration, and the factory receives it
+    assert registry.config.get("ENVCORE_PIXI_EXE") == "pixi-bin"
+    with pytest.raises(BackendUnavailable, match="pixi-bin is not on PATH"):
+        registry.resolver_named("pixi").check()
+
+
+def test_plugin_by_module_path(install_plugin: InstallPlugin, monkeypatch: pytest.MonkeyPatch) -> None:
+    site = install_plugin("unused", {}, {"envcore_remote.plugin": resolver_plugin_code("remote")})
+    assert site.is_dir()
+    monkeypatch.setenv("METAFLOW_ENVCORE_PLUGIN_MODULES", "envcore_remote.plugin")
+    registry = build_registry(Config.load())
+    assert registry.plugins["remote"].module == "envcore_remote.plugin"
+    assert "remote" in registry.resolvers
+    monkeypatch.setenv("METAFLOW_ENVCORE_PLUGIN_MODULES", "custom=envcore_remote.plugin")
+    assert "custom" in build_registry(Config.load()).plugins
+
+
+def test_same_plugin_by_entry_point_and_module_path_is_loaded_once(
+    install_plugin: InstallPlugin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install_plugin(
+        "envcore-pixi", {"pixi": "envcore_pixi.plugin"}, {"envcore_pixi.plugin": resolver_plugin_code("pixi")}
+    )
+    monkeypatch.setenv("METAFLOW_ENVCORE_PLUGIN_MODULES", "envcore_pixi.plugin")
+    registry = build_registry(Config.load())
+    assert registry.plugins["pixi"].distribution == "envcore-pixi"
+
+
+def test_allow_and_block_lists(install_plugin: InstallPlugin, monkeypatch: pytest.MonkeyPatch) -> None:
+    install_plugin(
+        "envcore-pixi", {"pixi": "envcore_pixi.plugin"}, {"envcore_pixi.plugin": resolver_plugin_code("pixi")}
+    )
+    monkeypatch.setenv("METAFLOW_ENVCORE_DISABLED_PLUGINS", "pixi")
+    registry = build_registry(Config.load())
+    assert registry.plugins["pixi"].status == "blocked"
+    assert "pixi" not in registry.resolvers
+    monkeypatch.delenv("METAFLOW_ENVCORE_DISABLED_PLUGINS")
+    monkeypatch.setenv("METAFLOW_ENVCORE_PLUGINS", '["other"]')
+    monkeypatch.setenv("METAFLOW_CONDA_DEPENDENCY_RESOLVER", "pixi")
+    registry = build_registry(Config.load())
+    assert registry.plugins["pixi"].status == "not-allowed"
+    with pytest.raises(ConfigError, match="installed but not-allowed"):
+        registry.resolver_plugin(EnvType.CONDA_ONLY)
+
+
+def test_import_failure_is_recorded_and_fails_only_when_selected(
+    install_plugin: InstallPlugin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install_plugin(
+        "envcore-mamba",
+        {"mamba": "envcore_mamba.plugin"},
+        {"envcore_mamba.plugin": "import no_such_module\n"},
+    )
+    registry = build_registry(Config.load())
+    info = registry.plugins["mamba"]
+    assert info.status == "failed"
+    assert info.error == "ModuleNotFoundError: No module named 'no_such_module'"
+    assert registry.store().url  # other commands still work
+    monkeypatch.setenv("METAFLOW_CONDA_DEPENDENCY_RESOLVER", "mamba")
+    registry = build_registry(Config.load())
+    with pytest.raises(ConfigError) as info_:
+        registry.resolver_plugin(EnvType.CONDA_ONLY)
+    assert "envcore-mamba 1.0" in info_.value.message
+    assert "failed to load: ModuleNotFoundError" in info_.value.message
+
+
+def test_duplicate_names_fail_naming_both_distributions(install_plugin: InstallPlugin) -> None:
+    install_plugin(
+        "envcore-pixi", {"pixi": "envcore_pixi.plugin"}, {"envcore_pixi.plugin": resolver_plugin_code("pixi")}
+    )
+    install_plugin(
+        "pixi-fork",
+        {"pixi-fork": "pixi_fork.plugin"},
+        {"pixi_fork.plugin": resolver_plugin_code("pixi")},
+        version="2.0",
+    )
+    with pytest.raises(PluginError) as info:
+        build_registry(Config.load())
+    assert "resolver 'pixi'" in info.value.message
+    assert "envcore-pixi 1.0" in info.value.message
+    assert "pixi-fork 2.0" in info.value.message
+
+
+def test_misspelled_hook_fails_loudly(install_plugin: InstallPlugin) -> None:
+    code = """
+        from envcore import hookimpl
+
+        @hookimpl
+        def envcore_resolver():
+            return []
+    """
+    install_plugin("envcore-typo", {"typo": "envcore_typo.plugin"}, {"envcore_typo.plugin": code})
+    with pytest.raises(PluginError, match="Did you mean 'envcore_resolvers'"):
+        build_registry(Config.load())
+
+
+def test_hook_yielding_wrong_record_fails(install_plugin: InstallPlugin) -> None:
+    code = """
+        from envcore import hookimpl
+
+        @hookimpl
+        def envcore_resolvers():
+            yield {"name": "dict"}
+    """
+    install_plugin("envcore-bad", {"bad": "envcore_bad.plugin"}, {"envcore_bad.plugin": code})
+    with pytest.raises(PluginError, match=r"yielded dict, but it must yield ResolverPlugin"):
+        build_registry(Config.load())
+
+
+def test_unknown_resolver_message(monkeypatch: pytest.MonkeyPatch, install_plugin: InstallPlugin) -> None:
+    install_plugin(
+        "envcore-pixi", {"pixi": "envcore_pixi.plugin"}, {"envcore_pixi.plugin": resolver_plugin_code("pixi")}
+    )
+    monkeypatch.setenv("METAFLOW_CONDA_DEPENDENCY_RESOLVER", "mamba")
+    registry = build_registry(Config.load())
+    with pytest.raises(ConfigError) as info:
+        registry.resolver_plugin(EnvType.CONDA_ONLY)
+    assert info.value.message == (
+        "`METAFLOW_CONDA_DEPENDENCY_RESOLVER` is \"mamba\" (from env var), but no resolver named 'mamba' is "
+        "installed. Install it with `pip install envcore-mamba`, or choose one of: pixi, rattler."
+    )
+
+
+def test_none_resolver_refuses_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("METAFLOW_CONDA_MIXED_DEPENDENCY_RESOLVER", "none")
+    with pytest.raises(ConfigError, match="Cannot resolve environments in mixed mode"):
+        build_registry(Config.load()).resolver_plugin(EnvType.MIXED)
+
+
+def test_debug_traces_hooks(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("METAFLOW_DEBUG_CONDA", "1")
+    build_registry(Config.load())
+    assert "debug[envcore plugins]: builtin.envcore_storage() -> ['local']" in capsys.readouterr().err
+
+
+def _pkg(url: str, sha256: str = "a" * 64, fmt: str = ".whl") -> LockedPackage:
+    return LockedPackage(
+        kind=PackageKind.PYPI,
+        name="x",
+        version="1",
+        filename="x-1-py3-none-any",
+        files=(PackageFile(url_format=fmt, url=url, sha256=sha256),),
+    )
+
+
+def test_core_checks_resolver_results(install_plugin: InstallPlugin) -> None:
+    code = """
+        from envcore import hookimpl
+        from envcore.types import PackageFormatPlugin, PackageKind
+
+        @hookimpl
+        def envcore_package_formats():
+            yield PackageFormatPlugin(name="wheel", kind=PackageKind.PYPI, extensions=(".whl",), factory=object)
+    """
+    install_plugin("envcore-whl", {"whl": "envcore_whl.plugin"}, {"envcore_whl.plugin": code})
+    registry = build_registry(Config.load())
+    registry.check_locked("r", [_pkg("https://h.example/x.whl")])
+    bad = [
+        (_pkg("https://u:p@h.example/x.whl"), "carries credentials"),
+        (_pkg("https://h.example/x.whl?token=abc"), "carries credentials"),
+        (_pkg("https://h.example/x.whl", sha256="nothex"), "no well-formed sha256"),
+        (_pkg("https://h.example/x.tar.gz", fmt=".tar.gz"), "no registered package format"),
+    ]
+    for pkg, message in bad:
+        with pytest.raises(PluginError, match=message):
+            registry.check_locked("r", [pkg])
+
+
+def test_has_credentials() -> None:
+    assert has_credentials("https://user@host/x")
+    assert has_credentials("https://h/x?X-Amz-Signature=1")
+    assert not has_credentials("https://h/simple/x/?page=2")

@@ -1,0 +1,194 @@
+"""The embedded default end to end, through the installed ``envcore`` command, against the real universe:
+resolve -> store -> (another machine) create -> run python."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from envcore.resolve import local_arch
+from envcore.testing.channel import Universe
+
+ENVCORE = str(Path(sys.executable).with_name("envcore"))
+Run = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return (
+        {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+        if root.exists()
+        else {}
+    )
+
+
+@pytest.fixture
+def world(tmp_path: Path, universe: Universe) -> dict[str, Path]:
+    """A private copy of the universe (so tests can make it unreachable), a store, and two machines."""
+    copy = tmp_path / "universe"
+    shutil.copytree(universe.root, copy, symlinks=True)
+    return {
+        "universe": copy,
+        "store": tmp_path / "store",
+        "a": tmp_path / "machine-a",
+        "b": tmp_path / "machine-b",
+    }
+
+
+@pytest.fixture
+def run(world: dict[str, Path]) -> Run:
+    def run(
+        *args: str, machine: str = "a", check: bool = True, **extra: str
+    ) -> subprocess.CompletedProcess[str]:
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("METAFLOW_", "CONDA_", "UV_", "PIP_"))
+        }
+        env.update(
+            METAFLOW_HOME=str(world[machine] / "mfhome"),
+            METAFLOW_CONDA_LOCALROOT=str(world["store"]),
+            METAFLOW_CONDA_CHANNELS=(world["universe"] / "channel").as_uri(),
+            METAFLOW_CONDA_DEFAULT_PYPI_SOURCE=(world["universe"] / "simple").as_uri() + "/",
+            METAFLOW_ENVCORE_CACHE_DIR=str(world[machine] / "cache"),
+            PIP_CONFIG_FILE=os.devnull,
+        )
+        env.update(extra)
+        done = subprocess.run([ENVCORE, *args], capture_output=True, text=True, env=env, timeout=300)
+        if check:
+            assert done.returncode == 0, done.stderr
+        return done
+
+    return run
+
+
+def env_ids(stdout: str) -> list[str]:
+    return [line.split()[-1] for line in stdout.splitlines() if " full hash " in line]
+
+
+def test_mixed_environment_from_store_alone(run: Run, world: dict[str, Path], universe: Universe) -> None:
+    out = run("resolve", "--conda", "fx-ffmpeg", "--conda", "fx-app", "--pypi", "fx-extras")
+    (ref,) = env_ids(out.stdout)
+    assert "Environment of type mixed" in out.stdout
+    assert "fx-extras==" in out.stdout and "fx-ffmpeg==6.1.0" in out.stdout
+    # machine B: nothing local, and the channel and index are gone: only the store remains
+    shutil.rmtree(world["universe"])
+    created = run("create", ref, "--name", "work", machine="b")
+    prefix = world["b"] / "cache" / "envs" / "work"
+    assert str(prefix) in created.stdout
+    code = "import fx_app, fx_extras; print(fx_app.__version__, fx_extras.__version__)"
+    result = subprocess.run(
+        [prefix / "bin" / "python", "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.split() == ["1.0.0", "0.4.0"]
+    tool = subprocess.run([prefix / "bin" / "fx-ffmpeg"], capture_output=True, text=True)
+    assert tool.returncode == 0, tool.stderr
+    again = run("create", ref, "--name", "work", machine="b")
+    assert "already exists and is complete" in again.stdout
+
+
+def test_pypi_only_environment_runs_on_conda_python(run: Run, world: dict[str, Path]) -> None:
+    out = run("resolve", "--pypi", "fx-web==2.0.0")
+    (ref,) = env_ids(out.stdout)
+    assert "Environment of type pypi-only" in out.stdout
+    assert "python==" in out.stdout.split("Conda Packages installed")[1]
+    run("create", ref, "--name", "p", machine="b")
+    python = world["b"] / "cache" / "envs" / "p" / "bin" / "python"
+    done = subprocess.run(
+        [python, "-c", "import fx_web, sys; print(fx_web.__version__, sys.prefix)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    version, prefix = done.stdout.split()
+    assert version == "2.0.0"
+    assert Path(prefix) == python.parent.parent
+
+
+def test_cross_arch_ids_differ_and_builds_match_the_arch(run: Run) -> None:
+    ids = {}
+    for arch in ("osx-arm64", "linux-aarch64"):
+        out = run("resolve", "--conda", "fx-native", "--arch", arch, "--json")
+        data = json.loads(out.stdout)[arch]
+        ids[arch] = (data["req_id"], data["full_id"])
+        subdirs = {p["envcore"]["subdir"] for p in data["env"]["packages"]}
+        assert subdirs <= {arch, "noarch"}, subdirs
+    assert ids["osx-arm64"] != ids["linux-aarch64"]
+    assert len({i[0] for i in ids.values()}) == 2
+
+
+def test_co_resolution_shares_a_full_id(run: Run) -> None:
+    out = run("resolve", "--conda", "fx-app", "--arch", local_arch(), "--arch", "osx-arm64", "--json")
+    data = json.loads(out.stdout)
+    assert data[local_arch()]["full_id"] == data["osx-arm64"]["full_id"]
+    assert sorted(data["osx-arm64"]["env"]["resolved_archs"]) == sorted([local_arch(), "osx-arm64"])
+
+
+def test_cuda_build_only_when_cuda_is_requested(run: Run, tmp_path: Path) -> None:
+    plain = json.loads(run("resolve", "--conda", "fx-native", "--json").stdout)[local_arch()]
+    builds = {p["envcore"]["name"]: p["envcore"]["build"] for p in plain["env"]["packages"]}
+    assert builds["fx-native"].endswith("cpu")
+    req = tmp_path / "requirements.txt"
+    req.write_text("--conda-pkg fx-native\n--sys-pkg __cuda==12.4\nfx-core\n")
+    cuda = json.loads(run("resolve", "-r", str(req), "--json").stdout)[local_arch()]
+    builds = {p["envcore"]["name"]: p["envcore"]["build"] for p in cuda["env"]["packages"]}
+    assert "cuda" in builds["fx-native"]
+
+
+def test_default_resolution_is_reused_without_a_resolver(run: Run, world: dict[str, Path]) -> None:
+    first = env_ids(run("resolve", "--conda", "fx-app").stdout)
+    shutil.rmtree(world["universe"])  # a resolver call would now fail
+    again = run("resolve", "--conda", "fx-app")
+    assert env_ids(again.stdout) == first
+    assert "Using the existing resolution" in again.stderr
+    forced = run("resolve", "--conda", "fx-app", "--force", check=False)
+    assert forced.returncode != 0
+    assert "Traceback" not in forced.stderr
+
+
+def test_ids_are_stable_across_fresh_machines(run: Run) -> None:
+    a = env_ids(run("resolve", "--conda", "fx-app", "--pypi", "fx-extras==0.4.0").stdout)
+    b = env_ids(run("resolve", "--conda", "fx-app", "--pypi", "fx-extras==0.4.0", machine="b").stdout)
+    assert a == b
+
+
+def test_preferred_format_transmutes_into_the_store(run: Run, world: dict[str, Path]) -> None:
+    out = run("resolve", "--conda", "fx-vintage", "--json", METAFLOW_CONDA_PREFERRED_FORMAT=".conda")
+    data = json.loads(out.stdout)[local_arch()]
+    vintage = next(p for p in data["env"]["packages"] if p["envcore"]["name"] == "fx-vintage")
+    assert vintage["url_format"] == ".tar.bz2"
+    assert set(vintage["hashes"]) == {".tar.bz2", ".conda"}
+    stored = [p.name for p in world["store"].rglob("fx-vintage-*") if p.is_file()]
+    assert any(n.endswith(".conda") for n in stored) and any(n.endswith(".tar.bz2") for n in stored)
+    ref = f"{data['req_id']}:{data['full_id']}"
+    shutil.rmtree(world["universe"])
+    run("create", ref, "--name", "v", machine="b", METAFLOW_CONDA_PREFERRED_FORMAT=".conda")
+    cached = list((world["b"] / "cache" / "pkgs").rglob("fx-vintage-*"))
+    assert [p.name for p in cached if not p.name.endswith(".checked")] == [vintage["filename"] + ".conda"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--conda", "fx-core==9.9"], "cannot be resolved"),
+        (["--conda", "fx-nosuch"], "fx-nosuch"),
+        (["--conda", "fx-legacy", "--conda", "fx-modern"], "cannot be resolved"),
+        (["--conda", "fx-web==1.9.0", "--pypi", "fx-web==2.1.0"], "conflicts with the conda package fx-web"),
+        (["--pypi", "fx-nosuch"], "fx-nosuch"),
+        (["--conda", "fx-app", "--arch", "sparc-64"], "Unknown architecture 'sparc-64'"),
+    ],
+)
+def test_bad_input_is_one_paragraph_and_leaves_the_store_alone(
+    run: Run, world: dict[str, Path], args: list[str], message: str
+) -> None:
+    run("resolve", "--conda", "fx-core")
+    before = snapshot(world["store"])
+    out = run("resolve", *args, check=False)
+    assert out.returncode in (1, 2)
+    assert message in " ".join(out.stderr.split())
+    assert "Traceback" not in out.stderr
+    assert snapshot(world["store"]) == before
