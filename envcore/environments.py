@@ -10,24 +10,26 @@ from pathlib import Path
 
 from envcore import cache as caching
 from envcore import description, hydrate, naming, resolve
-from envcore.errors import AliasError, MissingObject, StorageError, UsageError
+from envcore.aliases import Aliases, PathspecLookup
+from envcore.errors import AliasError, ConfigError, MissingObject, StorageError, UsageError
 from envcore.plugins import Registry
 from envcore.record import LocalRecord
 from envcore.types import ResolvedEnvironment, ResolveRequest, Store
 
 Progress = Callable[[str], None]
-HEX40 = frozenset("0123456789abcdef")
-
-
-def _is_id(text: str) -> bool:
-    return len(text) == 40 and set(text) <= HEX40
 
 
 class Environments:
-    def __init__(self, registry: Registry, progress: Progress = lambda _: None) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        progress: Progress = lambda _: None,
+        pathspec_lookup: PathspecLookup | None = None,
+    ) -> None:
         self.registry = registry
         self.config = registry.config
         self.progress = progress
+        self.pathspec_lookup = pathspec_lookup
 
     @cached_property
     def record(self) -> LocalRecord:
@@ -46,8 +48,50 @@ class Environments:
     # --- resolving ----------------------------------------------------------------------------------
 
     def known(self, request: ResolveRequest) -> ResolvedEnvironment | None:
-        """The default local resolution of the request's req id, if any."""
-        return self.record.environment(request.arch, resolve.req_id(self.registry, request))
+        """The default local resolution of the request's req id, else (with ``CONDA_USE_REMOTE_LATEST``) the
+        newest matching one in the store."""
+        req_id = resolve.req_id(self.registry, request)
+        local = self.record.environment(request.arch, req_id)
+        if local is not None or request.base is not None:
+            return local
+        accept = self._remote_latest_filter()
+        store = self._store_or_none()
+        if accept is None or store is None:
+            return None
+        envs_dirname = str(self.config.get("CONDA_ENVS_DIRNAME"))
+        candidates = []
+        for info in store.list(naming.env_prefix(request.arch, req_id, envs_dirname=envs_dirname)):
+            full_id = info.key.split("/")[-2]
+            if info.key.endswith("/env") and naming.is_env_id(full_id):
+                env = self.from_store(request.arch, req_id, full_id)
+                if accept(env.resolved_by.split(" (compatible with")[0]):
+                    candidates.append(env)
+        if not candidates:
+            return None
+        newest = max(candidates, key=lambda e: e.resolved_on)
+        self.progress(
+            f"Using {req_id}:{newest.full_id}, resolved by {newest.resolved_by} on {newest.resolved_on}"
+        )
+        self.record.add(newest, set_default=True)
+        return newest
+
+    def _remote_latest_filter(self) -> Callable[[str], bool] | None:
+        value = self.config.value("CONDA_USE_REMOTE_LATEST")
+        text = str(value.value or ":none:").strip()
+        if text == ":none:":
+            return None
+        if text == ":any:":
+            return lambda _: True
+        if text == ":username:":
+            me = self.config.username()
+            return lambda user: user == me
+        users = {u.strip() for u in text.split(",") if u.strip()}
+        if not users or any(u.startswith(":") or " " in u for u in users):
+            raise ConfigError(
+                f"{value.describe()}, but it must be :none:, :username:, :any: or a comma-separated list of user "
+                "names (e.g. alice,bob)."
+            )
+        return lambda user: user in users
 
     def resolve(
         self, requests: Sequence[ResolveRequest], *, force: bool = False
@@ -81,9 +125,7 @@ class Environments:
     # --- looking up ---------------------------------------------------------------------------------
 
     def from_store(self, arch: str, req_id: str, full_id: str) -> ResolvedEnvironment:
-        key = naming.env_key(
-            arch, req_id, full_id, envs_dirname=str(self.config.get("CONDA_ENVS_DIRNAME"))
-        )
+        key = naming.env_key(arch, req_id, full_id, envs_dirname=str(self.config.get("CONDA_ENVS_DIRNAME")))
         try:
             with self.store.open(key) as fh:
                 raw = fh.read()
@@ -96,20 +138,61 @@ class Environments:
             raw, req_id=req_id, full_id=full_id, arch=arch, where=f"{self.store.url}/{key}"
         )
 
+    @cached_property
+    def aliases(self) -> Aliases:
+        return Aliases(
+            self._store_or_none(),
+            self.record,
+            envs_dirname=str(self.config.get("CONDA_ENVS_DIRNAME")),
+            pathspec_lookup=self.pathspec_lookup,
+        )
+
     def find(self, ref: str, arch: str) -> ResolvedEnvironment:
-        """An environment by ``REQ_ID:FULL_ID`` (local record first, then the store)."""
-        req_id, sep, full_id = ref.partition(":")
-        if not (sep and _is_id(req_id) and _is_id(full_id)):
-            raise AliasError(
-                f"Environment {ref!r} is not a known environment id: write REQ_ID:FULL_ID (two 40-character hex "
-                "ids, as printed by `envcore resolve`)."
-            )
+        """An environment by alias (``name[:tag]``, ``REQ_ID:FULL_ID``, ``step:Flow/Run/Step``): local record
+        first, then the store."""
+        req_id, full_id = self.aliases.resolve(ref)
         local = self.record.environment(arch, req_id, full_id)
         if local is not None:
             return local
         env = self.from_store(arch, req_id, full_id)
         self.record.add(env, set_default=False)
         return env
+
+    def exists(self, req_id: str, full_id: str) -> bool:
+        """Whether the environment is known locally or in the store (for any architecture)."""
+        if any(e.req_id == req_id and e.full_id == full_id for e in self.record.environments()):
+            return True
+        store = self._store_or_none()
+        key = naming.full_id_alias_key(full_id, envs_dirname=str(self.config.get("CONDA_ENVS_DIRNAME")))
+        return store is not None and store.stat(key) is not None
+
+    def alias(self, target: str, names: Sequence[str]) -> list[tuple[str, bool]]:
+        """Give the environment ``target`` (any alias form) each of ``names``; [(alias, changed)]."""
+        parsed = [naming.parse_alias(n) for n in names]
+        for alias in parsed:
+            self.aliases.check_writable(alias)
+        ref = self.aliases.resolve(target)
+        if not self.exists(*ref):
+            raise AliasError(
+                f"Environment {target!r} does not refer to a known environment ({ref[0]}:{ref[1]} is neither "
+                "recorded locally nor in the store). Resolve it first."
+            )
+        return [(a.display, self.aliases.write(a, ref)) for a in parsed]
+
+    def aliases_of(self, req_id: str, full_id: str) -> tuple[list[str], list[str]]:
+        """(immutable, mutable) alias paths of an environment: the local record's and the store's."""
+        immutable, mutable = self.record.aliases_of((req_id, full_id))
+        store = self._store_or_none()
+        if store is not None:
+            prefix = f"{self.config.get('CONDA_ENVS_DIRNAME')}/aliases/generic/"
+            for info in store.list(prefix):
+                try:
+                    alias = naming.parse_alias(_display(info.key[len(prefix) :]))
+                except AliasError:
+                    continue  # not written by envcore
+                if self.aliases.remote(alias) == (req_id, full_id):
+                    (mutable if alias.mutable else immutable).append(alias.path)
+        return sorted(set(immutable)), sorted(set(mutable))
 
     # --- hydrating ----------------------------------------------------------------------------------
 
@@ -133,3 +216,8 @@ class Environments:
             return self.store
         except StorageError:
             return None
+
+
+def _display(path: str) -> str:
+    name, _, tag = path.rpartition("/")
+    return f"{name}:{tag}"

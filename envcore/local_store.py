@@ -168,6 +168,7 @@ class LocalStore:
     ) -> ObjectInfo:
         if if_absent and if_version is not None:
             raise ValueError("if_absent and if_version are exclusive")
+
         def write(out: IO[bytes]) -> None:
             out.write(data)
 

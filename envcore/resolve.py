@@ -18,14 +18,16 @@ from typing import TYPE_CHECKING
 
 from envcore import compose
 from envcore.config import Config
-from envcore.errors import ConfigError, UsageError
+from envcore.errors import ConfigError, ResolutionError, UsageError
 from envcore.plugins import Registry
 from envcore.types import (
     CONDA,
+    NPCONDA,
     PYPI,
     SYS,
     EnvType,
     LockedPackage,
+    PackageKind,
     Requirement,
     ResolvedEnvironment,
     Resolver,
@@ -110,6 +112,14 @@ def sys_packages(config: Config, arch: str, requested: Iterable[Requirement]) ->
     )
 
 
+def _sys_union(config: Config, archs: Iterable[str], requested: list[Requirement]) -> tuple[Requirement, ...]:
+    union: dict[str, Requirement] = {}
+    for arch in dict.fromkeys(archs):
+        for req in sys_packages(config, arch, requested):
+            union.setdefault(req.name, req)
+    return tuple(union[name] for name in sorted(union))
+
+
 def _dedup(items: Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(i for i in items if i))
 
@@ -130,9 +140,13 @@ def build_request(
     *,
     python: str | None = None,
     base: ResolvedEnvironment | None = None,
+    coresolved: Sequence[str] = (),
 ) -> ResolveRequest:
     """The request for one architecture: the user's requirements plus python, virtual packages and the
-    default sources, exactly the inputs of the req id."""
+    default sources, exactly the inputs of the req id.
+
+    With ``coresolved`` (all archs resolved together), the virtual packages are the union over those archs,
+    as the original does, so that every arch gets the same req id and one alias names them all."""
     check_arch(arch)
     if python and spec.python:
         raise UsageError(
@@ -143,10 +157,14 @@ def build_request(
     user = [
         r for r in spec.requirements if r.category != SYS and not (r.category == CONDA and r.name == "python")
     ]
+    if base is not None:
+        python_spec = _base_python(base, python or spec.python)
+        mine = {(r.category, r.name) for r in user}
+        user = [r for r in requirements_of(base) if (r.category, r.name) not in mine] + user
     requirements = (
         *user,
         Requirement(category=CONDA, name="python", spec=python_spec),
-        *sys_packages(config, arch, [r for r in spec.requirements if r.category == SYS]),
+        *_sys_union(config, (arch, *coresolved), [r for r in spec.requirements if r.category == SYS]),
     )
     channels, _ = config.conda_channels()
     conda_sources = _dedup(channel_name(config, c) for c in (*spec.sources.get(CONDA, ()), *channels))
@@ -162,6 +180,33 @@ def build_request(
         python=python_spec,
         credentials=_credentials(config),
     )
+
+
+def requirements_of(env: ResolvedEnvironment) -> list[Requirement]:
+    """The user requirements recorded in ``env`` (its ``deps``), without python and virtual packages."""
+    found = []
+    for tstr in env.deps:
+        category, _, value = tstr.partition("::")
+        value, _, marker = value.partition(";")
+        name, _, spec = value.partition("==")
+        if category in (CONDA, PYPI, NPCONDA) and name != "python":
+            found.append(Requirement(category=category, name=name, spec=spec, marker=marker or None))
+    return found
+
+
+def _base_python(base: ResolvedEnvironment, wanted: str | None) -> str:
+    python = next((p for p in base.packages if p.kind is PackageKind.CONDA and p.name == "python"), None)
+    if python is None:
+        raise UsageError(
+            f"Cannot determine the Python version of the base environment {base.req_id}:{base.full_id}: it has no "
+            "python package."
+        )
+    if wanted:
+        raise UsageError(
+            f"Cannot specify a Python version ({wanted}) when extending an environment: the base environment "
+            f"has python {python.version}, which is kept. Remove --python."
+        )
+    return python.version
 
 
 def _credentials(config: Config) -> dict[str, tuple[str, str]]:
@@ -200,11 +245,48 @@ def resolver_for(registry: Registry, env_type: EnvType) -> tuple[str, Resolver]:
     return f"{conda}+{pypi}", resolver
 
 
+def base_pins(base: ResolvedEnvironment, requested: Iterable[Requirement]) -> tuple[Requirement, ...]:
+    """Exact pins of every package of ``base`` that the new requirements do not name themselves."""
+    named = {(r.category, r.name) for r in requested}
+    pins = []
+    for pkg in base.packages:
+        category = CONDA if pkg.kind is PackageKind.CONDA else PYPI
+        if (category, pkg.name) not in named and not (category == CONDA and pkg.name.startswith("__")):
+            pins.append(Requirement(category=category, name=pkg.name, spec=pkg.version))
+    return tuple(pins)
+
+
+def _extend(
+    resolver: Resolver, request: ResolveRequest, base: ResolvedEnvironment
+) -> Sequence[LockedPackage]:
+    """Resolve keeping the base's pins; when they cannot all be kept, name those that must change."""
+    requested = [r for r in request.requirements if r.name != "python"]  # the base's python is kept too
+    pinned = replace(request, requirements=(*request.requirements, *base_pins(base, requested)))
+    try:
+        return tuple(resolver.resolve(pinned))
+    except ResolutionError:
+        free = tuple(resolver.resolve(request))
+    before = {(p.kind, p.name): p.version for p in base.packages}
+    changed = sorted(
+        f"{p.name} {before[(p.kind, p.name)]} -> {p.version}"
+        for p in free
+        if (p.kind, p.name) in before and before[(p.kind, p.name)] != p.version
+    )
+    raise ResolutionError(
+        f"Cannot extend {base.req_id}:{base.full_id} keeping its pins: the new requirements need "
+        f"{', '.join(changed) or 'different packages'}. Relax the new requirements, or resolve from scratch "
+        "(without --using) to let those packages change."
+    )
+
+
 def resolve(registry: Registry, request: ResolveRequest) -> ResolvedEnvironment:
-    """Lock ``request`` with the configured resolver for its environment type, and check the result."""
+    """Lock ``request`` with the configured resolver for its environment type, and check the result. With a
+    base environment (``request.base``), every base pin the new requirements allow is kept."""
     name, resolver = resolver_for(registry, request.env_type)
     resolver.check()
-    packages: Sequence[LockedPackage] = tuple(resolver.resolve(request))
+    packages: Sequence[LockedPackage] = (
+        _extend(resolver, request, request.base) if request.base else tuple(resolver.resolve(request))
+    )
     registry.check_locked(name, packages)
     naming = registry.naming()
     deps, sources, extras = id_inputs(request)
@@ -218,7 +300,8 @@ def resolve(registry: Registry, request: ResolveRequest) -> ResolvedEnvironment:
         extras=tuple(extras),
         packages=tuple(packages),
         resolved_on=datetime.now().isoformat(sep=" "),
-        resolved_by=registry.config.username(),
+        resolved_by=registry.config.username()
+        + (f" (compatible with {request.base.req_id}:{request.base.full_id})" if request.base else ""),
         resolved_archs=(request.arch,),
         resolver=f"{name.partition('+')[0]} {resolver.version()}",
     )

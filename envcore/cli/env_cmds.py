@@ -11,10 +11,11 @@ import click
 
 from envcore import description
 from envcore.cli import App
-from envcore.errors import UsageError
+from envcore.errors import AliasError, UsageError
 
 if TYPE_CHECKING:
     from envcore.environments import Environments
+    from envcore.naming import Alias
     from envcore.specs import Spec
     from envcore.types import ResolvedEnvironment
 
@@ -27,6 +28,8 @@ def _spec_from_options(
     pypi: tuple[str, ...],
     channels: tuple[str, ...],
     indices: tuple[str, ...],
+    *,
+    allow_empty: bool = False,
 ) -> Spec:
     from envcore import specs
 
@@ -46,6 +49,8 @@ def _spec_from_options(
                 extra_indices=list(indices),
             )
         )
+    if not parts and allow_empty:
+        return specs.Spec(origin="the command line")
     if not parts:
         raise UsageError(
             "Nothing to resolve: give a file (-r requirements.txt, -f environment.yml, -p pyproject.toml) or "
@@ -77,7 +82,7 @@ def _describe(app: App, envs: Environments, env: ResolvedEnvironment, *, as_json
     from envcore import hydrate, show
 
     default = envs.record.default_full_id(env.arch, env.req_id) == env.full_id
-    aliases = envs.record.aliases_of((env.req_id, env.full_id))
+    aliases = envs.aliases_of(env.req_id, env.full_id)
     prefixes = (
         [str(p) for p in sorted(envs.envs_dir.glob("*")) if hydrate.is_complete(p, env)]
         if envs.envs_dir.is_dir()
@@ -103,6 +108,8 @@ def _describe(app: App, envs: Environments, env: ResolvedEnvironment, *, as_json
     "--arch", "archs", multiple=True, help="Target architecture (repeatable; default: this machine)."
 )
 @click.option("--alias", "aliases", multiple=True, metavar="NAME[:TAG]", help="Alias to give the result.")
+@click.option("--using", metavar="ENV", help="Extend ENV (alias or REQ_ID:FULL_ID), keeping its pins.")
+@click.option("--using-pathspec", metavar="FLOW/RUN/STEP", help="Extend the environment of a step's run.")
 @click.option("--force", is_flag=True, help="Resolve again even if a resolution is known.")
 @click.option("--dry-run", is_flag=True, help="Resolve and print; store nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the resolved environments as JSON.")
@@ -119,6 +126,8 @@ def resolve(
     python: str | None,
     archs: tuple[str, ...],
     aliases: tuple[str, ...],
+    using: str | None,
+    using_pathspec: str | None,
     force: bool,
     dry_run: bool,
     as_json: bool,
@@ -127,20 +136,36 @@ def resolve(
     the description) and record it locally as the default for its requirements.
 
     Without --force, a requirement set resolved before is reused without calling the resolver. Several --arch
-    are co-resolved and share one full id. --alias is not available yet in this version.
+    are co-resolved and share one full id. Each --alias (NAME or NAME:TAG) is checked before resolving and
+    written after caching; tags other than latest, candidate and stable are immutable.
     """
+    from envcore import naming
     from envcore import resolve as resolving
 
-    if aliases:
-        raise UsageError(
-            "--alias is not available in this version of envcore yet; resolve, then alias later."
-        )
-    spec = _spec_from_options(requirements, env_file, pyproject, conda, pypi, channels, indices)
+    wanted = [naming.parse_alias(a) for a in dict.fromkeys(aliases)]
+    if using and using_pathspec:
+        raise UsageError("Cannot specify both --using-pathspec and --using; give one base environment.")
+    base_ref = using or (f"step:{using_pathspec}" if using_pathspec else None)
+    if base_ref:
+        naming.parse_alias(base_ref)
+    spec = _spec_from_options(
+        requirements, env_file, pyproject, conda, pypi, channels, indices, allow_empty=bool(base_ref)
+    )
     targets = tuple(dict.fromkeys(archs)) or (resolving.local_arch(),)
-    requests = [
-        resolving.build_request(spec, app.config, resolving.check_arch(a), python=python) for a in targets
-    ]
     envs = _environments(app)
+    bases = {a: envs.find(base_ref, resolving.check_arch(a)) if base_ref else None for a in targets}
+    requests = [
+        resolving.build_request(
+            spec,
+            app.config,
+            resolving.check_arch(a),
+            python=python,
+            base=bases[a],
+            coresolved=targets if len(targets) > 1 else (),
+        )
+        for a in targets
+    ]
+    _check_aliases_before_resolving(envs, wanted, resolving.req_id(app.registry, requests[0]))
     started = time.monotonic()
     results = envs.resolve(requests, force=force)
     fresh = [env for env, new in results if new]
@@ -152,6 +177,10 @@ def resolve(
         app.echo("    Dry-run -- not caching or aliasing", err=True)
     else:
         results = [(envs.save(env) if new else env, new) for env, new in results]
+        first = results[0][0]
+        for alias in wanted:
+            changed = envs.aliases.write(alias, (first.req_id, first.full_id))
+            app.echo(f"    {'Aliased' if changed else 'Already aliased'} as {alias.display}", err=True)
     if as_json:
         payload = {
             env.arch: {
@@ -175,8 +204,8 @@ def resolve(
 @click.option("--force", is_flag=True, help="Recreate it even if it exists and is complete.")
 @click.pass_obj
 def create(app: App, env: str, name: str | None, force: bool) -> None:
-    """Hydrate ENV (REQ_ID:FULL_ID) into a local environment: fetch, verify, extract, link. Aliases arrive
-    with named environments."""
+    """Hydrate ENV (NAME[:TAG], REQ_ID:FULL_ID or step:Flow/Run/Step) into a local environment: fetch from the
+    store, verify, extract, link."""
     from envcore import resolve as resolving
 
     envs = _environments(app)
@@ -223,7 +252,7 @@ def get(app: App, env: str, default: bool, arch: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
 def show(app: App, env: str, arch: str | None, as_json: bool) -> None:
-    """Show ENV (REQ_ID:FULL_ID): type, ids, archs, when and by whom it was resolved, requested packages,
+    """Show ENV (NAME[:TAG], REQ_ID:FULL_ID or step:Flow/Run/Step): type, aliases, ids, archs, when and by whom it was resolved, requested packages,
     sources, the conda and PyPI packages it installs, and where it is present locally."""
     from envcore import resolve as resolving
 
@@ -232,11 +261,27 @@ def show(app: App, env: str, arch: str | None, as_json: bool) -> None:
     click.echo(_describe(app, envs, resolved, as_json=as_json))
 
 
+def _check_aliases_before_resolving(envs: Environments, wanted: list[Alias], req_id: str) -> None:
+    """Refuse, before the (slow) resolution, aliases that can never be written: pathspecs and ids, and
+    immutable names already bound to other requirements."""
+    for alias in wanted:
+        envs.aliases.check_writable(alias)
+        current = None if alias.mutable else envs.aliases.lookup(alias)
+        if current is not None and current[0] != req_id:
+            raise AliasError(
+                f"Alias {alias.display!r} is not mutable and already refers to {current[0]}:{current[1]}, an "
+                "environment of other requirements. Choose a new tag, or one of the mutable tags latest, "
+                "candidate, stable. Nothing was resolved."
+            )
+
+
 @click.command()
 @click.argument("env")
-@click.argument("alias_name", metavar="NAME[:TAG]")
-def alias(env: str, alias_name: str) -> None:
-    """Give ENV an alias. Not available yet in this version (named environments arrive next)."""
-    raise UsageError(
-        "`envcore alias` is not available in this version of envcore yet; see `envcore alias --help`."
-    )
+@click.argument("names", nargs=-1, required=True, metavar="NAME[:TAG]...")
+@click.pass_obj
+def alias(app: App, env: str, names: tuple[str, ...]) -> None:
+    """Give ENV (an alias, REQ_ID:FULL_ID or step:Flow/Run/Step) the aliases NAME[:TAG]. Tags other than
+    latest, candidate and stable are immutable: they can be written once."""
+    envs = _environments(app)
+    for display, changed in envs.alias(env, names):
+        click.echo(f"{display} {'now refers to' if changed else 'already referred to'} {env}")

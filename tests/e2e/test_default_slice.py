@@ -4,10 +4,8 @@ resolve -> store -> (another machine) create -> run python."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,58 +14,9 @@ import pytest
 from envcore.resolve import local_arch
 from envcore.testing.channel import Universe
 
-ENVCORE = str(Path(sys.executable).with_name("envcore"))
+from .conftest import env_ids, snapshot
+
 Run = Callable[..., subprocess.CompletedProcess[str]]
-
-
-def snapshot(root: Path) -> dict[str, bytes]:
-    return (
-        {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-        if root.exists()
-        else {}
-    )
-
-
-@pytest.fixture
-def world(tmp_path: Path, universe: Universe) -> dict[str, Path]:
-    """A private copy of the universe (so tests can make it unreachable), a store, and two machines."""
-    copy = tmp_path / "universe"
-    shutil.copytree(universe.root, copy, symlinks=True)
-    return {
-        "universe": copy,
-        "store": tmp_path / "store",
-        "a": tmp_path / "machine-a",
-        "b": tmp_path / "machine-b",
-    }
-
-
-@pytest.fixture
-def run(world: dict[str, Path]) -> Run:
-    def run(
-        *args: str, machine: str = "a", check: bool = True, **extra: str
-    ) -> subprocess.CompletedProcess[str]:
-        env = {
-            k: v for k, v in os.environ.items() if not k.startswith(("METAFLOW_", "CONDA_", "UV_", "PIP_"))
-        }
-        env.update(
-            METAFLOW_HOME=str(world[machine] / "mfhome"),
-            METAFLOW_CONDA_LOCALROOT=str(world["store"]),
-            METAFLOW_CONDA_CHANNELS=(world["universe"] / "channel").as_uri(),
-            METAFLOW_CONDA_DEFAULT_PYPI_SOURCE=(world["universe"] / "simple").as_uri() + "/",
-            METAFLOW_ENVCORE_CACHE_DIR=str(world[machine] / "cache"),
-            PIP_CONFIG_FILE=os.devnull,
-        )
-        env.update(extra)
-        done = subprocess.run([ENVCORE, *args], capture_output=True, text=True, env=env, timeout=300)
-        if check:
-            assert done.returncode == 0, done.stderr
-        return done
-
-    return run
-
-
-def env_ids(stdout: str) -> list[str]:
-    return [line.split()[-1] for line in stdout.splitlines() if " full hash " in line]
 
 
 def test_mixed_environment_from_store_alone(run: Run, world: dict[str, Path], universe: Universe) -> None:

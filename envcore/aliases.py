@@ -1,0 +1,163 @@
+"""Named environments: aliases written to the store without races, and looked up local-first.
+
+An alias object (``envs/aliases/generic/<name>/<tag>``) holds ``[req_id, full_id]`` as in the original.
+
+* An **immutable** tag (anything but ``latest``, ``candidate``, ``stable``) is written with the store's
+  create-if-absent primitive: of any number of concurrent writers exactly one wins; the others get an
+  :class:`~envcore.errors.AliasError` naming the alias and what it refers to. Writing the same target again
+  is a no-op.
+* A **mutable** tag is replaced with compare-and-swap on the object's version, retried on conflict, so two
+  writers never interleave a read of one with the write of the other.
+* Lookups read the local record first, and the store when the alias is missing locally **or mutable**
+  (``:latest`` reflects the shared store). ``step:Flow/Run/Step`` aliases are answered by the local record's
+  pathspec mappings, then by a pluggable lookup (the Metaflow integration reads a run's task metadata).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from envcore import naming
+from envcore.errors import AliasError, MissingObject, PreconditionFailed, StorageError
+from envcore.naming import Alias, AliasKind
+from envcore.record import EnvRef, LocalRecord
+from envcore.types import Store
+
+PathspecLookup = Callable[[str], EnvRef | None]
+CAS_ATTEMPTS = 50
+
+
+def _encode(ref: EnvRef) -> bytes:
+    return json.dumps(list(ref)).encode()
+
+
+def _decode(raw: bytes, where: str) -> EnvRef:
+    try:
+        value = json.loads(raw)
+        if not (isinstance(value, list) and len(value) == 2 and all(naming.is_env_id(v) for v in value)):
+            raise ValueError("not a [req_id, full_id] pair")
+    except ValueError as exc:
+        raise StorageError(
+            f"The alias object {where} is damaged ({exc}). Re-alias the environment with `envcore alias`."
+        ) from None
+    return str(value[0]), str(value[1])
+
+
+class Aliases:
+    def __init__(
+        self,
+        store: Store | None,
+        record: LocalRecord,
+        *,
+        envs_dirname: str = "envs",
+        pathspec_lookup: PathspecLookup | None = None,
+    ) -> None:
+        self.store = store
+        self.record = record
+        self.envs_dirname = envs_dirname
+        self.pathspec_lookup = pathspec_lookup
+
+    def _key(self, alias: Alias) -> str:
+        return naming.alias_key(alias, envs_dirname=self.envs_dirname)
+
+    def _where(self, alias: Alias) -> str:
+        return f"{self.store.url}/{self._key(alias)}" if self.store else alias.display
+
+    # --- reading ------------------------------------------------------------------------------------
+
+    def remote(self, alias: Alias) -> EnvRef | None:
+        """What the store says ``alias`` refers to (None if absent or there is no store)."""
+        if self.store is None or alias.kind is not AliasKind.GENERIC:
+            return None
+        try:
+            with self.store.open(self._key(alias)) as fh:
+                raw = fh.read()
+        except MissingObject:
+            return None
+        return _decode(raw, self._where(alias))
+
+    def lookup(self, alias: Alias) -> EnvRef | None:
+        if alias.kind is AliasKind.IDS:
+            return alias.ids
+        if alias.kind is AliasKind.PATHSPEC:
+            found = self.record.alias(alias.path)
+            if found is None and self.pathspec_lookup is not None:
+                found = self.pathspec_lookup(alias.path)
+            return found
+        local = None if alias.mutable else self.record.alias(alias.path)
+        if local is not None:
+            return local
+        found = self.remote(alias)
+        if found is None:
+            return self.record.alias(alias.path)  # a mutable alias written while offline
+        self.record.set_alias(alias.path, found, mutable=alias.mutable)
+        return found
+
+    def resolve(self, text: str) -> EnvRef:
+        alias = naming.parse_alias(text)
+        found = self.lookup(alias)
+        if found is None:
+            where = f" locally or in {self.store.url}" if self.store else " locally"
+            raise AliasError(
+                f"Environment {alias.display!r} does not refer to a known environment{where}. Check the name "
+                "with `envcore show`, or resolve it with `envcore resolve --alias`."
+            )
+        return found
+
+    # --- writing ------------------------------------------------------------------------------------
+
+    def check_writable(self, alias: Alias) -> None:
+        """Refuse, before any resolution, an alias that can never be written."""
+        if alias.kind is not AliasKind.GENERIC:
+            raise AliasError(
+                f"{alias.text!r} cannot be given as an alias: only names (NAME or NAME:TAG) can; ids and step: "
+                "pathspecs already name their environment."
+            )
+
+    def write(self, alias: Alias, ref: EnvRef) -> bool:
+        """Point ``alias`` at ``ref``; return False when it already did. Raises AliasError when an immutable
+        alias refers to something else."""
+        self.check_writable(alias)
+        changed = self._write_remote(alias, ref) if self.store is not None else self._write_local(alias, ref)
+        self.record.set_alias(alias.path, ref, mutable=alias.mutable)
+        return changed
+
+    def _refuse(self, alias: Alias, current: EnvRef) -> AliasError:
+        return AliasError(
+            f"Alias {alias.display!r} is not mutable and already refers to {current[0]}:{current[1]}. Immutable "
+            "tags are written once; choose a new tag, or use one of the mutable tags latest, candidate, stable."
+        )
+
+    def _write_local(self, alias: Alias, ref: EnvRef) -> bool:
+        current = self.record.alias(alias.path)
+        if current == ref:
+            return False
+        if current is not None and not alias.mutable:
+            raise self._refuse(alias, current)
+        return True
+
+    def _write_remote(self, alias: Alias, ref: EnvRef) -> bool:
+        assert self.store is not None
+        key, data = self._key(alias), _encode(ref)
+        for _ in range(CAS_ATTEMPTS):
+            info = self.store.stat(key)
+            try:
+                if info is None:
+                    self.store.put_bytes(key, data, if_absent=True)
+                    return True
+                current = self.remote(alias)
+                if current == ref:
+                    return False
+                if current is None:
+                    continue  # deleted in between
+                if not alias.mutable:
+                    raise self._refuse(alias, current)
+                self.store.put_bytes(key, data, if_version=info.version)
+                return True
+            except PreconditionFailed:
+                continue  # someone else wrote it in between: look again
+        raise StorageError(
+            f"Could not update the alias {alias.display!r} in {self.store.url}: it kept changing during "
+            f"{CAS_ATTEMPTS} attempts. Retry."
+        )
