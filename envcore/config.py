@@ -76,7 +76,7 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     Setting(name="CONDA_LOCK_TIMEOUT", default=3600, kind="int", help="Seconds to wait for a lock"),
     Setting(
         name="CONDA_SYS_DEFAULT_PACKAGES",
-        default={"linux-64": {"__glibc": "2.27"}},
+        default={arch: {"__glibc": "2.27"} for arch in ("linux-64", "linux-aarch64", "linux-ppc64le")},
         kind="json",
         help="Virtual packages per arch when resolving for a foreign arch",
     ),

@@ -155,7 +155,10 @@ class ResolveRequest:
 
     @property
     def env_type(self) -> EnvType:
-        conda = bool(self.of(CONDA)) or bool(self.base and self.base.env_type is not EnvType.PYPI_ONLY)
+        # python itself is always a conda requirement (PyPI-only environments run on a conda python)
+        conda = any(r.name != "python" for r in self.of(CONDA)) or bool(
+            self.base and self.base.env_type is not EnvType.PYPI_ONLY
+        )
         pypi = bool(self.of(PYPI)) or bool(self.base and self.base.env_type is not EnvType.CONDA_ONLY)
         if conda and pypi:
             return EnvType.MIXED

@@ -112,10 +112,12 @@ def test_usage_errors(args: list[str], message: str) -> None:
     assert "Traceback" not in out.stderr
 
 
-def test_not_yet_available_commands_say_so() -> None:
+def test_unknown_alias_is_one_paragraph_naming_where_it_looked() -> None:
     out = envcore("create", "team/env:v1")
-    assert out.returncode == 2
-    assert "not available in this version" in out.stderr
+    assert out.returncode == 1
+    text = " ".join(out.stderr.split())
+    assert "'team/env:v1' does not refer to a known environment locally or in file://" in text
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) <= 3
 
 
 def test_version() -> None:

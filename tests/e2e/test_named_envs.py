@@ -7,6 +7,7 @@ import json
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,7 +44,7 @@ def test_immutable_alias_cannot_be_rebound_and_is_checked_before_resolving(
     out = run("resolve", "--conda", "fx-core", "--alias", "team/app:v1", check=False, machine="b")
     assert out.returncode == 1
     assert "'team/app:v1' is not mutable and already refers to" in " ".join(out.stderr.split())
-    assert "Nothing was resolved" in out.stderr
+    assert "Nothing was resolved" in " ".join(out.stderr.split())
     assert snapshot(world["store"]) == before
 
 
@@ -91,25 +92,33 @@ def test_get_by_name_records_it_as_the_default(run: Run) -> None:
     assert "Using the existing resolution" in again.stderr
 
 
+def versions_of(env: dict[str, Any]) -> dict[str, str]:
+    return {p["envcore"]["name"]: p["envcore"]["version"] for p in env["packages"]}
+
+
 def test_extending_a_named_environment_keeps_its_pins(run: Run) -> None:
-    base = json.loads(run("resolve", "--conda", "fx-core==1.0.0", "--alias", "team/base:v1", "--json").stdout)
-    base_env = base[local_arch()]["env"]
-    out = run("resolve", "--using", "team/base:v1", "--conda", "fx-app", "--json")
+    base = json.loads(run("resolve", "--conda", "fx-http==1.1.0", "--alias", "team/base:v1", "--json").stdout)
+    base_versions = versions_of(base[local_arch()]["env"])
+    assert base_versions["fx-core"] == "1.1.0"
+    fresh = versions_of(
+        json.loads(run("resolve", "--conda", "fx-http", "--json").stdout)[local_arch()]["env"]
+    )
+    assert fresh["fx-core"] == "2.0.0"  # what a resolution from scratch picks
+    out = run("resolve", "--using", "team/base:v1", "--conda", "fx-http", "--json")
     env = json.loads(out.stdout)[local_arch()]["env"]
-    versions = {p["envcore"]["name"]: p["envcore"]["version"] for p in env["packages"]}
-    assert versions["fx-core"] == "1.0.0" and "fx-app" in versions
-    base_python = next(p for p in base_env["packages"] if p["envcore"]["name"] == "python")["envcore"][
-        "version"
-    ]
-    assert versions["python"] == base_python
+    versions = versions_of(env)
+    assert versions["fx-http"] == "1.2.0"  # the package the user asked to change moved
+    assert versions["fx-core"] == "1.1.0" and versions["python"] == base_versions["python"]  # pins kept
     assert "(compatible with " in env["resolved_by"]
 
 
 def test_a_pin_that_must_change_is_named(run: Run) -> None:
-    run("resolve", "--conda", "fx-core==1.0.0", "--alias", "team/base:v1")
-    out = run("resolve", "--using", "team/base:v1", "--conda", "fx-web==2.1.0", check=False)
+    run("resolve", "--conda", "fx-http==1.1.0", "--alias", "team/base:v1")
+    out = run(
+        "resolve", "--using", "team/base:v1", "--conda", "fx-http==1.2.0", "--conda", "fx-modern", check=False
+    )
     assert out.returncode == 1
-    assert "fx-core 1.0.0 -> 2.0.0" in " ".join(out.stderr.split()), out.stderr
+    assert "fx-core 1.1.0 -> 2.0.0" in " ".join(out.stderr.split()), out.stderr
 
 
 @pytest.mark.parametrize(
@@ -117,12 +126,18 @@ def test_a_pin_that_must_change_is_named(run: Run) -> None:
     [(":any:", "carol", "bob"), (":username:", "alice", "alice"), ("alice,dave", "carol", "alice")],
 )
 def test_remote_latest_picks_the_newest_matching_resolution(
-    run: Run, setting: str, user: str, expected: str
+    run: Run, world: dict[str, Path], setting: str, user: str, expected: str
 ) -> None:
-    by_user = {}
-    for who in ("alice", "bob"):  # bob resolves last: the newest
-        out = run("resolve", "--conda", "fx-app", "--force", machine="a", USERNAME=who, METAFLOW_USER=who)
-        by_user[who] = env_ids(out.stdout)[0]
+    out = run("resolve", "--conda", "fx-app", "--json", USERNAME="alice", METAFLOW_USER="alice")
+    alice = json.loads(out.stdout)[local_arch()]
+    # bob resolved the same requirements later, when the channel had moved on: another full id in the store
+    env_dir = world["store"] / "envs" / local_arch() / alice["req_id"]
+    bob_full = "b" * 40
+    body = json.loads((env_dir / alice["full_id"] / "env").read_text())
+    body.update(resolved_by="bob", resolved_on="2099-01-01 00:00:00")
+    (env_dir / bob_full).mkdir()
+    (env_dir / bob_full / "env").write_text(json.dumps(body))
+    full_ids = {"alice": alice["full_id"], "bob": bob_full}
     out = run(
         "resolve",
         "--conda",
@@ -131,8 +146,14 @@ def test_remote_latest_picks_the_newest_matching_resolution(
         METAFLOW_USER=user,
         METAFLOW_CONDA_USE_REMOTE_LATEST=setting,
     )
-    assert env_ids(out.stdout) == [by_user[expected]]
+    assert env_ids(out.stdout) == [f"{alice['req_id']}:{full_ids[expected]}"]
     assert f"resolved by {expected}" in out.stderr
+
+
+def test_without_remote_latest_machine_b_resolves_itself(run: Run) -> None:
+    run("resolve", "--conda", "fx-app", USERNAME="alice", METAFLOW_USER="alice")
+    out = run("resolve", "--conda", "fx-app", machine="b", METAFLOW_USER="carol")
+    assert "Resolved 1 environment(s)" in out.stderr
 
 
 def test_remote_latest_with_a_bad_value_is_a_config_error(run: Run) -> None:

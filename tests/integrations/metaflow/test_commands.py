@@ -1,0 +1,141 @@
+"""``metaflow environment ...`` and ``python flow.py --environment=conda environment ...`` against real
+stores and runs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from envcore.resolve import local_arch
+
+from .conftest import Machine, both, reports, run_id
+
+
+def _ids(stdout: str) -> list[str]:
+    return [line.split()[-1] for line in stdout.splitlines() if " full hash " in line]
+
+
+def test_resolve_show_create_get_alias(machine: Machine, other_machine: Machine, tmp_path: Path) -> None:
+    req = tmp_path / "requirements.txt"
+    req.write_text("fx-core==1.1.0\n")
+    out = machine.metaflow("environment", "resolve", "-r", str(req), "--alias", "team/req-env")
+    (ref,) = _ids(out.stdout)
+    assert "### Environment for architecture " + local_arch() in out.stdout
+    assert "pypi::requests==>=2.21.0" in out.stdout  # Metaflow's own requirement, on the PyPI side
+    assert "Aliased as team/req-env:latest" in out.stderr
+
+    # another machine: same store, nothing local
+    shown = other_machine.metaflow("environment", "show", "team/req-env").stdout
+    assert f"### Environment for 'team/req-env' (arch '{local_arch()}'):" in shown
+    assert f"full hash {ref}" in shown and "Aliases team/req-env:latest (mutable)" in shown
+    other_machine.metaflow("environment", "alias", "team/req-env", "team/req-env:v1")
+    created = other_machine.metaflow("environment", "create", "team/req-env:v1", "--name", "work")
+    python = other_machine.cache / "envs" / "work" / "bin" / "python"
+    assert str(python.parent.parent) in created.stdout
+    done = subprocess.run(
+        [python, "-c", "import fx_core; print(fx_core.__version__)"], capture_output=True, text=True
+    )
+    assert done.stdout.strip() == "1.1.0", done.stderr
+    got = machine.metaflow("environment", "get", "team/req-env:v1")
+    assert ref.split(":")[0] in got.stdout + got.stderr
+
+
+def test_skip_metaflow_deps_and_errors(machine: Machine) -> None:
+    out = machine.metaflow("environment", "resolve", "--conda", "fx-core", "--skip-metaflow-deps")
+    assert "requests" not in out.stdout.split("User-requested packages")[1].split("\n")[0]
+    bad = machine.metaflow("environment", "resolve", "--conda", "fx-core", "--alias", "Bad/Name", check=False)
+    assert bad.returncode == 1
+    assert "metaflow environment: Invalid environment alias 'Bad/Name'" in " ".join(bad.stderr.split())
+    assert "Traceback" not in bad.stderr
+    unknown = machine.metaflow("environment", "show", "team/nothing", check=False)
+    assert unknown.returncode == 1 and "does not refer to a known environment" in unknown.stderr
+
+
+def test_step_pathspecs_from_a_finished_run(machine: Machine, other_machine: Machine, tmp_path: Path) -> None:
+    # local runs upload their code package only when asked to (remote runs always do)
+    out = machine.flow("conda_per_step", "run", METAFLOW_FEAT_ALWAYS_UPLOAD_CODE_PACKAGE="1")
+    pathspec = f"CondaPerStepFlow/{run_id(both(out))}/start"
+    env_line = next(line for line in both(out).splitlines() if "Creating Conda environment" in line)
+    req, full = env_line.split("environment ")[1].replace("(", "").replace(")...", "").split()
+    # machine B shares the store and the run's metadata (datastore), not the local record
+    shared = {"METAFLOW_DATASTORE_SYSROOT_LOCAL": str(machine.datastore)}
+    shown = other_machine.metaflow("environment", "show", "--pathspec", pathspec, **shared).stdout
+    assert f"### Environment for 'step:{pathspec}'" in shown and f"full hash {req}:{full}" in shown
+    assert (
+        f"full hash {req}:{full}"
+        in other_machine.metaflow("environment", "show", f"step:{pathspec}", **shared).stdout
+    )
+    into = tmp_path / "debug"
+    other_machine.metaflow(
+        "environment", "create", pathspec, "--pathspec", "--name", "dbg", "--into-dir", str(into), **shared
+    )
+    assert (into / "conda_per_step.py").exists()
+    done = subprocess.run(
+        [into / "__conda_python", "-c", "import fx_core; print(fx_core.__version__)"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.stdout.strip() == "1.0.0", done.stderr
+
+
+def test_fetch_at_exec_with_run_id_and_parameter_substitution(machine: Machine) -> None:
+    out = machine.flow("build_in_env", "run", "--my_var", "7")
+    text = both(out)
+    seen = reports(text)
+    run = run_id(text)
+    assert seen["start"]["alias"] == f"test/build_in_step/id_{run}_{run}_7"
+    assert seen["end"]["fx-core"] == "1.1.0"
+    assert f"Environment 'test/build_in_step/id_{run}_{run}_7' is " in text
+
+
+def test_flow_level_resolve_and_show(machine: Machine) -> None:
+    show = machine.flow("base_override", "environment", "show")
+    assert "Step *start*" in show.stdout and "\tEnvironment is unresolved" in show.stdout
+    assert "Step *end*" in show.stdout and "\tEnvironment is disabled" in show.stdout
+
+    resolved = machine.flow("base_override", "environment", "resolve")
+    assert "Resolving 2 environments ... done in" in resolved.stderr
+    assert "### Environment for step(s) *start*" in resolved.stdout
+    assert "### Environment for step(s) *override*" in resolved.stdout
+    assert len(_ids(resolved.stdout)) == 2
+    again = machine.flow("base_override", "environment", "resolve", "start")
+    assert "No environments to resolve, use --force to force re-resolution" in again.stderr
+    forced = machine.flow(
+        "base_override", "environment", "resolve", "--force", "--alias", "team/start-env", "start"
+    )
+    assert "Resolving 1 environment ... done in" in forced.stderr
+    assert "Aliases team/start-env:latest (mutable)" in forced.stdout
+    refused = machine.flow("base_override", "environment", "resolve", "--alias", "team/two", check=False)
+    assert refused.returncode == 1
+    assert "Cannot specify aliases if more than one environment" in " ".join(refused.stderr.split())
+
+    data = json.loads(machine.flow("base_override", "environment", "show", "--json").stdout)
+    assert data["end"]["is_disabled"] is True
+    assert data["start"]["states"] == ["resolved"]
+    assert data["start"]["env"]["req_id"] == data["start"]["env_id"][0]
+    # a run uses what was resolved, and then it is locally present
+    run = machine.flow("base_override", "run")
+    assert "Resolving" not in run.stderr
+    assert "locally present" in machine.flow("base_override", "environment", "show", "start").stdout
+
+
+def test_create_with_a_notebook_kernel(machine: Machine, tmp_path: Path) -> None:
+    out = machine.flow("conda_per_step", "run", METAFLOW_FEAT_ALWAYS_UPLOAD_CODE_PACKAGE="1")
+    pathspec = f"CondaPerStepFlow/{run_id(both(out))}/end"
+    into = tmp_path / "nb"
+    data = tmp_path / "jupyter"
+    done = machine.metaflow(
+        "environment", "create", "--name", "nbenv", "--install-notebook", "--into-dir", str(into),
+        "--pathspec", pathspec, JUPYTER_DATA_DIR=str(data),
+    )  # fmt: skip
+    assert f"Jupyter kernel 'Metaflow {pathspec}' installed" in done.stdout
+    (kernel,) = list((data / "kernels").iterdir())
+    spec = json.loads((kernel / "kernel.json").read_text())
+    assert spec["display_name"] == f"Metaflow {pathspec}"
+    assert spec["argv"][1:3] == ["-m", "ipykernel_launcher"] and spec["env"]["PYTHONPATH"] == str(into)
+    # the kernel's environment is the step's plus ipykernel (a derived environment)
+    check = "import fx_core, ipykernel; print(fx_core.__version__, ipykernel.__version__)"
+    versions = subprocess.run([spec["argv"][0], "-c", check], capture_output=True, text=True)
+    assert versions.stdout.split() == ["2.0.0", "6.29.5"], versions.stderr
+    assert (into / "conda_per_step.py").exists()

@@ -1,0 +1,111 @@
+"""The user guide's flows, run for real: each step prints from inside its own hydrated environment."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+from envcore.resolve import local_arch
+
+from .conftest import Machine, both, metadata, reports, run_id
+
+
+def _in_envs(machine: Machine, python: str) -> bool:
+    return Path(python).parent.parent.parent == machine.cache / "envs"
+
+
+def test_conda_versions_per_step_and_a_second_run_reuses_them(machine: Machine) -> None:
+    out = machine.flow("conda_per_step", "run")
+    seen = reports(both(out))
+    assert seen["start"]["fx-core"] == "1.0.0"
+    assert seen["end"]["fx-core"] == "2.0.0"
+    assert _in_envs(machine, seen["start"]["python"]) and _in_envs(machine, seen["end"]["python"])
+    assert seen["start"]["python"] != seen["end"]["python"]
+    assert "Resolving 2 environments ... done in" in both(out)
+    assert both(out).count("Creating Conda environment") == 2
+
+    again = machine.flow("conda_per_step", "run")
+    assert "Resolving" not in both(again)
+    assert both(again).count("Using existing Conda environment") == 2
+    assert reports(both(again)) == seen
+
+
+def test_pypi_versions_per_step(machine: Machine) -> None:
+    seen = reports(both(machine.flow("pypi_per_step", "run")))
+    assert seen["start"]["fx-web"] == "2.0.0"
+    assert seen["end"]["fx-web"] == "1.9.0"
+    assert _in_envs(machine, seen["start"]["python"])
+
+
+def test_mixed_conda_tool_and_pypi_package_with_extras(machine: Machine) -> None:
+    seen = reports(both(machine.flow("mixed", "run")))
+    assert seen["start"]["fx-extras"] == "0.4.0"
+    assert seen["start"]["tool"] == "6.1.0"  # the conda-only binary, found on PATH
+    assert Path(seen["start"]["tool_path"]).parent == Path(seen["start"]["python"]).parent
+    assert seen["end"]["fx-core"] == "2.1.0rc1"  # extras=["pre"] is honoured (the original ignored it)
+
+
+def test_base_override_disabled_and_undecorated_steps(machine: Machine) -> None:
+    seen = reports(both(machine.flow("base_override", "run")))
+    assert seen["start"] | {"python": ""} == {"python": "", "fx-core": "1.0.0", "fx-yaml": "5.4.0"}
+    assert seen["override"] == {"fx-core": "1.1.0", "fx-yaml": "5.4.0"}
+    assert seen["end"] == {"python": sys.executable, "fx-core-importable": "no"}
+
+
+def test_undecorated_steps_get_python_and_metaflow_requirements(machine: Machine) -> None:
+    out = machine.flow("undecorated", "run")
+    seen = reports(both(out))
+    assert _in_envs(machine, seen["start"]["python"])
+    assert seen["start"]["prefix"] == str(Path(seen["start"]["python"]).parent.parent)
+    assert seen["start"]["requests"]  # Metaflow's own pin, from the environment
+    assert seen["end"]["python"] == seen["start"]["python"]  # same requirements: one environment
+    assert "Resolving 1 environment ..." in both(out)
+
+
+def _ids(text: str) -> list[str]:
+    """``req:full`` of every "Creating/Using existing Conda environment REQ (FULL)" line, in order."""
+    found = re.findall(
+        r"(?:Creating|Using existing) Conda environment ([0-9a-f]{40}) \(([0-9a-f]{40})\)", text
+    )
+    return [f"{req}:{full}" for req, full in found]
+
+
+def test_task_metadata_records_the_environment_id(machine: Machine) -> None:
+    out = machine.flow("conda_per_step", "run")
+    run = run_id(both(out))
+    recorded = json.loads(metadata(machine, f"CondaPerStepFlow/{run}/start/1", "conda_env_id"))
+    assert recorded[2] == local_arch()
+    assert f"{recorded[0]}:{recorded[1]}" == _ids(both(out))[0]
+
+
+def test_named_environments_by_alias_pathspec_and_extended(machine: Machine) -> None:
+    made = machine.envcore(
+        "resolve", "--conda", "fx-core==1.0.0", "--conda", "requests", "--alias", "team/core-env"
+    )
+    (named,) = [line.split()[-1] for line in made.stdout.splitlines() if " full hash " in line]
+    source = machine.flow("conda_per_step", "run")
+    pathspec = f"CondaPerStepFlow/{run_id(both(source))}/end"
+
+    out = machine.flow("named_env", "run", SOURCE_PATHSPEC=pathspec)
+    text = both(out)
+    seen = reports(text)
+    assert seen["start"]["fx-core"] == "1.0.0"
+    assert seen["by_pathspec"]["fx-core"] == "2.0.0"  # the environment `end` of that run ran in
+    assert seen["end"]["fx-core"] == "1.0.0" and seen["end"]["fx-yaml"] == "6.0.1"
+    ids = _ids(text)
+    assert ids[0] == named  # used exactly as named: it has everything Metaflow needs
+    assert ids[1] == _ids(both(source))[1]
+    assert ids[2] != named  # extended with fx-yaml: a new environment keeping the named one's pins
+    assert "Resolving 1 environment ..." in text  # only the extension was resolved
+
+
+def test_named_environment_without_metaflow_requirements_is_extended(machine: Machine) -> None:
+    made = machine.envcore("resolve", "--conda", "fx-core==1.0.0", "--alias", "team/core-env")
+    (named,) = [line.split()[-1] for line in made.stdout.splitlines() if " full hash " in line]
+    source = machine.flow("conda_per_step", "run")
+    out = machine.flow("named_env", "run", SOURCE_PATHSPEC=f"CondaPerStepFlow/{run_id(both(source))}/start")
+    seen = reports(both(out))
+    assert seen["start"]["fx-core"] == "1.0.0"
+    assert _ids(both(out))[0] != named  # requests added on top of the named environment's pins

@@ -1,0 +1,149 @@
+"""Remote execution without a cluster: a "node" is an empty directory with an empty HOME and caches, a
+python with no envcore (nor Metaflow) installed, the code package and the store. The step's bootstrap
+commands run there in a subprocess, then the step itself, as Kubernetes or Batch would run them."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from .conftest import Machine, both, reports, run_id
+
+# What a node image provides (Metaflow installs requests on its nodes; the bootstrap commands pip-install
+# the rest unless METAFLOW_SKIP_INSTALL_DEPENDENCIES is set, which a node with them preinstalled sets).
+NODE_PACKAGES = (
+    "requests", "urllib3", "idna", "certifi", "charset_normalizer",
+    "pluggy", "yaml", "packaging", "click", "fsspec", "backports", "rattler", "uv",
+)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def node_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ``pip install --target`` style directory with the node's third-party packages (links)."""
+    from uv import find_uv_bin
+
+    site = tmp_path_factory.mktemp("node-site")
+    for name in NODE_PACKAGES:
+        spec = importlib.util.find_spec(name)
+        assert spec is not None and spec.submodule_search_locations, name
+        (site / name).symlink_to(next(iter(spec.submodule_search_locations)))
+    (site / "bin").mkdir()
+    (site / "bin" / "uv").symlink_to(find_uv_bin())
+    return site
+
+
+@dataclass
+class Node:
+    root: Path
+    bin: Path
+    site: Path
+    store: Path
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {
+            "PATH": f"{self.bin}:/usr/bin:/bin",
+            "HOME": str(self.root / "home"),
+            "USERNAME": "tester",
+            "PYTHONPATH": f"{self.root / '.mf_code'}:{self.site}",  # as Metaflow's package commands set it
+            "METAFLOW_DEFAULT_DATASTORE": "local",
+            "METAFLOW_CONDA_LOCALROOT": str(self.store),
+            "METAFLOW_SKIP_INSTALL_DEPENDENCIES": "1",
+        }
+        env.update(extra)
+        return env
+
+    def sh(self, script: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["bash", "-c", script],
+            cwd=self.root,
+            env=self.env(**extra),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+
+@pytest.fixture
+def node(tmp_path: Path, node_site: Path, machine: Machine) -> Node:
+    root, bin_dir = tmp_path / "node", tmp_path / "node-bin"
+    (root / "home").mkdir(parents=True)
+    bin_dir.mkdir()
+    interpreter = Path(sys.base_prefix) / "bin" / f"python{sys.version_info.major}.{sys.version_info.minor}"
+    (bin_dir / "python").symlink_to(interpreter)
+    return Node(root=root, bin=bin_dir, site=node_site, store=machine.store)
+
+
+def _ship(machine: Machine, node: Node, flow: str, step: str) -> list[str]:
+    """The code package extracted on the node, and the step's bootstrap commands."""
+    package = machine.root / "package.tgz"
+    machine.flow(flow, "package", "save", str(package))
+    with tarfile.open(package) as tar:
+        tar.extractall(node.root, filter="data")
+    commands: list[str] = json.loads(machine.flow(flow, "environment", "bootstrap-commands", step).stdout)
+    return commands
+
+
+def test_node_hydrates_from_the_store_and_runs_the_step(machine: Machine, node: Node) -> None:
+    out = machine.flow("conda_per_step", "run")
+    run = run_id(both(out))
+    start_dir = machine.datastore / ".metaflow" / "CondaPerStepFlow" / run / "start"
+    (start_task,) = [p.name for p in start_dir.iterdir() if not p.name.startswith("_")]
+    commands = _ship(machine, node, "conda_per_step", "end")
+    assert any("pip install" in c and "py-rattler==" in c for c in commands)
+    assert any("METAFLOW_ENVCORE_PLUGIN_MODULES=" in c and "envcore_rattler.plugin" in c for c in commands)
+    # the node's python has no envcore: it comes from the code package only
+    bare = node.sh("python -c 'import envcore'", PYTHONPATH=str(node.site))
+    assert bare.returncode != 0 and "No module named 'envcore'" in bare.stderr
+
+    step = (
+        "./__conda_python -u conda_per_step.py --environment=conda --datastore=local --metadata=local --quiet "
+        f"step end --run-id {run} --task-id 99 --input-paths {run}/start/{start_task}"
+    )
+    done = node.sh(" && ".join([*commands, step]), METAFLOW_DATASTORE_SYSROOT_LOCAL=str(machine.datastore))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Bootstrapping environment ..." in done.stdout and "Environment bootstrapped." in done.stdout
+    seen = dict(w.split("=", 1) for w in done.stdout.split() if "=" in w)
+    assert seen["fx-core"] == "2.0.0"
+    python = Path(seen["python"])
+    assert python == node.root / "__conda_python"
+    assert Path(os.path.realpath(python)).is_relative_to(node.root / "home" / ".cache" / "envcore" / "envs")
+    env_id = json.loads((node.root / "_env_id").read_text())
+    # the task registered its environment in the run's metadata (the local provider's files)
+    meta_dir = machine.datastore / ".metaflow" / "CondaPerStepFlow" / run / "end" / "99" / "_meta"
+    records = [json.loads(p.read_text()) for p in meta_dir.glob("*.json")]
+    (recorded,) = [r["value"] for r in records if r.get("field_name") == "conda_env_id"]
+    assert json.loads(recorded) == env_id
+
+
+def test_node_fetches_a_named_environment_at_execution(machine: Machine, node: Node) -> None:
+    out = machine.flow("build_in_env", "run", "--my_var", "5")
+    run = run_id(both(out))
+    assert reports(both(out))["end"]["fx-core"] == "1.1.0"
+    commands = _ship(machine, node, "build_in_env", "end")
+    assert any("--fetch" in c and "@{METAFLOW_RUN_ID}" in c for c in commands)
+    check = "./__conda_python -c 'import fx_core; print(\"fx-core=\" + fx_core.__version__)'"
+    done = node.sh(
+        " && ".join([*commands, check]),
+        METAFLOW_RUN_ID=run,
+        METAFLOW_RUN_ID_BASE=run,
+        METAFLOW_INIT_MY_VAR="5",
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"Environment 'test/build_in_step/id_{run}_{run}_5' is " in done.stdout
+    assert "fx-core=1.1.0" in done.stdout
+
+
+def test_node_without_the_environment_in_the_store_fails_clearly(machine: Machine, node: Node) -> None:
+    commands = _ship(machine, node, "conda_per_step", "end")
+    done = node.sh(" && ".join(commands), METAFLOW_CONDA_LOCALROOT=str(node.root / "empty-store"))
+    assert done.returncode != 0
+    assert "Cannot bootstrap the environment of this step" in done.stderr
+    assert "Traceback" not in done.stderr
