@@ -41,17 +41,25 @@ def test_plugins_json_lists_the_builtins() -> None:
 
 
 def test_plugins_check_reports_unavailable_backends(install_plugin: InstallPlugin) -> None:
-    site = install_plugin("envcore-pixi", {"pixi": "envcore_pixi.plugin"}, {"envcore_pixi.plugin": resolver_plugin_code("pixi")})
+    site = install_plugin(
+        "envcore-pixi", {"pixi": "envcore_pixi.plugin"}, {"envcore_pixi.plugin": resolver_plugin_code("pixi")}
+    )
     out = envcore("plugins", "--check", "--json", env={"PYTHONPATH": str(site)})
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
-    assert data["resolvers"]["pixi"] == {"available": False, "version": None, "reason": "pixi-bin is not on PATH"}
+    assert data["resolvers"]["pixi"] == {
+        "available": False,
+        "version": None,
+        "reason": "pixi-bin is not on PATH",
+    }
     pixi = next(p for p in data["plugins"] if p["name"] == "pixi")
     assert (pixi["distribution"], pixi["version"]) == ("envcore-pixi", "1.0")
 
 
 def test_plugins_shows_import_failures_and_keeps_working(install_plugin: InstallPlugin) -> None:
-    site = install_plugin("envcore-broken", {"broken": "envcore_broken.plugin"}, {"envcore_broken.plugin": "1/0\n"})
+    site = install_plugin(
+        "envcore-broken", {"broken": "envcore_broken.plugin"}, {"envcore_broken.plugin": "1/0\n"}
+    )
     out = envcore("plugins", env={"PYTHONPATH": str(site)})
     assert out.returncode == 0, out.stderr
     assert "broken           failed" in out.stdout
@@ -60,7 +68,10 @@ def test_plugins_shows_import_failures_and_keeps_working(install_plugin: Install
 
 def test_config_show_masks_secrets_and_names_sources() -> None:
     out = envcore(
-        "config", "show", "--json", env={"METAFLOW_CONDA_SRCS_AUTH_INFO": '{"h": ["u", "s3cret"]}', "METAFLOW_CONDA_TEST": "1"}
+        "config",
+        "show",
+        "--json",
+        env={"METAFLOW_CONDA_SRCS_AUTH_INFO": '{"h": ["u", "s3cret"]}', "METAFLOW_CONDA_TEST": "1"},
     )
     assert out.returncode == 0, out.stderr
     assert "s3cret" not in out.stdout
@@ -91,7 +102,7 @@ def test_unknown_resolver_is_reported_with_its_source(tmp_path: Path) -> None:
     assert out.returncode == 2, out.stderr
     message = " ".join(out.stderr.split())
     assert message.startswith(
-        'envcore: `METAFLOW_CONDA_DEPENDENCY_RESOLVER` is "nosuch" (from env var), but no resolver named \'nosuch\' '
+        "envcore: `METAFLOW_CONDA_DEPENDENCY_RESOLVER` is \"nosuch\" (from env var), but no resolver named 'nosuch' "
         "is installed. Install it with `pip install envcore-nosuch`, or choose one of:"
     )
     assert "Traceback" not in out.stderr
