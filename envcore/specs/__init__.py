@@ -5,7 +5,8 @@ Decisions that differ from the original extension (reference §1(l)):
 
 * ``environment.yml`` is parsed as YAML (the original's line parser silently misread flow style and bad
   indentation); a malformed file is an error naming the line.
-* ``python="3.10"`` means ``3.10.*`` everywhere (decorators and files alike).
+* ``python="3.10"`` means ``3.10.*`` everywhere (decorators and files alike), and an environment.yml entry
+  ``numpy=1.21`` means ``1.21.*`` as it does for conda (the original read it as exactly 1.21).
 * ``@pypi(extras=...)`` is kept and enters the req id.
 * A marker that cannot be decided for the target is an error naming the package, never silently dropped.
 """
@@ -89,7 +90,8 @@ def conda_requirement(key: str, version: str, where: str, category: str = CONDA)
             where,
             "Write an exact version (1.2.3), a range (>=1.2,<2) or a glob (1.2.*).",
         )
-    return Requirement(category=category, name=name, spec=version.replace(" ", ""), channel=channel or None)
+    version = " ".join(re.sub(r"\s*([,|<>=!~]+)\s*", r"\1", version).split())  # "1.2.* build" keeps its space
+    return Requirement(category=category, name=name, spec=version, channel=channel or None)
 
 
 def sys_requirement(name: str, version: str, where: str) -> Requirement:
@@ -124,8 +126,8 @@ def _split_sys(text: str) -> tuple[str, str]:
 
 def _pypi_spec(specifier: SpecifierSet) -> str:
     specs = list(specifier)
-    if len(specs) == 1 and specs[0].operator == "==" and "*" not in specs[0].version:
-        return specs[0].version
+    if len(specs) == 1 and specs[0].operator == "==":
+        return specs[0].version  # "1.4.0" or "1.4.*", rendered name==1.4.0 as the original
     return str(specifier)
 
 
@@ -311,7 +313,11 @@ def _entry_version(rest: str) -> str:
         return rest[2:].strip()
     if rest.startswith("=") and not rest.startswith("=="):
         rest = rest[1:].strip()
-        return rest.split("=")[0] if re.match(r"^[\d*]", rest) else rest
+        if not re.match(r"^[\d*]", rest):
+            return rest  # "pkg = >=1.0"
+        version, _, build = rest.partition("=")
+        version = version if version.endswith("*") else f"{version}.*"  # conda's pkg=1.21 means 1.21.*
+        return f"{version} {build}" if build else version
     return rest
 
 

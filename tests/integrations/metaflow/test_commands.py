@@ -22,6 +22,7 @@ def test_resolve_show_create_get_alias(machine: Machine, other_machine: Machine,
     out = machine.metaflow("environment", "resolve", "-r", str(req), "--alias", "team/req-env")
     (ref,) = _ids(out.stdout)
     assert "### Environment for architecture " + local_arch() in out.stdout
+    assert "Environment of type pypi-only" in out.stdout
     assert "pypi::requests==>=2.21.0" in out.stdout  # Metaflow's own requirement, on the PyPI side
     assert "Aliased as team/req-env:latest" in out.stderr
 

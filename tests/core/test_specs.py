@@ -1,0 +1,354 @@
+"""Specifications from decorators, requirements.txt, environment.yml and pyproject.toml: what each input
+becomes (as the ``<category>::<value>`` strings the req id hashes), how specs combine, and the error
+paragraphs of bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from envcore import specs
+from envcore.errors import SpecError
+from envcore.types import PYPI
+
+
+def tstrs(spec: specs.Spec) -> list[str]:
+    return [r.tstr for r in spec.requirements]
+
+
+# --- decorators ----------------------------------------------------------------------------------------
+
+DECORATORS = [
+    ({"libraries": {"numpy": "1.21.5"}}, ["conda::numpy==1.21.5"]),
+    ({"libraries": {"numpy": ""}}, ["conda::numpy"]),
+    ({"libraries": {"numpy": ">=1.20,<2"}}, ["conda::numpy==>=1.20,<2"]),
+    ({"libraries": {"numpy": "==1.21.5"}}, ["conda::numpy==1.21.5"]),
+    ({"libraries": {"numpy": "1.21.*"}}, ["conda::numpy==1.21.*"]),
+    ({"libraries": {"conda-forge::numpy": "1.21"}}, ["conda::conda-forge::numpy==1.21"]),
+    ({"libraries": {"requests": ">=2.21.0"}}, ["conda::requests==>=2.21.0"]),
+    ({"libraries": {"a": "1", "b": "2"}}, ["conda::a==1", "conda::b==2"]),
+    ({"packages": {"pandas": "1.4.0"}}, ["pypi::pandas==1.4"]),  # canonicalize_version, as the original
+    ({"packages": {"pandas": "2.1.1"}}, ["pypi::pandas==2.1.1"]),
+    ({"packages": {"pandas": ">=1.4,<2"}}, ["pypi::pandas==<2,>=1.4"]),
+    ({"packages": {"pandas": ""}}, ["pypi::pandas"]),
+    ({"packages": {"requests[socks]": "2.31.0"}}, ["pypi::requests[socks]==2.31"]),
+    ({"packages": {"torch": "==2.1.*"}}, ["pypi::torch==2.1.*"]),
+    ({"conda_only": {"ffmpeg": "6.1"}}, ["npconda::ffmpeg==6.1"]),
+    ({"sys_packages": {"__cuda": "12.4"}}, ["sys::__cuda==12.4"]),
+    ({"sys_packages": {"__glibc": "==2.27"}}, ["sys::__glibc==2.27"]),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "expected"), DECORATORS)
+def test_decorator_arguments(kwargs: dict[str, dict[str, str]], expected: list[str]) -> None:
+    assert tstrs(specs.from_decorator(**kwargs)) == expected
+
+
+@pytest.mark.parametrize(
+    ("python", "expected"),
+    [("3.10", "3.10.*"), ("3.11.7", "3.11.7"), (">=3.10,<3.12", ">=3.10,<3.12"), ("3.10.*", "3.10.*")],
+)
+def test_python_argument(python: str, expected: str) -> None:
+    spec = specs.from_decorator(libraries={"numpy": ""}, python=python)
+    assert spec.python == expected
+    assert tstrs(spec) == ["conda::numpy"]
+
+
+def test_python_in_libraries_sets_python() -> None:
+    spec = specs.from_decorator(libraries={"python": "3.10", "numpy": ""})
+    assert spec.python == "3.10.*" and tstrs(spec) == ["conda::numpy"]
+
+
+def test_sources_and_extras_from_decorators() -> None:
+    spec = specs.from_decorator(
+        packages={"x": ""},
+        channels=["bioconda", "bioconda"],
+        extra_indices=["https://i/simple"],
+        extras=["pre"],
+    )
+    assert spec.sources == {"conda": ("bioconda",), "pypi": ("https://i/simple",)}
+    assert spec.extras == {PYPI: ("--pre",)}
+
+
+# --- requirements.txt ----------------------------------------------------------------------------------
+
+REQUIREMENTS = [
+    ("pandas==1.4.0", ["pypi::pandas==1.4.0"]),
+    ("pandas>=1.4,<2", ["pypi::pandas==<2,>=1.4"]),
+    ("pandas", ["pypi::pandas"]),
+    ("pandas ~= 1.4", ["pypi::pandas==~=1.4"]),
+    ("Foo_Bar==1.*", ["pypi::Foo_Bar==1.*"]),
+    ("requests[socks,security]>=2", ["pypi::requests[security,socks]==>=2"]),
+    ("requests>=2 ; python_version < '3.12'", ['pypi::requests==>=2;python_version < "3.12"']),
+    ("pkg @ https://x.example/pkg-1.0.tar.gz", ["pypi::pkg@https://x.example/pkg-1.0.tar.gz"]),
+    ("git+https://github.com/org/tool.git@v1", ["pypi::tool@git+https://github.com/org/tool.git@v1"]),
+    ("git+https://h/x/repo.git#egg=thing", ["pypi::thing@git+https://h/x/repo.git#egg=thing"]),
+    ("./libs/mylib", ["pypi::mylib@./libs/mylib"]),
+    ("a\nb\n", ["pypi::a", "pypi::b"]),
+    ("# comment\n\na==1  # inline\n", ["pypi::a==1"]),
+    ("a#b==1", ["pypi::a#b==1"] if False else None),  # '#' not preceded by a space is not a comment: invalid
+    ("pandas>=1.4,\\\n  <2", ["pypi::pandas==<2,>=1.4"]),
+    ("--conda-pkg ffmpeg==6.1\nx", ["npconda::ffmpeg==6.1", "pypi::x"]),
+    ("--conda-pkg conda-forge::ffmpeg", ["npconda::conda-forge::ffmpeg"]),
+    ("--sys-pkg __cuda==12.4\nx", ["sys::__cuda==12.4", "pypi::x"]),
+    ("--sys-pkg __glibc=2.27", ["sys::__glibc==2.27"]),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), [r for r in REQUIREMENTS if r[1] is not None])
+def test_requirements_txt(text: str, expected: list[str]) -> None:
+    assert tstrs(specs.parse_requirements_txt(text)) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "sources", "extras"),
+    [
+        ("--extra-index-url https://a/simple\nx", {"pypi": ("https://a/simple",)}, {}),
+        ("--extra-index-url=https://a/simple\nx", {"pypi": ("https://a/simple",)}, {}),
+        ("--conda-channel bioconda\nx", {"conda": ("bioconda",)}, {}),
+        ("--pre\nx", {}, {"pypi": ("--pre",)}),
+        ("--no-index\n-f /wheels\nx", {}, {"pypi": ("--no-index", "--find-links /wheels")}),
+        ("--find-links /w\n--trusted-host h\nx", {}, {"pypi": ("--find-links /w", "--trusted-host h")}),
+    ],
+)
+def test_requirements_txt_options(
+    text: str, sources: dict[str, tuple[str, ...]], extras: dict[str, tuple[str, ...]]
+) -> None:
+    spec = specs.parse_requirements_txt(text)
+    assert (dict(spec.sources), dict(spec.extras)) == (sources, extras)
+    assert tstrs(spec) == ["pypi::x"]
+
+
+@pytest.mark.parametrize(("line", "python"), [("python>=3.10", ">=3.10"), ("python==3.11", "3.11.*")])
+def test_requirements_txt_python_line(line: str, python: str) -> None:
+    spec = specs.parse_requirements_txt(f"{line}\nx\n")
+    assert spec.python == python and tstrs(spec) == ["pypi::x"]
+
+
+def test_index_url_is_ignored_with_a_warning() -> None:
+    spec = specs.parse_requirements_txt("-i https://other/simple\nx\n", "reqs.txt")
+    assert spec.sources == {}
+    (warning,) = spec.warnings
+    assert "line 1 of reqs.txt" in warning and "--extra-index-url" in warning
+
+
+# --- environment.yml -----------------------------------------------------------------------------------
+
+YML = [
+    ("dependencies:\n  - numpy", ["conda::numpy"]),
+    ("dependencies:\n  - numpy=1.21", ["conda::numpy==1.21.*"]),
+    ("dependencies:\n  - numpy==1.21.5", ["conda::numpy==1.21.5"]),
+    ("dependencies:\n  - numpy>=1.20", ["conda::numpy==>=1.20"]),
+    ("dependencies:\n  - numpy = >=1.20", ["conda::numpy==>=1.20"]),
+    ("dependencies:\n  - numpy 1.21.5", ["conda::numpy==1.21.5"]),
+    ("dependencies:\n  - numpy>=1.20,<2", ["conda::numpy==>=1.20,<2"]),
+    ("dependencies:\n  - conda-forge::numpy", ["conda::conda-forge::numpy"]),
+    ("dependencies:\n  - numpy=1.21=py311_0", ["conda::numpy==1.21.* py311_0"]),
+    ("dependencies:\n  - pip:\n    - requests>=2", ["pypi::requests==>=2"]),
+    (
+        "dependencies:\n  - a\n  - pip:\n    - b==1\n  - sys:\n    - __cuda==12.4",
+        ["conda::a", "pypi::b==1", "sys::__cuda==12.4"],
+    ),
+    ("dependencies:\n  - sys:\n    - __glibc=2.27", ["sys::__glibc==2.27"]),
+    ("dependencies:\n  - git+https://h/x/tool.git", ["pypi::tool@git+https://h/x/tool.git"]),
+    ("name: demo\ndependencies: [numpy, scipy]", ["conda::numpy", "conda::scipy"]),
+    ("# only a comment\n", []),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), YML)
+def test_environment_yml(text: str, expected: list[str]) -> None:
+    assert tstrs(specs.parse_environment_yml(text)) == expected
+
+
+def test_environment_yml_sources_python_and_ignored_sections() -> None:
+    spec = specs.parse_environment_yml(
+        "name: x\nchannels:\n  - conda-forge\n  - bioconda\npypi-indices:\n  - https://a/simple\n"
+        "dependencies:\n  - python=3.10\n  - numpy\nvariables:\n  A: 1\n",
+        "env.yml",
+    )
+    assert spec.python == "3.10.*"
+    assert spec.sources == {"conda": ("conda-forge", "bioconda"), "pypi": ("https://a/simple",)}
+    assert spec.warnings == ("The section 'variables' of env.yml is ignored.",)
+    assert spec.origin == "the environment file env.yml"
+
+
+# --- pyproject.toml ------------------------------------------------------------------------------------
+
+PYPROJECT = [
+    ('[project]\ndependencies = ["pandas>=2", "requests"]', ["pypi::pandas==>=2", "pypi::requests"], None),
+    ('[project]\nrequires-python = ">=3.10"\ndependencies = []', [], ">=3.10"),
+    ('[project]\ndependencies = ["x[a]==1.0"]', ["pypi::x[a]==1.0"], None),
+    (
+        '[tool.poetry.dependencies]\npython = "^3.10"\nrequests = "^2.31"',
+        ["pypi::requests==<3,>=2.31"],
+        ">=3.10,<4",
+    ),
+    ('[tool.poetry.dependencies]\nnumpy = "~1.26.2"', ["pypi::numpy==<1.27,>=1.26.2"], None),
+    ('[tool.poetry.dependencies]\nnumpy = "*"', ["pypi::numpy"], None),
+    ('[tool.poetry.dependencies]\nnumpy = "1.26.4"', ["pypi::numpy==1.26.4"], None),
+    (
+        '[tool.poetry.dependencies]\nx = {version = "^0.3.1", extras = ["fast"]}',
+        ["pypi::x[fast]==<0.4,>=0.3.1"],
+        None,
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "expected", "python"), PYPROJECT)
+def test_pyproject(text: str, expected: list[str], python: str | None) -> None:
+    spec = specs.parse_pyproject(text)
+    assert tstrs(spec) == expected and spec.python == python
+
+
+def test_pyproject_indices() -> None:
+    spec = specs.parse_pyproject(
+        '[project]\ndependencies = ["a"]\n[[tool.uv.index]]\nurl = "https://u/simple"\n'
+        '[[tool.poetry.source]]\nname = "p"\nurl = "https://p/simple"\n'
+    )
+    assert spec.sources == {"pypi": ("https://p/simple", "https://u/simple")}
+
+
+def test_load_picks_the_parser_by_name(tmp_path: Path) -> None:
+    (tmp_path / "requirements.txt").write_text("a==1\n")
+    (tmp_path / "environment.yaml").write_text("dependencies: [b]\n")
+    (tmp_path / "pyproject.toml").write_text('[project]\ndependencies = ["c"]\n')
+    assert [
+        tstrs(specs.load(tmp_path / n)) for n in ("requirements.txt", "environment.yaml", "pyproject.toml")
+    ] == [
+        ["pypi::a==1"],
+        ["conda::b"],
+        ["pypi::c"],
+    ]
+
+
+# --- combining -----------------------------------------------------------------------------------------
+
+
+def test_merge_ands_constraints_like_the_original() -> None:
+    merged = specs.merge(
+        specs.from_decorator(libraries={"pandas": ">=0.24.0"}),
+        specs.from_decorator(libraries={"pandas": "1.4.0"}),
+    )
+    assert tstrs(merged) == ["conda::pandas==>=0.24.0,==1.4.0"]
+
+
+def test_merge_unions_sources_in_order_and_keeps_one_python() -> None:
+    merged = specs.merge(
+        specs.from_decorator(channels=["a", "b"], python="3.10"),
+        specs.from_decorator(channels=["b", "c"], python="3.10", extras=["pre"]),
+    )
+    assert merged.sources == {"conda": ("a", "b", "c")} and merged.python == "3.10.*"
+    assert merged.extras == {PYPI: ("--pre",)}
+
+
+def test_merge_refuses_two_pythons_naming_both() -> None:
+    with pytest.raises(SpecError) as info:
+        specs.merge(
+            specs.from_decorator(python="3.7", origin="@pypi_base"),
+            specs.from_decorator(python="3.8", origin="@conda_base"),
+        )
+    assert info.value.message.startswith(
+        "python is specified with incompatible values: 3.7.* (@pypi_base) and 3.8.*"
+    )
+
+
+def test_override_replaces_per_package() -> None:
+    flow = specs.from_decorator(libraries={"numpy": "1.21.5", "pandas": "1.4"}, python="3.10", channels=["a"])
+    step = specs.from_decorator(libraries={"numpy": "1.21.6"}, channels=["b"])
+    final = specs.override(flow, step)
+    assert sorted(tstrs(final)) == ["conda::numpy==1.21.6", "conda::pandas==1.4"]
+    assert final.python == "3.10.*" and final.sources == {"conda": ("a", "b")}
+    assert specs.override(flow, specs.from_decorator(python="3.11")).python == "3.11.*"
+
+
+# --- markers -------------------------------------------------------------------------------------------
+
+MARKER_REQS = specs.parse_requirements_txt(
+    "a ; sys_platform == 'linux'\nb ; sys_platform == 'darwin'\nc ; python_version < '3.11'\n"
+    "d ; platform_machine == 'arm64'\ne\n"
+).requirements
+
+
+@pytest.mark.parametrize(
+    ("python", "arch", "kept"),
+    [
+        ("3.11.*", "linux-64", ["a", "e"]),
+        ("3.10.*", "linux-64", ["a", "c", "e"]),
+        ("3.11.7", "osx-arm64", ["b", "d", "e"]),
+        ("3.10", "osx-64", ["b", "c", "e"]),
+        ("3.12.1", "win-64", ["e"]),
+    ],
+)
+def test_markers_are_evaluated_for_the_target(python: str, arch: str, kept: list[str]) -> None:
+    result = specs.applicable(MARKER_REQS, python_version=python, arch=arch)
+    assert [r.name for r in result] == kept
+    assert all(r.marker is None for r in result)
+
+
+def test_a_marker_the_target_cannot_decide_is_an_error() -> None:
+    reqs = specs.parse_requirements_txt("a ; python_full_version >= '3.11.4'").requirements
+    with pytest.raises(SpecError, match="Ambiguous package marker for a"):
+        specs.applicable(reqs, python_version="3.11.*", arch="linux-64")
+    assert [r.name for r in specs.applicable(reqs, python_version="3.11.7", arch="linux-64")] == ["a"]
+
+
+# --- errors --------------------------------------------------------------------------------------------
+
+ERRORS = [
+    (
+        lambda: specs.parse_requirements_txt("a\n-e ./pkg\n", "r.txt"),
+        "'-e ./pkg' is not a supported line in a requirements.txt (line 2 of r.txt)",
+    ),
+    (lambda: specs.parse_requirements_txt("-r other.txt"), "is not a supported line"),
+    (lambda: specs.parse_requirements_txt("-c constraints.txt"), "is not a supported line"),
+    (lambda: specs.parse_requirements_txt("a==1 --hash=sha256:abc"), "Could not parse"),
+    (lambda: specs.parse_requirements_txt("pandas>>1", "r.txt"), "Could not parse 'pandas>>1'"),
+    (
+        lambda: specs.parse_requirements_txt("x\n--sys-pkg __osx==11", "r.txt"),
+        "System package '__osx' not allowed (line 2 of r.txt)",
+    ),
+    (lambda: specs.parse_requirements_txt("--sys-pkg __cuda"), "System package '__cuda' requires a version"),
+    (lambda: specs.parse_requirements_txt("--sys-pkg __cuda>=11"), "requires a specific version not '>=11'"),
+    (lambda: specs.parse_requirements_txt("a#b==1"), "Could not parse"),
+    (lambda: specs.parse_environment_yml("dependencies: [a, b\n", "e.yml"), "e.yml is not valid YAML"),
+    (
+        lambda: specs.parse_environment_yml("dependencies: [a, {x: 1}]", "e.yml"),
+        "The dependency {'x': 1} is not understood",
+    ),
+    (lambda: specs.parse_environment_yml("- a\n- b\n", "e.yml"), "must be a mapping"),
+    (
+        lambda: specs.parse_environment_yml("dependencies:\n  - python=3.10\n  - python=3.11\n"),
+        "Python versions specified multiple times",
+    ),
+    (
+        lambda: specs.parse_environment_yml("channels: conda-forge\n", "e.yml"),
+        "channels in e.yml must be a list",
+    ),
+    (
+        lambda: specs.parse_environment_yml("dependencies:\n  - sys:\n    - __glibc>=2.17"),
+        "requires a specific version",
+    ),
+    (
+        lambda: specs.parse_environment_yml("dependencies:\n  - a b c d ("),
+        "is not a conda version constraint",
+    ),
+    (
+        lambda: specs.parse_pyproject('[project]\ndependencies = ["python>=3.10"]'),
+        "Python specification should be specified as 'requires-python'",
+    ),
+    (lambda: specs.parse_pyproject("[project\n", "p.toml"), "p.toml is not valid TOML"),
+    (lambda: specs.from_decorator(libraries={"bad name": "1"}), "Could not parse conda package 'bad name'"),
+    (lambda: specs.from_decorator(packages={"x": "1.0.0.x.y"}), "'1.0.0.x.y' is not a valid version of x"),
+    (lambda: specs.from_decorator(python="three"), "'three' is not a python version"),
+    (lambda: specs.load(Path("/nonexistent/requirements.txt")), "Cannot read /nonexistent/requirements.txt"),
+]
+
+
+@pytest.mark.parametrize(("call", "message"), ERRORS)
+def test_bad_input_is_one_paragraph_naming_the_problem(call: object, message: str) -> None:
+    with pytest.raises(SpecError) as info:
+        call()  # type: ignore[operator]
+    assert message in info.value.message
+    assert "\n" not in info.value.message
