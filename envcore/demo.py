@@ -77,9 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         METAFLOW_CONDA_CHANNELS=universe.channel_url,
         METAFLOW_CONDA_DEFAULT_PYPI_SOURCE=universe.simple_url,
         METAFLOW_ENVCORE_CACHE_DIR=str(work / "machine-a"),
+        PIP_CONFIG_FILE=os.devnull,  # this machine's pip indexes are not part of the demo
     )
     spec = work / "environment.yml"
-    spec.write_text(ENVIRONMENT_YML.format(channel=universe.channel_url, python=universe.python_version))
+    spec.write_text(ENVIRONMENT_YML.format(channel=universe.channel_url, python=".".join(universe.python_version.split(".")[:2])))
 
     started = _step("Plugins and configuration in use")
     _run([envcore, "plugins"], env)
