@@ -1,0 +1,322 @@
+"""``metaflow environment resolve | create | get | show | alias``: the ``envcore`` commands themselves, run
+with Metaflow's configuration, plus what only a Metaflow user needs:
+
+* ``resolve`` adds Metaflow's own requirements (``requests``, the datastore's client) unless
+  ``--skip-metaflow-deps``, so the environment can run a step;
+* ``--pathspec`` (and ``step:Flow/Run/Step`` references) are answered from the run's task metadata;
+* ``show`` prints the original's ``### Environment for '<ref>' (arch '<arch>'):`` header;
+* ``create --into-dir DIR`` also downloads the step's code package into DIR with ``__conda_python``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from envcore.cli import App, env_cmds, format_error
+from envcore.errors import EnvcoreError, UsageError
+
+if TYPE_CHECKING:
+    from metaflow_extensions.envcore.plugins.conda.session import Session
+
+    from envcore.config import Config
+    from envcore.plugins import Registry
+
+PROG = "metaflow environment"
+
+
+class MetaflowApp(App):
+    """The envcore CLI's shared state, configured from Metaflow's configuration."""
+
+    def __init__(self, session: Session, verbose: bool = False, quiet: bool = False) -> None:
+        super().__init__(verbose=verbose, quiet=quiet)
+        self.session = session
+
+    @cached_property
+    def config(self) -> Config:
+        config = self.session.config
+        self.verbose = self.verbose or config.debug
+        return config
+
+    @cached_property
+    def registry(self) -> Registry:
+        return self.session.registry
+
+    def step_ref(self, text: str, is_pathspec: bool = False) -> str:
+        """``Flow/Run/Step`` (with ``--pathspec``) or ``step:Flow/Run/Step`` as ``REQ_ID:FULL_ID``, from the
+        local record or the run's metadata; anything else unchanged."""
+        if is_pathspec and not text.startswith("step:"):
+            text = f"step:{text}"
+        if not text.startswith("step:"):
+            return text
+        req_id, full_id = self.session.environments.aliases.resolve(text)
+        return f"{req_id}:{full_id}"
+
+
+def _app(ctx: click.Context) -> MetaflowApp:
+    app = ctx.find_object(MetaflowApp)
+    assert app is not None
+    return app
+
+
+def _extend(command: click.Command, *extra: click.Parameter, help_suffix: str = "") -> click.Command:
+    """A copy of an envcore command with more parameters; its callback is set by the caller."""
+    return click.Command(
+        name=command.name,
+        params=[*command.params, *extra],
+        help=inspect.cleandoc(command.help or "") + help_suffix,
+        short_help=command.short_help,
+    )
+
+
+_PATHSPEC_FLAG = click.Option(
+    ["--pathspec"],
+    is_flag=True,
+    help="ENV is a Flow/Run/Step pathspec: use the environment that step ran in.",
+)
+
+
+# --- resolve ---------------------------------------------------------------------------------------------
+
+
+def _pypi_only(app: MetaflowApp, kwargs: dict[str, Any]) -> bool:
+    from envcore import specs
+    from envcore.types import CONDA, PYPI
+
+    categories: set[str] = set()
+    for path in (kwargs["requirements"], kwargs["env_file"], kwargs["pyproject"]):
+        if path is not None:
+            try:
+                categories |= {r.category for r in specs.load(path).requirements}
+            except EnvcoreError:
+                pass  # the command itself reports the file's problem
+    if kwargs["conda"]:
+        categories.add(CONDA)
+    if kwargs["pypi"]:
+        categories.add(PYPI)
+    if kwargs["using"]:
+        from envcore.resolve import local_arch
+
+        base = app.session.environments.find(kwargs["using"], (kwargs["archs"] or (local_arch(),))[0])
+        return base.env_type.value == "pypi-only" and CONDA not in categories
+    return PYPI in categories and CONDA not in categories
+
+
+def _resolve(skip_metaflow_deps: bool, **kwargs: Any) -> None:
+    ctx = click.get_current_context()
+    app = _app(ctx)
+    if kwargs["using_pathspec"]:
+        if kwargs["using"]:
+            raise UsageError("Cannot specify both --using-pathspec and --using; give one base environment.")
+        kwargs["using"], kwargs["using_pathspec"] = app.step_ref(kwargs["using_pathspec"], True), None
+    elif kwargs["using"]:
+        kwargs["using"] = app.step_ref(kwargs["using"])
+    if not skip_metaflow_deps:
+        from metaflow.metaflow_config import get_pinned_conda_libs
+
+        from envcore.resolve import default_python
+
+        pins = get_pinned_conda_libs(kwargs["python"] or default_python(), app.session.datastore_type)
+        wanted = tuple(f"{name}{_constraint(spec)}" for name, spec in pins.items())
+        side = "pypi" if _pypi_only(app, kwargs) else "conda"
+        kwargs[side] = (*kwargs[side], *wanted)
+    ctx.invoke(env_cmds.resolve, **kwargs)
+
+
+def _constraint(spec: str) -> str:
+    spec = spec.strip()
+    if not spec:
+        return ""
+    return spec if spec[:1] in "<>=!~" else f"=={spec}"
+
+
+resolve = _extend(
+    env_cmds.resolve,
+    click.Option(
+        ["--skip-metaflow-deps"],
+        is_flag=True,
+        help="Do not add what Metaflow needs to run a step (requests...).",
+    ),
+    help_suffix="\n\nMetaflow's own requirements are added (see --skip-metaflow-deps).",
+)
+resolve.callback = _resolve
+
+
+# --- create ----------------------------------------------------------------------------------------------
+
+
+def _create(pathspec: bool, into_dir: Path | None, install_notebook: bool, **kwargs: Any) -> None:
+    from envcore import resolve as resolving
+
+    ctx = click.get_current_context()
+    app = _app(ctx)
+    original = kwargs["env"]
+    is_step = pathspec or original.startswith("step:")
+    step_path = original.removeprefix("step:") if is_step else None
+    if install_notebook and not kwargs["name"]:
+        raise UsageError("--install-notebook requires --name (the environment the kernel runs in).")
+    if into_dir is not None:
+        into_dir = into_dir.absolute()
+        if into_dir.exists() and (not into_dir.is_dir() or any(into_dir.iterdir())) and not kwargs["force"]:
+            raise UsageError(f"'{into_dir}' is not a directory or not empty -- use --force to force.")
+    kwargs["env"] = app.step_ref(original, pathspec)
+    envs = app.session.environments
+    env = envs.find(kwargs["env"], resolving.local_arch())
+    if install_notebook:
+        from metaflow_extensions.envcore.plugins.conda import notebook
+
+        app.echo("    Resolving an environment compatible with Jupyter ...", err=True)
+        env, derived = notebook.with_kernel(envs, env)
+        if derived:
+            kwargs["env"] = f"{env.req_id}:{env.full_id}"
+    ctx.invoke(env_cmds.create, **kwargs)
+    python = envs.prefix_for(env, kwargs["name"]) / "bin" / "python"
+    if into_dir is not None:
+        from metaflow_extensions.envcore.plugins.conda.code_package import download_into
+
+        where = download_into(into_dir, python, step_path)
+        app.echo(
+            f"Code package for step:{step_path} downloaded into '{where}' -- `__conda_python` is the executable to use"
+            if step_path
+            else f"'{where}' has `__conda_python`, the executable to use"
+        )
+    if install_notebook:
+        from metaflow_extensions.envcore.plugins.conda import notebook
+
+        display = f"Metaflow {step_path or original}"
+        kernel = notebook.install_kernel(python, display, into_dir)
+        app.echo(f"Jupyter kernel '{display}' installed in {kernel}")
+
+
+create = _extend(
+    env_cmds.create,
+    _PATHSPEC_FLAG,
+    click.Option(
+        ["--into-dir"],
+        type=click.Path(path_type=Path),
+        help="Also put the step's code package (with --pathspec) and an `__conda_python` link into DIR.",
+    ),
+    click.Option(
+        ["--install-notebook"],
+        is_flag=True,
+        help="Also install a Jupyter kernel 'Metaflow <ENV>' running in it (ipykernel is added if missing).",
+    ),
+)
+create.callback = _create
+
+
+# --- get / show / alias ----------------------------------------------------------------------------------
+
+
+def _get(pathspec: bool, **kwargs: Any) -> None:
+    ctx = click.get_current_context()
+    kwargs["env"] = _app(ctx).step_ref(kwargs["env"], pathspec)
+    ctx.invoke(env_cmds.get, **kwargs)
+
+
+def _show(pathspec: bool, **kwargs: Any) -> None:
+    from envcore import resolve as resolving
+
+    ctx = click.get_current_context()
+    app = _app(ctx)
+    shown = f"step:{kwargs['env']}" if pathspec and not kwargs["env"].startswith("step:") else kwargs["env"]
+    kwargs["env"] = app.step_ref(kwargs["env"], pathspec)
+    arch = kwargs["arch"] or resolving.local_arch()
+    app.session.environments.find(kwargs["env"], arch)  # an unknown reference fails before the header
+    if not kwargs["as_json"]:
+        click.echo(f"### Environment for '{shown}' (arch '{arch}'):")
+    ctx.invoke(env_cmds.show, **kwargs)
+
+
+def _alias(pathspec: bool, **kwargs: Any) -> None:
+    ctx = click.get_current_context()
+    kwargs["env"] = _app(ctx).step_ref(kwargs["env"], pathspec)
+    ctx.invoke(env_cmds.alias, **kwargs)
+
+
+get = _extend(env_cmds.get, _PATHSPEC_FLAG)
+get.callback = _get
+show = _extend(env_cmds.show, _PATHSPEC_FLAG)
+show.callback = _show
+alias = _extend(env_cmds.alias, _PATHSPEC_FLAG)
+alias.callback = _alias
+
+
+# --- the group -------------------------------------------------------------------------------------------
+
+
+@click.group(name="environment", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Tracebacks and details (or METAFLOW_DEBUG_CONDA=1).")
+@click.option("-q", "--quiet", is_flag=True, help="Print only results and errors.")
+@click.option("--datastore", help="Datastore whose store to use (default: Metaflow's DEFAULT_DATASTORE).")
+@click.option("--conda-root", help="Root of the store (default: METAFLOW_CONDA_<DATASTORE>ROOT).")
+@click.pass_context
+def group(
+    ctx: click.Context, verbose: bool, quiet: bool, datastore: str | None, conda_root: str | None
+) -> None:
+    """Execution environment related commands: the envcore commands, with Metaflow's configuration."""
+    from metaflow_extensions.envcore.plugins.conda import pathspecs
+    from metaflow_extensions.envcore.plugins.conda.session import Session
+
+    overrides = {}
+    if conda_root:
+        kind = datastore or os.environ.get("METAFLOW_DEFAULT_DATASTORE") or _default_datastore()
+        overrides[f"METAFLOW_CONDA_{kind.upper()}ROOT"] = conda_root
+    session = Session(datastore, pathspec_lookup=pathspecs.lookup, overrides=overrides)
+    ctx.obj = MetaflowApp(session, verbose=verbose, quiet=quiet)
+
+
+def _default_datastore() -> str:
+    from metaflow.metaflow_config import DEFAULT_DATASTORE
+
+    return str(DEFAULT_DATASTORE)
+
+
+for _command in (resolve, create, get, show, alias):
+    group.add_command(_command)
+
+
+def run(argv: Sequence[str]) -> int:
+    """Run ``metaflow environment ARGV`` and return the exit code; errors are one paragraph."""
+    verbose = (
+        "-v" in argv or "--verbose" in argv or os.environ.get("METAFLOW_DEBUG_CONDA", "") not in ("", "0")
+    )
+    try:
+        group.main(args=list(argv), prog_name=PROG, standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.Abort:
+        click.echo("Aborted.", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except EnvcoreError as exc:
+        if verbose:
+            traceback.print_exc()
+        click.echo(format_error(exc).replace("envcore: ", f"{PROG}: ", 1), err=True)
+        return exc.exit_code
+    except Exception as exc:  # a MetaflowException from a lookup, or a bug
+        if verbose:
+            traceback.print_exc()
+        message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+        click.echo(f"{PROG}: {message}", err=True)
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str]) -> None:
+    """Entry point of the ``metaflow environment`` command: ends through ``os._exit`` after flushing,
+    because resolving and hydrating use py-rattler, which can crash while the interpreter finalises."""
+    code = run(argv)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

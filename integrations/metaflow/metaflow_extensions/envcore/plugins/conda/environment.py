@@ -1,0 +1,312 @@
+"""``--environment=conda``: every step runs in the environment its decorators describe.
+
+At the start of a run (or deployment), :meth:`CondaEnvironment.init_environment` works out each step's
+environment, resolves the ones not resolved before (in one worker process, in parallel), caches them in the
+store and records them. The ``conda_env_internal`` step decorator then hydrates each step's environment
+before its tasks and runs them with its python.
+
+This module is imported in every Metaflow process, including tasks inside a step's environment where envcore
+is absent: envcore is only imported by the methods that run in the launcher.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from metaflow.metaflow_environment import InvalidEnvironmentException, MetaflowEnvironment
+
+if TYPE_CHECKING:
+    from metaflow_extensions.envcore.plugins.conda.requirements import Merged
+    from metaflow_extensions.envcore.plugins.conda.session import Session
+
+    from envcore.types import ResolvedEnvironment, ResolveRequest
+
+ENV_VAR = "_METAFLOW_CONDA_ENV"  # JSON [req_id, full_id, arch] of the environment a task runs in
+
+
+@dataclass
+class StepEnvironment:
+    """What one step runs in."""
+
+    step: str
+    arch: str
+    merged: Merged
+    request: ResolveRequest | None = None  # to resolve (None: disabled, fetch-at-exec, named env as is)
+    env: ResolvedEnvironment | None = None  # known once resolved or looked up
+    newly_resolved: bool = False
+
+    @property
+    def disabled(self) -> bool:
+        return bool(self.merged.disabled)
+
+    @property
+    def fetch_at_exec(self) -> bool:
+        return bool(self.merged.fetch_at_exec) and not self.disabled
+
+    @property
+    def env_id(self) -> list[str] | None:
+        return [self.env.req_id, self.env.full_id, self.env.arch] if self.env else None
+
+
+def step_arch(step: Any, remote_commands: list[str]) -> str:
+    """The target architecture: this machine's, or that of the compute a remote decorator sends it to."""
+    from envcore.resolve import local_arch
+
+    for deco in step.decorators:
+        if deco.name in remote_commands:
+            target = getattr(deco, "target_platform", None) or deco.attributes.get("target_platform")
+            return target if isinstance(target, str) and target else "linux-64"
+    return local_arch()
+
+
+def base_python(env: ResolvedEnvironment) -> str:
+    """The python version of a resolved environment ("3.11.7"), for Metaflow's version-dependent pins."""
+    return next((p.version for p in env.packages if p.name == "python" and p.kind.value == "conda"), "")
+
+
+def is_remote(decorators: Any, remote_commands: list[str]) -> bool:
+    return any(deco.name in remote_commands for deco in decorators)
+
+
+class CondaEnvironment(MetaflowEnvironment):
+    TYPE = "conda"
+    # Per-step results, shared by the environment and the decorators of the launcher process.
+    _steps: ClassVar[dict[str, StepEnvironment]] = {}
+
+    def __init__(self, flow: Any) -> None:
+        super().__init__(flow)
+        self._flow = flow
+        self._datastore_type: str | None = None
+        self._session: Session | None = None
+        # Anything this environment does not handle is delegated to the default environment.
+        from metaflow.metaflow_config import DEFAULT_ENVIRONMENT
+        from metaflow.plugins import ENVIRONMENTS
+
+        self.base_env: MetaflowEnvironment = next(
+            (e for e in ENVIRONMENTS if e.TYPE == DEFAULT_ENVIRONMENT and e.TYPE != self.TYPE),
+            MetaflowEnvironment,
+        )(flow)
+
+    # --- Metaflow's environment interface ---------------------------------------------------------------
+
+    def validate_environment(self, echo: Any, datastore_type: str) -> None:
+        self._datastore_type = datastore_type
+        self.base_env.validate_environment(echo, datastore_type)
+
+    def decospecs(self) -> tuple[str, ...]:
+        return ("conda_env_internal", *self.base_env.decospecs())
+
+    def init_environment(self, echo: Any) -> None:
+        echo("Bootstrapping Conda environment... (this could take a few minutes)")
+        # `--force-rebuild-environments` (a Metaflow option) resolves everything again.
+        self.resolve_steps(echo, force=bool(getattr(self, "_force_rebuild", False)))
+        self.base_env.init_environment(echo)
+
+    def add_to_package(self) -> list[Any]:
+        from metaflow.packaging_sys import ContentType
+        from metaflow_extensions.envcore.plugins.conda import remote
+
+        files = list(self.base_env.add_to_package())
+        files.extend(
+            (path, name, ContentType.OTHER_CONTENT)
+            for path, name in remote.package_files(self.session().registry)
+        )
+        return files
+
+    def bootstrap_commands(self, step_name: str, datastore_type: str) -> list[str]:
+        from metaflow_extensions.envcore.plugins.conda import remote
+
+        info = self._steps.get(step_name)
+        if info is not None and info.disabled:
+            return []
+        registry = self.session().registry
+        options: dict[str, Any] = {
+            "plugins": remote.node_plugins(registry),
+            "requirements": remote.node_requirements(registry),
+        }
+        if info is not None and info.fetch_at_exec:
+            return remote.bootstrap_commands(
+                self._flow.name, step_name, None, fetch=info.merged.named, arch=info.arch, **options
+            )
+        # A task launched by Metaflow's runtime gets its id from the launcher through the process
+        # environment (the remote command is built in another process); a deployment knows it here.
+        env_id = info.env_id if info is not None else remote.env_id_from_environ()
+        return remote.bootstrap_commands(self._flow.name, step_name, env_id, **options)
+
+    def executable(self, step_name: str, default: str | None = None) -> str:
+        from metaflow_extensions.envcore.plugins.conda import remote
+
+        info = self._steps.get(step_name)
+        enabled = (not info.disabled) if info is not None else remote.env_id_from_environ() is not None
+        if enabled and self._runs_remotely(step_name):
+            return f"./{remote.PYTHON_LINK}"
+        executable: str = self.base_env.executable(step_name, default)
+        return executable
+
+    def _runs_remotely(self, step_name: str) -> bool:
+        step = next((s for s in self._flow if s.name == step_name), None)
+        return step is not None and is_remote(step.decorators, self._remote_commands())
+
+    def get_package_commands(
+        self, code_package_url: str, datastore_type: str, code_package_metadata: str | None = None
+    ) -> list[str]:
+        commands: list[str] = self.base_env.get_package_commands(
+            code_package_url, datastore_type, code_package_metadata
+        )
+        return commands
+
+    def get_environment_info(self, include_ext_info: bool = False) -> dict[str, Any]:
+        info: dict[str, Any] = self.base_env.get_environment_info(include_ext_info)
+        return info
+
+    def pylint_config(self) -> list[str]:
+        return [*self.base_env.pylint_config(), "--disable=F0401"]  # packages live in the step's env
+
+    @classmethod
+    def get_client_info(cls, flow_name: str, metadata: dict[str, str]) -> dict[str, Any]:
+        env_id = json.loads(metadata.get("conda_env_id") or "[]")
+        if len(env_id) != 3:
+            return {"type": "conda"}
+        return {"type": "conda", "req_id": env_id[0], "full_id": env_id[1], "arch": env_id[2]}
+
+    # --- working out each step's environment ------------------------------------------------------------
+
+    def session(self) -> Session:
+        if self._session is None:
+            from metaflow_extensions.envcore.plugins.conda import pathspecs
+            from metaflow_extensions.envcore.plugins.conda.session import Session
+
+            self._session = Session(self._datastore_type, pathspec_lookup=pathspecs.lookup)
+        return self._session
+
+    def _remote_commands(self) -> list[str]:
+        value = self.session().config.get("CONDA_REMOTE_COMMANDS")
+        return [str(v) for v in value] if isinstance(value, list) else ["batch", "kubernetes"]
+
+    def _pins(self, python: str) -> dict[str, str]:
+        from metaflow.metaflow_config import get_pinned_conda_libs
+
+        pins: dict[str, str] = get_pinned_conda_libs(python, self._datastore_type or "local")
+        return pins
+
+    def plan_step(self, step: Any, arch: str | None = None) -> StepEnvironment:
+        """Work out what ``step`` runs in, without resolving anything."""
+        from metaflow_extensions.envcore.plugins.conda import requirements
+
+        from envcore.errors import EnvcoreError
+        from envcore.resolve import build_request, default_python
+
+        merged = requirements.merged_for_step(self._flow, step)
+        arch = arch or step_arch(step, self._remote_commands())
+        info = StepEnvironment(step=step.name, arch=arch, merged=merged)
+        if info.disabled or info.fetch_at_exec:
+            return info
+        session = self.session()
+        try:
+            base = self._find_base(merged.named, arch, step.name) if merged.named else None
+            spec = requirements.spec_for(merged, step.name)
+            pypi_only = requirements.is_pypi_only(spec, base.env_type.value if base else None)
+            python = base_python(base) if base else (spec.python or default_python())
+            pins = self._pins(python)
+            if base is not None and not spec.requirements and requirements.satisfies(base, pins):
+                info.env = base  # a named environment with all Metaflow needs is used exactly as it is
+                return info
+            spec = requirements.with_metaflow_pins(spec, pins, pypi_only, step.name)
+            info.request = build_request(spec, session.config, arch, base=base)
+        except EnvcoreError as exc:
+            raise InvalidEnvironmentException(f"In step '{step.name}': {exc.message}") from None
+        return info
+
+    def _find_base(self, named: str, arch: str, step_name: str) -> ResolvedEnvironment:
+        from metaflow_extensions.envcore.plugins.conda.requirements import substitute
+
+        from envcore.errors import EnvcoreError
+
+        ref = substitute(named, {})
+        try:
+            return self.session().environments.find(ref, arch)
+        except EnvcoreError as exc:
+            raise InvalidEnvironmentException(
+                f"In step '{step_name}': base environment '{ref}' not found for architecture '{arch}': "
+                f"{exc.message}"
+            ) from None
+
+    def _failures(self, planned: dict[str, list[StepEnvironment]], failed: dict[str, str]) -> str:
+        from envcore.resolve import req_id
+
+        registry = self.session().registry
+        lines = []
+        for rid, message in failed.items():
+            steps = sorted(
+                {
+                    info.step
+                    for infos in planned.values()
+                    for info in infos
+                    if info.request is not None and req_id(registry, info.request) == rid
+                }
+            )
+            lines.append(f"Step(s): {', '.join(steps)}: {message}")
+        return "\n".join(lines)
+
+    def resolve_steps(
+        self,
+        echo: Any,
+        steps: list[str] | None = None,
+        *,
+        force: bool = False,
+        archs: list[str] | None = None,
+    ) -> dict[str, list[StepEnvironment]]:
+        """Plan every step (or ``steps``), resolve what is not resolved yet (all of it with ``force``),
+        cache and record it. With ``archs``, each step is planned once per architecture (nothing is stored
+        as the step's run-time environment then)."""
+        from envcore.resolve import req_id
+
+        session = self.session()
+        wanted = [s for s in self._flow if steps is None or s.name in steps]
+        planned: dict[str, list[StepEnvironment]] = {
+            s.name: [self.plan_step(s, a) for a in (archs or [None])]  # type: ignore[list-item]
+            for s in wanted
+        }
+        todo: dict[str, ResolveRequest] = {}
+        known: dict[str, tuple[ResolvedEnvironment, bool]] = {}
+        for infos in planned.values():
+            for info in infos:
+                if info.request is None:
+                    continue
+                rid = req_id(session.registry, info.request)
+                if rid in todo or rid in known:
+                    continue
+                found = None if force else session.environments.known(info.request)
+                if found is not None:
+                    known[rid] = (found, False)
+                else:
+                    todo[rid] = info.request
+        if todo:
+            count = f"{len(todo)} environment{'s' if len(todo) > 1 else ''}"
+            others = f" of {len(todo) + len(known)}" if known else ""
+            started = time.monotonic()
+            echo(f"    Resolving {count}{others} ...", nl=False)
+            try:
+                results = session.resolve(list(todo.values()), force=force)
+            except BaseException:
+                echo(" failed.")
+                raise
+            failed = {rid: r for rid, r in zip(todo, results, strict=True) if isinstance(r, str)}
+            echo(" failed." if failed else f" done in {time.monotonic() - started:.1f} s.")
+            session.flush_messages()
+            if failed:
+                raise InvalidEnvironmentException(self._failures(planned, failed))
+            for rid, result in zip(todo, results, strict=True):
+                assert not isinstance(result, str)
+                known[rid] = result
+        for infos in planned.values():
+            for info in infos:
+                if info.request is not None:
+                    info.env, info.newly_resolved = known[req_id(session.registry, info.request)]
+        if not archs:
+            for name, infos in planned.items():
+                self._steps[name] = infos[0]
+        return planned

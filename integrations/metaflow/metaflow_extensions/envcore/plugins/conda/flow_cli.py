@@ -1,0 +1,195 @@
+"""``python flow.py --environment=conda environment resolve | show``: the environments of a flow's steps.
+
+``resolve [--force] [--alias NAME]... [--arch ARCH]... [--json] [STEPS]...`` resolves what is not resolved
+yet (everything with ``--force``), caches and records it, and prints each environment once with the steps
+that use it. ``show [--json] [STEPS]...`` resolves nothing: it says what each step would run in.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from metaflow._vendor import click
+from metaflow.exception import MetaflowException
+
+if TYPE_CHECKING:
+    from metaflow_extensions.envcore.plugins.conda.environment import CondaEnvironment, StepEnvironment
+
+    from envcore.environments import Environments
+    from envcore.types import ResolvedEnvironment
+
+
+def describe(envs: Environments, env: ResolvedEnvironment, *, as_dict: bool = False) -> Any:
+    """The original's layout (type, ids, aliases, archs, resolved on/by, local copies, packages)."""
+    from envcore import hydrate, show
+
+    is_default = envs.record.default_full_id(env.arch, env.req_id) == env.full_id
+    aliases = envs.aliases_of(env.req_id, env.full_id)
+    local = [str(p) for p in sorted(envs.envs_dir.glob("*")) if hydrate.is_complete(p, env)]
+    if as_dict:
+        return show.as_json(env, is_default=is_default, aliases=aliases, local_instances=local)
+    return show.pretty(env, is_default=is_default, aliases=aliases, local_instances=local)
+
+
+def _environment(obj: Any) -> CondaEnvironment:
+    from metaflow_extensions.envcore.plugins.conda.environment import CondaEnvironment
+
+    if not isinstance(obj.environment, CondaEnvironment):
+        raise MetaflowException("'environment' requires a Conda environment: add --environment=conda.")
+    return obj.environment
+
+
+def _check_steps(obj: Any, steps: tuple[str, ...]) -> list[str] | None:
+    if not steps:
+        return None
+    names = [s.name for s in obj.flow]
+    unknown = [s for s in steps if s not in names]
+    if unknown:
+        raise MetaflowException(f"Unknown step(s) {', '.join(unknown)}; the flow has {', '.join(names)}.")
+    return list(steps)
+
+
+def _order(obj: Any, step_name: str) -> int:
+    """Steps in the graph's order (start first)."""
+    nodes = list(getattr(obj.graph, "sorted_nodes", []))
+    return nodes.index(step_name) if step_name in nodes else len(nodes)
+
+
+@click.group()
+def cli() -> None:
+    pass
+
+
+@cli.group(help="Environments of the flow's steps (with --environment=conda).")
+@click.pass_obj
+def environment(obj: Any) -> None:
+    _environment(obj)
+
+
+@environment.command(help="Resolve the environments of the steps (all, or STEPS) and cache them.")
+@click.option("--force/--no-force", default=False, help="Resolve again even if already resolved.")
+@click.option(
+    "--alias", "aliases", multiple=True, help="Alias (NAME[:TAG]) for the one environment resolved."
+)
+@click.option("--arch", "archs", multiple=True, help="Resolve for this architecture instead (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print {step: {arch: {req_id, full_id, ...}}} as JSON.")
+@click.argument("steps", nargs=-1)
+@click.pass_obj
+def resolve(
+    obj: Any,
+    force: bool,
+    aliases: tuple[str, ...],
+    archs: tuple[str, ...],
+    as_json: bool,
+    steps: tuple[str, ...],
+) -> None:
+    from envcore import description, naming
+
+    env = _environment(obj)
+    wanted = [naming.parse_alias(a) for a in aliases]  # malformed aliases fail before any resolution
+    planned = env.resolve_steps(obj.echo, _check_steps(obj, steps), force=force, archs=list(archs) or None)
+    by_env: dict[tuple[str, str, str], tuple[ResolvedEnvironment, list[str], bool]] = {}
+    for name, infos in sorted(planned.items(), key=lambda item: _order(obj, item[0])):
+        for info in infos:
+            if info.env is not None:
+                key = (info.env.arch, info.env.req_id, info.env.full_id)
+                found = by_env.setdefault(key, (info.env, [], info.newly_resolved))
+                found[1].append(name)
+    envs = env.session().environments
+    if wanted:
+        refs = {(k[1], k[2]) for k in by_env}
+        if len(refs) != 1:
+            raise MetaflowException(
+                f"Cannot specify aliases if more than one environment to resolve/cache -- found {len(refs)} "
+                "environments: "
+                + "; ".join(f"one for step(s) {', '.join(s)}" for _, s, _ in by_env.values())
+                + ". Give the steps to alias."
+            )
+        for alias in wanted:
+            changed = envs.aliases.write(alias, next(iter(refs)))
+            obj.echo(f"    {'Aliased' if changed else 'Already aliased'} as {alias.display}")
+    if as_json:
+        payload: dict[str, dict[str, Any]] = {}
+        for resolved, names, new in by_env.values():
+            for name in names:
+                payload.setdefault(name, {})[resolved.arch] = {
+                    "req_id": resolved.req_id,
+                    "full_id": resolved.full_id,
+                    "newly_resolved": new,
+                    "env": description.to_dict(resolved),
+                }
+        click.echo(json.dumps(payload, indent=1))
+        return
+    if not force and not any(new for _, _, new in by_env.values()):
+        obj.echo("    No environments to resolve, use --force to force re-resolution")
+    for resolved, names, _ in by_env.values():
+        click.echo(f"### Environment for step(s) *{', '.join(names)}* ({resolved.arch}) ###")
+        click.echo(describe(envs, resolved))
+
+
+def _states(info: StepEnvironment, envs: Environments) -> list[str]:
+    from envcore import hydrate
+
+    if info.disabled:
+        return ["disabled"]
+    if info.fetch_at_exec:
+        return [f"fetch-at-exec of {info.merged.named}"]
+    states = [f"derived from {info.merged.named}"] if info.merged.named else []
+    if info.env is None:
+        return [*states, "unresolved"]
+    states.append("resolved")
+    if any(hydrate.is_complete(p, info.env) for p in envs.envs_dir.glob("*")):
+        states.append("locally present")
+    return states
+
+
+@environment.command(help="Show what each step (all, or STEPS) runs in, without resolving anything.")
+@click.option("--json", "as_json", is_flag=True, help="Print {step: {...}} as JSON.")
+@click.argument("steps", nargs=-1)
+@click.pass_obj
+def show(obj: Any, as_json: bool, steps: tuple[str, ...]) -> None:
+    env = _environment(obj)
+    wanted = _check_steps(obj, steps)
+    envs = env.session().environments
+    payload: dict[str, Any] = {}
+    for step in sorted(obj.flow, key=lambda s: _order(obj, s.name)):
+        if wanted is not None and step.name not in wanted:
+            continue
+        info = env.plan_step(step)
+        if info.env is None and info.request is not None:
+            info.env = envs.known(info.request)
+        states = _states(info, envs)
+        if as_json:
+            payload[step.name] = {
+                "is_disabled": info.disabled,
+                "is_fetch_at_exec": info.fetch_at_exec,
+                "from_env_name": info.merged.named,
+                "arch": info.arch,
+                "states": states,
+                "requested": list(info.request.requirements and [r.tstr for r in info.request.requirements])
+                if info.request
+                else [],
+                "env_id": info.env_id,
+                "env": describe(envs, info.env, as_dict=True) if info.env else None,
+            }
+            continue
+        click.echo(f"Step *{step.name}* ({info.arch})")
+        click.echo(f"\tEnvironment is {', '.join(states)}")
+        if info.env is not None:
+            click.echo(describe(envs, info.env))
+        elif info.request is not None:
+            click.echo("\tRequested packages " + ", ".join(r.tstr for r in info.request.requirements))
+            click.echo("")
+    if as_json:
+        click.echo(json.dumps(payload, indent=1))
+
+
+@environment.command(name="bootstrap-commands", hidden=True)
+@click.argument("step_name")
+@click.pass_obj
+def bootstrap_commands(obj: Any, step_name: str) -> None:
+    """The shell commands a remote node runs before STEP_NAME, as JSON (for debugging and tests)."""
+    env = _environment(obj)
+    env.resolve_steps(obj.echo, _check_steps(obj, (step_name,)))
+    click.echo(json.dumps(env.bootstrap_commands(step_name, env.session().datastore_type), indent=1))

@@ -1,0 +1,220 @@
+"""From a step's decorators to what its environment must be: the original extension's merge rules.
+
+1. The flow-level decorators are merged together, then the step-level ones: packages of the same name have
+   their constraints AND-ed, sources are unioned; a scalar (``python``, ``name``, ``pathspec``,
+   ``fetch_at_exec``, ``disabled``) said twice with different values is an error naming both values.
+2. The step's merge overrides the flow's: a package the step names replaces the flow's constraint, a scalar
+   the step sets replaces the flow's, and a step ``name`` drops a flow ``pathspec`` (and vice versa).
+3. Metaflow's own requirements (``get_pinned_conda_libs``) are added to the conda side, or to the PyPI side of
+   a PyPI-only environment. A named environment used as is gets nothing added: it is used exactly.
+
+Only the launcher imports this module (it needs envcore).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from metaflow.metaflow_environment import InvalidEnvironmentException
+from metaflow_extensions.envcore.plugins.conda import substitution
+from metaflow_extensions.envcore.plugins.conda.decorators import DecoratorRequest, RequirementDecorator
+
+if TYPE_CHECKING:
+    from envcore.specs import Spec
+    from envcore.types import ResolvedEnvironment
+
+SCALARS = ("python", "disabled", "name", "pathspec", "fetch_at_exec")
+
+
+@dataclass(frozen=True)
+class Merged:
+    """The merged decorators of one level (flow or step), or of both."""
+
+    requests: tuple[DecoratorRequest, ...] = ()
+    flow_count: int = 0  # how many of ``requests`` are flow-level (they come first)
+    python: str | None = None
+    disabled: bool | None = None
+    name: str | None = None
+    pathspec: str | None = None
+    fetch_at_exec: bool | None = None
+
+    @property
+    def named(self) -> str | None:
+        """The environment reference: ``name[:tag]`` or ``step:Flow/Run/Step``."""
+        if self.name:
+            return self.name
+        return f"step:{self.pathspec}" if self.pathspec else None
+
+    @property
+    def has_packages(self) -> bool:
+        return any(
+            r.libraries or r.packages or r.conda_only or r.channels or r.extra_indices for r in self.requests
+        )
+
+
+def _scalar(request: DecoratorRequest, name: str) -> Any:
+    return request.effective_disabled if name == "disabled" else getattr(request, name)
+
+
+def merge(requests: Iterable[DecoratorRequest], where: str) -> Merged:
+    """Same-level merge: scalars must agree (or be unsaid)."""
+    requests = tuple(requests)
+    values: dict[str, Any] = {}
+    for request in requests:
+        for name in SCALARS:
+            value = _scalar(request, name)
+            if value is None:
+                continue
+            if values.get(name) is not None and values[name] != value:
+                raise InvalidEnvironmentException(
+                    f"In {where}: {name} is specified with incompatible values: {values[name]} and {value}"
+                )
+            values[name] = value
+    return Merged(requests=requests, **values)
+
+
+def override(flow: Merged, step: Merged) -> Merged:
+    """The step's merge over the flow's."""
+    values = {name: getattr(flow, name) for name in SCALARS}
+    for name in SCALARS:
+        if getattr(step, name) is not None:
+            values[name] = getattr(step, name)
+    if step.name is not None and step.pathspec is None:
+        values["pathspec"] = None
+    if step.pathspec is not None and step.name is None:
+        values["name"] = None
+    return Merged(requests=flow.requests + step.requests, flow_count=len(flow.requests), **values)
+
+
+def decorator_requests(decorators: Iterable[Any], step_name: str | None) -> list[DecoratorRequest]:
+    return [d.request(step_name) for d in decorators if isinstance(d, RequirementDecorator)]
+
+
+def flow_requests(flow: Any) -> list[DecoratorRequest]:
+    found = []
+    for decos in flow._flow_decorators.values():
+        found.extend(decorator_requests(decos, None))
+    return found
+
+
+def merged_for_step(flow: Any, step: Any) -> Merged:
+    flow_level = merge(flow_requests(flow), "the flow decorators")
+    step_level = merge(decorator_requests(step.decorators, step.name), f"step '{step.name}'")
+    final = override(flow_level, step_level)
+    if final.fetch_at_exec:
+        if not final.named:
+            raise InvalidEnvironmentException(
+                f"In step '{step.name}', a 'fetch_at_exec' environment needs to have an environment specified "
+                "with '@named_env' (name= or pathspec=)."
+            )
+        if final.has_packages or final.python or any(r.sys_packages for r in final.requests):
+            raise InvalidEnvironmentException(
+                f"In step '{step.name}', a 'fetch_at_exec' environment cannot have any additional requirements "
+                "(packages, sources, or python): they would be resolved when the task starts."
+            )
+    return final
+
+
+# --- specs --------------------------------------------------------------------------------------------------
+
+
+def _spec_error(step_name: str, exc: Exception) -> InvalidEnvironmentException:
+    message = getattr(exc, "message", str(exc))
+    return InvalidEnvironmentException(f"In step '{step_name}': {message}")
+
+
+def _one_spec(request: DecoratorRequest) -> Spec:
+    from envcore import specs
+
+    return specs.from_decorator(
+        libraries=request.libraries,
+        packages=request.packages,
+        channels=list(request.channels),
+        extra_indices=list(request.extra_indices),
+        extras=list(request.extras),
+        python=request.python,
+        conda_only=request.conda_only,
+        sys_packages=request.sys_packages,
+        origin=request.origin,
+    )
+
+
+def spec_for(merged: Merged, step_name: str) -> Spec:
+    """The user's requirements as one :class:`~envcore.specs.Spec`: flow-level specs merged, step-level specs
+    merged, the step's over the flow's."""
+    from envcore import specs
+    from envcore.errors import EnvcoreError
+
+    try:
+        flow_specs = [_one_spec(r) for r in merged.requests[: merged.flow_count]]
+        step_specs = [_one_spec(r) for r in merged.requests[merged.flow_count :]]
+        empty = specs.from_decorator(origin=f"step '{step_name}'")
+        flow_spec = specs.merge(*flow_specs) if flow_specs else empty
+        step_spec = specs.merge(*step_specs) if step_specs else empty
+        return specs.override(flow_spec, step_spec)
+    except EnvcoreError as exc:
+        raise _spec_error(step_name, exc) from None
+
+
+def with_metaflow_pins(spec: Spec, pins: Mapping[str, str], pypi_only: bool, step_name: str) -> Spec:
+    """Metaflow's own requirements, AND-ed with what the user asked for."""
+    from envcore import specs
+    from envcore.errors import EnvcoreError
+
+    if not pins:
+        return spec
+    origin = "Metaflow's own requirements"
+    try:
+        extra = (
+            specs.from_decorator(packages=dict(pins), origin=origin)
+            if pypi_only
+            else specs.from_decorator(libraries=dict(pins), origin=origin)
+        )
+        return specs.merge(spec, extra)
+    except EnvcoreError as exc:
+        raise _spec_error(step_name, exc) from None
+
+
+def satisfies(env: ResolvedEnvironment, wanted: Mapping[str, str]) -> bool:
+    """Whether ``env`` already has every package of ``wanted`` (name -> constraint), in a version the
+    constraint accepts; a constraint that cannot be checked counts as not satisfied."""
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+    from packaging.utils import canonicalize_name
+    from packaging.version import InvalidVersion, Version
+
+    have = {canonicalize_name(p.name): p.version for p in env.packages}
+    for name, constraint in wanted.items():
+        version = have.get(canonicalize_name(name))
+        if version is None:
+            return False
+        if not constraint.strip():
+            continue
+        text = constraint if constraint.lstrip()[:1] in "<>=!~" else f"=={constraint}"
+        try:
+            if Version(version) not in SpecifierSet(text):
+                return False
+        except (InvalidSpecifier, InvalidVersion):
+            return False
+    return True
+
+
+def is_pypi_only(spec: Spec, base_type: str | None) -> bool:
+    from envcore.types import CONDA, PYPI
+
+    cats = {r.category for r in spec.requirements}
+    if base_type is not None:
+        return base_type == "pypi-only" and CONDA not in cats
+    return PYPI in cats and CONDA not in cats
+
+
+# --- @{VAR} substitution ------------------------------------------------------------------------------------
+
+
+def substitute(text: str, values: Mapping[str, str | Callable[[], str]]) -> str:
+    """:func:`.substitution.substitute`, failing the Metaflow way."""
+    try:
+        return substitution.substitute(text, values)
+    except substitution.MissingVariable as exc:
+        raise InvalidEnvironmentException(str(exc)) from None

@@ -1,0 +1,132 @@
+"""envcore as the Metaflow launcher process uses it: configuration from Metaflow's own, the plugin registry,
+the :class:`~envcore.environments.Environments` workflow, and the worker subprocess that does everything
+touching py-rattler (resolving, hydrating).
+
+Why a worker: py-rattler can crash while the interpreter finalises (see the toolchain notes). The launcher
+is Metaflow's own process and its exit status is the run's, so it never runs rattler itself; the worker
+ends through ``os._exit`` like the ``envcore`` CLI.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from metaflow.metaflow_environment import InvalidEnvironmentException
+from metaflow_extensions.envcore.plugins.conda.settings import (
+    ConfigFiles,
+    build_config,
+    metaflow_config_files,
+)
+
+if TYPE_CHECKING:
+    from envcore.config import Config
+    from envcore.environments import Environments
+    from envcore.plugins import Registry
+    from envcore.types import ResolvedEnvironment, ResolveRequest
+
+WORKER = "metaflow_extensions.envcore.plugins.conda.worker"
+
+
+class EnvcoreFailure(InvalidEnvironmentException):
+    headline = "Environment error"
+
+
+def _echo_err(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+class Session:
+    """Everything the launcher needs from envcore, built on first use."""
+
+    def __init__(
+        self,
+        datastore_type: str | None = None,
+        progress: Callable[[str], None] = _echo_err,
+        pathspec_lookup: Callable[[str], tuple[str, str] | None] | None = None,
+        overrides: Mapping[str, str] | None = None,
+    ) -> None:
+        self.overrides = dict(overrides or {})
+        if datastore_type:
+            self.overrides["METAFLOW_DEFAULT_DATASTORE"] = datastore_type
+        self.progress = progress
+        self.pathspec_lookup = pathspec_lookup
+        self._messages: list[str] = []
+
+    @cached_property
+    def files(self) -> ConfigFiles:
+        return metaflow_config_files()
+
+    @property
+    def datastore_type(self) -> str:
+        return str(self.config.get("DEFAULT_DATASTORE"))
+
+    @cached_property
+    def config(self) -> Config:
+        return build_config(self.files, self.overrides)
+
+    @cached_property
+    def registry(self) -> Registry:
+        from envcore.plugins import build_registry
+
+        return build_registry(self.config)
+
+    @cached_property
+    def environments(self) -> Environments:
+        from envcore.environments import Environments
+
+        return Environments(
+            self.registry, progress=lambda m: self.progress(f"    {m}"), pathspec_lookup=self.pathspec_lookup
+        )
+
+    # --- the worker -----------------------------------------------------------------------------------
+
+    def _call(self, op: str, payload: Any) -> Any:
+        with tempfile.TemporaryDirectory(prefix="envcore-worker-") as tmp:
+            request, result = Path(tmp) / "request", Path(tmp) / "result"
+            request.write_bytes(pickle.dumps((self.files, op, payload)))
+            env = {**os.environ, **self.overrides}
+            done = subprocess.run(
+                [sys.executable, "-m", WORKER, str(request), str(result)],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=sys.stderr,
+                check=False,
+            )
+            if not result.exists():
+                raise EnvcoreFailure(
+                    f"The envcore worker stopped without a result (exit status {done.returncode}). Run again "
+                    "with METAFLOW_DEBUG_CONDA=1 for details."
+                )
+            status, value = pickle.loads(result.read_bytes())
+        if status != "ok":
+            raise EnvcoreFailure(str(value))
+        result, messages = value
+        self._messages.extend(messages)
+        return result
+
+    def flush_messages(self) -> None:
+        """Show what the worker reported (caching, reuse), after the line that announced the work."""
+        for message in dict.fromkeys(self._messages):
+            self.progress(f"    {message}")
+        self._messages.clear()
+
+    def resolve(
+        self, requests: Sequence[ResolveRequest], *, force: bool = False
+    ) -> list[tuple[ResolvedEnvironment, bool] | str]:
+        """Resolve (or reuse) each request on its own, cache the new ones in the store and record them.
+        A request that cannot be resolved gives its error message instead."""
+        if not requests:
+            return []
+        result: list[tuple[ResolvedEnvironment, bool] | str] = self._call("resolve", (list(requests), force))
+        return result
+
+    def create(self, env: ResolvedEnvironment, prefix: Path) -> None:
+        self._call("create", (env, str(prefix)))

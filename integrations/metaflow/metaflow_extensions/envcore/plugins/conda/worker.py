@@ -1,0 +1,94 @@
+"""The worker subprocess: ``python -m metaflow_extensions.envcore.plugins.conda.worker REQUEST RESULT``.
+
+REQUEST holds a pickle of ``(config files, op, payload)`` written by :class:`.session.Session`; RESULT gets
+``("ok", value)`` or ``("error", message)``. Progress goes to stderr. The process ends with ``os._exit``
+after flushing, because py-rattler can crash while the interpreter finalises.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import sys
+import sysconfig
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+MESSAGES: list[str] = []
+
+
+def _debug() -> bool:
+    return os.environ.get("METAFLOW_DEBUG_CONDA", "").lower() not in ("", "0", "false")
+
+
+def _progress(message: str) -> None:
+    """Progress is shown by the launcher after the work (its own line stays whole); at once when debugging."""
+    if _debug():
+        print(f"    {message}", file=sys.stderr, flush=True)
+    else:
+        MESSAGES.append(message)
+
+
+def _resolve(envs: Any, payload: Any) -> Any:
+    requests, force = payload
+    # sysconfig fills its variables lazily and not thread-safely (uv's find_uv_bin reads them): fill them
+    # before the threads start.
+    sysconfig.get_config_vars()
+
+    def one(request: Any) -> Any:
+        from envcore.errors import EnvcoreError
+
+        try:
+            ((env, new),) = envs.resolve([request], force=force)
+            return (envs.save(env) if new else env), new
+        except EnvcoreError as exc:  # reported per request: the launcher names the steps that need it
+            return exc.message
+
+    with ThreadPoolExecutor(max_workers=min(4, len(requests))) as pool:
+        return list(pool.map(one, requests))
+
+
+def _create(envs: Any, payload: Any) -> Any:
+    env, prefix = payload
+    return envs.create(env, Path(prefix))
+
+
+def run(request: Path) -> tuple[str, Any]:
+    from metaflow_extensions.envcore.plugins.conda.settings import build_config
+
+    from envcore.environments import Environments
+    from envcore.errors import EnvcoreError
+    from envcore.plugins import build_registry
+
+    files, op, payload = pickle.loads(request.read_bytes())
+    try:
+        config = build_config(files)
+        envs = Environments(build_registry(config), progress=_progress)
+        handler = {"resolve": _resolve, "create": _create}[op]
+        return "ok", (handler(envs, payload), MESSAGES)
+    except EnvcoreError as exc:
+        if _debug():
+            traceback.print_exc()
+        return "error", exc.message
+
+
+def main() -> None:
+    code = 1
+    try:
+        status, value = run(Path(sys.argv[1]))
+        Path(sys.argv[2]).write_bytes(pickle.dumps((status, value)))
+        code = 0 if status == "ok" else 1
+    except BaseException as exc:  # anything else is a bug: say so, with the traceback
+        traceback.print_exc()
+        message = f"internal error in the envcore worker: {type(exc).__name__}: {exc}"
+        Path(sys.argv[2]).write_bytes(pickle.dumps(("error", message)))
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+if __name__ == "__main__":
+    main()
