@@ -80,7 +80,11 @@ def main(argv: list[str] | None = None) -> int:
         PIP_CONFIG_FILE=os.devnull,  # this machine's pip indexes are not part of the demo
     )
     spec = work / "environment.yml"
-    spec.write_text(ENVIRONMENT_YML.format(channel=universe.channel_url, python=".".join(universe.python_version.split(".")[:2])))
+    spec.write_text(
+        ENVIRONMENT_YML.format(
+            channel=universe.channel_url, python=".".join(universe.python_version.split(".")[:2])
+        )
+    )
 
     started = _step("Plugins and configuration in use")
     _run([envcore, "plugins"], env)

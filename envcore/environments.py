@@ -4,6 +4,7 @@ default resolution of a req id), cache into the store, look environments up, hyd
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
@@ -17,6 +18,7 @@ from envcore.record import LocalRecord
 from envcore.types import ResolvedEnvironment, ResolveRequest, Store
 
 Progress = Callable[[str], None]
+RESOLVE_WORKERS = 4
 
 
 class Environments:
@@ -96,20 +98,32 @@ class Environments:
     def resolve(
         self, requests: Sequence[ResolveRequest], *, force: bool = False
     ) -> list[tuple[ResolvedEnvironment, bool]]:
-        """Lock each request, reusing the default resolution of its req id unless ``force``. Several archs of
-        the same requirements are co-resolved: they share one full id."""
-        results: list[tuple[ResolvedEnvironment, bool]] = []
-        if not force:
-            known = [self.known(r) for r in requests]
-            if all(known):
-                return [(env, False) for env in known if env is not None]
-        resolved = [resolve.resolve(self.registry, r) for r in requests]
-        if len(resolved) > 1:
-            full_id = self.registry.naming().coresolved_full_id({e.arch: e.packages for e in resolved})
-            archs = tuple(sorted(e.arch for e in resolved))
-            resolved = [replace(e, full_id=full_id, resolved_archs=archs) for e in resolved]
-        results = [(env, True) for env in resolved]
-        return results
+        """Lock each request, reusing the default resolution of its req id unless ``force``; distinct
+        requirement sets are resolved in parallel. Requests with the same req id for several archs are
+        co-resolved: they share one full id."""
+        groups: dict[str, list[int]] = {}
+        for index, request in enumerate(requests):
+            groups.setdefault(resolve.req_id(self.registry, request), []).append(index)
+        results: dict[int, tuple[ResolvedEnvironment, bool]] = {}
+
+        def lock(indexes: list[int]) -> None:
+            if not force:
+                known = [self.known(requests[i]) for i in indexes]
+                if all(known):
+                    results.update(
+                        (i, (env, False)) for i, env in zip(indexes, known, strict=True) if env is not None
+                    )
+                    return
+            fresh = [resolve.resolve(self.registry, requests[i]) for i in indexes]
+            if len({e.arch for e in fresh}) > 1:
+                full_id = self.registry.naming().coresolved_full_id({e.arch: e.packages for e in fresh})
+                archs = tuple(sorted(e.arch for e in fresh))
+                fresh = [replace(e, full_id=full_id, resolved_archs=archs) for e in fresh]
+            results.update((i, (env, True)) for i, env in zip(indexes, fresh, strict=True))
+
+        with ThreadPoolExecutor(min(RESOLVE_WORKERS, len(groups) or 1)) as pool:
+            list(pool.map(lock, groups.values()))  # list() re-raises the first error
+        return [results[i] for i in range(len(requests))]
 
     def save(
         self, env: ResolvedEnvironment, *, cache: bool = True, set_default: bool = True

@@ -121,6 +121,10 @@ class LocalRecord:
         table = "mutable_aliases" if mutable else "aliases"
         self.update(lambda data: data[table].update({resolved: list(ref)}))
 
+    def set_mapping(self, pathspec: str, ref: EnvRef) -> None:
+        """Remember the environment of a step (``Flow/Run/Step``), for ``step:`` aliases."""
+        self.update(lambda data: data["mappings"].update({pathspec: list(ref)}))
+
     def alias(self, resolved: str) -> EnvRef | None:
         data = self.read()
         for table in ("aliases", "mutable_aliases", "mappings"):

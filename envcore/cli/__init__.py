@@ -23,6 +23,7 @@ from envcore import __version__
 from envcore.errors import EnvcoreError
 
 if TYPE_CHECKING:
+    from envcore.aliases import PathspecLookup
     from envcore.config import Config
     from envcore.plugins import Registry
 
@@ -41,9 +42,21 @@ COMMANDS = {
 class App:
     """What every command shares: output settings, configuration and the plugin registry (built lazily)."""
 
-    def __init__(self, verbose: bool = False, quiet: bool = False) -> None:
+    def __init__(
+        self,
+        verbose: bool = False,
+        quiet: bool = False,
+        *,
+        config: Config | None = None,
+        pathspec_lookup: PathspecLookup | None = None,
+    ) -> None:
         self.verbose = verbose
         self.quiet = quiet
+        self.pathspec_lookup = (
+            pathspec_lookup  # answers step:Flow/Run/Step aliases (the Metaflow integration)
+        )
+        if config is not None:
+            self.config = config
 
     @cached_property
     def config(self) -> Config:
@@ -124,12 +137,20 @@ def format_error(exc: EnvcoreError) -> str:
     return textwrap.fill(f"envcore: {exc.message}", width=100, break_long_words=False, break_on_hyphens=False)
 
 
-def run(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI and return the exit code (never raises for user errors)."""
+def run(
+    argv: Sequence[str] | None = None,
+    *,
+    app: App | None = None,
+    command: click.Command | None = None,
+    prog_name: str = "envcore",
+) -> int:
+    """Run the CLI (or another click ``command`` sharing its error handling, as ``metaflow environment`` does)
+    and return the exit code; never raises for user errors."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    app = App(verbose=_wants_traceback(argv))
+    app = app or App()
+    app.verbose = app.verbose or _wants_traceback(argv)
     try:
-        result = cli.main(args=argv, prog_name="envcore", standalone_mode=False, obj=app)
+        result = (command or cli).main(args=argv, prog_name=prog_name, standalone_mode=False, obj=app)
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except click.Abort:

@@ -75,10 +75,14 @@ def _split_pin(item: str, kind: str) -> tuple[str, str]:
 def _environments(app: App) -> Environments:
     from envcore.environments import Environments
 
-    return Environments(app.registry, progress=lambda msg: app.echo(f"    {msg}", err=True))
+    return Environments(
+        app.registry,
+        progress=lambda msg: app.echo(f"    {msg}", err=True),
+        pathspec_lookup=app.pathspec_lookup,
+    )
 
 
-def _describe(app: App, envs: Environments, env: ResolvedEnvironment, *, as_json: bool = False) -> str:
+def describe(app: App, envs: Environments, env: ResolvedEnvironment, *, as_json: bool = False) -> str:
     from envcore import hydrate, show
 
     default = envs.record.default_full_id(env.arch, env.req_id) == env.full_id
@@ -195,7 +199,7 @@ def resolve(
         return
     for env, _ in results:
         click.echo(f"### Environment for architecture {env.arch}")
-        click.echo(_describe(app, envs, env))
+        click.echo(describe(app, envs, env))
 
 
 @click.command()
@@ -258,7 +262,7 @@ def show(app: App, env: str, arch: str | None, as_json: bool) -> None:
 
     envs = _environments(app)
     resolved = envs.find(env, resolving.check_arch(arch) if arch else resolving.local_arch())
-    click.echo(_describe(app, envs, resolved, as_json=as_json))
+    click.echo(describe(app, envs, resolved, as_json=as_json))
 
 
 def _check_aliases_before_resolving(envs: Environments, wanted: list[Alias], req_id: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 import tempfile
@@ -24,6 +25,13 @@ def uv_executable(config: Config) -> str:
     configured = config.get("ENVCORE_UV_EXE")
     if configured:
         return str(configured)
+    return _bundled_uv()
+
+
+@functools.cache
+def _bundled_uv() -> str:
+    """The uv binary of the ``uv`` wheel. Cached, and looked up once: ``find_uv_bin`` reads sysconfig lazily,
+    which is not thread-safe on Python 3.11 when several environments resolve in parallel."""
     try:
         from uv import find_uv_bin
     except ImportError:
