@@ -1,0 +1,90 @@
+"""A small but real resolver: pure-Python wheels from a PEP 503 index on the local disk, newest version
+that every constraint seen so far allows, dependencies read from each wheel's METADATA. It does not
+backtrack: a conflict found late is reported, naming the package."""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from collections.abc import Sequence
+from email.parser import Parser
+from pathlib import Path
+from urllib.parse import unquote, urljoin, urlsplit
+
+from packaging.requirements import Requirement as Pep508
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.version import Version
+
+from envcore.config import Config
+from envcore.errors import BackendUnavailable, ResolutionError
+from envcore.types import PYPI, LockedPackage, PackageFile, PackageKind, ResolveRequest
+
+_LINK = re.compile(r'href="([^"#]+\.whl)#sha256=([0-9a-f]{64})"')
+
+
+class ExampleResolver:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    def check(self) -> None:
+        return None  # nothing external to find
+
+    def version(self) -> str:
+        return "envcore-example 0.1.0"
+
+    def _candidates(self, index: str, name: str) -> list[tuple[Version, str, str]]:
+        page_url = urljoin(index, f"{canonicalize_name(name)}/")
+        parts = urlsplit(page_url)
+        if parts.scheme != "file":
+            raise BackendUnavailable(f"envcore-example reads file:// indexes only, not {index}.")
+        page = Path(unquote(parts.path)) / "index.html"
+        if not page.exists():
+            return []
+        found = []
+        for href, sha256 in _LINK.findall(page.read_text()):
+            url = urljoin(page_url, href)
+            _, version, _, tags = parse_wheel_filename(url.rsplit("/", 1)[1])
+            if any(t.interpreter.startswith("py3") and t.platform == "any" for t in tags):
+                found.append((version, url, sha256))
+        return sorted(found, reverse=True)
+
+    def resolve(self, request: ResolveRequest) -> Sequence[LockedPackage]:
+        index = (request.sources.get(PYPI) or ("",))[0]
+        wanted = [Pep508(f"{r.name}{'==' + r.spec if r.spec and r.spec[0].isdigit() else r.spec}") for r in request.of(PYPI)]
+        constraints: dict[str, SpecifierSet] = {}
+        chosen: dict[str, LockedPackage] = {}
+        while wanted:
+            req = wanted.pop(0)
+            name = canonicalize_name(req.name)
+            constraints[name] = constraints.get(name, SpecifierSet()) & req.specifier
+            if name in chosen:
+                if chosen[name].version not in constraints[name]:
+                    raise ResolutionError(
+                        f"{name} {chosen[name].version} was chosen, but {req} needs another version; "
+                        "envcore-example does not backtrack: pin it."
+                    )
+                continue
+            match = next(
+                ((v, u, h) for v, u, h in self._candidates(index, name) if v in constraints[name]), None
+            )
+            if match is None:
+                raise ResolutionError(f"No wheel of {name} matches {constraints[name] or 'any version'} in {index}.")
+            version, url, sha256 = match
+            filename = url.rsplit("/", 1)[1]
+            chosen[name] = LockedPackage(
+                kind=PackageKind.PYPI,
+                name=name,
+                version=str(version),
+                filename=filename[: -len(".whl")],
+                files=(PackageFile(url_format=".whl", url=url, sha256=sha256),),
+            )
+            wanted += [Pep508(d) for d in _requires(Path(unquote(urlsplit(url).path)))]
+        return [chosen[n] for n in sorted(chosen)]
+
+
+def _requires(wheel: Path) -> list[str]:
+    with zipfile.ZipFile(wheel) as zf:
+        name = next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))
+        metadata = Parser().parsestr(zf.read(name).decode())
+    return [d for d in metadata.get_all("Requires-Dist") or [] if ";" not in d]
