@@ -1,0 +1,1 @@
+"""envcore-pip: PyPI resolution with pip's own resolver."""

@@ -1,0 +1,43 @@
+"""Every installed PyPI resolver, selected by configuration as site admins do, end to end through the
+``envcore`` command: PyPI-only and mixed environments, created on another machine from the store alone."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from .conftest import env_ids
+
+Run = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.mark.parametrize("resolver", ["uv", "pip"])
+@pytest.mark.parametrize(
+    ("args", "kind", "code", "expected"),
+    [
+        (["--pypi", "fx-web==2.0.0"], "pypi-only", "import fx_web; print(fx_web.__version__)", "2.0.0"),
+        (
+            ["--conda", "fx-ffmpeg", "--pypi", "fx-extras==0.3.0"],
+            "mixed",
+            "import fx_extras; print(fx_extras.__version__)",
+            "0.3.0",
+        ),
+    ],
+)
+def test_pypi_resolver_end_to_end(
+    run: Run, world: dict[str, Path], resolver: str, args: list[str], kind: str, code: str, expected: str
+) -> None:
+    chosen = {"METAFLOW_CONDA_PYPI_DEPENDENCY_RESOLVER": resolver}
+    out = run("resolve", *args, **chosen)
+    assert f"Environment of type {kind}" in out.stdout
+    assert f"+ {resolver} " in out.stdout  # "Resolved with rattler <v> + <resolver> <v>"
+    (ref,) = env_ids(out.stdout)
+    shutil.rmtree(world["universe"])
+    run("create", ref, "--name", "e", machine="b", **chosen)
+    python = world["b"] / "cache" / "envs" / "e" / "bin" / "python"
+    done = subprocess.run([python, "-c", code], capture_output=True, text=True)
+    assert done.stdout.strip() == expected, done.stderr
