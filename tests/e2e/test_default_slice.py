@@ -14,7 +14,7 @@ import pytest
 from envcore.resolve import local_arch
 from envcore.testing.channel import Universe
 
-from .conftest import env_ids, snapshot
+from ..conftest import env_ids, snapshot
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 

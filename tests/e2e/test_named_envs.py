@@ -13,7 +13,7 @@ import pytest
 
 from envcore.resolve import local_arch
 
-from .conftest import env_ids, snapshot
+from ..conftest import env_ids, snapshot
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 

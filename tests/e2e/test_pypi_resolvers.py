@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import env_ids
+from ..conftest import env_ids
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 

@@ -1,4 +1,4 @@
-"""Fixtures of the end-to-end tests: a private copy of the test universe, a store, and two "machines" (each
+"""Fixtures shared by the end-to-end, reliability and integration tests: a private copy of the test universe, a store, and two "machines" (each
 its own METAFLOW_HOME and cache), driven through the installed ``envcore`` command."""
 
 from __future__ import annotations
@@ -40,10 +40,10 @@ def world(tmp_path: Path, universe: Universe) -> dict[str, Path]:
 
 
 @pytest.fixture
-def run(world: dict[str, Path]) -> Run:
-    def run(
-        *args: str, machine: str = "a", check: bool = True, **extra: str
-    ) -> subprocess.CompletedProcess[str]:
+def machine_env(world: dict[str, Path]) -> Callable[..., dict[str, str]]:
+    """The process environment of ``envcore`` on one machine: its own home and caches, the shared store."""
+
+    def env_for(machine: str = "a", **extra: str) -> dict[str, str]:
         env = {
             k: v for k, v in os.environ.items() if not k.startswith(("METAFLOW_", "CONDA_", "UV_", "PIP_"))
         }
@@ -56,6 +56,17 @@ def run(world: dict[str, Path]) -> Run:
             PIP_CONFIG_FILE=os.devnull,
         )
         env.update(extra)
+        return env
+
+    return env_for
+
+
+@pytest.fixture
+def run(machine_env: Callable[..., dict[str, str]]) -> Run:
+    def run(
+        *args: str, machine: str = "a", check: bool = True, **extra: str
+    ) -> subprocess.CompletedProcess[str]:
+        env = machine_env(machine, **extra)
         done = subprocess.run([ENVCORE, *args], capture_output=True, text=True, env=env, timeout=300)
         if check:
             assert done.returncode == 0, done.stderr

@@ -1,0 +1,136 @@
+"""Faults, races and hostile bytes, through the installed ``envcore`` command: processes SIGKILLed at random
+points, eight processes creating one environment, a tampered package in the store.
+
+After every fault the store must hold no partial object, no description may reference a missing package, no
+alias a missing description, and the next run must succeed."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from envcore import description
+from envcore.local_store import LocalStore
+
+from ..conftest import ENVCORE, env_ids
+
+Run = Callable[..., subprocess.CompletedProcess[str]]
+KILLS = int(os.environ.get("ENVCORE_RELIABILITY_KILLS", "100"))
+
+
+def check_store(root: Path) -> dict[str, int]:
+    """The store's invariants; returns what it holds."""
+    store = LocalStore(root)
+    keys = {info.key for info in store.list("")}
+    descriptions = [k for k in keys if k.startswith("envs/") and k.endswith("/env") and "/aliases/" not in k]
+    for key in descriptions:
+        _, arch, req_id, full_id, _ = key.split("/")
+        with store.open(key) as fh:
+            raw = fh.read()
+        env = description.loads(raw, req_id=req_id, full_id=full_id, arch=arch, where=key)
+        body = json.loads(raw)
+        for pkg in body["packages"]:
+            for info in pkg["cache_info"].values():
+                assert info["url"] in keys, f"{key} references the missing package {info['url']}"
+        assert env.packages
+    for key in keys:
+        if "/aliases/" in key:
+            with store.open(key) as fh:
+                req_id, full_id = json.loads(fh.read())
+            assert any(d.endswith(f"/{req_id}/{full_id}/env") for d in descriptions), f"{key} -> missing env"
+    leftovers = list((root / ".envcore-tmp").glob("*")) if (root / ".envcore-tmp").exists() else []
+    return {"objects": len(keys), "descriptions": len(descriptions), "temp files": len(leftovers)}
+
+
+def killed_run(env: dict[str, str], args: list[str], delay: float) -> int | None:
+    proc = subprocess.Popen([ENVCORE, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        return proc.wait(timeout=delay)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        return None
+
+
+@pytest.mark.slow
+def test_kills_at_random_points_never_leave_a_broken_store_or_prefix(
+    run: Run, world: dict[str, Path], machine_env: Callable[..., dict[str, str]]
+) -> None:
+    rng = random.Random(20261125)
+    specs = [["--conda", "fx-app"], ["--conda", "fx-ffmpeg", "--pypi", "fx-extras"], ["--pypi", "fx-web"]]
+    env_of = machine_env
+    killed = 0
+    for i in range(KILLS):
+        spec = specs[i % len(specs)]
+        if i % 2 == 0:  # resolve + cache into the store
+            code = killed_run(env_of("a"), ["resolve", "--force", *spec], rng.uniform(0.02, 0.6))
+        else:  # hydrate on machine b from the store
+            out = run("resolve", *spec)
+            (ref,) = env_ids(out.stdout)
+            code = killed_run(env_of("b"), ["create", ref, "--name", f"k{i % 3}"], rng.uniform(0.02, 0.5))
+            done = run("create", ref, "--name", f"k{i % 3}", machine="b")  # the next run succeeds
+            python = world["b"] / "cache" / "envs" / f"k{i % 3}" / "bin" / "python"
+            assert subprocess.run([python, "-c", "import sys"], check=False).returncode == 0, done.stdout
+        killed += code is None
+        check_store(world["store"])
+    assert killed >= KILLS // 3, f"only {killed} of {KILLS} runs were killed before they finished"
+    for spec in specs:  # and every environment still resolves and caches cleanly
+        run("resolve", *spec)
+    print(f"{KILLS} runs, {killed} killed mid-way; store: {check_store(world['store'])}")
+
+
+def test_eight_processes_creating_one_environment(
+    run: Run, world: dict[str, Path], machine_env: Callable[..., dict[str, str]]
+) -> None:
+    (ref,) = env_ids(run("resolve", "--conda", "fx-app", "--pypi", "fx-extras").stdout)
+    env = machine_env("b")
+    procs = [
+        subprocess.Popen(
+            [ENVCORE, "create", ref, "--name", "shared"], env=env, stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(8)
+    ]
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 8
+    assert sum("created at" in o for o in outputs) == 1  # one process built it, seven found it complete
+    pkgs = world["b"] / "cache" / "pkgs"
+    files = [p for p in pkgs.rglob("*") if p.is_file() and not p.name.endswith(".checked")]
+    names = [p.name for p in files if "quarantine" not in p.parts]
+    assert len(names) == len(set(names))  # every package file fetched once
+    python = world["b"] / "cache" / "envs" / "shared" / "bin" / "python"
+    assert subprocess.run([python, "-c", "import fx_app, fx_extras"], check=False).returncode == 0
+
+
+def test_a_tampered_package_in_the_store_is_refused_and_quarantined(run: Run, world: dict[str, Path]) -> None:
+    (ref,) = env_ids(run("resolve", "--conda", "fx-app").stdout)
+    target = next(p for p in world["store"].rglob("fx-core-*.conda") if p.is_file())
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    target.write_bytes(bytes(data))
+    out = run("create", ref, "--name", "t", machine="b", check=False)
+    assert out.returncode == 1
+    message = " ".join(out.stderr.split())
+    assert "fx-core" in message and "store" in message and "Traceback" not in out.stderr
+    assert len([w for w in message.split() if len(w.strip(".,()'")) == 64]) >= 2  # both hashes named
+    quarantined = list((world["b"] / "cache" / "quarantine").glob("*fx-core*"))
+    assert quarantined, "the bad file was not quarantined"
+    assert not (world["b"] / "cache" / "envs" / "t" / ".metaflowenv").exists()
+
+
+def test_an_interrupted_prefix_is_rebuilt_not_used(run: Run, world: dict[str, Path]) -> None:
+    (ref,) = env_ids(run("resolve", "--conda", "fx-app").stdout)
+    run("create", ref, "--name", "i", machine="b")
+    prefix = world["b"] / "cache" / "envs" / "i"
+    (prefix / ".metaflowenv").unlink()  # as if the process died before the marker was written
+    shutil_target = next(prefix.rglob("fx_app/__init__.py"))
+    shutil_target.unlink()
+    out = run("create", ref, "--name", "i", machine="b")
+    assert "created at" in out.stdout
+    assert shutil_target.exists()
