@@ -4,7 +4,7 @@ UV := $(PYTHON) -m uv
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint typecheck pytest clean
+.PHONY: setup demo test lint typecheck pytest bench clean
 
 $(BIN)/envcore: pyproject.toml uv.lock $(wildcard backends/*/pyproject.toml storage/*/pyproject.toml integrations/*/pyproject.toml)
 	$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check "uv==0.13.9"
@@ -15,6 +15,10 @@ setup: $(BIN)/envcore
 
 demo: setup
 	$(BIN)/python -m envcore.demo
+
+# Ratios against bare py-rattler, uv, cp and python, measured side by side (bench/README.md).
+bench: setup
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .

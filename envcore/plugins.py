@@ -14,6 +14,7 @@ import importlib
 import importlib.metadata
 import re
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -102,6 +103,8 @@ class Registry:
         self.config = config
         self.plugins: dict[str, PluginInfo] = {}
         self.resolvers: dict[str, Registered[ResolverPlugin]] = {}
+        self._resolver_instances: dict[str, Resolver] = {}
+        self._lock = threading.RLock()
         self.installers: dict[str, Registered[InstallerPlugin]] = {}
         self.formats: dict[str, Registered[PackageFormatPlugin]] = {}  # by extension
         self.stores: dict[str, Registered[StoragePlugin]] = {}
@@ -153,15 +156,19 @@ class Registry:
         return plugin
 
     def resolver(self, env_type: EnvType) -> Resolver:
-        return self._build(self.resolver_plugin(env_type).factory, self.config)
+        return self.resolver_named(self.resolver_plugin(env_type).name)
 
     def resolver_named(self, name: str) -> Resolver:
+        """The resolver ``name``, built once per registry (so it can keep caches across environments)."""
         entry = self.resolvers.get(name)
         if entry is None:
             raise PluginError(
                 f"No resolver named {name!r} is installed; installed resolvers: {', '.join(sorted(self.resolvers))}."
             )
-        return self._build(entry.record.factory, self.config)
+        with self._lock:
+            if name not in self._resolver_instances:
+                self._resolver_instances[name] = self._build(entry.record.factory, self.config)
+            return self._resolver_instances[name]
 
     def installer(self, kind: PackageKind) -> Installer:
         setting = INSTALLER_SETTINGS[kind]

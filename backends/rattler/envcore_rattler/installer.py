@@ -24,7 +24,7 @@ async def _records(packages: Sequence[tuple[LockedPackage, Path]]) -> list[rattl
                 package_record=record,
                 file_name=path.name,
                 url=path.resolve().as_uri(),
-                channel=pkg.channel or "local",
+                channel=pkg.channel or path.parent.resolve().as_uri(),
             )
         )
     return records

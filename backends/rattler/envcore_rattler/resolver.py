@@ -107,6 +107,8 @@ class RattlerResolver:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.cache_dir = config.cache_dir() / "rattler" / "repodata"
+        # one gateway per resolver: repodata fetched for one environment serves the next (a flow resolves many)
+        self.gateway = rattler.Gateway(cache_dir=self.cache_dir)
 
     def check(self) -> None:
         return None  # py-rattler is a dependency of this distribution: nothing external to find
@@ -134,7 +136,7 @@ class RattlerResolver:
                 rattler.solve(
                     sources=channels,
                     specs=specs,
-                    gateway=rattler.Gateway(cache_dir=self.cache_dir),
+                    gateway=self.gateway,
                     platforms=[request.arch, "noarch"],
                     virtual_packages=virtual_packages(request),
                     channel_priority=priority,
