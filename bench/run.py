@@ -24,9 +24,9 @@ BIN = Path(sys.executable).parent
 ENVCORE = str(BIN / "envcore")
 
 
-def timed(fn: Callable[[], object]) -> float:
+def timed(fn: Callable[..., object], *args: object, **kwargs: object) -> float:
     started = time.perf_counter()
-    fn()
+    fn(*args, **kwargs)
     return time.perf_counter() - started
 
 
@@ -90,8 +90,8 @@ def main() -> int:
         return done
 
     # --- start-up ---------------------------------------------------------------------------------
-    help_times = [timed(lambda: cli("--help")) for _ in range(reps)]
-    bare = [timed(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True)) for _ in range(reps)]
+    help_times = [timed(cli, "--help") for _ in range(reps)]
+    bare = [timed(subprocess.run, [sys.executable, "-c", "pass"], check=True) for _ in range(reps)]
     table.add("envcore --help (process)", help_times, "python -c pass", bare)
 
     # --- resolve: library calls vs bare tools -----------------------------------------------------
@@ -173,7 +173,7 @@ def main() -> int:
         )
     table.add("resolve mixed (rattler-uv)", ours, "rattler.solve + uv pip compile", base)
     ours = [
-        timed(lambda: cli("resolve", "--conda", "fx-app", "--conda", "fx-ffmpeg", "--force", "--dry-run"))
+        timed(cli, "resolve", "--conda", "fx-app", "--conda", "fx-ffmpeg", "--force", "--dry-run")
         for _ in range(reps)
     ]
     table.add(
@@ -206,15 +206,13 @@ def main() -> int:
                 pkgs.pop("fx-modern")
             batch.append(
                 resolving.build_request(
-                    specs.from_decorator(
-                        libraries=pkgs, python=f"{py[:-2]}", channels=[f"c{i}"] if False else []
-                    ),
+                    specs.from_decorator(libraries=pkgs, python=f"{py[:-2]}"),
                     config,
                     resolving.local_arch(),
                 )
             )
         envs = Environments(registry)
-        t = timed(lambda: envs.resolve(batch, force=True))
+        t = timed(envs.resolve, batch, force=True)
         table.add(
             f"resolve a batch of {size} environments",
             [t],
@@ -228,29 +226,18 @@ def main() -> int:
     cold, warm, noop = [], [], []
     for i in range(reps):
         cache = work / f"cache-b{i}"
-        cold.append(
-            timed(lambda: cli("create", ref, "--name", "cold", METAFLOW_ENVCORE_CACHE_DIR=str(cache)))
-        )
-        warm.append(
-            timed(
-                lambda: cli("create", ref, "--name", "cold", "--force", METAFLOW_ENVCORE_CACHE_DIR=str(cache))
-            )
-        )
-        noop.append(
-            timed(lambda: cli("create", ref, "--name", "cold", METAFLOW_ENVCORE_CACHE_DIR=str(cache)))
-        )
+        where = {"METAFLOW_ENVCORE_CACHE_DIR": str(cache)}
+        cold.append(timed(cli, "create", ref, "--name", "cold", **where))
+        warm.append(timed(cli, "create", ref, "--name", "cold", "--force", **where))
+        noop.append(timed(cli, "create", ref, "--name", "cold", **where))
     prefix = work / "cache-b0" / "envs" / "cold"
     files = _local_files(work / "cache-b0", ref)
     bare_cold = [_bare_install(files, work / f"bare-{i}", uv) for i in range(reps)]
     table.add("hydrate cold: store -> new prefix (CLI)", cold, "rattler.install + uv pip install", bare_cold)
     cp_al, cp_a = [], []
     for i in range(reps):
-        cp_al.append(
-            timed(lambda: subprocess.run(["cp", "-al", str(prefix), str(work / f"cpal-{i}")], check=True))
-        )
-        cp_a.append(
-            timed(lambda: subprocess.run(["cp", "-a", str(prefix), str(work / f"cpa-{i}")], check=True))
-        )
+        cp_al.append(timed(subprocess.run, ["cp", "-al", str(prefix), str(work / f"cpal-{i}")], check=True))
+        cp_a.append(timed(subprocess.run, ["cp", "-a", str(prefix), str(work / f"cpa-{i}")], check=True))
     table.add("hydrate warm: package cache present (CLI)", warm, "cp -al of the finished prefix", cp_al)
     table.add("hydrate warm: package cache present (CLI)", warm, "cp -a of the finished prefix", cp_a)
     table.add("create of an existing environment (CLI)", noop, "python -c pass", bare)
@@ -267,10 +254,10 @@ def main() -> int:
     ours, base = [], []
     for i in range(reps):
         store = LocalStore(work / f"store-copy-{i}")
-        ours.append(timed(lambda: caching.cache_environment(config, store, env_obj)))
+        ours.append(timed(caching.cache_environment, config, store, env_obj))
         dest = work / f"raw-copy-{i}"
         dest.mkdir()
-        base.append(timed(lambda: [shutil.copyfile(p, dest / p.name) for p in files.values()]))
+        base.append(timed(_copy_all, files.values(), dest))
     table.add(
         f"cache {len(files)} packages ({sizes / 1e6:.1f} MB) to a local store",
         ours,
@@ -291,6 +278,11 @@ def main() -> int:
     sys.stdout.flush()
     shutil.rmtree(work, ignore_errors=True)
     os._exit(0)  # py-rattler can crash at interpreter exit (offline-toolchain notes)
+
+
+def _copy_all(paths: object, dest: Path) -> None:
+    for path in paths:  # type: ignore[attr-defined]
+        shutil.copyfile(path, dest / path.name)
 
 
 def _local_files(cache: Path, ref: str) -> dict[str, Path]:
