@@ -1,0 +1,204 @@
+"""The Store protocol on S3, with boto3.
+
+* Create-if-absent and compare-and-swap are the service's own conditional writes (``If-None-Match: *`` and
+  ``If-Match: <etag>``); the version token is the ETag. fsspec's s3fs offers create-if-absent but not
+  ``If-Match``, so one client (botocore) does everything, consistently.
+* Large files go up in parts with bounded parallelism (``S3_TRANSFER_CONCURRENCY``); an upload that fails is
+  aborted by the transfer manager, and S3 publishes a multi-part object only when it completes, so readers
+  never see a partial object.
+* Transient errors (5xx, throttling, resets) are retried by botocore's standard retry mode with backoff.
+* Credentials come from the standard places (environment, profile, instance role); nothing secret is kept in
+  the store's ``repr``, URL or messages.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import urlsplit
+
+import boto3
+import botocore.exceptions
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config as BotoConfig
+
+from envcore.config import Config, redact_text
+from envcore.errors import ConfigError, MissingObject, PreconditionFailed, StorageError
+from envcore.types import ObjectInfo
+
+MULTIPART = 16 * 1024 * 1024
+_PRECONDITION = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
+_MISSING = {"NoSuchKey", "404", "NotFound"}
+
+
+class S3Store:
+    def __init__(
+        self, bucket: str, prefix: str, *, endpoint: str | None, client: Any, concurrency: int = 8
+    ) -> None:
+        self.bucket, self.prefix, self.endpoint = bucket, prefix.strip("/"), endpoint
+        self.client = client
+        self.transfer = TransferConfig(
+            multipart_threshold=MULTIPART, multipart_chunksize=MULTIPART, max_concurrency=concurrency
+        )
+
+    @classmethod
+    def from_config(cls, root: str, config: Config) -> S3Store:
+        parts = urlsplit(root)
+        if parts.scheme != "s3" or not parts.netloc:
+            raise ConfigError(
+                f"The S3 store root {root!r} is not an s3://bucket/prefix URL; fix METAFLOW_CONDA_S3ROOT."
+            )
+        endpoint = config.get("S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3") or None
+        client = boto3.session.Session().client(
+            "s3",
+            endpoint_url=endpoint,
+            config=BotoConfig(retries={"mode": "standard", "max_attempts": 6}, max_pool_connections=32),
+        )
+        return cls(
+            parts.netloc,
+            parts.path,
+            endpoint=endpoint,
+            client=client,
+            concurrency=int(config.get("S3_TRANSFER_CONCURRENCY") or 8),
+        )
+
+    def __repr__(self) -> str:
+        return f"S3Store({self.url!r}, endpoint={self.endpoint!r})"
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+
+    def _key(self, key: str) -> str:
+        if not key or key.startswith("/") or "//" in key:
+            raise StorageError(f"{key!r} is not a valid store key: use relative '/'-separated names.")
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _error(self, exc: Exception, key: str) -> Exception:
+        """One paragraph for a failed call: what, where, how to fix; never credentials."""
+        where = f"{self.url}/{key}" if key else self.url
+        if isinstance(exc, botocore.exceptions.ClientError):
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+            if code in _PRECONDITION or status in ("412",):
+                return PreconditionFailed(f"{where} changed or exists (the conditional write lost).")
+            if code in _MISSING or (status == "404" and code != "NoSuchBucket"):
+                return MissingObject(f"{where} does not exist.")
+            if code == "NoSuchBucket":
+                return StorageError(
+                    f"The bucket {self.bucket!r} does not exist at {self.endpoint or 'AWS'}. Create it, or fix "
+                    "METAFLOW_CONDA_S3ROOT / METAFLOW_DATASTORE_SYSROOT_S3."
+                )
+            if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+                return StorageError(
+                    f"Access to {where} was denied ({code}). Check the AWS credentials and the bucket's policy."
+                )
+            return StorageError(f"S3 request for {where} failed: {code or status}: {redact_text(str(exc))}.")
+        if isinstance(
+            exc, (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectionError)
+        ):
+            return StorageError(
+                f"Cannot reach the S3 endpoint {self.endpoint or 'AWS'} for {where}. Check METAFLOW_S3_ENDPOINT_URL "
+                "and the network."
+            )
+        if isinstance(exc, botocore.exceptions.NoCredentialsError):
+            return StorageError(
+                f"No AWS credentials were found for {self.url}. Set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or "
+                "AWS_PROFILE, as for Metaflow."
+            )
+        return StorageError(f"S3 request for {where} failed: {type(exc).__name__}: {redact_text(str(exc))}.")
+
+    # --- reading ------------------------------------------------------------------------------------
+
+    def stat(self, key: str) -> ObjectInfo | None:
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except Exception as exc:
+            error = self._error(exc, key)
+            if isinstance(error, MissingObject):
+                return None
+            raise error from None
+        return ObjectInfo(key=key, size=int(head["ContentLength"]), version=str(head["ETag"]))
+
+    def open(self, key: str) -> AbstractContextManager[IO[bytes]]:
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+        except Exception as exc:
+            raise self._error(exc, key) from None
+        return _closing(body)
+
+    def get_file(self, key: str, dest: Path) -> None:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+        os.close(fd)
+        try:
+            self.client.download_file(self.bucket, self._key(key), tmp, Config=self.transfer)
+            os.replace(tmp, dest)
+        except Exception as exc:
+            raise self._error(exc, key) from None
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        full = self._key(prefix) if prefix else (f"{self.prefix}/" if self.prefix else "")
+        skip = len(f"{self.prefix}/") if self.prefix else 0
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=full
+            ):
+                for item in page.get("Contents", []):
+                    yield ObjectInfo(
+                        key=item["Key"][skip:], size=int(item["Size"]), version=str(item["ETag"])
+                    )
+        except Exception as exc:
+            raise self._error(exc, prefix) from None
+
+    # --- writing ------------------------------------------------------------------------------------
+
+    def put_file(self, key: str, src: Path) -> ObjectInfo:
+        try:
+            self.client.upload_file(str(src), self.bucket, self._key(key), Config=self.transfer)
+        except Exception as exc:
+            raise self._error(exc, key) from None
+        info = self.stat(key)
+        if info is None:
+            raise StorageError(
+                f"{self.url}/{key} is missing right after its upload; check the bucket's lifecycle rules."
+            )
+        return info
+
+    def put_bytes(
+        self, key: str, data: bytes, *, if_absent: bool = False, if_version: str | None = None
+    ) -> ObjectInfo:
+        if if_absent and if_version is not None:
+            raise ValueError("if_absent and if_version are exclusive")
+        extra: dict[str, str] = {}
+        if if_absent:
+            extra["IfNoneMatch"] = "*"
+        if if_version is not None:
+            extra["IfMatch"] = if_version
+        try:
+            done = self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **extra)
+        except Exception as exc:
+            raise self._error(exc, key) from None
+        return ObjectInfo(key=key, size=len(data), version=str(done["ETag"]))
+
+    def delete(self, key: str) -> None:
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+        except Exception as exc:
+            error = self._error(exc, key)
+            if not isinstance(error, MissingObject):
+                raise error from None
+
+
+@contextmanager
+def _closing(body: Any) -> Iterator[IO[bytes]]:
+    try:
+        yield body
+    finally:
+        body.close()

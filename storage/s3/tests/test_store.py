@@ -1,0 +1,115 @@
+"""envcore-s3 against a real S3 server (moto's, on 127.0.0.1): the conformance kit unmodified, the errors a
+user meets, and the main job end to end through the ``envcore`` command with the store in a bucket."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from envcore.config import Config
+from envcore.errors import StorageError
+from envcore.plugins import build_registry
+from envcore.testing.channel import Universe
+from envcore.testing.conformance import StorageConformance
+from envcore.types import Store
+
+from .conftest import CREDENTIALS, S3Server
+
+ENVCORE = str(Path(sys.executable).with_name("envcore"))
+
+
+def _store(root: str) -> Store:
+    from envcore_s3.store import S3Store
+
+    return S3Store.from_config(root, Config.load())
+
+
+class TestS3Conformance(StorageConformance):
+    @pytest.fixture
+    def store(self, s3_server: S3Server, aws_env: dict[str, str]) -> Store:
+        return _store(f"s3://{s3_server.new_bucket()}/conda_env")
+
+    @pytest.fixture
+    def secrets(self) -> list[str]:
+        return [CREDENTIALS["AWS_SECRET_ACCESS_KEY"], CREDENTIALS["AWS_ACCESS_KEY_ID"]]
+
+
+def test_selected_by_metaflow_configuration(
+    s3_server: S3Server, aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bucket = s3_server.new_bucket()
+    monkeypatch.setenv("METAFLOW_DEFAULT_DATASTORE", "s3")
+    monkeypatch.setenv("METAFLOW_DATASTORE_SYSROOT_S3", f"s3://{bucket}/metaflow")
+    store = build_registry(Config.load()).store()
+    assert store.url == f"s3://{bucket}/metaflow/conda_env"
+    store.put_bytes("x", b"1")
+    keys = [o["Key"] for o in s3_server.client().list_objects_v2(Bucket=bucket)["Contents"]]
+    assert keys == ["metaflow/conda_env/x"]
+
+
+def test_missing_bucket_is_one_clear_paragraph(s3_server: S3Server, aws_env: dict[str, str]) -> None:
+    store = _store("s3://no-such-bucket-here/conda_env")
+    with pytest.raises(StorageError) as info:
+        store.put_bytes("x", b"1")
+    assert "The bucket 'no-such-bucket-here' does not exist" in info.value.message
+    assert CREDENTIALS["AWS_SECRET_ACCESS_KEY"] not in info.value.message
+
+
+def test_wrong_endpoint_is_one_clear_paragraph(
+    aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("METAFLOW_S3_ENDPOINT_URL", "http://127.0.0.1:9")
+    store = _store("s3://bucket/conda_env")
+    with pytest.raises(StorageError, match=r"Cannot reach the S3 endpoint http://127\.0\.0\.1:9"):
+        store.stat("x")
+
+
+def test_a_large_file_goes_up_in_parts(s3_server: S3Server, aws_env: dict[str, str], tmp_path: Path) -> None:
+    store = _store(f"s3://{s3_server.new_bucket()}/conda_env")
+    src = tmp_path / "big.bin"
+    src.write_bytes(bytes(range(256)) * (40 * 4096))  # 40 MiB: three 16 MiB parts
+    info = store.put_file("packages/big.conda", src)
+    assert info.size == src.stat().st_size and info.version.strip('"').endswith("-3")  # multipart ETag
+    out = tmp_path / "out.bin"
+    store.get_file("packages/big.conda", out)
+    assert out.read_bytes() == src.read_bytes()
+
+
+def test_main_job_through_a_bucket(
+    s3_server: S3Server, aws_env: dict[str, str], universe: Universe, tmp_path: Path
+) -> None:
+    bucket = s3_server.new_bucket()
+
+    def run(machine: str, *args: str) -> subprocess.CompletedProcess[str]:
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(tmp_path / machine),
+            **aws_env,
+            "AWS_CONFIG_FILE": "/dev/null",
+            "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+            "METAFLOW_HOME": str(tmp_path / machine / "mf"),
+            "METAFLOW_DEFAULT_DATASTORE": "s3",
+            "METAFLOW_CONDA_S3ROOT": f"s3://{bucket}/conda_env",
+            "METAFLOW_CONDA_CHANNELS": universe.channel_url,
+            "METAFLOW_CONDA_DEFAULT_PYPI_SOURCE": universe.simple_url,
+            "METAFLOW_ENVCORE_CACHE_DIR": str(tmp_path / machine / "cache"),
+            "PIP_CONFIG_FILE": "/dev/null",
+        }
+        done = subprocess.run([ENVCORE, *args], env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return done
+
+    out = run("a", "resolve", "--conda", "fx-app", "--pypi", "fx-extras", "--alias", "team/s3:v1")
+    assert "Caching" in out.stderr and f"s3://{bucket}/conda_env" in out.stderr
+    run("b", "create", "team/s3:v1", "--name", "w")
+    python = tmp_path / "b" / "cache" / "envs" / "w" / "bin" / "python"
+    done = subprocess.run(
+        [python, "-c", "import fx_app, fx_extras; print('ok')"], capture_output=True, text=True
+    )
+    assert done.stdout.strip() == "ok", done.stderr
+    keys = [o["Key"] for o in s3_server.client().list_objects_v2(Bucket=bucket, MaxKeys=1000)["Contents"]]
+    assert any(k.startswith("conda_env/envs/aliases/generic/team/s3/v1") for k in keys)
+    assert any(k.startswith("conda_env/packages/conda/") for k in keys)
