@@ -13,7 +13,7 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 
 from envcore.config import redact_url
 from envcore.errors import ResolutionError
-from envcore.types import SYS, LockedPackage, PackageFile, PackageKind, Requirement, ResolveRequest
+from envcore.types import PYPI, SYS, LockedPackage, PackageFile, PackageKind, Requirement, ResolveRequest
 
 # glibc ceilings uv and pip know as manylinux targets (2_17 is manylinux2014).
 MANYLINUX_MINORS = (17, 28, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40)
@@ -155,3 +155,18 @@ def conda_python_packages(packages: Iterable[LockedPackage]) -> dict[str, Locked
         ):
             found[str(canonicalize_name(pkg.name))] = pkg
     return found
+
+
+def write_resolver_inputs(request: ResolveRequest, work: Path, tool: str) -> tuple[Path, Path]:
+    """``requirements.in`` (the PyPI requirements) and ``constraints.txt`` (the PyPI equivalents of the
+    conda-installed Python packages, pinned so the PyPI side never replaces them) for a PyPI tool run."""
+    if not request.python_version:
+        raise ResolutionError(
+            f"The {tool} resolver needs the exact python version of the environment; it is chosen by the conda "
+            "side first. This is a bug in the caller."
+        )
+    requirements, constraints = work / "requirements.in", work / "constraints.txt"
+    requirements.write_text("".join(pep508(r) + "\n" for r in request.of(PYPI)))
+    pins = conda_python_packages(request.installed)
+    constraints.write_text("".join(f"{name}=={pkg.version}\n" for name, pkg in pins.items()))
+    return requirements, constraints

@@ -52,16 +52,10 @@ class PipResolver:
         return done.stdout.split()[1] if done.returncode == 0 and len(done.stdout.split()) > 1 else "unknown"
 
     def resolve(self, request: ResolveRequest) -> Sequence[LockedPackage]:
-        if not request.python_version:
-            raise ResolutionError(
-                "The pip resolver needs the exact python version of the environment; it is chosen by the conda "
-                "side first. This is a bug in the caller."
-            )
         with tempfile.TemporaryDirectory(prefix="envcore-pip-") as tmp:
             work = Path(tmp)
-            (work / "requirements.txt").write_text("".join(pypi.pep508(r) + "\n" for r in request.of(PYPI)))
+            pypi.write_resolver_inputs(request, work, "pip")
             provided = pypi.conda_python_packages(request.installed)
-            (work / "constraints.txt").write_text("".join(f"{n}=={p.version}\n" for n, p in provided.items()))
             done = run_tool(
                 [*self._pip(), *self._args(request, work)],
                 what="pip install --dry-run",
@@ -109,7 +103,7 @@ class PipResolver:
         sources = request.sources.get(PYPI, ())
         if sources and "--no-index" not in request.extras.get(PYPI, ()):
             args += ["--index-url", sources[0], *(a for s in sources[1:] for a in ("--extra-index-url", s))]
-        return [*args, "-r", str(work / "requirements.txt")]
+        return [*args, "-r", str(work / "requirements.in")]
 
     def _packages(
         self, request: ResolveRequest, report: dict[str, object], provided: set[str]

@@ -88,19 +88,9 @@ class UvResolver:
         return done.stdout.split()[1] if done.returncode == 0 and done.stdout.split()[1:] else "unknown"
 
     def resolve(self, request: ResolveRequest) -> Sequence[LockedPackage]:
-        if not request.python_version:
-            raise ResolutionError(
-                "The uv resolver needs the exact python version of the environment; it is chosen by the conda "
-                "side first. This is a bug in the caller."
-            )
         with tempfile.TemporaryDirectory(prefix="envcore-uv-") as tmp:
             work = Path(tmp)
-            (work / "requirements.in").write_text("".join(pypi.pep508(r) + "\n" for r in request.of(PYPI)))
-            constraints = [
-                f"{name}=={pkg.version}"
-                for name, pkg in pypi.conda_python_packages(request.installed).items()
-            ]
-            (work / "constraints.txt").write_text("".join(c + "\n" for c in constraints))
+            pypi.write_resolver_inputs(request, work, "uv")
             done = run_tool(
                 [uv_executable(self.config), *self._args(request, work)],
                 what="uv pip compile",
