@@ -128,14 +128,24 @@ class Value:
         return f"METAFLOW_{self.name}"
 
     def shown(self) -> Any:
-        """The value as it may be displayed: secrets masked, never printed."""
+        """The value as it may be displayed: secrets masked, and ``user:password@`` removed from URLs."""
         if self.secret and self.value not in (None, "", {}, []):
             return "********"
-        return self.value
+        return _redacted(self.value)
 
     def describe(self) -> str:
         origin = "default" if self.source == "default" else f"from {self.source}"
         return f"`{self.env_name}` is {json.dumps(self.shown())} ({origin})"
+
+
+def _redacted(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, list):
+        return [_redacted(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _redacted(v) for k, v in value.items()}
+    return value
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -32,6 +32,7 @@ class Environments:
         self.config = registry.config
         self.progress = progress
         self.pathspec_lookup = pathspec_lookup
+        self._credentials: dict[str, tuple[str, str]] = {}
 
     @cached_property
     def record(self) -> LocalRecord:
@@ -102,6 +103,8 @@ class Environments:
         requirement sets are resolved in parallel. Requests with the same req id for several archs are
         co-resolved: they share one full id."""
         groups: dict[str, list[int]] = {}
+        for request in requests:
+            self._credentials.update(request.credentials)  # to download the files when caching them
         for index, request in enumerate(requests):
             groups.setdefault(resolve.req_id(self.registry, request), []).append(index)
         results: dict[int, tuple[ResolvedEnvironment, bool]] = {}
@@ -130,7 +133,9 @@ class Environments:
     ) -> ResolvedEnvironment:
         """Cache ``env`` in the store (packages, then description, then full-id alias), then record it locally."""
         if cache:
-            env, report = caching.cache_environment(self.config, self.store, env, progress=self.progress)
+            env, report = caching.cache_environment(
+                self.config, self.store, env, credentials=self._credentials, progress=self.progress
+            )
             if not report.description_written:
                 self.progress(f"All environments already cached in {self.store.url}.")
         self.record.add(env, set_default=set_default)

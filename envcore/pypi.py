@@ -170,3 +170,18 @@ def write_resolver_inputs(request: ResolveRequest, work: Path, tool: str) -> tup
     pins = conda_python_packages(request.installed)
     constraints.write_text("".join(f"{name}=={pkg.version}\n" for name, pkg in pins.items()))
     return requirements, constraints
+
+
+def netrc_env(request: ResolveRequest, work: Path) -> dict[str, str]:
+    """``NETRC`` pointing at a private file with the request's credentials, for uv and pip: secrets go to the
+    tools by file, never on their command lines."""
+    if not request.credentials:
+        return {}
+    path = work / "netrc"
+    path.touch(mode=0o600)
+    path.write_text(
+        "".join(
+            f"machine {host} login {user} password {pw}\n" for host, (user, pw) in request.credentials.items()
+        )
+    )
+    return {"NETRC": str(path)}

@@ -15,9 +15,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlsplit
 
 from envcore import compose
-from envcore.config import Config
+from envcore.config import Config, redact_url
 from envcore.errors import ConfigError, ResolutionError, UsageError
 from envcore.plugins import Registry
 from envcore.types import (
@@ -167,19 +168,34 @@ def build_request(
         *_sys_union(config, (arch, *coresolved), [r for r in spec.requirements if r.category == SYS]),
     )
     channels, _ = config.conda_channels()
-    conda_sources = _dedup(channel_name(config, c) for c in (*spec.sources.get(CONDA, ()), *channels))
-    sources: dict[str, tuple[str, ...]] = {CONDA: conda_sources}
+    raw_conda = (*spec.sources.get(CONDA, ()), *channels)
+    sources: dict[str, tuple[str, ...]] = {
+        CONDA: _dedup(channel_name(config, redact_url(c)) for c in raw_conda)
+    }
     draft = ResolveRequest(arch=arch, requirements=tuple(requirements), base=base)
+    raw_pypi: tuple[str, ...] = ()
     if draft.env_type is not EnvType.CONDA_ONLY:
         defaults, _ = config.pypi_sources()
-        sources[PYPI] = _dedup((*defaults, *spec.sources.get(PYPI, ())))
+        raw_pypi = (*defaults, *spec.sources.get(PYPI, ()))
+        sources[PYPI] = _dedup(redact_url(s) for s in raw_pypi)
     return replace(
         draft,
-        sources=sources,
+        sources=sources,  # never with credentials: they enter ids and descriptions
         extras={k: v for k, v in spec.extras.items() if v},
         python=python_spec,
-        credentials=_credentials(config),
+        credentials=source_credentials(config, (*raw_conda, *raw_pypi)),
     )
+
+
+def source_credentials(config: Config, sources: Iterable[str] = ()) -> dict[str, tuple[str, str]]:
+    """host -> (user, password): ``CONDA_SRCS_AUTH_INFO``, then ``user:password@`` in source URLs (as the
+    original). Resolvers receive them apart from the URLs, which stay clean."""
+    found = _credentials(config)
+    for source in sources:
+        parts = urlsplit(source)
+        if parts.hostname and parts.username and parts.hostname not in found:
+            found[parts.hostname] = (unquote(parts.username), unquote(parts.password or ""))
+    return found
 
 
 def requirements_of(env: ResolvedEnvironment) -> list[Requirement]:

@@ -59,7 +59,13 @@ class PipResolver:
             done = run_tool(
                 [*self._pip(), *self._args(request, work)],
                 what="pip install --dry-run",
-                env=tool_env({"PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1"}),
+                env=tool_env(
+                    {
+                        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+                        "PIP_NO_INPUT": "1",
+                        **pypi.netrc_env(request, work),
+                    }
+                ),
                 debug=self.config.debug,
             )
             if done.returncode != 0:

@@ -5,7 +5,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import importlib.metadata
-from collections.abc import Coroutine, Sequence
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -103,12 +107,46 @@ def solver_message(exc: Exception) -> str:
     return "; ".join(lines)
 
 
+def _client(credentials: Mapping[str, tuple[str, str]]) -> rattler.Client | None:
+    if not credentials:
+        return None
+    from rattler.networking import AuthenticationMiddleware, Client
+
+    with tempfile.TemporaryDirectory(prefix="envcore-auth-") as tmp:
+        path = Path(tmp) / "auth.json"
+        path.touch(mode=0o600)
+        auth = {
+            host: {"BasicHTTP": {"username": user, "password": pw}}
+            for host, (user, pw) in credentials.items()
+        }
+        path.write_text(json.dumps(auth))
+        previous = os.environ.get("RATTLER_AUTH_FILE")
+        os.environ["RATTLER_AUTH_FILE"] = str(path)
+        try:
+            return Client([AuthenticationMiddleware()])
+        finally:
+            if previous is None:
+                os.environ.pop("RATTLER_AUTH_FILE", None)
+            else:
+                os.environ["RATTLER_AUTH_FILE"] = previous
+
+
 class RattlerResolver:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.cache_dir = config.cache_dir() / "rattler" / "repodata"
-        # one gateway per resolver: repodata fetched for one environment serves the next (a flow resolves many)
-        self.gateway = rattler.Gateway(cache_dir=self.cache_dir)
+        # one gateway per set of credentials: repodata fetched for one environment serves the next
+        self._gateways: dict[frozenset[tuple[str, str, str]], rattler.Gateway] = {}
+        self._lock = threading.Lock()
+
+    def gateway(self, credentials: Mapping[str, tuple[str, str]]) -> rattler.Gateway:
+        """A gateway whose client authenticates to the request's hosts. rattler reads credentials from an auth
+        file named by ``RATTLER_AUTH_FILE`` when the client is built; the file is private and removed at once."""
+        key = frozenset((host, user, pw) for host, (user, pw) in credentials.items())
+        with self._lock:
+            if key not in self._gateways:
+                self._gateways[key] = rattler.Gateway(cache_dir=self.cache_dir, client=_client(credentials))
+            return self._gateways[key]
 
     def check(self) -> None:
         return None  # py-rattler is a dependency of this distribution: nothing external to find
@@ -136,7 +174,7 @@ class RattlerResolver:
                 rattler.solve(
                     sources=channels,
                     specs=specs,
-                    gateway=self.gateway,
+                    gateway=self.gateway(request.credentials),
                     platforms=[request.arch, "noarch"],
                     virtual_packages=virtual_packages(request),
                     channel_priority=priority,

@@ -94,7 +94,7 @@ class UvResolver:
             done = run_tool(
                 [uv_executable(self.config), *self._args(request, work)],
                 what="uv pip compile",
-                env=tool_env({"UV_NO_PROGRESS": "1"}),
+                env=tool_env({"UV_NO_PROGRESS": "1", **pypi.netrc_env(request, work)}),
                 debug=self.config.debug,
             )
             if done.returncode != 0:

@@ -1,0 +1,69 @@
+"""Credentials never leak: every command runs against the basic-auth channel and index, with the password
+given in the source URLs (as users do) and, separately, through METAFLOW_CONDA_SRCS_AUTH_INFO; then
+everything printed and everything written (store, caches, local record, config home) is searched for it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from envcore.testing.fixtures import AuthEndpoint
+
+from ..conftest import env_ids
+
+Run = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def files_containing(root: Path, secret: bytes) -> list[str]:
+    return [
+        str(p) for p in root.rglob("*") if p.is_file() and not p.is_symlink() and secret in p.read_bytes()
+    ]
+
+
+@pytest.mark.parametrize("how", ["url", "auth-info"])
+def test_no_secret_in_any_output_or_file(
+    run: Run, world: dict[str, Path], auth_channel: AuthEndpoint, auth_wheel_index: AuthEndpoint, how: str
+) -> None:
+    secret = auth_channel.password
+    if how == "url":
+        sources = {
+            "METAFLOW_CONDA_CHANNELS": auth_channel.url_with_credentials,
+            "METAFLOW_CONDA_DEFAULT_PYPI_SOURCE": auth_wheel_index.url_with_credentials,
+        }
+    else:
+        host = urlsplit(auth_channel.url).hostname
+        sources = {
+            "METAFLOW_CONDA_CHANNELS": auth_channel.url,
+            "METAFLOW_CONDA_DEFAULT_PYPI_SOURCE": auth_wheel_index.url,
+            "METAFLOW_CONDA_SRCS_AUTH_INFO": json.dumps({host: [auth_channel.user, secret]}),
+        }
+    printed: list[str] = []
+
+    def envcore(*args: str, machine: str = "a", check: bool = True) -> subprocess.CompletedProcess[str]:
+        done = run(*args, machine=machine, check=check, **sources)
+        printed.extend((done.stdout, done.stderr))
+        return done
+
+    out = envcore("resolve", "--conda", "fx-app", "--pypi", "fx-extras", "--alias", "team/auth:v1")
+    (ref,) = env_ids(out.stdout)
+    envcore("resolve", "--conda", "fx-app", "--pypi", "fx-extras", "--json")
+    envcore("show", "team/auth:v1", "--json")
+    envcore("show", ref)
+    envcore("alias", ref, "team/auth:latest")
+    envcore("get", "team/auth:v1", machine="b")
+    envcore("create", "team/auth", "--name", "w", machine="b")
+    envcore("config", "show")
+    envcore("config", "show", "--json")
+    failed = envcore("resolve", "--conda", "fx-nosuch", check=False)  # an error message too
+    assert failed.returncode != 0
+    leaks = [text for text in printed if secret in text]
+    assert leaks == [], leaks[0][:500] if leaks else ""
+    for place in ("store", "a", "b"):
+        assert files_containing(world[place], secret.encode()) == [], place
+    python = world["b"] / "cache" / "envs" / "w" / "bin" / "python"
+    assert subprocess.run([python, "-c", "import fx_app, fx_extras"], check=False).returncode == 0
