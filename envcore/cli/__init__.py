@@ -64,6 +64,7 @@ class App:
 
         config = Config.load()
         self.verbose = self.verbose or config.debug
+        config.values()  # every setting is checked up front: a bad value fails every command, not some
         return config
 
     @cached_property

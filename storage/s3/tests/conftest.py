@@ -70,6 +70,11 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
 
 
 @pytest.fixture
+def s3_credentials() -> dict[str, str]:
+    return dict(CREDENTIALS)
+
+
+@pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch, s3_server: S3Server) -> dict[str, str]:
     env = {**CREDENTIALS, "AWS_DEFAULT_REGION": "us-east-1", "METAFLOW_S3_ENDPOINT_URL": s3_server.endpoint}
     for key, value in env.items():

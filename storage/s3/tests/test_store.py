@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,7 +17,7 @@ from envcore.testing.channel import Universe
 from envcore.testing.conformance import StorageConformance
 from envcore.types import Store
 
-from .conftest import CREDENTIALS, S3Server
+S3Server = Any  # storage/s3/tests/conftest.py: the moto server fixture
 
 ENVCORE = str(Path(sys.executable).with_name("envcore"))
 
@@ -33,8 +34,8 @@ class TestS3Conformance(StorageConformance):
         return _store(f"s3://{s3_server.new_bucket()}/conda_env")
 
     @pytest.fixture
-    def secrets(self) -> list[str]:
-        return [CREDENTIALS["AWS_SECRET_ACCESS_KEY"], CREDENTIALS["AWS_ACCESS_KEY_ID"]]
+    def secrets(self, s3_credentials: dict[str, str]) -> list[str]:
+        return list(s3_credentials.values())
 
 
 def test_selected_by_metaflow_configuration(
@@ -50,12 +51,14 @@ def test_selected_by_metaflow_configuration(
     assert keys == ["metaflow/conda_env/x"]
 
 
-def test_missing_bucket_is_one_clear_paragraph(s3_server: S3Server, aws_env: dict[str, str]) -> None:
+def test_missing_bucket_is_one_clear_paragraph(
+    s3_server: S3Server, aws_env: dict[str, str], s3_credentials: dict[str, str]
+) -> None:
     store = _store("s3://no-such-bucket-here/conda_env")
     with pytest.raises(StorageError) as info:
         store.put_bytes("x", b"1")
     assert "The bucket 'no-such-bucket-here' does not exist" in info.value.message
-    assert CREDENTIALS["AWS_SECRET_ACCESS_KEY"] not in info.value.message
+    assert s3_credentials["AWS_SECRET_ACCESS_KEY"] not in info.value.message
 
 
 def test_wrong_endpoint_is_one_clear_paragraph(
