@@ -64,7 +64,9 @@ def envcore_resolvers() -> Iterator[ResolverPlugin]:
         env_types=frozenset({EnvType.MIXED}),
         factory=_composition,
         summary="Mixed environments: the conda resolver for python and conda packages, then the PyPI resolver",
-        capabilities=frozenset({Capability.CROSS_PLATFORM, Capability.VIRTUAL_PACKAGES, Capability.OFFLINE}),
+        capabilities=frozenset(
+            {Capability.CROSS_PLATFORM, Capability.VIRTUAL_PACKAGES, Capability.AUTH, Capability.OFFLINE}
+        ),
     )
 
 

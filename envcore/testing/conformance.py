@@ -247,7 +247,7 @@ class ResolverConformance:
             requirements=request.requirements,
             sources={category: (endpoint.url,)},
             python_version=request.python_version,
-            credentials={urlsplit(endpoint.url).netloc: (endpoint.user, endpoint.password)},
+            credentials={urlsplit(endpoint.url).hostname or "": (endpoint.user, endpoint.password)},
         )
         packages = resolver.resolve(request)
         assert packages

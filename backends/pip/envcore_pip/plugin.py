@@ -26,5 +26,5 @@ def envcore_resolvers() -> Iterator[ResolverPlugin]:
         env_types=frozenset({EnvType.PYPI_ONLY}),
         factory=_resolver,
         summary="Resolve PyPI packages with pip install --dry-run --report (pip from its PyPI wheel)",
-        capabilities=frozenset({Capability.CROSS_PLATFORM, Capability.OFFLINE}),
+        capabilities=frozenset({Capability.CROSS_PLATFORM, Capability.AUTH, Capability.OFFLINE}),
     )

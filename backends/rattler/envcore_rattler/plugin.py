@@ -33,7 +33,13 @@ def envcore_resolvers() -> Iterator[ResolverPlugin]:
         factory=_resolver,
         summary="Solve conda environments with py-rattler (embedded, no binary)",
         capabilities=frozenset(
-            {Capability.CROSS_PLATFORM, Capability.VIRTUAL_PACKAGES, Capability.EXTEND, Capability.OFFLINE}
+            {
+                Capability.CROSS_PLATFORM,
+                Capability.VIRTUAL_PACKAGES,
+                Capability.EXTEND,
+                Capability.AUTH,
+                Capability.OFFLINE,
+            }
         ),
     )
 

@@ -32,7 +32,7 @@ def envcore_resolvers() -> Iterator[ResolverPlugin]:
         env_types=frozenset({EnvType.PYPI_ONLY}),
         factory=_resolver,
         summary="Resolve PyPI packages with uv (binary from the uv wheel)",
-        capabilities=frozenset({Capability.CROSS_PLATFORM, Capability.OFFLINE}),
+        capabilities=frozenset({Capability.CROSS_PLATFORM, Capability.AUTH, Capability.OFFLINE}),
         executables=("uv",),
     )
 
