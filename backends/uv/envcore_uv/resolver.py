@@ -5,7 +5,9 @@ from __future__ import annotations
 import functools
 import re
 import sys
+import sysconfig
 import tempfile
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,6 +30,9 @@ def uv_executable(config: Config) -> str:
     return _bundled_uv()
 
 
+_UV_LOCK = threading.Lock()
+
+
 @functools.cache
 def _bundled_uv() -> str:
     """The uv binary of the ``uv`` wheel. Cached, and looked up once: ``find_uv_bin`` reads sysconfig lazily,
@@ -38,7 +43,9 @@ def _bundled_uv() -> str:
         raise BackendUnavailable(
             "The uv package is not installed in this environment. Install it with `pip install envcore-uv`."
         ) from None
-    return str(find_uv_bin())
+    with _UV_LOCK:
+        sysconfig.get_config_vars()  # initialise sysconfig once, under a lock, before find_uv_bin reads it
+        return str(find_uv_bin())
 
 
 def python_platform(request: ResolveRequest) -> str:

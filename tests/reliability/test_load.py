@@ -1,0 +1,91 @@
+"""Load on 2 cores: a flow's worth of 50 distinct environments resolved and cached in one process, then 20
+environments hydrated by 20 concurrent ``envcore create`` processes; no errors, no deadlock, bounded memory."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import resource
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from ..conftest import ENVCORE
+
+RESOLVE_BATCH = """
+import json, os, sys
+from envcore import resolve as resolving, specs
+from envcore.config import Config
+from envcore.environments import Environments
+from envcore.plugins import build_registry
+combos = json.loads(sys.argv[1])
+config = Config.load()
+registry = build_registry(config)
+requests = [
+    resolving.build_request(specs.from_decorator(libraries={c: "" for c in conda}, packages={p: "" for p in pypi}),
+                            config, resolving.local_arch())
+    for conda, pypi in combos
+]
+envs = Environments(registry)
+refs = []
+for env, _ in envs.resolve(requests):
+    env = envs.save(env)
+    refs.append(f"{env.req_id}:{env.full_id}")
+print(json.dumps(refs))
+sys.stdout.flush()
+os._exit(0)
+"""
+
+CONDA = [
+    "fx-core",
+    "fx-http",
+    "fx-web",
+    "fx-app",
+    "fx-ffmpeg",
+    "fx-native",
+    "fx-yaml",
+    "fx-legacy",
+    "fx-prefixed",
+]
+PYPI = ["", "fx-extras"]
+
+
+@pytest.mark.slow
+def test_fifty_environments_then_twenty_concurrent_hydrations(
+    world: dict[str, Path], machine_env: Callable[..., dict[str, str]]
+) -> None:
+    pairs = itertools.product(itertools.combinations(CONDA, 2), PYPI)
+    combos = [(list(conda), [pypi] if pypi else []) for conda, pypi in pairs][:50]
+    assert len(combos) == 50
+    done = subprocess.run(
+        [sys.executable, "-c", RESOLVE_BATCH, json.dumps(combos)],
+        env=machine_env("a"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    refs = json.loads(done.stdout)
+    assert len(set(refs)) == 50
+    env = machine_env("b")
+    procs = [
+        subprocess.Popen(
+            [ENVCORE, "create", ref, "--name", f"e{i}"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i, ref in enumerate(refs[:20])
+    ]
+    results = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 20, [err[-500:] for _, err in results if err]
+    for i in range(20):
+        python = world["b"] / "cache" / "envs" / f"e{i}" / "bin" / "python"
+        assert subprocess.run([python, "-c", "pass"], check=False).returncode == 0
+    peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(f"peak RSS of one process: {peak_mib:.0f} MiB")
+    assert peak_mib < 1024
