@@ -135,7 +135,13 @@ def download(url: str, dest: Path, credentials: Mapping[str, tuple[str, str]] | 
                 if expected >= 0 and written != expected:
                     raise requests.ConnectionError(f"truncated body ({written} of {expected} bytes)")
                 return
-        except (requests.ConnectionError, requests.Timeout, requests.HTTPError) as exc:
+        except (
+            requests.ConnectionError,
+            requests.Timeout,
+            requests.HTTPError,
+            requests.exceptions.ChunkedEncodingError,  # a body cut short
+            requests.exceptions.ContentDecodingError,
+        ) as exc:
             last = type(exc).__name__
             status = getattr(getattr(exc, "response", None), "status_code", None)
             if status is not None and status < 500 and status != 429:
