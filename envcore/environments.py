@@ -220,14 +220,22 @@ class Environments:
             raise UsageError(f"Environment name {name!r} cannot contain '/'; use a plain name.")
         return self.envs_dir / (name or hydrate.env_dir_name(env))
 
-    def create(self, env: ResolvedEnvironment, prefix: Path, *, force: bool = False) -> bool:
+    def create(
+        self, env: ResolvedEnvironment, prefix: Path, *, force: bool = False, verify: bool = False
+    ) -> bool:
         if env.arch != resolve.local_arch():
             raise UsageError(
                 f"Environment {env.req_id}:{env.full_id} is for {env.arch}; this machine is {resolve.local_arch()}. "
                 "Create it on a machine of that architecture."
             )
         return hydrate.hydrate(
-            self.registry, env, prefix, store=self._store_or_none(), force=force, progress=self.progress
+            self.registry,
+            env,
+            prefix,
+            store=self._store_or_none(),
+            force=force,
+            verify=verify,
+            progress=self.progress,
         )
 
     def _store_or_none(self) -> Store | None:

@@ -40,29 +40,31 @@ class PackageCache:
             return None
         if verify:
             actual = sha256_file(path)
-            if actual != file.sha256:
-                self._quarantine(path, path, file.sha256, actual, "the local package cache")
+            if actual != file.sha256:  # a damaged copy: set aside, and fetch again from the source
+                self._quarantine(path, actual)
+                return None
         return path
 
     def put_verified(self, tmp: Path, file: PackageFile, name: str, source: str) -> Path:
         """Move a downloaded temp file into the cache if its hash matches, else quarantine it and raise."""
         actual = sha256_file(tmp)
         if actual != file.sha256:
-            self._quarantine(tmp, Path(name), file.sha256, actual, source)
+            target = self._quarantine(tmp, actual, name)
+            raise IntegrityError(
+                f"{name} from {source} has sha256 {actual}, but the environment records {file.sha256}. The file "
+                f"was not used and is kept in {target}. The source holds a different file than when the "
+                "environment was resolved: resolve again, or repair the source."
+            )
         final = self.path(file, name)
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, final)
         return final
 
-    def _quarantine(self, path: Path, name: Path, expected: str, actual: str, source: str) -> None:
-        target = self.root / "quarantine" / f"{actual}-{name.name}"
+    def _quarantine(self, path: Path, actual: str, name: str | None = None) -> Path:
+        target = self.root / "quarantine" / f"{actual}-{name or path.name}"
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(path, target)
-        raise IntegrityError(
-            f"{name.name} from {source} has sha256 {actual}, but the environment records {expected}. The file was "
-            f"not used and is kept in {target}. The source holds a different file than when the environment was "
-            "resolved: resolve again, or repair the source."
-        )
+        return target
 
     def temp(self) -> Path:
         folder = self.root / "pkgs" / ".incoming"

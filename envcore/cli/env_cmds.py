@@ -206,8 +206,9 @@ def resolve(
 @click.argument("env")
 @click.option("--name", help="Name of the local environment (default metaflow_<req>_<full>).")
 @click.option("--force", is_flag=True, help="Recreate it even if it exists and is complete.")
+@click.option("--verify", is_flag=True, help="Hash files taken from the local package cache again.")
 @click.pass_obj
-def create(app: App, env: str, name: str | None, force: bool) -> None:
+def create(app: App, env: str, name: str | None, force: bool, verify: bool) -> None:
     """Hydrate ENV (NAME[:TAG], REQ_ID:FULL_ID or step:Flow/Run/Step) into a local environment: fetch from the
     store, verify, extract, link."""
     from envcore import resolve as resolving
@@ -216,7 +217,7 @@ def create(app: App, env: str, name: str | None, force: bool) -> None:
     resolved = envs.find(env, resolving.local_arch())
     prefix = envs.prefix_for(resolved, name)
     started = time.monotonic()
-    created = envs.create(resolved, prefix, force=force)
+    created = envs.create(resolved, prefix, force=force, verify=verify)
     if app.quiet:
         click.echo(prefix / "bin" / "python")
         return

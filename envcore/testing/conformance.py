@@ -429,7 +429,7 @@ class StorageConformance:
 
 # --- package formats -----------------------------------------------------------------------------------
 
-HOSTILE_KINDS = ("traversal", "absolute", "symlink-out", "hardlink-out", "device")
+HOSTILE_KINDS = ("traversal", "absolute", "symlink-out", "hardlink-out", "device", "lying-manifest")
 
 
 def _tar(kind: str) -> bytes:
@@ -464,11 +464,19 @@ def _tar(kind: str) -> bytes:
 def hostile_archive(extension: str, kind: str, dest: Path) -> Path | None:
     """A hostile archive of ``kind`` in the format of ``extension`` (None if the format cannot express it)."""
     index = json.dumps({"name": "evil", "version": "1.0", "build": "0", "subdir": "noarch"}).encode()
+    info_files = {"info/index.json": index}
+    if kind == "lying-manifest":  # paths.json says the payload's file is 9 bytes; it has 2
+        paths = {
+            "paths": [{"_path": "lib/ok.txt", "path_type": "hardlink", "size_in_bytes": 9}],
+            "paths_version": 1,
+        }
+        info_files["info/paths.json"] = json.dumps(paths).encode()
     info_tar = io.BytesIO()
     with tarfile.open(fileobj=info_tar, mode="w") as tar:
-        member = tarfile.TarInfo("info/index.json")
-        member.size = len(index)
-        tar.addfile(member, io.BytesIO(index))
+        for name, data in info_files.items():
+            member = tarfile.TarInfo(name)
+            member.size = len(data)
+            tar.addfile(member, io.BytesIO(data))
     path = dest / f"evil-{kind}-1.0-0{extension}"
     if extension == ".conda":
         path.write_bytes(
@@ -491,15 +499,27 @@ def hostile_archive(extension: str, kind: str, dest: Path) -> Path | None:
         ):
             for m in src.getmembers():
                 out.addfile(m, src.extractfile(m) if m.isfile() else None)
-            member = tarfile.TarInfo("info/index.json")
-            member.size = len(index)
-            out.addfile(member, io.BytesIO(index))
+            for name, data in info_files.items():
+                member = tarfile.TarInfo(name)
+                member.size = len(data)
+                out.addfile(member, io.BytesIO(data))
         path.write_bytes(bz2.compress(payload.getvalue()))
     elif extension == ".whl":
         if kind in ("symlink-out", "hardlink-out", "device"):
             return None  # zip archives have no links or devices
-        name = {"traversal": "../../evil.py", "absolute": "/tmp/envcore-evil.py"}[kind]
         path = dest / f"evil-1.0-py3-none-any{kind.replace('-', '')}.whl"
+        if kind == "lying-manifest":  # RECORD's hash of the module is wrong
+            metadata = b"Metadata-Version: 2.1\nName: evil\nVersion: 1.0\n"
+            record = f"evil/__init__.py,sha256={'A' * 43},4\nevil-1.0.dist-info/METADATA,,\nevil-1.0.dist-info/RECORD,,\n"
+            members = {
+                "evil/__init__.py": b"evil",
+                "evil-1.0.dist-info/METADATA": metadata,
+                "evil-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+                "evil-1.0.dist-info/RECORD": record.encode(),
+            }
+            path.write_bytes(zip_bytes(members))
+            return path
+        name = {"traversal": "../../evil.py", "absolute": "/tmp/envcore-evil.py"}[kind]
         path.write_bytes(zip_bytes({"evil/__init__.py": b"", name: b"evil"}))
     else:
         return None

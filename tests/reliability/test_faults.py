@@ -134,3 +134,17 @@ def test_an_interrupted_prefix_is_rebuilt_not_used(run: Run, world: dict[str, Pa
     out = run("create", ref, "--name", "i", machine="b")
     assert "created at" in out.stdout
     assert shutil_target.exists()
+
+
+def test_verify_catches_a_package_damaged_in_the_local_cache(run: Run, world: dict[str, Path]) -> None:
+    (ref,) = env_ids(run("resolve", "--conda", "fx-app").stdout)
+    run("create", ref, "--name", "v", machine="b")
+    cached = next(p for p in (world["b"] / "cache" / "pkgs").rglob("fx-core-*.conda") if p.is_file())
+    data = bytearray(cached.read_bytes())
+    data[100] ^= 0xFF
+    cached.write_bytes(bytes(data))
+    out = run("create", ref, "--name", "v2", "--verify", machine="b", check=False)
+    assert out.returncode == 0, out.stderr  # the damaged copy is quarantined and fetched again from the store
+    assert list((world["b"] / "cache" / "quarantine").glob("*fx-core*"))
+    python = world["b"] / "cache" / "envs" / "v2" / "bin" / "python"
+    assert subprocess.run([python, "-c", "import fx_core"], check=False).returncode == 0
