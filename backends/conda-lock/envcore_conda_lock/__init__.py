@@ -1,0 +1,1 @@
+"""envcore mixed resolver on conda-lock."""

@@ -1,0 +1,1 @@
+"""envcore resolver driving mamba (1.x and 2.x)"""

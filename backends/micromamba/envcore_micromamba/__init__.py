@@ -1,0 +1,1 @@
+"""envcore resolver driving micromamba"""

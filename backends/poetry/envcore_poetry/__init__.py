@@ -1,0 +1,1 @@
+"""envcore PyPI resolver on poetry lock"""

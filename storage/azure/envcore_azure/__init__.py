@@ -1,0 +1,1 @@
+"""envcore store on Azure Blob Storage (adlfs), with the service's ETag conditions"""
