@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from envcore.testing.channel import Universe, build_universe
+from envcore.testing.condacli import conda_cli_bin, make_conda_cli  # noqa: F401  (conda-CLI test executables)
 from envcore.testing.servers import ServedDirectory, serve_directory
 
 SCRUBBED_PREFIXES = ("METAFLOW_", "CONDA_", "PIP_", "UV_", "POETRY_", "MAMBA_", "ENVCORE_")

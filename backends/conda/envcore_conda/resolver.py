@@ -1,0 +1,401 @@
+"""Resolve conda requirements by running a conda-compatible CLI: ``<tool> create --dry-run --json``.
+
+One driver serves ``conda``, ``mamba`` (1.x and 2.x) and ``micromamba``: subclasses set the tool name, the
+setting holding its path, and the versions it supports. What the tool sees is built per call in a private
+temporary directory: ``HOME``, ``CONDARC``/``MAMBARC`` (empty), the root prefix, the target prefix and, for
+private channels, a ``netrc`` file (``NETRC``) that both conda (requests) and libmamba (curl) read, so
+credentials are never on the command line. The package cache (``CONDA_PKGS_DIRS``) is private to envcore
+and persistent (``<cache>/conda-cli/<tool>/pkgs``): it only ever holds the tool's repodata cache, since a dry
+run downloads no package, so every package of the solution is reported in ``FETCH`` with its url and hashes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from envcore.config import Config, redact_text, redact_url
+from envcore.errors import BackendUnavailable, ResolutionError
+from envcore.types import (
+    CONDA,
+    NPCONDA,
+    SYS,
+    LockedPackage,
+    PackageFile,
+    PackageKind,
+    Requirement,
+    ResolveRequest,
+)
+
+OPERATORS = ("=", "<", ">", "!", "~")
+DEFAULT_OSX = {"osx-arm64": "11.0", "osx-64": "10.15"}
+#: virtual packages the request may carry -> the variable that makes the tool assume them
+OVERRIDES = {
+    "__glibc": "CONDA_OVERRIDE_GLIBC",
+    "__cuda": "CONDA_OVERRIDE_CUDA",
+    "__osx": "CONDA_OVERRIDE_OSX",
+    "__archspec": "CONDA_OVERRIDE_ARCHSPEC",
+    "__linux": "CONDA_OVERRIDE_LINUX",
+}
+#: variables passed through to the tool; everything else (CONDA_*, MAMBA_*, METAFLOW_*, secrets) is dropped
+PASSTHROUGH = (
+    "PATH",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "TMPDIR",
+    "SYSTEMROOT",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+)
+_TOKEN = re.compile(r"/t/[^/]+/")
+_VERSION = re.compile(r"(\d+)\.(\d+)(?:\.(\d+))?")
+
+
+def clean_url(url: str) -> str:
+    """``url`` without ``user:password@`` and without an anaconda.org token segment (``/t/<token>/``)."""
+    return _TOKEN.sub("/", redact_url(url), count=1)
+
+
+def match_spec(req: Requirement, channel_url: str | None) -> str:
+    """A conda MatchSpec string: ``1.2.3`` is exact, operators and globs pass through."""
+    name = f"{channel_url}::{req.name}" if channel_url else req.name
+    spec = req.spec.strip()
+    if not spec:
+        return name
+    if spec.startswith(OPERATORS) or "*" in spec or "," in spec or "|" in spec:
+        return f"{name} {spec}"
+    return f"{name} =={spec}"
+
+
+def parse_version(text: str, tool: str) -> tuple[int, ...] | None:
+    """The tool's own version from ``<tool> --version`` (``conda 24.11.3``; ``mamba 1.5.12`` + ``conda ...``;
+    ``2.0.5``)."""
+    for line in text.splitlines():
+        words = line.split()
+        if not words:
+            continue
+        if len(words) == 1 or words[0] == tool:
+            found = _VERSION.search(words[-1])
+            if found:
+                return tuple(int(g) for g in found.groups() if g is not None)
+    return None
+
+
+def json_object(text: str) -> dict[str, Any] | None:
+    """The JSON object in a tool's stdout (banners or warnings may surround it)."""
+    start, end = text.find("{"), text.rfind("}")
+    if start < 0 or end < start:
+        return None
+    try:
+        data = json.loads(text[start : end + 1])
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _stem(fn: str) -> tuple[str, str]:
+    ext = ".tar.bz2" if fn.endswith(".tar.bz2") else Path(fn).suffix
+    return fn[: -len(ext)] if ext else fn, ext
+
+
+def locked_packages(data: Mapping[str, Any]) -> list[LockedPackage]:
+    """LockedPackages from a dry-run's ``actions``: LINK entries in order, with url and hashes from the entry
+    itself (libmamba tools) or from the FETCH record of the same dist (conda, mamba 1.x)."""
+    actions = data.get("actions") or {}
+    fetch: dict[str, Mapping[str, Any]] = {}
+    for rec in actions.get("FETCH") or ():
+        fn = rec.get("fn") or str(rec.get("url", "")).rsplit("/", 1)[-1]
+        fetch[_stem(fn)[0]] = rec
+    packages = []
+    for link in actions.get("LINK") or ():
+        dist = link.get("dist_name") or _stem(str(link.get("fn", "")))[0]
+        rec = link if link.get("url") and (link.get("sha256") or link.get("md5")) else fetch.get(dist)
+        if rec is None:
+            raise ResolutionError(
+                f"The solver chose {dist} but reported no download URL or hash for it (it was found in a package "
+                "cache). This should not happen with envcore's private package cache; remove "
+                "<envcore cache>/conda-cli and retry."
+            )
+        url = str(rec["url"])
+        fn = str(rec.get("fn") or url.rsplit("/", 1)[-1])
+        stem, ext = _stem(fn)
+        subdir = str(rec.get("subdir") or link.get("platform") or "")
+        base = url[: -len(f"/{subdir}/{fn}")] if subdir and url.endswith(f"/{subdir}/{fn}") else None
+        packages.append(
+            LockedPackage(
+                kind=PackageKind.CONDA,
+                name=str(rec["name"]),
+                version=str(rec["version"]),
+                build=str(rec.get("build") or rec.get("build_string") or ""),
+                filename=stem,
+                files=(
+                    PackageFile(
+                        url_format=ext,
+                        url=clean_url(url),
+                        sha256=str(rec.get("sha256") or ""),
+                        md5=str(rec["md5"]) if rec.get("md5") else None,
+                        size=int(rec["size"]) if rec.get("size") else None,
+                    ),
+                ),
+                subdir=subdir or None,
+                channel=clean_url(base) if base else None,
+                depends=tuple(str(d) for d in rec.get("depends") or ()),
+            )
+        )
+    return install_order(packages)
+
+
+def install_order(packages: Sequence[LockedPackage]) -> list[LockedPackage]:
+    """Dependencies before dependents, otherwise the tool's order (stable; cycles keep the tool's order)."""
+    by_name = {p.name: p for p in packages}
+    done: dict[str, LockedPackage] = {}
+    visiting: set[str] = set()
+
+    def visit(pkg: LockedPackage) -> None:
+        if pkg.name in done or pkg.name in visiting:
+            return
+        visiting.add(pkg.name)
+        for dep in pkg.depends:
+            name = dep.split()[0] if dep.split() else ""
+            if name in by_name:
+                visit(by_name[name])
+        done[pkg.name] = pkg
+
+    for pkg in packages:
+        visit(pkg)
+    return list(done.values())
+
+
+def failure_summary(stdout: str, stderr: str) -> tuple[str, bool]:
+    """One line describing why the tool failed, and whether the channels could not be read."""
+    data = json_object(stdout)
+    if data is not None and data.get("solver_problems"):
+        return "; ".join(str(p) for p in data["solver_problems"]), False
+    if data is not None and data.get("exception_name"):
+        name = str(data["exception_name"])
+        if name.startswith("PackagesNotFound") and data.get("packages"):
+            missing = ", ".join(str(p) for p in data["packages"])
+            return f"{name}: these packages are not available from the channels: {missing}", False
+        channel = "HTTP" in name or "Channel" in name or "Proxy" in name or "SSL" in name
+        return f"{name}: {data.get('message') or data.get('error') or ''}", channel
+    text = "\n".join(part for part in (stdout, stderr) if part.strip())
+    lines = [line.strip(" │└─├") for line in text.splitlines() if line.strip(" │└─├")]
+    useful = [line for line in lines if not line.startswith(("Traceback", "File ", "warning"))] or lines
+    joined = "; ".join(useful[-12:])
+    lowered = joined.lower()
+    channel = any(
+        w in lowered for w in ("http error", "401", "403", "404", "could not read the channel", "unavailable")
+    )
+    return joined, channel
+
+
+class CondaCliResolver:
+    """Drives a conda-compatible CLI. Subclasses change the tool, its setting and its supported versions."""
+
+    tool = "conda"
+    setting = "ENVCORE_CONDA_EXE"
+    minimum: tuple[int, ...] = (4, 12)
+    supported = "conda 4.12 or newer (23.x to 26.x expected)"
+    install_hint = "install Miniforge (https://conda-forge.org/download/) or Miniconda"
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._lock = threading.Lock()
+        self._exe: str | None = None
+        self._version: tuple[int, ...] | None = None
+        self._version_text = ""
+
+    # --- finding and checking the executable ----------------------------------------------------------
+
+    def _path(self) -> str:
+        return self.config.environ.get("PATH") or os.environ.get("PATH", "")
+
+    def _unavailable(self, what: str) -> BackendUnavailable:
+        return BackendUnavailable(
+            f"The {self.tool} resolver cannot run: {what}. It needs {self.supported}. Fix: {self.install_hint}, "
+            f"then put `{self.tool}` on PATH or set METAFLOW_{self.setting} to the executable's path; or choose "
+            "another resolver with METAFLOW_CONDA_DEPENDENCY_RESOLVER (e.g. rattler, which needs no binary)."
+        )
+
+    def executable(self) -> str:
+        if self._exe:
+            return self._exe
+        value = self.config.value(self.setting)
+        if value.value:
+            configured = str(value.value)
+            found = shutil.which(configured, path=self._path()) if os.sep not in configured else None
+            path = found or os.path.expanduser(configured)
+            if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+                raise self._unavailable(f"{value.describe()}, which is not an executable file")
+            self._exe = path
+        else:
+            found = shutil.which(self.tool, path=self._path())
+            if found is None:
+                raise self._unavailable(
+                    f"no `{self.tool}` executable was found on PATH and METAFLOW_{self.setting} is not set"
+                )
+            self._exe = found
+        return self._exe
+
+    def tool_version(self) -> tuple[int, ...]:
+        """The tool's version, asked once (``--version``)."""
+        with self._lock:
+            if self._version is None:
+                exe = self.executable()
+                try:
+                    done = subprocess.run(
+                        [exe, "--version"],
+                        capture_output=True,
+                        text=True,
+                        timeout=120,
+                        env=self._base_env(Path(tempfile.gettempdir())),
+                    )
+                except (OSError, subprocess.TimeoutExpired) as exc:
+                    raise self._unavailable(
+                        f"`{exe} --version` failed ({type(exc).__name__}: {exc})"
+                    ) from None
+                found = parse_version(done.stdout, self.tool) if done.returncode == 0 else None
+                if found is None:
+                    output = " ".join((done.stdout + done.stderr).split())[:300]
+                    raise self._unavailable(
+                        f"`{exe} --version` did not report a version (exit {done.returncode}: {output!r})"
+                    )
+                self._version, self._version_text = found, ".".join(map(str, found))
+            return self._version
+
+    def check(self) -> None:
+        version = self.tool_version()
+        if version < self.minimum:
+            raise self._unavailable(f"{self.executable()} is version {self._version_text}, which is too old")
+
+    def version(self) -> str:
+        self.tool_version()
+        return self._version_text
+
+    # --- the command line and its environment --------------------------------------------------------
+
+    def _base_env(self, work: Path) -> dict[str, str]:
+        env = {k: v for k, v in {**os.environ, **self.config.environ}.items() if k in PASSTHROUGH}
+        env.setdefault("PATH", os.defpath)
+        env.update(HOME=str(work), MAMBA_NO_BANNER="1", CONDA_NUMBER_CHANNEL_NOTICES="0")
+        return env
+
+    def pkgs_dir(self) -> Path:
+        return self.config.cache_dir() / "conda-cli" / self.tool / "pkgs"
+
+    def command(
+        self, exe: str, prefix: Path, root: Path, channels: Sequence[str], specs: Sequence[str]
+    ) -> list[str]:
+        cmd = [exe, "create", "--yes", "--dry-run", "--json", "--prefix", str(prefix), "--override-channels"]
+        for channel in channels:
+            cmd += ["--channel", channel]
+        return [*cmd, *specs]
+
+    def environment(self, request: ResolveRequest, work: Path, root: Path, explicit: bool) -> dict[str, str]:
+        env = self._base_env(work / "home")
+        for rc in ("condarc", "mambarc"):
+            (work / rc).write_text("{}\n")
+        pkgs = self.pkgs_dir()
+        pkgs.mkdir(parents=True, exist_ok=True)
+        env.update(
+            CONDARC=str(work / "condarc"),
+            MAMBARC=str(work / "mambarc"),
+            CONDA_PKGS_DIRS=str(pkgs),
+            CONDA_ENVS_DIRS=str(work / "envs"),
+            MAMBA_ROOT_PREFIX=str(root),
+            CONDA_SUBDIR=request.arch,
+            MAMBA_PLATFORM=request.arch,
+            CONDA_UNSATISFIABLE_HINTS_CHECK_DEPTH="0",
+            CONDA_CHANNEL_PRIORITY="flexible" if explicit else "strict",
+            MAMBA_CHANNEL_PRIORITY="flexible" if explicit else "strict",
+            CONDA_OVERRIDE_CUDA="",  # no GPU of this machine leaks into the solution; the request says
+        )
+        if request.arch in DEFAULT_OSX:
+            env["CONDA_OVERRIDE_OSX"] = DEFAULT_OSX[request.arch]
+        for req in request.of(SYS):
+            if req.name in OVERRIDES:
+                env[OVERRIDES[req.name]] = req.spec.partition("=")[0]
+        if request.credentials:
+            netrc = work / "netrc"
+            netrc.touch(mode=0o600)
+            netrc.write_text(
+                "".join(f"machine {h} login {u} password {p}\n" for h, (u, p) in request.credentials.items())
+            )
+            shutil.copy(netrc, work / "home" / ".netrc")
+            env["NETRC"] = str(netrc)
+        return env
+
+    # --- resolving -----------------------------------------------------------------------------------
+
+    def resolve(self, request: ResolveRequest) -> Sequence[LockedPackage]:
+        self.check()
+        channels = [self.config.channel_url(c) for c in request.sources.get(CONDA, ())]
+        specs = []
+        for req in request.of(CONDA, NPCONDA):
+            url = self.config.channel_url(req.channel) if req.channel else None
+            if url and url not in channels:
+                channels.append(url)
+            specs.append(match_spec(req, url))
+        channels = [redact_url(c) for c in channels]  # user:password go by netrc, never on the command line
+        if not channels:
+            raise ResolutionError(
+                "No conda channel is configured. Set METAFLOW_CONDA_CHANNELS (e.g. conda-forge) or add channels to "
+                "your requirements."
+            )
+        explicit = any(req.channel for req in request.of(CONDA, NPCONDA)) or len(channels) > 1
+        with tempfile.TemporaryDirectory(prefix=f"envcore-{self.tool}-") as tmp:
+            work = Path(tmp)
+            (work / "home").mkdir()
+            root = work / "root"
+            root.mkdir()
+            env = self.environment(request, work, root, explicit)
+            cmd = self.command(self.executable(), work / "prefix", root, channels, specs)
+            try:
+                done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=work)
+            except OSError as exc:
+                raise self._unavailable(f"running {cmd[0]} failed ({exc})") from None
+        data = json_object(done.stdout)
+        if done.returncode == 0 and data is not None and data.get("success", True) and data.get("actions"):
+            return locked_packages(data)
+        summary, channel_problem = failure_summary(done.stdout, done.stderr)
+        summary = self._scrub(summary, request)[:2000].rstrip(" .")
+        where = ", ".join(channels)
+        if done.returncode == 0 and not summary:
+            summary = f"it reported no packages to install ({' '.join(done.stdout.split())[:300]!r})"
+        if channel_problem:
+            raise ResolutionError(
+                f"{self.tool} {self._version_text} could not read the conda channels ({where}) for {request.arch}: "
+                f"{summary}. Check the channel names, METAFLOW_CONDA_CHANNEL_ALIAS, the credentials in "
+                "METAFLOW_CONDA_SRCS_AUTH_INFO and your network."
+            )
+        raise ResolutionError(
+            f"The conda requirements cannot be resolved for {request.arch} by {self.tool} {self._version_text} "
+            f"(exit code {done.returncode}): {summary}. Change the constraint named above, or check that the "
+            f"package exists in the channels ({where})."
+        )
+
+    @staticmethod
+    def _scrub(text: str, request: ResolveRequest) -> str:
+        text = _TOKEN.sub("/t/********/", redact_text(text))
+        for _user, password in request.credentials.values():
+            if password:
+                text = text.replace(password, "********")
+        return text

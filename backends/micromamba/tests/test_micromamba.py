@@ -1,0 +1,133 @@
+"""envcore-micromamba against the py-rattler test executable speaking micromamba 1.x and 2.x (the libmamba
+CLI: ``-r ROOT``, LINK entries with urls and hashes): the conformance kit unmodified for both, the command line,
+the error for a missing binary, and the main job end to end through the ``envcore`` command. A real
+``micromamba`` is used only if one is on PATH."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from envcore.config import Config
+from envcore.errors import BackendUnavailable, ResolutionError
+from envcore.plugins import build_registry
+from envcore.resolve import local_arch
+from envcore.testing.channel import Universe
+from envcore.testing.condacli import write_conda_cli
+from envcore.testing.conformance import ResolverConformance
+from envcore.types import CONDA, Requirement, Resolver, ResolveRequest
+
+ENVCORE = str(Path(sys.executable).with_name("envcore"))
+PYTHON = Requirement(category=CONDA, name="python", spec=f"{sys.version_info[0]}.{sys.version_info[1]}.*")
+
+
+class TestMicromamba2Conformance(ResolverConformance):
+    resolver_name = "micromamba"
+    micromamba_version = "2.0.5"
+
+    @pytest.fixture(autouse=True)
+    def _micromamba_on_path(
+        self, make_conda_cli: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        exe = make_conda_cli("micromamba", self.micromamba_version)
+        monkeypatch.setenv("PATH", f"{exe.parent}{os.pathsep}{os.environ['PATH']}")
+
+
+class TestMicromamba1Conformance(TestMicromamba2Conformance):
+    micromamba_version = "1.5.10"
+
+
+def _resolver(universe: Universe, **environ: str) -> Resolver:
+    config = Config.load(
+        environ={"METAFLOW_CONDA_CHANNELS": universe.channel_url, "HOME": os.environ["HOME"], **environ}
+    )
+    return build_registry(config).resolver_named("micromamba")
+
+
+def _request(universe: Universe, *reqs: Requirement, arch: str | None = None) -> ResolveRequest:
+    return ResolveRequest(
+        arch=arch or local_arch(), requirements=(*reqs, PYTHON), sources={CONDA: (universe.channel_url,)}
+    )
+
+
+@pytest.mark.parametrize("version", ["1.5.10", "2.0.5"])
+def test_command_line_has_its_own_root_prefix(universe: Universe, tmp_path: Path, version: str) -> None:
+    exe = write_conda_cli(tmp_path / "real", "micromamba", version)
+    log = tmp_path / "argv"
+    wrapper = tmp_path / "bin" / "micromamba"
+    wrapper.parent.mkdir()
+    wrapper.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" >> {log}\nexec {exe} "$@"\n')
+    wrapper.chmod(0o755)
+    resolver = _resolver(universe, METAFLOW_ENVCORE_MICROMAMBA_EXE=str(wrapper))
+    assert resolver.version() == version
+    packages = resolver.resolve(
+        _request(universe, Requirement(category=CONDA, name="fx-native"), arch="osx-arm64")
+    )
+    assert {p.name: p.subdir for p in packages}["fx-native"] == "osx-arm64"
+    argv = log.read_text().splitlines()
+    root = argv[argv.index("-r") + 1]
+    assert argv[1:3] == ["create", "-r"] and "envcore-micromamba-" in root
+    with pytest.raises(ResolutionError, match=r"micromamba .*fx-core"):
+        resolver.resolve(_request(universe, Requirement(category=CONDA, name="fx-core", spec="9.9.9")))
+
+
+def test_missing_binary_is_one_paragraph(
+    universe: Universe, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(BackendUnavailable) as err:
+        _resolver(universe).check()
+    message = err.value.message
+    assert "\n" not in message and "no `micromamba` executable was found on PATH" in message
+    assert "METAFLOW_ENVCORE_MICROMAMBA_EXE" in message and "micromamba 1.4 or newer" in message
+
+
+def test_end_to_end_through_the_envcore_command(
+    universe: Universe, make_conda_cli: Callable[..., Path], tmp_path: Path
+) -> None:
+    exe = make_conda_cli("micromamba")
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path / "home"),
+        "METAFLOW_HOME": str(tmp_path / "mf"),
+        "METAFLOW_CONDA_LOCALROOT": str(tmp_path / "store"),
+        "METAFLOW_CONDA_CHANNELS": universe.channel_url,
+        "METAFLOW_ENVCORE_CACHE_DIR": str(tmp_path / "cache"),
+        "METAFLOW_CONDA_DEPENDENCY_RESOLVER": "micromamba",
+        "METAFLOW_ENVCORE_MICROMAMBA_EXE": str(exe),
+        "PIP_CONFIG_FILE": os.devnull,
+    }
+    out = subprocess.run(
+        [ENVCORE, "resolve", "--conda", "fx-app", "--alias", "team/micromamba:v1"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "micromamba 2.0.5" in out.stdout + out.stderr
+    made = subprocess.run(
+        [ENVCORE, "create", "team/micromamba:v1", "--name", "m"], capture_output=True, text=True, env=env
+    )
+    assert made.returncode == 0, made.stderr
+    python = tmp_path / "cache" / "envs" / "m" / "bin" / "python"
+    done = subprocess.run(
+        [python, "-c", "import fx_app; print(fx_app.__version__)"], capture_output=True, text=True
+    )
+    assert done.stdout.strip() == "1.0.0", done.stderr
+
+
+@pytest.mark.skipif(
+    shutil.which("micromamba") is None, reason="no real `micromamba` on PATH (none can be installed here)"
+)
+def test_real_micromamba(universe: Universe) -> None:
+    resolver = _resolver(universe, PATH=os.environ["PATH"])
+    resolver.check()
+    packages = resolver.resolve(_request(universe, Requirement(category=CONDA, name="fx-http", spec="1.1.0")))
+    assert {p.name: p.version for p in packages}["fx-core"] == "1.1.0"
+    assert all(len(f.sha256) == 64 for p in packages for f in p.files)
