@@ -11,7 +11,13 @@ $(BIN)/envcore: pyproject.toml uv.lock $(wildcard backends/*/pyproject.toml stor
 	$(UV) sync --all-packages --locked --quiet
 	@touch $@
 
-setup: $(BIN)/envcore
+# Azurite (the Azure Blob emulator the storage/azure tests start) comes from npm, pinned by its lockfile.
+AZURITE := storage/azure/tests/node_modules/.bin/azurite-blob
+$(AZURITE): storage/azure/tests/package.json storage/azure/tests/package-lock.json
+	cd storage/azure/tests && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+setup: $(BIN)/envcore $(AZURITE)
 
 demo: setup
 	$(BIN)/python -m envcore.demo

@@ -1,1 +1,1 @@
-"""envcore store on Azure Blob Storage (adlfs), with the service's ETag conditions"""
+"""envcore-azure: the store on Azure Blob Storage (``METAFLOW_DEFAULT_DATASTORE=azure``)."""

@@ -1,0 +1,230 @@
+"""envcore-azure against a real Azure Blob service (Azurite, on 127.0.0.1): the conformance kit unmodified, the
+errors a user meets, block uploads, and the main job end to end through the ``envcore`` command."""
+
+from __future__ import annotations
+
+import base64
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from envcore.config import Config
+from envcore.errors import ConfigError, MissingObject, StorageError
+from envcore.plugins import build_registry
+from envcore.testing.channel import Universe
+from envcore.testing.conformance import StorageConformance
+from envcore.types import Store
+
+Azurite = Any  # storage/azure/tests/conftest.py: the Azurite fixture
+
+ENVCORE = str(Path(sys.executable).with_name("envcore"))
+
+
+def _store(root: str) -> Any:
+    from envcore_azure.store import AzureStore
+
+    return AzureStore.from_config(root, Config.load())
+
+
+class TestAzureConformance(StorageConformance):
+    @pytest.fixture
+    def store(self, azurite: Azurite, azure_env: dict[str, str]) -> Store:
+        return _store(f"azure://{azurite.new_container()}/conda_env")  # type: ignore[no-any-return]
+
+    @pytest.fixture
+    def secrets(self, account_key: str) -> list[str]:
+        return [account_key]
+
+
+def test_connection_string(
+    azurite: Azurite, azure_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, account_key: str
+) -> None:
+    for key in azure_env:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite.connection_string)
+    store = _store(f"azure://{azurite.new_container()}/cs")
+    info = store.put_bytes("a/b", b"hello")
+    assert store.stat("a/b") == info and repr(store).endswith("auth='connection string')")
+    with pytest.raises(MissingObject) as missing:
+        store.open("nope")
+    for shown in (repr(store), store.url, missing.value.message):
+        assert account_key not in shown and azurite.connection_string not in shown
+
+
+def test_selected_by_metaflow_configuration(
+    azurite: Azurite, azure_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    container = azurite.new_container()
+    monkeypatch.setenv("METAFLOW_DEFAULT_DATASTORE", "azure")
+    monkeypatch.setenv(
+        "METAFLOW_DATASTORE_SYSROOT_AZURE", f"{container}/metaflow"
+    )  # Metaflow's form: no scheme
+    store = build_registry(Config.load()).store()
+    assert store.url == f"azure://{container}/metaflow/conda_env"
+    store.put_bytes("x", b"1")
+    assert azurite.blob_names(container) == ["metaflow/conda_env/x"]
+
+
+def test_root_forms() -> None:
+    from envcore_azure.store import parse_root
+
+    assert parse_root("azure://my-container/a/b/") == ("my-container", "a/b")
+    assert parse_root("my-container/metaflow/conda_env") == ("my-container", "metaflow/conda_env")
+    assert parse_root("my-container") == ("my-container", "")
+    for bad in ("s3://bucket/x", "https://acct.blob.core.windows.net/c/x", "My_Container/x", "ab/x"):
+        with pytest.raises(ConfigError, match="METAFLOW_CONDA_AZUREROOT"):
+            parse_root(bad)
+
+
+def test_missing_container_is_one_clear_paragraph(
+    azurite: Azurite, azure_env: dict[str, str], account_key: str, tmp_path: Path
+) -> None:
+    store = _store("azure://no-such-container/conda_env")
+    src = tmp_path / "f"
+    src.write_bytes(b"x")
+    attempts = [
+        lambda: store.put_bytes("x", b"1"),
+        lambda: store.put_bytes("x", b"1", if_absent=True),
+        lambda: store.put_file("x", src),
+        lambda: store.get_file("x", tmp_path / "out"),
+        lambda: store.open("x"),
+        lambda: list(store.list("")),
+        lambda: store.stat("x"),  # a HEAD has no body, but the service's error code is in a header
+    ]
+    for attempt in attempts:
+        with pytest.raises(StorageError) as info:
+            attempt()
+        assert info.value.message == (
+            f"The container 'no-such-container' does not exist at {azurite.endpoint}. Create it, or fix "
+            "METAFLOW_CONDA_AZUREROOT / METAFLOW_DATASTORE_SYSROOT_AZURE."
+        )
+        assert account_key not in info.value.message
+
+
+def test_wrong_endpoint_is_one_clear_paragraph(
+    azure_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("METAFLOW_AZURE_STORAGE_BLOB_SERVICE_ENDPOINT", "http://127.0.0.1:9/devstoreaccount1")
+    store = _store("azure://container/conda_env")
+    started = time.monotonic()
+    with pytest.raises(
+        StorageError, match=r"Cannot reach the Azure Blob endpoint http://127\.0\.0\.1:9/devstore"
+    ):
+        store.stat("x")
+    assert time.monotonic() - started < 30  # retried with backoff, not for minutes
+
+
+def test_an_endpoint_that_is_not_azure(
+    azure_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "-d", str(tmp_path), str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "http.server did not start"
+                time.sleep(0.05)
+        monkeypatch.setenv("METAFLOW_AZURE_STORAGE_BLOB_SERVICE_ENDPOINT", f"http://127.0.0.1:{port}/acct")
+        store = _store("azure://container/conda_env")
+        with pytest.raises(StorageError, match="does not look like Azure Blob Storage"):
+            store.stat("x")  # a 404 from elsewhere is not "no such object"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_a_wrong_key_is_denied_without_showing_it(
+    azurite: Azurite, azure_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wrong = base64.b64encode(b"not the key of this account, 64 bytes long, not the key ..").decode()
+    monkeypatch.setenv("METAFLOW_AZURE_STORAGE_ACCOUNT_KEY", wrong)
+    store = _store(f"azure://{azurite.new_container()}/conda_env")
+    with pytest.raises(StorageError, match=r"Access to azure://.*/conda_env/x was denied") as info:
+        store.put_bytes("x", b"1")
+    assert wrong not in info.value.message and wrong not in repr(store)
+
+
+def test_a_large_file_goes_up_in_blocks(azurite: Azurite, azure_env: dict[str, str], tmp_path: Path) -> None:
+    container = azurite.new_container()
+    store = _store(f"azure://{container}/conda_env")
+    src = tmp_path / "big.bin"
+    src.write_bytes(bytes(range(256)) * (40 * 4096))  # 40 MiB: five 8 MiB blocks
+    info = store.put_file("packages/big.conda", src)
+    assert info.size == src.stat().st_size
+    blob = azurite.client().get_blob_client(container, "conda_env/packages/big.conda")
+    committed, _ = blob.get_block_list("committed")
+    assert [b.size for b in committed] == [8 * 1024 * 1024] * 5
+    out = tmp_path / "out" / "big.conda"
+    store.get_file("packages/big.conda", out)
+    assert out.read_bytes() == src.read_bytes() and not list(out.parent.glob(".big.conda.*"))
+
+
+def test_listing_follows_pages(azurite: Azurite, azure_env: dict[str, str]) -> None:
+    store = _store(f"azure://{azurite.new_container()}/conda_env")
+    store.page_size = 7
+    keys = [f"k/{i:03d}" for i in range(30)]
+    for key in reversed(keys):
+        store.put_bytes(key, b".")
+    assert [i.key for i in store.list("k/")] == keys
+
+
+def test_a_blob_replaced_while_read_fails_instead_of_mixing(
+    azurite: Azurite, azure_env: dict[str, str]
+) -> None:
+    store = _store(f"azure://{azurite.new_container()}/conda_env")
+    store.put_bytes("big", b"a" * (12 * 1024 * 1024))
+    with store.open("big") as fh:
+        assert fh.read(1024 * 1024) == b"a" * (1024 * 1024)
+        store.put_bytes("big", b"b" * (12 * 1024 * 1024))
+        with pytest.raises(StorageError, match="was replaced while it was being read"):
+            fh.read()
+
+
+def test_main_job_through_a_container(
+    azurite: Azurite, azure_env: dict[str, str], universe: Universe, tmp_path: Path
+) -> None:
+    container = azurite.new_container()
+
+    def run(machine: str, *args: str) -> subprocess.CompletedProcess[str]:
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(tmp_path / machine),
+            **azure_env,
+            "METAFLOW_HOME": str(tmp_path / machine / "mf"),
+            "METAFLOW_DEFAULT_DATASTORE": "azure",
+            "METAFLOW_CONDA_AZUREROOT": f"azure://{container}/conda_env",
+            "METAFLOW_CONDA_CHANNELS": universe.channel_url,
+            "METAFLOW_CONDA_DEFAULT_PYPI_SOURCE": universe.simple_url,
+            "METAFLOW_ENVCORE_CACHE_DIR": str(tmp_path / machine / "cache"),
+            "PIP_CONFIG_FILE": "/dev/null",
+        }
+        done = subprocess.run([ENVCORE, *args], env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return done
+
+    out = run("a", "resolve", "--conda", "fx-app", "--pypi", "fx-extras", "--alias", "team/azure:v1")
+    assert "Caching" in out.stderr and f"azure://{container}/conda_env" in out.stderr
+    run("b", "create", "team/azure:v1", "--name", "w")
+    python = tmp_path / "b" / "cache" / "envs" / "w" / "bin" / "python"
+    done = subprocess.run(
+        [python, "-c", "import fx_app, fx_extras; print('ok')"], capture_output=True, text=True
+    )
+    assert done.stdout.strip() == "ok", done.stderr
+    keys = azurite.blob_names(container)
+    assert any(k.startswith("conda_env/envs/aliases/generic/team/azure/v1") for k in keys)
+    assert any(k.startswith("conda_env/packages/conda/") for k in keys)
