@@ -608,6 +608,7 @@ class Bench:
         from envcore.local_store import LocalStore
 
         config = self.config(METAFLOW_ENVCORE_CACHE_DIR=str(self.warm_cache))
+        formats = self.registry().package_format
         files = sorted(
             p
             for p in (self.warm_cache / "pkgs").rglob("*")
@@ -619,7 +620,7 @@ class Bench:
 
         def ours() -> object:
             store = LocalStore(self.work / f"transfer-{next(counter)}")
-            return cache_environment(config, store, self.resolved)
+            return cache_environment(config, store, self.resolved, formats=formats)
 
         def raw_cp() -> object:
             dest = self.work / f"raw-cp-{next(counter)}"
@@ -662,13 +663,14 @@ class Bench:
                 METAFLOW_ENVCORE_CACHE_DIR=str(self.warm_cache), METAFLOW_S3_ENDPOINT_URL=endpoint
             )
             counter = itertools.count()
+            formats = self.registry().package_format
             # clients are made before timing, as the baseline's is: only the transfer is compared
             stores = iter(
                 [S3Store.from_config(f"s3://bench/envcore-{i}", s3_config) for i in range(self.reps + 1)]
             )
 
             def ours() -> object:
-                return cache_environment(s3_config, next(stores), self.resolved)
+                return cache_environment(s3_config, next(stores), self.resolved, formats=formats)
 
             def raw_upload() -> object:
                 prefix = f"raw-{next(counter)}"

@@ -17,9 +17,10 @@ from pathlib import Path
 
 from envcore import description, naming
 from envcore.config import Config
-from envcore.errors import PreconditionFailed
-from envcore.fetch import PackageCache, from_url, sha256_file
-from envcore.types import LockedPackage, PackageFile, PackageKind, ResolvedEnvironment, Store
+from envcore.errors import MissingObject, PreconditionFailed
+from envcore.fetch import PackageCache, ensure_checked, from_url, sha256_file
+from envcore.progress import Progress, as_progress
+from envcore.types import LockedPackage, PackageFile, PackageFormat, PackageKind, ResolvedEnvironment, Store
 
 WORKERS = 8
 
@@ -37,11 +38,12 @@ def key_hash(pkg: LockedPackage, file: PackageFile) -> str:
 
 
 def package_keys(config: Config, pkg: LockedPackage) -> dict[str, str]:
-    """{format: store key} of every file of ``pkg``; all keys derive from the source URL (as the original)."""
+    """{format: store key} of every file of ``pkg``; all keys derive from the source URL (as the original).
+    Wheels envcore built from an sdist live under ``packages/pypi/_fake/...`` (the original's layout)."""
     dirname = str(config.get("CONDA_PACKAGES_DIRNAME"))
     return {
         f.url_format: naming.package_key(
-            pkg.kind.value,
+            f"{pkg.kind.value}/_fake" if f.built else pkg.kind.value,
             pkg.source.url,
             pkg.filename + f.url_format,
             key_hash(pkg, f),
@@ -86,7 +88,13 @@ def local_file(
     cache: PackageCache, pkg: LockedPackage, file: PackageFile, credentials: dict[str, tuple[str, str]]
 ) -> Path:
     name = pkg.filename + file.url_format
-    return cache.get(file, name) or from_url(file.url, cache, file, name, credentials)
+    found = cache.get(file, name)
+    if found is None and file.built:
+        raise MissingObject(
+            f"{name} was built when the environment was resolved, but this machine's package cache no longer "
+            "has it, so it cannot be put in the store. Resolve the environment again with --force to rebuild it."
+        )
+    return found or from_url(file.url, cache, file, name, credentials)
 
 
 def cache_environment(
@@ -94,14 +102,19 @@ def cache_environment(
     store: Store,
     env: ResolvedEnvironment,
     *,
+    formats: Callable[[str], PackageFormat],
     credentials: dict[str, tuple[str, str]] | None = None,
-    progress: Callable[[str], None] = lambda _: None,
+    progress: Progress | Callable[[str], None] | None = None,
 ) -> tuple[ResolvedEnvironment, CacheReport]:
     """Store every package of ``env`` (uploading only what is missing, in parallel), then its description and
-    full-id alias. Returns the environment as stored (with transmuted files added) and what was done."""
+    full-id alias. Returns the environment as stored (with transmuted files added) and what was done.
+
+    Every file passes its format's safety check (``formats(extension).check``) before it is uploaded, so
+    hydration trusts files that come from the store and checks only those fetched from elsewhere."""
     cache = PackageCache(config.cache_dir())
     preferred = str(config.get("CONDA_PREFERRED_FORMAT"))
     creds = credentials or {}
+    show = as_progress(progress)
 
     def ensure(pkg: LockedPackage) -> tuple[LockedPackage, int, int]:
         uploaded = present = 0
@@ -113,16 +126,23 @@ def cache_environment(
                 continue
             file = pkg.file(fmt)
             assert file is not None
-            store.put_file(key, local_file(cache, pkg, file, creds))
+            local = local_file(cache, pkg, file, creds)
+            ensure_checked(formats(fmt), local)
+            store.put_file(key, local)
             uploaded += 1
+            task.advance(0, file.size or 0)
+        task.advance()
         return pkg, uploaded, present
 
-    with ThreadPoolExecutor(WORKERS) as pool:
+    with (
+        show.task(f"Caching packages in {store.url}", len(env.packages), lambda _: "") as task,
+        ThreadPoolExecutor(WORKERS) as pool,
+    ):
         results = list(pool.map(ensure, env.packages))
     stored = replace(env, packages=tuple(p for p, _, _ in results))
     uploaded = sum(u for _, u, _ in results)
     present = sum(p for _, _, p in results)
-    progress(
+    show(
         f"Caching {uploaded} item(s) to {store.url}"
         if uploaded
         else f"All packages already cached in {store.url}."

@@ -40,7 +40,9 @@ def package_to_dict(pkg: LockedPackage, cache_keys: Mapping[str, str] | None = N
         "channel": pkg.channel,
         "depends": list(pkg.depends),
         "files": {
-            f.url_format: {"url": f.url, "sha256": f.sha256, "md5": f.md5, "size": f.size} for f in pkg.files
+            f.url_format: {"url": f.url, "sha256": f.sha256, "md5": f.md5, "size": f.size}
+            | ({"built": True} if f.built else {})
+            for f in pkg.files
         },
     }
     return data
@@ -49,7 +51,14 @@ def package_to_dict(pkg: LockedPackage, cache_keys: Mapping[str, str] | None = N
 def package_from_dict(data: Mapping[str, Any]) -> LockedPackage:
     extra = data["envcore"]
     files = tuple(
-        PackageFile(url_format=fmt, url=f["url"], sha256=f["sha256"], md5=f.get("md5"), size=f.get("size"))
+        PackageFile(
+            url_format=fmt,
+            url=f["url"],
+            sha256=f["sha256"],
+            md5=f.get("md5"),
+            size=f.get("size"),
+            built=bool(f.get("built", False)),
+        )
         for fmt, f in sorted(extra["files"].items(), key=lambda kv: kv[0] != data["url_format"])
     )
     return LockedPackage(

@@ -14,10 +14,10 @@ from envcore import description, hydrate, naming, resolve
 from envcore.aliases import Aliases, PathspecLookup
 from envcore.errors import AliasError, ConfigError, MissingObject, StorageError, UsageError
 from envcore.plugins import Registry
+from envcore.progress import Progress, as_progress
 from envcore.record import LocalRecord
 from envcore.types import ResolvedEnvironment, ResolveRequest, Store
 
-Progress = Callable[[str], None]
 RESOLVE_WORKERS = 4
 
 
@@ -25,12 +25,12 @@ class Environments:
     def __init__(
         self,
         registry: Registry,
-        progress: Progress = lambda _: None,
+        progress: Progress | Callable[[str], None] | None = None,
         pathspec_lookup: PathspecLookup | None = None,
     ) -> None:
         self.registry = registry
         self.config = registry.config
-        self.progress = progress
+        self.progress = as_progress(progress)
         self.pathspec_lookup = pathspec_lookup
         self._credentials: dict[str, tuple[str, str]] = {}
 
@@ -124,8 +124,17 @@ class Environments:
                 fresh = [replace(e, full_id=full_id, resolved_archs=archs) for e in fresh]
             results.update((i, (env, True)) for i, env in zip(indexes, fresh, strict=True))
 
-        with ThreadPoolExecutor(min(RESOLVE_WORKERS, len(groups) or 1)) as pool:
-            list(pool.map(lock, groups.values()))  # list() re-raises the first error
+        def counted(indexes: list[int]) -> None:
+            lock(indexes)
+            task.advance(len(indexes))
+
+        with (
+            self.progress.task(
+                f"Resolving {len(requests)} environment(s)", len(requests), lambda _: ""
+            ) as task,
+            ThreadPoolExecutor(min(RESOLVE_WORKERS, len(groups) or 1)) as pool,
+        ):
+            list(pool.map(counted, groups.values()))  # list() re-raises the first error
         return [results[i] for i in range(len(requests))]
 
     def save(
@@ -134,7 +143,12 @@ class Environments:
         """Cache ``env`` in the store (packages, then description, then full-id alias), then record it locally."""
         if cache:
             env, report = caching.cache_environment(
-                self.config, self.store, env, credentials=self._credentials, progress=self.progress
+                self.config,
+                self.store,
+                env,
+                formats=self.registry.package_format,
+                credentials=self._credentials,
+                progress=self.progress,
             )
             if not report.description_written:
                 self.progress(f"All environments already cached in {self.store.url}.")

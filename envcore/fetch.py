@@ -21,7 +21,7 @@ import requests
 
 from envcore.config import redact_url
 from envcore.errors import EnvcoreError, IntegrityError, MissingObject
-from envcore.types import PackageFile, Store
+from envcore.types import PackageFile, PackageFormat, Store
 
 RETRIES = 4
 CHUNK = 1 << 20
@@ -72,6 +72,24 @@ class PackageCache:
         fd, name = tempfile.mkstemp(dir=folder)
         os.close(fd)
         return Path(name)
+
+
+def _checked_marker(path: Path) -> Path:
+    return path.with_name(path.name + ".checked")
+
+
+def ensure_checked(package_format: PackageFormat, path: Path, *, again: bool = False) -> None:
+    """Run the format's safety check (hostile paths, links, devices, lying manifests) on a local file once;
+    a marker next to it records that it passed. ``again`` checks even a marked file (``--verify``)."""
+    marker = _checked_marker(path)
+    if again or not marker.exists():
+        package_format.check(path)
+        marker.touch()
+
+
+def mark_checked(path: Path) -> None:
+    """Record that ``path`` needs no check here: it came from the store, which only receives checked files."""
+    _checked_marker(path).touch()
 
 
 def sha256_file(path: Path) -> str:

@@ -9,17 +9,22 @@ by a file lock.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from envcore import cache as caching
-from envcore.fetch import PackageCache, from_store, from_url
+from envcore import relocate
+from envcore.errors import MissingObject
+from envcore.fetch import PackageCache, ensure_checked, from_store, from_url, mark_checked
 from envcore.locks import file_lock
 from envcore.plugins import Registry
+from envcore.progress import Progress, Task, as_progress
 from envcore.types import LockedPackage, PackageFile, PackageKind, ResolvedEnvironment, Store
 
 MARKER = ".metaflowenv"
@@ -53,6 +58,7 @@ def fetch_packages(
     *,
     verify: bool = False,
     credentials: dict[str, tuple[str, str]] | None = None,
+    progress: Progress | None = None,
 ) -> list[tuple[LockedPackage, Path]]:
     """Every package file of ``env`` as a verified, checked local file (in parallel)."""
     config = registry.config
@@ -67,15 +73,27 @@ def fetch_packages(
             key = caching.package_keys(config, pkg)[file.url_format]
             if store is not None and store.stat(key) is not None:
                 path = from_store(store, key, pkgs, file, name)
+                mark_checked(path)  # packages are checked before they enter the store (cache.py)
+            elif file.built:
+                raise MissingObject(
+                    f"{name} was built from {file.url} when the environment was resolved, and only the store "
+                    f"keeps it, but {'no store is configured' if store is None else f'{store.url} does not have it'}. "
+                    "Resolve the environment again with --force to rebuild it."
+                )
             else:
                 path = from_url(file.url, pkgs, file, name, credentials)
-        checked = path.with_name(path.name + ".checked")
-        if not checked.exists():
-            registry.package_format(file.url_format).check(path)
-            checked.touch()
+        ensure_checked(registry.package_format(file.url_format), path, again=verify)
+        task.advance(1, file.size or 0)
         return pkg, path
 
-    with ThreadPoolExecutor(WORKERS) as pool:
+    def summary(task: Task) -> str:
+        took = time.monotonic() - task.started
+        return f"Fetched and verified {task.done} package(s) ({task.bytes / 1e6:.1f} MB) in {took:.2f} s"
+
+    with (
+        as_progress(progress).task("Fetching packages", len(env.packages), summary) as task,
+        ThreadPoolExecutor(WORKERS) as pool,
+    ):
         return list(pool.map(one, env.packages))
 
 
@@ -87,9 +105,10 @@ def hydrate(
     store: Store | None,
     force: bool = False,
     verify: bool = False,
-    progress: Callable[[str], None] = lambda _: None,
+    progress: Progress | Callable[[str], None] | None = None,
 ) -> bool:
     """Make ``prefix`` hold ``env``; returns False when it already did (nothing was done)."""
+    progress = as_progress(progress)
     prefix = prefix.absolute()
     timeout = float(registry.config.get("CONDA_LOCK_TIMEOUT"))
     lock = prefix.parent / f".{prefix.name}.lock"
@@ -102,14 +121,69 @@ def hydrate(
                 if not force
                 else f"Re-creating {prefix}"
             )
+            (prefix / MARKER).unlink(missing_ok=True)  # first: a half-removed prefix is never a clone source
             shutil.rmtree(prefix)
-        files = fetch_packages(registry, env, store, verify=verify)
-        conda = [(p, f) for p, f in files if p.kind is PackageKind.CONDA]
-        wheels = [(p, f) for p, f in files if p.kind is PackageKind.PYPI]
-        prefix.mkdir(parents=True)
-        registry.installer(PackageKind.CONDA).install(conda, prefix)
-        registry.installer(PackageKind.PYPI).install(wheels, prefix)
+        index = relocate.PrefixIndex(registry.config.cache_dir() / "prefixes", timeout)
+        key = f"{env.arch}_{env.req_id}_{env.full_id}"
+        # --force and --verify mean "from the package files"; otherwise a finished prefix of the same
+        # environment on this machine is cloned (hardlinks, prefix rewritten where files name it).
+        source = None if force or verify else _clone_source(index.candidates(key), env, prefix)
+        if source is not None:
+            progress(f"Linked from the same environment at {source}")
+        else:
+            _install(registry, env, prefix, store, verify, progress)
+            relocate.write_manifest(prefix)
         tmp = prefix / f"{MARKER}.tmp"
         tmp.write_text(marker_content(env))
         os.replace(tmp, prefix / MARKER)
+        index.add(key, prefix)
     return True
+
+
+def _install(
+    registry: Registry,
+    env: ResolvedEnvironment,
+    prefix: Path,
+    store: Store | None,
+    verify: bool,
+    progress: Progress,
+) -> None:
+    files = fetch_packages(registry, env, store, verify=verify, progress=progress)
+    prefix.mkdir(parents=True)
+    for kind, what in ((PackageKind.CONDA, "conda package(s)"), (PackageKind.PYPI, "wheel(s)")):
+        batch = [(p, f) for p, f in files if p.kind is kind]
+        if batch:
+            with progress.task(
+                f"Installing {what}", len(batch), functools.partial(_installed, what=what)
+            ) as task:
+                registry.installer(kind).install(batch, prefix)
+                task.advance(len(batch))
+
+
+def _installed(task: Task, what: str) -> str:
+    return f"Installed {task.done} {what} in {time.monotonic() - task.started:.2f} s"
+
+
+def _clone_source(candidates: list[str], env: ResolvedEnvironment, prefix: Path) -> Path | None:
+    """Clone the newest finished prefix of ``env`` into ``prefix``; the source it came from, or None."""
+    for candidate in reversed(candidates):
+        source = Path(candidate)
+        stamp = _marker_stamp(source, env)
+        if source == prefix or stamp is None:
+            continue
+        if relocate.clone(source, prefix):
+            # A source re-created while it was copied has a new marker (removed first, written last): the
+            # copy may have missed files, so it is not used.
+            if _marker_stamp(source, env) == stamp:
+                return source
+            shutil.rmtree(prefix)
+    return None
+
+
+def _marker_stamp(prefix: Path, env: ResolvedEnvironment) -> tuple[int, int] | None:
+    """Identity of a finished prefix's marker (inode, mtime), or None when ``prefix`` is not finished."""
+    try:
+        info = (prefix / MARKER).stat()
+    except OSError:
+        return None
+    return (info.st_ino, info.st_mtime_ns) if is_complete(prefix, env) else None

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
-from envcore import compose
+from envcore import build, compose
 from envcore.config import Config, redact_url
 from envcore.errors import ConfigError, ResolutionError, UsageError
 from envcore.plugins import Registry
@@ -304,6 +304,7 @@ def resolve(registry: Registry, request: ResolveRequest) -> ResolvedEnvironment:
         _extend(resolver, request, request.base) if request.base else tuple(resolver.resolve(request))
     )
     registry.check_locked(name, packages)
+    packages = build.build_sdists(registry, request, packages, local_arch())
     naming = registry.naming()
     deps, sources, extras = id_inputs(request)
     return ResolvedEnvironment(

@@ -95,6 +95,7 @@ class PackageFile:
     sha256: str
     md5: str | None = None
     size: int | None = None
+    built: bool = False  # a wheel envcore built from the sdist at ``url``: only the store has it
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -219,6 +220,15 @@ class Installer(Protocol):
 
     def install(self, packages: Sequence[tuple[LockedPackage, Path]], prefix: Path) -> None:
         """Install ``(package, local file)`` pairs into ``prefix``; files are already hash-verified."""
+
+
+@runtime_checkable
+class WheelBuilder(Protocol):
+    """What a PyPI installer implements to let envcore use source distributions: build one into a wheel for
+    this machine (the request gives the target python in ``python_version``, and the indexes, options and
+    credentials for build dependencies)."""
+
+    def build_wheel(self, sdist: Path, out_dir: Path, request: ResolveRequest) -> Path: ...
 
 
 @runtime_checkable

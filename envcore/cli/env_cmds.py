@@ -74,10 +74,11 @@ def _split_pin(item: str, kind: str) -> tuple[str, str]:
 
 def _environments(app: App) -> Environments:
     from envcore.environments import Environments
+    from envcore.progress import for_terminal
 
     return Environments(
         app.registry,
-        progress=lambda msg: app.echo(f"    {msg}", err=True),
+        progress=for_terminal(verbose=app.verbose, quiet=app.quiet),
         pathspec_lookup=app.pathspec_lookup,
     )
 

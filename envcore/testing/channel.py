@@ -91,6 +91,7 @@ class Project:
     conda_formats: tuple[str, ...] | None = None  # None: every format the universe is built with
     wheel_platforms: tuple[str, ...] = ()  # platform tags of binary wheels; empty: one py3-none-any wheel
     prefixed: bool = False  # files carry the conda text prefix placeholder
+    sdist_only: bool = False  # PyPI: no wheels, an sdist with an in-tree PEP 517 backend (builds offline)
 
     @property
     def conda(self) -> str:
@@ -181,6 +182,13 @@ PROJECTS: list[Project] = [
             Release(version="0.3.0", deps=("fx-core>=1.0",)),
             Release(version="0.4.0", deps=("fx-core>=1.1", "fx-pyyaml>=6")),
         ),
+    ),
+    Project(
+        name="fx-src",
+        ecosystems="pypi",
+        sdist_only=True,
+        summary="PyPI sdist only (no wheel): built into a wheel by envcore for this machine's architecture",
+        releases=(Release(version="0.9.0", deps=("fx-core>=1.0",)),),
     ),
     Project(
         name="fx-native",
@@ -314,15 +322,53 @@ def _wheel_files(
     return files
 
 
+# A complete PEP 517 backend, shipped inside sdist-only projects (``backend-path``): building them needs no
+# build dependency from an index, so the test universe builds offline. Wheels are reproducible (fixed dates).
+IN_TREE_BACKEND = """\
+import base64, hashlib, os, zipfile
+
+def _record(data):
+    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+def get_requires_for_build_wheel(config_settings=None):
+    return []
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    meta = open("PKG-INFO", "rb").read()
+    fields = dict(line.split(": ", 1) for line in meta.decode().splitlines() if ": " in line)
+    dist = fields["Name"].replace("-", "_").lower() + "-" + fields["Version"]
+    files = {}
+    for root, _, names in os.walk(fields["Name"].replace("-", "_")):
+        for name in sorted(names):
+            files[os.path.join(root, name).replace(os.sep, "/")] = open(os.path.join(root, name), "rb").read()
+    files[dist + ".dist-info/METADATA"] = meta
+    files[dist + ".dist-info/WHEEL"] = b"Wheel-Version: 1.0\\nGenerator: fxbuild\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n"
+    record = "".join("%s,%s,%d\\n" % (p, _record(d), len(d)) for p, d in sorted(files.items()))
+    files[dist + ".dist-info/RECORD"] = (record + dist + ".dist-info/RECORD,,\\n").encode()
+    name = dist + "-py3-none-any.whl"
+    with zipfile.ZipFile(os.path.join(wheel_directory, name), "w", zipfile.ZIP_DEFLATED) as whl:
+        for path, data in files.items():
+            whl.writestr(zipfile.ZipInfo(path, (1980, 1, 1, 0, 0, 0)), data)
+    return name
+"""
+
+
 def _sdist(project: Project, release: Release, table: dict[str, Project]) -> tuple[str, bytes]:
     base = f"{_dist_name(project.name)}-{release.version}"
     deps = ", ".join(json.dumps(d) for d in release.deps)
+    backend = (
+        'requires = []\nbuild-backend = "fxbuild"\nbackend-path = ["_build"]\n'
+        if project.sdist_only
+        else 'requires = ["setuptools>=61"]\nbuild-backend = "setuptools.build_meta"\n'
+    )
     pyproject = (
-        '[build-system]\nrequires = ["setuptools>=61"]\nbuild-backend = "setuptools.build_meta"\n\n'
+        f"[build-system]\n{backend}\n"
         f'[project]\nname = "{project.name}"\nversion = "{release.version}"\n'
         f'requires-python = "{release.requires_python}"\ndependencies = [{deps}]\n'
     )
     files = {"PKG-INFO": _metadata(project, release), "pyproject.toml": pyproject.encode()}
+    if project.sdist_only:
+        files["_build/fxbuild.py"] = IN_TREE_BACKEND.encode()
     files |= _module_files(project, release, "sdist", table)
     tar = tar_bytes(PkgFile(path=f"{base}/{name}", data=data) for name, data in sorted(files.items()))
     out = io.BytesIO()
@@ -423,7 +469,7 @@ def _pypi_files(project: Project, table: dict[str, Project]) -> list[PypiFile]:
     for release in project.releases_for("pypi"):
         base = f"{_dist_name(project.name)}-{release.version}"
         tags = [f"{interpreter}-{abi}-{p}" for p in project.wheel_platforms] or ["py3-none-any"]
-        for tag in tags:
+        for tag in () if project.sdist_only else tags:
             files = _wheel_files(project, release, tag, tag, table)
             meta = files[f"{base}.dist-info/METADATA"]
             out.append(

@@ -74,20 +74,20 @@ def test_import_failure_is_recorded_and_fails_only_when_selected(
     install_plugin: InstallPlugin, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     install_plugin(
-        "envcore-mamba",
-        {"mamba": "envcore_mamba.plugin"},
-        {"envcore_mamba.plugin": "import no_such_module\n"},
+        "envcore-broken",
+        {"broken": "envcore_broken.plugin"},
+        {"envcore_broken.plugin": "import no_such_module\n"},
     )
     registry = build_registry(Config.load())
-    info = registry.plugins["mamba"]
+    info = registry.plugins["broken"]
     assert info.status == "failed"
     assert info.error == "ModuleNotFoundError: No module named 'no_such_module'"
     assert registry.store().url  # other commands still work
-    monkeypatch.setenv("METAFLOW_CONDA_DEPENDENCY_RESOLVER", "mamba")
+    monkeypatch.setenv("METAFLOW_CONDA_DEPENDENCY_RESOLVER", "broken")
     registry = build_registry(Config.load())
     with pytest.raises(ConfigError) as info_:
         registry.resolver_plugin(EnvType.CONDA_ONLY)
-    assert "envcore-mamba 1.0" in info_.value.message
+    assert "envcore-broken 1.0" in info_.value.message
     assert "failed to load: ModuleNotFoundError" in info_.value.message
 
 
@@ -138,14 +138,17 @@ def test_unknown_resolver_message(monkeypatch: pytest.MonkeyPatch, install_plugi
     install_plugin(
         "envcore-pixi", {"pixi": "envcore_pixi.plugin"}, {"envcore_pixi.plugin": resolver_plugin_code("pixi")}
     )
-    monkeypatch.setenv("METAFLOW_CONDA_DEPENDENCY_RESOLVER", "mamba")
+    monkeypatch.setenv("METAFLOW_CONDA_DEPENDENCY_RESOLVER", "quantum")
     registry = build_registry(Config.load())
     with pytest.raises(ConfigError) as info:
         registry.resolver_plugin(EnvType.CONDA_ONLY)
-    assert info.value.message == (
-        "`METAFLOW_CONDA_DEPENDENCY_RESOLVER` is \"mamba\" (from env var), but no resolver named 'mamba' is "
-        "installed. Install it with `pip install envcore-mamba`, or choose one of: pixi, rattler."
+    message, _, choices = info.value.message.rpartition(", or choose one of: ")
+    assert message == (
+        "`METAFLOW_CONDA_DEPENDENCY_RESOLVER` is \"quantum\" (from env var), but no resolver named 'quantum' is "
+        "installed. Install it with `pip install envcore-quantum`"
     )
+    names = choices.rstrip(".").split(", ")
+    assert {"pixi", "rattler"} <= set(names) and names == sorted(names)
 
 
 def test_none_resolver_refuses_mode(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from envcore import pypi
 from envcore.config import Config
 from envcore.errors import EnvcoreError
 from envcore.tools import run_tool, tail, tool_env
-from envcore.types import LockedPackage
-from envcore_uv.resolver import uv_executable
+from envcore.types import LockedPackage, ResolveRequest
+from envcore_uv.resolver import index_args, uv_executable
+
+REPRODUCIBLE_EPOCH = "315532800"  # 1980-01-01, the zip epoch: backends that honour it build identical wheels
 
 
 class UvInstaller:
@@ -52,3 +56,43 @@ class UvInstaller:
                 f"Installing {len(packages)} wheel(s) into {prefix} failed: {tail(done.stderr, 6)}. Run `envcore create "
                 "--force` to rebuild the environment; report the error if it persists."
             )
+
+    def build_wheel(self, sdist: Path, out_dir: Path, request: ResolveRequest) -> Path:
+        """``uv build --wheel`` of one sdist with a local python of the environment's version (never
+        downloaded), build dependencies from the request's indexes."""
+        version = ".".join((request.python_version or "").split(".")[:2])
+        with tempfile.TemporaryDirectory(prefix="envcore-uv-build-") as tmp:
+            done = run_tool(
+                [
+                    uv_executable(self.config),
+                    "build",
+                    "--wheel",
+                    "--no-config",
+                    "--quiet",
+                    "--python",
+                    version,
+                    "--cache-dir",
+                    str(self.cache_dir),
+                    "--out-dir",
+                    str(out_dir),
+                    *index_args(request),
+                    str(sdist),
+                ],
+                what="uv build",
+                env=tool_env(
+                    {
+                        "UV_NO_PROGRESS": "1",
+                        "UV_PYTHON_DOWNLOADS": "never",
+                        "SOURCE_DATE_EPOCH": REPRODUCIBLE_EPOCH,
+                        **pypi.netrc_env(request, Path(tmp)),
+                    }
+                ),
+                debug=self.config.debug,
+            )
+        wheels = sorted(out_dir.glob("*.whl"))
+        if done.returncode != 0 or len(wheels) != 1:
+            raise EnvcoreError(
+                f"uv build of {sdist.name} with python {version} failed: {tail(done.stderr, 6)}. Building needs a "
+                f"python {version} interpreter on this machine and the package's build dependencies on the index"
+            )
+        return wheels[0]

@@ -60,6 +60,24 @@ def python_platform(request: ResolveRequest) -> str:
     raise ResolutionError(f"uv cannot resolve PyPI packages for {request.arch}; use linux-*, osx-* or win-*.")
 
 
+def local_arch() -> str:
+    from envcore.resolve import local_arch as arch
+
+    return arch()
+
+
+def index_args(request: ResolveRequest) -> list[str]:
+    """The request's PyPI indexes and requirements options as uv arguments."""
+    extras = request.extras.get(PYPI, ())
+    args = _option_args(extras)
+    sources = request.sources.get(PYPI, ())
+    if sources and "--no-index" not in extras:
+        args += ["--index-url", sources[0]]
+        for extra_index in sources[1:]:
+            args += ["--extra-index-url", extra_index]
+    return args
+
+
 def _option_args(extras: Sequence[str]) -> list[str]:
     """requirements.txt options (``--pre``, ``--find-links X``...) as uv arguments."""
     args: list[str] = []
@@ -105,15 +123,21 @@ class UvResolver:
                 debug=self.config.debug,
             )
             if done.returncode != 0:
+                hint = (
+                    " envcore builds source distributions only for this machine's architecture "
+                    f"({local_arch()}): pin versions that publish wheels for {request.arch}."
+                    if "no usable wheels" in done.stderr and request.arch != local_arch()
+                    else ""
+                )
                 raise ResolutionError(
                     f"The PyPI requirements cannot be resolved for {request.arch} (python {request.python_version}): "
                     f"{_uv_error(done.stderr)}. Change the requirement named above, or check the index and options."
+                    + hint
                 )
             lock = tomllib.loads((work / "pylock.toml").read_text())
         return self._packages(request, lock)
 
     def _args(self, request: ResolveRequest, work: Path) -> list[str]:
-        extras = request.extras.get(PYPI, ())
         args = [
             "pip",
             "compile",
@@ -126,21 +150,16 @@ class UvResolver:
             request.python_version or "",
             "--python-platform",
             python_platform(request),
-            "--only-binary",
-            ":all:",
+            # sdists only where envcore can build them (envcore.build): this machine's architecture
+            *(() if request.arch == local_arch() else ("--only-binary", ":all:")),
             "--index-strategy",
             "unsafe-best-match",  # pip's behaviour (the original resolves with pip): best version over all indexes
             "--constraint",
             str(work / "constraints.txt"),
             "-o",
             str(work / "pylock.toml"),
-            *_option_args(extras),
+            *index_args(request),
         ]
-        sources = request.sources.get(PYPI, ())
-        if sources and "--no-index" not in extras:
-            args += ["--index-url", sources[0]]
-            for extra_index in sources[1:]:
-                args += ["--extra-index-url", extra_index]
         return [*args, str(work / "requirements.in")]
 
     def _packages(self, request: ResolveRequest, lock: dict[str, object]) -> list[LockedPackage]:
@@ -155,12 +174,16 @@ class UvResolver:
                 continue  # the conda side installs it; the constraint kept the versions equal
             wheels = {pypi.filename_of(w["url"]): w for w in entry.get("wheels", []) if "url" in w}
             chosen = pypi.best_wheel(wheels, tags)
-            if chosen is None:
+            sdist = entry.get("sdist")
+            if chosen is None and isinstance(sdist, dict) and "url" in sdist:
+                wheel = sdist  # built into a wheel by the core (envcore.build), on this machine only
+            elif chosen is None:
                 raise ResolutionError(
                     f"{name} {version} has no wheel for {request.arch} (python {request.python_version}), and envcore "
-                    "does not build source distributions for another architecture. Pick a version with wheels."
+                    "builds source distributions only for this machine's architecture. Pick a version with wheels."
                 )
-            wheel = wheels[chosen]
+            else:
+                wheel = wheels[chosen]
             sha256 = wheel.get("hashes", {}).get("sha256")
             size = wheel.get("size")
             if not sha256:
@@ -176,4 +199,4 @@ def _uv_error(stderr: str) -> str:
     text = redact_text(stderr)
     box_drawing = " \u00d7\u2570\u2500\u25b6\u2502"  # uv decorates its errors with these
     lines = [line.strip(box_drawing) for line in text.splitlines()]
-    return tail("\n".join(line for line in lines if line and not _NOISE.match(line)), lines=8)
+    return tail("\n".join(line for line in lines if line and not _NOISE.match(line)), lines=8).rstrip(".")

@@ -1,0 +1,122 @@
+"""Progress output: live on a terminal, silent in logs unless asked for, never mixed into results."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from envcore.progress import Progress, TerminalProgress, as_progress, for_terminal
+
+from ..conftest import ENVCORE, env_ids
+
+Run = Callable[..., subprocess.CompletedProcess[str]]
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_terminal_shows_a_live_line_then_the_summary() -> None:
+    out = FakeTerminal()
+    progress = for_terminal(verbose=False, quiet=False, stream=out)
+    assert isinstance(progress, TerminalProgress)
+    with progress.task("Fetching packages", 3) as task:
+        for _ in range(3):
+            task.advance(1, 1_500_000)
+    progress("a notice")
+    text = out.getvalue()
+    assert "Fetching packages  3/3  4.5 MB" in text
+    assert "\r\x1b[K" in text  # the live line is erased before the summary
+    summary = text.split("\r\x1b[K")[-1].splitlines()
+    assert summary[0].startswith("    Fetching packages: 3 in ") and summary[1] == "    a notice"
+
+
+def test_the_clock_moves_while_an_uncounted_step_runs() -> None:
+    out = FakeTerminal()
+    progress = for_terminal(verbose=False, quiet=False, stream=out)
+    with progress.task("Installing conda package(s)", 7):
+        time.sleep(0.6)
+    assert out.getvalue().count("Installing conda package(s)  0/7") >= 2
+
+
+def test_logs_get_notices_task_summaries_only_if_verbose_and_never_live_lines() -> None:
+    quiet_log, verbose_log = io.StringIO(), io.StringIO()
+    for stream, verbose in ((quiet_log, False), (verbose_log, True)):
+        progress = for_terminal(verbose=verbose, quiet=False, stream=stream)
+        with progress.task("Fetching packages", 2, lambda t: f"Fetched {t.done}") as task:
+            task.advance(2)
+        progress("Using an existing resolution")
+    assert quiet_log.getvalue() == "    Using an existing resolution\n"
+    assert verbose_log.getvalue() == "    Fetched 2\n    Using an existing resolution\n"
+
+
+def test_quiet_wins_even_on_a_terminal() -> None:
+    out = FakeTerminal()
+    progress = for_terminal(verbose=True, quiet=True, stream=out)
+    with progress.task("x", 1) as task:
+        task.advance()
+    progress("notice")
+    assert out.getvalue() == ""
+
+
+def test_plain_callables_receive_notices_and_summaries() -> None:
+    seen: list[str] = []
+    progress = as_progress(seen.append)
+    with progress.task("Uploading", 2, lambda t: f"Uploaded {t.done}") as task:
+        task.advance(2)
+    progress("done")
+    assert seen == ["Uploaded 2", "done"]
+    assert isinstance(as_progress(None), Progress)
+
+
+def _stderr_on_a_terminal(args: list[str], env: dict[str, str]) -> tuple[int, str]:
+    primary, secondary = os.openpty()
+    try:
+        done = subprocess.run(
+            [ENVCORE, *args], env=env, stdout=subprocess.PIPE, stderr=secondary, timeout=300
+        )
+    finally:
+        os.close(secondary)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:  # EIO: the terminal's other side is closed and drained
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(primary)
+    return done.returncode, b"".join(chunks).decode()
+
+
+def test_create_shows_each_phase_on_a_terminal_and_nothing_in_a_log(
+    run: Run, machine_env: Callable[..., dict[str, str]]
+) -> None:
+    (ref,) = env_ids(run("resolve", "--conda", "fx-app", "--pypi", "fx-extras").stdout)
+    code, shown = _stderr_on_a_terminal(["create", ref, "--name", "live"], machine_env("b"))
+    assert code == 0, shown
+    assert "\r\x1b[K" in shown
+    for phase in (
+        "Fetched and verified 8 package(s)",
+        "Installed 6 conda package(s)",
+        "Installed 2 wheel(s)",
+    ):
+        assert phase in shown, shown
+    logged = run(
+        "create",
+        ref,
+        "--name",
+        "logged",
+        machine="b",
+        METAFLOW_ENVCORE_CACHE_DIR=str(Path(machine_env("b")["METAFLOW_ENVCORE_CACHE_DIR"]) / "other"),
+    )
+    assert "Fetched" not in logged.stderr and "Installed" not in logged.stderr
+    assert "created at" in logged.stdout
+    code, shown = _stderr_on_a_terminal(["--quiet", "create", ref, "--name", "quiet"], machine_env("b"))
+    assert code == 0 and shown == ""

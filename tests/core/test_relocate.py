@@ -1,0 +1,94 @@
+"""Relocating a finished prefix: which files name it, and how each kind is rewritten."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from envcore import relocate
+
+
+def _prefix(root: Path, name: str) -> Path:
+    """A small finished prefix: a text file and a binary file with the prefix (declared in conda-meta), a
+    wheel script (found through RECORD), a plain file, an absolute and a relative symlink."""
+    prefix = root / name
+    (prefix / "conda-meta").mkdir(parents=True)
+    (prefix / "bin").mkdir()
+    site = prefix / "lib" / "python3.11" / "site-packages"
+    (site / "tool-1.0.dist-info").mkdir(parents=True)
+    (prefix / "etc").mkdir()
+    p = str(prefix).encode()
+    (prefix / "etc" / "conf.txt").write_bytes(b"home=" + p + b"/share\n" + b"again " + p + b"\n")
+    (prefix / "lib" / "libx.so").write_bytes(b"\x7fELF" + p + b"/lib\0" + b"\0" * 64 + b"tail\0")
+    (prefix / "bin" / "tool").write_bytes(b"#!" + p + b"/bin/python\nimport tool\n")
+    os.chmod(prefix / "bin" / "tool", 0o755)
+    (prefix / "bin" / "plain").write_bytes(b"no prefix here\n")
+    (prefix / "bin" / "abs-link").symlink_to(prefix / "bin" / "plain")
+    (prefix / "bin" / "rel-link").symlink_to("plain")
+    (site / "tool-1.0.dist-info" / "RECORD").write_text(
+        "../../../bin/tool,sha256=x,10\ntool/__init__.py,sha256=y,1\n"
+    )
+    meta = {
+        "paths_data": {
+            "paths": [
+                {"_path": "etc/conf.txt", "prefix_placeholder": "/opt/placeholder", "file_mode": "text"},
+                {"_path": "lib/libx.so", "prefix_placeholder": "/opt/placeholder", "file_mode": "binary"},
+                {"_path": "bin/plain", "path_type": "hardlink"},
+            ]
+        }
+    }
+    (prefix / "conda-meta" / "pkg-1.0-0.json").write_text(json.dumps(meta))
+    relocate.write_manifest(prefix)
+    return prefix
+
+
+def test_manifest_lists_exactly_the_files_naming_the_prefix(tmp_path: Path) -> None:
+    prefix = _prefix(tmp_path, "source-prefix")
+    manifest = json.loads((prefix / relocate.MANIFEST).read_text())
+    assert manifest == {
+        "prefix": str(prefix),
+        "text": ["bin/tool", "etc/conf.txt"],
+        "binary": ["lib/libx.so"],
+    }
+
+
+def test_clone_rewrites_named_files_and_links_the_rest(tmp_path: Path) -> None:
+    source = _prefix(tmp_path, "source-prefix")
+    dest = tmp_path / "dst"  # shorter: binary strings can shrink
+    assert relocate.clone(source, dest)
+    new, old = str(dest).encode(), str(source).encode()
+    conf = (dest / "etc" / "conf.txt").read_bytes()
+    assert conf == b"home=" + new + b"/share\nagain " + new + b"\n"
+    lib = (dest / "lib" / "libx.so").read_bytes()
+    assert len(lib) == len((source / "lib" / "libx.so").read_bytes())  # offsets kept
+    assert lib.startswith(b"\x7fELF" + new + b"/lib\0") and lib.endswith(b"tail\0")
+    assert (dest / "bin" / "tool").read_bytes().startswith(b"#!" + new + b"/bin/python\n")
+    assert os.access(dest / "bin" / "tool", os.X_OK)
+    assert (dest / "bin" / "plain").stat().st_ino == (source / "bin" / "plain").stat().st_ino
+    assert os.readlink(dest / "bin" / "abs-link") == str(dest / "bin" / "plain")
+    assert os.readlink(dest / "bin" / "rel-link") == "plain"
+    assert json.loads((dest / relocate.MANIFEST).read_text())["prefix"] == str(dest)
+    for path in dest.rglob("*"):
+        if path.is_file() and not path.is_symlink() and path.name != relocate.MANIFEST:
+            assert old not in path.read_bytes(), path
+
+
+def test_binary_strings_never_grow_the_clone_is_refused_and_nothing_is_left(tmp_path: Path) -> None:
+    source = _prefix(tmp_path, "src")
+    dest = tmp_path / "a-much-longer-destination-prefix"
+    assert not relocate.clone(source, dest)
+    assert not dest.exists()
+
+
+def test_a_moved_prefix_is_not_a_source(tmp_path: Path) -> None:
+    source = _prefix(tmp_path, "source-prefix")
+    moved = source.rename(tmp_path / "moved")
+    assert not relocate.clone(moved, tmp_path / "dst")
+    assert not (tmp_path / "dst").exists()
+
+
+def test_a_prefix_without_manifest_is_not_a_source(tmp_path: Path) -> None:
+    source = _prefix(tmp_path, "source-prefix")
+    (source / relocate.MANIFEST).unlink()
+    assert not relocate.clone(source, tmp_path / "dst")
