@@ -548,6 +548,31 @@ class Bench:
         self.table.add(
             Row(group, "warm: envcore create (package cache present)", a, "cp -a of the finished prefix", c)
         )
+
+        def warm_library() -> float:
+            envs = Environments(self.registry(METAFLOW_ENVCORE_CACHE_DIR=warm))
+            env = envs.find(self.ref, ARCH)
+            return timed(lambda: envs.create(env, self.warm_cache / "envs" / f"warm-lib-{next(counter)}"))
+
+        def cp_al() -> float:
+            return timed(
+                lambda: run(["cp", "-al", reference, self.work / f"cp-{next(counter)}"], self.base_env)
+            )
+
+        a, b = [], []
+        for _ in range(self.reps):
+            a.append(warm_library())
+            b.append(cp_al())
+        self.table.add(
+            Row(
+                group,
+                "warm: Environments.create (library; clones the finished prefix)",
+                a,
+                "cp -al of the finished prefix",
+                b,
+                goal=2.0,
+            )
+        )
         noop = self.proc(
             self.envcore("create", self.ref, "--name", "reference"),
             env={**self.env, "METAFLOW_ENVCORE_CACHE_DIR": warm},

@@ -21,8 +21,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import yaml
-
 from envcore.errors import ConfigError
 from envcore.types import Setting
 
@@ -351,6 +349,8 @@ class Config:
         for path in [*candidates, *([Path(rc_env)] if rc_env else [])]:
             if not path.is_file():
                 continue
+            import yaml  # only when a .condarc exists: keeps every command's start-up light
+
             try:
                 data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
             except (OSError, yaml.YAMLError) as exc:

@@ -16,12 +16,15 @@ import csv
 import json
 import os
 import shutil
-from collections.abc import Iterable
+import subprocess
+import sys
 from pathlib import Path
 
 from envcore.locks import file_lock
 
 MANIFEST = ".envcore-relocate.json"
+# GNU cp (Linux) hardlink-copies a tree in C; elsewhere the same copy is made by a Python walk.
+_GNU_CP = sys.platform.startswith("linux") and shutil.which("cp") is not None
 _ENTRY_POINTS = frozenset({"unix_python_entry_point", "windows_python_entry_point_script"})
 
 
@@ -29,6 +32,7 @@ def write_manifest(prefix: Path) -> None:
     """Record which files of the finished ``prefix`` name it (from the installers' metadata)."""
     text: set[str] = set()
     binary: set[str] = set()
+    links: set[str] = set()  # symlinks whose absolute target lies inside the prefix
     for meta in (prefix / "conda-meta").glob("*.json"):
         try:
             entries = json.loads(meta.read_bytes()).get("paths_data", {}).get("paths", [])
@@ -39,6 +43,12 @@ def write_manifest(prefix: Path) -> None:
                 (binary if entry.get("file_mode") == "binary" else text).add(entry["_path"])
             elif entry.get("path_type") in _ENTRY_POINTS:
                 text.add(entry["_path"])
+            elif entry.get("path_type") == "softlink":
+                try:
+                    if os.readlink(prefix / entry["_path"]).startswith(f"{prefix}/"):
+                        links.add(entry["_path"])
+                except OSError:
+                    continue
     needle = str(prefix).encode()
     for record in prefix.glob("lib/python*/site-packages/*.dist-info/RECORD"):
         site = record.parent.parent
@@ -52,7 +62,12 @@ def write_manifest(prefix: Path) -> None:
                         text.add(path.relative_to(prefix).as_posix())
                 except (OSError, ValueError):
                     continue
-    body = {"prefix": str(prefix), "text": sorted(text - binary), "binary": sorted(binary)}
+    body = {
+        "prefix": str(prefix),
+        "text": sorted(text - binary),
+        "binary": sorted(binary),
+        "links": sorted(links),
+    }
     tmp = prefix / f"{MANIFEST}.tmp"
     tmp.write_text(json.dumps(body, indent=0))
     os.replace(tmp, prefix / MANIFEST)
@@ -75,31 +90,53 @@ def _replace_in_c_strings(data: bytes, old: bytes, new: bytes) -> bytes | None:
 
 
 class _Cloner:
-    def __init__(
-        self, source: Path, dest: Path, text: Iterable[str], binary: Iterable[str], old: str
-    ) -> None:
+    def __init__(self, source: Path, dest: Path, manifest: dict[str, list[str]], old: str) -> None:
         self.source, self.dest = str(source), str(dest)
         self.old, self.new = old.encode(), str(dest).encode()
         self.old_text = old
-        self.rewrite = {**{p: False for p in text}, **{p: True for p in binary}}
+        self.rewrite = {**{p: False for p in manifest["text"]}, **{p: True for p in manifest["binary"]}}
+        self.links = manifest.get("links", [])
 
     def run(self) -> bool:
+        if _GNU_CP:
+            return self._with_cp()
         return self._tree(self.source, self.dest, "")
 
+    def _with_cp(self) -> bool:
+        """``cp -al`` (the kernel-speed hardlink copy), then the manifest's files are replaced."""
+        done = subprocess.run(["cp", "-al", "--", self.source, self.dest], capture_output=True, check=False)
+        if done.returncode != 0:
+            return False
+        for name in os.listdir(self.dest):
+            if name.startswith((MANIFEST, ".metaflowenv")):
+                os.unlink(f"{self.dest}/{name}")
+        for path, binary in self.rewrite.items():
+            target = f"{self.dest}/{path}"
+            os.unlink(target)  # a hardlink to the source's file: replaced, never written through
+            if not self._rewrite(f"{self.source}/{path}", target, binary=binary):
+                return False
+        for path in self.links:
+            target = f"{self.dest}/{path}"
+            link = os.readlink(target)
+            os.unlink(target)
+            os.symlink(self._relinked(link), target)
+        return True
+
+    def _relinked(self, link: str) -> str:
+        return self.dest + link[len(self.old_text) :] if link.startswith(self.old_text + "/") else link
+
     def _tree(self, src: str, dst: str, rel: str) -> bool:
+        """The portable walk: the same result as :meth:`_with_cp`, file by file."""
         os.mkdir(dst)
         with os.scandir(src) as entries:
             for entry in entries:
                 name = entry.name
-                if not rel and (name.startswith(MANIFEST) or name.startswith(".metaflowenv")):
+                if not rel and name.startswith((MANIFEST, ".metaflowenv")):
                     continue
                 path = f"{rel}{name}"
                 target = f"{dst}/{name}"
                 if entry.is_symlink():
-                    link = os.readlink(entry.path)
-                    if link.startswith(self.old_text + "/"):
-                        link = str(self.dest) + link[len(self.old_text) :]
-                    os.symlink(link, target)
+                    os.symlink(self._relinked(os.readlink(entry.path)), target)
                 elif entry.is_dir():
                     if not self._tree(entry.path, target, f"{path}/"):
                         return False
@@ -134,7 +171,7 @@ def clone(source: Path, dest: Path) -> bool:
         old = str(manifest["prefix"])
         if old != str(source):
             return False  # the prefix was moved since it was installed: its files name another path
-        done = _Cloner(source, dest, manifest["text"], manifest["binary"], old).run()
+        done = _Cloner(source, dest, manifest, old).run()
     except (OSError, ValueError, KeyError, TypeError):
         done = False
     if not done:

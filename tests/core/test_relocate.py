@@ -6,7 +6,18 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
 from envcore import relocate
+
+
+@pytest.fixture(params=["cp -al", "python walk"], autouse=True)
+def copier(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs with both ways of copying: GNU cp (Linux) and the portable walk."""
+    if request.param == "cp -al" and not relocate._GNU_CP:
+        pytest.skip("GNU cp is not available here")
+    monkeypatch.setattr(relocate, "_GNU_CP", request.param == "cp -al")
+    return str(request.param)
 
 
 def _prefix(root: Path, name: str) -> Path:
@@ -35,6 +46,8 @@ def _prefix(root: Path, name: str) -> Path:
                 {"_path": "etc/conf.txt", "prefix_placeholder": "/opt/placeholder", "file_mode": "text"},
                 {"_path": "lib/libx.so", "prefix_placeholder": "/opt/placeholder", "file_mode": "binary"},
                 {"_path": "bin/plain", "path_type": "hardlink"},
+                {"_path": "bin/abs-link", "path_type": "softlink"},
+                {"_path": "bin/rel-link", "path_type": "softlink"},
             ]
         }
     }
@@ -50,6 +63,7 @@ def test_manifest_lists_exactly_the_files_naming_the_prefix(tmp_path: Path) -> N
         "prefix": str(prefix),
         "text": ["bin/tool", "etc/conf.txt"],
         "binary": ["lib/libx.so"],
+        "links": ["bin/abs-link"],
     }
 
 
