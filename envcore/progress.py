@@ -2,9 +2,9 @@
 
 Two kinds of output: *notices* (``progress("Using ... resolved by bob")``: what the user should know, one
 line, always shown unless ``--quiet``) and *tasks* (counted work: resolving, fetching, uploading, installing).
-On a terminal, a task is one status line rewritten in place (``Fetching packages  7/12  4.1 MB  0.3 s``) and
-replaced by its one-line summary when done. Elsewhere (CI logs, pipes) tasks show nothing unless the user asked
-for detail (``--verbose`` or ``METAFLOW_DEBUG_CONDA=1``), and then only their summaries.
+On a terminal, a task is a live tqdm bar (``Fetching packages: ████  7/12, 4.1 MB 00:00``) replaced by its
+one-line summary with timing when done. Elsewhere (CI logs, pipes) each task is just that summary line.
+``--quiet`` shows nothing.
 
 Library code receives a :class:`Progress`; a plain ``Callable[[str], None]`` (what older callers pass) is
 wrapped by :func:`as_progress`, which shows notices and summaries through it.
@@ -12,12 +12,15 @@ wrapped by :func:`as_progress`, which shows notices and summaries through it.
 
 from __future__ import annotations
 
+import shutil
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TextIO
+from typing import Any, TextIO
+
+from tqdm import tqdm
 
 
 class Task:
@@ -36,19 +39,12 @@ class Task:
             self.bytes += nbytes
         self.owner._render(self)
 
-    def status(self) -> str:
-        size = f"  {self.bytes / 1e6:.1f} MB" if self.bytes else ""
-        return f"{self.title}  {self.done}/{self.total}{size}  {time.monotonic() - self.started:.1f} s"
-
 
 class Progress:
     """Notices (``progress("...")``) and tasks (``with progress.task("Fetching packages", n) as t``)."""
 
-    def __init__(
-        self, notice: Callable[[str], None] = lambda _: None, detail: Callable[[str], None] | None = None
-    ) -> None:
+    def __init__(self, notice: Callable[[str], None] = lambda _: None) -> None:
         self._notice = notice
-        self._detail = notice if detail is None else detail
 
     def __call__(self, message: str) -> None:
         self._notice(message)
@@ -68,7 +64,7 @@ class Progress:
             summary(task) if summary else f"{title}: {task.done} in {time.monotonic() - task.started:.2f} s"
         )
         if total and text:
-            self._detail(text)
+            self(text)
 
     def _start(self, task: Task) -> Callable[[], None]:
         """Begin showing ``task``; returns what stops it. Nothing except on a terminal."""
@@ -82,62 +78,59 @@ class Progress:
 
 
 class TerminalProgress(Progress):
-    """Notices as lines and tasks as one live status line on ``stream`` (a terminal), redrawn at most 10 times
-    a second."""
-
-    INTERVAL = 0.1
+    """Notices as lines and each task as a live tqdm bar (count, MB, elapsed) on ``stream`` (a terminal),
+    replaced by the task's summary line when it ends."""
 
     def __init__(self, stream: TextIO, indent: str = "    ") -> None:
         super().__init__(lambda message: self._line(message))
         self.stream, self.indent = stream, indent
-        self._drawn = False
-        self._last = 0.0
+        self._bars: dict[int, tqdm[Any]] = {}
         self._lock = threading.Lock()
 
     def _start(self, task: Task) -> Callable[[], None]:
-        """Draw at once, then keep the clock moving while a step with no counted units runs."""
+        bar = tqdm(
+            total=task.total,
+            desc=f"{self.indent}{task.title}",
+            file=self.stream,
+            leave=False,
+            # a terminal of unknown size (0 x 0, e.g. a fresh pty) makes tqdm hide its bar: use 100 x 24
+            ncols=min(shutil.get_terminal_size((100, 24)).columns, 120),
+            nrows=shutil.get_terminal_size((100, 24)).lines,
+            bar_format="{desc}: {bar:20} {n_fmt}/{total_fmt}{postfix} {elapsed}",
+        )
+        with self._lock:
+            self._bars[id(task)] = bar
         stopped = threading.Event()
 
-        def tick() -> None:
+        def tick() -> None:  # keeps the clock moving while a step with no counted units runs
             while not stopped.wait(0.25):
-                self._render(task, force=True)
+                with self._lock:
+                    bar.refresh()
 
-        self._render(task, force=True)
         ticker = threading.Thread(target=tick, name="envcore-progress", daemon=True)
         ticker.start()
 
         def stop() -> None:
             stopped.set()
             ticker.join()
+            with self._lock:
+                self._bars.pop(id(task), None)
+                bar.close()
 
         return stop
 
+    def _render(self, task: Task, force: bool = False) -> None:
+        with self._lock:
+            bar = self._bars.get(id(task))
+            if bar is None:
+                return
+            bar.update(task.done - bar.n)
+            if task.bytes:
+                bar.set_postfix_str(f"{task.bytes / 1e6:.1f} MB", refresh=False)
+
     def _line(self, message: str) -> None:
         with self._lock:
-            self._erase()
-            self.stream.write(f"{self.indent}{message}\n")
-            self.stream.flush()
-
-    def _render(self, task: Task, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._last < self.INTERVAL and task.done < task.total:
-            return
-        with self._lock:
-            self._last = now
-            self._erase()
-            self.stream.write(f"{self.indent}{task.status()}")
-            self.stream.flush()
-            self._drawn = True
-
-    def _clear(self) -> None:
-        with self._lock:
-            self._erase()
-            self.stream.flush()
-
-    def _erase(self) -> None:
-        if self._drawn:
-            self.stream.write("\r\x1b[K")
-            self._drawn = False
+            tqdm.write(f"{self.indent}{message}", file=self.stream)
 
 
 def as_progress(progress: Progress | Callable[[str], None] | None) -> Progress:
@@ -146,8 +139,8 @@ def as_progress(progress: Progress | Callable[[str], None] | None) -> Progress:
     return Progress(progress) if progress is not None else Progress()
 
 
-def for_terminal(*, verbose: bool, quiet: bool, stream: TextIO | None = None) -> Progress:
-    """What a CLI shows: live progress on a terminal; elsewhere notices only with ``verbose``."""
+def for_terminal(*, quiet: bool, stream: TextIO | None = None) -> Progress:
+    """What a CLI shows: live bars on a terminal, one line per notice and finished task elsewhere."""
     stream = stream or sys.stderr
     if quiet:
         return Progress()
@@ -157,4 +150,4 @@ def for_terminal(*, verbose: bool, quiet: bool, stream: TextIO | None = None) ->
     def line(message: str) -> None:
         print(f"    {message}", file=stream, flush=True)
 
-    return Progress(line, detail=line if verbose else lambda _: None)
+    return Progress(line)

@@ -78,7 +78,7 @@ def _environments(app: App) -> Environments:
 
     return Environments(
         app.registry,
-        progress=for_terminal(verbose=app.verbose, quiet=app.quiet),
+        progress=for_terminal(quiet=app.quiet),
         pathspec_lookup=app.pathspec_lookup,
     )
 

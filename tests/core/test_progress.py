@@ -21,43 +21,42 @@ class FakeTerminal(io.StringIO):
         return True
 
 
-def test_terminal_shows_a_live_line_then_the_summary() -> None:
+def test_terminal_shows_a_live_bar_then_the_summary() -> None:
     out = FakeTerminal()
-    progress = for_terminal(verbose=False, quiet=False, stream=out)
+    progress = for_terminal(quiet=False, stream=out)
     assert isinstance(progress, TerminalProgress)
     with progress.task("Fetching packages", 3) as task:
         for _ in range(3):
             task.advance(1, 1_500_000)
+            time.sleep(0.3)  # let the ticker redraw
     progress("a notice")
     text = out.getvalue()
-    assert "Fetching packages  3/3  4.5 MB" in text
-    assert "\r\x1b[K" in text  # the live line is erased before the summary
-    summary = text.split("\r\x1b[K")[-1].splitlines()
-    assert summary[0].startswith("    Fetching packages: 3 in ") and summary[1] == "    a notice"
+    assert "Fetching packages:" in text and "3/3" in text and "4.5 MB" in text
+    lines = [line for line in text.replace("\r", "\n").splitlines() if line.strip()]
+    assert lines[-2].startswith("    Fetching packages: 3 in ") and lines[-1] == "    a notice"
 
 
 def test_the_clock_moves_while_an_uncounted_step_runs() -> None:
     out = FakeTerminal()
-    progress = for_terminal(verbose=False, quiet=False, stream=out)
+    progress = for_terminal(quiet=False, stream=out)
     with progress.task("Installing conda package(s)", 7):
-        time.sleep(0.6)
-    assert out.getvalue().count("Installing conda package(s)  0/7") >= 2
+        time.sleep(1.2)
+    drawn = [line for line in out.getvalue().split("\r") if "Installing conda package(s):" in line]
+    assert len({line.strip() for line in drawn}) >= 2  # at least two different elapsed times shown
 
 
-def test_logs_get_notices_task_summaries_only_if_verbose_and_never_live_lines() -> None:
-    quiet_log, verbose_log = io.StringIO(), io.StringIO()
-    for stream, verbose in ((quiet_log, False), (verbose_log, True)):
-        progress = for_terminal(verbose=verbose, quiet=False, stream=stream)
-        with progress.task("Fetching packages", 2, lambda t: f"Fetched {t.done}") as task:
-            task.advance(2)
-        progress("Using an existing resolution")
-    assert quiet_log.getvalue() == "    Using an existing resolution\n"
-    assert verbose_log.getvalue() == "    Fetched 2\n    Using an existing resolution\n"
+def test_logs_get_one_line_per_notice_and_finished_task() -> None:
+    log = io.StringIO()
+    progress = for_terminal(quiet=False, stream=log)
+    with progress.task("Fetching packages", 2, lambda t: f"Fetched {t.done}") as task:
+        task.advance(2)
+    progress("Using an existing resolution")
+    assert log.getvalue() == "    Fetched 2\n    Using an existing resolution\n"
 
 
 def test_quiet_wins_even_on_a_terminal() -> None:
     out = FakeTerminal()
-    progress = for_terminal(verbose=True, quiet=True, stream=out)
+    progress = for_terminal(quiet=True, stream=out)
     with progress.task("x", 1) as task:
         task.advance()
     progress("notice")
@@ -95,13 +94,13 @@ def _stderr_on_a_terminal(args: list[str], env: dict[str, str]) -> tuple[int, st
     return done.returncode, b"".join(chunks).decode()
 
 
-def test_create_shows_each_phase_on_a_terminal_and_nothing_in_a_log(
+def test_create_shows_bars_on_a_terminal_and_lines_in_a_log(
     run: Run, machine_env: Callable[..., dict[str, str]]
 ) -> None:
     (ref,) = env_ids(run("resolve", "--conda", "fx-app", "--pypi", "fx-extras").stdout)
     code, shown = _stderr_on_a_terminal(["create", ref, "--name", "live"], machine_env("b"))
     assert code == 0, shown
-    assert "\r\x1b[K" in shown
+    assert "\r" in shown  # a live bar was drawn and redrawn
     for phase in (
         "Fetched and verified 8 package(s)",
         "Installed 6 conda package(s)",
@@ -116,7 +115,7 @@ def test_create_shows_each_phase_on_a_terminal_and_nothing_in_a_log(
         machine="b",
         METAFLOW_ENVCORE_CACHE_DIR=str(Path(machine_env("b")["METAFLOW_ENVCORE_CACHE_DIR"]) / "other"),
     )
-    assert "Fetched" not in logged.stderr and "Installed" not in logged.stderr
+    assert "Fetched and verified 8 package(s)" in logged.stderr and "\r" not in logged.stderr
     assert "created at" in logged.stdout
     code, shown = _stderr_on_a_terminal(["--quiet", "create", ref, "--name", "quiet"], machine_env("b"))
     assert code == 0 and shown == ""
