@@ -551,7 +551,9 @@ _PLATFORM = {
 _MACHINE = {"64": "x86_64", "aarch64": "aarch64", "arm64": "arm64", "ppc64le": "ppc64le", "s390x": "s390x"}
 
 
-def _marker_environments(python_version: str, arch: str) -> list[dict[str, str]]:
+def marker_environments(python_version: str, arch: str) -> list[dict[str, str]]:
+    """PEP 508 marker environments of a target (arch + python): one for an exact python version, two (lowest
+    and highest patch) for ``X.Y`` or a range. Shared by every backend that evaluates markers itself."""
     family, _, machine = arch.partition("-")
     sys_platform, system, os_name = _PLATFORM.get(family, ("linux", "Linux", "posix"))
     machine_name = "AMD64" if arch == "win-64" else _MACHINE.get(machine, machine)
@@ -578,7 +580,7 @@ def applicable(
     requirements: Sequence[Requirement], *, python_version: str, arch: str
 ) -> tuple[Requirement, ...]:
     """The requirements whose markers hold for the target python and arch (markers are then dropped)."""
-    environments = _marker_environments(python_version, arch)
+    environments = marker_environments(python_version, arch)
     kept = []
     for req in requirements:
         if not req.marker:
@@ -612,3 +614,6 @@ __all__ = [
     "parse_requirements_txt",
     "pypi_requirement",
 ]
+
+
+_marker_environments = marker_environments  # the former private name (kept for in-flight callers)

@@ -27,7 +27,7 @@ from packaging.version import InvalidVersion, Version
 from envcore import pypi
 from envcore.config import Config, redact_text, redact_url
 from envcore.errors import BackendUnavailable, ConfigError, ResolutionError
-from envcore.specs import _marker_environments
+from envcore.specs import marker_environments
 from envcore.tools import run_tool, tail, tool_env
 from envcore.types import PYPI, LockedPackage, ResolveRequest
 
@@ -334,7 +334,7 @@ def _for_target(request: ResolveRequest, lock: Mapping[str, Any]) -> list[dict[s
     environment: dict[str, str] = {
         "platform_release": "",
         "platform_version": "",
-        **_marker_environments(request.python_version or "", request.arch)[0],
+        **marker_environments(request.python_version or "", request.arch)[0],
     }
     chosen = []
     for entry in lock.get("package", []):
