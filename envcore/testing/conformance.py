@@ -63,12 +63,18 @@ class ResolverConformance:
     plugin_modules: tuple[str, ...] = ()
 
     @pytest.fixture
-    def config(self, universe: Universe) -> Config:
+    def pypi_index_url(self, universe: Universe) -> str:
+        """The universe's PyPI index as the resolver reads it: ``file://`` by default; a resolver that needs
+        http overrides this one fixture with ``wheel_index.http_url`` (the same index on 127.0.0.1)."""
+        return universe.simple_url
+
+    @pytest.fixture
+    def config(self, universe: Universe, pypi_index_url: str) -> Config:
         """The configuration the resolver runs with: the universe as the only channel and index."""
         return Config.load(
             environ={
                 "METAFLOW_CONDA_CHANNELS": universe.channel_url,
-                "METAFLOW_CONDA_DEFAULT_PYPI_SOURCE": universe.simple_url,
+                "METAFLOW_CONDA_DEFAULT_PYPI_SOURCE": pypi_index_url,
                 "PIP_CONFIG_FILE": os.devnull,
                 "HOME": os.environ.get("HOME", "/tmp"),
                 "METAFLOW_ENVCORE_PLUGIN_MODULES": ",".join(self.plugin_modules),
@@ -98,7 +104,7 @@ class ResolverConformance:
 
     @pytest.fixture
     def make_request(
-        self, plugin: ResolverPlugin, universe: Universe, config: Config
+        self, plugin: ResolverPlugin, universe: Universe, config: Config, pypi_index_url: str
     ) -> Callable[..., ResolveRequest]:
         """``make_request("fx-http==1.1.0", arch=...)``: a request in the ecosystem the resolver locks."""
         pypi_only = plugin.env_types == {EnvType.PYPI_ONLY}
@@ -129,7 +135,7 @@ class ResolverConformance:
             if not pypi_only:
                 sources[CONDA] = (universe.channel_url,)
             if pypi_only or EnvType.MIXED in plugin.env_types:
-                sources[PYPI] = (universe.simple_url,)
+                sources[PYPI] = (pypi_index_url,)
             return ResolveRequest(
                 arch=arch or _local_arch(),
                 requirements=tuple(reqs),
