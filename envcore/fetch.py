@@ -17,8 +17,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-import requests
-
 from envcore.config import redact_url
 from envcore.errors import EnvcoreError, IntegrityError, MissingObject
 from envcore.types import PackageFile, PackageFormat, Store
@@ -133,6 +131,8 @@ def download(url: str, dest: Path, credentials: Mapping[str, tuple[str, str]] | 
         except OSError as exc:
             raise MissingObject(f"Cannot read {url}: {exc.strerror}. Check that the file exists.") from None
         return
+    import requests  # here: most commands never download over http, and requests costs ~60 ms to import
+
     auth = (credentials or {}).get(parts.hostname or "")
     last = ""
     for attempt in range(RETRIES):

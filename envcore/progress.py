@@ -18,9 +18,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from tqdm import tqdm
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 
 class Task:
@@ -88,6 +89,8 @@ class TerminalProgress(Progress):
         self._lock = threading.Lock()
 
     def _start(self, task: Task) -> Callable[[], None]:
+        from tqdm import tqdm  # here: only terminals draw bars (tqdm costs ~40 ms to import)
+
         bar = tqdm(
             total=task.total,
             desc=f"{self.indent}{task.title}",
@@ -129,6 +132,8 @@ class TerminalProgress(Progress):
                 bar.set_postfix_str(f"{task.bytes / 1e6:.1f} MB", refresh=False)
 
     def _line(self, message: str) -> None:
+        from tqdm import tqdm
+
         with self._lock:
             tqdm.write(f"{self.indent}{message}", file=self.stream)
 

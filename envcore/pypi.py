@@ -7,7 +7,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-import requests
 from packaging.tags import Tag, compatible_tags, cpython_tags, mac_platforms
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
@@ -110,6 +109,8 @@ def sha256_of(url: str, credentials: Mapping[str, tuple[str, str]] | None = None
                 digest.update(chunk)
                 size += len(chunk)
         return digest.hexdigest(), size
+    import requests  # here: only hashless http indexes need it
+
     auth = (credentials or {}).get(parts.hostname or "")
     try:
         with requests.get(url, stream=True, timeout=60, auth=auth) as response:
