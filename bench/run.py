@@ -441,6 +441,80 @@ class Bench:
             Row(group, "  bare: 50 x rattler.solve, sequential", bare50, "  bare: 1 x rattler.solve", bare1)
         )
 
+    def backends(self) -> None:
+        """Each installed resolver backend on the same request, against the default of its kind: PyPI ones
+        ÷ uv, conda ones ÷ rattler, mixed ones ÷ the rattler-uv composition (library calls, warm). Tools with
+        no binary here run through envcore.testing.condacli (py-rattler) and the universe over http."""
+        from envcore import resolve as resolving
+        from envcore import specs
+        from envcore.testing.condacli import write_conda_cli
+        from envcore.testing.servers import serve_directory
+        from envcore.types import EnvType
+
+        with serve_directory(self.universe.root) as served:
+            http_index = f"{served.url}/simple/"
+            tools = self.work / "conda-cli"
+            extra: dict[str, str] = {
+                "METAFLOW_CONDA_DEFAULT_PYPI_SOURCE": http_index,  # poetry and conda-lock read http only
+                **{
+                    f"METAFLOW_ENVCORE_{flavor.upper()}_EXE": str(write_conda_cli(tools / flavor, flavor))
+                    for flavor in ("conda", "mamba", "micromamba")
+                },
+                "METAFLOW_ENVCORE_CONDA_LOCK_CONDA_EXE": str(tools / "micromamba" / "micromamba"),
+            }
+            registry = self.registry(**extra)
+            config = registry.config
+            cases = {
+                EnvType.CONDA_ONLY: (
+                    "rattler",
+                    specs.from_decorator(libraries={"fx-app": "", "fx-ffmpeg": ""}),
+                ),
+                EnvType.PYPI_ONLY: ("uv", specs.from_decorator(packages={"fx-web": "", "fx-extras": ""})),
+                EnvType.MIXED: (
+                    "rattler-uv",
+                    specs.merge(
+                        specs.from_decorator(libraries={"fx-app": ""}),
+                        specs.from_decorator(packages={"fx-extras": ""}),
+                    ),
+                ),
+            }
+            group = "resolver backends, same request (library call, warm; conda/mamba/micromamba = condacli)"
+            for env_type, (default, spec) in cases.items():
+                request = resolving.build_request(spec, config, ARCH)
+                names = sorted(
+                    name
+                    for name, entry in registry.resolvers.items()
+                    if env_type in entry.record.env_types
+                    and name != default
+                    and not name.startswith("pylock")
+                )  # pylock reads lock files, it does not resolve requirements
+
+                def call(name: str, request: Any = request, env_type: Any = env_type) -> Callable[[], object]:
+                    resolver = registry.resolver_named(name)
+                    if env_type is EnvType.PYPI_ONLY:  # the composition gives PyPI resolvers their python
+                        from envcore.compose import ComposedResolver
+
+                        resolver = ComposedResolver(
+                            ("rattler", registry.resolver_named("rattler")), (name, resolver)
+                        )
+                    return lambda: resolver.resolve(request)
+
+                base = call(default)
+                try:
+                    base()
+                except Exception as exc:
+                    self.table.note(f"{default} did not run: {type(exc).__name__}: {str(exc)[:120]}")
+                    continue
+                for name in names:
+                    try:
+                        ours = call(name)
+                        ours()
+                    except Exception as exc:
+                        self.table.note(f"{name} not measured: {type(exc).__name__}: {str(exc)[:160]}")
+                        continue
+                    a, b = interleaved(self.reps, ours, base)
+                    self.table.add(Row(group, f"{env_type.value}: {name}", a, default, b))
+
     def hydrate(self) -> None:
         from bench import bare
         from envcore import hydrate as hydrating
@@ -786,6 +860,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         bench.resolve_library()
         bench.resolve_cli()
         bench.scale()
+        bench.backends()
         bench.hydrate()
         bench.aliases()
         bench.transfer()
