@@ -1,4 +1,5 @@
-"""The plugins that ship with the core: the local store and the default naming scheme."""
+"""The plugins that ship with the core: the local store, the default naming scheme, the rattler-uv
+composition and the pylock.toml reader."""
 
 from __future__ import annotations
 
@@ -57,6 +58,12 @@ def _composition(config: Config) -> Resolver:
     return ComposedResolver.from_config(config)
 
 
+def _pylock(config: Config) -> Resolver:
+    from envcore.pylock import PylockResolver
+
+    return PylockResolver(config)
+
+
 @hookimpl
 def envcore_resolvers() -> Iterator[ResolverPlugin]:
     yield ResolverPlugin(
@@ -67,6 +74,13 @@ def envcore_resolvers() -> Iterator[ResolverPlugin]:
         capabilities=frozenset(
             {Capability.CROSS_PLATFORM, Capability.VIRTUAL_PACKAGES, Capability.AUTH, Capability.OFFLINE}
         ),
+    )
+    yield ResolverPlugin(
+        name="pylock_toml",
+        env_types=frozenset({EnvType.PYPI_ONLY}),
+        factory=_pylock,
+        summary="PyPI packages read from a pylock.toml (PEP 751) without resolving (PYLOCK_TOML_DEPENDENCY_RESOLVER)",
+        capabilities=frozenset({Capability.CROSS_PLATFORM, Capability.OFFLINE}),
     )
 
 

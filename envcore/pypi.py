@@ -104,10 +104,15 @@ def sha256_of(url: str, credentials: Mapping[str, tuple[str, str]] | None = None
     digest, size = hashlib.sha256(), 0
     parts = urlsplit(url)
     if parts.scheme == "file":
-        with open(unquote(parts.path), "rb") as fh:
-            while chunk := fh.read(1 << 20):
-                digest.update(chunk)
-                size += len(chunk)
+        try:
+            with open(unquote(parts.path), "rb") as fh:
+                while chunk := fh.read(1 << 20):
+                    digest.update(chunk)
+                    size += len(chunk)
+        except OSError as exc:
+            raise ResolutionError(
+                f"Cannot read {url} to compute its hash: {exc.strerror}. Check that the file exists."
+            ) from None
         return digest.hexdigest(), size
     import requests  # here: only hashless http indexes need it
 

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
-from envcore import build, compose
+from envcore import compose
 from envcore.config import Config, redact_url
 from envcore.errors import ConfigError, ResolutionError, UsageError
 from envcore.plugins import Registry
@@ -298,13 +298,24 @@ def _extend(
 def resolve(registry: Registry, request: ResolveRequest) -> ResolvedEnvironment:
     """Lock ``request`` with the configured resolver for its environment type, and check the result. With a
     base environment (``request.base``), every base pin the new requirements allow is kept."""
-    name, resolver = resolver_for(registry, request.env_type)
+    locked_by_file = any(flag.startswith("--pylock=") for flag in request.extras.get(PYPI, ()))
+    if locked_by_file:  # a pylock.toml: read, not resolved (envcore.pylock, imported only when used)
+        from envcore import pylock
+
+        name, resolver = pylock.resolver_for(registry)
+        request_for_builds = pylock.without_flag(request)
+    else:
+        name, resolver = resolver_for(registry, request.env_type)
+        request_for_builds = request
     resolver.check()
     packages: Sequence[LockedPackage] = (
         _extend(resolver, request, request.base) if request.base else tuple(resolver.resolve(request))
     )
     registry.check_locked(name, packages)
-    packages = build.build_sdists(registry, request, packages, local_arch())
+    if any(p.kind is PackageKind.PYPI and p.source.url_format != ".whl" for p in packages):
+        from envcore import build  # sdists are rare: their machinery stays out of every start-up
+
+        packages = build.build_sdists(registry, request_for_builds, packages, local_arch())
     naming = registry.naming()
     deps, sources, extras = id_inputs(request)
     return ResolvedEnvironment(

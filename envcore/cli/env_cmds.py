@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,6 +35,12 @@ def _spec_from_options(
     from envcore import specs
 
     files = [p for p in (requirements, env_file, pyproject) if p is not None]
+    locks = [p for p in (requirements, pyproject) if p is not None and pylock_name(p)]
+    if locks:
+        raise UsageError(
+            f"{locks[0]} is a PEP 751 lock file (pylock.toml), not a list of requirements: give it with "
+            f"--pylock {locks[0]} to install exactly what it locks."
+        )
     if len(files) > 1:
         # The original only refused all three together and silently merged two (reference §1(l)2).
         raise UsageError("Can only specify one of -r, -f or -p; resolve each file separately.")
@@ -57,6 +64,27 @@ def _spec_from_options(
             "packages (--conda NAME[==VERSION], --pypi NAME[==VERSION])."
         )
     return specs.merge(*parts) if len(parts) > 1 else parts[0]
+
+
+def pylock_name(path: Path) -> bool:
+    from envcore.pylock import FILE_NAME
+
+    return bool(FILE_NAME.match(path.name))
+
+
+def _spec_from_pylock(app: App, path: Path, channels: tuple[str, ...], others: Mapping[str, object]) -> Spec:
+    """The specification of ``--pylock FILE``: the complete PyPI side of a PyPI-only environment."""
+    from envcore import pylock
+
+    given = [option for option, value in others.items() if value]
+    if given:
+        raise UsageError(
+            f"--pylock cannot be combined with {', '.join(given)}: the lock file is the whole PyPI side of a "
+            "PyPI-only environment, installed as locked. Lock the other packages into the file instead."
+        )
+    lock = pylock.load(path)
+    pylock.stash(app.config, lock)
+    return pylock.to_spec(lock, channels)
 
 
 def _split_pin(item: str, kind: str) -> tuple[str, str]:
@@ -104,6 +132,13 @@ def describe(app: App, envs: Environments, env: ResolvedEnvironment, *, as_json:
 @click.option("-r", "--requirement", "requirements", type=click.Path(path_type=Path), help="requirements.txt")
 @click.option("-f", "--file", "env_file", type=click.Path(path_type=Path), help="environment.yml")
 @click.option("-p", "--pyproject", type=click.Path(path_type=Path), help="pyproject.toml")
+@click.option(
+    "--pylock",
+    "pylock_file",
+    type=click.Path(path_type=Path),
+    metavar="FILE",
+    help="pylock.toml (PEP 751): install exactly what it locks (a PyPI-only environment; no resolution).",
+)
 @click.option("--conda", multiple=True, metavar="NAME[==VER]", help="A conda package (repeatable).")
 @click.option("--pypi", multiple=True, metavar="NAME[==VER]", help="A PyPI package (repeatable).")
 @click.option("--channel", "channels", multiple=True, help="An extra conda channel (repeatable).")
@@ -124,6 +159,7 @@ def resolve(
     requirements: Path | None,
     env_file: Path | None,
     pyproject: Path | None,
+    pylock_file: Path | None,
     conda: tuple[str, ...],
     pypi: tuple[str, ...],
     channels: tuple[str, ...],
@@ -153,9 +189,14 @@ def resolve(
     base_ref = using or (f"step:{using_pathspec}" if using_pathspec else None)
     if base_ref:
         naming.parse_alias(base_ref)
-    spec = _spec_from_options(
-        requirements, env_file, pyproject, conda, pypi, channels, indices, allow_empty=bool(base_ref)
-    )
+    if pylock_file is not None:
+        others: dict[str, object] = {"-r": requirements, "-f": env_file, "-p": pyproject, "--conda": conda}
+        others |= {"--pypi": pypi, "--index": indices, "--using": base_ref}
+        spec = _spec_from_pylock(app, pylock_file, channels, others)
+    else:
+        spec = _spec_from_options(
+            requirements, env_file, pyproject, conda, pypi, channels, indices, allow_empty=bool(base_ref)
+        )
     targets = tuple(dict.fromkeys(archs)) or (resolving.local_arch(),)
     envs = _environments(app)
     bases = {a: envs.find(base_ref, resolving.check_arch(a)) if base_ref else None for a in targets}
@@ -255,16 +296,30 @@ def get(app: App, env: str, default: bool, arch: str | None) -> None:
 @click.command()
 @click.argument("env")
 @click.option("--arch", help="Architecture of the environment (default: this machine).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "pylock"]),
+    help="text (default); json; pylock: the PyPI packages as a PEP 751 pylock.toml (for uv pip install -r).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (same as --format json).")
 @click.pass_obj
-def show(app: App, env: str, arch: str | None, as_json: bool) -> None:
+def show(app: App, env: str, arch: str | None, fmt: str | None, as_json: bool) -> None:
     """Show ENV (NAME[:TAG], REQ_ID:FULL_ID or step:Flow/Run/Step): type, aliases, ids, archs, when and by whom it was resolved, requested packages,
-    sources, the conda and PyPI packages it installs, and where it is present locally."""
+    sources, the conda and PyPI packages it installs, and where it is present locally. With --format pylock,
+    print its PyPI packages as a pylock.toml instead (conda packages, python included, are not in it)."""
     from envcore import resolve as resolving
 
+    if as_json and fmt not in (None, "json"):
+        raise UsageError(f"Cannot specify both --json and --format {fmt}; give one of them.")
     envs = _environments(app)
     resolved = envs.find(env, resolving.check_arch(arch) if arch else resolving.local_arch())
-    click.echo(describe(app, envs, resolved, as_json=as_json))
+    if fmt == "pylock":
+        from envcore import pylock
+
+        click.echo(pylock.export(resolved, resolving.source_credentials(app.config)), nl=False)
+        return
+    click.echo(describe(app, envs, resolved, as_json=as_json or fmt == "json"))
 
 
 def _check_aliases_before_resolving(envs: Environments, wanted: list[Alias], req_id: str) -> None:

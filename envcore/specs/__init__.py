@@ -614,6 +614,3 @@ __all__ = [
     "parse_requirements_txt",
     "pypi_requirement",
 ]
-
-
-_marker_environments = marker_environments  # the former private name (kept for in-flight callers)
