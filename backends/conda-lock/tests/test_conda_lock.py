@@ -1,0 +1,291 @@
+"""envcore-conda-lock with the real conda-lock driving the kit's py-rattler ``micromamba`` test executable:
+PyPI packages never replace conda ones, errors name the package, credentials stay off command lines, a missing
+executable fails fast (conda-lock alone would spend ~63 s trying to download conda-standalone), and the main
+job end to end through the ``envcore`` command. A real micromamba/mamba/conda is used only if one is on PATH."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from envcore.config import Config
+from envcore.errors import BackendUnavailable, ConfigError, ResolutionError
+from envcore.plugins import build_registry
+from envcore.resolve import local_arch
+from envcore.testing.channel import Universe
+from envcore.testing.condacli import write_conda_cli
+from envcore.testing.fixtures import AuthEndpoint, WheelIndex
+from envcore.types import CONDA, PYPI, SYS, PackageKind, Requirement, Resolver, ResolveRequest
+
+ENVCORE = str(Path(sys.executable).with_name("envcore"))
+PYTHON = Requirement(category=CONDA, name="python", spec=f"{sys.version_info[0]}.{sys.version_info[1]}.*")
+REAL_TOOL = next((t for t in ("micromamba", "mamba", "conda") if shutil.which(t)), None)
+
+
+def _resolver(universe: Universe, **environ: str) -> Resolver:
+    config = Config.load(
+        environ={"METAFLOW_CONDA_CHANNELS": universe.channel_url, "HOME": os.environ["HOME"], **environ}
+    )
+    return build_registry(config).resolver_named("conda-lock")
+
+
+def _request(
+    universe: Universe,
+    index: str,
+    conda: tuple[str, ...] = (),
+    pypi: tuple[str, ...] = (),
+    arch: str | None = None,
+    channel: str = "",
+    **credentials: tuple[str, str],
+) -> ResolveRequest:
+    def reqs(category: str, specs: tuple[str, ...]) -> list[Requirement]:
+        return [
+            Requirement(category=category, name=n, spec=s) for n, _, s in (x.partition("==") for x in specs)
+        ]
+
+    return ResolveRequest(
+        arch=arch or local_arch(),
+        requirements=(*reqs(CONDA, conda), *reqs(PYPI, pypi), PYTHON),
+        sources={CONDA: (channel or universe.channel_url,), PYPI: (index,)},
+        credentials=credentials,
+    )
+
+
+def _versions(packages: object) -> dict[str, tuple[str, str]]:
+    return {p.name: (p.version, p.kind.value) for p in packages}  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def micromamba(conda_cli_bin: Path) -> str:
+    return str(conda_cli_bin / "micromamba")
+
+
+def test_wheels_never_replace_conda_packages(
+    universe: Universe, wheel_index: WheelIndex, micromamba: str
+) -> None:
+    """conda-lock's poetry only prefers the conda versions; envcore pins them and locks again."""
+    resolver = _resolver(universe, METAFLOW_ENVCORE_CONDA_LOCK_CONDA_EXE=micromamba)
+    index = wheel_index.http_url
+    packages = resolver.resolve(_request(universe, index, ("fx-core==1.0.0",), ("fx-extras",)))
+    found = _versions(packages)
+    assert found["fx-core"] == ("1.0.0", "conda") and found["fx-extras"] == ("0.3.0", "pypi")
+    assert [p.kind for p in packages] == sorted(
+        (p.kind for p in packages), key=lambda k: k is PackageKind.PYPI
+    )
+    with pytest.raises(ResolutionError) as err:
+        resolver.resolve(_request(universe, index, ("fx-core==1.0.0",), ("fx-extras==0.4.0",)))
+    message = err.value.message
+    assert "fx-extras (==0.4.0) which depends on fx-core (>=1.1)" in message and "fx-core==1.0.0" in message
+    assert "conda side installs" in message and "\n" not in message
+
+
+def test_errors_name_the_package(universe: Universe, wheel_index: WheelIndex, micromamba: str) -> None:
+    resolver = _resolver(universe, METAFLOW_ENVCORE_CONDA_LOCK_CONDA_EXE=micromamba)
+    index = wheel_index.http_url
+    with pytest.raises(
+        ResolutionError, match=r"cannot be resolved .* fx-pipnosuch \(\*\) which doesn't match"
+    ):
+        resolver.resolve(_request(universe, index, ("fx-app",), ("fx-pipnosuch",)))
+    with pytest.raises(ResolutionError, match=r"conda requirements cannot be resolved .*fx-core ==9\.9\.9"):
+        resolver.resolve(_request(universe, index, ("fx-core==9.9.9",), ("fx-extras",)))
+    with pytest.raises(ConfigError, match=r"not an http\(s\) URL.*rattler-uv"):  # refused before running
+        resolver.resolve(_request(universe, wheel_index.simple_url, ("fx-app",), ("fx-extras",)))
+
+
+def test_foreign_platform_mixed(universe: Universe, wheel_index: WheelIndex, micromamba: str) -> None:
+    resolver = _resolver(universe, METAFLOW_ENVCORE_CONDA_LOCK_CONDA_EXE=micromamba)
+    packages = resolver.resolve(
+        _request(universe, wheel_index.http_url, ("fx-ffmpeg",), ("fx-native",), arch="osx-arm64")
+    )
+    by_name = {p.name: p for p in packages}
+    assert by_name["fx-ffmpeg"].subdir == "osx-arm64" and by_name["python"].subdir == "osx-arm64"
+    assert (
+        "macosx_11_0_arm64" in by_name["fx-native"].filename and by_name["fx-native"].kind is PackageKind.PYPI
+    )
+
+
+def test_name_lookup_setting(
+    universe: Universe, wheel_index: WheelIndex, micromamba: str, tmp_path: Path
+) -> None:
+    """fx-pyyaml (PyPI) is fx-yaml on conda: with a lookup saying so, conda's package satisfies the wheel's
+    requirement and no second copy of the module is installed."""
+    request = _request(universe, wheel_index.http_url, ("fx-app",), ("fx-extras",))
+    plain = _resolver(universe, METAFLOW_ENVCORE_CONDA_LOCK_CONDA_EXE=micromamba).resolve(request)
+    assert "fx-pyyaml" in _versions(plain)  # names differ: without a lookup, both are installed
+    lookup = tmp_path / "lookup.json"
+    lookup.write_text(json.dumps({"fx-pyyaml": {"conda_name": "fx-yaml", "pypi_name": "fx-pyyaml"}}))
+    mapped = _resolver(
+        universe,
+        METAFLOW_ENVCORE_CONDA_LOCK_CONDA_EXE=micromamba,
+        METAFLOW_ENVCORE_CONDA_LOCK_PYPI_TO_CONDA_LOOKUP=str(lookup),
+    ).resolve(request)
+    found = _versions(mapped)
+    assert (
+        "fx-pyyaml" not in found
+        and found["fx-yaml"] == ("6.0.1", "conda")
+        and found["fx-extras"][1] == "pypi"
+    )
+
+
+def _logging_wrapper(path: Path, target: list[str], log: Path) -> Path:
+    """An executable that records its argv and environment, then runs ``target``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    command = " ".join(f"'{a}'" for a in target)
+    path.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" >> {log}.argv\nenv >> {log}.env\nexec {command} "$@"\n')
+    path.chmod(0o755)
+    return path
+
+
+def test_credentials_stay_off_command_lines_and_results(
+    universe: Universe, auth_channel: AuthEndpoint, auth_wheel_index: AuthEndpoint, tmp_path: Path
+) -> None:
+    exe = write_conda_cli(tmp_path / "real", "micromamba")
+    micromamba = _logging_wrapper(tmp_path / "bin" / "micromamba", [str(exe)], tmp_path / "tool")
+    conda_lock = _logging_wrapper(
+        tmp_path / "cl" / "conda-lock", [sys.executable, "-m", "conda_lock"], tmp_path / "conda-lock"
+    )
+    resolver = _resolver(
+        universe,
+        METAFLOW_ENVCORE_CONDA_LOCK_CONDA_EXE=str(micromamba),
+        METAFLOW_ENVCORE_CONDA_LOCK_EXE=str(conda_lock),
+    )
+    host = urlsplit(auth_channel.url).hostname or ""
+    secret = auth_channel.password
+    good = _request(
+        universe,
+        auth_wheel_index.url,
+        ("fx-http==1.1.0",),
+        ("fx-extras",),
+        channel=auth_channel.url,
+        **{host: (auth_channel.user, secret)},
+    )
+    packages = resolver.resolve(good)
+    assert _versions(packages)["fx-extras"][1] == "pypi" and _versions(packages)["fx-core"] == (
+        "1.1.0",
+        "conda",
+    )
+    assert all(secret not in f.url and "@" not in f.url for p in packages for f in p.files)
+    argv = (tmp_path / "tool.argv").read_text() + (tmp_path / "conda-lock.argv").read_text()
+    assert secret not in argv and "--strip-auth" in argv and "lock" in argv
+    env = (tmp_path / "tool.env").read_text()
+    assert "NETRC=" in env and "METAFLOW_" not in env
+    bad = _request(
+        universe,
+        auth_wheel_index.url,
+        ("fx-http==1.1.0",),
+        channel=auth_channel.url,
+        **{host: (auth_channel.user, "not-the-password")},
+    )
+    with pytest.raises(ResolutionError) as err:
+        resolver.resolve(bad)
+    assert "not-the-password" not in err.value.message and "\n" not in err.value.message
+    assert not list(Path(os.environ.get("TMPDIR", "/tmp")).glob("envcore-conda-lock-*"))  # temp dirs removed
+
+
+def test_missing_executable_fails_fast(
+    universe: Universe, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a conda-compatible executable conda-lock would retry downloading conda-standalone for ~63 s."""
+    monkeypatch.setenv("PATH", str(tmp_path))  # no micromamba, mamba or conda anywhere
+    resolver = _resolver(universe)
+    started = time.monotonic()
+    with pytest.raises(BackendUnavailable) as err:
+        resolver.resolve(_request(universe, "http://127.0.0.1:9/simple/", ("fx-app",), ("fx-extras",)))
+    assert time.monotonic() - started < 5
+    message = err.value.message
+    assert (
+        "\n" not in message and "no `micromamba`, `mamba` or `conda` executable was found on PATH" in message
+    )
+    assert "METAFLOW_ENVCORE_CONDA_LOCK_CONDA_EXE" in message and "conda-standalone" in message
+    with pytest.raises(BackendUnavailable, match="not an executable file"):
+        _resolver(universe, METAFLOW_ENVCORE_CONDA_LOCK_CONDA_EXE=str(tmp_path / "nope")).check()
+    broken = tmp_path / "micromamba"
+    broken.write_text("#!/bin/sh\nexit 3\n")
+    broken.chmod(0o755)
+    with pytest.raises(BackendUnavailable, match=r"did not report a version \(exit 3"):
+        _resolver(universe, METAFLOW_ENVCORE_CONDA_LOCK_CONDA_EXE=str(broken)).check()
+
+
+def _envcore(
+    tmp_path: Path, universe: Universe, machine: str, *args: str, **extra: str
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path / machine),
+        "METAFLOW_HOME": str(tmp_path / machine / "mf"),
+        "METAFLOW_CONDA_LOCALROOT": str(tmp_path / "store"),
+        "METAFLOW_CONDA_CHANNELS": universe.channel_url,
+        "METAFLOW_ENVCORE_CACHE_DIR": str(tmp_path / machine / "cache"),
+        "PIP_CONFIG_FILE": os.devnull,
+        **extra,
+    }
+    return subprocess.run([ENVCORE, *args], capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_end_to_end_through_the_envcore_command(
+    universe: Universe, wheel_index: WheelIndex, micromamba: str, tmp_path: Path
+) -> None:
+    chosen = {
+        "METAFLOW_CONDA_MIXED_DEPENDENCY_RESOLVER": "conda-lock",
+        "METAFLOW_CONDA_DEFAULT_PYPI_SOURCE": wheel_index.http_url,
+        "METAFLOW_ENVCORE_CONDA_LOCK_CONDA_EXE": micromamba,
+    }
+    args = ("resolve", "--conda", "fx-vintage", "--pypi", "fx-extras", "--alias", "team/cl:v1")
+    out = _envcore(tmp_path, universe, "a", *args, **chosen)
+    assert out.returncode == 0, out.stderr
+    assert "Environment of type mixed" in out.stdout and "conda-lock 4.0.0" in out.stdout + out.stderr
+    made = _envcore(tmp_path, universe, "b", "create", "team/cl:v1", "--name", "w")
+    assert made.returncode == 0, made.stderr
+    python = tmp_path / "b" / "cache" / "envs" / "w" / "bin" / "python"
+    code = "import fx_vintage, fx_extras; print(fx_vintage.__version__, fx_extras.__version__)"
+    done = subprocess.run([python, "-c", code], capture_output=True, text=True)
+    assert done.stdout.split() == ["0.9.0", "0.4.0"], done.stderr
+    started = time.monotonic()
+    missing = _envcore(
+        tmp_path,
+        universe,
+        "a",
+        "resolve",
+        "--conda",
+        "fx-web",
+        "--pypi",
+        "fx-extras",
+        **{**chosen, "PATH": "/usr/bin:/bin", "METAFLOW_ENVCORE_CONDA_LOCK_CONDA_EXE": ""},
+    )
+    assert missing.returncode != 0 and "no `micromamba`, `mamba` or `conda` executable" in missing.stderr
+    assert time.monotonic() - started < 30
+
+
+@pytest.mark.skipif(
+    REAL_TOOL is None, reason="no real micromamba, mamba or conda on PATH (none can be installed here)"
+)
+def test_real_binary(universe: Universe, wheel_index: WheelIndex) -> None:
+    resolver = _resolver(universe, PATH=os.environ["PATH"])
+    resolver.check()
+    packages = resolver.resolve(_request(universe, wheel_index.http_url, ("fx-http==1.1.0",), ("fx-extras",)))
+    found = _versions(packages)
+    assert found["fx-core"] == ("1.1.0", "conda") and found["fx-extras"][1] == "pypi"
+    assert all(len(f.sha256) == 64 for p in packages for f in p.files)
+
+
+def test_virtual_packages_reach_conda_lock(
+    universe: Universe, wheel_index: WheelIndex, micromamba: str
+) -> None:
+    """The request's __glibc is what the solver sees: below what python needs, the solve fails naming it."""
+    resolver = _resolver(universe, METAFLOW_ENVCORE_CONDA_LOCK_CONDA_EXE=micromamba)
+    request = _request(universe, wheel_index.http_url, ("fx-native",), arch="linux-64")
+    old = ResolveRequest(
+        arch="linux-64",
+        requirements=(*request.requirements, Requirement(category=SYS, name="__glibc", spec="2.12=0")),
+        sources=request.sources,
+    )
+    with pytest.raises(ResolutionError, match=r"python [\d.]+ would require __glibc >=2\.17"):
+        resolver.resolve(old)
