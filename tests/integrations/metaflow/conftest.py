@@ -1,9 +1,10 @@
 """Real flows, run as ``python flow.py --environment=conda run`` subprocesses against the test universe.
 
-The universe (a conda channel and a PyPI index, the only sources) gets one more package: ``requests`` as
-Metaflow pins it, made from the ``requests`` installed here with its dependencies (urllib3, idna, certifi,
-charset_normalizer) bundled in, because Metaflow imports it in every task. Each test has its own store,
-caches and Metaflow datastore (``Machine``); a second machine shares only the store.
+The universe (a conda channel and a PyPI index, the only sources) gets two more packages, as Metaflow pins
+them: ``requests`` (Metaflow imports it in every task) and ``boto3`` (for the S3 datastore), each made from
+the one installed here with its dependencies bundled in. Each test has its own store, caches and Metaflow
+datastore (``Machine``); a second machine shares only the store. ``s3_machine`` uses moto's S3 server on
+127.0.0.1 for both the Metaflow datastore and the envcore store.
 """
 
 from __future__ import annotations
@@ -12,8 +13,11 @@ import hashlib
 import importlib.metadata
 import os
 import re
+import socket
 import subprocess
 import sys
+import time
+import uuid
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,21 +31,50 @@ from envcore.testing.condapkg import site_packages_package, write_package
 FLOWS = Path(__file__).parent / "flows"
 BIN = Path(sys.executable).parent
 TIMEOUT = 300
-BUNDLED = ("requests", "urllib3", "idna", "certifi", "charset_normalizer")
+# Packages the universe gets from what is installed here: (name, (dist, top-level names)..., requirements).
+# boto3 is Metaflow's pin for the S3 datastore; its botocore keeps the S3 and STS service models only.
+BUNDLES: tuple[tuple[str, tuple[tuple[str, tuple[str, ...]], ...], tuple[str, ...]], ...] = (
+    (
+        "requests",
+        tuple((d, (d,)) for d in ("requests", "urllib3", "idna", "certifi", "charset_normalizer")),
+        (),
+    ),
+    (
+        "boto3",
+        (
+            ("boto3", ("boto3",)),
+            ("botocore", ("botocore",)),
+            ("s3transfer", ("s3transfer",)),
+            ("jmespath", ("jmespath",)),
+            ("python-dateutil", ("dateutil",)),
+            ("six", ("six.py",)),
+        ),
+        ("requests",),  # for urllib3
+    ),
+)
+BOTOCORE_DATA = ("s3", "sts")
 
 
-def _requests_files() -> tuple[str, dict[str, bytes]]:
-    version = importlib.metadata.version("requests")
+def _keep(parts: tuple[str, ...]) -> bool:
+    if "__pycache__" in parts:
+        return False
+    if parts[:2] == ("botocore", "data") and len(parts) > 3:
+        return parts[2] in BOTOCORE_DATA
+    return True
+
+
+def _bundle_files(name: str, dists: tuple[tuple[str, tuple[str, ...]], ...]) -> tuple[str, dict[str, bytes]]:
+    version = importlib.metadata.version(name)
     files: dict[str, bytes] = {}
-    for dist_name in BUNDLED:
+    for dist_name, tops in dists:
         dist = importlib.metadata.distribution(dist_name)
         for item in dist.files or []:
-            if item.parts[0] == dist_name and "__pycache__" not in item.parts:
+            if item.parts[0] in tops and _keep(item.parts):
                 files["/".join(item.parts)] = Path(str(dist.locate_file(item))).read_bytes()
-    info = f"requests-{version}.dist-info"
+    info = f"{name}-{version}.dist-info"
     files[f"{info}/METADATA"] = (
-        f"Metadata-Version: 2.1\nName: requests\nVersion: {version}\nRequires-Python: >=3.8\n"
-        "Summary: requests and its dependencies, bundled for the Metaflow integration tests\n"
+        f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\nRequires-Python: >=3.8\n"
+        f"Summary: {name} and its dependencies, bundled for the Metaflow integration tests\n"
     ).encode()
     files[f"{info}/WHEEL"] = (
         b"Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
@@ -51,24 +84,29 @@ def _requests_files() -> tuple[str, dict[str, bytes]]:
     return version, files
 
 
-def add_requests(universe: Universe) -> None:
-    """``requests`` as a noarch conda package and a wheel, then the channel and index refreshed."""
-    version, files = _requests_files()
-    write_package(site_packages_package(files, depends=("python >=3.8",)), universe.channel_dir, ".conda")
-    index_channel(universe.channel_dir)
-    wheel = f"requests-{version}-py3-none-any.whl"
-    with zipfile.ZipFile(universe.wheels_dir / wheel, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in sorted(files.items()):
-            zf.writestr(zipfile.ZipInfo(name, (2020, 1, 1, 0, 0, 0)), data)
-    digest = hashlib.sha256((universe.wheels_dir / wheel).read_bytes()).hexdigest()
-    page = universe.simple_dir / "requests"
-    page.mkdir(exist_ok=True)
-    (page / "index.html").write_text(
-        f'<!DOCTYPE html>\n<html><body>\n<a href="../../wheels/{wheel}#sha256={digest}" '
-        f'data-requires-python="&gt;=3.8">{wheel}</a><br>\n</body></html>\n'
-    )
+def add_bundles(universe: Universe) -> None:
+    """``requests`` and ``boto3`` as noarch conda packages and wheels, then the channel and index refreshed."""
     root = universe.simple_dir / "index.html"
-    root.write_text(root.read_text().replace("</body>", '<a href="requests/">requests</a>\n</body>'))
+    for name, dists, requires in BUNDLES:
+        version, files = _bundle_files(name, dists)
+        if requires:
+            info = f"{name}-{version}.dist-info/METADATA"
+            files[info] += "".join(f"Requires-Dist: {r}\n" for r in requires).encode()
+        depends = ("python >=3.8", *requires)
+        write_package(site_packages_package(files, depends=depends), universe.channel_dir, ".conda")
+        wheel = f"{name}-{version}-py3-none-any.whl"
+        with zipfile.ZipFile(universe.wheels_dir / wheel, "w", zipfile.ZIP_DEFLATED) as zf:
+            for member, data in sorted(files.items()):
+                zf.writestr(zipfile.ZipInfo(member, (2020, 1, 1, 0, 0, 0)), data)
+        digest = hashlib.sha256((universe.wheels_dir / wheel).read_bytes()).hexdigest()
+        page = universe.simple_dir / name
+        page.mkdir(exist_ok=True)
+        (page / "index.html").write_text(
+            f'<!DOCTYPE html>\n<html><body>\n<a href="../../wheels/{wheel}#sha256={digest}" '
+            f'data-requires-python="&gt;=3.8">{wheel}</a><br>\n</body></html>\n'
+        )
+        root.write_text(root.read_text().replace("</body>", f'<a href="{name}/">{name}</a>\n</body>'))
+    index_channel(universe.channel_dir)
 
 
 @pytest.fixture(scope="session")
@@ -83,7 +121,7 @@ def mf_universe(tmp_path_factory: pytest.TempPathFactory) -> Universe:
     universe = build_universe(tmp_path_factory.mktemp("mf-universe"), projects=[*PROJECTS, kernel])
     if not universe.real_python:
         pytest.skip(f"the universe has no real python for this machine ({universe.python_note})")
-    add_requests(universe)
+    add_bundles(universe)
     return universe
 
 
@@ -162,6 +200,94 @@ class Machine:
 @pytest.fixture
 def machine(tmp_path: Path, mf_universe: Universe) -> Iterator[Machine]:
     yield Machine(root=tmp_path / "a", store=tmp_path / "store", universe=mf_universe)
+
+
+# --- S3 (moto's server, as storage/s3/tests/conftest.py starts it) -----------------------------------------
+
+S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing-key-id", "AWS_SECRET_ACCESS_KEY": "testing-secret-value-0001"}
+
+
+@dataclass(frozen=True)
+class S3Server:
+    endpoint: str
+
+    def client(self):  # type: ignore[no-untyped-def]
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        )
+
+    def new_bucket(self) -> str:
+        name = f"mf-envcore-{uuid.uuid4().hex[:12]}"
+        self.client().create_bucket(Bucket=name)
+        return name
+
+    def keys(self, bucket: str, prefix: str = "") -> list[str]:
+        pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        return [item["Key"] for page in pages for item in page.get("Contents", [])]
+
+    def env(self, bucket: str) -> dict[str, str]:
+        """What a machine (or a node) needs to use the bucket: Metaflow's S3 settings and AWS credentials."""
+        return {
+            **S3_CREDENTIALS,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            "METAFLOW_DEFAULT_DATASTORE": "s3",
+            "METAFLOW_DATASTORE_SYSROOT_S3": f"s3://{bucket}/metaflow",
+            "METAFLOW_CONDA_S3ROOT": f"s3://{bucket}/envcore",
+            "METAFLOW_S3_ENDPOINT_URL": self.endpoint,
+        }
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    port = _free_port()
+    log = tmp_path_factory.mktemp("moto") / "server.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=out
+        )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"moto's S3 server did not start on 127.0.0.1:{port}: {log.read_text()[-2000:]}")
+            time.sleep(0.05)
+    try:
+        yield S3Server(endpoint=f"http://127.0.0.1:{port}")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def s3_bucket(s3_server: S3Server) -> str:
+    return s3_server.new_bucket()
+
+
+@pytest.fixture
+def s3_machine(tmp_path: Path, mf_universe: Universe, s3_server: S3Server, s3_bucket: str) -> Machine:
+    """A machine whose Metaflow datastore and envcore store are both in a fresh bucket of moto's server."""
+    store = tmp_path / "unused-local-store"
+    return Machine(
+        root=tmp_path / "s3", store=store, universe=mf_universe, extra_env=s3_server.env(s3_bucket)
+    )
 
 
 @pytest.fixture

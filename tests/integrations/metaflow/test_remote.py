@@ -1,6 +1,10 @@
 """Remote execution without a cluster: a "node" is an empty directory with an empty HOME and caches, a
 python with no envcore (nor Metaflow) installed, the code package and the store. The step's bootstrap
-commands run there in a subprocess, then the step itself, as Kubernetes or Batch would run them."""
+commands run there in a subprocess, then the step itself, as Kubernetes or Batch would run them.
+
+With the local store the code package comes from ``package save``; with S3 (moto's server on 127.0.0.1) the
+run's datastore and the envcore store are both in the bucket, and the node runs Metaflow's own package
+commands (download the code package with boto3, extract it) before the bootstrap commands."""
 
 from __future__ import annotations
 
@@ -15,13 +19,14 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import Machine, both, reports, run_id
+from .conftest import Machine, S3Server, both, reports, run_id
 
 # What a node image provides (Metaflow installs requests on its nodes; the bootstrap commands pip-install
 # the rest unless METAFLOW_SKIP_INSTALL_DEPENDENCIES is set, which a node with them preinstalled sets).
 NODE_PACKAGES = (
     "requests", "urllib3", "idna", "certifi", "charset_normalizer",
     "pluggy", "yaml", "packaging", "click", "fsspec", "backports", "rattler", "uv",
+    "tqdm", "boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six",
 )  # fmt: skip
 
 
@@ -33,8 +38,11 @@ def node_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     site = tmp_path_factory.mktemp("node-site")
     for name in NODE_PACKAGES:
         spec = importlib.util.find_spec(name)
-        assert spec is not None and spec.submodule_search_locations, name
-        (site / name).symlink_to(next(iter(spec.submodule_search_locations)))
+        assert spec is not None and spec.origin, name
+        if spec.submodule_search_locations:
+            (site / name).symlink_to(next(iter(spec.submodule_search_locations)))
+        else:  # a single module (six)
+            (site / Path(spec.origin).name).symlink_to(spec.origin)
     (site / "bin").mkdir()
     (site / "bin" / "uv").symlink_to(find_uv_bin())
     return site
@@ -61,8 +69,11 @@ class Node:
         return env
 
     def sh(self, script: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return self.exec(["bash", "-c", script], **extra)
+
+    def exec(self, argv: list[str], **extra: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            ["bash", "-c", script],
+            argv,
             cwd=self.root,
             env=self.env(**extra),
             capture_output=True,
@@ -71,14 +82,18 @@ class Node:
         )
 
 
-@pytest.fixture
-def node(tmp_path: Path, node_site: Path, machine: Machine) -> Node:
+def _new_node(tmp_path: Path, node_site: Path, store: Path) -> Node:
     root, bin_dir = tmp_path / "node", tmp_path / "node-bin"
     (root / "home").mkdir(parents=True)
     bin_dir.mkdir()
     interpreter = Path(sys.base_prefix) / "bin" / f"python{sys.version_info.major}.{sys.version_info.minor}"
     (bin_dir / "python").symlink_to(interpreter)
-    return Node(root=root, bin=bin_dir, site=node_site, store=machine.store)
+    return Node(root=root, bin=bin_dir, site=node_site, store=store)
+
+
+@pytest.fixture
+def node(tmp_path: Path, node_site: Path, machine: Machine) -> Node:
+    return _new_node(tmp_path, node_site, machine.store)
 
 
 def _ship(machine: Machine, node: Node, flow: str, step: str) -> list[str]:
@@ -147,3 +162,89 @@ def test_node_without_the_environment_in_the_store_fails_clearly(machine: Machin
     assert done.returncode != 0
     assert "Cannot bootstrap the environment of this step" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def _task_meta(
+    datastore: Path, flow: str, run: str, step: str, task: str | None = None
+) -> tuple[str, dict[str, str]]:
+    """The task id (of the step's one task if not given) and its metadata fields (the local provider's
+    files)."""
+    step_dir = datastore / ".metaflow" / flow / run / step
+    if task is None:
+        (task,) = [p.name for p in step_dir.iterdir() if not p.name.startswith("_")]
+    records = [json.loads(p.read_text()) for p in (step_dir / task / "_meta").glob("*.json")]
+    return task, {r["field_name"]: r["value"] for r in records if "field_name" in r}
+
+
+def test_node_with_the_s3_datastore_and_store(
+    s3_machine: Machine, s3_server: S3Server, s3_bucket: str, tmp_path: Path, node_site: Path
+) -> None:
+    """Run, code package and envcore store all in S3: the node downloads the code package with Metaflow's
+    own commands, loads envcore-s3 from it by module path and hydrates from the bucket alone."""
+    machine = s3_machine
+    # a local run uploads its code package only when asked (remote decorators always do)
+    out = machine.flow(
+        "conda_per_step", "--datastore=s3", "run", METAFLOW_FEAT_ALWAYS_UPLOAD_CODE_PACKAGE="1"
+    )
+    run = run_id(both(out))
+    assert reports(both(out))["end"]["fx-core"] == "2.0.0"
+    store_keys = s3_server.keys(s3_bucket, "envcore/")
+    assert any(k.endswith((".conda", ".tar.bz2")) for k in store_keys), store_keys
+    assert not machine.store.exists()  # nothing went to a local store
+    start_task, start_meta = _task_meta(machine.datastore, "CondaPerStepFlow", run, "start")
+    code = json.loads(start_meta["code-package"])
+    assert code["ds_type"] == "s3" and code["location"].startswith(f"s3://{s3_bucket}/metaflow/")
+
+    commands: list[str] = json.loads(
+        machine.flow("conda_per_step", "--datastore=s3", "environment", "bootstrap-commands", "end").stdout
+    )
+    assert any("METAFLOW_ENVCORE_PLUGIN_MODULES=" in c and "envcore_s3.plugin" in c for c in commands)
+    assert any("pip install" in c and "boto3==" in c for c in commands)
+    step = (
+        "./__conda_python -u conda_per_step.py --environment=conda --datastore=s3 --metadata=local --quiet "
+        f"step end --run-id {run} --task-id 99 --input-paths {run}/start/{start_task}"
+    )
+    # The node's entry point as Metaflow's Kubernetes plugin builds it (without its log capture): log
+    # variables, Metaflow's package commands (download with boto3, extract), then ours and the step, all in
+    # one `bash -c "..."` split with shlex.
+    entry = (
+        "import json, shlex, sys; from metaflow.metaflow_environment import MetaflowEnvironment; "
+        "from metaflow.mflog import export_mflog_env_vars; "
+        "url, meta, run, ours = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4]); "
+        "logs = export_mflog_env_vars(flow_name='CondaPerStepFlow', run_id=run, step_name='end', task_id=99, "
+        "retry_count=0, datastore_type='s3', stdout_path='$PWD/.logs/out', stderr_path='$PWD/.logs/err'); "
+        "init = ' && '.join(MetaflowEnvironment(None).get_package_commands(url, 's3', meta)); "
+        "cmd = 'true && mkdir -p $PWD/.logs && %s && %s && (%s)' % (logs, init, ' && '.join(ours)); "
+        "print(json.dumps(shlex.split('bash -c \"%s\"' % cmd)))"
+    )
+    argv = json.loads(
+        machine.run(
+            sys.executable,
+            "-c",
+            entry,
+            code["location"],
+            code["metadata"],
+            run,
+            json.dumps([*commands, step]),
+        ).stdout
+    )
+    node = _new_node(tmp_path, node_site, tmp_path / "no-local-store")
+    done = node.exec(
+        argv,
+        PYTHONPATH=str(node.site),  # the package commands add the code package's directory
+        METAFLOW_DATASTORE_SYSROOT_LOCAL=str(machine.datastore),  # the local metadata provider's files
+        **s3_server.env(s3_bucket),
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    workdir = node.root / "metaflow"  # Metaflow's package commands work there
+    assert (workdir / ".mf_meta" / "envcore_node" / "envcore_s3" / "store.py").is_file()
+    assert "Environment bootstrapped." in done.stdout
+    seen = dict(w.split("=", 1) for w in done.stdout.split() if "=" in w)
+    assert seen["fx-core"] == "2.0.0"
+    assert Path(seen["python"]) == workdir / "__conda_python"
+    assert Path(os.path.realpath(seen["python"])).is_relative_to(node.root / "home" / ".cache" / "envcore")
+    assert not node.store.exists()
+    _, end_meta = _task_meta(machine.datastore, "CondaPerStepFlow", run, "end", "99")
+    assert json.loads(end_meta["conda_env_id"]) == json.loads((workdir / "_env_id").read_text())
+    # the task's artifacts and logs went to the bucket
+    assert s3_server.keys(s3_bucket, f"metaflow/CondaPerStepFlow/{run}/end/99/")

@@ -24,3 +24,5 @@ FLOW_DECORATORS_DESC = [
 ENVIRONMENTS_DESC = [("conda", ".conda.environment.CondaEnvironment")]
 
 CLIS_DESC = [("environment", ".conda.flow_cli.cli")]
+
+RUNNER_CLIS_DESC = [("environment", ".conda.runner.EnvironmentRunnerCLI")]

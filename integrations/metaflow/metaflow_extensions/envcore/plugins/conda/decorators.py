@@ -117,12 +117,32 @@ def _flag(where: str, attribute: str, value: Any) -> bool | None:
     raise _fail(where, attribute, value, "True or False")
 
 
+def _launching() -> bool:
+    """The process that plans the run (deprecation notices are shown there, not by every task)."""
+    try:
+        from metaflow.system_context import ExecutionPhase, system_context
+    except ImportError:
+        return True
+    return bool(system_context.phase == ExecutionPhase.LAUNCH)
+
+
 class RequirementDecorator:
     """Shared by every package decorator: turns ``self.attributes`` into a :class:`DecoratorRequest`."""
 
     name: str
     attributes: dict[str, Any]
     allow_multiple = True
+    # Deprecated attributes this decorator still accepts (mapped in :meth:`request`), and what replaces them.
+    deprecated: tuple[str, ...] = ()
+    replacement = ""
+
+    def warn_deprecated(self, logger: Any) -> None:
+        used = [key for key in self.deprecated if self.attributes.get(key) not in (None, {}, [], ())]
+        if used and _launching():
+            logger(
+                f"*DEPRECATED*: Using '{', '.join(used)}' in '@{self.name}' is deprecated. Please use "
+                f"{self.replacement} instead. "
+            )
 
     def where(self, step_name: str | None) -> str:
         return f"step '{step_name}' (@{self.name})" if step_name else f"the flow decorator @{self.name}"
@@ -138,11 +158,21 @@ class RequirementDecorator:
         return DecoratorRequest(
             origin=where,
             libraries=_mapping(where, "libraries", a.get("libraries")),
-            packages=_mapping(where, "packages", a.get("packages")),
+            # `pip_packages` (deprecated, @conda) are PyPI packages: with `libraries`, a mixed environment
+            packages={
+                **_mapping(where, "pip_packages", a.get("pip_packages")),
+                **_mapping(where, "packages", a.get("packages")),
+            },
             conda_only=_mapping(where, "conda_only", a.get("conda_only")),
             sys_packages=self._sys(where),
             channels=_strings(where, "channels", a.get("channels")),
-            extra_indices=_strings(where, "extra_indices", a.get("extra_indices")),
+            extra_indices=tuple(
+                dict.fromkeys(  # `pip_sources` (@conda) and `sources` (@pypi) are deprecated spellings
+                    _strings(where, "extra_indices", a.get("extra_indices"))
+                    + _strings(where, "pip_sources", a.get("pip_sources"))
+                    + _strings(where, "sources", a.get("sources"))
+                )
+            ),
             extras=_strings(where, "extras", a.get("extras")),
             python=_text(where, "python", a.get("python")),
             disabled=_flag(where, "disabled", a.get("disabled")),
@@ -175,6 +205,7 @@ class _StepRequirement(RequirementDecorator, StepDecorator):
         logger: Any,
     ) -> None:
         _require_conda_environment(self.name, environment)
+        self.warn_deprecated(logger)
         self.request(step_name)  # a bad attribute fails here, naming the step
 
 
@@ -191,10 +222,23 @@ class _FlowRequirement(RequirementDecorator, FlowDecorator):
         options: Any,
     ) -> None:
         _require_conda_environment(self.name, environment)
+        self.warn_deprecated(logger)
         self.request()
 
 
-_CONDA: dict[str, Any] = {"libraries": {}, "channels": [], "python": None, "disabled": None}
+# Deprecated attributes, still accepted (with a notice) as the original does: on @conda, `pip_packages` and
+# `pip_sources` (-> @pypi) and `name`, `pathspec`, `fetch_at_exec` (-> @named_env); on @pypi, `sources`
+# (-> extra_indices) and the named-environment ones.
+_NAMED_DEPRECATED: dict[str, Any] = {"name": None, "pathspec": None, "fetch_at_exec": None}
+_CONDA: dict[str, Any] = {
+    "libraries": {},
+    "channels": [],
+    "python": None,
+    "disabled": None,
+    "pip_packages": {},
+    "pip_sources": [],
+    **_NAMED_DEPRECATED,
+}
 _PYPI: dict[str, Any] = {
     "packages": {},
     "extra_indices": [],
@@ -202,7 +246,11 @@ _PYPI: dict[str, Any] = {
     "conda_only": {},
     "python": None,
     "disabled": None,
+    "sources": [],
+    **_NAMED_DEPRECATED,
 }
+_CONDA_DEPRECATED = ("pip_packages", "pip_sources", "name", "pathspec", "fetch_at_exec")
+_PYPI_DEPRECATED = ("sources", "name", "pathspec", "fetch_at_exec")
 _NAMED: dict[str, Any] = {"name": None, "pathspec": None, "fetch_at_exec": None, "disabled": None}
 _SYS: dict[str, Any] = {"packages": {}, "disabled": None}
 
@@ -243,10 +291,14 @@ class CondaStepDecorator(_StepRequirement):
         Python version constraint; default: the launching interpreter's ``X.Y.*``.
     disabled : bool, default False
         If True, the step runs in the launching interpreter.
+    pip_packages, pip_sources, name, pathspec, fetch_at_exec
+        Deprecated: use ``@pypi(packages=, extra_indices=)`` and ``@named_env``.
     """
 
     name = "conda"
     defaults = dict(_CONDA)
+    deprecated = _CONDA_DEPRECATED
+    replacement = "'@pypi' or '@named_env'"
 
 
 class PypiStepDecorator(_StepRequirement):
@@ -266,10 +318,14 @@ class PypiStepDecorator(_StepRequirement):
         Python version constraint; default: the launching interpreter's ``X.Y.*``.
     disabled : bool, default False
         If True, the step runs in the launching interpreter.
+    sources, name, pathspec, fetch_at_exec
+        Deprecated: use ``extra_indices`` and ``@named_env``.
     """
 
     name = "pypi"
     defaults = dict(_PYPI)
+    deprecated = _PYPI_DEPRECATED
+    replacement = "'extra_indices' or '@named_env'"
 
 
 class NamedEnvStepDecorator(_StepRequirement):
@@ -328,6 +384,8 @@ class CondaFlowDecorator(_FlowRequirement):
 
     name = "conda_base"
     defaults = dict(_CONDA)
+    deprecated = _CONDA_DEPRECATED
+    replacement = "'@pypi_base' or '@named_env_base'"
 
 
 class PypiFlowDecorator(_FlowRequirement):
@@ -335,6 +393,8 @@ class PypiFlowDecorator(_FlowRequirement):
 
     name = "pypi_base"
     defaults = dict(_PYPI)
+    deprecated = _PYPI_DEPRECATED
+    replacement = "'extra_indices' or '@named_env_base'"
 
 
 class NamedEnvFlowDecorator(_FlowRequirement):

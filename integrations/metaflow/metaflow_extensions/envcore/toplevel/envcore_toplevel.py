@@ -1,0 +1,16 @@
+"""Every public name here becomes ``metaflow.<name>`` (Metaflow's top-level extension point): the flow
+mutators ``resolved_uv`` and ``resolved_req``, and ``FlowAPI`` (the original's name for ``metaflow.Runner``).
+``__mf_extensions__`` and ``__version__`` make Metaflow's version read ``2.19.39+envcore(0.1.0)``."""
+
+import importlib.metadata as _metadata
+
+from metaflow.runner.metaflow_runner import Runner as FlowAPI
+from metaflow_extensions.envcore.plugins.conda.mutators import resolved_req, resolved_uv
+
+__mf_extensions__ = "envcore"
+try:
+    __version__ = _metadata.version("metaflow-envcore")
+except _metadata.PackageNotFoundError:  # in a step's environment: the code package, not a distribution
+    __version__ = "unknown"
+
+__all__ = ["FlowAPI", "resolved_req", "resolved_uv"]
