@@ -67,6 +67,12 @@ CORE_SETTINGS: tuple[Setting, ...] = (
         help='Basic auth per host: {"host": ["user", "password"]}',
     ),
     Setting(
+        name="ENVCORE_KEYRING",
+        default="auto",
+        choices=("auto", "off"),
+        help="auto: ask the system keyring (if the keyring package is installed) for private sources' credentials",
+    ),
+    Setting(
         name="CONDA_USE_REMOTE_LATEST",
         default=":none:",
         help="Use the newest stored resolution when none is local: :none:, :username:, :any: or user1,user2",

@@ -189,13 +189,59 @@ def build_request(
 
 def source_credentials(config: Config, sources: Iterable[str] = ()) -> dict[str, tuple[str, str]]:
     """host -> (user, password): ``CONDA_SRCS_AUTH_INFO``, then ``user:password@`` in source URLs (as the
-    original). Resolvers receive them apart from the URLs, which stay clean."""
+    original), then the system keyring for http(s) sources still without credentials (``ENVCORE_KEYRING``).
+    Resolvers receive them apart from the URLs, which stay clean."""
     found = _credentials(config)
     for source in sources:
         parts = urlsplit(source)
         if parts.hostname and parts.username and parts.hostname not in found:
             found[parts.hostname] = (unquote(parts.username), unquote(parts.password or ""))
+    if str(config.get("ENVCORE_KEYRING")) == "auto":
+        for source in sources:
+            parts = urlsplit(source)
+            if (
+                parts.scheme in ("http", "https")
+                and parts.hostname
+                and parts.hostname not in found
+                and parts.hostname not in PUBLIC_HOSTS
+            ):
+                credential = _from_keyring(redact_url(source), parts.hostname)
+                if credential is not None:
+                    found[parts.hostname] = credential
     return found
+
+
+# Public indexes and channels never need credentials: no keyring lookup (its backend discovery costs ~0.2 s).
+PUBLIC_HOSTS = frozenset(
+    {
+        "pypi.org",
+        "files.pythonhosted.org",
+        "conda.anaconda.org",
+        "repo.anaconda.com",
+        "conda-static.anaconda.org",
+    }
+)
+
+
+def _from_keyring(url: str, host: str) -> tuple[str, str] | None:
+    """(user, password) the keyring holds for the source URL or its host (pip's lookup order), if the
+    ``keyring`` package is installed and has a usable backend."""
+    try:
+        import keyring
+        import keyring.backends.fail
+        import keyring.errors
+    except ImportError:
+        return None
+    if isinstance(keyring.get_keyring(), keyring.backends.fail.Keyring):
+        return None  # installed, but no backend on this machine
+    for service in (url, host):
+        try:
+            credential = keyring.get_credential(service, None)
+        except (keyring.errors.KeyringError, RuntimeError):
+            return None  # no usable backend: as if no keyring were installed
+        if credential is not None and credential.username and credential.password:
+            return credential.username, credential.password
+    return None
 
 
 def requirements_of(env: ResolvedEnvironment) -> list[Requirement]:
