@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from ..conftest import env_ids, snapshot
+from .conftest import ReliabilityReport
 
+RELIABILITY_CATEGORY = "bad inputs"
 Run = Callable[..., subprocess.CompletedProcess[str]]
 
 FILES: list[tuple[str, str, str]] = [
@@ -101,6 +103,7 @@ def test_bad_files(
     world: dict[str, Path],
     seeded: dict[str, bytes],
     tmp_path: Path,
+    reliability_report: ReliabilityReport,
     name: str,
     text: str,
     message: str,
@@ -110,6 +113,7 @@ def test_bad_files(
     flag = {"requirements.txt": "-r", "environment.yml": "-f", "pyproject.toml": "-p"}[name]
     assert_one_paragraph(run("resolve", flag, str(path), check=False), message)
     assert snapshot(world["store"]) == seeded
+    reliability_report.record("bad inputs")
 
 
 @pytest.mark.parametrize(("args", "env", "message"), ARGS)
@@ -118,6 +122,7 @@ def test_bad_arguments_and_settings(
     world: dict[str, Path],
     seeded: dict[str, bytes],
     tmp_path: Path,
+    reliability_report: ReliabilityReport,
     args: list[str],
     env: dict[str, str],
     message: str,
@@ -126,6 +131,7 @@ def test_bad_arguments_and_settings(
     done = run(*[str(tmp_path / a) if a == "py.txt" else a for a in args], check=False, **env)
     assert_one_paragraph(done, message)
     assert snapshot(world["store"]) == seeded
+    reliability_report.record("bad inputs")
 
 
 @pytest.mark.parametrize(
@@ -140,7 +146,11 @@ def test_bad_arguments_and_settings(
     ],
 )
 def test_corrupted_store_objects(
-    run: Run, world: dict[str, Path], damage: Callable[[bytes], bytes], message: str
+    run: Run,
+    world: dict[str, Path],
+    reliability_report: ReliabilityReport,
+    damage: Callable[[bytes], bytes],
+    message: str,
 ) -> None:
     (ref,) = env_ids(run("resolve", "--conda", "fx-app").stdout)
     (description,) = [p for p in world["store"].rglob("env") if p.is_file()]
@@ -148,9 +158,12 @@ def test_corrupted_store_objects(
     before = snapshot(world["store"])
     assert_one_paragraph(run("create", ref, "--name", "x", machine="b", check=False), message)
     assert snapshot(world["store"]) == before
+    reliability_report.record("bad inputs")
 
 
-def test_a_description_whose_packages_are_missing(run: Run, world: dict[str, Path]) -> None:
+def test_a_description_whose_packages_are_missing(
+    run: Run, world: dict[str, Path], reliability_report: ReliabilityReport
+) -> None:
     (ref,) = env_ids(run("resolve", "--conda", "fx-app").stdout)
     for package in world["store"].rglob("fx-web-*.conda"):
         if package.is_file():
@@ -159,3 +172,4 @@ def test_a_description_whose_packages_are_missing(run: Run, world: dict[str, Pat
     before = snapshot(world["store"])
     assert_one_paragraph(run("create", ref, "--name", "x", machine="b", check=False), "fx-web")
     assert snapshot(world["store"]) == before
+    reliability_report.record("bad inputs")

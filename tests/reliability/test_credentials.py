@@ -15,7 +15,9 @@ import pytest
 from envcore.testing.fixtures import AuthEndpoint
 
 from ..conftest import env_ids
+from .conftest import ReliabilityReport
 
+RELIABILITY_CATEGORY = "secret scans"
 Run = Callable[..., subprocess.CompletedProcess[str]]
 
 
@@ -27,7 +29,12 @@ def files_containing(root: Path, secret: bytes) -> list[str]:
 
 @pytest.mark.parametrize("how", ["url", "auth-info"])
 def test_no_secret_in_any_output_or_file(
-    run: Run, world: dict[str, Path], auth_channel: AuthEndpoint, auth_wheel_index: AuthEndpoint, how: str
+    run: Run,
+    world: dict[str, Path],
+    auth_channel: AuthEndpoint,
+    auth_wheel_index: AuthEndpoint,
+    reliability_report: ReliabilityReport,
+    how: str,
 ) -> None:
     secret = auth_channel.password
     if how == "url":
@@ -62,8 +69,13 @@ def test_no_secret_in_any_output_or_file(
     failed = envcore("resolve", "--conda", "fx-nosuch", check=False)  # an error message too
     assert failed.returncode != 0
     leaks = [text for text in printed if secret in text]
+    places = ("store", "a", "b")
+    leaked_files = {place: files_containing(world[place], secret.encode()) for place in places}
+    scanned = sum(1 for place in places for p in world[place].rglob("*") if p.is_file())
+    reliability_report.record("secret scans", len(printed) + scanned)
+    reliability_report.record("secret-scan hits", len(leaks) + sum(map(len, leaked_files.values())))
     assert leaks == [], leaks[0][:500] if leaks else ""
-    for place in ("store", "a", "b"):
-        assert files_containing(world[place], secret.encode()) == [], place
+    for place, found in leaked_files.items():
+        assert found == [], place
     python = world["b"] / "cache" / "envs" / "w" / "bin" / "python"
     assert subprocess.run([python, "-c", "import fx_app, fx_extras"], check=False).returncode == 0

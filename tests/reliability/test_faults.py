@@ -1,16 +1,22 @@
 """Faults, races and hostile bytes, through the installed ``envcore`` command: processes SIGKILLed at random
-points, eight processes creating one environment, a tampered package in the store.
+points, eight processes creating one environment, a tampered package in the store, hostile archives in a
+channel and in a store.
 
 After every fault the store must hold no partial object, no description may reference a missing package, no
 alias a missing description, and the next run must succeed."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import random
 import signal
+import stat
 import subprocess
+import sys
+import tarfile
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,9 +24,14 @@ import pytest
 
 from envcore import description
 from envcore.local_store import LocalStore
+from envcore.testing.channel import index_channel
+from envcore.testing.condapkg import zip_bytes, zstd_compress, zstd_decompress
+from envcore.testing.conformance import HOSTILE_KINDS, hostile_archive
 
 from ..conftest import ENVCORE, env_ids
+from .conftest import ReliabilityReport
 
+RELIABILITY_CATEGORY = "integrity cases"
 Run = Callable[..., subprocess.CompletedProcess[str]]
 KILLS = int(os.environ.get("ENVCORE_RELIABILITY_KILLS", "100"))
 
@@ -61,8 +72,12 @@ def killed_run(env: dict[str, str], args: list[str], delay: float) -> int | None
 
 @pytest.mark.slow
 def test_kills_at_random_points_never_leave_a_broken_store_or_prefix(
-    run: Run, world: dict[str, Path], machine_env: Callable[..., dict[str, str]]
+    run: Run,
+    world: dict[str, Path],
+    machine_env: Callable[..., dict[str, str]],
+    reliability_report: ReliabilityReport,
 ) -> None:
+    reliability_report.record("kills survived", 0)  # a failure here counts against kills
     rng = random.Random(20261125)
     specs = [["--conda", "fx-app"], ["--conda", "fx-ffmpeg", "--pypi", "fx-extras"], ["--pypi", "fx-web"]]
     env_of = machine_env
@@ -84,11 +99,16 @@ def test_kills_at_random_points_never_leave_a_broken_store_or_prefix(
     for spec in specs:  # and every environment still resolves and caches cleanly
         run("resolve", *spec)
     print(f"{KILLS} runs, {killed} killed mid-way; store: {check_store(world['store'])}")
+    reliability_report.record("kills survived", killed)
 
 
 def test_eight_processes_creating_one_environment(
-    run: Run, world: dict[str, Path], machine_env: Callable[..., dict[str, str]]
+    run: Run,
+    world: dict[str, Path],
+    machine_env: Callable[..., dict[str, str]],
+    reliability_report: ReliabilityReport,
 ) -> None:
+    reliability_report.record("racing processes", 0)
     (ref,) = env_ids(run("resolve", "--conda", "fx-app", "--pypi", "fx-extras").stdout)
     env = machine_env("b")
     procs = [
@@ -106,9 +126,12 @@ def test_eight_processes_creating_one_environment(
     assert len(names) == len(set(names))  # every package file fetched once
     python = world["b"] / "cache" / "envs" / "shared" / "bin" / "python"
     assert subprocess.run([python, "-c", "import fx_app, fx_extras"], check=False).returncode == 0
+    reliability_report.record("racing processes", len(procs))
 
 
-def test_a_tampered_package_in_the_store_is_refused_and_quarantined(run: Run, world: dict[str, Path]) -> None:
+def test_a_tampered_package_in_the_store_is_refused_and_quarantined(
+    run: Run, world: dict[str, Path], reliability_report: ReliabilityReport
+) -> None:
     (ref,) = env_ids(run("resolve", "--conda", "fx-app").stdout)
     target = next(p for p in world["store"].rglob("fx-core-*.conda") if p.is_file())
     data = bytearray(target.read_bytes())
@@ -122,9 +145,12 @@ def test_a_tampered_package_in_the_store_is_refused_and_quarantined(run: Run, wo
     quarantined = list((world["b"] / "cache" / "quarantine").glob("*fx-core*"))
     assert quarantined, "the bad file was not quarantined"
     assert not (world["b"] / "cache" / "envs" / "t" / ".metaflowenv").exists()
+    reliability_report.record("integrity cases")
 
 
-def test_an_interrupted_prefix_is_rebuilt_not_used(run: Run, world: dict[str, Path]) -> None:
+def test_an_interrupted_prefix_is_rebuilt_not_used(
+    run: Run, world: dict[str, Path], reliability_report: ReliabilityReport
+) -> None:
     (ref,) = env_ids(run("resolve", "--conda", "fx-app").stdout)
     run("create", ref, "--name", "i", machine="b")
     prefix = world["b"] / "cache" / "envs" / "i"
@@ -134,9 +160,12 @@ def test_an_interrupted_prefix_is_rebuilt_not_used(run: Run, world: dict[str, Pa
     out = run("create", ref, "--name", "i", machine="b")
     assert "created at" in out.stdout
     assert shutil_target.exists()
+    reliability_report.record("integrity cases")
 
 
-def test_verify_catches_a_package_damaged_in_the_local_cache(run: Run, world: dict[str, Path]) -> None:
+def test_verify_catches_a_package_damaged_in_the_local_cache(
+    run: Run, world: dict[str, Path], reliability_report: ReliabilityReport
+) -> None:
     (ref,) = env_ids(run("resolve", "--conda", "fx-app").stdout)
     run("create", ref, "--name", "v", machine="b")
     cached = next(p for p in (world["b"] / "cache" / "pkgs").rglob("fx-core-*.conda") if p.is_file())
@@ -148,3 +177,126 @@ def test_verify_catches_a_package_damaged_in_the_local_cache(run: Run, world: di
     assert list((world["b"] / "cache" / "quarantine").glob("*fx-core*"))
     python = world["b"] / "cache" / "envs" / "v2" / "bin" / "python"
     assert subprocess.run([python, "-c", "import fx_core"], check=False).returncode == 0
+    reliability_report.record("integrity cases")
+
+
+# The attacker's writer: envcore's own resolve and cache, with the format's safety check switched off, so the
+# store holds a hostile package under a correct hash and a description that uses it.
+UNCHECKED_CACHE = """
+import sys
+from envcore import cache as caching, resolve as resolving, specs
+from envcore.config import Config
+from envcore.environments import Environments
+from envcore.plugins import build_registry
+
+class Unchecked:
+    def __init__(self, real):
+        self.real = real
+    def check(self, path):
+        return None
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+config = Config.load()
+registry = build_registry(config)
+request = resolving.build_request(specs.from_decorator(libraries={"evil": ""}, packages={}), config,
+                                  resolving.local_arch())
+envs = Environments(registry)
+((env, _),) = list(envs.resolve([request]))
+env, _ = caching.cache_environment(config, envs.store, env,
+                                   formats=lambda ext: Unchecked(registry.package_format(ext)))
+print(f"{env.req_id}:{env.full_id}")
+"""
+
+
+def installable(archive: Path, dest: Path) -> Path:
+    """The kit's hostile .conda with a complete ``info/index.json`` (build_number, depends), so that installers
+    reach the hostile payload instead of stopping at the incomplete metadata."""
+    with zipfile.ZipFile(archive) as zf:
+        members = {name: zf.read(name) for name in zf.namelist()}
+    info_name = next(n for n in members if n.startswith("info-"))
+    out = io.BytesIO()
+    with (
+        tarfile.open(fileobj=io.BytesIO(zstd_decompress(members[info_name]))) as src,
+        tarfile.open(fileobj=out, mode="w") as tar,
+    ):
+        for member in src.getmembers():
+            data = src.extractfile(member).read()  # type: ignore[union-attr]
+            if member.name == "info/index.json":
+                data = json.dumps({**json.loads(data), "build_number": 0, "depends": []}).encode()
+                member.size = len(data)
+            tar.addfile(member, io.BytesIO(data))
+    members[info_name] = zstd_compress(out.getvalue())
+    dest.write_bytes(zip_bytes(members, zipfile.ZIP_STORED))
+    return dest
+
+
+def escaped(root: Path, *inside: Path) -> list[Path]:
+    """What the hostile payloads (``evil.txt``, ``ok.txt``, ``escape``, ``passwd``, ``null``) left anywhere under
+    ``root`` but in the ``inside`` folders, plus links leaving ``root``, hardlinks to /etc/passwd, devices."""
+    passwd = Path("/etc/passwd").stat()
+    names = {"evil.txt", "ok.txt", "escape", "passwd", "null"}
+    found = []
+    for path in root.rglob("*"):
+        info = path.lstat()
+        leaves = path.is_symlink() and root not in path.resolve().parents
+        hostile = (info.st_ino, info.st_dev) == (passwd.st_ino, passwd.st_dev) or stat.S_ISCHR(info.st_mode)
+        payload = path.name in names and not any(folder in path.parents for folder in inside)
+        if leaves or hostile or payload:
+            found.append(path)
+    return found + [p for p in (Path("/tmp/envcore-evil.txt"), Path("/tmp/envcore-evil.py")) if p.exists()]
+
+
+@pytest.mark.parametrize("kind", HOSTILE_KINDS)
+def test_a_hostile_package_from_a_channel_is_refused(
+    run: Run,
+    world: dict[str, Path],
+    machine_env: Callable[..., dict[str, str]],
+    reliability_report: ReliabilityReport,
+    kind: str,
+) -> None:
+    """Through ``envcore resolve`` and ``envcore create`` from the channel, a hostile package is refused with
+    one paragraph and nothing of it is written anywhere. A store is trusted (envcore checks every package
+    before upload): a hostile package planted there is only contained, never written outside the prefix."""
+    reliability_report.record("hostile archives", 0)
+    channel = world["universe"] / "channel"
+    made = hostile_archive(".conda", kind, world["universe"])
+    assert made is not None
+    installable(made, channel / "noarch" / "evil-1.0-0.conda")
+    index_channel(channel)
+    refused = ("Refusing package evil-1.0-0.conda", "Package evil-1.0-0.conda is malformed")
+
+    # 1. resolving: the package is checked before it enters the store, and refused
+    out = run("resolve", "--conda", "evil", check=False)
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert any(r in " ".join(out.stderr.split()) for r in refused), out.stderr
+    assert not world["store"].exists() or check_store(world["store"])["descriptions"] == 0
+
+    # 2. a store written without the check (the attacker's writer); its copy of the package is removed, so
+    # `envcore create` on another machine fetches it from the channel, checks it and refuses it
+    crafted = subprocess.run(
+        [sys.executable, "-c", UNCHECKED_CACHE], env=machine_env("a"), capture_output=True, text=True
+    )
+    assert crafted.returncode == 0, crafted.stderr
+    ref = crafted.stdout.split()[-1]
+    planted = [p for p in world["store"].rglob("evil-1.0-0.conda") if p.is_file()]
+    saved = {p: p.read_bytes() for p in planted}
+    for path in planted:
+        path.unlink()
+    done = run("create", ref, "--name", "evil", machine="b", check=False)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert any(r in " ".join(done.stderr.split()) for r in refused), done.stderr
+    assert not (world["b"] / "cache" / "envs" / "evil" / ".metaflowenv").exists()
+    assert escaped(world["b"].parent) == []
+
+    # 3. the package planted in the store itself, hydrated on a fresh machine: contained (in the prefix and
+    # the installer's own package cache); the store is trusted, so the outcome is the installer's
+    for path, data in saved.items():
+        path.write_bytes(data)
+    cache = world["b"] / "fresh-cache"
+    run("create", ref, "--name", "planted", machine="b", check=False, METAFLOW_ENVCORE_CACHE_DIR=str(cache))
+    assert (
+        escaped(world["b"].parent, cache / "envs" / "planted", cache / "rattler" / "pkgs" / "evil-1.0-0")
+        == []
+    )
+    reliability_report.record("hostile archives")

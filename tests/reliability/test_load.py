@@ -14,6 +14,9 @@ from pathlib import Path
 import pytest
 
 from ..conftest import ENVCORE
+from .conftest import ReliabilityReport
+
+RELIABILITY_CATEGORY = "environments under load"
 
 RESOLVE_BATCH = """
 import json, os, sys
@@ -55,7 +58,7 @@ PYPI = ["", "fx-extras"]
 
 @pytest.mark.slow
 def test_fifty_environments_then_twenty_concurrent_hydrations(
-    world: dict[str, Path], machine_env: Callable[..., dict[str, str]]
+    world: dict[str, Path], machine_env: Callable[..., dict[str, str]], reliability_report: ReliabilityReport
 ) -> None:
     pairs = itertools.product(itertools.combinations(CONDA, 2), PYPI)
     combos = [(list(conda), [pypi] if pypi else []) for conda, pypi in pairs][:50]
@@ -89,3 +92,6 @@ def test_fifty_environments_then_twenty_concurrent_hydrations(
     peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(f"peak RSS of one process: {peak_mib:.0f} MiB")
     assert peak_mib < 1024
+    reliability_report.record("environments under load", len(refs))
+    reliability_report.record("racing processes", len(procs))
+    reliability_report.note(f"load: peak RSS of one process {peak_mib:.0f} MiB")

@@ -18,6 +18,7 @@ from envcore.errors import ConfigError, MissingObject, StorageError
 from envcore.plugins import build_registry
 from envcore.testing.channel import Universe
 from envcore.testing.conformance import StorageConformance
+from envcore.testing.mainjob import run_main_job
 from envcore.types import Store
 
 Azurite = Any  # storage/azure/tests/conftest.py: the Azurite fixture
@@ -199,32 +200,14 @@ def test_main_job_through_a_container(
     azurite: Azurite, azure_env: dict[str, str], universe: Universe, tmp_path: Path
 ) -> None:
     container = azurite.new_container()
-
-    def run(machine: str, *args: str) -> subprocess.CompletedProcess[str]:
-        env = {
-            "PATH": "/usr/bin:/bin",
-            "HOME": str(tmp_path / machine),
-            **azure_env,
-            "METAFLOW_HOME": str(tmp_path / machine / "mf"),
-            "METAFLOW_DEFAULT_DATASTORE": "azure",
-            "METAFLOW_CONDA_AZUREROOT": f"azure://{container}/conda_env",
-            "METAFLOW_CONDA_CHANNELS": universe.channel_url,
-            "METAFLOW_CONDA_DEFAULT_PYPI_SOURCE": universe.simple_url,
-            "METAFLOW_ENVCORE_CACHE_DIR": str(tmp_path / machine / "cache"),
-            "PIP_CONFIG_FILE": "/dev/null",
-        }
-        done = subprocess.run([ENVCORE, *args], env=env, capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stderr
-        return done
-
-    out = run("a", "resolve", "--conda", "fx-app", "--pypi", "fx-extras", "--alias", "team/azure:v1")
-    assert "Caching" in out.stderr and f"azure://{container}/conda_env" in out.stderr
-    run("b", "create", "team/azure:v1", "--name", "w")
-    python = tmp_path / "b" / "cache" / "envs" / "w" / "bin" / "python"
-    done = subprocess.run(
-        [python, "-c", "import fx_app, fx_extras; print('ok')"], capture_output=True, text=True
+    root = f"azure://{container}/conda_env"
+    run_main_job(
+        universe,
+        tmp_path,
+        {**azure_env, "METAFLOW_DEFAULT_DATASTORE": "azure", "METAFLOW_CONDA_AZUREROOT": root},
+        root,
+        alias="team/azure:v1",
     )
-    assert done.stdout.strip() == "ok", done.stderr
     keys = azurite.blob_names(container)
     assert any(k.startswith("conda_env/envs/aliases/generic/team/azure/v1") for k in keys)
     assert any(k.startswith("conda_env/packages/conda/") for k in keys)

@@ -5,7 +5,6 @@ command with the store in a bucket."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ from envcore.errors import StorageError
 from envcore.plugins import build_registry
 from envcore.testing.channel import Universe
 from envcore.testing.conformance import StorageConformance
+from envcore.testing.mainjob import run_main_job
 from envcore.types import Store
 
 GCSServer = Any  # storage/gs/tests/conftest.py: the fake-gcs-server fixture
@@ -118,32 +118,14 @@ def test_main_job_through_a_bucket(
     gcs_server: GCSServer, gcs_env: dict[str, str], universe: Universe, tmp_path: Path
 ) -> None:
     bucket = gcs_server.new_bucket()
-
-    def run(machine: str, *args: str) -> subprocess.CompletedProcess[str]:
-        env = {
-            "PATH": "/usr/bin:/bin",
-            "HOME": str(tmp_path / machine),
-            **gcs_env,
-            "METAFLOW_HOME": str(tmp_path / machine / "mf"),
-            "METAFLOW_DEFAULT_DATASTORE": "gs",
-            "METAFLOW_CONDA_GSROOT": f"gs://{bucket}/conda_env",
-            "METAFLOW_CONDA_CHANNELS": universe.channel_url,
-            "METAFLOW_CONDA_DEFAULT_PYPI_SOURCE": universe.simple_url,
-            "METAFLOW_ENVCORE_CACHE_DIR": str(tmp_path / machine / "cache"),
-            "PIP_CONFIG_FILE": "/dev/null",
-        }
-        done = subprocess.run([ENVCORE, *args], env=env, capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stderr
-        return done
-
-    out = run("a", "resolve", "--conda", "fx-app", "--pypi", "fx-extras", "--alias", "team/gs:v1")
-    assert "Caching" in out.stderr and f"gs://{bucket}/conda_env" in out.stderr
-    run("b", "create", "team/gs:v1", "--name", "w")
-    python = tmp_path / "b" / "cache" / "envs" / "w" / "bin" / "python"
-    done = subprocess.run(
-        [python, "-c", "import fx_app, fx_extras; print('ok')"], capture_output=True, text=True
+    root = f"gs://{bucket}/conda_env"
+    run_main_job(
+        universe,
+        tmp_path,
+        {**gcs_env, "METAFLOW_DEFAULT_DATASTORE": "gs", "METAFLOW_CONDA_GSROOT": root},
+        root,
+        alias="team/gs:v1",
     )
-    assert done.stdout.strip() == "ok", done.stderr
     names = gcs_server.names(bucket)
     assert any(k.startswith("conda_env/envs/aliases/generic/team/gs/v1") for k in names)
     assert any(k.startswith("conda_env/packages/conda/") for k in names)

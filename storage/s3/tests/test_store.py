@@ -3,7 +3,6 @@ user meets, and the main job end to end through the ``envcore`` command with the
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from envcore.errors import StorageError
 from envcore.plugins import build_registry
 from envcore.testing.channel import Universe
 from envcore.testing.conformance import StorageConformance
+from envcore.testing.mainjob import run_main_job
 from envcore.types import Store
 
 S3Server = Any  # storage/s3/tests/conftest.py: the moto server fixture
@@ -85,34 +85,14 @@ def test_main_job_through_a_bucket(
     s3_server: S3Server, aws_env: dict[str, str], universe: Universe, tmp_path: Path
 ) -> None:
     bucket = s3_server.new_bucket()
-
-    def run(machine: str, *args: str) -> subprocess.CompletedProcess[str]:
-        env = {
-            "PATH": "/usr/bin:/bin",
-            "HOME": str(tmp_path / machine),
-            **aws_env,
-            "AWS_CONFIG_FILE": "/dev/null",
-            "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
-            "METAFLOW_HOME": str(tmp_path / machine / "mf"),
-            "METAFLOW_DEFAULT_DATASTORE": "s3",
-            "METAFLOW_CONDA_S3ROOT": f"s3://{bucket}/conda_env",
-            "METAFLOW_CONDA_CHANNELS": universe.channel_url,
-            "METAFLOW_CONDA_DEFAULT_PYPI_SOURCE": universe.simple_url,
-            "METAFLOW_ENVCORE_CACHE_DIR": str(tmp_path / machine / "cache"),
-            "PIP_CONFIG_FILE": "/dev/null",
-        }
-        done = subprocess.run([ENVCORE, *args], env=env, capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stderr
-        return done
-
-    out = run("a", "resolve", "--conda", "fx-app", "--pypi", "fx-extras", "--alias", "team/s3:v1")
-    assert "Caching" in out.stderr and f"s3://{bucket}/conda_env" in out.stderr
-    run("b", "create", "team/s3:v1", "--name", "w")
-    python = tmp_path / "b" / "cache" / "envs" / "w" / "bin" / "python"
-    done = subprocess.run(
-        [python, "-c", "import fx_app, fx_extras; print('ok')"], capture_output=True, text=True
+    root = f"s3://{bucket}/conda_env"
+    run_main_job(
+        universe,
+        tmp_path,
+        {**aws_env, "METAFLOW_DEFAULT_DATASTORE": "s3", "METAFLOW_CONDA_S3ROOT": root},
+        root,
+        alias="team/s3:v1",
     )
-    assert done.stdout.strip() == "ok", done.stderr
     keys = [o["Key"] for o in s3_server.client().list_objects_v2(Bucket=bucket, MaxKeys=1000)["Contents"]]
     assert any(k.startswith("conda_env/envs/aliases/generic/team/s3/v1") for k in keys)
     assert any(k.startswith("conda_env/packages/conda/") for k in keys)
