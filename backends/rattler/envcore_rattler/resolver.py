@@ -107,11 +107,14 @@ def solver_message(exc: Exception) -> str:
     return "; ".join(lines)
 
 
-def _client(credentials: Mapping[str, tuple[str, str]]) -> rattler.Client | None:
-    if not credentials:
-        return None
-    from rattler.networking import AuthenticationMiddleware, Client
+def _client(credentials: Mapping[str, tuple[str, str]]) -> rattler.Client:
+    """A client that retries transient failures (5xx, resets) with backoff and, with credentials, authenticates
+    to the request's hosts. rattler reads credentials from the auth file named by ``RATTLER_AUTH_FILE`` when
+    the client is built; the file is private and removed at once."""
+    from rattler.networking import AuthenticationMiddleware, Client, RetryMiddleware
 
+    if not credentials:
+        return Client([RetryMiddleware()])
     with tempfile.TemporaryDirectory(prefix="envcore-auth-") as tmp:
         path = Path(tmp) / "auth.json"
         path.touch(mode=0o600)
@@ -123,7 +126,7 @@ def _client(credentials: Mapping[str, tuple[str, str]]) -> rattler.Client | None
         previous = os.environ.get("RATTLER_AUTH_FILE")
         os.environ["RATTLER_AUTH_FILE"] = str(path)
         try:
-            return Client([AuthenticationMiddleware()])
+            return Client([RetryMiddleware(), AuthenticationMiddleware()])
         finally:
             if previous is None:
                 os.environ.pop("RATTLER_AUTH_FILE", None)
@@ -140,8 +143,7 @@ class RattlerResolver:
         self._lock = threading.Lock()
 
     def gateway(self, credentials: Mapping[str, tuple[str, str]]) -> rattler.Gateway:
-        """A gateway whose client authenticates to the request's hosts. rattler reads credentials from an auth
-        file named by ``RATTLER_AUTH_FILE`` when the client is built; the file is private and removed at once."""
+        """A gateway (retrying, authenticating: :func:`_client`) per set of credentials."""
         key = frozenset((host, user, pw) for host, (user, pw) in credentials.items())
         with self._lock:
             if key not in self._gateways:

@@ -129,6 +129,12 @@ class UvResolver:
                     if "no usable wheels" in done.stderr and request.arch != local_arch()
                     else ""
                 )
+                if any(marker in done.stderr for marker in _NETWORK_FAILURES):
+                    raise ResolutionError(
+                        f"The PyPI index could not be read while resolving for {request.arch}: "
+                        f"{_uv_error(done.stderr)}. uv retried; check the network, the index URL and its "
+                        "credentials, then try again."
+                    )
                 raise ResolutionError(
                     f"The PyPI requirements cannot be resolved for {request.arch} (python {request.python_version}): "
                     f"{_uv_error(done.stderr)}. Change the requirement named above, or check the index and options."
@@ -193,6 +199,8 @@ class UvResolver:
 
 
 _NOISE = re.compile(r"^(hint:|help:)")
+# uv's words when an index does not answer (after its own retries), as opposed to an unsatisfiable request
+_NETWORK_FAILURES = ("Failed to fetch", "Request failed after", "error sending request", "Could not connect")
 
 
 def _uv_error(stderr: str) -> str:
