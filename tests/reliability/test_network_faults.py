@@ -297,7 +297,7 @@ def test_a_persistent_s3_fault_is_a_clear_error_and_writes_no_description(
     reliability_report.record("fault runs")
     reliability_report.record("faults injected", s3.proxy.plan.faults)
     reliability_report.note(f"persistent 5xx on one S3 upload: clear error after {took:.1f} s")
-    one_paragraph(out, f"s3://{s3.bucket}/conda_env/packages/", "fx-core-", "503")
+    one_paragraph(out, f"s3://{s3.bucket}/conda_env/packages/", "fx-core-", "kept answering 503", "attempts")
     assert took < PERSISTENT_BOUND
     objects = s3.objects()
     assert not [k for k in objects if "fx-core-" in k]  # no partial object

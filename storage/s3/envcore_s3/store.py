@@ -81,6 +81,17 @@ class S3Store:
     def _error(self, exc: Exception, key: str) -> Exception:
         """One paragraph for a failed call: what, where, how to fix; never credentials."""
         where = f"{self.url}/{key}" if key else self.url
+        cause = getattr(exc, "__context__", None)
+        if type(exc).__name__ == "S3UploadFailedError" and isinstance(cause, botocore.exceptions.ClientError):
+            exc = cause  # boto3's transfer wrapper: judge the service's own answer
+        if isinstance(exc, botocore.exceptions.ClientError):
+            status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+            attempts = exc.response.get("ResponseMetadata", {}).get("RetryAttempts")
+            if status.startswith("5") and attempts:
+                return StorageError(
+                    f"S3 kept answering {status} for {where} after {int(attempts) + 1} attempts. The service is "
+                    "unavailable or overloaded: retry later, or check METAFLOW_S3_ENDPOINT_URL."
+                )
         if isinstance(exc, botocore.exceptions.ClientError):
             code = str(exc.response.get("Error", {}).get("Code", ""))
             status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
