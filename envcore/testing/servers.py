@@ -1,11 +1,17 @@
-"""Serve a directory over http on 127.0.0.1, optionally behind basic auth, from a daemon thread."""
+"""Servers on 127.0.0.1 for tests: a directory over http (optionally behind basic auth) from a daemon thread,
+and external server processes (moto's S3, emulators) started on a free port and waited for."""
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
+import socket
+import subprocess
+import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -96,3 +102,53 @@ def serve_directory(root: Path, *, auth: tuple[str, str] | None = None) -> Itera
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ServerDidNotStart(RuntimeError):
+    """An external test server did not answer in time; the message carries its log's tail."""
+
+
+@contextmanager
+def server_process(
+    argv: Callable[[int], Sequence[str]], log: Path, *, name: str, timeout: float = 30
+) -> Iterator[int]:
+    """Run ``argv(port)`` (a server listening on 127.0.0.1:port, a free port) until the block exits: ready when
+    the port accepts connections; :class:`ServerDidNotStart` with the log's tail if it dies or times out."""
+    port = free_port()
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(list(argv(port)), stdout=out, stderr=out)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise ServerDidNotStart(
+                    f"{name} did not start on 127.0.0.1:{port}: {log.read_text(errors='replace')[-2000:]}"
+                ) from None
+            time.sleep(0.05)
+    try:
+        yield port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def moto_server(log: Path) -> contextlib.AbstractContextManager[int]:
+    """moto's S3 server (``moto[server]`` installed): ``with moto_server(log) as port: ...``."""
+    return server_process(
+        lambda port: [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        log,
+        name="moto's S3 server",
+    )

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from envcore.testing.servers import serve_directory
+from envcore.testing.servers import ServerDidNotStart, moto_server, serve_directory
 
 from ..conftest import env_ids, snapshot
 from .conftest import ReliabilityReport
@@ -176,36 +174,14 @@ def test_a_persistent_fault_is_a_clear_error_and_writes_no_description(
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing-key-id", "AWS_SECRET_ACCESS_KEY": "testing-secret-value-0001"}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """moto's S3 server on 127.0.0.1 (as storage/s3/tests/conftest.py starts it), once for this module."""
-    port = _free_port()
-    log = tmp_path_factory.mktemp("moto") / "server.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=out
-        )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"moto's S3 server did not start on 127.0.0.1:{port}: {log.read_text()[-2000:]}")
-            time.sleep(0.05)
+    """moto's S3 server on 127.0.0.1, once for this module."""
     try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        with moto_server(tmp_path_factory.mktemp("moto") / "server.log") as port:
+            yield f"http://127.0.0.1:{port}"
+    except ServerDidNotStart as exc:
+        pytest.fail(str(exc))
 
 
 class S3World:

@@ -13,10 +13,8 @@ import hashlib
 import importlib.metadata
 import os
 import re
-import socket
 import subprocess
 import sys
-import time
 import uuid
 import zipfile
 from collections.abc import Iterator
@@ -27,6 +25,7 @@ import pytest
 
 from envcore.testing.channel import PROJECTS, Project, Release, Universe, build_universe, index_channel
 from envcore.testing.condapkg import site_packages_package, write_package
+from envcore.testing.servers import ServerDidNotStart, moto_server
 
 FLOWS = Path(__file__).parent / "flows"
 BIN = Path(sys.executable).parent
@@ -245,35 +244,13 @@ class S3Server:
         }
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    port = _free_port()
-    log = tmp_path_factory.mktemp("moto") / "server.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=out
-        )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"moto's S3 server did not start on 127.0.0.1:{port}: {log.read_text()[-2000:]}")
-            time.sleep(0.05)
     try:
-        yield S3Server(endpoint=f"http://127.0.0.1:{port}")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        with moto_server(tmp_path_factory.mktemp("moto") / "server.log") as port:
+            yield S3Server(endpoint=f"http://127.0.0.1:{port}")
+    except ServerDidNotStart as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture
