@@ -49,6 +49,8 @@ def package_to_dict(pkg: LockedPackage, cache_keys: Mapping[str, str] | None = N
 
 
 def package_from_dict(data: Mapping[str, Any]) -> LockedPackage:
+    if "envcore" not in data:
+        return _original_package(data)
     extra = data["envcore"]
     files = tuple(
         PackageFile(
@@ -72,6 +74,38 @@ def package_from_dict(data: Mapping[str, Any]) -> LockedPackage:
         channel=extra.get("channel"),
         depends=tuple(extra.get("depends", ())),
     )
+
+
+def _original_package(data: Mapping[str, Any]) -> LockedPackage:
+    """A package as the original extension describes it: name, version and build come from the file name; its
+    ``hashes`` are md5 for conda files and sha256 for PyPI ones (the only hash it records)."""
+    kind = PackageKind(data["_type"])
+    filename, source_format = str(data["filename"]), str(data["url_format"])
+    if kind is PackageKind.CONDA:
+        name, version, build = filename.rsplit("-", 2)
+    else:
+        name, version = _pypi_name_version(filename + source_format)
+        build = ""
+    files = tuple(
+        PackageFile(
+            url_format=fmt,
+            url=str(data["url"]),
+            sha256="" if kind is PackageKind.CONDA else str(digest),
+            md5=str(digest) if kind is PackageKind.CONDA else None,
+        )
+        for fmt, digest in sorted(data["hashes"].items(), key=lambda kv: kv[0] != source_format)
+    )
+    return LockedPackage(kind=kind, name=name, version=version, build=build, filename=filename, files=files)
+
+
+def _pypi_name_version(file_name: str) -> tuple[str, str]:
+    from packaging.utils import parse_sdist_filename, parse_wheel_filename
+
+    if file_name.endswith(".whl"):
+        name, version, _, _ = parse_wheel_filename(file_name)
+    else:
+        name, version = parse_sdist_filename(file_name)
+    return str(name), str(version)
 
 
 def cache_keys_of(data: Mapping[str, Any]) -> dict[str, str]:
@@ -126,12 +160,8 @@ def loads(raw: bytes, *, req_id: str, full_id: str, arch: str, where: str) -> Re
     try:
         data = json.loads(raw)
         schema = data.get("envcore", {}).get("schema")
-        if schema != SCHEMA:
-            raise ValueError(
-                "it was written by the original extension or another envcore version"
-                if schema is None
-                else f"its schema version is {schema}, this envcore reads {SCHEMA}"
-            )
+        if schema not in (SCHEMA, None):  # None: written by the original extension, read as it wrote it
+            raise ValueError(f"its schema version is {schema}, this envcore reads {SCHEMA}")
         return from_dict(data, req_id=req_id, full_id=full_id, arch=arch)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise StorageError(

@@ -30,26 +30,28 @@ class PackageCache:
         self.root = root
 
     def path(self, file: PackageFile, name: str) -> Path:
-        return self.root / "pkgs" / file.sha256 / name
+        algorithm, expected = file.digest
+        return self.root / "pkgs" / (expected if algorithm == "sha256" else f"{algorithm}-{expected}") / name
 
     def get(self, file: PackageFile, name: str, *, verify: bool = False) -> Path | None:
         path = self.path(file, name)
         if not path.is_file():
             return None
         if verify:
-            actual = sha256_file(path)
-            if actual != file.sha256:  # a damaged copy: set aside, and fetch again from the source
+            actual = digest_file(path, file.digest[0])
+            if actual != file.digest[1]:  # a damaged copy: set aside, and fetch again from the source
                 self._quarantine(path, actual)
                 return None
         return path
 
     def put_verified(self, tmp: Path, file: PackageFile, name: str, source: str) -> Path:
         """Move a downloaded temp file into the cache if its hash matches, else quarantine it and raise."""
-        actual = sha256_file(tmp)
-        if actual != file.sha256:
+        algorithm, expected = file.digest
+        actual = digest_file(tmp, algorithm)
+        if actual != expected:
             target = self._quarantine(tmp, actual, name)
             raise IntegrityError(
-                f"{name} from {source} has sha256 {actual}, but the environment records {file.sha256}. The file "
+                f"{name} from {source} has {algorithm} {actual}, but the environment records {expected}. The file "
                 f"was not used and is kept in {target}. The source holds a different file than when the "
                 "environment was resolved: resolve again, or repair the source."
             )
@@ -91,7 +93,11 @@ def mark_checked(path: Path) -> None:
 
 
 def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
+    return digest_file(path, "sha256")
+
+
+def digest_file(path: Path, algorithm: str) -> str:
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as fh:
         while chunk := fh.read(CHUNK):
             digest.update(chunk)

@@ -97,6 +97,12 @@ class PackageFile:
     size: int | None = None
     built: bool = False  # a wheel envcore built from the sdist at ``url``: only the store has it
 
+    @property
+    def digest(self) -> tuple[str, str]:
+        """(algorithm, hex digest) a copy is verified with: sha256, or md5 when that is all that is known (conda
+        files in descriptions written by the original extension)."""
+        return ("sha256", self.sha256) if self.sha256 else ("md5", self.md5 or "")
+
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class LockedPackage:
