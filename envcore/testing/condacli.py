@@ -26,7 +26,12 @@ resolver driver needs, with each tool's output format (taken from the tools' sou
 
 Without ``--dry-run`` the environment is really created with ``rattler.install``. Not emulated: GPU
 detection (``__cuda`` only from ``CONDA_OVERRIDE_CUDA``), ``defaults`` channel semantics beyond its URLs,
-``--file``, ``update`` / ``remove``, token (``/t/<token>/``) channels.
+``--file``, ``update`` / ``remove``, ``env list`` (no driver calls it), token (``/t/<token>/``) channels,
+libmamba 2.0's ``null`` for empty lists and the ``log_history`` of mamba after 2.8.1 (recorded samples under
+``backends/<tool>/tests/recorded`` cover those).
+
+:func:`real_tool` finds a REAL conda / mamba / micromamba for integration tests: ``ENVCORE_TEST_REAL_<TOOL>``
+(an executable's path or name) or the tool on PATH.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -77,6 +83,20 @@ def write_conda_cli(bin_dir: Path, flavor: str = "conda", version: str | None = 
     path.write_text(f'#!/bin/sh\nexec {" ".join(shlex.quote(a) for a in args)} "$@"\n')
     path.chmod(0o755)
     return path
+
+
+def real_tool(tool: str) -> tuple[str | None, str]:
+    """``(executable, "")`` of a real ``tool`` (``conda``, ``mamba``, ``micromamba``) for integration tests, or
+    ``(None, reason)`` to skip with. ``ENVCORE_TEST_REAL_<TOOL>`` wins over PATH; a value that is not an
+    executable is returned as given, so the test fails loudly instead of skipping."""
+    variable = f"ENVCORE_TEST_REAL_{tool.upper()}"
+    given = os.environ.get(variable, "").strip()
+    if given:
+        return (shutil.which(given) if os.sep not in given else None) or given, ""
+    found = shutil.which(tool)
+    if found:
+        return found, ""
+    return None, f"no real {tool}: set {variable} to its executable or put `{tool}` on PATH"
 
 
 # --- the executable -------------------------------------------------------------------------------------

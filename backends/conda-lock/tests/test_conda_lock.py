@@ -1,13 +1,13 @@
 """envcore-conda-lock with the real conda-lock driving the kit's py-rattler ``micromamba`` test executable:
 PyPI packages never replace conda ones, errors name the package, credentials stay off command lines, a missing
 executable fails fast (conda-lock alone would spend ~63 s trying to download conda-standalone), and the main
-job end to end through the ``envcore`` command. A real micromamba/mamba/conda is used only if one is on PATH."""
+job end to end through the ``envcore`` command. A real micromamba/mamba/conda is used when
+``ENVCORE_TEST_REAL_<TOOL>`` names one or one is on PATH."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -21,13 +21,14 @@ from envcore.errors import BackendUnavailable, ConfigError, ResolutionError
 from envcore.plugins import build_registry
 from envcore.resolve import local_arch
 from envcore.testing.channel import Universe
-from envcore.testing.condacli import write_conda_cli
+from envcore.testing.condacli import real_tool, write_conda_cli
 from envcore.testing.fixtures import AuthEndpoint, WheelIndex
 from envcore.types import CONDA, PYPI, SYS, PackageKind, Requirement, Resolver, ResolveRequest
 
 ENVCORE = str(Path(sys.executable).with_name("envcore"))
 PYTHON = Requirement(category=CONDA, name="python", spec=f"{sys.version_info[0]}.{sys.version_info[1]}.*")
-REAL_TOOL = next((t for t in ("micromamba", "mamba", "conda") if shutil.which(t)), None)
+#: a real micromamba, mamba or conda (ENVCORE_TEST_REAL_<TOOL>, else on PATH), in conda-lock's order of preference
+REAL_TOOL = next((found for found, _ in map(real_tool, ("micromamba", "mamba", "conda")) if found), None)
 
 
 def _resolver(universe: Universe, **environ: str) -> Resolver:
@@ -265,10 +266,14 @@ def test_end_to_end_through_the_envcore_command(
 
 
 @pytest.mark.skipif(
-    REAL_TOOL is None, reason="no real micromamba, mamba or conda on PATH (none can be installed here)"
+    REAL_TOOL is None,
+    reason="no real micromamba, mamba or conda: set ENVCORE_TEST_REAL_MICROMAMBA (or _MAMBA, _CONDA) to its "
+    "executable or put one on PATH",
 )
 def test_real_binary(universe: Universe, wheel_index: WheelIndex) -> None:
-    resolver = _resolver(universe, PATH=os.environ["PATH"])
+    resolver = _resolver(
+        universe, PATH=os.environ["PATH"], METAFLOW_ENVCORE_CONDA_LOCK_CONDA_EXE=str(REAL_TOOL)
+    )
     resolver.check()
     packages = resolver.resolve(_request(universe, wheel_index.http_url, ("fx-http==1.1.0",), ("fx-extras",)))
     found = _versions(packages)

@@ -18,9 +18,10 @@ import shutil
 import subprocess
 import tempfile
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from envcore.config import Config, redact_text, redact_url
 from envcore.errors import BackendUnavailable, ResolutionError
@@ -67,6 +68,28 @@ PASSTHROUGH = (
 )
 _TOKEN = re.compile(r"/t/[^/]+/")
 _VERSION = re.compile(r"(\d+)\.(\d+)(?:\.(\d+))?")
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_TREE = " \t│└─├"
+#: words in a failure that mean the channels could not be read (rather than the solve failing)
+_CHANNEL_WORDS = (
+    "http error",
+    "download error",
+    "401",
+    "403",
+    "404",
+    "could not read the channel",
+    "could not load repodata",
+    "unavailable",
+)
+#: a line ending so continues on the next one (punctuation; libmamba's tree: "... because it requires")
+_GO_ON = (":", ";", ".", "requires", "require", "options")
+#: lines of tool boilerplate that say nothing about this failure (libmamba's aggregated-error footer)
+_BOILERPLATE = (
+    "If you run into this error repeatedly",
+    "Please try running `mamba clean",
+    "If you still are having issues",
+    "https://github.com/mamba-org/mamba/issues",
+)
 
 
 def clean_url(url: str) -> str:
@@ -100,7 +123,19 @@ def parse_version(text: str, tool: str) -> tuple[int, ...] | None:
 
 
 def json_object(text: str) -> dict[str, Any] | None:
-    """The JSON object in a tool's stdout (banners or warnings may surround it)."""
+    """The JSON object in a tool's stdout. Text may surround it: banners, warnings, or mamba 1.x's solver
+    explanation printed before libmamba's own ``{"success": false}``. The first object that parses wins."""
+    decoder = json.JSONDecoder()
+    starts = [m.start() for m in re.finditer(r"(?m)^\{", text)]
+    for start in starts or [text.find("{")]:
+        if start < 0:
+            break
+        try:
+            data, _end = decoder.raw_decode(text, start)
+        except ValueError:
+            continue
+        if isinstance(data, dict):
+            return data
     start, end = text.find("{"), text.rfind("}")
     if start < 0 or end < start:
         return None
@@ -111,34 +146,85 @@ def json_object(text: str) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def without_json(text: str) -> str:
+    """``text`` minus the JSON object :func:`json_object` finds in it (what is left is the tool's prose)."""
+    decoder = json.JSONDecoder()
+    for match in re.finditer(r"(?m)^\{", text):
+        try:
+            _data, end = decoder.raw_decode(text, match.start())
+        except ValueError:
+            continue
+        return text[: match.start()] + text[end:]
+    return text
+
+
+def prose(parts: Iterable[str]) -> str:
+    """Tool messages as one line: colours, tree glyphs and bullets dropped, lines joined by ``; `` (a line
+    ending in punctuation or in libmamba's "it requires" goes on with a space); libmamba's bug-report footer
+    is dropped."""
+    out = ""
+    for part in parts:
+        for raw in _ANSI.sub("", part).splitlines():
+            line = raw.strip(_TREE)
+            line = line[2:] if line.startswith("- ") else line
+            if not line or line.startswith(_BOILERPLATE):
+                continue
+            out += (" " if out.endswith(_GO_ON) else "; " if out else "") + line
+    return out
+
+
 def _stem(fn: str) -> tuple[str, str]:
     ext = ".tar.bz2" if fn.endswith(".tar.bz2") else Path(fn).suffix
     return fn[: -len(ext)] if ext else fn, ext
 
 
+def _file_name(rec: Mapping[str, Any]) -> str:
+    return str(rec.get("fn") or unquote(str(rec.get("url") or "").rsplit("/", 1)[-1]))
+
+
+def _channel_base(url: str, subdir: str, fn: str) -> str | None:
+    """The channel URL in front of ``/<subdir>/<fn>``; libmamba 2 percent-encodes the file name in urls
+    (``x264-1%21164.3095-...``) but not in ``fn``."""
+    if not subdir:
+        return None
+    for tail in (f"/{subdir}/{fn}", f"/{subdir}/{url.rsplit('/', 1)[-1]}"):
+        if url.endswith(tail) and unquote(tail) == f"/{subdir}/{fn}":
+            return url[: -len(tail)]
+    return None
+
+
 def locked_packages(data: Mapping[str, Any]) -> list[LockedPackage]:
     """LockedPackages from a dry-run's ``actions``: LINK entries in order, with url and hashes from the entry
-    itself (libmamba tools) or from the FETCH record of the same dist (conda, mamba 1.x)."""
+    itself (libmamba tools: micromamba, mamba 2) or from the FETCH record of the same dist (conda and mamba
+    1.x, whose LINK entries are ``dist_fields``: no url, no hashes). Other keys (``PREFIX``, ``UNLINK``,
+    ``dry_run``, ``log_history`` ...) are ignored; libmamba 2.0's ``null`` for empty lists is accepted."""
     actions = data.get("actions") or {}
     fetch: dict[str, Mapping[str, Any]] = {}
     for rec in actions.get("FETCH") or ():
-        fn = rec.get("fn") or str(rec.get("url", "")).rsplit("/", 1)[-1]
-        fetch[_stem(fn)[0]] = rec
-    packages = []
+        fetch[_stem(_file_name(rec))[0]] = rec
+    chosen: list[tuple[Mapping[str, Any], Mapping[str, Any]]] = []
+    cached = []
     for link in actions.get("LINK") or ():
-        dist = link.get("dist_name") or _stem(str(link.get("fn", "")))[0]
+        dist = str(link.get("dist_name") or _stem(_file_name(link))[0])
         rec = link if link.get("url") and (link.get("sha256") or link.get("md5")) else fetch.get(dist)
         if rec is None:
-            raise ResolutionError(
-                f"The solver chose {dist} but reported no download URL or hash for it (it was found in a package "
-                "cache). This should not happen with envcore's private package cache; remove "
-                "<envcore cache>/conda-cli and retry."
-            )
+            cached.append(dist)
+        else:
+            chosen.append((link, rec))
+    if cached:
+        raise ResolutionError(
+            f"The solver chose {', '.join(cached)} but reported no download URL or hash for "
+            f"{'it' if len(cached) == 1 else 'them'}: the tool found {'it' if len(cached) == 1 else 'them'} "
+            "in a package cache it was not told about (a pkgs_dirs setting envcore did not clear). Remove "
+            "<envcore cache>/conda-cli and retry, or unset pkgs_dirs in the tool's system-wide condarc."
+        )
+    packages = []
+    for link, rec in chosen:
         url = str(rec["url"])
-        fn = str(rec.get("fn") or url.rsplit("/", 1)[-1])
+        fn = _file_name(rec)
         stem, ext = _stem(fn)
         subdir = str(rec.get("subdir") or link.get("platform") or "")
-        base = url[: -len(f"/{subdir}/{fn}")] if subdir and url.endswith(f"/{subdir}/{fn}") else None
+        base = _channel_base(url, subdir, fn)
         packages.append(
             LockedPackage(
                 kind=PackageKind.CONDA,
@@ -184,27 +270,41 @@ def install_order(packages: Sequence[LockedPackage]) -> list[LockedPackage]:
     return list(done.values())
 
 
+def _channel_problem(text: str) -> bool:
+    lowered = text.lower()
+    return any(word in lowered for word in _CHANNEL_WORDS)
+
+
 def failure_summary(stdout: str, stderr: str) -> tuple[str, bool]:
-    """One line describing why the tool failed, and whether the channels could not be read."""
+    """One line describing why the tool failed, and whether the channels could not be read.
+
+    Understood: libmamba's ``solver_problems`` (micromamba, mamba 2) and its ``log_history`` records (mamba
+    after 2.8.1, where ``--json`` sends the log there instead of stderr); conda's error map (``exception_name``,
+    ``message``, ``packages``); otherwise the prose on stdout/stderr (mamba 1.x prints its solver explanation
+    as text, followed by libmamba's ``{"success": false}``)."""
     data = json_object(stdout)
     if data is not None and data.get("solver_problems"):
-        return "; ".join(str(p) for p in data["solver_problems"]), False
+        return prose(str(p) for p in data["solver_problems"]), False
     if data is not None and data.get("exception_name"):
         name = str(data["exception_name"])
         if name.startswith("PackagesNotFound") and data.get("packages"):
             missing = ", ".join(str(p) for p in data["packages"])
             return f"{name}: these packages are not available from the channels: {missing}", False
-        channel = "HTTP" in name or "Channel" in name or "Proxy" in name or "SSL" in name
-        return f"{name}: {data.get('message') or data.get('error') or ''}", channel
-    text = "\n".join(part for part in (stdout, stderr) if part.strip())
-    lines = [line.strip(" │└─├") for line in text.splitlines() if line.strip(" │└─├")]
+        channel = any(w in name for w in ("HTTP", "Channel", "Proxy", "SSL", "Connection"))
+        return f"{name}: {prose([str(data.get('message') or data.get('error') or '')])}", channel
+    logged = [
+        str(r.get("message", ""))
+        for r in (data or {}).get("log_history") or ()
+        if isinstance(r, dict) and r.get("level") in ("error", "critical")
+    ]
+    if logged:
+        joined = prose(logged)
+        return joined, _channel_problem(joined)
+    text = "\n".join(part for part in (without_json(stdout), stderr) if part.strip())
+    lines = [line for line in (_ANSI.sub("", x).strip(_TREE) for x in text.splitlines()) if line]
     useful = [line for line in lines if not line.startswith(("Traceback", "File ", "warning"))] or lines
-    joined = "; ".join(useful[-12:])
-    lowered = joined.lower()
-    channel = any(
-        w in lowered for w in ("http error", "401", "403", "404", "could not read the channel", "unavailable")
-    )
-    return joined, channel
+    joined = prose(useful[-12:])
+    return joined, _channel_problem(joined)
 
 
 class CondaCliResolver:
@@ -372,14 +472,20 @@ class CondaCliResolver:
                 done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=work)
             except OSError as exc:
                 raise self._unavailable(f"running {cmd[0]} failed ({exc})") from None
-        data = json_object(done.stdout)
-        if done.returncode == 0 and data is not None and data.get("success", True) and data.get("actions"):
+        return self.interpret(done.returncode, done.stdout, done.stderr, request, channels)
+
+    def interpret(
+        self, returncode: int, stdout: str, stderr: str, request: ResolveRequest, channels: Sequence[str]
+    ) -> list[LockedPackage]:
+        """The packages of a ``create --dry-run --json`` run, or the ResolutionError its failure means."""
+        data = json_object(stdout)
+        if returncode == 0 and data is not None and data.get("success", True) and data.get("actions"):
             return locked_packages(data)
-        summary, channel_problem = failure_summary(done.stdout, done.stderr)
-        summary = self._scrub(summary, request)[:2000].rstrip(" .")
+        summary, channel_problem = failure_summary(stdout, stderr)
+        summary = self._scrub(summary, request)[:2000].rstrip(" .;")
         where = ", ".join(channels)
-        if done.returncode == 0 and not summary:
-            summary = f"it reported no packages to install ({' '.join(done.stdout.split())[:300]!r})"
+        if returncode == 0 and not summary:
+            summary = f"it reported no packages to install ({' '.join(stdout.split())[:300]!r})"
         if channel_problem:
             raise ResolutionError(
                 f"{self.tool} {self._version_text} could not read the conda channels ({where}) for {request.arch}: "
@@ -388,7 +494,7 @@ class CondaCliResolver:
             )
         raise ResolutionError(
             f"The conda requirements cannot be resolved for {request.arch} by {self.tool} {self._version_text} "
-            f"(exit code {done.returncode}): {summary}. Change the constraint named above, or check that the "
+            f"(exit code {returncode}): {summary}. Change the constraint named above, or check that the "
             f"package exists in the channels ({where})."
         )
 

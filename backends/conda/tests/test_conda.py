@@ -1,11 +1,11 @@
 """envcore-conda against the py-rattler conda test executable (envcore.testing.condacli): the conformance
 kit unmodified, foreign platforms, credentials kept off the command line, the error for a missing binary, and
-the main job end to end through the ``envcore`` command. A real ``conda`` is used only if one is on PATH."""
+the main job end to end through the ``envcore`` command. A real ``conda`` is used when
+``ENVCORE_TEST_REAL_CONDA`` names one or one is on PATH."""
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +18,7 @@ from envcore.errors import BackendUnavailable, ResolutionError
 from envcore.plugins import build_registry
 from envcore.resolve import local_arch
 from envcore.testing.channel import Universe
-from envcore.testing.condacli import write_conda_cli
+from envcore.testing.condacli import real_tool, write_conda_cli
 from envcore.testing.conformance import ResolverConformance
 from envcore.testing.fixtures import AuthEndpoint
 from envcore.types import CONDA, SYS, Requirement, Resolver, ResolveRequest
@@ -202,12 +202,18 @@ def test_end_to_end_through_the_envcore_command(
     assert missing.returncode != 0 and "no `conda` executable was found on PATH" in missing.stderr
 
 
-@pytest.mark.skipif(
-    shutil.which("conda") is None, reason="no real `conda` on PATH (none can be installed here)"
-)
+REAL_CONDA, NO_REAL_CONDA = real_tool("conda")
+
+
+@pytest.mark.skipif(REAL_CONDA is None, reason=NO_REAL_CONDA)
 def test_real_conda(universe: Universe) -> None:
-    resolver = _resolver(universe, PATH=os.environ["PATH"])
+    """A real conda (ENVCORE_TEST_REAL_CONDA, or `conda` on PATH) against the local test channel."""
+    resolver = _resolver(universe, PATH=os.environ["PATH"], METAFLOW_ENVCORE_CONDA_EXE=str(REAL_CONDA))
     resolver.check()
     packages = resolver.resolve(_request(universe, Requirement(category=CONDA, name="fx-http", spec="1.1.0")))
     assert {p.name: p.version for p in packages}["fx-core"] == "1.1.0"
-    assert all(len(f.sha256) == 64 for p in packages for f in p.files)
+    assert all(
+        len(f.sha256) == 64 and f.url.startswith(universe.channel_url) for p in packages for f in p.files
+    )
+    with pytest.raises(ResolutionError, match=r"conda .*fx-core"):
+        resolver.resolve(_request(universe, Requirement(category=CONDA, name="fx-core", spec="9.9.9")))

@@ -1,12 +1,11 @@
 """envcore-micromamba against the py-rattler test executable speaking micromamba 1.x and 2.x (the libmamba
 CLI: ``-r ROOT``, LINK entries with urls and hashes): the conformance kit unmodified for both, the command line,
 the error for a missing binary, and the main job end to end through the ``envcore`` command. A real
-``micromamba`` is used only if one is on PATH."""
+``micromamba`` is used when ``ENVCORE_TEST_REAL_MICROMAMBA`` names one or one is on PATH."""
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -19,7 +18,7 @@ from envcore.errors import BackendUnavailable, ResolutionError
 from envcore.plugins import build_registry
 from envcore.resolve import local_arch
 from envcore.testing.channel import Universe
-from envcore.testing.condacli import write_conda_cli
+from envcore.testing.condacli import real_tool, write_conda_cli
 from envcore.testing.conformance import ResolverConformance
 from envcore.types import CONDA, Requirement, Resolver, ResolveRequest
 
@@ -122,12 +121,20 @@ def test_end_to_end_through_the_envcore_command(
     assert done.stdout.strip() == "1.0.0", done.stderr
 
 
-@pytest.mark.skipif(
-    shutil.which("micromamba") is None, reason="no real `micromamba` on PATH (none can be installed here)"
-)
+REAL_MICROMAMBA, NO_REAL_MICROMAMBA = real_tool("micromamba")
+
+
+@pytest.mark.skipif(REAL_MICROMAMBA is None, reason=NO_REAL_MICROMAMBA)
 def test_real_micromamba(universe: Universe) -> None:
-    resolver = _resolver(universe, PATH=os.environ["PATH"])
+    """A real micromamba (ENVCORE_TEST_REAL_MICROMAMBA, or `micromamba` on PATH) against the local test channel."""
+    resolver = _resolver(
+        universe, PATH=os.environ["PATH"], METAFLOW_ENVCORE_MICROMAMBA_EXE=str(REAL_MICROMAMBA)
+    )
     resolver.check()
     packages = resolver.resolve(_request(universe, Requirement(category=CONDA, name="fx-http", spec="1.1.0")))
     assert {p.name: p.version for p in packages}["fx-core"] == "1.1.0"
-    assert all(len(f.sha256) == 64 for p in packages for f in p.files)
+    assert all(
+        len(f.sha256) == 64 and f.url.startswith(universe.channel_url) for p in packages for f in p.files
+    )
+    with pytest.raises(ResolutionError, match=r"micromamba .*fx-core"):
+        resolver.resolve(_request(universe, Requirement(category=CONDA, name="fx-core", spec="9.9.9")))
