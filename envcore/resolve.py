@@ -17,7 +17,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
-from envcore import compose
 from envcore.config import Config, redact_url
 from envcore.errors import ConfigError, ResolutionError, UsageError
 from envcore.plugins import Registry
@@ -295,6 +294,8 @@ def req_id(registry: Registry, request: ResolveRequest) -> str:
 def resolver_for(registry: Registry, env_type: EnvType) -> tuple[str, Resolver]:
     """The resolver that locks ``env_type`` environments, and its name for messages. A resolver that only
     locks PyPI packages is composed with the conda resolver, which provides python."""
+    from envcore import compose  # with its PyPI helpers: only when resolving (start-up of other commands)
+
     plugin = registry.resolver_plugin(env_type)
     pure_pypi = env_type is EnvType.PYPI_ONLY and EnvType.CONDA_ONLY not in plugin.env_types
     if plugin.name != compose.NAME and not pure_pypi:
