@@ -12,6 +12,7 @@ from pathlib import Path
 from envcore import cache as caching
 from envcore import description, hydrate, naming, resolve
 from envcore.aliases import Aliases, PathspecLookup
+from envcore.config import Config
 from envcore.errors import AliasError, ConfigError, MissingObject, StorageError, UsageError
 from envcore.plugins import Registry
 from envcore.progress import Progress, as_progress
@@ -24,15 +25,29 @@ RESOLVE_WORKERS = 4
 class Environments:
     def __init__(
         self,
-        registry: Registry,
+        registry: Registry | Callable[[], Registry],
         progress: Progress | Callable[[str], None] | None = None,
         pathspec_lookup: PathspecLookup | None = None,
+        *,
+        config: Config | None = None,
     ) -> None:
-        self.registry = registry
-        self.config = registry.config
+        """``registry`` may be a factory (with ``config`` given): commands that end early, such as creating an
+        environment that already exists, then never load the plugins."""
+        if isinstance(registry, Registry):
+            self.__dict__["registry"] = registry
+            self.config = registry.config
+        elif config is None:
+            raise TypeError("Environments(registry_factory) needs config=")
+        else:
+            self._registry_factory = registry
+            self.config = config
         self.progress = as_progress(progress)
         self.pathspec_lookup = pathspec_lookup
         self._credentials: dict[str, tuple[str, str]] = {}
+
+    @cached_property
+    def registry(self) -> Registry:
+        return self._registry_factory()
 
     @cached_property
     def record(self) -> LocalRecord:
@@ -242,6 +257,8 @@ class Environments:
                 f"Environment {env.req_id}:{env.full_id} is for {env.arch}; this machine is {resolve.local_arch()}. "
                 "Create it on a machine of that architecture."
             )
+        if not force and not verify and hydrate.is_complete(prefix.absolute(), env):
+            return False  # the fast path: one small file read, no plugin loaded
         return hydrate.hydrate(
             self.registry,
             env,

@@ -105,7 +105,8 @@ def _environments(app: App) -> Environments:
     from envcore.progress import for_terminal
 
     return Environments(
-        app.registry,
+        lambda: app.registry,  # built when first needed
+        config=app.config,
         progress=for_terminal(quiet=app.quiet),
         pathspec_lookup=app.pathspec_lookup,
     )
