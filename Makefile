@@ -19,7 +19,7 @@ $(AZURITE): storage/azure/tests/package.json storage/azure/tests/package-lock.js
 
 setup: $(BIN)/envcore $(AZURITE)
 
-demo: setup
+demo: $(BIN)/envcore
 	$(BIN)/python -m envcore.demo
 
 # Ratios against bare py-rattler, uv, cp and python, measured side by side (bench/README.md).
