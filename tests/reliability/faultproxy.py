@@ -1,6 +1,7 @@
 """A fault-injecting reverse proxy on 127.0.0.1: forwards every request (any method, any body) to an upstream
 http server and, for the requests a plan selects, answers with a fault instead. Used in front of the test
-universe (repodata, index pages, package files) and in front of moto's S3 server."""
+universe (repodata, index pages, package files) and in front of the cloud stores' servers (moto's S3,
+fake-gcs-server, Azurite)."""
 
 from __future__ import annotations
 
@@ -23,45 +24,55 @@ MODES = ("5xx", "reset", "truncate", "slow", "lost")
 
 @dataclass
 class FaultPlan:
-    """The first ``failures`` requests for each selected ``(method, path)`` get ``mode``; later ones pass.
+    """The first ``failures`` requests for each selected ``(method, name)`` get ``mode``; later ones pass. A
+    request's name is its path, unless ``name`` tells it from the body too (a GCS multipart upload names its
+    object in the body, not in the path).
 
     Modes: ``5xx`` (503, empty body), ``reset`` (TCP reset before the request reaches upstream), ``truncate``
-    (a 200 answer cut to a third of its body, then the connection closed; other answers pass), ``slow`` (0.3 s delay, then
+    (a 200 or 206 answer cut to a third of its body, then the connection closed; other answers pass), ``slow`` (0.3 s delay, then
     a normal answer), ``lost`` (upstream applies the request, the client gets a reset instead of the answer).
     """
 
     mode: str = "5xx"
     failures: int = 0
-    select: Callable[[str, str], bool] = lambda method, path: False
-    seen: Counter[tuple[str, str]] = field(default_factory=Counter)  # selected requests, by (method, path)
+    select: Callable[[str, str], bool] = lambda method, name: False
+    name: Callable[[str, bytes], str] = lambda path, body: path
+    seen: Counter[tuple[str, str]] = field(default_factory=Counter)  # selected requests, by (method, name)
     faults: int = 0  # faults injected
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def arm(self, mode: str, failures: int, select: Callable[[str, str], bool]) -> None:
+    def arm(
+        self,
+        mode: str,
+        failures: int,
+        select: Callable[[str, str], bool],
+        name: Callable[[str, bytes], str] | None = None,
+    ) -> None:
         assert mode in MODES, mode
         with self.lock:
             self.mode, self.failures, self.select = mode, failures, select
+            self.name = name or (lambda path, body: path)
             self.seen.clear()
             self.faults = 0
 
-    def decide(self, method: str, path: str) -> str | None:
+    def decide(self, method: str, name: str) -> str | None:
         """The fault for this request, or None to forward it untouched."""
-        if not self.select(method, path):
+        if not self.select(method, name):
             return None
         with self.lock:
-            self.seen[(method, path)] += 1
-            if self.seen[(method, path)] > self.failures:
+            self.seen[(method, name)] += 1
+            if self.seen[(method, name)] > self.failures:
                 return None
             self.faults += 1
             return self.mode
 
-    def undo(self, method: str, path: str) -> None:
+    def undo(self, method: str, name: str) -> None:
         """The selected fault did not apply to this answer (a truncation of an empty or error body)."""
         with self.lock:
-            self.seen[(method, path)] -= 1
+            self.seen[(method, name)] -= 1
             self.faults -= 1
-            if self.seen[(method, path)] <= 0:
-                del self.seen[(method, path)]
+            if self.seen[(method, name)] <= 0:
+                del self.seen[(method, name)]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -89,7 +100,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         body = self._body()
-        fault = self.server.plan.decide(self.command, self.path)
+        plan = self.server.plan
+        name = plan.name(self.path, body)
+        fault = plan.decide(self.command, name)
         if fault == "reset":
             return self._reset()
         if fault == "5xx":
@@ -113,8 +126,8 @@ class _Handler(BaseHTTPRequestHandler):
             upstream.close()
         if fault == "lost":
             return self._reset()
-        if fault == "truncate" and (self.command == "HEAD" or answer.status != 200 or not data):
-            self.server.plan.undo(self.command, self.path)
+        if fault == "truncate" and (self.command == "HEAD" or answer.status not in (200, 206) or not data):
+            plan.undo(self.command, name)
             fault = None
         self.send_response(answer.status, answer.reason)
         for key, value in answer.getheaders():
