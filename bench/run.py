@@ -1020,7 +1020,9 @@ def start_azurite(data: Path) -> tuple[subprocess.Popen[bytes], str] | str:
     log = data / "azurite.log"
     args = [str(AZURITE), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", str(data / "db")]
     with open(log, "wb") as out:
-        proc = subprocess.Popen([*args, "--skipApiVersionCheck", "--loose"], stdout=out, stderr=out)
+        proc = subprocess.Popen(
+            [*args, "--skipApiVersionCheck", "--loose", "--disableTelemetry"], stdout=out, stderr=out
+        )
 
     def ready() -> bool:
         socket.create_connection(("127.0.0.1", port), timeout=0.2).close()

@@ -180,7 +180,20 @@ def run(
     return result if isinstance(result, int) else 0
 
 
+def quiet_library_logs(verbose: bool) -> None:
+    """Libraries' log records (gcsfs, azure, botocore...) reach stderr only with ``--verbose``: otherwise
+    Python's last-resort handler would print their warnings and retry tracebacks around envcore's own
+    one-paragraph error."""
+    import logging
+
+    if verbose:
+        logging.basicConfig(level=logging.INFO, format="debug[%(name)s]: %(message)s")
+    else:
+        logging.getLogger().addHandler(logging.NullHandler())
+
+
 def main() -> None:
+    quiet_library_logs(_wants_traceback(sys.argv[1:]))
     code = run()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -61,6 +61,8 @@ RETRY: dict[str, Any] = {
     "initial_backoff": 0.5,
     "increment_base": 1.5,
     "retry_total": 5,
+    "retry_status": 5,  # the SDK's default (3) would cap 5xx retries below retry_total
+    "retry_connect": 5,
     "random_jitter_range": 0.3,
 }
 _CONTAINER = re.compile(r"^(\$root|[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62})$")
@@ -272,6 +274,12 @@ class AzureStore:
             code = "ContainerNotFound"
         response = getattr(cause, "response", None)
         status = int(getattr(cause, "status_code", 0) or 0)
+        if response is not None and status >= 500:
+            return StorageError(
+                f"Azure Blob Storage kept answering HTTP {status} for {where} after {RETRY['retry_status'] + 1} "
+                "attempts. The service (or a gateway in front of it) is unavailable or overloaded: retry later, or "
+                "check METAFLOW_AZURE_STORAGE_BLOB_SERVICE_ENDPOINT."
+            )
         if response is not None and "x-ms-request-id" not in response.headers:
             return StorageError(
                 f"The endpoint {self.endpoint} answered HTTP {status} for {where} but does not look like Azure "

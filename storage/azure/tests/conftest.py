@@ -92,7 +92,9 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
     log = data / "azurite.log"
     args = [str(binary), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", str(data / "db")]
     with open(log, "wb") as out:
-        proc = subprocess.Popen([*args, "--skipApiVersionCheck", "--loose"], stdout=out, stderr=out)
+        proc = subprocess.Popen(
+            [*args, "--skipApiVersionCheck", "--loose", "--disableTelemetry"], stdout=out, stderr=out
+        )
     deadline = time.monotonic() + 90
     while True:
         try:

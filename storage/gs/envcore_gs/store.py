@@ -179,6 +179,11 @@ class GSStore:
                 "Run `gcloud auth application-default login`, set GOOGLE_APPLICATION_CREDENTIALS to a "
                 "service-account key file, or set METAFLOW_GS_TOKEN."
             )
+        if (isinstance(code, int) and code >= 500) or code == 429:
+            return StorageError(
+                f"GCS kept answering HTTP {code} for {where} after gcsfs's retries (6 attempts with backoff). The "
+                "service is unavailable or throttling: retry later, or check METAFLOW_GS_ENDPOINT_URL."
+            )
         if isinstance(exc, (aiohttp.ClientConnectionError, asyncio.TimeoutError, TimeoutError)):
             return StorageError(
                 f"Cannot reach the GCS endpoint {self._where_endpoint} for {where} ({type(exc).__name__}). "
