@@ -5,74 +5,26 @@ or commit, as its ``.origin`` sidecar says; hashes there are placeholders (md5/s
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import unquote
 
 import pytest
+from envcore_conda.recorded import CF, REQUEST, ZLIB_2024, ZLIB_2025, Row, assert_solution, recorded
 from envcore_conda.resolver import json_object
 from envcore_micromamba.resolver import MicromambaResolver
 
 from envcore.config import Config
 from envcore.errors import ResolutionError
-from envcore.types import CONDA, LockedPackage, Requirement, ResolveRequest
 
 RECORDED = Path(__file__).parent / "recorded"
-CF = "https://conda.anaconda.org/conda-forge"
-REQUEST = ResolveRequest(
-    arch="linux-64", requirements=(Requirement(category=CONDA, name="zlib"),), sources={CONDA: (CF,)}
-)
-Row = tuple[str, str, str, str, str, int]
-#: (name, version, build, subdir, extension, size) of the solutions the samples record
-ZLIB_2024: list[Row] = [
-    ("_libgcc_mutex", "0.1", "conda_forge", "linux-64", ".tar.bz2", 2562),
-    ("tzdata", "2024b", "hc8b5060_0", "noarch", ".conda", 122354),
-    ("libgomp", "14.2.0", "h77fa898_1", "linux-64", ".conda", 460992),
-    ("_openmp_mutex", "4.5", "2_gnu", "linux-64", ".tar.bz2", 23621),
-    ("libgcc", "14.2.0", "h77fa898_1", "linux-64", ".conda", 848745),
-    ("libzlib", "1.3.1", "hb9d3cd8_2", "linux-64", ".conda", 61574),
-    ("zlib", "1.3.1", "hb9d3cd8_2", "linux-64", ".conda", 92286),
-]
-ZLIB_2025: list[Row] = [
-    ZLIB_2024[0],
-    ("tzdata", "2025b", "h78e105d_0", "noarch", ".conda", 123089),
-    ("libgomp", "15.1.0", "h767d61c_5", "linux-64", ".conda", 452635),
-    ZLIB_2024[3],
-    ("libgcc", "15.1.0", "h767d61c_5", "linux-64", ".conda", 824191),
-    *ZLIB_2024[5:],
-]
-
-
-def recorded(name: str) -> tuple[str, str]:
-    """(stdout, stderr) of a recorded run; stderr is the ``<stem>.stderr.txt`` next to it, if any."""
-    stderr = RECORDED / f"{Path(name).stem}.stderr.txt"
-    return (RECORDED / name).read_text(), stderr.read_text() if stderr.exists() else ""
-
-
-def assert_solution(packages: list[LockedPackage], expected: list[Row]) -> None:
-    """Names, versions, builds, urls, sizes and (placeholder) hashes as recorded; dependencies first."""
-    assert sorted(p.name for p in packages) == sorted(row[0] for row in expected)
-    by_name = {p.name: p for p in packages}
-    for name, version, build, subdir, ext, size in expected:
-        pkg, fn = by_name[name], f"{name}-{version}-{build}{ext}"
-        (file,) = pkg.files
-        assert (pkg.version, pkg.build, pkg.subdir, pkg.filename) == (version, build, subdir, fn[: -len(ext)])
-        assert unquote(file.url) == f"{CF}/{subdir}/{fn}" and (file.url_format, file.size) == (ext, size)
-        assert file.md5 == hashlib.md5(fn.encode()).hexdigest()
-        assert file.sha256 == hashlib.sha256(fn.encode()).hexdigest()
-        assert pkg.channel == CF
-    order = [p.name for p in packages]
-    assert order.index("_libgcc_mutex") < order.index("libgomp") < order.index("_openmp_mutex")
-    assert order.index("_openmp_mutex") < order.index("libgcc")
-
-
 X264_2024: list[Row] = [
     ZLIB_2024[0],
     *ZLIB_2024[2:5],
     ("libgcc-ng", "14.2.0", "h69a702a_1", "linux-64", ".conda", 54142),
     ("x264", "1!164.3095", "h166bdaf_2", "linux-64", ".tar.bz2", 897548),
 ]
+
+
 #: sample name prefix -> (version the tool reports, solution)
 SAMPLES = {
     "micromamba-1.5.10": ("1.5.10", ZLIB_2024),
@@ -101,7 +53,7 @@ def test_every_sample_says_where_it_comes_from() -> None:
 @pytest.mark.parametrize("sample", sorted(SAMPLES))
 def test_dry_run(make_conda_cli: Callable[..., Path], sample: str) -> None:
     version, solution = SAMPLES[sample]
-    stdout, stderr = recorded(f"{sample}-dry-run.json")
+    stdout, stderr = recorded(RECORDED, f"{sample}-dry-run.json")
     data = json_object(stdout)
     assert data is not None and data["dry_run"] is True and data["success"] is True
     link = {r["name"]: r for r in data["actions"]["LINK"]}
@@ -135,7 +87,7 @@ def test_dry_run(make_conda_cli: Callable[..., Path], sample: str) -> None:
 )
 def test_unsatisfiable(make_conda_cli: Callable[..., Path], sample: str, expected: str) -> None:
     version = SAMPLES[sample.rsplit("-", 1)[0]][0]
-    stdout, stderr = recorded(sample)
+    stdout, stderr = recorded(RECORDED, sample)
     with pytest.raises(ResolutionError) as err:
         _micromamba(make_conda_cli, version).interpret(1, stdout, stderr, REQUEST, [CF])
     assert err.value.message == (
@@ -146,7 +98,7 @@ def test_unsatisfiable(make_conda_cli: Callable[..., Path], sample: str, expecte
 
 def test_channel_error_from_log_history(make_conda_cli: Callable[..., Path]) -> None:
     """After 2.8.1, --json keeps the log off stderr: the critical record in log_history is the reason."""
-    stdout, stderr = recorded("micromamba-2.8.1-main-channel-error.json")
+    stdout, stderr = recorded(RECORDED, "micromamba-2.8.1-main-channel-error.json")
     assert stderr == ""
     private = "http://127.0.0.1:8080/private"
     with pytest.raises(ResolutionError) as err:
