@@ -171,7 +171,7 @@ def _clone_source(candidates: list[str], env: ResolvedEnvironment, prefix: Path)
         stamp = _marker_stamp(source, env)
         if source == prefix or stamp is None:
             continue
-        if relocate.clone(source, prefix):
+        if relocate.clone(source, prefix, private=(MARKER,)):
             # A source re-created while it was copied has a new marker (removed first, written last): the
             # copy may have missed files, so it is not used.
             if _marker_stamp(source, env) == stamp:

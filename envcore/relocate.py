@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from envcore.locks import file_lock
 
@@ -62,14 +63,13 @@ def write_manifest(prefix: Path) -> None:
                         text.add(path.relative_to(prefix).as_posix())
                 except (OSError, ValueError):
                     continue
-    body = {
-        "prefix": str(prefix),
-        "text": sorted(text - binary),
-        "binary": sorted(binary),
-        "links": sorted(links),
-    }
+    _write_manifest(prefix, {"text": sorted(text - binary), "binary": sorted(binary), "links": sorted(links)})
+
+
+def _write_manifest(prefix: Path, body: dict[str, Any]) -> None:
+    """The manifest names the files of ``prefix`` to rewrite, and the prefix they name (written atomically)."""
     tmp = prefix / f"{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(body, indent=0))
+    tmp.write_text(json.dumps({**body, "prefix": str(prefix)}, indent=0))
     os.replace(tmp, prefix / MANIFEST)
 
 
@@ -90,8 +90,11 @@ def _replace_in_c_strings(data: bytes, old: bytes, new: bytes) -> bytes | None:
 
 
 class _Cloner:
-    def __init__(self, source: Path, dest: Path, manifest: dict[str, list[str]], old: str) -> None:
+    def __init__(
+        self, source: Path, dest: Path, manifest: dict[str, list[str]], old: str, private: tuple[str, ...]
+    ) -> None:
         self.source, self.dest = str(source), str(dest)
+        self.private = (MANIFEST, *private)  # per-prefix state at the top: never copied
         self.old, self.new = old.encode(), str(dest).encode()
         self.old_text = old
         self.rewrite = {**{p: False for p in manifest["text"]}, **{p: True for p in manifest["binary"]}}
@@ -108,7 +111,7 @@ class _Cloner:
         if done.returncode != 0:
             return False
         for name in os.listdir(self.dest):
-            if name.startswith((MANIFEST, ".metaflowenv")):
+            if name.startswith(self.private):
                 os.unlink(f"{self.dest}/{name}")
         for path, binary in self.rewrite.items():
             target = f"{self.dest}/{path}"
@@ -131,7 +134,7 @@ class _Cloner:
         with os.scandir(src) as entries:
             for entry in entries:
                 name = entry.name
-                if not rel and name.startswith((MANIFEST, ".metaflowenv")):
+                if not rel and name.startswith(self.private):
                     continue
                 path = f"{rel}{name}"
                 target = f"{dst}/{name}"
@@ -163,23 +166,22 @@ class _Cloner:
         return True
 
 
-def clone(source: Path, dest: Path) -> bool:
-    """Clone the finished ``source`` prefix into the absent ``dest``; False (and nothing left) if it cannot."""
+def clone(source: Path, dest: Path, *, private: tuple[str, ...] = ()) -> bool:
+    """Clone the finished ``source`` prefix into the absent ``dest``; False (and nothing left) if it cannot.
+    Top-level entries starting with a name in ``private`` (the caller's own markers) are not copied."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
         manifest = json.loads((source / MANIFEST).read_bytes())
         old = str(manifest["prefix"])
         if old != str(source):
             return False  # the prefix was moved since it was installed: its files name another path
-        done = _Cloner(source, dest, manifest, old).run()
+        done = _Cloner(source, dest, manifest, old, private).run()
     except (OSError, ValueError, KeyError, TypeError):
         done = False
     if not done:
         shutil.rmtree(dest, ignore_errors=True)
         return False
-    tmp = dest / f"{MANIFEST}.tmp"  # the clone names the same files as its source, at its own path
-    tmp.write_text(json.dumps({**manifest, "prefix": str(dest)}, indent=0))
-    os.replace(tmp, dest / MANIFEST)
+    _write_manifest(dest, manifest)  # the clone names the same files as its source, at its own path
     return True
 
 
