@@ -60,7 +60,6 @@ class Progress:
             yield task
         finally:
             stop()
-            self._clear()
         text = (
             summary(task) if summary else f"{title}: {task.done} in {time.monotonic() - task.started:.2f} s"
         )
@@ -71,11 +70,8 @@ class Progress:
         """Begin showing ``task``; returns what stops it. Nothing except on a terminal."""
         return lambda: None
 
-    def _render(self, task: Task, force: bool = False) -> None:
+    def _render(self, task: Task) -> None:
         """Draw the live status line; nothing except on a terminal."""
-
-    def _clear(self) -> None:
-        """Remove the live status line, if one is drawn."""
 
 
 class TerminalProgress(Progress):
@@ -91,14 +87,15 @@ class TerminalProgress(Progress):
     def _start(self, task: Task) -> Callable[[], None]:
         from tqdm import tqdm  # here: only terminals draw bars (tqdm costs ~40 ms to import)
 
+        # a terminal of unknown size (0 x 0, e.g. a fresh pty) makes tqdm hide its bar: use 100 x 24
+        size = shutil.get_terminal_size((100, 24))
         bar = tqdm(
             total=task.total,
             desc=f"{self.indent}{task.title}",
             file=self.stream,
             leave=False,
-            # a terminal of unknown size (0 x 0, e.g. a fresh pty) makes tqdm hide its bar: use 100 x 24
-            ncols=min(shutil.get_terminal_size((100, 24)).columns, 120),
-            nrows=shutil.get_terminal_size((100, 24)).lines,
+            ncols=min(size.columns, 120),
+            nrows=size.lines,
             bar_format="{desc}: {bar:20} {n_fmt}/{total_fmt}{postfix} {elapsed}",
         )
         with self._lock:
@@ -122,7 +119,7 @@ class TerminalProgress(Progress):
 
         return stop
 
-    def _render(self, task: Task, force: bool = False) -> None:
+    def _render(self, task: Task) -> None:
         with self._lock:
             bar = self._bars.get(id(task))
             if bar is None:
