@@ -24,7 +24,7 @@ from envcore.types import LockedPackage, PackageFile, PackageKind, ResolveReques
 
 
 def sdists(packages: Sequence[LockedPackage]) -> list[LockedPackage]:
-    return [p for p in packages if p.kind is PackageKind.PYPI and p.source.url_format != ".whl"]
+    return [p for p in packages if p.is_sdist]
 
 
 def build_sdists(

@@ -359,7 +359,7 @@ def resolve(registry: Registry, request: ResolveRequest) -> ResolvedEnvironment:
         _extend(resolver, request, request.base) if request.base else tuple(resolver.resolve(request))
     )
     registry.check_locked(name, packages)
-    if any(p.kind is PackageKind.PYPI and p.source.url_format != ".whl" for p in packages):
+    if any(p.is_sdist for p in packages):
         from envcore import build  # sdists are rare: their machinery stays out of every start-up
 
         packages = build.build_sdists(registry, request_for_builds, packages, local_arch())

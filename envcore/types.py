@@ -130,6 +130,11 @@ class LockedPackage:
         return next((f for f in self.files if f.url_format == url_format), None)
 
     @property
+    def is_sdist(self) -> bool:
+        """A PyPI package locked as a source distribution: it must be built into a wheel (envcore.build)."""
+        return self.kind is PackageKind.PYPI and self.source.url_format != ".whl"
+
+    @property
     def id_hash(self) -> str:
         """The hash the original puts in the full id: md5 for conda, sha256 for PyPI."""
         src = self.source
