@@ -23,9 +23,9 @@ from envcore.resolve import local_arch
 from envcore.testing.channel import Universe
 from envcore.testing.condacli import real_tool, write_conda_cli
 from envcore.testing.fixtures import AuthEndpoint, WheelIndex
+from envcore.testing.mainjob import envcore_on
 from envcore.types import CONDA, PYPI, SYS, PackageKind, Requirement, Resolver, ResolveRequest
 
-ENVCORE = str(Path(sys.executable).with_name("envcore"))
 PYTHON = Requirement(category=CONDA, name="python", spec=f"{sys.version_info[0]}.{sys.version_info[1]}.*")
 #: a real micromamba, mamba or conda (ENVCORE_TEST_REAL_<TOOL>, else on PATH), in conda-lock's order of preference
 REAL_TOOL = next((found for found, _ in map(real_tool, ("micromamba", "mamba", "conda")) if found), None)
@@ -215,22 +215,6 @@ def test_missing_executable_fails_fast(
         _resolver(universe, METAFLOW_ENVCORE_CONDA_LOCK_CONDA_EXE=str(broken)).check()
 
 
-def _envcore(
-    tmp_path: Path, universe: Universe, machine: str, *args: str, **extra: str
-) -> subprocess.CompletedProcess[str]:
-    env = {
-        "PATH": os.environ["PATH"],
-        "HOME": str(tmp_path / machine),
-        "METAFLOW_HOME": str(tmp_path / machine / "mf"),
-        "METAFLOW_CONDA_LOCALROOT": str(tmp_path / "store"),
-        "METAFLOW_CONDA_CHANNELS": universe.channel_url,
-        "METAFLOW_ENVCORE_CACHE_DIR": str(tmp_path / machine / "cache"),
-        "PIP_CONFIG_FILE": os.devnull,
-        **extra,
-    }
-    return subprocess.run([ENVCORE, *args], capture_output=True, text=True, env=env, timeout=600)
-
-
 def test_end_to_end_through_the_envcore_command(
     universe: Universe, wheel_index: WheelIndex, micromamba: str, tmp_path: Path
 ) -> None:
@@ -240,26 +224,27 @@ def test_end_to_end_through_the_envcore_command(
         "METAFLOW_ENVCORE_CONDA_LOCK_CONDA_EXE": micromamba,
     }
     args = ("resolve", "--conda", "fx-vintage", "--pypi", "fx-extras", "--alias", "team/cl:v1")
-    out = _envcore(tmp_path, universe, "a", *args, **chosen)
+    out = envcore_on(tmp_path, "a", universe, *args, **chosen, timeout=600)
     assert out.returncode == 0, out.stderr
     assert "Environment of type mixed" in out.stdout and "conda-lock 4.0.0" in out.stdout + out.stderr
-    made = _envcore(tmp_path, universe, "b", "create", "team/cl:v1", "--name", "w")
+    made = envcore_on(tmp_path, "b", universe, "create", "team/cl:v1", "--name", "w", timeout=600)
     assert made.returncode == 0, made.stderr
     python = tmp_path / "b" / "cache" / "envs" / "w" / "bin" / "python"
     code = "import fx_vintage, fx_extras; print(fx_vintage.__version__, fx_extras.__version__)"
     done = subprocess.run([python, "-c", code], capture_output=True, text=True)
     assert done.stdout.split() == ["0.9.0", "0.4.0"], done.stderr
     started = time.monotonic()
-    missing = _envcore(
+    missing = envcore_on(
         tmp_path,
-        universe,
         "a",
+        universe,
         "resolve",
         "--conda",
         "fx-web",
         "--pypi",
         "fx-extras",
         **{**chosen, "PATH": "/usr/bin:/bin", "METAFLOW_ENVCORE_CONDA_LOCK_CONDA_EXE": ""},
+        timeout=600,
     )
     assert missing.returncode != 0 and "no `micromamba`, `mamba` or `conda` executable" in missing.stderr
     assert time.monotonic() - started < 30

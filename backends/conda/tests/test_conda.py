@@ -21,9 +21,9 @@ from envcore.testing.channel import Universe
 from envcore.testing.condacli import real_tool, write_conda_cli
 from envcore.testing.conformance import ResolverConformance
 from envcore.testing.fixtures import AuthEndpoint
+from envcore.testing.mainjob import envcore_on
 from envcore.types import CONDA, SYS, Requirement, Resolver, ResolveRequest
 
-ENVCORE = str(Path(sys.executable).with_name("envcore"))
 PYTHON = Requirement(category=CONDA, name="python", spec=f"{sys.version_info[0]}.{sys.version_info[1]}.*")
 
 
@@ -154,22 +154,6 @@ def test_too_old_conda_is_refused(universe: Universe, tmp_path: Path) -> None:
         _resolver(universe, METAFLOW_ENVCORE_CONDA_EXE=str(exe)).check()
 
 
-def _envcore(
-    tmp_path: Path, universe: Universe, machine: str, *args: str, **extra: str
-) -> subprocess.CompletedProcess[str]:
-    env = {
-        "PATH": os.environ["PATH"],
-        "HOME": str(tmp_path / machine),
-        "METAFLOW_HOME": str(tmp_path / machine / "mf"),
-        "METAFLOW_CONDA_LOCALROOT": str(tmp_path / "store"),
-        "METAFLOW_CONDA_CHANNELS": universe.channel_url,
-        "METAFLOW_ENVCORE_CACHE_DIR": str(tmp_path / machine / "cache"),
-        "PIP_CONFIG_FILE": os.devnull,
-        **extra,
-    }
-    return subprocess.run([ENVCORE, *args], capture_output=True, text=True, env=env, timeout=300)
-
-
 def test_end_to_end_through_the_envcore_command(
     universe: Universe, conda_cli_bin: Path, tmp_path: Path
 ) -> None:
@@ -177,22 +161,22 @@ def test_end_to_end_through_the_envcore_command(
         "METAFLOW_CONDA_DEPENDENCY_RESOLVER": "conda",
         "PATH": f"{conda_cli_bin}{os.pathsep}{os.environ['PATH']}",
     }
-    out = _envcore(
-        tmp_path, universe, "a", "resolve", "--conda", "fx-app", "--alias", "team/conda:v1", **chosen
+    out = envcore_on(
+        tmp_path, "a", universe, "resolve", "--conda", "fx-app", "--alias", "team/conda:v1", **chosen
     )
     assert out.returncode == 0, out.stderr
     assert "Environment of type conda-only" in out.stdout and "conda 24.11.3" in out.stdout + out.stderr
-    made = _envcore(tmp_path, universe, "b", "create", "team/conda:v1", "--name", "w")
+    made = envcore_on(tmp_path, "b", universe, "create", "team/conda:v1", "--name", "w")
     assert made.returncode == 0, made.stderr
     python = tmp_path / "b" / "cache" / "envs" / "w" / "bin" / "python"
     done = subprocess.run(
         [python, "-c", "import fx_app; print(fx_app.__version__)"], capture_output=True, text=True
     )
     assert done.stdout.strip() == "1.0.0", done.stderr
-    missing = _envcore(
+    missing = envcore_on(
         tmp_path,
-        universe,
         "a",
+        universe,
         "resolve",
         "--conda",
         "fx-web",

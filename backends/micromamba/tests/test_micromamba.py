@@ -20,9 +20,9 @@ from envcore.resolve import local_arch
 from envcore.testing.channel import Universe
 from envcore.testing.condacli import real_tool, write_conda_cli
 from envcore.testing.conformance import ResolverConformance
+from envcore.testing.mainjob import envcore_on
 from envcore.types import CONDA, Requirement, Resolver, ResolveRequest
 
-ENVCORE = str(Path(sys.executable).with_name("envcore"))
 PYTHON = Requirement(category=CONDA, name="python", spec=f"{sys.version_info[0]}.{sys.version_info[1]}.*")
 
 
@@ -91,30 +91,15 @@ def test_end_to_end_through_the_envcore_command(
     universe: Universe, make_conda_cli: Callable[..., Path], tmp_path: Path
 ) -> None:
     exe = make_conda_cli("micromamba")
-    env = {
-        "PATH": os.environ["PATH"],
-        "HOME": str(tmp_path / "home"),
-        "METAFLOW_HOME": str(tmp_path / "mf"),
-        "METAFLOW_CONDA_LOCALROOT": str(tmp_path / "store"),
-        "METAFLOW_CONDA_CHANNELS": universe.channel_url,
-        "METAFLOW_ENVCORE_CACHE_DIR": str(tmp_path / "cache"),
-        "METAFLOW_CONDA_DEPENDENCY_RESOLVER": "micromamba",
-        "METAFLOW_ENVCORE_MICROMAMBA_EXE": str(exe),
-        "PIP_CONFIG_FILE": os.devnull,
-    }
-    out = subprocess.run(
-        [ENVCORE, "resolve", "--conda", "fx-app", "--alias", "team/micromamba:v1"],
-        capture_output=True,
-        text=True,
-        env=env,
+    chosen = {"METAFLOW_CONDA_DEPENDENCY_RESOLVER": "micromamba", "METAFLOW_ENVCORE_MICROMAMBA_EXE": str(exe)}
+    out = envcore_on(
+        tmp_path, "a", universe, "resolve", "--conda", "fx-app", "--alias", "team/micromamba:v1", **chosen
     )
     assert out.returncode == 0, out.stderr
     assert "micromamba 2.0.5" in out.stdout + out.stderr
-    made = subprocess.run(
-        [ENVCORE, "create", "team/micromamba:v1", "--name", "m"], capture_output=True, text=True, env=env
-    )
+    made = envcore_on(tmp_path, "a", universe, "create", "team/micromamba:v1", "--name", "m", **chosen)
     assert made.returncode == 0, made.stderr
-    python = tmp_path / "cache" / "envs" / "m" / "bin" / "python"
+    python = tmp_path / "a" / "cache" / "envs" / "m" / "bin" / "python"
     done = subprocess.run(
         [python, "-c", "import fx_app; print(fx_app.__version__)"], capture_output=True, text=True
     )
