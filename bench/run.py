@@ -32,13 +32,13 @@ PY = sys.executable
 BIN = Path(PY).parent
 SCRUB = ("METAFLOW_", "CONDA_", "UV_", "PIP_")
 ARCH = "linux-64"  # replaced by envcore's local_arch() in main()
-# Runs the CLI exactly as the console script does (``from envcore.cli import main; main()``), with bytecode
+# Runs the CLI exactly as the console script does (``from envcore.__main__ import main; main()``), with bytecode
 # cached under the bench's work directory: the figures then do not depend on whether this checkout's
 # __pycache__ is current (with PYTHONDONTWRITEBYTECODE=1 edited modules are recompiled on every start).
 # ``sys.path.pop(0)`` drops the current directory that ``-c`` puts first, as a console script has no such entry.
 BOOT = (
     "import sys; sys.path.pop(0); sys.pycache_prefix = sys.argv.pop(1); sys.dont_write_bytecode = False; "
-    "from envcore.cli import main; main()"
+    "from envcore.__main__ import main; main()"
 )
 # Conda packages of the universe for distinct, solvable flow-like environments (pairs; one pair conflicts).
 CONDA_NAMES = (
@@ -1083,6 +1083,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="run the .venv/bin/envcore console script as is (default: the same import, bytecode cached per run)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument(
+        "--real-pypi",
+        action="store_true",
+        help="also resolve and hydrate a real PyPI workload (network: pypi.org; about 2 minutes)",
+    )
     args = parser.parse_args(argv)
     if args.reps < 1:
         parser.error("--reps must be at least 1")
@@ -1111,9 +1116,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         bench.hydrate()
         bench.aliases()
         bench.transfer()
-        bench.table.note(
-            "TODO: the optional real-PyPI workload of issue 11 is not measured (the bench stays offline)."
-        )
+        if args.real_pypi:
+            from bench.realpypi import measure
+
+            measure(bench)
+        else:
+            bench.table.note(
+                "TODO: the optional real-PyPI workload of issue 11 is not measured (run with --real-pypi)."
+            )
     except BaseException:
         code = 1
         raise

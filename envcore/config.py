@@ -10,7 +10,6 @@ remembers where it came from, so errors can say "from env var" or "from /home/me
 
 from __future__ import annotations
 
-import configparser
 import getpass
 import json
 import os
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from envcore import configfiles
 from envcore.errors import ConfigError
 from envcore.types import Setting
 
@@ -152,42 +152,6 @@ def _redacted(value: Any) -> Any:
     return value
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ConfigError(
-            f"The Metaflow configuration file {path} cannot be read ({exc}). Fix or remove it; it must hold a "
-            "JSON object of METAFLOW_* keys."
-        ) from None
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"The Metaflow configuration file {path} must hold a JSON object of METAFLOW_* keys."
-        )
-    return data
-
-
-def _local_config_path(cwd: Path) -> Path | None:
-    for folder in (cwd, *cwd.parents):
-        if (folder / ".metaflow").is_dir():
-            path = folder / ".metaflow" / "config.json"
-            return path if path.exists() else None
-    return None
-
-
-def _profile_config_path(environ: Mapping[str, str]) -> Path | None:
-    home = Path(os.path.expanduser(environ.get("METAFLOW_HOME", "~/.metaflowconfig")))
-    profile = environ.get("METAFLOW_PROFILE")
-    path = home / (f"config_{profile}.json" if profile else "config.json")
-    if path.exists():
-        return path
-    if profile:
-        raise ConfigError(
-            f"METAFLOW_PROFILE is {profile!r} but {path} does not exist. Create that file or unset METAFLOW_PROFILE."
-        )
-    return None
-
-
 def convert(setting: Setting, raw: Any, source: str) -> Any:
     """Convert a raw value to the setting's kind, as ``from_conf`` does for the type of its default."""
     if raw is None or (setting.kind == "str" and isinstance(raw, str)):
@@ -249,8 +213,8 @@ class Config:
         cwd: Path | None = None,
     ) -> Config:
         environ = os.environ if environ is None else environ
-        paths = [_local_config_path(cwd or Path.cwd()), _profile_config_path(environ)]
-        return cls(settings, environ, [(p, _read_json(p)) for p in paths if p is not None])
+        files = configfiles.config_files(environ, str(cwd) if cwd else None)
+        return cls(settings, environ, [(Path(path), data) for path, data in files])
 
     @property
     def environ(self) -> Mapping[str, str]:
@@ -272,15 +236,8 @@ class Config:
             return self._cache[name]
         setting = self._settings.get(name) or Setting(name=name)
         env_name = f"METAFLOW_{name}"
-        raw: Any = setting.default
-        source = "default"
-        if env_name in self._environ:
-            raw, source = self._environ[env_name], "env var"
-        else:
-            for path, data in self._files:
-                if env_name in data:
-                    raw, source = data[env_name], str(path)
-                    break
+        files = [(str(path), data) for path, data in self._files]
+        raw, source = configfiles.raw_value(name, self._environ, files) or (setting.default, "default")
         value = Value(name, convert(setting, raw, source), source, setting.secret)
         if setting.choices and value.value not in setting.choices:
             raise ConfigError(
@@ -330,11 +287,7 @@ class Config:
         )
 
     def cache_dir(self) -> Path:
-        configured = self.get("ENVCORE_CACHE_DIR")
-        if configured:
-            return Path(configured).expanduser()
-        xdg = self._environ.get("XDG_CACHE_HOME") or os.path.join(self._environ.get("HOME", "~"), ".cache")
-        return Path(xdg).expanduser() / "envcore"
+        return Path(configfiles.cache_dir(self.get("ENVCORE_CACHE_DIR"), self._environ))
 
     def username(self) -> str:
         for var in ("METAFLOW_USER", "SUDO_USER", "USERNAME", "USER"):
@@ -423,6 +376,8 @@ def _pip_index_config(environ: Mapping[str, str]) -> tuple[str | None, tuple[str
     index: str | None = None
     extras: tuple[str, ...] = ()
     source = "default"
+    import configparser
+
     for path in files:
         parser = configparser.ConfigParser()
         try:

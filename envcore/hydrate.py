@@ -10,7 +10,6 @@ by a file lock.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import shutil
 import time
@@ -19,32 +18,29 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from envcore import cache as caching
-from envcore import relocate
+from envcore import relocate, uptodate
 from envcore.errors import MissingObject
 from envcore.fetch import PackageCache, ensure_checked, from_store, from_url, mark_checked
 from envcore.locks import file_lock
 from envcore.plugins import Registry
 from envcore.progress import Progress, Task, as_progress
 from envcore.types import LockedPackage, PackageFile, PackageKind, ResolvedEnvironment, Store
+from envcore.uptodate import MARKER
 
-MARKER = ".metaflowenv"
 WORKERS = 8
 
 
 def env_dir_name(env: ResolvedEnvironment) -> str:
-    return f"metaflow_{env.req_id}_{env.full_id}"
+    return uptodate.env_dir_name(env.req_id, env.full_id)
 
 
 def marker_content(env: ResolvedEnvironment) -> str:
-    return json.dumps([env.req_id, env.full_id, env.arch])
+    return uptodate.marker_text(env.req_id, env.full_id, env.arch)
 
 
 def is_complete(prefix: Path, env: ResolvedEnvironment) -> bool:
     """The fast "already up to date" check: one small file, no tree walk."""
-    try:
-        return (prefix / MARKER).read_text() == marker_content(env)
-    except OSError:
-        return False
+    return uptodate.is_complete(str(prefix), env.req_id, env.full_id, env.arch)
 
 
 def _choose(config_preferred: str, pkg: LockedPackage) -> PackageFile:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import difflib
 import importlib
-import importlib.metadata
 import re
 import sys
 import threading
@@ -25,7 +24,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pluggy
 
-from envcore import hookspecs
+from envcore import hookspecs, plugincache
 from envcore.config import Config
 from envcore.errors import ConfigError, EnvcoreError, PluginError
 from envcore.types import (
@@ -104,6 +103,7 @@ class Registry:
         self.plugins: dict[str, PluginInfo] = {}
         self.resolvers: dict[str, Registered[ResolverPlugin]] = {}
         self._resolver_instances: dict[str, Resolver] = {}
+        self._resolver_versions: dict[str, str] = {}
         self._lock = threading.RLock()
         self.installers: dict[str, Registered[InstallerPlugin]] = {}
         self.formats: dict[str, Registered[PackageFormatPlugin]] = {}  # by extension
@@ -169,6 +169,15 @@ class Registry:
             if name not in self._resolver_instances:
                 self._resolver_instances[name] = self._build(entry.record.factory, self.config)
             return self._resolver_instances[name]
+
+    def checked_version(self, name: str, resolver: Resolver) -> str:
+        """``resolver.check()``, then its version: once per registry and resolver (a backend's tool does not
+        change while a registry lives, and asking uv or conda costs a process each time)."""
+        with self._lock:
+            if name not in self._resolver_versions:
+                resolver.check()
+                self._resolver_versions[name] = resolver.version()
+            return self._resolver_versions[name]
 
     def installer(self, kind: PackageKind) -> Installer:
         setting = INSTALLER_SETTINGS[kind]
@@ -260,12 +269,10 @@ def _plugin_name_for_module(module_path: str) -> str:
 
 def _candidates(config: Config) -> list[tuple[str, str, Callable[[], ModuleType], str | None, str | None]]:
     """(name, module path, loader, distribution, version) of every plugin to consider, in load order."""
-    found: list[tuple[str, str, Callable[[], ModuleType], str | None, str | None]] = []
-    for ep in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-        dist = ep.dist
-        found.append(
-            (ep.name, ep.value, ep.load, dist.name if dist else None, dist.version if dist else None)
-        )
+    found: list[tuple[str, str, Callable[[], ModuleType], str | None, str | None]] = [
+        (name, value, partial(plugincache.load, value), dist, version)
+        for name, value, dist, version in plugincache.entry_points(ENTRY_POINT_GROUP, str(config.cache_dir()))
+    ]
     for item in config.name_list("ENVCORE_PLUGIN_MODULES") or []:
         name, _, path = item.rpartition("=")
         path = path.strip()

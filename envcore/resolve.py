@@ -19,6 +19,7 @@ from urllib.parse import unquote, urlsplit
 
 from envcore.config import Config, redact_url
 from envcore.errors import ConfigError, ResolutionError, UsageError
+from envcore.platforms import local_arch as local_arch
 from envcore.plugins import Registry
 from envcore.types import (
     CONDA,
@@ -48,18 +49,6 @@ KNOWN_ARCHS = (
     "win-arm64",
 )
 SYS_PACKAGES = ("__cuda", "__glibc")
-
-
-def local_arch() -> str:
-    system, machine = platform.system(), platform.machine().lower()
-    arm = machine in ("arm64", "aarch64")
-    if system == "Linux":
-        return "linux-aarch64" if arm else {"x86_64": "linux-64"}.get(machine, f"linux-{machine}")
-    if system == "Darwin":
-        return "osx-arm64" if arm else "osx-64"
-    if system == "Windows":
-        return "win-arm64" if arm else "win-64"
-    raise ConfigError(f"envcore does not support this platform ({system} {machine}); use Linux or macOS.")
 
 
 def check_arch(arch: str) -> str:
@@ -354,7 +343,7 @@ def resolve(registry: Registry, request: ResolveRequest) -> ResolvedEnvironment:
     else:
         name, resolver = resolver_for(registry, request.env_type)
         request_for_builds = request
-    resolver.check()
+    version = registry.checked_version(name, resolver)
     packages: Sequence[LockedPackage] = (
         _extend(resolver, request, request.base) if request.base else tuple(resolver.resolve(request))
     )
@@ -378,5 +367,5 @@ def resolve(registry: Registry, request: ResolveRequest) -> ResolvedEnvironment:
         resolved_by=registry.config.username()
         + (f" (compatible with {request.base.req_id}:{request.base.full_id})" if request.base else ""),
         resolved_archs=(request.arch,),
-        resolver=f"{name.partition('+')[0]} {resolver.version()}",
+        resolver=f"{name.partition('+')[0]} {version}",
     )

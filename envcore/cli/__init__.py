@@ -69,9 +69,15 @@ class App:
 
     @cached_property
     def registry(self) -> Registry:
+        from envcore import plugincache
         from envcore.plugins import build_registry
 
-        return build_registry(self.config)
+        registry = build_registry(self.config)
+        modules = (
+            getattr(sys.modules.get(info.module), "__file__", None) for info in registry.plugins.values()
+        )
+        plugincache.remember_commands(registry.commands, [m for m in modules if m], self.config.environ)
+        return registry
 
     def echo(self, message: str = "", *, err: bool = False) -> None:
         if not self.quiet:
@@ -84,7 +90,7 @@ class App:
 
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return [*COMMANDS, *sorted(self._plugin_commands(ctx))]
+        return [*COMMANDS, *self._plugin_command_names(ctx)]
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in COMMANDS:
@@ -96,9 +102,19 @@ class LazyGroup(click.Group):
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, short) for name, (_, short) in COMMANDS.items()]
-        rows += [(name, "(plugin command)") for name in sorted(self._plugin_commands(ctx))]
+        rows += [(name, "(plugin command)") for name in self._plugin_command_names(ctx)]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
+
+    def _plugin_command_names(self, ctx: click.Context) -> list[str]:
+        from envcore import plugincache
+
+        app = ctx.find_object(App)
+        if app is not None and "registry" not in vars(app):
+            names = plugincache.commands(app.config.environ if "config" in vars(app) else os.environ)
+            if names is not None:
+                return names
+        return sorted(self._plugin_commands(ctx))
 
     def _plugin_commands(self, ctx: click.Context) -> dict[str, Any]:
         app = ctx.find_object(App)

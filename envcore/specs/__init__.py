@@ -19,7 +19,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import yaml
 from packaging.markers import InvalidMarker, Marker, UndefinedEnvironmentName
 from packaging.requirements import InvalidRequirement
 from packaging.requirements import Requirement as Pep508
@@ -29,11 +28,6 @@ from packaging.version import InvalidVersion, Version
 
 from envcore.errors import SpecError
 from envcore.types import CONDA, NPCONDA, PYPI, SYS, Requirement
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 SYS_ALLOWED = ("__cuda", "__glibc")
 _CONDA_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
@@ -322,6 +316,8 @@ def _entry_version(rest: str) -> str:
 
 
 def parse_environment_yml(text: str, origin: str = "environment.yml") -> Spec:
+    import yaml  # only for environment.yml: a quarter of the CLI's start-up otherwise
+
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -425,6 +421,11 @@ def _poetry_constraint(value: str) -> str:
 
 
 def parse_pyproject(text: str, origin: str = "pyproject.toml") -> Spec:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -137,3 +138,50 @@ def test_version() -> None:
     from envcore import __version__
 
     assert out.stdout.strip() == f"envcore, version {__version__}"
+
+
+COMMAND_PLUGIN = """
+    import os
+
+    import click
+
+    from envcore import hookimpl
+    from envcore.types import CommandPlugin
+
+    with open(os.environ["PLUGIN_LOADS"], "a") as log:
+        log.write("loaded\\n")
+
+    @hookimpl
+    def envcore_cli_commands():
+        yield CommandPlugin(name="{name}", factory=lambda: click.Command("{name}", callback=lambda: click.echo("hi")))
+"""
+
+
+def test_help_lists_plugin_commands_without_loading_plugins_each_time(
+    install_plugin: InstallPlugin, tmp_path: Path
+) -> None:
+    loads = tmp_path / "loads.log"
+    env = {"METAFLOW_ENVCORE_CACHE_DIR": str(tmp_path / "cache"), "PLUGIN_LOADS": str(loads)}
+    assert "hello" not in envcore("--help", env=env).stdout
+    site = install_plugin(
+        "envcore-hello",
+        {"hello": "envcore_hello.plugin"},
+        {"envcore_hello.plugin": COMMAND_PLUGIN.format(name="hello")},
+    )
+    env["PYTHONPATH"] = str(site)  # a newly installed distribution: found
+    first = envcore("--help", env=env)
+    assert "  hello    (plugin command)" in first.stdout
+    assert loads.read_text() == "loaded\n"
+    second = envcore("--help", env=env)
+    assert second.stdout == first.stdout
+    assert loads.read_text() == "loaded\n"  # answered from the remembered list
+    # the plugin's module is edited: found again
+    module = site / "envcore_hello" / "plugin.py"
+    module.write_text(textwrap.dedent(COMMAND_PLUGIN.format(name="howdy")))
+    os.utime(module, ns=(module.stat().st_atime_ns, module.stat().st_mtime_ns + 10**9))
+    third = envcore("--help", env=env)
+    assert "  howdy    (plugin command)" in third.stdout and "hello" not in third.stdout
+    assert envcore("howdy", env=env).stdout == "hi\n"
+    # the plugin is disabled by configuration: gone at once
+    env["METAFLOW_ENVCORE_DISABLED_PLUGINS"] = "hello"
+    assert "howdy" not in envcore("--help", env=env).stdout

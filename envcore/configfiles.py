@@ -1,0 +1,89 @@
+"""Where Metaflow keeps configuration, read with ``os`` and ``json`` only.
+
+A key ``NAME`` is the environment variable ``METAFLOW_NAME``, else the nearest directory-local
+``.metaflow/config.json``, else ``$METAFLOW_HOME/config[_<METAFLOW_PROFILE>].json``. :mod:`envcore.config`
+builds typed, validated settings on these lookups; the no-op ``create`` (:mod:`envcore.uptodate`) uses them
+directly, before anything heavier is imported.
+"""
+
+from __future__ import annotations
+
+import os
+
+from envcore import TYPE_CHECKING
+from envcore.errors import ConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any, TypeAlias
+
+    ConfigFile: TypeAlias = tuple[str, Mapping[str, Any]]
+
+
+def read_json(path: str) -> dict[str, Any]:
+    import json  # only when a file exists (json imports re)
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"The Metaflow configuration file {path} cannot be read ({exc}). Fix or remove it; it must hold a "
+            "JSON object of METAFLOW_* keys."
+        ) from None
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"The Metaflow configuration file {path} must hold a JSON object of METAFLOW_* keys."
+        )
+    return data
+
+
+def local_config_path(cwd: str) -> str | None:
+    """``.metaflow/config.json`` of the nearest folder, from ``cwd`` up, that has a ``.metaflow`` folder."""
+    folder = cwd
+    while True:
+        if os.path.isdir(os.path.join(folder, ".metaflow")):
+            path = os.path.join(folder, ".metaflow", "config.json")
+            return path if os.path.exists(path) else None
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return None
+        folder = parent
+
+
+def profile_config_path(environ: Mapping[str, str]) -> str | None:
+    home = os.path.expanduser(environ.get("METAFLOW_HOME", "~/.metaflowconfig"))
+    profile = environ.get("METAFLOW_PROFILE")
+    path = os.path.join(home, f"config_{profile}.json" if profile else "config.json")
+    if os.path.exists(path):
+        return path
+    if profile:
+        raise ConfigError(
+            f"METAFLOW_PROFILE is {profile!r} but {path} does not exist. Create that file or unset METAFLOW_PROFILE."
+        )
+    return None
+
+
+def config_files(environ: Mapping[str, str], cwd: str | None = None) -> list[ConfigFile]:
+    """The configuration files in force, highest precedence first, with their contents."""
+    paths = [local_config_path(cwd or os.getcwd()), profile_config_path(environ)]
+    return [(path, read_json(path)) for path in paths if path is not None]
+
+
+def raw_value(name: str, environ: Mapping[str, str], files: list[ConfigFile]) -> tuple[Any, str] | None:
+    """The unconverted value of ``METAFLOW_<name>`` and where it came from ("env var" or a file's path)."""
+    key = f"METAFLOW_{name}"
+    if key in environ:
+        return environ[key], "env var"
+    for path, data in files:
+        if key in data:
+            return data[key], path
+    return None
+
+
+def cache_dir(configured: str | None, environ: Mapping[str, str]) -> str:
+    """envcore's local cache: ``METAFLOW_ENVCORE_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/envcore``."""
+    if configured:
+        return os.path.expanduser(configured)
+    xdg = environ.get("XDG_CACHE_HOME") or os.path.join(environ.get("HOME", "~"), ".cache")
+    return os.path.join(os.path.expanduser(xdg), "envcore")

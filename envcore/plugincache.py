@@ -1,0 +1,128 @@
+"""What the installed plugins are, remembered between commands.
+
+Scanning every installed distribution for entry points (``importlib.metadata``) costs a command about a
+quarter of its start-up, and listing plugin commands in ``envcore --help`` would mean loading every plugin.
+Both answers are kept in the cache directory and reused while nothing that decides them changed: envcore's
+version, the interpreter, and the folders on ``sys.path`` with their modification times (installing,
+upgrading or removing a distribution adds or removes entries in its site-packages folder). The command list
+also depends on the plugin settings and on the plugins' module files. A cache that cannot be read or written
+only makes a command slower.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+import zlib
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from envcore import __version__, configfiles
+from envcore.errors import ConfigError
+
+PLUGIN_SETTINGS = ("ENVCORE_PLUGINS", "ENVCORE_DISABLED_PLUGINS", "ENVCORE_PLUGIN_MODULES")
+# (name, value, distribution, version) of one entry point
+EntryPoint = tuple[str, str, "str | None", "str | None"]
+
+
+def _mtime(path: str) -> int | None:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None
+
+
+def _installation() -> dict[str, Any]:
+    paths = [p for p in sys.path if p and os.path.isdir(p)]
+    return {"envcore": __version__, "python": sys.executable, "path": [[p, _mtime(p)] for p in paths]}
+
+
+def _file(cache_dir: str, kind: str) -> str:
+    # one file per interpreter and path: several virtual environments sharing a cache do not evict each other
+    key = zlib.crc32("\0".join([sys.executable, *sys.path]).encode()) & 0xFFFFFFFF
+    return os.path.join(cache_dir, "plugins", f"{kind}-{key:08x}.json")
+
+
+def _read(path: str, state: dict[str, Any]) -> dict[str, Any] | None:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            saved = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(saved, dict) or saved.get("state") != json.loads(json.dumps(state)):
+        return None
+    return saved
+
+
+def _write(path: str, content: dict[str, Any]) -> None:
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(content, fh)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+def entry_points(group: str, cache_dir: str) -> list[EntryPoint]:
+    """The installed entry points of ``group``, sorted by name."""
+    path, state = _file(cache_dir, f"entry-points-{group}"), _installation()
+    saved = _read(path, state)
+    if saved is not None:
+        return [(str(n), str(v), d, ver) for n, v, d, ver in saved["entry_points"]]
+    import importlib.metadata
+
+    found: list[EntryPoint] = []
+    for ep in sorted(importlib.metadata.entry_points(group=group), key=lambda e: e.name):
+        dist = ep.dist
+        found.append((ep.name, ep.value, dist.name if dist else None, dist.version if dist else None))
+    _write(path, {"state": state, "entry_points": found})
+    return found
+
+
+def load(value: str) -> Any:
+    """The object an entry point's value names: ``module`` or ``module:attr.attr``."""
+    module, _, attr = value.partition(":")
+    obj: Any = importlib.import_module(module.strip())
+    for part in attr.split("[")[0].strip().split(".") if attr.strip() else []:
+        obj = getattr(obj, part)
+    return obj
+
+
+def _commands_state(environ: Mapping[str, str], files: list[configfiles.ConfigFile]) -> dict[str, Any]:
+    settings = {name: configfiles.raw_value(name, environ, files) for name in PLUGIN_SETTINGS}
+    return {**_installation(), "settings": settings}
+
+
+def _commands_file(environ: Mapping[str, str], files: list[configfiles.ConfigFile]) -> str:
+    found = configfiles.raw_value("ENVCORE_CACHE_DIR", environ, files)
+    return _file(configfiles.cache_dir(found[0] if found else None, environ), "commands")
+
+
+def commands(environ: Mapping[str, str]) -> list[str] | None:
+    """The plugin commands remembered for the current state, or None when they must be found again."""
+    try:
+        files = configfiles.config_files(environ)
+        saved = _read(_commands_file(environ, files), _commands_state(environ, files))
+        if saved is None or any(_mtime(module) != mtime for module, mtime in saved["modules"]):
+            return None
+        return [str(name) for name in saved["commands"]]
+    except (KeyError, TypeError, ValueError, ConfigError):
+        return None
+
+
+def remember_commands(commands: Iterable[str], modules: Iterable[str], environ: Mapping[str, str]) -> None:
+    """Record the plugin commands and the module files of the plugins that were loaded."""
+    try:
+        files = configfiles.config_files(environ)
+    except ConfigError:
+        return
+    content = {
+        "state": _commands_state(environ, files),
+        "modules": [[m, _mtime(m)] for m in sorted(set(modules))],
+        "commands": sorted(commands),
+    }
+    _write(_commands_file(environ, files), content)

@@ -1,0 +1,122 @@
+"""``envcore create`` of a complete environment is answered before click or any plugin is imported
+(envcore.uptodate), prints exactly what the full command prints, and hands every other case to it."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from envcore.uptodate import MARKER, answer
+
+from ..conftest import ENVCORE, Run, env_ids
+
+MachineEnv = Callable[..., dict[str, str]]
+
+
+@pytest.fixture
+def created(run: Run, world: dict[str, Path]) -> tuple[str, Path]:
+    (ref,) = env_ids(run("resolve", "--conda", "fx-core").stdout)
+    run("create", ref, "--name", "work")
+    return ref, world["a"] / "cache" / "envs" / "work"
+
+
+def imported_modules(stderr: str) -> set[str]:
+    """Module names from ``PYTHONPROFILEIMPORTTIME=1`` output."""
+    return {line.split("|")[-1].strip() for line in stderr.splitlines() if line.startswith("import time:")}
+
+
+def test_noop_create_imports_neither_click_nor_plugins(run: Run, created: tuple[str, Path]) -> None:
+    ref, prefix = created
+    fast = run("create", ref, "--name", "work", PYTHONPROFILEIMPORTTIME="1")
+    modules = imported_modules(fast.stderr)
+    assert "envcore.uptodate" in modules
+    assert not modules & {"click", "pluggy", "envcore.cli", "envcore.plugins", "rattler", "typing", "json"}
+    # the full command (any option it alone handles, here --verbose) prints the same line
+    full = run("--verbose", "create", ref, "--name", "work", PYTHONPROFILEIMPORTTIME="1")
+    assert "click" in imported_modules(full.stderr)
+    assert fast.stdout == full.stdout
+    assert fast.stdout == (
+        f"Environment {ref} already exists and is complete at {prefix}; run {prefix / 'bin' / 'python'}\n"
+    )
+    quiet = run("-q", "create", ref, "--name=work")
+    assert quiet.stdout == f"{prefix / 'bin' / 'python'}\n"
+
+
+def test_default_prefix_name_and_config_file_cache_dir(
+    run: Run, machine_env: MachineEnv, world: dict[str, Path], tmp_path: Path
+) -> None:
+    (ref,) = env_ids(run("resolve", "--conda", "fx-core").stdout)
+    # the cache directory named in the Metaflow config file, no environment variable
+    cache = tmp_path / "cache-from-file"
+    (world["a"] / "mfhome").mkdir(parents=True, exist_ok=True)
+    (world["a"] / "mfhome" / "config.json").write_text(f'{{"METAFLOW_ENVCORE_CACHE_DIR": "{cache}"}}')
+    env = machine_env(PYTHONPROFILEIMPORTTIME="1")
+    del env["METAFLOW_ENVCORE_CACHE_DIR"]
+
+    def create() -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([ENVCORE, "create", ref], capture_output=True, text=True, env=env, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return done
+
+    first, again = create(), create()
+    prefix = cache / "envs" / f"metaflow_{ref.replace(':', '_')}"
+    assert str(prefix) in first.stdout and "created" in first.stdout
+    assert (
+        again.stdout
+        == f"Environment {ref} already exists and is complete at {prefix}; run {prefix}/bin/python\n"
+    )
+    assert "click" not in imported_modules(again.stderr)
+
+
+def test_an_incomplete_prefix_is_created_by_the_full_command(run: Run, created: tuple[str, Path]) -> None:
+    ref, prefix = created
+    (prefix / MARKER).unlink()  # as a hydration killed before its last step leaves it
+    out = run("create", ref, "--name", "work")
+    assert " created at " in out.stdout
+    assert (prefix / MARKER).exists()
+    shutil.rmtree(prefix / "conda-meta")
+    assert " already exists " in run("create", ref, "--name", "work").stdout  # the marker alone decides
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["create"],
+        ["create", "--force", "{ref}", "--name", "work"],
+        ["create", "{ref}", "--name", "work", "--verify"],
+        ["create", "{ref}", "--name", "work", "--name", "other"],
+        ["create", "{ref}", "--name", "../work"],
+        ["create", "{ref}", "extra", "--name", "work"],
+        ["create", "team/env:v1", "--name", "work"],
+        ["create", "{ref}x", "--name", "work"],
+        ["--verbose", "create", "{ref}", "--name", "work"],
+        ["show", "{ref}"],
+        ["create", "-h"],
+    ],
+)
+def test_anything_but_the_plain_form_goes_to_the_full_command(
+    argv: list[str], machine_env: MachineEnv, created: tuple[str, Path]
+) -> None:
+    ref, _ = created
+    env = machine_env()
+    assert answer([a.format(ref=ref) for a in argv], env) is None
+
+
+def test_paths_pathlib_would_print_differently_go_to_the_full_command(
+    run: Run, machine_env: MachineEnv, created: tuple[str, Path], world: dict[str, Path]
+) -> None:
+    ref, prefix = created
+    env = machine_env(METAFLOW_ENVCORE_CACHE_DIR=f"{world['a']}/./cache/")
+    assert answer(["create", ref, "--name", "work"], env) is None
+    out = run("create", ref, "--name", "work", METAFLOW_ENVCORE_CACHE_DIR=f"{world['a']}/./cache/")
+    assert f" at {prefix};" in out.stdout
+
+
+def test_debug_output_is_left_to_the_full_command(machine_env: MachineEnv, created: tuple[str, Path]) -> None:
+    ref, _ = created
+    assert answer(["create", ref, "--name", "work"], machine_env(METAFLOW_DEBUG_CONDA="1")) is None
+    assert answer(["create", ref, "--name", "work"], machine_env()) == 0
