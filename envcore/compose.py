@@ -13,7 +13,6 @@ from dataclasses import replace
 
 from envcore.config import Config
 from envcore.errors import ResolutionError
-from envcore.pypi import canonicalize, conda_python_packages
 from envcore.types import CONDA, NPCONDA, PYPI, SYS, LockedPackage, Resolver, ResolveRequest
 
 NAME = "rattler-uv"
@@ -64,6 +63,11 @@ class ComposedResolver:
             python_version=python.version,
             installed=tuple(conda_packages),
         )
+        from envcore.pypi import (  # (packaging: only with PyPI requirements)
+            canonicalize,
+            conda_python_packages,
+        )
+
         try:
             pypi_packages = list(self.pypi.resolve(pypi_request))
         except ResolutionError as exc:
@@ -74,6 +78,8 @@ class ComposedResolver:
 
 def _conflict(request: ResolveRequest, conda_packages: Sequence[LockedPackage]) -> ResolutionError | None:
     """A clearer error when a PyPI requirement names a package the conda side already installs."""
+    from envcore.pypi import canonicalize, conda_python_packages
+
     provided = conda_python_packages(conda_packages)
     for req in request.of(PYPI):
         pkg = provided.get(canonicalize(req.name))

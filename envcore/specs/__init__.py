@@ -19,15 +19,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from packaging.markers import InvalidMarker, Marker, UndefinedEnvironmentName
-from packaging.requirements import InvalidRequirement
-from packaging.requirements import Requirement as Pep508
-from packaging.specifiers import SpecifierSet
-from packaging.utils import canonicalize_version
-from packaging.version import InvalidVersion, Version
-
+from envcore import TYPE_CHECKING
 from envcore.errors import SpecError
 from envcore.types import CONDA, NPCONDA, PYPI, SYS, Requirement
+
+if TYPE_CHECKING:
+    from packaging.specifiers import SpecifierSet
+# packaging is imported where PyPI requirements are parsed: compiling its grammars would cost every command,
+# conda-only ones too, a fifth of its start-up
 
 SYS_ALLOWED = ("__cuda", "__glibc")
 _CONDA_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
@@ -136,6 +135,9 @@ def pypi_requirement(text: str, where: str) -> Requirement:
         if not name:
             raise _fail(f"Could not derive a package name from {text!r}", where, "Write NAME @ URL.")
         return Requirement(category=PYPI, name=name, url=url)
+    from packaging.requirements import InvalidRequirement
+    from packaging.requirements import Requirement as Pep508
+
     try:
         req = Pep508(text)
     except InvalidRequirement as exc:
@@ -159,6 +161,9 @@ def pypi_requirement(text: str, where: str) -> Requirement:
 def _pypi_decorator_requirement(key: str, version: str, where: str) -> Requirement:
     version = str(version).strip()
     if version and version[0].isdigit():
+        from packaging.utils import canonicalize_version
+        from packaging.version import InvalidVersion, Version
+
         try:
             version = "==" + canonicalize_version(Version(version))
         except InvalidVersion:
@@ -587,6 +592,8 @@ def applicable(
         if not req.marker:
             kept.append(req)
             continue
+        from packaging.markers import InvalidMarker, Marker, UndefinedEnvironmentName
+
         try:
             marker = Marker(req.marker)
             answers = {marker.evaluate(env) for env in environments}
