@@ -6,7 +6,9 @@ Both answers are kept in the cache directory and reused while nothing that decid
 version, the interpreter, and the folders on ``sys.path`` with their modification times (installing,
 upgrading or removing a distribution adds or removes entries in its site-packages folder). The command list
 also depends on the plugin settings and on the plugins' module files. A cache that cannot be read or written
-only makes a command slower.
+only makes a command slower. Nothing is remembered while a folder or file it depends on was modified in the
+last two seconds: file times are coarse (a few milliseconds), so an installation finishing in the same tick
+as the scan would otherwise go unnoticed (git's "racy" rule).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import importlib
 import json
 import os
 import sys
+import time
 import zlib
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -37,6 +40,14 @@ def _mtime(path: str) -> int | None:
 def _installation() -> dict[str, Any]:
     paths = [p for p in sys.path if p and os.path.isdir(p)]
     return {"envcore": __version__, "python": sys.executable, "path": [[p, _mtime(p)] for p in paths]}
+
+
+RACY_NS = 2_000_000_000
+
+
+def _settled(mtimes: Iterable[int | None]) -> bool:
+    newest = max((m for m in mtimes if m is not None), default=0)
+    return time.time_ns() - newest > RACY_NS
 
 
 def _file(cache_dir: str, kind: str) -> str:
@@ -79,7 +90,8 @@ def entry_points(group: str, cache_dir: str) -> list[EntryPoint]:
     for ep in sorted(importlib.metadata.entry_points(group=group), key=lambda e: e.name):
         dist = ep.dist
         found.append((ep.name, ep.value, dist.name if dist else None, dist.version if dist else None))
-    _write(path, {"state": state, "entry_points": found})
+    if _settled(m for _, m in state["path"]):
+        _write(path, {"state": state, "entry_points": found})
     return found
 
 
@@ -120,9 +132,8 @@ def remember_commands(commands: Iterable[str], modules: Iterable[str], environ: 
         files = configfiles.config_files(environ)
     except ConfigError:
         return
-    content = {
-        "state": _commands_state(environ, files),
-        "modules": [[m, _mtime(m)] for m in sorted(set(modules))],
-        "commands": sorted(commands),
-    }
-    _write(_commands_file(environ, files), content)
+    state = _commands_state(environ, files)
+    mtimes = [[m, _mtime(m)] for m in sorted(set(modules))]
+    if _settled(m for _, m in [*state["path"], *mtimes]):
+        content = {"state": state, "modules": mtimes, "commands": sorted(commands)}
+        _write(_commands_file(environ, files), content)

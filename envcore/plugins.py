@@ -9,7 +9,6 @@ a command that selects one of its backends. Build the manager with :func:`build_
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import re
 import sys
@@ -358,6 +357,8 @@ def _register(
             for h in dir(module)
             if h.startswith("envcore") and h not in known and callable(getattr(module, h))
         ]
+        import difflib
+
         guess = difflib.get_close_matches(unknown[0], known, n=1) if unknown else []
         hint = f" Did you mean {guess[0]!r} (instead of {unknown[0]!r})?" if guess else ""
         raise PluginError(

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import textwrap
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -44,6 +46,14 @@ def install_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     for name in list(sys.modules):
         if name.split(".")[0] in added:
             del sys.modules[name]
+
+
+def settle(root: Path, seconds_ago: int) -> None:
+    """Date ``root`` and everything in it ``seconds_ago`` (envcore.plugincache remembers nothing modified in
+    the last two seconds)."""
+    stamp = time.time() - seconds_ago
+    for path in [root, *root.rglob("*")]:
+        os.utime(path, (stamp, stamp))
 
 
 RESOLVER_PLUGIN = """

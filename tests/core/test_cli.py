@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import InstallPlugin, resolver_plugin_code
+from .conftest import InstallPlugin, resolver_plugin_code, settle
 
 ENVCORE = shutil.which("envcore", path=str(Path(sys.executable).parent))
 
@@ -168,6 +168,7 @@ def test_help_lists_plugin_commands_without_loading_plugins_each_time(
         {"hello": "envcore_hello.plugin"},
         {"envcore_hello.plugin": COMMAND_PLUGIN.format(name="hello")},
     )
+    settle(site, seconds_ago=20)  # (a change of the last 2 s is never remembered: file times are coarse)
     env["PYTHONPATH"] = str(site)  # a newly installed distribution: found
     first = envcore("--help", env=env)
     assert "  hello    (plugin command)" in first.stdout
@@ -178,7 +179,7 @@ def test_help_lists_plugin_commands_without_loading_plugins_each_time(
     # the plugin's module is edited: found again
     module = site / "envcore_hello" / "plugin.py"
     module.write_text(textwrap.dedent(COMMAND_PLUGIN.format(name="howdy")))
-    os.utime(module, ns=(module.stat().st_atime_ns, module.stat().st_mtime_ns + 10**9))
+    settle(site, seconds_ago=10)
     third = envcore("--help", env=env)
     assert "  howdy    (plugin command)" in third.stdout and "hello" not in third.stdout
     assert envcore("howdy", env=env).stdout == "hi\n"

@@ -1,13 +1,17 @@
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
+from envcore import plugincache
 from envcore.config import Config
 from envcore.errors import BackendUnavailable, ConfigError, PluginError
 from envcore.plugins import build_registry, has_credentials
 from envcore.types import EnvType, LockedPackage, PackageFile, PackageKind
 
-from .conftest import InstallPlugin, resolver_plugin_code
+from .conftest import InstallPlugin, resolver_plugin_code, settle
 
 
 def test_builtins_are_registered_explicitly() -> None:
@@ -191,3 +195,29 @@ def test_has_credentials() -> None:
     assert has_credentials("https://user@host/x")
     assert has_credentials("https://h/x?X-Amz-Signature=1")
     assert not has_credentials("https://h/simple/x/?page=2")
+
+
+def test_entry_points_are_remembered_until_the_installation_changes(
+    install_plugin: InstallPlugin, tmp_path: Path
+) -> None:
+    cache = str(tmp_path / "cache")
+    site = install_plugin(
+        "envcore-one", {"one": "envcore_one.plugin"}, {"envcore_one.plugin": resolver_plugin_code("one")}
+    )
+    assert ("one", "envcore_one.plugin", "envcore-one", "1.0") in plugincache.entry_points("envcore", cache)
+    assert not (tmp_path / "cache" / "plugins").exists()  # just installed: not remembered yet (racy)
+    settle(site, seconds_ago=20)
+    plugincache.entry_points("envcore", cache)
+    (remembered,) = (tmp_path / "cache" / "plugins").glob("entry-points-envcore-*.json")
+    # a planted entry shows that the next call reads the file instead of scanning the installation
+    data = json.loads(remembered.read_text())
+    data["entry_points"].append(["planted", "envcore_planted", None, None])
+    remembered.write_text(json.dumps(data))
+    assert ("planted", "envcore_planted", None, None) in plugincache.entry_points("envcore", cache)
+    install_plugin(
+        "envcore-two", {"two": "envcore_two.plugin"}, {"envcore_two.plugin": resolver_plugin_code("two")}
+    )
+    names = [name for name, *_ in plugincache.entry_points("envcore", cache)]
+    assert "two" in names and "planted" not in names  # the site folder changed: scanned again
+    registry = build_registry(Config.load(environ={"METAFLOW_ENVCORE_CACHE_DIR": cache}))
+    assert {"one", "two"} <= set(registry.resolvers)
