@@ -85,13 +85,14 @@ class Aliases:
             if found is None and self.pathspec_lookup is not None:
                 found = self.pathspec_lookup(alias.path)
             return found
-        local = None if alias.mutable else self.record.alias(alias.path)
-        if local is not None:
+        local = self.record.alias(alias.path)
+        if local is not None and not alias.mutable:
             return local
         found = self.remote(alias)
         if found is None:
-            return self.record.alias(alias.path)  # a mutable alias written while offline
-        self.record.set_alias(alias.path, found, mutable=alias.mutable)
+            return local  # a mutable alias written while offline
+        if found != local:  # remember it; an unchanged record is not rewritten
+            self.record.set_alias(alias.path, found, mutable=alias.mutable)
         return found
 
     def resolve(self, text: str) -> EnvRef:

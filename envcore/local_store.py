@@ -1,7 +1,8 @@
 """The built-in store: a directory, on this machine or on a shared POSIX mount.
 
-* Every write goes to a temporary file in ``<root>/.envcore-tmp`` (same file system), is flushed to disk and
-  then renamed into place: a reader sees the old object or the whole new one, never a torn one.
+* Every write goes to a temporary file in ``<root>/.envcore-tmp`` (same file system), is flushed to disk
+  (``fsync``, before it gets its name: after a crash an object is whole or absent, never empty) and then
+  renamed into place: a reader sees the old object or the whole new one, never a torn one.
 * Create-if-absent publishes with ``link(2)``, which fails if the name exists — atomic without a lock.
 * Compare-and-swap and plain replacement hold an ``flock`` on a per-key lock file in ``<root>/.envcore-locks``,
   so a replacement cannot slip between another writer's check and its rename.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import stat as stat_mode
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, suppress
@@ -64,7 +66,7 @@ class LocalStore:
             st = self._path(key).stat()
         except (FileNotFoundError, NotADirectoryError):
             return None
-        if not os.path.isfile(self._path(key)):
+        if not stat_mode.S_ISREG(st.st_mode):
             return None
         return ObjectInfo(key=key, size=st.st_size, version=_version(st))
 
@@ -106,8 +108,11 @@ class LocalStore:
 
     def _staged(self, write: Callable[[IO[bytes]], None]) -> Path:
         tmp_dir = self.root / TMP_DIR
-        tmp_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=tmp_dir)
+        try:
+            fd, tmp = tempfile.mkstemp(dir=tmp_dir)
+        except FileNotFoundError:  # the first write to this store
+            tmp_dir.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=tmp_dir)
         try:
             with os.fdopen(fd, "wb") as fh:
                 write(fh)
@@ -122,18 +127,27 @@ class LocalStore:
         name = hashlib.sha1(key.encode()).hexdigest()
         return file_lock(self.root / LOCK_DIR / name, LOCK_TIMEOUT)
 
-    def _publish(self, key: str, staged: Path, *, if_absent: bool, if_version: str | None) -> ObjectInfo:
-        path = self._path(key)
+    def _place(self, key: str, path: Path, place: Callable[[], None]) -> None:
+        """Run ``place`` (a link or rename to ``path``), creating the parent directories when missing."""
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except (FileExistsError, NotADirectoryError):
+            try:
+                place()
+            except FileNotFoundError:  # a new directory (the staged file exists: it is ours)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                place()
+        except (NotADirectoryError, FileExistsError) as exc:
+            if isinstance(exc, FileExistsError) and path.parent.is_dir():
+                raise
             raise StorageError(
                 f"Cannot write {self.url}/{key}: a parent of it is an object. Choose a key that is not nested "
                 "under an existing object."
             ) from None
+
+    def _publish(self, key: str, staged: Path, *, if_absent: bool, if_version: str | None) -> ObjectInfo:
+        path = self._path(key)
         if if_absent:
             try:
-                os.link(staged, path)
+                self._place(key, path, lambda: os.link(staged, path))
             except FileExistsError:
                 raise PreconditionFailed(f"{self.url}/{key} already exists.") from None
             return self._info(key, path)
@@ -145,7 +159,7 @@ class LocalStore:
                         f"{self.url}/{key} changed since it was read (expected version {if_version}, "
                         f"found {current.version if current else 'no object'})."
                     )
-            os.replace(staged, path)
+            self._place(key, path, lambda: os.replace(staged, path))
             return self._info(key, path)
 
     def _info(self, key: str, path: Path) -> ObjectInfo:

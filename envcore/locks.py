@@ -33,8 +33,12 @@ def file_lock(
     on_wait: Callable[[str], None] | None = None,
 ) -> Iterator[None]:
     """Hold an exclusive (or shared) lock on ``path`` for the duration of the block."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o644)
+    except FileNotFoundError:  # first lock in this directory
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, flags, 0o644)
     try:
         mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
         deadline = time.monotonic() + timeout
@@ -56,8 +60,10 @@ def file_lock(
                 time.sleep(delay)
                 delay = min(delay * 2, 0.25)
         if not shared:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+            holder = f"pid {os.getpid()} on {socket.gethostname()}\n".encode()
+            if os.pread(fd, len(holder) + 1, 0) != holder:  # rewriting the same text would only cost I/O
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, holder, 0)
         yield
     finally:
         os.close(fd)  # closing releases the lock

@@ -1,15 +1,30 @@
 """The local record of resolved environments, defaults and aliases (the original's ``conda_v2.cnd``).
 
-One JSON file, read under a shared lock and updated read-merge-write under an exclusive lock with an
-atomic replace, so concurrent processes never lose each other's updates. Layout (as the original)::
+Layout of the record file (as the original)::
 
     {"version": 1, "mappings": {pathspec: [req, full]}, "mutable_aliases": {alias: [req, full]},
      "aliases": {alias_or_full_id: [req, full]},
      "environments": {arch: {req: {full: <description>, "_default": full}}}}
+
+Read under a shared lock, changed under an exclusive lock (``<record>.lock``), so concurrent processes never
+lose each other's updates, and every change is on disk (fsync) before it is acknowledged: the record may hold
+the only copy of an alias. Two ways to change it:
+
+* :meth:`LocalRecord.update` rewrites the whole file (temporary file, fsync, atomic rename).
+* Setting one alias or step mapping appends one line to a journal, ``<record>.log`` (fsync'd append), instead
+  of rewriting a record that grows with every alias: a write costs the same with 10 or 10,000 aliases. The
+  journal's first line names the record it extends (a hash of its bytes); readers apply the complete lines of
+  a journal whose base is the current record and ignore any other (a rewrite folds the journal in, then
+  removes it; a crash in between leaves a journal whose base is gone, i.e. one already folded in). A line
+  torn by a crash is never acknowledged; the next append cuts it off. After ``COMPACT_AFTER`` lines the
+  journal is folded into the record.
+
+An update that changes nothing writes nothing. The record is compact JSON, written by the C encoder.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -24,22 +39,58 @@ from envcore.types import ResolvedEnvironment
 
 Data = dict[str, Any]
 EnvRef = tuple[str, str]  # (req_id, full_id)
+COMPACT_AFTER = 256  # journal lines
+JOURNALED = ("aliases", "mutable_aliases", "mappings")
 
 
 def _empty() -> Data:
     return {"version": 1, "mappings": {}, "mutable_aliases": {}, "aliases": {}, "environments": {}}
 
 
+def _base(raw: bytes | None) -> str:
+    return hashlib.blake2b(raw or b"", digest_size=16).hexdigest()
+
+
+def _header(base: str) -> bytes:
+    return json.dumps({"journal": 1, "base": base}, separators=(",", ":")).encode() + b"\n"
+
+
+def _dumps(value: object) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 class LocalRecord:
     def __init__(self, path: Path, lock_timeout: float) -> None:
         self.path = path
         self.lock_path = path.with_name(path.name + ".lock")
+        self.log_path = path.with_name(path.name + ".log")
         self.timeout = lock_timeout
+        # (record bytes, journal bytes, data) as this process last saw them under the exclusive lock; never
+        # handed out, so changing it in place is safe
+        self._seen: tuple[bytes | None, bytes, Data] | None = None
+        self._base: tuple[bytes | None, bytes] | None = None  # (record bytes, its journal header)
 
-    def _read_unlocked(self) -> Data:
+    def _bytes(self, path: Path) -> bytes | None:
         try:
-            raw = self.path.read_bytes()
+            return path.read_bytes()
         except FileNotFoundError:
+            return None
+
+    def _parse(self, raw: bytes | None) -> Data:
+        if raw is None:
             return _empty()
         try:
             data = json.loads(raw)
@@ -54,25 +105,102 @@ class LocalRecord:
         merged.update(data)
         return merged
 
+    def _header(self, raw: bytes | None) -> bytes:
+        if self._base is None or self._base[0] != raw:
+            self._base = (raw, _header(_base(raw)))
+        return self._base[1]
+
+    def _journal(self, raw: bytes | None, log: bytes | None) -> bytes:
+        """The complete lines of ``log`` if it extends ``raw`` (header included), else b""."""
+        end = log.rfind(b"\n") + 1 if log else 0
+        if not end or not log or not log.startswith(self._header(raw)):
+            return b""
+        return log[:end]
+
+    def _replay(self, data: Data, journal: bytes) -> None:
+        lines = journal.splitlines()[1:]
+        if not lines:
+            return
+        try:
+            for table, key, value in json.loads(b"[" + b",".join(lines) + b"]"):
+                if table not in JOURNALED or not isinstance(key, str):
+                    raise ValueError(table)
+                data[table][key] = value
+        except (ValueError, TypeError):
+            raise StorageError(
+                f"The local record's journal {self.log_path} is damaged. Move it away: the aliases written last on "
+                "this machine are then forgotten here (the store still has them)."
+            ) from None
+
+    def _load(self) -> tuple[bytes | None, bytes, Data]:
+        raw, log = self._bytes(self.path), self._bytes(self.log_path)
+        journal = self._journal(raw, log)
+        seen = self._seen
+        if seen is not None and seen[0] == raw and seen[1] == journal:
+            return raw, journal, seen[2]
+        data = self._parse(raw)
+        self._replay(data, journal)
+        return raw, journal, data
+
     def read(self) -> Data:
         with file_lock(self.lock_path, self.timeout, shared=True):
-            return self._read_unlocked()
-
-    def update(self, change: Callable[[Data], None]) -> Data:
-        with file_lock(self.lock_path, self.timeout):
-            data = self._read_unlocked()
-            change(data)
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=self.path.parent)
-            try:
-                with os.fdopen(fd, "w") as fh:
-                    json.dump(data, fh, indent=1, sort_keys=True)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, self.path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            raw = self._bytes(self.path)
+            data = self._parse(raw)
+            self._replay(data, self._journal(raw, self._bytes(self.log_path)))
             return data
+
+    def update(self, change: Callable[[Data], object]) -> None:
+        """Apply ``change`` (which mutates the data in place) and rewrite the record, folding the journal in;
+        write nothing when nothing changed."""
+        with file_lock(self.lock_path, self.timeout):
+            raw, journal, data = self._load()
+            self._seen = None  # ``data`` may be changed below: valid again only once written
+            change(data)
+            self._rewrite(raw, journal, data)
+
+    def _rewrite(self, raw: bytes | None, journal: bytes, data: Data) -> None:
+        new = _dumps(data)
+        if new != raw:
+            _write_atomic(self.path, new)
+        if journal or new != raw:
+            self.log_path.unlink(missing_ok=True)  # folded in (a stale one is ignored anyway)
+        self._seen = (new, b"", data)
+
+    def _set(self, table: str, key: str, value: list[str]) -> None:
+        """``data[table][key] = value``, journaled."""
+        assert table in JOURNALED
+        with file_lock(self.lock_path, self.timeout):
+            raw, journal, data = self._load()
+            if data[table].get(key) == value:
+                self._seen = (raw, journal, data)
+                return
+            self._seen = None
+            data[table][key] = value
+            if journal.count(b"\n") > COMPACT_AFTER:
+                self._rewrite(raw, journal, data)
+                return
+            line = _dumps([table, key, value]) + b"\n"
+            if journal:
+                self._append(journal, line)
+                journal += line
+            else:
+                journal = self._header(raw) + line
+                _write_atomic(self.log_path, journal)
+            self._seen = (raw, journal, data)
+
+    def _append(self, journal: bytes, line: bytes) -> None:
+        fd = os.open(self.log_path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            if os.fstat(fd).st_size != len(journal):
+                os.ftruncate(fd, len(journal))  # a line torn by a crash, never acknowledged
+            view = memoryview(line)
+            offset = len(journal)
+            while view:
+                written = os.pwrite(fd, view, offset)
+                view, offset = view[written:], offset + written
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     # --- environments -------------------------------------------------------------------------------
 
@@ -118,12 +246,11 @@ class LocalRecord:
     # --- aliases ------------------------------------------------------------------------------------
 
     def set_alias(self, resolved: str, ref: EnvRef, *, mutable: bool) -> None:
-        table = "mutable_aliases" if mutable else "aliases"
-        self.update(lambda data: data[table].update({resolved: list(ref)}))
+        self._set("mutable_aliases" if mutable else "aliases", resolved, list(ref))
 
     def set_mapping(self, pathspec: str, ref: EnvRef) -> None:
         """Remember the environment of a step (``Flow/Run/Step``), for ``step:`` aliases."""
-        self.update(lambda data: data["mappings"].update({pathspec: list(ref)}))
+        self._set("mappings", pathspec, list(ref))
 
     def alias(self, resolved: str) -> EnvRef | None:
         data = self.read()
