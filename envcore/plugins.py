@@ -252,6 +252,8 @@ class Registry:
 
 
 def has_credentials(url: str) -> bool:
+    if "@" not in url and "?" not in url:
+        return False  # (no user info, no query: the common case, without parsing)
     parts = urlsplit(url)
     if parts.username or parts.password:
         return True

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import importlib.metadata
+import functools
 import json
 import os
 import tempfile
@@ -43,14 +43,49 @@ ARCHSPEC = {"64": "x86_64", "aarch64": "aarch64", "arm64": "arm64", "ppc64le": "
 OPERATORS = ("=", "<", ">", "!", "~")
 
 
+class _ThreadLoop:
+    """An event loop kept for the life of its thread (closed with it): ``asyncio.run`` makes a new loop per
+    call, which costs as much as the solve of a small environment."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.loop = asyncio.new_event_loop()
+
+    def __del__(self) -> None:
+        if not self.loop.is_closed():
+            self.loop.close()
+
+
+_thread_loops = threading.local()
+
+
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine to completion, also when the caller already runs an event loop (notebooks)."""
+    """Run a coroutine to completion on this thread's loop, also when the caller already runs an event loop
+    (notebooks: then in a helper thread)."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(coro)
+        holder: _ThreadLoop | None = getattr(_thread_loops, "holder", None)
+        if holder is None or holder.pid != os.getpid():  # none yet, or inherited through fork
+            holder = _thread_loops.holder = _ThreadLoop()
+        task = holder.loop.create_task(coro)
+        try:
+            return holder.loop.run_until_complete(task)
+        except BaseException:
+            task.cancel()  # interrupted (Ctrl-C): not left running; the loop's next run completes the cancel
+            raise
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, coro).result()
+
+
+@functools.cache
+def _version() -> str:
+    version = getattr(rattler, "__version__", None)  # the distribution's metadata costs a scan of sys.path
+    if isinstance(version, str):
+        return version
+    import importlib.metadata
+
+    return importlib.metadata.version("py-rattler")
 
 
 def match_spec(req: Requirement, channel_url: str | None) -> str:
@@ -65,22 +100,35 @@ def match_spec(req: Requirement, channel_url: str | None) -> str:
 
 
 def virtual_packages(request: ResolveRequest) -> list[rattler.GenericVirtualPackage]:
-    family, _, machine = request.arch.partition("-")
+    return list(_virtual_packages(request.arch, tuple((r.name, r.spec) for r in request.of(SYS))))
+
+
+@functools.lru_cache(maxsize=64)
+def _virtual_packages(
+    arch: str, sys_specs: tuple[tuple[str, str], ...]
+) -> tuple[rattler.GenericVirtualPackage, ...]:
+    family, _, machine = arch.partition("-")
     found = [*PLATFORM_VIRTUAL_PACKAGES.get(family, ()), ("__archspec", "1", ARCHSPEC.get(machine, machine))]
-    if request.arch in DEFAULT_OSX:
-        found.append(("__osx", DEFAULT_OSX[request.arch], "0"))
-    for req in request.of(SYS):
-        version, _, build = req.spec.partition("=")
-        found = [f for f in found if f[0] != req.name] + [(req.name, version, build or "0")]
-    return [
+    if arch in DEFAULT_OSX:
+        found.append(("__osx", DEFAULT_OSX[arch], "0"))
+    for name, spec in sys_specs:
+        version, _, build = spec.partition("=")
+        found = [f for f in found if f[0] != name] + [(name, version, build or "0")]
+    return tuple(
         rattler.GenericVirtualPackage(rattler.PackageName(n), rattler.Version(v), rattler.BuildString(b))
         for n, v, b in found
-    ]
+    )
+
+
+def _clean(url: str) -> str:
+    """``url`` without credentials; a URL without ``@`` has none (``redact_url`` parses it: ~7 µs a package)."""
+    return redact_url(url) if "@" in url else url
 
 
 def locked_package(record: rattler.RepoDataRecord) -> LockedPackage:
     file_name = record.file_name
-    ext = ".tar.bz2" if file_name.endswith(".tar.bz2") else Path(file_name).suffix
+    ext = ".tar.bz2" if file_name.endswith(".tar.bz2") else os.path.splitext(file_name)[1]
+    channel = record.channel
     return LockedPackage(
         kind=PackageKind.CONDA,
         name=record.name.normalized,
@@ -90,14 +138,14 @@ def locked_package(record: rattler.RepoDataRecord) -> LockedPackage:
         files=(
             PackageFile(
                 url_format=ext,
-                url=redact_url(str(record.url)),
+                url=_clean(str(record.url)),
                 sha256=record.sha256.hex() if record.sha256 else "",
                 md5=record.md5.hex() if record.md5 else None,
                 size=record.size,
             ),
         ),
         subdir=str(record.subdir),
-        channel=redact_url(str(record.channel)) if record.channel else None,
+        channel=_clean(str(channel)) if channel else None,
         depends=tuple(record.depends),
     )
 
@@ -141,6 +189,13 @@ class RattlerResolver:
         # one gateway per set of credentials: repodata fetched for one environment serves the next
         self._gateways: dict[frozenset[tuple[str, str, str]], rattler.Gateway] = {}
         self._lock = threading.Lock()
+        self._urls: dict[str, str] = {}  # channel -> URL: a name goes through the alias (.condarc reads)
+
+    def channel_url(self, channel: str) -> str:
+        url = self._urls.get(channel)
+        if url is None:
+            url = self._urls[channel] = self.config.channel_url(channel)
+        return url
 
     def gateway(self, credentials: Mapping[str, tuple[str, str]]) -> rattler.Gateway:
         """A gateway (retrying, authenticating: :func:`_client`) per set of credentials."""
@@ -154,13 +209,13 @@ class RattlerResolver:
         return None  # py-rattler is a dependency of this distribution: nothing external to find
 
     def version(self) -> str:
-        return importlib.metadata.version("py-rattler")
+        return _version()
 
     def resolve(self, request: ResolveRequest) -> Sequence[LockedPackage]:
-        channels = [self.config.channel_url(c) for c in request.sources.get(CONDA, ())]
+        channels = [self.channel_url(c) for c in request.sources.get(CONDA, ())]
         specs = []
         for req in request.of(CONDA, NPCONDA):
-            url = self.config.channel_url(req.channel) if req.channel else None
+            url = self.channel_url(req.channel) if req.channel else None
             if url and url not in channels:
                 channels.append(url)
             specs.append(match_spec(req, url))
@@ -177,7 +232,7 @@ class RattlerResolver:
                     sources=channels,
                     specs=specs,
                     gateway=self.gateway(request.credentials),
-                    platforms=[request.arch, "noarch"],
+                    platforms=[request.arch, "noarch"],  # type: ignore[list-item]  # a subdir name
                     virtual_packages=virtual_packages(request),
                     channel_priority=priority,
                 )
@@ -197,5 +252,5 @@ class RattlerResolver:
                 "METAFLOW_CONDA_CHANNEL_ALIAS and your network."
             ) from None
         by_name = {r.name.normalized: r for r in records}  # a solution has one record per name
-        ordered = rattler.PackageRecord.sort_topologically(records)
+        ordered = rattler.PackageRecord.sort_topologically(records)  # type: ignore[arg-type]  # subclass
         return [locked_package(by_name[r.name.normalized]) for r in ordered]

@@ -195,11 +195,9 @@ class CondaEnvInternalDecorator(StepDecorator):
         """``step:Flow/Run/Step`` then works on this machine at once, without reading metadata."""
         task = cli_args.task
         step_path = f"{task.flow_name}/{task.run_id}/{task.step}"
-        ref = [env.req_id, env.full_id]
         record = self._environment.session().environments.record
-        record.update(
-            lambda data: data["mappings"].update({step_path: ref, f"{step_path}/{task.task_id}": ref})
-        )
+        for pathspec in (step_path, f"{step_path}/{task.task_id}"):  # journaled: no rewrite per task
+            record.set_mapping(pathspec, (env.req_id, env.full_id))
 
     def runtime_finished(self, exception: Any) -> None:
         cls = self.__class__
