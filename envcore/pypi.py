@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -66,19 +67,28 @@ def platform_tags(request: ResolveRequest) -> list[str]:
     return []
 
 
-def target_tags(request: ResolveRequest, python_version: str) -> list[Tag]:
+def target_tags(request: ResolveRequest, python_version: str) -> tuple[Tag, ...]:
     """Wheel tags the target interpreter accepts, most specific first."""
     major, minor = (int(x) for x in python_version.split(".")[:2])
-    platforms = platform_tags(request)
-    return [
+    return _tags(major, minor, tuple(platform_tags(request)))
+
+
+@functools.lru_cache(maxsize=32)
+def _tags(major: int, minor: int, platforms: tuple[str, ...]) -> tuple[Tag, ...]:
+    return (
         *cpython_tags((major, minor), platforms=platforms),
         *compatible_tags((major, minor), platforms=platforms),
-    ]
+    )
+
+
+@functools.lru_cache(maxsize=32)
+def _ranks(tags: tuple[Tag, ...]) -> dict[Tag, int]:
+    return {tag: i for i, tag in enumerate(tags)}  # (a thousand tags: built once per target, not per wheel)
 
 
 def best_wheel(filenames: Iterable[str], tags: Sequence[Tag]) -> str | None:
     """The wheel whose best tag ranks highest for the target, or None if none fits."""
-    rank = {tag: i for i, tag in enumerate(tags)}
+    rank = _ranks(tuple(tags))
     best: tuple[int, str] | None = None
     for filename in filenames:
         try:

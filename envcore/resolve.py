@@ -9,7 +9,7 @@ Decisions that differ from the original extension (reference §1(l)):
 
 from __future__ import annotations
 
-import platform
+import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -68,11 +68,19 @@ def sys_version(version: str) -> str:
     return version if version.endswith("=0") else f"{version}=0"
 
 
+def _glibc_version() -> str:
+    """This machine's glibc version, as ``platform.libc_ver`` finds it first (without importing platform)."""
+    try:
+        found = os.confstr("CS_GNU_LIBC_VERSION") or ""
+    except (AttributeError, ValueError, OSError):  # not glibc, or not POSIX
+        return ""
+    name, _, version = found.partition(" ")
+    return version if name == "glibc" else ""
+
+
 def _local_virtual_packages(environ: Mapping[str, str]) -> dict[str, str]:
     found: dict[str, str] = {}
-    glibc = environ.get("CONDA_OVERRIDE_GLIBC") or (
-        platform.libc_ver()[1] if platform.libc_ver()[0] == "glibc" else ""
-    )
+    glibc = environ.get("CONDA_OVERRIDE_GLIBC") or _glibc_version()
     if glibc:
         found["__glibc"] = glibc
     if environ.get("CONDA_OVERRIDE_CUDA"):
