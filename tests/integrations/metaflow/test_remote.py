@@ -136,6 +136,14 @@ def test_node_hydrates_from_the_store_and_runs_the_step(machine: Machine, node: 
     records = [json.loads(p.read_text()) for p in meta_dir.glob("*.json")]
     (recorded,) = [r["value"] for r in records if r.get("field_name") == "conda_env_id"]
     assert json.loads(recorded) == env_id
+    # a reused node: the environment is there, the bootstrap loads no plugin and reads nothing
+    again = node.sh(
+        " && ".join([*commands, step.replace("--task-id 99", "--task-id 100")]),
+        METAFLOW_DATASTORE_SYSROOT_LOCAL=str(machine.datastore),
+    )
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "Setting up the environment ... already there." in again.stdout
+    assert json.loads((node.root / "_env_id").read_text()) == env_id
 
 
 def test_node_fetches_a_named_environment_at_execution(machine: Machine, node: Node) -> None:
