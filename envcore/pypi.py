@@ -81,14 +81,23 @@ def _tags(major: int, minor: int, platforms: tuple[str, ...]) -> tuple[Tag, ...]
     )
 
 
-@functools.lru_cache(maxsize=32)
-def _ranks(tags: tuple[Tag, ...]) -> dict[Tag, int]:
-    return {tag: i for i, tag in enumerate(tags)}  # (a thousand tags: built once per target, not per wheel)
+_RANKS: dict[int, tuple[Sequence[Tag], dict[Tag, int]]] = {}  # id(tags) -> (tags kept alive, ranks)
+
+
+def _ranks(tags: Sequence[Tag]) -> dict[Tag, int]:
+    """Rank of each tag, built once per target's tags (a thousand of them), not per wheel."""
+    cached = _RANKS.get(id(tags))
+    if cached is not None and cached[0] is tags:
+        return cached[1]
+    ranks = {tag: i for i, tag in enumerate(tags)}
+    if isinstance(tags, tuple) and len(_RANKS) < 64:  # target_tags' cached tuples
+        _RANKS[id(tags)] = (tags, ranks)
+    return ranks
 
 
 def best_wheel(filenames: Iterable[str], tags: Sequence[Tag]) -> str | None:
     """The wheel whose best tag ranks highest for the target, or None if none fits."""
-    rank = _ranks(tuple(tags))
+    rank = _ranks(tags)
     best: tuple[int, str] | None = None
     for filename in filenames:
         try:
