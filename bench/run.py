@@ -269,7 +269,7 @@ class Bench:
             self.pyspec,
         ]
 
-    def uv_compile_argv(self, requirements: Sequence[str]) -> list[str]:
+    def uv_compile_argv(self, requirements: Sequence[str], *extra: str) -> list[str]:
         reqs = self.work / f"requirements-{'-'.join(requirements)}.in"
         reqs.write_text("".join(f"{r}\n" for r in requirements))
         return [
@@ -285,6 +285,7 @@ class Bench:
             self.pyver,
             "--cache-dir",
             str(self.work / "bare-uv-cache"),
+            *extra,
             str(reqs),
         ]
 
@@ -328,7 +329,28 @@ class Bench:
 
         uv_pypi = self.proc(self.uv_compile_argv(["fx-web", "fx-extras"]))
         uv_mixed = self.proc(self.uv_compile_argv(["fx-extras"]))
-        for fn in (ours("conda"), ours("pypi"), ours("mixed"), bare_solve, uv_pypi, uv_mixed):
+        from envcore_uv.resolver import python_platform
+
+        # what envcore asks of uv besides the requirements: wheels for the target platform, and every file's
+        # URL and hash (a pylock.toml)
+        uv_like_envcore = self.proc(
+            self.uv_compile_argv(
+                ["fx-web", "fx-extras"],
+                "--python-platform",
+                python_platform(requests["pypi"]),
+                "-o",
+                str(self.work / "pylock.toml"),
+            )
+        )
+        for fn in (
+            ours("conda"),
+            ours("pypi"),
+            ours("mixed"),
+            bare_solve,
+            uv_pypi,
+            uv_mixed,
+            uv_like_envcore,
+        ):
             fn()  # warm: imports, gateways, uv's caches
         group = "resolve, library call (in-process, warm gateway)"
         a, b = interleaved(self.reps, ours("conda"), bare_solve)
@@ -336,9 +358,18 @@ class Bench:
         backend = registry.resolver_named("rattler")
         a, b = interleaved(self.reps, lambda: backend.resolve(requests["conda"]), bare_solve)
         self.table.add(Row(group, "conda: the rattler backend alone", a, "rattler.solve", b, goal=1.2))
-        a, b = interleaved(self.reps, ours("pypi"), uv_pypi)
+        a, b, c = interleaved(self.reps, ours("pypi"), uv_pypi, uv_like_envcore)
         self.table.add(
             Row(group, "pypi: resolve(registry, request)", a, "uv pip compile (process)", b, goal=1.2)
+        )
+        self.table.add(
+            Row(
+                group,
+                "pypi: resolve(registry, request)",
+                a,
+                "  ... with --python-platform, -o pylock.toml",
+                c,
+            )
         )
         mixed_times: list[float] = []
         a, b, c = interleaved(self.reps, ours("mixed"), bare_solve, uv_mixed)
@@ -371,8 +402,19 @@ class Bench:
             fn()
         a, b = interleaved(self.reps, cmd["conda"], bare_solve)
         self.table.add(Row(group, "envcore resolve --conda x2", a, "python -m bench.bare solve", b, goal=1.2))
-        a, b = interleaved(self.reps, cmd["pypi"], uv_pypi)
+        python_only = self.proc(self.bare_solve_argv([]))
+        python_only()
+        a, b, c = interleaved(self.reps, cmd["pypi"], uv_pypi, python_only)
         self.table.add(Row(group, "envcore resolve --pypi x2", a, "uv pip compile", b, goal=1.2))
+        self.table.add(  # a PyPI-only environment runs on conda's python: the bare tools' floor for it
+            Row(
+                group,
+                "envcore resolve --pypi x2",
+                a,
+                "  bare solve of python + uv pip compile",
+                [x + y for x, y in zip(b, c, strict=True)],
+            )
+        )
         a, b, c = interleaved(self.reps, cmd["mixed"], bare_solve, uv_mixed)
         self.table.add(
             Row(
@@ -673,7 +715,8 @@ class Bench:
         def copy(flags: str) -> Callable[[], object]:
             return lambda: run(["cp", flags, reference, self.work / f"cp-{next(counter)}"], self.base_env)
 
-        a, b, c = interleaved(self.reps, warm_cli, copy("-al"), copy("-a"))
+        python = self.proc([PY, "-c", "pass"])
+        a, b, c, d = interleaved(self.reps, warm_cli, copy("-al"), copy("-a"), python)
         self.table.add(
             Row(
                 group,
@@ -686,6 +729,9 @@ class Bench:
         )
         self.table.add(
             Row(group, "warm: envcore create (package cache present)", a, "cp -a of the finished prefix", c)
+        )
+        self.table.add(  # the floor of any Python command against the goal above
+            Row(group, "  bare: python -c pass", d, "  cp -al of the finished prefix", b)
         )
 
         def warm_library() -> float:
