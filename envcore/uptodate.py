@@ -6,7 +6,8 @@ cost little more than starting Python (issue 11: <= 3x ``python -c pass``). :fun
 form ``envcore [-q] create REQ_ID:FULL_ID [--name NAME]``, finds the prefix the way the full command does and
 compares its completion marker (one small file, no tree walk). Anything else (other options, aliases, an
 incomplete prefix, configuration it cannot read) returns None, and the full command runs and reports errors
-as usual.
+as usual. Unlike the full command, it does not check unrelated settings: a bad value of a setting that the
+no-op never reads does not stop a step whose environment is ready.
 """
 
 from __future__ import annotations
