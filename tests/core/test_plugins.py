@@ -221,3 +221,20 @@ def test_entry_points_are_remembered_until_the_installation_changes(
     assert "two" in names and "planted" not in names  # the site folder changed: scanned again
     registry = build_registry(Config.load(environ={"METAFLOW_ENVCORE_CACHE_DIR": cache}))
     assert {"one", "two"} <= set(registry.resolvers)
+
+
+def test_a_cache_that_cannot_be_written_only_costs_the_scan(
+    install_plugin: InstallPlugin, tmp_path: Path
+) -> None:
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the cache folder would be")
+    site = install_plugin(
+        "envcore-one", {"one": "envcore_one.plugin"}, {"envcore_one.plugin": resolver_plugin_code("one")}
+    )
+    settle(site, seconds_ago=20)
+    for _ in range(2):
+        found = plugincache.entry_points("envcore", str(blocked / "cache"))
+        assert ("one", "envcore_one.plugin", "envcore-one", "1.0") in found
+    assert plugincache.commands({"METAFLOW_ENVCORE_CACHE_DIR": str(blocked / "cache")}) is None
+    plugincache.remember_commands(["x"], [], {"METAFLOW_ENVCORE_CACHE_DIR": str(blocked / "cache")})
+    assert blocked.read_text() == "a file where the cache folder would be"
