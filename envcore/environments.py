@@ -8,7 +8,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any
 
 from envcore import cache as caching
 from envcore import description, hydrate, naming, resolve
@@ -69,11 +68,10 @@ class Environments:
     def known(self, request: ResolveRequest) -> ResolvedEnvironment | None:
         """The default local resolution of the request's req id, else (with ``CONDA_USE_REMOTE_LATEST``) the
         newest matching one in the store."""
-        return self._known(request, resolve.req_id(self.registry, request), self.record)
+        return self._known(request, resolve.req_id(self.registry, request))
 
-    def _known(self, request: ResolveRequest, req_id: str, record: LocalRecord) -> ResolvedEnvironment | None:
-        """:meth:`known`, looking the local resolution up in ``record`` (the record, or a batch's snapshot)."""
-        local = record.environment(request.arch, req_id)
+    def _known(self, request: ResolveRequest, req_id: str) -> ResolvedEnvironment | None:
+        local = self.record.environment(request.arch, req_id)
         if local is not None or request.base is not None:
             return local
         accept = self._remote_latest_filter()
@@ -127,12 +125,10 @@ class Environments:
         for index, request in enumerate(requests):
             groups.setdefault(resolve.req_id(self.registry, request), []).append(index)
         results: dict[int, tuple[ResolvedEnvironment, bool]] = {}
-        # the record read once for the batch: each lookup would read and parse the whole file again
-        recorded = None if force or not requests else _ReadOnce(self.record)
 
         def lock(req_id: str, indexes: list[int]) -> None:
-            if recorded is not None:
-                known = [self._known(requests[i], req_id, recorded) for i in indexes]
+            if not force:
+                known = [self._known(requests[i], req_id) for i in indexes]
                 if all(known):
                     results.update(
                         (i, (env, False)) for i, env in zip(indexes, known, strict=True) if env is not None
@@ -280,19 +276,6 @@ class Environments:
             return self.store
         except StorageError:
             return None
-
-
-class _ReadOnce(LocalRecord):
-    """A view of the local record read once, for a batch of lookups (``environment``); changes go to the
-    record itself. A lookup on the record reads and parses the whole file, which grows with every environment
-    resolved on the machine: with a few hundred recorded, one read costs more than a solve."""
-
-    def __init__(self, record: LocalRecord) -> None:
-        super().__init__(record.path, record.timeout)
-        self._data = record.read()
-
-    def read(self) -> dict[str, Any]:
-        return self._data
 
 
 def _display(path: str) -> str:

@@ -81,6 +81,9 @@ class LocalRecord:
         # (record bytes, journal bytes, data) as this process last saw them under the exclusive lock; never
         # handed out, so changing it in place is safe
         self._seen: tuple[bytes | None, bytes, Data] | None = None
+        # (record bytes, journal bytes, data) of the last read(): read() returns it again while both files
+        # hold the same bytes (reading them costs far less than parsing a record of many environments)
+        self._read: tuple[bytes | None, bytes | None, Data] | None = None
         self._base: tuple[bytes | None, bytes] | None = None  # (record bytes, its journal header)
 
     def _bytes(self, path: Path) -> bytes | None:
@@ -143,11 +146,16 @@ class LocalRecord:
         return raw, journal, data
 
     def read(self) -> Data:
+        """The record's data (shared between calls: do not change it; use :meth:`update`)."""
         with file_lock(self.lock_path, self.timeout, shared=True):
-            raw = self._bytes(self.path)
-            data = self._parse(raw)
-            self._replay(data, self._journal(raw, self._bytes(self.log_path)))
-            return data
+            raw, log = self._bytes(self.path), self._bytes(self.log_path)
+        last = self._read
+        if last is not None and last[0] == raw and last[1] == log:
+            return last[2]
+        data = self._parse(raw)
+        self._replay(data, self._journal(raw, log))
+        self._read = (raw, log, data)
+        return data
 
     def update(self, change: Callable[[Data], object]) -> None:
         """Apply ``change`` (which mutates the data in place) and rewrite the record, folding the journal in;

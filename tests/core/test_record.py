@@ -120,3 +120,15 @@ def test_racing_processes_lose_no_update(tmp_path: Path) -> None:
     data = LocalRecord(path, 10).read()
     assert len(data["mutable_aliases"]) == 6 * 36 and len(data["mappings"]) == 6 * 4
     assert data["mutable_aliases"]["p5/env8:latest"] == [f"{5:040x}", f"{8:040x}"]
+
+
+def test_reads_parse_again_only_what_changed(tmp_path: Path) -> None:
+    rec, other = new(tmp_path), new(tmp_path)  # two processes' views of one record
+    rec.update(lambda data: data["mappings"].update({"F/1/s": list(A)}))
+    first = rec.read()
+    assert rec.read() is first  # the same bytes: not parsed again
+    other.set_alias("team/env:v1", B, mutable=False)  # journal changed
+    assert rec.alias("team/env:v1") == B and rec.read() is not first
+    journaled = rec.read()
+    other.update(lambda data: data["mappings"].update({"F/2/s": list(B)}))  # record rewritten
+    assert rec.alias("F/2/s") == B and rec.alias("team/env:v1") == B and rec.read() is not journaled
