@@ -459,7 +459,7 @@ class PylockResolver:
         return list(chosen.values())
 
     def _one(
-        self, lock: Pylock, pkg: LockPackage, request: ResolveRequest, tags: Sequence[Any], target: str
+        self, lock: Pylock, pkg: LockPackage, request: ResolveRequest, tags: Mapping[Any, int], target: str
     ) -> LockedPackage:
         what = f"{pkg.name} {pkg.version or ''}".strip()
         if pkg.unsupported:

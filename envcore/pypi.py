@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from urllib.parse import unquote, urlsplit
 
 from packaging.tags import Tag, compatible_tags, cpython_tags, mac_platforms
@@ -67,37 +68,25 @@ def platform_tags(request: ResolveRequest) -> list[str]:
     return []
 
 
-def target_tags(request: ResolveRequest, python_version: str) -> tuple[Tag, ...]:
-    """Wheel tags the target interpreter accepts, most specific first."""
+def target_tags(request: ResolveRequest, python_version: str) -> Mapping[Tag, int]:
+    """Wheel tags the target interpreter accepts, each with its rank (0 = most specific)."""
     major, minor = (int(x) for x in python_version.split(".")[:2])
-    return _tags(major, minor, tuple(platform_tags(request)))
+    return _ranked_tags(major, minor, tuple(platform_tags(request)))
 
 
 @functools.lru_cache(maxsize=32)
-def _tags(major: int, minor: int, platforms: tuple[str, ...]) -> tuple[Tag, ...]:
-    return (
+def _ranked_tags(major: int, minor: int, platforms: tuple[str, ...]) -> Mapping[Tag, int]:
+    # a thousand tags: ranked once per target, not once per wheel looked at
+    tags = (
         *cpython_tags((major, minor), platforms=platforms),
         *compatible_tags((major, minor), platforms=platforms),
     )
+    return MappingProxyType({tag: i for i, tag in enumerate(tags)})
 
 
-_RANKS: dict[int, tuple[Sequence[Tag], dict[Tag, int]]] = {}  # id(tags) -> (tags kept alive, ranks)
-
-
-def _ranks(tags: Sequence[Tag]) -> dict[Tag, int]:
-    """Rank of each tag, built once per target's tags (a thousand of them), not per wheel."""
-    cached = _RANKS.get(id(tags))
-    if cached is not None and cached[0] is tags:
-        return cached[1]
-    ranks = {tag: i for i, tag in enumerate(tags)}
-    if isinstance(tags, tuple) and len(_RANKS) < 64:  # target_tags' cached tuples
-        _RANKS[id(tags)] = (tags, ranks)
-    return ranks
-
-
-def best_wheel(filenames: Iterable[str], tags: Sequence[Tag]) -> str | None:
-    """The wheel whose best tag ranks highest for the target, or None if none fits."""
-    rank = _ranks(tags)
+def best_wheel(filenames: Iterable[str], rank: Mapping[Tag, int]) -> str | None:
+    """The wheel whose best tag ranks highest for the target (``rank``: :func:`target_tags`), or None if
+    none fits."""
     best: tuple[int, str] | None = None
     for filename in filenames:
         try:
