@@ -87,3 +87,11 @@ def cache_dir(configured: str | None, environ: Mapping[str, str]) -> str:
         return os.path.expanduser(configured)
     xdg = environ.get("XDG_CACHE_HOME") or os.path.join(environ.get("HOME", "~"), ".cache")
     return os.path.join(os.path.expanduser(xdg), "envcore")
+
+
+def configured_cache_dir(environ: Mapping[str, str], files: list[ConfigFile]) -> str:
+    """:func:`cache_dir` of the raw setting, converted as :class:`envcore.config.Config` converts a string
+    setting (a non-string value from a file is its ``str``)."""
+    found = raw_value("ENVCORE_CACHE_DIR", environ, files)
+    configured = found[0] if found else None
+    return cache_dir(None if configured is None else str(configured), environ)

@@ -110,8 +110,7 @@ def _commands_state(environ: Mapping[str, str], files: list[configfiles.ConfigFi
 
 
 def _commands_file(environ: Mapping[str, str], files: list[configfiles.ConfigFile]) -> str:
-    found = configfiles.raw_value("ENVCORE_CACHE_DIR", environ, files)
-    return _file(configfiles.cache_dir(found[0] if found else None, environ), "commands")
+    return _file(configfiles.configured_cache_dir(environ, files), "commands")
 
 
 def commands(environ: Mapping[str, str]) -> list[str] | None:

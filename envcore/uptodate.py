@@ -90,11 +90,8 @@ def answer(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> int
     quiet, ref, name = parsed
     req_id, _, full_id = ref.partition(":")
     try:
-        found = configfiles.raw_value("ENVCORE_CACHE_DIR", environ, configfiles.config_files(environ))
-        configured = found[0] if found else None
-        if configured is not None and not isinstance(configured, str):
-            return None
-        envs_dir = os.path.join(configfiles.cache_dir(configured, environ), "envs")
+        files = configfiles.config_files(environ)
+        envs_dir = os.path.join(configfiles.configured_cache_dir(environ, files), "envs")
         arch = local_arch()
     except Exception:  # the full command reports it
         return None
