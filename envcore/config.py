@@ -197,11 +197,11 @@ class Config:
         self,
         settings: Iterable[Setting],
         environ: Mapping[str, str],
-        files: Iterable[tuple[Path, Mapping[str, Any]]] = (),
+        files: Iterable[tuple[str | Path, Mapping[str, Any]]] = (),
     ) -> None:
         self._settings: dict[str, Setting] = {}
         self._environ = dict(environ)
-        self._files = list(files)
+        self._files = [(str(where), data) for where, data in files]  # (path or label, its METAFLOW_* keys)
         self._cache: dict[str, Value] = {}
         self.add_settings(settings)
 
@@ -213,8 +213,7 @@ class Config:
         cwd: Path | None = None,
     ) -> Config:
         environ = os.environ if environ is None else environ
-        files = configfiles.config_files(environ, str(cwd) if cwd else None)
-        return cls(settings, environ, [(Path(path), data) for path, data in files])
+        return cls(settings, environ, configfiles.config_files(environ, str(cwd) if cwd else None))
 
     @property
     def environ(self) -> Mapping[str, str]:
@@ -236,8 +235,7 @@ class Config:
             return self._cache[name]
         setting = self._settings.get(name) or Setting(name=name)
         env_name = f"METAFLOW_{name}"
-        files = [(str(path), data) for path, data in self._files]
-        raw, source = configfiles.raw_value(name, self._environ, files) or (setting.default, "default")
+        raw, source = configfiles.raw_value(name, self._environ, self._files) or (setting.default, "default")
         value = Value(name, convert(setting, raw, source), source, setting.secret)
         if setting.choices and value.value not in setting.choices:
             raise ConfigError(

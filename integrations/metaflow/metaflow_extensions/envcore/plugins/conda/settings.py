@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -43,4 +42,4 @@ def build_config(files: ConfigFiles, overrides: Mapping[str, str] | None = None)
     from envcore.config import CORE_SETTINGS, Config
 
     environ = {**os.environ, **(overrides or {})}
-    return Config(CORE_SETTINGS, environ, [(Path(label), data) for label, data in files])
+    return Config(CORE_SETTINGS, environ, files)
