@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from functools import cached_property
 
 from envcore import naming
 from envcore.errors import AliasError, MissingObject, PreconditionFailed, StorageError
@@ -47,16 +48,23 @@ def _decode(raw: bytes, where: str) -> EnvRef:
 class Aliases:
     def __init__(
         self,
-        store: Store | None,
+        store: Store | Callable[[], Store | None] | None,
         record: LocalRecord,
         *,
         envs_dirname: str = "envs",
         pathspec_lookup: PathspecLookup | None = None,
     ) -> None:
-        self.store = store
+        """``store`` may be a function that returns it: called when a name is first looked up or written (ids
+        and known pathspecs need no store, so no plugin is loaded for them)."""
+        self._store = store
         self.record = record
         self.envs_dirname = envs_dirname
         self.pathspec_lookup = pathspec_lookup
+
+    @cached_property
+    def store(self) -> Store | None:
+        source = self._store
+        return source if source is None or isinstance(source, Store) else source()
 
     def _key(self, alias: Alias) -> str:
         return naming.alias_key(alias, envs_dirname=self.envs_dirname)

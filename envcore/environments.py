@@ -191,7 +191,7 @@ class Environments:
     @cached_property
     def aliases(self) -> Aliases:
         return Aliases(
-            self._store_or_none(),
+            self._store_or_none,  # built when a name needs it: ids load no plugin
             self.record,
             envs_dirname=str(self.config.get("CONDA_ENVS_DIRNAME")),
             pathspec_lookup=self.pathspec_lookup,
