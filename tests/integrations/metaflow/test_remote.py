@@ -136,7 +136,7 @@ def test_node_hydrates_from_the_store_and_runs_the_step(machine: Machine, node: 
     records = [json.loads(p.read_text()) for p in meta_dir.glob("*.json")]
     (recorded,) = [r["value"] for r in records if r.get("field_name") == "conda_env_id"]
     assert json.loads(recorded) == env_id
-    # a reused node: the environment is there, the bootstrap loads no plugin and reads nothing
+    # a reused node: the environment is there, nothing is fetched or installed
     again = node.sh(
         " && ".join([*commands, step.replace("--task-id 99", "--task-id 100")]),
         METAFLOW_DATASTORE_SYSROOT_LOCAL=str(machine.datastore),

@@ -18,10 +18,6 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from envcore.config import Config
 
 NODE_DIR = "envcore_node"
 PYTHON_LINK = "__conda_python"
@@ -53,32 +49,16 @@ def bootstrap(args: argparse.Namespace, workdir: Path) -> Path:
     if packages.is_dir():
         sys.path.insert(0, str(packages))
     from metaflow_extensions.envcore.plugins.conda.settings import build_config
-
-    from envcore import uptodate
-
-    config = build_config([])
-    prefix = config.cache_dir() / "envs" / uptodate.env_dir_name(args.req_id or "", args.full_id or "")
-    if not args.fetch and uptodate.is_complete(str(prefix), args.req_id, args.full_id, args.arch):
-        env_id = [args.req_id, args.full_id, args.arch]  # a reused node: no plugin loaded, nothing read
-        print("    Setting up the environment ... already there.", flush=True)
-    else:
-        env_id, prefix = _create(args, config)
-    (workdir / "_env_id").write_text(json.dumps(env_id))
-    (workdir / "_env_path").write_text(str(prefix))
-    link = workdir / PYTHON_LINK
-    if link.is_symlink() or link.exists():
-        link.unlink()
-    link.symlink_to(prefix / "bin" / "python")
-    return prefix
-
-
-def _create(args: argparse.Namespace, config: Config) -> tuple[list[str], Path]:
     from metaflow_extensions.envcore.plugins.conda.substitution import substitute
 
     from envcore.environments import Environments
     from envcore.plugins import build_registry
 
-    envs = Environments(build_registry(config), progress=lambda m: print(f"    {m}", flush=True))
+    config = build_config([])
+    # plugins are loaded when first needed: a reused node that has the environment loads none
+    envs = Environments(
+        lambda: build_registry(config), progress=lambda m: print(f"    {m}", flush=True), config=config
+    )
     if args.fetch:
         ref = substitute(args.fetch, {})
         env = envs.find(ref, args.arch)
@@ -88,9 +68,15 @@ def _create(args: argparse.Namespace, config: Config) -> tuple[list[str], Path]:
     prefix = envs.prefix_for(env, None)
     started = time.monotonic()
     print("    Setting up the environment ...", end="", flush=True)
-    envs.create(env, prefix)
-    print(f" done in {time.monotonic() - started:.1f} s.", flush=True)
-    return [env.req_id, env.full_id, env.arch], prefix
+    created = envs.create(env, prefix)
+    print(f" done in {time.monotonic() - started:.1f} s." if created else " already there.", flush=True)
+    (workdir / "_env_id").write_text(json.dumps([env.req_id, env.full_id, env.arch]))
+    (workdir / "_env_path").write_text(str(prefix))
+    link = workdir / PYTHON_LINK
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(prefix / "bin" / "python")
+    return prefix
 
 
 def main() -> None:
