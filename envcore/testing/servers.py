@@ -116,10 +116,17 @@ class ServerDidNotStart(RuntimeError):
 
 @contextmanager
 def server_process(
-    argv: Callable[[int], Sequence[str]], log: Path, *, name: str, timeout: float = 30
+    argv: Callable[[int], Sequence[str]],
+    log: Path,
+    *,
+    name: str,
+    timeout: float = 30,
+    graceful: bool = True,
 ) -> Iterator[int]:
     """Run ``argv(port)`` (a server listening on 127.0.0.1:port, a free port) until the block exits: ready when
-    the port accepts connections; :class:`ServerDidNotStart` with the log's tail if it dies or times out."""
+    the port accepts connections; :class:`ServerDidNotStart` with the log's tail if it dies or times out.
+    ``graceful=False`` kills it at the end instead of asking it to stop (for servers whose stop waits for
+    every keep-alive connection)."""
     port = free_port()
     with open(log, "wb") as out:
         proc = subprocess.Popen(list(argv(port)), stdout=out, stderr=out)
@@ -138,11 +145,15 @@ def server_process(
     try:
         yield port
     finally:
-        proc.terminate()
+        if graceful:
+            proc.terminate()
+        else:
+            proc.kill()
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait()
 
 
 def moto_server(log: Path) -> contextlib.AbstractContextManager[int]:

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import fcntl
 import shutil
-import socket
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from envcore.testing.servers import ServerDidNotStart, server_process
 
 HERE = Path(__file__).parent
 AZURITE = HERE / "node_modules" / ".bin" / "azurite-blob"
@@ -78,41 +78,32 @@ def install_azurite() -> Path:
     return AZURITE
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
     binary = install_azurite()
-    port = _free_port()
     data = tmp_path_factory.mktemp("azurite")
-    log = data / "azurite.log"
-    args = [str(binary), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", str(data / "db")]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [*args, "--skipApiVersionCheck", "--loose", "--disableTelemetry"], stdout=out, stderr=out
-        )
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                proc.wait()
-                pytest.fail(f"Azurite did not start on 127.0.0.1:{port}: {log.read_text()[-2000:]}")
-            time.sleep(0.1)
+
+    def argv(port: int) -> list[str]:
+        return [
+            *(
+                str(binary),
+                "--blobHost",
+                "127.0.0.1",
+                "--blobPort",
+                str(port),
+                "--location",
+                str(data / "db"),
+            ),
+            *("--skipApiVersionCheck", "--loose", "--disableTelemetry"),
+        ]
+
+    # killed at the end: a graceful stop waits for every keep-alive connection of this process to close, up to
+    # minutes; the data directory is temporary, so nothing is lost
     try:
-        yield Azurite(endpoint=f"http://127.0.0.1:{port}/{ACCOUNT}")
-    finally:
-        # A graceful stop (SIGTERM/SIGINT) waits for every keep-alive connection of this process to close,
-        # up to minutes; the data directory is temporary, so nothing is lost by killing it.
-        proc.kill()
-        proc.wait(timeout=15)
+        with server_process(argv, data / "azurite.log", name="Azurite", timeout=90, graceful=False) as port:
+            yield Azurite(endpoint=f"http://127.0.0.1:{port}/{ACCOUNT}")
+    except ServerDidNotStart as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture
