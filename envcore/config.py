@@ -77,7 +77,12 @@ CORE_SETTINGS: tuple[Setting, ...] = (
         default=":none:",
         help="Use the newest stored resolution when none is local: :none:, :username:, :any: or user1,user2",
     ),
-    Setting(name="CONDA_LOCK_TIMEOUT", default=3600, kind="int", help="Seconds to wait for a lock"),
+    Setting(
+        name="CONDA_LOCK_TIMEOUT",
+        default=configfiles.LOCK_TIMEOUT,
+        kind="int",
+        help="Seconds to wait for a lock",
+    ),
     Setting(
         name="CONDA_SYS_DEFAULT_PACKAGES",
         default={arch: {"__glibc": "2.27"} for arch in ("linux-64", "linux-aarch64", "linux-ppc64le")},

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
     ConfigFile: TypeAlias = tuple[str, Mapping[str, Any]]
 
+LOCK_TIMEOUT = 3600  # seconds: the default of METAFLOW_CONDA_LOCK_TIMEOUT
+
 
 def read_json(path: str) -> dict[str, Any]:
     import json  # only when a file exists (json imports re)

@@ -10,7 +10,6 @@ by a file lock.
 from __future__ import annotations
 
 import functools
-import os
 import shutil
 import time
 from collections.abc import Callable
@@ -32,10 +31,6 @@ WORKERS = 8
 
 def env_dir_name(env: ResolvedEnvironment) -> str:
     return uptodate.env_dir_name(env.req_id, env.full_id)
-
-
-def marker_content(env: ResolvedEnvironment) -> str:
-    return uptodate.marker_text(env.req_id, env.full_id, env.arch)
 
 
 def is_complete(prefix: Path, env: ResolvedEnvironment) -> bool:
@@ -120,18 +115,22 @@ def hydrate(
             (prefix / MARKER).unlink(missing_ok=True)  # first: a half-removed prefix is never a clone source
             shutil.rmtree(prefix)
         index = relocate.PrefixIndex(registry.config.cache_dir() / "prefixes", timeout)
-        key = f"{env.arch}_{env.req_id}_{env.full_id}"
+        key = uptodate.index_key(env.req_id, env.full_id, env.arch)
         # --force and --verify mean "from the package files"; otherwise a finished prefix of the same
         # environment on this machine is cloned (hardlinks, prefix rewritten where files name it).
-        source = None if force or verify else _clone_source(index.candidates(key), env, prefix)
+        source = (
+            None
+            if force or verify
+            else uptodate.clone_finished(
+                index.candidates(key), str(prefix), env.req_id, env.full_id, env.arch
+            )
+        )
         if source is not None:
             progress(f"Linked from the same environment at {source}")
         else:
             _install(registry, env, prefix, store, verify, progress)
             relocate.write_manifest(prefix)
-        tmp = prefix / f"{MARKER}.tmp"
-        tmp.write_text(marker_content(env))
-        os.replace(tmp, prefix / MARKER)
+        uptodate.write_marker(str(prefix), env.req_id, env.full_id, env.arch)
         index.add(key, prefix)
     return True
 
@@ -158,28 +157,3 @@ def _install(
 
 def _installed(task: Task, what: str) -> str:
     return f"Installed {task.done} {what} in {time.monotonic() - task.started:.2f} s"
-
-
-def _clone_source(candidates: list[str], env: ResolvedEnvironment, prefix: Path) -> Path | None:
-    """Clone the newest finished prefix of ``env`` into ``prefix``; the source it came from, or None."""
-    for candidate in reversed(candidates):
-        source = Path(candidate)
-        stamp = _marker_stamp(source, env)
-        if source == prefix or stamp is None:
-            continue
-        if relocate.clone(source, prefix, private=(MARKER,)):
-            # A source re-created while it was copied has a new marker (removed first, written last): the
-            # copy may have missed files, so it is not used.
-            if _marker_stamp(source, env) == stamp:
-                return source
-            shutil.rmtree(prefix)
-    return None
-
-
-def _marker_stamp(prefix: Path, env: ResolvedEnvironment) -> tuple[int, int] | None:
-    """Identity of a finished prefix's marker (inode, mtime), or None when ``prefix`` is not finished."""
-    try:
-        info = (prefix / MARKER).stat()
-    except OSError:
-        return None
-    return (info.st_ino, info.st_mtime_ns) if is_complete(prefix, env) else None

@@ -8,25 +8,24 @@ from __future__ import annotations
 
 import fcntl
 import os
-import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 from envcore.errors import LockTimeout
 
 
-def _holder(path: Path) -> str:
+def _holder(path: str | os.PathLike[str]) -> str:
     try:
-        return path.read_text().strip() or "unknown"
+        with open(path, encoding="utf-8") as fh:
+            return fh.read().strip() or "unknown"
     except OSError:
         return "unknown"
 
 
 @contextmanager
 def file_lock(
-    path: Path,
+    path: str | os.PathLike[str],
     timeout: float,
     *,
     shared: bool = False,
@@ -37,7 +36,7 @@ def file_lock(
     try:
         fd = os.open(path, flags, 0o644)
     except FileNotFoundError:  # first lock in this directory
-        path.parent.mkdir(parents=True, exist_ok=True)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
         fd = os.open(path, flags, 0o644)
     try:
         mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
@@ -60,7 +59,7 @@ def file_lock(
                 time.sleep(delay)
                 delay = min(delay * 2, 0.25)
         if not shared:
-            holder = f"pid {os.getpid()} on {socket.gethostname()}\n".encode()
+            holder = f"pid {os.getpid()} on {os.uname().nodename}\n".encode()
             if os.pread(fd, len(holder) + 1, 0) != holder:  # rewriting the same text would only cost I/O
                 os.ftruncate(fd, 0)
                 os.pwrite(fd, holder, 0)

@@ -8,29 +8,36 @@ the file, binary files inside their NUL-terminated strings with the length kept 
 the *relocation manifest*, written next to the completion marker after every install.
 
 A clone is all or nothing: on any problem the partial copy is removed and the caller installs normally.
+
+Cloning runs in the fast path of ``envcore create`` (:mod:`envcore.uptodate`), so it imports only ``os`` and
+``json`` (no pathlib, shutil or subprocess: together they cost more than the copy itself).
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import os
-import shutil
-import subprocess
+import stat
 import sys
-from pathlib import Path
-from typing import Any
 
+from envcore import TYPE_CHECKING
 from envcore.locks import file_lock
 
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any
+
 MANIFEST = ".envcore-relocate.json"
-# GNU cp (Linux) hardlink-copies a tree in C; elsewhere the same copy is made by a Python walk.
-_GNU_CP = sys.platform.startswith("linux") and shutil.which("cp") is not None
+# GNU cp (Linux) hardlink-copies a tree in C; elsewhere, or without cp on PATH, a Python walk makes the same copy.
+_GNU_CP = sys.platform.startswith("linux")
 _ENTRY_POINTS = frozenset({"unix_python_entry_point", "windows_python_entry_point_script"})
 
 
 def write_manifest(prefix: Path) -> None:
     """Record which files of the finished ``prefix`` name it (from the installers' metadata)."""
+    import csv
+    from pathlib import Path
+
     text: set[str] = set()
     binary: set[str] = set()
     links: set[str] = set()  # symlinks whose absolute target lies inside the prefix
@@ -66,11 +73,12 @@ def write_manifest(prefix: Path) -> None:
     _write_manifest(prefix, {"text": sorted(text - binary), "binary": sorted(binary), "links": sorted(links)})
 
 
-def _write_manifest(prefix: Path, body: dict[str, Any]) -> None:
+def _write_manifest(prefix: str | os.PathLike[str], body: dict[str, Any]) -> None:
     """The manifest names the files of ``prefix`` to rewrite, and the prefix they name (written atomically)."""
-    tmp = prefix / f"{MANIFEST}.tmp"
-    tmp.write_text(json.dumps({**body, "prefix": str(prefix)}, indent=0))
-    os.replace(tmp, prefix / MANIFEST)
+    tmp = os.path.join(prefix, f"{MANIFEST}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps({**body, "prefix": os.fspath(prefix)}, indent=0))
+    os.replace(tmp, os.path.join(prefix, MANIFEST))
 
 
 def _replace_in_c_strings(data: bytes, old: bytes, new: bytes) -> bytes | None:
@@ -91,9 +99,9 @@ def _replace_in_c_strings(data: bytes, old: bytes, new: bytes) -> bytes | None:
 
 class _Cloner:
     def __init__(
-        self, source: Path, dest: Path, manifest: dict[str, list[str]], old: str, private: tuple[str, ...]
+        self, source: str, dest: str, manifest: dict[str, list[str]], old: str, private: tuple[str, ...]
     ) -> None:
-        self.source, self.dest = str(source), str(dest)
+        self.source, self.dest = source, dest
         self.private = (MANIFEST, *private)  # per-prefix state at the top: never copied
         self.old, self.new = old.encode(), str(dest).encode()
         self.old_text = old
@@ -101,15 +109,13 @@ class _Cloner:
         self.links = manifest.get("links", [])
 
     def run(self) -> bool:
-        if _GNU_CP:
-            return self._with_cp()
-        return self._tree(self.source, self.dest, "")
+        copied = _cp_al(self.source, self.dest) if _GNU_CP else None
+        if copied is None:
+            return self._tree(self.source, self.dest, "")
+        return copied and self._rewrite_copy()
 
-    def _with_cp(self) -> bool:
-        """``cp -al`` (the kernel-speed hardlink copy), then the manifest's files are replaced."""
-        done = subprocess.run(["cp", "-al", "--", self.source, self.dest], capture_output=True, check=False)
-        if done.returncode != 0:
-            return False
+    def _rewrite_copy(self) -> bool:
+        """After ``cp -al`` (the kernel-speed hardlink copy), the manifest's files are replaced."""
         for name in os.listdir(self.dest):
             if name.startswith(self.private):
                 os.unlink(f"{self.dest}/{name}")
@@ -148,7 +154,7 @@ class _Cloner:
                         return False
                 else:
                     os.link(entry.path, target)
-        shutil.copymode(src, dst)
+        _copy_mode(src, dst)
         return True
 
     def _rewrite(self, src: str, dst: str, *, binary: bool) -> bool:
@@ -162,23 +168,44 @@ class _Cloner:
         fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as fh:
             fh.write(rewritten)
-        shutil.copymode(src, dst)
+        _copy_mode(src, dst)
         return True
 
 
-def clone(source: Path, dest: Path, *, private: tuple[str, ...] = ()) -> bool:
+def _copy_mode(src: str, dst: str) -> None:
+    os.chmod(dst, stat.S_IMODE(os.stat(src).st_mode))
+
+
+def _cp_al(source: str, dest: str) -> bool | None:
+    """``cp -al -- source dest`` (its errors silenced): whether it succeeded; None when there is no ``cp``."""
+    quiet = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_WRONLY, 0) for fd in (1, 2)]
+    try:
+        pid = os.posix_spawnp("cp", ["cp", "-al", "--", source, dest], os.environ, file_actions=quiet)
+    except FileNotFoundError:
+        return None
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0
+
+
+def clone(
+    source: str | os.PathLike[str], dest: str | os.PathLike[str], *, private: tuple[str, ...] = ()
+) -> bool:
     """Clone the finished ``source`` prefix into the absent ``dest``; False (and nothing left) if it cannot.
     Top-level entries starting with a name in ``private`` (the caller's own markers) are not copied."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    source, dest = os.fspath(source), os.fspath(dest)
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
     try:
-        manifest = json.loads((source / MANIFEST).read_bytes())
+        with open(os.path.join(source, MANIFEST), "rb") as fh:
+            manifest = json.loads(fh.read())
         old = str(manifest["prefix"])
-        if old != str(source):
+        if old != source:
             return False  # the prefix was moved since it was installed: its files name another path
         done = _Cloner(source, dest, manifest, old, private).run()
     except (OSError, ValueError, KeyError, TypeError):
         done = False
     if not done:
+        import shutil
+
         shutil.rmtree(dest, ignore_errors=True)
         return False
     _write_manifest(dest, manifest)  # the clone names the same files as its source, at its own path
@@ -188,25 +215,23 @@ def clone(source: Path, dest: Path, *, private: tuple[str, ...] = ()) -> bool:
 class PrefixIndex:
     """Where finished prefixes of each environment are, per machine (``<cache>/prefixes/<arch>_<req>_<full>``)."""
 
-    def __init__(self, root: Path, lock_timeout: float) -> None:
-        self.root = root
+    def __init__(self, root: str | os.PathLike[str], lock_timeout: float) -> None:
+        self.root = os.fspath(root)
         self.timeout = lock_timeout
 
-    def _file(self, key: str) -> Path:
-        return self.root / key
-
-    def add(self, key: str, prefix: Path) -> None:
-        path = self._file(key)
-        with file_lock(path.with_name(path.name + ".lock"), self.timeout):
+    def add(self, key: str, prefix: str | os.PathLike[str]) -> None:
+        path, prefix = os.path.join(self.root, key), os.fspath(prefix)
+        with file_lock(f"{path}.lock", self.timeout):
             known = self.candidates(key)
-            if str(prefix) in known:
+            if prefix in known:
                 return
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text("".join(f"{p}\n" for p in [*known, str(prefix)][-16:]))
-            os.replace(tmp, path)
+            with open(f"{path}.tmp", "w", encoding="utf-8") as fh:
+                fh.write("".join(f"{p}\n" for p in [*known, prefix][-16:]))
+            os.replace(f"{path}.tmp", path)
 
     def candidates(self, key: str) -> list[str]:
         try:
-            return [line for line in self._file(key).read_text().splitlines() if line]
+            with open(os.path.join(self.root, key), encoding="utf-8") as fh:
+                return [line for line in fh.read().splitlines() if line]
         except OSError:
             return []

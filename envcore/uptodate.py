@@ -1,24 +1,31 @@
-"""``envcore create`` of an environment that is already complete, answered before click, pluggy or any
-plugin is imported.
+"""``envcore create`` answered from this machine alone, before click, pluggy or any plugin is imported.
 
 Starting a step on a machine that already has its environment is the most frequent call of all, so it must
-cost little more than starting Python (issue 11: <= 3x ``python -c pass``). :func:`answer` takes the plain
-form ``envcore [-q] create REQ_ID:FULL_ID [--name NAME]``, finds the prefix the way the full command does and
-compares its completion marker (one small file, no tree walk). Anything else (other options, aliases, an
-incomplete prefix, configuration it cannot read) returns None, and the full command runs and reports errors
-as usual. Unlike the full command, it does not check unrelated settings: a bad value of a setting that the
-no-op never reads does not stop a step whose environment is ready.
+cost little more than starting Python (issue 11: <= 3x ``python -c pass``); a new prefix of an environment
+this machine already has should cost little more than ``cp -al`` (<= 2x). :func:`answer` takes the plain form
+``envcore [-q] create REQ_ID:FULL_ID [--name NAME]`` and finds the prefix the way the full command does:
+
+- complete (its completion marker matches: one small file, no tree walk): nothing to do;
+- absent, with a finished prefix of the same environment listed in the machine's prefix index: that prefix
+  is cloned (hardlinks, see :mod:`envcore.relocate`), exactly as the full command would clone it.
+
+Anything else (other options, aliases, an incomplete prefix, a busy lock, configuration it cannot read)
+returns None, and the full command runs and reports errors as usual. Unlike the full command, it does not
+check unrelated settings: a bad value of a setting that these paths never read does not stop a step.
 """
 
 from __future__ import annotations
 
 import os
+import sys
+import time
 
 from envcore import TYPE_CHECKING, configfiles
 from envcore.platforms import local_arch
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
+    from typing import Any
 
 MARKER = ".metaflowenv"  # written last by hydration: its presence with the right content means complete
 _HEX = frozenset("0123456789abcdef")
@@ -44,6 +51,85 @@ def is_complete(prefix: str, req_id: str, full_id: str, arch: str) -> bool:
             return fh.read() == marker_text(req_id, full_id, arch)
     except OSError:
         return False
+
+
+def write_marker(prefix: str, req_id: str, full_id: str, arch: str) -> None:
+    """Mark ``prefix`` complete: the last write of a hydration (atomic)."""
+    tmp = os.path.join(prefix, f"{MARKER}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(marker_text(req_id, full_id, arch))
+    os.replace(tmp, os.path.join(prefix, MARKER))
+
+
+def index_key(req_id: str, full_id: str, arch: str) -> str:
+    """The environment's entry in the prefix index (``<cache>/prefixes/<key>``)."""
+    return f"{arch}_{req_id}_{full_id}"
+
+
+def _marker_stamp(prefix: str, req_id: str, full_id: str, arch: str) -> tuple[int, int] | None:
+    """Identity of a finished prefix's marker (inode, mtime), or None when ``prefix`` is not finished."""
+    try:
+        info = os.stat(os.path.join(prefix, MARKER))
+    except OSError:
+        return None
+    return (info.st_ino, info.st_mtime_ns) if is_complete(prefix, req_id, full_id, arch) else None
+
+
+def clone_finished(
+    candidates: Sequence[str], prefix: str, req_id: str, full_id: str, arch: str
+) -> str | None:
+    """Clone the newest finished prefix among ``candidates`` into the absent ``prefix``; the source it came
+    from, or None (and nothing left at ``prefix``)."""
+    from envcore import relocate
+
+    for source in reversed(candidates):
+        stamp = _marker_stamp(source, req_id, full_id, arch)
+        if source == prefix or stamp is None:
+            continue
+        if relocate.clone(source, prefix, private=(MARKER,)):
+            # A source re-created while it was copied has a new marker (removed first, written last): the
+            # copy may have missed files, so it is not used.
+            if _marker_stamp(source, req_id, full_id, arch) == stamp:
+                return source
+            import shutil
+
+            shutil.rmtree(prefix)
+    return None
+
+
+def _clone_here(
+    prefix: str, req_id: str, full_id: str, arch: str, cache: str, timeout_setting: tuple[Any, str] | None
+) -> str | None:
+    """The full command's warm hydration of the absent ``prefix``, when this machine has a finished prefix of
+    the environment and nobody holds the prefix's lock; the source cloned, or None."""
+    key = index_key(req_id, full_id, arch)
+    index_file = os.path.join(cache, "prefixes", key)
+    try:
+        with open(index_file, encoding="utf-8") as fh:
+            candidates = [line for line in fh.read().splitlines() if line]
+        timeout = configfiles.LOCK_TIMEOUT if timeout_setting is None else int(timeout_setting[0])
+    except (OSError, TypeError, ValueError):
+        return None
+    if not candidates or os.path.lexists(prefix):
+        return None  # nothing to clone from; or an incomplete prefix, which the full command re-creates
+    from envcore.errors import LockTimeout
+    from envcore.locks import file_lock
+    from envcore.relocate import PrefixIndex
+
+    parent, name = os.path.split(prefix)
+    try:
+        with file_lock(
+            os.path.join(parent, f".{name}.lock"), 0
+        ):  # busy: the full command waits, with its notices
+            if os.path.lexists(prefix):
+                return None
+            source = clone_finished(candidates, prefix, req_id, full_id, arch)
+            if source is not None:
+                write_marker(prefix, req_id, full_id, arch)
+                PrefixIndex(os.path.dirname(index_file), timeout).add(key, prefix)
+            return source
+    except LockTimeout:
+        return None
 
 
 def _parse(argv: Sequence[str]) -> tuple[bool, str, str | None] | None:
@@ -81,8 +167,8 @@ def _plain_name(name: str) -> bool:
 
 
 def answer(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> int | None:
-    """Print what ``envcore create`` prints for a complete environment and return 0; None when the full
-    command must run."""
+    """Do and print what ``envcore create`` does and prints for a complete prefix or a clone, and return 0;
+    None when the full command must run."""
     environ = os.environ if environ is None else environ
     parsed = _parse(argv)
     if parsed is None or environ.get("METAFLOW_DEBUG_CONDA", "").lower() not in ("", "0", "false"):
@@ -91,16 +177,26 @@ def answer(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> int
     req_id, _, full_id = ref.partition(":")
     try:
         files = configfiles.config_files(environ)
-        envs_dir = os.path.join(configfiles.configured_cache_dir(environ, files), "envs")
+        cache = configfiles.configured_cache_dir(environ, files)
         arch = local_arch()
     except Exception:  # the full command reports it
         return None
-    prefix = os.path.join(envs_dir, name or env_dir_name(req_id, full_id))
-    if os.path.normpath(prefix) != prefix or not is_complete(os.path.abspath(prefix), req_id, full_id, arch):
-        return None  # (a prefix path pathlib would print differently is left to the full command)
+    prefix = os.path.join(cache, "envs", name or env_dir_name(req_id, full_id))
+    if os.path.normpath(prefix) != prefix:
+        return None  # a prefix path pathlib would print differently is left to the full command
+    verb, took = "already exists and is complete", ""
+    if not is_complete(os.path.abspath(prefix), req_id, full_id, arch):
+        started = time.monotonic()
+        timeout = configfiles.raw_value("CONDA_LOCK_TIMEOUT", environ, files)
+        source = _clone_here(os.path.abspath(prefix), req_id, full_id, arch, os.path.abspath(cache), timeout)
+        if source is None:
+            return None
+        if not quiet:
+            print(f"    Linked from the same environment at {source}", file=sys.stderr, flush=True)
+        verb, took = "created", f" in {time.monotonic() - started:.2f} s"
     python = os.path.join(prefix, "bin", "python")
     if quiet:
         print(python)
     else:
-        print(f"Environment {req_id}:{full_id} already exists and is complete at {prefix}; run {python}")
+        print(f"Environment {req_id}:{full_id} {verb} at {prefix}{took}; run {python}")
     return 0

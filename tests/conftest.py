@@ -77,3 +77,8 @@ def run(machine_env: Callable[..., dict[str, str]]) -> Run:
 
 def env_ids(stdout: str) -> list[str]:
     return [line.split()[-1] for line in stdout.splitlines() if " full hash " in line]
+
+
+def imported_modules(stderr: str) -> set[str]:
+    """Module names from ``PYTHONPROFILEIMPORTTIME=1`` output."""
+    return {line.split("|")[-1].strip() for line in stderr.splitlines() if line.startswith("import time:")}

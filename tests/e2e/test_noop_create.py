@@ -12,7 +12,7 @@ import pytest
 
 from envcore.uptodate import MARKER, answer
 
-from ..conftest import ENVCORE, Run, env_ids
+from ..conftest import ENVCORE, Run, env_ids, imported_modules
 
 MachineEnv = Callable[..., dict[str, str]]
 
@@ -22,11 +22,6 @@ def created(run: Run, world: dict[str, Path]) -> tuple[str, Path]:
     (ref,) = env_ids(run("resolve", "--conda", "fx-core").stdout)
     run("create", ref, "--name", "work")
     return ref, world["a"] / "cache" / "envs" / "work"
-
-
-def imported_modules(stderr: str) -> set[str]:
-    """Module names from ``PYTHONPROFILEIMPORTTIME=1`` output."""
-    return {line.split("|")[-1].strip() for line in stderr.splitlines() if line.startswith("import time:")}
 
 
 def test_noop_create_imports_neither_click_nor_plugins(run: Run, created: tuple[str, Path]) -> None:

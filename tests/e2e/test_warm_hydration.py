@@ -3,12 +3,15 @@ first (hardlinks, prefix rewritten where files name it) and works exactly like a
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from ..conftest import env_ids
+from envcore.locks import file_lock
+
+from ..conftest import env_ids, imported_modules
 
 # conda: a text placeholder file and pip's entry points; PyPI: a console script (fx-app) and plain modules
 REQUEST = ("--conda", "fx-prefixed", "--conda", "pip", "--pypi", "fx-extras", "--pypi", "fx-app")
@@ -71,3 +74,55 @@ def test_force_and_verify_install_from_the_package_files(run: Run, world: dict[s
         done = run("--verbose", "create", ref, "--name", "two", *flags)
         assert "Linked from" not in done.stderr
         _works(world["a"] / "cache" / "envs" / "two")
+
+
+def _timeless(text: str) -> str:
+    return re.sub(r" in \d+\.\d\d s;", " in T s;", text)
+
+
+def test_plain_create_clones_before_click_or_plugins_are_imported(run: Run, world: dict[str, Path]) -> None:
+    """``envcore create REQ:FULL --name NEW`` with a finished prefix on the machine is answered by the fast
+    path (envcore.uptodate), which does and prints what the full command does."""
+    (ref,) = env_ids(run("resolve", *REQUEST).stdout)
+    envs = world["a"] / "cache" / "envs"
+    run("create", ref, "--name", "first")
+    fast = run("create", ref, "--name", "fast", PYTHONPROFILEIMPORTTIME="1")
+    modules = imported_modules(fast.stderr)
+    assert "envcore.relocate" in modules
+    assert not modules & {
+        "click",
+        "pluggy",
+        "envcore.cli",
+        "envcore.plugins",
+        "rattler",
+        "pathlib",
+        "subprocess",
+    }
+    full = run("--verbose", "create", ref, "--name", "full")
+    assert _timeless(fast.stdout).replace("/fast", "/full") == _timeless(full.stdout)
+    assert f"    Linked from the same environment at {envs / 'first'}\n" in fast.stderr
+    assert (
+        f"    Linked from the same environment at {envs / 'fast'}\n" in full.stderr
+    )  # indexed, newest first
+    _works(envs / "fast")
+    assert _names(envs / "fast", str(envs / "first")) == []
+    quiet = run("-q", "create", ref, "--name", "quiet")
+    assert (quiet.stdout, quiet.stderr) == (f"{envs / 'quiet' / 'bin' / 'python'}\n", "")
+    again = run("create", ref, "--name", "fast")
+    assert again.stdout.startswith(f"Environment {ref} already exists and is complete at {envs / 'fast'};")
+
+
+def test_a_held_prefix_lock_sends_create_to_the_full_command(run: Run, world: dict[str, Path]) -> None:
+    (ref,) = env_ids(run("resolve", *REQUEST).stdout)
+    envs = world["a"] / "cache" / "envs"
+    run("create", ref, "--name", "first")
+    with file_lock(envs / ".busy.lock", 60):
+        done = run("create", ref, "--name", "busy", check=False, METAFLOW_CONDA_LOCK_TIMEOUT="1")
+    assert done.returncode != 0
+    assert f"waiting for the lock {envs / '.busy.lock'} (held by pid " in " ".join(done.stderr.split())
+    assert not (envs / "busy").exists()
+    bad = run("create", ref, "--name", "busy", check=False, METAFLOW_CONDA_LOCK_TIMEOUT="soon")
+    assert bad.returncode != 0 and "METAFLOW_CONDA_LOCK_TIMEOUT" in bad.stderr  # reported by the full command
+    assert not (envs / "busy").exists()
+    run("create", ref, "--name", "busy")
+    _works(envs / "busy")
