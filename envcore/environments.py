@@ -9,8 +9,7 @@ from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 
-from envcore import cache as caching
-from envcore import description, hydrate, naming, resolve
+from envcore import description, naming, resolve, uptodate
 from envcore.aliases import Aliases, PathspecLookup
 from envcore.config import Config
 from envcore.errors import AliasError, ConfigError, MissingObject, StorageError, UsageError
@@ -159,6 +158,8 @@ class Environments:
     ) -> ResolvedEnvironment:
         """Cache ``env`` in the store (packages, then description, then full-id alias), then record it locally."""
         if cache:
+            from envcore import cache as caching  # here: what resolving alone needs is imported up front
+
             env, report = caching.cache_environment(
                 self.config,
                 self.store,
@@ -249,7 +250,7 @@ class Environments:
     def prefix_for(self, env: ResolvedEnvironment, name: str | None) -> Path:
         if name and ("/" in name or name in (".", "..")):
             raise UsageError(f"Environment name {name!r} cannot contain '/'; use a plain name.")
-        return self.envs_dir / (name or hydrate.env_dir_name(env))
+        return self.envs_dir / (name or uptodate.env_dir_name(env.req_id, env.full_id))
 
     def create(
         self, env: ResolvedEnvironment, prefix: Path, *, force: bool = False, verify: bool = False
@@ -259,8 +260,14 @@ class Environments:
                 f"Environment {env.req_id}:{env.full_id} is for {env.arch}; this machine is {resolve.local_arch()}. "
                 "Create it on a machine of that architecture."
             )
-        if not force and not verify and hydrate.is_complete(prefix.absolute(), env):
+        if (
+            not force
+            and not verify
+            and uptodate.is_complete(str(prefix.absolute()), env.req_id, env.full_id, env.arch)
+        ):
             return False  # the fast path: one small file read, no plugin loaded
+        from envcore import hydrate
+
         return hydrate.hydrate(
             self.registry,
             env,

@@ -12,7 +12,6 @@ wrapped by :func:`as_progress`, which shows notices and summaries through it.
 
 from __future__ import annotations
 
-import shutil
 import sys
 import threading
 import time
@@ -85,6 +84,8 @@ class TerminalProgress(Progress):
         self._lock = threading.Lock()
 
     def _start(self, task: Task) -> Callable[[], None]:
+        import shutil
+
         from tqdm import tqdm  # here: only terminals draw bars (tqdm costs ~40 ms to import)
 
         # a terminal of unknown size (0 x 0, e.g. a fresh pty) makes tqdm hide its bar: use 100 x 24

@@ -11,8 +11,6 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-import textwrap
-import traceback
 from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -150,7 +148,15 @@ def _wants_traceback(argv: Sequence[str]) -> bool:
     return debug or "-v" in argv or "--verbose" in argv
 
 
+def _print_traceback() -> None:
+    import traceback  # only --verbose errors need it
+
+    traceback.print_exc()
+
+
 def format_error(exc: EnvcoreError) -> str:
+    import textwrap  # only errors need it
+
     return textwrap.fill(f"envcore: {exc.message}", width=100, break_long_words=False, break_on_hyphens=False)
 
 
@@ -178,7 +184,7 @@ def run(
         return exc.exit_code
     except EnvcoreError as exc:
         if app.verbose:
-            traceback.print_exc()
+            _print_traceback()
         click.echo(format_error(exc), err=True)
         return exc.exit_code
     except KeyboardInterrupt:
@@ -186,7 +192,7 @@ def run(
         return 130
     except Exception as exc:
         if app.verbose:
-            traceback.print_exc()
+            _print_traceback()
         click.echo(
             f"envcore: internal error: {type(exc).__name__}: {exc}. This is a bug in envcore or a plugin; run "
             "again with --verbose for the traceback and report it.",

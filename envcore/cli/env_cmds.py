@@ -113,12 +113,16 @@ def _environments(app: App) -> Environments:
 
 
 def describe(app: App, envs: Environments, env: ResolvedEnvironment, *, as_json: bool = False) -> str:
-    from envcore import hydrate, show
+    from envcore import show, uptodate
 
     default = envs.record.default_full_id(env.arch, env.req_id) == env.full_id
     aliases = envs.aliases_of(env.req_id, env.full_id)
     prefixes = (
-        [str(p) for p in sorted(envs.envs_dir.glob("*")) if hydrate.is_complete(p, env)]
+        [
+            str(p)
+            for p in sorted(envs.envs_dir.glob("*"))
+            if uptodate.is_complete(str(p), env.req_id, env.full_id, env.arch)
+        ]
         if envs.envs_dir.is_dir()
         else []
     )
