@@ -84,15 +84,102 @@ def entry_points(group: str, cache_dir: str) -> list[EntryPoint]:
     saved = _read(path, state)
     if saved is not None:
         return [(str(n), str(v), d, ver) for n, v, d, ver in saved["entry_points"]]
+    found = _read_dist_infos(group)
+    if found is None:
+        found = _from_importlib_metadata(group)
+    if _settled(m for _, m in state["path"]):
+        _write(path, {"state": state, "entry_points": found})
+    return found
+
+
+def _from_importlib_metadata(group: str) -> list[EntryPoint]:
     import importlib.metadata
 
     found: list[EntryPoint] = []
     for ep in sorted(importlib.metadata.entry_points(group=group), key=lambda e: e.name):
         dist = ep.dist
         found.append((ep.name, ep.value, dist.name if dist else None, dist.version if dist else None))
-    if _settled(m for _, m in state["path"]):
-        _write(path, {"state": state, "entry_points": found})
     return found
+
+
+def _read_dist_infos(group: str) -> list[EntryPoint] | None:
+    """What :func:`_from_importlib_metadata` answers, read straight from the ``*.dist-info`` folders on
+    ``sys.path`` (the first distribution of a name wins, as in importlib.metadata), without importing
+    importlib.metadata (~25 ms, on every command of a machine whose cache is new, such as a fresh container).
+    None when the installation holds anything else (eggs, zip files), which importlib.metadata then reads."""
+    seen: set[str] = set()
+    found: list[EntryPoint] = []
+    for root in sys.path:
+        try:
+            children = os.listdir(root or ".")
+        except NotADirectoryError:
+            return None  # a zip file
+        except OSError:
+            continue
+        for child in children:
+            lowered = child.lower()
+            if lowered.endswith((".egg-info", ".egg")):
+                return None
+            if not lowered.endswith(".dist-info"):
+                continue
+            key = _normalize(child[: -len(".dist-info")].partition("-")[0])
+            if key in seen:
+                continue
+            seen.add(key)
+            folder = os.path.join(root, child)
+            try:
+                with open(os.path.join(folder, "entry_points.txt"), encoding="utf-8") as fh:
+                    text = fh.read()
+            except FileNotFoundError:
+                continue
+            except OSError:
+                return None
+            entries = _section(text, group)
+            if entries:
+                name, version = _name_and_version(folder)
+                found += [(ep_name, value, name, version) for ep_name, value in entries]
+    return sorted(found, key=lambda e: e[0])
+
+
+def _normalize(name: str) -> str:
+    """PEP 503 normalisation, with underscores (as importlib.metadata compares distribution names)."""
+    out: list[str] = []
+    for char in name.lower():
+        if char not in "-_.":
+            out.append(char)
+        elif not out or out[-1] != "_":  # a run of separators becomes one underscore
+            out.append("_")
+    return "".join(out)
+
+
+def _section(text: str, group: str) -> list[tuple[str, str]]:
+    """The ``name = value`` pairs of ``[group]`` in an entry_points.txt (importlib.metadata's reading of it)."""
+    pairs, current = [], None
+    for line in (raw.strip() for raw in text.splitlines()):
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            current = line.strip("[]")
+        elif current == group:
+            name, _, value = line.partition("=")
+            pairs.append((name.strip(), value.strip()))
+    return pairs
+
+
+def _name_and_version(folder: str) -> tuple[str | None, str | None]:
+    """``Name`` and ``Version`` from the headers of the distribution's METADATA."""
+    fields: dict[str, str] = {}
+    try:
+        with open(os.path.join(folder, "METADATA"), encoding="utf-8") as fh:
+            for line in fh:
+                if not line.strip():
+                    break  # the end of the headers
+                key, sep, value = line.partition(":")
+                if sep and key in ("Name", "Version") and key not in fields:
+                    fields[key] = value.strip()
+    except OSError:
+        pass
+    return fields.get("Name"), fields.get("Version")
 
 
 def load(value: str) -> Any:

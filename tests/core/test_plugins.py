@@ -238,3 +238,55 @@ def test_a_cache_that_cannot_be_written_only_costs_the_scan(
     assert plugincache.commands({"METAFLOW_ENVCORE_CACHE_DIR": str(blocked / "cache")}) is None
     plugincache.remember_commands(["x"], [], {"METAFLOW_ENVCORE_CACHE_DIR": str(blocked / "cache")})
     assert blocked.read_text() == "a file where the cache folder would be"
+
+
+@pytest.mark.parametrize("group", ["envcore", "console_scripts", "pytest11"])
+def test_entry_points_read_from_dist_infos_match_importlib_metadata(group: str) -> None:
+    """The fast reader gives importlib.metadata's answer for this whole installation (editable installs and
+    all), for envcore's group and for groups with many entries."""
+    found = plugincache._read_dist_infos(group)
+    assert found is not None
+    assert found == plugincache._from_importlib_metadata(group)
+    if group == "envcore":  # the in-tree backends, installed editable
+        assert {"envcore-rattler", "envcore-uv", "envcore-s3"} <= {dist for _, _, dist, _ in found}
+
+
+def test_dist_info_reader_follows_importlib_metadata_on_odd_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    for site, version in ((first, "2.0"), (second, "1.0")):  # the same distribution twice: the first wins
+        info = site / f"Odd.Name-{version}.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(
+            f"Metadata-Version: 2.1\nName: Odd.Name\nVersion: {version}\n\nName: not-a-header\n"
+        )
+        (info / "entry_points.txt").write_text(
+            f"# a comment\n[console_scripts]\nodd = odd:main\n\n[ envcore ]\nignored = x\n"
+            f"[envcore]\n  spaced   =  odd_plugin.v{version.replace('.', '')} [extra]  \n# odd = no\n"
+        )
+    other = first / "other_dist-0.1.dist-info"
+    other.mkdir()
+    (other / "METADATA").write_text("Metadata-Version: 2.1\nName: other-dist\nVersion: 0.1\n")
+    monkeypatch.setattr("sys.path", [str(tmp_path / "missing"), str(first), str(second)])
+    found = plugincache._read_dist_infos("envcore")
+    assert found == [("spaced", "odd_plugin.v20 [extra]", "Odd.Name", "2.0")]
+    assert found == plugincache._from_importlib_metadata("envcore")
+
+
+def test_eggs_and_zip_files_are_left_to_importlib_metadata(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = tmp_path / "site"
+    egg = site / "legacy-1.0.egg-info"
+    egg.mkdir(parents=True)
+    (egg / "PKG-INFO").write_text("Metadata-Version: 1.1\nName: legacy\nVersion: 1.0\n")
+    (egg / "entry_points.txt").write_text("[envcore]\nlegacy = legacy_plugin\n")
+    monkeypatch.setattr("sys.path", [str(site)])
+    assert plugincache._read_dist_infos("envcore") is None
+    expected = [("legacy", "legacy_plugin", "legacy", "1.0")]
+    assert plugincache.entry_points("envcore", str(tmp_path / "cache")) == expected
+    zipped = tmp_path / "bundle.zip"
+    zipped.write_bytes(b"PK\x05\x06" + b"\0" * 18)  # an empty zip archive
+    monkeypatch.setattr("sys.path", [str(zipped), str(site)])
+    assert plugincache._read_dist_infos("envcore") is None
