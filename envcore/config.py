@@ -379,7 +379,10 @@ def _pip_index_config(environ: Mapping[str, str]) -> tuple[str | None, tuple[str
     index: str | None = None
     extras: tuple[str, ...] = ()
     source = "default"
-    import configparser
+    files = [path for path in files if path.is_file()]
+    if not files:
+        return index, extras, source
+    import configparser  # here: most machines have no pip configuration file
 
     for path in files:
         parser = configparser.ConfigParser()

@@ -62,6 +62,45 @@ def run_tool(
     return done
 
 
+def run_remembered(
+    args: Sequence[str | Path], cache_dir: Path, *, what: str, timeout: float = 60, debug: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """:func:`run_tool` for a question whose answer only the tool's binary decides, such as ``tool --version``:
+    a successful answer is remembered in ``cache_dir/tools`` with the binary's identity (path, inode, size,
+    mtime) and given again, without a process, while the binary is the same file."""
+    import json
+    import shutil
+    import zlib
+
+    argv = [str(a) for a in args]
+    binary = shutil.which(argv[0])
+    try:
+        info = os.stat(binary) if binary else None
+    except OSError:
+        info = None
+    if info is None:
+        return run_tool(argv, what=what, timeout=timeout, debug=debug)
+    identity = [binary, info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, argv[1:]]
+    key = zlib.crc32(json.dumps([binary, argv[1:]]).encode()) & 0xFFFFFFFF  # one file per tool and question
+    path = cache_dir / "tools" / f"{key:08x}.json"
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        if saved["identity"] == identity:
+            return subprocess.CompletedProcess(argv, 0, str(saved["stdout"]), "")
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    done = run_tool(argv, what=what, timeout=timeout, debug=debug)
+    if done.returncode == 0:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps({"identity": identity, "stdout": done.stdout}), encoding="utf-8")
+            os.replace(tmp, path)
+        except OSError:
+            pass  # a cache that cannot be written only costs the process next time
+    return done
+
+
 def tail(text: str, lines: int = 12) -> str:
     """The last lines of a tool's output, folded into one line for a one-paragraph error."""
     kept = [line.strip() for line in text.strip().splitlines() if line.strip()][-lines:]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
+import subprocess
 import sys
 import sysconfig
 import tempfile
@@ -14,7 +15,7 @@ from pathlib import Path
 from envcore import pypi
 from envcore.config import Config, redact_text
 from envcore.errors import BackendUnavailable, ResolutionError
-from envcore.tools import run_tool, tail, tool_env
+from envcore.tools import run_remembered, run_tool, tail, tool_env
 from envcore.types import PYPI, LockedPackage, ResolveRequest
 
 if sys.version_info >= (3, 11):
@@ -102,14 +103,19 @@ class UvResolver:
         self.config = config
         self.cache_dir = config.cache_dir() / "uv"
 
-    def check(self) -> None:
+    def _version_run(self) -> subprocess.CompletedProcess[str]:
         exe = uv_executable(self.config)
-        done = run_tool([exe, "--version"], what="uv", debug=self.config.debug, timeout=60)
+        return run_remembered([exe, "--version"], self.config.cache_dir(), what="uv", debug=self.config.debug)
+
+    def check(self) -> None:
+        done = self._version_run()
         if done.returncode != 0:
-            raise BackendUnavailable(f"{exe} --version failed: {tail(done.stderr)}. Reinstall envcore-uv.")
+            raise BackendUnavailable(
+                f"{uv_executable(self.config)} --version failed: {tail(done.stderr)}. Reinstall envcore-uv."
+            )
 
     def version(self) -> str:
-        done = run_tool([uv_executable(self.config), "--version"], what="uv", timeout=60)
+        done = self._version_run()
         return done.stdout.split()[1] if done.returncode == 0 and done.stdout.split()[1:] else "unknown"
 
     def resolve(self, request: ResolveRequest) -> Sequence[LockedPackage]:

@@ -1,0 +1,51 @@
+"""Running external tools: answers only a tool's binary decides (``--version``) are remembered per binary."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from envcore.tools import run_remembered
+
+
+def _tool(path: Path, log: Path, *, version: str, code: int = 0) -> Path:
+    path.write_text(f'#!/bin/sh\necho run >> "{log}"\necho "tool {version}"\necho oops >&2\nexit {code}\n')
+    path.chmod(0o755)
+    return path
+
+
+def test_a_version_is_asked_once_per_binary(tmp_path: Path) -> None:
+    log = tmp_path / "runs.log"
+    tool = _tool(tmp_path / "tool", log, version="1.0")
+    cache = tmp_path / "cache"
+    first = run_remembered([tool, "--version"], cache, what="tool")
+    again = run_remembered([tool, "--version"], cache, what="tool")
+    assert first.stdout == again.stdout == "tool 1.0\n" and again.returncode == 0
+    assert log.read_text().count("run") == 1
+    other_args = run_remembered([tool, "-V"], cache, what="tool")  # another question: asked
+    assert other_args.stdout == "tool 1.0\n" and log.read_text().count("run") == 2
+
+    _tool(tool, log, version="2.0")  # upgraded in place: another size and mtime
+    os.utime(tool, ns=(1, 1))
+    assert run_remembered([tool, "--version"], cache, what="tool").stdout == "tool 2.0\n"
+    assert log.read_text().count("run") == 3
+    replaced = tmp_path / "new-tool"  # replaced by another file (same size and mtime, other inode)
+    _tool(replaced, log, version="3.0")
+    os.utime(replaced, ns=(1, 1))
+    os.replace(replaced, tool)
+    assert run_remembered([tool, "--version"], cache, what="tool").stdout == "tool 3.0\n"
+
+
+def test_failures_and_unwritable_caches_are_not_remembered(tmp_path: Path) -> None:
+    log = tmp_path / "runs.log"
+    broken = _tool(tmp_path / "broken", log, version="0", code=3)
+    for _ in range(2):
+        done = run_remembered([broken, "--version"], tmp_path / "cache", what="broken")
+        assert done.returncode == 3 and done.stderr == "oops\n"
+    assert log.read_text().count("run") == 2
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the cache folder would be")
+    tool = _tool(tmp_path / "tool", log, version="1.0")
+    for _ in range(2):
+        assert run_remembered([tool, "--version"], blocked, what="tool").stdout == "tool 1.0\n"
+    assert log.read_text().count("run") == 4
