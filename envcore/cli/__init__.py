@@ -154,10 +154,12 @@ def _print_traceback() -> None:
     traceback.print_exc()
 
 
-def format_error(exc: EnvcoreError) -> str:
+def format_error(exc: EnvcoreError, prog_name: str = "envcore") -> str:
     import textwrap  # only errors need it
 
-    return textwrap.fill(f"envcore: {exc.message}", width=100, break_long_words=False, break_on_hyphens=False)
+    return textwrap.fill(
+        f"{prog_name}: {exc.message}", width=100, break_long_words=False, break_on_hyphens=False
+    )
 
 
 def run(
@@ -166,9 +168,11 @@ def run(
     app: App | None = None,
     command: click.Command | None = None,
     prog_name: str = "envcore",
+    user_errors: tuple[type[Exception], ...] = (),
 ) -> int:
     """Run the CLI (or another click ``command`` sharing its error handling, as ``metaflow environment`` does)
-    and return the exit code; never raises for user errors."""
+    and return the exit code; never raises for user errors. ``user_errors`` are other exception types whose
+    message (their ``message`` attribute, else their text) is for the user, as an :class:`EnvcoreError`'s is."""
     argv = list(sys.argv[1:] if argv is None else argv)
     app = app or App()
     app.verbose = app.verbose or _wants_traceback(argv)
@@ -185,17 +189,22 @@ def run(
     except EnvcoreError as exc:
         if app.verbose:
             _print_traceback()
-        click.echo(format_error(exc), err=True)
+        click.echo(format_error(exc, prog_name), err=True)
         return exc.exit_code
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         return 130
+    except user_errors as exc:
+        if app.verbose:
+            _print_traceback()
+        click.echo(format_error(EnvcoreError(getattr(exc, "message", None) or str(exc)), prog_name), err=True)
+        return 1
     except Exception as exc:
         if app.verbose:
             _print_traceback()
         click.echo(
-            f"envcore: internal error: {type(exc).__name__}: {exc}. This is a bug in envcore or a plugin; run "
-            "again with --verbose for the traceback and report it.",
+            f"{prog_name}: internal error: {type(exc).__name__}: {exc}. This is a bug in envcore or a plugin; "
+            "run again with --verbose for the traceback and report it.",
             err=True,
         )
         return 3

@@ -51,6 +51,9 @@ def test_skip_metaflow_deps_and_errors(machine: Machine) -> None:
     assert "Traceback" not in bad.stderr
     unknown = machine.metaflow("environment", "show", "team/nothing", check=False)
     assert unknown.returncode == 1 and "does not refer to a known environment" in unknown.stderr
+    no_run = machine.metaflow("environment", "show", "step:NoSuchFlow/1/start", check=False)
+    assert no_run.returncode == 1 and no_run.stderr.startswith("metaflow environment: ")
+    assert "Traceback" not in no_run.stderr and "internal error" not in no_run.stderr
 
 
 def test_step_pathspecs_from_a_finished_run(machine: Machine, other_machine: Machine, tmp_path: Path) -> None:

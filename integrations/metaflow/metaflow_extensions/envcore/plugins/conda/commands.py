@@ -13,7 +13,6 @@ from __future__ import annotations
 import inspect
 import os
 import sys
-import traceback
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
@@ -21,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from envcore.cli import App, env_cmds, format_error
+from envcore.cli import App, env_cmds
+from envcore.cli import run as cli_run
 from envcore.errors import EnvcoreError, UsageError
 
 if TYPE_CHECKING:
@@ -285,32 +285,11 @@ for _command in (resolve, create, get, show, alias):
 
 
 def run(argv: Sequence[str]) -> int:
-    """Run ``metaflow environment ARGV`` and return the exit code; errors are one paragraph."""
-    verbose = (
-        "-v" in argv or "--verbose" in argv or os.environ.get("METAFLOW_DEBUG_CONDA", "") not in ("", "0")
-    )
-    try:
-        group.main(args=list(argv), prog_name=PROG, standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        return int(exc.exit_code)
-    except click.Abort:
-        click.echo("Aborted.", err=True)
-        return 130
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except EnvcoreError as exc:
-        if verbose:
-            traceback.print_exc()
-        click.echo(format_error(exc).replace("envcore: ", f"{PROG}: ", 1), err=True)
-        return exc.exit_code
-    except Exception as exc:  # a MetaflowException from a lookup, or a bug
-        if verbose:
-            traceback.print_exc()
-        message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
-        click.echo(f"{PROG}: {message}", err=True)
-        return 1
-    return 0
+    """Run ``metaflow environment ARGV`` and return the exit code; errors are one paragraph, as envcore's are
+    (a MetaflowException from a lookup included)."""
+    from metaflow.exception import MetaflowException
+
+    return cli_run(argv, command=group, prog_name=PROG, user_errors=(MetaflowException,))
 
 
 def main(argv: Sequence[str]) -> None:
