@@ -102,31 +102,28 @@ def _clone_here(
 ) -> str | None:
     """The full command's warm hydration of the absent ``prefix``, when this machine has a finished prefix of
     the environment and nobody holds the prefix's lock; the source cloned, or None."""
-    key = index_key(req_id, full_id, arch)
-    index_file = os.path.join(cache, "prefixes", key)
     try:
-        with open(index_file, encoding="utf-8") as fh:
-            candidates = [line for line in fh.read().splitlines() if line]
         timeout = configfiles.LOCK_TIMEOUT if timeout_setting is None else int(timeout_setting[0])
-    except (OSError, TypeError, ValueError):
-        return None
-    if not candidates or os.path.lexists(prefix):
-        return None  # nothing to clone from; or an incomplete prefix, which the full command re-creates
+    except (TypeError, ValueError):
+        return None  # the full command reports the setting
     from envcore.errors import LockTimeout
     from envcore.locks import file_lock
     from envcore.relocate import PrefixIndex
 
+    index = PrefixIndex(os.path.join(cache, "prefixes"), timeout)
+    key = index_key(req_id, full_id, arch)
+    candidates = index.candidates(key)
+    if not candidates or os.path.lexists(prefix):
+        return None  # nothing to clone from; or an incomplete prefix, which the full command re-creates
     parent, name = os.path.split(prefix)
-    try:
-        with file_lock(
-            os.path.join(parent, f".{name}.lock"), 0
-        ):  # busy: the full command waits, with its notices
+    try:  # a busy lock is left to the full command, which waits for it with its notices
+        with file_lock(os.path.join(parent, f".{name}.lock"), 0):
             if os.path.lexists(prefix):
                 return None
             source = clone_finished(candidates, prefix, req_id, full_id, arch)
             if source is not None:
                 write_marker(prefix, req_id, full_id, arch)
-                PrefixIndex(os.path.dirname(index_file), timeout).add(key, prefix)
+                index.add(key, prefix)
             return source
     except LockTimeout:
         return None
