@@ -132,8 +132,8 @@ def _read_dist_infos(group: str) -> list[EntryPoint] | None:
                     text = fh.read()
             except FileNotFoundError:
                 continue
-            except OSError:
-                return None
+            except (OSError, UnicodeDecodeError):
+                return None  # unreadable: importlib.metadata decides what it means
             entries = _section(text, group)
             if entries:
                 name, version = _name_and_version(folder)
@@ -177,7 +177,7 @@ def _name_and_version(folder: str) -> tuple[str | None, str | None]:
                 key, sep, value = line.partition(":")
                 if sep and key in ("Name", "Version") and key not in fields:
                     fields[key] = value.strip()
-    except OSError:
+    except (OSError, UnicodeDecodeError):
         pass
     return fields.get("Name"), fields.get("Version")
 

@@ -274,7 +274,7 @@ def test_dist_info_reader_follows_importlib_metadata_on_odd_files(
     assert found == plugincache._from_importlib_metadata("envcore")
 
 
-def test_eggs_and_zip_files_are_left_to_importlib_metadata(
+def test_eggs_zip_files_and_undecodable_files_are_left_to_importlib_metadata(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     site = tmp_path / "site"
@@ -286,6 +286,9 @@ def test_eggs_and_zip_files_are_left_to_importlib_metadata(
     assert plugincache._read_dist_infos("envcore") is None
     expected = [("legacy", "legacy_plugin", "legacy", "1.0")]
     assert plugincache.entry_points("envcore", str(tmp_path / "cache")) == expected
+    (egg.parent / "legacy-1.0.egg-info").rename(egg.parent / "legacy-1.0.dist-info")
+    (egg.parent / "legacy-1.0.dist-info" / "entry_points.txt").write_bytes(b"[envcore]\nlegacy = \xff\n")
+    assert plugincache._read_dist_infos("envcore") is None  # not UTF-8: left to importlib.metadata
     zipped = tmp_path / "bundle.zip"
     zipped.write_bytes(b"PK\x05\x06" + b"\0" * 18)  # an empty zip archive
     monkeypatch.setattr("sys.path", [str(zipped), str(site)])
