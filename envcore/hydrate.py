@@ -107,11 +107,16 @@ def hydrate(
         if not force and is_complete(prefix, env):
             return False
         if prefix.exists():
-            progress(
-                f"Environment at '{prefix}' is incomplete -- re-creating"
-                if not force
-                else f"Re-creating {prefix}"
-            )
+            held = uptodate.marker_ids(str(prefix))
+            if force:
+                progress(f"Re-creating {prefix}")
+            elif held is not None and held[:2] != (env.req_id, env.full_id):
+                progress(
+                    f"Environment at '{prefix}' holds {held[0]}:{held[1]} -- replacing it with "
+                    f"{env.req_id}:{env.full_id}"
+                )
+            else:
+                progress(f"Environment at '{prefix}' is incomplete -- re-creating")
             (prefix / MARKER).unlink(missing_ok=True)  # first: a half-removed prefix is never a clone source
             shutil.rmtree(prefix)
         index = relocate.PrefixIndex(registry.config.cache_dir() / "prefixes", timeout)

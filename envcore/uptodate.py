@@ -53,6 +53,20 @@ def is_complete(prefix: str, req_id: str, full_id: str, arch: str) -> bool:
         return False
 
 
+def marker_ids(prefix: str) -> tuple[str, str, str] | None:
+    """(req_id, full_id, arch) named by the marker of ``prefix``; None without a readable marker."""
+    import json
+
+    try:
+        with open(os.path.join(prefix, MARKER), encoding="utf-8") as fh:
+            fields = json.loads(fh.read())
+    except (OSError, ValueError):
+        return None
+    if isinstance(fields, list) and len(fields) == 3 and all(isinstance(f, str) for f in fields):
+        return fields[0], fields[1], fields[2]
+    return None
+
+
 def write_marker(prefix: str, req_id: str, full_id: str, arch: str) -> None:
     """Mark ``prefix`` complete: the last write of a hydration (atomic)."""
     tmp = os.path.join(prefix, f"{MARKER}.tmp")

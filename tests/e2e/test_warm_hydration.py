@@ -3,6 +3,7 @@ first (hardlinks, prefix rewritten where files name it) and works exactly like a
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -126,3 +127,18 @@ def test_a_held_prefix_lock_sends_create_to_the_full_command(run: Run, world: di
     assert not (envs / "busy").exists()
     run("create", ref, "--name", "busy")
     _works(envs / "busy")
+
+
+def test_a_name_holding_another_environment_is_replaced_and_said_so(run: Run, world: dict[str, Path]) -> None:
+    (first,) = env_ids(run("resolve", *REQUEST).stdout)
+    (second,) = env_ids(run("resolve", "--conda", "fx-core").stdout)
+    run("create", first, "--name", "work")
+    replaced = run("create", second, "--name", "work")
+    assert f"holds {first} -- replacing it with {second}" in " ".join(replaced.stderr.split())
+    assert f"Environment {second} created at " in replaced.stdout
+    prefix = world["a"] / "cache" / "envs" / "work"
+    assert json.loads((prefix / ".metaflowenv").read_text())[:2] == second.split(":")
+    # its former environment is not cloned from that prefix any more: a new name is installed from files
+    again = run("--verbose", "create", first, "--name", "again")
+    assert "Linked from" not in again.stderr
+    _works(world["a"] / "cache" / "envs" / "again")
