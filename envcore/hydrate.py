@@ -102,8 +102,7 @@ def hydrate(
     progress = as_progress(progress)
     prefix = prefix.absolute()
     timeout = float(registry.config.get("CONDA_LOCK_TIMEOUT"))
-    lock = prefix.parent / f".{prefix.name}.lock"
-    with file_lock(lock, timeout, on_wait=progress):
+    with file_lock(uptodate.lock_path(str(prefix)), timeout, on_wait=progress):
         if not force and is_complete(prefix, env):
             return False
         if prefix.exists():
@@ -119,7 +118,7 @@ def hydrate(
                 progress(f"Environment at '{prefix}' is incomplete -- re-creating")
             (prefix / MARKER).unlink(missing_ok=True)  # first: a half-removed prefix is never a clone source
             shutil.rmtree(prefix)
-        index = relocate.PrefixIndex(registry.config.cache_dir() / "prefixes", timeout)
+        index = relocate.PrefixIndex.in_cache(registry.config.cache_dir(), timeout)
         key = uptodate.index_key(env.req_id, env.full_id, env.arch)
         # --force and --verify mean "from the package files"; otherwise a finished prefix of the same
         # environment on this machine is cloned (hardlinks, prefix rewritten where files name it).

@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 import sys
 import time
 import zlib
@@ -142,14 +143,9 @@ def _read_dist_infos(group: str) -> list[EntryPoint] | None:
 
 
 def _normalize(name: str) -> str:
-    """PEP 503 normalisation, with underscores (as importlib.metadata compares distribution names)."""
-    out: list[str] = []
-    for char in name.lower():
-        if char not in "-_.":
-            out.append(char)
-        elif not out or out[-1] != "_":  # a run of separators becomes one underscore
-            out.append("_")
-    return "".join(out)
+    """PEP 503 normalisation, with underscores (as importlib.metadata compares distribution names); ``re`` is
+    loaded already (json imports it)."""
+    return re.sub(r"[-_.]+", "_", name).lower()
 
 
 def _section(text: str, group: str) -> list[tuple[str, str]]:

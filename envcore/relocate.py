@@ -219,6 +219,11 @@ class PrefixIndex:
         self.root = os.fspath(root)
         self.timeout = lock_timeout
 
+    @classmethod
+    def in_cache(cls, cache_dir: str | os.PathLike[str], lock_timeout: float) -> PrefixIndex:
+        """The machine's index, in envcore's cache directory."""
+        return cls(os.path.join(cache_dir, "prefixes"), lock_timeout)
+
     def add(self, key: str, prefix: str | os.PathLike[str]) -> None:
         path, prefix = os.path.join(self.root, key), os.fspath(prefix)
         with file_lock(f"{path}.lock", self.timeout):

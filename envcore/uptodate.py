@@ -75,6 +75,12 @@ def write_marker(prefix: str, req_id: str, full_id: str, arch: str) -> None:
     os.replace(tmp, os.path.join(prefix, MARKER))
 
 
+def lock_path(prefix: str) -> str:
+    """The lock serialising work on ``prefix`` (next to it: the prefix itself may be removed)."""
+    parent, name = os.path.split(prefix)
+    return os.path.join(parent, f".{name}.lock")
+
+
 def index_key(req_id: str, full_id: str, arch: str) -> str:
     """The environment's entry in the prefix index (``<cache>/prefixes/<key>``)."""
     return f"{arch}_{req_id}_{full_id}"
@@ -124,14 +130,13 @@ def _clone_here(
     from envcore.locks import file_lock
     from envcore.relocate import PrefixIndex
 
-    index = PrefixIndex(os.path.join(cache, "prefixes"), timeout)
+    index = PrefixIndex.in_cache(cache, timeout)
     key = index_key(req_id, full_id, arch)
     candidates = index.candidates(key)
     if not candidates or os.path.lexists(prefix):
         return None  # nothing to clone from; or an incomplete prefix, which the full command re-creates
-    parent, name = os.path.split(prefix)
     try:  # a busy lock is left to the full command, which waits for it with its notices
-        with file_lock(os.path.join(parent, f".{name}.lock"), 0):
+        with file_lock(lock_path(prefix), 0):
             if os.path.lexists(prefix):
                 return None
             source = clone_finished(candidates, prefix, req_id, full_id, arch)
