@@ -103,19 +103,21 @@ class UvResolver:
         self.config = config
         self.cache_dir = config.cache_dir() / "uv"
 
+    @functools.cached_property
     def _version_run(self) -> subprocess.CompletedProcess[str]:
+        """``uv --version``, asked once per resolver (check() and version() both need it)."""
         exe = uv_executable(self.config)
         return run_remembered([exe, "--version"], self.config.cache_dir(), what="uv", debug=self.config.debug)
 
     def check(self) -> None:
-        done = self._version_run()
+        done = self._version_run
         if done.returncode != 0:
             raise BackendUnavailable(
                 f"{uv_executable(self.config)} --version failed: {tail(done.stderr)}. Reinstall envcore-uv."
             )
 
     def version(self) -> str:
-        done = self._version_run()
+        done = self._version_run
         return done.stdout.split()[1] if done.returncode == 0 and done.stdout.split()[1:] else "unknown"
 
     def resolve(self, request: ResolveRequest) -> Sequence[LockedPackage]:
