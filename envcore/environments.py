@@ -248,8 +248,11 @@ class Environments:
     # --- hydrating ----------------------------------------------------------------------------------
 
     def prefix_for(self, env: ResolvedEnvironment, name: str | None) -> Path:
-        if name and ("/" in name or name in (".", "..")):
-            raise UsageError(f"Environment name {name!r} cannot contain '/'; use a plain name.")
+        if name is not None and (not name.strip() or "/" in name or name in (".", "..")):
+            raise UsageError(
+                f"Environment name {name!r} is not a plain folder name; use a name such as 'work' "
+                "(not empty, no '/')."
+            )
         return self.envs_dir / (name or uptodate.env_dir_name(env.req_id, env.full_id))
 
     def create(

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from envcore import cache as caching
 from envcore import relocate, uptodate
-from envcore.errors import MissingObject
+from envcore.errors import MissingObject, UsageError
 from envcore.fetch import PackageCache, ensure_checked, from_store, from_url, mark_checked
 from envcore.locks import file_lock
 from envcore.plugins import Registry
@@ -105,19 +105,8 @@ def hydrate(
     with file_lock(uptodate.lock_path(str(prefix)), timeout, on_wait=progress):
         if not force and is_complete(prefix, env):
             return False
-        if prefix.exists():
-            held = uptodate.marker_ids(str(prefix))
-            if force:
-                progress(f"Re-creating {prefix}")
-            elif held is not None and held[:2] != (env.req_id, env.full_id):
-                progress(
-                    f"Environment at '{prefix}' holds {held[0]}:{held[1]} -- replacing it with "
-                    f"{env.req_id}:{env.full_id}"
-                )
-            else:
-                progress(f"Environment at '{prefix}' is incomplete -- re-creating")
-            (prefix / MARKER).unlink(missing_ok=True)  # first: a half-removed prefix is never a clone source
-            shutil.rmtree(prefix)
+        if prefix.is_symlink() or prefix.exists():
+            _make_way(prefix, env, force, progress)
         index = relocate.PrefixIndex.in_cache(registry.config.cache_dir(), timeout)
         key = uptodate.index_key(env.req_id, env.full_id, env.arch)
         # --force and --verify mean "from the package files"; otherwise a finished prefix of the same
@@ -139,6 +128,34 @@ def hydrate(
     return True
 
 
+def _make_way(prefix: Path, env: ResolvedEnvironment, force: bool, progress: Progress) -> None:
+    """Remove what is at ``prefix`` for ``env``: with ``force`` anything; otherwise only an interrupted build
+    of envcore's or an empty folder. A user's folder, or another environment, is never replaced unasked."""
+    held = uptodate.marker_ids(str(prefix))
+    if force:
+        progress(f"Re-creating {prefix}")
+    elif held is not None and held[:2] != (env.req_id, env.full_id):
+        raise UsageError(
+            f"Environment at '{prefix}' already exists but holds a different environment ({held[0]}:{held[1]}). "
+            "Use --force to replace it, or choose another --name."
+        )
+    elif uptodate.made_by_envcore(str(prefix)) or prefix.name == env_dir_name(env):
+        progress(f"Environment at '{prefix}' is incomplete -- re-creating")
+    elif prefix.is_dir() and not prefix.is_symlink() and not any(prefix.iterdir()):
+        prefix.rmdir()
+        return
+    else:
+        raise UsageError(
+            f"'{prefix}' already exists and is not an environment made by envcore (it has no {MARKER} "
+            "marker), so it is left alone. Remove it, choose another --name, or use --force to replace it."
+        )
+    if prefix.is_symlink() or not prefix.is_dir():
+        prefix.unlink()
+    else:
+        (prefix / MARKER).unlink(missing_ok=True)  # first: a half-removed prefix is never a clone source
+        shutil.rmtree(prefix)
+
+
 def _install(
     registry: Registry,
     env: ResolvedEnvironment,
@@ -149,6 +166,7 @@ def _install(
 ) -> None:
     files = fetch_packages(registry, env, store, verify=verify, progress=progress)
     prefix.mkdir(parents=True)
+    uptodate.mark_partial(str(prefix), env.req_id, env.full_id, env.arch)
     for kind, what in ((PackageKind.CONDA, "conda package(s)"), (PackageKind.PYPI, "wheel(s)")):
         batch = [(p, f) for p, f in files if p.kind is kind]
         if batch:

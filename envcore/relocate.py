@@ -24,6 +24,7 @@ from envcore import TYPE_CHECKING
 from envcore.locks import file_lock
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
     from typing import Any
 
@@ -73,11 +74,14 @@ def write_manifest(prefix: Path) -> None:
     _write_manifest(prefix, {"text": sorted(text - binary), "binary": sorted(binary), "links": sorted(links)})
 
 
-def _write_manifest(prefix: str | os.PathLike[str], body: dict[str, Any]) -> None:
-    """The manifest names the files of ``prefix`` to rewrite, and the prefix they name (written atomically)."""
+def _write_manifest(
+    prefix: str | os.PathLike[str], body: dict[str, Any], named: str | os.PathLike[str] | None = None
+) -> None:
+    """The manifest names the files of ``prefix`` to rewrite, and the prefix they name (``named``, by default
+    ``prefix`` itself), written atomically."""
     tmp = os.path.join(prefix, f"{MANIFEST}.tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(json.dumps({**body, "prefix": os.fspath(prefix)}, indent=0))
+        fh.write(json.dumps({**body, "prefix": os.fspath(named if named is not None else prefix)}, indent=0))
     os.replace(tmp, os.path.join(prefix, MANIFEST))
 
 
@@ -99,9 +103,16 @@ def _replace_in_c_strings(data: bytes, old: bytes, new: bytes) -> bytes | None:
 
 class _Cloner:
     def __init__(
-        self, source: str, dest: str, manifest: dict[str, list[str]], old: str, private: tuple[str, ...]
+        self,
+        source: str,
+        build: str,
+        dest: str,
+        manifest: dict[str, list[str]],
+        old: str,
+        private: tuple[str, ...],
     ) -> None:
-        self.source, self.dest = source, dest
+        # the copy is made at ``build`` and names ``dest``, where it is moved once finished
+        self.source, self.build, self.dest = source, build, dest
         self.private = (MANIFEST, *private)  # per-prefix state at the top: never copied
         self.old, self.new = old.encode(), str(dest).encode()
         self.old_text = old
@@ -109,23 +120,23 @@ class _Cloner:
         self.links = manifest.get("links", [])
 
     def run(self) -> bool:
-        copied = _cp_al(self.source, self.dest) if _GNU_CP else None
+        copied = _cp_al(self.source, self.build) if _GNU_CP else None
         if copied is None:
-            return self._tree(self.source, self.dest, "")
+            return self._tree(self.source, self.build, "")
         return copied and self._rewrite_copy()
 
     def _rewrite_copy(self) -> bool:
         """After ``cp -al`` (the kernel-speed hardlink copy), the manifest's files are replaced."""
-        for name in os.listdir(self.dest):
+        for name in os.listdir(self.build):
             if name.startswith(self.private):
-                os.unlink(f"{self.dest}/{name}")
+                os.unlink(f"{self.build}/{name}")
         for path, binary in self.rewrite.items():
-            target = f"{self.dest}/{path}"
+            target = f"{self.build}/{path}"
             os.unlink(target)  # a hardlink to the source's file: replaced, never written through
             if not self._rewrite(f"{self.source}/{path}", target, binary=binary):
                 return False
         for path in self.links:
-            target = f"{self.dest}/{path}"
+            target = f"{self.build}/{path}"
             link = os.readlink(target)
             os.unlink(target)
             os.symlink(self._relinked(link), target)
@@ -188,28 +199,47 @@ def _cp_al(source: str, dest: str) -> bool | None:
 
 
 def clone(
-    source: str | os.PathLike[str], dest: str | os.PathLike[str], *, private: tuple[str, ...] = ()
+    source: str | os.PathLike[str],
+    dest: str | os.PathLike[str],
+    *,
+    private: tuple[str, ...] = (),
+    prepare: Callable[[str], None] | None = None,
 ) -> bool:
     """Clone the finished ``source`` prefix into the absent ``dest``; False (and nothing left) if it cannot.
-    Top-level entries starting with a name in ``private`` (the caller's own markers) are not copied."""
+    Top-level entries starting with a name in ``private`` (the caller's own markers) are not copied.
+
+    The copy is built next to ``dest`` (``.<name>.clone``, the caller holds the prefix's lock) and moved into
+    place when finished, after ``prepare(path of the copy)``: an interrupted clone never leaves a partial
+    ``dest``."""
     source, dest = os.fspath(source), os.fspath(dest)
-    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    parent, name = os.path.split(dest)
+    build = os.path.join(parent, f".{name}.clone")
+    os.makedirs(parent, exist_ok=True)
+    _remove_tree(build)  # left by an interrupted clone
     try:
         with open(os.path.join(source, MANIFEST), "rb") as fh:
             manifest = json.loads(fh.read())
         old = str(manifest["prefix"])
         if old != source:
             return False  # the prefix was moved since it was installed: its files name another path
-        done = _Cloner(source, dest, manifest, old, private).run()
+        done = _Cloner(source, build, dest, manifest, old, private).run()
+        if done:
+            _write_manifest(build, manifest, dest)  # the clone names the same files as its source, at dest
+            if prepare is not None:
+                prepare(build)
+            os.rename(build, dest)
     except (OSError, ValueError, KeyError, TypeError):
         done = False
     if not done:
+        _remove_tree(build)
+    return done
+
+
+def _remove_tree(path: str) -> None:
+    if os.path.lexists(path):
         import shutil
 
-        shutil.rmtree(dest, ignore_errors=True)
-        return False
-    _write_manifest(dest, manifest)  # the clone names the same files as its source, at its own path
-    return True
+        shutil.rmtree(path, ignore_errors=True)
 
 
 class PrefixIndex:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 MARKER = ".metaflowenv"  # written last by hydration: its presence with the right content means complete
+PARTIAL = ".envcore-partial"  # written first into a prefix being built; removed once the marker is written
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -73,6 +74,22 @@ def write_marker(prefix: str, req_id: str, full_id: str, arch: str) -> None:
     with open(tmp, "w", encoding="utf-8") as fh:
         fh.write(marker_text(req_id, full_id, arch))
     os.replace(tmp, os.path.join(prefix, MARKER))
+    try:
+        os.unlink(os.path.join(prefix, PARTIAL))
+    except FileNotFoundError:
+        pass
+
+
+def mark_partial(prefix: str, req_id: str, full_id: str, arch: str) -> None:
+    """Mark ``prefix`` as envcore's, being built: the first write of a hydration. An interrupted one leaves it,
+    so that the next one knows the prefix is its own to re-create (and not a user's folder)."""
+    with open(os.path.join(prefix, PARTIAL), "w", encoding="utf-8") as fh:
+        fh.write(marker_text(req_id, full_id, arch))
+
+
+def made_by_envcore(prefix: str) -> bool:
+    """Whether envcore made ``prefix``, finished or not (its marker or the partial mark is there)."""
+    return any(os.path.lexists(os.path.join(prefix, name)) for name in (MARKER, PARTIAL))
 
 
 def lock_path(prefix: str) -> str:
@@ -99,14 +116,18 @@ def clone_finished(
     candidates: Sequence[str], prefix: str, req_id: str, full_id: str, arch: str
 ) -> str | None:
     """Clone the newest finished prefix among ``candidates`` into the absent ``prefix``; the source it came
-    from, or None (and nothing left at ``prefix``)."""
+    from, or None (and nothing left at ``prefix``). The clone arrives marked partial: the caller writes the
+    marker."""
     from envcore import relocate
+
+    def mark(build: str) -> None:
+        mark_partial(build, req_id, full_id, arch)
 
     for source in reversed(candidates):
         stamp = _marker_stamp(source, req_id, full_id, arch)
         if source == prefix or stamp is None:
             continue
-        if relocate.clone(source, prefix, private=(MARKER,)):
+        if relocate.clone(source, prefix, private=(MARKER, PARTIAL), prepare=mark):
             # A source re-created while it was copied has a new marker (removed first, written last): the
             # copy may have missed files, so it is not used.
             if _marker_stamp(source, req_id, full_id, arch) == stamp:

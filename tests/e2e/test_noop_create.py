@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from envcore.uptodate import MARKER, answer
+from envcore.uptodate import MARKER, PARTIAL, answer
 
 from ..conftest import ENVCORE, Run, env_ids, imported_modules
 
@@ -69,7 +69,7 @@ def test_default_prefix_name_and_config_file_cache_dir(
 
 def test_an_incomplete_prefix_is_created_by_the_full_command(run: Run, created: tuple[str, Path]) -> None:
     ref, prefix = created
-    (prefix / MARKER).unlink()  # as a hydration killed before its last step leaves it
+    (prefix / MARKER).rename(prefix / PARTIAL)  # as a hydration killed before its last step leaves it
     out = run("create", ref, "--name", "work")
     assert " created at " in out.stdout
     assert (prefix / MARKER).exists()

@@ -129,16 +129,54 @@ def test_a_held_prefix_lock_sends_create_to_the_full_command(run: Run, world: di
     _works(envs / "busy")
 
 
-def test_a_name_holding_another_environment_is_replaced_and_said_so(run: Run, world: dict[str, Path]) -> None:
+def test_a_name_holding_another_environment_is_replaced_only_with_force(
+    run: Run, world: dict[str, Path]
+) -> None:
     (first,) = env_ids(run("resolve", *REQUEST).stdout)
     (second,) = env_ids(run("resolve", "--conda", "fx-core").stdout)
     run("create", first, "--name", "work")
-    replaced = run("create", second, "--name", "work")
-    assert f"holds {first} -- replacing it with {second}" in " ".join(replaced.stderr.split())
-    assert f"Environment {second} created at " in replaced.stdout
     prefix = world["a"] / "cache" / "envs" / "work"
+    refused = run("create", second, "--name", "work", check=False)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    message = " ".join(refused.stderr.split())
+    assert f"already exists but holds a different environment ({first})" in message and "--force" in message
+    assert json.loads((prefix / ".metaflowenv").read_text())[:2] == first.split(":")  # untouched
+    _works(prefix)
+    replaced = run("create", second, "--name", "work", "--force")
+    assert f"Environment {second} created at " in replaced.stdout
     assert json.loads((prefix / ".metaflowenv").read_text())[:2] == second.split(":")
     # its former environment is not cloned from that prefix any more: a new name is installed from files
     again = run("--verbose", "create", first, "--name", "again")
     assert "Linked from" not in again.stderr
     _works(world["a"] / "cache" / "envs" / "again")
+
+
+def test_a_folder_envcore_did_not_make_is_never_replaced_unasked(run: Run, world: dict[str, Path]) -> None:
+    (ref,) = env_ids(run("resolve", *REQUEST).stdout)
+    envs = world["a"] / "cache" / "envs"
+    precious = envs / "precious"
+    precious.mkdir(parents=True)
+    (precious / "data.txt").write_text("keep me")
+    refused = run("create", ref, "--name", "precious", check=False)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    message = " ".join(refused.stderr.split())
+    assert f"'{precious}' already exists and is not an environment made by envcore" in message
+    assert (precious / "data.txt").read_text() == "keep me"
+    assert sorted(p.name for p in precious.iterdir()) == ["data.txt"]
+    (envs / "empty").mkdir()  # an empty folder is used
+    run("create", ref, "--name", "empty")
+    _works(envs / "empty")
+    run("create", ref, "--name", "precious", "--force")  # asked: replaced
+    assert not (precious / "data.txt").exists()
+    _works(precious)
+    # the clone source must be a finished prefix, so these are clones; a clone interrupted mid-way leaves only
+    # its build folder next to the prefix, which the next create replaces
+    stale = envs / ".late.clone"
+    stale.mkdir()
+    (stale / "junk").write_text("half a copy")
+    done = run("--verbose", "create", ref, "--name", "late")
+    assert "Linked from" in done.stderr
+    assert not stale.exists() and not (envs / "late" / ".envcore-partial").exists()
+    _works(envs / "late")
+    empty_name = run("create", ref, "--name", "", check=False)
+    assert empty_name.returncode != 0 and "is not a plain folder name" in " ".join(empty_name.stderr.split())

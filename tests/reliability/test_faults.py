@@ -152,7 +152,8 @@ def test_an_interrupted_prefix_is_rebuilt_not_used(
     (ref,) = env_ids(run("resolve", "--conda", "fx-app").stdout)
     run("create", ref, "--name", "i", machine="b")
     prefix = world["b"] / "cache" / "envs" / "i"
-    (prefix / ".metaflowenv").unlink()  # as if the process died before the marker was written
+    # as a process that died before its last step leaves it: marked partial, no marker
+    (prefix / ".metaflowenv").rename(prefix / ".envcore-partial")
     shutil_target = next(prefix.rglob("fx_app/__init__.py"))
     shutil_target.unlink()
     out = run("create", ref, "--name", "i", machine="b")
