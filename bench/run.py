@@ -924,9 +924,70 @@ class Bench:
             self.table.add(
                 Row(group, "to S3 (moto server on 127.0.0.1)", a, "boto3 upload_file x N, 8 threads", b)
             )
+            self.hydrate_from_s3(s3_config, S3Store.from_config("s3://bench/envcore-0", s3_config), client)
         finally:
             proc.terminate()
             proc.wait(timeout=10)
+
+    def hydrate_from_s3(self, s3_config: Any, store: Any, client: Any) -> None:
+        """A remote node's cold start: the environment hydrated from S3 alone (empty caches) vs boto3
+        downloads of the same objects (8 threads) + ``rattler.install`` + ``uv pip install``."""
+        from bench import bare
+        from envcore import hydrate as hydrating
+        from envcore.cache import package_keys
+        from envcore.plugins import build_registry
+
+        preferred = str(s3_config.get("CONDA_PREFERRED_FORMAT"))
+        keys = [
+            package_keys(s3_config, pkg)[hydrating._choose(preferred, pkg).url_format]
+            for pkg in self.resolved.packages
+        ]
+        counter = itertools.count()
+
+        def ours() -> float:
+            cache = self.work / f"s3-cold-{next(counter)}"
+            config = self.config(
+                METAFLOW_ENVCORE_CACHE_DIR=str(cache),
+                METAFLOW_S3_ENDPOINT_URL=str(s3_config.get("S3_ENDPOINT_URL")),
+            )
+            registry = build_registry(config)
+            return timed(
+                lambda: hydrating.hydrate(registry, self.resolved, cache / "envs" / "env", store=store)
+            )
+
+        def bare_s3() -> float:
+            where = self.work / f"s3-bare-{next(counter)}"
+            (where / "files").mkdir(parents=True)
+
+            def work() -> None:
+                def download(key: str) -> Path:
+                    path = where / "files" / key.rpartition("/")[2]
+                    client.download_file(f"{store.bucket}", f"{store.prefix}/{key}".lstrip("/"), str(path))
+                    return path
+
+                with ThreadPoolExecutor(8) as pool:
+                    paths = list(pool.map(download, keys))
+                conda = [p for p in paths if not p.name.endswith(".whl")]
+                bare.install(conda, [p for p in paths if p.name.endswith(".whl")], where / "env", where)
+
+            return timed(work)
+
+        a, b = [], []
+        ours(), bare_s3()
+        os.sync()
+        for _ in range(self.reps):
+            a.append(ours())
+            b.append(bare_s3())
+        self.table.add(
+            Row(
+                f"hydrate {len(keys)} packages from S3 (moto server on 127.0.0.1; library, empty caches)",
+                "cold: hydrate from the S3 store alone",
+                a,
+                "boto3 x N (8 threads) + bare install",
+                b,
+                goal=1.3,
+            )
+        )
 
     def gs(self, files: list[Path], group: str) -> None:
         """envcore-gs on fake-gcs-server vs gcsfs ``put_file`` of the same files; a fresh bucket per repetition."""
