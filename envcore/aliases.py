@@ -20,7 +20,7 @@ from collections.abc import Callable
 from functools import cached_property
 
 from envcore import naming
-from envcore.errors import AliasError, MissingObject, PreconditionFailed, StorageError
+from envcore.errors import AliasError, KeyConflict, MissingObject, PreconditionFailed, StorageError
 from envcore.naming import Alias, AliasKind
 from envcore.record import EnvRef, LocalRecord
 from envcore.types import Store
@@ -33,14 +33,20 @@ def _encode(ref: EnvRef) -> bytes:
     return json.dumps(list(ref)).encode()
 
 
+class DamagedAlias(StorageError):
+    """An alias object in the store that does not hold a ``[req_id, full_id]`` pair."""
+
+
 def _decode(raw: bytes, where: str) -> EnvRef:
     try:
         value = json.loads(raw)
         if not (isinstance(value, list) and len(value) == 2 and all(naming.is_env_id(v) for v in value)):
             raise ValueError("not a [req_id, full_id] pair")
     except ValueError as exc:
-        raise StorageError(
-            f"The alias object {where} is damaged ({exc}). Re-alias the environment with `envcore alias`."
+        raise DamagedAlias(
+            f"The alias object {where} is damaged ({exc}). A mutable alias (tag latest, candidate or stable) is "
+            "replaced by aliasing an environment to it again (`envcore alias ENV NAME:TAG`); an immutable one "
+            "is never overwritten, so delete that object from the store first, then alias again."
         ) from None
     return str(value[0]), str(value[1])
 
@@ -65,6 +71,10 @@ class Aliases:
     def store(self) -> Store | None:
         source = self._store
         return source if source is None or isinstance(source, Store) else source()
+
+    @property
+    def store_url(self) -> str:
+        return self.store.url if self.store is not None else "the local record"
 
     def _key(self, alias: Alias) -> str:
         return naming.alias_key(alias, envs_dirname=self.envs_dirname)
@@ -128,7 +138,16 @@ class Aliases:
         """Point ``alias`` at ``ref``; return False when it already did. Raises AliasError when an immutable
         alias refers to something else."""
         self.check_writable(alias)
-        changed = self._write_remote(alias, ref) if self.store is not None else self._write_local(alias, ref)
+        try:
+            changed = (
+                self._write_remote(alias, ref) if self.store is not None else self._write_local(alias, ref)
+            )
+        except KeyConflict:
+            raise AliasError(
+                f"Alias {alias.display!r} cannot be stored next to the aliases already in {self.store_url}: that "
+                f"store keeps aliases as files in folders, and {alias.path} would be both an alias and the "
+                "folder of others (as with NAME:TAG and NAME/TAG:OTHER). Choose another name."
+            ) from None
         self.record.set_alias(alias.path, ref, mutable=alias.mutable)
         return changed
 
@@ -155,13 +174,19 @@ class Aliases:
                 if info is None:
                     self.store.put_bytes(key, data, if_absent=True)
                     return True
-                current = self.remote(alias)
-                if current == ref:
-                    return False
-                if current is None:
-                    continue  # deleted in between
-                if not alias.mutable:
-                    raise self._refuse(alias, current)
+                try:
+                    current = self.remote(alias)
+                except DamagedAlias:
+                    if not alias.mutable:
+                        raise
+                    current = None  # replaced, as a mutable alias is (the version check still holds)
+                else:
+                    if current == ref:
+                        return False
+                    if current is None:
+                        continue  # deleted in between
+                    if not alias.mutable:
+                        raise self._refuse(alias, current)
                 self.store.put_bytes(key, data, if_version=info.version)
                 return True
             except PreconditionFailed:

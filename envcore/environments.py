@@ -231,19 +231,32 @@ class Environments:
         return [(a.display, self.aliases.write(a, ref)) for a in parsed]
 
     def aliases_of(self, req_id: str, full_id: str) -> tuple[list[str], list[str]]:
-        """(immutable, mutable) alias paths of an environment: the local record's and the store's."""
-        immutable, mutable = self.record.aliases_of((req_id, full_id))
+        """(immutable, mutable) alias paths of an environment: those the local record knows, and in the store
+        the other tags of their names, each read once (one listing per name: the store's other names are not
+        searched, which would read every alias of a team's store). A damaged alias object is skipped with a
+        notice; a mutable alias that has moved on in the store is not listed."""
+        ref = (req_id, full_id)
+        immutable, mutable = (set(found) for found in self.record.aliases_of(ref))
         store = self._store_or_none()
-        if store is not None:
-            prefix = f"{self.config.get('CONDA_ENVS_DIRNAME')}/aliases/generic/"
-            for info in store.list(prefix):
+        if store is None:
+            return sorted(immutable), sorted(mutable)
+        root = f"{self.config.get('CONDA_ENVS_DIRNAME')}/aliases/generic/"
+        for name in sorted({path.rpartition("/")[0] for path in immutable | mutable}):
+            for info in store.list(f"{root}{name}/"):
                 try:
-                    alias = naming.parse_alias(_display(info.key[len(prefix) :]))
+                    alias = naming.parse_alias(_display(info.key[len(root) :]))
+                    target = self.aliases.remote(alias)
                 except AliasError:
                     continue  # not written by envcore
-                if self.aliases.remote(alias) == (req_id, full_id):
-                    (mutable if alias.mutable else immutable).append(alias.path)
-        return sorted(set(immutable)), sorted(set(mutable))
+                except StorageError as exc:
+                    self.progress(f"Skipped an alias: {exc.message}")
+                    continue
+                found = mutable if alias.mutable else immutable
+                if target == ref:
+                    found.add(alias.path)
+                else:
+                    found.discard(alias.path)
+        return sorted(immutable), sorted(mutable)
 
     # --- hydrating ----------------------------------------------------------------------------------
 

@@ -59,6 +59,11 @@ class PreconditionFailed(StorageError):
     """A conditional write lost: the object exists (create-if-absent) or changed (compare-and-swap)."""
 
 
+class KeyConflict(StorageError):
+    """A key cannot be written because the store keeps keys as paths: an object would be both a file and the
+    folder of other objects (``a/b`` and ``a/b/c``; file-system stores only)."""
+
+
 class IntegrityError(EnvcoreError):
     """A file's content does not match its recorded hash."""
 

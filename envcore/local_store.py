@@ -21,7 +21,7 @@ from contextlib import AbstractContextManager, suppress
 from pathlib import Path
 from typing import IO
 
-from envcore.errors import MissingObject, PreconditionFailed, StorageError
+from envcore.errors import KeyConflict, MissingObject, PreconditionFailed, StorageError
 from envcore.locks import file_lock
 from envcore.types import ObjectInfo
 
@@ -109,10 +109,16 @@ class LocalStore:
     def _staged(self, write: Callable[[IO[bytes]], None]) -> Path:
         tmp_dir = self.root / TMP_DIR
         try:
-            fd, tmp = tempfile.mkstemp(dir=tmp_dir)
-        except FileNotFoundError:  # the first write to this store
-            tmp_dir.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=tmp_dir)
+            try:
+                fd, tmp = tempfile.mkstemp(dir=tmp_dir)
+            except FileNotFoundError:  # the first write to this store
+                tmp_dir.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(dir=tmp_dir)
+        except OSError as exc:
+            raise StorageError(
+                f"Cannot write to the local store at {self.root}: {exc.strerror or exc}. Point "
+                "METAFLOW_CONDA_LOCALROOT (or the datastore root) at a folder you can write."
+            ) from None
         try:
             with os.fdopen(fd, "wb") as fh:
                 write(fh)
@@ -129,6 +135,11 @@ class LocalStore:
 
     def _place(self, key: str, path: Path, place: Callable[[], None]) -> None:
         """Run ``place`` (a link or rename to ``path``), creating the parent directories when missing."""
+        if path.is_dir() and not path.is_symlink():
+            raise KeyConflict(
+                f"Cannot write {self.url}/{key}: it is the folder of other objects (keys under {key}/), and a "
+                "local store keeps keys as files and folders. Choose a key that is not a prefix of others."
+            )
         try:
             try:
                 place()
@@ -138,9 +149,9 @@ class LocalStore:
         except (NotADirectoryError, FileExistsError) as exc:
             if isinstance(exc, FileExistsError) and path.parent.is_dir():
                 raise
-            raise StorageError(
-                f"Cannot write {self.url}/{key}: a parent of it is an object. Choose a key that is not nested "
-                "under an existing object."
+            raise KeyConflict(
+                f"Cannot write {self.url}/{key}: a parent of it is an object, and a local store keeps keys as "
+                "files and folders. Choose a key that is not nested under an existing object."
             ) from None
 
     def _publish(self, key: str, staged: Path, *, if_absent: bool, if_version: str | None) -> ObjectInfo:

@@ -202,6 +202,11 @@ def run(
     except Exception as exc:
         if app.verbose:
             _print_traceback()
+        if isinstance(exc, OSError) and exc.filename is not None:
+            # a path of this machine that cannot be used (a file where a folder is expected, no permission, a
+            # full or read-only disk): the configuration or the machine, not envcore
+            click.echo(format_error(EnvcoreError(_path_problem(exc)), prog_name), err=True)
+            return 1
         click.echo(
             f"{prog_name}: internal error: {type(exc).__name__}: {exc}. This is a bug in envcore or a plugin; "
             "run again with --verbose for the traceback and report it.",
@@ -209,6 +214,15 @@ def run(
         )
         return 3
     return result if isinstance(result, int) else 0
+
+
+def _path_problem(exc: OSError) -> str:
+    path = exc.filename if exc.filename2 is None else f"{exc.filename} -> {exc.filename2}"
+    return (
+        f"Cannot use {path}: {exc.strerror or exc}. Check the folders envcore is configured with "
+        "(METAFLOW_ENVCORE_CACHE_DIR for its cache and environments, METAFLOW_CONDA_LOCALROOT for a local "
+        "store), their permissions and free space; run with --verbose for the traceback."
+    )
 
 
 def quiet_library_logs(verbose: bool) -> None:

@@ -80,6 +80,21 @@ def test_damaged_alias_object_is_reported_not_used(tmp_path: Path) -> None:
         aliases.resolve("team/env:v2")
 
 
+def test_a_damaged_mutable_alias_is_replaced_and_an_immutable_one_never(tmp_path: Path) -> None:
+    aliases = aliases_for(tmp_path, "a")
+    store = aliases.store
+    assert store is not None
+    for tag in ("latest", "v3"):
+        store.put_bytes(f"envs/aliases/generic/team/env/{tag}", b"xx")
+    assert aliases.write(parse_alias("team/env:latest"), A) is True  # the repair the message names
+    assert aliases_for(tmp_path, "b").resolve("team/env:latest") == A
+    with pytest.raises(StorageError) as info:
+        aliases.write(parse_alias("team/env:v3"), A)
+    assert "is damaged" in info.value.message and "delete that object" in info.value.message
+    with store.open("envs/aliases/generic/team/env/v3") as fh:
+        assert fh.read() == b"xx"  # untouched
+
+
 RACER = """
 import json, sys
 from pathlib import Path
@@ -124,3 +139,15 @@ def test_racers_on_a_mutable_alias_all_succeed_and_one_target_remains(tmp_path: 
     assert outcomes == ["won"] * 8
     final = aliases_for(tmp_path, "check").resolve("team/env:candidate")
     assert final[0] in {f"{i:040x}" for i in range(1, 9)} and final[0] == final[1]
+
+
+def test_nested_alias_names_in_a_local_store_are_one_clear_error_either_way(tmp_path: Path) -> None:
+    aliases = aliases_for(tmp_path, "a")
+    aliases.write(parse_alias("coll"), A)  # coll/latest
+    with pytest.raises(AliasError, match=r"'coll/latest:v1' cannot be stored next to the aliases"):
+        aliases.write(parse_alias("coll/latest:v1"), B)
+    other = aliases_for(tmp_path / "other", "a")
+    other.write(parse_alias("coll/latest:v1"), B)
+    with pytest.raises(AliasError, match=r"'coll:latest' cannot be stored next to the aliases"):
+        other.write(parse_alias("coll"), A)
+    assert aliases.resolve("coll") == A and other.resolve("coll/latest:v1") == B

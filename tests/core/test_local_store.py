@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from envcore.errors import StorageError
+from envcore.errors import KeyConflict, StorageError
 from envcore.local_store import LocalStore
 
 RACER = """
@@ -117,3 +117,23 @@ def test_an_object_cannot_be_nested_under_another(tmp_path: Path) -> None:
         store.put_bytes("a/b/c", b"2")
     with store.open("a/b") as fh:
         assert fh.read() == b"1"
+
+
+@pytest.mark.parametrize("if_absent", [False, True])
+def test_an_object_cannot_take_the_name_of_a_folder_of_objects(tmp_path: Path, if_absent: bool) -> None:
+    store = LocalStore(tmp_path)
+    store.put_bytes("a/b/c", b"1")
+    with pytest.raises(KeyConflict, match="it is the folder of other objects"):
+        store.put_bytes("a/b", b"2", if_absent=if_absent)
+    with store.open("a/b/c") as fh:
+        assert fh.read() == b"1"
+
+
+def test_a_store_root_that_cannot_be_written_is_one_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("x")
+    store = LocalStore(tmp_path / "a-file" / "store")
+    with pytest.raises(
+        StorageError, match=r"Cannot write to the local store at .*a-file/store: Not a directory"
+    ):
+        store.put_bytes("k", b"x")
+    assert (tmp_path / "a-file").read_text() == "x"

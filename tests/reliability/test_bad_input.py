@@ -81,6 +81,17 @@ ARGS: list[tuple[list[str], dict[str, str], str]] = [
         {"METAFLOW_CONDA_LOCK_TIMEOUT": "soon"},
         "METAFLOW_CONDA_LOCK_TIMEOUT",
     ),
+    # paths of this machine that cannot be used ({tmp}/py.txt is a file)
+    (
+        ["resolve", "--conda", "fx-app"],
+        {"METAFLOW_ENVCORE_CACHE_DIR": "{tmp}/py.txt/cache"},
+        "Not a directory",
+    ),
+    (
+        ["resolve", "--conda", "fx-app"],
+        {"METAFLOW_CONDA_LOCALROOT": "{tmp}/py.txt/store"},
+        "Cannot write to the local store at",
+    ),
 ]
 
 
@@ -128,6 +139,7 @@ def test_bad_arguments_and_settings(
     message: str,
 ) -> None:
     (tmp_path / "py.txt").write_text("python>=3.10\nx\n")
+    env = {key: value.replace("{tmp}", str(tmp_path)) for key, value in env.items()}
     done = run(*[str(tmp_path / a) if a == "py.txt" else a for a in args], check=False, **env)
     assert_one_paragraph(done, message)
     assert snapshot(world["store"]) == seeded
