@@ -145,6 +145,10 @@ def build_request(
     With ``coresolved`` (all archs resolved together), the virtual packages are the union over those archs,
     as the original does, so that every arch gets the same req id and one alias names them all."""
     check_arch(arch)
+    if python:  # the --python of the CLI: 3.11 means 3.11.*, as python="3.11" does in decorators and files
+        from envcore.specs import python_spec as parse_python
+
+        python = parse_python(python, f"in --python {python!r}")
     if python and spec.python:
         raise UsageError(
             f"Cannot specify --python if the python dependency is already set in {spec.origin} "
@@ -154,10 +158,11 @@ def build_request(
     user = [
         r for r in spec.requirements if r.category != SYS and not (r.category == CONDA and r.name == "python")
     ]
-    if base is not None:
+    if base is not None:  # the base's requests AND-ed with the new ones, as the original merges them
+        from envcore.specs import combine
+
         python_spec = _base_python(base, python or spec.python)
-        mine = {(r.category, r.name) for r in user}
-        user = [r for r in requirements_of(base) if (r.category, r.name) not in mine] + user
+        user = list(combine([*requirements_of(base), *user]))
     requirements = (
         *user,
         Requirement(category=CONDA, name="python", spec=python_spec),
@@ -247,8 +252,19 @@ def requirements_of(env: ResolvedEnvironment) -> list[Requirement]:
         category, _, value = tstr.partition("::")
         value, _, marker = value.partition(";")
         name, _, spec = value.partition("==")
+        channel, _, name = name.rpartition("::")  # conda::conda-forge::numpy==1.21
+        name, _, extras = name.partition("[")  # pypi::requests[socks]==>=2
         if category in (CONDA, PYPI, NPCONDA) and name != "python":
-            found.append(Requirement(category=category, name=name, spec=spec, marker=marker or None))
+            found.append(
+                Requirement(
+                    category=category,
+                    name=name,
+                    spec=spec,
+                    marker=marker or None,
+                    channel=channel or None,
+                    extras=tuple(e.strip() for e in extras.rstrip("]").split(",") if e.strip()),
+                )
+            )
     return found
 
 
@@ -305,27 +321,32 @@ def resolver_for(registry: Registry, env_type: EnvType) -> tuple[str, Resolver]:
     return f"{conda}+{pypi}", resolver
 
 
-def base_pins(base: ResolvedEnvironment, requested: Iterable[Requirement]) -> tuple[Requirement, ...]:
-    """Exact pins of every package of ``base`` that the new requirements do not name themselves."""
-    named = {(r.category, r.name) for r in requested}
-    pins = []
-    for pkg in base.packages:
-        category = CONDA if pkg.kind is PackageKind.CONDA else PYPI
-        if (category, pkg.name) not in named and not (category == CONDA and pkg.name.startswith("__")):
-            pins.append(Requirement(category=category, name=pkg.name, spec=pkg.version))
-    return tuple(pins)
+def base_pins(base: ResolvedEnvironment) -> tuple[Requirement, ...]:
+    """An exact pin of every package of ``base`` (virtual packages aside)."""
+    return tuple(
+        Requirement(
+            category=CONDA if pkg.kind is PackageKind.CONDA else PYPI, name=pkg.name, spec=pkg.version
+        )
+        for pkg in base.packages
+        if not (pkg.kind is PackageKind.CONDA and pkg.name.startswith("__"))
+    )
 
 
 def _extend(
     resolver: Resolver, request: ResolveRequest, base: ResolvedEnvironment
 ) -> Sequence[LockedPackage]:
-    """Resolve keeping the base's pins; when they cannot all be kept, name those that must change."""
-    requested = [r for r in request.requirements if r.name != "python"]  # the base's python is kept too
-    pinned = replace(request, requirements=(*request.requirements, *base_pins(base, requested)))
+    """Resolve with every package of the base kept at its version (as the original does: what the new
+    requirements add must fit them); when they cannot all be kept, name those that would have to change."""
+    from envcore.specs import combine
+
+    pinned = replace(request, requirements=combine([*request.requirements, *base_pins(base)]))
     try:
         return tuple(resolver.resolve(pinned))
-    except ResolutionError:
-        free = tuple(resolver.resolve(request))
+    except ResolutionError as kept:
+        try:
+            free = tuple(resolver.resolve(request))
+        except ResolutionError:  # not even the base's requests and the new ones fit together
+            raise ResolutionError(f"Cannot extend {base.req_id}:{base.full_id}: {kept.message}") from None
     before = {(p.kind, p.name): p.version for p in base.packages}
     changed = sorted(
         f"{p.name} {before[(p.kind, p.name)]} -> {p.version}"
@@ -333,7 +354,7 @@ def _extend(
         if (p.kind, p.name) in before and before[(p.kind, p.name)] != p.version
     )
     raise ResolutionError(
-        f"Cannot extend {base.req_id}:{base.full_id} keeping its pins: the new requirements need "
+        f"Cannot extend {base.req_id}:{base.full_id} keeping its packages: the new requirements need "
         f"{', '.join(changed) or 'different packages'}. Relax the new requirements, or resolve from scratch "
         "(without --using) to let those packages change."
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,7 +12,7 @@ import click
 
 from envcore import description
 from envcore.cli import App
-from envcore.errors import AliasError, UsageError
+from envcore.errors import AliasError, StorageError, UsageError
 
 if TYPE_CHECKING:
     from envcore.environments import Environments
@@ -34,7 +34,8 @@ def _spec_from_options(
 ) -> Spec:
     from envcore import specs
 
-    files = [p for p in (requirements, env_file, pyproject) if p is not None]
+    kinds = {"requirements": requirements, "environment": env_file, "pyproject": pyproject}
+    files = [(kind, p) for kind, p in kinds.items() if p is not None]
     locks = [p for p in (requirements, pyproject) if p is not None and pylock_name(p)]
     if locks:
         raise UsageError(
@@ -46,16 +47,10 @@ def _spec_from_options(
         raise UsageError("Can only specify one of -r, -f or -p; resolve each file separately.")
     parts = []
     if files:
-        parts.append(specs.load(files[0]))
+        parts.append(specs.load(files[0][1], files[0][0]))  # the option says the format, not the file's name
     if conda or pypi or channels or indices:
-        parts.append(
-            specs.from_decorator(
-                libraries=dict(_split_pin(item, "conda") for item in conda),
-                packages=dict(_split_pin(item, "pypi") for item in pypi),
-                channels=list(channels),
-                extra_indices=list(indices),
-            )
-        )
+        # --conda as an environment.yml dependency, --pypi as a requirements.txt line; repeated ones AND-ed
+        parts.append(specs.from_command_line(conda=conda, pypi=pypi, channels=channels, indices=indices))
     if not parts and allow_empty:
         return specs.Spec(origin="the command line")
     if not parts:
@@ -82,22 +77,49 @@ def _spec_from_pylock(app: App, path: Path, channels: tuple[str, ...], others: M
             f"--pylock cannot be combined with {', '.join(given)}: the lock file is the whole PyPI side of a "
             "PyPI-only environment, installed as locked. Lock the other packages into the file instead."
         )
+    from envcore.specs import check_channel
+
+    checked = tuple(check_channel(c.strip(), f"in --channel {c!r}") for c in channels)
     lock = pylock.load(path)
     pylock.stash(app.config, lock)
-    return pylock.to_spec(lock, channels)
+    return pylock.to_spec(lock, checked)
 
 
-def _split_pin(item: str, kind: str) -> tuple[str, str]:
-    """``name==1.2`` or ``name>=1`` or ``name`` as given on the command line, into (name, constraint)."""
-    for op in ("==", ">=", "<=", "!=", "~=", ">", "<", "="):
-        if op in item:
-            name, _, version = item.partition(op)
-            if not name.strip():
-                break
-            return name.strip(), (version.strip() if op in ("==", "=") else op + version.strip())
-    if not item.strip() or any(c in item for c in " ;"):
-        raise UsageError(f"--{kind} {item!r} is not a package: write NAME, NAME==VERSION or NAME>=VERSION.")
-    return item.strip(), ""
+def _spec_from_environment(envs: Environments, ref: str, archs: Sequence[str]) -> Spec:
+    """The requirements, python and sources ``ref`` was resolved from (``--from``), found for this machine's
+    architecture or one of ``archs``."""
+    from envcore import resolve as resolving
+    from envcore import specs
+
+    env = None
+    for arch in dict.fromkeys((resolving.local_arch(), *archs)):
+        try:
+            env = envs.find(ref, arch)
+            break
+        except StorageError:
+            continue  # not resolved for this architecture: try the next
+    if env is None:
+        env = envs.find(ref, resolving.local_arch())  # fails with the message of an unknown environment
+    python = next((t.partition("==")[2] for t in env.deps if t.startswith(("conda::python==",))), None)
+    sources: dict[str, tuple[str, ...]] = {}
+    for tstr in env.sources:
+        category, _, source = tstr.partition("::")
+        sources[category] = (*sources.get(category, ()), source)
+    return specs.Spec(
+        requirements=tuple(resolving.requirements_of(env)),
+        sources=sources,
+        python=python or None,
+        origin=f"the requirements of {ref}",
+    )
+
+
+def _print_warnings(app: App, spec: Spec) -> None:
+    """The warnings of the specification (ignored lines and sections), on stderr unless --quiet; never with
+    a URL's user:password@."""
+    from envcore.config import redact_text
+
+    for warning in dict.fromkeys(spec.warnings):
+        app.echo(f"envcore: warning: {redact_text(warning)}", err=True)
 
 
 def _environments(app: App) -> Environments:
@@ -155,6 +177,21 @@ def describe(app: App, envs: Environments, env: ResolvedEnvironment, *, as_json:
 @click.option("--alias", "aliases", multiple=True, metavar="NAME[:TAG]", help="Alias to give the result.")
 @click.option("--using", metavar="ENV", help="Extend ENV (alias or REQ_ID:FULL_ID), keeping its pins.")
 @click.option("--using-pathspec", metavar="FLOW/RUN/STEP", help="Extend the environment of a step's run.")
+@click.option(
+    "--from",
+    "from_env",
+    metavar="ENV",
+    help="Resolve the requirements of ENV again (e.g. for another --arch); its pins are not kept.",
+)
+@click.option(
+    "--from-pathspec", metavar="FLOW/RUN/STEP", help="Resolve the requirements of a step's environment again."
+)
+@click.option(
+    "--set-default/--no-set-default",
+    default=True,
+    show_default=True,
+    help="Record a new resolution as the default for its requirements (reused by later resolves).",
+)
 @click.option("--force", is_flag=True, help="Resolve again even if a resolution is known.")
 @click.option("--dry-run", is_flag=True, help="Resolve and print; store nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the resolved environments as JSON.")
@@ -174,6 +211,9 @@ def resolve(
     aliases: tuple[str, ...],
     using: str | None,
     using_pathspec: str | None,
+    from_env: str | None,
+    from_pathspec: str | None,
+    set_default: bool,
     force: bool,
     dry_run: bool,
     as_json: bool,
@@ -194,7 +234,31 @@ def resolve(
     base_ref = using or (f"step:{using_pathspec}" if using_pathspec else None)
     if base_ref:
         naming.parse_alias(base_ref)
-    if pylock_file is not None:
+    if from_env and from_pathspec:
+        raise UsageError("Cannot specify both --from-pathspec and --from; give one environment.")
+    from_ref = from_env or (f"step:{from_pathspec}" if from_pathspec else None)
+    targets = tuple(dict.fromkeys(archs)) or (resolving.local_arch(),)
+    envs = _environments(app)
+    if from_ref:
+        given: dict[str, object] = {
+            "-r": requirements,
+            "-f": env_file,
+            "-p": pyproject,
+            "--pylock": pylock_file,
+        }
+        given |= {"--using": base_ref, "--python": python}
+        if any(given.values()):
+            raise UsageError(
+                f"Cannot specify --from with {', '.join(k for k, v in given.items() if v)}: --from takes the "
+                "requirements (and python) of that environment; add packages with --conda and --pypi."
+            )
+        naming.parse_alias(from_ref)
+        spec = _spec_from_environment(envs, from_ref, targets)
+        if conda or pypi or channels or indices:
+            from envcore import specs
+
+            spec = specs.merge(spec, _spec_from_options(None, None, None, conda, pypi, channels, indices))
+    elif pylock_file is not None:
         others: dict[str, object] = {"-r": requirements, "-f": env_file, "-p": pyproject, "--conda": conda}
         others |= {"--pypi": pypi, "--index": indices, "--using": base_ref}
         spec = _spec_from_pylock(app, pylock_file, channels, others)
@@ -202,8 +266,7 @@ def resolve(
         spec = _spec_from_options(
             requirements, env_file, pyproject, conda, pypi, channels, indices, allow_empty=bool(base_ref)
         )
-    targets = tuple(dict.fromkeys(archs)) or (resolving.local_arch(),)
-    envs = _environments(app)
+    _print_warnings(app, spec)
     bases = {a: envs.find(base_ref, resolving.check_arch(a)) if base_ref else None for a in targets}
     requests = [
         resolving.build_request(
@@ -227,8 +290,9 @@ def resolve(
     if dry_run:
         app.echo("    Dry-run -- not caching or aliasing", err=True)
     else:
-        results = [(envs.save(env) if new else env, new) for env, new in results]
         first = results[0][0]
+        _check_aliases_before_saving(envs, wanted, (first.req_id, first.full_id))
+        results = [(envs.save(env, set_default=set_default) if new else env, new) for env, new in results]
         for alias in wanted:
             changed = envs.aliases.write(alias, (first.req_id, first.full_id))
             app.echo(f"    {'Aliased' if changed else 'Already aliased'} as {alias.display}", err=True)
@@ -277,12 +341,17 @@ def create(app: App, env: str, name: str | None, force: bool, verify: bool) -> N
 
 @click.command()
 @click.argument("env")
-@click.option("--default", is_flag=True, help="Make it the default for its requirement id.")
+@click.option(
+    "--default/--no-default",
+    default=True,
+    show_default=True,
+    help="Make it the default for its requirement id (a later resolve of the same requirements reuses it).",
+)
 @click.option("--arch", help="Architecture of the environment (default: this machine).")
 @click.pass_obj
 def get(app: App, env: str, default: bool, arch: str | None) -> None:
     """Fetch ENV's description from the store and record it locally (and its package files, for this
-    machine's architecture)."""
+    machine's architecture), then show it."""
     from envcore import hydrate
     from envcore import resolve as resolving
 
@@ -293,13 +362,12 @@ def get(app: App, env: str, default: bool, arch: str | None) -> None:
         envs.record.set_default(resolved.arch, resolved.req_id, resolved.full_id)
     if resolved.arch == resolving.local_arch():
         files = hydrate.fetch_packages(app.registry, resolved, envs.store)
-        app.echo(f"Fetched {len(files)} package file(s) for {resolved.req_id}:{resolved.full_id}.")
-    else:
-        app.echo(f"Recorded {resolved.req_id}:{resolved.full_id} ({resolved.arch}).")
+        app.echo(f"    Fetched {len(files)} package file(s).", err=True)
+    click.echo(describe(app, envs, resolved))
 
 
 @click.command()
-@click.argument("env")
+@click.argument("refs", nargs=-1, required=True, metavar="ENV...")
 @click.option("--arch", help="Architecture of the environment (default: this machine).")
 @click.option(
     "--format",
@@ -309,22 +377,63 @@ def get(app: App, env: str, default: bool, arch: str | None) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (same as --format json).")
 @click.pass_obj
-def show(app: App, env: str, arch: str | None, fmt: str | None, as_json: bool) -> None:
-    """Show ENV (NAME[:TAG], REQ_ID:FULL_ID or step:Flow/Run/Step): type, aliases, ids, archs, when and by whom it was resolved, requested packages,
-    sources, the conda and PyPI packages it installs, and where it is present locally. With --format pylock,
-    print its PyPI packages as a pylock.toml instead (conda packages, python included, are not in it)."""
+def show(app: App, refs: tuple[str, ...], arch: str | None, fmt: str | None, as_json: bool) -> None:
+    """Show each ENV (NAME[:TAG], REQ_ID:FULL_ID or step:Flow/Run/Step): type, aliases, ids, archs, when and by
+    whom it was resolved, requested packages, sources, the conda and PyPI packages it installs, and where it
+    is present locally. With several, each comes under a "### Environment for '<ENV>' (arch '<ARCH>'):"
+    header, one that is not found says so, and the exit status is 1 if any was not found. With --format
+    pylock, print its PyPI packages as a pylock.toml instead (conda packages, python included, are not in it)."""
     from envcore import resolve as resolving
 
     if as_json and fmt not in (None, "json"):
         raise UsageError(f"Cannot specify both --json and --format {fmt}; give one of them.")
+    if fmt == "pylock" and len(refs) > 1:
+        raise UsageError("--format pylock shows one environment; give one ENV.")
     envs = _environments(app)
-    resolved = envs.find(env, resolving.check_arch(arch) if arch else resolving.local_arch())
-    if fmt == "pylock":
-        from envcore import pylock
+    target = resolving.check_arch(arch) if arch else resolving.local_arch()
+    if len(refs) == 1:
+        resolved = envs.find(refs[0], target)
+        if fmt == "pylock":
+            from envcore import pylock
 
-        click.echo(pylock.export(resolved, resolving.source_credentials(app.config)), nl=False)
+            click.echo(pylock.export(resolved, resolving.source_credentials(app.config)), nl=False)
+            return
+        click.echo(describe(app, envs, resolved, as_json=as_json or fmt == "json"))
         return
-    click.echo(describe(app, envs, resolved, as_json=as_json or fmt == "json"))
+    shown: dict[str, object] = {}
+    missing = 0
+    for ref in refs:
+        try:
+            resolved = envs.find(ref, target)
+        except (AliasError, StorageError) as exc:
+            missing += 1
+            if as_json or fmt == "json":
+                shown[ref] = {"error": exc.message}
+            else:
+                click.echo(f"### Environment for '{ref}' (arch '{target}') was not found: {exc.message}\n")
+            continue
+        if as_json or fmt == "json":
+            shown[ref] = json.loads(describe(app, envs, resolved, as_json=True))
+        else:
+            click.echo(f"### Environment for '{ref}' (arch '{target}'):")
+            click.echo(describe(app, envs, resolved))
+    if shown:
+        click.echo(json.dumps(shown, indent=1))
+    if missing:
+        raise click.exceptions.Exit(1)
+
+
+def _check_aliases_before_saving(envs: Environments, wanted: list[Alias], ref: tuple[str, str]) -> None:
+    """Refuse, before the new resolution is stored or made the default, an immutable alias bound to another
+    resolution of the same requirements."""
+    for alias in wanted:
+        current = None if alias.mutable else envs.aliases.lookup(alias)
+        if current is not None and current != ref:
+            raise AliasError(
+                f"Alias {alias.display!r} is not mutable and already refers to {current[0]}:{current[1]}, "
+                f"another resolution of these requirements than {ref[0]}:{ref[1]}. Choose a new tag, or one of "
+                "the mutable tags latest, candidate, stable. The new resolution was not stored."
+            )
 
 
 def _check_aliases_before_resolving(envs: Environments, wanted: list[Alias], req_id: str) -> None:

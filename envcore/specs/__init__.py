@@ -5,8 +5,12 @@ Decisions that differ from the original extension (reference §1(l)):
 
 * ``environment.yml`` is parsed as YAML (the original's line parser silently misread flow style and bad
   indentation); a malformed file is an error naming the line.
-* ``python="3.10"`` means ``3.10.*`` everywhere (decorators and files alike), and an environment.yml entry
-  ``numpy=1.21`` means ``1.21.*`` as it does for conda (the original read it as exactly 1.21).
+* ``python="3.10"`` means ``3.10.*`` everywhere (decorators, files and ``--python`` alike), and an
+  environment.yml entry ``numpy=1.21`` means ``1.21.*`` as it does for conda (the original read it as exactly
+  1.21); with a build (``numpy=1.21=py311_0``) the version is exact, as conda reads it.
+* ``--conda`` values are read as environment.yml dependencies and ``--pypi`` values as requirements.txt
+  lines; a package given twice gets both constraints.
+* ``--hash`` options of pip-compile output are ignored with a warning (hashes are not checked).
 * ``@pypi(extras=...)`` is kept and enters the req id.
 * A marker that cannot be decided for the target is an error naming the package, never silently dropped.
 """
@@ -30,7 +34,6 @@ if TYPE_CHECKING:
 
 SYS_ALLOWED = ("__cuda", "__glibc")
 _CONDA_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
-_CONDA_VERSION = re.compile(r"[A-Za-z0-9_.*,|<>=!~ +]*")
 _CONDA_ENTRY = re.compile(r"(?:(?P<channel>[^\s:]+)::)?(?P<name>[A-Za-z0-9_][A-Za-z0-9_.\-]*)\s*(?P<rest>.*)")
 _OPERATORS = ("==", ">=", "<=", "!=", "~=", ">", "<", "=")
 
@@ -48,24 +51,29 @@ class Spec:
 
 
 def _fail(what: str, where: str, fix: str) -> SpecError:
-    return SpecError(f"{what} ({where}). {fix}")
+    from envcore.config import redact_text  # only on errors: no user:password@ of a URL in any message
+
+    return SpecError(redact_text(f"{what} ({where}). {fix}"))
 
 
 # --- single values -------------------------------------------------------------------------------------
 
 
+_PYTHON_PART = re.compile(r"(?:==|!=|>=|<=|~=|>|<|=)?\d+(?:\.\d+)*(?:\.\*)?")
+
+
 def python_spec(value: str, where: str) -> str:
-    """``3.10`` -> ``3.10.*``; exact versions and ranges are kept."""
-    text = value.strip().removeprefix("==").strip()
-    if re.fullmatch(r"\d+\.\d+", text):
+    """``3.10`` (or ``==3.10``) -> ``3.10.*`` and ``3`` -> ``3.*``; exact versions and ranges are kept."""
+    text = str(value).replace(" ", "").removeprefix("==")
+    if re.fullmatch(r"\d+(\.\d+)?", text):
         return f"{text}.*"
-    if not re.fullmatch(r"[0-9.*,<>=!~ ]+", text):
+    if not all(_PYTHON_PART.fullmatch(part) for part in text.split(",")):
         raise _fail(
             f"{value!r} is not a python version",
             where,
-            "Write a version such as 3.11, 3.11.7 or >=3.10,<3.12.",
+            "Write a version such as 3.11 (any 3.11.x), 3.11.7 or a range such as >=3.10,<3.12.",
         )
-    return text.replace(" ", "")
+    return text
 
 
 def conda_requirement(key: str, version: str, where: str, category: str = CONDA) -> Requirement:
@@ -77,14 +85,42 @@ def conda_requirement(key: str, version: str, where: str, category: str = CONDA)
         raise _fail(f"Could not parse conda package {key!r}", where, "Write NAME or CHANNEL::NAME.")
     if version.startswith("==") and not any(c in version[2:] for c in "<>=!,|"):
         version = version[2:].strip()
-    if not _CONDA_VERSION.fullmatch(version):
+    version = " ".join(re.sub(r"\s*([,|<>=!~]+)\s*", r"\1", version).split())  # "1.2.* build" keeps its space
+    version = re.sub(r"(^|[,|(])==([^,|() ]*\*)", r"\1\2", version)  # ==1.* is the glob 1.*
+    if not _conda_version_ok(version):
         raise _fail(
             f"{version!r} is not a conda version constraint for {name}",
             where,
-            "Write an exact version (1.2.3), a range (>=1.2,<2) or a glob (1.2.*).",
+            "Write an exact version (1.2.3), a range (>=1.2,<2) or a glob (1.2.*), optionally followed by a build "
+            "string (1.2.3 py_0).",
         )
-    version = " ".join(re.sub(r"\s*([,|<>=!~]+)\s*", r"\1", version).split())  # "1.2.* build" keeps its space
     return Requirement(category=category, name=name, spec=version, channel=channel or None)
+
+
+_CONDA_TOKEN = re.compile(r"(?:==|!=|>=|<=|~=|>|<|=)?[0-9*][A-Za-z0-9_.*+!]*")
+
+
+def _conda_version_ok(version: str) -> bool:
+    """A version spec (``1.2.3``, ``>=1,<2``, ``1.*|2.*``) and an optional build (letters, digits, ``_``,
+    ``*``), as the strict MatchSpec parser of the default resolver (py-rattler) accepts them."""
+    if not version:
+        return True
+    ver, _, build = version.partition(" ")
+    if build and not re.fullmatch(r"[A-Za-z0-9_*]+", build):
+        return False
+    return all(_CONDA_TOKEN.fullmatch(t) for t in re.split(r"[,|]", ver.replace("(", "").replace(")", "")))
+
+
+def match_spec(req: Requirement, channel_url: str | None = None) -> str:
+    """``req`` as a conda MatchSpec string, for conda-compatible solvers: ``1.2.3`` is exact, operators and
+    globs pass through; ``channel_url`` pins the package to that channel."""
+    name = f"{channel_url}::{req.name}" if channel_url else req.name
+    spec = req.spec.strip()
+    if not spec:
+        return name
+    if spec.startswith(("=", "<", ">", "!", "~")) or any(c in spec for c in "*,|"):
+        return f"{name} {spec}"
+    return f"{name} =={spec}"
 
 
 def sys_requirement(name: str, version: str, where: str) -> Requirement:
@@ -141,8 +177,9 @@ def pypi_requirement(text: str, where: str) -> Requirement:
     try:
         req = Pep508(text)
     except InvalidRequirement as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else "invalid requirement"
         raise _fail(
-            f"Could not parse {text!r}: {exc}", where, "Write a PEP 508 requirement such as pandas>=2.1."
+            f"Could not parse {text!r}: {detail}", where, "Write a PEP 508 requirement such as pandas>=2.1."
         ) from None
     if req.name.lower() == "python":
         raise _fail(
@@ -160,7 +197,9 @@ def pypi_requirement(text: str, where: str) -> Requirement:
 
 def _pypi_decorator_requirement(key: str, version: str, where: str) -> Requirement:
     version = str(version).strip()
-    if version and version[0].isdigit():
+    if version and version[0].isdigit() and version.endswith(".*"):
+        version = f"=={version}"  # a prefix match, checked as a specifier below
+    elif version and version[0].isdigit():
         from packaging.utils import canonicalize_version
         from packaging.version import InvalidVersion, Version
 
@@ -179,10 +218,52 @@ def _pypi_decorator_requirement(key: str, version: str, where: str) -> Requireme
 # --- decorators ----------------------------------------------------------------------------------------
 
 
-def _sources(conda: Iterable[str] = (), pypi: Iterable[str] = ()) -> dict[str, tuple[str, ...]]:
+def check_index(url: str, where: str) -> str:
+    """A PyPI index URL (``http``, ``https`` or ``file``), else a :class:`SpecError` naming ``where``."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises ValueError for a bad port)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https", "file") or not (parts.netloc or parts.path):
+        raise _fail(
+            f"{url!r} is not a package index URL",
+            where,
+            "Give an http://, https:// or file:// URL of a simple index, such as https://pypi.org/simple.",
+        )
+    return url
+
+
+def check_channel(channel: str, where: str) -> str:
+    """A conda channel: a name (``conda-forge``, ``conda-forge/label/dev``) or a URL that parses."""
+    from urllib.parse import urlsplit
+
+    if "://" in channel:
+        try:
+            parts = urlsplit(channel)
+            parts.port  # noqa: B018  (raises ValueError for a bad port)
+            ok = bool(parts.scheme and (parts.netloc or parts.scheme == "file"))
+        except ValueError:
+            ok = False
+    else:
+        ok = bool(re.fullmatch(r"[A-Za-z0-9_.~/\-]+", channel))
+    if not ok:
+        raise _fail(
+            f"{channel!r} is not a conda channel",
+            where,
+            "Give a channel name (conda-forge) or a URL (https://conda.example.com/channel, file:///path).",
+        )
+    return channel
+
+
+def _sources(
+    conda: Iterable[str] = (), pypi: Iterable[str] = (), where: str = "the specification"
+) -> dict[str, tuple[str, ...]]:
     found = {
-        CONDA: tuple(dict.fromkeys(c for c in conda if c)),
-        PYPI: tuple(dict.fromkeys(p for p in pypi if p)),
+        CONDA: tuple(dict.fromkeys(check_channel(c.strip(), where) for c in conda if c and c.strip())),
+        PYPI: tuple(dict.fromkeys(check_index(p.strip(), where) for p in pypi if p and p.strip())),
     }
     return {k: v for k, v in found.items() if v}
 
@@ -212,11 +293,44 @@ def from_decorator(
     flags = tuple(dict.fromkeys(e if e.startswith("-") else f"--{e}" for e in (extras or ())))
     return Spec(
         requirements=tuple(reqs),
-        sources=_sources(channels or (), extra_indices or ()),
+        sources=_sources(channels or (), extra_indices or (), f"in {origin}"),
         extras={PYPI: flags} if flags else {},
         python=python_spec(pinned_python, f"in {origin}") if pinned_python else None,
         origin=origin,
     )
+
+
+def from_command_line(
+    *,
+    conda: Sequence[str] = (),
+    pypi: Sequence[str] = (),
+    channels: Sequence[str] = (),
+    indices: Sequence[str] = (),
+) -> Spec:
+    """``--conda`` values read as environment.yml dependencies, ``--pypi`` values as requirements.txt lines;
+    a package given twice gets both constraints (AND-ed, as the original merges decorators)."""
+    reqs: list[Requirement] = []
+    python: str | None = None
+    for item in conda:
+        where = f"in --conda {item!r}"
+        key, version = _conda_entry(item, where)
+        if key.rpartition("::")[2] == "python":
+            found = python_spec(version, where) if version else None
+            if found and python and found != python:
+                raise _fail(
+                    f"python is given twice with different versions ({python} and {found})",
+                    where,
+                    "Give python once.",
+                )
+            python = found or python
+            continue
+        reqs.append(conda_entry(item, where))
+    reqs += [pypi_requirement(item, f"in --pypi {item!r}") for item in pypi]
+    sources = _sources(
+        [check_channel(c.strip(), f"in --channel {c!r}") for c in channels],
+        [check_index(i.strip(), f"in --index {i!r}") for i in indices],
+    )
+    return Spec(requirements=combine(reqs), sources=sources, python=python, origin="the command line")
 
 
 # --- requirements.txt ----------------------------------------------------------------------------------
@@ -246,38 +360,31 @@ def parse_requirements_txt(text: str, origin: str = "requirements.txt") -> Spec:
     pypi_sources: list[str] = []
     flags: list[str] = []
     warnings: list[str] = []
+    hashed: list[str] = []
     python: str | None = None
-    for number, line in _logical_lines(text):
+    for number, line in _logical_lines(text.removeprefix("\ufeff")):
         where = f"line {number} of {origin}"
         option, _, value = re.sub(r"^(-[a-z]|--[a-z-]+)=", r"\1 ", line).partition(" ")
         value = value.strip()
         if line.startswith("-") and option in ("--pre", "--no-index") and not value:
             flags.append(option)
         elif option in ("-i", "--index-url"):
+            from envcore.config import redact_text
+
             warnings.append(
-                f"{option} {value} ({where}) is ignored: the main index comes from CONDA_DEFAULT_PYPI_SOURCE or "
-                "pip's configuration; use --extra-index-url to add an index."
+                redact_text(
+                    f"{option} {value} ({where}) is ignored: the main index comes from CONDA_DEFAULT_PYPI_SOURCE "
+                    "or pip's configuration; use --extra-index-url to add an index."
+                )
             )
         elif option == "--extra-index-url" and value:
-            pypi_sources.append(value)
+            pypi_sources.append(check_index(value, where))
         elif option in ("-f", "--find-links", "--trusted-host") and value:
             flags.append(f"{'--find-links' if option == '-f' else option} {value}")
         elif option == "--conda-channel" and value:
-            conda_sources.append(value)
+            conda_sources.append(check_channel(value, where))
         elif option == "--conda-pkg" and value:
-            match = _CONDA_ENTRY.fullmatch(value)
-            if not match:
-                raise _fail(
-                    f"Could not parse conda package {value!r}", where, "Write --conda-pkg NAME[==VERSION]."
-                )
-            reqs.append(
-                conda_requirement(
-                    (match["channel"] + "::" if match["channel"] else "") + match["name"],
-                    _entry_version(match["rest"]),
-                    where,
-                    NPCONDA,
-                )
-            )
+            reqs.append(conda_entry(value, where, NPCONDA))
         elif option == "--sys-pkg" and value:
             reqs.append(sys_requirement(*_split_sys(value), where))
         elif line.startswith("-"):
@@ -285,16 +392,27 @@ def parse_requirements_txt(text: str, origin: str = "requirements.txt") -> Spec:
                 f"{line!r} is not a supported line in a requirements.txt",
                 where,
                 "Supported options: --extra-index-url, -i/--index-url, -f/--find-links, --trusted-host, --pre, "
-                "--no-index, --conda-channel, --conda-pkg, --sys-pkg; editable installs, constraints, nested "
-                "requirement files and hashes are not.",
+                "--no-index, --conda-channel, --conda-pkg, --sys-pkg, and --hash after a requirement (ignored); "
+                "editable installs, constraints and nested requirement files are not.",
             )
-        elif re.match(r"^python\s*[<>=!~]", line) or line == "python":
-            python = python_spec(line[len("python") :], where) if line != "python" else python
         else:
-            reqs.append(pypi_requirement(line, where))
+            line, hashes = re.subn(r"\s+--hash(?:=|\s+)\S*", "", line)
+            if hashes:
+                hashed.append(where)
+            if re.match(r"^python\s*[<>=!~]", line) or line == "python":
+                python = python_spec(line[len("python") :], where) if line != "python" else python
+            else:
+                reqs.append(pypi_requirement(line, where))
+    if hashed:
+        warnings.append(
+            f"The --hash options of {origin} ({hashed[0]}{' and others' if len(hashed) > 1 else ''}) are ignored: "
+            "envcore resolves the requirements again and records and verifies the hash of every file it locks, "
+            "but does not check the hashes of a requirements file. Use --pylock FILE to install exactly what a "
+            "lock file pins."
+        )
     return Spec(
         requirements=tuple(reqs),
-        sources=_sources(conda_sources, pypi_sources),
+        sources=_sources(conda_sources, pypi_sources, origin),
         extras={PYPI: tuple(dict.fromkeys(flags))} if flags else {},
         python=python,
         origin=f"the requirements file {origin}",
@@ -302,29 +420,77 @@ def parse_requirements_txt(text: str, origin: str = "requirements.txt") -> Spec:
     )
 
 
-# --- environment.yml -----------------------------------------------------------------------------------
+# --- environment.yml and --conda -----------------------------------------------------------------------
+
+
+def _split_build(text: str) -> tuple[str, str]:
+    """``1.2.3 py_0`` or ``1.2.3=py_0`` -> (``1.2.3``, ``py_0``); a version alone -> (version, "")."""
+    text = " ".join(re.sub(r"\s*([,|<>=!~]+)\s*", r"\1", text).split())
+    if " " in text:
+        version, _, build = text.partition(" ")
+        return version, build
+    match = re.fullmatch(r"(.*[^=<>!~,|])=([^=<>!~,|]+)", text)
+    return (match[1], match[2]) if match else (text, "")
 
 
 def _entry_version(rest: str) -> str:
-    """The version part of a conda entry: ``=1.0``, ``==1.0``, `` >=1.0``, ``= >=1.0``, `` 1.0``."""
+    """The version part of a conda entry, as conda reads it: ``=1.0`` is ``1.0.*``, ``==1.0`` and `` 1.0`` are
+    exact, `` >=1.0`` and ``= >=1.0`` are ranges, and a version followed by a build (``=1.0=py_0``,
+    ``==1.0=py_0``, `` 1.0 py_0``) is exact: ``1.0 py_0``."""
     rest = rest.strip()
-    if rest.startswith("==") and not rest[2:].lstrip().startswith(("<", ">", "!", "~")):
-        return rest[2:].strip()
-    if rest.startswith("=") and not rest.startswith("=="):
-        rest = rest[1:].strip()
-        if not re.match(r"^[\d*]", rest):
-            return rest  # "pkg = >=1.0"
-        version, _, build = rest.partition("=")
-        version = version if version.endswith("*") else f"{version}.*"  # conda's pkg=1.21 means 1.21.*
-        return f"{version} {build}" if build else version
-    return rest
+    fuzzy = rest.startswith("=") and not rest.startswith("==")
+    version, build = _split_build(rest[1:] if fuzzy else rest)
+    if version.startswith("==") and not version[2:].startswith(("<", ">", "!", "~", "=")):
+        version = version[2:]
+    elif fuzzy and not build and re.match(r"^[\d*]", version) and not re.search(r"[*,|]", version):
+        version = f"{version}.*"  # conda's pkg=1.21 means 1.21.*
+    return f"{version} {build}" if build else version
+
+
+_CONDA_FORMS = "Write NAME, NAME=1.2 (any 1.2.x), NAME==1.2.3, NAME>=1.2,<2 or NAME=1.2.3=BUILD."
+
+
+def _conda_entry(text: str, where: str) -> tuple[str, str]:
+    """``[channel::]name[version]`` as conda reads an environment.yml dependency -> (key, version)."""
+    text = str(text).strip()
+    match = _CONDA_ENTRY.fullmatch(text)
+    if not match:
+        raise _fail(f"Could not parse conda package {text!r}: it is not a package", where, _CONDA_FORMS)
+    key = (match["channel"] + "::" if match["channel"] else "") + match["name"]
+    return key, _entry_version(match["rest"])
+
+
+def conda_entry(text: str, where: str, category: str = CONDA) -> Requirement:
+    """One conda dependency written as in an environment.yml (also ``--conda`` and ``--conda-pkg``)."""
+    key, version = _conda_entry(text, where)
+    try:
+        return conda_requirement(key, version, where, category)
+    except SpecError:
+        raise _fail(
+            f"Could not parse conda package {str(text).strip()!r}: {version!r} is not a conda version "
+            "constraint",
+            where,
+            _CONDA_FORMS,
+        ) from None
+
+
+def _string_list(value: object, what: str, where: str, example: str) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _fail(
+            f"{what} must be a list of strings, not {value!r}",
+            where,
+            f"Write {example}.",
+        )
+    return value
 
 
 def parse_environment_yml(text: str, origin: str = "environment.yml") -> Spec:
     import yaml  # only for environment.yml: a quarter of the CLI's start-up otherwise
 
     try:
-        data = yaml.safe_load(text)
+        data = yaml.safe_load(text.removeprefix("\ufeff"))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f"line {mark.line + 1}, column {mark.column + 1} of {origin}" if mark else origin
@@ -341,50 +507,51 @@ def parse_environment_yml(text: str, origin: str = "environment.yml") -> Spec:
             "See the conda environment file format.",
         )
     warnings = [
-        f"The section {key!r} of {origin} is ignored."
+        f"The section {key!r} of {origin} is ignored (envcore reads name, channels, dependencies and "
+        "pypi-indices)."
         for key in data
         if key not in ("name", "channels", "dependencies", "pypi-indices")
     ]
 
     def strings(key: str) -> list[str]:
-        value = data.get(key) or []
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise _fail(
-                f"{key} in {origin} must be a list of strings",
-                origin,
-                f"Write {key}: followed by '- item' lines.",
-            )
-        return value
+        return _string_list(data.get(key), f"{key} in {origin}", origin, f"{key}: followed by '- item' lines")
 
+    dependencies = data.get("dependencies")
+    if dependencies is not None and not isinstance(dependencies, list):
+        raise _fail(
+            f"dependencies in {origin} must be a list, not {dependencies!r}",
+            origin,
+            "Write dependencies: followed by '- NAME[=VERSION]' lines.",
+        )
     reqs: list[Requirement] = []
     python: str | None = None
-    for entry in data.get("dependencies") or []:
+    for entry in dependencies or []:
         where = f"dependencies of {origin}"
         if isinstance(entry, dict) and set(entry) <= {"pip", "sys"}:
-            for item in entry.get("pip") or []:
-                reqs.append(pypi_requirement(str(item), f"pip dependencies of {origin}"))
-            for item in entry.get("sys") or []:
-                reqs.append(sys_requirement(*_split_sys(str(item)), f"sys dependencies of {origin}"))
+            for item in _string_list(entry.get("pip"), "pip", where, "'- pip:' followed by '- NAME' lines"):
+                reqs.append(pypi_requirement(item, f"pip dependencies of {origin}"))
+            for item in _string_list(entry.get("sys"), "sys", where, "'- sys:' followed by '- __glibc=2.27'"):
+                reqs.append(sys_requirement(*_split_sys(item), f"sys dependencies of {origin}"))
             continue
-        if not isinstance(entry, (str, int, float)):
-            raise _fail(
-                f"The dependency {entry!r} is not understood",
-                where,
-                "Write '- NAME[=VERSION]', '- pip:' or '- sys:'.",
+        if not isinstance(entry, str) or not entry.strip():
+            what = (
+                "A dependency is empty"
+                if entry is None
+                else f"The dependency {entry!r} is a number, not a package name"
+                if isinstance(entry, (int, float))
+                else f"The dependency {entry!r} is not understood"
             )
-        text = str(entry).strip()
+            raise _fail(
+                what,
+                where,
+                "Write '- NAME[=VERSION]', '- pip:' or '- sys:'; quote a value YAML would read as a number.",
+            )
+        text = entry.strip()
         if re.match(r"^(git\+|https?://|ssh://|/)", text):
             reqs.append(pypi_requirement(text, where))
             continue
-        match = _CONDA_ENTRY.fullmatch(text)
-        if not match:
-            raise _fail(
-                f"Could not parse conda package {text!r}",
-                where,
-                "Write '- NAME', '- NAME=1.2' or '- NAME>=1.2'.",
-            )
-        version = _entry_version(match["rest"])
-        if match["name"] == "python":
+        key, version = _conda_entry(text, where)
+        if key == "python":
             if python is not None:
                 raise _fail(
                     "Python versions specified multiple times in the YAML file",
@@ -393,11 +560,10 @@ def parse_environment_yml(text: str, origin: str = "environment.yml") -> Spec:
                 )
             python = python_spec(version, where) if version else None
             continue
-        key = (match["channel"] + "::" if match["channel"] else "") + match["name"]
-        reqs.append(conda_requirement(key, version, where))
+        reqs.append(conda_entry(text, where))
     return Spec(
         requirements=tuple(reqs),
-        sources=_sources(strings("channels"), strings("pypi-indices")),
+        sources=_sources(strings("channels"), strings("pypi-indices"), origin),
         python=python,
         origin=f"the environment file {origin}",
         warnings=tuple(warnings),
@@ -425,6 +591,15 @@ def _poetry_constraint(value: str) -> str:
     return f"=={value}" if value[0].isdigit() else value
 
 
+def _table(data: Mapping[str, object], key: str, origin: str) -> dict[str, object]:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise _fail(
+            f"[{key}] of {origin} must be a table, not {value!r}", origin, f"Write [{key}] as a table."
+        )
+    return value
+
+
 def parse_pyproject(text: str, origin: str = "pyproject.toml") -> Spec:
     if sys.version_info >= (3, 11):
         import tomllib
@@ -432,25 +607,38 @@ def parse_pyproject(text: str, origin: str = "pyproject.toml") -> Spec:
         import tomli as tomllib
 
     try:
-        data = tomllib.loads(text)
+        data = tomllib.loads(text.removeprefix("\ufeff"))
     except tomllib.TOMLDecodeError as exc:
         raise _fail(f"{origin} is not valid TOML: {exc}", origin, "Fix the file.") from None
-    project = data.get("project", {})
-    tool = data.get("tool", {})
-    poetry = tool.get("poetry", {})
-    reqs: list[Requirement] = []
+    project = _table(data, "project", origin)
+    tool = _table(data, "tool", origin)
+    poetry = _table(tool, "poetry", f"[tool] of {origin}")
     where = f"[project].dependencies of {origin}"
-    for item in project.get("dependencies", []):
-        req = pypi_requirement(item, where) if not re.match(r"^python\s*([<>=!~]|$)", item) else None
-        if req is None:
+    dynamic = project.get("dynamic")
+    if isinstance(dynamic, list) and "dependencies" in dynamic:
+        raise _fail(
+            f"The dependencies of {origin} are dynamic (computed by its build backend), so envcore cannot read "
+            "them",
+            f"[project].dynamic of {origin}",
+            "List them in [project].dependencies, or give them in a requirements file with -r.",
+        )
+    reqs: list[Requirement] = []
+    for item in _string_list(
+        project.get("dependencies"), "[project].dependencies", origin, 'dependencies = ["x"]'
+    ):
+        if re.match(r"^python\s*([<>=!~]|$)", item):
             raise _fail(
                 f"{item!r} names python",
                 where,
                 "Python specification should be specified as 'requires-python'.",
             )
-        reqs.append(req)
+        reqs.append(pypi_requirement(item, where))
     python = project.get("requires-python")
-    for name, value in poetry.get("dependencies", {}).items():
+    if python is not None and not isinstance(python, str):
+        raise _fail(
+            f"requires-python must be a string, not {python!r}", origin, 'Write requires-python = ">=3.10".'
+        )
+    for name, value in _table(poetry, "dependencies", f"[tool.poetry] of {origin}").items():
         constraint = value.get("version", "*") if isinstance(value, dict) else str(value)
         if name == "python":
             python = python or _poetry_constraint(constraint)
@@ -458,44 +646,105 @@ def parse_pyproject(text: str, origin: str = "pyproject.toml") -> Spec:
         extras = value.get("extras", []) if isinstance(value, dict) else []
         text_req = f"{name}{'[' + ','.join(extras) + ']' if extras else ''}{_poetry_constraint(constraint)}"
         reqs.append(pypi_requirement(text_req, f"[tool.poetry.dependencies] of {origin}"))
-    indices = [s["url"] for s in poetry.get("source", []) if "url" in s]
-    indices += [s["url"] for s in tool.get("uv", {}).get("index", []) if "url" in s]
+    indices = [s["url"] for s in _tables(poetry.get("source"), "tool.poetry.source", origin) if "url" in s]
+    uv = _table(tool, "uv", f"[tool] of {origin}")
+    indices += [s["url"] for s in _tables(uv.get("index"), "tool.uv.index", origin) if "url" in s]
     return Spec(
         requirements=tuple(reqs),
-        sources=_sources((), indices),
+        sources=_sources((), indices, origin),
         python=python_spec(python, f"requires-python of {origin}") if python else None,
         origin=f"the project file {origin}",
     )
 
 
-def load(path: Path) -> Spec:
-    """A spec from a file, by its name: ``*.yml``/``*.yaml``, ``*.toml``, anything else as requirements.txt."""
+def _tables(value: object, key: str, origin: str) -> list[dict[str, str]]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(
+        isinstance(v, dict) and isinstance(v.get("url", ""), str) for v in value
+    ):
+        raise _fail(
+            f"[[{key}]] of {origin} must be tables with a url", origin, f'Write [[{key}]] url = "...".'
+        )
+    return value
+
+
+KINDS = {
+    "requirements": parse_requirements_txt,
+    "environment": parse_environment_yml,
+    "pyproject": parse_pyproject,
+}
+
+
+def load(path: Path, kind: str | None = None) -> Spec:
+    """A spec from a file of ``kind`` (``requirements``, ``environment`` or ``pyproject``, as the CLI's -r, -f
+    and -p say); without ``kind``, by its name: ``*.yml``/``*.yaml``, ``*.toml``, anything else as
+    requirements.txt. The file must be UTF-8 (a byte order mark is allowed)."""
     try:
-        text = Path(path).read_text()
+        data = Path(path).read_bytes()
     except OSError as exc:
         raise SpecError(f"Cannot read {path}: {exc.strerror or exc}. Check the path.") from None
-    name = Path(path).name
-    if name.endswith((".yml", ".yaml")):
-        return parse_environment_yml(text, str(path))
-    if name.endswith(".toml"):
-        return parse_pyproject(text, str(path))
-    return parse_requirements_txt(text, str(path))
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise SpecError(
+            f"{path} is not UTF-8 text (byte {data[exc.start]:#04x} on line {line}). Save it with the UTF-8 "
+            "encoding, or check that it is the file you meant."
+        ) from None
+    if kind is None:
+        name = Path(path).name
+        kind = (
+            "environment"
+            if name.endswith((".yml", ".yaml"))
+            else "pyproject"
+            if name.endswith(".toml")
+            else "requirements"
+        )
+    return KINDS[kind](text, str(path))
 
 
 # --- combining -----------------------------------------------------------------------------------------
 
 
-def _and(a: Requirement, b: Requirement) -> Requirement:
-    """Both constraints at once (comma-joined, duplicates dropped), as the original merges decorators."""
+def _and(a: Requirement, b: Requirement) -> Requirement | None:
+    """Both constraints at once (comma-joined, duplicates dropped), as the original merges decorators; None
+    when one requirement cannot say both (URLs, different markers or channels, conda builds or ``|``)."""
+    extras = tuple(sorted({*a.extras, *b.extras}))
+    if (a.url, a.marker, a.channel) != (b.url, b.marker, b.channel):
+        return None
+    if a.url:
+        return replace(a, extras=extras) if a.spec == b.spec else None
+    if not b.spec or a.spec == b.spec or not a.spec:
+        return replace(a if b.spec in ("", a.spec) else b, extras=extras)
+    conda = a.category != PYPI
+    if conda and any(c in r.spec for r in (a, b) for c in " |()"):
+        return None
 
     def parts(req: Requirement) -> list[str]:
-        return [p if p[0] in "<>=!~" else f"=={p}" for p in req.spec.split(",") if p]
+        return [p if p[0] in "<>=!~" or (conda and "*" in p) else f"=={p}" for p in req.spec.split(",") if p]
 
     joined = list(dict.fromkeys([*parts(a), *parts(b)]))
     spec = ",".join(joined)
     if len(joined) == 1 and joined[0].startswith("==") and not joined[0].startswith("==="):
         spec = joined[0][2:]
-    return replace(a, spec=spec, extras=tuple(sorted({*a.extras, *b.extras})))
+    return replace(a, spec=spec, extras=extras)
+
+
+def combine(reqs: Iterable[Requirement]) -> tuple[Requirement, ...]:
+    """Constraints on one package AND-ed into one requirement; those that cannot be (see :func:`_and`) are
+    kept apart, for the resolver to satisfy together."""
+    out: list[Requirement] = []
+    first: dict[tuple[str, str], int] = {}
+    for req in reqs:
+        key = (req.category, req.name.lower())
+        joined = _and(out[first[key]], req) if key in first else None
+        if joined is not None:
+            out[first[key]] = joined
+            continue
+        first.setdefault(key, len(out))
+        out.append(req)
+    return tuple(out)
 
 
 def _combine_sources(specs: Sequence[Spec], attr: str) -> dict[str, tuple[str, ...]]:
@@ -509,7 +758,6 @@ def _combine_sources(specs: Sequence[Spec], attr: str) -> dict[str, tuple[str, .
 def merge(*specs: Spec) -> Spec:
     """Specs at the same level (flow decorators together): constraints on one package are AND-ed; python must
     agree."""
-    by_key: dict[tuple[str, str], Requirement] = {}
     python: str | None = None
     python_origin = ""
     for spec in specs:
@@ -520,11 +768,8 @@ def merge(*specs: Spec) -> Spec:
                     f"({spec.origin}). Give python once, or the same value everywhere."
                 )
             python, python_origin = spec.python, spec.origin
-        for req in spec.requirements:
-            key = (req.category, req.name.lower())
-            by_key[key] = _and(by_key[key], req) if key in by_key else req
     return Spec(
-        requirements=tuple(by_key.values()),
+        requirements=combine(r for spec in specs for r in spec.requirements),
         sources=_combine_sources(specs, "sources"),
         extras=_combine_sources(specs, "extras"),
         python=python,

@@ -83,13 +83,71 @@ def test_alias_an_existing_environment_and_move_latest(run: Run) -> None:
     assert refused.returncode == 1 and "is not mutable" in refused.stderr
 
 
-def test_get_by_name_records_it_as_the_default(run: Run) -> None:
+def test_show_lists_the_tags_of_known_names_and_skips_a_damaged_alias(
+    run: Run, world: dict[str, Path]
+) -> None:
+    (first,) = env_ids(run("resolve", "--conda", "fx-core==1.0.0", "--alias", "team/core:v1").stdout)
+    (second,) = env_ids(run("resolve", "--conda", "fx-core==2.0.0").stdout)
+    run("alias", first, "team/core:stable")
+    damaged = world["store"] / "envs" / "aliases" / "generic" / "junk" / "latest"
+    damaged.parent.mkdir(parents=True)
+    damaged.write_bytes(b"xx")  # someone else's broken object: no command about other aliases may fail on it
+    shown = run("show", "team/core:v1", machine="b")
+    assert "Aliases team/core:v1, team/core:stable (mutable)" in shown.stdout  # stable found in the store
+    run("resolve", "--conda", "fx-http", machine="b")
+    run("alias", second, "team/core:stable")  # moved on: no longer listed for the first
+    shown = run("show", first, machine="b").stdout
+    assert "Aliases team/core:v1\n" in shown
+    refused = run("show", "junk", machine="b", check=False)
+    assert refused.returncode == 1 and "is damaged" in refused.stderr and "Traceback" not in refused.stderr
+    run("alias", second, "junk")  # a damaged mutable alias is replaced by aliasing again
+    assert f"full hash {second}" in run("show", "junk", machine="b").stdout
+
+
+def test_an_immutable_alias_of_another_resolution_stores_nothing(run: Run, world: dict[str, Path]) -> None:
+    (first,) = env_ids(run("resolve", "--conda", "fx-core==1.1.0", "--alias", "t/z:v1").stdout)
+    before = snapshot(world["store"])
+    # co-resolved for two archs: the same requirements (req id), another resolution (full id)
+    both_archs = ("--arch", local_arch(), "--arch", "osx-arm64")
+    out = run("resolve", "--conda", "fx-core==1.1.0", *both_archs, "--alias", "t/z:v1", check=False)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    message = " ".join(out.stderr.split())
+    assert f"'t/z:v1' is not mutable and already refers to {first}" in message
+    assert "The new resolution was not stored" in message
+    assert snapshot(world["store"]) == before
+    again = run("resolve", "--conda", "fx-core==1.1.0")  # the default is still the first resolution
+    assert env_ids(again.stdout) == [first]
+
+
+def test_get_by_name_records_it_as_the_default_and_shows_it(run: Run) -> None:
     (ref,) = env_ids(run("resolve", "--conda", "fx-app", "--alias", "team/app:v1").stdout)
-    out = run("get", "team/app:v1", "--default", machine="b")
-    assert ref in out.stderr + out.stdout
+    out = run("get", "team/app:v1", machine="b")  # as the original: the default unless --no-default
+    assert out.stdout.startswith(f"DEFAULT Environment of type conda-only full hash {ref}\n"), out.stdout
+    assert "Aliases team/app:v1" in out.stdout and "Conda Packages installed " in out.stdout
+    assert "Fetched " in out.stderr
     again = run("resolve", "--conda", "fx-app", machine="b")  # reused: machine b now knows it as the default
     assert env_ids(again.stdout) == [ref]
     assert "Using the existing resolution" in again.stderr
+    both_archs = ("--arch", local_arch(), "--arch", "osx-arm64")
+    run("resolve", "--conda", "fx-app", *both_archs, "--alias", "team/app:v2")
+    kept = run("get", "team/app:v2", "--no-default", machine="b")
+    assert not kept.stdout.startswith("DEFAULT ")
+    assert env_ids(run("resolve", "--conda", "fx-app", machine="b").stdout) == [ref]
+
+
+def test_show_several_environments_says_which_are_missing(run: Run) -> None:
+    (first,) = env_ids(run("resolve", "--conda", "fx-core==1.0.0", "--alias", "team/one:v1").stdout)
+    (second,) = env_ids(run("resolve", "--conda", "fx-core==2.0.0", "--alias", "team/two:v1").stdout)
+    both = run("show", "team/one:v1", "team/two:v1", machine="b")
+    arch = local_arch()
+    assert f"### Environment for 'team/one:v1' (arch '{arch}'):\n" in both.stdout
+    assert f"### Environment for 'team/two:v1' (arch '{arch}'):\n" in both.stdout
+    assert f"full hash {first}" in both.stdout and f"full hash {second}" in both.stdout
+    partly = run("show", "team/one:v1", "team/none:v1", machine="b", check=False)
+    assert partly.returncode == 1 and f"full hash {first}" in partly.stdout
+    assert f"### Environment for 'team/none:v1' (arch '{arch}') was not found: " in partly.stdout
+    as_json = json.loads(run("show", "--json", "team/one:v1", "team/none:v1", check=False).stdout)
+    assert as_json["team/one:v1"]["full_id"] == first.split(":")[1] and "error" in as_json["team/none:v1"]
 
 
 def versions_of(env: dict[str, Any]) -> dict[str, str]:
@@ -104,21 +162,29 @@ def test_extending_a_named_environment_keeps_its_pins(run: Run) -> None:
         json.loads(run("resolve", "--conda", "fx-http", "--json").stdout)[local_arch()]["env"]
     )
     assert fresh["fx-core"] == "2.0.0"  # what a resolution from scratch picks
-    out = run("resolve", "--using", "team/base:v1", "--conda", "fx-http", "--json")
+    # every locked package of the base is kept (the user guide: "you cannot add an incompatible version"):
+    # naming one of them again, even more loosely, does not move it, and the base's request is kept
+    out = run(
+        "resolve", "--using", "team/base:v1", "--conda", "fx-http>=1.0", "--pypi", "fx-extras", "--json"
+    )
     env = json.loads(out.stdout)[local_arch()]["env"]
     versions = versions_of(env)
-    assert versions["fx-http"] == "1.2.0"  # the package the user asked to change moved
-    assert versions["fx-core"] == "1.1.0" and versions["python"] == base_versions["python"]  # pins kept
+    assert {k: versions[k] for k in base_versions} == base_versions
+    assert "fx-extras" in versions
+    (http,) = [d for d in env["deps"] if d.startswith("conda::fx-http==")]
+    assert "1.1.0" in http and ">=1.0" in http  # the base's request AND-ed with the new one
     assert "(compatible with " in env["resolved_by"]
 
 
 def test_a_pin_that_must_change_is_named(run: Run) -> None:
     run("resolve", "--conda", "fx-http==1.1.0", "--alias", "team/base:v1")
-    out = run(
-        "resolve", "--using", "team/base:v1", "--conda", "fx-http==1.2.0", "--conda", "fx-modern", check=False
-    )
+    out = run("resolve", "--using", "team/base:v1", "--conda", "fx-modern", check=False)
     assert out.returncode == 1
-    assert "fx-core 1.1.0 -> 2.0.0" in " ".join(out.stderr.split()), out.stderr
+    message = " ".join(out.stderr.split())
+    assert "Cannot extend " in message and "fx-modern 1.0.0 would require" in message, message
+    assert "fx-core >=2" in message
+    upgrade = run("resolve", "--using", "team/base:v1", "--conda", "fx-http==1.2.0", check=False)
+    assert upgrade.returncode == 1 and "Traceback" not in upgrade.stderr
 
 
 @pytest.mark.parametrize(
@@ -160,3 +226,34 @@ def test_remote_latest_with_a_bad_value_is_a_config_error(run: Run) -> None:
     out = run("resolve", "--conda", "fx-app", check=False, METAFLOW_CONDA_USE_REMOTE_LATEST=":everyone:")
     assert out.returncode == 2
     assert ":none:, :username:, :any: or a comma-separated list" in " ".join(out.stderr.split())
+
+
+def test_from_resolves_the_requirements_of_an_environment_again(run: Run) -> None:
+    (ref,) = env_ids(
+        run("resolve", "--conda", "fx-app", "--pypi", "fx-extras==0.3.0", "--alias", "team/x:v1").stdout
+    )
+    out = json.loads(
+        run("resolve", "--from", "team/x:v1", "--arch", "osx-arm64", "--json", machine="b").stdout
+    )
+    mac = out["osx-arm64"]["env"]
+    mine = json.loads(run("show", "--json", ref).stdout)["env"]
+    assert sorted(d for d in mac["deps"] if not d.startswith("sys::")) == sorted(
+        d for d in mine["deps"] if not d.startswith("sys::")
+    )
+    assert versions_of(mac)["fx-extras"] == "0.3.0"
+    # added packages are AND-ed with the environment's; conflicting options are refused before resolving
+    more = json.loads(run("resolve", "--from", ref, "--conda", "fx-yaml", "--json", "--dry-run").stdout)
+    assert "fx-yaml" in versions_of(more[local_arch()]["env"])
+    for extra in (["--python", "3.11"], ["--using", ref]):
+        refused = run("resolve", "--from", ref, *extra, check=False)
+        assert refused.returncode == 2 and "Cannot specify --from with" in " ".join(refused.stderr.split())
+
+
+def test_no_set_default_stores_a_resolution_without_making_it_the_default(run: Run) -> None:
+    out = run("resolve", "--no-set-default", "--conda", "fx-http")
+    (ref,) = env_ids(out.stdout)
+    assert not out.stdout.split("\n", 1)[1].startswith("DEFAULT ")
+    assert f"full hash {ref}" in run("show", ref).stdout  # stored and recorded
+    again = run("resolve", "--conda", "fx-http")  # no default to reuse: resolved again, now the default
+    assert "Resolved 1 environment(s)" in again.stderr and env_ids(again.stdout) == [ref]
+    assert "Using the existing resolution" in run("resolve", "--conda", "fx-http").stderr

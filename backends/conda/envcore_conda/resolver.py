@@ -25,6 +25,7 @@ from urllib.parse import unquote
 
 from envcore.config import Config, redact_text, redact_url
 from envcore.errors import BackendUnavailable, ResolutionError
+from envcore.specs import match_spec
 from envcore.types import (
     CONDA,
     NPCONDA,
@@ -32,11 +33,9 @@ from envcore.types import (
     LockedPackage,
     PackageFile,
     PackageKind,
-    Requirement,
     ResolveRequest,
 )
 
-OPERATORS = ("=", "<", ">", "!", "~")
 DEFAULT_OSX = {"osx-arm64": "11.0", "osx-64": "10.15"}
 #: virtual packages the request may carry -> the variable that makes the tool assume them
 OVERRIDES = {
@@ -95,17 +94,6 @@ _BOILERPLATE = (
 def clean_url(url: str) -> str:
     """``url`` without ``user:password@`` and without an anaconda.org token segment (``/t/<token>/``)."""
     return _TOKEN.sub("/", redact_url(url), count=1)
-
-
-def match_spec(req: Requirement, channel_url: str | None) -> str:
-    """A conda MatchSpec string: ``1.2.3`` is exact, operators and globs pass through."""
-    name = f"{channel_url}::{req.name}" if channel_url else req.name
-    spec = req.spec.strip()
-    if not spec:
-        return name
-    if spec.startswith(OPERATORS) or "*" in spec or "," in spec or "|" in spec:
-        return f"{name} {spec}"
-    return f"{name} =={spec}"
 
 
 def parse_version(text: str, tool: str) -> tuple[int, ...] | None:

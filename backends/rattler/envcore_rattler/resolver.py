@@ -19,6 +19,7 @@ import rattler.exceptions
 
 from envcore.config import Config, redact_url
 from envcore.errors import ResolutionError
+from envcore.specs import match_spec
 from envcore.types import (
     CONDA,
     NPCONDA,
@@ -26,7 +27,6 @@ from envcore.types import (
     LockedPackage,
     PackageFile,
     PackageKind,
-    Requirement,
     ResolveRequest,
 )
 
@@ -40,7 +40,6 @@ PLATFORM_VIRTUAL_PACKAGES: dict[str, tuple[tuple[str, str, str], ...]] = {
 }
 DEFAULT_OSX = {"osx-arm64": "11.0", "osx-64": "10.15"}
 ARCHSPEC = {"64": "x86_64", "aarch64": "aarch64", "arm64": "arm64", "ppc64le": "ppc64le", "s390x": "s390x"}
-OPERATORS = ("=", "<", ">", "!", "~")
 
 
 class _ThreadLoop:
@@ -86,17 +85,6 @@ def _version() -> str:
     import importlib.metadata
 
     return importlib.metadata.version("py-rattler")
-
-
-def match_spec(req: Requirement, channel_url: str | None) -> str:
-    """A conda MatchSpec string: ``1.2.3`` is exact, operators and globs pass through."""
-    name = f"{channel_url}::{req.name}" if channel_url else req.name
-    spec = req.spec.strip()
-    if not spec:
-        return name
-    if spec.startswith(OPERATORS) or "*" in spec or "," in spec or "|" in spec:
-        return f"{name} {spec}"
-    return f"{name} =={spec}"
 
 
 def virtual_packages(request: ResolveRequest) -> list[rattler.GenericVirtualPackage]:
@@ -218,7 +206,15 @@ class RattlerResolver:
             url = self.channel_url(req.channel) if req.channel else None
             if url and url not in channels:
                 channels.append(url)
-            specs.append(match_spec(req, url))
+            text = match_spec(req, url)
+            try:  # parsed here, leniently as conda reads specs (solve() would parse strings strictly)
+                specs.append(rattler.MatchSpec(text))
+            except rattler.exceptions.InvalidMatchSpecError as exc:
+                raise ResolutionError(
+                    f"The conda requirement {req.name} {req.spec!r} is not a valid conda match spec "
+                    f"({' '.join(str(exc).split())}). Write a version constraint such as 1.2.*, >=1.2,<2 or "
+                    "1.2.3, optionally followed by a build string."
+                ) from None
         if not channels:
             raise ResolutionError(
                 "No conda channel is configured. Set METAFLOW_CONDA_CHANNELS (e.g. conda-forge) or add channels to "

@@ -1,0 +1,174 @@
+"""``envcore resolve`` with requirements from the command line and from files, end to end against the test
+universe: what is requested, what gets installed, and the error and warning paragraphs of bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from envcore.testing.channel import Universe
+
+from .test_cli import envcore
+
+
+@pytest.fixture
+def cli_env(universe: Universe, tmp_path: Path) -> dict[str, str]:
+    """The settings of envcore/demo.py: the universe's channel and index, a local store and cache."""
+    return {
+        "METAFLOW_DEFAULT_DATASTORE": "local",
+        "METAFLOW_CONDA_LOCALROOT": str(tmp_path / "store"),
+        "METAFLOW_CONDA_CHANNELS": universe.channel_url,
+        "METAFLOW_CONDA_DEFAULT_PYPI_SOURCE": universe.simple_url,
+        "METAFLOW_ENVCORE_CACHE_DIR": str(tmp_path / "cache"),
+    }
+
+
+@pytest.fixture
+def run(cli_env: dict[str, str]) -> Any:
+    """``envcore resolve --dry-run ARGS...`` against the universe."""
+
+    def run(*args: str) -> Any:
+        return envcore("resolve", "--dry-run", *args, env=cli_env)
+
+    return run
+
+
+def resolved(out: Any) -> tuple[list[str], dict[str, str]]:
+    """(requested deps, installed name -> version) of a successful ``--json`` resolution."""
+    assert out.returncode == 0, out.stderr
+    (env,) = [v["env"] for v in json.loads(out.stdout).values()]
+    return env["deps"], {p["envcore"]["name"]: p["envcore"]["version"] for p in env["packages"]}
+
+
+def failed(out: Any, code: int = 2) -> str:
+    """The one error paragraph of a failed command (never an internal error)."""
+    assert out.returncode == code, (out.stdout, out.stderr)
+    assert "internal error" not in out.stderr and "Traceback" not in out.stderr
+    return " ".join(out.stderr.split())
+
+
+@pytest.mark.parametrize(("given", "python"), [("3.11", "3.11.*"), ("==3.11", "3.11.*"), ("3", "3.*")])
+def test_python_option_means_any_patch_version(run: Any, given: str, python: str) -> None:
+    deps, installed = resolved(run("--json", "--conda", "fx-core", "--python", given))
+    assert f"conda::python=={python}" in deps and installed["python"] == "3.11.7"
+
+
+def test_python_option_is_checked_before_resolving(run: Any) -> None:
+    message = failed(run("--conda", "fx-core", "--python", "abc"))
+    assert message.startswith("envcore: 'abc' is not a python version (in --python 'abc').")
+
+
+def test_a_package_repeated_on_the_command_line_keeps_every_constraint(run: Any) -> None:
+    deps, installed = resolved(run("--json", "--conda", "fx-core>=1.1", "--conda", "fx-core<2"))
+    assert "conda::fx-core==>=1.1,<2" in deps and installed["fx-core"] == "1.1.0"
+    conflict = failed(run("--pypi", "fx-core==1.0.0", "--pypi", "fx-core==2.0.0"), code=1)
+    assert "cannot be resolved" in conflict and "fx-core" in conflict
+
+
+@pytest.mark.parametrize(
+    ("args", "dep", "name", "version"),
+    [
+        (["--pypi", "fx-core==v1"], "pypi::fx-core==v1", "fx-core", "1.0.0"),
+        (["--pypi", "fx-core==1.*"], "pypi::fx-core==1.*", "fx-core", "1.1.0"),
+        (["--conda", "fx-core<2,>=1.1"], "conda::fx-core==<2,>=1.1", "fx-core", "1.1.0"),
+        (["--conda", "fx-http=1"], "conda::fx-http==1.*", "fx-http", "1.2.0"),  # not exactly 1 (1.0.0)
+        (["--conda", "fx-core=1.0.0=py_0"], "conda::fx-core==1.0.0 py_0", "fx-core", "1.0.0"),
+    ],
+)
+def test_command_line_values_are_read_as_file_entries(
+    run: Any, tmp_path: Path, args: list[str], dep: str, name: str, version: str
+) -> None:
+    deps, installed = resolved(run("--json", *args))
+    assert dep in deps and installed[name] == version
+    option, value = args
+    path = tmp_path / "spec"
+    path.write_text(f"dependencies:\n  - '{value}'\n" if option == "--conda" else f"{value}\n")
+    same = run("--json", "-f" if option == "--conda" else "-r", str(path))
+    assert (
+        json.loads(same.stdout)["linux-64"]["req_id"]
+        == json.loads(run("--json", *args).stdout)["linux-64"]["req_id"]
+    )
+
+
+def test_environment_yml_version_with_build_is_exact(run: Any, tmp_path: Path) -> None:
+    (tmp_path / "environment.yml").write_text("dependencies:\n  - fx-core=1.1.0=py_0\n")
+    deps, installed = resolved(run("--json", "-f", str(tmp_path / "environment.yml")))
+    assert "conda::fx-core==1.1.0 py_0" in deps and installed["fx-core"] == "1.1.0"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--pypi", "fx-core==abc"], "Could not parse 'fx-core==abc'"),
+        (["--pypi", "fx-core==abc"], "(in --pypi 'fx-core==abc')"),
+        (["--conda", "fx-core<2,"], "(in --conda 'fx-core<2,')"),
+        (["--channel", "http://[::1"], "'http://[::1' is not a conda channel (in --channel 'http://[::1')"),
+        (["--index", "not a url"], "'not a url' is not a package index URL (in --index 'not a url')"),
+        (["--index", "ftp://x/y"], "'ftp://x/y' is not a package index URL"),
+        (["--conda", "fx-core=1.0.0=py-0"], "is not a conda version constraint"),
+    ],
+)
+def test_bad_command_line_values_are_one_paragraph(run: Any, args: list[str], message: str) -> None:
+    text = failed(run("--conda", "fx-app", *args) if args[0] in ("--channel", "--index") else run(*args))
+    assert message in text and "(in @conda)" not in text
+
+
+def test_a_file_that_is_not_utf8_is_a_spec_error(run: Any, tmp_path: Path) -> None:
+    (tmp_path / "latin.txt").write_bytes(b"fx-core==1.0.0\n\xff\n")
+    assert "latin.txt is not UTF-8 text (byte 0xff on line 2)" in failed(
+        run("-r", str(tmp_path / "latin.txt"))
+    )
+
+
+def test_pip_compile_output_with_a_bom_and_hashes_resolves_with_warnings(
+    run: Any, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    path = tmp_path / "requirements.txt"
+    path.write_bytes(
+        b"\xef\xbb\xbf-i https://alice:s3cret@pypi.example/simple\n"
+        b"fx-core==1.0.0 \\\n    --hash=sha256:aaaa \\\n    --hash=sha256:bbbb\n    # via -r requirements.in\n"
+    )
+    out = run("--json", "-r", str(path))
+    deps, installed = resolved(out)
+    assert "pypi::fx-core==1.0.0" in deps and installed["fx-core"] == "1.0.0"
+    warnings = " ".join(out.stderr.split())
+    assert "envcore: warning: -i https://pypi.example/simple (line 1 of" in warnings
+    assert "--hash options of" in warnings and "are ignored" in warnings
+    assert "s3cret" not in out.stderr and "alice" not in out.stderr
+    quiet = envcore("--quiet", "resolve", "--dry-run", "-r", str(path), env=cli_env)
+    assert quiet.returncode == 0 and "warning" not in quiet.stderr
+
+
+def test_ignored_environment_yml_sections_are_reported(run: Any, tmp_path: Path) -> None:
+    (tmp_path / "environment.yml").write_text("name: x\nprefix: /opt/x\ndependencies:\n  - fx-core\n")
+    out = run("-f", str(tmp_path / "environment.yml"))
+    assert out.returncode == 0, out.stderr
+    assert "envcore: warning: The section 'prefix' of" in out.stderr
+
+
+def test_the_option_says_the_format_not_the_file_name(run: Any, tmp_path: Path) -> None:
+    (tmp_path / "env1.yml").write_text('[project]\ndependencies = ["fx-core==1.0.0"]\n')
+    (tmp_path / "envfile").write_text("dependencies:\n  - fx-core=1.1\n")
+    deps, _ = resolved(run("--json", "-p", str(tmp_path / "env1.yml")))
+    assert "pypi::fx-core==1.0.0" in deps
+    deps, _ = resolved(run("--json", "-f", str(tmp_path / "envfile")))
+    assert "conda::fx-core==1.1.*" in deps
+
+
+@pytest.mark.parametrize(
+    ("option", "name", "text", "message"),
+    [
+        ("-p", "pyproject.toml", '[project]\ndependencies = "fx-core"\n', "must be a list of strings"),
+        ("-p", "pyproject.toml", '[project]\nname = "x"\ndynamic = ["dependencies"]\n', "are dynamic"),
+        ("-f", "environment.yml", "dependencies: fx-core\n", "must be a list"),
+        ("-f", "environment.yml", "dependencies:\n  - 123\n", "The dependency 123 is a number"),
+    ],
+)
+def test_files_of_the_wrong_shape_are_one_paragraph(
+    run: Any, tmp_path: Path, option: str, name: str, text: str, message: str
+) -> None:
+    (tmp_path / name).write_text(text)
+    assert message in failed(run(option, str(tmp_path / name)))
