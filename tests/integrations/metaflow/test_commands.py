@@ -4,7 +4,9 @@ stores and runs."""
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 from envcore.resolve import local_arch
@@ -39,7 +41,13 @@ def test_resolve_show_create_get_alias(machine: Machine, other_machine: Machine,
     )
     assert done.stdout.strip() == "1.1.0", done.stderr
     got = machine.metaflow("environment", "get", "team/req-env:v1")
-    assert ref.split(":")[0] in got.stdout + got.stderr
+    assert (
+        f"full hash {ref}" in got.stdout and "Environment of type pypi-only" in got.stdout
+    )  # the description
+    both_shown = machine.metaflow("environment", "show", "team/req-env", "team/nothing", check=False)
+    assert both_shown.returncode == 1
+    assert f"### Environment for 'team/req-env' (arch '{local_arch()}'):" in both_shown.stdout
+    assert f"### Environment for 'team/nothing' (arch '{local_arch()}') was not found" in both_shown.stdout
 
 
 def test_skip_metaflow_deps_and_errors(machine: Machine) -> None:
@@ -134,12 +142,79 @@ def test_create_with_a_notebook_kernel(machine: Machine, tmp_path: Path) -> None
         "--pathspec", pathspec, JUPYTER_DATA_DIR=str(data),
     )  # fmt: skip
     assert f"Jupyter kernel 'Metaflow {pathspec}' installed" in done.stdout
+    assert f"Source `{into / 'metaflow_setup.sh'}`" in done.stdout
     (kernel,) = list((data / "kernels").iterdir())
     spec = json.loads((kernel / "kernel.json").read_text())
     assert spec["display_name"] == f"Metaflow {pathspec}"
-    assert spec["argv"][1:3] == ["-m", "ipykernel_launcher"] and spec["env"]["PYTHONPATH"] == str(into)
-    # the kernel's environment is the step's plus ipykernel (a derived environment)
-    check = "import fx_core, ipykernel; print(fx_core.__version__, ipykernel.__version__)"
-    versions = subprocess.run([spec["argv"][0], "-c", check], capture_output=True, text=True)
-    assert versions.stdout.split() == ["2.0.0", "6.29.5"], versions.stderr
+    assert spec["argv"][1:3] == ["-m", "ipykernel_launcher"]
+    assert spec["env"]["PYTHONPATH"].split(":")[0] == str(into)
+    # the kernel's environment is the step's plus ipykernel (a derived environment), and it imports Metaflow
+    # (from the code package) and the flow's files, as a task does
+    check = (
+        "import fx_core, ipykernel, metaflow, conda_per_step; from metaflow import Flow; "
+        "print(fx_core.__version__, ipykernel.__version__, metaflow.__file__)"
+    )
+    kernel_env = {**machine.env(), **spec["env"]}
+    versions = subprocess.run(
+        [spec["argv"][0], "-c", check], capture_output=True, text=True, env=kernel_env, cwd=tmp_path
+    )
+    assert versions.stdout.split()[:2] == ["2.0.0", "6.29.5"], versions.stderr
+    assert versions.stdout.split()[2].startswith(str(into))
     assert (into / "conda_per_step.py").exists()
+
+
+def test_into_dir_setup_reads_the_run(machine: Machine, tmp_path: Path) -> None:
+    out = machine.flow("conda_per_step", "run", METAFLOW_FEAT_ALWAYS_UPLOAD_CODE_PACKAGE="1")
+    pathspec = f"CondaPerStepFlow/{run_id(both(out))}/start"
+    into = tmp_path / "dbg"
+    machine.metaflow("environment", "create", "--into-dir", str(into), "--pathspec", pathspec)
+    # sourcing metaflow_setup.sh: the environment's python, Metaflow and the flow's code, the run readable
+    read = (
+        "import sys, fx_core, metaflow; from metaflow import Step, namespace; namespace(None); "
+        f"print(fx_core.__version__, metaflow.__file__, sys.executable); print(Step({pathspec!r}).task.stdout)"
+    )
+    script = f". ./metaflow_setup.sh && python -c {shlex.quote(read)}"
+    done = machine.run("sh", "-c", script, cwd=into)
+    version, metaflow_file, python = done.stdout.split()[:3]
+    assert version == "1.0.0" and metaflow_file.startswith(str(into)) and "/envs/" in python
+    assert "step=start" in done.stdout
+    # `__conda_python` is the executable to use, from anywhere
+    direct = machine.run(into / "__conda_python", "-c", "from metaflow import Flow; import conda_per_step")
+    assert direct.returncode == 0
+
+
+def test_into_dir_without_a_code_package(machine: Machine, tmp_path: Path) -> None:
+    out = machine.flow("conda_per_step", "run")  # a local run stores no code package by default
+    pathspec = f"CondaPerStepFlow/{run_id(both(out))}/start"
+    into = tmp_path / "nothing"
+    done = machine.metaflow(
+        "environment",
+        "create",
+        "--name",
+        "nocode",
+        "--into-dir",
+        str(into),
+        "--pathspec",
+        pathspec,
+        check=False,
+    )
+    text = " ".join(done.stderr.split())
+    assert done.returncode == 1, text
+    assert text.startswith(f"metaflow environment: Step {pathspec} has no code package"), text
+    assert "METAFLOW_FEAT_ALWAYS_UPLOAD_CODE_PACKAGE=1" in text and "internal error" not in text
+    assert not into.exists() and not (machine.cache / "envs" / "nocode").exists()
+
+
+def test_task_environment_info(machine: Machine) -> None:
+    out = machine.flow("conda_per_step", "run", METAFLOW_FEAT_ALWAYS_UPLOAD_CODE_PACKAGE="1")
+    pathspec = f"CondaPerStepFlow/{run_id(both(out))}/start"
+    code = (
+        "import json; from metaflow import Step, namespace; namespace(None); "
+        f"task = Step({pathspec!r}).task; "
+        "print(json.dumps([task.environment_info, task.metadata_dict['conda_env_id']]))"
+    )
+    info, env_id = json.loads(machine.run(sys.executable, "-c", code).stdout)
+    assert info["type"] == "conda", info
+    assert [info["req_id"], info["full_id"], info["arch"]] == json.loads(env_id)
+    assert "conda::fx-core==1.0.0" in info["user_deps"].split("; ")
+    assert any(p.startswith("fx-core-1.0.0") for p in info["all_packages"].split("; "))

@@ -100,3 +100,43 @@ def test_decorators_need_the_conda_environment(machine: Machine, tmp_path: Path)
     out = machine.run(sys.executable, flow, "run", check=False)
     assert out.returncode == 1
     assert "The @conda decorator requires --environment=conda" in " ".join(both(out).split())
+
+
+@pytest.mark.parametrize(
+    ("decorators", "expected", "absent"),
+    [
+        # the hint names the Metaflow commands, not envcore's
+        (
+            '@named_env(name="team/nosuch")',
+            "Check the name with `metaflow environment show`, or resolve it with "
+            "`metaflow environment resolve --alias`",
+            "`envcore ",
+        ),
+        # Metaflow's printer drops `*` (its bold marker): the glob stays visible, the step is named once
+        ('@pypi(packages={"fx-core": "1.*.3"})', "'1.\u2217.3' is not a valid version", "In step 'start': "),
+        ('@conda(libraries={"fx-core": "9.*"})', "fx-core 9.\u2217", "fx-core 9.."),
+    ],
+)
+def test_messages_for_metaflow_users(
+    machine: Machine, tmp_path: Path, decorators: str, expected: str, absent: str
+) -> None:
+    flow = _flow(tmp_path, decorators)
+    out = machine.run(sys.executable, flow, "--environment=conda", "run", check=False)
+    text = " ".join(both(out).split())
+    assert out.returncode == 1, text
+    assert expected in text and absent not in text
+    assert text.count("step 'start'") <= 1, text  # never twice
+
+
+def test_command_hints_name_metaflow_environment(machine: Machine) -> None:
+    out = machine.metaflow("environment", "show", "team/nosuch", check=False)
+    text = " ".join(out.stderr.split())
+    assert out.returncode == 1 and "`metaflow environment show`" in text, text
+    assert "`metaflow environment resolve --alias`" in text and "`envcore " not in text
+
+
+def test_flow_environment_command_errors(machine: Machine) -> None:
+    out = machine.flow("base_override", "environment", "resolve", "--alias", "Bad/Name", check=False)
+    text = " ".join(out.stderr.split())
+    assert out.returncode == 1, text
+    assert "Invalid environment alias 'Bad/Name'" in text and "Traceback" not in text

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import shutil
 import sys
 from collections.abc import Sequence
 from functools import cached_property
@@ -154,6 +155,8 @@ resolve.callback = _resolve
 
 
 def _create(pathspec: bool, into_dir: Path | None, install_notebook: bool, **kwargs: Any) -> None:
+    from metaflow_extensions.envcore.plugins.conda import code_package
+
     from envcore import resolve as resolving
 
     ctx = click.get_current_context()
@@ -168,6 +171,8 @@ def _create(pathspec: bool, into_dir: Path | None, install_notebook: bool, **kwa
         if into_dir.exists() and (not into_dir.is_dir() or any(into_dir.iterdir())) and not kwargs["force"]:
             raise UsageError(f"'{into_dir}' is not a directory or not empty -- use --force to force.")
     kwargs["env"] = app.step_ref(original, pathspec)
+    # the step's code package is looked up before anything is created: a run without one fails here
+    code = code_package.step_code(step_path) if into_dir is not None and step_path else None
     envs = app.session.environments
     env = envs.find(kwargs["env"], resolving.local_arch())
     if install_notebook:
@@ -179,20 +184,31 @@ def _create(pathspec: bool, into_dir: Path | None, install_notebook: bool, **kwa
             kwargs["env"] = f"{env.req_id}:{env.full_id}"
     ctx.invoke(env_cmds.create, **kwargs)
     python = envs.prefix_for(env, kwargs["name"]) / "bin" / "python"
+    code_env: dict[str, str] = {}
     if into_dir is not None:
-        from metaflow_extensions.envcore.plugins.conda.code_package import download_into
-
-        where = download_into(into_dir, python, step_path)
+        made = not into_dir.exists()
+        try:
+            code_env = code_package.download_into(into_dir, python, code)
+        except BaseException:
+            if made:
+                shutil.rmtree(into_dir, ignore_errors=True)
+            raise
         app.echo(
-            f"Code package for step:{step_path} downloaded into '{where}' -- `__conda_python` is the executable to use"
-            if step_path
-            else f"'{where}' has `__conda_python`, the executable to use"
+            f"Code package for step:{step_path} downloaded into '{into_dir}' -- `__conda_python` is the "
+            "executable to use"
+            if code is not None
+            else f"'{into_dir}' has `__conda_python`, the executable to use"
         )
+        if code_env:
+            app.echo(
+                f"Source `{into_dir / code_package.SETUP_SCRIPT}` to use the installed Metaflow environment."
+            )
     if install_notebook:
         from metaflow_extensions.envcore.plugins.conda import notebook
 
         display = f"Metaflow {step_path or original}"
-        kernel = notebook.install_kernel(python, display, into_dir)
+        settings = code_package.kernel_env(code_env, into_dir) if into_dir is not None else None
+        kernel = notebook.install_kernel(python, display, settings)
         app.echo(f"Jupyter kernel '{display}' installed in {kernel}")
 
 
@@ -202,7 +218,8 @@ create = _extend(
     click.Option(
         ["--into-dir"],
         type=click.Path(path_type=Path),
-        help="Also put the step's code package (with --pathspec) and an `__conda_python` link into DIR.",
+        help="Also put `__conda_python` into DIR and, with --pathspec, the step's code package and "
+        "metaflow_setup.sh (source it to use Metaflow and the flow's code with the environment).",
     ),
     click.Option(
         ["--install-notebook"],
@@ -223,17 +240,37 @@ def _get(pathspec: bool, **kwargs: Any) -> None:
 
 
 def _show(pathspec: bool, **kwargs: Any) -> None:
+    """Each ENV under the original's ``### Environment for '<ref>' (arch '<arch>'):`` header; with several, one
+    not found says so and the exit status is 1 (a single one fails as any other error)."""
+    from metaflow.exception import MetaflowException
+    from metaflow_extensions.envcore.plugins.conda import messages
+
     from envcore import resolve as resolving
+    from envcore.errors import AliasError, StorageError
 
     ctx = click.get_current_context()
     app = _app(ctx)
-    shown = f"step:{kwargs['env']}" if pathspec and not kwargs["env"].startswith("step:") else kwargs["env"]
-    kwargs["env"] = app.step_ref(kwargs["env"], pathspec)
+    refs = [f"step:{r}" if pathspec and not r.startswith("step:") else r for r in kwargs["refs"]]
+    if kwargs["as_json"] or kwargs["fmt"] in ("json", "pylock"):
+        ctx.invoke(env_cmds.show, **{**kwargs, "refs": tuple(app.step_ref(r) for r in refs)})
+        return
     arch = kwargs["arch"] or resolving.local_arch()
-    app.session.environments.find(kwargs["env"], arch)  # an unknown reference fails before the header
-    if not kwargs["as_json"]:
+    missing = 0
+    for shown in refs:
+        try:
+            ref = app.step_ref(shown)
+            app.session.environments.find(ref, arch)  # an unknown reference fails before the header
+        except (AliasError, StorageError, MetaflowException) as exc:
+            if len(refs) == 1:
+                raise
+            missing += 1
+            reason = messages.commands(str(getattr(exc, "message", exc)))
+            click.echo(f"### Environment for '{shown}' (arch '{arch}') was not found: {reason}\n")
+            continue
         click.echo(f"### Environment for '{shown}' (arch '{arch}'):")
-    ctx.invoke(env_cmds.show, **kwargs)
+        ctx.invoke(env_cmds.show, **{**kwargs, "refs": (ref,)})
+    if missing:
+        raise click.exceptions.Exit(1)
 
 
 def _alias(pathspec: bool, **kwargs: Any) -> None:
@@ -253,7 +290,24 @@ alias.callback = _alias
 # --- the group -------------------------------------------------------------------------------------------
 
 
-@click.group(name="environment", context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """Errors name ``metaflow environment ...`` where envcore's hints name ``envcore ...``."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from metaflow.exception import MetaflowException
+        from metaflow_extensions.envcore.plugins.conda import messages
+
+        try:
+            return super().invoke(ctx)
+        except EnvcoreError as exc:
+            exc.args = (messages.commands(exc.message), *exc.args[1:])
+            raise
+        except MetaflowException as exc:
+            exc.message = messages.commands(str(exc.message)).replace(messages.STAR, "*")
+            raise
+
+
+@click.group(cls=_Group, name="environment", context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", is_flag=True, help="Tracebacks and details (or METAFLOW_DEBUG_CONDA=1).")
 @click.option("-q", "--quiet", is_flag=True, help="Print only results and errors.")
 @click.option("--datastore", help="Datastore whose store to use (default: Metaflow's DEFAULT_DATASTORE).")

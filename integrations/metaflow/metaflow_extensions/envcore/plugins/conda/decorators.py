@@ -13,6 +13,7 @@ from typing import Any
 
 from metaflow.decorators import FlowDecorator, StepDecorator
 from metaflow.metaflow_environment import InvalidEnvironmentException
+from metaflow_extensions.envcore.plugins.conda.messages import for_printer
 
 ENVIRONMENT_TYPE = "conda"
 
@@ -60,7 +61,9 @@ class DecoratorRequest:
 
 def _fail(where: str, attribute: str, value: Any, expected: str) -> InvalidEnvironmentException:
     return InvalidEnvironmentException(
-        f"In {where}, the attribute '{attribute}' must be {expected}; got {value!r} ({type(value).__name__})."
+        for_printer(
+            f"In {where}, the attribute '{attribute}' must be {expected}; got {value!r} ({type(value).__name__})."
+        )
     )
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from metaflow.metaflow_environment import InvalidEnvironmentException, MetaflowEnvironment
+from metaflow_extensions.envcore.plugins.conda import messages
 
 if TYPE_CHECKING:
     from metaflow_extensions.envcore.plugins.conda.requirements import Merged
@@ -159,7 +160,10 @@ class CondaEnvironment(MetaflowEnvironment):
         return commands
 
     def get_environment_info(self, include_ext_info: bool = False) -> dict[str, Any]:
-        info: dict[str, Any] = self.base_env.get_environment_info(include_ext_info)
+        # The code package's INFO: Metaflow's client picks the environment whose `get_client_info` describes
+        # a task by its `environment_type`, so it names this environment, not the one delegated to.
+        info: dict[str, Any] = dict(self.base_env.get_environment_info(include_ext_info))
+        info["environment_type"] = self.TYPE
         return info
 
     def pylint_config(self) -> list[str]:
@@ -167,10 +171,26 @@ class CondaEnvironment(MetaflowEnvironment):
 
     @classmethod
     def get_client_info(cls, flow_name: str, metadata: dict[str, str]) -> dict[str, Any]:
+        """``Task.environment_info``: type, ids and arch from the task's ``conda_env_id``; with the environment's
+        description (local record or store), its requirements and packages as the original gives them."""
         env_id = json.loads(metadata.get("conda_env_id") or "[]")
         if len(env_id) != 3:
             return {"type": "conda"}
-        return {"type": "conda", "req_id": env_id[0], "full_id": env_id[1], "arch": env_id[2]}
+        info: dict[str, Any] = {"type": "conda", "req_id": env_id[0], "full_id": env_id[1], "arch": env_id[2]}
+        code = json.loads(metadata.get("code-package") or "{}")
+        try:
+            from metaflow_extensions.envcore.plugins.conda.session import Session
+
+            from envcore.errors import EnvcoreError
+        except ImportError:  # a python without envcore (a step's environment): the ids only
+            return info
+        try:
+            env = Session(code.get("ds_type")).environments.find(f"{env_id[0]}:{env_id[1]}", env_id[2])
+        except (EnvcoreError, OSError):
+            return info
+        info["user_deps"] = "; ".join(env.deps)
+        info["all_packages"] = "; ".join(sorted(p.filename for p in env.packages))
+        return info
 
     # --- working out each step's environment ------------------------------------------------------------
 
@@ -217,7 +237,7 @@ class CondaEnvironment(MetaflowEnvironment):
             spec = requirements.with_metaflow_pins(spec, pins, pypi_only, step.name)
             info.request = build_request(spec, session.config, arch, base=base)
         except EnvcoreError as exc:
-            raise InvalidEnvironmentException(f"In step '{step.name}': {exc.message}") from None
+            raise InvalidEnvironmentException(messages.in_step(step.name, exc.message)) from None
         return info
 
     def _find_base(self, named: str, arch: str, step_name: str) -> ResolvedEnvironment:
@@ -230,8 +250,9 @@ class CondaEnvironment(MetaflowEnvironment):
             return self.session().environments.find(ref, arch)
         except EnvcoreError as exc:
             raise InvalidEnvironmentException(
-                f"In step '{step_name}': base environment '{ref}' not found for architecture '{arch}': "
-                f"{exc.message}"
+                messages.in_step(
+                    step_name, f"base environment '{ref}' not found for architecture '{arch}': {exc.message}"
+                )
             ) from None
 
     def _failures(self, planned: dict[str, list[StepEnvironment]], failed: dict[str, str]) -> str:
@@ -298,7 +319,7 @@ class CondaEnvironment(MetaflowEnvironment):
             echo(" failed." if failed else f" done in {time.monotonic() - started:.1f} s.")
             session.flush_messages()
             if failed:
-                raise InvalidEnvironmentException(self._failures(planned, failed))
+                raise InvalidEnvironmentException(messages.for_printer(self._failures(planned, failed)))
             for rid, result in zip(todo, results, strict=True):
                 assert not isinstance(result, str)
                 known[rid] = result

@@ -61,7 +61,21 @@ def cli() -> None:
     pass
 
 
-@cli.group(help="Environments of the flow's steps (with --environment=conda).")
+class _Group(click.Group):
+    """envcore's errors (a malformed alias, an unreachable store...) as Metaflow's, without a traceback."""
+
+    def invoke(self, ctx: Any) -> Any:
+        from metaflow_extensions.envcore.plugins.conda import messages
+
+        from envcore.errors import EnvcoreError
+
+        try:
+            return super().invoke(ctx)
+        except EnvcoreError as exc:
+            raise MetaflowException(messages.for_printer(exc.message)) from None
+
+
+@cli.group(cls=_Group, help="Environments of the flow's steps (with --environment=conda).")
 @click.pass_obj
 def environment(obj: Any) -> None:
     _environment(obj)

@@ -127,6 +127,7 @@ class CondaEnvInternalDecorator(StepDecorator):
         return values
 
     def _fetch(self, info: StepEnvironment) -> ResolvedEnvironment:
+        from metaflow_extensions.envcore.plugins.conda import messages
         from metaflow_extensions.envcore.plugins.conda.requirements import substitute
 
         from envcore.errors import EnvcoreError
@@ -137,8 +138,10 @@ class CondaEnvInternalDecorator(StepDecorator):
             env = self._environment.session().environments.find(ref, info.arch)
         except EnvcoreError as exc:
             raise InvalidEnvironmentException(
-                f"Cannot find environment '{ref}' (from '{info.merged.named}') for arch '{info.arch}' for the "
-                f"fetch-at-exec step '{self._step_name}': {exc.message}"
+                messages.for_printer(
+                    f"Cannot find environment '{ref}' (from '{info.merged.named}') for arch '{info.arch}' for "
+                    f"the fetch-at-exec step '{self._step_name}': {exc.message}"
+                )
             ) from None
         self._logger(f"    Environment '{ref}' is {env.req_id}:{env.full_id}")
         return env

@@ -44,8 +44,9 @@ def data_dir() -> Path:
     return Path(configured) if configured else Path.home() / ".local" / "share" / "jupyter"
 
 
-def install_kernel(python: Path, display: str, code_dir: Path | None) -> Path:
-    """Write the kernel spec (``mf_<display with / : . - as _>``); returns its directory."""
+def install_kernel(python: Path, display: str, env: dict[str, str] | None) -> Path:
+    """Write the kernel spec (``mf_<display with / : . - as _>``), the kernel getting ``env`` (the settings
+    of ``--into-dir``'s code: ``PYTHONPATH``...); returns its directory."""
     name = "mf_" + re.sub(r"[^a-zA-Z0-9_]", "_", display.removeprefix("Metaflow ").strip())
     kernel_dir = data_dir() / "kernels" / name.lower()
     kernel_dir.mkdir(parents=True, exist_ok=True)
@@ -55,7 +56,7 @@ def install_kernel(python: Path, display: str, code_dir: Path | None) -> Path:
         "language": "python",
         "metadata": {"debugger": True},
     }
-    if code_dir is not None:
-        spec["env"] = {"PYTHONPATH": str(code_dir)}
+    if env:
+        spec["env"] = dict(env)
     (kernel_dir / "kernel.json").write_text(json.dumps(spec, indent=1) + "\n")
     return kernel_dir

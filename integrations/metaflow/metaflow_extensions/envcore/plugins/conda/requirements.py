@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from metaflow.metaflow_environment import InvalidEnvironmentException
-from metaflow_extensions.envcore.plugins.conda import substitution
+from metaflow_extensions.envcore.plugins.conda import messages, substitution
 from metaflow_extensions.envcore.plugins.conda.decorators import DecoratorRequest, RequirementDecorator
 
 if TYPE_CHECKING:
@@ -121,8 +121,7 @@ def merged_for_step(flow: Any, step: Any) -> Merged:
 
 
 def _spec_error(step_name: str, exc: Exception) -> InvalidEnvironmentException:
-    message = getattr(exc, "message", str(exc))
-    return InvalidEnvironmentException(f"In step '{step_name}': {message}")
+    return InvalidEnvironmentException(messages.in_step(step_name, getattr(exc, "message", str(exc))))
 
 
 def _one_spec(request: DecoratorRequest) -> Spec:
@@ -217,4 +216,4 @@ def substitute(text: str, values: Mapping[str, str | Callable[[], str]]) -> str:
     try:
         return substitution.substitute(text, values)
     except substitution.MissingVariable as exc:
-        raise InvalidEnvironmentException(str(exc)) from None
+        raise InvalidEnvironmentException(messages.for_printer(str(exc))) from None

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from metaflow.metaflow_environment import InvalidEnvironmentException
+from metaflow_extensions.envcore.plugins.conda import messages
 from metaflow_extensions.envcore.plugins.conda.settings import (
     ConfigFiles,
     build_config,
@@ -107,9 +108,9 @@ class Session:
                 )
             status, value = pickle.loads(result.read_bytes())
         if status != "ok":
-            raise EnvcoreFailure(str(value))
-        result, messages = value
-        self._messages.extend(messages)
+            raise EnvcoreFailure(messages.for_printer(str(value)))
+        result, reported = value
+        self._messages.extend(reported)
         return result
 
     def flush_messages(self) -> None:

@@ -1,0 +1,33 @@
+"""envcore's messages as a Metaflow user reads them.
+
+* envcore's hints name its own commands (`envcore show`, `envcore resolve --alias`); here they are
+  `metaflow environment show` and so on.
+* Metaflow's error printer takes every ``*`` as a bold on/off marker and drops it, with no way to escape it,
+  so a constraint such as ``1.2.*`` would be printed ``1.2.``: messages for that printer get U+2217 (ASTERISK
+  OPERATOR, which looks the same) instead.
+
+Imports nothing but the standard library: tasks import it in environments without envcore.
+"""
+
+from __future__ import annotations
+
+import re
+
+_COMMANDS = re.compile(r"\benvcore (resolve|create|get|show|alias)\b")
+STAR = "\u2217"
+
+
+def commands(text: str) -> str:
+    """``envcore show`` -> ``metaflow environment show`` (the environment commands only)."""
+    return _COMMANDS.sub(r"metaflow environment \1", text)
+
+
+def for_printer(text: str) -> str:
+    """A message for Metaflow's error printer: Metaflow's command names, asterisks kept visible."""
+    return commands(text).replace("*", STAR)
+
+
+def in_step(step: str, message: str) -> str:
+    """``In step 'S': message`` for Metaflow's printer, unless the message already names the step."""
+    text = message if f"step '{step}'" in message else f"In step '{step}': {message}"
+    return for_printer(text)
