@@ -101,12 +101,12 @@ _CONDA_TOKEN = re.compile(r"(?:==|!=|>=|<=|~=|>|<|=)?[0-9*][A-Za-z0-9_.*+!]*")
 
 
 def _conda_version_ok(version: str) -> bool:
-    """A version spec (``1.2.3``, ``>=1,<2``, ``1.*|2.*``) and an optional build (letters, digits, ``_``,
-    ``*``), as the strict MatchSpec parser of the default resolver (py-rattler) accepts them."""
+    """A version spec (``1.2.3``, ``>=1,<2``, ``1.*|2.*``) and an optional build (letters, digits, ``_``, ``.``,
+    ``*``: ``py3.11_cuda12.1_0`` as pytorch's), as conda and the default resolver (py-rattler) read them."""
     if not version:
         return True
     ver, _, build = version.partition(" ")
-    if build and not re.fullmatch(r"[A-Za-z0-9_*]+", build):
+    if build and not re.fullmatch(r"[A-Za-z0-9_.*]+", build):
         return False
     return all(_CONDA_TOKEN.fullmatch(t) for t in re.split(r"[,|]", ver.replace("(", "").replace(")", "")))
 

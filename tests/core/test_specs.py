@@ -462,6 +462,17 @@ def test_a_version_followed_by_a_build_is_exact_for_the_solver(entry: str, versi
     assert (str(match.version), match.build) == (version, build)
 
 
+def test_a_build_string_with_dots_is_kept_for_the_solver() -> None:
+    import rattler
+
+    (req,) = specs.parse_environment_yml(
+        "dependencies: ['pytorch=2.1.0=py3.11_cuda12.1_cudnn8.9.2_0']"
+    ).requirements
+    assert req.tstr == "conda::pytorch==2.1.0 py3.11_cuda12.1_cudnn8.9.2_0"
+    match = rattler.MatchSpec(specs.match_spec(req))  # as the rattler resolver parses it (conda's reading)
+    assert (str(match.version), match.build) == ("==2.1.0", "py3.11_cuda12.1_cudnn8.9.2_0")
+
+
 PYPI_LINES = [
     ("fx-core==v1", "pypi::fx-core==v1"),
     ("fx-core==1.*", "pypi::fx-core==1.*"),
