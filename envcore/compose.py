@@ -13,7 +13,7 @@ from dataclasses import replace
 
 from envcore.config import Config
 from envcore.errors import ResolutionError
-from envcore.types import CONDA, NPCONDA, PYPI, SYS, LockedPackage, Resolver, ResolveRequest
+from envcore.types import CONDA, NPCONDA, PYPI, SYS, EnvType, LockedPackage, Resolver, ResolveRequest
 
 NAME = "rattler-uv"
 
@@ -47,6 +47,8 @@ class ComposedResolver:
             sources={CONDA: request.sources.get(CONDA, ())},
             extras={},
         )
+        if request.env_type is EnvType.PYPI_ONLY and request.of(NPCONDA):
+            self._check_non_python(replace(conda_request, requirements=request.of(NPCONDA, SYS)))
         conda_packages = list(self.conda.resolve(conda_request))
         python = next((p for p in conda_packages if p.name == "python"), None)
         if python is None:
@@ -74,6 +76,17 @@ class ComposedResolver:
             raise _conflict(request, conda_packages) or exc from None
         provided = conda_python_packages(conda_packages)
         return [*conda_packages, *(p for p in pypi_packages if canonicalize(p.name) not in provided)]
+
+    def _check_non_python(self, request: ResolveRequest) -> None:
+        """The conda packages of a PyPI-only environment (``conda_only``, ``--conda-pkg``) must not use python:
+        the environment's python is there for its PyPI packages (the original checks the same)."""
+        if any(p.name == "python" for p in self.conda.resolve(request)):
+            names = ", ".join(r.name for r in request.of(NPCONDA))
+            raise ResolutionError(
+                f"Cannot specify a non-python Conda dependency that uses python: {names}. Please use the mixed "
+                "mode instead: request them as conda packages (@conda / --conda / environment.yml) with the PyPI "
+                "ones."
+            )
 
 
 def _conflict(request: ResolveRequest, conda_packages: Sequence[LockedPackage]) -> ResolutionError | None:

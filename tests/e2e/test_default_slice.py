@@ -82,10 +82,22 @@ def test_cuda_build_only_when_cuda_is_requested(run: Run, tmp_path: Path) -> Non
     builds = {p["envcore"]["name"]: p["envcore"]["build"] for p in plain["env"]["packages"]}
     assert builds["fx-native"].endswith("cpu")
     req = tmp_path / "requirements.txt"
-    req.write_text("--conda-pkg fx-native\n--sys-pkg __cuda==12.4\nfx-core\n")
+    req.write_text("--conda-pkg fx-native\n--sys-pkg __cuda==12.4\n")
     cuda = json.loads(run("resolve", "-r", str(req), "--json").stdout)[local_arch()]
     builds = {p["envcore"]["name"]: p["envcore"]["build"] for p in cuda["env"]["packages"]}
     assert "cuda" in builds["fx-native"]
+
+
+def test_conda_packages_of_a_pypi_only_environment_must_not_use_python(run: Run, tmp_path: Path) -> None:
+    req = tmp_path / "requirements.txt"
+    req.write_text("--conda-pkg fx-ffmpeg\nfx-extras\n")  # a native tool beside PyPI packages: fine
+    env = json.loads(run("resolve", "-r", str(req), "--json").stdout)[local_arch()]["env"]
+    assert env["env_type"] == "pypi-only"
+    req.write_text("--conda-pkg fx-core\nfx-extras\n")  # a python package from conda: the mixed mode's job
+    refused = run("resolve", "-r", str(req), check=False)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    message = " ".join(refused.stderr.split())
+    assert "Cannot specify a non-python Conda dependency that uses python: fx-core" in message
 
 
 def test_default_resolution_is_reused_without_a_resolver(run: Run, world: dict[str, Path]) -> None:
