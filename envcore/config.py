@@ -183,7 +183,8 @@ def convert(setting: Setting, raw: Any, source: str) -> Any:
         return str(raw)
     except ValueError as exc:
         example = {
-            "json": "a JSON value such as " + json.dumps(setting.default or []),
+            "json": "a JSON value such as "
+            + json.dumps(setting.default if setting.default is not None else []),
             "int": "a whole number",
         }
         raise ConfigError(
@@ -253,8 +254,12 @@ class Config:
     def get(self, name: str) -> Any:
         return self.value(name).value
 
+    def names(self) -> list[str]:
+        """Every known setting (without the ``METAFLOW_`` prefix), sorted."""
+        return sorted(self._settings)
+
     def values(self) -> list[Value]:
-        return [self.value(name) for name in sorted(self._settings)]
+        return [self.value(name) for name in self.names()]
 
     # --- derived values -------------------------------------------------------------------------------
 

@@ -54,13 +54,18 @@ class App:
             pathspec_lookup  # answers step:Flow/Run/Step aliases (the Metaflow integration)
         )
         if config is not None:
-            self.config = config
+            self.loaded_config = self.config = config
+
+    @cached_property
+    def loaded_config(self) -> Config:
+        """The configuration as loaded, its values not checked yet (``envcore config show`` lists bad ones)."""
+        from envcore.config import Config
+
+        return Config.load()
 
     @cached_property
     def config(self) -> Config:
-        from envcore.config import Config
-
-        config = Config.load()
+        config = self.loaded_config
         self.verbose = self.verbose or config.debug
         config.values()  # every setting is checked up front: a bad value fails every command, not some
         return config

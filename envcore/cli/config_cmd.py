@@ -6,7 +6,8 @@ import json
 
 import click
 
-from envcore.cli import App
+from envcore.cli import App, format_error
+from envcore.errors import ConfigError, EnvcoreError
 
 
 @click.group()
@@ -18,15 +19,33 @@ def config() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
 def show(app: App, as_json: bool) -> None:
-    """Show every key with its value and source; secrets are masked."""
-    _ = app.registry  # building it adds the plugins' settings to the configuration
-    values = app.config.values()
+    """Show every key with its value and source; secrets are masked. A value that is not valid is shown as
+    such, with why on stderr (exit status 1): the other keys are still listed."""
+    from envcore.plugins import build_registry
+
+    config = app.loaded_config
+    problems: list[str] = []
+    try:
+        build_registry(config)  # adds the plugins' settings to the configuration
+    except EnvcoreError as exc:
+        problems.append(f"The plugins could not be loaded, so their settings are not listed: {exc.message}")
+    rows: list[dict[str, object]] = []
+    for name in config.names():
+        try:
+            v = config.value(name)
+        except ConfigError as exc:
+            problems.append(exc.message)
+            rows.append({"key": f"METAFLOW_{name}", "value": None, "source": "not valid", "secret": False})
+            continue
+        rows.append({"key": v.env_name, "value": v.shown(), "source": v.source, "secret": v.secret})
     if as_json:
-        rows = [
-            {"key": v.env_name, "value": v.shown(), "source": v.source, "secret": v.secret} for v in values
-        ]
         click.echo(json.dumps(rows, indent=2))
-        return
-    width = max(len(v.env_name) for v in values)
-    for v in values:
-        click.echo(f"{v.env_name:<{width}}  {json.dumps(v.shown()):<30}  ({v.source})")
+    else:
+        width = max(len(str(r["key"])) for r in rows)
+        for r in rows:
+            shown = "<not valid>" if r["source"] == "not valid" else json.dumps(r["value"])
+            click.echo(f"{r['key']:<{width}}  {shown:<30}  ({r['source']})")
+    for problem in problems:
+        click.echo(format_error(EnvcoreError(problem)), err=True)
+    if problems:
+        raise click.exceptions.Exit(1)

@@ -88,12 +88,27 @@ def test_config_show_masks_secrets_and_names_sources() -> None:
 
 
 def test_bad_config_is_one_paragraph_without_traceback() -> None:
-    out = envcore("config", "show", env={"METAFLOW_CONDA_LOCK_TIMEOUT": "soon"})
+    out = envcore("resolve", "--conda", "fx-core", env={"METAFLOW_CONDA_LOCK_TIMEOUT": "soon"})
     assert out.returncode == 2
     assert "Traceback" not in out.stderr
     assert out.stderr.startswith("envcore: `METAFLOW_CONDA_LOCK_TIMEOUT` is 'soon' (from env var)")
-    verbose = envcore("--verbose", "config", "show", env={"METAFLOW_CONDA_LOCK_TIMEOUT": "soon"})
+    verbose = envcore(
+        "--verbose", "resolve", "--conda", "fx-core", env={"METAFLOW_CONDA_LOCK_TIMEOUT": "soon"}
+    )
     assert "Traceback" in verbose.stderr
+
+
+def test_config_show_lists_every_key_and_names_the_bad_ones() -> None:
+    bad = {"METAFLOW_CONDA_LOCK_TIMEOUT": "soon", "METAFLOW_CONDA_SRCS_AUTH_INFO": "{bad secret"}
+    out = envcore("config", "show", env=bad)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    rows = {line.split()[0]: line for line in out.stdout.splitlines()}
+    assert "<not valid>" in rows["METAFLOW_CONDA_LOCK_TIMEOUT"]
+    assert "<not valid>" in rows["METAFLOW_CONDA_SRCS_AUTH_INFO"]
+    assert "(default)" in rows["METAFLOW_CONDA_DEPENDENCY_RESOLVER"]  # the other keys are listed as usual
+    message = " ".join(out.stderr.split())
+    assert "`METAFLOW_CONDA_LOCK_TIMEOUT` is 'soon'" in message
+    assert "Set it to a JSON value such as {}" in message and "bad secret" not in out.stdout + out.stderr
 
 
 def test_unknown_resolver_is_reported_with_its_source(tmp_path: Path) -> None:
