@@ -173,6 +173,18 @@ class Environments:
         self.record.add(env, set_default=set_default)
         return env
 
+    def ensure_stored(self, env: ResolvedEnvironment) -> ResolvedEnvironment:
+        """``env`` (a resolution reused from this machine's record) cached in the current store when that
+        store lacks its description: the store may have changed since it was resolved, and an alias or a
+        remote node must find it there."""
+        key = naming.env_key(
+            env.arch, env.req_id, env.full_id, envs_dirname=str(self.config.get("CONDA_ENVS_DIRNAME"))
+        )
+        if self.store.stat(key) is not None:
+            return env
+        self.progress(f"{env.req_id}:{env.full_id} is not in {self.store.url} yet: caching it there.")
+        return self.save(env, set_default=False)
+
     # --- looking up ---------------------------------------------------------------------------------
 
     def from_store(self, arch: str, req_id: str, full_id: str) -> ResolvedEnvironment:

@@ -292,7 +292,10 @@ def resolve(
     else:
         first = results[0][0]
         _check_aliases_before_saving(envs, wanted, (first.req_id, first.full_id))
-        results = [(envs.save(env, set_default=set_default) if new else env, new) for env, new in results]
+        results = [
+            (envs.save(env, set_default=set_default) if new else envs.ensure_stored(env), new)
+            for env, new in results
+        ]
         for alias in wanted:
             changed = envs.aliases.write(alias, (first.req_id, first.full_id))
             app.echo(f"    {'Aliased' if changed else 'Already aliased'} as {alias.display}", err=True)

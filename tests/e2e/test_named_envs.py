@@ -257,3 +257,15 @@ def test_no_set_default_stores_a_resolution_without_making_it_the_default(run: R
     again = run("resolve", "--conda", "fx-http")  # no default to reuse: resolved again, now the default
     assert "Resolved 1 environment(s)" in again.stderr and env_ids(again.stdout) == [ref]
     assert "Using the existing resolution" in run("resolve", "--conda", "fx-http").stderr
+
+
+def test_a_reused_resolution_is_cached_into_a_new_store_before_it_is_aliased(
+    run: Run, world: dict[str, Path], tmp_path: Path
+) -> None:
+    (ref,) = env_ids(run("resolve", "--conda", "fx-http").stdout)
+    other = str(tmp_path / "other-store")  # the site moved to another store since
+    out = run("resolve", "--conda", "fx-http", "--alias", "team/moved:v1", METAFLOW_CONDA_LOCALROOT=other)
+    assert env_ids(out.stdout) == [ref] and "Using the existing resolution" in out.stderr
+    assert "is not in " in out.stderr
+    created = run("create", "team/moved:v1", "--name", "m", machine="b", METAFLOW_CONDA_LOCALROOT=other)
+    assert " created at " in created.stdout

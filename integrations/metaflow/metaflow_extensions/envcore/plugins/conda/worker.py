@@ -42,7 +42,7 @@ def _resolve(envs: Any, payload: Any) -> Any:
 
         try:
             ((env, new),) = envs.resolve([request], force=force)
-            return (envs.save(env) if new else env), new
+            return (envs.save(env) if new else envs.ensure_stored(env)), new
         except EnvcoreError as exc:  # reported per request: the launcher names the steps that need it
             return exc.message
 
