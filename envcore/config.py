@@ -278,9 +278,15 @@ class Config:
             raise ConfigError(f'{value.describe()}, but it must be a list of names, e.g. ["rattler", "uv"].')
         return list(value.value)
 
-    def store_root(self, datastore: str) -> Value:
-        """``CONDA_<DS>ROOT``, else ``DATASTORE_SYSROOT_<DS>/conda_env``, with its source."""
-        ds = datastore.upper()
+    def store_root(self, datastore: str, setting: str = "") -> Value:
+        """The store's own root ``setting`` (a plugin's ``root_setting``) if given and set, else
+        ``CONDA_<DS>ROOT``, else ``DATASTORE_SYSROOT_<DS>/conda_env``, with its source (``<DS>`` is the name in
+        capitals, ``-`` as ``_``: a name a shell can export)."""
+        ds = datastore.upper().replace("-", "_")
+        if setting:
+            own = self.value(setting)
+            if own.value:
+                return own
         root = self.value(f"CONDA_{ds}ROOT")
         if root.value:
             return root
@@ -289,9 +295,10 @@ class Config:
             return Value(root.name, sysroot.value.rstrip("/") + "/conda_env", sysroot.source)
         if datastore == "local":
             return Value(root.name, str(self.cache_dir() / "store"), "default")
+        names = [f"METAFLOW_{n}" for n in (setting, f"CONDA_{ds}ROOT", f"DATASTORE_SYSROOT_{ds}") if n]
         raise ConfigError(
-            f"No store root is configured for the {datastore!r} datastore. Set METAFLOW_CONDA_{ds}ROOT "
-            f"(e.g. {datastore}://bucket/conda_env) or METAFLOW_DATASTORE_SYSROOT_{ds}."
+            f"No store root is configured for the {datastore!r} datastore. Set {', '.join(names[:-1])} or "
+            f"{names[-1]} (the folder or bucket path the store keeps environments in)."
         )
 
     def cache_dir(self) -> Path:

@@ -125,7 +125,9 @@ class Registry:
             f"The plugin {name!r} is installed but {blocked[0].status} by METAFLOW_ENVCORE_PLUGINS / "
             "METAFLOW_ENVCORE_DISABLED_PLUGINS; change those settings"
             if blocked
-            else f"Install it with `pip install envcore-{name}`"
+            else f"Install the distribution that provides it (envcore's own are in its repository's "
+            f"{'storage' if kind == 'store' else 'backends'}/{name} folder; envcore is not published on PyPI, "
+            "and a project named envcore there is another one)"
         )
         return ConfigError(
             f"{value.describe()}, but no {kind} named {name!r} is installed. {hint}, or choose one of: "
@@ -166,7 +168,9 @@ class Registry:
             )
         with self._lock:
             if name not in self._resolver_instances:
-                self._resolver_instances[name] = self._build(entry.record.factory, self.config)
+                self._resolver_instances[name] = self._build(
+                    f"the resolver {name!r}", entry.plugin, entry.record.factory, self.config
+                )
             return self._resolver_instances[name]
 
     def checked_version(self, name: str, resolver: Resolver) -> str:
@@ -185,7 +189,9 @@ class Registry:
         if entry is None or entry.record.kind is not kind:
             choices = [n for n, r in self.installers.items() if r.record.kind is kind]
             raise self._unknown(f"{kind.value} installer", setting, name, choices)
-        return self._build(entry.record.factory, self.config)
+        return self._build(
+            f"the {kind.value} installer {name!r}", entry.plugin, entry.record.factory, self.config
+        )
 
     def store(self, datastore: str | None = None) -> Store:
         name = datastore or str(self.config.get("DEFAULT_DATASTORE"))
@@ -193,15 +199,15 @@ class Registry:
         if entry is None:
             raise self._unknown("store", "DEFAULT_DATASTORE", name, self.stores)
         plugin: StoragePlugin = entry.record
-        root = self.config.store_root(name)
-        return self._build(plugin.factory, str(root.value), self.config)
+        root = self.config.store_root(name, plugin.root_setting)
+        return self._build(f"the store {name!r}", entry.plugin, plugin.factory, str(root.value), self.config)
 
     def naming(self) -> NamingScheme:
         name = str(self.config.get("ENVCORE_NAMING"))
         entry = self.namings.get(name)
         if entry is None:
             raise self._unknown("naming scheme", "ENVCORE_NAMING", name, self.namings)
-        return self._build(entry.record.factory)
+        return self._build(f"the naming scheme {name!r}", entry.plugin, entry.record.factory)
 
     def package_format(self, extension: str) -> PackageFormat:
         entry = self.formats.get(extension)
@@ -210,17 +216,29 @@ class Registry:
                 f"No package format is registered for {extension!r} files; registered: "
                 f"{', '.join(sorted(self.formats)) or 'none'}. Install the plugin that provides it."
             )
-        return self._build(entry.record.factory)
+        return self._build(f"the {extension} package format", entry.plugin, entry.record.factory)
 
-    def _build(self, factory: Callable[..., R], *args: Any) -> R:
+    def _build(self, what: str, plugin: str, factory: Callable[..., R], *args: Any) -> R:
+        """``factory(*args)``; a failure, or no object at all, is a PluginError naming the backend (``what``) and
+        the ``plugin`` that registered it."""
+        info = self.plugins.get(plugin)
+        origin = f"{plugin!r} ({info.origin})" if info else repr(plugin)
         try:
-            return factory(*args)
+            built = factory(*args)
         except EnvcoreError:
             raise
         except Exception as exc:
             raise PluginError(
-                f"A plugin's factory failed: {type(exc).__name__}: {exc}. Run with --verbose for the traceback."
+                f"The factory of {what}, from the plugin {origin}, failed: {type(exc).__name__}: {exc}. This is "
+                "a bug in the plugin (or its installation); run with --verbose for the traceback and report it "
+                "to its authors."
             ) from exc
+        if built is None:
+            raise PluginError(
+                f"The factory of {what}, from the plugin {origin}, returned None instead of the object. This is "
+                "a bug in the plugin; report it to its authors."
+            )
+        return built
 
     # --- checking what plugins return -----------------------------------------------------------------
 

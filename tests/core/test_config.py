@@ -210,3 +210,24 @@ def test_parity_with_metaflow_from_conf(isolated_config: Path, tmp_path: Path) -
         theirs = json.loads(out.stdout.strip().splitlines()[-1])
         ours = Config.load(environ=env).get(name)
         assert ours == theirs, (name, env_value, profile_value)
+
+
+def test_a_store_root_comes_from_the_plugins_own_setting_then_the_usual_ones(
+    monkeypatch: pytest.MonkeyPatch, isolated_config: Path
+) -> None:
+    from envcore.config import Config
+    from envcore.errors import ConfigError
+
+    monkeypatch.setenv("METAFLOW_SQLITE_PATH", "/data/envs.db")
+    monkeypatch.setenv("METAFLOW_CONDA_SQLITE_FILEROOT", "/other")
+    config = Config.load()
+    assert config.store_root("sqlite-file", "SQLITE_PATH").value == "/data/envs.db"
+    assert config.store_root("sqlite-file").value == "/other"  # a name with '-' reads CONDA_SQLITE_FILEROOT
+    monkeypatch.delenv("METAFLOW_SQLITE_PATH")
+    monkeypatch.delenv("METAFLOW_CONDA_SQLITE_FILEROOT")
+    with pytest.raises(ConfigError) as info:
+        Config.load().store_root("sqlite-file", "SQLITE_PATH")
+    assert (
+        "Set METAFLOW_SQLITE_PATH, METAFLOW_CONDA_SQLITE_FILEROOT or METAFLOW_DATASTORE_SYSROOT_SQLITE_FILE"
+        in (info.value.message)
+    )

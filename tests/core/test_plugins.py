@@ -149,7 +149,9 @@ def test_unknown_resolver_message(monkeypatch: pytest.MonkeyPatch, install_plugi
     message, _, choices = info.value.message.rpartition(", or choose one of: ")
     assert message == (
         "`METAFLOW_CONDA_DEPENDENCY_RESOLVER` is \"quantum\" (from env var), but no resolver named 'quantum' is "
-        "installed. Install it with `pip install envcore-quantum`"
+        "installed. Install the distribution that provides it (envcore's own are in its repository's "
+        "backends/quantum folder; envcore is not published on PyPI, and a project named envcore there is another "
+        "one)"
     )
     names = choices.rstrip(".").split(", ")
     assert {"pixi", "rattler"} <= set(names) and names == sorted(names)
@@ -293,3 +295,43 @@ def test_eggs_zip_files_and_undecodable_files_are_left_to_importlib_metadata(
     zipped.write_bytes(b"PK\x05\x06" + b"\0" * 18)  # an empty zip archive
     monkeypatch.setattr("sys.path", [str(zipped), str(site)])
     assert plugincache._read_dist_infos("envcore") is None
+
+
+STORE_FACTORY = """
+from envcore import hookimpl
+from envcore.types import StoragePlugin
+
+
+def broken(root, config):
+    {body}
+
+
+@hookimpl
+def envcore_storage():
+    yield StoragePlugin(name="{name}", summary="a store whose factory is broken", factory=broken)
+"""
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("raise RuntimeError('boom')", "failed: RuntimeError: boom. This is a bug in the plugin"),
+        ("return None", "returned None instead of the object. This is a bug in the plugin"),
+    ],
+)
+def test_a_failing_factory_names_the_backend_and_its_plugin(
+    install_plugin: InstallPlugin, monkeypatch: pytest.MonkeyPatch, body: str, message: str
+) -> None:
+    install_plugin(
+        "envcore-brokenstore",
+        {"brokenstore": "envcore_brokenstore.plugin"},
+        {"envcore_brokenstore.plugin": STORE_FACTORY.format(body=body, name="brokenstore")},
+    )
+    monkeypatch.setenv("METAFLOW_DEFAULT_DATASTORE", "brokenstore")
+    monkeypatch.setenv("METAFLOW_CONDA_BROKENSTOREROOT", "/tmp/x")
+    with pytest.raises(PluginError) as info:
+        build_registry(Config.load()).store()
+    assert info.value.message.startswith(
+        "The factory of the store 'brokenstore', from the plugin 'brokenstore' (envcore-brokenstore 1.0), "
+    )
+    assert message in info.value.message

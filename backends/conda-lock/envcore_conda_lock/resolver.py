@@ -248,8 +248,8 @@ class CondaLockResolver:
         if exe is None:
             if importlib.util.find_spec("conda_lock") is None:
                 raise BackendUnavailable(
-                    f"conda-lock is not installed for {sys.executable}. Install it (`pip install envcore-conda-lock` "
-                    "brings it), or set METAFLOW_ENVCORE_CONDA_LOCK_EXE to a conda-lock executable."
+                    f"conda-lock is not installed for {sys.executable}. Install it (the envcore-conda-lock "
+                    "distribution depends on it: reinstall it), or set METAFLOW_ENVCORE_CONDA_LOCK_EXE to a conda-lock executable."
                 )
             self._conda_lock = (
                 [sys.executable, "-m", "conda_lock"],

@@ -44,7 +44,7 @@ class PipResolver:
         done = run_tool([*self._pip(), "--version"], what="pip", timeout=60)
         if done.returncode != 0:
             raise BackendUnavailable(
-                f"pip is not usable here: {tail(done.stderr)}. Install it: pip install envcore-pip."
+                f"pip is not usable here: {tail(done.stderr)}. Install it (the envcore-pip distribution depends on it: reinstall it)."
             )
 
     def version(self) -> str:

@@ -104,7 +104,7 @@ class PoetryResolver:
         if done.returncode != 0:
             raise BackendUnavailable(
                 f"poetry cannot be imported by {python} ({tail(done.stderr, lines=1)}). Install it there "
-                "(`pip install envcore-poetry` brings poetry 2), or set METAFLOW_ENVCORE_POETRY_EXE to the `poetry` "
+                "(the envcore-poetry distribution brings poetry 2), or set METAFLOW_ENVCORE_POETRY_EXE to the `poetry` "
                 "script of another installation."
             )
         version = self.version()

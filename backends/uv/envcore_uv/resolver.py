@@ -42,7 +42,7 @@ def _bundled_uv() -> str:
         from uv import find_uv_bin
     except ImportError:
         raise BackendUnavailable(
-            "The uv package is not installed in this environment. Install it with `pip install envcore-uv`."
+            "The uv package is not installed in this environment. Reinstall the envcore-uv distribution, which brings it."
         ) from None
     with _UV_LOCK:
         sysconfig.get_config_vars()  # initialise sysconfig once, under a lock, before find_uv_bin reads it
