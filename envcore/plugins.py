@@ -27,6 +27,7 @@ from envcore import hookspecs, plugincache
 from envcore.config import Config
 from envcore.errors import ConfigError, EnvcoreError, PluginError
 from envcore.types import (
+    Capability,
     CommandPlugin,
     EnvType,
     Installer,
@@ -408,6 +409,12 @@ def _collect(registry: Registry, hook_name: str, record_type: type[T]) -> list[R
                     f"Plugin {impl.plugin_name!r} ({info.origin}): {hook_name}() yielded {type(record).__name__}, "
                     f"but it must yield {record_type.__name__} records."
                 )
+            problem = _record_problem(record)
+            if problem:
+                raise PluginError(
+                    f"Plugin {impl.plugin_name!r} ({info.origin}): {hook_name}() yielded a {record_type.__name__} "
+                    f"whose {problem}. This is a bug in the plugin; report it to its authors."
+                )
             name = getattr(record, "name", "")
             if record_type is not Setting and not _NAME.match(name):
                 raise PluginError(
@@ -416,6 +423,37 @@ def _collect(registry: Registry, hook_name: str, record_type: type[T]) -> list[R
                 )
             out.append(Registered(record, impl.plugin_name))
     return out
+
+
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "name": (str,),
+    "summary": (str,),
+    "root_setting": (str,),
+    "kind": (PackageKind,),
+    "extensions": (tuple,),
+    "executables": (tuple,),
+}
+_FIELD_MEMBERS: dict[str, type] = {"env_types": EnvType, "capabilities": Capability}
+
+
+def _record_problem(record: object) -> str | None:
+    """What is wrong with a registration record's fields (the types its dataclass declares), if anything."""
+    factory = getattr(record, "factory", None)
+    if hasattr(record, "factory") and not callable(factory):
+        return f"factory is {factory!r}, not a callable"
+    for field_name, types in _FIELD_TYPES.items():
+        if field_name == "kind" and isinstance(record, Setting):
+            continue  # a setting's kind is the name of a value type ("int", "json")
+        if hasattr(record, field_name) and not isinstance(getattr(record, field_name), types):
+            value = getattr(record, field_name)
+            return f"{field_name} is {value!r}, not a {' or '.join(t.__name__ for t in types)}"
+    for field_name, member in _FIELD_MEMBERS.items():
+        values = getattr(record, field_name, None)
+        if values is not None and (
+            not isinstance(values, (set, frozenset)) or not all(isinstance(v, member) for v in values)
+        ):
+            return f"{field_name} is {values!r}, not a frozenset of {member.__name__}"
+    return None
 
 
 def _index(registry: Registry) -> None:

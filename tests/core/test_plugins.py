@@ -335,3 +335,41 @@ def test_a_failing_factory_names_the_backend_and_its_plugin(
         "The factory of the store 'brokenstore', from the plugin 'brokenstore' (envcore-brokenstore 1.0), "
     )
     assert message in info.value.message
+
+
+BAD_FIELDS = """
+from envcore import hookimpl
+from envcore.types import ResolverPlugin
+
+
+@hookimpl
+def envcore_resolvers():
+    yield ResolverPlugin(name="badfields", env_types={env_types}, factory={factory}, summary="x")
+"""
+
+
+@pytest.mark.parametrize(
+    ("env_types", "factory", "problem"),
+    [
+        (
+            'frozenset({"conda-only"})',
+            "print",
+            "env_types is frozenset({'conda-only'}), not a frozenset of EnvType",
+        ),
+        ("frozenset()", '"not callable"', "factory is 'not callable', not a callable"),
+    ],
+)
+def test_records_are_type_checked_when_registered(
+    install_plugin: InstallPlugin, env_types: str, factory: str, problem: str
+) -> None:
+    install_plugin(
+        "envcore-badfields",
+        {"badfields": "envcore_badfields.plugin"},
+        {"envcore_badfields.plugin": BAD_FIELDS.format(env_types=env_types, factory=factory)},
+    )
+    with pytest.raises(PluginError) as info:
+        build_registry(Config.load())
+    assert info.value.message.startswith(
+        "Plugin 'badfields' (envcore-badfields 1.0): envcore_resolvers() yielded"
+    )
+    assert problem in info.value.message
