@@ -110,14 +110,15 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
     def _plugin_command_names(self, ctx: click.Context) -> list[str]:
+        """Plugin commands, without those named as a built-in one (which always wins)."""
         from envcore import plugincache
 
         app = ctx.find_object(App)
         if app is not None and "registry" not in vars(app):
             names = plugincache.commands(app.config.environ if "config" in vars(app) else os.environ)
             if names is not None:
-                return names
-        return sorted(self._plugin_commands(ctx))
+                return [n for n in names if n not in COMMANDS]
+        return sorted(n for n in self._plugin_commands(ctx) if n not in COMMANDS)
 
     def _plugin_commands(self, ctx: click.Context) -> dict[str, Any]:
         app = ctx.find_object(App)

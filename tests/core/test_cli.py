@@ -201,3 +201,25 @@ def test_help_lists_plugin_commands_without_loading_plugins_each_time(
     # the plugin is disabled by configuration: gone at once
     env["METAFLOW_ENVCORE_DISABLED_PLUGINS"] = "hello"
     assert "howdy" not in envcore("--help", env=env).stdout
+
+
+def test_a_plugin_command_named_as_a_built_in_one_is_not_listed_twice(
+    install_plugin: InstallPlugin, tmp_path: Path
+) -> None:
+    site = install_plugin(
+        "envcore-shadow",
+        {"shadow": "envcore_shadow.plugin"},
+        {"envcore_shadow.plugin": COMMAND_PLUGIN.format(name="resolve")},
+    )
+    env = {
+        "METAFLOW_ENVCORE_CACHE_DIR": str(tmp_path / "cache"),
+        "PLUGIN_LOADS": str(tmp_path / "loads.log"),
+        "PYTHONPATH": str(site),
+    }
+    listed = [
+        line.split()[0]
+        for line in envcore("--help", env=env).stdout.split("Commands:")[1].splitlines()
+        if line
+    ]
+    assert listed.count("resolve") == 1
+    assert "Nothing to resolve" in envcore("resolve", env=env).stderr  # the built-in command runs
