@@ -385,6 +385,20 @@ def _register(
         raise PluginError(
             f"Plugin {name!r} ({info.origin}) does not follow the envcore hook contract: {exc}.{hint}"
         ) from None
+    unmarked = [
+        h
+        for h in dir(module)
+        if h.startswith("envcore_")
+        and hasattr(hookspecs, h)
+        and callable(getattr(module, h))
+        and registry.pm.parse_hookimpl_opts(module, h) is None
+    ]
+    if unmarked:  # pluggy ignores a function without the marker: the plugin would silently provide nothing
+        registry.pm.unregister(name=name)
+        raise PluginError(
+            f"Plugin {name!r} ({info.origin}) defines {', '.join(unmarked)} without the @hookimpl marker, so envcore "
+            "would not call it. Decorate it with `from envcore import hookimpl` / `@hookimpl`."
+        )
     registry.plugins[name] = info
     _debug(registry.config, f"registered plugin {name} from {info.origin}")
 

@@ -373,3 +373,15 @@ def test_records_are_type_checked_when_registered(
         "Plugin 'badfields' (envcore-badfields 1.0): envcore_resolvers() yielded"
     )
     assert problem in info.value.message
+
+
+def test_a_hook_without_the_marker_fails_loudly(install_plugin: InstallPlugin) -> None:
+    code = resolver_plugin_code("nomarker").replace("    @hookimpl\n", "")
+    assert "@hookimpl" not in code
+    install_plugin(
+        "envcore-nomarker", {"nomarker": "envcore_nomarker.plugin"}, {"envcore_nomarker.plugin": code}
+    )
+    with pytest.raises(PluginError) as info:
+        build_registry(Config.load())
+    assert "Plugin 'nomarker' (envcore-nomarker 1.0) defines envcore_resolvers" in info.value.message
+    assert "without the @hookimpl marker" in info.value.message
