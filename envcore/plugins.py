@@ -348,8 +348,9 @@ def build_registry(config: Config | None = None, *, builtins: Sequence[ModuleTyp
         if name in registry.plugins and registry.plugins[name].status == "loaded":
             other = registry.plugins[name]
             raise PluginError(
-                f"Two plugins are named {name!r}: {other.origin} and {info.origin}. Uninstall one of them, or "
-                "block one with METAFLOW_ENVCORE_DISABLED_PLUGINS."
+                f"Two plugins are named {name!r}: {other.origin} and {info.origin}. Uninstall one of them (blocking "
+                "the name with METAFLOW_ENVCORE_DISABLED_PLUGINS would block both); one loaded by module path can "
+                "take another name: METAFLOW_ENVCORE_PLUGIN_MODULES=OTHER_NAME=module.path."
             )
         _register(registry, name, module, dist, version, path)
 
