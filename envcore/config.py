@@ -421,8 +421,18 @@ def redact_url(url: str) -> str:
 
 
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
+# a query parameter whose name says it is a secret (?access_token=, &sig=, ?api_key=...): its value
+_SECRET_PARAM = re.compile(
+    r"(?P<name>[?&;][^=&\s#]*(?:token|secret|password|passwd|signature|sig|key|credential)[^=&\s#]*=)"
+    r"[^&\s#'\"]+",
+    re.IGNORECASE,
+)
+_PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.DOTALL)
 
 
 def redact_text(text: str) -> str:
-    """``text`` with ``user:password@`` removed from every URL in it."""
-    return _USERINFO.sub(r"\g<scheme>", text)
+    """``text`` with ``user:password@`` removed from every URL in it, the values of secret-named query
+    parameters (``access_token=``, ``sig=``...) masked, and private-key blocks removed (for messages)."""
+    text = _USERINFO.sub(r"\g<scheme>", text)
+    text = _SECRET_PARAM.sub(r"\g<name>********", text)
+    return _PRIVATE_KEY.sub("[private key]", text)

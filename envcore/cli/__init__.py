@@ -161,10 +161,14 @@ def _print_traceback() -> None:
 
 
 def format_error(exc: EnvcoreError, prog_name: str = "envcore") -> str:
+    """One paragraph for the user; whatever a message carries, never a URL's password, a secret query
+    parameter or a private key (the last line of defence: messages are redacted where they are made)."""
     import textwrap  # only errors need it
 
+    from envcore.config import redact_text
+
     return textwrap.fill(
-        f"{prog_name}: {exc.message}", width=100, break_long_words=False, break_on_hyphens=False
+        redact_text(f"{prog_name}: {exc.message}"), width=100, break_long_words=False, break_on_hyphens=False
     )
 
 
@@ -213,9 +217,13 @@ def run(
             # full or read-only disk): the configuration or the machine, not envcore
             click.echo(format_error(EnvcoreError(_path_problem(exc)), prog_name), err=True)
             return 1
+        from envcore.config import redact_text
+
         click.echo(
-            f"{prog_name}: internal error: {type(exc).__name__}: {exc}. This is a bug in envcore or a plugin; "
-            "run again with --verbose for the traceback and report it.",
+            redact_text(
+                f"{prog_name}: internal error: {type(exc).__name__}: {exc}. This is a bug in envcore or a plugin; "
+                "run again with --verbose for the traceback and report it."
+            ),
             err=True,
         )
         return 3

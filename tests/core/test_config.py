@@ -231,3 +231,21 @@ def test_a_store_root_comes_from_the_plugins_own_setting_then_the_usual_ones(
         "Set METAFLOW_SQLITE_PATH, METAFLOW_CONDA_SQLITE_FILEROOT or METAFLOW_DATASTORE_SYSROOT_SQLITE_FILE"
         in (info.value.message)
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        ("GET https://oauth2.example/tokeninfo?access_token=ya29.SECRET777 failed", "ya29.SECRET777"),
+        ("https://acct.blob.example/c?se=2026-12&sp=rl&sv=2022-11-02&sig=kTRLdiQv%2BHd5", "kTRLdiQv%2BHd5"),
+        ("http://bob:EndpointPw555@127.0.0.1:45199 refused", "EndpointPw555"),
+        ('{"private_key": "-----BEGIN PRIVATE KEY-----\\nMIIEvQIBADAN\\n-----END PRIVATE KEY-----\\n"}', "MIIEvQ"),
+        ("https://h/simple/?api_key=abc123&page=2", "abc123"),
+    ],
+)
+def test_messages_are_redacted_of_every_kind_of_secret(text: str, secret: str) -> None:
+    from envcore.config import redact_text
+
+    redacted = redact_text(text)
+    assert secret not in redacted
+    assert redacted.split("?")[0].split("//")[-1][:3] in text  # the rest of the message stays readable
