@@ -87,8 +87,10 @@ def _md5(path: Path) -> str:
 def local_file(
     cache: PackageCache, pkg: LockedPackage, file: PackageFile, credentials: dict[str, tuple[str, str]]
 ) -> Path:
+    """A local copy of ``file`` whose hash was checked just now: from the package cache (hashed again, as
+    what goes into the shared store must be right for everyone; a damaged copy is set aside) or its URL."""
     name = pkg.filename + file.url_format
-    found = cache.get(file, name)
+    found = cache.get(file, name, verify=True)
     if found is None and file.built:
         raise MissingObject(
             f"{name} was built when the environment was resolved, but this machine's package cache no longer "

@@ -179,6 +179,26 @@ def test_verify_catches_a_package_damaged_in_the_local_cache(
     reliability_report.record("integrity cases")
 
 
+def test_a_package_damaged_in_the_local_cache_never_reaches_the_store(
+    run: Run, world: dict[str, Path], tmp_path: Path, reliability_report: ReliabilityReport
+) -> None:
+    """The store is trusted by everyone who hydrates from it, so what is uploaded is hashed again first."""
+    run("resolve", "--conda", "fx-app")
+    cached = next(p for p in (world["a"] / "cache" / "pkgs").rglob("fx-app-*.conda") if p.is_file())
+    donor = next(p for p in (world["a"] / "cache" / "pkgs").rglob("fx-core-*.conda") if p.is_file())
+    cached.write_bytes(donor.read_bytes())  # a well-formed archive, but another package
+    other = tmp_path / "new-store"  # the site moves to a new store: the packages are uploaded from the cache
+    run("resolve", "--conda", "fx-app", METAFLOW_CONDA_LOCALROOT=str(other))
+    assert list((world["a"] / "cache" / "quarantine").glob("*fx-app*")), "the damaged copy was not set aside"
+    check_store(other)
+    uploaded = next(p for p in other.rglob("fx-app-*.conda") if p.is_file())
+    assert uploaded.read_bytes() != donor.read_bytes()
+    (ref,) = env_ids(run("resolve", "--conda", "fx-app").stdout)
+    created = run("create", ref, "--name", "fresh", machine="b", METAFLOW_CONDA_LOCALROOT=str(other))
+    assert " created at " in created.stdout
+    reliability_report.record("integrity cases")
+
+
 # The attacker's writer: envcore's own resolve and cache, with the format's safety check switched off, so the
 # store holds a hostile package under a correct hash and a description that uses it.
 UNCHECKED_CACHE = """
