@@ -123,11 +123,14 @@ def cache_environment(
         if pkg.kind is PackageKind.CONDA and preferred != "none" and pkg.file(preferred) is None:
             pkg = _transmuted(config, pkg, local_file(cache, pkg, pkg.source, creds), preferred, cache)
         for fmt, key in package_keys(config, pkg).items():
-            if store.stat(key) is not None:
-                present += 1
-                continue
             file = pkg.file(fmt)
             assert file is not None
+            info = store.stat(key)
+            if info is not None and (file.size is None or info.size == file.size):
+                present += 1
+                continue
+            if info is not None:  # the wrong size: a damaged copy, replaced
+                show(f"{store.url}/{key} has {info.size} bytes instead of {file.size}: uploading it again.")
             local = local_file(cache, pkg, file, creds)
             ensure_checked(formats(fmt), local)
             store.put_file(key, local)

@@ -44,7 +44,15 @@ class PackageCache:
                 return None
         return path
 
-    def put_verified(self, tmp: Path, file: PackageFile, name: str, source: str) -> Path:
+    def put_verified(
+        self,
+        tmp: Path,
+        file: PackageFile,
+        name: str,
+        source: str,
+        fix: str = "The source holds a different file than when the environment was resolved: resolve again, or "
+        "repair the source.",
+    ) -> Path:
         """Move a downloaded temp file into the cache if its hash matches, else quarantine it and raise."""
         algorithm, expected = file.digest
         actual = digest_file(tmp, algorithm)
@@ -52,8 +60,7 @@ class PackageCache:
             target = self._quarantine(tmp, actual, name)
             raise IntegrityError(
                 f"{name} from {source} has {algorithm} {actual}, but the environment records {expected}. The file "
-                f"was not used and is kept in {target}. The source holds a different file than when the "
-                "environment was resolved: resolve again, or repair the source."
+                f"was not used and is kept in {target}. {fix}"
             )
         final = self.path(file, name)
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -108,7 +115,14 @@ def from_store(store: Store, key: str, cache: PackageCache, file: PackageFile, n
     tmp = cache.temp()
     try:
         store.get_file(key, tmp)
-        return cache.put_verified(tmp, file, name, f"the store ({store.url}/{key})")
+        return cache.put_verified(
+            tmp,
+            file,
+            name,
+            f"the store ({store.url}/{key})",
+            "The store's copy is damaged: delete that object, and `envcore resolve --force` of the environment "
+            "uploads a good one.",
+        )
     finally:
         tmp.unlink(missing_ok=True)
 

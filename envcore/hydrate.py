@@ -18,7 +18,7 @@ from pathlib import Path
 
 from envcore import cache as caching
 from envcore import relocate, uptodate
-from envcore.errors import MissingObject, UsageError
+from envcore.errors import EnvcoreError, IntegrityError, MissingObject, UsageError
 from envcore.fetch import PackageCache, ensure_checked, from_store, from_url, mark_checked
 from envcore.locks import file_lock
 from envcore.plugins import Registry
@@ -54,6 +54,7 @@ def fetch_packages(
     """Every package file of ``env`` as a verified, checked local file (in parallel)."""
     config = registry.config
     pkgs = PackageCache(config.cache_dir())
+    show = as_progress(progress)
     preferred = str(config.get("CONDA_PREFERRED_FORMAT"))
 
     def one(pkg: LockedPackage) -> tuple[LockedPackage, Path]:
@@ -63,8 +64,17 @@ def fetch_packages(
         if path is None:
             key = caching.package_keys(config, pkg)[file.url_format]
             if store is not None and store.stat(key) is not None:
-                path = from_store(store, key, pkgs, file, name)
-                mark_checked(path)  # packages are checked before they enter the store (cache.py)
+                try:
+                    path = from_store(store, key, pkgs, file, name)
+                    mark_checked(path)  # packages are checked before they enter the store (cache.py)
+                except IntegrityError as damaged:
+                    if file.built:
+                        raise  # only the store keeps it
+                    try:
+                        path = from_url(file.url, pkgs, file, name, credentials)
+                    except EnvcoreError:
+                        raise damaged from None  # the store's damage is the news; the source is unreachable
+                    show(f"{damaged.message} Fetched {name} from its source instead.")
             elif file.built:
                 raise MissingObject(
                     f"{name} was built from {file.url} when the environment was resolved, and only the store "
@@ -82,7 +92,7 @@ def fetch_packages(
         return f"Fetched and verified {task.done} package(s) ({task.bytes / 1e6:.1f} MB) in {took:.2f} s"
 
     with (
-        as_progress(progress).task("Fetching packages", len(env.packages), summary) as task,
+        show.task("Fetching packages", len(env.packages), summary) as task,
         ThreadPoolExecutor(WORKERS) as pool,
     ):
         return list(pool.map(one, env.packages))

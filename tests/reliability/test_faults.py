@@ -135,14 +135,39 @@ def test_a_tampered_package_in_the_store_is_refused_and_quarantined(
     data = bytearray(target.read_bytes())
     data[len(data) // 2] ^= 0xFF
     target.write_bytes(bytes(data))
-    out = run("create", ref, "--name", "t", machine="b", check=False)
+    # the package's own source is reachable: used instead, and the damage is named
+    out = run("create", ref, "--name", "t", machine="b")
+    message = " ".join(out.stderr.split())
+    assert (
+        "The store's copy is damaged: delete that object" in message and "from its source instead" in message
+    )
+    assert (world["b"] / "cache" / "envs" / "t" / ".metaflowenv").exists()
+    # without it, the hydration fails, naming both hashes and the object to delete
+    (world["universe"] / "channel").rename(world["universe"] / "gone")
+    fresh = world["b"] / "fresh-cache"  # a machine whose cache has nothing yet
+    out = run("create", ref, "--name", "t2", machine="b", check=False, METAFLOW_ENVCORE_CACHE_DIR=str(fresh))
     assert out.returncode == 1
     message = " ".join(out.stderr.split())
     assert "fx-core" in message and "store" in message and "Traceback" not in out.stderr
+    assert "delete that object" in message
     assert len([w for w in message.split() if len(w.strip(".,()'")) == 64]) >= 2  # both hashes named
-    quarantined = list((world["b"] / "cache" / "quarantine").glob("*fx-core*"))
+    quarantined = list((fresh / "quarantine").glob("*fx-core*"))
     assert quarantined, "the bad file was not quarantined"
-    assert not (world["b"] / "cache" / "envs" / "t" / ".metaflowenv").exists()
+    assert not (fresh / "envs" / "t2" / ".metaflowenv").exists()
+    reliability_report.record("integrity cases")
+
+
+def test_a_truncated_package_in_the_store_is_uploaded_again_by_resolve(
+    run: Run, world: dict[str, Path], reliability_report: ReliabilityReport
+) -> None:
+    run("resolve", "--conda", "fx-app")
+    target = next(p for p in world["store"].rglob("fx-core-*.conda") if p.is_file())
+    good = target.read_bytes()
+    target.write_bytes(good[: len(good) // 2])
+    out = run("resolve", "--force", "--conda", "fx-app")  # caching checks what the store holds (sizes)
+    assert "uploading it again" in " ".join(out.stderr.split())
+    assert target.read_bytes() == good
+    check_store(world["store"])
     reliability_report.record("integrity cases")
 
 
