@@ -153,7 +153,7 @@ def cache_environment(
         else f"All packages already cached in {store.url}."
     )
     keys = {p.filename: package_keys(config, p) for p in stored.packages}
-    written = _put_once(store, env_key(config, stored), description.dumps(stored, keys))
+    written = _put_description(store, env_key(config, stored), description.dumps(stored, keys), show)
     envs_dirname = str(config.get("CONDA_ENVS_DIRNAME"))
     _put_once(
         store,
@@ -161,6 +161,31 @@ def cache_environment(
         json.dumps([stored.req_id, stored.full_id]).encode(),
     )
     return stored, CacheReport(uploaded=uploaded, present=present, description_written=written)
+
+
+def _put_description(store: Store, key: str, data: bytes, show: Progress) -> bool:
+    """Descriptions are written once, as other immutable objects; one that cannot be read at all (damaged:
+    not JSON, or not a description) is replaced, compare-and-swap on the damaged version. One written by a
+    newer envcore (a schema this one does not know) is left alone."""
+    if _put_once(store, key, data):
+        return True
+    info = store.stat(key)
+    if info is None:
+        return _put_once(store, key, data)  # deleted in between
+    try:
+        with store.open(key) as fh:
+            existing = json.loads(fh.read())
+        readable = isinstance(existing, dict) and isinstance(existing.get("packages"), list)
+    except (ValueError, MissingObject):
+        readable = False
+    if readable:
+        return False
+    show(f"{store.url}/{key} is damaged: writing the description again.")
+    try:
+        store.put_bytes(key, data, if_version=info.version)
+    except PreconditionFailed:
+        return False  # someone else replaced it first
+    return True
 
 
 def _put_once(store: Store, key: str, data: bytes) -> bool:

@@ -166,7 +166,8 @@ def loads(raw: bytes, *, req_id: str, full_id: str, arch: str, where: str) -> Re
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise StorageError(
             f"The environment description {where} cannot be read ({exc}). Resolve the environment again with "
-            "`envcore resolve --force`, which writes a new description; the damaged one is left as it is."
+            "`envcore resolve --force`, which replaces a damaged description (one written by a newer envcore is "
+            "left as it is: upgrade envcore to read it)."
         ) from None
 
 

@@ -171,6 +171,22 @@ def test_a_truncated_package_in_the_store_is_uploaded_again_by_resolve(
     reliability_report.record("integrity cases")
 
 
+def test_a_damaged_description_is_replaced_by_resolve_force(
+    run: Run, world: dict[str, Path], reliability_report: ReliabilityReport
+) -> None:
+    (ref,) = env_ids(run("resolve", "--conda", "fx-app").stdout)
+    target = next(p for p in world["store"].rglob("env") if p.is_file() and "/aliases/" not in str(p))
+    good = target.read_bytes()
+    target.write_bytes(good[: len(good) // 2])
+    broken = run("create", ref, "--name", "d", machine="b", check=False)
+    assert broken.returncode == 1 and "replaces a damaged description" in " ".join(broken.stderr.split())
+    out = run("resolve", "--force", "--conda", "fx-app")
+    assert "is damaged: writing the description again" in " ".join(out.stderr.split())
+    assert " created at " in run("create", ref, "--name", "d", machine="b").stdout
+    check_store(world["store"])
+    reliability_report.record("integrity cases")
+
+
 def test_an_interrupted_prefix_is_rebuilt_not_used(
     run: Run, world: dict[str, Path], reliability_report: ReliabilityReport
 ) -> None:
