@@ -113,10 +113,10 @@ def hydrate(
     prefix = prefix.absolute()
     timeout = float(registry.config.get("CONDA_LOCK_TIMEOUT"))
     with file_lock(uptodate.lock_path(str(prefix)), timeout, on_wait=progress):
-        if not force and is_complete(prefix, env):
+        if not force and not verify and is_complete(prefix, env):
             return False
         if prefix.is_symlink() or prefix.exists():
-            _make_way(prefix, env, force, progress)
+            _make_way(prefix, env, force or (verify and is_complete(prefix, env)), progress)
         index = relocate.PrefixIndex.in_cache(registry.config.cache_dir(), timeout)
         key = uptodate.index_key(env.req_id, env.full_id, env.arch)
         # --force and --verify mean "from the package files"; otherwise a finished prefix of the same

@@ -320,7 +320,12 @@ def resolve(
 @click.argument("env")
 @click.option("--name", help="Name of the local environment (default metaflow_<req>_<full>).")
 @click.option("--force", is_flag=True, help="Recreate it even if it exists and is complete.")
-@click.option("--verify", is_flag=True, help="Hash files taken from the local package cache again.")
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="Install from package files hashed again (those of the local package cache too); an existing "
+    "environment is re-created.",
+)
 @click.pass_obj
 def create(app: App, env: str, name: str | None, force: bool, verify: bool) -> None:
     """Hydrate ENV (NAME[:TAG], REQ_ID:FULL_ID or step:Flow/Run/Step) into a local environment: fetch from the
