@@ -244,8 +244,20 @@ class Registry:
     # --- checking what plugins return -----------------------------------------------------------------
 
     def check_locked(self, resolver_name: str, packages: Sequence[LockedPackage]) -> None:
-        """The core's own check of a resolver's result: hashes, credentials, known formats."""
+        """The core's own check of a resolver's result: a sequence with one package per kind and name, hashes,
+        credentials, known formats."""
         problems: list[str] = []
+        untrusted_result: object = packages  # plugins can return anything
+        if not isinstance(untrusted_result, Sequence):
+            problems.append(f"returned a {type(untrusted_result).__name__}, not a sequence (a list or tuple)")
+            packages = list(packages)
+        seen: dict[tuple[object, str], str] = {}
+        for item in packages:
+            if isinstance(item, LockedPackage):
+                key = (item.kind, item.name.lower().replace("_", "-"))
+                if key in seen:
+                    problems.append(f"{item.name} twice ({seen[key]} and {item.version})")
+                seen.setdefault(key, item.version)
         for item in packages:
             untrusted: object = item  # plugins can return anything
             if not isinstance(untrusted, LockedPackage):

@@ -239,7 +239,10 @@ def test_a_store_root_comes_from_the_plugins_own_setting_then_the_usual_ones(
         ("GET https://oauth2.example/tokeninfo?access_token=ya29.SECRET777 failed", "ya29.SECRET777"),
         ("https://acct.blob.example/c?se=2026-12&sp=rl&sv=2022-11-02&sig=kTRLdiQv%2BHd5", "kTRLdiQv%2BHd5"),
         ("http://bob:EndpointPw555@127.0.0.1:45199 refused", "EndpointPw555"),
-        ('{"private_key": "-----BEGIN PRIVATE KEY-----\\nMIIEvQIBADAN\\n-----END PRIVATE KEY-----\\n"}', "MIIEvQ"),
+        (
+            '{"private_key": "-----BEGIN PRIVATE KEY-----\\nMIIEvQIBADAN\\n-----END PRIVATE KEY-----\\n"}',
+            "MIIEvQ",
+        ),
         ("https://h/simple/?api_key=abc123&page=2", "abc123"),
     ],
 )

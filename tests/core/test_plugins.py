@@ -191,6 +191,11 @@ def test_core_checks_resolver_results() -> None:
     for pkg, message in bad:
         with pytest.raises(PluginError, match=message):
             registry.check_locked("r", [pkg])
+    one = _pkg("https://h.example/x.whl")
+    with pytest.raises(PluginError, match=r"x twice \(1 and 1\)"):
+        registry.check_locked("r", [one, one])
+    with pytest.raises(PluginError, match="returned a generator, not a sequence"):
+        registry.check_locked("r", (p for p in [one]))  # type: ignore[arg-type]
 
 
 def test_has_credentials() -> None:
