@@ -220,7 +220,9 @@ class Resolver(Protocol):
         """The version of the tool doing the work (recorded in every resolved environment)."""
 
     def resolve(self, request: ResolveRequest) -> Sequence[LockedPackage]:
-        """Return the locked packages in install order, or raise :class:`~envcore.errors.ResolutionError`."""
+        """Return the locked packages (a sequence, one per kind and name), conda packages in install order
+        (dependencies first) and PyPI packages after them in any order (wheels are installed as one batch), or
+        raise :class:`~envcore.errors.ResolutionError`."""
 
 
 @runtime_checkable

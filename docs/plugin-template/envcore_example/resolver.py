@@ -4,6 +4,7 @@ backtrack: a conflict found late is reported, naming the package."""
 
 from __future__ import annotations
 
+import html
 import re
 import zipfile
 from collections.abc import Sequence
@@ -20,7 +21,9 @@ from envcore.config import Config
 from envcore.errors import BackendUnavailable, ResolutionError
 from envcore.types import PYPI, LockedPackage, PackageFile, PackageKind, ResolveRequest
 
-_LINK = re.compile(r'href="([^"#]+\.whl)#sha256=([0-9a-f]{64})"')
+_ANCHOR = re.compile(r"<a\s([^>]*)>")
+_ATTR = re.compile(r'([\w-]+)="([^"]*)"')
+_WHEEL = re.compile(r"(.+\.whl)#sha256=([0-9a-f]{64})$")
 
 
 class ExampleResolver:
@@ -33,7 +36,9 @@ class ExampleResolver:
     def version(self) -> str:
         return "envcore-example 0.1.0"
 
-    def _candidates(self, index: str, name: str) -> list[tuple[Version, str, str]]:
+    def _candidates(self, index: str, name: str, python: str | None) -> list[tuple[Version, str, str]]:
+        """(version, url, sha256) of the installable pure-Python wheels of ``name``, newest first: yanked
+        files and files whose Requires-Python excludes ``python`` are left out (PEP 592, PEP 503)."""
         page_url = urljoin(index, f"{canonicalize_name(name)}/")
         parts = urlsplit(page_url)
         if parts.scheme != "file":
@@ -42,18 +47,28 @@ class ExampleResolver:
         if not page.exists():
             return []
         found = []
-        for href, sha256 in _LINK.findall(page.read_text()):
-            url = urljoin(page_url, href)
+        for anchor in _ANCHOR.findall(page.read_text()):
+            attrs = {k: html.unescape(v) for k, v in _ATTR.findall(anchor)}
+            wheel = _WHEEL.match(attrs.get("href", ""))
+            if wheel is None or "data-yanked" in attrs:
+                continue
+            requires_python = attrs.get("data-requires-python")
+            if python and requires_python and Version(python) not in SpecifierSet(requires_python):
+                continue
+            url = urljoin(page_url, wheel.group(1))
             _, version, _, tags = parse_wheel_filename(url.rsplit("/", 1)[1])
             if any(t.interpreter.startswith("py3") and t.platform == "any" for t in tags):
-                found.append((version, url, sha256))
+                found.append((version, url, wheel.group(2)))
         return sorted(found, reverse=True)
 
     def resolve(self, request: ResolveRequest) -> Sequence[LockedPackage]:
         index = (request.sources.get(PYPI) or ("",))[0]
-        wanted = [Pep508(f"{r.name}{'==' + r.spec if r.spec and r.spec[0].isdigit() else r.spec}") for r in request.of(PYPI)]
+        wanted = [
+            Pep508(f"{r.name}{'==' + r.spec if r.spec[:1].isdigit() else r.spec}") for r in request.of(PYPI)
+        ]
         constraints: dict[str, SpecifierSet] = {}
         chosen: dict[str, LockedPackage] = {}
+        requires: dict[str, list[str]] = {}
         while wanted:
             req = wanted.pop(0)
             name = canonicalize_name(req.name)
@@ -65,11 +80,15 @@ class ExampleResolver:
                         "envcore-example does not backtrack: pin it."
                     )
                 continue
-            match = next(
-                ((v, u, h) for v, u, h in self._candidates(index, name) if v in constraints[name]), None
-            )
+            candidates = self._candidates(index, name, request.python_version)
+            # SpecifierSet.filter applies PEP 440: no pre-release unless a specifier names one (fx==2.1.0rc1)
+            # or nothing else matches (SpecifierSet.contains accepts pre-releases since packaging 26)
+            allowed = set(constraints[name].filter(v for v, _, _ in candidates))
+            match = next((c for c in candidates if c[0] in allowed), None)
             if match is None:
-                raise ResolutionError(f"No wheel of {name} matches {constraints[name] or 'any version'} in {index}.")
+                raise ResolutionError(
+                    f"No wheel of {name} matches {constraints[name] or 'any version'} in {index}."
+                )
             version, url, sha256 = match
             filename = url.rsplit("/", 1)[1]
             chosen[name] = LockedPackage(
@@ -79,8 +98,29 @@ class ExampleResolver:
                 filename=filename[: -len(".whl")],
                 files=(PackageFile(url_format=".whl", url=url, sha256=sha256),),
             )
-            wanted += [Pep508(d) for d in _requires(Path(unquote(urlsplit(url).path)))]
-        return [chosen[n] for n in sorted(chosen)]
+            deps = [Pep508(d) for d in _requires(Path(unquote(urlsplit(url).path)))]
+            requires[name] = [canonicalize_name(d.name) for d in deps]
+            wanted += deps
+        return _install_order(chosen, requires)
+
+
+def _install_order(chosen: dict[str, LockedPackage], requires: dict[str, list[str]]) -> list[LockedPackage]:
+    """Every package after its dependencies (depth first, by name for a stable result)."""
+    order: list[LockedPackage] = []
+    done: set[str] = set()
+
+    def visit(name: str) -> None:
+        if name in done:
+            return
+        done.add(name)
+        for dep in sorted(requires.get(name, ())):
+            if dep in chosen:
+                visit(dep)
+        order.append(chosen[name])
+
+    for name in sorted(chosen):
+        visit(name)
+    return order
 
 
 def _requires(wheel: Path) -> list[str]:
