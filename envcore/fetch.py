@@ -25,6 +25,9 @@ RETRIES = 4
 CHUNK = 1 << 20
 
 
+STALE_DOWNLOAD = 3600.0  # seconds without a write after which a temporary download is abandoned
+
+
 class PackageCache:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -79,6 +82,22 @@ class PackageCache:
         fd, name = tempfile.mkstemp(dir=folder)
         os.close(fd)
         return Path(name)
+
+    def sweep(self, older_than: float = STALE_DOWNLOAD) -> None:
+        """Remove downloads a killed process left behind (untouched for ``older_than`` seconds: a live one
+        writes to its file all the time)."""
+        folder = self.root / "pkgs" / ".incoming"
+        cutoff = time.time() - older_than
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            return
+        for entry in entries:
+            try:
+                if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                    os.unlink(entry.path)
+            except OSError:
+                continue  # finished or removed by its owner in between
 
 
 def _checked_marker(path: Path) -> Path:
@@ -146,10 +165,16 @@ def from_url(
 def download(url: str, dest: Path, credentials: Mapping[str, tuple[str, str]] | None = None) -> None:
     parts = urlsplit(url)
     if parts.scheme == "file":
+        source = unquote(parts.path)
         try:
-            shutil.copyfile(unquote(parts.path), dest)
+            shutil.copyfile(source, dest)
         except OSError as exc:
-            raise MissingObject(f"Cannot read {url}: {exc.strerror}. Check that the file exists.") from None
+            if exc.filename == source or not os.access(source, os.R_OK):
+                raise MissingObject(
+                    f"Cannot read {url}: {exc.strerror}. Check that the file exists."
+                ) from None
+            # the local copy failed (a full disk, a file size limit): this machine's problem, named by its path
+            raise OSError(exc.errno, exc.strerror, str(dest)) from None
         return
     import requests  # here: most commands never download over http, and requests costs ~60 ms to import
 

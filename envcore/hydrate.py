@@ -18,7 +18,7 @@ from pathlib import Path
 
 from envcore import cache as caching
 from envcore import relocate, uptodate
-from envcore.errors import EnvcoreError, IntegrityError, MissingObject, UsageError
+from envcore.errors import EnvcoreError, IntegrityError, MissingObject, StorageError, UsageError
 from envcore.fetch import PackageCache, ensure_checked, from_store, from_url, mark_checked
 from envcore.locks import file_lock
 from envcore.plugins import Registry
@@ -54,6 +54,7 @@ def fetch_packages(
     """Every package file of ``env`` as a verified, checked local file (in parallel)."""
     config = registry.config
     pkgs = PackageCache(config.cache_dir())
+    pkgs.sweep()
     show = as_progress(progress)
     preferred = str(config.get("CONDA_PREFERRED_FORMAT"))
 
@@ -81,8 +82,19 @@ def fetch_packages(
                     f"keeps it, but {'no store is configured' if store is None else f'{store.url} does not have it'}. "
                     "Resolve the environment again with --force to rebuild it."
                 )
-            else:
+            elif store is None:
                 path = from_url(file.url, pkgs, file, name, credentials)
+            else:
+                try:
+                    path = from_url(file.url, pkgs, file, name, credentials)
+                except EnvcoreError as exc:  # neither has it: say both, the store first
+                    if isinstance(exc, IntegrityError):
+                        raise
+                    raise StorageError(
+                        f"{name} is not in the store ({store.url}), and its source cannot be read either: "
+                        f"{exc.message} Cache the environment in this store from a machine that can reach the "
+                        "source (`envcore resolve --force` there), or make the source reachable."
+                    ) from None
         ensure_checked(registry.package_format(file.url_format), path, again=verify)
         task.advance(1, file.size or 0)
         return pkg, path

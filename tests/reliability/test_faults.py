@@ -14,6 +14,7 @@ import signal
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -184,6 +185,24 @@ def test_a_damaged_description_is_replaced_by_resolve_force(
     assert "is damaged: writing the description again" in " ".join(out.stderr.split())
     assert " created at " in run("create", ref, "--name", "d", machine="b").stdout
     check_store(world["store"])
+    reliability_report.record("integrity cases")
+
+
+def test_a_package_neither_the_store_nor_its_source_has_is_named_as_such(
+    run: Run, world: dict[str, Path], reliability_report: ReliabilityReport
+) -> None:
+    (ref,) = env_ids(run("resolve", "--conda", "fx-app").stdout)
+    next(p for p in world["store"].rglob("fx-core-*.conda") if p.is_file()).unlink()
+    (world["universe"] / "channel").rename(world["universe"] / "gone")
+    stale = world["b"] / "cache" / "pkgs" / ".incoming" / "tmp-left-by-a-killed-run"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"x" * 1000)
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    out = run("create", ref, "--name", "n", machine="b", check=False)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    message = " ".join(out.stderr.split())
+    assert "is not in the store (" in message and "and its source cannot be read either" in message
+    assert not stale.exists()  # a killed run's download is swept by the next one
     reliability_report.record("integrity cases")
 
 
