@@ -30,7 +30,8 @@ def envcore_storage() -> Iterator[StoragePlugin]:
 def envcore_settings() -> Iterator[Setting]:
     yield Setting(
         name="AZURE_STORAGE_BLOB_SERVICE_ENDPOINT",
-        help="Blob endpoint (Metaflow's setting), e.g. https://myaccount.blob.core.windows.net/",
+        help="Blob endpoint (Metaflow's setting), e.g. https://myaccount.blob.core.windows.net/ (a SAS may follow "
+        "as its query string: it is masked when shown)",
     )
     yield Setting(
         name="AZURE_STORAGE_CONNECTION_STRING",
@@ -44,4 +45,10 @@ def envcore_settings() -> Iterator[Setting]:
     )
     yield Setting(
         name="AZURE_TRANSFER_CONCURRENCY", default=8, kind="int", help="Parallel blocks per transfer"
+    )
+    yield Setting(
+        name="AZURE_READ_TIMEOUT",
+        default=10,
+        kind="float",
+        help="Seconds to wait for each read from Azure (not a whole transfer); a silent endpoint fails after 4",
     )

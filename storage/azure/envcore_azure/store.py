@@ -38,24 +38,34 @@ from azure.core.exceptions import (
     ResourceModifiedError,
     ResourceNotFoundError,
     ServiceRequestError,
+    ServiceRequestTimeoutError,
     ServiceResponseError,
+    ServiceResponseTimeoutError,
 )
 from azure.storage.blob import BlobServiceClient, ExponentialRetry, StorageStreamDownloader
 from azure.storage.blob.aio import BlobServiceClient as AsyncBlobServiceClient
 from azure.storage.blob.aio import ExponentialRetry as AsyncExponentialRetry
 
-from envcore.config import Config, redact_text
-from envcore.errors import ConfigError, MissingObject, PreconditionFailed, StorageError
+from envcore.config import Config, redact_text, redact_url
+from envcore.errors import (
+    LOCAL_ERRNOS,
+    ConfigError,
+    MissingObject,
+    PreconditionFailed,
+    StorageError,
+    local_write_error,
+)
 from envcore.types import ObjectInfo
 
 MiB = 1024 * 1024
+READ_TIMEOUT = 10  # seconds without a byte from the service, per read (not per transfer)
 CLIENT_OPTIONS: dict[str, Any] = {
     "max_single_put_size": 16 * MiB,  # larger uploads go in blocks
     "max_block_size": 8 * MiB,
     "max_single_get_size": 4 * MiB,  # the first GET of a download; the rest in chunks
     "max_chunk_get_size": 4 * MiB,
-    "connection_timeout": 20,
-    "read_timeout": 120,
+    "connection_timeout": 10,
+    "read_timeout": READ_TIMEOUT,  # a silent endpoint fails after 1 + retry_read attempts: ~45 s
 }
 RETRY: dict[str, Any] = {
     "initial_backoff": 0.5,
@@ -63,9 +73,11 @@ RETRY: dict[str, Any] = {
     "retry_total": 5,
     "retry_status": 5,  # the SDK's default (3) would cap 5xx retries below retry_total
     "retry_connect": 5,
+    "retry_read": 3,  # timeouts and resets after the request was sent (the SDK's default)
     "random_jitter_range": 0.3,
 }
 _CONTAINER = re.compile(r"^(\$root|[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62})$")
+_SIG = re.compile(r"(?i)\b(sig|signature|accountkey|sharedaccesssignature)=[^&;\s'\"]+")
 _PRECONDITION = {"BlobAlreadyExists", "ConditionNotMet", "TargetConditionNotMet"}
 _DENIED = {
     "AuthenticationFailed",
@@ -75,7 +87,6 @@ _DENIED = {
     "InsufficientAccountPermissions",
     "AccountIsDisabled",
 }
-_SIG = re.compile(r"(?i)\b(sig|signature|accountkey|sharedaccesssignature)=[^&;\s'\"]+")
 
 
 def parse_root(root: str) -> tuple[str, str]:
@@ -105,6 +116,13 @@ class Connection:
     sync: BlobServiceClient
     aio: AsyncBlobServiceClient
     secrets: list[str] = field(default_factory=list, repr=False)
+    read_timeout: float = READ_TIMEOUT
+    connect_timeout: float = CLIENT_OPTIONS["connection_timeout"]
+
+
+def _shown(url: str) -> str:
+    """An endpoint as messages show it: no query string (a SAS), no ``user:password@``."""
+    return redact_url(url.split("?", 1)[0].split("#", 1)[0]).rstrip("/")
 
 
 def _setting(config: Config, name: str, *plain: str) -> str | None:
@@ -131,7 +149,12 @@ def connect(config: Config) -> Connection:
     """Build the clients from Metaflow's settings, a connection string, an account key or SAS, or Entra ID."""
     endpoint_setting = _setting(config, "AZURE_STORAGE_BLOB_SERVICE_ENDPOINT")
     conn_str = _setting(config, "AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_CONNECTION_STRING")
-    options = dict(CLIENT_OPTIONS)
+    read_timeout = float(config.get("AZURE_READ_TIMEOUT") or READ_TIMEOUT)
+    options = {**CLIENT_OPTIONS, "read_timeout": read_timeout}
+    if read_timeout < CLIENT_OPTIONS["connection_timeout"]:
+        options["connection_timeout"] = read_timeout
+    shown_setting = _shown(endpoint_setting) if endpoint_setting else ""
+    setting_secrets = [urlsplit(endpoint_setting).query] if endpoint_setting else []
     if conn_str:
         try:
             sync = BlobServiceClient.from_connection_string(
@@ -146,15 +169,18 @@ def connect(config: Config) -> Connection:
                 "AZURE_STORAGE_CONNECTION_STRING) is malformed; copy it again from the storage account's "
                 "'Access keys' page (it is not shown here because it holds a secret)."
             ) from None
-        endpoint = sync.url.split("?", 1)[0].rstrip("/")
-        if endpoint_setting and endpoint_setting.split("?", 1)[0].rstrip("/") != endpoint:
+        endpoint = _shown(sync.url)
+        if endpoint_setting and shown_setting != endpoint:
             raise ConfigError(
-                f"METAFLOW_AZURE_STORAGE_BLOB_SERVICE_ENDPOINT is {endpoint_setting.split('?', 1)[0]!r} but the "
+                f"METAFLOW_AZURE_STORAGE_BLOB_SERVICE_ENDPOINT is {shown_setting!r} but the "
                 f"Azure Storage connection string points at {endpoint!r}. Unset one of them so that envcore "
                 "uses the account you mean."
             )
         secrets = [conn_str, *re.findall(r"(?i)(?:AccountKey|SharedAccessSignature)=([^;]+)", conn_str)]
-        return Connection(endpoint, "connection string", sync, aio, secrets)
+        secrets = _with_parts([*secrets, *setting_secrets])
+        return Connection(
+            endpoint, "connection string", sync, aio, secrets, read_timeout, options["connection_timeout"]
+        )
 
     if not endpoint_setting:
         account = config.environ.get("AZURE_STORAGE_ACCOUNT_NAME") or config.environ.get(
@@ -170,10 +196,10 @@ def connect(config: Config) -> Connection:
     parts = urlsplit(endpoint_setting)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(
-            f"METAFLOW_AZURE_STORAGE_BLOB_SERVICE_ENDPOINT is {endpoint_setting.split('?', 1)[0]!r}, which is not "
+            f"METAFLOW_AZURE_STORAGE_BLOB_SERVICE_ENDPOINT is {shown_setting!r}, which is not "
             "an http(s) URL; set it to the account's blob endpoint, e.g. https://myaccount.blob.core.windows.net/."
         )
-    endpoint = endpoint_setting.split("?", 1)[0].rstrip("/")
+    endpoint = endpoint_setting.split("?", 1)[0].split("#", 1)[0].rstrip("/")  # the clients' URL
     key = _setting(config, "AZURE_STORAGE_ACCOUNT_KEY", "AZURE_STORAGE_KEY", "AZURE_STORAGE_ACCOUNT_KEY")
     sas = parts.query or _setting(config, "", "AZURE_STORAGE_SAS_TOKEN")
     sync_cred: Any
@@ -196,13 +222,35 @@ def connect(config: Config) -> Connection:
 
         sync_cred, aio_cred = DefaultAzureCredential(), AsyncDefaultAzureCredential()
         auth, secrets = "DefaultAzureCredential", []
-    sync = BlobServiceClient(
-        endpoint, credential=sync_cred, retry_policy=ExponentialRetry(**RETRY), **options
-    )
-    aio = AsyncBlobServiceClient(
-        endpoint, credential=aio_cred, retry_policy=AsyncExponentialRetry(**RETRY), **options
-    )
-    return Connection(endpoint, auth, sync, aio, secrets)
+    try:
+        sync = BlobServiceClient(
+            endpoint, credential=sync_cred, retry_policy=ExponentialRetry(**RETRY), **options
+        )
+        aio = AsyncBlobServiceClient(
+            endpoint, credential=aio_cred, retry_policy=AsyncExponentialRetry(**RETRY), **options
+        )
+    except ValueError as exc:  # e.g. "Token credential is only supported with HTTPS"
+        raise ConfigError(
+            f"The Azure Blob client for {_shown(endpoint)} cannot be built with {auth} ({_shown(str(exc))}). "
+            "Use an https:// endpoint for DefaultAzureCredential, or give an account key "
+            "(METAFLOW_AZURE_STORAGE_ACCOUNT_KEY), a SAS token or a connection string."
+        ) from None
+    password = parts.password
+    secrets = _with_parts([*secrets, *setting_secrets, *([password] if password else [])])
+    return Connection(_shown(endpoint), auth, sync, aio, secrets, read_timeout, options["connection_timeout"])
+
+
+def _with_parts(secrets: list[str]) -> list[str]:
+    """Each secret as given, URL-decoded, and its ``sig=`` value alone (messages may quote any of them)."""
+    from urllib.parse import parse_qsl, quote, unquote
+
+    found: set[str] = set()
+    for secret in filter(None, secrets):
+        found |= {secret, secret.lstrip("?"), unquote(secret)}
+        for name, value in parse_qsl(secret.lstrip("?")):
+            if name.lower() in ("sig", "signature") and value:
+                found |= {value, quote(value, safe="")}  # decoded, and encoded as a URL carries it
+    return sorted((s for s in found if len(s) >= 4), key=len, reverse=True)
 
 
 def _file_system(connection: Connection, concurrency: int) -> Any:
@@ -245,7 +293,7 @@ class AzureStore:
         return cls(container, prefix, connect(config), concurrency=concurrency)
 
     def __repr__(self) -> str:
-        return f"AzureStore({self.url!r}, endpoint={self._conn.endpoint!r}, auth={self._conn.auth!r})"
+        return f"AzureStore({self.url!r}, endpoint={self._scrub(self.endpoint)!r}, auth={self._conn.auth!r})"
 
     @property
     def url(self) -> str:
@@ -267,6 +315,10 @@ class AzureStore:
 
     def _error(self, exc: BaseException, key: str, *, conditional: bool = False) -> StorageError:
         """One paragraph for a failed call: what, where, how to fix; never credentials."""
+        error = self._classify(exc, key, conditional=conditional)
+        return type(error)(self._scrub(error.message))
+
+    def _classify(self, exc: BaseException, key: str, *, conditional: bool = False) -> StorageError:
         where = f"{self.url}/{key}" if key else self.url
         cause = exc.__cause__ if isinstance(exc, FileNotFoundError) and exc.__cause__ else exc  # from adlfs
         code = str(getattr(cause, "error_code", "") or "")
@@ -310,6 +362,17 @@ class AzureStore:
                 "the account key or SAS token, or that the identity has the 'Storage Blob Data Contributor' "
                 "role on the container."
             )
+        if isinstance(cause, (ServiceResponseTimeoutError, ServiceRequestTimeoutError)):
+            connect = isinstance(cause, ServiceRequestTimeoutError)
+            what = "accept a connection" if connect else "answer"
+            limit = self._conn.connect_timeout if connect else self._conn.read_timeout
+            return StorageError(
+                f"The Azure Blob endpoint {self.endpoint} did not {what} for {where} within {limit:g} s, "
+                f"{RETRY['retry_read' if not connect else 'retry_connect'] + 1} times. Check "
+                "METAFLOW_AZURE_STORAGE_BLOB_SERVICE_ENDPOINT (or the connection string: it must be the account's "
+                "blob endpoint, and not overloaded), the network and any proxy in between; on a slow link raise "
+                "METAFLOW_AZURE_READ_TIMEOUT."
+            )
         if isinstance(cause, (ServiceRequestError, ServiceResponseError)):
             return StorageError(
                 f"Cannot reach the Azure Blob endpoint {self.endpoint} for {where} (after retries). Check "
@@ -345,12 +408,19 @@ class AzureStore:
 
     def get_file(self, key: str, dest: Path) -> None:
         full = f"{self.container}/{self._key(key)}"
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
-        os.close(fd)
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+            os.close(fd)
+        except OSError as exc:
+            raise local_write_error(exc, dest, f"{self.url}/{key}") from None
         try:
             self._fs.get_file(full, tmp, max_concurrency=self.concurrency)
             os.replace(tmp, dest)
+        except OSError as exc:
+            if exc.errno not in LOCAL_ERRNOS:
+                raise self._error(exc, key) from None
+            raise local_write_error(exc, dest, f"{self.url}/{key}") from None
         except Exception as exc:
             raise self._error(exc, key) from None
         finally:

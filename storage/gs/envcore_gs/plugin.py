@@ -34,11 +34,17 @@ def envcore_settings() -> Iterator[Setting]:
         name="GS_TOKEN",
         secret=True,
         help="gcsfs token: google_default (application default credentials, the default), cloud, anon, "
-        "or a service-account JSON key file; anon when an emulator endpoint is set",
+        "a service-account JSON key file (or its JSON text), or an access token; anon with an emulator endpoint",
     )
     yield Setting(
         name="GS_TRANSFER_CONCURRENCY",
         default=8,
         kind="int",
         help="Parallel parts per transfer (1: no compose)",
+    )
+    yield Setting(
+        name="GS_READ_TIMEOUT",
+        default=15,
+        kind="float",
+        help="Seconds to wait for each read from GCS (not a whole transfer); a silent endpoint fails after 3",
     )

@@ -33,8 +33,15 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, urlsplit
 
-from envcore.config import Config, redact_text
-from envcore.errors import ConfigError, MissingObject, PreconditionFailed, StorageError
+from envcore.config import Config, redact_text, redact_url
+from envcore.errors import (
+    LOCAL_ERRNOS,
+    ConfigError,
+    MissingObject,
+    PreconditionFailed,
+    StorageError,
+    local_write_error,
+)
 from envcore.types import ObjectInfo
 
 if TYPE_CHECKING:
@@ -47,6 +54,54 @@ COMPOSITE_MIN = 32 * 1024 * 1024
 MAX_COMPONENTS = 32  # the service's limit for one compose
 PARTS = ".envcore-parts"  # where composite parts live while a file goes up (hidden from listings)
 _GRANULE = 256 * 1024  # resumable chunks are multiples of this
+READ_TIMEOUT = 15  # seconds without a byte from the service, per read (not per transfer)
+PROBE_ATTEMPTS = 3  # the first call: a silent endpoint fails after PROBE_ATTEMPTS * READ_TIMEOUT
+_METHODS = {"google_default", "cache", "cloud", "anon", "browser", "token"}
+_SECRET_FIELDS = ("key", "secret", "token")  # fields of a JSON key never shown
+
+
+def _token(value: Any) -> Any:
+    """METAFLOW_GS_TOKEN as gcsfs takes it: a method name, a JSON key given inline (a dict), a key file that
+    exists, or a raw access token; a key file that does not exist is a ConfigError, not a token to check."""
+    if not isinstance(value, str) or not value.strip():
+        return value or None
+    text = value.strip()
+    if text in _METHODS:
+        return text
+    if text.startswith("{"):
+        try:
+            key = json.loads(text)
+        except ValueError:
+            key = None
+        if not isinstance(key, dict):
+            raise ConfigError(
+                "METAFLOW_GS_TOKEN starts like a JSON key but is not a JSON object (it is not shown: it holds a "
+                "secret). Give the service-account key file's path instead, or paste the whole key again."
+            )
+        return key
+    path = os.path.expanduser(text)
+    if os.path.exists(path):
+        return path
+    if "/" in text or os.sep in text or text.endswith(".json") or text.startswith(("~", ".")):
+        raise ConfigError(
+            f"METAFLOW_GS_TOKEN names the key file {text!r}, which does not exist. Fix the path, or set "
+            "METAFLOW_GS_TOKEN to google_default (application default credentials) or another gcsfs token."
+        )
+    return text  # a raw OAuth access token (ya29....)
+
+
+def _secrets(token: Any, endpoint: str | None) -> list[str]:
+    """The values never to show: a raw token, a JSON key's secret fields, the endpoint's password."""
+    found: list[str] = []
+    if isinstance(token, str) and token not in _METHODS and not os.path.exists(token):
+        found.append(token)
+    if isinstance(token, dict):
+        found += [str(v) for k, v in token.items() if any(f in str(k).lower() for f in _SECRET_FIELDS) and v]
+        found += [line for v in found for line in v.splitlines() if len(line) >= 16]  # a PEM's lines
+    password = urlsplit(endpoint).password if endpoint else None
+    if password:
+        found.append(password)
+    return sorted({s for s in found if len(s) >= 4}, key=len, reverse=True)
 
 
 def _endpoint(config: Config) -> str | None:
@@ -58,11 +113,20 @@ def _endpoint(config: Config) -> str | None:
 
 class GSStore:
     def __init__(
-        self, bucket: str, prefix: str, *, endpoint: str | None, token: Any = None, concurrency: int = 8
+        self,
+        bucket: str,
+        prefix: str,
+        *,
+        endpoint: str | None,
+        token: Any = None,
+        concurrency: int = 8,
+        read_timeout: float = READ_TIMEOUT,
     ) -> None:
         self.bucket, self.prefix, self.endpoint = bucket, prefix.strip("/"), endpoint
         self.token = token if token is not None else ("anon" if endpoint else "google_default")
         self.concurrency = max(1, concurrency)
+        self.read_timeout = read_timeout
+        self._secrets = _secrets(self.token, endpoint)
         self._fs: GCSFileSystem | None = None
         self._lock = threading.Lock()
 
@@ -78,8 +142,9 @@ class GSStore:
             parts.netloc,
             parts.path,
             endpoint=_endpoint(config),
-            token=config.get("GS_TOKEN") or None,
+            token=_token(config.get("GS_TOKEN")),
             concurrency=int(config.get("GS_TRANSFER_CONCURRENCY") or 8),
+            read_timeout=float(config.get("GS_READ_TIMEOUT") or READ_TIMEOUT),
         )
 
     def __repr__(self) -> str:
@@ -91,7 +156,13 @@ class GSStore:
 
     @property
     def _where_endpoint(self) -> str:
-        return redact_text(self.endpoint) if self.endpoint else "Google Cloud Storage"
+        return self._scrub(redact_url(self.endpoint)) if self.endpoint else "Google Cloud Storage"
+
+    def _scrub(self, text: str) -> str:
+        """``text`` without the token, a JSON key's secrets, a URL's password or secret query values."""
+        for secret in self._secrets:
+            text = text.replace(secret, "********")
+        return redact_text(text)
 
     def _name(self, key: str) -> str:
         if not key or key.startswith("/") or "//" in key:
@@ -105,9 +176,9 @@ class GSStore:
         with self._lock:
             if self._fs is None:
                 try:
-                    fs = _make_fs(self.endpoint, self.token)
+                    fs = _make_fs(self.endpoint, self.token, self.read_timeout)
                 except Exception as exc:
-                    raise self._error(exc, "") from None
+                    raise self._credentials_error(exc) from None
                 self._run(fs, self._probe, fs)
                 self._fs = fs
             return self._fs
@@ -129,17 +200,17 @@ class GSStore:
         from gcsfs.core import GCSFileSystem  # type: ignore[import-untyped,unused-ignore]
 
         request = getattr(GCSFileSystem._request, "__wrapped__", GCSFileSystem._request)
-        for attempt in range(3):
+        for attempt in range(PROBE_ATTEMPTS):
             try:
                 await request(fs, "GET", "b/{}", self.bucket, fields="name")
                 return
             except FileNotFoundError:
                 raise self._missing_bucket() from None
             except Exception as exc:
-                error = self._error(exc, "")
+                error = self._error(exc, "", attempts=attempt + 1)
                 if "was denied" in error.message:
                     return  # object-level permissions without storage.buckets.get: the calls will tell
-                if attempt == 2 or not _transient(exc):
+                if attempt == PROBE_ATTEMPTS - 1 or not _transient(exc):
                     raise error from None
                 await asyncio.sleep(0.3 * 2**attempt)
 
@@ -154,8 +225,31 @@ class GSStore:
             "METAFLOW_CONDA_GSROOT / METAFLOW_DATASTORE_SYSROOT_GS."
         )
 
-    def _error(self, exc: BaseException, key: str, *, write: bool = False) -> StorageError:
+    def _credentials_error(self, exc: BaseException) -> StorageError:
+        """gcsfs could not set up its credentials (a raw token is checked against Google when the client is
+        built; a JSON key is loaded): say so, whatever the library's exception says."""
+        if isinstance(exc, StorageError):
+            return exc
+        detail = self._scrub(" ".join(str(exc).split()))[:200]
+        return StorageError(
+            self._scrub(
+                f"The Google Cloud credentials for {self.url} could not be set up or checked "
+                f"({type(exc).__name__}: {detail}). Check METAFLOW_GS_TOKEN (google_default, a service-account "
+                "key file or its JSON, or a valid access token), GOOGLE_APPLICATION_CREDENTIALS, and that "
+                "Google's OAuth endpoints are reachable."
+            )
+        )
+
+    def _error(
+        self, exc: BaseException, key: str, *, write: bool = False, attempts: int | None = None
+    ) -> StorageError:
         """One paragraph for a failed call: what, where, how to fix; never credentials."""
+        error = self._classify(exc, key, write=write, attempts=attempts)
+        return type(error)(self._scrub(error.message))
+
+    def _classify(
+        self, exc: BaseException, key: str, *, write: bool = False, attempts: int | None = None
+    ) -> StorageError:
         import aiohttp
         from gcsfs.retry import HttpError  # type: ignore[import-untyped,unused-ignore]
 
@@ -184,6 +278,16 @@ class GSStore:
                 f"GCS kept answering HTTP {code} for {where} after gcsfs's retries (6 attempts with backoff). The "
                 "service is unavailable or throttling: retry later, or check METAFLOW_GS_ENDPOINT_URL."
             )
+        if isinstance(exc, (asyncio.TimeoutError, TimeoutError)) and not isinstance(
+            exc, aiohttp.ConnectionTimeoutError
+        ):
+            times = f", {attempts} times" if attempts else " (after retries)"
+            return StorageError(
+                f"The GCS endpoint {self._where_endpoint} accepted the connection but did not answer for {where} "
+                f"within {self.read_timeout:g} s{times}. Check METAFLOW_GS_ENDPOINT_URL / STORAGE_EMULATOR_HOST (it "
+                "must be a GCS JSON API service, and not overloaded), the network and any proxy in between; on a "
+                "slow link raise METAFLOW_GS_READ_TIMEOUT."
+            )
         if isinstance(exc, (aiohttp.ClientConnectionError, asyncio.TimeoutError, TimeoutError)):
             return StorageError(
                 f"Cannot reach the GCS endpoint {self._where_endpoint} for {where} ({type(exc).__name__}). "
@@ -210,12 +314,22 @@ class GSStore:
 
     def get_file(self, key: str, dest: Path) -> None:
         name = self._name(key)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
-        os.close(fd)
+        fs = self._client()
         try:
-            self._call(_download, key, f"{self.bucket}/{name}", tmp, self.concurrency)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+            os.close(fd)
+        except OSError as exc:
+            raise local_write_error(exc, dest, f"{self.url}/{key}") from None
+        try:
+            self._run(fs, _download, fs, f"{self.bucket}/{name}", tmp, self.concurrency)
             os.replace(tmp, dest)
+        except OSError as exc:
+            if exc.errno not in LOCAL_ERRNOS:
+                raise self._error(exc, key) from None
+            raise local_write_error(exc, dest, f"{self.url}/{key}") from None
+        except Exception as exc:
+            raise self._error(exc, key) from None
         finally:
             Path(tmp).unlink(missing_ok=True)
 
@@ -272,7 +386,7 @@ class GSStore:
 # --- the JSON API calls, run on gcsfs's event loop ------------------------------------------------------
 
 
-def _make_fs(endpoint: str | None, token: Any) -> GCSFileSystem:
+def _make_fs(endpoint: str | None, token: Any, read_timeout: float = READ_TIMEOUT) -> GCSFileSystem:
     import aiohttp
     from gcsfs.core import GCSFileSystem  # not gcsfs.GCSFileSystem: see the module docstring
 
@@ -282,7 +396,10 @@ def _make_fs(endpoint: str | None, token: Any) -> GCSFileSystem:
         skip_instance_cache=True,
         use_listings_cache=False,
         consistency="none",
-        requests_timeout=aiohttp.ClientTimeout(total=None, sock_connect=15, sock_read=120),
+        # per read, not per transfer: aiohttp starts it once the request body is sent
+        requests_timeout=aiohttp.ClientTimeout(
+            total=None, sock_connect=min(15, read_timeout), sock_read=read_timeout
+        ),
     )
 
 

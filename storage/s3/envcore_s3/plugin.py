@@ -30,3 +30,9 @@ def envcore_settings() -> Iterator[Setting]:
         name="S3_ENDPOINT_URL", help="S3 endpoint (Metaflow's setting), e.g. a MinIO or moto server"
     )
     yield Setting(name="S3_TRANSFER_CONCURRENCY", default=8, kind="int", help="Parallel parts per transfer")
+    yield Setting(
+        name="S3_READ_TIMEOUT",
+        default=15,
+        kind="float",
+        help="Seconds to wait for each read from S3 (not a whole transfer); a silent endpoint fails after 3",
+    )

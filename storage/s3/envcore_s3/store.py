@@ -21,26 +21,52 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
 
-import boto3
-import botocore.exceptions
-from boto3.s3.transfer import TransferConfig
-from botocore.config import Config as BotoConfig
+import boto3  # type: ignore[import-untyped,unused-ignore]
+import botocore.exceptions  # type: ignore[import-untyped,unused-ignore]
+from boto3.s3.transfer import TransferConfig  # type: ignore[import-untyped,unused-ignore]
+from botocore.config import Config as BotoConfig  # type: ignore[import-untyped,unused-ignore]
 
-from envcore.config import Config, redact_text
-from envcore.errors import ConfigError, MissingObject, PreconditionFailed, StorageError
+from envcore.config import Config, redact_text, redact_url
+from envcore.errors import (
+    LOCAL_ERRNOS,
+    ConfigError,
+    MissingObject,
+    PreconditionFailed,
+    StorageError,
+    local_write_error,
+)
 from envcore.types import ObjectInfo
 
 MULTIPART = 16 * 1024 * 1024
 _PRECONDITION = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
 _MISSING = {"NoSuchKey", "404", "NotFound"}
+READ_TIMEOUT = 15  # seconds without a byte from the service, per read (not per transfer)
+CONNECT_TIMEOUT = 10
+SILENT_ATTEMPTS = 3  # attempts of a request the service does not answer (other errors: 6, botocore's policy)
+
+
+def _give_up_on_silence(attempts: int, caught_exception: Exception | None = None, **_: Any) -> bool | None:
+    """botocore ``needs-retry`` hook: stop after SILENT_ATTEMPTS timeouts in a row instead of six."""
+    timeouts = (botocore.exceptions.ReadTimeoutError, botocore.exceptions.ConnectTimeoutError)
+    if isinstance(caught_exception, timeouts) and attempts >= SILENT_ATTEMPTS:
+        return False  # the first non-None answer wins: no retry, the timeout is raised
+    return None
 
 
 class S3Store:
     def __init__(
-        self, bucket: str, prefix: str, *, endpoint: str | None, client: Any, concurrency: int = 8
+        self,
+        bucket: str,
+        prefix: str,
+        *,
+        endpoint: str | None,
+        client: Any,
+        concurrency: int = 8,
+        read_timeout: float = READ_TIMEOUT,
     ) -> None:
         self.bucket, self.prefix, self.endpoint = bucket, prefix.strip("/"), endpoint
         self.client = client
+        self.read_timeout, self.connect_timeout = read_timeout, min(CONNECT_TIMEOUT, read_timeout)
         self.transfer = TransferConfig(
             multipart_threshold=MULTIPART, multipart_chunksize=MULTIPART, max_concurrency=concurrency
         )
@@ -53,21 +79,39 @@ class S3Store:
                 f"The S3 store root {root!r} is not an s3://bucket/prefix URL; fix METAFLOW_CONDA_S3ROOT."
             )
         endpoint = config.get("S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3") or None
+        read_timeout = float(config.get("S3_READ_TIMEOUT") or READ_TIMEOUT)
         client = boto3.session.Session().client(
             "s3",
             endpoint_url=endpoint,
-            config=BotoConfig(retries={"mode": "standard", "max_attempts": 6}, max_pool_connections=32),
+            config=BotoConfig(
+                retries={"mode": "standard", "max_attempts": 6},
+                max_pool_connections=32,
+                connect_timeout=min(CONNECT_TIMEOUT, read_timeout),
+                read_timeout=read_timeout,
+            ),
         )
+        client.meta.events.register_first("needs-retry.s3", _give_up_on_silence)
         return cls(
             parts.netloc,
             parts.path,
             endpoint=endpoint,
             client=client,
             concurrency=int(config.get("S3_TRANSFER_CONCURRENCY") or 8),
+            read_timeout=read_timeout,
         )
 
     def __repr__(self) -> str:
-        return f"S3Store({self.url!r}, endpoint={self.endpoint!r})"
+        return f"S3Store({self.url!r}, endpoint={self._where_endpoint!r})"
+
+    @property
+    def _where_endpoint(self) -> str:
+        return self._scrub(self.endpoint) if self.endpoint else "AWS"
+
+    def _scrub(self, text: str) -> str:
+        """``text`` without the endpoint's password, a URL's ``user:password@`` or secret query values."""
+        password = urlsplit(self.endpoint).password if self.endpoint else None
+        text = redact_text(redact_url(text) if text == self.endpoint else text)
+        return text.replace(password, "********") if password else text
 
     @property
     def url(self) -> str:
@@ -78,12 +122,18 @@ class S3Store:
             raise StorageError(f"{key!r} is not a valid store key: use relative '/'-separated names.")
         return f"{self.prefix}/{key}" if self.prefix else key
 
-    def _error(self, exc: Exception, key: str) -> Exception:
+    def _error(self, exc: Exception, key: str) -> StorageError:
         """One paragraph for a failed call: what, where, how to fix; never credentials."""
+        error = self._classify(exc, key)
+        return type(error)(self._scrub(error.message))
+
+    def _classify(self, exc: Exception, key: str) -> StorageError:
         where = f"{self.url}/{key}" if key else self.url
         cause = getattr(exc, "__context__", None)
-        if type(exc).__name__ == "S3UploadFailedError" and isinstance(cause, botocore.exceptions.ClientError):
-            exc = cause  # boto3's transfer wrapper: judge the service's own answer
+        if type(exc).__name__ == "S3UploadFailedError" and isinstance(
+            cause, (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError)
+        ):
+            exc = cause  # boto3's transfer wrapper: judge the service's own answer (or the network's silence)
         if isinstance(exc, botocore.exceptions.ClientError):
             status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
             attempts = exc.response.get("ResponseMetadata", {}).get("RetryAttempts")
@@ -101,7 +151,7 @@ class S3Store:
                 return MissingObject(f"{where} does not exist.")
             if code == "NoSuchBucket":
                 return StorageError(
-                    f"The bucket {self.bucket!r} does not exist at {self.endpoint or 'AWS'}. Create it, or fix "
+                    f"The bucket {self.bucket!r} does not exist at {self._where_endpoint}. Create it, or fix "
                     "METAFLOW_CONDA_S3ROOT / METAFLOW_DATASTORE_SYSROOT_S3."
                 )
             if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
@@ -109,11 +159,21 @@ class S3Store:
                     f"Access to {where} was denied ({code}). Check the AWS credentials and the bucket's policy."
                 )
             return StorageError(f"S3 request for {where} failed: {code or status}: {redact_text(str(exc))}.")
+        if isinstance(exc, (botocore.exceptions.ReadTimeoutError, botocore.exceptions.ConnectTimeoutError)):
+            connect = isinstance(exc, botocore.exceptions.ConnectTimeoutError)
+            what, limit = (
+                ("accept a connection", self.connect_timeout) if connect else ("answer", self.read_timeout)
+            )
+            return StorageError(
+                f"The S3 endpoint {self._where_endpoint} did not {what} for {where} within {limit:g} s, "
+                f"{SILENT_ATTEMPTS} times. Check METAFLOW_S3_ENDPOINT_URL (it must be an S3 service, and not "
+                "overloaded), the network and any proxy in between; on a slow link raise METAFLOW_S3_READ_TIMEOUT."
+            )
         if isinstance(
             exc, (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectionError)
         ):
             return StorageError(
-                f"Cannot reach the S3 endpoint {self.endpoint or 'AWS'} for {where}. Check METAFLOW_S3_ENDPOINT_URL "
+                f"Cannot reach the S3 endpoint {self._where_endpoint} for {where}. Check METAFLOW_S3_ENDPOINT_URL "
                 "and the network."
             )
         if isinstance(exc, botocore.exceptions.NoCredentialsError):
@@ -143,12 +203,20 @@ class S3Store:
         return _closing(body)
 
     def get_file(self, key: str, dest: Path) -> None:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
-        os.close(fd)
+        name = self._key(key)
         try:
-            self.client.download_file(self.bucket, self._key(key), tmp, Config=self.transfer)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+            os.close(fd)
+        except OSError as exc:
+            raise local_write_error(exc, dest, f"{self.url}/{key}") from None
+        try:
+            self.client.download_file(self.bucket, name, tmp, Config=self.transfer)
             os.replace(tmp, dest)
+        except OSError as exc:
+            if exc.errno not in LOCAL_ERRNOS:
+                raise self._error(exc, key) from None
+            raise local_write_error(exc, dest, f"{self.url}/{key}") from None
         except Exception as exc:
             raise self._error(exc, key) from None
         finally:
@@ -195,7 +263,10 @@ class S3Store:
         try:
             done = self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **extra)
         except Exception as exc:
-            raise self._error(exc, key) from None
+            error = self._error(exc, key)
+            if isinstance(error, MissingObject) and if_version is not None:  # If-Match on a missing key: 404
+                error = PreconditionFailed(f"{self.url}/{key} was deleted (the conditional write lost).")
+            raise error from None
         return ObjectInfo(key=key, size=len(data), version=str(done["ETag"]))
 
     def delete(self, key: str) -> None:

@@ -1,0 +1,194 @@
+"""Robustness of envcore-azure against Azurite and a silent listener on 127.0.0.1: no secret in any
+message of the real ``envcore`` command, a silent endpoint fails clearly within bounded time, and a local
+write failure is named as such (not blamed on the store)."""
+
+from __future__ import annotations
+
+import os
+import resource
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from envcore.config import Config
+from envcore.errors import StorageError
+
+ENVCORE = str(Path(sys.executable).with_name("envcore"))
+
+
+@contextmanager
+def silent_endpoint() -> Iterator[int]:
+    """A listener on 127.0.0.1 that accepts every connection and never answers; yields its port."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield int(server.getsockname()[1])
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        for conn in held:
+            conn.close()
+        server.close()
+
+
+@contextmanager
+def file_size_limit(limit: int) -> Iterator[None]:
+    """``ulimit -f``: writing past ``limit`` bytes fails with EFBIG (Python ignores SIGXFSZ)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+
+def envcore(work: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """The real ``envcore`` command, isolated in ``work``, with ``env`` only (no ambient cloud settings)."""
+    base = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(work),
+        "METAFLOW_HOME": str(work / "mf"),
+        "METAFLOW_ENVCORE_CACHE_DIR": str(work / "cache"),
+        "PIP_CONFIG_FILE": os.devnull,
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    }
+    return subprocess.run(
+        [ENVCORE, *args], env={**base, **env}, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def assert_clear_and_secret_free(
+    done: subprocess.CompletedProcess[str], secrets: list[str], *phrases: str
+) -> str:
+    """One ``envcore:`` paragraph, no traceback, the phrases said, and none of the secrets anywhere."""
+    shown = done.stdout + done.stderr
+    for secret in secrets:
+        assert secret not in shown, f"{secret!r} leaked: {shown}"
+    message = " ".join(done.stderr.split())
+    assert done.returncode != 0 and "Traceback" not in shown and message.startswith("envcore: "), shown
+    assert all(p in message for p in phrases), message
+    return message
+
+
+# --- the tests -------------------------------------------------------------------------------------------
+
+SAS = "sv=2026-10-06&sr=c&sp=rl&se=2030-01-01T00%3A00%3A00Z&sig=kTRLdiQvHd5qjiL27sj%2BOGWd0OdU2c1sD%2B%2BpVzOPXqk%3D"
+SIG = ("kTRLdiQvHd5qjiL27sj%2BOGWd0OdU2c1sD%2B%2BpVzOPXqk%3D", "kTRLdiQvHd5qjiL27sj+OGWd0OdU2c1sD++pVzOPXqk=")
+
+
+def _store(root: str) -> Any:
+    from envcore_azure.store import AzureStore
+
+    return AzureStore.from_config(root, Config.load())
+
+
+def test_a_silent_endpoint_is_one_clear_error_in_bounded_time(
+    azure_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An endpoint that accepts connections and never answers: 4 attempts of METAFLOW_AZURE_READ_TIMEOUT
+    (10 s by default: ~50 s measured), not 4 x 120 s; 1 s here keeps the test short."""
+    with silent_endpoint() as port:
+        monkeypatch.setenv(
+            "METAFLOW_AZURE_STORAGE_BLOB_SERVICE_ENDPOINT", f"http://127.0.0.1:{port}/acct?{SAS}"
+        )
+        monkeypatch.delenv("METAFLOW_AZURE_STORAGE_ACCOUNT_KEY")
+        monkeypatch.setenv("METAFLOW_AZURE_READ_TIMEOUT", "1")
+        store = _store("azure://container/conda_env")
+        started = time.monotonic()
+        with pytest.raises(StorageError) as info:
+            store.stat("x")
+        took = time.monotonic() - started
+    assert info.value.message.startswith(
+        f"The Azure Blob endpoint http://127.0.0.1:{port}/acct did not answer for azure://container/conda_env/x "
+        "within 1 s, 4 times."
+    ), info.value.message
+    assert "METAFLOW_AZURE_READ_TIMEOUT" in info.value.message
+    assert 4 <= took < 30, took  # 4 attempts of 1 s, and the SDK's backoff (0.5 s, then ~2.75 s, ~3.9 s)
+
+
+def test_no_secret_in_any_message_of_the_cli(azurite: Any, azure_env: dict[str, str], tmp_path: Path) -> None:
+    """A SAS token as the endpoint's query string (a form the README documents), an account key and a
+    password in the endpoint appear in no output of the real command, however the endpoint fails: refused,
+    silent, a real service that rejects the signature; nor in ``envcore config show``."""
+    key = azure_env["METAFLOW_AZURE_STORAGE_ACCOUNT_KEY"]
+    secrets = [*SIG, "EndpointPw555", key]
+    container = azurite.new_container()
+    env = {
+        "METAFLOW_DEFAULT_DATASTORE": "azure",
+        "METAFLOW_CONDA_AZUREROOT": f"azure://{container}/conda_env",
+    }
+    base = azurite.endpoint.removeprefix("http://")
+    with silent_endpoint() as port:
+        cases = {
+            "refused": (f"http://127.0.0.1:9/devstoreaccount1?{SAS}", "Cannot reach the Azure Blob endpoint"),
+            "silent": (f"http://127.0.0.1:{port}/devstoreaccount1?{SAS}", "did not answer"),
+            "denied": (f"http://{base}?{SAS}", "was denied"),
+            "password": (
+                "http://bob:EndpointPw555@127.0.0.1:9/devstoreaccount1",
+                "http://127.0.0.1:9/devstore",
+            ),
+        }
+        for case, (endpoint, phrase) in cases.items():
+            run_env = {
+                **env,
+                "METAFLOW_AZURE_STORAGE_BLOB_SERVICE_ENDPOINT": endpoint,
+                "METAFLOW_AZURE_READ_TIMEOUT": "1",
+            }
+            done = envcore(tmp_path / case, "show", "team/proj/env:v1", **run_env)
+            assert_clear_and_secret_free(done, secrets, phrase)
+            if case in ("denied", "password"):  # with the account key as well (the others retry for seconds)
+                keyed = {**run_env, "METAFLOW_AZURE_STORAGE_ACCOUNT_KEY": key}
+                done = envcore(tmp_path / case, "show", "team/proj/env:v1", **keyed)
+                assert_clear_and_secret_free(done, secrets)
+        shown = envcore(tmp_path / "config", "config", "show", **run_env)
+        assert shown.returncode == 0 and "127.0.0.1:9/devstoreaccount1" in shown.stdout, shown.stderr
+        assert not [s for s in secrets if s in shown.stdout + shown.stderr], shown.stdout
+
+
+def test_a_local_write_failure_names_the_file_not_the_store(
+    azurite: Any, azure_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A destination that cannot be written (a file where a folder should be; a full disk or a file-size
+    limit: EFBIG, as ``ulimit -f``) is the machine's problem, said as such."""
+    store = _store(f"azure://{azurite.new_container()}/conda_env")
+    store.put_bytes("packages/p.conda", os.urandom(3 * 1024 * 1024))
+    (tmp_path / "afile").write_bytes(b"")
+    under_a_file = tmp_path / "afile" / "cache" / "p.conda"
+    with pytest.raises(StorageError) as info:
+        store.get_file("packages/p.conda", under_a_file)
+    assert info.value.message.startswith(f"Could not write the local file {under_a_file} while downloading")
+    assert (
+        "METAFLOW_ENVCORE_CACHE_DIR" in info.value.message and "Azure Blob request" not in info.value.message
+    )
+    dest = tmp_path / "cache" / "p.conda"
+    with file_size_limit(1024 * 1024), pytest.raises(StorageError) as info:
+        store.get_file("packages/p.conda", dest)
+    message = info.value.message
+    assert message.startswith(f"Could not write the local file {dest} while downloading azure://"), message
+    assert "File too large (EFBIG)" in message and "free disk space" in message, message
+    assert not dest.exists() and not list(dest.parent.glob(".p.conda.*"))
+    store.get_file("packages/p.conda", dest)
+    assert dest.stat().st_size == 3 * 1024 * 1024

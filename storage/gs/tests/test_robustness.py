@@ -1,0 +1,200 @@
+"""Robustness of envcore-gs against fake-gcs-server and a silent listener on 127.0.0.1: no secret in any
+message of the real ``envcore`` command, a silent endpoint fails clearly within bounded time, and a local
+write failure is named as such (not blamed on the store)."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from envcore.config import Config
+from envcore.errors import StorageError
+
+ENVCORE = str(Path(sys.executable).with_name("envcore"))
+
+
+@contextmanager
+def silent_endpoint() -> Iterator[int]:
+    """A listener on 127.0.0.1 that accepts every connection and never answers; yields its port."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield int(server.getsockname()[1])
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        for conn in held:
+            conn.close()
+        server.close()
+
+
+@contextmanager
+def file_size_limit(limit: int) -> Iterator[None]:
+    """``ulimit -f``: writing past ``limit`` bytes fails with EFBIG (Python ignores SIGXFSZ)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+
+def envcore(work: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """The real ``envcore`` command, isolated in ``work``, with ``env`` only (no ambient cloud settings)."""
+    base = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(work),
+        "METAFLOW_HOME": str(work / "mf"),
+        "METAFLOW_ENVCORE_CACHE_DIR": str(work / "cache"),
+        "PIP_CONFIG_FILE": os.devnull,
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    }
+    return subprocess.run(
+        [ENVCORE, *args], env={**base, **env}, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def assert_clear_and_secret_free(
+    done: subprocess.CompletedProcess[str], secrets: list[str], *phrases: str
+) -> str:
+    """One ``envcore:`` paragraph, no traceback, the phrases said, and none of the secrets anywhere."""
+    shown = done.stdout + done.stderr
+    for secret in secrets:
+        assert secret not in shown, f"{secret!r} leaked: {shown}"
+    message = " ".join(done.stderr.split())
+    assert done.returncode != 0 and "Traceback" not in shown and message.startswith("envcore: "), shown
+    assert all(p in message for p in phrases), message
+    return message
+
+
+# --- the tests -------------------------------------------------------------------------------------------
+
+# a made-up service-account key: the PEM body is not a real key (google-auth fails to load it)
+FAKE_KEY = {
+    "type": "service_account",
+    "project_id": "test",
+    "private_key_id": "0123456789abcdef0123456789abcdef01234567",
+    "private_key": "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQCPRIVKEYSECRET1\n"
+    "-----END PRIVATE KEY-----\n",
+    "client_email": "envcore@test.iam.gserviceaccount.com",
+    "token_uri": "http://127.0.0.1:9/token",
+}
+
+
+def _store(root: str) -> Any:
+    from envcore_gs.store import GSStore
+
+    return GSStore.from_config(root, Config.load())
+
+
+def test_a_silent_endpoint_is_one_clear_error_in_bounded_time(
+    gcs_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An endpoint that accepts connections and never answers: the bucket probe's 3 attempts of
+    METAFLOW_GS_READ_TIMEOUT (15 s by default: ~47 s measured), not 3 x 120 s; 1 s here keeps it short."""
+    with silent_endpoint() as port:
+        monkeypatch.setenv("METAFLOW_GS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+        monkeypatch.setenv("METAFLOW_GS_READ_TIMEOUT", "1")
+        store = _store("gs://bucket/conda_env")
+        started = time.monotonic()
+        with pytest.raises(StorageError) as info:
+            store.stat("x")
+        took = time.monotonic() - started
+    assert info.value.message.startswith(
+        f"The GCS endpoint http://127.0.0.1:{port} accepted the connection but did not answer for "
+        "gs://bucket/conda_env within 1 s, 3 times."
+    ), info.value.message
+    assert (
+        "METAFLOW_GS_ENDPOINT_URL" in info.value.message and "METAFLOW_GS_READ_TIMEOUT" in info.value.message
+    )
+    assert 3 <= took < 30, took
+
+
+def test_no_secret_in_any_message_of_the_cli(
+    gcs_server: Any, gcs_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A raw access token (checked by gcsfs against Google's tokeninfo, here through a refusing proxy on
+    127.0.0.1), an inline JSON key, and a password in the endpoint appear in no output of the real command;
+    a key file that does not exist is said as such."""
+    token, password = "ya29.TOKENSECRET777", "EndpointPw555"
+    key = json.dumps(FAKE_KEY)
+    secrets = [token, password, "CPRIVKEYSECRET1", FAKE_KEY["private_key_id"]]
+    root = f"gs://{gcs_server.new_bucket()}/conda_env"
+    env = {**gcs_env, "METAFLOW_DEFAULT_DATASTORE": "gs", "METAFLOW_CONDA_GSROOT": root}
+    host = gcs_server.endpoint.removeprefix("http://")
+    proxy = {"HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9", "NO_PROXY": "127.0.0.1"}
+    with silent_endpoint() as port:
+        cases: dict[str, tuple[dict[str, str], str]] = {
+            "raw token": ({"METAFLOW_GS_TOKEN": token, **proxy}, "credentials for gs://"),
+            "json key": ({"METAFLOW_GS_TOKEN": key, **proxy}, "credentials for gs://"),
+            "missing key file": (
+                {"METAFLOW_GS_TOKEN": str(tmp_path / "no-such-key.json")},
+                f"names the key file '{tmp_path / 'no-such-key.json'}', which does not exist",
+            ),
+            "refused": ({"METAFLOW_GS_ENDPOINT_URL": f"http://bob:{password}@127.0.0.1:9"}, "127.0.0.1:9"),
+            "silent": (
+                {"METAFLOW_GS_ENDPOINT_URL": f"http://bob:{password}@127.0.0.1:{port}"},
+                f"The GCS endpoint http://127.0.0.1:{port} accepted the connection but did not answer",
+            ),
+            "server": ({"METAFLOW_GS_ENDPOINT_URL": f"http://bob:{password}@{host}"}, ""),
+        }
+        for case, (extra, phrase) in cases.items():
+            run_env = {**env, "METAFLOW_GS_READ_TIMEOUT": "1", **extra}
+            if case == "server":  # the endpoint works: the command runs to its own answer
+                done = envcore(tmp_path / case, "show", "team/proj/env:v1", **run_env)
+                shown = done.stdout + done.stderr
+                assert not [s for s in secrets if s in shown], shown
+                continue
+            done = envcore(tmp_path / case.replace(" ", "-"), "show", "team/proj/env:v1", **run_env)
+            assert_clear_and_secret_free(done, secrets, phrase)
+
+
+def test_a_local_write_failure_names_the_file_not_the_store(
+    gcs_server: Any, gcs_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A destination that cannot be written (a file where a folder should be; a full disk or a file-size
+    limit: EFBIG, as ``ulimit -f``) is the machine's problem, said as such."""
+    store = _store(f"gs://{gcs_server.new_bucket()}/conda_env")
+    store.put_bytes("packages/p.conda", os.urandom(3 * 1024 * 1024))
+    (tmp_path / "afile").write_bytes(b"")
+    under_a_file = tmp_path / "afile" / "cache" / "p.conda"
+    with pytest.raises(StorageError) as info:
+        store.get_file("packages/p.conda", under_a_file)
+    assert info.value.message.startswith(f"Could not write the local file {under_a_file} while downloading")
+    assert "METAFLOW_ENVCORE_CACHE_DIR" in info.value.message and "GCS request" not in info.value.message
+    dest = tmp_path / "cache" / "p.conda"
+    with file_size_limit(1024 * 1024), pytest.raises(StorageError) as info:
+        store.get_file("packages/p.conda", dest)
+    message = info.value.message
+    assert message.startswith(f"Could not write the local file {dest} while downloading gs://"), message
+    assert "File too large (EFBIG)" in message and "free disk space" in message, message
+    assert not dest.exists() and not list(dest.parent.glob(".p.conda.*"))
+    store.get_file("packages/p.conda", dest)
+    assert dest.stat().st_size == 3 * 1024 * 1024

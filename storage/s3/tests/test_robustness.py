@@ -1,0 +1,187 @@
+"""Robustness of envcore-s3 against moto's server and a silent listener on 127.0.0.1: no secret in any
+message of the real ``envcore`` command, a silent endpoint fails clearly within bounded time, and a local
+write failure is named as such (not blamed on the store)."""
+
+from __future__ import annotations
+
+import os
+import resource
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from envcore.config import Config
+from envcore.errors import StorageError
+
+ENVCORE = str(Path(sys.executable).with_name("envcore"))
+
+
+@contextmanager
+def silent_endpoint() -> Iterator[int]:
+    """A listener on 127.0.0.1 that accepts every connection and never answers; yields its port."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield int(server.getsockname()[1])
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        for conn in held:
+            conn.close()
+        server.close()
+
+
+@contextmanager
+def file_size_limit(limit: int) -> Iterator[None]:
+    """``ulimit -f``: writing past ``limit`` bytes fails with EFBIG (Python ignores SIGXFSZ)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+
+def envcore(work: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """The real ``envcore`` command, isolated in ``work``, with ``env`` only (no ambient cloud settings)."""
+    base = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(work),
+        "METAFLOW_HOME": str(work / "mf"),
+        "METAFLOW_ENVCORE_CACHE_DIR": str(work / "cache"),
+        "PIP_CONFIG_FILE": os.devnull,
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    }
+    return subprocess.run(
+        [ENVCORE, *args], env={**base, **env}, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def assert_clear_and_secret_free(
+    done: subprocess.CompletedProcess[str], secrets: list[str], *phrases: str
+) -> str:
+    """One ``envcore:`` paragraph, no traceback, the phrases said, and none of the secrets anywhere."""
+    shown = done.stdout + done.stderr
+    for secret in secrets:
+        assert secret not in shown, f"{secret!r} leaked: {shown}"
+    message = " ".join(done.stderr.split())
+    assert done.returncode != 0 and "Traceback" not in shown and message.startswith("envcore: "), shown
+    assert all(p in message for p in phrases), message
+    return message
+
+
+# --- the tests -------------------------------------------------------------------------------------------
+
+
+def _store(root: str) -> Any:
+    from envcore_s3.store import S3Store
+
+    return S3Store.from_config(root, Config.load())
+
+
+def test_a_silent_endpoint_is_one_clear_error_in_bounded_time(
+    aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An endpoint that accepts connections and never answers: 3 attempts of METAFLOW_S3_READ_TIMEOUT (15 s
+    by default: ~46 s measured), not botocore's 6 x 60 s; 1 s here keeps the test short."""
+    with silent_endpoint() as port:
+        monkeypatch.setenv("METAFLOW_S3_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+        monkeypatch.setenv("METAFLOW_S3_READ_TIMEOUT", "1")
+        store = _store("s3://bucket/conda_env")
+        started = time.monotonic()
+        with pytest.raises(StorageError) as info:
+            store.stat("x")
+        took = time.monotonic() - started
+    assert info.value.message.startswith(
+        f"The S3 endpoint http://127.0.0.1:{port} did not answer for s3://bucket/conda_env/x within 1 s, 3 times."
+    )
+    assert (
+        "METAFLOW_S3_ENDPOINT_URL" in info.value.message and "METAFLOW_S3_READ_TIMEOUT" in info.value.message
+    )
+    assert 3 <= took < 30, took  # 3 attempts of 1 s, and botocore's backoff (< 1 s, then < 2 s)
+
+
+def test_no_secret_in_any_message_of_the_cli(
+    s3_server: Any, aws_env: dict[str, str], s3_credentials: dict[str, str], tmp_path: Path
+) -> None:
+    """A password in METAFLOW_S3_ENDPOINT_URL (and the AWS keys) appear in no output of the real command,
+    whichever way the endpoint fails: refused, silent, or a real server that rejects the request."""
+    password = "EndpointPw555"
+    secrets = [password, *s3_credentials.values()]
+    env = {**aws_env, "METAFLOW_DEFAULT_DATASTORE": "s3", "METAFLOW_CONDA_S3ROOT": "s3://envbucket/conda_env"}
+    host = s3_server.endpoint.removeprefix("http://")
+    with silent_endpoint() as port:
+        cases = {
+            "refused": (
+                f"http://bob:{password}@127.0.0.1:9",
+                "Cannot reach the S3 endpoint http://127.0.0.1:9",
+            ),
+            "silent": (
+                f"http://bob:{password}@127.0.0.1:{port}",
+                f"S3 endpoint http://127.0.0.1:{port} did not",
+            ),
+            "server": (f"http://bob:{password}@{host}", "envcore: "),
+        }
+        for case, (endpoint, phrase) in cases.items():
+            done = envcore(
+                tmp_path / case,
+                "show",
+                "team/proj/env:v1",
+                **{**env, "METAFLOW_S3_ENDPOINT_URL": endpoint, "METAFLOW_S3_READ_TIMEOUT": "1"},
+            )
+            assert_clear_and_secret_free(done, secrets, phrase)
+
+
+def test_the_store_repr_hides_the_endpoint_password(
+    aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("METAFLOW_S3_ENDPOINT_URL", "http://bob:EndpointPw555@127.0.0.1:9")
+    store = _store("s3://bucket/conda_env")
+    assert "EndpointPw555" not in repr(store) and "127.0.0.1:9" in repr(store)
+
+
+def test_a_local_write_failure_names_the_file_not_the_store(
+    s3_server: Any, aws_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A destination that cannot be written (a file where a folder should be; a full disk or a file-size
+    limit: EFBIG, as ``ulimit -f``) is the machine's problem, said as such."""
+    store = _store(f"s3://{s3_server.new_bucket()}/conda_env")
+    store.put_bytes("packages/p.conda", os.urandom(3 * 1024 * 1024))
+    (tmp_path / "afile").write_bytes(b"")
+    under_a_file = tmp_path / "afile" / "cache" / "p.conda"
+    with pytest.raises(StorageError) as info:
+        store.get_file("packages/p.conda", under_a_file)
+    assert info.value.message.startswith(f"Could not write the local file {under_a_file} while downloading")
+    assert "METAFLOW_ENVCORE_CACHE_DIR" in info.value.message and "S3 request" not in info.value.message
+    dest = tmp_path / "cache" / "p.conda"
+    with file_size_limit(1024 * 1024), pytest.raises(StorageError) as info:
+        store.get_file("packages/p.conda", dest)
+    message = info.value.message
+    assert message.startswith(f"Could not write the local file {dest} while downloading s3://"), message
+    assert "File too large (EFBIG)" in message and "free disk space" in message, message
+    assert not dest.exists() and not list(dest.parent.glob(".p.conda.*"))  # no partial file left
+    store.get_file("packages/p.conda", dest)  # and with room, the same call works
+    assert dest.stat().st_size == 3 * 1024 * 1024
