@@ -19,6 +19,7 @@ from envcore.record import LocalRecord
 from envcore.types import ResolvedEnvironment, ResolveRequest, Store
 
 RESOLVE_WORKERS = 4
+ALIAS_NAMES_LOOKED_UP = 16  # names of an environment whose tags show looks up in the store
 
 
 class Environments:
@@ -245,15 +246,21 @@ class Environments:
     def aliases_of(self, req_id: str, full_id: str) -> tuple[list[str], list[str]]:
         """(immutable, mutable) alias paths of an environment: those the local record knows, and in the store
         the other tags of their names, each read once (one listing per name: the store's other names are not
-        searched, which would read every alias of a team's store). A damaged alias object is skipped with a
-        notice; a mutable alias that has moved on in the store is not listed."""
+        searched, which would read every alias of a team's store; with more than ``ALIAS_NAMES_LOOKED_UP``
+        names, the record's list is shown as it is). A damaged alias object is skipped with a notice; a mutable
+        alias that has moved on in the store is not listed."""
         ref = (req_id, full_id)
         immutable, mutable = (set(found) for found in self.record.aliases_of(ref))
         store = self._store_or_none()
         if store is None:
             return sorted(immutable), sorted(mutable)
+        names = sorted({path.rpartition("/")[0] for path in immutable | mutable})
+        if (
+            len(names) > ALIAS_NAMES_LOOKED_UP
+        ):  # one listing and reads per name would be too many: the record's
+            return sorted(immutable), sorted(mutable)
         root = f"{self.config.get('CONDA_ENVS_DIRNAME')}/aliases/generic/"
-        for name in sorted({path.rpartition("/")[0] for path in immutable | mutable}):
+        for name in names:
             for info in store.list(f"{root}{name}/"):
                 try:
                     alias = naming.parse_alias(_display(info.key[len(root) :]))
