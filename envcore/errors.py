@@ -7,9 +7,6 @@ wrong, where the offending value came from and how to fix it; the CLI prints it 
 
 from __future__ import annotations
 
-import errno
-import os
-
 
 class EnvcoreError(Exception):
     """Base of every error envcore reports to a person."""
@@ -85,29 +82,3 @@ class LockTimeout(EnvcoreError):
 
 class MissingObject(StorageError):
     """The store has no object under the requested key."""
-
-
-# a local file that cannot be written: the machine's disk or folder, not the store
-LOCAL_ERRNOS = {
-    errno.EFBIG,
-    errno.ENOSPC,
-    errno.EDQUOT,
-    errno.EROFS,
-    errno.EACCES,
-    errno.EPERM,
-    errno.ENOTDIR,
-    errno.EISDIR,
-    errno.EEXIST,
-    errno.ENAMETOOLONG,
-    errno.EIO,
-}
-
-
-def local_write_error(exc: OSError, dest: os.PathLike[str] | str, source: str) -> StorageError:
-    """The paragraph for a download that could not be written here: name the file, not the store."""
-    name = errno.errorcode.get(exc.errno or 0, "")
-    return StorageError(
-        f"Could not write the local file {dest} while downloading {source}: {exc.strerror or exc}"
-        f"{f' ({name})' if name else ''}. The store is fine: free disk space (or raise the quota or file-size "
-        "limit, `ulimit -f`), and check that the cache folder is writable (METAFLOW_ENVCORE_CACHE_DIR)."
-    )

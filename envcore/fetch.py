@@ -8,17 +8,18 @@ both hashes and the source, and the bad bytes are moved to ``<cache>/quarantine`
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from envcore.config import redact_url
-from envcore.errors import EnvcoreError, IntegrityError, MissingObject
+from envcore.errors import EnvcoreError, IntegrityError, MissingObject, StorageError
 from envcore.types import PackageFile, PackageFormat, Store
 
 RETRIES = 4
@@ -215,3 +216,57 @@ def download(url: str, dest: Path, credentials: Mapping[str, tuple[str, str]] | 
     raise EnvcoreError(
         f"Could not download {redact_url(url)} after {RETRIES} attempts ({last}). Check the network and retry."
     )
+
+
+# a local file that cannot be written: the machine's disk or folder, not the store
+_LOCAL_ERRNOS = {
+    errno.EFBIG,
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EROFS,
+    errno.EACCES,
+    errno.EPERM,
+    errno.ENOTDIR,
+    errno.EISDIR,
+    errno.EEXIST,
+    errno.ENAMETOOLONG,
+    errno.EIO,
+}
+
+
+def _local_write_error(exc: OSError, dest: Path, source: str) -> StorageError:
+    """The paragraph for a download that could not be written here: name the file, not the store."""
+    name = errno.errorcode.get(exc.errno or 0, "")
+    return StorageError(
+        f"Could not write the local file {dest} while downloading {source}: {exc.strerror or exc}"
+        f"{f' ({name})' if name else ''}. The store is fine: free disk space (or raise the quota or file-size "
+        "limit, `ulimit -f`), and check that the cache folder is writable (METAFLOW_ENVCORE_CACHE_DIR)."
+    )
+
+
+def download_beside(
+    dest: Path,
+    source: str,
+    download: Callable[[str], None],
+    remote_error: Callable[[Exception], StorageError],
+) -> None:
+    """A store's ``get_file``: ``download(tmp)`` into a temporary file beside ``dest``, then moved into place.
+    A local write failure (a full disk, a file-size limit, a read-only folder) is named as such, with the local
+    file; any other failure is ``remote_error(exc)``, the store's own message."""
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise _local_write_error(exc, dest, source) from None
+    try:
+        download(tmp)
+        os.replace(tmp, dest)
+    except OSError as exc:
+        if exc.errno in _LOCAL_ERRNOS:
+            raise _local_write_error(exc, dest, source) from None
+        raise remote_error(exc) from None
+    except Exception as exc:
+        raise remote_error(exc) from None
+    finally:
+        Path(tmp).unlink(missing_ok=True)

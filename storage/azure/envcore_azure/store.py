@@ -19,9 +19,7 @@
 from __future__ import annotations
 
 import io
-import os
 import re
-import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -47,14 +45,8 @@ from azure.storage.blob.aio import BlobServiceClient as AsyncBlobServiceClient
 from azure.storage.blob.aio import ExponentialRetry as AsyncExponentialRetry
 
 from envcore.config import Config, redact_text, redact_url
-from envcore.errors import (
-    LOCAL_ERRNOS,
-    ConfigError,
-    MissingObject,
-    PreconditionFailed,
-    StorageError,
-    local_write_error,
-)
+from envcore.errors import ConfigError, MissingObject, PreconditionFailed, StorageError
+from envcore.fetch import download_beside
 from envcore.types import ObjectInfo
 
 MiB = 1024 * 1024
@@ -408,23 +400,12 @@ class AzureStore:
 
     def get_file(self, key: str, dest: Path) -> None:
         full = f"{self.container}/{self._key(key)}"
-        try:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
-            os.close(fd)
-        except OSError as exc:
-            raise local_write_error(exc, dest, f"{self.url}/{key}") from None
-        try:
-            self._fs.get_file(full, tmp, max_concurrency=self.concurrency)
-            os.replace(tmp, dest)
-        except OSError as exc:
-            if exc.errno not in LOCAL_ERRNOS:
-                raise self._error(exc, key) from None
-            raise local_write_error(exc, dest, f"{self.url}/{key}") from None
-        except Exception as exc:
-            raise self._error(exc, key) from None
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        download_beside(
+            dest,
+            f"{self.url}/{key}",
+            lambda tmp: self._fs.get_file(full, tmp, max_concurrency=self.concurrency),
+            lambda exc: self._error(exc, key),
+        )
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         full = self._key(prefix) if prefix else (f"{self.prefix}/" if self.prefix else "")

@@ -24,7 +24,6 @@ import io
 import json
 import os
 import random
-import tempfile
 import threading
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -34,14 +33,8 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, urlsplit
 
 from envcore.config import Config, redact_text, redact_url
-from envcore.errors import (
-    LOCAL_ERRNOS,
-    ConfigError,
-    MissingObject,
-    PreconditionFailed,
-    StorageError,
-    local_write_error,
-)
+from envcore.errors import ConfigError, MissingObject, PreconditionFailed, StorageError
+from envcore.fetch import download_beside
 from envcore.types import ObjectInfo
 
 if TYPE_CHECKING:
@@ -315,23 +308,12 @@ class GSStore:
     def get_file(self, key: str, dest: Path) -> None:
         name = self._name(key)
         fs = self._client()
-        try:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
-            os.close(fd)
-        except OSError as exc:
-            raise local_write_error(exc, dest, f"{self.url}/{key}") from None
-        try:
-            self._run(fs, _download, fs, f"{self.bucket}/{name}", tmp, self.concurrency)
-            os.replace(tmp, dest)
-        except OSError as exc:
-            if exc.errno not in LOCAL_ERRNOS:
-                raise self._error(exc, key) from None
-            raise local_write_error(exc, dest, f"{self.url}/{key}") from None
-        except Exception as exc:
-            raise self._error(exc, key) from None
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        download_beside(
+            dest,
+            f"{self.url}/{key}",
+            lambda tmp: self._run(fs, _download, fs, f"{self.bucket}/{name}", tmp, self.concurrency),
+            lambda exc: self._error(exc, key),
+        )
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         full = self._name(prefix) if prefix else (f"{self.prefix}/" if self.prefix else "")

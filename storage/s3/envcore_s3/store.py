@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -27,14 +26,8 @@ from boto3.s3.transfer import TransferConfig  # type: ignore[import-untyped,unus
 from botocore.config import Config as BotoConfig  # type: ignore[import-untyped,unused-ignore]
 
 from envcore.config import Config, redact_text, redact_url
-from envcore.errors import (
-    LOCAL_ERRNOS,
-    ConfigError,
-    MissingObject,
-    PreconditionFailed,
-    StorageError,
-    local_write_error,
-)
+from envcore.errors import ConfigError, MissingObject, PreconditionFailed, StorageError
+from envcore.fetch import download_beside
 from envcore.types import ObjectInfo
 
 MULTIPART = 16 * 1024 * 1024
@@ -204,23 +197,12 @@ class S3Store:
 
     def get_file(self, key: str, dest: Path) -> None:
         name = self._key(key)
-        try:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
-            os.close(fd)
-        except OSError as exc:
-            raise local_write_error(exc, dest, f"{self.url}/{key}") from None
-        try:
-            self.client.download_file(self.bucket, name, tmp, Config=self.transfer)
-            os.replace(tmp, dest)
-        except OSError as exc:
-            if exc.errno not in LOCAL_ERRNOS:
-                raise self._error(exc, key) from None
-            raise local_write_error(exc, dest, f"{self.url}/{key}") from None
-        except Exception as exc:
-            raise self._error(exc, key) from None
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        download_beside(
+            dest,
+            f"{self.url}/{key}",
+            lambda tmp: self.client.download_file(self.bucket, name, tmp, Config=self.transfer),
+            lambda exc: self._error(exc, key),
+        )
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         full = self._key(prefix) if prefix else (f"{self.prefix}/" if self.prefix else "")
