@@ -178,10 +178,9 @@ class Environments:
         """``env`` (a resolution reused from this machine's record) cached in the current store when that
         store lacks its description: the store may have changed since it was resolved, and an alias or a
         remote node must find it there."""
-        key = naming.env_key(
-            env.arch, env.req_id, env.full_id, envs_dirname=str(self.config.get("CONDA_ENVS_DIRNAME"))
-        )
-        if self.store.stat(key) is not None:
+        from envcore.cache import env_key
+
+        if self.store.stat(env_key(self.config, env)) is not None:
             return env
         self.progress(f"{env.req_id}:{env.full_id} is not in {self.store.url} yet: caching it there.")
         return self.save(env, set_default=False)
@@ -255,9 +254,7 @@ class Environments:
         if store is None:
             return sorted(immutable), sorted(mutable)
         names = sorted({path.rpartition("/")[0] for path in immutable | mutable})
-        if (
-            len(names) > ALIAS_NAMES_LOOKED_UP
-        ):  # one listing and reads per name would be too many: the record's
+        if len(names) > ALIAS_NAMES_LOOKED_UP:  # a listing and reads per name would be too many
             return sorted(immutable), sorted(mutable)
         root = f"{self.config.get('CONDA_ENVS_DIRNAME')}/aliases/generic/"
         for name in names:

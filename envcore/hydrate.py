@@ -125,10 +125,11 @@ def hydrate(
     prefix = prefix.absolute()
     timeout = float(registry.config.get("CONDA_LOCK_TIMEOUT"))
     with file_lock(uptodate.lock_path(str(prefix)), timeout, on_wait=progress):
-        if not force and not verify and is_complete(prefix, env):
+        complete = is_complete(prefix, env)
+        if complete and not force and not verify:
             return False
         if prefix.is_symlink() or prefix.exists():
-            _make_way(prefix, env, force or (verify and is_complete(prefix, env)), progress)
+            _make_way(prefix, env, force or complete, progress)  # complete here: --verify re-creates it
         index = relocate.PrefixIndex.in_cache(registry.config.cache_dir(), timeout)
         key = uptodate.index_key(env.req_id, env.full_id, env.arch)
         # --force and --verify mean "from the package files"; otherwise a finished prefix of the same
