@@ -100,7 +100,7 @@ def _spec_from_environment(envs: Environments, ref: str, archs: Sequence[str]) -
             continue  # not resolved for this architecture: try the next
     if env is None:
         env = envs.find(ref, resolving.local_arch())  # fails with the message of an unknown environment
-    python = next((t.partition("==")[2] for t in env.deps if t.startswith(("conda::python==",))), None)
+    python = next((t.partition("==")[2] for t in env.deps if t.startswith("conda::python==")), None)
     sources: dict[str, tuple[str, ...]] = {}
     for tstr in env.sources:
         category, _, source = tstr.partition("::")

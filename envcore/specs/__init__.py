@@ -258,12 +258,14 @@ def check_channel(channel: str, where: str) -> str:
     return channel
 
 
-def _sources(
-    conda: Iterable[str] = (), pypi: Iterable[str] = (), where: str = "the specification"
-) -> dict[str, tuple[str, ...]]:
+Located = tuple[str, str]  # (a value as given, where it was given)
+
+
+def _sources(conda: Iterable[Located] = (), pypi: Iterable[Located] = ()) -> dict[str, tuple[str, ...]]:
+    """Channels and indices, each checked once (naming where it was given), in order, without repeats."""
     found = {
-        CONDA: tuple(dict.fromkeys(check_channel(c.strip(), where) for c in conda if c and c.strip())),
-        PYPI: tuple(dict.fromkeys(check_index(p.strip(), where) for p in pypi if p and p.strip())),
+        CONDA: tuple(dict.fromkeys(check_channel(c.strip(), where) for c, where in conda if c and c.strip())),
+        PYPI: tuple(dict.fromkeys(check_index(p.strip(), where) for p, where in pypi if p and p.strip())),
     }
     return {k: v for k, v in found.items() if v}
 
@@ -293,7 +295,9 @@ def from_decorator(
     flags = tuple(dict.fromkeys(e if e.startswith("-") else f"--{e}" for e in (extras or ())))
     return Spec(
         requirements=tuple(reqs),
-        sources=_sources(channels or (), extra_indices or (), f"in {origin}"),
+        sources=_sources(
+            [(c, f"in {origin}") for c in channels or ()], [(i, f"in {origin}") for i in extra_indices or ()]
+        ),
         extras={PYPI: flags} if flags else {},
         python=python_spec(pinned_python, f"in {origin}") if pinned_python else None,
         origin=origin,
@@ -327,8 +331,7 @@ def from_command_line(
         reqs.append(conda_entry(item, where))
     reqs += [pypi_requirement(item, f"in --pypi {item!r}") for item in pypi]
     sources = _sources(
-        [check_channel(c.strip(), f"in --channel {c!r}") for c in channels],
-        [check_index(i.strip(), f"in --index {i!r}") for i in indices],
+        [(c, f"in --channel {c!r}") for c in channels], [(i, f"in --index {i!r}") for i in indices]
     )
     return Spec(requirements=combine(reqs), sources=sources, python=python, origin="the command line")
 
@@ -356,8 +359,8 @@ def _logical_lines(text: str) -> Iterable[tuple[int, str]]:
 
 def parse_requirements_txt(text: str, origin: str = "requirements.txt") -> Spec:
     reqs: list[Requirement] = []
-    conda_sources: list[str] = []
-    pypi_sources: list[str] = []
+    conda_sources: list[Located] = []
+    pypi_sources: list[Located] = []
     flags: list[str] = []
     warnings: list[str] = []
     hashed: list[str] = []
@@ -378,11 +381,11 @@ def parse_requirements_txt(text: str, origin: str = "requirements.txt") -> Spec:
                 )
             )
         elif option == "--extra-index-url" and value:
-            pypi_sources.append(check_index(value, where))
+            pypi_sources.append((value, where))
         elif option in ("-f", "--find-links", "--trusted-host") and value:
             flags.append(f"{'--find-links' if option == '-f' else option} {value}")
         elif option == "--conda-channel" and value:
-            conda_sources.append(check_channel(value, where))
+            conda_sources.append((value, where))
         elif option == "--conda-pkg" and value:
             reqs.append(conda_entry(value, where, NPCONDA))
         elif option == "--sys-pkg" and value:
@@ -412,7 +415,7 @@ def parse_requirements_txt(text: str, origin: str = "requirements.txt") -> Spec:
         )
     return Spec(
         requirements=tuple(reqs),
-        sources=_sources(conda_sources, pypi_sources, origin),
+        sources=_sources(conda_sources, pypi_sources),
         extras={PYPI: tuple(dict.fromkeys(flags))} if flags else {},
         python=python,
         origin=f"the requirements file {origin}",
@@ -563,7 +566,9 @@ def parse_environment_yml(text: str, origin: str = "environment.yml") -> Spec:
         reqs.append(conda_entry(text, where))
     return Spec(
         requirements=tuple(reqs),
-        sources=_sources(strings("channels"), strings("pypi-indices"), origin),
+        sources=_sources(
+            [(c, origin) for c in strings("channels")], [(i, origin) for i in strings("pypi-indices")]
+        ),
         python=python,
         origin=f"the environment file {origin}",
         warnings=tuple(warnings),
@@ -651,7 +656,7 @@ def parse_pyproject(text: str, origin: str = "pyproject.toml") -> Spec:
     indices += [s["url"] for s in _tables(uv.get("index"), "tool.uv.index", origin) if "url" in s]
     return Spec(
         requirements=tuple(reqs),
-        sources=_sources((), indices, origin),
+        sources=_sources((), [(i, origin) for i in indices]),
         python=python_spec(python, f"requires-python of {origin}") if python else None,
         origin=f"the project file {origin}",
     )
