@@ -321,8 +321,14 @@ class Bench:
             for name, spec in (("conda", conda), ("pypi", pypi), ("mixed", mixed))
         }
 
+        rattler_resolver = registry.resolver_named("rattler")
+
         def ours(name: str) -> Callable[[], object]:
-            return lambda: resolving.resolve(registry, requests[name])
+            def call() -> object:
+                rattler_resolver.forget_solutions()  # a solve each time, as the baselines do (see pypi_batch)
+                return resolving.resolve(registry, requests[name])
+
+            return call
 
         def bare_solve() -> object:
             return bare.solve(self.universe.channel_url, ["fx-app", "fx-ffmpeg", self.pyspec], ARCH, gateway)
@@ -355,8 +361,12 @@ class Bench:
         group = "resolve, library call (in-process, warm gateway)"
         a, b = interleaved(self.reps, ours("conda"), bare_solve)
         self.table.add(Row(group, "conda: resolve(registry, request)", a, "rattler.solve", b, goal=1.2))
-        backend = registry.resolver_named("rattler")
-        a, b = interleaved(self.reps, lambda: backend.resolve(requests["conda"]), bare_solve)
+
+        def backend_alone() -> object:
+            rattler_resolver.forget_solutions()
+            return rattler_resolver.resolve(requests["conda"])
+
+        a, b = interleaved(self.reps, backend_alone, bare_solve)
         self.table.add(Row(group, "conda: the rattler backend alone", a, "rattler.solve", b, goal=1.2))
         a, b, c = interleaved(self.reps, ours("pypi"), uv_pypi, uv_like_envcore)
         self.table.add(
@@ -444,6 +454,7 @@ class Bench:
             self.universe.channel_url,
             pairs[:50],
         )
+        self._pypi_batch_rows()
         # The test universe is tiny: loading its metadata costs nothing, so the "cached metadata" half of the
         # goal cannot show there. The same rows on a channel of realistic size (repodata only; see bigchannel).
         started = time.perf_counter()
@@ -455,6 +466,59 @@ class Bench:
             f"({big.megabytes:.0f} MB repodata, made in {seconds:.1f} s)",
             big.url,
             list(zip(top[0::2], top[1::2], strict=False))[:50],
+        )
+
+    def _pypi_batch_rows(self) -> None:
+        """A flow's PyPI steps: distinct PyPI requirements, one python. Each environment's conda side (python)
+        is the same request, solved once per batch; the rest is one ``uv pip compile`` each, 4 at a time."""
+        from envcore import resolve as resolving
+        from envcore import specs
+        from envcore.environments import RESOLVE_WORKERS, Environments
+
+        names = ("fx-app", "fx-core", "fx-extras", "fx-http", "fx-legacy", "fx-modern", "fx-native", "fx-web")
+        sets = [
+            s
+            for size in (2, 3)
+            for s in itertools.combinations(names, size)
+            if not {"fx-legacy", "fx-modern"} <= set(s)
+        ][:50]
+        group = "scale: a flow's PyPI-only environments (library, one batch, new registry per batch)"
+
+        def ours(size: int) -> Callable[[], object]:
+            def batch() -> object:
+                registry = self.registry()  # a new process's view: the gateway reads repodata from disk
+                config = registry.config
+                requests = [
+                    resolving.build_request(specs.from_decorator(packages=dict.fromkeys(s, "")), config, ARCH)
+                    for s in sets[:size]
+                ]
+                return Environments(registry).resolve(requests, force=True)
+
+            return batch
+
+        def bare(size: int) -> Callable[[], object]:
+            compiles = [self.proc(self.uv_compile_argv(list(s))) for s in sets[:size]]
+
+            def batch() -> object:
+                with ThreadPoolExecutor(RESOLVE_WORKERS) as pool:
+                    return list(pool.map(lambda fn: fn(), compiles))
+
+            return batch
+
+        fns = [ours(1), ours(10), ours(50), bare(50)]
+        for fn in fns:
+            fn()
+        one, ten, fifty, uv50 = interleaved(self.reps, *fns)
+        self.table.add(Row(group, "resolve 10 PyPI environments", ten, "resolve 1 PyPI environment", one))
+        self.table.add(Row(group, "resolve 50 PyPI environments", fifty, "resolve 1 PyPI environment", one))
+        self.table.add(
+            Row(
+                group,
+                "resolve 50 PyPI environments",
+                fifty,
+                f"50 x uv pip compile, {RESOLVE_WORKERS} threads",
+                uv50,
+            )
         )
 
     def _scale_rows(self, group: str, channel: str, pairs: Sequence[tuple[str, str]]) -> None:

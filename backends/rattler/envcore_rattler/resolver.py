@@ -1,4 +1,9 @@
-"""Solve conda requirements with py-rattler, for any target subdir, with no external binary."""
+"""Solve conda requirements with py-rattler, for any target subdir, with no external binary.
+
+A gateway keeps the repodata it has read for its whole life, so solving the same specs again with it gives
+the same answer: solutions are kept beside it (:class:`Solutions`). A flow's PyPI steps, which all need the
+same conda python, then solve it once.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,8 @@ import json
 import os
 import tempfile
 import threading
-from collections.abc import Coroutine, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Coroutine, Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -170,12 +176,54 @@ def _client(credentials: Mapping[str, tuple[str, str]]) -> rattler.Client:
                 os.environ["RATTLER_AUTH_FILE"] = previous
 
 
+class Solutions:
+    """Solutions by their inputs, computed once even when threads ask for the same one at the same time; a
+    failure is not kept (the next call solves again). The oldest are dropped beyond ``size``."""
+
+    def __init__(self, size: int = 128) -> None:
+        self.size = size
+        self._lock = threading.Lock()
+        self._done: OrderedDict[Hashable, concurrent.futures.Future[tuple[LockedPackage, ...]]] = (
+            OrderedDict()
+        )
+
+    def get(self, key: Hashable, solve: Callable[[], Sequence[LockedPackage]]) -> tuple[LockedPackage, ...]:
+        with self._lock:
+            future = self._done.get(key)
+            mine = future is None
+            if future is None:
+                future = self._done[key] = concurrent.futures.Future()
+                while len(self._done) > self.size:
+                    self._done.popitem(last=False)
+            else:
+                self._done.move_to_end(key)
+        if not mine:
+            return future.result()
+        try:
+            future.set_result(tuple(solve()))
+        except BaseException as exc:
+            with self._lock:
+                if self._done.get(key) is future:
+                    del self._done[key]
+            future.set_exception(exc)
+            raise
+        return future.result()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._done.clear()
+
+    def __len__(self) -> int:
+        return len(self._done)
+
+
 class RattlerResolver:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.cache_dir = config.cache_dir() / "rattler" / "repodata"
-        # one gateway per set of credentials: repodata fetched for one environment serves the next
-        self._gateways: dict[frozenset[tuple[str, str, str]], rattler.Gateway] = {}
+        # one gateway per set of credentials: repodata fetched for one environment serves the next; its
+        # solutions are valid as long as it lives
+        self._gateways: dict[frozenset[tuple[str, str, str]], tuple[rattler.Gateway, Solutions]] = {}
         self._lock = threading.Lock()
         self._urls: dict[str, str] = {}  # channel -> URL: a name goes through the alias (.condarc reads)
 
@@ -185,13 +233,25 @@ class RattlerResolver:
             url = self._urls[channel] = self.config.channel_url(channel)
         return url
 
-    def gateway(self, credentials: Mapping[str, tuple[str, str]]) -> rattler.Gateway:
-        """A gateway (retrying, authenticating: :func:`_client`) per set of credentials."""
+    def gateway(self, credentials: Mapping[str, tuple[str, str]]) -> tuple[rattler.Gateway, Solutions]:
+        """A gateway (retrying, authenticating: :func:`_client`) per set of credentials, with its solutions."""
         key = frozenset((host, user, pw) for host, (user, pw) in credentials.items())
         with self._lock:
             if key not in self._gateways:
-                self._gateways[key] = rattler.Gateway(cache_dir=self.cache_dir, client=_client(credentials))
+                gateway = rattler.Gateway(cache_dir=self.cache_dir, client=_client(credentials))
+                self._gateways[key] = (gateway, Solutions())
             return self._gateways[key]
+
+    def forget_solutions(self) -> None:
+        """Solve again on the next call, from the repodata already read (the bench times the solver so)."""
+        with self._lock:
+            for _, solutions in self._gateways.values():
+                solutions.clear()
+
+    def refresh(self) -> None:
+        """Read the channels again on the next solve (a long-lived process: a notebook)."""
+        with self._lock:
+            self._gateways.clear()
 
     def check(self) -> None:
         return None  # py-rattler is a dependency of this distribution: nothing external to find
@@ -201,12 +261,13 @@ class RattlerResolver:
 
     def resolve(self, request: ResolveRequest) -> Sequence[LockedPackage]:
         channels = [self.channel_url(c) for c in request.sources.get(CONDA, ())]
-        specs = []
+        texts, specs = [], []
         for req in request.of(CONDA, NPCONDA):
             url = self.channel_url(req.channel) if req.channel else None
             if url and url not in channels:
                 channels.append(url)
             text = match_spec(req, url)
+            texts.append(text)
             try:  # parsed here, leniently as conda reads specs (solve() would parse strings strictly)
                 specs.append(rattler.MatchSpec(text))
             except rattler.exceptions.InvalidMatchSpecError as exc:
@@ -222,20 +283,42 @@ class RattlerResolver:
             )
         explicit = any(req.channel for req in request.of(CONDA, NPCONDA)) or len(channels) > 1
         priority = rattler.ChannelPriority.Disabled if explicit else rattler.ChannelPriority.Strict
+        gateway, solutions = self.gateway(request.credentials)
+        key = (
+            tuple(channels),
+            tuple(texts),
+            request.arch,
+            tuple((r.name, r.spec) for r in request.of(SYS)),
+            explicit,
+        )
+        return solutions.get(
+            key,
+            lambda: self._solve(channels, specs, gateway, request.arch, virtual_packages(request), priority),
+        )
+
+    def _solve(
+        self,
+        channels: list[str],
+        specs: list[rattler.MatchSpec],
+        gateway: rattler.Gateway,
+        arch: str,
+        virtual: list[rattler.GenericVirtualPackage],
+        priority: rattler.ChannelPriority,
+    ) -> list[LockedPackage]:
         try:
             records = run_sync(
                 rattler.solve(
                     sources=channels,
                     specs=specs,
-                    gateway=self.gateway(request.credentials),
-                    platforms=[request.arch, "noarch"],  # type: ignore[list-item]  # a subdir name
-                    virtual_packages=virtual_packages(request),
+                    gateway=gateway,
+                    platforms=[arch, "noarch"],  # type: ignore[list-item]  # a subdir name
+                    virtual_packages=virtual,
                     channel_priority=priority,
                 )
             )
         except rattler.exceptions.SolverError as exc:
             raise ResolutionError(
-                f"The conda requirements cannot be resolved for {request.arch}: {solver_message(exc)}. Change the "
+                f"The conda requirements cannot be resolved for {arch}: {solver_message(exc)}. Change the "
                 "constraint named above, or check that the package exists in the channels "
                 f"({', '.join(redact_url(c) for c in channels)})."
             ) from None
