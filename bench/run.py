@@ -40,6 +40,7 @@ BOOT = (
     "import sys; sys.path.pop(0); sys.pycache_prefix = sys.argv.pop(1); sys.dont_write_bytecode = False; "
     "from envcore.__main__ import main; main()"
 )
+ALIAS = "bench/hydrate:v1"  # an immutable alias of the hydrated environment
 # Conda packages of the universe for distinct, solvable flow-like environments (pairs; one pair conflicts).
 CONDA_NAMES = (
     "fx-core",
@@ -692,7 +693,7 @@ class Bench:
         from envcore.cache import package_keys
         from envcore.environments import Environments
 
-        argv = ["--quiet", "resolve", "--json"]
+        argv = ["--quiet", "resolve", "--json", "--alias", ALIAS]
         argv += [x for name in HYDRATE_CONDA for x in ("--conda", name)]
         argv += [x for name in HYDRATE_PYPI for x in ("--pypi", name)]
         payload = json.loads(self.cli(*argv))
@@ -836,10 +837,23 @@ class Bench:
             env={**self.env, "METAFLOW_ENVCORE_CACHE_DIR": warm},
         )
         noop()
-        a, b = interleaved(self.reps, noop, self.proc([PY, "-c", "pass"]))
-        self.table.add(
-            Row(group, "no-op: envcore create of an existing env", a, "python -c pass", b, goal=3.0)
+        by_alias = self.proc(
+            self.envcore("create", ALIAS, "--name", "reference"),
+            env={**self.env, "METAFLOW_ENVCORE_CACHE_DIR": warm},
         )
+        by_alias()  # this cache's record learns the alias from the store
+
+        def warm_alias() -> object:
+            return self.cli(
+                "create", ALIAS, "--name", f"warm-{next(counter)}", METAFLOW_ENVCORE_CACHE_DIR=warm
+            )
+
+        a, b, c, d = interleaved(self.reps, noop, by_alias, self.proc([PY, "-c", "pass"]), warm_alias)
+        self.table.add(
+            Row(group, "no-op: envcore create of an existing env", a, "python -c pass", c, goal=3.0)
+        )
+        self.table.add(Row(group, f"  same, by the alias {ALIAS}", b, "  python -c pass", c))
+        self.table.add(Row(group, f"  warm create by the alias {ALIAS}", d, "  python -c pass", c))
 
     def aliases(self) -> None:
         from envcore.environments import Environments

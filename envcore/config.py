@@ -41,7 +41,7 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     Setting(name="CONDA_AZUREROOT", help="Package/env cache root on Azure"),
     Setting(name="CONDA_PACKAGES_DIRNAME", default="packages", help="Package prefix under the root"),
     Setting(name="CONDA_ENVS_DIRNAME", default="envs", help="Environment/alias prefix under the root"),
-    Setting(name="CONDA_MAGIC_FILE_V2", default="conda_v2.cnd", help="Name of the local manifest"),
+    Setting(name="CONDA_MAGIC_FILE_V2", default=configfiles.RECORD_FILE, help="Name of the local manifest"),
     Setting(name="CONDA_DEPENDENCY_RESOLVER", default="rattler", help="Resolver for conda-only environments"),
     Setting(name="CONDA_PYPI_DEPENDENCY_RESOLVER", default="uv", help="Resolver for pypi-only environments"),
     Setting(

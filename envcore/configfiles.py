@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     ConfigFile: TypeAlias = tuple[str, Mapping[str, Any]]
 
 LOCK_TIMEOUT = 3600  # seconds: the default of METAFLOW_CONDA_LOCK_TIMEOUT
+RECORD_FILE = "conda_v2.cnd"  # the default of METAFLOW_CONDA_MAGIC_FILE_V2: the local record's file name
 
 
 def read_json(path: str) -> dict[str, Any]:

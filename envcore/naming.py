@@ -22,8 +22,8 @@ from urllib.parse import urlsplit
 
 from envcore.errors import AliasError
 from envcore.types import CATEGORIES, LockedPackage
+from envcore.uptodate import MUTABLE_TAGS as MUTABLE_TAGS
 
-MUTABLE_TAGS = frozenset({"latest", "candidate", "stable"})
 _ID = re.compile(r"[0-9a-f]{40}")
 _NAME = re.compile(r"[-a-z0-9_/]+")
 _TAG = re.compile(r"[-a-z0-9_]+")

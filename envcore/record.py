@@ -29,14 +29,19 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
-from envcore import description
+from envcore import TYPE_CHECKING
 from envcore.errors import StorageError
 from envcore.locks import file_lock
-from envcore.types import ResolvedEnvironment
 
-Data = dict[str, Any]
+if TYPE_CHECKING:  # descriptions are imported by the methods that read or write them: the no-op create
+    # of an alias (envcore.uptodate) reads the record's aliases only
+    from typing import Any, TypeAlias
+
+    from envcore.types import ResolvedEnvironment
+
+    Data: TypeAlias = dict[str, Any]
+
 EnvRef = tuple[str, str]  # (req_id, full_id)
 COMPACT_AFTER = 256  # journal lines
 JOURNALED = ("aliases", "mutable_aliases", "mappings")
@@ -214,6 +219,8 @@ class LocalRecord:
     # --- environments -------------------------------------------------------------------------------
 
     def add(self, env: ResolvedEnvironment, *, set_default: bool = True) -> None:
+        from envcore import description
+
         body = description.to_dict(env)
 
         def change(data: Data) -> None:
@@ -239,9 +246,13 @@ class LocalRecord:
         body = slot.get(full_id) if full_id else None
         if body is None or full_id is None:
             return None
+        from envcore import description
+
         return description.from_dict(body, req_id=req_id, full_id=full_id, arch=arch)
 
     def environments(self) -> Iterator[ResolvedEnvironment]:
+        from envcore import description
+
         for arch, reqs in self.read()["environments"].items():
             for req_id, slot in reqs.items():
                 for full_id, body in slot.items():

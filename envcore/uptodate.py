@@ -3,13 +3,14 @@
 Starting a step on a machine that already has its environment is the most frequent call of all, so it must
 cost little more than starting Python (issue 11: <= 3x ``python -c pass``); a new prefix of an environment
 this machine already has should cost little more than ``cp -al`` (<= 2x). :func:`answer` takes the plain form
-``envcore [-q] create REQ_ID:FULL_ID [--name NAME]`` and finds the prefix the way the full command does:
+``envcore [-q] create REF [--name NAME]``, where REF is ``REQ_ID:FULL_ID`` or an immutable alias ``NAME:TAG``
+this machine's record already maps to its ids, and finds the prefix the way the full command does:
 
 - complete (its completion marker matches: one small file, no tree walk): nothing to do;
 - absent, with a finished prefix of the same environment listed in the machine's prefix index: that prefix
   is cloned (hardlinks, see :mod:`envcore.relocate`), exactly as the full command would clone it.
 
-Anything else (other options, aliases, an incomplete prefix, a busy lock, configuration it cannot read)
+Anything else (other options, mutable or unknown aliases, an incomplete prefix, a busy lock, configuration it cannot read)
 returns None, and the full command runs and reports errors as usual. Unlike the full command, it does not
 check unrelated settings: a bad value of a setting that these paths never read does not stop a step.
 """
@@ -27,6 +28,9 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from typing import Any
 
+MUTABLE_TAGS = frozenset({"latest", "candidate", "stable"})  # an alias with another tag is written once
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_/")  # as envcore.naming.parse_alias
+_TAG_CHARS = _NAME_CHARS - {"/"}
 MARKER = ".metaflowenv"  # written last by hydration: its presence with the right content means complete
 PARTIAL = ".envcore-partial"  # written first into a prefix being built; removed once the marker is written
 _HEX = frozenset("0123456789abcdef")
@@ -189,7 +193,9 @@ def _parse(argv: Sequence[str]) -> tuple[bool, str, str | None] | None:
             ref = arg
         else:
             return None
-    if ref is None or not _is_id_pair(ref) or (name is not None and not _plain_name(name)):
+    if ref is None or (name is not None and not _plain_name(name)):
+        return None
+    if not _is_id_pair(ref) and _immutable_alias_path(ref) is None:
         return None
     return quiet, ref, name
 
@@ -197,6 +203,39 @@ def _parse(argv: Sequence[str]) -> tuple[bool, str, str | None] | None:
 def _is_id_pair(ref: str) -> bool:
     req_id, sep, full_id = ref.partition(":")
     return bool(sep) and len(req_id) == len(full_id) == 40 and _HEX.issuperset(req_id + full_id)
+
+
+def _immutable_alias_path(ref: str) -> str | None:
+    """The record's key (``NAME/TAG``) of ``NAME:TAG`` with an immutable tag; None for any other reference."""
+    name, sep, tag = ref.partition(":")
+    if not sep or not name or not tag or tag in MUTABLE_TAGS or ref.startswith("step:"):
+        return None
+    if not (_NAME_CHARS.issuperset(name) and _TAG_CHARS.issuperset(tag)):
+        return None
+    if name.startswith("/") or name.endswith("/") or "//" in name:
+        return None
+    return f"{name}/{tag}"
+
+
+def _recorded_ids(
+    path: str, cache: str, environ: Mapping[str, str], files: list[Any]
+) -> tuple[str, str] | None:
+    """The ids the local record maps the immutable alias ``path`` to, as the full command reads them; None
+    when it does not know the alias, or the record is busy or unreadable (the full command then runs)."""
+    from pathlib import Path
+
+    from envcore.errors import EnvcoreError
+    from envcore.record import LocalRecord
+
+    setting = configfiles.raw_value("CONDA_MAGIC_FILE_V2", environ, files)
+    record = LocalRecord(Path(cache, str(setting[0]) if setting else configfiles.RECORD_FILE), 0)
+    try:
+        found = record.read()["aliases"].get(path)
+    except (EnvcoreError, OSError):
+        return None
+    if isinstance(found, list) and len(found) == 2 and _is_id_pair(f"{found[0]}:{found[1]}"):
+        return str(found[0]), str(found[1])
+    return None
 
 
 def _plain_name(name: str) -> bool:
@@ -211,13 +250,19 @@ def answer(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> int
     if parsed is None or environ.get("METAFLOW_DEBUG_CONDA", "").lower() not in ("", "0", "false"):
         return None
     quiet, ref, name = parsed
-    req_id, _, full_id = ref.partition(":")
     try:
         files = configfiles.config_files(environ)
         cache = configfiles.configured_cache_dir(environ, files)
         arch = local_arch()
     except Exception:  # the full command reports it
         return None
+    alias = None if _is_id_pair(ref) else _immutable_alias_path(ref)
+    req_id, _, full_id = ref.partition(":")
+    if alias is not None:
+        ids = _recorded_ids(alias, cache, environ, files)
+        if ids is None:
+            return None
+        req_id, full_id = ids
     prefix = os.path.join(cache, "envs", name or env_dir_name(req_id, full_id))
     if os.path.normpath(prefix) != prefix:
         return None  # a prefix path pathlib would print differently is left to the full command

@@ -115,3 +115,44 @@ def test_debug_output_is_left_to_the_full_command(machine_env: MachineEnv, creat
     ref, _ = created
     assert answer(["create", ref, "--name", "work"], machine_env(METAFLOW_DEBUG_CONDA="1")) is None
     assert answer(["create", ref, "--name", "work"], machine_env()) == 0
+
+
+def test_an_immutable_alias_this_machine_knows_is_answered_too(
+    run: Run, machine_env: MachineEnv, world: dict[str, Path]
+) -> None:
+    (ref,) = env_ids(
+        run("resolve", "--conda", "fx-core", "--alias", "team/env:v1", "--alias", "team/env").stdout
+    )
+    created = run("create", "team/env:v1", "--name", "work", PYTHONPROFILEIMPORTTIME="1")
+    assert "click" in imported_modules(created.stderr)  # the first prefix of an environment: the full command
+    envs = world["a"] / "cache" / "envs"
+    noop = run("create", "team/env:v1", "--name", "work", PYTHONPROFILEIMPORTTIME="1")
+    clone = run("create", "team/env:v1", "--name", "other", PYTHONPROFILEIMPORTTIME="1")
+    for fast in (noop, clone):
+        modules = imported_modules(fast.stderr)
+        assert "envcore.uptodate" in modules
+        assert not modules & {"click", "pluggy", "envcore.cli", "envcore.plugins", "rattler", "envcore.types"}
+    assert noop.stdout == run("--verbose", "create", "team/env:v1", "--name", "work").stdout
+    assert noop.stdout == (
+        f"Environment {ref} already exists and is complete at {envs / 'work'}; run {envs / 'work/bin/python'}\n"
+    )
+    assert clone.stdout.startswith(f"Environment {ref} created at {envs / 'other'} in ")
+    assert f"Linked from the same environment at {envs / 'work'}" in clone.stderr
+    assert (envs / "other" / MARKER).exists() and not (envs / "other" / PARTIAL).exists()
+    # a mutable tag may have moved in the store: the full command asks it
+    env = machine_env()
+    for mutable in ("team/env", "team/env:latest", "team/env:stable"):
+        assert answer(["create", mutable, "--name", "work"], env) is None
+    assert answer(["create", "team/env:v1", "--name", "work"], env) == 0
+    assert answer(["create", "team/env:v2", "--name", "work"], env) is None  # not known here
+
+
+@pytest.mark.parametrize(
+    "ref", ["step:team/env/v1", " team/env:v1", "Team/env:v1", "team//env:v1", "/team:v1"]
+)
+def test_references_the_alias_grammar_reads_otherwise_go_to_the_full_command(
+    ref: str, run: Run, machine_env: MachineEnv
+) -> None:
+    run("resolve", "--conda", "fx-core", "--alias", "team/env:v1")
+    run("create", "team/env:v1", "--name", "work")
+    assert answer(["create", ref, "--name", "work"], machine_env()) is None
