@@ -24,11 +24,9 @@ An update that changes nothing writes nothing. The record is compact JSON, writt
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 from envcore import TYPE_CHECKING
 from envcore.errors import StorageError
@@ -52,6 +50,8 @@ def _empty() -> Data:
 
 
 def _base(raw: bytes | None) -> str:
+    import hashlib  # (with pathlib, kept out of the fast path's imports: envcore.uptodate reads the record)
+
     return hashlib.blake2b(raw or b"", digest_size=16).hexdigest()
 
 
@@ -63,10 +63,10 @@ def _dumps(value: object) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def _write_atomic(path: str, data: bytes) -> None:
     import tempfile  # only writers need it
 
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path))
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -74,15 +74,23 @@ def _write_atomic(path: Path, data: bytes) -> None:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        _unlink(tmp)
         raise
 
 
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
 class LocalRecord:
-    def __init__(self, path: Path, lock_timeout: float) -> None:
-        self.path = path
-        self.lock_path = path.with_name(path.name + ".lock")
-        self.log_path = path.with_name(path.name + ".log")
+    def __init__(self, path: str | os.PathLike[str], lock_timeout: float) -> None:
+        self.path = path  # as given (messages name it so)
+        self._file = os.fspath(path)
+        self.lock_path = self._file + ".lock"
+        self.log_path = self._file + ".log"
         self.timeout = lock_timeout
         # (record bytes, journal bytes, data) as this process last saw them under the exclusive lock; never
         # handed out, so changing it in place is safe
@@ -92,9 +100,10 @@ class LocalRecord:
         self._read: tuple[bytes | None, bytes | None, Data] | None = None
         self._base: tuple[bytes | None, bytes] | None = None  # (record bytes, its journal header)
 
-    def _bytes(self, path: Path) -> bytes | None:
+    def _bytes(self, path: str) -> bytes | None:
         try:
-            return path.read_bytes()
+            with open(path, "rb") as fh:
+                return fh.read()
         except FileNotFoundError:
             return None
 
@@ -142,7 +151,7 @@ class LocalRecord:
             ) from None
 
     def _load(self) -> tuple[bytes | None, bytes, Data]:
-        raw, log = self._bytes(self.path), self._bytes(self.log_path)
+        raw, log = self._bytes(self._file), self._bytes(self.log_path)
         journal = self._journal(raw, log)
         seen = self._seen
         if seen is not None and seen[0] == raw and seen[1] == journal:
@@ -154,7 +163,7 @@ class LocalRecord:
     def read(self) -> Data:
         """The record's data (shared between calls: do not change it; use :meth:`update`)."""
         with file_lock(self.lock_path, self.timeout, shared=True):
-            raw, log = self._bytes(self.path), self._bytes(self.log_path)
+            raw, log = self._bytes(self._file), self._bytes(self.log_path)
         last = self._read
         if last is not None and last[0] == raw and last[1] == log:
             return last[2]
@@ -175,9 +184,9 @@ class LocalRecord:
     def _rewrite(self, raw: bytes | None, journal: bytes, data: Data) -> None:
         new = _dumps(data)
         if new != raw:
-            _write_atomic(self.path, new)
+            _write_atomic(self._file, new)
         if journal or new != raw:
-            self.log_path.unlink(missing_ok=True)  # folded in (a stale one is ignored anyway)
+            _unlink(self.log_path)  # folded in (a stale one is ignored anyway)
         self._seen = (new, b"", data)
 
     def _set(self, table: str, key: str, value: list[str]) -> None:

@@ -222,13 +222,11 @@ def _recorded_ids(
 ) -> tuple[str, str] | None:
     """The ids the local record maps the immutable alias ``path`` to, as the full command reads them; None
     when it does not know the alias, or the record is busy or unreadable (the full command then runs)."""
-    from pathlib import Path
-
     from envcore.errors import EnvcoreError
     from envcore.record import LocalRecord
 
     setting = configfiles.raw_value("CONDA_MAGIC_FILE_V2", environ, files)
-    record = LocalRecord(Path(cache, str(setting[0]) if setting else configfiles.RECORD_FILE), 0)
+    record = LocalRecord(os.path.join(cache, str(setting[0]) if setting else configfiles.RECORD_FILE), 0)
     try:
         found = record.read()["aliases"].get(path)
     except (EnvcoreError, OSError):

@@ -21,7 +21,7 @@ B = ("b" * 40, "2" * 40)
 
 def aliases_for(tmp_path: Path, machine: str, store: bool = True) -> Aliases:
     record = LocalRecord(tmp_path / machine / "conda_v2.cnd", 10)
-    record.path.parent.mkdir(parents=True, exist_ok=True)
+    Path(record.path).parent.mkdir(parents=True, exist_ok=True)
     return Aliases(LocalStore(tmp_path / "store") if store else None, record)
 
 
