@@ -122,5 +122,7 @@ def envcore_cli_commands() -> Iterable[CommandPlugin]:
 
         @envcore.hookimpl
         def envcore_cli_commands():
-            yield CommandPlugin(name="pixi-info", factory=lambda: pixi_info_command)
+            yield CommandPlugin(
+                name="pixi-info", factory=lambda: pixi_info_command, summary="Show pixi's view of an environment."
+            )
     """

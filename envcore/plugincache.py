@@ -196,20 +196,23 @@ def _commands_file(environ: Mapping[str, str], files: list[configfiles.ConfigFil
     return _file(configfiles.configured_cache_dir(environ, files), "commands")
 
 
-def commands(environ: Mapping[str, str]) -> list[str] | None:
-    """The plugin commands remembered for the current state, or None when they must be found again."""
+def commands(environ: Mapping[str, str]) -> dict[str, str] | None:
+    """The plugin commands (name: summary) remembered for the current state, or None when they must be found
+    again."""
     try:
         files = configfiles.config_files(environ)
         saved = _read(_commands_file(environ, files), _commands_state(environ, files))
         if saved is None or any(_mtime(module) != mtime for module, mtime in saved["modules"]):
             return None
-        return [str(name) for name in saved["commands"]]
-    except (KeyError, TypeError, ValueError, ConfigError):
-        return None
+        return {str(name): str(summary) for name, summary in saved["commands"].items()}
+    except (AttributeError, KeyError, TypeError, ValueError, ConfigError):
+        return None  # (a list of names: written by an envcore that kept no summaries)
 
 
-def remember_commands(commands: Iterable[str], modules: Iterable[str], environ: Mapping[str, str]) -> None:
-    """Record the plugin commands and the module files of the plugins that were loaded."""
+def remember_commands(
+    commands: Mapping[str, str], modules: Iterable[str], environ: Mapping[str, str]
+) -> None:
+    """Record the plugin commands (name: summary) and the module files of the plugins that were loaded."""
     try:
         files = configfiles.config_files(environ)
     except ConfigError:
@@ -217,5 +220,5 @@ def remember_commands(commands: Iterable[str], modules: Iterable[str], environ: 
     state = _commands_state(environ, files)
     mtimes = [[m, _mtime(m)] for m in sorted(set(modules))]
     if _settled(m for _, m in [*state["path"], *mtimes]):
-        content = {"state": state, "modules": mtimes, "commands": sorted(commands)}
+        content = {"state": state, "modules": mtimes, "commands": dict(sorted(commands.items()))}
         _write(_commands_file(environ, files), content)

@@ -130,6 +130,13 @@ class Registry:
             f"{'storage' if kind == 'store' else 'backends'}/{name} folder; envcore is not published on PyPI, "
             "and a project named envcore there is another one)"
         )
+        broken = [p for p in self.plugins.values() if p.status == "failed"]
+        if broken and not blocked:  # one of them may be the one (a plugin may be named unlike its backends)
+            hint = (
+                f"{hint}. These plugins failed to load and may provide it: "
+                + "; ".join(f"{p.name} ({p.origin}): {p.error}" for p in broken)
+                + " (run with --verbose for their tracebacks)"
+            )
         return ConfigError(
             f"{value.describe()}, but no {kind} named {name!r} is installed. {hint}, or choose one of: "
             f"{', '.join(sorted(choices)) or '(none installed)'}."

@@ -370,7 +370,9 @@ class Setting:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class CommandPlugin:
-    """An extra ``envcore`` sub-command."""
+    """An extra ``envcore`` sub-command; ``summary`` is its line in ``envcore --help`` (listed without building
+    the command)."""
 
     name: str
     factory: Callable[[], click.Command]
+    summary: str = ""

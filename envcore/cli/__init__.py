@@ -79,7 +79,11 @@ class App:
         modules = (
             getattr(sys.modules.get(info.module), "__file__", None) for info in registry.plugins.values()
         )
-        plugincache.remember_commands(registry.commands, [m for m in modules if m], self.config.environ)
+        plugincache.remember_commands(
+            {name: entry.record.summary for name, entry in registry.commands.items()},
+            [m for m in modules if m],
+            self.config.environ,
+        )
         return registry
 
     def echo(self, message: str = "", *, err: bool = False) -> None:
@@ -93,7 +97,7 @@ class App:
 
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return [*COMMANDS, *self._plugin_command_names(ctx)]
+        return [*COMMANDS, *self._plugin_command_summaries(ctx)]
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in COMMANDS:
@@ -105,20 +109,24 @@ class LazyGroup(click.Group):
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, short) for name, (_, short) in COMMANDS.items()]
-        rows += [(name, "(plugin command)") for name in self._plugin_command_names(ctx)]
+        rows += [
+            (name, summary or "(plugin command)")
+            for name, summary in self._plugin_command_summaries(ctx).items()
+        ]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
-    def _plugin_command_names(self, ctx: click.Context) -> list[str]:
-        """Plugin commands, without those named as a built-in one (which always wins)."""
+    def _plugin_command_summaries(self, ctx: click.Context) -> dict[str, str]:
+        """Plugin commands (name: summary), without those named as a built-in one (which always wins)."""
         from envcore import plugincache
 
         app = ctx.find_object(App)
         if app is not None and "registry" not in vars(app):
-            names = plugincache.commands(app.config.environ if "config" in vars(app) else os.environ)
-            if names is not None:
-                return [n for n in names if n not in COMMANDS]
-        return sorted(n for n in self._plugin_commands(ctx) if n not in COMMANDS)
+            known = plugincache.commands(app.config.environ if "config" in vars(app) else os.environ)
+            if known is not None:
+                return {n: s for n, s in known.items() if n not in COMMANDS}
+        found = self._plugin_commands(ctx)
+        return {n: found[n].record.summary for n in sorted(found) if n not in COMMANDS}
 
     def _plugin_commands(self, ctx: click.Context) -> dict[str, Any]:
         app = ctx.find_object(App)

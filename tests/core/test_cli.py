@@ -168,7 +168,11 @@ COMMAND_PLUGIN = """
 
     @hookimpl
     def envcore_cli_commands():
-        yield CommandPlugin(name="{name}", factory=lambda: click.Command("{name}", callback=lambda: click.echo("hi")))
+        yield CommandPlugin(
+            name="{name}",
+            factory=lambda: click.Command("{name}", callback=lambda: click.echo("hi")),
+            summary="{summary}",
+        )
 """
 
 
@@ -181,19 +185,19 @@ def test_help_lists_plugin_commands_without_loading_plugins_each_time(
     site = install_plugin(
         "envcore-hello",
         {"hello": "envcore_hello.plugin"},
-        {"envcore_hello.plugin": COMMAND_PLUGIN.format(name="hello")},
+        {"envcore_hello.plugin": COMMAND_PLUGIN.format(name="hello", summary="Say hello.")},
     )
     settle(site, seconds_ago=20)  # (a change of the last 2 s is never remembered: file times are coarse)
     env["PYTHONPATH"] = str(site)  # a newly installed distribution: found
     first = envcore("--help", env=env)
-    assert "  hello    (plugin command)" in first.stdout
+    assert "  hello    Say hello." in first.stdout  # its summary, from the record: the command is not built
     assert loads.read_text() == "loaded\n"
     second = envcore("--help", env=env)
     assert second.stdout == first.stdout
     assert loads.read_text() == "loaded\n"  # answered from the remembered list
     # the plugin's module is edited: found again
     module = site / "envcore_hello" / "plugin.py"
-    module.write_text(textwrap.dedent(COMMAND_PLUGIN.format(name="howdy")))
+    module.write_text(textwrap.dedent(COMMAND_PLUGIN.format(name="howdy", summary="")))
     settle(site, seconds_ago=10)
     third = envcore("--help", env=env)
     assert "  howdy    (plugin command)" in third.stdout and "hello" not in third.stdout
@@ -209,7 +213,7 @@ def test_a_plugin_command_named_as_a_built_in_one_is_not_listed_twice(
     site = install_plugin(
         "envcore-shadow",
         {"shadow": "envcore_shadow.plugin"},
-        {"envcore_shadow.plugin": COMMAND_PLUGIN.format(name="resolve")},
+        {"envcore_shadow.plugin": COMMAND_PLUGIN.format(name="resolve", summary="")},
     )
     env = {
         "METAFLOW_ENVCORE_CACHE_DIR": str(tmp_path / "cache"),

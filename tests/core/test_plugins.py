@@ -95,6 +95,24 @@ def test_import_failure_is_recorded_and_fails_only_when_selected(
     assert "failed to load: ModuleNotFoundError" in info_.value.message
 
 
+def test_a_broken_plugin_named_unlike_the_backend_asked_for_is_named_in_the_error(
+    install_plugin: InstallPlugin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the distribution envcore-acme registers the plugin "acme" that would provide the resolver "pixi"
+    install_plugin(
+        "envcore-acme",
+        {"acme": "envcore_acme.plugin"},
+        {"envcore_acme.plugin": "import no_such_module\n"},
+    )
+    monkeypatch.setenv("METAFLOW_CONDA_DEPENDENCY_RESOLVER", "pixi")
+    with pytest.raises(ConfigError) as info:
+        build_registry(Config.load()).resolver_plugin(EnvType.CONDA_ONLY)
+    message = info.value.message
+    assert "no resolver named 'pixi' is installed" in message
+    assert "failed to load and may provide it: acme (envcore-acme 1.0" in message
+    assert "ModuleNotFoundError: No module named 'no_such_module'" in message
+
+
 def test_duplicate_names_fail_naming_both_distributions(install_plugin: InstallPlugin) -> None:
     install_plugin(
         "envcore-pixi", {"pixi": "envcore_pixi.plugin"}, {"envcore_pixi.plugin": resolver_plugin_code("pixi")}
@@ -243,7 +261,7 @@ def test_a_cache_that_cannot_be_written_only_costs_the_scan(
         found = plugincache.entry_points("envcore", str(blocked / "cache"))
         assert ("one", "envcore_one.plugin", "envcore-one", "1.0") in found
     assert plugincache.commands({"METAFLOW_ENVCORE_CACHE_DIR": str(blocked / "cache")}) is None
-    plugincache.remember_commands(["x"], [], {"METAFLOW_ENVCORE_CACHE_DIR": str(blocked / "cache")})
+    plugincache.remember_commands({"x": ""}, [], {"METAFLOW_ENVCORE_CACHE_DIR": str(blocked / "cache")})
     assert blocked.read_text() == "a file where the cache folder would be"
 
 
