@@ -174,7 +174,7 @@ def _clone_here(
 
 
 def _parse(argv: Sequence[str]) -> tuple[bool, str, str | None] | None:
-    """(quiet, ref, name) of ``[-q|--quiet] create REF [--name NAME]``; None for anything else."""
+    """(quiet, ref, name) of ``[-q|--quiet] create REF [--name NAME] [--exist-ok]``; None for anything else."""
     args = list(argv)
     quiet = bool(args) and args[0] in ("-q", "--quiet")
     if quiet:
@@ -189,6 +189,8 @@ def _parse(argv: Sequence[str]) -> tuple[bool, str, str | None] | None:
             name = args.pop(0)
         elif arg.startswith("--name=") and name is None:
             name = arg[len("--name=") :]
+        elif arg == "--exist-ok":  # the default
+            continue
         elif ref is None and not arg.startswith("-"):
             ref = arg
         else:

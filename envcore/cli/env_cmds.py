@@ -316,6 +316,24 @@ def resolve(
         click.echo(describe(app, envs, env))
 
 
+PATHSPEC_OPTION = click.option(
+    "--pathspec",
+    is_flag=True,
+    help="ENV is a step's pathspec Flow/Run/Step (the same as step:Flow/Run/Step).",
+)
+
+
+def step_ref(env: str, pathspec: bool) -> str:
+    """``env`` as an environment reference: with --pathspec, the environment of the step ``env``."""
+    if not pathspec:
+        return env
+    if env.startswith("step:") or len([p for p in env.split("/") if p]) not in (3, 4):
+        raise UsageError(
+            f"{env!r} is not a pathspec: with --pathspec, give a step as Flow/Run/Step (e.g. MyFlow/12/start)."
+        )
+    return f"step:{env}"
+
+
 @click.command()
 @click.argument("env")
 @click.option("--name", help="Name of the local environment (default metaflow_<req>_<full>).")
@@ -326,15 +344,32 @@ def resolve(
     help="Install from package files hashed again (those of the local package cache too); an existing "
     "environment is re-created.",
 )
+@click.option(
+    "--exist-ok/--no-exist-ok",
+    default=True,
+    show_default=True,
+    help="A complete environment already at NAME is not an error (--no-exist-ok: it is, as in the original).",
+)
+@PATHSPEC_OPTION
 @click.pass_obj
-def create(app: App, env: str, name: str | None, force: bool, verify: bool) -> None:
+def create(
+    app: App, env: str, name: str | None, force: bool, verify: bool, exist_ok: bool, pathspec: bool
+) -> None:
     """Hydrate ENV (NAME[:TAG], REQ_ID:FULL_ID or step:Flow/Run/Step) into a local environment: fetch from the
     store, verify, extract, link."""
     from envcore import resolve as resolving
 
     envs = _environments(app)
-    resolved = envs.find(env, resolving.local_arch())
+    resolved = envs.find(step_ref(env, pathspec), resolving.local_arch())
     prefix = envs.prefix_for(resolved, name)
+    if not (exist_ok or force or verify):
+        from envcore import uptodate
+
+        if uptodate.is_complete(str(prefix.absolute()), resolved.req_id, resolved.full_id, resolved.arch):
+            raise UsageError(
+                f"Environment '{prefix.name}' already exists at {prefix}; use --force to force recreating it "
+                "(or --exist-ok to accept it)."
+            )
     started = time.monotonic()
     created = envs.create(resolved, prefix, force=force, verify=verify)
     if app.quiet:
@@ -356,8 +391,9 @@ def create(app: App, env: str, name: str | None, force: bool, verify: bool) -> N
     help="Make it the default for its requirement id (a later resolve of the same requirements reuses it).",
 )
 @click.option("--arch", help="Architecture of the environment (default: this machine).")
+@PATHSPEC_OPTION
 @click.pass_obj
-def get(app: App, env: str, default: bool, arch: str | None) -> None:
+def get(app: App, env: str, default: bool, arch: str | None, pathspec: bool) -> None:
     """Fetch ENV's description from the store and record it locally (and its package files, for this
     machine's architecture), then show it."""
     from envcore import hydrate
@@ -365,7 +401,7 @@ def get(app: App, env: str, default: bool, arch: str | None) -> None:
 
     envs = _environments(app)
     target = resolving.check_arch(arch) if arch else resolving.local_arch()
-    resolved = envs.find(env, target)
+    resolved = envs.find(step_ref(env, pathspec), target)
     if default:
         envs.record.set_default(resolved.arch, resolved.req_id, resolved.full_id)
     if resolved.arch == resolving.local_arch():
@@ -384,8 +420,11 @@ def get(app: App, env: str, default: bool, arch: str | None) -> None:
     help="text (default); json; pylock: the PyPI packages as a PEP 751 pylock.toml (for uv pip install -r).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (same as --format json).")
+@PATHSPEC_OPTION
 @click.pass_obj
-def show(app: App, refs: tuple[str, ...], arch: str | None, fmt: str | None, as_json: bool) -> None:
+def show(
+    app: App, refs: tuple[str, ...], arch: str | None, fmt: str | None, as_json: bool, pathspec: bool
+) -> None:
     """Show each ENV (NAME[:TAG], REQ_ID:FULL_ID or step:Flow/Run/Step): type, aliases, ids, archs, when and by
     whom it was resolved, requested packages, sources, the conda and PyPI packages it installs, and where it
     is present locally. With several, each comes under a "### Environment for '<ENV>' (arch '<ARCH>'):"
@@ -397,6 +436,7 @@ def show(app: App, refs: tuple[str, ...], arch: str | None, fmt: str | None, as_
         raise UsageError(f"Cannot specify both --json and --format {fmt}; give one of them.")
     if fmt == "pylock" and len(refs) > 1:
         raise UsageError("--format pylock shows one environment; give one ENV.")
+    refs = tuple(step_ref(ref, pathspec) for ref in refs)
     envs = _environments(app)
     target = resolving.check_arch(arch) if arch else resolving.local_arch()
     if len(refs) == 1:
@@ -461,10 +501,11 @@ def _check_aliases_before_resolving(envs: Environments, wanted: list[Alias], req
 @click.command()
 @click.argument("env")
 @click.argument("names", nargs=-1, required=True, metavar="NAME[:TAG]...")
+@PATHSPEC_OPTION
 @click.pass_obj
-def alias(app: App, env: str, names: tuple[str, ...]) -> None:
+def alias(app: App, env: str, names: tuple[str, ...], pathspec: bool) -> None:
     """Give ENV (an alias, REQ_ID:FULL_ID or step:Flow/Run/Step) the aliases NAME[:TAG]. Tags other than
     latest, candidate and stable are immutable: they can be written once."""
     envs = _environments(app)
-    for display, changed in envs.alias(env, names):
+    for display, changed in envs.alias(step_ref(env, pathspec), names):
         click.echo(f"{display} {'now refers to' if changed else 'already referred to'} {env}")

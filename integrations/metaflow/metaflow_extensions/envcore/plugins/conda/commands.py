@@ -78,13 +78,6 @@ def _extend(command: click.Command, *extra: click.Parameter, help_suffix: str = 
     )
 
 
-_PATHSPEC_FLAG = click.Option(
-    ["--pathspec"],
-    is_flag=True,
-    help="ENV is a Flow/Run/Step pathspec: use the environment that step ran in.",
-)
-
-
 # --- resolve ---------------------------------------------------------------------------------------------
 
 
@@ -212,9 +205,8 @@ def _create(pathspec: bool, into_dir: Path | None, install_notebook: bool, **kwa
         app.echo(f"Jupyter kernel '{display}' installed in {kernel}")
 
 
-create = _extend(
+create = _extend(  # (--pathspec is the core's option, read here through Metaflow's run metadata)
     env_cmds.create,
-    _PATHSPEC_FLAG,
     click.Option(
         ["--into-dir"],
         type=click.Path(path_type=Path),
@@ -279,11 +271,11 @@ def _alias(pathspec: bool, **kwargs: Any) -> None:
     ctx.invoke(env_cmds.alias, **kwargs)
 
 
-get = _extend(env_cmds.get, _PATHSPEC_FLAG)
+get = _extend(env_cmds.get)
 get.callback = _get
-show = _extend(env_cmds.show, _PATHSPEC_FLAG)
+show = _extend(env_cmds.show)
 show.callback = _show
-alias = _extend(env_cmds.alias, _PATHSPEC_FLAG)
+alias = _extend(env_cmds.alias)
 alias.callback = _alias
 
 

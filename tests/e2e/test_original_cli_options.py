@@ -1,0 +1,57 @@
+"""Options of the original's ``environment create/show/get`` that scripts written for it use: ``--pathspec``
+(ENV is a step) and ``create --exist-ok/--no-exist-ok``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from envcore.record import LocalRecord
+from envcore.uptodate import answer
+
+from ..conftest import Run, env_ids, imported_modules
+
+
+@pytest.fixture
+def step_env(run: Run, world: dict[str, Path]) -> str:
+    """An environment recorded as that of the step MyFlow/12/start (as a Metaflow run records it)."""
+    (ref,) = env_ids(run("resolve", "--conda", "fx-core").stdout)
+    req_id, full_id = ref.split(":")
+    LocalRecord(world["a"] / "cache" / "conda_v2.cnd", 10).set_mapping("MyFlow/12/start", (req_id, full_id))
+    return ref
+
+
+def test_pathspec_names_a_step_in_show_get_and_create(
+    run: Run, step_env: str, world: dict[str, Path]
+) -> None:
+    assert run("show", "--pathspec", "MyFlow/12/start").stdout == run("show", "step:MyFlow/12/start").stdout
+    assert step_env.split(":")[1] in run("get", "--pathspec", "MyFlow/12/start").stdout
+    created = run("create", "--pathspec", "MyFlow/12/start", "--name", "work")
+    assert created.stdout.startswith(f"Environment {step_env} created at {world['a'] / 'cache/envs/work'}")
+
+
+@pytest.mark.parametrize("ref", ["step:MyFlow/12/start", "MyFlow/12", "team/env:v1"])
+def test_pathspec_refuses_what_is_not_a_pathspec(run: Run, step_env: str, ref: str) -> None:
+    done = run("show", "--pathspec", ref, check=False)
+    assert done.returncode != 0
+    message = " ".join(done.stderr.split())  # (wrapped to the terminal's width)
+    assert f"{ref!r} is not a pathspec: with --pathspec, give a step as Flow/Run/Step" in message
+    assert "Traceback" not in done.stderr
+
+
+def test_exist_ok_is_the_default_and_no_exist_ok_refuses_a_complete_environment(
+    run: Run, step_env: str, machine_env: object, world: dict[str, Path]
+) -> None:
+    run("create", step_env, "--name", "work")
+    again = run("create", step_env, "--name", "work", "--exist-ok", PYTHONPROFILEIMPORTTIME="1")
+    assert " already exists and is complete " in again.stdout
+    assert "click" not in imported_modules(again.stderr)  # the default: answered by the fast path
+    refused = run("create", step_env, "--name", "work", "--no-exist-ok", check=False)
+    assert refused.returncode != 0
+    prefix = world["a"] / "cache" / "envs" / "work"
+    message = " ".join(refused.stderr.split())  # (wrapped to the terminal's width)
+    assert f"Environment 'work' already exists at {prefix}; use --force to force recreating it" in message
+    assert (prefix / ".metaflowenv").exists()  # refused: left as it was
+    assert " created at " in run("create", step_env, "--name", "work", "--no-exist-ok", "--force").stdout
+    assert answer(["create", step_env, "--name", "work", "--no-exist-ok"]) is None
