@@ -77,15 +77,20 @@ class LocalStore:
             raise MissingObject(f"{self.url}/{key} does not exist.") from None
 
     def get_file(self, key: str, dest: Path) -> None:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
-        os.close(fd)
-        try:
-            with self.open(key) as src, open(tmp, "wb") as out:
+        from envcore.fetch import download_beside  # (only commands that download need it)
+
+        def copy(tmp: str) -> None:
+            with open(tmp, "wb") as out:
                 shutil.copyfileobj(src, out, 1 << 20)
-            os.replace(tmp, dest)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+
+        def read_error(exc: Exception) -> StorageError:
+            return StorageError(
+                f"Could not read {self.url}/{key} from the local store: {exc}. Check the store folder "
+                "(METAFLOW_CONDA_LOCALROOT) and its permissions."
+            )
+
+        with self.open(key) as src:  # a missing key is MissingObject, before anything is written
+            download_beside(dest, f"{self.url}/{key}", copy, read_error)
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         base = prefix.rpartition("/")[0]

@@ -34,7 +34,14 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from envcore.config import Config
-from envcore.errors import BackendUnavailable, FormatError, MissingObject, PreconditionFailed, ResolutionError
+from envcore.errors import (
+    BackendUnavailable,
+    FormatError,
+    MissingObject,
+    PreconditionFailed,
+    ResolutionError,
+    StorageError,
+)
 from envcore.plugins import Registry, build_registry, has_credentials
 from envcore.resolve import sys_packages as sys_packages_for
 from envcore.testing.channel import Universe
@@ -611,6 +618,33 @@ class StorageConformance:
         dest = tmp_path / "out" / "y.conda"
         store.get_file("packages/x/y.conda", dest)
         assert dest.read_bytes() == src.read_bytes(), "get_file must write what put_file stored"
+
+    def test_a_local_write_failure_names_the_file_not_the_store(self, store: Store, tmp_path: Path) -> None:
+        """A destination that cannot be written (a file where a folder should be; a full disk or a file-size
+        limit: EFBIG, as ``ulimit -f``) is the machine's problem: a StorageError that names the local file
+        (``envcore.fetch.download_beside`` says so), no partial file; the same call works with room."""
+        from envcore.testing.robustness import file_size_limit
+
+        store.put_bytes("packages/p.conda", os.urandom(3 * 1024 * 1024))
+        (tmp_path / "afile").write_bytes(b"")
+        under_a_file = tmp_path / "afile" / "cache" / "p.conda"
+        with pytest.raises(StorageError) as info:
+            store.get_file("packages/p.conda", under_a_file)
+        message = info.value.message
+        assert message.startswith(f"Could not write the local file {under_a_file} while downloading"), message
+        assert "METAFLOW_ENVCORE_CACHE_DIR" in message, message
+        dest = tmp_path / "cache" / "p.conda"
+        with file_size_limit(1024 * 1024), pytest.raises(StorageError) as info:
+            store.get_file("packages/p.conda", dest)
+        message = info.value.message
+        assert message.startswith(f"Could not write the local file {dest} while downloading {store.url}"), (
+            message
+        )
+        assert "File too large (EFBIG)" in message and "free disk space" in message, message
+        leftovers = sorted(p.name for p in dest.parent.iterdir())
+        assert not leftovers, f"get_file left {leftovers} behind after failing to write {dest}"
+        store.get_file("packages/p.conda", dest)  # and with room, the same call works
+        assert dest.stat().st_size == 3 * 1024 * 1024, "get_file must write the whole object"
 
     def test_puts_return_the_key_size_and_version(self, store: Store, tmp_path: Path) -> None:
         """The ObjectInfo a put returns is what ``stat`` reports: callers use its version for compare-and-swap."""
