@@ -38,7 +38,15 @@ COMMANDS = {
 
 
 class App:
-    """What every command shares: output settings, configuration and the plugin registry (built lazily)."""
+    """What every command shares: output settings, configuration and the plugin registry (built lazily).
+    A front end (the Metaflow integration) subclasses it to change what the commands print."""
+
+    #: ``show`` puts the "### Environment for ..." header above a single environment too (the original's form)
+    headers_always = False
+
+    def hint(self, message: str) -> str:
+        """``message`` with commands named as this front end names them (``envcore show`` here)."""
+        return message
 
     def __init__(
         self,

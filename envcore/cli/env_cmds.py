@@ -439,7 +439,7 @@ def show(
     refs = tuple(step_ref(ref, pathspec) for ref in refs)
     envs = _environments(app)
     target = resolving.check_arch(arch) if arch else resolving.local_arch()
-    if len(refs) == 1:
+    if len(refs) == 1 and (fmt in ("json", "pylock") or as_json or not app.headers_always):
         resolved = envs.find(refs[0], target)
         if fmt == "pylock":
             from envcore import pylock
@@ -454,11 +454,15 @@ def show(
         try:
             resolved = envs.find(ref, target)
         except (AliasError, StorageError) as exc:
+            if len(refs) == 1:
+                raise
             missing += 1
             if as_json or fmt == "json":
-                shown[ref] = {"error": exc.message}
+                shown[ref] = {"error": app.hint(exc.message)}
             else:
-                click.echo(f"### Environment for '{ref}' (arch '{target}') was not found: {exc.message}\n")
+                click.echo(
+                    f"### Environment for '{ref}' (arch '{target}') was not found: {app.hint(exc.message)}\n"
+                )
             continue
         if as_json or fmt == "json":
             shown[ref] = json.loads(describe(app, envs, resolved, as_json=True))

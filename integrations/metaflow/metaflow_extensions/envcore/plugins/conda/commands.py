@@ -35,11 +35,20 @@ PROG = "metaflow environment"
 
 
 class MetaflowApp(App):
-    """The envcore CLI's shared state, configured from Metaflow's configuration."""
+    """The envcore CLI's shared state, configured from Metaflow's configuration: step references are answered
+    from the runs' metadata, ``show`` heads every environment as the original does, and hints name
+    ``metaflow environment ...``."""
+
+    headers_always = True
 
     def __init__(self, session: Session, verbose: bool = False, quiet: bool = False) -> None:
-        super().__init__(verbose=verbose, quiet=quiet)
+        super().__init__(verbose=verbose, quiet=quiet, pathspec_lookup=session.pathspec_lookup)
         self.session = session
+
+    def hint(self, message: str) -> str:
+        from metaflow_extensions.envcore.plugins.conda import messages
+
+        return messages.commands(message)
 
     @cached_property
     def config(self) -> Config:
@@ -222,61 +231,10 @@ create = _extend(  # (--pathspec is the core's option, read here through Metaflo
 create.callback = _create
 
 
-# --- get / show / alias ----------------------------------------------------------------------------------
+# --- get / show / alias: the core's commands (MetaflowApp answers step references and sets show's form) ---
 
 
-def _get(pathspec: bool, **kwargs: Any) -> None:
-    ctx = click.get_current_context()
-    kwargs["env"] = _app(ctx).step_ref(kwargs["env"], pathspec)
-    ctx.invoke(env_cmds.get, **kwargs)
-
-
-def _show(pathspec: bool, **kwargs: Any) -> None:
-    """Each ENV under the original's ``### Environment for '<ref>' (arch '<arch>'):`` header; with several, one
-    not found says so and the exit status is 1 (a single one fails as any other error)."""
-    from metaflow.exception import MetaflowException
-    from metaflow_extensions.envcore.plugins.conda import messages
-
-    from envcore import resolve as resolving
-    from envcore.errors import AliasError, StorageError
-
-    ctx = click.get_current_context()
-    app = _app(ctx)
-    refs = [f"step:{r}" if pathspec and not r.startswith("step:") else r for r in kwargs["refs"]]
-    if kwargs["as_json"] or kwargs["fmt"] in ("json", "pylock"):
-        ctx.invoke(env_cmds.show, **{**kwargs, "refs": tuple(app.step_ref(r) for r in refs)})
-        return
-    arch = kwargs["arch"] or resolving.local_arch()
-    missing = 0
-    for shown in refs:
-        try:
-            ref = app.step_ref(shown)
-            app.session.environments.find(ref, arch)  # an unknown reference fails before the header
-        except (AliasError, StorageError, MetaflowException) as exc:
-            if len(refs) == 1:
-                raise
-            missing += 1
-            reason = messages.commands(str(getattr(exc, "message", exc)))
-            click.echo(f"### Environment for '{shown}' (arch '{arch}') was not found: {reason}\n")
-            continue
-        click.echo(f"### Environment for '{shown}' (arch '{arch}'):")
-        ctx.invoke(env_cmds.show, **{**kwargs, "refs": (ref,)})
-    if missing:
-        raise click.exceptions.Exit(1)
-
-
-def _alias(pathspec: bool, **kwargs: Any) -> None:
-    ctx = click.get_current_context()
-    kwargs["env"] = _app(ctx).step_ref(kwargs["env"], pathspec)
-    ctx.invoke(env_cmds.alias, **kwargs)
-
-
-get = _extend(env_cmds.get)
-get.callback = _get
-show = _extend(env_cmds.show)
-show.callback = _show
-alias = _extend(env_cmds.alias)
-alias.callback = _alias
+get, show, alias = env_cmds.get, env_cmds.show, env_cmds.alias
 
 
 # --- the group -------------------------------------------------------------------------------------------
