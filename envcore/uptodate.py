@@ -10,8 +10,8 @@ this machine's record already maps to its ids, and finds the prefix the way the 
 - absent, with a finished prefix of the same environment listed in the machine's prefix index: that prefix
   is cloned (hardlinks, see :mod:`envcore.relocate`), exactly as the full command would clone it.
 
-Anything else (other options, mutable or unknown aliases, an incomplete prefix, a busy lock, configuration it cannot read)
-returns None, and the full command runs and reports errors as usual. Unlike the full command, it does not
+Anything else (other options, mutable or unknown aliases, an incomplete prefix, a busy lock, configuration it
+cannot read) returns None, and the full command runs and reports errors as usual. Unlike the full command, it does not
 check unrelated settings: a bad value of a setting that these paths never read does not stop a step.
 """
 
