@@ -33,9 +33,13 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
+# The suite runs in PYTEST_WORKERS processes (pytest-xdist; 0 runs it in this one), each test file in one
+# worker (its module fixtures built once): about 11 minutes on 2 cores with 2, against 25 in one process.
+PYTEST_WORKERS ?= 2
+
 # pytest exits 5 when it collects nothing: a run that tests nothing is a failure here.
 pytest: setup
-	@$(BIN)/pytest -q $(PYTEST_ARGS); code=$$?; \
+	@$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS); code=$$?; \
 	if [ $$code -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$code
 
 test: lint typecheck pytest

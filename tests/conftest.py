@@ -14,8 +14,16 @@ import pytest
 
 from envcore.testing.channel import Universe
 
+from .reliability.report import Summary
+
 ENVCORE = str(Path(sys.executable).with_name("envcore"))
 Run = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The reliability table is printed by the process that reports results: with pytest-xdist, the controlling
+    # process, which loads this conftest (``tests`` is a testpath) but not the ones in the folders below it.
+    config.pluginmanager.register(Summary(config.rootpath), "reliability-summary")
 
 
 def snapshot(root: Path) -> dict[str, bytes]:

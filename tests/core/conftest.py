@@ -56,6 +56,22 @@ def settle(root: Path, seconds_ago: int) -> None:
         os.utime(path, (stamp, stamp))
 
 
+def wait_for_settled_sys_path(*extra: Path) -> None:
+    """Wait until no folder on ``sys.path`` (nor ``extra``) changed in the last two seconds: envcore.plugincache
+    remembers nothing until then, and another test process (a pytest-xdist worker) may have just changed one
+    (a first ``__pycache__`` in site-packages)."""
+    from envcore.plugincache import RACY_NS
+
+    folders = [p for p in [*sys.path, *map(str, extra)] if p and os.path.isdir(p)]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        newest = max(os.stat(p).st_mtime_ns for p in folders)
+        wait = (newest + RACY_NS) / 1e9 + 0.1 - time.time()
+        if wait <= 0:
+            return
+        time.sleep(wait)
+
+
 RESOLVER_PLUGIN = """
     from envcore import hookimpl
     from envcore.errors import BackendUnavailable

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import InstallPlugin, resolver_plugin_code, settle
+from .conftest import InstallPlugin, resolver_plugin_code, settle, wait_for_settled_sys_path
 
 ENVCORE = shutil.which("envcore", path=str(Path(sys.executable).parent))
 
@@ -188,6 +188,7 @@ def test_help_lists_plugin_commands_without_loading_plugins_each_time(
         {"envcore_hello.plugin": COMMAND_PLUGIN.format(name="hello", summary="Say hello.")},
     )
     settle(site, seconds_ago=20)  # (a change of the last 2 s is never remembered: file times are coarse)
+    wait_for_settled_sys_path(site)
     env["PYTHONPATH"] = str(site)  # a newly installed distribution: found
     first = envcore("--help", env=env)
     assert "  hello    Say hello." in first.stdout  # its summary, from the record: the command is not built

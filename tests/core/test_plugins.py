@@ -11,7 +11,7 @@ from envcore.errors import BackendUnavailable, ConfigError, PluginError
 from envcore.plugins import build_registry, has_credentials
 from envcore.types import EnvType, LockedPackage, PackageFile, PackageKind
 
-from .conftest import InstallPlugin, resolver_plugin_code, settle
+from .conftest import InstallPlugin, resolver_plugin_code, settle, wait_for_settled_sys_path
 
 
 def test_builtins_are_registered_explicitly() -> None:
@@ -232,6 +232,7 @@ def test_entry_points_are_remembered_until_the_installation_changes(
     assert ("one", "envcore_one.plugin", "envcore-one", "1.0") in plugincache.entry_points("envcore", cache)
     assert not (tmp_path / "cache" / "plugins").exists()  # just installed: not remembered yet (racy)
     settle(site, seconds_ago=20)
+    wait_for_settled_sys_path()
     plugincache.entry_points("envcore", cache)
     (remembered,) = (tmp_path / "cache" / "plugins").glob("entry-points-envcore-*.json")
     # a planted entry shows that the next call reads the file instead of scanning the installation
