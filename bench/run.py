@@ -669,7 +669,9 @@ class Bench:
                         resolver = ComposedResolver(
                             ("rattler", registry.resolver_named("rattler")), (name, resolver)
                         )
-                    return lambda: resolver.resolve(request)
+                    kept = registry.resolver_named("rattler")  # its solutions are forgotten: each call solves
+
+                    return lambda: (kept.forget_solutions(), resolver.resolve(request))
 
                 base = call(default)
                 try:
