@@ -57,6 +57,35 @@ def pretty(
     return "\n".join(lines) + "\n"
 
 
+def quiet(
+    env: ResolvedEnvironment,
+    *,
+    aliases: tuple[Sequence[str], Sequence[str]] = ((), ()),
+    local_instances: Sequence[str] = (),
+) -> str:
+    """The original's one-line form for scripts (``--quiet``): ids, aliases (``(m)``: mutable), arch, when and by
+    whom, co-resolved archs, requests, sources, ``conda:`` and ``pypi:`` packages, local prefixes; ``NONE``
+    for no sources or prefixes."""
+    immutable, mutable = aliases
+    conda = sorted((p for p in env.packages if p.kind is PackageKind.CONDA), key=lambda p: p.name)
+    pypi = sorted((p for p in env.packages if p.kind is PackageKind.PYPI), key=lambda p: p.name)
+    fields = (
+        env.req_id,
+        env.full_id,
+        ",".join([*map(_alias_display, immutable), *(f"{_alias_display(a)}(m)" for a in mutable)]),
+        env.arch,
+        env.resolved_on.replace(" ", "T", 1),  # datetime.isoformat(), as the original prints it
+        env.resolved_by,
+        ",".join(env.resolved_archs),
+        ",".join(env.deps),
+        ",".join(env.sources) or "NONE",
+        "conda:" + ",".join(f"{p.name}=={p.version}-{p.build}" for p in conda),
+        "pypi:" + ",".join(f"{p.name}=={p.version}" for p in pypi),
+        ",".join(local_instances) or "NONE",
+    )
+    return " ".join(fields)
+
+
 def as_json(
     env: ResolvedEnvironment,
     *,

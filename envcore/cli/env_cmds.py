@@ -135,6 +135,7 @@ def _environments(app: App) -> Environments:
 
 
 def describe(app: App, envs: Environments, env: ResolvedEnvironment, *, as_json: bool = False) -> str:
+    """``env`` as ``show`` prints it: the original's layout, its one-line form with --quiet, or JSON."""
     from envcore import show, uptodate
 
     default = envs.record.default_full_id(env.arch, env.req_id) == env.full_id
@@ -152,6 +153,8 @@ def describe(app: App, envs: Environments, env: ResolvedEnvironment, *, as_json:
         return json.dumps(
             show.as_json(env, is_default=default, aliases=aliases, local_instances=prefixes), indent=1
         )
+    if app.quiet:
+        return show.quiet(env, aliases=aliases, local_instances=prefixes)
     return show.pretty(env, is_default=default, aliases=aliases, local_instances=prefixes)
 
 
@@ -312,7 +315,7 @@ def resolve(
         click.echo(json.dumps(payload, indent=1))
         return
     for env, _ in results:
-        click.echo(f"### Environment for architecture {env.arch}")
+        click.echo(env.arch if app.quiet else f"### Environment for architecture {env.arch}")
         click.echo(describe(app, envs, env))
 
 
@@ -439,7 +442,7 @@ def show(
     refs = tuple(step_ref(ref, pathspec) for ref in refs)
     envs = _environments(app)
     target = resolving.check_arch(arch) if arch else resolving.local_arch()
-    if len(refs) == 1 and (fmt in ("json", "pylock") or as_json or not app.headers_always):
+    if len(refs) == 1 and (fmt in ("json", "pylock") or as_json or not (app.headers_always or app.quiet)):
         resolved = envs.find(refs[0], target)
         if fmt == "pylock":
             from envcore import pylock
@@ -454,11 +457,13 @@ def show(
         try:
             resolved = envs.find(ref, target)
         except (AliasError, StorageError) as exc:
-            if len(refs) == 1:
+            if len(refs) == 1 and not app.quiet:
                 raise
             missing += 1
             if as_json or fmt == "json":
                 shown[ref] = {"error": app.hint(exc.message)}
+            elif app.quiet:  # the original's form for scripts
+                click.echo(f"{ref}@{target}\nNOT_FOUND")
             else:
                 click.echo(
                     f"### Environment for '{ref}' (arch '{target}') was not found: {app.hint(exc.message)}\n"
@@ -467,7 +472,7 @@ def show(
         if as_json or fmt == "json":
             shown[ref] = json.loads(describe(app, envs, resolved, as_json=True))
         else:
-            click.echo(f"### Environment for '{ref}' (arch '{target}'):")
+            click.echo(f"{ref}@{target}" if app.quiet else f"### Environment for '{ref}' (arch '{target}'):")
             click.echo(describe(app, envs, resolved))
     if shown:
         click.echo(json.dumps(shown, indent=1))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from envcore.platforms import local_arch
 from envcore.record import LocalRecord
 from envcore.uptodate import answer
 
@@ -55,3 +56,30 @@ def test_exist_ok_is_the_default_and_no_exist_ok_refuses_a_complete_environment(
     assert (prefix / ".metaflowenv").exists()  # refused: left as it was
     assert " created at " in run("create", step_env, "--name", "work", "--no-exist-ok", "--force").stdout
     assert answer(["create", step_env, "--name", "work", "--no-exist-ok"]) is None
+
+
+def test_quiet_output_is_the_original_one_line_form(run: Run, world: dict[str, Path]) -> None:
+    """``--quiet`` resolve / show / get print the original's lines for scripts: ids, aliases (``(m)``
+    mutable), arch, when, by whom, co-resolved archs, requests, sources, conda: and pypi: packages, prefixes."""
+    arch = local_arch()
+    resolved = run("-q", "resolve", "--conda", "fx-core", "--pypi", "fx-extras", "--alias", "team/env:v1")
+    first, line = resolved.stdout.splitlines()
+    assert first == arch
+    fields = line.split(" ")
+    assert len(fields) == 12, fields
+    req_id, full_id, aliases, on_arch, resolved_on, _, co_archs, deps, sources, conda, pypi, local = fields
+    ref = f"{req_id}:{full_id}"
+    assert aliases == "team/env:v1" and on_arch == co_archs == arch and "T" in resolved_on
+    assert "conda::fx-core" in deps and "pypi::fx-extras" in deps and sources != "NONE"
+    assert conda.startswith("conda:") and "fx-core==2.0.0-py_0" in conda and "python==" in conda
+    assert pypi.startswith("pypi:") and "fx-extras==" in pypi and local == "NONE"
+    run("create", ref, "--name", "work")
+    shown = run("-q", "show", "team/env:v1").stdout.splitlines()
+    assert shown[0] == f"team/env:v1@{arch}"
+    assert shown[1].split(" ")[:2] == [req_id, full_id]
+    assert shown[1].split(" ")[-1] == str(world["a"] / "cache" / "envs" / "work")
+    assert run("-q", "get", ref).stdout.split(" ")[:2] == [req_id, full_id]
+    missing = run("-q", "show", "team/nothing:v1", ref, check=False)
+    assert missing.returncode == 1
+    assert missing.stdout.splitlines()[:2] == [f"team/nothing:v1@{arch}", "NOT_FOUND"]
+    assert missing.stdout.splitlines()[2] == f"{ref}@{arch}"
