@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -57,10 +56,27 @@ CONDA = [
 PYPI = ["", "fx-extras"]
 
 
-def finish(proc: subprocess.Popen[str]) -> tuple[int, str, str, float]:
-    """Wait for ``proc`` (killed after 10 minutes): its exit code, output, and peak RSS in MiB, from ``wait4`` (the largest of ``proc`` and
-    the children it waited for; ``getrusage(RUSAGE_CHILDREN)`` would also count every earlier child of this
-    test process, as a pytest-xdist worker's servers and other tests' tools)."""
+# Runs argv[2:] as a child and writes its peak RSS (KiB, from wait4) to the file argv[1]. A process forked from
+# pytest carries pytest's own peak in its ru_maxrss (Linux keeps the pre-exec mm's high-water mark); a child
+# of this small interpreter carries at most this interpreter's.
+MEASURED = """
+import os, subprocess, sys
+proc = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(proc.pid, 0)
+with open(sys.argv[1], "w") as fh:
+    fh.write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def measured(argv: list[str], where: Path) -> list[str]:
+    """``argv`` run through MEASURED, its peak RSS written to ``where``."""
+    return [sys.executable, "-c", MEASURED, str(where), *argv]
+
+
+def finish(proc: subprocess.Popen[str], peak_file: Path) -> tuple[int, str, str, float]:
+    """Wait for ``proc`` (killed after 10 minutes): its exit code, output, and the peak RSS (MiB) of the command
+    it measured (and of that command's own children)."""
     assert proc.stdout is not None and proc.stderr is not None
     watchdog = threading.Timer(600, proc.kill)  # a hung process fails the test instead of hanging it
     watchdog.start()
@@ -69,10 +85,9 @@ def finish(proc: subprocess.Popen[str]) -> tuple[int, str, str, float]:
     reader.start()
     out = proc.stdout.read()
     reader.join()
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc.wait()
     watchdog.cancel()
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, out, err[0], usage.ru_maxrss / 1024
+    return proc.returncode, out, err[0], int(peak_file.read_text()) / 1024
 
 
 @pytest.mark.slow
@@ -82,14 +97,17 @@ def test_fifty_environments_then_twenty_concurrent_hydrations(
     pairs = itertools.product(itertools.combinations(CONDA, 2), PYPI)
     combos = [(list(conda), [pypi] if pypi else []) for conda, pypi in pairs][:50]
     assert len(combos) == 50
+    peaks = world["a"].parent / "peaks"
+    peaks.mkdir()
     code, out, err, peak_mib = finish(
         subprocess.Popen(
-            [sys.executable, "-c", RESOLVE_BATCH, json.dumps(combos)],
+            measured([sys.executable, "-c", RESOLVE_BATCH, json.dumps(combos)], peaks / "resolve"),
             env=machine_env("a"),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-        )
+        ),
+        peaks / "resolve",
     )
     assert code == 0, err[-3000:]
     refs = json.loads(out)
@@ -97,7 +115,7 @@ def test_fifty_environments_then_twenty_concurrent_hydrations(
     env = machine_env("b")
     procs = [
         subprocess.Popen(
-            [ENVCORE, "create", ref, "--name", f"e{i}"],
+            measured([ENVCORE, "create", ref, "--name", f"e{i}"], peaks / f"create-{i}"),
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -105,7 +123,7 @@ def test_fifty_environments_then_twenty_concurrent_hydrations(
         )
         for i, ref in enumerate(refs[:20])
     ]
-    results = [finish(p) for p in procs]
+    results = [finish(p, peaks / f"create-{i}") for i, p in enumerate(procs)]
     assert [code for code, *_ in results] == [0] * 20, [err[-500:] for _, _, err, _ in results if err]
     peak_mib = max(peak_mib, *(peak for *_, peak in results))
     for i in range(20):
