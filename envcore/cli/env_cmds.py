@@ -365,16 +365,13 @@ def create(
     envs = _environments(app)
     resolved = envs.find(step_ref(env, pathspec), resolving.local_arch())
     prefix = envs.prefix_for(resolved, name)
-    if not (exist_ok or force or verify):
-        from envcore import uptodate
-
-        if uptodate.is_complete(str(prefix.absolute()), resolved.req_id, resolved.full_id, resolved.arch):
-            raise UsageError(
-                f"Environment '{prefix.name}' already exists at {prefix}; use --force to force recreating it "
-                "(or --exist-ok to accept it)."
-            )
     started = time.monotonic()
-    created = envs.create(resolved, prefix, force=force, verify=verify)
+    created = envs.create(resolved, prefix, force=force, verify=verify)  # False: it was complete already
+    if not (created or exist_ok):
+        raise UsageError(
+            f"Environment '{prefix.name}' already exists at {prefix}; use --force to force recreating it "
+            "(or --exist-ok to accept it)."
+        )
     if app.quiet:
         click.echo(prefix / "bin" / "python")
         return
@@ -437,19 +434,20 @@ def show(
 
     if as_json and fmt not in (None, "json"):
         raise UsageError(f"Cannot specify both --json and --format {fmt}; give one of them.")
+    as_json = as_json or fmt == "json"
     if fmt == "pylock" and len(refs) > 1:
         raise UsageError("--format pylock shows one environment; give one ENV.")
     refs = tuple(step_ref(ref, pathspec) for ref in refs)
     envs = _environments(app)
     target = resolving.check_arch(arch) if arch else resolving.local_arch()
-    if len(refs) == 1 and (fmt in ("json", "pylock") or as_json or not (app.headers_always or app.quiet)):
+    if len(refs) == 1 and (as_json or fmt == "pylock" or not (app.headers_always or app.quiet)):
         resolved = envs.find(refs[0], target)
         if fmt == "pylock":
             from envcore import pylock
 
             click.echo(pylock.export(resolved, resolving.source_credentials(app.config)), nl=False)
             return
-        click.echo(describe(app, envs, resolved, as_json=as_json or fmt == "json"))
+        click.echo(describe(app, envs, resolved, as_json=as_json))
         return
     shown: dict[str, object] = {}
     missing = 0
@@ -460,7 +458,7 @@ def show(
             if len(refs) == 1 and not app.quiet:
                 raise
             missing += 1
-            if as_json or fmt == "json":
+            if as_json:
                 shown[ref] = {"error": app.hint(exc.message)}
             elif app.quiet:  # the original's form for scripts
                 click.echo(f"{ref}@{target}\nNOT_FOUND")
@@ -469,7 +467,7 @@ def show(
                     f"### Environment for '{ref}' (arch '{target}') was not found: {app.hint(exc.message)}\n"
                 )
             continue
-        if as_json or fmt == "json":
+        if as_json:
             shown[ref] = json.loads(describe(app, envs, resolved, as_json=True))
         else:
             click.echo(f"{ref}@{target}" if app.quiet else f"### Environment for '{ref}' (arch '{target}'):")
