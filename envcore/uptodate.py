@@ -11,8 +11,8 @@ this machine's record already maps to its ids, and finds the prefix the way the 
   is cloned (hardlinks, see :mod:`envcore.relocate`), exactly as the full command would clone it.
 
 Anything else (other options, mutable or unknown aliases, an incomplete prefix, a busy lock, configuration it
-cannot read) returns None, and the full command runs and reports errors as usual. Unlike the full command, it does not
-check unrelated settings: a bad value of a setting that these paths never read does not stop a step.
+cannot read) returns None, and the full command runs and reports errors as usual. Unlike the full command, it
+does not check unrelated settings: a bad value of a setting that these paths never read does not stop a step.
 """
 
 from __future__ import annotations
@@ -173,8 +173,9 @@ def _clone_here(
         return None
 
 
-def _parse(argv: Sequence[str]) -> tuple[bool, str, str | None] | None:
-    """(quiet, ref, name) of ``[-q|--quiet] create REF [--name NAME] [--exist-ok]``; None for anything else."""
+def _parse(argv: Sequence[str]) -> tuple[bool, str, str | None, str | None] | None:
+    """(quiet, ref, name, alias) of ``[-q|--quiet] create REF [--name NAME] [--exist-ok]``, where ``alias`` is
+    the record's key of an immutable alias REF (None for ``REQ_ID:FULL_ID``); None for anything else."""
     args = list(argv)
     quiet = bool(args) and args[0] in ("-q", "--quiet")
     if quiet:
@@ -197,9 +198,10 @@ def _parse(argv: Sequence[str]) -> tuple[bool, str, str | None] | None:
             return None
     if ref is None or (name is not None and not _plain_name(name)):
         return None
-    if not _is_id_pair(ref) and _immutable_alias_path(ref) is None:
-        return None
-    return quiet, ref, name
+    if _is_id_pair(ref):
+        return quiet, ref, name, None
+    alias = _immutable_alias_path(ref)
+    return None if alias is None else (quiet, ref, name, alias)
 
 
 def _is_id_pair(ref: str) -> bool:
@@ -249,14 +251,13 @@ def answer(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> int
     parsed = _parse(argv)
     if parsed is None or environ.get("METAFLOW_DEBUG_CONDA", "").lower() not in ("", "0", "false"):
         return None
-    quiet, ref, name = parsed
+    quiet, ref, name, alias = parsed
     try:
         files = configfiles.config_files(environ)
         cache = configfiles.configured_cache_dir(environ, files)
         arch = local_arch()
     except Exception:  # the full command reports it
         return None
-    alias = None if _is_id_pair(ref) else _immutable_alias_path(ref)
     req_id, _, full_id = ref.partition(":")
     if alias is not None:
         ids = _recorded_ids(alias, cache, environ, files)
