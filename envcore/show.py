@@ -6,12 +6,19 @@ from collections.abc import Sequence
 from typing import Any
 
 from envcore import description
-from envcore.types import PackageKind, ResolvedEnvironment
+from envcore.types import LockedPackage, PackageKind, ResolvedEnvironment
 
 
 def _alias_display(resolved: str) -> str:
     name, _, tag = resolved.rpartition("/")
     return f"{name}:{tag}" if name else resolved
+
+
+def _by_kind(env: ResolvedEnvironment) -> tuple[list[LockedPackage], list[LockedPackage]]:
+    """The conda and the PyPI packages of ``env``, each sorted by name."""
+    conda = sorted((p for p in env.packages if p.kind is PackageKind.CONDA), key=lambda p: p.name)
+    pypi = sorted((p for p in env.packages if p.kind is PackageKind.PYPI), key=lambda p: p.name)
+    return conda, pypi
 
 
 def pretty(
@@ -22,8 +29,7 @@ def pretty(
     local_instances: Sequence[str] = (),
 ) -> str:
     immutable, mutable = aliases
-    conda = sorted((p for p in env.packages if p.kind is PackageKind.CONDA), key=lambda p: p.name)
-    pypi = sorted((p for p in env.packages if p.kind is PackageKind.PYPI), key=lambda p: p.name)
+    conda, pypi = _by_kind(env)
     lines = [
         f"{'DEFAULT ' if is_default else ''}Environment of type {env.env_type.value} full hash {env.req_id}:{env.full_id}"
     ]
@@ -67,8 +73,7 @@ def quiet(
     whom, co-resolved archs, requests, sources, ``conda:`` and ``pypi:`` packages, local prefixes; ``NONE``
     for no sources or prefixes."""
     immutable, mutable = aliases
-    conda = sorted((p for p in env.packages if p.kind is PackageKind.CONDA), key=lambda p: p.name)
-    pypi = sorted((p for p in env.packages if p.kind is PackageKind.PYPI), key=lambda p: p.name)
+    conda, pypi = _by_kind(env)
     fields = (
         env.req_id,
         env.full_id,

@@ -213,9 +213,6 @@ class Solutions:
         with self._lock:
             self._done.clear()
 
-    def __len__(self) -> int:
-        return len(self._done)
-
 
 class RattlerResolver:
     def __init__(self, config: Config) -> None:
