@@ -430,9 +430,12 @@ _SECRET_PARAM = re.compile(
 _PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.DOTALL)
 
 
-def redact_text(text: str) -> str:
-    """``text`` with ``user:password@`` removed from every URL in it, the values of secret-named query
-    parameters (``access_token=``, ``sig=``...) masked, and private-key blocks removed (for messages)."""
+def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` with each of ``secrets`` (a store's token, key or password, as its plugin knows them) masked,
+    ``user:password@`` removed from every URL in it, the values of secret-named query parameters
+    (``access_token=``, ``sig=``...) masked, and private-key blocks removed (for messages)."""
+    for secret in sorted(filter(None, secrets), key=len, reverse=True):
+        text = text.replace(secret, "********")
     text = _USERINFO.sub(r"\g<scheme>", text)
     text = _SECRET_PARAM.sub(r"\g<name>********", text)
     return _PRIVATE_KEY.sub("[private key]", text)

@@ -301,9 +301,7 @@ class AzureStore:
         return f"{self.prefix}/{key}" if self.prefix else key
 
     def _scrub(self, text: str) -> str:
-        for secret in self._conn.secrets:
-            text = text.replace(secret, "********")
-        return _SIG.sub(r"\1=********", redact_text(text))
+        return _SIG.sub(r"\1=********", redact_text(text, self._conn.secrets))
 
     def _error(self, exc: BaseException, key: str, *, conditional: bool = False) -> StorageError:
         """One paragraph for a failed call: what, where, how to fix; never credentials."""

@@ -153,9 +153,7 @@ class GSStore:
 
     def _scrub(self, text: str) -> str:
         """``text`` without the token, a JSON key's secrets, a URL's password or secret query values."""
-        for secret in self._secrets:
-            text = text.replace(secret, "********")
-        return redact_text(text)
+        return redact_text(text, self._secrets)
 
     def _name(self, key: str) -> str:
         if not key or key.startswith("/") or "//" in key:

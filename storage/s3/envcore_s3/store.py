@@ -103,8 +103,9 @@ class S3Store:
     def _scrub(self, text: str) -> str:
         """``text`` without the endpoint's password, a URL's ``user:password@`` or secret query values."""
         password = urlsplit(self.endpoint).password if self.endpoint else None
-        text = redact_text(redact_url(text) if text == self.endpoint else text)
-        return text.replace(password, "********") if password else text
+        return redact_text(
+            redact_url(text) if text == self.endpoint else text, [password] if password else []
+        )
 
     @property
     def url(self) -> str:
