@@ -10,11 +10,24 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["ENVCORE", "assert_clear_and_secret_free", "envcore", "file_size_limit", "silent_endpoint"]
+import pytest
+
+from envcore.errors import StorageError
+from envcore.types import Store
+
+__all__ = [
+    "ENVCORE",
+    "assert_clear_and_secret_free",
+    "envcore",
+    "file_size_limit",
+    "silent_endpoint",
+    "stat_at_a_silent_endpoint",
+]
 
 ENVCORE = str(Path(sys.executable).with_name("envcore"))
 
@@ -46,6 +59,17 @@ def silent_endpoint() -> Iterator[int]:
         for conn in held:
             conn.close()
         server.close()
+
+
+def stat_at_a_silent_endpoint(open_store: Callable[[int], Store]) -> tuple[str, float, int]:
+    """``stat`` of a key in the store ``open_store(port)`` opens at a :func:`silent_endpoint`: it must fail with
+    a StorageError; its message, the seconds it took, and the port."""
+    with silent_endpoint() as port:
+        store = open_store(port)
+        started = time.monotonic()
+        with pytest.raises(StorageError) as info:
+            store.stat("x")
+        return info.value.message, time.monotonic() - started, port
 
 
 @contextmanager
