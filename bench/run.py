@@ -190,6 +190,18 @@ def interleaved(reps: int, *fns: Callable[[], object]) -> list[list[float]]:
     return times
 
 
+def solving_each_time(registry: Any, call: Callable[[], object]) -> Callable[[], object]:
+    """``call`` after the rattler resolver forgets the solutions it keeps: each call solves, as the baselines do
+    (a repeated request would otherwise be answered from the kept solution)."""
+    kept = registry.resolver_named("rattler")
+
+    def solving() -> object:
+        kept.forget_solutions()
+        return call()
+
+    return solving
+
+
 def run(argv: Sequence[str | Path], env: dict[str, str], cwd: Path = ROOT, **kwargs: Any) -> str:
     done = subprocess.run(
         [str(a) for a in argv], env=env, cwd=cwd, capture_output=True, text=True, check=False, **kwargs
@@ -322,14 +334,8 @@ class Bench:
             for name, spec in (("conda", conda), ("pypi", pypi), ("mixed", mixed))
         }
 
-        rattler_resolver = registry.resolver_named("rattler")
-
         def ours(name: str) -> Callable[[], object]:
-            def call() -> object:
-                rattler_resolver.forget_solutions()  # a solve each time, as the baselines do (see pypi_batch)
-                return resolving.resolve(registry, requests[name])
-
-            return call
+            return solving_each_time(registry, lambda: resolving.resolve(registry, requests[name]))
 
         def bare_solve() -> object:
             return bare.solve(self.universe.channel_url, ["fx-app", "fx-ffmpeg", self.pyspec], ARCH, gateway)
@@ -362,11 +368,8 @@ class Bench:
         group = "resolve, library call (in-process, warm gateway)"
         a, b = interleaved(self.reps, ours("conda"), bare_solve)
         self.table.add(Row(group, "conda: resolve(registry, request)", a, "rattler.solve", b, goal=1.2))
-
-        def backend_alone() -> object:
-            rattler_resolver.forget_solutions()
-            return rattler_resolver.resolve(requests["conda"])
-
+        backend = registry.resolver_named("rattler")
+        backend_alone = solving_each_time(registry, lambda: backend.resolve(requests["conda"]))
         a, b = interleaved(self.reps, backend_alone, bare_solve)
         self.table.add(Row(group, "conda: the rattler backend alone", a, "rattler.solve", b, goal=1.2))
         a, b, c = interleaved(self.reps, ours("pypi"), uv_pypi, uv_like_envcore)
@@ -669,9 +672,7 @@ class Bench:
                         resolver = ComposedResolver(
                             ("rattler", registry.resolver_named("rattler")), (name, resolver)
                         )
-                    kept = registry.resolver_named("rattler")  # its solutions are forgotten: each call solves
-
-                    return lambda: (kept.forget_solutions(), resolver.resolve(request))
+                    return solving_each_time(registry, lambda: resolver.resolve(request))
 
                 base = call(default)
                 try:
