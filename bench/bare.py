@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import os
 import subprocess
 import sys
@@ -107,6 +108,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--channel", required=True)
     p.add_argument("--platform", required=True)
     p.add_argument("--cache-dir", type=Path, required=True)
+    p.add_argument(
+        "--import", dest="imports", action="append", default=[], help="also import this module (repeatable)"
+    )
     p.add_argument("specs", nargs="+")
     p = sub.add_parser("install", help="rattler.install + uv pip install of local files")
     p.add_argument("--prefix", type=Path, required=True)
@@ -116,6 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     import rattler
 
     if args.what == "solve":
+        for module in args.imports:
+            importlib.import_module(module)
         records = solve(args.channel, args.specs, args.platform, rattler.Gateway(cache_dir=args.cache_dir))
         print(len(records))
     else:
