@@ -120,7 +120,7 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     ),
 )
 
-_KINDS = ("str", "int", "float", "bool", "json")
+SETTING_KINDS = ("str", "int", "float", "bool", "json")
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,9 +227,9 @@ class Config:
 
     def add_settings(self, settings: Iterable[Setting]) -> None:
         for setting in settings:
-            if setting.kind not in _KINDS:
+            if setting.kind not in SETTING_KINDS:
                 raise ConfigError(
-                    f"Setting {setting.name} declares kind {setting.kind!r}; use one of {_KINDS}."
+                    f"Setting {setting.name} declares kind {setting.kind!r}; use one of {SETTING_KINDS}."
                 )
             self._settings.setdefault(setting.name, setting)
 

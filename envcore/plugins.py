@@ -14,7 +14,7 @@ import re
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from types import ModuleType
@@ -24,7 +24,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pluggy
 
 from envcore import hookspecs, plugincache
-from envcore.config import Config
+from envcore.config import SETTING_KINDS, Config, convert
 from envcore.errors import ConfigError, EnvcoreError, PluginError
 from envcore.types import (
     Capability,
@@ -35,6 +35,7 @@ from envcore.types import (
     LockedPackage,
     NamingPlugin,
     NamingScheme,
+    PackageFile,
     PackageFormat,
     PackageFormatPlugin,
     PackageKind,
@@ -57,6 +58,7 @@ INSTALLER_SETTINGS = {
     PackageKind.PYPI: "ENVCORE_PYPI_INSTALLER",
 }
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+_SETTING_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")  # a Metaflow key without its METAFLOW_ prefix
 _HEX = {"sha256": re.compile(r"^[0-9a-f]{64}$"), "md5": re.compile(r"^[0-9a-f]{32}$")}
 _SECRET_QUERY = re.compile(r"(token|secret|password|passwd|signature|sig|key|credential)", re.IGNORECASE)
 
@@ -271,9 +273,19 @@ class Registry:
                 problems.append(f"returned {type(untrusted).__name__} instead of LockedPackage")
                 continue
             pkg = untrusted
+            mistyped = _mistyped(pkg, _LOCKED_FIELDS)
+            if not mistyped and not all(isinstance(d, str) for d in pkg.depends):
+                mistyped = f"depends is {pkg.depends!r:.60}, not tuple of str"
+            if mistyped:
+                problems.append(f"package {pkg.filename!r}: {mistyped}")
+                continue
             if not pkg.files:
                 problems.append(f"package {pkg.filename!r} has no file")
             for f in pkg.files:
+                mistyped = _mistyped(f, _FILE_FIELDS) if isinstance(f, PackageFile) else "not a PackageFile"
+                if mistyped:
+                    problems.append(f"a file of package {pkg.filename!r}: {mistyped}")
+                    continue
                 if not _HEX["sha256"].match(f.sha256 or ""):
                     problems.append(f"{pkg.filename}{f.url_format} has no well-formed sha256 ({f.sha256!r})")
                 if f.md5 is not None and not _HEX["md5"].match(f.md5):
@@ -287,6 +299,41 @@ class Registry:
                 f"Resolver {resolver_name!r} returned an invalid result: {'; '.join(problems[:5])}"
                 f"{' (and more)' if len(problems) > 5 else ''}. This is a bug in the plugin; report it to its authors."
             )
+
+
+# The field types of what a resolver returns (the dataclasses do not check them): a rattler BuildString for a
+# str, or a list for a tuple, would otherwise fail much later, in JSON or hashing, naming no plugin.
+_OPTIONAL_STR = (str, type(None))
+_LOCKED_FIELDS: dict[str, tuple[type, ...]] = {
+    "kind": (PackageKind,),
+    "name": (str,),
+    "version": (str,),
+    "filename": (str,),
+    "files": (tuple,),
+    "build": (str,),
+    "subdir": _OPTIONAL_STR,
+    "channel": _OPTIONAL_STR,
+    "depends": (tuple,),
+}
+_FILE_FIELDS: dict[str, tuple[type, ...]] = {
+    "url_format": (str,),
+    "url": (str,),
+    "sha256": (str,),
+    "md5": _OPTIONAL_STR,
+    "size": (int, type(None)),
+    "built": (bool,),
+}
+
+
+def _mistyped(record: object, fields: Mapping[str, tuple[type, ...]]) -> str:
+    """The first field of ``record`` whose value is not of its declared type (``bool`` is no ``int`` here), as
+    ``field is <value> of type <type>, not <types>``; "" when all are."""
+    for name, types in fields.items():
+        value = getattr(record, name)
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            wanted = " or ".join("None" if t is type(None) else t.__name__ for t in types)
+            return f"{name} is {value!r:.60} of type {type(value).__name__}, not {wanted}"
+    return ""
 
 
 def has_credentials(url: str) -> bool:
@@ -373,9 +420,38 @@ def build_registry(config: Config | None = None, *, builtins: Sequence[ModuleTyp
             )
         _register(registry, name, module, dist, version, path)
 
-    config.add_settings(s.record for s in _collect(registry, "envcore_settings", Setting))
-    _index(registry)
+    records: dict[str, list[Registered[Any]]] = {
+        hook: _collect(registry, hook, kind) for hook, kind in _REGISTRATIONS.items()
+    }
+    _setting_conflicts(registry, records["envcore_settings"])
+    failed = {name for name, info in registry.plugins.items() if info.status == "failed"}
+    for name in failed & {name for name, _ in registry.pm.list_name_plugin()}:
+        registry.pm.unregister(name=name)  # none of its records is used: it is all or nothing
+    kept = {hook: [r for r in found if r.plugin not in failed] for hook, found in records.items()}
+    config.add_settings(s.record for s in kept["envcore_settings"])
+    _index(registry, kept)
     return registry
+
+
+# every registration hook and the record type it yields, in the order they are collected
+_REGISTRATIONS: dict[str, type] = {
+    "envcore_settings": Setting,
+    "envcore_resolvers": ResolverPlugin,
+    "envcore_installers": InstallerPlugin,
+    "envcore_package_formats": PackageFormatPlugin,
+    "envcore_storage": StoragePlugin,
+    "envcore_naming": NamingPlugin,
+    "envcore_cli_commands": CommandPlugin,
+}
+
+
+def _fail(registry: Registry, info: PluginInfo, error: str) -> None:
+    """Leave out a plugin that breaks the hook contract, as one that fails to import: ``envcore plugins`` shows
+    it as failed with ``error``, a command that selects one of its backends names it, and every other command
+    runs without it."""
+    info.status, info.error = "failed", error
+    registry.plugins[info.name] = info
+    _debug(registry.config, f"plugin {info.name} ({info.origin}) left out: {error}")
 
 
 def _register(
@@ -402,9 +478,7 @@ def _register(
 
         guess = difflib.get_close_matches(unknown[0], known, n=1) if unknown else []
         hint = f" Did you mean {guess[0]!r} (instead of {unknown[0]!r})?" if guess else ""
-        raise PluginError(
-            f"Plugin {name!r} ({info.origin}) does not follow the envcore hook contract: {exc}.{hint}"
-        ) from None
+        return _fail(registry, info, f"it does not follow the envcore hook contract: {exc}.{hint}")
     unmarked = [
         h
         for h in dir(module)
@@ -415,48 +489,52 @@ def _register(
     ]
     if unmarked:  # pluggy ignores a function without the marker: the plugin would silently provide nothing
         registry.pm.unregister(name=name)
-        raise PluginError(
-            f"Plugin {name!r} ({info.origin}) defines {', '.join(unmarked)} without the @hookimpl marker, so envcore "
-            "would not call it. Decorate it with `from envcore import hookimpl` / `@hookimpl`."
+        return _fail(
+            registry,
+            info,
+            f"it defines {', '.join(unmarked)} without the @hookimpl marker, so envcore would not call it. "
+            "Decorate it with `from envcore import hookimpl` / `@hookimpl`.",
         )
     registry.plugins[name] = info
     _debug(registry.config, f"registered plugin {name} from {info.origin}")
 
 
 def _collect(registry: Registry, hook_name: str, record_type: type[T]) -> list[Registered[T]]:
-    """Call one registration hook plugin by plugin, so every record is attributed to its plugin."""
+    """Call one registration hook plugin by plugin, so every record is attributed to its plugin; a plugin whose
+    hook raises or yields a malformed record is left out (:func:`_fail`)."""
     out: list[Registered[T]] = []
     for impl in getattr(registry.pm.hook, hook_name).get_hookimpls():
         info = registry.plugins[impl.plugin_name]
         try:
             records = list(impl.function() or ())
         except Exception as exc:
-            info.status, info.error = "failed", f"{hook_name}() raised {type(exc).__name__}: {exc}"
             _debug(registry.config, f"{impl.plugin_name}.{hook_name}() failed:\n{traceback.format_exc()}")
+            _fail(registry, info, f"{hook_name}() raised {type(exc).__name__}: {exc}")
             continue
         _debug(
             registry.config, f"{impl.plugin_name}.{hook_name}() -> {[getattr(r, 'name', r) for r in records]}"
         )
-        for record in records:
-            if not isinstance(record, record_type):
-                raise PluginError(
-                    f"Plugin {impl.plugin_name!r} ({info.origin}): {hook_name}() yielded {type(record).__name__}, "
-                    f"but it must yield {record_type.__name__} records."
-                )
-            problem = _record_problem(record)
-            if problem:
-                raise PluginError(
-                    f"Plugin {impl.plugin_name!r} ({info.origin}): {hook_name}() yielded a {record_type.__name__} "
-                    f"whose {problem}. This is a bug in the plugin; report it to its authors."
-                )
-            name = getattr(record, "name", "")
-            if record_type is not Setting and not _NAME.match(name):
-                raise PluginError(
-                    f"Plugin {impl.plugin_name!r} ({info.origin}) registered the name {name!r}; names must be "
-                    "lowercase letters, digits, '-', '_' or '.'."
-                )
-            out.append(Registered(record, impl.plugin_name))
+        problems = (_problem(record, record_type, hook_name) for record in records)
+        problem = next((p for p in problems if p), None)
+        if problem:
+            _fail(registry, info, f"{problem}. This is a bug in the plugin; report it to its authors.")
+            continue
+        out += [Registered(record, impl.plugin_name) for record in records]
     return out
+
+
+def _problem(record: object, record_type: type, hook_name: str) -> str | None:
+    if not isinstance(record, record_type):
+        return (
+            f"{hook_name}() yielded {type(record).__name__}, but it must yield {record_type.__name__} records"
+        )
+    problem = _setting_problem(record) if isinstance(record, Setting) else _record_problem(record)
+    if problem:
+        return f"{hook_name}() yielded a {record_type.__name__} whose {problem}"
+    name = getattr(record, "name", "")
+    if record_type is not Setting and not _NAME.match(name):
+        return f"{hook_name}() registered the name {name!r}; names must be lowercase letters, digits, '-', '_' or '.'"
+    return None
 
 
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
@@ -468,6 +546,38 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "executables": (tuple,),
 }
 _FIELD_MEMBERS: dict[str, type] = {"env_types": EnvType, "capabilities": Capability}
+
+
+def _setting_problem(setting: Setting) -> str | None:
+    if not isinstance(setting.name, str) or not _SETTING_NAME.match(setting.name):
+        return f"name {setting.name!r} is not an upper-case key such as MYPLUGIN_TIMEOUT"
+    if setting.name.startswith("METAFLOW_"):
+        return (
+            f"name {setting.name!r} starts with METAFLOW_; declare it without the prefix ({setting.name[9:]})"
+        )
+    if setting.kind not in SETTING_KINDS:
+        return f"kind is {setting.kind!r}, not one of {', '.join(SETTING_KINDS)}"
+    try:
+        convert(setting, setting.default, "default")
+    except ConfigError:
+        return f"default {setting.default!r} is not a valid {setting.kind}"
+    return None
+
+
+def _setting_conflicts(registry: Registry, settings: list[Registered[Setting]]) -> None:
+    """Leave out a plugin that declares a setting envcore or another plugin declares otherwise: one of the two
+    declarations would be silently ignored."""
+    declared: dict[str, tuple[Setting, str]] = {s.name: (s, "envcore") for s in registry.config.settings()}
+    for entry in settings:
+        setting, owner = declared.setdefault(entry.record.name, (entry.record, entry.plugin))
+        if owner != entry.plugin and setting != entry.record:
+            other = "envcore itself" if owner == "envcore" else f"the plugin {owner!r}"
+            _fail(
+                registry,
+                registry.plugins[entry.plugin],
+                f"it declares the setting {entry.record.name}, which {other} declares otherwise. Give the plugin's "
+                "setting a name of its own (e.g. prefixed with the plugin's name).",
+            )
 
 
 def _record_problem(record: object) -> str | None:
@@ -490,7 +600,7 @@ def _record_problem(record: object) -> str | None:
     return None
 
 
-def _index(registry: Registry) -> None:
+def _index(registry: Registry, records: Mapping[str, list[Registered[Any]]]) -> None:
     def put(table: dict[str, Registered[Any]], key: str, entry: Registered[Any], kind: str) -> None:
         if key in table and table[key].plugin != entry.plugin:
             first, second = registry.plugins[table[key].plugin], registry.plugins[entry.plugin]
@@ -501,16 +611,16 @@ def _index(registry: Registry) -> None:
         table[key] = entry
         registry.plugins[entry.plugin].provides.append(f"{kind}:{key}")
 
-    for r in _collect(registry, "envcore_resolvers", ResolverPlugin):
-        put(registry.resolvers, r.record.name, r, "resolver")
-    for i in _collect(registry, "envcore_installers", InstallerPlugin):
-        put(registry.installers, i.record.name, i, "installer")
-    for f in _collect(registry, "envcore_package_formats", PackageFormatPlugin):
-        for ext in f.record.extensions:
-            put(registry.formats, ext, f, "format")
-    for s in _collect(registry, "envcore_storage", StoragePlugin):
-        put(registry.stores, s.record.name, s, "store")
-    for n in _collect(registry, "envcore_naming", NamingPlugin):
-        put(registry.namings, n.record.name, n, "naming")
-    for c in _collect(registry, "envcore_cli_commands", CommandPlugin):
-        put(registry.commands, c.record.name, c, "command")
+    tables: dict[str, tuple[dict[str, Registered[Any]], str]] = {
+        "envcore_resolvers": (registry.resolvers, "resolver"),
+        "envcore_installers": (registry.installers, "installer"),
+        "envcore_storage": (registry.stores, "store"),
+        "envcore_naming": (registry.namings, "naming"),
+        "envcore_cli_commands": (registry.commands, "command"),
+    }
+    for hook, (table, kind) in tables.items():
+        for entry in records[hook]:
+            put(table, entry.record.name, entry, kind)
+    for entry in records["envcore_package_formats"]:
+        for ext in entry.record.extensions:
+            put(registry.formats, ext, entry, "format")

@@ -269,7 +269,8 @@ class Store(Protocol):
     def stat(self, key: str) -> ObjectInfo | None: ...
 
     def open(self, key: str) -> AbstractContextManager[IO[bytes]]:
-        """Stream an object; raise :class:`~envcore.errors.MissingObject` if absent."""
+        """Stream an object; the call itself raises :class:`~envcore.errors.MissingObject` if absent (not the
+        ``with`` block entered later)."""
 
     def get_file(self, key: str, dest: Path) -> None: ...
 

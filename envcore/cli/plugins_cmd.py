@@ -56,15 +56,16 @@ def plugins(app: App, as_json: bool, check: bool) -> None:
             payload["resolvers"] = checks
         click.echo(json.dumps(payload, indent=2))
         return
+    width = max([16, *(len(str(row["name"])) for row in rows)])  # a module path can be a long name
     for row in rows:
         origin = (
             f"{row['distribution']} {row['version']}" if row["distribution"] else f"module {row['module']}"
         )
-        click.echo(f"{row['name']:<16} {row['status']:<12} {origin}")
+        click.echo(f"{row['name']:<{width}} {row['status']:<12} {origin}")
         if row["provides"]:
-            click.echo(f"{'':<16} provides {', '.join(row['provides'])}")
+            click.echo(f"{'':<{width}} provides {', '.join(row['provides'])}")
         if row["error"]:
-            click.echo(f"{'':<16} error: {row['error']}")
+            click.echo(f"{'':<{width}} error: {row['error']}")
     click.echo("")
     for key, value in _selected(app).items():
         click.echo(f"METAFLOW_{key} = {value}")

@@ -208,6 +208,22 @@ def _expect(exc_type: type[Exception], what: str, call: Callable[[], object], ma
     pytest.fail(f"{what} must raise {exc_type.__name__}; it returned {result!r:.300}", pytrace=False)
 
 
+def _not_registered(kind: str, name: str, registry: Registry, suite: type) -> str:
+    """Why the kit cannot find the plugin under test: what is registered, what failed, and the likely fix."""
+    table = registry.resolvers if kind == "resolver" else registry.stores
+    failed = [f"{p.name} ({p.origin}): {p.error}" for p in registry.plugins.values() if p.status == "failed"]
+    hint = (
+        "."
+        if getattr(suite, "plugin_modules", ())
+        else ". The kit runs with a clean environment (no METAFLOW_* variables): a plugin that is not installed "
+        f'with its entry point is loaded by setting `plugin_modules = ("your_package.plugin",)` on {suite.__name__}.'
+    )
+    return (
+        f"no {kind} named {name!r} is registered (registered: {', '.join(sorted(table)) or 'none'}"
+        f"{'; failed to load: ' + '; '.join(failed) if failed else ''}){hint}"
+    )
+
+
 class ResolverConformance:
     """What every resolver must do, against the test universe."""
 
@@ -243,7 +259,7 @@ class ResolverConformance:
         if not self.resolver_name:
             raise TypeError(f"{type(self).__name__} must set resolver_name")
         found = registry.resolvers.get(self.resolver_name)
-        assert found is not None, f"no resolver named {self.resolver_name!r} is registered"
+        assert found is not None, _not_registered("resolver", self.resolver_name, registry, type(self))
         return found.record
 
     @pytest.fixture
@@ -562,6 +578,9 @@ class StorageConformance:
     """What every store must do. Override ``store`` (an empty store) and, if it has any, ``secrets``;
     override ``reopen_store`` if the default cannot open a second instance of your store (see there)."""
 
+    #: modules to load as plugins by path (for a plugin that is not installed with its entry point)
+    plugin_modules: tuple[str, ...] = ()
+
     @pytest.fixture
     def store(self) -> Store:
         raise NotImplementedError("provide a `store` fixture returning an empty store")
@@ -576,14 +595,16 @@ class StorageConformance:
         def reopen() -> Store:
             scheme = urlsplit(store.url).scheme
             name = "local" if scheme in ("", "file") else scheme
-            registry = build_registry(Config.load())
+            environ = dict(os.environ, METAFLOW_ENVCORE_PLUGIN_MODULES=",".join(self.plugin_modules))
+            registry = build_registry(Config.load(environ=environ))
             entry = registry.stores.get(name)
             if entry is None:
                 pytest.fail(
-                    f"The kit cannot open a second instance of {type(store).__name__} at {store.url!r}: no "
-                    f"storage plugin is named {name!r} (the scheme of the store's url). Override the "
-                    f"`reopen_store` fixture of {type(self).__name__} to return a factory of another instance "
-                    "at the same location (as another process would open it).",
+                    f"The kit cannot open a second instance of {type(store).__name__} at {store.url!r}: "
+                    f"{_not_registered('store', name, registry, type(self))} Or override the `reopen_store` "
+                    f"fixture of {type(self).__name__} to return a factory of another instance at the same "
+                    "location (as another process would open it); the kit looks the plugin up by the scheme of "
+                    "the store's url.",
                     pytrace=False,
                 )
             return entry.record.factory(store.url, registry.config)
@@ -596,6 +617,40 @@ class StorageConformance:
         return []
 
     race_workers = 16
+
+    @pytest.fixture(autouse=True)
+    def _returns_are_checked(self, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Every ``ObjectInfo`` the store returns is type-checked where it is returned, so that a wrong type
+        fails naming the call (not later, as an AttributeError in an assertion)."""
+
+        def checked(method: str, call: Callable[..., object], optional: bool) -> Callable[..., object]:
+            def check(value: object, *args: object) -> None:
+                if not isinstance(value, ObjectInfo) and not (optional and value is None):
+                    pytest.fail(
+                        f"{type(store).__name__}.{method}({', '.join(map(repr, args))}) returned {value!r:.200}, "
+                        f"a {type(value).__name__}: it must return envcore.types.ObjectInfo(key=, size=, version=)"
+                        f"{' or None' if optional else ''}.",
+                        pytrace=False,
+                    )
+
+            def stat_or_put(*args: object, **kwargs: object) -> object:
+                value = call(*args, **kwargs)
+                check(value, *args)
+                return value
+
+            def listing(*args: object, **kwargs: object) -> object:
+                values = list(call(*args, **kwargs))  # type: ignore[call-overload]
+                for value in values:
+                    check(value, *args)
+                return iter(values)
+
+            return listing if method == "list" else stat_or_put
+
+        for method, optional in (("stat", True), ("put_bytes", False), ("put_file", False), ("list", False)):
+            try:
+                monkeypatch.setattr(store, method, checked(method, getattr(store, method), optional))
+            except (AttributeError, TypeError):  # a store with __slots__: its results are checked where used
+                return
 
     @staticmethod
     def _read(store: Store, key: str) -> bytes:
@@ -621,8 +676,9 @@ class StorageConformance:
 
     def test_a_local_write_failure_names_the_file_not_the_store(self, store: Store, tmp_path: Path) -> None:
         """A destination that cannot be written (a file where a folder should be; a full disk or a file-size
-        limit: EFBIG, as ``ulimit -f``) is the machine's problem: a StorageError that names the local file
-        (``envcore.fetch.download_beside`` says so), no partial file; the same call works with room."""
+        limit: EFBIG, as ``ulimit -f``) is the machine's problem: a StorageError that names the local file and
+        the system's reason, no partial file; the same call works with room. ``envcore.fetch.download_beside``
+        does all of this for a store's ``get_file``."""
         from envcore.testing.robustness import file_size_limit
 
         store.put_bytes("packages/p.conda", os.urandom(3 * 1024 * 1024))
@@ -631,16 +687,18 @@ class StorageConformance:
         with pytest.raises(StorageError) as info:
             store.get_file("packages/p.conda", under_a_file)
         message = info.value.message
-        assert message.startswith(f"Could not write the local file {under_a_file} while downloading"), message
-        assert "METAFLOW_ENVCORE_CACHE_DIR" in message, message
+        assert str(under_a_file) in message and "Not a directory" in message, (
+            f"get_file into {under_a_file} (under a file) must say that this local path cannot be written "
+            f"(Not a directory): {message}"
+        )
         dest = tmp_path / "cache" / "p.conda"
         with file_size_limit(1024 * 1024), pytest.raises(StorageError) as info:
             store.get_file("packages/p.conda", dest)
         message = info.value.message
-        assert message.startswith(f"Could not write the local file {dest} while downloading {store.url}"), (
-            message
+        assert str(dest) in message and "File too large" in message, (
+            f"get_file into {dest} beyond the file-size limit must name that local file and the reason (File "
+            f"too large): {message}"
         )
-        assert "File too large (EFBIG)" in message and "free disk space" in message, message
         leftovers = sorted(p.name for p in dest.parent.iterdir())
         assert not leftovers, f"get_file left {leftovers} behind after failing to write {dest}"
         store.get_file("packages/p.conda", dest)  # and with room, the same call works

@@ -67,6 +67,22 @@ def test_plugins_shows_import_failures_and_keeps_working(install_plugin: Install
     assert "ZeroDivisionError: division by zero" in out.stdout
 
 
+def test_plugins_aligns_long_names_and_lists_contract_breakers(install_plugin: InstallPlugin) -> None:
+    """A plugin loaded by module path is named after it; a plugin that breaks the hook contract is listed as
+    failed, with what is wrong, and the other commands keep working."""
+    code = "from envcore import hookimpl\n\n@hookimpl\ndef envcore_resolver():\n    return []\n"
+    site = install_plugin("envcore-typo", {"typo": "envcore_typo.plugin"}, {"envcore_typo.plugin": code})
+    env = {"PYTHONPATH": str(site), "METAFLOW_ENVCORE_PLUGIN_MODULES": "a.rather.long.module.path.plugin"}
+    out = envcore("plugins", env=env)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    long_name = next(line for line in lines if line.startswith("a.rather.long.module.path.plugin "))
+    builtin = next(line for line in lines if line.startswith("builtin "))
+    assert long_name.index("failed") == builtin.index("loaded")  # the status column holds
+    assert "Did you mean 'envcore_resolvers' (instead of 'envcore_resolver')?" in out.stdout
+    assert envcore("config", "show", env=env).returncode == 0
+
+
 def test_config_show_masks_secrets_and_names_sources() -> None:
     out = envcore(
         "config",

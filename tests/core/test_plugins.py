@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -130,7 +131,19 @@ def test_duplicate_names_fail_naming_both_distributions(install_plugin: InstallP
     assert "pixi-fork 2.0" in info.value.message
 
 
-def test_misspelled_hook_fails_loudly(install_plugin: InstallPlugin) -> None:
+def _left_out(name: str) -> str:
+    """Build the registry; ``name`` must be reported as failed while the rest works: its error."""
+    registry = build_registry(Config.load())
+    info = registry.plugins[name]
+    assert info.status == "failed"
+    assert not info.provides and name not in registry.resolvers
+    assert name not in {n for n, _ in registry.pm.list_name_plugin()}
+    assert "local" in registry.stores  # every other plugin is there
+    assert info.error
+    return info.error
+
+
+def test_a_misspelled_hook_leaves_the_plugin_out_with_a_guess(install_plugin: InstallPlugin) -> None:
     code = """
         from envcore import hookimpl
 
@@ -139,21 +152,27 @@ def test_misspelled_hook_fails_loudly(install_plugin: InstallPlugin) -> None:
             return []
     """
     install_plugin("envcore-typo", {"typo": "envcore_typo.plugin"}, {"envcore_typo.plugin": code})
-    with pytest.raises(PluginError, match="Did you mean 'envcore_resolvers'"):
-        build_registry(Config.load())
+    assert "Did you mean 'envcore_resolvers' (instead of 'envcore_resolver')?" in _left_out("typo")
 
 
-def test_hook_yielding_wrong_record_fails(install_plugin: InstallPlugin) -> None:
+def test_a_hook_yielding_a_wrong_record_leaves_the_plugin_out(install_plugin: InstallPlugin) -> None:
     code = """
         from envcore import hookimpl
+        from envcore.types import Setting
+
+        @hookimpl
+        def envcore_settings():
+            yield Setting(name="ENVCORE_BAD_FINE")
 
         @hookimpl
         def envcore_resolvers():
             yield {"name": "dict"}
     """
     install_plugin("envcore-bad", {"bad": "envcore_bad.plugin"}, {"envcore_bad.plugin": code})
-    with pytest.raises(PluginError, match=r"yielded dict, but it must yield ResolverPlugin"):
-        build_registry(Config.load())
+    assert "envcore_resolvers() yielded dict, but it must yield ResolverPlugin records" in _left_out("bad")
+    assert (
+        "ENVCORE_BAD_FINE" not in Config.load().names()
+    )  # all or nothing: its good records are left out too
 
 
 def test_unknown_resolver_message(monkeypatch: pytest.MonkeyPatch, install_plugin: InstallPlugin) -> None:
@@ -214,6 +233,49 @@ def test_core_checks_resolver_results() -> None:
         registry.check_locked("r", [one, one])
     with pytest.raises(PluginError, match="returned a generator, not a sequence"):
         registry.check_locked("r", (p for p in [one]))  # type: ignore[arg-type]
+
+
+class _BuildString:  # what a py-rattler record's build is: not a str
+    def __repr__(self) -> str:
+        return 'BuildString("py_0")'
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        (
+            {"build": _BuildString()},
+            r"package 'x-1-py3-none-any': build is BuildString\(\"py_0\"\) of type _BuildString, not str",
+        ),
+        ({"version": 1}, "version is 1 of type int, not str"),
+        (
+            {"files": [PackageFile(url_format=".whl", url="https://h/x.whl", sha256="a" * 64)]},
+            "of type list, not tuple",
+        ),
+        ({"depends": ("a", 2)}, "depends is .*, not tuple of str"),
+        ({"channel": b"conda-forge"}, "channel is b'conda-forge' of type bytes, not str or None"),
+        ({"kind": "pypi"}, "kind is 'pypi' of type str, not PackageKind"),
+    ],
+)
+def test_core_checks_the_field_types_of_resolver_results(changes: dict[str, object], message: str) -> None:
+    """A wrong type would otherwise fail much later (JSON, hashing) as an internal error naming no plugin."""
+    registry = build_registry(Config.load())
+    with pytest.raises(PluginError, match=f"Resolver 'r' returned an invalid result: .*{message}"):
+        registry.check_locked("r", [replace(_pkg("https://h.example/x.whl"), **changes)])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"size": "10"}, "size is '10' of type str, not int or None"),
+        ({"built": 1}, "built is 1 of type int, not bool"),
+    ],
+)
+def test_core_checks_the_field_types_of_package_files(changes: dict[str, object], message: str) -> None:
+    registry = build_registry(Config.load())
+    file = replace(PackageFile(url_format=".whl", url="https://h.example/x.whl", sha256="a" * 64), **changes)  # type: ignore[arg-type]
+    with pytest.raises(PluginError, match=f"a file of package 'x-1-py3-none-any': {message}"):
+        registry.check_locked("r", [replace(_pkg("https://h.example/x.whl"), files=(file,))])
 
 
 def test_has_credentials() -> None:
@@ -384,28 +446,85 @@ def envcore_resolvers():
     ],
 )
 def test_records_are_type_checked_when_registered(
-    install_plugin: InstallPlugin, env_types: str, factory: str, problem: str
+    install_plugin: InstallPlugin, monkeypatch: pytest.MonkeyPatch, env_types: str, factory: str, problem: str
 ) -> None:
     install_plugin(
         "envcore-badfields",
         {"badfields": "envcore_badfields.plugin"},
         {"envcore_badfields.plugin": BAD_FIELDS.format(env_types=env_types, factory=factory)},
     )
-    with pytest.raises(PluginError) as info:
-        build_registry(Config.load())
-    assert info.value.message.startswith(
-        "Plugin 'badfields' (envcore-badfields 1.0): envcore_resolvers() yielded"
+    error = _left_out("badfields")
+    assert error.startswith("envcore_resolvers() yielded a ResolverPlugin whose")
+    assert problem in error
+    assert error.endswith("This is a bug in the plugin; report it to its authors.")
+    # a command that selects its resolver names the plugin and what is wrong with it
+    monkeypatch.setenv("METAFLOW_CONDA_DEPENDENCY_RESOLVER", "badfields")
+    with pytest.raises(ConfigError) as info:
+        build_registry(Config.load()).resolver_plugin(EnvType.CONDA_ONLY)
+    assert (
+        "the plugin providing resolver 'badfields' (envcore-badfields 1.0) failed to load"
+        in info.value.message
     )
     assert problem in info.value.message
 
 
-def test_a_hook_without_the_marker_fails_loudly(install_plugin: InstallPlugin) -> None:
+def test_a_hook_without_the_marker_leaves_the_plugin_out(install_plugin: InstallPlugin) -> None:
     code = resolver_plugin_code("nomarker").replace("    @hookimpl\n", "")
     assert "@hookimpl" not in code
     install_plugin(
         "envcore-nomarker", {"nomarker": "envcore_nomarker.plugin"}, {"envcore_nomarker.plugin": code}
     )
-    with pytest.raises(PluginError) as info:
-        build_registry(Config.load())
-    assert "Plugin 'nomarker' (envcore-nomarker 1.0) defines envcore_resolvers" in info.value.message
-    assert "without the @hookimpl marker" in info.value.message
+    error = _left_out("nomarker")
+    assert error.startswith("it defines envcore_resolvers, envcore_settings without the @hookimpl marker")
+
+
+SETTINGS_PLUGIN = """
+from envcore import hookimpl
+from envcore.types import Setting
+
+
+@hookimpl
+def envcore_settings():
+    yield Setting({fields})
+"""
+
+
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        ('name="ENVCORE_M5_WORKERS", default="many", kind="int"', "default 'many' is not a valid int"),
+        ('name="ENVCORE_M5_MODE", kind="string"', "kind is 'string', not one of str, int, float, bool, json"),
+        (
+            'name="METAFLOW_ENVCORE_M5"',
+            "name 'METAFLOW_ENVCORE_M5' starts with METAFLOW_; declare it without the prefix (ENVCORE_M5)",
+        ),
+        ('name="envcore_m5"', "name 'envcore_m5' is not an upper-case key"),
+        (
+            'name="CONDA_CHANNELS", kind="int", default=1',
+            "it declares the setting CONDA_CHANNELS, which envcore itself declares otherwise",
+        ),
+    ],
+)
+def test_a_malformed_setting_declaration_leaves_its_plugin_out(
+    install_plugin: InstallPlugin, fields: str, problem: str
+) -> None:
+    """Before, a bad default only failed `envcore config show`, naming neither the plugin nor its declaration;
+    a prefixed name became METAFLOW_METAFLOW_...; a core name was silently ignored."""
+    install_plugin(
+        "envcore-m5",
+        {"m5": "envcore_m5.plugin"},
+        {"envcore_m5.plugin": SETTINGS_PLUGIN.format(fields=fields)},
+    )
+    assert problem in _left_out("m5")
+
+
+def test_two_plugins_may_declare_the_same_setting_alike(install_plugin: InstallPlugin) -> None:
+    for name in ("one", "two"):
+        install_plugin(
+            f"envcore-{name}",
+            {name: f"envcore_{name}.plugin"},
+            {f"envcore_{name}.plugin": SETTINGS_PLUGIN.format(fields='name="SHARED_ENDPOINT_URL"')},
+        )
+    registry = build_registry(Config.load())
+    assert registry.plugins["one"].status == registry.plugins["two"].status == "loaded"
+    assert "SHARED_ENDPOINT_URL" in registry.config.names()

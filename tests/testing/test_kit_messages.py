@@ -1,0 +1,107 @@
+"""What the conformance kit tells a plugin author whose plugin is broken or not found: run as the author runs it
+(pytest with ``-p envcore.testing.fixtures``, the plugin loaded by module path from the author's folder)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+STORE_PLUGIN = """
+    from pathlib import Path
+
+    from envcore import hookimpl
+    from envcore.local_store import LocalStore
+    from envcore.types import ObjectInfo, StoragePlugin
+
+
+    class ShardStore(LocalStore):
+        def __init__(self, root):
+            super().__init__(Path(root.removeprefix("shard://")))
+
+        @property
+        def url(self):
+            return f"shard://{self.root}"
+
+        def stat(self, key):
+            info = super().stat(key)
+            return None if info is None else {WRONG}
+
+
+    @hookimpl
+    def envcore_storage():
+        yield StoragePlugin(
+            name="shard",
+            factory=lambda root, config: ShardStore(root),
+            root_setting="CONDA_SHARDROOT",
+            summary="objects in a folder",
+        )
+"""
+
+KIT = """
+    import pytest
+
+    from envcore.testing.conformance import ResolverConformance, StorageConformance
+    from author_store import ShardStore
+
+
+    class TestShardStore(StorageConformance):
+        plugin_modules = ("author_store",)
+
+        @pytest.fixture
+        def store(self, tmp_path):
+            return ShardStore(f"shard://{tmp_path / 'store'}")
+
+
+    class TestNotLoaded(ResolverConformance):
+        resolver_name = "toyrattler"
+"""
+
+
+def run_kit(folder: Path, wrong: str, *select: str) -> subprocess.CompletedProcess[str]:
+    (folder / "author_store.py").write_text(textwrap.dedent(STORE_PLUGIN).replace("{WRONG}", wrong))
+    (folder / "test_author.py").write_text(textwrap.dedent(KIT))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("METAFLOW_")}
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "envcore.testing.fixtures",
+            "-p",
+            "no:cacheprovider",
+            "--rootdir",
+            str(folder),
+            "-o",
+            "addopts=",
+            *select,
+            "test_author.py",
+        ],
+        cwd=folder,
+        env={**env, "PYTHONPATH": str(folder)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_a_store_loaded_by_module_path_passes_and_a_wrong_return_type_is_named(tmp_path: Path) -> None:
+    good = run_kit(tmp_path, "info", "-k", "TestShardStore")
+    # the default reopen_store finds the plugin by the url's scheme, loaded through plugin_modules
+    assert " passed" in good.stdout and " failed" not in good.stdout, good.stdout[-3000:]
+    bad = run_kit(tmp_path, "(info.key, info.size, info.version)", "-k", "test_bytes_round_trip")
+    assert "1 failed" in bad.stdout, bad.stdout[-3000:]
+    assert "ShardStore.stat('a/b/c.json') returned ('a/b/c.json', 8, " in bad.stdout
+    assert "a tuple: it must return envcore.types.ObjectInfo(key=, size=, version=) or None." in bad.stdout
+
+
+def test_a_resolver_that_is_not_registered_is_explained(tmp_path: Path) -> None:
+    out = run_kit(tmp_path, "info", "-k", "TestNotLoaded and test_exact_pins")
+    assert "1 error" in out.stdout or "1 failed" in out.stdout, out.stdout[-3000:]
+    assert "no resolver named 'toyrattler' is registered (registered: " in out.stdout
+    assert "rattler-uv" in out.stdout
+    assert '`plugin_modules = ("your_package.plugin",)` on TestNotLoaded' in out.stdout
