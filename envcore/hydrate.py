@@ -10,6 +10,7 @@ by a file lock.
 from __future__ import annotations
 
 import functools
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -128,35 +129,57 @@ def hydrate(
         complete = is_complete(prefix, env)
         if complete and not force and not verify:
             return False
+        for kind in {p.kind for p in env.packages}:
+            registry.installer(kind)  # a misconfigured installer fails before anything is touched
+        # --force and --verify mean "from the package files", fetched while a working prefix is still in place;
+        # otherwise a finished prefix of the same environment on this machine is cloned (hardlinks, prefix
+        # rewritten where files name it).
+        fresh = force or verify
+        files = fetch_packages(registry, env, store, verify=verify, progress=progress) if fresh else None
+        aside = None
         if prefix.is_symlink() or prefix.exists():
-            _make_way(prefix, env, force or complete, progress)  # complete here: --verify re-creates it
+            aside = _make_way(
+                prefix, env, force or complete, progress
+            )  # complete here: --verify re-creates it
         index = relocate.PrefixIndex.in_cache(registry.config.cache_dir(), timeout)
         key = uptodate.index_key(env.req_id, env.full_id, env.arch)
-        # --force and --verify mean "from the package files"; otherwise a finished prefix of the same
-        # environment on this machine is cloned (hardlinks, prefix rewritten where files name it).
-        source = (
-            None
-            if force or verify
-            else uptodate.clone_finished(
-                index.candidates(key), str(prefix), env.req_id, env.full_id, env.arch
+        try:
+            source = (
+                None
+                if fresh
+                else uptodate.clone_finished(
+                    index.candidates(key), str(prefix), env.req_id, env.full_id, env.arch
+                )
             )
-        )
-        if source is not None:
-            progress(f"Linked from the same environment at {source}")
-        else:
-            _install(registry, env, prefix, store, verify, progress)
-            relocate.write_manifest(prefix)
-        uptodate.write_marker(str(prefix), env.req_id, env.full_id, env.arch)
+            if source is not None:
+                progress(f"Linked from the same environment at {source}")
+            else:
+                _install(registry, env, prefix, store, verify, progress, files)
+                relocate.write_manifest(prefix)
+            uptodate.write_marker(str(prefix), env.req_id, env.full_id, env.arch)
+        except BaseException:
+            if aside is not None:  # the environment that worked before is put back
+                _remove(prefix)
+                aside.rename(prefix)
+            raise
+        if aside is not None:
+            _remove(aside)
         index.add(key, prefix)
     return True
 
 
-def _make_way(prefix: Path, env: ResolvedEnvironment, force: bool, progress: Progress) -> None:
-    """Remove what is at ``prefix`` for ``env``: with ``force`` anything; otherwise only an interrupted build
-    of envcore's or an empty folder. A user's folder, or another environment, is never replaced unasked."""
+def _make_way(prefix: Path, env: ResolvedEnvironment, force: bool, progress: Progress) -> Path | None:
+    """Clear ``prefix`` for ``env``: with ``force`` anything; otherwise only an interrupted build of envcore's
+    or an empty folder. A user's folder, or another environment, is never replaced unasked. A complete
+    environment is moved aside, not removed: the path returned, put back if the new one cannot be built."""
     held = uptodate.marker_ids(str(prefix))
     if force:
         progress(f"Re-creating {prefix}")
+        if held is not None and prefix.is_dir() and not prefix.is_symlink():
+            aside = prefix.with_name(f".{prefix.name}.replaced-{os.getpid()}")
+            _remove(aside)  # left by a process killed while it replaced this prefix
+            prefix.rename(aside)
+            return aside
     elif held is not None and held[:2] != (env.req_id, env.full_id):
         raise UsageError(
             f"Environment at '{prefix}' already exists but holds a different environment ({held[0]}:{held[1]}). "
@@ -166,17 +189,22 @@ def _make_way(prefix: Path, env: ResolvedEnvironment, force: bool, progress: Pro
         progress(f"Environment at '{prefix}' is incomplete -- re-creating")
     elif prefix.is_dir() and not prefix.is_symlink() and not any(prefix.iterdir()):
         prefix.rmdir()
-        return
+        return None
     else:
         raise UsageError(
             f"'{prefix}' already exists and is not an environment made by envcore (it has no {MARKER} "
             "marker), so it is left alone. Remove it, choose another --name, or use --force to replace it."
         )
-    if prefix.is_symlink() or not prefix.is_dir():
-        prefix.unlink()
-    else:
-        (prefix / MARKER).unlink(missing_ok=True)  # first: a half-removed prefix is never a clone source
-        shutil.rmtree(prefix)
+    _remove(prefix)
+    return None
+
+
+def _remove(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        (path / MARKER).unlink(missing_ok=True)  # first: a half-removed prefix is never a clone source
+        shutil.rmtree(path)
 
 
 def _install(
@@ -186,8 +214,11 @@ def _install(
     store: Store | None,
     verify: bool,
     progress: Progress,
+    files: list[tuple[LockedPackage, Path]] | None = None,
 ) -> None:
-    files = fetch_packages(registry, env, store, verify=verify, progress=progress)
+    """Install ``env`` into the absent ``prefix`` from ``files`` (fetched here when not given)."""
+    if files is None:
+        files = fetch_packages(registry, env, store, verify=verify, progress=progress)
     prefix.mkdir(parents=True)
     uptodate.mark_partial(str(prefix), env.req_id, env.full_id, env.arch)
     for kind, what in ((PackageKind.CONDA, "conda package(s)"), (PackageKind.PYPI, "wheel(s)")):

@@ -180,3 +180,67 @@ def test_a_folder_envcore_did_not_make_is_never_replaced_unasked(run: Run, world
     _works(envs / "late")
     empty_name = run("create", ref, "--name", "", check=False)
     assert empty_name.returncode != 0 and "is not a plain folder name" in " ".join(empty_name.stderr.split())
+
+
+FAILING_INSTALLER = """
+from envcore import hookimpl
+from envcore.types import InstallerPlugin, PackageKind
+
+
+class Failing:
+    def check(self):
+        pass
+
+    def install(self, packages, prefix):
+        (prefix / "half-written").write_text("x")
+        raise OSError("the disk broke mid-way")
+
+
+@hookimpl
+def envcore_installers():
+    yield InstallerPlugin(name="failing", kind=PackageKind.PYPI, factory=lambda config: Failing(), summary="x")
+"""
+
+
+def test_a_force_that_fails_leaves_the_working_environment_in_place(run: Run, world: dict[str, Path]) -> None:
+    """Before, --force removed the prefix first: a bad installer setting, a missing package file or an
+    interrupted install then left no environment at all."""
+    (ref,) = env_ids(run("resolve", *REQUEST).stdout)
+    run("create", ref, "--name", "work")
+    prefix = world["a"] / "cache" / "envs" / "work"
+    inode = (prefix / "bin" / "python").stat().st_ino
+    bad = run("create", ref, "--name", "work", "--force", check=False, METAFLOW_ENVCORE_CONDA_INSTALLER="xx")
+    assert bad.returncode != 0 and "no conda installer named 'xx'" in " ".join(bad.stderr.split())
+    assert "Re-creating" not in bad.stderr  # failed before anything was touched
+    # the package files are fetched before the prefix is moved aside: with them nowhere (not in the store,
+    # the package cache or their channel), it fails first
+    saved = world["universe"].with_name("saved")
+    shutil.copytree(world["store"] / "packages", saved / "packages")
+    shutil.rmtree(world["store"] / "packages")
+    shutil.rmtree(world["a"] / "cache" / "pkgs")
+    world["universe"].rename(saved / "universe")
+    missing = run("create", ref, "--name", "work", "--force", check=False)
+    assert missing.returncode != 0 and "Re-creating" not in missing.stderr, missing.stderr
+    (saved / "universe").rename(world["universe"])
+    shutil.copytree(saved / "packages", world["store"] / "packages")
+    # a failure while installing (after the prefix was moved aside) puts the former environment back
+    plugins = world["a"] / "plugins"
+    plugins.mkdir()
+    (plugins / "failing_installer.py").write_text(FAILING_INSTALLER)
+    failing = run(
+        "create",
+        ref,
+        "--name",
+        "work",
+        "--verify",
+        check=False,
+        PYTHONPATH=str(plugins),
+        METAFLOW_ENVCORE_PLUGIN_MODULES="failing_installer",
+        METAFLOW_ENVCORE_PYPI_INSTALLER="failing",
+    )
+    assert failing.returncode != 0 and "the disk broke mid-way" in failing.stderr, failing.stderr
+    assert "Re-creating" in failing.stderr
+    _works(prefix)
+    assert (prefix / "bin" / "python").stat().st_ino == inode  # the same files: never removed
+    assert json.loads((prefix / ".metaflowenv").read_text())[:2] == ref.split(":")
+    assert not [p.name for p in prefix.parent.iterdir() if ".replaced-" in p.name]
