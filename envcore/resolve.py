@@ -168,7 +168,7 @@ def build_request(
         Requirement(category=CONDA, name="python", spec=python_spec),
         *_sys_union(config, (arch, *coresolved), [r for r in spec.requirements if r.category == SYS]),
     )
-    channels, _ = config.conda_channels()
+    channels = () if spec.nodefaults else config.conda_channels()[0]  # nodefaults: the spec's channels only
     raw_conda = (*spec.sources.get(CONDA, ()), *channels)
     sources: dict[str, tuple[str, ...]] = {
         CONDA: _dedup(channel_name(config, redact_url(c)) for c in raw_conda)
@@ -251,8 +251,11 @@ def requirements_of(env: ResolvedEnvironment) -> list[Requirement]:
     for tstr in env.deps:
         category, _, value = tstr.partition("::")
         value, _, marker = value.partition(";")
+        url = ""
+        if category == PYPI:
+            value, _, url = value.partition("@")  # pypi::fx-core@file:///wheels/fx_core-1.0-py3-none-any.whl
         name, _, spec = value.partition("==")
-        channel, _, name = name.rpartition("::")  # conda::conda-forge::numpy==1.21
+        channel, _, name = name.rpartition("::")  # conda::conda-forge::numpy==1.21, conda::https://h/c::numpy
         name, _, extras = name.partition("[")  # pypi::requests[socks]==>=2
         if category in (CONDA, PYPI, NPCONDA) and name != "python":
             found.append(
@@ -263,6 +266,7 @@ def requirements_of(env: ResolvedEnvironment) -> list[Requirement]:
                     marker=marker or None,
                     channel=channel or None,
                     extras=tuple(e.strip() for e in extras.rstrip("]").split(",") if e.strip()),
+                    url=url or None,
                 )
             )
     return found

@@ -34,7 +34,8 @@ if TYPE_CHECKING:
 
 SYS_ALLOWED = ("__cuda", "__glibc")
 _CONDA_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
-_CONDA_ENTRY = re.compile(r"(?:(?P<channel>[^\s:]+)::)?(?P<name>[A-Za-z0-9_][A-Za-z0-9_.\-]*)\s*(?P<rest>.*)")
+_CONDA_ENTRY = re.compile(r"(?P<name>[A-Za-z0-9_][A-Za-z0-9_.\-]*)\s*(?P<rest>.*)")  # after CHANNEL::
+NODEFAULTS = "nodefaults"  # in a channel list, as conda reads it: do not add the default channels
 _OPERATORS = ("==", ">=", "<=", "!=", "~=", ">", "<", "=")
 
 
@@ -48,6 +49,8 @@ class Spec:
     python: str | None = None
     origin: str = "the specification"
     warnings: tuple[str, ...] = ()
+    # ``nodefaults`` among the channels: only these channels, not the configured ones
+    nodefaults: bool = False
 
 
 def _fail(what: str, where: str, fix: str) -> SpecError:
@@ -78,11 +81,15 @@ def python_spec(value: str, where: str) -> str:
 
 def conda_requirement(key: str, version: str, where: str, category: str = CONDA) -> Requirement:
     """A conda package from ``[channel::]name`` and a version (``1.2.3`` exact, ``>=1,<2`` a range, ``""`` any)."""
-    channel, sep, name = key.strip().rpartition("::")
-    name = name.strip()
+    channel, sep, name = key.strip().rpartition("::")  # the last '::': a channel URL has ':' in it
+    name, channel = name.strip(), channel.strip()
     version = str(version).strip()
     if not _CONDA_NAME.fullmatch(name) or (sep and not channel):
         raise _fail(f"Could not parse conda package {key!r}", where, "Write NAME or CHANNEL::NAME.")
+    if channel:
+        from envcore.config import redact_url
+
+        channel = redact_url(check_channel(channel, where))  # credentials stay out of ids and descriptions
     if version.startswith("==") and not any(c in version[2:] for c in "<>=!,|"):
         version = version[2:].strip()
     version = " ".join(re.sub(r"\s*([,|<>=!~]+)\s*", r"\1", version).split())  # "1.2.* build" keeps its space
@@ -160,17 +167,141 @@ def _pypi_spec(specifier: SpecifierSet) -> str:
     return str(specifier)
 
 
+# a direct reference without a name: a VCS or archive URL, or a local path (absolute, ./, ../ or ~)
+_BARE_REFERENCE = re.compile(r"^(git\+|hg\+|svn\+|bzr\+|https?://|file:|ssh://|\.{0,2}/|~/)")
+_DIST_FILE = re.compile(r"^[^\s;@<>=!~\[]+\.(whl|tar\.gz|zip)$")  # fx_core-1.0-py3-none-any.whl, a local file
+
+
+def _reference_url(text: str, where: str) -> str:
+    """A direct reference as a URL: a path (``/x``, ``./x``, ``~/x``, ``file:x``) becomes an absolute
+    ``file://`` URL (relative to the current directory, as pip reads it); other URLs must name a host."""
+    from urllib.parse import unquote, urlsplit
+
+    scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.\-]*):", text)
+    if scheme is None or len(scheme[1]) == 1:  # no scheme (or a Windows drive letter): a path
+        return Path(text).expanduser().absolute().as_uri()
+    if scheme[1].lower() == "file":
+        path = unquote(urlsplit(text).path)
+        return text if path.startswith("/") else Path(path).absolute().as_uri()
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018  (raises ValueError for a bad port)
+    except ValueError:
+        parts = None
+    if parts is None or not parts.hostname:
+        raise _fail(
+            f"{text!r} is not a URL with a host", where, "Write NAME @ https://HOST/PATH or a local path."
+        )
+    return text
+
+
+def _directory_name(path: Path, url: str, where: str) -> str:
+    """The project name a local directory declares in its pyproject.toml."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+
+    try:
+        name = tomllib.loads((path / "pyproject.toml").read_text("utf-8")).get("project", {}).get("name")
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, AttributeError):
+        name = None
+    if not isinstance(name, str) or not name.strip():
+        raise _fail(
+            f"Cannot tell the project name of the directory {path}: it has no [project].name in a pyproject.toml",
+            where,
+            f"Write NAME @ {url}.",
+        )
+    return name.strip()
+
+
+def _reference_name(url: str, where: str) -> str:
+    """The name of a direct reference without one: ``#egg=``, then the wheel or sdist file name, a local
+    directory's pyproject.toml, or the repository of a VCS URL."""
+    from urllib.parse import unquote, urlsplit
+
+    from packaging.utils import (
+        InvalidSdistFilename,
+        InvalidWheelFilename,
+        parse_sdist_filename,
+        parse_wheel_filename,
+    )
+
+    egg = re.search(r"[#&]egg=([A-Za-z0-9_.\-]+)", url)
+    if egg:
+        return egg.group(1)
+    parts = urlsplit(url)
+    filename = unquote(parts.path.rstrip("/").rsplit("/", 1)[-1])
+    try:
+        if filename.endswith(".whl"):
+            return str(parse_wheel_filename(filename)[0])
+        if filename.endswith((".tar.gz", ".zip")):
+            return str(parse_sdist_filename(filename)[0])
+    except (InvalidWheelFilename, InvalidSdistFilename):
+        raise _fail(
+            f"{filename!r} is not the file name of a wheel (NAME-VERSION-TAGS.whl) or a source distribution "
+            "(NAME-VERSION.tar.gz)",
+            where,
+            f"Write NAME @ {url}.",
+        ) from None
+    if parts.scheme == "file" and Path(unquote(parts.path)).is_dir():
+        return _directory_name(Path(unquote(parts.path)), url, where)
+    if "+" in parts.scheme:  # git+https://host/org/repo.git@ref
+        name = re.sub(r"\.git$", "", filename.split("@")[0])
+        if name:
+            return name
+    raise _fail(f"Could not derive a package name from {url!r}", where, f"Write NAME @ {url}.")
+
+
+def _direct_reference(url: str, where: str) -> str:
+    """``url`` checked for a direct reference: never with credentials (they would enter ids and
+    descriptions)."""
+    from urllib.parse import urlsplit
+
+    from envcore.config import redact_text
+
+    parts = urlsplit(url)
+    secret_user = parts.password or (parts.username and not parts.scheme.endswith("ssh"))  # not ssh's git@
+    if secret_user or redact_text(f"?{parts.query}") != f"?{parts.query}":
+        raise _fail(
+            f"The URL {url!r} carries credentials, which envcore does not store in an environment's requirements",
+            where,
+            "Write the URL without user:password@ and give the credentials for its host in "
+            'METAFLOW_CONDA_SRCS_AUTH_INFO (e.g. {"HOST": ["USER", "PASSWORD"]}).',
+        )
+    return url
+
+
+def _check_specifier(text: str, specifier: SpecifierSet, where: str) -> None:
+    """What packaging accepts but resolvers (uv, pip) reject: ``===`` without a version or with one they
+    cannot read."""
+    from packaging.version import InvalidVersion, Version
+
+    for spec in specifier:
+        if not spec.version:
+            raise _fail(
+                f"Could not parse {text!r}: {spec.operator} has no version",
+                where,
+                "Write a PEP 508 requirement such as pandas>=2.1 or pandas==2.1.4.",
+            )
+        if spec.operator == "===":
+            try:
+                Version(spec.version)
+            except InvalidVersion:
+                raise _fail(
+                    f"Could not parse {text!r}: {spec.version!r} is not a version",
+                    where,
+                    "Write a PEP 440 version, such as pandas===2.1.4 or pandas==2.1.4.",
+                ) from None
+
+
 def pypi_requirement(text: str, where: str) -> Requirement:
-    """A PEP 508 requirement, or a bare URL / path (``git+https://...``, ``./pkg``), as a PyPI requirement."""
+    """A PEP 508 requirement, or a bare URL / path (``git+https://...``, ``./pkg``, ``/x/pkg-1.0.tar.gz``), as
+    a PyPI requirement; paths become absolute ``file://`` URLs."""
     text = text.strip()
-    if re.match(r"^(git\+|hg\+|https?://|file:|ssh://|\.{0,2}/)", text):
-        url = text
-        tail = re.sub(r"[#@].*$", "", text.rstrip("/")).rsplit("/", 1)[-1]
-        egg = re.search(r"#egg=([A-Za-z0-9_.\-]+)", text)
-        name = egg.group(1) if egg else re.sub(r"(\.git|\.zip|\.tar\.gz|-\d.*\.whl)$", "", tail)
-        if not name:
-            raise _fail(f"Could not derive a package name from {text!r}", where, "Write NAME @ URL.")
-        return Requirement(category=PYPI, name=name, url=url)
+    if _BARE_REFERENCE.match(text) or _DIST_FILE.match(text):
+        url = _direct_reference(_reference_url(text, where), where)
+        return Requirement(category=PYPI, name=_reference_name(url, where), url=url)
     from packaging.requirements import InvalidRequirement
     from packaging.requirements import Requirement as Pep508
 
@@ -185,13 +316,14 @@ def pypi_requirement(text: str, where: str) -> Requirement:
         raise _fail(
             f"{text!r} names python", where, "Set python with the python argument or setting instead."
         )
+    _check_specifier(text, req.specifier, where)
     return Requirement(
         category=PYPI,
         name=req.name,
         spec=_pypi_spec(req.specifier),
         extras=tuple(sorted(req.extras)),
         marker=str(req.marker) if req.marker else None,
-        url=req.url,
+        url=_direct_reference(_reference_url(req.url, where), where) if req.url else None,
     )
 
 
@@ -199,7 +331,7 @@ def _pypi_decorator_requirement(key: str, version: str, where: str) -> Requireme
     version = str(version).strip()
     if version and version[0].isdigit() and version.endswith(".*"):
         version = f"=={version}"  # a prefix match, checked as a specifier below
-    elif version and version[0].isdigit():
+    elif version and version[0].isalnum():  # a version (v2.0.0 is one), not a specifier, marker or @ URL
         from packaging.utils import canonicalize_version
         from packaging.version import InvalidVersion, Version
 
@@ -209,7 +341,7 @@ def _pypi_decorator_requirement(key: str, version: str, where: str) -> Requireme
             raise _fail(
                 f"{version!r} is not a valid version of {key}",
                 where,
-                "Write a PEP 440 version such as 1.4.0.",
+                "Write a PEP 440 version such as 1.4.0, or a specifier such as >=1.4,<2.",
             ) from None
     req = pypi_requirement(f"{key}{version}", where)
     return req
@@ -264,10 +396,21 @@ Located = tuple[str, str]  # (a value as given, where it was given)
 def _sources(conda: Iterable[Located] = (), pypi: Iterable[Located] = ()) -> dict[str, tuple[str, ...]]:
     """Channels and indices, each checked once (naming where it was given), in order, without repeats."""
     found = {
-        CONDA: tuple(dict.fromkeys(check_channel(c.strip(), where) for c, where in conda if c and c.strip())),
+        CONDA: tuple(
+            dict.fromkeys(
+                check_channel(c.strip(), where)
+                for c, where in conda
+                if c and c.strip() not in ("", NODEFAULTS)
+            )
+        ),
         PYPI: tuple(dict.fromkeys(check_index(p.strip(), where) for p, where in pypi if p and p.strip())),
     }
     return {k: v for k, v in found.items() if v}
+
+
+def _nodefaults(conda: Iterable[Located]) -> bool:
+    """``nodefaults`` among the channels: conda's word for "only these channels", never a channel itself."""
+    return any(c and c.strip() == NODEFAULTS for c, _ in conda)
 
 
 def from_decorator(
@@ -293,14 +436,15 @@ def from_decorator(
     reqs += [_pypi_decorator_requirement(k, v, f"in {origin}") for k, v in (packages or {}).items()]
     reqs += [sys_requirement(k, v, f"in {origin}") for k, v in (sys_packages or {}).items()]
     flags = tuple(dict.fromkeys(e if e.startswith("-") else f"--{e}" for e in (extras or ())))
+    conda = [(c, f"in {origin}") for c in channels or ()]
+    conda += _credential_channels([*(libraries or {}), *(conda_only or {})], f"in {origin}")
     return Spec(
         requirements=tuple(reqs),
-        sources=_sources(
-            [(c, f"in {origin}") for c in channels or ()], [(i, f"in {origin}") for i in extra_indices or ()]
-        ),
+        sources=_sources(conda, [(i, f"in {origin}") for i in extra_indices or ()]),
         extras={PYPI: flags} if flags else {},
         python=python_spec(pinned_python, f"in {origin}") if pinned_python else None,
         origin=origin,
+        nodefaults=_nodefaults(conda),
     )
 
 
@@ -330,10 +474,16 @@ def from_command_line(
             continue
         reqs.append(conda_entry(item, where))
     reqs += [pypi_requirement(item, f"in --pypi {item!r}") for item in pypi]
-    sources = _sources(
-        [(c, f"in --channel {c!r}") for c in channels], [(i, f"in --index {i!r}") for i in indices]
+    conda_sources = [(c, f"in --channel {c!r}") for c in channels]
+    conda_sources += _credential_channels(conda, "in --conda")
+    sources = _sources(conda_sources, [(i, f"in --index {i!r}") for i in indices])
+    return Spec(
+        requirements=combine(reqs),
+        sources=sources,
+        python=python,
+        origin="the command line",
+        nodefaults=_nodefaults(conda_sources),
     )
-    return Spec(requirements=combine(reqs), sources=sources, python=python, origin="the command line")
 
 
 # --- requirements.txt ----------------------------------------------------------------------------------
@@ -388,6 +538,7 @@ def parse_requirements_txt(text: str, origin: str = "requirements.txt") -> Spec:
             conda_sources.append((value, where))
         elif option == "--conda-pkg" and value:
             reqs.append(conda_entry(value, where, NPCONDA))
+            conda_sources += _credential_channels([value], where)
         elif option == "--sys-pkg" and value:
             reqs.append(sys_requirement(*_split_sys(value), where))
         elif line.startswith("-"):
@@ -420,6 +571,7 @@ def parse_requirements_txt(text: str, origin: str = "requirements.txt") -> Spec:
         python=python,
         origin=f"the requirements file {origin}",
         warnings=tuple(warnings),
+        nodefaults=_nodefaults(conda_sources),
     )
 
 
@@ -454,18 +606,41 @@ _CONDA_FORMS = "Write NAME, NAME=1.2 (any 1.2.x), NAME==1.2.3, NAME>=1.2,<2 or N
 
 
 def _conda_entry(text: str, where: str) -> tuple[str, str]:
-    """``[channel::]name[version]`` as conda reads an environment.yml dependency -> (key, version)."""
+    """``[channel::]name[version]`` as conda reads an environment.yml dependency -> (key, version). The
+    channel ends at the last ``::``, so a URL (``https://host/chan::pkg``, ``file:///path::pkg``) is one."""
     text = str(text).strip()
-    match = _CONDA_ENTRY.fullmatch(text)
-    if not match:
+    channel, sep, rest = text.rpartition("::")
+    match = _CONDA_ENTRY.fullmatch(rest.strip())
+    if not match or (sep and not channel.strip()):
         raise _fail(f"Could not parse conda package {text!r}: it is not a package", where, _CONDA_FORMS)
-    key = (match["channel"] + "::" if match["channel"] else "") + match["name"]
+    key = (channel.strip() + "::" if sep else "") + match["name"]
     return key, _entry_version(match["rest"])
+
+
+def _credential_channels(keys: Iterable[str], where: str) -> list[Located]:
+    """The ``user:password@`` channel URLs of ``CHANNEL::NAME`` keys, for the spec's sources: the resolver
+    takes the credentials of sources (and searches a package's channel, as conda does), while the
+    requirement itself keeps the URL without them."""
+    from urllib.parse import urlsplit
+
+    found: list[Located] = []
+    for key in keys:
+        channel = str(key).rpartition("::")[0].strip()
+        if "://" in channel and "@" in channel:
+            try:
+                if urlsplit(channel).username:
+                    found.append((channel, where))
+            except ValueError:
+                continue  # checked (and reported) by conda_requirement
+    return found
 
 
 def conda_entry(text: str, where: str, category: str = CONDA) -> Requirement:
     """One conda dependency written as in an environment.yml (also ``--conda`` and ``--conda-pkg``)."""
     key, version = _conda_entry(text, where)
+    channel = key.rpartition("::")[0]
+    if channel:
+        check_channel(channel, where)  # a bad channel is named as such, not as a bad version
     try:
         return conda_requirement(key, version, where, category)
     except SpecError:
@@ -527,6 +702,7 @@ def parse_environment_yml(text: str, origin: str = "environment.yml") -> Spec:
             "Write dependencies: followed by '- NAME[=VERSION]' lines.",
         )
     reqs: list[Requirement] = []
+    channel_keys: list[str] = []
     python: str | None = None
     for entry in dependencies or []:
         where = f"dependencies of {origin}"
@@ -550,7 +726,7 @@ def parse_environment_yml(text: str, origin: str = "environment.yml") -> Spec:
                 "Write '- NAME[=VERSION]', '- pip:' or '- sys:'; quote a value YAML would read as a number.",
             )
         text = entry.strip()
-        if re.match(r"^(git\+|https?://|ssh://|/)", text):
+        if "::" not in text and _BARE_REFERENCE.match(text):  # CHANNEL_URL::NAME is a conda package
             reqs.append(pypi_requirement(text, where))
             continue
         key, version = _conda_entry(text, where)
@@ -564,14 +740,16 @@ def parse_environment_yml(text: str, origin: str = "environment.yml") -> Spec:
             python = python_spec(version, where) if version else None
             continue
         reqs.append(conda_entry(text, where))
+        channel_keys.append(text)
+    channels = [(c, origin) for c in strings("channels")]
+    channels += _credential_channels(channel_keys, f"dependencies of {origin}")
     return Spec(
         requirements=tuple(reqs),
-        sources=_sources(
-            [(c, origin) for c in strings("channels")], [(i, origin) for i in strings("pypi-indices")]
-        ),
+        sources=_sources(channels, [(i, origin) for i in strings("pypi-indices")]),
         python=python,
         origin=f"the environment file {origin}",
         warnings=tuple(warnings),
+        nodefaults=_nodefaults(channels),
     )
 
 
@@ -780,6 +958,7 @@ def merge(*specs: Spec) -> Spec:
         python=python,
         origin=" and ".join(s.origin for s in specs),
         warnings=tuple(w for s in specs for w in s.warnings),
+        nodefaults=any(s.nodefaults for s in specs),
     )
 
 
@@ -794,6 +973,7 @@ def override(base: Spec, top: Spec) -> Spec:
         python=top.python or base.python,
         origin=f"{top.origin} over {base.origin}",
         warnings=(*base.warnings, *top.warnings),
+        nodefaults=top.nodefaults or base.nodefaults,
     )
 
 

@@ -3,7 +3,10 @@ universe: what is requested, what gets installed, and the error and warning para
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -172,3 +175,102 @@ def test_files_of_the_wrong_shape_are_one_paragraph(
 ) -> None:
     (tmp_path / name).write_text(text)
     assert message in failed(run(option, str(tmp_path / name)))
+
+
+# --- direct references, URL channels, nodefaults, malformed lines ------------------------------------------
+
+
+def pypi_files(out: Any) -> dict[str, dict[str, Any]]:
+    """name -> the locked file of each PyPI package of a successful ``--json`` resolution."""
+    assert out.returncode == 0, out.stderr
+    (env,) = [v["env"] for v in json.loads(out.stdout).values()]
+    return {
+        p["envcore"]["name"]: next(iter(p["envcore"]["files"].values()))
+        for p in env["packages"]
+        if p["_type"] == "pypi"
+    }
+
+
+def test_a_direct_reference_to_a_local_wheel_is_locked_as_its_file(
+    run: Any, universe: Universe, tmp_path: Path
+) -> None:
+    wheel = universe.wheels_dir / "fx_core-1.0.0-py3-none-any.whl"
+    (tmp_path / "r.txt").write_text(f"fx-core @ {wheel.as_uri()}\n")
+    out = run("--json", "-r", str(tmp_path / "r.txt"))
+    deps, installed = resolved(out)
+    assert (
+        f"pypi::fx-core@{wheel.as_uri()}" in deps and installed["fx-core"] == "1.0.0"
+    )  # not the newest 2.0.0
+    file = pypi_files(out)["fx-core"]
+    assert file["url"] == wheel.as_uri() and not file.get("built")
+    assert file["sha256"] == hashlib.sha256(wheel.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("form", ["bare path", "name @ file URL"])
+def test_a_direct_reference_to_an_sdist_is_built_into_a_wheel(
+    run: Any, universe: Universe, tmp_path: Path, form: str
+) -> None:
+    sdist = universe.wheels_dir / "fx_src-0.9.0.tar.gz"
+    (tmp_path / "r.txt").write_text(f"{sdist}\n" if form == "bare path" else f"fx-src @ {sdist.as_uri()}\n")
+    out = run("--json", "-r", str(tmp_path / "r.txt"))
+    deps, installed = resolved(out)
+    assert f"pypi::fx-src@{sdist.as_uri()}" in deps  # named from the file name, not "fx-src-0-9-0"
+    assert installed["fx-src"] == "0.9.0" and "fx-core" in installed  # its dependency, from the index
+    file = pypi_files(out)["fx-src"]
+    assert file["built"] is True and file["url"] == sdist.as_uri()
+
+
+def test_a_local_directory_is_built_into_a_wheel_named_by_its_pyproject(
+    run: Any, universe: Universe, tmp_path: Path
+) -> None:
+    with tarfile.open(universe.wheels_dir / "fx_src-0.9.0.tar.gz") as archive:
+        archive.extractall(tmp_path / "src", filter="data")
+    project = tmp_path / "src" / "fx_src-0.9.0"
+    (tmp_path / "r.txt").write_text("./src/fx_src-0.9.0\n")  # relative to the current directory, as pip
+    out = run("--json", "-r", str(tmp_path / "r.txt"))
+    deps, installed = resolved(out)
+    assert f"pypi::fx-src@{project.as_uri()}" in deps and installed["fx-src"] == "0.9.0"
+    file = pypi_files(out)["fx-src"]
+    assert file["built"] is True and file["url"] == project.as_uri()
+    cross = failed(run("--arch", "osx-arm64", "-r", str(tmp_path / "r.txt")), code=1)
+    assert "must be built into a wheel" in cross and "osx-arm64" in cross
+
+
+def test_a_url_channel_qualifies_a_conda_package(run: Any, universe: Universe, tmp_path: Path) -> None:
+    chan2 = tmp_path / "chan2"
+    shutil.copytree(universe.root / "channel", chan2)
+    out = run("--json", "--conda", f"{chan2.as_uri()}::fx-core")
+    deps, installed = resolved(out)
+    assert f"conda::{chan2.as_uri()}::fx-core" in deps and installed["fx-core"] == "2.0.0"
+    (env,) = [v["env"] for v in json.loads(out.stdout).values()]
+    (core,) = [p for p in env["packages"] if p["envcore"]["name"] == "fx-core"]
+    assert core["url"].startswith(chan2.as_uri() + "/")  # from chan2, not the configured channel
+    (tmp_path / "environment.yml").write_text(f"dependencies:\n  - {chan2.as_uri()}::fx-core=1.1\n")
+    deps, installed = resolved(run("--json", "-f", str(tmp_path / "environment.yml")))
+    assert f"conda::{chan2.as_uri()}::fx-core==1.1.*" in deps and installed["fx-core"] == "1.1.0"
+
+
+def test_nodefaults_is_not_a_channel(
+    run: Any, universe: Universe, tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    """As conda reads it: the file's channels only, without the configured ones (METAFLOW_CONDA_CHANNELS)."""
+    path = tmp_path / "environment.yml"
+    configured = (tmp_path / "configured-elsewhere").as_uri()
+    cli_env["METAFLOW_CONDA_CHANNELS"] = configured  # would fail: no such channel
+    path.write_text(
+        f"channels:\n  - {universe.channel_url}\n  - nodefaults\ndependencies:\n  - fx-core=1.1\n"
+    )
+    out = run("--json", "-f", str(path))
+    _, installed = resolved(out)
+    assert installed["fx-core"] == "1.1.0"
+    (env,) = [v["env"] for v in json.loads(out.stdout).values()]
+    assert not any("nodefaults" in s or "configured-elsewhere" in s for s in env["sources"])
+    path.write_text(f"channels:\n  - {universe.channel_url}\ndependencies:\n  - fx-core=1.1\n")
+    assert "configured-elsewhere" in failed(run("-f", str(path)), 1)  # without nodefaults, it is used
+
+
+@pytest.mark.parametrize("line", ["fx-core===", "fx-core===abc", "fx-core @ https://"])
+def test_a_malformed_pypi_requirement_names_its_file_and_line(run: Any, tmp_path: Path, line: str) -> None:
+    (tmp_path / "r.txt").write_text(f"fx-http\n{line}\n")
+    message = failed(run("-r", str(tmp_path / "r.txt")))
+    assert f"(line 2 of {tmp_path / 'r.txt'})" in message and "requirements.in" not in message

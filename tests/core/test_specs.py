@@ -35,6 +35,8 @@ DECORATORS = [
     ({"packages": {"requests[socks]": "2.31.0"}}, ["pypi::requests[socks]==2.31"]),
     ({"packages": {"pandas": "1.4.*"}}, ["pypi::pandas==1.4.*"]),  # a prefix match, as ==1.4.* is
     ({"packages": {"torch": "==2.1.*"}}, ["pypi::torch==2.1.*"]),
+    ({"packages": {"fx-core": "v2.0.0"}}, ["pypi::fx-core==2"]),  # PEP 440 allows the v, as the original
+    ({"packages": {"fx-core": "; python_version < '3.12'"}}, ['pypi::fx-core;python_version < "3.12"']),
     ({"conda_only": {"ffmpeg": "6.1"}}, ["npconda::ffmpeg==6.1"]),
     ({"sys_packages": {"__cuda": "12.4"}}, ["sys::__cuda==12.4"]),
     ({"sys_packages": {"__glibc": "==2.27"}}, ["sys::__glibc==2.27"]),
@@ -85,7 +87,6 @@ REQUIREMENTS = [
     ("pkg @ https://x.example/pkg-1.0.tar.gz", ["pypi::pkg@https://x.example/pkg-1.0.tar.gz"]),
     ("git+https://github.com/org/tool.git@v1", ["pypi::tool@git+https://github.com/org/tool.git@v1"]),
     ("git+https://h/x/repo.git#egg=thing", ["pypi::thing@git+https://h/x/repo.git#egg=thing"]),
-    ("./libs/mylib", ["pypi::mylib@./libs/mylib"]),
     ("a\nb\n", ["pypi::a", "pypi::b"]),
     ("# comment\n\na==1  # inline\n", ["pypi::a==1"]),
     ("a#b==1", ["pypi::a#b==1"] if False else None),  # '#' not preceded by a space is not a comment: invalid
@@ -345,6 +346,8 @@ ERRORS = [
     (lambda: specs.parse_pyproject("[project\n", "p.toml"), "p.toml is not valid TOML"),
     (lambda: specs.from_decorator(libraries={"bad name": "1"}), "Could not parse conda package 'bad name'"),
     (lambda: specs.from_decorator(packages={"x": "1.0.0.x.y"}), "'1.0.0.x.y' is not a valid version of x"),
+    # before, a word was glued to the name: 'fx-corenot a version!!'
+    (lambda: specs.from_decorator(packages={"x": "latest"}), "'latest' is not a valid version of x"),
     (lambda: specs.from_decorator(python="three"), "'three' is not a python version"),
     (lambda: specs.load(Path("/nonexistent/requirements.txt")), "Cannot read /nonexistent/requirements.txt"),
 ]
@@ -631,6 +634,80 @@ def test_the_requirements_recorded_in_an_environment_read_back_as_given() -> Non
         specs.conda_requirement("conda-forge::numpy", "1.21", "test"),
         specs.pypi_requirement('requests[http2,socks]>=2; python_version < "3.12"', "test"),
         specs.conda_requirement("fx-core", "", "test"),
+        specs.conda_requirement("https://conda.example.com/chan::fx-http", "1.2", "test"),
+        specs.pypi_requirement("fx-app @ file:///wheels/fx_app-1.0.0-py3-none-any.whl", "test"),
+        specs.pypi_requirement("fx-extras[yaml] @ https://h.example/fx_extras-1.0.tar.gz", "test"),
     ]
     env = SimpleNamespace(deps=[r.tstr for r in given] + ["conda::python==3.11.*", "sys::__glibc==2.36=0"])
     assert [r.tstr for r in requirements_of(env)] == [r.tstr for r in given]  # type: ignore[arg-type]
+
+
+# --- direct references, URL channels, nodefaults, malformed requirements ------------------------------------
+
+
+def test_bare_paths_are_named_by_their_wheel_sdist_or_pyproject(tmp_path: Path) -> None:
+    project = tmp_path / "libs" / "mylib"
+    project.mkdir(parents=True)
+    (project / "pyproject.toml").write_text('[project]\nname = "My_Lib"\nversion = "1.0"\n')
+    text = "/w/fx_src-0.9.0.tar.gz\n/w/fx_core-1.0.0-py3-none-any.whl\n./libs/mylib\nhttps://h/p/fx_app-1.0.zip\n"
+    assert tstrs(specs.parse_requirements_txt(text)) == [
+        "pypi::fx-src@file:///w/fx_src-0.9.0.tar.gz",
+        "pypi::fx-core@file:///w/fx_core-1.0.0-py3-none-any.whl",
+        f"pypi::My_Lib@{project.as_uri()}",  # relative to the current directory, as pip reads it
+        "pypi::fx-app@https://h/p/fx_app-1.0.zip",
+    ]
+    (req,) = specs.parse_requirements_txt("fx-core @ ./fx_core-1.0.0-py3-none-any.whl").requirements
+    assert req.url == (tmp_path / "fx_core-1.0.0-py3-none-any.whl").as_uri()
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("./nothing/here", "Could not derive a package name from 'file://"),
+        ("./", "has no [project].name in a pyproject.toml"),
+        ("/w/not-a-wheel.whl", "is not the file name of a wheel"),
+        ("https://u:pw@h/p/fx_app-1.0.zip", "carries credentials"),
+        ("fx-app @ https://h/p/fx_app-1.0.zip?token=abc", "carries credentials"),
+        ("fx-core===", "=== has no version"),
+        ("fx-core===abc", "'abc' is not a version"),
+        ("fx-core @ https://", "is not a URL with a host"),
+    ],
+)
+def test_bad_direct_references_and_specifiers_name_the_line(line: str, message: str) -> None:
+    with pytest.raises(SpecError) as caught:
+        specs.parse_requirements_txt(f"fx-http\n{line}\n", "reqs.txt")
+    assert message in caught.value.message and "(line 2 of reqs.txt)" in caught.value.message
+    assert ":pw@" not in caught.value.message and "token=abc" not in caught.value.message
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["file:///tmp/x/chan2::fx-core", "https://conda.example.com/t/chan::fx-core", "http://h:8080/c::fx-core"],
+)
+def test_a_url_channel_qualifies_a_package(key: str) -> None:
+    channel = key.rpartition("::")[0]
+    expected = [f"conda::{key}==>=1"]
+    assert tstrs(specs.from_command_line(conda=[f"{key}>=1"])) == expected
+    assert tstrs(specs.parse_environment_yml(f"dependencies:\n  - {key}>=1\n")) == expected
+    assert tstrs(specs.from_decorator(libraries={key: ">=1"})) == expected
+    assert tstrs(specs.parse_requirements_txt(f"--conda-pkg {key}>=1")) == [f"npconda::{key}==>=1"]
+    assert specs.match_spec(specs.from_command_line(conda=[key]).requirements[0], channel) == key
+
+
+def test_a_url_channel_with_credentials_keeps_them_out_of_the_requirement() -> None:
+    spec = specs.parse_environment_yml("dependencies:\n  - https://bob:pw@conda.example.com/chan::fx-core\n")
+    assert tstrs(spec) == ["conda::https://conda.example.com/chan::fx-core"]
+    assert spec.sources["conda"] == (
+        "https://bob:pw@conda.example.com/chan",
+    )  # for the resolver's credentials
+    with pytest.raises(SpecError, match="is not a conda channel"):
+        specs.from_command_line(conda=["htp:/x::fx-core"])
+
+
+def test_nodefaults_is_not_a_channel_but_a_request() -> None:
+    spec = specs.parse_environment_yml("channels:\n  - bioconda\n  - nodefaults\ndependencies: [fx-core]\n")
+    assert spec.sources == {"conda": ("bioconda",)} and spec.nodefaults
+    assert not specs.parse_environment_yml("channels: [bioconda]\n").nodefaults
+    assert specs.from_decorator(channels=["nodefaults"]).sources == {}
+    assert specs.from_decorator(channels=["nodefaults"]).nodefaults
+    assert specs.merge(spec, specs.from_decorator()).nodefaults

@@ -9,14 +9,17 @@ import sys
 import sysconfig
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from packaging.tags import Tag
+from packaging.utils import parse_wheel_filename
+
 from envcore import pypi
-from envcore.config import Config, redact_text
-from envcore.errors import BackendUnavailable, ResolutionError
+from envcore.config import Config, redact_text, redact_url
+from envcore.errors import BackendUnavailable, EnvcoreError, ResolutionError
 from envcore.tools import run_remembered, run_tool, tail, tool_env
-from envcore.types import PYPI, LockedPackage, ResolveRequest
+from envcore.types import PYPI, LockedPackage, PackageFile, PackageKind, ResolveRequest
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -121,6 +124,7 @@ class UvResolver:
         return done.stdout.split()[1] if done.returncode == 0 and done.stdout.split()[1:] else "unknown"
 
     def resolve(self, request: ResolveRequest) -> Sequence[LockedPackage]:
+        _check_references(request)
         with tempfile.TemporaryDirectory(prefix="envcore-uv-") as tmp:
             work = Path(tmp)
             pypi.write_resolver_inputs(request, work, "uv")
@@ -149,7 +153,7 @@ class UvResolver:
                     + hint
                 )
             lock = tomllib.loads((work / "pylock.toml").read_text())
-        return self._packages(request, lock)
+            return self._packages(request, lock, work)
 
     def _args(self, request: ResolveRequest, work: Path) -> list[str]:
         args = [
@@ -181,7 +185,7 @@ class UvResolver:
         ]
         return [*args, str(work / "requirements.in")]
 
-    def _packages(self, request: ResolveRequest, lock: dict[str, object]) -> list[LockedPackage]:
+    def _packages(self, request: ResolveRequest, lock: dict[str, object], work: Path) -> list[LockedPackage]:
         tags = pypi.target_tags(request, request.python_version or "")
         provided = set(pypi.conda_python_packages(request.installed))
         out: list[LockedPackage] = []
@@ -191,6 +195,19 @@ class UvResolver:
             name, version = entry["name"], entry.get("version", "")
             if pypi.canonicalize(name) in provided:
                 continue  # the conda side installs it; the constraint kept the versions equal
+            if isinstance(entry.get("archive"), dict):  # a direct reference: NAME @ URL-or-path of a file
+                out.append(_archive(request, name, version, entry["archive"], work, tags))
+                continue
+            if isinstance(entry.get("directory"), dict):  # NAME @ file:///a/directory: built here
+                out.append(self._directory(request, name, entry["directory"], work))
+                continue
+            if isinstance(entry.get("vcs"), dict):
+                url = redact_url(str(entry["vcs"].get("url", "")))
+                raise ResolutionError(
+                    f"{name} comes from the repository {url}, and the uv resolver cannot lock a repository. "
+                    "Build a wheel of it (uv build --wheel) and require NAME @ file:///path/to/the.whl (or "
+                    "publish it to an index)."
+                )
             wheels = {pypi.filename_of(w["url"]): w for w in entry.get("wheels", []) if "url" in w}
             chosen = pypi.best_wheel(wheels, tags)
             sdist = entry.get("sdist")
@@ -209,6 +226,99 @@ class UvResolver:
                 sha256, size = pypi.sha256_of(wheel["url"], request.credentials)
             out.append(pypi.locked_wheel(name, version, wheel["url"], sha256, size))
         return out
+
+    def _directory(
+        self, request: ResolveRequest, name: str, directory: dict[str, object], work: Path
+    ) -> LockedPackage:
+        """A local project directory, built into a wheel now (as the original builds local directories, for
+        this machine's architecture only): the wheel goes to the package cache and from there to the store,
+        which is its only source afterwards (``built``)."""
+        from envcore.fetch import PackageCache, sha256_file
+        from envcore_uv.installer import UvInstaller
+
+        path = (work / str(directory.get("path", ""))).resolve()  # relative paths are relative to the lock
+        with tempfile.TemporaryDirectory(prefix="envcore-uv-dir-") as tmp:
+            try:
+                wheel = UvInstaller(self.config).build_wheel(path, Path(tmp), request)
+            except EnvcoreError as exc:
+                raise ResolutionError(
+                    f"Building {name} from the directory {path} failed: {exc.message}. Fix the project, or build "
+                    "a wheel yourself and require NAME @ file:///path/to/the.whl."
+                ) from None
+            if pypi.best_wheel([wheel.name], pypi.target_tags(request, request.python_version or "")) is None:
+                raise ResolutionError(
+                    f"The wheel built from {path} ({wheel.name}) does not fit {request.arch} with python "
+                    f"{request.python_version}. Check the project's python requirement."
+                )
+            file = PackageFile(
+                url_format=".whl",
+                url=path.as_uri(),
+                sha256=sha256_file(wheel),
+                size=wheel.stat().st_size,
+                built=True,
+            )
+            PackageCache(self.config.cache_dir()).put_verified(
+                wheel, file, wheel.name, f"the build of {path}"
+            )
+        _, version, _, _ = parse_wheel_filename(wheel.name)
+        return LockedPackage(
+            kind=PackageKind.PYPI,
+            name=pypi.canonicalize(name),
+            version=str(version),
+            filename=wheel.name[: -len(".whl")],
+            files=(file,),
+        )
+
+
+def _check_references(request: ResolveRequest) -> None:
+    """Direct references that must be built (sdists, directories, repositories) are refused before uv runs
+    for another architecture than this machine's: uv would only say it found no usable wheels."""
+    if request.arch == local_arch():
+        return
+    built = [r for r in request.of(PYPI) if r.url and not pypi.filename_of(r.url).endswith(".whl")]
+    if built:
+        names = ", ".join(f"{r.name} @ {redact_url(r.url or '')}" for r in built)
+        raise ResolutionError(
+            f"{names} must be built into a wheel, and envcore builds only for this machine's architecture "
+            f"({local_arch()}), not {request.arch}: a wheel built here would not run there. Require a wheel "
+            f"for {request.arch} (NAME @ URL-of-the.whl), or resolve on a {request.arch} machine."
+        )
+
+
+def _archive(
+    request: ResolveRequest,
+    name: str,
+    version: str,
+    archive: dict[str, object],
+    work: Path,
+    tags: Mapping[Tag, int],
+) -> LockedPackage:
+    """``NAME @ URL`` of a wheel or an sdist (``archive = {url|path, hashes}`` in uv's lock). A local file stays
+    a ``file://`` URL; its sha256 is computed and checked against uv's. An sdist is built by the core."""
+    if "url" in archive:
+        url = str(archive["url"])
+    else:
+        url = (work / str(archive.get("path", ""))).resolve().as_uri()  # relative paths: to the lock's dir
+    filename = pypi.filename_of(url)
+    if filename.endswith(".whl") and pypi.best_wheel([filename], tags) is None:
+        raise ResolutionError(
+            f"The wheel {filename} ({name}) does not fit {request.arch} with python {request.python_version}. "
+            f"Require a wheel built for {request.arch}."
+        )
+    hashes = archive.get("hashes")
+    sha256 = hashes.get("sha256") if isinstance(hashes, dict) else None
+    size = archive.get("size")
+    if not sha256 or url.startswith("file:"):
+        computed, size = pypi.sha256_of(url, request.credentials)
+        if sha256 and computed != sha256:
+            raise ResolutionError(
+                f"{redact_url(url)} changed while it was resolved (sha256 {computed}, uv read {sha256}). "
+                "Resolve again once it no longer changes."
+            )
+        sha256 = computed
+    if not version and filename.endswith(".whl"):
+        version = str(parse_wheel_filename(filename)[1])
+    return pypi.locked_wheel(name, version, url, str(sha256), size if isinstance(size, int) else None)
 
 
 _NOISE = re.compile(r"^(hint:|help:)")
