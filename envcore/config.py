@@ -157,6 +157,24 @@ def _redacted(value: Any) -> Any:
     return value
 
 
+_TRUE = ("1", "true", "yes", "y", "on")
+_FALSE = ("0", "false", "")
+
+
+def _boolean(text: str) -> bool:
+    """Metaflow's reading of a boolean (false: 0, false or empty), refusing the words it would read as true
+    against their meaning (no, off: METAFLOW_DEBUG_CONDA=no would turn debugging on) and anything else."""
+    word = text.strip().lower()
+    if word in _TRUE or word in _FALSE:
+        return word in _TRUE
+    meant = (
+        " (which Metaflow reads as true: only 0, false and empty are false)"
+        if word in ("no", "n", "off")
+        else ""
+    )
+    raise ValueError(f"it is not a boolean{meant}")
+
+
 def convert(setting: Setting, raw: Any, source: str) -> Any:
     """Convert a raw value to the setting's kind, as ``from_conf`` does for the type of its default."""
     if raw is None or (setting.kind == "str" and isinstance(raw, str)):
@@ -175,7 +193,7 @@ def convert(setting: Setting, raw: Any, source: str) -> Any:
                 raise ValueError(f"expected a JSON {type(setting.default).__name__}")
             return value
         if setting.kind == "bool":
-            return raw if isinstance(raw, bool) else str(raw).lower() not in ("0", "false", "")
+            return raw if isinstance(raw, bool) else _boolean(str(raw))
         if setting.kind == "int":
             return int(raw)
         if setting.kind == "float":
@@ -186,6 +204,7 @@ def convert(setting: Setting, raw: Any, source: str) -> Any:
             "json": "a JSON value such as "
             + json.dumps(setting.default if setting.default is not None else []),
             "int": "a whole number",
+            "bool": "1 or true, or 0 or false",
         }
         raise ConfigError(
             f"`{name}` is {shown} ({where}), which is not valid: {exc}. Set it to "

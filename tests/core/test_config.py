@@ -252,3 +252,25 @@ def test_messages_are_redacted_of_every_kind_of_secret(text: str, secret: str) -
     redacted = redact_text(text)
     assert secret not in redacted
     assert redacted.split("?")[0].split("//")[-1][:3] in text  # the rest of the message stays readable
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("1", True), ("true", True), ("True", True), ("yes", True), ("on", True), ("0", False), ("false", False)]
+    + [("", False), ("FALSE", False)],
+)
+def test_booleans_as_metaflow_reads_them(raw: str, expected: bool) -> None:
+    assert Config.load(environ={"METAFLOW_DEBUG_CONDA": raw}).get("DEBUG_CONDA") is expected
+
+
+@pytest.mark.parametrize(("raw", "meant"), [("no", True), ("off", True), ("maybe", False), ("2", False)])
+def test_a_word_that_is_no_boolean_is_refused(raw: str, meant: bool) -> None:
+    """Metaflow reads every word but 0, false and empty as true: METAFLOW_DEBUG_CONDA=no turned debugging on."""
+    with pytest.raises(ConfigError) as info:
+        Config.load(environ={"METAFLOW_DEBUG_CONDA": raw}).get("DEBUG_CONDA")
+    message = info.value.message
+    assert message.startswith(
+        f"`METAFLOW_DEBUG_CONDA` is {raw!r} (from env var), which is not valid: it is not a"
+    )
+    assert ("which Metaflow reads as true" in message) is meant
+    assert message.endswith("Set it to 1 or true, or 0 or false.")
