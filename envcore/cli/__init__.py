@@ -103,6 +103,32 @@ class App:
             click.echo(f"debug[envcore]: {message}", err=True)
 
 
+def _set_flag(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    app = ctx.find_object(App)
+    if value and app is not None and param.name:
+        setattr(app, param.name, True)
+
+
+def with_output_flags(command: click.Command) -> click.Command:
+    """``command`` also taking ``-v/--verbose`` and ``-q/--quiet`` after its name (``envcore resolve -v``), as
+    the group does before it; options of the command's own with those names win."""
+    taken = {opt for param in command.params for opt in getattr(param, "opts", ())}
+    for name, opts, help_text in (
+        ("verbose", ("-v", "--verbose"), "Detailed output and tracebacks (as envcore -v)."),
+        ("quiet", ("-q", "--quiet"), "Print only results and errors (as envcore -q)."),
+    ):
+        if not taken & set(opts):
+            command.params.append(
+                click.Option(
+                    [*opts, name], is_flag=True, expose_value=False, callback=_set_flag, help=help_text
+                )
+            )
+    if isinstance(command, click.Group):  # envcore config show -q
+        for sub in command.commands.values():
+            with_output_flags(sub)
+    return command
+
+
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return [*COMMANDS, *self._plugin_command_summaries(ctx)]
@@ -110,10 +136,9 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in COMMANDS:
             module, _, attr = COMMANDS[cmd_name][0].partition(":")
-            command: click.Command = getattr(importlib.import_module(module), attr)
-            return command
+            return with_output_flags(getattr(importlib.import_module(module), attr))
         entry = self._plugin_commands(ctx).get(cmd_name)
-        return entry.record.factory() if entry else None
+        return with_output_flags(entry.record.factory()) if entry else None
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, short) for name, (_, short) in COMMANDS.items()]

@@ -274,3 +274,19 @@ def test_a_malformed_pypi_requirement_names_its_file_and_line(run: Any, tmp_path
     (tmp_path / "r.txt").write_text(f"fx-http\n{line}\n")
     message = failed(run("-r", str(tmp_path / "r.txt")))
     assert f"(line 2 of {tmp_path / 'r.txt'})" in message and "requirements.in" not in message
+
+
+def test_quiet_and_verbose_also_follow_the_sub_command(cli_env: dict[str, str]) -> None:
+    """``envcore resolve ... -q`` as ``envcore -q resolve ...`` (before, "No such option '-q'")."""
+    before = envcore("-q", "resolve", "--dry-run", "--conda", "fx-core", env=cli_env)
+    after = envcore("resolve", "--dry-run", "--conda", "fx-core", "-q", env=cli_env)
+    assert before.returncode == after.returncode == 0, after.stderr
+    # the one-line form: <arch>, then ids (and the resolution date, which differs)
+    assert len(after.stdout.splitlines()) == 2 and "Resolved" not in after.stdout + after.stderr
+    assert [line.split()[:2] for line in before.stdout.splitlines()] == [
+        line.split()[:2] for line in after.stdout.splitlines()
+    ]
+    verbose = envcore("resolve", "--dry-run", "--conda", "fx-nosuch", "--verbose", env=cli_env)
+    assert verbose.returncode != 0 and "Traceback (most recent call last)" in verbose.stderr
+    shown = envcore("config", "show", "-q", env=cli_env)
+    assert shown.returncode == 0 and "METAFLOW_CONDA_CHANNELS" in shown.stdout
