@@ -514,5 +514,9 @@ def alias(app: App, env: str, names: tuple[str, ...], pathspec: bool) -> None:
     """Give ENV (an alias, REQ_ID:FULL_ID or step:Flow/Run/Step) the aliases NAME[:TAG]. Tags other than
     latest, candidate and stable are immutable: they can be written once."""
     envs = _environments(app)
-    for display, changed in envs.alias(step_ref(env, pathspec), names):
-        click.echo(f"{display} {'now refers to' if changed else 'already referred to'} {env}")
+    target = step_ref(env, pathspec)
+    done = envs.alias(target, names)
+    ids = ":".join(envs.aliases.resolve(target))  # what the names are bound to, whatever ENV names later
+    what = ids if ids == env else f"{ids} ({env})"
+    for display, changed in done:
+        click.echo(f"{display} {'now refers to' if changed else 'already referred to'} {what}")
