@@ -557,6 +557,13 @@ def _file_table(name: str, file: PackageFile, sha256: str, size: int | None) -> 
     return table
 
 
+def conda_python_distributions(env: ResolvedEnvironment) -> list[LockedPackage]:
+    """The conda packages of ``env`` that install a Python distribution (python aside): a pylock.toml of its PyPI
+    side cannot hold them, and its packages may depend on them."""
+    conda = [p for p in env.packages if p.kind is PackageKind.CONDA]
+    return sorted(pypi.conda_python_packages(conda).values(), key=lambda p: p.name)
+
+
 def export(env: ResolvedEnvironment, credentials: Mapping[str, tuple[str, str]] | None = None) -> str:
     """The PyPI packages of ``env`` as a pylock.toml for its arch and python.
 
@@ -574,6 +581,14 @@ def export(env: ResolvedEnvironment, credentials: Mapping[str, tuple[str, str]] 
         + (f", python {python.version}" if python else "")
         + ".",
         "# Conda packages (python included) are not part of it. Install with: uv pip install -r pylock.toml",
+    ]
+    conda_side = conda_python_distributions(env)
+    if conda_side:
+        lines.append(
+            "# The conda side also installs these Python distributions, which the packages below may need and "
+            "this file does not hold: " + ", ".join(f"{p.name} {p.version}" for p in conda_side)
+        )
+    lines += [
         'lock-version = "1.0"',
         f"environments = [{_quote(environment_marker(env.arch))}]",
     ]

@@ -446,6 +446,14 @@ def show(
             from envcore import pylock
 
             click.echo(pylock.export(resolved, resolving.source_credentials(app.config)), nl=False)
+            conda_side = pylock.conda_python_distributions(resolved)
+            if conda_side:
+                app.echo(
+                    f"Warning: the conda side of {resolved.req_id}:{resolved.full_id} also installs Python "
+                    f"distributions ({', '.join(f'{p.name} {p.version}' for p in conda_side)}) that a pylock.toml "
+                    "cannot hold: an environment made from this file alone lacks them if its packages need them.",
+                    err=True,
+                )
             return
         click.echo(describe(app, envs, resolved, as_json=as_json))
         return

@@ -220,3 +220,21 @@ def test_bad_input_fails_in_one_paragraph_and_changes_nothing(
     assert "\n\n" not in out.stderr.strip()
     assert expected.format(lock=lock) in message
     assert snapshot(world["store"]) == before
+
+
+def test_an_export_names_the_python_distributions_of_the_conda_side(run: Run, tmp_path: Path) -> None:
+    """fx-extras needs fx-core, which the conda side installs here: a pylock.toml cannot hold it, so the export
+    says so (before, an environment made from the file alone silently lacked it)."""
+    out = run("resolve", "--conda", "fx-core==2.0.0", "--pypi", "fx-extras")
+    (ref,) = env_ids(out.stdout)
+    shown = run("show", ref, "--format", "pylock")
+    assert "fx-core" not in shown.stdout.split("lock-version")[1]  # not as a package of the file
+    assert "this file does not hold: fx-core 2.0.0" in shown.stdout
+    assert "also installs Python distributions (fx-core 2.0.0) that a pylock.toml cannot hold" in " ".join(
+        shown.stderr.split()
+    )
+    assert run("-q", "show", ref, "--format", "pylock").stderr == ""
+    plain = run("resolve", "--pypi", "fx-extras")  # PyPI-only: fx-core is one of its PyPI packages
+    (ref,) = env_ids(plain.stdout)
+    shown = run("show", ref, "--format", "pylock")
+    assert "conda side also installs" not in shown.stdout + shown.stderr
