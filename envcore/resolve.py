@@ -176,7 +176,8 @@ def build_request(
     draft = ResolveRequest(arch=arch, requirements=tuple(requirements), base=base)
     raw_pypi: tuple[str, ...] = ()
     if draft.env_type is not EnvType.CONDA_ONLY:
-        defaults, _ = config.pypi_sources()
+        defaults, where = config.pypi_sources()
+        _check_indices(config, defaults, where)
         raw_pypi = (*defaults, *spec.sources.get(PYPI, ()))
         sources[PYPI] = _dedup(redact_url(s) for s in raw_pypi)
     return replace(
@@ -186,6 +187,19 @@ def build_request(
         python=python_spec,
         credentials=source_credentials(config, (*raw_conda, *raw_pypi)),
     )
+
+
+def _check_indices(config: Config, indices: Sequence[str], where: str) -> None:
+    """The configured indices checked as URLs: a bad setting is named as such, not as a package the index
+    lacks."""
+    from envcore.specs import check_index
+
+    first = config.value("CONDA_DEFAULT_PYPI_SOURCE")
+    for i, index in enumerate(indices):
+        if i == 0 and first.value:
+            check_index(index, f"in METAFLOW_CONDA_DEFAULT_PYPI_SOURCE, from {first.source}")
+        else:
+            check_index(index, f"in pip's configuration, from {where}")
 
 
 def source_credentials(config: Config, sources: Iterable[str] = ()) -> dict[str, tuple[str, str]]:

@@ -290,3 +290,14 @@ def test_quiet_and_verbose_also_follow_the_sub_command(cli_env: dict[str, str]) 
     assert verbose.returncode != 0 and "Traceback (most recent call last)" in verbose.stderr
     shown = envcore("config", "show", "-q", env=cli_env)
     assert shown.returncode == 0 and "METAFLOW_CONDA_CHANNELS" in shown.stdout
+
+
+def test_a_bad_default_index_setting_is_named(run: Any, cli_env: dict[str, str]) -> None:
+    """Before: "fx-core was not found in the package registry", naming neither the setting nor its value."""
+    cli_env["METAFLOW_CONDA_DEFAULT_PYPI_SOURCE"] = "notaurl"
+    message = failed(run("--pypi", "fx-core"))
+    assert message.startswith(
+        "envcore: 'notaurl' is not a package index URL (in METAFLOW_CONDA_DEFAULT_PYPI_SOURCE, from env var)."
+    )
+    conda_only = run("--conda", "fx-core")  # does not read it
+    assert conda_only.returncode == 0, conda_only.stderr
