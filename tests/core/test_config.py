@@ -256,8 +256,10 @@ def test_messages_are_redacted_of_every_kind_of_secret(text: str, secret: str) -
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [("1", True), ("true", True), ("True", True), ("yes", True), ("on", True), ("0", False), ("false", False)]
-    + [("", False), ("FALSE", False)],
+    [
+        *[("1", True), ("true", True), ("True", True), ("yes", True), ("on", True)],
+        *[("0", False), ("false", False), ("", False), ("FALSE", False)],
+    ],
 )
 def test_booleans_as_metaflow_reads_them(raw: str, expected: bool) -> None:
     assert Config.load(environ={"METAFLOW_DEBUG_CONDA": raw}).get("DEBUG_CONDA") is expected
