@@ -3,6 +3,7 @@ default resolution of a req id), cache into the store, look environments up, hyd
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -12,7 +13,7 @@ from pathlib import Path
 from envcore import description, naming, resolve, uptodate
 from envcore.aliases import Aliases, PathspecLookup
 from envcore.config import Config
-from envcore.errors import AliasError, ConfigError, MissingObject, StorageError, UsageError
+from envcore.errors import AliasError, ConfigError, MissingObject, ResolutionError, StorageError, UsageError
 from envcore.plugins import Registry
 from envcore.progress import Progress, as_progress
 from envcore.record import LocalRecord
@@ -44,6 +45,7 @@ class Environments:
         self.progress = as_progress(progress)
         self.pathspec_lookup = pathspec_lookup
         self._credentials: dict[str, tuple[str, str]] = {}
+        self._references: dict[tuple[str, str], str] = {}  # (req id, full id) -> the alias :meth:`find` got
 
     @cached_property
     def registry(self) -> Registry:
@@ -52,8 +54,42 @@ class Environments:
     @cached_property
     def record(self) -> LocalRecord:
         path = self.config.cache_dir() / str(self.config.get("CONDA_MAGIC_FILE_V2"))
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self._cache_dir_error(path.parent, exc) from None
         return LocalRecord(path, float(self.config.get("CONDA_LOCK_TIMEOUT")))
+
+    def check_cache_dir(self) -> None:
+        """Fail with a clear :class:`ConfigError` when the cache folder cannot be created or written: resolvers
+        and the hydration keep their files there, and would fail later with their own, misleading, words.
+        Checked once (a folder made and a file written and removed)."""
+        if self.__dict__.get("_cache_dir_checked"):
+            return
+        folder = self.config.cache_dir()
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder, prefix=".envcore-probe-"):
+                pass
+        except OSError as exc:
+            raise self._cache_dir_error(folder, exc) from None
+        self._cache_dir_checked = True
+
+    def _cache_dir_error(self, folder: Path, exc: OSError) -> ConfigError:
+        reason = exc.strerror or type(exc).__name__
+        if isinstance(exc, (FileExistsError, NotADirectoryError)):
+            reason += " (it, or a folder above it, is a file)"
+        value = self.config.value("ENVCORE_CACHE_DIR")
+        if not value.value:
+            origin = "the default, as METAFLOW_ENVCORE_CACHE_DIR is not set"
+        elif value.source == "env var":
+            origin = "set by the environment variable METAFLOW_ENVCORE_CACHE_DIR"
+        else:
+            origin = f"METAFLOW_ENVCORE_CACHE_DIR, set in {value.source}"
+        return ConfigError(
+            f"The envcore cache folder {folder} ({origin}) cannot be used: {reason}. Set "
+            "METAFLOW_ENVCORE_CACHE_DIR to a folder this user can create and write, or fix that folder."
+        )
 
     @cached_property
     def store(self) -> Store:
@@ -119,6 +155,7 @@ class Environments:
         """Lock each request, reusing the default resolution of its req id unless ``force``; distinct
         requirement sets are resolved in parallel. Requests with the same req id for several archs are
         co-resolved: they share one full id."""
+        self.check_cache_dir()
         groups: dict[str, list[int]] = {}
         for request in requests:
             self._credentials.update(request.credentials)  # to download the files when caching them
@@ -134,7 +171,7 @@ class Environments:
                         (i, (env, False)) for i, env in zip(indexes, known, strict=True) if env is not None
                     )
                     return
-            fresh = [resolve.resolve(self.registry, requests[i]) for i in indexes]
+            fresh = [self._resolve_one(requests[i]) for i in indexes]
             if len({e.arch for e in fresh}) > 1:
                 full_id = self.registry.naming().coresolved_full_id({e.arch: e.packages for e in fresh})
                 archs = tuple(sorted(e.arch for e in fresh))
@@ -154,12 +191,26 @@ class Environments:
             list(pool.map(counted, groups.items()))  # list() re-raises the first error
         return [results[i] for i in range(len(requests))]
 
+    def _resolve_one(self, request: ResolveRequest) -> ResolvedEnvironment:
+        """:func:`resolve.resolve`; a failure to extend a base names it as the user did (its alias)."""
+        try:
+            return resolve.resolve(self.registry, request)
+        except ResolutionError as exc:
+            base = request.base
+            ids = f"{base.req_id}:{base.full_id}" if base is not None else ""
+            name = self._references.get((base.req_id, base.full_id)) if base is not None else None
+            if name is None or ids not in exc.message:
+                raise
+            raise ResolutionError(exc.message.replace(ids, f"{name} ({ids})", 1)) from None
+
     def save(
         self, env: ResolvedEnvironment, *, cache: bool = True, set_default: bool = True
     ) -> ResolvedEnvironment:
         """Cache ``env`` in the store (packages, then description, then full-id alias), then record it locally."""
         if cache:
             from envcore import cache as caching  # here: what resolving alone needs is imported up front
+
+            self.check_cache_dir()
 
             env, report = caching.cache_environment(
                 self.config,
@@ -193,12 +244,30 @@ class Environments:
             with self.store.open(key) as fh:
                 raw = fh.read()
         except MissingObject:
-            raise StorageError(
-                f"Environment {req_id}:{full_id} is not available for {arch} in the store ({self.store.url}). "
-                "Resolve it for that architecture (envcore resolve --arch ...)."
-            ) from None
+            raise self._missing(arch, req_id, full_id) from None
         return description.loads(
             raw, req_id=req_id, full_id=full_id, arch=arch, where=f"{self.store.url}/{key}"
+        )
+
+    def _missing(self, arch: str, req_id: str, full_id: str) -> StorageError:
+        """Why the store lacks ``req_id:full_id`` for ``arch``: it holds it for other archs only, or not at all."""
+        envs_dirname = str(self.config.get("CONDA_ENVS_DIRNAME"))
+        others = [
+            a
+            for a in resolve.KNOWN_ARCHS
+            if a != arch
+            and self.store.stat(naming.env_key(a, req_id, full_id, envs_dirname=envs_dirname)) is not None
+        ]
+        if others:
+            return StorageError(
+                f"Environment {req_id}:{full_id} is not available for {arch} in the store ({self.store.url}), "
+                f"only for {', '.join(others)}. Resolve its requirements for {arch} (envcore resolve --arch "
+                f"{arch} ...), or ask for one of those architectures (--arch {others[0]})."
+            )
+        return StorageError(
+            f"Environment {req_id}:{full_id} is not available in the store ({self.store.url}) for any "
+            "architecture. Check the ids (envcore show NAME prints those of a named environment) and the store "
+            "settings (METAFLOW_DEFAULT_DATASTORE and its root)."
         )
 
     @cached_property
@@ -214,6 +283,8 @@ class Environments:
         """An environment by alias (``name[:tag]``, ``REQ_ID:FULL_ID``, ``step:Flow/Run/Step``): local record
         first, then the store."""
         req_id, full_id = self.aliases.resolve(ref)
+        if ref.strip() != f"{req_id}:{full_id}":
+            self._references[(req_id, full_id)] = ref.strip()
         local = self.record.environment(arch, req_id, full_id)
         if local is not None:
             return local
@@ -300,6 +371,7 @@ class Environments:
             return False  # the fast path: one small file read, no plugin loaded
         from envcore import hydrate
 
+        self.check_cache_dir()
         return hydrate.hydrate(
             self.registry,
             env,

@@ -12,10 +12,13 @@ import concurrent.futures
 import functools
 import json
 import os
+import re
 import tempfile
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -144,9 +147,83 @@ def locked_package(record: rattler.RepoDataRecord) -> LockedPackage:
     )
 
 
+_OPTIONS = re.compile(
+    r"^(?P<subject>.*?)(?P<which>,? which)? can be installed with any of the following options$"
+)
+_NO_OPTION = re.compile(
+    r"^(?P<subject>.*?)(?P<which>,? which)? cannot be installed because there are no viable options$"
+)
+_REQUIRES = re.compile(r"^(?P<subject>.*) would require$")
+_CONFLICTS = re.compile(r"^(?P<subject>.*), which conflicts (?P<rest>.*)$")
+_TREE = " │└─├"
+COALESCED = "a coalesced request failed"  # the gateway's error for a waiter on another caller's failed fetch
+COALESCED_WAIT = 1.0  # seconds a waiter waits for the failing fetch's cause before fetching again itself
+COALESCED_RETRIES = 2
+
+
+@dataclass
+class _Clause:
+    text: str
+    children: list[_Clause] = field(default_factory=list)
+
+
+def _render(clause: _Clause) -> str:
+    """One clause of rattler's explanation tree as a phrase (its children folded in)."""
+    text = clause.text.rstrip(" .:").replace("the versions reported above", "the versions named before")
+    parts = [_render(c) for c in clause.children]
+    if not parts:
+        return text
+    if match := _OPTIONS.match(text):  # a request its options name again: they say it all
+        return f"{match['subject']}, met by {' or '.join(parts)}" if match["which"] else " or ".join(parts)
+    if match := _NO_OPTION.match(text):
+        verb = ", which cannot" if match["which"] else " cannot"
+        return f"{match['subject']}{verb} be installed because {_reasons(clause.children)}"
+    if match := _REQUIRES.match(text):
+        return f"{match['subject']} would require {' and '.join(parts)}"
+    if text.lower().endswith("the following packages are incompatible"):
+        return f"{text}: {'; '.join(parts)}"
+    return f"{text} ({', '.join(parts)})"
+
+
+def _reasons(options: list[_Clause]) -> str:
+    """Why none of ``options`` fits; options that conflict alike are named together."""
+    conflicting: dict[str, list[str]] = {}
+    reasons: list[str] = []
+    for option in options:
+        match = None if option.children else _CONFLICTS.match(option.text.rstrip(" .:"))
+        if match is None:
+            reasons.append(_render(option))
+        else:
+            conflicting.setdefault(match["rest"], []).append(match["subject"])
+    for rest, subjects in conflicting.items():
+        rest = rest.replace("the versions reported above", "the versions named before")
+        verb = "conflicts" if len(subjects) == 1 else "conflict"
+        reasons.append(f"{' and '.join(subjects)} {verb} {rest}")
+    return " and ".join(reasons)
+
+
 def solver_message(exc: Exception) -> str:
-    lines = [line.strip(" │└─├") for line in str(exc).splitlines() if line.strip(" │└─├")]
-    return "; ".join(lines)
+    """rattler's error as one phrase, without a final period: its explanation tree (a solver conflict) folded
+    into clauses, its chain of causes (a channel that cannot be read) joined by colons."""
+    roots: list[_Clause] = []
+    stack: list[tuple[int, _Clause]] = []
+    for line in str(exc).splitlines():
+        text = line.lstrip(_TREE).strip()
+        if not text:
+            continue
+        if text.startswith("Caused by:") and roots:
+            roots[-1].text = f"{roots[-1].text.rstrip(' .:')}: {text.removeprefix('Caused by:').strip()}"
+            continue
+        depth = len(line) - len(line.lstrip(_TREE))
+        clause = _Clause(text.removeprefix("Cannot solve the request because of:").strip())
+        while stack and stack[-1][0] >= depth:
+            stack.pop()
+        (stack[-1][1].children if stack else roots).append(clause)
+        stack.append((depth, clause))
+    message = "; ".join(_render(root) for root in roots).rstrip(" .;:")
+    if message[:1].isupper() and message[1:2].islower():  # a sentence's first word, not a name
+        message = message[0].lower() + message[1:]
+    return message
 
 
 def _client(credentials: Mapping[str, tuple[str, str]]) -> rattler.Client:
@@ -223,6 +300,8 @@ class RattlerResolver:
         self._gateways: dict[frozenset[tuple[str, str, str]], tuple[rattler.Gateway, Solutions]] = {}
         self._lock = threading.Lock()
         self._urls: dict[str, str] = {}  # channel -> URL: a name goes through the alias (.condarc reads)
+        self._failures: dict[str, tuple[float, str]] = {}  # channel URL -> (when, why) its last read failed
+        self._failures_changed = threading.Condition()
 
     def channel_url(self, channel: str) -> str:
         url = self._urls.get(channel)
@@ -238,6 +317,25 @@ class RattlerResolver:
                 gateway = rattler.Gateway(cache_dir=self.cache_dir, client=_client(credentials))
                 self._gateways[key] = (gateway, Solutions())
             return self._gateways[key]
+
+    def _failed(self, channels: Sequence[str], reason: str) -> None:
+        """Remember why reading ``channels`` failed, for the solves that waited on the same fetch."""
+        with self._failures_changed:
+            now = time.monotonic()
+            self._failures.update((c, (now, reason)) for c in channels)
+            self._failures_changed.notify_all()
+
+    def _failure(self, channels: Sequence[str], *, since: float) -> str | None:
+        """Why reading one of ``channels`` failed after ``since`` (the solve that fetched it reports it at about
+        the same time: waited for a moment)."""
+        deadline = time.monotonic() + COALESCED_WAIT
+        with self._failures_changed:
+            while True:
+                found = [f for c in channels if (f := self._failures.get(c)) and f[0] >= since]
+                remaining = deadline - time.monotonic()
+                if found or remaining <= 0:
+                    return max(found)[1] if found else None
+                self._failures_changed.wait(remaining)
 
     def forget_solutions(self) -> None:
         """Solve again on the next call, from the repodata already read (the bench times the solver so)."""
@@ -302,31 +400,42 @@ class RattlerResolver:
         virtual: list[rattler.GenericVirtualPackage],
         priority: rattler.ChannelPriority,
     ) -> list[LockedPackage]:
-        try:
-            records = run_sync(
-                rattler.solve(
-                    sources=channels,
-                    specs=specs,
-                    gateway=gateway,
-                    platforms=[arch, "noarch"],  # type: ignore[list-item]  # a subdir name
-                    virtual_packages=virtual,
-                    channel_priority=priority,
+        started = time.monotonic()
+        for attempt in range(COALESCED_RETRIES + 1):
+            try:
+                records = run_sync(
+                    rattler.solve(
+                        sources=channels,
+                        specs=specs,
+                        gateway=gateway,
+                        platforms=[arch, "noarch"],  # type: ignore[list-item]  # a subdir name
+                        virtual_packages=virtual,
+                        channel_priority=priority,
+                    )
                 )
-            )
-        except rattler.exceptions.SolverError as exc:
-            raise ResolutionError(
-                f"The conda requirements cannot be resolved for {arch}: {solver_message(exc)}. Change the "
-                "constraint named above, or check that the package exists in the channels "
-                f"({', '.join(redact_url(c) for c in channels)})."
-            ) from None
-        except (rattler.exceptions.GatewayError, rattler.exceptions.FetchRepoDataError) as exc:
-            where = ", ".join(
-                f"{urlsplit(c).scheme}://{urlsplit(c).hostname or ''}{urlsplit(c).path}" for c in channels
-            )
-            raise ResolutionError(
-                f"Could not read the conda channels ({where}): {solver_message(exc)}. Check the channel names, "
-                "METAFLOW_CONDA_CHANNEL_ALIAS and your network."
-            ) from None
+                break
+            except rattler.exceptions.SolverError as exc:
+                raise ResolutionError(
+                    f"The conda requirements cannot be resolved for {arch}: {solver_message(exc)}. Change the "
+                    "constraint named above, or check that the package exists in the channels "
+                    f"({', '.join(redact_url(c) for c in channels)})."
+                ) from None
+            except (rattler.exceptions.GatewayError, rattler.exceptions.FetchRepoDataError) as exc:
+                reason = solver_message(exc)
+                if COALESCED not in reason:
+                    self._failed(channels, reason)
+                else:  # another solve's fetch of the same repodata failed: its cause, or fetch again
+                    found = self._failure(channels, since=started)
+                    if found is None and attempt < COALESCED_RETRIES:
+                        continue
+                    reason = found or reason
+                where = ", ".join(
+                    f"{urlsplit(c).scheme}://{urlsplit(c).hostname or ''}{urlsplit(c).path}" for c in channels
+                )
+                raise ResolutionError(
+                    f"Could not read the conda channels ({where}): {reason}. Check the channel names, "
+                    "METAFLOW_CONDA_CHANNEL_ALIAS and your network."
+                ) from None
         by_name = {r.name.normalized: r for r in records}  # a solution has one record per name
         ordered = rattler.PackageRecord.sort_topologically(records)  # type: ignore[arg-type]  # subclass
         return [locked_package(by_name[r.name.normalized]) for r in ordered]

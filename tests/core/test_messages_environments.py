@@ -1,0 +1,105 @@
+"""Errors of the environment workflow as users read them: an unusable cache folder, an environment the store
+does not hold, a base that cannot be extended, a channel that cannot be read by several environments at once."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from envcore import resolve as resolving
+from envcore import specs
+from envcore.config import Config
+from envcore.environments import Environments
+from envcore.errors import ResolutionError
+from envcore.platforms import local_arch
+from envcore.plugins import build_registry
+
+from ..conftest import Run
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+@pytest.mark.parametrize("kind", ["pypi", "conda"])
+def test_an_unusable_cache_folder_is_named_before_resolving(
+    run: Run, world: dict[str, Path], kind: str
+) -> None:
+    out = run("resolve", f"--{kind}", "fx-core", "--force", check=False, METAFLOW_ENVCORE_CACHE_DIR="/proc/x")
+    message = one_line(out.stderr)
+    assert out.returncode == 2, message
+    assert (
+        "The envcore cache folder /proc/x (set by the environment variable METAFLOW_ENVCORE_CACHE_DIR) cannot "
+        "be used: No such file or directory. Set METAFLOW_ENVCORE_CACHE_DIR to a folder" in message
+    )
+    assert "Traceback" not in message and "requirements cannot be resolved" not in message
+    assert "Resolved" not in message  # checked before resolving, not when caching the result
+
+    (world["a"] / "a-file").parent.mkdir(parents=True, exist_ok=True)
+    (world["a"] / "a-file").write_text("")
+    out = run(
+        "resolve", f"--{kind}", "fx-core", check=False, METAFLOW_ENVCORE_CACHE_DIR=str(world["a"] / "a-file")
+    )
+    assert (
+        out.returncode == 2
+        and "cannot be used: File exists (it, or a folder above it, is a file)." in one_line(out.stderr)
+    )
+
+
+def test_an_environment_the_store_does_not_hold_is_told_apart_from_one_of_another_arch(run: Run) -> None:
+    resolved = json.loads(run("resolve", "--conda", "fx-core", "--json").stdout)[local_arch()]
+    req_id, full_id = resolved["req_id"], resolved["full_id"]
+
+    out = run("get", f"{req_id}:{'0' * 40}", check=False)
+    message = one_line(out.stderr)
+    assert out.returncode == 1, message
+    assert f"Environment {req_id}:{'0' * 40} is not available in the store (" in message
+    assert ") for any architecture. Check the ids" in message
+    assert f"not available for {local_arch()}" not in message and "Resolve it for" not in message
+
+    other = "osx-arm64" if local_arch() != "osx-arm64" else "linux-64"
+    out = run("get", f"{req_id}:{full_id}", "--arch", other, check=False)
+    message = one_line(out.stderr)
+    assert out.returncode == 1, message
+    assert f"{req_id}:{full_id} is not available for {other} in the store (" in message
+    assert f"only for {local_arch()}. Resolve its requirements for {other}" in message
+
+
+def test_a_base_that_cannot_be_extended_is_named_as_the_user_named_it(run: Run) -> None:
+    base = json.loads(run("resolve", "--conda", "fx-legacy", "--alias", "team/base:v1", "--json").stdout)
+    ids = f"{base[local_arch()]['req_id']}:{base[local_arch()]['full_id']}"
+    out = run("resolve", "--using", "team/base:v1", "--conda", "fx-modern", check=False)
+    message = one_line(out.stderr)
+    assert out.returncode == 1, message
+    assert f"Cannot extend team/base:v1 ({ids})" in message
+
+    out = run("resolve", "--using", ids, "--conda", "fx-modern", check=False)  # named by its ids: as given
+    assert f"Cannot extend {ids}: " in one_line(out.stderr)
+
+
+def test_every_environment_of_a_batch_reports_why_the_channel_cannot_be_read(
+    machine_env: Callable[..., dict[str, str]], world: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The environments of one call resolve in parallel: rattler coalesces their reads of the same repodata,
+    and the one reported (the first group's) may be one that waited on another's failed read."""
+    missing = (world["universe"] / "no-such-channel").as_uri()
+    for attempt in range(3):  # the race is not certain: each round is a new registry (a new gateway)
+        for name, value in machine_env("a", METAFLOW_CONDA_CHANNELS=missing).items():
+            if name.startswith("METAFLOW_"):
+                monkeypatch.setenv(name, value)
+        monkeypatch.setenv("METAFLOW_ENVCORE_CACHE_DIR", str(world["a"] / f"cache-{attempt}"))
+        config = Config.load()
+        requests = [
+            resolving.build_request(
+                specs.from_decorator(libraries={name: ""}, packages={}), config, local_arch()
+            )
+            for name in ("fx-core", "fx-http", "fx-web", "fx-app")
+        ]
+        with pytest.raises(ResolutionError) as caught:
+            Environments(build_registry(config)).resolve(requests, force=True)
+        message = caught.value.message
+        assert "coalesced" not in message and "other error" not in message, message
+        assert "Could not read the conda channels" in message and "No such file or directory" in message
