@@ -286,10 +286,13 @@ def resolve(
     started = time.monotonic()
     results = envs.resolve(requests, force=force)
     fresh = [env for env, new in results if new]
-    if fresh:
-        app.echo(f"    Resolved {len(fresh)} environment(s) in {time.monotonic() - started:.2f} s.", err=True)
+    if fresh:  # the original's words (whole seconds there: hundredths here, as a resolve takes less)
+        count = f"{len(fresh)} environment{'s' if len(fresh) > 1 else ''}"
+        app.echo(f"    Resolving {count} ... done in {time.monotonic() - started:.2f} seconds.", err=True)
+    elif wanted:
+        app.echo("    No environments to resolve, aliasing only. Use --force to force re-resolution", err=True)
     else:
-        app.echo("    Using the existing resolution (use --force to resolve again).", err=True)
+        app.echo("    No environments to resolve, use --force to force re-resolution", err=True)
     if dry_run:
         app.echo("    Dry-run -- not caching or aliasing", err=True)
     else:

@@ -105,7 +105,7 @@ def test_default_resolution_is_reused_without_a_resolver(run: Run, world: dict[s
     shutil.rmtree(world["universe"])  # a resolver call would now fail
     again = run("resolve", "--conda", "fx-app")
     assert env_ids(again.stdout) == first
-    assert "Using the existing resolution" in again.stderr
+    assert "No environments to resolve, use --force to force re-resolution" in again.stderr
     forced = run("resolve", "--conda", "fx-app", "--force", check=False)
     assert forced.returncode != 0
     assert "Traceback" not in forced.stderr

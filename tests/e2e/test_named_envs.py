@@ -128,7 +128,7 @@ def test_get_by_name_records_it_as_the_default_and_shows_it(run: Run) -> None:
     assert "Fetched " in out.stderr
     again = run("resolve", "--conda", "fx-app", machine="b")  # reused: machine b now knows it as the default
     assert env_ids(again.stdout) == [ref]
-    assert "Using the existing resolution" in again.stderr
+    assert "No environments to resolve, use --force to force re-resolution" in again.stderr
     both_archs = ("--arch", local_arch(), "--arch", "osx-arm64")
     run("resolve", "--conda", "fx-app", *both_archs, "--alias", "team/app:v2")
     kept = run("get", "team/app:v2", "--no-default", machine="b")
@@ -220,7 +220,7 @@ def test_remote_latest_picks_the_newest_matching_resolution(
 def test_without_remote_latest_machine_b_resolves_itself(run: Run) -> None:
     run("resolve", "--conda", "fx-app", USERNAME="alice", METAFLOW_USER="alice")
     out = run("resolve", "--conda", "fx-app", machine="b", METAFLOW_USER="carol")
-    assert "Resolved 1 environment(s)" in out.stderr
+    assert "Resolving 1 environment ... done in " in out.stderr
 
 
 def test_remote_latest_with_a_bad_value_is_a_config_error(run: Run) -> None:
@@ -256,8 +256,11 @@ def test_no_set_default_stores_a_resolution_without_making_it_the_default(run: R
     assert not out.stdout.split("\n", 1)[1].startswith("DEFAULT ")
     assert f"full hash {ref}" in run("show", ref).stdout  # stored and recorded
     again = run("resolve", "--conda", "fx-http")  # no default to reuse: resolved again, now the default
-    assert "Resolved 1 environment(s)" in again.stderr and env_ids(again.stdout) == [ref]
-    assert "Using the existing resolution" in run("resolve", "--conda", "fx-http").stderr
+    assert "Resolving 1 environment ... done in " in again.stderr and env_ids(again.stdout) == [ref]
+    assert (
+        "No environments to resolve, use --force to force re-resolution"
+        in run("resolve", "--conda", "fx-http").stderr
+    )
 
 
 def test_a_reused_resolution_is_cached_into_a_new_store_before_it_is_aliased(
@@ -266,7 +269,10 @@ def test_a_reused_resolution_is_cached_into_a_new_store_before_it_is_aliased(
     (ref,) = env_ids(run("resolve", "--conda", "fx-http").stdout)
     other = str(tmp_path / "other-store")  # the site moved to another store since
     out = run("resolve", "--conda", "fx-http", "--alias", "team/moved:v1", METAFLOW_CONDA_LOCALROOT=other)
-    assert env_ids(out.stdout) == [ref] and "Using the existing resolution" in out.stderr
+    assert (
+        env_ids(out.stdout) == [ref]
+        and "No environments to resolve, aliasing only. Use --force to force re-resolution" in out.stderr
+    )
     assert "is not in " in out.stderr
     created = run("create", "team/moved:v1", "--name", "m", machine="b", METAFLOW_CONDA_LOCALROOT=other)
     assert " created at " in created.stdout

@@ -155,7 +155,7 @@ def test_req_id_follows_the_content_of_the_lock(run: Run, world: dict[str, Path]
     same.write_text("# the same lock, other comments\n" + first.read_text().replace("\n\n", "\n\n\n"))
     again = run("resolve", "--pylock", str(same))
     assert env_ids(again.stdout) == [ref_a]
-    assert "Using the existing resolution" in again.stderr
+    assert "No environments to resolve, use --force to force re-resolution" in again.stderr
 
 
 def test_co_resolution_picks_each_archs_wheel(run: Run, world: dict[str, Path], tmp_path: Path) -> None:

@@ -103,13 +103,13 @@ def test_fetch_at_exec_with_run_id_and_parameter_substitution(machine: Machine) 
 
 def test_flow_level_resolve_and_show(machine: Machine) -> None:
     show = machine.flow("base_override", "environment", "show")
-    assert "Step *start*" in show.stdout and "\tEnvironment is unresolved" in show.stdout
-    assert "Step *end*" in show.stdout and "\tEnvironment is disabled" in show.stdout
+    assert "Step start (" in show.stdout and "\tEnvironment is unresolved" in show.stdout
+    assert "Step end (" in show.stdout and "\tEnvironment is disabled" in show.stdout
 
     resolved = machine.flow("base_override", "environment", "resolve")
     assert "Resolving 2 environments ... done in" in resolved.stderr
-    assert "### Environment for step(s) *start*" in resolved.stdout
-    assert "### Environment for step(s) *override*" in resolved.stdout
+    assert "### Environment for step(s) start (" in resolved.stdout
+    assert "### Environment for step(s) override (" in resolved.stdout
     assert len(_ids(resolved.stdout)) == 2
     again = machine.flow("base_override", "environment", "resolve", "start")
     assert "No environments to resolve, use --force to force re-resolution" in again.stderr

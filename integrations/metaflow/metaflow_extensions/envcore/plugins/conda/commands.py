@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 
@@ -44,6 +44,7 @@ class MetaflowApp(App):
     def __init__(self, session: Session, verbose: bool = False, quiet: bool = False) -> None:
         super().__init__(verbose=verbose, quiet=quiet, pathspec_lookup=session.pathspec_lookup)
         self.session = session
+        self.local_only = False  # --local-only: the commands do not consult the store
 
     def hint(self, message: str) -> str:
         from metaflow_extensions.envcore.plugins.conda import messages
@@ -58,7 +59,20 @@ class MetaflowApp(App):
 
     @cached_property
     def registry(self) -> Registry:
-        return self.session.registry
+        return local_only_registry(self.session.registry) if self.local_only else self.session.registry
+
+    def local_ids(self, ref: str, arch: str) -> str:
+        """``ref`` as ``REQ_ID:FULL_ID``, found with local information only (the local record, and a run's
+        metadata for ``step:`` references): what ``--local-only`` means, as in the original."""
+        from envcore.environments import Environments
+
+        envs = Environments(
+            lambda: local_only_registry(self.session.registry),
+            config=self.config,
+            pathspec_lookup=self.pathspec_lookup,
+        )
+        env = envs.find(ref, arch)
+        return f"{env.req_id}:{env.full_id}"
 
     def step_ref(self, text: str, is_pathspec: bool = False) -> str:
         """``Flow/Run/Step`` (with ``--pathspec``) or ``step:Flow/Run/Step`` as ``REQ_ID:FULL_ID``, from the
@@ -69,6 +83,36 @@ class MetaflowApp(App):
             return text
         req_id, full_id = self.session.environments.aliases.resolve(text)
         return f"{req_id}:{full_id}"
+
+
+class _LocalOnlyRegistry:
+    """The registry, but its store is not available (``--local-only``)."""
+
+    def __init__(self, registry: Registry) -> None:
+        self._registry = registry
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._registry, name)
+
+    def store(self, datastore: str | None = None) -> Any:
+        from envcore.errors import StorageError
+
+        raise StorageError(
+            "It is not known locally, and with --local-only the store is not looked in. Run without "
+            "--local-only, or fetch it first with `metaflow environment get`."
+        )
+
+
+def local_only_registry(registry: Registry) -> Registry:
+    return cast("Registry", _LocalOnlyRegistry(registry))
+
+
+LOCAL_ONLY = click.Option(
+    ["--local-only/--non-local"],
+    default=False,
+    show_default=True,
+    help="Use only local information (the local record, and runs' metadata) to find the environment.",
+)
 
 
 def _app(ctx: click.Context) -> MetaflowApp:
@@ -113,7 +157,7 @@ def _pypi_only(app: MetaflowApp, kwargs: dict[str, Any]) -> bool:
     return PYPI in categories and CONDA not in categories
 
 
-def _resolve(skip_metaflow_deps: bool, **kwargs: Any) -> None:
+def _resolve(skip_metaflow_deps: bool, local_only: bool, **kwargs: Any) -> None:
     ctx = click.get_current_context()
     app = _app(ctx)
     if kwargs["using_pathspec"]:
@@ -122,6 +166,15 @@ def _resolve(skip_metaflow_deps: bool, **kwargs: Any) -> None:
         kwargs["using"], kwargs["using_pathspec"] = app.step_ref(kwargs["using_pathspec"], True), None
     elif kwargs["using"]:
         kwargs["using"] = app.step_ref(kwargs["using"])
+    if local_only:  # the base (--using) and the cloned (--from) environments are looked up locally only
+        from envcore.resolve import check_arch, local_arch
+
+        arch = check_arch(kwargs["archs"][0]) if kwargs["archs"] else local_arch()
+        if kwargs["from_pathspec"] and not kwargs["from_env"]:
+            kwargs["from_env"], kwargs["from_pathspec"] = f"step:{kwargs['from_pathspec']}", None
+        for key in ("using", "from_env"):
+            if kwargs[key]:
+                kwargs[key] = app.local_ids(kwargs[key], arch)
     if not skip_metaflow_deps:
         from metaflow.metaflow_config import get_pinned_conda_libs
 
@@ -148,6 +201,7 @@ resolve = _extend(
         is_flag=True,
         help="Do not add what Metaflow needs to run a step (requests...).",
     ),
+    LOCAL_ONLY,
     help_suffix="\n\nMetaflow's own requirements are added (see --skip-metaflow-deps).",
 )
 resolve.callback = _resolve
@@ -156,7 +210,9 @@ resolve.callback = _resolve
 # --- create ----------------------------------------------------------------------------------------------
 
 
-def _create(pathspec: bool, into_dir: Path | None, install_notebook: bool, **kwargs: Any) -> None:
+def _create(
+    pathspec: bool, into_dir: Path | None, install_notebook: bool, local_only: bool, **kwargs: Any
+) -> None:
     from metaflow_extensions.envcore.plugins.conda import code_package
 
     from envcore import resolve as resolving
@@ -173,6 +229,8 @@ def _create(pathspec: bool, into_dir: Path | None, install_notebook: bool, **kwa
         if into_dir.exists() and (not into_dir.is_dir() or any(into_dir.iterdir())) and not kwargs["force"]:
             raise UsageError(f"'{into_dir}' is not a directory or not empty -- use --force to force.")
     kwargs["env"] = app.step_ref(original, pathspec)
+    if local_only:  # only an environment known locally is created
+        kwargs["env"] = app.local_ids(kwargs["env"], resolving.local_arch())
     # the step's code package is looked up before anything is created: a run without one fails here
     code = code_package.step_code(step_path) if into_dir is not None and step_path else None
     envs = app.session.environments
@@ -227,6 +285,7 @@ create = _extend(  # (--pathspec is the core's option, read here through Metaflo
         is_flag=True,
         help="Also install a Jupyter kernel 'Metaflow <ENV>' running in it (ipykernel is added if missing).",
     ),
+    LOCAL_ONLY,
 )
 create.callback = _create
 
@@ -234,7 +293,34 @@ create.callback = _create
 # --- get / show / alias: the core's commands (MetaflowApp answers step references and sets show's form) ---
 
 
-get, show, alias = env_cmds.get, env_cmds.show, env_cmds.alias
+get = env_cmds.get
+
+
+def _show(local_only: bool, **kwargs: Any) -> None:
+    ctx = click.get_current_context()
+    _app(
+        ctx
+    ).local_only = local_only  # the store is not looked in (an environment not known locally: not found)
+    ctx.invoke(env_cmds.show, **kwargs)
+
+
+show = _extend(env_cmds.show, LOCAL_ONLY)
+show.callback = _show
+
+
+def _alias(local_only: bool, **kwargs: Any) -> None:
+    from envcore.resolve import local_arch
+
+    ctx = click.get_current_context()
+    app = _app(ctx)
+    if local_only:  # the source environment is found locally; the aliases are written to the store
+        kwargs["env"] = app.local_ids(app.step_ref(kwargs["env"], kwargs["pathspec"]), local_arch())
+        kwargs["pathspec"] = False
+    ctx.invoke(env_cmds.alias, **kwargs)
+
+
+alias = _extend(env_cmds.alias, LOCAL_ONLY)
+alias.callback = _alias
 
 
 # --- the group -------------------------------------------------------------------------------------------
@@ -257,24 +343,61 @@ class _Group(click.Group):
             raise
 
 
+def _types(kind: str) -> list[str]:
+    """The names of Metaflow's datastores or metadata providers (the original's choices)."""
+    from metaflow import plugins
+
+    return [str(p.TYPE) for p in getattr(plugins, kind)]
+
+
+# The original's group options: --quiet/--no-quiet, --metadata, --datastore, --environment, --conda-root.
 @click.group(cls=_Group, name="environment", context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", is_flag=True, help="Tracebacks and details (or METAFLOW_DEBUG_CONDA=1).")
-@click.option("-q", "--quiet", is_flag=True, help="Print only results and errors.")
-@click.option("--datastore", help="Datastore whose store to use (default: Metaflow's DEFAULT_DATASTORE).")
+@click.option(
+    "--quiet/--no-quiet", "-q", default=False, show_default=True, help="Print only results and errors."
+)
+@click.option(
+    "--metadata",
+    type=click.Choice(_types("METADATA_PROVIDERS")),
+    help="Metadata provider that step:Flow/Run/Step references are read from (default: Metaflow's "
+    "DEFAULT_METADATA).",
+)
+@click.option(
+    "--datastore",
+    type=click.Choice(_types("DATASTORES")),
+    help="Datastore whose store to use (default: Metaflow's DEFAULT_DATASTORE).",
+)
+@click.option(
+    "--environment",
+    type=click.Choice(["conda"]),
+    default="conda",
+    show_default=True,
+    help="Type of environment to manage (conda is the only one).",
+)
 @click.option("--conda-root", help="Root of the store (default: METAFLOW_CONDA_<DATASTORE>ROOT).")
 @click.pass_context
 def group(
-    ctx: click.Context, verbose: bool, quiet: bool, datastore: str | None, conda_root: str | None
+    ctx: click.Context,
+    verbose: bool,
+    quiet: bool,
+    metadata: str | None,
+    datastore: str | None,
+    environment: str,
+    conda_root: str | None,
 ) -> None:
     """Execution environment related commands: the envcore commands, with Metaflow's configuration."""
     from metaflow_extensions.envcore.plugins.conda import pathspecs
     from metaflow_extensions.envcore.plugins.conda.session import Session
 
+    if metadata:
+        from metaflow import metadata as use_metadata
+
+        use_metadata(metadata)
     overrides = {}
     if conda_root:
         kind = datastore or os.environ.get("METAFLOW_DEFAULT_DATASTORE") or _default_datastore()
         overrides[f"METAFLOW_CONDA_{kind.upper()}ROOT"] = conda_root
-    session = Session(datastore, pathspec_lookup=pathspecs.lookup, overrides=overrides)
+    session = Session(datastore, pathspec_lookup=pathspecs.lookup, overrides=overrides, quiet=quiet)
     ctx.obj = MetaflowApp(session, verbose=verbose, quiet=quiet)
 
 

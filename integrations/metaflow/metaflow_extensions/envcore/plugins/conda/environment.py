@@ -12,6 +12,7 @@ is absent: envcore is only imported by the methods that run in the launcher.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -68,6 +69,24 @@ def base_python(env: ResolvedEnvironment) -> str:
     return next((p.version for p in env.packages if p.name == "python" and p.kind.value == "conda"), "")
 
 
+def seconds(elapsed: float) -> str:
+    """``12 seconds``, ``1 second``: how the original says how long something took."""
+    count = int(elapsed)
+    return f"{count} second{'' if count == 1 else 's'}"
+
+
+def is_quiet(echo: Any = None) -> bool:
+    """Whether Metaflow runs with ``--quiet``: its command line's setting, else whether ``echo`` is the one
+    Metaflow gives when quiet."""
+    from metaflow._vendor import click
+
+    ctx = click.get_current_context(silent=True)
+    quiet = getattr(ctx.obj, "is_quiet", None) if ctx is not None else None
+    if quiet is not None:
+        return bool(quiet)
+    return getattr(echo, "__name__", "") == "echo_dev_null"
+
+
 def is_remote(decorators: Any, remote_commands: list[str]) -> bool:
     return any(deco.name in remote_commands for deco in decorators)
 
@@ -82,6 +101,8 @@ class CondaEnvironment(MetaflowEnvironment):
         self._flow = flow
         self._datastore_type: str | None = None
         self._session: Session | None = None
+        self._logger: Any = None  # Metaflow's (timestamped) logger, given to validate_environment
+        self._quiet = False
         # Anything this environment does not handle is delegated to the default environment.
         from metaflow.metaflow_config import DEFAULT_ENVIRONMENT
         from metaflow.plugins import ENVIRONMENTS
@@ -95,12 +116,14 @@ class CondaEnvironment(MetaflowEnvironment):
 
     def validate_environment(self, echo: Any, datastore_type: str) -> None:
         self._datastore_type = datastore_type
+        self._logger = echo
         self.base_env.validate_environment(echo, datastore_type)
 
     def decospecs(self) -> tuple[str, ...]:
         return ("conda_env_internal", *self.base_env.decospecs())
 
     def init_environment(self, echo: Any) -> None:
+        self._quiet = is_quiet(echo)
         echo("Bootstrapping Conda environment... (this could take a few minutes)")
         # `--force-rebuild-environments` (a Metaflow option) resolves everything again.
         self.resolve_steps(echo, force=bool(getattr(self, "_force_rebuild", False)))
@@ -199,8 +222,21 @@ class CondaEnvironment(MetaflowEnvironment):
             from metaflow_extensions.envcore.plugins.conda import pathspecs
             from metaflow_extensions.envcore.plugins.conda.session import Session
 
-            self._session = Session(self._datastore_type, pathspec_lookup=pathspecs.lookup)
+            self._session = Session(
+                self._datastore_type,
+                progress=self._progress,
+                pathspec_lookup=pathspecs.lookup,
+                quiet=lambda: self._quiet or is_quiet(),
+            )
         return self._session
+
+    def _progress(self, message: str) -> None:
+        """envcore's progress (caching, fetching, installing) as Metaflow logs: timestamped, as the original's
+        messages are (it prints them with the logger Metaflow gives the environment)."""
+        if self._logger is not None:
+            self._logger(message)
+        else:
+            print(message, file=sys.stderr, flush=True)
 
     def _remote_commands(self) -> list[str]:
         value = self.session().config.get("CONDA_REMOTE_COMMANDS")
@@ -291,6 +327,11 @@ class CondaEnvironment(MetaflowEnvironment):
             s.name: [self.plan_step(s, a) for a in (archs or [None])]  # type: ignore[list-item]
             for s in wanted
         }
+        from metaflow_extensions.envcore.plugins.conda.requirements import ignored_by_disabled
+
+        for infos in planned.values():
+            for warning in ignored_by_disabled(infos[0].merged):
+                echo(f"    Warning: {messages.for_printer(warning)}")
         todo: dict[str, ResolveRequest] = {}
         known: dict[str, tuple[ResolvedEnvironment, bool]] = {}
         for infos in planned.values():
@@ -306,17 +347,19 @@ class CondaEnvironment(MetaflowEnvironment):
                 else:
                     todo[rid] = info.request
         if todo:
-            count = f"{len(todo)} environment{'s' if len(todo) > 1 else ''}"
-            others = f" of {len(todo) + len(known)}" if known else ""
+            if known:  # the original's words
+                count = f"{len(todo)} of {len(todo) + len(known)} environments (others are cached)"
+            else:
+                count = f"{len(todo)} environment{'s' if len(todo) > 1 else ''}"
             started = time.monotonic()
-            echo(f"    Resolving {count}{others} ...", nl=False)
+            echo(f"    Resolving {count} ...", nl=False)
             try:
                 results = session.resolve(list(todo.values()), force=force)
             except BaseException:
                 echo(" failed.")
                 raise
             failed = {rid: r for rid, r in zip(todo, results, strict=True) if isinstance(r, str)}
-            echo(" failed." if failed else f" done in {time.monotonic() - started:.1f} s.")
+            echo(" failed." if failed else f" done in {seconds(time.monotonic() - started)}.")
             session.flush_messages()
             if failed:
                 raise InvalidEnvironmentException(messages.for_printer(self._failures(planned, failed)))

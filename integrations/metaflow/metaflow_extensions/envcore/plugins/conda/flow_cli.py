@@ -78,7 +78,15 @@ class _Group(click.Group):
 @cli.group(cls=_Group, help="Environments of the flow's steps (with --environment=conda).")
 @click.pass_obj
 def environment(obj: Any) -> None:
-    _environment(obj)
+    env = _environment(obj)
+    env._quiet = bool(getattr(obj, "is_quiet", False))
+    # envcore's progress on stderr, as the original's for these commands (stdout has the results, JSON too)
+    env._logger = lambda message: obj.echo(message, no_bold=True)
+
+
+def _bold(obj: Any, line: str) -> None:
+    """A line whose ``*name*`` parts Metaflow's echo renders bold (as the original prints them), on stdout."""
+    obj.echo_always(line, err=False)
 
 
 @environment.command(help="Resolve the environments of the steps (all, or STEPS) and cache them.")
@@ -111,15 +119,21 @@ def resolve(
                 found = by_env.setdefault(key, (info.env, [], info.newly_resolved))
                 found[1].append(name)
     envs = env.session().environments
+    refs = {(k[1], k[2]) for k in by_env}
+    if wanted and len(refs) != 1:
+        raise MetaflowException(
+            f"Cannot specify aliases if more than one environment to resolve/cache -- found {len(refs)} "
+            "environments: "
+            + "; ".join(f"one for step(s) {', '.join(s)}" for _, s, _ in by_env.values())
+            + ". Give the steps to alias."
+        )
+    if not force and not any(new for _, _, new in by_env.values()):
+        obj.echo(  # the original's words (aliasing: those of `metaflow environment resolve --alias`)
+            "    No environments to resolve, aliasing only. Use --force to force re-resolution"
+            if wanted
+            else "    No environments to resolve, use --force to force re-resolution"
+        )
     if wanted:
-        refs = {(k[1], k[2]) for k in by_env}
-        if len(refs) != 1:
-            raise MetaflowException(
-                f"Cannot specify aliases if more than one environment to resolve/cache -- found {len(refs)} "
-                "environments: "
-                + "; ".join(f"one for step(s) {', '.join(s)}" for _, s, _ in by_env.values())
-                + ". Give the steps to alias."
-            )
         for alias in wanted:
             changed = envs.aliases.write(alias, next(iter(refs)))
             obj.echo(f"    {'Aliased' if changed else 'Already aliased'} as {alias.display}")
@@ -135,10 +149,8 @@ def resolve(
                 }
         click.echo(json.dumps(payload, indent=1))
         return
-    if not force and not any(new for _, _, new in by_env.values()):
-        obj.echo("    No environments to resolve, use --force to force re-resolution")
     for resolved, names, _ in by_env.values():
-        click.echo(f"### Environment for step(s) *{', '.join(names)}* ({resolved.arch}) ###")
+        _bold(obj, f"### Environment for step(s) *{', '.join(names)}* ({resolved.arch}) ###")
         click.echo(describe(envs, resolved))
 
 
@@ -163,6 +175,12 @@ def _states(info: StepEnvironment, envs: Environments) -> list[str]:
 @click.argument("steps", nargs=-1)
 @click.pass_obj
 def show(obj: Any, as_json: bool, steps: tuple[str, ...]) -> None:
+    from metaflow.metaflow_environment import InvalidEnvironmentException
+    from metaflow_extensions.envcore.plugins.conda import messages
+    from metaflow_extensions.envcore.plugins.conda.environment import step_arch
+
+    from envcore.errors import EnvcoreError
+
     env = _environment(obj)
     wanted = _check_steps(obj, steps)
     envs = env.session().environments
@@ -170,9 +188,20 @@ def show(obj: Any, as_json: bool, steps: tuple[str, ...]) -> None:
     for step in sorted(obj.flow, key=lambda s: _order(obj, s.name)):
         if wanted is not None and step.name not in wanted:
             continue
-        info = env.plan_step(step)
-        if info.env is None and info.request is not None:
-            info.env = envs.known(info.request)
+        try:
+            info = env.plan_step(step)
+            if info.env is None and info.request is not None:
+                info.env = envs.known(info.request)
+        except (InvalidEnvironmentException, EnvcoreError) as exc:
+            # as the original: the step's error is its state, and the other steps are still shown
+            error = str(getattr(exc, "message", exc))
+            if as_json:
+                payload[step.name] = {"is_disabled": False, "error": error.replace(messages.STAR, "*")}
+            else:
+                _bold(obj, f"Step *{step.name}* ({step_arch(step, env._remote_commands())})")
+                obj.echo_always(f"\t{messages.for_printer(error)}", err=False)
+                obj.echo_always("", err=False)
+            continue
         states = _states(info, envs)
         if as_json:
             payload[step.name] = {
@@ -188,7 +217,7 @@ def show(obj: Any, as_json: bool, steps: tuple[str, ...]) -> None:
                 "env": describe(envs, info.env, as_dict=True) if info.env else None,
             }
             continue
-        click.echo(f"Step *{step.name}* ({info.arch})")
+        _bold(obj, f"Step *{step.name}* ({info.arch})")
         click.echo(f"\tEnvironment is {', '.join(states)}")
         if info.env is not None:
             click.echo(describe(envs, info.env))

@@ -26,6 +26,7 @@ from metaflow_extensions.envcore.plugins.conda.environment import (
     CondaEnvironment,
     StepEnvironment,
     is_remote,
+    seconds,
 )
 
 if TYPE_CHECKING:
@@ -38,6 +39,8 @@ class CondaEnvInternalDecorator(StepDecorator):
     # The code package extracted once per run: the env's python imports Metaflow and this extension from it.
     _code_dir: ClassVar[str | None] = None
     _code_env: ClassVar[dict[str, str]] = {}
+    # Environments built again in this run (`--force-rebuild-environments`): each once, not per task.
+    _rebuilt: ClassVar[set[tuple[str, str]]] = set()
 
     def step_init(
         self,
@@ -176,16 +179,23 @@ class CondaEnvInternalDecorator(StepDecorator):
     def _hydrate(self, env: ResolvedEnvironment) -> Path:
         from envcore import hydrate
 
+        cls = self.__class__
         session = self._environment.session()
         prefix = session.environments.prefix_for(env, None)
-        if hydrate.is_complete(prefix, env):
+        # `--force-rebuild-environments`: each environment is built again, once per run (before its first task)
+        force = bool(getattr(self._environment, "_force_rebuild", False)) and (
+            (env.req_id, env.full_id) not in cls._rebuilt
+        )
+        if not force and hydrate.is_complete(prefix, env):
             self._logger(f"    Using existing Conda environment {env.req_id} ({env.full_id})")
         else:
             self._logger(f"    Creating Conda environment {env.req_id} ({env.full_id})...")
             started = time.monotonic()
-            session.create(env, prefix)
-            self._logger(
-                f"    Extracting and linking Conda environment ... done in {time.monotonic() - started:.1f} s."
+            session.create(env, prefix, force=force)
+            if force:
+                cls._rebuilt.add((env.req_id, env.full_id))
+            session.say(
+                f"    Extracting and linking Conda environment ... done in {seconds(time.monotonic() - started)}."
             )
             session.flush_messages()
         return prefix / "bin" / "python"

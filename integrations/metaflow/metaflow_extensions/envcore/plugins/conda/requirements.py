@@ -13,6 +13,7 @@ Only the launcher imports this module (it needs envcore).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -58,21 +59,73 @@ def _scalar(request: DecoratorRequest, name: str) -> Any:
     return request.effective_disabled if name == "disabled" else getattr(request, name)
 
 
+def _decorator(request: DecoratorRequest) -> str:
+    """``@conda`` from an origin such as ``step 'start' (@conda)`` or ``the flow decorator @conda_base``."""
+    match = re.search(r"@\w+", request.origin)
+    return match.group(0) if match else request.origin
+
+
+def asked(request: DecoratorRequest) -> str:
+    """What a decorator asks for, in a few words (``fx-core, python 3.11``)."""
+    names = [*request.libraries, *request.packages, *request.conda_only, *request.sys_packages]
+    if request.python:
+        names.append(f"python {request.python}")
+    names.extend(f"channel {c}" for c in request.channels)
+    names.extend(f"index {i}" for i in request.extra_indices)
+    if request.name or request.pathspec:
+        names.append(f"the environment {request.name or 'step:' + str(request.pathspec)}")
+    return ", ".join(names) or "nothing"
+
+
+def _disabled_conflict(where: str, disabling: DecoratorRequest, other: DecoratorRequest) -> str:
+    if other.disabled is False:  # both said it
+        return (
+            f"In {where}: {_decorator(disabling)} has disabled=True but {_decorator(other)} has disabled=False; "
+            "a step runs in one environment or none, so give the same value (or remove one)."
+        )
+    return (
+        f"In {where}: {_decorator(disabling)} is disabled (disabled=True) but {_decorator(other)} on the same "
+        f"{'step' if where.startswith('step') else 'flow'} asks for {asked(other)}. Remove disabled=True to "
+        f"use them, or remove them from {_decorator(other)} to run without a Conda environment."
+    )
+
+
 def merge(requests: Iterable[DecoratorRequest], where: str) -> Merged:
     """Same-level merge: scalars must agree (or be unsaid)."""
     requests = tuple(requests)
     values: dict[str, Any] = {}
+    said_by: dict[str, DecoratorRequest] = {}
     for request in requests:
         for name in SCALARS:
             value = _scalar(request, name)
             if value is None:
                 continue
             if values.get(name) is not None and values[name] != value:
+                if name == "disabled":
+                    first, second = said_by[name], request
+                    disabling, other = (first, second) if values[name] else (second, first)
+                    raise InvalidEnvironmentException(
+                        messages.for_printer(_disabled_conflict(where, disabling, other))
+                    )
                 raise InvalidEnvironmentException(
                     f"In {where}: {name} is specified with incompatible values: {values[name]} and {value}"
                 )
             values[name] = value
+            said_by.setdefault(name, request)
     return Merged(requests=requests, **values)
+
+
+def ignored_by_disabled(merged: Merged) -> list[str]:
+    """What decorators that say both disabled=True and packages ask for, ignored (the original drops it
+    silently): ``In step 'start' (@conda): disabled=True, so fx-core are ignored...``."""
+    if not merged.disabled:
+        return []
+    return [
+        f"In {r.origin}: disabled=True, so what it also asks for ({asked(r)}) is ignored and the step runs "
+        "without a Conda environment. Remove disabled=True to use it, or remove it."
+        for r in merged.requests
+        if r.disabled is True and r.says_something
+    ]
 
 
 def override(flow: Merged, step: Merged) -> Merged:

@@ -53,13 +53,25 @@ class Session:
         progress: Callable[[str], None] = _echo_err,
         pathspec_lookup: Callable[[str], tuple[str, str] | None] | None = None,
         overrides: Mapping[str, str] | None = None,
+        quiet: bool | Callable[[], bool] = False,
     ) -> None:
+        """``quiet`` (or a function that says, when a message comes): progress is not shown at all."""
         self.overrides = dict(overrides or {})
+        self._quiet = quiet
         if datastore_type:
             self.overrides["METAFLOW_DEFAULT_DATASTORE"] = datastore_type
         self.progress = progress
         self.pathspec_lookup = pathspec_lookup
         self._messages: list[str] = []
+
+    @property
+    def quiet(self) -> bool:
+        return bool(self._quiet() if callable(self._quiet) else self._quiet)
+
+    def say(self, message: str) -> None:
+        """Progress, unless quiet."""
+        if not self.quiet:
+            self.progress(message)
 
     @cached_property
     def files(self) -> ConfigFiles:
@@ -84,7 +96,7 @@ class Session:
         from envcore.environments import Environments
 
         return Environments(
-            self.registry, progress=lambda m: self.progress(f"    {m}"), pathspec_lookup=self.pathspec_lookup
+            self.registry, progress=lambda m: self.say(f"    {m}"), pathspec_lookup=self.pathspec_lookup
         )
 
     # --- the worker -----------------------------------------------------------------------------------
@@ -98,7 +110,8 @@ class Session:
                 [sys.executable, "-m", WORKER, str(request), str(result)],
                 env=env,
                 stdin=subprocess.DEVNULL,
-                stdout=sys.stderr,
+                # the worker reports progress through its result; what tools print is progress too
+                stdout=subprocess.DEVNULL if self.quiet else sys.stderr,
                 check=False,
             )
             if not result.exists():
@@ -116,7 +129,7 @@ class Session:
     def flush_messages(self) -> None:
         """Show what the worker reported (caching, reuse), after the line that announced the work."""
         for message in dict.fromkeys(self._messages):
-            self.progress(f"    {message}")
+            self.say(f"    {message}")
         self._messages.clear()
 
     def resolve(
@@ -129,5 +142,7 @@ class Session:
         result: list[tuple[ResolvedEnvironment, bool] | str] = self._call("resolve", (list(requests), force))
         return result
 
-    def create(self, env: ResolvedEnvironment, prefix: Path) -> None:
-        self._call("create", (env, str(prefix)))
+    def create(self, env: ResolvedEnvironment, prefix: Path, *, force: bool = False) -> None:
+        """Hydrate ``env`` into ``prefix``; with ``force``, build it again even if complete (the old prefix is
+        kept until the new one is built)."""
+        self._call("create", (env, str(prefix), force))

@@ -51,8 +51,8 @@ def _resolve(envs: Any, payload: Any) -> Any:
 
 
 def _create(envs: Any, payload: Any) -> Any:
-    env, prefix = payload
-    return envs.create(env, Path(prefix))
+    env, prefix, force = payload
+    return envs.create(env, Path(prefix), force=force)
 
 
 def run(request: Path) -> tuple[str, Any]:

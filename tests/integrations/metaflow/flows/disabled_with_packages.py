@@ -1,0 +1,17 @@
+from metaflow import FlowSpec, conda, step
+
+
+class DisabledWithPackagesFlow(FlowSpec):
+    @conda(disabled=True, libraries={"fx-core": "2.0.0"})
+    @step
+    def start(self):
+        self.next(self.end)
+
+    @conda(disabled=True)
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    DisabledWithPackagesFlow()

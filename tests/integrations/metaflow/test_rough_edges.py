@@ -1,0 +1,141 @@
+"""Rough edges an explorer found, each checked with real flows and commands: --quiet, rebuilding environments,
+step references that name no environment, bold markers, the original's group and --local-only options, a bad
+step in the flow's ``environment show``, messages about ``disabled``, and the resolve messages."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from .conftest import Machine, both, reports, run_id
+
+FLOWS = Path(__file__).parent / "flows"
+TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} ")
+PROGRESS = ("Caching ", "All packages already cached", "Fetched and verified", "Installed ", "Extracting and")
+
+
+def flow(machine: Machine, name: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return machine.run(sys.executable, FLOWS / f"{name}.py", "--environment=conda", *args, check=check)
+
+
+def progress_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if any(p in line for p in PROGRESS)]
+
+
+def test_quiet_progress_and_force_rebuild(machine: Machine) -> None:
+    quiet = flow(machine, "edges", "--quiet", "run")  # a new environment: resolved, cached, created
+    assert reports(both(quiet))["start"]["fx-core"] == "1.1.0"
+    assert progress_lines(both(quiet)) == [], both(quiet)
+
+    # the environment loses a package: --force-rebuild-environments builds it again from the package files
+    (site,) = machine.cache.glob("envs/metaflow_*/lib/python3*/site-packages")
+    shutil.rmtree(site / "fx_core")
+    rebuilt = flow(machine, "edges", "--force-rebuild-environments", "run")
+    text = both(rebuilt)
+    assert reports(text)["start"]["fx-core"] == "1.1.0", text
+    assert "Creating Conda environment" in text and "Using existing Conda environment" not in text
+    assert (site / "fx_core").is_dir()
+    # without --quiet, envcore's progress is Metaflow's: timestamped, as the original's messages are
+    shown = progress_lines(rebuilt.stdout)
+    assert any("Installed " in line for line in shown), text
+    assert all(TIMESTAMP.match(line) for line in shown), shown
+    assert progress_lines(rebuilt.stderr) == [], rebuilt.stderr
+
+    # the same environment is used as it is by the next run
+    again = flow(machine, "edges", "run")
+    assert "Using existing Conda environment" in both(again)
+
+
+def test_step_references_that_name_no_environment(machine: Machine) -> None:
+    rid = run_id(both(flow(machine, "edges", "run")))
+    plain = machine.run(sys.executable, FLOWS / "plain.py", "run")  # not --environment=conda
+    plain_rid = run_id(both(plain))
+
+    def show(pathspec: str) -> str:
+        done = machine.metaflow("environment", "show", "--pathspec", pathspec, check=False)
+        assert done.returncode == 1, both(done)
+        return " ".join(both(done).split())
+
+    assert "ran without a Conda environment: it is disabled" in show(f"EdgesFlow/{rid}/end")
+    assert f"Run 'EdgesFlow/{rid}' has no step 'nope' (its steps: end, start)" in show(
+        f"EdgesFlow/{rid}/nope"
+    )
+    assert "Flow 'EdgesFlow' has no run '12345'" in show("EdgesFlow/12345/start")
+    assert "No flow named 'NoSuchFlow' is known" in show("NoSuchFlow/1/start")
+    assert "has no recorded environment id: its run did not use --environment=conda" in show(
+        f"PlainFlow/{plain_rid}/start"
+    )
+    for text in (show(f"EdgesFlow/{rid}/end"), show("NoSuchFlow/1/start")):
+        assert "resolve --alias" not in text
+    # the step that ran in one is shown
+    assert (
+        "Environment of type conda-only"
+        in machine.metaflow("environment", "show", "--pathspec", f"EdgesFlow/{rid}/start").stdout
+    )
+
+
+def test_flow_show_carries_on_and_bold_markers(machine: Machine) -> None:
+    shown = flow(machine, "bad_step", "environment", "show")  # exit 0, as the original
+    out = shown.stdout
+    assert "*" not in "".join(line for line in out.splitlines() if line.startswith("Step ")), out
+    start, mid, end = (out.index(f"Step {s} (") for s in ("start", "mid", "end"))
+    assert start < mid < end, out
+    assert "team/nope" in out[mid:end] and "Environment is unresolved" in out[start:mid]
+    assert "Environment is disabled" in out[end:]
+
+    resolved = flow(machine, "bad_step", "environment", "resolve", "start")
+    assert re.search(r"Resolving 1 environment \.\.\. done in \d+ seconds?\.", resolved.stderr), (
+        resolved.stderr
+    )
+    assert "### Environment for step(s) start (" in resolved.stdout
+    aliased = flow(machine, "bad_step", "environment", "resolve", "--alias", "team/edges", "start")
+    assert "No environments to resolve, aliasing only. Use --force to force re-resolution" in aliased.stderr
+    assert "Aliased as team/edges:latest" in aliased.stderr
+    quiet = flow(machine, "bad_step", "--quiet", "environment", "resolve", "--force", "start")
+    assert progress_lines(both(quiet)) == [], both(quiet)
+
+
+def test_disabled_messages(machine: Machine) -> None:
+    conflict = flow(machine, "disabled_conflict", "environment", "resolve", check=False)
+    text = " ".join(both(conflict).split())
+    assert conflict.returncode != 0
+    assert "@pypi is disabled (disabled=True) but @conda on the same step asks for fx-core" in text, text
+    assert "False and True" not in text
+
+    ignored = flow(machine, "disabled_with_packages", "environment", "resolve")
+    text = " ".join(ignored.stderr.split())
+    assert (
+        "Warning: In step 'start' (@conda): disabled=True, so what it also asks for (fx-core) is ignored"
+        in (text)
+    ), text
+
+
+def test_group_options_and_local_only(machine: Machine, other_machine: Machine, tmp_path: Path) -> None:
+    req = tmp_path / "requirements.txt"
+    req.write_text("fx-core==1.1.0\n")
+    options = ("--no-quiet", "--metadata", "local", "--datastore", "local", "--environment", "conda")
+    machine.metaflow("environment", *options, "resolve", "-r", str(req), "--alias", "team/lo")
+    quiet = machine.metaflow("environment", "--quiet", "resolve", "--force", "-r", str(req))
+    assert progress_lines(quiet.stderr) == [], quiet.stderr
+
+    assert (
+        "Environment of type"
+        in machine.metaflow("environment", *options, "show", "--local-only", "team/lo").stdout
+    )
+    # another machine shares the store, not the local record: --local-only does not look in the store
+    assert (
+        "Environment of type"
+        in other_machine.metaflow("environment", "show", "--non-local", "team/lo").stdout
+    )
+    third = Machine(root=tmp_path / "c", store=machine.store, universe=machine.universe)
+    missing = third.metaflow("environment", "show", "--local-only", "team/lo", check=False)
+    assert missing.returncode == 1 and "known environment locally" in " ".join(both(missing).split()), both(
+        missing
+    )
+    not_created = third.metaflow("environment", "create", "--local-only", "team/lo", check=False)
+    assert not_created.returncode == 1 and not list(third.cache.glob("envs/metaflow_*")), both(not_created)
+    third.metaflow("environment", "create", "team/lo")
+    assert list(third.cache.glob("envs/metaflow_*"))
