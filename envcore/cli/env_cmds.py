@@ -290,7 +290,9 @@ def resolve(
         count = f"{len(fresh)} environment{'s' if len(fresh) > 1 else ''}"
         app.echo(f"    Resolving {count} ... done in {time.monotonic() - started:.2f} seconds.", err=True)
     elif wanted:
-        app.echo("    No environments to resolve, aliasing only. Use --force to force re-resolution", err=True)
+        app.echo(
+            "    No environments to resolve, aliasing only. Use --force to force re-resolution", err=True
+        )
     else:
         app.echo("    No environments to resolve, use --force to force re-resolution", err=True)
     if dry_run:

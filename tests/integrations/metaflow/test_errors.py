@@ -80,6 +80,11 @@ def _flow(tmp_path: Path, decorators: str, flow_decorators: str = "") -> Path:
             "In step 'start': base environment 'team/nosuch' not found",
         ),
         ('@conda(libraries={"fx-nosuch": ""})', "", "Step(s): start:"),
+        (  # the decorators as written (before: "incompatible values: False and True")
+            '@pypi(disabled=True)\n    @conda(libraries={"fx-core": "2.0.0"})',
+            "",
+            "@pypi is disabled (disabled=True) but @conda on the same step asks for fx-core",
+        ),
     ],
 )
 def test_bad_decorators(
@@ -93,6 +98,18 @@ def test_bad_decorators(
     if "does not support" not in expected:  # Metaflow's own check fails at import, with its traceback
         assert "Traceback" not in text
     assert "Workflow starting" not in text
+
+
+def test_packages_of_a_disabled_decorator_are_ignored_with_a_warning(
+    machine: Machine, tmp_path: Path
+) -> None:
+    """As the original, which dropped them silently."""
+    flow = _flow(tmp_path, '@conda(disabled=True, libraries={"fx-core": "2.0.0"})')
+    out = machine.run(sys.executable, flow, "--environment=conda", "environment", "resolve")
+    assert (
+        "Warning: In step 'start' (@conda): disabled=True, so what it also asks for (fx-core) is ignored"
+        in " ".join(out.stderr.split())
+    ), out.stderr
 
 
 def test_decorators_need_the_conda_environment(machine: Machine, tmp_path: Path) -> None:

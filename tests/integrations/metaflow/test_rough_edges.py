@@ -51,7 +51,7 @@ def test_quiet_progress_and_force_rebuild(machine: Machine) -> None:
 
 def test_step_references_that_name_no_environment(machine: Machine) -> None:
     rid = run_id(both(flow(machine, "edges", "run")))
-    plain = machine.run(sys.executable, FLOWS / "plain.py", "run")  # not --environment=conda
+    plain = machine.run(sys.executable, FLOWS / "undecorated.py", "run")  # not --environment=conda
     plain_rid = run_id(both(plain))
 
     def show(pathspec: str) -> str:
@@ -66,7 +66,7 @@ def test_step_references_that_name_no_environment(machine: Machine) -> None:
     assert "Flow 'EdgesFlow' has no run '12345'" in show("EdgesFlow/12345/start")
     assert "No flow named 'NoSuchFlow' is known" in show("NoSuchFlow/1/start")
     assert "has no recorded environment id: its run did not use --environment=conda" in show(
-        f"PlainFlow/{plain_rid}/start"
+        f"UndecoratedFlow/{plain_rid}/start"
     )
     for text in (show(f"EdgesFlow/{rid}/end"), show("NoSuchFlow/1/start")):
         assert "resolve --alias" not in text
@@ -96,21 +96,6 @@ def test_flow_show_carries_on_and_bold_markers(machine: Machine) -> None:
     assert "Aliased as team/edges:latest" in aliased.stderr
     quiet = flow(machine, "bad_step", "--quiet", "environment", "resolve", "--force", "start")
     assert progress_lines(both(quiet)) == [], both(quiet)
-
-
-def test_disabled_messages(machine: Machine) -> None:
-    conflict = flow(machine, "disabled_conflict", "environment", "resolve", check=False)
-    text = " ".join(both(conflict).split())
-    assert conflict.returncode != 0
-    assert "@pypi is disabled (disabled=True) but @conda on the same step asks for fx-core" in text, text
-    assert "False and True" not in text
-
-    ignored = flow(machine, "disabled_with_packages", "environment", "resolve")
-    text = " ".join(ignored.stderr.split())
-    assert (
-        "Warning: In step 'start' (@conda): disabled=True, so what it also asks for (fx-core) is ignored"
-        in (text)
-    ), text
 
 
 def test_group_options_and_local_only(machine: Machine, other_machine: Machine, tmp_path: Path) -> None:
