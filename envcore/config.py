@@ -81,6 +81,7 @@ CORE_SETTINGS: tuple[Setting, ...] = (
         name="CONDA_LOCK_TIMEOUT",
         default=configfiles.LOCK_TIMEOUT,
         kind="int",
+        minimum=0,
         help="Seconds to wait for a lock",
     ),
     Setting(
@@ -194,10 +195,11 @@ def convert(setting: Setting, raw: Any, source: str) -> Any:
             return value
         if setting.kind == "bool":
             return raw if isinstance(raw, bool) else _boolean(str(raw))
-        if setting.kind == "int":
-            return int(raw)
-        if setting.kind == "float":
-            return float(raw)
+        if setting.kind in ("int", "float"):
+            number = int(raw) if setting.kind == "int" else float(raw)
+            if setting.minimum is not None and number < setting.minimum:
+                raise ValueError(f"it must be at least {setting.minimum:g}")
+            return number
         return str(raw)
     except ValueError as exc:
         example = {

@@ -557,11 +557,18 @@ def _setting_problem(setting: Setting) -> str | None:
         )
     if setting.kind not in SETTING_KINDS:
         return f"kind is {setting.kind!r}, not one of {', '.join(SETTING_KINDS)}"
+    if setting.minimum is not None and (setting.kind not in ("int", "float") or not _number(setting.minimum)):
+        return f"minimum is {setting.minimum!r}: only an int or float setting has one, and it is a number"
     try:
         convert(setting, setting.default, "default")
     except ConfigError:
-        return f"default {setting.default!r} is not a valid {setting.kind}"
+        below = setting.minimum is not None and _number(setting.default) and setting.default < setting.minimum
+        return f"default {setting.default!r} is {'below its minimum' if below else 'not a valid ' + setting.kind}"
     return None
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _setting_conflicts(registry: Registry, settings: list[Registered[Setting]]) -> None:

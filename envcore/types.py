@@ -367,6 +367,7 @@ class Setting:
     help: str = ""
     secret: bool = False
     choices: tuple[str, ...] | None = None
+    minimum: float | None = None  # the least value of an "int" or "float" setting (e.g. 0 for a timeout)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -276,3 +276,18 @@ def test_a_word_that_is_no_boolean_is_refused(raw: str, meant: bool) -> None:
     )
     assert ("which Metaflow reads as true" in message) is meant
     assert message.endswith("Set it to 1 or true, or 0 or false.")
+
+
+@pytest.mark.parametrize(("raw", "ok"), [("0", True), ("30", True), ("-5", False)])
+def test_a_number_below_its_minimum_is_refused(raw: str, ok: bool) -> None:
+    """METAFLOW_CONDA_LOCK_TIMEOUT=-5 was accepted."""
+    config = Config.load(environ={"METAFLOW_CONDA_LOCK_TIMEOUT": raw})
+    if ok:
+        assert config.get("CONDA_LOCK_TIMEOUT") == int(raw)
+        return
+    with pytest.raises(ConfigError) as info:
+        config.get("CONDA_LOCK_TIMEOUT")
+    assert info.value.message == (
+        "`METAFLOW_CONDA_LOCK_TIMEOUT` is '-5' (from env var), which is not valid: it must be at least 0. Set it "
+        "to a whole number."
+    )

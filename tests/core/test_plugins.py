@@ -528,3 +528,15 @@ def test_two_plugins_may_declare_the_same_setting_alike(install_plugin: InstallP
     registry = build_registry(Config.load())
     assert registry.plugins["one"].status == registry.plugins["two"].status == "loaded"
     assert "SHARED_ENDPOINT_URL" in registry.config.names()
+
+
+def test_a_setting_whose_default_is_below_its_minimum_leaves_its_plugin_out(
+    install_plugin: InstallPlugin,
+) -> None:
+    fields = 'name="ENVCORE_M6_WORKERS", default=0, kind="int", minimum=1'
+    install_plugin(
+        "envcore-m6",
+        {"m6": "envcore_m6.plugin"},
+        {"envcore_m6.plugin": SETTINGS_PLUGIN.format(fields=fields)},
+    )
+    assert "default 0 is below its minimum" in _left_out("m6")

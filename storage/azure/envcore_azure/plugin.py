@@ -44,11 +44,16 @@ def envcore_settings() -> Iterator[Setting]:
         help="Account key (else AZURE_STORAGE_KEY); without key or SAS, DefaultAzureCredential is used",
     )
     yield Setting(
-        name="AZURE_TRANSFER_CONCURRENCY", default=8, kind="int", help="Parallel blocks per transfer"
+        name="AZURE_TRANSFER_CONCURRENCY",
+        default=8,
+        kind="int",
+        minimum=1,
+        help="Parallel blocks per transfer",
     )
     yield Setting(
         name="AZURE_READ_TIMEOUT",
         default=10,
         kind="float",
+        minimum=0.1,
         help="Seconds to wait for each read from Azure (not a whole transfer); a silent endpoint fails after 4",
     )

@@ -40,11 +40,13 @@ def envcore_settings() -> Iterator[Setting]:
         name="GS_TRANSFER_CONCURRENCY",
         default=8,
         kind="int",
+        minimum=1,
         help="Parallel parts per transfer (1: no compose)",
     )
     yield Setting(
         name="GS_READ_TIMEOUT",
         default=15,
         kind="float",
+        minimum=0.1,
         help="Seconds to wait for each read from GCS (not a whole transfer); a silent endpoint fails after 3",
     )

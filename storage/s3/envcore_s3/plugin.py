@@ -29,10 +29,13 @@ def envcore_settings() -> Iterator[Setting]:
     yield Setting(
         name="S3_ENDPOINT_URL", help="S3 endpoint (Metaflow's setting), e.g. a MinIO or moto server"
     )
-    yield Setting(name="S3_TRANSFER_CONCURRENCY", default=8, kind="int", help="Parallel parts per transfer")
+    yield Setting(
+        name="S3_TRANSFER_CONCURRENCY", default=8, kind="int", minimum=1, help="Parallel parts per transfer"
+    )
     yield Setting(
         name="S3_READ_TIMEOUT",
         default=15,
         kind="float",
+        minimum=0.1,
         help="Seconds to wait for each read from S3 (not a whole transfer); a silent endpoint fails after 3",
     )
