@@ -474,6 +474,12 @@ def from_command_line(
             continue
         reqs.append(conda_entry(item, where))
     reqs += [pypi_requirement(item, f"in --pypi {item!r}") for item in pypi]
+    for option, values, what in (
+        ("--channel", channels, "a channel name or URL"),
+        ("--index", indices, "a URL"),
+    ):
+        if any(not v.strip() for v in values):  # e.g. --channel "$CHANNEL" with the variable unset
+            raise _fail(f"{option} is given an empty value", "on the command line", f"Give it {what}.")
     conda_sources = [(c, f"in --channel {c!r}") for c in channels]
     conda_sources += _credential_channels(conda, "in --conda")
     sources = _sources(conda_sources, [(i, f"in --index {i!r}") for i in indices])

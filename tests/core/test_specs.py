@@ -349,6 +349,12 @@ ERRORS = [
     # before, a word was glued to the name: 'fx-corenot a version!!'
     (lambda: specs.from_decorator(packages={"x": "latest"}), "'latest' is not a valid version of x"),
     (lambda: specs.from_decorator(python="three"), "'three' is not a python version"),
+    # before, silently ignored: --channel "$CHANNEL" with the variable unset
+    (
+        lambda: specs.from_command_line(channels=[""]),
+        "--channel is given an empty value (on the command line)",
+    ),
+    (lambda: specs.from_command_line(indices=[" "]), "--index is given an empty value"),
     (lambda: specs.load(Path("/nonexistent/requirements.txt")), "Cannot read /nonexistent/requirements.txt"),
 ]
 
