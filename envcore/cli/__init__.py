@@ -84,6 +84,8 @@ class App:
         from envcore.plugins import build_registry
 
         registry = build_registry(self.config)
+        for problem in _plugin_setting_problems(registry):
+            self.echo(f"envcore: warning: {problem}", err=True)
         modules = (
             getattr(sys.modules.get(info.module), "__file__", None) for info in registry.plugins.values()
         )
@@ -127,6 +129,26 @@ def with_output_flags(command: click.Command) -> click.Command:
         for sub in command.commands.values():
             with_output_flags(sub)
     return command
+
+
+def _plugin_setting_problems(registry: Registry) -> list[str]:
+    """What the plugin settings ask for and does not happen: a module of METAFLOW_ENVCORE_PLUGIN_MODULES that
+    cannot be imported, a name of METAFLOW_ENVCORE_PLUGINS that no plugin has. (A plugin installed by its
+    distribution that fails is only reported by ``envcore plugins`` and by the commands that select it.)"""
+    problems = [
+        f"the plugin module {info.module} (METAFLOW_ENVCORE_PLUGIN_MODULES) cannot be imported: {info.error}. "
+        "Commands that need its backends will fail; fix the setting or install the module."
+        for info in registry.plugins.values()
+        if info.status == "failed" and info.distribution is None
+    ]
+    allowed = registry.config.name_list("ENVCORE_PLUGINS") or []
+    unknown = [name for name in allowed if name not in registry.plugins]
+    if unknown:
+        problems.append(
+            f"METAFLOW_ENVCORE_PLUGINS names {', '.join(map(repr, unknown))}, which no installed plugin is called "
+            f"(installed: {', '.join(sorted(registry.plugins))}). Check the names with `envcore plugins`."
+        )
+    return problems
 
 
 class LazyGroup(click.Group):

@@ -301,3 +301,22 @@ def test_a_bad_default_index_setting_is_named(run: Any, cli_env: dict[str, str])
     )
     conda_only = run("--conda", "fx-core")  # does not read it
     assert conda_only.returncode == 0, conda_only.stderr
+
+
+def test_plugin_settings_that_do_not_take_effect_are_warned_about(cli_env: dict[str, str]) -> None:
+    """Before, a module of METAFLOW_ENVCORE_PLUGIN_MODULES that cannot be imported, or an unknown name in
+    METAFLOW_ENVCORE_PLUGINS, went unsaid: the command ran without them."""
+    for extra, warning in (
+        (
+            {"METAFLOW_ENVCORE_PLUGIN_MODULES": "no.such.mod"},
+            "envcore: warning: the plugin module no.such.mod (METAFLOW_ENVCORE_PLUGIN_MODULES) cannot be imported",
+        ),
+        (
+            {"METAFLOW_ENVCORE_PLUGINS": "builtin,rattler,typo"},
+            "envcore: warning: METAFLOW_ENVCORE_PLUGINS names 'typo', which no installed plugin is called",
+        ),
+    ):
+        out = envcore("resolve", "--dry-run", "--conda", "fx-core", env={**cli_env, **extra})
+        assert out.returncode == 0 and warning in " ".join(out.stderr.split()), out.stderr
+        quiet = envcore("-q", "resolve", "--dry-run", "--conda", "fx-core", env={**cli_env, **extra})
+        assert quiet.returncode == 0 and "warning" not in quiet.stderr
