@@ -430,7 +430,20 @@ def build_registry(config: Config | None = None, *, builtins: Sequence[ModuleTyp
     kept = {hook: [r for r in found if r.plugin not in failed] for hook, found in records.items()}
     config.add_settings(s.record for s in kept["envcore_settings"])
     _index(registry, kept)
+    config.add_settings(_store_root_settings(registry))
     return registry
+
+
+def _store_root_settings(registry: Registry) -> list[Setting]:
+    """The root settings every store is found by (``CONDA_<DS>ROOT``, ``DATASTORE_SYSROOT_<DS>`` and a plugin's
+    ``root_setting``), so that ``envcore config show`` lists those of plugin stores too (envcore declares its own
+    stores'; declarations already made win)."""
+    found = []
+    for name, entry in registry.stores.items():
+        ds = name.upper().replace("-", "_")
+        roots = (entry.record.root_setting, f"CONDA_{ds}ROOT", f"DATASTORE_SYSROOT_{ds}")
+        found += [Setting(name=root, help=f"Root of the {name} store") for root in roots if root]
+    return found
 
 
 # every registration hook and the record type it yields, in the order they are collected

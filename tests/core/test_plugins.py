@@ -540,3 +540,29 @@ def test_a_setting_whose_default_is_below_its_minimum_leaves_its_plugin_out(
         {"envcore_m6.plugin": SETTINGS_PLUGIN.format(fields=fields)},
     )
     assert "default 0 is below its minimum" in _left_out("m6")
+
+
+STORE_PLUGIN = """
+from envcore import hookimpl
+from envcore.types import StoragePlugin
+
+
+@hookimpl
+def envcore_storage():
+    yield StoragePlugin(name="shardfs", factory=lambda root, config: None, summary="x", root_setting="{root}")
+"""
+
+
+@pytest.mark.parametrize("root", ["", "SHARDFS_BUCKET"])
+def test_config_lists_the_root_settings_of_plugin_stores(install_plugin: InstallPlugin, root: str) -> None:
+    """Before, `envcore config show` listed the built-in stores' roots only."""
+    install_plugin(
+        "envcore-shardfs",
+        {"shardfs": "envcore_shardfs.plugin"},
+        {"envcore_shardfs.plugin": STORE_PLUGIN.format(root=root)},
+    )
+    names = build_registry(Config.load()).config.names()
+    assert {"CONDA_SHARDFSROOT", "DATASTORE_SYSROOT_SHARDFS"} <= set(names)
+    if root:  # a plugin's own root setting
+        assert root in names
+    assert "CONDA_S3ROOT" in names  # the built-in declarations stay
