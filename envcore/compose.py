@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 
 from envcore.config import Config
 from envcore.errors import ResolutionError
@@ -19,8 +20,13 @@ NAME = "rattler-uv"
 
 
 class ComposedResolver:
-    def __init__(self, conda: tuple[str, Resolver], pypi: tuple[str, Resolver]) -> None:
+    def __init__(
+        self, conda: tuple[str, Resolver], pypi: tuple[str, Resolver], cache_dir: Path | None = None
+    ) -> None:
+        """``cache_dir``: where the conda packages whose Python distributions must be read are fetched to (and
+        what they install remembered); without it, a conda package is taken to install its own name only."""
         (self.conda_name, self.conda), (self.pypi_name, self.pypi) = conda, pypi
+        self.cache_dir = cache_dir
 
     @classmethod
     def from_config(cls, config: Config) -> ComposedResolver:
@@ -31,7 +37,9 @@ class ComposedResolver:
         registry = build_registry(config)
         conda = registry.resolver_plugin(EnvType.CONDA_ONLY).name
         pypi = registry.resolver_plugin(EnvType.PYPI_ONLY).name
-        return cls((conda, registry.resolver_named(conda)), (pypi, registry.resolver_named(pypi)))
+        return cls(
+            (conda, registry.resolver_named(conda)), (pypi, registry.resolver_named(pypi)), config.cache_dir()
+        )
 
     def check(self) -> None:
         self.conda.check()
@@ -58,23 +66,29 @@ class ComposedResolver:
             )
         if not request.of(PYPI):
             return conda_packages
+        from envcore.pypi import (  # (packaging: only with PyPI requirements)
+            canonicalize,
+            conda_python_packages,
+        )
+
+        renamed: dict[str, str] = {}
+        if self.cache_dir is not None:  # what the conda packages install under other names (pytorch: torch)
+            from envcore.condadists import renamed_distributions
+
+            renamed = renamed_distributions(conda_packages, self.cache_dir, request.credentials)
         pypi_request = replace(
             request,
             requirements=request.of(PYPI, SYS),
             sources={PYPI: request.sources.get(PYPI, ())},
             python_version=python.version,
             installed=tuple(conda_packages),
+            installed_distributions=renamed,
         )
-        from envcore.pypi import (  # (packaging: only with PyPI requirements)
-            canonicalize,
-            conda_python_packages,
-        )
-
         try:
             pypi_packages = list(self.pypi.resolve(pypi_request))
         except ResolutionError as exc:
-            raise _conflict(request, conda_packages) or exc from None
-        provided = conda_python_packages(conda_packages)
+            raise _conflict(pypi_request, conda_packages) or exc from None
+        provided = conda_python_packages(conda_packages, renamed)
         return [*conda_packages, *(p for p in pypi_packages if canonicalize(p.name) not in provided)]
 
     def _check_non_python(self, request: ResolveRequest) -> None:
@@ -93,7 +107,7 @@ def _conflict(request: ResolveRequest, conda_packages: Sequence[LockedPackage]) 
     """A clearer error when a PyPI requirement names a package the conda side already installs."""
     from envcore.pypi import canonicalize, conda_python_packages
 
-    provided = conda_python_packages(conda_packages)
+    provided = conda_python_packages(conda_packages, request.installed_distributions)
     for req in request.of(PYPI):
         pkg = provided.get(canonicalize(req.name))
         if pkg is not None and req.spec:

@@ -365,7 +365,9 @@ def resolver_for(registry: Registry) -> tuple[str, Resolver]:
         return name, registry.resolver_named(name)
     conda = registry.resolver_plugin(EnvType.CONDA_ONLY).name
     composed = ComposedResolver(
-        (conda, registry.resolver_named(conda)), (name, registry.resolver_named(name))
+        (conda, registry.resolver_named(conda)),
+        (name, registry.resolver_named(name)),
+        registry.config.cache_dir(),
     )
     return f"{conda}+{name}", composed
 

@@ -155,11 +155,12 @@ def locked_wheel(name: str, version: str, url: str, sha256: str, size: int | Non
     )
 
 
-def conda_python_packages(packages: Iterable[LockedPackage]) -> dict[str, LockedPackage]:
-    """Conda packages that install a Python distribution, by their canonical PyPI name.
-
-    Conda and PyPI names mostly agree once canonicalised; those that do not are not pinned (pip would then
-    see them as missing and the composition reports the conflict)."""
+def conda_python_packages(
+    packages: Iterable[LockedPackage], distributions: Mapping[str, str] | None = None
+) -> dict[str, LockedPackage]:
+    """Conda packages that install a Python distribution, by the distribution's canonical PyPI name: the
+    package's own name, and those ``distributions`` (PyPI name -> conda name, :mod:`envcore.condadists`) says it
+    installs under another name."""
     found: dict[str, LockedPackage] = {}
     for pkg in packages:
         if (
@@ -168,6 +169,10 @@ def conda_python_packages(packages: Iterable[LockedPackage]) -> dict[str, Locked
             and any(d.split()[0] in ("python", "python_abi") for d in pkg.depends)
         ):
             found[str(canonicalize_name(pkg.name))] = pkg
+    by_name = {pkg.name: pkg for pkg in found.values()}
+    for dist, conda_name in (distributions or {}).items():
+        if conda_name in by_name:
+            found.setdefault(dist, by_name[conda_name])
     return found
 
 
@@ -181,7 +186,7 @@ def write_resolver_inputs(request: ResolveRequest, work: Path, tool: str) -> tup
         )
     requirements, constraints = work / "requirements.in", work / "constraints.txt"
     requirements.write_text("".join(pep508(r) + "\n" for r in request.of(PYPI)))
-    pins = conda_python_packages(request.installed)
+    pins = conda_python_packages(request.installed, request.installed_distributions)
     constraints.write_text("".join(f"{name}=={pkg.version}\n" for name, pkg in pins.items()))
     return requirements, constraints
 

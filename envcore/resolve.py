@@ -334,7 +334,9 @@ def resolver_for(registry: Registry, env_type: EnvType) -> tuple[str, Resolver]:
     conda = registry.resolver_plugin(EnvType.CONDA_ONLY).name
     pypi = plugin.name if pure_pypi else registry.resolver_plugin(EnvType.PYPI_ONLY).name
     resolver = compose.ComposedResolver(
-        (conda, registry.resolver_named(conda)), (pypi, registry.resolver_named(pypi))
+        (conda, registry.resolver_named(conda)),
+        (pypi, registry.resolver_named(pypi)),
+        registry.config.cache_dir(),
     )
     return f"{conda}+{pypi}", resolver
 

@@ -148,7 +148,9 @@ class ResolveRequest:
     """What a resolver is asked to lock, for one target architecture.
 
     For a PyPI resolver inside a composition, ``python_version`` is the exact python the conda side
-    chose and ``installed`` lists the Python packages it installs, which must be kept as they are.
+    chose and ``installed`` lists the Python packages it installs, which must be kept as they are
+    (``envcore.pypi.conda_python_packages(request.installed, request.installed_distributions)`` names them as
+    PyPI does).
     ``credentials`` maps host -> (user, password); it is never part of ``repr`` or equality.
     """
 
@@ -159,6 +161,9 @@ class ResolveRequest:
     python: str | None = None
     python_version: str | None = None
     installed: tuple[LockedPackage, ...] = ()
+    #: Python distributions of ``installed`` named otherwise than their conda package (canonical name -> the
+    #: package's name, read from its files: ``matplotlib`` -> ``matplotlib-base``)
+    installed_distributions: Mapping[str, str] = field(default_factory=dict)
     base: ResolvedEnvironment | None = None
     credentials: Mapping[str, tuple[str, str]] = field(default_factory=dict, repr=False, compare=False)
 

@@ -145,6 +145,27 @@ class CondaFormat:
         return index
 
 
+def installed_paths(archive: Path) -> list[str]:
+    """The paths a conda package installs, from ``info/paths.json`` (``info/files`` in old packages): what a
+    package provides can be read without extracting it."""
+    wanted = ("info/paths.json", "info/files")
+    found: dict[str, bytes] = {}
+    with _conda_tars(archive) if archive.name.endswith(".conda") else _info_of_bz2(archive) as tars:
+        for member in tars["info"]:
+            if member.name in wanted:
+                handle = tars["info"].extractfile(member)
+                found[member.name] = handle.read() if handle else b""
+    if "info/paths.json" in found:
+        return list(_paths_json(found["info/paths.json"], archive))
+    return found.get("info/files", b"").decode("utf-8", "replace").splitlines()
+
+
+@contextmanager
+def _info_of_bz2(archive: Path) -> Iterator[dict[str, tarfile.TarFile]]:
+    with _bz2_tar(archive) as tar:
+        yield {"info": tar}
+
+
 def _first(tar: tarfile.TarFile, name: str) -> bytes | None:
     for member in tar:
         if member.name == name:

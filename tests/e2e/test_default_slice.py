@@ -40,6 +40,30 @@ def test_mixed_environment_from_store_alone(run: Run, world: dict[str, Path], un
     assert "already exists and is complete" in again.stdout
 
 
+def test_a_distribution_the_conda_side_installs_under_another_name_is_kept(
+    run: Run, world: dict[str, Path]
+) -> None:
+    """conda's fx-yaml installs the Python distribution fx-pyyaml (as conda-forge's matplotlib-base installs
+    matplotlib). Before, the PyPI side did not see it: fx-extras 0.4.0 brought fx-pyyaml 6.0.1 from PyPI, which
+    replaced the conda files, and the environment imported another fx_yaml than its lock said."""
+    out = run("resolve", "--json", "--conda", "fx-yaml==5.4.0", "--pypi", "fx-extras")
+    (resolved,) = json.loads(out.stdout).values()
+    env = resolved["env"]
+    pypi = {p["envcore"]["name"]: p["envcore"]["version"] for p in env["packages"] if p["_type"] == "pypi"}
+    assert pypi == {"fx-extras": "0.3.0", "fx-core": "2.0.0"}  # 0.4.0 needs fx-pyyaml>=6: conda has 5.4.0
+    ref = f"{resolved['req_id']}:{resolved['full_id']}"
+    run("create", ref, "--name", "renamed")
+    python = world["a"] / "cache" / "envs" / "renamed" / "bin" / "python"
+    done = subprocess.run(
+        [python, "-c", "import fx_yaml; print(fx_yaml.__version__)"], capture_output=True, text=True
+    )
+    assert done.stdout.strip() == "5.4.0", done.stderr
+    # a PyPI requirement on the renamed distribution is held to the conda version
+    refused = run("resolve", "--conda", "fx-yaml==5.4.0", "--pypi", "fx-pyyaml>=6", check=False)
+    message = " ".join(refused.stderr.split())
+    assert refused.returncode != 0 and "conflicts with the conda package fx-yaml 5.4.0" in message, message
+
+
 def test_pypi_only_environment_runs_on_conda_python(run: Run, world: dict[str, Path]) -> None:
     out = run("resolve", "--pypi", "fx-web==2.0.0")
     (ref,) = env_ids(out.stdout)

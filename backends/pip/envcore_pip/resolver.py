@@ -55,7 +55,7 @@ class PipResolver:
         with tempfile.TemporaryDirectory(prefix="envcore-pip-") as tmp:
             work = Path(tmp)
             pypi.write_resolver_inputs(request, work, "pip")
-            provided = pypi.conda_python_packages(request.installed)
+            provided = pypi.conda_python_packages(request.installed, request.installed_distributions)
             done = run_tool(
                 [*self._pip(), *self._args(request, work)],
                 what="pip install --dry-run",

@@ -135,7 +135,7 @@ class PoetryResolver:
             )
         sources, credentials = _sources(request)
         options = _Options.parse(request.extras.get(PYPI, ()))
-        provided = pypi.conda_python_packages(request.installed)
+        provided = pypi.conda_python_packages(request.installed, request.installed_distributions)
         pins: dict[str, str] = {}
         with tempfile.TemporaryDirectory(prefix="envcore-poetry-") as tmp:
             # conda-installed Python packages must keep their versions, and poetry has no constraints file: a

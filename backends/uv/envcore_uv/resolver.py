@@ -187,7 +187,7 @@ class UvResolver:
 
     def _packages(self, request: ResolveRequest, lock: dict[str, object], work: Path) -> list[LockedPackage]:
         tags = pypi.target_tags(request, request.python_version or "")
-        provided = set(pypi.conda_python_packages(request.installed))
+        provided = set(pypi.conda_python_packages(request.installed, request.installed_distributions))
         out: list[LockedPackage] = []
         entries = lock.get("packages", [])
         assert isinstance(entries, list)

@@ -1,0 +1,91 @@
+"""The Python distributions conda packages install, read from their files.
+
+A conda package may install a Python distribution under another name than its own (conda-forge's
+``matplotlib-base`` installs ``matplotlib``, ``pytorch`` installs ``torch``). The PyPI side of an environment must
+see it, or it installs the distribution again from PyPI over the conda files. The names come from the
+``*.dist-info`` / ``*.egg-info`` folders listed in each package's ``info/paths.json``; the answer is kept in the
+cache directory by the file's hash, so a package is read once per machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from envcore.types import LockedPackage, PackageKind
+
+WORKERS = 8
+# <name>-<version>.dist-info or <name>-<version>[-pyX.Y].egg-info: a name has no "-" there (escaped as "_")
+_DIST_FOLDER = re.compile(r"(?:^|/)site-packages/([^/-]+)-[^/]*\.(?:dist-info|egg-info)(?:/|$)")
+
+
+def distribution_names(paths: Iterable[str]) -> set[str]:
+    """The canonical names of the distributions whose metadata folders ``paths`` hold."""
+    from packaging.utils import canonicalize_name
+
+    return {str(canonicalize_name(m.group(1))) for p in paths if (m := _DIST_FOLDER.search(p))}
+
+
+def renamed_distributions(
+    packages: Iterable[LockedPackage], cache_dir: Path, credentials: Mapping[str, tuple[str, str]]
+) -> dict[str, str]:
+    """Canonical name of a distribution -> the conda package that installs it, for the Python packages of the
+    conda side whose distribution is named otherwise than the package."""
+    from packaging.utils import canonicalize_name
+
+    python_packages = [
+        p
+        for p in packages
+        if p.kind is PackageKind.CONDA
+        and p.name != "python"
+        and any(d.split()[0] in ("python", "python_abi") for d in p.depends)
+    ]
+    with ThreadPoolExecutor(WORKERS) as pool:
+        names = list(pool.map(lambda p: _names_of(p, cache_dir, credentials), python_packages))
+    return {
+        dist: pkg.name
+        for pkg, dists in zip(python_packages, names, strict=True)
+        for dist in sorted(dists)
+        if dist != str(canonicalize_name(pkg.name))
+    }
+
+
+def _names_of(pkg: LockedPackage, cache_dir: Path, credentials: Mapping[str, tuple[str, str]]) -> set[str]:
+    source = pkg.source
+    digest = source.sha256 or source.md5 or ""
+    memo = cache_dir / "dists" / f"{digest}.json"
+    try:
+        return set(json.loads(memo.read_text()))
+    except (OSError, ValueError):
+        pass
+    from envcore.cache import local_file
+    from envcore.fetch import PackageCache
+    from envcore.formats.conda import installed_paths
+
+    archive = local_file(PackageCache(cache_dir), pkg, source, dict(credentials))  # checked by its hash
+    names = distribution_names(installed_paths(archive))
+    if digest:
+        _remember(memo, sorted(names))
+    return names
+
+
+def _remember(memo: Path, names: list[str]) -> None:
+    """Write the answer atomically (threads and processes may read the same package at once); a memory that
+    cannot be written only makes the next resolve read the package again."""
+    import tempfile
+
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{memo.name}.", dir=memo.parent)
+    except OSError:
+        return
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(json.dumps(names))
+        os.replace(tmp, memo)
+    except OSError:
+        Path(tmp).unlink(missing_ok=True)
