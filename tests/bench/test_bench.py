@@ -24,10 +24,10 @@ GROUPS = (
     "[scale: a flow's PyPI-only environments",
     "[scale on a synthetic channel",
     "[resolver backends",
-    "[hydrate 12 packages",
+    "[hydrate ",
     "[store: aliases",
     "[store transfer",
-    "[hydrate 12 packages from S3",
+    "packages from S3 (moto server",
 )
 # rows whose goal the bench compares with a measured floor
 FLOORED = (

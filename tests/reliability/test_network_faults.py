@@ -120,7 +120,7 @@ def test_transient_faults_are_retried_to_a_verified_store(
     reliability_report.record("faults injected", proxy.plan.faults)
     assert out.returncode == 0, out.stderr
     assert env_ids(out.stdout)
-    assert verified(world["store"]) >= 8
+    assert verified(world["store"]) >= 7  # 6 conda packages (fx-yaml installs fx-pyyaml) and fx-extras
     attempts = 1 if mode == "slow" else failures + 1  # a slow answer is not retried: it is a success
     seen = proxy.plan.seen
     assert seen and all(n == attempts for n in seen.values()), seen
@@ -417,7 +417,7 @@ def test_cloud_faults_are_retried_to_a_verified_store(
     injected, seen = cloud.proxy.plan.faults, dict(cloud.proxy.plan.seen)
     objects = cloud.objects()
     stored = cloud_verified(objects)
-    assert stored >= 8
+    assert stored >= 7  # 6 conda packages (fx-yaml installs fx-pyyaml) and fx-extras
     assert [k for k in objects if k.endswith("/env")]  # the description, after its packages
     if mode != "truncate":  # every package upload met the fault and was sent again
         faulted = [n for (m, n), count in seen.items() if cloud.uploads(m, n) and count > failures]
@@ -427,7 +427,7 @@ def test_cloud_faults_are_retried_to_a_verified_store(
     injected += cloud.proxy.plan.faults
     reliability_report.record("fault runs", 2)
     reliability_report.record("faults injected", injected)
-    assert injected >= 8 or (mode == "truncate" and injected >= 1)
+    assert injected >= 7 or (mode == "truncate" and injected >= 1)
     python = world["b"] / "cache" / "envs" / "cloud" / "bin" / "python"
     assert subprocess.run([python, "-c", "import fx_app, fx_extras"], check=False).returncode == 0
 
