@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from envcore.errors import EnvcoreError, ResolutionError
 from envcore.types import LockedPackage, PackageKind
 
 WORKERS = 8
@@ -66,8 +67,15 @@ def _names_of(pkg: LockedPackage, cache_dir: Path, credentials: Mapping[str, tup
     from envcore.fetch import PackageCache
     from envcore.formats.conda import installed_paths
 
-    archive = local_file(PackageCache(cache_dir), pkg, source, dict(credentials))  # checked by its hash
-    names = distribution_names(installed_paths(archive))
+    try:
+        archive = local_file(PackageCache(cache_dir), pkg, source, dict(credentials))  # checked by its hash
+        names = distribution_names(installed_paths(archive))
+    except EnvcoreError as exc:
+        raise ResolutionError(
+            f"Could not read which Python distributions the conda package {pkg.name} {pkg.version} installs, which "
+            f"the PyPI side must not install again: {exc.message.split('. ')[0].rstrip('.')}. Check that the channel serves its "
+            "files (and the credentials for it)."
+        ) from None
     if digest:
         _remember(memo, sorted(names))
     return names

@@ -6,6 +6,8 @@ import hashlib
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from envcore.condadists import distribution_names, renamed_distributions
 from envcore.formats.conda import CondaFormat
 from envcore.testing.channel import Universe
@@ -55,3 +57,25 @@ def test_only_renamed_distributions_are_reported_and_remembered(universe: Univer
     nowhere = PackageFile(url_format=".conda", url="file:///nowhere/x.conda", sha256="")
     moved = [replace(p, files=(replace(nowhere, sha256=p.source.sha256),)) for p in packages]
     assert renamed_distributions(moved, cache, {}) == {"fx-pyyaml": "fx-yaml"}
+
+
+def test_a_package_that_cannot_be_read_is_a_resolution_error_naming_it(
+    universe: Universe, tmp_path: Path
+) -> None:
+    from envcore.errors import ResolutionError
+
+    archive = next(
+        p for p in universe.conda_packages if p.name.startswith("fx-yaml-5.4.0") and p.suffix == ".conda"
+    )
+    copy = tmp_path / archive.name
+    copy.write_bytes(archive.read_bytes())
+    package = _locked(copy)
+    copy.unlink()  # the channel lists it, but does not serve it
+    with pytest.raises(ResolutionError) as info:
+        renamed_distributions([package], tmp_path / "cache", {})
+    message = info.value.message
+    assert message.startswith(
+        "Could not read which Python distributions the conda package fx-yaml 5.4.0 installs"
+    )
+    assert str(copy.name) in message and message.endswith("(and the credentials for it).")
+    assert not (tmp_path / "cache" / "dists").exists() or not list((tmp_path / "cache" / "dists").iterdir())
