@@ -73,8 +73,7 @@ def _names_of(pkg: LockedPackage, cache_dir: Path, credentials: Mapping[str, tup
     except EnvcoreError as exc:
         raise ResolutionError(
             f"Could not read which Python distributions the conda package {pkg.name} {pkg.version} installs, which "
-            f"the PyPI side must not install again: {exc.message.split('. ')[0].rstrip('.')}. Check that the channel serves its "
-            "files (and the credentials for it)."
+            f"the PyPI side must not install again: {exc.message}"
         ) from None
     if digest:
         _remember(memo, sorted(names))

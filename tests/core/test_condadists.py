@@ -77,5 +77,7 @@ def test_a_package_that_cannot_be_read_is_a_resolution_error_naming_it(
     assert message.startswith(
         "Could not read which Python distributions the conda package fx-yaml 5.4.0 installs"
     )
-    assert str(copy.name) in message and message.endswith("(and the credentials for it).")
+    assert str(copy.name) in message and message.endswith(
+        "Check that the file exists."
+    )  # the download's advice
     assert not (tmp_path / "cache" / "dists").exists() or not list((tmp_path / "cache" / "dists").iterdir())
