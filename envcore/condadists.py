@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from envcore.errors import EnvcoreError, ResolutionError
-from envcore.types import LockedPackage, PackageKind
+from envcore.types import LockedPackage
 
 WORKERS = 8
 # <name>-<version>.dist-info or <name>-<version>[-pyX.Y].egg-info: a name has no "-" there (escaped as "_")
@@ -38,13 +38,9 @@ def renamed_distributions(
     conda side whose distribution is named otherwise than the package."""
     from packaging.utils import canonicalize_name
 
-    python_packages = [
-        p
-        for p in packages
-        if p.kind is PackageKind.CONDA
-        and p.name != "python"
-        and any(d.split()[0] in ("python", "python_abi") for d in p.depends)
-    ]
+    from envcore.pypi import conda_python_packages
+
+    python_packages = list(conda_python_packages(packages).values())  # the conda packages of Python code
     with ThreadPoolExecutor(WORKERS) as pool:
         names = list(pool.map(lambda p: _names_of(p, cache_dir, credentials), python_packages))
     return {

@@ -214,6 +214,13 @@ def convert(setting: Setting, raw: Any, source: str) -> Any:
         ) from None
 
 
+def store_root_settings(datastore: str, setting: str = "") -> tuple[str, str, str]:
+    """The settings a store's root is read from, in order: its own ``setting`` (a plugin's ``root_setting``; ""
+    if none), ``CONDA_<DS>ROOT`` and ``DATASTORE_SYSROOT_<DS>`` (``<DS>``: the name in capitals, ``-`` as ``_``)."""
+    ds = datastore.upper().replace("-", "_")
+    return setting, f"CONDA_{ds}ROOT", f"DATASTORE_SYSROOT_{ds}"
+
+
 class Config:
     """Typed access to configuration values, each with its source.
 
@@ -303,20 +310,20 @@ class Config:
         """The store's own root ``setting`` (a plugin's ``root_setting``) if given and set, else
         ``CONDA_<DS>ROOT``, else ``DATASTORE_SYSROOT_<DS>/conda_env``, with its source (``<DS>`` is the name in
         capitals, ``-`` as ``_``: a name a shell can export)."""
-        ds = datastore.upper().replace("-", "_")
+        _, root_name, sysroot_name = store_root_settings(datastore, setting)
         if setting:
             own = self.value(setting)
             if own.value:
                 return own
-        root = self.value(f"CONDA_{ds}ROOT")
+        root = self.value(root_name)
         if root.value:
             return root
-        sysroot = self.value(f"DATASTORE_SYSROOT_{ds}")
+        sysroot = self.value(sysroot_name)
         if sysroot.value:
             return Value(root.name, sysroot.value.rstrip("/") + "/conda_env", sysroot.source)
         if datastore == "local":
             return Value(root.name, str(self.cache_dir() / "store"), "default")
-        names = [f"METAFLOW_{n}" for n in (setting, f"CONDA_{ds}ROOT", f"DATASTORE_SYSROOT_{ds}") if n]
+        names = [f"METAFLOW_{n}" for n in store_root_settings(datastore, setting) if n]
         raise ConfigError(
             f"No store root is configured for the {datastore!r} datastore. Set {', '.join(names[:-1])} or "
             f"{names[-1]} (the folder or bucket path the store keeps environments in)."

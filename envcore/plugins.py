@@ -24,7 +24,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pluggy
 
 from envcore import hookspecs, plugincache
-from envcore.config import SETTING_KINDS, Config, convert
+from envcore.config import SETTING_KINDS, Config, convert, store_root_settings
 from envcore.errors import ConfigError, EnvcoreError, PluginError
 from envcore.types import (
     Capability,
@@ -438,12 +438,12 @@ def _store_root_settings(registry: Registry) -> list[Setting]:
     """The root settings every store is found by (``CONDA_<DS>ROOT``, ``DATASTORE_SYSROOT_<DS>`` and a plugin's
     ``root_setting``), so that ``envcore config show`` lists those of plugin stores too (envcore declares its own
     stores'; declarations already made win)."""
-    found = []
-    for name, entry in registry.stores.items():
-        ds = name.upper().replace("-", "_")
-        roots = (entry.record.root_setting, f"CONDA_{ds}ROOT", f"DATASTORE_SYSROOT_{ds}")
-        found += [Setting(name=root, help=f"Root of the {name} store") for root in roots if root]
-    return found
+    return [
+        Setting(name=root, help=f"Root of the {name} store")
+        for name, entry in registry.stores.items()
+        for root in store_root_settings(name, entry.record.root_setting)
+        if root
+    ]
 
 
 # every registration hook and the record type it yields, in the order they are collected
