@@ -10,7 +10,6 @@ remembers where it came from, so errors can say "from env var" or "from /home/me
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import re
@@ -336,6 +335,8 @@ class Config:
         for var in ("METAFLOW_USER", "SUDO_USER", "USERNAME", "USER"):
             if self._environ.get(var):
                 return self._environ[var]
+        import getpass  # only when no variable names the user
+
         try:
             return getpass.getuser()
         except (KeyError, OSError):

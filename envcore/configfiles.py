@@ -23,6 +23,12 @@ LOCK_TIMEOUT = 3600  # seconds: the default of METAFLOW_CONDA_LOCK_TIMEOUT
 RECORD_FILE = "conda_v2.cnd"  # the default of METAFLOW_CONDA_MAGIC_FILE_V2: the local record's file name
 
 
+def debug_requested(environ: Mapping[str, str]) -> bool:
+    """``METAFLOW_DEBUG_CONDA`` as read before the configuration is loaded (for tracebacks and to leave the
+    fast path): Metaflow's reading, where only 0, false and empty are false."""
+    return environ.get("METAFLOW_DEBUG_CONDA", "").strip().lower() not in ("", "0", "false")
+
+
 def read_json(path: str) -> dict[str, Any]:
     import json  # only when a file exists (json imports re)
 

@@ -3,7 +3,8 @@ default resolution of a req id), cache into the store, look environments up, hyd
 
 from __future__ import annotations
 
-import tempfile
+import os
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -46,6 +47,7 @@ class Environments:
         self.pathspec_lookup = pathspec_lookup
         self._credentials: dict[str, tuple[str, str]] = {}
         self._references: dict[tuple[str, str], str] = {}  # (req id, full id) -> the alias :meth:`find` got
+        self._cache_dir_checked = False
 
     @cached_property
     def registry(self) -> Registry:
@@ -64,13 +66,14 @@ class Environments:
         """Fail with a clear :class:`ConfigError` when the cache folder cannot be created or written: resolvers
         and the hydration keep their files there, and would fail later with their own, misleading, words.
         Checked once (a folder made and a file written and removed)."""
-        if self.__dict__.get("_cache_dir_checked"):
+        if self._cache_dir_checked:
             return
         folder = self.config.cache_dir()
+        probe = folder / f".envcore-probe-{os.getpid()}-{threading.get_ident()}"
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryFile(dir=folder, prefix=".envcore-probe-"):
-                pass
+            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+            probe.unlink()
         except OSError as exc:
             raise self._cache_dir_error(folder, exc) from None
         self._cache_dir_checked = True

@@ -15,7 +15,6 @@ import hashlib
 import os
 import shutil
 import stat as stat_mode
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, suppress
 from pathlib import Path
@@ -112,6 +111,8 @@ class LocalStore:
     # --- writing ------------------------------------------------------------------------------------
 
     def _staged(self, write: Callable[[IO[bytes]], None]) -> Path:
+        import tempfile  # here: a command that only reads the store never needs it
+
         tmp_dir = self.root / TMP_DIR
         try:
             try:

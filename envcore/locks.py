@@ -9,10 +9,12 @@ from __future__ import annotations
 import fcntl
 import os
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 
+from envcore import TYPE_CHECKING
 from envcore.errors import LockTimeout
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 def _holder(path: str | os.PathLike[str]) -> str:
@@ -23,23 +25,54 @@ def _holder(path: str | os.PathLike[str]) -> str:
         return "unknown"
 
 
-@contextmanager
 def file_lock(
     path: str | os.PathLike[str],
     timeout: float,
     *,
     shared: bool = False,
     on_wait: Callable[[str], None] | None = None,
-) -> Iterator[None]:
-    """Hold an exclusive (or shared) lock on ``path`` for the duration of the block."""
-    flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
-    try:
-        fd = os.open(path, flags, 0o644)
-    except FileNotFoundError:  # first lock in this directory
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd = os.open(path, flags, 0o644)
-    try:
-        mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+) -> FileLock:
+    """Hold an exclusive (or shared) lock on ``path`` for the duration of a ``with`` block."""
+    return FileLock(path, timeout, shared=shared, on_wait=on_wait)
+
+
+class FileLock:
+    """The context manager of :func:`file_lock` (a class, not ``contextlib``: the warm ``envcore create``
+    takes a lock before anything else imports contextlib and collections)."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        timeout: float,
+        *,
+        shared: bool = False,
+        on_wait: Callable[[str], None] | None = None,
+    ) -> None:
+        self.path, self.timeout, self.shared, self.on_wait = path, timeout, shared, on_wait
+        self._fd: int | None = None
+
+    def __enter__(self) -> None:
+        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
+        try:
+            fd = os.open(self.path, flags, 0o644)
+        except FileNotFoundError:  # first lock in this directory
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            fd = os.open(self.path, flags, 0o644)
+        try:
+            self._acquire(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+
+    def __exit__(self, *exc: object) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)  # closing releases the lock
+
+    def _acquire(self, fd: int) -> None:
+        path, timeout = self.path, self.timeout
+        mode = fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX
         deadline = time.monotonic() + timeout
         delay, next_notice = 0.005, time.monotonic() + 10
         while True:
@@ -53,16 +86,13 @@ def file_lock(
                         f"Timed out after {timeout:.0f} s waiting for the lock {path} (held by {_holder(path)}). If "
                         "that process is gone, retry; raise METAFLOW_CONDA_LOCK_TIMEOUT to wait longer."
                     ) from None
-                if on_wait and now >= next_notice:
-                    on_wait(f"Waiting for the lock {path} (held by {_holder(path)})")
+                if self.on_wait and now >= next_notice:
+                    self.on_wait(f"Waiting for the lock {path} (held by {_holder(path)})")
                     next_notice = now + 30
                 time.sleep(delay)
                 delay = min(delay * 2, 0.25)
-        if not shared:
+        if not self.shared:
             holder = f"pid {os.getpid()} on {os.uname().nodename}\n".encode()
             if os.pread(fd, len(holder) + 1, 0) != holder:  # rewriting the same text would only cost I/O
                 os.ftruncate(fd, 0)
                 os.pwrite(fd, holder, 0)
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock

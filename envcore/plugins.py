@@ -605,12 +605,13 @@ def _record_problem(record: object) -> str | None:
     factory = getattr(record, "factory", None)
     if hasattr(record, "factory") and not callable(factory):
         return f"factory is {factory!r}, not a callable"
-    for field_name, types in _FIELD_TYPES.items():
-        if field_name == "kind" and isinstance(record, Setting):
-            continue  # a setting's kind is the name of a value type ("int", "json")
-        if hasattr(record, field_name) and not isinstance(getattr(record, field_name), types):
-            value = getattr(record, field_name)
-            return f"{field_name} is {value!r}, not a {' or '.join(t.__name__ for t in types)}"
+    declared = {
+        name: types
+        for name, types in _FIELD_TYPES.items()
+        if hasattr(record, name) and not (name == "kind" and isinstance(record, Setting))
+    }  # a setting's kind is the name of a value type ("int", "json")
+    if mistyped := _mistyped(record, declared):
+        return mistyped
     for field_name, member in _FIELD_MEMBERS.items():
         values = getattr(record, field_name, None)
         if values is not None and (

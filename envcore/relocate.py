@@ -9,13 +9,15 @@ the *relocation manifest*, written next to the completion marker after every ins
 
 A clone is all or nothing: on any problem the partial copy is removed and the caller installs normally.
 
-Cloning runs in the fast path of ``envcore create`` (:mod:`envcore.uptodate`), so it imports only ``os`` and
-``json`` (no pathlib, shutil or subprocess: together they cost more than the copy itself).
+Cloning runs in the fast path of ``envcore create`` (:mod:`envcore.uptodate`), so it imports only ``os``: no
+pathlib, shutil or subprocess, and no json (which imports re): together they cost more than the copy itself.
+The manifest is therefore NUL-separated text (no path contains NUL): the prefix it names, then one field per
+file, its kind first (``T`` text, ``B`` binary, ``L`` symlink). Manifests of earlier versions
+(``.envcore-relocate.json``) are still read.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import sys
@@ -28,7 +30,9 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any
 
-MANIFEST = ".envcore-relocate.json"
+MANIFEST = ".envcore-relocate"
+_JSON_MANIFEST = ".envcore-relocate.json"  # written by earlier versions; read, never written
+_KINDS = {"T": "text", "B": "binary", "L": "links"}
 # GNU cp (Linux) hardlink-copies a tree in C; elsewhere, or without cp on PATH, a Python walk makes the same copy.
 _GNU_CP = sys.platform.startswith("linux")
 _ENTRY_POINTS = frozenset({"unix_python_entry_point", "windows_python_entry_point_script"})
@@ -37,6 +41,7 @@ _ENTRY_POINTS = frozenset({"unix_python_entry_point", "windows_python_entry_poin
 def write_manifest(prefix: Path) -> None:
     """Record which files of the finished ``prefix`` name it (from the installers' metadata)."""
     import csv
+    import json
     from pathlib import Path
 
     text: set[str] = set()
@@ -79,10 +84,36 @@ def _write_manifest(
 ) -> None:
     """The manifest names the files of ``prefix`` to rewrite, and the prefix they name (``named``, by default
     ``prefix`` itself), written atomically."""
+    fields = [os.fspath(named if named is not None else prefix)]
+    fields += [f"{kind}{path}" for kind, name in _KINDS.items() for path in body.get(name, ())]
     tmp = os.path.join(prefix, f"{MANIFEST}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(json.dumps({**body, "prefix": os.fspath(named if named is not None else prefix)}, indent=0))
+    with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as fh:
+        fh.write("\0".join(fields))
     os.replace(tmp, os.path.join(prefix, MANIFEST))
+    if os.path.lexists(os.path.join(prefix, _JSON_MANIFEST)):
+        os.unlink(os.path.join(prefix, _JSON_MANIFEST))
+
+
+def read_manifest(prefix: str | os.PathLike[str]) -> dict[str, Any]:
+    """``{"prefix": str, "text": [...], "binary": [...], "links": [...]}`` of a finished ``prefix``; OSError
+    when it has none, ValueError when it cannot be read."""
+    try:
+        with open(os.path.join(prefix, MANIFEST), encoding="utf-8", errors="surrogateescape") as fh:
+            prefix_named, *fields = fh.read().split("\0")
+    except FileNotFoundError:
+        import json
+
+        with open(os.path.join(prefix, _JSON_MANIFEST), "rb") as fh:
+            earlier: object = json.loads(fh.read())
+        if not isinstance(earlier, dict):
+            raise ValueError("not a manifest") from None
+        return earlier
+    manifest: dict[str, Any] = {"prefix": prefix_named, **{name: [] for name in _KINDS.values()}}
+    for field in fields:
+        if field[:1] not in _KINDS or len(field) < 2:
+            raise ValueError(f"bad manifest field {field!r}")
+        manifest[_KINDS[field[0]]].append(field[1:])
+    return manifest
 
 
 def _replace_in_c_strings(data: bytes, old: bytes, new: bytes) -> bytes | None:
@@ -113,7 +144,7 @@ class _Cloner:
     ) -> None:
         # the copy is made at ``build`` and names ``dest``, where it is moved once finished
         self.source, self.build, self.dest = source, build, dest
-        self.private = (MANIFEST, *private)  # per-prefix state at the top: never copied
+        self.private = (MANIFEST, _JSON_MANIFEST, *private)  # per-prefix state at the top: never copied
         self.old, self.new = old.encode(), str(dest).encode()
         self.old_text = old
         self.rewrite = {**{p: False for p in manifest["text"]}, **{p: True for p in manifest["binary"]}}
@@ -217,8 +248,7 @@ def clone(
     os.makedirs(parent, exist_ok=True)
     _remove_tree(build)  # left by an interrupted clone
     try:
-        with open(os.path.join(source, MANIFEST), "rb") as fh:
-            manifest = json.loads(fh.read())
+        manifest = read_manifest(source)
         old = str(manifest["prefix"])
         if old != source:
             return False  # the prefix was moved since it was installed: its files name another path

@@ -249,7 +249,7 @@ def answer(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> int
     None when the full command must run."""
     environ = os.environ if environ is None else environ
     parsed = _parse(argv)
-    if parsed is None or environ.get("METAFLOW_DEBUG_CONDA", "").lower() not in ("", "0", "false"):
+    if parsed is None or configfiles.debug_requested(environ):
         return None
     quiet, ref, name, alias = parsed
     try:

@@ -213,8 +213,9 @@ def cli(ctx: click.Context, verbose: bool, quiet: bool) -> None:
 
 
 def _wants_traceback(argv: Sequence[str]) -> bool:
-    debug = os.environ.get("METAFLOW_DEBUG_CONDA", "").lower() not in ("", "0", "false")
-    return debug or "-v" in argv or "--verbose" in argv
+    from envcore.configfiles import debug_requested
+
+    return debug_requested(os.environ) or "-v" in argv or "--verbose" in argv
 
 
 def _print_traceback() -> None:

@@ -291,3 +291,16 @@ def test_a_number_below_its_minimum_is_refused(raw: str, ok: bool) -> None:
         "`METAFLOW_CONDA_LOCK_TIMEOUT` is '-5' (from env var), which is not valid: it must be at least 0. Set it "
         "to a whole number."
     )
+
+
+@pytest.mark.parametrize(
+    ("value", "debug"),
+    [("1", True), ("true", True), ("yes", True), ("no", True), ("", False), ("0", False), (" FALSE ", False)],
+)
+def test_debug_is_read_before_the_configuration_as_metaflow_reads_it(value: str, debug: bool) -> None:
+    """The traceback switch and the fast path of create read METAFLOW_DEBUG_CONDA before the configuration
+    loads (which then refuses "no" with its own message)."""
+    from envcore.configfiles import debug_requested
+
+    assert debug_requested({"METAFLOW_DEBUG_CONDA": value}) is debug
+    assert debug_requested({}) is False

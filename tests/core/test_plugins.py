@@ -430,28 +430,39 @@ from envcore.types import ResolverPlugin
 
 @hookimpl
 def envcore_resolvers():
-    yield ResolverPlugin(name="badfields", env_types={env_types}, factory={factory}, summary="x")
+    yield ResolverPlugin(name="badfields", env_types={env_types}, factory={factory}, summary={summary})
 """
 
 
 @pytest.mark.parametrize(
-    ("env_types", "factory", "problem"),
+    ("env_types", "factory", "summary", "problem"),
     [
         (
             'frozenset({"conda-only"})',
             "print",
+            '"x"',
             "env_types is frozenset({'conda-only'}), not a frozenset of EnvType",
         ),
-        ("frozenset()", '"not callable"', "factory is 'not callable', not a callable"),
+        ("frozenset()", '"not callable"', '"x"', "factory is 'not callable', not a callable"),
+        ("frozenset()", "print", "None", "summary is None of type NoneType, not str"),
     ],
 )
 def test_records_are_type_checked_when_registered(
-    install_plugin: InstallPlugin, monkeypatch: pytest.MonkeyPatch, env_types: str, factory: str, problem: str
+    install_plugin: InstallPlugin,
+    monkeypatch: pytest.MonkeyPatch,
+    env_types: str,
+    factory: str,
+    summary: str,
+    problem: str,
 ) -> None:
     install_plugin(
         "envcore-badfields",
         {"badfields": "envcore_badfields.plugin"},
-        {"envcore_badfields.plugin": BAD_FIELDS.format(env_types=env_types, factory=factory)},
+        {
+            "envcore_badfields.plugin": BAD_FIELDS.format(
+                env_types=env_types, factory=factory, summary=summary
+            )
+        },
     )
     error = _left_out("badfields")
     assert error.startswith("envcore_resolvers() yielded a ResolverPlugin whose")

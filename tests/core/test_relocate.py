@@ -58,7 +58,7 @@ def _prefix(root: Path, name: str) -> Path:
 
 def test_manifest_lists_exactly_the_files_naming_the_prefix(tmp_path: Path) -> None:
     prefix = _prefix(tmp_path, "source-prefix")
-    manifest = json.loads((prefix / relocate.MANIFEST).read_text())
+    manifest = relocate.read_manifest(prefix)
     assert manifest == {
         "prefix": str(prefix),
         "text": ["bin/tool", "etc/conf.txt"],
@@ -82,7 +82,7 @@ def test_clone_rewrites_named_files_and_links_the_rest(tmp_path: Path) -> None:
     assert (dest / "bin" / "plain").stat().st_ino == (source / "bin" / "plain").stat().st_ino
     assert os.readlink(dest / "bin" / "abs-link") == str(dest / "bin" / "plain")
     assert os.readlink(dest / "bin" / "rel-link") == "plain"
-    assert json.loads((dest / relocate.MANIFEST).read_text())["prefix"] == str(dest)
+    assert relocate.read_manifest(dest)["prefix"] == str(dest)
     for path in dest.rglob("*"):
         if path.is_file() and not path.is_symlink() and path.name != relocate.MANIFEST:
             assert old not in path.read_bytes(), path
@@ -106,3 +106,40 @@ def test_a_prefix_without_manifest_is_not_a_source(tmp_path: Path) -> None:
     source = _prefix(tmp_path, "source-prefix")
     (source / relocate.MANIFEST).unlink()
     assert not relocate.clone(source, tmp_path / "dst")
+
+
+def test_a_manifest_of_an_earlier_version_is_read_and_the_clone_gets_the_current_one(tmp_path: Path) -> None:
+    source = _prefix(tmp_path, "source-prefix")
+    current = relocate.read_manifest(source)
+    (source / relocate.MANIFEST).unlink()
+    (source / ".envcore-relocate.json").write_text(
+        json.dumps(current, indent=0)
+    )  # as earlier versions wrote it
+    dest = tmp_path / "dst"
+    assert relocate.clone(source, dest)
+    assert (dest / "etc" / "conf.txt").read_bytes().count(str(dest).encode()) == 2
+    assert not (dest / ".envcore-relocate.json").exists()
+    assert relocate.read_manifest(dest) == {**current, "prefix": str(dest)}
+
+
+def test_a_damaged_manifest_refuses_the_clone(tmp_path: Path) -> None:
+    source = _prefix(tmp_path, "source-prefix")
+    text = (source / relocate.MANIFEST).read_text()
+    (source / relocate.MANIFEST).write_text(text + "\0Xnot-a-kind")
+    assert not relocate.clone(source, tmp_path / "dst")
+    assert not (tmp_path / "dst").exists()
+
+
+def test_the_fast_path_of_a_clone_imports_neither_json_nor_re(tmp_path: Path) -> None:
+    """The warm ``envcore create`` clones in the fast path: json (with re) alone cost more than half of it."""
+    import subprocess
+    import sys
+
+    source = _prefix(tmp_path, "source-prefix")
+    code = (
+        "import sys; from envcore import relocate; "
+        f"assert relocate.clone({str(source)!r}, {str(tmp_path / 'dst')!r}); "
+        "print(sorted(m for m in ('json', 're', 'pathlib', 'shutil', 'subprocess') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

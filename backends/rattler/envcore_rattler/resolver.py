@@ -13,7 +13,6 @@ import functools
 import json
 import os
 import re
-import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -234,6 +233,8 @@ def _client(credentials: Mapping[str, tuple[str, str]]) -> rattler.Client:
 
     if not credentials:
         return Client([RetryMiddleware()])
+    import tempfile  # only for credentials
+
     with tempfile.TemporaryDirectory(prefix="envcore-auth-") as tmp:
         path = Path(tmp) / "auth.json"
         path.touch(mode=0o600)
