@@ -222,11 +222,16 @@ class S3Store:
     # --- writing ------------------------------------------------------------------------------------
 
     def put_file(self, key: str, src: Path) -> ObjectInfo:
+        size = src.stat().st_size
         try:
+            if size < MULTIPART:  # one PUT, whose answer names the version: no HEAD after it
+                with open(src, "rb") as body:
+                    done = self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=body)
+                return ObjectInfo(key=key, size=size, version=str(done["ETag"]))
             self.client.upload_file(str(src), self.bucket, self._key(key), Config=self.transfer)
         except Exception as exc:
             raise self._error(exc, key) from None
-        info = self.stat(key)
+        info = self.stat(key)  # the transfer manager does not return the completed upload's ETag
         if info is None:
             raise StorageError(
                 f"{self.url}/{key} is missing right after its upload; check the bucket's lifecycle rules."
