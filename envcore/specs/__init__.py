@@ -513,7 +513,9 @@ def _logical_lines(text: str) -> Iterable[tuple[int, str]]:
         yield start, pending.strip()
 
 
-def parse_requirements_txt(text: str, origin: str = "requirements.txt") -> Spec:
+def parse_requirements_txt(text: str, origin: str = "requirements.txt", *, unit: str = "line") -> Spec:
+    """A requirements file as pip reads it (the options envcore can honour; see the error for the others).
+    ``unit`` names what the numbers count (``entry`` for the pip section of an environment.yml)."""
     reqs: list[Requirement] = []
     conda_sources: list[Located] = []
     pypi_sources: list[Located] = []
@@ -522,7 +524,7 @@ def parse_requirements_txt(text: str, origin: str = "requirements.txt") -> Spec:
     hashed: list[str] = []
     python: str | None = None
     for number, line in _logical_lines(text.removeprefix("\ufeff")):
-        where = f"line {number} of {origin}"
+        where = f"{unit} {number} of {origin}"
         option, _, value = re.sub(r"^(-[a-z]|--[a-z-]+)=", r"\1 ", line).partition(" ")
         value = value.strip()
         if line.startswith("-") and option in ("--pre", "--no-index") and not value:
@@ -709,12 +711,14 @@ def parse_environment_yml(text: str, origin: str = "environment.yml") -> Spec:
         )
     reqs: list[Requirement] = []
     channel_keys: list[str] = []
+    pip_lines: list[str] = []
+    pip_at = 0
     python: str | None = None
     for entry in dependencies or []:
         where = f"dependencies of {origin}"
         if isinstance(entry, dict) and set(entry) <= {"pip", "sys"}:
-            for item in _string_list(entry.get("pip"), "pip", where, "'- pip:' followed by '- NAME' lines"):
-                reqs.append(pypi_requirement(item, f"pip dependencies of {origin}"))
+            pip_at = len(reqs) if not pip_lines else pip_at  # its requirements go where the section is
+            pip_lines += _string_list(entry.get("pip"), "pip", where, "'- pip:' followed by '- NAME' lines")
             for item in _string_list(entry.get("sys"), "sys", where, "'- sys:' followed by '- __glibc=2.27'"):
                 reqs.append(sys_requirement(*_split_sys(item), f"sys dependencies of {origin}"))
             continue
@@ -749,13 +753,22 @@ def parse_environment_yml(text: str, origin: str = "environment.yml") -> Spec:
         channel_keys.append(text)
     channels = [(c, origin) for c in strings("channels")]
     channels += _credential_channels(channel_keys, f"dependencies of {origin}")
-    return Spec(
+    spec = Spec(
         requirements=tuple(reqs),
         sources=_sources(channels, [(i, origin) for i in strings("pypi-indices")]),
         python=python,
         origin=f"the environment file {origin}",
         warnings=tuple(warnings),
         nodefaults=_nodefaults(channels),
+    )
+    if not pip_lines:
+        return spec
+    # conda hands the pip section to pip as a requirements file: its options (--extra-index-url, --pre,
+    # --find-links...) are read as in one
+    pip = parse_requirements_txt("\n".join(pip_lines), f"the pip section of {origin}", unit="entry")
+    merged = merge(spec, pip)
+    return replace(
+        merged, requirements=(*reqs[:pip_at], *pip.requirements, *reqs[pip_at:]), origin=spec.origin
     )
 
 

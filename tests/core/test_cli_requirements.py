@@ -320,3 +320,24 @@ def test_plugin_settings_that_do_not_take_effect_are_warned_about(cli_env: dict[
         assert out.returncode == 0 and warning in " ".join(out.stderr.split()), out.stderr
         quiet = envcore("-q", "resolve", "--dry-run", "--conda", "fx-core", env={**cli_env, **extra})
         assert quiet.returncode == 0 and "warning" not in quiet.stderr
+
+
+def test_an_extra_index_in_the_pip_section_of_an_environment_yml_is_used(
+    run: Any, universe: Universe, tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    """The configured index lacks fx-extras; the pip section's --extra-index-url has it."""
+    lacking = tmp_path / "lacking"
+    shutil.copytree(universe.root / "simple", lacking)
+    shutil.rmtree(lacking / "fx-extras")
+    cli_env["METAFLOW_CONDA_DEFAULT_PYPI_SOURCE"] = lacking.as_uri() + "/"
+    path = tmp_path / "environment.yml"
+    path.write_text("dependencies:\n  - fx-core\n  - pip:\n    - fx-extras\n")
+    assert "fx-extras" in failed(run("-f", str(path)), 1)
+    path.write_text(
+        f"dependencies:\n  - fx-core\n  - pip:\n    - --extra-index-url {universe.simple_url}\n    - fx-extras\n"
+    )
+    out = run("--json", "-f", str(path))
+    _, installed = resolved(out)
+    assert installed["fx-extras"] == "0.4.0"
+    (env,) = [v["env"] for v in json.loads(out.stdout).values()]
+    assert f"pypi::{universe.simple_url}" in env["sources"]

@@ -180,6 +180,30 @@ def test_environment_yml_sources_python_and_ignored_sections() -> None:
     assert spec.origin == "the environment file env.yml"
 
 
+def test_the_pip_section_of_an_environment_yml_takes_the_options_of_a_requirements_file() -> None:
+    """conda hands the pip section to pip as a requirements file, so its options are written there too (the
+    PyTorch wheel index is the common case)."""
+    spec = specs.parse_environment_yml(
+        "dependencies:\n  - numpy\n  - pip:\n    - --extra-index-url https://download.pytorch.org/whl/cpu\n"
+        "    - --pre\n    - -f https://h/links\n    - --index-url https://other/simple\n    - torch==2.3\n"
+        "  - scipy\n",
+        "env.yml",
+    )
+    assert tstrs(spec) == ["conda::numpy", "pypi::torch==2.3", "conda::scipy"]  # in the order written
+    assert spec.sources == {"pypi": ("https://download.pytorch.org/whl/cpu",)}
+    assert spec.extras == {"pypi": ("--pre", "--find-links https://h/links")}
+    (warning,) = spec.warnings
+    assert "--index-url https://other/simple (entry 4 of the pip section of env.yml) is ignored" in warning
+    assert spec.origin == "the environment file env.yml"
+
+
+def test_an_unsupported_pip_option_in_an_environment_yml_names_its_entry() -> None:
+    with pytest.raises(
+        specs.SpecError, match=r"'-e \./here' is not a supported line .*entry 2 of the pip section"
+    ):
+        specs.parse_environment_yml("dependencies:\n  - pip:\n    - a\n    - -e ./here\n", "env.yml")
+
+
 # --- pyproject.toml ------------------------------------------------------------------------------------
 
 PYPROJECT = [
