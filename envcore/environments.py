@@ -14,7 +14,7 @@ from pathlib import Path
 from envcore import description, naming, resolve, uptodate
 from envcore.aliases import Aliases, PathspecLookup
 from envcore.config import Config
-from envcore.errors import AliasError, ConfigError, MissingObject, ResolutionError, StorageError, UsageError
+from envcore.errors import AliasError, ConfigError, MissingObject, StorageError, UsageError
 from envcore.plugins import Registry
 from envcore.progress import Progress, as_progress
 from envcore.record import LocalRecord
@@ -196,15 +196,9 @@ class Environments:
 
     def _resolve_one(self, request: ResolveRequest) -> ResolvedEnvironment:
         """:func:`resolve.resolve`; a failure to extend a base names it as the user did (its alias)."""
-        try:
-            return resolve.resolve(self.registry, request)
-        except ResolutionError as exc:
-            base = request.base
-            ids = f"{base.req_id}:{base.full_id}" if base is not None else ""
-            name = self._references.get((base.req_id, base.full_id)) if base is not None else None
-            if name is None or ids not in exc.message:
-                raise
-            raise ResolutionError(exc.message.replace(ids, f"{name} ({ids})", 1)) from None
+        base = request.base
+        name = self._references.get((base.req_id, base.full_id)) if base is not None else None
+        return resolve.resolve(self.registry, request, base_name=name)
 
     def save(
         self, env: ResolvedEnvironment, *, cache: bool = True, set_default: bool = True

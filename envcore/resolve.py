@@ -353,11 +353,15 @@ def base_pins(base: ResolvedEnvironment) -> tuple[Requirement, ...]:
 
 
 def _extend(
-    resolver: Resolver, request: ResolveRequest, base: ResolvedEnvironment
+    resolver: Resolver, request: ResolveRequest, base: ResolvedEnvironment, base_name: str | None
 ) -> Sequence[LockedPackage]:
     """Resolve with every package of the base kept at its version (as the original does: what the new
-    requirements add must fit them); when they cannot all be kept, name those that would have to change."""
+    requirements add must fit them); when they cannot all be kept, name those that would have to change.
+    Messages name the base as the user did (``base_name``, an alias), with its ids."""
     from envcore.specs import combine
+
+    ids = f"{base.req_id}:{base.full_id}"
+    shown = f"{base_name} ({ids})" if base_name else ids
 
     pinned = replace(request, requirements=combine([*request.requirements, *base_pins(base)]))
     try:
@@ -366,7 +370,7 @@ def _extend(
         try:
             free = tuple(resolver.resolve(request))
         except ResolutionError:  # not even the base's requests and the new ones fit together
-            raise ResolutionError(f"Cannot extend {base.req_id}:{base.full_id}: {kept.message}") from None
+            raise ResolutionError(f"Cannot extend {shown}: {kept.message}") from None
     before = {(p.kind, p.name): p.version for p in base.packages}
     changed = sorted(
         f"{p.name} {before[(p.kind, p.name)]} -> {p.version}"
@@ -374,15 +378,18 @@ def _extend(
         if (p.kind, p.name) in before and before[(p.kind, p.name)] != p.version
     )
     raise ResolutionError(
-        f"Cannot extend {base.req_id}:{base.full_id} keeping its packages: the new requirements need "
+        f"Cannot extend {shown} keeping its packages: the new requirements need "
         f"{', '.join(changed) or 'different packages'}. Relax the new requirements, or resolve from scratch "
         "(without --using) to let those packages change."
     )
 
 
-def resolve(registry: Registry, request: ResolveRequest) -> ResolvedEnvironment:
+def resolve(
+    registry: Registry, request: ResolveRequest, *, base_name: str | None = None
+) -> ResolvedEnvironment:
     """Lock ``request`` with the configured resolver for its environment type, and check the result. With a
-    base environment (``request.base``), every base pin the new requirements allow is kept."""
+    base environment (``request.base``, called ``base_name`` by the user), every base pin the new requirements
+    allow is kept."""
     locked_by_file = any(flag.startswith("--pylock=") for flag in request.extras.get(PYPI, ()))
     if locked_by_file:  # a pylock.toml: read, not resolved (envcore.pylock, imported only when used)
         from envcore import pylock
@@ -394,7 +401,9 @@ def resolve(registry: Registry, request: ResolveRequest) -> ResolvedEnvironment:
         request_for_builds = request
     version = registry.checked_version(name, resolver)
     packages: Sequence[LockedPackage] = (
-        _extend(resolver, request, request.base) if request.base else tuple(resolver.resolve(request))
+        _extend(resolver, request, request.base, base_name)
+        if request.base
+        else tuple(resolver.resolve(request))
     )
     registry.check_locked(name, packages)
     if any(p.is_sdist for p in packages):
