@@ -17,6 +17,7 @@ Decisions that differ from the original extension (reference §1(l)):
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -513,9 +514,37 @@ def _logical_lines(text: str) -> Iterable[tuple[int, str]]:
         yield start, pending.strip()
 
 
-def parse_requirements_txt(text: str, origin: str = "requirements.txt", *, unit: str = "line") -> Spec:
-    """A requirements file as pip reads it (the options envcore can honour; see the error for the others).
-    ``unit`` names what the numbers count (``entry`` for the pip section of an environment.yml)."""
+_ENV_VAR = re.compile(r"\$\{([A-Z0-9_]+)\}")  # pip's (and uv's) ${NAME} in a requirements file
+
+
+def _expand_variables(line: str, where: str, environ: Mapping[str, str]) -> str:
+    """``${NAME}`` replaced by the environment variable NAME, as pip does (a token in an index URL, usually);
+    unlike pip, an unset (or empty) variable is an error rather than text sent to an index."""
+
+    def value(match: re.Match[str]) -> str:
+        found = environ.get(match[1])
+        if not found:
+            raise _fail(
+                f"{match[0]} names the environment variable {match[1]}, which is not set",
+                where,
+                f"Set {match[1]} before running envcore, or write the value itself.",
+            )
+        return found
+
+    return _ENV_VAR.sub(value, line) if "${" in line else line
+
+
+def parse_requirements_txt(
+    text: str,
+    origin: str = "requirements.txt",
+    *,
+    unit: str = "line",
+    environ: Mapping[str, str] | None = None,
+) -> Spec:
+    """A requirements file as pip reads it (the options envcore can honour; see the error for the others), with
+    ``${NAME}`` replaced by the variable NAME of ``environ`` (default: this process's). ``unit`` names what the
+    numbers count (``entry`` for the pip section of an environment.yml)."""
+    environ = os.environ if environ is None else environ
     reqs: list[Requirement] = []
     conda_sources: list[Located] = []
     pypi_sources: list[Located] = []
@@ -525,6 +554,7 @@ def parse_requirements_txt(text: str, origin: str = "requirements.txt", *, unit:
     python: str | None = None
     for number, line in _logical_lines(text.removeprefix("\ufeff")):
         where = f"{unit} {number} of {origin}"
+        line = _expand_variables(line, where, environ)
         option, _, value = re.sub(r"^(-[a-z]|--[a-z-]+)=", r"\1 ", line).partition(" ")
         value = value.strip()
         if line.startswith("-") and option in ("--pre", "--no-index") and not value:

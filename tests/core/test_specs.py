@@ -180,6 +180,30 @@ def test_environment_yml_sources_python_and_ignored_sections() -> None:
     assert spec.origin == "the environment file env.yml"
 
 
+def test_variables_in_a_requirements_file_are_expanded_as_pip_does() -> None:
+    """${NAME} (upper case, digits, _) anywhere in a line, after comments are removed; ${lower} is not one."""
+    spec = specs.parse_requirements_txt(
+        "--extra-index-url https://__token__:${INDEX_TOKEN}@h.example/simple\n"
+        "fx-core==${FX_VERSION}  # ${NOT_READ}\n",
+        environ={"INDEX_TOKEN": "s3cr3t", "FX_VERSION": "1.1.0"},
+    )
+    assert spec.sources == {"pypi": ("https://__token__:s3cr3t@h.example/simple",)}
+    assert tstrs(spec) == ["pypi::fx-core==1.1.0"]
+
+
+@pytest.mark.parametrize("value", [None, ""])
+def test_an_unset_variable_in_a_requirements_file_is_named(value: str | None) -> None:
+    environ = {} if value is None else {"INDEX_TOKEN": value}
+    with pytest.raises(specs.SpecError) as caught:
+        specs.parse_requirements_txt(
+            "fx-core\n--extra-index-url https://t:${INDEX_TOKEN}@h.example/simple\n", "r.txt", environ=environ
+        )
+    assert str(caught.value) == (
+        "${INDEX_TOKEN} names the environment variable INDEX_TOKEN, which is not set (line 2 of r.txt). "
+        "Set INDEX_TOKEN before running envcore, or write the value itself."
+    )
+
+
 def test_the_pip_section_of_an_environment_yml_takes_the_options_of_a_requirements_file() -> None:
     """conda hands the pip section to pip as a requirements file, so its options are written there too (the
     PyTorch wheel index is the common case)."""

@@ -27,7 +27,7 @@ def files_containing(root: Path, secret: bytes) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize("how", ["url", "auth-info"])
+@pytest.mark.parametrize("how", ["url", "auth-info", "requirements-variable"])
 def test_no_secret_in_any_output_or_file(
     run: Run,
     world: dict[str, Path],
@@ -37,7 +37,22 @@ def test_no_secret_in_any_output_or_file(
     how: str,
 ) -> None:
     secret = auth_channel.password
-    if how == "url":
+    files: tuple[str, ...] = ()
+    if how == "requirements-variable":  # pip's ${NAME} in a requirements file: the password is in no file
+        host = urlsplit(auth_wheel_index.url)
+        requirements = world["a"] / "requirements.txt"
+        requirements.parent.mkdir(parents=True, exist_ok=True)
+        requirements.write_text(
+            f"--extra-index-url {host.scheme}://{auth_wheel_index.user}:${{ENVCORE_TEST_INDEX_PASSWORD}}@"
+            f"{host.netloc}{host.path}\n"
+        )
+        files = ("-r", str(requirements))
+        sources = {
+            "METAFLOW_CONDA_CHANNELS": auth_channel.url,
+            "METAFLOW_CONDA_DEFAULT_PYPI_SOURCE": auth_wheel_index.url,
+            "ENVCORE_TEST_INDEX_PASSWORD": secret,
+        }
+    elif how == "url":
         sources = {
             "METAFLOW_CONDA_CHANNELS": auth_channel.url_with_credentials,
             "METAFLOW_CONDA_DEFAULT_PYPI_SOURCE": auth_wheel_index.url_with_credentials,
@@ -56,9 +71,9 @@ def test_no_secret_in_any_output_or_file(
         printed.extend((done.stdout, done.stderr))
         return done
 
-    out = envcore("resolve", "--conda", "fx-app", "--pypi", "fx-extras", "--alias", "team/auth:v1")
+    out = envcore("resolve", *files, "--conda", "fx-app", "--pypi", "fx-extras", "--alias", "team/auth:v1")
     (ref,) = env_ids(out.stdout)
-    envcore("resolve", "--conda", "fx-app", "--pypi", "fx-extras", "--json")
+    envcore("resolve", *files, "--conda", "fx-app", "--pypi", "fx-extras", "--json")
     envcore("show", "team/auth:v1", "--json")
     envcore("show", ref)
     envcore("alias", ref, "team/auth:latest")
