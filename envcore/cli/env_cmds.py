@@ -31,6 +31,8 @@ def _spec_from_options(
     indices: tuple[str, ...],
     *,
     allow_empty: bool = False,
+    extras: tuple[str, ...] = (),
+    groups: tuple[str, ...] = (),
 ) -> Spec:
     from envcore import specs
 
@@ -45,9 +47,14 @@ def _spec_from_options(
     if len(files) > 1:
         # The original only refused all three together and silently merged two (reference §1(l)2).
         raise UsageError("Can only specify one of -r, -f or -p; resolve each file separately.")
+    if (extras or groups) and pyproject is None:
+        raise UsageError(
+            "--extra and --group choose optional dependencies and dependency groups of a pyproject.toml: give "
+            "the project with -p pyproject.toml."
+        )
     parts = []
-    if files:
-        parts.append(specs.load(files[0][1], files[0][0]))  # the option says the format, not the file's name
+    if files:  # the option says the format, not the file's name
+        parts.append(specs.load(files[0][1], files[0][0], extras=extras, groups=groups))
     if conda or pypi or channels or indices:
         # --conda as an environment.yml dependency, --pypi as a requirements.txt line; repeated ones AND-ed
         parts.append(specs.from_command_line(conda=conda, pypi=pypi, channels=channels, indices=indices))
@@ -163,6 +170,20 @@ def describe(app: App, envs: Environments, env: ResolvedEnvironment, *, as_json:
 @click.option("-f", "--file", "env_file", type=click.Path(path_type=Path), help="environment.yml")
 @click.option("-p", "--pyproject", type=click.Path(path_type=Path), help="pyproject.toml")
 @click.option(
+    "--extra",
+    "extras",
+    multiple=True,
+    metavar="NAME",
+    help="With -p: also the optional dependencies NAME ([project.optional-dependencies]; repeatable).",
+)
+@click.option(
+    "--group",
+    "groups",
+    multiple=True,
+    metavar="NAME",
+    help="With -p: also the dependency group NAME ([dependency-groups] or poetry's; repeatable).",
+)
+@click.option(
     "--pylock",
     "pylock_file",
     type=click.Path(path_type=Path),
@@ -204,6 +225,8 @@ def resolve(
     requirements: Path | None,
     env_file: Path | None,
     pyproject: Path | None,
+    extras: tuple[str, ...],
+    groups: tuple[str, ...],
     pylock_file: Path | None,
     conda: tuple[str, ...],
     pypi: tuple[str, ...],
@@ -247,6 +270,8 @@ def resolve(
             "-r": requirements,
             "-f": env_file,
             "-p": pyproject,
+            "--extra": extras,
+            "--group": groups,
             "--pylock": pylock_file,
         }
         given |= {"--using": base_ref, "--python": python}
@@ -263,11 +288,21 @@ def resolve(
             spec = specs.merge(spec, _spec_from_options(None, None, None, conda, pypi, channels, indices))
     elif pylock_file is not None:
         others: dict[str, object] = {"-r": requirements, "-f": env_file, "-p": pyproject, "--conda": conda}
+        others |= {"--extra": extras, "--group": groups}
         others |= {"--pypi": pypi, "--index": indices, "--using": base_ref}
         spec = _spec_from_pylock(app, pylock_file, channels, others)
     else:
         spec = _spec_from_options(
-            requirements, env_file, pyproject, conda, pypi, channels, indices, allow_empty=bool(base_ref)
+            requirements,
+            env_file,
+            pyproject,
+            conda,
+            pypi,
+            channels,
+            indices,
+            allow_empty=bool(base_ref),
+            extras=extras,
+            groups=groups,
         )
     _print_warnings(app, spec)
     bases = {a: envs.find(base_ref, resolving.check_arch(a)) if base_ref else None for a in targets}

@@ -832,7 +832,123 @@ def _table(data: Mapping[str, object], key: str, origin: str) -> dict[str, objec
     return value
 
 
-def parse_pyproject(text: str, origin: str = "pyproject.toml") -> Spec:
+def _normalized(name: str) -> str:
+    """A project, extra or group name as PEP 503 / 685 / 735 compare them."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _project_requirements(items: list[str], where: str) -> list[Requirement]:
+    out = []
+    for item in items:
+        if re.match(r"^python\s*([<>=!~]|$)", item):
+            raise _fail(
+                f"{item!r} names python",
+                where,
+                "Python specification should be specified as 'requires-python'.",
+            )
+        out.append(pypi_requirement(item, where))
+    return out
+
+
+def _poetry_requirements(table: Mapping[str, object], where: str) -> tuple[list[Requirement], str | None]:
+    """The requirements of a poetry dependencies table, and its python constraint."""
+    reqs, python = [], None
+    for name, value in table.items():
+        constraint = value.get("version", "*") if isinstance(value, dict) else str(value)
+        if name == "python":
+            python = _poetry_constraint(constraint)
+            continue
+        extras = value.get("extras", []) if isinstance(value, dict) else []
+        text_req = f"{name}{'[' + ','.join(extras) + ']' if extras else ''}{_poetry_constraint(constraint)}"
+        reqs.append(pypi_requirement(text_req, where))
+    return reqs, python
+
+
+def _chosen(
+    available: Mapping[str, object], wanted: Sequence[str], what: str, where: str, flag: str
+) -> list[str]:
+    """The keys of ``available`` that ``wanted`` names (normalised), or an error listing what there is."""
+    keys = {_normalized(k): k for k in available}
+    missing = [w for w in wanted if _normalized(w) not in keys]
+    if missing:
+        raise _fail(
+            f"There are no {what} named {', '.join(map(repr, missing))}",
+            where,
+            f"Give {flag} one of: {', '.join(sorted(available))}." if available else f"Remove {flag}.",
+        )
+    return [keys[_normalized(w)] for w in wanted]
+
+
+def _extra_requirements(
+    project: Mapping[str, object], extras: Sequence[str], origin: str
+) -> list[Requirement]:
+    """The optional dependencies of ``extras``; an entry naming the project itself (``me[a,b]``, as in
+    ``all = ["me[a,b]"]``) brings those extras in."""
+    optional = _table(project, "optional-dependencies", origin)
+    where = f"[project.optional-dependencies] of {origin}"
+    me = _normalized(str(project.get("name", "")))
+    pending, seen, out = list(_chosen(optional, extras, "optional dependencies", where, "--extra")), set(), []
+    while pending:
+        key = pending.pop(0)
+        if key in seen:
+            continue
+        seen.add(key)
+        for req in _project_requirements(
+            _string_list(optional[key], f"[project.optional-dependencies].{key}", origin, f'{key} = ["x"]'),
+            f"[project.optional-dependencies].{key} of {origin}",
+        ):
+            if me and _normalized(req.name) == me:
+                pending += _chosen(optional, req.extras, "optional dependencies", where, "--extra")
+            else:
+                out.append(req)
+    return out
+
+
+def _group_requirements(
+    data: Mapping[str, object], poetry: Mapping[str, object], groups: Sequence[str], origin: str
+) -> list[Requirement]:
+    """PEP 735 ``[dependency-groups]`` (with ``{include-group = "..."}``) and poetry's
+    ``[tool.poetry.group.NAME.dependencies]``, by group name."""
+    pep735 = _table(data, "dependency-groups", origin)
+    poetry_groups = _table(poetry, "group", f"[tool.poetry] of {origin}")
+    available = {**dict.fromkeys(poetry_groups), **dict.fromkeys(pep735)}
+    keys = {_normalized(k): k for k in pep735}
+    out: list[Requirement] = []
+    pending = _chosen(available, groups, "dependency groups", f"[dependency-groups] of {origin}", "--group")
+    seen: set[str] = set()
+    while pending:
+        name = pending.pop(0)
+        if _normalized(name) in seen:
+            continue
+        seen.add(_normalized(name))
+        where = f"[dependency-groups].{name} of {origin}"
+        items = pep735.get(keys.get(_normalized(name), name), [])
+        for item in items if isinstance(items, list) else [items]:
+            if isinstance(item, dict) and isinstance(item.get("include-group"), str):
+                pending += _chosen(
+                    pep735, [item["include-group"]], "dependency groups", where, "include-group"
+                )
+            elif isinstance(item, str):
+                out += _project_requirements([item], where)
+            else:
+                raise _fail(
+                    f"{item!r} is neither a requirement nor an include-group table",
+                    where,
+                    'Write "name>=1.0" or {include-group = "other"}.',
+                )
+        if name in poetry_groups:
+            group = _table(poetry_groups, name, f"[tool.poetry.group] of {origin}")
+            where = f"[tool.poetry.group.{name}.dependencies] of {origin}"
+            out += _poetry_requirements(_table(group, "dependencies", where), where)[0]
+    return out
+
+
+def parse_pyproject(
+    text: str, origin: str = "pyproject.toml", *, extras: Sequence[str] = (), groups: Sequence[str] = ()
+) -> Spec:
+    """``[project].dependencies`` (or poetry's), ``requires-python`` and the project's extra indices; with
+    ``extras`` and ``groups``, those optional dependencies and dependency groups too (as ``uv pip compile
+    --extra/--group``)."""
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover
@@ -845,7 +961,6 @@ def parse_pyproject(text: str, origin: str = "pyproject.toml") -> Spec:
     project = _table(data, "project", origin)
     tool = _table(data, "tool", origin)
     poetry = _table(tool, "poetry", f"[tool] of {origin}")
-    where = f"[project].dependencies of {origin}"
     dynamic = project.get("dynamic")
     if isinstance(dynamic, list) and "dependencies" in dynamic:
         raise _fail(
@@ -854,30 +969,25 @@ def parse_pyproject(text: str, origin: str = "pyproject.toml") -> Spec:
             f"[project].dynamic of {origin}",
             "List them in [project].dependencies, or give them in a requirements file with -r.",
         )
-    reqs: list[Requirement] = []
-    for item in _string_list(
-        project.get("dependencies"), "[project].dependencies", origin, 'dependencies = ["x"]'
-    ):
-        if re.match(r"^python\s*([<>=!~]|$)", item):
-            raise _fail(
-                f"{item!r} names python",
-                where,
-                "Python specification should be specified as 'requires-python'.",
-            )
-        reqs.append(pypi_requirement(item, where))
+    reqs = _project_requirements(
+        _string_list(project.get("dependencies"), "[project].dependencies", origin, 'dependencies = ["x"]'),
+        f"[project].dependencies of {origin}",
+    )
     python = project.get("requires-python")
     if python is not None and not isinstance(python, str):
         raise _fail(
             f"requires-python must be a string, not {python!r}", origin, 'Write requires-python = ">=3.10".'
         )
-    for name, value in _table(poetry, "dependencies", f"[tool.poetry] of {origin}").items():
-        constraint = value.get("version", "*") if isinstance(value, dict) else str(value)
-        if name == "python":
-            python = python or _poetry_constraint(constraint)
-            continue
-        extras = value.get("extras", []) if isinstance(value, dict) else []
-        text_req = f"{name}{'[' + ','.join(extras) + ']' if extras else ''}{_poetry_constraint(constraint)}"
-        reqs.append(pypi_requirement(text_req, f"[tool.poetry.dependencies] of {origin}"))
+    where = f"[tool.poetry.dependencies] of {origin}"
+    poetry_reqs, poetry_python = _poetry_requirements(
+        _table(poetry, "dependencies", f"[tool.poetry] of {origin}"), where
+    )
+    reqs += poetry_reqs
+    python = python or poetry_python
+    if extras:
+        reqs += _extra_requirements(project, extras, origin)
+    if groups:
+        reqs += _group_requirements(data, poetry, groups, origin)
     indices = [s["url"] for s in _tables(poetry.get("source"), "tool.poetry.source", origin) if "url" in s]
     uv = _table(tool, "uv", f"[tool] of {origin}")
     indices += [s["url"] for s in _tables(uv.get("index"), "tool.uv.index", origin) if "url" in s]
@@ -908,7 +1018,9 @@ KINDS = {
 }
 
 
-def load(path: Path, kind: str | None = None) -> Spec:
+def load(
+    path: Path, kind: str | None = None, *, extras: Sequence[str] = (), groups: Sequence[str] = ()
+) -> Spec:
     """A spec from a file of ``kind`` (``requirements``, ``environment`` or ``pyproject``, as the CLI's -r, -f
     and -p say); without ``kind``, by its name: ``*.yml``/``*.yaml``, ``*.toml``, anything else as
     requirements.txt. The file must be UTF-8 (a byte order mark is allowed)."""
@@ -932,6 +1044,13 @@ def load(path: Path, kind: str | None = None) -> Spec:
             else "pyproject"
             if name.endswith(".toml")
             else "requirements"
+        )
+    if kind == "pyproject":
+        return parse_pyproject(text, str(path), extras=extras, groups=groups)
+    if extras or groups:
+        raise SpecError(
+            f"--extra and --group choose optional dependencies of a pyproject.toml, and {path} is read as "
+            f"{'an environment.yml' if kind == 'environment' else 'a requirements file'}. Give the project with -p."
         )
     return KINDS[kind](text, str(path))
 

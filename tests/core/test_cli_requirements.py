@@ -341,3 +341,18 @@ def test_an_extra_index_in_the_pip_section_of_an_environment_yml_is_used(
     assert installed["fx-extras"] == "0.4.0"
     (env,) = [v["env"] for v in json.loads(out.stdout).values()]
     assert f"pypi::{universe.simple_url}" in env["sources"]
+
+
+def test_extras_and_groups_of_a_project_file_are_resolved(run: Any, tmp_path: Path) -> None:
+    project = tmp_path / "pyproject.toml"
+    project.write_text(
+        '[project]\nname = "demo"\ndependencies = ["fx-core"]\n'
+        '[project.optional-dependencies]\nweb = ["fx-web"]\n[dependency-groups]\ntest = ["fx-extras"]\n'
+    )
+    deps, installed = resolved(run("--json", "-p", str(project)))
+    assert "fx-web" not in installed and "fx-extras" not in installed
+    deps, installed = resolved(run("--json", "-p", str(project), "--extra", "web", "--group", "test"))
+    assert {"pypi::fx-web", "pypi::fx-extras"} <= set(deps)
+    assert {"fx-web", "fx-extras", "fx-core"} <= set(installed)
+    message = failed(run("--pypi", "fx-core", "--extra", "web"))
+    assert "--extra and --group choose optional dependencies" in message and "-p pyproject.toml" in message

@@ -277,6 +277,69 @@ def test_load_picks_the_parser_by_name(tmp_path: Path) -> None:
     ]
 
 
+PROJECT_WITH_EXTRAS = """
+[project]
+name = "My.Project"
+dependencies = ["fx-core"]
+
+[project.optional-dependencies]
+web = ["fx-web>=2"]
+yaml = ["fx-pyyaml"]
+all = ["my-project[web,yaml]", "fx-http"]
+
+[dependency-groups]
+test = ["fx-extras", {include-group = "lint"}]
+lint = ["fx-yaml"]
+
+[tool.poetry.group.docs.dependencies]
+fx-native = "^1.0"
+"""
+
+
+@pytest.mark.parametrize(
+    ("extras", "groups", "expected"),
+    [
+        ((), (), ["pypi::fx-core"]),
+        (("web",), (), ["pypi::fx-core", "pypi::fx-web==>=2"]),
+        (("ALL",), (), ["pypi::fx-core", "pypi::fx-http", "pypi::fx-web==>=2", "pypi::fx-pyyaml"]),
+        ((), ("test",), ["pypi::fx-core", "pypi::fx-extras", "pypi::fx-yaml"]),
+        ((), ("docs",), ["pypi::fx-core", "pypi::fx-native==<2,>=1.0"]),
+    ],
+)
+def test_extras_and_groups_of_a_pyproject_are_added_when_chosen(
+    extras: tuple[str, ...], groups: tuple[str, ...], expected: list[str]
+) -> None:
+    """As uv pip compile --extra/--group: names compare normalised, an extra naming the project itself brings
+    its extras in, include-group is followed, poetry's groups count too."""
+    spec = specs.parse_pyproject(PROJECT_WITH_EXTRAS, "p.toml", extras=extras, groups=groups)
+    assert sorted(tstrs(spec)) == sorted(expected)
+
+
+@pytest.mark.parametrize(
+    ("extras", "groups", "message"),
+    [
+        (
+            ("nope",),
+            (),
+            "There are no optional dependencies named 'nope' ([project.optional-dependencies] of "
+            "p.toml). Give --extra one of: all, web, yaml.",
+        ),
+        (
+            (),
+            ("nope",),
+            "There are no dependency groups named 'nope' ([dependency-groups] of p.toml). Give "
+            "--group one of: docs, lint, test.",
+        ),
+    ],
+)
+def test_an_unknown_extra_or_group_lists_those_there_are(
+    extras: tuple[str, ...], groups: tuple[str, ...], message: str
+) -> None:
+    with pytest.raises(specs.SpecError) as caught:
+        specs.parse_pyproject(PROJECT_WITH_EXTRAS, "p.toml", extras=extras, groups=groups)
+    assert str(caught.value) == message
+
+
 # --- combining -----------------------------------------------------------------------------------------
 
 
