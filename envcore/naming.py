@@ -177,6 +177,6 @@ def package_key(
     """``packages/<kind>/<host>/<url path>/<filename>/<hash>/<filename>`` — the original's layout, keyed by the
     package's source URL (with credentials stripped) so that every environment shares one copy."""
     parts = urlsplit(url)
-    host = safe_netloc(url) if parts.scheme != "file" else "_local"
+    host = "_local" if parts.scheme == "file" or parts.scheme.endswith("+file") else safe_netloc(url)
     path = parts.path.strip("/")
     return "/".join(p for p in (packages_dirname, kind, host, path, filename, file_hash, filename) if p)

@@ -184,6 +184,14 @@ def _reference_url(text: str, where: str) -> str:
     if scheme[1].lower() == "file":
         path = unquote(urlsplit(text).path)
         return text if path.startswith("/") else Path(path).absolute().as_uri()
+    if scheme[1].lower().endswith("+file"):  # a repository on this machine (git+file:///srv/repo@v1)
+        if not urlsplit(text).path.startswith("/"):
+            raise _fail(
+                f"{text!r} names a repository by a relative path",
+                where,
+                f"Write {scheme[1]}:///absolute/path.",
+            )
+        return text
     try:
         parts = urlsplit(text)
         parts.port  # noqa: B018  (raises ValueError for a bad port)

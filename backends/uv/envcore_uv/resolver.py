@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -141,6 +142,12 @@ class UvResolver:
                     if "no usable wheels" in done.stderr and request.arch != local_arch()
                     else ""
                 )
+                if "Git operation failed" in done.stderr:
+                    raise ResolutionError(
+                        f"A git requirement could not be fetched while resolving for {request.arch}: "
+                        f"{_uv_error(done.stderr)}. Check the repository URL and the revision (branch, tag or "
+                        "commit) after its @, and that git can reach the repository from here."
+                    )
                 if any(marker in done.stderr for marker in _NETWORK_FAILURES):
                     raise ResolutionError(
                         f"The PyPI index could not be read while resolving for {request.arch}: "
@@ -201,13 +208,9 @@ class UvResolver:
             if isinstance(entry.get("directory"), dict):  # NAME @ file:///a/directory: built here
                 out.append(self._directory(request, name, entry["directory"], work))
                 continue
-            if isinstance(entry.get("vcs"), dict):
-                url = redact_url(str(entry["vcs"].get("url", "")))
-                raise ResolutionError(
-                    f"{name} comes from the repository {url}, and the uv resolver cannot lock a repository. "
-                    "Build a wheel of it (uv build --wheel) and require NAME @ file:///path/to/the.whl (or "
-                    "publish it to an index)."
-                )
+            if isinstance(entry.get("vcs"), dict):  # NAME @ git+URL[@REV]: built at the commit uv locked
+                out.append(self._repository(request, name, entry["vcs"]))
+                continue
             wheels = {pypi.filename_of(w["url"]): w for w in entry.get("wheels", []) if "url" in w}
             chosen = pypi.best_wheel(wheels, tags)
             sdist = entry.get("sdist")
@@ -231,34 +234,81 @@ class UvResolver:
         self, request: ResolveRequest, name: str, directory: dict[str, object], work: Path
     ) -> LockedPackage:
         """A local project directory, built into a wheel now (as the original builds local directories, for
-        this machine's architecture only): the wheel goes to the package cache and from there to the store,
-        which is its only source afterwards (``built``)."""
+        this machine's architecture only)."""
+        path = (work / str(directory.get("path", ""))).resolve()  # relative paths are relative to the lock
+        return self._built(request, name, path, path.as_uri(), f"the directory {path}")
+
+    def _repository(self, request: ResolveRequest, name: str, vcs: dict[str, object]) -> LockedPackage:
+        """A git repository at the commit uv locked (a branch or tag is pinned to its commit now), checked out
+        and built into a wheel, as the original builds repositories."""
+        kind, url, commit = str(vcs.get("type", "")), str(vcs.get("url", "")), str(vcs.get("commit-id", ""))
+        shown = redact_url(url)
+        if kind != "git" or not url or not commit:
+            raise ResolutionError(
+                f"{name} comes from the {kind or 'unknown'} repository {shown}, and envcore builds only git "
+                "repositories locked at a commit. Build a wheel of it and require NAME @ file:///path/to/the.whl."
+            )
+        git = shutil.which("git")
+        if git is None:
+            raise ResolutionError(
+                f"{name} comes from the git repository {shown}, and git is not on this machine's PATH. Install "
+                "git, or build a wheel of it and require NAME @ file:///path/to/the.whl."
+            )
+        subdirectory = str(vcs.get("subdirectory") or "")
+        with tempfile.TemporaryDirectory(prefix="envcore-uv-git-") as tmp:
+            checkout = Path(tmp) / "checkout"
+            quiet = {"GIT_TERMINAL_PROMPT": "0", "GIT_ADVICE": "0"}
+            for args in (
+                ["clone", "--quiet", "--no-checkout", url, str(checkout)],
+                ["checkout", "--quiet", commit],
+            ):
+                done = run_tool(
+                    [git, *(["-C", str(checkout)] if args[0] == "checkout" else []), *args],
+                    what="git",
+                    env=tool_env(quiet),
+                    debug=self.config.debug,
+                )
+                if done.returncode != 0:
+                    raise ResolutionError(
+                        f"Checking out {name} from the git repository {shown} at {commit} failed: "
+                        f"{redact_text(tail(done.stderr))}. Check the URL and that git can reach it from here."
+                    )
+            source = f"git+{url}@{commit}" + (f"#subdirectory={subdirectory}" if subdirectory else "")
+            return self._built(
+                request, name, checkout / subdirectory, source, f"the git repository {shown} at {commit[:12]}"
+            )
+
+    def _built(
+        self, request: ResolveRequest, name: str, project: Path, source: str, what: str
+    ) -> LockedPackage:
+        """``project`` (a directory) built into a wheel for ``request``: the wheel goes to the package cache and
+        from there to the store, which is its only source afterwards (``built``; ``source`` names where it
+        came from)."""
         from envcore.fetch import PackageCache, sha256_file
         from envcore_uv.installer import UvInstaller
 
-        path = (work / str(directory.get("path", ""))).resolve()  # relative paths are relative to the lock
         with tempfile.TemporaryDirectory(prefix="envcore-uv-dir-") as tmp:
             try:
-                wheel = UvInstaller(self.config).build_wheel(path, Path(tmp), request)
+                wheel = UvInstaller(self.config).build_wheel(project, Path(tmp), request)
             except EnvcoreError as exc:
                 raise ResolutionError(
-                    f"Building {name} from the directory {path} failed: {exc.message}. Fix the project, or build "
-                    "a wheel yourself and require NAME @ file:///path/to/the.whl."
+                    f"Building {name} from {what} failed: {exc.message}. Fix the project, or build a wheel "
+                    "yourself and require NAME @ file:///path/to/the.whl."
                 ) from None
             if pypi.best_wheel([wheel.name], pypi.target_tags(request, request.python_version or "")) is None:
                 raise ResolutionError(
-                    f"The wheel built from {path} ({wheel.name}) does not fit {request.arch} with python "
+                    f"The wheel built from {what} ({wheel.name}) does not fit {request.arch} with python "
                     f"{request.python_version}. Check the project's python requirement."
                 )
             file = PackageFile(
                 url_format=".whl",
-                url=path.as_uri(),
+                url=redact_url(source),
                 sha256=sha256_file(wheel),
                 size=wheel.stat().st_size,
                 built=True,
             )
             PackageCache(self.config.cache_dir()).put_verified(
-                wheel, file, wheel.name, f"the build of {path}"
+                wheel, file, wheel.name, f"the build of {what}"
             )
         _, version, _, _ = parse_wheel_filename(wheel.name)
         return LockedPackage(
