@@ -108,3 +108,23 @@ def as_json(
         "local_instances": list(local_instances),
         "env": description.to_dict(env),
     }
+
+
+def explicit(env: ResolvedEnvironment) -> str:
+    """The conda packages of ``env`` as conda's explicit specification (``conda list --explicit``: one
+    ``URL#md5`` line each, ``#sha256:`` where no md5 is known), which ``conda create --file``, mamba and
+    micromamba install without solving. Virtual packages are not packages; PyPI packages cannot be listed."""
+    conda = [p for p in env.packages if p.kind is PackageKind.CONDA]  # the resolver's (installation) order
+    lines = [
+        f"# The conda packages of the environment {env.req_id}:{env.full_id}, exported by envcore.",
+        "# This file may be used to create an environment using:",
+        "# $ conda create --name <env> --file <this file>",
+        f"# platform: {env.arch}",
+        "@EXPLICIT",
+    ]
+    for pkg in conda:
+        if pkg.name.startswith("__"):
+            continue
+        file = pkg.source
+        lines.append(f"{file.url}#{file.md5}" if file.md5 else f"{file.url}#sha256:{file.sha256}")
+    return "\n".join(lines) + "\n"

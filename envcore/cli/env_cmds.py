@@ -456,8 +456,9 @@ def get(app: App, env: str, default: bool, arch: str | None, pathspec: bool) -> 
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["text", "json", "pylock"]),
-    help="text (default); json; pylock: the PyPI packages as a PEP 751 pylock.toml (for uv pip install -r).",
+    type=click.Choice(["text", "json", "pylock", "explicit"]),
+    help="text (default); json; pylock: the PyPI packages as a PEP 751 pylock.toml (for uv pip install -r); "
+    "explicit: the conda packages as conda's explicit file (for conda/micromamba create --file).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (same as --format json).")
 @PATHSPEC_OPTION
@@ -469,19 +470,32 @@ def show(
     whom it was resolved, requested packages, sources, the conda and PyPI packages it installs, and where it
     is present locally. With several, each comes under a "### Environment for '<ENV>' (arch '<ARCH>'):"
     header, one that is not found says so, and the exit status is 1 if any was not found. With --format
-    pylock, print its PyPI packages as a pylock.toml instead (conda packages, python included, are not in it)."""
+    pylock, print its PyPI packages as a pylock.toml instead (conda packages, python included, are not in it);
+    with --format explicit, its conda packages as conda's explicit file (PyPI packages are not in it)."""
     from envcore import resolve as resolving
 
     if as_json and fmt not in (None, "json"):
         raise UsageError(f"Cannot specify both --json and --format {fmt}; give one of them.")
     as_json = as_json or fmt == "json"
-    if fmt == "pylock" and len(refs) > 1:
-        raise UsageError("--format pylock shows one environment; give one ENV.")
+    if fmt in ("pylock", "explicit") and len(refs) > 1:
+        raise UsageError(f"--format {fmt} shows one environment; give one ENV.")
     refs = tuple(step_ref(ref, pathspec) for ref in refs)
     envs = _environments(app)
     target = resolving.check_arch(arch) if arch else resolving.local_arch()
-    if len(refs) == 1 and (as_json or fmt == "pylock" or not (app.headers_always or app.quiet)):
+    if len(refs) == 1 and (as_json or fmt in ("pylock", "explicit") or not (app.headers_always or app.quiet)):
         resolved = envs.find(refs[0], target)
+        if fmt == "explicit":
+            from envcore import show as showing
+
+            pypi_side = [p for p in resolved.packages if p.kind.value == "pypi"]
+            click.echo(showing.explicit(resolved), nl=False)
+            if pypi_side:
+                app.echo(
+                    f"Warning: {resolved.req_id}:{resolved.full_id} also installs {len(pypi_side)} PyPI "
+                    "package(s), which an explicit file cannot hold: export them with --format pylock.",
+                    err=True,
+                )
+            return
         if fmt == "pylock":
             from envcore import pylock
 

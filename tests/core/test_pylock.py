@@ -377,3 +377,27 @@ def test_toml_strings_are_escaped() -> None:
 def test_pep751_file_names(name: str) -> None:
     assert pylock.FILE_NAME.match(name)
     assert not pylock.FILE_NAME.match("pyproject.toml") and not pylock.FILE_NAME.match("pylock.a.b.toml")
+
+
+def test_explicit_export_lists_conda_files_with_md5_else_sha256_and_no_virtual_packages() -> None:
+    """``show --format explicit``: conda's own hash when the description has it, sha256 otherwise (conda and
+    micromamba read both); virtual packages and PyPI packages are not files of the conda side."""
+    from envcore import show
+
+    no_md5 = LockedPackage(
+        kind=PackageKind.CONDA, name="zlib", version="1.3", filename="zlib-1.3-h0",
+        files=(PackageFile(url_format=".conda", url="https://c/zlib-1.3-h0.conda", sha256="d" * 64),),
+    )  # fmt: skip
+    virtual = LockedPackage(
+        kind=PackageKind.CONDA, name="__glibc", version="2.36", filename="__glibc-2.36-0",
+        files=(PackageFile(url_format=".conda", url="https://c/none", sha256="e" * 64),),
+    )  # fmt: skip
+    wheel = LockedPackage(
+        kind=PackageKind.PYPI, name="x", version="1", filename="x-1-py3-none-any",
+        files=(PackageFile(url_format=".whl", url="https://p/x-1-py3-none-any.whl", sha256="f" * 64),),
+    )  # fmt: skip
+    text = show.explicit(_env((no_md5, virtual, wheel), EnvType.MIXED))
+    assert text.endswith(
+        "# platform: linux-64\n@EXPLICIT\n"
+        f"https://c/python.conda#{'b' * 32}\nhttps://c/zlib-1.3-h0.conda#sha256:{'d' * 64}\n"
+    )
