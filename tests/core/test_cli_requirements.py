@@ -39,10 +39,16 @@ def run(cli_env: dict[str, str]) -> Any:
     return run
 
 
-def resolved(out: Any) -> tuple[list[str], dict[str, str]]:
-    """(requested deps, installed name -> version) of a successful ``--json`` resolution."""
+def the_env(out: Any) -> dict[str, Any]:
+    """The one environment of a successful ``--json`` resolution."""
     assert out.returncode == 0, out.stderr
     (env,) = [v["env"] for v in json.loads(out.stdout).values()]
+    return env
+
+
+def resolved(out: Any) -> tuple[list[str], dict[str, str]]:
+    """(requested deps, installed name -> version) of a successful ``--json`` resolution."""
+    env = the_env(out)
     return env["deps"], {p["envcore"]["name"]: p["envcore"]["version"] for p in env["packages"]}
 
 
@@ -183,7 +189,7 @@ def test_files_of_the_wrong_shape_are_one_paragraph(
 def pypi_files(out: Any) -> dict[str, dict[str, Any]]:
     """name -> the locked file of each PyPI package of a successful ``--json`` resolution."""
     assert out.returncode == 0, out.stderr
-    (env,) = [v["env"] for v in json.loads(out.stdout).values()]
+    env = the_env(out)
     return {
         p["envcore"]["name"]: next(iter(p["envcore"]["files"].values()))
         for p in env["packages"]
@@ -242,7 +248,7 @@ def test_a_url_channel_qualifies_a_conda_package(run: Any, universe: Universe, t
     out = run("--json", "--conda", f"{chan2.as_uri()}::fx-core")
     deps, installed = resolved(out)
     assert f"conda::{chan2.as_uri()}::fx-core" in deps and installed["fx-core"] == "2.0.0"
-    (env,) = [v["env"] for v in json.loads(out.stdout).values()]
+    env = the_env(out)
     (core,) = [p for p in env["packages"] if p["envcore"]["name"] == "fx-core"]
     assert core["url"].startswith(chan2.as_uri() + "/")  # from chan2, not the configured channel
     (tmp_path / "environment.yml").write_text(f"dependencies:\n  - {chan2.as_uri()}::fx-core=1.1\n")
@@ -263,7 +269,7 @@ def test_nodefaults_is_not_a_channel(
     out = run("--json", "-f", str(path))
     _, installed = resolved(out)
     assert installed["fx-core"] == "1.1.0"
-    (env,) = [v["env"] for v in json.loads(out.stdout).values()]
+    env = the_env(out)
     assert not any("nodefaults" in s or "configured-elsewhere" in s for s in env["sources"])
     path.write_text(f"channels:\n  - {universe.channel_url}\ndependencies:\n  - fx-core=1.1\n")
     assert "configured-elsewhere" in failed(run("-f", str(path)), 1)  # without nodefaults, it is used
@@ -339,7 +345,7 @@ def test_an_extra_index_in_the_pip_section_of_an_environment_yml_is_used(
     out = run("--json", "-f", str(path))
     _, installed = resolved(out)
     assert installed["fx-extras"] == "0.4.0"
-    (env,) = [v["env"] for v in json.loads(out.stdout).values()]
+    env = the_env(out)
     assert f"pypi::{universe.simple_url}" in env["sources"]
 
 
