@@ -52,6 +52,13 @@ def resolved(out: Any) -> tuple[list[str], dict[str, str]]:
     return env["deps"], {p["envcore"]["name"]: p["envcore"]["version"] for p in env["packages"]}
 
 
+def resolve_yml(run: Any, path: Path, text: str) -> tuple[dict[str, str], list[str]]:
+    """(installed name -> version, sources) of resolving the environment.yml ``text``, written at ``path``."""
+    path.write_text(text)
+    env = the_env(run("--json", "-f", str(path)))
+    return {p["envcore"]["name"]: p["envcore"]["version"] for p in env["packages"]}, env["sources"]
+
+
 def failed(out: Any, code: int = 2) -> str:
     """The one error paragraph of a failed command (never an internal error)."""
     assert out.returncode == code, (out.stdout, out.stderr)
@@ -263,14 +270,11 @@ def test_nodefaults_is_not_a_channel(
     path = tmp_path / "environment.yml"
     configured = (tmp_path / "configured-elsewhere").as_uri()
     cli_env["METAFLOW_CONDA_CHANNELS"] = configured  # would fail: no such channel
-    path.write_text(
-        f"channels:\n  - {universe.channel_url}\n  - nodefaults\ndependencies:\n  - fx-core=1.1\n"
+    installed, sources = resolve_yml(
+        run, path, f"channels:\n  - {universe.channel_url}\n  - nodefaults\ndependencies:\n  - fx-core=1.1\n"
     )
-    out = run("--json", "-f", str(path))
-    _, installed = resolved(out)
     assert installed["fx-core"] == "1.1.0"
-    env = the_env(out)
-    assert not any("nodefaults" in s or "configured-elsewhere" in s for s in env["sources"])
+    assert not any("nodefaults" in s or "configured-elsewhere" in s for s in sources)
     path.write_text(f"channels:\n  - {universe.channel_url}\ndependencies:\n  - fx-core=1.1\n")
     assert "configured-elsewhere" in failed(run("-f", str(path)), 1)  # without nodefaults, it is used
 
@@ -339,14 +343,12 @@ def test_an_extra_index_in_the_pip_section_of_an_environment_yml_is_used(
     path = tmp_path / "environment.yml"
     path.write_text("dependencies:\n  - fx-core\n  - pip:\n    - fx-extras\n")
     assert "fx-extras" in failed(run("-f", str(path)), 1)
-    path.write_text(
-        f"dependencies:\n  - fx-core\n  - pip:\n    - --extra-index-url {universe.simple_url}\n    - fx-extras\n"
+    installed, sources = resolve_yml(
+        run,
+        path,
+        f"dependencies:\n  - fx-core\n  - pip:\n    - --extra-index-url {universe.simple_url}\n    - fx-extras\n",
     )
-    out = run("--json", "-f", str(path))
-    _, installed = resolved(out)
-    assert installed["fx-extras"] == "0.4.0"
-    env = the_env(out)
-    assert f"pypi::{universe.simple_url}" in env["sources"]
+    assert installed["fx-extras"] == "0.4.0" and f"pypi::{universe.simple_url}" in sources
 
 
 def test_extras_and_groups_of_a_project_file_are_resolved(run: Any, tmp_path: Path) -> None:
