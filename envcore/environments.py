@@ -14,7 +14,7 @@ from pathlib import Path
 from envcore import description, naming, resolve, uptodate
 from envcore.aliases import Aliases, PathspecLookup
 from envcore.config import Config
-from envcore.errors import AliasError, ConfigError, MissingObject, StorageError, UsageError
+from envcore.errors import AliasError, ConfigError, IntegrityError, MissingObject, StorageError, UsageError
 from envcore.plugins import Registry
 from envcore.progress import Progress, as_progress
 from envcore.record import LocalRecord
@@ -242,9 +242,32 @@ class Environments:
                 raw = fh.read()
         except MissingObject:
             raise self._missing(arch, req_id, full_id) from None
-        return description.loads(
-            raw, req_id=req_id, full_id=full_id, arch=arch, where=f"{self.store.url}/{key}"
-        )
+        where = f"{self.store.url}/{key}"
+        env = description.loads(raw, req_id=req_id, full_id=full_id, arch=arch, where=where)
+        self._check_full_id(env, where)
+        return env
+
+    def _check_full_id(self, env: ResolvedEnvironment, where: str) -> None:
+        """A full id is the hash of the exact package files (and arch) of its environment: a description
+        envcore wrote whose packages no longer hash to the id it is stored under was changed after it was
+        written, and would install something else than what was resolved. Checked with the default naming
+        scheme (a site's own scheme may hash other things) for one-arch environments (a co-resolved id hashes
+        every arch's packages); descriptions written by the original extension are read as they are."""
+        naming_scheme = self.registry.naming()
+        if (
+            not env.resolver
+            or len(env.resolved_archs) > 1
+            or not isinstance(naming_scheme, naming.DefaultNaming)
+        ):
+            return
+        computed = naming_scheme.full_id(env.packages, env.arch, env.full_id_unique_keys)
+        if computed != env.full_id:
+            raise IntegrityError(
+                f"The environment description {where} lists packages whose hashes give the full id {computed}, "
+                f"not {env.full_id}, the id it is stored under: it was changed after it was written, so envcore "
+                "will not install from it. Remove it from the store and resolve the environment again (or "
+                "restore it from a backup)."
+            )
 
     def _missing(self, arch: str, req_id: str, full_id: str) -> StorageError:
         """Why the store lacks ``req_id:full_id`` for ``arch``: it holds it for other archs only, or not at all."""

@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from envcore import description
+from envcore.naming import DefaultNaming
 from envcore.resolve import local_arch
 
 from ..conftest import env_ids, snapshot
@@ -199,9 +201,12 @@ def test_remote_latest_picks_the_newest_matching_resolution(
     alice = json.loads(out.stdout)[local_arch()]
     # bob resolved the same requirements later, when the channel had moved on: another full id in the store
     env_dir = world["store"] / "envs" / local_arch() / alice["req_id"]
-    bob_full = "b" * 40
     body = json.loads((env_dir / alice["full_id"] / "env").read_text())
-    body.update(resolved_by="bob", resolved_on="2099-01-01 00:00:00")
+    # another resolution, told apart by a unique key here (as if its packages differed): its own full id,
+    # which its packages and keys must hash to (envcore checks the descriptions it wrote)
+    body.update(resolved_by="bob", resolved_on="2099-01-01 00:00:00", full_id_unique_keys={"by": "bob"})
+    bob = description.from_dict(body, req_id=alice["req_id"], full_id="", arch=local_arch())
+    bob_full = DefaultNaming().full_id(bob.packages, local_arch(), bob.full_id_unique_keys)
     (env_dir / bob_full).mkdir()
     (env_dir / bob_full / "env").write_text(json.dumps(body))
     full_ids = {"alice": alice["full_id"], "bob": bob_full}

@@ -158,6 +158,31 @@ def test_a_tampered_package_in_the_store_is_refused_and_quarantined(
     reliability_report.record("integrity cases")
 
 
+def test_a_description_changed_after_it_was_written_is_refused(
+    run: Run, world: dict[str, Path], reliability_report: ReliabilityReport
+) -> None:
+    """The full id hashes the exact package files: a description whose package hashes were changed (as if
+    fx-core were swapped for another file with its hash, which would then pass its own check) does not
+    install."""
+    (ref,) = env_ids(run("resolve", "--conda", "fx-app").stdout)
+    req_id, full_id = ref.split(":")
+    (path,) = [
+        p for p in world["store"].rglob("env") if p.parent.name == full_id and p.parent.parent.name == req_id
+    ]
+    body = json.loads(path.read_text())
+    (core,) = [p for p in body["packages"] if p["envcore"]["name"] == "fx-core"]
+    core["hashes"] = {fmt: "0" * len(h) for fmt, h in core["hashes"].items()}
+    for info in core["envcore"]["files"].values():
+        info["md5"] = "0" * 32 if info.get("md5") else info.get("md5")
+    path.write_text(json.dumps(body))
+    out = run("create", ref, "--name", "t", machine="b", check=False)
+    message = " ".join(out.stderr.split())
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert f"not {full_id}, the id it is stored under: it was changed after it was written" in message
+    assert not (world["b"] / "cache" / "envs" / "t").exists()
+    reliability_report.record("integrity cases")
+
+
 def test_a_truncated_package_in_the_store_is_uploaded_again_by_resolve(
     run: Run, world: dict[str, Path], reliability_report: ReliabilityReport
 ) -> None:
