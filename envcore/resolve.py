@@ -10,6 +10,7 @@ Decisions that differ from the original extension (reference §1(l)):
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -168,8 +169,9 @@ def build_request(
         Requirement(category=CONDA, name="python", spec=python_spec),
         *_sys_union(config, (arch, *coresolved), [r for r in spec.requirements if r.category == SYS]),
     )
-    channels = () if spec.nodefaults else config.conda_channels()[0]  # nodefaults: the spec's channels only
+    channels, where = ((), "") if spec.nodefaults else config.conda_channels()  # nodefaults: the spec's only
     raw_conda = (*spec.sources.get(CONDA, ()), *channels)
+    _refuse_conda_tokens(config, spec, channels, where)
     sources: dict[str, tuple[str, ...]] = {
         CONDA: _dedup(channel_name(config, redact_url(c)) for c in raw_conda)
     }
@@ -187,6 +189,28 @@ def build_request(
         python=python_spec,
         credentials=source_credentials(config, (*raw_conda, *raw_pypi)),
     )
+
+
+# anaconda.org's (and Anaconda Server's) token in a channel URL: https://conda.anaconda.org/t/<TOKEN>/channel
+_CONDA_TOKEN = re.compile(r"/t/[A-Za-z0-9_-]{8,}(?=/|$)")
+
+
+def _refuse_conda_tokens(config: Config, spec: Spec, configured: Sequence[str], where: str) -> None:
+    """A channel token would be kept in the environment's sources, its package URLs and the store's keys,
+    readable by everyone who reads the store: such channels are refused, naming where they came from."""
+    found = [(c, spec.origin) for c in spec.sources.get(CONDA, ())]
+    found += [(c, f"METAFLOW_CONDA_CHANNELS or the channels of .condarc ({where})") for c in configured]
+    found.append((config.channel_alias(), "the channel alias (METAFLOW_CONDA_CHANNEL_ALIAS or .condarc)"))
+    for channel, origin in found:
+        if _CONDA_TOKEN.search(urlsplit(channel).path if "://" in channel else channel):
+            shown = _CONDA_TOKEN.sub("/t/<TOKEN>", redact_url(channel))
+            raise ConfigError(
+                f"The conda channel {shown} (from {origin}) carries an access token (/t/<TOKEN>/). envcore would "
+                "keep it in the environment's description, its package URLs and the store's keys, readable by "
+                "everyone who reads the store, so it does not use token channels. Give the channel's credentials "
+                "as user:password@ in its URL, in METAFLOW_CONDA_SRCS_AUTH_INFO or in the keyring if its server "
+                "accepts them, or mirror the channel."
+            )
 
 
 def _check_indices(config: Config, indices: Sequence[str], where: str) -> None:

@@ -406,3 +406,25 @@ def test_a_git_repository_is_built_at_the_commit_its_revision_names(
     assert "no-such-tag" in bad and "Check the repository URL and the revision" in bad
     (tmp_path / "relative.txt").write_text("fx-src @ git+file:repo\n")
     assert "names a repository by a relative path" in failed(run("-r", str(tmp_path / "relative.txt")))
+
+
+@pytest.mark.parametrize("where", ["--channel", "METAFLOW_CONDA_CHANNELS", "METAFLOW_CONDA_CHANNEL_ALIAS"])
+def test_a_channel_with_an_access_token_is_refused_without_showing_it(
+    run: Any, cli_env: dict[str, str], where: str
+) -> None:
+    """anaconda.org's /t/<TOKEN>/ would be kept in the description, package URLs and store keys."""
+    token = "ab-12345678-abcd-1234-abcd-123456789012"
+    url = f"https://conda.anaconda.org/t/{token}"
+    args = ["--conda", "fx-core"]
+    if where == "--channel":
+        args += ["--channel", f"{url}/private"]
+    else:
+        cli_env[where] = f"{url}/private" if where == "METAFLOW_CONDA_CHANNELS" else url
+    out = run(*args)
+    message = failed(out)
+    assert token not in out.stderr + out.stdout
+    assert (
+        "carries an access token (/t/<TOKEN>/)" in message
+        and "https://conda.anaconda.org/t/<TOKEN>" in message
+    )
+    assert ("channel alias" in message) == (where == "METAFLOW_CONDA_CHANNEL_ALIAS")
