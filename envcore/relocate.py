@@ -90,8 +90,6 @@ def _write_manifest(
     with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as fh:
         fh.write("\0".join(fields))
     os.replace(tmp, os.path.join(prefix, MANIFEST))
-    if os.path.lexists(os.path.join(prefix, _JSON_MANIFEST)):
-        os.unlink(os.path.join(prefix, _JSON_MANIFEST))
 
 
 def read_manifest(prefix: str | os.PathLike[str]) -> dict[str, Any]:

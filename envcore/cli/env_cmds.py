@@ -486,8 +486,9 @@ def show(
         resolved = envs.find(refs[0], target)
         if fmt == "explicit":
             from envcore import show as showing
+            from envcore.types import PackageKind
 
-            pypi_side = [p for p in resolved.packages if p.kind.value == "pypi"]
+            pypi_side = [p for p in resolved.packages if p.kind is PackageKind.PYPI]
             click.echo(showing.explicit(resolved), nl=False)
             if pypi_side:
                 app.echo(

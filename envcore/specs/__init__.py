@@ -895,7 +895,7 @@ def _extra_requirements(
     optional = _table(project, "optional-dependencies", origin)
     where = f"[project.optional-dependencies] of {origin}"
     me = _normalized(str(project.get("name", "")))
-    pending, seen, out = list(_chosen(optional, extras, "optional dependencies", where, "--extra")), set(), []
+    pending, seen, out = _chosen(optional, extras, "optional dependencies", where, "--extra"), set(), []
     while pending:
         key = pending.pop(0)
         if key in seen:

@@ -255,24 +255,24 @@ class UvResolver:
                 "git, or build a wheel of it and require NAME @ file:///path/to/the.whl."
             )
         subdirectory = str(vcs.get("subdirectory") or "")
+
+        def run_git(*args: str) -> None:
+            done = run_tool(
+                [git, *args],
+                what="git",
+                env=tool_env({"GIT_TERMINAL_PROMPT": "0", "GIT_ADVICE": "0"}),
+                debug=self.config.debug,
+            )
+            if done.returncode != 0:
+                raise ResolutionError(
+                    f"Checking out {name} from the git repository {shown} at {commit} failed: "
+                    f"{redact_text(tail(done.stderr))}. Check the URL and that git can reach it from here."
+                )
+
         with tempfile.TemporaryDirectory(prefix="envcore-uv-git-") as tmp:
             checkout = Path(tmp) / "checkout"
-            quiet = {"GIT_TERMINAL_PROMPT": "0", "GIT_ADVICE": "0"}
-            for args in (
-                ["clone", "--quiet", "--no-checkout", url, str(checkout)],
-                ["checkout", "--quiet", commit],
-            ):
-                done = run_tool(
-                    [git, *(["-C", str(checkout)] if args[0] == "checkout" else []), *args],
-                    what="git",
-                    env=tool_env(quiet),
-                    debug=self.config.debug,
-                )
-                if done.returncode != 0:
-                    raise ResolutionError(
-                        f"Checking out {name} from the git repository {shown} at {commit} failed: "
-                        f"{redact_text(tail(done.stderr))}. Check the URL and that git can reach it from here."
-                    )
+            run_git("clone", "--quiet", "--no-checkout", url, str(checkout))
+            run_git("-C", str(checkout), "checkout", "--quiet", commit)
             source = f"git+{url}@{commit}" + (f"#subdirectory={subdirectory}" if subdirectory else "")
             return self._built(
                 request, name, checkout / subdirectory, source, f"the git repository {shown} at {commit[:12]}"
