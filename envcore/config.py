@@ -451,11 +451,22 @@ def redact_url(url: str) -> str:
 
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
 # a query parameter whose name says it is a secret (?access_token=, &sig=, ?api_key=...): its value
+_SECRET_WORDS = "token|secret|password|passwd|signature|sig|key|credential"
 _SECRET_PARAM = re.compile(
-    r"(?P<name>[?&;][^=&\s#]*(?:token|secret|password|passwd|signature|sig|key|credential)[^=&\s#]*=)"
-    r"[^&\s#'\"]+",
+    rf"(?P<name>[?&;][^=&\s#]*(?:{_SECRET_WORDS})[^=&\s#]*=)[^&\s#'\"]+",
     re.IGNORECASE,
 )
+
+
+def secret_query_names(url: str) -> list[str]:
+    """The names of ``url``'s query parameters that say they hold a secret (``token``, ``sig``, ``api_key``...)."""
+    if "?" not in url:
+        return []
+    from urllib.parse import parse_qsl
+
+    return [k for k, _ in parse_qsl(urlsplit(url).query) if re.search(_SECRET_WORDS, k, re.IGNORECASE)]
+
+
 _PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.DOTALL)
 
 

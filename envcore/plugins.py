@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from functools import partial
 from types import ModuleType
 from typing import Any, Generic, TypeVar
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 import pluggy
 
 from envcore import hookspecs, plugincache
-from envcore.config import SETTING_KINDS, Config, convert, store_root_settings
+from envcore.config import SETTING_KINDS, Config, convert, secret_query_names, store_root_settings
 from envcore.errors import ConfigError, EnvcoreError, PluginError
 from envcore.types import (
     Capability,
@@ -60,7 +60,6 @@ INSTALLER_SETTINGS = {
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 _SETTING_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")  # a Metaflow key without its METAFLOW_ prefix
 _HEX = {"sha256": re.compile(r"^[0-9a-f]{64}$"), "md5": re.compile(r"^[0-9a-f]{32}$")}
-_SECRET_QUERY = re.compile(r"(token|secret|password|passwd|signature|sig|key|credential)", re.IGNORECASE)
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -342,7 +341,7 @@ def has_credentials(url: str) -> bool:
     parts = urlsplit(url)
     if parts.username or parts.password:
         return True
-    return any(_SECRET_QUERY.search(k) for k, _ in parse_qsl(parts.query))
+    return bool(secret_query_names(url))
 
 
 # --- building -------------------------------------------------------------------------------------------

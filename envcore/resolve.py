@@ -182,13 +182,35 @@ def build_request(
         _check_indices(config, defaults, where)
         raw_pypi = (*defaults, *spec.sources.get(PYPI, ()))
         sources[PYPI] = _dedup(redact_url(s) for s in raw_pypi)
+    extras, find_links = _extras_without_credentials(spec.extras)
     return replace(
         draft,
         sources=sources,  # never with credentials: they enter ids and descriptions
-        extras={k: v for k, v in spec.extras.items() if v},
+        extras=extras,
         python=python_spec,
-        credentials=source_credentials(config, (*raw_conda, *raw_pypi)),
+        credentials=source_credentials(config, (*raw_conda, *raw_pypi, *find_links)),
     )
+
+
+def _extras_without_credentials(
+    extras: Mapping[str, tuple[str, ...]],
+) -> tuple[dict[str, tuple[str, ...]], list[str]]:
+    """The resolver options, each ``--find-links URL`` without the ``user:password@`` of its URL (the
+    options enter ids and descriptions), and those URLs as given (their credentials go with the request's)."""
+    find_links: list[str] = []
+    cleaned: dict[str, tuple[str, ...]] = {}
+    for kind, flags in extras.items():
+        if not flags:
+            continue
+        kept = []
+        for flag in flags:
+            option, _, value = flag.partition(" ")
+            if option == "--find-links" and value:
+                find_links.append(value)
+                flag = f"{option} {redact_url(value)}"
+            kept.append(flag)
+        cleaned[kind] = tuple(kept)
+    return cleaned, find_links
 
 
 # anaconda.org's (and Anaconda Server's) token in a channel URL: https://conda.anaconda.org/t/<TOKEN>/channel

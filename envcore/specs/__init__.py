@@ -374,7 +374,24 @@ def check_index(url: str, where: str) -> str:
             where,
             "Give an http://, https:// or file:// URL of a simple index, such as https://pypi.org/simple.",
         )
+    refuse_secret_query(url, where)
     return url
+
+
+def refuse_secret_query(url: str, where: str) -> None:
+    """An index or find-links URL whose query carries a secret (``?token=``, ``&sig=``...) is refused: the URL
+    is kept in the environment's description and enters its ids, readable by everyone who reads the store."""
+    from envcore.config import secret_query_names
+
+    names = secret_query_names(url)
+    if names:
+        raise _fail(
+            f"The URL {url} carries a secret in its query ({', '.join(names)})",
+            where,
+            "envcore keeps index URLs in the environment's description and ids, readable by everyone who reads "
+            "the store, so it does not use such URLs. Give the index's credentials as user:password@ in its "
+            "URL, in METAFLOW_CONDA_SRCS_AUTH_INFO or in the keyring (METAFLOW_ENVCORE_KEYRING=auto).",
+        )
 
 
 def check_channel(channel: str, where: str) -> str:
@@ -579,6 +596,8 @@ def parse_requirements_txt(
         elif option == "--extra-index-url" and value:
             pypi_sources.append((value, where))
         elif option in ("-f", "--find-links", "--trusted-host") and value:
+            if option != "--trusted-host":
+                refuse_secret_query(value, where)
             flags.append(f"{'--find-links' if option == '-f' else option} {value}")
         elif option == "--conda-channel" and value:
             conda_sources.append((value, where))

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from envcore import specs
+from envcore import resolve, specs
+from envcore.config import Config
 from envcore.errors import SpecError
 from envcore.types import PYPI
 
@@ -530,9 +531,6 @@ def test_python_spec_refuses_what_is_not_a_version(value: str) -> None:
 
 
 def test_build_request_reads_python_as_decorators_do(tmp_path: Path) -> None:
-    from envcore import resolve
-    from envcore.config import Config
-
     config = Config.load(environ={"METAFLOW_HOME": str(tmp_path / "mf"), "METAFLOW_CONDA_CHANNELS": "c"})
     spec = specs.from_command_line(conda=["fx-core"])
     for given, python in (("3.11", "3.11.*"), ("==3.11", "3.11.*"), ("3", "3.*"), ("3.11.7", "3.11.7")):
@@ -819,6 +817,45 @@ def test_a_url_channel_with_credentials_keeps_them_out_of_the_requirement() -> N
     )  # for the resolver's credentials
     with pytest.raises(SpecError, match="is not a conda channel"):
         specs.from_command_line(conda=["htp:/x::fx-core"])
+
+
+def test_find_links_credentials_go_with_the_request_and_not_into_its_options(tmp_path: Path) -> None:
+    """The options enter ids and descriptions: a find-links URL's user:password@ is kept apart, as an
+    index's is (its resolver gets them through the request's credentials)."""
+    spec = specs.parse_requirements_txt("-f https://bob:pw9@wheels.example/x/\nfx-web\n", "r.txt")
+    config = Config.load(environ={"METAFLOW_HOME": str(tmp_path)})
+    request = resolve.build_request(spec, config, "linux-64")
+    assert request.extras == {"pypi": ("--find-links https://wheels.example/x/",)}
+    assert request.credentials == {"wheels.example": ("bob", "pw9")}
+    assert "pw9" not in repr(request)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "--extra-index-url https://h.example/simple?token=T0KEN-42\nx\n",
+        "--find-links https://h.example/w/?X-Amz-Signature=T0KEN-42\nx\n",
+        "-f https://h.example/w/?a=1&api_key=T0KEN-42\nx\n",
+    ],
+)
+def test_a_url_with_a_secret_in_its_query_is_refused_without_showing_it(text: str) -> None:
+    """A secret in a query cannot be kept apart from the URL as user:password@ is: refused, masked."""
+    with pytest.raises(SpecError) as info:
+        specs.parse_requirements_txt(text, "r.txt")
+    message = info.value.message
+    assert "T0KEN-42" not in message and "carries a secret in its query" in message
+    assert "(line 1 of r.txt)" in message and "user:password@" in message
+    assert specs.parse_requirements_txt("-f https://h.example/w/?page=2\nx\n", "r.txt").extras
+
+
+def test_a_configured_index_with_a_secret_in_its_query_is_refused(tmp_path: Path) -> None:
+    environ = {
+        "METAFLOW_HOME": str(tmp_path),
+        "METAFLOW_CONDA_DEFAULT_PYPI_SOURCE": "https://h.example/s?token=T0K",
+    }
+    with pytest.raises(SpecError) as info:
+        resolve.build_request(specs.from_command_line(pypi=["x"]), Config.load(environ=environ), "linux-64")
+    assert "T0K" not in info.value.message and "METAFLOW_CONDA_DEFAULT_PYPI_SOURCE" in info.value.message
 
 
 def test_nodefaults_is_not_a_channel_but_a_request() -> None:

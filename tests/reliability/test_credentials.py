@@ -1,5 +1,6 @@
 """Credentials never leak: every command runs against the basic-auth channel and index, with the password
-given in the source URLs (as users do) and, separately, through METAFLOW_CONDA_SRCS_AUTH_INFO; then
+given in the source URLs (as users do), through METAFLOW_CONDA_SRCS_AUTH_INFO, in a requirements file's
+${VARIABLE} and in its --find-links URL; then
 everything printed and everything written (store, caches, local record, config home) is searched for it."""
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def files_containing(root: Path, secret: bytes) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize("how", ["url", "auth-info", "requirements-variable"])
+@pytest.mark.parametrize("how", ["url", "auth-info", "requirements-variable", "find-links"])
 def test_no_secret_in_any_output_or_file(
     run: Run,
     world: dict[str, Path],
@@ -51,6 +52,17 @@ def test_no_secret_in_any_output_or_file(
             "METAFLOW_CONDA_CHANNELS": auth_channel.url,
             "METAFLOW_CONDA_DEFAULT_PYPI_SOURCE": auth_wheel_index.url,
             "ENVCORE_TEST_INDEX_PASSWORD": secret,
+        }
+    elif how == "find-links":  # the password only in a requirements file's --find-links URL
+        host = urlsplit(auth_wheel_index.url)
+        requirements = world["a"].parent / "find-links.txt"  # the user's file, outside the places scanned
+        requirements.write_text(
+            f"-f {host.scheme}://{auth_wheel_index.user}:{secret}@{host.netloc}{host.path}fx-extras/\n"
+        )
+        files = ("-r", str(requirements))
+        sources = {
+            "METAFLOW_CONDA_CHANNELS": auth_channel.url,  # the same host: the same credentials
+            "METAFLOW_CONDA_DEFAULT_PYPI_SOURCE": auth_wheel_index.url,
         }
     elif how == "url":
         sources = {
