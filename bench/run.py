@@ -363,6 +363,15 @@ class Bench:
                 str(self.work / "pylock.toml"),
             )
         )
+        mixed_like_envcore = self.proc(
+            self.uv_compile_argv(
+                ["fx-extras"],
+                "--python-platform",
+                python_platform(requests["mixed"]),
+                "-o",
+                str(self.work / "pylock.mixed.toml"),
+            )
+        )
         for fn in (
             ours("conda"),
             ours("pypi"),
@@ -371,6 +380,7 @@ class Bench:
             uv_pypi,
             uv_mixed,
             uv_like_envcore,
+            mixed_like_envcore,
         ):
             fn()  # warm: imports, gateways, uv's caches
         group = "resolve, library call (in-process, warm gateway)"
@@ -393,8 +403,7 @@ class Bench:
                 c,
             )
         )
-        mixed_times: list[float] = []
-        a, b, c = interleaved(self.reps, ours("mixed"), bare_solve, uv_mixed)
+        a, b, c, d = interleaved(self.reps, ours("mixed"), bare_solve, uv_mixed, mixed_like_envcore)
         mixed_times = [x + y for x, y in zip(b, c, strict=True)]
         self.table.add(
             Row(
@@ -404,6 +413,15 @@ class Bench:
                 "rattler.solve + uv pip compile",
                 mixed_times,
                 goal=1.2,
+            )
+        )
+        self.table.add(
+            Row(
+                group,
+                "mixed: resolve(registry, request)",
+                a,
+                "  ... uv with --python-platform, -o pylock.toml",
+                [x + y for x, y in zip(b, d, strict=True)],
             )
         )
 
