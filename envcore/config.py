@@ -440,13 +440,30 @@ def _pip_index_config(environ: Mapping[str, str]) -> tuple[str | None, tuple[str
 
 
 def redact_url(url: str) -> str:
-    """``url`` without ``user:password@``."""
+    """``url`` without ``user:password@``, and without the conda channel token its path may start with
+    (anaconda.org's ``/t/<TOKEN>/channel``; see :func:`conda_token`)."""
     parts = urlsplit(url)
-    if not (parts.username or parts.password):
+    token = _CONDA_TOKEN_PATH.match(parts.path) if "/t/" in url else None
+    if not (parts.username or parts.password or token):
         return url
     host = parts.hostname or ""
     netloc = f"{host}:{parts.port}" if parts.port else host
-    return parts._replace(netloc=netloc).geturl()
+    path = parts.path[token.end() :] if token else parts.path
+    return parts._replace(netloc=netloc, path=path).geturl()
+
+
+# A conda channel token: the first segment pair of the path, as anaconda.org and conda write it
+# (https://conda.anaconda.org/t/<TOKEN>/channel); conda's own pattern, at least 8 characters.
+_CONDA_TOKEN_PATH = re.compile(r"/t/(?P<token>[A-Za-z0-9_-]{8,})(?=/|$)")
+_CONDA_TOKEN_TEXT = re.compile(r"/t/[A-Za-z0-9_-]{8,}(?=[/\s'\")]|$)")
+
+
+def conda_token(url: str) -> str | None:
+    """The conda channel token ``url``'s path starts with (``/t/<TOKEN>/...``), if any."""
+    if "/t/" not in url:
+        return None
+    found = _CONDA_TOKEN_PATH.match(urlsplit(url).path)
+    return found["token"] if found else None
 
 
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
@@ -473,9 +490,11 @@ _PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]
 def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
     """``text`` with each of ``secrets`` (a store's token, key or password, as its plugin knows them) masked,
     ``user:password@`` removed from every URL in it, the values of secret-named query parameters
-    (``access_token=``, ``sig=``...) masked, and private-key blocks removed (for messages)."""
+    (``access_token=``, ``sig=``...) and conda channel tokens (``/t/<TOKEN>``) masked, and private-key blocks
+    removed (for messages)."""
     for secret in sorted(filter(None, secrets), key=len, reverse=True):
         text = text.replace(secret, "********")
     text = _USERINFO.sub(r"\g<scheme>", text)
     text = _SECRET_PARAM.sub(r"\g<name>********", text)
+    text = _CONDA_TOKEN_TEXT.sub("/t/<TOKEN>", text)
     return _PRIVATE_KEY.sub("[private key]", text)

@@ -20,7 +20,7 @@ from urllib.parse import unquote, urlsplit
 
 from envcore.config import redact_url
 from envcore.errors import EnvcoreError, IntegrityError, MissingObject, StorageError
-from envcore.types import PackageFile, PackageFormat, Store
+from envcore.types import CONDA_TOKEN_USER, PackageFile, PackageFormat, Store
 
 RETRIES = 4
 CHUNK = 1 << 20
@@ -180,10 +180,15 @@ def download(url: str, dest: Path, credentials: Mapping[str, tuple[str, str]] | 
     import requests  # here: most commands never download over http, and requests costs ~60 ms to import
 
     auth = (credentials or {}).get(parts.hostname or "")
+    fetched = url
+    if (
+        auth and auth[0] == CONDA_TOKEN_USER
+    ):  # a conda channel token goes back into the path, as conda puts it
+        fetched, auth = parts._replace(path=f"/t/{auth[1]}{parts.path}").geturl(), None
     last = ""
     for attempt in range(RETRIES):
         try:
-            with requests.get(url, stream=True, timeout=(10, 120), auth=auth) as response:
+            with requests.get(fetched, stream=True, timeout=(10, 120), auth=auth) as response:
                 if response.status_code in (404, 410):
                     raise MissingObject(f"{redact_url(url)} does not exist (HTTP {response.status_code}).")
                 if response.status_code in (401, 403):

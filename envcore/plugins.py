@@ -24,7 +24,14 @@ from urllib.parse import urlsplit
 import pluggy
 
 from envcore import hookspecs, plugincache
-from envcore.config import SETTING_KINDS, Config, convert, secret_query_names, store_root_settings
+from envcore.config import (
+    SETTING_KINDS,
+    Config,
+    conda_token,
+    convert,
+    secret_query_names,
+    store_root_settings,
+)
 from envcore.errors import ConfigError, EnvcoreError, PluginError
 from envcore.types import (
     Capability,
@@ -336,8 +343,11 @@ def _mistyped(record: object, fields: Mapping[str, tuple[type, ...]]) -> str:
 
 
 def has_credentials(url: str) -> bool:
+    """Whether ``url`` carries a ``user:password@``, a secret-named query parameter or a conda channel token."""
     if "@" not in url and "?" not in url:
-        return False  # (no user info, no query: the common case, without parsing)
+        return conda_token(url) is not None  # (no user info, no query: the common case, without parsing)
+    if conda_token(url):
+        return True
     parts = urlsplit(url)
     if parts.username or parts.password:
         return True

@@ -18,15 +18,17 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
-from envcore.config import Config, redact_url
+from envcore.config import Config, conda_token, redact_url
 from envcore.errors import ConfigError, ResolutionError, UsageError
 from envcore.platforms import local_arch as local_arch
-from envcore.plugins import Registry
+from envcore.plugins import RESOLVER_SETTINGS, Registry
 from envcore.types import (
     CONDA,
+    CONDA_TOKEN_USER,
     NPCONDA,
     PYPI,
     SYS,
+    Capability,
     EnvType,
     LockedPackage,
     PackageKind,
@@ -213,26 +215,35 @@ def _extras_without_credentials(
     return cleaned, find_links
 
 
-# anaconda.org's (and Anaconda Server's) token in a channel URL: https://conda.anaconda.org/t/<TOKEN>/channel
+# a conda channel token anywhere in a URL's path; envcore reads tokens only at its start (config.conda_token)
 _CONDA_TOKEN = re.compile(r"/t/[A-Za-z0-9_-]{8,}(?=/|$)")
 
 
 def _refuse_conda_tokens(config: Config, spec: Spec, configured: Sequence[str], where: str) -> None:
-    """A channel token would be kept in the environment's sources, its package URLs and the store's keys,
-    readable by everyone who reads the store: such channels are refused, naming where they came from."""
+    """A channel token at the start of a channel URL's path (anaconda.org's ``/t/<TOKEN>/channel``) is taken
+    out of the URL into the request's credentials. One elsewhere in the path, or in the channel alias (which
+    channel names are joined to, everywhere), would be kept in the environment's sources, package URLs and
+    store keys: refused, naming where it came from."""
     found = [(c, spec.origin) for c in spec.sources.get(CONDA, ())]
     found += [(c, f"METAFLOW_CONDA_CHANNELS or the channels of .condarc ({where})") for c in configured]
-    found.append((config.channel_alias(), "the channel alias (METAFLOW_CONDA_CHANNEL_ALIAS or .condarc)"))
-    for channel, origin in found:
-        if _CONDA_TOKEN.search(urlsplit(channel).path if "://" in channel else channel):
-            shown = _CONDA_TOKEN.sub("/t/<TOKEN>", redact_url(channel))
-            raise ConfigError(
-                f"The conda channel {shown} (from {origin}) carries an access token (/t/<TOKEN>/). envcore would "
-                "keep it in the environment's description, its package URLs and the store's keys, readable by "
-                "everyone who reads the store, so it does not use token channels. Give the channel's credentials "
-                "as user:password@ in its URL, in METAFLOW_CONDA_SRCS_AUTH_INFO or in the keyring if its server "
-                "accepts them, or mirror the channel."
-            )
+    alias = config.channel_alias()
+    for channel, origin in [*found, (alias, "the channel alias (METAFLOW_CONDA_CHANNEL_ALIAS or .condarc)")]:
+        path = urlsplit(channel).path if "://" in channel else channel
+        if not _CONDA_TOKEN.search(path) or (channel != alias and conda_token(channel)):
+            continue
+        shown = _CONDA_TOKEN.sub("/t/<TOKEN>", redact_url(channel))
+        fix = (
+            "Set the alias without the token and write the token in the channel URLs instead "
+            "(https://conda.anaconda.org/t/<TOKEN>/channel)"
+            if channel == alias
+            else "Write the token right after the host (https://HOST/t/<TOKEN>/channel), as anaconda.org does"
+        )
+        raise ConfigError(
+            f"The conda channel {shown} (from {origin}) carries an access token (/t/<TOKEN>/) where envcore cannot "
+            "keep it apart from the channel: it would be kept in the environment's description, its package "
+            f"URLs and the store's keys, readable by everyone who reads the store. {fix}, or give the channel's "
+            "credentials as user:password@ in its URL or in METAFLOW_CONDA_SRCS_AUTH_INFO."
+        )
 
 
 def _check_indices(config: Config, indices: Sequence[str], where: str) -> None:
@@ -250,12 +261,17 @@ def _check_indices(config: Config, indices: Sequence[str], where: str) -> None:
 
 def source_credentials(config: Config, sources: Iterable[str] = ()) -> dict[str, tuple[str, str]]:
     """host -> (user, password): ``CONDA_SRCS_AUTH_INFO``, then ``user:password@`` in source URLs (as the
-    original), then the system keyring for http(s) sources still without credentials (``ENVCORE_KEYRING``).
+    original) or a conda channel token in their path (``(CONDA_TOKEN_USER, token)``), then the system keyring for http(s) sources still without credentials (``ENVCORE_KEYRING``).
     Resolvers receive them apart from the URLs, which stay clean."""
     found = _credentials(config)
     for source in sources:
         parts = urlsplit(source)
-        if parts.hostname and parts.username and parts.hostname not in found:
+        if not parts.hostname or parts.hostname in found:
+            continue
+        token = conda_token(source)
+        if token:  # a conda channel token (https://HOST/t/<TOKEN>/channel): put back into paths when fetching
+            found[parts.hostname] = (CONDA_TOKEN_USER, token)
+        elif parts.username:
             found[parts.hostname] = (unquote(parts.username), unquote(parts.password or ""))
     if str(config.get("ENVCORE_KEYRING")) == "auto":
         for source in sources:
@@ -430,6 +446,25 @@ def _extend(
     )
 
 
+def _check_conda_tokens(registry: Registry, resolver_name: str, request: ResolveRequest) -> None:
+    """A conda channel token reaches only conda resolvers that put it back into what they fetch and keep it out
+    of what they return (``Capability.CONDA_TOKEN``)."""
+    hosts = sorted(host for host, (user, _) in request.credentials.items() if user == CONDA_TOKEN_USER)
+    if not hosts:
+        return
+    for name in resolver_name.split("+"):
+        entry = registry.resolvers.get(name)
+        if entry is None or Capability.CONDA_TOKEN in entry.record.capabilities:
+            continue
+        if entry.record.env_types & {EnvType.CONDA_ONLY, EnvType.MIXED}:
+            raise ConfigError(
+                f"The conda channels of {', '.join(hosts)} are read with an access token (/t/<TOKEN>/), which the "
+                f"resolver {name!r} cannot use without keeping it in what it writes. Choose a resolver that can (rattler, the "
+                f"default) in METAFLOW_{RESOLVER_SETTINGS[next(iter(entry.record.env_types))]}, or give the "
+                "channels' credentials as user:password@ in their URLs if their server accepts them."
+            )
+
+
 def resolve(
     registry: Registry, request: ResolveRequest, *, base_name: str | None = None
 ) -> ResolvedEnvironment:
@@ -445,6 +480,7 @@ def resolve(
     else:
         name, resolver = resolver_for(registry, request.env_type)
         request_for_builds = request
+    _check_conda_tokens(registry, name, request)
     version = registry.checked_version(name, resolver)
     packages: Sequence[LockedPackage] = (
         _extend(resolver, request, request.base, base_name)

@@ -44,7 +44,13 @@ class Capability(str, enum.Enum):
     AUTH = "auth"  # resolves against sources that need credentials
     EXTEND = "extend"  # keeps the pins of a base environment (ResolveRequest.base)
     OFFLINE = "offline"  # needs no network but the configured sources
+    CONDA_TOKEN = "conda-token"  # reads conda channels with a token (credentials of user CONDA_TOKEN_USER)
 
+
+# The user of a credential that is a conda channel token (anaconda.org's /t/<TOKEN>/), its password the token:
+# ResolveRequest.credentials maps the channel's host to (CONDA_TOKEN_USER, token). Requests for such channels go
+# to resolvers that declare Capability.CONDA_TOKEN; they put the token back into the path of what they fetch.
+CONDA_TOKEN_USER = "<conda-token>"
 
 # Requirement categories, as in the original's "<category>::<value>" strings.
 CONDA, PYPI, NPCONDA, SYS = "conda", "pypi", "npconda", "sys"
@@ -151,7 +157,8 @@ class ResolveRequest:
     chose and ``installed`` lists the Python packages it installs, which must be kept as they are
     (``envcore.pypi.conda_python_packages(request.installed, request.installed_distributions)`` names them as
     PyPI does).
-    ``credentials`` maps host -> (user, password); it is never part of ``repr`` or equality.
+    ``credentials`` maps host -> (user, password), or -> (``CONDA_TOKEN_USER``, token) for a conda channel
+    token; it is never part of ``repr`` or equality.
     """
 
     arch: str

@@ -683,17 +683,19 @@ def _conda_entry(text: str, where: str) -> tuple[str, str]:
 
 
 def _credential_channels(keys: Iterable[str], where: str) -> list[Located]:
-    """The ``user:password@`` channel URLs of ``CHANNEL::NAME`` keys, for the spec's sources: the resolver
-    takes the credentials of sources (and searches a package's channel, as conda does), while the
-    requirement itself keeps the URL without them."""
+    """The channel URLs of ``CHANNEL::NAME`` keys that carry credentials (``user:password@`` or a conda token
+    ``/t/<TOKEN>/``), for the spec's sources: the resolver takes the credentials of sources (and searches a
+    package's channel, as conda does), while the requirement itself keeps the URL without them."""
     from urllib.parse import urlsplit
+
+    from envcore.config import conda_token
 
     found: list[Located] = []
     for key in keys:
         channel = str(key).rpartition("::")[0].strip()
-        if "://" in channel and "@" in channel:
+        if "://" in channel and ("@" in channel or "/t/" in channel):
             try:
-                if urlsplit(channel).username:
+                if urlsplit(channel).username or conda_token(channel):
                     found.append((channel, where))
             except ValueError:
                 continue  # checked (and reported) by conda_requirement

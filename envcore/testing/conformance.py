@@ -46,9 +46,10 @@ from envcore.plugins import Registry, build_registry, has_credentials
 from envcore.resolve import sys_packages as sys_packages_for
 from envcore.testing.channel import Universe
 from envcore.testing.condapkg import zip_bytes, zstd_compress
-from envcore.testing.fixtures import AuthEndpoint
+from envcore.testing.fixtures import AuthEndpoint, TokenChannel
 from envcore.types import (
     CONDA,
+    CONDA_TOKEN_USER,
     PYPI,
     SYS,
     Capability,
@@ -563,6 +564,30 @@ class ResolverConformance:
             if endpoint.password in f.url or has_credentials(f.url)
         ]
         assert not leaks, f"credentials in package URLs: {len(leaks)} URL(s)"
+
+    def test_a_conda_channel_token_is_used_and_kept_out_of_urls(
+        self,
+        resolver: Resolver,
+        plugin: ResolverPlugin,
+        make_request: Callable[..., ResolveRequest],
+        token_channel: TokenChannel,
+    ) -> None:
+        """``Capability.CONDA_TOKEN``: the channel (served only under /t/<TOKEN>/) is given without the token,
+        which comes as the credential (CONDA_TOKEN_USER, token) of its host."""
+        self._requires(plugin, Capability.CONDA_TOKEN)
+        request = make_request("fx-core==1.1.0")
+        request = ResolveRequest(
+            arch=request.arch,
+            requirements=request.requirements,
+            sources={CONDA: (token_channel.url,)},
+            python_version=request.python_version,
+            credentials={urlsplit(token_channel.url).hostname or "": (CONDA_TOKEN_USER, token_channel.token)},
+        )
+        packages = self._resolve(resolver, request)
+        assert {p.name: p.version for p in packages}.get("fx-core") == "1.1.0"
+        urls = [f.url for pkg in packages for f in pkg.files]
+        assert not [u for u in urls if token_channel.token in u], "the token in package URLs"
+        assert all(u.startswith(token_channel.url) for u in urls if u.startswith("http")), urls
 
 
 def _local_arch() -> str:

@@ -121,6 +121,29 @@ def auth_channel(_universe_http_auth: ServedDirectory) -> AuthEndpoint:
     return _auth_endpoint(_universe_http_auth, "channel")
 
 
+CONDA_TOKEN = "tk-0f1e2d3c-test-only"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TokenChannel:
+    """The universe's conda channel served only under ``/t/<token>/`` (anaconda.org's channel tokens)."""
+
+    url: str  # http://127.0.0.1:PORT/channel, which answers 403
+    token: str
+    url_with_token: str  # http://127.0.0.1:PORT/t/<token>/channel
+
+
+@pytest.fixture(scope="session")
+def token_channel(universe: Universe) -> Iterator[TokenChannel]:
+    """The conda channel behind a channel token."""
+    with serve_directory(universe.root, token=CONDA_TOKEN) as served:
+        yield TokenChannel(
+            url=f"{served.url}/channel",
+            token=CONDA_TOKEN,
+            url_with_token=f"{served.url}/t/{CONDA_TOKEN}/channel",
+        )
+
+
 @pytest.fixture(scope="session")
 def auth_wheel_index(_universe_http_auth: ServedDirectory) -> AuthEndpoint:
     """The simple index (``…/simple/``) behind basic auth."""

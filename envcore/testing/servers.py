@@ -41,11 +41,23 @@ class _Handler(SimpleHTTPRequestHandler):
     # keep-alive: pip, uv and rattler fetch many small files from one server
     protocol_version = "HTTP/1.1"
 
-    def __init__(self, *args: Any, expected_authorization: str | None, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, expected_authorization: str | None, token: str | None = None, **kwargs: Any
+    ) -> None:
         self.expected_authorization = expected_authorization
+        self.token = token
         super().__init__(*args, **kwargs)
 
     def _authorized(self) -> bool:
+        if self.token is not None:  # anaconda.org's way: every path starts with /t/<TOKEN>/, else 403
+            prefix = f"/t/{self.token}/"
+            if not self.path.startswith(prefix):
+                self.send_response(403)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return False
+            self.path = self.path[len(prefix) - 1 :]
+            return True
         if (
             self.expected_authorization is None
             or self.headers.get("Authorization") == self.expected_authorization
@@ -77,13 +89,16 @@ class _Server(ThreadingHTTPServer):
 
 
 @contextmanager
-def serve_directory(root: Path, *, auth: tuple[str, str] | None = None) -> Iterator[ServedDirectory]:
+def serve_directory(
+    root: Path, *, auth: tuple[str, str] | None = None, token: str | None = None
+) -> Iterator[ServedDirectory]:
     """Serve ``root`` read-only on ``127.0.0.1`` at a free port until the block exits. With
-    ``auth=(user, password)`` every request without those basic-auth credentials gets 401."""
+    ``auth=(user, password)`` every request without those basic-auth credentials gets 401; with ``token``,
+    ``root`` is served under ``/t/<token>/`` only (a conda channel token, as anaconda.org reads it), 403 elsewhere."""
     expected = None
     if auth is not None:
         expected = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
-    handler = functools.partial(_Handler, directory=str(root), expected_authorization=expected)
+    handler = functools.partial(_Handler, directory=str(root), expected_authorization=expected, token=token)
     server = _Server(("127.0.0.1", 0), handler)
     port = server.server_address[1]
     thread = threading.Thread(

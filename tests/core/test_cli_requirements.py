@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import subprocess
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 
 from envcore.testing.channel import Universe
+from envcore.testing.fixtures import TokenChannel
 
 from .test_cli import envcore
 
@@ -408,23 +410,68 @@ def test_a_git_repository_is_built_at_the_commit_its_revision_names(
     assert "names a repository by a relative path" in failed(run("-r", str(tmp_path / "relative.txt")))
 
 
-@pytest.mark.parametrize("where", ["--channel", "METAFLOW_CONDA_CHANNELS", "METAFLOW_CONDA_CHANNEL_ALIAS"])
-def test_a_channel_with_an_access_token_is_refused_without_showing_it(
+@pytest.mark.parametrize("where", ["METAFLOW_CONDA_CHANNELS", "environment.yml", "package channel"])
+def test_a_channel_token_is_used_and_kept_out_of_everything_stored_and_printed(
+    cli_env: dict[str, str], token_channel: TokenChannel, tmp_path: Path, where: str
+) -> None:
+    """anaconda.org's /t/<TOKEN>/channel: the token goes with the request's credentials (rattler reads the
+    channel with it, envcore's download of each package for the store too), never into the environment's
+    sources, package URLs, store keys, files or output."""
+    args = ["--conda", "fx-core"]
+    if where == "METAFLOW_CONDA_CHANNELS":
+        cli_env[where] = token_channel.url_with_token
+    elif where == "environment.yml":
+        (tmp_path / "env.yml").write_text(
+            f"channels: [{token_channel.url_with_token}, nodefaults]\ndependencies: [fx-core]\n"
+        )
+        args = ["-f", str(tmp_path / "env.yml")]
+    else:  # fx-core from the token channel, python from the configured (file://) one
+        args = ["--conda", f"{token_channel.url_with_token}::fx-core"]
+    out = envcore("resolve", "--json", *args, "--alias", "team/token:v1", env=cli_env)
+    env = the_env(out)
+    assert {p["envcore"]["name"] for p in env["packages"]} >= {"fx-core", "python"}
+    assert all(
+        p["url"].startswith(token_channel.url) for p in env["packages"] if not p["url"].startswith("file:")
+    )
+    created = envcore("create", "team/token:v1", "--name", "tok", env=cli_env)
+    assert created.returncode == 0, created.stderr
+    python = tmp_path / "cache" / "envs" / "tok" / "bin" / "python"
+    assert subprocess.run([python, "-c", "import fx_core"], check=False).returncode == 0
+    shown = envcore("show", "team/token:v1", "--json", env=cli_env)
+    printed = "".join(o.stdout + o.stderr for o in (out, created, shown))
+    assert token_channel.token not in printed
+    stored = [p for root in ("store", "cache") for p in (tmp_path / root).rglob("*") if p.is_file()]
+    assert stored and not [
+        p for p in stored if not p.is_symlink() and token_channel.token.encode() in p.read_bytes()
+    ]
+
+
+def test_a_channel_token_fails_cleanly_with_a_resolver_that_cannot_use_it(
+    cli_env: dict[str, str], token_channel: TokenChannel
+) -> None:
+    """The conda binary would keep the token in the URLs it returns: refused before it runs."""
+    cli_env.update(
+        METAFLOW_CONDA_CHANNELS=token_channel.url_with_token, METAFLOW_CONDA_DEPENDENCY_RESOLVER="conda"
+    )
+    out = envcore("resolve", "--dry-run", "--conda", "fx-core", env=cli_env)
+    message = failed(out)
+    assert token_channel.token not in out.stdout + out.stderr
+    assert "resolver 'conda' cannot use" in message and "METAFLOW_CONDA_DEPENDENCY_RESOLVER" in message
+
+
+@pytest.mark.parametrize("where", ["--channel", "METAFLOW_CONDA_CHANNEL_ALIAS"])
+def test_a_token_envcore_cannot_keep_apart_is_refused_without_showing_it(
     run: Any, cli_env: dict[str, str], where: str
 ) -> None:
-    """anaconda.org's /t/<TOKEN>/ would be kept in the description, package URLs and store keys."""
+    """A token deeper in the path, or in the channel alias, would be kept in descriptions and store keys."""
     token = "ab-12345678-abcd-1234-abcd-123456789012"
-    url = f"https://conda.anaconda.org/t/{token}"
     args = ["--conda", "fx-core"]
     if where == "--channel":
-        args += ["--channel", f"{url}/private"]
+        args += ["--channel", f"https://repo.example.com/api/t/{token}/private"]
     else:
-        cli_env[where] = f"{url}/private" if where == "METAFLOW_CONDA_CHANNELS" else url
+        cli_env[where] = f"https://conda.anaconda.org/t/{token}"
     out = run(*args)
     message = failed(out)
     assert token not in out.stderr + out.stdout
-    assert (
-        "carries an access token (/t/<TOKEN>/)" in message
-        and "https://conda.anaconda.org/t/<TOKEN>" in message
-    )
+    assert "carries an access token (/t/<TOKEN>/)" in message and "/t/<TOKEN>" in message
     assert ("channel alias" in message) == (where == "METAFLOW_CONDA_CHANNEL_ALIAS")

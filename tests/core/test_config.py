@@ -244,6 +244,7 @@ def test_a_store_root_comes_from_the_plugins_own_setting_then_the_usual_ones(
             "MIIEvQ",
         ),
         ("https://h/simple/?api_key=abc123&page=2", "abc123"),
+        ("cannot read https://conda.anaconda.org/t/tk-4b1d-secret/private/noarch", "tk-4b1d-secret"),
     ],
 )
 def test_messages_are_redacted_of_every_kind_of_secret(text: str, secret: str) -> None:
@@ -304,3 +305,13 @@ def test_debug_is_read_before_the_configuration_as_metaflow_reads_it(value: str,
 
     assert debug_requested({"METAFLOW_DEBUG_CONDA": value}) is debug
     assert debug_requested({}) is False
+
+
+def test_a_conda_channel_token_at_the_start_of_the_path_is_taken_out_of_the_url() -> None:
+    from envcore.config import conda_token, redact_url
+
+    assert conda_token("https://conda.anaconda.org/t/tk-12345678/priv") == "tk-12345678"
+    assert redact_url("https://conda.anaconda.org/t/tk-12345678/priv") == "https://conda.anaconda.org/priv"
+    assert redact_url("http://u:p@127.0.0.1:8080/t/tk-12345678/c/") == "http://127.0.0.1:8080/c/"
+    for kept in ("https://h/api/t/tk-12345678/priv", "https://h/t/short/priv", "https://h/t/priv"):
+        assert conda_token(kept) is None and redact_url(kept) == kept

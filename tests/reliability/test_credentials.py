@@ -1,6 +1,6 @@
 """Credentials never leak: every command runs against the basic-auth channel and index, with the password
 given in the source URLs (as users do), through METAFLOW_CONDA_SRCS_AUTH_INFO, in a requirements file's
-${VARIABLE} and in its --find-links URL; then
+${VARIABLE} and in its --find-links URL, and a conda channel token; then
 everything printed and everything written (store, caches, local record, config home) is searched for it."""
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from envcore.testing.fixtures import AuthEndpoint
+from envcore.testing.channel import Universe
+from envcore.testing.fixtures import AuthEndpoint, TokenChannel
 
 from ..conftest import env_ids
 from .conftest import ReliabilityReport
@@ -28,16 +29,18 @@ def files_containing(root: Path, secret: bytes) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize("how", ["url", "auth-info", "requirements-variable", "find-links"])
+@pytest.mark.parametrize("how", ["url", "auth-info", "requirements-variable", "find-links", "conda-token"])
 def test_no_secret_in_any_output_or_file(
     run: Run,
     world: dict[str, Path],
     auth_channel: AuthEndpoint,
     auth_wheel_index: AuthEndpoint,
+    token_channel: TokenChannel,
+    universe: Universe,
     reliability_report: ReliabilityReport,
     how: str,
 ) -> None:
-    secret = auth_channel.password
+    secret = token_channel.token if how == "conda-token" else auth_channel.password
     files: tuple[str, ...] = ()
     if how == "requirements-variable":  # pip's ${NAME} in a requirements file: the password is in no file
         host = urlsplit(auth_wheel_index.url)
@@ -63,6 +66,13 @@ def test_no_secret_in_any_output_or_file(
         sources = {
             "METAFLOW_CONDA_CHANNELS": auth_channel.url,  # the same host: the same credentials
             "METAFLOW_CONDA_DEFAULT_PYPI_SOURCE": auth_wheel_index.url,
+        }
+    elif (
+        how == "conda-token"
+    ):  # anaconda.org's /t/<TOKEN>/channel (the index without auth: one host, one credential)
+        sources = {
+            "METAFLOW_CONDA_CHANNELS": token_channel.url_with_token,
+            "METAFLOW_CONDA_DEFAULT_PYPI_SOURCE": universe.simple_url,
         }
     elif how == "url":
         sources = {

@@ -39,6 +39,7 @@ def envcore_resolvers() -> Iterator[ResolverPlugin]:
                 Capability.EXTEND,
                 Capability.AUTH,
                 Capability.OFFLINE,
+                Capability.CONDA_TOKEN,
             }
         ),
     )

@@ -20,7 +20,6 @@ from collections.abc import Callable, Coroutine, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import rattler
 import rattler.exceptions
@@ -30,6 +29,7 @@ from envcore.errors import ResolutionError
 from envcore.specs import match_spec
 from envcore.types import (
     CONDA,
+    CONDA_TOKEN_USER,
     NPCONDA,
     SYS,
     LockedPackage,
@@ -227,7 +227,7 @@ def solver_message(exc: Exception) -> str:
 
 def _client(credentials: Mapping[str, tuple[str, str]]) -> rattler.Client:
     """A client that retries transient failures (5xx, resets) with backoff and, with credentials, authenticates
-    to the request's hosts. rattler reads credentials from the auth file named by ``RATTLER_AUTH_FILE`` when
+    to the request's hosts (a conda token is put back into the path of every request to its host). rattler reads credentials from the auth file named by ``RATTLER_AUTH_FILE`` when
     the client is built; the file is private and removed at once."""
     from rattler.networking import AuthenticationMiddleware, Client, RetryMiddleware
 
@@ -239,7 +239,9 @@ def _client(credentials: Mapping[str, tuple[str, str]]) -> rattler.Client:
         path = Path(tmp) / "auth.json"
         path.touch(mode=0o600)
         auth = {
-            host: {"BasicHTTP": {"username": user, "password": pw}}
+            host: {"CondaToken": pw}
+            if user == CONDA_TOKEN_USER
+            else {"BasicHTTP": {"username": user, "password": pw}}
             for host, (user, pw) in credentials.items()
         }
         path.write_text(json.dumps(auth))
@@ -430,9 +432,7 @@ class RattlerResolver:
                     if found is None and attempt < COALESCED_RETRIES:
                         continue
                     reason = found or reason
-                where = ", ".join(
-                    f"{urlsplit(c).scheme}://{urlsplit(c).hostname or ''}{urlsplit(c).path}" for c in channels
-                )
+                where = ", ".join(redact_url(c) for c in channels)
                 raise ResolutionError(
                     f"Could not read the conda channels ({where}): {reason}. Check the channel names, "
                     "METAFLOW_CONDA_CHANNEL_ALIAS and your network."
