@@ -440,16 +440,24 @@ def _pip_index_config(environ: Mapping[str, str]) -> tuple[str | None, tuple[str
 
 
 def redact_url(url: str) -> str:
-    """``url`` without ``user:password@``, and without the conda channel token its path may start with
-    (anaconda.org's ``/t/<TOKEN>/channel``; see :func:`conda_token`)."""
+    """``url`` without ``user:password@``."""
     parts = urlsplit(url)
-    token = _CONDA_TOKEN_PATH.match(parts.path) if "/t/" in url else None
-    if not (parts.username or parts.password or token):
+    if not (parts.username or parts.password):
         return url
     host = parts.hostname or ""
     netloc = f"{host}:{parts.port}" if parts.port else host
-    path = parts.path[token.end() :] if token else parts.path
-    return parts._replace(netloc=netloc, path=path).geturl()
+    return parts._replace(netloc=netloc).geturl()
+
+
+def redact_channel(channel: str) -> str:
+    """A conda channel URL without ``user:password@`` and without the channel token its path may start with
+    (anaconda.org's ``/t/<TOKEN>/channel``; see :func:`conda_token`). Only channels: other URLs may have such
+    paths."""
+    token = _CONDA_TOKEN_PATH.match(urlsplit(channel).path) if "/t/" in channel else None
+    if token is None:
+        return redact_url(channel)
+    parts = urlsplit(redact_url(channel))
+    return parts._replace(path=parts.path[token.end() :]).geturl()
 
 
 # A conda channel token: the first segment pair of the path, as anaconda.org and conda write it
@@ -459,7 +467,8 @@ _CONDA_TOKEN_TEXT = re.compile(r"/t/[A-Za-z0-9_-]{8,}(?=[/\s'\")]|$)")
 
 
 def conda_token(url: str) -> str | None:
-    """The conda channel token ``url``'s path starts with (``/t/<TOKEN>/...``), if any."""
+    """The conda channel token the path of ``url`` (a conda channel or package URL) starts with
+    (``/t/<TOKEN>/...``), if any."""
     if "/t/" not in url:
         return None
     found = _CONDA_TOKEN_PATH.match(urlsplit(url).path)

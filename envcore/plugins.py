@@ -296,7 +296,7 @@ class Registry:
                     problems.append(f"{pkg.filename}{f.url_format} has no well-formed sha256 ({f.sha256!r})")
                 if f.md5 is not None and not _HEX["md5"].match(f.md5):
                     problems.append(f"{pkg.filename}{f.url_format} has a malformed md5 ({f.md5!r})")
-                if has_credentials(f.url):
+                if has_credentials(f.url) or (pkg.kind is PackageKind.CONDA and conda_token(f.url)):
                     problems.append(f"the URL of {pkg.filename}{f.url_format} carries credentials")
                 if f.url_format not in self.formats:
                     problems.append(f"{pkg.filename}{f.url_format} has no registered package format")
@@ -343,11 +343,10 @@ def _mistyped(record: object, fields: Mapping[str, tuple[type, ...]]) -> str:
 
 
 def has_credentials(url: str) -> bool:
-    """Whether ``url`` carries a ``user:password@``, a secret-named query parameter or a conda channel token."""
+    """Whether ``url`` carries a ``user:password@`` or a secret-named query parameter (a conda channel token,
+    ``/t/<TOKEN>/`` at the start of the path, only in conda URLs: :func:`envcore.config.conda_token`)."""
     if "@" not in url and "?" not in url:
-        return conda_token(url) is not None  # (no user info, no query: the common case, without parsing)
-    if conda_token(url):
-        return True
+        return False  # (no user info, no query: the common case, without parsing)
     parts = urlsplit(url)
     if parts.username or parts.password:
         return True

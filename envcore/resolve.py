@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
-from envcore.config import Config, conda_token, redact_url
+from envcore.config import Config, conda_token, redact_channel, redact_url
 from envcore.errors import ConfigError, ResolutionError, UsageError
 from envcore.platforms import local_arch as local_arch
 from envcore.plugins import RESOLVER_SETTINGS, Registry
@@ -175,7 +175,7 @@ def build_request(
     raw_conda = (*spec.sources.get(CONDA, ()), *channels)
     _refuse_conda_tokens(config, spec, channels, where)
     sources: dict[str, tuple[str, ...]] = {
-        CONDA: _dedup(channel_name(config, redact_url(c)) for c in raw_conda)
+        CONDA: _dedup(channel_name(config, redact_channel(c)) for c in raw_conda)
     }
     draft = ResolveRequest(arch=arch, requirements=tuple(requirements), base=base)
     raw_pypi: tuple[str, ...] = ()
@@ -190,7 +190,7 @@ def build_request(
         sources=sources,  # never with credentials: they enter ids and descriptions
         extras=extras,
         python=python_spec,
-        credentials=source_credentials(config, (*raw_conda, *raw_pypi, *find_links)),
+        credentials=source_credentials(config, (*raw_pypi, *find_links), channels=raw_conda),
     )
 
 
@@ -259,16 +259,20 @@ def _check_indices(config: Config, indices: Sequence[str], where: str) -> None:
             check_index(index, f"in pip's configuration, from {where}")
 
 
-def source_credentials(config: Config, sources: Iterable[str] = ()) -> dict[str, tuple[str, str]]:
+def source_credentials(
+    config: Config, sources: Iterable[str] = (), *, channels: Iterable[str] = ()
+) -> dict[str, tuple[str, str]]:
     """host -> (user, password): ``CONDA_SRCS_AUTH_INFO``, then ``user:password@`` in source URLs (as the
-    original) or a conda channel token in their path (``(CONDA_TOKEN_USER, token)``), then the system keyring for http(s) sources still without credentials (``ENVCORE_KEYRING``).
+    original) or, for conda ``channels``, a channel token in their path (``(CONDA_TOKEN_USER, token)``), then the system keyring for http(s) sources still without credentials (``ENVCORE_KEYRING``).
     Resolvers receive them apart from the URLs, which stay clean."""
     found = _credentials(config)
+    channels = list(channels)
+    sources = [*channels, *sources]
     for source in sources:
         parts = urlsplit(source)
         if not parts.hostname or parts.hostname in found:
             continue
-        token = conda_token(source)
+        token = conda_token(source) if source in channels else None
         if token:  # a conda channel token (https://HOST/t/<TOKEN>/channel): put back into paths when fetching
             found[parts.hostname] = (CONDA_TOKEN_USER, token)
         elif parts.username:

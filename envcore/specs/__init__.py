@@ -88,9 +88,11 @@ def conda_requirement(key: str, version: str, where: str, category: str = CONDA)
     if not _CONDA_NAME.fullmatch(name) or (sep and not channel):
         raise _fail(f"Could not parse conda package {key!r}", where, "Write NAME or CHANNEL::NAME.")
     if channel:
-        from envcore.config import redact_url
+        from envcore.config import redact_channel
 
-        channel = redact_url(check_channel(channel, where))  # credentials stay out of ids and descriptions
+        channel = redact_channel(
+            check_channel(channel, where)
+        )  # credentials stay out of ids and descriptions
     if version.startswith("==") and not any(c in version[2:] for c in "<>=!,|"):
         version = version[2:].strip()
     version = " ".join(re.sub(r"\s*([,|<>=!~]+)\s*", r"\1", version).split())  # "1.2.* build" keeps its space

@@ -308,10 +308,14 @@ def test_debug_is_read_before_the_configuration_as_metaflow_reads_it(value: str,
 
 
 def test_a_conda_channel_token_at_the_start_of_the_path_is_taken_out_of_the_url() -> None:
-    from envcore.config import conda_token, redact_url
+    from envcore.config import conda_token, redact_channel, redact_url
 
     assert conda_token("https://conda.anaconda.org/t/tk-12345678/priv") == "tk-12345678"
-    assert redact_url("https://conda.anaconda.org/t/tk-12345678/priv") == "https://conda.anaconda.org/priv"
-    assert redact_url("http://u:p@127.0.0.1:8080/t/tk-12345678/c/") == "http://127.0.0.1:8080/c/"
+    assert (
+        redact_channel("https://conda.anaconda.org/t/tk-12345678/priv") == "https://conda.anaconda.org/priv"
+    )
+    assert redact_channel("http://u:p@127.0.0.1:8080/t/tk-12345678/c/") == "http://127.0.0.1:8080/c/"
     for kept in ("https://h/api/t/tk-12345678/priv", "https://h/t/short/priv", "https://h/t/priv"):
-        assert conda_token(kept) is None and redact_url(kept) == kept
+        assert conda_token(kept) is None and redact_channel(kept) == kept
+    # other URLs (a PyPI index at /t/<team>/simple) keep such paths
+    assert redact_url("https://pypi.example/t/teamname1/simple") == "https://pypi.example/t/teamname1/simple"

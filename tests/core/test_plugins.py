@@ -282,8 +282,6 @@ def test_has_credentials() -> None:
     assert has_credentials("https://user@host/x")
     assert has_credentials("https://h/x?X-Amz-Signature=1")
     assert not has_credentials("https://h/simple/x/?page=2")
-    assert has_credentials("https://conda.anaconda.org/t/tk-12345678/private/noarch/x.conda")
-    assert not has_credentials("https://conda.anaconda.org/private/noarch/t.conda")
 
 
 def test_entry_points_are_remembered_until_the_installation_changes(
