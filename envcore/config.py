@@ -378,11 +378,13 @@ class Config:
             return tuple(str(c) for c in channels if c != "defaults") or DEFAULT_CHANNELS, ".condarc"
         return DEFAULT_CHANNELS, "default"
 
-    def channel_alias(self) -> str:
-        alias = (
+    def channel_alias(self, *, as_configured: bool = False) -> str:
+        """The URL channel names are joined to, without credentials (``user:password@``, a channel token: see
+        :func:`redact_channel`; ``as_configured`` keeps them, for the request's credentials)."""
+        alias = str(
             self.get("CONDA_CHANNEL_ALIAS") or self._condarc().get("channel_alias") or DEFAULT_CHANNEL_ALIAS
-        )
-        return str(alias).rstrip("/")
+        ).rstrip("/")
+        return alias if as_configured else redact_channel(alias).rstrip("/")
 
     def channel_url(self, channel: str) -> str:
         """A channel name (``conda-forge``) as a URL through the channel alias; URLs pass unchanged."""

@@ -190,7 +190,9 @@ def build_request(
         sources=sources,  # never with credentials: they enter ids and descriptions
         extras=extras,
         python=python_spec,
-        credentials=source_credentials(config, (*raw_pypi, *find_links), channels=raw_conda),
+        credentials=source_credentials(
+            config, (*raw_pypi, *find_links), channels=(*raw_conda, config.channel_alias(as_configured=True))
+        ),
     )
 
 
@@ -220,29 +222,28 @@ _CONDA_TOKEN = re.compile(r"/t/[A-Za-z0-9_-]{8,}(?=/|$)")
 
 
 def _refuse_conda_tokens(config: Config, spec: Spec, configured: Sequence[str], where: str) -> None:
-    """A channel token at the start of a channel URL's path (anaconda.org's ``/t/<TOKEN>/channel``) is taken
-    out of the URL into the request's credentials. One elsewhere in the path, or in the channel alias (which
-    channel names are joined to, everywhere), would be kept in the environment's sources, package URLs and
-    store keys: refused, naming where it came from."""
+    """A channel token at the start of a channel URL's path (anaconda.org's ``/t/<TOKEN>/channel``, also in
+    the channel alias) is taken out of the URL into the request's credentials. One elsewhere in the path would
+    be kept in the environment's sources, package URLs and store keys: refused, naming where it came from."""
     found = [(c, spec.origin) for c in spec.sources.get(CONDA, ())]
     found += [(c, f"METAFLOW_CONDA_CHANNELS or the channels of .condarc ({where})") for c in configured]
-    alias = config.channel_alias()
-    for channel, origin in [*found, (alias, "the channel alias (METAFLOW_CONDA_CHANNEL_ALIAS or .condarc)")]:
+    found.append(
+        (
+            config.channel_alias(as_configured=True),
+            "the channel alias (METAFLOW_CONDA_CHANNEL_ALIAS or .condarc)",
+        )
+    )
+    for channel, origin in found:
         path = urlsplit(channel).path if "://" in channel else channel
-        if not _CONDA_TOKEN.search(path) or (channel != alias and conda_token(channel)):
+        if not _CONDA_TOKEN.search(path) or conda_token(channel):
             continue
         shown = _CONDA_TOKEN.sub("/t/<TOKEN>", redact_url(channel))
-        fix = (
-            "Set the alias without the token and write the token in the channel URLs instead "
-            "(https://conda.anaconda.org/t/<TOKEN>/channel)"
-            if channel == alias
-            else "Write the token right after the host (https://HOST/t/<TOKEN>/channel), as anaconda.org does"
-        )
         raise ConfigError(
             f"The conda channel {shown} (from {origin}) carries an access token (/t/<TOKEN>/) where envcore cannot "
             "keep it apart from the channel: it would be kept in the environment's description, its package "
-            f"URLs and the store's keys, readable by everyone who reads the store. {fix}, or give the channel's "
-            "credentials as user:password@ in its URL or in METAFLOW_CONDA_SRCS_AUTH_INFO."
+            "URLs and the store's keys, readable by everyone who reads the store. Write the token right after "
+            "the host (https://HOST/t/<TOKEN>/channel), as anaconda.org does, or give the channel's credentials "
+            "as user:password@ in its URL or in METAFLOW_CONDA_SRCS_AUTH_INFO."
         )
 
 

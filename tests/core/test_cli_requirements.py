@@ -410,7 +410,9 @@ def test_a_git_repository_is_built_at_the_commit_its_revision_names(
     assert "names a repository by a relative path" in failed(run("-r", str(tmp_path / "relative.txt")))
 
 
-@pytest.mark.parametrize("where", ["METAFLOW_CONDA_CHANNELS", "environment.yml", "package channel"])
+@pytest.mark.parametrize(
+    "where", ["METAFLOW_CONDA_CHANNELS", "environment.yml", "package channel", "METAFLOW_CONDA_CHANNEL_ALIAS"]
+)
 def test_a_channel_token_is_used_and_kept_out_of_everything_stored_and_printed(
     cli_env: dict[str, str], token_channel: TokenChannel, tmp_path: Path, where: str
 ) -> None:
@@ -420,6 +422,9 @@ def test_a_channel_token_is_used_and_kept_out_of_everything_stored_and_printed(
     args = ["--conda", "fx-core"]
     if where == "METAFLOW_CONDA_CHANNELS":
         cli_env[where] = token_channel.url_with_token
+    elif where == "METAFLOW_CONDA_CHANNEL_ALIAS":  # the channel by name, joined to an alias with the token
+        cli_env[where] = token_channel.url_with_token.removesuffix("/channel")
+        cli_env["METAFLOW_CONDA_CHANNELS"] = "channel"
     elif where == "environment.yml":
         (tmp_path / "env.yml").write_text(
             f"channels: [{token_channel.url_with_token}, nodefaults]\ndependencies: [fx-core]\n"
@@ -469,7 +474,7 @@ def test_a_token_envcore_cannot_keep_apart_is_refused_without_showing_it(
     if where == "--channel":
         args += ["--channel", f"https://repo.example.com/api/t/{token}/private"]
     else:
-        cli_env[where] = f"https://conda.anaconda.org/t/{token}"
+        cli_env[where] = f"https://repo.example.com/api/t/{token}"
     out = run(*args)
     message = failed(out)
     assert token not in out.stderr + out.stdout
