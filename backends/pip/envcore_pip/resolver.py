@@ -1,5 +1,7 @@
 """Resolve PyPI requirements with ``pip install --dry-run --ignore-installed --report``, for any target
-platform (``--platform/--python-version/--implementation/--abi --only-binary=:all:``).
+platform (``--platform/--python-version/--implementation/--abi --only-binary=:all:``). For a target this
+interpreter matches (its architecture, python X.Y and glibc), pip resolves as for itself, source distributions
+included: the core builds them into wheels (``envcore.build``), as the original's pip resolver does.
 
 pip runs ``--isolated`` in a scrubbed environment (no user configuration, no ``PIP_*`` variables), from the
 interpreter this plugin is installed in, so the result depends only on the request.
@@ -8,6 +10,7 @@ interpreter this plugin is installed in, so the result depends only on the reque
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -16,6 +19,7 @@ from pathlib import Path
 from envcore import pypi
 from envcore.config import Config, redact_text
 from envcore.errors import BackendUnavailable, ResolutionError
+from envcore.platforms import local_arch
 from envcore.tools import run_tool, tail, tool_env
 from envcore.types import PYPI, LockedPackage, ResolveRequest
 
@@ -69,27 +73,24 @@ class PipResolver:
                 debug=self.config.debug,
             )
             if done.returncode != 0:
+                hint = (
+                    " For this target pip takes wheels only (source distributions are built for this machine's "
+                    f"architecture, python {sys.version_info[0]}.{sys.version_info[1]} and glibc); the uv resolver "
+                    "(METAFLOW_CONDA_PYPI_DEPENDENCY_RESOLVER=uv) reports which versions lack wheels."
+                    if "No matching distribution" in done.stderr and not resolves_as_this_interpreter(request)
+                    else ""
+                )
                 raise ResolutionError(
                     f"The PyPI requirements cannot be resolved for {request.arch} (python {request.python_version}) "
                     f"with pip: {_pip_error(done.stderr)}. Change the requirement named above, or check the index."
+                    + hint
                 )
             report = json.loads((work / "report.json").read_text())
         return self._packages(request, report, set(provided))
 
     def _args(self, request: ResolveRequest, work: Path) -> list[str]:
         major, minor = request.python_version.split(".")[:2] if request.python_version else ("3", "11")
-        args = [
-            "install",
-            "--isolated",
-            "--dry-run",
-            "--ignore-installed",
-            "--quiet",
-            "--report",
-            str(work / "report.json"),
-            "--target",
-            str(work / "target"),
-            "--cache-dir",
-            str(self.cache_dir),
+        target = [
             "--only-binary=:all:",
             "--python-version",
             f"{major}.{minor}",
@@ -102,6 +103,20 @@ class PipResolver:
             "--abi",
             "none",
             *(arg for platform in pypi.platform_tags(request) for arg in ("--platform", platform)),
+        ]
+        args = [
+            "install",
+            "--isolated",
+            "--dry-run",
+            "--ignore-installed",
+            "--quiet",
+            "--report",
+            str(work / "report.json"),
+            "--target",
+            str(work / "target"),
+            "--cache-dir",
+            str(self.cache_dir),
+            *([] if resolves_as_this_interpreter(request) else target),
             "--constraint",
             str(work / "constraints.txt"),
             *_option_args(request.extras.get(PYPI, ())),
@@ -123,12 +138,33 @@ class PipResolver:
                 continue  # the conda side installs it
             info = item["download_info"]
             url = info["url"]
+            if "vcs_info" in info or "dir_info" in info:
+                raise ResolutionError(
+                    f"{name} comes from {redact_text(url)}, a repository or a directory, which the pip resolver does "
+                    "not build. Resolve it with the uv resolver (METAFLOW_CONDA_PYPI_DEPENDENCY_RESOLVER=uv), or "
+                    "build a wheel of it and require NAME @ file:///path/to/the.whl."
+                )
             sha256 = info.get("archive_info", {}).get("hashes", {}).get("sha256")
             size = None
             if not sha256:
                 sha256, size = pypi.sha256_of(url, request.credentials)
             out.append(pypi.locked_wheel(name, version, url, sha256, size))
         return out
+
+
+def resolves_as_this_interpreter(request: ResolveRequest) -> bool:
+    """Whether the target is what pip sees running here (architecture, python X.Y, and glibc on Linux): then it
+    resolves without ``--platform`` and friends, which would restrict it to wheels."""
+    if request.arch != local_arch() or not request.python_version or not request.arch.startswith("linux-"):
+        return False
+    if tuple(request.python_version.split(".")[:2]) != tuple(map(str, sys.version_info[:2])):
+        return False
+    try:
+        host = os.confstr("CS_GNU_LIBC_VERSION") or ""
+    except (ValueError, OSError):
+        return False
+    wanted = pypi.glibc_of(request)
+    return wanted is None or host == f"glibc {wanted[0]}.{wanted[1]}"
 
 
 def _pip_error(stderr: str) -> str:

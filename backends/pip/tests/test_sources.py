@@ -1,0 +1,69 @@
+"""Source distributions with the pip resolver: for a target this interpreter matches, pip resolves as for
+itself and the core builds what it locks as an sdist (as the original's pip resolver does); for any other
+target it takes wheels only and says so."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from envcore import resolve, specs
+from envcore.config import Config
+from envcore.errors import ResolutionError
+from envcore.plugins import Registry, build_registry
+from envcore.resolve import local_arch
+from envcore.testing.channel import Universe
+
+
+def _setup(universe: Universe, tmp_path: Path) -> tuple[Registry, Config]:
+    config = Config.load(
+        environ={
+            "METAFLOW_HOME": str(tmp_path / "mf"),
+            "METAFLOW_CONDA_CHANNELS": universe.channel_url,
+            "METAFLOW_CONDA_DEFAULT_PYPI_SOURCE": universe.simple_url,
+            "METAFLOW_ENVCORE_CACHE_DIR": str(tmp_path / "cache"),
+            "METAFLOW_CONDA_PYPI_DEPENDENCY_RESOLVER": "pip",
+        }
+    )
+    return build_registry(config), config
+
+
+def test_a_source_distribution_is_built_into_a_wheel_for_this_machine(
+    universe: Universe, tmp_path: Path
+) -> None:
+    registry, config = _setup(universe, tmp_path)
+    request = resolve.build_request(specs.from_decorator(packages={"fx-src": ""}), config, local_arch())
+    env = resolve.resolve(registry, request)
+    built = {p.name: p for p in env.packages}["fx-src"]
+    assert built.version == "0.9.0" and built.source.url_format == ".whl" and built.source.built
+    assert built.source.url.endswith("fx_src-0.9.0.tar.gz")  # where it was built from
+
+
+def test_another_target_takes_wheels_only_and_says_so(universe: Universe, tmp_path: Path) -> None:
+    registry, config = _setup(universe, tmp_path)
+    request = resolve.build_request(specs.from_decorator(packages={"fx-src": ""}), config, "osx-arm64")
+    with pytest.raises(ResolutionError) as info:
+        resolve.resolve(registry, request)
+    assert "No matching distribution found for fx-src" in info.value.message
+    assert "pip takes wheels only" in info.value.message and "=uv" in info.value.message
+
+
+def test_a_git_repository_is_named_with_what_resolves_it(universe: Universe, tmp_path: Path) -> None:
+    git = shutil.which("git")
+    if git is None:
+        pytest.skip("git is not on PATH")
+    with tarfile.open(universe.wheels_dir / "fx_src-0.9.0.tar.gz") as archive:
+        archive.extractall(tmp_path / "git", filter="data")
+    repo = tmp_path / "git" / "fx_src-0.9.0"
+    identity = ["-c", "user.email=t@example.invalid", "-c", "user.name=t"]
+    for args in (["init", "-q"], ["add", "-A"], [*identity, "commit", "-qm", "v0.9.0"]):
+        subprocess.run([git, "-C", str(repo), *args], check=True, capture_output=True)
+    registry, config = _setup(universe, tmp_path)
+    spec = specs.from_decorator(packages={"fx-src": f"@ git+{repo.as_uri()}"})
+    with pytest.raises(ResolutionError, match="which the pip resolver does not build") as info:
+        resolve.resolve(registry, resolve.build_request(spec, config, local_arch()))
+    assert "METAFLOW_CONDA_PYPI_DEPENDENCY_RESOLVER=uv" in info.value.message
