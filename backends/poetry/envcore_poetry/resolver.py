@@ -27,6 +27,7 @@ from packaging.version import InvalidVersion, Version
 from envcore import pypi
 from envcore.config import Config, redact_text, redact_url
 from envcore.errors import BackendUnavailable, ConfigError, ResolutionError
+from envcore.platforms import local_arch
 from envcore.specs import marker_environments
 from envcore.tools import run_tool, tail, tool_env
 from envcore.types import PYPI, LockedPackage, ResolveRequest
@@ -225,12 +226,19 @@ class PoetryResolver:
                     f"{name} {version} comes from a {kind} source, which envcore cannot lock as a file with a hash. "
                     "Request it from an index, or as a direct URL to a wheel."
                 )
-            best = pypi.best_wheel([f for f in urls if f in hashes or kind in ("url", "file")], tags)
-            if best is None:
-                raise ResolutionError(
-                    f"{name} {version} has no wheel for {request.arch} (python {request.python_version}), and envcore "
-                    "does not build source distributions for another architecture. Pick a version with wheels."
-                )
+            usable = [f for f in urls if f in hashes or kind in ("url", "file")]
+            best = pypi.best_wheel(usable, tags)
+            if (
+                best is None
+            ):  # a source distribution: the core builds it, for this machine's architecture only
+                sdists = [f for f in usable if f.endswith((".tar.gz", ".zip"))]
+                if not sdists or request.arch != local_arch():
+                    raise ResolutionError(
+                        f"{name} {version} has no wheel for {request.arch} (python {request.python_version}), and "
+                        f"envcore builds source distributions only for this machine's architecture ({local_arch()}). "
+                        "Pick a version with wheels."
+                    )
+                best = sdists[0]
             digest = hashes.get(best) or (next(iter(hashes.values()), "") if kind in ("url", "file") else "")
             algorithm, _, value = digest.partition(":")
             size = None

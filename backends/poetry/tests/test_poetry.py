@@ -84,6 +84,26 @@ def test_universal_lock_gives_each_platform_its_wheel(resolver: Resolver, wheel_
         resolver.resolve(request_for("fx-native", index=wheel_index.http_url, arch="win-64"))
 
 
+def test_a_source_distribution_is_locked_for_this_machine_only(
+    resolver: Resolver, wheel_index: WheelIndex
+) -> None:
+    """fx-src publishes only an sdist: locked as one for this machine's architecture (the core builds it into a
+    wheel, as for the other PyPI resolvers), refused with the reason for another."""
+    from envcore.resolve import local_arch
+
+    (src,) = [
+        p
+        for p in resolver.resolve(request_for("fx-src", index=wheel_index.http_url, arch=local_arch()))
+        if p.name == "fx-src"
+    ]
+    assert src.is_sdist and src.source.url.endswith("fx_src-0.9.0.tar.gz") and len(src.source.sha256) == 64
+    other = "osx-arm64" if local_arch() != "osx-arm64" else "linux-64"
+    with pytest.raises(
+        ResolutionError, match="builds source distributions only for this machine's architecture"
+    ):
+        resolver.resolve(request_for("fx-src", index=wheel_index.http_url, arch=other))
+
+
 def test_markers_and_pre_releases(resolver: Resolver, wheel_index: WheelIndex) -> None:
     reqs = (
         Requirement(category=PYPI, name="fx-core"),
