@@ -150,6 +150,37 @@ def auth_wheel_index(_universe_http_auth: ServedDirectory) -> AuthEndpoint:
     return _auth_endpoint(_universe_http_auth, "simple/")
 
 
+@pytest.fixture
+def git_project(universe: Universe, tmp_path: Path) -> tuple[Path, str]:
+    """The universe's fx-src as a git repository with the tag v0.9.0 and a later commit on its branch:
+    (its path, the tagged commit). Skipped where git is not on PATH."""
+    import shutil
+    import subprocess
+    import tarfile
+
+    git = shutil.which("git")
+    if git is None:
+        pytest.skip("git is not on PATH")
+    with tarfile.open(universe.wheels_dir / "fx_src-0.9.0.tar.gz") as archive:
+        archive.extractall(tmp_path / "git", filter="data")
+    repo = tmp_path / "git" / "fx_src-0.9.0"
+
+    def run_git(*args: str) -> str:
+        identity = ["-c", "user.email=t@example.invalid", "-c", "user.name=t"]
+        done = subprocess.run(
+            [git, "-C", str(repo), *identity, *args], check=True, capture_output=True, text=True
+        )
+        return done.stdout.strip()
+
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "v0.9.0"], ["tag", "v0.9.0"]):
+        run_git(*args)
+    commit = run_git("rev-parse", "HEAD")
+    (repo / "later.txt").write_text("a later commit on the branch\n")
+    run_git("add", "-A")
+    run_git("commit", "-qm", "later")
+    return repo, commit
+
+
 # --- offline guard ----------------------------------------------------------------------------------------
 
 

@@ -368,29 +368,6 @@ def test_extras_and_groups_of_a_project_file_are_resolved(run: Any, tmp_path: Pa
     assert "--extra and --group choose optional dependencies" in message and "-p pyproject.toml" in message
 
 
-@pytest.fixture
-def git_project(universe: Universe, tmp_path: Path) -> tuple[Path, str]:
-    """fx-src as a git repository with the tag v0.9.0: (its path, the tagged commit)."""
-    import subprocess
-
-    git = shutil.which("git")
-    if git is None:
-        pytest.skip("git is not on PATH")
-    with tarfile.open(universe.wheels_dir / "fx_src-0.9.0.tar.gz") as archive:
-        archive.extractall(tmp_path / "git", filter="data")
-    repo = tmp_path / "git" / "fx_src-0.9.0"
-    identity = ["-c", "user.email=t@example.invalid", "-c", "user.name=t"]
-    for args in (["init", "-q"], ["add", "-A"], [*identity, "commit", "-qm", "v0.9.0"], ["tag", "v0.9.0"]):
-        subprocess.run([git, "-C", str(repo), *args], check=True, capture_output=True)
-    commit = subprocess.run(
-        [git, "-C", str(repo), "rev-parse", "HEAD"], check=True, capture_output=True, text=True
-    ).stdout.strip()
-    (repo / "later.txt").write_text("a later commit on the branch\n")
-    for args in (["add", "-A"], [*identity, "commit", "-qm", "later"]):
-        subprocess.run([git, "-C", str(repo), *args], check=True, capture_output=True)
-    return repo, commit
-
-
 def test_a_git_repository_is_built_at_the_commit_its_revision_names(
     run: Any, git_project: tuple[Path, str], tmp_path: Path
 ) -> None:

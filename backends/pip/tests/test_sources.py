@@ -4,9 +4,6 @@ target it takes wheels only and says so."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -52,16 +49,10 @@ def test_another_target_takes_wheels_only_and_says_so(universe: Universe, tmp_pa
     assert "pip takes wheels only" in info.value.message and "=uv" in info.value.message
 
 
-def test_a_git_repository_is_named_with_what_resolves_it(universe: Universe, tmp_path: Path) -> None:
-    git = shutil.which("git")
-    if git is None:
-        pytest.skip("git is not on PATH")
-    with tarfile.open(universe.wheels_dir / "fx_src-0.9.0.tar.gz") as archive:
-        archive.extractall(tmp_path / "git", filter="data")
-    repo = tmp_path / "git" / "fx_src-0.9.0"
-    identity = ["-c", "user.email=t@example.invalid", "-c", "user.name=t"]
-    for args in (["init", "-q"], ["add", "-A"], [*identity, "commit", "-qm", "v0.9.0"]):
-        subprocess.run([git, "-C", str(repo), *args], check=True, capture_output=True)
+def test_a_git_repository_is_named_with_what_resolves_it(
+    universe: Universe, git_project: tuple[Path, str], tmp_path: Path
+) -> None:
+    repo, _ = git_project
     registry, config = _setup(universe, tmp_path)
     spec = specs.from_decorator(packages={"fx-src": f"@ git+{repo.as_uri()}"})
     with pytest.raises(ResolutionError, match="which the pip resolver does not build") as info:
