@@ -455,16 +455,16 @@ def redact_channel(channel: str) -> str:
     """A conda channel URL without ``user:password@`` and without the channel token its path may start with
     (anaconda.org's ``/t/<TOKEN>/channel``; see :func:`conda_token`). Only channels: other URLs may have such
     paths."""
-    token = _CONDA_TOKEN_PATH.match(urlsplit(channel).path) if "/t/" in channel else None
+    token = CONDA_TOKEN_PATH.match(urlsplit(channel).path) if "/t/" in channel else None
     if token is None:
         return redact_url(channel)
     parts = urlsplit(redact_url(channel))
     return parts._replace(path=parts.path[token.end() :]).geturl()
 
 
-# A conda channel token: the first segment pair of the path, as anaconda.org and conda write it
-# (https://conda.anaconda.org/t/<TOKEN>/channel); conda's own pattern, at least 8 characters.
-_CONDA_TOKEN_PATH = re.compile(r"/t/(?P<token>[A-Za-z0-9_-]{8,})(?=/|$)")
+# A conda channel token in a URL path (conda's own pattern, at least 8 characters); envcore reads it at the
+# start of the path only, where anaconda.org and conda write it (https://conda.anaconda.org/t/<TOKEN>/channel).
+CONDA_TOKEN_PATH = re.compile(r"/t/(?P<token>[A-Za-z0-9_-]{8,})(?=/|$)")
 _CONDA_TOKEN_TEXT = re.compile(r"/t/[A-Za-z0-9_-]{8,}(?=[/\s'\")]|$)")
 
 
@@ -473,7 +473,7 @@ def conda_token(url: str) -> str | None:
     (``/t/<TOKEN>/...``), if any."""
     if "/t/" not in url:
         return None
-    found = _CONDA_TOKEN_PATH.match(urlsplit(url).path)
+    found = CONDA_TOKEN_PATH.match(urlsplit(url).path)
     return found["token"] if found else None
 
 

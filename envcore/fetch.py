@@ -181,9 +181,7 @@ def download(url: str, dest: Path, credentials: Mapping[str, tuple[str, str]] | 
 
     auth = (credentials or {}).get(parts.hostname or "")
     fetched = url
-    if (
-        auth and auth[0] == CONDA_TOKEN_USER
-    ):  # a conda channel token goes back into the path, as conda puts it
+    if auth and auth[0] == CONDA_TOKEN_USER:  # a conda channel token: back into the path, where conda puts it
         fetched, auth = parts._replace(path=f"/t/{auth[1]}{parts.path}").geturl(), None
     last = ""
     for attempt in range(RETRIES):

@@ -343,8 +343,8 @@ def _mistyped(record: object, fields: Mapping[str, tuple[type, ...]]) -> str:
 
 
 def has_credentials(url: str) -> bool:
-    """Whether ``url`` carries a ``user:password@`` or a secret-named query parameter (a conda channel token,
-    ``/t/<TOKEN>/`` at the start of the path, only in conda URLs: :func:`envcore.config.conda_token`)."""
+    """Whether ``url`` carries a ``user:password@`` or a secret-named query parameter. (A conda channel token,
+    ``/t/<TOKEN>/`` at the start of the path, is one only in conda URLs: :func:`envcore.config.conda_token`.)"""
     if "@" not in url and "?" not in url:
         return False  # (no user info, no query: the common case, without parsing)
     parts = urlsplit(url)

@@ -10,7 +10,6 @@ Decisions that differ from the original extension (reference §1(l)):
 from __future__ import annotations
 
 import os
-import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -18,7 +17,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
-from envcore.config import Config, conda_token, redact_channel, redact_url
+from envcore.config import CONDA_TOKEN_PATH, Config, conda_token, redact_channel, redact_text, redact_url
 from envcore.errors import ConfigError, ResolutionError, UsageError
 from envcore.platforms import local_arch as local_arch
 from envcore.plugins import RESOLVER_SETTINGS, Registry
@@ -217,10 +216,6 @@ def _extras_without_credentials(
     return cleaned, find_links
 
 
-# a conda channel token anywhere in a URL's path; envcore reads tokens only at its start (config.conda_token)
-_CONDA_TOKEN = re.compile(r"/t/[A-Za-z0-9_-]{8,}(?=/|$)")
-
-
 def _refuse_conda_tokens(config: Config, spec: Spec, configured: Sequence[str], where: str) -> None:
     """A channel token at the start of a channel URL's path (anaconda.org's ``/t/<TOKEN>/channel``, also in
     the channel alias) is taken out of the URL into the request's credentials. One elsewhere in the path would
@@ -235,9 +230,9 @@ def _refuse_conda_tokens(config: Config, spec: Spec, configured: Sequence[str], 
     )
     for channel, origin in found:
         path = urlsplit(channel).path if "://" in channel else channel
-        if not _CONDA_TOKEN.search(path) or conda_token(channel):
+        if not CONDA_TOKEN_PATH.search(path) or conda_token(channel):
             continue
-        shown = _CONDA_TOKEN.sub("/t/<TOKEN>", redact_url(channel))
+        shown = redact_text(channel)  # /t/<TOKEN>
         raise ConfigError(
             f"The conda channel {shown} (from {origin}) carries an access token (/t/<TOKEN>/) where envcore cannot "
             "keep it apart from the channel: it would be kept in the environment's description, its package "

@@ -90,9 +90,8 @@ def conda_requirement(key: str, version: str, where: str, category: str = CONDA)
     if channel:
         from envcore.config import redact_channel
 
-        channel = redact_channel(
-            check_channel(channel, where)
-        )  # credentials stay out of ids and descriptions
+        # credentials (user:password@, a channel token) stay out of ids and descriptions
+        channel = redact_channel(check_channel(channel, where))
     if version.startswith("==") and not any(c in version[2:] for c in "<>=!,|"):
         version = version[2:].strip()
     version = " ".join(re.sub(r"\s*([,|<>=!~]+)\s*", r"\1", version).split())  # "1.2.* build" keeps its space
@@ -390,9 +389,9 @@ def refuse_secret_query(url: str, where: str) -> None:
         raise _fail(
             f"The URL {url} carries a secret in its query ({', '.join(names)})",
             where,
-            "envcore keeps index URLs in the environment's description and ids, readable by everyone who reads "
-            "the store, so it does not use such URLs. Give the index's credentials as user:password@ in its "
-            "URL, in METAFLOW_CONDA_SRCS_AUTH_INFO or in the keyring (METAFLOW_ENVCORE_KEYRING=auto).",
+            "envcore keeps index and find-links URLs in the environment's description and ids, readable by "
+            "everyone who reads the store, so it does not use such URLs. Give the credentials as user:password@ "
+            "in the URL, in METAFLOW_CONDA_SRCS_AUTH_INFO or in the keyring (METAFLOW_ENVCORE_KEYRING=auto).",
         )
 
 

@@ -227,8 +227,9 @@ def solver_message(exc: Exception) -> str:
 
 def _client(credentials: Mapping[str, tuple[str, str]]) -> rattler.Client:
     """A client that retries transient failures (5xx, resets) with backoff and, with credentials, authenticates
-    to the request's hosts (a conda token is put back into the path of every request to its host). rattler reads credentials from the auth file named by ``RATTLER_AUTH_FILE`` when
-    the client is built; the file is private and removed at once."""
+    to the request's hosts (a conda token goes back into the path of every request to its host). rattler reads
+    credentials from the auth file named by ``RATTLER_AUTH_FILE`` when the client is built; the file is private
+    and removed at once."""
     from rattler.networking import AuthenticationMiddleware, Client, RetryMiddleware
 
     if not credentials:
