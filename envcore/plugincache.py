@@ -220,5 +220,7 @@ def remember_commands(
     state = _commands_state(environ, files)
     mtimes = [[m, _mtime(m)] for m in sorted(set(modules))]
     if _settled(m for _, m in [*state["path"], *mtimes]):
+        path = _commands_file(environ, files)
         content = {"state": state, "modules": mtimes, "commands": dict(sorted(commands.items()))}
-        _write(_commands_file(environ, files), content)
+        if _read(path, state) != json.loads(json.dumps(content)):  # (every command: write only what changed)
+            _write(path, content)

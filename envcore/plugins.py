@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from types import ModuleType
+from types import FunctionType, MethodType, ModuleType
 from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
@@ -70,6 +70,23 @@ _HEX = {"sha256": re.compile(r"^[0-9a-f]{64}$"), "md5": re.compile(r"^[0-9a-f]{3
 
 R = TypeVar("R")
 T = TypeVar("T")
+
+
+class _PluginManager(pluggy.PluginManager):
+    """pluggy's manager, finding a module plugin's hook implementations without inspecting every name the module
+    holds (pluggy reads each one through ``inspect.getattr_static``: most of the cost of registering a plugin,
+    on every command). A module's attributes are plain values, so only functions carrying the ``envcore_impl``
+    marker can be implementations; pluggy itself decides about those, and about plugins that are not modules."""
+
+    def parse_hookimpl_opts(self, plugin: object, name: str) -> pluggy.HookimplOpts | None:
+        if isinstance(plugin, ModuleType):
+            value = vars(plugin).get(name)
+            marked = isinstance(value, FunctionType | MethodType) and hasattr(
+                value, f"{self.project_name}_impl"
+            )
+            if not marked:
+                return None
+        return super().parse_hookimpl_opts(plugin, name)
 
 
 @dataclass(slots=True)
@@ -386,7 +403,7 @@ def build_registry(config: Config | None = None, *, builtins: Sequence[ModuleTyp
     """Build the plugin manager and collect every registration; raise on broken contracts (duplicates,
     misspelled hooks). Import failures are recorded, not raised."""
     config = config or Config.load()
-    pm = pluggy.PluginManager("envcore")
+    pm = _PluginManager("envcore")
     pm.add_hookspecs(hookspecs)
     registry = Registry(pm, config)
     allowed = config.name_list("ENVCORE_PLUGINS")

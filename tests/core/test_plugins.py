@@ -328,6 +328,25 @@ def test_a_cache_that_cannot_be_written_only_costs_the_scan(
     assert blocked.read_text() == "a file where the cache folder would be"
 
 
+def test_remembered_commands_are_rewritten_only_when_they_change(tmp_path: Path) -> None:
+    """Every command remembers the plugin commands: an unchanged answer leaves the file alone (no write and
+    rename per command, no churn between processes sharing the cache)."""
+    environ = {"METAFLOW_ENVCORE_CACHE_DIR": str(tmp_path / "cache"), "METAFLOW_HOME": str(tmp_path / "home")}
+    module = tmp_path / "plugin.py"
+    module.write_text("")
+    settle(tmp_path, seconds_ago=20)
+    wait_for_settled_sys_path()
+    plugincache.remember_commands({"x": "does x"}, [str(module)], environ)
+    (remembered,) = (tmp_path / "cache" / "plugins").glob("commands-*.json")
+    inode = remembered.stat().st_ino
+    plugincache.remember_commands({"x": "does x"}, [str(module)], environ)
+    assert remembered.stat().st_ino == inode
+    assert plugincache.commands(environ) == {"x": "does x"}
+    plugincache.remember_commands({"x": "does x", "y": "does y"}, [str(module)], environ)
+    assert remembered.stat().st_ino != inode
+    assert plugincache.commands(environ) == {"x": "does x", "y": "does y"}
+
+
 @pytest.mark.parametrize("group", ["envcore", "console_scripts", "pytest11"])
 def test_entry_points_read_from_dist_infos_match_importlib_metadata(group: str) -> None:
     """The fast reader gives importlib.metadata's answer for this whole installation (editable installs and
@@ -487,6 +506,44 @@ def test_a_hook_without_the_marker_leaves_the_plugin_out(install_plugin: Install
     )
     error = _left_out("nomarker")
     assert error.startswith("it defines envcore_resolvers, envcore_settings without the @hookimpl marker")
+
+
+ODD_HOOKS = """
+from envcore import hookimpl
+from envcore.types import ResolverPlugin, Setting, EnvType
+
+
+class Touchy:
+    def __getattr__(self, name):
+        raise AssertionError(f"registration read {name} of a module attribute")
+
+
+touchy = Touchy()
+
+
+@hookimpl(specname="envcore_resolvers")
+def my_resolvers():
+    yield ResolverPlugin(name="odd", env_types=frozenset({EnvType.CONDA_ONLY}), factory=print, summary="odd")
+
+
+class Settings:
+    @hookimpl
+    def envcore_settings(self):
+        yield Setting(name="ENVCORE_ODD_LEVEL", default="1", help="how odd")
+
+
+envcore_settings = Settings().envcore_settings
+"""
+
+
+def test_plugin_modules_register_as_pluggy_registers_them(install_plugin: InstallPlugin) -> None:
+    """Registration skips a module's unmarked names without inspecting them (for speed), yet finds what pluggy
+    finds: an implementation named by ``specname``, a bound method, and never reads attributes of other values."""
+    install_plugin("envcore-odd", {"odd": "envcore_odd.plugin"}, {"envcore_odd.plugin": ODD_HOOKS})
+    registry = build_registry(Config.load())
+    assert registry.plugins["odd"].status == "loaded", registry.plugins["odd"].error
+    assert registry.resolvers["odd"].plugin == "odd"
+    assert registry.config.get("ENVCORE_ODD_LEVEL") == "1"
 
 
 SETTINGS_PLUGIN = """
