@@ -260,19 +260,33 @@ def source_credentials(
 ) -> dict[str, tuple[str, str]]:
     """host -> (user, password): ``CONDA_SRCS_AUTH_INFO``, then ``user:password@`` in source URLs (as the
     original) or, for conda ``channels``, a channel token in their path (``(CONDA_TOKEN_USER, token)``), then the system keyring for http(s) sources still without credentials (``ENVCORE_KEYRING``).
-    Resolvers receive them apart from the URLs, which stay clean."""
+    Resolvers receive them apart from the URLs, which stay clean. Two sources on one host with different
+    credentials are a ConfigError: one credential per host is all a resolver gets."""
     found = _credentials(config)
+    configured = set(found)
     channels = list(channels)
     sources = [*channels, *sources]
+    given_by: dict[str, str] = {}  # host -> the source whose credentials it has
     for source in sources:
         parts = urlsplit(source)
-        if not parts.hostname or parts.hostname in found:
+        if not parts.hostname or parts.hostname in configured:
             continue
         token = conda_token(source) if source in channels else None
         if token:  # a conda channel token (https://HOST/t/<TOKEN>/channel): put back into paths when fetching
-            found[parts.hostname] = (CONDA_TOKEN_USER, token)
+            credential = (CONDA_TOKEN_USER, token)
         elif parts.username:
-            found[parts.hostname] = (unquote(parts.username), unquote(parts.password or ""))
+            credential = (unquote(parts.username), unquote(parts.password or ""))
+        else:
+            continue
+        if parts.hostname in given_by and found[parts.hostname] != credential:
+            raise ConfigError(
+                f"Two sources on {parts.hostname} carry different credentials: "
+                f"{redact_text(given_by[parts.hostname])} and {redact_text(source)}. Resolvers get one credential per host, so one source would be sent "
+                "the other's. Use one account or token for both, or set the credential of the host in "
+                "METAFLOW_CONDA_SRCS_AUTH_INFO (then the URLs need none)."
+            )
+        found[parts.hostname] = credential
+        given_by.setdefault(parts.hostname, source)
     if str(config.get("ENVCORE_KEYRING")) == "auto":
         for source in sources:
             parts = urlsplit(source)
@@ -282,9 +296,9 @@ def source_credentials(
                 and parts.hostname not in found
                 and parts.hostname not in PUBLIC_HOSTS
             ):
-                credential = _from_keyring(redact_url(source), parts.hostname)
-                if credential is not None:
-                    found[parts.hostname] = credential
+                kept = _from_keyring(redact_url(source), parts.hostname)
+                if kept is not None:
+                    found[parts.hostname] = kept
     return found
 
 

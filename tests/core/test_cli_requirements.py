@@ -457,3 +457,23 @@ def test_a_token_envcore_cannot_keep_apart_is_refused_without_showing_it(
     assert token not in out.stderr + out.stdout
     assert "carries an access token (/t/<TOKEN>/)" in message and "/t/<TOKEN>" in message
     assert ("channel alias" in message) == (where == "METAFLOW_CONDA_CHANNEL_ALIAS")
+
+
+@pytest.mark.parametrize("second", ["a channel with another token", "an index with a password"])
+def test_sources_on_one_host_with_different_credentials_are_refused(
+    cli_env: dict[str, str], token_channel: TokenChannel, second: str
+) -> None:
+    """Resolvers get one credential per host: a second source there with other credentials would be sent the
+    first's (a 401 far from its cause, or worse); refused up front, showing neither secret."""
+    other = "other-token-1234567890"
+    cli_env["METAFLOW_CONDA_CHANNELS"] = token_channel.url_with_token
+    host = token_channel.url.removesuffix("/channel").removeprefix("http://")
+    if second.startswith("a channel"):
+        args = ["--channel", f"http://{host}/t/{other}/channel", "--conda", "fx-core"]
+    else:
+        args = ["--conda", "fx-core", "--pypi", "fx-extras", "--index", f"http://me:{other}@{host}/simple/"]
+    out = envcore("resolve", "--dry-run", *args, env=cli_env)
+    message = failed(out)
+    assert token_channel.token not in out.stdout + out.stderr and other not in out.stdout + out.stderr
+    assert f"Two sources on {host.partition(':')[0]} carry different credentials" in message
+    assert "METAFLOW_CONDA_SRCS_AUTH_INFO" in message
