@@ -1,4 +1,5 @@
-"""Source distributions in a resolution become wheels, built on this machine when the environment is resolved.
+"""Source distributions, git repositories and local directories in a resolution become wheels, built on this
+machine when the environment is resolved.
 
 A PyPI resolver may lock a package that has no wheel for the target, only an sdist (``.tar.gz``/``.zip``). As
 in the original extension, envcore then builds the wheel itself, for this machine's architecture only (a
@@ -6,20 +7,26 @@ wheel built here is only known to run here), with the PyPI installer's builder (
 default), the request's indexes for build dependencies, and the environment's exact python version. The
 locked package then holds the built wheel, marked ``built`` and keyed under ``packages/pypi/_fake/...`` in
 the store: the store is its only source afterwards, which is why an environment is cached once resolved.
+
+Resolvers that lock a git repository (at a commit) or a local directory build it themselves, with
+:func:`checkout_git` and :func:`lock_built_wheel`.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
 from envcore import pypi
+from envcore.config import Config, redact_text, redact_url
 from envcore.errors import EnvcoreError, ResolutionError
 from envcore.fetch import PackageCache, ensure_checked, from_url, sha256_file
 from envcore.plugins import Registry
+from envcore.tools import run_tool, tail, tool_env
 from envcore.types import LockedPackage, PackageFile, PackageKind, ResolveRequest, WheelBuilder
 
 
@@ -76,20 +83,73 @@ def _build(
             raise ResolutionError(
                 f"Building {pkg.name} {pkg.version} from its source distribution failed: {exc.message}"
             ) from None
-        tags = pypi.target_tags(request, request.python_version or "")
-        if pypi.best_wheel([wheel.name], tags) is None:
-            raise ResolutionError(
-                f"The wheel built from {pkg.name} {pkg.version} ({wheel.name}) does not fit {request.arch} with "
-                f"python {request.python_version}. Pin a version that publishes a suitable wheel."
-            )
-        file = PackageFile(
-            url_format=".whl",
-            url=source.url,
-            sha256=sha256_file(wheel),
-            size=os.path.getsize(wheel),
-            built=True,
-        )
-        stem = wheel.name[: -len(".whl")]
-        final = cache.put_verified(wheel, file, stem + ".whl", f"the build of {pkg.name}")
+        file, final = _cache_built(cache, request, wheel, source.url, f"{pkg.name} {pkg.version}")
         ensure_checked(registry.package_format(".whl"), final)
-    return replace(pkg, filename=stem, files=(file,))
+    return replace(pkg, filename=wheel.name[: -len(".whl")], files=(file,))
+
+
+def _cache_built(
+    cache: PackageCache, request: ResolveRequest, wheel: Path, source: str, what: str
+) -> tuple[PackageFile, Path]:
+    """A wheel built from ``what`` (found at ``source``, a URL without credentials), checked against the
+    request's target, in the package cache: its ``built`` file and the cached path."""
+    if pypi.best_wheel([wheel.name], pypi.target_tags(request, request.python_version or "")) is None:
+        raise ResolutionError(
+            f"The wheel built from {what} ({wheel.name}) does not fit {request.arch} with python "
+            f"{request.python_version}. Check the project's python requirement, or require a published wheel."
+        )
+    file = PackageFile(
+        url_format=".whl", url=source, sha256=sha256_file(wheel), size=os.path.getsize(wheel), built=True
+    )
+    return file, cache.put_verified(wheel, file, wheel.name, f"the build of {what}")
+
+
+def lock_built_wheel(
+    config: Config, request: ResolveRequest, name: str, wheel: Path, source: str, what: str
+) -> LockedPackage:
+    """The locked package of ``wheel``, which a resolver built from ``what`` (a git repository, a directory)
+    whose location is ``source`` (``git+URL@COMMIT``, ``file:///path``): the wheel goes to the package cache and
+    from there to the store, its only source afterwards."""
+    from packaging.utils import parse_wheel_filename
+
+    file, _ = _cache_built(PackageCache(config.cache_dir()), request, wheel, redact_url(source), what)
+    _, version, _, _ = parse_wheel_filename(wheel.name)
+    return LockedPackage(
+        kind=PackageKind.PYPI,
+        name=pypi.canonicalize(name),
+        version=str(version),
+        filename=wheel.name[: -len(".whl")],
+        files=(file,),
+    )
+
+
+def git_source(url: str, commit: str, subdirectory: str = "") -> str:
+    """Where a package built from a git repository comes from: ``git+URL@COMMIT[#subdirectory=DIR]``."""
+    return f"git+{url}@{commit}" + (f"#subdirectory={subdirectory}" if subdirectory else "")
+
+
+def checkout_git(name: str, url: str, commit: str, dest: Path, *, debug: bool = False) -> None:
+    """Clone the git repository ``url`` into ``dest`` and check out ``commit``, for building package ``name``;
+    failures are a ResolutionError showing the URL without credentials."""
+    shown = redact_url(url)
+    git = shutil.which("git")
+    if git is None:
+        raise ResolutionError(
+            f"{name} comes from the git repository {shown}, and git is not on this machine's PATH. Install "
+            "git, or build a wheel of it and require NAME @ file:///path/to/the.whl."
+        )
+    for args in (
+        ["clone", "--quiet", "--no-checkout", url, str(dest)],
+        ["-C", str(dest), "checkout", "--quiet", commit],
+    ):
+        done = run_tool(
+            [git, *args],
+            what="git",
+            env=tool_env({"GIT_TERMINAL_PROMPT": "0", "GIT_ADVICE": "0"}),
+            debug=debug,
+        )
+        if done.returncode != 0:
+            raise ResolutionError(
+                f"Checking out {name} from the git repository {shown} at {commit} failed: "
+                f"{redact_text(tail(done.stderr))}. Check the URL and that git can reach it from here."
+            )

@@ -1,7 +1,9 @@
 """Resolve PyPI requirements with ``pip install --dry-run --ignore-installed --report``, for any target
 platform (``--platform/--python-version/--implementation/--abi --only-binary=:all:``). For a target this
 interpreter matches (its architecture, python X.Y and glibc), pip resolves as for itself, source distributions
-included: the core builds them into wheels (``envcore.build``), as the original's pip resolver does.
+included: the core builds them into wheels (``envcore.build``), as the original's pip resolver does. Git
+repositories (at the commit pip resolved their revision to) and local directories are built with ``pip wheel``
+then, as the original does too.
 
 pip runs ``--isolated`` in a scrubbed environment (no user configuration, no ``PIP_*`` variables), from the
 interpreter this plugin is installed in, so the result depends only on the request.
@@ -15,12 +17,15 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 from envcore import pypi
-from envcore.config import Config, redact_text
+from envcore.config import Config, redact_text, redact_url
 from envcore.errors import BackendUnavailable, ResolutionError
 from envcore.platforms import local_arch
-from envcore.tools import run_tool, tail, tool_env
+from envcore.tools import REPRODUCIBLE_EPOCH, run_tool, tail, tool_env
 from envcore.types import PYPI, LockedPackage, ResolveRequest
 
 _SUPPORTED = ("--pre", "--no-index", "--find-links", "-f", "--trusted-host")
@@ -56,6 +61,7 @@ class PipResolver:
         return done.stdout.split()[1] if done.returncode == 0 and len(done.stdout.split()) > 1 else "unknown"
 
     def resolve(self, request: ResolveRequest) -> Sequence[LockedPackage]:
+        _check_references(request)
         with tempfile.TemporaryDirectory(prefix="envcore-pip-") as tmp:
             work = Path(tmp)
             pypi.write_resolver_inputs(request, work, "pip")
@@ -121,10 +127,7 @@ class PipResolver:
             str(work / "constraints.txt"),
             *_option_args(request.extras.get(PYPI, ())),
         ]
-        sources = request.sources.get(PYPI, ())
-        if sources and "--no-index" not in request.extras.get(PYPI, ()):
-            args += ["--index-url", sources[0], *(a for s in sources[1:] for a in ("--extra-index-url", s))]
-        return [*args, "-r", str(work / "requirements.in")]
+        return [*args, *_source_args(request), "-r", str(work / "requirements.in")]
 
     def _packages(
         self, request: ResolveRequest, report: dict[str, object], provided: set[str]
@@ -138,18 +141,102 @@ class PipResolver:
                 continue  # the conda side installs it
             info = item["download_info"]
             url = info["url"]
-            if "vcs_info" in info or "dir_info" in info:
-                raise ResolutionError(
-                    f"{name} comes from {redact_text(url)}, a repository or a directory, which the pip resolver does "
-                    "not build. Resolve it with the uv resolver (METAFLOW_CONDA_PYPI_DEPENDENCY_RESOLVER=uv), or "
-                    "build a wheel of it and require NAME @ file:///path/to/the.whl."
-                )
+            if "vcs_info" in info:
+                out.append(self._repository(request, name, info))
+                continue
+            if "dir_info" in info:
+                path = Path(url2pathname(urlsplit(url).path))
+                out.append(self._built(request, name, path, url, f"the directory {path}"))
+                continue
             sha256 = info.get("archive_info", {}).get("hashes", {}).get("sha256")
             size = None
             if not sha256:
                 sha256, size = pypi.sha256_of(url, request.credentials)
             out.append(pypi.locked_wheel(name, version, url, sha256, size))
         return out
+
+    def _repository(self, request: ResolveRequest, name: str, info: dict[str, Any]) -> LockedPackage:
+        """A git repository at the commit pip resolved its revision to, checked out and built."""
+        from envcore.build import checkout_git, git_source
+
+        vcs, url = info["vcs_info"], str(info["url"])
+        commit, subdirectory = str(vcs.get("commit_id", "")), str(info.get("subdirectory") or "")
+        if vcs.get("vcs") != "git" or not commit:
+            raise ResolutionError(
+                f"{name} comes from the {vcs.get('vcs', 'unknown')} repository {redact_url(url)}, and envcore builds "
+                "only git repositories. Build a wheel of it and require NAME @ file:///path/to/the.whl."
+            )
+        with tempfile.TemporaryDirectory(prefix="envcore-pip-git-") as tmp:
+            checkout = Path(tmp) / "checkout"
+            checkout_git(name, url, commit, checkout, debug=self.config.debug)
+            what = f"the git repository {redact_url(url)} at {commit[:12]}"
+            source = git_source(url, commit, subdirectory)
+            return self._built(request, name, checkout / subdirectory, source, what)
+
+    def _built(
+        self, request: ResolveRequest, name: str, project: Path, source: str, what: str
+    ) -> LockedPackage:
+        """``project`` (a directory) built into a wheel with ``pip wheel``, by this interpreter (the target's)."""
+        from envcore.build import lock_built_wheel
+
+        with tempfile.TemporaryDirectory(prefix="envcore-pip-build-") as tmp:
+            out = Path(tmp) / "wheel"
+            done = run_tool(
+                [
+                    *self._pip(),
+                    "wheel",
+                    "--isolated",
+                    "--no-deps",
+                    "--quiet",
+                    "--wheel-dir",
+                    str(out),
+                    "--cache-dir",
+                    str(self.cache_dir),
+                    *_option_args(request.extras.get(PYPI, ())),
+                    *_source_args(request),
+                    str(project),
+                ],
+                what="pip wheel",
+                env=tool_env(
+                    {
+                        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+                        "PIP_NO_INPUT": "1",
+                        "SOURCE_DATE_EPOCH": REPRODUCIBLE_EPOCH,
+                        **pypi.netrc_env(request, Path(tmp)),
+                    }
+                ),
+                debug=self.config.debug,
+            )
+            wheels = sorted(out.glob("*.whl"))
+            if done.returncode != 0 or len(wheels) != 1:
+                raise ResolutionError(
+                    f"Building {name} from {what} with pip failed: {_pip_error(done.stderr)}. Fix the project, or "
+                    "build a wheel yourself and require NAME @ file:///path/to/the.whl."
+                )
+            return lock_built_wheel(self.config, request, name, wheels[0], source, what)
+
+
+def _source_args(request: ResolveRequest) -> list[str]:
+    sources = request.sources.get(PYPI, ())
+    if not sources or "--no-index" in request.extras.get(PYPI, ()):
+        return []
+    return ["--index-url", sources[0], *(a for s in sources[1:] for a in ("--extra-index-url", s))]
+
+
+def _check_references(request: ResolveRequest) -> None:
+    """Direct references that must be built (repositories, directories, sdists) are refused up front for a
+    target pip does not resolve as itself: a wheel built here would not run there."""
+    if resolves_as_this_interpreter(request):
+        return
+    built = [r for r in request.of(PYPI) if r.url and not pypi.filename_of(r.url).endswith(".whl")]
+    if built:
+        names = ", ".join(f"{r.name} @ {redact_url(r.url or '')}" for r in built)
+        raise ResolutionError(
+            f"{names} must be built into a wheel, and envcore builds only for this machine's architecture, python "
+            f"{sys.version_info[0]}.{sys.version_info[1]} and glibc, not {request.arch} with python "
+            f"{request.python_version}. Require a wheel for the target (NAME @ URL-of-the.whl), or resolve on a "
+            "machine that matches it."
+        )
 
 
 def resolves_as_this_interpreter(request: ResolveRequest) -> bool:

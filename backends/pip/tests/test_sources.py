@@ -4,6 +4,7 @@ target it takes wheels only and says so."""
 
 from __future__ import annotations
 
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -49,12 +50,34 @@ def test_another_target_takes_wheels_only_and_says_so(universe: Universe, tmp_pa
     assert "pip takes wheels only" in info.value.message and "=uv" in info.value.message
 
 
-def test_a_git_repository_is_named_with_what_resolves_it(
+def test_a_git_repository_is_built_at_the_commit_its_revision_names(
     universe: Universe, git_project: tuple[Path, str], tmp_path: Path
 ) -> None:
-    repo, _ = git_project
+    """As the original's pip resolver: pip resolves the tag to its commit, the repository is checked out there and
+    built with pip wheel; the locked file says where it came from, pinned to the commit."""
+    repo, commit = git_project
     registry, config = _setup(universe, tmp_path)
-    spec = specs.from_decorator(packages={"fx-src": f"@ git+{repo.as_uri()}"})
-    with pytest.raises(ResolutionError, match="which the pip resolver does not build") as info:
-        resolve.resolve(registry, resolve.build_request(spec, config, local_arch()))
-    assert "METAFLOW_CONDA_PYPI_DEPENDENCY_RESOLVER=uv" in info.value.message
+    spec = specs.from_decorator(packages={"fx-src": f"@ git+{repo.as_uri()}@v0.9.0"})
+    env = resolve.resolve(registry, resolve.build_request(spec, config, local_arch()))
+    built = {p.name: p for p in env.packages}
+    assert built["fx-src"].version == "0.9.0" and "fx-core" in built  # its dependency, from the index
+    assert built["fx-src"].source.built and built["fx-src"].source.url == f"git+{repo.as_uri()}@{commit}"
+    cached = config.cache_dir().rglob(built["fx-src"].filename + ".whl")
+    assert any(p.stat().st_size == built["fx-src"].source.size for p in cached)
+    with pytest.raises(ResolutionError, match="must be built into a wheel") as info:
+        resolve.resolve(registry, resolve.build_request(spec, config, "osx-arm64"))
+    assert "osx-arm64" in info.value.message
+    missing = specs.from_decorator(packages={"fx-src": f"@ git+{repo.as_uri()}@no-such-tag"})
+    with pytest.raises(ResolutionError, match="no-such-tag"):
+        resolve.resolve(registry, resolve.build_request(missing, config, local_arch()))
+
+
+def test_a_local_directory_is_built_into_a_wheel(universe: Universe, tmp_path: Path) -> None:
+    with tarfile.open(universe.wheels_dir / "fx_src-0.9.0.tar.gz") as archive:
+        archive.extractall(tmp_path / "src", filter="data")
+    project = tmp_path / "src" / "fx_src-0.9.0"
+    registry, config = _setup(universe, tmp_path)
+    spec = specs.from_decorator(packages={"fx-src": f"@ {project.as_uri()}"})
+    env = resolve.resolve(registry, resolve.build_request(spec, config, local_arch()))
+    built = {p.name: p for p in env.packages}["fx-src"]
+    assert built.version == "0.9.0" and built.source.built and built.source.url == project.as_uri()

@@ -9,11 +9,9 @@ from pathlib import Path
 from envcore import pypi
 from envcore.config import Config
 from envcore.errors import EnvcoreError
-from envcore.tools import run_tool, tail, tool_env
+from envcore.tools import REPRODUCIBLE_EPOCH, run_tool, tail, tool_env
 from envcore.types import LockedPackage, ResolveRequest
 from envcore_uv.resolver import index_args, uv_executable
-
-REPRODUCIBLE_EPOCH = "315532800"  # 1980-01-01, the zip epoch: backends that honour it build identical wheels
 
 
 class UvInstaller:

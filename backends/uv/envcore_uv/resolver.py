@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import re
-import shutil
 import subprocess
 import sys
 import sysconfig
@@ -20,7 +19,7 @@ from envcore import pypi
 from envcore.config import Config, redact_text, redact_url
 from envcore.errors import BackendUnavailable, EnvcoreError, ResolutionError
 from envcore.tools import run_remembered, run_tool, tail, tool_env
-from envcore.types import PYPI, LockedPackage, PackageFile, PackageKind, ResolveRequest
+from envcore.types import PYPI, LockedPackage, ResolveRequest
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -248,43 +247,25 @@ class UvResolver:
                 f"{name} comes from the {kind or 'unknown'} repository {shown}, and envcore builds only git "
                 "repositories locked at a commit. Build a wheel of it and require NAME @ file:///path/to/the.whl."
             )
-        git = shutil.which("git")
-        if git is None:
-            raise ResolutionError(
-                f"{name} comes from the git repository {shown}, and git is not on this machine's PATH. Install "
-                "git, or build a wheel of it and require NAME @ file:///path/to/the.whl."
-            )
+        from envcore.build import checkout_git, git_source
+
         subdirectory = str(vcs.get("subdirectory") or "")
-
-        def run_git(*args: str) -> None:
-            done = run_tool(
-                [git, *args],
-                what="git",
-                env=tool_env({"GIT_TERMINAL_PROMPT": "0", "GIT_ADVICE": "0"}),
-                debug=self.config.debug,
-            )
-            if done.returncode != 0:
-                raise ResolutionError(
-                    f"Checking out {name} from the git repository {shown} at {commit} failed: "
-                    f"{redact_text(tail(done.stderr))}. Check the URL and that git can reach it from here."
-                )
-
         with tempfile.TemporaryDirectory(prefix="envcore-uv-git-") as tmp:
             checkout = Path(tmp) / "checkout"
-            run_git("clone", "--quiet", "--no-checkout", url, str(checkout))
-            run_git("-C", str(checkout), "checkout", "--quiet", commit)
-            source = f"git+{url}@{commit}" + (f"#subdirectory={subdirectory}" if subdirectory else "")
+            checkout_git(name, url, commit, checkout, debug=self.config.debug)
             return self._built(
-                request, name, checkout / subdirectory, source, f"the git repository {shown} at {commit[:12]}"
+                request,
+                name,
+                checkout / subdirectory,
+                git_source(url, commit, subdirectory),
+                f"the git repository {shown} at {commit[:12]}",
             )
 
     def _built(
         self, request: ResolveRequest, name: str, project: Path, source: str, what: str
     ) -> LockedPackage:
-        """``project`` (a directory) built into a wheel for ``request``: the wheel goes to the package cache and
-        from there to the store, which is its only source afterwards (``built``; ``source`` names where it
-        came from)."""
-        from envcore.fetch import PackageCache, sha256_file
+        """``project`` (a directory) built into a wheel for ``request`` (``source`` names where it came from)."""
+        from envcore.build import lock_built_wheel
         from envcore_uv.installer import UvInstaller
 
         with tempfile.TemporaryDirectory(prefix="envcore-uv-dir-") as tmp:
@@ -295,29 +276,7 @@ class UvResolver:
                     f"Building {name} from {what} failed: {exc.message}. Fix the project, or build a wheel "
                     "yourself and require NAME @ file:///path/to/the.whl."
                 ) from None
-            if pypi.best_wheel([wheel.name], pypi.target_tags(request, request.python_version or "")) is None:
-                raise ResolutionError(
-                    f"The wheel built from {what} ({wheel.name}) does not fit {request.arch} with python "
-                    f"{request.python_version}. Check the project's python requirement."
-                )
-            file = PackageFile(
-                url_format=".whl",
-                url=redact_url(source),
-                sha256=sha256_file(wheel),
-                size=wheel.stat().st_size,
-                built=True,
-            )
-            PackageCache(self.config.cache_dir()).put_verified(
-                wheel, file, wheel.name, f"the build of {what}"
-            )
-        _, version, _, _ = parse_wheel_filename(wheel.name)
-        return LockedPackage(
-            kind=PackageKind.PYPI,
-            name=pypi.canonicalize(name),
-            version=str(version),
-            filename=wheel.name[: -len(".whl")],
-            files=(file,),
-        )
+            return lock_built_wheel(self.config, request, name, wheel, source, what)
 
 
 def _check_references(request: ResolveRequest) -> None:
