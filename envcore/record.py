@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator
 from envcore import TYPE_CHECKING
 from envcore.errors import StorageError
 from envcore.locks import file_lock
+from envcore.uptodate import remember_alias_ids
 
 if TYPE_CHECKING:  # descriptions are imported by the methods that read or write them: the no-op create
     # of an alias (envcore.uptodate) reads the record's aliases only
@@ -276,6 +277,8 @@ class LocalRecord:
 
     def set_alias(self, resolved: str, ref: EnvRef, *, mutable: bool) -> None:
         self._set("mutable_aliases" if mutable else "aliases", resolved, list(ref))
+        if not mutable:
+            remember_alias_ids(self._file, resolved, *ref)
 
     def set_mapping(self, pathspec: str, ref: EnvRef) -> None:
         """Remember the environment of a step (``Flow/Run/Step``), for ``step:`` aliases."""

@@ -221,21 +221,55 @@ def _immutable_alias_path(ref: str) -> str | None:
     return f"{name}/{tag}"
 
 
+def alias_ids_file(record_path: str, alias_path: str) -> str:
+    """The file beside the local record holding ``REQ_ID:FULL_ID`` of the immutable alias ``alias_path``
+    (``NAME/TAG``, the record's key; ``/`` written as ``%``, which names never hold). The record keeps every
+    description, so it grows with each environment the machine knows: a step that starts from an alias reads
+    this file of 81 bytes instead of parsing the record (and importing json). An immutable alias never changes
+    what it names, so the file can be missing (then the record answers and the file is written) but not stale."""
+    return os.path.join(f"{record_path}.aliases", alias_path.replace("/", "%"))
+
+
+def remember_alias_ids(record_path: str, alias_path: str, req_id: str, full_id: str) -> None:
+    """Write :func:`alias_ids_file` atomically; a file that cannot be written only leaves the record to answer."""
+    path = alias_ids_file(record_path, alias_path)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(tmp, "w", encoding="ascii") as fh:
+            fh.write(f"{req_id}:{full_id}")
+        os.replace(tmp, path)
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+
+
 def _recorded_ids(
     path: str, cache: str, environ: Mapping[str, str], files: list[Any]
 ) -> tuple[str, str] | None:
     """The ids the local record maps the immutable alias ``path`` to, as the full command reads them; None
     when it does not know the alias, or the record is busy or unreadable (the full command then runs)."""
+    setting = configfiles.raw_value("CONDA_MAGIC_FILE_V2", environ, files)
+    record_path = os.path.join(cache, str(setting[0]) if setting else configfiles.RECORD_FILE)
+    try:
+        with open(alias_ids_file(record_path, path), encoding="ascii") as fh:
+            kept = fh.read()
+    except (OSError, ValueError):
+        kept = ""
+    if _is_id_pair(kept):
+        req_id, _, full_id = kept.partition(":")
+        return req_id, full_id
     from envcore.errors import EnvcoreError
     from envcore.record import LocalRecord
 
-    setting = configfiles.raw_value("CONDA_MAGIC_FILE_V2", environ, files)
-    record = LocalRecord(os.path.join(cache, str(setting[0]) if setting else configfiles.RECORD_FILE), 0)
     try:
-        found = record.read()["aliases"].get(path)
+        found = LocalRecord(record_path, 0).read()["aliases"].get(path)
     except (EnvcoreError, OSError):
         return None
     if isinstance(found, list) and len(found) == 2 and _is_id_pair(f"{found[0]}:{found[1]}"):
+        remember_alias_ids(record_path, path, str(found[0]), str(found[1]))  # (a record written before)
         return str(found[0]), str(found[1])
     return None
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from envcore.uptodate import MARKER, PARTIAL, answer
+from envcore.uptodate import MARKER, PARTIAL, alias_ids_file, answer
 
 from ..conftest import ENVCORE, Run, env_ids, imported_modules
 
@@ -132,6 +132,7 @@ def test_an_immutable_alias_this_machine_knows_is_answered_too(
         modules = imported_modules(fast.stderr)
         assert "envcore.uptodate" in modules
         assert not modules & {"click", "pluggy", "envcore.cli", "envcore.plugins", "rattler", "envcore.types"}
+        assert not modules & {"json", "envcore.record"}  # the alias's ids file, not the whole record
     assert noop.stdout == run("--verbose", "create", "team/env:v1", "--name", "work").stdout
     assert noop.stdout == (
         f"Environment {ref} already exists and is complete at {envs / 'work'}; run {envs / 'work/bin/python'}\n"
@@ -145,6 +146,13 @@ def test_an_immutable_alias_this_machine_knows_is_answered_too(
         assert answer(["create", mutable, "--name", "work"], env) is None
     assert answer(["create", "team/env:v1", "--name", "work"], env) == 0
     assert answer(["create", "team/env:v2", "--name", "work"], env) is None  # not known here
+    # the ids file is only a shortcut: missing or damaged, the record answers and the file is written again
+    kept = Path(alias_ids_file(str(world["a"] / "cache" / "conda_v2.cnd"), "team/env/v1"))
+    assert kept.read_text() == ref
+    for damaged in (None, ref[:50]):
+        kept.unlink() if damaged is None else kept.write_text(damaged)
+        assert answer(["create", "team/env:v1", "--name", "work"], env) == 0
+        assert kept.read_text() == ref
 
 
 @pytest.mark.parametrize(
