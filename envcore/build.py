@@ -27,7 +27,7 @@ from envcore.errors import EnvcoreError, ResolutionError
 from envcore.fetch import PackageCache, ensure_checked, from_url, sha256_file
 from envcore.plugins import Registry
 from envcore.tools import run_tool, tail, tool_env
-from envcore.types import LockedPackage, PackageFile, PackageKind, ResolveRequest, WheelBuilder
+from envcore.types import PYPI, LockedPackage, PackageFile, PackageKind, ResolveRequest, WheelBuilder
 
 
 def sdists(packages: Sequence[LockedPackage]) -> list[LockedPackage]:
@@ -153,3 +153,17 @@ def checkout_git(name: str, url: str, commit: str, dest: Path, *, debug: bool = 
                 f"Checking out {name} from the git repository {shown} at {commit} failed: "
                 f"{redact_text(tail(done.stderr))}. Check the URL and that git can reach it from here."
             )
+
+
+def refuse_references_to_build(request: ResolveRequest, builds_for: str) -> None:
+    """Refuse the direct references of ``request`` that must be built into a wheel (sdists, directories,
+    repositories): a resolver calls it for a target other than the one it builds for (``builds_for``, as
+    "this machine's architecture (linux-64)"), before its tool says only that it found no usable wheel."""
+    built = [r for r in request.of(PYPI) if r.url and not pypi.filename_of(r.url).endswith(".whl")]
+    if built:
+        names = ", ".join(f"{r.name} @ {redact_url(r.url or '')}" for r in built)
+        raise ResolutionError(
+            f"{names} must be built into a wheel, and envcore builds only for {builds_for}, not {request.arch} "
+            f"with python {request.python_version}: a wheel built here would not run there. Require a wheel for "
+            f"{request.arch} (NAME @ URL-of-the.whl), or resolve on a {request.arch} machine."
+        )

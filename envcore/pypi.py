@@ -204,3 +204,25 @@ def netrc_env(request: ResolveRequest, work: Path) -> dict[str, str]:
         )
     )
     return {"NETRC": str(path)}
+
+
+# SOURCE_DATE_EPOCH for tools building wheels: 1980-01-01, the zip epoch (build backends that honour it build
+# identical wheels from identical sources)
+REPRODUCIBLE_EPOCH = "315532800"
+
+
+def build_one_wheel(
+    argv: list[str], request: ResolveRequest, out_dir: Path, *, what: str, env: Mapping[str, str], debug: bool
+) -> tuple[str, Path | None]:
+    """Run a tool (``argv``) that builds one wheel into ``out_dir``, reproducibly and with the request's index
+    credentials (by a netrc file, gone afterwards): its error output, and the wheel, or None unless it succeeded
+    with exactly one."""
+    import tempfile
+
+    from envcore.tools import run_tool, tool_env
+
+    with tempfile.TemporaryDirectory(prefix="envcore-build-") as tmp:
+        extra = {**env, "SOURCE_DATE_EPOCH": REPRODUCIBLE_EPOCH, **netrc_env(request, Path(tmp))}
+        done = run_tool(argv, what=what, env=tool_env(extra), debug=debug)
+    wheels = sorted(out_dir.glob("*.whl"))
+    return done.stderr, wheels[0] if done.returncode == 0 and len(wheels) == 1 else None

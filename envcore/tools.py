@@ -13,9 +13,6 @@ from envcore.errors import BackendUnavailable, EnvcoreError
 
 # Variables that would make a tool read the user's own configuration instead of what envcore passes.
 SCRUBBED_PREFIXES = ("PIP_", "UV_", "CONDA_", "POETRY_", "MAMBA_", "PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")
-# SOURCE_DATE_EPOCH for tools building wheels: 1980-01-01, the zip epoch (build backends that honour it build
-# identical wheels from identical sources)
-REPRODUCIBLE_EPOCH = "315532800"
 
 
 def tool_env(

@@ -25,7 +25,7 @@ from envcore import pypi
 from envcore.config import Config, redact_text, redact_url
 from envcore.errors import BackendUnavailable, ResolutionError
 from envcore.platforms import local_arch
-from envcore.tools import REPRODUCIBLE_EPOCH, run_tool, tail, tool_env
+from envcore.tools import run_tool, tail, tool_env
 from envcore.types import PYPI, LockedPackage, ResolveRequest
 
 _SUPPORTED = ("--pre", "--no-index", "--find-links", "-f", "--trusted-host")
@@ -61,7 +61,11 @@ class PipResolver:
         return done.stdout.split()[1] if done.returncode == 0 and len(done.stdout.split()) > 1 else "unknown"
 
     def resolve(self, request: ResolveRequest) -> Sequence[LockedPackage]:
-        _check_references(request)
+        if not resolves_as_this_interpreter(request):
+            from envcore.build import refuse_references_to_build
+
+            python = f"{sys.version_info[0]}.{sys.version_info[1]}"
+            refuse_references_to_build(request, f"this machine's architecture, python {python} and glibc")
         with tempfile.TemporaryDirectory(prefix="envcore-pip-") as tmp:
             work = Path(tmp)
             pypi.write_resolver_inputs(request, work, "pip")
@@ -180,8 +184,8 @@ class PipResolver:
         from envcore.build import lock_built_wheel
 
         with tempfile.TemporaryDirectory(prefix="envcore-pip-build-") as tmp:
-            out = Path(tmp) / "wheel"
-            done = run_tool(
+            out = Path(tmp)
+            stderr, wheel = pypi.build_one_wheel(
                 [
                     *self._pip(),
                     "wheel",
@@ -196,24 +200,18 @@ class PipResolver:
                     *_source_args(request),
                     str(project),
                 ],
+                request,
+                out,
                 what="pip wheel",
-                env=tool_env(
-                    {
-                        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-                        "PIP_NO_INPUT": "1",
-                        "SOURCE_DATE_EPOCH": REPRODUCIBLE_EPOCH,
-                        **pypi.netrc_env(request, Path(tmp)),
-                    }
-                ),
+                env={"PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1"},
                 debug=self.config.debug,
             )
-            wheels = sorted(out.glob("*.whl"))
-            if done.returncode != 0 or len(wheels) != 1:
+            if wheel is None:
                 raise ResolutionError(
-                    f"Building {name} from {what} with pip failed: {_pip_error(done.stderr)}. Fix the project, or "
+                    f"Building {name} from {what} with pip failed: {_pip_error(stderr)}. Fix the project, or "
                     "build a wheel yourself and require NAME @ file:///path/to/the.whl."
                 )
-            return lock_built_wheel(self.config, request, name, wheels[0], source, what)
+            return lock_built_wheel(self.config, request, name, wheel, source, what)
 
 
 def _source_args(request: ResolveRequest) -> list[str]:
@@ -221,22 +219,6 @@ def _source_args(request: ResolveRequest) -> list[str]:
     if not sources or "--no-index" in request.extras.get(PYPI, ()):
         return []
     return ["--index-url", sources[0], *(a for s in sources[1:] for a in ("--extra-index-url", s))]
-
-
-def _check_references(request: ResolveRequest) -> None:
-    """Direct references that must be built (repositories, directories, sdists) are refused up front for a
-    target pip does not resolve as itself: a wheel built here would not run there."""
-    if resolves_as_this_interpreter(request):
-        return
-    built = [r for r in request.of(PYPI) if r.url and not pypi.filename_of(r.url).endswith(".whl")]
-    if built:
-        names = ", ".join(f"{r.name} @ {redact_url(r.url or '')}" for r in built)
-        raise ResolutionError(
-            f"{names} must be built into a wheel, and envcore builds only for this machine's architecture, python "
-            f"{sys.version_info[0]}.{sys.version_info[1]} and glibc, not {request.arch} with python "
-            f"{request.python_version}. Require a wheel for the target (NAME @ URL-of-the.whl), or resolve on a "
-            "machine that matches it."
-        )
 
 
 def resolves_as_this_interpreter(request: ResolveRequest) -> bool:

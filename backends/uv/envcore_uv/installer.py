@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from envcore import pypi
 from envcore.config import Config
 from envcore.errors import EnvcoreError
-from envcore.tools import REPRODUCIBLE_EPOCH, run_tool, tail, tool_env
+from envcore.tools import run_tool, tail, tool_env
 from envcore.types import LockedPackage, ResolveRequest
 from envcore_uv.resolver import index_args, uv_executable
 
@@ -59,38 +58,31 @@ class UvInstaller:
         """``uv build --wheel`` of one sdist with a local python of the environment's version (never
         downloaded), build dependencies from the request's indexes."""
         version = ".".join((request.python_version or "").split(".")[:2])
-        with tempfile.TemporaryDirectory(prefix="envcore-uv-build-") as tmp:
-            done = run_tool(
-                [
-                    uv_executable(self.config),
-                    "build",
-                    "--wheel",
-                    "--no-config",
-                    "--quiet",
-                    "--python",
-                    version,
-                    "--cache-dir",
-                    str(self.cache_dir),
-                    "--out-dir",
-                    str(out_dir),
-                    *index_args(request),
-                    str(sdist),
-                ],
-                what="uv build",
-                env=tool_env(
-                    {
-                        "UV_NO_PROGRESS": "1",
-                        "UV_PYTHON_DOWNLOADS": "never",
-                        "SOURCE_DATE_EPOCH": REPRODUCIBLE_EPOCH,
-                        **pypi.netrc_env(request, Path(tmp)),
-                    }
-                ),
-                debug=self.config.debug,
-            )
-        wheels = sorted(out_dir.glob("*.whl"))
-        if done.returncode != 0 or len(wheels) != 1:
+        stderr, wheel = pypi.build_one_wheel(
+            [
+                uv_executable(self.config),
+                "build",
+                "--wheel",
+                "--no-config",
+                "--quiet",
+                "--python",
+                version,
+                "--cache-dir",
+                str(self.cache_dir),
+                "--out-dir",
+                str(out_dir),
+                *index_args(request),
+                str(sdist),
+            ],
+            request,
+            out_dir,
+            what="uv build",
+            env={"UV_NO_PROGRESS": "1", "UV_PYTHON_DOWNLOADS": "never"},
+            debug=self.config.debug,
+        )
+        if wheel is None:
             raise EnvcoreError(
-                f"uv build of {sdist.name} with python {version} failed: {tail(done.stderr, 6)}. Building needs a "
+                f"uv build of {sdist.name} with python {version} failed: {tail(stderr, 6)}. Building needs a "
                 f"python {version} interpreter on this machine and the package's build dependencies on the index"
             )
-        return wheels[0]
+        return wheel

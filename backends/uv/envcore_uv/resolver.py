@@ -124,7 +124,10 @@ class UvResolver:
         return done.stdout.split()[1] if done.returncode == 0 and done.stdout.split()[1:] else "unknown"
 
     def resolve(self, request: ResolveRequest) -> Sequence[LockedPackage]:
-        _check_references(request)
+        if request.arch != local_arch():
+            from envcore.build import refuse_references_to_build
+
+            refuse_references_to_build(request, f"this machine's architecture ({local_arch()})")
         with tempfile.TemporaryDirectory(prefix="envcore-uv-") as tmp:
             work = Path(tmp)
             pypi.write_resolver_inputs(request, work, "uv")
@@ -277,21 +280,6 @@ class UvResolver:
                     "yourself and require NAME @ file:///path/to/the.whl."
                 ) from None
             return lock_built_wheel(self.config, request, name, wheel, source, what)
-
-
-def _check_references(request: ResolveRequest) -> None:
-    """Direct references that must be built (sdists, directories, repositories) are refused before uv runs
-    for another architecture than this machine's: uv would only say it found no usable wheels."""
-    if request.arch == local_arch():
-        return
-    built = [r for r in request.of(PYPI) if r.url and not pypi.filename_of(r.url).endswith(".whl")]
-    if built:
-        names = ", ".join(f"{r.name} @ {redact_url(r.url or '')}" for r in built)
-        raise ResolutionError(
-            f"{names} must be built into a wheel, and envcore builds only for this machine's architecture "
-            f"({local_arch()}), not {request.arch}: a wheel built here would not run there. Require a wheel "
-            f"for {request.arch} (NAME @ URL-of-the.whl), or resolve on a {request.arch} machine."
-        )
 
 
 def _archive(
