@@ -14,11 +14,19 @@ from pathlib import Path
 from envcore import description, naming, resolve, uptodate
 from envcore.aliases import Aliases, PathspecLookup
 from envcore.config import Config
-from envcore.errors import AliasError, ConfigError, IntegrityError, MissingObject, StorageError, UsageError
+from envcore.errors import (
+    AliasError,
+    ConfigError,
+    EnvcoreError,
+    IntegrityError,
+    MissingObject,
+    StorageError,
+    UsageError,
+)
 from envcore.plugins import Registry
 from envcore.progress import Progress, as_progress
 from envcore.record import LocalRecord
-from envcore.types import ResolvedEnvironment, ResolveRequest, Store
+from envcore.types import BatchResolver, LockedPackage, ResolvedEnvironment, ResolveRequest, Store
 
 RESOLVE_WORKERS = 4
 ALIAS_NAMES_LOOKED_UP = 16  # names of an environment whose tags show looks up in the store
@@ -165,6 +173,7 @@ class Environments:
         for index, request in enumerate(requests):
             groups.setdefault(resolve.req_id(self.registry, request), []).append(index)
         results: dict[int, tuple[ResolvedEnvironment, bool]] = {}
+        solved: dict[int, Sequence[LockedPackage] | EnvcoreError] = {}
 
         def lock(req_id: str, indexes: list[int]) -> None:
             if not force:
@@ -174,7 +183,7 @@ class Environments:
                         (i, (env, False)) for i, env in zip(indexes, known, strict=True) if env is not None
                     )
                     return
-            fresh = [self._resolve_one(requests[i]) for i in indexes]
+            fresh = [self._resolve_one(requests[i], solved.get(i)) for i in indexes]
             if len({e.arch for e in fresh}) > 1:
                 full_id = self.registry.naming().coresolved_full_id({e.arch: e.packages for e in fresh})
                 archs = tuple(sorted(e.arch for e in fresh))
@@ -191,14 +200,41 @@ class Environments:
             ) as task,
             ThreadPoolExecutor(min(RESOLVE_WORKERS, len(groups) or 1)) as pool,
         ):
+            solved.update(self._solve_batches(requests, groups, force))
             list(pool.map(counted, groups.items()))  # list() re-raises the first error
         return [results[i] for i in range(len(requests))]
 
-    def _resolve_one(self, request: ResolveRequest) -> ResolvedEnvironment:
+    def _solve_batches(
+        self, requests: Sequence[ResolveRequest], groups: dict[str, list[int]], force: bool
+    ) -> dict[int, Sequence[LockedPackage] | EnvcoreError]:
+        """The answers of resolvers that lock batches (:class:`~envcore.types.BatchResolver`) for the requests
+        that need solving, each resolver asked once; other requests are solved one by one afterwards. Skipped
+        when the newest resolution in the store may be reused (``CONDA_USE_REMOTE_LATEST``): knowing which
+        requests need solving then takes the store."""
+        if not force and self._remote_latest_filter() is not None:
+            return {}
+        batches: dict[str, tuple[BatchResolver, list[int]]] = {}
+        for req_id, indexes in groups.items():
+            unknown = force or not all(self.record.environment(requests[i].arch, req_id) for i in indexes)
+            for i in indexes if unknown else ():
+                found = resolve.batch_resolver(self.registry, requests[i])
+                if found is not None:
+                    batches.setdefault(found[0], (found[1], []))[1].append(i)
+        solved: dict[int, Sequence[LockedPackage] | EnvcoreError] = {}
+        for name, (resolver, indexes) in batches.items():
+            if len(indexes) > 1:
+                self.registry.checked_version(name, resolver)  # as resolve.resolve does first: check() raises
+                answers = resolver.resolve_batch([requests[i] for i in indexes])
+                solved.update(zip(indexes, answers, strict=True))
+        return solved
+
+    def _resolve_one(
+        self, request: ResolveRequest, solved: Sequence[LockedPackage] | EnvcoreError | None = None
+    ) -> ResolvedEnvironment:
         """:func:`resolve.resolve`; a failure to extend a base names it as the user did (its alias)."""
         base = request.base
         name = self._references.get((base.req_id, base.full_id)) if base is not None else None
-        return resolve.resolve(self.registry, request, base_name=name)
+        return resolve.resolve(self.registry, request, base_name=name, solved=solved)
 
     def save(
         self, env: ResolvedEnvironment, *, cache: bool = True, set_default: bool = True

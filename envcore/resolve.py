@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from envcore.config import CONDA_TOKEN_PATH, Config, conda_token, redact_channel, redact_text, redact_url
-from envcore.errors import ConfigError, ResolutionError, UsageError
+from envcore.errors import ConfigError, EnvcoreError, ResolutionError, UsageError
 from envcore.platforms import local_arch as local_arch
 from envcore.plugins import RESOLVER_SETTINGS, Registry
 from envcore.types import (
@@ -27,6 +27,7 @@ from envcore.types import (
     NPCONDA,
     PYPI,
     SYS,
+    BatchResolver,
     Capability,
     EnvType,
     LockedPackage,
@@ -479,12 +480,25 @@ def _check_conda_tokens(registry: Registry, resolver_name: str, request: Resolve
             )
 
 
+def batch_resolver(registry: Registry, request: ResolveRequest) -> tuple[str, BatchResolver] | None:
+    """The resolver of ``request`` (its name, itself) when it locks batches (:class:`BatchResolver`) and the
+    request is plain: no base to extend, no pylock.toml to read."""
+    if request.base is not None or any(f.startswith("--pylock=") for f in request.extras.get(PYPI, ())):
+        return None
+    name, resolver = resolver_for(registry, request.env_type)
+    return (name, resolver) if isinstance(resolver, BatchResolver) else None
+
+
 def resolve(
-    registry: Registry, request: ResolveRequest, *, base_name: str | None = None
+    registry: Registry,
+    request: ResolveRequest,
+    *,
+    base_name: str | None = None,
+    solved: Sequence[LockedPackage] | EnvcoreError | None = None,
 ) -> ResolvedEnvironment:
     """Lock ``request`` with the configured resolver for its environment type, and check the result. With a
     base environment (``request.base``, called ``base_name`` by the user), every base pin the new requirements
-    allow is kept."""
+    allow is kept. ``solved``: the answer of the resolver's batch call for this request, already made."""
     locked_by_file = any(flag.startswith("--pylock=") for flag in request.extras.get(PYPI, ()))
     if locked_by_file:  # a pylock.toml: read, not resolved (envcore.pylock, imported only when used)
         from envcore import pylock
@@ -496,10 +510,12 @@ def resolve(
         request_for_builds = request
     _check_conda_tokens(registry, name, request)
     version = registry.checked_version(name, resolver)
+    if isinstance(solved, EnvcoreError):
+        raise solved
     packages: Sequence[LockedPackage] = (
         _extend(resolver, request, request.base, base_name)
         if request.base
-        else tuple(resolver.resolve(request))
+        else tuple(resolver.resolve(request) if solved is None else solved)
     )
     registry.check_locked(name, packages)
     if any(p.is_sdist for p in packages):

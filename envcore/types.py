@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import click
 
     from envcore.config import Config
+    from envcore.errors import EnvcoreError
 
 
 class PackageKind(str, enum.Enum):
@@ -235,6 +236,18 @@ class Resolver(Protocol):
         """Return the locked packages (a sequence, one per kind and name), conda packages in install order
         (dependencies first) and PyPI packages after them in any order (wheels are installed as one batch), or
         raise :class:`~envcore.errors.ResolutionError`."""
+
+
+@runtime_checkable
+class BatchResolver(Resolver, Protocol):
+    """What a resolver implements to lock many environments in one call (a flow's): the core then asks it once
+    for all the requests of a batch that need solving, instead of once per request from worker threads."""
+
+    def resolve_batch(
+        self, requests: Sequence[ResolveRequest]
+    ) -> list[Sequence[LockedPackage] | EnvcoreError]:
+        """One answer per request, in order: its packages (as :meth:`Resolver.resolve` returns them), or the
+        error :meth:`Resolver.resolve` would raise for it."""
 
 
 @runtime_checkable

@@ -52,6 +52,7 @@ from envcore.types import (
     CONDA_TOKEN_USER,
     PYPI,
     SYS,
+    BatchResolver,
     Capability,
     EnvType,
     LockedPackage,
@@ -486,6 +487,29 @@ class ResolverConformance:
         request = make_request("fx-web")
         first, second = self._resolve(resolver, request), self._resolve(resolver, request)
         assert first == second, "the same request must give the same result"
+
+    def test_a_batch_answers_as_one_by_one(
+        self, resolver: Resolver, plugin: ResolverPlugin, make_request: Callable[..., ResolveRequest]
+    ) -> None:
+        """A resolver that locks batches (:class:`~envcore.types.BatchResolver`) answers each request of a
+        batch as :meth:`resolve` does, a failure in its request's place, the same request twice alike."""
+        if not isinstance(resolver, BatchResolver):
+            pytest.skip(f"{plugin.name} does not lock batches (no resolve_batch)")
+        requests = [make_request("fx-web"), make_request("fx-core==9.9.9"), make_request("fx-http==1.1.0")]
+        answers = resolver.resolve_batch([*requests, requests[0]])
+        assert isinstance(answers, list) and len(answers) == 4, "resolve_batch() must answer every request"
+        assert isinstance(answers[1], ResolutionError) and "fx-core" in answers[1].message, (
+            f"the unsatisfiable request's answer must be its ResolutionError, not {answers[1]!r:.200}"
+        )
+        for request, answer in (
+            (requests[0], answers[0]),
+            (requests[2], answers[2]),
+            (requests[0], answers[3]),
+        ):
+            assert not isinstance(answer, BaseException), f"resolve_batch() failed a good request: {answer}"
+            assert check_resolved(answer) == self._resolve(resolver, request), (
+                "resolve_batch() must answer a request as resolve() does"
+            )
 
     def test_unsatisfiable_request_names_the_package(
         self, resolver: Resolver, make_request: Callable[..., ResolveRequest]

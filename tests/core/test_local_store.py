@@ -89,10 +89,13 @@ def test_a_writer_killed_mid_write_leaves_whole_objects_only(tmp_path: Path, del
     src.write_bytes(payload)
     root = tmp_path / "store"
     writer = subprocess.Popen([sys.executable, "-c", WRITER, str(root), str(src)])
-    time.sleep(0.5 + delay)  # let it import and publish at least once
+    store = LocalStore(root)
+    deadline = time.monotonic() + 60  # a loaded machine may take long to import and publish once
+    while not list(store.list("packages/")) and writer.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(delay)  # then a kill lands anywhere in a later copy
     writer.send_signal(signal.SIGKILL)
     writer.wait()
-    store = LocalStore(root)
     objects = list(store.list("packages/"))
     assert objects, "the writer published nothing before it was killed"
     for info in objects:

@@ -103,3 +103,37 @@ def test_every_environment_of_a_batch_reports_why_the_channel_cannot_be_read(
         message = caught.value.message
         assert "coalesced" not in message and "other error" not in message, message
         assert "Could not read the conda channels" in message and "No such file or directory" in message
+
+
+def test_a_batch_is_solved_in_one_call_with_each_answer_in_its_place(
+    machine_env: Callable[..., dict[str, str]], world: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A resolver that locks batches (rattler) is asked once for the environments of a call that need solving;
+    they come out as one by one, and a request it cannot solve fails the call with its own error."""
+    for name, value in machine_env("a").items():
+        if name.startswith("METAFLOW_"):
+            monkeypatch.setenv(name, value)
+    config = Config.load()
+
+    def requests_for(*names: str) -> list[resolving.ResolveRequest]:
+        return [
+            resolving.build_request(specs.from_decorator(libraries={n: v}, packages={}), config, local_arch())
+            for n, _, v in (name.partition("=") for name in names)
+        ]
+
+    registry = build_registry(config)
+    rattler = registry.resolver_named("rattler")
+    batches: list[int] = []
+    solve_batch = rattler.resolve_batch  # type: ignore[attr-defined]
+    monkeypatch.setattr(rattler, "resolve_batch", lambda rs: batches.append(len(rs)) or solve_batch(rs))
+    monkeypatch.setattr(rattler, "resolve", lambda r: pytest.fail("solved one by one"))
+    names = ("fx-core", "fx-http", "fx-web", "fx-app")
+    batched = [env for env, fresh in Environments(registry).resolve(requests_for(*names), force=True)]
+    assert batches == [4]
+    one_by_one = Environments(build_registry(config))
+    for name, env in zip(names, batched, strict=True):
+        ((alone, _),) = one_by_one.resolve(requests_for(name), force=True)
+        assert (env.req_id, env.full_id, env.packages) == (alone.req_id, alone.full_id, alone.packages)
+    with pytest.raises(ResolutionError, match="fx-core"):
+        Environments(registry).resolve(requests_for("fx-web", "fx-core=9.9.9", "fx-app"), force=True)
+    assert batches == [4, 3]

@@ -25,7 +25,7 @@ import rattler
 import rattler.exceptions
 
 from envcore.config import Config, redact_url
-from envcore.errors import ResolutionError
+from envcore.errors import EnvcoreError, ResolutionError
 from envcore.specs import match_spec
 from envcore.types import (
     CONDA,
@@ -290,9 +290,25 @@ class Solutions:
             raise
         return future.result()
 
+    def done(self, key: Hashable) -> tuple[LockedPackage, ...] | None:
+        """The solution kept for ``key``, if one is complete."""
+        with self._lock:
+            future = self._done.get(key)
+        if future is None or not future.done() or future.exception() is not None:
+            return None
+        return future.result()
+
     def clear(self) -> None:
         with self._lock:
             self._done.clear()
+
+
+@dataclass
+class _Pending:
+    solutions: Solutions
+    key: Hashable
+    solve: Callable[[], Coroutine[Any, Any, list[LockedPackage]]]
+    indexes: list[int] = field(default_factory=list)
 
 
 class RattlerResolver:
@@ -359,6 +375,49 @@ class RattlerResolver:
         return _version()
 
     def resolve(self, request: ResolveRequest) -> Sequence[LockedPackage]:
+        solutions, key, solve = self._problem(request)
+        return solutions.get(key, lambda: run_sync(solve()))
+
+    def resolve_batch(
+        self, requests: Sequence[ResolveRequest]
+    ) -> list[Sequence[LockedPackage] | EnvcoreError]:
+        """Every request solved at once on one event loop (a flow's environments): the solves overlap in
+        rattler's threads, without a Python thread each. A failure takes its request's place."""
+        answers: list[Sequence[LockedPackage] | EnvcoreError] = []
+        pending: dict[tuple[int, Hashable], _Pending] = {}  # one solve per distinct problem
+        for index, request in enumerate(requests):
+            try:
+                solutions, key, solve = self._problem(request)
+            except EnvcoreError as exc:
+                answers.append(exc)
+                continue
+            known = solutions.done(key)
+            answers.append(known if known is not None else ())
+            if known is None:
+                pending.setdefault((id(solutions), key), _Pending(solutions, key, solve)).indexes.append(
+                    index
+                )
+
+        async def solved(problem: _Pending) -> tuple[LockedPackage, ...] | EnvcoreError:
+            try:
+                packages = tuple(await problem.solve())
+            except EnvcoreError as exc:
+                return exc
+            return problem.solutions.get(problem.key, lambda: packages)  # kept for the next call
+
+        async def all_solved() -> list[tuple[LockedPackage, ...] | EnvcoreError]:
+            return await asyncio.gather(*(solved(p) for p in pending.values()))
+
+        for problem, answer in zip(pending.values(), run_sync(all_solved()), strict=True):
+            for index in problem.indexes:
+                answers[index] = answer
+        return answers
+
+    def _problem(
+        self, request: ResolveRequest
+    ) -> tuple[Solutions, Hashable, Callable[[], Coroutine[Any, Any, list[LockedPackage]]]]:
+        """What solving ``request`` takes: its gateway's solutions, the key of its solution there, and the
+        solve itself (a coroutine function)."""
         channels = [self.channel_url(c) for c in request.sources.get(CONDA, ())]
         texts, specs = [], []
         for req in request.of(CONDA, NPCONDA):
@@ -390,12 +449,10 @@ class RattlerResolver:
             tuple((r.name, r.spec) for r in request.of(SYS)),
             explicit,
         )
-        return solutions.get(
-            key,
-            lambda: self._solve(channels, specs, gateway, request.arch, virtual_packages(request), priority),
-        )
+        virtual = virtual_packages(request)
+        return solutions, key, lambda: self._solve(channels, specs, gateway, request.arch, virtual, priority)
 
-    def _solve(
+    async def _solve(
         self,
         channels: list[str],
         specs: list[rattler.MatchSpec],
@@ -407,15 +464,13 @@ class RattlerResolver:
         started = time.monotonic()
         for attempt in range(COALESCED_RETRIES + 1):
             try:
-                records = run_sync(
-                    rattler.solve(
-                        sources=channels,
-                        specs=specs,
-                        gateway=gateway,
-                        platforms=[arch, "noarch"],  # type: ignore[list-item]  # a subdir name
-                        virtual_packages=virtual,
-                        channel_priority=priority,
-                    )
+                records = await rattler.solve(
+                    sources=channels,
+                    specs=specs,
+                    gateway=gateway,
+                    platforms=[arch, "noarch"],  # type: ignore[list-item]  # a subdir name
+                    virtual_packages=virtual,
+                    channel_priority=priority,
                 )
                 break
             except rattler.exceptions.SolverError as exc:
@@ -429,7 +484,7 @@ class RattlerResolver:
                 if COALESCED not in reason:
                     self._failed(channels, reason)
                 else:  # another solve's fetch of the same repodata failed: its cause, or fetch again
-                    found = self._failure(channels, since=started)
+                    found = await asyncio.to_thread(self._failure, channels, since=started)
                     if found is None and attempt < COALESCED_RETRIES:
                         continue
                     reason = found or reason
