@@ -128,10 +128,16 @@ def git_source(url: str, commit: str, subdirectory: str = "") -> str:
     return f"git+{url}@{commit}" + (f"#subdirectory={subdirectory}" if subdirectory else "")
 
 
-def checkout_git(name: str, url: str, commit: str, dest: Path, *, debug: bool = False) -> None:
-    """Clone the git repository ``url`` into ``dest`` and check out ``commit``, for building package ``name``;
-    failures are a ResolutionError showing the URL without credentials."""
+def checkout_git(name: str, kind: str, url: str, commit: str, dest: Path, *, debug: bool = False) -> None:
+    """Clone the repository ``url`` into ``dest`` and check out ``commit``, for building package ``name``, if it
+    is a git repository (``kind``, as the resolver's lock names it) locked at a commit; failures are a
+    ResolutionError showing the URL without credentials."""
     shown = redact_url(url)
+    if kind != "git" or not url or not commit:
+        raise ResolutionError(
+            f"{name} comes from the {kind or 'unknown'} repository {shown}, and envcore builds only git "
+            "repositories locked at a commit. Build a wheel of it and require NAME @ file:///path/to/the.whl."
+        )
     git = shutil.which("git")
     if git is None:
         raise ResolutionError(

@@ -174,10 +174,11 @@ class Environments:
             groups.setdefault(resolve.req_id(self.registry, request), []).append(index)
         results: dict[int, tuple[ResolvedEnvironment, bool]] = {}
         solved: dict[int, Sequence[LockedPackage] | EnvcoreError] = {}
+        known_here: dict[str, list[ResolvedEnvironment | None]] = {}  # what the record knows, read once
 
         def lock(req_id: str, indexes: list[int]) -> None:
             if not force:
-                known = [self._known(requests[i], req_id) for i in indexes]
+                known = known_here.get(req_id) or [self._known(requests[i], req_id) for i in indexes]
                 if all(known):
                     results.update(
                         (i, (env, False)) for i, env in zip(indexes, known, strict=True) if env is not None
@@ -200,23 +201,31 @@ class Environments:
             ) as task,
             ThreadPoolExecutor(min(RESOLVE_WORKERS, len(groups) or 1)) as pool,
         ):
-            solved.update(self._solve_batches(requests, groups, force))
+            solved.update(self._solve_batches(requests, groups, force, known_here))
             list(pool.map(counted, groups.items()))  # list() re-raises the first error
         return [results[i] for i in range(len(requests))]
 
     def _solve_batches(
-        self, requests: Sequence[ResolveRequest], groups: dict[str, list[int]], force: bool
+        self,
+        requests: Sequence[ResolveRequest],
+        groups: dict[str, list[int]],
+        force: bool,
+        known_here: dict[str, list[ResolvedEnvironment | None]],
     ) -> dict[int, Sequence[LockedPackage] | EnvcoreError]:
         """The answers of resolvers that lock batches (:class:`~envcore.types.BatchResolver`) for the requests
-        that need solving, each resolver asked once; other requests are solved one by one afterwards. Skipped
-        when the newest resolution in the store may be reused (``CONDA_USE_REMOTE_LATEST``): knowing which
-        requests need solving then takes the store."""
+        that need solving, each resolver asked once; other requests are solved one by one afterwards. Without
+        ``force``, what the local record knows of each group goes into ``known_here`` (it is all :meth:`_known`
+        reads then). Skipped when the newest resolution in the store may be reused
+        (``CONDA_USE_REMOTE_LATEST``): knowing which requests need solving then takes the store."""
         if not force and self._remote_latest_filter() is not None:
             return {}
         batches: dict[str, tuple[BatchResolver, list[int]]] = {}
         for req_id, indexes in groups.items():
-            unknown = force or not all(self.record.environment(requests[i].arch, req_id) for i in indexes)
-            for i in indexes if unknown else ():
+            if not force:
+                known_here[req_id] = [self.record.environment(requests[i].arch, req_id) for i in indexes]
+                if all(known_here[req_id]):
+                    continue  # reused, not solved
+            for i in indexes:
                 found = resolve.batch_resolver(self.registry, requests[i])
                 if found is not None:
                     batches.setdefault(found[0], (found[1], []))[1].append(i)

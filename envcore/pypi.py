@@ -206,6 +206,15 @@ def netrc_env(request: ResolveRequest, work: Path) -> dict[str, str]:
     return {"NETRC": str(path)}
 
 
+def index_url_args(request: ResolveRequest) -> list[str]:
+    """The request's PyPI indexes as pip and uv take them (``--index-url`` the first, ``--extra-index-url`` the
+    others); none with ``--no-index``."""
+    sources = request.sources.get(PYPI, ())
+    if not sources or "--no-index" in request.extras.get(PYPI, ()):
+        return []
+    return ["--index-url", sources[0], *(arg for s in sources[1:] for arg in ("--extra-index-url", s))]
+
+
 # SOURCE_DATE_EPOCH for tools building wheels: 1980-01-01, the zip epoch (build backends that honour it build
 # identical wheels from identical sources)
 REPRODUCIBLE_EPOCH = "315532800"

@@ -282,9 +282,10 @@ def source_credentials(
         if parts.hostname in given_by and found[parts.hostname] != credential:
             raise ConfigError(
                 f"Two sources on {parts.hostname} carry different credentials: "
-                f"{redact_text(given_by[parts.hostname])} and {redact_text(source)}. Resolvers get one credential per host, so one source would be sent "
-                "the other's. Use one account or token for both, or set the credential of the host in "
-                "METAFLOW_CONDA_SRCS_AUTH_INFO (then the URLs need none)."
+                f"{redact_text(given_by[parts.hostname])} and {redact_text(source)}. Resolvers get one "
+                "credential per host, so one source would be sent the other's. Use one account or token for "
+                "both, or set the credential of the host in METAFLOW_CONDA_SRCS_AUTH_INFO (then the URLs need "
+                "none)."
             )
         found[parts.hostname] = credential
         given_by.setdefault(parts.hostname, source)
@@ -480,10 +481,14 @@ def _check_conda_tokens(registry: Registry, resolver_name: str, request: Resolve
             )
 
 
+def _reads_pylock(request: ResolveRequest) -> bool:
+    return any(flag.startswith("--pylock=") for flag in request.extras.get(PYPI, ()))
+
+
 def batch_resolver(registry: Registry, request: ResolveRequest) -> tuple[str, BatchResolver] | None:
     """The resolver of ``request`` (its name, itself) when it locks batches (:class:`BatchResolver`) and the
     request is plain: no base to extend, no pylock.toml to read."""
-    if request.base is not None or any(f.startswith("--pylock=") for f in request.extras.get(PYPI, ())):
+    if request.base is not None or _reads_pylock(request):
         return None
     name, resolver = resolver_for(registry, request.env_type)
     return (name, resolver) if isinstance(resolver, BatchResolver) else None
@@ -499,8 +504,7 @@ def resolve(
     """Lock ``request`` with the configured resolver for its environment type, and check the result. With a
     base environment (``request.base``, called ``base_name`` by the user), every base pin the new requirements
     allow is kept. ``solved``: the answer of the resolver's batch call for this request, already made."""
-    locked_by_file = any(flag.startswith("--pylock=") for flag in request.extras.get(PYPI, ()))
-    if locked_by_file:  # a pylock.toml: read, not resolved (envcore.pylock, imported only when used)
+    if _reads_pylock(request):  # a pylock.toml: read, not resolved (envcore.pylock, imported only when used)
         from envcore import pylock
 
         name, resolver = pylock.resolver_for(registry)

@@ -131,7 +131,7 @@ class PipResolver:
             str(work / "constraints.txt"),
             *_option_args(request.extras.get(PYPI, ())),
         ]
-        return [*args, *_source_args(request), "-r", str(work / "requirements.in")]
+        return [*args, *pypi.index_url_args(request), "-r", str(work / "requirements.in")]
 
     def _packages(
         self, request: ResolveRequest, report: dict[str, object], provided: set[str]
@@ -165,14 +165,9 @@ class PipResolver:
 
         vcs, url = info["vcs_info"], str(info["url"])
         commit, subdirectory = str(vcs.get("commit_id", "")), str(info.get("subdirectory") or "")
-        if vcs.get("vcs") != "git" or not commit:
-            raise ResolutionError(
-                f"{name} comes from the {vcs.get('vcs', 'unknown')} repository {redact_url(url)}, and envcore builds "
-                "only git repositories. Build a wheel of it and require NAME @ file:///path/to/the.whl."
-            )
         with tempfile.TemporaryDirectory(prefix="envcore-pip-git-") as tmp:
             checkout = Path(tmp) / "checkout"
-            checkout_git(name, url, commit, checkout, debug=self.config.debug)
+            checkout_git(name, str(vcs.get("vcs", "")), url, commit, checkout, debug=self.config.debug)
             what = f"the git repository {redact_url(url)} at {commit[:12]}"
             source = git_source(url, commit, subdirectory)
             return self._built(request, name, checkout / subdirectory, source, what)
@@ -197,7 +192,7 @@ class PipResolver:
                     "--cache-dir",
                     str(self.cache_dir),
                     *_option_args(request.extras.get(PYPI, ())),
-                    *_source_args(request),
+                    *pypi.index_url_args(request),
                     str(project),
                 ],
                 request,
@@ -212,13 +207,6 @@ class PipResolver:
                     "build a wheel yourself and require NAME @ file:///path/to/the.whl."
                 )
             return lock_built_wheel(self.config, request, name, wheel, source, what)
-
-
-def _source_args(request: ResolveRequest) -> list[str]:
-    sources = request.sources.get(PYPI, ())
-    if not sources or "--no-index" in request.extras.get(PYPI, ()):
-        return []
-    return ["--index-url", sources[0], *(a for s in sources[1:] for a in ("--extra-index-url", s))]
 
 
 def resolves_as_this_interpreter(request: ResolveRequest) -> bool:

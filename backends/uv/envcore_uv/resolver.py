@@ -72,14 +72,7 @@ def local_arch() -> str:
 
 def index_args(request: ResolveRequest) -> list[str]:
     """The request's PyPI indexes and requirements options as uv arguments."""
-    extras = request.extras.get(PYPI, ())
-    args = _option_args(extras)
-    sources = request.sources.get(PYPI, ())
-    if sources and "--no-index" not in extras:
-        args += ["--index-url", sources[0]]
-        for extra_index in sources[1:]:
-            args += ["--extra-index-url", extra_index]
-    return args
+    return [*_option_args(request.extras.get(PYPI, ())), *pypi.index_url_args(request)]
 
 
 def _option_args(extras: Sequence[str]) -> list[str]:
@@ -243,25 +236,19 @@ class UvResolver:
     def _repository(self, request: ResolveRequest, name: str, vcs: dict[str, object]) -> LockedPackage:
         """A git repository at the commit uv locked (a branch or tag is pinned to its commit now), checked out
         and built into a wheel, as the original builds repositories."""
-        kind, url, commit = str(vcs.get("type", "")), str(vcs.get("url", "")), str(vcs.get("commit-id", ""))
-        shown = redact_url(url)
-        if kind != "git" or not url or not commit:
-            raise ResolutionError(
-                f"{name} comes from the {kind or 'unknown'} repository {shown}, and envcore builds only git "
-                "repositories locked at a commit. Build a wheel of it and require NAME @ file:///path/to/the.whl."
-            )
         from envcore.build import checkout_git, git_source
 
+        kind, url, commit = str(vcs.get("type", "")), str(vcs.get("url", "")), str(vcs.get("commit-id", ""))
         subdirectory = str(vcs.get("subdirectory") or "")
         with tempfile.TemporaryDirectory(prefix="envcore-uv-git-") as tmp:
             checkout = Path(tmp) / "checkout"
-            checkout_git(name, url, commit, checkout, debug=self.config.debug)
+            checkout_git(name, kind, url, commit, checkout, debug=self.config.debug)
             return self._built(
                 request,
                 name,
                 checkout / subdirectory,
                 git_source(url, commit, subdirectory),
-                f"the git repository {shown} at {commit[:12]}",
+                f"the git repository {redact_url(url)} at {commit[:12]}",
             )
 
     def _built(
