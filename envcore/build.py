@@ -14,6 +14,7 @@ Resolvers that lock a git repository (at a commit) or a local directory build it
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
@@ -75,7 +76,7 @@ def _build(
     sdist = cache.get(source, pkg.filename + source.url_format) or from_url(
         source.url, cache, source, pkg.filename + source.url_format, request.credentials
     )
-    ensure_checked(registry.package_format(source.url_format), sdist)
+    ensure_checked(functools.partial(registry.package_format, source.url_format), sdist)
     with tempfile.TemporaryDirectory(prefix="envcore-build-", dir=cache.root) as tmp:
         try:
             wheel = builder.build_wheel(sdist, Path(tmp), request)
@@ -84,7 +85,7 @@ def _build(
                 f"Building {pkg.name} {pkg.version} from its source distribution failed: {exc.message}"
             ) from None
         file, final = _cache_built(cache, request, wheel, source.url, f"{pkg.name} {pkg.version}")
-        ensure_checked(registry.package_format(".whl"), final)
+        ensure_checked(functools.partial(registry.package_format, ".whl"), final)
     return replace(pkg, filename=wheel.name[: -len(".whl")], files=(file,))
 
 

@@ -9,6 +9,7 @@ also stored in that format (transmuted locally), and the description records bot
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -132,7 +133,7 @@ def cache_environment(
             if info is not None:  # the wrong size: a damaged copy, replaced
                 show(f"{store.url}/{key} has {info.size} bytes instead of {file.size}: uploading it again.")
             local = local_file(cache, pkg, file, creds)
-            ensure_checked(formats(fmt), local)
+            ensure_checked(functools.partial(formats, fmt), local)
             store.put_file(key, local)
             uploaded += 1
             task.advance(0, file.size or 0)

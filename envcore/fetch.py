@@ -105,12 +105,13 @@ def _checked_marker(path: Path) -> Path:
     return path.with_name(path.name + ".checked")
 
 
-def ensure_checked(package_format: PackageFormat, path: Path, *, again: bool = False) -> None:
+def ensure_checked(package_format: Callable[[], PackageFormat], path: Path, *, again: bool = False) -> None:
     """Run the format's safety check (hostile paths, links, devices, lying manifests) on a local file once;
-    a marker next to it records that it passed. ``again`` checks even a marked file (``--verify``)."""
+    a marker next to it records that it passed. ``again`` checks even a marked file (``--verify``). The format
+    is asked for only when a check runs (loading its plugin has a cost)."""
     marker = _checked_marker(path)
     if again or not marker.exists():
-        package_format.check(path)
+        package_format().check(path)
         marker.touch()
 
 

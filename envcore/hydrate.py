@@ -96,7 +96,7 @@ def fetch_packages(
                         f"{exc.message} Cache the environment in this store from a machine that can reach the "
                         "source (`envcore resolve --force` there), or make the source reachable."
                     ) from None
-        ensure_checked(registry.package_format(file.url_format), path, again=verify)
+        ensure_checked(functools.partial(registry.package_format, file.url_format), path, again=verify)
         task.advance(1, file.size or 0)
         return pkg, path
 

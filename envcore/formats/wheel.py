@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import base64
-import csv
-import email.parser
 import hashlib
 import io
 import tarfile
@@ -29,6 +27,8 @@ def _zip_problem(info: zipfile.ZipInfo) -> str | None:
 
 
 def _metadata_from_text(text: str) -> dict[str, Any]:
+    import email.parser  # (here: installing from checked files never reads metadata)
+
     message = email.parser.Parser().parsestr(text)
     data: dict[str, Any] = {key: message.get_all(key) for key in set(message.keys())}
     return {
@@ -50,6 +50,8 @@ class WheelFormat:
         records = [n for n in zf.namelist() if n.endswith(".dist-info/RECORD") and n.count("/") == 1]
         if len(records) != 1:
             raise malformed(archive, "it has no (or several) .dist-info/RECORD")
+        import csv
+
         rows = csv.reader(io.StringIO(zf.read(records[0]).decode("utf-8", "replace")))
         return records[0].split("/")[0], {row[0]: row[1] for row in rows if row}
 

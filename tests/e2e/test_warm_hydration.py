@@ -67,6 +67,30 @@ def test_second_prefix_is_cloned_and_names_only_itself(run: Run, world: dict[str
     _works(envs / "fourth")
 
 
+def test_hydrating_from_the_store_loads_no_resolver_and_no_archive_parser(
+    run: Run, world: dict[str, Path]
+) -> None:
+    """Another machine hydrates an environment from the store: it installs with the installers alone. The
+    resolvers, the spec parser and the archive parsers (packages from the store were checked before they entered
+    it) are not imported: a node's start pays only for what it runs."""
+    (ref,) = env_ids(run("resolve", *REQUEST).stdout)
+    done = run("create", ref, "--name", "node", machine="b", PYTHONPROFILEIMPORTTIME="1")
+    modules = imported_modules(done.stderr)
+    assert {"envcore_rattler.installer", "envcore_uv.installer", "envcore.hydrate"} <= modules
+    loaded = modules & {
+        "envcore_rattler.resolver",
+        "envcore_uv.resolver",
+        "envcore.specs",
+        "envcore.pypi",
+        "envcore.formats.conda",
+        "envcore.formats.wheel",
+        "email.parser",
+        "tomllib",
+    }
+    assert not loaded
+    _works(world["b"] / "cache" / "envs" / "node")
+
+
 def test_force_and_verify_install_from_the_package_files(run: Run, world: dict[str, Path]) -> None:
     out = run("resolve", *REQUEST)
     (ref,) = env_ids(out.stdout)

@@ -12,7 +12,7 @@ import rattler.exceptions
 from envcore.config import Config
 from envcore.errors import FormatError
 from envcore.types import LockedPackage
-from envcore_rattler.resolver import run_sync
+from envcore_rattler.loop import run_sync
 
 
 async def _records(packages: Sequence[tuple[LockedPackage, Path]]) -> list[rattler.RepoDataRecord]:

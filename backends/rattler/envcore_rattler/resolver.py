@@ -19,7 +19,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import rattler
 import rattler.exceptions
@@ -37,8 +37,7 @@ from envcore.types import (
     PackageKind,
     ResolveRequest,
 )
-
-T = TypeVar("T")
+from envcore_rattler.loop import run_sync
 
 # Virtual packages implied by the target platform itself; __glibc and __cuda come from the request.
 PLATFORM_VIRTUAL_PACKAGES: dict[str, tuple[tuple[str, str, str], ...]] = {
@@ -48,41 +47,6 @@ PLATFORM_VIRTUAL_PACKAGES: dict[str, tuple[tuple[str, str, str], ...]] = {
 }
 DEFAULT_OSX = {"osx-arm64": "11.0", "osx-64": "10.15"}
 ARCHSPEC = {"64": "x86_64", "aarch64": "aarch64", "arm64": "arm64", "ppc64le": "ppc64le", "s390x": "s390x"}
-
-
-class _ThreadLoop:
-    """An event loop kept for the life of its thread (closed with it): ``asyncio.run`` makes a new loop per
-    call, which costs as much as the solve of a small environment."""
-
-    def __init__(self) -> None:
-        self.pid = os.getpid()
-        self.loop = asyncio.new_event_loop()
-
-    def __del__(self) -> None:
-        if not self.loop.is_closed():
-            self.loop.close()
-
-
-_thread_loops = threading.local()
-
-
-def run_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine to completion on this thread's loop, also when the caller already runs an event loop
-    (notebooks: then in a helper thread)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        holder: _ThreadLoop | None = getattr(_thread_loops, "holder", None)
-        if holder is None or holder.pid != os.getpid():  # none yet, or inherited through fork
-            holder = _thread_loops.holder = _ThreadLoop()
-        task = holder.loop.create_task(coro)
-        try:
-            return holder.loop.run_until_complete(task)
-        except BaseException:
-            task.cancel()  # interrupted (Ctrl-C): not left running; the loop's next run completes the cancel
-            raise
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result()
 
 
 @functools.cache

@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from envcore import pypi
 from envcore.config import Config
 from envcore.errors import EnvcoreError
 from envcore.tools import run_tool, tail, tool_env
 from envcore.types import LockedPackage, ResolveRequest
-from envcore_uv.resolver import index_args, uv_executable
+from envcore_uv.executable import uv_executable
 
 
 class UvInstaller:
@@ -57,6 +56,9 @@ class UvInstaller:
     def build_wheel(self, sdist: Path, out_dir: Path, request: ResolveRequest) -> Path:
         """``uv build --wheel`` of one sdist with a local python of the environment's version (never
         downloaded), build dependencies from the request's indexes."""
+        from envcore import pypi  # (here: installing wheels needs neither it nor the resolver)
+        from envcore_uv.resolver import index_args
+
         version = ".".join((request.python_version or "").split(".")[:2])
         stderr, wheel = pypi.build_one_wheel(
             [

@@ -6,9 +6,7 @@ import functools
 import re
 import subprocess
 import sys
-import sysconfig
 import tempfile
-import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -20,36 +18,12 @@ from envcore.config import Config, redact_text, redact_url
 from envcore.errors import BackendUnavailable, EnvcoreError, ResolutionError
 from envcore.tools import run_remembered, run_tool, tail, tool_env
 from envcore.types import PYPI, LockedPackage, ResolveRequest
+from envcore_uv.executable import uv_executable
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
-
-
-def uv_executable(config: Config) -> str:
-    configured = config.get("ENVCORE_UV_EXE")
-    if configured:
-        return str(configured)
-    return _bundled_uv()
-
-
-_UV_LOCK = threading.Lock()
-
-
-@functools.cache
-def _bundled_uv() -> str:
-    """The uv binary of the ``uv`` wheel. Cached, and looked up once: ``find_uv_bin`` reads sysconfig lazily,
-    which is not thread-safe on Python 3.11 when several environments resolve in parallel."""
-    try:
-        from uv import find_uv_bin
-    except ImportError:
-        raise BackendUnavailable(
-            "The uv package is not installed in this environment. Reinstall the envcore-uv distribution, which brings it."
-        ) from None
-    with _UV_LOCK:
-        sysconfig.get_config_vars()  # initialise sysconfig once, under a lock, before find_uv_bin reads it
-        return str(find_uv_bin())
 
 
 def python_platform(request: ResolveRequest) -> str:
