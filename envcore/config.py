@@ -10,6 +10,7 @@ remembers where it came from, so errors can say "from env var" or "from /home/me
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -335,12 +336,7 @@ class Config:
         for var in ("METAFLOW_USER", "SUDO_USER", "USERNAME", "USER"):
             if self._environ.get(var):
                 return self._environ[var]
-        import getpass  # only when no variable names the user
-
-        try:
-            return getpass.getuser()
-        except (KeyError, OSError):
-            return "unknown"
+        return _login_name()
 
     # --- default sources, as users already configure them -----------------------------------------------
 
@@ -509,3 +505,14 @@ def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
     text = _SECRET_PARAM.sub(r"\g<name>********", text)
     text = _CONDA_TOKEN_TEXT.sub("/t/<TOKEN>", text)
     return _PRIVATE_KEY.sub("[private key]", text)
+
+
+@functools.cache
+def _login_name() -> str:
+    """The account's name from the password database (read once: every resolve records its user)."""
+    import getpass  # only when no variable names the user
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
