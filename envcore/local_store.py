@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import stat as stat_mode
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, suppress
@@ -76,7 +75,9 @@ class LocalStore:
             raise MissingObject(f"{self.url}/{key} does not exist.") from None
 
     def get_file(self, key: str, dest: Path) -> None:
-        from envcore.fetch import download_beside  # (only commands that download need it)
+        import shutil  # (here, as download_beside: resolving and reading descriptions copy no file)
+
+        from envcore.fetch import download_beside
 
         def copy(tmp: str) -> None:
             shutil.copyfile(src.name, tmp)  # by name: in the kernel (sendfile), not through Python's buffers
@@ -183,6 +184,8 @@ class LocalStore:
         return ObjectInfo(key=key, size=st.st_size, version=_version(st))
 
     def put_file(self, key: str, src: Path) -> ObjectInfo:
+        import shutil
+
         def copy(out: IO[bytes]) -> None:
             with open(src, "rb") as fh:
                 shutil.copyfileobj(fh, out, 1 << 20)
