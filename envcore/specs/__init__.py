@@ -23,6 +23,7 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import NamedTuple
 
 from envcore import TYPE_CHECKING
 from envcore.errors import SpecError
@@ -312,16 +313,7 @@ def pypi_requirement(text: str, where: str) -> Requirement:
     if _BARE_REFERENCE.match(text) or _DIST_FILE.match(text):
         url = _direct_reference(_reference_url(text, where), where)
         return Requirement(category=PYPI, name=_reference_name(url, where), url=url)
-    from packaging.requirements import InvalidRequirement
-    from packaging.requirements import Requirement as Pep508
-
-    try:
-        req = Pep508(text)
-    except InvalidRequirement as exc:
-        detail = str(exc).splitlines()[0] if str(exc) else "invalid requirement"
-        raise _fail(
-            f"Could not parse {text!r}: {detail}", where, "Write a PEP 508 requirement such as pandas>=2.1."
-        ) from None
+    req = _plain_pep508(text) or _pep508(text, where)
     if req.name.lower() == "python":
         raise _fail(
             f"{text!r} names python", where, "Set python with the python argument or setting instead."
@@ -332,8 +324,58 @@ def pypi_requirement(text: str, where: str) -> Requirement:
         name=req.name,
         spec=_pypi_spec(req.specifier),
         extras=tuple(sorted(req.extras)),
-        marker=str(req.marker) if req.marker else None,
+        marker=req.marker,
         url=_direct_reference(_reference_url(req.url, where), where) if req.url else None,
+    )
+
+
+# A name, extras and version specifiers, nothing else (no marker, no URL, no parentheses): most requirements.
+# Parsed without packaging.requirements, whose import (with packaging.markers: their grammars are compiled
+# then) costs ~10 ms a process; the specifiers are still packaging's. Anything else, or anything this cannot
+# read, goes to packaging itself, which also words the errors.
+_PLAIN_PEP508 = re.compile(
+    r"(?P<name>[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)\s*"
+    r"(?:\[\s*(?P<extras>[A-Za-z0-9][A-Za-z0-9._-]*(?:\s*,\s*[A-Za-z0-9][A-Za-z0-9._-]*)*)?\s*\])?\s*"
+    r"(?P<specifier>[<>=!~][^;@()\[\]]*)?"
+)
+
+
+class _Pep508Parts(NamedTuple):
+    name: str
+    extras: frozenset[str]
+    specifier: SpecifierSet
+    marker: str | None
+    url: str | None
+
+
+def _plain_pep508(text: str) -> _Pep508Parts | None:
+    """``text`` read as :class:`packaging.requirements.Requirement` reads it, when it is plain; else None."""
+    plain = _PLAIN_PEP508.fullmatch(text)
+    if plain is None or not all(part.strip() for part in (plain["specifier"] or "x").split(",")):
+        return None  # (SpecifierSet, unlike a requirement, accepts an empty part: "x>=1,")
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+    try:
+        specifier = SpecifierSet(plain["specifier"] or "")
+    except InvalidSpecifier:
+        return None
+    extras = frozenset(e.strip() for e in (plain["extras"] or "").split(",") if e.strip())
+    return _Pep508Parts(plain["name"], extras, specifier, None, None)
+
+
+def _pep508(text: str, where: str) -> _Pep508Parts:
+    from packaging.requirements import InvalidRequirement
+    from packaging.requirements import Requirement as Pep508
+
+    try:
+        req = Pep508(text)
+    except InvalidRequirement as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else "invalid requirement"
+        raise _fail(
+            f"Could not parse {text!r}: {detail}", where, "Write a PEP 508 requirement such as pandas>=2.1."
+        ) from None
+    return _Pep508Parts(
+        req.name, frozenset(req.extras), req.specifier, str(req.marker) if req.marker else None, req.url
     )
 
 

@@ -865,3 +865,69 @@ def test_nodefaults_is_not_a_channel_but_a_request() -> None:
     assert specs.from_decorator(channels=["nodefaults"]).sources == {}
     assert specs.from_decorator(channels=["nodefaults"]).nodefaults
     assert specs.merge(spec, specs.from_decorator()).nodefaults
+
+
+PLAIN_AND_NOT = [
+    "fx-web",
+    "pandas>=2.1",
+    "Foo_Bar.baz [a, b] >= 1.0, <2",
+    "x==1.*",
+    "x===abc",
+    "x ~= 1.4.2",
+    "a[b]",
+    "x[]",
+    "x[ ]>1",
+    "x!=1.0,>=0.9",
+    "x==1.0.0+local",
+    "x>=1.0,",  # an empty part: SpecifierSet takes it, a requirement does not
+    "x>=1.0 extra",
+    "x>=",
+    "x (>=1)",
+    'x; python_version<"3"',
+    "x[a]; sys_platform == 'linux'",
+    "x @ https://example.invalid/x-1.0-py3-none-any.whl",
+    "-x",
+    "x_",
+    "x[a,]",
+    "x==1.0 ; os_name=='posix'",
+    "x<=1.0.post1.dev2",
+    "x==1.0,,<2",
+    "x == v1.0",
+    "x[a b]",
+]
+
+
+@pytest.mark.parametrize("text", PLAIN_AND_NOT)
+def test_plain_requirements_read_without_packaging_requirements_read_as_packaging_reads_them(
+    text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fast reading of plain requirements (name, extras, specifiers) gives what packaging's Requirement
+    gives, or hands the text to it (which also words the errors)."""
+    from packaging.requirements import InvalidRequirement
+    from packaging.requirements import Requirement as Pep508
+
+    try:
+        expected: object = Pep508(text)
+    except InvalidRequirement:
+        expected = None
+    fast = specs._plain_pep508(text)
+    if fast is None:
+        return  # packaging reads it (tested through pypi_requirement everywhere else)
+    assert isinstance(expected, Pep508), f"{text!r} read as plain, but packaging rejects it"
+    assert (fast.name, set(fast.extras), fast.specifier, fast.marker, fast.url) == (
+        expected.name,
+        expected.extras,
+        expected.specifier,
+        None,
+        None,
+    )
+
+    def read() -> object:
+        try:
+            return specs.pypi_requirement(text, "here")
+        except SpecError as exc:
+            return str(exc)
+
+    fast_outcome = read()
+    monkeypatch.setattr(specs, "_plain_pep508", lambda _: None)
+    assert fast_outcome == read()
