@@ -318,11 +318,12 @@ def pypi_requirement(text: str, where: str) -> Requirement:
         raise _fail(
             f"{text!r} names python", where, "Set python with the python argument or setting instead."
         )
-    _check_specifier(text, req.specifier, where)
+    if req.specifier is not None:
+        _check_specifier(text, req.specifier, where)
     return Requirement(
         category=PYPI,
         name=req.name,
-        spec=_pypi_spec(req.specifier),
+        spec="" if req.specifier is None else _pypi_spec(req.specifier),
         extras=tuple(sorted(req.extras)),
         marker=req.marker,
         url=_direct_reference(_reference_url(req.url, where), where) if req.url else None,
@@ -343,7 +344,7 @@ _PLAIN_PEP508 = re.compile(
 class _Pep508Parts(NamedTuple):
     name: str
     extras: frozenset[str]
-    specifier: SpecifierSet
+    specifier: SpecifierSet | None  # None: none written (and packaging.specifiers not imported)
     marker: str | None
     url: str | None
 
@@ -353,13 +354,15 @@ def _plain_pep508(text: str) -> _Pep508Parts | None:
     plain = _PLAIN_PEP508.fullmatch(text)
     if plain is None or not all(part.strip() for part in (plain["specifier"] or "x").split(",")):
         return None  # (SpecifierSet, unlike a requirement, accepts an empty part: "x>=1,")
+    extras = frozenset(e.strip() for e in (plain["extras"] or "").split(",") if e.strip())
+    if not plain["specifier"]:
+        return _Pep508Parts(plain["name"], extras, None, None, None)
     from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
     try:
-        specifier = SpecifierSet(plain["specifier"] or "")
+        specifier = SpecifierSet(plain["specifier"])
     except InvalidSpecifier:
         return None
-    extras = frozenset(e.strip() for e in (plain["extras"] or "").split(",") if e.strip())
     return _Pep508Parts(plain["name"], extras, specifier, None, None)
 
 

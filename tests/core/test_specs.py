@@ -905,6 +905,7 @@ def test_plain_requirements_read_without_packaging_requirements_read_as_packagin
     gives, or hands the text to it (which also words the errors)."""
     from packaging.requirements import InvalidRequirement
     from packaging.requirements import Requirement as Pep508
+    from packaging.specifiers import SpecifierSet
 
     try:
         expected: object = Pep508(text)
@@ -914,7 +915,7 @@ def test_plain_requirements_read_without_packaging_requirements_read_as_packagin
     if fast is None:
         return  # packaging reads it (tested through pypi_requirement everywhere else)
     assert isinstance(expected, Pep508), f"{text!r} read as plain, but packaging rejects it"
-    assert (fast.name, set(fast.extras), fast.specifier, fast.marker, fast.url) == (
+    assert (fast.name, set(fast.extras), fast.specifier or SpecifierSet(), fast.marker, fast.url) == (
         expected.name,
         expected.extras,
         expected.specifier,
