@@ -195,14 +195,23 @@ class Environments:
             lock(*group)
             task.advance(len(group[1]))
 
-        with (
-            self.progress.task(
-                f"Resolving {len(requests)} environment(s)", len(requests), lambda _: ""
-            ) as task,
-            ThreadPoolExecutor(min(RESOLVE_WORKERS, len(groups) or 1)) as pool,
-        ):
+        with self.progress.task(
+            f"Resolving {len(requests)} environment(s)", len(requests), lambda _: ""
+        ) as task:
             solved.update(self._solve_batches(requests, groups, force, known_here))
-            list(pool.map(counted, groups.items()))  # list() re-raises the first error
+            # Groups already answered (by a batch, or by the local record) leave only Python work, which threads
+            # would slow down (they contend for the GIL): done here. The others solve in worker threads.
+            answered = {
+                req_id: indexes
+                for req_id, indexes in groups.items()
+                if all(i in solved for i in indexes) or all(known_here.get(req_id) or (None,))
+            }
+            to_solve = [group for group in groups.items() if group[0] not in answered]
+            with ThreadPoolExecutor(min(RESOLVE_WORKERS, len(to_solve) or 1)) as pool:
+                solving = pool.map(counted, to_solve)
+                for group in answered.items():
+                    counted(group)
+                list(solving)  # re-raises the first error
         return [results[i] for i in range(len(requests))]
 
     def _solve_batches(

@@ -4,8 +4,10 @@ does not hold, a base that cannot be extended, a channel that cannot be read by 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -128,8 +130,19 @@ def test_a_batch_is_solved_in_one_call_with_each_answer_in_its_place(
     monkeypatch.setattr(rattler, "resolve_batch", lambda rs: batches.append(len(rs)) or solve_batch(rs))
     monkeypatch.setattr(rattler, "resolve", lambda r: pytest.fail("solved one by one"))
     names = ("fx-core", "fx-http", "fx-web", "fx-app")
+    locked_in: set[str] = set()
+    lock_one = Environments._resolve_one
+
+    def recorded(self: Environments, *args: Any) -> Any:
+        locked_in.add(threading.current_thread().name)
+        return lock_one(self, *args)
+
+    monkeypatch.setattr(Environments, "_resolve_one", recorded)
     batched = [env for env, fresh in Environments(registry).resolve(requests_for(*names), force=True)]
     assert batches == [4]
+    # what is left after the batch is Python work alone, done in the calling thread (worker threads would
+    # contend for the GIL)
+    assert locked_in == {threading.current_thread().name}
     one_by_one = Environments(build_registry(config))
     for name, env in zip(names, batched, strict=True):
         ((alone, _),) = one_by_one.resolve(requests_for(name), force=True)
