@@ -116,3 +116,17 @@ def test_a_failure_is_not_kept(channel: Path, tmp_path: Path) -> None:
         with pytest.raises(ResolutionError, match="cannot be resolved"):
             resolver.resolve(request(channel, "fx-no-such-package"))
     assert len(solves) == 2
+
+
+def test_packages_shared_by_environments_are_converted_once(channel: Path, tmp_path: Path) -> None:
+    """A flow's environments share most packages: each is made into envcore's record once per resolver (by URL
+    and sha256), and the environments hold that same record."""
+    resolver, _ = make_resolver(tmp_path)
+    web = {p.name: p for p in resolver.resolve(request(channel, "fx-web"))}
+    app = {p.name: p for p in resolver.resolve(request(channel, "fx-app"))}
+    shared = set(web) & set(app)
+    assert {"python", "fx-core"} <= shared
+    assert all(web[name] is app[name] for name in shared)
+    fresh, _ = make_resolver(tmp_path / "other")  # another resolver converts its own
+    again = {p.name: p for p in fresh.resolve(request(channel, "fx-web"))}
+    assert again == web and all(again[name] is not web[name] for name in web)
