@@ -354,15 +354,15 @@ def _plain_pep508(text: str) -> _Pep508Parts | None:
     plain = _PLAIN_PEP508.fullmatch(text)
     if plain is None or not all(part.strip() for part in (plain["specifier"] or "x").split(",")):
         return None  # (SpecifierSet, unlike a requirement, accepts an empty part: "x>=1,")
-    extras = frozenset(e.strip() for e in (plain["extras"] or "").split(",") if e.strip())
-    if not plain["specifier"]:
-        return _Pep508Parts(plain["name"], extras, None, None, None)
-    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+    specifier = None
+    if plain["specifier"]:
+        from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
-    try:
-        specifier = SpecifierSet(plain["specifier"])
-    except InvalidSpecifier:
-        return None
+        try:
+            specifier = SpecifierSet(plain["specifier"])
+        except InvalidSpecifier:
+            return None
+    extras = frozenset(e.strip() for e in (plain["extras"] or "").split(",") if e.strip())
     return _Pep508Parts(plain["name"], extras, specifier, None, None)
 
 
