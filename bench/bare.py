@@ -1,4 +1,5 @@
-"""The bare tools envcore drives, used as baselines: py-rattler's solver and installer, and uv.
+"""The bare tools envcore drives, used as baselines: py-rattler's solver and installer, uv, and pip (the
+installer the original extension drives, and the resolver of envcore's ``pip`` backend).
 
 Importable (in-process baselines) and runnable as a process (``python -m bench.bare solve|install ...``), so
 that a whole ``envcore`` process is compared with a whole bare-tool process: interpreter start, ``import
@@ -51,9 +52,38 @@ def uv_command() -> list[str]:
     return [str(uv)] if uv.exists() else [sys.executable, "-m", "uv"]
 
 
-def install(conda_files: Sequence[Path], wheels: Sequence[Path], prefix: Path, cache: Path) -> None:
+INSTALLERS = ("uv", "pip")
+
+
+def wheel_install_command(installer: str, python: Path, cache: Path) -> list[str]:
+    """The bare command that installs local wheels (appended) into ``python``'s environment, no dependencies,
+    no index, no bytecode (as envcore's default), its own fresh cache. pip runs from this interpreter and
+    installs for the prefix's (``--python``, pip >= 22.3), as a user's ``pip install`` in the environment would."""
+    if installer == "pip":
+        return [
+            *(sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--isolated"),
+            *(
+                "--disable-pip-version-check",
+                "--root-user-action=ignore",
+                "--no-deps",
+                "--no-index",
+                "--no-compile",
+            ),
+            *("--cache-dir", str(cache / "pip")),
+        ]
+    return [
+        *uv_command(),
+        *("pip", "install", "--quiet", "--python", str(python), "--no-deps", "--offline", "--no-index"),
+        *("--no-config", "--cache-dir", str(cache / "uv")),
+    ]
+
+
+def install(
+    conda_files: Sequence[Path], wheels: Sequence[Path], prefix: Path, cache: Path, installer: str = "uv"
+) -> None:
     """``rattler.install`` of local conda archives (records read from the archives, as envcore does), then
-    ``uv pip install --no-deps --offline`` of local wheels into the prefix's python; fresh caches under ``cache``."""
+    ``uv pip install`` (or ``pip install``: ``installer``) of local wheels into the prefix's python
+    (:func:`wheel_install_command`); fresh caches under ``cache``."""
     import rattler
 
     async def records() -> list[rattler.RepoDataRecord]:
@@ -81,21 +111,7 @@ def install(conda_files: Sequence[Path], wheels: Sequence[Path], prefix: Path, c
     )
     if wheels:
         subprocess.run(
-            [
-                *uv_command(),
-                "pip",
-                "install",
-                "--quiet",
-                "--python",
-                str(prefix / "bin" / "python"),
-                "--no-deps",
-                "--offline",
-                "--no-index",
-                "--no-config",
-                "--cache-dir",
-                str(cache / "uv"),
-                *map(str, wheels),
-            ],
+            [*wheel_install_command(installer, prefix / "bin" / "python", cache), *map(str, wheels)],
             check=True,
             env={**os.environ, "UV_NO_PROGRESS": "1"},
         )
@@ -112,7 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--import", dest="imports", action="append", default=[], help="also import this module (repeatable)"
     )
     p.add_argument("specs", nargs="+")
-    p = sub.add_parser("install", help="rattler.install + uv pip install of local files")
+    p = sub.add_parser("install", help="rattler.install + uv pip install (or pip install) of local files")
+    p.add_argument("--installer", choices=INSTALLERS, default="uv", help="what installs the wheels")
     p.add_argument("--prefix", type=Path, required=True)
     p.add_argument("--cache-dir", type=Path, required=True)
     p.add_argument("files", nargs="+", type=Path)
@@ -127,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         conda = [f for f in args.files if not f.name.endswith(".whl")]
         wheels = [f for f in args.files if f.name.endswith(".whl")]
-        install(conda, wheels, args.prefix, args.cache_dir)
+        install(conda, wheels, args.prefix, args.cache_dir, args.installer)
     return 0
 
 

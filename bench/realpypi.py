@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 INDEX = "https://pypi.org/simple"
 # Popular packages with cp311 manylinux x86_64 wheels (or pure wheels): ~30 locked wheels, ~80 MB.
 REQUIREMENTS = ("requests", "pandas", "scikit-learn", "pyyaml", "boto3", "rich")
+PIP_REPS = 3  # repetitions of the pip-installed hydrate row
 HYDRATE_BUDGET = 60.0  # seconds for one repetition of both hydrate sides; above it the rows are skipped
 
 
@@ -181,10 +182,19 @@ def _hydrate(bench: Bench, requirements: list[str], resolved: Any) -> None:
             f"(> {HYDRATE_BUDGET:.0f} s)."
         )
         return
+
+    def bare_pip_cli() -> object:
+        where = bench.work / f"realpypi-bare-{next(counter)}"
+        argv = [PY, "-m", "bench.bare", "install", "--installer", "pip", "--prefix", where / "env"]
+        return run([*argv, "--cache-dir", where, *files], bench.base_env)
+
     a, b = interleaved(bench.reps, cold_cli, bare_cli)
-    bench.table.add(
-        Row(group, "cold: envcore create (store -> new prefix)", a, "python -m bench.bare install", b)
-    )
+    name = "cold: envcore create (store -> new prefix)"
+    bench.table.add(Row(group, name, a, "python -m bench.bare install", b))
+    _cleanup(bench.work, "realpypi-cold-", "realpypi-bare-")
+    # pip in uv's place (the original extension's installer), fewer repetitions: several seconds each
+    a, b = interleaved(min(bench.reps, PIP_REPS), cold_cli, bare_pip_cli)
+    bench.table.add(Row(group, name, a, "  ... with pip in uv's place", b))
     _cleanup(bench.work, "realpypi-cold-", "realpypi-bare-")
 
 

@@ -310,6 +310,23 @@ class Bench:
             str(reqs),
         ]
 
+    def pip_report_argv(self, index: str, requirements: Sequence[str]) -> list[str]:
+        """The resolution envcore's pip backend asks of pip (this interpreter's platform), run bare: the report
+        of what ``pip install`` would install, its own cache."""
+        out = self.work / "bare-pip"
+        out.mkdir(exist_ok=True)
+        return [
+            *(PY, "-m", "pip", "install", "--isolated", "--dry-run", "--ignore-installed", "--quiet"),
+            *(
+                "--disable-pip-version-check",
+                "--report",
+                str(out / "report.json"),
+                "--target",
+                str(out / "t"),
+            ),
+            *("--cache-dir", str(out / "cache"), "--index-url", index, *requirements),
+        ]
+
     def proc(
         self, argv: Sequence[str], cwd: Path = ROOT, env: dict[str, str] | None = None
     ) -> Callable[[], str]:
@@ -735,6 +752,23 @@ class Bench:
                         continue
                     a, b = interleaved(self.reps, ours, base)
                     self.table.add(Row(group, f"{env_type.value}: {name}", a, default, b))
+                    if name == "pip":  # the backend against the tool it drives, alone in a process
+                        bare_pip = self.proc(self.pip_report_argv(http_index, ["fx-web", "fx-extras"]))
+                        try:
+                            bare_pip()  # its own cache, warm
+                        except (Exception, SystemExit) as exc:  # run() exits with the tool's stderr
+                            self.table.note(f"bare pip not measured: {type(exc).__name__}: {str(exc)[-160:]}")
+                            continue
+                        a, b = interleaved(self.reps, ours, bare_pip)
+                        self.table.add(
+                            Row(
+                                group,
+                                f"{env_type.value}: {name}",
+                                a,
+                                "  bare pip install --dry-run --report",
+                                b,
+                            )
+                        )
 
     def hydrate(self) -> None:
         from bench import bare
@@ -800,21 +834,20 @@ class Bench:
             where = self.work / f"bare-lib-{next(counter)}"
             return timed(lambda: bare.install(conda_files, wheels, where / "env", where))
 
-        a, b = [], []
+        def bare_pip_library() -> float:
+            where = self.work / f"bare-pip-{next(counter)}"
+            return timed(lambda: bare.install(conda_files, wheels, where / "env", where, installer="pip"))
+
+        a, b, c = [], [], []
         os.sync()
         for _ in range(self.reps):
             a.append(cold_library())
             b.append(bare_library())
-        self.table.add(
-            Row(
-                group,
-                "cold: Environments.create (library)",
-                a,
-                "rattler.install + uv pip install",
-                b,
-                goal=1.3,
-            )
-        )
+            c.append(bare_pip_library())
+        name = "cold: Environments.create (library)"
+        self.table.add(Row(group, name, a, "rattler.install + uv pip install", b, goal=1.3))
+        # pip in uv's place (as the original extension installs wheels): what envcore's installer choice is worth
+        self.table.add(Row(group, name, a, "  rattler.install + pip install", c))
 
         warm = str(self.work / "warm-cache")
         self.cli("create", self.ref, "--name", "reference", METAFLOW_ENVCORE_CACHE_DIR=warm)

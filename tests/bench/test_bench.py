@@ -64,6 +64,8 @@ def test_one_repetition_of_every_row(tmp_path: Path) -> None:
     for r in goals:
         if r["verdict"] == "MISS":
             assert f"MISS {r['name'].strip()} / {r['baseline'].strip()}: {r['ratio']:.2f}x" in run.stdout
+    baselines = {r["baseline"].strip() for r in rows}  # the bare tools the developers' guide names, pip too
+    assert {"bare pip install --dry-run --report", "rattler.install + pip install"} <= baselines, baselines
     for name in FLOORED:
         floored = [r for r in goals if r["name"] == name]
         assert floored and all(r["floor"] for r in floored), name
