@@ -58,12 +58,15 @@ def fetch_packages(
     pkgs.sweep()
     show = as_progress(progress)
     preferred = str(config.get("CONDA_PREFERRED_FORMAT"))
+    cached: list[int] = []  # sizes of the files the package cache already held (appended by the workers)
 
     def one(pkg: LockedPackage) -> tuple[LockedPackage, Path]:
         file = _choose(preferred, pkg)
         name = pkg.filename + file.url_format
         path = pkgs.get(file, name, verify=verify)
-        if path is None:
+        if path is not None:
+            cached.append(file.size or 0)
+        else:
             key = caching.package_keys(config, pkg)[file.url_format]
             if store is not None and store.stat(key) is not None:
                 try:
@@ -102,7 +105,11 @@ def fetch_packages(
 
     def summary(task: Task) -> str:
         took = time.monotonic() - task.started
-        return f"Fetched and verified {task.done} package(s) ({task.bytes / 1e6:.1f} MB) in {took:.2f} s"
+        if len(cached) == task.done:
+            return f"All {task.done} package(s) already in the package cache ({task.bytes / 1e6:.1f} MB)"
+        fetched, size = task.done - len(cached), (task.bytes - sum(cached)) / 1e6
+        also = f"; {len(cached)} already in the package cache" if cached else ""
+        return f"Fetched and verified {fetched} package(s) ({size:.1f} MB) in {took:.2f} s{also}"
 
     with (
         show.task("Fetching packages", len(env.packages), summary) as task,

@@ -445,8 +445,7 @@ def get(app: App, env: str, default: bool, arch: str | None, pathspec: bool) -> 
     if default:
         envs.record.set_default(resolved.arch, resolved.req_id, resolved.full_id)
     if resolved.arch == resolving.local_arch():
-        files = hydrate.fetch_packages(app.registry, resolved, envs.store)
-        app.echo(f"    Fetched {len(files)} package file(s).", err=True)
+        hydrate.fetch_packages(app.registry, resolved, envs.store, progress=envs.progress)
     click.echo(describe(app, envs, resolved))
 
 

@@ -119,3 +119,23 @@ def test_create_shows_bars_on_a_terminal_and_lines_in_a_log(
     assert "created at" in logged.stdout
     code, shown = _stderr_on_a_terminal(["--quiet", "create", ref, "--name", "quiet"], machine_env("b"))
     assert code == 0 and shown == ""
+
+
+def test_fetch_summary_tells_fetched_files_from_cached_ones(
+    run: Run, machine_env: Callable[..., dict[str, str]]
+) -> None:
+    """``get`` (and a create that fetches) says which files it fetched and which the package cache held."""
+    (ref,) = env_ids(run("resolve", "--conda", "fx-app", "--pypi", "fx-extras").stdout)
+    first = run("get", ref, machine="b")
+    assert "Fetched and verified 7 package(s)" in first.stderr, first.stderr
+    assert "already in the package cache" not in first.stderr
+    again = run("get", ref, machine="b")
+    assert "All 7 package(s) already in the package cache (" in again.stderr, again.stderr
+    assert "Fetched and verified" not in again.stderr
+    cache = Path(machine_env("b")["METAFLOW_ENVCORE_CACHE_DIR"]) / "pkgs"
+    (wheel,) = cache.glob("*/fx_extras-*.whl")
+    wheel.unlink()
+    partly = run("get", ref, machine="b")
+    assert "Fetched and verified 1 package(s) (" in partly.stderr, partly.stderr
+    assert "; 6 already in the package cache" in partly.stderr
+    assert run("--quiet", "get", ref, machine="b").stderr == ""

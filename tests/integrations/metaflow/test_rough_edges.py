@@ -14,7 +14,14 @@ from .conftest import Machine, both, reports, run_id
 
 FLOWS = Path(__file__).parent / "flows"
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} ")
-PROGRESS = ("Caching ", "All packages already cached", "Fetched and verified", "Installed ", "Extracting and")
+PROGRESS = (
+    "Caching ",
+    "All packages already cached",
+    "Fetched and verified",
+    "already in the package cache",
+    "Installed ",
+    "Extracting and",
+)
 
 
 def flow(machine: Machine, name: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
