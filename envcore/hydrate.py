@@ -232,10 +232,32 @@ def _install(
         batch = [(p, f) for p, f in files if p.kind is kind]
         if batch:
             with progress.task(
-                f"Installing {what}", len(batch), functools.partial(_installed, what=what)
+                f"Installing {what}",
+                len(batch),
+                functools.partial(_installed, what=what),
+                poll=_installed_so_far(kind, prefix),
             ) as task:
                 registry.installer(kind).install(batch, prefix)
-                task.advance(len(batch))
+                task.finish()
+
+
+def _installed_so_far(kind: PackageKind, prefix: Path) -> Callable[[], int]:
+    """Counts, in the standard layout of an installed prefix, the packages of ``kind`` an installer has
+    installed since now: conda packages by their ``conda-meta/*.json`` records, wheels by the ``*.dist-info``
+    folders of site-packages (uv links wheels all at the end; other installers, one by one)."""
+    if kind is PackageKind.CONDA:
+        meta = prefix / "conda-meta"
+        return lambda: sum(name.endswith(".json") for name in _names(meta))
+    site = next(iter(prefix.glob("lib/python3*/site-packages")), prefix / "Lib" / "site-packages")
+    before = {name for name in _names(site) if name.endswith(".dist-info")}
+    return lambda: sum(name.endswith(".dist-info") and name not in before for name in _names(site))
+
+
+def _names(folder: Path) -> list[str]:
+    try:
+        return os.listdir(folder)
+    except FileNotFoundError:
+        return []
 
 
 def _installed(task: Task, what: str) -> str:

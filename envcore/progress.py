@@ -24,10 +24,15 @@ if TYPE_CHECKING:
 
 
 class Task:
-    """Counts units (and optionally bytes) of one task; safe to advance from worker threads."""
+    """Counts units (and optionally bytes) of one task; safe to advance from worker threads.
 
-    def __init__(self, owner: Progress, title: str, total: int) -> None:
-        self.owner, self.title, self.total = owner, title, total
+    ``poll``, when given, counts the units done so far from outside (a tool that reports nothing while it
+    works: the packages it has linked into a prefix): a live bar asks it as it redraws."""
+
+    def __init__(
+        self, owner: Progress, title: str, total: int, poll: Callable[[], int] | None = None
+    ) -> None:
+        self.owner, self.title, self.total, self.poll = owner, title, total, poll
         self.done = 0
         self.bytes = 0
         self.started = time.monotonic()
@@ -37,6 +42,20 @@ class Task:
         with self._lock:
             self.done += units
             self.bytes += nbytes
+        self.owner._render(self)
+
+    def finish(self) -> None:
+        """All ``total`` units are done (whatever ``poll`` last saw)."""
+        with self._lock:
+            self.done = max(self.done, self.total)
+        self.owner._render(self)
+
+    def _polled(self) -> None:
+        seen = self.poll() if self.poll is not None else 0
+        with self._lock:
+            if seen <= self.done:
+                return
+            self.done = min(seen, self.total)
         self.owner._render(self)
 
 
@@ -50,10 +69,17 @@ class Progress:
         self._notice(message)
 
     @contextmanager
-    def task(self, title: str, total: int, summary: Callable[[Task], str] | None = None) -> Iterator[Task]:
+    def task(
+        self,
+        title: str,
+        total: int,
+        summary: Callable[[Task], str] | None = None,
+        *,
+        poll: Callable[[], int] | None = None,
+    ) -> Iterator[Task]:
         """A counted task; on success its summary (default: ``<title>: <n> in <s> s``; empty: none) is shown
-        as a notice."""
-        task = Task(self, title, total)
+        as a notice. ``poll``: see :class:`Task` (asked only where a live bar is drawn)."""
+        task = Task(self, title, total, poll)
         stop = self._start(task)
         try:
             yield task
@@ -105,6 +131,10 @@ class TerminalProgress(Progress):
 
         def tick() -> None:  # keeps the clock moving while a step with no counted units runs
             while not stopped.wait(0.25):
+                try:
+                    task._polled()
+                except OSError:
+                    pass  # what the poll looks at is being built or removed: the next tick sees it
                 with self._lock:
                     bar.refresh()
 

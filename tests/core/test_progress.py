@@ -45,6 +45,33 @@ def test_the_clock_moves_while_an_uncounted_step_runs() -> None:
     assert len({line.strip() for line in drawn}) >= 2  # at least two different elapsed times shown
 
 
+def test_a_polled_count_moves_the_bar_while_a_silent_tool_works() -> None:
+    out = FakeTerminal()
+    progress = for_terminal(quiet=False, stream=out)
+    linked: list[str] = []
+    with progress.task("Installing conda package(s)", 5, poll=lambda: len(linked)) as task:
+        for name in ("a", "b", "c"):
+            linked.append(name)  # what a tool that reports nothing leaves behind as it works
+            time.sleep(0.35)  # a tick or more
+        assert task.done == 3
+        task.finish()
+    drawn = out.getvalue()
+    assert all(f" {n}/5" in drawn for n in (1, 2, 3, 5)), drawn
+    assert "    Installing conda package(s): 5 in " in drawn
+
+
+def test_a_poll_is_asked_only_where_a_bar_is_drawn() -> None:
+    log = io.StringIO()
+
+    def poll() -> int:
+        raise AssertionError("asked")
+
+    with for_terminal(quiet=False, stream=log).task("Installing wheel(s)", 2, poll=poll) as task:
+        time.sleep(0.3)
+        task.finish()
+    assert log.getvalue().startswith("    Installing wheel(s): 2 in ")
+
+
 def test_logs_get_one_line_per_notice_and_finished_task() -> None:
     log = io.StringIO()
     progress = for_terminal(quiet=False, stream=log)
