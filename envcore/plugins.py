@@ -135,6 +135,9 @@ class Registry:
         self.stores: dict[str, Registered[StoragePlugin]] = {}
         self.namings: dict[str, Registered[NamingPlugin]] = {}
         self.commands: dict[str, Registered[CommandPlugin]] = {}
+        # packages that passed check_locked, by id (held, so that no other object takes the id): the resolvers'
+        # results share their package objects across a flow's environments (each checked once, not per result)
+        self._checked: dict[int, LockedPackage] = {}
 
     # --- selection ------------------------------------------------------------------------------------
 
@@ -291,6 +294,8 @@ class Registry:
                     problems.append(f"{item.name} twice ({seen[key]} and {item.version})")
                 seen.setdefault(key, item.version)
         for item in packages:
+            if self._checked.get(id(item)) is item:
+                continue
             untrusted: object = item  # plugins can return anything
             if not isinstance(untrusted, LockedPackage):
                 problems.append(f"returned {type(untrusted).__name__} instead of LockedPackage")
@@ -322,7 +327,12 @@ class Registry:
                 f"Resolver {resolver_name!r} returned an invalid result: {'; '.join(problems[:5])}"
                 f"{' (and more)' if len(problems) > 5 else ''}. This is a bug in the plugin; report it to its authors."
             )
+        if len(self._checked) > CHECKED_KEPT:
+            self._checked.clear()
+        self._checked.update((id(item), item) for item in packages)
 
+
+CHECKED_KEPT = 50_000  # packages remembered as checked (the rattler resolver keeps as many converted)
 
 # The field types of what a resolver returns (the dataclasses do not check them): a rattler BuildString for a
 # str, or a list for a tuple, would otherwise fail much later, in JSON or hashing, naming no plugin.

@@ -235,6 +235,23 @@ def test_core_checks_resolver_results() -> None:
         registry.check_locked("r", (p for p in [one]))  # type: ignore[arg-type]
 
 
+def test_results_sharing_package_objects_are_each_checked_whole() -> None:
+    """A flow's environments share package objects (checked once each), yet every result is judged whole: a
+    package that failed is refused each time, one that passed still counts in another result's duplicates."""
+    registry = build_registry(Config.load())
+    shared, other = _pkg("https://h.example/x.whl"), _pkg("https://h.example/y.whl")
+    bad = _pkg("https://h.example/x.whl", sha256="nothex")
+    registry.check_locked("r", [shared])
+    registry.check_locked("r", [shared])
+    for _ in range(2):
+        with pytest.raises(PluginError, match="no well-formed sha256"):
+            registry.check_locked("r", [bad])
+        with pytest.raises(PluginError, match="no well-formed sha256"):
+            registry.check_locked("r", [shared, replace(bad, name="z")])
+    with pytest.raises(PluginError, match=r"x twice"):
+        registry.check_locked("r", [shared, other])
+
+
 class _BuildString:  # what a py-rattler record's build is: not a str
     def __repr__(self) -> str:
         return 'BuildString("py_0")'
