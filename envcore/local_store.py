@@ -110,7 +110,9 @@ class LocalStore:
 
     # --- writing ------------------------------------------------------------------------------------
 
-    def _staged(self, write: Callable[[IO[bytes]], None]) -> Path:
+    def _staged(self, content: Callable[[IO[bytes]], None] | Path) -> Path:
+        """A new file under the store's temporary folder, written by ``content`` (a writer, or a file copied in
+        the kernel), on disk (fsync) before it is returned."""
         import tempfile  # here: a command that only reads the store never needs it
 
         tmp_dir = self.root / TMP_DIR
@@ -127,8 +129,13 @@ class LocalStore:
             ) from None
         try:
             with os.fdopen(fd, "wb") as fh:
-                write(fh)
-                fh.flush()
+                if isinstance(content, Path):
+                    import shutil
+
+                    shutil.copyfile(content, tmp)  # by name: sendfile, not through Python's buffers
+                else:
+                    content(fh)
+                    fh.flush()
                 os.fsync(fh.fileno())
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -184,13 +191,7 @@ class LocalStore:
         return ObjectInfo(key=key, size=st.st_size, version=_version(st))
 
     def put_file(self, key: str, src: Path) -> ObjectInfo:
-        import shutil
-
-        def copy(out: IO[bytes]) -> None:
-            with open(src, "rb") as fh:
-                shutil.copyfileobj(fh, out, 1 << 20)
-
-        staged = self._staged(copy)
+        staged = self._staged(Path(src))
         try:
             return self._publish(key, staged, if_absent=False, if_version=None)
         finally:
