@@ -31,6 +31,17 @@ def _version(st: os.stat_result) -> str:
     return f"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}"
 
 
+def _new_file(folder: Path) -> tuple[int, str]:
+    """A new file of this process in ``folder``, opened for writing, with the permissions of any file the user
+    creates (0666 less the umask): a store shared by a team stays readable by it (``mkstemp`` makes 0600)."""
+    while True:
+        path = os.path.join(folder, f".tmp-{os.getpid()}-{os.urandom(6).hex()}")
+        try:
+            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), path
+        except FileExistsError:
+            continue
+
+
 class LocalStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root).absolute()
@@ -113,15 +124,13 @@ class LocalStore:
     def _staged(self, content: Callable[[IO[bytes]], None] | Path) -> Path:
         """A new file under the store's temporary folder, written by ``content`` (a writer, or a file copied in
         the kernel), on disk (fsync) before it is returned."""
-        import tempfile  # here: a command that only reads the store never needs it
-
         tmp_dir = self.root / TMP_DIR
         try:
             try:
-                fd, tmp = tempfile.mkstemp(dir=tmp_dir)
+                fd, tmp = _new_file(tmp_dir)
             except FileNotFoundError:  # the first write to this store
                 tmp_dir.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(dir=tmp_dir)
+                fd, tmp = _new_file(tmp_dir)
         except OSError as exc:
             raise StorageError(
                 f"Cannot write to the local store at {self.root}: {exc.strerror or exc}. Point "

@@ -140,3 +140,28 @@ def test_a_store_root_that_cannot_be_written_is_one_clear_error(tmp_path: Path) 
     ):
         store.put_bytes("k", b"x")
     assert (tmp_path / "a-file").read_text() == "x"
+
+
+UMASKED_WRITER = """
+import os, sys
+from pathlib import Path
+os.umask(int(sys.argv[2], 8))
+from envcore.local_store import LocalStore
+store = LocalStore(Path(sys.argv[1]))
+store.put_bytes("envs/linux-64/req/full/env", b"{}")
+source = Path(sys.argv[1]).parent / "source.whl"
+source.write_bytes(b"wheel")
+store.put_file("packages/pypi/x/x.whl", source)
+"""
+
+
+@pytest.mark.parametrize(("umask", "mode"), [("022", 0o644), ("002", 0o664), ("077", 0o600)])
+def test_objects_get_the_permissions_of_files_the_user_creates(tmp_path: Path, umask: str, mode: int) -> None:
+    """A store a team shares (one folder, several users) stays readable by the team: objects are made as any
+    file of the writer is (0666 less its umask), not private as a temporary file would be."""
+    root = tmp_path / "store"
+    subprocess.run([sys.executable, "-c", UMASKED_WRITER, str(root), umask], check=True, timeout=60)
+    for key in ("envs/linux-64/req/full/env", "packages/pypi/x/x.whl"):
+        assert (root / key).stat().st_mode & 0o777 == mode, key
+    assert LocalStore(root).stat("packages/pypi/x/x.whl") is not None
+    assert (root / "packages/pypi/x/x.whl").read_bytes() == b"wheel"
