@@ -55,6 +55,7 @@ from envcore.types import (
 
 ENTRY_POINT_GROUP = "envcore"
 BUILTIN = "builtin"
+CHECKED_KEPT = 50_000  # packages remembered as checked (the rattler resolver keeps as many converted)
 RESOLVER_SETTINGS = {
     EnvType.CONDA_ONLY: "CONDA_DEPENDENCY_RESOLVER",
     EnvType.PYPI_ONLY: "CONDA_PYPI_DEPENDENCY_RESOLVER",
@@ -331,8 +332,6 @@ class Registry:
             self._checked.clear()
         self._checked.update((id(item), item) for item in packages)
 
-
-CHECKED_KEPT = 50_000  # packages remembered as checked (the rattler resolver keeps as many converted)
 
 # The field types of what a resolver returns (the dataclasses do not check them): a rattler BuildString for a
 # str, or a list for a tuple, would otherwise fail much later, in JSON or hashing, naming no plugin.
