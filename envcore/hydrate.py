@@ -24,7 +24,14 @@ from envcore.fetch import PackageCache, ensure_checked, from_store, from_url, ma
 from envcore.locks import file_lock
 from envcore.plugins import Registry
 from envcore.progress import Progress, Task, as_progress
-from envcore.types import LockedPackage, PackageFile, PackageKind, ResolvedEnvironment, Store
+from envcore.types import (
+    InstallProgress,
+    LockedPackage,
+    PackageFile,
+    PackageKind,
+    ResolvedEnvironment,
+    Store,
+)
 from envcore.uptodate import MARKER
 
 WORKERS = 8
@@ -231,13 +238,16 @@ def _install(
     for kind, what in ((PackageKind.CONDA, "conda package(s)"), (PackageKind.PYPI, "wheel(s)")):
         batch = [(p, f) for p, f in files if p.kind is kind]
         if batch:
+            installer = registry.installer(kind)
+            poll = (
+                installer.install_progress(batch, prefix)
+                if isinstance(installer, InstallProgress)
+                else _installed_so_far(kind, prefix)
+            )
             with progress.task(
-                f"Installing {what}",
-                len(batch),
-                functools.partial(_installed, what=what),
-                poll=_installed_so_far(kind, prefix),
+                f"Installing {what}", len(batch), functools.partial(_installed, what=what), poll=poll
             ) as task:
-                registry.installer(kind).install(batch, prefix)
+                installer.install(batch, prefix)
                 task.finish()
 
 

@@ -261,6 +261,20 @@ class Installer(Protocol):
 
 
 @runtime_checkable
+class InstallProgress(Protocol):
+    """What an installer may implement so that a live progress bar moves while it works, when the tool it
+    drives reports nothing until the end. Without it, the core counts what lands in the prefix's standard layout
+    (``conda-meta/*.json``, new ``*.dist-info`` folders)."""
+
+    def install_progress(
+        self, packages: Sequence[tuple[LockedPackage, Path]], prefix: Path
+    ) -> Callable[[], int]:
+        """Called just before :meth:`Installer.install` of ``packages``: a count of those it has got through so
+        far (read from outside, e.g. its cache; asked from another thread while it runs, never after)."""
+        ...
+
+
+@runtime_checkable
 class WheelBuilder(Protocol):
     """What a PyPI installer implements to let envcore use source distributions: build one into a wheel for
     this machine (the request gives the target python in ``python_version``, and the indexes, options and

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from envcore.config import Config
@@ -19,6 +20,22 @@ class UvInstaller:
 
     def check(self) -> None:
         uv_executable(self.config)
+
+    def install_progress(
+        self, packages: Sequence[tuple[LockedPackage, Path]], prefix: Path
+    ) -> Callable[[], int]:
+        """The wheels uv has unpacked so far: it links them all into the prefix at the end, after unpacking each
+        into a new folder of its cache's ``archive-v0`` (wheels it had unpacked before count only at the end)."""
+        archive = self.cache_dir / "archive-v0"
+        before = set(os.listdir(archive)) if archive.is_dir() else set()
+
+        def unpacked() -> int:
+            try:
+                return len(set(os.listdir(archive)) - before)
+            except FileNotFoundError:  # uv makes the folder with the first wheel it unpacks
+                return 0
+
+        return unpacked
 
     def install(self, packages: Sequence[tuple[LockedPackage, Path]], prefix: Path) -> None:
         if not packages:

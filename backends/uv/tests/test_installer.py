@@ -1,0 +1,49 @@
+"""The uv installer beyond what the end-to-end tests cover: what a live progress bar reads while it works."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from envcore import resolve, specs
+from envcore.config import Config
+from envcore.hydrate import fetch_packages
+from envcore.plugins import build_registry
+from envcore.testing.channel import Universe
+from envcore.types import InstallProgress, PackageKind
+
+
+def test_the_progress_count_is_the_wheels_uv_has_unpacked(universe: Universe, tmp_path: Path) -> None:
+    config = Config.load(
+        environ={
+            **os.environ,
+            "METAFLOW_CONDA_CHANNELS": universe.channel_url,
+            "METAFLOW_CONDA_DEFAULT_PYPI_SOURCE": universe.simple_url,
+            "METAFLOW_ENVCORE_CACHE_DIR": str(tmp_path / "cache"),
+            "METAFLOW_HOME": str(tmp_path / "mfhome"),
+        }
+    )
+    registry = build_registry(config)
+    request = resolve.build_request(specs.from_decorator(packages={"fx-web": ""}), config, "linux-64")
+    files = fetch_packages(registry, resolve.resolve(registry, request), None)
+    prefix = tmp_path / "env"
+    prefix.mkdir()
+    registry.installer(PackageKind.CONDA).install(
+        [f for f in files if f[0].kind is PackageKind.CONDA], prefix
+    )
+    wheels = [f for f in files if f[0].kind is PackageKind.PYPI]
+    assert len(wheels) >= 2  # fx-web and what it depends on
+    installer = registry.installer(PackageKind.PYPI)
+    assert isinstance(installer, InstallProgress)
+    count = installer.install_progress(wheels, prefix)
+    assert count() == 0
+    installer.install(wheels, prefix)
+    assert count() == len(wheels)  # a new cache: each wheel unpacked once
+    again = tmp_path / "again"
+    again.mkdir()
+    registry.installer(PackageKind.CONDA).install([f for f in files if f[0].kind is PackageKind.CONDA], again)
+    warm = installer.install_progress(wheels, again)
+    installer.install(wheels, again)
+    assert (
+        warm() == 0
+    )  # unpacked before: nothing new in the cache (the bar is completed when install returns)
