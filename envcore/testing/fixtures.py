@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from envcore.config import Config
 from envcore.testing.channel import Universe, build_universe
 from envcore.testing.condacli import conda_cli_bin, make_conda_cli  # noqa: F401  (conda-CLI test executables)
 from envcore.testing.servers import ServedDirectory, serve_directory
@@ -63,6 +64,20 @@ class AuthEndpoint:
 
 AUTH_USER = "envcore"
 AUTH_PASSWORD = "s3cret-test-only"
+
+
+def universe_config(universe: Universe, home: Path) -> Config:
+    """The configuration of a machine that resolves from ``universe`` (its conda channel and wheel index), with
+    its envcore cache and Metaflow home under ``home``; the rest of the environment as it is."""
+    return Config.load(
+        environ={
+            **os.environ,
+            "METAFLOW_CONDA_CHANNELS": universe.channel_url,
+            "METAFLOW_CONDA_DEFAULT_PYPI_SOURCE": universe.simple_url,
+            "METAFLOW_ENVCORE_CACHE_DIR": str(home / "cache"),
+            "METAFLOW_HOME": str(home / "mfhome"),
+        }
+    )
 
 
 @pytest.fixture(scope="session")

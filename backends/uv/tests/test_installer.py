@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from envcore import resolve, specs
-from envcore.config import Config
 from envcore.hydrate import fetch_packages
 from envcore.plugins import build_registry
 from envcore.testing.channel import Universe
+from envcore.testing.fixtures import universe_config
 from envcore.types import InstallProgress, PackageKind
 
 
 def test_the_progress_count_is_the_wheels_uv_has_unpacked(universe: Universe, tmp_path: Path) -> None:
-    config = Config.load(
-        environ={
-            **os.environ,
-            "METAFLOW_CONDA_CHANNELS": universe.channel_url,
-            "METAFLOW_CONDA_DEFAULT_PYPI_SOURCE": universe.simple_url,
-            "METAFLOW_ENVCORE_CACHE_DIR": str(tmp_path / "cache"),
-            "METAFLOW_HOME": str(tmp_path / "mfhome"),
-        }
-    )
+    config = universe_config(universe, tmp_path)
     registry = build_registry(config)
     request = resolve.build_request(specs.from_decorator(packages={"fx-web": ""}), config, "linux-64")
     files = fetch_packages(registry, resolve.resolve(registry, request), None)

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from envcore import resolve, specs
-from envcore.config import Config
 from envcore.plugins import build_registry
 from envcore.testing.channel import Universe
+from envcore.testing.fixtures import universe_config
 
 
 def test_resolution_runs_no_interpreter_found_on_path(
@@ -30,15 +30,7 @@ def test_resolution_runs_no_interpreter_found_on_path(
     for var in ("VIRTUAL_ENV", "CONDA_PREFIX", "UV_PYTHON"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.chdir(tmp_path)  # no .venv here or above for uv to find
-    config = Config.load(
-        environ={
-            **os.environ,
-            "METAFLOW_CONDA_CHANNELS": universe.channel_url,
-            "METAFLOW_CONDA_DEFAULT_PYPI_SOURCE": universe.simple_url,
-            "METAFLOW_ENVCORE_CACHE_DIR": str(tmp_path / "cache"),
-            "METAFLOW_HOME": str(tmp_path / "mfhome"),
-        }
-    )
+    config = universe_config(universe, tmp_path)
     request = resolve.build_request(specs.from_decorator(packages={"fx-web": "2.0.0"}), config, "linux-64")
     env = resolve.resolve(build_registry(config), request)
     assert {p.name for p in env.packages} >= {"python", "fx-web", "fx-core"}
