@@ -1,7 +1,9 @@
 """Cross-process locks on local files (``fcntl.flock``), bounded by ``METAFLOW_CONDA_LOCK_TIMEOUT``.
 
 The kernel drops an ``flock`` when its holder dies, even by SIGKILL, so a crashed process never blocks
-others. The lock file records the holder's pid and host, for the message shown while waiting.
+others. The lock file records the holder's pid and host, for the message shown while waiting. Lock files are
+made as any file of the user (0666 less the umask); one another user made and this one cannot write (a store
+folder a team shares) is locked through a read-only descriptor, which ``flock`` accepts, without the record.
 """
 
 from __future__ import annotations
@@ -23,6 +25,14 @@ def _holder(path: str | os.PathLike[str]) -> str:
             return fh.read().strip() or "unknown"
     except OSError:
         return "unknown"
+
+
+def _open(path: str | os.PathLike[str]) -> tuple[int, bool]:
+    """A descriptor of the lock file (made when missing), and whether it can record the holder."""
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666), True
+    except PermissionError:  # another user's lock file: flock needs no write access
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC), False
 
 
 def file_lock(
@@ -52,14 +62,13 @@ class FileLock:
         self._fd: int | None = None
 
     def __enter__(self) -> None:
-        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
         try:
-            fd = os.open(self.path, flags, 0o644)
+            fd, writable = _open(self.path)
         except FileNotFoundError:  # first lock in this directory
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
-            fd = os.open(self.path, flags, 0o644)
+            fd, writable = _open(self.path)
         try:
-            self._acquire(fd)
+            self._acquire(fd, record=writable and not self.shared)
         except BaseException:
             os.close(fd)
             raise
@@ -70,7 +79,7 @@ class FileLock:
         if fd is not None:
             os.close(fd)  # closing releases the lock
 
-    def _acquire(self, fd: int) -> None:
+    def _acquire(self, fd: int, *, record: bool) -> None:
         path, timeout = self.path, self.timeout
         mode = fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX
         deadline = time.monotonic() + timeout
@@ -91,7 +100,7 @@ class FileLock:
                     next_notice = now + 30
                 time.sleep(delay)
                 delay = min(delay * 2, 0.25)
-        if not self.shared:
+        if record:
             holder = f"pid {os.getpid()} on {os.uname().nodename}\n".encode()
             if os.pread(fd, len(holder) + 1, 0) != holder:  # rewriting the same text would only cost I/O
                 os.ftruncate(fd, 0)
