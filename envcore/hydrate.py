@@ -23,7 +23,7 @@ from envcore.errors import EnvcoreError, IntegrityError, MissingObject, StorageE
 from envcore.fetch import PackageCache, ensure_checked, from_store, from_url, mark_checked
 from envcore.locks import file_lock
 from envcore.plugins import Registry
-from envcore.progress import Progress, Task, as_progress
+from envcore.progress import Progress, Task, as_progress, new_entries
 from envcore.types import (
     InstallProgress,
     LockedPackage,
@@ -256,18 +256,9 @@ def _installed_so_far(kind: PackageKind, prefix: Path) -> Callable[[], int]:
     installed since now: conda packages by their ``conda-meta/*.json`` records, wheels by the ``*.dist-info``
     folders of site-packages (uv links wheels all at the end; other installers, one by one)."""
     if kind is PackageKind.CONDA:
-        meta = prefix / "conda-meta"
-        return lambda: sum(name.endswith(".json") for name in _names(meta))
+        return new_entries(prefix / "conda-meta", ".json")
     site = next(iter(prefix.glob("lib/python3*/site-packages")), prefix / "Lib" / "site-packages")
-    before = {name for name in _names(site) if name.endswith(".dist-info")}
-    return lambda: sum(name.endswith(".dist-info") and name not in before for name in _names(site))
-
-
-def _names(folder: Path) -> list[str]:
-    try:
-        return os.listdir(folder)
-    except FileNotFoundError:
-        return []
+    return new_entries(site, ".dist-info")
 
 
 def _installed(task: Task, what: str) -> str:

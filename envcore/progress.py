@@ -12,6 +12,7 @@ wrapped by :func:`as_progress`, which shows notices and summaries through it.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -20,6 +21,8 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from tqdm import tqdm
 
 
@@ -164,6 +167,21 @@ class TerminalProgress(Progress):
 
         with self._lock:
             tqdm.write(f"{self.indent}{message}", file=self.stream)
+
+
+def new_entries(folder: Path, suffix: str = "") -> Callable[[], int]:
+    """A task's ``poll`` for a tool that reports nothing while it works but leaves one entry per unit in
+    ``folder``: how many entries ending with ``suffix`` the folder has gained since this call (0 while it does
+    not exist)."""
+
+    def names() -> set[str]:
+        try:
+            return {name for name in os.listdir(folder) if name.endswith(suffix)}
+        except FileNotFoundError:
+            return set()
+
+    before = names()
+    return lambda: len(names() - before)
 
 
 def as_progress(progress: Progress | Callable[[str], None] | None) -> Progress:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from envcore.config import Config
 from envcore.errors import EnvcoreError
+from envcore.progress import new_entries
 from envcore.tools import run_tool, tail, tool_env
 from envcore.types import LockedPackage, ResolveRequest
 from envcore_uv.executable import uv_executable
@@ -26,16 +26,7 @@ class UvInstaller:
     ) -> Callable[[], int]:
         """The wheels uv has unpacked so far: it links them all into the prefix at the end, after unpacking each
         into a new folder of its cache's ``archive-v0`` (wheels it had unpacked before count only at the end)."""
-        archive = self.cache_dir / "archive-v0"
-        before = set(os.listdir(archive)) if archive.is_dir() else set()
-
-        def unpacked() -> int:
-            try:
-                return len(set(os.listdir(archive)) - before)
-            except FileNotFoundError:  # uv makes the folder with the first wheel it unpacks
-                return 0
-
-        return unpacked
+        return new_entries(self.cache_dir / "archive-v0")  # made by uv with the first wheel it unpacks
 
     def install(self, packages: Sequence[tuple[LockedPackage, Path]], prefix: Path) -> None:
         if not packages:
