@@ -4,7 +4,6 @@ architecture."""
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import pytest
@@ -14,19 +13,8 @@ from envcore.config import Config
 from envcore.errors import ResolutionError
 from envcore.plugins import build_registry
 from envcore.testing.channel import Universe
-from envcore.testing.fixtures import WheelIndex
+from envcore.testing.fixtures import WheelIndex, universe_config
 from envcore.types import LockedPackage, PackageKind
-
-
-def _config(universe: Universe, tmp_path: Path) -> Config:
-    return Config.load(
-        environ={
-            **os.environ,
-            "METAFLOW_CONDA_CHANNELS": universe.channel_url,
-            "METAFLOW_CONDA_DEFAULT_PYPI_SOURCE": universe.simple_url,
-            "METAFLOW_ENVCORE_CACHE_DIR": str(tmp_path / "cache"),
-        }
-    )
 
 
 def _resolve(config: Config, line: str, arch: str = "linux-64") -> dict[str, LockedPackage]:
@@ -40,7 +28,7 @@ def test_a_wheel_url_over_http_is_locked_with_its_hash(
     universe: Universe, wheel_index: WheelIndex, tmp_path: Path, arch: str
 ) -> None:
     url = wheel_index.http_url.replace("/simple/", "/wheels/fx_core-1.1.0-py3-none-any.whl")
-    found = _resolve(_config(universe, tmp_path), f"fx-core @ {url}\n", arch)
+    found = _resolve(universe_config(universe, tmp_path), f"fx-core @ {url}\n", arch)
     core = found["fx-core"]
     assert core.version == "1.1.0" and core.source.url == url and not core.source.built
     wheel = universe.wheels_dir / "fx_core-1.1.0-py3-none-any.whl"
@@ -51,7 +39,7 @@ def test_an_sdist_url_is_built_into_a_wheel_here(
     universe: Universe, wheel_index: WheelIndex, tmp_path: Path
 ) -> None:
     url = wheel_index.http_url.replace("/simple/", "/wheels/fx_src-0.9.0.tar.gz")
-    config = _config(universe, tmp_path)
+    config = universe_config(universe, tmp_path)
     found = _resolve(config, f"{url}\n")
     src = found["fx-src"]
     assert src.version == "0.9.0" and src.source.built and src.source.url == url
@@ -63,4 +51,4 @@ def test_an_sdist_url_is_built_into_a_wheel_here(
 def test_a_wheel_for_another_platform_is_refused_by_name(universe: Universe, tmp_path: Path) -> None:
     wheel = next(universe.wheels_dir.glob("fx_native-1.0.0-*manylinux*.whl"))
     with pytest.raises(ResolutionError, match=r"does not fit osx-arm64"):
-        _resolve(_config(universe, tmp_path), f"fx-native @ {wheel.as_uri()}\n", "osx-arm64")
+        _resolve(universe_config(universe, tmp_path), f"fx-native @ {wheel.as_uri()}\n", "osx-arm64")

@@ -17,24 +17,18 @@ def test_the_progress_count_is_the_wheels_uv_has_unpacked(universe: Universe, tm
     registry = build_registry(config)
     request = resolve.build_request(specs.from_decorator(packages={"fx-web": ""}), config, "linux-64")
     files = fetch_packages(registry, resolve.resolve(registry, request), None)
-    prefix = tmp_path / "env"
-    prefix.mkdir()
-    registry.installer(PackageKind.CONDA).install(
-        [f for f in files if f[0].kind is PackageKind.CONDA], prefix
-    )
+    conda = [f for f in files if f[0].kind is PackageKind.CONDA]
     wheels = [f for f in files if f[0].kind is PackageKind.PYPI]
     assert len(wheels) >= 2  # fx-web and what it depends on
     installer = registry.installer(PackageKind.PYPI)
     assert isinstance(installer, InstallProgress)
-    count = installer.install_progress(wheels, prefix)
-    assert count() == 0
-    installer.install(wheels, prefix)
-    assert count() == len(wheels)  # a new cache: each wheel unpacked once
-    again = tmp_path / "again"
-    again.mkdir()
-    registry.installer(PackageKind.CONDA).install([f for f in files if f[0].kind is PackageKind.CONDA], again)
-    warm = installer.install_progress(wheels, again)
-    installer.install(wheels, again)
-    assert (
-        warm() == 0
-    )  # unpacked before: nothing new in the cache (the bar is completed when install returns)
+    for name, unpacked in (("env", len(wheels)), ("again", 0)):
+        # a new cache unpacks each wheel once; the second prefix finds them all unpacked (its bar is completed
+        # when install returns)
+        prefix = tmp_path / name
+        prefix.mkdir()
+        registry.installer(PackageKind.CONDA).install(conda, prefix)
+        count = installer.install_progress(wheels, prefix)
+        assert count() == 0
+        installer.install(wheels, prefix)
+        assert count() == unpacked
