@@ -14,7 +14,7 @@ import re
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from types import FunctionType, MethodType, ModuleType
@@ -130,6 +130,7 @@ class Registry:
         self.resolvers: dict[str, Registered[ResolverPlugin]] = {}
         self._resolver_instances: dict[str, Resolver] = {}
         self._resolver_versions: dict[str, str] = {}
+        self._kept: dict[Hashable, Any] = {}
         self._lock = threading.RLock()
         self.installers: dict[str, Registered[InstallerPlugin]] = {}
         self.formats: dict[str, Registered[PackageFormatPlugin]] = {}  # by extension
@@ -139,6 +140,15 @@ class Registry:
         # packages that passed check_locked, by id (held, so that no other object takes the id): the resolvers'
         # results share their package objects across a flow's environments (each checked once, not per result)
         self._checked: dict[int, LockedPackage] = {}
+
+    def kept(self, key: Hashable, build: Callable[[], R]) -> R:
+        """``build()``, once per registry and ``key`` (a failure is not kept): what the configuration selects
+        does not change while a registry lives, and a flow asks for it once per environment."""
+        if key not in self._kept:
+            with self._lock:
+                if key not in self._kept:
+                    self._kept[key] = build()
+        return self._kept[key]  # type: ignore[no-any-return]
 
     # --- selection ------------------------------------------------------------------------------------
 
@@ -240,6 +250,10 @@ class Registry:
         return self._build(f"the store {name!r}", entry.plugin, plugin.factory, str(root.value), self.config)
 
     def naming(self) -> NamingScheme:
+        """The configured naming scheme, built once per registry."""
+        return self.kept(("naming",), self._naming)
+
+    def _naming(self) -> NamingScheme:
         name = str(self.config.get("ENVCORE_NAMING"))
         entry = self.namings.get(name)
         if entry is None:

@@ -401,8 +401,12 @@ def req_id(registry: Registry, request: ResolveRequest) -> str:
 
 
 def resolver_for(registry: Registry, env_type: EnvType) -> tuple[str, Resolver]:
-    """The resolver that locks ``env_type`` environments, and its name for messages. A resolver that only
-    locks PyPI packages is composed with the conda resolver, which provides python."""
+    """The resolver that locks ``env_type`` environments, and its name for messages (once per registry). A
+    resolver that only locks PyPI packages is composed with the conda resolver, which provides python."""
+    return registry.kept((resolver_for, env_type), lambda: _select_resolver(registry, env_type))
+
+
+def _select_resolver(registry: Registry, env_type: EnvType) -> tuple[str, Resolver]:
     from envcore import compose  # with its PyPI helpers: only when resolving (start-up of other commands)
 
     plugin = registry.resolver_plugin(env_type)
@@ -490,8 +494,12 @@ def batch_resolver(registry: Registry, request: ResolveRequest) -> tuple[str, Ba
     request is plain: no base to extend, no pylock.toml to read."""
     if request.base is not None or _reads_pylock(request):
         return None
-    name, resolver = resolver_for(registry, request.env_type)
-    return (name, resolver) if isinstance(resolver, BatchResolver) else None
+    return registry.kept((batch_resolver, request.env_type), lambda: _batching(registry, request.env_type))
+
+
+def _batching(registry: Registry, env_type: EnvType) -> tuple[str, BatchResolver] | None:
+    name, resolver = resolver_for(registry, env_type)
+    return (name, resolver) if isinstance(resolver, BatchResolver) else None  # a Protocol check: ~10 us
 
 
 def resolve(

@@ -216,6 +216,37 @@ def _pkg(url: str, sha256: str = "a" * 64, fmt: str = ".whl") -> LockedPackage:
     )
 
 
+def test_what_the_configuration_selects_is_built_once_per_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flow asks for its resolver and naming scheme once per environment: each registry builds them once (the
+    composed mixed resolver included); a failure is not kept, so the next call reports it again."""
+    from envcore import resolve
+
+    registry = build_registry(Config.load())
+    for env_type in (EnvType.CONDA_ONLY, EnvType.MIXED, EnvType.PYPI_ONLY):
+        first = resolve.resolver_for(registry, env_type)
+        assert resolve.resolver_for(registry, env_type)[1] is first[1]
+    assert registry.naming() is registry.naming()
+    assert build_registry(Config.load()).naming() is not registry.naming()
+
+    calls = []
+
+    def failing() -> object:
+        calls.append(1)
+        raise ConfigError("not configured")
+
+    for _ in range(2):
+        with pytest.raises(ConfigError, match="not configured"):
+            registry.kept("broken", failing)
+    assert len(calls) == 2
+    assert registry.kept("broken", lambda: 42) == 42 and registry.kept("broken", failing) == 42
+
+    monkeypatch.setenv("METAFLOW_ENVCORE_NAMING", "nosuch")
+    misconfigured = build_registry(Config.load())
+    for _ in range(2):
+        with pytest.raises(ConfigError, match="no naming scheme named 'nosuch'"):
+            misconfigured.naming()
+
+
 def test_core_checks_resolver_results() -> None:
     registry = build_registry(Config.load())
     registry.check_locked("r", [_pkg("https://h.example/x.whl")])
