@@ -244,3 +244,25 @@ def test_a_plugin_command_named_as_a_built_in_one_is_not_listed_twice(
     ]
     assert listed.count("resolve") == 1
     assert "Nothing to resolve" in envcore("resolve", env=env).stderr  # the built-in command runs
+
+
+def test_start_up_objects_are_frozen_and_collection_is_on_when_the_command_runs() -> None:
+    """The entry point pauses the cyclic garbage collector while it imports, then freezes what was imported:
+    the command itself runs with collection on (its garbage is collected), and start-up objects are never
+    traversed again."""
+    probe = textwrap.dedent(
+        """
+        import gc, sys
+        import envcore.cli
+        def command():
+            print(gc.isenabled(), gc.get_freeze_count() > 1000, flush=True)
+        envcore.cli.main = command
+        sys.argv = ["envcore", "--help"]
+        from envcore.__main__ import main
+        main()
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.split() == ["True", "True"]
