@@ -128,9 +128,7 @@ class Registry:
         self.config = config
         self.plugins: dict[str, PluginInfo] = {}
         self.resolvers: dict[str, Registered[ResolverPlugin]] = {}
-        self._resolver_instances: dict[str, Resolver] = {}
-        self._resolver_versions: dict[str, str] = {}
-        self._kept: dict[Hashable, Any] = {}
+        self._kept: dict[Hashable, Any] = {}  # what kept() built, by key
         self._lock = threading.RLock()
         self.installers: dict[str, Registered[InstallerPlugin]] = {}
         self.formats: dict[str, Registered[PackageFormatPlugin]] = {}  # by extension
@@ -213,21 +211,20 @@ class Registry:
             raise PluginError(
                 f"No resolver named {name!r} is installed; installed resolvers: {', '.join(sorted(self.resolvers))}."
             )
-        with self._lock:
-            if name not in self._resolver_instances:
-                self._resolver_instances[name] = self._build(
-                    f"the resolver {name!r}", entry.plugin, entry.record.factory, self.config
-                )
-            return self._resolver_instances[name]
+        return self.kept(
+            ("resolver", name),
+            lambda: self._build(f"the resolver {name!r}", entry.plugin, entry.record.factory, self.config),
+        )
 
     def checked_version(self, name: str, resolver: Resolver) -> str:
         """``resolver.check()``, then its version: once per registry and resolver (a backend's tool does not
         change while a registry lives, and asking uv or conda costs a process each time)."""
-        with self._lock:
-            if name not in self._resolver_versions:
-                resolver.check()
-                self._resolver_versions[name] = resolver.version()
-            return self._resolver_versions[name]
+
+        def checked() -> str:
+            resolver.check()
+            return resolver.version()
+
+        return self.kept(("version", name), checked)
 
     def installer(self, kind: PackageKind) -> Installer:
         setting = INSTALLER_SETTINGS[kind]
