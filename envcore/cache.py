@@ -13,20 +13,21 @@ import functools
 import json
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 from envcore import description, naming
 from envcore.config import Config
 from envcore.errors import MissingObject, PreconditionFailed
 from envcore.fetch import PackageCache, ensure_checked, from_url, sha256_file
+from envcore.frozen import record
 from envcore.progress import Progress, as_progress
 from envcore.types import LockedPackage, PackageFile, PackageFormat, PackageKind, ResolvedEnvironment, Store
 
 WORKERS = 8
 
 
-@dataclass(frozen=True, slots=True)
+@record(kw_only=False)
 class CacheReport:
     uploaded: int
     present: int

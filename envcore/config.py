@@ -15,13 +15,13 @@ import json
 import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from envcore import configfiles
 from envcore.errors import ConfigError
+from envcore.frozen import record
 from envcore.types import Setting
 
 DEFAULT_CHANNEL_ALIAS = "https://conda.anaconda.org"
@@ -124,7 +124,7 @@ CORE_SETTINGS: tuple[Setting, ...] = (
 SETTING_KINDS = ("str", "int", "float", "bool", "json")
 
 
-@dataclass(frozen=True, slots=True)
+@record(kw_only=False)
 class Value:
     """One configuration value and where it came from."""
 

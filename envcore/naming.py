@@ -16,11 +16,11 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from enum import Enum
 from urllib.parse import urlsplit
 
 from envcore.errors import AliasError
+from envcore.frozen import record
 from envcore.types import CATEGORIES, LockedPackage
 from envcore.uptodate import MUTABLE_TAGS as MUTABLE_TAGS
 
@@ -73,7 +73,7 @@ class AliasKind(str, Enum):
     PATHSPEC = "pathspec"
 
 
-@dataclass(frozen=True, slots=True)
+@record(kw_only=False)
 class Alias:
     """A parsed environment reference. ``path`` is the original's resolved form (``team/env/latest``,
     ``Flow/Run/Step``, ``REQ:FULL``)."""

@@ -33,6 +33,7 @@ from envcore.config import (
     store_root_settings,
 )
 from envcore.errors import ConfigError, EnvcoreError, PluginError
+from envcore.frozen import record
 from envcore.types import (
     Capability,
     CommandPlugin,
@@ -107,7 +108,7 @@ class PluginInfo:
         return f"{self.distribution} {self.version}" if self.distribution else f"module {self.module}"
 
 
-@dataclass(frozen=True, slots=True)
+@record(kw_only=False)
 class Registered(Generic[T]):
     """A record and the plugin that registered it."""
 

@@ -27,7 +27,7 @@ import re
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -46,6 +46,7 @@ from packaging.version import InvalidVersion, Version
 from envcore import pypi
 from envcore.config import Config, redact_url
 from envcore.errors import ResolutionError, SpecError, UsageError
+from envcore.frozen import record
 from envcore.types import (
     CONDA,
     PYPI,
@@ -80,7 +81,7 @@ _SDIST_EXTS = (".tar.gz", ".zip")
 # --- the lock, normalised --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record
 class LockFile:
     """A wheel or sdist of the lock: an absolute URL (``path`` entries become ``file://`` URLs)."""
 
@@ -90,7 +91,7 @@ class LockFile:
     size: int | None = None
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record
 class LockPackage:
     name: str
     version: str | None = None
@@ -105,7 +106,7 @@ class LockPackage:
         return Requirement(category=PYPI, name=self.name, spec=self.version or "", marker=self.marker)
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record
 class Pylock:
     origin: str
     lock_version: str

@@ -11,9 +11,11 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from envcore.frozen import record
 
 if TYPE_CHECKING:
     import click
@@ -58,7 +60,7 @@ CONDA, PYPI, NPCONDA, SYS = "conda", "pypi", "npconda", "sys"
 CATEGORIES = (CONDA, PYPI, NPCONDA, SYS)
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record
 class Requirement:
     """One requested package, as the user stated it (after normalisation).
 
@@ -93,7 +95,7 @@ class Requirement:
         return f"{self.category}::{self.value}"
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record
 class PackageFile:
     """One downloadable file of a package, in one format. ``url`` never carries credentials."""
 
@@ -111,7 +113,7 @@ class PackageFile:
         return ("sha256", self.sha256) if self.sha256 else ("md5", self.md5 or "")
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record
 class LockedPackage:
     """An exact package of a resolved environment.
 
@@ -150,7 +152,7 @@ class LockedPackage:
         return src.sha256
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record
 class ResolveRequest:
     """What a resolver is asked to lock, for one target architecture.
 
@@ -190,7 +192,7 @@ class ResolveRequest:
         return EnvType.PYPI_ONLY if pypi else EnvType.CONDA_ONLY
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record
 class ResolvedEnvironment:
     """A locked environment for one architecture: what the store keeps under ``envs/<arch>/<req>/<full>/env``."""
 
@@ -210,7 +212,7 @@ class ResolvedEnvironment:
     full_id_unique_keys: Mapping[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record
 class ObjectInfo:
     """What a store knows of one object. ``version`` changes whenever the content is replaced."""
 
@@ -346,7 +348,7 @@ class NamingScheme(Protocol):
 # --- Registration records -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record
 class ResolverPlugin:
     """A resolver. ``env_types`` says which environments it can lock on its own."""
 
@@ -358,7 +360,7 @@ class ResolverPlugin:
     executables: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record
 class InstallerPlugin:
     """An installer for one package kind (conda archives or wheels)."""
 
@@ -368,7 +370,7 @@ class InstallerPlugin:
     summary: str
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record
 class PackageFormatPlugin:
     """An archive format, known by its file extensions (``.conda``)."""
 
@@ -379,7 +381,7 @@ class PackageFormatPlugin:
     summary: str = ""
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record
 class StoragePlugin:
     """A store for one Metaflow datastore type (``local``, ``s3``, ``gs``, ``azure``)."""
 
@@ -389,14 +391,14 @@ class StoragePlugin:
     root_setting: str = ""  # e.g. "CONDA_S3ROOT"; defaults to CONDA_<NAME>ROOT
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record
 class NamingPlugin:
     name: str
     factory: Callable[[], NamingScheme]
     summary: str = ""
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record
 class Setting:
     """A configuration key (without the ``METAFLOW_`` prefix) and how to read it."""
 
@@ -409,7 +411,7 @@ class Setting:
     minimum: float | None = None  # the least value of an "int" or "float" setting (e.g. 0 for a timeout)
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record
 class CommandPlugin:
     """An extra ``envcore`` sub-command; ``summary`` is its line in ``envcore --help`` (listed without building
     the command)."""

@@ -21,12 +21,13 @@ import os
 import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from pathlib import Path
 from typing import NamedTuple
 
 from envcore import TYPE_CHECKING
 from envcore.errors import SpecError
+from envcore.frozen import record
 from envcore.types import CONDA, NPCONDA, PYPI, SYS, Requirement
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ NODEFAULTS = "nodefaults"  # in a channel list, as conda reads it: do not add th
 _OPERATORS = ("==", ">=", "<=", "!=", "~=", ">", "<", "=")
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record
 class Spec:
     """Requested packages (python apart), sources and resolver flags per category, and where they came from."""
 
