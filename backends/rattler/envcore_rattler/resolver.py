@@ -17,7 +17,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Hashable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ import rattler.exceptions
 
 from envcore.config import Config, redact_url
 from envcore.errors import EnvcoreError, ResolutionError
+from envcore.frozen import record
 from envcore.specs import match_spec
 from envcore.types import (
     CONDA,
@@ -125,10 +126,14 @@ COALESCED_RETRIES = 2
 LOCKED_KEPT = 50_000  # converted packages kept per resolver (a few MB)
 
 
-@dataclass
 class _Clause:
-    text: str
-    children: list[_Clause] = field(default_factory=list)
+    """One line of rattler's explanation tree and the lines under it (a line's text grows with its 'Caused by:')."""
+
+    __slots__ = ("children", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.children: list[_Clause] = []
 
 
 def _render(clause: _Clause) -> str:
@@ -268,7 +273,7 @@ class Solutions:
             self._done.clear()
 
 
-@dataclass
+@record(kw_only=False)
 class _Pending:
     solutions: Solutions
     key: Hashable
