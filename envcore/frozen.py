@@ -50,9 +50,9 @@ def record(cls: type[T] | None = None, /, *, kw_only: bool = True) -> Any:
 
 
 def _make(cls: type[T], kw_only: bool) -> type[T]:
-    if (
-        not cls.__doc__
-    ):  # else dataclasses describes it by inspect.signature, which parses object's text signature
+    # without a docstring dataclasses describes the class by inspect.signature, which for a class without
+    # __init__ parses object's text signature (tokenize's regexes: ~14 ms under the profiler)
+    if not cls.__doc__:
         fields_declared = ", ".join(f"{name}: {kind}" for name, kind in inspect.get_annotations(cls).items())
         cls.__doc__ = f"{cls.__name__}({fields_declared})"
     made: Any = dataclasses.dataclass(init=False, repr=False, eq=False, slots=True, kw_only=kw_only)(cls)
@@ -107,21 +107,13 @@ def _make(cls: type[T], kw_only: bool) -> type[T]:
         for name, value in zip(names, state, strict=True):
             _assign(self, name, value)
 
-    methods = {
-        "__init__": __init__,
-        "__repr__": __repr__,
-        "__eq__": __eq__,
-        "__hash__": __hash__,
-        "__setattr__": _refuse_assignment,
-        "__delattr__": _refuse_deletion,
-        "__getstate__": __getstate__,
-        "__setstate__": __setstate__,
-    }
-    for attribute, method in methods.items():
-        if attribute != "__setattr__" and attribute != "__delattr__" and attribute in made.__dict__:
-            continue  # written by the class itself, as dataclasses keeps a hand-written method
-        method.__qualname__ = f"{made.__qualname__}.{attribute}"
-        setattr(made, attribute, method)
+    for method in (__init__, __repr__, __eq__, __hash__, __getstate__, __setstate__):
+        if method.__name__ in made.__dict__:
+            continue  # written by the class itself: kept, as dataclasses keeps it
+        method.__qualname__ = f"{made.__qualname__}.{method.__name__}"
+        setattr(made, method.__name__, method)
+    made.__setattr__ = _refuse_assignment
+    made.__delattr__ = _refuse_deletion
     return made  # type: ignore[no-any-return]
 
 
