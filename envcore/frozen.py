@@ -107,6 +107,7 @@ def _make(cls: type[T], kw_only: bool) -> type[T]:
         for name, value in zip(names, state, strict=True):
             _assign(self, name, value)
 
+    __init__.__signature__ = _signature(fields, kw_only)  # type: ignore[attr-defined]
     for method in (__init__, __repr__, __eq__, __hash__, __getstate__, __setstate__):
         if method.__name__ in made.__dict__:
             continue  # written by the class itself: kept, as dataclasses keeps it
@@ -115,6 +116,34 @@ def _make(cls: type[T], kw_only: bool) -> type[T]:
     made.__setattr__ = _refuse_assignment
     made.__delattr__ = _refuse_deletion
     return made  # type: ignore[no-any-return]
+
+
+class _Factory:
+    """The default shown for a field with a default factory (as dataclasses shows it)."""
+
+    def __repr__(self) -> str:
+        return "<factory>"
+
+
+_FACTORY = _Factory()
+
+
+def _signature(fields: tuple[dataclasses.Field[Any], ...], kw_only: bool) -> inspect.Signature:
+    """What ``inspect.signature`` (``help()``, notebooks' tooltips) shows of a record's ``__init__``: the
+    signature dataclasses would have generated, not the shared ``(*args, **given)``."""
+    kind = inspect.Parameter.KEYWORD_ONLY if kw_only else inspect.Parameter.POSITIONAL_OR_KEYWORD
+    parameters = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    for f in fields:
+        default = f.default if f.default_factory is _MISSING else _FACTORY
+        parameters.append(
+            inspect.Parameter(
+                f.name,
+                kind,
+                default=inspect.Parameter.empty if default is _MISSING else default,
+                annotation=f.type,
+            )
+        )
+    return inspect.Signature(parameters, return_annotation=None)
 
 
 def _values_of(names: Any) -> Callable[[Any], tuple[Any, ...]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import copy
 import dataclasses
+import inspect
 import pickle
 from collections.abc import Mapping
 from dataclasses import field
@@ -48,6 +49,16 @@ def test_a_record_equals_hashes_and_shows_as_the_frozen_dataclass_it_replaces() 
     assert made != Package(name="numpy", version="1.27", depends=("python",))
     assert made != twin  # another class, as with dataclasses
     assert len({made, other_notes, Package(name="scipy")}) == 2
+
+
+def test_a_record_shows_the_signature_dataclasses_would_have_generated() -> None:
+    """help() and notebooks' tooltips read inspect.signature: the fields, not the shared (*args, **given)."""
+    assert str(inspect.signature(Package)) == str(inspect.signature(PackageAsDataclass))
+    assert str(inspect.signature(Package)) == (
+        "(*, name: 'str', version: 'str' = '', depends: 'tuple[str, ...]' = (), "
+        "notes: 'Mapping[str, str]' = <factory>) -> None"
+    )
+    assert str(inspect.signature(Pair)) == "(left: 'str', right: 'int' = 0) -> None"
 
 
 def test_a_record_is_immutable_and_slotted() -> None:
