@@ -4,10 +4,20 @@ The conda side is solved first, python included; the PyPI side is then resolved 
 the target platform, with the PyPI equivalents of the conda-installed Python packages pinned so that pip
 never replaces them. The result is one locked environment (conda packages first, in install order). PyPI-only
 environments use the same path: their python comes from the conda side, as in the original extension.
+
+The PyPI side need not wait for the conda side: what the conda side gave the last time the same conda request
+was solved on this machine is remembered (in the cache directory), and the PyPI side is resolved for it in a
+thread while the conda side is solved again. Its answer is used only when the new conda answer makes the very
+same PyPI request (an unchanged channel); otherwise the PyPI side is resolved again for the new one. Either way the
+result is what resolving one side after the other gives; when the channel did not change, it comes sooner by the
+time of the conda solve.
 """
 
 from __future__ import annotations
 
+import hashlib
+import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -21,12 +31,19 @@ NAME = "rattler-uv"
 
 class ComposedResolver:
     def __init__(
-        self, conda: tuple[str, Resolver], pypi: tuple[str, Resolver], cache_dir: Path | None = None
+        self,
+        conda: tuple[str, Resolver],
+        pypi: tuple[str, Resolver],
+        cache_dir: Path | None = None,
+        *,
+        debug: bool = False,
     ) -> None:
         """``cache_dir``: where the conda packages whose Python distributions must be read are fetched to (and
-        what they install remembered); without it, a conda package is taken to install its own name only."""
+        what they install remembered), and each conda side remembered; without it, a conda package is taken to
+        install its own name only, and the PyPI side waits for the conda side. ``debug``: say on stderr whether
+        an early PyPI answer was used."""
         (self.conda_name, self.conda), (self.pypi_name, self.pypi) = conda, pypi
-        self.cache_dir = cache_dir
+        self.cache_dir, self.debug = cache_dir, debug
 
     @classmethod
     def from_config(cls, config: Config) -> ComposedResolver:
@@ -38,7 +55,10 @@ class ComposedResolver:
         conda = registry.resolver_plugin(EnvType.CONDA_ONLY).name
         pypi = registry.resolver_plugin(EnvType.PYPI_ONLY).name
         return cls(
-            (conda, registry.resolver_named(conda)), (pypi, registry.resolver_named(pypi)), config.cache_dir()
+            (conda, registry.resolver_named(conda)),
+            (pypi, registry.resolver_named(pypi)),
+            config.cache_dir(),
+            debug=config.debug,
         )
 
     def check(self) -> None:
@@ -55,6 +75,22 @@ class ComposedResolver:
             sources={CONDA: request.sources.get(CONDA, ())},
             extras={},
         )
+        memory = self._memory(conda_request) if request.of(PYPI) else None
+        recalled = _recalled(memory) if memory is not None else None
+        early = _EarlyResolve(self.pypi, _pypi_request(request, *recalled)) if recalled else None
+        try:
+            return self._resolve(request, conda_request, memory, early)
+        finally:
+            if early is not None:
+                early.join()  # not left running: its tool would outlive the command, its folder not removed
+
+    def _resolve(
+        self,
+        request: ResolveRequest,
+        conda_request: ResolveRequest,
+        memory: Path | None,
+        early: _EarlyResolve | None,
+    ) -> Sequence[LockedPackage]:
         if request.env_type is EnvType.PYPI_ONLY and request.of(NPCONDA):
             self._check_non_python(replace(conda_request, requirements=request.of(NPCONDA, SYS)))
         conda_packages = list(self.conda.resolve(conda_request))
@@ -76,20 +112,32 @@ class ComposedResolver:
             from envcore.condadists import renamed_distributions
 
             renamed = renamed_distributions(conda_packages, self.cache_dir, request.credentials)
-        pypi_request = replace(
-            request,
-            requirements=request.of(PYPI, SYS),
-            sources={PYPI: request.sources.get(PYPI, ())},
-            python_version=python.version,
-            installed=tuple(conda_packages),
-            installed_distributions=renamed,
-        )
+        pypi_request = _pypi_request(request, python.version, tuple(conda_packages), renamed)
+        guessed = early is not None and early.request == pypi_request
+        if self.debug and early is not None:
+            print(
+                f"debug[envcore compose]: the PyPI side, resolved beside the conda side for {request.arch}, "
+                + ("was used" if guessed else "was for another conda answer: resolving it again"),
+                file=sys.stderr,
+            )
+        if memory is not None and not guessed:
+            _remember(memory, pypi_request)
         try:
-            pypi_packages = list(self.pypi.resolve(pypi_request))
+            pypi_packages = (
+                early.answer() if early is not None and guessed else self.pypi.resolve(pypi_request)
+            )
         except ResolutionError as exc:
             raise _conflict(pypi_request, conda_packages) or exc from None
         provided = conda_python_packages(conda_packages, renamed)
         return [*conda_packages, *(p for p in pypi_packages if canonicalize(p.name) not in provided)]
+
+    def _memory(self, conda_request: ResolveRequest) -> Path | None:
+        """Where what the conda side gives for ``conda_request`` is remembered (credentials are not part of a
+        request's ``repr``, and package URLs never carry them)."""
+        if self.cache_dir is None:
+            return None
+        key = hashlib.sha256(f"{self.conda_name}\n{conda_request!r}".encode()).hexdigest()[:32]
+        return self.cache_dir / "conda-sides" / f"{key}.json"
 
     def _check_non_python(self, request: ResolveRequest) -> None:
         """The conda packages of a PyPI-only environment (``conda_only``, ``--conda-pkg``) must not use python:
@@ -101,6 +149,81 @@ class ComposedResolver:
                 "mode instead: request them as conda packages (@conda / --conda / environment.yml) with the PyPI "
                 "ones."
             )
+
+
+def _pypi_request(
+    request: ResolveRequest,
+    python_version: str,
+    installed: tuple[LockedPackage, ...],
+    renamed: dict[str, str],
+) -> ResolveRequest:
+    """What the PyPI side is asked, for the conda side's python and Python packages."""
+    return replace(
+        request,
+        requirements=request.of(PYPI, SYS),
+        sources={PYPI: request.sources.get(PYPI, ())},
+        python_version=python_version,
+        installed=installed,
+        installed_distributions=renamed,
+    )
+
+
+def _remember(memory: Path, pypi_request: ResolveRequest) -> None:
+    from envcore.configfiles import remember_json
+    from envcore.description import package_to_dict
+
+    remember_json(
+        memory,
+        {
+            "python_version": pypi_request.python_version,
+            "installed": [package_to_dict(p) for p in pypi_request.installed],
+            "installed_distributions": dict(pypi_request.installed_distributions),
+        },
+    )
+
+
+def _recalled(memory: Path) -> tuple[str, tuple[LockedPackage, ...], dict[str, str]] | None:
+    """What the conda side gave the last time (python version, packages, renamed distributions), if known."""
+    import json
+
+    from envcore.description import package_from_dict
+
+    try:
+        saved = json.loads(memory.read_text(encoding="utf-8"))
+        return (
+            str(saved["python_version"]),
+            tuple(package_from_dict(p) for p in saved["installed"]),
+            {str(k): str(v) for k, v in saved["installed_distributions"].items()},
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None  # never solved here, or a file from another version: no head start
+
+
+class _EarlyResolve:
+    """A PyPI resolve of ``request`` running in a thread; its answer (or its error) is taken once."""
+
+    def __init__(self, resolver: Resolver, request: ResolveRequest) -> None:
+        self.request = request
+        self._outcome: Sequence[LockedPackage] | BaseException = ()
+        self._thread = threading.Thread(
+            target=self._run, args=(resolver,), name="envcore-early-pypi", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, resolver: Resolver) -> None:
+        try:
+            self._outcome = list(resolver.resolve(self.request))
+        except BaseException as exc:  # handed to the caller, in its thread
+            self._outcome = exc
+
+    def join(self) -> None:
+        self._thread.join()
+
+    def answer(self) -> Sequence[LockedPackage]:
+        self._thread.join()
+        if isinstance(self._outcome, BaseException):
+            raise self._outcome
+        return self._outcome
 
 
 def _conflict(request: ResolveRequest, conda_packages: Sequence[LockedPackage]) -> ResolutionError | None:

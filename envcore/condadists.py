@@ -10,12 +10,12 @@ cache directory by the file's hash, so a package is read once per machine.
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from envcore.configfiles import remember_json
 from envcore.errors import EnvcoreError, ResolutionError
 from envcore.types import LockedPackage
 
@@ -72,23 +72,5 @@ def _names_of(pkg: LockedPackage, cache_dir: Path, credentials: Mapping[str, tup
             f"the PyPI side must not install again: {exc.message}"
         ) from None
     if digest:
-        _remember(memo, sorted(names))
+        remember_json(memo, sorted(names))  # read by threads and processes at once: atomic
     return names
-
-
-def _remember(memo: Path, names: list[str]) -> None:
-    """Write the answer atomically (threads and processes may read the same package at once); a memory that
-    cannot be written only makes the next resolve read the package again."""
-    import tempfile
-
-    try:
-        memo.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{memo.name}.", dir=memo.parent)
-    except OSError:
-        return
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(json.dumps(names))
-        os.replace(tmp, memo)
-    except OSError:
-        Path(tmp).unlink(missing_ok=True)

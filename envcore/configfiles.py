@@ -104,3 +104,24 @@ def configured_cache_dir(environ: Mapping[str, str], files: list[ConfigFile]) ->
     found = raw_value("ENVCORE_CACHE_DIR", environ, files)
     configured = found[0] if found else None
     return cache_dir(None if configured is None else str(configured), environ)
+
+
+def remember_json(path: str | os.PathLike[str], value: Any) -> None:
+    """Keep ``value`` as JSON at ``path`` in the cache directory, atomically (a reader sees the old answer or the
+    new one, never half of one; threads and processes may write at once) and at best: a cache that cannot be
+    written only makes the next command work the answer out again."""
+    import json
+    import threading
+
+    path = os.fspath(path)
+    tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(value, fh, separators=(",", ":"))
+        os.replace(tmp, path)
+    except (OSError, TypeError, ValueError):
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass

@@ -68,17 +68,6 @@ def _read(path: str, state: dict[str, Any]) -> dict[str, Any] | None:
     return saved
 
 
-def _write(path: str, content: dict[str, Any]) -> None:
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(content, fh)
-        os.replace(tmp, path)
-    except OSError:
-        pass
-
-
 def entry_points(group: str, cache_dir: str) -> list[EntryPoint]:
     """The installed entry points of ``group``, sorted by name."""
     path, state = _file(cache_dir, f"entry-points-{group}"), _installation()
@@ -89,7 +78,7 @@ def entry_points(group: str, cache_dir: str) -> list[EntryPoint]:
     if found is None:
         found = _from_importlib_metadata(group)
     if _settled(m for _, m in state["path"]):
-        _write(path, {"state": state, "entry_points": found})
+        configfiles.remember_json(path, {"state": state, "entry_points": found})
     return found
 
 
@@ -223,4 +212,4 @@ def remember_commands(
         path = _commands_file(environ, files)
         content = {"state": state, "modules": mtimes, "commands": dict(sorted(commands.items()))}
         if _read(path, state) != json.loads(json.dumps(content)):  # (every command: write only what changed)
-            _write(path, content)
+            configfiles.remember_json(path, content)

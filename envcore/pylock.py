@@ -369,6 +369,7 @@ def resolver_for(registry: Registry) -> tuple[str, Resolver]:
         (conda, registry.resolver_named(conda)),
         (name, registry.resolver_named(name)),
         registry.config.cache_dir(),
+        debug=registry.config.debug,
     )
     return f"{conda}+{name}", composed
 

@@ -419,6 +419,7 @@ def _select_resolver(registry: Registry, env_type: EnvType) -> tuple[str, Resolv
         (conda, registry.resolver_named(conda)),
         (pypi, registry.resolver_named(pypi)),
         registry.config.cache_dir(),
+        debug=registry.config.debug,
     )
     return f"{conda}+{pypi}", resolver
 

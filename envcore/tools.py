@@ -9,6 +9,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from envcore.configfiles import remember_json
 from envcore.errors import BackendUnavailable, EnvcoreError
 
 # Variables that would make a tool read the user's own configuration instead of what envcore passes.
@@ -91,13 +92,7 @@ def run_remembered(
         pass
     done = run_tool(argv, what=what, timeout=timeout, debug=debug)
     if done.returncode == 0:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps({"identity": identity, "stdout": done.stdout}), encoding="utf-8")
-            os.replace(tmp, path)
-        except OSError:
-            pass  # a cache that cannot be written only costs the process next time
+        remember_json(path, {"identity": identity, "stdout": done.stdout})
     return done
 
 
