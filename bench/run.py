@@ -530,6 +530,54 @@ class Bench:
             big.url,
             list(zip(top[0::2], top[1::2], strict=False))[:50],
         )
+        self._pypi_on_a_large_channel(big.url)
+
+    def _pypi_on_a_large_channel(self, channel: str) -> None:
+        """A PyPI-only CLI resolve whose python comes from a channel of realistic size, where solving python
+        costs tens of ms: the PyPI side resolved beside the conda side (remembered from the run before, as on a
+        machine that resolved it before) against one side after the other (nothing remembered) and against the
+        bare tools one after the other."""
+        env = dict(
+            self.env, METAFLOW_CONDA_CHANNELS=channel, METAFLOW_ENVCORE_CACHE_DIR=str(self.work / "cache-big")
+        )
+        memory = self.work / "cache-big" / "conda-sides"
+        resolve = self.proc(
+            self.envcore(
+                "--quiet", "resolve", "--pypi", "fx-web", "--pypi", "fx-extras", "--force", "--dry-run"
+            ),
+            env=env,
+        )
+
+        def forgetting() -> object:
+            shutil.rmtree(memory, ignore_errors=True)
+            return resolve()
+
+        argv = self.bare_solve_argv([])
+        argv[argv.index("--channel") + 1] = channel
+        bare_python = self.proc(argv)
+        uv = self.proc(self.uv_compile_argv(["fx-web", "fx-extras"]))
+        for fn in (forgetting, resolve, bare_python, uv):
+            fn()
+        a, b, c, d = interleaved(self.reps, resolve, forgetting, bare_python, uv)
+        group = "resolve, CLI, python from the synthetic channel"
+        self.table.add(
+            Row(
+                group,
+                "envcore resolve --pypi x2",
+                a,
+                "  same, nothing remembered: one side after the other",
+                b,
+            )
+        )
+        self.table.add(
+            Row(
+                group,
+                "envcore resolve --pypi x2",
+                a,
+                "  bare solve of python + uv pip compile",
+                [x + y for x, y in zip(c, d, strict=True)],
+            )
+        )
 
     def _pypi_batch_rows(self) -> None:
         """A flow's PyPI steps: distinct PyPI requirements, one python. Each environment's conda side (python)
