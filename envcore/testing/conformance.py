@@ -488,6 +488,24 @@ class ResolverConformance:
         first, second = self._resolve(resolver, request), self._resolve(resolver, request)
         assert first == second, "the same request must give the same result"
 
+    def test_calls_from_threads_at_once_answer_as_one_by_one(
+        self, resolver: Resolver, make_request: Callable[..., ResolveRequest]
+    ) -> None:
+        """The core calls a resolver from several threads at once (a flow's environments in worker threads; a
+        composition's PyPI side beside its conda side): concurrent calls must not share per-call state (a
+        fixed work file, the current directory) and each must answer as when called alone."""
+        requests = [make_request("fx-web"), make_request("fx-http==1.1.0")]
+        alone = [self._resolve(resolver, r) for r in requests]
+        start = threading.Barrier(len(requests))
+
+        def together(request: ResolveRequest) -> list[LockedPackage]:
+            start.wait(timeout=60)
+            return self._resolve(resolver, request)
+
+        with ThreadPoolExecutor(len(requests)) as pool:
+            at_once = list(pool.map(together, requests))
+        assert at_once == alone, "calls made at once from threads must answer as the same calls one by one"
+
     def test_a_batch_answers_as_one_by_one(
         self, resolver: Resolver, plugin: ResolverPlugin, make_request: Callable[..., ResolveRequest]
     ) -> None:

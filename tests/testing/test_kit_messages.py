@@ -62,7 +62,12 @@ KIT = """
 
 def run_kit(folder: Path, wrong: str, *select: str) -> subprocess.CompletedProcess[str]:
     (folder / "author_store.py").write_text(textwrap.dedent(STORE_PLUGIN).replace("{WRONG}", wrong))
-    (folder / "test_author.py").write_text(textwrap.dedent(KIT))
+    return run_author_tests(folder, KIT, *select)
+
+
+def run_author_tests(folder: Path, tests: str, *select: str) -> subprocess.CompletedProcess[str]:
+    """The kit run by an author: ``tests`` as ``test_author.py`` in ``folder``, beside their plugin modules."""
+    (folder / "test_author.py").write_text(textwrap.dedent(tests))
     env = {k: v for k, v in os.environ.items() if not k.startswith("METAFLOW_")}
     return subprocess.run(
         [
@@ -105,3 +110,56 @@ def test_a_resolver_that_is_not_registered_is_explained(tmp_path: Path) -> None:
     assert "no resolver named 'toyrattler' is registered (registered: " in out.stdout
     assert "rattler-uv" in out.stdout
     assert '`plugin_modules = ("your_package.plugin",)` on TestNotLoaded' in out.stdout
+
+
+FORGETFUL_RESOLVER = """
+    import time
+
+    from envcore import hookimpl
+    from envcore.types import EnvType, ResolverPlugin
+
+
+    class Forgetful:
+        \"\"\"The rattler resolver, but keeping the request of a call on itself.\"\"\"
+
+        def __init__(self, config):
+            from envcore_rattler.resolver import RattlerResolver
+
+            self.inner = RattlerResolver(config)
+
+        def check(self):
+            self.inner.check()
+
+        def version(self):
+            return self.inner.version()
+
+        def resolve(self, request):
+            self.request = request
+            time.sleep(0.3)  # another thread's call replaces it meanwhile
+            return self.inner.resolve(self.request)
+
+
+    @hookimpl
+    def envcore_resolvers():
+        yield ResolverPlugin(
+            name="forgetful",
+            env_types=frozenset({EnvType.CONDA_ONLY}),
+            factory=Forgetful,
+            summary="rattler, keeping per-call state on the resolver",
+        )
+"""
+
+
+def test_a_resolver_that_keeps_per_call_state_fails_the_thread_check(tmp_path: Path) -> None:
+    (tmp_path / "author_resolver.py").write_text(textwrap.dedent(FORGETFUL_RESOLVER))
+    tests = """
+        from envcore.testing.conformance import ResolverConformance
+
+
+        class TestForgetful(ResolverConformance):
+            resolver_name = "forgetful"
+            plugin_modules = ("author_resolver",)
+    """
+    out = run_author_tests(tmp_path, tests, "-k", "test_calls_from_threads or test_same_request")
+    assert "1 failed, 1 passed" in out.stdout, out.stdout[-3000:]
+    assert "calls made at once from threads must answer as the same calls one by one" in out.stdout
