@@ -241,7 +241,7 @@ class Environments:
         solved: dict[int, Sequence[LockedPackage] | EnvcoreError] = {}
         for name, (resolver, indexes) in batches.items():
             if len(indexes) > 1:
-                self.registry.checked_version(name, resolver)  # as resolve.resolve does first: check() raises
+                self.registry.checked(name, resolver)  # as resolve.resolve does first: check() raises
                 answers = resolver.resolve_batch([requests[i] for i in indexes])
                 solved.update(zip(indexes, answers, strict=True))
         return solved

@@ -217,15 +217,16 @@ class Registry:
             lambda: self._build(f"the resolver {name!r}", entry.plugin, entry.record.factory, self.config),
         )
 
-    def checked_version(self, name: str, resolver: Resolver) -> str:
-        """``resolver.check()``, then its version: once per registry and resolver (a backend's tool does not
+    def checked(self, name: str, resolver: Resolver) -> None:
+        """``resolver.check()`` before its first use: once per registry and resolver (a backend's tool does not
         change while a registry lives, and asking uv or conda costs a process each time)."""
+        self.kept(("checked", name), resolver.check)
 
-        def checked() -> str:
-            resolver.check()
-            return resolver.version()
-
-        return self.kept(("version", name), checked)
+    def version_of(self, name: str, resolver: Resolver) -> str:
+        """``resolver.version()``, once per registry and resolver; asked after resolving (for the description),
+        so that a resolver need not load its library to be checked (the rattler resolver imports py-rattler
+        when it first solves)."""
+        return self.kept(("version", name), resolver.version)
 
     def installer(self, kind: PackageKind) -> Installer:
         setting = INSTALLER_SETTINGS[kind]

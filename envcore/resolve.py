@@ -522,7 +522,7 @@ def resolve(
         name, resolver = resolver_for(registry, request.env_type)
         request_for_builds = request
     _check_conda_tokens(registry, name, request)
-    version = registry.checked_version(name, resolver)
+    registry.checked(name, resolver)
     if isinstance(solved, EnvcoreError):
         raise solved
     packages: Sequence[LockedPackage] = (
@@ -531,6 +531,7 @@ def resolve(
         else tuple(resolver.resolve(request) if solved is None else solved)
     )
     registry.check_locked(name, packages)
+    version = registry.version_of(name, resolver)
     if any(p.is_sdist for p in packages):
         from envcore import build  # sdists are rare: their machinery stays out of every start-up
 

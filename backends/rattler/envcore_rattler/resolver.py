@@ -3,11 +3,14 @@
 A gateway keeps the repodata it has read for its whole life, so solving the same specs again with it gives
 the same answer: solutions are kept beside it (:class:`Solutions`). A flow's PyPI steps, which all need the
 same conda python, then solve it once.
+
+py-rattler and asyncio (~60 ms to import) are imported when the first solve starts, not with this module: a
+composition starts its PyPI side beside the conda side before that (:mod:`envcore.compose`), so the import
+overlaps uv's run instead of preceding it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import functools
 import json
@@ -19,10 +22,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Hashable, Mapping, Sequence
 from dataclasses import field
 from pathlib import Path
-from typing import Any
-
-import rattler
-import rattler.exceptions
+from typing import TYPE_CHECKING, Any
 
 from envcore.config import Config, redact_url
 from envcore.errors import EnvcoreError, ResolutionError
@@ -38,7 +38,9 @@ from envcore.types import (
     PackageKind,
     ResolveRequest,
 )
-from envcore_rattler.loop import run_sync
+
+if TYPE_CHECKING:
+    import rattler
 
 # Virtual packages implied by the target platform itself; __glibc and __cuda come from the request.
 PLATFORM_VIRTUAL_PACKAGES: dict[str, tuple[tuple[str, str, str], ...]] = {
@@ -52,6 +54,8 @@ ARCHSPEC = {"64": "x86_64", "aarch64": "aarch64", "arm64": "arm64", "ppc64le": "
 
 @functools.cache
 def _version() -> str:
+    import rattler
+
     version = getattr(rattler, "__version__", None)  # the distribution's metadata costs a scan of sys.path
     if isinstance(version, str):
         return version
@@ -68,6 +72,8 @@ def virtual_packages(request: ResolveRequest) -> list[rattler.GenericVirtualPack
 def _virtual_packages(
     arch: str, sys_specs: tuple[tuple[str, str], ...]
 ) -> tuple[rattler.GenericVirtualPackage, ...]:
+    import rattler
+
     family, _, machine = arch.partition("-")
     found = [*PLATFORM_VIRTUAL_PACKAGES.get(family, ()), ("__archspec", "1", ARCHSPEC.get(machine, machine))]
     if arch in DEFAULT_OSX:
@@ -313,6 +319,8 @@ class RattlerResolver:
 
     def gateway(self, credentials: Mapping[str, tuple[str, str]]) -> tuple[rattler.Gateway, Solutions]:
         """A gateway (retrying, authenticating: :func:`_client`) per set of credentials, with its solutions."""
+        import rattler
+
         key = frozenset((host, user, pw) for host, (user, pw) in credentials.items())
         with self._lock:
             if key not in self._gateways:
@@ -357,6 +365,8 @@ class RattlerResolver:
         return _version()
 
     def resolve(self, request: ResolveRequest) -> Sequence[LockedPackage]:
+        from envcore_rattler.loop import run_sync
+
         solutions, key, solve = self._problem(request)
         return solutions.get(key, lambda: run_sync(solve()))
 
@@ -365,6 +375,10 @@ class RattlerResolver:
     ) -> list[Sequence[LockedPackage] | EnvcoreError]:
         """Every request solved at once on one event loop (a flow's environments): the solves overlap in
         rattler's threads, without a Python thread each. A failure takes its request's place."""
+        import asyncio
+
+        from envcore_rattler.loop import run_sync
+
         answers: list[Sequence[LockedPackage] | EnvcoreError] = []
         pending: dict[tuple[int, Hashable], _Pending] = {}  # one solve per distinct problem
         for index, request in enumerate(requests):
@@ -400,6 +414,9 @@ class RattlerResolver:
     ) -> tuple[Solutions, Hashable, Callable[[], Coroutine[Any, Any, list[LockedPackage]]]]:
         """What solving ``request`` takes: its gateway's solutions, the key of its solution there, and the
         solve itself (a coroutine function)."""
+        import rattler
+        import rattler.exceptions
+
         channels = [self.channel_url(c) for c in request.sources.get(CONDA, ())]
         texts, specs = [], []
         for req in request.of(CONDA, NPCONDA):
@@ -443,6 +460,11 @@ class RattlerResolver:
         virtual: list[rattler.GenericVirtualPackage],
         priority: rattler.ChannelPriority,
     ) -> list[LockedPackage]:
+        import asyncio
+
+        import rattler
+        import rattler.exceptions
+
         started = time.monotonic()
         for attempt in range(COALESCED_RETRIES + 1):
             try:
