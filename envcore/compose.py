@@ -22,9 +22,13 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from envcore import TYPE_CHECKING
 from envcore.config import Config
 from envcore.errors import ResolutionError
 from envcore.types import CONDA, NPCONDA, PYPI, SYS, EnvType, LockedPackage, Resolver, ResolveRequest
+
+if TYPE_CHECKING:
+    from envcore.plugins import Registry
 
 NAME = "rattler-uv"
 
@@ -49,17 +53,22 @@ class ComposedResolver:
     def from_config(cls, config: Config) -> ComposedResolver:
         """The composition of the configured conda and PyPI resolvers (for callers without a registry)."""
         from envcore.plugins import build_registry
-        from envcore.types import EnvType
 
         registry = build_registry(config)
+        return cls.with_conda(registry, registry.resolver_plugin(EnvType.PYPI_ONLY).name)[1]
+
+    @classmethod
+    def with_conda(cls, registry: Registry, pypi: str) -> tuple[str, ComposedResolver]:
+        """The configured conda resolver composed with the PyPI resolver named ``pypi``, and the composition's
+        name for messages (``rattler+uv``)."""
         conda = registry.resolver_plugin(EnvType.CONDA_ONLY).name
-        pypi = registry.resolver_plugin(EnvType.PYPI_ONLY).name
-        return cls(
+        composed = cls(
             (conda, registry.resolver_named(conda)),
             (pypi, registry.resolver_named(pypi)),
-            config.cache_dir(),
-            debug=config.debug,
+            registry.config.cache_dir(),
+            debug=registry.config.debug,
         )
+        return f"{conda}+{pypi}", composed
 
     def check(self) -> None:
         self.conda.check()
@@ -113,19 +122,17 @@ class ComposedResolver:
 
             renamed = renamed_distributions(conda_packages, self.cache_dir, request.credentials)
         pypi_request = _pypi_request(request, python.version, tuple(conda_packages), renamed)
-        guessed = early is not None and early.request == pypi_request
+        used = early if early is not None and early.request == pypi_request else None
         if self.debug and early is not None:
             print(
                 f"debug[envcore compose]: the PyPI side, resolved beside the conda side for {request.arch}, "
-                + ("was used" if guessed else "was for another conda answer: resolving it again"),
+                + ("was used" if used is not None else "was for another conda answer: resolving it again"),
                 file=sys.stderr,
             )
-        if memory is not None and not guessed:
+        if memory is not None and used is None:
             _remember(memory, pypi_request)
         try:
-            pypi_packages = (
-                early.answer() if early is not None and guessed else self.pypi.resolve(pypi_request)
-            )
+            pypi_packages = used.answer() if used is not None else self.pypi.resolve(pypi_request)
         except ResolutionError as exc:
             raise _conflict(pypi_request, conda_packages) or exc from None
         provided = conda_python_packages(conda_packages, renamed)

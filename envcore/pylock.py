@@ -364,14 +364,7 @@ def resolver_for(registry: Registry) -> tuple[str, Resolver]:
         raise registry._unknown("pylock.toml resolver", SETTING, name, choices)
     if EnvType.CONDA_ONLY in entry.record.env_types:
         return name, registry.resolver_named(name)
-    conda = registry.resolver_plugin(EnvType.CONDA_ONLY).name
-    composed = ComposedResolver(
-        (conda, registry.resolver_named(conda)),
-        (name, registry.resolver_named(name)),
-        registry.config.cache_dir(),
-        debug=registry.config.debug,
-    )
-    return f"{conda}+{name}", composed
+    return ComposedResolver.with_conda(registry, name)
 
 
 # --- the resolver ---------------------------------------------------------------------------------------

@@ -413,15 +413,8 @@ def _select_resolver(registry: Registry, env_type: EnvType) -> tuple[str, Resolv
     pure_pypi = env_type is EnvType.PYPI_ONLY and EnvType.CONDA_ONLY not in plugin.env_types
     if plugin.name != compose.NAME and not pure_pypi:
         return plugin.name, registry.resolver(env_type)
-    conda = registry.resolver_plugin(EnvType.CONDA_ONLY).name
     pypi = plugin.name if pure_pypi else registry.resolver_plugin(EnvType.PYPI_ONLY).name
-    resolver = compose.ComposedResolver(
-        (conda, registry.resolver_named(conda)),
-        (pypi, registry.resolver_named(pypi)),
-        registry.config.cache_dir(),
-        debug=registry.config.debug,
-    )
-    return f"{conda}+{pypi}", resolver
+    return compose.ComposedResolver.with_conda(registry, pypi)
 
 
 def base_pins(base: ResolvedEnvironment) -> tuple[Requirement, ...]:
