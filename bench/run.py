@@ -197,6 +197,11 @@ def interleaved(reps: int, *fns: Callable[[], object]) -> list[list[float]]:
     return times
 
 
+def one_after_the_other(first: list[float], then: list[float]) -> list[float]:
+    """The times of two steps of each repetition (timed apart, interleaved) as one step: the first, then the other."""
+    return [x + y for x, y in zip(first, then, strict=True)]
+
+
 def solving_each_time(registry: Any, call: Callable[[], object]) -> Callable[[], object]:
     """``call`` after the rattler resolver forgets the solutions it keeps: each call solves, as the baselines do
     (a repeated request would otherwise be answered from the kept solution)."""
@@ -273,7 +278,7 @@ class Bench:
 
         return build_registry(self.config(**extra))
 
-    def bare_solve_argv(self, specs: Sequence[str], *imports: str) -> list[str]:
+    def bare_solve_argv(self, specs: Sequence[str], *imports: str, channel: str | None = None) -> list[str]:
         return [
             PY,
             "-m",
@@ -281,7 +286,7 @@ class Bench:
             "solve",
             *(f"--import={module}" for module in imports),
             "--channel",
-            self.universe.channel_url,
+            channel or self.universe.channel_url,
             "--platform",
             ARCH,
             "--cache-dir",
@@ -421,7 +426,7 @@ class Bench:
             )
         )
         a, b, c, d = interleaved(self.reps, ours("mixed"), bare_solve, uv_mixed, mixed_like_envcore)
-        mixed_times = [x + y for x, y in zip(b, c, strict=True)]
+        mixed_times = one_after_the_other(b, c)
         self.table.add(
             Row(
                 group,
@@ -438,7 +443,7 @@ class Bench:
                 "mixed: resolve(registry, request)",
                 a,
                 "  ... uv with --python-platform, -o pylock.toml",
-                [x + y for x, y in zip(b, d, strict=True)],
+                one_after_the_other(b, d),
             )
         )
 
@@ -472,7 +477,7 @@ class Bench:
         python_only = self.proc(self.bare_solve_argv([]))
         python_only()
         a, b, c = interleaved(self.reps, cmd["pypi"], uv_pypi, python_only)
-        python_and_uv = [x + y for x, y in zip(b, c, strict=True)]
+        python_and_uv = one_after_the_other(b, c)
         row = self.table.add(Row(group, "envcore resolve --pypi x2", a, "uv pip compile", b, goal=1.2))
         row.floor = f"a bare solve of python + uv pip compile, {min_ratio(python_and_uv, b):.2f}x of uv"
         self.table.add(  # a PyPI-only environment runs on conda's python: the bare tools' floor for it
@@ -491,13 +496,11 @@ class Bench:
                 "envcore resolve --conda x2 --pypi x1",
                 a,
                 "bare solve + uv pip compile",
-                [x + y for x, y in zip(b, c, strict=True)],
+                one_after_the_other(b, c),
                 goal=1.2,
             )
         )
-        floor = min_ratio(
-            [x + y for x, y in zip(d, c, strict=True)], [x + y for x, y in zip(b, c, strict=True)]
-        )
+        floor = min_ratio(one_after_the_other(d, c), one_after_the_other(b, c))
         row.floor = f"the same bare tools, the solve importing click and pluggy, {floor:.2f}x of them"
         outside = self.work / "no-venv-here"
         outside.mkdir()
@@ -552,9 +555,7 @@ class Bench:
             shutil.rmtree(memory, ignore_errors=True)
             return resolve()
 
-        argv = self.bare_solve_argv([])
-        argv[argv.index("--channel") + 1] = channel
-        bare_python = self.proc(argv)
+        bare_python = self.proc(self.bare_solve_argv([], channel=channel))
         uv = self.proc(self.uv_compile_argv(["fx-web", "fx-extras"]))
         for fn in (forgetting, resolve, bare_python, uv):
             fn()
@@ -575,7 +576,7 @@ class Bench:
                 "envcore resolve --pypi x2",
                 a,
                 "  bare solve of python + uv pip compile",
-                [x + y for x, y in zip(c, d, strict=True)],
+                one_after_the_other(c, d),
             )
         )
 
@@ -922,7 +923,7 @@ class Bench:
                 goal=2.0,
             )
         )
-        python_and_cp = [x + y for x, y in zip(d, b, strict=True)]
+        python_and_cp = one_after_the_other(d, b)
         row.floor = f"python -c pass + cp -al, {min_ratio(python_and_cp, b):.2f}x of cp -al"
         self.table.add(
             Row(group, "warm: envcore create (package cache present)", a, "cp -a of the finished prefix", c)
