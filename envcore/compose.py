@@ -6,8 +6,8 @@ never replaces them. The result is one locked environment (conda packages first,
 environments use the same path: their python comes from the conda side, as in the original extension.
 
 The PyPI side need not wait for the conda side: what the conda side gave the last time the same conda request
-was solved on this machine is remembered (in the cache directory), and the PyPI side is resolved for it in a
-thread while the conda side is solved again. Its answer is used only when the new conda answer makes the very
+was solved on this machine is remembered (in the cache directory: the :data:`CONDA_SIDES_KEPT` conda requests
+used last), and the PyPI side is resolved for it in a thread while the conda side is solved again. Its answer is used only when the new conda answer makes the very
 same PyPI request (an unchanged channel); otherwise the PyPI side is resolved again for the new one. Either way the
 result is what resolving one side after the other gives; when the channel did not change, it comes sooner by the
 time of the conda solve.
@@ -16,6 +16,7 @@ time of the conda solve.
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
 import threading
 from collections.abc import Sequence
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from envcore.plugins import Registry
 
 NAME = "rattler-uv"
+CONDA_SIDES_KEPT = 256  # remembered conda sides (a few kB each); the least recently used go first
 
 
 class ComposedResolver:
@@ -85,7 +87,7 @@ class ComposedResolver:
             extras={},
         )
         memory = self._memory(conda_request) if request.of(PYPI) else None
-        recalled = _recalled(memory) if memory is not None else None
+        recalled = _recalled(memory) if memory is not None else None  # (marks it used)
         early = _EarlyResolve(self.pypi, _pypi_request(request, *recalled)) if recalled else None
         try:
             return self._resolve(request, conda_request, memory, early)
@@ -176,9 +178,10 @@ def _pypi_request(
 
 
 def _remember(memory: Path, pypi_request: ResolveRequest) -> None:
-    from envcore.configfiles import remember_json
+    from envcore.configfiles import keep_newest, remember_json
     from envcore.description import package_to_dict
 
+    new = not memory.exists()
     remember_json(
         memory,
         {
@@ -187,6 +190,8 @@ def _remember(memory: Path, pypi_request: ResolveRequest) -> None:
             "installed_distributions": dict(pypi_request.installed_distributions),
         },
     )
+    if new:
+        keep_newest(memory.parent, CONDA_SIDES_KEPT)
 
 
 def _recalled(memory: Path) -> tuple[str, tuple[LockedPackage, ...], dict[str, str]] | None:
@@ -197,13 +202,18 @@ def _recalled(memory: Path) -> tuple[str, tuple[LockedPackage, ...], dict[str, s
 
     try:
         saved = json.loads(memory.read_text(encoding="utf-8"))
-        return (
+        recalled = (
             str(saved["python_version"]),
             tuple(package_from_dict(p) for p in saved["installed"]),
             {str(k): str(v) for k, v in saved["installed_distributions"].items()},
         )
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None  # never solved here, or a file from another version: no head start
+    try:
+        os.utime(memory)  # used now: the least recently used memories are the ones dropped
+    except OSError:
+        pass  # a read-only cache keeps its memories as they are
+    return recalled
 
 
 class _EarlyResolve:

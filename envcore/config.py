@@ -333,7 +333,7 @@ class Config:
         return Path(configfiles.cache_dir(self.get("ENVCORE_CACHE_DIR"), self._environ))
 
     def username(self) -> str:
-        for var in ("METAFLOW_USER", "SUDO_USER", "USERNAME", "USER"):
+        for var in ("METAFLOW_USER", "SUDO_USER", "USERNAME", "USER", "LOGNAME", "LNAME"):  # then as getpass
             if self._environ.get(var):
                 return self._environ[var]
         return _login_name()
@@ -509,10 +509,11 @@ def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
 
 @functools.cache
 def _login_name() -> str:
-    """The account's name from the password database (read once: every resolve records its user)."""
-    import getpass  # only when no variable names the user
-
+    """The account's name from the password database (read once: every resolve records its user): what
+    ``getpass.getuser()`` gives once the caller found none of its variables, without loading ``termios``."""
     try:
-        return getpass.getuser()
-    except (KeyError, OSError):
+        import pwd  # only when no variable names the user
+
+        return pwd.getpwuid(os.getuid()).pw_name
+    except (ImportError, KeyError, OSError):  # no password database (Windows), or no entry for this uid
         return "unknown"

@@ -106,6 +106,29 @@ def configured_cache_dir(environ: Mapping[str, str], files: list[ConfigFile]) ->
     return cache_dir(None if configured is None else str(configured), environ)
 
 
+def keep_newest(folder: str | os.PathLike[str], count: int) -> None:
+    """Remove all but the ``count`` most recently modified files of a cache ``folder`` (temporary files of
+    :func:`remember_json` being written are left alone), at best: other processes may prune at once."""
+    files: list[tuple[float, str]] = []
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.name.endswith(".tmp"):
+                    continue
+                try:
+                    if entry.is_file():
+                        files.append((entry.stat().st_mtime, entry.path))
+                except OSError:
+                    pass  # removed meanwhile
+    except OSError:
+        return
+    for _, path in sorted(files, reverse=True)[count:]:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass  # removed by another process, or not ours to remove
+
+
 def remember_json(path: str | os.PathLike[str], value: Any) -> None:
     """Keep ``value`` as JSON at ``path`` in the cache directory, atomically (a reader sees the old answer or the
     new one, never half of one; threads and processes may write at once) and at best: a cache that cannot be

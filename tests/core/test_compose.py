@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -225,3 +226,43 @@ def test_what_is_remembered_is_a_hint_only(
     other = _request("fx-core")  # other PyPI requirements on the same conda side: the same memory
     assert composed.resolve(other)[1].name == "fx-core"
     assert _pythons(pypi) == [("3.11.7", True)]
+
+
+def test_the_least_recently_used_conda_sides_are_forgotten(
+    sides: tuple[CondaSide, Recording, ComposedResolver], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The memories are bounded: beyond CONDA_SIDES_KEPT, the one used longest ago goes (a recalled memory
+    counts as used), and a forgotten conda side only loses its head start."""
+    import os
+
+    from envcore import compose
+
+    monkeypatch.setattr(compose, "CONDA_SIDES_KEPT", 2)
+    _, pypi, composed = sides
+    folder = tmp_path / "cache" / "conda-sides"
+
+    def on_python(spec: str) -> ResolveRequest:
+        request = _request("fx-web")
+        return replace(
+            request, requirements=(Requirement(category=CONDA, name="python", spec=spec), *request.of(PYPI))
+        )
+
+    def memories() -> set[str]:
+        return {p.name for p in folder.iterdir()}
+
+    composed.resolve(on_python("3.11.*"))
+    (a,) = memories()
+    composed.resolve(on_python(">=3.10"))
+    (b,) = memories() - {a}
+    os.utime(folder / a, (1000, 1000))  # a is the older of the two...
+    os.utime(folder / b, (2000, 2000))
+    _pythons(pypi)
+    composed.resolve(on_python("3.11.*"))  # ...until it is used again
+    assert _pythons(pypi) == [("3.11.7", True)]
+    composed.resolve(on_python("3.*"))  # a third conda side: b, used longest ago, is forgotten
+    (c,) = memories() - {a, b}
+    assert memories() == {a, c}
+    _pythons(pypi)
+    assert composed.resolve(on_python(">=3.10"))[1].name == "fx-web"
+    assert _pythons(pypi) == [("3.11.7", False)]  # no head start, the same answer
+    assert len(memories()) == 2

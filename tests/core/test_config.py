@@ -319,3 +319,33 @@ def test_a_conda_channel_token_at_the_start_of_the_path_is_taken_out_of_the_url(
         assert conda_token(kept) is None and redact_channel(kept) == kept
     # other URLs (a PyPI index at /t/<team>/simple) keep such paths
     assert redact_url("https://pypi.example/t/teamname1/simple") == "https://pypi.example/t/teamname1/simple"
+
+
+@pytest.mark.parametrize(
+    ("variables", "expected"),
+    [
+        ({"METAFLOW_USER": "mf", "SUDO_USER": "sudo", "USER": "user"}, "mf"),
+        ({"SUDO_USER": "sudo", "USER": "user", "LOGNAME": "log"}, "sudo"),
+        ({"USER": "user", "LOGNAME": "log"}, "user"),
+        ({"LOGNAME": "log", "LNAME": "l"}, "log"),  # as getpass.getuser() reads them
+        ({"LNAME": "l"}, "l"),
+    ],
+)
+def test_the_user_a_resolve_records_comes_from_the_first_variable_set(
+    variables: dict[str, str], expected: str
+) -> None:
+    assert Config.load(environ=variables).username() == expected
+
+
+def test_without_user_variables_the_user_is_this_accounts_name() -> None:
+    """The password database's name for this uid, read without getpass (which loads termios)."""
+    import pwd
+
+    script = (
+        "import sys; from envcore.config import Config; "
+        "print(Config.load(environ={}).username(), 'getpass' in sys.modules, 'termios' in sys.modules)"
+    )
+    names = ("METAFLOW_USER", "SUDO_USER", "USERNAME", "USER", "LOGNAME", "LNAME")
+    env = {k: v for k, v in os.environ.items() if k not in names}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == [pwd.getpwuid(os.getuid()).pw_name, "False", "False"]

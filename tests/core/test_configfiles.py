@@ -1,4 +1,4 @@
-"""Answers kept in the cache directory (``envcore.configfiles.remember_json``)."""
+"""Answers kept in the cache directory (``envcore.configfiles.remember_json``, ``keep_newest``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 import threading
 from pathlib import Path
 
-from envcore.configfiles import remember_json
+from envcore.configfiles import keep_newest, remember_json
 
 
 def test_writers_at_once_leave_one_whole_answer(tmp_path: Path) -> None:
@@ -38,3 +38,22 @@ def test_an_answer_that_cannot_be_kept_is_dropped(tmp_path: Path) -> None:
     remember_json(root / "set.json", {1, 2})  # not JSON: dropped, no temporary file left
     assert blocker.read_text() == "a file where the folder should be"
     assert sorted(p.name for p in root.iterdir()) == ["cache"]
+
+
+def test_keep_newest_removes_the_oldest_files_only(tmp_path: Path) -> None:
+    import os
+
+    folder = tmp_path / "memories"
+    keep_newest(folder, 2)  # no folder yet: nothing to do
+    folder.mkdir()
+    for age, name in enumerate(["d.json", "c.json", "b.json", "a.json"]):
+        (folder / name).write_text("{}")
+        os.utime(folder / name, (5000 - age, 5000 - age))  # d newest, a oldest
+    (folder / "x.json.123.456.tmp").write_text("{")  # being written by another process: left alone
+    os.utime(folder / "x.json.123.456.tmp", (1, 1))
+    keep_newest(folder, 4)
+    assert len(list(folder.iterdir())) == 5  # within the bound: nothing removed
+    keep_newest(folder, 2)
+    assert sorted(p.name for p in folder.iterdir()) == ["c.json", "d.json", "x.json.123.456.tmp"]
+    keep_newest(folder, 0)
+    assert [p.name for p in folder.iterdir()] == ["x.json.123.456.tmp"]
