@@ -40,6 +40,9 @@ BOOT = (
     "import sys; sys.path.pop(0); sys.pycache_prefix = sys.argv.pop(1); sys.dont_write_bytecode = False; "
     "from envcore.__main__ import main; main()"
 )
+# the large packages of the link rows (count, files each, bytes each file: 80 MB) and the link's bandwidth (MB/s)
+LARGE_PACKAGES = (8, 100, 100_000)
+LINK_MB_S = 100
 CLI_LIBRARIES = ("click", "pluggy")  # what envcore's CLI is built on (the developers' guide prescribes both)
 ALIAS = "bench/hydrate:v1"  # an immutable alias of the hydrated environment
 # Conda packages of the universe for distinct, solvable flow-like environments (pairs; one pair conflicts).
@@ -1136,6 +1139,7 @@ class Bench:
                 Row(group, "to S3 (moto server on 127.0.0.1)", a, "boto3 upload_file x N, 8 threads", b)
             )
             self.hydrate_from_s3(s3_config, S3Store.from_config("s3://bench/envcore-0", s3_config), client)
+            self.hydrate_over_a_link(endpoint)
         finally:
             proc.terminate()
             proc.wait(timeout=10)
@@ -1197,6 +1201,102 @@ class Bench:
                 "boto3 x N (8 threads) + bare install",
                 b,
                 goal=1.3,
+            )
+        )
+
+    def hydrate_over_a_link(self, endpoint: str) -> None:
+        """A remote node's cold start from S3 over a network link (``bench.link``: LINK_MB_S for all connections
+        together) with large packages: hydration against the bare download of the same objects through the same
+        link, and its fetch and install phases timed apart (what a download -> extract pipeline could overlap)."""
+        import boto3
+        from envcore_s3.store import S3Store
+
+        from bench.link import large_packages, throttled
+        from envcore import hydrate as hydrating
+        from envcore.cache import cache_environment, package_keys
+        from envcore.environments import Environments
+        from envcore.plugins import build_registry
+        from envcore.progress import Progress
+
+        channel = self.work / "large-channel"
+        names = large_packages(channel, *LARGE_PACKAGES)
+        argv = ["--quiet", "resolve", "--json", "--channel", channel.as_uri()]
+        payload = json.loads(self.cli(*argv, *(x for name in names for x in ("--conda", name))))
+        first = next(iter(payload.values()))
+        registry = self.registry()
+        env = Environments(registry).find(f"{first['req_id']}:{first['full_id']}", ARCH)
+        up_config = self.config(
+            METAFLOW_ENVCORE_CACHE_DIR=str(self.warm_cache), METAFLOW_S3_ENDPOINT_URL=endpoint
+        )
+        cache_environment(
+            up_config,
+            S3Store.from_config("s3://bench/large", up_config),
+            env,
+            formats=registry.package_format,
+        )
+        preferred = str(up_config.get("CONDA_PREFERRED_FORMAT"))
+        keys = [package_keys(up_config, p)[hydrating._choose(preferred, p).url_format] for p in env.packages]
+        counter = itertools.count()
+        phases: dict[str, list[float]] = {"Fetching packages": [], "Installing conda package(s)": []}
+
+        class Phases(Progress):
+            def _start(self, task: Any) -> Callable[[], None]:
+                return lambda: phases.setdefault(task.title, []).append(time.monotonic() - task.started)
+
+        with throttled(endpoint, LINK_MB_S * 1e6) as link:
+            config = self.config(METAFLOW_S3_ENDPOINT_URL=link)
+            store = S3Store.from_config("s3://bench/large", config)
+            client = boto3.client("s3", endpoint_url=link, region_name="us-east-1")
+            size = sum(
+                int(
+                    client.head_object(Bucket="bench", Key=f"{store.prefix}/{k}".lstrip("/"))["ContentLength"]
+                )
+                for k in keys
+            )
+
+            def ours() -> object:
+                cache = self.work / f"link-cold-{next(counter)}"
+                registry = build_registry(
+                    self.config(METAFLOW_ENVCORE_CACHE_DIR=str(cache), METAFLOW_S3_ENDPOINT_URL=link)
+                )
+                return hydrating.hydrate(
+                    registry, env, cache / "envs" / "env", store=store, progress=Phases()
+                )
+
+            def download() -> object:
+                where = self.work / f"link-bare-{next(counter)}"
+                where.mkdir()
+                with ThreadPoolExecutor(8) as pool:  # as many in flight as envcore's fetch
+                    return list(
+                        pool.map(
+                            lambda k: client.download_file(
+                                "bench", f"{store.prefix}/{k}".lstrip("/"), str(where / k.rpartition("/")[2])
+                            ),
+                            keys,
+                        )
+                    )
+
+            ours(), download()
+            for phase in phases.values():
+                phase.clear()
+            a, b = interleaved(self.reps, ours, download)
+        group = (
+            f"hydrate {len(keys)} packages ({size / 1e6:.0f} MB) from S3 over a {LINK_MB_S} MB/s link "
+            "(moto on 127.0.0.1 behind bench.link; library, empty caches)"
+        )
+        fetch, install = phases["Fetching packages"], phases["Installing conda package(s)"]
+        self.table.add(
+            Row(group, "cold: hydrate from the S3 store alone", a, "boto3 download x N, 8 threads", b)
+        )
+        self.table.add(Row(group, "  its fetch phase", fetch, "  boto3 download x N, 8 threads", b))
+        self.table.add(Row(group, "  its install phase", install, "  its fetch phase", fetch))
+        self.table.add(
+            Row(
+                group,
+                "cold: hydrate from the S3 store alone",
+                a,
+                "  fetch and install overlapped at best",
+                [max(f, i) for f, i in zip(fetch, install, strict=True)],
             )
         )
 

@@ -28,6 +28,7 @@ GROUPS = (
     "[store: aliases",
     "[store transfer",
     "packages from S3 (moto server",
+    "MB/s link (moto on 127.0.0.1 behind bench.link",
 )
 # rows whose goal the bench compares with a measured floor
 FLOORED = (
