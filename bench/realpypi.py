@@ -10,7 +10,6 @@ Then a cold hydrate of the resolved environment (python from the store + the dow
 from __future__ import annotations
 
 import itertools
-import json
 import time
 import urllib.error
 import urllib.request
@@ -18,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.run import PY, Row, interleaved, run
+from bench.run import PY, Row, interleaved, run, store_keys
 
 if TYPE_CHECKING:
     from bench.run import Bench
@@ -47,12 +46,12 @@ def measure(bench: Bench, requirements: Sequence[str] = REQUIREMENTS) -> None:
         bench.table.note(f"real-PyPI rows not measured: {why}.")
         return
     try:
-        resolved = _resolve(bench, list(requirements))
+        _resolve(bench, list(requirements))
     except (Exception, SystemExit) as exc:  # run() raises SystemExit with the tool's stderr
         bench.table.note(f"real-PyPI rows not measured: {type(exc).__name__}: {str(exc)[-400:]}")
         return
     try:
-        _hydrate(bench, list(requirements), resolved)
+        _hydrate(bench, list(requirements))
     except (Exception, SystemExit) as exc:
         bench.table.note(f"real-PyPI hydrate rows not measured: {type(exc).__name__}: {str(exc)[-400:]}")
 
@@ -76,7 +75,7 @@ def _uv_compile(bench: Bench, requirements: list[str], platform: str | None) -> 
     return [*argv, str(reqs)]
 
 
-def _resolve(bench: Bench, requirements: list[str]) -> Any:
+def _resolve(bench: Bench, requirements: list[str]) -> None:
     from envcore import resolve as resolving
     from envcore import specs
     from envcore.resolve import local_arch
@@ -128,29 +127,14 @@ def _resolve(bench: Bench, requirements: list[str]) -> Any:
         f"{cold_ours:.1f} s (envcore) and {cold_bare:.1f} s (uv). uv revalidates every index page with "
         "pypi.org on each resolve, so both sides carry the same round trips (see the --offline row)."
     )
-    return resolved
 
 
-def _hydrate(bench: Bench, requirements: list[str], resolved: Any) -> None:
-    from envcore import hydrate as hydrating
-    from envcore.cache import package_keys
-
+def _hydrate(bench: Bench, requirements: list[str]) -> None:
     extra = _settings(bench)
     # resolve again through the CLI, this time caching the packages (wheels downloaded from PyPI) in the store
-    argv = ["--quiet", "resolve", "--json", *itertools.chain(*(("--pypi", r) for r in requirements))]
-    payload = json.loads(run(bench.envcore(*argv), {**bench.env, **extra}))
-    first = next(iter(payload.values()))
-    ref = f"{first['req_id']}:{first['full_id']}"
-    registry = bench.registry(**extra)
-    from envcore.environments import Environments
-
-    env = Environments(registry).find(ref, resolved.arch)
-    preferred = str(registry.config.get("CONDA_PREFERRED_FORMAT"))
+    ref, env = bench.resolved_by_cli(*itertools.chain(*(("--pypi", r) for r in requirements)), **extra)
     store = Path(extra["METAFLOW_CONDA_LOCALROOT"])
-    files = [
-        store / package_keys(registry.config, p)[hydrating._choose(preferred, p).url_format]
-        for p in env.packages
-    ]
+    files = [store / key for key in store_keys(bench.config(**extra), env)]
     wheels = [f for f in files if f.name.endswith(".whl")]
     size = sum(f.stat().st_size for f in files)
     counter = itertools.count()

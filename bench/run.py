@@ -205,6 +205,29 @@ def one_after_the_other(first: list[float], then: list[float]) -> list[float]:
     return [x + y for x, y in zip(first, then, strict=True)]
 
 
+def store_keys(config: Any, env: Any) -> list[str]:
+    """The store key of each package file that hydrating ``env`` fetches (the configured format, chosen as
+    :mod:`envcore.hydrate` chooses it)."""
+    from envcore import hydrate as hydrating
+    from envcore.cache import package_keys
+
+    preferred = str(config.get("CONDA_PREFERRED_FORMAT"))
+    return [package_keys(config, p)[hydrating._choose(preferred, p).url_format] for p in env.packages]
+
+
+def download_all(client: Any, store: Any, keys: Sequence[str], folder: Path) -> list[Path]:
+    """boto3 downloads of the objects of ``keys`` in the S3 ``store`` into ``folder``, 8 at once (as many in
+    flight as envcore's fetch)."""
+
+    def download(key: str) -> Path:
+        path = folder / key.rpartition("/")[2]
+        client.download_file(store.bucket, f"{store.prefix}/{key}".lstrip("/"), str(path))
+        return path
+
+    with ThreadPoolExecutor(8) as pool:
+        return list(pool.map(download, keys))
+
+
 def solving_each_time(registry: Any, call: Callable[[], object]) -> Callable[[], object]:
     """``call`` after the rattler resolver forgets the solutions it keeps: each call solves, as the baselines do
     (a repeated request would otherwise be answered from the kept solution)."""
@@ -270,6 +293,16 @@ class Bench:
 
     def cli(self, *argv: str, cwd: Path = ROOT, **extra: str) -> str:
         return run(self.envcore(*argv), {**self.env, **extra}, cwd=cwd)
+
+    def resolved_by_cli(self, *argv: str, **extra: str) -> tuple[str, Any]:
+        """``envcore resolve --json ARGV`` (cached in the configured store), and what it resolved: its
+        ``REQ_ID:FULL_ID`` and the environment."""
+        from envcore.environments import Environments
+
+        payload = json.loads(self.cli("--quiet", "resolve", "--json", *argv, **extra))
+        first = next(iter(payload.values()))
+        ref = f"{first['req_id']}:{first['full_id']}"
+        return ref, Environments(self.registry(**extra)).find(ref, ARCH)
 
     def config(self, **extra: str) -> Any:
         from envcore.config import Config
@@ -824,24 +857,13 @@ class Bench:
 
     def hydrate(self) -> None:
         from bench import bare
-        from envcore import hydrate as hydrating
-        from envcore.cache import package_keys
         from envcore.environments import Environments
 
-        argv = ["--quiet", "resolve", "--json", "--alias", ALIAS]
+        argv = ["--alias", ALIAS]
         argv += [x for name in HYDRATE_CONDA for x in ("--conda", name)]
         argv += [x for name in HYDRATE_PYPI for x in ("--pypi", name)]
-        payload = json.loads(self.cli(*argv))
-        first = next(iter(payload.values()))
-        self.ref = f"{first['req_id']}:{first['full_id']}"
-        registry = self.registry()
-        self.resolved = Environments(registry).find(self.ref, ARCH)
-        preferred = str(registry.config.get("CONDA_PREFERRED_FORMAT"))
-        store_root = self.work / "store"
-        files = []
-        for pkg in self.resolved.packages:
-            file = hydrating._choose(preferred, pkg)
-            files.append(store_root / package_keys(registry.config, pkg)[file.url_format])
+        self.ref, self.resolved = self.resolved_by_cli(*argv)
+        files = [self.work / "store" / key for key in store_keys(self.config(), self.resolved)]
         self.store_files = files
         size = sum(f.stat().st_size for f in files)
         conda_files = [f for f in files if not f.name.endswith(".whl")]
@@ -1149,14 +1171,9 @@ class Bench:
         downloads of the same objects (8 threads) + ``rattler.install`` + ``uv pip install``."""
         from bench import bare
         from envcore import hydrate as hydrating
-        from envcore.cache import package_keys
         from envcore.plugins import build_registry
 
-        preferred = str(s3_config.get("CONDA_PREFERRED_FORMAT"))
-        keys = [
-            package_keys(s3_config, pkg)[hydrating._choose(preferred, pkg).url_format]
-            for pkg in self.resolved.packages
-        ]
+        keys = store_keys(s3_config, self.resolved)
         counter = itertools.count()
 
         def ours() -> float:
@@ -1175,13 +1192,7 @@ class Bench:
             (where / "files").mkdir(parents=True)
 
             def work() -> None:
-                def download(key: str) -> Path:
-                    path = where / "files" / key.rpartition("/")[2]
-                    client.download_file(f"{store.bucket}", f"{store.prefix}/{key}".lstrip("/"), str(path))
-                    return path
-
-                with ThreadPoolExecutor(8) as pool:
-                    paths = list(pool.map(download, keys))
+                paths = download_all(client, store, keys, where / "files")
                 conda = [p for p in paths if not p.name.endswith(".whl")]
                 bare.install(conda, [p for p in paths if p.name.endswith(".whl")], where / "env", where)
 
@@ -1213,18 +1224,15 @@ class Bench:
 
         from bench.link import large_packages, throttled
         from envcore import hydrate as hydrating
-        from envcore.cache import cache_environment, package_keys
-        from envcore.environments import Environments
+        from envcore.cache import cache_environment
         from envcore.plugins import build_registry
         from envcore.progress import Progress
 
         channel = self.work / "large-channel"
         names = large_packages(channel, *LARGE_PACKAGES)
-        argv = ["--quiet", "resolve", "--json", "--channel", channel.as_uri()]
-        payload = json.loads(self.cli(*argv, *(x for name in names for x in ("--conda", name))))
-        first = next(iter(payload.values()))
-        registry = self.registry()
-        env = Environments(registry).find(f"{first['req_id']}:{first['full_id']}", ARCH)
+        _, env = self.resolved_by_cli(
+            "--channel", channel.as_uri(), *(x for n in names for x in ("--conda", n))
+        )
         up_config = self.config(
             METAFLOW_ENVCORE_CACHE_DIR=str(self.warm_cache), METAFLOW_S3_ENDPOINT_URL=endpoint
         )
@@ -1232,10 +1240,9 @@ class Bench:
             up_config,
             S3Store.from_config("s3://bench/large", up_config),
             env,
-            formats=registry.package_format,
+            formats=self.registry().package_format,
         )
-        preferred = str(up_config.get("CONDA_PREFERRED_FORMAT"))
-        keys = [package_keys(up_config, p)[hydrating._choose(preferred, p).url_format] for p in env.packages]
+        keys = store_keys(up_config, env)
         counter = itertools.count()
         phases: dict[str, list[float]] = {"Fetching packages": [], "Installing conda package(s)": []}
 
@@ -1249,9 +1256,6 @@ class Bench:
             client = boto3.client("s3", endpoint_url=link, region_name="us-east-1")
             size = sum(info.size for info in map(store.stat, keys) if info is not None)
 
-            def object_key(key: str) -> str:
-                return f"{store.prefix}/{key}".lstrip("/")
-
             def ours() -> object:
                 cache = self.work / f"link-cold-{next(counter)}"
                 registry = build_registry(
@@ -1264,15 +1268,7 @@ class Bench:
             def download() -> object:
                 where = self.work / f"link-bare-{next(counter)}"
                 where.mkdir()
-                with ThreadPoolExecutor(8) as pool:  # as many in flight as envcore's fetch
-                    return list(
-                        pool.map(
-                            lambda k: client.download_file(
-                                "bench", object_key(k), str(where / k.rpartition("/")[2])
-                            ),
-                            keys,
-                        )
-                    )
+                return download_all(client, store, keys, where)
 
             ours(), download()
             for phase in phases.values():

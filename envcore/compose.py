@@ -7,10 +7,10 @@ environments use the same path: their python comes from the conda side, as in th
 
 The PyPI side need not wait for the conda side: what the conda side gave the last time the same conda request
 was solved on this machine is remembered (in the cache directory: the :data:`CONDA_SIDES_KEPT` conda requests
-used last), and the PyPI side is resolved for it in a thread while the conda side is solved again. Its answer is used only when the new conda answer makes the very
-same PyPI request (an unchanged channel); otherwise the PyPI side is resolved again for the new one. Either way the
-result is what resolving one side after the other gives; when the channel did not change, it comes sooner by the
-time of the conda solve.
+used last), and the PyPI side is resolved for it in a thread while the conda side is solved again. Its answer
+is used only when the new conda answer makes the very same PyPI request (an unchanged channel); otherwise the
+PyPI side is resolved again for the new one. Either way the result is what resolving one side after the other
+gives; when the channel did not change, it comes sooner by the time of the conda solve.
 """
 
 from __future__ import annotations
