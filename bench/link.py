@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 CHUNK = 64 * 1024
 
@@ -75,9 +76,12 @@ class _Connection(socketserver.BaseRequestHandler):
 def throttled(upstream_url: str, bytes_per_second: float) -> Iterator[str]:
     """``http://127.0.0.1:<port>`` relaying to ``upstream_url`` (``http://host:port``), its answers at most
     ``bytes_per_second`` over all connections together."""
-    host, _, port = upstream_url.removeprefix("http://").rstrip("/").partition(":")
+    upstream = urlsplit(upstream_url)
     server = _Relay(("127.0.0.1", 0), _Connection)
-    server.upstream, server.pacer = (host, int(port)), _Pacer(bytes_per_second)
+    server.upstream, server.pacer = (
+        (upstream.hostname or "127.0.0.1", upstream.port or 80),
+        _Pacer(bytes_per_second),
+    )
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="bench-link", daemon=True)
     thread.start()
     try:
