@@ -6,11 +6,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from envcore.configfiles import remember_json
 from envcore.errors import BackendUnavailable, EnvcoreError
+
+if TYPE_CHECKING:
+    from envcore.config import Config
 
 # Variables that would make a tool read the user's own configuration instead of what envcore passes.
 SCRUBBED_PREFIXES = ("PIP_", "UV_", "CONDA_", "POETRY_", "MAMBA_", "PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")
@@ -26,6 +30,30 @@ def tool_env(
     }
     env.update(extra or {})
     return env
+
+
+def find_executable(
+    config: Config, setting: str, names: Iterable[str], unavailable: Callable[[str], Exception]
+) -> str | None:
+    """The absolute path of the executable that ``setting`` names (a name looked up on the configuration's PATH,
+    or a path), else of the first of ``names`` found on that PATH; None when neither gives one. A setting that
+    names no executable file raises ``unavailable(why)``: a backend's one-paragraph error with its fix."""
+    import shutil
+
+    search = config.environ.get("PATH") or os.environ.get("PATH", "")
+    value = config.value(setting)
+    if value.value:
+        configured = str(value.value)
+        found = shutil.which(configured, path=search) if os.sep not in configured else None
+        path = found or os.path.expanduser(configured)
+        if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+            raise unavailable(f"{value.describe()}, which is not an executable file")
+        return os.path.abspath(path)
+    for name in names:
+        found = shutil.which(name, path=search)
+        if found:
+            return os.path.abspath(found)
+    return None
 
 
 def run_tool(

@@ -1,17 +1,53 @@
-"""Running external tools: answers only a tool's binary decides (``--version``) are remembered per binary."""
+"""Running external tools: finding a backend's executable; answers only a tool's binary decides (``--version``)
+are remembered per binary."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from envcore.tools import run_remembered
+import pytest
+
+from envcore.config import CORE_SETTINGS, Config
+from envcore.errors import BackendUnavailable
+from envcore.tools import find_executable, run_remembered
+from envcore.types import Setting
 
 
 def _tool(path: Path, log: Path, *, version: str, code: int = 0) -> Path:
     path.write_text(f'#!/bin/sh\necho run >> "{log}"\necho "tool {version}"\necho oops >&2\nexit {code}\n')
     path.chmod(0o755)
     return path
+
+
+def _unavailable(why: str) -> BackendUnavailable:
+    return BackendUnavailable(f"The tool cannot run: {why}.")
+
+
+def _finding(tmp_path: Path, **environ: str) -> str | None:
+    config = Config.load((*CORE_SETTINGS, Setting(name="ENVCORE_TOOL_EXE")), environ=environ, cwd=tmp_path)
+    return find_executable(config, "ENVCORE_TOOL_EXE", ("tool-b", "tool-a"), _unavailable)
+
+
+def test_an_executable_is_the_configured_one_else_the_first_name_on_path(tmp_path: Path) -> None:
+    bin_dir, other = tmp_path / "bin", tmp_path / "other"
+    for folder in (bin_dir, other):
+        folder.mkdir()
+    for tool in (bin_dir / "tool-a", bin_dir / "tool-b", other / "mine"):
+        _tool(tool, tmp_path / "runs.log", version="1.0")
+    (bin_dir / "not-executable").write_text("#!/bin/sh\n")
+    path = f"{bin_dir}{os.pathsep}{other}"
+    assert _finding(tmp_path, PATH=path) == str(bin_dir / "tool-b")  # the names in their order
+    assert _finding(tmp_path, PATH=str(tmp_path)) is None
+    assert _finding(tmp_path, PATH=path, METAFLOW_ENVCORE_TOOL_EXE="mine") == str(other / "mine")  # on PATH
+    assert _finding(tmp_path, PATH="", METAFLOW_ENVCORE_TOOL_EXE=str(other / "mine")) == str(other / "mine")
+    for wrong in ("missing-tool", str(bin_dir / "not-executable"), str(bin_dir)):
+        with pytest.raises(BackendUnavailable) as err:
+            _finding(tmp_path, PATH=path, METAFLOW_ENVCORE_TOOL_EXE=wrong)
+        assert (
+            "METAFLOW_ENVCORE_TOOL_EXE" in err.value.message
+            and "which is not an executable file" in err.value.message
+        )
 
 
 def test_a_version_is_asked_once_per_binary(tmp_path: Path) -> None:

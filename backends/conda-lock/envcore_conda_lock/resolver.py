@@ -36,7 +36,7 @@ from packaging.version import InvalidVersion, Version
 from envcore import pypi
 from envcore.config import Config, redact_text, redact_url
 from envcore.errors import BackendUnavailable, ConfigError, ResolutionError
-from envcore.tools import run_tool, tail, tool_env
+from envcore.tools import find_executable, run_tool, tail, tool_env
 from envcore.types import (
     CONDA,
     NPCONDA,
@@ -178,9 +178,6 @@ class CondaLockResolver:
 
     # --- finding and checking the executables -------------------------------------------------------
 
-    def _path(self) -> str:
-        return self.config.environ.get("PATH") or os.environ.get("PATH", "")
-
     def _unavailable(self, what: str) -> BackendUnavailable:
         return BackendUnavailable(
             f"The conda-lock resolver cannot run: {what}. conda-lock solves the conda side with a conda-compatible "
@@ -191,19 +188,7 @@ class CondaLockResolver:
         )
 
     def _find(self, setting: str, names: Iterable[str]) -> str | None:
-        value = self.config.value(setting)
-        if value.value:
-            configured = str(value.value)
-            found = shutil.which(configured, path=self._path()) if os.sep not in configured else None
-            path = found or os.path.expanduser(configured)
-            if not (os.path.isfile(path) and os.access(path, os.X_OK)):
-                raise self._unavailable(f"{value.describe()}, which is not an executable file")
-            return os.path.abspath(path)
-        for name in names:
-            found = shutil.which(name, path=self._path())
-            if found:
-                return os.path.abspath(found)
-        return None
+        return find_executable(self.config, setting, names, self._unavailable)
 
     def conda_tool(self) -> _Tool:
         """The conda-compatible executable, checked once with ``--version`` (so conda-lock never falls back

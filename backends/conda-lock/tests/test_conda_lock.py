@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -146,8 +147,15 @@ def _logging_wrapper(path: Path, target: list[str], log: Path) -> Path:
 
 
 def test_credentials_stay_off_command_lines_and_results(
-    universe: Universe, auth_channel: AuthEndpoint, auth_wheel_index: AuthEndpoint, tmp_path: Path
+    universe: Universe,
+    auth_channel: AuthEndpoint,
+    auth_wheel_index: AuthEndpoint,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    temp = tmp_path / "tmp"  # this test's own: other tests' resolvers make and remove theirs meanwhile
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
     exe = write_conda_cli(tmp_path / "real", "micromamba")
     micromamba = _logging_wrapper(tmp_path / "bin" / "micromamba", [str(exe)], tmp_path / "tool")
     conda_lock = _logging_wrapper(
@@ -188,7 +196,7 @@ def test_credentials_stay_off_command_lines_and_results(
     with pytest.raises(ResolutionError) as err:
         resolver.resolve(bad)
     assert "not-the-password" not in err.value.message and "\n" not in err.value.message
-    assert not list(Path(os.environ.get("TMPDIR", "/tmp")).glob("envcore-conda-lock-*"))  # temp dirs removed
+    assert not list(temp.glob("envcore-conda-lock-*"))  # temp dirs removed
 
 
 def test_missing_executable_fails_fast(

@@ -26,6 +26,7 @@ from urllib.parse import unquote
 from envcore.config import Config, redact_text, redact_url
 from envcore.errors import BackendUnavailable, ResolutionError
 from envcore.specs import match_spec
+from envcore.tools import find_executable
 from envcore.types import (
     CONDA,
     NPCONDA,
@@ -313,9 +314,6 @@ class CondaCliResolver:
 
     # --- finding and checking the executable ----------------------------------------------------------
 
-    def _path(self) -> str:
-        return self.config.environ.get("PATH") or os.environ.get("PATH", "")
-
     def _unavailable(self, what: str) -> BackendUnavailable:
         return BackendUnavailable(
             f"The {self.tool} resolver cannot run: {what}. It needs {self.supported}. Fix: {self.install_hint}, "
@@ -326,22 +324,13 @@ class CondaCliResolver:
     def executable(self) -> str:
         if self._exe:
             return self._exe
-        value = self.config.value(self.setting)
-        if value.value:
-            configured = str(value.value)
-            found = shutil.which(configured, path=self._path()) if os.sep not in configured else None
-            path = found or os.path.expanduser(configured)
-            if not (os.path.isfile(path) and os.access(path, os.X_OK)):
-                raise self._unavailable(f"{value.describe()}, which is not an executable file")
-            self._exe = path
-        else:
-            found = shutil.which(self.tool, path=self._path())
-            if found is None:
-                raise self._unavailable(
-                    f"no `{self.tool}` executable was found on PATH and METAFLOW_{self.setting} is not set"
-                )
-            self._exe = found
-        return self._exe
+        found = find_executable(self.config, self.setting, (self.tool,), self._unavailable)
+        if found is None:
+            raise self._unavailable(
+                f"no `{self.tool}` executable was found on PATH and METAFLOW_{self.setting} is not set"
+            )
+        self._exe = found
+        return found
 
     def tool_version(self) -> tuple[int, ...]:
         """The tool's version, asked once (``--version``)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -101,8 +102,11 @@ def test_osx_version_gates_builds(universe: Universe, conda_cli_bin: Path) -> No
 
 
 def test_credentials_go_by_netrc_never_on_the_command_line(
-    universe: Universe, auth_channel: AuthEndpoint, tmp_path: Path
+    universe: Universe, auth_channel: AuthEndpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    temp = tmp_path / "tmp"  # this test's own: other tests' resolvers make and remove theirs meanwhile
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
     exe = write_conda_cli(tmp_path / "real", "conda")
     log = tmp_path / "calls"
     wrapper = _logging_wrapper(tmp_path / "bin", exe, log)
@@ -132,7 +136,7 @@ def test_credentials_go_by_netrc_never_on_the_command_line(
     with pytest.raises(ResolutionError) as err:
         resolver.resolve(wrong)
     assert "not-the-password" not in str(err.value) and "could not read the conda channels" in str(err.value)
-    assert not list(Path(os.environ.get("TMPDIR", "/tmp")).glob("envcore-conda-*/netrc"))  # temp dir removed
+    assert not list(temp.glob("envcore-conda-*"))  # the temporary directory with the netrc removed
 
 
 def test_missing_binary_is_one_paragraph(
