@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from envcore.config import CONDA_TOKEN_PATH, Config, conda_token, redact_channel, redact_text, redact_url
-from envcore.errors import ConfigError, EnvcoreError, ResolutionError, UsageError
+from envcore.errors import ConfigError, EnvcoreError, ResolutionError, SpecError, UsageError
 from envcore.platforms import local_arch as local_arch
 from envcore.plugins import RESOLVER_SETTINGS, Registry
 from envcore.types import (
@@ -173,6 +173,11 @@ def build_request(
     )
     channels, where = ((), "") if spec.nodefaults else config.conda_channels()  # nodefaults: the spec's only
     raw_conda = (*spec.sources.get(CONDA, ()), *channels)
+    if spec.nodefaults and not raw_conda:
+        raise SpecError(
+            f"The channels of {spec.origin} are only nodefaults, which leaves none to resolve from (nodefaults "
+            "drops the configured METAFLOW_CONDA_CHANNELS). List the channels to use, or remove nodefaults."
+        )
     _refuse_conda_tokens(config, spec, channels, where)
     sources: dict[str, tuple[str, ...]] = {
         CONDA: _dedup(channel_name(config, redact_channel(c)) for c in raw_conda)

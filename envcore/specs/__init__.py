@@ -12,7 +12,18 @@ Decisions that differ from the original extension (reference §1(l)):
   lines; a package given twice gets both constraints.
 * ``--hash`` options of pip-compile output are ignored with a warning (hashes are not checked).
 * ``@pypi(extras=...)`` is kept and enters the req id.
-* A marker that cannot be decided for the target is an error naming the package, never silently dropped.
+* A marker that cannot be decided for the target is an error naming the package, never silently dropped; so
+  is one on the machine's kernel (``platform_release``, ``platform_version``), which a locked environment
+  hydrated elsewhere cannot know.
+* A key given twice in an environment.yml is an error (YAML loaders keep the last one, dropping the first
+  list); ``defaults`` among its channels means the configured channels, as ``conda env export`` writes it;
+  ``python=3.11.7=BUILD`` pins python and drops the build with a warning.
+* Relative paths are read as the tools read them: ``--find-links`` beside the requirements file when there
+  (pip), local projects in an environment.yml's pip section from the file's folder (conda runs pip there).
+* Poetry's dependency tables keep what each key says (``git``/``tag``/``branch``/``rev``, ``url``, ``path``,
+  ``markers``, ``python``, ``platform``, ``optional`` with ``[tool.poetry.extras]``); what envcore cannot keep
+  (several constraints, unknown keys) is refused, and what it reads more loosely (a package's ``source``,
+  ``[tool.uv.sources]``, explicit uv indexes) is said in a warning.
 """
 
 from __future__ import annotations
@@ -39,6 +50,7 @@ SYS_ALLOWED = ("__cuda", "__glibc")
 _CONDA_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
 _CONDA_ENTRY = re.compile(r"(?P<name>[A-Za-z0-9_][A-Za-z0-9_.\-]*)\s*(?P<rest>.*)")  # after CHANNEL::
 NODEFAULTS = "nodefaults"  # in a channel list, as conda reads it: do not add the default channels
+DEFAULTS = "defaults"  # conda's default channels: here the configured ones, added after a spec's own anyway
 _OPERATORS = ("==", ">=", "<=", "!=", "~=", ">", "<", "=")
 
 
@@ -86,7 +98,7 @@ def conda_requirement(key: str, version: str, where: str, category: str = CONDA)
     """A conda package from ``[channel::]name`` and a version (``1.2.3`` exact, ``>=1,<2`` a range, ``""`` any)."""
     channel, sep, name = key.strip().rpartition("::")  # the last '::': a channel URL has ':' in it
     name, channel = name.strip(), channel.strip()
-    version = str(version).strip()
+    version = re.sub(r"^(?:==)?([0-9*][A-Za-z0-9_.*+!]*)=([A-Za-z0-9_.*]+)$", r"\1 \2", str(version).strip())
     if not _CONDA_NAME.fullmatch(name) or (sep and not channel):
         raise _fail(f"Could not parse conda package {key!r}", where, "Write NAME or CHANNEL::NAME.")
     if channel:
@@ -172,21 +184,26 @@ def _pypi_spec(specifier: SpecifierSet) -> str:
 
 
 # a direct reference without a name: a VCS or archive URL, or a local path (absolute, ./, ../ or ~)
+_MACHINE_MARKERS = re.compile(r"\bplatform_(release|version)\b")  # os.uname(): not decidable for a target
 _BARE_REFERENCE = re.compile(r"^(git\+|hg\+|svn\+|bzr\+|https?://|file:|ssh://|\.{0,2}/|~/)")
 _DIST_FILE = re.compile(r"^[^\s;@<>=!~\[]+\.(whl|tar\.gz|zip)$")  # fx_core-1.0-py3-none-any.whl, a local file
 
 
-def _reference_url(text: str, where: str) -> str:
+def _reference_url(text: str, where: str, base: Path | None = None) -> str:
     """A direct reference as a URL: a path (``/x``, ``./x``, ``~/x``, ``file:x``) becomes an absolute
-    ``file://`` URL (relative to the current directory, as pip reads it); other URLs must name a host."""
+    ``file://`` URL (relative to ``base``, by default the current directory, as pip reads it); other URLs must
+    name a host."""
     from urllib.parse import unquote, urlsplit
+
+    def absolute(path: Path) -> str:
+        return Path(os.path.abspath(path if base is None else base / path)).as_uri()
 
     scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.\-]*):", text)
     if scheme is None or len(scheme[1]) == 1:  # no scheme (or a Windows drive letter): a path
-        return Path(text).expanduser().absolute().as_uri()
+        return absolute(Path(text).expanduser())
     if scheme[1].lower() == "file":
         path = unquote(urlsplit(text).path)
-        return text if path.startswith("/") else Path(path).absolute().as_uri()
+        return text if path.startswith("/") else absolute(Path(path))
     if scheme[1].lower().endswith("+file"):  # a repository on this machine (git+file:///srv/repo@v1)
         if not urlsplit(text).path.startswith("/"):
             raise _fail(
@@ -307,12 +324,13 @@ def _check_specifier(text: str, specifier: SpecifierSet, where: str) -> None:
                 ) from None
 
 
-def pypi_requirement(text: str, where: str) -> Requirement:
+def pypi_requirement(text: str, where: str, base: Path | None = None) -> Requirement:
     """A PEP 508 requirement, or a bare URL / path (``git+https://...``, ``./pkg``, ``/x/pkg-1.0.tar.gz``), as
-    a PyPI requirement; paths become absolute ``file://`` URLs."""
+    a PyPI requirement; paths become absolute ``file://`` URLs (relative ones read from ``base``, by default
+    the current directory)."""
     text = text.strip()
     if _BARE_REFERENCE.match(text) or _DIST_FILE.match(text):
-        url = _direct_reference(_reference_url(text, where), where)
+        url = _direct_reference(_reference_url(text, where, base), where)
         return Requirement(category=PYPI, name=_reference_name(url, where), url=url)
     req = _plain_pep508(text) or _pep508(text, where)
     if req.name.lower() == "python":
@@ -321,13 +339,20 @@ def pypi_requirement(text: str, where: str) -> Requirement:
         )
     if req.specifier is not None:
         _check_specifier(text, req.specifier, where)
+    if req.marker and (machine_only := _MACHINE_MARKERS.search(req.marker)):
+        raise _fail(
+            f"The marker of {req.name} ({req.marker}) names {machine_only[0]}, the kernel of the machine that will "
+            "run the environment, which a locked environment cannot know (it is hydrated on other machines)",
+            where,
+            "Remove that part of the marker, or choose by sys_platform, platform_machine or python_version.",
+        )
     return Requirement(
         category=PYPI,
         name=req.name,
         spec="" if req.specifier is None else _pypi_spec(req.specifier),
         extras=tuple(sorted(req.extras)),
         marker=req.marker,
-        url=_direct_reference(_reference_url(req.url, where), where) if req.url else None,
+        url=_direct_reference(_reference_url(req.url, where, base), where) if req.url else None,
     )
 
 
@@ -473,7 +498,7 @@ def _sources(conda: Iterable[Located] = (), pypi: Iterable[Located] = ()) -> dic
             dict.fromkeys(
                 check_channel(c.strip(), where)
                 for c, where in conda
-                if c and c.strip() not in ("", NODEFAULTS)
+                if c and c.strip() not in ("", NODEFAULTS, DEFAULTS)
             )
         ),
         PYPI: tuple(dict.fromkeys(check_index(p.strip(), where) for p, where in pypi if p and p.strip())),
@@ -606,16 +631,47 @@ def _expand_variables(line: str, where: str, environ: Mapping[str, str]) -> str:
     return _ENV_VAR.sub(value, line) if "${" in line else line
 
 
+_VALUED_OPTIONS = frozenset(
+    ("-i", "--index-url", "--extra-index-url", "-f", "--find-links", "--trusted-host", "--conda-channel")
+) | {"--conda-pkg", "--sys-pkg"}
+
+
+def _option(line: str) -> tuple[str, str]:
+    """(option, value) of a requirements file's option line, as pip splits it: ``--name VALUE``,
+    ``--name=VALUE``, ``-x VALUE``, ``-xVALUE``; ("", "") for a requirement."""
+    long = re.fullmatch(r"(--[a-z][a-z-]*)(?:(?:=|\s+)(.*))?", line)
+    if long:
+        return long[1], (long[2] or "").strip()
+    short = re.fullmatch(r"(-[A-Za-z])\s*=?\s*(.*)", line)
+    return (short[1], short[2].strip()) if short else ("", "")
+
+
+def _find_links(value: str, base: Path | None) -> str:
+    """A ``--find-links`` location as pip reads it from a file: a relative path is taken beside the file when it
+    is there (else from the current directory); paths are written absolute (the same text, the same place)."""
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.\-]+:", value):
+        return value  # a URL
+    path = Path(value).expanduser()
+    if not path.is_absolute() and base is not None and (base / path).exists():
+        path = base / path
+    return os.path.abspath(path)
+
+
 def parse_requirements_txt(
     text: str,
     origin: str = "requirements.txt",
     *,
     unit: str = "line",
     environ: Mapping[str, str] | None = None,
+    base: Path | None = None,
+    paths_from_base: bool = False,
 ) -> Spec:
     """A requirements file as pip reads it (the options envcore can honour; see the error for the others), with
     ``${NAME}`` replaced by the variable NAME of ``environ`` (default: this process's). ``unit`` names what the
-    numbers count (``entry`` for the pip section of an environment.yml)."""
+    numbers count (``entry`` for the pip section of an environment.yml). ``base`` is the file's folder:
+    relative ``--find-links`` paths are read from there when there (as pip does), and, with
+    ``paths_from_base``, local project paths too (conda runs pip from an environment.yml's folder; pip itself
+    reads them from the current directory)."""
     environ = os.environ if environ is None else environ
     reqs: list[Requirement] = []
     conda_sources: list[Located] = []
@@ -627,9 +683,10 @@ def parse_requirements_txt(
     for number, line in _logical_lines(text.removeprefix("\ufeff")):
         where = f"{unit} {number} of {origin}"
         line = _expand_variables(line, where, environ)
-        option, _, value = re.sub(r"^(-[a-z]|--[a-z-]+)=", r"\1 ", line).partition(" ")
-        value = value.strip()
-        if line.startswith("-") and option in ("--pre", "--no-index") and not value:
+        option, value = _option(line)
+        if option in _VALUED_OPTIONS and not value:
+            raise _fail(f"{option} has no value", where, f"Write {option} VALUE on one line.")
+        if option in ("--pre", "--no-index") and not value:
             flags.append(option)
         elif option in ("-i", "--index-url"):
             from envcore.config import redact_text
@@ -642,10 +699,11 @@ def parse_requirements_txt(
             )
         elif option == "--extra-index-url" and value:
             pypi_sources.append((value, where))
-        elif option in ("-f", "--find-links", "--trusted-host") and value:
-            if option != "--trusted-host":
-                refuse_secret_query(value, where)
-            flags.append(f"{'--find-links' if option == '-f' else option} {value}")
+        elif option in ("-f", "--find-links"):
+            refuse_secret_query(value, where)
+            flags.append(f"--find-links {_find_links(value, base)}")
+        elif option == "--trusted-host":
+            flags.append(f"{option} {value}")
         elif option == "--conda-channel" and value:
             conda_sources.append((value, where))
         elif option == "--conda-pkg" and value:
@@ -668,7 +726,7 @@ def parse_requirements_txt(
             if re.match(r"^python\s*[<>=!~]", line) or line == "python":
                 python = python_spec(line[len("python") :], where) if line != "python" else python
             else:
-                reqs.append(pypi_requirement(line, where))
+                reqs.append(pypi_requirement(line, where, base if paths_from_base else None))
     if hashed:
         warnings.append(
             f"The --hash options of {origin} ({hashed[0]}{' and others' if len(hashed) > 1 else ''}) are ignored: "
@@ -778,17 +836,45 @@ def _string_list(value: object, what: str, where: str, example: str) -> list[str
     return value
 
 
-def parse_environment_yml(text: str, origin: str = "environment.yml") -> Spec:
+def _load_yaml(text: str) -> object:
+    """``yaml.safe_load``, except that a key given twice in one mapping is an error (PyYAML keeps the last
+    value: a second ``dependencies:`` would silently drop the first list)."""
     import yaml  # only for environment.yml: a quarter of the CLI's start-up otherwise
+    from yaml.constructor import ConstructorError
+
+    class StrictLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[object, object]:
+            seen: set[object] = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                if not isinstance(key, (str, int, float, bool)):
+                    continue  # (an unhashable key is the constructor's own error)
+                if key in seen:
+                    raise ConstructorError(None, None, f"the key {key!r} is given twice", key_node.start_mark)
+                seen.add(key)
+            return super().construct_mapping(node, deep)
+
+    return yaml.load(text, Loader=StrictLoader)  # (a SafeLoader)
+
+
+def parse_environment_yml(text: str, origin: str = "environment.yml", *, base: Path | None = None) -> Spec:
+    """An environment.yml as conda reads it; ``base`` is its folder, where relative paths of PyPI packages are
+    read from (conda runs pip there)."""
+    import yaml
 
     try:
-        data = yaml.safe_load(text.removeprefix("\ufeff"))
+        data = _load_yaml(text.removeprefix("\ufeff"))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f"line {mark.line + 1}, column {mark.column + 1} of {origin}" if mark else origin
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        twice = "given twice" in problem
         raise _fail(
-            f"{origin} is not valid YAML: {problem}", line, "Fix the indentation or quoting there."
+            f"{origin} {'is ambiguous' if twice else 'is not valid YAML'}: {problem}",
+            line,
+            "Keep one of them, with all their entries." if twice else "Fix the indentation or quoting there.",
         ) from None
     if data is None:
         data = {}
@@ -820,6 +906,7 @@ def parse_environment_yml(text: str, origin: str = "environment.yml") -> Spec:
     pip_lines: list[str] = []
     pip_at = 0
     python: str | None = None
+    python_entries = 0
     for entry in dependencies or []:
         where = f"dependencies of {origin}"
         if isinstance(entry, dict) and set(entry) <= {"pip", "sys"}:
@@ -832,6 +919,8 @@ def parse_environment_yml(text: str, origin: str = "environment.yml") -> Spec:
             what = (
                 "A dependency is empty"
                 if entry is None
+                else f"The dependency {entry!r} is a boolean (YAML reads yes, no, on, off so), not a package name"
+                if isinstance(entry, bool)
                 else f"The dependency {entry!r} is a number, not a package name"
                 if isinstance(entry, (int, float))
                 else f"The dependency {entry!r} is not understood"
@@ -839,19 +928,29 @@ def parse_environment_yml(text: str, origin: str = "environment.yml") -> Spec:
             raise _fail(
                 what,
                 where,
-                "Write '- NAME[=VERSION]', '- pip:' or '- sys:'; quote a value YAML would read as a number.",
+                "Write '- NAME[=VERSION]', '- pip:' or '- sys:'; quote a value YAML would read as a number or a "
+                "boolean.",
             )
         text = entry.strip()
         if "::" not in text and _BARE_REFERENCE.match(text):  # CHANNEL_URL::NAME is a conda package
-            reqs.append(pypi_requirement(text, where))
+            reqs.append(pypi_requirement(text, where, base))
             continue
         key, version = _conda_entry(text, where)
         if key == "python":
-            if python is not None:
+            python_entries += 1
+            if python_entries > 1:
                 raise _fail(
                     "Python versions specified multiple times in the YAML file",
                     origin,
                     "Keep one python entry.",
+                )
+            version, _, build = version.partition(
+                " "
+            )  # python=3.11.7=h0_cpython, as `conda env export` writes
+            if build:
+                warnings.append(
+                    f"The build {build} of python in {origin} is not kept: envcore pins python {version} and the "
+                    "resolver picks a build of it for the target."
                 )
             python = python_spec(version, where) if version else None
             continue
@@ -871,7 +970,9 @@ def parse_environment_yml(text: str, origin: str = "environment.yml") -> Spec:
         return spec
     # conda hands the pip section to pip as a requirements file: its options (--extra-index-url, --pre,
     # --find-links...) are read as in one
-    pip = parse_requirements_txt("\n".join(pip_lines), f"the pip section of {origin}", unit="entry")
+    pip = parse_requirements_txt(
+        "\n".join(pip_lines), f"the pip section of {origin}", unit="entry", base=base, paths_from_base=True
+    )
     merged = merge(spec, pip)
     return replace(
         merged, requirements=(*reqs[:pip_at], *pip.requirements, *reqs[pip_at:]), origin=spec.origin
@@ -926,17 +1027,120 @@ def _project_requirements(items: list[str], where: str) -> list[Requirement]:
     return out
 
 
-def _poetry_requirements(table: Mapping[str, object], where: str) -> tuple[list[Requirement], str | None]:
-    """The requirements of a poetry dependencies table, and its python constraint."""
+_POETRY_KEYS = frozenset(
+    (
+        "version",
+        "extras",
+        "markers",
+        "python",
+        "platform",
+        "optional",
+        "develop",
+        "allow-prereleases",
+        "source",
+    )
+) | {"git", "branch", "tag", "rev", "subdirectory", "path", "url"}
+
+
+def _python_marker(constraint: str, where: str) -> str:
+    """Poetry's ``python = "<3.8"`` (``^3.9``, ``>=3.8,<3.11``, ``~2.7 || ^3.6``) of a dependency as a marker."""
+    alternatives = []
+    for alternative in constraint.split("||"):
+        clauses = []
+        for clause in filter(None, (c.strip() for c in _poetry_constraint(alternative).split(","))):
+            match = re.fullmatch(r"(==|!=|>=|<=|~=|>|<)\s*(\d+(?:\.\d+)*)(\.\*)?", clause)
+            if match is None:
+                raise _fail(
+                    f"{constraint!r} is not a python constraint", where, 'Write python = ">=3.9,<3.12".'
+                )
+            operator, version, _ = match.groups()
+            field_name = "python_version" if version.count(".") <= 1 else "python_full_version"
+            clauses.append(f'{field_name} {operator} "{version}"')
+        if not clauses:
+            return ""  # any python
+        alternatives.append(" and ".join(clauses))
+    return " or ".join(f"({a})" for a in alternatives) if len(alternatives) > 1 else alternatives[0]
+
+
+def _poetry_url(name: str, entry: Mapping[str, object], where: str) -> str | None:
+    """The direct reference of a poetry ``git``, ``url`` or ``path`` dependency, as PEP 508 writes it."""
+    if "git" in entry:
+        repository = str(entry["git"])
+        scp = re.fullmatch(r"([\w.-]+@[\w.-]+):(.+)", repository)  # git@github.com:org/repo.git
+        repository = f"ssh://{scp[1]}/{scp[2]}" if scp else repository
+        refs = [str(entry[k]) for k in ("tag", "branch", "rev") if k in entry]
+        if len(refs) > 1:
+            raise _fail(f"{name} names more than one of tag, branch and rev", where, "Keep one of them.")
+        url = f"git+{repository}" if not repository.startswith("git+") else repository
+        url += f"@{refs[0]}" if refs else ""
+        return url + (f"#subdirectory={entry['subdirectory']}" if "subdirectory" in entry else "")
+    if "url" in entry:
+        return str(entry["url"])
+    if "path" in entry:
+        return str(entry["path"]) if str(entry["path"]).startswith(("/", "~")) else f"./{entry['path']}"
+    return None
+
+
+def _poetry_requirement(
+    name: str,
+    value: object,
+    where: str,
+    base: Path | None,
+    warnings: list[str],
+    *,
+    optional_too: bool = False,
+) -> Requirement | None:
+    """One entry of a poetry dependencies table as a requirement; None for an optional one (it comes in by
+    ``--extra`` through ``[tool.poetry.extras]``) unless ``optional_too``."""
+    if isinstance(value, list):
+        raise _fail(
+            f"{name} has several constraints (a list of tables), which envcore cannot choose between",
+            where,
+            f"Give {name} one constraint (use markers to choose by platform or python).",
+        )
+    entry: Mapping[str, object] = value if isinstance(value, dict) else {"version": str(value)}
+    unknown = sorted(set(entry) - _POETRY_KEYS)
+    if unknown:
+        raise _fail(
+            f"{name} has the key {unknown[0]!r}, which envcore does not read",
+            where,
+            f"Remove it, or write {name} as a requirement in [project].dependencies.",
+        )
+    if entry.get("optional") and not optional_too:
+        return None
+    if "source" in entry:
+        warnings.append(
+            f"{name} names the poetry source {entry['source']!r} ({where}): envcore looks every package up on all "
+            "of the project's indexes, not only that one."
+        )
+    markers = [str(entry["markers"])] if entry.get("markers") else []
+    if "python" in entry and (python := _python_marker(str(entry["python"]), where)):
+        markers.append(python)
+    if "platform" in entry:
+        markers.append(f'sys_platform == "{entry["platform"]}"')
+    extras = entry.get("extras") or []
+    text = name + (f"[{','.join(map(str, extras))}]" if isinstance(extras, list) and extras else "")
+    url = _poetry_url(name, entry, where)
+    text += f" @ {url}" if url else _poetry_constraint(str(entry.get("version", "*")))
+    if markers:
+        text += (
+            (" " if url else "") + "; " + " and ".join(f"({m})" if len(markers) > 1 else m for m in markers)
+        )
+    return pypi_requirement(text, where, base)
+
+
+def _poetry_requirements(
+    table: Mapping[str, object], where: str, base: Path | None, warnings: list[str]
+) -> tuple[list[Requirement], str | None]:
+    """The (non-optional) requirements of a poetry dependencies table, and its python constraint."""
     reqs, python = [], None
     for name, value in table.items():
-        constraint = value.get("version", "*") if isinstance(value, dict) else str(value)
         if name == "python":
-            python = _poetry_constraint(constraint)
+            python = _poetry_constraint(str(value.get("version", "*") if isinstance(value, dict) else value))
             continue
-        extras = value.get("extras", []) if isinstance(value, dict) else []
-        text_req = f"{name}{'[' + ','.join(extras) + ']' if extras else ''}{_poetry_constraint(constraint)}"
-        reqs.append(pypi_requirement(text_req, where))
+        req = _poetry_requirement(name, value, where, base, warnings)
+        if req is not None:
+            reqs.append(req)
     return reqs, python
 
 
@@ -956,32 +1160,68 @@ def _chosen(
 
 
 def _extra_requirements(
-    project: Mapping[str, object], extras: Sequence[str], origin: str
+    project: Mapping[str, object],
+    poetry: Mapping[str, object],
+    extras: Sequence[str],
+    origin: str,
+    base: Path | None,
+    warnings: list[str],
 ) -> list[Requirement]:
-    """The optional dependencies of ``extras``; an entry naming the project itself (``me[a,b]``, as in
-    ``all = ["me[a,b]"]``) brings those extras in."""
+    """The optional dependencies of ``extras``: ``[project.optional-dependencies]``, where an entry naming the
+    project itself (``me[a,b]``, as in ``all = ["me[a,b]"]``) brings those extras in, or poetry's
+    ``[tool.poetry.extras]``, whose entries name optional packages of ``[tool.poetry.dependencies]``."""
     optional = _table(project, "optional-dependencies", origin)
+    poetry_extras = _table(poetry, "extras", f"[tool.poetry] of {origin}")
+    available = {**poetry_extras, **optional}
     where = f"[project.optional-dependencies] of {origin}"
     me = _normalized(str(project.get("name", "")))
-    pending, seen, out = _chosen(optional, extras, "optional dependencies", where, "--extra"), set(), []
+    pending, seen, out = _chosen(available, extras, "optional dependencies", where, "--extra"), set(), []
     while pending:
         key = pending.pop(0)
         if key in seen:
             continue
         seen.add(key)
+        if key not in optional:
+            out += _poetry_extra(poetry, key, origin, base, warnings)
+            continue
         for req in _project_requirements(
             _string_list(optional[key], f"[project.optional-dependencies].{key}", origin, f'{key} = ["x"]'),
             f"[project.optional-dependencies].{key} of {origin}",
         ):
             if me and _normalized(req.name) == me:
-                pending += _chosen(optional, req.extras, "optional dependencies", where, "--extra")
+                pending += _chosen(available, req.extras, "optional dependencies", where, "--extra")
             else:
                 out.append(req)
     return out
 
 
+def _poetry_extra(
+    poetry: Mapping[str, object], extra: str, origin: str, base: Path | None, warnings: list[str]
+) -> list[Requirement]:
+    where = f"[tool.poetry.extras].{extra} of {origin}"
+    table = _table(poetry, "dependencies", f"[tool.poetry] of {origin}")
+    names = {_normalized(name): name for name in table}
+    out = []
+    for member in _string_list(
+        _table(poetry, "extras", origin)[extra], "an extra", where, f'{extra} = ["x"]'
+    ):
+        name = names.get(_normalized(member))
+        if name is None:
+            raise _fail(
+                f"{member!r} is not in [tool.poetry.dependencies]", where, f"Add {member} there as optional."
+            )
+        req = _poetry_requirement(name, table[name], where, base, warnings, optional_too=True)
+        out += [req] if req is not None else []
+    return out
+
+
 def _group_requirements(
-    data: Mapping[str, object], poetry: Mapping[str, object], groups: Sequence[str], origin: str
+    data: Mapping[str, object],
+    poetry: Mapping[str, object],
+    groups: Sequence[str],
+    origin: str,
+    base: Path | None,
+    warnings: list[str],
 ) -> list[Requirement]:
     """PEP 735 ``[dependency-groups]`` (with ``{include-group = "..."}``) and poetry's
     ``[tool.poetry.group.NAME.dependencies]``, by group name."""
@@ -1015,16 +1255,21 @@ def _group_requirements(
         if name in poetry_groups:
             group = _table(poetry_groups, name, f"[tool.poetry.group] of {origin}")
             where = f"[tool.poetry.group.{name}.dependencies] of {origin}"
-            out += _poetry_requirements(_table(group, "dependencies", where), where)[0]
+            out += _poetry_requirements(_table(group, "dependencies", where), where, base, warnings)[0]
     return out
 
 
 def parse_pyproject(
-    text: str, origin: str = "pyproject.toml", *, extras: Sequence[str] = (), groups: Sequence[str] = ()
+    text: str,
+    origin: str = "pyproject.toml",
+    *,
+    extras: Sequence[str] = (),
+    groups: Sequence[str] = (),
+    base: Path | None = None,
 ) -> Spec:
     """``[project].dependencies`` (or poetry's), ``requires-python`` and the project's extra indices; with
     ``extras`` and ``groups``, those optional dependencies and dependency groups too (as ``uv pip compile
-    --extra/--group``)."""
+    --extra/--group``). ``base`` is the project's folder, where poetry's ``path`` dependencies are."""
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover
@@ -1054,24 +1299,38 @@ def parse_pyproject(
         raise _fail(
             f"requires-python must be a string, not {python!r}", origin, 'Write requires-python = ">=3.10".'
         )
+    warnings: list[str] = []
     where = f"[tool.poetry.dependencies] of {origin}"
     poetry_reqs, poetry_python = _poetry_requirements(
-        _table(poetry, "dependencies", f"[tool.poetry] of {origin}"), where
+        _table(poetry, "dependencies", f"[tool.poetry] of {origin}"), where, base, warnings
     )
     reqs += poetry_reqs
     python = python or poetry_python
     if extras:
-        reqs += _extra_requirements(project, extras, origin)
+        reqs += _extra_requirements(project, poetry, extras, origin, base, warnings)
     if groups:
-        reqs += _group_requirements(data, poetry, groups, origin)
+        reqs += _group_requirements(data, poetry, groups, origin, base, warnings)
     indices = [s["url"] for s in _tables(poetry.get("source"), "tool.poetry.source", origin) if "url" in s]
     uv = _table(tool, "uv", f"[tool] of {origin}")
-    indices += [s["url"] for s in _tables(uv.get("index"), "tool.uv.index", origin) if "url" in s]
+    uv_indexes = _tables(uv.get("index"), "tool.uv.index", origin)
+    indices += [s["url"] for s in uv_indexes if "url" in s]
+    warnings += [
+        f"The index {s.get('name', s['url'])!r} of [[tool.uv.index]] in {origin} is explicit: envcore looks every "
+        "package up on all of the project's indexes, not only those that name it."
+        for s in uv_indexes
+        if s.get("explicit") and "url" in s
+    ]
+    if _table(uv, "sources", f"[tool.uv] of {origin}"):
+        warnings.append(
+            f"[tool.uv.sources] of {origin} is not read: envcore takes those packages from the indexes. Write a "
+            "direct reference in [project].dependencies instead (NAME @ git+https://..., NAME @ file:///...)."
+        )
     return Spec(
         requirements=tuple(reqs),
         sources=_sources((), [(i, origin) for i in indices]),
         python=python_spec(python, f"requires-python of {origin}") if python else None,
         origin=f"the project file {origin}",
+        warnings=tuple(warnings),
     )
 
 
@@ -1085,13 +1344,6 @@ def _tables(value: object, key: str, origin: str) -> list[dict[str, str]]:
             f"[[{key}]] of {origin} must be tables with a url", origin, f'Write [[{key}]] url = "...".'
         )
     return value
-
-
-KINDS = {
-    "requirements": parse_requirements_txt,
-    "environment": parse_environment_yml,
-    "pyproject": parse_pyproject,
-}
 
 
 def load(
@@ -1122,13 +1374,18 @@ def load(
             else "requirements"
         )
     if kind == "pyproject":
-        return parse_pyproject(text, str(path), extras=extras, groups=groups)
+        return parse_pyproject(
+            text, str(path), extras=extras, groups=groups, base=Path(os.path.abspath(path)).parent
+        )
     if extras or groups:
         raise SpecError(
             f"--extra and --group choose optional dependencies of a pyproject.toml, and {path} is read as "
             f"{'an environment.yml' if kind == 'environment' else 'a requirements file'}. Give the project with -p."
         )
-    return KINDS[kind](text, str(path))
+    base = Path(os.path.abspath(path)).parent
+    if kind == "environment":
+        return parse_environment_yml(text, str(path), base=base)
+    return parse_requirements_txt(text, str(path), base=base)
 
 
 # --- combining -----------------------------------------------------------------------------------------

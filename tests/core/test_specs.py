@@ -932,3 +932,172 @@ def test_plain_requirements_read_without_packaging_requirements_read_as_packagin
     fast_outcome = read()
     monkeypatch.setattr(specs, "_plain_pep508", lambda _: None)
     assert fast_outcome == read()
+
+
+# --- files as their tools read them: repeated keys, exported files, paths beside the file, poetry's tables ----
+
+
+def test_a_key_given_twice_in_an_environment_yml_is_an_error_naming_its_line() -> None:
+    for text, key in (
+        ("dependencies:\n  - fx-core=1.0\ndependencies:\n  - fx-web\n", "dependencies"),
+        ("channels: [a]\ndependencies: [fx-core]\nchannels: [b]\n", "channels"),
+    ):
+        with pytest.raises(SpecError) as err:
+            specs.parse_environment_yml(text, "env.yml")
+        assert f"the key {key!r} is given twice (line 3, column 1 of env.yml)" in err.value.message
+    merged = "base: &b\n  x: 1\nother:\n  <<: *b\n  x: 2\ndependencies: [fx-core]\n"  # a merge key may be overridden
+    assert tstrs(specs.parse_environment_yml(merged)) == ["conda::fx-core"]
+
+
+def test_an_exported_environment_yml_pins_python_and_drops_its_build_with_a_warning() -> None:
+    spec = specs.parse_environment_yml("dependencies:\n  - python=3.11.7=h0_cpython\n  - fx-core=1.0=py_0\n")
+    assert spec.python == "3.11.7" and tstrs(spec) == ["conda::fx-core==1.0 py_0"]
+    assert any("The build h0_cpython of python" in w for w in spec.warnings)
+
+
+def test_python_twice_in_an_environment_yml_is_an_error_even_without_a_version() -> None:
+    with pytest.raises(SpecError, match="Python versions specified multiple times"):
+        specs.parse_environment_yml("dependencies:\n  - python\n  - python=3.11\n")
+
+
+def test_a_yaml_boolean_dependency_is_named_as_one() -> None:
+    with pytest.raises(SpecError, match="The dependency True is a boolean"):
+        specs.parse_environment_yml("dependencies:\n  - on\n")
+
+
+def test_the_defaults_channel_means_the_configured_channels(tmp_path: Path) -> None:
+    spec = specs.parse_environment_yml("channels: [bioconda, defaults]\ndependencies: [fx-core]\n")
+    assert spec.sources == {"conda": ("bioconda",)} and not spec.nodefaults
+    config = Config.load(environ={"METAFLOW_HOME": str(tmp_path / "mf"), "METAFLOW_CONDA_CHANNELS": "c"})
+    assert resolve.build_request(spec, config, "linux-64").sources["conda"] == ("bioconda", "c")
+    only_nodefaults = specs.parse_environment_yml(
+        "channels: [nodefaults]\ndependencies: [fx-core]\n", "n.yml"
+    )
+    with pytest.raises(SpecError) as err:
+        resolve.build_request(only_nodefaults, config, "linux-64")
+    assert "The channels of the environment file n.yml are only nodefaults" in err.value.message
+
+
+@pytest.mark.parametrize("marker", ['platform_release >= "5"', 'platform_version == "#1 SMP"'])
+def test_a_marker_on_the_machines_kernel_is_refused(marker: str) -> None:
+    with pytest.raises(SpecError) as err:
+        specs.parse_requirements_txt(f"fx-core; {marker}\n", "r.txt")
+    assert "a locked environment cannot know" in err.value.message and "line 1 of r.txt" in err.value.message
+
+
+@pytest.mark.parametrize(
+    ("line", "flag_or_source"),
+    [
+        ("--extra-index-url\thttps://x.example/simple", "https://x.example/simple"),
+        ("--extra-index-url=https://x.example/simple", "https://x.example/simple"),
+        ("-fhttps://x.example/links", "--find-links https://x.example/links"),
+        ("-f https://x.example/links", "--find-links https://x.example/links"),
+    ],
+)
+def test_option_lines_are_split_as_pip_splits_them(line: str, flag_or_source: str) -> None:
+    spec = specs.parse_requirements_txt(f"{line}\nfx-core\n")
+    assert flag_or_source in (*spec.sources.get(PYPI, ()), *spec.extras.get(PYPI, ()))
+
+
+@pytest.mark.parametrize("line", ["--extra-index-url", "-f", "--conda-pkg ", "--find-links="])
+def test_an_option_without_its_value_says_so(line: str) -> None:
+    with pytest.raises(SpecError, match=r"has no value \(line 1 of requirements.txt\)"):
+        specs.parse_requirements_txt(f"{line}\nfx-core\n")
+
+
+def test_relative_paths_are_read_as_pip_and_conda_read_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    (project / "wheels").mkdir(parents=True)
+    (project / "mine").mkdir()
+    (project / "mine" / "pyproject.toml").write_text('[project]\nname = "mine"\n')
+    elsewhere.mkdir()
+    (project / "requirements.txt").write_text("--find-links ./wheels\n--find-links ./nowhere\nfx-core\n")
+    (project / "environment.yml").write_text("dependencies:\n  - pip:\n    - ./mine\n")
+    monkeypatch.chdir(elsewhere)
+    flags = specs.load(Path("../project/requirements.txt")).extras[PYPI]
+    # beside the file when it is there (pip), else from the current directory; written absolute either way
+    assert flags == (f"--find-links {project / 'wheels'}", f"--find-links {elsewhere / 'nowhere'}")
+    (mine,) = specs.load(
+        Path("../project/environment.yml")
+    ).requirements  # conda runs pip in the file's folder
+    assert (mine.name, mine.url) == ("mine", (project / "mine").as_uri())
+
+
+POETRY_PROJECT = """
+[tool.poetry.dependencies]
+python = "^3.10"
+fx-core = "^1.0"
+fx-src = {git = "https://github.com/org/fx-src.git", tag = "v1"}
+fx-ssh = {git = "git@github.com:org/fx-ssh.git", branch = "main", subdirectory = "pkg"}
+fx-local = {path = "../fx-local", develop = true}
+fx-x = {url = "https://h.example/fx_x-1.0-py3-none-any.whl"}
+fx-http = {version = "^1.0", optional = true}
+fx-win = {version = "*", markers = "sys_platform == 'win32'"}
+fx-old = {version = "^1.0", python = "<3.8"}
+fx-both = {version = "^1.0", python = "~2.7 || ^3.9", platform = "linux"}
+fx-p = {version = "^1.0", source = "private"}
+
+[tool.poetry.extras]
+http = ["fx-http"]
+"""
+
+
+def test_poetry_dependency_tables_keep_what_each_key_says(tmp_path: Path) -> None:
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "pyproject.toml").write_text(POETRY_PROJECT)
+    spec = specs.load(tmp_path / "app" / "pyproject.toml")
+    found = {r.name: (r.spec, r.url, r.marker) for r in spec.requirements}
+    assert found == {
+        "fx-core": ("<2,>=1.0", None, None),
+        "fx-src": ("", "git+https://github.com/org/fx-src.git@v1", None),
+        "fx-ssh": ("", "git+ssh://git@github.com/org/fx-ssh.git@main#subdirectory=pkg", None),
+        "fx-local": ("", (tmp_path / "fx-local").as_uri(), None),
+        "fx-x": ("", "https://h.example/fx_x-1.0-py3-none-any.whl", None),
+        "fx-win": ("", None, 'sys_platform == "win32"'),  # as packaging writes markers
+        "fx-old": ("<2,>=1.0", None, 'python_version < "3.8"'),
+        "fx-both": (
+            "<2,>=1.0",
+            None,
+            '((python_version >= "2.7" and python_version < "2.8") or (python_version >= "3.9" and '
+            'python_version < "4")) and sys_platform == "linux"',
+        ),
+        "fx-p": ("<2,>=1.0", None, None),
+    }  # fx-http is optional: only with its extra
+    assert spec.python == ">=3.10,<4"
+    assert any("fx-p names the poetry source 'private'" in w for w in spec.warnings)
+    with_extra = specs.load(tmp_path / "app" / "pyproject.toml", extras=["http"])
+    assert [r.name for r in with_extra.requirements][-1] == "fx-http"
+    assert specs.applicable(spec.requirements, python_version="3.11.7", arch="linux-64")  # markers evaluate
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        (
+            'fx = [{version = "^1", python = "<3.8"}, {version = "^2", python = ">=3.8"}]',
+            "has several constraints",
+        ),
+        ('fx = {version = "^1", colour = "red"}', "has the key 'colour', which envcore does not read"),
+        ('fx = {git = "https://h/r.git", tag = "v1", branch = "main"}', "names more than one of tag, branch"),
+    ],
+)
+def test_poetry_entries_envcore_cannot_keep_are_refused(entry: str, message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        specs.parse_pyproject(f"[tool.poetry.dependencies]\n{entry}\n")
+
+
+def test_uv_sources_and_explicit_indexes_are_not_silently_misread() -> None:
+    spec = specs.parse_pyproject(
+        '[project]\ndependencies = ["fx-core", "fx-web"]\n[[tool.uv.index]]\nname = "x"\n'
+        'url = "https://x.example/simple"\nexplicit = true\n[tool.uv.sources]\nfx-web = {git = "https://h/w"}\n'
+    )
+    assert spec.sources == {"pypi": ("https://x.example/simple",)}
+    assert any("The index 'x' of [[tool.uv.index]]" in w and "explicit" in w for w in spec.warnings)
+    assert any("[tool.uv.sources] of pyproject.toml is not read" in w for w in spec.warnings)
+
+
+def test_a_decorator_version_with_a_build_reads_as_in_an_environment_yml() -> None:
+    spec = specs.from_decorator(libraries={"fx-core": "1.0=py_0", "fx-web": "==2.0=py_1"})
+    assert tstrs(spec) == ["conda::fx-core==1.0 py_0", "conda::fx-web==2.0 py_1"]
