@@ -269,7 +269,9 @@ class Config:
             return self._cache[name]
         setting = self._settings.get(name) or Setting(name=name)
         env_name = f"METAFLOW_{name}"
-        raw, source = configfiles.raw_value(name, self._environ, self._files) or (setting.default, "default")
+        found = configfiles.raw_value(name, self._environ, self._files)
+        # a JSON null in a config file means "not set" (a typed null would reach code that expects the kind)
+        raw, source = found if found is not None and found[0] is not None else (setting.default, "default")
         value = Value(name, convert(setting, raw, source), source, setting.secret)
         if setting.choices and value.value not in setting.choices:
             raise ConfigError(
@@ -377,9 +379,23 @@ class Config:
     def channel_alias(self, *, as_configured: bool = False) -> str:
         """The URL channel names are joined to, without credentials (``user:password@``, a channel token: see
         :func:`redact_channel`; ``as_configured`` keeps them, for the request's credentials)."""
-        alias = str(
-            self.get("CONDA_CHANNEL_ALIAS") or self._condarc().get("channel_alias") or DEFAULT_CHANNEL_ALIAS
-        ).rstrip("/")
+        setting = self.value("CONDA_CHANNEL_ALIAS")
+        alias = str(setting.value or self._condarc().get("channel_alias") or DEFAULT_CHANNEL_ALIAS).rstrip(
+            "/"
+        )
+        try:
+            parts = urlsplit(alias)
+            parts.port  # noqa: B018  (raises ValueError for a bad port)
+            url = bool(parts.hostname) if parts.scheme in ("http", "https") else parts.scheme == "file"
+        except ValueError:
+            url = False
+        if not url:
+            where = setting.describe() if setting.value else "channel_alias in .condarc"
+            raise ConfigError(
+                f"The conda channel alias {redact_channel(alias)!r} is not an http(s) or file URL ({where}): channel "
+                "names are joined to it. Set METAFLOW_CONDA_CHANNEL_ALIAS to a URL such as "
+                f"{DEFAULT_CHANNEL_ALIAS}, or give channels as URLs."
+            )
         return alias if as_configured else redact_channel(alias).rstrip("/")
 
     def channel_url(self, channel: str) -> str:
@@ -443,7 +459,11 @@ def redact_url(url: str) -> str:
     if not (parts.username or parts.password):
         return url
     host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
+    host = f"[{host}]" if ":" in host else host  # IPv6
+    try:
+        netloc = f"{host}:{parts.port}" if parts.port else host
+    except ValueError:  # a bad port: still never shown with the credentials (this words errors)
+        netloc = parts.netloc.rpartition("@")[2]
     return parts._replace(netloc=netloc).geturl()
 
 

@@ -23,10 +23,13 @@ LOCK_TIMEOUT = 3600  # seconds: the default of METAFLOW_CONDA_LOCK_TIMEOUT
 RECORD_FILE = "conda_v2.cnd"  # the default of METAFLOW_CONDA_MAGIC_FILE_V2: the local record's file name
 
 
-def debug_requested(environ: Mapping[str, str]) -> bool:
-    """``METAFLOW_DEBUG_CONDA`` as read before the configuration is loaded (for tracebacks and to leave the
-    fast path): Metaflow's reading, where only 0, false and empty are false."""
-    return environ.get("METAFLOW_DEBUG_CONDA", "").strip().lower() not in ("", "0", "false")
+def debug_requested(environ: Mapping[str, str], *, or_refused: bool = False) -> bool:
+    """``METAFLOW_DEBUG_CONDA`` as read before the configuration is loaded: true for the words the
+    configuration reads as true (1, true, yes, y, on). With ``or_refused``, also for a value it refuses (``no``,
+    ``maybe``), which must leave the fast path of create for the full one, where it is refused; tracebacks stay
+    off for it, so that the refusal is one paragraph."""
+    word = environ.get("METAFLOW_DEBUG_CONDA", "").strip().lower()
+    return word in ("1", "true", "yes", "y", "on") or (or_refused and word not in ("", "0", "false"))
 
 
 def read_json(path: str) -> dict[str, Any]:

@@ -427,6 +427,11 @@ class Environments:
                 f"Environment name {name!r} is not a plain folder name; use a name such as 'work' "
                 "(not empty, no '/')."
             )
+        if name is not None and len(os.fsencode(name)) > uptodate.MAX_NAME_BYTES:
+            raise UsageError(
+                f"Environment name {name[:40]!r}... is {len(os.fsencode(name))} bytes long; use a name of at most "
+                f"{uptodate.MAX_NAME_BYTES} (its folder and lock file need room in a file name)."
+            )
         return self.envs_dir / (name or uptodate.env_dir_name(env.req_id, env.full_id))
 
     def create(

@@ -96,6 +96,10 @@ def made_by_envcore(prefix: str) -> bool:
     return any(os.path.lexists(os.path.join(prefix, name)) for name in (MARKER, PARTIAL))
 
 
+# The longest --name: its lock file (.NAME.lock) and a replaced prefix (.NAME.replaced-PID) need room too.
+MAX_NAME_BYTES = 200
+
+
 def lock_path(prefix: str) -> str:
     """The lock serialising work on ``prefix`` (next to it: the prefix itself may be removed)."""
     parent, name = os.path.split(prefix)
@@ -169,7 +173,7 @@ def _clone_here(
                 write_marker(prefix, req_id, full_id, arch)
                 index.add(key, prefix)
             return source
-    except LockTimeout:
+    except (LockTimeout, OSError):  # busy, or a name the file system refuses: the full command says which
         return None
 
 
@@ -283,7 +287,7 @@ def answer(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> int
     None when the full command must run."""
     environ = os.environ if environ is None else environ
     parsed = _parse(argv)
-    if parsed is None or configfiles.debug_requested(environ):
+    if parsed is None or configfiles.debug_requested(environ, or_refused=True):
         return None
     quiet, ref, name, alias = parsed
     try:
@@ -298,6 +302,8 @@ def answer(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> int
         if ids is None:
             return None
         req_id, full_id = ids
+    if name is not None and len(os.fsencode(name)) > MAX_NAME_BYTES:
+        return None  # refused by the full command
     prefix = os.path.join(cache, "envs", name or env_dir_name(req_id, full_id))
     if os.path.normpath(prefix) != prefix:
         return None  # a prefix path pathlib would print differently is left to the full command

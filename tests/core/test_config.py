@@ -295,15 +295,28 @@ def test_a_number_below_its_minimum_is_refused(raw: str, ok: bool) -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "debug"),
-    [("1", True), ("true", True), ("yes", True), ("no", True), ("", False), ("0", False), (" FALSE ", False)],
+    ("value", "debug", "leaves_the_fast_path"),
+    [
+        ("1", True, True),
+        ("true", True, True),
+        ("yes", True, True),
+        ("no", False, True),
+        ("maybe", False, True),
+        ("", False, False),
+        ("0", False, False),
+        (" FALSE ", False, False),
+    ],
 )
-def test_debug_is_read_before_the_configuration_as_metaflow_reads_it(value: str, debug: bool) -> None:
+def test_debug_is_read_before_the_configuration_loads(
+    value: str, debug: bool, leaves_the_fast_path: bool
+) -> None:
     """The traceback switch and the fast path of create read METAFLOW_DEBUG_CONDA before the configuration
-    loads (which then refuses "no" with its own message)."""
+    loads. A value it refuses ("no", which Metaflow reads as true) leaves the fast path, so that the full one
+    refuses it, but shows no traceback: the refusal is one paragraph."""
     from envcore.configfiles import debug_requested
 
     assert debug_requested({"METAFLOW_DEBUG_CONDA": value}) is debug
+    assert debug_requested({"METAFLOW_DEBUG_CONDA": value}, or_refused=True) is leaves_the_fast_path
     assert debug_requested({}) is False
 
 
@@ -349,3 +362,30 @@ def test_without_user_variables_the_user_is_this_accounts_name() -> None:
     env = {k: v for k, v in os.environ.items() if k not in names}
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == [pwd.getpwuid(os.getuid()).pw_name, "False", "False"]
+
+
+def test_a_null_in_a_config_file_means_not_set(isolated_config: Path) -> None:
+    write_profile(isolated_config, {"METAFLOW_CONDA_LOCK_TIMEOUT": None, "METAFLOW_CONDA_ENVS_DIRNAME": None})
+    config = Config.load()
+    assert config.value("CONDA_LOCK_TIMEOUT").source == "default" and config.get("CONDA_LOCK_TIMEOUT") == 3600
+    assert config.get("CONDA_ENVS_DIRNAME") == "envs"  # not "None": descriptions would go to <store>/None/
+
+
+@pytest.mark.parametrize("alias", ["::bad::", "conda-forge", "https://u:secret@h.example:99999", "ftp://h/c"])
+def test_a_channel_alias_that_is_no_url_is_refused_by_name(
+    monkeypatch: pytest.MonkeyPatch, alias: str
+) -> None:
+    monkeypatch.setenv("METAFLOW_CONDA_CHANNEL_ALIAS", alias)
+    with pytest.raises(ConfigError) as err:
+        Config.load().channel_url("fx")
+    message = err.value.message
+    assert "is not an http(s) or file URL" in message and "METAFLOW_CONDA_CHANNEL_ALIAS" in message
+    assert "secret" not in message
+
+
+def test_redacting_never_fails_and_keeps_ipv6_hosts_whole() -> None:
+    from envcore.config import redact_url
+
+    assert redact_url("https://u:p@h.example:99999/x") == "https://h.example:99999/x"
+    assert redact_url("https://u:p@[::1]:8080/simple") == "https://[::1]:8080/simple"
+    assert redact_url("https://U:P@Host.Example/simple") == "https://host.example/simple"

@@ -204,6 +204,11 @@ def test_a_folder_envcore_did_not_make_is_never_replaced_unasked(run: Run, world
     _works(envs / "late")
     empty_name = run("create", ref, "--name", "", check=False)
     assert empty_name.returncode != 0 and "is not a plain folder name" in " ".join(empty_name.stderr.split())
+    for length in (201, 300):  # 201: a name the file system takes, refused all the same (the fast path too)
+        too_long = run("create", ref, "--name", "n" * length, check=False)
+        message = " ".join(too_long.stderr.split())
+        assert too_long.returncode == 2 and "Traceback" not in too_long.stderr, too_long.stderr
+        assert f"is {length} bytes long; use a name of at most 200" in message
 
 
 FAILING_INSTALLER = """
