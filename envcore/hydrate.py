@@ -10,6 +10,7 @@ by a file lock.
 from __future__ import annotations
 
 import functools
+import glob
 import os
 import shutil
 import time
@@ -140,6 +141,7 @@ def hydrate(
     prefix = prefix.absolute()
     timeout = float(registry.config.get("CONDA_LOCK_TIMEOUT"))
     with file_lock(uptodate.lock_path(str(prefix)), timeout, on_wait=progress):
+        _put_back_replaced(prefix, progress)
         complete = is_complete(prefix, env)
         if complete and not force and not verify:
             return False
@@ -180,6 +182,20 @@ def hydrate(
             _remove(aside)
         index.add(key, prefix)
     return True
+
+
+def _put_back_replaced(prefix: Path, progress: Progress) -> None:
+    """Settle what a process killed while it replaced ``prefix`` left (under the prefix's lock, so no living
+    process owns it): the environment it moved aside goes back when ``prefix`` is unfinished or gone, and any
+    other such folder is removed."""
+    asides = sorted(prefix.parent.glob(f".{glob.escape(prefix.name)}.replaced-*"))
+    for aside in asides:
+        if uptodate.marker_ids(str(aside)) is not None and uptodate.marker_ids(str(prefix)) is None:
+            _remove(prefix)
+            aside.rename(prefix)
+            progress(f"Put back the environment at {prefix} that an interrupted --force had moved aside")
+        else:
+            _remove(aside)
 
 
 def _make_way(prefix: Path, env: ResolvedEnvironment, force: bool, progress: Progress) -> Path | None:

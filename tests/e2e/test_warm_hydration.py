@@ -273,3 +273,76 @@ def test_a_force_that_fails_leaves_the_working_environment_in_place(run: Run, wo
     assert (prefix / "bin" / "python").stat().st_ino == inode  # the same files: never removed
     assert json.loads((prefix / ".metaflowenv").read_text())[:2] == ref.split(":")
     assert not [p.name for p in prefix.parent.iterdir() if ".replaced-" in p.name]
+
+
+INTERRUPTED_RATTLER = """
+import os
+import signal
+
+from envcore import hookimpl
+from envcore.types import InstallerPlugin, PackageKind
+from envcore_rattler.installer import RattlerInstaller
+
+
+class Interrupted(RattlerInstaller):
+    def install(self, packages, prefix):
+        def interrupt(signum, frame):
+            raise KeyboardInterrupt  # Ctrl-C, while rattler's threads link the packages into the prefix
+
+        signal.signal(signal.SIGALRM, interrupt)
+        signal.setitimer(signal.ITIMER_REAL, float(os.environ["INTERRUPT_AFTER"]))
+        super().install(packages, prefix)
+
+
+@hookimpl
+def envcore_installers():
+    yield InstallerPlugin(
+        name="interrupted", kind=PackageKind.CONDA, factory=lambda config: Interrupted(config), summary="x"
+    )
+"""
+
+
+def test_an_interrupted_force_puts_the_working_environment_back(run: Run, world: dict[str, Path]) -> None:
+    """Ctrl-C cancels rattler's install, but its linking threads ran on and raced the put-back: the working
+    environment was left beside an emptied prefix (and 'Directory not empty' was reported)."""
+    (ref,) = env_ids(run("resolve", *REQUEST).stdout)
+    run("create", ref, "--name", "work")
+    prefix = world["a"] / "cache" / "envs" / "work"
+    inode = (prefix / "bin" / "python").stat().st_ino
+    plugins = world["a"] / "plugins-interrupted"
+    plugins.mkdir()
+    (plugins / "interrupted_rattler.py").write_text(INTERRUPTED_RATTLER)
+    for after in ("0.01", "0.03", "0.06", "0.1", "0.15"):
+        interrupted = run(
+            "create",
+            ref,
+            "--name",
+            "work",
+            "--force",
+            check=False,
+            PYTHONPATH=str(plugins),
+            METAFLOW_ENVCORE_PLUGIN_MODULES="interrupted_rattler",
+            METAFLOW_ENVCORE_CONDA_INSTALLER="interrupted",
+            INTERRUPT_AFTER=after,
+        )
+        assert interrupted.returncode == 130 and "Aborted" in interrupted.stderr, interrupted.stderr
+        assert (prefix / "bin" / "python").stat().st_ino == inode  # the same files, put back
+        assert not [p.name for p in prefix.parent.iterdir() if ".replaced-" in p.name]
+        _works(prefix)
+
+
+def test_an_environment_a_killed_force_moved_aside_is_put_back(run: Run, world: dict[str, Path]) -> None:
+    (ref,) = env_ids(run("resolve", *REQUEST).stdout)
+    run("create", ref, "--name", "work")
+    envs = world["a"] / "cache" / "envs"
+    inode = (envs / "work" / "bin" / "python").stat().st_ino
+    # what a --force killed mid-install leaves: the working environment aside, a half-built prefix, and the
+    # remains of an aside an earlier such process had started to remove
+    (envs / "work").rename(envs / ".work.replaced-4000001")
+    (envs / "work" / "lib").mkdir(parents=True)
+    (envs / ".work.replaced-4000002" / "lib").mkdir(parents=True)
+    done = run("--verbose", "create", ref, "--name", "work")
+    assert "Put back the environment" in done.stderr, done.stderr
+    assert (envs / "work" / "bin" / "python").stat().st_ino == inode
+    assert not [p.name for p in envs.iterdir() if ".replaced-" in p.name]
+    _works(envs / "work")

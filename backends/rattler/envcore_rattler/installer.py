@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -57,7 +59,36 @@ class RattlerInstaller:
             rattler.exceptions.LinkError,
             rattler.exceptions.InstallerError,
         ) as exc:
+            _refuse_full_disk(exc, prefix)
             raise FormatError(
                 f"Installing conda packages into {prefix} failed: {' '.join(str(exc).split())}. The package files "
-                "may be damaged; run `envcore create --force` to fetch and verify them again."
+                "may be damaged; run `envcore create --verify` to hash them again and fetch the damaged ones anew."
             ) from None
+        except BaseException:  # interrupted (Ctrl-C): rattler's linking threads run on after the cancel
+            _wait_until_quiet(prefix)  # so that the caller's cleanup (or put-back) is not raced by them
+            raise
+
+
+def _refuse_full_disk(exc: Exception, prefix: Path) -> None:
+    if "os error 28" in str(exc) or "No space left on device" in str(exc):
+        raise FormatError(
+            f"Installing conda packages into {prefix} failed: the disk is full (No space left on device). The "
+            "package files are fine: free disk space there (or set METAFLOW_ENVCORE_CACHE_DIR to a larger disk) "
+            "and run the command again."
+        ) from None
+
+
+def _wait_until_quiet(prefix: Path, *, interval: float = 0.2, longest: float = 30.0) -> None:
+    """Return once nothing has been added to ``prefix`` for ``interval`` seconds (or after ``longest``)."""
+
+    def files() -> int:
+        return sum(len(names) + len(dirs) for _, dirs, names in os.walk(prefix))
+
+    deadline = time.monotonic() + longest
+    seen = -1
+    while time.monotonic() < deadline:
+        now = files()
+        if now == seen:
+            return
+        seen = now
+        time.sleep(interval)

@@ -120,3 +120,18 @@ def test_every_solve_waiting_on_a_failed_channel_read_reports_its_cause(tmp_path
             assert "coalesced" not in message and "other error" not in message, message
             assert "Could not read the conda channels" in message and "No such file or directory" in message
             assert_one_clean_paragraph(message)
+
+
+def test_a_full_disk_while_installing_is_named_as_such_not_as_damaged_packages(tmp_path: Path) -> None:
+    import rattler.exceptions
+    from envcore_rattler.installer import _refuse_full_disk
+
+    from envcore.errors import FormatError
+
+    full = rattler.exceptions.LinkError("failed to unpack `lib/x.py`: No space left on device (os error 28)")
+    with pytest.raises(FormatError) as err:
+        _refuse_full_disk(full, tmp_path)
+    assert "the disk is full" in err.value.message and "free disk space" in err.value.message
+    _refuse_full_disk(
+        rattler.exceptions.LinkError("invalid Zip archive"), tmp_path
+    )  # not a full disk: no error

@@ -56,9 +56,15 @@ class UvInstaller:
             args, what="uv pip install", env=tool_env({"UV_NO_PROGRESS": "1"}), debug=self.config.debug
         )
         if done.returncode != 0:
+            if "No space left on device" in done.stderr or "os error 28" in done.stderr:
+                raise EnvcoreError(
+                    f"Installing {len(packages)} wheel(s) into {prefix} failed: the disk is full (No space left on "
+                    "device). The wheels are fine: free disk space there (or set METAFLOW_ENVCORE_CACHE_DIR to a "
+                    "larger disk) and run the command again."
+                )
             raise EnvcoreError(
                 f"Installing {len(packages)} wheel(s) into {prefix} failed: {tail(done.stderr, 6)}. Run `envcore create "
-                "--force` to rebuild the environment; report the error if it persists."
+                "--verify` to hash the wheels again and fetch the damaged ones anew; report the error if it persists."
             )
 
     def build_wheel(self, sdist: Path, out_dir: Path, request: ResolveRequest) -> Path:
