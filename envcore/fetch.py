@@ -16,6 +16,7 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
 from envcore.config import redact_url
@@ -27,6 +28,7 @@ CHUNK = 1 << 20
 
 
 STALE_DOWNLOAD = 3600.0  # seconds without a write after which a temporary download is abandoned
+SET_ASIDE_WAIT = 60.0  # seconds to wait for another process setting the same damaged package file aside
 
 
 class PackageCache:
@@ -42,9 +44,13 @@ class PackageCache:
         if not path.is_file():
             return None
         if verify:
-            actual = digest_file(path, file.digest[0])
+            try:
+                with open(path, "rb") as fh:
+                    actual, hashed = _digest(fh, file.digest[0]), os.fstat(fh.fileno())
+            except FileNotFoundError:
+                return None  # set aside by another process meanwhile
             if actual != file.digest[1]:  # a damaged copy: set aside, and fetch again from the source
-                self._quarantine(path, actual)
+                self._set_aside(path, (hashed.st_dev, hashed.st_ino), actual)
                 return None
         return path
 
@@ -70,6 +76,20 @@ class PackageCache:
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, final)
         return final
+
+    def _set_aside(self, path: Path, hashed: tuple[int, int], actual: str) -> None:
+        """Quarantine the damaged file at ``path`` that was hashed (device, inode), but never a verified copy
+        that another process checking at the same time has put there meanwhile: processes setting aside take
+        turns, and each moves only the file it hashed."""
+        from envcore.locks import file_lock
+
+        with file_lock(path.with_name(".set-aside.lock"), SET_ASIDE_WAIT):
+            try:
+                now = os.stat(path)
+            except FileNotFoundError:
+                return  # set aside by another process
+            if (now.st_dev, now.st_ino) == hashed:
+                self._quarantine(path, actual)
 
     def _quarantine(self, path: Path, actual: str, name: str | None = None) -> Path:
         target = self.root / "quarantine" / f"{actual}-{name or path.name}"
@@ -125,10 +145,14 @@ def sha256_file(path: Path) -> str:
 
 
 def digest_file(path: Path, algorithm: str) -> str:
-    digest = hashlib.new(algorithm)
     with open(path, "rb") as fh:
-        while chunk := fh.read(CHUNK):
-            digest.update(chunk)
+        return _digest(fh, algorithm)
+
+
+def _digest(fh: BinaryIO, algorithm: str) -> str:
+    digest = hashlib.new(algorithm)
+    while chunk := fh.read(CHUNK):
+        digest.update(chunk)
     return digest.hexdigest()
 
 

@@ -1,0 +1,77 @@
+"""The local package cache: presence means verified, and a damaged copy is set aside without ever taking a
+verified one another process put in its place."""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+from pathlib import Path
+
+from envcore.fetch import PackageCache
+from envcore.types import PackageFile
+
+GOOD = b"the package's bytes" * 1000
+FILE = PackageFile(
+    url_format=".whl", url="https://h.example/x-1.0-py3-none-any.whl", sha256=hashlib.sha256(GOOD).hexdigest()
+)
+NAME = "x-1.0-py3-none-any.whl"
+
+
+def _damage(cache: PackageCache) -> Path:
+    path = cache.path(FILE, NAME)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(GOOD[:-1] + b"!")
+    return path
+
+
+def _put_good(cache: PackageCache) -> Path:
+    tmp = cache.temp()
+    tmp.write_bytes(GOOD)
+    return cache.put_verified(tmp, FILE, NAME, "the test")
+
+
+def test_a_damaged_copy_is_quarantined_and_fetched_again(tmp_path: Path) -> None:
+    cache = PackageCache(tmp_path)
+    _damage(cache)
+    assert cache.get(FILE, NAME) is not None  # unverified: presence is taken as verified
+    assert cache.get(FILE, NAME, verify=True) is None
+    assert [p.name.endswith(NAME) for p in (tmp_path / "quarantine").iterdir()] == [True]
+    assert _put_good(cache).read_bytes() == GOOD
+    assert cache.get(FILE, NAME, verify=True) == cache.path(FILE, NAME)
+
+
+def test_a_verified_copy_put_in_place_meanwhile_is_never_set_aside(tmp_path: Path) -> None:
+    """A process that hashed the damaged copy sets aside only that file: another process may have replaced it
+    with a verified copy since (and another one may have set it aside already)."""
+    cache = PackageCache(tmp_path)
+    damaged = _damage(cache).stat()
+    _put_good(cache)  # another process: the damaged copy set aside, a verified one fetched and put in place
+    cache._set_aside(cache.path(FILE, NAME), (damaged.st_dev, damaged.st_ino), "0" * 64)
+    assert cache.path(FILE, NAME).read_bytes() == GOOD
+    cache.path(FILE, NAME).unlink()
+    cache._set_aside(
+        cache.path(FILE, NAME), (damaged.st_dev, damaged.st_ino), "0" * 64
+    )  # gone: nothing to do
+
+
+def _verify_and_repair(root: str) -> None:
+    cache = PackageCache(Path(root))
+    if cache.get(FILE, NAME, verify=True) is None:
+        _put_good(cache)
+    path = cache.get(FILE, NAME)
+    assert path is not None and path.read_bytes() == GOOD
+
+
+def test_processes_checking_one_damaged_copy_at_once_all_end_with_a_verified_one(tmp_path: Path) -> None:
+    """`create --verify` in 8 processes over one damaged package cache: each failed 1 to 7 of 8, moving a
+    file another had just moved or put back (FileNotFoundError)."""
+    context = multiprocessing.get_context("fork")
+    for _ in range(10):
+        _damage(PackageCache(tmp_path))
+        workers = [context.Process(target=_verify_and_repair, args=(str(tmp_path),)) for _ in range(8)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(60)
+        assert [w.exitcode for w in workers] == [0] * 8
+        assert PackageCache(tmp_path).get(FILE, NAME, verify=True) is not None
