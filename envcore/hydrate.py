@@ -26,6 +26,7 @@ from envcore.locks import file_lock
 from envcore.plugins import Registry
 from envcore.progress import Progress, Task, as_progress, new_entries
 from envcore.types import (
+    CachingInstaller,
     InstallProgress,
     LockedPackage,
     PackageFile,
@@ -255,6 +256,8 @@ def _install(
         batch = [(p, f) for p, f in files if p.kind is kind]
         if batch:
             installer = registry.installer(kind)
+            if verify and isinstance(installer, CachingInstaller):  # its unpacked copies are checked too
+                installer.forget(batch)
             poll = (
                 installer.install_progress(batch, prefix)
                 if isinstance(installer, InstallProgress)

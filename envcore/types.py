@@ -277,6 +277,17 @@ class InstallProgress(Protocol):
 
 
 @runtime_checkable
+class CachingInstaller(Protocol):
+    """What an installer implements when it links prefixes from unpacked copies of packages that it keeps
+    between installs: a file edited in one prefix is edited in those copies too, and in every prefix made from
+    them later. ``envcore create --verify`` calls :meth:`forget` with the package files it has just hashed again,
+    before :meth:`Installer.install`: the installer drops its copies of them that differ from those files
+    (waiting for other processes installing from them), so that they are unpacked anew."""
+
+    def forget(self, packages: Sequence[tuple[LockedPackage, Path]]) -> None: ...
+
+
+@runtime_checkable
 class WheelBuilder(Protocol):
     """What a PyPI installer implements to let envcore use source distributions: build one into a wheel for
     this machine (the request gives the target python in ``python_version``, and the indexes, options and

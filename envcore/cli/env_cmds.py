@@ -384,8 +384,9 @@ def step_ref(env: str, pathspec: bool) -> str:
 @click.option(
     "--verify",
     is_flag=True,
-    help="Install from package files hashed again (those of the local package cache too); an existing "
-    "environment is re-created.",
+    help="Install from package files hashed again (those of the local package cache too), their unpacked "
+    "copies in the installers' caches checked (rattler) or unpacked anew (uv); an existing environment is "
+    "re-created.",
 )
 @click.option(
     "--exist-ok/--no-exist-ok",

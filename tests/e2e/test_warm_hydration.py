@@ -346,3 +346,34 @@ def test_an_environment_a_killed_force_moved_aside_is_put_back(run: Run, world: 
     assert (envs / "work" / "bin" / "python").stat().st_ino == inode
     assert not [p.name for p in envs.iterdir() if ".replaced-" in p.name]
     _works(envs / "work")
+
+
+def test_verify_unpacks_anew_what_an_edit_in_a_prefix_changed_in_the_caches(
+    run: Run, world: dict[str, Path]
+) -> None:
+    """Prefixes are hardlinked from rattler's and uv's unpacked copies: an edit in one prefix edits those copies
+    and every prefix made from them later. --verify checks (rattler) or drops (uv) the copies of what it installs."""
+    (ref,) = env_ids(run("resolve", *REQUEST).stdout)
+    run("create", ref, "--name", "edited")
+    envs = world["a"] / "cache" / "envs"
+    site = Path("lib") / "python3.11" / "site-packages"
+    edited = [
+        site / "fx_extras" / "__init__.py",
+        Path("lib") / "python3.11" / "os.py",
+    ]  # from a wheel; python's
+    for relative in edited:
+        with open(envs / "edited" / relative, "a") as fh:
+            fh.write("EDITED = 1\n")
+
+    def edits(name: str) -> list[str]:
+        return [str(r) for r in edited if "EDITED" in (envs / name / r).read_text()]
+
+    run("create", ref, "--name", "forced", "--force")
+    assert edits("forced") == [str(r) for r in edited]  # the shared copies carry the edit
+    run("create", ref, "--name", "verified", "--verify")
+    assert edits("verified") == []
+    _works(envs / "verified")
+    run(
+        "create", ref, "--name", "after", "--force"
+    )  # the copies were unpacked anew: later prefixes are clean
+    assert edits("after") == []

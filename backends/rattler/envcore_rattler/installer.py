@@ -10,6 +10,7 @@ from pathlib import Path
 
 import rattler
 import rattler.exceptions
+import rattler.package
 
 from envcore.config import Config
 from envcore.errors import FormatError
@@ -39,6 +40,27 @@ class RattlerInstaller:
 
     def check(self) -> None:
         return None
+
+    def forget(self, packages: Sequence[tuple[LockedPackage, Path]]) -> None:
+        """Remove the unpacked copies in rattler's package cache whose files differ from the archives' own
+        records (``paths.json``: size and sha256 of every file), under rattler's lock of each entry (the one an
+        installing rattler holds while it links from it)."""
+        import fcntl
+        import shutil
+
+        for package, archive in packages:
+            entry = self.cache_dir / f"{package.name}-{package.version}-{package.build}"
+            if not entry.is_dir():
+                continue
+            lock = os.open(entry.with_name(f"{entry.name}.lock"), os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                if entry.is_dir() and not _unpacked_as_recorded(entry, archive):
+                    gone = entry.with_name(f".{entry.name}.damaged-{os.getpid()}")
+                    entry.rename(gone)
+                    shutil.rmtree(gone, ignore_errors=True)
+            finally:
+                os.close(lock)  # (releases the lock)
 
     def install(self, packages: Sequence[tuple[LockedPackage, Path]], prefix: Path) -> None:
         if not packages:
@@ -92,3 +114,22 @@ def _wait_until_quiet(prefix: Path, *, interval: float = 0.2, longest: float = 3
             return
         seen = now
         time.sleep(interval)
+
+
+def _unpacked_as_recorded(entry: Path, archive: Path) -> bool:
+    """Whether every file of the package ``entry`` (an unpacked ``archive``) has the size and sha256 that the
+    archive's ``paths.json`` records."""
+    from envcore.fetch import digest_file
+
+    for path in rattler.package.PathsJson.from_package_archive(archive).paths:
+        if not path.path_type.hardlink:
+            continue
+        file = entry / path.relative_path
+        try:
+            if file.stat().st_size != path.size_in_bytes:
+                return False
+            if path.sha256 is not None and digest_file(file, "sha256") != path.sha256.hex():
+                return False
+        except OSError:
+            return False
+    return True

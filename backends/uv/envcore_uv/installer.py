@@ -28,6 +28,22 @@ class UvInstaller:
         into a new folder of its cache's ``archive-v0`` (wheels it had unpacked before count only at the end)."""
         return new_entries(self.cache_dir / "archive-v0")  # made by uv with the first wheel it unpacks
 
+    def forget(self, packages: Sequence[tuple[LockedPackage, Path]]) -> None:
+        """``uv cache clean`` of the wheels' names: uv keeps no record to check its unpacked copies against, so
+        they are all unpacked anew (uv waits for other uv processes using its cache)."""
+        if not packages or not self.cache_dir.is_dir():
+            return
+        names = sorted({package.name for package, _ in packages})
+        args = [uv_executable(self.config), "cache", "clean", "--cache-dir", str(self.cache_dir), *names]
+        done = run_tool(
+            args, what="uv cache clean", env=tool_env({"UV_NO_PROGRESS": "1"}), debug=self.config.debug
+        )
+        if done.returncode != 0:
+            raise EnvcoreError(
+                f"Clearing uv's unpacked copies of {len(names)} wheel(s) from {self.cache_dir} failed: "
+                f"{tail(done.stderr, 6)}. Check that folder's permissions, or remove it."
+            )
+
     def install(self, packages: Sequence[tuple[LockedPackage, Path]], prefix: Path) -> None:
         if not packages:
             return
