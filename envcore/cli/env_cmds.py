@@ -304,6 +304,10 @@ def resolve(
             extras=extras,
             groups=groups,
         )
+    if python is not None and not python.strip():
+        raise UsageError(
+            "--python is empty. Give a version such as 3.11 (any 3.11.x), or leave the option out."
+        )
     _print_warnings(app, spec)
     bases = {a: envs.find(base_ref, resolving.check_arch(a)) if base_ref else None for a in targets}
     requests = [
@@ -547,10 +551,15 @@ def _check_aliases_before_saving(envs: Environments, wanted: list[Alias], ref: t
     for alias in wanted:
         current = None if alias.mutable else envs.aliases.lookup(alias)
         if current is not None and current != ref:
+            what = (
+                "another resolution of these requirements"
+                if current[0] == ref[0]
+                else "an environment of other requirements"
+            )
             raise AliasError(
                 f"Alias {alias.display!r} is not mutable and already refers to {current[0]}:{current[1]}, "
-                f"another resolution of these requirements than {ref[0]}:{ref[1]}. Choose a new tag, or one of "
-                "the mutable tags latest, candidate, stable. The new resolution was not stored."
+                f"{what} than {ref[0]}:{ref[1]}. Choose a new tag, or one of the mutable tags latest, candidate, "
+                "stable. The new resolution was not stored."
             )
 
 

@@ -71,7 +71,8 @@ class Spec:
 def _fail(what: str, where: str, fix: str) -> SpecError:
     from envcore.config import redact_text  # only on errors: no user:password@ of a URL in any message
 
-    return SpecError(redact_text(f"{what} ({where}). {fix}"))
+    said = f" ({where})" if where and where not in what else ""  # (the file alone is said once)
+    return SpecError(redact_text(f"{what}{said}. {fix}"))
 
 
 # --- single values -------------------------------------------------------------------------------------
@@ -101,6 +102,8 @@ def conda_requirement(key: str, version: str, where: str, category: str = CONDA)
     version = re.sub(r"^(?:==)?([0-9*][A-Za-z0-9_.*+!]*)=([A-Za-z0-9_.*]+)$", r"\1 \2", str(version).strip())
     if not _CONDA_NAME.fullmatch(name) or (sep and not channel):
         raise _fail(f"Could not parse conda package {key!r}", where, "Write NAME or CHANNEL::NAME.")
+    if version in _OPERATORS:
+        raise _fail(f"The version of {name} is {version} without a version", where, _CONDA_FORMS)
     if channel:
         from envcore.config import redact_channel
 
@@ -735,7 +738,7 @@ def parse_requirements_txt(
             "lock file pins."
         )
     return Spec(
-        requirements=tuple(reqs),
+        requirements=combine(reqs),  # a package on two lines gets both constraints (as --pypi twice)
         sources=_sources(conda_sources, pypi_sources),
         extras={PYPI: tuple(dict.fromkeys(flags))} if flags else {},
         python=python,
@@ -763,6 +766,8 @@ def _entry_version(rest: str) -> str:
     exact, `` >=1.0`` and ``= >=1.0`` are ranges, and a version followed by a build (``=1.0=py_0``,
     ``==1.0=py_0``, `` 1.0 py_0``) is exact: ``1.0 py_0``."""
     rest = rest.strip()
+    if rest in _OPERATORS:
+        return rest  # an operator without a version: refused as such
     fuzzy = rest.startswith("=") and not rest.startswith("==")
     version, build = _split_build(rest[1:] if fuzzy else rest)
     if version.startswith("==") and not version[2:].startswith(("<", ">", "!", "~", "=")):
@@ -816,9 +821,10 @@ def conda_entry(text: str, where: str, category: str = CONDA) -> Requirement:
     try:
         return conda_requirement(key, version, where, category)
     except SpecError:
+        written = _CONDA_ENTRY.fullmatch(str(text).strip().rpartition("::")[2].strip())
         raise _fail(
-            f"Could not parse conda package {str(text).strip()!r}: {version!r} is not a conda version "
-            "constraint",
+            f"Could not parse conda package {str(text).strip()!r}: {written['rest'] if written else version!r} is "
+            "not a conda version constraint",
             where,
             _CONDA_FORMS,
         ) from None
@@ -959,7 +965,7 @@ def parse_environment_yml(text: str, origin: str = "environment.yml", *, base: P
     channels = [(c, origin) for c in strings("channels")]
     channels += _credential_channels(channel_keys, f"dependencies of {origin}")
     spec = Spec(
-        requirements=tuple(reqs),
+        requirements=combine(reqs),
         sources=_sources(channels, [(i, origin) for i in strings("pypi-indices")]),
         python=python,
         origin=f"the environment file {origin}",
@@ -975,7 +981,7 @@ def parse_environment_yml(text: str, origin: str = "environment.yml", *, base: P
     )
     merged = merge(spec, pip)
     return replace(
-        merged, requirements=(*reqs[:pip_at], *pip.requirements, *reqs[pip_at:]), origin=spec.origin
+        merged, requirements=combine([*reqs[:pip_at], *pip.requirements, *reqs[pip_at:]]), origin=spec.origin
     )
 
 
@@ -1326,7 +1332,7 @@ def parse_pyproject(
             "direct reference in [project].dependencies instead (NAME @ git+https://..., NAME @ file:///...)."
         )
     return Spec(
-        requirements=tuple(reqs),
+        requirements=combine(reqs),
         sources=_sources((), [(i, origin) for i in indices]),
         python=python_spec(python, f"requires-python of {origin}") if python else None,
         origin=f"the project file {origin}",
@@ -1374,8 +1380,11 @@ def load(
             else "requirements"
         )
     if kind == "pyproject":
-        return parse_pyproject(
-            text, str(path), extras=extras, groups=groups, base=Path(os.path.abspath(path)).parent
+        return _said_if_empty(
+            parse_pyproject(
+                text, str(path), extras=extras, groups=groups, base=Path(os.path.abspath(path)).parent
+            ),
+            path,
         )
     if extras or groups:
         raise SpecError(
@@ -1384,8 +1393,16 @@ def load(
         )
     base = Path(os.path.abspath(path)).parent
     if kind == "environment":
-        return parse_environment_yml(text, str(path), base=base)
-    return parse_requirements_txt(text, str(path), base=base)
+        return _said_if_empty(parse_environment_yml(text, str(path), base=base), path)
+    return _said_if_empty(parse_requirements_txt(text, str(path), base=base), path)
+
+
+def _said_if_empty(spec: Spec, path: Path) -> Spec:
+    if spec.requirements or spec.python:
+        return spec
+    return replace(
+        spec, warnings=(*spec.warnings, f"{path} names no packages: the environment holds python only.")
+    )
 
 
 # --- combining -----------------------------------------------------------------------------------------

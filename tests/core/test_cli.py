@@ -146,6 +146,7 @@ def test_unknown_resolver_is_reported_with_its_source(tmp_path: Path) -> None:
         (["resolve"], "Nothing to resolve"),
         (["resolve", "-r", "a.txt", "-f", "b.yml"], "Can only specify one of -r, -f or -p"),
         (["resolve", "--conda", "x", "--arch", "linux-65"], "Unknown architecture 'linux-65'"),
+        (["resolve", "--conda", "x", "--python", " "], "--python is empty"),
     ],
 )
 def test_usage_errors(args: list[str], message: str) -> None:

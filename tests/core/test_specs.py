@@ -645,7 +645,7 @@ def test_python_on_the_command_line() -> None:
         ({"pypi": ["fx-core==abc"]}, "(in --pypi 'fx-core==abc')"),
         ({"conda": ["bad name"]}, "is not a conda version constraint"),
         ({"conda": ["fx-core<2,"]}, "(in --conda 'fx-core<2,')"),
-        ({"conda": ["fx-core=1.0=py-0"]}, "'1.0 py-0' is not a conda version constraint"),
+        ({"conda": ["fx-core=1.0=py-0"]}, "'=1.0=py-0' is not a conda version constraint"),  # as written
         ({"channels": ["http://[::1"]}, "'http://[::1' is not a conda channel (in --channel 'http://[::1')"),
         ({"channels": ["two words"]}, "is not a conda channel"),
         ({"indices": ["not a url"]}, "'not a url' is not a package index URL (in --index 'not a url')"),
@@ -1101,3 +1101,35 @@ def test_uv_sources_and_explicit_indexes_are_not_silently_misread() -> None:
 def test_a_decorator_version_with_a_build_reads_as_in_an_environment_yml() -> None:
     spec = specs.from_decorator(libraries={"fx-core": "1.0=py_0", "fx-web": "==2.0=py_1"})
     assert tstrs(spec) == ["conda::fx-core==1.0 py_0", "conda::fx-web==2.0 py_1"]
+
+
+@pytest.mark.parametrize("entry", ["fx-app==", "fx-app=", "fx-app >="])
+def test_an_operator_without_a_version_is_refused(entry: str) -> None:
+    with pytest.raises(SpecError, match="is not a conda version constraint"):
+        specs.from_command_line(conda=[entry])
+    with pytest.raises(SpecError, match="without a version"):
+        specs.from_decorator(libraries={"fx-app": entry.removeprefix("fx-app").strip()})
+
+
+def test_a_package_on_two_lines_of_a_file_gets_both_constraints_as_on_the_command_line() -> None:
+    lines = specs.parse_requirements_txt("fx-extras>=1\nfx-web\nfx-extras<3\n")
+    assert tstrs(lines) == tstrs(specs.from_command_line(pypi=["fx-extras>=1", "fx-web", "fx-extras<3"]))
+    assert tstrs(lines) == ["pypi::fx-extras==>=1,<3", "pypi::fx-web"]
+    yml = specs.parse_environment_yml("dependencies:\n  - fx-core>=1\n  - fx-core<3\n")
+    assert tstrs(yml) == ["conda::fx-core==>=1,<3"]
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("requirements.txt", "# nothing yet\n"),
+        ("environment.yml", ""),
+        ("pyproject.toml", "[build-system]\n"),
+    ],
+)
+def test_a_file_naming_no_packages_says_so(tmp_path: Path, name: str, text: str) -> None:
+    (tmp_path / name).write_text(text)
+    assert f"{tmp_path / name} names no packages" in " ".join(specs.load(tmp_path / name).warnings)
+    (tmp_path / name).write_text("python=3.11\n" if name == "requirements.txt" else text)
+    if name == "requirements.txt":  # python alone is asked for: no warning
+        assert not specs.load(tmp_path / name).warnings
