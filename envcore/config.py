@@ -297,7 +297,7 @@ class Config:
     def debug(self) -> bool:
         return bool(self.get("DEBUG_CONDA"))
 
-    def name_list(self, name: str) -> list[str] | None:
+    def name_list(self, name: str, example: str = '["rattler", "uv"]') -> list[str] | None:
         """A list-valued setting given as JSON or a comma list (``None`` when unset)."""
         value = self.value(name)
         if value.value is None:
@@ -305,7 +305,7 @@ class Config:
         if isinstance(value.value, str):
             return [part.strip() for part in value.value.split(",") if part.strip()]
         if not isinstance(value.value, list) or not all(isinstance(v, str) for v in value.value):
-            raise ConfigError(f'{value.describe()}, but it must be a list of names, e.g. ["rattler", "uv"].')
+            raise ConfigError(f"{value.describe()}, but it must be a list of names, e.g. {example}.")
         return list(value.value)
 
     def store_root(self, datastore: str, setting: str = "") -> Value:
@@ -364,7 +364,7 @@ class Config:
 
     def conda_channels(self) -> tuple[tuple[str, ...], str]:
         """Default conda channels and where they came from."""
-        configured = self.name_list("CONDA_CHANNELS")
+        configured = self.name_list("CONDA_CHANNELS", '["conda-forge", "bioconda"]')
         if configured:
             return tuple(configured), self.value("CONDA_CHANNELS").source
         if self._environ.get("CONDA_CHANNELS"):

@@ -165,6 +165,14 @@ def _file(entry: Any, origin: str, where: str, base: Path) -> LockFile:
         location = _str(url, origin, f"the url of {where}") or ""
         if not urlsplit(location).scheme:
             raise _bad(origin, f"the url of {where} ({redact_url(location)}) is not an absolute URL")
+        if redact_url(location) != location:
+            raise _bad(
+                origin,
+                f"the url of {where} ({redact_url(location)}) carries credentials, which envcore does not store "
+                "in an environment",
+                "Write the URL without user:password@ and give the credentials for its host in "
+                'METAFLOW_CONDA_SRCS_AUTH_INFO (e.g. {"HOST": ["USER", "PASSWORD"]}).',
+            )
     elif path is not None:
         location = (base / (_str(path, origin, f"the path of {where}") or "")).resolve().as_uri()
     else:

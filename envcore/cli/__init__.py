@@ -133,21 +133,22 @@ def with_output_flags(command: click.Command) -> click.Command:
 
 def _plugin_setting_problems(registry: Registry) -> list[str]:
     """What the plugin settings ask for and does not happen: a module of METAFLOW_ENVCORE_PLUGIN_MODULES that
-    cannot be imported, a name of METAFLOW_ENVCORE_PLUGINS that no plugin has. (A plugin installed by its
-    distribution that fails is only reported by ``envcore plugins`` and by the commands that select it.)"""
+    cannot be imported, a name of METAFLOW_ENVCORE_PLUGINS or METAFLOW_ENVCORE_DISABLED_PLUGINS that no plugin
+    has. (A plugin installed by its distribution that fails is only reported by ``envcore plugins`` and by the
+    commands that select it.)"""
     problems = [
         f"the plugin module {info.module} (METAFLOW_ENVCORE_PLUGIN_MODULES) cannot be imported: {info.error}. "
         "Commands that need its backends will fail; fix the setting or install the module."
         for info in registry.plugins.values()
         if info.status == "failed" and info.distribution is None
     ]
-    allowed = registry.config.name_list("ENVCORE_PLUGINS") or []
-    unknown = [name for name in allowed if name not in registry.plugins]
-    if unknown:
-        problems.append(
-            f"METAFLOW_ENVCORE_PLUGINS names {', '.join(map(repr, unknown))}, which no installed plugin is called "
-            f"(installed: {', '.join(sorted(registry.plugins))}). Check the names with `envcore plugins`."
-        )
+    for setting in ("ENVCORE_PLUGINS", "ENVCORE_DISABLED_PLUGINS"):
+        unknown = [name for name in registry.config.name_list(setting) or [] if name not in registry.plugins]
+        if unknown:
+            problems.append(
+                f"METAFLOW_{setting} names {', '.join(map(repr, unknown))}, which no installed plugin is called "
+                f"(installed: {', '.join(sorted(registry.plugins))}). Check the names with `envcore plugins`."
+            )
     return problems
 
 

@@ -327,6 +327,10 @@ def test_plugin_settings_that_do_not_take_effect_are_warned_about(cli_env: dict[
             {"METAFLOW_ENVCORE_PLUGINS": "builtin,rattler,typo"},
             "envcore: warning: METAFLOW_ENVCORE_PLUGINS names 'typo', which no installed plugin is called",
         ),
+        (
+            {"METAFLOW_ENVCORE_DISABLED_PLUGINS": "mamba,nope"},
+            "envcore: warning: METAFLOW_ENVCORE_DISABLED_PLUGINS names 'nope', which no installed plugin is called",
+        ),
     ):
         out = envcore("resolve", "--dry-run", "--conda", "fx-core", env={**cli_env, **extra})
         assert out.returncode == 0 and warning in " ".join(out.stderr.split()), out.stderr

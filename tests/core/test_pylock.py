@@ -146,11 +146,16 @@ def test_any_tool_and_relative_paths(wheels: Path, tmp_path: Path) -> None:
             "is not a PEP 440 version",
         ),
         ('lock-version = "1.0"\ncreated-by = "x"\n', "it lists no packages"),
+        (
+            _lock('name = "a"\nwheels = [{ url = "https://u:hush@x/a-1.0-py3-none-any.whl", hashes = {} }]'),
+            "(https://x/a-1.0-py3-none-any.whl) carries credentials",
+        ),
     ],
 )
 def test_malformed_locks_are_one_paragraph_spec_errors(text: str, expected: str) -> None:
     with pytest.raises(SpecError) as err:
         pylock.parse(text, "pylock.toml")
+    assert "hush" not in err.value.message
     assert expected in err.value.message and err.value.message.startswith(
         "pylock.toml is not a usable pylock.toml"
     )
