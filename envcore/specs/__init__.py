@@ -71,7 +71,7 @@ class Spec:
 def _fail(what: str, where: str, fix: str) -> SpecError:
     from envcore.config import redact_text  # only on errors: no user:password@ of a URL in any message
 
-    said = f" ({where})" if where and where not in what else ""  # (the file alone is said once)
+    said = f" ({where})" if where and not what.startswith(where) else ""  # ("FILE must be ...": said once)
     return SpecError(redact_text(f"{what}{said}. {fix}"))
 
 
@@ -190,6 +190,7 @@ def _pypi_spec(specifier: SpecifierSet) -> str:
 _MACHINE_MARKERS = re.compile(r"\bplatform_(release|version)\b")  # os.uname(): not decidable for a target
 _BARE_REFERENCE = re.compile(r"^(git\+|hg\+|svn\+|bzr\+|https?://|file:|ssh://|\.{0,2}/|~/)")
 _DIST_FILE = re.compile(r"^[^\s;@<>=!~\[]+\.(whl|tar\.gz|zip)$")  # fx_core-1.0-py3-none-any.whl, a local file
+_LOCAL_FOLDER = re.compile(r"^(\.{1,2}|[^\s;@<>=!~\[]+/)$")  # ".", "..", "mypkg/": folders, as pip reads them
 
 
 def _reference_url(text: str, where: str, base: Path | None = None) -> str:
@@ -278,6 +279,12 @@ def _reference_name(url: str, where: str) -> str:
         ) from None
     if parts.scheme == "file" and Path(unquote(parts.path)).is_dir():
         return _directory_name(Path(unquote(parts.path)), url, where)
+    if parts.scheme == "file" and not Path(unquote(parts.path)).exists():
+        raise _fail(
+            f"{unquote(parts.path)} does not exist",
+            where,
+            "Check the path (relative ones start from the current folder).",
+        )
     if "+" in parts.scheme:  # git+https://host/org/repo.git@ref
         name = re.sub(r"\.git$", "", filename.split("@")[0])
         if name:
@@ -332,7 +339,7 @@ def pypi_requirement(text: str, where: str, base: Path | None = None) -> Require
     a PyPI requirement; paths become absolute ``file://`` URLs (relative ones read from ``base``, by default
     the current directory)."""
     text = text.strip()
-    if _BARE_REFERENCE.match(text) or _DIST_FILE.match(text):
+    if _BARE_REFERENCE.match(text) or _DIST_FILE.match(text) or _LOCAL_FOLDER.match(text):
         url = _direct_reference(_reference_url(text, where, base), where)
         return Requirement(category=PYPI, name=_reference_name(url, where), url=url)
     req = _plain_pep508(text) or _pep508(text, where)

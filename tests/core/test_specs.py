@@ -778,7 +778,7 @@ def test_bare_paths_are_named_by_their_wheel_sdist_or_pyproject(tmp_path: Path) 
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ("./nothing/here", "Could not derive a package name from 'file://"),
+        ("./nothing/here", "/nothing/here does not exist"),
         ("./", "has no [project].name in a pyproject.toml"),
         ("/w/not-a-wheel.whl", "is not the file name of a wheel"),
         ("https://u:pw@h/p/fx_app-1.0.zip", "carries credentials"),
@@ -1133,3 +1133,17 @@ def test_a_file_naming_no_packages_says_so(tmp_path: Path, name: str, text: str)
     (tmp_path / name).write_text("python=3.11\n" if name == "requirements.txt" else text)
     if name == "requirements.txt":  # python alone is asked for: no warning
         assert not specs.load(tmp_path / name).warnings
+
+
+def test_folders_written_as_pip_reads_them_are_local_projects(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "pyproject.toml").write_text('[project]\nname = "fx-mine"\n')
+    monkeypatch.chdir(tmp_path / "mine")
+    for line, folder in ((".", tmp_path / "mine"), ("../mine/", tmp_path / "mine")):
+        (req,) = specs.parse_requirements_txt(f"{line}\n").requirements
+        assert (req.name, req.url) == ("fx-mine", folder.as_uri())
+    monkeypatch.chdir(tmp_path)
+    (req,) = specs.parse_requirements_txt("mine/\n").requirements
+    assert (req.name, req.url) == ("fx-mine", (tmp_path / "mine").as_uri())
