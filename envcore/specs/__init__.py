@@ -872,6 +872,21 @@ def _load_yaml(text: str) -> object:
     return yaml.load(text, Loader=StrictLoader)  # (a SafeLoader)
 
 
+def _item_lines(text: str, key: str) -> list[int]:
+    """The line of each item of the list under the top-level ``key`` of a YAML text (for errors)."""
+    import yaml
+
+    try:
+        root = yaml.compose(text.removeprefix("\ufeff"), Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return []
+    if isinstance(root, yaml.MappingNode):
+        for name, value in root.value:
+            if name.value == key and isinstance(value, yaml.SequenceNode):
+                return [item.start_mark.line + 1 for item in value.value]
+    return []
+
+
 def parse_environment_yml(text: str, origin: str = "environment.yml", *, base: Path | None = None) -> Spec:
     """An environment.yml as conda reads it; ``base`` is its folder, where relative paths of PyPI packages are
     read from (conda runs pip there)."""
@@ -920,8 +935,9 @@ def parse_environment_yml(text: str, origin: str = "environment.yml", *, base: P
     pip_at = 0
     python: str | None = None
     python_entries = 0
-    for entry in dependencies or []:
-        where = f"dependencies of {origin}"
+    lines = _item_lines(text, "dependencies")
+    for i, entry in enumerate(dependencies or []):
+        where = f"line {lines[i]} of {origin}" if i < len(lines) else f"dependencies of {origin}"
         if isinstance(entry, dict) and set(entry) <= {"pip", "sys"}:
             pip_at = len(reqs) if not pip_lines else pip_at  # its requirements go where the section is
             pip_lines += _string_list(entry.get("pip"), "pip", where, "'- pip:' followed by '- NAME' lines")

@@ -1147,3 +1147,8 @@ def test_folders_written_as_pip_reads_them_are_local_projects(
     monkeypatch.chdir(tmp_path)
     (req,) = specs.parse_requirements_txt("mine/\n").requirements
     assert (req.name, req.url) == ("fx-mine", (tmp_path / "mine").as_uri())
+
+
+def test_an_environment_yml_dependency_error_names_its_line() -> None:
+    with pytest.raises(SpecError, match=r"\(line 3 of env.yml\)"):
+        specs.parse_environment_yml("dependencies:\n  - fx-core=1.0\n  - fx-web>>2\n", "env.yml")
