@@ -1110,14 +1110,17 @@ def _poetry_url(name: str, entry: Mapping[str, object], where: str) -> str | Non
     return None
 
 
+class _Reading(NamedTuple):
+    """A pyproject.toml being read: its name in messages, its folder (for ``path`` dependencies), and the
+    warnings said so far."""
+
+    origin: str
+    base: Path | None
+    warnings: list[str]
+
+
 def _poetry_requirement(
-    name: str,
-    value: object,
-    where: str,
-    base: Path | None,
-    warnings: list[str],
-    *,
-    optional_too: bool = False,
+    name: str, value: object, where: str, reading: _Reading, *, optional_too: bool = False
 ) -> Requirement | None:
     """One entry of a poetry dependencies table as a requirement; None for an optional one (it comes in by
     ``--extra`` through ``[tool.poetry.extras]``) unless ``optional_too``."""
@@ -1138,7 +1141,7 @@ def _poetry_requirement(
     if entry.get("optional") and not optional_too:
         return None
     if "source" in entry:
-        warnings.append(
+        reading.warnings.append(
             f"{name} names the poetry source {entry['source']!r} ({where}): envcore looks every package up on all "
             "of the project's indexes, not only that one."
         )
@@ -1155,11 +1158,11 @@ def _poetry_requirement(
         text += (
             (" " if url else "") + "; " + " and ".join(f"({m})" if len(markers) > 1 else m for m in markers)
         )
-    return pypi_requirement(text, where, base)
+    return pypi_requirement(text, where, reading.base)
 
 
 def _poetry_requirements(
-    table: Mapping[str, object], where: str, base: Path | None, warnings: list[str]
+    table: Mapping[str, object], where: str, reading: _Reading
 ) -> tuple[list[Requirement], str | None]:
     """The (non-optional) requirements of a poetry dependencies table, and its python constraint."""
     reqs, python = [], None
@@ -1167,7 +1170,7 @@ def _poetry_requirements(
         if name == "python":
             python = _poetry_constraint(str(value.get("version", "*") if isinstance(value, dict) else value))
             continue
-        req = _poetry_requirement(name, value, where, base, warnings)
+        req = _poetry_requirement(name, value, where, reading)
         if req is not None:
             reqs.append(req)
     return reqs, python
@@ -1189,16 +1192,13 @@ def _chosen(
 
 
 def _extra_requirements(
-    project: Mapping[str, object],
-    poetry: Mapping[str, object],
-    extras: Sequence[str],
-    origin: str,
-    base: Path | None,
-    warnings: list[str],
+    data: Mapping[str, object], poetry: Mapping[str, object], extras: Sequence[str], reading: _Reading
 ) -> list[Requirement]:
     """The optional dependencies of ``extras``: ``[project.optional-dependencies]``, where an entry naming the
     project itself (``me[a,b]``, as in ``all = ["me[a,b]"]``) brings those extras in, or poetry's
     ``[tool.poetry.extras]``, whose entries name optional packages of ``[tool.poetry.dependencies]``."""
+    origin = reading.origin
+    project = _table(data, "project", origin)
     optional = _table(project, "optional-dependencies", origin)
     poetry_extras = _table(poetry, "extras", f"[tool.poetry] of {origin}")
     available = {**poetry_extras, **optional}
@@ -1211,7 +1211,7 @@ def _extra_requirements(
             continue
         seen.add(key)
         if key not in optional:
-            out += _poetry_extra(poetry, key, origin, base, warnings)
+            out += _poetry_extra(poetry, key, reading)
             continue
         for req in _project_requirements(
             _string_list(optional[key], f"[project.optional-dependencies].{key}", origin, f'{key} = ["x"]'),
@@ -1224,36 +1224,30 @@ def _extra_requirements(
     return out
 
 
-def _poetry_extra(
-    poetry: Mapping[str, object], extra: str, origin: str, base: Path | None, warnings: list[str]
-) -> list[Requirement]:
-    where = f"[tool.poetry.extras].{extra} of {origin}"
-    table = _table(poetry, "dependencies", f"[tool.poetry] of {origin}")
+def _poetry_extra(poetry: Mapping[str, object], extra: str, reading: _Reading) -> list[Requirement]:
+    where = f"[tool.poetry.extras].{extra} of {reading.origin}"
+    table = _table(poetry, "dependencies", f"[tool.poetry] of {reading.origin}")
     names = {_normalized(name): name for name in table}
     out = []
     for member in _string_list(
-        _table(poetry, "extras", origin)[extra], "an extra", where, f'{extra} = ["x"]'
+        _table(poetry, "extras", reading.origin)[extra], "an extra", where, f'{extra} = ["x"]'
     ):
         name = names.get(_normalized(member))
         if name is None:
             raise _fail(
                 f"{member!r} is not in [tool.poetry.dependencies]", where, f"Add {member} there as optional."
             )
-        req = _poetry_requirement(name, table[name], where, base, warnings, optional_too=True)
+        req = _poetry_requirement(name, table[name], where, reading, optional_too=True)
         out += [req] if req is not None else []
     return out
 
 
 def _group_requirements(
-    data: Mapping[str, object],
-    poetry: Mapping[str, object],
-    groups: Sequence[str],
-    origin: str,
-    base: Path | None,
-    warnings: list[str],
+    data: Mapping[str, object], poetry: Mapping[str, object], groups: Sequence[str], reading: _Reading
 ) -> list[Requirement]:
     """PEP 735 ``[dependency-groups]`` (with ``{include-group = "..."}``) and poetry's
     ``[tool.poetry.group.NAME.dependencies]``, by group name."""
+    origin = reading.origin
     pep735 = _table(data, "dependency-groups", origin)
     poetry_groups = _table(poetry, "group", f"[tool.poetry] of {origin}")
     available = {**dict.fromkeys(poetry_groups), **dict.fromkeys(pep735)}
@@ -1284,7 +1278,7 @@ def _group_requirements(
         if name in poetry_groups:
             group = _table(poetry_groups, name, f"[tool.poetry.group] of {origin}")
             where = f"[tool.poetry.group.{name}.dependencies] of {origin}"
-            out += _poetry_requirements(_table(group, "dependencies", where), where, base, warnings)[0]
+            out += _poetry_requirements(_table(group, "dependencies", where), where, reading)[0]
     return out
 
 
@@ -1328,17 +1322,18 @@ def parse_pyproject(
         raise _fail(
             f"requires-python must be a string, not {python!r}", origin, 'Write requires-python = ">=3.10".'
         )
-    warnings: list[str] = []
+    reading = _Reading(origin, base, [])
+    warnings = reading.warnings
     where = f"[tool.poetry.dependencies] of {origin}"
     poetry_reqs, poetry_python = _poetry_requirements(
-        _table(poetry, "dependencies", f"[tool.poetry] of {origin}"), where, base, warnings
+        _table(poetry, "dependencies", f"[tool.poetry] of {origin}"), where, reading
     )
     reqs += poetry_reqs
     python = python or poetry_python
     if extras:
-        reqs += _extra_requirements(project, poetry, extras, origin, base, warnings)
+        reqs += _extra_requirements(data, poetry, extras, reading)
     if groups:
-        reqs += _group_requirements(data, poetry, groups, origin, base, warnings)
+        reqs += _group_requirements(data, poetry, groups, reading)
     indices = [s["url"] for s in _tables(poetry.get("source"), "tool.poetry.source", origin) if "url" in s]
     uv = _table(tool, "uv", f"[tool] of {origin}")
     uv_indexes = _tables(uv.get("index"), "tool.uv.index", origin)
