@@ -187,16 +187,15 @@ def hydrate(
 
 def _put_back_replaced(prefix: Path, progress: Progress) -> None:
     """Settle what a process killed while it replaced ``prefix`` left (under the prefix's lock, so no living
-    process owns it): the environment it moved aside goes back when ``prefix`` is unfinished or gone, and any
-    other such folder is removed."""
-    asides = sorted(prefix.parent.glob(f".{glob.escape(prefix.name)}.replaced-*"))
-    for aside in asides:
-        if uptodate.marker_ids(str(aside)) is not None and uptodate.marker_ids(str(prefix)) is None:
-            _remove(prefix)
+    process owns it): the environment it moved aside goes back when ``prefix`` is unfinished or gone, and is
+    removed when ``prefix`` was finished; a folder envcore did not make at ``prefix`` leaves both alone."""
+    for aside in sorted(prefix.parent.glob(f".{glob.escape(prefix.name)}.replaced-*")):
+        if uptodate.marker_ids(str(aside)) is None or uptodate.marker_ids(str(prefix)) is not None:
+            _remove(aside)  # half removed already, or its replacement was finished
+        elif not prefix.exists() or uptodate.made_by_envcore(str(prefix)) or not any(prefix.iterdir()):
+            _remove(prefix)  # (an unfinished build)
             aside.rename(prefix)
             progress(f"Put back the environment at {prefix} that an interrupted --force had moved aside")
-        else:
-            _remove(aside)
 
 
 def _make_way(prefix: Path, env: ResolvedEnvironment, force: bool, progress: Progress) -> Path | None:

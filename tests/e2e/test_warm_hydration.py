@@ -340,12 +340,25 @@ def test_an_environment_a_killed_force_moved_aside_is_put_back(run: Run, world: 
     # remains of an aside an earlier such process had started to remove
     (envs / "work").rename(envs / ".work.replaced-4000001")
     (envs / "work" / "lib").mkdir(parents=True)
+    (envs / "work" / ".envcore-partial").write_text(
+        ""
+    )  # as an install marks its prefix before its first file
     (envs / ".work.replaced-4000002" / "lib").mkdir(parents=True)
     done = run("--verbose", "create", ref, "--name", "work")
     assert "Put back the environment" in done.stderr, done.stderr
     assert (envs / "work" / "bin" / "python").stat().st_ino == inode
     assert not [p.name for p in envs.iterdir() if ".replaced-" in p.name]
     _works(envs / "work")
+    # a folder of the user's where the prefix was: neither it nor the environment aside is touched
+    (envs / "work").rename(envs / ".work.replaced-4000003")
+    (envs / "work").mkdir()
+    (envs / "work" / "notes.txt").write_text("mine")
+    refused = run("create", ref, "--name", "work", check=False)
+    assert refused.returncode == 2 and "is not an environment made by envcore" in " ".join(
+        refused.stderr.split()
+    )
+    assert (envs / "work" / "notes.txt").read_text() == "mine"
+    assert (envs / ".work.replaced-4000003" / "bin" / "python").stat().st_ino == inode
 
 
 def test_verify_unpacks_anew_what_an_edit_in_a_prefix_changed_in_the_caches(
