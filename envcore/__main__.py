@@ -16,6 +16,14 @@ import sys
 
 
 def main() -> None:
+    try:
+        _main()
+    except KeyboardInterrupt:  # before the command's own handling is in place (during the first imports)
+        print("Aborted.", file=sys.stderr)
+        raise SystemExit(130) from None
+
+
+def _main() -> None:
     gc.disable()
     from envcore.uptodate import answer
 

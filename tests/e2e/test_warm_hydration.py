@@ -383,8 +383,18 @@ def test_verify_unpacks_anew_what_an_edit_in_a_prefix_changed_in_the_caches(
 
     run("create", ref, "--name", "forced", "--force")
     assert edits("forced") == [str(r) for r in edited]  # the shared copies carry the edit
+    unpacked = world["a"] / "cache" / "rattler" / "pkgs"
+    untouched = {f: f.stat().st_ino for f in unpacked.glob("*/info/index.json") if "python-" not in str(f)}
+    assert untouched
     run("create", ref, "--name", "verified", "--verify")
     assert edits("verified") == []
+    assert {f: f.stat().st_ino for f in untouched} == untouched  # undamaged copies are kept
+    (python_os,) = unpacked.glob("python-*/lib/python3.11/os.py")
+    before = python_os.stat().st_ino
+    run(
+        "create", ref, "--name", "verified-again", "--verify"
+    )  # python's copy, empty files and all, is sound now
+    assert python_os.stat().st_ino == before
     _works(envs / "verified")
     run(
         "create", ref, "--name", "after", "--force"
