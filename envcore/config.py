@@ -176,6 +176,22 @@ def _boolean(text: str) -> bool:
     raise ValueError(f"it is not a boolean{meant}")
 
 
+def _number(raw: Any, *, whole: bool) -> int | float:
+    """A finite number (whole with ``whole``) from text or a config file's JSON number."""
+    import math
+
+    if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
+        raise ValueError("it is not a number")
+    number = float(raw) if isinstance(raw, str) and not whole else raw
+    if isinstance(number, str):
+        return int(number)  # (ValueError for 1.5 or 1e3)
+    if not math.isfinite(number):
+        raise ValueError("it is not a finite number")
+    if whole and number != int(number):
+        raise ValueError("it is not a whole number")
+    return int(number) if whole else float(number)
+
+
 def convert(setting: Setting, raw: Any, source: str) -> Any:
     """Convert a raw value to the setting's kind, as ``from_conf`` does for the type of its default."""
     if raw is None or (setting.kind == "str" and isinstance(raw, str)):
@@ -186,26 +202,31 @@ def convert(setting: Setting, raw: Any, source: str) -> Any:
     try:
         if setting.kind == "json":
             if not isinstance(raw, str):
-                return raw
-            if setting.default is None and not raw.lstrip().startswith(("[", "{", '"')):
+                value = raw
+            elif setting.default is None and not raw.lstrip().startswith(("[", "{", '"')):
                 return [part.strip() for part in raw.split(",") if part.strip()]  # a plain comma list
-            value = json.loads(raw)
+            else:
+                value = json.loads(raw)
             if setting.default is not None and type(value) is not type(setting.default):
                 raise ValueError(f"expected a JSON {type(setting.default).__name__}")
             return value
         if setting.kind == "bool":
             return raw if isinstance(raw, bool) else _boolean(str(raw))
         if setting.kind in ("int", "float"):
-            number = int(raw) if setting.kind == "int" else float(raw)
+            number = _number(raw, whole=setting.kind == "int")
             if setting.minimum is not None and number < setting.minimum:
                 raise ValueError(f"it must be at least {setting.minimum:g}")
             return number
+        if isinstance(raw, (list, dict)):  # from a config file's JSON
+            raise ValueError("it is not a string")
         return str(raw)
     except ValueError as exc:
         example = {
             "json": "a JSON value such as "
             + json.dumps(setting.default if setting.default is not None else []),
             "int": "a whole number",
+            "float": "a number",
+            "str": "a string",
             "bool": "1 or true, or 0 or false",
         }
         raise ConfigError(
@@ -454,10 +475,13 @@ def _pip_index_config(environ: Mapping[str, str]) -> tuple[str | None, tuple[str
 
 
 def redact_url(url: str) -> str:
-    """``url`` without ``user:password@``."""
-    parts = urlsplit(url)
-    if not (parts.username or parts.password):
-        return url
+    """``url`` without ``user:password@`` (also of a URL too malformed to parse: this words errors)."""
+    try:
+        parts = urlsplit(url)
+        if not (parts.username or parts.password):
+            return url
+    except ValueError:  # e.g. a bracketed host that is no IPv6 address
+        return re.sub(r"(//)[^/?#]*@", r"\1", url)
     host = parts.hostname or ""
     host = f"[{host}]" if ":" in host else host  # IPv6
     try:

@@ -172,6 +172,11 @@ def build_request(
         *_sys_union(config, (arch, *coresolved), [r for r in spec.requirements if r.category == SYS]),
     )
     channels, where = ((), "") if spec.nodefaults else config.conda_channels()  # nodefaults: the spec's only
+    if channels:
+        from envcore.specs import check_channel
+
+        for channel in channels:  # a bad setting is named as such
+            check_channel(channel, f"in METAFLOW_CONDA_CHANNELS or the channels of .condarc, from {where}")
     raw_conda = (*spec.sources.get(CONDA, ()), *channels)
     if spec.nodefaults and not raw_conda:
         raise SpecError(

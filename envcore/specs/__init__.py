@@ -656,11 +656,17 @@ def _option(line: str) -> tuple[str, str]:
     return (short[1], short[2].strip()) if short else ("", "")
 
 
-def _find_links(value: str, base: Path | None) -> str:
+def _find_links(value: str, base: Path | None, where: str) -> str:
     """A ``--find-links`` location as pip reads it from a file: a relative path is taken beside the file when it
     is there (else from the current directory); paths are written absolute (the same text, the same place)."""
     if re.match(r"^[A-Za-z][A-Za-z0-9+.\-]+:", value):
-        return value  # a URL
+        from urllib.parse import urlsplit
+
+        try:
+            urlsplit(value).port  # noqa: B018  (raises ValueError for a bad host or port)
+        except ValueError:
+            raise _fail(f"{value!r} is not a URL", where, "Give --find-links a URL or a folder.") from None
+        return value
     path = Path(value).expanduser()
     if not path.is_absolute() and base is not None and (base / path).exists():
         path = base / path
@@ -711,7 +717,7 @@ def parse_requirements_txt(
             pypi_sources.append((value, where))
         elif option in ("-f", "--find-links"):
             refuse_secret_query(value, where)
-            flags.append(f"--find-links {_find_links(value, base)}")
+            flags.append(f"--find-links {_find_links(value, base, where)}")
         elif option == "--trusted-host":
             flags.append(f"{option} {value}")
         elif option == "--conda-channel" and value:
@@ -965,7 +971,13 @@ def parse_environment_yml(text: str, origin: str = "environment.yml", *, base: P
             reqs.append(pypi_requirement(text, where, base))
             continue
         key, version = _conda_entry(text, where)
-        if key == "python":
+        channel, _, name = key.rpartition("::")
+        if name == "python":
+            if channel:
+                warnings.append(
+                    f"The channel {channel} of python in {origin} is not kept: python comes from the environment's "
+                    "channels."
+                )
             python_entries += 1
             if python_entries > 1:
                 raise _fail(

@@ -389,3 +389,35 @@ def test_redacting_never_fails_and_keeps_ipv6_hosts_whole() -> None:
     assert redact_url("https://u:p@h.example:99999/x") == "https://h.example:99999/x"
     assert redact_url("https://u:p@[::1]:8080/simple") == "https://[::1]:8080/simple"
     assert redact_url("https://U:P@Host.Example/simple") == "https://host.example/simple"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "problem"),
+    [
+        ("CONDA_LOCK_TIMEOUT", [], "it is not a number"),
+        ("CONDA_LOCK_TIMEOUT", 1e400, "it is not a finite number"),
+        ("CONDA_LOCK_TIMEOUT", 1.5, "it is not a whole number"),
+        ("CONDA_LOCK_TIMEOUT", True, "it is not a number"),
+        ("CONDA_ENVS_DIRNAME", ["a"], "it is not a string"),
+        ("CONDA_SYS_DEFAULT_PACKAGES", 5, "expected a JSON dict"),
+    ],
+)
+def test_a_config_file_value_of_the_wrong_json_type_is_a_config_error(
+    isolated_config: Path, name: str, value: object, problem: str
+) -> None:
+    """They were internal errors (TypeError, OverflowError) or taken as they were (1.5 as 1, [] as a dict)."""
+    write_profile(isolated_config, {f"METAFLOW_{name}": value})
+    with pytest.raises(ConfigError) as err:
+        Config.load().get(name)
+    assert f"`METAFLOW_{name}`" in err.value.message and problem in err.value.message
+
+
+def test_a_whole_number_in_a_config_file_is_taken(isolated_config: Path) -> None:
+    write_profile(isolated_config, {"METAFLOW_CONDA_LOCK_TIMEOUT": 20.0})
+    assert Config.load().get("CONDA_LOCK_TIMEOUT") == 20
+
+
+def test_redacting_a_url_too_malformed_to_parse_still_drops_its_credentials() -> None:
+    from envcore.config import redact_url
+
+    assert redact_url("https://u:hush@[zz]/links") == "https://[zz]/links"

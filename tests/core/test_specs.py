@@ -1152,3 +1152,25 @@ def test_folders_written_as_pip_reads_them_are_local_projects(
 def test_an_environment_yml_dependency_error_names_its_line() -> None:
     with pytest.raises(SpecError, match=r"\(line 3 of env.yml\)"):
         specs.parse_environment_yml("dependencies:\n  - fx-core=1.0\n  - fx-web>>2\n", "env.yml")
+
+
+def test_a_channel_qualified_python_in_an_environment_yml_pins_python() -> None:
+    """It was dropped silently: the environment got the default python."""
+    spec = specs.parse_environment_yml("dependencies:\n  - conda-forge::python=3.10\n  - fx-core\n")
+    assert spec.python == "3.10.*" and tstrs(spec) == ["conda::fx-core"]
+    assert any("The channel conda-forge of python" in w for w in spec.warnings)
+
+
+@pytest.mark.parametrize("link", ["http://[::1", "https://u:hush@[zz]/links"])
+def test_a_find_links_url_that_does_not_parse_is_named(link: str) -> None:
+    with pytest.raises(SpecError) as err:
+        specs.parse_requirements_txt(f"-f {link}\nfx-core\n", "r.txt")
+    assert "is not a URL (line 1 of r.txt)" in err.value.message and "hush" not in err.value.message
+
+
+def test_a_configured_channel_that_does_not_parse_is_named(tmp_path: Path) -> None:
+    config = Config.load(
+        environ={"METAFLOW_HOME": str(tmp_path / "mf"), "METAFLOW_CONDA_CHANNELS": "http://[::1"}
+    )
+    with pytest.raises(SpecError, match="is not a conda channel \\(in METAFLOW_CONDA_CHANNELS"):
+        resolve.build_request(specs.from_command_line(conda=["fx-core"]), config, "linux-64")
