@@ -427,6 +427,10 @@ class Environments:
                 f"Environment name {name!r} is not a plain folder name; use a name such as 'work' "
                 "(not empty, no '/')."
             )
+        if name is not None and not name.isprintable():
+            raise UsageError(
+                f"Environment name {name!r} has a control character (a newline, a tab...); use a name such as 'work'."
+            )
         if name is not None and len(os.fsencode(name)) > uptodate.MAX_NAME_BYTES:
             raise UsageError(
                 f"Environment name {name[:40]!r}... is {len(os.fsencode(name))} bytes long; use a name of at most "

@@ -44,7 +44,7 @@ from packaging.utils import (
 from packaging.version import InvalidVersion, Version
 
 from envcore import pypi
-from envcore.config import Config, redact_url
+from envcore.config import Config, redact_text, redact_url, secret_query_names
 from envcore.errors import ResolutionError, SpecError, UsageError
 from envcore.frozen import record
 from envcore.types import (
@@ -165,12 +165,12 @@ def _file(entry: Any, origin: str, where: str, base: Path) -> LockFile:
         location = _str(url, origin, f"the url of {where}") or ""
         if not urlsplit(location).scheme:
             raise _bad(origin, f"the url of {where} ({redact_url(location)}) is not an absolute URL")
-        if redact_url(location) != location:
+        if redact_url(location) != location or secret_query_names(location):
             raise _bad(
                 origin,
-                f"the url of {where} ({redact_url(location)}) carries credentials, which envcore does not store "
-                "in an environment",
-                "Write the URL without user:password@ and give the credentials for its host in "
+                f"the url of {where} ({redact_text(redact_url(location))}) carries credentials, which envcore "
+                "does not store in an environment",
+                "Write the URL without user:password@ or a token and give the credentials for its host in "
                 'METAFLOW_CONDA_SRCS_AUTH_INFO (e.g. {"HOST": ["USER", "PASSWORD"]}).',
             )
     elif path is not None:

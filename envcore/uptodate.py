@@ -302,7 +302,7 @@ def answer(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> int
         if ids is None:
             return None
         req_id, full_id = ids
-    if name is not None and len(os.fsencode(name)) > MAX_NAME_BYTES:
+    if name is not None and (len(os.fsencode(name)) > MAX_NAME_BYTES or not name.isprintable()):
         return None  # refused by the full command
     prefix = os.path.join(cache, "envs", name or env_dir_name(req_id, full_id))
     if os.path.normpath(prefix) != prefix:

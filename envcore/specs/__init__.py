@@ -702,6 +702,12 @@ def parse_requirements_txt(
         option, value = _option(line)
         if option in _VALUED_OPTIONS and not value:
             raise _fail(f"{option} has no value", where, f"Write {option} VALUE on one line.")
+        if option in _VALUED_OPTIONS - {"--conda-pkg", "--sys-pkg"} and len(value.split()) > 1:
+            raise _fail(
+                f"{line!r} gives {option} more than one value (or another option after it)",
+                where,
+                "Write each option on a line of its own.",
+            )
         if option in ("--pre", "--no-index") and not value:
             flags.append(option)
         elif option in ("-i", "--index-url"):
@@ -1023,11 +1029,29 @@ def parse_environment_yml(text: str, origin: str = "environment.yml", *, base: P
 # --- pyproject.toml ------------------------------------------------------------------------------------
 
 
-def _poetry_constraint(value: str) -> str:
-    """Poetry's ``^1.2.3`` / ``~1.2`` / ``*`` / ``1.2`` as a PEP 440 specifier."""
+def _platform_marker(platform: str) -> str:
+    """Poetry's ``platform = "linux"`` (``"!=win32"``, ``"linux || darwin"``) as a marker."""
+    alternatives = []
+    for alternative in platform.split("||"):
+        negated = alternative.strip().startswith("!=")
+        value = alternative.strip().removeprefix("!=").strip()
+        alternatives.append(f'sys_platform {"!=" if negated else "=="} "{value}"')
+    return " or ".join(alternatives)
+
+
+def _poetry_constraint(value: str, name: str = "python", where: str = "") -> str:
+    """Poetry's ``^1.2.3`` / ``~1.2`` / ``*`` / ``1.2`` / ``>=1 <2`` as a PEP 440 specifier."""
     value = value.strip()
     if value in ("", "*"):
         return ""
+    if "||" in value:
+        raise _fail(
+            f"The version of {name} ({value}) is an alternative (||), which a PEP 440 specifier cannot say",
+            where,
+            "Give one range, or use markers to choose by platform or python.",
+        )
+    if re.search(r"\d\s+[<>=!~^]", value):  # ">=1 <2": poetry's space is a comma
+        return ",".join(_poetry_constraint(part, name, where) for part in value.split())
     if value[0] in "^~" and value[1:2] != "=":
         parts = [int(p) for p in value[1:].split(".") if p.isdigit()]
         if not parts:
@@ -1116,7 +1140,9 @@ def _poetry_url(name: str, entry: Mapping[str, object], where: str) -> str | Non
         url += f"@{refs[0]}" if refs else ""
         return url + (f"#subdirectory={entry['subdirectory']}" if "subdirectory" in entry else "")
     if "url" in entry:
-        return str(entry["url"])
+        return str(entry["url"]) + (
+            f"#subdirectory={entry['subdirectory']}" if "subdirectory" in entry else ""
+        )
     if "path" in entry:
         return str(entry["path"]) if str(entry["path"]).startswith(("/", "~")) else f"./{entry['path']}"
     return None
@@ -1161,11 +1187,17 @@ def _poetry_requirement(
     if "python" in entry and (python := _python_marker(str(entry["python"]), where)):
         markers.append(python)
     if "platform" in entry:
-        markers.append(f'sys_platform == "{entry["platform"]}"')
+        markers.append(_platform_marker(str(entry["platform"])))
     extras = entry.get("extras") or []
     text = name + (f"[{','.join(map(str, extras))}]" if isinstance(extras, list) and extras else "")
     url = _poetry_url(name, entry, where)
-    text += f" @ {url}" if url else _poetry_constraint(str(entry.get("version", "*")))
+    ignored = [k for k in ("version", "allow-prereleases") if k in entry and (url or k != "version")]
+    if ignored:
+        reading.warnings.append(
+            f"{' and '.join(ignored)} of {name} ({where}) {'is' if len(ignored) == 1 else 'are'} not kept: "
+            + ("its reference decides what is installed." if url else "pre-releases come with --pre only.")
+        )
+    text += f" @ {url}" if url else _poetry_constraint(str(entry.get("version", "*")), name, where)
     if markers:
         text += (
             (" " if url else "") + "; " + " and ".join(f"({m})" if len(markers) > 1 else m for m in markers)
@@ -1468,7 +1500,7 @@ def combine(reqs: Iterable[Requirement]) -> tuple[Requirement, ...]:
     out: list[Requirement] = []
     first: dict[tuple[str, str], int] = {}
     for req in reqs:
-        key = (req.category, req.name.lower())
+        key = (req.category, _normalized(req.name) if req.category == PYPI else req.name.lower())
         joined = _and(out[first[key]], req) if key in first else None
         if joined is not None:
             out[first[key]] = joined

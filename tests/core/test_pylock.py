@@ -150,6 +150,12 @@ def test_any_tool_and_relative_paths(wheels: Path, tmp_path: Path) -> None:
             _lock('name = "a"\nwheels = [{ url = "https://u:hush@x/a-1.0-py3-none-any.whl", hashes = {} }]'),
             "(https://x/a-1.0-py3-none-any.whl) carries credentials",
         ),
+        (
+            _lock(
+                'name = "a"\nwheels = [{ url = "https://x/a-1.0-py3-none-any.whl?token=hush", hashes = {} }]'
+            ),
+            "carries credentials",
+        ),
     ],
 )
 def test_malformed_locks_are_one_paragraph_spec_errors(text: str, expected: str) -> None:

@@ -1174,3 +1174,35 @@ def test_a_configured_channel_that_does_not_parse_is_named(tmp_path: Path) -> No
     )
     with pytest.raises(SpecError, match="is not a conda channel \\(in METAFLOW_CONDA_CHANNELS"):
         resolve.build_request(specs.from_command_line(conda=["fx-core"]), config, "linux-64")
+
+
+def test_poetry_platforms_urls_and_what_is_not_kept() -> None:
+    spec = specs.parse_pyproject(
+        "[tool.poetry.dependencies]\n"
+        'a = {version = "*", platform = "!=win32"}\n'
+        'b = {version = "*", platform = "linux || darwin"}\n'
+        'c = {url = "https://h.example/c-1.0.tar.gz", subdirectory = "pkg"}\n'
+        'd = {git = "https://h.example/d.git", version = "1.0"}\n'
+        'e = {version = "^1", allow-prereleases = true}\n'
+        'f = ">=1 <2"\n'
+    )
+    found = {r.name: (r.spec, r.url, r.marker) for r in spec.requirements}
+    assert found["a"][2] == 'sys_platform != "win32"'
+    assert found["b"][2] == 'sys_platform == "linux" or sys_platform == "darwin"'
+    assert found["c"][1] == "https://h.example/c-1.0.tar.gz#subdirectory=pkg"
+    assert found["f"][0] == "<2,>=1"  # poetry's space is a comma
+    assert [w.split(" (")[0] for w in spec.warnings] == ["version of d", "allow-prereleases of e"]
+    with pytest.raises(SpecError, match=r"is an alternative \(\|\|\)"):
+        specs.parse_pyproject('[tool.poetry.dependencies]\ng = ">=1 || <0.5"\n')
+
+
+def test_two_options_on_one_line_are_refused_rather_than_glued() -> None:
+    """`--extra-index-url URL --pre` gave the index 'URL --pre' and lost --pre."""
+    with pytest.raises(SpecError, match=r"more than one value .* Write each option on a line of its own"):
+        specs.parse_requirements_txt("--extra-index-url https://h.example/simple --pre\nfx-core\n")
+    spec = specs.parse_requirements_txt("--conda-pkg fx-core 1.0 py_0\n")  # (a conda package's own spaces)
+    assert tstrs(spec) == ["npconda::fx-core==1.0 py_0"]
+
+
+def test_pypi_names_are_combined_as_pep_503_compares_them() -> None:
+    assert tstrs(specs.parse_requirements_txt("FX_Core>=1\nfx.core<2.1\n")) == ["pypi::FX_Core==>=1,<2.1"]
