@@ -506,6 +506,28 @@ def _batching(registry: Registry, env_type: EnvType) -> tuple[str, BatchResolver
     return (name, resolver) if isinstance(resolver, BatchResolver) else None  # a Protocol check: ~10 us
 
 
+def _check_reference_hashes(request: ResolveRequest, packages: Sequence[LockedPackage]) -> None:
+    """A direct reference's ``#sha256=`` (``NAME @ URL#sha256=...``, as pip checks it) against the file the
+    resolver locked for it."""
+    import re
+
+    for req in request.requirements:
+        given = re.search(r"[#&]sha256=([0-9a-fA-F]{64})\b", req.url or "")
+        if req.url is None or given is None:
+            continue
+        file_name = req.url.split("#", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+        for pkg in packages:
+            for file in pkg.files:
+                same = (
+                    not file.built and file.url.split("#", 1)[0].rstrip("/").rsplit("/", 1)[-1] == file_name
+                )
+                if same and file.sha256.lower() != given[1].lower():
+                    raise ResolutionError(
+                        f"{file_name}, which {req.name} names, has sha256 {file.sha256}, not the {given[1]} its "
+                        f"URL gives (#sha256=). Check the file, or correct the hash in the requirement."
+                    )
+
+
 def resolve(
     registry: Registry,
     request: ResolveRequest,
@@ -534,6 +556,7 @@ def resolve(
         else tuple(resolver.resolve(request) if solved is None else solved)
     )
     registry.check_locked(name, packages)
+    _check_reference_hashes(request, packages)
     version = registry.version_of(name, resolver)
     if any(p.is_sdist for p in packages):
         from envcore import build  # sdists are rare: their machinery stays out of every start-up

@@ -1206,3 +1206,26 @@ def test_two_options_on_one_line_are_refused_rather_than_glued() -> None:
 
 def test_pypi_names_are_combined_as_pep_503_compares_them() -> None:
     assert tstrs(specs.parse_requirements_txt("FX_Core>=1\nfx.core<2.1\n")) == ["pypi::FX_Core==>=1,<2.1"]
+
+
+def test_a_direct_reference_hash_is_checked_against_the_locked_file() -> None:
+    """`NAME @ URL#sha256=...` was accepted with any hash (pip refuses a mismatch)."""
+    from envcore.errors import ResolutionError
+    from envcore.types import LockedPackage, PackageFile, PackageKind, ResolveRequest
+
+    url = "https://h.example/fx_core-2.0.0-py3-none-any.whl"
+    locked = LockedPackage(
+        kind=PackageKind.PYPI,
+        name="fx-core",
+        version="2.0.0",
+        filename="fx_core-2.0.0-py3-none-any",
+        files=(PackageFile(url_format=".whl", url=url, sha256="ab" * 32),),
+    )
+    for given, ok in (("ab" * 32, True), ("AB" * 32, True), ("00" * 32, False)):
+        (req,) = specs.from_command_line(pypi=[f"fx-core @ {url}#sha256={given}"]).requirements
+        request = ResolveRequest(arch="linux-64", requirements=(req,))
+        if ok:
+            resolve._check_reference_hashes(request, [locked])
+        else:
+            with pytest.raises(ResolutionError, match=r"not the 0+ its URL gives"):
+                resolve._check_reference_hashes(request, [locked])
