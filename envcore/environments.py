@@ -450,6 +450,7 @@ class Environments:
             not force
             and not verify
             and uptodate.is_complete(str(prefix.absolute()), env.req_id, env.full_id, env.arch)
+            and not uptodate.replaced_beside(str(prefix.absolute()))  # (settled under the prefix's lock)
         ):
             return False  # the fast path: one small file read, no plugin loaded
         from envcore import hydrate

@@ -12,6 +12,7 @@ import errno
 import hashlib
 import os
 import shutil
+import stat
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -41,7 +42,14 @@ class PackageCache:
 
     def get(self, file: PackageFile, name: str, *, verify: bool = False) -> Path | None:
         path = self.path(file, name)
-        if not path.is_file():
+        try:
+            found = path.stat()
+        except OSError:
+            return None
+        if not stat.S_ISREG(found.st_mode):
+            return None
+        if file.size is not None and found.st_size != file.size:  # truncated (or another file): never used
+            self._set_aside(path, (found.st_dev, found.st_ino), f"size-{found.st_size}")
             return None
         if verify:
             try:

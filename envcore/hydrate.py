@@ -195,7 +195,9 @@ def _put_back_replaced(prefix: Path, progress: Progress) -> None:
         elif not prefix.exists() or uptodate.made_by_envcore(str(prefix)) or not any(prefix.iterdir()):
             _remove(prefix)  # (an unfinished build)
             aside.rename(prefix)
-            progress(f"Put back the environment at {prefix} that an interrupted --force had moved aside")
+            progress(
+                f"Put back the environment at {prefix} that an interrupted --force or --verify had moved aside"
+            )
 
 
 def _make_way(prefix: Path, env: ResolvedEnvironment, force: bool, progress: Progress) -> Path | None:

@@ -177,6 +177,17 @@ def _clone_here(
         return None
 
 
+def replaced_beside(prefix: str) -> bool:
+    """Whether a prefix replaced by ``--force`` or ``--verify`` was left beside ``prefix``."""
+    parent, name = os.path.split(prefix)
+    start = f".{name}.replaced-"
+    try:
+        with os.scandir(parent) as entries:
+            return any(entry.name.startswith(start) for entry in entries)
+    except OSError:
+        return False
+
+
 def _parse(argv: Sequence[str]) -> tuple[bool, str, str | None, str | None] | None:
     """(quiet, ref, name, alias) of ``[-q|--quiet] create REF [--name NAME] [--exist-ok]``, where ``alias`` is
     the record's key of an immutable alias REF (None for ``REQ_ID:FULL_ID``); None for anything else."""
@@ -307,6 +318,8 @@ def answer(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> int
     prefix = os.path.join(cache, "envs", name or env_dir_name(req_id, full_id))
     if os.path.normpath(prefix) != prefix:
         return None  # a prefix path pathlib would print differently is left to the full command
+    if replaced_beside(prefix):
+        return None  # what a killed --force left: the full command puts it back or removes it
     verb, took = "already exists and is complete", ""
     if not is_complete(os.path.abspath(prefix), req_id, full_id, arch):
         started = time.monotonic()

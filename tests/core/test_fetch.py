@@ -75,3 +75,15 @@ def test_processes_checking_one_damaged_copy_at_once_all_end_with_a_verified_one
             worker.join(60)
         assert [w.exitcode for w in workers] == [0] * 8
         assert PackageCache(tmp_path).get(FILE, NAME, verify=True) is not None
+
+
+def test_a_copy_of_the_wrong_size_is_set_aside_even_without_verify(tmp_path: Path) -> None:
+    """A truncated file was taken as verified until --verify hashed it (its size is recorded)."""
+    sized = PackageFile(url_format=FILE.url_format, url=FILE.url, sha256=FILE.sha256, size=len(GOOD))
+    cache = PackageCache(tmp_path)
+    path = cache.path(sized, NAME)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(GOOD[:100])
+    assert cache.get(sized, NAME) is None and not path.exists()
+    path.write_bytes(GOOD)
+    assert cache.get(sized, NAME) == path

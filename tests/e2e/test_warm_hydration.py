@@ -351,6 +351,10 @@ def test_an_environment_a_killed_force_moved_aside_is_put_back(run: Run, world: 
     assert (envs / "work" / "bin" / "python").stat().st_ino == inode
     assert not [p.name for p in envs.iterdir() if ".replaced-" in p.name]
     _works(envs / "work")
+    # what a killed --force left beside a complete prefix (its remains half removed) goes with the next create
+    (envs / ".work.replaced-4000004" / "lib").mkdir(parents=True)
+    assert "already exists and is complete" in run("create", ref, "--name", "work").stdout
+    assert not [p.name for p in envs.iterdir() if ".replaced-" in p.name]
     # a folder of the user's where the prefix was: neither it nor the environment aside is touched
     (envs / "work").rename(envs / ".work.replaced-4000003")
     (envs / "work").mkdir()
