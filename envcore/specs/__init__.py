@@ -190,6 +190,9 @@ def _pypi_spec(specifier: SpecifierSet) -> str:
 _MACHINE_MARKERS = re.compile(r"\bplatform_(release|version)\b")  # os.uname(): not decidable for a target
 _BARE_REFERENCE = re.compile(r"^(git\+|hg\+|svn\+|bzr\+|https?://|file:|ssh://|\.{0,2}/|~/)")
 _DIST_FILE = re.compile(r"^[^\s;@<>=!~\[]+\.(whl|tar\.gz|zip)$")  # fx_core-1.0-py3-none-any.whl, a local file
+_PATH_WITH_EXTRAS_OR_MARKER = re.compile(
+    r"(?P<ref>[^\s;\[]+?)\s*(?:\[(?P<extras>[^\]]*)\])?\s*(?:;\s*(?P<marker>.+))?"
+)
 _LOCAL_FOLDER = re.compile(r"^(\.{1,2}|[^\s;@<>=!~\[]+/)$")  # ".", "..", "mypkg/": folders, as pip reads them
 
 
@@ -339,6 +342,12 @@ def pypi_requirement(text: str, where: str, base: Path | None = None) -> Require
     a PyPI requirement; paths become absolute ``file://`` URLs (relative ones read from ``base``, by default
     the current directory)."""
     text = text.strip()
+    path_with = _PATH_WITH_EXTRAS_OR_MARKER.fullmatch(text)  # ./pkg[extra], .[a], pkg/ ; python_version > "3"
+    if path_with and (_BARE_REFERENCE.match(path_with["ref"]) or _LOCAL_FOLDER.match(path_with["ref"])):
+        url = _direct_reference(_reference_url(path_with["ref"], where, base), where)
+        extras = f"[{path_with['extras']}]" if path_with["extras"] else ""
+        marker = f" ; {path_with['marker']}" if path_with["marker"] else ""
+        return pypi_requirement(f"{_reference_name(url, where)}{extras} @ {url}{marker}", where)
     if _BARE_REFERENCE.match(text) or _DIST_FILE.match(text) or _LOCAL_FOLDER.match(text):
         url = _direct_reference(_reference_url(text, where, base), where)
         return Requirement(category=PYPI, name=_reference_name(url, where), url=url)

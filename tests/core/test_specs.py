@@ -1229,3 +1229,20 @@ def test_a_direct_reference_hash_is_checked_against_the_locked_file() -> None:
         else:
             with pytest.raises(ResolutionError, match=r"not the 0+ its URL gives"):
                 resolve._check_reference_hashes(request, [locked])
+
+
+def test_paths_take_extras_and_markers_as_pip_reads_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "pyproject.toml").write_text('[project]\nname = "fx-mine"\n')
+    monkeypatch.chdir(tmp_path)
+    text = './mine[a,b] ; sys_platform == "linux"\nmine/ ; python_version > "3"\n'
+    first, second = specs.parse_requirements_txt(text).requirements
+    assert (first.name, first.extras, first.url, first.marker) == (
+        "fx-mine",
+        ("a", "b"),
+        (tmp_path / "mine").as_uri(),
+        'sys_platform == "linux"',
+    )
+    assert (second.url, second.marker) == ((tmp_path / "mine").as_uri(), 'python_version > "3"')
