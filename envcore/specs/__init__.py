@@ -1303,6 +1303,8 @@ def _group_requirements(
     origin = reading.origin
     pep735 = _table(data, "dependency-groups", origin)
     poetry_groups = _table(poetry, "group", f"[tool.poetry] of {origin}")
+    if "dev-dependencies" in poetry and "dev" not in poetry_groups:  # poetry before 1.2: the group "dev"
+        poetry_groups = {**poetry_groups, "dev": {"dependencies": poetry["dev-dependencies"]}}
     available = {**dict.fromkeys(poetry_groups), **dict.fromkeys(pep735)}
     keys = {_normalized(k): k for k in pep735}
     out: list[Requirement] = []

@@ -1246,3 +1246,9 @@ def test_paths_take_extras_and_markers_as_pip_reads_them(
         'sys_platform == "linux"',
     )
     assert (second.url, second.marker) == ((tmp_path / "mine").as_uri(), 'python_version > "3"')
+
+
+def test_poetrys_legacy_dev_dependencies_are_the_group_dev() -> None:
+    text = '[tool.poetry.dependencies]\nfx-core = "^1"\n[tool.poetry.dev-dependencies]\nfx-web = "*"\n'
+    assert tstrs(specs.parse_pyproject(text)) == ["pypi::fx-core==<2,>=1"]
+    assert tstrs(specs.parse_pyproject(text, groups=["dev"])) == ["pypi::fx-core==<2,>=1", "pypi::fx-web"]
