@@ -119,8 +119,8 @@ class Aliases:
         if found is None:
             where = f" locally or in {self.store.url}" if self.store else " locally"
             raise AliasError(
-                f"Environment {alias.display!r} does not refer to a known environment{where}. Check the name "
-                "with `envcore show`, or resolve it with `envcore resolve --alias`."
+                f"Environment {alias.display!r} does not refer to a known environment{where}. Check its spelling "
+                "(and the store settings), or resolve it with `envcore resolve --alias`."
             )
         return found
 

@@ -335,8 +335,9 @@ class Environments:
         if others:
             return StorageError(
                 f"Environment {req_id}:{full_id} is not available for {arch} in the store ({self.store.url}), "
-                f"only for {', '.join(others)}. Resolve its requirements for {arch} (envcore resolve --arch "
-                f"{arch} ...), or ask for one of those architectures (--arch {others[0]})."
+                f"only for {', '.join(others)}. Resolve its requirements for {arch} (envcore resolve --from "
+                f"{req_id}:{full_id} --arch {arch}), or use it for one of those architectures (show and get take "
+                f"--arch {others[0]}; create runs on a machine of that architecture)."
             )
         return StorageError(
             f"Environment {req_id}:{full_id} is not available in the store ({self.store.url}) for any "

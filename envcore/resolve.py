@@ -575,7 +575,11 @@ def resolve(
         packages=tuple(packages),
         resolved_on=datetime.now().isoformat(sep=" "),
         resolved_by=registry.config.username()
-        + (f" (compatible with {request.base.req_id}:{request.base.full_id})" if request.base else ""),
+        + (  # as the original: only when the base's packages are used as they are
+            f" (compatible with {request.base.req_id}:{request.base.full_id})"
+            if request.base and {p.filename for p in packages} == {p.filename for p in request.base.packages}
+            else ""
+        ),
         resolved_archs=(request.arch,),
         resolver=f"{name.partition('+')[0]} {version}",
     )

@@ -94,12 +94,14 @@ def _spec_from_pylock(app: App, path: Path, channels: tuple[str, ...], others: M
 
 def _spec_from_environment(envs: Environments, ref: str, archs: Sequence[str]) -> Spec:
     """The requirements, python and sources ``ref`` was resolved from (``--from``), found for this machine's
-    architecture or one of ``archs``."""
+    architecture, one of ``archs``, or any other."""
     from envcore import resolve as resolving
     from envcore import specs
 
     env = None
-    for arch in dict.fromkeys((resolving.local_arch(), *archs)):
+    for arch in dict.fromkeys(
+        (resolving.local_arch(), *archs, *resolving.KNOWN_ARCHS)
+    ):  # (the original: all)
         try:
             env = envs.find(ref, arch)
             break

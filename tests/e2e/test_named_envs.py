@@ -176,7 +176,10 @@ def test_extending_a_named_environment_keeps_its_pins(run: Run) -> None:
     assert "fx-extras" in versions
     (http,) = [d for d in env["deps"] if d.startswith("conda::fx-http==")]
     assert "1.1.0" in http and ">=1.0" in http  # the base's request AND-ed with the new one
-    assert "(compatible with " in env["resolved_by"]
+    assert "(compatible with " not in env["resolved_by"]  # fx-extras was solved: more than the base
+    # as the original, "compatible with" says that the base's packages are used as they are
+    same = json.loads(run("resolve", "--using", "team/base:v1", "--conda", "fx-http>=1.0", "--json").stdout)
+    assert "(compatible with " in same[local_arch()]["env"]["resolved_by"]
 
 
 def test_a_pin_that_must_change_is_named(run: Run) -> None:
@@ -253,6 +256,22 @@ def test_from_resolves_the_requirements_of_an_environment_again(run: Run) -> Non
     for extra in (["--python", "3.11"], ["--using", ref]):
         refused = run("resolve", "--from", ref, *extra, check=False)
         assert refused.returncode == 2 and "Cannot specify --from with" in " ".join(refused.stderr.split())
+
+
+def test_from_finds_an_environment_resolved_for_other_architectures_only(run: Run) -> None:
+    """--from looked only under this machine's arch and the --arch values given (the original: all)."""
+    run("resolve", "--conda", "fx-app", "--arch", "osx-arm64", "--alias", "team/mac:v1")
+    out = json.loads(
+        run("resolve", "--from", "team/mac:v1", "--arch", local_arch(), "--json", "--dry-run").stdout
+    )
+    assert "fx-app" in versions_of(out[local_arch()]["env"])
+    refused = run("create", "team/mac:v1", check=False)
+    message = " ".join(refused.stderr.split())
+    assert (
+        refused.returncode == 1
+        and "envcore resolve --from " in message
+        and f"--arch {local_arch()})" in message
+    )
 
 
 def test_no_set_default_stores_a_resolution_without_making_it_the_default(run: Run) -> None:

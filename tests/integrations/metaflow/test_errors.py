@@ -125,7 +125,7 @@ def test_decorators_need_the_conda_environment(machine: Machine, tmp_path: Path)
         # the hint names the Metaflow commands, not envcore's
         (
             '@named_env(name="team/nosuch")',
-            "Check the name with `metaflow environment show`, or resolve it with "
+            "Check its spelling (and the store settings), or resolve it with "
             "`metaflow environment resolve --alias`",
             "`envcore ",
         ),
@@ -148,7 +148,7 @@ def test_messages_for_metaflow_users(
 def test_command_hints_name_metaflow_environment(machine: Machine) -> None:
     out = machine.metaflow("environment", "show", "team/nosuch", check=False)
     text = " ".join(out.stderr.split())
-    assert out.returncode == 1 and "`metaflow environment show`" in text, text
+    assert out.returncode == 1, text
     assert "`metaflow environment resolve --alias`" in text and "`envcore " not in text
 
 
