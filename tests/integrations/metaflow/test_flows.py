@@ -64,6 +64,15 @@ def test_undecorated_steps_get_python_and_metaflow_requirements(machine: Machine
     assert "Resolving 1 environment ..." in both(out)
 
 
+def test_with_takes_a_python_version_and_a_range_on_the_command_line(machine: Machine) -> None:
+    """Metaflow hands `--with` decorators to each task as a spec it writes with strings bare: its parser then
+    read python="3.11" back as the float 3.11 and refused it in the task (after the launcher had resolved)."""
+    spec = 'pypi:python="3.11",packages={"fx-core": ">=1.0,<2"}'
+    out = machine.flow("undecorated", "run", "--with", spec)
+    seen = reports(both(out))
+    assert _in_envs(machine, seen["start"]["python"]) and seen["end"]["python"] == seen["start"]["python"]
+
+
 def _ids(text: str) -> list[str]:
     """``req:full`` of every "Creating/Using existing Conda environment REQ (FULL)" line, in order."""
     found = re.findall(

@@ -139,6 +139,24 @@ class RequirementDecorator:
     deprecated: tuple[str, ...] = ()
     replacement = ""
 
+    def make_decorator_spec(self) -> str:
+        """The ``--with`` spec Metaflow hands to each task. Metaflow's own writes strings bare, and its parser
+        then reads ``python=3.10`` as the float 3.1 (and cuts ``python=>=3.10,<3.12`` at the comma): strings,
+        lists and dicts are written as escaped JSON here, which that parser reads back as they were."""
+        import json
+
+        self.external_init()  # type: ignore[attr-defined]  # (Metaflow's: attributes fully evaluated)
+        values = {key: value for key, value in self.attributes.items() if value is not None}
+        if not values:
+            return self.name
+        written = ",".join(
+            f"{key}={value}"
+            if isinstance(value, (bool, int, float))
+            else f"{key}={json.dumps(value)}".replace('"', '\\"')
+            for key, value in values.items()
+        )
+        return f"{self.name}:{written}"
+
     def warn_deprecated(self, logger: Any) -> None:
         used = [key for key in self.deprecated if self.attributes.get(key) not in (None, {}, [], ())]
         if used and _launching():
