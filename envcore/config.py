@@ -158,16 +158,12 @@ def _redacted(value: Any) -> Any:
     return value
 
 
-_TRUE = ("1", "true", "yes", "y", "on")
-_FALSE = ("0", "false", "")
-
-
 def _boolean(text: str) -> bool:
     """Metaflow's reading of a boolean (false: 0, false or empty), refusing the words it would read as true
     against their meaning (no, off: METAFLOW_DEBUG_CONDA=no would turn debugging on) and anything else."""
     word = text.strip().lower()
-    if word in _TRUE or word in _FALSE:
-        return word in _TRUE
+    if word in configfiles.TRUE_WORDS or word in configfiles.FALSE_WORDS:
+        return word in configfiles.TRUE_WORDS
     meant = (
         " (which Metaflow reads as true: only 0, false and empty are false)"
         if word in ("no", "n", "off")

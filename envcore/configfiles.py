@@ -23,13 +23,17 @@ LOCK_TIMEOUT = 3600  # seconds: the default of METAFLOW_CONDA_LOCK_TIMEOUT
 RECORD_FILE = "conda_v2.cnd"  # the default of METAFLOW_CONDA_MAGIC_FILE_V2: the local record's file name
 
 
+TRUE_WORDS = ("1", "true", "yes", "y", "on")  # a boolean setting as envcore reads it (lower case, stripped)
+FALSE_WORDS = ("0", "false", "")  # Metaflow's false words; any other word is true to Metaflow
+
+
 def debug_requested(environ: Mapping[str, str], *, or_refused: bool = False) -> bool:
     """``METAFLOW_DEBUG_CONDA`` as read before the configuration is loaded: true for the words the
     configuration reads as true (1, true, yes, y, on). With ``or_refused``, also for a value it refuses (``no``,
     ``maybe``), which must leave the fast path of create for the full one, where it is refused; tracebacks stay
     off for it, so that the refusal is one paragraph."""
     word = environ.get("METAFLOW_DEBUG_CONDA", "").strip().lower()
-    return word in ("1", "true", "yes", "y", "on") or (or_refused and word not in ("", "0", "false"))
+    return word in TRUE_WORDS or (or_refused and word not in FALSE_WORDS)
 
 
 def read_json(path: str) -> dict[str, Any]:

@@ -189,7 +189,7 @@ def _put_back_replaced(prefix: Path, progress: Progress) -> None:
     """Settle what a process killed while it replaced ``prefix`` left (under the prefix's lock, so no living
     process owns it): the environment it moved aside goes back when ``prefix`` is unfinished or gone, and is
     removed when ``prefix`` was finished; a folder envcore did not make at ``prefix`` leaves both alone."""
-    for aside in sorted(prefix.parent.glob(f".{glob.escape(prefix.name)}.replaced-*")):
+    for aside in sorted(prefix.parent.glob(f"{glob.escape(uptodate.replaced_start(prefix.name))}*")):
         if uptodate.marker_ids(str(aside)) is None or uptodate.marker_ids(str(prefix)) is not None:
             _remove(aside)  # half removed already, or its replacement was finished
         elif not prefix.exists() or uptodate.made_by_envcore(str(prefix)) or not any(prefix.iterdir()):
@@ -208,7 +208,7 @@ def _make_way(prefix: Path, env: ResolvedEnvironment, force: bool, progress: Pro
     if force:
         progress(f"Re-creating {prefix}")
         if held is not None and prefix.is_dir() and not prefix.is_symlink():
-            aside = prefix.with_name(f".{prefix.name}.replaced-{os.getpid()}")
+            aside = prefix.with_name(f"{uptodate.replaced_start(prefix.name)}{os.getpid()}")
             _remove(aside)  # left by a process killed while it replaced this prefix
             prefix.rename(aside)
             return aside

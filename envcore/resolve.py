@@ -515,12 +515,12 @@ def _check_reference_hashes(request: ResolveRequest, packages: Sequence[LockedPa
         given = re.search(r"[#&]sha256=([0-9a-fA-F]{64})\b", req.url or "")
         if req.url is None or given is None:
             continue
-        file_name = req.url.split("#", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+        from envcore.pypi import filename_of
+
+        file_name = filename_of(req.url)
         for pkg in packages:
             for file in pkg.files:
-                same = (
-                    not file.built and file.url.split("#", 1)[0].rstrip("/").rsplit("/", 1)[-1] == file_name
-                )
+                same = not file.built and filename_of(file.url) == file_name
                 if same and file.sha256.lower() != given[1].lower():
                     raise ResolutionError(
                         f"{file_name}, which {req.name} names, has sha256 {file.sha256}, not the {given[1]} its "

@@ -124,6 +124,11 @@ def run_remembered(
     return done
 
 
+def says_disk_full(text: str) -> bool:
+    """Whether a tool's error text reports a full disk (ENOSPC, as Rust and C tools word it)."""
+    return "No space left on device" in text or "os error 28" in text
+
+
 def tail(text: str, lines: int = 12) -> str:
     """The last lines of a tool's output, folded into one line for a one-paragraph error."""
     kept = [line.strip() for line in text.strip().splitlines() if line.strip()][-lines:]

@@ -177,10 +177,16 @@ def _clone_here(
         return None
 
 
+def replaced_start(name: str) -> str:
+    """How the names begin of the folders a prefix called ``name`` is moved to while ``--force`` or ``--verify``
+    replace it (``.NAME.replaced-PID``)."""
+    return f".{name}.replaced-"
+
+
 def replaced_beside(prefix: str) -> bool:
     """Whether a prefix replaced by ``--force`` or ``--verify`` was left beside ``prefix``."""
     parent, name = os.path.split(prefix)
-    start = f".{name}.replaced-"
+    start = replaced_start(name)
     try:
         with os.scandir(parent) as entries:
             return any(entry.name.startswith(start) for entry in entries)

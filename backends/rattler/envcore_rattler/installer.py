@@ -92,7 +92,9 @@ class RattlerInstaller:
 
 
 def _refuse_full_disk(exc: Exception, prefix: Path) -> None:
-    if "os error 28" in str(exc) or "No space left on device" in str(exc):
+    from envcore.tools import says_disk_full  # (on errors only: it imports subprocess)
+
+    if says_disk_full(str(exc)):
         raise FormatError(
             f"Installing conda packages into {prefix} failed: the disk is full (No space left on device). The "
             "package files are fine: free disk space there (or set METAFLOW_ENVCORE_CACHE_DIR to a larger disk) "

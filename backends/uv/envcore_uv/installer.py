@@ -8,7 +8,7 @@ from pathlib import Path
 from envcore.config import Config
 from envcore.errors import EnvcoreError
 from envcore.progress import new_entries
-from envcore.tools import run_tool, tail, tool_env
+from envcore.tools import run_tool, says_disk_full, tail, tool_env
 from envcore.types import LockedPackage, ResolveRequest
 from envcore_uv.executable import uv_executable
 
@@ -72,7 +72,7 @@ class UvInstaller:
             args, what="uv pip install", env=tool_env({"UV_NO_PROGRESS": "1"}), debug=self.config.debug
         )
         if done.returncode != 0:
-            if "No space left on device" in done.stderr or "os error 28" in done.stderr:
+            if says_disk_full(done.stderr):
                 raise EnvcoreError(
                     f"Installing {len(packages)} wheel(s) into {prefix} failed: the disk is full (No space left on "
                     "device). The wheels are fine: free disk space there (or set METAFLOW_ENVCORE_CACHE_DIR to a "
