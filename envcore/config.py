@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from envcore import configfiles
 from envcore.errors import ConfigError
@@ -400,13 +400,10 @@ class Config:
         alias = str(setting.value or self._condarc().get("channel_alias") or DEFAULT_CHANNEL_ALIAS).rstrip(
             "/"
         )
-        try:
-            parts = urlsplit(alias)
-            parts.port  # noqa: B018  (raises ValueError for a bad port)
-            url = bool(parts.hostname) if parts.scheme in ("http", "https") else parts.scheme == "file"
-        except ValueError:
-            url = False
-        if not url:
+        parts = parsed_url(alias)
+        if parts is None or not (
+            bool(parts.hostname) if parts.scheme in ("http", "https") else parts.scheme == "file"
+        ):
             where = setting.describe() if setting.value else "channel_alias in .condarc"
             raise ConfigError(
                 f"The conda channel alias {redact_channel(alias)!r} is not an http(s) or file URL ({where}): channel "
@@ -468,6 +465,17 @@ def _pip_index_config(environ: Mapping[str, str]) -> tuple[str | None, tuple[str
             if parser.has_option(section, "extra-index-url"):
                 extras, source = tuple(parser.get(section, "extra-index-url").split()), str(path)
     return index, extras, source
+
+
+def parsed_url(text: str) -> SplitResult | None:
+    """``text`` split as a URL, or None when it cannot be: a bad port, or a bracketed host that is no IPv6
+    address (``urlsplit`` raises for these only when asked, or not at all)."""
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018  (raises ValueError for a bad host or port)
+    except ValueError:
+        return None
+    return parts
 
 
 def redact_url(url: str) -> str:

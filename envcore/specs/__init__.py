@@ -219,11 +219,9 @@ def _reference_url(text: str, where: str, base: Path | None = None) -> str:
                 f"Write {scheme[1]}:///absolute/path.",
             )
         return text
-    try:
-        parts = urlsplit(text)
-        parts.port  # noqa: B018  (raises ValueError for a bad port)
-    except ValueError:
-        parts = None
+    from envcore.config import parsed_url
+
+    parts = parsed_url(text)
     if parts is None or not parts.hostname:
         raise _fail(
             f"{text!r} is not a URL with a host", where, "Write NAME @ https://HOST/PATH or a local path."
@@ -452,13 +450,9 @@ def _pypi_decorator_requirement(key: str, version: str, where: str) -> Requireme
 
 def check_index(url: str, where: str) -> str:
     """A PyPI index URL (``http``, ``https`` or ``file``), else a :class:`SpecError` naming ``where``."""
-    from urllib.parse import urlsplit
+    from envcore.config import parsed_url
 
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018  (raises ValueError for a bad port)
-    except ValueError:
-        parts = None
+    parts = parsed_url(url)
     if parts is None or parts.scheme not in ("http", "https", "file") or not (parts.netloc or parts.path):
         raise _fail(
             f"{url!r} is not a package index URL",
@@ -487,15 +481,11 @@ def refuse_secret_query(url: str, where: str) -> None:
 
 def check_channel(channel: str, where: str) -> str:
     """A conda channel: a name (``conda-forge``, ``conda-forge/label/dev``) or a URL that parses."""
-    from urllib.parse import urlsplit
+    from envcore.config import parsed_url
 
     if "://" in channel:
-        try:
-            parts = urlsplit(channel)
-            parts.port  # noqa: B018  (raises ValueError for a bad port)
-            ok = bool(parts.scheme and (parts.netloc or parts.scheme == "file"))
-        except ValueError:
-            ok = False
+        parts = parsed_url(channel)
+        ok = parts is not None and bool(parts.scheme and (parts.netloc or parts.scheme == "file"))
     else:
         ok = bool(re.fullmatch(r"[A-Za-z0-9_.~/\-]+", channel))
     if not ok:
@@ -669,12 +659,10 @@ def _find_links(value: str, base: Path | None, where: str) -> str:
     """A ``--find-links`` location as pip reads it from a file: a relative path is taken beside the file when it
     is there (else from the current directory); paths are written absolute (the same text, the same place)."""
     if re.match(r"^[A-Za-z][A-Za-z0-9+.\-]+:", value):
-        from urllib.parse import urlsplit
+        from envcore.config import parsed_url
 
-        try:
-            urlsplit(value).port  # noqa: B018  (raises ValueError for a bad host or port)
-        except ValueError:
-            raise _fail(f"{value!r} is not a URL", where, "Give --find-links a URL or a folder.") from None
+        if parsed_url(value) is None:
+            raise _fail(f"{value!r} is not a URL", where, "Give --find-links a URL or a folder.")
         return value
     path = Path(value).expanduser()
     if not path.is_absolute() and base is not None and (base / path).exists():

@@ -392,6 +392,27 @@ def test_redacting_never_fails_and_keeps_ipv6_hosts_whole() -> None:
 
 
 @pytest.mark.parametrize(
+    ("text", "host"),
+    [
+        ("https://h.example:8080/simple", "h.example"),
+        ("https://[::1]:8080/simple", "::1"),
+        ("file:///srv/channel", None),
+        ("https://h.example:99999/x", "bad port"),
+        ("https://h.example:http/x", "bad port"),
+        ("https://[zz]/links", "bad bracketed host"),
+    ],
+)
+def test_a_url_that_cannot_be_split_is_none_not_an_error_later(text: str, host: str | None) -> None:
+    from envcore.config import parsed_url
+
+    parts = parsed_url(text)
+    if host and host.startswith("bad"):
+        assert parts is None
+    else:
+        assert parts is not None and parts.hostname == host
+
+
+@pytest.mark.parametrize(
     ("name", "value", "problem"),
     [
         ("CONDA_LOCK_TIMEOUT", [], "it is not a number"),
