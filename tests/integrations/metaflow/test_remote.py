@@ -164,6 +164,22 @@ def test_node_fetches_a_named_environment_at_execution(machine: Machine, node: N
     assert "fx-core=1.1.0" in done.stdout
 
 
+def test_node_refuses_a_fetched_environment_without_what_metaflow_needs(machine: Machine, node: Node) -> None:
+    machine.envcore("resolve", "--conda", "fx-core==1.1.0", "--alias", "test/build_in_step/id_77_77_5")
+    commands = _ship(machine, node, "build_in_env", "end")
+    assert any("--needs" in c and "requests" in c for c in commands)
+    done = node.sh(
+        " && ".join(commands), METAFLOW_RUN_ID="77", METAFLOW_RUN_ID_BASE="77", METAFLOW_INIT_MY_VAR="5"
+    )
+    assert done.returncode != 0
+    message = " ".join(done.stderr.split())
+    assert "Traceback" not in message, message
+    assert (
+        "Cannot bootstrap the environment of this step: The environment 'test/build_in_step/id_77_77_5' that step "
+        "'end' fetches at execution lacks what Metaflow needs in a task: requests>=2.21.0." in message
+    ), message
+
+
 def test_node_without_the_environment_in_the_store_fails_clearly(machine: Machine, node: Node) -> None:
     commands = _ship(machine, node, "conda_per_step", "end")
     done = node.sh(" && ".join(commands), METAFLOW_CONDA_LOCALROOT=str(node.root / "empty-store"))

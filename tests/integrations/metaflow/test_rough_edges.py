@@ -131,3 +131,32 @@ def test_group_options_and_local_only(machine: Machine, other_machine: Machine, 
     assert not_created.returncode == 1 and not list(third.cache.glob("envs/metaflow_*")), both(not_created)
     third.metaflow("environment", "create", "team/lo")
     assert list(third.cache.glob("envs/metaflow_*"))
+
+
+def test_fetch_at_exec_of_an_environment_without_what_metaflow_needs(
+    machine: Machine, tmp_path: Path
+) -> None:
+    machine.envcore("resolve", "--conda", "fx-core==1.0.0", "--alias", "team/bare-env")
+    source = tmp_path / "fetch_bare.py"
+    source.write_text(
+        "from metaflow import FlowSpec, named_env, step\n\n\n"
+        "class FetchBareFlow(FlowSpec):\n"
+        '    @named_env(name="team/bare-env", fetch_at_exec=True)\n'
+        "    @step\n"
+        "    def start(self):\n"
+        "        self.next(self.end)\n\n"
+        "    @step\n"
+        "    def end(self):\n"
+        "        pass\n\n\n"
+        'if __name__ == "__main__":\n'
+        "    FetchBareFlow()\n"
+    )
+    done = machine.run(sys.executable, source, "--environment=conda", "run", check=False)
+    text = " ".join(both(done).split())
+    assert done.returncode == 1, text
+    assert "Traceback" not in text and "No module named" not in text, text
+    assert (
+        "The environment 'team/bare-env' that step 'start' fetches at execution lacks what Metaflow needs "
+        "in a task: requests>=2.21.0" in text
+    ), text
+    assert "metaflow environment resolve --alias team/bare-env" in text, text

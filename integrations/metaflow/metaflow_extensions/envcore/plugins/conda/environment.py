@@ -152,8 +152,13 @@ class CondaEnvironment(MetaflowEnvironment):
             "requirements": remote.node_requirements(registry),
         }
         if info is not None and info.fetch_at_exec:
+            from envcore.resolve import default_python
+
+            # Metaflow's pins, checked on the node when it has found the environment
+            needs = self._pins(default_python(), datastore_type)
+            fetch, arch = info.merged.named, info.arch
             return remote.bootstrap_commands(
-                self._flow.name, step_name, None, fetch=info.merged.named, arch=info.arch, **options
+                self._flow.name, step_name, None, fetch=fetch, arch=arch, needs=needs, **options
             )
         # A task launched by Metaflow's runtime gets its id from the launcher through the process
         # environment (the remote command is built in another process); a deployment knows it here.
@@ -242,11 +247,18 @@ class CondaEnvironment(MetaflowEnvironment):
         value = self.session().config.get("CONDA_REMOTE_COMMANDS")
         return [str(v) for v in value] if isinstance(value, list) else ["batch", "kubernetes"]
 
-    def _pins(self, python: str) -> dict[str, str]:
+    def _pins(self, python: str, datastore_type: str | None = None) -> dict[str, str]:
         from metaflow.metaflow_config import get_pinned_conda_libs
 
-        pins: dict[str, str] = get_pinned_conda_libs(python, self._datastore_type or "local")
+        datastore_type = datastore_type or self._datastore_type or "local"
+        pins: dict[str, str] = get_pinned_conda_libs(python, datastore_type)
         return pins
+
+    def metaflow_lacks(self, env: ResolvedEnvironment) -> list[str]:
+        """What Metaflow needs in a task (its pins for this datastore) that ``env`` lacks, as ``name>=1.0``."""
+        from metaflow_extensions.envcore.plugins.conda import requirements
+
+        return requirements.unsatisfied(env, self._pins(base_python(env)))
 
     def plan_step(self, step: Any, arch: str | None = None) -> StepEnvironment:
         """Work out what ``step`` runs in, without resolving anything."""

@@ -130,7 +130,7 @@ class CondaEnvInternalDecorator(StepDecorator):
         return values
 
     def _fetch(self, info: StepEnvironment) -> ResolvedEnvironment:
-        from metaflow_extensions.envcore.plugins.conda import messages
+        from metaflow_extensions.envcore.plugins.conda import messages, requirements
         from metaflow_extensions.envcore.plugins.conda.requirements import substitute
 
         from envcore.errors import EnvcoreError
@@ -147,6 +147,9 @@ class CondaEnvInternalDecorator(StepDecorator):
                 )
             ) from None
         self._logger(f"    Environment '{ref}' is {env.req_id}:{env.full_id}")
+        lacking = self._environment.metaflow_lacks(env)
+        if lacking:
+            raise InvalidEnvironmentException(requirements.fetched_lacks(ref, self._step_name, lacking))
         return env
 
     def runtime_step_cli(

@@ -109,12 +109,14 @@ def bootstrap_commands(
     arch: str = "linux-64",
     plugins: dict[str, str] | None = None,
     requirements: list[str] | None = None,
+    needs: dict[str, str] | None = None,
 ) -> list[str]:
-    """Shell commands run on the node before the step (from the directory the code package is in)."""
+    """Shell commands run on the node before the step (from the directory the code package is in). A fetched
+    environment is checked on the node for ``needs`` (Metaflow's pins: name -> constraint)."""
     if env_id is None and fetch is None:
         return []
     if fetch is not None:
-        target = ["--fetch", fetch, "--arch", arch]
+        target = ["--fetch", fetch, "--arch", arch, *(["--needs", json.dumps(needs)] if needs else [])]
     else:
         assert env_id is not None
         target = ["--arch", env_id[2], "--req-id", env_id[0], "--full-id", env_id[1]]

@@ -38,6 +38,9 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--req-id")
     parser.add_argument("--full-id")
     parser.add_argument("--fetch", help="a named environment, looked up now (fetch_at_exec)")
+    parser.add_argument(
+        "--needs", type=json.loads, default={}, help="what it must have: JSON name -> constraint"
+    )
     args = parser.parse_args(argv)
     if not args.fetch and not (args.req_id and args.full_id):
         parser.error("give --req-id and --full-id, or --fetch")
@@ -52,6 +55,7 @@ def bootstrap(args: argparse.Namespace, workdir: Path) -> Path:
     from metaflow_extensions.envcore.plugins.conda.substitution import substitute
 
     from envcore.environments import Environments
+    from envcore.errors import EnvcoreError
     from envcore.plugins import build_registry
 
     config = build_config([])
@@ -63,6 +67,12 @@ def bootstrap(args: argparse.Namespace, workdir: Path) -> Path:
         ref = substitute(args.fetch, {})
         env = envs.find(ref, args.arch)
         print(f"    Environment '{ref}' is {env.req_id}:{env.full_id}", flush=True)
+        if args.needs:
+            from metaflow_extensions.envcore.plugins.conda.requirements import fetched_lacks, unsatisfied
+
+            lacking = unsatisfied(env, args.needs)
+            if lacking:
+                raise EnvcoreError(fetched_lacks(ref, args.step, lacking))
     else:
         env = envs.find(f"{args.req_id}:{args.full_id}", args.arch)
     prefix = envs.prefix_for(env, None)

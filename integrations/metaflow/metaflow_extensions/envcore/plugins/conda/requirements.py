@@ -232,24 +232,40 @@ def with_metaflow_pins(spec: Spec, pins: Mapping[str, str], pypi_only: bool, ste
 def satisfies(env: ResolvedEnvironment, wanted: Mapping[str, str]) -> bool:
     """Whether ``env`` already has every package of ``wanted`` (name -> constraint), in a version the
     constraint accepts; a constraint that cannot be checked counts as not satisfied."""
+    return not unsatisfied(env, wanted)
+
+
+def unsatisfied(env: ResolvedEnvironment, wanted: Mapping[str, str]) -> list[str]:
+    """The packages of ``wanted`` (name -> constraint) that ``env`` lacks, or has in a version the constraint
+    does not accept, as ``name>=1.0`` (a constraint that cannot be checked counts as not satisfied)."""
     from packaging.specifiers import InvalidSpecifier, SpecifierSet
     from packaging.utils import canonicalize_name
     from packaging.version import InvalidVersion, Version
 
     have = {canonicalize_name(p.name): p.version for p in env.packages}
+    lacking = []
     for name, constraint in wanted.items():
+        text = constraint.strip()
+        text = text if not text or text[:1] in "<>=!~" else f"=={text}"
         version = have.get(canonicalize_name(name))
-        if version is None:
-            return False
-        if not constraint.strip():
-            continue
-        text = constraint if constraint.lstrip()[:1] in "<>=!~" else f"=={constraint}"
         try:
-            if Version(version) not in SpecifierSet(text):
-                return False
+            ok = version is not None and (not text or Version(version) in SpecifierSet(text))
         except (InvalidSpecifier, InvalidVersion):
-            return False
-    return True
+            ok = False
+        if not ok:
+            lacking.append(f"{name}{text}")
+    return lacking
+
+
+def fetched_lacks(ref: str, step: str, lacking: Iterable[str]) -> str:
+    """Why a fetch-at-exec step cannot run in ``ref``: it misses what Metaflow imports in every task (it is used
+    as it is: nothing is added at execution, which would resolve anew)."""
+    return messages.for_printer(
+        f"The environment '{ref}' that step '{step}' fetches at execution lacks what Metaflow needs in a task: "
+        f"{', '.join(lacking)}. A fetch-at-exec environment is used as it is, so resolve it with these: "
+        f"'metaflow environment resolve --alias {ref} ...' adds them (unless --skip-metaflow-deps), or add "
+        "them to the requirements it is resolved from."
+    )
 
 
 def is_pypi_only(spec: Spec, base_type: str | None) -> bool:
