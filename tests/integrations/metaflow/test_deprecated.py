@@ -18,7 +18,7 @@ import shutil
 import subprocess
 import sys
 
-from metaflow import FlowSpec, conda, pypi, step
+from metaflow import FlowSpec, conda, pip, step
 
 
 class DeprecatedArgsFlow(FlowSpec):
@@ -41,7 +41,7 @@ class DeprecatedArgsFlow(FlowSpec):
         print(f"step=by_name python={{sys.executable}} fx-core={{fx_core.__version__}}")
         self.next(self.by_pathspec)
 
-    @pypi(pathspec="@{{SOURCE_PATHSPEC}}")
+    @pip(pathspec="@{{SOURCE_PATHSPEC}}")
     @step
     def by_pathspec(self):
         import fx_core
@@ -108,7 +108,8 @@ def test_deprecated_conda_and_pypi_arguments(machine: Machine, tmp_path: Path) -
         in notices
     )
     assert (
-        "*DEPRECATED*: Using 'pathspec' in '@pypi' is deprecated. Please use 'extra_indices' or '@named_env' "
+        "*DEPRECATED*: Using 'pathspec' in '@pip' is deprecated. Please use 'extra_indices' or '@named_env' "
         "instead." in notices
     )
-    assert len(notices) == 3  # from the launcher only, not from every task
+    assert "*DEPRECATED*: Use '@pypi' instead of '@pip'." in notices
+    assert len(notices) == 4, notices  # from the launcher only, not from every task

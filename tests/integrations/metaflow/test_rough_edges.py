@@ -160,3 +160,32 @@ def test_fetch_at_exec_of_an_environment_without_what_metaflow_needs(
         "in a task: requests>=2.21.0" in text
     ), text
     assert "metaflow environment resolve --alias team/bare-env" in text, text
+
+
+def test_a_python_version_on_a_named_environment_names_the_decorator(
+    machine: Machine, tmp_path: Path
+) -> None:
+    machine.envcore("resolve", "--conda", "fx-core==1.0.0", "--alias", "team/base-env")
+    source = tmp_path / "python_on_named.py"
+    source.write_text(
+        "from metaflow import FlowSpec, conda, named_env, step\n\n\n"
+        "class PythonOnNamedFlow(FlowSpec):\n"
+        '    @named_env(name="team/base-env")\n'
+        '    @conda(python="3.10")\n'
+        "    @step\n"
+        "    def start(self):\n"
+        "        self.next(self.end)\n\n"
+        "    @step\n"
+        "    def end(self):\n"
+        "        pass\n\n\n"
+        'if __name__ == "__main__":\n'
+        "    PythonOnNamedFlow()\n"
+    )
+    done = machine.run(sys.executable, source, "--environment=conda", "run", check=False)
+    text = " ".join(both(done).split())
+    assert done.returncode == 1, text
+    assert (
+        "In step 'start': Cannot specify a Python version (3.10.\u2217) when extending an environment" in text
+    ), text
+    assert "--python" not in text, text
+    assert "Remove python= from the step's @conda or @pypi decorator (or the flow's)." in text, text

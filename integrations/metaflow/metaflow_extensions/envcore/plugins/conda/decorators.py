@@ -396,7 +396,8 @@ class PipStepDecorator(PypiStepDecorator):
         flow_datastore: Any,
         logger: Any,
     ) -> None:
-        logger("*DEPRECATED*: Use '@pypi' instead of '@pip'.")
+        if _launching():
+            logger("*DEPRECATED*: Use '@pypi' instead of '@pip'.")
         super().step_init(flow, graph, step_name, decorators, environment, flow_datastore, logger)
 
 

@@ -27,7 +27,15 @@ def for_printer(text: str) -> str:
     return commands(text).replace("*", STAR)
 
 
+# envcore's advice about a command-line option, as a flow's decorators say the same
+_STEP_ADVICE = {
+    "Remove --python.": "Remove python= from the step's @conda or @pypi decorator (or the flow's)."
+}
+
+
 def in_step(step: str, message: str) -> str:
     """``In step 'S': message`` for Metaflow's printer, unless the message already names the step."""
+    for option, decorator in _STEP_ADVICE.items():
+        message = message.replace(option, decorator)
     text = message if f"step '{step}'" in message else f"In step '{step}': {message}"
     return for_printer(text)
