@@ -189,3 +189,27 @@ def test_a_python_version_on_a_named_environment_names_the_decorator(
     ), text
     assert "--python" not in text, text
     assert "Remove python= from the step's @conda or @pypi decorator (or the flow's)." in text, text
+
+
+def test_a_conflict_with_metaflows_own_requirement_says_so(machine: Machine, tmp_path: Path) -> None:
+    source = tmp_path / "conflict_pin.py"
+    source.write_text(
+        "from metaflow import FlowSpec, pypi, conda, step\n\n\n"
+        "class ConflictPinFlow(FlowSpec):\n"
+        '    @conda(libraries={"requests": "<2.21"})\n'
+        "    @step\n"
+        "    def start(self):\n"
+        "        self.next(self.end)\n\n"
+        "    @step\n"
+        "    def end(self):\n"
+        "        pass\n\n\n"
+        'if __name__ == "__main__":\n'
+        "    ConflictPinFlow()\n"
+    )
+    note = "Metaflow adds requests>=2.21.0 to every step's environment: it needs it in each task."
+    for decorator in ("@conda(libraries=", "@pypi(packages="):
+        source.write_text(re.sub(r"@\w+\(\w+=", decorator, source.read_text(), count=1))
+        done = machine.run(sys.executable, source, "--environment=conda", "run", check=False)
+        text = " ".join(both(done).split())
+        assert done.returncode == 1 and "Step(s): start: The " in text, text
+        assert "requests<2.21" in text.replace(" <", "<") and note in text, text

@@ -12,9 +12,10 @@ is absent: envcore is only imported by the methods that run in the launcher.
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from metaflow.metaflow_environment import InvalidEnvironmentException, MetaflowEnvironment
@@ -39,6 +40,7 @@ class StepEnvironment:
     request: ResolveRequest | None = None  # to resolve (None: disabled, fetch-at-exec, named env as is)
     env: ResolvedEnvironment | None = None  # known once resolved or looked up
     newly_resolved: bool = False
+    metaflow_pins: dict[str, str] = field(default_factory=dict)  # what Metaflow added to the request
 
     @property
     def disabled(self) -> bool:
@@ -283,6 +285,7 @@ class CondaEnvironment(MetaflowEnvironment):
                 info.env = base  # a named environment with all Metaflow needs is used exactly as it is
                 return info
             spec = requirements.with_metaflow_pins(spec, pins, pypi_only, step.name)
+            info.metaflow_pins = pins
             info.request = build_request(spec, session.config, arch, base=base)
         except EnvcoreError as exc:
             raise InvalidEnvironmentException(messages.in_step(step.name, exc.message)) from None
@@ -309,14 +312,25 @@ class CondaEnvironment(MetaflowEnvironment):
         registry = self.session().registry
         lines = []
         for rid, message in failed.items():
-            steps = sorted(
-                {
-                    info.step
-                    for infos in planned.values()
-                    for info in infos
-                    if info.request is not None and req_id(registry, info.request) == rid
-                }
-            )
+            failing = [
+                info
+                for infos in planned.values()
+                for info in infos
+                if info.request is not None and req_id(registry, info.request) == rid
+            ]
+            steps = sorted({info.step for info in failing})
+            pins = {name: spec for info in failing for name, spec in info.metaflow_pins.items()}
+            words = re.sub(r"\S+://\S+", "", message)  # names in the message, not in its URLs
+            named = [
+                f"{name}{spec}"
+                for name, spec in pins.items()
+                if re.search(rf"(?<![\w-]){re.escape(name)}\b", words)
+            ]
+            if named:  # a conflict may be with what Metaflow added, which the user did not write
+                message += (
+                    f" Metaflow adds {', '.join(named)} to every step's environment: it needs "
+                    f"{'it' if len(named) == 1 else 'them'} in each task."
+                )
             lines.append(f"Step(s): {', '.join(steps)}: {message}")
         return "\n".join(lines)
 
