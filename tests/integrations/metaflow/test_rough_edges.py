@@ -133,28 +133,35 @@ def test_group_options_and_local_only(machine: Machine, other_machine: Machine, 
     assert list(third.cache.glob("envs/metaflow_*"))
 
 
-def test_fetch_at_exec_of_an_environment_without_what_metaflow_needs(
-    machine: Machine, tmp_path: Path
-) -> None:
-    machine.envcore("resolve", "--conda", "fx-core==1.0.0", "--alias", "team/bare-env")
-    source = tmp_path / "fetch_bare.py"
+def failing_run(machine: Machine, tmp_path: Path, start_decorators: str) -> str:
+    """A two-step flow whose ``start`` has ``start_decorators``, run: it must fail (exit 1); its output."""
+    source = tmp_path / "one_decorated_step.py"
     source.write_text(
-        "from metaflow import FlowSpec, named_env, step\n\n\n"
-        "class FetchBareFlow(FlowSpec):\n"
-        '    @named_env(name="team/bare-env", fetch_at_exec=True)\n'
-        "    @step\n"
+        "from metaflow import FlowSpec, conda, named_env, pypi, step\n\n\n"
+        "class OneDecoratedStepFlow(FlowSpec):\n"
+        + "".join(f"    {line}\n" for line in start_decorators.splitlines())
+        + "    @step\n"
         "    def start(self):\n"
         "        self.next(self.end)\n\n"
         "    @step\n"
         "    def end(self):\n"
         "        pass\n\n\n"
         'if __name__ == "__main__":\n'
-        "    FetchBareFlow()\n"
+        "    OneDecoratedStepFlow()\n"
     )
     done = machine.run(sys.executable, source, "--environment=conda", "run", check=False)
     text = " ".join(both(done).split())
     assert done.returncode == 1, text
-    assert "Traceback" not in text and "No module named" not in text, text
+    assert "Traceback" not in text, text
+    return text
+
+
+def test_fetch_at_exec_of_an_environment_without_what_metaflow_needs(
+    machine: Machine, tmp_path: Path
+) -> None:
+    machine.envcore("resolve", "--conda", "fx-core==1.0.0", "--alias", "team/bare-env")
+    text = failing_run(machine, tmp_path, '@named_env(name="team/bare-env", fetch_at_exec=True)')
+    assert "No module named" not in text, text
     assert (
         "The environment 'team/bare-env' that step 'start' fetches at execution lacks what Metaflow needs "
         "in a task: requests>=2.21.0" in text
@@ -166,24 +173,7 @@ def test_a_python_version_on_a_named_environment_names_the_decorator(
     machine: Machine, tmp_path: Path
 ) -> None:
     machine.envcore("resolve", "--conda", "fx-core==1.0.0", "--alias", "team/base-env")
-    source = tmp_path / "python_on_named.py"
-    source.write_text(
-        "from metaflow import FlowSpec, conda, named_env, step\n\n\n"
-        "class PythonOnNamedFlow(FlowSpec):\n"
-        '    @named_env(name="team/base-env")\n'
-        '    @conda(python="3.10")\n'
-        "    @step\n"
-        "    def start(self):\n"
-        "        self.next(self.end)\n\n"
-        "    @step\n"
-        "    def end(self):\n"
-        "        pass\n\n\n"
-        'if __name__ == "__main__":\n'
-        "    PythonOnNamedFlow()\n"
-    )
-    done = machine.run(sys.executable, source, "--environment=conda", "run", check=False)
-    text = " ".join(both(done).split())
-    assert done.returncode == 1, text
+    text = failing_run(machine, tmp_path, '@named_env(name="team/base-env")\n@conda(python="3.10")')
     assert (
         "In step 'start': Cannot specify a Python version (3.10.\u2217) when extending an environment" in text
     ), text
@@ -192,24 +182,8 @@ def test_a_python_version_on_a_named_environment_names_the_decorator(
 
 
 def test_a_conflict_with_metaflows_own_requirement_says_so(machine: Machine, tmp_path: Path) -> None:
-    source = tmp_path / "conflict_pin.py"
-    source.write_text(
-        "from metaflow import FlowSpec, pypi, conda, step\n\n\n"
-        "class ConflictPinFlow(FlowSpec):\n"
-        '    @conda(libraries={"requests": "<2.21"})\n'
-        "    @step\n"
-        "    def start(self):\n"
-        "        self.next(self.end)\n\n"
-        "    @step\n"
-        "    def end(self):\n"
-        "        pass\n\n\n"
-        'if __name__ == "__main__":\n'
-        "    ConflictPinFlow()\n"
-    )
     note = "Metaflow adds requests>=2.21.0 to every step's environment: it needs it in each task."
     for decorator in ("@conda(libraries=", "@pypi(packages="):
-        source.write_text(re.sub(r"@\w+\(\w+=", decorator, source.read_text(), count=1))
-        done = machine.run(sys.executable, source, "--environment=conda", "run", check=False)
-        text = " ".join(both(done).split())
-        assert done.returncode == 1 and "Step(s): start: The " in text, text
+        text = failing_run(machine, tmp_path, decorator + '{"requests": "<2.21"})')
+        assert "Step(s): start: The " in text, text
         assert "requests<2.21" in text.replace(" <", "<") and note in text, text
