@@ -10,6 +10,7 @@ Decisions that differ from the original extension (reference §1(l)):
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -113,11 +114,21 @@ def sys_packages(config: Config, arch: str, requested: Iterable[Requirement]) ->
 
 
 def _sys_union(config: Config, archs: Iterable[str], requested: list[Requirement]) -> tuple[Requirement, ...]:
+    """The virtual packages of architectures resolved together: every one any of them has, each at the lowest
+    version among them (what the oldest target provides), so all get one set, whatever the order of ``archs``,
+    hence one req id."""
     union: dict[str, Requirement] = {}
-    for arch in dict.fromkeys(archs):
+    for arch in sorted(set(archs)):
         for req in sys_packages(config, arch, requested):
-            union.setdefault(req.name, req)
+            if req.name not in union or _version_key(req.spec) < _version_key(union[req.name].spec):
+                union[req.name] = req
     return tuple(union[name] for name in sorted(union))
+
+
+def _version_key(spec: str) -> tuple[tuple[int, str], ...]:
+    """``2.27=0`` -> ((2, ""), (27, "")): a virtual package's version, comparable (``2.4`` < ``2.27``)."""
+    parts = re.split(r"[.\-_]", spec.split("=", 1)[0])
+    return tuple((int(p), "") if p.isdigit() else (-1, p) for p in parts)
 
 
 def _dedup(items: Iterable[str]) -> tuple[str, ...]:

@@ -4,6 +4,7 @@ paragraphs of bad input."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from envcore import resolve, specs
 from envcore.config import Config
 from envcore.errors import SpecError
-from envcore.types import PYPI
+from envcore.types import PYPI, SYS
 
 
 def tstrs(spec: specs.Spec) -> list[str]:
@@ -1252,3 +1253,34 @@ def test_poetrys_legacy_dev_dependencies_are_the_group_dev() -> None:
     text = '[tool.poetry.dependencies]\nfx-core = "^1"\n[tool.poetry.dev-dependencies]\nfx-web = "*"\n'
     assert tstrs(specs.parse_pyproject(text)) == ["pypi::fx-core==<2,>=1"]
     assert tstrs(specs.parse_pyproject(text, groups=["dev"])) == ["pypi::fx-core==<2,>=1", "pypi::fx-web"]
+
+
+def test_archs_resolved_together_share_one_set_of_virtual_packages_at_the_lowest_versions(
+    tmp_path: Path,
+) -> None:
+    defaults = {"linux-64": {"__glibc": "2.36"}, "linux-aarch64": {"__glibc": "2.28", "__cuda": "11.8"}}
+    config = Config.load(
+        environ={
+            "METAFLOW_HOME": str(tmp_path / "mf"),
+            "METAFLOW_CONDA_CHANNELS": "c",
+            "CONDA_OVERRIDE_GLIBC": "2.36",  # this machine's, if it is one of the two
+            "CONDA_OVERRIDE_CUDA": "12.4",
+            "METAFLOW_CONDA_SYS_DEFAULT_PACKAGES": json.dumps(defaults),
+        }
+    )
+    spec = specs.from_command_line(conda=["fx-core"])
+    archs = ("linux-64", "linux-aarch64", "osx-arm64")
+    seen = {
+        tuple(r.tstr for r in resolve.build_request(spec, config, arch, coresolved=together).of(SYS))
+        for together in (archs, archs[::-1], archs[1:] + archs[:1])
+        for arch in archs
+    }
+    assert seen == {("sys::__cuda==11.8=0", "sys::__glibc==2.28=0")}
+    # one arch alone keeps its own
+    alone = resolve.build_request(spec, config, "linux-64").of(SYS)
+    assert "2.36=0" in {r.spec for r in alone}
+    # the user's own win everywhere
+    asked = specs.merge(spec, specs.from_decorator(sys_packages={"__glibc": "2.17"}))
+    for arch in archs:
+        request = resolve.build_request(asked, config, arch, coresolved=archs)
+        assert [r.spec for r in request.of(SYS) if r.name == "__glibc"] == ["2.17=0"]

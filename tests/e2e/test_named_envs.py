@@ -122,6 +122,18 @@ def test_an_immutable_alias_of_another_resolution_stores_nothing(run: Run, world
     assert env_ids(again.stdout) == [first]
 
 
+def test_linux_archs_resolved_together_are_one_environment_under_one_alias(run: Run) -> None:
+    # this machine's glibc and the other arch's default (2.27) differ: together they take the lower
+    linux = ("--arch", "linux-64", "--arch", "linux-aarch64")
+    ids = env_ids(run("resolve", "--conda", "fx-core", *linux, "--alias", "t/pair:v1").stdout)
+    assert len(ids) == 2 and len(set(ids)) == 1, ids  # one req id and one full id for both
+    for arch in ("linux-64", "linux-aarch64"):
+        shown = run("show", "t/pair:v1", "--arch", arch, machine="b").stdout
+        assert f"full hash {ids[0]}" in shown and "sys::__glibc==2.27=0" in shown.replace(" ", ""), shown
+    swapped = run("resolve", "--conda", "fx-core", *linux[2:], *linux[:2], "--alias", "t/pair:v1")
+    assert env_ids(swapped.stdout) == ids
+
+
 def test_get_by_name_records_it_as_the_default_and_shows_it(run: Run) -> None:
     (ref,) = env_ids(run("resolve", "--conda", "fx-app", "--alias", "team/app:v1").stdout)
     out = run("get", "team/app:v1", machine="b")  # as the original: the default unless --no-default
