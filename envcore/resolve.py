@@ -117,11 +117,15 @@ def _sys_union(config: Config, archs: Iterable[str], requested: list[Requirement
     """The virtual packages of architectures resolved together: every one any of them has, each at the lowest
     version among them (what the oldest target provides), so all get one set, whatever the order of ``archs``,
     hence one req id."""
+    return _lowest(req for arch in sorted(set(archs)) for req in sys_packages(config, arch, requested))
+
+
+def _lowest(virtual: Iterable[Requirement]) -> tuple[Requirement, ...]:
+    """Each virtual package once, at the lowest of its versions in ``virtual``, sorted by name."""
     union: dict[str, Requirement] = {}
-    for arch in sorted(set(archs)):
-        for req in sys_packages(config, arch, requested):
-            if req.name not in union or _version_key(req.spec) < _version_key(union[req.name].spec):
-                union[req.name] = req
+    for req in virtual:
+        if req.name not in union or _version_key(req.spec) < _version_key(union[req.name].spec):
+            union[req.name] = req
     return tuple(union[name] for name in sorted(union))
 
 
@@ -172,16 +176,14 @@ def build_request(
     user = [
         r for r in spec.requirements if r.category != SYS and not (r.category == CONDA and r.name == "python")
     ]
+    virtual = _sys_union(config, (arch, *coresolved), [r for r in spec.requirements if r.category == SYS])
     if base is not None:  # the base's requests AND-ed with the new ones, as the original merges them
         from envcore.specs import combine
 
         python_spec = _base_python(base, python or spec.python)
         user = list(combine([*requirements_of(base), *user]))
-    requirements = (
-        *user,
-        Requirement(category=CONDA, name="python", spec=python_spec),
-        *_sys_union(config, (arch, *coresolved), [r for r in spec.requirements if r.category == SYS]),
-    )
+        virtual = _lowest((*virtual, *virtual_packages_of(base)))  # what the base was resolved for, too
+    requirements = (*user, Requirement(category=CONDA, name="python", spec=python_spec), *virtual)
     channels, where = ((), "") if spec.nodefaults else config.conda_channels()  # nodefaults: the spec's only
     if channels:
         from envcore.specs import check_channel
@@ -385,6 +387,17 @@ def requirements_of(env: ResolvedEnvironment) -> list[Requirement]:
     return found
 
 
+def virtual_packages_of(env: ResolvedEnvironment) -> tuple[Requirement, ...]:
+    """The virtual packages ``env`` was resolved for (its ``sys::`` deps: ``sys::__cuda==12.2=0``)."""
+    found = []
+    for tstr in env.deps:
+        category, _, value = tstr.partition("::")
+        name, _, spec = value.partition("==")
+        if category == SYS and name and spec:
+            found.append(Requirement(category=SYS, name=name, spec=spec))
+    return tuple(found)
+
+
 def _base_python(base: ResolvedEnvironment, wanted: str | None) -> str:
     python = next((p for p in base.packages if p.kind is PackageKind.CONDA and p.name == "python"), None)
     if python is None:
@@ -439,11 +452,12 @@ def _select_resolver(registry: Registry, env_type: EnvType) -> tuple[str, Resolv
 
 
 def base_pins(base: ResolvedEnvironment) -> tuple[Requirement, ...]:
-    """An exact pin of every package of ``base`` (virtual packages aside)."""
+    """An exact pin of every package of ``base`` (virtual packages aside): a conda package at its version and
+    build (a CUDA build stays a CUDA build), a PyPI one at its version."""
     return tuple(
-        Requirement(
-            category=CONDA if pkg.kind is PackageKind.CONDA else PYPI, name=pkg.name, spec=pkg.version
-        )
+        Requirement(category=CONDA, name=pkg.name, spec=f"{pkg.version} {pkg.build}".strip())
+        if pkg.kind is PackageKind.CONDA
+        else Requirement(category=PYPI, name=pkg.name, spec=pkg.version)
         for pkg in base.packages
         if not (pkg.kind is PackageKind.CONDA and pkg.name.startswith("__"))
     )
@@ -468,11 +482,14 @@ def _extend(
             free = tuple(resolver.resolve(request))
         except ResolutionError:  # not even the base's requests and the new ones fit together
             raise ResolutionError(f"Cannot extend {shown}: {kept.message}") from None
-    before = {(p.kind, p.name): p.version for p in base.packages}
+    def shown_version(pkg: LockedPackage) -> str:
+        return f"{pkg.version} ({pkg.build})" if pkg.kind is PackageKind.CONDA and pkg.build else pkg.version
+
+    before = {(p.kind, p.name): shown_version(p) for p in base.packages}
     changed = sorted(
-        f"{p.name} {before[(p.kind, p.name)]} -> {p.version}"
+        f"{p.name} {before[(p.kind, p.name)]} -> {shown_version(p)}"
         for p in free
-        if (p.kind, p.name) in before and before[(p.kind, p.name)] != p.version
+        if (p.kind, p.name) in before and before[(p.kind, p.name)] != shown_version(p)
     )
     raise ResolutionError(
         f"Cannot extend {shown} keeping its packages: the new requirements need "

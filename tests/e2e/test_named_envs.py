@@ -194,6 +194,28 @@ def test_extending_a_named_environment_keeps_its_pins(run: Run) -> None:
     assert "(compatible with " in same[local_arch()]["env"]["resolved_by"]
 
 
+def test_extending_a_cuda_environment_keeps_its_cuda_build(run: Run, tmp_path: Path) -> None:
+    spec = tmp_path / "cuda.yml"
+    spec.write_text("dependencies:\n  - fx-native\n  - sys:\n    - __cuda=12.2\n")
+    base = json.loads(run("resolve", "-f", str(spec), "--alias", "team/gpu:v1", "--json").stdout)[
+        local_arch()
+    ]
+    builds = {p["envcore"]["name"]: p["envcore"]["build"] for p in base["env"]["packages"]}
+    assert builds["fx-native"].endswith("cuda12"), builds
+    extended = json.loads(run("resolve", "--using", "team/gpu:v1", "--conda", "fx-core", "--json").stdout)
+    env = extended[local_arch()]["env"]
+    assert {p["envcore"]["name"]: p["envcore"]["build"] for p in env["packages"]}["fx-native"] == builds[
+        "fx-native"
+    ]
+    assert "sys::__cuda==12.2=0" in env["deps"]  # what the base was resolved for
+    # a new requirement that needs another build of a base package names the change
+    out = run("resolve", "--using", "team/gpu:v1", "--conda", "fx-native=1.0.0=h0_cpu", check=False)
+    message = " ".join(out.stderr.split())
+    assert out.returncode == 1 and f"fx-native 1.0.0 ({builds['fx-native']}) -> 1.0.0 (h0_cpu)" in message, (
+        message
+    )
+
+
 def test_a_pin_that_must_change_is_named(run: Run) -> None:
     run("resolve", "--conda", "fx-http==1.1.0", "--alias", "team/base:v1")
     out = run("resolve", "--using", "team/base:v1", "--conda", "fx-modern", check=False)
