@@ -114,8 +114,12 @@ def _spec_from_environment(envs: Environments, ref: str, archs: Sequence[str]) -
     for tstr in env.sources:
         category, _, source = tstr.partition("::")
         sources[category] = (*sources.get(category, ()), source)
+    # The virtual packages its arch gets anyway (__glibc) are taken anew for each target; the others
+    # (__cuda=12.2 of an environment.yml) were asked for, and are kept.
+    platform = {r.name for r in resolving.sys_packages(envs.config, env.arch, ())}
+    asked = [r for r in resolving.virtual_packages_of(env) if r.name not in platform]
     return specs.Spec(
-        requirements=tuple(resolving.requirements_of(env)),
+        requirements=(*resolving.requirements_of(env), *asked),
         sources=sources,
         python=python or None,
         origin=f"the requirements of {ref}",

@@ -211,9 +211,16 @@ def test_extending_a_cuda_environment_keeps_its_cuda_build(run: Run, tmp_path: P
     # a new requirement that needs another build of a base package names the change
     out = run("resolve", "--using", "team/gpu:v1", "--conda", "fx-native=1.0.0=h0_cpu", check=False)
     message = " ".join(out.stderr.split())
-    assert out.returncode == 1 and f"fx-native 1.0.0 ({builds['fx-native']}) -> 1.0.0 (h0_cpu)" in message, (
-        message
-    )
+    assert out.returncode == 1, message
+    assert f"fx-native 1.0.0 ({builds['fx-native']}) -> 1.0.0 (h0_cpu)" in message, message
+    # --from re-resolves what was asked: __cuda=12.2 too (__glibc is the target's own)
+    for arch in (local_arch(), "linux-aarch64"):
+        again = run(
+            "resolve", "--from", "team/gpu:v1", "--arch", arch, "--force", "--dry-run", "--json"
+        ).stdout
+        direct = run("resolve", "-f", str(spec), "--arch", arch, "--force", "--dry-run", "--json").stdout
+        assert json.loads(again)[arch]["req_id"] == json.loads(direct)[arch]["req_id"]
+        assert "sys::__cuda==12.2=0" in json.loads(again)[arch]["env"]["deps"]
 
 
 def test_a_pin_that_must_change_is_named(run: Run) -> None:
