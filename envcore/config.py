@@ -91,7 +91,10 @@ CORE_SETTINGS: tuple[Setting, ...] = (
         help="Virtual packages per arch when resolving for a foreign arch",
     ),
     Setting(
-        name="CONDA_SYS_DEFAULT_GPU_PACKAGES", default={}, kind="json", help="Added when a GPU is requested"
+        name="CONDA_SYS_DEFAULT_GPU_PACKAGES",
+        default={},
+        kind="json",
+        help='Virtual packages of a step asking for a GPU: {"__cuda": "12.2"}, or one such map per arch',
     ),
     Setting(
         name="CONDA_ALL_ARCHS",

@@ -113,6 +113,24 @@ def sys_packages(config: Config, arch: str, requested: Iterable[Requirement]) ->
     )
 
 
+def gpu_packages(config: Config, arch: str) -> dict[str, str]:
+    """``CONDA_SYS_DEFAULT_GPU_PACKAGES``: the virtual packages a step that asks for a GPU is resolved with, in
+    the original's form (``{"__cuda": "12.2"}``) or one such per arch (``{"linux-64": {"__cuda": "12.2"}}``)."""
+    setting = config.value("CONDA_SYS_DEFAULT_GPU_PACKAGES")
+    value = setting.value or {}
+    if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
+        value = value.get(arch) or {}
+    if not isinstance(value, dict) or not all(
+        name in SYS_PACKAGES and isinstance(version, (str, int, float)) and not isinstance(version, bool)
+        for name, version in value.items()
+    ):
+        raise ConfigError(
+            f"{setting.describe()}, but it must map {' or '.join(SYS_PACKAGES)} to a version, such as "
+            '{"__cuda": "12.2"}, or give one such map per arch ({"linux-64": {"__cuda": "12.2"}}).'
+        )
+    return {name: str(version) for name, version in value.items()}
+
+
 def _sys_union(config: Config, archs: Iterable[str], requested: list[Requirement]) -> tuple[Requirement, ...]:
     """The virtual packages of architectures resolved together: every one any of them has, each at the lowest
     version among them (what the oldest target provides), so all get one set, whatever the order of ``archs``,
@@ -482,6 +500,7 @@ def _extend(
             free = tuple(resolver.resolve(request))
         except ResolutionError:  # not even the base's requests and the new ones fit together
             raise ResolutionError(f"Cannot extend {shown}: {kept.message}") from None
+
     def shown_version(pkg: LockedPackage) -> str:
         return f"{pkg.version} ({pkg.build})" if pkg.kind is PackageKind.CONDA and pkg.build else pkg.version
 

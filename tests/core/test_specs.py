@@ -1284,3 +1284,34 @@ def test_archs_resolved_together_share_one_set_of_virtual_packages_at_the_lowest
     for arch in archs:
         request = resolve.build_request(asked, config, arch, coresolved=archs)
         assert [r.spec for r in request.of(SYS) if r.name == "__glibc"] == ["2.17=0"]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ({}, {}),
+        ({"__cuda": "12.2"}, {"__cuda": "12.2"}),  # the original's form
+        ({"__cuda": 12}, {"__cuda": "12"}),
+        ({"linux-64": {"__cuda": "12.2"}, "osx-arm64": {}}, {"__cuda": "12.2"}),  # one per arch
+        ({"linux-aarch64": {"__cuda": "12.2"}}, {}),
+        ({"__nope": "1"}, None),
+        ({"__cuda": ["12"]}, None),
+        ({"__cuda": True}, None),
+        (["__cuda"], None),
+    ],
+)
+def test_gpu_packages_take_the_originals_form_or_one_per_arch(
+    tmp_path: Path, value: object, expected: dict[str, str] | None
+) -> None:
+    from envcore.errors import ConfigError
+
+    environ = {"METAFLOW_HOME": str(tmp_path), "METAFLOW_CONDA_SYS_DEFAULT_GPU_PACKAGES": json.dumps(value)}
+    config = Config.load(environ=environ)
+    if expected is None:
+        with pytest.raises(
+            ConfigError,
+            match=r"METAFLOW_CONDA_SYS_DEFAULT_GPU_PACKAGES` is .* (must map __cuda or __glibc|expected a JSON dict)",
+        ):
+            resolve.gpu_packages(config, "linux-64")
+    else:
+        assert resolve.gpu_packages(config, "linux-64") == expected

@@ -32,3 +32,11 @@ def test_flow_merge_step_override_and_sys_packages(machine: Machine) -> None:
     assert "cuda" in _builds(gpu["env"])["fx-native"]
     assert any(d.startswith("sys::__cuda==12.4") for d in gpu["env"]["deps"])
     assert len({start["req_id"], gpu["req_id"], end["req_id"]}) == 3
+    # @resources(gpu=1) without @sys_packages: CONDA_SYS_DEFAULT_GPU_PACKAGES (none by default)
+    assert _builds(data["on_gpu"][local_arch()]["env"])["fx-native"].endswith("cpu")
+    setting = {"METAFLOW_CONDA_SYS_DEFAULT_GPU_PACKAGES": json.dumps({"__cuda": "12.2"})}
+    out = machine.flow("merge_rules", "environment", "resolve", "--json", "gpu", "on_gpu", **setting)
+    data = json.loads(out.stdout)
+    on_gpu = data["on_gpu"][local_arch()]["env"]
+    assert "cuda" in _builds(on_gpu)["fx-native"] and "sys::__cuda==12.2=0" in on_gpu["deps"]
+    assert data["gpu"][local_arch()]["req_id"] == gpu["req_id"]  # its own @sys_packages win

@@ -1,6 +1,7 @@
-"""Flow-level decorators merged together, a step's merged decorators over them, virtual packages."""
+"""Flow-level decorators merged together, a step's merged decorators over them, virtual packages (also those
+of a step that asks for a GPU)."""
 
-from metaflow import FlowSpec, conda, conda_base, pypi, pypi_base, step, sys_packages
+from metaflow import FlowSpec, conda, conda_base, pypi, pypi_base, resources, step, sys_packages
 
 
 @conda_base(libraries={"fx-core": ">=1.1"})
@@ -11,10 +12,17 @@ class MergeRulesFlow(FlowSpec):
     def start(self):
         self.next(self.gpu)
 
+    @resources(gpu=1)
     @sys_packages(packages={"__cuda": "12.4"})
     @conda(libraries={"fx-native": ""})
     @step
     def gpu(self):
+        self.next(self.on_gpu)
+
+    @resources(gpu=1)
+    @conda(libraries={"fx-native": ""})
+    @step
+    def on_gpu(self):
         self.next(self.end)
 
     @conda(libraries={"fx-core": "2.0.0"})

@@ -55,6 +55,13 @@ class StepEnvironment:
         return [self.env.req_id, self.env.full_id, self.env.arch] if self.env else None
 
 
+def gpu_requested(step: Any) -> bool:
+    """Whether a decorator of ``step`` (``@resources``, ``@batch``, ``@kubernetes``...) asks for a GPU."""
+    return any(
+        getattr(deco, "attributes", {}).get("gpu") not in (None, 0, "0", "") for deco in step.decorators
+    )
+
+
 def step_arch(step: Any, remote_commands: list[str]) -> str:
     """The target architecture: this machine's, or that of the compute a remote decorator sends it to."""
     from envcore.resolve import local_arch
@@ -267,7 +274,7 @@ class CondaEnvironment(MetaflowEnvironment):
         from metaflow_extensions.envcore.plugins.conda import requirements
 
         from envcore.errors import EnvcoreError
-        from envcore.resolve import build_request, default_python
+        from envcore.resolve import build_request, default_python, gpu_packages
 
         merged = requirements.merged_for_step(self._flow, step)
         arch = arch or step_arch(step, self._remote_commands())
@@ -284,6 +291,8 @@ class CondaEnvironment(MetaflowEnvironment):
             if base is not None and not spec.requirements and requirements.satisfies(base, pins):
                 info.env = base  # a named environment with all Metaflow needs is used exactly as it is
                 return info
+            if gpu_requested(step):  # CONDA_SYS_DEFAULT_GPU_PACKAGES, unless the step's @sys_packages say
+                spec = requirements.with_gpu_packages(spec, gpu_packages(session.config, arch), step.name)
             spec = requirements.with_metaflow_pins(spec, pins, pypi_only, step.name)
             info.metaflow_pins = pins
             info.request = build_request(spec, session.config, arch, base=base)

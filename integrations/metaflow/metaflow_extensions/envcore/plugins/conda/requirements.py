@@ -210,6 +210,24 @@ def spec_for(merged: Merged, step_name: str) -> Spec:
         raise _spec_error(step_name, exc) from None
 
 
+def with_gpu_packages(spec: Spec, packages: Mapping[str, str], step_name: str) -> Spec:
+    """``spec`` with the virtual packages of a GPU step (name -> version) that its own ``@sys_packages`` do not
+    set."""
+    from envcore import specs
+    from envcore.errors import EnvcoreError
+    from envcore.types import SYS
+
+    own = {r.name for r in spec.requirements if r.category == SYS}
+    added = {name: version for name, version in packages.items() if name not in own}
+    if not added:
+        return spec
+    try:
+        gpu = specs.from_decorator(sys_packages=added, origin="METAFLOW_CONDA_SYS_DEFAULT_GPU_PACKAGES")
+        return specs.merge(spec, gpu)
+    except EnvcoreError as exc:
+        raise _spec_error(step_name, exc) from None
+
+
 def with_metaflow_pins(spec: Spec, pins: Mapping[str, str], pypi_only: bool, step_name: str) -> Spec:
     """Metaflow's own requirements, AND-ed with what the user asked for."""
     from envcore import specs
