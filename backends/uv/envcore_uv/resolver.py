@@ -38,6 +38,15 @@ def python_platform(request: ResolveRequest) -> str:
     raise ResolutionError(f"uv cannot resolve PyPI packages for {request.arch}; use linux-*, osx-* or win-*.")
 
 
+def resolver_env(request: ResolveRequest, work: Path) -> dict[str, str]:
+    """uv's environment: without the user's uv settings, nor ``MACOSX_DEPLOYMENT_TARGET``, which moves the oldest
+    macOS whose wheels uv takes for an osx target (a conda build shell sets it) and is in no id: uv's defaults
+    then hold everywhere."""
+    env = tool_env({"UV_NO_PROGRESS": "1", **pypi.netrc_env(request, work)})
+    env.pop("MACOSX_DEPLOYMENT_TARGET", None)
+    return env
+
+
 def local_arch() -> str:
     from envcore.resolve import local_arch as arch
 
@@ -101,7 +110,7 @@ class UvResolver:
             done = run_tool(
                 [uv_executable(self.config), *self._args(request, work)],
                 what="uv pip compile",
-                env=tool_env({"UV_NO_PROGRESS": "1", **pypi.netrc_env(request, work)}),
+                env=resolver_env(request, work),
                 debug=self.config.debug,
             )
             if done.returncode != 0:

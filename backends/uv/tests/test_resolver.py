@@ -35,3 +35,19 @@ def test_resolution_runs_no_interpreter_found_on_path(
     env = resolve.resolve(build_registry(config), request)
     assert {p.name for p in env.packages} >= {"python", "fx-web", "fx-core"}
     assert not ran.exists(), f"uv ran {ran.read_text().split()} from PATH"
+
+
+def test_an_ambient_macos_deployment_target_does_not_change_an_osx_resolution(
+    universe: Universe, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``MACOSX_DEPLOYMENT_TARGET`` (set in conda build shells) moves the oldest macOS whose wheels uv takes; it
+    is in no id, so it must not reach uv."""
+    config = universe_config(universe, tmp_path)
+    request = resolve.build_request(specs.from_decorator(packages={"fx-native": ""}), config, "osx-arm64")
+    wheels = {}
+    for target in (None, "10.9"):
+        if target:
+            monkeypatch.setenv("MACOSX_DEPLOYMENT_TARGET", target)
+        env = resolve.resolve(build_registry(config), request)
+        wheels[target] = sorted(p.filename for p in env.packages if p.name == "fx-native")
+    assert wheels["10.9"] == wheels[None] and wheels[None], wheels
