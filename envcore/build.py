@@ -86,6 +86,12 @@ def _build(
             ) from None
         file, final = _cache_built(cache, request, wheel, source.url, f"{pkg.name} {pkg.version}")
         ensure_checked(functools.partial(registry.package_format, ".whl"), final)
+    # the sdist (verified above) is known by its hash for good: an export names it when the index is gone
+    file = replace(
+        file,
+        sdist_sha256=source.sha256 or sha256_file(sdist),
+        sdist_size=source.size or os.path.getsize(sdist),
+    )
     return replace(pkg, filename=wheel.name[: -len(".whl")], files=(file,))
 
 

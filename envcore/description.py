@@ -42,6 +42,7 @@ def package_to_dict(pkg: LockedPackage, cache_keys: Mapping[str, str] | None = N
         "files": {
             f.url_format: {"url": f.url, "sha256": f.sha256, "md5": f.md5, "size": f.size}
             | ({"built": True} if f.built else {})
+            | ({"sdist_sha256": f.sdist_sha256, "sdist_size": f.sdist_size} if f.sdist_sha256 else {})
             for f in pkg.files
         },
     }
@@ -60,6 +61,8 @@ def package_from_dict(data: Mapping[str, Any]) -> LockedPackage:
             md5=f.get("md5"),
             size=f.get("size"),
             built=bool(f.get("built", False)),
+            sdist_sha256=f.get("sdist_sha256"),
+            sdist_size=f.get("sdist_size"),
         )
         for fmt, f in sorted(extra["files"].items(), key=lambda kv: kv[0] != data["url_format"])
     )

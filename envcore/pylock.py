@@ -610,7 +610,9 @@ def export(env: ResolvedEnvironment, credentials: Mapping[str, tuple[str, str]] 
             continue
         name = pypi.filename_of(src.url)
         size: int | None
-        if src.built:
+        if src.built and src.sdist_sha256:
+            sha256, size = src.sdist_sha256, src.sdist_size
+        elif src.built:  # described before sdists' hashes were kept
             try:
                 sha256, size = _sha256_of(src.url, credentials)
             except ResolutionError as exc:

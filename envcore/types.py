@@ -105,6 +105,10 @@ class PackageFile:
     md5: str | None = None
     size: int | None = None
     built: bool = False  # a wheel envcore built from the sdist at ``url``: only the store has it
+    sdist_sha256: str | None = (
+        None  # of a built wheel: its sdist's hash and size (a pylock.toml names the sdist)
+    )
+    sdist_size: int | None = None
 
     @property
     def digest(self) -> tuple[str, str]:

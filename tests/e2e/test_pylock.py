@@ -125,6 +125,8 @@ def test_uv_lock_resolves_exports_and_round_trips(run: Run, world: dict[str, Pat
     python = world["b"] / "cache" / "envs" / "lk" / "bin" / "python"
     done = subprocess.run([python, "-c", code], capture_output=True, text=True)
     assert done.stdout.split() == ["1.0.0", "0.9.0"], done.stderr
+    # the export names fx-src's sdist by the hash kept when it was built: the index is gone
+    assert run("show", ref, "--format", "pylock", machine="b").stdout == text
 
 
 def test_uv_export_of_a_project(run: Run, world: dict[str, Path], tmp_path: Path) -> None:
