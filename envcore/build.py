@@ -48,7 +48,7 @@ def build_sdists(
             f"{names} {'is' if len(todo) == 1 else 'are'} only available as source distributions for {request.arch}, "
             f"and envcore builds source distributions only for this machine's architecture ({local_arch}): a "
             "wheel built here would not run there. Pin versions that publish wheels for "
-            f"{request.arch}, or resolve on a {request.arch} machine."
+            f"{request.arch}, or resolve on a machine of that architecture ({request.arch})."
         )
     python = next((p for p in packages if p.kind is PackageKind.CONDA and p.name == "python"), None)
     installer = registry.installer(PackageKind.PYPI)
@@ -178,5 +178,5 @@ def refuse_references_to_build(request: ResolveRequest, builds_for: str) -> None
         raise ResolutionError(
             f"{names} must be built into a wheel, and envcore builds only for {builds_for}, not {request.arch} "
             f"with python {request.python_version}: a wheel built here would not run there. Require a wheel for "
-            f"{request.arch} (NAME @ URL-of-the.whl), or resolve on a {request.arch} machine."
+            f"{request.arch} (NAME @ URL-of-the.whl), or resolve on a machine of that architecture ({request.arch})."
         )

@@ -670,6 +670,19 @@ def _find_links(value: str, base: Path | None, where: str) -> str:
     return os.path.abspath(path)
 
 
+def _refuse_explicit(text: str, origin: str) -> None:
+    """A conda explicit file (``@EXPLICIT`` and package URLs, as ``show --format explicit`` writes) is named as
+    such: it is a list of files for one arch, not requirements."""
+    if re.search(r"^@EXPLICIT\s*$", text, re.MULTILINE):
+        raise _fail(
+            f"{origin} is a conda explicit file (@EXPLICIT), a list of package files for one arch, which envcore "
+            "writes (show --format explicit) but does not read",
+            "",
+            "Resolve from the requirements it was made from, or use resolve --from ENV for the environment it "
+            "was exported from; conda create --file takes it as it is.",
+        )
+
+
 def parse_requirements_txt(
     text: str,
     origin: str = "requirements.txt",
@@ -685,6 +698,7 @@ def parse_requirements_txt(
     relative ``--find-links`` paths are read from there when there (as pip does), and, with
     ``paths_from_base``, local project paths too (conda runs pip from an environment.yml's folder; pip itself
     reads them from the current directory)."""
+    _refuse_explicit(text, origin)
     environ = os.environ if environ is None else environ
     reqs: list[Requirement] = []
     conda_sources: list[Located] = []
@@ -901,6 +915,7 @@ def parse_environment_yml(text: str, origin: str = "environment.yml", *, base: P
     read from (conda runs pip there)."""
     import yaml
 
+    _refuse_explicit(text, origin)
     try:
         data = _load_yaml(text.removeprefix("\ufeff"))
     except yaml.YAMLError as exc:

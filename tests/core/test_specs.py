@@ -1315,3 +1315,12 @@ def test_gpu_packages_take_the_originals_form_or_one_per_arch(
             resolve.gpu_packages(config, "linux-64")
     else:
         assert resolve.gpu_packages(config, "linux-64") == expected
+
+
+def test_a_conda_explicit_file_is_named_as_such() -> None:
+    text = "# platform: linux-64\n@EXPLICIT\nfile:///c/noarch/fx-core-1.0.0-py_0.conda#0123\n"
+    for parse in (specs.parse_requirements_txt, specs.parse_environment_yml):
+        with pytest.raises(
+            SpecError, match=r"^explicit\.txt is a conda explicit file \(@EXPLICIT\).*resolve --from"
+        ):
+            parse(text, "explicit.txt")
