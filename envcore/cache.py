@@ -12,19 +12,16 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
 from envcore import description, naming
 from envcore.config import Config
 from envcore.errors import MissingObject, PreconditionFailed
-from envcore.fetch import PackageCache, ensure_checked, from_url, sha256_file
+from envcore.fetch import PackageCache, ensure_checked, from_url, in_parallel, sha256_file
 from envcore.frozen import record
 from envcore.progress import Progress, as_progress
 from envcore.types import LockedPackage, PackageFile, PackageFormat, PackageKind, ResolvedEnvironment, Store
-
-WORKERS = 8
 
 
 @record(kw_only=False)
@@ -141,11 +138,8 @@ def cache_environment(
         task.advance()
         return pkg, uploaded, present
 
-    with (
-        show.task(f"Caching packages in {store.url}", len(env.packages), lambda _: "") as task,
-        ThreadPoolExecutor(WORKERS) as pool,
-    ):
-        results = list(pool.map(ensure, env.packages))
+    with show.task(f"Caching packages in {store.url}", len(env.packages), lambda _: "") as task:
+        results = in_parallel(ensure, env.packages)
     stored = replace(env, packages=tuple(p for p, _, _ in results))
     uploaded = sum(u for _, u, _ in results)
     present = sum(p for _, _, p in results)

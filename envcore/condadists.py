@@ -12,14 +12,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from envcore.configfiles import remember_json
 from envcore.errors import EnvcoreError, ResolutionError
 from envcore.types import LockedPackage
 
-WORKERS = 8
 # <name>-<version>.dist-info or <name>-<version>[-pyX.Y].egg-info: a name has no "-" there (escaped as "_")
 _DIST_FOLDER = re.compile(r"(?:^|/)site-packages/([^/-]+)-[^/]*\.(?:dist-info|egg-info)(?:/|$)")
 
@@ -38,11 +36,11 @@ def renamed_distributions(
     conda side whose distribution is named otherwise than the package."""
     from packaging.utils import canonicalize_name
 
+    from envcore.fetch import in_parallel
     from envcore.pypi import conda_python_packages
 
     python_packages = list(conda_python_packages(packages).values())  # the conda packages of Python code
-    with ThreadPoolExecutor(WORKERS) as pool:
-        names = list(pool.map(lambda p: _names_of(p, cache_dir, credentials), python_packages))
+    names = in_parallel(lambda p: _names_of(p, cache_dir, credentials), python_packages)
     return {
         dist: pkg.name
         for pkg, dists in zip(python_packages, names, strict=True)

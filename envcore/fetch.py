@@ -15,9 +15,9 @@ import shutil
 import stat
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from envcore.config import redact_url
@@ -28,8 +28,33 @@ RETRIES = 4
 CHUNK = 1 << 20
 
 
+TRANSFER_WORKERS = 8  # files moved at once between the store, the sources and the package cache
 STALE_DOWNLOAD = 3600.0  # seconds without a write after which a temporary download is abandoned
 SET_ASIDE_WAIT = 60.0  # seconds to wait for another process setting the same damaged package file aside
+
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+def in_parallel(work: Callable[[Item], Result], items: Iterable[Item]) -> list[Result]:
+    """``[work(item) for item in items]`` on :data:`TRANSFER_WORKERS` threads. On the first error the items not
+    started are dropped, and the error is raised once the transfers under way have ended. On Ctrl-C it is raised
+    at once: a command then ends through ``os._exit``, which stops those transfers (waiting for every file in
+    flight took minutes on a slow link)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(TRANSFER_WORKERS)
+    try:
+        results = list(pool.map(work, items))
+    except KeyboardInterrupt:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    except BaseException:
+        pool.shutdown(cancel_futures=True)
+        raise
+    pool.shutdown()
+    return results
 
 
 class PackageCache:

@@ -15,13 +15,12 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from envcore import cache as caching
 from envcore import relocate, uptodate
 from envcore.errors import EnvcoreError, IntegrityError, MissingObject, StorageError, UsageError
-from envcore.fetch import PackageCache, ensure_checked, from_store, from_url, mark_checked
+from envcore.fetch import PackageCache, ensure_checked, from_store, from_url, in_parallel, mark_checked
 from envcore.locks import file_lock
 from envcore.plugins import Registry
 from envcore.progress import Progress, Task, as_progress, new_entries
@@ -35,8 +34,6 @@ from envcore.types import (
     Store,
 )
 from envcore.uptodate import MARKER
-
-WORKERS = 8
 
 
 def env_dir_name(env: ResolvedEnvironment) -> str:
@@ -120,11 +117,8 @@ def fetch_packages(
         also = f"; {len(cached)} already in the package cache" if cached else ""
         return f"Fetched and verified {fetched} package(s) ({size:.1f} MB) in {took:.2f} s{also}"
 
-    with (
-        show.task("Fetching packages", len(env.packages), summary) as task,
-        ThreadPoolExecutor(WORKERS) as pool,
-    ):
-        return list(pool.map(one, env.packages))
+    with show.task("Fetching packages", len(env.packages), summary) as task:
+        return in_parallel(one, env.packages)
 
 
 def hydrate(

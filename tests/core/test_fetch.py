@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing
+import os
+import signal
+import threading
+import time
 from pathlib import Path
+
+import pytest
 
 from envcore.fetch import PackageCache
 from envcore.types import PackageFile
@@ -87,3 +93,45 @@ def test_a_copy_of_the_wrong_size_is_set_aside_even_without_verify(tmp_path: Pat
     assert cache.get(sized, NAME) is None and not path.exists()
     path.write_bytes(GOOD)
     assert cache.get(sized, NAME) == path
+
+
+def test_ctrl_c_does_not_wait_for_the_transfers_under_way_and_an_error_starts_no_more() -> None:
+    from envcore.fetch import TRANSFER_WORKERS, in_parallel
+
+    release, finished, started = threading.Event(), threading.Event(), []
+
+    def transfer(item: int) -> int:
+        started.append(item)
+        if item == 0:  # a long transfer, under way when Ctrl-C comes
+            release.wait(60)
+            finished.set()
+        elif item == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C, which the main thread gets while it waits
+        return item
+
+    def interrupted(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    items = range(TRANSFER_WORKERS * 20)
+    before = signal.signal(signal.SIGINT, interrupted)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            in_parallel(transfer, items)
+        assert not finished.is_set()  # raised while item 0 was still transferring
+    finally:
+        signal.signal(signal.SIGINT, before)
+        release.set()
+    assert len(started) < len(items)
+
+    ran = []
+
+    def failing(item: int) -> int:
+        ran.append(item)
+        if item == 0:
+            raise OSError("the store went away")
+        time.sleep(0.01)
+        return item
+
+    with pytest.raises(OSError, match="went away"):
+        in_parallel(failing, items)
+    assert len(ran) < len(items)  # the files not started when it failed are not transferred
