@@ -214,17 +214,18 @@ def convert(setting: Setting, raw: Any, source: str) -> Any:
         if setting.kind in ("int", "float"):
             number = _number(raw, whole=setting.kind == "int")
             if setting.minimum is not None and number < setting.minimum:
-                raise ValueError(f"it must be at least {setting.minimum:g}")
+                raise ValueError(f"it is less than {setting.minimum:g}")
             return number
         if isinstance(raw, (list, dict)):  # from a config file's JSON
             raise ValueError("it is not a string")
         return str(raw)
     except ValueError as exc:
+        at_least = f" of at least {setting.minimum:g}" if setting.minimum is not None else ""
         example = {
             "json": "a JSON value such as "
             + json.dumps(setting.default if setting.default is not None else []),
-            "int": "a whole number",
-            "float": "a number",
+            "int": f"a whole number{at_least}",
+            "float": f"a number{at_least}",
             "str": "a string",
             "bool": "1 or true, or 0 or false",
         }

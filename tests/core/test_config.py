@@ -289,8 +289,8 @@ def test_a_number_below_its_minimum_is_refused(raw: str, ok: bool) -> None:
     with pytest.raises(ConfigError) as info:
         config.get("CONDA_LOCK_TIMEOUT")
     assert info.value.message == (
-        "`METAFLOW_CONDA_LOCK_TIMEOUT` is '-5' (from env var), which is not valid: it must be at least 0. Set it "
-        "to a whole number."
+        "`METAFLOW_CONDA_LOCK_TIMEOUT` is '-5' (from env var), which is not valid: it is less than 0. Set it "
+        "to a whole number of at least 0."
     )
 
 

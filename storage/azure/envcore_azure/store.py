@@ -203,6 +203,17 @@ def connect(config: Config) -> Connection:
                 f"An Azure Storage account key is set but the account name cannot be told from the endpoint "
                 f"{endpoint!r}; set AZURE_STORAGE_ACCOUNT_NAME."
             )
+        import base64
+        import binascii
+
+        try:
+            base64.b64decode(key, validate=True)
+        except binascii.Error:
+            raise ConfigError(
+                "The Azure Storage account key (METAFLOW_AZURE_STORAGE_ACCOUNT_KEY, or AZURE_STORAGE_KEY) is set "
+                "but is not base64, as account keys are: copy it again from the account's access keys, or use "
+                "a connection string or SAS token instead."
+            ) from None
         sync_cred = aio_cred = AzureNamedKeyCredential(account, key)
         auth, secrets = "account key", [key]
     elif sas:

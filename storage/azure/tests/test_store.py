@@ -160,6 +160,17 @@ def test_a_wrong_key_is_denied_without_showing_it(
     assert wrong not in info.value.message and wrong not in repr(store)
 
 
+def test_a_key_that_is_not_base64_is_named_as_such(
+    azurite: Azurite, azure_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from envcore.errors import ConfigError
+
+    monkeypatch.setenv("METAFLOW_AZURE_STORAGE_ACCOUNT_KEY", "notbase64!!")
+    with pytest.raises(ConfigError, match=r"account key .* is set but is not base64") as info:
+        _store(f"azure://{azurite.new_container()}/conda_env").stat("x")
+    assert "notbase64" not in info.value.message
+
+
 def test_a_large_file_goes_up_in_blocks(azurite: Azurite, azure_env: dict[str, str], tmp_path: Path) -> None:
     container = azurite.new_container()
     store = _store(f"azure://{container}/conda_env")

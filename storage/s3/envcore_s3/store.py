@@ -67,11 +67,12 @@ class S3Store:
     @classmethod
     def from_config(cls, root: str, config: Config) -> S3Store:
         parts = urlsplit(root)
-        if parts.scheme != "s3" or not parts.netloc:
+        if parts.scheme != "s3" or not parts.netloc or parts.query or parts.fragment:
             raise ConfigError(
-                f"The S3 store root {root!r} is not an s3://bucket/prefix URL; fix METAFLOW_CONDA_S3ROOT."
+                f"The S3 store root {root!r} is not an s3://bucket/prefix URL (with no ?query or #fragment, which "
+                "would be dropped); fix METAFLOW_CONDA_S3ROOT."
             )
-        endpoint = config.get("S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3") or None
+        endpoint = _endpoint(config)
         read_timeout = float(config.get("S3_READ_TIMEOUT") or READ_TIMEOUT)
         client = boto3.session.Session().client(
             "s3",
@@ -272,3 +273,21 @@ def _closing(body: Any) -> Iterator[IO[bytes]]:
         yield body
     finally:
         body.close()
+
+
+def _endpoint(config: Config) -> str | None:
+    """The configured endpoint, checked: boto3's own error for ``minio:9000`` reads as a bug in the plugin."""
+    from envcore.config import parsed_url, redact_url
+
+    setting, endpoint = "METAFLOW_S3_ENDPOINT_URL", config.get("S3_ENDPOINT_URL")
+    if not endpoint:
+        setting, endpoint = "AWS_ENDPOINT_URL_S3", os.environ.get("AWS_ENDPOINT_URL_S3")
+    if not endpoint:
+        return None
+    parts = parsed_url(str(endpoint))
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"{setting} is {redact_url(str(endpoint))!r}, which is not an http(s) URL. Set it to the S3 service's "
+            "URL, such as http://127.0.0.1:9000 or https://s3.example.com."
+        )
+    return str(endpoint)

@@ -70,6 +70,27 @@ def test_wrong_endpoint_is_one_clear_paragraph(
         store.stat("x")
 
 
+@pytest.mark.parametrize("endpoint", ["127.0.0.1:9000", "minio:9000", "ftp://h/x", "http://[zz]/"])
+def test_an_endpoint_that_is_no_http_url_is_a_configuration_error(
+    aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, endpoint: str
+) -> None:
+    from envcore.errors import ConfigError
+
+    monkeypatch.setenv("METAFLOW_S3_ENDPOINT_URL", endpoint)
+    with pytest.raises(
+        ConfigError, match=r"^METAFLOW_S3_ENDPOINT_URL is '.*', which is not an http\(s\) URL"
+    ):
+        _store("s3://bucket/conda_env")
+
+
+@pytest.mark.parametrize("root", ["s3://bucket/team-a?x=1", "s3://bucket/team-b#frag", "s3:///no-bucket"])
+def test_a_root_whose_parts_would_be_dropped_is_refused(aws_env: dict[str, str], root: str) -> None:
+    from envcore.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="is not an s3://bucket/prefix URL"):
+        _store(root)
+
+
 def test_a_large_file_goes_up_in_parts(s3_server: S3Server, aws_env: dict[str, str], tmp_path: Path) -> None:
     store = _store(f"s3://{s3_server.new_bucket()}/conda_env")
     src = tmp_path / "big.bin"
