@@ -138,7 +138,30 @@ class ComposedResolver:
         except ResolutionError as exc:
             raise _conflict(pypi_request, conda_packages) or exc from None
         provided = conda_python_packages(conda_packages, renamed)
+        self._check_kept(pypi_packages, provided)
         return [*conda_packages, *(p for p in pypi_packages if canonicalize(p.name) not in provided)]
+
+    def _check_kept(self, pypi_packages: Sequence[LockedPackage], provided: dict[str, LockedPackage]) -> None:
+        """The PyPI side must keep the conda side's Python packages (``request.installed``) at their versions:
+        its own copy of one is dropped, so another version would leave the PyPI packages built on one that is
+        not there."""
+        from packaging.version import InvalidVersion, Version
+
+        from envcore.pypi import canonicalize
+
+        for pkg in pypi_packages:
+            conda = provided.get(canonicalize(pkg.name))
+            try:
+                moved = conda is not None and Version(pkg.version) != Version(conda.version)
+            except InvalidVersion:  # a conda version PEP 440 cannot read: not comparable here
+                continue
+            if moved and conda is not None:
+                raise ResolutionError(
+                    f"The PyPI resolver {self.pypi_name} locked {pkg.name} {pkg.version}, but the conda side installs "
+                    f"{conda.name} {conda.version}, which it was given to keep (request.installed): the PyPI "
+                    "packages would be built on a version that is not there. This is a bug in that resolver; choose "
+                    "another with METAFLOW_CONDA_PYPI_DEPENDENCY_RESOLVER, or report it to its authors."
+                )
 
     def _memory(self, conda_request: ResolveRequest) -> Path | None:
         """Where what the conda side gives for ``conda_request`` is remembered (credentials are not part of a

@@ -26,6 +26,7 @@ import threading
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -57,6 +58,7 @@ from envcore.types import (
     EnvType,
     LockedPackage,
     ObjectInfo,
+    PackageFile,
     PackageFormat,
     PackageKind,
     Requirement,
@@ -479,6 +481,51 @@ class ResolverConformance:
         versions = {_canon(p.kind, p.name): p.version for p in packages if p.kind is PackageKind.PYPI}
         assert versions.get("fx-core") == "2.1.0rc1", (
             f"fx-core==2.1.0rc1 asks for the pre-release: {versions}"
+        )
+
+    def test_one_instance_answers_each_request(
+        self, resolver: Resolver, make_request: Callable[..., ResolveRequest]
+    ) -> None:
+        """The core keeps one resolver for a whole flow: each call answers its own request (no answer kept from
+        an earlier one)."""
+        for version in ("1.1.0", "1.2.0", "1.1.0"):
+            packages = self._resolve(resolver, make_request(f"fx-http=={version}"))
+            found = [p.version for p in packages if _canon(p.kind, p.name) == "fx-http"]
+            assert found == [version], (
+                f"fx-http=={version} asked of the same resolver again; resolved: {found}"
+            )
+
+    def test_a_release_for_a_newer_python_is_not_chosen(
+        self, resolver: Resolver, make_request: Callable[..., ResolveRequest]
+    ) -> None:
+        """fx-http 1.4.0 needs python >=3.99 (Requires-Python; a conda package's python dependency)."""
+        packages = self._resolve(resolver, make_request("fx-http"))
+        found = [p.version for p in packages if _canon(p.kind, p.name) == "fx-http"]
+        assert found and "1.4.0" not in found, f"fx-http 1.4.0 needs python >=3.99; resolved: {found}"
+
+    def test_keeps_the_conda_packages_it_is_given(
+        self, resolver: Resolver, plugin: ResolverPlugin, make_request: Callable[..., ResolveRequest]
+    ) -> None:
+        """A PyPI resolver composed with a conda one gets the conda side's packages as ``request.installed``: the
+        Python ones must stay as they are (the core drops the resolver's own copy of them, and refuses another
+        version), so what it adds must fit them."""
+        if self._is_conda:
+            pytest.skip(f"{plugin.name} is a conda resolver: it is given no installed packages")
+        file = PackageFile(
+            url_format=".conda", url="file:///channel/noarch/fx-core-1.1.0-py_0.conda", sha256="0" * 64
+        )
+        conda_core = LockedPackage(
+            kind=PackageKind.CONDA, name="fx-core", version="1.1.0", filename="fx-core-1.1.0-py_0", files=(file,),
+            build="py_0", subdir="noarch", depends=("python >=3.8",),
+        )  # fmt: skip
+        request = replace(make_request("fx-http"), installed=(conda_core,))
+        versions = {_canon(p.kind, p.name): p.version for p in self._resolve(resolver, request)}
+        assert versions.get("fx-core", "1.1.0") == "1.1.0", (
+            f"fx-core 1.1.0 is installed by conda (request.installed) and must be kept; resolved: {versions}"
+        )
+        assert versions.get("fx-http") in ("1.1.0", "1.2.0"), (
+            f"fx-http must fit the installed fx-core 1.1.0 (1.1.0 or 1.2.0, not a release needing fx-core>=2); "
+            f"resolved: {versions}"
         )
 
     def test_same_request_same_result(

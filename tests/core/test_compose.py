@@ -266,3 +266,29 @@ def test_the_least_recently_used_conda_sides_are_forgotten(
     assert composed.resolve(on_python(">=3.10"))[1].name == "fx-web"
     assert _pythons(pypi) == [("3.11.7", False)]  # no head start, the same answer
     assert len(memories()) == 2
+
+
+class IgnoringInstalled(Recording):
+    """A PyPI resolver that ignores ``request.installed``: it may lock another version of a conda package."""
+
+    def resolve(self, request: ResolveRequest) -> Sequence[LockedPackage]:
+        return self.inner.resolve(replace(request, installed=(), installed_distributions={}))
+
+
+def test_a_pypi_side_that_moves_a_conda_package_is_refused(universe: Universe, tmp_path: Path) -> None:
+    config = universe_config(universe, tmp_path)
+    registry = build_registry(config)
+    pypi = IgnoringInstalled(registry.resolver_named("uv"))
+    composed = ComposedResolver(("rattler", registry.resolver_named("rattler")), ("sloppy", pypi))
+    spec = specs.from_decorator(libraries={"fx-core": "2.0.0"}, packages={"fx-http": "1.1.0"})
+    request = resolving.build_request(spec, config, local_arch())
+    with pytest.raises(
+        ResolutionError, match=r"The PyPI resolver sloppy locked fx-core 1\.1\.0, but the conda side"
+    ):
+        composed.resolve(request)
+    # with the conda packages kept, the same request has no solution: said as such
+    honest = ComposedResolver(
+        ("rattler", registry.resolver_named("rattler")), ("uv", registry.resolver_named("uv"))
+    )
+    with pytest.raises(ResolutionError, match="fx-core"):
+        honest.resolve(request)

@@ -19,6 +19,7 @@ from packaging.version import Version
 
 from envcore.config import Config
 from envcore.errors import BackendUnavailable, ResolutionError
+from envcore.pypi import conda_python_packages
 from envcore.types import PYPI, LockedPackage, PackageFile, PackageKind, ResolveRequest
 
 _ANCHOR = re.compile(r"<a\s([^>]*)>")
@@ -66,7 +67,9 @@ class ExampleResolver:
         wanted = [
             Pep508(f"{r.name}{'==' + r.spec if r.spec[:1].isdigit() else r.spec}") for r in request.of(PYPI)
         ]
-        constraints: dict[str, SpecifierSet] = {}
+        # the Python packages the conda side installs (composed with a conda resolver) stay as they are
+        installed = conda_python_packages(request.installed, request.installed_distributions)
+        constraints = {name: SpecifierSet(f"=={pkg.version}") for name, pkg in installed.items()}
         chosen: dict[str, LockedPackage] = {}
         requires: dict[str, list[str]] = {}
         while wanted:
