@@ -523,6 +523,10 @@ def _register(
     path: str | None = None,
 ) -> None:
     info = PluginInfo(name=name, module=path or module.__name__, distribution=dist, version=version)
+    already = registry.pm.get_name(module)
+    if already is not None:  # the same module under a second name (NAME=module.path of an installed plugin)
+        _debug(registry.config, f"plugin {name} ({info.module}) is the plugin {already}, already loaded: skipped")
+        return None
     try:
         registry.pm.register(module, name=name)
         registry.pm.check_pending()

@@ -56,6 +56,10 @@ def test_same_plugin_by_entry_point_and_module_path_is_loaded_once(
     monkeypatch.setenv("METAFLOW_ENVCORE_PLUGIN_MODULES", "envcore_pixi.plugin")
     registry = build_registry(Config.load())
     assert registry.plugins["pixi"].distribution == "envcore-pixi"
+    # under other names too (NAME=module.path), even twice: it is the plugin already loaded
+    monkeypatch.setenv("METAFLOW_ENVCORE_PLUGIN_MODULES", "ds=envcore_pixi.plugin,x=envcore_pixi.plugin")
+    registry = build_registry(Config.load())
+    assert registry.plugins["pixi"].status == "loaded" and "pixi" in registry.resolvers
 
 
 def test_allow_and_block_lists(install_plugin: InstallPlugin, monkeypatch: pytest.MonkeyPatch) -> None:
