@@ -246,7 +246,11 @@ class Registry:
             raise self._unknown("store", "DEFAULT_DATASTORE", name, self.stores)
         plugin: StoragePlugin = entry.record
         root = self.config.store_root(name, plugin.root_setting)
-        return self._build(f"the store {name!r}", entry.plugin, plugin.factory, str(root.value), self.config)
+        store = self._build(f"the store {name!r}", entry.plugin, plugin.factory, str(root.value), self.config)
+        if entry.plugin == BUILTIN:
+            return store
+        info = self.plugins.get(entry.plugin)
+        return PluginStore(store, f"{entry.plugin!r} ({info.origin})" if info else repr(entry.plugin))
 
     def naming(self) -> NamingScheme:
         """The configured naming scheme, built once per registry."""
@@ -525,7 +529,9 @@ def _register(
     info = PluginInfo(name=name, module=path or module.__name__, distribution=dist, version=version)
     already = registry.pm.get_name(module)
     if already is not None:  # the same module under a second name (NAME=module.path of an installed plugin)
-        _debug(registry.config, f"plugin {name} ({info.module}) is the plugin {already}, already loaded: skipped")
+        _debug(
+            registry.config, f"plugin {name} ({info.module}) is the plugin {already}, already loaded: skipped"
+        )
         return None
     try:
         registry.pm.register(module, name=name)
@@ -696,3 +702,81 @@ def _index(registry: Registry, records: Mapping[str, list[Registered[Any]]]) -> 
     for entry in records["envcore_package_formats"]:
         for ext in entry.record.extensions:
             put(registry.formats, ext, entry, "format")
+
+
+class PluginStore:
+    """A plugin's store, whose mistakes name it: an exception from one of its methods that is no
+    :class:`EnvcoreError` (which says what went wrong) nor ``OSError`` (a local file), a missing method, or a
+    result of the wrong type is a :class:`PluginError` naming the store, its plugin and the method, instead of
+    an internal error of envcore."""
+
+    def __init__(self, store: Store, plugin: str) -> None:
+        self._store, self._plugin = store, plugin
+
+    @property
+    def url(self) -> str:
+        return str(self._store.url)
+
+    def __repr__(self) -> str:
+        return repr(self._store)
+
+    def _fault(self, method: str, problem: str) -> PluginError:
+        return PluginError(
+            f"The store {self.url} (from the plugin {self._plugin}) {problem} in {method}(). This is a bug in the "
+            "plugin: a store implements every method of envcore.types.Store, returns ObjectInfo where it says so, "
+            "and raises envcore.errors.StorageError (MissingObject, PreconditionFailed) for what goes wrong; run "
+            "with --verbose for the traceback and report it to its authors."
+        )
+
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        function = getattr(self._store, method, None)
+        if not callable(function):
+            raise self._fault(method, "has no method")
+        try:
+            return function(*args, **kwargs)
+        except (EnvcoreError, OSError):
+            raise
+        except Exception as exc:
+            raise self._fault(method, f"failed with {type(exc).__name__}: {exc}") from exc
+
+    def _info(self, method: str, found: Any, *, optional: bool = False) -> Any:
+        from envcore.types import ObjectInfo
+
+        if not (isinstance(found, ObjectInfo) or (optional and found is None)):
+            wanted = "an ObjectInfo or None" if optional else "an ObjectInfo"
+            raise self._fault(method, f"returned {type(found).__name__} instead of {wanted}")
+        return found
+
+    def stat(self, key: str) -> Any:
+        return self._info("stat", self._call("stat", key), optional=True)
+
+    def open(self, key: str) -> Any:
+        return self._call("open", key)
+
+    def get_file(self, key: str, dest: Any) -> None:
+        self._call("get_file", key, dest)
+
+    def put_file(self, key: str, src: Any) -> Any:
+        return self._info("put_file", self._call("put_file", key, src))
+
+    def put_bytes(
+        self, key: str, data: bytes, *, if_absent: bool = False, if_version: str | None = None
+    ) -> Any:
+        found = self._call("put_bytes", key, data, if_absent=if_absent, if_version=if_version)
+        return self._info("put_bytes", found)
+
+    def list(self, prefix: str) -> Any:
+        listing = iter(self._call("list", prefix))
+        while True:
+            try:
+                item = next(listing)
+            except StopIteration:
+                return
+            except (EnvcoreError, OSError):
+                raise
+            except Exception as exc:
+                raise self._fault("list", f"failed with {type(exc).__name__}: {exc}") from exc
+            yield self._info("list", item)
+
+    def delete(self, key: str) -> None:
+        self._call("delete", key)

@@ -494,6 +494,62 @@ def test_a_failing_factory_names_the_backend_and_its_plugin(
     assert message in info.value.message
 
 
+SLOPPY_STORE = """
+from envcore import hookimpl
+from envcore.errors import MissingObject
+from envcore.types import StoragePlugin
+
+
+class Sloppy:
+    url = "sloppy://x"
+
+    def stat(self, key):
+        return (key, 1)  # not an ObjectInfo
+
+    def open(self, key):
+        raise MissingObject(key)  # an envcore error: passed on as it is
+
+    def put_bytes(self, key, data, *, if_absent=False, if_version=None):
+        raise KeyError("internal bug")
+
+    def list(self, prefix):
+        yield {"key": prefix}
+
+    # no get_file, put_file, delete
+
+
+@hookimpl
+def envcore_storage():
+    yield StoragePlugin(name="sloppy", summary="a store that breaks the contract", factory=lambda r, c: Sloppy())
+"""
+
+
+def test_a_plugin_store_that_breaks_the_contract_is_named(
+    install_plugin: InstallPlugin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from envcore.errors import MissingObject
+
+    install_plugin(
+        "envcore-sloppy", {"sloppy": "envcore_sloppy.plugin"}, {"envcore_sloppy.plugin": SLOPPY_STORE}
+    )
+    monkeypatch.setenv("METAFLOW_DEFAULT_DATASTORE", "sloppy")
+    monkeypatch.setenv("METAFLOW_CONDA_SLOPPYROOT", "sloppy://x")
+    store = build_registry(Config.load()).store()
+    start = "The store sloppy://x (from the plugin 'sloppy' (envcore-sloppy 1.0)) "
+    for call, problem in (
+        (lambda: store.stat("k"), "returned tuple instead of an ObjectInfo or None in stat()"),
+        (lambda: store.put_bytes("k", b"1"), "failed with KeyError: 'internal bug' in put_bytes()"),
+        (lambda: list(store.list("p/")), "returned dict instead of an ObjectInfo in list()"),
+        (lambda: store.delete("k"), "has no method in delete()"),
+    ):
+        with pytest.raises(PluginError) as info:
+            call()
+        assert info.value.message.startswith(start + problem), info.value.message
+        assert "This is a bug in the plugin" in info.value.message
+    with pytest.raises(MissingObject):
+        store.open("k")
+
+
 BAD_FIELDS = """
 from envcore import hookimpl
 from envcore.types import ResolverPlugin
