@@ -56,6 +56,8 @@ from envcore.types import (
 
 ENTRY_POINT_GROUP = "envcore"
 BUILTIN = "builtin"
+# the resolvers of envcore's repository (backends/<name>), each a distribution of its own
+_IN_TREE_RESOLVERS = ("rattler", "uv", "pip", "poetry", "conda", "mamba", "micromamba", "conda-lock")
 CHECKED_KEPT = 50_000  # packages remembered as checked (the rattler resolver keeps as many converted)
 RESOLVER_SETTINGS = {
     EnvType.CONDA_ONLY: "CONDA_DEPENDENCY_RESOLVER",
@@ -160,13 +162,24 @@ class Registry:
                 f"load: {failed[0].error}. Reinstall it, or choose one of: {', '.join(sorted(choices)) or 'none'}."
             )
         blocked = [p for p in self.plugins.values() if p.status != "loaded" and p.name == name]
+        import difflib
+
+        close = difflib.get_close_matches(name, list(choices), n=1)
+        ours = {"store": ("storage", ("s3", "gs", "azure")), "resolver": ("backends", _IN_TREE_RESOLVERS)}
+        folder, names = ours.get(kind, ("backends", ()))
         hint = (
             f"The plugin {name!r} is installed but {blocked[0].status} by METAFLOW_ENVCORE_PLUGINS / "
             "METAFLOW_ENVCORE_DISABLED_PLUGINS; change those settings"
             if blocked
-            else f"Install the distribution that provides it (envcore's own are in its repository's "
-            f"{'storage' if kind == 'store' else 'backends'}/{name} folder; envcore is not published on PyPI, "
-            "and a project named envcore there is another one)"
+            else f"Did you mean {close[0]!r}? Else install the distribution that provides it"
+            if close
+            else "Install the distribution that provides it"
+            + (
+                f" (envcore's own is in its repository's {folder}/{name} folder; envcore is not published on PyPI, "
+                "and a project named envcore there is another one)"
+                if name in names
+                else ""
+            )
         )
         broken = [p for p in self.plugins.values() if p.status == "failed"]
         if broken and not blocked:  # one of them may be the one (a plugin may be named unlike its backends)

@@ -190,12 +190,26 @@ def test_unknown_resolver_message(monkeypatch: pytest.MonkeyPatch, install_plugi
     message, _, choices = info.value.message.rpartition(", or choose one of: ")
     assert message == (
         "`METAFLOW_CONDA_DEPENDENCY_RESOLVER` is \"quantum\" (from env var), but no resolver named 'quantum' is "
-        "installed. Install the distribution that provides it (envcore's own are in its repository's "
-        "backends/quantum folder; envcore is not published on PyPI, and a project named envcore there is another "
-        "one)"
+        "installed. Install the distribution that provides it"
     )
     names = choices.rstrip(".").split(", ")
     assert {"pixi", "rattler"} <= set(names) and names == sorted(names)
+    # a near miss is guessed; one of envcore's own resolvers, not installed, is found in its repository
+    monkeypatch.setenv("METAFLOW_CONDA_DEPENDENCY_RESOLVER", "ratler")
+    with pytest.raises(
+        ConfigError, match=r"no resolver named 'ratler' is installed\. Did you mean 'rattler'\?"
+    ):
+        build_registry(Config.load()).resolver_plugin(EnvType.CONDA_ONLY)
+    monkeypatch.setenv("METAFLOW_ENVCORE_DISABLED_PLUGINS", "micromamba")
+    monkeypatch.setenv("METAFLOW_CONDA_DEPENDENCY_RESOLVER", "micromamba")
+    with pytest.raises(ConfigError) as info:
+        build_registry(Config.load()).resolver_plugin(EnvType.CONDA_ONLY)
+    assert "is installed but blocked" in info.value.message
+    monkeypatch.delenv("METAFLOW_ENVCORE_DISABLED_PLUGINS")
+    missing = build_registry(Config.load())._unknown(
+        "resolver", "CONDA_DEPENDENCY_RESOLVER", "poetry", ["uv"]
+    )
+    assert "(envcore's own is in its repository's backends/poetry folder;" in missing.message
 
 
 def test_none_resolver_refuses_mode(monkeypatch: pytest.MonkeyPatch) -> None:
