@@ -561,7 +561,10 @@ def _register(
 
         guess = difflib.get_close_matches(unknown[0], known, n=1) if unknown else []
         hint = f" Did you mean {guess[0]!r} (instead of {unknown[0]!r})?" if guess else ""
-        return _fail(registry, info, f"it does not follow the envcore hook contract: {exc}.{hint}")
+        if "can not be found in the hookspec" in str(exc):
+            hint += " envcore's hooks take the arguments envcore.hookspecs gives them (its registration hooks: none)."
+        said = " ".join(str(exc).split()).rstrip(".")
+        return _fail(registry, info, f"it does not follow the envcore hook contract: {said}.{hint}")
     unmarked = [
         h
         for h in dir(module)

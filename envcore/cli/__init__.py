@@ -131,14 +131,26 @@ def with_output_flags(command: click.Command) -> click.Command:
     return command
 
 
+def _sentence(text: str) -> str:
+    """``text`` ending with one full stop (a plugin's error may end with one already, or with ``?``)."""
+    text = text.rstrip()
+    return text if text.endswith((".", "?", "!")) else f"{text}."
+
+
 def _plugin_setting_problems(registry: Registry) -> list[str]:
     """What the plugin settings ask for and does not happen: a module of METAFLOW_ENVCORE_PLUGIN_MODULES that
     cannot be imported, a name of METAFLOW_ENVCORE_PLUGINS or METAFLOW_ENVCORE_DISABLED_PLUGINS that no plugin
     has. (A plugin installed by its distribution that fails is only reported by ``envcore plugins`` and by the
     commands that select it.)"""
     problems = [
-        f"the plugin module {info.module} (METAFLOW_ENVCORE_PLUGIN_MODULES) cannot be imported: {info.error}. "
-        "Commands that need its backends will fail; fix the setting or install the module."
+        f"the plugin module {info.module} (METAFLOW_ENVCORE_PLUGIN_MODULES) "
+        + (
+            f"does not follow envcore's hook contract: {_sentence((info.error or '').partition('hook contract: ')[2])} "
+            "Commands that need its backends will fail; fix the module (see envcore.hookspecs)."
+            if "hook contract" in (info.error or "")
+            else f"cannot be imported: {_sentence(info.error or '')} Commands that need its backends will fail; fix "
+            "the setting or install the module."
+        )
         for info in registry.plugins.values()
         if info.status == "failed" and info.distribution is None
     ]

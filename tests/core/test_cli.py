@@ -81,6 +81,14 @@ def test_plugins_aligns_long_names_and_lists_contract_breakers(install_plugin: I
     assert long_name.index("failed") == builtin.index("loaded")  # the status column holds
     assert "Did you mean 'envcore_resolvers' (instead of 'envcore_resolver')?" in out.stdout
     assert envcore("config", "show", env=env).returncode == 0
+    # a hook with arguments its spec has not: one line, said as a contract (the module imported), one full stop
+    code = "from envcore import hookimpl\n\n@hookimpl\ndef envcore_storage(config):\n    return []\n"
+    site = install_plugin("unused", {}, {"envcore_args.plugin": code})
+    env = {"PYTHONPATH": str(site), "METAFLOW_ENVCORE_PLUGIN_MODULES": "envcore_args.plugin"}
+    warned = envcore("show", "x/y:v1", env=env).stderr
+    (line,) = [line for line in warned.splitlines() if "envcore_args.plugin" in line]
+    assert "does not follow envcore's hook contract" in line and "cannot be imported" not in line
+    assert "(its registration hooks: none)" in line and ".." not in line
 
 
 def test_config_show_masks_secrets_and_names_sources() -> None:
