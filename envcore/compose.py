@@ -151,11 +151,13 @@ class ComposedResolver:
 
         for pkg in pypi_packages:
             conda = provided.get(canonicalize(pkg.name))
+            if conda is None:
+                continue
             try:
-                moved = conda is not None and Version(pkg.version) != Version(conda.version)
+                moved = Version(pkg.version) != Version(conda.version)
             except InvalidVersion:  # a conda version PEP 440 cannot read: not comparable here
                 continue
-            if moved and conda is not None:
+            if moved:
                 raise ResolutionError(
                     f"The PyPI resolver {self.pypi_name} locked {pkg.name} {pkg.version}, but the conda side installs "
                     f"{conda.name} {conda.version}, which it was given to keep (request.installed): the PyPI "

@@ -58,6 +58,8 @@ ENTRY_POINT_GROUP = "envcore"
 BUILTIN = "builtin"
 # the resolvers of envcore's repository (backends/<name>), each a distribution of its own
 _IN_TREE_RESOLVERS = ("rattler", "uv", "pip", "poetry", "conda", "mamba", "micromamba", "conda-lock")
+# how a plugin module that imported but breaks the hook contract is described (``envcore plugins``, warnings)
+BROKEN_CONTRACT = "it does not follow the envcore hook contract: "
 CHECKED_KEPT = 50_000  # packages remembered as checked (the rattler resolver keeps as many converted)
 RESOLVER_SETTINGS = {
     EnvType.CONDA_ONLY: "CONDA_DEPENDENCY_RESOLVER",
@@ -167,20 +169,20 @@ class Registry:
         close = difflib.get_close_matches(name, list(choices), n=1)
         ours = {"store": ("storage", ("s3", "gs", "azure")), "resolver": ("backends", _IN_TREE_RESOLVERS)}
         folder, names = ours.get(kind, ("backends", ()))
-        hint = (
-            f"The plugin {name!r} is installed but {blocked[0].status} by METAFLOW_ENVCORE_PLUGINS / "
-            "METAFLOW_ENVCORE_DISABLED_PLUGINS; change those settings"
-            if blocked
-            else f"Did you mean {close[0]!r}? Else install the distribution that provides it"
-            if close
-            else "Install the distribution that provides it"
-            + (
-                f" (envcore's own is in its repository's {folder}/{name} folder; envcore is not published on PyPI, "
-                "and a project named envcore there is another one)"
-                if name in names
-                else ""
+        if blocked:
+            hint = (
+                f"The plugin {name!r} is installed but {blocked[0].status} by METAFLOW_ENVCORE_PLUGINS / "
+                "METAFLOW_ENVCORE_DISABLED_PLUGINS; change those settings"
             )
-        )
+        elif close:
+            hint = f"Did you mean {close[0]!r}? Else install the distribution that provides it"
+        elif name in names:
+            hint = (
+                f"Install the distribution that provides it (envcore's own is in its repository's {folder}/{name} "
+                "folder; envcore is not published on PyPI, and a project named envcore there is another one)"
+            )
+        else:
+            hint = "Install the distribution that provides it"
         broken = [p for p in self.plugins.values() if p.status == "failed"]
         if broken and not blocked:  # one of them may be the one (a plugin may be named unlike its backends)
             hint = (
@@ -260,10 +262,7 @@ class Registry:
         plugin: StoragePlugin = entry.record
         root = self.config.store_root(name, plugin.root_setting)
         store = self._build(f"the store {name!r}", entry.plugin, plugin.factory, str(root.value), self.config)
-        if entry.plugin == BUILTIN:
-            return store
-        info = self.plugins.get(entry.plugin)
-        return PluginStore(store, f"{entry.plugin!r} ({info.origin})" if info else repr(entry.plugin))
+        return store if entry.plugin == BUILTIN else PluginStore(store, self._origin(entry.plugin))
 
     def naming(self) -> NamingScheme:
         """The configured naming scheme, built once per registry."""
@@ -285,11 +284,15 @@ class Registry:
             )
         return self._build(f"the {extension} package format", entry.plugin, entry.record.factory)
 
+    def _origin(self, plugin: str) -> str:
+        """``'s3' (envcore-s3 0.1.0)``: a plugin as messages name it."""
+        info = self.plugins.get(plugin)
+        return f"{plugin!r} ({info.origin})" if info else repr(plugin)
+
     def _build(self, what: str, plugin: str, factory: Callable[..., R], *args: Any) -> R:
         """``factory(*args)``; a failure, or no object at all, is a PluginError naming the backend (``what``) and
         the ``plugin`` that registered it."""
-        info = self.plugins.get(plugin)
-        origin = f"{plugin!r} ({info.origin})" if info else repr(plugin)
+        origin = self._origin(plugin)
         try:
             built = factory(*args)
         except EnvcoreError:
@@ -564,7 +567,7 @@ def _register(
         if "can not be found in the hookspec" in str(exc):
             hint += " envcore's hooks take the arguments envcore.hookspecs gives them (its registration hooks: none)."
         said = " ".join(str(exc).split()).rstrip(".")
-        return _fail(registry, info, f"it does not follow the envcore hook contract: {said}.{hint}")
+        return _fail(registry, info, f"{BROKEN_CONTRACT}{said}.{hint}")
     unmarked = [
         h
         for h in dir(module)

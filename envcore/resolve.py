@@ -556,8 +556,6 @@ def _batching(registry: Registry, env_type: EnvType) -> tuple[str, BatchResolver
 def _check_reference_hashes(request: ResolveRequest, packages: Sequence[LockedPackage]) -> None:
     """A direct reference's ``#sha256=`` (``NAME @ URL#sha256=...``, as pip checks it) against the file the
     resolver locked for it."""
-    import re
-
     for req in request.requirements:
         given = re.search(r"[#&]sha256=([0-9a-fA-F]{64})\b", req.url or "")
         if req.url is None or given is None:

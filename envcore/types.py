@@ -105,9 +105,8 @@ class PackageFile:
     md5: str | None = None
     size: int | None = None
     built: bool = False  # a wheel envcore built from the sdist at ``url``: only the store has it
-    sdist_sha256: str | None = (
-        None  # of a built wheel: its sdist's hash and size (a pylock.toml names the sdist)
-    )
+    # of a built wheel: its sdist's hash and size (a pylock.toml names the sdist, not the wheel)
+    sdist_sha256: str | None = None
     sdist_size: int | None = None
 
     @property

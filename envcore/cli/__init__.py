@@ -137,20 +137,29 @@ def _sentence(text: str) -> str:
     return text if text.endswith((".", "?", "!")) else f"{text}."
 
 
+def _module_problem(error: str) -> str:
+    """What is wrong with a plugin module that failed, and its fix: it breaks the hook contract, or it cannot be
+    imported."""
+    from envcore.plugins import BROKEN_CONTRACT
+
+    if error.startswith(BROKEN_CONTRACT):
+        return (
+            f"does not follow envcore's hook contract: {_sentence(error.removeprefix(BROKEN_CONTRACT))} Commands "
+            "that need its backends will fail; fix the module (see envcore.hookspecs)."
+        )
+    return (
+        f"cannot be imported: {_sentence(error)} Commands that need its backends will fail; fix the setting or "
+        "install the module."
+    )
+
+
 def _plugin_setting_problems(registry: Registry) -> list[str]:
     """What the plugin settings ask for and does not happen: a module of METAFLOW_ENVCORE_PLUGIN_MODULES that
     cannot be imported, a name of METAFLOW_ENVCORE_PLUGINS or METAFLOW_ENVCORE_DISABLED_PLUGINS that no plugin
     has. (A plugin installed by its distribution that fails is only reported by ``envcore plugins`` and by the
     commands that select it.)"""
     problems = [
-        f"the plugin module {info.module} (METAFLOW_ENVCORE_PLUGIN_MODULES) "
-        + (
-            f"does not follow envcore's hook contract: {_sentence((info.error or '').partition('hook contract: ')[2])} "
-            "Commands that need its backends will fail; fix the module (see envcore.hookspecs)."
-            if "hook contract" in (info.error or "")
-            else f"cannot be imported: {_sentence(info.error or '')} Commands that need its backends will fail; fix "
-            "the setting or install the module."
-        )
+        f"the plugin module {info.module} (METAFLOW_ENVCORE_PLUGIN_MODULES) {_module_problem(info.error or '')}"
         for info in registry.plugins.values()
         if info.status == "failed" and info.distribution is None
     ]

@@ -177,21 +177,15 @@ def _resolve(skip_metaflow_deps: bool, local_only: bool, **kwargs: Any) -> None:
                 kwargs[key] = app.local_ids(kwargs[key], arch)
     if not skip_metaflow_deps:
         from metaflow.metaflow_config import get_pinned_conda_libs
+        from metaflow_extensions.envcore.plugins.conda.requirements import as_constraint
 
         from envcore.resolve import default_python
 
         pins = get_pinned_conda_libs(kwargs["python"] or default_python(), app.session.datastore_type)
-        wanted = tuple(f"{name}{_constraint(spec)}" for name, spec in pins.items())
+        wanted = tuple(f"{name}{as_constraint(spec)}" for name, spec in pins.items())
         side = "pypi" if _pypi_only(app, kwargs) else "conda"
         kwargs[side] = (*kwargs[side], *wanted)
     ctx.invoke(env_cmds.resolve, **kwargs)
-
-
-def _constraint(spec: str) -> str:
-    spec = spec.strip()
-    if not spec:
-        return ""
-    return spec if spec[:1] in "<>=!~" else f"=={spec}"
 
 
 resolve = _extend(

@@ -247,6 +247,13 @@ def with_metaflow_pins(spec: Spec, pins: Mapping[str, str], pypi_only: bool, ste
         raise _spec_error(step_name, exc) from None
 
 
+def as_constraint(version: str) -> str:
+    """One of Metaflow's pins (``>=2.21.0``, ``1.14.0``, or empty) as a PEP 440 constraint to write after the
+    name: a bare version is exact."""
+    text = version.strip()
+    return text if not text or text[:1] in "<>=!~" else f"=={text}"
+
+
 def satisfies(env: ResolvedEnvironment, wanted: Mapping[str, str]) -> bool:
     """Whether ``env`` already has every package of ``wanted`` (name -> constraint), in a version the
     constraint accepts; a constraint that cannot be checked counts as not satisfied."""
@@ -263,8 +270,7 @@ def unsatisfied(env: ResolvedEnvironment, wanted: Mapping[str, str]) -> list[str
     have = {canonicalize_name(p.name): p.version for p in env.packages}
     lacking = []
     for name, constraint in wanted.items():
-        text = constraint.strip()
-        text = text if not text or text[:1] in "<>=!~" else f"=={text}"
+        text = as_constraint(constraint)
         version = have.get(canonicalize_name(name))
         try:
             ok = version is not None and (not text or Version(version) in SpecifierSet(text))
