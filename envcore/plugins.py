@@ -581,7 +581,8 @@ def _register(
         return _fail(
             registry,
             info,
-            f"it defines {', '.join(unmarked)} without the @hookimpl marker, so envcore would not call it. "
+            f"{BROKEN_CONTRACT}it defines {', '.join(unmarked)} without the @hookimpl marker, so envcore would "
+            "not call it. "
             "Decorate it with `from envcore import hookimpl` / `@hookimpl`.",
         )
     registry.plugins[name] = info
@@ -598,7 +599,7 @@ def _collect(registry: Registry, hook_name: str, record_type: type[T]) -> list[R
             records = list(impl.function() or ())
         except Exception as exc:
             _debug(registry.config, f"{impl.plugin_name}.{hook_name}() failed:\n{traceback.format_exc()}")
-            _fail(registry, info, f"{hook_name}() raised {type(exc).__name__}: {exc}")
+            _fail(registry, info, f"{BROKEN_CONTRACT}{hook_name}() raised {type(exc).__name__}: {exc}")
             continue
         _debug(
             registry.config, f"{impl.plugin_name}.{hook_name}() -> {[getattr(r, 'name', r) for r in records]}"
@@ -606,7 +607,11 @@ def _collect(registry: Registry, hook_name: str, record_type: type[T]) -> list[R
         problems = (_problem(record, record_type, hook_name) for record in records)
         problem = next((p for p in problems if p), None)
         if problem:
-            _fail(registry, info, f"{problem}. This is a bug in the plugin; report it to its authors.")
+            _fail(
+                registry,
+                info,
+                f"{BROKEN_CONTRACT}{problem}. This is a bug in the plugin; report it to its authors.",
+            )
             continue
         out += [Registered(record, impl.plugin_name) for record in records]
     return out

@@ -89,6 +89,19 @@ def test_plugins_aligns_long_names_and_lists_contract_breakers(install_plugin: I
     (line,) = [line for line in warned.splitlines() if "envcore_args.plugin" in line]
     assert "does not follow envcore's hook contract" in line and "cannot be imported" not in line
     assert "(its registration hooks: none)" in line and ".." not in line
+    # a hook without the marker, or a registration hook that raises: also the contract, not an import failure
+    for number, code in enumerate(
+        (
+            "def envcore_storage():\n    return []\n",
+            "from envcore import hookimpl\n\n@hookimpl\ndef envcore_storage():\n    raise ValueError('no')\n",
+        )
+    ):
+        site = install_plugin(f"unused{number}", {}, {"envcore_bad.plugin": code})
+        env = {"PYTHONPATH": str(site), "METAFLOW_ENVCORE_PLUGIN_MODULES": "envcore_bad.plugin"}
+        (line,) = [
+            line for line in envcore("show", "x/y:v1", env=env).stderr.splitlines() if "envcore_bad" in line
+        ]
+        assert "does not follow envcore's hook contract" in line and "cannot be imported" not in line, line
 
 
 def test_config_show_masks_secrets_and_names_sources() -> None:

@@ -9,7 +9,7 @@ import pytest
 from envcore import plugincache
 from envcore.config import Config
 from envcore.errors import BackendUnavailable, ConfigError, PluginError
-from envcore.plugins import build_registry, has_credentials
+from envcore.plugins import BROKEN_CONTRACT, build_registry, has_credentials
 from envcore.types import EnvType, LockedPackage, PackageFile, PackageKind
 
 from .conftest import InstallPlugin, resolver_plugin_code, settle, wait_for_settled_sys_path
@@ -606,7 +606,7 @@ def test_records_are_type_checked_when_registered(
         },
     )
     error = _left_out("badfields")
-    assert error.startswith("envcore_resolvers() yielded a ResolverPlugin whose")
+    assert error.startswith(f"{BROKEN_CONTRACT}envcore_resolvers() yielded a ResolverPlugin whose")
     assert problem in error
     assert error.endswith("This is a bug in the plugin; report it to its authors.")
     # a command that selects its resolver names the plugin and what is wrong with it
@@ -627,7 +627,9 @@ def test_a_hook_without_the_marker_leaves_the_plugin_out(install_plugin: Install
         "envcore-nomarker", {"nomarker": "envcore_nomarker.plugin"}, {"envcore_nomarker.plugin": code}
     )
     error = _left_out("nomarker")
-    assert error.startswith("it defines envcore_resolvers, envcore_settings without the @hookimpl marker")
+    assert error.startswith(
+        f"{BROKEN_CONTRACT}it defines envcore_resolvers, envcore_settings without the @hookimpl"
+    )
 
 
 ODD_HOOKS = """
