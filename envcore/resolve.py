@@ -536,6 +536,35 @@ def _check_conda_tokens(registry: Registry, resolver_name: str, request: Resolve
             )
 
 
+def _check_local_pypi_sources(request: ResolveRequest) -> None:
+    """A PyPI index or ``--find-links`` folder on this machine (``file://`` or a path) that is not there is
+    refused: pip and uv read it as empty and resolve without it, from the other indexes or not at all."""
+    if not request.of(PYPI):
+        return
+    options = request.extras.get(PYPI, ())
+    indexes = () if "--no-index" in options else request.sources.get(PYPI, ())
+    links = [
+        o.replace("=", " ", 1).partition(" ")[2].strip()
+        for o in options
+        if o.startswith(("-f", "--find-links"))
+    ]
+    for location, what in [
+        *((i, "PyPI index") for i in indexes),
+        *((f, "--find-links location") for f in links),
+    ]:
+        parts = urlsplit(location)
+        if parts.scheme not in ("file", ""):
+            continue
+        path = unquote(parts.path) if parts.scheme else location
+        if not os.path.exists(path):
+            raise SpecError(
+                f"The {what} {redact_url(location)} is not on this machine: {path} does not exist. A missing "
+                "local index would be read as empty and the environment resolved without it. Check the path "
+                "(--index, METAFLOW_CONDA_DEFAULT_PYPI_SOURCE, or --index-url / --extra-index-url / --find-links in "
+                "the requirements file), or create the index there."
+            )
+
+
 def _reads_pylock(request: ResolveRequest) -> bool:
     return any(flag.startswith("--pylock=") for flag in request.extras.get(PYPI, ()))
 
@@ -592,6 +621,7 @@ def resolve(
         name, resolver = resolver_for(registry, request.env_type)
         request_for_builds = request
     _check_conda_tokens(registry, name, request)
+    _check_local_pypi_sources(request)
     registry.checked(name, resolver)
     if isinstance(solved, EnvcoreError):
         raise solved

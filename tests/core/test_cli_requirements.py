@@ -315,6 +315,26 @@ def test_a_bad_default_index_setting_is_named(run: Any, cli_env: dict[str, str])
     assert conda_only.returncode == 0, conda_only.stderr
 
 
+def test_a_local_index_or_find_links_folder_that_is_not_there_is_refused(
+    run: Any, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Before, uv read a missing file:// index or --find-links folder as empty: fx-core came from the other
+    index, or the resolution failed with 'not found', naming neither the path nor where it was given."""
+    missing = tmp_path / "no-index"
+    message = failed(run("--pypi", "fx-core", "--index", missing.as_uri()))
+    assert message.startswith(f"envcore: The PyPI index {missing.as_uri()} is not on this machine: {missing}")
+    (tmp_path / "requirements.txt").write_text(f"--find-links {tmp_path / 'no-wheels'}\nfx-core\n")
+    message = failed(run("-r", str(tmp_path / "requirements.txt")))
+    assert message.startswith(
+        f"envcore: The --find-links location {tmp_path / 'no-wheels'} is not on this machine"
+    )
+    cli_env["METAFLOW_CONDA_DEFAULT_PYPI_SOURCE"] = missing.as_uri()
+    assert "The PyPI index" in failed(run("--pypi", "fx-core"))
+    assert run("--conda", "fx-core").returncode == 0  # a conda environment reads no index
+    missing.mkdir()  # an index that is there, even empty, is the user's to give
+    assert "The PyPI index" not in run("--pypi", "fx-core").stderr
+
+
 def test_plugin_settings_that_do_not_take_effect_are_warned_about(cli_env: dict[str, str]) -> None:
     """Before, a module of METAFLOW_ENVCORE_PLUGIN_MODULES that cannot be imported, or an unknown name in
     METAFLOW_ENVCORE_PLUGINS, went unsaid: the command ran without them."""
