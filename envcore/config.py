@@ -242,6 +242,14 @@ def store_root_settings(datastore: str, setting: str = "") -> tuple[str, str, st
     return setting, f"CONDA_{ds}ROOT", f"DATASTORE_SYSROOT_{ds}"
 
 
+# settings naming a folder of every store (a key prefix): inside the root, whatever the store
+STORE_FOLDER_SETTINGS = frozenset({"CONDA_ENVS_DIRNAME", "CONDA_PACKAGES_DIRNAME"})
+
+
+def _is_store_folder(value: object) -> bool:
+    return isinstance(value, str) and all(part not in ("", ".", "..") for part in value.split("/"))
+
+
 class Config:
     """Typed access to configuration values, each with its source.
 
@@ -298,6 +306,12 @@ class Config:
             raise ConfigError(
                 f"{value.describe()}, but it must be one of: {', '.join(setting.choices)}. "
                 f"Set {env_name} to one of these."
+            )
+        if name in STORE_FOLDER_SETTINGS and not _is_store_folder(value.value):
+            raise ConfigError(
+                f"{value.describe()}, but it must be a folder inside the store's root: names separated by '/', "
+                f"without '.', '..' or an empty part. Set {env_name} to such a name, such as "
+                f"{setting.default!r} (the default)."
             )
         self._cache[name] = value
         return value

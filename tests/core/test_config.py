@@ -88,6 +88,12 @@ def test_conversions(monkeypatch: pytest.MonkeyPatch, name: str, raw: str, expec
         ),
         ("CONDA_ALL_ARCHS", '{"a": 1}', "expected a JSON list"),
         ("CONDA_PREFERRED_FORMAT", ".zip", "must be one of: .conda, .tar.bz2, none"),
+        # a store folder outside the root (before: "'../x/linux-64/.../env' is not a valid store key", after the
+        # packages were cached)
+        ("CONDA_ENVS_DIRNAME", "../x", "must be a folder inside the store's root"),
+        ("CONDA_ENVS_DIRNAME", "/envs", "must be a folder inside the store's root"),
+        ("CONDA_PACKAGES_DIRNAME", "pkgs//conda", "such as 'packages' (the default)"),
+        ("CONDA_PACKAGES_DIRNAME", "", "must be a folder inside the store's root"),
     ],
 )
 def test_bad_values_are_one_paragraph(
@@ -98,6 +104,11 @@ def test_bad_values_are_one_paragraph(
         Config.load().get(name)
     assert message in info.value.message
     assert "\n" not in info.value.message
+
+
+def test_a_store_folder_may_have_several_parts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("METAFLOW_CONDA_ENVS_DIRNAME", "team/envs")
+    assert Config.load().get("CONDA_ENVS_DIRNAME") == "team/envs"
 
 
 def test_secrets_are_masked_and_never_in_errors(monkeypatch: pytest.MonkeyPatch) -> None:
