@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import io
 import tarfile
 import zipfile
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -112,13 +114,17 @@ class SdistFormat:
                     if dest:
                         zf.extractall(dest)
                 return
-            with tarfile.open(archive, mode="r|*") as tar:
+            # gzip's own reader, read to its end: tarfile's stream stops at the tar's end and never checks the
+            # gzip trailer, so a cut or corrupted file passed
+            with gzip.open(archive) as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
                 if dest:
                     extract_tar(tar, archive, dest)
                 else:
                     for _ in safe_members(tar, archive):
                         pass
-        except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
+                while stream.read(1 << 20):
+                    pass
+        except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, zlib.error) as exc:
             raise malformed(archive, f"{type(exc).__name__}: {exc}") from None
 
     def metadata(self, archive: Path) -> Mapping[str, Any]:

@@ -1,5 +1,5 @@
 """The built-in plugins against the conformance kit, unmodified: the rattler-uv composition, the local store,
-and the conda and wheel formats (with the kit's hostile archives)."""
+and the conda, wheel and sdist formats (with the kit's hostile archives)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from envcore.formats.conda import CondaFormat
-from envcore.formats.wheel import WheelFormat
+from envcore.formats.wheel import SdistFormat, WheelFormat
 from envcore.local_store import LocalStore
 from envcore.testing.channel import Universe
 from envcore.testing.conformance import PackageFormatConformance, ResolverConformance, StorageConformance
@@ -60,3 +60,15 @@ class TestWheelConformance(PackageFormatConformance):
     @pytest.fixture
     def good_archive(self, universe: Universe) -> Path:
         return _first(universe, ".whl", "fx_core-")
+
+
+class TestSdistConformance(PackageFormatConformance):
+    extension = ".tar.gz"
+
+    @pytest.fixture
+    def package_format(self) -> PackageFormat:
+        return SdistFormat()
+
+    @pytest.fixture
+    def good_archive(self, universe: Universe) -> Path:
+        return _first(universe, ".tar.gz", "fx_core-")

@@ -104,6 +104,47 @@ def test_a_store_loaded_by_module_path_passes_and_a_wrong_return_type_is_named(t
     assert "a tuple: it must return envcore.types.ObjectInfo(key=, size=, version=) or None." in bad.stdout
 
 
+CARELESS_STORE = """
+    import dataclasses
+    import shutil
+
+    from envcore.local_store import LocalStore
+
+
+    class CarelessStore(LocalStore):
+        def put_file(self, key, src):  # copies over the object in place: a reader can see half of it
+            dest = self._path(key)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with open(src, "rb") as fin, open(dest, "wb") as fout:
+                shutil.copyfileobj(fin, fout, 4096)
+            return self.stat(key)
+
+        def list(self, prefix):  # sizes nobody checked
+            return (dataclasses.replace(info, size=0) for info in super().list(prefix))
+"""
+
+
+def test_a_store_whose_put_file_is_not_atomic_or_whose_listing_lies_fails_the_kit(tmp_path: Path) -> None:
+    """Before, the kit checked atomicity through put_bytes only and listings by their keys only."""
+    (tmp_path / "careless_store.py").write_text(textwrap.dedent(CARELESS_STORE))
+    tests = """
+        import pytest
+
+        from envcore.testing.conformance import StorageConformance
+        from careless_store import CarelessStore
+
+
+        class TestCareless(StorageConformance):
+            @pytest.fixture
+            def store(self, tmp_path):
+                return CarelessStore(tmp_path / "store")
+    """
+    out = run_author_tests(tmp_path, tests, "-k", "partial_file_writes or recursive_sorted")
+    assert "2 failed" in out.stdout, out.stdout[-3000:]
+    assert "readers saw" in out.stdout and "partial or mixed objects" in out.stdout
+    assert "list('p/') gave ObjectInfo(key='p/a', size=0, " in out.stdout
+
+
 def test_a_resolver_that_is_not_registered_is_explained(tmp_path: Path) -> None:
     out = run_kit(tmp_path, "info", "-k", "TestNotLoaded and test_exact_pins")
     assert "1 error" in out.stdout or "1 failed" in out.stdout, out.stdout[-3000:]
