@@ -1312,6 +1312,7 @@ def _group_requirements(
     keys = {_normalized(k): k for k in pep735}
     out: list[Requirement] = []
     pending = _chosen(available, groups, "dependency groups", f"[dependency-groups] of {origin}", "--group")
+    _refuse_group_cycles(pep735, pending, origin)
     seen: set[str] = set()
     while pending:
         name = pending.pop(0)
@@ -1338,6 +1339,39 @@ def _group_requirements(
             where = f"[tool.poetry.group.{name}.dependencies] of {origin}"
             out += _poetry_requirements(_table(group, "dependencies", where), where, reading)[0]
     return out
+
+
+def _refuse_group_cycles(pep735: Mapping[str, object], chosen: Sequence[str], origin: str) -> None:
+    """PEP 735: a tool reports groups that include each other (as uv and pip do), instead of reading the cycle
+    as if it were not there."""
+    keys = {_normalized(k): k for k in pep735}
+
+    def includes(name: str) -> list[str]:
+        items = pep735.get(keys.get(_normalized(name), name), [])
+        return [
+            item["include-group"]
+            for item in (items if isinstance(items, list) else [items])
+            if isinstance(item, dict) and isinstance(item.get("include-group"), str)
+        ]
+
+    finished: set[str] = set()
+
+    def visit(name: str, chain: tuple[str, ...]) -> None:
+        names = [_normalized(c) for c in chain]
+        if _normalized(name) in names:
+            cycle = " -> ".join((*chain[names.index(_normalized(name)) :], name))
+            raise _fail(
+                f"The dependency groups include each other in a cycle ({cycle})",
+                f"[dependency-groups] of {origin}",
+                "Remove one of these {include-group = ...} entries.",
+            )
+        if _normalized(name) not in finished:
+            for included in includes(name):
+                visit(included, (*chain, name))
+            finished.add(_normalized(name))
+
+    for name in chosen:
+        visit(name, ())
 
 
 def parse_pyproject(

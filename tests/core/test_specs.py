@@ -342,6 +342,33 @@ def test_an_unknown_extra_or_group_lists_those_there_are(
     assert str(caught.value) == message
 
 
+@pytest.mark.parametrize(
+    ("groups", "cycle"),
+    [
+        ('a = ["fx-core", {include-group = "B"}]\nb = [{include-group = "a"}]', "a -> B -> a"),
+        ('a = [{include-group = "a"}]', "a -> a"),
+        (
+            'a = [{include-group = "b"}]\nb = [{include-group = "c"}]\nc = [{include-group = "b"}]',
+            "b -> c -> b",
+        ),
+    ],
+)
+def test_dependency_groups_that_include_each_other_are_refused(groups: str, cycle: str) -> None:
+    """PEP 735: tools report cycles. Before, the cycle was read as if it were not there."""
+    text = f'[project]\nname = "x"\n\n[dependency-groups]\n{groups}\n'
+    with pytest.raises(specs.SpecError) as caught:
+        specs.parse_pyproject(text, "p.toml", groups=["a"])
+    assert str(caught.value).startswith(f"The dependency groups include each other in a cycle ({cycle})")
+
+
+def test_a_group_included_twice_without_a_cycle_is_read_once() -> None:
+    text = (
+        '[project]\nname = "x"\n\n[dependency-groups]\na = [{include-group = "b"}, {include-group = "c"}]\n'
+        'b = [{include-group = "c"}]\nc = ["fx-core"]\n'
+    )
+    assert tstrs(specs.parse_pyproject(text, "p.toml", groups=["a"])) == ["pypi::fx-core"]
+
+
 # --- combining -----------------------------------------------------------------------------------------
 
 
