@@ -536,6 +536,16 @@ def _check_conda_tokens(registry: Registry, resolver_name: str, request: Resolve
             )
 
 
+def missing_local_path(location: str) -> str | None:
+    """The path of ``location`` (a ``file://`` URL or a path) when it is on this machine's file system and not
+    there; None otherwise (other URLs included)."""
+    parts = urlsplit(location)
+    if parts.scheme not in ("file", ""):
+        return None
+    path = unquote(parts.path) if parts.scheme else location
+    return None if os.path.exists(path) else path
+
+
 def _check_local_pypi_sources(request: ResolveRequest) -> None:
     """A PyPI index or ``--find-links`` folder on this machine (``file://`` or a path) that is not there is
     refused: pip and uv read it as empty and resolve without it, from the other indexes or not at all."""
@@ -552,11 +562,8 @@ def _check_local_pypi_sources(request: ResolveRequest) -> None:
         *((i, "PyPI index") for i in indexes),
         *((f, "--find-links location") for f in links),
     ]:
-        parts = urlsplit(location)
-        if parts.scheme not in ("file", ""):
-            continue
-        path = unquote(parts.path) if parts.scheme else location
-        if not os.path.exists(path):
+        path = missing_local_path(location)
+        if path:
             raise SpecError(
                 f"The {what} {redact_url(location)} is not on this machine: {path} does not exist. A missing "
                 "local index would be read as empty and the environment resolved without it. Check the path "

@@ -111,8 +111,16 @@ def _spec_from_environment(envs: Environments, ref: str, archs: Sequence[str]) -
         env = envs.find(ref, resolving.local_arch())  # fails with the message of an unknown environment
     python = next((t.partition("==")[2] for t in env.deps if t.startswith("conda::python==")), None)
     sources: dict[str, tuple[str, ...]] = {}
+    warnings: list[str] = []
     for tstr in env.sources:
         category, _, source = tstr.partition("::")
+        missing = resolving.missing_local_path(source)
+        if missing:  # a folder of the machine that resolved it: its packages come from the other sources
+            warnings.append(
+                f"The {category} source {source} of {ref} is a folder of the machine that resolved it, and "
+                f"{missing} does not exist here: resolving without it."
+            )
+            continue
         sources[category] = (*sources.get(category, ()), source)
     # The virtual packages its arch gets anyway (__glibc) are taken anew for each target; the others
     # (__cuda=12.2 of an environment.yml) were asked for, and are kept.
@@ -123,6 +131,7 @@ def _spec_from_environment(envs: Environments, ref: str, archs: Sequence[str]) -
         sources=sources,
         python=python or None,
         origin=f"the requirements of {ref}",
+        warnings=tuple(warnings),
     )
 
 

@@ -335,6 +335,28 @@ def test_a_local_index_or_find_links_folder_that_is_not_there_is_refused(
     assert "The PyPI index" not in run("--pypi", "fx-core").stderr
 
 
+def test_from_an_environment_whose_local_index_is_gone_resolves_without_it(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """``--from`` copies the sources of an environment resolved on another machine: a local folder of that
+    machine is left out with a warning (refusing it would leave no way to use --from)."""
+    extra = tmp_path / "team-wheels"
+    extra.mkdir()
+    first = envcore(
+        "resolve", "--pypi", "fx-core", "--index", extra.as_uri(), "--alias", "t/p/e:v1", env=cli_env
+    )
+    assert first.returncode == 0, first.stderr
+    extra.rmdir()
+    again = envcore("resolve", "--dry-run", "--json", "--from", "t/p/e:v1", env=cli_env)
+    env = the_env(again)
+    assert f"pypi::{extra.as_uri()}" not in env["sources"]
+    warning = " ".join(again.stderr.split())
+    assert (
+        f"envcore: warning: The pypi source {extra.as_uri()} of t/p/e:v1 is a folder of the machine"
+        in warning
+    )
+
+
 def test_plugin_settings_that_do_not_take_effect_are_warned_about(cli_env: dict[str, str]) -> None:
     """Before, a module of METAFLOW_ENVCORE_PLUGIN_MODULES that cannot be imported, or an unknown name in
     METAFLOW_ENVCORE_PLUGINS, went unsaid: the command ran without them."""
