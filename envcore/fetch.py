@@ -38,23 +38,50 @@ Result = TypeVar("Result")
 
 
 def in_parallel(work: Callable[[Item], Result], items: Iterable[Item]) -> list[Result]:
-    """``[work(item) for item in items]`` on :data:`TRANSFER_WORKERS` threads. On the first error the items not
-    started are dropped, and the error is raised once the transfers under way have ended. On Ctrl-C it is raised
-    at once: a command then ends through ``os._exit``, which stops those transfers (waiting for every file in
-    flight took minutes on a slow link)."""
-    from concurrent.futures import ThreadPoolExecutor
+    """``[work(item) for item in items]`` on up to :data:`TRANSFER_WORKERS` threads. On the first error the items
+    not started are dropped, and the error (of the earliest item that failed) is raised once the transfers under
+    way have ended. On Ctrl-C it is raised at once, and the process does not wait for the transfers under way
+    when it exits: the threads are daemons (waiting for every file in flight took minutes on a slow link; stores
+    publish atomically, so a cut transfer leaves no object behind)."""
+    import queue
+    import threading
 
-    pool = ThreadPoolExecutor(TRANSFER_WORKERS)
+    listed = list(items)
+    count = len(listed)
+    todo: queue.SimpleQueue[tuple[int, Item]] = queue.SimpleQueue()
+    for pair in enumerate(listed):
+        todo.put(pair)
+    results: dict[int, Result] = {}
+    errors: dict[int, BaseException] = {}
+    failed = threading.Event()
+
+    def worker() -> None:
+        while not failed.is_set():
+            try:
+                index, item = todo.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                results[index] = work(item)
+            except BaseException as exc:  # handed to the caller's thread
+                errors[index] = exc
+                failed.set()
+
+    threads = [
+        threading.Thread(target=worker, name=f"envcore-transfer-{n}", daemon=True)
+        for n in range(min(TRANSFER_WORKERS, count))
+    ]
+    for thread in threads:
+        thread.start()
     try:
-        results = list(pool.map(work, items))
+        for thread in threads:
+            thread.join()
     except KeyboardInterrupt:
-        pool.shutdown(wait=False, cancel_futures=True)
+        failed.set()  # no more items start; those under way end with the process
         raise
-    except BaseException:
-        pool.shutdown(cancel_futures=True)
-        raise
-    pool.shutdown()
-    return results
+    if errors:
+        raise errors[min(errors)]
+    return [results[index] for index in range(count)]
 
 
 class PackageCache:

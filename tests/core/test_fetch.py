@@ -7,6 +7,8 @@ import hashlib
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -107,6 +109,8 @@ def test_ctrl_c_does_not_wait_for_the_transfers_under_way_and_an_error_starts_no
             finished.set()
         elif item == 1:
             os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C, which the main thread gets while it waits
+        else:
+            time.sleep(0.005)  # a short transfer
         return item
 
     def interrupted(signum: int, frame: object) -> None:
@@ -135,3 +139,26 @@ def test_ctrl_c_does_not_wait_for_the_transfers_under_way_and_an_error_starts_no
     with pytest.raises(OSError, match="went away"):
         in_parallel(failing, items)
     assert len(ran) < len(items)  # the files not started when it failed are not transferred
+
+
+LIBRARY_USER = """
+import sys, time
+from envcore.fetch import in_parallel
+
+def transfer(item):
+    print("started", flush=True)
+    time.sleep(60)  # a large file on a slow link
+
+in_parallel(transfer, range(4))
+"""
+
+
+def test_a_process_that_does_not_end_through_os_exit_does_not_wait_for_transfers_after_ctrl_c() -> None:
+    """The Metaflow launcher ends as Python does: it joined every transfer under way (a thread pool's workers
+    are joined at exit), so Ctrl-C took as long as the largest file in flight."""
+    started = time.monotonic()
+    with subprocess.Popen([sys.executable, "-c", LIBRARY_USER], stdout=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None and proc.stdout.readline() == "started\n"
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=30)
+    assert code != 0 and time.monotonic() - started < 20
