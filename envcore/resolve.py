@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING
-from urllib.parse import unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 from envcore.config import CONDA_TOKEN_PATH, Config, conda_token, redact_channel, redact_text, redact_url
 from envcore.errors import ConfigError, EnvcoreError, ResolutionError, SpecError, UsageError
@@ -330,6 +330,7 @@ def source_credentials(
             )
         found[parts.hostname] = credential
         given_by.setdefault(parts.hostname, source)
+    _refuse_credentials_for_another_port(sources, given_by)
     if str(config.get("ENVCORE_KEYRING")) == "auto":
         for source in sources:
             parts = urlsplit(source)
@@ -343,6 +344,31 @@ def source_credentials(
                 if kept is not None:
                     found[parts.hostname] = kept
     return found
+
+
+def _refuse_credentials_for_another_port(sources: Sequence[str], given_by: Mapping[str, str]) -> None:
+    """Credentials go to a host, as a netrc file gives them to pip, uv and conda: a source without credentials
+    on the host of one with them, at another port (another server, maybe someone else's), would be sent them."""
+    for source in sources:
+        parts = urlsplit(source)
+        holder = given_by.get(parts.hostname or "")
+        if holder is None or parts.username or conda_token(source):
+            continue
+        if _port(parts) != _port(urlsplit(holder)):
+            raise ConfigError(
+                f"The source {redact_text(holder)} carries credentials and {redact_text(source)}, on the same host "
+                "at another port, none. Resolvers and the tools they drive get credentials per host (as from a "
+                "netrc file), so the second would be sent the first's. If both are one service, give the second "
+                "the same credentials; else reach one of them by another host name, or give the credentials of "
+                "the host in METAFLOW_CONDA_SRCS_AUTH_INFO to send them to every port."
+            )
+
+
+def _port(parts: SplitResult) -> int | None:
+    try:
+        return parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    except ValueError:
+        return None
 
 
 # Public indexes and channels never need credentials: no keyring lookup (its backend discovery costs ~0.2 s).
@@ -437,6 +463,13 @@ def _credentials(config: Config) -> dict[str, tuple[str, str]]:
         isinstance(v, (list, tuple)) and len(v) == 2 for v in value.value.values()
     ):
         raise ConfigError(f"{value.describe()}, but it must map hosts to [user, password].")
+    not_hosts = [str(k) for k in value.value if not re.fullmatch(r"[^\s/:@]+|\[[0-9A-Fa-f:.]+\]", str(k))]
+    if not_hosts:
+        raise ConfigError(
+            f"{value.describe()}, with the key {not_hosts[0]!r}, which is not a host name. Its keys are host "
+            "names (pypi.example.com, 10.0.0.5): credentials apply to every port and path of a host, as a netrc "
+            "file's do, which the tools envcore drives read. Write the host alone."
+        )
     return {str(host): (str(user), str(pw)) for host, (user, pw) in value.value.items()}
 
 

@@ -523,3 +523,25 @@ def test_sources_on_one_host_with_different_credentials_are_refused(
     assert token_channel.token not in out.stdout + out.stderr and other not in out.stdout + out.stderr
     assert f"Two sources on {host.partition(':')[0]} carry different credentials" in message
     assert "METAFLOW_CONDA_SRCS_AUTH_INFO" in message
+
+
+def test_credentials_are_not_sent_to_another_port_of_their_host(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Before, a channel's password went with every request to an index on another port of the same host
+    (envcore's own downloads, and uv through the netrc file); a port in METAFLOW_CONDA_SRCS_AUTH_INFO's keys was
+    ignored without a word (a 401 followed)."""
+    cli_env["METAFLOW_CONDA_CHANNELS"] = "http://alice:s3cret@127.0.0.1:9/channel"
+    cli_env["METAFLOW_CONDA_DEFAULT_PYPI_SOURCE"] = "http://127.0.0.1:10/simple/"
+    out = envcore("resolve", "--dry-run", "--pypi", "fx-core", env=cli_env)
+    message = failed(out)
+    assert message.startswith(
+        "envcore: The source http://127.0.0.1:9/channel carries credentials and http://127.0.0.1:10/simple/, on "
+        "the same host at another port, none."
+    )
+    assert "s3cret" not in out.stdout + out.stderr
+    cli_env["METAFLOW_CONDA_CHANNELS"] = "http://127.0.0.1:9/channel"
+    cli_env["METAFLOW_CONDA_SRCS_AUTH_INFO"] = '{"127.0.0.1:9": ["alice", "s3cret"]}'
+    out = envcore("resolve", "--dry-run", "--pypi", "fx-core", env=cli_env)
+    assert "with the key '127.0.0.1:9', which is not a host name" in failed(out)
+    assert "s3cret" not in out.stdout + out.stderr
