@@ -501,7 +501,8 @@ def redact_url(url: str) -> str:
     try:
         parts = urlsplit(url)
         if not (parts.username or parts.password):
-            return url
+            found = _USERINFO.match(url) if "@" in url else None  # a password with '/', which no parser reads
+            return found["scheme"] + url[found.end() :] if found else url
     except ValueError:  # e.g. a bracketed host that is no IPv6 address
         return re.sub(r"(//)[^/?#]*@", r"\1", url)
     host = parts.hostname or ""
@@ -517,29 +518,42 @@ def redact_channel(channel: str) -> str:
     """A conda channel URL without ``user:password@`` and without the channel token its path may start with
     (anaconda.org's ``/t/<TOKEN>/channel``; see :func:`conda_token`). Only channels: other URLs may have such
     paths."""
-    token = CONDA_TOKEN_PATH.match(urlsplit(channel).path) if "/t/" in channel else None
+    token = _conda_token_match(channel)
     if token is None:
         return redact_url(channel)
     parts = urlsplit(redact_url(channel))
     return parts._replace(path=parts.path[token.end() :]).geturl()
 
 
-# A conda channel token in a URL path (conda's own pattern, at least 8 characters); envcore reads it at the
-# start of the path only, where anaconda.org and conda write it (https://conda.anaconda.org/t/<TOKEN>/channel).
-CONDA_TOKEN_PATH = re.compile(r"/t/(?P<token>[A-Za-z0-9_-]{8,})(?=/|$)")
-_CONDA_TOKEN_TEXT = re.compile(r"/t/[A-Za-z0-9_-]{8,}(?=[/\s'\")]|$)")
+# A conda channel token: the path segment after /t/ at the start of an http(s) URL's path, where anaconda.org
+# and conda write it (https://conda.anaconda.org/t/<TOKEN>/channel, or a channel alias ending with it), whatever
+# its length and characters (conda's and mamba's patterns differ; a token either leaves out would be stored in
+# clear). So a channel cannot sit in a top folder named "t" of an http(s) server.
+CONDA_TOKEN_PATH = re.compile(r"/t/(?P<token>[^/]+)(?=/|$)")
+# One elsewhere in a path: conda's own pattern (at least 8 characters), which envcore refuses in a channel.
+TOKEN_LIKE_PATH = re.compile(r"/t/[A-Za-z0-9_-]{8,}(?=/|$)")
+_CONDA_TOKEN_TEXT = re.compile(
+    r"(?P<host>https?://[^/\s'\"]+)/t/[^/\s'\")]+|/t/[A-Za-z0-9_-]{8,}(?=[/\s'\")]|$)", re.IGNORECASE
+)
 
 
 def conda_token(url: str) -> str | None:
-    """The conda channel token the path of ``url`` (a conda channel or package URL) starts with
+    """The conda channel token the path of ``url`` (an http(s) conda channel or package URL) starts with
     (``/t/<TOKEN>/...``), if any."""
-    if "/t/" not in url:
-        return None
-    found = CONDA_TOKEN_PATH.match(urlsplit(url).path)
+    found = _conda_token_match(url)
     return found["token"] if found else None
 
 
-_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
+def _conda_token_match(url: str) -> re.Match[str] | None:
+    if "/t/" not in url:
+        return None
+    parts = urlsplit(url)
+    return CONDA_TOKEN_PATH.match(parts.path) if parts.scheme.lower() in ("http", "https") else None
+
+
+# user:password@ in a URL, also with a '/' in the password (not valid in a URL, and so not parsed as one, but
+# what a base64 token holds): a ':' before the first '/', not followed by a port
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?:[^/@\s]+|[^/@\s:]*:(?!\d*(?:/|$))[^@\s]*)@")
 # a query parameter whose name says it is a secret (?access_token=, &sig=, ?api_key=...): its value
 _SECRET_WORDS = "token|secret|password|passwd|signature|sig|key|credential"
 _SECRET_PARAM = re.compile(
@@ -569,7 +583,7 @@ def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
         text = text.replace(secret, "********")
     text = _USERINFO.sub(r"\g<scheme>", text)
     text = _SECRET_PARAM.sub(r"\g<name>********", text)
-    text = _CONDA_TOKEN_TEXT.sub("/t/<TOKEN>", text)
+    text = _CONDA_TOKEN_TEXT.sub(lambda m: f"{m['host'] or ''}/t/<TOKEN>", text)
     return _PRIVATE_KEY.sub("[private key]", text)
 
 

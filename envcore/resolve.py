@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 from urllib.parse import SplitResult, unquote, urlsplit
 
-from envcore.config import CONDA_TOKEN_PATH, Config, conda_token, redact_channel, redact_text, redact_url
+from envcore.config import TOKEN_LIKE_PATH, Config, conda_token, redact_channel, redact_text, redact_url
 from envcore.errors import ConfigError, EnvcoreError, ResolutionError, SpecError, UsageError
 from envcore.platforms import local_arch as local_arch
 from envcore.plugins import RESOLVER_SETTINGS, Registry
@@ -272,7 +272,7 @@ def _refuse_conda_tokens(config: Config, spec: Spec, configured: Sequence[str], 
     )
     for channel, origin in found:
         path = urlsplit(channel).path if "://" in channel else channel
-        if not CONDA_TOKEN_PATH.search(path) or conda_token(channel):
+        if not TOKEN_LIKE_PATH.search(path) or conda_token(channel):
             continue
         shown = redact_text(channel)  # /t/<TOKEN>
         raise ConfigError(

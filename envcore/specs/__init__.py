@@ -457,7 +457,8 @@ def check_index(url: str, where: str) -> str:
         raise _fail(
             f"{url!r} is not a package index URL",
             where,
-            "Give an http://, https:// or file:// URL of a simple index, such as https://pypi.org/simple.",
+            "Give an http://, https:// or file:// URL of a simple index, such as https://pypi.org/simple."
+            + _ENCODE_HINT * ("@" in url),
         )
     refuse_secret_query(url, where)
     return url
@@ -492,9 +493,16 @@ def check_channel(channel: str, where: str) -> str:
         raise _fail(
             f"{channel!r} is not a conda channel",
             where,
-            "Give a channel name (conda-forge) or a URL (https://conda.example.com/channel, file:///path).",
+            "Give a channel name (conda-forge) or a URL (https://conda.example.com/channel, file:///path)."
+            + _ENCODE_HINT * ("@" in channel),
         )
     return channel
+
+
+_ENCODE_HINT = (
+    " A password in a URL must have its '/', '?', '#', '@' and ':' percent-encoded (%2F, %3F, %23, %40, %3A), "
+    "or be given in METAFLOW_CONDA_SRCS_AUTH_INFO."
+)
 
 
 Located = tuple[str, str]  # (a value as given, where it was given)

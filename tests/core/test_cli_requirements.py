@@ -545,3 +545,21 @@ def test_credentials_are_not_sent_to_another_port_of_their_host(
     out = envcore("resolve", "--dry-run", "--pypi", "fx-core", env=cli_env)
     assert "with the key '127.0.0.1:9', which is not a host name" in failed(out)
     assert "s3cret" not in out.stdout + out.stderr
+
+
+def test_a_short_channel_token_with_dots_is_kept_out_of_everything_stored_and_printed(
+    cli_env: dict[str, str], universe: Universe, tmp_path: Path
+) -> None:
+    """Before, only tokens of 8 or more of [A-Za-z0-9_-] were taken out: ``/t/ab.S3CRET/`` was stored in the
+    description, the store's keys and the repodata cache, and printed."""
+    from envcore.testing.servers import serve_directory
+
+    token = "ab.S3CRET"
+    with serve_directory(universe.root, token=token) as served:
+        cli_env["METAFLOW_CONDA_CHANNELS"] = f"{served.url}/t/{token}/channel"
+        out = envcore("resolve", "--conda", "fx-core", "--alias", "team/short:v1", env=cli_env)
+        assert out.returncode == 0, out.stderr
+    assert "S3CRET" not in out.stdout + out.stderr
+    stored = [p for root in ("store", "cache") for p in (tmp_path / root).rglob("*")]
+    assert stored and not [p for p in stored if "S3CRET" in str(p)]
+    assert not [p for p in stored if p.is_file() and not p.is_symlink() and b"S3CRET" in p.read_bytes()]

@@ -256,6 +256,9 @@ def test_a_store_root_comes_from_the_plugins_own_setting_then_the_usual_ones(
         ),
         ("https://h/simple/?api_key=abc123&page=2", "abc123"),
         ("cannot read https://conda.anaconda.org/t/tk-4b1d-secret/private/noarch", "tk-4b1d-secret"),
+        ("cannot read 'http://127.0.0.1:41127/t/ab.SECRETDOT.cd/channel'", "SECRETDOT"),
+        ("'http://alice:Pw/SECRETSLASH2@127.0.0.1:1/simple/' is not a package index URL", "SECRETSLASH2"),
+        ("http://alice:pa#SECRETHASH@h/simple", "SECRETHASH"),
     ],
 )
 def test_messages_are_redacted_of_every_kind_of_secret(text: str, secret: str) -> None:
@@ -339,8 +342,12 @@ def test_a_conda_channel_token_at_the_start_of_the_path_is_taken_out_of_the_url(
         redact_channel("https://conda.anaconda.org/t/tk-12345678/priv") == "https://conda.anaconda.org/priv"
     )
     assert redact_channel("http://u:p@127.0.0.1:8080/t/tk-12345678/c/") == "http://127.0.0.1:8080/c/"
-    for kept in ("https://h/api/t/tk-12345678/priv", "https://h/t/short/priv", "https://h/t/priv"):
+    for kept in ("https://h/api/t/tk-12345678/priv", "file:///t/tk-12345678/priv"):
         assert conda_token(kept) is None and redact_channel(kept) == kept
+    # whatever its length and characters (before: 8 or more of [A-Za-z0-9_-], so these were stored in clear)
+    for token in ("short", "ab.SECRET.cd", "a~b+c"):
+        assert conda_token(f"http://127.0.0.1:8/t/{token}/c") == token
+        assert redact_channel(f"http://127.0.0.1:8/t/{token}/c") == "http://127.0.0.1:8/c"
     # other URLs (a PyPI index at /t/<team>/simple) keep such paths
     assert redact_url("https://pypi.example/t/teamname1/simple") == "https://pypi.example/t/teamname1/simple"
 

@@ -825,7 +825,7 @@ def test_bad_direct_references_and_specifiers_name_the_line(line: str, message: 
 
 @pytest.mark.parametrize(
     "key",
-    ["file:///tmp/x/chan2::fx-core", "https://conda.example.com/t/chan::fx-core", "http://h:8080/c::fx-core"],
+    ["file:///tmp/x/chan2::fx-core", "https://conda.example.com/a/chan::fx-core", "http://h:8080/c::fx-core"],
 )
 def test_a_url_channel_qualifies_a_package(key: str) -> None:
     channel = key.rpartition("::")[0]
