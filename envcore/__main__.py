@@ -12,10 +12,14 @@ instructions, callgrind). Collection is on again before the command runs.
 from __future__ import annotations
 
 import gc
+import os
 import sys
 
 
 def main() -> None:
+    for name in ("stdout", "stderr"):  # closed (`2>&-`): Python gives None, which every write fails on
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115 (for the life of the process)
     try:
         _main()
     except KeyboardInterrupt:  # before the command's own handling is in place (during the first imports)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import replace
@@ -26,6 +25,7 @@ from pathlib import Path
 from envcore import TYPE_CHECKING
 from envcore.config import Config
 from envcore.errors import ResolutionError
+from envcore.progress import debug_line
 from envcore.types import CONDA, NPCONDA, PYPI, SYS, EnvType, LockedPackage, Resolver, ResolveRequest
 
 if TYPE_CHECKING:
@@ -126,10 +126,9 @@ class ComposedResolver:
         pypi_request = _pypi_request(request, python.version, tuple(conda_packages), renamed)
         used = early if early is not None and early.request == pypi_request else None
         if self.debug and early is not None:
-            print(
+            debug_line(
                 f"debug[envcore compose]: the PyPI side, resolved beside the conda side for {request.arch}, "
-                + ("was used" if used is not None else "was for another conda answer: resolving it again"),
-                file=sys.stderr,
+                + ("was used" if used is not None else "was for another conda answer: resolving it again")
             )
         if memory is not None and used is None:
             _remember(memory, pypi_request)

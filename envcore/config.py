@@ -332,6 +332,10 @@ class Config:
     def debug(self) -> bool:
         return bool(self.get("DEBUG_CONDA"))
 
+    def set_debug(self, source: str) -> None:
+        """Detailed output from here on, as ``METAFLOW_DEBUG_CONDA=1`` gives it (``--verbose``: ``source``)."""
+        self._cache["DEBUG_CONDA"] = Value("DEBUG_CONDA", True, source)
+
     def name_list(self, name: str, example: str = '["rattler", "uv"]') -> list[str] | None:
         """A list-valued setting given as JSON or a comma list (``None`` when unset)."""
         value = self.value(name)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib
 import re
-import sys
 import threading
 import traceback
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
@@ -122,7 +121,9 @@ class Registered(Generic[T]):
 
 def _debug(config: Config, message: str) -> None:
     if config.debug:
-        print(f"debug[envcore plugins]: {message}", file=sys.stderr)
+        from envcore.progress import debug_line
+
+        debug_line(f"debug[envcore plugins]: {message}")
 
 
 class Registry:

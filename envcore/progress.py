@@ -169,6 +169,19 @@ class TerminalProgress(Progress):
             tqdm.write(f"{self.indent}{message}", file=self.stream)
 
 
+def debug_line(text: str) -> None:
+    """A debug line (``METAFLOW_DEBUG_CONDA=1``, ``--verbose``) on stderr, above a live bar rather than through
+    it."""
+    if sys.stderr is None:
+        return
+    if "tqdm" in sys.modules:  # a bar may be drawn: tqdm.write clears it, writes the line and redraws it
+        from tqdm import tqdm
+
+        tqdm.write(text, file=sys.stderr)
+    else:
+        print(text, file=sys.stderr, flush=True)
+
+
 def new_entries(folder: Path, suffix: str = "") -> Callable[[], int]:
     """A task's ``poll`` for a tool that reports nothing while it works but leaves one entry per unit in
     ``folder``: how many entries ending with ``suffix`` the folder has gained since this call (0 while it does

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from envcore.configfiles import remember_json
 from envcore.errors import BackendUnavailable, EnvcoreError
+from envcore.progress import debug_line
 
 if TYPE_CHECKING:
     from envcore.config import Config
@@ -69,7 +69,7 @@ def run_tool(
     into errors a person can act on. ``what`` names the tool in messages."""
     argv = [str(a) for a in args]
     if debug:
-        print(f"debug[envcore tools]: {what}: {' '.join(argv)}", file=sys.stderr)
+        debug_line(f"debug[envcore tools]: {what}: {' '.join(argv)}")
     try:
         done = subprocess.run(
             argv,
@@ -87,7 +87,7 @@ def run_tool(
     except subprocess.TimeoutExpired:
         raise EnvcoreError(f"{what} did not finish within {timeout:.0f} s and was stopped.") from None
     if debug and done.stderr.strip():
-        print(f"debug[envcore tools]: {what} stderr:\n{done.stderr.rstrip()}", file=sys.stderr)
+        debug_line(f"debug[envcore tools]: {what} stderr:\n{done.stderr.rstrip()}")
     return done
 
 

@@ -8,6 +8,7 @@ runtime can crash while the interpreter finalises (see the toolchain notes).
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import sys
@@ -69,7 +70,10 @@ class App:
         """The configuration as loaded, its values not checked yet (``envcore config show`` lists bad ones)."""
         from envcore.config import Config
 
-        return Config.load()
+        config = Config.load()
+        if self.verbose and not config.debug:  # --verbose: the detailed output METAFLOW_DEBUG_CONDA=1 gives
+            config.set_debug("--verbose")
+        return config
 
     @cached_property
     def config(self) -> Config:
@@ -102,7 +106,9 @@ class App:
 
     def debug(self, message: str) -> None:
         if self.verbose:
-            click.echo(f"debug[envcore]: {message}", err=True)
+            from envcore.progress import debug_line
+
+            debug_line(f"debug[envcore]: {message}")
 
 
 def _set_flag(ctx: click.Context, param: click.Parameter, value: bool) -> None:
@@ -303,6 +309,18 @@ def run(
             # full or read-only disk): the configuration or the machine, not envcore
             click.echo(format_error(EnvcoreError(_path_problem(exc)), prog_name), err=True)
             return 1
+        if isinstance(exc, OSError) and exc.errno in _WRITE_ERRORS:  # writing the output (> /dev/full)
+            click.echo(
+                format_error(
+                    EnvcoreError(
+                        f"Cannot write: {exc.strerror}. Check where the output goes (a file, a pipe) and the free "
+                        "space of the folders envcore is configured with."
+                    ),
+                    prog_name,
+                ),
+                err=True,
+            )
+            return 1
         from envcore.config import redact_text
 
         click.echo(
@@ -314,6 +332,9 @@ def run(
         )
         return 3
     return result if isinstance(result, int) else 0
+
+
+_WRITE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG, errno.EROFS})
 
 
 def _path_problem(exc: OSError) -> str:
@@ -332,7 +353,16 @@ def quiet_library_logs(verbose: bool) -> None:
     import logging
 
     if verbose:
-        logging.basicConfig(level=logging.INFO, format="debug[%(name)s]: %(message)s")
+
+        class AboveBars(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                from envcore.progress import debug_line
+
+                debug_line(self.format(record))
+
+        handler = AboveBars()
+        handler.setFormatter(logging.Formatter("debug[%(name)s]: %(message)s"))
+        logging.basicConfig(level=logging.INFO, handlers=[handler])
     else:
         logging.getLogger().addHandler(logging.NullHandler())
 

@@ -31,6 +31,18 @@ def test_help_lists_the_commands() -> None:
         assert f"  {command} " in out.stdout
 
 
+@pytest.mark.parametrize("args", [("-v", "plugins"), ("plugins", "--verbose")])
+def test_verbose_gives_the_detailed_output_of_metaflow_debug_conda(args: tuple[str, ...]) -> None:
+    """Before, --verbose gave tracebacks only; the debug lines (plugins, tool command lines) needed the variable."""
+    out = envcore(*args, env={"METAFLOW_DEBUG_CONDA": ""})
+    assert out.returncode == 0 and "debug[envcore plugins]: registered plugin builtin" in out.stderr
+    assert "debug[" not in envcore("plugins", env={"METAFLOW_DEBUG_CONDA": ""}).stderr
+    shown = envcore("-v", "config", "show", env={"METAFLOW_DEBUG_CONDA": ""}).stdout
+    assert any(
+        line.startswith("METAFLOW_DEBUG_CONDA") and "(--verbose)" in line for line in shown.splitlines()
+    )
+
+
 def test_plugins_json_lists_the_builtins() -> None:
     out = envcore("plugins", "--json")
     assert out.returncode == 0, out.stderr

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -563,3 +565,34 @@ def test_a_short_channel_token_with_dots_is_kept_out_of_everything_stored_and_pr
     stored = [p for root in ("store", "cache") for p in (tmp_path / root).rglob("*")]
     assert stored and not [p for p in stored if "S3CRET" in str(p)]
     assert not [p for p in stored if p.is_file() and not p.is_symlink() and b"S3CRET" in p.read_bytes()]
+
+
+@pytest.mark.parametrize("closed", ["2>&-", ">&-"])
+def test_a_closed_output_stream_is_no_error(cli_env: dict[str, str], closed: str) -> None:
+    """Before, with stderr closed every command failed ('NoneType' object has no attribute 'isatty'), and with
+    stdout closed a traceback followed the command's work (exit 1)."""
+    envcore_bin = shutil.which("envcore") or str(Path(sys.executable).with_name("envcore"))
+    for command in ("resolve --dry-run --conda fx-core", "plugins"):
+        done = subprocess.run(
+            f"{envcore_bin} {command} {closed}",
+            shell=True,
+            env={**os.environ, **cli_env},
+            capture_output=True,
+        )
+        assert done.returncode == 0, done.stderr
+        assert b"Traceback" not in done.stderr
+
+
+def test_output_to_a_full_device_is_a_one_paragraph_error(cli_env: dict[str, str]) -> None:
+    """Before: 'internal error: OSError: [Errno 28] No space left on device. This is a bug in envcore', exit 3."""
+    if not Path("/dev/full").exists():
+        pytest.skip("this system has no /dev/full")
+    envcore_bin = shutil.which("envcore") or str(Path(sys.executable).with_name("envcore"))
+    done = subprocess.run(
+        f"{envcore_bin} config show > /dev/full",
+        shell=True,
+        env={**os.environ, **cli_env},
+        capture_output=True,
+    )
+    assert done.returncode == 1 and b"internal error" not in done.stderr
+    assert b"envcore: Cannot write: No space left on device." in done.stderr
