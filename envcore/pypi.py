@@ -14,7 +14,16 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 
 from envcore.config import redact_url
 from envcore.errors import ResolutionError
-from envcore.types import PYPI, SYS, LockedPackage, PackageFile, PackageKind, Requirement, ResolveRequest
+from envcore.types import (
+    CONDA_TOKEN_USER,
+    PYPI,
+    SYS,
+    LockedPackage,
+    PackageFile,
+    PackageKind,
+    Requirement,
+    ResolveRequest,
+)
 
 # glibc ceilings uv and pip know as manylinux targets (2_17 is manylinux2014).
 MANYLINUX_MINORS = (17, 28, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40)
@@ -105,6 +114,33 @@ def canonicalize(name: str) -> str:
 
 def filename_of(url: str) -> str:
     return unquote(Path(urlsplit(url).path).name)
+
+
+def refused_index(request: ResolveRequest) -> str | None:
+    """Why a PyPI resolution may have failed that its resolver's words hide (uv: 'not found in the package
+    registry', pip: 'Exception'): an http(s) index of the request that refuses its credentials (401, 403). Asked
+    only after a failure (one request per index)."""
+    import requests
+
+    for index in request.sources.get(PYPI, ()):
+        parts = urlsplit(index)
+        if parts.scheme not in ("http", "https"):
+            continue
+        auth = request.credentials.get(parts.hostname or "")
+        if auth is not None and auth[0] == CONDA_TOKEN_USER:
+            auth = None
+        try:
+            status = requests.get(index, timeout=10, auth=auth).status_code
+        except requests.RequestException:
+            continue  # unreachable: the resolver said so, or will
+        if status in (401, 403):
+            given = "without credentials" if auth is None else "with the credentials given"
+            return (
+                f"The PyPI index {redact_url(index)} answers {status} ({'Unauthorized' if status == 401 else 'Forbidden'}) "
+                f"{given}: the packages it holds were not seen. Check the index's user and password (user:password@ "
+                "in its URL, METAFLOW_CONDA_SRCS_AUTH_INFO or the keyring with METAFLOW_ENVCORE_KEYRING=auto)"
+            )
+    return None
 
 
 def sha256_of(url: str, credentials: Mapping[str, tuple[str, str]] | None = None) -> tuple[str, int]:

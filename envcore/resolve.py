@@ -605,6 +605,14 @@ def _check_local_pypi_sources(request: ResolveRequest) -> None:
             )
 
 
+def _refused_index(request: ResolveRequest) -> str | None:
+    if not request.of(PYPI) or not any(s.startswith("http") for s in request.sources.get(PYPI, ())):
+        return None
+    from envcore import pypi
+
+    return pypi.refused_index(request)
+
+
 def _reads_pylock(request: ResolveRequest) -> bool:
     return any(flag.startswith("--pylock=") for flag in request.extras.get(PYPI, ()))
 
@@ -663,13 +671,19 @@ def resolve(
     _check_conda_tokens(registry, name, request)
     _check_local_pypi_sources(request)
     registry.checked(name, resolver)
-    if isinstance(solved, EnvcoreError):
-        raise solved
-    packages: Sequence[LockedPackage] = (
-        _extend(resolver, request, request.base, base_name)
-        if request.base
-        else tuple(resolver.resolve(request) if solved is None else solved)
-    )
+    try:
+        if isinstance(solved, EnvcoreError):
+            raise solved
+        packages: Sequence[LockedPackage] = (
+            _extend(resolver, request, request.base, base_name)
+            if request.base
+            else tuple(resolver.resolve(request) if solved is None else solved)
+        )
+    except ResolutionError as exc:
+        refusal = _refused_index(request)
+        if refusal is not None:
+            raise ResolutionError(f"{refusal}.") from exc
+        raise
     registry.check_locked(name, packages)
     _check_reference_hashes(request, packages)
     version = registry.version_of(name, resolver)

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from envcore.testing.channel import Universe
-from envcore.testing.fixtures import TokenChannel
+from envcore.testing.fixtures import AuthEndpoint, TokenChannel
 
 from .test_cli import envcore
 
@@ -596,3 +596,26 @@ def test_output_to_a_full_device_is_a_one_paragraph_error(cli_env: dict[str, str
     )
     assert done.returncode == 1 and b"internal error" not in done.stderr
     assert b"envcore: Cannot write: No space left on device." in done.stderr
+
+
+@pytest.mark.parametrize("resolver", ["uv", "pip"])
+def test_an_index_that_refuses_the_credentials_is_named(
+    cli_env: dict[str, str], auth_wheel_index: AuthEndpoint, auth_channel: AuthEndpoint, resolver: str
+) -> None:
+    """Before, a wrong password said 'fx-http was not found in the package registry ... Change the
+    requirement' (uv) or 'ERROR: Exception:' (pip); a channel's 401 said 'Check the channel names'."""
+    cli_env["METAFLOW_CONDA_PYPI_DEPENDENCY_RESOLVER"] = resolver
+    wrong = auth_wheel_index.url_with_credentials.replace(auth_wheel_index.password, "not-the-password")
+    cli_env["METAFLOW_CONDA_DEFAULT_PYPI_SOURCE"] = wrong
+    out = envcore("resolve", "--dry-run", "--pypi", "fx-http", env=cli_env)
+    message = " ".join(out.stderr.split())
+    assert out.returncode != 0 and "internal error" not in message
+    assert (
+        f"The PyPI index {auth_wheel_index.url} answers 401 (Unauthorized) with the credentials given"
+        in message
+    )
+    assert "not-the-password" not in out.stderr
+    wrong = auth_channel.url_with_credentials.replace(auth_channel.password, "not-the-password")
+    out = envcore("resolve", "--dry-run", "--conda", f"{wrong}::fx-core", env=cli_env)
+    message = " ".join(out.stderr.split())
+    assert "401 Unauthorized" in message and "Check the channel's credentials" in message

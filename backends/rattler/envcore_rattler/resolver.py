@@ -493,9 +493,14 @@ class RattlerResolver:
                         continue
                     reason = found or reason
                 where = ", ".join(redact_url(c) for c in channels)
+                fix = (
+                    "Check the channel's credentials: user:password@ in its URL, METAFLOW_CONDA_SRCS_AUTH_INFO, "
+                    "an access token (/t/<TOKEN>/) or the keyring (METAFLOW_ENVCORE_KEYRING=auto)."
+                    if re.search(r"\b40[13]\b", reason)
+                    else "Check the channel names, METAFLOW_CONDA_CHANNEL_ALIAS and your network."
+                )
                 raise ResolutionError(
-                    f"Could not read the conda channels ({where}): {reason}. Check the channel names, "
-                    "METAFLOW_CONDA_CHANNEL_ALIAS and your network."
+                    f"Could not read the conda channels ({where}): {reason}. {fix}"
                 ) from None
         by_name = {r.name.normalized: r for r in records}  # a solution has one record per name
         ordered = rattler.PackageRecord.sort_topologically(records)  # type: ignore[arg-type]  # subclass
