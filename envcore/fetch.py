@@ -29,7 +29,6 @@ CHUNK = 1 << 20
 
 
 TRANSFER_WORKERS = 8  # files moved at once between the store, the sources and the package cache
-STALE_DOWNLOAD = 3600.0  # seconds without a write after which a temporary download is abandoned
 SET_ASIDE_WAIT = 60.0  # seconds to wait for another process setting the same damaged package file aside
 
 
@@ -164,21 +163,11 @@ class PackageCache:
         os.close(fd)
         return Path(name)
 
-    def sweep(self, older_than: float = STALE_DOWNLOAD) -> None:
-        """Remove downloads a killed process left behind (untouched for ``older_than`` seconds: a live one
-        writes to its file all the time)."""
-        folder = self.root / "pkgs" / ".incoming"
-        cutoff = time.time() - older_than
-        try:
-            entries = list(os.scandir(folder))
-        except OSError:
-            return
-        for entry in entries:
-            try:
-                if entry.stat(follow_symlinks=False).st_mtime < cutoff:
-                    os.unlink(entry.path)
-            except OSError:
-                continue  # finished or removed by its owner in between
+    def sweep(self) -> None:
+        """Remove downloads a killed process left behind."""
+        from envcore.local_store import remove_abandoned
+
+        remove_abandoned(self.root / "pkgs" / ".incoming")
 
 
 def _checked_marker(path: Path) -> Path:

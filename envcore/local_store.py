@@ -42,9 +42,32 @@ def _new_file(folder: Path) -> tuple[int, str]:
             continue
 
 
+# seconds without a write after which a temporary file is abandoned (a writer killed, or cut off by Ctrl-C)
+ABANDONED_AFTER = 3600.0
+
+
+def remove_abandoned(folder: Path, older_than: float = ABANDONED_AFTER) -> None:
+    """Remove the files of ``folder`` untouched for ``older_than`` seconds: what killed writers left behind (a
+    live writer writes to its file all the time)."""
+    import time
+
+    cutoff = time.time() - older_than
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for entry in entries:
+        try:
+            if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                os.unlink(entry.path)
+        except OSError:
+            continue  # finished or removed by its owner in between
+
+
 class LocalStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root).absolute()
+        self._swept = False
 
     def __repr__(self) -> str:
         return f"LocalStore({str(self.root)!r})"
@@ -125,6 +148,9 @@ class LocalStore:
         """A new file under the store's temporary folder, written by ``content`` (a writer, or a file copied in
         the kernel), on disk (fsync) before it is returned."""
         tmp_dir = self.root / TMP_DIR
+        if not self._swept:  # once per instance: what interrupted writers left
+            self._swept = True
+            remove_abandoned(tmp_dir)
         try:
             try:
                 fd, tmp = _new_file(tmp_dir)

@@ -165,3 +165,19 @@ def test_objects_get_the_permissions_of_files_the_user_creates(tmp_path: Path, u
         assert (root / key).stat().st_mode & 0o777 == mode, key
     assert LocalStore(root).stat("packages/pypi/x/x.whl") is not None
     assert (root / "packages/pypi/x/x.whl").read_bytes() == b"wheel"
+
+
+def test_temporary_files_of_interrupted_writers_are_removed_once_abandoned(tmp_path: Path) -> None:
+    """Before, each Ctrl-C during caching could leave a partly written file (9.4 MB seen) in the store's
+    temporary folder for good."""
+    from envcore.local_store import ABANDONED_AFTER, TMP_DIR
+
+    tmp_dir = tmp_path / "store" / TMP_DIR
+    tmp_dir.mkdir(parents=True)
+    abandoned, live = tmp_dir / ".tmp-1-abandoned", tmp_dir / ".tmp-2-live"
+    abandoned.write_bytes(b"x" * 1000)
+    live.write_bytes(b"y")
+    old = time.time() - ABANDONED_AFTER - 60
+    os.utime(abandoned, (old, old))
+    LocalStore(tmp_path / "store").put_bytes("k", b"v")
+    assert not abandoned.exists() and live.exists()
