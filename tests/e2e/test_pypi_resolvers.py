@@ -41,3 +41,33 @@ def test_pypi_resolver_end_to_end(
     python = world["b"] / "cache" / "envs" / "e" / "bin" / "python"
     done = subprocess.run([python, "-c", code], capture_output=True, text=True)
     assert done.stdout.strip() == expected, done.stderr
+
+
+@pytest.mark.parametrize("arch", ["osx-arm64", "linux-aarch64"])
+def test_markers_are_evaluated_for_the_target_by_every_pypi_resolver(run: Run, arch: str) -> None:
+    """Before, pip evaluated markers for this machine: for osx-arm64 it left out a darwin-only requirement (another
+    full id than uv's, silently), and refused an x86_64-only one that does not apply there."""
+    cases = [
+        ["--pypi", 'fx-native; sys_platform == "darwin"', "--pypi", "fx-web"],
+        [
+            "--pypi",
+            'fx-core==1.0.0; platform_machine == "x86_64"',
+            "--pypi",
+            'fx-modern; sys_platform == "linux"',
+        ],
+    ]
+    for args in cases:
+        ids = {
+            resolver: env_ids(
+                run(
+                    "resolve",
+                    *args,
+                    "--arch",
+                    arch,
+                    "--dry-run",
+                    METAFLOW_CONDA_PYPI_DEPENDENCY_RESOLVER=resolver,
+                ).stdout
+            )
+            for resolver in ("uv", "pip")
+        }
+        assert ids["pip"] == ids["uv"] and len(ids["uv"]) == 1, (args, ids)

@@ -49,6 +49,19 @@ class PipResolver:
     def _pip(self) -> list[str]:
         return [sys.executable, "-m", "pip"]
 
+    def _pip_for(self, request: ResolveRequest) -> list[str]:
+        """pip, evaluating markers for the target: ``--platform`` and ``--python-version`` choose wheels but leave
+        markers (``; sys_platform == "darwin"``, of the requirements and of every dependency) evaluated for this
+        machine, so a foreign target got this machine's packages. For a foreign target pip runs with its marker
+        environment set to the target's (the values of ``envcore.specs.marker_environments``)."""
+        if resolves_as_this_interpreter(request):
+            return self._pip()
+        from envcore.specs import marker_environments
+
+        target = marker_environments(request.python_version or "3.11", request.arch)[0]
+        target.pop("extra", None)
+        return [sys.executable, "-c", _PIP_FOR_TARGET, json.dumps(target)]
+
     def check(self) -> None:
         done = run_tool([*self._pip(), "--version"], what="pip", timeout=60)
         if done.returncode != 0:
@@ -71,7 +84,7 @@ class PipResolver:
             pypi.write_resolver_inputs(request, work, "pip")
             provided = pypi.conda_python_packages(request.installed, request.installed_distributions)
             done = run_tool(
-                [*self._pip(), *self._args(request, work)],
+                [*self._pip_for(request), *self._args(request, work)],
                 what="pip install --dry-run",
                 env=tool_env(
                     {
@@ -207,6 +220,19 @@ class PipResolver:
                     "build a wheel yourself and require NAME @ file:///path/to/the.whl."
                 )
             return lock_built_wheel(self.config, request, name, wheel, source, what)
+
+
+# pip with the marker environment of its vendored packaging (what every marker is evaluated against) replaced by
+# the target's, given as JSON in argv[1]
+_PIP_FOR_TARGET = """
+import json, sys
+import pip._vendor.packaging.markers as markers
+target = json.loads(sys.argv.pop(1))
+here = markers.default_environment
+markers.default_environment = lambda: {**here(), **target}
+from pip._internal.cli.main import main
+sys.exit(main())
+"""
 
 
 def resolves_as_this_interpreter(request: ResolveRequest) -> bool:
