@@ -34,6 +34,7 @@ import yaml
 from packaging.version import InvalidVersion, Version
 
 from envcore import pypi
+from envcore.condadists import renamed_distributions
 from envcore.config import Config, redact_text, redact_url
 from envcore.errors import BackendUnavailable, ConfigError, ResolutionError
 from envcore.tools import find_executable, run_tool, tail, tool_env
@@ -291,7 +292,10 @@ class CondaLockResolver:
                 conda = _toposort(
                     [conda_package(e, credentials) for e in entries if e.get("manager") == "conda"]
                 )
-                provided = pypi.conda_python_packages(conda)
+                # what the conda packages install under other names too (fx-yaml installs fx-pyyaml), read
+                # from their files as the built-in composition reads them
+                renamed = renamed_distributions(conda, self.config.cache_dir(), credentials)
+                provided = pypi.conda_python_packages(conda, renamed)
                 wheels = [e for e in entries if e.get("manager") == "pip"]
                 moved = {
                     name: (str(e["version"]), provided[name].version)

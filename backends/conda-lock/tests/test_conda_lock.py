@@ -89,6 +89,21 @@ def test_wheels_never_replace_conda_packages(
     assert "conda side installs" in message and "\n" not in message
 
 
+def test_a_wheel_never_replaces_a_conda_package_that_installs_it_under_another_name(
+    universe: Universe, wheel_index: WheelIndex, micromamba: str, tmp_path: Path
+) -> None:
+    """conda fx-yaml installs the distribution fx-pyyaml. Before, fx-extras 0.4.0 came with the fx-pyyaml 6.0.1
+    wheel, installed over fx-yaml 5.4.0's files; now the names are matched as the built-in composition does."""
+    resolver = _resolver(
+        universe,
+        METAFLOW_ENVCORE_CONDA_LOCK_CONDA_EXE=micromamba,
+        METAFLOW_ENVCORE_CACHE_DIR=str(tmp_path / "cache"),
+    )
+    packages = resolver.resolve(_request(universe, wheel_index.http_url, ("fx-yaml==5.4.0",), ("fx-extras",)))
+    found = _versions(packages)
+    assert found["fx-yaml"] == ("5.4.0", "conda") and "fx-pyyaml" not in found, found
+
+
 def test_errors_name_the_package(universe: Universe, wheel_index: WheelIndex, micromamba: str) -> None:
     resolver = _resolver(universe, METAFLOW_ENVCORE_CONDA_LOCK_CONDA_EXE=micromamba)
     index = wheel_index.http_url
@@ -117,11 +132,16 @@ def test_foreign_platform_mixed(universe: Universe, wheel_index: WheelIndex, mic
 def test_name_lookup_setting(
     universe: Universe, wheel_index: WheelIndex, micromamba: str, tmp_path: Path
 ) -> None:
-    """fx-pyyaml (PyPI) is fx-yaml on conda: with a lookup saying so, conda's package satisfies the wheel's
-    requirement and no second copy of the module is installed."""
+    """fx-pyyaml (PyPI) is fx-yaml on conda: with a lookup saying so, conda-lock itself knows that conda's
+    package satisfies the wheel's requirement; without one, envcore matches them by the files of fx-yaml (before,
+    both were installed). No second copy of the module either way."""
     request = _request(universe, wheel_index.http_url, ("fx-app",), ("fx-extras",))
-    plain = _resolver(universe, METAFLOW_ENVCORE_CONDA_LOCK_CONDA_EXE=micromamba).resolve(request)
-    assert "fx-pyyaml" in _versions(plain)  # names differ: without a lookup, both are installed
+    plain = _resolver(
+        universe,
+        METAFLOW_ENVCORE_CONDA_LOCK_CONDA_EXE=micromamba,
+        METAFLOW_ENVCORE_CACHE_DIR=str(tmp_path / "c"),
+    ).resolve(request)
+    assert "fx-pyyaml" not in _versions(plain)
     lookup = tmp_path / "lookup.json"
     lookup.write_text(json.dumps({"fx-pyyaml": {"conda_name": "fx-yaml", "pypi_name": "fx-pyyaml"}}))
     mapped = _resolver(
