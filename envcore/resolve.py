@@ -528,7 +528,8 @@ def _extend(
     pinned = replace(request, requirements=combine([*request.requirements, *base_pins(base)]))
     try:
         return tuple(resolver.resolve(pinned))
-    except ResolutionError as kept:
+    except ResolutionError as exc:
+        kept = exc
         try:
             free = tuple(resolver.resolve(request))
         except ResolutionError:  # not even the base's requests and the new ones fit together
@@ -543,10 +544,11 @@ def _extend(
         for p in free
         if (p.kind, p.name) in before and before[(p.kind, p.name)] != shown_version(p)
     )
+    if not changed:  # the free answer keeps the base's packages: the pinned request failed for its own reason
+        raise ResolutionError(f"Cannot extend {shown} keeping its packages: {kept.message}")
     raise ResolutionError(
-        f"Cannot extend {shown} keeping its packages: the new requirements need "
-        f"{', '.join(changed) or 'different packages'}. Relax the new requirements, or resolve from scratch "
-        "(without --using) to let those packages change."
+        f"Cannot extend {shown} keeping its packages: the new requirements need {', '.join(changed)}. Relax the "
+        "new requirements, or resolve from scratch (without --using) to let those packages change."
     )
 
 

@@ -81,7 +81,10 @@ def conda_spec(req: Requirement) -> str:
         return req.name
     if spec.startswith("==") and not any(c in spec for c in "*,|"):
         spec = spec[2:]
-    elif spec.startswith(OPERATORS) or any(c in spec for c in "*,| "):
+    version_build = spec.split()
+    if len(version_build) == 2 and not spec.startswith(OPERATORS) and not any(c in spec for c in "*,|"):
+        return f"{req.name} =={version_build[0]} {version_build[1]}"  # a base's pin: "1.1.0 py_0"
+    if spec.startswith(OPERATORS) or any(c in spec for c in "*,| "):
         return f"{req.name} {spec}"
     version, _, build = spec.partition("=")
     return f"{req.name} =={version} {build}" if build else f"{req.name} >={version},<={version}"

@@ -307,3 +307,20 @@ def test_virtual_packages_reach_conda_lock(
     )
     with pytest.raises(ResolutionError, match=r"python [\d.]+ would require __glibc >=2\.17"):
         resolver.resolve(old)
+
+
+def test_an_environment_is_extended_keeping_its_packages_at_their_builds(
+    universe: Universe, wheel_index: WheelIndex, micromamba: str
+) -> None:
+    """``--using`` pins each base package as "VERSION BUILD" (``fx-core 1.1.0 py_0``). Before, conda-lock passed
+    that on as is, the solver refused it ('missing range specifier'), and extending failed as 'the new
+    requirements need different packages' while none differed."""
+    from envcore_conda_lock.resolver import conda_spec
+
+    assert (
+        conda_spec(Requirement(category=CONDA, name="fx-core", spec="1.1.0 py_0")) == "fx-core ==1.1.0 py_0"
+    )
+    resolver = _resolver(universe, METAFLOW_ENVCORE_CONDA_LOCK_CONDA_EXE=micromamba)
+    request = _request(universe, wheel_index.http_url, ("fx-core==1.1.0 py_0", "fx-http"))
+    found = _versions(resolver.resolve(request))
+    assert found["fx-core"] == ("1.1.0", "conda") and "fx-http" in found
