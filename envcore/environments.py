@@ -207,11 +207,18 @@ class Environments:
                 if all(i in solved for i in indexes) or all(known_here.get(req_id) or (None,))
             }
             to_solve = [group for group in groups.items() if group[0] not in answered]
-            with ThreadPoolExecutor(min(RESOLVE_WORKERS, len(to_solve) or 1)) as pool:
+            pool = ThreadPoolExecutor(min(RESOLVE_WORKERS, len(to_solve) or 1))
+            try:
                 solving = pool.map(counted, to_solve)
                 for group in answered.items():
                     counted(group)
                 list(solving)  # re-raises the first error
+            except (
+                KeyboardInterrupt
+            ):  # at once: the CLI stops the tools under way (tools.end_tools) and exits
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+            pool.shutdown()
         return [results[i] for i in range(len(requests))]
 
     def _solve_batches(

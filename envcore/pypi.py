@@ -232,14 +232,9 @@ def netrc_env(request: ResolveRequest, work: Path) -> dict[str, str]:
     tools by file, never on their command lines."""
     if not request.credentials:
         return {}
-    path = work / "netrc"
-    path.touch(mode=0o600)
-    path.write_text(
-        "".join(
-            f"machine {host} login {user} password {pw}\n" for host, (user, pw) in request.credentials.items()
-        )
-    )
-    return {"NETRC": str(path)}
+    from envcore.tools import write_netrc
+
+    return {"NETRC": str(write_netrc(request.credentials, work / "netrc"))}
 
 
 def index_url_args(request: ResolveRequest) -> list[str]:

@@ -3,6 +3,7 @@ tool's output kept for ``--verbose``."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -56,6 +57,35 @@ def find_executable(
     return None
 
 
+# What a process that ends early (Ctrl-C, SIGTERM) must not leave behind: the tools it runs, and the files of
+# credentials it wrote for them. The CLI calls end_tools() before it exits.
+_RUNNING: set[subprocess.Popen[str]] = set()
+_SECRET_FILES: set[Path] = set()
+
+
+def write_netrc(credentials: Mapping[str, tuple[str, str]], *paths: Path) -> Path:
+    """The credentials as a netrc file (0600) at each of ``paths`` (the first is returned): how uv, pip, conda
+    and libmamba take them, never on a command line. Each file is removed by :func:`end_tools` if its owner's
+    temporary folder is not."""
+    text = "".join(f"machine {host} login {user} password {pw}\n" for host, (user, pw) in credentials.items())
+    for path in paths:
+        path.touch(mode=0o600)
+        path.write_text(text)
+        _SECRET_FILES.add(path)
+    return paths[0]
+
+
+def end_tools() -> None:
+    """Stop the tools still running and remove the credential files still there (an interrupted command)."""
+    for proc in list(_RUNNING):
+        with contextlib.suppress(OSError):
+            proc.kill()
+    for path in list(_SECRET_FILES):
+        with contextlib.suppress(OSError):
+            path.unlink()
+    _SECRET_FILES.clear()
+
+
 def run_tool(
     args: Sequence[str | Path],
     *,
@@ -71,21 +101,31 @@ def run_tool(
     if debug:
         debug_line(f"debug[envcore tools]: {what}: {' '.join(argv)}")
     try:
-        done = subprocess.run(
+        proc = subprocess.Popen(
             argv,
             env=dict(env) if env is not None else tool_env(),
             cwd=cwd,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=timeout,
             stdin=subprocess.DEVNULL,
         )
     except FileNotFoundError:
         raise BackendUnavailable(
             f"{what} is not installed here ({argv[0]} not found). Install it or set its path."
         ) from None
+    _RUNNING.add(proc)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
         raise EnvcoreError(f"{what} did not finish within {timeout:.0f} s and was stopped.") from None
+    finally:
+        _RUNNING.discard(proc)
+        if proc.returncode is None:  # interrupted while waiting: the tool does not outlive the command
+            proc.kill()
+    done = subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr)
     if debug and done.stderr.strip():
         debug_line(f"debug[envcore tools]: {what} stderr:\n{done.stderr.rstrip()}")
     return done

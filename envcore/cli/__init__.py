@@ -368,8 +368,20 @@ def quiet_library_logs(verbose: bool) -> None:
 
 
 def main() -> None:
+    import signal
+
+    from envcore.tools import end_tools
+
     quiet_library_logs(_wants_traceback(sys.argv[1:]))
+    terminated = []
+
+    def on_sigterm(signum: int, frame: object) -> None:  # as Ctrl-C: stop, clean up, say so
+        terminated.append(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_sigterm)
     code = run()
+    end_tools()  # an interrupted command leaves no tool running and no credential file
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(code)
+    os._exit(128 + signal.SIGTERM if terminated else code)

@@ -19,7 +19,6 @@ import importlib.util
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,7 +36,7 @@ from envcore import pypi
 from envcore.condadists import renamed_distributions
 from envcore.config import Config, redact_text, redact_url
 from envcore.errors import BackendUnavailable, ConfigError, ResolutionError
-from envcore.tools import find_executable, run_tool, tail, tool_env
+from envcore.tools import find_executable, run_tool, tail, tool_env, write_netrc
 from envcore.types import (
     CONDA,
     NPCONDA,
@@ -431,13 +430,7 @@ class CondaLockResolver:
         )
         credentials = self._credentials(request)
         if credentials:  # conda channels: netrc, read by conda (requests) and libmamba (curl)
-            netrc = work / "netrc"
-            netrc.touch(mode=0o600)
-            netrc.write_text(
-                "".join(f"machine {h} login {u} password {p}\n" for h, (u, p) in credentials.items())
-            )
-            shutil.copy(netrc, home / ".netrc")
-            env["NETRC"] = str(netrc)
+            env["NETRC"] = str(write_netrc(credentials, work / "netrc", home / ".netrc"))
         return env
 
     def _lock_once(

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import tempfile
 import threading
@@ -26,7 +25,7 @@ from urllib.parse import unquote
 from envcore.config import Config, redact_text, redact_url
 from envcore.errors import BackendUnavailable, ResolutionError
 from envcore.specs import match_spec
-from envcore.tools import find_executable
+from envcore.tools import find_executable, run_tool, write_netrc
 from envcore.types import (
     CONDA,
     NPCONDA,
@@ -411,13 +410,7 @@ class CondaCliResolver:
             if req.name in OVERRIDES:
                 env[OVERRIDES[req.name]] = req.spec.partition("=")[0]
         if request.credentials:
-            netrc = work / "netrc"
-            netrc.touch(mode=0o600)
-            netrc.write_text(
-                "".join(f"machine {h} login {u} password {p}\n" for h, (u, p) in request.credentials.items())
-            )
-            shutil.copy(netrc, work / "home" / ".netrc")
-            env["NETRC"] = str(netrc)
+            env["NETRC"] = str(write_netrc(request.credentials, work / "netrc", work / "home" / ".netrc"))
         return env
 
     # --- resolving -----------------------------------------------------------------------------------
@@ -446,7 +439,9 @@ class CondaCliResolver:
             env = self.environment(request, work, root, explicit)
             cmd = self.command(self.executable(), work / "prefix", root, channels, specs)
             try:
-                done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=work)
+                done = run_tool(
+                    cmd, what=f"{self.tool} create --dry-run", env=env, cwd=work, debug=self.config.debug
+                )
             except OSError as exc:
                 raise self._unavailable(f"running {cmd[0]} failed ({exc})") from None
         return self.interpret(done.returncode, done.stdout, done.stderr, request, channels)

@@ -1,0 +1,69 @@
+"""A resolve stopped from outside (SIGTERM from a supervisor, SIGINT to envcore's process alone) while the conda
+tool works: envcore ends at once, stops the tool, and leaves no file of credentials behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.parametrize(("sent", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_stopped_resolve_stops_the_tool_and_removes_the_credentials(
+    tmp_path: Path, sent: signal.Signals, code: int
+) -> None:
+    """Before: SIGTERM left the netrc files (the password in clear) and the tool running; SIGINT to the process
+    alone waited for the tool to finish."""
+    tool = tmp_path / "conda"
+    started = tmp_path / "started"
+    tool.write_text(
+        f'#!/bin/sh\nif [ "$1" = --version ]; then echo "conda 24.1.0"; exit 0; fi\necho $$ > {started}\nexec sleep 60\n'
+    )
+    tool.chmod(0o755)
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("METAFLOW_")},
+        "METAFLOW_CONDA_DEPENDENCY_RESOLVER": "conda",
+        "METAFLOW_ENVCORE_CONDA_EXE": str(tool),
+        "METAFLOW_CONDA_CHANNELS": "http://alice:S3cretPW@127.0.0.1:9/channel",
+        "METAFLOW_ENVCORE_CACHE_DIR": str(tmp_path / "cache"),
+        "METAFLOW_CONDA_LOCALROOT": str(tmp_path / "store"),
+        "TMPDIR": str(temp),
+    }
+    envcore = Path(sys.executable).with_name("envcore")
+    with subprocess.Popen(
+        [envcore, "resolve", "--conda", "fx-web"],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    ) as proc:
+        deadline = time.monotonic() + 60
+        while not started.exists():
+            assert time.monotonic() < deadline and proc.poll() is None, (
+                proc.stderr.read() if proc.stderr else ""
+            )
+            time.sleep(0.05)
+        assert list(temp.rglob("*netrc"))  # the tool was given the credentials by file
+        proc.send_signal(sent)
+        assert proc.wait(timeout=20) == code
+    assert list(temp.rglob("*netrc")) == []
+    tool_pid = int(started.read_text())
+    deadline = time.monotonic() + 5
+    while _running(tool_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _running(tool_pid), "the tool outlived envcore"
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
