@@ -194,6 +194,8 @@ def locked_packages(data: Mapping[str, Any]) -> list[LockedPackage]:
     cached = []
     for link in actions.get("LINK") or ():
         dist = str(link.get("dist_name") or _stem(_file_name(link))[0])
+        if not dist:
+            raise ValueError(f"a LINK entry names no package: {link!r:.200}")
         rec = link if link.get("url") and (link.get("sha256") or link.get("md5")) else fetch.get(dist)
         if rec is None:
             cached.append(dist)
@@ -318,6 +320,13 @@ class CondaCliResolver:
             f"The {self.tool} resolver cannot run: {what}. It needs {self.supported}. Fix: {self.install_hint}, "
             f"then put `{self.tool}` on PATH or set METAFLOW_{self.setting} to the executable's path; or choose "
             "another resolver with METAFLOW_CONDA_DEPENDENCY_RESOLVER (e.g. rattler, which needs no binary)."
+        )
+
+    def _not_understood(self, what: str) -> ResolutionError:
+        return ResolutionError(
+            f"{self.executable()} answered `create --dry-run --json` in a form envcore does not read ({what}): it is "
+            f"not {self.supported}, or a version that writes another JSON. Point METAFLOW_{self.setting} at "
+            f"{self.tool} itself, or choose another resolver with METAFLOW_CONDA_DEPENDENCY_RESOLVER."
         )
 
     def executable(self) -> str:
@@ -452,7 +461,18 @@ class CondaCliResolver:
         """The packages of a ``create --dry-run --json`` run, or the ResolutionError its failure means."""
         data = json_object(stdout)
         if returncode == 0 and data is not None and data.get("success", True) and data.get("actions"):
-            return locked_packages(data)
+            try:
+                return locked_packages(data)
+            except (KeyError, TypeError, AttributeError, ValueError) as exc:
+                raise self._not_understood(f"{type(exc).__name__}: {exc}") from None
+        if returncode == 0 and data is None:
+            raise self._not_understood(f"not the JSON object it writes: {' '.join(stdout.split())[:200]!r}")
+        if returncode < 0:  # killed by a signal (the OOM killer, a supervisor): no answer at all
+            raise ResolutionError(
+                f"{self.tool} {self._version_text} ({self.executable()}) was stopped by signal {-returncode} while "
+                f"resolving for {request.arch}, before it answered. Check the machine's memory and what stops "
+                f"processes here, then try again. {self._scrub(stderr, request)[-300:]}".rstrip()
+            )
         summary, channel_problem = failure_summary(stdout, stderr)
         summary = self._scrub(summary, request)[:2000].rstrip(" .;")
         where = ", ".join(channels)

@@ -205,3 +205,34 @@ def test_real_conda(universe: Universe) -> None:
     )
     with pytest.raises(ResolutionError, match=r"conda .*fx-core"):
         resolver.resolve(_request(universe, Requirement(category=CONDA, name="fx-core", spec="9.9.9")))
+
+
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        (
+            '{"success": true, "actions": {"LINK": [{"name": "x", "url": "file:///x/x-1-0.conda", "md5": "ab"}]}}',
+            "in a form envcore does not read (KeyError: 'version')",
+        ),
+        ('{"success": true, "actions": {"LINK": "oops"}}', "in a form envcore does not read (AttributeError"),
+        ('{"success": true, "actions": {"LINK": [{"name": "x"}]}}', "a LINK entry names no package"),
+        (
+            "not json at all",
+            "in a form envcore does not read (not the JSON object it writes: 'not json at all')",
+        ),
+        ("@kill -9 $$", "was stopped by signal 9 while resolving"),
+    ],
+)
+def test_output_envcore_cannot_read_is_named_as_such(
+    universe: Universe, tmp_path: Path, output: str, message: str
+) -> None:
+    """Before: 'internal error: KeyError' (exit 3), 'The solver chose  but reported no download URL', or, for
+    output that is no JSON or a killed tool, 'cannot be resolved ... Change the constraint named above'."""
+    tool = tmp_path / "conda"
+    action = output[1:] if output.startswith("@") else f"cat <<'EOF'\n{output}\nEOF"
+    tool.write_text(f'#!/bin/sh\nif [ "$1" = --version ]; then echo "conda 24.1.0"; exit 0; fi\n{action}\n')
+    tool.chmod(0o755)
+    resolver = _resolver(universe, METAFLOW_ENVCORE_CONDA_EXE=str(tool))
+    with pytest.raises(ResolutionError) as caught:
+        resolver.resolve(_request(universe, Requirement(category=CONDA, name="fx-core", spec="")))
+    assert message in caught.value.message and "Change the constraint" not in caught.value.message
