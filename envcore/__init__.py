@@ -15,7 +15,7 @@ from envcore.errors import (
 )
 
 TYPE_CHECKING = False  # not typing's: importing typing costs the no-op `create` a fifth of its time
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 if TYPE_CHECKING:
     from typing import Any

@@ -286,7 +286,7 @@ class Registry:
         return self._build(f"the {extension} package format", entry.plugin, entry.record.factory)
 
     def _origin(self, plugin: str) -> str:
-        """``'s3' (envcore-s3 0.1.0)``: a plugin as messages name it."""
+        """``'s3' (envcore-s3 0.2.0)``: a plugin as messages name it."""
         info = self.plugins.get(plugin)
         return f"{plugin!r} ({info.origin})" if info else repr(plugin)
 

@@ -1,6 +1,6 @@
 """Every public name here becomes ``metaflow.<name>`` (Metaflow's top-level extension point): the flow
 mutators ``resolved_uv`` and ``resolved_req``, and ``FlowAPI`` (the original's name for ``metaflow.Runner``).
-``__mf_extensions__`` and ``__version__`` make Metaflow's version read ``2.19.39+envcore(0.1.0)``."""
+``__mf_extensions__`` and ``__version__`` make Metaflow's version read ``2.19.39+envcore(0.2.0)``."""
 
 import importlib.metadata as _metadata
 
