@@ -168,8 +168,10 @@ class Registry:
         import difflib
 
         close = difflib.get_close_matches(name, list(choices), n=1)
-        ours = {"store": ("storage", ("s3", "gs", "azure")), "resolver": ("backends", _IN_TREE_RESOLVERS)}
-        folder, names = ours.get(kind, ("backends", ()))
+        # envcore's own: stores under storage/, resolvers and installers (rattler, uv) under backends/
+        folder, names = (
+            ("storage", ("s3", "gs", "azure")) if kind == "store" else ("backends", _IN_TREE_RESOLVERS)
+        )
         if blocked:
             hint = (
                 f"The plugin {name!r} is installed but {blocked[0].status} by METAFLOW_ENVCORE_PLUGINS / "
@@ -179,8 +181,9 @@ class Registry:
             hint = f"Did you mean {close[0]!r}? Else install the distribution that provides it"
         elif name in names:
             hint = (
-                f"Install the distribution that provides it (envcore's own is in its repository's {folder}/{name} "
-                "folder; envcore is not published on PyPI, and a project named envcore there is another one)"
+                f"Install the distribution that provides it, envcore-{name} (in envcore's repository's "
+                f"{folder}/{name} folder; envcore is not published on PyPI, and a project named envcore there is "
+                "another one)"
             )
         else:
             hint = "Install the distribution that provides it"

@@ -209,7 +209,13 @@ def test_unknown_resolver_message(monkeypatch: pytest.MonkeyPatch, install_plugi
     missing = build_registry(Config.load())._unknown(
         "resolver", "CONDA_DEPENDENCY_RESOLVER", "poetry", ["uv"]
     )
-    assert "(envcore's own is in its repository's backends/poetry folder;" in missing.message
+    assert (
+        "Install the distribution that provides it, envcore-poetry (in envcore's repository's backends/poetry"
+        in (missing.message)
+    )
+    # an installer too (before: no hint, as its kind was neither 'store' nor 'resolver')
+    missing = build_registry(Config.load())._unknown("pypi installer", "CONDA_PYPI_INSTALLER", "uv", [])
+    assert "envcore-uv (in envcore's repository's backends/uv folder" in missing.message
 
 
 def test_none_resolver_refuses_mode(monkeypatch: pytest.MonkeyPatch) -> None:
