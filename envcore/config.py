@@ -497,6 +497,14 @@ def parsed_url(text: str) -> SplitResult | None:
         parts.port  # noqa: B018  (raises ValueError for a bad host or port)
     except ValueError:
         return None
+    bracketed = re.search(r"\[([^\]]*)\]", parts.netloc.rpartition("@")[2])
+    if bracketed:  # checked by urlsplit from Python 3.11.4 only
+        import ipaddress
+
+        try:
+            ipaddress.IPv6Address(bracketed[1].partition("%")[0])
+        except ValueError:
+            return None
     return parts
 
 
