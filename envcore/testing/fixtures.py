@@ -10,7 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
+try:
+    import pytest
+except ImportError as missing:  # the kit is a pytest plugin and pytest test classes
+    raise ImportError(
+        "envcore.testing.fixtures runs under pytest, which is not installed here: install envcore with its testing "
+        "extra (envcore[testing]) or pytest>=8."
+    ) from missing
 
 from envcore.config import Config
 from envcore.testing.channel import Universe, build_universe

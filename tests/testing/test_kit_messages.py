@@ -204,3 +204,10 @@ def test_a_resolver_that_keeps_per_call_state_fails_the_thread_check(tmp_path: P
     out = run_author_tests(tmp_path, tests, "-k", "test_calls_from_threads or test_same_request")
     assert "1 failed, 1 passed" in out.stdout, out.stdout[-3000:]
     assert "calls made at once from threads must answer as the same calls one by one" in out.stdout
+
+
+def test_the_kit_without_pytest_says_what_to_install() -> None:
+    """Before: a bare "No module named 'pytest'"."""
+    code = "import sys; sys.modules['pytest'] = None; import envcore.testing.conformance"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode != 0 and "install envcore with its testing extra (envcore[testing])" in done.stderr
