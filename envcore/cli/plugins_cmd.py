@@ -23,6 +23,29 @@ def _resolver_checks(app: App) -> dict[str, dict[str, Any]]:
     return checks
 
 
+def _selection_problems(app: App) -> list[str]:
+    """What the configuration selects and cannot be built here: a resolver, installer, store or naming scheme
+    that no installed plugin provides (or a store without its root). A resolver set to ``none`` is a choice."""
+    from envcore.plugins import RESOLVER_SETTINGS
+    from envcore.types import PackageKind
+
+    registry = app.registry
+    attempts: list[Any] = [
+        lambda env_type=env_type: registry.resolver_plugin(env_type)
+        for env_type, setting in RESOLVER_SETTINGS.items()
+        if str(app.config.get(setting)) != "none"
+    ]
+    attempts += [lambda kind=kind: registry.installer(kind) for kind in PackageKind]
+    attempts += [registry.store, registry.naming]
+    problems = []
+    for attempt in attempts:
+        try:
+            attempt()
+        except EnvcoreError as exc:
+            problems.append(exc.message)
+    return list(dict.fromkeys(problems))
+
+
 def _selected(app: App) -> dict[str, str]:
     from envcore.plugins import INSTALLER_SETTINGS, RESOLVER_SETTINGS
 
@@ -32,12 +55,18 @@ def _selected(app: App) -> dict[str, str]:
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.option("--check", is_flag=True, help="Also check that each resolver can run here, and why not.")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Also check that each resolver can run here, and why not, and that every backend the configuration "
+    "selects is installed (exit 1 if not).",
+)
 @click.pass_obj
 def plugins(app: App, as_json: bool, check: bool) -> None:
     """List installed plugins: name, distribution, version, status and the backends they provide."""
     registry = app.registry
     checks = _resolver_checks(app) if check else {}
+    problems = _selection_problems(app) if check else []
     rows = [
         {
             "name": p.name,
@@ -54,7 +83,10 @@ def plugins(app: App, as_json: bool, check: bool) -> None:
         payload: dict[str, Any] = {"plugins": rows, "selected": _selected(app)}
         if check:
             payload["resolvers"] = checks
+            payload["selection_problems"] = problems
         click.echo(json.dumps(payload, indent=2))
+        if problems:
+            raise click.exceptions.Exit(1)
         return
     width = max([16, *(len(str(row["name"])) for row in rows)])  # a module path can be a long name
     for row in rows:
@@ -78,3 +110,7 @@ def plugins(app: App, as_json: bool, check: bool) -> None:
                 else f"unavailable: {result['reason']}"
             )
             click.echo(f"resolver {name:<12} {state}")
+        for problem in problems:
+            click.echo(f"selected backend missing: {problem}")
+        if problems:
+            raise click.exceptions.Exit(1)

@@ -300,3 +300,14 @@ def test_start_up_objects_are_frozen_and_collection_is_on_when_the_command_runs(
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.split() == ["True", "True"]
+
+
+def test_plugins_check_names_a_selected_backend_that_is_not_installed(tmp_path: Path) -> None:
+    """Before, `plugins --check` listed METAFLOW_DEFAULT_DATASTORE = nope as a plain value and exited 0."""
+    env = {"METAFLOW_ENVCORE_CACHE_DIR": str(tmp_path)}
+    assert envcore("plugins", "--check", env=env).returncode == 0
+    out = envcore("plugins", "--check", env={**env, "METAFLOW_DEFAULT_DATASTORE": "nope"})
+    assert out.returncode == 1
+    assert 'selected backend missing: `METAFLOW_DEFAULT_DATASTORE` is "nope"' in out.stdout
+    as_json = envcore("plugins", "--check", "--json", env={**env, "METAFLOW_DEFAULT_DATASTORE": "nope"})
+    assert as_json.returncode == 1 and "no store named 'nope'" in as_json.stdout
