@@ -71,3 +71,25 @@ def test_markers_are_evaluated_for_the_target_by_every_pypi_resolver(run: Run, a
             for resolver in ("uv", "pip")
         }
         assert ids["pip"] == ids["uv"] and len(ids["uv"]) == 1, (args, ids)
+
+
+def test_pip_names_the_conflict_and_the_requirement(run: Run) -> None:
+    """Before: 'Cannot install -r /tmp/envcore-pip-XXXX/requirements.in (line 1) because these package versions
+    have conflicting dependencies', naming no package and a file gone by then."""
+    out = run(
+        "resolve",
+        "--conda",
+        "fx-core==1.0.0",
+        "--pypi",
+        "fx-extras==0.4.0",
+        "--dry-run",
+        check=False,
+        METAFLOW_CONDA_PYPI_DEPENDENCY_RESOLVER="pip",
+    )
+    message = " ".join(out.stderr.split())
+    assert out.returncode != 0 and "requirements.in" not in message
+    assert (
+        "Cannot install fx-extras==0.4.0 because these package versions have conflicting dependencies"
+        in message
+    )
+    assert "The conflict is caused by: fx-extras 0.4.0 depends on fx-core>=1.1" in message

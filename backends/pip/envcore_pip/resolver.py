@@ -11,8 +11,10 @@ interpreter this plugin is installed in, so the result depends only on the reque
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -105,8 +107,8 @@ class PipResolver:
                 )
                 raise ResolutionError(
                     f"The PyPI requirements cannot be resolved for {request.arch} (python {request.python_version}) "
-                    f"with pip: {_pip_error(done.stderr)}. Change the requirement named above, or check the index."
-                    + hint
+                    f"with pip: {_pip_error(done.stderr, done.stdout, work / 'requirements.in')}. Change the "
+                    "requirement named above, or check the index." + hint
                 )
             report = json.loads((work / "report.json").read_text())
         return self._packages(request, report, set(provided))
@@ -132,7 +134,6 @@ class PipResolver:
             "--isolated",
             "--dry-run",
             "--ignore-installed",
-            "--quiet",
             "--report",
             str(work / "report.json"),
             "--target",
@@ -250,6 +251,31 @@ def resolves_as_this_interpreter(request: ResolveRequest) -> bool:
     return wanted is None or host == f"glibc {wanted[0]}.{wanted[1]}"
 
 
-def _pip_error(stderr: str) -> str:
-    lines = [line.strip() for line in redact_text(stderr).splitlines() if line.strip().startswith("ERROR")]
-    return tail("\n".join(lines) or redact_text(stderr), lines=6)
+def _pip_error(stderr: str, stdout: str = "", requirements: Path | None = None) -> str:
+    """pip's reason, for a person: its ERROR lines, the requirement each ``-r FILE (line N)`` stands for, the
+    conflict's causes (printed to stdout), and the last warning about an index it could not reach."""
+    lines = [line.strip() for line in redact_text(stderr).splitlines()]
+    errors = [line.removeprefix("ERROR: ") for line in lines if line.startswith("ERROR")]
+    written = requirements.read_text().splitlines() if requirements and requirements.exists() else []
+
+    def requirement(found: re.Match[str]) -> str:
+        number = int(found[1]) - 1
+        return written[number].strip() if 0 <= number < len(written) else found[0]
+
+    errors = [re.sub(r"-r \S+ \(line (\d+)\)", requirement, e) for e in errors]
+    out = redact_text(stdout).splitlines()
+    start = next((i for i, line in enumerate(out) if line.startswith("The conflict is caused by")), None)
+    if start is not None:
+        causes = [line.strip() for line in itertools.takewhile(str.strip, out[start + 1 :])]
+        errors = [e for e in errors if not e.startswith("ResolutionImpossible")]
+        errors.append(
+            f"The conflict is caused by: {'; '.join(causes)} (a constraint is what the conda side installs)"
+        )
+    unreachable = [
+        line
+        for line in lines
+        if line.startswith("WARNING") and ("Retrying" in line or "Could not fetch" in line)
+    ]
+    if unreachable:
+        errors.append(unreachable[-1].removeprefix("WARNING: "))
+    return tail("\n".join(errors) or redact_text(stderr), lines=8)
