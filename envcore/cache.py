@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -138,13 +139,14 @@ def cache_environment(
         task.advance()
         return pkg, uploaded, present
 
+    started = time.monotonic()
     with show.task(f"Caching packages in {store.url}", len(env.packages), lambda _: "") as task:
         results = in_parallel(ensure, env.packages)
     stored = replace(env, packages=tuple(p for p, _, _ in results))
     uploaded = sum(u for _, u, _ in results)
     present = sum(p for _, _, p in results)
     show(
-        f"Caching {uploaded} item(s) to {store.url}"
+        f"Caching {uploaded} item(s) to {store.url} ... done in {time.monotonic() - started:.2f} seconds."
         if uploaded
         else f"All packages already cached in {store.url}."
     )

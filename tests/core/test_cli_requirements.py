@@ -619,3 +619,14 @@ def test_an_index_that_refuses_the_credentials_is_named(
     out = envcore("resolve", "--dry-run", "--conda", f"{wrong}::fx-core", env=cli_env)
     message = " ".join(out.stderr.split())
     assert "401 Unauthorized" in message and "Check the channel's credentials" in message
+
+
+def test_the_caching_line_says_how_long_it_took(cli_env: dict[str, str]) -> None:
+    """Every phase line carries its time; caching said only 'Caching 2 item(s) to file:///...'."""
+    import re
+
+    out = envcore("resolve", "--conda", "fx-web", env=cli_env)
+    assert out.returncode == 0, out.stderr
+    assert re.search(r"Caching \d+ item\(s\) to \S+ \.\.\. done in \d+\.\d\d seconds\.", out.stderr), (
+        out.stderr
+    )
