@@ -203,12 +203,20 @@ def as_progress(progress: Progress | Callable[[str], None] | None) -> Progress:
     return Progress(progress) if progress is not None else Progress()
 
 
+def _draws_bars() -> bool:
+    """A terminal that can redraw a bar in place and has room for its count: not ``TERM=dumb`` (no cursor
+    control) nor narrower than 40 columns (the bar would drop its count and bytes)."""
+    import shutil
+
+    return os.environ.get("TERM") != "dumb" and shutil.get_terminal_size((100, 24)).columns >= 40
+
+
 def for_terminal(*, quiet: bool, stream: TextIO | None = None) -> Progress:
     """What a CLI shows: live bars on a terminal, one line per notice and finished task elsewhere."""
     stream = stream or sys.stderr
     if quiet:
         return Progress()
-    if stream.isatty():
+    if stream.isatty() and _draws_bars():
         return TerminalProgress(stream)
 
     def line(message: str) -> None:

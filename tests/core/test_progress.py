@@ -9,6 +9,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from envcore.progress import Progress, TerminalProgress, as_progress, for_terminal
 
 from ..conftest import ENVCORE, env_ids
@@ -19,6 +21,27 @@ Run = Callable[..., subprocess.CompletedProcess[str]]
 class FakeTerminal(io.StringIO):
     def isatty(self) -> bool:
         return True
+
+
+@pytest.fixture(autouse=True)
+def _a_capable_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bars are drawn on a terminal that can redraw them: whatever TERM and COLUMNS the tests run with."""
+    monkeypatch.setenv("TERM", "xterm")
+    monkeypatch.setenv("COLUMNS", "100")
+
+
+@pytest.mark.parametrize("variable", [("TERM", "dumb"), ("COLUMNS", "20")])
+def test_a_terminal_that_cannot_redraw_a_bar_gets_lines(
+    monkeypatch: pytest.MonkeyPatch, variable: tuple[str, str]
+) -> None:
+    """Before: TERM=dumb got carriage-return bars, and 20 columns a bar cut to 'Fetching package' (no count)."""
+    monkeypatch.setenv(*variable)
+    out = FakeTerminal()
+    progress = for_terminal(quiet=False, stream=out)
+    with progress.task("Fetching packages", 2) as task:
+        task.advance(2)
+    assert not isinstance(progress, TerminalProgress)
+    assert out.getvalue() == "" or "\r" not in out.getvalue()
 
 
 def test_terminal_shows_a_live_bar_then_the_summary() -> None:
@@ -104,7 +127,11 @@ def _stderr_on_a_terminal(args: list[str], env: dict[str, str]) -> tuple[int, st
     primary, secondary = os.openpty()
     try:
         done = subprocess.run(
-            [ENVCORE, *args], env=env, stdout=subprocess.PIPE, stderr=secondary, timeout=300
+            [ENVCORE, *args],
+            env={**{k: v for k, v in env.items() if k != "COLUMNS"}, "TERM": "xterm"},
+            stdout=subprocess.PIPE,
+            stderr=secondary,
+            timeout=300,
         )
     finally:
         os.close(secondary)
