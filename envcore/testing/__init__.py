@@ -9,3 +9,11 @@ except ImportError:  # envcore.testing.channel and friends also run without pyte
     pass
 else:
     pytest.register_assert_rewrite("envcore.testing.conformance")
+
+
+def kit_needs_pytest(module: str) -> str:
+    """What the kit's pytest modules say when pytest is not installed."""
+    return (
+        f"{module} runs under pytest, which is not installed here: install envcore with its testing extra "
+        "(envcore[testing]) or pytest>=8."
+    )

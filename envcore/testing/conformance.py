@@ -30,13 +30,12 @@ from dataclasses import replace
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from envcore.testing import kit_needs_pytest
+
 try:
     import pytest
 except ImportError as missing:  # the kit is a pytest plugin and pytest test classes
-    raise ImportError(
-        "envcore.testing.conformance runs under pytest, which is not installed here: install envcore with its testing "
-        "extra (envcore[testing]) or pytest>=8."
-    ) from missing
+    raise ImportError(kit_needs_pytest(__name__)) from missing
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 

@@ -10,13 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from envcore.testing import kit_needs_pytest
+
 try:
     import pytest
 except ImportError as missing:  # the kit is a pytest plugin and pytest test classes
-    raise ImportError(
-        "envcore.testing.fixtures runs under pytest, which is not installed here: install envcore with its testing "
-        "extra (envcore[testing]) or pytest>=8."
-    ) from missing
+    raise ImportError(kit_needs_pytest(__name__)) from missing
 
 from envcore.config import Config
 from envcore.testing.channel import Universe, build_universe

@@ -15,13 +15,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from envcore.testing import kit_needs_pytest
+
 try:
     import pytest
 except ImportError as missing:  # the kit is a pytest plugin and pytest test classes
-    raise ImportError(
-        "envcore.testing.robustness runs under pytest, which is not installed here: install envcore with its testing "
-        "extra (envcore[testing]) or pytest>=8."
-    ) from missing
+    raise ImportError(kit_needs_pytest(__name__)) from missing
 
 from envcore.errors import StorageError
 from envcore.types import Store
