@@ -190,6 +190,13 @@ class CondaLockResolver:
             "METAFLOW_CONDA_MIXED_DEPENDENCY_RESOLVER=rattler-uv (needs no binary)."
         )
 
+    @staticmethod
+    def _conda_lock_unavailable(what: str) -> BackendUnavailable:
+        return BackendUnavailable(
+            f"The conda-lock resolver cannot run: {what}. Point METAFLOW_ENVCORE_CONDA_LOCK_EXE at a conda-lock "
+            "executable, or unset it to use the conda-lock installed with envcore-conda-lock."
+        )
+
     def _find(self, setting: str, names: Iterable[str]) -> str | None:
         return find_executable(self.config, setting, names, self._unavailable)
 
@@ -232,7 +239,7 @@ class CondaLockResolver:
         """The conda-lock command prefix and its version."""
         if self._conda_lock is not None:
             return self._conda_lock
-        exe = self._find("ENVCORE_CONDA_LOCK_EXE", ())
+        exe = find_executable(self.config, "ENVCORE_CONDA_LOCK_EXE", (), self._conda_lock_unavailable)
         if exe is None:
             if importlib.util.find_spec("conda_lock") is None:
                 raise BackendUnavailable(
@@ -245,8 +252,8 @@ class CondaLockResolver:
             )
             return self._conda_lock
         done = run_tool([exe, "--version"], what="conda-lock", env=self._base_env(), timeout=120)
-        found = _VERSION.search(done.stdout) if done.returncode == 0 else None
-        if found is None:
+        found = _VERSION.search(done.stdout) if done.returncode == 0 and "conda-lock" in done.stdout else None
+        if found is None:  # a conda-lock says "conda-lock, version X"; conda says "conda X"
             raise BackendUnavailable(
                 f"`{exe} --version` (METAFLOW_ENVCORE_CONDA_LOCK_EXE) did not report a conda-lock version "
                 f"({tail(done.stdout + done.stderr, 2)!r}). Point it at a conda-lock executable, or unset it to use "

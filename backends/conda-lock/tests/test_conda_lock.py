@@ -324,3 +324,21 @@ def test_an_environment_is_extended_keeping_its_packages_at_their_builds(
     request = _request(universe, wheel_index.http_url, ("fx-core==1.1.0 py_0", "fx-http"))
     found = _versions(resolver.resolve(request))
     assert found["fx-core"] == ("1.1.0", "conda") and "fx-http" in found
+
+
+@pytest.mark.parametrize("given", ["folder", "conda"])
+def test_a_conda_lock_setting_that_names_no_conda_lock_is_named(
+    universe: Universe, tmp_path: Path, given: str
+) -> None:
+    """Before: a folder got the conda binary's fix (install micromamba ...), and a script printing 'conda 24.1.0'
+    was taken for conda-lock 24.1.0."""
+    exe = tmp_path
+    if given == "conda":
+        exe = tmp_path / "conda"
+        exe.write_text('#!/bin/sh\necho "conda 24.1.0"\n')
+        exe.chmod(0o755)
+    resolver = _resolver(universe, METAFLOW_ENVCORE_CONDA_LOCK_EXE=str(exe))
+    with pytest.raises(BackendUnavailable) as caught:
+        resolver.conda_lock()  # type: ignore[attr-defined]
+    message = caught.value.message
+    assert "Point" in message and "at a conda-lock executable" in message and "micromamba" not in message
