@@ -252,7 +252,11 @@ class CondaLockResolver:
             )
             return self._conda_lock
         done = run_tool([exe, "--version"], what="conda-lock", env=self._base_env(), timeout=120)
-        found = _VERSION.search(done.stdout) if done.returncode == 0 and "conda-lock" in done.stdout else None
+        found = (
+            _VERSION.search(done.stdout)
+            if done.returncode == 0 and re.search(r"conda[-_]lock", done.stdout)
+            else None
+        )
         if found is None:  # a conda-lock says "conda-lock, version X"; conda says "conda X"
             raise BackendUnavailable(
                 f"`{exe} --version` (METAFLOW_ENVCORE_CONDA_LOCK_EXE) did not report a conda-lock version "
