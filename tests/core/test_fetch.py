@@ -158,8 +158,19 @@ def test_a_process_that_does_not_end_through_os_exit_does_not_wait_for_transfers
     """The Metaflow launcher ends as Python does: it joined every transfer under way (a thread pool's workers
     are joined at exit), so Ctrl-C took as long as the largest file in flight."""
     started = time.monotonic()
-    with subprocess.Popen([sys.executable, "-c", LIBRARY_USER], stdout=subprocess.PIPE, text=True) as proc:
+    with subprocess.Popen(
+        [sys.executable, "-c", LIBRARY_USER],
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=_ctrl_c_as_in_a_terminal,
+    ) as proc:
         assert proc.stdout is not None and proc.stdout.readline() == "started\n"
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=30)
     assert code != 0 and time.monotonic() - started < 20
+
+
+def _ctrl_c_as_in_a_terminal() -> None:
+    """SIGINT as a foreground process gets it: a test suite started in the background (``make test &``) runs
+    with SIGINT ignored, which its children inherit, and Python then installs no KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -43,6 +43,7 @@ def test_a_stopped_resolve_stops_the_tool_and_removes_the_credentials(
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as in a terminal (not ignored)
     ) as proc:
         deadline = time.monotonic() + 60
         while not started.exists():
