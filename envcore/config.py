@@ -518,6 +518,9 @@ def redact_url(url: str) -> str:
     except ValueError:  # e.g. a bracketed host that is no IPv6 address
         return re.sub(r"(//)[^/?#]*@", r"\1", url)
     host = parts.hostname or ""
+    given = parts.netloc.rpartition("@")[2]
+    if given.startswith("[") and ":" not in host:  # a bracketed host Python < 3.11.4 accepts ([zz]): as given
+        return parts._replace(netloc=given).geturl()
     host = f"[{host}]" if ":" in host else host  # IPv6
     try:
         netloc = f"{host}:{parts.port}" if parts.port else host
