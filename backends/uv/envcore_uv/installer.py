@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -90,6 +91,9 @@ class UvInstaller:
         from envcore_uv.resolver import index_args
 
         version = ".".join((request.python_version or "").split(".")[:2])
+        # this interpreter when it is that version: uv would search PATH, where a pyenv shim of a version pyenv
+        # does not select fails the build ("python3.10: command not found")
+        this = f"{sys.version_info[0]}.{sys.version_info[1]}"
         stderr, wheel = pypi.build_one_wheel(
             [
                 uv_executable(self.config),
@@ -98,7 +102,7 @@ class UvInstaller:
                 "--no-config",
                 "--quiet",
                 "--python",
-                version,
+                sys.executable if version == this else version,
                 "--cache-dir",
                 str(self.cache_dir),
                 "--out-dir",
