@@ -66,13 +66,23 @@ def safe_members(tar: tarfile.TarFile, archive: Path) -> Iterator[tarfile.TarInf
         yield member
 
 
+# the stdlib's extraction filters: Python 3.10.12 and 3.11.4 on (before, safe_members is the only guard)
+_HAS_FILTERS = hasattr(tarfile, "data_filter")
+_FILTER_ERRORS: tuple[type[Exception], ...] = (tarfile.FilterError,) if _HAS_FILTERS else ()
+
+
 def extract_tar(tar: tarfile.TarFile, archive: Path, dest: Path) -> list[tarfile.TarInfo]:
     """Extract a (possibly streamed) tar into ``dest`` after checking each member; returns the members."""
     members = []
     for member in safe_members(tar, archive):
         try:
-            tar.extract(member, dest, filter="data")  # the stdlib's own guard, as a second line of defence
-        except tarfile.FilterError as exc:
+            if _HAS_FILTERS:
+                tar.extract(
+                    member, dest, filter="data"
+                )  # the stdlib's own guard, as a second line of defence
+            else:
+                tar.extract(member, dest)
+        except _FILTER_ERRORS as exc:
             raise hostile(archive, str(exc)) from None
         members.append(member)
     return members

@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -375,10 +376,10 @@ def test_verify_unpacks_anew_what_an_edit_in_a_prefix_changed_in_the_caches(
     (ref,) = env_ids(run("resolve", *REQUEST).stdout)
     run("create", ref, "--name", "edited")
     envs = world["a"] / "cache" / "envs"
-    site = Path("lib") / "python3.11" / "site-packages"
+    site = Path("lib") / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
     edited = [
         site / "fx_extras" / "__init__.py",
-        Path("lib") / "python3.11" / "os.py",
+        Path("lib") / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "os.py",
     ]  # from a wheel; python's
     for relative in edited:
         with open(envs / "edited" / relative, "a") as fh:
@@ -395,7 +396,7 @@ def test_verify_unpacks_anew_what_an_edit_in_a_prefix_changed_in_the_caches(
     run("create", ref, "--name", "verified", "--verify")
     assert edits("verified") == []
     assert {f: f.stat().st_ino for f in untouched} == untouched  # undamaged copies are kept
-    (python_os,) = unpacked.glob("python-*/lib/python3.11/os.py")
+    (python_os,) = unpacked.glob(f"python-*/lib/python{sys.version_info[0]}.{sys.version_info[1]}/os.py")
     before = python_os.stat().st_ino
     run(
         "create", ref, "--name", "verified-again", "--verify"

@@ -53,7 +53,7 @@ def assert_one_clean_paragraph(message: str) -> None:
     [
         (("fx-nope", ""), "fx-nope *"),
         (("fx-core", ">=9"), "fx-core >=9"),
-        (("python", "3.10.*"), "python 3.10.*"),
+        (("python", "3.9.*"), "python 3.9.*"),
     ],
 )
 def test_a_missing_package_is_named_once_with_one_period(
