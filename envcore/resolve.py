@@ -16,9 +16,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING
-from urllib.parse import SplitResult, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
-from envcore.config import TOKEN_LIKE_PATH, Config, conda_token, redact_channel, redact_text, redact_url
+from envcore.config import (
+    TOKEN_LIKE_PATH,
+    Config,
+    conda_token,
+    parsed_url,
+    redact_channel,
+    redact_text,
+    redact_url,
+)
 from envcore.errors import ConfigError, EnvcoreError, ResolutionError, SpecError, UsageError
 from envcore.platforms import local_arch as local_arch
 from envcore.plugins import RESOLVER_SETTINGS, Registry
@@ -354,7 +362,7 @@ def _refuse_credentials_for_another_port(sources: Sequence[str], given_by: Mappi
         holder = given_by.get(parts.hostname or "")
         if holder is None or parts.username or conda_token(source):
             continue
-        if _port(parts) != _port(urlsplit(holder)):
+        if _port(source) != _port(holder):
             raise ConfigError(
                 f"The source {redact_text(holder)} carries credentials and {redact_text(source)}, on the same host "
                 "at another port, none. Resolvers and the tools they drive get credentials per host (as from a "
@@ -364,11 +372,10 @@ def _refuse_credentials_for_another_port(sources: Sequence[str], given_by: Mappi
             )
 
 
-def _port(parts: SplitResult) -> int | None:
-    try:
-        return parts.port or {"http": 80, "https": 443}.get(parts.scheme)
-    except ValueError:
-        return None
+def _port(url: str) -> int | None:
+    """The port ``url`` reaches (the scheme's default when it names none); None for a URL that does not parse."""
+    parts = parsed_url(url)
+    return None if parts is None else parts.port or {"http": 80, "https": 443}.get(parts.scheme)
 
 
 # Public indexes and channels never need credentials: no keyring lookup (its backend discovery costs ~0.2 s).
