@@ -170,6 +170,7 @@ def says_disk_full(text: str) -> bool:
 
 
 def tail(text: str, lines: int = 12) -> str:
-    """The last lines of a tool's output, folded into one line for a one-paragraph error."""
+    """The last lines of a tool's output, folded into one line for a one-paragraph error, without the final full
+    stop (the sentence it is put in has one)."""
     kept = [line.strip() for line in text.strip().splitlines() if line.strip()][-lines:]
-    return " ".join(kept)
+    return " ".join(kept).rstrip(". ")

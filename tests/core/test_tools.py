@@ -10,7 +10,7 @@ import pytest
 
 from envcore.config import CORE_SETTINGS, Config
 from envcore.errors import BackendUnavailable
-from envcore.tools import find_executable, run_remembered
+from envcore.tools import find_executable, run_remembered, tail
 from envcore.types import Setting
 
 
@@ -85,3 +85,9 @@ def test_failures_and_unwritable_caches_are_not_remembered(tmp_path: Path) -> No
     for _ in range(2):
         assert run_remembered([tool, "--version"], blocked, what="tool").stdout == "tool 1.0\n"
     assert log.read_text().count("run") == 4
+
+
+def test_a_tools_last_lines_fold_into_a_sentence_without_its_full_stop() -> None:
+    output = "Resolving...\n\n  error: no solution found\n  cause: fx-core was not found.\n"
+    assert tail(output, 2) == "error: no solution found cause: fx-core was not found"
+    assert f"uv failed: {tail(output, 1)}. Fix it." == "uv failed: cause: fx-core was not found. Fix it."

@@ -189,7 +189,7 @@ class PoetryResolver:
         if done.returncode != 0:
             raise ResolutionError(
                 f"The PyPI requirements cannot be resolved for {request.arch} (python {request.python_version}) with "
-                f"poetry: {_poetry_error(done.stderr or done.stdout)} Change the requirement named above, or check "
+                f"poetry: {_poetry_error(done.stderr or done.stdout)}. Change the requirement named above, or check "
                 "the index and options."
             )
         lock = tomllib.loads((project / "poetry.lock").read_text())
@@ -224,7 +224,8 @@ class PoetryResolver:
             else:
                 raise ResolutionError(
                     f"{name} {version} comes from a {kind} source, which envcore cannot lock as a file with a hash. "
-                    "Request it from an index, or as a direct URL to a wheel."
+                    "Request it from an index or as a direct URL to a wheel, or select a PyPI resolver that builds "
+                    "directories and git repositories: METAFLOW_CONDA_PYPI_DEPENDENCY_RESOLVER=uv (or pip)."
                 )
             usable = [f for f in urls if f in hashes or kind in ("url", "file")]
             best = pypi.best_wheel(usable, tags)
@@ -381,4 +382,4 @@ def _poetry_error(text: str) -> str:
         lines = lines[start:]
     message = " ".join(lines[:12]) if start is not None else tail("\n".join(lines), lines=8)
     message = message.replace(f"{ROOT} depends on", "the request depends on").replace(ROOT, "the request")
-    return message if message.endswith(".") else message + "."
+    return message.rstrip(". ")

@@ -297,4 +297,4 @@ def _uv_error(stderr: str) -> str:
     text = redact_text(stderr)
     box_drawing = " \u00d7\u2570\u2500\u25b6\u2502"  # uv decorates its errors with these
     lines = [line.strip(box_drawing) for line in text.splitlines()]
-    return tail("\n".join(line for line in lines if line and not _NOISE.match(line)), lines=8).rstrip(".")
+    return tail("\n".join(line for line in lines if line and not _NOISE.match(line)), lines=8)
