@@ -296,13 +296,15 @@ class Environments:
 
     # --- looking up ---------------------------------------------------------------------------------
 
-    def from_store(self, arch: str, req_id: str, full_id: str) -> ResolvedEnvironment:
+    def from_store(self, arch: str, req_id: str, full_id: str, *, named: str = "") -> ResolvedEnvironment:
+        """The description of ``req_id:full_id`` for ``arch`` in the store; ``named``: the alias it was
+        looked up by, which a missing environment's error names."""
         key = naming.env_key(arch, req_id, full_id, envs_dirname=str(self.config.get("CONDA_ENVS_DIRNAME")))
         try:
             with self.store.open(key) as fh:
                 raw = fh.read()
         except MissingObject:
-            raise self._missing(arch, req_id, full_id) from None
+            raise self._missing(arch, req_id, full_id, named) from None
         where = f"{self.store.url}/{key}"
         env = description.loads(raw, req_id=req_id, full_id=full_id, arch=arch, where=where)
         self._check_full_id(env, where)
@@ -330,9 +332,10 @@ class Environments:
                 "restore it from a backup)."
             )
 
-    def _missing(self, arch: str, req_id: str, full_id: str) -> StorageError:
+    def _missing(self, arch: str, req_id: str, full_id: str, named: str = "") -> StorageError:
         """Why the store lacks ``req_id:full_id`` for ``arch``: it holds it for other archs only, or not at all."""
         envs_dirname = str(self.config.get("CONDA_ENVS_DIRNAME"))
+        what = f"Environment {req_id}:{full_id}" + (f" (which {named!r} refers to)" if named else "")
         others = [
             a
             for a in resolve.KNOWN_ARCHS
@@ -341,15 +344,15 @@ class Environments:
         ]
         if others:
             return StorageError(
-                f"Environment {req_id}:{full_id} is not available for {arch} in the store ({self.store.url}), "
+                f"{what} is not available for {arch} in the store ({self.store.url}), "
                 f"only for {', '.join(others)}. Resolve its requirements for {arch} (envcore resolve --from "
                 f"{req_id}:{full_id} --arch {arch}), or use it for one of those architectures (show and get take "
                 f"--arch {others[0]}; create runs on a machine of that architecture)."
             )
         return StorageError(
-            f"Environment {req_id}:{full_id} is not available in the store ({self.store.url}) for any "
-            "architecture. Check the ids (envcore show NAME prints those of a named environment) and the store "
-            "settings (METAFLOW_DEFAULT_DATASTORE and its root)."
+            f"{what} is not available in the store ({self.store.url}) for any architecture. Check the ids "
+            "(envcore show NAME prints those of a named environment) and the store settings "
+            "(METAFLOW_DEFAULT_DATASTORE and its root, METAFLOW_CONDA_ENVS_DIRNAME)."
         )
 
     @cached_property
@@ -365,12 +368,13 @@ class Environments:
         """An environment by alias (``name[:tag]``, ``REQ_ID:FULL_ID``, ``step:Flow/Run/Step``): local record
         first, then the store."""
         req_id, full_id = self.aliases.resolve(ref)
-        if ref.strip() != f"{req_id}:{full_id}":
-            self._references[(req_id, full_id)] = ref.strip()
+        named = "" if ref.strip() == f"{req_id}:{full_id}" else ref.strip()
+        if named:
+            self._references[(req_id, full_id)] = named
         local = self.record.environment(arch, req_id, full_id)
         if local is not None:
             return local
-        env = self.from_store(arch, req_id, full_id)
+        env = self.from_store(arch, req_id, full_id, named=named)
         self.record.add(env, set_default=False)
         return env
 
@@ -383,7 +387,9 @@ class Environments:
         return store is not None and store.stat(key) is not None
 
     def alias(self, target: str, names: Sequence[str]) -> list[tuple[str, bool]]:
-        """Give the environment ``target`` (any alias form) each of ``names``; [(alias, changed)]."""
+        """Give the environment ``target`` (any alias form) each of ``names``; [(alias, changed)]. Every name
+        is checked before any is written, and the environment is cached in the store first when only this
+        machine's record has it (an alias in a store must name an environment that store holds)."""
         parsed = [naming.parse_alias(n) for n in names]
         for alias in parsed:
             self.aliases.check_writable(alias)
@@ -393,7 +399,31 @@ class Environments:
                 f"Environment {target!r} does not refer to a known environment ({ref[0]}:{ref[1]} is neither "
                 "recorded locally nor in the store). Resolve it first."
             )
+        self.refuse_bound_aliases(parsed, ref, then="No alias was written.")
+        if self._store_or_none() is not None:
+            for env in self.record.environments():
+                if (env.req_id, env.full_id) == ref:
+                    self.ensure_stored(env)
         return [(a.display, self.aliases.write(a, ref)) for a in parsed]
+
+    def refuse_bound_aliases(
+        self, wanted: Sequence[naming.Alias], ref: tuple[str, str], *, then: str
+    ) -> None:
+        """Refuse, before anything is written, an immutable alias bound to another environment than ``ref``;
+        ``then`` says what was not done."""
+        for alias in wanted:
+            current = None if alias.mutable else self.aliases.lookup(alias)
+            if current is not None and current != ref:
+                what = (
+                    "another resolution of these requirements"
+                    if current[0] == ref[0]
+                    else "an environment of other requirements"
+                )
+                raise AliasError(
+                    f"Alias {alias.display!r} is not mutable and already refers to {current[0]}:{current[1]}, "
+                    f"{what} than {ref[0]}:{ref[1]}. Choose a new tag, or one of the mutable tags latest, "
+                    f"candidate, stable. {then}"
+                )
 
     def aliases_of(self, req_id: str, full_id: str) -> tuple[list[str], list[str]]:
         """(immutable, mutable) alias paths of an environment: those the local record knows, and in the store

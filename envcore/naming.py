@@ -106,6 +106,12 @@ def is_env_id(text: str) -> bool:
     return bool(_ID.fullmatch(text))
 
 
+# Aliases become folders and file names (at most 255 bytes each on most file systems) and store keys (at most
+# 1,024 bytes on S3, with the envs folder and the caches' roots before them): generous limits within both.
+MAX_ALIAS_PART = 100
+MAX_ALIAS_LENGTH = 255
+
+
 def parse_alias(text: str) -> Alias:
     """Parse and validate an environment reference; raise :class:`AliasError` with the fix on bad input."""
     raw = text.strip()
@@ -140,7 +146,14 @@ def parse_alias(text: str) -> Alias:
             f"Invalid environment alias {text!r}: an environment tag name must contain only lowercase "
             "alphanumeric characters, dashes and underscores (and must not be empty). Write NAME or NAME:TAG."
         )
-    return Alias(AliasKind.GENERIC, f"{name}/{tag or 'latest'}", raw)
+    path = f"{name}/{tag or 'latest'}"
+    if len(path) > MAX_ALIAS_LENGTH or max(len(part) for part in path.split("/")) > MAX_ALIAS_PART:
+        raise AliasError(
+            f"Invalid environment alias {raw[:60]!r}... ({len(raw)} characters): a name and tag may have at most "
+            f"{MAX_ALIAS_LENGTH} characters, and each part between '/' (and the tag) at most {MAX_ALIAS_PART} "
+            "(they become file names and store keys). Choose a shorter name."
+        )
+    return Alias(AliasKind.GENERIC, path, raw)
 
 
 # --- store keys ----------------------------------------------------------------------------------------

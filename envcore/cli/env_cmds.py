@@ -353,7 +353,9 @@ def resolve(
         app.echo("    Dry-run -- not caching or aliasing", err=True)
     else:
         first = results[0][0]
-        _check_aliases_before_saving(envs, wanted, (first.req_id, first.full_id))
+        envs.refuse_bound_aliases(
+            wanted, (first.req_id, first.full_id), then="The new resolution was not stored."
+        )
         results = [
             (envs.save(env, set_default=set_default) if new else envs.ensure_stored(env), new)
             for env, new in results
@@ -558,24 +560,6 @@ def show(
         click.echo(json.dumps(shown, indent=1))
     if missing:
         raise click.exceptions.Exit(1)
-
-
-def _check_aliases_before_saving(envs: Environments, wanted: list[Alias], ref: tuple[str, str]) -> None:
-    """Refuse, before the new resolution is stored or made the default, an immutable alias bound to another
-    resolution of the same requirements."""
-    for alias in wanted:
-        current = None if alias.mutable else envs.aliases.lookup(alias)
-        if current is not None and current != ref:
-            what = (
-                "another resolution of these requirements"
-                if current[0] == ref[0]
-                else "an environment of other requirements"
-            )
-            raise AliasError(
-                f"Alias {alias.display!r} is not mutable and already refers to {current[0]}:{current[1]}, "
-                f"{what} than {ref[0]}:{ref[1]}. Choose a new tag, or one of the mutable tags latest, candidate, "
-                "stable. The new resolution was not stored."
-            )
 
 
 def _check_aliases_before_resolving(envs: Environments, wanted: list[Alias], req_id: str) -> None:

@@ -111,6 +111,9 @@ def test_alias_grammar(text: str, kind: AliasKind, path: str, mutable: bool, dis
         ("team/env:a/b", "tag name"),
         ("step:Flow/1", "pathspec alias"),
         ("", "lowercase"),
+        ("team/" + "b" * 101 + ":v1", r"\(109 characters\).*each part .* at most 100"),
+        ("team/env:" + "v" * 101, "at most 100"),
+        ("/".join(["ab"] * 90), "at most 255 characters"),
     ],
 )
 def test_bad_aliases_are_refused_with_the_fix(text: str, message: str) -> None:

@@ -341,3 +341,40 @@ def test_a_reused_resolution_is_cached_into_a_new_store_before_it_is_aliased(
     assert "is not in " in out.stderr
     created = run("create", "team/moved:v1", "--name", "m", machine="b", METAFLOW_CONDA_LOCALROOT=other)
     assert " created at " in created.stdout
+
+
+def test_alias_caches_an_environment_only_this_machine_knows_into_the_store_first(
+    run: Run, tmp_path: Path
+) -> None:
+    (ref,) = env_ids(run("resolve", "--conda", "fx-http").stdout)
+    other = str(tmp_path / "other-store")  # the site moved to another store since
+    out = run("alias", ref, "team/moved:v1", METAFLOW_CONDA_LOCALROOT=other)
+    assert f"team/moved:v1 now refers to {ref}" in out.stdout and "is not in " in out.stderr
+    created = run("create", "team/moved:v1", "--name", "m", machine="b", METAFLOW_CONDA_LOCALROOT=other)
+    assert " created at " in created.stdout
+
+
+def test_alias_writes_no_name_when_one_of_them_is_bound_elsewhere(run: Run, world: dict[str, Path]) -> None:
+    (first,) = env_ids(run("resolve", "--conda", "fx-core==1.0.0", "--alias", "team/core:v1").stdout)
+    (second,) = env_ids(run("resolve", "--conda", "fx-core==2.0.0").stdout)
+    before = snapshot(world["store"])
+    out = run("alias", second, "team/multi:v3", "team/core:v1", "team/multi:v4", check=False)
+    message = " ".join(out.stderr.split())
+    assert out.returncode == 1 and f"'team/core:v1' is not mutable and already refers to {first}" in message
+    assert "No alias was written" in message
+    assert snapshot(world["store"]) == before
+    too_long = run("alias", second, "team/multi:v3", "team/" + "x" * 300, check=False)
+    assert too_long.returncode == 1 and "Choose a shorter name" in too_long.stderr
+    assert snapshot(world["store"]) == before
+
+
+def test_an_alias_to_an_environment_the_store_lacks_is_named_in_the_error(
+    run: Run, world: dict[str, Path]
+) -> None:
+    dangling = world["store"] / "envs" / "aliases" / "generic" / "team" / "gone" / "v1"
+    dangling.parent.mkdir(parents=True)
+    dangling.write_text(json.dumps(["0" * 40, "1" * 40]))
+    out = run("create", "team/gone:v1", "--name", "g", machine="b", check=False)
+    message = " ".join(out.stderr.split())
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert f"Environment {'0' * 40}:{'1' * 40} (which 'team/gone:v1' refers to) is not available" in message
