@@ -18,7 +18,7 @@ from pathlib import Path
 
 from envcore import description, naming
 from envcore.config import Config
-from envcore.errors import MissingObject, PreconditionFailed
+from envcore.errors import MissingObject, PreconditionFailed, StorageError
 from envcore.fetch import PackageCache, ensure_checked, from_url, in_parallel, sha256_file
 from envcore.frozen import record
 from envcore.progress import Progress, as_progress
@@ -162,28 +162,46 @@ def cache_environment(
 
 
 def _put_description(store: Store, key: str, data: bytes, show: Progress) -> bool:
-    """Descriptions are written once, as other immutable objects; one that cannot be read at all (damaged:
-    not JSON, or not a description) is replaced, compare-and-swap on the damaged version. One written by a
-    newer envcore (a schema this one does not know) is left alone."""
+    """Descriptions are written once, as other immutable objects; one that cannot be read (damaged: not JSON,
+    not a description, a malformed field) or that records its packages otherwise than this resolution of the
+    same full id (edited after it was written) is replaced, compare-and-swap on the damaged version. One written
+    by a newer envcore (a schema this one does not know) is left alone."""
     if _put_once(store, key, data):
         return True
     info = store.stat(key)
     if info is None:
         return _put_once(store, key, data)  # deleted in between
     try:
-        with store.open(key) as fh:
-            existing = json.loads(fh.read())
-        readable = isinstance(existing, dict) and isinstance(existing.get("packages"), list)
-    except (ValueError, MissingObject):
-        readable = False
-    if readable:
+        problem = _damage(store, key, data)
+    except MissingObject:
+        return _put_once(store, key, data)  # deleted in between
+    if problem is None:
         return False
-    show(f"{store.url}/{key} is damaged: writing the description again.")
+    show(f"{store.url}/{key} {problem}: writing the description again.")
     try:
         store.put_bytes(key, data, if_version=info.version)
     except PreconditionFailed:
         return False  # someone else replaced it first
     return True
+
+
+def _damage(store: Store, key: str, data: bytes) -> str | None:
+    """What is wrong with the stored description at ``key`` that ``data`` (a fresh one) would put right."""
+    with store.open(key) as fh:
+        raw = fh.read()
+    try:
+        existing = json.loads(raw)
+    except ValueError:
+        return "is damaged (not JSON)"
+    if description.newer_schema(existing):
+        return None
+    arch, req_id, full_id = key.split("/")[-4:-1]
+    try:
+        description.loads(raw, req_id=req_id, full_id=full_id, arch=arch, where=key)
+    except StorageError:
+        return "is damaged"
+    edited = description.edited_package(existing, json.loads(data))
+    return None if edited is None else f"records {edited} otherwise than it was resolved"
 
 
 def _put_once(store: Store, key: str, data: bytes) -> bool:

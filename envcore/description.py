@@ -162,16 +162,102 @@ def loads(raw: bytes, *, req_id: str, full_id: str, arch: str, where: str) -> Re
     """Parse a stored description; a damaged or foreign one is a one-paragraph :class:`StorageError`."""
     try:
         data = json.loads(raw)
+        if not isinstance(data, dict):
+            raise ValueError("it is not a JSON object")
         schema = data.get("envcore", {}).get("schema")
-        if schema not in (SCHEMA, None):  # None: written by the original extension, read as it wrote it
-            raise ValueError(f"its schema version is {schema}, this envcore reads {SCHEMA}")
+        if schema is not None and (isinstance(schema, bool) or schema != SCHEMA):
+            # None: written by the original extension, read as it wrote it
+            raise ValueError(f"its schema version is {schema!r}, this envcore reads {SCHEMA}")
+        check_shape(data)
         return from_dict(data, req_id=req_id, full_id=full_id, arch=arch)
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
         raise StorageError(
             f"The environment description {where} cannot be read ({exc}). Resolve the environment again with "
             "`envcore resolve --force`, which replaces a damaged description (one written by a newer envcore is "
             "left as it is: upgrade envcore to read it)."
         ) from None
+
+
+def newer_schema(data: Any) -> bool:
+    """Whether ``data`` was written by a newer envcore (a schema this one does not know): left as it is."""
+    envcore = data.get("envcore") if isinstance(data, dict) else None
+    schema = envcore.get("schema") if isinstance(envcore, dict) else None
+    return isinstance(schema, int) and not isinstance(schema, bool) and schema > SCHEMA
+
+
+def check_shape(data: Mapping[str, Any]) -> None:
+    """Raise ValueError naming the first field that is not what envcore (or, without the ``envcore`` blocks,
+    the original) writes: a damaged description is refused as such, never met later as a crash."""
+    for field in ("deps", "sources", "extras", "resolved_archs"):
+        _need(field not in data or _strings(data[field]), f"{field!r} is not a list of strings")
+    _need(isinstance(data.get("packages"), list), "'packages' is not a list")
+    for number, pkg in enumerate(data["packages"], 1):
+        _need(isinstance(pkg, dict), f"package {number} is not an object")
+        what = f"package {number} ({pkg.get('filename')!r})"
+        _need(
+            pkg.get("_type") in {kind.value for kind in PackageKind},
+            f"{what} has the type {pkg.get('_type')!r}",
+        )
+        for field in ("filename", "url", "url_format"):
+            _need(isinstance(pkg.get(field), str) and bool(pkg[field]), f"{what} has no {field!r}")
+        extra = pkg.get("envcore")
+        if extra is None:  # as the original writes it
+            _need(isinstance(pkg.get("hashes"), dict) and bool(pkg["hashes"]), f"{what} has no 'hashes'")
+            continue
+        _need(isinstance(extra, dict), f"{what} has a malformed 'envcore' block")
+        for field in ("name", "version"):
+            _need(isinstance(extra.get(field), str) and bool(extra[field]), f"{what} has no {field!r}")
+        _need(_strings(extra.get("depends", [])), f"{what}'s 'depends' is not a list of strings")
+        files = extra.get("files")
+        _need(
+            isinstance(files, dict) and pkg["url_format"] in files, f"{what} has no {pkg['url_format']} file"
+        )
+        for fmt, file in files.items():
+            _need(
+                isinstance(file, dict)
+                and isinstance(file.get("url"), str)
+                and isinstance(file.get("sha256"), str)
+                and isinstance(file.get("md5"), (str, type(None)))
+                and _size(file.get("size")),
+                f"{what}'s {fmt} file is malformed (url, sha256, md5, size)",
+            )
+
+
+def edited_package(stored: Mapping[str, Any], fresh: Mapping[str, Any]) -> str | None:
+    """The first package a stored description records otherwise than a fresh one of the same full id (the
+    stored one was edited after it was written: the full id hashes file names and one hash only); None when
+    they agree. Compared is what installs: name, version, build, and the hashes and size of each file both
+    record (writers may add transmuted formats; a resolver may not know a hash or size), except wheels built
+    from sdists (builds differ by machine)."""
+    fresh_packages = {p["filename"]: p.get("envcore") for p in fresh["packages"]}
+    for pkg in stored["packages"]:
+        ours, theirs = pkg.get("envcore"), fresh_packages.get(pkg["filename"])
+        if ours is None or theirs is None:
+            continue  # written by the original (or not in the fresh one: another id, not compared)
+        if pkg["_type"] == PackageKind.CONDA.value and any(
+            ours.get(k) != theirs.get(k) for k in ("name", "version", "build")
+        ):  # as in repodata (PyPI resolvers may spell a name or version otherwise)
+            return str(pkg["filename"])
+        for fmt, file in ours["files"].items():
+            other = theirs["files"].get(fmt)
+            if other is None or file.get("built") or other.get("built"):
+                continue
+            if any(file.get(k) and other.get(k) and file[k] != other[k] for k in ("sha256", "md5", "size")):
+                return str(pkg["filename"])
+    return None
+
+
+def _need(ok: bool, problem: str) -> None:
+    if not ok:
+        raise ValueError(problem)
+
+
+def _strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def _size(value: Any) -> bool:
+    return value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 0)
 
 
 def now() -> str:

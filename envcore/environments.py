@@ -17,6 +17,7 @@ from envcore.config import Config
 from envcore.errors import (
     AliasError,
     ConfigError,
+    EditedDescription,
     EnvcoreError,
     IntegrityError,
     MissingObject,
@@ -494,15 +495,19 @@ class Environments:
         from envcore import hydrate
 
         self.check_cache_dir()
-        return hydrate.hydrate(
-            self.registry,
-            env,
-            prefix,
-            store=self._store_or_none(),
-            force=force,
-            verify=verify,
-            progress=self.progress,
-        )
+        try:
+            return hydrate.hydrate(
+                self.registry,
+                env,
+                prefix,
+                store=self._store_or_none(),
+                force=force,
+                verify=verify,
+                progress=self.progress,
+            )
+        except EditedDescription:
+            self.record.forget(env)  # this machine's copy of it: the next run reads the store's again
+            raise
 
     def _store_or_none(self) -> Store | None:
         try:

@@ -68,6 +68,11 @@ class IntegrityError(EnvcoreError):
     """A file's content does not match its recorded hash."""
 
 
+class EditedDescription(IntegrityError):
+    """A file matches the hash its environment's id is made from, not another hash its description records:
+    the description was most likely changed after it was written."""
+
+
 class FormatError(EnvcoreError):
     """A package archive is malformed or hostile (path traversal, links outside the prefix, devices)."""
 

@@ -21,7 +21,7 @@ from typing import BinaryIO, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from envcore.config import redact_url
-from envcore.errors import EnvcoreError, IntegrityError, MissingObject, StorageError
+from envcore.errors import EditedDescription, EnvcoreError, IntegrityError, MissingObject, StorageError
 from envcore.types import CONDA_TOKEN_USER, PackageFile, PackageFormat, Store
 
 RETRIES = 4
@@ -127,7 +127,15 @@ class PackageCache:
         actual = digest_file(tmp, algorithm)
         if actual != expected:
             target = self._quarantine(tmp, actual, name)
-            raise IntegrityError(
+            error: type[IntegrityError] = IntegrityError
+            if algorithm != "md5" and file.md5 and digest_file(target, "md5") == file.md5:
+                error, fix = (
+                    EditedDescription,
+                    "Its md5 is the one recorded beside, which the environment's full id is made from: most likely "
+                    f"the description's {algorithm} was changed after it was written. `envcore resolve --force` of "
+                    "the environment writes the description again.",
+                )
+            raise error(
                 f"{name} from {source} has {algorithm} {actual}, but the environment records {expected}. The file "
                 f"was not used and is kept in {target}. {fix}"
             )

@@ -242,6 +242,17 @@ class LocalRecord:
 
         self.update(change)
 
+    def forget(self, env: ResolvedEnvironment) -> None:
+        """Drop the recorded description of ``env`` (a copy of a damaged one); its aliases stay."""
+
+        def change(data: Data) -> None:
+            slot = data["environments"].get(env.arch, {}).get(env.req_id, {})
+            slot.pop(env.full_id, None)
+            if slot.get("_default") == env.full_id:
+                del slot["_default"]
+
+        self.update(change)
+
     def set_default(self, arch: str, req_id: str, full_id: str) -> None:
         self.update(
             lambda data: (

@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -207,8 +208,72 @@ def test_a_damaged_description_is_replaced_by_resolve_force(
     broken = run("create", ref, "--name", "d", machine="b", check=False)
     assert broken.returncode == 1 and "replaces a damaged description" in " ".join(broken.stderr.split())
     out = run("resolve", "--force", "--conda", "fx-app")
+    assert "is damaged (not JSON): writing the description again" in " ".join(out.stderr.split())
+    assert " created at " in run("create", ref, "--name", "d", machine="b").stdout
+    check_store(world["store"])
+    reliability_report.record("integrity cases")
+
+
+def _edit_description(store: Path, edit: Callable[[dict[str, Any]], None]) -> None:
+    target = next(p for p in store.rglob("env") if p.is_file() and "/aliases/" not in str(p))
+    data = json.loads(target.read_bytes())
+    edit(data)
+    target.write_text(json.dumps(data))
+
+
+def _first_files(data: dict[str, Any]) -> dict[str, Any]:
+    return next(p for p in data["packages"] if p["filename"].startswith("fx-core"))["envcore"]["files"]
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        (lambda d: d["envcore"].update(schema=0), "its schema version is 0"),
+        (lambda d: d["envcore"].update(schema="1"), "its schema version is '1'"),
+        (lambda d: d["packages"][0].pop("filename"), "has no 'filename'"),
+        (lambda d: d["packages"][0].update(_type="rpm"), "has the type 'rpm'"),
+        (lambda d: d.update(env_type="weird"), "'weird' is not a valid EnvType"),
+        (lambda d: d.update(deps="x"), "'deps' is not a list of strings"),
+        (lambda d: _first_files(d).clear(), "has no .conda file"),
+        (lambda d: _first_files(d)[".conda"].update(size="big"), ".conda file is malformed"),
+    ],
+)
+def test_a_malformed_description_is_named_and_replaced_by_resolve_force(
+    run: Run,
+    world: dict[str, Path],
+    reliability_report: ReliabilityReport,
+    edit: Callable[[dict[str, Any]], None],
+    problem: str,
+) -> None:
+    (ref,) = env_ids(run("resolve", "--conda", "fx-app").stdout)
+    _edit_description(world["store"], edit)
+    for command in (["show", ref], ["create", ref, "--name", "d"]):
+        broken = run(*command, machine="b", check=False)
+        message = " ".join(broken.stderr.split())
+        assert broken.returncode == 1 and "Traceback" not in broken.stderr, broken.stderr
+        assert "cannot be read" in message and problem in message, message
+    out = run("resolve", "--force", "--conda", "fx-app")
     assert "is damaged: writing the description again" in " ".join(out.stderr.split())
     assert " created at " in run("create", ref, "--name", "d", machine="b").stdout
+    check_store(world["store"])
+    reliability_report.record("integrity cases")
+
+
+def test_an_edited_sha256_is_blamed_on_the_description_and_resolve_force_writes_it_again(
+    run: Run, world: dict[str, Path], reliability_report: ReliabilityReport
+) -> None:
+    (ref,) = env_ids(run("resolve", "--conda", "fx-app").stdout)
+    real = _first_files(json.loads(next(p for p in world["store"].rglob("env") if p.is_file()).read_bytes()))
+    edited = ("0" if real[".conda"]["sha256"][0] != "0" else "1") + real[".conda"]["sha256"][1:]
+    _edit_description(world["store"], lambda d: _first_files(d)[".conda"].update(sha256=edited))
+    broken = run("create", ref, "--name", "e", machine="b", check=False)
+    message = " ".join(broken.stderr.split())
+    assert broken.returncode == 1 and "Traceback" not in broken.stderr
+    assert f"the environment records {edited}" in message
+    assert "the description's sha256 was changed after it was written" in message
+    out = run("resolve", "--force", "--conda", "fx-app")
+    assert "records fx-core" in out.stderr and "otherwise than it was resolved" in out.stderr
+    assert " created at " in run("create", ref, "--name", "e", machine="b").stdout
     check_store(world["store"])
     reliability_report.record("integrity cases")
 
