@@ -430,8 +430,8 @@ class Environments:
         """(immutable, mutable) alias paths of an environment: those the local record knows, and in the store
         the other tags of their names, each read once (one listing per name: the store's other names are not
         searched, which would read every alias of a team's store; with more than ``ALIAS_NAMES_LOOKED_UP``
-        names, the record's list is shown as it is). A damaged alias object is skipped with a notice; a mutable
-        alias that has moved on in the store is not listed."""
+        names, the record's list is shown as it is). Only what the store holds is listed (an alias this machine
+        wrote to another store, or that has moved on, is not); a damaged alias object is skipped with a notice."""
         ref = (req_id, full_id)
         immutable, mutable = (set(found) for found in self.record.aliases_of(ref))
         store = self._store_or_none()
@@ -441,6 +441,7 @@ class Environments:
         if len(names) > ALIAS_NAMES_LOOKED_UP:  # a listing and reads per name would be too many
             return sorted(immutable), sorted(mutable)
         root = f"{self.config.get('CONDA_ENVS_DIRNAME')}/aliases/generic/"
+        immutable, mutable = set(), set()  # the store's answer: the record may know aliases of another store
         for name in names:
             for info in store.list(f"{root}{name}/"):
                 try:
@@ -451,11 +452,8 @@ class Environments:
                 except StorageError as exc:
                     self.progress(f"Skipped an alias: {exc.message}")
                     continue
-                found = mutable if alias.mutable else immutable
                 if target == ref:
-                    found.add(alias.path)
-                else:
-                    found.discard(alias.path)
+                    (mutable if alias.mutable else immutable).add(alias.path)
         return sorted(immutable), sorted(mutable)
 
     # --- hydrating ----------------------------------------------------------------------------------

@@ -378,3 +378,12 @@ def test_an_alias_to_an_environment_the_store_lacks_is_named_in_the_error(
     message = " ".join(out.stderr.split())
     assert out.returncode == 1 and "Traceback" not in out.stderr
     assert f"Environment {'0' * 40}:{'1' * 40} (which 'team/gone:v1' refers to) is not available" in message
+
+
+def test_show_lists_the_aliases_the_store_holds_not_those_of_another_store(run: Run, tmp_path: Path) -> None:
+    (ref,) = env_ids(run("resolve", "--conda", "fx-http", "--alias", "team/first:v1").stdout)
+    other = str(tmp_path / "other-store")
+    run("alias", ref, "team/second:v1", METAFLOW_CONDA_LOCALROOT=other)
+    shown = run("show", ref, METAFLOW_CONDA_LOCALROOT=other).stdout
+    assert "Aliases team/second:v1\n" in shown  # team/first:v1 is in the first store only
+    assert "Aliases team/first:v1\n" in run("show", ref).stdout
