@@ -22,6 +22,7 @@ from envcore.types import (
     PackageFile,
     PackageKind,
     Requirement,
+    ResolvedEnvironment,
     ResolveRequest,
 )
 
@@ -266,3 +267,52 @@ def build_one_wheel(
         done = run_tool(argv, what=what, env=tool_env(extra), debug=debug)
     wheels = sorted(out_dir.glob("*.whl"))
     return done.stderr, wheels[0] if done.returncode == 0 and len(wheels) == 1 else None
+
+
+def undeclared_extras(env: ResolvedEnvironment, cache_root: Path) -> list[str]:
+    """Warnings for the extras requested of a PyPI package whose wheel does not declare them: uv and pip leave
+    such an extra out with a warning of their own (a misspelt ``[extra]`` silently loses its packages). Read
+    from the wheels in this machine's package cache (those it has just fetched); a package without one there is
+    not checked."""
+    from envcore.fetch import PackageCache
+    from envcore.resolve import requirements_of
+
+    cache = PackageCache(cache_root)
+    wheels = {canonicalize(p.name): p for p in env.packages if p.kind is PackageKind.PYPI}
+    warnings = []
+    for req in requirements_of(env):
+        pkg = wheels.get(canonicalize(req.name)) if req.category == PYPI and req.extras else None
+        wheel = pkg.file(".whl") if pkg is not None else None
+        path = cache.get(wheel, f"{pkg.filename}.whl") if pkg is not None and wheel is not None else None
+        if pkg is None or path is None:
+            continue
+        declared = declared_extras(path)
+        missing = [extra for extra in req.extras if canonicalize(extra) not in declared]
+        if missing:
+            has = f"it declares {', '.join(sorted(declared))}" if declared else "it declares none"
+            warnings.append(
+                f"{pkg.name} {pkg.version} has no extra {', '.join(map(repr, missing))} ({has}), so the "
+                f"resolver left {'it' if len(missing) == 1 else 'them'} out. Check the spelling of "
+                f"{req.name}[{','.join(req.extras)}]."
+            )
+    return warnings
+
+
+def declared_extras(wheel: Path) -> set[str]:
+    """The extras a wheel declares (``Provides-Extra``, and any named in a ``Requires-Dist`` marker, as metadata
+    older than 2.1 may only do), normalised as PEP 685 compares them."""
+    import re
+    import zipfile
+    from email.parser import HeaderParser
+
+    with zipfile.ZipFile(wheel) as archive:
+        name = next(
+            (n for n in archive.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA")), None
+        )
+        if name is None:
+            return set()
+        metadata = HeaderParser().parsestr(archive.read(name).decode("utf-8", "replace"))
+    found = set(metadata.get_all("Provides-Extra") or ())
+    for requirement in metadata.get_all("Requires-Dist") or ():
+        found.update(re.findall(r"""extra\s*==\s*['"]([^'"]+)['"]""", requirement))
+    return {canonicalize(extra) for extra in found}

@@ -144,6 +144,16 @@ def _print_warnings(app: App, spec: Spec) -> None:
         app.echo(f"envcore: warning: {redact_text(warning)}", err=True)
 
 
+def _warn_of_undeclared_extras(app: App, fresh: list[ResolvedEnvironment]) -> None:
+    """Extras of the request that the resolved wheels do not declare (resolvers leave them out): said once."""
+    if not any(dep.startswith("pypi::") and "[" in dep for env in fresh for dep in env.deps):
+        return  # nothing asked for an extra: no import
+    from envcore.pypi import undeclared_extras
+
+    for warning in dict.fromkeys(w for env in fresh for w in undeclared_extras(env, app.config.cache_dir())):
+        app.echo(f"envcore: warning: {warning}", err=True)
+
+
 def _environments(app: App) -> Environments:
     from envcore.environments import Environments
     from envcore.progress import for_terminal
@@ -363,6 +373,7 @@ def resolve(
         for alias in wanted:
             changed = envs.aliases.write(alias, (first.req_id, first.full_id))
             app.echo(f"    {'Aliased' if changed else 'Already aliased'} as {alias.display}", err=True)
+        _warn_of_undeclared_extras(app, [env for env, new in results if new])
     if as_json:
         payload = {
             env.arch: {

@@ -93,3 +93,46 @@ def test_pip_names_the_conflict_and_the_requirement(run: Run) -> None:
         in message
     )
     assert "The conflict is caused by: fx-extras 0.4.0 depends on fx-core>=1.1" in message
+
+
+def _wheel_with_extras(folder: Path, extras: tuple[str, ...]) -> None:
+    """fx-wx 1.0, declaring ``extras``, with a RECORD envcore's checks accept."""
+    import base64
+    import hashlib
+    import zipfile
+
+    def digest(data: bytes) -> str:
+        return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+    declared = "".join(
+        f"Provides-Extra: {extra}\nRequires-Dist: fx-core; extra == '{extra}'\n" for extra in extras
+    )
+    files = {
+        "fx_wx/__init__.py": b"",
+        "fx_wx-1.0.dist-info/METADATA": f"Metadata-Version: 2.1\nName: fx-wx\nVersion: 1.0\n{declared}".encode(),
+        "fx_wx-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = "".join(f"{name},{digest(data)},{len(data)}\n" for name, data in files.items())
+    folder.mkdir()
+    with zipfile.ZipFile(folder / "fx_wx-1.0-py3-none-any.whl", "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+        archive.writestr("fx_wx-1.0.dist-info/RECORD", record + "fx_wx-1.0.dist-info/RECORD,,\n")
+
+
+@pytest.mark.parametrize("resolver", ["uv", "pip"])
+def test_an_extra_the_wheel_does_not_declare_is_warned_about(run: Run, tmp_path: Path, resolver: str) -> None:
+    _wheel_with_extras(tmp_path / "links", ("fast", "Big_One"))
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text(f"--find-links {tmp_path / 'links'}\nfx-wx[fsat,fast,big-one]\nfx-core[x]\n")
+    chosen = {"METAFLOW_CONDA_PYPI_DEPENDENCY_RESOLVER": resolver}
+    out = run("resolve", "-r", str(requirements), **chosen)
+    warnings = " ".join(out.stderr.split())
+    assert (
+        "envcore: warning: fx-wx 1.0 has no extra 'fsat' (it declares big-one, fast), so the resolver left it out. "
+        "Check the spelling of fx-wx[big-one,fast,fsat]." in warnings
+    )
+    assert "fx-core 2.0.0 has no extra 'x' (it declares none)" in warnings
+    assert "'fast'" not in warnings and "'big-one'" not in warnings  # PEP 685: Big_One is big-one
+    again = run("resolve", "-r", str(requirements), **chosen)  # said when resolved, not each time
+    assert "warning" not in again.stderr
