@@ -11,7 +11,7 @@ from pathlib import Path
 
 from envcore.resolve import local_arch
 
-from .conftest import Machine, both, reports, run_id
+from .conftest import Machine, both, printed, reports, run_id
 
 
 def _ids(stdout: str) -> list[str]:
@@ -99,6 +99,20 @@ def test_fetch_at_exec_with_run_id_and_parameter_substitution(machine: Machine) 
     assert seen["start"]["alias"] == f"test/build_in_step/id_{run}_{run}_7"
     assert seen["end"]["fx-core"] == "1.1.0"
     assert f"Environment 'test/build_in_step/id_{run}_{run}_7' is " in text
+
+
+def test_fetch_at_exec_by_task_id_gives_each_task_its_environment(machine: Machine, tmp_path: Path) -> None:
+    for version in ("1.0.0", "2.0.0"):
+        req = tmp_path / f"fx-core-{version}.txt"
+        req.write_text(f"fx-core=={version}\n")
+        machine.metaflow("environment", "resolve", "--alias", f"team/core-{version[0]}", "-r", str(req))
+    for task in range(1, 9):  # the run's task ids: start is 1, the foreach's tasks follow
+        machine.envcore("alias", f"team/core-{1 + task % 2}", f"team/task-{task}")
+    text = both(machine.flow("per_task_env", "run"))
+    seen = [dict(w.split("=", 1) for w in line.split() if "=" in w) for line in printed(text)["fan"]]
+    assert len(seen) == 3, text
+    for words in seen:  # fx-core 1.0.0 for even task ids, 2.0.0 for odd ones
+        assert words["fx-core"] == ("1.0.0" if int(words["task"]) % 2 == 0 else "2.0.0"), text
 
 
 def test_flow_level_resolve_and_show(machine: Machine) -> None:

@@ -59,6 +59,9 @@ class CondaEnvInternalDecorator(StepDecorator):
         self._logger = logger
         self._decorators = decorators
         self._env: ResolvedEnvironment | None = None
+        # fetched at execution, per task: a name may hold @{METAFLOW_TASK_ID}, and the runtime may create
+        # several tasks of this step (one decorator) before it launches the first
+        self._env_of_task: dict[str, ResolvedEnvironment] = {}
         self._substitutions: dict[str, str | Callable[[], str]] = {}
 
     # --- launcher side --------------------------------------------------------------------------------
@@ -111,9 +114,11 @@ class CondaEnvInternalDecorator(StepDecorator):
         if not info.fetch_at_exec:
             self._env = info.env
             return
-        self._substitutions["METAFLOW_TASK_ID"] = str(task_id)
+        # the runtime passes the task id it was given (None for a new task); the datastore has the one allocated
+        task_id = str(getattr(task_datastore, "task_id", None) or task_id)
+        self._substitutions["METAFLOW_TASK_ID"] = task_id
         self._substitutions.update(self._parameter_values(input_paths))
-        self._env = self._fetch(info)
+        self._env = self._env_of_task[task_id] = self._fetch(info)
 
     def _parameter_values(self, input_paths: list[str]) -> dict[str, str | Callable[[], str]]:
         """``METAFLOW_INIT_<PARAM>``: the run's parameter values, read (only if used) from the first input."""
@@ -159,7 +164,8 @@ class CondaEnvInternalDecorator(StepDecorator):
             # Keep an outer step's environment (a Runner inside a step) from leaking into this task.
             cli_args.env[ENV_VAR] = ""
             return
-        env = self._env
+        task_id = str(getattr(getattr(cli_args, "task", None), "task_id", ""))
+        env = self._env_of_task.get(task_id, self._env)
         if env is None:
             raise InvalidEnvironmentException(f"No environment is known for step '{self._step_name}'.")
         cli_args.env[ENV_VAR] = json.dumps([env.req_id, env.full_id, env.arch])
