@@ -157,3 +157,20 @@ def test_flow_environment_command_errors(machine: Machine) -> None:
     text = " ".join(out.stderr.split())
     assert out.returncode == 1, text
     assert "Invalid environment alias 'Bad/Name'" in text and "Traceback" not in text
+
+
+def test_a_bad_setting_met_while_a_run_looks_for_resolved_environments_is_one_message(
+    machine: Machine, tmp_path: Path
+) -> None:
+    path = _flow(tmp_path, '@conda(libraries={"fx-core": "1.1.0"})')
+    done = machine.run(
+        sys.executable,
+        path,
+        "--environment=conda",
+        "run",
+        check=False,
+        METAFLOW_CONDA_USE_REMOTE_LATEST=":all:",
+    )
+    text = " ".join(both(done).split())
+    assert done.returncode == 1 and "Traceback" not in text and "Internal error" not in text, text
+    assert "METAFLOW_CONDA_USE_REMOTE_LATEST" in text and "must be :none:, :username:, :any:" in text, text

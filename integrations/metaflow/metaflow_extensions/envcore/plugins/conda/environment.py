@@ -134,8 +134,13 @@ class CondaEnvironment(MetaflowEnvironment):
     def init_environment(self, echo: Any) -> None:
         self._quiet = is_quiet(echo)
         echo("Bootstrapping Conda environment... (this could take a few minutes)")
+        from envcore.errors import EnvcoreError
+
         # `--force-rebuild-environments` (a Metaflow option) resolves everything again.
-        self.resolve_steps(echo, force=bool(getattr(self, "_force_rebuild", False)))
+        try:
+            self.resolve_steps(echo, force=bool(getattr(self, "_force_rebuild", False)))
+        except EnvcoreError as exc:  # e.g. a configuration error met while looking for resolved environments
+            raise InvalidEnvironmentException(messages.for_printer(exc.message)) from None
         self.base_env.init_environment(echo)
 
     def add_to_package(self) -> list[Any]:
