@@ -174,3 +174,16 @@ def test_a_bad_setting_met_while_a_run_looks_for_resolved_environments_is_one_me
     text = " ".join(both(done).split())
     assert done.returncode == 1 and "Traceback" not in text and "Internal error" not in text, text
     assert "METAFLOW_CONDA_USE_REMOTE_LATEST" in text and "must be :none:, :username:, :any:" in text, text
+
+
+@pytest.mark.parametrize("fetch_at_exec", [False, True])
+def test_a_missing_substitution_variable_names_the_step(
+    machine: Machine, tmp_path: Path, fetch_at_exec: bool
+) -> None:
+    decorator = f'@named_env(name="team/@{{NO_SUCH_VAR_X}}", fetch_at_exec={fetch_at_exec})'
+    done = machine.run(sys.executable, _flow(tmp_path, decorator), "--environment=conda", "run", check=False)
+    text = " ".join(both(done).split())
+    assert done.returncode == 1 and "Traceback" not in text, text
+    assert "In step 'start': Could not find 'NO_SUCH_VAR_X' in the environment" in text, text
+    known_later = "are known only to @named_env(..., fetch_at_exec=True), when the task starts"
+    assert (known_later in text) is not fetch_at_exec, text

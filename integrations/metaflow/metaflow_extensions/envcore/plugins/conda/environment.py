@@ -310,7 +310,7 @@ class CondaEnvironment(MetaflowEnvironment):
 
         from envcore.errors import EnvcoreError
 
-        ref = substitute(named, {})
+        ref = substitute(named, {}, step_name)
         try:
             return self.session().environments.find(ref, arch)
         except EnvcoreError as exc:

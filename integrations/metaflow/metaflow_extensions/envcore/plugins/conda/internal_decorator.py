@@ -141,7 +141,7 @@ class CondaEnvInternalDecorator(StepDecorator):
         from envcore.errors import EnvcoreError
 
         assert info.merged.named is not None
-        ref = substitute(info.merged.named, self._substitutions)
+        ref = substitute(info.merged.named, self._substitutions, self._step_name)
         try:
             env = self._environment.session().environments.find(ref, info.arch)
         except EnvcoreError as exc:

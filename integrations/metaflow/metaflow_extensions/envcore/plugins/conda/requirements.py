@@ -304,9 +304,15 @@ def is_pypi_only(spec: Spec, base_type: str | None) -> bool:
 # --- @{VAR} substitution ------------------------------------------------------------------------------------
 
 
-def substitute(text: str, values: Mapping[str, str | Callable[[], str]]) -> str:
-    """:func:`.substitution.substitute`, failing the Metaflow way."""
+def substitute(text: str, values: Mapping[str, str | Callable[[], str]], step: str) -> str:
+    """:func:`.substitution.substitute`, failing the Metaflow way, naming the step."""
     try:
         return substitution.substitute(text, values)
     except substitution.MissingVariable as exc:
-        raise InvalidEnvironmentException(messages.for_printer(str(exc))) from None
+        why = str(exc)
+        if not values:
+            why += (
+                " (METAFLOW_RUN_ID, METAFLOW_STEP_NAME, METAFLOW_TASK_ID and METAFLOW_INIT_<PARAMETER> are known only "
+                "to @named_env(..., fetch_at_exec=True), when the task starts)"
+            )
+        raise InvalidEnvironmentException(messages.in_step(step, why)) from None
