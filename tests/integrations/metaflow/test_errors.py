@@ -187,3 +187,14 @@ def test_a_missing_substitution_variable_names_the_step(
     assert "In step 'start': Could not find 'NO_SUCH_VAR_X' in the environment" in text, text
     known_later = "are known only to @named_env(..., fetch_at_exec=True), when the task starts"
     assert (known_later in text) is not fetch_at_exec, text
+
+
+def test_a_failed_extension_names_the_environment_as_the_flow_does(machine: Machine, tmp_path: Path) -> None:
+    req = tmp_path / "core.txt"
+    req.write_text("fx-core==2.0.0\n")
+    machine.metaflow("environment", "resolve", "--alias", "team/core-two", "-r", str(req))
+    decorators = '@named_env(name="team/core-two")\n    @conda(libraries={"fx-core": "1.0.0"})'
+    done = machine.run(sys.executable, _flow(tmp_path, decorators), "--environment=conda", "run", check=False)
+    text = " ".join(both(done).split())
+    assert done.returncode == 1 and "Traceback" not in text, text
+    assert "Step(s): start: Cannot extend team/core-two (" in text, text

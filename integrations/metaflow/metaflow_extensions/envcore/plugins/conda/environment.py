@@ -332,6 +332,13 @@ class CondaEnvironment(MetaflowEnvironment):
                 for info in infos
                 if info.request is not None and req_id(registry, info.request) == rid
             ]
+            for info in failing:  # the worker knew the base by its ids only: the name the flow gave it
+                base = info.request.base if info.request is not None else None
+                if base is not None and info.merged.named:
+                    ids = f"{base.req_id}:{base.full_id}"
+                    message = message.replace(
+                        f"Cannot extend {ids}", f"Cannot extend {info.merged.named} ({ids})"
+                    )
             steps = sorted({info.step for info in failing})
             pins = {name: spec for info in failing for name, spec in info.metaflow_pins.items()}
             words = re.sub(r"\S+://\S+", "", message)  # names in the message, not in its URLs
