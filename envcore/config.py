@@ -105,7 +105,12 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     Setting(
         name="CONDA_REMOTE_COMMANDS", default=["batch", "kubernetes"], kind="json", help="Remote decorators"
     ),
-    Setting(name="CONDA_IGNORE_CACHING_DATASTORES", default=[], kind="json", help="Datastores not cached to"),
+    Setting(
+        name="CONDA_IGNORE_CACHING_DATASTORES",
+        default=[],
+        kind="json",
+        help='Datastores whose flow runs do not cache environments in the store (e.g. ["local"])',
+    ),
     Setting(name="CONDA_SYS_MARKERS", default={}, kind="json", help="Per-arch PEP 508 marker overrides"),
     Setting(name="CONDA_CHANNELS", kind="json", help="Default conda channels (list or comma separated)"),
     Setting(name="CONDA_CHANNEL_ALIAS", help="URL prefix for channel names (else .condarc channel_alias)"),

@@ -32,6 +32,19 @@ def test_conda_versions_per_step_and_a_second_run_reuses_them(machine: Machine) 
     assert reports(both(again)) == seen
 
 
+def test_a_datastore_listed_in_ignore_caching_runs_without_caching_in_the_store(machine: Machine) -> None:
+    ignore = {"METAFLOW_CONDA_IGNORE_CACHING_DATASTORES": '["local"]'}
+    out = machine.flow("conda_per_step", "run", **ignore)
+    seen = reports(both(out))
+    assert seen["start"]["fx-core"] == "1.0.0" and seen["end"]["fx-core"] == "2.0.0"
+    assert "Caching" not in both(out)
+    assert not machine.store.exists() or not any(p.is_file() for p in machine.store.rglob("*"))
+    again = machine.flow("conda_per_step", "run", **ignore)  # recorded on this machine: nothing to resolve
+    assert "Resolving" not in both(again)
+    cached = machine.flow("conda_per_step", "--force-rebuild-environments", "run")  # (resolves again)
+    assert "Caching" in both(cached) and any(machine.store.rglob("env")), both(cached)
+
+
 def test_pypi_versions_per_step(machine: Machine) -> None:
     seen = reports(both(machine.flow("pypi_per_step", "run")))
     assert seen["start"]["fx-web"] == "2.0.0"

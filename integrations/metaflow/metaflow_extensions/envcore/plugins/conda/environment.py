@@ -320,6 +320,12 @@ class CondaEnvironment(MetaflowEnvironment):
                 )
             ) from None
 
+    def _caches(self, session: Session) -> bool:
+        """Whether resolved environments are cached in the store: not for a datastore listed in
+        ``CONDA_IGNORE_CACHING_DATASTORES`` (as the original: e.g. local runs of a team with a shared store)."""
+        ignored = session.config.get("CONDA_IGNORE_CACHING_DATASTORES") or []
+        return session.datastore_type not in ignored
+
     def _failures(self, planned: dict[str, list[StepEnvironment]], failed: dict[str, str]) -> str:
         from envcore.resolve import req_id
 
@@ -401,7 +407,7 @@ class CondaEnvironment(MetaflowEnvironment):
             started = time.monotonic()
             echo(f"    Resolving {count} ...", nl=False)
             try:
-                results = session.resolve(list(todo.values()), force=force)
+                results = session.resolve(list(todo.values()), force=force, cache=self._caches(session))
             except BaseException:
                 echo(" failed.")
                 raise

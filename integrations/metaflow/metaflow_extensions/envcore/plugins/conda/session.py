@@ -133,13 +133,15 @@ class Session:
         self._messages.clear()
 
     def resolve(
-        self, requests: Sequence[ResolveRequest], *, force: bool = False
+        self, requests: Sequence[ResolveRequest], *, force: bool = False, cache: bool = True
     ) -> list[tuple[ResolvedEnvironment, bool] | str]:
-        """Resolve (or reuse) each request on its own, cache the new ones in the store and record them.
-        A request that cannot be resolved gives its error message instead."""
+        """Resolve (or reuse) each request on its own, cache the new ones in the store (unless not ``cache``)
+        and record them. A request that cannot be resolved gives its error message instead."""
         if not requests:
             return []
-        result: list[tuple[ResolvedEnvironment, bool] | str] = self._call("resolve", (list(requests), force))
+        result: list[tuple[ResolvedEnvironment, bool] | str] = self._call(
+            "resolve", (list(requests), force, cache)
+        )
         return result
 
     def create(self, env: ResolvedEnvironment, prefix: Path, *, force: bool = False) -> None:

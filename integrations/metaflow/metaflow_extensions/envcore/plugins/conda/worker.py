@@ -32,7 +32,7 @@ def _progress(message: str) -> None:
 
 
 def _resolve(envs: Any, payload: Any) -> Any:
-    requests, force = payload
+    requests, force, cache = payload
     # sysconfig fills its variables lazily and not thread-safely (uv's find_uv_bin reads them): fill them
     # before the threads start.
     sysconfig.get_config_vars()
@@ -42,6 +42,8 @@ def _resolve(envs: Any, payload: Any) -> Any:
 
         try:
             ((env, new),) = envs.resolve([request], force=force)
+            if not cache:  # a datastore in CONDA_IGNORE_CACHING_DATASTORES: recorded on this machine only
+                return (envs.save(env, cache=False) if new else env), new
             return (envs.save(env) if new else envs.ensure_stored(env)), new
         except EnvcoreError as exc:  # reported per request: the launcher names the steps that need it
             return exc.message
