@@ -241,8 +241,8 @@ def describe(app: App, envs: Environments, env: ResolvedEnvironment, *, as_json:
     show_default=True,
     help="Record a new resolution as the default for its requirements (reused by later resolves).",
 )
-@click.option("--force", is_flag=True, help="Resolve again even if a resolution is known.")
-@click.option("--dry-run", is_flag=True, help="Resolve and print; store nothing.")
+@click.option("--force/--no-force", default=False, help="Resolve again even if a resolution is known.")
+@click.option("--dry-run/--no-dry-run", default=False, help="Resolve and print; store nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the resolved environments as JSON.")
 @click.pass_obj
 def resolve(
@@ -412,7 +412,7 @@ def step_ref(env: str, pathspec: bool) -> str:
 @click.command()
 @click.argument("env")
 @click.option("--name", help="Name of the local environment (default metaflow_<req>_<full>).")
-@click.option("--force", is_flag=True, help="Recreate it even if it exists and is complete.")
+@click.option("--force/--no-force", default=False, help="Recreate it even if it exists and is complete.")
 @click.option(
     "--verify",
     is_flag=True,

@@ -83,3 +83,10 @@ def test_quiet_output_is_the_original_one_line_form(run: Run, world: dict[str, P
     assert missing.returncode == 1
     assert missing.stdout.splitlines()[:2] == [f"team/nothing:v1@{arch}", "NOT_FOUND"]
     assert missing.stdout.splitlines()[2] == f"{ref}@{arch}"
+
+
+def test_the_original_negative_flags_are_accepted(run: Run) -> None:
+    (ref,) = env_ids(run("resolve", "--conda", "fx-core", "--no-force", "--no-dry-run").stdout)
+    assert " created at " in run("create", ref, "--name", "neg", "--no-force").stdout
+    again = run("create", ref, "--name", "neg", "--no-force")
+    assert "already exists and is complete" in again.stdout

@@ -275,8 +275,8 @@ create = _extend(  # (--pathspec is the core's option, read here through Metaflo
         "metaflow_setup.sh (source it to use Metaflow and the flow's code with the environment).",
     ),
     click.Option(
-        ["--install-notebook"],
-        is_flag=True,
+        ["--install-notebook/--no-install-notebook"],
+        default=False,
         help="Also install a Jupyter kernel 'Metaflow <ENV>' running in it (ipykernel is added if missing).",
     ),
     LOCAL_ONLY,
