@@ -115,7 +115,7 @@ def test_fetch_at_exec_by_task_id_gives_each_task_its_environment(machine: Machi
         assert words["fx-core"] == ("1.0.0" if int(words["task"]) % 2 == 0 else "2.0.0"), text
 
 
-def test_flow_level_resolve_and_show(machine: Machine) -> None:
+def test_flow_level_resolve_and_show(machine: Machine, tmp_path: Path) -> None:
     show = machine.flow("base_override", "environment", "show")
     assert "Step start (" in show.stdout and "\tEnvironment is unresolved" in show.stdout
     assert "Step end (" in show.stdout and "\tEnvironment is disabled" in show.stdout
@@ -138,7 +138,17 @@ def test_flow_level_resolve_and_show(machine: Machine) -> None:
 
     data = json.loads(machine.flow("base_override", "environment", "show", "--json").stdout)
     assert data["end"]["is_disabled"] is True
-    assert data["start"]["states"] == ["resolved"]
+    assert data["start"]["states"] == ["resolved", "cached"]
+    assert data["start"]["error"] is None and data["start"]["requested_hash"] == data["start"]["env_id"][0]
+    assert "fx-core" in data["start"]["requested_packages"]["conda"]
+    assert any(s.startswith("conda::file://") for s in data["start"]["requested_sources"])
+    local = machine.flow("base_override", "environment", "show", "--local-only", "--json").stdout
+    assert json.loads(local)["start"]["states"] == ["resolved"]  # the store is not asked
+    written = tmp_path / "show.json"
+    machine.flow("base_override", "environment", "show", "--output", str(written))
+    assert json.loads(written.read_text()) == data
+    machine.flow("base_override", "environment", "resolve", "start", "--output", str(written))
+    assert set(json.loads(written.read_text())) == {"start"}
     assert data["start"]["env"]["req_id"] == data["start"]["env_id"][0]
     # a run uses what was resolved, and then it is locally present
     run = machine.flow("base_override", "run")

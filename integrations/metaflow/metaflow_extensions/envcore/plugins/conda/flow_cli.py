@@ -8,6 +8,9 @@ that use it. ``show [--json] [STEPS]...`` resolves nothing: it says what each st
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from metaflow._vendor import click
@@ -17,7 +20,7 @@ if TYPE_CHECKING:
     from metaflow_extensions.envcore.plugins.conda.environment import CondaEnvironment, StepEnvironment
 
     from envcore.environments import Environments
-    from envcore.types import ResolvedEnvironment
+    from envcore.types import Requirement, ResolvedEnvironment
 
 
 def describe(envs: Environments, env: ResolvedEnvironment, *, as_dict: bool = False) -> Any:
@@ -96,6 +99,9 @@ def _bold(obj: Any, line: str) -> None:
 )
 @click.option("--arch", "archs", multiple=True, help="Resolve for this architecture instead (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print {step: {arch: {req_id, full_id, ...}}} as JSON.")
+@click.option(
+    "--output", type=click.Path(dir_okay=False), metavar="PATH", help="Also write the --json form to PATH."
+)
 @click.argument("steps", nargs=-1)
 @click.pass_obj
 def resolve(
@@ -104,6 +110,7 @@ def resolve(
     aliases: tuple[str, ...],
     archs: tuple[str, ...],
     as_json: bool,
+    output: str | None,
     steps: tuple[str, ...],
 ) -> None:
     from envcore import description, naming
@@ -137,7 +144,7 @@ def resolve(
         for alias in wanted:
             changed = envs.aliases.write(alias, next(iter(refs)))
             obj.echo(f"    {'Aliased' if changed else 'Already aliased'} as {alias.display}")
-    if as_json:
+    if as_json or output is not None:
         payload: dict[str, dict[str, Any]] = {}
         for resolved, names, new in by_env.values():
             for name in names:
@@ -147,15 +154,19 @@ def resolve(
                     "newly_resolved": new,
                     "env": description.to_dict(resolved),
                 }
-        click.echo(json.dumps(payload, indent=1))
-        return
+        _write_output(output, payload)
+        if as_json:
+            click.echo(json.dumps(payload, indent=1))
+            return
     for resolved, names, _ in by_env.values():
         _bold(obj, f"### Environment for step(s) *{', '.join(names)}* ({resolved.arch}) ###")
         click.echo(describe(envs, resolved))
 
 
-def _states(info: StepEnvironment, envs: Environments) -> list[str]:
+def _states(info: StepEnvironment, envs: Environments, local_only: bool = False) -> list[str]:
     from envcore import hydrate
+    from envcore.cache import env_key
+    from envcore.errors import StorageError
 
     if info.disabled:
         return ["disabled"]
@@ -165,6 +176,12 @@ def _states(info: StepEnvironment, envs: Environments) -> list[str]:
     if info.env is None:
         return [*states, "unresolved"]
     states.append("resolved")
+    if not local_only:
+        try:
+            if envs.store.stat(env_key(envs.config, info.env)) is not None:
+                states.append("cached")
+        except StorageError:
+            pass  # the store cannot be reached: not said either way
     if any(hydrate.is_complete(p, info.env) for p in envs.envs_dir.glob("*")):
         states.append("locally present")
     return states
@@ -172,14 +189,24 @@ def _states(info: StepEnvironment, envs: Environments) -> list[str]:
 
 @environment.command(help="Show what each step (all, or STEPS) runs in, without resolving anything.")
 @click.option("--json", "as_json", is_flag=True, help="Print {step: {...}} as JSON.")
+@click.option(
+    "--output", type=click.Path(dir_okay=False), metavar="PATH", help="Also write the --json form to PATH."
+)
+@click.option(
+    "--local-only/--no-local-only",
+    default=False,
+    help="Look for resolved environments on this machine only, not in the store.",
+)
 @click.argument("steps", nargs=-1)
 @click.pass_obj
-def show(obj: Any, as_json: bool, steps: tuple[str, ...]) -> None:
+def show(obj: Any, as_json: bool, output: str | None, local_only: bool, steps: tuple[str, ...]) -> None:
     from metaflow.metaflow_environment import InvalidEnvironmentException
     from metaflow_extensions.envcore.plugins.conda import messages
     from metaflow_extensions.envcore.plugins.conda.environment import step_arch
 
+    from envcore.config import redact_text
     from envcore.errors import EnvcoreError
+    from envcore.resolve import req_id
 
     env = _environment(obj)
     wanted = _check_steps(obj, steps)
@@ -191,21 +218,27 @@ def show(obj: Any, as_json: bool, steps: tuple[str, ...]) -> None:
         try:
             info = env.plan_step(step)
             if info.env is None and info.request is not None:
-                info.env = envs.known(info.request)
+                info.env = (
+                    envs.record.environment(info.request.arch, req_id(envs.registry, info.request))
+                    if local_only
+                    else envs.known(info.request)
+                )
         except (InvalidEnvironmentException, EnvcoreError) as exc:
             # as the original: the step's error is its state, and the other steps are still shown
             error = str(getattr(exc, "message", exc))
-            if as_json:
+            if as_json or output is not None:
                 payload[step.name] = {"is_disabled": False, "error": error.replace(messages.STAR, "*")}
             else:
                 _bold(obj, f"Step *{step.name}* ({step_arch(step, env._remote_commands())})")
                 obj.echo_always(f"\t{messages.for_printer(error)}", err=False)
                 obj.echo_always("", err=False)
             continue
-        states = _states(info, envs)
-        if as_json:
+        states = _states(info, envs, local_only)
+        if as_json or output is not None:
+            request = info.request
             payload[step.name] = {
                 "is_disabled": info.disabled,
+                "error": None,
                 "is_fetch_at_exec": info.fetch_at_exec,
                 "from_env_name": info.merged.named,
                 "arch": info.arch,
@@ -213,10 +246,19 @@ def show(obj: Any, as_json: bool, steps: tuple[str, ...]) -> None:
                 "requested": list(info.request.requirements and [r.tstr for r in info.request.requirements])
                 if info.request
                 else [],
+                # the original's fields: what was asked for, by category
+                "requested_hash": req_id(envs.registry, request) if request else None,
+                "requested_packages": _by_category(request.requirements) if request else {},
+                "requested_sources": [
+                    redact_text(f"{category}::{source}")
+                    for category, sources in (request.sources.items() if request else ())
+                    for source in sources
+                ],
                 "env_id": info.env_id,
                 "env": describe(envs, info.env, as_dict=True) if info.env else None,
             }
-            continue
+            if as_json:
+                continue
         _bold(obj, f"Step *{step.name}* ({info.arch})")
         click.echo(f"\tEnvironment is {', '.join(states)}")
         if info.env is not None:
@@ -224,8 +266,26 @@ def show(obj: Any, as_json: bool, steps: tuple[str, ...]) -> None:
         elif info.request is not None:
             click.echo("\tRequested packages " + ", ".join(r.tstr for r in info.request.requirements))
             click.echo("")
+    _write_output(output, payload)
     if as_json:
         click.echo(json.dumps(payload, indent=1))
+
+
+def _write_output(output: str | bytes | None, payload: dict[str, Any]) -> None:
+    """The --json form written to ``output`` (the original's ``--output PATH``), whole or not at all."""
+    if output is None:
+        return
+    path = Path(os.fsdecode(output))  # (Metaflow's vendored click may give bytes)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=1))
+    tmp.replace(path)
+
+
+def _by_category(requirements: Sequence[Requirement]) -> dict[str, dict[str, str]]:
+    found: dict[str, dict[str, str]] = {}
+    for requirement in requirements:
+        found.setdefault(requirement.category, {})[requirement.name] = requirement.spec
+    return found
 
 
 @environment.command(name="bootstrap-commands", hidden=True)
