@@ -100,7 +100,7 @@ CORE_SETTINGS: tuple[Setting, ...] = (
         name="CONDA_ALL_ARCHS",
         default=["linux-64", "osx-64", "osx-arm64"],
         kind="json",
-        help="Architectures searched by `resolve --from`",
+        help="Read for compatibility, no effect: `resolve --from` searches every known architecture",
     ),
     Setting(
         name="CONDA_REMOTE_COMMANDS", default=["batch", "kubernetes"], kind="json", help="Remote decorators"
@@ -111,11 +111,19 @@ CORE_SETTINGS: tuple[Setting, ...] = (
         kind="json",
         help='Datastores whose flow runs do not cache environments in the store (e.g. ["local"])',
     ),
-    Setting(name="CONDA_SYS_MARKERS", default={}, kind="json", help="Per-arch PEP 508 marker overrides"),
+    Setting(
+        name="CONDA_SYS_MARKERS",
+        default={},
+        kind="json",
+        help="Read for compatibility, no effect: markers are evaluated for each target's own platform",
+    ),
     Setting(name="CONDA_CHANNELS", kind="json", help="Default conda channels (list or comma separated)"),
     Setting(name="CONDA_CHANNEL_ALIAS", help="URL prefix for channel names (else .condarc channel_alias)"),
     Setting(
-        name="CONDA_TEST", default=False, kind="bool", help="Cache into the local store from the CLI too"
+        name="CONDA_TEST",
+        default=False,
+        kind="bool",
+        help="Read for compatibility, no effect: the CLI always caches into the store, local ones too",
     ),
     Setting(name="DEBUG_CONDA", default=False, kind="bool", help="Detailed output and hook tracing"),
     Setting(name="ENVCORE_PLUGINS", kind="json", help="Allow-list of plugin names (list or comma separated)"),
