@@ -242,3 +242,14 @@ def test_task_environment_info(machine: Machine) -> None:
     assert [info["req_id"], info["full_id"], info["arch"]] == json.loads(env_id)
     assert "conda::fx-core==1.0.0" in info["user_deps"].split("; ")
     assert any(p.startswith("fx-core-1.0.0") for p in info["all_packages"].split("; "))
+
+
+def test_quiet_file_output_holds_the_quiet_output_without_metaflows_banner(
+    machine: Machine, tmp_path: Path
+) -> None:
+    machine.envcore("resolve", "--conda", "fx-core", "--alias", "team/qf:v1")
+    written = tmp_path / "quiet.txt"
+    done = machine.metaflow("environment", "--quiet-file-output", str(written), "show", "team/qf:v1")
+    lines = written.read_text().splitlines()
+    assert lines[0] == f"team/qf:v1@{local_arch()}" and len(lines) == 2, written.read_text()
+    assert lines[1] in done.stdout and "Metaflow (" in done.stdout  # (the banner is Metaflow's, on stdout)

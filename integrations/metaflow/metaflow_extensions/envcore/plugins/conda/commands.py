@@ -369,6 +369,12 @@ def _types(kind: str) -> list[str]:
     help="Type of environment to manage (conda is the only one).",
 )
 @click.option("--conda-root", help="Root of the store (default: METAFLOW_CONDA_<DATASTORE>ROOT).")
+@click.option(
+    "--quiet-file-output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    hidden=True,  # as the original's
+    help="Run quiet and also write the output to PATH (what scripts read, without Metaflow's banner).",
+)
 @click.pass_context
 def group(
     ctx: click.Context,
@@ -378,6 +384,7 @@ def group(
     datastore: str | None,
     environment: str,
     conda_root: str | None,
+    quiet_file_output: Path | None,
 ) -> None:
     """Execution environment related commands: the envcore commands, with Metaflow's configuration."""
     from metaflow_extensions.envcore.plugins.conda import pathspecs
@@ -391,8 +398,26 @@ def group(
     if conda_root:
         kind = datastore or os.environ.get("METAFLOW_DEFAULT_DATASTORE") or _default_datastore()
         overrides[f"METAFLOW_CONDA_{kind.upper()}ROOT"] = conda_root
+    if quiet_file_output is not None:
+        quiet = True
+        sys.stdout = _Tee(sys.stdout, quiet_file_output.open("w"))
     session = Session(datastore, pathspec_lookup=pathspecs.lookup, overrides=overrides, quiet=quiet)
     ctx.obj = MetaflowApp(session, verbose=verbose, quiet=quiet)
+
+
+class _Tee:
+    """stdout, also written to a file, flushed at each write (the command ends through ``os._exit``)."""
+
+    def __init__(self, stream: Any, copy: Any) -> None:
+        self._stream, self._copy = stream, copy
+
+    def write(self, text: str) -> int:
+        self._copy.write(text)
+        self._copy.flush()
+        return int(self._stream.write(text))
+
+    def __getattr__(self, name: str) -> Any:  # flush, isatty, encoding...: the stream's
+        return getattr(self._stream, name)
 
 
 def _default_datastore() -> str:
