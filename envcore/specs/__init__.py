@@ -748,7 +748,8 @@ def parse_requirements_txt(
         elif option == "--conda-channel" and value:
             conda_sources.append((value, where))
         elif option == "--conda-pkg" and value:
-            reqs.append(conda_entry(value, where, NPCONDA))
+            # NAME=VER is exact here, as the original reads it (its req ids too); elsewhere conda's 1.0.*
+            reqs.append(conda_entry(_SINGLE_EQUALS.sub(r"\1==", value), where, NPCONDA))
             conda_sources += _credential_channels([value], where)
         elif option == "--sys-pkg" and value:
             reqs.append(sys_requirement(*_split_sys(value), where))
@@ -848,6 +849,9 @@ def _credential_channels(keys: Iterable[str], where: str) -> list[Located]:
             except ValueError:
                 continue  # checked (and reported) by conda_requirement
     return found
+
+
+_SINGLE_EQUALS = re.compile(r"^([^\s=<>!~]+)\s*=\s*(?=[^=<>!~\s])")
 
 
 def conda_entry(text: str, where: str, category: str = CONDA) -> Requirement:

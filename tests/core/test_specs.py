@@ -94,6 +94,7 @@ REQUIREMENTS = [
     ("a#b==1", ["pypi::a#b==1"] if False else None),  # '#' not preceded by a space is not a comment: invalid
     ("pandas>=1.4,\\\n  <2", ["pypi::pandas==<2,>=1.4"]),
     ("--conda-pkg ffmpeg==6.1\nx", ["npconda::ffmpeg==6.1", "pypi::x"]),
+    ("--conda-pkg ffmpeg=6.1\n", ["npconda::ffmpeg==6.1"]),  # exact, as the original (not conda's 6.1.*)
     ("--conda-pkg conda-forge::ffmpeg", ["npconda::conda-forge::ffmpeg"]),
     ("--sys-pkg __cuda==12.4\nx", ["sys::__cuda==12.4", "pypi::x"]),
     ("--sys-pkg __glibc=2.27", ["sys::__glibc==2.27"]),
