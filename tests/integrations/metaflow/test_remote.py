@@ -272,3 +272,33 @@ def test_node_with_the_s3_datastore_and_store(
     assert json.loads(end_meta["conda_env_id"]) == json.loads((workdir / "_env_id").read_text())
     # the task's artifacts and logs went to the bucket
     assert s3_server.keys(s3_bucket, f"metaflow/CondaPerStepFlow/{run}/end/99/")
+
+
+def test_a_reused_resolution_is_cached_into_a_new_store_for_a_remote_step(
+    machine: Machine, tmp_path: Path
+) -> None:
+    flow = tmp_path / "remote_flow.py"
+    flow.write_text(
+        "from metaflow import FlowSpec, conda, resources, step\n\n\n"
+        "class RemoteFlow(FlowSpec):\n"
+        "    @resources(cpu=1)\n"
+        '    @conda(libraries={"fx-core": "1.0.0"})\n'
+        "    @step\n"
+        "    def start(self):\n"
+        "        self.next(self.end)\n\n"
+        "    @step\n"
+        "    def end(self):\n"
+        "        pass\n\n\n"
+        'if __name__ == "__main__":\n'
+        "    RemoteFlow()\n"
+    )
+    # @resources stands for @kubernetes here: this machine has no cluster to validate the real one against
+    remote = {"METAFLOW_CONDA_REMOTE_COMMANDS": '["resources"]'}
+    machine.run(sys.executable, flow, "--environment=conda", "environment", "resolve", **remote)
+    other = tmp_path / "moved-store"  # the site moved to another store since
+    done = machine.run(
+        sys.executable, flow, "--environment=conda", "environment", "bootstrap-commands", "start",
+        METAFLOW_CONDA_LOCALROOT=str(other), **remote,
+    )  # fmt: skip
+    assert "Resolving" not in both(done)  # reused from this machine's record...
+    assert any(p.name == "env" for p in other.rglob("env")), both(done)  # ...and cached where the node looks

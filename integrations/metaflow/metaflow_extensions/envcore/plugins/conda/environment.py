@@ -423,6 +423,15 @@ class CondaEnvironment(MetaflowEnvironment):
             for info in infos:
                 if info.request is not None:
                     info.env, info.newly_resolved = known[req_id(session.registry, info.request)]
+        reused = {  # found in this machine's record: a remote node finds it in the store only
+            (info.env.req_id, info.env.full_id, info.env.arch): info.env
+            for infos in planned.values()
+            for info in infos
+            if info.env is not None and not info.newly_resolved and self._runs_remotely(info.step)
+        }
+        if reused and self._caches(session):
+            session.ensure_stored(list(reused.values()))
+            session.flush_messages()
         if not archs:
             for name, infos in planned.items():
                 self._steps[name] = infos[0]

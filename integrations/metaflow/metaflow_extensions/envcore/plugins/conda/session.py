@@ -144,6 +144,10 @@ class Session:
         )
         return result
 
+    def ensure_stored(self, envs: Sequence[ResolvedEnvironment]) -> None:
+        """Cache in the store each of ``envs`` (resolutions this machine reuses) that the store lacks."""
+        self._call("store", list(envs))
+
     def create(self, env: ResolvedEnvironment, prefix: Path, *, force: bool = False) -> None:
         """Hydrate ``env`` into ``prefix``; with ``force``, build it again even if complete (the old prefix is
         kept until the new one is built)."""

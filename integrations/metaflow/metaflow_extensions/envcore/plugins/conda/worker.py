@@ -52,6 +52,10 @@ def _resolve(envs: Any, payload: Any) -> Any:
         return list(pool.map(one, requests))
 
 
+def _store(envs: Any, payload: Any) -> Any:
+    return [envs.ensure_stored(env) for env in payload]
+
+
 def _create(envs: Any, payload: Any) -> Any:
     env, prefix, force = payload
     return envs.create(env, Path(prefix), force=force)
@@ -68,7 +72,7 @@ def run(request: Path) -> tuple[str, Any]:
     try:
         config = build_config(files)
         envs = Environments(build_registry(config), progress=_progress)
-        handler = {"resolve": _resolve, "create": _create}[op]
+        handler = {"resolve": _resolve, "store": _store, "create": _create}[op]
         return "ok", (handler(envs, payload), MESSAGES)
     except EnvcoreError as exc:
         if _debug():
