@@ -314,3 +314,21 @@ def metadata(machine: Machine, pathspec: str, field_name: str) -> str:
 def both(done: subprocess.CompletedProcess[str]) -> str:
     """Metaflow prints task output on stdout and its own progress on stderr."""
     return done.stdout + done.stderr
+
+
+def two_step_flow(path: Path, start_decorators: str, name: str = "OneDecoratedStepFlow") -> Path:
+    """A flow file at ``path``: ``start`` (with ``start_decorators``, one per line) then ``end``."""
+    path.write_text(
+        "from metaflow import FlowSpec, conda, named_env, pypi, resources, step\n\n\n"
+        f"class {name}(FlowSpec):\n"
+        + "".join(f"    {line}\n" for line in start_decorators.splitlines())
+        + "    @step\n"
+        "    def start(self):\n"
+        "        self.next(self.end)\n\n"
+        "    @step\n"
+        "    def end(self):\n"
+        "        pass\n\n\n"
+        'if __name__ == "__main__":\n'
+        f"    {name}()\n"
+    )
+    return path

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import Machine, S3Server, both, reports, run_id
+from .conftest import Machine, S3Server, both, reports, run_id, two_step_flow
 
 # What a node image provides (Metaflow installs requests on its nodes; the bootstrap commands pip-install
 # the rest unless METAFLOW_SKIP_INSTALL_DEPENDENCIES is set, which a node with them preinstalled sets).
@@ -277,20 +277,8 @@ def test_node_with_the_s3_datastore_and_store(
 def test_a_reused_resolution_is_cached_into_a_new_store_for_a_remote_step(
     machine: Machine, tmp_path: Path
 ) -> None:
-    flow = tmp_path / "remote_flow.py"
-    flow.write_text(
-        "from metaflow import FlowSpec, conda, resources, step\n\n\n"
-        "class RemoteFlow(FlowSpec):\n"
-        "    @resources(cpu=1)\n"
-        '    @conda(libraries={"fx-core": "1.0.0"})\n'
-        "    @step\n"
-        "    def start(self):\n"
-        "        self.next(self.end)\n\n"
-        "    @step\n"
-        "    def end(self):\n"
-        "        pass\n\n\n"
-        'if __name__ == "__main__":\n'
-        "    RemoteFlow()\n"
+    flow = two_step_flow(
+        tmp_path / "remote_flow.py", '@resources(cpu=1)\n@conda(libraries={"fx-core": "1.0.0"})'
     )
     # @resources stands for @kubernetes here: this machine has no cluster to validate the real one against
     remote = {"METAFLOW_CONDA_REMOTE_COMMANDS": '["resources"]'}

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .conftest import Machine, both, reports, run_id
+from .conftest import Machine, both, reports, run_id, two_step_flow
 
 FLOWS = Path(__file__).parent / "flows"
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} ")
@@ -135,20 +135,7 @@ def test_group_options_and_local_only(machine: Machine, other_machine: Machine, 
 
 def failing_run(machine: Machine, tmp_path: Path, start_decorators: str) -> str:
     """A two-step flow whose ``start`` has ``start_decorators``, run: it must fail (exit 1); its output."""
-    source = tmp_path / "one_decorated_step.py"
-    source.write_text(
-        "from metaflow import FlowSpec, conda, named_env, pypi, step\n\n\n"
-        "class OneDecoratedStepFlow(FlowSpec):\n"
-        + "".join(f"    {line}\n" for line in start_decorators.splitlines())
-        + "    @step\n"
-        "    def start(self):\n"
-        "        self.next(self.end)\n\n"
-        "    @step\n"
-        "    def end(self):\n"
-        "        pass\n\n\n"
-        'if __name__ == "__main__":\n'
-        "    OneDecoratedStepFlow()\n"
-    )
+    source = two_step_flow(tmp_path / "one_decorated_step.py", start_decorators)
     done = machine.run(sys.executable, source, "--environment=conda", "run", check=False)
     text = " ".join(both(done).split())
     assert done.returncode == 1, text
