@@ -197,7 +197,7 @@ def _damage(store: Store, key: str, data: bytes) -> str | None:
         return None
     arch, req_id, full_id = key.split("/")[-4:-1]
     try:
-        description.loads(raw, req_id=req_id, full_id=full_id, arch=arch, where=key)
+        description.parse(existing, req_id=req_id, full_id=full_id, arch=arch, where=key)
     except StorageError:
         return "is damaged"
     edited = description.edited_package(existing, json.loads(data))

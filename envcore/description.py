@@ -162,6 +162,14 @@ def loads(raw: bytes, *, req_id: str, full_id: str, arch: str, where: str) -> Re
     """Parse a stored description; a damaged or foreign one is a one-paragraph :class:`StorageError`."""
     try:
         data = json.loads(raw)
+    except ValueError as exc:
+        raise _unreadable(where, exc) from None
+    return parse(data, req_id=req_id, full_id=full_id, arch=arch, where=where)
+
+
+def parse(data: Any, *, req_id: str, full_id: str, arch: str, where: str) -> ResolvedEnvironment:
+    """:func:`loads` of a description already decoded from JSON."""
+    try:
         if not isinstance(data, dict):
             raise ValueError("it is not a JSON object")
         schema = data.get("envcore", {}).get("schema")
@@ -171,11 +179,15 @@ def loads(raw: bytes, *, req_id: str, full_id: str, arch: str, where: str) -> Re
         check_shape(data)
         return from_dict(data, req_id=req_id, full_id=full_id, arch=arch)
     except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
-        raise StorageError(
-            f"The environment description {where} cannot be read ({exc}). Resolve the environment again with "
-            "`envcore resolve --force`, which replaces a damaged description (one written by a newer envcore is "
-            "left as it is: upgrade envcore to read it)."
-        ) from None
+        raise _unreadable(where, exc) from None
+
+
+def _unreadable(where: str, why: Exception) -> StorageError:
+    return StorageError(
+        f"The environment description {where} cannot be read ({why}). Resolve the environment again with "
+        "`envcore resolve --force`, which replaces a damaged description (one written by a newer envcore is "
+        "left as it is: upgrade envcore to read it)."
+    )
 
 
 def newer_schema(data: Any) -> bool:

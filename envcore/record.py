@@ -64,7 +64,8 @@ def _dumps(value: object) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
 
 
-def _write_atomic(path: str, data: bytes) -> None:
+def write_atomic(path: str, data: bytes) -> None:
+    """``data`` at ``path`` whole or not at all (a temporary file beside it, fsynced, renamed over it)."""
     import tempfile  # only writers need it
 
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path))
@@ -185,7 +186,7 @@ class LocalRecord:
     def _rewrite(self, raw: bytes | None, journal: bytes, data: Data) -> None:
         new = _dumps(data)
         if new != raw:
-            _write_atomic(self._file, new)
+            write_atomic(self._file, new)
         if journal or new != raw:
             _unlink(self.log_path)  # folded in (a stale one is ignored anyway)
         self._seen = (new, b"", data)
@@ -209,7 +210,7 @@ class LocalRecord:
                 journal += line
             else:
                 journal = self._header(raw) + line
-                _write_atomic(self.log_path, journal)
+                write_atomic(self.log_path, journal)
             self._seen = (raw, journal, data)
 
     def _append(self, journal: bytes, line: bytes) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from metaflow._vendor import click
@@ -273,12 +272,10 @@ def show(obj: Any, as_json: bool, output: str | None, local_only: bool, steps: t
 
 def _write_output(output: str | bytes | None, payload: dict[str, Any]) -> None:
     """The --json form written to ``output`` (the original's ``--output PATH``), whole or not at all."""
-    if output is None:
-        return
-    path = Path(os.fsdecode(output))  # (Metaflow's vendored click may give bytes)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=1))
-    tmp.replace(path)
+    from envcore.record import write_atomic
+
+    if output is not None:  # (Metaflow's vendored click may give bytes)
+        write_atomic(os.path.abspath(os.fsdecode(output)), json.dumps(payload, indent=1).encode())
 
 
 def _by_category(requirements: Sequence[Requirement]) -> dict[str, dict[str, str]]:
