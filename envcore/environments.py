@@ -55,7 +55,8 @@ class Environments:
         self.progress = as_progress(progress)
         self.pathspec_lookup = pathspec_lookup
         self._credentials: dict[str, tuple[str, str]] = {}
-        self._references: dict[tuple[str, str], str] = {}  # (req id, full id) -> the alias :meth:`find` got
+        # (req id, full id) -> the alias :meth:`find` got: messages name a base as the user did
+        self.names: dict[tuple[str, str], str] = {}
         self._cache_dir_checked = False
 
     @cached_property
@@ -259,7 +260,7 @@ class Environments:
     ) -> ResolvedEnvironment:
         """:func:`resolve.resolve`; a failure to extend a base names it as the user did (its alias)."""
         base = request.base
-        name = self._references.get((base.req_id, base.full_id)) if base is not None else None
+        name = self.names.get((base.req_id, base.full_id)) if base is not None else None
         return resolve.resolve(self.registry, request, base_name=name, solved=solved)
 
     def save(
@@ -371,7 +372,7 @@ class Environments:
         req_id, full_id = self.aliases.resolve(ref)
         named = "" if ref.strip() == f"{req_id}:{full_id}" else ref.strip()
         if named:
-            self._references[(req_id, full_id)] = named
+            self.names[(req_id, full_id)] = named
         local = self.record.environment(arch, req_id, full_id)
         if local is not None:
             return local

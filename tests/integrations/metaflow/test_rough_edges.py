@@ -174,3 +174,15 @@ def test_a_conflict_with_metaflows_own_requirement_says_so(machine: Machine, tmp
         text = failing_run(machine, tmp_path, decorator + '{"requests": "<2.21"})')
         assert "Step(s): start: The " in text, text
         assert "requests<2.21" in text.replace(" <", "<") and note in text, text
+
+
+def test_an_extra_the_wheel_does_not_declare_is_warned_about(machine: Machine, tmp_path: Path) -> None:
+    source = two_step_flow(tmp_path / "extra_flow.py", '@pypi(packages={"fx-core[fsat]": ""})')
+    resolved = machine.run(sys.executable, source, "--environment=conda", "environment", "resolve")
+    text = " ".join(both(resolved).split())
+    assert (
+        "Warning: Step(s): start: fx-core 2.0.0 has no extra 'fsat' (it declares none), so the resolver left "
+        "it out. Check the spelling of fx-core[fsat]." in text
+    ), text
+    again = machine.run(sys.executable, source, "--environment=conda", "environment", "resolve")
+    assert "has no extra" not in both(again), both(again)  # said when resolved, not on every run

@@ -326,25 +326,22 @@ class CondaEnvironment(MetaflowEnvironment):
         ignored = session.config.get("CONDA_IGNORE_CACHING_DATASTORES") or []
         return session.datastore_type not in ignored
 
-    def _failures(self, planned: dict[str, list[StepEnvironment]], failed: dict[str, str]) -> str:
+    def _planned_with(self, planned: dict[str, list[StepEnvironment]], rid: str) -> list[StepEnvironment]:
+        """The planned step environments whose request has the req id ``rid``."""
         from envcore.resolve import req_id
 
         registry = self.session().registry
+        return [
+            info
+            for infos in planned.values()
+            for info in infos
+            if info.request is not None and req_id(registry, info.request) == rid
+        ]
+
+    def _failures(self, planned: dict[str, list[StepEnvironment]], failed: dict[str, str]) -> str:
         lines = []
         for rid, message in failed.items():
-            failing = [
-                info
-                for infos in planned.values()
-                for info in infos
-                if info.request is not None and req_id(registry, info.request) == rid
-            ]
-            for info in failing:  # the worker knew the base by its ids only: the name the flow gave it
-                base = info.request.base if info.request is not None else None
-                if base is not None and info.merged.named:
-                    ids = f"{base.req_id}:{base.full_id}"
-                    message = message.replace(
-                        f"Cannot extend {ids}", f"Cannot extend {info.merged.named} ({ids})"
-                    )
+            failing = self._planned_with(planned, rid)
             steps = sorted({info.step for info in failing})
             pins = {name: spec for info in failing for name, spec in info.metaflow_pins.items()}
             words = re.sub(r"\S+://\S+", "", message)  # names in the message, not in its URLs
@@ -360,6 +357,24 @@ class CondaEnvironment(MetaflowEnvironment):
                 )
             lines.append(f"Step(s): {', '.join(steps)}: {message}")
         return "\n".join(lines)
+
+    def _warn_of_undeclared_extras(
+        self,
+        echo: Any,
+        planned: dict[str, list[StepEnvironment]],
+        resolved: dict[str, tuple[ResolvedEnvironment, bool]],
+    ) -> None:
+        """Extras a step asked for that the resolved wheels do not declare (the resolver left them out, as
+        ``envcore resolve`` warns), once per environment, naming its steps."""
+        from envcore.pypi import undeclared_extras
+
+        session = self.session()
+        for rid, (env, new) in resolved.items():
+            if not new or not any(d.startswith("pypi::") and "[" in d for d in env.deps):
+                continue
+            steps = sorted({info.step for info in self._planned_with(planned, rid)})
+            for warning in undeclared_extras(env, session.config.cache_dir()):
+                echo(f"    Warning: Step(s): {', '.join(steps)}: {messages.for_printer(warning)}")
 
     def resolve_steps(
         self,
@@ -419,6 +434,7 @@ class CondaEnvironment(MetaflowEnvironment):
             for rid, result in zip(todo, results, strict=True):
                 assert not isinstance(result, str)
                 known[rid] = result
+            self._warn_of_undeclared_extras(echo, planned, {rid: known[rid] for rid in todo})
         for infos in planned.values():
             for info in infos:
                 if info.request is not None:

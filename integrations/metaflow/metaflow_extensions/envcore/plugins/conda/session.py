@@ -140,7 +140,7 @@ class Session:
         if not requests:
             return []
         result: list[tuple[ResolvedEnvironment, bool] | str] = self._call(
-            "resolve", (list(requests), force, cache)
+            "resolve", (list(requests), force, cache, self.environments.names)
         )
         return result
 

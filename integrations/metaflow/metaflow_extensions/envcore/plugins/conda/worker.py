@@ -32,7 +32,8 @@ def _progress(message: str) -> None:
 
 
 def _resolve(envs: Any, payload: Any) -> Any:
-    requests, force, cache = payload
+    requests, force, cache, names = payload
+    envs.names.update(names)  # the aliases the launcher found bases by: failures to extend name them
     # sysconfig fills its variables lazily and not thread-safely (uv's find_uv_bin reads them): fill them
     # before the threads start.
     sysconfig.get_config_vars()
