@@ -258,11 +258,10 @@ def build_one_wheel(
     """Run a tool (``argv``) that builds one wheel into ``out_dir``, reproducibly and with the request's index
     credentials (by a netrc file, gone afterwards): its error output, and the wheel, or None unless it succeeded
     with exactly one."""
-    import tempfile
 
-    from envcore.tools import run_tool, tool_env
+    from envcore.tools import run_tool, scratch_folder, tool_env
 
-    with tempfile.TemporaryDirectory(prefix="envcore-build-") as tmp:
+    with scratch_folder("build") as tmp:
         extra = {**env, "SOURCE_DATE_EPOCH": REPRODUCIBLE_EPOCH, **netrc_env(request, Path(tmp))}
         done = run_tool(argv, what=what, env=tool_env(extra), debug=debug)
     wheels = sorted(out_dir.glob("*.whl"))

@@ -4,9 +4,12 @@ tool's output kept for ``--verbose``."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import shutil
 import subprocess
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -73,6 +76,65 @@ def write_netrc(credentials: Mapping[str, tuple[str, str]], *paths: Path) -> Pat
         path.write_text(text)
         _SECRET_FILES.add(path)
     return paths[0]
+
+
+SCRATCH_LOCK = ".envcore-in-use"  # in every scratch folder, locked by the process that uses the folder
+_swept = False
+
+
+@contextlib.contextmanager
+def scratch_folder(kind: str) -> Iterator[str]:
+    """A private temporary folder, ``envcore-KIND-*`` in the temporary directory, removed afterwards as
+    ``tempfile.TemporaryDirectory`` does. A process killed before it could remove its folder (SIGKILL; tools'
+    inputs and netrc files inside) does not leave it for good: the folder's lock file is held while it is in use,
+    and the first scratch folder a process makes removes those whose lock nobody holds any longer (the kernel
+    drops a dead process's locks, whatever its pid namespace)."""
+    global _swept
+    if not _swept:
+        _swept = True
+        remove_abandoned_scratch(Path(tempfile.gettempdir()))
+    with tempfile.TemporaryDirectory(prefix=f"envcore-{kind}-") as folder:
+        taking, held = Path(folder) / f"{SCRATCH_LOCK}.new", Path(folder) / SCRATCH_LOCK
+        with open(taking, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            taking.rename(held)  # only a locked file carries the name sweepers look for
+            try:
+                yield folder
+            finally:
+                held.unlink(
+                    missing_ok=True
+                )  # before the lock goes: a sweeper that opened it sees it unlinked
+
+
+def remove_abandoned_scratch(temp_dir: Path) -> int:
+    """Remove the scratch folders in ``temp_dir`` whose process has gone (their lock is free); how many."""
+    removed = 0
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(temp_dir):
+            if not entry.name.startswith("envcore-"):
+                continue
+            try:
+                lock = open(Path(entry.path) / SCRATCH_LOCK)  # noqa: SIM115 - held while the folder is removed
+            except OSError:  # not a scratch folder, another user's, or removed meanwhile
+                continue
+            with lock:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    continue  # in use
+                if not _same_file(lock.fileno(), Path(entry.path) / SCRATCH_LOCK):
+                    continue  # its owner finished and unlinked it while this process waited
+                shutil.rmtree(entry.path, ignore_errors=True)
+                removed += 1
+    return removed
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        there, held = path.stat(), os.fstat(fd)
+    except OSError:
+        return False
+    return (there.st_dev, there.st_ino) == (held.st_dev, held.st_ino)
 
 
 def end_tools() -> None:

@@ -1,16 +1,19 @@
 """Running external tools: finding a backend's executable; answers only a tool's binary decides (``--version``)
-are remembered per binary."""
+are remembered per binary; scratch folders that killed processes left are removed."""
 
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from envcore.config import CORE_SETTINGS, Config
 from envcore.errors import BackendUnavailable
-from envcore.tools import find_executable, run_remembered, tail
+from envcore.tools import SCRATCH_LOCK, find_executable, remove_abandoned_scratch, run_remembered, tail
 from envcore.types import Setting
 
 
@@ -91,3 +94,49 @@ def test_a_tools_last_lines_fold_into_a_sentence_without_its_full_stop() -> None
     output = "Resolving...\n\n  error: no solution found\n  cause: fx-core was not found.\n"
     assert tail(output, 2) == "error: no solution found cause: fx-core was not found"
     assert f"uv failed: {tail(output, 1)}. Fix it." == "uv failed: cause: fx-core was not found. Fix it."
+
+
+HOLD_SCRATCH = """
+import sys, time
+from envcore.tools import scratch_folder
+with scratch_folder("uv") as folder:
+    open(folder + "/netrc", "w").close()
+    print(folder, flush=True)
+    time.sleep(60)
+"""
+
+
+def _holding_scratch(temp_dir: Path) -> tuple[subprocess.Popen[str], Path]:
+    process = subprocess.Popen(
+        [sys.executable, "-c", HOLD_SCRATCH],
+        env={**os.environ, "TMPDIR": str(temp_dir)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    return process, Path(process.stdout.readline().strip())
+
+
+def test_scratch_folders_of_killed_processes_are_removed_and_live_ones_kept(tmp_path: Path) -> None:
+    killed, abandoned = _holding_scratch(tmp_path)
+    alive, in_use = _holding_scratch(tmp_path)
+    try:
+        killed.send_signal(signal.SIGKILL)  # no cleanup: the folder and its netrc stay
+        killed.wait()
+        assert (abandoned / "netrc").exists() and (abandoned / SCRATCH_LOCK).exists()
+        unlocked = tmp_path / "envcore-uv-older"  # an older envcore's, or not a scratch folder: no lock file
+        unlocked.mkdir()
+        assert remove_abandoned_scratch(tmp_path) == 1
+        assert not abandoned.exists()
+        assert (in_use / "netrc").exists() and unlocked.is_dir()
+    finally:
+        alive.kill()
+        alive.wait()
+    # the next process that makes a scratch folder sweeps: the live one's folder is abandoned now
+    done = subprocess.run(
+        [sys.executable, "-c", "from envcore.tools import scratch_folder\nwith scratch_folder('x'): pass"],
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+        check=True,
+    )
+    assert done.returncode == 0
+    assert sorted(tmp_path.glob("envcore-*")) == [unlocked]

@@ -36,7 +36,7 @@ from envcore import pypi
 from envcore.condadists import renamed_distributions
 from envcore.config import Config, redact_text, redact_url
 from envcore.errors import BackendUnavailable, ConfigError, ResolutionError
-from envcore.tools import find_executable, run_tool, tail, tool_env, write_netrc
+from envcore.tools import find_executable, run_tool, scratch_folder, tail, tool_env, write_netrc
 from envcore.types import (
     CONDA,
     NPCONDA,
@@ -296,7 +296,7 @@ class CondaLockResolver:
             )
         credentials = self._credentials(request)
         pins: dict[str, str] = {}
-        with tempfile.TemporaryDirectory(prefix="envcore-conda-lock-") as tmp:
+        with scratch_folder("conda-lock") as tmp:
             work = Path(tmp)
             # PyPI packages must not replace conda ones, but conda-lock's poetry only prefers the conda
             # versions: a wheel that would move one is pinned to the conda version and the lock made again.

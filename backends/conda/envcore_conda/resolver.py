@@ -25,7 +25,7 @@ from urllib.parse import unquote
 from envcore.config import Config, redact_text, redact_url
 from envcore.errors import BackendUnavailable, ResolutionError
 from envcore.specs import match_spec
-from envcore.tools import find_executable, run_tool, write_netrc
+from envcore.tools import find_executable, run_tool, scratch_folder, write_netrc
 from envcore.types import (
     CONDA,
     NPCONDA,
@@ -440,7 +440,7 @@ class CondaCliResolver:
                 "your requirements."
             )
         explicit = any(req.channel for req in request.of(CONDA, NPCONDA)) or len(channels) > 1
-        with tempfile.TemporaryDirectory(prefix=f"envcore-{self.tool}-") as tmp:
+        with scratch_folder(f"{self.tool}") as tmp:
             work = Path(tmp)
             (work / "home").mkdir()
             root = work / "root"

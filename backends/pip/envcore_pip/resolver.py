@@ -16,7 +16,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from envcore import pypi
 from envcore.config import Config, redact_text, redact_url
 from envcore.errors import BackendUnavailable, ResolutionError
 from envcore.platforms import local_arch
-from envcore.tools import run_tool, tail, tool_env
+from envcore.tools import run_tool, scratch_folder, tail, tool_env
 from envcore.types import PYPI, LockedPackage, ResolveRequest
 
 _SUPPORTED = ("--pre", "--no-index", "--find-links", "-f", "--trusted-host")
@@ -81,7 +80,7 @@ class PipResolver:
 
             python = f"{sys.version_info[0]}.{sys.version_info[1]}"
             refuse_references_to_build(request, f"this machine's architecture, python {python} and glibc")
-        with tempfile.TemporaryDirectory(prefix="envcore-pip-") as tmp:
+        with scratch_folder("pip") as tmp:
             work = Path(tmp)
             pypi.write_resolver_inputs(request, work, "pip")
             provided = pypi.conda_python_packages(request.installed, request.installed_distributions)
@@ -179,7 +178,7 @@ class PipResolver:
 
         vcs, url = info["vcs_info"], str(info["url"])
         commit, subdirectory = str(vcs.get("commit_id", "")), str(info.get("subdirectory") or "")
-        with tempfile.TemporaryDirectory(prefix="envcore-pip-git-") as tmp:
+        with scratch_folder("pip-git") as tmp:
             checkout = Path(tmp) / "checkout"
             checkout_git(name, str(vcs.get("vcs", "")), url, commit, checkout, debug=self.config.debug)
             what = f"the git repository {redact_url(url)} at {commit[:12]}"
@@ -192,7 +191,7 @@ class PipResolver:
         """``project`` (a directory) built into a wheel with ``pip wheel``, by this interpreter (the target's)."""
         from envcore.build import lock_built_wheel
 
-        with tempfile.TemporaryDirectory(prefix="envcore-pip-build-") as tmp:
+        with scratch_folder("pip-build") as tmp:
             out = Path(tmp)
             stderr, wheel = pypi.build_one_wheel(
                 [

@@ -29,7 +29,7 @@ from envcore.config import Config, redact_text, redact_url
 from envcore.errors import BackendUnavailable, ConfigError, ResolutionError
 from envcore.platforms import local_arch
 from envcore.specs import marker_environments
-from envcore.tools import run_tool, tail, tool_env
+from envcore.tools import run_tool, scratch_folder, tail, tool_env
 from envcore.types import PYPI, LockedPackage, ResolveRequest
 
 if sys.version_info >= (3, 11):
@@ -138,7 +138,7 @@ class PoetryResolver:
         options = _Options.parse(request.extras.get(PYPI, ()))
         provided = pypi.conda_python_packages(request.installed, request.installed_distributions)
         pins: dict[str, str] = {}
-        with tempfile.TemporaryDirectory(prefix="envcore-poetry-") as tmp:
+        with scratch_folder("poetry") as tmp:
             # conda-installed Python packages must keep their versions, and poetry has no constraints file: a
             # package the lock shares with conda at another version is pinned and the lock made again.
             for _ in range(1 + len(provided)):

@@ -210,9 +210,9 @@ def _client(credentials: Mapping[str, tuple[str, str]]) -> rattler.Client:
 
     if not credentials:
         return Client([RetryMiddleware()])
-    import tempfile  # only for credentials
+    from envcore.tools import scratch_folder  # only for credentials
 
-    with tempfile.TemporaryDirectory(prefix="envcore-auth-") as tmp:
+    with scratch_folder("auth") as tmp:
         path = Path(tmp) / "auth.json"
         path.touch(mode=0o600)
         auth = {

@@ -6,7 +6,6 @@ import functools
 import re
 import subprocess
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from packaging.utils import parse_wheel_filename
 from envcore import pypi
 from envcore.config import Config, redact_text, redact_url
 from envcore.errors import BackendUnavailable, EnvcoreError, ResolutionError
-from envcore.tools import run_remembered, run_tool, tail, tool_env
+from envcore.tools import run_remembered, run_tool, scratch_folder, tail, tool_env
 from envcore.types import PYPI, LockedPackage, ResolveRequest
 from envcore_uv.executable import uv_executable
 
@@ -104,7 +103,7 @@ class UvResolver:
             from envcore.build import refuse_references_to_build
 
             refuse_references_to_build(request, f"this machine's architecture ({local_arch()})")
-        with tempfile.TemporaryDirectory(prefix="envcore-uv-") as tmp:
+        with scratch_folder("uv") as tmp:
             work = Path(tmp)
             pypi.write_resolver_inputs(request, work, "uv")
             done = run_tool(
@@ -223,7 +222,7 @@ class UvResolver:
 
         kind, url, commit = str(vcs.get("type", "")), str(vcs.get("url", "")), str(vcs.get("commit-id", ""))
         subdirectory = str(vcs.get("subdirectory") or "")
-        with tempfile.TemporaryDirectory(prefix="envcore-uv-git-") as tmp:
+        with scratch_folder("uv-git") as tmp:
             checkout = Path(tmp) / "checkout"
             checkout_git(name, kind, url, commit, checkout, debug=self.config.debug)
             return self._built(
@@ -241,7 +240,7 @@ class UvResolver:
         from envcore.build import lock_built_wheel
         from envcore_uv.installer import UvInstaller
 
-        with tempfile.TemporaryDirectory(prefix="envcore-uv-dir-") as tmp:
+        with scratch_folder("uv-dir") as tmp:
             try:
                 wheel = UvInstaller(self.config).build_wheel(project, Path(tmp), request)
             except EnvcoreError as exc:

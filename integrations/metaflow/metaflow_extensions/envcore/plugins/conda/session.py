@@ -13,7 +13,6 @@ import os
 import pickle
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
@@ -102,7 +101,9 @@ class Session:
     # --- the worker -----------------------------------------------------------------------------------
 
     def _call(self, op: str, payload: Any) -> Any:
-        with tempfile.TemporaryDirectory(prefix="envcore-worker-") as tmp:
+        from envcore.tools import scratch_folder
+
+        with scratch_folder("worker") as tmp:
             request, result = Path(tmp) / "request", Path(tmp) / "result"
             request.write_bytes(pickle.dumps((self.files, op, payload)))
             env = {**os.environ, **self.overrides}
