@@ -579,9 +579,10 @@ def _conda_token_match(url: str) -> re.Match[str] | None:
     return CONDA_TOKEN_PATH.match(parts.path) if parts.scheme.lower() in ("http", "https") else None
 
 
-# user:password@ in a URL, also with a '/' in the password (not valid in a URL, and so not parsed as one, but
-# what a base64 token holds): a ':' before the first '/', not followed by a port
-_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?:[^/@\s]+|[^/@\s:]*:(?!\d*(?:/|$))[^@\s]*)@")
+# user:password@ in a URL, up to the last '@' before the path (as URL parsers read a password with an '@'),
+# also with a '/' in the password (not valid in a URL, and so not parsed as one, but what a base64 token
+# holds): a ':' before the first '/', not followed by a port
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?:[^/\s]+|[^/@\s:]*:(?!\d*(?:/|$))[^@\s]*)@")
 # a query parameter whose name says it is a secret (?access_token=, &sig=, ?api_key=...): its value
 _SECRET_WORDS = "token|secret|password|passwd|signature|sig|key|credential"
 _SECRET_PARAM = re.compile(

@@ -259,6 +259,7 @@ def test_a_store_root_comes_from_the_plugins_own_setting_then_the_usual_ones(
         ("cannot read 'http://127.0.0.1:41127/t/ab.SECRETDOT.cd/channel'", "SECRETDOT"),
         ("'http://alice:Pw/SECRETSLASH2@127.0.0.1:1/simple/' is not a package index URL", "SECRETSLASH2"),
         ("http://alice:pa#SECRETHASH@h/simple", "SECRETHASH"),
+        ("http://alice:p@SECRETAT@h/simple refused", "SECRETAT"),  # as URL parsers read it: the last '@'
     ],
 )
 def test_messages_are_redacted_of_every_kind_of_secret(text: str, secret: str) -> None:
