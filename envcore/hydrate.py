@@ -147,13 +147,16 @@ def hydrate(
         # rewritten where files name it).
         fresh = force or verify
         files = fetch_packages(registry, env, store, verify=verify, progress=progress) if fresh else None
+        index = relocate.PrefixIndex.in_cache(registry.config.cache_dir(), timeout)
+        key = uptodate.index_key(env.req_id, env.full_id, env.arch)
+        if fresh and _rebuilt_beside(registry, env, prefix, store, verify, progress, files):
+            index.add(key, prefix)
+            return True
         aside = None
         if prefix.is_symlink() or prefix.exists():
             aside = _make_way(
                 prefix, env, force or complete, progress
             )  # complete here: --verify re-creates it
-        index = relocate.PrefixIndex.in_cache(registry.config.cache_dir(), timeout)
-        key = uptodate.index_key(env.req_id, env.full_id, env.arch)
         try:
             source = (
                 None
@@ -179,10 +182,85 @@ def hydrate(
     return True
 
 
+def _rebuilt_beside(
+    registry: Registry,
+    env: ResolvedEnvironment,
+    prefix: Path,
+    store: Store | None,
+    verify: bool,
+    progress: Progress,
+    files: list[tuple[LockedPackage, Path]] | None,
+) -> bool:
+    """``--force`` or ``--verify`` of a finished environment at ``prefix``: build the new one beside it
+    (``.NAME.rebuild``), clone that to the prefix's path (its files then name the prefix) and swap the two in
+    one step where the system can (Linux's ``renameat2``, macOS's ``renamex_np``; else two renames), so that
+    processes still running in the old environment (another run's tasks) find every file throughout, and a
+    failed build leaves it as it was. False, with ``prefix`` as it was, when ``prefix`` is no finished
+    environment of envcore's or the build cannot be cloned (the caller then re-creates it in place)."""
+    if uptodate.marker_ids(str(prefix)) is None or prefix.is_symlink() or not prefix.is_dir():
+        return False
+    progress(f"Re-creating {prefix}")
+    stage = prefix.with_name(rebuild_name(prefix.name))
+    aside = prefix.with_name(f"{uptodate.replaced_start(prefix.name)}{os.getpid()}")
+    ids = (env.req_id, env.full_id, env.arch)
+
+    def swap(clone: str, dest: str) -> None:  # the clone is complete and marked so
+        _remove(aside)
+        if exchange_paths(clone, dest):
+            os.rename(clone, aside)  # the old environment, removed below
+        else:
+            os.rename(dest, aside)  # put back by the next hydration if this process dies now
+            os.rename(clone, dest)
+
+    try:
+        _remove(stage)
+        _install(registry, env, stage, store, verify, progress, files)
+        relocate.write_manifest(stage)
+        marked = functools.partial(_mark_complete, ids=ids)
+        if not relocate.clone(stage, prefix, private=(MARKER, uptodate.PARTIAL), prepare=marked, place=swap):
+            if aside.exists() and not prefix.exists():
+                aside.rename(prefix)
+            return False
+    finally:
+        _remove(stage)
+    _remove(aside)
+    return True
+
+
+def _mark_complete(prefix: str, ids: tuple[str, str, str]) -> None:
+    uptodate.write_marker(prefix, *ids)
+
+
+def exchange_paths(a: str, b: str) -> bool:
+    """Swap the files or folders at ``a`` and ``b`` atomically; False when this system cannot (nothing done)."""
+    import ctypes
+    import sys
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if sys.platform.startswith("linux"):
+            at_fdcwd, rename_exchange = -100, 2
+            done = libc.renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
+        elif sys.platform == "darwin":
+            rename_swap = 2
+            done = libc.renamex_np(os.fsencode(a), os.fsencode(b), rename_swap)
+        else:
+            return False
+    except (AttributeError, OSError):  # an older C library, or none that ctypes can load
+        return False
+    return bool(done == 0)
+
+
+def rebuild_name(name: str) -> str:
+    """The folder a new environment is built in beside the prefix called ``name`` that it replaces."""
+    return f".{name}.rebuild"
+
+
 def _put_back_replaced(prefix: Path, progress: Progress) -> None:
     """Settle what a process killed while it replaced ``prefix`` left (under the prefix's lock, so no living
     process owns it): the environment it moved aside goes back when ``prefix`` is unfinished or gone, and is
     removed when ``prefix`` was finished; a folder envcore did not make at ``prefix`` leaves both alone."""
+    _remove(prefix.with_name(rebuild_name(prefix.name)))  # an interrupted rebuild beside it
     for aside in sorted(prefix.parent.glob(f"{glob.escape(uptodate.replaced_start(prefix.name))}*")):
         if uptodate.marker_ids(str(aside)) is None or uptodate.marker_ids(str(prefix)) is not None:
             _remove(aside)  # half removed already, or its replacement was finished
@@ -197,7 +275,8 @@ def _put_back_replaced(prefix: Path, progress: Progress) -> None:
 def _make_way(prefix: Path, env: ResolvedEnvironment, force: bool, progress: Progress) -> Path | None:
     """Clear ``prefix`` for ``env``: with ``force`` anything; otherwise only an interrupted build of envcore's
     or an empty folder. A user's folder, or another environment, is never replaced unasked. A complete
-    environment is moved aside, not removed: the path returned, put back if the new one cannot be built."""
+    environment (one :func:`_rebuilt_beside` could not replace) is moved aside, not removed: the path
+    returned, put back if the new one cannot be built."""
     held = uptodate.marker_ids(str(prefix))
     if force:
         progress(f"Re-creating {prefix}")

@@ -233,13 +233,14 @@ def clone(
     *,
     private: tuple[str, ...] = (),
     prepare: Callable[[str], None] | None = None,
+    place: Callable[[str, str], None] = os.rename,
 ) -> bool:
     """Clone the finished ``source`` prefix into the absent ``dest``; False (and nothing left) if it cannot.
     Top-level entries starting with a name in ``private`` (the caller's own markers) are not copied.
 
     The copy is built next to ``dest`` (``.<name>.clone``, the caller holds the prefix's lock) and moved into
-    place when finished, after ``prepare(path of the copy)``: an interrupted clone never leaves a partial
-    ``dest``."""
+    place when finished, after ``prepare(path of the copy)``, by ``place(copy, dest)`` (a rename; a caller
+    replacing a prefix that exists swaps them): an interrupted clone never leaves a partial ``dest``."""
     source, dest = os.fspath(source), os.fspath(dest)
     parent, name = os.path.split(dest)
     build = os.path.join(parent, f".{name}.clone")
@@ -255,7 +256,7 @@ def clone(
             _write_manifest(build, manifest, dest)  # the clone names the same files as its source, at dest
             if prepare is not None:
                 prepare(build)
-            os.rename(build, dest)
+            place(build, dest)
     except (OSError, ValueError, KeyError, TypeError):
         done = False
     if not done:

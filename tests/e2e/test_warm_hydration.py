@@ -278,6 +278,48 @@ def test_a_force_that_fails_leaves_the_working_environment_in_place(run: Run, wo
     assert not [p.name for p in prefix.parent.iterdir() if ".replaced-" in p.name]
 
 
+WATCHER = """
+import os, sys
+*paths, stop = sys.argv[1:]
+looks = missing = 0
+while not os.path.exists(stop):
+    for path in paths:
+        looks += 1
+        missing += not os.path.exists(path)
+print(looks, missing)
+"""
+
+
+def test_force_swaps_the_new_environment_in_while_a_process_uses_the_old(
+    run: Run, world: dict[str, Path]
+) -> None:
+    """--force built the new environment where the old one was, after moving that aside: a task of another run
+    still running in it found its files gone until the build ended. It is built beside and swapped in."""
+    (ref,) = env_ids(run("resolve", *REQUEST).stdout)
+    run("create", ref, "--name", "work")
+    prefix = world["a"] / "cache" / "envs" / "work"
+    (module,) = prefix.glob("lib/python3*/site-packages/fx_extras/__init__.py")
+    stop = world["a"] / "stop-watching"
+    watcher = subprocess.Popen(
+        [sys.executable, "-c", WATCHER, str(prefix / "bin" / "python"), str(module), str(stop)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        marker = (prefix / ".metaflowenv").stat().st_ino
+        for _ in range(2):
+            assert "Re-creating" in run("--verbose", "create", ref, "--name", "work", "--force").stderr
+            assert (prefix / ".metaflowenv").stat().st_ino != marker  # a new environment
+            marker = (prefix / ".metaflowenv").stat().st_ino
+    finally:
+        stop.touch()
+        looks, missing = map(int, watcher.communicate(timeout=60)[0].split())
+    assert looks > 1000 and missing == 0, (looks, missing)
+    _works(prefix)
+    assert _names(prefix, ".work.") == []  # its files name the prefix, not where it was built
+    assert sorted(p.name for p in prefix.parent.iterdir() if p.name.startswith(".work")) == [".work.lock"]
+
+
 INTERRUPTED_RATTLER = """
 import os
 import signal
