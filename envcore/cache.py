@@ -38,11 +38,13 @@ def key_hash(pkg: LockedPackage, file: PackageFile) -> str:
 
 
 def package_keys(config: Config, pkg: LockedPackage) -> dict[str, str]:
-    """{format: store key} of every file of ``pkg``; all keys derive from the source URL (as the original).
-    Wheels envcore built from an sdist live under ``packages/pypi/_fake/...`` (the original's layout)."""
+    """{format: store key} of every file of ``pkg``: where the description it was read from says the store
+    holds it, else derived from the source URL (as the original). Wheels envcore built from an sdist live under
+    ``packages/pypi/_fake/...`` (the original's layout)."""
     dirname = str(config.get("CONDA_PACKAGES_DIRNAME"))
     return {
-        f.url_format: naming.package_key(
+        f.url_format: f.stored_key
+        or naming.package_key(
             f"{pkg.kind.value}/_fake" if f.built else pkg.kind.value,
             pkg.source.url,
             pkg.filename + f.url_format,

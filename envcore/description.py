@@ -16,6 +16,14 @@ from envcore.errors import StorageError
 from envcore.types import EnvType, LockedPackage, PackageFile, PackageKind, ResolvedEnvironment
 
 SCHEMA = 1
+# How earlier versions of the original named PyPI packages, dependencies and environments; read as ``pypi``.
+LEGACY_PIP = "pip"
+LEGACY_ENV_TYPES = {"pip-only": "pypi-only"}
+
+
+def _modern_dep(dep: str) -> str:
+    """``pip::name`` (earlier versions of the original) as ``pypi::name``."""
+    return f"pypi::{dep[5:]}" if dep.startswith(f"{LEGACY_PIP}::") else dep
 
 
 def package_to_dict(pkg: LockedPackage, cache_keys: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -30,8 +38,9 @@ def package_to_dict(pkg: LockedPackage, cache_keys: Mapping[str, str] | None = N
         "url_format": src.url_format,
         "hashes": hashes,
     }
-    if cache_keys:
-        data["cache_info"] = {fmt: {"_type": pkg.kind.value, "url": key} for fmt, key in cache_keys.items()}
+    keys = cache_keys or {f.url_format: f.stored_key for f in pkg.files if f.stored_key}
+    if keys:
+        data["cache_info"] = {fmt: {"_type": pkg.kind.value, "url": key} for fmt, key in keys.items()}
     data["envcore"] = {
         "name": pkg.name,
         "version": pkg.version,
@@ -53,6 +62,7 @@ def package_from_dict(data: Mapping[str, Any]) -> LockedPackage:
     if "envcore" not in data:
         return _original_package(data)
     extra = data["envcore"]
+    stored = cache_keys_of(data)
     files = tuple(
         PackageFile(
             url_format=fmt,
@@ -63,11 +73,12 @@ def package_from_dict(data: Mapping[str, Any]) -> LockedPackage:
             built=bool(f.get("built", False)),
             sdist_sha256=f.get("sdist_sha256"),
             sdist_size=f.get("sdist_size"),
+            stored_key=stored.get(fmt),
         )
         for fmt, f in sorted(extra["files"].items(), key=lambda kv: kv[0] != data["url_format"])
     )
     return LockedPackage(
-        kind=PackageKind(data["_type"]),
+        kind=_kind(data["_type"]),
         name=extra["name"],
         version=extra["version"],
         build=extra.get("build", ""),
@@ -81,11 +92,28 @@ def package_from_dict(data: Mapping[str, Any]) -> LockedPackage:
 
 def _original_package(data: Mapping[str, Any]) -> LockedPackage:
     """A package as the original extension describes it: name, version and build come from the file name; its
-    ``hashes`` are md5 for conda files and sha256 for PyPI ones (the only hash it records)."""
-    kind = PackageKind(data["_type"])
+    ``hashes`` are md5 for conda files and sha256 for PyPI ones (the only hash it records). A wheel it built
+    from an sdist keeps the sdist as its source (``url``, ``url_format``) with the wheel's name as
+    ``filename`` and both files' hashes: here, the built wheel of that sdist, as envcore records one."""
+    kind = _kind(data["_type"])
     filename, source_format = str(data["filename"]), str(data["url_format"])
+    hashes: Mapping[str, Any] = data["hashes"]
+    stored = cache_keys_of(data)
     if kind is PackageKind.CONDA:
         name, version, build = filename.rsplit("-", 2)
+    elif source_format != ".whl" and ".whl" in hashes and _is_wheel_name(filename):
+        name, version = _pypi_name_version(filename + ".whl")
+        wheel = PackageFile(
+            url_format=".whl",
+            url=str(data["url"]),
+            sha256=str(hashes[".whl"]),
+            built=True,
+            sdist_sha256=str(hashes[source_format]) if source_format in hashes else None,
+            stored_key=stored.get(".whl"),
+        )
+        return LockedPackage(
+            kind=kind, name=name, version=version, build="", filename=filename, files=(wheel,)
+        )
     else:
         name, version = _pypi_name_version(filename + source_format)
         build = ""
@@ -95,10 +123,26 @@ def _original_package(data: Mapping[str, Any]) -> LockedPackage:
             url=str(data["url"]),
             sha256="" if kind is PackageKind.CONDA else str(digest),
             md5=str(digest) if kind is PackageKind.CONDA else None,
+            stored_key=stored.get(fmt),
         )
-        for fmt, digest in sorted(data["hashes"].items(), key=lambda kv: kv[0] != source_format)
+        for fmt, digest in sorted(hashes.items(), key=lambda kv: kv[0] != source_format)
     )
     return LockedPackage(kind=kind, name=name, version=version, build=build, filename=filename, files=files)
+
+
+def _kind(value: str) -> PackageKind:
+    """A package's ``_type``; ``pip`` is how earlier versions of the original named PyPI packages."""
+    return PackageKind.PYPI if value == LEGACY_PIP else PackageKind(value)
+
+
+def _is_wheel_name(filename: str) -> bool:
+    from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
+    try:
+        parse_wheel_filename(filename + ".whl")
+    except InvalidWheelFilename:
+        return False
+    return True
 
 
 def _pypi_name_version(file_name: str) -> tuple[str, str]:
@@ -112,7 +156,21 @@ def _pypi_name_version(file_name: str) -> tuple[str, str]:
 
 
 def cache_keys_of(data: Mapping[str, Any]) -> dict[str, str]:
-    return {fmt: info["url"] for fmt, info in data.get("cache_info", {}).items()}
+    """{format: store key} of a package as its description records them (``cache_info``)."""
+    info = data.get("cache_info")
+    if not isinstance(info, dict):
+        return {}
+    return {
+        fmt: entry["url"]
+        for fmt, entry in info.items()
+        if isinstance(entry, dict) and isinstance(entry.get("url"), str) and _relative_key(entry["url"])
+    }
+
+
+def _relative_key(key: str) -> bool:
+    """A store key as envcore and the original write them: relative, without '..' or empty parts."""
+    parts = key.split("/")
+    return bool(key) and all(part not in ("", ".", "..") for part in parts) and "\\" not in key
 
 
 def to_dict(
@@ -140,8 +198,8 @@ def from_dict(data: Mapping[str, Any], *, req_id: str, full_id: str, arch: str) 
         req_id=req_id,
         full_id=full_id,
         arch=arch,
-        env_type=EnvType(data["env_type"]),
-        deps=tuple(data["deps"]),
+        env_type=EnvType(LEGACY_ENV_TYPES.get(data["env_type"], data["env_type"])),
+        deps=tuple(_modern_dep(d) for d in data["deps"]),
         sources=tuple(data.get("sources", ())),
         extras=tuple(data.get("extras", ())),
         packages=tuple(package_from_dict(p) for p in data["packages"]),
@@ -207,7 +265,7 @@ def check_shape(data: Mapping[str, Any]) -> None:
         _need(isinstance(pkg, dict), f"package {number} is not an object")
         what = f"package {number} ({pkg.get('filename')!r})"
         _need(
-            pkg.get("_type") in {kind.value for kind in PackageKind},
+            pkg.get("_type") in {*(kind.value for kind in PackageKind), LEGACY_PIP},
             f"{what} has the type {pkg.get('_type')!r}",
         )
         for field in ("filename", "url", "url_format"):

@@ -108,6 +108,9 @@ class PackageFile:
     # of a built wheel: its sdist's hash and size (a pylock.toml names the sdist, not the wheel)
     sdist_sha256: str | None = None
     sdist_size: int | None = None
+    # where the store holds it, as the description read from that store says (its ``cache_info``): a store
+    # written by the original extension, or with another METAFLOW_CONDA_PACKAGES_DIRNAME; None: computed
+    stored_key: str | None = field(default=None, compare=False)
 
     @property
     def digest(self) -> tuple[str, str]:
