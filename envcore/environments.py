@@ -406,7 +406,16 @@ class Environments:
             for env in self.record.environments():
                 if (env.req_id, env.full_id) == ref:
                     self.ensure_stored(env)
-        return [(a.display, self.aliases.write(a, ref)) for a in parsed]
+        return [(a.display, changed) for a, changed in self.write_aliases(parsed, ref)]
+
+    def write_aliases(
+        self, wanted: Sequence[naming.Alias], ref: tuple[str, str]
+    ) -> list[tuple[naming.Alias, bool]]:
+        """Point each of ``wanted`` at ``ref``: [(alias, changed)] in the order given. The immutable ones are
+        written first (each only where absent): one that another machine took meanwhile fails the call before
+        any mutable tag (``:latest``) has moved to ``ref``."""
+        changed = {a: self.aliases.write(a, ref) for a in sorted(wanted, key=lambda a: a.mutable)}
+        return [(a, changed[a]) for a in wanted]
 
     def refuse_bound_aliases(
         self, wanted: Sequence[naming.Alias], ref: tuple[str, str], *, then: str

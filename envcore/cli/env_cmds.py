@@ -370,8 +370,7 @@ def resolve(
             (envs.save(env, set_default=set_default) if new else envs.ensure_stored(env), new)
             for env, new in results
         ]
-        for alias in wanted:
-            changed = envs.aliases.write(alias, (first.req_id, first.full_id))
+        for alias, changed in envs.write_aliases(wanted, (first.req_id, first.full_id)):
             app.echo(f"    {'Aliased' if changed else 'Already aliased'} as {alias.display}", err=True)
         _warn_of_undeclared_extras(app, [env for env, new in results if new])
     if as_json:

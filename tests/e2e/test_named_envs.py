@@ -368,6 +368,27 @@ def test_alias_writes_no_name_when_one_of_them_is_bound_elsewhere(run: Run, worl
     assert snapshot(world["store"]) == before
 
 
+def test_a_mutable_tag_moves_only_once_the_immutable_names_are_written(
+    run: Run, machine_env: Callable[..., dict[str, str]]
+) -> None:
+    """Names are checked, then written: another machine may take an immutable name in between. ``:latest`` was
+    written first (command-line order) and so moved to the environment of the machine that then failed."""
+    from envcore.config import Config
+    from envcore.environments import Environments
+    from envcore.errors import AliasError
+    from envcore.naming import parse_alias
+    from envcore.plugins import build_registry
+
+    (first,) = env_ids(run("resolve", "--conda", "fx-core==1.0.0", "--alias", "team/race:v1").stdout)
+    (second,) = env_ids(run("resolve", "--conda", "fx-core==2.0.0").stdout)
+    envs = Environments(build_registry(Config.load(environ=machine_env("a"))))
+    latest, taken = parse_alias("team/race:latest"), parse_alias("team/race:v1")
+    with pytest.raises(AliasError, match="is not mutable and already refers to"):
+        envs.write_aliases([latest, taken], tuple(second.split(":")))  # as if taken since the check
+    assert envs.aliases.lookup(latest) is None
+    assert envs.write_aliases([latest], tuple(first.split(":"))) == [(latest, True)]
+
+
 def test_an_alias_to_an_environment_the_store_lacks_is_named_in_the_error(
     run: Run, world: dict[str, Path]
 ) -> None:

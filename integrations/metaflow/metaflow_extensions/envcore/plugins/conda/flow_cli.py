@@ -140,8 +140,7 @@ def resolve(
             else "    No environments to resolve, use --force to force re-resolution"
         )
     if wanted:
-        for alias in wanted:
-            changed = envs.aliases.write(alias, next(iter(refs)))
+        for alias, changed in envs.write_aliases(wanted, next(iter(refs))):
             obj.echo(f"    {'Aliased' if changed else 'Already aliased'} as {alias.display}")
     if as_json or output is not None:
         payload: dict[str, dict[str, Any]] = {}
