@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -154,6 +156,19 @@ def test_preferred_format_transmutes_into_the_store(run: Run, world: dict[str, P
     run("create", ref, "--name", "v", machine="b", METAFLOW_CONDA_PREFERRED_FORMAT=".conda")
     cached = list((world["b"] / "cache" / "pkgs").rglob("fx-vintage-*"))
     assert [p.name for p in cached if not p.name.endswith(".checked")] == [vintage["filename"] + ".conda"]
+
+
+def test_machines_transmute_a_package_into_the_same_bytes(run: Run, world: dict[str, Path]) -> None:
+    """The .conda made of a .tar.bz2 held the time it was made: each machine cached its own copy (another md5,
+    another key) and wrote the description of the same full id again."""
+    first = run("resolve", "--conda", "fx-vintage", METAFLOW_CONDA_PREFERRED_FORMAT=".conda")
+    time.sleep(2.1)  # zip times count in steps of 2 seconds
+    second = run("resolve", "--conda", "fx-vintage", machine="b", METAFLOW_CONDA_PREFERRED_FORMAT=".conda")
+    assert env_ids(first.stdout) == env_ids(second.stdout)
+    (made,) = [p for p in world["store"].rglob("fx-vintage-*.conda") if p.is_file()]
+    with zipfile.ZipFile(made) as archive:
+        assert {entry.date_time for entry in archive.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+    assert "writing the description again" not in second.stderr, second.stderr
 
 
 @pytest.mark.parametrize(
