@@ -454,6 +454,8 @@ class Environments:
         immutable, mutable = set(), set()  # the store's answer: the record may know aliases of another store
         for name in names:
             for info in store.list(f"{root}{name}/"):
+                if "/" in info.key[len(f"{root}{name}/") :]:
+                    continue  # another name's alias, nested under this one (team/x and team/x/y): not read
                 try:
                     alias = naming.parse_alias(_display(info.key[len(root) :]))
                     target = self.aliases.remote(alias)

@@ -107,6 +107,20 @@ def test_show_lists_the_tags_of_known_names_and_skips_a_damaged_alias(
     assert f"full hash {second}" in run("show", "junk", machine="b").stdout
 
 
+def test_show_reads_the_tags_of_a_name_not_the_names_nested_under_it(
+    run: Run, world: dict[str, Path]
+) -> None:
+    """Listing team/core's tags took in team/core/<anything>'s too: 303 reads for a name with 300 nested names."""
+    (ref,) = env_ids(run("resolve", "--conda", "fx-core==1.0.0", "--alias", "team/core:v1").stdout)
+    run("alias", ref, "team/core/sub:v1", "team/core:stable")
+    nested = world["store"] / "envs" / "aliases" / "generic" / "team" / "core" / "broken" / "latest"
+    nested.parent.mkdir(parents=True)
+    nested.write_bytes(b"xx")  # read, it would be reported as damaged
+    shown = run("--verbose", "show", "team/core:v1", machine="b")
+    assert "Aliases team/core:v1, team/core:stable (mutable)" in shown.stdout, shown.stdout
+    assert "broken" not in shown.stderr + shown.stdout, shown.stderr
+
+
 def test_an_immutable_alias_of_another_resolution_stores_nothing(run: Run, world: dict[str, Path]) -> None:
     (first,) = env_ids(run("resolve", "--conda", "fx-core==1.1.0", "--alias", "t/z:v1").stdout)
     before = snapshot(world["store"])
