@@ -59,13 +59,17 @@ class Aliases:
         *,
         envs_dirname: str = "envs",
         pathspec_lookup: PathspecLookup | None = None,
+        scope: str = "",
     ) -> None:
         """``store`` may be a function that returns it: called when a name is first looked up or written (ids
-        and known pathspecs need no store, so no plugin is loaded for them)."""
+        and known pathspecs need no store, so no plugin is loaded for them). ``scope`` names the store for the
+        record (:func:`envcore.configfiles.store_scope`): an immutable alias is answered from the record only
+        as that store bound it."""
         self._store = store
         self.record = record
         self.envs_dirname = envs_dirname
         self.pathspec_lookup = pathspec_lookup
+        self.scope = scope
 
     @cached_property
     def store(self) -> Store | None:
@@ -103,15 +107,19 @@ class Aliases:
             if found is None and self.pathspec_lookup is not None:
                 found = self.pathspec_lookup(alias.path)
             return found
-        local = self.record.alias(alias.path)
+        local = self._recorded(alias)
         if local is not None and not alias.mutable:
             return local
         found = self.remote(alias)
-        if found is None:
-            return local  # a mutable alias written while offline
+        if found is None:  # a mutable alias written while offline, or an immutable one recorded before scopes
+            return local or self.record.alias(alias.path)
         if found != local:  # remember it; an unchanged record is not rewritten
-            self.record.set_alias(alias.path, found, mutable=alias.mutable)
+            self.record.set_alias(alias.path, found, mutable=alias.mutable, scope=self.scope)
         return found
+
+    def _recorded(self, alias: Alias) -> EnvRef | None:
+        """What the record knows ``alias`` as: an immutable one as this store bound it."""
+        return self.record.alias(alias.path, scope=None if alias.mutable else self.scope)
 
     def resolve(self, text: str) -> EnvRef:
         alias = naming.parse_alias(text)
@@ -148,7 +156,7 @@ class Aliases:
                 f"store keeps aliases as files in folders, and {alias.path} would be both an alias and the "
                 "folder of others (as with NAME:TAG and NAME/TAG:OTHER). Choose another name."
             ) from None
-        self.record.set_alias(alias.path, ref, mutable=alias.mutable)
+        self.record.set_alias(alias.path, ref, mutable=alias.mutable, scope=self.scope)
         return changed
 
     def _refuse(self, alias: Alias, current: EnvRef) -> AliasError:
@@ -158,7 +166,7 @@ class Aliases:
         )
 
     def _write_local(self, alias: Alias, ref: EnvRef) -> bool:
-        current = self.record.alias(alias.path)
+        current = self._recorded(alias)
         if current == ref:
             return False
         if current is not None and not alias.mutable:

@@ -386,6 +386,10 @@ class Config:
     def cache_dir(self) -> Path:
         return Path(configfiles.cache_dir(self.get("ENVCORE_CACHE_DIR"), self._environ))
 
+    def store_scope(self) -> str:
+        """:func:`envcore.configfiles.store_scope` of this configuration."""
+        return configfiles.store_scope(self._environ, self._files)
+
     def username(self) -> str:
         for var in ("METAFLOW_USER", "SUDO_USER", "USERNAME", "USER", "LOGNAME", "LNAME"):  # then as getpass
             if self._environ.get(var):

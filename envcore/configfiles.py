@@ -97,6 +97,29 @@ def raw_value(name: str, environ: Mapping[str, str], files: list[ConfigFile]) ->
     return None
 
 
+_STORE_WORDS = ("ROOT", "DATASTORE", "ENDPOINT")  # in the names of the settings that choose a store
+
+
+def store_scope(environ: Mapping[str, str], files: list[ConfigFile]) -> str:
+    """A fingerprint of the settings that choose the store and where in it (datastores, roots, endpoints, the
+    envs folder), as raw values: the same for the full command and the fast path of ``envcore create``. The
+    local record answers an immutable alias from its own copy only for the store it was read from or written
+    to; another store is asked (the same name may be bound otherwise in a team's dev and prod stores)."""
+    import zlib  # (crc32 and adler32: no hashlib, whose OpenSSL costs the fast path milliseconds)
+
+    def of_store(key: str) -> bool:
+        return key.startswith("METAFLOW_") and (
+            any(word in key for word in _STORE_WORDS) or key == "METAFLOW_CONDA_ENVS_DIRNAME"
+        )
+
+    chosen: dict[str, Any] = {}
+    for _, data in reversed(files):  # the first file that sets a key wins, and the environment over all
+        chosen.update((k, v) for k, v in data.items() if of_store(k))
+    chosen.update((k, v) for k, v in environ.items() if of_store(k))
+    text = "\n".join(f"{k}={v}" for k, v in sorted(chosen.items())).encode()
+    return f"{zlib.crc32(text):08x}{zlib.adler32(text):08x}"
+
+
 def cache_dir(configured: str | None, environ: Mapping[str, str]) -> str:
     """envcore's local cache: ``METAFLOW_ENVCORE_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/envcore``."""
     if configured:

@@ -42,6 +42,13 @@ if TYPE_CHECKING:  # descriptions are imported by the methods that read or write
     Data: TypeAlias = dict[str, Any]
 
 EnvRef = tuple[str, str]  # (req_id, full_id)
+SCOPE_MARK = "|"  # in the record's key of an immutable alias: NAME/TAG|<store scope> (names never hold it)
+
+
+def scoped(resolved: str, scope: str) -> str:
+    return f"{resolved}{SCOPE_MARK}{scope}" if scope else resolved
+
+
 COMPACT_AFTER = 256  # journal lines
 JOURNALED = ("aliases", "mutable_aliases", "mappings")
 
@@ -287,26 +294,42 @@ class LocalRecord:
 
     # --- aliases ------------------------------------------------------------------------------------
 
-    def set_alias(self, resolved: str, ref: EnvRef, *, mutable: bool) -> None:
-        self._set("mutable_aliases" if mutable else "aliases", resolved, list(ref))
-        if not mutable:
-            remember_alias_ids(self._file, resolved, *ref)
+    def set_alias(self, resolved: str, ref: EnvRef, *, mutable: bool, scope: str = "") -> None:
+        """Remember an alias; an immutable one for the store ``scope`` names (``configfiles.store_scope``)."""
+        if mutable:
+            self._set("mutable_aliases", resolved, list(ref))
+        else:
+            self._set("aliases", scoped(resolved, scope), list(ref))
+            remember_alias_ids(self._file, resolved, *ref, scope=scope)
 
     def set_mapping(self, pathspec: str, ref: EnvRef) -> None:
         """Remember the environment of a step (``Flow/Run/Step``), for ``step:`` aliases."""
         self._set("mappings", pathspec, list(ref))
 
-    def alias(self, resolved: str) -> EnvRef | None:
+    def alias(self, resolved: str, *, scope: str | None = None) -> EnvRef | None:
+        """What ``resolved`` refers to: with ``scope``, the immutable alias as read from that store only;
+        without, an alias known to no store in particular (written before scopes), a mutable alias or a
+        step's mapping."""
         data = self.read()
+        if scope is not None:
+            found = data["aliases"].get(scoped(resolved, scope))
+            return (str(found[0]), str(found[1])) if found else None
         for table in ("aliases", "mutable_aliases", "mappings"):
             if resolved in data[table]:
                 req, full = data[table][resolved]
                 return str(req), str(full)
         return None
 
-    def aliases_of(self, ref: EnvRef) -> tuple[list[str], list[str]]:
-        """(immutable, mutable) aliases pointing at ``ref``, full-id aliases excluded."""
+    def aliases_of(self, ref: EnvRef, scope: str = "") -> tuple[list[str], list[str]]:
+        """(immutable, mutable) aliases pointing at ``ref``, full-id aliases excluded; the immutable ones of the
+        store ``scope`` names and those of no store in particular."""
         data = self.read()
-        immutable = [a for a, v in data["aliases"].items() if tuple(v) == ref and a != ref[1]]
+        immutable = {
+            name
+            for name, _, of in (
+                a.partition(SCOPE_MARK) for a, v in data["aliases"].items() if tuple(v) == ref
+            )
+            if name != ref[1] and of in ("", scope)
+        }
         mutable = [a for a, v in data["mutable_aliases"].items() if tuple(v) == ref]
         return sorted(immutable), sorted(mutable)

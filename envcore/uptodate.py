@@ -242,18 +242,21 @@ def _immutable_alias_path(ref: str) -> str | None:
     return f"{name}/{tag}"
 
 
-def alias_ids_file(record_path: str, alias_path: str) -> str:
+def alias_ids_file(record_path: str, alias_path: str, scope: str = "") -> str:
     """The file beside the local record holding ``REQ_ID:FULL_ID`` of the immutable alias ``alias_path``
     (``NAME/TAG``, the record's key; ``/`` written as ``%``, which names never hold). The record keeps every
     description, so it grows with each environment the machine knows: a step that starts from an alias reads
     this file of 81 bytes instead of parsing the record (and importing json). An immutable alias never changes
-    what it names, so the file can be missing (then the record answers and the file is written) but not stale."""
-    return os.path.join(f"{record_path}.aliases", alias_path.replace("/", "%"))
+    what it names, so the file can be missing (then the record answers and the file is written) but not stale.
+    One file per store (``scope``, :func:`envcore.configfiles.store_scope`): stores may bind a name otherwise."""
+    return os.path.join(
+        f"{record_path}.aliases", alias_path.replace("/", "%") + (f"|{scope}" if scope else "")
+    )
 
 
-def remember_alias_ids(record_path: str, alias_path: str, req_id: str, full_id: str) -> None:
+def remember_alias_ids(record_path: str, alias_path: str, req_id: str, full_id: str, scope: str = "") -> None:
     """Write :func:`alias_ids_file` atomically; a file that cannot be written only leaves the record to answer."""
-    path = alias_ids_file(record_path, alias_path)
+    path = alias_ids_file(record_path, alias_path, scope)
     tmp = f"{path}.{os.getpid()}.tmp"
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -274,8 +277,9 @@ def _recorded_ids(
     when it does not know the alias, or the record is busy or unreadable (the full command then runs)."""
     setting = configfiles.raw_value("CONDA_MAGIC_FILE_V2", environ, files)
     record_path = os.path.join(cache, str(setting[0]) if setting else configfiles.RECORD_FILE)
+    scope = configfiles.store_scope(environ, files)
     try:
-        with open(alias_ids_file(record_path, path), encoding="ascii") as fh:
+        with open(alias_ids_file(record_path, path, scope), encoding="ascii") as fh:
             kept = fh.read()
     except (OSError, ValueError):
         kept = ""
@@ -286,11 +290,13 @@ def _recorded_ids(
     from envcore.record import LocalRecord
 
     try:
-        found = LocalRecord(record_path, 0).read()["aliases"].get(path)
+        found = LocalRecord(record_path, 0).read()["aliases"].get(f"{path}|{scope}")
     except (EnvcoreError, OSError):
         return None
     if isinstance(found, list) and len(found) == 2 and _is_id_pair(f"{found[0]}:{found[1]}"):
-        remember_alias_ids(record_path, path, str(found[0]), str(found[1]))  # (a record written before)
+        remember_alias_ids(
+            record_path, path, str(found[0]), str(found[1]), scope
+        )  # (a record written before)
         return str(found[0]), str(found[1])
     return None
 

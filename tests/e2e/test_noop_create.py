@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from envcore.configfiles import config_files, store_scope
 from envcore.uptodate import MARKER, PARTIAL, alias_ids_file, answer
 
 from ..conftest import ENVCORE, Run, env_ids, imported_modules
@@ -147,12 +148,36 @@ def test_an_immutable_alias_this_machine_knows_is_answered_too(
     assert answer(["create", "team/env:v1", "--name", "work"], env) == 0
     assert answer(["create", "team/env:v2", "--name", "work"], env) is None  # not known here
     # the ids file is only a shortcut: missing or damaged, the record answers and the file is written again
-    kept = Path(alias_ids_file(str(world["a"] / "cache" / "conda_v2.cnd"), "team/env/v1"))
+    scope = store_scope(env, config_files(env))
+    kept = Path(alias_ids_file(str(world["a"] / "cache" / "conda_v2.cnd"), "team/env/v1", scope))
     assert kept.read_text() == ref
     for damaged in (None, ref[:50]):
         kept.unlink() if damaged is None else kept.write_text(damaged)
         assert answer(["create", "team/env:v1", "--name", "work"], env) == 0
         assert kept.read_text() == ref
+
+
+def test_an_immutable_alias_is_answered_as_the_configured_store_binds_it(
+    run: Run, machine_env: MachineEnv, world: dict[str, Path]
+) -> None:
+    """A team's dev and prod stores may bind one name to different environments: a machine that had read the
+    name from one store answered it from its record for the other too (the full command and the fast path)."""
+    prod = {"METAFLOW_CONDA_LOCALROOT": str(world["store"].with_name("prod-store"))}
+    (dev_ref,) = env_ids(run("resolve", "--conda", "fx-core==1.0.0", "--alias", "team/env:v1").stdout)
+    (prod_ref,) = env_ids(
+        run("resolve", "--conda", "fx-core==2.0.0", "--alias", "team/env:v1", **prod).stdout
+    )
+    assert dev_ref != prod_ref
+    for machine in ("a", "b"):  # a wrote both names; b reads them
+        for store, ref in (({}, dev_ref), (prod, prod_ref), ({}, dev_ref)):
+            assert f"full hash {ref}" in run("show", "team/env:v1", machine=machine, **store).stdout
+            run("create", "team/env:v1", "--name", f"env-{ref[:6]}", machine=machine, **store)
+            fast = run("create", "team/env:v1", "--name", f"env-{ref[:6]}", machine=machine, **store)
+            assert f"Environment {ref} already exists" in fast.stdout, fast.stdout
+        assert (
+            answer(["create", "team/env:v1", "--name", f"env-{prod_ref[:6]}"], machine_env(machine, **prod))
+            == 0
+        )
 
 
 @pytest.mark.parametrize(
