@@ -5,7 +5,8 @@
   version token is the ETag.
 * File transfers (``put_file``, ``get_file``) and deletes go through adlfs, on an async client configured
   here: files above 16 MiB go up in 8 MiB blocks, ``AZURE_TRANSFER_CONCURRENCY`` at a time, and the blob is
-  published by the final Put Block List, so readers never see a partial object.
+  published by the final Put Block List, so readers never see a partial object. Writers of one key racing to
+  commit (same key, same content) all succeed: a commit whose blocks the winner's discarded finds its blob done.
 * ``stat``, ``open`` and ``list`` use azure-storage-blob directly: adlfs turns every 404 into
   ``FileNotFoundError`` (a missing container, a missing blob and a server that is not Azure look alike), its
   file reads are range requests not pinned to one ETag, and its ``find`` cannot list by a partial name.
@@ -322,7 +323,10 @@ class AzureStore:
     def _classify(self, exc: BaseException, key: str, *, conditional: bool = False) -> StorageError:
         where = f"{self.url}/{key}" if key else self.url
         cause = exc.__cause__ if isinstance(exc, FileNotFoundError) and exc.__cause__ else exc  # from adlfs
-        code = str(getattr(cause, "error_code", "") or "")
+        code = getattr(cause, "error_code", "") or ""
+        code = str(
+            getattr(code, "value", code)
+        )  # azure-storage-blob's StorageErrorCode: str() is its enum name
         if isinstance(exc, FileNotFoundError) and exc.strerror == "No such container":
             code = "ContainerNotFound"
         response = getattr(cause, "response", None)
@@ -434,15 +438,31 @@ class AzureStore:
 
     def put_file(self, key: str, src: Path) -> ObjectInfo:
         """One request for a small file, blocks in parallel committed at once for a large one; the answer names
-        the version (no HEAD after it)."""
+        the version (no HEAD after it).
+
+        Machines caching one package race to commit its blocks, and the first commit discards the others'
+        uncommitted blocks: their commits fail with InvalidBlockList. Keys name their content, so a blob of the
+        same size committed meanwhile is this upload done; otherwise it is uploaded once more, with new blocks.
+        """
         size = src.stat().st_size
         try:
-            with open(src, "rb") as data:
-                done = self._blobs.get_blob_client(self._key(key)).upload_blob(
-                    data, length=size, overwrite=True, max_concurrency=self.concurrency
-                )
+            return self._upload(key, src, size)
+        except Exception as exc:
+            if getattr(exc, "error_code", None) != "InvalidBlockList":  # a str enum from azure-storage-blob
+                raise self._error(exc, key) from None
+        info = self.stat(key)
+        if info is not None and info.size == size:
+            return info
+        try:
+            return self._upload(key, src, size)
         except Exception as exc:
             raise self._error(exc, key) from None
+
+    def _upload(self, key: str, src: Path, size: int) -> ObjectInfo:
+        with open(src, "rb") as data:
+            done = self._blobs.get_blob_client(self._key(key)).upload_blob(
+                data, length=size, overwrite=True, max_concurrency=self.concurrency
+            )
         return ObjectInfo(key=key, size=size, version=_etag(done["etag"]))
 
     def put_bytes(

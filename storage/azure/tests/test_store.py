@@ -7,7 +7,9 @@ import base64
 import socket
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -222,3 +224,30 @@ def test_main_job_through_a_container(
     keys = azurite.blob_names(container)
     assert any(k.startswith("conda_env/envs/aliases/generic/team/azure/v1") for k in keys)
     assert any(k.startswith("conda_env/packages/conda/") for k in keys)
+
+
+def test_machines_uploading_the_same_large_file_at_once_all_succeed(
+    azurite: Azurite, azure_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Several machines caching one package (content-addressed key: same content) race to commit its block
+    list; the first commit discards the others' uncommitted blocks, which must not fail them."""
+    from envcore_azure import store as module
+
+    monkeypatch.setitem(module.CLIENT_OPTIONS, "max_single_put_size", 1024 * 1024)  # blocks from 1 MiB up
+    monkeypatch.setitem(module.CLIENT_OPTIONS, "max_block_size", 256 * 1024)
+    container = azurite.new_container()
+    stores = [_store(f"azure://{container}/conda_env") for _ in range(3)]
+    for n in range(6):
+        key, src = f"packages/pkg{n}.conda", tmp_path / f"pkg{n}.conda"
+        src.write_bytes(bytes([n]) * 1000 + bytes(range(256)) * (16 * 1024))  # ~4 MiB: 17 blocks
+        barrier = threading.Barrier(len(stores))
+
+        def upload(store: Any, key: str = key, src: Path = src, barrier: threading.Barrier = barrier) -> Any:
+            barrier.wait()  # all commit at about the same time
+            return store.put_file(key, src)
+
+        with ThreadPoolExecutor(len(stores)) as pool:
+            infos = list(pool.map(upload, stores))
+        assert {i.size for i in infos} == {src.stat().st_size}
+        blob = azurite.client().get_blob_client(container, f"conda_env/{key}")
+        assert blob.download_blob().readall() == src.read_bytes()
