@@ -109,8 +109,26 @@ class Connection:
     sync: BlobServiceClient
     aio: AsyncBlobServiceClient
     secrets: list[str] = field(default_factory=list, repr=False)
+    sas_expiry: str = ""  # the SAS token's se= (when it stops working), as given
     read_timeout: float = READ_TIMEOUT
     connect_timeout: float = CLIENT_OPTIONS["connection_timeout"]
+
+
+def _sas_expiry(sas: str) -> str:
+    from urllib.parse import parse_qs
+
+    return (parse_qs(sas.lstrip("?")).get("se") or [""])[0]
+
+
+def _expired(expiry: str) -> bool:
+    """Whether a SAS ``se=`` time (``2026-01-01T00:00:00Z``, or a date) is past; False when it is unreadable."""
+    from datetime import datetime, timezone
+
+    try:
+        when = datetime.fromisoformat(expiry.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)) < datetime.now(timezone.utc)
 
 
 def _shown(url: str) -> str:
@@ -172,7 +190,13 @@ def connect(config: Config) -> Connection:
         secrets = [conn_str, *re.findall(r"(?i)(?:AccountKey|SharedAccessSignature)=([^;]+)", conn_str)]
         secrets = _with_parts([*secrets, *setting_secrets])
         return Connection(
-            endpoint, "connection string", sync, aio, secrets, read_timeout, options["connection_timeout"]
+            endpoint,
+            "connection string",
+            sync,
+            aio,
+            secrets,
+            read_timeout=read_timeout,
+            connect_timeout=options["connection_timeout"],
         )
 
     if not endpoint_setting:
@@ -241,7 +265,16 @@ def connect(config: Config) -> Connection:
         ) from None
     password = parts.password
     secrets = _with_parts([*secrets, *setting_secrets, *([password] if password else [])])
-    return Connection(_shown(endpoint), auth, sync, aio, secrets, read_timeout, options["connection_timeout"])
+    return Connection(
+        _shown(endpoint),
+        auth,
+        sync,
+        aio,
+        secrets,
+        sas_expiry=_sas_expiry(sas) if auth == "SAS token" and sas else "",
+        read_timeout=read_timeout,
+        connect_timeout=options["connection_timeout"],
+    )
 
 
 def _with_parts(secrets: list[str]) -> list[str]:
@@ -362,6 +395,11 @@ class AzureStore:
                 "AZURE_CLIENT_SECRET), as for Metaflow."
             )
         if isinstance(cause, ClientAuthenticationError) or code in _DENIED or status in (401, 403):
+            if _expired(self._conn.sas_expiry):
+                return StorageError(
+                    f"Access to {where} was denied ({code or status}): the SAS token expired at "
+                    f"{self._conn.sas_expiry} (its se= parameter). Create a new one and set it again."
+                )
             return StorageError(
                 f"Access to {where} was denied ({code or status}, authenticating with {self._conn.auth}). Check "
                 "the account key or SAS token, or that the identity has the 'Storage Blob Data Contributor' "

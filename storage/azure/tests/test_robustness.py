@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from envcore.config import Config
+from envcore.errors import StorageError
 from envcore.testing.robustness import (
     assert_clear_and_secret_free,
     envcore,
@@ -89,3 +90,28 @@ def test_no_secret_in_any_message_of_the_cli(azurite: Any, azure_env: dict[str, 
         shown = envcore(tmp_path / "config", "config", "show", **run_env)
         assert shown.returncode == 0 and "127.0.0.1:9/devstoreaccount1" in shown.stdout, shown.stderr
         assert not [s for s in secrets if s in shown.stdout + shown.stderr], shown.stdout
+
+
+def test_an_expired_sas_token_is_named_as_such(
+    azurite: Any, azure_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An expired SAS token was refused with the words of a wrong one ("Check the account key or SAS token")."""
+    from datetime import datetime, timedelta, timezone
+
+    from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+
+    container = azurite.new_container()
+    expired = generate_container_sas(
+        "devstoreaccount1",
+        container,
+        account_key=azure_env["METAFLOW_AZURE_STORAGE_ACCOUNT_KEY"],
+        permission=ContainerSasPermissions(read=True, list=True),
+        expiry=datetime.now(timezone.utc) - timedelta(hours=1),
+    )
+    monkeypatch.delenv("METAFLOW_AZURE_STORAGE_ACCOUNT_KEY")
+    monkeypatch.setenv("AZURE_STORAGE_SAS_TOKEN", expired)
+    with pytest.raises(StorageError) as info:
+        _store(f"azure://{container}/conda_env").stat("x")
+    message = " ".join(info.value.message.split())
+    assert "was denied" in message and "the SAS token expired at " in message, message
+    assert "sig=" not in message and expired not in message
