@@ -79,17 +79,34 @@ def test_kills_at_random_points_never_leave_a_broken_store_or_prefix(
     rng = random.Random(20261125)
     specs = [["--conda", "fx-app"], ["--conda", "fx-ffmpeg", "--pypi", "fx-extras"], ["--pypi", "fx-web"]]
     env_of = machine_env
+
+    def took(machine: str, *args: str) -> float:
+        started = time.monotonic()
+        run(*args, machine=machine)
+        return time.monotonic() - started
+
+    # Kills land at random points of a run whatever this machine's speed: a fraction of how long the same
+    # command takes here uninterrupted (fixed delays let a faster machine finish most runs before the kill).
+    resolving = {tuple(spec): took("a", "resolve", "--force", *spec) for spec in specs}
+    (first,) = env_ids(run("resolve", *specs[0]).stdout)
+    took("b", "create", first, "--name", "timed-hydrate")
+    cloning = took(
+        "b", "create", first, "--name", "timed-clone"
+    )  # later prefixes of an environment are clones
     killed = 0
     for i in range(KILLS):
         spec = specs[i % len(specs)]
         if i % 2 == 0:  # resolve + cache into the store
-            code = killed_run(env_of("a"), ["resolve", "--force", *spec], rng.uniform(0.02, 0.6))
+            delay = rng.uniform(0.03, 0.95) * resolving[tuple(spec)]
+            code = killed_run(env_of("a"), ["resolve", "--force", *spec], delay)
         else:  # hydrate on machine b from the store
             out = run("resolve", *spec)
             (ref,) = env_ids(out.stdout)
-            # a new prefix each time: the first of an environment is hydrated from the store (~0.7 s), the next
-            # ones are clones of it (~30 ms in all, ~13 ms of which start Python)
-            code = killed_run(env_of("b"), ["create", ref, "--name", f"k{i}"], rng.uniform(0.005, 0.05))
+            # a new prefix each time: the first of an environment is hydrated from the store, the next ones
+            # are clones of it
+            code = killed_run(
+                env_of("b"), ["create", ref, "--name", f"k{i}"], rng.uniform(0.1, 0.95) * cloning
+            )
             done = run("create", ref, "--name", f"k{i}", machine="b")  # the next run succeeds
             python = world["b"] / "cache" / "envs" / f"k{i}" / "bin" / "python"
             assert subprocess.run([python, "-c", "import sys"], check=False).returncode == 0, done.stdout
