@@ -149,7 +149,8 @@ def hydrate(
         files = fetch_packages(registry, env, store, verify=verify, progress=progress) if fresh else None
         index = relocate.PrefixIndex.in_cache(registry.config.cache_dir(), timeout)
         key = uptodate.index_key(env.req_id, env.full_id, env.arch)
-        if fresh and _rebuilt_beside(registry, env, prefix, store, verify, progress, files):
+        install = functools.partial(_install, registry, env, store=store, verify=verify, progress=progress)
+        if fresh and _rebuilt_beside(env, prefix, progress, functools.partial(install, files=files)):
             index.add(key, prefix)
             return True
         aside = None
@@ -168,7 +169,7 @@ def hydrate(
             if source is not None:
                 progress(f"Linked from the same environment at {source}")
             else:
-                _install(registry, env, prefix, store, verify, progress, files)
+                install(prefix, files=files)
                 relocate.write_manifest(prefix)
             uptodate.write_marker(str(prefix), env.req_id, env.full_id, env.arch)
         except BaseException:
@@ -183,20 +184,15 @@ def hydrate(
 
 
 def _rebuilt_beside(
-    registry: Registry,
-    env: ResolvedEnvironment,
-    prefix: Path,
-    store: Store | None,
-    verify: bool,
-    progress: Progress,
-    files: list[tuple[LockedPackage, Path]] | None,
+    env: ResolvedEnvironment, prefix: Path, progress: Progress, install: Callable[[Path], None]
 ) -> bool:
     """``--force`` or ``--verify`` of a finished environment at ``prefix``: build the new one beside it
     (``.NAME.rebuild``), clone that to the prefix's path (its files then name the prefix) and swap the two in
     one step where the system can (Linux's ``renameat2``, macOS's ``renamex_np``; else two renames), so that
     processes still running in the old environment (another run's tasks) find every file throughout, and a
     failed build leaves it as it was. False, with ``prefix`` as it was, when ``prefix`` is no finished
-    environment of envcore's or the build cannot be cloned (the caller then re-creates it in place)."""
+    environment of envcore's or the build cannot be cloned (the caller then re-creates it in place).
+    ``install(folder)`` installs the environment into the absent ``folder``."""
     if uptodate.marker_ids(str(prefix)) is None or prefix.is_symlink() or not prefix.is_dir():
         return False
     progress(f"Re-creating {prefix}")
@@ -214,7 +210,7 @@ def _rebuilt_beside(
 
     try:
         _remove(stage)
-        _install(registry, env, stage, store, verify, progress, files)
+        install(stage)
         relocate.write_manifest(stage)
         marked = functools.partial(_mark_complete, ids=ids)
         if not relocate.clone(stage, prefix, private=(MARKER, uptodate.PARTIAL), prepare=marked, place=swap):
@@ -316,6 +312,7 @@ def _install(
     registry: Registry,
     env: ResolvedEnvironment,
     prefix: Path,
+    *,
     store: Store | None,
     verify: bool,
     progress: Progress,
