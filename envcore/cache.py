@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -154,6 +154,9 @@ def cache_environment(
     )
     keys = {p.filename: package_keys(config, p) for p in stored.packages}
     written = _put_description(store, env_key(config, stored), description.dumps(stored, keys), show)
+    # as stored: this machine's record then knows where the store keeps each file, as a reader of the store
+    # does (whatever METAFLOW_CONDA_PACKAGES_DIRNAME says later)
+    stored = replace(stored, packages=tuple(_kept_at(p, keys[p.filename]) for p in stored.packages))
     envs_dirname = str(config.get("CONDA_ENVS_DIRNAME"))
     _put_once(
         store,
@@ -161,6 +164,10 @@ def cache_environment(
         json.dumps([stored.req_id, stored.full_id]).encode(),
     )
     return stored, CacheReport(uploaded=uploaded, present=present, description_written=written)
+
+
+def _kept_at(pkg: LockedPackage, keys: Mapping[str, str]) -> LockedPackage:
+    return replace(pkg, files=tuple(replace(f, stored_key=keys[f.url_format]) for f in pkg.files))
 
 
 def _put_description(store: Store, key: str, data: bytes, show: Progress) -> bool:

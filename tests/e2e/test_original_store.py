@@ -5,6 +5,7 @@ hydrates."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -134,4 +135,11 @@ def test_packages_are_fetched_where_the_description_says_the_store_has_them(
     assert (world["store"] / "pkgs-a").is_dir() and not (world["store"] / "packages").exists()
     run("create", ref, "--name", "elsewhere", machine="b")
     python = world["b"] / "cache" / "envs" / "elsewhere" / "bin" / "python"
+    subprocess.run([python, "-c", "import fx_app, fx_extras"], check=True)
+    # the machine that resolved it, with the default setting, its package cache gone and the sources out of
+    # reach: its own record of the environment says where the store keeps the files too
+    shutil.rmtree(world["a"] / "cache" / "pkgs")
+    shutil.rmtree(world["universe"])
+    run("create", ref, "--name", "again")
+    python = world["a"] / "cache" / "envs" / "again" / "bin" / "python"
     subprocess.run([python, "-c", "import fx_app, fx_extras"], check=True)
