@@ -101,8 +101,8 @@ def _original_package(data: Mapping[str, Any]) -> LockedPackage:
     stored = cache_keys_of(data)
     if kind is PackageKind.CONDA:
         name, version, build = filename.rsplit("-", 2)
-    elif source_format != ".whl" and ".whl" in hashes and _is_wheel_name(filename):
-        name, version = _pypi_name_version(filename + ".whl")
+    elif source_format != ".whl" and ".whl" in hashes and (built := _wheel_name_version(filename)):
+        name, version = built
         wheel = PackageFile(
             url_format=".whl",
             url=str(data["url"]),
@@ -135,14 +135,14 @@ def _kind(value: str) -> PackageKind:
     return PackageKind.PYPI if value == LEGACY_PIP else PackageKind(value)
 
 
-def _is_wheel_name(filename: str) -> bool:
-    from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+def _wheel_name_version(filename: str) -> tuple[str, str] | None:
+    """Name and version of ``filename`` read as a wheel's (without ``.whl``); None when it is none."""
+    from packaging.utils import InvalidWheelFilename
 
     try:
-        parse_wheel_filename(filename + ".whl")
+        return _pypi_name_version(filename + ".whl")
     except InvalidWheelFilename:
-        return False
-    return True
+        return None
 
 
 def _pypi_name_version(file_name: str) -> tuple[str, str]:

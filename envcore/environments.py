@@ -444,7 +444,7 @@ class Environments:
         names, the record's list is shown as it is). Only what the store holds is listed (an alias this machine
         wrote to another store, or that has moved on, is not); a damaged alias object is skipped with a notice."""
         ref = (req_id, full_id)
-        immutable, mutable = (set(found) for found in self.record.aliases_of(ref, self.config.store_scope()))
+        immutable, mutable = (set(found) for found in self.record.aliases_of(ref, self.aliases.scope))
         store = self._store_or_none()
         if store is None:
             return sorted(immutable), sorted(mutable)

@@ -149,8 +149,10 @@ def hydrate(
         files = fetch_packages(registry, env, store, verify=verify, progress=progress) if fresh else None
         index = relocate.PrefixIndex.in_cache(registry.config.cache_dir(), timeout)
         key = uptodate.index_key(env.req_id, env.full_id, env.arch)
-        install = functools.partial(_install, registry, env, store=store, verify=verify, progress=progress)
-        if fresh and _rebuilt_beside(env, prefix, progress, functools.partial(install, files=files)):
+        install = functools.partial(
+            _install, registry, env, store=store, verify=verify, progress=progress, files=files
+        )
+        if fresh and _rebuilt_beside(env, prefix, progress, install):
             index.add(key, prefix)
             return True
         aside = None
@@ -169,7 +171,7 @@ def hydrate(
             if source is not None:
                 progress(f"Linked from the same environment at {source}")
             else:
-                install(prefix, files=files)
+                install(prefix)
                 relocate.write_manifest(prefix)
             uptodate.write_marker(str(prefix), env.req_id, env.full_id, env.arch)
         except BaseException:
@@ -200,6 +202,9 @@ def _rebuilt_beside(
     aside = prefix.with_name(f"{uptodate.replaced_start(prefix.name)}{os.getpid()}")
     ids = (env.req_id, env.full_id, env.arch)
 
+    def mark_complete(clone: str) -> None:
+        uptodate.write_marker(clone, *ids)
+
     def swap(clone: str, dest: str) -> None:  # the clone is complete and marked so
         _remove(aside)
         if exchange_paths(clone, dest):
@@ -212,8 +217,9 @@ def _rebuilt_beside(
         _remove(stage)
         install(stage)
         relocate.write_manifest(stage)
-        marked = functools.partial(_mark_complete, ids=ids)
-        if not relocate.clone(stage, prefix, private=(MARKER, uptodate.PARTIAL), prepare=marked, place=swap):
+        if not relocate.clone(
+            stage, prefix, private=(MARKER, uptodate.PARTIAL), prepare=mark_complete, place=swap
+        ):
             if aside.exists() and not prefix.exists():
                 aside.rename(prefix)
             return False
@@ -221,10 +227,6 @@ def _rebuilt_beside(
         _remove(stage)
     _remove(aside)
     return True
-
-
-def _mark_complete(prefix: str, ids: tuple[str, str, str]) -> None:
-    uptodate.write_marker(prefix, *ids)
 
 
 def exchange_paths(a: str, b: str) -> bool:

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 from envcore import TYPE_CHECKING
 from envcore.errors import StorageError
 from envcore.locks import file_lock
-from envcore.uptodate import remember_alias_ids
+from envcore.uptodate import SCOPE_MARK, remember_alias_ids, scoped
 
 if TYPE_CHECKING:  # descriptions are imported by the methods that read or write them: the no-op create
     # of an alias (envcore.uptodate) reads the record's aliases only
@@ -42,13 +42,6 @@ if TYPE_CHECKING:  # descriptions are imported by the methods that read or write
     Data: TypeAlias = dict[str, Any]
 
 EnvRef = tuple[str, str]  # (req_id, full_id)
-SCOPE_MARK = "|"  # in the record's key of an immutable alias: NAME/TAG|<store scope> (names never hold it)
-
-
-def scoped(resolved: str, scope: str) -> str:
-    return f"{resolved}{SCOPE_MARK}{scope}" if scope else resolved
-
-
 COMPACT_AFTER = 256  # journal lines
 JOURNALED = ("aliases", "mutable_aliases", "mappings")
 

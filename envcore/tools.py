@@ -100,10 +100,8 @@ def scratch_folder(kind: str) -> Iterator[str]:
             taking.rename(held)  # only a locked file carries the name sweepers look for
             try:
                 yield folder
-            finally:
-                held.unlink(
-                    missing_ok=True
-                )  # before the lock goes: a sweeper that opened it sees it unlinked
+            finally:  # unlinked before the lock goes: a sweeper that opened it sees it unlinked
+                held.unlink(missing_ok=True)
 
 
 def remove_abandoned_scratch(temp_dir: Path) -> int:

@@ -242,6 +242,16 @@ def _immutable_alias_path(ref: str) -> str | None:
     return f"{name}/{tag}"
 
 
+SCOPE_MARK = (
+    "|"  # after an immutable alias, the store it is known for: NAME/TAG|<store scope> (names never hold it)
+)
+
+
+def scoped(alias_path: str, scope: str) -> str:
+    """The local record's key of the immutable alias ``alias_path`` as the store ``scope`` names binds it."""
+    return f"{alias_path}{SCOPE_MARK}{scope}" if scope else alias_path
+
+
 def alias_ids_file(record_path: str, alias_path: str, scope: str = "") -> str:
     """The file beside the local record holding ``REQ_ID:FULL_ID`` of the immutable alias ``alias_path``
     (``NAME/TAG``, the record's key; ``/`` written as ``%``, which names never hold). The record keeps every
@@ -249,9 +259,7 @@ def alias_ids_file(record_path: str, alias_path: str, scope: str = "") -> str:
     this file of 81 bytes instead of parsing the record (and importing json). An immutable alias never changes
     what it names, so the file can be missing (then the record answers and the file is written) but not stale.
     One file per store (``scope``, :func:`envcore.configfiles.store_scope`): stores may bind a name otherwise."""
-    return os.path.join(
-        f"{record_path}.aliases", alias_path.replace("/", "%") + (f"|{scope}" if scope else "")
-    )
+    return os.path.join(f"{record_path}.aliases", scoped(alias_path.replace("/", "%"), scope))
 
 
 def remember_alias_ids(record_path: str, alias_path: str, req_id: str, full_id: str, scope: str = "") -> None:
@@ -290,7 +298,7 @@ def _recorded_ids(
     from envcore.record import LocalRecord
 
     try:
-        found = LocalRecord(record_path, 0).read()["aliases"].get(f"{path}|{scope}")
+        found = LocalRecord(record_path, 0).read()["aliases"].get(scoped(path, scope))
     except (EnvcoreError, OSError):
         return None
     if isinstance(found, list) and len(found) == 2 and _is_id_pair(f"{found[0]}:{found[1]}"):

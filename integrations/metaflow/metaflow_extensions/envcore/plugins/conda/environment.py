@@ -370,7 +370,7 @@ class CondaEnvironment(MetaflowEnvironment):
 
         session = self.session()
         for rid, (env, new) in resolved.items():
-            if not new or not any(d.startswith("pypi::") and "[" in d for d in env.deps):
+            if not new:
                 continue
             steps = sorted({info.step for info in self._planned_with(planned, rid)})
             for warning in undeclared_extras(env, session.config.cache_dir()):
