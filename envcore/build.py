@@ -35,6 +35,17 @@ def sdists(packages: Sequence[LockedPackage]) -> list[LockedPackage]:
     return [p for p in packages if p.is_sdist]
 
 
+def foreign_sdists_error(releases: Sequence[tuple[str, str]], arch: str, local_arch: str) -> ResolutionError:
+    """Releases resolved for another architecture that only have source distributions there."""
+    names = ", ".join(f"{name} {version}" for name, version in releases)
+    return ResolutionError(
+        f"{names} {'is' if len(releases) == 1 else 'are'} only available as source distributions for {arch}, "
+        f"and envcore builds source distributions only for this machine's architecture ({local_arch}): a "
+        f"wheel built here would not run there. Pin versions that publish wheels for {arch}, or resolve on a "
+        f"machine of that architecture ({arch})."
+    )
+
+
 def build_sdists(
     registry: Registry, request: ResolveRequest, packages: Sequence[LockedPackage], local_arch: str
 ) -> list[LockedPackage]:
@@ -44,12 +55,7 @@ def build_sdists(
         return list(packages)
     names = ", ".join(f"{p.name} {p.version}" for p in todo)
     if request.arch != local_arch:
-        raise ResolutionError(
-            f"{names} {'is' if len(todo) == 1 else 'are'} only available as source distributions for {request.arch}, "
-            f"and envcore builds source distributions only for this machine's architecture ({local_arch}): a "
-            "wheel built here would not run there. Pin versions that publish wheels for "
-            f"{request.arch}, or resolve on a machine of that architecture ({request.arch})."
-        )
+        raise foreign_sdists_error([(p.name, p.version) for p in todo], request.arch, local_arch)
     python = next((p for p in packages if p.kind is PackageKind.CONDA and p.name == "python"), None)
     installer = registry.installer(PackageKind.PYPI)
     if not isinstance(installer, WheelBuilder):

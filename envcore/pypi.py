@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from urllib.parse import unquote, urlsplit
@@ -26,8 +26,13 @@ from envcore.types import (
     ResolveRequest,
 )
 
-# glibc ceilings uv and pip know as manylinux targets (2_17 is manylinux2014).
-MANYLINUX_MINORS = (17, 28, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40)
+# The oldest macOS whose wheels an osx target takes: the original's (pip's ``--platform macosx_12_0_*``), also
+# given to uv, whose own default moves between its versions (13.0 in uv 0.13).
+MACOS_TARGET = (12, 0)
+# glibc of the manylinux tags older than PEP 600's manylinux_2_N
+LEGACY_MANYLINUX = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
+# re-resolutions that leave out releases too new for the target's glibc, at most (see glibc_misfits)
+GLIBC_ROUNDS = 20
 MACHINE = {"64": "x86_64", "aarch64": "aarch64", "arm64": "arm64", "ppc64le": "ppc64le", "s390x": "s390x"}
 
 
@@ -55,27 +60,93 @@ def glibc_of(request: ResolveRequest) -> tuple[int, int] | None:
     return None
 
 
-def manylinux_minor(request: ResolveRequest) -> int:
-    """The highest manylinux_2_N target not above the request's glibc (2.17 when unknown)."""
-    glibc = glibc_of(request)
-    limit = glibc[1] if glibc and glibc[0] == 2 else 17
-    return max([m for m in MANYLINUX_MINORS if m <= limit] or [17])
-
-
 def platform_tags(request: ResolveRequest) -> list[str]:
     family, _, machine = request.arch.partition("-")
     cpu = MACHINE.get(machine, machine)
     if family == "linux":
         top = glibc_of(request)
-        limit = top[1] if top and top[0] == 2 else 17
-        many = [f"manylinux_2_{m}_{cpu}" for m in range(limit, 4, -1)]
-        return [*many, f"manylinux2014_{cpu}", f"manylinux2010_{cpu}", f"manylinux1_{cpu}", f"linux_{cpu}"]
+        return _manylinux_platforms(cpu, top[1] if top and top[0] == 2 else 17)
     if family == "osx":
-        arch = "arm64" if machine == "arm64" else "x86_64"
-        return list(mac_platforms((14, 0), arch))
+        return list(mac_platforms(MACOS_TARGET, "arm64" if machine == "arm64" else "x86_64"))
     if family == "win":
         return ["win_arm64" if machine == "arm64" else "win_amd64"]
     return []
+
+
+def _manylinux_platforms(cpu: str, glibc_minor: int) -> list[str]:
+    many = [f"manylinux_2_{m}_{cpu}" for m in range(glibc_minor, 4, -1)]
+    return [*many, f"manylinux2014_{cpu}", f"manylinux2010_{cpu}", f"manylinux1_{cpu}", f"linux_{cpu}"]
+
+
+def wheel_glibc(filename: str, cpu: str) -> tuple[int, int] | None:
+    """The oldest glibc the manylinux tags of a wheel for ``cpu`` ask for (None: not a manylinux wheel for it)."""
+    try:
+        _, _, _, tags = parse_wheel_filename(filename)
+    except InvalidWheelFilename:
+        return None
+    found = []
+    for tag in tags:
+        head = tag.platform.removesuffix(f"_{cpu}")
+        if head == tag.platform:
+            continue
+        parts = head.split("_")
+        if head in LEGACY_MANYLINUX:
+            found.append(LEGACY_MANYLINUX[head])
+        elif len(parts) == 3 and parts[0] == "manylinux" and parts[1].isdigit() and parts[2].isdigit():
+            found.append((int(parts[1]), int(parts[2])))
+    return min(found, default=None)
+
+
+def glibc_needed(filenames: Iterable[str], request: ResolveRequest) -> tuple[int, int] | None:
+    """When none of ``filenames`` fits a linux target only because of its glibc: the oldest glibc one of them
+    would fit (the release is too new for the target's glibc). None otherwise."""
+    family, _, machine = request.arch.partition("-")
+    if family != "linux" or not request.python_version:
+        return None
+    cpu = MACHINE.get(machine, machine)
+    top = glibc_of(request)
+    target = top if top and top[0] == 2 else (2, 17)
+    major, minor = (int(x) for x in request.python_version.split(".")[:2])
+    needs = []
+    for filename in filenames:
+        glibc = wheel_glibc(filename, cpu)
+        if glibc is None or glibc <= target:
+            continue
+        if best_wheel([filename], _ranked_tags(major, minor, tuple(_manylinux_platforms(cpu, glibc[1])))):
+            needs.append(glibc)
+    return min(needs, default=None)
+
+
+def glibc_misfits(
+    request: ResolveRequest, releases: Iterable[tuple[str, str, Sequence[str]]]
+) -> dict[tuple[str, str], tuple[int, int]]:
+    """Of the ``(name, version, file names)`` a resolver chose, those whose wheels all need a newer glibc than
+    the target's: ``{(canonical name, version): the oldest glibc they need}``. Resolvers that cannot be given the
+    exact manylinux tags (uv rounds them, poetry locks for every platform) leave these out (``NAME!=VERSION``)
+    and resolve again, up to GLIBC_ROUNDS times, which takes the newest release that fits, as pip does."""
+    tags = target_tags(request, request.python_version or "") if request.python_version else {}
+    found = {}
+    for name, version, filenames in releases:
+        glibc = glibc_needed(filenames, request)
+        if glibc is not None and best_wheel(filenames, tags) is None:
+            found[(canonicalize(name), version)] = glibc
+    return found
+
+
+def glibc_refusal(request: ResolveRequest, releases: Mapping[tuple[str, str], tuple[int, int]]) -> str:
+    """Why releases too new for the target's glibc (:func:`glibc_misfits`) cannot be left out for older ones:
+    the other requirements need them (a pin, mostly)."""
+    top = glibc_of(request)
+    have = f"{top[0]}.{top[1]}" if top else "2.17"
+    which = ", ".join(f"{name} {version} (glibc {g[0]}.{g[1]})" for (name, version), g in releases.items())
+    newest = max(releases.values())
+    return (
+        f"The PyPI requirements cannot be resolved for {request.arch} (python {request.python_version}) with glibc "
+        f"{have}: the wheels of {which} need a newer glibc, and no other version fits the requirements. Pin a "
+        f"version with wheels for glibc {have}, or resolve for glibc {newest[0]}.{newest[1]}: the virtual package "
+        f"__glibc={newest[0]}.{newest[1]} (@sys_packages in a flow, '- sys:' in an environment.yml, "
+        "METAFLOW_CONDA_SYS_DEFAULT_PACKAGES for other architectures)."
+    )
 
 
 def target_tags(request: ResolveRequest, python_version: str) -> Mapping[Tag, int]:

@@ -67,6 +67,8 @@ class Release:
     yanked: str | None = None
     #: "conda" or "pypi" when this release exists in one ecosystem only
     only: str | None = None
+    #: platform tags of this release's binary wheels, instead of its project's
+    wheel_platforms: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -92,6 +94,11 @@ class Project:
     wheel_platforms: tuple[str, ...] = ()  # platform tags of binary wheels; empty: one py3-none-any wheel
     prefixed: bool = False  # files carry the conda text prefix placeholder
     sdist_only: bool = False  # PyPI: no wheels, an sdist with an in-tree PEP 517 backend (builds offline)
+    sdist_in_tree: bool = False  # sdists with the in-tree backend though wheels exist (else setuptools')
+
+    @property
+    def builds_offline(self) -> bool:
+        return self.sdist_only or self.sdist_in_tree
 
     @property
     def conda(self) -> str:
@@ -118,6 +125,12 @@ class Project:
 
 _GLIBC = "__glibc >=2.17"
 _OSX = "__osx >=11.0"
+
+
+def _manylinux(pattern: str) -> tuple[str, ...]:
+    """``manylinux_<pattern>`` for x86_64 and aarch64 (``{cpu}`` in the pattern)."""
+    return tuple(f"manylinux_{pattern.format(cpu=cpu)}" for cpu in ("x86_64", "aarch64"))
+
 
 #: The universe. Both the conda channel and the wheel index are generated from this list.
 PROJECTS: list[Project] = [
@@ -202,6 +215,18 @@ PROJECTS: list[Project] = [
             CondaBuild(subdir="osx-arm64", variant="cpu", depends=(_OSX,)),
         ),
         wheel_platforms=("manylinux_2_17_x86_64.manylinux2014_x86_64", "macosx_11_0_arm64"),
+    ),
+    Project(
+        name="fx-glibc",
+        ecosystems="pypi",
+        sdist_in_tree=True,
+        summary="PyPI only; manylinux wheels for ever newer glibc: 1.0.0 2.17, 2.0.0 2.27 (also tagged 2.28, as "
+        "numpy's are), 3.0.0 2.28 only",
+        releases=(
+            Release(version="1.0.0", wheel_platforms=_manylinux("2_17_{cpu}.manylinux2014_{cpu}")),
+            Release(version="2.0.0", wheel_platforms=_manylinux("2_27_{cpu}.manylinux_2_28_{cpu}")),
+            Release(version="3.0.0", wheel_platforms=_manylinux("2_28_{cpu}")),
+        ),
     ),
     Project(
         name="fx-ffmpeg",
@@ -358,7 +383,7 @@ def _sdist(project: Project, release: Release, table: dict[str, Project]) -> tup
     deps = ", ".join(json.dumps(d) for d in release.deps)
     backend = (
         'requires = []\nbuild-backend = "fxbuild"\nbackend-path = ["_build"]\n'
-        if project.sdist_only
+        if project.builds_offline
         else 'requires = ["setuptools>=61"]\nbuild-backend = "setuptools.build_meta"\n'
     )
     pyproject = (
@@ -367,7 +392,7 @@ def _sdist(project: Project, release: Release, table: dict[str, Project]) -> tup
         f'requires-python = "{release.requires_python}"\ndependencies = [{deps}]\n'
     )
     files = {"PKG-INFO": _metadata(project, release), "pyproject.toml": pyproject.encode()}
-    if project.sdist_only:
+    if project.builds_offline:
         files["_build/fxbuild.py"] = IN_TREE_BACKEND.encode()
     files |= _module_files(project, release, "sdist", table)
     tar = tar_bytes(PkgFile(path=f"{base}/{name}", data=data) for name, data in sorted(files.items()))
@@ -468,7 +493,8 @@ def _pypi_files(project: Project, table: dict[str, Project]) -> list[PypiFile]:
     out = []
     for release in project.releases_for("pypi"):
         base = f"{_dist_name(project.name)}-{release.version}"
-        tags = [f"{interpreter}-{abi}-{p}" for p in project.wheel_platforms] or ["py3-none-any"]
+        platforms = project.wheel_platforms if release.wheel_platforms is None else release.wheel_platforms
+        tags = [f"{interpreter}-{abi}-{p}" for p in platforms] or ["py3-none-any"]
         for tag in () if project.sdist_only else tags:
             files = _wheel_files(project, release, tag, tag, table)
             meta = files[f"{base}.dist-info/METADATA"]

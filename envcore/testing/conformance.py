@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from envcore.testing import kit_needs_pytest
@@ -39,6 +40,7 @@ except ImportError as missing:  # the kit is a pytest plugin and pytest test cla
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from envcore import pypi
 from envcore.config import Config
 from envcore.errors import (
     BackendUnavailable,
@@ -454,13 +456,14 @@ class ResolverConformance:
         )
 
     def _pypi_request(
-        self, plugin: ResolverPlugin, make_request: Callable[..., ResolveRequest], spec: str
+        self, plugin: ResolverPlugin, make_request: Callable[..., ResolveRequest], spec: str, **target: Any
     ) -> ResolveRequest:
+        """A request of ``spec`` from the wheel index (``target``: ``arch=``, ``sys_packages=``)."""
         if not self._is_conda:
-            return make_request(spec)
+            return make_request(spec, **target)
         if EnvType.MIXED not in plugin.env_types:
             pytest.skip(f"{plugin.name} resolves no PyPI packages")
-        return make_request("fx-yaml", pypi=(spec,))
+        return make_request("fx-yaml", pypi=(spec,), **target)
 
     @pytest.mark.parametrize("spec", ["fx-core", "fx-extras"])
     def test_no_pre_release_unless_asked(
@@ -615,6 +618,50 @@ class ResolverConformance:
             assert "macosx" in native.filename and "linux" not in native.filename, (
                 f"asked for osx-arm64, got {native.filename}"
             )
+
+    def test_wheels_fit_the_target_glibc(
+        self, resolver: Resolver, plugin: ResolverPlugin, make_request: Callable[..., ResolveRequest]
+    ) -> None:
+        """fx-glibc publishes manylinux wheels for glibc 2.17 (1.0.0), 2.27 (2.0.0, also tagged 2.28, as numpy's
+        are) and 2.28 only (3.0.0). A linux target gets the newest release its glibc loads: never one it cannot
+        load, nor an older one than that (uv knows manylinux targets 2.17 and 2.28, not 2.24 or 2.27); a pin of a
+        release too new is refused, naming it."""
+        self._requires(plugin, Capability.CROSS_PLATFORM)
+
+        def chosen(spec: str, glibc: str) -> tuple[str, str]:
+            request = self._pypi_request(
+                plugin, make_request, spec, arch="linux-aarch64", sys_packages={"__glibc": glibc}
+            )
+            found = [
+                (p.version, p.filename) for p in self._resolve(resolver, request) if p.name == "fx-glibc"
+            ]
+            assert len(found) == 1, f"{spec} for linux-aarch64 with glibc {glibc}: {found}"
+            return found[0]
+
+        expected = {
+            ("fx-glibc", "2.27"): "2.0.0",
+            ("fx-glibc", "2.28"): "3.0.0",
+            ("fx-glibc", "2.24"): "1.0.0",
+        }
+        expected[("fx-glibc==2.0.0", "2.27")] = "2.0.0"
+        for (spec, glibc), version in expected.items():
+            got, filename = chosen(spec, glibc)
+            assert got == version, (
+                f"{spec} for linux-aarch64 with glibc {glibc}: {version} expected, got {got}"
+            )
+            needs = pypi.wheel_glibc(filename.removesuffix(".whl") + ".whl", "aarch64")  # kept without it
+            assert needs is not None and needs <= tuple(map(int, glibc.split("."))), (
+                f"{spec} for linux-aarch64 with glibc {glibc}: the wheel {filename} is not one it loads"
+            )
+        request = self._pypi_request(
+            plugin, make_request, "fx-glibc==3.0.0", arch="linux-aarch64", sys_packages={"__glibc": "2.27"}
+        )
+        _expect(
+            ResolutionError,
+            "resolve() of a release whose wheels need a newer glibc",
+            lambda: resolver.resolve(request),
+            "fx-glibc",
+        )
 
     def test_virtual_packages_gate_builds(
         self, resolver: Resolver, plugin: ResolverPlugin, make_request: Callable[..., ResolveRequest]

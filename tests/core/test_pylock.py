@@ -209,6 +209,20 @@ def test_best_wheel_per_arch(config: Config, native: str) -> None:
     assert linux[0].source.url_format == ".whl" and len(linux[0].source.sha256) == 64
 
 
+def test_an_osx_target_takes_wheels_for_macos_12(config: Config, wheels: Path, tmp_path: Path) -> None:
+    """A lock lists the wheels of every platform: an osx target takes the newest one for macOS 12, as the uv and
+    pip resolvers (and the original) resolve osx targets, never one that needs a newer macOS (it took
+    macosx_14_0)."""
+    source = next(wheels.glob("fx_native-1.0.0-*-macosx_11_0_arm64.whl"))
+    copies = [source]
+    for macos in ("12_0", "13_0", "14_0"):
+        copies.append(tmp_path / source.name.replace("11_0", macos))
+        shutil.copy(source, copies[-1])
+    entry = f'name = "fx-native"\nversion = "1.0.0"\nwheels = [{", ".join(_entry(p) for p in copies)}]'
+    mac = _resolve(config, _lock(entry), "osx-arm64")
+    assert [p.filename.split("-")[-1] for p in mac] == ["macosx_12_0_arm64"]
+
+
 def test_no_usable_wheel_for_a_foreign_arch(config: Config, native: str) -> None:
     with pytest.raises(ResolutionError) as err:
         _resolve(config, _lock(native), "linux-aarch64")

@@ -30,12 +30,15 @@ from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import yaml
+from packaging.requirements import Requirement as Pep508
 from packaging.version import InvalidVersion, Version
 
 from envcore import pypi
+from envcore.build import foreign_sdists_error
 from envcore.condadists import renamed_distributions
 from envcore.config import Config, redact_text, redact_url
 from envcore.errors import BackendUnavailable, ConfigError, ResolutionError
+from envcore.platforms import local_arch
 from envcore.tools import find_executable, run_tool, scratch_folder, tail, tool_env, write_netrc
 from envcore.types import (
     CONDA,
@@ -87,6 +90,20 @@ def conda_spec(req: Requirement) -> str:
         return f"{req.name} {spec}"
     version, _, build = spec.partition("=")
     return f"{req.name} =={version} {build}" if build else f"{req.name} >={version},<={version}"
+
+
+def _one_per_name(requirements: Sequence[str]) -> list[str]:
+    """PEP 508 requirements with those of one name merged into one (``x`` and ``x!=2`` -> ``x!=2``):
+    conda-lock keeps one requirement per name, the last."""
+    merged: dict[str, Pep508] = {}
+    for text in requirements:
+        req = Pep508(text)
+        name = pypi.canonicalize(req.name)
+        if name in merged and not merged[name].url and not req.url:
+            merged[name].specifier &= req.specifier
+        else:
+            merged[name] = req
+    return [str(r) for r in merged.values()]
 
 
 def _toposort(packages: Sequence[LockedPackage], key: Any = lambda n: n) -> list[LockedPackage]:
@@ -247,7 +264,7 @@ class CondaLockResolver:
                     "distribution depends on it: reinstall it), or set METAFLOW_ENVCORE_CONDA_LOCK_EXE to a conda-lock executable."
                 )
             self._conda_lock = (
-                [sys.executable, "-m", "conda_lock"],
+                [sys.executable, "-m", "envcore_conda_lock._conda_lock_main"],
                 importlib.metadata.version("conda-lock"),
             )
             return self._conda_lock
@@ -296,12 +313,27 @@ class CondaLockResolver:
             )
         credentials = self._credentials(request)
         pins: dict[str, str] = {}
+        # releases conda-lock chose that envcore cannot use: for another architecture, a source distribution
+        # (conda-lock takes the newest release, with wheels or not); wheels that need a newer glibc than the
+        # target's. Left out and locked again, which takes the newest release with wheels that fit, as uv and
+        # pip do for such targets.
+        too_new: dict[tuple[str, str], tuple[int, int]] = {}
+        unbuildable: list[tuple[str, str]] = []
+        foreign = request.arch != local_arch()
         with scratch_folder("conda-lock") as tmp:
             work = Path(tmp)
             # PyPI packages must not replace conda ones, but conda-lock's poetry only prefers the conda
             # versions: a wheel that would move one is pinned to the conda version and the lock made again.
-            for _ in range(4):
-                entries = self._lock_once(request, work, credentials, pins)
+            for _ in range(4 + pypi.GLIBC_ROUNDS):
+                excluded = [f"{name}!={version}" for name, version in (*too_new, *unbuildable)]
+                try:
+                    entries = self._lock_once(request, work, credentials, pins, excluded)
+                except ResolutionError:
+                    if unbuildable:
+                        raise foreign_sdists_error(unbuildable, request.arch, local_arch()) from None
+                    if too_new:
+                        raise ResolutionError(pypi.glibc_refusal(request, too_new)) from None
+                    raise
                 conda = _toposort(
                     [conda_package(e, credentials) for e in entries if e.get("manager") == "conda"]
                 )
@@ -310,6 +342,17 @@ class CondaLockResolver:
                 renamed = renamed_distributions(conda, self.config.cache_dir(), credentials)
                 provided = pypi.conda_python_packages(conda, renamed)
                 wheels = [e for e in entries if e.get("manager") == "pip"]
+                files = [
+                    (str(e["name"]), str(e["version"]), [pypi.filename_of(str(e["url"]))]) for e in wheels
+                ]
+                misfits = pypi.glibc_misfits(request, files)
+                sdists = [
+                    (pypi.canonicalize(n), v) for n, v, (f,) in files if foreign and not f.endswith(".whl")
+                ]
+                if misfits or sdists:
+                    too_new.update(misfits)
+                    unbuildable += sdists
+                    continue
                 moved = {
                     name: (str(e["version"]), provided[name].version)
                     for e in wheels
@@ -319,6 +362,11 @@ class CondaLockResolver:
                 if not moved or set(moved) <= set(pins):
                     break
                 pins.update({name: conda_version for name, (_, conda_version) in moved.items()})
+            else:
+                if unbuildable:
+                    raise foreign_sdists_error(unbuildable, request.arch, local_arch())
+                if too_new:
+                    raise ResolutionError(pypi.glibc_refusal(request, too_new))
         if moved:
             name, (wheel, conda_version) = next(iter(moved.items()))
             raise ResolutionError(
@@ -340,7 +388,11 @@ class CondaLockResolver:
         return found
 
     def _environment_yml(
-        self, request: ResolveRequest, env: dict[str, str], pins: Mapping[str, str]
+        self,
+        request: ResolveRequest,
+        env: dict[str, str],
+        pins: Mapping[str, str],
+        excluded: Sequence[str] = (),
     ) -> dict[str, Any]:
         channels = [redact_url(self.config.channel_url(c)) for c in request.sources.get(CONDA, ())]
         specs = []
@@ -362,7 +414,8 @@ class CondaLockResolver:
         data: dict[str, Any] = {"channels": channels, "dependencies": specs}
         wanted = [pypi.pep508(r) for r in request.of(PYPI)]
         if wanted:
-            data["dependencies"].append({"pip": [*wanted, *(f"{n}=={v}" for n, v in pins.items())]})
+            pinned = [*(f"{n}=={v}" for n, v in pins.items()), *excluded]
+            data["dependencies"].append({"pip": _one_per_name([*wanted, *pinned])})
             data["allow-pypi-requests"] = False
             data["pip-repositories"] = self._pip_repositories(request, env)
         return data
@@ -450,11 +503,12 @@ class CondaLockResolver:
         work: Path,
         credentials: Mapping[str, tuple[str, str]],
         pins: Mapping[str, str],
+        excluded: Sequence[str] = (),
     ) -> list[dict[str, Any]]:
         tool = self.conda_tool()
         env = self._env(request, work)
         spec = work / "environment.yml"
-        spec.write_text(yaml.safe_dump(self._environment_yml(request, env, pins), sort_keys=False))
+        spec.write_text(yaml.safe_dump(self._environment_yml(request, env, pins, excluded), sort_keys=False))
         virtual = work / "virtual-packages.yml"
         virtual.write_text(yaml.safe_dump(self._virtual_packages(request)))
         lookup_setting = self.config.get("ENVCORE_CONDA_LOCK_PYPI_TO_CONDA_LOOKUP")

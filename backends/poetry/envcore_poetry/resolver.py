@@ -138,11 +138,22 @@ class PoetryResolver:
         options = _Options.parse(request.extras.get(PYPI, ()))
         provided = pypi.conda_python_packages(request.installed, request.installed_distributions)
         pins: dict[str, str] = {}
+        # releases the universal lock chose whose wheels need a newer glibc than the target's: left out and
+        # locked again, as pip, given the exact tags, takes the newest release that fits
+        too_new: dict[tuple[str, str], tuple[int, int]] = {}
         with scratch_folder("poetry") as tmp:
             # conda-installed Python packages must keep their versions, and poetry has no constraints file: a
             # package the lock shares with conda at another version is pinned and the lock made again.
-            for _ in range(1 + len(provided)):
-                lock, links = self._lock(request, Path(tmp), sources, credentials, options, pins)
+            for _ in range(1 + len(provided) + pypi.GLIBC_ROUNDS):
+                excluded = [f"{name}!={version}" for name, version in too_new]
+                try:
+                    lock, links = self._lock(
+                        request, Path(tmp), sources, credentials, options, pins, excluded
+                    )
+                except ResolutionError:
+                    if too_new:
+                        raise ResolutionError(pypi.glibc_refusal(request, too_new)) from None
+                    raise
                 chosen = _for_target(request, lock)
                 moved = {
                     pypi.canonicalize(p["name"]): provided[pypi.canonicalize(p["name"])].version
@@ -151,9 +162,13 @@ class PoetryResolver:
                     and not _same_version(p["version"], provided[pypi.canonicalize(p["name"])].version)
                     and pypi.canonicalize(p["name"]) not in pins
                 }
-                if not moved:
+                misfits = pypi.glibc_misfits(request, _releases(chosen, links))
+                if not moved and not misfits:
                     break
                 pins.update(moved)
+                too_new.update(misfits)
+            else:
+                raise ResolutionError(pypi.glibc_refusal(request, too_new))
         return self._packages(request, chosen, links, set(provided), credentials)
 
     def _lock(
@@ -164,11 +179,12 @@ class PoetryResolver:
         credentials: Mapping[str, tuple[str, str]],
         options: _Options,
         pins: Mapping[str, str],
+        excluded: Sequence[str],
     ) -> tuple[dict[str, Any], dict[tuple[str, str], dict[str, str]]]:
         project = tmp / "project"
         project.mkdir(exist_ok=True)
         (project / "poetry.lock").unlink(missing_ok=True)
-        (project / "pyproject.toml").write_text(_pyproject(request, sources, options, pins))
+        (project / "pyproject.toml").write_text(_pyproject(request, sources, options, pins, excluded))
         env: dict[str, str] = {}
         for name, url in sources:
             host = urlsplit(url).hostname or ""
@@ -303,10 +319,16 @@ def _sources(request: ResolveRequest) -> tuple[list[tuple[str, str]], dict[str, 
 
 
 def _pyproject(
-    request: ResolveRequest, sources: list[tuple[str, str]], options: _Options, pins: Mapping[str, str]
+    request: ResolveRequest,
+    sources: list[tuple[str, str]],
+    options: _Options,
+    pins: Mapping[str, str],
+    excluded: Sequence[str] = (),
 ) -> str:
-    deps = [pypi.pep508(r) for r in request.of(PYPI)] + [
-        f"{name}=={version}" for name, version in pins.items()
+    deps = [
+        *(pypi.pep508(r) for r in request.of(PYPI)),
+        *(f"{name}=={version}" for name, version in pins.items()),
+        *excluded,  # of packages the lock needs: as dependencies, they add none
     ]
     lines = [
         "[project]",
@@ -336,6 +358,20 @@ def _pyproject(
             "",
         ]
     return "\n".join(lines)
+
+
+def _releases(
+    chosen: list[dict[str, Any]], links: Mapping[tuple[str, str], Mapping[str, str]]
+) -> list[tuple[str, str, list[str]]]:
+    """(name, version, the file names of its index page) of each chosen package."""
+    return [
+        (
+            str(p["name"]),
+            str(p["version"]),
+            list(links.get((pypi.canonicalize(str(p["name"])), str(p["version"])), {})),
+        )
+        for p in chosen
+    ]
 
 
 def _for_target(request: ResolveRequest, lock: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from packaging.tags import Tag
 from packaging.utils import parse_wheel_filename
@@ -25,11 +26,21 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
+# glibc of the manylinux targets uv knows (2_17 is manylinux2014)
+UV_MANYLINUX_MINORS = (17, 28, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40)
+
+
 def python_platform(request: ResolveRequest) -> str:
+    """uv's ``--python-platform``. A linux target's glibc is rounded *up* to a manylinux target uv knows (2.27 ->
+    2_28): uv may then pick a release too new for it, which the wheel check after resolving leaves out; rounded
+    down (2_17), uv would never see wheels for 2.24 or 2.27 (numpy's for aarch64) and take older releases
+    without a word."""
     family, _, machine = request.arch.partition("-")
     if family == "linux":
         cpu = "aarch64" if machine == "aarch64" else "x86_64"
-        return f"{cpu}-manylinux_2_{pypi.manylinux_minor(request)}"
+        glibc = pypi.glibc_of(request)
+        minor = glibc[1] if glibc and glibc[0] == 2 else 17
+        return f"{cpu}-manylinux_2_{min([m for m in UV_MANYLINUX_MINORS if m >= minor] or [UV_MANYLINUX_MINORS[-1]])}"
     if family == "osx":
         return "aarch64-apple-darwin" if machine == "arm64" else "x86_64-apple-darwin"
     if family == "win":
@@ -38,12 +49,13 @@ def python_platform(request: ResolveRequest) -> str:
 
 
 def resolver_env(request: ResolveRequest, work: Path) -> dict[str, str]:
-    """uv's environment: without the user's uv settings, nor ``MACOSX_DEPLOYMENT_TARGET``, which moves the oldest
-    macOS whose wheels uv takes for an osx target (a conda build shell sets it) and is in no id: uv's defaults
-    then hold everywhere."""
-    env = tool_env({"UV_NO_PROGRESS": "1", **pypi.netrc_env(request, work)})
-    env.pop("MACOSX_DEPLOYMENT_TARGET", None)
-    return env
+    """uv's environment: without the user's uv settings, and with ``MACOSX_DEPLOYMENT_TARGET`` (the oldest macOS
+    whose wheels uv takes for an osx target) set to envcore's: a conda build shell's, or uv's own default, which
+    moves between uv versions, would change what is resolved without changing any id."""
+    macos = ".".join(map(str, pypi.MACOS_TARGET))
+    return tool_env(
+        {"UV_NO_PROGRESS": "1", "MACOSX_DEPLOYMENT_TARGET": macos, **pypi.netrc_env(request, work)}
+    )
 
 
 def local_arch() -> str:
@@ -105,39 +117,64 @@ class UvResolver:
             refuse_references_to_build(request, f"this machine's architecture ({local_arch()})")
         with scratch_folder("uv") as tmp:
             work = Path(tmp)
-            pypi.write_resolver_inputs(request, work, "uv")
-            done = run_tool(
-                [uv_executable(self.config), *self._args(request, work)],
-                what="uv pip compile",
-                env=resolver_env(request, work),
-                debug=self.config.debug,
+            _, constraints = pypi.write_resolver_inputs(request, work, "uv")
+            pins = constraints.read_text()
+            # releases uv chose whose wheels need a newer glibc than the target's (uv's target is rounded up):
+            # left out and resolved again, as pip, given the exact tags, takes the newest release that fits
+            too_new: dict[tuple[str, str], tuple[int, int]] = {}
+            with_sdists: dict[str, object] | None = None  # the first lock, if its misfits can be built here
+            for _ in range(pypi.GLIBC_ROUNDS):
+                constraints.write_text(pins + "".join(f"{n}!={v}\n" for n, v in too_new))
+                done = run_tool(
+                    [uv_executable(self.config), *self._args(request, work)],
+                    what="uv pip compile",
+                    env=resolver_env(request, work),
+                    debug=self.config.debug,
+                )
+                if done.returncode != 0 and too_new:
+                    if with_sdists is not None:  # as before: built here from the source distributions
+                        return self._packages(request, with_sdists, work)
+                    raise ResolutionError(pypi.glibc_refusal(request, too_new))
+                if done.returncode != 0:
+                    raise self._failure(request, done.stderr)
+                lock = tomllib.loads((work / "pylock.toml").read_text())
+                entries = {pypi.canonicalize(e["name"]): e for e in lock.get("packages", [])}
+                misfits = pypi.glibc_misfits(request, _releases(entries))
+                if not misfits:
+                    return self._packages(request, lock, work)
+                if (
+                    not too_new
+                    and request.arch == local_arch()
+                    and all("sdist" in entries[n] for n, _ in misfits)
+                ):
+                    with_sdists = lock
+                too_new.update(misfits)
+            raise ResolutionError(pypi.glibc_refusal(request, too_new))
+
+    def _failure(self, request: ResolveRequest, stderr: str) -> ResolutionError:
+        """uv's failure, for a person."""
+        hint = (
+            " envcore builds source distributions only for this machine's architecture "
+            f"({local_arch()}): pin versions that publish wheels for {request.arch}."
+            if "no usable wheels" in stderr and request.arch != local_arch()
+            else ""
+        )
+        if "Git operation failed" in stderr:
+            return ResolutionError(
+                f"A git requirement could not be fetched while resolving for {request.arch}: "
+                f"{_uv_error(stderr)}. Check the repository URL and the revision (branch, tag or "
+                "commit) after its @, and that git can reach the repository from here."
             )
-            if done.returncode != 0:
-                hint = (
-                    " envcore builds source distributions only for this machine's architecture "
-                    f"({local_arch()}): pin versions that publish wheels for {request.arch}."
-                    if "no usable wheels" in done.stderr and request.arch != local_arch()
-                    else ""
-                )
-                if "Git operation failed" in done.stderr:
-                    raise ResolutionError(
-                        f"A git requirement could not be fetched while resolving for {request.arch}: "
-                        f"{_uv_error(done.stderr)}. Check the repository URL and the revision (branch, tag or "
-                        "commit) after its @, and that git can reach the repository from here."
-                    )
-                if any(marker in done.stderr for marker in _NETWORK_FAILURES):
-                    raise ResolutionError(
-                        f"The PyPI index could not be read while resolving for {request.arch}: "
-                        f"{_uv_error(done.stderr)}. uv retried; check the network, the index URL and its "
-                        "credentials, then try again."
-                    )
-                raise ResolutionError(
-                    f"The PyPI requirements cannot be resolved for {request.arch} (python {request.python_version}): "
-                    f"{_uv_error(done.stderr)}. Change the requirement named above, or check the index and options."
-                    + hint
-                )
-            lock = tomllib.loads((work / "pylock.toml").read_text())
-            return self._packages(request, lock, work)
+        if any(marker in stderr for marker in _NETWORK_FAILURES):
+            return ResolutionError(
+                f"The PyPI index could not be read while resolving for {request.arch}: "
+                f"{_uv_error(stderr)}. uv retried; check the network, the index URL and its "
+                "credentials, then try again."
+            )
+        return ResolutionError(
+            f"The PyPI requirements cannot be resolved for {request.arch} (python {request.python_version}): "
+            f"{_uv_error(stderr)}. Change the requirement named above, or check the index and options." + hint
+        )
 
     def _args(self, request: ResolveRequest, work: Path) -> list[str]:
         args = [
@@ -249,6 +286,18 @@ class UvResolver:
                     "yourself and require NAME @ file:///path/to/the.whl."
                 ) from None
             return lock_built_wheel(self.config, request, name, wheel, source, what)
+
+
+def _releases(entries: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str, list[str]]]:
+    """(name, version, the file names of its wheels) of each package of uv's lock."""
+    return [
+        (
+            name,
+            str(e.get("version", "")),
+            [pypi.filename_of(w["url"]) for w in e.get("wheels", []) if "url" in w],
+        )
+        for name, e in entries.items()
+    ]
 
 
 def _archive(

@@ -51,3 +51,44 @@ def test_an_ambient_macos_deployment_target_does_not_change_an_osx_resolution(
         env = resolve.resolve(build_registry(config), request)
         wheels[target] = sorted(p.filename for p in env.packages if p.name == "fx-native")
     assert wheels["10.9"] == wheels[None] and wheels[None], wheels
+
+
+def test_two_linux_archs_resolved_together_take_wheels_for_their_shared_glibc(
+    universe: Universe, tmp_path: Path
+) -> None:
+    """Resolved together, linux-64 and linux-aarch64 share the lower glibc (2.27, aarch64's default). fx-glibc
+    2.0.0 publishes manylinux_2_27 wheels (also tagged 2_28, as numpy's are), 3.0.0 manylinux_2_28 ones only. uv
+    knows the targets 2_17 and 2_28, not 2_27: rounded down, both archs took 1.0.0 without a word; rounded up
+    without a check, 3.0.0, whose wheels glibc 2.27 cannot load (linux-64 built it from its sdist)."""
+    config = universe_config(universe, tmp_path)
+    spec = specs.from_decorator(packages={"fx-glibc": ""})
+    archs = ("linux-64", "linux-aarch64")
+    for arch in archs:
+        request = resolve.build_request(spec, config, arch, coresolved=archs)
+        env = resolve.resolve(build_registry(config), request)
+        chosen = [(p.version, p.filename) for p in env.packages if p.name == "fx-glibc"]
+        cpu = "x86_64" if arch == "linux-64" else "aarch64"
+        assert chosen == [("2.0.0", f"fx_glibc-2.0.0-{_cp()}-manylinux_2_27_{cpu}.manylinux_2_28_{cpu}")], chosen
+
+
+def test_a_release_too_new_for_a_lowered_local_glibc_is_left_out_for_one_with_wheels(
+    universe: Universe, tmp_path: Path
+) -> None:
+    """This machine's arch asked for an older glibc: a release whose wheels need a newer one is left out for
+    the newest with wheels that fit, rather than built here from its sdist (a wheel built here needs this
+    machine's glibc anyway). Pinned, it is built from its sdist, as pip builds it."""
+    config = universe_config(universe, tmp_path)
+    arch = resolve.local_arch()
+    if arch != "linux-64":
+        pytest.skip(f"fx-glibc's wheels are for linux-64 and linux-aarch64; this machine is {arch}")
+    versions = {}
+    for pin in ("", "3.0.0"):
+        spec = specs.from_decorator(packages={"fx-glibc": pin}, sys_packages={"__glibc": "2.27"})
+        env = resolve.resolve(build_registry(config), resolve.build_request(spec, config, arch))
+        versions[pin] = [(p.version, p.filename.split("-")[-1]) for p in env.packages if p.name == "fx-glibc"]
+    assert versions[""] == [("2.0.0", "manylinux_2_27_x86_64.manylinux_2_28_x86_64")], versions
+    assert versions["3.0.0"] == [("3.0.0", "any")], versions  # built by the in-tree backend
+
+
+def _cp() -> str:
+    return f"cp{sys.version_info[0]}{sys.version_info[1]}-cp{sys.version_info[0]}{sys.version_info[1]}"
