@@ -18,6 +18,7 @@ import functools
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -27,6 +28,7 @@ from envcore.config import Config, redact_text, redact_url
 from envcore.errors import EnvcoreError, ResolutionError
 from envcore.fetch import PackageCache, ensure_checked, from_url, sha256_file
 from envcore.plugins import Registry
+from envcore.progress import Progress, Task
 from envcore.tools import run_tool, tail, tool_env
 from envcore.types import PYPI, LockedPackage, PackageFile, PackageKind, ResolveRequest, WheelBuilder
 
@@ -47,9 +49,14 @@ def foreign_sdists_error(releases: Sequence[tuple[str, str]], arch: str, local_a
 
 
 def build_sdists(
-    registry: Registry, request: ResolveRequest, packages: Sequence[LockedPackage], local_arch: str
+    registry: Registry,
+    request: ResolveRequest,
+    packages: Sequence[LockedPackage],
+    local_arch: str,
+    progress: Progress | None = None,
 ) -> list[LockedPackage]:
-    """``packages`` with every sdist replaced by the wheel built from it (same order)."""
+    """``packages`` with every sdist replaced by the wheel built from it (same order). Builds can take minutes
+    (numpy's): ``progress`` says which start, and counts them."""
     todo = sdists(packages)
     if not todo:
         return list(packages)
@@ -67,7 +74,18 @@ def build_sdists(
     if not target.python_version:
         raise ResolutionError(f"Building {names} needs the environment's python, which the resolution lacks.")
     cache = PackageCache(registry.config.cache_dir())
-    built = {id(pkg): _build(registry, cache, installer, target, pkg) for pkg in todo}
+    shown = progress or Progress()
+    built = {}
+    title = f"Building {len(todo)} source distribution(s)"
+
+    def summary(task: Task) -> str:
+        return f"{title} ... done in {time.monotonic() - task.started:.2f} seconds."
+
+    with shown.task(title, len(todo), summary) as task:
+        for pkg in todo:
+            shown(f"Building {pkg.name} {pkg.version} from its source distribution for {request.arch}")
+            built[id(pkg)] = _build(registry, cache, installer, target, pkg)
+            task.advance()
     return [built.get(id(p), p) for p in packages]
 
 

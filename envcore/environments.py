@@ -261,7 +261,7 @@ class Environments:
         """:func:`resolve.resolve`; a failure to extend a base names it as the user did (its alias)."""
         base = request.base
         name = self.names.get((base.req_id, base.full_id)) if base is not None else None
-        return resolve.resolve(self.registry, request, base_name=name, solved=solved)
+        return resolve.resolve(self.registry, request, base_name=name, solved=solved, progress=self.progress)
 
     def save(
         self, env: ResolvedEnvironment, *, cache: bool = True, set_default: bool = True

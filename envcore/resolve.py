@@ -48,6 +48,7 @@ from envcore.types import (
 )
 
 if TYPE_CHECKING:
+    from envcore.progress import Progress
     from envcore.specs import Spec
 
 KNOWN_ARCHS = (
@@ -665,10 +666,12 @@ def resolve(
     *,
     base_name: str | None = None,
     solved: Sequence[LockedPackage] | EnvcoreError | None = None,
+    progress: Progress | None = None,
 ) -> ResolvedEnvironment:
     """Lock ``request`` with the configured resolver for its environment type, and check the result. With a
     base environment (``request.base``, called ``base_name`` by the user), every base pin the new requirements
-    allow is kept. ``solved``: the answer of the resolver's batch call for this request, already made."""
+    allow is kept. ``solved``: the answer of the resolver's batch call for this request, already made.
+    ``progress``: where source distributions being built are shown."""
     if _reads_pylock(request):  # a pylock.toml: read, not resolved (envcore.pylock, imported only when used)
         from envcore import pylock
 
@@ -699,7 +702,7 @@ def resolve(
     if any(p.is_sdist for p in packages):
         from envcore import build  # sdists are rare: their machinery stays out of every start-up
 
-        packages = build.build_sdists(registry, request_for_builds, packages, local_arch())
+        packages = build.build_sdists(registry, request_for_builds, packages, local_arch(), progress)
     naming = registry.naming()
     deps, sources, extras = id_inputs(request)
     return ResolvedEnvironment(

@@ -20,6 +20,9 @@ def test_sdist_is_built_cached_and_hydrated_from_the_store(run: Run, world: dict
     out = run("resolve", "--pypi", "fx-src", "--conda", "fx-yaml")
     (ref,) = env_ids(out.stdout)
     assert "fx-src==0.9.0" in out.stdout
+    # a build can take minutes (numpy's): which one runs is said as it starts, and its time when done
+    assert f"Building fx-src 0.9.0 from its source distribution for {local_arch()}\n" in out.stderr
+    assert "Building 1 source distribution(s) ... done in " in out.stderr
     built = sorted(
         p.relative_to(world["store"]).as_posix() for p in world["store"].rglob("*.whl") if p.is_file()
     )

@@ -68,7 +68,9 @@ def test_two_linux_archs_resolved_together_take_wheels_for_their_shared_glibc(
         env = resolve.resolve(build_registry(config), request)
         chosen = [(p.version, p.filename) for p in env.packages if p.name == "fx-glibc"]
         cpu = "x86_64" if arch == "linux-64" else "aarch64"
-        assert chosen == [("2.0.0", f"fx_glibc-2.0.0-{_cp()}-manylinux_2_27_{cpu}.manylinux_2_28_{cpu}")], chosen
+        assert chosen == [("2.0.0", f"fx_glibc-2.0.0-{_cp()}-manylinux_2_27_{cpu}.manylinux_2_28_{cpu}")], (
+            chosen
+        )
 
 
 def test_a_release_too_new_for_a_lowered_local_glibc_is_left_out_for_one_with_wheels(
