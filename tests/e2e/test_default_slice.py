@@ -38,6 +38,8 @@ def test_mixed_environment_from_store_alone(run: Run, world: dict[str, Path], un
     assert result.stdout.split() == ["1.0.0", "0.4.0"]
     tool = subprocess.run([prefix / "bin" / "fx-ffmpeg"], capture_output=True, text=True)
     assert tool.returncode == 0, tool.stderr
+    # no cache directory tag (rattler writes one): backup tools would skip the environment
+    assert not (prefix / "CACHEDIR.TAG").exists()
     again = run("create", ref, "--name", "work", machine="b")
     assert "already exists and is complete" in again.stdout
 

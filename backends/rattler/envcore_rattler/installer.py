@@ -65,6 +65,7 @@ class RattlerInstaller:
     def install(self, packages: Sequence[tuple[LockedPackage, Path]], prefix: Path) -> None:
         if not packages:
             return
+        tagged = (prefix / CACHE_TAG).exists()
         try:
             records = run_sync(_records(packages))
             run_sync(
@@ -89,6 +90,22 @@ class RattlerInstaller:
         except BaseException:  # interrupted (Ctrl-C): rattler's linking threads run on after the cancel
             _wait_until_quiet(prefix)  # so that the caller's cleanup (or put-back) is not raced by them
             raise
+        if not tagged:
+            _drop_rattler_cache_tag(prefix)
+
+
+# rattler tags every prefix it installs into as a cache directory (https://bford.info/cachedir/): backup tools
+# (tar --exclude-caches, borg, restic) then skip the environment. A prefix is no cache: the tag is removed.
+CACHE_TAG = "CACHEDIR.TAG"
+
+
+def _drop_rattler_cache_tag(prefix: Path) -> None:
+    tag = prefix / CACHE_TAG
+    try:
+        if b"created by rattler" in tag.read_bytes()[:512]:
+            tag.unlink()
+    except FileNotFoundError:
+        pass
 
 
 def _refuse_full_disk(exc: Exception, prefix: Path) -> None:
