@@ -143,9 +143,10 @@ def glibc_refusal(request: ResolveRequest, releases: Mapping[tuple[str, str], tu
     return (
         f"The PyPI requirements cannot be resolved for {request.arch} (python {request.python_version}) with glibc "
         f"{have}: the wheels of {which} need a newer glibc, and no other version fits the requirements. Pin a "
-        f"version with wheels for glibc {have}, or resolve for glibc {newest[0]}.{newest[1]}: the virtual package "
-        f"__glibc={newest[0]}.{newest[1]} (@sys_packages in a flow, '- sys:' in an environment.yml, "
-        "METAFLOW_CONDA_SYS_DEFAULT_PACKAGES for other architectures)."
+        f"version with wheels for glibc {have}, or, if the machines it runs on have it, resolve for glibc "
+        f"{newest[0]}.{newest[1]}: --sys-pkg __glibc=={newest[0]}.{newest[1]} (envcore resolve, or a line of a "
+        "requirements.txt), '- sys:' in an environment.yml, @sys_packages in a flow; "
+        "METAFLOW_CONDA_SYS_DEFAULT_PACKAGES sets the default of other architectures."
     )
 
 

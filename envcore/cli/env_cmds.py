@@ -33,6 +33,7 @@ def _spec_from_options(
     allow_empty: bool = False,
     extras: tuple[str, ...] = (),
     groups: tuple[str, ...] = (),
+    sys_pkgs: tuple[str, ...] = (),
 ) -> Spec:
     from envcore import specs
 
@@ -55,9 +56,13 @@ def _spec_from_options(
     parts = []
     if files:  # the option says the format, not the file's name
         parts.append(specs.load(files[0][1], files[0][0], extras=extras, groups=groups))
-    if conda or pypi or channels or indices:
+    if conda or pypi or channels or indices or sys_pkgs:
         # --conda as an environment.yml dependency, --pypi as a requirements.txt line; repeated ones AND-ed
-        parts.append(specs.from_command_line(conda=conda, pypi=pypi, channels=channels, indices=indices))
+        parts.append(
+            specs.from_command_line(
+                conda=conda, pypi=pypi, channels=channels, indices=indices, sys_pkgs=sys_pkgs
+            )
+        )
     if not parts and allow_empty:
         return specs.Spec(origin="the command line")
     if not parts:
@@ -217,6 +222,13 @@ def describe(app: App, envs: Environments, env: ResolvedEnvironment, *, as_json:
 )
 @click.option("--conda", multiple=True, metavar="NAME[==VER]", help="A conda package (repeatable).")
 @click.option("--pypi", multiple=True, metavar="NAME[==VER]", help="A PyPI package (repeatable).")
+@click.option(
+    "--sys-pkg",
+    "sys_pkgs",
+    multiple=True,
+    metavar="NAME==VER",
+    help="A virtual package to resolve against: __glibc==2.28, __cuda==12.4 (repeatable).",
+)
 @click.option("--channel", "channels", multiple=True, help="An extra conda channel (repeatable).")
 @click.option("--index", "indices", multiple=True, help="An extra PyPI index (repeatable).")
 @click.option("--python", help="Python version constraint (default: this interpreter's X.Y.*).")
@@ -255,6 +267,7 @@ def resolve(
     pylock_file: Path | None,
     conda: tuple[str, ...],
     pypi: tuple[str, ...],
+    sys_pkgs: tuple[str, ...],
     channels: tuple[str, ...],
     indices: tuple[str, ...],
     python: str | None,
@@ -307,14 +320,15 @@ def resolve(
             )
         naming.parse_alias(from_ref)
         spec = _spec_from_environment(envs, from_ref, targets)
-        if conda or pypi or channels or indices:
+        if conda or pypi or channels or indices or sys_pkgs:
             from envcore import specs
 
-            spec = specs.merge(spec, _spec_from_options(None, None, None, conda, pypi, channels, indices))
+            extra = _spec_from_options(None, None, None, conda, pypi, channels, indices, sys_pkgs=sys_pkgs)
+            spec = specs.merge(spec, extra)
     elif pylock_file is not None:
         others: dict[str, object] = {"-r": requirements, "-f": env_file, "-p": pyproject, "--conda": conda}
         others |= {"--extra": extras, "--group": groups}
-        others |= {"--pypi": pypi, "--index": indices, "--using": base_ref}
+        others |= {"--pypi": pypi, "--index": indices, "--using": base_ref, "--sys-pkg": sys_pkgs}
         spec = _spec_from_pylock(app, pylock_file, channels, others)
     else:
         spec = _spec_from_options(
@@ -328,6 +342,7 @@ def resolve(
             allow_empty=bool(base_ref),
             extras=extras,
             groups=groups,
+            sys_pkgs=sys_pkgs,
         )
     if python is not None and not python.strip():
         raise UsageError(

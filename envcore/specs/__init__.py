@@ -569,9 +569,11 @@ def from_command_line(
     pypi: Sequence[str] = (),
     channels: Sequence[str] = (),
     indices: Sequence[str] = (),
+    sys_pkgs: Sequence[str] = (),
 ) -> Spec:
-    """``--conda`` values read as environment.yml dependencies, ``--pypi`` values as requirements.txt lines;
-    a package given twice gets both constraints (AND-ed, as the original merges decorators)."""
+    """``--conda`` values read as environment.yml dependencies, ``--pypi`` values as requirements.txt lines,
+    ``--sys-pkg`` values as a requirements.txt's ``--sys-pkg`` lines; a package given twice gets both
+    constraints (AND-ed, as the original merges decorators)."""
     reqs: list[Requirement] = []
     python: str | None = None
     for item in conda:
@@ -589,6 +591,7 @@ def from_command_line(
             continue
         reqs.append(conda_entry(item, where))
     reqs += [pypi_requirement(item, f"in --pypi {item!r}") for item in pypi]
+    reqs += [sys_requirement(*_split_sys(item), f"in --sys-pkg {item!r}") for item in sys_pkgs]
     for option, values, what in (
         ("--channel", channels, "a channel name or URL"),
         ("--index", indices, "a URL"),

@@ -194,3 +194,21 @@ def test_bad_input_is_one_paragraph_and_leaves_the_store_alone(
     assert message in " ".join(out.stderr.split())
     assert "Traceback" not in out.stderr
     assert snapshot(world["store"]) == before
+
+
+def test_a_foreign_target_takes_the_wheels_its_glibc_loads(run: Run) -> None:
+    """linux-aarch64 defaults to glibc 2.27: fx-glibc 2.0.0 (manylinux_2_27), not 3.0.0 (2_28 only); --sys-pkg
+    raises it. A pin of 3.0.0 at 2.27 is refused with the way out."""
+
+    def chosen(*args: str) -> list[str]:
+        out = run("resolve", "--arch", "linux-aarch64", "--pypi", "fx-glibc", *args, "--dry-run", "--json")
+        packages = json.loads(out.stdout)["linux-aarch64"]["env"]["packages"]
+        return [p["filename"] for p in packages if p["filename"].startswith("fx_glibc")]
+
+    assert [f.split("-")[1] for f in chosen()] == ["2.0.0"]
+    assert [f.split("-")[1] for f in chosen("--sys-pkg", "__glibc==2.28")] == ["3.0.0"]
+    refused = run("resolve", "--arch", "linux-aarch64", "--pypi", "fx-glibc==3.0.0", "--dry-run", check=False)
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    message = " ".join(refused.stderr.split())
+    assert "the wheels of fx-glibc 3.0.0 (glibc 2.28) need a newer glibc" in message, message
+    assert "--sys-pkg __glibc==2.28" in message, message
