@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,6 +14,7 @@ import click
 from envcore import description
 from envcore.cli import App
 from envcore.errors import AliasError, StorageError, UsageError
+from envcore.types import SYS
 
 if TYPE_CHECKING:
     from envcore.environments import Environments
@@ -324,7 +326,10 @@ def resolve(
             from envcore import specs
 
             extra = _spec_from_options(None, None, None, conda, pypi, channels, indices, sys_pkgs=sys_pkgs)
-            spec = specs.merge(spec, extra)
+            # a --sys-pkg replaces the virtual package ENV was asked for (resolve it for another glibc)
+            given_sys = {r.name for r in extra.requirements if r.category == SYS}
+            kept = tuple(r for r in spec.requirements if not (r.category == SYS and r.name in given_sys))
+            spec = specs.merge(replace(spec, requirements=kept), extra)
     elif pylock_file is not None:
         others: dict[str, object] = {"-r": requirements, "-f": env_file, "-p": pyproject, "--conda": conda}
         others |= {"--extra": extras, "--group": groups}

@@ -168,7 +168,17 @@ def sys_requirement(name: str, version: str, where: str) -> Requirement:
             where,
             f"Write {name}==VERSION.",
         )
-    return Requirement(category=SYS, name=name, spec=version[len(op) :].strip())
+    version = version[len(op) :].strip()
+    if not _SYS_VERSION.fullmatch(version):
+        raise _fail(
+            f"System package {name!r} has the version {version!r}, which is not one",
+            where,
+            f"Write {name}==VERSION with numbers, e.g. {'12.4' if name == '__cuda' else '2.27'}.",
+        )
+    return Requirement(category=SYS, name=name, spec=version)
+
+
+_SYS_VERSION = re.compile(r"\d+(\.\d+)*(=[\w.]+)?")  # 2.27, or the original's 2.27=0
 
 
 def _split_sys(text: str) -> tuple[str, str]:
@@ -1543,6 +1553,10 @@ def _and(a: Requirement, b: Requirement) -> Requirement | None:
         return replace(a, extras=extras) if a.spec == b.spec else None
     if not b.spec or a.spec == b.spec or not a.spec:
         return replace(a if b.spec in ("", a.spec) else b, extras=extras)
+    if a.category == SYS:  # a virtual package is one fact about the target machine
+        raise SpecError(
+            f"The system package {a.name} is given twice, with the versions {a.spec} and {b.spec}. Give it once."
+        )
     conda = a.category != PYPI
     if conda and any(c in r.spec for r in (a, b) for c in " |()"):
         return None

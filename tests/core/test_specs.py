@@ -457,6 +457,18 @@ ERRORS = [
     ),
     (lambda: specs.parse_requirements_txt("--sys-pkg __cuda"), "System package '__cuda' requires a version"),
     (lambda: specs.parse_requirements_txt("--sys-pkg __cuda>=11"), "requires a specific version not '>=11'"),
+    (
+        lambda: specs.parse_requirements_txt("--sys-pkg __glibc==abc", "r.txt"),
+        "System package '__glibc' has the version 'abc', which is not one (line 1 of r.txt)",
+    ),
+    (
+        lambda: specs.from_command_line(sys_pkgs=["__glibc==2.28", "__glibc=2.17"]),
+        "The system package __glibc is given twice, with the versions 2.28 and 2.17. Give it once.",
+    ),
+    (
+        lambda: specs.parse_environment_yml("dependencies:\n  - sys:\n    - __cuda=12.4\n    - __cuda=11.8"),
+        "The system package __cuda is given twice",
+    ),
     (lambda: specs.parse_requirements_txt("a#b==1"), "Could not parse"),
     (lambda: specs.parse_environment_yml("dependencies: [a, b\n", "e.yml"), "e.yml is not valid YAML"),
     (

@@ -212,3 +212,20 @@ def test_a_foreign_target_takes_the_wheels_its_glibc_loads(run: Run) -> None:
     message = " ".join(refused.stderr.split())
     assert "the wheels of fx-glibc 3.0.0 (glibc 2.28) need a newer glibc" in message, message
     assert "--sys-pkg __glibc==2.28" in message, message
+    # an environment resolved again for a newer glibc: the --sys-pkg replaces the one it was asked for
+    run(
+        "resolve",
+        "--arch",
+        "linux-aarch64",
+        "--pypi",
+        "fx-glibc",
+        "--sys-pkg",
+        "__cuda==12.4",
+        "--alias",
+        "t/g:v1",
+    )
+    again = run(
+        "resolve", "--from", "t/g:v1", "--arch", "linux-aarch64", "--sys-pkg", "__cuda==12.8", "--json"
+    )
+    deps = json.loads(again.stdout)["linux-aarch64"]["env"]["deps"]
+    assert "sys::__cuda==12.8=0" in deps and "sys::__cuda==12.4=0" not in deps, deps
