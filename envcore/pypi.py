@@ -133,6 +133,87 @@ def glibc_misfits(
     return found
 
 
+class TooNewForGlibc:
+    """Releases a resolver chose whose wheels need a newer glibc than the target's (:func:`glibc_misfits`), with
+    every other such release of those packages on the indexes (:func:`index_misfits`): left out as
+    ``NAME!=VERSION`` constraints (:attr:`excluded`), the resolution made again takes the newest release that
+    fits. :meth:`refusal` says why a resolution with them left out failed (a pin, mostly)."""
+
+    def __init__(self, request: ResolveRequest) -> None:
+        self.request = request
+        self.chosen: dict[tuple[str, str], tuple[int, int]] = {}
+        self.all: dict[tuple[str, str], tuple[int, int]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.all)
+
+    def add(self, misfits: Mapping[tuple[str, str], tuple[int, int]]) -> None:
+        self.chosen.update(misfits)
+        self.all.update(misfits)
+        self.all.update(index_misfits(self.request, {name for name, _ in misfits}))
+
+    @property
+    def excluded(self) -> list[str]:
+        return [f"{name}!={version}" for name, version in self.all]
+
+    def refusal(self) -> ResolutionError:
+        return ResolutionError(glibc_refusal(self.request, self.chosen))
+
+
+def index_misfits(request: ResolveRequest, names: Iterable[str]) -> dict[tuple[str, str], tuple[int, int]]:
+    """:func:`glibc_misfits` among *every* release of ``names`` on the request's PyPI indexes: left out at once,
+    a re-resolution does not step back one release at a time (numpy from 2.4.6 to 2.2.6 for glibc 2.24 took 13
+    rounds of uv). Pages that cannot be read add nothing (the rounds then find the rest)."""
+    releases = [(n, v, files) for n in names for v, files in release_files(request, n).items()]
+    return glibc_misfits(request, releases)
+
+
+def release_files(request: ResolveRequest, name: str) -> dict[str, list[str]]:
+    """``{version: file names}`` of ``name`` on the request's PyPI indexes (their PEP 503 pages)."""
+    import html
+    import re
+
+    from packaging.utils import InvalidSdistFilename, parse_sdist_filename
+
+    found: dict[str, list[str]] = {}
+    for index in request.sources.get(PYPI, ()):
+        page = _simple_page(f"{index.rstrip('/')}/{canonicalize(name)}/", request.credentials)
+        for href in re.findall(r'href\s*=\s*"([^"]+)"', page):
+            filename = filename_of(html.unescape(href).partition("#")[0])
+            try:
+                if filename.endswith(".whl"):
+                    version = str(parse_wheel_filename(filename)[1])
+                else:
+                    version = str(parse_sdist_filename(filename)[1])
+            except (InvalidWheelFilename, InvalidSdistFilename):
+                continue
+            found.setdefault(version, []).append(filename)
+    return found
+
+
+def _simple_page(url: str, credentials: Mapping[str, tuple[str, str]]) -> str:
+    """A PEP 503 project page ('' if it cannot be read)."""
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        folder = Path(unquote(parts.path))
+        try:
+            return (folder / "index.html").read_text(errors="replace")
+        except OSError:
+            return ""
+    if parts.scheme not in ("http", "https"):
+        return ""
+    import requests
+
+    auth = credentials.get(parts.hostname or "")
+    if auth is not None and auth[0] == CONDA_TOKEN_USER:
+        auth = None
+    try:
+        response = requests.get(url, timeout=30, auth=auth, headers={"Accept": "text/html"})
+    except requests.RequestException:
+        return ""
+    return response.text if response.ok else ""
+
+
 def glibc_refusal(request: ResolveRequest, releases: Mapping[tuple[str, str], tuple[int, int]]) -> str:
     """Why releases too new for the target's glibc (:func:`glibc_misfits`) cannot be left out for older ones:
     the other requirements need them (a pin, mostly)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 def _complete_targets() -> None:
     try:
-        from conda_lock import pypi_solver
+        from conda_lock import pypi_solver  # type: ignore[import-untyped]
     except ImportError:
         return
     from envcore.pypi import MACOS_TARGET
@@ -26,6 +26,6 @@ def _complete_targets() -> None:
 
 if __name__ == "__main__":
     _complete_targets()
-    from conda_lock.conda_lock import main
+    from conda_lock.conda_lock import main  # type: ignore[import-untyped]
 
     main()

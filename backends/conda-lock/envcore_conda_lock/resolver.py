@@ -317,7 +317,7 @@ class CondaLockResolver:
         # (conda-lock takes the newest release, with wheels or not); wheels that need a newer glibc than the
         # target's. Left out and locked again, which takes the newest release with wheels that fit, as uv and
         # pip do for such targets.
-        too_new: dict[tuple[str, str], tuple[int, int]] = {}
+        too_new = pypi.TooNewForGlibc(request)
         unbuildable: list[tuple[str, str]] = []
         foreign = request.arch != local_arch()
         with scratch_folder("conda-lock") as tmp:
@@ -325,14 +325,14 @@ class CondaLockResolver:
             # PyPI packages must not replace conda ones, but conda-lock's poetry only prefers the conda
             # versions: a wheel that would move one is pinned to the conda version and the lock made again.
             for _ in range(4 + pypi.GLIBC_ROUNDS):
-                excluded = [f"{name}!={version}" for name, version in (*too_new, *unbuildable)]
+                excluded = [*too_new.excluded, *(f"{name}!={version}" for name, version in unbuildable)]
                 try:
                     entries = self._lock_once(request, work, credentials, pins, excluded)
                 except ResolutionError:
                     if unbuildable:
                         raise foreign_sdists_error(unbuildable, request.arch, local_arch()) from None
                     if too_new:
-                        raise ResolutionError(pypi.glibc_refusal(request, too_new)) from None
+                        raise too_new.refusal() from None
                     raise
                 conda = _toposort(
                     [conda_package(e, credentials) for e in entries if e.get("manager") == "conda"]
@@ -350,7 +350,7 @@ class CondaLockResolver:
                     (pypi.canonicalize(n), v) for n, v, (f,) in files if foreign and not f.endswith(".whl")
                 ]
                 if misfits or sdists:
-                    too_new.update(misfits)
+                    too_new.add(misfits)
                     unbuildable += sdists
                     continue
                 moved = {
@@ -366,7 +366,7 @@ class CondaLockResolver:
                 if unbuildable:
                     raise foreign_sdists_error(unbuildable, request.arch, local_arch())
                 if too_new:
-                    raise ResolutionError(pypi.glibc_refusal(request, too_new))
+                    raise too_new.refusal()
         if moved:
             name, (wheel, conda_version) = next(iter(moved.items()))
             raise ResolutionError(

@@ -140,19 +140,18 @@ class PoetryResolver:
         pins: dict[str, str] = {}
         # releases the universal lock chose whose wheels need a newer glibc than the target's: left out and
         # locked again, as pip, given the exact tags, takes the newest release that fits
-        too_new: dict[tuple[str, str], tuple[int, int]] = {}
+        too_new = pypi.TooNewForGlibc(request)
         with scratch_folder("poetry") as tmp:
             # conda-installed Python packages must keep their versions, and poetry has no constraints file: a
             # package the lock shares with conda at another version is pinned and the lock made again.
             for _ in range(1 + len(provided) + pypi.GLIBC_ROUNDS):
-                excluded = [f"{name}!={version}" for name, version in too_new]
                 try:
                     lock, links = self._lock(
-                        request, Path(tmp), sources, credentials, options, pins, excluded
+                        request, Path(tmp), sources, credentials, options, pins, too_new.excluded
                     )
                 except ResolutionError:
                     if too_new:
-                        raise ResolutionError(pypi.glibc_refusal(request, too_new)) from None
+                        raise too_new.refusal() from None
                     raise
                 chosen = _for_target(request, lock)
                 moved = {
@@ -166,9 +165,9 @@ class PoetryResolver:
                 if not moved and not misfits:
                     break
                 pins.update(moved)
-                too_new.update(misfits)
+                too_new.add(misfits)
             else:
-                raise ResolutionError(pypi.glibc_refusal(request, too_new))
+                raise too_new.refusal()
         return self._packages(request, chosen, links, set(provided), credentials)
 
     def _lock(

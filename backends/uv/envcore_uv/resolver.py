@@ -121,10 +121,10 @@ class UvResolver:
             pins = constraints.read_text()
             # releases uv chose whose wheels need a newer glibc than the target's (uv's target is rounded up):
             # left out and resolved again, as pip, given the exact tags, takes the newest release that fits
-            too_new: dict[tuple[str, str], tuple[int, int]] = {}
+            too_new = pypi.TooNewForGlibc(request)
             with_sdists: dict[str, object] | None = None  # the first lock, if its misfits can be built here
             for _ in range(pypi.GLIBC_ROUNDS):
-                constraints.write_text(pins + "".join(f"{n}!={v}\n" for n, v in too_new))
+                constraints.write_text(pins + "".join(f"{line}\n" for line in too_new.excluded))
                 done = run_tool(
                     [uv_executable(self.config), *self._args(request, work)],
                     what="uv pip compile",
@@ -134,7 +134,7 @@ class UvResolver:
                 if done.returncode != 0 and too_new:
                     if with_sdists is not None:  # as before: built here from the source distributions
                         return self._packages(request, with_sdists, work)
-                    raise ResolutionError(pypi.glibc_refusal(request, too_new))
+                    raise too_new.refusal()
                 if done.returncode != 0:
                     raise self._failure(request, done.stderr)
                 lock = tomllib.loads((work / "pylock.toml").read_text())
@@ -148,8 +148,8 @@ class UvResolver:
                     and all("sdist" in entries[n] for n, _ in misfits)
                 ):
                     with_sdists = lock
-                too_new.update(misfits)
-            raise ResolutionError(pypi.glibc_refusal(request, too_new))
+                too_new.add(misfits)
+            raise too_new.refusal()
 
     def _failure(self, request: ResolveRequest, stderr: str) -> ResolutionError:
         """uv's failure, for a person."""
