@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
 from urllib.parse import unquote, urlsplit
@@ -147,10 +148,14 @@ class TooNewForGlibc:
     def __bool__(self) -> bool:
         return bool(self.all)
 
-    def add(self, misfits: Mapping[tuple[str, str], tuple[int, int]]) -> None:
+    def add(
+        self, misfits: Mapping[tuple[str, str], tuple[int, int]], python_version: str | None = None
+    ) -> None:
+        """``python_version``: the target's, when the request names none (a mixed one: the conda side chose it)."""
         self.chosen.update(misfits)
         self.all.update(misfits)
-        self.all.update(index_misfits(self.request, {name for name, _ in misfits}))
+        target = replace(self.request, python_version=python_version) if python_version else self.request
+        self.all.update(index_misfits(target, {name for name, _ in misfits}))
 
     @property
     def excluded(self) -> list[str]:
@@ -166,6 +171,24 @@ def index_misfits(request: ResolveRequest, names: Iterable[str]) -> dict[tuple[s
     rounds of uv). Pages that cannot be read add nothing (the rounds then find the rest)."""
     releases = [(n, v, files) for n in names for v, files in release_files(request, n).items()]
     return glibc_misfits(request, releases)
+
+
+def sdist_pick_wheels(request: ResolveRequest, name: str, version: str) -> list[str]:
+    """The wheels of a release a resolver locked as its sdist, from its index page, when this machine's arch is
+    asked for an older glibc than the machine's (a co-resolve with another linux arch, ``--sys-pkg``): wheels
+    for a newer glibc make it a release to leave out (:func:`glibc_misfits`), as pip leaves it, rather than one
+    to build here against this machine's newer glibc. Otherwise none (nothing is read)."""
+    from envcore.platforms import local_arch
+    from envcore.resolve import host_glibc
+
+    asked, host = glibc_of(request), host_glibc().split(".")
+    try:
+        lowered = asked is not None and asked < (int(host[0]), int(host[1]))
+    except (ValueError, IndexError):
+        lowered = False
+    if not lowered or request.arch != local_arch():
+        return []
+    return [f for f in release_files(request, name).get(version, []) if f.endswith(".whl")]
 
 
 def release_files(request: ResolveRequest, name: str) -> dict[str, list[str]]:

@@ -81,7 +81,7 @@ def sys_version(version: str) -> str:
     return version if version.endswith("=0") else f"{version}=0"
 
 
-def _glibc_version() -> str:
+def host_glibc() -> str:
     """This machine's glibc version, as ``platform.libc_ver`` finds it first (without importing platform)."""
     try:
         found = os.confstr("CS_GNU_LIBC_VERSION") or ""
@@ -93,7 +93,7 @@ def _glibc_version() -> str:
 
 def _local_virtual_packages(environ: Mapping[str, str]) -> dict[str, str]:
     found: dict[str, str] = {}
-    glibc = environ.get("CONDA_OVERRIDE_GLIBC") or _glibc_version()
+    glibc = environ.get("CONDA_OVERRIDE_GLIBC") or host_glibc()
     if glibc:
         found["__glibc"] = glibc
     if environ.get("CONDA_OVERRIDE_CUDA"):

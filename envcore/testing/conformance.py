@@ -624,34 +624,31 @@ class ResolverConformance:
     ) -> None:
         """fx-glibc publishes manylinux wheels for glibc 2.17 (1.0.0), 2.27 (2.0.0, also tagged 2.28, as numpy's
         are) and 2.28 only (3.0.0). A linux target gets the newest release its glibc loads: never one it cannot
-        load, nor an older one than that (uv knows manylinux targets 2.17 and 2.28, not 2.24 or 2.27); a pin of a
-        release too new is refused, naming it."""
+        load, nor an older one than that (uv knows manylinux targets 2.17 and 2.28, not 2.24 or 2.27), nor, for
+        this machine's arch asked for an older glibc, a newer release built here from its sdist; a pin of a
+        release too new for another arch is refused, naming it."""
         self._requires(plugin, Capability.CROSS_PLATFORM)
-
-        def chosen(spec: str, glibc: str) -> tuple[str, str]:
+        expected = {
+            ("fx-glibc", "linux-aarch64", "2.27"): "2.0.0",
+            ("fx-glibc", "linux-aarch64", "2.28"): "3.0.0",
+            ("fx-glibc", "linux-aarch64", "2.24"): "1.0.0",
+            ("fx-glibc==2.0.0", "linux-aarch64", "2.27"): "2.0.0",
+        }
+        if _local_arch() in ("linux-64", "linux-aarch64"):  # the archs fx-glibc has wheels for
+            expected[("fx-glibc", _local_arch(), "2.17")] = "1.0.0"
+        for (spec, arch, glibc), version in expected.items():
             request = self._pypi_request(
-                plugin, make_request, spec, arch="linux-aarch64", sys_packages={"__glibc": glibc}
+                plugin, make_request, spec, arch=arch, sys_packages={"__glibc": glibc}
             )
             found = [
                 (p.version, p.filename) for p in self._resolve(resolver, request) if p.name == "fx-glibc"
             ]
-            assert len(found) == 1, f"{spec} for linux-aarch64 with glibc {glibc}: {found}"
-            return found[0]
-
-        expected = {
-            ("fx-glibc", "2.27"): "2.0.0",
-            ("fx-glibc", "2.28"): "3.0.0",
-            ("fx-glibc", "2.24"): "1.0.0",
-        }
-        expected[("fx-glibc==2.0.0", "2.27")] = "2.0.0"
-        for (spec, glibc), version in expected.items():
-            got, filename = chosen(spec, glibc)
-            assert got == version, (
-                f"{spec} for linux-aarch64 with glibc {glibc}: {version} expected, got {got}"
-            )
-            needs = pypi.wheel_glibc(filename.removesuffix(".whl") + ".whl", "aarch64")  # kept without it
+            where = f"{spec} for {arch} with glibc {glibc}"
+            assert [v for v, _ in found] == [version], f"{where}: {version} expected, got {found}"
+            cpu = "aarch64" if arch == "linux-aarch64" else "x86_64"
+            needs = pypi.wheel_glibc(found[0][1].removesuffix(".whl") + ".whl", cpu)  # kept without it
             assert needs is not None and needs <= tuple(map(int, glibc.split("."))), (
-                f"{spec} for linux-aarch64 with glibc {glibc}: the wheel {filename} is not one it loads"
+                f"{where}: the wheel {found[0][1]} is not one it loads"
             )
         request = self._pypi_request(
             plugin, make_request, "fx-glibc==3.0.0", arch="linux-aarch64", sys_packages={"__glibc": "2.27"}

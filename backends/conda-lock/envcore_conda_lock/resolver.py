@@ -24,7 +24,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -90,6 +90,15 @@ def conda_spec(req: Requirement) -> str:
         return f"{req.name} {spec}"
     version, _, build = spec.partition("=")
     return f"{req.name} =={version} {build}" if build else f"{req.name} >={version},<={version}"
+
+
+def _files(request: ResolveRequest, entry: Mapping[str, Any]) -> list[str]:
+    """The file conda-lock locked for a PyPI package, with, for an sdist, the wheels of its release that a
+    lowered glibc of this machine's arch cannot load (:func:`pypi.sdist_pick_wheels`)."""
+    filename = pypi.filename_of(str(entry["url"]))
+    if filename.endswith(".whl"):
+        return [filename]
+    return [filename, *pypi.sdist_pick_wheels(request, str(entry["name"]), str(entry["version"]))]
 
 
 def _one_per_name(requirements: Sequence[str]) -> list[str]:
@@ -342,15 +351,19 @@ class CondaLockResolver:
                 renamed = renamed_distributions(conda, self.config.cache_dir(), credentials)
                 provided = pypi.conda_python_packages(conda, renamed)
                 wheels = [e for e in entries if e.get("manager") == "pip"]
-                files = [
-                    (str(e["name"]), str(e["version"]), [pypi.filename_of(str(e["url"]))]) for e in wheels
-                ]
-                misfits = pypi.glibc_misfits(request, files)
+                # the wheels' python is the one the conda side locked (a mixed request names none)
+                python = next((p.version for p in conda if p.name == "python"), request.python_version)
+                target = replace(request, python_version=python)
+                misfits = pypi.glibc_misfits(
+                    target, [(str(e["name"]), str(e["version"]), _files(target, e)) for e in wheels]
+                )
                 sdists = [
-                    (pypi.canonicalize(n), v) for n, v, (f,) in files if foreign and not f.endswith(".whl")
+                    (pypi.canonicalize(str(e["name"])), str(e["version"]))
+                    for e in wheels
+                    if foreign and not pypi.filename_of(str(e["url"])).endswith(".whl")
                 ]
                 if misfits or sdists:
-                    too_new.add(misfits)
+                    too_new.add(misfits, python)
                     unbuildable += sdists
                     continue
                 moved = {

@@ -139,7 +139,7 @@ class UvResolver:
                     raise self._failure(request, done.stderr)
                 lock = tomllib.loads((work / "pylock.toml").read_text())
                 entries = {pypi.canonicalize(e["name"]): e for e in lock.get("packages", [])}
-                misfits = pypi.glibc_misfits(request, _releases(entries))
+                misfits = pypi.glibc_misfits(request, _releases(request, entries))
                 if not misfits:
                     return self._packages(request, lock, work)
                 if (
@@ -288,16 +288,19 @@ class UvResolver:
             return lock_built_wheel(self.config, request, name, wheel, source, what)
 
 
-def _releases(entries: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str, list[str]]]:
-    """(name, version, the file names of its wheels) of each package of uv's lock."""
-    return [
-        (
-            name,
-            str(e.get("version", "")),
-            [pypi.filename_of(w["url"]) for w in e.get("wheels", []) if "url" in w],
-        )
-        for name, e in entries.items()
-    ]
+def _releases(
+    request: ResolveRequest, entries: Mapping[str, Mapping[str, Any]]
+) -> list[tuple[str, str, list[str]]]:
+    """(name, version, the file names of its wheels) of each package of uv's lock. uv lists only the wheels that
+    fit its target: a release locked as its sdist gets those of its index page (:func:`pypi.sdist_pick_wheels`)."""
+    out = []
+    for name, entry in entries.items():
+        version = str(entry.get("version", ""))
+        wheels = [pypi.filename_of(w["url"]) for w in entry.get("wheels", []) if "url" in w]
+        if not wheels and "sdist" in entry:
+            wheels = pypi.sdist_pick_wheels(request, name, version)
+        out.append((name, version, wheels))
+    return out
 
 
 def _archive(
