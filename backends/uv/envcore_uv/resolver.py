@@ -122,7 +122,6 @@ class UvResolver:
             # releases uv chose whose wheels need a newer glibc than the target's (uv's target is rounded up):
             # left out and resolved again, as pip, given the exact tags, takes the newest release that fits
             too_new = pypi.TooNewForGlibc(request)
-            with_sdists: dict[str, object] | None = None  # the first lock, if its misfits can be built here
             for _ in range(pypi.GLIBC_ROUNDS):
                 constraints.write_text(pins + "".join(f"{line}\n" for line in too_new.excluded))
                 done = run_tool(
@@ -132,27 +131,28 @@ class UvResolver:
                     debug=self.config.debug,
                 )
                 if done.returncode != 0 and too_new:
-                    if with_sdists is not None:  # as before: built here from the source distributions
-                        return self._packages(request, with_sdists, work)
                     raise too_new.refusal()
                 if done.returncode != 0:
-                    raise self._failure(request, done.stderr)
+                    raise self._failure(request, done.stderr, too_new)
                 lock = tomllib.loads((work / "pylock.toml").read_text())
                 entries = {pypi.canonicalize(e["name"]): e for e in lock.get("packages", [])}
                 misfits = pypi.glibc_misfits(request, _releases(request, entries))
                 if not misfits:
                     return self._packages(request, lock, work)
-                if (
-                    not too_new
-                    and request.arch == local_arch()
-                    and all("sdist" in entries[n] for n, _ in misfits)
-                ):
-                    with_sdists = lock
                 too_new.add(misfits)
             raise too_new.refusal()
 
-    def _failure(self, request: ResolveRequest, stderr: str) -> ResolutionError:
-        """uv's failure, for a person."""
+    def _failure(self, request: ResolveRequest, stderr: str, too_new: pypi.TooNewForGlibc) -> ResolutionError:
+        """uv's failure, for a person. A pinned release with no usable wheels may have wheels for a newer glibc
+        than the target's, which uv's target (exact at 2.17, 2.28...) does not show: then that is said."""
+        unusable = _NO_USABLE_WHEELS.search(stderr)
+        if unusable:
+            name, version = pypi.canonicalize(unusable[1]), unusable[2]
+            files = pypi.release_files(request, name).get(version, [])
+            misfits = pypi.glibc_misfits(request, [(name, version, files)])
+            if misfits:
+                too_new.add(misfits)
+                return too_new.refusal()
         hint = (
             " envcore builds source distributions only for this machine's architecture "
             f"({local_arch()}): pin versions that publish wheels for {request.arch}."
@@ -340,6 +340,7 @@ def _archive(
 
 
 _NOISE = re.compile(r"^(hint:|help:)")
+_NO_USABLE_WHEELS = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+?) has no usable wheels")
 # uv's words when an index does not answer (after its own retries), as opposed to an unsatisfiable request
 _NETWORK_FAILURES = ("Failed to fetch", "Request failed after", "error sending request", "Could not connect")
 

@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 
 from envcore import resolve, specs
+from envcore.errors import ResolutionError
 from envcore.plugins import build_registry
 from envcore.testing.channel import Universe
 from envcore.testing.fixtures import universe_config
+from envcore.types import ResolveRequest
 
 
 def test_resolution_runs_no_interpreter_found_on_path(
@@ -73,23 +75,45 @@ def test_two_linux_archs_resolved_together_take_wheels_for_their_shared_glibc(
         )
 
 
+@pytest.mark.parametrize("glibc", ["2.27", "2.17"])  # a value uv rounds up to 2_28; one it has (2_17)
 def test_a_release_too_new_for_a_lowered_local_glibc_is_left_out_for_one_with_wheels(
-    universe: Universe, tmp_path: Path
+    universe: Universe, tmp_path: Path, glibc: str
 ) -> None:
     """This machine's arch asked for an older glibc: a release whose wheels need a newer one is left out for
-    the newest with wheels that fit, rather than built here from its sdist (a wheel built here needs this
-    machine's glibc anyway). Pinned, it is built from its sdist, as pip builds it."""
+    the newest with wheels that fit, not built here from its sdist (a wheel built here would need this
+    machine's glibc). Pinned, it is refused with the glibc it needs, as pip refuses it (it was built)."""
     config = universe_config(universe, tmp_path)
     arch = resolve.local_arch()
     if arch != "linux-64":
         pytest.skip(f"fx-glibc's wheels are for linux-64 and linux-aarch64; this machine is {arch}")
-    versions = {}
-    for pin in ("", "3.0.0"):
-        spec = specs.from_decorator(packages={"fx-glibc": pin}, sys_packages={"__glibc": "2.27"})
-        env = resolve.resolve(build_registry(config), resolve.build_request(spec, config, arch))
-        versions[pin] = [(p.version, p.filename.split("-")[-1]) for p in env.packages if p.name == "fx-glibc"]
-    assert versions[""] == [("2.0.0", "manylinux_2_27_x86_64.manylinux_2_28_x86_64")], versions
-    assert versions["3.0.0"] == [("3.0.0", "any")], versions  # built by the in-tree backend
+
+    def request(pin: str) -> ResolveRequest:
+        spec = specs.from_decorator(packages={"fx-glibc": pin}, sys_packages={"__glibc": glibc})
+        return resolve.build_request(spec, config, arch)
+
+    env = resolve.resolve(build_registry(config), request(""))
+    chosen = [(p.version, p.filename.split("-")[-1]) for p in env.packages if p.name == "fx-glibc"]
+    fits = {
+        "2.27": ("2.0.0", "manylinux_2_27_x86_64.manylinux_2_28_x86_64"),
+        "2.17": ("1.0.0", "manylinux_2_17_x86_64.manylinux2014_x86_64"),
+    }
+    assert chosen == [fits[glibc]], chosen
+    with pytest.raises(ResolutionError) as refused:
+        resolve.resolve(build_registry(config), request("3.0.0"))
+    assert "the wheels of fx-glibc 3.0.0 (glibc 2.28) need a newer glibc" in refused.value.message
+
+
+def test_a_pin_without_wheels_for_the_target_says_the_glibc_its_wheels_need(
+    universe: Universe, tmp_path: Path
+) -> None:
+    """At glibc 2.17 (a manylinux target uv has, so not rounded), uv says only that fx-glibc==3.0.0 'has no
+    usable wheels' and blamed sdists: the index page shows its wheels need glibc 2.28, which is said."""
+    config = universe_config(universe, tmp_path)
+    spec = specs.from_decorator(packages={"fx-glibc": "3.0.0"}, sys_packages={"__glibc": "2.17"})
+    with pytest.raises(ResolutionError) as refused:
+        resolve.resolve(build_registry(config), resolve.build_request(spec, config, "linux-aarch64"))
+    assert "the wheels of fx-glibc 3.0.0 (glibc 2.28) need a newer glibc" in refused.value.message
+    assert "--sys-pkg __glibc==2.28" in refused.value.message
 
 
 def _cp() -> str:
