@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
@@ -61,12 +61,17 @@ def glibc_of(request: ResolveRequest) -> tuple[int, int] | None:
     return None
 
 
+def target_glibc(request: ResolveRequest) -> tuple[int, int]:
+    """The glibc a linux target is resolved for: the request's ``__glibc``, else 2.17 (manylinux2014)."""
+    asked = glibc_of(request)
+    return asked if asked and asked[0] == 2 else (2, 17)
+
+
 def platform_tags(request: ResolveRequest) -> list[str]:
     family, _, machine = request.arch.partition("-")
     cpu = MACHINE.get(machine, machine)
     if family == "linux":
-        top = glibc_of(request)
-        return _manylinux_platforms(cpu, top[1] if top and top[0] == 2 else 17)
+        return _manylinux_platforms(cpu, target_glibc(request)[1])
     if family == "osx":
         return list(mac_platforms(MACOS_TARGET, "arm64" if machine == "arm64" else "x86_64"))
     if family == "win":
@@ -105,8 +110,7 @@ def glibc_needed(filenames: Iterable[str], request: ResolveRequest) -> tuple[int
     if family != "linux" or not request.python_version:
         return None
     cpu = MACHINE.get(machine, machine)
-    top = glibc_of(request)
-    target = top if top and top[0] == 2 else (2, 17)
+    target = target_glibc(request)
     major, minor = (int(x) for x in request.python_version.split(".")[:2])
     needs = []
     for filename in filenames:
@@ -138,12 +142,14 @@ class TooNewForGlibc:
     """Releases a resolver chose whose wheels need a newer glibc than the target's (:func:`glibc_misfits`), with
     every other such release of those packages on the indexes (:func:`index_misfits`): left out as
     ``NAME!=VERSION`` constraints (:attr:`excluded`), the resolution made again takes the newest release that
-    fits. :meth:`refusal` says why a resolution with them left out failed (a pin, mostly)."""
+    fits. :meth:`refusal` says why a resolution with them left out failed (a pin, mostly). Each index page is
+    read once per resolution (:meth:`release_files`)."""
 
     def __init__(self, request: ResolveRequest) -> None:
         self.request = request
         self.chosen: dict[tuple[str, str], tuple[int, int]] = {}
         self.all: dict[tuple[str, str], tuple[int, int]] = {}
+        self._pages: dict[str, dict[str, list[str]]] = {}
 
     def __bool__(self) -> bool:
         return bool(self.all)
@@ -155,7 +161,7 @@ class TooNewForGlibc:
         self.chosen.update(misfits)
         self.all.update(misfits)
         target = replace(self.request, python_version=python_version) if python_version else self.request
-        self.all.update(index_misfits(target, {name for name, _ in misfits}))
+        self.all.update(index_misfits(target, {name for name, _ in misfits}, self.release_files))
 
     @property
     def excluded(self) -> list[str]:
@@ -164,31 +170,43 @@ class TooNewForGlibc:
     def refusal(self) -> ResolutionError:
         return ResolutionError(glibc_refusal(self.request, self.chosen))
 
+    def release_files(self, name: str) -> dict[str, list[str]]:
+        """:func:`release_files`, each page read once."""
+        key = canonicalize(name)
+        if key not in self._pages:
+            self._pages[key] = release_files(self.request, key)
+        return self._pages[key]
 
-def index_misfits(request: ResolveRequest, names: Iterable[str]) -> dict[tuple[str, str], tuple[int, int]]:
-    """:func:`glibc_misfits` among *every* release of ``names`` on the request's PyPI indexes: left out at once,
-    a re-resolution does not step back one release at a time (numpy from 2.4.6 to 2.2.6 for glibc 2.24 took 13
-    rounds of uv). Pages that cannot be read add nothing (the rounds then find the rest)."""
-    releases = [(n, v, files) for n in names for v, files in release_files(request, n).items()]
+    def sdist_wheels(self, name: str, version: str) -> list[str]:
+        """The wheels of a release a resolver locked as its sdist, from its index page, when this machine's arch
+        is asked for an older glibc than the machine's (a co-resolve with another linux arch, ``--sys-pkg``):
+        wheels for a newer glibc make it a release to leave out (:func:`glibc_misfits`), as pip leaves it, rather
+        than one to build here against this machine's newer glibc. Otherwise none (nothing is read)."""
+        from envcore.platforms import local_arch
+        from envcore.resolve import host_glibc
+
+        asked, host = glibc_of(self.request), host_glibc().split(".")
+        try:
+            lowered = asked is not None and asked < (int(host[0]), int(host[1]))
+        except (ValueError, IndexError):
+            lowered = False
+        if not lowered or self.request.arch != local_arch():
+            return []
+        return [f for f in self.release_files(name).get(version, []) if f.endswith(".whl")]
+
+
+def index_misfits(
+    request: ResolveRequest,
+    names: Iterable[str],
+    files: Callable[[str], Mapping[str, Sequence[str]]] | None = None,
+) -> dict[tuple[str, str], tuple[int, int]]:
+    """:func:`glibc_misfits` among *every* release of ``names`` on the request's PyPI indexes (``files``: how to
+    read them, :func:`release_files` by default): left out at once, a re-resolution does not step back one
+    release at a time (numpy from 2.4.6 to 2.2.6 for glibc 2.24 took 13 rounds of uv). Pages that cannot be
+    read add nothing (the rounds then find the rest)."""
+    read = files or (lambda name: release_files(request, name))
+    releases = [(n, v, found) for n in names for v, found in read(n).items()]
     return glibc_misfits(request, releases)
-
-
-def sdist_pick_wheels(request: ResolveRequest, name: str, version: str) -> list[str]:
-    """The wheels of a release a resolver locked as its sdist, from its index page, when this machine's arch is
-    asked for an older glibc than the machine's (a co-resolve with another linux arch, ``--sys-pkg``): wheels
-    for a newer glibc make it a release to leave out (:func:`glibc_misfits`), as pip leaves it, rather than one
-    to build here against this machine's newer glibc. Otherwise none (nothing is read)."""
-    from envcore.platforms import local_arch
-    from envcore.resolve import host_glibc
-
-    asked, host = glibc_of(request), host_glibc().split(".")
-    try:
-        lowered = asked is not None and asked < (int(host[0]), int(host[1]))
-    except (ValueError, IndexError):
-        lowered = False
-    if not lowered or request.arch != local_arch():
-        return []
-    return [f for f in release_files(request, name).get(version, []) if f.endswith(".whl")]
 
 
 def release_files(request: ResolveRequest, name: str) -> dict[str, list[str]]:
@@ -240,8 +258,7 @@ def _simple_page(url: str, credentials: Mapping[str, tuple[str, str]]) -> str:
 def glibc_refusal(request: ResolveRequest, releases: Mapping[tuple[str, str], tuple[int, int]]) -> str:
     """Why releases too new for the target's glibc (:func:`glibc_misfits`) cannot be left out for older ones:
     the other requirements need them (a pin, mostly)."""
-    top = glibc_of(request)
-    have = f"{top[0]}.{top[1]}" if top else "2.17"
+    have = "{}.{}".format(*target_glibc(request))
     which = ", ".join(f"{name} {version} (glibc {g[0]}.{g[1]})" for (name, version), g in releases.items())
     newest = max(releases.values())
     return (

@@ -92,13 +92,13 @@ def conda_spec(req: Requirement) -> str:
     return f"{req.name} =={version} {build}" if build else f"{req.name} >={version},<={version}"
 
 
-def _files(request: ResolveRequest, entry: Mapping[str, Any]) -> list[str]:
+def _files(too_new: pypi.TooNewForGlibc, entry: Mapping[str, Any]) -> list[str]:
     """The file conda-lock locked for a PyPI package, with, for an sdist, the wheels of its release that a
-    lowered glibc of this machine's arch cannot load (:func:`pypi.sdist_pick_wheels`)."""
+    lowered glibc of this machine's arch cannot load (``too_new.sdist_wheels``)."""
     filename = pypi.filename_of(str(entry["url"]))
     if filename.endswith(".whl"):
         return [filename]
-    return [filename, *pypi.sdist_pick_wheels(request, str(entry["name"]), str(entry["version"]))]
+    return [filename, *too_new.sdist_wheels(str(entry["name"]), str(entry["version"]))]
 
 
 def _one_per_name(requirements: Sequence[str]) -> list[str]:
@@ -355,7 +355,7 @@ class CondaLockResolver:
                 python = next((p.version for p in conda if p.name == "python"), request.python_version)
                 target = replace(request, python_version=python)
                 misfits = pypi.glibc_misfits(
-                    target, [(str(e["name"]), str(e["version"]), _files(target, e)) for e in wheels]
+                    target, [(str(e["name"]), str(e["version"]), _files(too_new, e)) for e in wheels]
                 )
                 sdists = [
                     (pypi.canonicalize(str(e["name"])), str(e["version"]))

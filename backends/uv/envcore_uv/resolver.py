@@ -38,8 +38,7 @@ def python_platform(request: ResolveRequest) -> str:
     family, _, machine = request.arch.partition("-")
     if family == "linux":
         cpu = "aarch64" if machine == "aarch64" else "x86_64"
-        glibc = pypi.glibc_of(request)
-        minor = glibc[1] if glibc and glibc[0] == 2 else 17
+        minor = pypi.target_glibc(request)[1]
         return f"{cpu}-manylinux_2_{min([m for m in UV_MANYLINUX_MINORS if m >= minor] or [UV_MANYLINUX_MINORS[-1]])}"
     if family == "osx":
         return "aarch64-apple-darwin" if machine == "arm64" else "x86_64-apple-darwin"
@@ -136,7 +135,7 @@ class UvResolver:
                     raise self._failure(request, done.stderr, too_new)
                 lock = tomllib.loads((work / "pylock.toml").read_text())
                 entries = {pypi.canonicalize(e["name"]): e for e in lock.get("packages", [])}
-                misfits = pypi.glibc_misfits(request, _releases(request, entries))
+                misfits = pypi.glibc_misfits(request, _releases(too_new, entries))
                 if not misfits:
                     return self._packages(request, lock, work)
                 too_new.add(misfits)
@@ -148,7 +147,7 @@ class UvResolver:
         unusable = _NO_USABLE_WHEELS.search(stderr)
         if unusable:
             name, version = pypi.canonicalize(unusable[1]), unusable[2]
-            files = pypi.release_files(request, name).get(version, [])
+            files = too_new.release_files(name).get(version, [])
             misfits = pypi.glibc_misfits(request, [(name, version, files)])
             if misfits:
                 too_new.add(misfits)
@@ -289,16 +288,16 @@ class UvResolver:
 
 
 def _releases(
-    request: ResolveRequest, entries: Mapping[str, Mapping[str, Any]]
+    too_new: pypi.TooNewForGlibc, entries: Mapping[str, Mapping[str, Any]]
 ) -> list[tuple[str, str, list[str]]]:
     """(name, version, the file names of its wheels) of each package of uv's lock. uv lists only the wheels that
-    fit its target: a release locked as its sdist gets those of its index page (:func:`pypi.sdist_pick_wheels`)."""
+    fit its target: a release locked as its sdist gets those of its index page (``too_new.sdist_wheels``)."""
     out = []
     for name, entry in entries.items():
         version = str(entry.get("version", ""))
         wheels = [pypi.filename_of(w["url"]) for w in entry.get("wheels", []) if "url" in w]
         if not wheels and "sdist" in entry:
-            wheels = pypi.sdist_pick_wheels(request, name, version)
+            wheels = too_new.sdist_wheels(name, version)
         out.append((name, version, wheels))
     return out
 
