@@ -12,6 +12,7 @@ from urllib.parse import unquote, urlsplit
 
 from packaging.tags import Tag, compatible_tags, cpython_tags, mac_platforms
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+from packaging.version import Version
 
 from envcore.config import redact_url
 from envcore.errors import ResolutionError
@@ -32,8 +33,8 @@ from envcore.types import (
 MACOS_TARGET = (12, 0)
 # glibc of the manylinux tags older than PEP 600's manylinux_2_N
 LEGACY_MANYLINUX = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
-# re-resolutions that leave out releases too new for the target's glibc, at most (see glibc_misfits)
-GLIBC_ROUNDS = 20
+# re-resolutions that leave out releases too new for the target's glibc or macOS, at most (see os_misfits)
+TOO_NEW_ROUNDS = 20
 MACHINE = {"64": "x86_64", "aarch64": "aarch64", "arm64": "arm64", "ppc64le": "ppc64le", "s390x": "s390x"}
 
 
@@ -69,14 +70,35 @@ def target_glibc(request: ResolveRequest) -> tuple[int, int]:
 
 def platform_tags(request: ResolveRequest) -> list[str]:
     family, _, machine = request.arch.partition("-")
-    cpu = MACHINE.get(machine, machine)
-    if family == "linux":
-        return _manylinux_platforms(cpu, target_glibc(request)[1])
-    if family == "osx":
-        return list(mac_platforms(MACOS_TARGET, "arm64" if machine == "arm64" else "x86_64"))
+    floor = target_os(request)
+    if floor is not None:
+        return _platforms_at(request.arch, floor[1])
     if family == "win":
         return ["win_arm64" if machine == "arm64" else "win_amd64"]
     return []
+
+
+def target_os(request: ResolveRequest) -> tuple[str, tuple[int, int]] | None:
+    """The system whose version limits the wheels a target loads, and the version the target is resolved for:
+    ``("glibc", target_glibc)`` on linux, ``("macOS", MACOS_TARGET)`` on osx; None elsewhere."""
+    family = request.arch.partition("-")[0]
+    if family == "linux":
+        return "glibc", target_glibc(request)
+    if family == "osx":
+        return "macOS", MACOS_TARGET
+    return None
+
+
+def _platforms_at(arch: str, version: tuple[int, int]) -> list[str]:
+    """The platform tags of ``arch`` (linux or osx) with glibc or macOS ``version``, best first."""
+    family, _, machine = arch.partition("-")
+    if family == "osx":
+        return list(mac_platforms(version, _mac_cpu(machine)))
+    return _manylinux_platforms(MACHINE.get(machine, machine), version[1])
+
+
+def _mac_cpu(machine: str) -> str:
+    return "arm64" if machine == "arm64" else "x86_64"
 
 
 def _manylinux_platforms(cpu: str, glibc_minor: int) -> list[str]:
@@ -86,61 +108,89 @@ def _manylinux_platforms(cpu: str, glibc_minor: int) -> list[str]:
 
 def wheel_glibc(filename: str, cpu: str) -> tuple[int, int] | None:
     """The oldest glibc the manylinux tags of a wheel for ``cpu`` ask for (None: not a manylinux wheel for it)."""
+
+    def glibc(platform: str) -> tuple[int, int] | None:
+        head = platform.removesuffix(f"_{cpu}")
+        parts = head.split("_")
+        if head == platform:
+            return None
+        if head in LEGACY_MANYLINUX:
+            return LEGACY_MANYLINUX[head]
+        if len(parts) == 3 and parts[0] == "manylinux" and parts[1].isdigit() and parts[2].isdigit():
+            return int(parts[1]), int(parts[2])
+        return None
+
+    return _oldest_platform_version(filename, glibc)
+
+
+def _oldest_platform_version(
+    filename: str, version_of: Callable[[str], tuple[int, int] | None]
+) -> tuple[int, int] | None:
+    """The oldest system version (``version_of`` a platform tag) a wheel's platform tags ask for."""
     try:
         _, _, _, tags = parse_wheel_filename(filename)
     except InvalidWheelFilename:
         return None
-    found = []
-    for tag in tags:
-        head = tag.platform.removesuffix(f"_{cpu}")
-        if head == tag.platform:
-            continue
-        parts = head.split("_")
-        if head in LEGACY_MANYLINUX:
-            found.append(LEGACY_MANYLINUX[head])
-        elif len(parts) == 3 and parts[0] == "manylinux" and parts[1].isdigit() and parts[2].isdigit():
-            found.append((int(parts[1]), int(parts[2])))
-    return min(found, default=None)
+    return min(filter(None, (version_of(tag.platform) for tag in tags)), default=None)
 
 
-def glibc_needed(filenames: Iterable[str], request: ResolveRequest) -> tuple[int, int] | None:
-    """When none of ``filenames`` fits a linux target only because of its glibc: the oldest glibc one of them
-    would fit (the release is too new for the target's glibc). None otherwise."""
-    family, _, machine = request.arch.partition("-")
-    if family != "linux" or not request.python_version:
+def os_needed(filenames: Iterable[str], request: ResolveRequest) -> tuple[int, int] | None:
+    """When none of ``filenames`` fits a linux or osx target only because of its glibc or macOS version (see
+    :func:`target_os`): the oldest version one of them would fit (the release is too new for the target). None
+    otherwise."""
+    floor = target_os(request)
+    if floor is None or not request.python_version:
         return None
-    cpu = MACHINE.get(machine, machine)
-    target = target_glibc(request)
     major, minor = (int(x) for x in request.python_version.split(".")[:2])
     needs = []
     for filename in filenames:
-        glibc = wheel_glibc(filename, cpu)
-        if glibc is None or glibc <= target:
+        version = _wheel_os(filename, request.arch)
+        if version is None or version <= floor[1]:
             continue
-        if best_wheel([filename], _ranked_tags(major, minor, tuple(_manylinux_platforms(cpu, glibc[1])))):
-            needs.append(glibc)
+        if best_wheel([filename], _ranked_tags(major, minor, tuple(_platforms_at(request.arch, version)))):
+            needs.append(version)
     return min(needs, default=None)
 
 
-def glibc_misfits(
+def _wheel_os(filename: str, arch: str) -> tuple[int, int] | None:
+    """The oldest glibc (a linux ``arch``) or macOS (an osx one) a wheel's tags for ``arch``'s cpu ask for."""
+    family, _, machine = arch.partition("-")
+    if family == "linux":
+        return wheel_glibc(filename, MACHINE.get(machine, machine))
+
+    def macos(platform: str) -> tuple[int, int] | None:
+        parts = platform.split("_", 3)
+        if len(parts) == 4 and parts[0] == "macosx" and parts[1].isdigit() and parts[2].isdigit():
+            version = (int(parts[1]), int(parts[2]))
+            if platform in mac_platforms(
+                version, _mac_cpu(machine)
+            ):  # universal2, intel...: as macOS reads them
+                return version
+        return None
+
+    return _oldest_platform_version(filename, macos)
+
+
+def os_misfits(
     request: ResolveRequest, releases: Iterable[tuple[str, str, Sequence[str]]]
 ) -> dict[tuple[str, str], tuple[int, int]]:
-    """Of the ``(name, version, file names)`` a resolver chose, those whose wheels all need a newer glibc than
-    the target's: ``{(canonical name, version): the oldest glibc they need}``. Resolvers that cannot be given the
-    exact manylinux tags (uv rounds them, poetry locks for every platform) leave these out (``NAME!=VERSION``)
-    and resolve again, up to GLIBC_ROUNDS times, which takes the newest release that fits, as pip does."""
+    """Of the ``(name, version, file names)`` a resolver chose, those whose wheels all need a newer glibc or
+    macOS than the target's (:func:`target_os`): ``{(canonical name, version): the oldest version they need}``.
+    Resolvers that cannot be given the exact tags (uv rounds manylinux ones, poetry locks for every platform)
+    leave these out (``NAME!=VERSION``) and resolve again, up to TOO_NEW_ROUNDS times, which takes the newest
+    release that fits, as pip does."""
     tags = target_tags(request, request.python_version or "") if request.python_version else {}
     found = {}
     for name, version, filenames in releases:
-        glibc = glibc_needed(filenames, request)
-        if glibc is not None and best_wheel(filenames, tags) is None:
-            found[(canonicalize(name), version)] = glibc
+        needed = os_needed(filenames, request)
+        if needed is not None and best_wheel(filenames, tags) is None:
+            found[(canonicalize(name), version)] = needed
     return found
 
 
-class TooNewForGlibc:
-    """Releases a resolver chose whose wheels need a newer glibc than the target's (:func:`glibc_misfits`), with
-    every other such release of those packages on the indexes (:func:`index_misfits`): left out as
+class TooNewForTarget:
+    """Releases a resolver chose whose wheels need a newer glibc or macOS than the target's (:func:`os_misfits`),
+    with every other such release of those packages on the indexes (:func:`index_misfits`): left out as
     ``NAME!=VERSION`` constraints (:attr:`excluded`), the resolution made again takes the newest release that
     fits. :meth:`refusal` says why a resolution with them left out failed (a pin, mostly). Each index page is
     read once per resolution (:meth:`release_files`)."""
@@ -168,7 +218,11 @@ class TooNewForGlibc:
         return [f"{name}!={version}" for name, version in self.all]
 
     def refusal(self) -> ResolutionError:
-        return ResolutionError(glibc_refusal(self.request, self.chosen))
+        return ResolutionError(too_new_refusal(self.request, self.chosen))
+
+    def rounds_refusal(self) -> ResolutionError:
+        """After TOO_NEW_ROUNDS resolutions, each choosing a release too new: :func:`too_new_rounds_refusal`."""
+        return ResolutionError(too_new_rounds_refusal(self.request, self.all))
 
     def release_files(self, name: str) -> dict[str, list[str]]:
         """:func:`release_files`, each page read once."""
@@ -178,21 +232,55 @@ class TooNewForGlibc:
         return self._pages[key]
 
     def sdist_wheels(self, name: str, version: str) -> list[str]:
-        """The wheels of a release a resolver locked as its sdist, from its index page, when this machine's arch
-        is asked for an older glibc than the machine's (a co-resolve with another linux arch, ``--sys-pkg``):
-        wheels for a newer glibc make it a release to leave out (:func:`glibc_misfits`), as pip leaves it, rather
-        than one to build here against this machine's newer glibc. Otherwise none (nothing is read)."""
+        """The wheels of a release a resolver locked as its sdist, from its index page, where that sdist would
+        not be built: for another architecture (envcore builds for this machine's only), or for this machine's
+        asked for an older glibc than the machine's (a co-resolve with another linux arch, ``--sys-pkg``; a wheel
+        built here needs the machine's). Wheels for a newer glibc or macOS make it a release to leave out
+        (:func:`os_misfits`), as pip leaves it, or to name in the refusal of a pin. Otherwise none (nothing is
+        read)."""
         from envcore.platforms import local_arch
         from envcore.resolve import host_glibc
 
-        asked, host = glibc_of(self.request), host_glibc().split(".")
-        try:
-            lowered = asked is not None and asked < (int(host[0]), int(host[1]))
-        except (ValueError, IndexError):
-            lowered = False
-        if not lowered or self.request.arch != local_arch():
-            return []
+        if self.request.arch == local_arch():
+            asked, host = glibc_of(self.request), host_glibc().split(".")
+            try:
+                lowered = asked is not None and asked < (int(host[0]), int(host[1]))
+            except (ValueError, IndexError):
+                lowered = False
+            if not lowered:
+                return []
         return [f for f in self.release_files(name).get(version, []) if f.endswith(".whl")]
+
+
+def requirement_misfits(
+    request: ResolveRequest,
+    requirement: str,
+    files: Callable[[str], Mapping[str, Sequence[str]]] | None = None,
+) -> dict[tuple[str, str], tuple[int, int]]:
+    """When every release ``requirement`` (``numpy==2.4.6``, ``numpy>=2.3``) allows on the indexes is too new for
+    the target's glibc or macOS (:func:`os_misfits`), the one to name in the refusal: the newest of those needing
+    the oldest version. Empty when one fits, none is listed, or it is not a requirement. For resolvers that say only
+    that no release fits (pip: 'No matching distribution found')."""
+    from packaging.requirements import InvalidRequirement
+    from packaging.requirements import Requirement as Pep508
+
+    if target_os(request) is None:
+        return {}
+    try:
+        wanted = Pep508(requirement)
+    except InvalidRequirement:
+        return {}
+    name = canonicalize(wanted.name)
+    listed = (files or (lambda n: release_files(request, n)))(name)
+    allowed = [
+        (name, v, found) for v, found in listed.items() if wanted.specifier.contains(v, prereleases=True)
+    ]
+    misfits = os_misfits(request, allowed)
+    if not allowed or len(misfits) < len(allowed):
+        return {}
+    least = min(misfits.values())
+    newest = max((key for key, glibc in misfits.items() if glibc == least), key=lambda k: _version_key(k[1]))
+    return {newest: least}
 
 
 def index_misfits(
@@ -200,75 +288,172 @@ def index_misfits(
     names: Iterable[str],
     files: Callable[[str], Mapping[str, Sequence[str]]] | None = None,
 ) -> dict[tuple[str, str], tuple[int, int]]:
-    """:func:`glibc_misfits` among *every* release of ``names`` on the request's PyPI indexes (``files``: how to
+    """:func:`os_misfits` among *every* release of ``names`` on the request's PyPI indexes (``files``: how to
     read them, :func:`release_files` by default): left out at once, a re-resolution does not step back one
     release at a time (numpy from 2.4.6 to 2.2.6 for glibc 2.24 took 13 rounds of uv). Pages that cannot be
     read add nothing (the rounds then find the rest)."""
     read = files or (lambda name: release_files(request, name))
     releases = [(n, v, found) for n in names for v, found in read(n).items()]
-    return glibc_misfits(request, releases)
+    return os_misfits(request, releases)
+
+
+def newer_without_wheels(
+    request: ResolveRequest, name: str, files: Callable[[str], Mapping[str, Sequence[str]]] | None = None
+) -> list[str] | None:
+    """The releases of ``name`` on the request's PyPI indexes newer than the newest with a wheel the target
+    loads, and without one themselves; None when no release listed has one (nothing to fall back to). For
+    another architecture than this machine's (source distributions are built for this one only), resolvers that
+    lock such a release anyway (poetry's universal lock, conda-lock's) leave these out at once and take the
+    newest release with wheels, as uv and pip do with ``--only-binary``. Older ones are left alone: a newer
+    release is preferred to them, and each ``!=`` slows the solvers down."""
+    listed = (files or (lambda n: release_files(request, n)))(name)
+    tags = target_tags(request, request.python_version or "")
+    fitting = [version for version, found in listed.items() if best_wheel(found, tags) is not None]
+    if listed and not fitting:
+        return None
+    newest = max(map(_version_key, fitting), default=Version("0"))
+    return [
+        version
+        for version, found in listed.items()
+        if _version_key(version) > newest and best_wheel(found, tags) is None
+    ]
 
 
 def release_files(request: ResolveRequest, name: str) -> dict[str, list[str]]:
-    """``{version: file names}`` of ``name`` on the request's PyPI indexes (their PEP 503 pages)."""
-    import html
-    import re
-
+    """``{version: file names}`` of ``name`` on the request's PyPI indexes (their PEP 503 pages) and in its
+    ``--find-links`` locations (a folder's files, a page's links), as the resolvers see them."""
     from packaging.utils import InvalidSdistFilename, parse_sdist_filename
 
+    key = canonicalize(name)
+    indexes = () if "--no-index" in request.extras.get(PYPI, ()) else request.sources.get(PYPI, ())
+    listed = [
+        *(f for index in indexes for f in _listed_files(f"{index.rstrip('/')}/{key}/", request.credentials)),
+        *(
+            f
+            for link in find_links(request)
+            for f in _listed_files(link, request.credentials, folder_files=True)
+        ),
+    ]
     found: dict[str, list[str]] = {}
-    for index in request.sources.get(PYPI, ()):
-        page = _simple_page(f"{index.rstrip('/')}/{canonicalize(name)}/", request.credentials)
-        for href in re.findall(r'href\s*=\s*"([^"]+)"', page):
-            filename = filename_of(html.unescape(href).partition("#")[0])
-            try:
-                if filename.endswith(".whl"):
-                    version = str(parse_wheel_filename(filename)[1])
-                else:
-                    version = str(parse_sdist_filename(filename)[1])
-            except (InvalidWheelFilename, InvalidSdistFilename):
-                continue
-            found.setdefault(version, []).append(filename)
+    for filename in listed:
+        try:
+            if filename.endswith(".whl"):
+                project, version, *_ = parse_wheel_filename(filename)
+            else:
+                project, version = parse_sdist_filename(filename)
+        except (InvalidWheelFilename, InvalidSdistFilename):
+            continue
+        if project == key:
+            found.setdefault(str(version), []).append(filename)
     return found
 
 
-def _simple_page(url: str, credentials: Mapping[str, tuple[str, str]]) -> str:
-    """A PEP 503 project page ('' if it cannot be read)."""
-    parts = urlsplit(url)
-    if parts.scheme == "file":
-        folder = Path(unquote(parts.path))
+def find_links(request: ResolveRequest) -> list[str]:
+    """The request's ``--find-links`` locations (``-f X``, ``--find-links=X``...)."""
+    return [
+        option.replace("=", " ", 1).partition(" ")[2].strip()
+        for option in request.extras.get(PYPI, ())
+        if option.startswith(("-f", "--find-links"))
+    ]
+
+
+def _listed_files(
+    location: str, credentials: Mapping[str, tuple[str, str]], folder_files: bool = False
+) -> list[str]:
+    """The file names an HTML page links to (a PEP 503 project page; a ``--find-links`` page), or, with
+    ``folder_files``, a local folder holds (a ``--find-links`` folder, as pip and uv read it; an index's project
+    folder is read from its ``index.html``). None when it cannot be read."""
+    import html
+    import re
+
+    parts = urlsplit(location)
+    if parts.scheme in ("", "file"):
+        path = Path(unquote(parts.path) if parts.scheme else location).expanduser()
         try:
-            return (folder / "index.html").read_text(errors="replace")
+            if path.is_dir() and folder_files:
+                return [entry.name for entry in path.iterdir()]
+            page = (path / "index.html" if path.is_dir() else path).read_text(errors="replace")
         except OSError:
-            return ""
-    if parts.scheme not in ("http", "https"):
-        return ""
-    import requests
+            return []
+    elif parts.scheme in ("http", "https"):
+        import requests
 
-    auth = credentials.get(parts.hostname or "")
-    if auth is not None and auth[0] == CONDA_TOKEN_USER:
-        auth = None
-    try:
-        response = requests.get(url, timeout=30, auth=auth, headers={"Accept": "text/html"})
-    except requests.RequestException:
-        return ""
-    return response.text if response.ok else ""
+        auth = credentials.get(parts.hostname or "")
+        if auth is not None and auth[0] == CONDA_TOKEN_USER:
+            auth = None
+        try:
+            response = requests.get(location, timeout=30, auth=auth, headers={"Accept": "text/html"})
+        except requests.RequestException:
+            return []
+        page = response.text if response.ok else ""
+    else:
+        return []
+    return [
+        filename_of(html.unescape(href).partition("#")[0])
+        for href in re.findall(r'href\s*=\s*"([^"]+)"', page)
+    ]
 
 
-def glibc_refusal(request: ResolveRequest, releases: Mapping[tuple[str, str], tuple[int, int]]) -> str:
-    """Why releases too new for the target's glibc (:func:`glibc_misfits`) cannot be left out for older ones:
-    the other requirements need them (a pin, mostly)."""
-    have = "{}.{}".format(*target_glibc(request))
-    which = ", ".join(f"{name} {version} (glibc {g[0]}.{g[1]})" for (name, version), g in releases.items())
-    newest = max(releases.values())
+def too_new_refusal(request: ResolveRequest, releases: Mapping[tuple[str, str], tuple[int, int]]) -> str:
+    """Why releases too new for the target's glibc or macOS (:func:`os_misfits`) cannot be left out for older
+    ones: the other requirements need them (a pin, mostly)."""
+    system, have = _target_os_text(request)
+    which = ", ".join(f"{name} {version} ({system} {g[0]}.{g[1]})" for (name, version), g in releases.items())
     return (
-        f"The PyPI requirements cannot be resolved for {request.arch} (python {request.python_version}) with glibc "
-        f"{have}: the wheels of {which} need a newer glibc, and no other version fits the requirements. Pin a "
-        f"version with wheels for glibc {have}, or, if the machines it runs on have it, resolve for glibc "
+        f"The PyPI requirements cannot be resolved for {request.arch} (python {request.python_version}) with "
+        f"{system} {have}: the wheels of {which} need a newer {system}, and no other version fits the "
+        "requirements. " + _ways_out(system, have, max(releases.values()))
+    )
+
+
+def too_new_rounds_refusal(
+    request: ResolveRequest, releases: Mapping[tuple[str, str], tuple[int, int]]
+) -> str:
+    """Why a resolution stopped after leaving out TOO_NEW_ROUNDS releases too new for the target's glibc or
+    macOS one resolution at a time (their indexes list no page of every release to leave out at once): a limit,
+    not a proof that no release fits."""
+    system, have = _target_os_text(request)
+    names = sorted({name for name, _ in releases})
+    oldest = {name: min((v for n, v in releases if n == name), key=_version_key) for name in names}
+    return (
+        f"The PyPI requirements were not resolved for {request.arch} (python {request.python_version}) with "
+        f"{system} {have}: envcore left out {len(releases)} releases of {', '.join(names)} whose wheels need a "
+        f"newer {system}, one resolution at a time, and stopped after {TOO_NEW_ROUNDS} resolutions (the indexes "
+        "and --find-links locations list no page of every release to leave them out at once). An older release "
+        "may fit: "
+        + ", ".join(f"{name}<{version}" for name, version in oldest.items())
+        + ". "
+        + _ways_out(system, have, max(releases.values()))
+    )
+
+
+def _target_os_text(request: ResolveRequest) -> tuple[str, str]:
+    system, version = target_os(request) or ("glibc", target_glibc(request))
+    return system, f"{version[0]}.{version[1]}"
+
+
+def _ways_out(system: str, have: str, newest: tuple[int, int]) -> str:
+    if system == "macOS":
+        return (
+            f"Pin a version with wheels for macOS {have}: envcore resolves osx environments for macOS {have} and "
+            "newer, and takes the wheels those load."
+        )
+    return (
+        f"Pin a version with wheels for glibc {have}, or, if the machines it runs on have it, resolve for glibc "
         f"{newest[0]}.{newest[1]}: --sys-pkg __glibc=={newest[0]}.{newest[1]} (envcore resolve, or a line of a "
         "requirements.txt), '- sys:' in an environment.yml, @sys_packages in a flow; "
         "METAFLOW_CONDA_SYS_DEFAULT_PACKAGES sets the default of other architectures."
     )
+
+
+def _version_key(version: str) -> Version:
+    """A release's version to sort by (an invalid one sorts first)."""
+    from packaging.version import InvalidVersion
+
+    try:
+        return Version(version)
+    except InvalidVersion:
+        return Version("0")
 
 
 def target_tags(request: ResolveRequest, python_version: str) -> Mapping[Tag, int]:

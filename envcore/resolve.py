@@ -594,16 +594,13 @@ def _check_local_pypi_sources(request: ResolveRequest) -> None:
     refused: pip and uv read it as empty and resolve without it, from the other indexes or not at all."""
     if not request.of(PYPI):
         return
+    from envcore.pypi import find_links
+
     options = request.extras.get(PYPI, ())
     indexes = () if "--no-index" in options else request.sources.get(PYPI, ())
-    links = [
-        o.replace("=", " ", 1).partition(" ")[2].strip()
-        for o in options
-        if o.startswith(("-f", "--find-links"))
-    ]
     for location, what in [
         *((i, "PyPI index") for i in indexes),
-        *((f, "--find-links location") for f in links),
+        *((f, "--find-links location") for f in find_links(request)),
     ]:
         path = missing_local_path(location)
         if path:

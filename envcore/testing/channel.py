@@ -220,12 +220,30 @@ PROJECTS: list[Project] = [
         name="fx-glibc",
         ecosystems="pypi",
         sdist_in_tree=True,
-        summary="PyPI only; manylinux wheels for ever newer glibc: 1.0.0 2.17, 2.0.0 2.27 (also tagged 2.28, as "
-        "numpy's are), 3.0.0 2.28 only",
+        summary="PyPI only; wheels for ever newer glibc and macOS: 1.0.0 glibc 2.17, macOS 11 (arm64) and 10.9 "
+        "(x86_64); 2.0.0 glibc 2.27 (also tagged 2.28, as numpy's are), macOS 12 (arm64) and 13 (x86_64); 3.0.0 "
+        "glibc 2.28 only, macOS 14 arm64 only (none for x86_64, as cryptography 50 has none)",
         releases=(
-            Release(version="1.0.0", wheel_platforms=_manylinux("2_17_{cpu}.manylinux2014_{cpu}")),
-            Release(version="2.0.0", wheel_platforms=_manylinux("2_27_{cpu}.manylinux_2_28_{cpu}")),
-            Release(version="3.0.0", wheel_platforms=_manylinux("2_28_{cpu}")),
+            Release(
+                version="1.0.0",
+                wheel_platforms=(
+                    *_manylinux("2_17_{cpu}.manylinux2014_{cpu}"),
+                    "macosx_11_0_arm64",
+                    "macosx_10_9_x86_64",
+                ),
+            ),
+            Release(
+                version="2.0.0",
+                wheel_platforms=(
+                    *_manylinux("2_27_{cpu}.manylinux_2_28_{cpu}"),
+                    "macosx_12_0_arm64",
+                    "macosx_13_0_x86_64",
+                ),
+            ),
+            Release(
+                version="3.0.0",
+                wheel_platforms=(*_manylinux("2_28_{cpu}"), "macosx_14_0_arm64"),
+            ),
         ),
     ),
     Project(

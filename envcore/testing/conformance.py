@@ -15,6 +15,7 @@ kits). The tests use only the plugin protocols of :mod:`envcore.types`, and the 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -626,39 +627,44 @@ class ResolverConformance:
         are) and 2.28 only (3.0.0). A linux target gets the newest release its glibc loads: never one it cannot
         load, nor an older one than that (uv knows manylinux targets 2.17 and 2.28, not 2.24 or 2.27), nor, for
         this machine's arch asked for an older glibc, a newer release built here from its sdist; a pin of a
-        release too new for another arch is refused, naming it."""
+        release too new for another arch is refused, naming it and the glibc it needs."""
         self._requires(plugin, Capability.CROSS_PLATFORM)
         expected = {
             ("fx-glibc", "linux-aarch64", "2.27"): "2.0.0",
             ("fx-glibc", "linux-aarch64", "2.28"): "3.0.0",
             ("fx-glibc", "linux-aarch64", "2.24"): "1.0.0",
             ("fx-glibc==2.0.0", "linux-aarch64", "2.27"): "2.0.0",
+            ("fx-glibc", "osx-arm64", None): "2.0.0",  # macOS 12 wheels
+            ("fx-glibc", "osx-64", None): "1.0.0",  # 2.0.0 has macOS 13 ones only, 3.0.0 none for x86_64
         }
         if _local_arch() in ("linux-64", "linux-aarch64"):  # the archs fx-glibc has wheels for
             expected[("fx-glibc", _local_arch(), "2.17")] = "1.0.0"
         for (spec, arch, glibc), version in expected.items():
-            request = self._pypi_request(
-                plugin, make_request, spec, arch=arch, sys_packages={"__glibc": glibc}
-            )
+            sys_packages = {"__glibc": glibc} if glibc else {}
+            request = self._pypi_request(plugin, make_request, spec, arch=arch, sys_packages=sys_packages)
             found = [
                 (p.version, p.filename) for p in self._resolve(resolver, request) if p.name == "fx-glibc"
             ]
-            where = f"{spec} for {arch} with glibc {glibc}"
+            where = f"{spec} for {arch}" + (f" with glibc {glibc}" if glibc else "")
             assert [v for v, _ in found] == [version], f"{where}: {version} expected, got {found}"
-            cpu = "aarch64" if arch == "linux-aarch64" else "x86_64"
-            needs = pypi.wheel_glibc(found[0][1].removesuffix(".whl") + ".whl", cpu)  # kept without it
-            assert needs is not None and needs <= tuple(map(int, glibc.split("."))), (
-                f"{where}: the wheel {found[0][1]} is not one it loads"
+            wheel = found[0][1].removesuffix(".whl") + ".whl"  # kept without it
+            assert pypi.best_wheel(
+                [wheel], pypi.target_tags(request, request.python_version or _python_version())
+            ), f"{where}: the wheel {found[0][1]} is not one it loads"
+        for arch, glibc, needs in (
+            ("linux-aarch64", "2.27", "glibc 2.28"),
+            ("osx-arm64", None, "macOS 14.0"),
+        ):
+            sys_packages = {"__glibc": glibc} if glibc else {}
+            request = self._pypi_request(
+                plugin, make_request, "fx-glibc==3.0.0", arch=arch, sys_packages=sys_packages
             )
-        request = self._pypi_request(
-            plugin, make_request, "fx-glibc==3.0.0", arch="linux-aarch64", sys_packages={"__glibc": "2.27"}
-        )
-        _expect(
-            ResolutionError,
-            "resolve() of a release whose wheels need a newer glibc",
-            lambda: resolver.resolve(request),
-            "fx-glibc",
-        )
+            _expect(  # naming the glibc or macOS the release needs: the way out is to resolve for it or pin
+                ResolutionError,
+                f"resolve() for {arch} of a release whose wheels need a newer {needs.split()[0]}",
+                functools.partial(resolver.resolve, request),
+                f"fx-glibc 3.0.0 ({needs})",
+            )
 
     def test_virtual_packages_gate_builds(
         self, resolver: Resolver, plugin: ResolverPlugin, make_request: Callable[..., ResolveRequest]

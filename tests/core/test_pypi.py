@@ -35,14 +35,19 @@ def test_wheel_glibc(filename: str, needs: tuple[int, int] | None) -> None:
     assert pypi.wheel_glibc(filename, "aarch64") == needs
 
 
-def test_glibc_needed_only_when_glibc_is_what_stops_the_wheels() -> None:
+def test_os_needed_only_when_glibc_or_macos_is_what_stops_the_wheels() -> None:
     cp = f"cp{sys.version_info.major}{sys.version_info.minor}"
     new = [f"a-1-{cp}-{cp}-manylinux_2_28_aarch64.whl"]
-    assert pypi.glibc_needed(new, _request("linux-aarch64", "2.27")) == (2, 28)
-    assert pypi.glibc_needed(new, _request("linux-aarch64", "2.28")) is None  # it fits
+    assert pypi.os_needed(new, _request("linux-aarch64", "2.27")) == (2, 28)
+    assert pypi.os_needed(new, _request("linux-aarch64", "2.28")) is None  # it fits
     other_python = ["a-1-cp27-cp27m-manylinux_2_28_aarch64.whl"]  # not the glibc: the python
-    assert pypi.glibc_needed(other_python, _request("linux-aarch64", "2.27")) is None
-    assert pypi.glibc_needed(new, _request("osx-arm64", None)) is None
+    assert pypi.os_needed(other_python, _request("linux-aarch64", "2.27")) is None
+    assert pypi.os_needed(new, _request("osx-arm64", None)) is None
+    mac = [f"a-1-{cp}-{cp}-macosx_14_0_universal2.whl"]  # universal2 holds both cpus
+    assert pypi.os_needed(mac, _request("osx-arm64", None)) == (14, 0)
+    assert pypi.os_needed(mac, _request("osx-64", None)) == (14, 0)
+    assert pypi.os_needed([f"a-1-{cp}-{cp}-macosx_13_0_x86_64.whl"], _request("osx-arm64", None)) is None
+    assert pypi.os_needed([f"a-1-{cp}-{cp}-macosx_11_0_arm64.whl"], _request("osx-arm64", None)) is None
 
 
 def test_index_misfits_are_every_release_too_new(universe: Universe) -> None:
@@ -60,3 +65,57 @@ def test_index_misfits_are_every_release_too_new(universe: Universe) -> None:
 def test_macos_targets_take_wheels_for_macos_12() -> None:
     tags = pypi.platform_tags(_request("osx-arm64", None))
     assert "macosx_12_0_arm64" in tags and "macosx_13_0_arm64" not in tags
+
+
+def test_a_find_links_folder_lists_every_release_and_no_index_reads_no_index(universe: Universe) -> None:
+    """--find-links folders have no PEP 503 page: their files are the releases. With --no-index the indexes
+    are not what the resolver reads, so they are not read for releases either."""
+    from dataclasses import replace
+
+    request = _request("linux-aarch64", "2.24", "file:///nowhere/")
+    links = replace(request, extras={PYPI: ("--no-index", f"--find-links {universe.wheels_dir}")})
+    assert set(pypi.release_files(links, "fx-glibc")) == {"1.0.0", "2.0.0", "3.0.0"}
+    assert pypi.index_misfits(links, ["FX_Glibc"]) == {
+        ("fx-glibc", "3.0.0"): (2, 28),
+        ("fx-glibc", "2.0.0"): (2, 27),
+    }
+    unread = replace(_request("linux-aarch64", "2.24", universe.simple_url), extras={PYPI: ("--no-index",)})
+    assert pypi.release_files(unread, "fx-glibc") == {}
+
+
+@pytest.mark.parametrize(
+    ("arch", "glibc", "requirement", "named"),
+    [
+        ("linux-aarch64", "2.24", "fx-glibc>=2", {("fx-glibc", "2.0.0"): (2, 27)}),  # the one needing least
+        ("linux-aarch64", "2.27", "fx-glibc==3.0.0", {("fx-glibc", "3.0.0"): (2, 28)}),
+        ("linux-aarch64", "2.27", "fx-glibc>=2", {}),  # 2.0.0 fits
+        ("osx-64", None, "fx-glibc>1,<3", {("fx-glibc", "2.0.0"): (13, 0)}),
+        ("osx-64", None, "fx-glibc>1", {}),  # 3.0.0 has no wheel for x86_64 at all: not a macOS matter
+        ("osx-arm64", None, "fx-glibc==3.0.0", {("fx-glibc", "3.0.0"): (14, 0)}),
+        ("win-64", None, "fx-glibc==3.0.0", {}),
+        ("linux-aarch64", "2.24", "fx-nothere==1", {}),
+        ("linux-aarch64", "2.24", "not a requirement!", {}),
+    ],
+)
+def test_requirement_misfits_name_the_release_pip_could_not_find(
+    universe: Universe,
+    arch: str,
+    glibc: str | None,
+    requirement: str,
+    named: dict[tuple[str, str], tuple[int, int]],
+) -> None:
+    assert pypi.requirement_misfits(_request(arch, glibc, universe.simple_url), requirement) == named
+
+
+def test_newer_releases_without_wheels_for_a_foreign_target(universe: Universe) -> None:
+    """What poetry's and conda-lock's locks leave out for another arch: releases newer than the newest with a
+    wheel the target loads; None when none has one (fx-glibc publishes no windows wheel)."""
+    assert pypi.newer_without_wheels(_request("osx-64", None, universe.simple_url), "fx-glibc") == [
+        "2.0.0",
+        "3.0.0",
+    ]
+    assert pypi.newer_without_wheels(_request("osx-arm64", None, universe.simple_url), "fx-glibc") == [
+        "3.0.0"
+    ]
+    assert pypi.newer_without_wheels(_request("linux-aarch64", "2.28", universe.simple_url), "fx-glibc") == []
+    assert pypi.newer_without_wheels(_request("win-64", None, universe.simple_url), "fx-glibc") is None

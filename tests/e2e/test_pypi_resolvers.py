@@ -93,6 +93,24 @@ def test_pip_names_the_conflict_and_the_requirement(run: Run) -> None:
         in message
     )
     assert "The conflict is caused by: fx-extras 0.4.0 depends on fx-core>=1.1" in message
+    assert "(constraint) fx-core==1.0.0" in message and "a constraint is what the conda side" in message
+
+
+def test_pip_explains_constraints_only_where_the_conflict_has_one(run: Run) -> None:
+    """A conflict among PyPI requirements alone has no constraint of the conda side's to explain."""
+    out = run(
+        "resolve",
+        "--pypi",
+        "fx-extras==0.4.0",
+        "--pypi",
+        "fx-core==1.0.0",
+        "--dry-run",
+        check=False,
+        METAFLOW_CONDA_PYPI_DEPENDENCY_RESOLVER="pip",
+    )
+    message = " ".join(out.stderr.split())
+    assert "The conflict is caused by: The user requested fx-core==1.0.0; fx-extras 0.4.0" in message, message
+    assert "constraint" not in message, message
 
 
 def _wheel_with_extras(folder: Path, extras: tuple[str, ...]) -> None:

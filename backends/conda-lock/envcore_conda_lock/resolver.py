@@ -92,9 +92,9 @@ def conda_spec(req: Requirement) -> str:
     return f"{req.name} =={version} {build}" if build else f"{req.name} >={version},<={version}"
 
 
-def _files(too_new: pypi.TooNewForGlibc, entry: Mapping[str, Any]) -> list[str]:
-    """The file conda-lock locked for a PyPI package, with, for an sdist, the wheels of its release that a
-    lowered glibc of this machine's arch cannot load (``too_new.sdist_wheels``)."""
+def _files(too_new: pypi.TooNewForTarget, entry: Mapping[str, Any]) -> list[str]:
+    """The file conda-lock locked for a PyPI package, with, for an sdist that would not be built (another
+    arch's; this machine's with a lowered glibc), the wheels of its release (``too_new.sdist_wheels``)."""
     filename = pypi.filename_of(str(entry["url"]))
     if filename.endswith(".whl"):
         return [filename]
@@ -326,15 +326,16 @@ class CondaLockResolver:
         # (conda-lock takes the newest release, with wheels or not); wheels that need a newer glibc than the
         # target's. Left out and locked again, which takes the newest release with wheels that fit, as uv and
         # pip do for such targets.
-        too_new = pypi.TooNewForGlibc(request)
-        unbuildable: list[tuple[str, str]] = []
+        too_new = pypi.TooNewForTarget(request)
+        unbuildable: list[tuple[str, str]] = []  # the sdists it chose (named in a refusal)
+        wheelless: dict[tuple[str, str], None] = {}  # those and the newer releases without wheels either
         foreign = request.arch != local_arch()
         with scratch_folder("conda-lock") as tmp:
             work = Path(tmp)
             # PyPI packages must not replace conda ones, but conda-lock's poetry only prefers the conda
             # versions: a wheel that would move one is pinned to the conda version and the lock made again.
-            for _ in range(4 + pypi.GLIBC_ROUNDS):
-                excluded = [*too_new.excluded, *(f"{name}!={version}" for name, version in unbuildable)]
+            for _ in range(4 + pypi.TOO_NEW_ROUNDS):
+                excluded = [*too_new.excluded, *(f"{name}!={version}" for name, version in wheelless)]
                 try:
                     entries = self._lock_once(request, work, credentials, pins, excluded)
                 except ResolutionError:
@@ -354,17 +355,24 @@ class CondaLockResolver:
                 # the wheels' python is the one the conda side locked (a mixed request names none)
                 python = next((p.version for p in conda if p.name == "python"), request.python_version)
                 target = replace(request, python_version=python)
-                misfits = pypi.glibc_misfits(
+                misfits = pypi.os_misfits(
                     target, [(str(e["name"]), str(e["version"]), _files(too_new, e)) for e in wheels]
                 )
-                sdists = [
-                    (pypi.canonicalize(str(e["name"])), str(e["version"]))
+                sdists = [  # an sdist of a release too new for the target is one of the misfits
+                    (name, str(e["version"]))
                     for e in wheels
-                    if foreign and not pypi.filename_of(str(e["url"])).endswith(".whl")
+                    if foreign
+                    and not pypi.filename_of(str(e["url"])).endswith(".whl")
+                    and ((name := pypi.canonicalize(str(e["name"]))), str(e["version"])) not in misfits
                 ]
                 if misfits or sdists:
                     too_new.add(misfits, python)
                     unbuildable += sdists
+                    for name, version in sdists:
+                        newer = pypi.newer_without_wheels(target, name, too_new.release_files)
+                        if newer is None:  # no release has a wheel for the target
+                            raise foreign_sdists_error(unbuildable, request.arch, local_arch())
+                        wheelless.update(dict.fromkeys([(name, version), *((name, v) for v in newer)]))
                     continue
                 moved = {
                     name: (str(e["version"]), provided[name].version)
@@ -379,7 +387,7 @@ class CondaLockResolver:
                 if unbuildable:
                     raise foreign_sdists_error(unbuildable, request.arch, local_arch())
                 if too_new:
-                    raise too_new.refusal()
+                    raise too_new.rounds_refusal()
         if moved:
             name, (wheel, conda_version) = next(iter(moved.items()))
             raise ResolutionError(

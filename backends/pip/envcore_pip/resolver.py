@@ -97,6 +97,9 @@ class PipResolver:
                 debug=self.config.debug,
             )
             if done.returncode != 0:
+                too_new = _too_new_for_glibc(request, done.stderr)
+                if too_new:
+                    raise ResolutionError(pypi.too_new_refusal(request, too_new))
                 hint = (
                     " For this target pip takes wheels only (source distributions are built for this machine's "
                     f"architecture, python {sys.version_info[0]}.{sys.version_info[1]} and glibc); the uv resolver "
@@ -250,6 +253,13 @@ def resolves_as_this_interpreter(request: ResolveRequest) -> bool:
     return wanted is None or host == f"glibc {wanted[0]}.{wanted[1]}"
 
 
+def _too_new_for_glibc(request: ResolveRequest, stderr: str) -> dict[tuple[str, str], tuple[int, int]]:
+    """pip's 'No matching distribution found for numpy==2.4.6' when the releases asked for have wheels, all for
+    a newer glibc than the target's (read from the indexes): the release to name with the glibc it needs."""
+    found = re.search(r"No matching distribution found for (\S+)", redact_text(stderr))
+    return pypi.requirement_misfits(request, found[1]) if found else {}
+
+
 def _pip_error(stderr: str, stdout: str = "", requirements: Path | None = None) -> str:
     """pip's reason, for a person: its ERROR lines, the requirement each ``-r FILE (line N)`` stands for, the
     conflict's causes (printed to stdout), and the last warning about an index it could not reach."""
@@ -267,8 +277,10 @@ def _pip_error(stderr: str, stdout: str = "", requirements: Path | None = None) 
     if start is not None:
         causes = [line.strip() for line in itertools.takewhile(str.strip, out[start + 1 :])]
         errors = [e for e in errors if not e.startswith("ResolutionImpossible")]
+        constrained = any("(constraint)" in cause for cause in causes)
         errors.append(
-            f"The conflict is caused by: {'; '.join(causes)} (a constraint is what the conda side installs)"
+            f"The conflict is caused by: {'; '.join(causes)}"
+            + (" (a constraint is what the conda side installs)" if constrained else "")
         )
     unreachable = [
         line

@@ -138,18 +138,25 @@ class PoetryResolver:
         options = _Options.parse(request.extras.get(PYPI, ()))
         provided = pypi.conda_python_packages(request.installed, request.installed_distributions)
         pins: dict[str, str] = {}
-        # releases the universal lock chose whose wheels need a newer glibc than the target's: left out and
-        # locked again, as pip, given the exact tags, takes the newest release that fits
-        too_new = pypi.TooNewForGlibc(request)
+        # releases the universal lock chose whose wheels need a newer glibc or macOS than the target's: left out
+        # and locked again, as pip, given the exact tags, takes the newest release that fits
+        too_new = pypi.TooNewForTarget(request)
+        # for another arch: releases the lock chose without a wheel for the target (their sdists would not be
+        # built), with every such release of those packages, left out as uv and pip (--only-binary) leave them
+        wheelless: dict[tuple[str, str], None] = {}
+        chosen_wheelless: list[tuple[str, str]] = []
         with scratch_folder("poetry") as tmp:
             # conda-installed Python packages must keep their versions, and poetry has no constraints file: a
             # package the lock shares with conda at another version is pinned and the lock made again.
-            for _ in range(1 + len(provided) + pypi.GLIBC_ROUNDS):
+            for _ in range(1 + len(provided) + pypi.TOO_NEW_ROUNDS):
+                excluded = [*too_new.excluded, *(f"{name}!={version}" for name, version in wheelless)]
                 try:
                     lock, links = self._lock(
-                        request, Path(tmp), sources, credentials, options, pins, too_new.excluded
+                        request, Path(tmp), sources, credentials, options, pins, excluded
                     )
                 except ResolutionError:
+                    if chosen_wheelless:
+                        raise _no_wheel(request, chosen_wheelless) from None
                     if too_new:
                         raise too_new.refusal() from None
                     raise
@@ -161,13 +168,22 @@ class PoetryResolver:
                     and not _same_version(p["version"], provided[pypi.canonicalize(p["name"])].version)
                     and pypi.canonicalize(p["name"]) not in pins
                 }
-                misfits = pypi.glibc_misfits(request, _releases(chosen, links))
-                if not moved and not misfits:
+                misfits = pypi.os_misfits(request, _releases(chosen, links))
+                unbuildable = self._unbuildable(request, chosen, links, set(provided), misfits)
+                if not moved and not misfits and not unbuildable:
                     break
                 pins.update(moved)
                 too_new.add(misfits)
+                chosen_wheelless += unbuildable
+                for name, version in unbuildable:
+                    newer = pypi.newer_without_wheels(request, name, too_new.release_files)
+                    if newer is None:  # no release has a wheel for the target
+                        raise _no_wheel(request, chosen_wheelless)
+                    wheelless.update(dict.fromkeys([(name, version), *((name, v) for v in newer)]))
             else:
-                raise too_new.refusal()
+                if chosen_wheelless:
+                    raise _no_wheel(request, chosen_wheelless)
+                raise too_new.rounds_refusal()
         return self._packages(request, chosen, links, set(provided), credentials)
 
     def _lock(
@@ -214,6 +230,32 @@ class PoetryResolver:
         }
         return lock, links
 
+    @staticmethod
+    def _unbuildable(
+        request: ResolveRequest,
+        chosen: list[dict[str, Any]],
+        links: Mapping[tuple[str, str], Mapping[str, str]],
+        provided: set[str],
+        misfits: Mapping[tuple[str, str], tuple[int, int]],
+    ) -> list[tuple[str, str]]:
+        """For another arch than this machine's: the releases from an index the lock chose with no wheel the
+        target loads (nor one too new for it: ``misfits``), whose source distributions would not be built."""
+        if request.arch == local_arch():
+            return []
+        tags = pypi.target_tags(request, request.python_version or "")
+        found = []
+        for entry, (name, version, files) in zip(chosen, _releases(chosen, links), strict=True):
+            key = (pypi.canonicalize(name), version)
+            from_index = entry.get("source", {}).get("type") in (None, "legacy")
+            if (
+                from_index
+                and key[0] not in provided
+                and key not in misfits
+                and pypi.best_wheel(files, tags) is None
+            ):
+                found.append(key)
+        return found
+
     def _packages(
         self,
         request: ResolveRequest,
@@ -249,11 +291,7 @@ class PoetryResolver:
             ):  # a source distribution: the core builds it, for this machine's architecture only
                 sdists = [f for f in usable if f.endswith((".tar.gz", ".zip"))]
                 if not sdists or request.arch != local_arch():
-                    raise ResolutionError(
-                        f"{name} {version} has no wheel for {request.arch} (python {request.python_version}), and "
-                        f"envcore builds source distributions only for this machine's architecture ({local_arch()}). "
-                        "Pick a version with wheels."
-                    )
+                    raise _no_wheel(request, [(name, version)])
                 best = sdists[0]
             digest = hashes.get(best) or (next(iter(hashes.values()), "") if kind in ("url", "file") else "")
             algorithm, _, value = digest.partition(":")
@@ -357,6 +395,18 @@ def _pyproject(
             "",
         ]
     return "\n".join(lines)
+
+
+def _no_wheel(request: ResolveRequest, releases: Sequence[tuple[str, str]]) -> ResolutionError:
+    """Releases chosen for another arch than this machine's without a wheel for it, and no release to fall back
+    to."""
+    names = ", ".join(f"{name} {version}" for name, version in releases)
+    return ResolutionError(
+        f"{names} {'has' if len(releases) == 1 else 'have'} no wheel for {request.arch} (python "
+        f"{request.python_version}), nor any release that fits the requirements, and envcore builds source "
+        f"distributions only for this machine's architecture ({local_arch()}). Pick versions with wheels for "
+        f"{request.arch}, or resolve on a machine of that architecture."
+    )
 
 
 def _releases(

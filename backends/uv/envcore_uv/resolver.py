@@ -120,8 +120,8 @@ class UvResolver:
             pins = constraints.read_text()
             # releases uv chose whose wheels need a newer glibc than the target's (uv's target is rounded up):
             # left out and resolved again, as pip, given the exact tags, takes the newest release that fits
-            too_new = pypi.TooNewForGlibc(request)
-            for _ in range(pypi.GLIBC_ROUNDS):
+            too_new = pypi.TooNewForTarget(request)
+            for _ in range(pypi.TOO_NEW_ROUNDS):
                 constraints.write_text(pins + "".join(f"{line}\n" for line in too_new.excluded))
                 done = run_tool(
                     [uv_executable(self.config), *self._args(request, work)],
@@ -135,20 +135,22 @@ class UvResolver:
                     raise self._failure(request, done.stderr, too_new)
                 lock = tomllib.loads((work / "pylock.toml").read_text())
                 entries = {pypi.canonicalize(e["name"]): e for e in lock.get("packages", [])}
-                misfits = pypi.glibc_misfits(request, _releases(too_new, entries))
+                misfits = pypi.os_misfits(request, _releases(too_new, entries))
                 if not misfits:
                     return self._packages(request, lock, work)
                 too_new.add(misfits)
-            raise too_new.refusal()
+            raise too_new.rounds_refusal()
 
-    def _failure(self, request: ResolveRequest, stderr: str, too_new: pypi.TooNewForGlibc) -> ResolutionError:
+    def _failure(
+        self, request: ResolveRequest, stderr: str, too_new: pypi.TooNewForTarget
+    ) -> ResolutionError:
         """uv's failure, for a person. A pinned release with no usable wheels may have wheels for a newer glibc
         than the target's, which uv's target (exact at 2.17, 2.28...) does not show: then that is said."""
         unusable = _NO_USABLE_WHEELS.search(stderr)
         if unusable:
             name, version = pypi.canonicalize(unusable[1]), unusable[2]
             files = too_new.release_files(name).get(version, [])
-            misfits = pypi.glibc_misfits(request, [(name, version, files)])
+            misfits = pypi.os_misfits(request, [(name, version, files)])
             if misfits:
                 too_new.add(misfits)
                 return too_new.refusal()
@@ -288,7 +290,7 @@ class UvResolver:
 
 
 def _releases(
-    too_new: pypi.TooNewForGlibc, entries: Mapping[str, Mapping[str, Any]]
+    too_new: pypi.TooNewForTarget, entries: Mapping[str, Mapping[str, Any]]
 ) -> list[tuple[str, str, list[str]]]:
     """(name, version, the file names of its wheels) of each package of uv's lock. uv lists only the wheels that
     fit its target: a release locked as its sdist gets those of its index page (``too_new.sdist_wheels``)."""

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from envcore import resolve, specs
+from envcore import pypi, resolve, specs
 from envcore.errors import ResolutionError
 from envcore.plugins import build_registry
 from envcore.testing.channel import Universe
@@ -114,6 +114,34 @@ def test_a_pin_without_wheels_for_the_target_says_the_glibc_its_wheels_need(
         resolve.resolve(build_registry(config), resolve.build_request(spec, config, "linux-aarch64"))
     assert "the wheels of fx-glibc 3.0.0 (glibc 2.28) need a newer glibc" in refused.value.message
     assert "--sys-pkg __glibc==2.28" in refused.value.message
+
+
+@pytest.mark.parametrize("rounds", [2, 1])
+def test_a_find_links_folder_gives_every_release_too_new_at_once(
+    universe: Universe, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rounds: int
+) -> None:
+    """From a --find-links folder (no index page), fx-glibc 3.0.0 and 2.0.0, both too new for glibc 2.24, are
+    left out together from the folder's files: two uv runs, not one a release (a real-PyPI user's folder of 25
+    such releases hit the limit of rounds). At the limit, the refusal says it is the limit and names the older
+    releases that may fit, not 'no other version fits'."""
+    monkeypatch.setattr(pypi, "TOO_NEW_ROUNDS", rounds)
+    config = universe_config(universe, tmp_path)
+    spec = specs.from_decorator(
+        packages={"fx-glibc": ""},
+        sys_packages={"__glibc": "2.24"},
+        extras=("--no-index", f"--find-links {universe.wheels_dir}"),
+    )
+    request = resolve.build_request(spec, config, "linux-aarch64")
+    if rounds == 2:
+        env = resolve.resolve(build_registry(config), request)
+        assert [p.version for p in env.packages if p.name == "fx-glibc"] == ["1.0.0"]
+        return
+    with pytest.raises(ResolutionError) as refused:
+        resolve.resolve(build_registry(config), request)
+    message = refused.value.message
+    assert "left out 2 releases of fx-glibc whose wheels need a newer glibc" in message, message
+    assert "stopped after 1 resolutions" in message and "fx-glibc<2.0.0" in message, message
+    assert "no other version fits" not in message, message
 
 
 def _cp() -> str:
