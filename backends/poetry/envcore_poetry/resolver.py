@@ -423,6 +423,12 @@ def _releases(
     ]
 
 
+# the marker poetry writes for a package no platform installs (its EmptyMarker), e.g. torch's nvidia-cusparse
+# once other releases took its place: read as a marker it failed to parse, and the package was kept for every
+# target (osx targets then asked for a wheel it has not)
+_NEVER = "<empty>"
+
+
 def _for_target(request: ResolveRequest, lock: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The locked packages whose markers hold for the target python and platform."""
     environment: dict[str, str] = {
@@ -436,7 +442,9 @@ def _for_target(request: ResolveRequest, lock: Mapping[str, Any]) -> list[dict[s
             continue
         markers = entry.get("markers", "")
         if isinstance(markers, dict):
-            markers = " or ".join(f"({m})" for m in markers.values())
+            markers = " or ".join(f"({m})" for m in markers.values() if m != _NEVER) or _NEVER
+        if markers == _NEVER:
+            continue
         if markers:
             try:
                 keep = Marker(markers).evaluate(environment)

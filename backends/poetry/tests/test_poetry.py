@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -227,3 +228,22 @@ def test_end_to_end_with_poetry(
     python = tmp_path / "b" / "cache" / "envs" / "e" / "bin" / "python"
     done = subprocess.run([python, "-c", code], capture_output=True, text=True)
     assert done.stdout.strip() == expected, done.stderr
+
+
+def test_a_package_poetry_marks_for_no_platform_is_not_installed() -> None:
+    """poetry writes ``markers = "<empty>"`` for a package no platform installs (torch's nvidia-cusparse once
+    other releases took its place): it was kept for every target, and an osx resolution failed on it."""
+    from envcore_poetry.resolver import _for_target
+
+    lock = {
+        "package": [
+            {"name": "torch", "version": "2.11.0"},
+            {"name": "nvidia-cusparse", "version": "12.9.4.2", "markers": "<empty>"},
+            {"name": "old", "version": "1", "markers": {"main": "<empty>"}},
+            {"name": "linux-only", "version": "1", "markers": 'platform_system == "Linux"'},
+        ]
+    }
+    for arch, kept in (("osx-arm64", ["torch"]), ("linux-64", ["torch", "linux-only"])):
+        request = request_for("torch", index="https://example.invalid/simple", arch=arch)
+        chosen = _for_target(replace(request, python_version="3.11.7"), lock)
+        assert [p["name"] for p in chosen] == kept, arch
