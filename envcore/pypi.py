@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
+from typing import TypeVar
 from urllib.parse import unquote, urlsplit
 
 from packaging.tags import Tag, compatible_tags, cpython_tags, mac_platforms
@@ -36,6 +37,9 @@ LEGACY_MANYLINUX = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux20
 # re-resolutions that leave out releases too new for the target's glibc or macOS, at most (see os_misfits)
 TOO_NEW_ROUNDS = 20
 MACHINE = {"64": "x86_64", "aarch64": "aarch64", "arm64": "arm64", "ppc64le": "ppc64le", "s390x": "s390x"}
+
+
+_T = TypeVar("_T")
 
 
 def pep508(req: Requirement) -> str:
@@ -190,15 +194,20 @@ def os_misfits(
 
 class TooNewForTarget:
     """Releases a resolver chose whose wheels need a newer glibc or macOS than the target's (:func:`os_misfits`),
-    with every other such release of those packages on the indexes (:func:`index_misfits`): left out as
-    ``NAME!=VERSION`` constraints (:attr:`excluded`), the resolution made again takes the newest release that
-    fits. :meth:`refusal` says why a resolution with them left out failed (a pin, mostly). Each index page is
-    read once per resolution (:meth:`release_files`)."""
+    with every other such release of those packages on the indexes (:func:`index_misfits`), and, for another
+    arch than this machine's, releases without a wheel for it (:meth:`leave_out_wheelless`): left out
+    (:attr:`excluded`), the resolution made again takes the newest release that fits. :meth:`refusal` says why a
+    resolution with them left out failed (a pin, mostly). Each index page is read once per resolution
+    (:meth:`release_files`)."""
 
     def __init__(self, request: ResolveRequest) -> None:
         self.request = request
         self.chosen: dict[tuple[str, str], tuple[int, int]] = {}
         self.all: dict[tuple[str, str], tuple[int, int]] = {}
+        self.wheelless: dict[tuple[str, str], None] = {}
+        # per package, the newest final release with a wheel the target loads, when every newer one is left out:
+        # one NAME<=VERSION instead of a NAME!=VERSION each (poetry's solver ran for minutes on torch's dozen)
+        self.ceilings: dict[str, str] = {}
         self._pages: dict[str, dict[str, list[str]]] = {}
 
     def __bool__(self) -> bool:
@@ -210,12 +219,53 @@ class TooNewForTarget:
         """``python_version``: the target's, when the request names none (a mixed one: the conda side chose it)."""
         self.chosen.update(misfits)
         self.all.update(misfits)
-        target = replace(self.request, python_version=python_version) if python_version else self.request
-        self.all.update(index_misfits(target, {name for name, _ in misfits}, self.release_files))
+        target = self._target(python_version)
+        names = {name for name, _ in misfits}
+        self.all.update(index_misfits(target, names, self.release_files))
+        for name in names:
+            self._set_ceiling(target, name)
+
+    def leave_out_wheelless(self, name: str, version: str, python_version: str | None = None) -> bool:
+        """Leave out ``name`` ``version``, chosen for another arch than this machine's without a wheel for it,
+        with the newer releases without one either (:func:`newer_without_wheels`). False when no release of
+        it on the indexes has one (nothing to fall back to)."""
+        target = self._target(python_version)
+        newer = newer_without_wheels(target, name, self.release_files)
+        if newer is None:
+            return False
+        key = canonicalize(name)
+        self.wheelless.update(dict.fromkeys([(key, version), *((key, v) for v in newer)]))
+        self._set_ceiling(target, key)
+        return True
 
     @property
     def excluded(self) -> list[str]:
-        return [f"{name}!={version}" for name, version in self.all]
+        """``NAME<=VERSION`` for each package with a ceiling, ``NAME!=VERSION`` for the other releases left out."""
+        lines = [f"{name}<={version}" for name, version in self.ceilings.items()]
+        for name, version in [*self.all, *self.wheelless]:
+            ceiling = self.ceilings.get(name)
+            if ceiling is None or _version_key(version) <= _version_key(ceiling):
+                lines.append(f"{name}!={version}")
+        return list(dict.fromkeys(lines))
+
+    def _target(self, python_version: str | None) -> ResolveRequest:
+        return replace(self.request, python_version=python_version) if python_version else self.request
+
+    def _set_ceiling(self, target: ResolveRequest, name: str) -> None:
+        """The newest final release of ``name`` with a wheel the target loads, when no pre-release newer than it
+        has one (``--pre`` would take that)."""
+        tags = target_tags(target, target.python_version or "")
+        fitting = [
+            _version_key(v)
+            for v, found in self.release_files(name).items()
+            if best_wheel(found, tags) is not None
+        ]
+        finals = [v for v in fitting if not v.is_prerelease]
+        if not finals or any(v.is_prerelease and v > max(finals) for v in fitting):
+            return
+        newest = max(finals)
+        known = self.ceilings.get(canonicalize(name))
+        self.ceilings[canonicalize(name)] = str(newest if known is None else min(newest, Version(known)))
 
     def refusal(self) -> ResolutionError:
         return ResolutionError(too_new_refusal(self.request, self.chosen))
@@ -250,6 +300,27 @@ class TooNewForTarget:
             if not lowered:
                 return []
         return [f for f in self.release_files(name).get(version, []) if f.endswith(".whl")]
+
+
+def outermost(
+    releases: Mapping[tuple[str, str], _T], dependencies: Mapping[str, Iterable[str]]
+) -> dict[tuple[str, str], _T]:
+    """Of releases to leave out (``{(canonical name, version): ...}``), those none of the others depends on,
+    directly or not (``dependencies``: the names each package of the lock depends on). For resolvers whose exclusions are
+    requirements (poetry's lock, conda-lock's): leaving out torch 2.15.0 drops its nvidia-* dependencies, which
+    as requirements of their own would be installed without it, or fail (none fits glibc 2.17). Those still
+    needed are chosen again, and left out in the next round."""
+    graph = {canonicalize(name): {canonicalize(d) for d in deps} for name, deps in dependencies.items()}
+    needed: set[str] = (
+        set()
+    )  # what the releases depend on, directly or through others (cuda-toolkit's nvidia-*)
+    todo = [dep for name, _ in releases for dep in graph.get(name, ()) if dep != name]
+    while todo:
+        name = todo.pop()
+        if name not in needed:
+            needed.add(name)
+            todo.extend(graph.get(name, ()))
+    return {key: value for key, value in releases.items() if key[0] not in needed} or dict(releases)
 
 
 def requirement_misfits(

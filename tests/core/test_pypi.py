@@ -119,3 +119,37 @@ def test_newer_releases_without_wheels_for_a_foreign_target(universe: Universe) 
     ]
     assert pypi.newer_without_wheels(_request("linux-aarch64", "2.28", universe.simple_url), "fx-glibc") == []
     assert pypi.newer_without_wheels(_request("win-64", None, universe.simple_url), "fx-glibc") is None
+
+
+def test_releases_left_out_are_one_ceiling_where_the_page_lists_them(universe: Universe) -> None:
+    """Every release newer than the newest that fits is left out: one NAME<=VERSION (poetry's solver took
+    minutes over torch's dozen NAME!=VERSION), NAME!=VERSION where no page lists the releases."""
+    too_new = pypi.TooNewForTarget(_request("linux-aarch64", "2.24", universe.simple_url))
+    too_new.add({("fx-glibc", "3.0.0"): (2, 28)})
+    assert too_new.excluded == ["fx-glibc<=1.0.0"]
+    assert too_new.all == {
+        ("fx-glibc", "3.0.0"): (2, 28),
+        ("fx-glibc", "2.0.0"): (2, 27),
+    }  # named in refusals
+    unlisted = pypi.TooNewForTarget(_request("linux-aarch64", "2.24", "file:///nowhere/"))
+    unlisted.add({("fx-glibc", "3.0.0"): (2, 28)})
+    assert unlisted.excluded == ["fx-glibc!=3.0.0"]
+    foreign = pypi.TooNewForTarget(_request("osx-64", None, universe.simple_url))
+    assert foreign.leave_out_wheelless("fx-glibc", "3.0.0") and foreign.excluded == ["fx-glibc<=1.0.0"]
+    assert not pypi.TooNewForTarget(_request("win-64", None, universe.simple_url)).leave_out_wheelless(
+        "fx-glibc", "3.0.0"
+    )
+
+
+def test_only_the_outermost_releases_are_left_out_where_exclusions_are_requirements() -> None:
+    """torch 2.15.0 and the nvidia-* packages cuda-toolkit (not too new) brings for it are all too new for glibc
+    2.17: as poetry requirements, nvidia-* exclusions kept them in the lock after torch went back to 2.5.1."""
+    found = {
+        ("torch", "2.15.0"): (2, 28),
+        ("nvidia-cusolver", "12.2.0.11"): (2, 27),
+        ("triton", "3.9.0"): (2, 27),
+    }
+    needs = {"torch": ["cuda-toolkit", "Triton"], "cuda-toolkit": ["nvidia_cusolver"], "nvidia-cusolver": []}
+    assert pypi.outermost(found, needs) == {("torch", "2.15.0"): (2, 28)}
+    cycle = {("a", "1"): 1, ("b", "1"): 2}
+    assert pypi.outermost(cycle, {"a": ["b"], "b": ["a"]}) == cycle  # none outermost: all

@@ -328,16 +328,14 @@ class CondaLockResolver:
         # pip do for such targets.
         too_new = pypi.TooNewForTarget(request)
         unbuildable: list[tuple[str, str]] = []  # the sdists it chose (named in a refusal)
-        wheelless: dict[tuple[str, str], None] = {}  # those and the newer releases without wheels either
         foreign = request.arch != local_arch()
         with scratch_folder("conda-lock") as tmp:
             work = Path(tmp)
             # PyPI packages must not replace conda ones, but conda-lock's poetry only prefers the conda
             # versions: a wheel that would move one is pinned to the conda version and the lock made again.
             for _ in range(4 + pypi.TOO_NEW_ROUNDS):
-                excluded = [*too_new.excluded, *(f"{name}!={version}" for name, version in wheelless)]
                 try:
-                    entries = self._lock_once(request, work, credentials, pins, excluded)
+                    entries = self._lock_once(request, work, credentials, pins, too_new.excluded)
                 except ResolutionError:
                     if unbuildable:
                         raise foreign_sdists_error(unbuildable, request.arch, local_arch()) from None
@@ -365,14 +363,18 @@ class CondaLockResolver:
                     and not pypi.filename_of(str(e["url"])).endswith(".whl")
                     and ((name := pypi.canonicalize(str(e["name"]))), str(e["version"])) not in misfits
                 ]
+                # only those no other one needs: the exclusions are requirements (see pypi.outermost)
+                needs = {pypi.canonicalize(str(e["name"])): list(e.get("dependencies") or {}) for e in wheels}
+                outer = pypi.outermost({**misfits, **dict.fromkeys(sdists)}, needs)
+                misfits = {key: value for key, value in misfits.items() if key in outer}
+                sdists = [key for key in sdists if key in outer]
                 if misfits or sdists:
                     too_new.add(misfits, python)
                     unbuildable += sdists
-                    for name, version in sdists:
-                        newer = pypi.newer_without_wheels(target, name, too_new.release_files)
-                        if newer is None:  # no release has a wheel for the target
-                            raise foreign_sdists_error(unbuildable, request.arch, local_arch())
-                        wheelless.update(dict.fromkeys([(name, version), *((name, v) for v in newer)]))
+                    if not all(
+                        too_new.leave_out_wheelless(name, version, python) for name, version in sdists
+                    ):
+                        raise foreign_sdists_error(unbuildable, request.arch, local_arch())  # none has wheels
                     continue
                 moved = {
                     name: (str(e["version"]), provided[name].version)

@@ -138,21 +138,18 @@ class PoetryResolver:
         options = _Options.parse(request.extras.get(PYPI, ()))
         provided = pypi.conda_python_packages(request.installed, request.installed_distributions)
         pins: dict[str, str] = {}
-        # releases the universal lock chose whose wheels need a newer glibc or macOS than the target's: left out
-        # and locked again, as pip, given the exact tags, takes the newest release that fits
+        # releases the universal lock chose whose wheels need a newer glibc or macOS than the target's, and for
+        # another arch those without a wheel for it (their sdists would not be built): left out and locked again,
+        # as pip, given the exact tags (and --only-binary there), takes the newest release that fits
         too_new = pypi.TooNewForTarget(request)
-        # for another arch: releases the lock chose without a wheel for the target (their sdists would not be
-        # built), with every such release of those packages, left out as uv and pip (--only-binary) leave them
-        wheelless: dict[tuple[str, str], None] = {}
         chosen_wheelless: list[tuple[str, str]] = []
         with scratch_folder("poetry") as tmp:
             # conda-installed Python packages must keep their versions, and poetry has no constraints file: a
             # package the lock shares with conda at another version is pinned and the lock made again.
             for _ in range(1 + len(provided) + pypi.TOO_NEW_ROUNDS):
-                excluded = [*too_new.excluded, *(f"{name}!={version}" for name, version in wheelless)]
                 try:
                     lock, links = self._lock(
-                        request, Path(tmp), sources, credentials, options, pins, excluded
+                        request, Path(tmp), sources, credentials, options, pins, too_new.excluded
                     )
                 except ResolutionError:
                     if chosen_wheelless:
@@ -168,18 +165,20 @@ class PoetryResolver:
                     and not _same_version(p["version"], provided[pypi.canonicalize(p["name"])].version)
                     and pypi.canonicalize(p["name"]) not in pins
                 }
+                # only those no other one needs: the exclusions are requirements (see pypi.outermost)
+                needs = {pypi.canonicalize(p["name"]): list(p.get("dependencies", {})) for p in chosen}
                 misfits = pypi.os_misfits(request, _releases(chosen, links))
                 unbuildable = self._unbuildable(request, chosen, links, set(provided), misfits)
+                outer = pypi.outermost({**misfits, **dict.fromkeys(unbuildable)}, needs)
+                misfits = {key: value for key, value in misfits.items() if key in outer}
+                unbuildable = [key for key in unbuildable if key in outer]
                 if not moved and not misfits and not unbuildable:
                     break
                 pins.update(moved)
                 too_new.add(misfits)
                 chosen_wheelless += unbuildable
-                for name, version in unbuildable:
-                    newer = pypi.newer_without_wheels(request, name, too_new.release_files)
-                    if newer is None:  # no release has a wheel for the target
-                        raise _no_wheel(request, chosen_wheelless)
-                    wheelless.update(dict.fromkeys([(name, version), *((name, v) for v in newer)]))
+                if not all(too_new.leave_out_wheelless(name, version) for name, version in unbuildable):
+                    raise _no_wheel(request, chosen_wheelless)  # no release has a wheel for the target
             else:
                 if chosen_wheelless:
                     raise _no_wheel(request, chosen_wheelless)
