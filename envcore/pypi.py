@@ -8,7 +8,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import TypeVar
 from urllib.parse import unquote, urlsplit
 
 from packaging.tags import Tag, compatible_tags, cpython_tags, mac_platforms
@@ -37,9 +36,6 @@ LEGACY_MANYLINUX = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux20
 # re-resolutions that leave out releases too new for the target's glibc or macOS, at most (see os_misfits)
 TOO_NEW_ROUNDS = 20
 MACHINE = {"64": "x86_64", "aarch64": "aarch64", "arm64": "arm64", "ppc64le": "ppc64le", "s390x": "s390x"}
-
-
-_T = TypeVar("_T")
 
 
 def pep508(req: Requirement) -> str:
@@ -303,24 +299,29 @@ class TooNewForTarget:
 
 
 def outermost(
-    releases: Mapping[tuple[str, str], _T], dependencies: Mapping[str, Iterable[str]]
-) -> dict[tuple[str, str], _T]:
-    """Of releases to leave out (``{(canonical name, version): ...}``), those none of the others depends on,
-    directly or not (``dependencies``: the names each package of the lock depends on). For resolvers whose exclusions are
-    requirements (poetry's lock, conda-lock's): leaving out torch 2.15.0 drops its nvidia-* dependencies, which
-    as requirements of their own would be installed without it, or fail (none fits glibc 2.17). Those still
-    needed are chosen again, and left out in the next round."""
+    misfits: Mapping[tuple[str, str], tuple[int, int]],
+    wheelless: Sequence[tuple[str, str]],
+    dependencies: Mapping[str, Iterable[str]],
+) -> tuple[dict[tuple[str, str], tuple[int, int]], list[tuple[str, str]]]:
+    """Of releases to leave out (too new: ``misfits``; without wheels: ``wheelless``; as ``(canonical name,
+    version)``), those none of the others depends on, directly or not (``dependencies``: the names each package
+    of the lock depends on). For resolvers whose exclusions are requirements (poetry's lock, conda-lock's):
+    leaving out torch 2.15.0 drops the nvidia-* packages it brings, which as requirements of their own would be
+    installed without it, or fail (none fits glibc 2.17). Those still needed are chosen again, and left out in
+    the next round. All of them when none is outermost (a cycle)."""
     graph = {canonicalize(name): {canonicalize(d) for d in deps} for name, deps in dependencies.items()}
     needed: set[str] = (
         set()
     )  # what the releases depend on, directly or through others (cuda-toolkit's nvidia-*)
-    todo = [dep for name, _ in releases for dep in graph.get(name, ()) if dep != name]
+    todo = [dep for name, _ in [*misfits, *wheelless] for dep in graph.get(name, ()) if dep != name]
     while todo:
         name = todo.pop()
         if name not in needed:
             needed.add(name)
             todo.extend(graph.get(name, ()))
-    return {key: value for key, value in releases.items() if key[0] not in needed} or dict(releases)
+    outer = {key: value for key, value in misfits.items() if key[0] not in needed}
+    outer_wheelless = [key for key in wheelless if key[0] not in needed]
+    return (outer, outer_wheelless) if outer or outer_wheelless else (dict(misfits), list(wheelless))
 
 
 def requirement_misfits(

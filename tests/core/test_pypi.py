@@ -150,6 +150,7 @@ def test_only_the_outermost_releases_are_left_out_where_exclusions_are_requireme
         ("triton", "3.9.0"): (2, 27),
     }
     needs = {"torch": ["cuda-toolkit", "Triton"], "cuda-toolkit": ["nvidia_cusolver"], "nvidia-cusolver": []}
-    assert pypi.outermost(found, needs) == {("torch", "2.15.0"): (2, 28)}
-    cycle = {("a", "1"): 1, ("b", "1"): 2}
-    assert pypi.outermost(cycle, {"a": ["b"], "b": ["a"]}) == cycle  # none outermost: all
+    assert pypi.outermost(found, [("cuda-toolkit", "1")], needs) == ({("torch", "2.15.0"): (2, 28)}, [])
+    assert pypi.outermost(found, [], {}) == (found, [])
+    cycle = {("a", "1"): (2, 28), ("b", "1"): (2, 28)}
+    assert pypi.outermost(cycle, [], {"a": ["b"], "b": ["a"]}) == (cycle, [])  # none outermost: all

@@ -365,9 +365,7 @@ class CondaLockResolver:
                 ]
                 # only those no other one needs: the exclusions are requirements (see pypi.outermost)
                 needs = {pypi.canonicalize(str(e["name"])): list(e.get("dependencies") or {}) for e in wheels}
-                outer = pypi.outermost({**misfits, **dict.fromkeys(sdists)}, needs)
-                misfits = {key: value for key, value in misfits.items() if key in outer}
-                sdists = [key for key in sdists if key in outer]
+                misfits, sdists = pypi.outermost(misfits, sdists, needs)
                 if misfits or sdists:
                     too_new.add(misfits, python)
                     unbuildable += sdists

@@ -169,9 +169,7 @@ class PoetryResolver:
                 needs = {pypi.canonicalize(p["name"]): list(p.get("dependencies", {})) for p in chosen}
                 misfits = pypi.os_misfits(request, _releases(chosen, links))
                 unbuildable = self._unbuildable(request, chosen, links, set(provided), misfits)
-                outer = pypi.outermost({**misfits, **dict.fromkeys(unbuildable)}, needs)
-                misfits = {key: value for key, value in misfits.items() if key in outer}
-                unbuildable = [key for key in unbuildable if key in outer]
+                misfits, unbuildable = pypi.outermost(misfits, unbuildable, needs)
                 if not moved and not misfits and not unbuildable:
                     break
                 pins.update(moved)
