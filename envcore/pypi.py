@@ -162,9 +162,8 @@ def _wheel_os(filename: str, arch: str) -> tuple[int, int] | None:
         parts = platform.split("_", 3)
         if len(parts) == 4 and parts[0] == "macosx" and parts[1].isdigit() and parts[2].isdigit():
             version = (int(parts[1]), int(parts[2]))
-            if platform in mac_platforms(
-                version, _mac_cpu(machine)
-            ):  # universal2, intel...: as macOS reads them
+            # universal2, intel...: as macOS reads them
+            if platform in mac_platforms(version, _mac_cpu(machine)):
                 return version
         return None
 
@@ -250,12 +249,7 @@ class TooNewForTarget:
     def _set_ceiling(self, target: ResolveRequest, name: str) -> None:
         """The newest final release of ``name`` with a wheel the target loads, when no pre-release newer than it
         has one (``--pre`` would take that)."""
-        tags = target_tags(target, target.python_version or "")
-        fitting = [
-            _version_key(v)
-            for v, found in self.release_files(name).items()
-            if best_wheel(found, tags) is not None
-        ]
+        fitting = [_version_key(v) for v in _with_wheels(target, self.release_files(name))]
         finals = [v for v in fitting if not v.is_prerelease]
         if not finals or any(v.is_prerelease and v > max(finals) for v in fitting):
             return
@@ -310,9 +304,8 @@ def outermost(
     installed without it, or fail (none fits glibc 2.17). Those still needed are chosen again, and left out in
     the next round. All of them when none is outermost (a cycle)."""
     graph = {canonicalize(name): {canonicalize(d) for d in deps} for name, deps in dependencies.items()}
-    needed: set[str] = (
-        set()
-    )  # what the releases depend on, directly or through others (cuda-toolkit's nvidia-*)
+    # what the releases depend on, directly or through others (cuda-toolkit's nvidia-*)
+    needed: set[str] = set()
     todo = [dep for name, _ in [*misfits, *wheelless] for dep in graph.get(name, ()) if dep != name]
     while todo:
         name = todo.pop()
@@ -343,7 +336,7 @@ def requirement_misfits(
     except InvalidRequirement:
         return {}
     name = canonicalize(wanted.name)
-    listed = (files or (lambda n: release_files(request, n)))(name)
+    listed = (files or functools.partial(release_files, request))(name)
     allowed = [
         (name, v, found) for v, found in listed.items() if wanted.specifier.contains(v, prereleases=True)
     ]
@@ -351,7 +344,7 @@ def requirement_misfits(
     if not allowed or len(misfits) < len(allowed):
         return {}
     least = min(misfits.values())
-    newest = max((key for key, glibc in misfits.items() if glibc == least), key=lambda k: _version_key(k[1]))
+    newest = max((key for key, needs in misfits.items() if needs == least), key=lambda k: _version_key(k[1]))
     return {newest: least}
 
 
@@ -364,7 +357,7 @@ def index_misfits(
     read them, :func:`release_files` by default): left out at once, a re-resolution does not step back one
     release at a time (numpy from 2.4.6 to 2.2.6 for glibc 2.24 took 13 rounds of uv). Pages that cannot be
     read add nothing (the rounds then find the rest)."""
-    read = files or (lambda name: release_files(request, name))
+    read = files or functools.partial(release_files, request)
     releases = [(n, v, found) for n in names for v, found in read(n).items()]
     return os_misfits(request, releases)
 
@@ -378,17 +371,18 @@ def newer_without_wheels(
     lock such a release anyway (poetry's universal lock, conda-lock's) leave these out at once and take the
     newest release with wheels, as uv and pip do with ``--only-binary``. Older ones are left alone: a newer
     release is preferred to them, and each ``!=`` slows the solvers down."""
-    listed = (files or (lambda n: release_files(request, n)))(name)
-    tags = target_tags(request, request.python_version or "")
-    fitting = [version for version, found in listed.items() if best_wheel(found, tags) is not None]
+    listed = (files or functools.partial(release_files, request))(name)
+    fitting = _with_wheels(request, listed)
     if listed and not fitting:
         return None
     newest = max(map(_version_key, fitting), default=Version("0"))
-    return [
-        version
-        for version, found in listed.items()
-        if _version_key(version) > newest and best_wheel(found, tags) is None
-    ]
+    return [version for version in listed if version not in fitting and _version_key(version) > newest]
+
+
+def _with_wheels(request: ResolveRequest, listed: Mapping[str, Sequence[str]]) -> set[str]:
+    """The versions of ``listed`` (``{version: file names}``) with a wheel the target loads."""
+    tags = target_tags(request, request.python_version or "")
+    return {version for version, found in listed.items() if best_wheel(found, tags) is not None}
 
 
 def release_files(request: ResolveRequest, name: str) -> dict[str, list[str]]:
@@ -397,9 +391,12 @@ def release_files(request: ResolveRequest, name: str) -> dict[str, list[str]]:
     from packaging.utils import InvalidSdistFilename, parse_sdist_filename
 
     key = canonicalize(name)
-    indexes = () if "--no-index" in request.extras.get(PYPI, ()) else request.sources.get(PYPI, ())
     listed = [
-        *(f for index in indexes for f in _listed_files(f"{index.rstrip('/')}/{key}/", request.credentials)),
+        *(
+            f
+            for index in read_indexes(request)
+            for f in _listed_files(f"{index.rstrip('/')}/{key}/", request.credentials)
+        ),
         *(
             f
             for link in find_links(request)
@@ -434,7 +431,7 @@ def _listed_files(
 ) -> list[str]:
     """The file names an HTML page links to (a PEP 503 project page; a ``--find-links`` page), or, with
     ``folder_files``, a local folder holds (a ``--find-links`` folder, as pip and uv read it; an index's project
-    folder is read from its ``index.html``). None when it cannot be read."""
+    folder is read from its ``index.html``). Empty when it cannot be read."""
     import html
     import re
 
@@ -688,11 +685,16 @@ def netrc_env(request: ResolveRequest, work: Path) -> dict[str, str]:
     return {"NETRC": str(write_netrc(request.credentials, work / "netrc"))}
 
 
+def read_indexes(request: ResolveRequest) -> tuple[str, ...]:
+    """The request's PyPI indexes the resolvers read: none with ``--no-index``."""
+    return () if "--no-index" in request.extras.get(PYPI, ()) else request.sources.get(PYPI, ())
+
+
 def index_url_args(request: ResolveRequest) -> list[str]:
     """The request's PyPI indexes as pip and uv take them (``--index-url`` the first, ``--extra-index-url`` the
     others); none with ``--no-index``."""
-    sources = request.sources.get(PYPI, ())
-    if not sources or "--no-index" in request.extras.get(PYPI, ()):
+    sources = read_indexes(request)
+    if not sources:
         return []
     return ["--index-url", sources[0], *(arg for s in sources[1:] for arg in ("--extra-index-url", s))]
 

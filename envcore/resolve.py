@@ -594,12 +594,10 @@ def _check_local_pypi_sources(request: ResolveRequest) -> None:
     refused: pip and uv read it as empty and resolve without it, from the other indexes or not at all."""
     if not request.of(PYPI):
         return
-    from envcore.pypi import find_links
+    from envcore.pypi import find_links, read_indexes
 
-    options = request.extras.get(PYPI, ())
-    indexes = () if "--no-index" in options else request.sources.get(PYPI, ())
     for location, what in [
-        *((i, "PyPI index") for i in indexes),
+        *((i, "PyPI index") for i in read_indexes(request)),
         *((f, "--find-links location") for f in find_links(request)),
     ]:
         path = missing_local_path(location)

@@ -323,9 +323,9 @@ class CondaLockResolver:
         credentials = self._credentials(request)
         pins: dict[str, str] = {}
         # releases conda-lock chose that envcore cannot use: for another architecture, a source distribution
-        # (conda-lock takes the newest release, with wheels or not); wheels that need a newer glibc than the
-        # target's. Left out and locked again, which takes the newest release with wheels that fit, as uv and
-        # pip do for such targets.
+        # (conda-lock takes the newest release, with wheels or not); wheels that need a newer glibc or macOS
+        # than the target's. Left out and locked again, which takes the newest release with wheels that fit, as
+        # uv and pip do for such targets.
         too_new = pypi.TooNewForTarget(request)
         unbuildable: list[tuple[str, str]] = []  # the sdists it chose (named in a refusal)
         foreign = request.arch != local_arch()

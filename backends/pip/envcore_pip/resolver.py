@@ -97,7 +97,7 @@ class PipResolver:
                 debug=self.config.debug,
             )
             if done.returncode != 0:
-                too_new = _too_new_for_glibc(request, done.stderr)
+                too_new = _too_new_for_target(request, done.stderr)
                 if too_new:
                     raise ResolutionError(pypi.too_new_refusal(request, too_new))
                 hint = (
@@ -253,9 +253,10 @@ def resolves_as_this_interpreter(request: ResolveRequest) -> bool:
     return wanted is None or host == f"glibc {wanted[0]}.{wanted[1]}"
 
 
-def _too_new_for_glibc(request: ResolveRequest, stderr: str) -> dict[tuple[str, str], tuple[int, int]]:
+def _too_new_for_target(request: ResolveRequest, stderr: str) -> dict[tuple[str, str], tuple[int, int]]:
     """pip's 'No matching distribution found for numpy==2.4.6' when the releases asked for have wheels, all for
-    a newer glibc than the target's (read from the indexes): the release to name with the glibc it needs."""
+    a newer glibc or macOS than the target's (read from the indexes): the release to name with the version it
+    needs."""
     found = re.search(r"No matching distribution found for (\S+)", redact_text(stderr))
     return pypi.requirement_misfits(request, found[1]) if found else {}
 

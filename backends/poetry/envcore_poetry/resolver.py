@@ -167,8 +167,9 @@ class PoetryResolver:
                 }
                 # only those no other one needs: the exclusions are requirements (see pypi.outermost)
                 needs = {pypi.canonicalize(p["name"]): list(p.get("dependencies", {})) for p in chosen}
-                misfits = pypi.os_misfits(request, _releases(chosen, links))
-                unbuildable = self._unbuildable(request, chosen, links, set(provided), misfits)
+                releases = _releases(chosen, links)
+                misfits = pypi.os_misfits(request, releases)
+                unbuildable = self._unbuildable(request, chosen, releases, set(provided), misfits)
                 misfits, unbuildable = pypi.outermost(misfits, unbuildable, needs)
                 if not moved and not misfits and not unbuildable:
                     break
@@ -231,17 +232,18 @@ class PoetryResolver:
     def _unbuildable(
         request: ResolveRequest,
         chosen: list[dict[str, Any]],
-        links: Mapping[tuple[str, str], Mapping[str, str]],
+        releases: Sequence[tuple[str, str, list[str]]],
         provided: set[str],
         misfits: Mapping[tuple[str, str], tuple[int, int]],
     ) -> list[tuple[str, str]]:
-        """For another arch than this machine's: the releases from an index the lock chose with no wheel the
-        target loads (nor one too new for it: ``misfits``), whose source distributions would not be built."""
+        """For another arch than this machine's: the releases from an index the lock chose (``releases``: theirs,
+        :func:`_releases`) with no wheel the target loads (nor one too new for it: ``misfits``), whose source
+        distributions would not be built."""
         if request.arch == local_arch():
             return []
         tags = pypi.target_tags(request, request.python_version or "")
         found = []
-        for entry, (name, version, files) in zip(chosen, _releases(chosen, links), strict=True):
+        for entry, (name, version, files) in zip(chosen, releases, strict=True):
             key = (pypi.canonicalize(name), version)
             from_index = entry.get("source", {}).get("type") in (None, "legacy")
             if (

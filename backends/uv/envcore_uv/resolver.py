@@ -118,7 +118,8 @@ class UvResolver:
             work = Path(tmp)
             _, constraints = pypi.write_resolver_inputs(request, work, "uv")
             pins = constraints.read_text()
-            # releases uv chose whose wheels need a newer glibc than the target's (uv's target is rounded up):
+            # releases uv chose whose wheels need a newer glibc or macOS than the target's (uv's manylinux target
+            # is rounded up):
             # left out and resolved again, as pip, given the exact tags, takes the newest release that fits
             too_new = pypi.TooNewForTarget(request)
             for _ in range(pypi.TOO_NEW_ROUNDS):
@@ -145,7 +146,7 @@ class UvResolver:
         self, request: ResolveRequest, stderr: str, too_new: pypi.TooNewForTarget
     ) -> ResolutionError:
         """uv's failure, for a person. A pinned release with no usable wheels may have wheels for a newer glibc
-        than the target's, which uv's target (exact at 2.17, 2.28...) does not show: then that is said."""
+        or macOS than the target's, which uv's target does not show: then that is said."""
         unusable = _NO_USABLE_WHEELS.search(stderr)
         if unusable:
             name, version = pypi.canonicalize(unusable[1]), unusable[2]
