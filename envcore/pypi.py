@@ -204,6 +204,7 @@ class TooNewForTarget:
         # one NAME<=VERSION instead of a NAME!=VERSION each (poetry's solver ran for minutes on torch's dozen)
         self.ceilings: dict[str, str] = {}
         self._pages: dict[str, dict[str, list[str]]] = {}
+        self._python = request.python_version  # the target's, or the one the conda side chose (see add)
 
     def __bool__(self) -> bool:
         return bool(self.all)
@@ -212,6 +213,7 @@ class TooNewForTarget:
         self, misfits: Mapping[tuple[str, str], tuple[int, int]], python_version: str | None = None
     ) -> None:
         """``python_version``: the target's, when the request names none (a mixed one: the conda side chose it)."""
+        self._python = python_version or self._python
         self.chosen.update(misfits)
         self.all.update(misfits)
         target = self._target(python_version)
@@ -258,11 +260,11 @@ class TooNewForTarget:
         self.ceilings[canonicalize(name)] = str(newest if known is None else min(newest, Version(known)))
 
     def refusal(self) -> ResolutionError:
-        return ResolutionError(too_new_refusal(self.request, self.chosen))
+        return ResolutionError(too_new_refusal(self._target(self._python), self.chosen))
 
     def rounds_refusal(self) -> ResolutionError:
         """After TOO_NEW_ROUNDS resolutions, each choosing a release too new: :func:`too_new_rounds_refusal`."""
-        return ResolutionError(too_new_rounds_refusal(self.request, self.all))
+        return ResolutionError(too_new_rounds_refusal(self._target(self._python), self.all))
 
     def release_files(self, name: str) -> dict[str, list[str]]:
         """:func:`release_files`, each page read once."""
@@ -467,11 +469,16 @@ def too_new_refusal(request: ResolveRequest, releases: Mapping[tuple[str, str], 
     """Why releases too new for the target's glibc or macOS (:func:`os_misfits`) cannot be left out for older
     ones: the other requirements need them (a pin, mostly)."""
     system, have = _target_os_text(request)
-    which = ", ".join(f"{name} {version} ({system} {g[0]}.{g[1]})" for (name, version), g in releases.items())
+
+    def listed(keys: Iterable[tuple[str, str]]) -> str:
+        return ", ".join(f"{n} {v} ({system} {releases[n, v][0]}.{releases[n, v][1]})" for n, v in keys)
+
+    named, brought = _asked_first(request, releases)
+    also = f" (as do those of the {_dependencies(brought)} {listed(brought)})" if brought else ""
     return (
         f"The PyPI requirements cannot be resolved for {request.arch} (python {request.python_version}) with "
-        f"{system} {have}: the wheels of {which} need a newer {system}, and no other version fits the "
-        "requirements. " + _ways_out(system, have, max(releases.values()))
+        f"{system} {have}: the wheels of {listed(named)} need a newer {system}{also}, and no other version fits "
+        "the requirements. " + _ways_out(system, have, max(releases.values()))
     )
 
 
@@ -482,18 +489,36 @@ def too_new_rounds_refusal(
     macOS one resolution at a time (their indexes list no page of every release to leave out at once): a limit,
     not a proof that no release fits."""
     system, have = _target_os_text(request)
-    names = sorted({name for name, _ in releases})
-    oldest = {name: min((v for n, v in releases if n == name), key=_version_key) for name in names}
+    named, brought = _asked_first(request, releases)
+    names = sorted({name for name, _ in named})
+    oldest = {name: min((v for n, v in named if n == name), key=_version_key) for name in names}
+    also = (
+        f" (and {len(brought)} of the {_dependencies(brought)} {', '.join(sorted({n for n, _ in brought}))})"
+    )
     return (
         f"The PyPI requirements were not resolved for {request.arch} (python {request.python_version}) with "
-        f"{system} {have}: envcore left out {len(releases)} releases of {', '.join(names)} whose wheels need a "
-        f"newer {system}, one resolution at a time, and stopped after {TOO_NEW_ROUNDS} resolutions (the indexes "
-        "and --find-links locations list no page of every release to leave them out at once). An older release "
-        "may fit: "
+        f"{system} {have}: envcore left out {len(named)} releases of {', '.join(names)}{also if brought else ''} "
+        f"whose wheels need a newer {system}, one resolution at a time, and stopped after {TOO_NEW_ROUNDS} "
+        "resolutions (the indexes and --find-links locations list no page of every release to leave them out at "
+        "once). An older release may fit: "
         + ", ".join(f"{name}<{version}" for name, version in oldest.items())
         + ". "
         + _ways_out(system, have, max(releases.values()))
     )
+
+
+def _asked_first(
+    request: ResolveRequest, releases: Iterable[tuple[str, str]]
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """``releases`` of the packages asked for, the pins to change, and those of the ones they bring (torch's
+    nvidia-*), a refusal's aside; all of them first when none was asked for."""
+    asked = {canonicalize(r.name) for r in request.of(PYPI)}
+    named = [key for key in releases if key[0] in asked] or list(releases)
+    return named, [key for key in releases if key not in named]
+
+
+def _dependencies(brought: Sequence[tuple[str, str]]) -> str:
+    return "dependency" if len({name for name, _ in brought}) == 1 else "dependencies"
 
 
 def _target_os_text(request: ResolveRequest) -> tuple[str, str]:

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -79,6 +80,7 @@ def write_netrc(credentials: Mapping[str, tuple[str, str]], *paths: Path) -> Pat
 
 
 SCRATCH_LOCK = ".envcore-in-use"  # in every scratch folder, locked by the process that uses the folder
+EMPTY_SCRATCH_AGE = 600.0  # seconds: an empty envcore-* folder this old is what a kill mid-removal left
 _swept = False
 
 
@@ -88,43 +90,85 @@ def scratch_folder(kind: str) -> Iterator[str]:
     ``tempfile.TemporaryDirectory`` does. A process killed before it could remove its folder (SIGKILL; tools'
     inputs and netrc files inside) does not leave it for good: the folder's lock file is held while it is in use,
     and the first scratch folder a process makes removes those whose lock nobody holds any longer (the kernel
-    drops a dead process's locks, whatever its pid namespace)."""
+    drops a dead process's locks, whatever its pid namespace). The lock file is removed last, so a kill during
+    the removal leaves the folder to the next sweep, or at worst empty."""
     global _swept
     if not _swept:
         _swept = True
         remove_abandoned_scratch(Path(tempfile.gettempdir()))
-    with tempfile.TemporaryDirectory(prefix=f"envcore-{kind}-") as folder:
-        taking, held = Path(folder) / f"{SCRATCH_LOCK}.new", Path(folder) / SCRATCH_LOCK
+    folder = Path(tempfile.mkdtemp(prefix=f"envcore-{kind}-"))
+    taking, held = folder / f"{SCRATCH_LOCK}.new", folder / SCRATCH_LOCK
+    try:
         with open(taking, "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             taking.rename(held)  # only a locked file carries the name sweepers look for
             try:
-                yield folder
-            finally:  # unlinked before the lock goes: a sweeper that opened it sees it unlinked
+                yield str(folder)
+            finally:  # the lock is unlinked before it goes: a sweeper that opened it sees it unlinked
+                _empty_but_the_lock(folder)
                 held.unlink(missing_ok=True)
+    finally:
+        taking.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
+def _empty_but_the_lock(folder: Path) -> None:
+    def writable_and_again(function: Callable[..., object], path: str, _: object) -> None:
+        with contextlib.suppress(OSError):  # a tool's read-only folder (git objects, build trees)
+            os.chmod(os.path.dirname(path), 0o700)
+            if os.path.isdir(path) and not os.path.islink(path):
+                os.chmod(path, 0o700)
+            function(path)
+
+    with contextlib.suppress(OSError), os.scandir(folder) as entries:
+        for entry in list(entries):
+            if entry.name == SCRATCH_LOCK:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, onerror=writable_and_again)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
 
 
 def remove_abandoned_scratch(temp_dir: Path) -> int:
-    """Remove the scratch folders in ``temp_dir`` whose process has gone (their lock is free); how many."""
+    """Remove the scratch folders in ``temp_dir`` whose process has gone (their lock is free), and the empty
+    ones a kill during a removal left (older than ``EMPTY_SCRATCH_AGE``); how many."""
     removed = 0
     with contextlib.suppress(OSError):
         for entry in os.scandir(temp_dir):
-            if not entry.name.startswith("envcore-"):
+            if not entry.name.startswith("envcore-") or not entry.is_dir(follow_symlinks=False):
                 continue
+            folder = Path(entry.path)
             try:
-                lock = open(Path(entry.path) / SCRATCH_LOCK)  # noqa: SIM115 - held while the folder is removed
-            except OSError:  # not a scratch folder, another user's, or removed meanwhile
+                lock = open(folder / SCRATCH_LOCK)  # noqa: SIM115 - held while the folder is removed
+            except OSError:  # not a scratch folder, another user's, removed meanwhile, or left empty
+                removed += _remove_if_old_and_empty(folder)
                 continue
             with lock:
                 try:
                     fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except OSError:
                     continue  # in use
-                if not _same_file(lock.fileno(), Path(entry.path) / SCRATCH_LOCK):
+                if not _same_file(lock.fileno(), folder / SCRATCH_LOCK):
                     continue  # its owner finished and unlinked it while this process waited
-                shutil.rmtree(entry.path, ignore_errors=True)
-                removed += 1
+                _empty_but_the_lock(folder)
+                (folder / SCRATCH_LOCK).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+            removed += 1
     return removed
+
+
+def _remove_if_old_and_empty(folder: Path) -> int:
+    try:
+        if time.time() - folder.stat().st_mtime < EMPTY_SCRATCH_AGE:
+            return 0  # perhaps being made: its lock file comes right after the folder
+        folder.rmdir()  # fails unless empty: a folder with anything in it is not envcore's to judge
+    except OSError:
+        return 0
+    return 1
 
 
 def _same_file(fd: int, path: Path) -> bool:

@@ -62,7 +62,9 @@ def machine_env(world: dict[str, Path]) -> Callable[..., dict[str, str]]:
             METAFLOW_CONDA_DEFAULT_PYPI_SOURCE=(world["universe"] / "simple").as_uri() + "/",
             METAFLOW_ENVCORE_CACHE_DIR=str(world[machine] / "cache"),
             PIP_CONFIG_FILE=os.devnull,
+            TMPDIR=str(world[machine] / "tmp"),  # its scratch folders, checked by tests that kill it
         )
+        (world[machine] / "tmp").mkdir(parents=True, exist_ok=True)
         env.update(extra)
         return env
 

@@ -222,7 +222,7 @@ PROJECTS: list[Project] = [
         sdist_in_tree=True,
         summary="PyPI only; wheels for ever newer glibc and macOS: 1.0.0 glibc 2.17, macOS 11 (arm64) and 10.9 "
         "(x86_64); 2.0.0 glibc 2.27 (also tagged 2.28, as numpy's are), macOS 12 (arm64) and 13 (x86_64); 3.0.0 "
-        "glibc 2.28 only, macOS 14 arm64 only (none for x86_64, as cryptography 50 has none)",
+        "glibc 2.28 only, macOS 14 arm64 only (none for x86_64, as cryptography 50 has none), and needs fx-kernels",
         releases=(
             Release(
                 version="1.0.0",
@@ -242,8 +242,19 @@ PROJECTS: list[Project] = [
             ),
             Release(
                 version="3.0.0",
+                deps=("fx-kernels>=1",),
                 wheel_platforms=(*_manylinux("2_28_{cpu}"), "macosx_14_0_arm64"),
             ),
+        ),
+    ),
+    Project(
+        name="fx-kernels",
+        ecosystems="pypi",
+        sdist_in_tree=True,
+        summary="PyPI only; fx-glibc 3.0.0's dependency, with wheels for glibc 2.28 and macOS 14 arm64 only (as "
+        "torch's nvidia-* packages): where that release is too new, it has no part in the environment",
+        releases=(
+            Release(version="1.0.0", wheel_platforms=(*_manylinux("2_28_{cpu}"), "macosx_14_0_arm64")),
         ),
     ),
     Project(

@@ -626,8 +626,10 @@ class ResolverConformance:
         """fx-glibc publishes manylinux wheels for glibc 2.17 (1.0.0), 2.27 (2.0.0, also tagged 2.28, as numpy's
         are) and 2.28 only (3.0.0). A linux target gets the newest release its glibc loads: never one it cannot
         load, nor an older one than that (uv knows manylinux targets 2.17 and 2.28, not 2.24 or 2.27), nor, for
-        this machine's arch asked for an older glibc, a newer release built here from its sdist; a pin of a
-        release too new for another arch is refused, naming it and the glibc it needs."""
+        this machine's arch asked for an older glibc, a newer release built here from its sdist; the dependency
+        of a release left out (fx-kernels, as torch's nvidia-* packages, too new itself) is left out with it,
+        not named in the environment; a pin of a release too new for another arch is refused, naming it and the
+        glibc it needs."""
         self._requires(plugin, Capability.CROSS_PLATFORM)
         expected = {
             ("fx-glibc", "linux-aarch64", "2.27"): "2.0.0",
@@ -642,11 +644,14 @@ class ResolverConformance:
         for (spec, arch, glibc), version in expected.items():
             sys_packages = {"__glibc": glibc} if glibc else {}
             request = self._pypi_request(plugin, make_request, spec, arch=arch, sys_packages=sys_packages)
-            found = [
-                (p.version, p.filename) for p in self._resolve(resolver, request) if p.name == "fx-glibc"
-            ]
+            packages = self._resolve(resolver, request)
+            found = [(p.version, p.filename) for p in packages if p.name == "fx-glibc"]
             where = f"{spec} for {arch}" + (f" with glibc {glibc}" if glibc else "")
             assert [v for v, _ in found] == [version], f"{where}: {version} expected, got {found}"
+            kernels = [(p.version, p.filename) for p in packages if p.name == "fx-kernels"]
+            assert bool(kernels) == (version == "3.0.0"), (  # it comes with 3.0.0 and goes with it
+                f"{where}: fx-kernels is fx-glibc 3.0.0's dependency only, got {kernels} with fx-glibc {version}"
+            )
             wheel = found[0][1].removesuffix(".whl") + ".whl"  # kept without it
             assert pypi.best_wheel(
                 [wheel], pypi.target_tags(request, request.python_version or _python_version())

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -140,3 +141,56 @@ def test_scratch_folders_of_killed_processes_are_removed_and_live_ones_kept(tmp_
     )
     assert done.returncode == 0
     assert sorted(tmp_path.glob("envcore-*")) == [unlocked]
+
+
+KILLED_AS_THE_LOCK_GOES = """
+import os, pathlib, signal, sys
+from envcore.tools import SCRATCH_LOCK, remove_abandoned_scratch, scratch_folder
+real_unlink = pathlib.Path.unlink
+
+def unlink_then_die(path, missing_ok=False):  # SIGKILL the moment a scratch folder's lock file is gone
+    real_unlink(path, missing_ok=missing_ok)
+    if path.name == SCRATCH_LOCK:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+pathlib.Path.unlink = unlink_then_die
+if sys.argv[1] == "use":
+    with scratch_folder("uv") as folder:
+        print(folder, flush=True)
+        open(folder + "/netrc", "w").close()
+        os.makedirs(folder + "/clone/.git/objects")
+        open(folder + "/clone/.git/objects/ab", "w").close()
+        os.chmod(folder + "/clone/.git/objects", 0o500)  # as a tool leaves it: read-only
+else:
+    remove_abandoned_scratch(pathlib.Path(sys.argv[2]))
+"""
+
+
+def _killed_as_the_lock_goes(temp_dir: Path, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", KILLED_AS_THE_LOCK_GOES, *args],
+        env={**os.environ, "TMPDIR": str(temp_dir)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    return done.stdout.strip()
+
+
+def test_a_kill_while_a_scratch_folder_is_removed_leaves_no_file_behind(tmp_path: Path) -> None:
+    # the lock file goes last: killed right after it, the folder is empty (its netrc was removed before)
+    folder = Path(_killed_as_the_lock_goes(tmp_path, "use"))
+    assert folder.parent == tmp_path and folder.is_dir() and list(folder.iterdir()) == []
+    assert remove_abandoned_scratch(tmp_path) == 0  # empty and new: it could be a folder being made
+    an_hour_ago = time.time() - 3600
+    os.utime(folder, (an_hour_ago, an_hour_ago))
+    assert remove_abandoned_scratch(tmp_path) == 1
+    assert not folder.exists()
+
+    # a sweeper killed while it removes an abandoned folder leaves it empty too, or to the next sweep
+    killed, abandoned = _holding_scratch(tmp_path)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    _killed_as_the_lock_goes(tmp_path, "sweep", str(tmp_path))
+    assert abandoned.is_dir() and list(abandoned.iterdir()) == []

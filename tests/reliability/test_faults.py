@@ -115,6 +115,9 @@ def test_kills_at_random_points_never_leave_a_broken_store_or_prefix(
     assert killed >= KILLS // 3, f"only {killed} of {KILLS} runs were killed before they finished"
     for spec in specs:  # and every environment still resolves and caches cleanly
         run("resolve", *spec)
+    run("resolve", *specs[0], machine="b")  # each machine's next run sweeps what its killed runs left
+    left = [p for m in "ab" for p in (world[m] / "tmp").glob("envcore-*/**/*") if not p.is_dir()]
+    assert left == [], "killed runs left files in their scratch folders"
     print(f"{KILLS} runs, {killed} killed mid-way; store: {check_store(world['store'])}")
     reliability_report.record("kills survived", killed)
 

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -115,6 +116,14 @@ def test_errors_name_the_package(universe: Universe, wheel_index: WheelIndex, mi
         resolver.resolve(_request(universe, index, ("fx-core==9.9.9",), ("fx-extras",)))
     with pytest.raises(ConfigError, match=r"not an http\(s\) URL.*rattler-uv"):  # refused before running
         resolver.resolve(_request(universe, wheel_index.simple_url, ("fx-app",), ("fx-extras",)))
+    # a pin of a release too new for the target's glibc: named, for the python the conda side chose
+    pinned = _request(universe, index, (), ("fx-glibc==3.0.0",), arch="linux-aarch64")
+    glibc = Requirement(category=SYS, name="__glibc", spec="2.27")
+    with pytest.raises(ResolutionError) as refused:
+        resolver.resolve(replace(pinned, requirements=(*pinned.requirements, glibc)))
+    python = ".".join(map(str, sys.version_info[:2]))
+    assert f"for linux-aarch64 (python {python}." in refused.value.message, refused.value.message
+    assert "the wheels of fx-glibc 3.0.0 (glibc 2.28) need a newer glibc" in refused.value.message
 
 
 def test_foreign_platform_mixed(universe: Universe, wheel_index: WheelIndex, micromamba: str) -> None:
