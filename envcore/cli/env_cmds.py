@@ -129,10 +129,12 @@ def _spec_from_environment(envs: Environments, ref: str, archs: Sequence[str]) -
             )
             continue
         sources[category] = (*sources.get(category, ()), source)
-    # The virtual packages its arch gets anyway (__glibc) are taken anew for each target; the others
-    # (__cuda=12.2 of an environment.yml) were asked for, and are kept.
-    platform = {r.name for r in resolving.sys_packages(envs.config, env.arch, ())}
-    asked = [r for r in resolving.virtual_packages_of(env) if r.name not in platform]
+    # The virtual packages its arch gets anyway, at the version it gets them here (__glibc 2.27 for
+    # linux-aarch64), are taken anew for each target; the others were asked for (__cuda=12.2 of an
+    # environment.yml, --sys-pkg __glibc==2.28, or the older glibc of the machine that resolved it for itself),
+    # and are kept: resolved again, the environment loads where it loaded.
+    defaults = {r.name: r.spec for r in resolving.sys_packages(envs.config, env.arch, ())}
+    asked = [r for r in resolving.virtual_packages_of(env) if defaults.get(r.name) != r.spec]
     return specs.Spec(
         requirements=(*resolving.requirements_of(env), *asked),
         sources=sources,
@@ -244,7 +246,8 @@ def describe(app: App, envs: Environments, env: ResolvedEnvironment, *, as_json:
     "--from",
     "from_env",
     metavar="ENV",
-    help="Resolve the requirements of ENV again (e.g. for another --arch); its pins are not kept.",
+    help="Resolve the requirements of ENV again (e.g. for another --arch), with the virtual packages it asked "
+    "for (a --sys-pkg replaces one); its pins are not kept.",
 )
 @click.option(
     "--from-pathspec", metavar="FLOW/RUN/STEP", help="Resolve the requirements of a step's environment again."

@@ -84,6 +84,8 @@ def test_pypi_only_environment_runs_on_conda_python(run: Run, world: dict[str, P
     version, prefix = done.stdout.split()
     assert version == "2.0.0"
     assert Path(prefix) == python.parent.parent
+    # nothing left in the temporary directory: no scratch folder, no uv-HASH.lock per prefix uv installed into
+    assert sorted(p.name for p in (world["b"] / "tmp").iterdir()) == []
 
 
 def test_cross_arch_ids_differ_and_builds_match_the_arch(run: Run) -> None:
@@ -231,3 +233,29 @@ def test_a_foreign_target_takes_the_wheels_its_glibc_loads(run: Run) -> None:
     )
     deps = json.loads(again.stdout)["linux-aarch64"]["env"]["deps"]
     assert "sys::__cuda==12.8=0" in deps and "sys::__cuda==12.4=0" not in deps, deps
+    # the glibc it was asked for is kept too (resolved again, it loads where it loaded); the default is not
+    # recorded as asked (taken anew), and a --sys-pkg replaces it
+    run(
+        "resolve",
+        "--arch",
+        "linux-aarch64",
+        "--pypi",
+        "fx-glibc",
+        "--sys-pkg",
+        "__glibc==2.28",
+        "--alias",
+        "t/g:v2",
+    )
+    for alias, given, glibc in (
+        ("t/g:v2", (), "2.28"),
+        ("t/g:v1", (), "2.27"),
+        ("t/g:v2", ("__glibc==2.27",), "2.27"),
+    ):
+        sys_pkgs = [x for pkg in given for x in ("--sys-pkg", pkg)]
+        again = run("resolve", "--from", alias, "--arch", "linux-aarch64", *sys_pkgs, "--dry-run", "--json")
+        env = json.loads(again.stdout)["linux-aarch64"]["env"]
+        assert f"sys::__glibc=={glibc}=0" in env["deps"], (alias, given, env["deps"])
+        versions = [
+            p["filename"].split("-")[1] for p in env["packages"] if p["filename"].startswith("fx_glibc")
+        ]
+        assert versions == ["3.0.0" if glibc == "2.28" else "2.0.0"], (alias, given, versions)

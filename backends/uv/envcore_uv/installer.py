@@ -9,7 +9,7 @@ from pathlib import Path
 from envcore.config import Config
 from envcore.errors import EnvcoreError
 from envcore.progress import new_entries
-from envcore.tools import run_tool, says_disk_full, tail, tool_env
+from envcore.tools import run_tool, says_disk_full, scratch_folder, tail, tool_env
 from envcore.types import LockedPackage, ResolveRequest
 from envcore_uv.executable import uv_executable
 
@@ -69,9 +69,15 @@ class UvInstaller:
             str(self.cache_dir),
             *(str(path) for _, path in packages),
         ]
-        done = run_tool(
-            args, what="uv pip install", env=tool_env({"UV_NO_PROGRESS": "1"}), debug=self.config.debug
-        )
+        # uv leaves a lock file per environment in the temporary directory (uv-HASH.lock, never removed: one
+        # per prefix hydrated); envcore holds the prefix alone while it installs: uv's goes with a scratch folder
+        with scratch_folder("uv-install") as tmp:
+            done = run_tool(
+                args,
+                what="uv pip install",
+                env=tool_env({"UV_NO_PROGRESS": "1", "TMPDIR": tmp}),
+                debug=self.config.debug,
+            )
         if done.returncode != 0:
             if says_disk_full(done.stderr):
                 raise EnvcoreError(
