@@ -8,6 +8,11 @@ wrong, where the offending value came from and how to fix it; the CLI prints it 
 from __future__ import annotations
 
 
+class EnvcoreWarning(UserWarning):
+    """Something a person should know of a result that stands (a pinned release its publisher yanked): the CLI
+    prints it as ``envcore: warning: ...``; a library caller sees a Python warning."""
+
+
 class EnvcoreError(Exception):
     """Base of every error envcore reports to a person."""
 

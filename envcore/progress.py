@@ -223,3 +223,30 @@ def for_terminal(*, quiet: bool, stream: TextIO | None = None) -> Progress:
         print(f"    {message}", file=stream, flush=True)
 
     return Progress(line)
+
+
+@contextmanager
+def envcore_warnings_to(emit: Callable[[str], object]) -> Iterator[None]:
+    """While it lasts, the text of each :class:`~envcore.errors.EnvcoreWarning` (raised in any thread: a
+    resolver's) goes to ``emit`` once, on one line, for the caller to show its way; other warnings are shown as
+    Python shows them."""
+    import warnings
+
+    from envcore.errors import EnvcoreWarning
+
+    emitted: set[str] = set()
+    python_shows = warnings.showwarning
+
+    def show(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if not issubclass(category, EnvcoreWarning):
+            python_shows(message, category, *args, **kwargs)
+            return
+        text = " ".join(str(message).split())
+        if text not in emitted:
+            emitted.add(text)
+            emit(text)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", EnvcoreWarning)
+        warnings.showwarning = show
+        yield

@@ -434,6 +434,14 @@ def _listed_files(
     """The file names an HTML page links to (a PEP 503 project page; a ``--find-links`` page), or, with
     ``folder_files``, a local folder holds (a ``--find-links`` folder, as pip and uv read it; an index's project
     folder is read from its ``index.html``). Empty when it cannot be read."""
+    return [filename for filename, _ in _listed_links(location, credentials, folder_files)]
+
+
+def _listed_links(
+    location: str, credentials: Mapping[str, tuple[str, str]], folder_files: bool = False
+) -> list[tuple[str, str | None]]:
+    """:func:`_listed_files`, each with its PEP 592 ``data-yanked`` reason ("" when none is given; None: not
+    yanked)."""
     import html
     import re
 
@@ -442,7 +450,7 @@ def _listed_files(
         path = Path(unquote(parts.path) if parts.scheme else location).expanduser()
         try:
             if path.is_dir() and folder_files:
-                return [entry.name for entry in path.iterdir()]
+                return [(entry.name, None) for entry in path.iterdir()]
             page = (path / "index.html" if path.is_dir() else path).read_text(errors="replace")
         except OSError:
             return []
@@ -459,10 +467,63 @@ def _listed_files(
         page = response.text if response.ok else ""
     else:
         return []
-    return [
-        filename_of(html.unescape(href).partition("#")[0])
-        for href in re.findall(r'href\s*=\s*"([^"]+)"', page)
-    ]
+    found = []
+    # each anchor up to its end tag (a '>' left unescaped in data-requires-python ends no tag here)
+    for anchor in re.split(r"<a\s", page, flags=re.IGNORECASE)[1:]:
+        anchor = anchor.split("</a", 1)[0]
+        href = re.search(r'href\s*=\s*"([^"]+)"', anchor)
+        if href is None:
+            continue
+        yanked = re.search(r'data-yanked(?:\s*=\s*"([^"]*)")?', anchor)
+        reason = None if yanked is None else html.unescape(yanked.group(1) or "")
+        found.append((filename_of(html.unescape(href.group(1)).partition("#")[0]), reason))
+    return found
+
+
+def exact_pins(request: ResolveRequest) -> set[str]:
+    """The canonical names of the request's PyPI requirements pinned with ``==`` or ``===``: the only ones that
+    take a yanked release (PEP 592)."""
+    from packaging.requirements import InvalidRequirement
+    from packaging.requirements import Requirement as Pep508
+
+    found = set()
+    for req in request.of(PYPI):
+        try:
+            parsed = Pep508(pep508(req))
+        except InvalidRequirement:
+            continue
+        if any(s.operator in ("==", "===") for s in parsed.specifier):
+            found.add(canonicalize(parsed.name))
+    return found
+
+
+def yanked_files(request: ResolveRequest, name: str) -> dict[str, str]:
+    """``{file name: reason}`` of the files of ``name`` its indexes mark yanked (PEP 592), for resolvers whose
+    lock does not say (conda-lock's)."""
+    key = canonicalize(name)
+    return {
+        filename: reason
+        for index in read_indexes(request)
+        for filename, reason in _listed_links(f"{index.rstrip('/')}/{key}/", request.credentials)
+        if reason is not None
+    }
+
+
+def warn_yanked(name: str, version: str, reason: str | None = None) -> None:
+    """A resolver chose ``name`` ``version``, which its index marks yanked (PEP 592: only an exact pin takes
+    it): an :class:`~envcore.errors.EnvcoreWarning`, as pip and uv warn."""
+    import warnings
+
+    from envcore.errors import EnvcoreWarning
+
+    why = f" ({reason})" if reason else ""
+    warnings.warn(
+        EnvcoreWarning(
+            f"{name} {version} is yanked on its index{why}: its publisher withdrew it. A requirement pins it "
+            "(==), so it is in the environment; pin another version unless this one is what you need."
+        ),
+        stacklevel=2,
+    )
 
 
 def too_new_refusal(request: ResolveRequest, releases: Mapping[tuple[str, str], tuple[int, int]]) -> str:

@@ -45,6 +45,7 @@ from envcore import pypi
 from envcore.config import Config
 from envcore.errors import (
     BackendUnavailable,
+    EnvcoreWarning,
     FormatError,
     MissingObject,
     PreconditionFailed,
@@ -490,6 +491,33 @@ class ResolverConformance:
         versions = {_canon(p.kind, p.name): p.version for p in packages if p.kind is PackageKind.PYPI}
         assert versions.get("fx-core") == "2.1.0rc1", (
             f"fx-core==2.1.0rc1 asks for the pre-release: {versions}"
+        )
+
+    def test_a_yanked_release_only_when_pinned_with_a_warning(
+        self, resolver: Resolver, plugin: ResolverPlugin, make_request: Callable[..., ResolveRequest]
+    ) -> None:
+        """fx-http 1.3.0 is yanked on the index (PEP 592, reason "broken import"): a range never takes it; an
+        exact pin does, with an :class:`EnvcoreWarning` naming it (``envcore.pypi.warn_yanked``), as pip and uv
+        warn: the environment is reproducible, and its maker knows what it holds."""
+        import warnings
+
+        ranged = self._resolve(resolver, self._pypi_request(plugin, make_request, "fx-http>=1.2"))
+        found = [
+            p.version for p in ranged if p.kind is PackageKind.PYPI and _canon(p.kind, p.name) == "fx-http"
+        ]
+        assert found == ["1.2.0"], (
+            f"fx-http>=1.2 takes 1.2.0 (1.3.0 is yanked, 1.4.0 needs python 3.99): {found}"
+        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            pinned = self._resolve(resolver, self._pypi_request(plugin, make_request, "fx-http==1.3.0"))
+        found = [
+            p.version for p in pinned if p.kind is PackageKind.PYPI and _canon(p.kind, p.name) == "fx-http"
+        ]
+        assert found == ["1.3.0"], f"fx-http==1.3.0 pins the yanked release: {found}"
+        told = [str(w.message) for w in caught if issubclass(w.category, EnvcoreWarning)]
+        assert any("fx-http 1.3.0 is yanked" in text and "broken import" in text for text in told), (
+            f"a pin of a yanked release is resolved with an EnvcoreWarning naming it and why; warned: {told}"
         )
 
     def test_one_instance_answers_each_request(

@@ -259,3 +259,16 @@ def test_a_foreign_target_takes_the_wheels_its_glibc_loads(run: Run) -> None:
             p["filename"].split("-")[1] for p in env["packages"] if p["filename"].startswith("fx_glibc")
         ]
         assert versions == ["3.0.0" if glibc == "2.28" else "2.0.0"], (alias, given, versions)
+
+
+def test_a_yanked_pin_is_resolved_with_one_warning(run: Run) -> None:
+    """fx-http 1.3.0 is yanked (PEP 592): pinned, it is taken and said once, as a line of envcore's own (uv
+    warns so; envcore ran it quietly and said nothing); --quiet says nothing; a range takes 1.2.0 silently."""
+    said = "envcore: warning: fx-http 1.3.0 is yanked on its index (broken import)"
+    pinned = run("resolve", "--pypi", "fx-http==1.3.0", "--dry-run")
+    assert pinned.stderr.count(said) == 1 and "EnvcoreWarning" not in pinned.stderr, pinned.stderr
+    assert "fx-http==1.3.0" in pinned.stdout
+    quiet = run("--quiet", "resolve", "--pypi", "fx-http==1.3.0", "--force", "--dry-run")
+    assert "yanked" not in quiet.stderr, quiet.stderr
+    ranged = run("resolve", "--pypi", "fx-http>=1.2", "--dry-run")
+    assert "yanked" not in ranged.stderr and "fx-http==1.2.0" in ranged.stdout, ranged.stdout + ranged.stderr

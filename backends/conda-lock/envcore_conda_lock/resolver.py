@@ -395,6 +395,14 @@ class CondaLockResolver:
                 f"conda package {name} {conda_version} by its wheel {wheel}, which envcore does not allow. Request "
                 f"{name} on one side only, or make the constraints agree."
             )
+        # conda-lock's lock does not say which releases are yanked; only an exact pin takes one (PEP 592)
+        pinned = pypi.exact_pins(request) - set(provided)
+        for entry in wheels:
+            if pypi.canonicalize(str(entry["name"])) in pinned:
+                yanked = pypi.yanked_files(replace(request, credentials=credentials), str(entry["name"]))
+                reason = yanked.get(pypi.filename_of(str(entry["url"])))
+                if reason is not None:
+                    pypi.warn_yanked(str(entry["name"]), str(entry["version"]), reason)
         kept = [
             pypi_package(e, credentials) for e in wheels if pypi.canonicalize(str(e["name"])) not in provided
         ]

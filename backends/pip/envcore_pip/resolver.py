@@ -113,6 +113,12 @@ class PipResolver:
                     "requirement named above, or check the index." + hint
                 )
             report = json.loads((work / "report.json").read_text())
+        # pip's report says a release is yanked, its warning why
+        reasons = {pypi.canonicalize(name): why.strip() for name, why in _YANKED.findall(done.stderr)}
+        for item in report.get("install", []):
+            if item.get("is_yanked"):
+                name, version = item["metadata"]["name"], item["metadata"]["version"]
+                pypi.warn_yanked(name, version, reasons.get(pypi.canonicalize(name)))
         return self._packages(request, report, set(provided))
 
     def _args(self, request: ResolveRequest, work: Path) -> list[str]:
@@ -251,6 +257,13 @@ def resolves_as_this_interpreter(request: ResolveRequest) -> bool:
         return False
     wanted = pypi.glibc_of(request)
     return wanted is None or host == f"glibc {wanted[0]}.{wanted[1]}"
+
+
+#: pip's warning of a yanked release it chose: ... is a yanked version: 'fx-http' candidate (version 1.3.0 at
+#: URL ...)\nReason for being yanked: broken import
+_YANKED = re.compile(
+    r"is a yanked version: '([^']+)' candidate \(version [^\n]*\nReason for being yanked: ([^\n]*)"
+)
 
 
 def _too_new_for_target(request: ResolveRequest, stderr: str) -> dict[tuple[str, str], tuple[int, int]]:

@@ -7,7 +7,8 @@ imports only the standard library and poetry. Two things differ from a plain ``p
   never runs it; the environment is a ``MockEnv`` of the target python with nothing installed (so the host's
   packages never bias the solver either).
 * poetry.lock names files but not their URLs; after locking, the repositories the lock used (same sources,
-  same credentials, index pages already in memory) give the link of every file, written to ``LINKS`` as JSON.
+  same credentials, index pages already in memory) give the link of every file, and whether the index marks
+  the release yanked, written to ``LINKS`` as JSON.
 """
 
 from __future__ import annotations
@@ -30,13 +31,18 @@ def _links(poetry: Any) -> list[dict[str, Any]]:
     """The index links of every locked file, from the repositories the lock used (their pages are cached)."""
     out = []
     for package in poetry.locker.locked_repository().packages:
-        links: dict[str, str] = {}
+        found = []
         if package.source_type == "legacy" and package.source_reference:
-            repo = poetry.pool.repository(package.source_reference)
-            links = {
-                link.filename: link.url_without_fragment for link in repo.find_links_for_package(package)
+            found = poetry.pool.repository(package.source_reference).find_links_for_package(package)
+        out.append(
+            {
+                "name": package.name,
+                "version": package.version.text,
+                "links": {link.filename: link.url_without_fragment for link in found},
+                # PEP 592: the reason (maybe "") when the index marks the release yanked, else None
+                "yanked": next((link.yanked_reason for link in found if link.yanked), None),
             }
-        out.append({"name": package.name, "version": package.version.text, "links": links})
+        )
     return out
 
 

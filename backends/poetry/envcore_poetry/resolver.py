@@ -148,7 +148,7 @@ class PoetryResolver:
             # package the lock shares with conda at another version is pinned and the lock made again.
             for _ in range(1 + len(provided) + pypi.TOO_NEW_ROUNDS):
                 try:
-                    lock, links = self._lock(
+                    lock, links, yanked = self._lock(
                         request, Path(tmp), sources, credentials, options, pins, too_new.excluded
                     )
                 except ResolutionError:
@@ -182,6 +182,9 @@ class PoetryResolver:
                 if chosen_wheelless:
                     raise _no_wheel(request, chosen_wheelless)
                 raise too_new.rounds_refusal()
+        taken = {(pypi.canonicalize(p["name"]), str(p["version"])) for p in chosen}
+        for name, version in sorted(taken & set(yanked)):
+            pypi.warn_yanked(name, version, yanked[name, version])
         return self._packages(request, chosen, links, set(provided), credentials)
 
     def _lock(
@@ -193,7 +196,9 @@ class PoetryResolver:
         options: _Options,
         pins: Mapping[str, str],
         excluded: Sequence[str],
-    ) -> tuple[dict[str, Any], dict[tuple[str, str], dict[str, str]]]:
+    ) -> tuple[dict[str, Any], dict[tuple[str, str], dict[str, str]], dict[tuple[str, str], str]]:
+        """poetry's lock, the index links of its files, and the reasons of the releases it took that the index
+        marks yanked (PEP 592)."""
         project = tmp / "project"
         project.mkdir(exist_ok=True)
         (project / "poetry.lock").unlink(missing_ok=True)
@@ -222,11 +227,14 @@ class PoetryResolver:
                 "the index and options."
             )
         lock = tomllib.loads((project / "poetry.lock").read_text())
-        links = {
-            (pypi.canonicalize(item["name"]), str(item["version"])): item["links"]
-            for item in json.loads(links_file.read_text())
+        listed = json.loads(links_file.read_text())
+        links = {(pypi.canonicalize(item["name"]), str(item["version"])): item["links"] for item in listed}
+        yanked = {
+            (pypi.canonicalize(item["name"]), str(item["version"])): str(item["yanked"])
+            for item in listed
+            if item.get("yanked") is not None
         }
-        return lock, links
+        return lock, links, yanked
 
     @staticmethod
     def _unbuildable(

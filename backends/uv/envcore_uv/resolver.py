@@ -47,6 +47,10 @@ def python_platform(request: ResolveRequest) -> str:
     raise ResolutionError(f"uv cannot resolve PyPI packages for {request.arch}; use linux-*, osx-* or win-*.")
 
 
+#: uv's warning of a yanked release it chose (an exact pin): warning: `fx-http==1.3.0` is yanked (reason: "...")
+_YANKED = re.compile(r'^warning: `([^`=]+)==([^`]+)` is yanked(?: \(reason: "(.*)"\))?', re.MULTILINE)
+
+
 def resolver_env(request: ResolveRequest, work: Path) -> dict[str, str]:
     """uv's environment: without the user's uv settings, and with ``MACOSX_DEPLOYMENT_TARGET`` (the oldest macOS
     whose wheels uv takes for an osx target) set to envcore's: a conda build shell's, or uv's own default, which
@@ -138,6 +142,8 @@ class UvResolver:
                 entries = {pypi.canonicalize(e["name"]): e for e in lock.get("packages", [])}
                 misfits = pypi.os_misfits(request, _releases(too_new, entries))
                 if not misfits:
+                    for name, version, reason in _YANKED.findall(done.stderr):
+                        pypi.warn_yanked(name, version, reason)
                     return self._packages(request, lock, work)
                 too_new.add(misfits)
             raise too_new.rounds_refusal()
@@ -182,8 +188,7 @@ class UvResolver:
         args = [
             "pip",
             "compile",
-            "--no-config",
-            "--quiet",
+            "--no-config",  # (not --quiet: it keeps uv's warnings of yanked pins from envcore)
             "--no-header",
             "--cache-dir",
             str(self.cache_dir),

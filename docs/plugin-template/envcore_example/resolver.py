@@ -19,11 +19,12 @@ from packaging.version import Version
 
 from envcore.config import Config
 from envcore.errors import BackendUnavailable, ResolutionError
-from envcore.pypi import conda_python_packages
+from envcore.pypi import conda_python_packages, warn_yanked
 from envcore.types import PYPI, LockedPackage, PackageFile, PackageKind, ResolveRequest
 
 _ANCHOR = re.compile(r"<a\s([^>]*)>")
 _ATTR = re.compile(r'([\w-]+)="([^"]*)"')
+_YANKED = re.compile(r"\bdata-yanked\b")
 _WHEEL = re.compile(r"(.+\.whl)#sha256=([0-9a-f]{64})$")
 
 
@@ -37,9 +38,12 @@ class ExampleResolver:
     def version(self) -> str:
         return "envcore-example 0.1.0"
 
-    def _candidates(self, index: str, name: str, python: str | None) -> list[tuple[Version, str, str]]:
-        """(version, url, sha256) of the installable pure-Python wheels of ``name``, newest first: yanked
-        files and files whose Requires-Python excludes ``python`` are left out (PEP 592, PEP 503)."""
+    def _candidates(
+        self, index: str, name: str, python: str | None
+    ) -> list[tuple[Version, str, str, str | None]]:
+        """(version, url, sha256, yanked) of the installable pure-Python wheels of ``name``, newest first:
+        ``yanked`` is the reason the index gives (PEP 592; "" for none), None when it is not; files whose
+        Requires-Python excludes ``python`` are left out (PEP 503)."""
         page_url = urljoin(index, f"{canonicalize_name(name)}/")
         parts = urlsplit(page_url)
         if parts.scheme != "file":
@@ -51,7 +55,7 @@ class ExampleResolver:
         for anchor in _ANCHOR.findall(page.read_text()):
             attrs = {k: html.unescape(v) for k, v in _ATTR.findall(anchor)}
             wheel = _WHEEL.match(attrs.get("href", ""))
-            if wheel is None or "data-yanked" in attrs:
+            if wheel is None:
                 continue
             requires_python = attrs.get("data-requires-python")
             if python and requires_python and Version(python) not in SpecifierSet(requires_python):
@@ -59,7 +63,8 @@ class ExampleResolver:
             url = urljoin(page_url, wheel.group(1))
             _, version, _, tags = parse_wheel_filename(url.rsplit("/", 1)[1])
             if any(t.interpreter.startswith("py3") and t.platform == "any" for t in tags):
-                found.append((version, url, wheel.group(2)))
+                yanked = attrs.get("data-yanked", "" if _YANKED.search(anchor) else None)
+                found.append((version, url, wheel.group(2), yanked))
         return sorted(found, reverse=True)
 
     def resolve(self, request: ResolveRequest) -> Sequence[LockedPackage]:
@@ -86,13 +91,17 @@ class ExampleResolver:
             candidates = self._candidates(index, name, request.python_version)
             # SpecifierSet.filter applies PEP 440: no pre-release unless a specifier names one (fx==2.1.0rc1)
             # or nothing else matches (SpecifierSet.contains accepts pre-releases since packaging 26)
-            allowed = set(constraints[name].filter(v for v, _, _ in candidates))
-            match = next((c for c in candidates if c[0] in allowed), None)
+            allowed = set(constraints[name].filter(v for v, *_ in candidates))
+            # a yanked release only for an exact pin (PEP 592), and said
+            pinned = any(s.operator in ("==", "===") for s in constraints[name])
+            match = next((c for c in candidates if c[0] in allowed and (c[3] is None or pinned)), None)
             if match is None:
                 raise ResolutionError(
                     f"No wheel of {name} matches {constraints[name] or 'any version'} in {index}."
                 )
-            version, url, sha256 = match
+            version, url, sha256, yanked = match
+            if yanked is not None:
+                warn_yanked(name, str(version), yanked)
             filename = url.rsplit("/", 1)[1]
             chosen[name] = LockedPackage(
                 kind=PackageKind.PYPI,

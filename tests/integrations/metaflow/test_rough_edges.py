@@ -186,3 +186,11 @@ def test_an_extra_the_wheel_does_not_declare_is_warned_about(machine: Machine, t
     ), text
     again = machine.run(sys.executable, source, "--environment=conda", "environment", "resolve")
     assert "has no extra" not in both(again), both(again)  # said when resolved, not on every run
+
+
+def test_a_yanked_pin_is_warned_about(machine: Machine, tmp_path: Path) -> None:
+    source = two_step_flow(tmp_path / "yanked_flow.py", '@pypi(packages={"fx-http": "1.3.0"})')
+    resolved = machine.run(sys.executable, source, "--environment=conda", "environment", "resolve")
+    text = " ".join(both(resolved).split())
+    assert "Warning: fx-http 1.3.0 is yanked on its index (broken import)" in text, text
+    assert "EnvcoreWarning" not in text, text  # Metaflow's way, not Python's

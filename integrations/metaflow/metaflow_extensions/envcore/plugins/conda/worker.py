@@ -68,13 +68,16 @@ def run(request: Path) -> tuple[str, Any]:
     from envcore.environments import Environments
     from envcore.errors import EnvcoreError
     from envcore.plugins import build_registry
+    from envcore.progress import envcore_warnings_to
 
     files, op, payload = pickle.loads(request.read_bytes())
     try:
         config = build_config(files)
         envs = Environments(build_registry(config), progress=_progress)
         handler = {"resolve": _resolve, "store": _store, "create": _create}[op]
-        return "ok", (handler(envs, payload), MESSAGES)
+        with envcore_warnings_to(lambda text: _progress(f"Warning: {text}")):  # a resolver's (a yanked pin)
+            result = handler(envs, payload)
+        return "ok", (result, MESSAGES)
     except EnvcoreError as exc:
         if _debug():
             traceback.print_exc()
