@@ -217,17 +217,8 @@ def test_a_foreign_target_takes_the_wheels_its_glibc_loads(run: Run) -> None:
     assert wheels in message, message
     assert "--sys-pkg __glibc==2.28" in message, message
     # an environment resolved again for a newer glibc: the --sys-pkg replaces the one it was asked for
-    run(
-        "resolve",
-        "--arch",
-        "linux-aarch64",
-        "--pypi",
-        "fx-glibc",
-        "--sys-pkg",
-        "__cuda==12.4",
-        "--alias",
-        "t/g:v1",
-    )
+    for_aarch64 = ("resolve", "--arch", "linux-aarch64", "--pypi", "fx-glibc")
+    run(*for_aarch64, "--sys-pkg", "__cuda==12.4", "--alias", "t/g:v1")
     again = run(
         "resolve", "--from", "t/g:v1", "--arch", "linux-aarch64", "--sys-pkg", "__cuda==12.8", "--json"
     )
@@ -235,17 +226,7 @@ def test_a_foreign_target_takes_the_wheels_its_glibc_loads(run: Run) -> None:
     assert "sys::__cuda==12.8=0" in deps and "sys::__cuda==12.4=0" not in deps, deps
     # the glibc it was asked for is kept too (resolved again, it loads where it loaded); the default is not
     # recorded as asked (taken anew), and a --sys-pkg replaces it
-    run(
-        "resolve",
-        "--arch",
-        "linux-aarch64",
-        "--pypi",
-        "fx-glibc",
-        "--sys-pkg",
-        "__glibc==2.28",
-        "--alias",
-        "t/g:v2",
-    )
+    run(*for_aarch64, "--sys-pkg", "__glibc==2.28", "--alias", "t/g:v2")
     for alias, given, glibc in (
         ("t/g:v2", (), "2.28"),
         ("t/g:v1", (), "2.27"),
