@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 from envcore.config import Config
 from envcore.errors import EnvcoreError
 from envcore.progress import new_entries
-from envcore.tools import run_tool, says_disk_full, scratch_folder, tail, tool_env
+from envcore.tools import run_tool, says_disk_full, tail, tool_env
 from envcore.types import LockedPackage, ResolveRequest
 from envcore_uv.executable import uv_executable
 
@@ -70,14 +71,19 @@ class UvInstaller:
             *(str(path) for _, path in packages),
         ]
         # uv leaves a lock file per environment in the temporary directory (uv-HASH.lock, never removed: one
-        # per prefix hydrated); envcore holds the prefix alone while it installs: uv's goes with a scratch folder
-        with scratch_folder("uv-install") as tmp:
+        # per prefix hydrated). envcore holds the prefix alone while it installs: uv's temporary directory is one
+        # in the prefix, removed after (a prefix left partial by a kill is made again whole)
+        temp = prefix / ".envcore-uv-tmp"
+        temp.mkdir(exist_ok=True)
+        try:
             done = run_tool(
                 args,
                 what="uv pip install",
-                env=tool_env({"UV_NO_PROGRESS": "1", "TMPDIR": tmp}),
+                env=tool_env({"UV_NO_PROGRESS": "1", "TMPDIR": str(temp)}),
                 debug=self.config.debug,
             )
+        finally:
+            shutil.rmtree(temp, ignore_errors=True)
         if done.returncode != 0:
             if says_disk_full(done.stderr):
                 raise EnvcoreError(
