@@ -281,62 +281,70 @@ def run(
     from envcore.progress import envcore_warnings_to
 
     with envcore_warnings_to(lambda text: _show_warning(app, text)):
-        try:
-            result = (command or cli).main(args=argv, prog_name=prog_name, standalone_mode=False, obj=app)
-        except click.exceptions.Exit as exc:
-            return int(exc.exit_code)
-        except click.Abort:
-            click.echo("Aborted.", err=True)
-            return 130
-        except click.ClickException as exc:
-            exc.show()
-            return exc.exit_code
-        except EnvcoreError as exc:
-            if app.verbose:
-                _print_traceback()
-            click.echo(format_error(exc, prog_name), err=True)
-            return exc.exit_code
-        except KeyboardInterrupt:
-            click.echo("Interrupted.", err=True)
-            return 130
-        except user_errors as exc:
-            if app.verbose:
-                _print_traceback()
-            click.echo(
-                format_error(EnvcoreError(getattr(exc, "message", None) or str(exc)), prog_name), err=True
-            )
-            return 1
-        except Exception as exc:
-            if app.verbose:
-                _print_traceback()
-            if isinstance(exc, OSError) and exc.filename is not None:
-                # a path of this machine that cannot be used (a file where a folder is expected, no permission, a
-                # full or read-only disk): the configuration or the machine, not envcore
-                click.echo(format_error(EnvcoreError(_path_problem(exc)), prog_name), err=True)
-                return 1
-            if isinstance(exc, OSError) and exc.errno in _WRITE_ERRORS:  # writing the output (> /dev/full)
-                click.echo(
-                    format_error(
-                        EnvcoreError(
-                            f"Cannot write: {exc.strerror}. Check where the output goes (a file, a pipe) and the free "
-                            "space of the folders envcore is configured with."
-                        ),
-                        prog_name,
-                    ),
-                    err=True,
-                )
-                return 1
-            from envcore.config import redact_text
+        return _run_command(argv, app, command or cli, prog_name, user_errors)
 
+
+def _run_command(
+    argv: list[str],
+    app: App,
+    command: click.Command,
+    prog_name: str,
+    user_errors: tuple[type[Exception], ...],
+) -> int:
+    try:
+        result = command.main(args=argv, prog_name=prog_name, standalone_mode=False, obj=app)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.Abort:
+        click.echo("Aborted.", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except EnvcoreError as exc:
+        if app.verbose:
+            _print_traceback()
+        click.echo(format_error(exc, prog_name), err=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        return 130
+    except user_errors as exc:
+        if app.verbose:
+            _print_traceback()
+        click.echo(format_error(EnvcoreError(getattr(exc, "message", None) or str(exc)), prog_name), err=True)
+        return 1
+    except Exception as exc:
+        if app.verbose:
+            _print_traceback()
+        if isinstance(exc, OSError) and exc.filename is not None:
+            # a path of this machine that cannot be used (a file where a folder is expected, no permission, a
+            # full or read-only disk): the configuration or the machine, not envcore
+            click.echo(format_error(EnvcoreError(_path_problem(exc)), prog_name), err=True)
+            return 1
+        if isinstance(exc, OSError) and exc.errno in _WRITE_ERRORS:  # writing the output (> /dev/full)
             click.echo(
-                redact_text(
-                    f"{prog_name}: internal error: {type(exc).__name__}: {exc}. This is a bug in envcore or a plugin; "
-                    "run again with --verbose for the traceback and report it."
+                format_error(
+                    EnvcoreError(
+                        f"Cannot write: {exc.strerror}. Check where the output goes (a file, a pipe) and the free "
+                        "space of the folders envcore is configured with."
+                    ),
+                    prog_name,
                 ),
                 err=True,
             )
-            return 3
-        return result if isinstance(result, int) else 0
+            return 1
+        from envcore.config import redact_text
+
+        click.echo(
+            redact_text(
+                f"{prog_name}: internal error: {type(exc).__name__}: {exc}. This is a bug in envcore or a plugin; "
+                "run again with --verbose for the traceback and report it."
+            ),
+            err=True,
+        )
+        return 3
+    return result if isinstance(result, int) else 0
 
 
 _WRITE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG, errno.EROFS})
