@@ -27,6 +27,7 @@ from envcore.errors import (
 from envcore.plugins import Registry
 from envcore.progress import Progress, as_progress
 from envcore.record import LocalRecord
+from envcore.tools import result_of
 from envcore.types import BatchResolver, LockedPackage, ResolvedEnvironment, ResolveRequest, Store
 
 RESOLVE_WORKERS = 4
@@ -211,10 +212,11 @@ class Environments:
             to_solve = [group for group in groups.items() if group[0] not in answered]
             pool = ThreadPoolExecutor(min(RESOLVE_WORKERS, len(to_solve) or 1))
             try:
-                solving = pool.map(counted, to_solve)
+                solving = [pool.submit(counted, group) for group in to_solve]
                 for group in answered.items():
                     counted(group)
-                list(solving)  # re-raises the first error
+                for future in solving:  # re-raises the first error
+                    result_of(future)
             except (
                 KeyboardInterrupt
             ):  # at once: the CLI stops the tools under way (tools.end_tools) and exits

@@ -45,6 +45,8 @@ def in_parallel(work: Callable[[Item], Result], items: Iterable[Item]) -> list[R
     import queue
     import threading
 
+    from envcore.tools import join
+
     listed = list(items)
     count = len(listed)
     todo: queue.SimpleQueue[tuple[int, Item]] = queue.SimpleQueue()
@@ -74,7 +76,7 @@ def in_parallel(work: Callable[[Item], Result], items: Iterable[Item]) -> list[R
         thread.start()
     try:
         for thread in threads:
-            thread.join()
+            join(thread)
     except KeyboardInterrupt:
         failed.set()  # no more items start; those under way end with the process
         raise

@@ -9,17 +9,22 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from envcore.configfiles import remember_json
 from envcore.errors import BackendUnavailable, EnvcoreError
 from envcore.progress import debug_line
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from envcore.config import Config
+
+T = TypeVar("T")
 
 # Variables that would make a tool read the user's own configuration instead of what envcore passes.
 SCRUBBED_PREFIXES = ("PIP_", "UV_", "CONDA_", "POETRY_", "MAMBA_", "PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")
@@ -177,6 +182,26 @@ def _same_file(fd: int, path: Path) -> bool:
     except OSError:
         return False
     return (there.st_dev, there.st_ino) == (held.st_dev, held.st_ino)
+
+
+SIGNAL_SLICE = 0.2  # seconds the main thread waits on a worker at a time (see result_of)
+
+
+def result_of(future: Future[T]) -> T:
+    """``future.result()``, waited for in slices: a signal the kernel hands to a worker thread (SIGTERM from a
+    supervisor, SIGINT) runs its Python handler only once the main thread runs Python again, and one wait for a
+    tool's minutes held the command that long."""
+    from concurrent.futures import wait
+
+    while not future.done():
+        wait([future], timeout=SIGNAL_SLICE)
+    return future.result()
+
+
+def join(thread: threading.Thread) -> None:
+    """``thread.join()``, in slices, as :func:`result_of` waits."""
+    while thread.is_alive():
+        thread.join(SIGNAL_SLICE)
 
 
 def end_tools() -> None:

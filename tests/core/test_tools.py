@@ -14,6 +14,7 @@ import pytest
 
 from envcore.config import CORE_SETTINGS, Config
 from envcore.errors import BackendUnavailable
+from envcore.testing.fixtures import signal_thread
 from envcore.tools import SCRATCH_LOCK, find_executable, remove_abandoned_scratch, run_remembered, tail
 from envcore.types import Setting
 
@@ -194,3 +195,36 @@ def test_a_kill_while_a_scratch_folder_is_removed_leaves_no_file_behind(tmp_path
     killed.wait()
     _killed_as_the_lock_goes(tmp_path, "sweep", str(tmp_path))
     assert abandoned.is_dir() and list(abandoned.iterdir()) == []
+
+
+WAITS_FOR_A_WORKER = """
+import os, signal, sys, threading, time
+from concurrent.futures import ThreadPoolExecutor
+from envcore.tools import join, result_of
+signal.signal(signal.SIGTERM, lambda *_: os._exit(143))  # as envcore leaves: not waiting for the pool's threads
+def work():
+    print(threading.get_native_id(), flush=True)
+    time.sleep(30)
+if sys.argv[1] == "join":
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    join(thread)
+else:
+    result_of(ThreadPoolExecutor(1).submit(work))
+"""
+
+
+@pytest.mark.parametrize("waits", ["join", "result_of"])
+def test_a_signal_a_worker_thread_gets_stops_the_main_thread_waiting_for_it(waits: str) -> None:
+    """The kernel may hand a process's SIGTERM to a worker thread; Python runs the handler in the main thread,
+    which a wait without timeout held until the worker ended (a tool's minutes)."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", WAITS_FOR_A_WORKER, waits], stdout=subprocess.PIPE, text=True
+    )
+    assert child.stdout is not None
+    worker = int(child.stdout.readline())
+    signal_thread(child.pid, worker, signal.SIGTERM)
+    try:
+        assert child.wait(timeout=10) == 143
+    finally:
+        child.kill()

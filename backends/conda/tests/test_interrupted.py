@@ -12,13 +12,18 @@ from pathlib import Path
 
 import pytest
 
+from envcore.testing.fixtures import signal_thread
 
+
+@pytest.mark.parametrize("to_a_worker", [False, True], ids=["to-the-process", "to-a-worker-thread"])
 @pytest.mark.parametrize(("sent", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_stopped_resolve_stops_the_tool_and_removes_the_credentials(
-    tmp_path: Path, sent: signal.Signals, code: int
+    tmp_path: Path, sent: signal.Signals, code: int, to_a_worker: bool
 ) -> None:
     """Before: SIGTERM left the netrc files (the password in clear) and the tool running; SIGINT to the process
-    alone waited for the tool to finish."""
+    alone waited for the tool to finish. The kernel may hand a process's signal to any of its threads: one a
+    worker thread got waited for the tool (its Python handler runs in the main thread, which waited for the
+    worker without a timeout), as the kit's resolve under load once did."""
     tool = tmp_path / "conda"
     started = tmp_path / "started"
     tool.write_text(
@@ -52,7 +57,12 @@ def test_a_stopped_resolve_stops_the_tool_and_removes_the_credentials(
             )
             time.sleep(0.05)
         assert list(temp.rglob("*netrc"))  # the tool was given the credentials by file
-        proc.send_signal(sent)
+        if to_a_worker:
+            workers = [int(t) for t in os.listdir(f"/proc/{proc.pid}/task") if int(t) != proc.pid]
+            assert workers, "the resolve runs in a worker thread"
+            signal_thread(proc.pid, workers[0], sent)
+        else:
+            proc.send_signal(sent)
         assert proc.wait(timeout=20) == code
     assert list(temp.rglob("*netrc")) == []
     tool_pid = int(started.read_text())

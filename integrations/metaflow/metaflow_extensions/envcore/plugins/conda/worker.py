@@ -49,8 +49,10 @@ def _resolve(envs: Any, payload: Any) -> Any:
         except EnvcoreError as exc:  # reported per request: the launcher names the steps that need it
             return exc.message
 
+    from envcore.tools import result_of
+
     with ThreadPoolExecutor(max_workers=min(4, len(requests))) as pool:
-        return list(pool.map(one, requests))
+        return [result_of(future) for future in [pool.submit(one, request) for request in requests]]
 
 
 def _store(envs: Any, payload: Any) -> Any:
