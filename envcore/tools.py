@@ -167,10 +167,13 @@ def remove_abandoned_scratch(temp_dir: Path) -> int:
 
 
 def _remove_if_old_and_empty(folder: Path) -> int:
+    """A folder a kill left empty, or holding only the lock file it was taking (nothing is written before the
+    lock is taken), once older than ``EMPTY_SCRATCH_AGE``: 1 if removed."""
     try:
         if time.time() - folder.stat().st_mtime < EMPTY_SCRATCH_AGE:
             return 0  # perhaps being made: its lock file comes right after the folder
-        folder.rmdir()  # fails unless empty: a folder with anything in it is not envcore's to judge
+        (folder / f"{SCRATCH_LOCK}.new").unlink(missing_ok=True)
+        folder.rmdir()  # fails unless empty: a folder with anything else in it is not envcore's to judge
     except OSError:
         return 0
     return 1

@@ -154,8 +154,18 @@ def unlink_then_die(path, missing_ok=False):  # SIGKILL the moment a scratch fol
     if path.name == SCRATCH_LOCK:
         os.kill(os.getpid(), signal.SIGKILL)
 
+def rename_and_die(path, target):  # SIGKILL before the lock being taken gets its name
+    if pathlib.Path(target).name == SCRATCH_LOCK:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_rename(path, target)
+
+real_rename = pathlib.Path.rename
 pathlib.Path.unlink = unlink_then_die
-if sys.argv[1] == "use":
+if sys.argv[1] == "take":
+    pathlib.Path.rename = rename_and_die
+    with scratch_folder("uv") as folder:
+        pass
+elif sys.argv[1] == "use":
     with scratch_folder("uv") as folder:
         print(folder, flush=True)
         open(folder + "/netrc", "w").close()
@@ -195,6 +205,17 @@ def test_a_kill_while_a_scratch_folder_is_removed_leaves_no_file_behind(tmp_path
     killed.wait()
     _killed_as_the_lock_goes(tmp_path, "sweep", str(tmp_path))
     assert abandoned.is_dir() and list(abandoned.iterdir()) == []
+
+    # killed while taking its lock: the folder holds that file only, swept once old as an empty one
+    for folder in tmp_path.glob("envcore-*"):
+        folder.rmdir()
+    _killed_as_the_lock_goes(tmp_path, "take")
+    (taking,) = tmp_path.glob("envcore-uv-*")
+    assert [p.name for p in taking.iterdir()] == [f"{SCRATCH_LOCK}.new"]
+    assert remove_abandoned_scratch(tmp_path) == 0
+    os.utime(taking, (an_hour_ago, an_hour_ago))
+    assert remove_abandoned_scratch(tmp_path) == 1
+    assert not taking.exists()
 
 
 WAITS_FOR_A_WORKER = """
