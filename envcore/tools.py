@@ -9,7 +9,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -20,6 +19,7 @@ from envcore.errors import BackendUnavailable, EnvcoreError
 from envcore.progress import debug_line
 
 if TYPE_CHECKING:
+    import threading
     from concurrent.futures import Future
 
     from envcore.config import Config

@@ -421,20 +421,14 @@ class CondaEnvironment(MetaflowEnvironment):
                 count = f"{len(todo)} environment{'s' if len(todo) > 1 else ''}"
             started = time.monotonic()
             echo(f"    Resolving {count} ...", nl=False)
-            from envcore.progress import envcore_warnings_to
-
-            told: list[str] = []  # resolvers' warnings (a yanked pin), shown below the line they would break
-            with envcore_warnings_to(told.append):
-                try:
-                    results = session.resolve(list(todo.values()), force=force, cache=self._caches(session))
-                except BaseException:
-                    echo(" failed.")
-                    raise
+            try:
+                results = session.resolve(list(todo.values()), force=force, cache=self._caches(session))
+            except BaseException:
+                echo(" failed.")
+                raise
             failed = {rid: r for rid, r in zip(todo, results, strict=True) if isinstance(r, str)}
             echo(" failed." if failed else f" done in {seconds(time.monotonic() - started)}.")
-            for warning in told:
-                echo(f"    Warning: {messages.for_printer(warning)}")
-            session.flush_messages()
+            session.flush_messages()  # with resolvers' warnings (a yanked pin), which the worker reports
             if failed:
                 raise InvalidEnvironmentException(messages.for_printer(self._failures(planned, failed)))
             for rid, result in zip(todo, results, strict=True):
