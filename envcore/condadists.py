@@ -19,14 +19,14 @@ from envcore.errors import EnvcoreError, ResolutionError
 from envcore.types import LockedPackage
 
 # <name>-<version>.dist-info or <name>-<version>[-pyX.Y].egg-info: a name has no "-" there (escaped as "_")
-_DIST_FOLDER = re.compile(r"(?:^|/)site-packages/([^/-]+)-[^/]*\.(?:dist-info|egg-info)(?:/|$)")
+_DIST_FOLDER = r"(?:^|/)site-packages/([^/-]+)-[^/]*\.(?:dist-info|egg-info)(?:/|$)"
 
 
 def distribution_names(paths: Iterable[str]) -> set[str]:
     """The canonical names of the distributions whose metadata folders ``paths`` hold."""
     from packaging.utils import canonicalize_name
 
-    return {str(canonicalize_name(m.group(1))) for p in paths if (m := _DIST_FOLDER.search(p))}
+    return {str(canonicalize_name(m.group(1))) for p in paths if (m := re.search(_DIST_FOLDER, p))}
 
 
 def renamed_distributions(

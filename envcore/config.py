@@ -530,7 +530,9 @@ def redact_url(url: str) -> str:
     try:
         parts = urlsplit(url)
         if not (parts.username or parts.password):
-            found = _USERINFO.match(url) if "@" in url else None  # a password with '/', which no parser reads
+            found = (
+                re.match(_USERINFO, url) if "@" in url else None
+            )  # a password with '/', which no parser reads
             return found["scheme"] + url[found.end() :] if found else url
     except ValueError:  # e.g. a bracketed host that is no IPv6 address
         return re.sub(r"(//)[^/?#]*@", r"\1", url)
@@ -561,12 +563,10 @@ def redact_channel(channel: str) -> str:
 # and conda write it (https://conda.anaconda.org/t/<TOKEN>/channel, or a channel alias ending with it), whatever
 # its length and characters (conda's and mamba's patterns differ; a token either leaves out would be stored in
 # clear). So a channel cannot sit in a top folder named "t" of an http(s) server.
-CONDA_TOKEN_PATH = re.compile(r"/t/(?P<token>[^/]+)(?=/|$)")
+CONDA_TOKEN_PATH = r"/t/(?P<token>[^/]+)(?=/|$)"
 # One elsewhere in a path: conda's own pattern (at least 8 characters), which envcore refuses in a channel.
-TOKEN_LIKE_PATH = re.compile(r"/t/[A-Za-z0-9_-]{8,}(?=/|$)")
-_CONDA_TOKEN_TEXT = re.compile(
-    r"(?P<host>https?://[^/\s'\"]+)/t/[^/\s'\")]+|/t/[A-Za-z0-9_-]{8,}(?=[/\s'\")]|$)", re.IGNORECASE
-)
+TOKEN_LIKE_PATH = r"/t/[A-Za-z0-9_-]{8,}(?=/|$)"
+_CONDA_TOKEN_TEXT = "(?i)" r"(?P<host>https?://[^/\s'\"]+)/t/[^/\s'\")]+|/t/[A-Za-z0-9_-]{8,}(?=[/\s'\")]|$)"
 
 
 def conda_token(url: str) -> str | None:
@@ -580,19 +580,16 @@ def _conda_token_match(url: str) -> re.Match[str] | None:
     if "/t/" not in url:
         return None
     parts = urlsplit(url)
-    return CONDA_TOKEN_PATH.match(parts.path) if parts.scheme.lower() in ("http", "https") else None
+    return re.match(CONDA_TOKEN_PATH, parts.path) if parts.scheme.lower() in ("http", "https") else None
 
 
 # user:password@ in a URL, up to the last '@' before the path (as URL parsers read a password with an '@'),
 # also with a '/' in the password (not valid in a URL, and so not parsed as one, but what a base64 token
 # holds): a ':' before the first '/', not followed by a port
-_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?:[^/\s]+|[^/@\s:]*:(?!\d*(?:/|$))[^@\s]*)@")
+_USERINFO = r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?:[^/\s]+|[^/@\s:]*:(?!\d*(?:/|$))[^@\s]*)@"
 # a query parameter whose name says it is a secret (?access_token=, &sig=, ?api_key=...): its value
 _SECRET_WORDS = "token|secret|password|passwd|signature|sig|key|credential"
-_SECRET_PARAM = re.compile(
-    rf"(?P<name>[?&;][^=&\s#]*(?:{_SECRET_WORDS})[^=&\s#]*=)[^&\s#'\"]+",
-    re.IGNORECASE,
-)
+_SECRET_PARAM = "(?i)" rf"(?P<name>[?&;][^=&\s#]*(?:{_SECRET_WORDS})[^=&\s#]*=)[^&\s#'\"]+"
 
 
 def secret_query_names(url: str) -> list[str]:
@@ -604,7 +601,7 @@ def secret_query_names(url: str) -> list[str]:
     return [k for k, _ in parse_qsl(urlsplit(url).query) if re.search(_SECRET_WORDS, k, re.IGNORECASE)]
 
 
-_PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.DOTALL)
+_PRIVATE_KEY = "(?s)" r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----"
 
 
 def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
@@ -614,10 +611,10 @@ def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
     removed (for messages)."""
     for secret in sorted(filter(None, secrets), key=len, reverse=True):
         text = text.replace(secret, "********")
-    text = _USERINFO.sub(r"\g<scheme>", text)
-    text = _SECRET_PARAM.sub(r"\g<name>********", text)
-    text = _CONDA_TOKEN_TEXT.sub(lambda m: f"{m['host'] or ''}/t/<TOKEN>", text)
-    return _PRIVATE_KEY.sub("[private key]", text)
+    text = re.sub(_USERINFO, r"\g<scheme>", text)
+    text = re.sub(_SECRET_PARAM, r"\g<name>********", text)
+    text = re.sub(_CONDA_TOKEN_TEXT, lambda m: f"{m['host'] or ''}/t/<TOKEN>", text)
+    return re.sub(_PRIVATE_KEY, "[private key]", text)
 
 
 @functools.cache

@@ -24,9 +24,9 @@ from envcore.frozen import record
 from envcore.types import CATEGORIES, LockedPackage
 from envcore.uptodate import MUTABLE_TAGS as MUTABLE_TAGS
 
-_ID = re.compile(r"[0-9a-f]{40}")
-_NAME = re.compile(r"[-a-z0-9_/]+")
-_TAG = re.compile(r"[-a-z0-9_]+")
+_ID = r"[0-9a-f]{40}"
+_NAME = r"[-a-z0-9_/]+"
+_TAG = r"[-a-z0-9_]+"
 
 
 def _sha1(items: Iterable[str]) -> str:
@@ -103,7 +103,7 @@ class Alias:
 
 
 def is_env_id(text: str) -> bool:
-    return bool(_ID.fullmatch(text))
+    return bool(re.fullmatch(_ID, text))
 
 
 # Aliases become folders and file names (at most 255 bytes each on most file systems) and store keys (at most
@@ -131,7 +131,7 @@ def parse_alias(text: str) -> Alias:
             f"Invalid format for environment alias: {text!r}. An environment id alone is ambiguous; write "
             "REQ_ID:FULL_ID (both ids, as printed by `envcore resolve`)."
         )
-    if not name or not _NAME.fullmatch(name):
+    if not name or not re.fullmatch(_NAME, name):
         raise AliasError(
             f"Invalid environment alias {text!r}: an environment name must contain only lowercase alphanumeric "
             "characters, dashes, underscores and forward slashes (e.g. team/project/env:v1)."
@@ -141,7 +141,7 @@ def parse_alias(text: str) -> Alias:
             f"Invalid environment alias {text!r}: an environment name must not start or end with '/' or contain "
             "'//'."
         )
-    if sep and not _TAG.fullmatch(tag):
+    if sep and not re.fullmatch(_TAG, tag):
         raise AliasError(
             f"Invalid environment alias {text!r}: an environment tag name must contain only lowercase "
             "alphanumeric characters, dashes and underscores (and must not be empty). Write NAME or NAME:TAG."

@@ -69,9 +69,9 @@ INSTALLER_SETTINGS = {
     PackageKind.CONDA: "ENVCORE_CONDA_INSTALLER",
     PackageKind.PYPI: "ENVCORE_PYPI_INSTALLER",
 }
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
-_SETTING_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")  # a Metaflow key without its METAFLOW_ prefix
-_HEX = {"sha256": re.compile(r"^[0-9a-f]{64}$"), "md5": re.compile(r"^[0-9a-f]{32}$")}
+_NAME = r"^[a-z0-9][a-z0-9_.-]*$"
+_SETTING_NAME = r"^[A-Z][A-Z0-9_]*$"  # a Metaflow key without its METAFLOW_ prefix
+_HEX = {"sha256": r"^[0-9a-f]{64}$", "md5": r"^[0-9a-f]{32}$"}
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -81,15 +81,18 @@ class _PluginManager(pluggy.PluginManager):
     """pluggy's manager, finding a module plugin's hook implementations without inspecting every name the module
     holds (pluggy reads each one through ``inspect.getattr_static``: most of the cost of registering a plugin,
     on every command). A module's attributes are plain values, so only functions carrying the ``envcore_impl``
-    marker can be implementations; pluggy itself decides about those, and about plugins that are not modules."""
+    marker can be implementations, and a function's marker is read from it, as pluggy's lookup would (it finds
+    the function itself). pluggy decides about bound methods and about plugins that are not modules."""
 
     def parse_hookimpl_opts(self, plugin: object, name: str) -> pluggy.HookimplOpts | None:
         if isinstance(plugin, ModuleType):
             value = vars(plugin).get(name)
-            marked = isinstance(value, FunctionType | MethodType) and hasattr(
-                value, f"{self.project_name}_impl"
-            )
-            if not marked:
+            if isinstance(
+                value, FunctionType
+            ):  # what pluggy's static lookup finds for it: the function itself
+                opts = getattr(value, f"{self.project_name}_impl", None)
+                return opts if isinstance(opts, dict) else None  # type: ignore[return-value]
+            if not isinstance(value, MethodType):
                 return None
         return super().parse_hookimpl_opts(plugin, name)
 
@@ -352,9 +355,9 @@ class Registry:
                 if mistyped:
                     problems.append(f"a file of package {pkg.filename!r}: {mistyped}")
                     continue
-                if not _HEX["sha256"].match(f.sha256 or ""):
+                if not re.match(_HEX["sha256"], f.sha256 or ""):
                     problems.append(f"{pkg.filename}{f.url_format} has no well-formed sha256 ({f.sha256!r})")
-                if f.md5 is not None and not _HEX["md5"].match(f.md5):
+                if f.md5 is not None and not re.match(_HEX["md5"], f.md5):
                     problems.append(f"{pkg.filename}{f.url_format} has a malformed md5 ({f.md5!r})")
                 if has_credentials(f.url) or (pkg.kind is PackageKind.CONDA and conda_token(f.url)):
                     problems.append(f"the URL of {pkg.filename}{f.url_format} carries credentials")
@@ -630,7 +633,7 @@ def _problem(record: object, record_type: type, hook_name: str) -> str | None:
     if problem:
         return f"{hook_name}() yielded a {record_type.__name__} whose {problem}"
     name = getattr(record, "name", "")
-    if record_type is not Setting and not _NAME.match(name):
+    if record_type is not Setting and not re.match(_NAME, name):
         return f"{hook_name}() registered the name {name!r}; names must be lowercase letters, digits, '-', '_' or '.'"
     return None
 
@@ -647,7 +650,7 @@ _FIELD_MEMBERS: dict[str, type] = {"env_types": EnvType, "capabilities": Capabil
 
 
 def _setting_problem(setting: Setting) -> str | None:
-    if not isinstance(setting.name, str) or not _SETTING_NAME.match(setting.name):
+    if not isinstance(setting.name, str) or not re.match(_SETTING_NAME, setting.name):
         return f"name {setting.name!r} is not an upper-case key such as MYPLUGIN_TIMEOUT"
     if setting.name.startswith("METAFLOW_"):
         return (

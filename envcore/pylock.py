@@ -73,8 +73,8 @@ NAME = "pylock_toml"
 SETTING = "PYLOCK_TOML_DEPENDENCY_RESOLVER"
 FLAG = "--pylock=sha256:"
 #: PEP 751 file names: ``pylock.toml`` or ``pylock.<name>.toml``
-FILE_NAME = re.compile(r"^pylock\.(?:[^.]+\.)?toml$")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+FILE_NAME = r"^pylock\.(?:[^.]+\.)?toml$"
+_SHA256 = r"^[0-9a-f]{64}$"
 _SDIST_EXTS = (".tar.gz", ".zip")
 
 
@@ -182,7 +182,7 @@ def _file(entry: Any, origin: str, where: str, base: Path) -> LockFile:
     if not isinstance(hashes, dict):
         raise _bad(origin, f'the hashes of {where} must be a table such as {{ sha256 = "..." }}')
     sha256 = hashes.get("sha256")
-    if sha256 is not None and not (isinstance(sha256, str) and _SHA256.match(sha256.lower())):
+    if sha256 is not None and not (isinstance(sha256, str) and re.match(_SHA256, sha256.lower())):
         raise _bad(origin, f"the sha256 of {where} ({sha256!r}) is not 64 hex digits")
     size = entry.get("size")
     if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):

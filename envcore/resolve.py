@@ -281,7 +281,7 @@ def _refuse_conda_tokens(config: Config, spec: Spec, configured: Sequence[str], 
     )
     for channel, origin in found:
         path = urlsplit(channel).path if "://" in channel else channel
-        if not TOKEN_LIKE_PATH.search(path) or conda_token(channel):
+        if not re.search(TOKEN_LIKE_PATH, path) or conda_token(channel):
             continue
         shown = redact_text(channel)  # /t/<TOKEN>
         raise ConfigError(

@@ -6,9 +6,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -97,6 +95,8 @@ def scratch_folder(kind: str) -> Iterator[str]:
     and the first scratch folder a process makes removes those whose lock nobody holds any longer (the kernel
     drops a dead process's locks, whatever its pid namespace). The lock file is removed last, so a kill during
     the removal leaves the folder to the next sweep, or at worst empty."""
+    import tempfile  # here: a command that runs no tool does not load it (nor shutil: bz2, lzma, random)
+
     global _swept
     if not _swept:
         _swept = True
@@ -119,6 +119,8 @@ def scratch_folder(kind: str) -> Iterator[str]:
 
 
 def _empty_but_the_lock(folder: Path) -> None:
+    import shutil
+
     def writable_and_again(function: Callable[..., object], path: str, _: object) -> None:
         with contextlib.suppress(OSError):  # a tool's read-only folder (git objects, build trees)
             os.chmod(os.path.dirname(path), 0o700)

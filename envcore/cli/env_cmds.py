@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -78,7 +79,7 @@ def _spec_from_options(
 def pylock_name(path: Path) -> bool:
     from envcore.pylock import FILE_NAME
 
-    return bool(FILE_NAME.match(path.name))
+    return bool(re.match(FILE_NAME, path.name))
 
 
 def _spec_from_pylock(app: App, path: Path, channels: tuple[str, ...], others: Mapping[str, object]) -> Spec:

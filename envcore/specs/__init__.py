@@ -47,8 +47,10 @@ if TYPE_CHECKING:
 # conda-only ones too, a fifth of its start-up
 
 SYS_ALLOWED = ("__cuda", "__glibc")
-_CONDA_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
-_CONDA_ENTRY = re.compile(r"(?P<name>[A-Za-z0-9_][A-Za-z0-9_.\-]*)\s*(?P<rest>.*)")  # after CHANNEL::
+# patterns are kept as text and compiled on first use through re's cache: compiled at import, those of the
+# core's modules cost every command about 2 ms, most of them for what the command never parses
+_CONDA_NAME = r"[A-Za-z0-9_][A-Za-z0-9_.\-]*"
+_CONDA_ENTRY = r"(?P<name>[A-Za-z0-9_][A-Za-z0-9_.\-]*)\s*(?P<rest>.*)"  # after CHANNEL::
 NODEFAULTS = "nodefaults"  # in a channel list, as conda reads it: do not add the default channels
 DEFAULTS = "defaults"  # conda's default channels: here the configured ones, added after a spec's own anyway
 _OPERATORS = ("==", ">=", "<=", "!=", "~=", ">", "<", "=")
@@ -78,7 +80,7 @@ def _fail(what: str, where: str, fix: str) -> SpecError:
 # --- single values -------------------------------------------------------------------------------------
 
 
-_PYTHON_PART = re.compile(r"(?:==|!=|>=|<=|~=|>|<|=)?\d+(?:\.\d+)*(?:\.\*)?")
+_PYTHON_PART = r"(?:==|!=|>=|<=|~=|>|<|=)?\d+(?:\.\d+)*(?:\.\*)?"
 
 
 def python_spec(value: str, where: str) -> str:
@@ -86,7 +88,7 @@ def python_spec(value: str, where: str) -> str:
     text = str(value).replace(" ", "").removeprefix("==")
     if re.fullmatch(r"\d+(\.\d+)?", text):
         return f"{text}.*"
-    if not all(_PYTHON_PART.fullmatch(part) for part in text.split(",")):
+    if not all(re.fullmatch(_PYTHON_PART, part) for part in text.split(",")):
         raise _fail(
             f"{value!r} is not a python version",
             where,
@@ -100,7 +102,7 @@ def conda_requirement(key: str, version: str, where: str, category: str = CONDA)
     channel, sep, name = key.strip().rpartition("::")  # the last '::': a channel URL has ':' in it
     name, channel = name.strip(), channel.strip()
     version = re.sub(r"^(?:==)?([0-9*][A-Za-z0-9_.*+!]*)=([A-Za-z0-9_.*]+)$", r"\1 \2", str(version).strip())
-    if not _CONDA_NAME.fullmatch(name) or (sep and not channel):
+    if not re.fullmatch(_CONDA_NAME, name) or (sep and not channel):
         raise _fail(f"Could not parse conda package {key!r}", where, "Write NAME or CHANNEL::NAME.")
     if version in _OPERATORS:
         raise _fail(f"The version of {name} is {version} without a version", where, _CONDA_FORMS)
@@ -123,7 +125,7 @@ def conda_requirement(key: str, version: str, where: str, category: str = CONDA)
     return Requirement(category=category, name=name, spec=version, channel=channel or None)
 
 
-_CONDA_TOKEN = re.compile(r"(?:==|!=|>=|<=|~=|>|<|=)?[0-9*][A-Za-z0-9_.*+!]*")
+_CONDA_TOKEN = r"(?:==|!=|>=|<=|~=|>|<|=)?[0-9*][A-Za-z0-9_.*+!]*"
 
 
 def _conda_version_ok(version: str) -> bool:
@@ -134,7 +136,9 @@ def _conda_version_ok(version: str) -> bool:
     ver, _, build = version.partition(" ")
     if build and not re.fullmatch(r"[A-Za-z0-9_.*]+", build):
         return False
-    return all(_CONDA_TOKEN.fullmatch(t) for t in re.split(r"[,|]", ver.replace("(", "").replace(")", "")))
+    return all(
+        re.fullmatch(_CONDA_TOKEN, t) for t in re.split(r"[,|]", ver.replace("(", "").replace(")", ""))
+    )
 
 
 def match_spec(req: Requirement, channel_url: str | None = None) -> str:
@@ -169,7 +173,7 @@ def sys_requirement(name: str, version: str, where: str) -> Requirement:
             f"Write {name}==VERSION.",
         )
     version = version[len(op) :].strip()
-    if not _SYS_VERSION.fullmatch(version):
+    if not re.fullmatch(_SYS_VERSION, version):
         raise _fail(
             f"System package {name!r} has the version {version!r}, which is not one",
             where,
@@ -178,7 +182,7 @@ def sys_requirement(name: str, version: str, where: str) -> Requirement:
     return Requirement(category=SYS, name=name, spec=version)
 
 
-_SYS_VERSION = re.compile(r"\d+(\.\d+)*(=[\w.]+)?")  # 2.27, or the original's 2.27=0
+_SYS_VERSION = r"\d+(\.\d+)*(=[\w.]+)?"  # 2.27, or the original's 2.27=0
 
 
 def _split_sys(text: str) -> tuple[str, str]:
@@ -197,13 +201,11 @@ def _pypi_spec(specifier: SpecifierSet) -> str:
 
 
 # a direct reference without a name: a VCS or archive URL, or a local path (absolute, ./, ../ or ~)
-_MACHINE_MARKERS = re.compile(r"\bplatform_(release|version)\b")  # os.uname(): not decidable for a target
-_BARE_REFERENCE = re.compile(r"^(git\+|hg\+|svn\+|bzr\+|https?://|file:|ssh://|\.{0,2}/|~/)")
-_DIST_FILE = re.compile(r"^[^\s;@<>=!~\[]+\.(whl|tar\.gz|zip)$")  # fx_core-1.0-py3-none-any.whl, a local file
-_PATH_WITH_EXTRAS_OR_MARKER = re.compile(
-    r"(?P<ref>[^\s;\[]+?)\s*(?:\[(?P<extras>[^\]]*)\])?\s*(?:;\s*(?P<marker>.+))?"
-)
-_LOCAL_FOLDER = re.compile(r"^(\.{1,2}|[^\s;@<>=!~\[]+/)$")  # ".", "..", "mypkg/": folders, as pip reads them
+_MACHINE_MARKERS = r"\bplatform_(release|version)\b"  # os.uname(): not decidable for a target
+_BARE_REFERENCE = r"^(git\+|hg\+|svn\+|bzr\+|https?://|file:|ssh://|\.{0,2}/|~/)"
+_DIST_FILE = r"^[^\s;@<>=!~\[]+\.(whl|tar\.gz|zip)$"  # fx_core-1.0-py3-none-any.whl, a local file
+_PATH_WITH_EXTRAS_OR_MARKER = r"(?P<ref>[^\s;\[]+?)\s*(?:\[(?P<extras>[^\]]*)\])?\s*(?:;\s*(?P<marker>.+))?"
+_LOCAL_FOLDER = r"^(\.{1,2}|[^\s;@<>=!~\[]+/)$"  # ".", "..", "mypkg/": folders, as pip reads them
 
 
 def _reference_url(text: str, where: str, base: Path | None = None) -> str:
@@ -350,13 +352,17 @@ def pypi_requirement(text: str, where: str, base: Path | None = None) -> Require
     a PyPI requirement; paths become absolute ``file://`` URLs (relative ones read from ``base``, by default
     the current directory)."""
     text = text.strip()
-    path_with = _PATH_WITH_EXTRAS_OR_MARKER.fullmatch(text)  # ./pkg[extra], .[a], pkg/ ; python_version > "3"
-    if path_with and (_BARE_REFERENCE.match(path_with["ref"]) or _LOCAL_FOLDER.match(path_with["ref"])):
+    path_with = re.fullmatch(
+        _PATH_WITH_EXTRAS_OR_MARKER, text
+    )  # ./pkg[extra], .[a], pkg/ ; python_version > "3"
+    if path_with and (
+        re.match(_BARE_REFERENCE, path_with["ref"]) or re.match(_LOCAL_FOLDER, path_with["ref"])
+    ):
         url = _direct_reference(_reference_url(path_with["ref"], where, base), where)
         extras = f"[{path_with['extras']}]" if path_with["extras"] else ""
         marker = f" ; {path_with['marker']}" if path_with["marker"] else ""
         return pypi_requirement(f"{_reference_name(url, where)}{extras} @ {url}{marker}", where)
-    if _BARE_REFERENCE.match(text) or _DIST_FILE.match(text) or _LOCAL_FOLDER.match(text):
+    if re.match(_BARE_REFERENCE, text) or re.match(_DIST_FILE, text) or re.match(_LOCAL_FOLDER, text):
         url = _direct_reference(_reference_url(text, where, base), where)
         return Requirement(category=PYPI, name=_reference_name(url, where), url=url)
     req = _plain_pep508(text) or _pep508(text, where)
@@ -366,7 +372,7 @@ def pypi_requirement(text: str, where: str, base: Path | None = None) -> Require
         )
     if req.specifier is not None:
         _check_specifier(text, req.specifier, where)
-    if req.marker and (machine_only := _MACHINE_MARKERS.search(req.marker)):
+    if req.marker and (machine_only := re.search(_MACHINE_MARKERS, req.marker)):
         raise _fail(
             f"The marker of {req.name} ({req.marker}) names {machine_only[0]}, the kernel of the machine that will "
             "run the environment, which a locked environment cannot know (it is hydrated on other machines)",
@@ -387,7 +393,7 @@ def pypi_requirement(text: str, where: str, base: Path | None = None) -> Require
 # Parsed without packaging.requirements, whose import (with packaging.markers: their grammars are compiled
 # then) costs ~10 ms a process; the specifiers are still packaging's. Anything else, or anything this cannot
 # read, goes to packaging itself, which also words the errors.
-_PLAIN_PEP508 = re.compile(
+_PLAIN_PEP508 = (
     r"(?P<name>[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)\s*"
     r"(?:\[\s*(?P<extras>[A-Za-z0-9][A-Za-z0-9._-]*(?:\s*,\s*[A-Za-z0-9][A-Za-z0-9._-]*)*)?\s*\])?\s*"
     r"(?P<specifier>[<>=!~][^;@()\[\]]*)?"
@@ -404,7 +410,7 @@ class _Pep508Parts(NamedTuple):
 
 def _plain_pep508(text: str) -> _Pep508Parts | None:
     """``text`` read as :class:`packaging.requirements.Requirement` reads it, when it is plain; else None."""
-    plain = _PLAIN_PEP508.fullmatch(text)
+    plain = re.fullmatch(_PLAIN_PEP508, text)
     if plain is None or not all(part.strip() for part in (plain["specifier"] or "x").split(",")):
         return None  # (SpecifierSet, unlike a requirement, accepts an empty part: "x>=1,")
     specifier = None
@@ -641,7 +647,7 @@ def _logical_lines(text: str) -> Iterable[tuple[int, str]]:
         yield start, pending.strip()
 
 
-_ENV_VAR = re.compile(r"\$\{([A-Z0-9_]+)\}")  # pip's (and uv's) ${NAME} in a requirements file
+_ENV_VAR = r"\$\{([A-Z0-9_]+)\}"  # pip's (and uv's) ${NAME} in a requirements file
 
 
 def _expand_variables(line: str, where: str, environ: Mapping[str, str]) -> str:
@@ -658,7 +664,7 @@ def _expand_variables(line: str, where: str, environ: Mapping[str, str]) -> str:
             )
         return found
 
-    return _ENV_VAR.sub(value, line) if "${" in line else line
+    return re.sub(_ENV_VAR, value, line) if "${" in line else line
 
 
 _VALUED_OPTIONS = frozenset(
@@ -762,7 +768,7 @@ def parse_requirements_txt(
             conda_sources.append((value, where))
         elif option == "--conda-pkg" and value:
             # NAME=VER is exact here, as the original reads it (its req ids too); elsewhere conda's 1.0.*
-            reqs.append(conda_entry(_SINGLE_EQUALS.sub(r"\1==", value), where, NPCONDA))
+            reqs.append(conda_entry(re.sub(_SINGLE_EQUALS, r"\1==", value), where, NPCONDA))
             conda_sources += _credential_channels([value], where)
         elif option == "--sys-pkg" and value:
             reqs.append(sys_requirement(*_split_sys(value), where))
@@ -837,7 +843,7 @@ def _conda_entry(text: str, where: str) -> tuple[str, str]:
     channel ends at the last ``::``, so a URL (``https://host/chan::pkg``, ``file:///path::pkg``) is one."""
     text = str(text).strip()
     channel, sep, rest = text.rpartition("::")
-    match = _CONDA_ENTRY.fullmatch(rest.strip())
+    match = re.fullmatch(_CONDA_ENTRY, rest.strip())
     if not match or (sep and not channel.strip()):
         raise _fail(f"Could not parse conda package {text!r}: it is not a package", where, _CONDA_FORMS)
     key = (channel.strip() + "::" if sep else "") + match["name"]
@@ -864,7 +870,7 @@ def _credential_channels(keys: Iterable[str], where: str) -> list[Located]:
     return found
 
 
-_SINGLE_EQUALS = re.compile(r"^([^\s=<>!~]+)\s*=\s*(?=[^=<>!~\s])")
+_SINGLE_EQUALS = r"^([^\s=<>!~]+)\s*=\s*(?=[^=<>!~\s])"
 
 
 def conda_entry(text: str, where: str, category: str = CONDA) -> Requirement:
@@ -876,7 +882,7 @@ def conda_entry(text: str, where: str, category: str = CONDA) -> Requirement:
     try:
         return conda_requirement(key, version, where, category)
     except SpecError:
-        written = _CONDA_ENTRY.fullmatch(str(text).strip().rpartition("::")[2].strip())
+        written = re.fullmatch(_CONDA_ENTRY, str(text).strip().rpartition("::")[2].strip())
         raise _fail(
             f"Could not parse conda package {str(text).strip()!r}: {written['rest'] if written else version!r} is "
             "not a conda version constraint",
@@ -1010,7 +1016,7 @@ def parse_environment_yml(text: str, origin: str = "environment.yml", *, base: P
                 "boolean.",
             )
         text = entry.strip()
-        if "::" not in text and _BARE_REFERENCE.match(text):  # CHANNEL_URL::NAME is a conda package
+        if "::" not in text and re.match(_BARE_REFERENCE, text):  # CHANNEL_URL::NAME is a conda package
             reqs.append(pypi_requirement(text, where, base))
             continue
         key, version = _conda_entry(text, where)

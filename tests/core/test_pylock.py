@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -404,8 +405,10 @@ def test_toml_strings_are_escaped() -> None:
 
 @pytest.mark.parametrize("name", ["pylock.toml", "pylock.dev.toml"])
 def test_pep751_file_names(name: str) -> None:
-    assert pylock.FILE_NAME.match(name)
-    assert not pylock.FILE_NAME.match("pyproject.toml") and not pylock.FILE_NAME.match("pylock.a.b.toml")
+    assert re.match(pylock.FILE_NAME, name)
+    assert not re.match(pylock.FILE_NAME, "pyproject.toml") and not re.match(
+        pylock.FILE_NAME, "pylock.a.b.toml"
+    )
 
 
 def test_explicit_export_lists_conda_files_with_md5_else_sha256_and_no_virtual_packages() -> None:

@@ -117,14 +117,10 @@ def locked_package(record: rattler.RepoDataRecord) -> LockedPackage:
     )
 
 
-_OPTIONS = re.compile(
-    r"^(?P<subject>.*?)(?P<which>,? which)? can be installed with any of the following options$"
-)
-_NO_OPTION = re.compile(
-    r"^(?P<subject>.*?)(?P<which>,? which)? cannot be installed because there are no viable options$"
-)
-_REQUIRES = re.compile(r"^(?P<subject>.*) would require$")
-_CONFLICTS = re.compile(r"^(?P<subject>.*), which conflicts (?P<rest>.*)$")
+_OPTIONS = r"^(?P<subject>.*?)(?P<which>,? which)? can be installed with any of the following options$"
+_NO_OPTION = r"^(?P<subject>.*?)(?P<which>,? which)? cannot be installed because there are no viable options$"
+_REQUIRES = r"^(?P<subject>.*) would require$"
+_CONFLICTS = r"^(?P<subject>.*), which conflicts (?P<rest>.*)$"
 _TREE = " │└─├"
 COALESCED = "a coalesced request failed"  # the gateway's error for a waiter on another caller's failed fetch
 COALESCED_WAIT = 1.0  # seconds a waiter waits for the failing fetch's cause before fetching again itself
@@ -148,12 +144,12 @@ def _render(clause: _Clause) -> str:
     parts = [_render(c) for c in clause.children]
     if not parts:
         return text
-    if match := _OPTIONS.match(text):  # a request its options name again: they say it all
+    if match := re.match(_OPTIONS, text):  # a request its options name again: they say it all
         return f"{match['subject']}, met by {' or '.join(parts)}" if match["which"] else " or ".join(parts)
-    if match := _NO_OPTION.match(text):
+    if match := re.match(_NO_OPTION, text):
         verb = ", which cannot" if match["which"] else " cannot"
         return f"{match['subject']}{verb} be installed because {_reasons(clause.children)}"
-    if match := _REQUIRES.match(text):
+    if match := re.match(_REQUIRES, text):
         return f"{match['subject']} would require {' and '.join(parts)}"
     if text.lower().endswith("the following packages are incompatible"):
         return f"{text}: {'; '.join(parts)}"
@@ -165,7 +161,7 @@ def _reasons(options: list[_Clause]) -> str:
     conflicting: dict[str, list[str]] = {}
     reasons: list[str] = []
     for option in options:
-        match = None if option.children else _CONFLICTS.match(option.text.rstrip(" .:"))
+        match = None if option.children else re.match(_CONFLICTS, option.text.rstrip(" .:"))
         if match is None:
             reasons.append(_render(option))
         else:
