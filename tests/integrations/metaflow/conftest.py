@@ -155,6 +155,8 @@ class Machine:
             METAFLOW_DEFAULT_DATASTORE="local",
             METAFLOW_DEFAULT_METADATA="local",
             METAFLOW_DATASTORE_SYSROOT_LOCAL=str(self.datastore),
+            # (Metaflow's default is /tmp/metaflow_client, where every run of these tests left its folders)
+            METAFLOW_CLIENT_CACHE_PATH=str(self.root / "client-cache"),
             METAFLOW_CONDA_LOCALROOT=str(self.store),
             METAFLOW_CONDA_CHANNELS=self.universe.channel_url,
             METAFLOW_CONDA_DEFAULT_PYPI_SOURCE=self.universe.simple_url,

@@ -242,6 +242,7 @@ def test_task_environment_info(machine: Machine) -> None:
     assert [info["req_id"], info["full_id"], info["arch"]] == json.loads(env_id)
     assert "conda::fx-core==1.0.0" in info["user_deps"].split("; ")
     assert any(p.startswith("fx-core-1.0.0") for p in info["all_packages"].split("; "))
+    assert (machine.root / "client-cache").is_dir()  # the client's cache is the machine's: none in /tmp
 
 
 def test_quiet_file_output_holds_the_quiet_output_without_metaflows_banner(

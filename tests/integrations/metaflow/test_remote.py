@@ -62,6 +62,7 @@ class Node:
             "USERNAME": "tester",
             "PYTHONPATH": f"{self.root / '.mf_code'}:{self.site}",  # as Metaflow's package commands set it
             "METAFLOW_DEFAULT_DATASTORE": "local",
+            "METAFLOW_CLIENT_CACHE_PATH": str(self.root / "client-cache"),
             "METAFLOW_CONDA_LOCALROOT": str(self.store),
             "METAFLOW_SKIP_INSTALL_DEPENDENCIES": "1",
         }
