@@ -266,6 +266,9 @@ class Bench:
         self.universe = build_universe(self.work / "universe")
         self.universe_seconds = time.perf_counter() - started
         self.base_env = {k: v for k, v in os.environ.items() if not k.startswith(SCRUB)}
+        # the processes' temporary files (uv's uv-HASH.lock of each environment it installs into) go with the run
+        (self.work / "tmp").mkdir()
+        self.base_env["TMPDIR"] = str(self.work / "tmp")
         self.env = dict(
             self.base_env,
             METAFLOW_HOME=str(self.work / "mfhome"),

@@ -147,7 +147,10 @@ class Machine:
             for k, v in os.environ.items()
             if not k.startswith(("METAFLOW_", "CONDA_", "UV_", "PIP_", "MAMBA_"))
         }
+        temp = self.root / "tmp"  # (uv run leaves a uv-HASH.lock there for each project environment)
+        temp.mkdir(parents=True, exist_ok=True)
         env.update(
+            TMPDIR=str(temp),
             HOME=str(self.root / "home"),
             USERNAME="tester",
             PIP_CONFIG_FILE=os.devnull,
