@@ -35,6 +35,68 @@ if TYPE_CHECKING:
 WORKER = "metaflow_extensions.envcore.plugins.conda.worker"
 
 
+WORKER_STOP_WAIT = (
+    10.0  # seconds an interrupted launcher gives the worker to stop its tools before killing it
+)
+
+
+class _Terminated(BaseException):
+    """SIGTERM reached the launcher while it waited for the worker."""
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
+def _run_worker(argv: list[str], **popen: Any) -> int:
+    """Run the worker to its end and return its exit status. An interrupted launcher (Ctrl-C, or SIGTERM where
+    Metaflow leaves it to its default) stops the worker first, which stops its tools: left behind, it would go
+    on resolving or installing, tools and all, after the run was stopped. A SIGTERM then ends the launcher as
+    it would have without this."""
+    import signal
+    import threading
+
+    proc = subprocess.Popen(argv, **popen)
+    handling = threading.current_thread() is threading.main_thread() and (
+        signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    )
+    if handling:
+        signal.signal(signal.SIGTERM, _terminated)
+    try:
+        return proc.wait()
+    except BaseException as exc:
+        proc.terminate()  # the worker ends its tools (as the envcore command does)
+        try:
+            proc.wait(timeout=WORKER_STOP_WAIT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if isinstance(exc, _Terminated):
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            handling = False
+            os.kill(os.getpid(), signal.SIGTERM)
+        raise
+    finally:
+        if handling:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _no_result(returncode: int) -> str:
+    import signal
+
+    number = -returncode if returncode < 0 else returncode - 128 if returncode > 128 else 0
+    try:
+        stopped = f"was stopped by {signal.Signals(number).name}" if number else ""
+    except ValueError:
+        stopped = ""
+    if stopped:
+        return f"The envcore worker {stopped} before it finished (exit status {returncode}). Run the command again."
+    return (
+        f"The envcore worker stopped without a result (exit status {returncode}). Run again with "
+        "METAFLOW_DEBUG_CONDA=1 for details."
+    )
+
+
 class EnvcoreFailure(InvalidEnvironmentException):
     headline = "Environment error"
 
@@ -107,19 +169,15 @@ class Session:
             request, result = Path(tmp) / "request", Path(tmp) / "result"
             request.write_bytes(pickle.dumps((self.files, op, payload)))
             env = {**os.environ, **self.overrides}
-            done = subprocess.run(
+            returncode = _run_worker(
                 [sys.executable, "-m", WORKER, str(request), str(result)],
                 env=env,
                 stdin=subprocess.DEVNULL,
                 # the worker reports progress through its result; what tools print is progress too
                 stdout=subprocess.DEVNULL if self.quiet else sys.stderr,
-                check=False,
             )
             if not result.exists():
-                raise EnvcoreFailure(
-                    f"The envcore worker stopped without a result (exit status {done.returncode}). Run again "
-                    "with METAFLOW_DEBUG_CONDA=1 for details."
-                )
+                raise EnvcoreFailure(_no_result(returncode))
             status, value = pickle.loads(result.read_bytes())
         if status != "ok":
             raise EnvcoreFailure(messages.for_printer(str(value)))

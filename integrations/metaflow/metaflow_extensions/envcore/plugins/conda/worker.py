@@ -51,8 +51,11 @@ def _resolve(envs: Any, payload: Any) -> Any:
 
     from envcore.tools import result_of
 
-    with ThreadPoolExecutor(max_workers=min(4, len(requests))) as pool:
+    pool = ThreadPoolExecutor(max_workers=min(4, len(requests)))
+    try:
         return [result_of(future) for future in [pool.submit(one, request) for request in requests]]
+    finally:  # interrupted: the resolutions under way are not waited for (main ends their tools)
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _store(envs: Any, payload: Any) -> Any:
@@ -87,16 +90,30 @@ def run(request: Path) -> tuple[str, Any]:
 
 
 def main() -> None:
+    import signal
+
+    from envcore.tools import end_tools
+
+    stopped_by = [signal.SIGINT]
+
+    def on_sigterm(signum: int, frame: object) -> None:  # as Ctrl-C: stop, end the tools, no result
+        stopped_by[0] = signal.SIGTERM
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_sigterm)
     code = 1
     try:
         status, value = run(Path(sys.argv[1]))
         Path(sys.argv[2]).write_bytes(pickle.dumps((status, value)))
         code = 0 if status == "ok" else 1
+    except KeyboardInterrupt:  # the launcher stopped it (or Ctrl-C reached it): it says so, not this
+        code = 128 + stopped_by[0]
     except BaseException as exc:  # anything else is a bug: say so, with the traceback
         traceback.print_exc()
         message = f"internal error in the envcore worker: {type(exc).__name__}: {exc}"
         Path(sys.argv[2]).write_bytes(pickle.dumps(("error", message)))
     finally:
+        end_tools()  # no tool outlives the worker, no credential file stays
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)

@@ -1,0 +1,97 @@
+"""A flow run stopped while envcore resolves its environments (SIGTERM from a supervisor or ``kill``, Ctrl-C):
+nothing of envcore's goes on after it. The launcher (Metaflow's process) runs envcore in a worker subprocess,
+and the worker runs the tool; before, a stopped launcher left the worker resolving, tool and all."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import FLOWS, Machine
+
+WORKER = "metaflow_extensions.envcore.plugins.conda.worker"
+
+
+def _slow_conda(tmp_path: Path) -> tuple[Path, Path]:
+    """A conda executable whose solve never ends; the file it writes its pid to once it runs."""
+    tool, started = tmp_path / "conda", tmp_path / "started"
+    tool.write_text(
+        f'#!/bin/sh\nif [ "$1" = --version ]; then echo "conda 24.1.0"; exit 0; fi\necho $$ > {started}\n'
+        "exec sleep 120\n"
+    )
+    tool.chmod(0o755)
+    return tool, started
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _workers_of(parent: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+            ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == parent and WORKER.encode() in cmdline:
+            found.append(int(entry))
+    return found
+
+
+def _gone(*pids: int, within: float = 15) -> bool:
+    deadline = time.monotonic() + within
+    while any(_running(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not any(_running(pid) for pid in pids)
+
+
+@pytest.mark.parametrize("stopped", ["launcher-sigterm", "launcher-sigint", "worker-sigterm"])
+def test_a_stopped_run_leaves_no_worker_and_no_tool(machine: Machine, tmp_path: Path, stopped: str) -> None:
+    tool, started = _slow_conda(tmp_path)
+    env = machine.env(METAFLOW_CONDA_DEPENDENCY_RESOLVER="conda", METAFLOW_ENVCORE_CONDA_EXE=str(tool))
+    work = machine.root / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    with subprocess.Popen(
+        [sys.executable, FLOWS / "conda_per_step.py", "--environment=conda", "run"],
+        cwd=work,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # signals go to the launcher alone, as from a supervisor or `kill`
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as in a terminal (not ignored)
+    ) as launcher:
+        deadline = time.monotonic() + 120
+        while not started.exists() or not started.read_text().strip():
+            assert time.monotonic() < deadline and launcher.poll() is None, launcher.communicate()
+            time.sleep(0.05)
+        tool_pid = int(started.read_text())
+        (worker,) = _workers_of(launcher.pid)
+        if stopped == "worker-sigterm":
+            os.kill(worker, signal.SIGTERM)
+        else:
+            launcher.send_signal(signal.SIGTERM if stopped == "launcher-sigterm" else signal.SIGINT)
+        out, err = launcher.communicate(timeout=30)
+    assert _gone(worker, tool_pid), f"left running: worker {_running(worker)}, tool {_running(tool_pid)}"
+    assert "internal error" not in out + err and "Traceback" not in err, err
+    if stopped == "launcher-sigterm":
+        assert launcher.returncode == -signal.SIGTERM  # ended by the signal, as without envcore's handling
+    elif stopped == "worker-sigterm":
+        assert launcher.returncode != 0
+        assert "The envcore worker was stopped by SIGTERM before it finished" in out + err, out + err
+    else:
+        assert launcher.returncode != 0
