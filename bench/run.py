@@ -43,6 +43,9 @@ BOOT = (
 # the large packages of the link rows (count, files each, bytes each file: 80 MB) and the link's bandwidth (MB/s)
 LARGE_PACKAGES = (8, 100, 100_000)
 LINK_MB_S = 100
+SYNCED_CP = (
+    'dest=$1; shift; cp "$@" "$dest" && sync "$dest"/*'  # sh -c SYNCED_CP sh DEST FILE...: fsync each copy
+)
 CLI_LIBRARIES = ("click", "pluggy")  # what envcore's CLI is built on (the developers' guide prescribes both)
 ALIAS = "bench/hydrate:v1"  # an immutable alias of the hydrated environment
 # Conda packages of the universe for distinct, solvable flow-like environments (pairs; one pair conflicts).
@@ -1105,8 +1108,14 @@ class Bench:
             dest.mkdir()
             return run(["cp", *files, dest], self.base_env)
 
-        a, b = interleaved(self.reps, ours, raw_cp)
+        def durable_cp() -> object:  # what the store guarantees besides the copy: each file on disk (fsync)
+            dest = self.work / f"raw-cp-{next(counter)}"
+            dest.mkdir()
+            return run(["sh", "-c", SYNCED_CP, "sh", str(dest), *map(str, files)], self.base_env)
+
+        a, b, c = interleaved(self.reps, ours, raw_cp, durable_cp)
         self.table.add(Row(group, "to a local store", a, "cp of the same files (one process)", b))
+        self.table.add(Row(group, "to a local store", a, "  ... cp, then sync of each copy (fsync)", c))
         self.s3(config, files, group)
         self.gs(files, group)
         self.azure(files, group)
