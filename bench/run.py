@@ -271,7 +271,8 @@ class Bench:
         self.base_env = {k: v for k, v in os.environ.items() if not k.startswith(SCRUB)}
         # the processes' temporary files (uv's uv-HASH.lock of each environment it installs into) go with the run
         (self.work / "tmp").mkdir()
-        self.base_env["TMPDIR"] = str(self.work / "tmp")
+        self.base_env["TMPDIR"] = os.environ["TMPDIR"] = str(self.work / "tmp")  # (in-process baselines too)
+        tempfile.tempdir = None  # read again from TMPDIR
         self.env = dict(
             self.base_env,
             METAFLOW_HOME=str(self.work / "mfhome"),
