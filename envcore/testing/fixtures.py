@@ -267,3 +267,24 @@ def signal_thread(pid: int, tid: int, signum: int) -> None:
         pytest.skip("this C library has no tgkill (glibc 2.30 or newer has)")
     if libc.tgkill(pid, tid, signum) != 0:
         raise OSError(ctypes.get_errno(), f"tgkill({pid}, {tid}, {signum}) failed")
+
+
+def process_running(pid: int) -> bool:
+    """Whether process ``pid`` still runs: a zombie does not (it ended; its parent has not reaped it). Linux."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def processes_end(*pids: int, within: float) -> bool:
+    """Whether every one of ``pids`` has ended within ``within`` seconds (:func:`process_running`)."""
+    import time
+
+    deadline = time.monotonic() + within
+    while any(map(process_running, pids)):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True

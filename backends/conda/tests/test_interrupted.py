@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from envcore.testing.fixtures import signal_thread
+from envcore.testing.fixtures import processes_end, signal_thread
 
 
 @pytest.mark.parametrize("to_a_worker", [False, True], ids=["to-the-process", "to-a-worker-thread"])
@@ -65,16 +65,4 @@ def test_a_stopped_resolve_stops_the_tool_and_removes_the_credentials(
             proc.send_signal(sent)
         assert proc.wait(timeout=20) == code
     assert list(temp.rglob("*netrc")) == []
-    tool_pid = int(started.read_text())
-    deadline = time.monotonic() + 5
-    while _running(tool_pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not _running(tool_pid), "the tool outlived envcore"
-
-
-def _running(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+    assert processes_end(int(started.read_text()), within=5), "the tool outlived envcore"

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from envcore.testing.fixtures import process_running, processes_end
+
 from .conftest import FLOWS, Machine
 
 WORKER = "metaflow_extensions.envcore.plugins.conda.worker"
@@ -29,14 +31,6 @@ def _slow_conda(tmp_path: Path) -> tuple[Path, Path]:
     return tool, started
 
 
-def _running(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 def _workers_of(parent: int) -> list[int]:
     found = []
     for entry in os.listdir("/proc"):
@@ -50,13 +44,6 @@ def _workers_of(parent: int) -> list[int]:
         if ppid == parent and WORKER.encode() in cmdline:
             found.append(int(entry))
     return found
-
-
-def _gone(*pids: int, within: float = 15) -> bool:
-    deadline = time.monotonic() + within
-    while any(_running(pid) for pid in pids) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return not any(_running(pid) for pid in pids)
 
 
 @pytest.mark.parametrize("stopped", ["launcher-sigterm", "launcher-sigint", "worker-sigterm"])
@@ -86,7 +73,9 @@ def test_a_stopped_run_leaves_no_worker_and_no_tool(machine: Machine, tmp_path: 
         else:
             launcher.send_signal(signal.SIGTERM if stopped == "launcher-sigterm" else signal.SIGINT)
         out, err = launcher.communicate(timeout=30)
-    assert _gone(worker, tool_pid), f"left running: worker {_running(worker)}, tool {_running(tool_pid)}"
+    assert processes_end(worker, tool_pid, within=15), (
+        f"left running: worker {process_running(worker)}, tool {process_running(tool_pid)}"
+    )
     assert "internal error" not in out + err and "Traceback" not in err, err
     if stopped == "launcher-sigterm":
         assert launcher.returncode == -signal.SIGTERM  # ended by the signal, as without envcore's handling
