@@ -27,7 +27,7 @@ from envcore.errors import (
 from envcore.plugins import Registry
 from envcore.progress import Progress, as_progress
 from envcore.record import LocalRecord
-from envcore.tools import result_of
+from envcore.tools import result_of, stop_work
 from envcore.types import BatchResolver, LockedPackage, ResolvedEnvironment, ResolveRequest, Store
 
 RESOLVE_WORKERS = 4
@@ -217,10 +217,9 @@ class Environments:
                     counted(group)
                 for future in solving:  # re-raises the first error
                     result_of(future)
-            except (
-                KeyboardInterrupt
-            ):  # at once: the CLI stops the tools under way (tools.end_tools) and exits
+            except KeyboardInterrupt:  # at once: the tools under way are stopped, the threads left to end
                 pool.shutdown(wait=False, cancel_futures=True)
+                stop_work(solving)
                 raise
             pool.shutdown()
         return [results[i] for i in range(len(requests))]

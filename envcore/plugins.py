@@ -87,9 +87,7 @@ class _PluginManager(pluggy.PluginManager):
     def parse_hookimpl_opts(self, plugin: object, name: str) -> pluggy.HookimplOpts | None:
         if isinstance(plugin, ModuleType):
             value = vars(plugin).get(name)
-            if isinstance(
-                value, FunctionType
-            ):  # what pluggy's static lookup finds for it: the function itself
+            if isinstance(value, FunctionType):  # pluggy's static lookup finds the function itself
                 opts = getattr(value, f"{self.project_name}_impl", None)
                 return opts if isinstance(opts, dict) else None  # type: ignore[return-value]
             if not isinstance(value, MethodType):

@@ -10,7 +10,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from envcore.configfiles import remember_json
 from envcore.errors import BackendUnavailable, EnvcoreError
@@ -218,6 +218,23 @@ def end_tools() -> None:
         with contextlib.suppress(OSError):
             path.unlink()
     _SECRET_FILES.clear()
+
+
+UNWIND_WAIT = (
+    5.0  # seconds an interrupted command gives its worker threads to end once their tools are stopped
+)
+
+
+def stop_work(futures: Iterable[Future[Any]]) -> None:
+    """After an interruption in the thread that waits for ``futures`` (their pool shut down without waiting):
+    the tools under way are stopped (:func:`end_tools`: every tool of this process), which ends the work
+    waiting for them, and the threads get :data:`UNWIND_WAIT` seconds to leave as they do after a failure,
+    their scratch folders (the tools' inputs) removed. Otherwise the process ends with those folders in place,
+    or, in a library caller, the work goes on after the interruption."""
+    from concurrent.futures import wait
+
+    end_tools()
+    wait(list(futures), timeout=UNWIND_WAIT)
 
 
 def run_tool(

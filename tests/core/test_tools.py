@@ -249,3 +249,30 @@ def test_a_signal_a_worker_thread_gets_stops_the_main_thread_waiting_for_it(wait
         assert child.wait(timeout=10) == 143
     finally:
         child.kill()
+
+
+def test_stopping_interrupted_work_ends_its_tools_and_lets_its_threads_clean_up() -> None:
+    """stop_work: the tool a worker thread waits for is stopped, and the thread leaves its scratch folder
+    removed, as after a failure (an interrupted command's threads had been left with their folders)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from envcore import tools
+
+    folders: list[str] = []
+
+    def work() -> int:
+        with tools.scratch_folder("stop") as folder:
+            folders.append(folder)
+            return tools.run_tool(["sleep", "30"], what="sleep").returncode
+
+    pool = ThreadPoolExecutor(1)
+    future = pool.submit(work)
+    deadline = time.monotonic() + 10
+    while not tools._RUNNING and time.monotonic() < deadline:
+        time.sleep(0.01)
+    started = time.monotonic()
+    pool.shutdown(wait=False, cancel_futures=True)
+    tools.stop_work([future])
+    assert time.monotonic() - started < 2 and future.done()
+    assert future.result() == -signal.SIGKILL
+    assert not Path(folders[0]).exists()

@@ -65,4 +65,5 @@ def test_a_stopped_resolve_stops_the_tool_and_removes_the_credentials(
             proc.send_signal(sent)
         assert proc.wait(timeout=20) == code
     assert list(temp.rglob("*netrc")) == []
+    assert list(temp.glob("envcore-*")) == []  # the resolve's scratch folder (the tool's inputs) too
     assert processes_end(int(started.read_text()), within=5), "the tool outlived envcore"

@@ -77,6 +77,8 @@ def test_a_stopped_run_leaves_no_worker_and_no_tool(machine: Machine, tmp_path: 
         f"left running: worker {process_running(worker)}, tool {process_running(tool_pid)}"
     )
     assert "internal error" not in out + err and "Traceback" not in err, err
+    left = list((machine.root / "tmp").glob("envcore-*"))  # the worker's request (and its tools' inputs)
+    assert left == [], left
     if stopped == "launcher-sigterm":
         assert launcher.returncode == -signal.SIGTERM  # ended by the signal, as without envcore's handling
     elif stopped == "worker-sigterm":

@@ -9,11 +9,14 @@ ends through ``os._exit`` like the ``envcore`` CLI.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
+import signal
 import subprocess
 import sys
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,55 +38,57 @@ if TYPE_CHECKING:
 WORKER = "metaflow_extensions.envcore.plugins.conda.worker"
 
 
-WORKER_STOP_WAIT = (
-    10.0  # seconds an interrupted launcher gives the worker to stop its tools before killing it
-)
+# seconds an interrupted launcher gives the worker to stop its tools before it kills it
+WORKER_STOP_WAIT = 10.0
 
 
 class _Terminated(BaseException):
-    """SIGTERM reached the launcher while it waited for the worker."""
+    """SIGTERM reached the launcher while it worked with a worker."""
 
 
 def _terminated(signum: int, frame: object) -> None:
     raise _Terminated
 
 
-def _run_worker(argv: list[str], **popen: Any) -> int:
-    """Run the worker to its end and return its exit status. An interrupted launcher (Ctrl-C, or SIGTERM where
-    Metaflow leaves it to its default) stops the worker first, which stops its tools: left behind, it would go
-    on resolving or installing, tools and all, after the run was stopped. A SIGTERM then ends the launcher as
-    it would have without this."""
-    import signal
-    import threading
+@contextlib.contextmanager
+def _sigterm_cleans_up() -> Iterator[None]:
+    """SIGTERM, where Metaflow leaves it at its default (the process ends at once), is raised in the block
+    instead, so that the block ends what it started (the worker, its scratch folder with the request); the
+    process then ends by the signal, as it would have."""
+    if threading.current_thread() is not threading.main_thread() or (
+        signal.getsignal(signal.SIGTERM) != signal.SIG_DFL
+    ):
+        yield
+        return
+    signal.signal(signal.SIGTERM, _terminated)
+    try:
+        yield
+    except _Terminated:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
+
+def _run_worker(argv: list[str], **popen: Any) -> int:
+    """Run the worker to its end and return its exit status. Interrupted (Ctrl-C, or SIGTERM through
+    :func:`_sigterm_cleans_up`), the launcher stops the worker first, which stops its tools: left behind, it
+    would go on resolving or installing, tools and all, after the run was stopped."""
     proc = subprocess.Popen(argv, **popen)
-    handling = threading.current_thread() is threading.main_thread() and (
-        signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
-    )
-    if handling:
-        signal.signal(signal.SIGTERM, _terminated)
     try:
         return proc.wait()
-    except BaseException as exc:
+    except BaseException:
         proc.terminate()  # the worker ends its tools (as the envcore command does)
         try:
             proc.wait(timeout=WORKER_STOP_WAIT)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        if isinstance(exc, _Terminated):
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            handling = False
-            os.kill(os.getpid(), signal.SIGTERM)
         raise
-    finally:
-        if handling:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _no_result(returncode: int) -> str:
-    import signal
-
     number = -returncode if returncode < 0 else returncode - 128 if returncode > 128 else 0
     try:
         stopped = f"was stopped by {signal.Signals(number).name}" if number else ""
@@ -165,7 +170,7 @@ class Session:
     def _call(self, op: str, payload: Any) -> Any:
         from envcore.tools import scratch_folder
 
-        with scratch_folder("worker") as tmp:
+        with _sigterm_cleans_up(), scratch_folder("worker") as tmp:
             request, result = Path(tmp) / "request", Path(tmp) / "result"
             request.write_bytes(pickle.dumps((self.files, op, payload)))
             env = {**os.environ, **self.overrides}

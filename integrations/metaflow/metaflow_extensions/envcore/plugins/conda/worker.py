@@ -49,13 +49,18 @@ def _resolve(envs: Any, payload: Any) -> Any:
         except EnvcoreError as exc:  # reported per request: the launcher names the steps that need it
             return exc.message
 
-    from envcore.tools import result_of
+    from envcore.tools import result_of, stop_work
 
     pool = ThreadPoolExecutor(max_workers=min(4, len(requests)))
+    futures = [pool.submit(one, request) for request in requests]
     try:
-        return [result_of(future) for future in [pool.submit(one, request) for request in requests]]
-    finally:  # interrupted: the resolutions under way are not waited for (main ends their tools)
+        return [result_of(future) for future in futures]
+    except KeyboardInterrupt:  # the tools under way are stopped, the threads left to end (see stop_work)
         pool.shutdown(wait=False, cancel_futures=True)
+        stop_work(futures)
+        raise
+    finally:
+        pool.shutdown(wait=False)
 
 
 def _store(envs: Any, payload: Any) -> Any:
