@@ -530,9 +530,8 @@ def redact_url(url: str) -> str:
     try:
         parts = urlsplit(url)
         if not (parts.username or parts.password):
-            found = (
-                re.match(_USERINFO, url) if "@" in url else None
-            )  # a password with '/', which no parser reads
+            # a password with '/', which no parser reads
+            found = re.match(_USERINFO, url) if "@" in url else None
             return found["scheme"] + url[found.end() :] if found else url
     except ValueError:  # e.g. a bracketed host that is no IPv6 address
         return re.sub(r"(//)[^/?#]*@", r"\1", url)

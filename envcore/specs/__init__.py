@@ -352,9 +352,8 @@ def pypi_requirement(text: str, where: str, base: Path | None = None) -> Require
     a PyPI requirement; paths become absolute ``file://`` URLs (relative ones read from ``base``, by default
     the current directory)."""
     text = text.strip()
-    path_with = re.fullmatch(
-        _PATH_WITH_EXTRAS_OR_MARKER, text
-    )  # ./pkg[extra], .[a], pkg/ ; python_version > "3"
+    # ./pkg[extra], .[a], pkg/ ; python_version > "3"
+    path_with = re.fullmatch(_PATH_WITH_EXTRAS_OR_MARKER, text)
     if path_with and (
         re.match(_BARE_REFERENCE, path_with["ref"]) or re.match(_LOCAL_FOLDER, path_with["ref"])
     ):
