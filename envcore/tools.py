@@ -220,9 +220,8 @@ def end_tools() -> None:
     _SECRET_FILES.clear()
 
 
-UNWIND_WAIT = (
-    5.0  # seconds an interrupted command gives its worker threads to end once their tools are stopped
-)
+# seconds an interrupted command gives its worker threads to end once their tools are stopped
+UNWIND_WAIT = 5.0
 
 
 def stop_work(futures: Iterable[Future[Any]]) -> None:
