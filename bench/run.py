@@ -43,9 +43,8 @@ BOOT = (
 # the large packages of the link rows (count, files each, bytes each file: 80 MB) and the link's bandwidth (MB/s)
 LARGE_PACKAGES = (8, 100, 100_000)
 LINK_MB_S = 100
-SYNCED_CP = (
-    'dest=$1; shift; cp "$@" "$dest" && sync "$dest"/*'  # sh -c SYNCED_CP sh DEST FILE...: fsync each copy
-)
+# sh -c SYNCED_CP sh DEST FILE...: the files copied into DEST, then each copy fsynced
+SYNCED_CP = 'dest=$1; shift; cp "$@" "$dest" && sync "$dest"/*'
 CLI_LIBRARIES = ("click", "pluggy")  # what envcore's CLI is built on (the developers' guide prescribes both)
 ALIAS = "bench/hydrate:v1"  # an immutable alias of the hydrated environment
 # Conda packages of the universe for distinct, solvable flow-like environments (pairs; one pair conflicts).
