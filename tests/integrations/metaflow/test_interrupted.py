@@ -46,7 +46,9 @@ def _workers_of(parent: int) -> list[int]:
     return found
 
 
-@pytest.mark.parametrize("stopped", ["launcher-sigterm", "launcher-sigint", "worker-sigterm"])
+@pytest.mark.parametrize(
+    "stopped", ["launcher-sigterm", "launcher-sigint", "worker-sigterm", "terminal-ctrl-c"]
+)
 def test_a_stopped_run_leaves_no_worker_and_no_tool(machine: Machine, tmp_path: Path, stopped: str) -> None:
     tool, started = _slow_conda(tmp_path)
     env = machine.env(METAFLOW_CONDA_DEPENDENCY_RESOLVER="conda", METAFLOW_ENVCORE_CONDA_EXE=str(tool))
@@ -70,6 +72,8 @@ def test_a_stopped_run_leaves_no_worker_and_no_tool(machine: Machine, tmp_path: 
         (worker,) = _workers_of(launcher.pid)
         if stopped == "worker-sigterm":
             os.kill(worker, signal.SIGTERM)
+        elif stopped == "terminal-ctrl-c":  # the terminal's process group: launcher, worker and tool at once
+            os.killpg(launcher.pid, signal.SIGINT)
         else:
             launcher.send_signal(signal.SIGTERM if stopped == "launcher-sigterm" else signal.SIGINT)
         out, err = launcher.communicate(timeout=30)

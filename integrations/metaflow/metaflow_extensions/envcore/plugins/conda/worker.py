@@ -56,11 +56,21 @@ def _resolve(envs: Any, payload: Any) -> Any:
     try:
         return [result_of(future) for future in futures]
     except KeyboardInterrupt:  # the tools under way are stopped, the threads left to end (see stop_work)
+        _stopping()
         pool.shutdown(wait=False, cancel_futures=True)
         stop_work(futures)
         raise
     finally:
         pool.shutdown(wait=False)
+
+
+def _stopping() -> None:
+    """Interrupted: later signals (the launcher's SIGTERM after a terminal's Ctrl-C reached both) no longer cut
+    the cleanup short; the launcher kills the worker if it takes too long."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _store(envs: Any, payload: Any) -> Any:
@@ -112,6 +122,7 @@ def main() -> None:
         Path(sys.argv[2]).write_bytes(pickle.dumps((status, value)))
         code = 0 if status == "ok" else 1
     except KeyboardInterrupt:  # the launcher stopped it (or Ctrl-C reached it): it says so, not this
+        _stopping()
         code = 128 + stopped_by[0]
     except BaseException as exc:  # anything else is a bug: say so, with the traceback
         traceback.print_exc()
