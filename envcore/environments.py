@@ -218,8 +218,7 @@ class Environments:
                 for future in solving:  # re-raises the first error
                     result_of(future)
             except KeyboardInterrupt:  # at once: the tools under way are stopped, the threads left to end
-                pool.shutdown(wait=False, cancel_futures=True)
-                stop_work(solving)
+                stop_work(pool, solving)
                 raise
             pool.shutdown()
         return [results[i] for i in range(len(requests))]

@@ -10,7 +10,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from envcore.configfiles import remember_json
 from envcore.errors import BackendUnavailable, EnvcoreError
@@ -18,7 +18,7 @@ from envcore.progress import debug_line
 
 if TYPE_CHECKING:
     import threading
-    from concurrent.futures import Future
+    from concurrent.futures import Executor, Future
 
     from envcore.config import Config
 
@@ -224,16 +224,44 @@ def end_tools() -> None:
 UNWIND_WAIT = 5.0
 
 
-def stop_work(futures: Iterable[Future[Any]]) -> None:
-    """After an interruption in the thread that waits for ``futures`` (their pool shut down without waiting):
-    the tools under way are stopped (:func:`end_tools`: every tool of this process), which ends the work
-    waiting for them, and the threads get :data:`UNWIND_WAIT` seconds to leave as they do after a failure,
-    their scratch folders (the tools' inputs) removed. Otherwise the process ends with those folders in place,
-    or, in a library caller, the work goes on after the interruption."""
+def stop_work(pool: Executor, futures: Iterable[Future[Any]]) -> None:
+    """After an interruption in the thread that waits for ``futures``: ``pool`` is shut down without waiting
+    (what has not started is cancelled), the tools under way are stopped (:func:`end_tools`: every tool of this
+    process), which ends the work waiting for them, and the threads get :data:`UNWIND_WAIT` seconds to leave
+    as they do after a failure, their scratch folders (the tools' inputs) removed. Otherwise the process ends
+    with those folders in place, or, in a library caller, the work goes on after the interruption."""
     from concurrent.futures import wait
 
+    pool.shutdown(wait=False, cancel_futures=True)
     end_tools()
     wait(list(futures), timeout=UNWIND_WAIT)
+
+
+def sigterm_as_interrupt() -> list[int]:
+    """From now on SIGTERM (a supervisor stopping the process) is raised in the main thread as Ctrl-C is
+    (KeyboardInterrupt), so that the work stops and cleans up; the list returned gets its number when it came,
+    for the exit status (143 rather than 130)."""
+    import signal
+
+    came: list[int] = []
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        came.append(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    return came
+
+
+def exit_process(code: int) -> NoReturn:
+    """End a process that ran envcore's work: no tool left running and no credential file (:func:`end_tools`),
+    the output flushed, then ``os._exit`` (py-rattler can crash while the interpreter finalises)."""
+    import sys
+
+    end_tools()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def run_tool(

@@ -392,18 +392,9 @@ def quiet_library_logs(verbose: bool) -> None:
 def main() -> None:
     import signal
 
-    from envcore.tools import end_tools
+    from envcore.tools import exit_process, sigterm_as_interrupt
 
     quiet_library_logs(_wants_traceback(sys.argv[1:]))
-    terminated = []
-
-    def on_sigterm(signum: int, frame: object) -> None:  # as Ctrl-C: stop, clean up, say so
-        terminated.append(signum)
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_sigterm)
+    terminated = sigterm_as_interrupt()  # as Ctrl-C: stop, clean up, say so
     code = run()
-    end_tools()  # an interrupted command leaves no tool running and no credential file
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(128 + signal.SIGTERM if terminated else code)
+    exit_process(128 + signal.SIGTERM if terminated else code)

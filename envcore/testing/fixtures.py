@@ -269,6 +269,18 @@ def signal_thread(pid: int, tid: int, signum: int) -> None:
         raise OSError(ctypes.get_errno(), f"tgkill({pid}, {tid}, {signum}) failed")
 
 
+def hanging_conda(folder: Path) -> tuple[Path, Path]:
+    """A conda executable in ``folder`` that answers ``--version`` and hangs in anything else (a solve that
+    never ends), and the file it writes its pid to once it hangs: for stopping envcore while its tool works."""
+    tool, started = folder / "conda", folder / "started"
+    tool.write_text(
+        f'#!/bin/sh\nif [ "$1" = --version ]; then echo "conda 24.1.0"; exit 0; fi\necho $$ > {started}\n'
+        "exec sleep 120\n"
+    )
+    tool.chmod(0o755)
+    return tool, started
+
+
 def process_running(pid: int) -> bool:
     """Whether process ``pid`` still runs: a zombie does not (it ended; its parent has not reaped it). Linux."""
     try:

@@ -271,8 +271,7 @@ def test_stopping_interrupted_work_ends_its_tools_and_lets_its_threads_clean_up(
     while not tools._RUNNING and time.monotonic() < deadline:
         time.sleep(0.01)
     started = time.monotonic()
-    pool.shutdown(wait=False, cancel_futures=True)
-    tools.stop_work([future])
+    tools.stop_work(pool, [future])
     assert time.monotonic() - started < 2 and future.done()
     assert future.result() == -signal.SIGKILL
     assert not Path(folders[0]).exists()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from envcore.testing.fixtures import processes_end, signal_thread
+from envcore.testing.fixtures import hanging_conda, processes_end, signal_thread
 
 
 @pytest.mark.parametrize("to_a_worker", [False, True], ids=["to-the-process", "to-a-worker-thread"])
@@ -24,12 +24,7 @@ def test_a_stopped_resolve_stops_the_tool_and_removes_the_credentials(
     alone waited for the tool to finish. The kernel may hand a process's signal to any of its threads: one a
     worker thread got waited for the tool (its Python handler runs in the main thread, which waited for the
     worker without a timeout), as the kit's resolve under load once did."""
-    tool = tmp_path / "conda"
-    started = tmp_path / "started"
-    tool.write_text(
-        f'#!/bin/sh\nif [ "$1" = --version ]; then echo "conda 24.1.0"; exit 0; fi\necho $$ > {started}\nexec sleep 60\n'
-    )
-    tool.chmod(0o755)
+    tool, started = hanging_conda(tmp_path)
     temp = tmp_path / "tmp"
     temp.mkdir()
     env = {

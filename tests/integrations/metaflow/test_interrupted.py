@@ -13,22 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from envcore.testing.fixtures import process_running, processes_end
+from envcore.testing.fixtures import hanging_conda, process_running, processes_end
 
 from .conftest import FLOWS, Machine
 
 WORKER = "metaflow_extensions.envcore.plugins.conda.worker"
-
-
-def _slow_conda(tmp_path: Path) -> tuple[Path, Path]:
-    """A conda executable whose solve never ends; the file it writes its pid to once it runs."""
-    tool, started = tmp_path / "conda", tmp_path / "started"
-    tool.write_text(
-        f'#!/bin/sh\nif [ "$1" = --version ]; then echo "conda 24.1.0"; exit 0; fi\necho $$ > {started}\n'
-        "exec sleep 120\n"
-    )
-    tool.chmod(0o755)
-    return tool, started
 
 
 def _workers_of(parent: int) -> list[int]:
@@ -50,7 +39,7 @@ def _workers_of(parent: int) -> list[int]:
     "stopped", ["launcher-sigterm", "launcher-sigint", "worker-sigterm", "terminal-ctrl-c"]
 )
 def test_a_stopped_run_leaves_no_worker_and_no_tool(machine: Machine, tmp_path: Path, stopped: str) -> None:
-    tool, started = _slow_conda(tmp_path)
+    tool, started = hanging_conda(tmp_path)
     env = machine.env(METAFLOW_CONDA_DEPENDENCY_RESOLVER="conda", METAFLOW_ENVCORE_CONDA_EXE=str(tool))
     work = machine.root / "work"
     work.mkdir(parents=True, exist_ok=True)

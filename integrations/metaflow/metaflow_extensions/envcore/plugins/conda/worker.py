@@ -57,8 +57,7 @@ def _resolve(envs: Any, payload: Any) -> Any:
         return [result_of(future) for future in futures]
     except KeyboardInterrupt:  # the tools under way are stopped, the threads left to end (see stop_work)
         _stopping()
-        pool.shutdown(wait=False, cancel_futures=True)
-        stop_work(futures)
+        stop_work(pool, futures)
         raise
     finally:
         pool.shutdown(wait=False)
@@ -107,15 +106,9 @@ def run(request: Path) -> tuple[str, Any]:
 def main() -> None:
     import signal
 
-    from envcore.tools import end_tools
+    from envcore.tools import exit_process, sigterm_as_interrupt
 
-    stopped_by = [signal.SIGINT]
-
-    def on_sigterm(signum: int, frame: object) -> None:  # as Ctrl-C: stop, end the tools, no result
-        stopped_by[0] = signal.SIGTERM
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_sigterm)
+    terminated = sigterm_as_interrupt()  # as Ctrl-C: stop, end the tools, no result
     code = 1
     try:
         status, value = run(Path(sys.argv[1]))
@@ -123,16 +116,13 @@ def main() -> None:
         code = 0 if status == "ok" else 1
     except KeyboardInterrupt:  # the launcher stopped it (or Ctrl-C reached it): it says so, not this
         _stopping()
-        code = 128 + stopped_by[0]
+        code = 128 + (signal.SIGTERM if terminated else signal.SIGINT)
     except BaseException as exc:  # anything else is a bug: say so, with the traceback
         traceback.print_exc()
         message = f"internal error in the envcore worker: {type(exc).__name__}: {exc}"
         Path(sys.argv[2]).write_bytes(pickle.dumps(("error", message)))
     finally:
-        end_tools()  # no tool outlives the worker, no credential file stays
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+        exit_process(code)  # no tool outlives the worker, no credential file stays
 
 
 if __name__ == "__main__":
