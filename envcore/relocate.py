@@ -9,8 +9,11 @@ the *relocation manifest*, written next to the completion marker after every ins
 
 A clone is all or nothing: on any problem the partial copy is removed and the caller installs normally.
 
-Cloning runs in the fast path of ``envcore create`` (:mod:`envcore.uptodate`), so it imports only ``os``: no
-pathlib, shutil or subprocess, and no json (which imports re): together they cost more than the copy itself.
+Cloning runs in the fast path of ``envcore create`` (:mod:`envcore.uptodate`), so it imports only ``os`` and
+``_thread``: no pathlib, shutil, subprocess or threading, and no json (which imports re): together they cost more
+than the copy itself. The copy is a walk in Python, not ``cp -al``: the same links with fewer system calls (``cp``
+also reads every file's attributes), 8.6 against 12.6 ms for the test universe's 734-file prefix, 265 against
+364 ms for 25,399 files (in-process, best of 7-15 on this machine's ext4).
 The manifest is therefore NUL-separated text (no path contains NUL): the prefix it names, then one field per
 file, its kind first (``T`` text, ``B`` binary, ``L`` symlink). Manifests of earlier versions
 (``.envcore-relocate.json``) are still read.
@@ -18,9 +21,9 @@ file, its kind first (``T`` text, ``B`` binary, ``L`` symlink). Manifests of ear
 
 from __future__ import annotations
 
+import _thread
 import os
 import stat
-import sys
 
 from envcore import TYPE_CHECKING
 from envcore.locks import file_lock
@@ -33,8 +36,10 @@ if TYPE_CHECKING:
 MANIFEST = ".envcore-relocate"
 _JSON_MANIFEST = ".envcore-relocate.json"  # written by earlier versions; read, never written
 _KINDS = {"T": "text", "B": "binary", "L": "links"}
-# GNU cp (Linux) hardlink-copies a tree in C; elsewhere, or without cp on PATH, a Python walk makes the same copy.
-_GNU_CP = sys.platform.startswith("linux")
+# Hardlinks are made in threads from this many on, one thread per this many, at most _LINK_THREADS: ``link``
+# waits on the file system with the GIL released (2 threads cut the links' time by a quarter on this 2-core ext4).
+_LINKS_PER_THREAD = 256
+_LINK_THREADS = min(4, os.cpu_count() or 1)
 _ENTRY_POINTS = frozenset({"unix_python_entry_point", "windows_python_entry_point_script"})
 
 
@@ -46,7 +51,10 @@ def write_manifest(prefix: Path) -> None:
 
     text: set[str] = set()
     binary: set[str] = set()
-    links: set[str] = set()  # symlinks whose absolute target lies inside the prefix
+    links: set[str] = (
+        set()
+    )  # symlinks whose absolute target lies inside the prefix (for earlier versions: the
+    # walk relinks every such symlink it meets)
     for meta in (prefix / "conda-meta").glob("*.json"):
         try:
             entries = json.loads(meta.read_bytes()).get("paths_data", {}).get("paths", [])
@@ -146,36 +154,26 @@ class _Cloner:
         self.old, self.new = old.encode(), str(dest).encode()
         self.old_text = old
         self.rewrite = {**{p: False for p in manifest["text"]}, **{p: True for p in manifest["binary"]}}
-        self.links = manifest.get("links", [])
 
     def run(self) -> bool:
-        copied = _cp_al(self.source, self.build) if _GNU_CP else None
-        if copied is None:
-            return self._tree(self.source, self.build, "")
-        return copied and self._rewrite_copy()
-
-    def _rewrite_copy(self) -> bool:
-        """After ``cp -al`` (the kernel-speed hardlink copy), the manifest's files are replaced."""
-        for name in os.listdir(self.build):
-            if name.startswith(self.private):
-                os.unlink(f"{self.build}/{name}")
-        for path, binary in self.rewrite.items():
-            target = f"{self.build}/{path}"
-            os.unlink(target)  # a hardlink to the source's file: replaced, never written through
-            if not self._rewrite(f"{self.source}/{path}", target, binary=binary):
-                return False
-        for path in self.links:
-            target = f"{self.build}/{path}"
-            link = os.readlink(target)
-            os.unlink(target)
-            os.symlink(self._relinked(link), target)
+        """The walk makes the folders, symlinks and rewritten files and lists the files to hardlink; they are
+        linked after it (in several threads when there are many), then the folders get their modes (a
+        read-only folder is filled first)."""
+        hardlinks: list[tuple[str, str]] = []
+        modes: list[tuple[str, int]] = [(self.build, os.stat(self.source).st_mode)]
+        if not self._tree(self.source, self.build, "", hardlinks, modes):
+            return False
+        link_all(hardlinks)
+        for folder, mode in reversed(modes):
+            os.chmod(folder, stat.S_IMODE(mode))
         return True
 
     def _relinked(self, link: str) -> str:
         return self.dest + link[len(self.old_text) :] if link.startswith(self.old_text + "/") else link
 
-    def _tree(self, src: str, dst: str, rel: str) -> bool:
-        """The portable walk: the same result as :meth:`_with_cp`, file by file."""
+    def _tree(
+        self, src: str, dst: str, rel: str, hardlinks: list[tuple[str, str]], modes: list[tuple[str, int]]
+    ) -> bool:
         os.mkdir(dst)
         with os.scandir(src) as entries:
             for entry in entries:
@@ -187,14 +185,14 @@ class _Cloner:
                 if entry.is_symlink():
                     os.symlink(self._relinked(os.readlink(entry.path)), target)
                 elif entry.is_dir():
-                    if not self._tree(entry.path, target, f"{path}/"):
+                    modes.append((target, entry.stat(follow_symlinks=False).st_mode))
+                    if not self._tree(entry.path, target, f"{path}/", hardlinks, modes):
                         return False
                 elif path in self.rewrite:
                     if not self._rewrite(entry.path, target, binary=self.rewrite[path]):
                         return False
                 else:
-                    os.link(entry.path, target)
-        _copy_mode(src, dst)
+                    hardlinks.append((entry.path, target))
         return True
 
     def _rewrite(self, src: str, dst: str, *, binary: bool) -> bool:
@@ -208,23 +206,40 @@ class _Cloner:
         fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as fh:
             fh.write(rewritten)
-        _copy_mode(src, dst)
+        os.chmod(dst, stat.S_IMODE(os.stat(src).st_mode))
         return True
 
 
-def _copy_mode(src: str, dst: str) -> None:
-    os.chmod(dst, stat.S_IMODE(os.stat(src).st_mode))
+def link_all(pairs: list[tuple[str, str]]) -> None:
+    """``os.link(source, target)`` for every pair, in up to ``_LINK_THREADS`` threads when there are many; the
+    first OSError is raised once every thread has stopped (the others stop at their next file). Threads come
+    from ``_thread``: the fast path of ``envcore create`` does not import ``threading`` (3 ms with functools)."""
+    shares = max(1, min(_LINK_THREADS, len(pairs) // _LINKS_PER_THREAD))
+    errors: list[OSError] = []
+    finished: list[_thread.LockType] = []
+    for n in range(1, shares):
+        done = _thread.allocate_lock()
+        done.acquire()
+        _thread.start_new_thread(_link_share, (pairs[n::shares], errors, done))
+        finished.append(done)
+    _link_share(pairs[0::shares], errors, None)
+    for done in finished:
+        done.acquire()
+    if errors:
+        raise errors[0]
 
 
-def _cp_al(source: str, dest: str) -> bool | None:
-    """``cp -al -- source dest`` (its errors silenced): whether it succeeded; None when there is no ``cp``."""
-    quiet = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_WRONLY, 0) for fd in (1, 2)]
+def _link_share(pairs: list[tuple[str, str]], errors: list[OSError], done: _thread.LockType | None) -> None:
     try:
-        pid = os.posix_spawnp("cp", ["cp", "-al", "--", source, dest], os.environ, file_actions=quiet)
-    except FileNotFoundError:
-        return None
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status) == 0
+        for source, target in pairs:
+            if errors:
+                return
+            os.link(source, target)
+    except OSError as error:
+        errors.append(error)
+    finally:
+        if done is not None:
+            done.release()
 
 
 def clone(
@@ -284,13 +299,16 @@ class PrefixIndex:
         return cls(os.path.join(cache_dir, "prefixes"), lock_timeout)
 
     def add(self, key: str, prefix: str | os.PathLike[str]) -> None:
+        """List ``prefix`` last (the newest source); prefixes no longer there are dropped, and the list keeps
+        the last 16, so a prefix still there is not pushed out by ones a user removed."""
         path, prefix = os.path.join(self.root, key), os.fspath(prefix)
         with file_lock(f"{path}.lock", self.timeout):
             known = self.candidates(key)
             if prefix in known:
                 return
+            kept = [p for p in known if os.path.lexists(p)]
             with open(f"{path}.tmp", "w", encoding="utf-8") as fh:
-                fh.write("".join(f"{p}\n" for p in [*known, prefix][-16:]))
+                fh.write("".join(f"{p}\n" for p in [*kept, prefix][-16:]))
             os.replace(f"{path}.tmp", path)
 
     def candidates(self, key: str) -> list[str]:

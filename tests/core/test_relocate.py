@@ -11,13 +11,13 @@ import pytest
 from envcore import relocate
 
 
-@pytest.fixture(params=["cp -al", "python walk"], autouse=True)
-def copier(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Every test runs with both ways of copying: GNU cp (Linux) and the portable walk."""
-    if request.param == "cp -al" and not relocate._GNU_CP:
-        pytest.skip("GNU cp is not available here")
-    monkeypatch.setattr(relocate, "_GNU_CP", request.param == "cp -al")
-    return str(request.param)
+@pytest.fixture(params=["one thread", "three threads"], autouse=True)
+def linkers(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
+    """Every test runs with the hardlinks made by one thread and (however few files) by three."""
+    threads = 1 if request.param == "one thread" else 3
+    monkeypatch.setattr(relocate, "_LINK_THREADS", threads)
+    monkeypatch.setattr(relocate, "_LINKS_PER_THREAD", 1)
+    return threads
 
 
 def _prefix(root: Path, name: str) -> Path:
@@ -130,6 +130,39 @@ def test_a_damaged_manifest_refuses_the_clone(tmp_path: Path) -> None:
     assert not (tmp_path / "dst").exists()
 
 
+def test_a_read_only_folder_is_filled_then_made_read_only(tmp_path: Path) -> None:
+    source = _prefix(tmp_path, "source-prefix")
+    (source / "share" / "data").mkdir(parents=True)
+    (source / "share" / "data" / "table.csv").write_text("a,b\n")
+    (source / "share" / "data").chmod(0o555)
+    dest = tmp_path / "dst"
+    try:
+        assert relocate.clone(source, dest)
+        assert (dest / "share" / "data" / "table.csv").read_text() == "a,b\n"
+        assert (dest / "share" / "data").stat().st_mode & 0o777 == 0o555
+        assert (dest / "bin").stat().st_mode & 0o777 == (source / "bin").stat().st_mode & 0o777
+    finally:
+        for folder in (source, dest):
+            if (folder / "share" / "data").exists():
+                (folder / "share" / "data").chmod(0o755)
+
+
+def test_link_all_makes_every_link_or_raises_once_all_threads_stopped(tmp_path: Path, linkers: int) -> None:
+    (tmp_path / "src").mkdir()
+    (tmp_path / "dst").mkdir()
+    names = [f"f{n}" for n in range(40)]
+    for name in names:
+        (tmp_path / "src" / name).write_text(name)
+    pairs = [(str(tmp_path / "src" / n), str(tmp_path / "dst" / n)) for n in names]
+    relocate.link_all(pairs)
+    assert all((tmp_path / "dst" / n).stat().st_ino == (tmp_path / "src" / n).stat().st_ino for n in names)
+    missing = [(str(tmp_path / "src" / "gone"), str(tmp_path / "dst" / "gone"))]
+    again = [(s, f"{d}.2") for s, d in pairs]
+    with pytest.raises(FileNotFoundError, match="gone"):
+        relocate.link_all(again[:20] + missing + again[20:])
+    assert not (tmp_path / "dst" / "gone").exists()
+
+
 def test_the_fast_path_of_a_clone_imports_neither_json_nor_re(tmp_path: Path) -> None:
     """The warm ``envcore create`` clones in the fast path: json (with re) alone cost more than half of it."""
     import subprocess
@@ -139,7 +172,25 @@ def test_the_fast_path_of_a_clone_imports_neither_json_nor_re(tmp_path: Path) ->
     code = (
         "import sys; from envcore import relocate; "
         f"assert relocate.clone({str(source)!r}, {str(tmp_path / 'dst')!r}); "
-        "print(sorted(m for m in ('json', 're', 'pathlib', 'shutil', 'subprocess') if m in sys.modules))"
+        "print(sorted(m for m in ('json', 're', 'pathlib', 'shutil', 'subprocess', 'threading') "
+        "if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_the_prefix_index_forgets_removed_prefixes_before_ones_still_there(tmp_path: Path) -> None:
+    index = relocate.PrefixIndex.in_cache(tmp_path / "cache", lock_timeout=5)
+    (tmp_path / "cache" / "prefixes").mkdir(parents=True)
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    index.add("key", kept)
+    for n in range(20):  # more than the 16 the index holds, each removed before the next is added
+        removed = tmp_path / f"removed-{n}"
+        removed.mkdir()
+        index.add("key", removed)
+        removed.rmdir()
+    last = tmp_path / "last"
+    last.mkdir()
+    index.add("key", last)
+    assert index.candidates("key") == [str(kept), str(last)]
