@@ -939,8 +939,12 @@ class Bench:
                 "create", self.ref, "--name", f"warm-{next(counter)}", METAFLOW_ENVCORE_CACHE_DIR=warm
             )
 
+        # The copies are made where envcore makes its prefixes: on ext4 the cost of making folders depends on
+        # where they are (on this machine cp -al and a clone both took 3x longer in one folder than in another).
         def copy(flags: str) -> Callable[[], object]:
-            return lambda: run(["cp", flags, reference, self.work / f"cp-{next(counter)}"], self.base_env)
+            return lambda: run(
+                ["cp", flags, reference, reference.parent / f"cp-{next(counter)}"], self.base_env
+            )
 
         python = self.proc([PY, "-c", "pass"])
         a, b, c, d = interleaved(self.reps, warm_cli, copy("-al"), copy("-a"), python)
@@ -979,7 +983,7 @@ class Bench:
 
         def cp_al() -> float:
             return timed(
-                lambda: run(["cp", "-al", reference, self.work / f"cp-{next(counter)}"], self.base_env)
+                lambda: run(["cp", "-al", reference, reference.parent / f"cp-{next(counter)}"], self.base_env)
             )
 
         a, b = [], []

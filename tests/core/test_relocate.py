@@ -11,15 +11,6 @@ import pytest
 from envcore import relocate
 
 
-@pytest.fixture(params=["one thread", "three threads"], autouse=True)
-def linkers(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
-    """Every test runs with the hardlinks made by one thread and (however few files) by three."""
-    threads = 1 if request.param == "one thread" else 3
-    monkeypatch.setattr(relocate, "_LINK_THREADS", threads)
-    monkeypatch.setattr(relocate, "_LINKS_PER_THREAD", 1)
-    return threads
-
-
 def _prefix(root: Path, name: str) -> Path:
     """A small finished prefix: a text file and a binary file with the prefix (declared in conda-meta), a
     wheel script (found through RECORD), a plain file, an absolute and a relative symlink."""
@@ -147,20 +138,33 @@ def test_a_read_only_folder_is_filled_then_made_read_only(tmp_path: Path) -> Non
                 (folder / "share" / "data").chmod(0o755)
 
 
-def test_link_all_makes_every_link_or_raises_once_all_threads_stopped(tmp_path: Path, linkers: int) -> None:
+def test_the_linker_makes_every_link_or_raises_the_first_error_once_its_helper_stopped(
+    tmp_path: Path,
+) -> None:
     (tmp_path / "src").mkdir()
     (tmp_path / "dst").mkdir()
-    names = [f"f{n}" for n in range(40)]
+    names = [f"f{n}" for n in range(300)]
     for name in names:
         (tmp_path / "src" / name).write_text(name)
     pairs = [(str(tmp_path / "src" / n), str(tmp_path / "dst" / n)) for n in names]
-    relocate.link_all(pairs)
+    linker = relocate._Linker()
+    for start in range(0, 300, 30):  # as the walk hands over folders
+        linker.add(pairs[start : start + 30])
+    linker.finish(walked=True)
     assert all((tmp_path / "dst" / n).stat().st_ino == (tmp_path / "src" / n).stat().st_ino for n in names)
-    missing = [(str(tmp_path / "src" / "gone"), str(tmp_path / "dst" / "gone"))]
+
     again = [(s, f"{d}.2") for s, d in pairs]
+    missing = (str(tmp_path / "src" / "gone"), str(tmp_path / "dst" / "gone"))
+    linker = relocate._Linker()
+    for start in range(0, 300, 30):
+        linker.add(again[start : start + 30] + ([missing] if start == 150 else []))
     with pytest.raises(FileNotFoundError, match="gone"):
-        relocate.link_all(again[:20] + missing + again[20:])
+        linker.finish(walked=True)
     assert not (tmp_path / "dst" / "gone").exists()
+
+    linker = relocate._Linker()  # a walk that failed: what is left is not linked, and finish raises nothing
+    linker.add([missing])
+    linker.finish(walked=False)
 
 
 def test_the_fast_path_of_a_clone_imports_neither_json_nor_re(tmp_path: Path) -> None:
