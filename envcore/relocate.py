@@ -49,10 +49,9 @@ def write_manifest(prefix: Path) -> None:
 
     text: set[str] = set()
     binary: set[str] = set()
-    links: set[str] = (
-        set()
-    )  # symlinks whose absolute target lies inside the prefix (for earlier versions: the
-    # walk relinks every such symlink it meets)
+    # symlinks whose absolute target lies inside the prefix (listed for earlier versions: the walk relinks every
+    # such symlink it meets)
+    links: set[str] = set()
     for meta in (prefix / "conda-meta").glob("*.json"):
         try:
             entries = json.loads(meta.read_bytes()).get("paths_data", {}).get("paths", [])
