@@ -26,6 +26,7 @@ from envcore import TYPE_CHECKING
 from envcore.config import Config
 from envcore.errors import ResolutionError
 from envcore.progress import debug_line
+from envcore.tools import as_part_of, current_work
 from envcore.types import CONDA, NPCONDA, PYPI, SYS, EnvType, LockedPackage, Resolver, ResolveRequest
 
 if TYPE_CHECKING:
@@ -246,8 +247,11 @@ class _EarlyResolve:
     def __init__(self, resolver: Resolver, request: ResolveRequest) -> None:
         self.request = request
         self._outcome: Sequence[LockedPackage] | BaseException = ()
-        self._thread = threading.Thread(
-            target=self._run, args=(resolver,), name="envcore-early-pypi", daemon=True
+        self._thread = threading.Thread(  # its tool belongs to the resolve that started it
+            target=as_part_of(current_work(), self._run),
+            args=(resolver,),
+            name="envcore-early-pypi",
+            daemon=True,
         )
         self._thread.start()
 

@@ -27,7 +27,7 @@ from envcore.errors import (
 from envcore.plugins import Registry
 from envcore.progress import Progress, as_progress
 from envcore.record import LocalRecord
-from envcore.tools import result_of, stop_work
+from envcore.tools import as_part_of, new_work, result_of, stop_work
 from envcore.types import BatchResolver, LockedPackage, ResolvedEnvironment, ResolveRequest, Store
 
 RESOLVE_WORKERS = 4
@@ -198,9 +198,12 @@ class Environments:
             lock(*group)
             task.advance(len(group[1]))
 
-        with self.progress.task(
-            f"Resolving {len(requests)} environment(s)", len(requests), lambda _: ""
-        ) as task:
+        with (
+            new_work() as work,
+            self.progress.task(
+                f"Resolving {len(requests)} environment(s)", len(requests), lambda _: ""
+            ) as task,
+        ):
             solved.update(self._solve_batches(requests, groups, force, known_here))
             # Groups already answered (by a batch, or by the local record) leave only Python work, which threads
             # would slow down (they contend for the GIL): done here. The others solve in worker threads.
@@ -212,13 +215,13 @@ class Environments:
             to_solve = [group for group in groups.items() if group[0] not in answered]
             pool = ThreadPoolExecutor(min(RESOLVE_WORKERS, len(to_solve) or 1))
             try:
-                solving = [pool.submit(counted, group) for group in to_solve]
+                solving = [pool.submit(as_part_of(work, counted), group) for group in to_solve]
                 for group in answered.items():
                     counted(group)
                 for future in solving:  # re-raises the first error
                     result_of(future)
             except KeyboardInterrupt:  # at once: the tools under way are stopped, the threads left to end
-                stop_work(pool, solving)
+                stop_work(pool, solving, work)
                 raise
             pool.shutdown()
         return [results[i] for i in range(len(requests))]

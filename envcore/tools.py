@@ -9,8 +9,9 @@ import os
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
 
 from envcore.configfiles import remember_json
 from envcore.errors import BackendUnavailable, EnvcoreError
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from envcore.config import Config
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 # Variables that would make a tool read the user's own configuration instead of what envcore passes.
 SCRUBBED_PREFIXES = ("PIP_", "UV_", "CONDA_", "POETRY_", "MAMBA_", "PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")
@@ -65,9 +67,46 @@ def find_executable(
 
 
 # What a process that ends early (Ctrl-C, SIGTERM) must not leave behind: the tools it runs, and the files of
-# credentials it wrote for them. The CLI calls end_tools() before it exits.
-_RUNNING: set[subprocess.Popen[str]] = set()
-_SECRET_FILES: set[Path] = set()
+# credentials it wrote for them, each with the work it belongs to (see new_work). The CLI calls end_tools()
+# before it exits.
+_RUNNING: dict[subprocess.Popen[str], object | None] = {}
+_SECRET_FILES: dict[Path, object | None] = {}
+_WORK: ContextVar[object | None] = ContextVar("envcore_work", default=None)
+
+
+@contextlib.contextmanager
+def new_work() -> Iterator[object]:
+    """One piece of work (such as one ``Environments.resolve``) in this thread: the tools started and the
+    credential files written until it ends, here and in the threads given :func:`as_part_of` it, belong to it,
+    and :func:`stop_work` for it stops those alone. Within another piece of work, it is that one."""
+    current = _WORK.get()
+    if current is not None:
+        yield current
+        return
+    work = object()
+    token = _WORK.set(work)
+    try:
+        yield work
+    finally:
+        _WORK.reset(token)
+
+
+def current_work() -> object | None:
+    """The piece of work this thread does (:func:`new_work`), for :func:`as_part_of` in a thread it starts."""
+    return _WORK.get()
+
+
+def as_part_of(work: object | None, call: Callable[P, T]) -> Callable[P, T]:
+    """``call``, for another thread, as part of ``work`` (:func:`new_work`, :func:`current_work`)."""
+
+    def part(*args: P.args, **kwargs: P.kwargs) -> T:
+        token = _WORK.set(work)
+        try:
+            return call(*args, **kwargs)
+        finally:
+            _WORK.reset(token)
+
+    return part
 
 
 def write_netrc(credentials: Mapping[str, tuple[str, str]], *paths: Path) -> Path:
@@ -78,7 +117,7 @@ def write_netrc(credentials: Mapping[str, tuple[str, str]], *paths: Path) -> Pat
     for path in paths:
         path.touch(mode=0o600)
         path.write_text(text)
-        _SECRET_FILES.add(path)
+        _SECRET_FILES[path] = _WORK.get()
     return paths[0]
 
 
@@ -209,31 +248,42 @@ def join(thread: threading.Thread) -> None:
         thread.join(SIGNAL_SLICE)
 
 
-def end_tools() -> None:
-    """Stop the tools still running and remove the credential files still there (an interrupted command)."""
-    for proc in list(_RUNNING):
-        with contextlib.suppress(OSError):
-            proc.kill()
-    for path in list(_SECRET_FILES):
-        with contextlib.suppress(OSError):
-            path.unlink()
-    _SECRET_FILES.clear()
+_EVERY = object()
+
+
+def end_tools(work: object = _EVERY) -> None:
+    """Stop the tools still running and remove the credential files still there (an interrupted command): every
+    one, or those of ``work`` (:func:`new_work`) and of no known work (a plugin's own threads)."""
+
+    def ended(owner: object | None) -> bool:
+        return work is _EVERY or owner is work or owner is None
+
+    for proc, owner in list(_RUNNING.items()):
+        if ended(owner):
+            with contextlib.suppress(OSError):
+                proc.kill()
+    for path, owner in list(_SECRET_FILES.items()):
+        if ended(owner):
+            with contextlib.suppress(OSError):
+                path.unlink()
+            _SECRET_FILES.pop(path, None)
 
 
 # seconds an interrupted command gives its worker threads to end once their tools are stopped
 UNWIND_WAIT = 5.0
 
 
-def stop_work(pool: Executor, futures: Iterable[Future[Any]]) -> None:
-    """After an interruption in the thread that waits for ``futures``: ``pool`` is shut down without waiting
-    (what has not started is cancelled), the tools under way are stopped (:func:`end_tools`: every tool of this
-    process), which ends the work waiting for them, and the threads get :data:`UNWIND_WAIT` seconds to leave
-    as they do after a failure, their scratch folders (the tools' inputs) removed. Otherwise the process ends
-    with those folders in place, or, in a library caller, the work goes on after the interruption."""
+def stop_work(pool: Executor, futures: Iterable[Future[Any]], work: object) -> None:
+    """After an interruption in the thread that waits for ``futures``, parts of ``work`` (:func:`new_work`):
+    ``pool`` is shut down without waiting (what has not started is cancelled), the tools of ``work`` under way
+    are stopped (:func:`end_tools`; another piece of work of the process, a library caller's resolve in another
+    thread, goes on), which ends the work waiting for them, and the threads get :data:`UNWIND_WAIT` seconds to
+    leave as they do after a failure, their scratch folders (the tools' inputs) removed. Otherwise the process
+    ends with those folders in place, or, in a library caller, the work goes on after the interruption."""
     from concurrent.futures import wait
 
     pool.shutdown(wait=False, cancel_futures=True)
-    end_tools()
+    end_tools(work)
     wait(list(futures), timeout=UNWIND_WAIT)
 
 
@@ -292,7 +342,7 @@ def run_tool(
         raise BackendUnavailable(
             f"{what} is not installed here ({argv[0]} not found). Install it or set its path."
         ) from None
-    _RUNNING.add(proc)
+    _RUNNING[proc] = _WORK.get()
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -300,7 +350,7 @@ def run_tool(
         proc.communicate()
         raise EnvcoreError(f"{what} did not finish within {timeout:.0f} s and was stopped.") from None
     finally:
-        _RUNNING.discard(proc)
+        _RUNNING.pop(proc, None)
         if proc.returncode is None:  # interrupted while waiting: the tool does not outlive the command
             proc.kill()
     done = subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr)

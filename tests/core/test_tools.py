@@ -260,18 +260,71 @@ def test_stopping_interrupted_work_ends_its_tools_and_lets_its_threads_clean_up(
 
     folders: list[str] = []
 
-    def work() -> int:
+    def sleeper() -> int:
         with tools.scratch_folder("stop") as folder:
             folders.append(folder)
             return tools.run_tool(["sleep", "30"], what="sleep").returncode
 
     pool = ThreadPoolExecutor(1)
-    future = pool.submit(work)
-    deadline = time.monotonic() + 10
-    while not tools._RUNNING and time.monotonic() < deadline:
-        time.sleep(0.01)
-    started = time.monotonic()
-    tools.stop_work(pool, [future])
+    with tools.new_work() as work:
+        future = pool.submit(tools.as_part_of(work, sleeper))
+        deadline = time.monotonic() + 10
+        while not tools._RUNNING and time.monotonic() < deadline:
+            time.sleep(0.01)
+        started = time.monotonic()
+        tools.stop_work(pool, [future], work)
     assert time.monotonic() - started < 2 and future.done()
     assert future.result() == -signal.SIGKILL
     assert not Path(folders[0]).exists()
+
+
+def test_stopping_one_piece_of_work_leaves_another_going(tmp_path: Path) -> None:
+    """Two resolves of a library caller, each in its own thread, each with a tool and a credential file (the
+    second's tool started in a thread it hands its work to, as the early PyPI resolve does): stopping the first
+    stops its tool, removes its file, and leaves the second's; a tool of no known work is stopped too."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from envcore import tools
+
+    started: dict[str, threading.Event] = {
+        name: threading.Event() for name in ("first", "second", "nobody's")
+    }
+    codes: dict[str, int] = {}
+
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+
+    def sleeper(name: str) -> None:
+        tools.write_netrc({"example.org": ("user", "pw")}, secrets / f"{name}.netrc")
+        started[name].set()
+        codes[name] = tools.run_tool(["sleep", "30"], what=name).returncode
+
+    def second() -> None:
+        with tools.new_work():
+            inner = threading.Thread(target=tools.as_part_of(tools.current_work(), sleeper), args=("second",))
+            inner.start()
+            inner.join()
+
+    others = [threading.Thread(target=second), threading.Thread(target=sleeper, args=("nobody's",))]
+    for thread in others:
+        thread.start()
+    pool = ThreadPoolExecutor(1)
+    try:
+        with tools.new_work() as first:
+            future = pool.submit(tools.as_part_of(first, sleeper), "first")
+            assert all(event.wait(10) for event in started.values())
+            deadline = time.monotonic() + 10
+            while len(tools._RUNNING) < 3 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert len(tools._RUNNING) == 3
+            tools.stop_work(pool, [future], first)
+        others[1].join(5)
+        assert codes == {"first": -signal.SIGKILL, "nobody's": -signal.SIGKILL}
+        assert len(tools._RUNNING) == 1 and others[0].is_alive()
+        assert sorted(p.name for p in secrets.iterdir()) == ["second.netrc"]
+    finally:
+        tools.end_tools()
+        for thread in others:
+            thread.join(5)
+    assert codes["second"] == -signal.SIGKILL and not (secrets / "second.netrc").exists()
