@@ -151,6 +151,8 @@ def scratch_folder(kind: str) -> Iterator[str]:
             finally:  # the lock is unlinked before it goes: a sweeper that opened it sees it unlinked
                 _empty_but_the_lock(folder)
                 held.unlink(missing_ok=True)
+                for path in [p for p in list(_SECRET_FILES) if p.is_relative_to(folder)]:
+                    _SECRET_FILES.pop(path, None)  # gone with the folder: no longer for end_tools
     finally:
         taking.unlink(missing_ok=True)
         with contextlib.suppress(OSError):

@@ -328,3 +328,20 @@ def test_stopping_one_piece_of_work_leaves_another_going(tmp_path: Path) -> None
         for thread in others:
             thread.join(5)
     assert codes["second"] == -signal.SIGKILL and not (secrets / "second.netrc").exists()
+
+
+def test_credential_files_removed_with_their_scratch_folder_are_no_longer_listed(tmp_path: Path) -> None:
+    """A long-running library process resolves again and again: the netrc files of finished resolves went with
+    their folders, so end_tools need not remember them."""
+    from envcore import tools
+
+    kept = tmp_path / "kept.netrc"
+    tools.write_netrc({"example.org": ("user", "pw")}, kept)
+    with tools.scratch_folder("netrc") as folder:
+        inside = Path(folder) / "netrc"
+        tools.write_netrc({"example.org": ("user", "pw")}, inside)
+        assert inside in tools._SECRET_FILES
+    assert not inside.exists() and inside not in tools._SECRET_FILES
+    assert kept in tools._SECRET_FILES
+    tools.end_tools()
+    assert not kept.exists() and kept not in tools._SECRET_FILES
