@@ -26,7 +26,7 @@ from envcore import TYPE_CHECKING
 from envcore.config import Config
 from envcore.errors import ResolutionError
 from envcore.progress import debug_line
-from envcore.tools import as_part_of, current_work
+from envcore.tools import in_this_work
 from envcore.types import CONDA, NPCONDA, PYPI, SYS, EnvType, LockedPackage, Resolver, ResolveRequest
 
 if TYPE_CHECKING:
@@ -248,7 +248,7 @@ class _EarlyResolve:
         self.request = request
         self._outcome: Sequence[LockedPackage] | BaseException = ()
         self._thread = threading.Thread(  # its tool belongs to the resolve that started it
-            target=as_part_of(current_work(), self._run),
+            target=in_this_work(self._run),
             args=(resolver,),
             name="envcore-early-pypi",
             daemon=True,

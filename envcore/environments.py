@@ -27,7 +27,7 @@ from envcore.errors import (
 from envcore.plugins import Registry
 from envcore.progress import Progress, as_progress
 from envcore.record import LocalRecord
-from envcore.tools import as_part_of, new_work, result_of, stop_work
+from envcore.tools import in_this_work, new_work, result_of, stop_work
 from envcore.types import BatchResolver, LockedPackage, ResolvedEnvironment, ResolveRequest, Store
 
 RESOLVE_WORKERS = 4
@@ -215,7 +215,7 @@ class Environments:
             to_solve = [group for group in groups.items() if group[0] not in answered]
             pool = ThreadPoolExecutor(min(RESOLVE_WORKERS, len(to_solve) or 1))
             try:
-                solving = [pool.submit(as_part_of(work, counted), group) for group in to_solve]
+                solving = [pool.submit(in_this_work(counted), group) for group in to_solve]
                 for group in answered.items():
                     counted(group)
                 for future in solving:  # re-raises the first error

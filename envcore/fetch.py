@@ -45,7 +45,7 @@ def in_parallel(work: Callable[[Item], Result], items: Iterable[Item]) -> list[R
     import queue
     import threading
 
-    from envcore.tools import as_part_of, current_work, join
+    from envcore.tools import in_this_work, join
 
     listed = list(items)
     count = len(listed)
@@ -68,9 +68,8 @@ def in_parallel(work: Callable[[Item], Result], items: Iterable[Item]) -> list[R
                 errors[index] = exc
                 failed.set()
 
-    work_of_caller = current_work()  # the tools the items run belong to it
     threads = [
-        threading.Thread(target=as_part_of(work_of_caller, worker), name=f"envcore-transfer-{n}", daemon=True)
+        threading.Thread(target=in_this_work(worker), name=f"envcore-transfer-{n}", daemon=True)
         for n in range(min(TRANSFER_WORKERS, count))
     ]
     for thread in threads:

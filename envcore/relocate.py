@@ -269,7 +269,7 @@ class _Linker:
                 self._wake.acquire()
                 self._link_batches()
                 with self._guard:
-                    if self._walk_ended and not (self._batches and not self._errors):
+                    if self._walk_ended:  # what is left, the walking thread links too (finish)
                         return
         finally:
             self._helper_done.release()

@@ -77,8 +77,8 @@ _WORK: ContextVar[object | None] = ContextVar("envcore_work", default=None)
 @contextlib.contextmanager
 def new_work() -> Iterator[object]:
     """One piece of work (such as one ``Environments.resolve``) in this thread: the tools started and the
-    credential files written until it ends, here and in the threads given :func:`as_part_of` it, belong to it,
-    and :func:`stop_work` for it stops those alone. Within another piece of work, it is that one."""
+    credential files written until it ends, here and in the threads it starts with :func:`in_this_work`, belong
+    to it, and :func:`stop_work` for it stops those alone. Within another piece of work, it is that one."""
     current = _WORK.get()
     if current is not None:
         yield current
@@ -91,13 +91,9 @@ def new_work() -> Iterator[object]:
         _WORK.reset(token)
 
 
-def current_work() -> object | None:
-    """The piece of work this thread does (:func:`new_work`), for :func:`as_part_of` in a thread it starts."""
-    return _WORK.get()
-
-
-def as_part_of(work: object | None, call: Callable[P, T]) -> Callable[P, T]:
-    """``call``, for another thread, as part of ``work`` (:func:`new_work`, :func:`current_work`)."""
+def in_this_work(call: Callable[P, T]) -> Callable[P, T]:
+    """``call``, to run in another thread, as part of the work this thread does (:func:`new_work`)."""
+    work = _WORK.get()
 
     def part(*args: P.args, **kwargs: P.kwargs) -> T:
         token = _WORK.set(work)

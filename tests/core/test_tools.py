@@ -267,7 +267,7 @@ def test_stopping_interrupted_work_ends_its_tools_and_lets_its_threads_clean_up(
 
     pool = ThreadPoolExecutor(1)
     with tools.new_work() as work:
-        future = pool.submit(tools.as_part_of(work, sleeper))
+        future = pool.submit(tools.in_this_work(sleeper))
         deadline = time.monotonic() + 10
         while not tools._RUNNING and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -302,7 +302,7 @@ def test_stopping_one_piece_of_work_leaves_another_going(tmp_path: Path) -> None
 
     def second() -> None:
         with tools.new_work():
-            inner = threading.Thread(target=tools.as_part_of(tools.current_work(), sleeper), args=("second",))
+            inner = threading.Thread(target=tools.in_this_work(sleeper), args=("second",))
             inner.start()
             inner.join()
 
@@ -312,7 +312,7 @@ def test_stopping_one_piece_of_work_leaves_another_going(tmp_path: Path) -> None
     pool = ThreadPoolExecutor(1)
     try:
         with tools.new_work() as first:
-            future = pool.submit(tools.as_part_of(first, sleeper), "first")
+            future = pool.submit(tools.in_this_work(sleeper), "first")
             assert all(event.wait(10) for event in started.values())
             deadline = time.monotonic() + 10
             while len(tools._RUNNING) < 3 and time.monotonic() < deadline:

@@ -49,11 +49,11 @@ def _resolve(envs: Any, payload: Any) -> Any:
         except EnvcoreError as exc:  # reported per request: the launcher names the steps that need it
             return exc.message
 
-    from envcore.tools import as_part_of, new_work, result_of, stop_work
+    from envcore.tools import in_this_work, new_work, result_of, stop_work
 
     pool = ThreadPoolExecutor(max_workers=min(4, len(requests)))
     with new_work() as work:
-        futures = [pool.submit(as_part_of(work, one), request) for request in requests]
+        futures = [pool.submit(in_this_work(one), request) for request in requests]
         try:
             return [result_of(future) for future in futures]
         except KeyboardInterrupt:  # the tools under way are stopped, the threads left to end (see stop_work)
