@@ -746,18 +746,26 @@ def conda_python_packages(
     return found
 
 
-def write_resolver_inputs(request: ResolveRequest, work: Path, tool: str) -> tuple[Path, Path]:
-    """``requirements.in`` (the PyPI requirements) and ``constraints.txt`` (the PyPI equivalents of the
-    conda-installed Python packages, pinned so the PyPI side never replaces them) for a PyPI tool run."""
+def resolver_inputs(request: ResolveRequest, tool: str) -> tuple[str, str]:
+    """The text of ``requirements.in`` (the PyPI requirements) and of ``constraints.txt`` (the PyPI equivalents
+    of the conda-installed Python packages, pinned so the PyPI side never replaces them) for a PyPI tool run."""
     if not request.python_version:
         raise ResolutionError(
             f"The {tool} resolver needs the exact python version of the environment; it is chosen by the conda "
             "side first. This is a bug in the caller."
         )
-    requirements, constraints = work / "requirements.in", work / "constraints.txt"
-    requirements.write_text("".join(pep508(r) + "\n" for r in request.of(PYPI)))
     pins = conda_python_packages(request.installed, request.installed_distributions)
-    constraints.write_text("".join(f"{name}=={pkg.version}\n" for name, pkg in pins.items()))
+    return (
+        "".join(pep508(r) + "\n" for r in request.of(PYPI)),
+        "".join(f"{name}=={pkg.version}\n" for name, pkg in pins.items()),
+    )
+
+
+def write_resolver_inputs(request: ResolveRequest, work: Path, tool: str) -> tuple[Path, Path]:
+    """:func:`resolver_inputs` written to ``work``: ``requirements.in`` and ``constraints.txt``."""
+    requirements, constraints = work / "requirements.in", work / "constraints.txt"
+    for path, text in zip((requirements, constraints), resolver_inputs(request, tool), strict=True):
+        path.write_text(text)
     return requirements, constraints
 
 

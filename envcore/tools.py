@@ -320,9 +320,10 @@ def run_tool(
     cwd: Path | None = None,
     timeout: float = 1800,
     debug: bool = False,
+    stdin: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run a tool and return its completed process (whatever its exit code); the caller turns failures
-    into errors a person can act on. ``what`` names the tool in messages."""
+    """Run a tool (given ``stdin`` as its input, if any) and return its completed process (whatever its exit
+    code); the caller turns failures into errors a person can act on. ``what`` names the tool in messages."""
     argv = [str(a) for a in args]
     if debug:
         debug_line(f"debug[envcore tools]: {what}: {' '.join(argv)}")
@@ -334,7 +335,7 @@ def run_tool(
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
         )
     except FileNotFoundError:
         raise BackendUnavailable(
@@ -342,7 +343,7 @@ def run_tool(
         ) from None
     _RUNNING[proc] = _WORK.get()
     try:
-        stdout, stderr = proc.communicate(timeout=timeout)
+        stdout, stderr = proc.communicate(stdin, timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.communicate()

@@ -92,6 +92,17 @@ def test_failures_and_unwritable_caches_are_not_remembered(tmp_path: Path) -> No
     assert log.read_text().count("run") == 4
 
 
+def test_a_tool_reads_its_input_and_one_that_reads_none_is_not_held_up() -> None:
+    from envcore.tools import run_tool
+
+    echoed = run_tool([sys.executable, "-c", "import sys; print(sys.stdin.read().upper())"], what="t", stdin="a\nb")
+    assert (echoed.returncode, echoed.stdout) == (0, "A\nB\n")
+    large = "x" * (1 << 20)  # more than a pipe holds, to a tool that exits without reading it
+    ignored = run_tool([sys.executable, "-c", "raise SystemExit(3)"], what="t", stdin=large)
+    assert ignored.returncode == 3
+    assert run_tool([sys.executable, "-c", "import sys; print(repr(sys.stdin.read()))"], what="t").stdout == "''\n"
+
+
 def test_a_tools_last_lines_fold_into_a_sentence_without_its_full_stop() -> None:
     output = "Resolving...\n\n  error: no solution found\n  cause: fx-core was not found.\n"
     assert tail(output, 2) == "error: no solution found cause: fx-core was not found"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 import subprocess
@@ -51,14 +52,39 @@ def python_platform(request: ResolveRequest) -> str:
 _YANKED = re.compile(r'^warning: `([^`=]+)==([^`]+)` is yanked(?: \(reason: "(.*)"\))?', re.MULTILINE)
 
 
-def resolver_env(request: ResolveRequest, work: Path) -> dict[str, str]:
+def resolver_env(request: ResolveRequest, inputs: ToolInputs) -> dict[str, str]:
     """uv's environment: without the user's uv settings, and with ``MACOSX_DEPLOYMENT_TARGET`` (the oldest macOS
     whose wheels uv takes for an osx target) set to envcore's: a conda build shell's, or uv's own default, which
     moves between uv versions, would change what is resolved without changing any id."""
     macos = ".".join(map(str, pypi.MACOS_TARGET))
-    return tool_env(
-        {"UV_NO_PROGRESS": "1", "MACOSX_DEPLOYMENT_TARGET": macos, **pypi.netrc_env(request, work)}
-    )
+    netrc = pypi.netrc_env(request, inputs.folder()) if request.credentials else {}
+    return tool_env({"UV_NO_PROGRESS": "1", "MACOSX_DEPLOYMENT_TARGET": macos, **netrc})
+
+
+class ToolInputs:
+    """The files a ``uv pip compile`` run reads besides its requirements (which it reads from stdin; its lock goes
+    to stdout): constraints and a netrc file, in a scratch folder made when the first is needed (a PyPI-only
+    resolve without credentials needs none), removed on leaving the ``with`` block."""
+
+    def __init__(self) -> None:
+        self._scratch = contextlib.ExitStack()
+        self._folder: Path | None = None
+
+    def folder(self) -> Path:
+        if self._folder is None:
+            self._folder = Path(self._scratch.enter_context(scratch_folder("uv")))
+        return self._folder
+
+    def file(self, name: str, text: str) -> Path:
+        path = self.folder() / name
+        path.write_text(text)
+        return path
+
+    def __enter__(self) -> ToolInputs:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._scratch.close()
 
 
 def local_arch() -> str:
@@ -118,35 +144,34 @@ class UvResolver:
             from envcore.build import refuse_references_to_build
 
             refuse_references_to_build(request, f"this machine's architecture ({local_arch()})")
-        with scratch_folder("uv") as tmp:
-            work = Path(tmp)
-            _, constraints = pypi.write_resolver_inputs(request, work, "uv")
-            pins = constraints.read_text()
-            # releases uv chose whose wheels need a newer glibc or macOS than the target's (uv's manylinux target
-            # is rounded up):
-            # left out and resolved again, as pip, given the exact tags, takes the newest release that fits
-            too_new = pypi.TooNewForTarget(request)
+        requirements, pins = pypi.resolver_inputs(request, "uv")
+        # releases uv chose whose wheels need a newer glibc or macOS than the target's (uv's manylinux target
+        # is rounded up):
+        # left out and resolved again, as pip, given the exact tags, takes the newest release that fits
+        too_new = pypi.TooNewForTarget(request)
+        with ToolInputs() as inputs:
             for _ in range(pypi.TOO_NEW_ROUNDS):
-                constraints.write_text(pins + "".join(f"{line}\n" for line in too_new.excluded))
+                constraints = pins + "".join(f"{line}\n" for line in too_new.excluded)
                 done = run_tool(
-                    [uv_executable(self.config), *self._args(request, work)],
+                    [uv_executable(self.config), *self._args(request, inputs, constraints)],
                     what="uv pip compile",
-                    env=resolver_env(request, work),
+                    env=resolver_env(request, inputs),
                     debug=self.config.debug,
+                    stdin=requirements,
                 )
                 if done.returncode != 0 and too_new:
                     raise too_new.refusal()
                 if done.returncode != 0:
                     raise self._failure(request, done.stderr, too_new)
-                lock = tomllib.loads((work / "pylock.toml").read_text())
+                lock = tomllib.loads(done.stdout)
                 entries = {pypi.canonicalize(e["name"]): e for e in lock.get("packages", [])}
                 misfits = pypi.os_misfits(request, _releases(too_new, entries))
                 if not misfits:
                     for name, version, reason in _YANKED.findall(done.stderr):
                         pypi.warn_yanked(name, version, reason)
-                    return self._packages(request, lock, work)
+                    return self._packages(request, lock)
                 too_new.add(misfits)
-            raise too_new.rounds_refusal()
+        raise too_new.rounds_refusal()
 
     def _failure(
         self, request: ResolveRequest, stderr: str, too_new: pypi.TooNewForTarget
@@ -184,7 +209,7 @@ class UvResolver:
             f"{_uv_error(stderr)}. Change the requirement named above, or check the index and options." + hint
         )
 
-    def _args(self, request: ResolveRequest, work: Path) -> list[str]:
+    def _args(self, request: ResolveRequest, inputs: ToolInputs, constraints: str) -> list[str]:
         args = [
             "pip",
             "compile",
@@ -205,15 +230,14 @@ class UvResolver:
             *(() if request.arch == local_arch() else ("--only-binary", ":all:")),
             "--index-strategy",
             "unsafe-best-match",  # pip's behaviour (the original resolves with pip): best version over all indexes
-            "--constraint",
-            str(work / "constraints.txt"),
-            "-o",
-            str(work / "pylock.toml"),
+            *(("--constraint", str(inputs.file("constraints.txt", constraints))) if constraints else ()),
+            "--format",
+            "pylock.toml",  # on stdout
             *index_args(request),
         ]
-        return [*args, str(work / "requirements.in")]
+        return [*args, "-"]  # the requirements: on stdin
 
-    def _packages(self, request: ResolveRequest, lock: dict[str, object], work: Path) -> list[LockedPackage]:
+    def _packages(self, request: ResolveRequest, lock: dict[str, object]) -> list[LockedPackage]:
         tags = pypi.target_tags(request, request.python_version or "")
         provided = set(pypi.conda_python_packages(request.installed, request.installed_distributions))
         out: list[LockedPackage] = []
@@ -224,10 +248,10 @@ class UvResolver:
             if pypi.canonicalize(name) in provided:
                 continue  # the conda side installs it; the constraint kept the versions equal
             if isinstance(entry.get("archive"), dict):  # a direct reference: NAME @ URL-or-path of a file
-                out.append(_archive(request, name, version, entry["archive"], work, tags))
+                out.append(_archive(request, name, version, entry["archive"], tags))
                 continue
             if isinstance(entry.get("directory"), dict):  # NAME @ file:///a/directory: built here
-                out.append(self._directory(request, name, entry["directory"], work))
+                out.append(self._directory(request, name, entry["directory"]))
                 continue
             if isinstance(entry.get("vcs"), dict):  # NAME @ git+URL[@REV]: built at the commit uv locked
                 out.append(self._repository(request, name, entry["vcs"]))
@@ -251,12 +275,12 @@ class UvResolver:
             out.append(pypi.locked_wheel(name, version, wheel["url"], sha256, size))
         return out
 
-    def _directory(
-        self, request: ResolveRequest, name: str, directory: dict[str, object], work: Path
-    ) -> LockedPackage:
+    def _directory(self, request: ResolveRequest, name: str, directory: dict[str, object]) -> LockedPackage:
         """A local project directory, built into a wheel now (as the original builds local directories, for
         this machine's architecture only)."""
-        path = (work / str(directory.get("path", ""))).resolve()  # relative paths are relative to the lock
+        path = Path(
+            str(directory.get("path", ""))
+        ).resolve()  # a relative path (uv writes absolute ones): to cwd
         return self._built(request, name, path, path.as_uri(), f"the directory {path}")
 
     def _repository(self, request: ResolveRequest, name: str, vcs: dict[str, object]) -> LockedPackage:
@@ -315,15 +339,12 @@ def _archive(
     name: str,
     version: str,
     archive: dict[str, object],
-    work: Path,
     tags: Mapping[Tag, int],
 ) -> LockedPackage:
     """``NAME @ URL`` of a wheel or an sdist (``archive = {url|path, hashes}`` in uv's lock). A local file stays
     a ``file://`` URL; its sha256 is computed and checked against uv's. An sdist is built by the core."""
-    if "url" in archive:
-        url = str(archive["url"])
-    else:
-        url = (work / str(archive.get("path", ""))).resolve().as_uri()  # relative paths: to the lock's dir
+    # a path: uv writes absolute ones (a relative one would be to the current folder)
+    url = str(archive["url"]) if "url" in archive else Path(str(archive.get("path", ""))).resolve().as_uri()
     filename = pypi.filename_of(url)
     if filename.endswith(".whl") and pypi.best_wheel([filename], tags) is None:
         raise ResolutionError(

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+import envcore_uv.resolver
 from envcore import pypi, resolve, specs
 from envcore.errors import ResolutionError
 from envcore.plugins import build_registry
@@ -37,6 +40,42 @@ def test_resolution_runs_no_interpreter_found_on_path(
     env = resolve.resolve(build_registry(config), request)
     assert {p.name for p in env.packages} >= {"python", "fx-web", "fx-core"}
     assert not ran.exists(), f"uv ran {ran.read_text().split()} from PATH"
+
+
+def test_uv_gets_its_files_in_a_scratch_folder_only_when_it_needs_any(
+    universe: Universe, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The requirements go to uv on stdin and its lock comes back on stdout: a PyPI-only resolve without
+    credentials writes no file (before: a scratch folder with three files and a lock, on every resolve). The
+    constraints of the conda side's Python packages (conda's fx-yaml installs the distribution fx-pyyaml) and
+    credentials are files, in a scratch folder removed afterwards."""
+    made: list[Path] = []
+    real = envcore_uv.resolver.scratch_folder
+
+    @contextlib.contextmanager
+    def recorded(kind: str) -> Iterator[str]:
+        with real(kind) as folder:
+            made.append(Path(folder))
+            yield folder
+
+    monkeypatch.setattr(envcore_uv.resolver, "scratch_folder", recorded)
+    config = universe_config(universe, tmp_path)
+    registry = build_registry(config)
+
+    def resolved(spec: specs.Spec, **versions: str) -> dict[str, str]:
+        env = resolve.resolve(registry, resolve.build_request(spec, config, "linux-64"))
+        return {p.name: p.version for p in env.packages if p.name in versions}
+
+    assert resolved(specs.from_decorator(packages={"fx-extras": ""}), **{"fx-extras": "", "fx-pyyaml": ""}) == {
+        "fx-extras": "0.4.0",
+        "fx-pyyaml": "6.0.1",
+    }
+    assert made == []
+    mixed = specs.merge(
+        specs.from_decorator(libraries={"fx-yaml": "5.4.0"}), specs.from_decorator(packages={"fx-extras": ""})
+    )
+    assert resolved(mixed, **{"fx-extras": ""}) == {"fx-extras": "0.3.0"}  # 0.4.0 needs fx-pyyaml>=6
+    assert len(made) == 1 and not made[0].exists(), made
 
 
 def test_an_ambient_macos_deployment_target_does_not_change_an_osx_resolution(
