@@ -327,6 +327,10 @@ def run_tool(
     argv = [str(a) for a in args]
     if debug:
         debug_line(f"debug[envcore tools]: {what}: {' '.join(argv)}")
+        if stdin:
+            from envcore.config import redact_text
+
+            debug_line(f"debug[envcore tools]: {what} input:\n{redact_text(stdin.rstrip())}")
     try:
         proc = subprocess.Popen(
             argv,

@@ -92,15 +92,29 @@ def test_failures_and_unwritable_caches_are_not_remembered(tmp_path: Path) -> No
     assert log.read_text().count("run") == 4
 
 
-def test_a_tool_reads_its_input_and_one_that_reads_none_is_not_held_up() -> None:
+def test_a_tool_reads_its_input_and_one_that_reads_none_is_not_held_up(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     from envcore.tools import run_tool
 
-    echoed = run_tool([sys.executable, "-c", "import sys; print(sys.stdin.read().upper())"], what="t", stdin="a\nb")
-    assert (echoed.returncode, echoed.stdout) == (0, "A\nB\n")
+    given = "a\nb @ https://someone:hunter2@example.com/b.whl"
+    echoed = run_tool(
+        [sys.executable, "-c", "import sys; print(sys.stdin.read().upper())"],
+        what="t",
+        stdin=given,
+        debug=True,
+    )
+    assert (echoed.returncode, echoed.stdout) == (0, given.upper() + "\n")
+    said = capsys.readouterr().err  # --verbose shows the input, without a password
+    assert "debug[envcore tools]: t input:\na\nb @ https://example.com/b.whl" in said, said
+    assert "hunter2" not in said and "someone" not in said, said
     large = "x" * (1 << 20)  # more than a pipe holds, to a tool that exits without reading it
     ignored = run_tool([sys.executable, "-c", "raise SystemExit(3)"], what="t", stdin=large)
     assert ignored.returncode == 3
-    assert run_tool([sys.executable, "-c", "import sys; print(repr(sys.stdin.read()))"], what="t").stdout == "''\n"
+    assert (
+        run_tool([sys.executable, "-c", "import sys; print(repr(sys.stdin.read()))"], what="t").stdout
+        == "''\n"
+    )
 
 
 def test_a_tools_last_lines_fold_into_a_sentence_without_its_full_stop() -> None:

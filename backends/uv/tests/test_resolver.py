@@ -8,9 +8,9 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import envcore_uv.resolver
 import pytest
 
-import envcore_uv.resolver
 from envcore import pypi, resolve, specs
 from envcore.errors import ResolutionError
 from envcore.plugins import build_registry
@@ -62,19 +62,15 @@ def test_uv_gets_its_files_in_a_scratch_folder_only_when_it_needs_any(
     config = universe_config(universe, tmp_path)
     registry = build_registry(config)
 
-    def resolved(spec: specs.Spec, **versions: str) -> dict[str, str]:
+    def versions(spec: specs.Spec, *names: str) -> dict[str, str]:
         env = resolve.resolve(registry, resolve.build_request(spec, config, "linux-64"))
-        return {p.name: p.version for p in env.packages if p.name in versions}
+        return {p.name: p.version for p in env.packages if p.name in names}
 
-    assert resolved(specs.from_decorator(packages={"fx-extras": ""}), **{"fx-extras": "", "fx-pyyaml": ""}) == {
-        "fx-extras": "0.4.0",
-        "fx-pyyaml": "6.0.1",
-    }
+    pypi_only = specs.from_decorator(packages={"fx-extras": ""})
+    assert versions(pypi_only, "fx-extras", "fx-pyyaml") == {"fx-extras": "0.4.0", "fx-pyyaml": "6.0.1"}
     assert made == []
-    mixed = specs.merge(
-        specs.from_decorator(libraries={"fx-yaml": "5.4.0"}), specs.from_decorator(packages={"fx-extras": ""})
-    )
-    assert resolved(mixed, **{"fx-extras": ""}) == {"fx-extras": "0.3.0"}  # 0.4.0 needs fx-pyyaml>=6
+    mixed = specs.merge(specs.from_decorator(libraries={"fx-yaml": "5.4.0"}), pypi_only)
+    assert versions(mixed, "fx-extras") == {"fx-extras": "0.3.0"}  # 0.4.0 needs fx-pyyaml>=6
     assert len(made) == 1 and not made[0].exists(), made
 
 
