@@ -417,14 +417,14 @@ class Bench:
         from envcore_uv.resolver import python_platform
 
         # what envcore asks of uv besides the requirements: wheels for the target platform, and every file's
-        # URL and hash (a pylock.toml)
+        # URL and hash (a pylock.toml, on stdout)
         uv_like_envcore = self.proc(
             self.uv_compile_argv(
                 ["fx-web", "fx-extras"],
                 "--python-platform",
                 python_platform(requests["pypi"]),
-                "-o",
-                str(self.work / "pylock.toml"),
+                "--format",
+                "pylock.toml",
             )
         )
         mixed_like_envcore = self.proc(
@@ -432,8 +432,8 @@ class Bench:
                 ["fx-extras"],
                 "--python-platform",
                 python_platform(requests["mixed"]),
-                "-o",
-                str(self.work / "pylock.mixed.toml"),
+                "--format",
+                "pylock.toml",
             )
         )
         for fn in (
@@ -463,7 +463,7 @@ class Bench:
                 group,
                 "pypi: resolve(registry, request)",
                 a,
-                "  ... with --python-platform, -o pylock.toml",
+                "  ... with --python-platform, --format pylock.toml",
                 c,
             )
         )
@@ -484,7 +484,7 @@ class Bench:
                 group,
                 "mixed: resolve(registry, request)",
                 a,
-                "  ... uv with --python-platform, -o pylock.toml",
+                "  ... uv with --python-platform, --format pylock.toml",
                 one_after_the_other(b, d),
             )
         )
