@@ -152,8 +152,9 @@ class UvResolver:
         with ToolInputs() as inputs:
             for _ in range(pypi.TOO_NEW_ROUNDS):
                 constraints = pins + "".join(f"{line}\n" for line in too_new.excluded)
+                constraints_file = inputs.file("constraints.txt", constraints) if constraints else None
                 done = run_tool(
-                    [uv_executable(self.config), *self._args(request, inputs, constraints)],
+                    [uv_executable(self.config), *self._args(request, constraints_file)],
                     what="uv pip compile",
                     env=resolver_env(request, inputs),
                     debug=self.config.debug,
@@ -209,7 +210,7 @@ class UvResolver:
             f"{_uv_error(stderr)}. Change the requirement named above, or check the index and options." + hint
         )
 
-    def _args(self, request: ResolveRequest, inputs: ToolInputs, constraints: str) -> list[str]:
+    def _args(self, request: ResolveRequest, constraints: Path | None) -> list[str]:
         args = [
             "pip",
             "compile",
@@ -230,7 +231,7 @@ class UvResolver:
             *(() if request.arch == local_arch() else ("--only-binary", ":all:")),
             "--index-strategy",
             "unsafe-best-match",  # pip's behaviour (the original resolves with pip): best version over all indexes
-            *(("--constraint", str(inputs.file("constraints.txt", constraints))) if constraints else ()),
+            *(("--constraint", str(constraints)) if constraints else ()),
             "--format",
             "pylock.toml",  # on stdout
             *index_args(request),
@@ -278,9 +279,8 @@ class UvResolver:
     def _directory(self, request: ResolveRequest, name: str, directory: dict[str, object]) -> LockedPackage:
         """A local project directory, built into a wheel now (as the original builds local directories, for
         this machine's architecture only)."""
-        path = Path(
-            str(directory.get("path", ""))
-        ).resolve()  # a relative path (uv writes absolute ones): to cwd
+        # a relative path would be to the current folder (uv writes absolute ones)
+        path = Path(str(directory.get("path", ""))).resolve()
         return self._built(request, name, path, path.as_uri(), f"the directory {path}")
 
     def _repository(self, request: ResolveRequest, name: str, vcs: dict[str, object]) -> LockedPackage:
@@ -343,7 +343,7 @@ def _archive(
 ) -> LockedPackage:
     """``NAME @ URL`` of a wheel or an sdist (``archive = {url|path, hashes}`` in uv's lock). A local file stays
     a ``file://`` URL; its sha256 is computed and checked against uv's. An sdist is built by the core."""
-    # a path: uv writes absolute ones (a relative one would be to the current folder)
+    # a relative path would be to the current folder (uv writes absolute ones)
     url = str(archive["url"]) if "url" in archive else Path(str(archive.get("path", ""))).resolve().as_uri()
     filename = pypi.filename_of(url)
     if filename.endswith(".whl") and pypi.best_wheel([filename], tags) is None:
