@@ -150,13 +150,14 @@ class UvResolver:
         # left out and resolved again, as pip, given the exact tags, takes the newest release that fits
         too_new = pypi.TooNewForTarget(request)
         with ToolInputs() as inputs:
+            env = resolver_env(request, inputs)  # (a netrc written once for every round)
             for _ in range(pypi.TOO_NEW_ROUNDS):
                 constraints = pins + "".join(f"{line}\n" for line in too_new.excluded)
                 constraints_file = inputs.file("constraints.txt", constraints) if constraints else None
                 done = run_tool(
                     [uv_executable(self.config), *self._args(request, constraints_file)],
                     what="uv pip compile",
-                    env=resolver_env(request, inputs),
+                    env=env,
                     debug=self.config.debug,
                     stdin=requirements,
                 )
