@@ -141,6 +141,25 @@ class Aliases:
                 f"{alias.text!r} cannot be given as an alias: only names (NAME or NAME:TAG) can; ids and step: "
                 "pathspecs already name their environment."
             )
+        key_conflict = getattr(self.store, "key_conflict", None)  # stores that keep keys as files and folders
+        key = self._key(alias)
+        in_the_way = key_conflict(key) if key_conflict is not None else None
+        if in_the_way is not None:
+            raise self._conflict(alias, in_the_way[len(key) - len(alias.path) :])
+
+    def _conflict(self, alias: Alias, other: str | None) -> AliasError:
+        """``other``: the alias path in the way (``team/env/v1``), if known."""
+        if other is None:
+            nested = f"{alias.path} would be an alias and the folder of others at once"
+        elif other.startswith(alias.path + "/"):
+            nested = f"{alias.path} is the folder of other aliases ({_displayed(other)})"
+        else:
+            nested = f"{_displayed(other)} is an alias, whose name {alias.display} would need as a folder"
+        return AliasError(
+            f"Alias {alias.display!r} cannot be stored next to the aliases already in {self.store_url}: that "
+            f"store keeps aliases as files in folders, and {nested} (as with NAME:TAG and NAME/TAG:OTHER). "
+            "Choose another name."
+        )
 
     def write(self, alias: Alias, ref: EnvRef) -> bool:
         """Point ``alias`` at ``ref``; return False when it already did. Raises AliasError when an immutable
@@ -150,12 +169,8 @@ class Aliases:
             changed = (
                 self._write_remote(alias, ref) if self.store is not None else self._write_local(alias, ref)
             )
-        except KeyConflict:
-            raise AliasError(
-                f"Alias {alias.display!r} cannot be stored next to the aliases already in {self.store_url}: that "
-                f"store keeps aliases as files in folders, and {alias.path} would be both an alias and the "
-                "folder of others (as with NAME:TAG and NAME/TAG:OTHER). Choose another name."
-            ) from None
+        except KeyConflict:  # (written by another process since it was checked)
+            raise self._conflict(alias, None) from None
         self.record.set_alias(alias.path, ref, mutable=alias.mutable, scope=self.scope)
         return changed
 
@@ -203,3 +218,9 @@ class Aliases:
             f"Could not update the alias {alias.display!r} in {self.store.url}: it kept changing during "
             f"{CAS_ATTEMPTS} attempts. Retry."
         )
+
+
+def _displayed(path: str) -> str:
+    """An alias path as it is written: ``team/env/v1`` -> ``team/env:v1``."""
+    name, _, tag = path.rstrip("/").rpartition("/")
+    return f"{name}:{tag}" if name else tag

@@ -27,9 +27,16 @@ if TYPE_CHECKING:
 
 
 def _local_store(root: str, config: Config) -> Store:
+    from envcore.errors import ConfigError
     from envcore.local_store import LocalStore
 
-    return LocalStore(Path(root.removeprefix("file://")).expanduser())
+    folder = Path(root.removeprefix("file://")).expanduser()
+    if folder.exists() and not folder.is_dir():  # said before anything is resolved, not when caching
+        raise ConfigError(
+            f"The local store's root {folder} is a file, not a folder. Point METAFLOW_CONDA_LOCALROOT (or the "
+            "datastore root) at a folder you can write."
+        )
+    return LocalStore(folder)
 
 
 def _default_naming() -> NamingScheme:

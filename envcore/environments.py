@@ -475,6 +475,7 @@ class Environments:
     # --- hydrating ----------------------------------------------------------------------------------
 
     def prefix_for(self, env: ResolvedEnvironment, name: str | None) -> Path:
+        """The prefix named ``name`` in the environments folder; without a name, the one steps run in."""
         if name is not None and (not name.strip() or "/" in name or name in (".", "..")):
             raise UsageError(
                 f"Environment name {name!r} is not a plain folder name; use a name such as 'work' "

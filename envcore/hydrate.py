@@ -288,7 +288,10 @@ def _make_way(prefix: Path, env: ResolvedEnvironment, force: bool, progress: Pro
             f"Environment at '{prefix}' already exists but holds a different environment ({held[0]}:{held[1]}). "
             "Use --force to replace it, or choose another --name."
         )
-    elif uptodate.made_by_envcore(str(prefix)) or prefix.name == env_dir_name(env):
+    elif uptodate.made_by_envcore(str(prefix)) or prefix.name in (
+        env_dir_name(env),
+        uptodate.created_dir_name(env.req_id, env.full_id),
+    ):
         progress(f"Environment at '{prefix}' is incomplete -- re-creating")
     elif prefix.is_dir() and not prefix.is_symlink() and not any(prefix.iterdir()):
         prefix.rmdir()

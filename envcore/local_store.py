@@ -177,6 +177,19 @@ class LocalStore:
             raise
         return Path(tmp)
 
+    def key_conflict(self, key: str) -> str | None:
+        """The key that keeps ``key`` from being written here (keys are files and folders): an object at one
+        of its parents, or one under ``key/``; None when it can be written."""
+        parts = key.split("/")
+        for depth in range(1, len(parts)):
+            parent = "/".join(parts[:depth])
+            if (self.root / parent).is_file():
+                return parent
+        folder = self.root / key
+        if folder.is_dir() and not folder.is_symlink():
+            return next((info.key for info in self.list(f"{key}/")), f"{key}/")
+        return None
+
     def _lock(self, key: str) -> AbstractContextManager[None]:
         name = hashlib.sha1(key.encode()).hexdigest()
         return file_lock(self.root / LOCK_DIR / name, LOCK_TIMEOUT)

@@ -206,7 +206,7 @@ class Registry:
         choices = [n for n, r in self.resolvers.items() if env_type in r.record.env_types]
         if name == "none":
             raise ConfigError(
-                f"Cannot resolve environments in {env_type.value.replace('-only', '')} mode because no resolver is "
+                f"Cannot resolve environments in {env_type.value} mode because no resolver is "
                 f"configured ({self.config.value(setting).describe()}). Set METAFLOW_{setting} to one of: "
                 f"{', '.join(sorted(choices)) or '(none installed)'}."
             )

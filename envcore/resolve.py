@@ -207,7 +207,7 @@ def build_request(
     if base is not None:  # the base's requests AND-ed with the new ones, as the original merges them
         from envcore.specs import combine
 
-        python_spec = _base_python(base, python or spec.python)
+        python_spec = _base_python(base, python, spec)
         user = list(combine([*requirements_of(base), *user]))
         virtual = _lowest((*virtual, *virtual_packages_of(base)))  # what the base was resolved for, too
     requirements = (*user, Requirement(category=CONDA, name="python", spec=python_spec), *virtual)
@@ -429,14 +429,28 @@ def requirements_of(env: ResolvedEnvironment) -> list[Requirement]:
                 Requirement(
                     category=category,
                     name=name,
-                    spec=spec,
+                    spec=_solvable(category, name, spec),
                     marker=marker or None,
                     channel=channel or None,
                     extras=tuple(e.strip() for e in extras.rstrip("]").split(",") if e.strip()),
                     url=url or None,
+                    stated=None if url else spec + (f";{marker}" if marker else ""),  # hashed as recorded
                 )
             )
     return found
+
+
+def _solvable(category: str, name: str, spec: str) -> str:
+    """A recorded conda version as the solvers read it: a decorator's text is recorded as written (``>= 1.0,
+    <3``, ``2.0.0=py_0``); PyPI specifiers are read by pip and uv as they are."""
+    if category == PYPI or not spec:
+        return spec
+    from envcore.specs import conda_requirement
+
+    try:
+        return conda_requirement(name, spec, "").spec
+    except SpecError:
+        return spec  # (the resolver names it)
 
 
 def virtual_packages_of(env: ResolvedEnvironment) -> tuple[Requirement, ...]:
@@ -450,19 +464,42 @@ def virtual_packages_of(env: ResolvedEnvironment) -> tuple[Requirement, ...]:
     return tuple(found)
 
 
-def _base_python(base: ResolvedEnvironment, wanted: str | None) -> str:
+def _base_python(base: ResolvedEnvironment, option: str | None, spec: Spec) -> str:
+    """The base's python, which an extension keeps: ``--python`` is refused, a python the requirements ask
+    for must be the base's (as the original)."""
     python = next((p for p in base.packages if p.kind is PackageKind.CONDA and p.name == "python"), None)
     if python is None:
         raise UsageError(
             f"Cannot determine the Python version of the base environment {base.req_id}:{base.full_id}: it has no "
             "python package."
         )
-    if wanted:
+    if option:
         raise UsageError(
-            f"Cannot specify a Python version ({wanted}) when extending an environment: the base environment "
+            f"Cannot specify a Python version ({option}) when extending an environment: the base environment "
             f"has python {python.version}, which is kept. Remove --python."
         )
+    if spec.python and not _version_fits(python.version, spec.python):
+        raise UsageError(
+            f"The base environment's Python version ({python.version}) does not match the one specified in "
+            f"{spec.origin} ({spec.python}): an extended environment keeps the base's python. Remove the python "
+            "requirement, or extend an environment made with the python you want."
+        )
     return python.version
+
+
+def _version_fits(version: str, conda_spec: str) -> bool:
+    """Whether ``version`` satisfies a conda version spec (``3.11.*``, ``>=3.10,<3.12``, ``3.10.*|3.11.*``)."""
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        for alternative in conda_spec.replace(" ", "").split("|"):
+            parts = [p if p[0] in "<>=!~" else f"=={p}" for p in alternative.split(",") if p]
+            if Version(version) in SpecifierSet(",".join(parts)):
+                return True
+    except (InvalidSpecifier, InvalidVersion):
+        pass
+    return False
 
 
 def _credentials(config: Config) -> dict[str, tuple[str, str]]:

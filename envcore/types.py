@@ -65,7 +65,9 @@ class Requirement:
     """One requested package, as the user stated it (after normalisation).
 
     ``spec`` is the version constraint without the name: a conda match-spec version (``1.2.3`` is exact,
-    ``>=1,<2`` a range) or a PEP 440 specifier for PyPI; ``""`` means any version.
+    ``>=1,<2`` a range) or a PEP 440 specifier for PyPI; ``""`` means any version. ``stated`` is the version as
+    a decorator gave it (``>= 1.0, <3``, ``2.0.0=py_0``), which the original writes into the dependency string
+    and hashes without normalising it: kept, so that a decorator's environment has the original's ids.
     """
 
     category: str
@@ -75,6 +77,7 @@ class Requirement:
     extras: tuple[str, ...] = ()
     marker: str | None = None
     url: str | None = None
+    stated: str | None = field(default=None, compare=False)
 
     @property
     def value(self) -> str:
@@ -82,6 +85,14 @@ class Requirement:
         name = f"{self.channel}::{self.name}" if self.channel else self.name
         if self.extras:
             name += "[" + ",".join(self.extras) + "]"
+        if self.stated is not None:  # the original's dict_to_strlist
+            return (
+                name
+                if not self.stated
+                else name + self.stated
+                if self.stated[0] == ";"
+                else f"{name}=={self.stated}"
+            )
         if self.url:
             text = f"{name}@{self.url}"
         elif self.spec:

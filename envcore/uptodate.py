@@ -37,7 +37,14 @@ _HEX = frozenset("0123456789abcdef")
 
 
 def env_dir_name(req_id: str, full_id: str) -> str:
+    """The prefix a step runs in."""
     return f"metaflow_{req_id}_{full_id}"
+
+
+def created_dir_name(req_id: str, full_id: str) -> str:
+    """The prefix ``create`` makes without ``--name`` (the original's): a prefix of its own, so that what a user
+    installs there never changes the prefix steps run in."""
+    return f"metaflowtmp_{req_id}_{full_id}"
 
 
 def marker_text(req_id: str, full_id: str, arch: str) -> str:
@@ -333,9 +340,9 @@ def answer(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> int
         if ids is None:
             return None
         req_id, full_id = ids
-    if name is not None and (len(os.fsencode(name)) > MAX_NAME_BYTES or not name.isprintable()):
+    if name is not None and (not name or len(os.fsencode(name)) > MAX_NAME_BYTES or not name.isprintable()):
         return None  # refused by the full command
-    prefix = os.path.join(cache, "envs", name or env_dir_name(req_id, full_id))
+    prefix = os.path.join(cache, "envs", created_dir_name(req_id, full_id) if name is None else name)
     if os.path.normpath(prefix) != prefix:
         return None  # a prefix path pathlib would print differently is left to the full command
     if replaced_beside(prefix):

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from envcore import description
+from envcore import description, uptodate
 from envcore.cli import App
 from envcore.errors import AliasError, StorageError, UsageError
 from envcore.types import SYS
@@ -370,6 +370,7 @@ def resolve(
         )
         for a in targets
     ]
+    envs.store  # noqa: B018 (a store that cannot be made, e.g. an unknown name, is named before resolving)
     _check_aliases_before_resolving(envs, wanted, resolving.req_id(app.registry, requests[0]))
     started = time.monotonic()
     results = envs.resolve(requests, force=force)
@@ -434,7 +435,12 @@ def step_ref(env: str, pathspec: bool) -> str:
 
 @click.command()
 @click.argument("env")
-@click.option("--name", help="Name of the local environment (default metaflow_<req>_<full>).")
+@click.option(
+    "--name",
+    help="Name of the local environment (default metaflowtmp_<req>_<full>, as the original: a prefix of its "
+    "own, apart from the metaflow_<req>_<full> one steps run in, so that what is installed there never changes "
+    "a step's).",
+)
 @click.option("--force/--no-force", default=False, help="Recreate it even if it exists and is complete.")
 @click.option(
     "--verify",
@@ -460,7 +466,8 @@ def create(
 
     envs = _environments(app)
     resolved = envs.find(step_ref(env, pathspec), resolving.local_arch())
-    prefix = envs.prefix_for(resolved, name)
+    default = uptodate.created_dir_name(resolved.req_id, resolved.full_id)
+    prefix = envs.prefix_for(resolved, default if name is None else name)
     started = time.monotonic()
     created = envs.create(resolved, prefix, force=force, verify=verify)  # False: it was complete already
     if not (created or exist_ok):

@@ -463,6 +463,20 @@ def _pypi_decorator_requirement(key: str, version: str, where: str) -> Requireme
 # --- decorators ----------------------------------------------------------------------------------------
 
 
+def _canonical(version: object) -> str:
+    """A PyPI decorator's version as the original keeps it (``packaging``'s ``canonicalize_version``: a version
+    loses its trailing zeros, ``1.0.0`` -> ``1``; a specifier is kept as written)."""
+    from packaging.utils import canonicalize_version
+
+    return canonicalize_version(str(version))
+
+
+def _as_stated(req: Requirement, version: str) -> Requirement:
+    """``req`` hashed as the original hashes a decorator's package: its version text as written (leading
+    blanks dropped), not normalised. (A URL is kept in envcore's form.)"""
+    return req if req.url else replace(req, stated=version.lstrip())
+
+
 def check_index(url: str, where: str) -> str:
     """A PyPI index URL (``http``, ``https`` or ``file``), else a :class:`SpecError` naming ``where``."""
     from envcore.config import parsed_url
@@ -561,9 +575,15 @@ def from_decorator(
         if key.rpartition("::")[2].strip() == "python":
             pinned_python = pinned_python or str(version)
             continue
-        reqs.append(conda_requirement(key, version, f"in {origin}"))
-    reqs += [conda_requirement(k, v, f"in {origin}", NPCONDA) for k, v in (conda_only or {}).items()]
-    reqs += [_pypi_decorator_requirement(k, v, f"in {origin}") for k, v in (packages or {}).items()]
+        reqs.append(_as_stated(conda_requirement(key, version, f"in {origin}"), str(version)))
+    reqs += [
+        _as_stated(conda_requirement(k, v, f"in {origin}", NPCONDA), _canonical(v))
+        for k, v in (conda_only or {}).items()
+    ]
+    reqs += [
+        _as_stated(_pypi_decorator_requirement(k, v, f"in {origin}"), _canonical(v))
+        for k, v in (packages or {}).items()
+    ]
     reqs += [sys_requirement(k, v, f"in {origin}") for k, v in (sys_packages or {}).items()]
     flags = tuple(dict.fromkeys(e if e.startswith("-") else f"--{e}" for e in (extras or ())))
     conda = [(c, f"in {origin}") for c in channels or ()]
@@ -840,13 +860,57 @@ _CONDA_FORMS = "Write NAME, NAME=1.2 (any 1.2.x), NAME==1.2.3, NAME>=1.2,<2 or N
 def _conda_entry(text: str, where: str) -> tuple[str, str]:
     """``[channel::]name[version]`` as conda reads an environment.yml dependency -> (key, version). The
     channel ends at the last ``::``, so a URL (``https://host/chan::pkg``, ``file:///path::pkg``) is one."""
-    text = str(text).strip()
+    text = _without_brackets(str(text).strip(), where)
     channel, sep, rest = text.rpartition("::")
     match = re.fullmatch(_CONDA_ENTRY, rest.strip())
     if not match or (sep and not channel.strip()):
         raise _fail(f"Could not parse conda package {text!r}: it is not a package", where, _CONDA_FORMS)
     key = (channel.strip() + "::" if sep else "") + match["name"]
     return key, _entry_version(match["rest"])
+
+
+_BRACKETED = re.compile(r"(?P<head>[^\[\]]*?)\s*\[(?P<body>[^\[\]]*)\]")
+_BRACKET_PAIR = re.compile(r"\s*(\w+)\s*=\s*(?:'([^']*)'|\"([^\"]*)\"|([^,'\"\s]+))\s*(?:,|$)")
+
+
+def _without_brackets(text: str, where: str) -> str:
+    """Conda's bracket form (``numpy[version='>=1.20,<2', build=py*]``, ``numpy[channel=conda-forge]``) in the
+    plain one (``conda-forge::numpy >=1.20,<2 py*``); any other text as it is."""
+    match = _BRACKETED.fullmatch(text)
+    if match is None:
+        return text
+    fields: dict[str, str] = {}
+    body = match["body"]
+    position = 0
+    while position < len(body.rstrip()):
+        pair = _BRACKET_PAIR.match(body, position)
+        if pair is None or pair.end() == position:
+            raise _fail(f"Could not parse the brackets of {text!r}", where, "Write NAME[version='>=1.2,<2'].")
+        fields[pair[1]] = next(v for v in pair.groups()[1:] if v is not None)
+        position = pair.end()
+    unknown = sorted(set(fields) - {"version", "build", "channel"})
+    head = match["head"]
+    channel = fields.get("channel")
+    written_version = re.fullmatch(_CONDA_ENTRY, head.rpartition("::")[2].strip())
+    if (
+        unknown
+        or ("version" in fields and written_version and written_version["rest"])
+        or (channel and "::" in head)
+    ):
+        raise _fail(
+            f"Could not read {text!r}: "
+            + (f"the key {unknown[0]!r} is not one envcore reads" if unknown else "it gives a thing twice"),
+            where,
+            "Give the version, build and channel once: NAME[version='>=1.2,<2', build=py_0, channel=conda-forge].",
+        )
+    version = fields.get("version", "")
+    build = fields.get("build")
+    plain = f"{channel}::{head}" if channel else head
+    if build:
+        plain += f" {version or '*'} {build}"
+    elif version:
+        plain += f" {version}" if version[0] in "<>=!~" else f"=={version}"
+    return plain
 
 
 def _credential_channels(keys: Iterable[str], where: str) -> list[Located]:
@@ -1557,7 +1621,7 @@ def _and(a: Requirement, b: Requirement) -> Requirement | None:
     if a.url:
         return replace(a, extras=extras) if a.spec == b.spec else None
     if not b.spec or a.spec == b.spec or not a.spec:
-        return replace(a if b.spec in ("", a.spec) else b, extras=extras)
+        return replace(a if b.spec in ("", a.spec) else b, extras=extras, stated=_stated_and(a, b))
     if a.category == SYS:  # a virtual package is one fact about the target machine
         raise SpecError(
             f"The system package {a.name} is given twice, with the versions {a.spec} and {b.spec}. Give it once."
@@ -1573,7 +1637,20 @@ def _and(a: Requirement, b: Requirement) -> Requirement | None:
     spec = ",".join(joined)
     if len(joined) == 1 and joined[0].startswith("==") and not joined[0].startswith("==="):
         spec = joined[0][2:]
-    return replace(a, spec=spec, extras=extras)
+    return replace(a, spec=spec, extras=extras, stated=_stated_and(a, b))
+
+
+def _stated_and(a: Requirement, b: Requirement) -> str | None:
+    """Two decorators' version texts AND-ed as the original merges them (``merge_dep_dicts``: comma-joined, a
+    part already given dropped, ``==`` put before a later bare version), so that the merge hashes as there."""
+    if a.stated is None and b.stated is None:
+        return None
+    first, second = (
+        [p for p in (r.spec if r.stated is None else r.stated).split(",") if p and p != "*"] for r in (a, b)
+    )
+    given = {p.lstrip("=") for p in first}
+    joined = [*first, *(p for p in second if p.lstrip("=") not in given)]
+    return ",".join(joined[:1] + [p if p[0] in "~<>!=" else f"=={p}" for p in joined[1:]])
 
 
 def combine(reqs: Iterable[Requirement]) -> tuple[Requirement, ...]:

@@ -151,3 +151,11 @@ def test_nested_alias_names_in_a_local_store_are_one_clear_error_either_way(tmp_
     with pytest.raises(AliasError, match=r"'coll:latest' cannot be stored next to the aliases"):
         other.write(parse_alias("coll"), A)
     assert aliases.resolve("coll") == A and other.resolve("coll/latest:v1") == B
+    # checked before anything is resolved, naming the alias in the way
+    with pytest.raises(
+        AliasError, match=r"coll:latest is an alias, whose name coll/latest:v1 would need as a"
+    ):
+        aliases.check_writable(parse_alias("coll/latest:v1"))
+    with pytest.raises(AliasError, match=r"coll/latest is the folder of other aliases \(coll/latest:v1\)"):
+        other.check_writable(parse_alias("coll"))
+    aliases.check_writable(parse_alias("coll:v2"))  # beside it: fine

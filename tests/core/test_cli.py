@@ -197,6 +197,25 @@ def test_unknown_alias_is_one_paragraph_naming_where_it_looked() -> None:
     assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) <= 3
 
 
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("METAFLOW_DEFAULT_DATASTORE", "no store named 'bogus' is installed"),
+        ("METAFLOW_CONDA_LOCALROOT", "is a file, not a folder. Point METAFLOW_CONDA_LOCALROOT"),
+    ],
+)
+def test_a_store_that_cannot_be_made_is_named_before_resolving(
+    setting: str, message: str, tmp_path: Path
+) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    value = "bogus" if setting == "METAFLOW_DEFAULT_DATASTORE" else str(a_file)
+    out = envcore("resolve", "--conda", "fx-nowhere", env={setting: value})
+    text = " ".join(out.stderr.split())
+    assert out.returncode in (1, 2) and message in text, text
+    assert "fx-nowhere" not in text and "Resolving" not in text and "Traceback" not in text, text
+
+
 def test_version() -> None:
     out = envcore("--version")
     assert out.returncode == 0

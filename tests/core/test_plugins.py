@@ -764,3 +764,21 @@ def test_config_lists_the_root_settings_of_plugin_stores(install_plugin: Install
     if root:  # a plugin's own root setting
         assert root in names
     assert "CONDA_S3ROOT" in names  # the built-in declarations stay
+
+
+@pytest.mark.parametrize(
+    ("setting", "env_type"),
+    [
+        ("CONDA_DEPENDENCY_RESOLVER", EnvType.CONDA_ONLY),
+        ("CONDA_PYPI_DEPENDENCY_RESOLVER", EnvType.PYPI_ONLY),
+    ],
+)
+def test_no_resolver_names_the_mode_as_the_original(
+    setting: str, env_type: EnvType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(f"METAFLOW_{setting}", "none")
+    with pytest.raises(ConfigError) as info:
+        build_registry(Config.load()).resolver_plugin(env_type)
+    assert f"Cannot resolve environments in {env_type.value} mode because no resolver is configured" in str(
+        info.value
+    )

@@ -5,6 +5,7 @@ paragraphs of bad input."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -25,20 +26,30 @@ DECORATORS = [
     ({"libraries": {"numpy": "1.21.5"}}, ["conda::numpy==1.21.5"]),
     ({"libraries": {"numpy": ""}}, ["conda::numpy"]),
     ({"libraries": {"numpy": ">=1.20,<2"}}, ["conda::numpy==>=1.20,<2"]),
-    ({"libraries": {"numpy": "==1.21.5"}}, ["conda::numpy==1.21.5"]),
+    (
+        {"libraries": {"numpy": "==1.21.5"}},
+        ["conda::numpy====1.21.5"],
+    ),  # the text as written, as the original
     ({"libraries": {"numpy": "1.21.*"}}, ["conda::numpy==1.21.*"]),
     ({"libraries": {"conda-forge::numpy": "1.21"}}, ["conda::conda-forge::numpy==1.21"]),
     ({"libraries": {"requests": ">=2.21.0"}}, ["conda::requests==>=2.21.0"]),
     ({"libraries": {"a": "1", "b": "2"}}, ["conda::a==1", "conda::b==2"]),
     ({"packages": {"pandas": "1.4.0"}}, ["pypi::pandas==1.4"]),  # canonicalize_version, as the original
     ({"packages": {"pandas": "2.1.1"}}, ["pypi::pandas==2.1.1"]),
-    ({"packages": {"pandas": ">=1.4,<2"}}, ["pypi::pandas==<2,>=1.4"]),
+    ({"packages": {"pandas": ">=1.4,<2"}}, ["pypi::pandas==>=1.4,<2"]),
     ({"packages": {"pandas": ""}}, ["pypi::pandas"]),
     ({"packages": {"requests[socks]": "2.31.0"}}, ["pypi::requests[socks]==2.31"]),
     ({"packages": {"pandas": "1.4.*"}}, ["pypi::pandas==1.4.*"]),  # a prefix match, as ==1.4.* is
-    ({"packages": {"torch": "==2.1.*"}}, ["pypi::torch==2.1.*"]),
+    ({"packages": {"torch": "==2.1.*"}}, ["pypi::torch====2.1.*"]),
     ({"packages": {"fx-core": "v2.0.0"}}, ["pypi::fx-core==2"]),  # PEP 440 allows the v, as the original
-    ({"packages": {"fx-core": "; python_version < '3.12'"}}, ['pypi::fx-core;python_version < "3.12"']),
+    ({"packages": {"fx-core": "; python_version < '3.12'"}}, ["pypi::fx-core; python_version < '3.12'"]),
+    # the original hashes a decorator's version text as written (conda) or canonicalized (PyPI), spaces and order
+    # kept: the same flow gets the same req id
+    (
+        {"libraries": {"fx-core": ">= 1.0, <3", "fx-web": "2.0.0=py_0"}},
+        ["conda::fx-core==>= 1.0, <3", "conda::fx-web==2.0.0=py_0"],
+    ),
+    ({"packages": {"fx-http": ">=1.0, <1.2"}}, ["pypi::fx-http==>=1.0, <1.2"]),
     ({"conda_only": {"ffmpeg": "6.1"}}, ["npconda::ffmpeg==6.1"]),
     ({"sys_packages": {"__cuda": "12.4"}}, ["sys::__cuda==12.4"]),
     ({"sys_packages": {"__glibc": "==2.27"}}, ["sys::__glibc==2.27"]),
@@ -798,6 +809,31 @@ def test_the_requirements_recorded_in_an_environment_read_back_as_given() -> Non
     assert [r.tstr for r in requirements_of(env)] == [r.tstr for r in given]  # type: ignore[arg-type]
 
 
+def test_a_decorators_text_is_hashed_as_written_and_solved_normalised() -> None:
+    """The original hashes (and records) a decorator's version as written; the solvers get it normalised, also
+    when it is read back from a recorded environment (``--using``, ``--from``)."""
+    from types import SimpleNamespace
+
+    from envcore.resolve import requirements_of
+
+    spec = specs.from_decorator(libraries={"fx-core": ">= 1.0, <3", "fx-web": "2.0.0=py_0"})
+    assert [(r.tstr, r.spec) for r in spec.requirements] == [
+        ("conda::fx-core==>= 1.0, <3", ">=1.0,<3"),
+        ("conda::fx-web==2.0.0=py_0", "2.0.0 py_0"),
+    ]
+    assert [specs.match_spec(r) for r in spec.requirements] == ["fx-core >=1.0,<3", "fx-web ==2.0.0 py_0"]
+    read = requirements_of(SimpleNamespace(deps=[r.tstr for r in spec.requirements]))  # type: ignore[arg-type]
+    assert [(r.tstr, r.spec) for r in read] == [(r.tstr, r.spec) for r in spec.requirements]
+
+
+def test_merged_decorator_texts_hash_as_the_originals_merge() -> None:
+    flow = specs.from_decorator(libraries={"fx-core": ">= 1.0"}, packages={"fx-http": "1.2.0"})
+    step = specs.from_decorator(libraries={"fx-core": "<3,>= 1.0"}, packages={"fx-http": ">=1.0"})
+    merged = specs.merge(flow, step)
+    assert tstrs(merged) == ["conda::fx-core==>= 1.0,<3", "pypi::fx-http==1.2,>=1.0"]
+    assert [r.spec for r in merged.requirements] == [">=1.0,<3", "==1.2,>=1.0"]
+
+
 # --- direct references, URL channels, nodefaults, malformed requirements ------------------------------------
 
 
@@ -1141,7 +1177,8 @@ def test_uv_sources_and_explicit_indexes_are_not_silently_misread() -> None:
 
 def test_a_decorator_version_with_a_build_reads_as_in_an_environment_yml() -> None:
     spec = specs.from_decorator(libraries={"fx-core": "1.0=py_0", "fx-web": "==2.0=py_1"})
-    assert tstrs(spec) == ["conda::fx-core==1.0 py_0", "conda::fx-web==2.0 py_1"]
+    assert [r.spec for r in spec.requirements] == ["1.0 py_0", "2.0 py_1"]
+    assert tstrs(spec) == ["conda::fx-core==1.0=py_0", "conda::fx-web====2.0=py_1"]  # hashed as written
 
 
 @pytest.mark.parametrize("entry", ["fx-app==", "fx-app=", "fx-app >="])
@@ -1364,3 +1401,34 @@ def test_a_conda_explicit_file_is_named_as_such() -> None:
             SpecError, match=r"^explicit\.txt is a conda explicit file \(@EXPLICIT\).*resolve --from"
         ):
             parse(text, "explicit.txt")
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        ("fx-core[version='>=1.0,<2']", ("conda::fx-core==>=1.0,<2", "fx-core >=1.0,<2")),
+        ('fx-core[version="1.0.*", build=py_0]', ("conda::fx-core==1.0.* py_0", "fx-core 1.0.* py_0")),
+        ("fx-app[build=py_0]", ("conda::fx-app==* py_0", "fx-app * py_0")),
+        ("fx-core[version=2.0.0]", ("conda::fx-core==2.0.0", "fx-core ==2.0.0")),
+        ("fx-core [channel=conda-forge]", ("conda::conda-forge::fx-core", "fx-core")),
+    ],
+)
+def test_conda_bracket_form_reads_as_the_plain_one(entry: str, expected: tuple[str, str]) -> None:
+    (req,) = specs.from_command_line(conda=[entry]).requirements
+    assert (req.tstr, specs.match_spec(req)) == expected
+    quoted = entry.replace("'", "''")  # YAML's single-quoted scalar
+    (in_a_file,) = specs.parse_environment_yml(f"dependencies:\n  - '{quoted}'\n").requirements
+    assert in_a_file.tstr == req.tstr
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ("fx-core[md5=abc]", "the key 'md5' is not one envcore reads"),
+        ("fx-core >=1[version='2']", "it gives a thing twice"),
+        ("fx-core[version='1',,]", "Could not parse the brackets of"),
+    ],
+)
+def test_conda_bracket_form_errors_name_what_is_wrong(entry: str, message: str) -> None:
+    with pytest.raises(SpecError, match=re.escape(message)):
+        specs.from_command_line(conda=[entry])

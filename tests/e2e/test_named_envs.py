@@ -4,7 +4,9 @@ name on machine B (another HOME, empty caches, same store); extension with --usi
 from __future__ import annotations
 
 import json
+import platform
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -246,6 +248,36 @@ def test_a_pin_that_must_change_is_named(run: Run) -> None:
     assert "fx-core >=2" in message
     upgrade = run("resolve", "--using", "team/base:v1", "--conda", "fx-http==1.2.0", check=False)
     assert upgrade.returncode == 1 and "Traceback" not in upgrade.stderr
+
+
+def test_an_alias_whose_name_is_in_the_way_is_refused_before_resolving(run: Run) -> None:
+    run("resolve", "--conda", "fx-core", "--alias", "team/proj/env:v1")
+    out = run("resolve", "--conda", "fx-http", "--alias", "team/proj:env", check=False)
+    message = " ".join(out.stderr.split())
+    assert out.returncode != 0 and "Traceback" not in message, message
+    assert "team/proj/env is the folder of other aliases (team/proj/env:v1)" in message, message
+    assert "Resolving" not in message and "cach" not in message.lower(), message
+
+
+def test_an_extension_takes_a_python_requirement_its_base_fits(run: Run, tmp_path: Path) -> None:
+    """As the original: a python the requirements ask for is checked against the base's (kept), not refused."""
+    run("resolve", "--conda", "fx-core", "--alias", "team/base:v1")
+    major, minor = sys.version_info[:2]
+    fits, other = tmp_path / "fits.yml", tmp_path / "other.yml"
+    fits.write_text(f"dependencies:\n  - python>={major}.{minor}\n  - fx-http\n")
+    other.write_text(f"dependencies:\n  - python<{major}\n  - fx-http\n")
+    env = json.loads(run("resolve", "--using", "team/base:v1", "-f", str(fits), "--json").stdout)[
+        local_arch()
+    ]
+    assert f"conda::python=={platform.python_version()}" in env["env"]["deps"]
+    out = run("resolve", "--using", "team/base:v1", "-f", str(other), check=False)
+    message = " ".join(out.stderr.split())
+    assert out.returncode == 2 and "Traceback" not in message, message
+    assert (
+        f"The base environment's Python version ({platform.python_version()}) does not match the one specified in "
+        f"the environment file {other} (<{major})" in message
+    ), message
+    assert "--python" not in message, message
 
 
 @pytest.mark.parametrize(

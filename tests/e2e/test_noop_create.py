@@ -59,8 +59,10 @@ def test_default_prefix_name_and_config_file_cache_dir(
         return done
 
     first, again = create(), create()
-    prefix = cache / "envs" / f"metaflow_{ref.replace(':', '_')}"
+    # the original's name: a prefix of its own, not the one steps run in (metaflow_<req>_<full>)
+    prefix = cache / "envs" / f"metaflowtmp_{ref.replace(':', '_')}"
     assert str(prefix) in first.stdout and "created" in first.stdout
+    assert not (cache / "envs" / f"metaflow_{ref.replace(':', '_')}").exists()
     assert (
         again.stdout
         == f"Environment {ref} already exists and is complete at {prefix}; run {prefix}/bin/python\n"

@@ -122,8 +122,8 @@ def test_flow_level_resolve_and_show(machine: Machine, tmp_path: Path) -> None:
 
     resolved = machine.flow("base_override", "environment", "resolve")
     assert "Resolving 2 environments ... done in" in resolved.stderr
-    assert "### Environment for step(s) start (" in resolved.stdout
-    assert "### Environment for step(s) override (" in resolved.stdout
+    assert "### Environment for step start ###" in resolved.stdout
+    assert "### Environment for step override ###" in resolved.stdout
     assert len(_ids(resolved.stdout)) == 2
     again = machine.flow("base_override", "environment", "resolve", "start")
     assert "No environments to resolve, use --force to force re-resolution" in again.stderr

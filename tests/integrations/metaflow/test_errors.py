@@ -48,6 +48,11 @@ def _flow(tmp_path: Path, decorators: str, flow_decorators: str = "") -> Path:
             "In step 'start' (@conda), the attribute 'libraries' must be a dict of package name to version",
         ),
         ("@conda(python=3.10)", "", "In step 'start' (@conda), the attribute 'python' must be a string"),
+        (
+            "@conda(python=3.11)",
+            "",
+            "with run --with, quote it inside the value: --with 'conda:python=\"3.11\"'",
+        ),
         ('@pypi(extra_indices="http://x")', "", "the attribute 'extra_indices' must be a list of strings"),
         (
             '@conda(packages={"fx-core": "1.0.0"})',

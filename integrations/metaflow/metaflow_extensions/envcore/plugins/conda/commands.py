@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import click
 
+from envcore import uptodate
 from envcore.cli import App, env_cmds
 from envcore.cli import run as cli_run
 from envcore.errors import EnvcoreError, UsageError
@@ -237,7 +238,14 @@ def _create(
         if derived:
             kwargs["env"] = f"{env.req_id}:{env.full_id}"
     ctx.invoke(env_cmds.create, **kwargs)
-    python = envs.prefix_for(env, kwargs["name"]) / "bin" / "python"
+    python = (
+        envs.prefix_for(
+            env,
+            uptodate.created_dir_name(env.req_id, env.full_id) if kwargs["name"] is None else kwargs["name"],
+        )
+        / "bin"
+        / "python"
+    )
     code_env: dict[str, str] = {}
     if into_dir is not None:
         made = not into_dir.exists()

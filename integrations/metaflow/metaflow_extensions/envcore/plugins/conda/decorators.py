@@ -104,7 +104,13 @@ def _text(where: str, attribute: str, value: Any) -> str | None:
     if value is None:
         return None
     if attribute == "python" and isinstance(value, (int, float)) and not isinstance(value, bool):
-        raise _fail(where, attribute, value, 'a string such as "3.11" (a float turns 3.10 into 3.1)')
+        raise _fail(
+            where,
+            attribute,
+            value,
+            'a string such as "3.11" (a float turns 3.10 into 3.1; with run --with, quote it inside the value: '
+            "--with 'conda:python=\"3.11\"')",
+        )
     if not isinstance(value, str) or not value.strip():
         raise _fail(where, attribute, value, "a non-empty string")
     return value.strip()

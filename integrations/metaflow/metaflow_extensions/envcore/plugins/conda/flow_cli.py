@@ -22,8 +22,11 @@ if TYPE_CHECKING:
     from envcore.types import Requirement, ResolvedEnvironment
 
 
-def describe(envs: Environments, env: ResolvedEnvironment, *, as_dict: bool = False) -> Any:
-    """The original's layout (type, ids, aliases, archs, resolved on/by, local copies, packages)."""
+def describe(
+    envs: Environments, env: ResolvedEnvironment, *, as_dict: bool = False, quiet: bool = False
+) -> Any:
+    """The original's layout (type, ids, aliases, archs, resolved on/by, local copies, packages); ``quiet``: its
+    one-line form for scripts."""
     from envcore import hydrate, show
 
     is_default = envs.record.default_full_id(env.arch, env.req_id) == env.full_id
@@ -31,6 +34,8 @@ def describe(envs: Environments, env: ResolvedEnvironment, *, as_dict: bool = Fa
     local = [str(p) for p in sorted(envs.envs_dir.glob("*")) if hydrate.is_complete(p, env)]
     if as_dict:
         return show.as_json(env, is_default=is_default, aliases=aliases, local_instances=local)
+    if quiet:
+        return show.quiet(env, aliases=aliases, local_instances=local)
     return show.pretty(env, is_default=is_default, aliases=aliases, local_instances=local)
 
 
@@ -112,6 +117,8 @@ def resolve(
     output: str | None,
     steps: tuple[str, ...],
 ) -> None:
+    from metaflow_extensions.envcore.plugins.conda.environment import is_quiet
+
     from envcore import description, naming
 
     env = _environment(obj)
@@ -156,8 +163,14 @@ def resolve(
         if as_json:
             click.echo(json.dumps(payload, indent=1))
             return
+    several_archs = len({resolved.arch for resolved, _, _ in by_env.values()}) > 1
     for resolved, names, _ in by_env.values():
-        _bold(obj, f"### Environment for step(s) *{', '.join(names)}* ({resolved.arch}) ###")
+        if is_quiet():  # the original's form for scripts: the steps, then the environment's one line
+            click.echo(",".join(names))
+            click.echo(describe(envs, resolved, quiet=True))
+            continue
+        arch = f" ({resolved.arch})" if several_archs else ""
+        _bold(obj, f"### Environment for step{'s' * (len(names) > 1)} *{', '.join(names)}*{arch} ###")
         click.echo(describe(envs, resolved))
 
 
@@ -200,7 +213,7 @@ def _states(info: StepEnvironment, envs: Environments, local_only: bool = False)
 def show(obj: Any, as_json: bool, output: str | None, local_only: bool, steps: tuple[str, ...]) -> None:
     from metaflow.metaflow_environment import InvalidEnvironmentException
     from metaflow_extensions.envcore.plugins.conda import messages
-    from metaflow_extensions.envcore.plugins.conda.environment import step_arch
+    from metaflow_extensions.envcore.plugins.conda.environment import is_quiet, step_arch
 
     from envcore.config import redact_text
     from envcore.errors import EnvcoreError
@@ -210,6 +223,9 @@ def show(obj: Any, as_json: bool, output: str | None, local_only: bool, steps: t
     wanted = _check_steps(obj, steps)
     envs = env.session().environments
     payload: dict[str, Any] = {}
+    as_json = as_json or is_quiet()  # quiet, as the original: nothing printed, only --output written
+    divider = "\n" + "=" * (len("Step ") + max((len(s.name) for s in obj.flow), default=0))
+    shown = 0
     for step in sorted(obj.flow, key=lambda s: _order(obj, s.name)):
         if wanted is not None and step.name not in wanted:
             continue
@@ -227,6 +243,9 @@ def show(obj: Any, as_json: bool, output: str | None, local_only: bool, steps: t
             if as_json or output is not None:
                 payload[step.name] = {"is_disabled": False, "error": error.replace(messages.STAR, "*")}
             else:
+                if shown:
+                    click.echo(divider)  # between steps, as the original
+                shown += 1
                 _bold(obj, f"Step *{step.name}* ({step_arch(step, env._remote_commands())})")
                 obj.echo_always(f"\t{messages.for_printer(error)}", err=False)
                 obj.echo_always("", err=False)
@@ -257,6 +276,9 @@ def show(obj: Any, as_json: bool, output: str | None, local_only: bool, steps: t
             }
             if as_json:
                 continue
+        if shown:
+            click.echo(divider)
+        shown += 1
         _bold(obj, f"Step *{step.name}* ({info.arch})")
         click.echo(f"\tEnvironment is {', '.join(states)}")
         if info.env is not None:
@@ -265,7 +287,7 @@ def show(obj: Any, as_json: bool, output: str | None, local_only: bool, steps: t
             click.echo("\tRequested packages " + ", ".join(r.tstr for r in info.request.requirements))
             click.echo("")
     _write_output(output, payload)
-    if as_json:
+    if as_json and not is_quiet():
         click.echo(json.dumps(payload, indent=1))
 
 

@@ -29,7 +29,11 @@ def for_printer(text: str) -> str:
 
 # envcore's advice about a command-line option, as a flow's decorators say the same
 _STEP_ADVICE = {
-    "Remove --python.": "Remove python= from the step's @conda or @pypi decorator (or the flow's)."
+    "Remove --python.": "Remove python= from the step's @conda or @pypi decorator (or the flow's).",
+    "Remove the python requirement, or extend an environment made with the python you want.": (
+        "Remove python= from the step's @conda or @pypi decorator (or the flow's), or name an environment made "
+        "with the python you want."
+    ),
 }
 
 
