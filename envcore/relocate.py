@@ -39,6 +39,7 @@ MANIFEST = ".envcore-relocate"
 _JSON_MANIFEST = ".envcore-relocate.json"  # written by earlier versions; read, never written
 _KINDS = {"T": "text", "B": "binary", "L": "links"}
 _ENTRY_POINTS = frozenset({"unix_python_entry_point", "windows_python_entry_point_script"})
+_MAX_SHEBANG = 127  # bytes of a '#!' line the kernel reads (conda's and rattler's limit)
 
 
 def write_manifest(prefix: Path) -> None:
@@ -117,6 +118,27 @@ def read_manifest(prefix: str | os.PathLike[str]) -> dict[str, Any]:
             raise ValueError(f"bad manifest field {field!r}")
         manifest[_KINDS[field[0]]].append(field[1:])
     return manifest
+
+
+def _relocate_text(data: bytes, old: bytes, new: bytes) -> bytes:
+    """``old`` -> ``new`` everywhere in a text file. A script whose ``#!`` line would then name an interpreter
+    path with whitespace, or be longer than the kernel reads, starts as conda and the installers start it for
+    such a prefix: ``#!/bin/sh`` running the interpreter (a python script), else ``#!/usr/bin/env <name>``."""
+    head = b"#!" + old + b"/"
+    if not data.startswith(head):
+        return data.replace(old, new)
+    end = data.find(b"\n") if b"\n" in data else len(data)
+    if b" " not in new and b"\t" not in new and end - len(old) + len(new) <= _MAX_SHEBANG:
+        return data.replace(old, new)
+    path, _, options = data[len(head) : end].partition(b" ")
+    interpreter = new + b"/" + path
+    name = path.rsplit(b"/", 1)[-1]
+    if name.startswith(b"python"):
+        arguments = b'"' + options.strip() + b'" ' if options.strip() else b""
+        shebang = b"#!/bin/sh\n'''exec' \"" + interpreter + b'" ' + arguments + b'"$0" "$@" #\'\'\''
+    else:
+        shebang = b"#!/usr/bin/env " + name + (b" " + options if options else b"")
+    return shebang + data[end:].replace(old, new)
 
 
 def _replace_in_c_strings(data: bytes, old: bytes, new: bytes) -> bytes | None:
@@ -199,7 +221,9 @@ class _Cloner:
         with open(src, "rb") as fh:
             data = fh.read()
         rewritten = (
-            _replace_in_c_strings(data, self.old, self.new) if binary else data.replace(self.old, self.new)
+            _replace_in_c_strings(data, self.old, self.new)
+            if binary
+            else _relocate_text(data, self.old, self.new)
         )
         if rewritten is None:
             return False

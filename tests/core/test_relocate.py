@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -198,3 +200,48 @@ def test_the_prefix_index_forgets_removed_prefixes_before_ones_still_there(tmp_p
     last.mkdir()
     index.add("key", last)
     assert index.candidates("key") == [str(kept), str(last)]
+
+
+@pytest.mark.parametrize("dest_name", ["with space", "long" * 30])
+def test_scripts_cloned_to_a_prefix_a_shebang_cannot_name_still_run(tmp_path: Path, dest_name: str) -> None:
+    """A '#!' line cannot name a path with a space, nor one longer than the kernel reads: the clone's scripts
+    start as conda's and the installers' do for such a prefix (/bin/sh running python; env for the rest)."""
+    prefix = tmp_path / "src"
+    (prefix / "bin").mkdir(parents=True)
+    (prefix / "bin" / "python3.11").symlink_to(sys.executable)
+    (prefix / "bin" / "shell").symlink_to("/bin/sh")
+    p = str(prefix).encode()
+    scripts = {
+        "tool": b"#!" + p + b"/bin/python3.11\nimport sys\nprint('tool', sys.prefix != '', sys.argv[1:])\n",
+        "tool-e": b"#!"
+        + p
+        + b"/bin/python3.11 -E\nimport sys\nprint('tool-e', sys.flags.ignore_environment)\n",
+        "sh-tool": b"#!" + p + b"/bin/shell\necho sh-tool " + p + b"\n",
+    }
+    for name, body in scripts.items():
+        (prefix / "bin" / name).write_bytes(body)
+        os.chmod(prefix / "bin" / name, 0o755)
+    relocate._write_manifest(prefix, {"text": [f"bin/{name}" for name in scripts]})
+    dest = tmp_path / dest_name
+    assert relocate.clone(prefix, dest)
+
+    def run(name: str, *args: str) -> str:
+        path = f"{dest / 'bin'}:{os.environ['PATH']}"  # where '#!/usr/bin/env shell' finds it
+        done = subprocess.run(
+            [dest / "bin" / name, *args], capture_output=True, text=True, env={"PATH": path}
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert run("tool", "a b") == "tool True ['a b']\n"
+    assert run("tool-e") == "tool-e 1\n"
+    assert run("sh-tool") == f"sh-tool {dest}\n"
+    assert (dest / "bin" / "tool").read_bytes().startswith(b"#!/bin/sh\n'''exec' \"" + str(dest).encode())
+    assert (dest / "bin" / "sh-tool").read_bytes().startswith(b"#!/usr/bin/env shell\n")
+
+
+def test_scripts_keep_their_shebang_where_it_can_name_the_new_prefix(tmp_path: Path) -> None:
+    source = _prefix(tmp_path, "source-prefix")
+    dest = tmp_path / "dst"
+    assert relocate.clone(source, dest)
+    assert (dest / "bin" / "tool").read_bytes() == b"#!" + str(dest).encode() + b"/bin/python\nimport tool\n"

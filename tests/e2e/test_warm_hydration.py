@@ -21,9 +21,9 @@ Run = Callable[..., subprocess.CompletedProcess[str]]
 
 
 def _works(prefix: Path) -> None:
-    code = "import fx_prefixed, fx_extras, sys; print(fx_prefixed.__file__, sys.prefix)"
+    code = "import fx_prefixed, fx_extras, sys; print(fx_prefixed.__file__, sys.prefix, sep='\\n')"
     out = subprocess.run([prefix / "bin" / "python", "-c", code], capture_output=True, text=True, check=True)
-    module, sys_prefix = out.stdout.split()
+    module, sys_prefix = out.stdout.splitlines()
     assert Path(module).is_relative_to(prefix) and sys_prefix == str(prefix)
     for script in ("pip", "fx-app"):  # a conda entry point and a wheel console script
         done = subprocess.run([prefix / "bin" / script, "--help"], capture_output=True, text=True)
@@ -66,6 +66,20 @@ def test_second_prefix_is_cloned_and_names_only_itself(run: Run, world: dict[str
     fourth = run("--verbose", "create", ref, "--name", "fourth")
     assert "Linked from" not in fourth.stderr
     _works(envs / "fourth")
+
+
+def test_entry_points_run_in_prefixes_whose_path_has_a_space(run: Run, world: dict[str, Path]) -> None:
+    """A '#!' line cannot name an interpreter in a path with a space: cloned or installed (rattler, uv), the
+    scripts start with '#!/bin/sh' running it."""
+    (ref,) = env_ids(run("resolve", *REQUEST).stdout)
+    envs = world["a"] / "cache" / "envs"
+    run("create", ref, "--name", "plain")
+    cloned = run("--verbose", "create", ref, "--name", "with space")
+    assert f"Linked from the same environment at {envs / 'plain'}" in cloned.stderr
+    _works(envs / "with space")
+    installed = run("--verbose", "create", ref, "--name", "with space", "--force")
+    assert "Linked from" not in installed.stderr
+    _works(envs / "with space")
 
 
 def test_hydrating_from_the_store_loads_no_resolver_and_no_archive_parser(
