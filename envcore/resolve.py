@@ -21,6 +21,7 @@ from urllib.parse import unquote, urlsplit
 from envcore.config import (
     TOKEN_LIKE_PATH,
     Config,
+    Value,
     conda_token,
     parsed_url,
     redact_channel,
@@ -62,6 +63,19 @@ KNOWN_ARCHS = (
     "win-arm64",
 )
 SYS_PACKAGES = ("__cuda", "__glibc")
+_MARKER_NAMES = (  # PEP 508's environment markers
+    "os_name",
+    "sys_platform",
+    "platform_machine",
+    "platform_python_implementation",
+    "platform_release",
+    "platform_system",
+    "platform_version",
+    "python_version",
+    "python_full_version",
+    "implementation_name",
+    "implementation_version",
+)
 
 
 def check_arch(arch: str) -> str:
@@ -107,11 +121,7 @@ def sys_packages(config: Config, arch: str, requested: Iterable[Requirement]) ->
     if arch == local_arch():
         found = _local_virtual_packages(config.environ)
     else:
-        defaults = config.value("CONDA_SYS_DEFAULT_PACKAGES")
-        per_arch = defaults.value.get(arch, {}) if isinstance(defaults.value, dict) else {}
-        if not isinstance(per_arch, dict):
-            raise ConfigError(f"{defaults.describe()}, but each arch must map to {{package: version}}.")
-        found = {k: str(v) for k, v in per_arch.items() if k in SYS_PACKAGES}
+        found = dict(_default_sys_packages(config).get(arch, {}))
         if arch == "linux-64" and "__glibc" in found and config.environ.get("CONDA_OVERRIDE_GLIBC"):
             found["__glibc"] = config.environ["CONDA_OVERRIDE_GLIBC"]
     for req in requested:
@@ -122,22 +132,92 @@ def sys_packages(config: Config, arch: str, requested: Iterable[Requirement]) ->
     )
 
 
+def _default_sys_packages(config: Config) -> dict[str, dict[str, str]]:
+    """``CONDA_SYS_DEFAULT_PACKAGES``, every arch's virtual packages checked as ``--sys-pkg`` values are."""
+    setting = config.value("CONDA_SYS_DEFAULT_PACKAGES")
+    good = 'Set it to a map of conda subdirs to virtual packages, such as {"linux-64": {"__glibc": "2.27"}}.'
+    return {
+        arch: _virtual_packages(setting, packages, good, arch)
+        for arch, packages in _per_arch(setting, setting.value, good).items()
+    }
+
+
 def gpu_packages(config: Config, arch: str) -> dict[str, str]:
     """``CONDA_SYS_DEFAULT_GPU_PACKAGES``: the virtual packages a step that asks for a GPU is resolved with, in
     the original's form (``{"__cuda": "12.2"}``) or one such per arch (``{"linux-64": {"__cuda": "12.2"}}``)."""
     setting = config.value("CONDA_SYS_DEFAULT_GPU_PACKAGES")
     value = setting.value or {}
-    if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
-        value = value.get(arch) or {}
-    if not isinstance(value, dict) or not all(
-        name in SYS_PACKAGES and isinstance(version, (str, int, float)) and not isinstance(version, bool)
-        for name, version in value.items()
-    ):
+    good = (
+        f'Set it to a map of {" or ".join(SYS_PACKAGES)} to a version, such as {{"__cuda": "12.2"}}, or one '
+        'such map per conda subdir ({"linux-64": {"__cuda": "12.2"}}).'
+    )
+    if isinstance(value, dict) and any(key in KNOWN_ARCHS for key in value):
+        per_arch = {
+            a: _virtual_packages(setting, p, good, a) for a, p in _per_arch(setting, value, good).items()
+        }
+        return per_arch.get(arch, {})
+    return _virtual_packages(setting, value, good)
+
+
+def _per_arch(setting: Value, value: object, good: str) -> dict[str, object]:
+    """A setting's map of conda subdirs to values; a ConfigError (ending with ``good``) naming what is not."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"{setting.describe()}, which is not a map of conda subdirs. {good}")
+    unknown = [arch for arch in value if arch not in KNOWN_ARCHS]
+    if unknown:
         raise ConfigError(
-            f"{setting.describe()}, but it must map {' or '.join(SYS_PACKAGES)} to a version, such as "
-            '{"__cuda": "12.2"}, or give one such map per arch ({"linux-64": {"__cuda": "12.2"}}).'
+            f"{setting.describe()}, which names {', '.join(map(repr, unknown))}, not a conda subdir (one of "
+            f"{', '.join(KNOWN_ARCHS)}). {good}"
         )
-    return {name: str(version) for name, version in value.items()}
+    return value
+
+
+def _virtual_packages(setting: Value, packages: object, good: str, arch: str = "") -> dict[str, str]:
+    """``{"__cuda": "12.2"}`` of a setting (for ``arch``), each checked as a ``--sys-pkg`` value is."""
+    from envcore.specs import sys_requirement
+
+    at = f" for {arch}" if arch else ""
+    where = f"in {setting.env_name}{at}"
+    if not isinstance(packages, dict):
+        raise ConfigError(
+            f"{setting.describe()}, which{at} is not a map of virtual packages to versions. {good}"
+        )
+    checked = {}
+    for name, version in packages.items():
+        if isinstance(version, bool) or not isinstance(version, (str, int, float)):
+            raise ConfigError(
+                f"{setting.describe()}, which gives {name}{at} a version that is not text. {good}"
+            )
+        try:
+            checked[name] = sys_requirement(name, str(version), where).spec
+        except SpecError as exc:
+            raise ConfigError(f"{setting.describe()}, which is not valid: {exc} {good}") from None
+    return checked
+
+
+def _check_target_settings(config: Config) -> None:
+    """Every setting about targets is checked when resolving, also the ones that have no effect here
+    (CONDA_ALL_ARCHS, CONDA_SYS_MARKERS): a bad value is refused, never stored nor silently dropped."""
+    _default_sys_packages(config)
+    gpu_packages(config, local_arch())
+    archs = config.value("CONDA_ALL_ARCHS")
+    if not all(arch in KNOWN_ARCHS for arch in archs.value):
+        raise ConfigError(
+            f"{archs.describe()}, but it must list conda subdirs ({', '.join(KNOWN_ARCHS)}), such as "
+            '["linux-64", "osx-arm64"].'
+        )
+    markers = config.value("CONDA_SYS_MARKERS")
+    good = (
+        "Set it to a map of conda subdirs to PEP 508 marker values, such as "
+        f'{{"linux-64": {{"platform_machine": "x86_64"}}}} (marker names: {", ".join(_MARKER_NAMES)}).'
+    )
+    for arch, values in _per_arch(markers, markers.value, good).items():
+        if not isinstance(values, dict) or not all(
+            name in _MARKER_NAMES and isinstance(value, str) for name, value in values.items()
+        ):
+            raise ConfigError(
+                f"{markers.describe()}, which for {arch} is not a map of marker names to text. {good}"
+            )
 
 
 def _sys_union(config: Config, archs: Iterable[str], requested: list[Requirement]) -> tuple[Requirement, ...]:
@@ -190,6 +270,7 @@ def build_request(
     With ``coresolved`` (all archs resolved together), the virtual packages are the union over those archs,
     as the original does, so that every arch gets the same req id and one alias names them all."""
     check_arch(arch)
+    _check_target_settings(config)
     if python:  # the --python of the CLI: 3.11 means 3.11.*, as python="3.11" does in decorators and files
         from envcore.specs import python_spec as parse_python
 

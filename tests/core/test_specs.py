@@ -1375,6 +1375,9 @@ def test_archs_resolved_together_share_one_set_of_virtual_packages_at_the_lowest
         ({"__cuda": ["12"]}, None),
         ({"__cuda": True}, None),
         (["__cuda"], None),
+        ({"__cuda": "abc"}, None),  # a version --sys-pkg refuses
+        ({"linux-64": 5}, None),
+        ({"linux-64": {"__cuda": "12.2"}, "bogus": {}}, None),
     ],
 )
 def test_gpu_packages_take_the_originals_form_or_one_per_arch(
@@ -1387,11 +1390,67 @@ def test_gpu_packages_take_the_originals_form_or_one_per_arch(
     if expected is None:
         with pytest.raises(
             ConfigError,
-            match=r"METAFLOW_CONDA_SYS_DEFAULT_GPU_PACKAGES` is .* (must map __cuda or __glibc|expected a JSON dict)",
+            match=r"METAFLOW_CONDA_SYS_DEFAULT_GPU_PACKAGES` is .* (Set it to a map of __cuda or __glibc|expected a JSON dict)",
         ):
             resolve.gpu_packages(config, "linux-64")
     else:
         assert resolve.gpu_packages(config, "linux-64") == expected
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        (  # as --sys-pkg __glibc==abc is refused
+            "CONDA_SYS_DEFAULT_PACKAGES",
+            {"linux-aarch64": {"__glibc": "abc"}},
+            r"System package '__glibc' has the version 'abc', which is not one \(in "
+            r"METAFLOW_CONDA_SYS_DEFAULT_PACKAGES for linux-aarch64\)",
+        ),
+        (  # was dropped
+            "CONDA_SYS_DEFAULT_PACKAGES",
+            {"linux-aarch64": {"__nope": "1"}},
+            r"System package '__nope' not allowed .* Values allowed are: __cuda, __glibc",
+        ),
+        ("CONDA_SYS_DEFAULT_PACKAGES", {"linux-aarch64": {"__glibc": True}}, "a version that is not text"),
+        ("CONDA_SYS_DEFAULT_PACKAGES", {"linux-aarch64": 5}, "for linux-aarch64 is not a map"),
+        ("CONDA_SYS_DEFAULT_PACKAGES", {"bogus": {}}, "names 'bogus', not a conda subdir"),
+        ("CONDA_SYS_DEFAULT_GPU_PACKAGES", {"linux-64": 5}, "for linux-64 is not a map"),
+        ("CONDA_SYS_MARKERS", {"linux-64": 3}, "for linux-64 is not a map of marker names to text"),
+        ("CONDA_SYS_MARKERS", {"linux-64": {"platform_cpu": "x"}}, "for linux-64 is not a map"),
+        ("CONDA_ALL_ARCHS", ["bogus"], r"must list conda subdirs \(linux-64, "),
+    ],
+)
+def test_settings_about_targets_are_refused_when_bad_whatever_the_target(
+    tmp_path: Path, setting: str, value: object, message: str
+) -> None:
+    """Checked on every resolve, for any target (linux-64 here, the arch of none of the values): a bad value
+    is never stored in an environment nor silently dropped."""
+    from envcore.errors import ConfigError
+
+    environ = {
+        "METAFLOW_HOME": str(tmp_path),
+        "METAFLOW_CONDA_CHANNELS": "c",
+        f"METAFLOW_{setting}": json.dumps(value),
+    }
+    spec = specs.from_command_line(conda=["fx-core"])
+    with pytest.raises(ConfigError, match=rf"^`METAFLOW_{setting}` is .*{message}.* such as "):
+        resolve.build_request(spec, Config.load(environ=environ), "osx-arm64")
+
+
+def test_good_settings_about_targets_are_taken(tmp_path: Path) -> None:
+    environ = {
+        "METAFLOW_HOME": str(tmp_path),
+        "METAFLOW_CONDA_CHANNELS": "c",
+        "METAFLOW_CONDA_SYS_DEFAULT_PACKAGES": json.dumps(
+            {"linux-aarch64": {"__glibc": "==2.28", "__cuda": 12}}
+        ),
+        "METAFLOW_CONDA_SYS_MARKERS": json.dumps({"linux-64": {"platform_machine": "x86_64"}}),
+        "METAFLOW_CONDA_ALL_ARCHS": json.dumps(["linux-64", "osx-arm64"]),
+    }
+    request = resolve.build_request(
+        specs.from_command_line(conda=["fx-core"]), Config.load(environ=environ), "linux-aarch64"
+    )
+    assert [r.tstr for r in request.of(SYS)] == ["sys::__cuda==12=0", "sys::__glibc==2.28=0"]
 
 
 def test_a_conda_explicit_file_is_named_as_such() -> None:

@@ -76,6 +76,11 @@ ARGS: list[tuple[list[str], dict[str, str], str]] = [
         {"METAFLOW_CONDA_SYS_DEFAULT_PACKAGES": "{not json"},
         "METAFLOW_CONDA_SYS_DEFAULT_PACKAGES",
     ),
+    (  # refused as --sys-pkg __glibc==abc is, not stored in the environment
+        ["resolve", "--conda", "fx-app", "--arch", "linux-aarch64"],
+        {"METAFLOW_CONDA_SYS_DEFAULT_PACKAGES": '{"linux-aarch64": {"__glibc": "abc"}}'},
+        "has the version 'abc', which is not one (in METAFLOW_CONDA_SYS_DEFAULT_PACKAGES for linux-aarch64)",
+    ),
     (
         ["resolve", "--conda", "fx-app"],
         {"METAFLOW_CONDA_LOCK_TIMEOUT": "soon"},
