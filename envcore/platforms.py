@@ -7,6 +7,12 @@ import sys
 
 from envcore.errors import ConfigError
 
+# The oldest macOS an osx target is resolved for: its wheels are chosen for it (the original's pip
+# ``--platform macosx_12_0_*``; uv's own default moves between its versions, 13.0 in uv 0.13), and its conda
+# packages are solved with it as ``__osx`` (a backend's default, not a requested sys package: not in the req id).
+MACOS_TARGET = (12, 0)
+DEFAULT_OSX = dict.fromkeys(("osx-64", "osx-arm64"), f"{MACOS_TARGET[0]}.{MACOS_TARGET[1]}")
+
 
 def local_arch() -> str:
     system = sys.platform  # a plain string: mypy checks every branch, not only this machine's

@@ -16,6 +16,7 @@ from packaging.version import Version
 
 from envcore.config import redact_url
 from envcore.errors import ResolutionError
+from envcore.platforms import MACOS_TARGET as MACOS_TARGET  # (conda-lock's solver is given it too)
 from envcore.types import (
     CONDA_TOKEN_USER,
     PYPI,
@@ -28,9 +29,6 @@ from envcore.types import (
     ResolveRequest,
 )
 
-# The oldest macOS whose wheels an osx target takes: the original's (pip's ``--platform macosx_12_0_*``), also
-# given to uv, whose own default moves between its versions (13.0 in uv 0.13).
-MACOS_TARGET = (12, 0)
 # glibc of the manylinux tags older than PEP 600's manylinux_2_N
 LEGACY_MANYLINUX = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
 # re-resolutions that leave out releases too new for the target's glibc or macOS, at most (see os_misfits)

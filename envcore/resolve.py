@@ -29,6 +29,7 @@ from envcore.config import (
     redact_url,
 )
 from envcore.errors import ConfigError, EnvcoreError, ResolutionError, SpecError, UsageError
+from envcore.platforms import DEFAULT_OSX
 from envcore.platforms import local_arch as local_arch
 from envcore.plugins import RESOLVER_SETTINGS, Registry
 from envcore.types import (
@@ -193,6 +194,41 @@ def _virtual_packages(setting: Value, packages: object, good: str, arch: str = "
         except SpecError as exc:
             raise ConfigError(f"{setting.describe()}, which is not valid: {exc} {good}") from None
     return checked
+
+
+_UNMET_VIRTUAL = re.compile(
+    r"(__\w+)[^,;]*?, for which no candidates were found"  # rattler
+    r"|nothing provides (?:requested )?(__\w+)"  # libsolv (conda, mamba 1)
+    r"|(__\w+)[^,;]*?,? (?:which )?is missing on the system"  # libmamba 2
+)
+
+
+def unmet_system_feature(reason: str, arch: str) -> str | None:
+    """The fix to give when the solver's ``reason`` is a virtual package no target of ``arch`` provides (a
+    feature of the system: a driver, a C library, an OS version), else None."""
+    match = _UNMET_VIRTUAL.search(reason)
+    if match is None:
+        return None
+    name = next(group for group in match.groups() if group)
+    if name in SYS_PACKAGES:
+        version = "12.4" if name == "__cuda" else "2.28"
+        default = (
+            f"CONDA_OVERRIDE_{name[2:].upper()}={version} for this machine's architecture"
+            if arch == local_arch()
+            else f'METAFLOW_CONDA_SYS_DEFAULT_PACKAGES ({{"{arch}": {{"{name}": "{version}"}}}})'
+        )
+        return (
+            f"{arch} is resolved without {name} at that version, a feature of the system it runs on (a virtual "
+            f"package). If the machines it runs on have it, declare it: --sys-pkg {name}=={version} (envcore "
+            f"resolve, or a requirements.txt line), the @sys_packages decorator of a flow, or as the default, "
+            f"{default}. Otherwise choose a version of the package that does not need it."
+        )
+    if name == "__osx" and arch in DEFAULT_OSX:
+        return (
+            f"{arch} is resolved for macOS {DEFAULT_OSX[arch]} and newer, as its wheels are (envcore's default; "
+            "__osx cannot be declared): choose a version of the package built for it."
+        )
+    return f"The package needs {name}, which {arch} does not provide: choose one built for {arch}."
 
 
 def _check_target_settings(config: Config) -> None:

@@ -1453,6 +1453,38 @@ def test_good_settings_about_targets_are_taken(tmp_path: Path) -> None:
     assert [r.tstr for r in request.of(SYS)] == ["sys::__cuda==12=0", "sys::__glibc==2.28=0"]
 
 
+@pytest.mark.parametrize(
+    "reason",
+    [
+        "fx-native * *cuda* cannot be installed because fx-native 1.0.0 would require __cuda >=12, for which no "
+        "candidates were found",  # rattler
+        "nothing provides __cuda >=12 needed by fx-native-1.0.0-h1_cuda12",  # libsolv
+        "fx-native 1.0.0 requires __cuda >=12, which is missing on the system",  # libmamba 2
+    ],
+)
+def test_an_unmet_virtual_package_is_a_feature_of_the_target_to_declare(reason: str) -> None:
+    foreign = "linux-aarch64" if resolve.local_arch() != "linux-aarch64" else "linux-64"
+    fix = resolve.unmet_system_feature(reason, foreign)
+    assert fix is not None and fix.startswith(f"{foreign} is resolved without __cuda at that version")
+    assert "--sys-pkg __cuda==12.4" in fix and "@sys_packages" in fix
+    assert f'METAFLOW_CONDA_SYS_DEFAULT_PACKAGES ({{"{foreign}": {{"__cuda": "12.4"}}}})' in fix
+
+
+def test_unmet_osx_and_other_virtual_packages_are_named_and_anything_else_is_not_one() -> None:
+    osx = resolve.unmet_system_feature(
+        "x 1 would require __osx >=13, for which no candidates were found", "osx-64"
+    )
+    assert osx == (
+        "osx-64 is resolved for macOS 12.0 and newer, as its wheels are (envcore's default; __osx cannot be "
+        "declared): choose a version of the package built for it."
+    )
+    win = resolve.unmet_system_feature("nothing provides __win needed by x-1-0", "linux-64")
+    assert win == "The package needs __win, which linux-64 does not provide: choose one built for linux-64."
+    assert (
+        resolve.unmet_system_feature("nothing provides fx-core >=9 needed by fx-app-1-0", "linux-64") is None
+    )
+
+
 def test_a_conda_explicit_file_is_named_as_such() -> None:
     text = "# platform: linux-64\n@EXPLICIT\nfile:///c/noarch/fx-core-1.0.0-py_0.conda#0123\n"
     for parse in (specs.parse_requirements_txt, specs.parse_environment_yml):

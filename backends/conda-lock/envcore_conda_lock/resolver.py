@@ -39,7 +39,7 @@ from envcore.condadists import renamed_distributions
 from envcore.config import Config, redact_text, redact_url
 from envcore.errors import BackendUnavailable, ConfigError, ResolutionError
 from envcore.fetch import in_parallel
-from envcore.platforms import local_arch
+from envcore.platforms import DEFAULT_OSX, local_arch
 from envcore.tools import find_executable, run_tool, scratch_folder, tail, tool_env, write_netrc
 from envcore.types import (
     CONDA,
@@ -62,7 +62,6 @@ BASE_VIRTUAL = {
     "osx": {"__unix": "0"},
     "win": {"__win": "0"},
 }
-DEFAULT_OSX = {"osx-arm64": "11.0", "osx-64": "10.15"}
 ARCHSPEC = {"64": "x86_64", "aarch64": "aarch64", "arm64": "arm64", "ppc64le": "ppc64le", "s390x": "s390x"}
 _VERSION = re.compile(r"\d+(?:\.\d+)+")
 _EXACT_RANGE = re.compile(r">=([^,\s]+),<=\1\b")

@@ -24,6 +24,7 @@ from urllib.parse import unquote
 
 from envcore.config import Config, redact_text, redact_url
 from envcore.errors import BackendUnavailable, ResolutionError
+from envcore.platforms import DEFAULT_OSX
 from envcore.specs import match_spec
 from envcore.tools import find_executable, run_tool, scratch_folder, write_netrc
 from envcore.types import (
@@ -36,7 +37,6 @@ from envcore.types import (
     ResolveRequest,
 )
 
-DEFAULT_OSX = {"osx-arm64": "11.0", "osx-64": "10.15"}
 #: virtual packages the request may carry -> the variable that makes the tool assume them
 OVERRIDES = {
     "__glibc": "CONDA_OVERRIDE_GLIBC",
@@ -484,10 +484,14 @@ class CondaCliResolver:
                 f"{summary}. Check the channel names, METAFLOW_CONDA_CHANNEL_ALIAS, the credentials in "
                 "METAFLOW_CONDA_SRCS_AUTH_INFO and your network."
             )
+        from envcore.resolve import unmet_system_feature
+
+        fix = unmet_system_feature(summary, request.arch) or (
+            f"Change the constraint named above, or check that the package exists in the channels ({where})."
+        )
         raise ResolutionError(
             f"The conda requirements cannot be resolved for {request.arch} by {self.tool} {self._version_text} "
-            f"(exit code {returncode}): {summary}. Change the constraint named above, or check that the "
-            f"package exists in the channels ({where})."
+            f"(exit code {returncode}): {summary}. {fix}"
         )
 
     @staticmethod

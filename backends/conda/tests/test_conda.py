@@ -91,14 +91,26 @@ def test_foreign_platform_uses_conda_subdir(
 
 
 def test_osx_version_gates_builds(universe: Universe, conda_cli_bin: Path) -> None:
-    """osx-64 targets assume macOS 10.15 (CONDA_OVERRIDE_OSX) unless the request says otherwise."""
+    """osx targets assume macOS 12 (CONDA_OVERRIDE_OSX), the macOS their wheels are chosen for, unless the
+    request says otherwise."""
     resolver = _resolver(universe, METAFLOW_ENVCORE_CONDA_EXE=str(conda_cli_bin / "conda"))
-    ffmpeg = Requirement(category=CONDA, name="fx-ffmpeg")
-    with pytest.raises(ResolutionError, match=r"__osx >=11\.0"):
-        resolver.resolve(_request(universe, ffmpeg, arch="osx-64"))
-    newer = Requirement(category=SYS, name="__osx", spec="11.0=0")
-    packages = resolver.resolve(_request(universe, ffmpeg, newer, arch="osx-64"))
+    ffmpeg = Requirement(category=CONDA, name="fx-ffmpeg")  # needs __osx >=11.0
+    packages = resolver.resolve(_request(universe, ffmpeg, arch="osx-64"))
     assert {p.name: p.subdir for p in packages}["fx-ffmpeg"] == "osx-64"
+    older = Requirement(category=SYS, name="__osx", spec="10.15=0")
+    with pytest.raises(ResolutionError, match=r"__osx >=11\.0"):
+        resolver.resolve(_request(universe, ffmpeg, older, arch="osx-64"))
+
+
+def test_a_missing_virtual_package_is_a_feature_of_the_target_to_declare(
+    universe: Universe, conda_cli_bin: Path
+) -> None:
+    resolver = _resolver(universe, METAFLOW_ENVCORE_CONDA_EXE=str(conda_cli_bin / "conda"))
+    cuda = Requirement(category=CONDA, name="fx-native", spec="* *cuda*")
+    with pytest.raises(ResolutionError) as caught:
+        resolver.resolve(_request(universe, cuda, arch="linux-64"))
+    assert "__cuda >=12" in caught.value.message and "--sys-pkg __cuda==12.4" in caught.value.message
+    assert "Change the constraint" not in caught.value.message
 
 
 def test_credentials_go_by_netrc_never_on_the_command_line(

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from envcore.config import Config, redact_url
 from envcore.errors import EnvcoreError, ResolutionError
 from envcore.frozen import record
+from envcore.platforms import DEFAULT_OSX
 from envcore.specs import match_spec
 from envcore.types import (
     CONDA,
@@ -48,7 +49,6 @@ PLATFORM_VIRTUAL_PACKAGES: dict[str, tuple[tuple[str, str, str], ...]] = {
     "osx": (("__unix", "0", "0"),),
     "win": (("__win", "0", "0"),),
 }
-DEFAULT_OSX = {"osx-arm64": "11.0", "osx-64": "10.15"}
 ARCHSPEC = {"64": "x86_64", "aarch64": "aarch64", "arm64": "arm64", "ppc64le": "ppc64le", "s390x": "s390x"}
 
 
@@ -474,10 +474,15 @@ class RattlerResolver:
                 )
                 break
             except rattler.exceptions.SolverError as exc:
-                raise ResolutionError(
-                    f"The conda requirements cannot be resolved for {arch}: {solver_message(exc)}. Change the "
-                    "constraint named above, or check that the package exists in the channels "
+                from envcore.resolve import unmet_system_feature
+
+                reason = solver_message(exc)
+                fix = unmet_system_feature(reason, arch) or (
+                    "Change the constraint named above, or check that the package exists in the channels "
                     f"({', '.join(redact_url(c) for c in channels)})."
+                )
+                raise ResolutionError(
+                    f"The conda requirements cannot be resolved for {arch}: {reason}. {fix}"
                 ) from None
             except (rattler.exceptions.GatewayError, rattler.exceptions.FetchRepoDataError) as exc:
                 reason = solver_message(exc)

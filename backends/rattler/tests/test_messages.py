@@ -26,19 +26,20 @@ def resolver(tmp_path: Path) -> RattlerResolver:
     return RattlerResolver(Config.load(environ=environ))
 
 
-def request(channel: str, *specs: tuple[str, str]) -> ResolveRequest:
+def request(channel: str, *specs: tuple[str, str], arch: str = "") -> ResolveRequest:
     config = Config.load(environ={"HOME": os.environ.get("HOME", "/tmp")})
     wanted = tuple(Requirement(category=CONDA, name=name, spec=spec) for name, spec in specs)
+    arch = arch or local_arch()
     return ResolveRequest(
-        arch=local_arch(),
-        requirements=(*wanted, PYTHON, *sys_packages(config, local_arch(), [])),
+        arch=arch,
+        requirements=(*wanted, PYTHON, *sys_packages(config, arch, [])),
         sources={CONDA: (channel,)},
     )
 
 
-def failure(tmp_path: Path, channel: str, *specs: tuple[str, str]) -> str:
+def failure(tmp_path: Path, channel: str, *specs: tuple[str, str], arch: str = "") -> str:
     with pytest.raises(ResolutionError) as caught:
-        resolver(tmp_path).resolve(request(channel, *specs))
+        resolver(tmp_path).resolve(request(channel, *specs, arch=arch))
     return caught.value.message
 
 
@@ -62,6 +63,29 @@ def test_a_missing_package_is_named_once_with_one_period(
     message = failure(tmp_path, universe.channel_url, spec)
     assert f"cannot be resolved for {local_arch()}: no candidates were found for {named}. Change" in message
     assert_one_clean_paragraph(message)
+
+
+@pytest.mark.skipif(not local_arch().startswith("linux"), reason="this machine's own __cuda")
+def test_a_missing_virtual_package_is_a_feature_of_the_target_to_declare(
+    universe: Universe, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CONDA_OVERRIDE_CUDA", raising=False)
+    message = failure(tmp_path, universe.channel_url, ("fx-native", "* *cuda*"))
+    assert_one_clean_paragraph(message)
+    assert "would require __cuda >=12, for which no candidates were found." in message
+    assert f"{local_arch()} is resolved without __cuda at that version, a feature of the system" in message
+    assert "--sys-pkg __cuda==12.4" in message and "@sys_packages" in message
+    assert "CONDA_OVERRIDE_CUDA=12.4" in message  # this machine's arch: its own, not the setting's default
+    assert "Change the constraint" not in message and "check that the package exists" not in message
+
+
+def test_osx_targets_are_solved_for_the_macos_their_wheels_are_chosen_for(
+    universe: Universe, tmp_path: Path
+) -> None:
+    """fx-ffmpeg needs __osx >=11.0: osx-64 targets had 10.15 and could not take it."""
+    for arch in ("osx-64", "osx-arm64"):
+        packages = resolver(tmp_path).resolve(request(universe.channel_url, ("fx-ffmpeg", ""), arch=arch))
+        assert {p.name: p.subdir for p in packages}["fx-ffmpeg"] == arch
 
 
 def test_a_conflict_reads_as_clauses(universe: Universe, tmp_path: Path) -> None:
