@@ -12,7 +12,7 @@ import errno
 import importlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -176,7 +176,28 @@ def _plugin_setting_problems(registry: Registry) -> list[str]:
                 f"METAFLOW_{setting} names {', '.join(map(repr, unknown))}, which no installed plugin is called "
                 f"(installed: {', '.join(sorted(registry.plugins))}). Check the names with `envcore plugins`."
             )
-    return problems
+    return problems + _misspelled_settings(registry.config.names(), registry.config.environ)
+
+
+def _misspelled_settings(known: list[str], environ: Mapping[str, str]) -> list[str]:
+    """Environment variables that look like envcore settings and are none, so that a typo is not silently a
+    default: every unknown ``METAFLOW_ENVCORE_*`` (envcore's own prefix), and a ``METAFLOW_CONDA_*`` close to
+    a known name (others may be Metaflow's or another extension's)."""
+    names = set(known)
+    found = []
+    for key in environ:
+        name = key.removeprefix("METAFLOW_")
+        if not key.startswith(("METAFLOW_ENVCORE_", "METAFLOW_CONDA_")) or name in names:
+            continue
+        import difflib
+
+        close = difflib.get_close_matches(name, names, n=1, cutoff=0.85)
+        if close or name.startswith("ENVCORE_"):
+            meant = f" Did you mean METAFLOW_{close[0]}?" if close else ""
+            found.append(
+                f"{key} is not a setting envcore knows, so it is ignored.{meant} See `envcore config show`."
+            )
+    return found
 
 
 class LazyGroup(click.Group):

@@ -216,6 +216,22 @@ def test_a_store_that_cannot_be_made_is_named_before_resolving(
     assert "fx-nowhere" not in text and "Resolving" not in text and "Traceback" not in text, text
 
 
+def test_a_misspelled_setting_is_warned_about_with_the_name_meant() -> None:
+    out = envcore(
+        "plugins",
+        env={
+            "METAFLOW_CONDA_CHANELS": "conda-forge",  # a typo of a known name
+            "METAFLOW_ENVCORE_CACHEDIR": "/tmp/x",  # envcore's own prefix: never someone else's
+            "METAFLOW_CONDA_PACKAGE_S3ROOT": "s3://b/p",  # OSS Metaflow's: not close to one of envcore's
+        },
+    )
+    text = " ".join(out.stderr.split())
+    assert out.returncode == 0, text
+    assert "METAFLOW_CONDA_CHANELS is not a setting envcore knows, so it is ignored. Did you mean " in text
+    assert "METAFLOW_CONDA_CHANNELS?" in text and "Did you mean METAFLOW_ENVCORE_CACHE_DIR?" in text, text
+    assert "S3ROOT" not in text, text
+
+
 def test_version() -> None:
     out = envcore("--version")
     assert out.returncode == 0
