@@ -588,7 +588,12 @@ def _conda_token_match(url: str) -> re.Match[str] | None:
 _USERINFO = r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?:[^/\s]+|[^/@\s:]*:(?!\d*(?:/|$))[^@\s]*)@"
 # a query parameter whose name says it is a secret (?access_token=, &sig=, ?api_key=...): its value
 _SECRET_WORDS = "token|secret|password|passwd|signature|sig|key|credential"
-_SECRET_PARAM = "(?i)" rf"(?P<name>[?&;][^=&\s#]*(?:{_SECRET_WORDS})[^=&\s#]*=)[^&\s#'\"]+"
+# (not the brackets, quotes or sentence punctuation the URL is written in: "(https://h/c?token=tok): failed")
+_SECRET_PARAM = (
+    "(?i)"
+    rf"(?P<name>[?&;][^=&\s#]*(?:{_SECRET_WORDS})[^=&\s#]*=)[^&\s#'\"()<>\[\]{{}}]+?"
+    r"(?=[.,:;!?]*(?:[&\s#'\"()<>\[\]{}]|$))"
+)
 
 
 def secret_query_names(url: str) -> list[str]:

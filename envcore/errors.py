@@ -13,6 +13,18 @@ class EnvcoreWarning(UserWarning):
     prints it as ``envcore: warning: ...``; a library caller sees a Python warning."""
 
 
+def clipped(text: str, limit: int = 100) -> str:
+    """``text`` cut to its first ``limit`` characters, saying so with its length when it is longer: a message
+    never repeats a value (a user's, or a library's error) unbounded."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def echoed(value: object, limit: int = 100) -> str:
+    """``value`` as a message quotes it (its repr), of at most ``limit`` characters (see :func:`clipped`)."""
+    text = value if isinstance(value, str) else repr(value)
+    return repr(value) if len(text) <= limit else f"{text[:limit]!r}... ({len(text)} characters)"
+
+
 class EnvcoreError(Exception):
     """Base of every error envcore reports to a person."""
 

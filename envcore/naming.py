@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from enum import Enum
 from urllib.parse import urlsplit
 
-from envcore.errors import AliasError
+from envcore.errors import AliasError, echoed
 from envcore.frozen import record
 from envcore.types import CATEGORIES, LockedPackage
 from envcore.uptodate import MUTABLE_TAGS as MUTABLE_TAGS
@@ -149,7 +149,7 @@ def parse_alias(text: str) -> Alias:
     path = f"{name}/{tag or 'latest'}"
     if len(path) > MAX_ALIAS_LENGTH or max(len(part) for part in path.split("/")) > MAX_ALIAS_PART:
         raise AliasError(
-            f"Invalid environment alias {raw[:60]!r}... ({len(raw)} characters): a name and tag may have at most "
+            f"Invalid environment alias {echoed(raw, 60)}: a name and tag may have at most "
             f"{MAX_ALIAS_LENGTH} characters, and each part between '/' (and the tag) at most {MAX_ALIAS_PART} "
             "(they become file names and store keys). Choose a shorter name."
         )

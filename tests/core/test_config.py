@@ -271,6 +271,28 @@ def test_messages_are_redacted_of_every_kind_of_secret(text: str, secret: str) -
 
 
 @pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "Could not read the conda channels (http://h:9/chan?token=tok_abc123): request failed",
+            "Could not read the conda channels (http://h:9/chan?token=********): request failed",
+        ),
+        ("see 'https://h/c?sig=a%2Bb.c', then", "see 'https://h/c?sig=********', then"),
+        ("at [https://h/?api_key=k:1]. Retry.", "at [https://h/?api_key=********]. Retry."),
+        (
+            "url: /tokeninfo?access_token=ya29.X (Caused by",
+            "url: /tokeninfo?access_token=******** (Caused by",
+        ),
+    ],
+)
+def test_a_masked_query_value_leaves_the_rest_of_the_message(text: str, expected: str) -> None:
+    """Only the secret value is masked, not the bracket, quote or punctuation the message closes it with."""
+    from envcore.config import redact_text
+
+    assert redact_text(text) == expected
+
+
+@pytest.mark.parametrize(
     ("raw", "expected"),
     [
         *[("1", True), ("true", True), ("True", True), ("yes", True), ("on", True)],

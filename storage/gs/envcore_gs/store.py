@@ -33,7 +33,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, urlsplit
 
 from envcore.config import Config, redact_text, redact_url
-from envcore.errors import ConfigError, MissingObject, PreconditionFailed, StorageError
+from envcore.errors import ConfigError, MissingObject, PreconditionFailed, StorageError, clipped
 from envcore.fetch import download_beside
 from envcore.types import ObjectInfo
 
@@ -221,7 +221,7 @@ class GSStore:
         built; a JSON key is loaded): say so, whatever the library's exception says."""
         if isinstance(exc, StorageError):
             return exc
-        detail = self._scrub(" ".join(str(exc).split()))[:200]
+        detail = clipped(self._scrub(" ".join(str(exc).split())), 200)
         return StorageError(
             self._scrub(
                 f"The Google Cloud credentials for {self.url} could not be set up or checked "

@@ -86,6 +86,21 @@ def test_a_bad_root_is_a_config_error() -> None:
         _store("s3://bucket/conda_env")
 
 
+def test_a_long_credentials_error_says_it_is_cut() -> None:
+    """gcsfs's error is cut to its start, marked as cut (not ended mid-phrase with unbalanced quotes), and
+    its token masked."""
+    from envcore_gs.store import GSStore
+
+    store = GSStore("bkt", "conda_env", endpoint=None, token="ya29.SECRET123")
+    detail = "GET /tokeninfo?access_token=ya29.SECRET123 (Caused by " + "x" * 300 + ")"
+    message = store._credentials_error(ConnectionError(detail)).message
+    assert "ya29.SECRET123" not in message
+    assert "(ConnectionError: GET /tokeninfo?access_token=******** (Caused by xxx" in message
+    assert (
+        f"xxx... ({len(detail) - len('ya29.SECRET123') + 8} characters)). Check METAFLOW_GS_TOKEN" in message
+    )
+
+
 @pytest.mark.parametrize("concurrency", ["8", "1"])
 def test_a_large_file_goes_up_in_parts(
     gcs_server: GCSServer,
