@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
 from envcore import configfiles
-from envcore.errors import ConfigError
+from envcore.errors import ConfigError, echoed
 from envcore.frozen import record
 from envcore.types import Setting
 
@@ -210,7 +210,8 @@ def convert(setting: Setting, raw: Any, source: str) -> Any:
         return raw
     where = "default" if source == "default" else f"from {source}"
     name = f"METAFLOW_{setting.name}"
-    shown = "********" if setting.secret else repr(raw)
+    shown = "********" if setting.secret else echoed(_redacted(raw))
+    hidden = setting.secret or _redacted(raw) != raw  # positions in it would point into what is not shown
     try:
         if setting.kind == "json":
             if not isinstance(raw, str):
@@ -233,6 +234,7 @@ def convert(setting: Setting, raw: Any, source: str) -> Any:
             raise ValueError("it is not a string")
         return str(raw)
     except ValueError as exc:
+        reason = exc.msg if hidden and isinstance(exc, json.JSONDecodeError) else exc
         at_least = f" of at least {setting.minimum:g}" if setting.minimum is not None else ""
         example = {
             "json": "a JSON value such as "
@@ -243,7 +245,7 @@ def convert(setting: Setting, raw: Any, source: str) -> Any:
             "bool": "1 or true, or 0 or false",
         }
         raise ConfigError(
-            f"`{name}` is {shown} ({where}), which is not valid: {exc}. Set it to "
+            f"`{name}` is {shown} ({where}), which is not valid: {reason}. Set it to "
             f"{example.get(setting.kind, 'a ' + setting.kind)}."
         ) from None
 

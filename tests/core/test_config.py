@@ -270,6 +270,26 @@ def test_messages_are_redacted_of_every_kind_of_secret(text: str, secret: str) -
     assert redacted.split("?")[0].split("//")[-1][:3] in text  # the rest of the message stays readable
 
 
+def test_a_json_error_points_into_the_value_shown_only() -> None:
+    """A position in the raw value would point past the credentials the message leaves out: said without it."""
+    raw = '["http://alice:hunter2@127.0.0.1:9/chan"'
+    with pytest.raises(ConfigError) as info:
+        Config.load(environ={"METAFLOW_CONDA_CHANNELS": raw}).get("CONDA_CHANNELS")
+    message = info.value.message
+    assert "hunter2" not in message and "column" not in message
+    assert (
+        """is '["http://127.0.0.1:9/chan"' (from env var), which is not valid: Expecting ',' delimiter."""
+        in message
+    )
+    with pytest.raises(ConfigError) as info:
+        Config.load(environ={"METAFLOW_CONDA_CHANNELS": raw.replace("alice:hunter2@", "")}).get(
+            "CONDA_CHANNELS"
+        )
+    assert (
+        "Expecting ',' delimiter: line 1 column 27 (char 26)." in info.value.message
+    )  # a position in what is shown
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
