@@ -210,7 +210,7 @@ def convert(setting: Setting, raw: Any, source: str) -> Any:
         return raw
     where = "default" if source == "default" else f"from {source}"
     name = f"METAFLOW_{setting.name}"
-    shown = "********" if setting.secret else echoed(_redacted(raw))
+    shown = "********" if setting.secret else echoed(raw)
     hidden = setting.secret or _redacted(raw) != raw  # positions in it would point into what is not shown
     try:
         if setting.kind == "json":

@@ -20,9 +20,15 @@ def clipped(text: str, limit: int = 100) -> str:
 
 
 def echoed(value: object, limit: int = 100) -> str:
-    """``value`` as a message quotes it (its repr), of at most ``limit`` characters (see :func:`clipped`)."""
-    text = value if isinstance(value, str) else repr(value)
-    return repr(value) if len(text) <= limit else f"{text[:limit]!r}... ({len(text)} characters)"
+    """``value`` as a message quotes it (a string's repr), redacted (see :func:`envcore.config.redact_text`;
+    before it is cut: a cut URL could keep a password its redaction no longer recognises), then cut to
+    ``limit`` characters as :func:`clipped` cuts."""
+    from envcore.config import redact_text  # (which imports this module)
+
+    shown = redact_text(value if isinstance(value, str) else repr(value))
+    if len(shown) > limit:
+        return f"{shown[:limit]!r}... ({len(shown)} characters)"
+    return repr(shown) if isinstance(value, str) else shown
 
 
 class EnvcoreError(Exception):

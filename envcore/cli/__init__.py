@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from envcore import __version__
-from envcore.errors import EnvcoreError
+from envcore.errors import EnvcoreError, clipped
 
 if TYPE_CHECKING:
     from envcore.aliases import PathspecLookup
@@ -275,13 +275,18 @@ def _print_traceback() -> None:
 
 def format_error(exc: EnvcoreError, prog_name: str = "envcore") -> str:
     """One paragraph for the user; whatever a message carries, never a URL's password, a secret query
-    parameter or a private key (the last line of defence: messages are redacted where they are made)."""
+    parameter or a private key, nor a word of more than 200 characters (the last line of defence: messages are
+    redacted and bounded where they are made)."""
     import textwrap  # only errors need it
 
     from envcore.config import redact_text
 
+    words = redact_text(f"{prog_name}: {exc.message}").split(" ")  # (a library's error may repeat a value)
     return textwrap.fill(
-        redact_text(f"{prog_name}: {exc.message}"), width=100, break_long_words=False, break_on_hyphens=False
+        " ".join(clipped(word, 200) for word in words),
+        width=100,
+        break_long_words=False,
+        break_on_hyphens=False,
     )
 
 

@@ -34,10 +34,10 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import field, replace
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from envcore import TYPE_CHECKING
-from envcore.errors import SpecError
+from envcore.errors import SpecError, echoed
 from envcore.frozen import record
 from envcore.types import CONDA, NPCONDA, PYPI, SYS, Requirement
 
@@ -90,7 +90,7 @@ def python_spec(value: str, where: str) -> str:
         return f"{text}.*"
     if not all(re.fullmatch(_PYTHON_PART, part) for part in text.split(",")):
         raise _fail(
-            f"{value!r} is not a python version",
+            f"{echoed(value)} is not a python version",
             where,
             "Write a version such as 3.11 (any 3.11.x), 3.11.7 or a range such as >=3.10,<3.12.",
         )
@@ -103,7 +103,7 @@ def conda_requirement(key: str, version: str, where: str, category: str = CONDA)
     name, channel = name.strip(), channel.strip()
     version = re.sub(r"^(?:==)?([0-9*][A-Za-z0-9_.*+!]*)=([A-Za-z0-9_.*]+)$", r"\1 \2", str(version).strip())
     if not re.fullmatch(_CONDA_NAME, name) or (sep and not channel):
-        raise _fail(f"Could not parse conda package {key!r}", where, "Write NAME or CHANNEL::NAME.")
+        raise _fail(f"Could not parse conda package {echoed(key)}", where, "Write NAME or CHANNEL::NAME.")
     if version in _OPERATORS:
         raise _fail(f"The version of {name} is {version} without a version", where, _CONDA_FORMS)
     if channel:
@@ -117,7 +117,7 @@ def conda_requirement(key: str, version: str, where: str, category: str = CONDA)
     version = re.sub(r"(^|[,|(])==([^,|() ]*\*)", r"\1\2", version)  # ==1.* is the glob 1.*
     if not _conda_version_ok(version):
         raise _fail(
-            f"{version!r} is not a conda version constraint for {name}",
+            f"{echoed(version)} is not a conda version constraint for {name}",
             where,
             "Write an exact version (1.2.3), a range (>=1.2,<2) or a glob (1.2.*), optionally followed by a build "
             "string (1.2.3 py_0).",
@@ -157,25 +157,25 @@ def sys_requirement(name: str, version: str, where: str) -> Requirement:
     name, version = name.strip(), str(version).strip()
     if name not in SYS_ALLOWED:
         raise _fail(
-            f"System package {name!r} not allowed",
+            f"System package {echoed(name)} not allowed",
             where,
             f"Values allowed are: {', '.join(SYS_ALLOWED)}.",
         )
     if not version:
         raise _fail(
-            f"System package {name!r} requires a version", where, f"Write {name}==VERSION, e.g. 2.27."
+            f"System package {echoed(name)} requires a version", where, f"Write {name}==VERSION, e.g. 2.27."
         )
     op = next((o for o in _OPERATORS if version.startswith(o)), "")
     if op not in ("", "=", "=="):
         raise _fail(
-            f"System package {name!r} requires a specific version not {version!r}",
+            f"System package {echoed(name)} requires a specific version not {echoed(version)}",
             where,
             f"Write {name}==VERSION.",
         )
     version = version[len(op) :].strip()
     if not re.fullmatch(_SYS_VERSION, version):
         raise _fail(
-            f"System package {name!r} has the version {version!r}, which is not one",
+            f"System package {echoed(name)} has the version {echoed(version)}, which is not one",
             where,
             f"Write {name}==VERSION with numbers, e.g. {'12.4' if name == '__cuda' else '2.27'}.",
         )
@@ -226,7 +226,7 @@ def _reference_url(text: str, where: str, base: Path | None = None) -> str:
     if scheme[1].lower().endswith("+file"):  # a repository on this machine (git+file:///srv/repo@v1)
         if not urlsplit(text).path.startswith("/"):
             raise _fail(
-                f"{text!r} names a repository by a relative path",
+                f"{echoed(text)} names a repository by a relative path",
                 where,
                 f"Write {scheme[1]}:///absolute/path.",
             )
@@ -236,7 +236,9 @@ def _reference_url(text: str, where: str, base: Path | None = None) -> str:
     parts = parsed_url(text)
     if parts is None or not parts.hostname:
         raise _fail(
-            f"{text!r} is not a URL with a host", where, "Write NAME @ https://HOST/PATH or a local path."
+            f"{echoed(text)} is not a URL with a host",
+            where,
+            "Write NAME @ https://HOST/PATH or a local path.",
         )
     return text
 
@@ -285,7 +287,7 @@ def _reference_name(url: str, where: str) -> str:
             return str(parse_sdist_filename(filename)[0])
     except (InvalidWheelFilename, InvalidSdistFilename):
         raise _fail(
-            f"{filename!r} is not the file name of a wheel (NAME-VERSION-TAGS.whl) or a source distribution "
+            f"{echoed(filename)} is not the file name of a wheel (NAME-VERSION-TAGS.whl) or a source distribution "
             "(NAME-VERSION.tar.gz)",
             where,
             f"Write NAME @ {url}.",
@@ -302,7 +304,7 @@ def _reference_name(url: str, where: str) -> str:
         name = re.sub(r"\.git$", "", filename.split("@")[0])
         if name:
             return name
-    raise _fail(f"Could not derive a package name from {url!r}", where, f"Write NAME @ {url}.")
+    raise _fail(f"Could not derive a package name from {echoed(url)}", where, f"Write NAME @ {url}.")
 
 
 def _direct_reference(url: str, where: str) -> str:
@@ -316,7 +318,7 @@ def _direct_reference(url: str, where: str) -> str:
     secret_user = parts.password or (parts.username and not parts.scheme.endswith("ssh"))  # not ssh's git@
     if secret_user or redact_text(f"?{parts.query}") != f"?{parts.query}":
         raise _fail(
-            f"The URL {url!r} carries credentials, which envcore does not store in an environment's requirements",
+            f"The URL {echoed(url)} carries credentials, which envcore does not store in an environment's requirements",
             where,
             "Write the URL without user:password@ and give the credentials for its host in "
             'METAFLOW_CONDA_SRCS_AUTH_INFO (e.g. {"HOST": ["USER", "PASSWORD"]}).',
@@ -332,7 +334,7 @@ def _check_specifier(text: str, specifier: SpecifierSet, where: str) -> None:
     for spec in specifier:
         if not spec.version:
             raise _fail(
-                f"Could not parse {text!r}: {spec.operator} has no version",
+                f"Could not parse {echoed(text)}: {spec.operator} has no version",
                 where,
                 "Write a PEP 508 requirement such as pandas>=2.1 or pandas==2.1.4.",
             )
@@ -341,7 +343,7 @@ def _check_specifier(text: str, specifier: SpecifierSet, where: str) -> None:
                 Version(spec.version)
             except InvalidVersion:
                 raise _fail(
-                    f"Could not parse {text!r}: {spec.version!r} is not a version",
+                    f"Could not parse {echoed(text)}: {echoed(spec.version)} is not a version",
                     where,
                     "Write a PEP 440 version, such as pandas===2.1.4 or pandas==2.1.4.",
                 ) from None
@@ -367,7 +369,7 @@ def pypi_requirement(text: str, where: str, base: Path | None = None) -> Require
     req = _plain_pep508(text) or _pep508(text, where)
     if req.name.lower() == "python":
         raise _fail(
-            f"{text!r} names python", where, "Set python with the python argument or setting instead."
+            f"{echoed(text)} names python", where, "Set python with the python argument or setting instead."
         )
     if req.specifier is not None:
         _check_specifier(text, req.specifier, where)
@@ -433,7 +435,9 @@ def _pep508(text: str, where: str) -> _Pep508Parts:
     except InvalidRequirement as exc:
         detail = str(exc).splitlines()[0] if str(exc) else "invalid requirement"
         raise _fail(
-            f"Could not parse {text!r}: {detail}", where, "Write a PEP 508 requirement such as pandas>=2.1."
+            f"Could not parse {echoed(text)}: {detail}",
+            where,
+            "Write a PEP 508 requirement such as pandas>=2.1.",
         ) from None
     return _Pep508Parts(
         req.name, frozenset(req.extras), req.specifier, str(req.marker) if req.marker else None, req.url
@@ -452,7 +456,7 @@ def _pypi_decorator_requirement(key: str, version: str, where: str) -> Requireme
             version = "==" + canonicalize_version(Version(version))
         except InvalidVersion:
             raise _fail(
-                f"{version!r} is not a valid version of {key}",
+                f"{echoed(version)} is not a valid version of {key}",
                 where,
                 "Write a PEP 440 version such as 1.4.0, or a specifier such as >=1.4,<2.",
             ) from None
@@ -484,7 +488,7 @@ def check_index(url: str, where: str) -> str:
     parts = parsed_url(url)
     if parts is None or parts.scheme not in ("http", "https", "file") or not (parts.netloc or parts.path):
         raise _fail(
-            f"{url!r} is not a package index URL",
+            f"{echoed(url)} is not a package index URL",
             where,
             "Give an http://, https:// or file:// URL of a simple index, such as https://pypi.org/simple."
             + _ENCODE_HINT * ("@" in url),
@@ -520,7 +524,7 @@ def check_channel(channel: str, where: str) -> str:
         ok = bool(re.fullmatch(r"[A-Za-z0-9_.~/\-]+", channel))
     if not ok:
         raise _fail(
-            f"{channel!r} is not a conda channel",
+            f"{echoed(channel)} is not a conda channel",
             where,
             "Give a channel name (conda-forge) or a URL (https://conda.example.com/channel, file:///path)."
             + _ENCODE_HINT * ("@" in channel),
@@ -612,7 +616,7 @@ def from_command_line(
     reqs: list[Requirement] = []
     python: str | None = None
     for item in conda:
-        where = f"in --conda {item!r}"
+        where = f"in --conda {echoed(item)}"
         key, version = _conda_entry(item, where)
         if key.rpartition("::")[2] == "python":
             found = python_spec(version, where) if version else None
@@ -625,17 +629,17 @@ def from_command_line(
             python = found or python
             continue
         reqs.append(conda_entry(item, where))
-    reqs += [pypi_requirement(item, f"in --pypi {item!r}") for item in pypi]
-    reqs += [sys_requirement(*_split_sys(item), f"in --sys-pkg {item!r}") for item in sys_pkgs]
+    reqs += [pypi_requirement(item, f"in --pypi {echoed(item)}") for item in pypi]
+    reqs += [sys_requirement(*_split_sys(item), f"in --sys-pkg {echoed(item)}") for item in sys_pkgs]
     for option, values, what in (
         ("--channel", channels, "a channel name or URL"),
         ("--index", indices, "a URL"),
     ):
         if any(not v.strip() for v in values):  # e.g. --channel "$CHANNEL" with the variable unset
             raise _fail(f"{option} is given an empty value", "on the command line", f"Give it {what}.")
-    conda_sources = [(c, f"in --channel {c!r}") for c in channels]
+    conda_sources = [(c, f"in --channel {echoed(c)}") for c in channels]
     conda_sources += _credential_channels(conda, "in --conda")
-    sources = _sources(conda_sources, [(i, f"in --index {i!r}") for i in indices])
+    sources = _sources(conda_sources, [(i, f"in --index {echoed(i)}") for i in indices])
     return Spec(
         requirements=combine(reqs),
         sources=sources,
@@ -708,7 +712,7 @@ def _find_links(value: str, base: Path | None, where: str) -> str:
         from envcore.config import parsed_url
 
         if parsed_url(value) is None:
-            raise _fail(f"{value!r} is not a URL", where, "Give --find-links a URL or a folder.")
+            raise _fail(f"{echoed(value)} is not a URL", where, "Give --find-links a URL or a folder.")
         return value
     path = Path(value).expanduser()
     if not path.is_absolute() and base is not None and (base / path).exists():
@@ -761,7 +765,7 @@ def parse_requirements_txt(
             raise _fail(f"{option} has no value", where, f"Write {option} VALUE on one line.")
         if option in _VALUED_OPTIONS - {"--conda-pkg", "--sys-pkg"} and len(value.split()) > 1:
             raise _fail(
-                f"{line!r} gives {option} more than one value (or another option after it)",
+                f"{echoed(line)} gives {option} more than one value (or another option after it)",
                 where,
                 "Write each option on a line of its own.",
             )
@@ -793,7 +797,7 @@ def parse_requirements_txt(
             reqs.append(sys_requirement(*_split_sys(value), where))
         elif line.startswith("-"):
             raise _fail(
-                f"{line!r} is not a supported line in a requirements.txt",
+                f"{echoed(line)} is not a supported line in a requirements.txt",
                 where,
                 "Supported options: --extra-index-url, -i/--index-url, -f/--find-links, --trusted-host, --pre, "
                 "--no-index, --conda-channel, --conda-pkg, --sys-pkg, and --hash after a requirement (ignored); "
@@ -864,7 +868,7 @@ def _conda_entry(text: str, where: str) -> tuple[str, str]:
     channel, sep, rest = text.rpartition("::")
     match = re.fullmatch(_CONDA_ENTRY, rest.strip())
     if not match or (sep and not channel.strip()):
-        raise _fail(f"Could not parse conda package {text!r}: it is not a package", where, _CONDA_FORMS)
+        raise _fail(f"Could not parse conda package {echoed(text)}: it is not a package", where, _CONDA_FORMS)
     key = (channel.strip() + "::" if sep else "") + match["name"]
     return key, _entry_version(match["rest"])
 
@@ -947,7 +951,7 @@ def conda_entry(text: str, where: str, category: str = CONDA) -> Requirement:
     except SpecError:
         written = re.fullmatch(_CONDA_ENTRY, str(text).strip().rpartition("::")[2].strip())
         raise _fail(
-            f"Could not parse conda package {str(text).strip()!r}: {written['rest'] if written else version!r} is "
+            f"Could not parse conda package {echoed(str(text).strip())}: {echoed(written['rest'] if written else version)} is "
             "not a conda version constraint",
             where,
             _CONDA_FORMS,
@@ -959,20 +963,34 @@ def _string_list(value: object, what: str, where: str, example: str) -> list[str
         return []
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise _fail(
-            f"{what} must be a list of strings, not {value!r}",
+            f"{what} must be a list of strings, not {echoed(value)}",
             where,
             f"Write {example}.",
         )
     return value
 
 
+ALIAS_REFUSED = "which envcore expands only as a merge key's value (<<: *name)"
+
+
 def _load_yaml(text: str) -> object:
     """``yaml.safe_load``, except that a key given twice in one mapping is an error (PyYAML keeps the last
-    value: a second ``dependencies:`` would silently drop the first list)."""
+    value: a second ``dependencies:`` would silently drop the first list), and so is an alias (``*name``)."""
     import yaml  # only for environment.yml: a quarter of the CLI's start-up otherwise
     from yaml.constructor import ConstructorError
 
     class StrictLoader(yaml.SafeLoader):
+        def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+            """Refuses an alias (a few of them, expanded, make a file of gigabytes), but as the value of a merge key
+            (``<<: *name``), which is flattened into one mapping; ``index`` is a mapping value's key node."""
+            merged = getattr(index, "tag", None) == "tag:yaml.org,2002:merge"
+            if self.check_event(yaml.AliasEvent) and not merged:
+                event = self.peek_event()  # type: ignore[no-untyped-call]
+                raise yaml.composer.ComposerError(
+                    None, None, f"it uses the YAML alias *{event.anchor}, {ALIAS_REFUSED}", event.start_mark
+                )
+            return super().compose_node(parent, index)
+
         def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[object, object]:
             seen: set[object] = set()
             for key_node, _ in node.value:
@@ -982,7 +1000,9 @@ def _load_yaml(text: str) -> object:
                 if not isinstance(key, (str, int, float, bool)):
                     continue  # (an unhashable key is the constructor's own error)
                 if key in seen:
-                    raise ConstructorError(None, None, f"the key {key!r} is given twice", key_node.start_mark)
+                    raise ConstructorError(
+                        None, None, f"the key {echoed(key)} is given twice", key_node.start_mark
+                    )
                 seen.add(key)
             return super().construct_mapping(node, deep)
 
@@ -1016,12 +1036,14 @@ def parse_environment_yml(text: str, origin: str = "environment.yml", *, base: P
         mark = getattr(exc, "problem_mark", None)
         line = f"line {mark.line + 1}, column {mark.column + 1} of {origin}" if mark else origin
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        twice = "given twice" in problem
-        raise _fail(
-            f"{origin} {'is ambiguous' if twice else 'is not valid YAML'}: {problem}",
-            line,
-            "Keep one of them, with all their entries." if twice else "Fix the indentation or quoting there.",
-        ) from None
+        verdict, fix = (
+            ("is ambiguous", "Keep one of them, with all their entries.")
+            if "given twice" in problem
+            else ("is refused", "Write the value out where the alias is.")
+            if ALIAS_REFUSED in problem
+            else ("is not valid YAML", "Fix the indentation or quoting there.")
+        )
+        raise _fail(f"{origin} {verdict}: {problem}", line, fix) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -1031,7 +1053,7 @@ def parse_environment_yml(text: str, origin: str = "environment.yml", *, base: P
             "See the conda environment file format.",
         )
     warnings = [
-        f"The section {key!r} of {origin} is ignored (envcore reads name, channels, dependencies and "
+        f"The section {echoed(key)} of {origin} is ignored (envcore reads name, channels, dependencies and "
         "pypi-indices)."
         for key in data
         if key not in ("name", "channels", "dependencies", "pypi-indices")
@@ -1043,7 +1065,7 @@ def parse_environment_yml(text: str, origin: str = "environment.yml", *, base: P
     dependencies = data.get("dependencies")
     if dependencies is not None and not isinstance(dependencies, list):
         raise _fail(
-            f"dependencies in {origin} must be a list, not {dependencies!r}",
+            f"dependencies in {origin} must be a list, not {echoed(dependencies)}",
             origin,
             "Write dependencies: followed by '- NAME[=VERSION]' lines.",
         )
@@ -1066,11 +1088,11 @@ def parse_environment_yml(text: str, origin: str = "environment.yml", *, base: P
             what = (
                 "A dependency is empty"
                 if entry is None
-                else f"The dependency {entry!r} is a boolean (YAML reads yes, no, on, off so), not a package name"
+                else f"The dependency {echoed(entry)} is a boolean (YAML reads yes, no, on, off so), not a package name"
                 if isinstance(entry, bool)
-                else f"The dependency {entry!r} is a number, not a package name"
+                else f"The dependency {echoed(entry)} is a number, not a package name"
                 if isinstance(entry, (int, float))
-                else f"The dependency {entry!r} is not understood"
+                else f"The dependency {echoed(entry)} is not understood"
             )
             raise _fail(
                 what,
@@ -1175,7 +1197,7 @@ def _table(data: Mapping[str, object], key: str, origin: str) -> dict[str, objec
     value = data.get(key, {})
     if not isinstance(value, dict):
         raise _fail(
-            f"[{key}] of {origin} must be a table, not {value!r}", origin, f"Write [{key}] as a table."
+            f"[{key}] of {origin} must be a table, not {echoed(value)}", origin, f"Write [{key}] as a table."
         )
     return value
 
@@ -1190,7 +1212,7 @@ def _project_requirements(items: list[str], where: str) -> list[Requirement]:
     for item in items:
         if re.match(r"^python\s*([<>=!~]|$)", item):
             raise _fail(
-                f"{item!r} names python",
+                f"{echoed(item)} names python",
                 where,
                 "Python specification should be specified as 'requires-python'.",
             )
@@ -1222,7 +1244,7 @@ def _python_marker(constraint: str, where: str) -> str:
             match = re.fullmatch(r"(==|!=|>=|<=|~=|>|<)\s*(\d+(?:\.\d+)*)(\.\*)?", clause)
             if match is None:
                 raise _fail(
-                    f"{constraint!r} is not a python constraint", where, 'Write python = ">=3.9,<3.12".'
+                    f"{echoed(constraint)} is not a python constraint", where, 'Write python = ">=3.9,<3.12".'
                 )
             operator, version, _ = match.groups()
             field_name = "python_version" if version.count(".") <= 1 else "python_full_version"
@@ -1278,7 +1300,7 @@ def _poetry_requirement(
     unknown = sorted(set(entry) - _POETRY_KEYS)
     if unknown:
         raise _fail(
-            f"{name} has the key {unknown[0]!r}, which envcore does not read",
+            f"{name} has the key {echoed(unknown[0])}, which envcore does not read",
             where,
             f"Remove it, or write {name} as a requirement in [project].dependencies.",
         )
@@ -1286,7 +1308,7 @@ def _poetry_requirement(
         return None
     if "source" in entry:
         reading.warnings.append(
-            f"{name} names the poetry source {entry['source']!r} ({where}): envcore looks every package up on all "
+            f"{name} names the poetry source {echoed(entry['source'])} ({where}): envcore looks every package up on all "
             "of the project's indexes, not only that one."
         )
     markers = [str(entry["markers"])] if entry.get("markers") else []
@@ -1385,7 +1407,9 @@ def _poetry_extra(poetry: Mapping[str, object], extra: str, reading: _Reading) -
         name = names.get(_normalized(member))
         if name is None:
             raise _fail(
-                f"{member!r} is not in [tool.poetry.dependencies]", where, f"Add {member} there as optional."
+                f"{echoed(member)} is not in [tool.poetry.dependencies]",
+                where,
+                f"Add {member} there as optional.",
             )
         req = _poetry_requirement(name, table[name], where, reading, optional_too=True)
         out += [req] if req is not None else []
@@ -1424,7 +1448,7 @@ def _group_requirements(
                 out += _project_requirements([item], where)
             else:
                 raise _fail(
-                    f"{item!r} is neither a requirement nor an include-group table",
+                    f"{echoed(item)} is neither a requirement nor an include-group table",
                     where,
                     'Write "name>=1.0" or {include-group = "other"}.',
                 )
@@ -1506,7 +1530,9 @@ def parse_pyproject(
     python = project.get("requires-python")
     if python is not None and not isinstance(python, str):
         raise _fail(
-            f"requires-python must be a string, not {python!r}", origin, 'Write requires-python = ">=3.10".'
+            f"requires-python must be a string, not {echoed(python)}",
+            origin,
+            'Write requires-python = ">=3.10".',
         )
     reading = _Reading(origin, base, [])
     warnings = reading.warnings
@@ -1525,7 +1551,7 @@ def parse_pyproject(
     uv_indexes = _tables(uv.get("index"), "tool.uv.index", origin)
     indices += [s["url"] for s in uv_indexes if "url" in s]
     warnings += [
-        f"The index {s.get('name', s['url'])!r} of [[tool.uv.index]] in {origin} is explicit: envcore looks every "
+        f"The index {echoed(s.get('name', s['url']))} of [[tool.uv.index]] in {origin} is explicit: envcore looks every "
         "package up on all of the project's indexes, not only those that name it."
         for s in uv_indexes
         if s.get("explicit") and "url" in s
@@ -1574,6 +1600,12 @@ def load(
             f"{path} is not UTF-8 text (byte {data[exc.start]:#04x} on line {line}). Save it with the UTF-8 "
             "encoding, or check that it is the file you meant."
         ) from None
+    if "\x00" in text:  # not a text file (/proc/self/environ): none of its content is repeated
+        line = text[: text.index("\x00")].count("\n") + 1
+        raise SpecError(
+            f"{path} is not a text file (it holds a NUL character on line {line}). Check that it is the file you "
+            "meant."
+        )
     if kind is None:
         name = Path(path).name
         kind = (
@@ -1734,7 +1766,7 @@ def marker_environments(python_version: str, arch: str) -> list[dict[str, str]]:
     machine_name = "AMD64" if arch == "win-64" else _MACHINE.get(machine, machine)
     numbers = re.findall(r"\d+", python_version)
     if len(numbers) < 2:
-        raise SpecError(f"{python_version!r} is not a python version to evaluate markers with.")
+        raise SpecError(f"{echoed(python_version)} is not a python version to evaluate markers with.")
     short = f"{numbers[0]}.{numbers[1]}"
     exact = len(numbers) >= 3 and "*" not in python_version and not re.search(r"[<>!~,]", python_version)
     fulls = [".".join(numbers[:3])] if exact else [f"{short}.0", f"{short}.99"]

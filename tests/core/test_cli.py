@@ -147,6 +147,18 @@ def test_bad_config_is_one_paragraph_without_traceback() -> None:
     assert "Traceback" in verbose.stderr
 
 
+def test_a_long_word_of_an_error_is_cut() -> None:
+    """A library's error may repeat a user's value (rattler: "no candidates were found for NAME"): no word of
+    the paragraph has more than 200 characters."""
+    from envcore.cli import format_error
+    from envcore.errors import ResolutionError
+
+    message = format_error(ResolutionError(f"no candidates were found for {'x' * 3000}. Check the name."))
+    assert " ".join(message.split()) == (
+        f"envcore: no candidates were found for {'x' * 200}... (3001 characters) Check the name."
+    )
+
+
 def test_config_show_lists_every_key_and_names_the_bad_ones() -> None:
     bad = {"METAFLOW_CONDA_LOCK_TIMEOUT": "soon", "METAFLOW_CONDA_SRCS_AUTH_INFO": "{bad secret"}
     out = envcore("config", "show", env=bad)

@@ -1026,6 +1026,49 @@ def test_a_key_given_twice_in_an_environment_yml_is_an_error_naming_its_line() -
     assert tstrs(specs.parse_environment_yml(merged)) == ["conda::fx-core"]
 
 
+def test_an_alias_in_an_environment_yml_is_refused_at_once_but_as_a_merge_key() -> None:
+    """Nested aliases ("billion laughs") would expand a small file into an error of megabytes: refused, fast."""
+    import time
+
+    lines = ["a: &a [fx-core, fx-core, fx-core, fx-core, fx-core, fx-core, fx-core, fx-core, fx-core]"]
+    lines += [f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]" for p, n in zip("abcdefg", "bcdefgh", strict=True)]
+    started = time.monotonic()
+    with pytest.raises(SpecError) as err:
+        specs.parse_environment_yml("\n".join([*lines, "dependencies: *h"]), "laughs.yml")
+    assert time.monotonic() - started < 1
+    assert err.value.message == (
+        "laughs.yml is refused: it uses the YAML alias *a, which envcore expands only as a merge key's value "
+        "(<<: *name) (line 2, column 8 of laughs.yml). Write the value out where the alias is."
+    )
+
+
+def test_a_value_repeated_in_an_error_is_bounded(tmp_path: Path) -> None:
+    """A long line, dependency or option value is quoted by its start and its length; a file with NUL
+    characters (/proc/self/environ) is not quoted at all."""
+    long_line = "numpy @@@ " + "y" * 3000
+    (tmp_path / "long.txt").write_text(long_line + "\n")
+    with pytest.raises(SpecError) as err:
+        specs.load(tmp_path / "long.txt")
+    assert f"Could not parse {long_line[:100]!r}... (3010 characters): Expected" in err.value.message
+    with pytest.raises(SpecError) as err:
+        specs.parse_environment_yml(f"dependencies:\n  - {{x: {'z' * 3000}}}\n", "env.yml")
+    assert len(err.value.message) < 400 and "characters) is not understood" in err.value.message
+    (tmp_path / "environ").write_bytes(b"PATH=/bin\nSECRET=hunter2\x00HOME=/root")
+    with pytest.raises(SpecError) as err:
+        specs.load(tmp_path / "environ")
+    assert err.value.message == (
+        f"{tmp_path / 'environ'} is not a text file (it holds a NUL character on line 2). Check that it is the "
+        "file you meant."
+    )
+
+
+def test_a_long_value_is_redacted_before_it_is_cut() -> None:
+    from envcore.errors import echoed
+
+    url = f"https://{'u' * 90}:hunter2@h/{'p' * 200}"  # cut at 100 characters, its password would remain
+    assert echoed(url) == f"{'https://h/' + 'p' * 90!r}... (210 characters)"
+
+
 def test_an_exported_environment_yml_pins_python_and_drops_its_build_with_a_warning() -> None:
     spec = specs.parse_environment_yml("dependencies:\n  - python=3.11.7=h0_cpython\n  - fx-core=1.0=py_0\n")
     assert spec.python == "3.11.7" and tstrs(spec) == ["conda::fx-core==1.0 py_0"]
