@@ -9,13 +9,22 @@ import threading
 
 from envcore.config import Config
 from envcore.errors import BackendUnavailable
+from envcore.tools import find_executable
+
+SETTING = "ENVCORE_UV_EXE"
+SETTING_FIX = (
+    f"Set METAFLOW_{SETTING} to the path of a uv executable, or unset it to use the uv that the envcore-uv "
+    "distribution brings."
+)
 
 
 def uv_executable(config: Config) -> str:
-    configured = config.get("ENVCORE_UV_EXE")
-    if configured:
-        return str(configured)
-    return _bundled_uv()
+    """The uv that ``METAFLOW_ENVCORE_UV_EXE`` names (a path, or a name on PATH), else the uv wheel's."""
+    return find_executable(config, SETTING, (), _misconfigured) or _bundled_uv()
+
+
+def _misconfigured(why: str) -> BackendUnavailable:
+    return BackendUnavailable(f"uv cannot run: {why}. {SETTING_FIX}")
 
 
 _UV_LOCK = threading.Lock()

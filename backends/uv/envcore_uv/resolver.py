@@ -16,10 +16,10 @@ from packaging.utils import parse_wheel_filename
 
 from envcore import pypi
 from envcore.config import Config, redact_text, redact_url
-from envcore.errors import BackendUnavailable, EnvcoreError, ResolutionError
+from envcore.errors import BackendUnavailable, EnvcoreError, ResolutionError, clipped
 from envcore.tools import run_remembered, run_tool, scratch_folder, tail, tool_env
 from envcore.types import PYPI, LockedPackage, ResolveRequest
-from envcore_uv.executable import uv_executable
+from envcore_uv.executable import SETTING, SETTING_FIX, uv_executable
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -129,10 +129,23 @@ class UvResolver:
         return run_remembered([exe, "--version"], self.config.cache_dir(), what="uv", debug=self.config.debug)
 
     def check(self) -> None:
-        done = self._version_run
-        if done.returncode != 0:
+        exe = uv_executable(self.config)
+        configured = self.config.value(SETTING)
+        fix = (
+            f"{configured.describe()}, which is not a working uv. {SETTING_FIX}"
+            if configured.value
+            else "Reinstall envcore-uv."
+        )
+        try:
+            done = self._version_run
+        except OSError as exc:  # (a file that is no program: Exec format error)
             raise BackendUnavailable(
-                f"{uv_executable(self.config)} --version failed: {tail(done.stderr)}. Reinstall envcore-uv."
+                f"`{exe} --version` could not start: {exc.strerror or exc}. {fix}"
+            ) from None
+        if done.returncode != 0 or done.stdout.split()[:1] != ["uv"]:
+            output = clipped(tail(done.stderr) or " ".join(done.stdout.split())) or "no output"
+            raise BackendUnavailable(
+                f"`{exe} --version` did not report a uv version (exit {done.returncode}: {output}). {fix}"
             )
 
     def version(self) -> str:

@@ -184,3 +184,39 @@ def test_a_find_links_folder_gives_every_release_too_new_at_once(
 
 def _cp() -> str:
     return f"cp{sys.version_info[0]}{sys.version_info[1]}-cp{sys.version_info[0]}{sys.version_info[1]}"
+
+
+@pytest.mark.parametrize(
+    ("program", "problem"),
+    [
+        ("#!/bin/sh\nexit 3\n", "--version` did not report a uv version (exit 3: no output)."),
+        (
+            "#!/bin/sh\necho 'uv: broken' >&2; exit 2\n",
+            "--version` did not report a uv version (exit 2: uv: broken).",
+        ),
+        ("not a program", "--version` could not start: Exec format error."),
+        (None, "(from env var), which is not an executable file."),  # a folder
+    ],
+)
+def test_a_configured_uv_that_cannot_run_is_named_with_its_setting(
+    tmp_path: Path, program: str | None, problem: str
+) -> None:
+    from envcore.config import Config
+    from envcore.errors import BackendUnavailable
+
+    exe = tmp_path / "uv"
+    if program is None:
+        exe.mkdir()
+    else:
+        exe.write_text(program)
+        exe.chmod(0o755)
+    config = Config.load(
+        environ={"METAFLOW_ENVCORE_UV_EXE": str(exe), "METAFLOW_ENVCORE_CACHE_DIR": str(tmp_path)}
+    )
+    with pytest.raises(BackendUnavailable) as info:
+        envcore_uv.resolver.UvResolver(config).check()
+    assert problem in info.value.message
+    assert info.value.message.endswith(
+        "Set METAFLOW_ENVCORE_UV_EXE to the path of a uv executable, or unset it to use the uv that the "
+        "envcore-uv distribution brings."
+    )
