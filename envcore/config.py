@@ -213,13 +213,10 @@ def convert(setting: Setting, raw: Any, source: str) -> Any:
     shown = "********" if setting.secret else echoed(raw)
     hidden = setting.secret or _redacted(raw) != raw  # positions in it would point into what is not shown
     try:
+        if setting.kind == "json" and _is_list_setting(setting):
+            return _name_list(raw)
         if setting.kind == "json":
-            if not isinstance(raw, str):
-                value = raw
-            elif setting.default is None and not raw.lstrip().startswith(("[", "{", '"')):
-                return [part.strip() for part in raw.split(",") if part.strip()]  # a plain comma list
-            else:
-                value = json.loads(raw)
+            value = json.loads(raw) if isinstance(raw, str) else raw
             if setting.default is not None and type(value) is not type(setting.default):
                 raise ValueError(f"expected a JSON {type(setting.default).__name__}")
             return value
@@ -236,9 +233,11 @@ def convert(setting: Setting, raw: Any, source: str) -> Any:
     except ValueError as exc:
         reason = exc.msg if hidden and isinstance(exc, json.JSONDecodeError) else exc
         at_least = f" of at least {setting.minimum:g}" if setting.minimum is not None else ""
+        names = setting.default or _LIST_EXAMPLES.get(setting.name, ["name1", "name2"])
         example = {
-            "json": "a JSON value such as "
-            + json.dumps(setting.default if setting.default is not None else []),
+            "json": f"a JSON list or names separated by commas, such as {json.dumps(names)} or {','.join(names)}"
+            if _is_list_setting(setting)
+            else f"a JSON value such as {json.dumps(setting.default)}",
             "int": f"a whole number{at_least}",
             "float": f"a number{at_least}",
             "str": "a string",
@@ -248,6 +247,38 @@ def convert(setting: Setting, raw: Any, source: str) -> Any:
             f"`{name}` is {shown} ({where}), which is not valid: {reason}. Set it to "
             f"{example.get(setting.kind, 'a ' + setting.kind)}."
         ) from None
+
+
+# examples of the list-valued settings without a default, for errors
+_LIST_EXAMPLES = {
+    "CONDA_CHANNELS": ["conda-forge", "bioconda"],
+    "ENVCORE_PLUGIN_MODULES": ["my_company.envcore_plugins"],
+    "ENVCORE_PLUGINS": ["rattler", "uv"],
+    "ENVCORE_DISABLED_PLUGINS": ["conda-lock"],
+}
+
+
+def _is_list_setting(setting: Setting) -> bool:
+    """A JSON setting holding a list of names: its default is a list, or None (CONDA_CHANNELS, ENVCORE_PLUGINS)."""
+    return setting.kind == "json" and (setting.default is None or isinstance(setting.default, list))
+
+
+def _name_list(raw: Any) -> list[str]:
+    """A list-valued setting read as users write it: a JSON list of names, or names separated by commas (also
+    as one JSON string); not a JSON null, boolean or object."""
+    value = raw
+    if isinstance(raw, str):
+        text = raw.strip()
+        if text in ("null", "true", "false") or text.startswith("{"):
+            raise ValueError(
+                f"it is {'a JSON object' if text.startswith('{') else text}, not a list of names"
+            )
+        value = json.loads(text) if text.startswith(("[", '"')) else text
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValueError("it is not a list of names")
+    return value
 
 
 def store_root_settings(datastore: str, setting: str = "") -> tuple[str, str, str]:
@@ -351,16 +382,11 @@ class Config:
         """Detailed output from here on, as ``METAFLOW_DEBUG_CONDA=1`` gives it (``--verbose``: ``source``)."""
         self._cache["DEBUG_CONDA"] = Value("DEBUG_CONDA", True, source)
 
-    def name_list(self, name: str, example: str = '["rattler", "uv"]') -> list[str] | None:
-        """A list-valued setting given as JSON or a comma list (``None`` when unset)."""
-        value = self.value(name)
-        if value.value is None:
-            return None
-        if isinstance(value.value, str):
-            return [part.strip() for part in value.value.split(",") if part.strip()]
-        if not isinstance(value.value, list) or not all(isinstance(v, str) for v in value.value):
-            raise ConfigError(f"{value.describe()}, but it must be a list of names, e.g. {example}.")
-        return list(value.value)
+    def name_list(self, name: str) -> list[str] | None:
+        """A list-valued setting (a JSON list or names separated by commas: see :func:`convert`); ``None`` when
+        unset."""
+        value = self.get(name)
+        return None if value is None else list(value)
 
     def store_root(self, datastore: str, setting: str = "") -> Value:
         """The store's own root ``setting`` (a plugin's ``root_setting``) if given and set, else
@@ -422,7 +448,7 @@ class Config:
 
     def conda_channels(self) -> tuple[tuple[str, ...], str]:
         """Default conda channels and where they came from."""
-        configured = self.name_list("CONDA_CHANNELS", '["conda-forge", "bioconda"]')
+        configured = self.name_list("CONDA_CHANNELS")
         if configured:
             return tuple(configured), self.value("CONDA_CHANNELS").source
         if self._environ.get("CONDA_CHANNELS"):

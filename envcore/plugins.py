@@ -431,7 +431,7 @@ def _candidates(config: Config) -> list[tuple[str, str, Callable[[], ModuleType]
         (name, value, partial(plugincache.load, value), dist, version)
         for name, value, dist, version in plugincache.entry_points(ENTRY_POINT_GROUP, str(config.cache_dir()))
     ]
-    for item in config.name_list("ENVCORE_PLUGIN_MODULES", '["my_company.envcore_plugins"]') or []:
+    for item in config.name_list("ENVCORE_PLUGIN_MODULES") or []:
         name, _, path = item.rpartition("=")
         path = path.strip()
         found.append(

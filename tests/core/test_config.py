@@ -66,6 +66,10 @@ def test_named_profile(isolated_config: Path, monkeypatch: pytest.MonkeyPatch) -
         ("CONDA_SRCS_AUTH_INFO", '{"h": ["u", "p"]}', {"h": ["u", "p"]}),
         ("ENVCORE_PLUGINS", "rattler, uv", ["rattler", "uv"]),
         ("ENVCORE_PLUGINS", '["rattler"]', ["rattler"]),
+        # every list-valued setting reads a comma list (before, only those without a default did)
+        ("CONDA_ALL_ARCHS", "linux-64, osx-64", ["linux-64", "osx-64"]),
+        ("CONDA_REMOTE_COMMANDS", "batch", ["batch"]),
+        ("CONDA_CHANNELS", '"conda-forge,bioconda"', ["conda-forge", "bioconda"]),
     ],
 )
 def test_conversions(monkeypatch: pytest.MonkeyPatch, name: str, raw: str, expected: object) -> None:
@@ -83,10 +87,21 @@ def test_conversions(monkeypatch: pytest.MonkeyPatch, name: str, raw: str, expec
         ),
         (
             "CONDA_ALL_ARCHS",
-            "linux-64",
-            "`METAFLOW_CONDA_ALL_ARCHS` is 'linux-64' (from env var), which is not valid",
+            "[1]",
+            "`METAFLOW_CONDA_ALL_ARCHS` is '[1]' (from env var), which is not valid: it is not a list of names. Set "
+            'it to a JSON list or names separated by commas, such as ["linux-64", "osx-64", "osx-arm64"] or '
+            "linux-64,osx-64,osx-arm64.",
         ),
-        ("CONDA_ALL_ARCHS", '{"a": 1}', "expected a JSON list"),
+        ("CONDA_ALL_ARCHS", '{"a": 1}', "it is a JSON object, not a list of names"),
+        # before: the channel https://conda.anaconda.org/null
+        (
+            "CONDA_CHANNELS",
+            "null",
+            "`METAFLOW_CONDA_CHANNELS` is 'null' (from env var), which is not valid: it is null, not a list of "
+            'names. Set it to a JSON list or names separated by commas, such as ["conda-forge", "bioconda"] or '
+            "conda-forge,bioconda.",
+        ),
+        ("ENVCORE_PLUGINS", "true", "it is true, not a list of names"),
         ("CONDA_PREFERRED_FORMAT", ".zip", "must be one of: .conda, .tar.bz2, none"),
         # a store folder outside the root (before: "'../x/linux-64/.../env' is not a valid store key", after the
         # packages were cached)
