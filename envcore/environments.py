@@ -415,11 +415,14 @@ class Environments:
     def write_aliases(
         self, wanted: Sequence[naming.Alias], ref: tuple[str, str]
     ) -> list[tuple[naming.Alias, bool]]:
-        """Point each of ``wanted`` at ``ref``: [(alias, changed)] in the order given. The immutable ones are
-        written first (each only where absent): one that another machine took meanwhile fails the call before
-        any mutable tag (``:latest``) has moved to ``ref``."""
-        changed = {a: self.aliases.write(a, ref) for a in sorted(wanted, key=lambda a: a.mutable)}
-        return [(a, changed[a]) for a in wanted]
+        """Point each of ``wanted`` at ``ref``: [(alias, changed)] in the order given, a name given twice once (its
+        first spelling). The immutable ones are written first (each only where absent): one that another machine
+        took meanwhile fails the call before any mutable tag (``:latest``) has moved to ``ref``."""
+        unique: dict[str, naming.Alias] = {}
+        for alias in wanted:
+            unique.setdefault(alias.path, alias)
+        changed = {a: self.aliases.write(a, ref) for a in sorted(unique.values(), key=lambda a: a.mutable)}
+        return [(a, changed[a]) for a in unique.values()]
 
     def refuse_bound_aliases(
         self, wanted: Sequence[naming.Alias], ref: tuple[str, str], *, then: str

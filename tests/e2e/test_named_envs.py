@@ -86,6 +86,14 @@ def test_alias_an_existing_environment_and_move_latest(run: Run) -> None:
     assert run("alias", second, "team/core:v2").stdout == f"team/core:v2 already referred to {second}\n"
     refused = run("alias", first, "team/core:v2", check=False)
     assert refused.returncode == 1 and "is not mutable" in refused.stderr
+    # a new name given twice (or as name and name:latest) is reported once, as written now (before: twice, as
+    # "already referred to", the second write having found the first)
+    assert run(
+        "alias", second, "team/core:v2", "team/fresh:v1", "team/fresh:v1", "team/new", "team/new:latest"
+    ).stdout == (
+        f"team/core:v2 already referred to {second}\nteam/fresh:v1 now refers to {second}\n"
+        f"team/new:latest now refers to {second}\n"
+    )
 
 
 def test_show_lists_the_tags_of_known_names_and_skips_a_damaged_alias(
