@@ -1587,23 +1587,26 @@ def load(
 ) -> Spec:
     """A spec from a file of ``kind`` (``requirements``, ``environment`` or ``pyproject``, as the CLI's -r, -f
     and -p say); without ``kind``, by its name: ``*.yml``/``*.yaml``, ``*.toml``, anything else as
-    requirements.txt. The file must be UTF-8 (a byte order mark is allowed)."""
+    requirements.txt. The file must be UTF-8 (a byte order mark is allowed); ``-`` is standard input (as uv
+    reads it), its relative paths read from the current folder."""
+    stdin = str(path) == "-"
+    shown = "standard input" if stdin else str(path)
     try:
-        data = Path(path).read_bytes()
+        data = sys.stdin.buffer.read() if stdin else Path(path).read_bytes()
     except OSError as exc:
-        raise SpecError(f"Cannot read {path}: {exc.strerror or exc}. Check the path.") from None
+        raise SpecError(f"Cannot read {shown}: {exc.strerror or exc}. Check the path.") from None
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise SpecError(
-            f"{path} is not UTF-8 text (byte {data[exc.start]:#04x} on line {line}). Save it with the UTF-8 "
+            f"{shown} is not UTF-8 text (byte {data[exc.start]:#04x} on line {line}). Save it with the UTF-8 "
             "encoding, or check that it is the file you meant."
         ) from None
     if "\x00" in text:  # not a text file (/proc/self/environ): none of its content is repeated
         line = text[: text.index("\x00")].count("\n") + 1
         raise SpecError(
-            f"{path} is not a text file (it holds a NUL character on line {line}). Check that it is the file you "
+            f"{shown} is not a text file (it holds a NUL character on line {line}). Check that it is the file you "
             "meant."
         )
     if kind is None:
@@ -1618,26 +1621,26 @@ def load(
     if kind == "pyproject":
         return _said_if_empty(
             parse_pyproject(
-                text, str(path), extras=extras, groups=groups, base=Path(os.path.abspath(path)).parent
+                text, shown, extras=extras, groups=groups, base=Path(os.path.abspath(path)).parent
             ),
-            path,
+            shown,
         )
     if extras or groups:
         raise SpecError(
-            f"--extra and --group choose optional dependencies of a pyproject.toml, and {path} is read as "
+            f"--extra and --group choose optional dependencies of a pyproject.toml, and {shown} is read as "
             f"{'an environment.yml' if kind == 'environment' else 'a requirements file'}. Give the project with -p."
         )
     base = Path(os.path.abspath(path)).parent
     if kind == "environment":
-        return _said_if_empty(parse_environment_yml(text, str(path), base=base), path)
-    return _said_if_empty(parse_requirements_txt(text, str(path), base=base), path)
+        return _said_if_empty(parse_environment_yml(text, shown, base=base), shown)
+    return _said_if_empty(parse_requirements_txt(text, shown, base=base), shown)
 
 
-def _said_if_empty(spec: Spec, path: Path) -> Spec:
+def _said_if_empty(spec: Spec, shown: str) -> Spec:
     if spec.requirements or spec.python:
         return spec
     return replace(
-        spec, warnings=(*spec.warnings, f"{path} names no packages: the environment holds python only.")
+        spec, warnings=(*spec.warnings, f"{shown} names no packages: the environment holds python only.")
     )
 
 

@@ -182,6 +182,24 @@ def test_the_option_says_the_format_not_the_file_name(run: Any, tmp_path: Path) 
     assert "conda::fx-core==1.1.*" in deps
 
 
+def test_a_file_given_as_dash_is_read_from_standard_input(cli_env: dict[str, str]) -> None:
+    def piped(option: str, text: str) -> Any:
+        return subprocess.run(
+            [str(Path(sys.executable).parent / "envcore"), "resolve", "--dry-run", "--json", option, "-"],
+            input=text,
+            capture_output=True,
+            text=True,
+            env={**os.environ, **cli_env},
+            timeout=120,
+        )
+
+    deps, _ = resolved(piped("-f", "dependencies:\n  - fx-core=1.1\n"))
+    assert "conda::fx-core==1.1.*" in deps
+    deps, _ = resolved(piped("-r", "fx-core==1.0.0\n"))
+    assert "pypi::fx-core==1.0.0" in deps
+    assert "(line 1 of standard input)" in failed(piped("-r", "fx-core==\n"))
+
+
 @pytest.mark.parametrize(
     ("option", "name", "text", "message"),
     [
