@@ -224,7 +224,7 @@ def _rebuilt_beside(
                 aside.rename(prefix)
             return False
     finally:
-        _remove(stage)
+        _remove_left(stage)
     _remove(aside)
     return True
 
@@ -311,6 +311,18 @@ def _remove(path: Path) -> None:
     elif path.is_dir():
         (path / MARKER).unlink(missing_ok=True)  # first: a half-removed prefix is never a clone source
         shutil.rmtree(path)
+
+
+def _remove_left(path: Path, attempts: int = 20) -> None:
+    """``path`` removed after a build that may have failed, without ever raising: an installer's threads can
+    still be writing into it after another part of the build failed ("Directory not empty"), and the error
+    that stopped the build must be the one reported. What cannot be removed is removed by the next build."""
+    for _ in range(attempts):
+        try:
+            _remove(path)
+            return
+        except OSError:
+            time.sleep(0.1)
 
 
 def _install(

@@ -463,3 +463,23 @@ def test_verify_unpacks_anew_what_an_edit_in_a_prefix_changed_in_the_caches(
         "create", ref, "--name", "after", "--force"
     )  # the copies were unpacked anew: later prefixes are clean
     assert edits("after") == []
+
+
+def test_force_over_a_damaged_package_cache_names_the_damage(run: Run, world: dict[str, Path]) -> None:
+    """The damage is the error reported (the installer may still write into the build folder when it is
+    found: removing that folder must neither hide the error nor be left undone), and the old prefix stays."""
+    (ref,) = env_ids(run("resolve", *REQUEST).stdout)
+    run("create", ref, "--name", "work")
+    cache = world["a"] / "cache"
+    damaged = sorted((cache / "pkgs").glob("*/fx-prefixed-*.conda"))[0]
+    data = bytearray(damaged.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    shutil.rmtree(cache / "rattler" / "pkgs" / damaged.name.removesuffix(".conda"))  # its unpacked copy
+    for _ in range(3):  # (the race it guards against did not show every time)
+        out = run("create", ref, "--name", "work", "--force", check=False)
+        message = " ".join(out.stderr.split())
+        assert out.returncode != 0 and "run `envcore create --verify`" in message, message
+        assert "Directory not empty" not in message and "Traceback" not in message, message
+        assert not (cache / "envs" / ".work.rebuild").exists()
+    _works(cache / "envs" / "work")
