@@ -479,10 +479,11 @@ class Environments:
 
     def prefix_for(self, env: ResolvedEnvironment, name: str | None) -> Path:
         """The prefix named ``name`` in the environments folder; without a name, the one steps run in."""
-        if name is not None and (not name.strip() or "/" in name or name in (".", "..")):
+        if name is not None and (not name.strip() or "/" in name or name.startswith(".")):
             raise UsageError(
                 f"Environment name {name!r} is not a plain folder name; use a name such as 'work' "
-                "(not empty, no '/')."
+                "(not empty, no '/', not starting with '.': envcore keeps its own work beside each "
+                "environment in .NAME.* folders and files)."
             )
         if name is not None and not name.isprintable():
             raise UsageError(

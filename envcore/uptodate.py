@@ -340,7 +340,9 @@ def answer(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> int
         if ids is None:
             return None
         req_id, full_id = ids
-    if name is not None and (not name or len(os.fsencode(name)) > MAX_NAME_BYTES or not name.isprintable()):
+    if name is not None and (
+        not name or name[0] == "." or len(os.fsencode(name)) > MAX_NAME_BYTES or not name.isprintable()
+    ):
         return None  # refused by the full command
     prefix = os.path.join(cache, "envs", created_dir_name(req_id, full_id) if name is None else name)
     if os.path.normpath(prefix) != prefix:

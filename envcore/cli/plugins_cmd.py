@@ -46,6 +46,21 @@ def _selection_problems(app: App) -> list[str]:
     return list(dict.fromkeys(problems))
 
 
+def _unavailable_selected(app: App, checks: dict[str, dict[str, Any]]) -> list[str]:
+    """The selected resolvers that are installed and cannot run here (``check()`` failed)."""
+    from envcore.plugins import RESOLVER_SETTINGS
+
+    found = []
+    for setting in RESOLVER_SETTINGS.values():
+        name = str(app.config.get(setting))
+        result = checks.get(name)
+        if result is not None and not result["available"]:
+            found.append(
+                f"METAFLOW_{setting} selects the resolver {name}, which cannot run here: {result['reason']}"
+            )
+    return list(dict.fromkeys(found))
+
+
 def _selected(app: App) -> dict[str, str]:
     from envcore.plugins import INSTALLER_SETTINGS, RESOLVER_SETTINGS
 
@@ -66,7 +81,7 @@ def plugins(app: App, as_json: bool, check: bool) -> None:
     """List installed plugins: name, distribution, version, status and the backends they provide."""
     registry = app.registry
     checks = _resolver_checks(app) if check else {}
-    problems = _selection_problems(app) if check else []
+    problems = [*_selection_problems(app), *_unavailable_selected(app, checks)] if check else []
     rows = [
         {
             "name": p.name,
@@ -111,6 +126,6 @@ def plugins(app: App, as_json: bool, check: bool) -> None:
             )
             click.echo(f"resolver {name:<12} {state}")
         for problem in problems:
-            click.echo(f"selected backend missing: {problem}")
+            click.echo(f"selected backend unusable: {problem}")
         if problems:
             raise click.exceptions.Exit(1)

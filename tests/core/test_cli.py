@@ -355,6 +355,13 @@ def test_plugins_check_names_a_selected_backend_that_is_not_installed(tmp_path: 
     assert envcore("plugins", "--check", env=env).returncode == 0
     out = envcore("plugins", "--check", env={**env, "METAFLOW_DEFAULT_DATASTORE": "nope"})
     assert out.returncode == 1
-    assert 'selected backend missing: `METAFLOW_DEFAULT_DATASTORE` is "nope"' in out.stdout
+    assert 'selected backend unusable: `METAFLOW_DEFAULT_DATASTORE` is "nope"' in out.stdout
     as_json = envcore("plugins", "--check", "--json", env={**env, "METAFLOW_DEFAULT_DATASTORE": "nope"})
     assert as_json.returncode == 1 and "no store named 'nope'" in as_json.stdout
+    # a selected resolver that is installed but cannot run here (no mamba binary): exit 1 too
+    no_mamba = {**env, "METAFLOW_CONDA_DEPENDENCY_RESOLVER": "mamba", "PATH": "/usr/bin:/bin"}
+    out = envcore("plugins", "--check", env=no_mamba)
+    assert out.returncode == 1, out.stdout
+    assert (
+        "METAFLOW_CONDA_DEPENDENCY_RESOLVER selects the resolver mamba, which cannot run here" in out.stdout
+    )

@@ -219,6 +219,10 @@ def test_a_folder_envcore_did_not_make_is_never_replaced_unasked(run: Run, world
     _works(envs / "late")
     empty_name = run("create", ref, "--name", "", check=False)
     assert empty_name.returncode != 0 and "is not a plain folder name" in " ".join(empty_name.stderr.split())
+    dotted = run("create", ref, "--name", ".late.rebuild", check=False)  # envcore's own work beside 'late'
+    assert dotted.returncode == 2 and "not starting with '.'" in " ".join(dotted.stderr.split()), (
+        dotted.stderr
+    )
     newline = run("create", ref, "--name", "a\nb", check=False)
     assert newline.returncode == 2 and "has a control character" in newline.stderr, newline.stderr
     for length in (201, 300):  # 201: a name the file system takes, refused all the same (the fast path too)
