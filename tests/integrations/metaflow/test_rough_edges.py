@@ -203,3 +203,39 @@ def test_a_yanked_pin_is_warned_about(machine: Machine, tmp_path: Path) -> None:
     text = " ".join(both(resolved).split())
     assert "Warning: fx-http 1.3.0 is yanked on its index (broken import)" in text, text
     assert "EnvcoreWarning" not in text, text  # Metaflow's way, not Python's
+
+
+def test_a_step_in_its_own_environment_that_launches_a_conda_flow_is_told_how(
+    machine: Machine, tmp_path: Path
+) -> None:
+    """The step's python has Metaflow and the extension (the code package) but not envcore: launching a conda
+    flow there (as Runner does) or `metaflow environment` says so and what to do, not a traceback."""
+    nested = two_step_flow(tmp_path / "nested.py", '@conda(libraries={"fx-core": "1.0.0"})', "NestedFlow")
+    launcher = tmp_path / "launcher.py"
+    launcher.write_text(
+        "import subprocess, sys\n"
+        "from metaflow import FlowSpec, conda, step\n\n\n"
+        "class LauncherFlow(FlowSpec):\n"
+        '    @conda(libraries={"fx-core": "1.0.0"})\n'
+        "    @step\n"
+        "    def start(self):\n"
+        "        for args in (\n"
+        f'            [{str(nested)!r}, "--environment=conda", "run"],\n'
+        '            ["-m", "metaflow.cmd.main_cli", "environment", "show", "team/x"],\n'
+        "        ):\n"
+        "            done = subprocess.run([sys.executable, *args], capture_output=True, text=True)\n"
+        '            print("nested", done.returncode, " ".join(done.stderr.split()).replace("=", ":"))\n'
+        "        self.next(self.end)\n\n"
+        "    @step\n"
+        "    def end(self):\n"
+        "        pass\n\n\n"
+        'if __name__ == "__main__":\n'
+        "    LauncherFlow()\n"
+    )
+    text = both(machine.run(sys.executable, launcher, "--environment=conda", "run"))
+    lines = [line for line in text.splitlines() if " nested " in line]
+    assert len(lines) == 2, text
+    for line in lines:
+        assert "Traceback" not in line and "nested 1 " in line, line
+        assert "envcore is not installed in this Python" in line, line
+        assert "give that step @conda(disabled:True)" in line, line

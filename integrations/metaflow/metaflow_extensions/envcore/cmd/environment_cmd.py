@@ -17,6 +17,11 @@ def cli() -> None:
 )
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def environment(args: tuple[str, ...]) -> None:
+    from metaflow_extensions.envcore.plugins.conda import messages
+
+    missing = messages.envcore_missing()
+    if missing:
+        raise click.ClickException(messages.commands(missing))
     from metaflow_extensions.envcore.plugins.conda.commands import main
 
     main(list(args))

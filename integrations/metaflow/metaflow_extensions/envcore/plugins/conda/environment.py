@@ -134,6 +134,9 @@ class CondaEnvironment(MetaflowEnvironment):
     def init_environment(self, echo: Any) -> None:
         self._quiet = is_quiet(echo)
         echo("Bootstrapping Conda environment... (this could take a few minutes)")
+        missing = messages.envcore_missing()
+        if missing:  # e.g. a Runner started by a step that runs in its own environment
+            raise InvalidEnvironmentException(messages.for_printer(missing))
         from envcore.errors import EnvcoreError
 
         # `--force-rebuild-environments` (a Metaflow option) resolves everything again.

@@ -43,3 +43,20 @@ def in_step(step: str, message: str) -> str:
         message = message.replace(option, decorator)
     text = message if f"step '{step}'" in message else f"In step '{step}': {message}"
     return for_printer(text)
+
+
+def envcore_missing() -> str | None:
+    """Why this Python cannot launch conda flows, when envcore (or a library its CLI needs) is not importable:
+    a step's own environment has Metaflow and this extension (the code package) but not envcore."""
+    import importlib.util
+    import sys
+
+    missing = [name for name in ("envcore", "click", "pluggy") if importlib.util.find_spec(name) is None]
+    if not missing:
+        return None
+    return (
+        f"envcore is not installed in this Python ({sys.executable}; missing: {', '.join(missing)}), and "
+        "launching a flow with --environment=conda or running `metaflow environment` needs it. Inside a step with "
+        "its own environment (@conda, @pypi), this Python is the step's: give that step @conda(disabled=True) "
+        "(or @pypi(disabled=True)) so that it runs in the launching interpreter, which has envcore."
+    )
