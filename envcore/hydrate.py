@@ -172,7 +172,7 @@ def hydrate(
                 progress(f"Linked from the same environment at {source}")
             else:
                 install(prefix)
-                relocate.write_manifest(prefix)
+                relocate.write_manifest(prefix, private=(MARKER, uptodate.PARTIAL))
             uptodate.write_marker(str(prefix), env.req_id, env.full_id, env.arch)
         except BaseException:
             if aside is not None:  # the environment that worked before is put back
@@ -216,7 +216,7 @@ def _rebuilt_beside(
     try:
         _remove(stage)
         install(stage)
-        relocate.write_manifest(stage)
+        relocate.write_manifest(stage, private=(MARKER, uptodate.PARTIAL))
         if not relocate.clone(
             stage, prefix, private=(MARKER, uptodate.PARTIAL), prepare=mark_complete, place=swap
         ):

@@ -7,7 +7,11 @@ cache). The few that do are known from standard metadata written at install time
 the file, binary files inside their NUL-terminated strings with the length kept (as conda does). The list is
 the *relocation manifest*, written next to the completion marker after every install.
 
-A clone is all or nothing: on any problem the partial copy is removed and the caller installs normally.
+A clone is all or nothing: on any problem the partial copy is removed and the caller installs normally. A
+source whose files were added or removed since it was made (a user's ``pip install`` or ``rm`` in a created
+environment) is not cloned: the manifest keeps a signature of the prefix's paths (``S``: their count and the
+sum of a checksum of each; ``__pycache__`` folders, which running the environment's python writes, left out),
+which the walk computes again.
 
 Cloning runs in the fast path of ``envcore create`` (:mod:`envcore.uptodate`), so it imports only ``os`` and
 ``_thread``: no pathlib, shutil, subprocess or threading, and no json (which imports re): together they cost more
@@ -38,12 +42,51 @@ if TYPE_CHECKING:
 MANIFEST = ".envcore-relocate"
 _JSON_MANIFEST = ".envcore-relocate.json"  # written by earlier versions; read, never written
 _KINDS = {"T": "text", "B": "binary", "L": "links"}
+_SIGNATURE = "S"  # the manifest's field of the prefix's path signature (see _Signature)
+_UNSIGNED = "__pycache__"  # written when the environment's python runs: not a change of the environment
 _ENTRY_POINTS = frozenset({"unix_python_entry_point", "windows_python_entry_point_script"})
 _MAX_SHEBANG = 127  # bytes of a '#!' line the kernel reads (conda's and rattler's limit)
 
 
-def write_manifest(prefix: Path) -> None:
-    """Record which files of the finished ``prefix`` name it (from the installers' metadata)."""
+class _Signature:
+    """The set of a prefix's paths, summed up independently of their order: their count and the sum (64 bits)
+    of each path's CRC-32 and Adler-32. It tells a prefix as it was made from one with files added or removed."""
+
+    def __init__(self) -> None:
+        import zlib
+
+        self._crc32, self._adler32 = zlib.crc32, zlib.adler32
+        self.count = self.total = 0
+
+    def add(self, path: str) -> None:
+        data = path.encode("utf-8", "surrogateescape")
+        self.count += 1
+        self.total = (self.total + (self._crc32(data) << 32 | self._adler32(data))) & 0xFFFFFFFFFFFFFFFF
+
+    def text(self) -> str:
+        return f"{self.count}:{self.total:016x}"
+
+
+def _signature_of(prefix: str, private: tuple[str, ...]) -> str:
+    """The path signature of ``prefix`` as :class:`_Cloner` computes it while it walks."""
+    signature = _Signature()
+
+    def walk(folder: str, rel: str) -> None:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if (not rel and entry.name.startswith(private)) or entry.name == _UNSIGNED:
+                    continue
+                signature.add(f"{rel}{entry.name}")
+                if entry.is_dir(follow_symlinks=False):
+                    walk(entry.path, f"{rel}{entry.name}/")
+
+    walk(prefix, "")
+    return signature.text()
+
+
+def write_manifest(prefix: Path, private: tuple[str, ...] = ()) -> None:
+    """Record which files of the finished ``prefix`` name it (from the installers' metadata), and the signature
+    of its paths; top-level entries starting with a name in ``private`` (the caller's markers) are not signed."""
     import csv
     import json
     from pathlib import Path
@@ -82,7 +125,9 @@ def write_manifest(prefix: Path) -> None:
                         text.add(path.relative_to(prefix).as_posix())
                 except (OSError, ValueError):
                     continue
-    _write_manifest(prefix, {"text": sorted(text - binary), "binary": sorted(binary), "links": sorted(links)})
+    body = {"text": sorted(text - binary), "binary": sorted(binary), "links": sorted(links)}
+    signature = _signature_of(str(prefix), (MANIFEST, _JSON_MANIFEST, *private))
+    _write_manifest(prefix, {**body, "signature": signature})
 
 
 def _write_manifest(
@@ -92,6 +137,8 @@ def _write_manifest(
     ``prefix`` itself), written atomically."""
     fields = [os.fspath(named if named is not None else prefix)]
     fields += [f"{kind}{path}" for kind, name in _KINDS.items() for path in body.get(name, ())]
+    if body.get("signature"):
+        fields.append(f"{_SIGNATURE}{body['signature']}")
     tmp = os.path.join(prefix, f"{MANIFEST}.tmp")
     with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as fh:
         fh.write("\0".join(fields))
@@ -114,6 +161,9 @@ def read_manifest(prefix: str | os.PathLike[str]) -> dict[str, Any]:
         return earlier
     manifest: dict[str, Any] = {"prefix": prefix_named, **{name: [] for name in _KINDS.values()}}
     for field in fields:
+        if field[:1] == _SIGNATURE:
+            manifest["signature"] = field[1:]
+            continue
         if field[:1] not in _KINDS or len(field) < 2:
             raise ValueError(f"bad manifest field {field!r}")
         manifest[_KINDS[field[0]]].append(field[1:])
@@ -163,7 +213,7 @@ class _Cloner:
         source: str,
         build: str,
         dest: str,
-        manifest: dict[str, list[str]],
+        manifest: dict[str, Any],
         old: str,
         private: tuple[str, ...],
     ) -> None:
@@ -173,6 +223,10 @@ class _Cloner:
         self.old, self.new = old.encode(), str(dest).encode()
         self.old_text = old
         self.rewrite = {**{p: False for p in manifest["text"]}, **{p: True for p in manifest["binary"]}}
+        self.expected: str | None = manifest.get(
+            "signature"
+        )  # None: a manifest of an earlier version, which had none
+        self.signature = _Signature()
 
     def run(self) -> bool:
         """The walk makes the folders, symlinks and rewritten files and hands each folder's other files to a
@@ -182,9 +236,11 @@ class _Cloner:
         linker = _Linker()
         walked = False
         try:
-            walked = self._tree(self.source, self.build, "", linker, modes)
+            walked = self._tree(self.source, self.build, "", linker, modes, signed=True)
         finally:
             linker.finish(walked)
+        if walked and self.expected is not None and self.signature.text() != self.expected:
+            return False  # files were added or removed since it was made: not a copy of the environment
         if walked:
             for folder, mode in reversed(modes):
                 os.chmod(folder, stat.S_IMODE(mode))
@@ -193,10 +249,12 @@ class _Cloner:
     def _relinked(self, link: str) -> str:
         return self.dest + link[len(self.old_text) :] if link.startswith(self.old_text + "/") else link
 
-    def _tree(self, src: str, dst: str, rel: str, linker: _Linker, modes: list[tuple[str, int]]) -> bool:
+    def _tree(
+        self, src: str, dst: str, rel: str, linker: _Linker, modes: list[tuple[str, int]], *, signed: bool
+    ) -> bool:
         os.mkdir(dst)
         files: list[tuple[str, str]] = []
-        folders: list[tuple[str, str, str]] = []
+        folders: list[tuple[str, str, str, bool]] = []
         with os.scandir(src) as entries:
             for entry in entries:
                 name = entry.name
@@ -204,18 +262,24 @@ class _Cloner:
                     continue
                 path = f"{rel}{name}"
                 target = f"{dst}/{name}"
+                in_signature = signed and name != _UNSIGNED
+                if in_signature:
+                    self.signature.add(path)
                 if entry.is_symlink():
                     os.symlink(self._relinked(os.readlink(entry.path)), target)
                 elif entry.is_dir():
                     modes.append((target, entry.stat(follow_symlinks=False).st_mode))
-                    folders.append((entry.path, target, f"{path}/"))
+                    folders.append((entry.path, target, f"{path}/", in_signature))
                 elif path in self.rewrite:
                     if not self._rewrite(entry.path, target, binary=self.rewrite[path]):
                         return False
                 else:
                     files.append((entry.path, target))
         linker.add(files)
-        return all(self._tree(*folder, linker, modes) for folder in folders)
+        return all(
+            self._tree(source, target, path, linker, modes, signed=in_signature)
+            for source, target, path, in_signature in folders
+        )
 
     def _rewrite(self, src: str, dst: str, *, binary: bool) -> bool:
         with open(src, "rb") as fh:

@@ -52,6 +52,7 @@ def _prefix(root: Path, name: str) -> Path:
 def test_manifest_lists_exactly_the_files_naming_the_prefix(tmp_path: Path) -> None:
     prefix = _prefix(tmp_path, "source-prefix")
     manifest = relocate.read_manifest(prefix)
+    assert manifest.pop("signature").startswith("15:")  # the prefix's paths: 15 of them
     assert manifest == {
         "prefix": str(prefix),
         "text": ["bin/tool", "etc/conf.txt"],
@@ -79,6 +80,27 @@ def test_clone_rewrites_named_files_and_links_the_rest(tmp_path: Path) -> None:
     for path in dest.rglob("*"):
         if path.is_file() and not path.is_symlink() and path.name != relocate.MANIFEST:
             assert old not in path.read_bytes(), path
+
+
+def test_a_source_with_files_added_or_removed_is_not_cloned_and_pycache_does_not_count(
+    tmp_path: Path,
+) -> None:
+    """A created environment a user changed (pip install, rm) is not copied into other prefixes; running its
+    python (which writes __pycache__) is no change."""
+    source = _prefix(tmp_path, "source-prefix")
+    cache = source / "lib" / "python3.11" / "site-packages" / "__pycache__"
+    cache.mkdir()
+    (cache / "tool.cpython-311.pyc").write_bytes(b"pyc")
+    assert relocate.clone(source, tmp_path / "d1")
+    assert relocate.read_manifest(tmp_path / "d1")["signature"] == relocate.read_manifest(source)["signature"]
+    added = source / "lib" / "python3.11" / "site-packages" / "userpkg.py"
+    added.write_text("x = 1\n")
+    assert not relocate.clone(source, tmp_path / "d2")
+    added.unlink()
+    (source / "bin" / "plain").unlink()
+    assert not relocate.clone(source, tmp_path / "d3")
+    assert not [p for p in tmp_path.iterdir() if "d2" in p.name or "d3" in p.name]  # nothing left of them
+    assert relocate.clone(tmp_path / "d1", tmp_path / "d4")  # a clone is signed as its source was
 
 
 def test_binary_strings_never_grow_the_clone_is_refused_and_nothing_is_left(tmp_path: Path) -> None:
@@ -128,6 +150,7 @@ def test_a_read_only_folder_is_filled_then_made_read_only(tmp_path: Path) -> Non
     (source / "share" / "data").mkdir(parents=True)
     (source / "share" / "data" / "table.csv").write_text("a,b\n")
     (source / "share" / "data").chmod(0o555)
+    relocate.write_manifest(source)  # made with these files
     dest = tmp_path / "dst"
     try:
         assert relocate.clone(source, dest)

@@ -487,3 +487,21 @@ def test_force_over_a_damaged_package_cache_names_the_damage(run: Run, world: di
         assert "Directory not empty" not in message and "Traceback" not in message, message
         assert not (cache / "envs" / ".work.rebuild").exists()
     _works(cache / "envs" / "work")
+
+
+def test_a_prefix_a_user_changed_is_not_copied_into_others(run: Run, world: dict[str, Path]) -> None:
+    """What a user installs or removes in a created environment stays there: the next prefix of the same
+    environment is not cloned from it (it comes from a prefix as made, else from the package files)."""
+    (ref,) = env_ids(run("resolve", *REQUEST).stdout)
+    envs = world["a"] / "cache" / "envs"
+    run("create", ref, "--name", "mine")
+    site = next((envs / "mine" / "lib").glob("python*/site-packages"))
+    shutil.rmtree(site / "fx_prefixed")  # the user removes a package...
+    (site / "userpkg.py").write_text("x = 1\n")  # ...and adds a module
+    second = run("--verbose", "create", ref, "--name", "second")
+    assert "Linked from" not in second.stderr, second.stderr
+    _works(envs / "second")
+    assert not list((envs / "second").rglob("userpkg.py"))
+    third = run("--verbose", "create", ref, "--name", "third")  # from the prefix as made: a clone
+    assert f"Linked from the same environment at {envs / 'second'}" in third.stderr, third.stderr
+    _works(envs / "third")
