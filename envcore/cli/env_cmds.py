@@ -504,11 +504,20 @@ def get(app: App, env: str, default: bool, arch: str | None, pathspec: bool) -> 
 
     envs = _environments(app)
     target = resolving.check_arch(arch) if arch else resolving.local_arch()
-    resolved = envs.find(step_ref(env, pathspec), target)
+    ref = step_ref(env, pathspec)
+    try:
+        resolved = envs.find(ref, target)
+    except (AliasError, StorageError):
+        if not app.quiet:
+            raise
+        click.echo(f"{ref}@{target}\nNOT_FOUND")  # the original's form for scripts, as show prints it
+        raise click.exceptions.Exit(1) from None
     if default:
         envs.record.set_default(resolved.arch, resolved.req_id, resolved.full_id)
     if resolved.arch == resolving.local_arch():
         hydrate.fetch_packages(app.registry, resolved, envs.store, progress=envs.progress)
+    if app.quiet:
+        click.echo(f"{ref}@{target}")
     click.echo(describe(app, envs, resolved))
 
 

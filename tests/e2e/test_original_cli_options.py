@@ -78,7 +78,10 @@ def test_quiet_output_is_the_original_one_line_form(run: Run, world: dict[str, P
     assert shown[0] == f"team/env:v1@{arch}"
     assert shown[1].split(" ")[:2] == [req_id, full_id]
     assert shown[1].split(" ")[-1] == str(world["a"] / "cache" / "envs" / "work")
-    assert run("-q", "get", ref).stdout.split(" ")[:2] == [req_id, full_id]
+    got = run("-q", "get", ref).stdout.splitlines()  # the same form as show's
+    assert got[0] == f"{ref}@{arch}" and got[1].split(" ")[:2] == [req_id, full_id]
+    not_got = run("-q", "get", "team/nothing:v1", check=False)
+    assert not_got.returncode == 1 and not_got.stdout.splitlines() == [f"team/nothing:v1@{arch}", "NOT_FOUND"]
     missing = run("-q", "show", "team/nothing:v1", ref, check=False)
     assert missing.returncode == 1
     assert missing.stdout.splitlines()[:2] == [f"team/nothing:v1@{arch}", "NOT_FOUND"]
