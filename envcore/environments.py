@@ -113,6 +113,20 @@ class Environments:
     def envs_dir(self) -> Path:
         return self.config.cache_dir() / "envs"
 
+    def local_copies(self, env: ResolvedEnvironment) -> list[Path]:
+        """The finished prefixes of ``env`` in the environments folder (not envcore's own ``.NAME.*`` work
+        beside them, such as a clone an interrupted ``--force`` left)."""
+        try:
+            names = sorted(os.listdir(self.envs_dir))
+        except OSError:
+            return []
+        return [
+            self.envs_dir / name
+            for name in names
+            if not name.startswith(".")
+            and uptodate.is_complete(str(self.envs_dir / name), env.req_id, env.full_id, env.arch)
+        ]
+
     # --- resolving ----------------------------------------------------------------------------------
 
     def known(self, request: ResolveRequest) -> ResolvedEnvironment | None:

@@ -178,19 +178,11 @@ def _environments(app: App) -> Environments:
 
 def describe(app: App, envs: Environments, env: ResolvedEnvironment, *, as_json: bool = False) -> str:
     """``env`` as ``show`` prints it: the original's layout, its one-line form with --quiet, or JSON."""
-    from envcore import show, uptodate
+    from envcore import show
 
     default = envs.record.default_full_id(env.arch, env.req_id) == env.full_id
     aliases = envs.aliases_of(env.req_id, env.full_id)
-    prefixes = (
-        [
-            str(p)
-            for p in sorted(envs.envs_dir.glob("*"))
-            if uptodate.is_complete(str(p), env.req_id, env.full_id, env.arch)
-        ]
-        if envs.envs_dir.is_dir()
-        else []
-    )
+    prefixes = [str(p) for p in envs.local_copies(env)]
     if as_json:
         return json.dumps(
             show.as_json(env, is_default=default, aliases=aliases, local_instances=prefixes), indent=1
@@ -563,7 +555,7 @@ def show(
             click.echo(showing.explicit(resolved), nl=False)
             if pypi_side:
                 app.echo(
-                    f"Warning: {resolved.req_id}:{resolved.full_id} also installs {len(pypi_side)} PyPI "
+                    f"envcore: warning: {resolved.req_id}:{resolved.full_id} also installs {len(pypi_side)} PyPI "
                     "package(s), which an explicit file cannot hold: export them with --format pylock.",
                     err=True,
                 )
@@ -575,7 +567,7 @@ def show(
             conda_side = pylock.conda_python_distributions(resolved)
             if conda_side:
                 app.echo(
-                    f"Warning: the conda side of {resolved.req_id}:{resolved.full_id} also installs Python "
+                    f"envcore: warning: the conda side of {resolved.req_id}:{resolved.full_id} also installs Python "
                     f"distributions ({', '.join(f'{p.name} {p.version}' for p in conda_side)}) that a pylock.toml "
                     "cannot hold: an environment made from this file alone lacks them if its packages need them.",
                     err=True,

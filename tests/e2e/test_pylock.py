@@ -232,6 +232,7 @@ def test_an_export_names_the_python_distributions_of_the_conda_side(run: Run, tm
     shown = run("show", ref, "--format", "pylock")
     assert "fx-core" not in shown.stdout.split("lock-version")[1]  # not as a package of the file
     assert "this file does not hold: fx-core 2.0.0" in shown.stdout
+    assert "envcore: warning: the conda side of " in shown.stderr  # as every warning begins
     assert "also installs Python distributions (fx-core 2.0.0) that a pylock.toml cannot hold" in " ".join(
         shown.stderr.split()
     )

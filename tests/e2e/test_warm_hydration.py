@@ -505,3 +505,13 @@ def test_a_prefix_a_user_changed_is_not_copied_into_others(run: Run, world: dict
     third = run("--verbose", "create", ref, "--name", "third")  # from the prefix as made: a clone
     assert f"Linked from the same environment at {envs / 'second'}" in third.stderr, third.stderr
     _works(envs / "third")
+
+
+def test_show_lists_no_folder_of_envcore_own_work_as_a_local_copy(run: Run, world: dict[str, Path]) -> None:
+    """A finished clone an interrupted --force left beside NAME (.NAME.clone) is envcore's work, not a copy."""
+    (ref,) = env_ids(run("resolve", *REQUEST).stdout)
+    envs = world["a"] / "cache" / "envs"
+    run("create", ref, "--name", "work")
+    shutil.copytree(envs / "work", envs / ".work.clone", symlinks=True)  # marker included
+    shown = json.loads(run("show", ref, "--json").stdout)
+    assert shown["local_instances"] == [str(envs / "work")], shown["local_instances"]

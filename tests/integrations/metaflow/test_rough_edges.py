@@ -67,7 +67,10 @@ def test_step_references_that_name_no_environment(machine: Machine) -> None:
         assert done.returncode == 1, both(done)
         return " ".join(both(done).split())
 
-    assert "ran without a Conda environment: it is disabled" in show(f"EdgesFlow/{rid}/end")
+    assert (
+        "ran without a Conda environment: it is disabled (disabled=True in its @conda or @pypi, or in the flow"
+        in (show(f"EdgesFlow/{rid}/end"))
+    )
     assert f"Run 'EdgesFlow/{rid}' has no step 'nope' (its steps: end, start)" in show(
         f"EdgesFlow/{rid}/nope"
     )

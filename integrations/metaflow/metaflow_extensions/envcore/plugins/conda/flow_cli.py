@@ -27,11 +27,11 @@ def describe(
 ) -> Any:
     """The original's layout (type, ids, aliases, archs, resolved on/by, local copies, packages); ``quiet``: its
     one-line form for scripts."""
-    from envcore import hydrate, show
+    from envcore import show
 
     is_default = envs.record.default_full_id(env.arch, env.req_id) == env.full_id
     aliases = envs.aliases_of(env.req_id, env.full_id)
-    local = [str(p) for p in sorted(envs.envs_dir.glob("*")) if hydrate.is_complete(p, env)]
+    local = [str(p) for p in envs.local_copies(env)]
     if as_dict:
         return show.as_json(env, is_default=is_default, aliases=aliases, local_instances=local)
     if quiet:
@@ -175,7 +175,6 @@ def resolve(
 
 
 def _states(info: StepEnvironment, envs: Environments, local_only: bool = False) -> list[str]:
-    from envcore import hydrate
     from envcore.cache import env_key
     from envcore.errors import StorageError
 
@@ -193,7 +192,7 @@ def _states(info: StepEnvironment, envs: Environments, local_only: bool = False)
                 states.append("cached")
         except StorageError:
             pass  # the store cannot be reached: not said either way
-    if any(hydrate.is_complete(p, info.env) for p in envs.envs_dir.glob("*")):
+    if envs.local_copies(info.env):
         states.append("locally present")
     return states
 

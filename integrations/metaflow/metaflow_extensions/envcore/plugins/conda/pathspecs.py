@@ -71,8 +71,8 @@ def lookup(pathspec: str) -> tuple[str, str]:
     if any(_env_id(other.task) is not None for other in run if other.id != step_name):
         raise AliasError(
             f"Step '{flow_name}/{run_id}/{step_name}' ran without a Conda environment: it is disabled "
-            "(@conda(disabled=True) or @pypi(disabled=True)), so it has no environment to use. Name a step "
-            "of that run that ran in one."
+            "(disabled=True in its @conda or @pypi, or in the flow's @conda_base or @pypi_base), so it has no "
+            "environment to use. Name a step of that run that ran in one."
         )
     raise AliasError(
         f"Step '{flow_name}/{run_id}/{step_name}' has no recorded environment id: its run did not use "
