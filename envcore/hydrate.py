@@ -105,6 +105,10 @@ def fetch_packages(
                         f"{exc.message} Cache the environment in this store from a machine that can reach the "
                         "source (`envcore resolve --force` there), or make the source reachable."
                     ) from None
+                if config.get(
+                    "DEBUG_CONDA"
+                ):  # (--verbose) a store that lacks it: this machine needed the source
+                    show(f"{name} is not in the store ({store.url}): fetched it from its source.")
         ensure_checked(functools.partial(registry.package_format, file.url_format), path, again=verify)
         task.advance(1, file.size or 0)
         return pkg, path

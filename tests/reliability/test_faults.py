@@ -157,6 +157,29 @@ def test_eight_processes_creating_one_environment(
     reliability_report.record("racing processes", len(procs))
 
 
+def test_a_package_missing_from_the_store_is_fetched_from_its_source_said_with_verbose(
+    run: Run, world: dict[str, Path]
+) -> None:
+    (ref,) = env_ids(run("resolve", "--conda", "fx-app").stdout)
+    target = next(p for p in world["store"].rglob("fx-core-*.conda") if p.is_file())
+    target.unlink()
+    quiet = run("create", ref, "--name", "q", machine="b")
+    assert "not in the store" not in quiet.stderr  # detail, not news: the environment is made all the same
+    verbose = run(
+        "--verbose",
+        "create",
+        ref,
+        "--name",
+        "v",
+        machine="b",
+        METAFLOW_ENVCORE_CACHE_DIR=str(world["b"] / "another-cache"),
+    )
+    assert (
+        f"{target.name} is not in the store" in verbose.stderr
+        and "fetched it from its source" in verbose.stderr
+    )
+
+
 def test_a_tampered_package_in_the_store_is_refused_and_quarantined(
     run: Run, world: dict[str, Path], reliability_report: ReliabilityReport
 ) -> None:
