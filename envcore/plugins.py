@@ -749,9 +749,9 @@ class PluginStore:
     def __repr__(self) -> str:
         return repr(self._store)
 
-    def _fault(self, method: str, problem: str) -> PluginError:
+    def _fault(self, problem: str) -> PluginError:
         return PluginError(
-            f"The store {self.url} (from the plugin {self._plugin}) {problem} in {method}(). This is a bug in the "
+            f"The store {self.url} (from the plugin {self._plugin}) {problem}. This is a bug in the "
             "plugin: a store implements every method of envcore.types.Store, returns ObjectInfo where it says so, "
             "and raises envcore.errors.StorageError (MissingObject, PreconditionFailed) for what goes wrong; run "
             "with --verbose for the traceback and report it to its authors."
@@ -760,20 +760,20 @@ class PluginStore:
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         function = getattr(self._store, method, None)
         if not callable(function):
-            raise self._fault(method, "has no method")
+            raise self._fault(f"has no method {method}()")
         try:
             return function(*args, **kwargs)
         except (EnvcoreError, OSError):
             raise
         except Exception as exc:
-            raise self._fault(method, f"failed with {type(exc).__name__}: {exc}") from exc
+            raise self._fault(f"failed in {method}() with {type(exc).__name__}: {exc}") from exc
 
     def _info(self, method: str, found: Any, *, optional: bool = False) -> Any:
         from envcore.types import ObjectInfo
 
         if not (isinstance(found, ObjectInfo) or (optional and found is None)):
             wanted = "an ObjectInfo or None" if optional else "an ObjectInfo"
-            raise self._fault(method, f"returned {type(found).__name__} instead of {wanted}")
+            raise self._fault(f"returned {type(found).__name__} from {method}() instead of {wanted}")
         return found
 
     def stat(self, key: str) -> Any:
@@ -804,7 +804,7 @@ class PluginStore:
             except (EnvcoreError, OSError):
                 raise
             except Exception as exc:
-                raise self._fault("list", f"failed with {type(exc).__name__}: {exc}") from exc
+                raise self._fault(f"failed in list() with {type(exc).__name__}: {exc}") from exc
             yield self._info("list", item)
 
     def delete(self, key: str) -> None:

@@ -378,7 +378,9 @@ class NamingScheme(Protocol):
 
 @record
 class ResolverPlugin:
-    """A resolver. ``env_types`` says which environments it can lock on its own."""
+    """A resolver. ``env_types`` says which environments it can lock on its own; ``executables`` names the
+    programs it drives, for people (``envcore plugins --check`` shows them): whether they can run here is
+    what its ``check()`` says."""
 
     name: str
     env_types: frozenset[EnvType]

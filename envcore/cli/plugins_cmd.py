@@ -12,14 +12,25 @@ from envcore.errors import EnvcoreError
 
 
 def _resolver_checks(app: App) -> dict[str, dict[str, Any]]:
+    """Each installed resolver's ``check()``: available with its version, or why not. One that breaks the
+    Resolver contract (no ``check``, or it raises something other than an envcore error) is unavailable,
+    named with its plugin, and the others are still checked."""
     checks: dict[str, dict[str, Any]] = {}
     for name in sorted(app.registry.resolvers):
+        entry = app.registry.resolvers[name]
+        found: dict[str, Any] = {"executables": list(entry.record.executables)}
         try:
             resolver = app.registry.resolver_named(name)
             resolver.check()
-            checks[name] = {"available": True, "version": resolver.version(), "reason": None}
+            checks[name] = {**found, "available": True, "version": resolver.version(), "reason": None}
         except EnvcoreError as exc:
-            checks[name] = {"available": False, "version": None, "reason": exc.message}
+            checks[name] = {**found, "available": False, "version": None, "reason": exc.message}
+        except Exception as exc:  # a plugin's bug: said, and the listing goes on
+            reason = (
+                f"its check() or version() failed with {type(exc).__name__}: {exc} (a bug in the plugin "
+                f"{entry.plugin}: check() raises envcore.errors.BackendUnavailable when the resolver cannot run)"
+            )
+            checks[name] = {**found, "available": False, "version": None, "reason": reason}
     return checks
 
 
@@ -124,7 +135,8 @@ def plugins(app: App, as_json: bool, check: bool) -> None:
                 if result["available"]
                 else f"unavailable: {result['reason']}"
             )
-            click.echo(f"resolver {name:<12} {state}")
+            drives = f" (drives {', '.join(result['executables'])})" if result["executables"] else ""
+            click.echo(f"resolver {name:<12} {state}{drives}")
         for problem in problems:
             click.echo(f"selected backend unusable: {problem}")
         if problems:

@@ -1098,7 +1098,12 @@ class StorageConformance:
             while True:
                 info = store.stat("counter")
                 assert info is not None, "the counter disappeared"
-                value = int(self._read(store, "counter"))
+                text = self._read(store, "counter")
+                assert text.isdigit(), (
+                    f"a reader saw {text!r} as the counter while others replaced it: put_bytes must replace an "
+                    "object atomically (readers see the old or the whole new bytes)"
+                )
+                value = int(text)
                 try:
                     store.put_bytes("counter", str(value + 1).encode(), if_version=info.version)
                     return
@@ -1266,7 +1271,8 @@ def hostile_archive(extension: str, kind: str, dest: Path) -> Path | None:
 
 
 class PackageFormatConformance:
-    """What every package format must do. Provide ``package_format`` and ``good_archive`` (a real package)."""
+    """What every package format must do. Provide ``package_format``, ``good_archive`` (a real package) and
+    ``extension`` (the format's, such as ``".whl"``: the hostile archives are made in it)."""
 
     extension: str = ""
 
@@ -1280,6 +1286,12 @@ class PackageFormatConformance:
 
     @pytest.fixture(params=HOSTILE_KINDS)
     def hostile(self, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
+        if not self.extension:  # else every hostile case would be skipped, and the kit would pass untested
+            pytest.fail(
+                f"{type(self).__name__} sets no `extension`: set it to the format's (extension = '.whl'), so that "
+                "the kit makes hostile archives of it.",
+                pytrace=False,
+            )
         path = hostile_archive(self.extension, request.param, tmp_path)
         if path is None:
             pytest.skip(f"{self.extension} archives cannot express {request.param}")

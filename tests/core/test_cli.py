@@ -64,6 +64,7 @@ def test_plugins_check_reports_unavailable_backends(install_plugin: InstallPlugi
         "available": False,
         "version": None,
         "reason": "pixi-bin is not on PATH",
+        "executables": ["pixi"],  # what it drives (its ResolverPlugin's executables)
     }
     pixi = next(p for p in data["plugins"] if p["name"] == "pixi")
     assert (pixi["distribution"], pixi["version"]) == ("envcore-pixi", "1.0")
@@ -365,3 +366,31 @@ def test_plugins_check_names_a_selected_backend_that_is_not_installed(tmp_path: 
     assert (
         "METAFLOW_CONDA_DEPENDENCY_RESOLVER selects the resolver mamba, which cannot run here" in out.stdout
     )
+
+
+def test_plugins_check_names_a_resolver_that_breaks_the_contract_and_lists_the_others(tmp_path: Path) -> None:
+    """A resolver without check(), or whose check() raises what is no envcore error (an OSError of a missing
+    program), is unavailable with its plugin named; it was an internal error, or a message about the cache."""
+    (tmp_path / "broken_resolvers.py").write_text(
+        "from envcore import hookimpl\n"
+        "from envcore.types import EnvType, ResolverPlugin\n\n"
+        "class NoCheck:\n    def __init__(self, config): pass\n\n"
+        "class Raises:\n    def __init__(self, config): pass\n"
+        "    def check(self):\n        raise FileNotFoundError(2, 'No such file or directory', 'pixi-not-here')\n\n"
+        "@hookimpl\ndef envcore_resolvers():\n"
+        "    for name, factory in (('nocheck', NoCheck), ('raises', Raises)):\n"
+        "        yield ResolverPlugin(name=name, env_types=frozenset({EnvType.CONDA_ONLY}), factory=factory,\n"
+        "                             summary='broken', executables=('pixi',))\n"
+    )
+    env = {
+        "PYTHONPATH": str(tmp_path),
+        "METAFLOW_ENVCORE_PLUGIN_MODULES": "broken_resolvers",
+        "METAFLOW_ENVCORE_CACHE_DIR": str(tmp_path / "cache"),
+    }
+    out = envcore("plugins", "--check", env=env)
+    text = " ".join(out.stdout.split())
+    assert out.returncode == 0 and "internal error" not in out.stderr, out.stderr  # neither is selected
+    assert "resolver nocheck unavailable: its check() or version() failed with AttributeError" in text, text
+    assert "resolver raises unavailable: its check() or version() failed with FileNotFoundError" in text, text
+    assert "a bug in the plugin broken_resolvers" in text and "(drives pixi)" in text, text
+    assert "resolver rattler available" in text, text

@@ -557,10 +557,10 @@ def test_a_plugin_store_that_breaks_the_contract_is_named(
     store = build_registry(Config.load()).store()
     start = "The store sloppy://x (from the plugin 'sloppy' (envcore-sloppy 1.0)) "
     for call, problem in (
-        (lambda: store.stat("k"), "returned tuple instead of an ObjectInfo or None in stat()"),
-        (lambda: store.put_bytes("k", b"1"), "failed with KeyError: 'internal bug' in put_bytes()"),
-        (lambda: list(store.list("p/")), "returned dict instead of an ObjectInfo in list()"),
-        (lambda: store.delete("k"), "has no method in delete()"),
+        (lambda: store.stat("k"), "returned tuple from stat() instead of an ObjectInfo or None"),
+        (lambda: store.put_bytes("k", b"1"), "failed in put_bytes() with KeyError: 'internal bug'"),
+        (lambda: list(store.list("p/")), "returned dict from list() instead of an ObjectInfo"),
+        (lambda: store.delete("k"), "has no method delete()"),
     ):
         with pytest.raises(PluginError) as info:
             call()

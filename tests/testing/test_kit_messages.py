@@ -211,3 +211,26 @@ def test_the_kit_without_pytest_says_what_to_install() -> None:
     code = "import sys; sys.modules['pytest'] = None; import envcore.testing.conformance"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode != 0 and "install envcore with its testing extra (envcore[testing])" in done.stderr
+
+
+def test_a_format_kit_without_its_extension_fails_instead_of_skipping_the_hostile_archives(
+    tmp_path: Path,
+) -> None:
+    """Before, every hostile-archive case was skipped (' archives cannot express traversal') and the kit passed."""
+    tests = """
+        import pytest
+
+        from envcore.formats.wheel import WheelFormat
+        from envcore.testing.conformance import PackageFormatConformance
+
+
+        class TestForgotten(PackageFormatConformance):
+            @pytest.fixture
+            def package_format(self):
+                return WheelFormat()
+    """
+    done = run_author_tests(tmp_path, tests, "-k", "hostile")
+    assert done.returncode != 0 and " passed" not in done.stdout and "skipped" not in done.stdout, (
+        done.stdout[-3000:]
+    )
+    assert "TestForgotten sets no `extension`: set it to the format's (extension = '.whl')" in done.stdout
