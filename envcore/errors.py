@@ -14,9 +14,13 @@ class EnvcoreWarning(UserWarning):
 
 
 def clipped(text: str, limit: int = 100) -> str:
-    """``text`` cut to its first ``limit`` characters, saying so with its length when it is longer: a message
-    never repeats a value (a user's, or a library's error) unbounded."""
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+    """``text`` cut to about ``limit`` characters when it is longer, its start and its end kept (a store key's
+    file name, a path's last part) and its length said: a message never repeats a value (a user's, or a
+    library's error) unbounded."""
+    if len(text) <= limit:
+        return text
+    tail = min(40, limit // 4)
+    return f"{text[: limit - tail]}...{text[-tail:]} (cut from {len(text)} characters)"
 
 
 def echoed(value: object, limit: int = 100) -> str:

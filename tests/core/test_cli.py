@@ -156,7 +156,7 @@ def test_a_long_word_of_an_error_is_cut() -> None:
 
     message = format_error(ResolutionError(f"no candidates were found for {'x' * 3000}. Check the name."))
     assert " ".join(message.split()) == (
-        f"envcore: no candidates were found for {'x' * 200}... (3001 characters) Check the name."
+        f"envcore: no candidates were found for {'x' * 160}...{'x' * 39}. (cut from 3001 characters) Check the name."
     )
 
 

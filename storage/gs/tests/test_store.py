@@ -96,9 +96,8 @@ def test_a_long_credentials_error_says_it_is_cut() -> None:
     message = store._credentials_error(ConnectionError(detail)).message
     assert "ya29.SECRET123" not in message
     assert "(ConnectionError: GET /tokeninfo?access_token=******** (Caused by xxx" in message
-    assert (
-        f"xxx... ({len(detail) - len('ya29.SECRET123') + 8} characters)). Check METAFLOW_GS_TOKEN" in message
-    )
+    shown = len(detail) - len("ya29.SECRET123") + 8  # the masked detail's length
+    assert f"xxx...{'x' * 39}) (cut from {shown} characters)). Check METAFLOW_GS_TOKEN" in message
 
 
 @pytest.mark.parametrize("concurrency", ["8", "1"])

@@ -70,7 +70,8 @@ class S3Store:
         if parts.scheme != "s3" or not parts.netloc or parts.query or parts.fragment:
             raise ConfigError(
                 f"The S3 store root {root!r} is not an s3://bucket/prefix URL (with no ?query or #fragment, which "
-                "would be dropped); fix METAFLOW_CONDA_S3ROOT."
+                "would be dropped); fix METAFLOW_CONDA_S3ROOT (or METAFLOW_DATASTORE_SYSROOT_S3, which it comes from "
+                "when unset)."
             )
         endpoint = _endpoint(config)
         read_timeout = float(config.get("S3_READ_TIMEOUT") or READ_TIMEOUT)
