@@ -105,9 +105,8 @@ def fetch_packages(
                         f"{exc.message} Cache the environment in this store from a machine that can reach the "
                         "source (`envcore resolve --force` there), or make the source reachable."
                     ) from None
-                if config.get(
-                    "DEBUG_CONDA"
-                ):  # (--verbose) a store that lacks it: this machine needed the source
+                # (--verbose) a store that lacks it: this machine needed the source
+                if config.get("DEBUG_CONDA"):
                     show(f"{name} is not in the store ({store.url}): fetched it from its source.")
         ensure_checked(functools.partial(registry.package_format, file.url_format), path, again=verify)
         task.advance(1, file.size or 0)
@@ -176,7 +175,7 @@ def hydrate(
                 progress(f"Linked from the same environment at {source}")
             else:
                 install(prefix)
-                relocate.write_manifest(prefix, private=(MARKER, uptodate.PARTIAL))
+                relocate.write_manifest(prefix, private=uptodate.STATE_FILES)
             uptodate.write_marker(str(prefix), env.req_id, env.full_id, env.arch)
         except BaseException:
             if aside is not None:  # the environment that worked before is put back
@@ -220,10 +219,8 @@ def _rebuilt_beside(
     try:
         _remove(stage)
         install(stage)
-        relocate.write_manifest(stage, private=(MARKER, uptodate.PARTIAL))
-        if not relocate.clone(
-            stage, prefix, private=(MARKER, uptodate.PARTIAL), prepare=mark_complete, place=swap
-        ):
+        relocate.write_manifest(stage, private=uptodate.STATE_FILES)
+        if not relocate.clone(stage, prefix, private=uptodate.STATE_FILES, prepare=mark_complete, place=swap):
             if aside.exists() and not prefix.exists():
                 aside.rename(prefix)
             return False

@@ -33,6 +33,10 @@ _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_/")  # as envcore
 _TAG_CHARS = _NAME_CHARS - {"/"}
 MARKER = ".metaflowenv"  # written last by hydration: its presence with the right content means complete
 PARTIAL = ".envcore-partial"  # written first into a prefix being built; removed once the marker is written
+STATE_FILES = (
+    MARKER,
+    PARTIAL,
+)  # a prefix's own state: never cloned into another prefix, nor in its signature
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -100,7 +104,7 @@ def mark_partial(prefix: str, req_id: str, full_id: str, arch: str) -> None:
 
 def made_by_envcore(prefix: str) -> bool:
     """Whether envcore made ``prefix``, finished or not (its marker or the partial mark is there)."""
-    return any(os.path.lexists(os.path.join(prefix, name)) for name in (MARKER, PARTIAL))
+    return any(os.path.lexists(os.path.join(prefix, name)) for name in STATE_FILES)
 
 
 # The longest --name: its lock file (.NAME.lock) and a replaced prefix (.NAME.replaced-PID) need room too.
@@ -142,7 +146,7 @@ def clone_finished(
         stamp = _marker_stamp(source, req_id, full_id, arch)
         if source == prefix or stamp is None:
             continue
-        if relocate.clone(source, prefix, private=(MARKER, PARTIAL), prepare=mark):
+        if relocate.clone(source, prefix, private=STATE_FILES, prepare=mark):
             # A source re-created while it was copied has a new marker (removed first, written last): the
             # copy may have missed files, so it is not used.
             if _marker_stamp(source, req_id, full_id, arch) == stamp:
