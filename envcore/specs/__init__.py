@@ -889,7 +889,9 @@ def _without_brackets(text: str, where: str) -> str:
     while position < len(body.rstrip()):
         pair = _BRACKET_PAIR.match(body, position)
         if pair is None or pair.end() == position:
-            raise _fail(f"Could not parse the brackets of {text!r}", where, "Write NAME[version='>=1.2,<2'].")
+            raise _fail(
+                f"Could not parse the brackets of {echoed(text)}", where, "Write NAME[version='>=1.2,<2']."
+            )
         fields[pair[1]] = next(v for v in pair.groups()[1:] if v is not None)
         position = pair.end()
     unknown = sorted(set(fields) - {"version", "build", "channel"})
@@ -902,7 +904,7 @@ def _without_brackets(text: str, where: str) -> str:
         or (channel and "::" in head)
     ):
         raise _fail(
-            f"Could not read {text!r}: "
+            f"Could not read {echoed(text)}: "
             + (f"the key {unknown[0]!r} is not one envcore reads" if unknown else "it gives a thing twice"),
             where,
             "Give the version, build and channel once: NAME[version='>=1.2,<2', build=py_0, channel=conda-forge].",

@@ -224,7 +224,15 @@ def show(obj: Any, as_json: bool, output: str | None, local_only: bool, steps: t
     payload: dict[str, Any] = {}
     as_json = as_json or is_quiet()  # quiet, as the original: nothing printed, only --output written
     divider = "\n" + "=" * (len("Step ") + max((len(s.name) for s in obj.flow), default=0))
-    shown = 0
+    headed: list[str] = []
+
+    def head(name: str, arch: str) -> None:
+        """A step's header, after a divider from the step before (as the original)."""
+        if headed:
+            click.echo(divider)
+        headed.append(name)
+        _bold(obj, f"Step *{name}* ({arch})")
+
     for step in sorted(obj.flow, key=lambda s: _order(obj, s.name)):
         if wanted is not None and step.name not in wanted:
             continue
@@ -242,10 +250,7 @@ def show(obj: Any, as_json: bool, output: str | None, local_only: bool, steps: t
             if as_json or output is not None:
                 payload[step.name] = {"is_disabled": False, "error": error.replace(messages.STAR, "*")}
             else:
-                if shown:
-                    click.echo(divider)  # between steps, as the original
-                shown += 1
-                _bold(obj, f"Step *{step.name}* ({step_arch(step, env._remote_commands())})")
+                head(step.name, step_arch(step, env._remote_commands()))
                 obj.echo_always(f"\t{messages.for_printer(error)}", err=False)
                 obj.echo_always("", err=False)
             continue
@@ -275,10 +280,7 @@ def show(obj: Any, as_json: bool, output: str | None, local_only: bool, steps: t
             }
             if as_json:
                 continue
-        if shown:
-            click.echo(divider)
-        shown += 1
-        _bold(obj, f"Step *{step.name}* ({info.arch})")
+        head(step.name, info.arch)
         click.echo(f"\tEnvironment is {', '.join(states)}")
         if info.env is not None:
             click.echo(describe(envs, info.env))
