@@ -365,6 +365,12 @@ class Config:
     def get(self, name: str) -> Any:
         return self.value(name).value
 
+    def source(self, name: str) -> str:
+        """Where ``METAFLOW_<name>`` is set ("env var", a config file's path), or "default"; read without
+        converting, so also for a value that is not valid."""
+        found = configfiles.raw_value(name, self._environ, self._files)
+        return found[1] if found is not None and found[0] is not None else "default"
+
     def names(self) -> list[str]:
         """Every known setting (without the ``METAFLOW_`` prefix), sorted."""
         return sorted(self._settings)

@@ -30,20 +30,31 @@ def show(app: App, as_json: bool) -> None:
     except EnvcoreError as exc:
         problems.append(f"The plugins could not be loaded, so their settings are not listed: {exc.message}")
     rows: list[dict[str, object]] = []
+    secret = {setting.name for setting in config.settings() if setting.secret}
     for name in config.names():
         try:
             v = config.value(name)
         except ConfigError as exc:
             problems.append(exc.message)
-            rows.append({"key": f"METAFLOW_{name}", "value": None, "source": "not valid", "secret": False})
+            rows.append(
+                {
+                    "key": f"METAFLOW_{name}",
+                    "value": None,
+                    "source": config.source(name),
+                    "secret": name in secret,
+                    "valid": False,
+                }
+            )
             continue
-        rows.append({"key": v.env_name, "value": v.shown(), "source": v.source, "secret": v.secret})
+        rows.append(
+            {"key": v.env_name, "value": v.shown(), "source": v.source, "secret": v.secret, "valid": True}
+        )
     if as_json:
         click.echo(json.dumps(rows, indent=2))
     else:
         width = max(len(str(r["key"])) for r in rows)
         for r in rows:
-            shown = "<not valid>" if r["source"] == "not valid" else json.dumps(r["value"])
+            shown = json.dumps(r["value"]) if r["valid"] else "<not valid>"
             click.echo(f"{r['key']:<{width}}  {shown:<30}  ({r['source']})")
     for problem in problems:
         click.echo(format_error(EnvcoreError(problem)), err=True)

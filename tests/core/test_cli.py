@@ -134,6 +134,7 @@ def test_config_show_masks_secrets_and_names_sources() -> None:
         "value": 3600,
         "source": "default",
         "secret": False,
+        "valid": True,
     }
 
 
@@ -165,12 +166,22 @@ def test_config_show_lists_every_key_and_names_the_bad_ones() -> None:
     out = envcore("config", "show", env=bad)
     assert out.returncode == 1 and "Traceback" not in out.stderr
     rows = {line.split()[0]: line for line in out.stdout.splitlines()}
-    assert "<not valid>" in rows["METAFLOW_CONDA_LOCK_TIMEOUT"]
-    assert "<not valid>" in rows["METAFLOW_CONDA_SRCS_AUTH_INFO"]
+    assert rows["METAFLOW_CONDA_LOCK_TIMEOUT"].split()[1:] == ["<not", "valid>", "(env", "var)"]
+    assert rows["METAFLOW_CONDA_SRCS_AUTH_INFO"].split()[1:] == ["<not", "valid>", "(env", "var)"]
     assert "(default)" in rows["METAFLOW_CONDA_DEPENDENCY_RESOLVER"]  # the other keys are listed as usual
     message = " ".join(out.stderr.split())
     assert "`METAFLOW_CONDA_LOCK_TIMEOUT` is 'soon'" in message
     assert "Set it to a JSON value such as {}" in message and "bad secret" not in out.stdout + out.stderr
+    as_json = {row["key"]: row for row in json.loads(envcore("config", "show", "--json", env=bad).stdout)}
+    assert as_json["METAFLOW_CONDA_LOCK_TIMEOUT"] == {
+        "key": "METAFLOW_CONDA_LOCK_TIMEOUT",
+        "value": None,
+        "source": "env var",
+        "secret": False,
+        "valid": False,
+    }
+    assert as_json["METAFLOW_CONDA_SRCS_AUTH_INFO"]["secret"] is True
+    assert as_json["METAFLOW_CONDA_DEPENDENCY_RESOLVER"]["valid"] is True
 
 
 def test_unknown_resolver_is_reported_with_its_source(tmp_path: Path) -> None:
