@@ -20,7 +20,14 @@ from collections.abc import Callable
 from functools import cached_property
 
 from envcore import naming
-from envcore.errors import AliasError, KeyConflict, MissingObject, PreconditionFailed, StorageError
+from envcore.errors import (
+    AliasError,
+    InvalidAlias,
+    KeyConflict,
+    MissingObject,
+    PreconditionFailed,
+    StorageError,
+)
 from envcore.naming import Alias, AliasKind
 from envcore.record import EnvRef, LocalRecord
 from envcore.types import Store
@@ -137,7 +144,7 @@ class Aliases:
     def check_writable(self, alias: Alias) -> None:
         """Refuse, before any resolution, an alias that can never be written."""
         if alias.kind is not AliasKind.GENERIC:
-            raise AliasError(
+            raise InvalidAlias(
                 f"{alias.text!r} cannot be given as an alias: only names (NAME or NAME:TAG) can; ids and step: "
                 "pathspecs already name their environment."
             )

@@ -108,6 +108,12 @@ class AliasError(EnvcoreError):
     """An alias is malformed, unknown, or would rebind an immutable name."""
 
 
+class InvalidAlias(AliasError):
+    """An alias is malformed: bad input, as a bad option (exit status 2, where unknown aliases give 1)."""
+
+    exit_code = 2
+
+
 class LockTimeout(EnvcoreError):
     """A lock could not be acquired within ``METAFLOW_CONDA_LOCK_TIMEOUT`` seconds."""
 

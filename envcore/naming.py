@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from enum import Enum
 from urllib.parse import urlsplit
 
-from envcore.errors import AliasError, echoed
+from envcore.errors import InvalidAlias, echoed
 from envcore.frozen import record
 from envcore.types import CATEGORIES, LockedPackage
 from envcore.uptodate import MUTABLE_TAGS as MUTABLE_TAGS
@@ -113,12 +113,12 @@ MAX_ALIAS_LENGTH = 255
 
 
 def parse_alias(text: str) -> Alias:
-    """Parse and validate an environment reference; raise :class:`AliasError` with the fix on bad input."""
+    """Parse and validate an environment reference; raise :class:`InvalidAlias` with the fix on bad input."""
     raw = text.strip()
     if raw.startswith("step:"):
         parts = raw[len("step:") :].split("/")
         if len(parts) not in (3, 4) or not all(parts):
-            raise AliasError(
+            raise InvalidAlias(
                 f"Invalid format for environment alias: {text!r}. A pathspec alias is step:Flow/Run/Step "
                 "(or step:Flow/Run/Step/Task)."
             )
@@ -127,28 +127,28 @@ def parse_alias(text: str) -> Alias:
     if sep and is_env_id(name) and is_env_id(tag):
         return Alias(AliasKind.IDS, raw, raw)
     if is_env_id(raw):
-        raise AliasError(
+        raise InvalidAlias(
             f"Invalid format for environment alias: {text!r}. An environment id alone is ambiguous; write "
             "REQ_ID:FULL_ID (both ids, as printed by `envcore resolve`)."
         )
     if not name or not re.fullmatch(_NAME, name):
-        raise AliasError(
+        raise InvalidAlias(
             f"Invalid environment alias {text!r}: an environment name must contain only lowercase alphanumeric "
             "characters, dashes, underscores and forward slashes (e.g. team/project/env:v1)."
         )
     if name.startswith("/") or name.endswith("/") or "//" in name:
-        raise AliasError(
+        raise InvalidAlias(
             f"Invalid environment alias {text!r}: an environment name must not start or end with '/' or contain "
             "'//'."
         )
     if sep and not re.fullmatch(_TAG, tag):
-        raise AliasError(
+        raise InvalidAlias(
             f"Invalid environment alias {text!r}: an environment tag name must contain only lowercase "
             "alphanumeric characters, dashes and underscores (and must not be empty). Write NAME or NAME:TAG."
         )
     path = f"{name}/{tag or 'latest'}"
     if len(path) > MAX_ALIAS_LENGTH or max(len(part) for part in path.split("/")) > MAX_ALIAS_PART:
-        raise AliasError(
+        raise InvalidAlias(
             f"Invalid environment alias {echoed(raw, 60)}: a name and tag may have at most "
             f"{MAX_ALIAS_LENGTH} characters, and each part between '/' (and the tag) at most {MAX_ALIAS_PART} "
             "(they become file names and store keys). Choose a shorter name."

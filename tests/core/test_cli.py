@@ -405,3 +405,15 @@ def test_plugins_check_names_a_resolver_that_breaks_the_contract_and_lists_the_o
     assert "resolver raises unavailable: its check() or version() failed with FileNotFoundError" in text, text
     assert "a bug in the plugin broken_resolvers" in text and "(drives pixi)" in text, text
     assert "resolver rattler available" in text, text
+
+
+def test_a_malformed_alias_is_bad_input_and_an_unknown_one_a_failure(tmp_path: Path) -> None:
+    """Exit status 2 for bad input (a malformed alias, as a malformed --name or option); 1 for an alias that is
+    well formed but refers to nothing. Before, both exited 1."""
+    env = {"METAFLOW_CONDA_LOCALROOT": str(tmp_path / "store"), "METAFLOW_DEFAULT_DATASTORE": "local"}
+    malformed = envcore("show", "Team/Env", env=env)
+    assert malformed.returncode == 2 and "Invalid environment alias 'Team/Env'" in malformed.stderr
+    as_alias = envcore("alias", "team/env", "step:Flow/1/start", env=env)
+    assert as_alias.returncode == 2 and "cannot be given as an alias" in as_alias.stderr
+    unknown = envcore("show", "team/env", env=env)
+    assert unknown.returncode == 1 and "does not refer to a known environment" in unknown.stderr

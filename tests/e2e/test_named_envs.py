@@ -418,7 +418,7 @@ def test_alias_writes_no_name_when_one_of_them_is_bound_elsewhere(run: Run, worl
     assert "No alias was written" in message
     assert snapshot(world["store"]) == before
     too_long = run("alias", second, "team/multi:v3", "team/" + "x" * 300, check=False)
-    assert too_long.returncode == 1 and "Choose a shorter name" in too_long.stderr
+    assert too_long.returncode == 2 and "Choose a shorter name" in too_long.stderr
     assert snapshot(world["store"]) == before
 
 
