@@ -51,6 +51,12 @@ def test_quiet_progress_and_force_rebuild(machine: Machine) -> None:
     assert any("Installed " in line for line in shown), text
     assert all(TIMESTAMP.match(line) for line in shown), shown
     assert progress_lines(rebuilt.stderr) == [], rebuilt.stderr
+    # what was found and installed comes before the line that closes the work, whose time has hundredths
+    # (before, after it, and "done in 0 seconds" where the lines before said 0.6 s)
+    assert re.search(
+        r"Extracting and linking Conda environment \.\.\. done in \d+\.\d\d seconds\.$", shown[-1]
+    )
+    assert any("Installed " in line for line in shown[:-1]), shown
 
     # the same environment is used as it is by the next run
     again = flow(machine, "edges", "run")
@@ -98,7 +104,7 @@ def test_flow_show_carries_on_and_bold_markers(machine: Machine) -> None:
     assert "Environment is disabled" in out[end:]
 
     resolved = flow(machine, "bad_step", "environment", "resolve", "start")
-    assert re.search(r"Resolving 1 environment \.\.\. done in \d+ seconds?\.", resolved.stderr), (
+    assert re.search(r"Resolving 1 environment \.\.\. done in \d+\.\d\d seconds\.", resolved.stderr), (
         resolved.stderr
     )
     assert "### Environment for step start ###" in resolved.stdout

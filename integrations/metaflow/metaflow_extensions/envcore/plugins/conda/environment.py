@@ -79,9 +79,9 @@ def base_python(env: ResolvedEnvironment) -> str:
 
 
 def seconds(elapsed: float) -> str:
-    """``12 seconds``, ``1 second``: how the original says how long something took."""
-    count = int(elapsed)
-    return f"{count} second{'' if count == 1 else 's'}"
+    """``0.31 seconds``: the original's words, with the hundredths envcore's CLI gives (the original's whole
+    seconds said "0 seconds" for most of envcore's work)."""
+    return f"{elapsed:.2f} seconds"
 
 
 def is_quiet(echo: Any = None) -> bool:

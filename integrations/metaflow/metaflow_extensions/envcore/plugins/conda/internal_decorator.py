@@ -203,10 +203,10 @@ class CondaEnvInternalDecorator(StepDecorator):
             session.create(env, prefix, force=force)
             if force:
                 cls._rebuilt.add((env.req_id, env.full_id))
+            session.flush_messages()  # what it found and installed, before the line that closes the work
             session.say(
                 f"    Extracting and linking Conda environment ... done in {seconds(time.monotonic() - started)}."
             )
-            session.flush_messages()
         return prefix / "bin" / "python"
 
     def _python_path(self) -> dict[str, str]:
