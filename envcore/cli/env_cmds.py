@@ -486,11 +486,12 @@ def create(
     help="Make it the default for its requirement id (a later resolve of the same requirements reuses it).",
 )
 @click.option("--arch", help="Architecture of the environment (default: this machine).")
+@click.option("--json", "as_json", is_flag=True, help="Show it as `show --json` does.")
 @PATHSPEC_OPTION
 @click.pass_obj
-def get(app: App, env: str, default: bool, arch: str | None, pathspec: bool) -> None:
+def get(app: App, env: str, default: bool, arch: str | None, as_json: bool, pathspec: bool) -> None:
     """Fetch ENV's description from the store and record it locally (and its package files, for this
-    machine's architecture), then show it."""
+    machine's architecture), then show it (with --json, as `show --json` does)."""
     from envcore import hydrate
     from envcore import resolve as resolving
 
@@ -508,9 +509,9 @@ def get(app: App, env: str, default: bool, arch: str | None, pathspec: bool) -> 
         envs.record.set_default(resolved.arch, resolved.req_id, resolved.full_id)
     if resolved.arch == resolving.local_arch():
         hydrate.fetch_packages(app.registry, resolved, envs.store, progress=envs.progress)
-    if app.quiet:
+    if app.quiet and not as_json:
         click.echo(f"{ref}@{target}")
-    click.echo(describe(app, envs, resolved))
+    click.echo(describe(app, envs, resolved, as_json=as_json))
 
 
 @click.command()

@@ -172,6 +172,9 @@ def test_get_by_name_records_it_as_the_default_and_shows_it(run: Run) -> None:
     kept = run("get", "team/app:v2", "--no-default", machine="b")
     assert not kept.stdout.startswith("DEFAULT ")
     assert env_ids(run("resolve", "--conda", "fx-app", machine="b").stdout) == [ref]
+    as_json = json.loads(run("get", "team/app:v1", "--json", "--quiet", machine="b").stdout)  # as show --json
+    assert as_json == json.loads(run("show", "team/app:v1", "--json", machine="b").stdout)
+    assert (f"{as_json['req_id']}:{as_json['full_id']}", as_json["aliases"]) == (ref, ["team/app:v1"])
 
 
 def test_show_several_environments_says_which_are_missing(run: Run) -> None:
