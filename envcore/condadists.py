@@ -49,6 +49,30 @@ def renamed_distributions(
     }
 
 
+def known_names(pkg: LockedPackage, cache_dir: Path) -> set[str] | None:
+    """The distributions the conda package ``pkg`` installs, as this machine knows them without fetching anything:
+    remembered since a resolution read them, or read from its archive in the package cache; None when neither
+    has them."""
+    source = pkg.source
+    digest = source.sha256 or source.md5 or ""
+    try:
+        return set(json.loads((cache_dir / "dists" / f"{digest}.json").read_text()))
+    except (OSError, ValueError):
+        pass
+    from envcore.fetch import PackageCache
+    from envcore.formats.conda import installed_paths
+
+    cache = PackageCache(cache_dir)
+    for file in pkg.files:
+        archive = cache.get(file, pkg.filename + file.url_format)
+        if archive is not None:
+            try:
+                return distribution_names(installed_paths(archive))
+            except (OSError, EnvcoreError, ValueError):
+                continue
+    return None
+
+
 def _names_of(pkg: LockedPackage, cache_dir: Path, credentials: Mapping[str, tuple[str, str]]) -> set[str]:
     source = pkg.source
     digest = source.sha256 or source.md5 or ""

@@ -562,14 +562,35 @@ def _file_table(name: str, file: PackageFile, sha256: str, size: int | None) -> 
     return table
 
 
-def conda_python_distributions(env: ResolvedEnvironment) -> list[LockedPackage]:
-    """The conda packages of ``env`` that install a Python distribution (python aside): a pylock.toml of its PyPI
-    side cannot hold them, and its packages may depend on them."""
+def conda_python_distributions(env: ResolvedEnvironment, cache_dir: Path | None = None) -> list[str]:
+    """The Python distributions the conda side of ``env`` installs (python aside), as ``NAME VERSION``: a
+    pylock.toml of its PyPI side cannot hold them, and its packages may depend on them. A distribution named
+    otherwise than its conda package (conda's ``fx-yaml`` installs ``fx-pyyaml``) is named as PyPI names it,
+    with its package (``fx-pyyaml 6.0.1 of conda's fx-yaml``), when this machine knows what the package
+    installs (``cache_dir``: remembered since a resolution read it, or in the package cache); else the package
+    is named."""
+    from envcore.condadists import known_names
+
     conda = [p for p in env.packages if p.kind is PackageKind.CONDA]
-    return sorted(pypi.conda_python_packages(conda).values(), key=lambda p: p.name)
+    named = []
+    for pkg in sorted(pypi.conda_python_packages(conda).values(), key=lambda p: p.name):
+        dists = known_names(pkg, cache_dir) if cache_dir is not None else None
+        own = str(canonicalize_name(pkg.name))
+        if not dists or dists == {own}:
+            named.append(f"{pkg.name} {pkg.version}")
+        else:
+            named += [
+                f"{dist} {pkg.version}" if dist == own else f"{dist} {pkg.version} of conda's {pkg.name}"
+                for dist in sorted(dists)
+            ]
+    return named
 
 
-def export(env: ResolvedEnvironment, credentials: Mapping[str, tuple[str, str]] | None = None) -> str:
+def export(
+    env: ResolvedEnvironment,
+    credentials: Mapping[str, tuple[str, str]] | None = None,
+    cache_dir: Path | None = None,
+) -> str:
     """The PyPI packages of ``env`` as a pylock.toml for its arch and python.
 
     A wheel envcore built from an sdist exists only in the store, so the sdist is written instead (its hash is
@@ -587,11 +608,11 @@ def export(env: ResolvedEnvironment, credentials: Mapping[str, tuple[str, str]] 
         + ".",
         "# Conda packages (python included) are not part of it. Install with: uv pip install -r pylock.toml",
     ]
-    conda_side = conda_python_distributions(env)
+    conda_side = conda_python_distributions(env, cache_dir)
     if conda_side:
         lines.append(
             "# The conda side also installs these Python distributions, which the packages below may need and "
-            "this file does not hold: " + ", ".join(f"{p.name} {p.version}" for p in conda_side)
+            "this file does not hold: " + ", ".join(conda_side)
         )
     lines += [
         'lock-version = "1.0"',

@@ -564,12 +564,13 @@ def show(
         if fmt == "pylock":
             from envcore import pylock
 
-            click.echo(pylock.export(resolved, resolving.source_credentials(app.config)), nl=False)
-            conda_side = pylock.conda_python_distributions(resolved)
+            cache_dir = app.config.cache_dir()
+            click.echo(pylock.export(resolved, resolving.source_credentials(app.config), cache_dir), nl=False)
+            conda_side = pylock.conda_python_distributions(resolved, cache_dir)
             if conda_side:
                 app.echo(
                     f"envcore: warning: the conda side of {resolved.req_id}:{resolved.full_id} also installs Python "
-                    f"distributions ({', '.join(f'{p.name} {p.version}' for p in conda_side)}) that a pylock.toml "
+                    f"distributions ({', '.join(conda_side)}) that a pylock.toml "
                     "cannot hold: an environment made from this file alone lacks them if its packages need them.",
                     err=True,
                 )

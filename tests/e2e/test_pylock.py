@@ -241,3 +241,22 @@ def test_an_export_names_the_python_distributions_of_the_conda_side(run: Run, tm
     (ref,) = env_ids(plain.stdout)
     shown = run("show", ref, "--format", "pylock")
     assert "conda side also installs" not in shown.stdout + shown.stderr
+
+
+def test_an_export_names_a_distribution_the_conda_side_installs_under_another_name(run: Run) -> None:
+    """conda's fx-yaml installs the distribution fx-pyyaml: the export names fx-pyyaml, which is what a user of
+    the file alone would need (it named the conda package, fx-yaml, which PyPI does not have), where this machine
+    knows what the package installs: the resolving machine, and one that has the package in its cache. Another
+    machine names the conda package."""
+    out = run("resolve", "--conda", "fx-yaml==6.0.1", "--pypi", "fx-web")
+    (ref,) = env_ids(out.stdout)
+    shown = run("show", ref, "--format", "pylock")
+    assert "this file does not hold: fx-pyyaml 6.0.1 of conda's fx-yaml" in shown.stdout
+    assert "also installs Python distributions (fx-pyyaml 6.0.1 of conda's fx-yaml) that" in " ".join(
+        shown.stderr.split()
+    )
+    fresh = run("show", ref, "--format", "pylock", machine="b")  # nothing known of fx-yaml there
+    assert "this file does not hold: fx-yaml 6.0.1\n" in fresh.stdout
+    run("create", ref, "--name", "e", machine="b")  # the package cache now has fx-yaml's archive
+    hydrated = run("show", ref, "--format", "pylock", machine="b")
+    assert "this file does not hold: fx-pyyaml 6.0.1 of conda's fx-yaml" in hydrated.stdout
