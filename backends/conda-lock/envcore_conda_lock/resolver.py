@@ -144,6 +144,29 @@ def _strip_url(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
 
 
+def _without_unasked_pip(
+    request: ResolveRequest,
+    conda: Sequence[Mapping[str, Any]],
+    entries: Sequence[Mapping[str, Any]],
+    credentials: Mapping[str, tuple[str, str]],
+) -> list[LockedPackage]:
+    """The conda packages of the lock, without the ``pip`` conda-lock adds to every environment with a pip
+    section (its parser puts it among the conda dependencies): an environment holds pip only when asked for or
+    when a package of it depends on it, as with every other resolver."""
+    asked = {req.name for req in request.of(CONDA, NPCONDA)}
+    needed = {
+        str(dep).split()[0].lower()
+        for e in entries
+        for dep in (e.get("dependencies") or {})
+        if str(e.get("name", "")).lower() != "pip"
+    }
+    return [
+        conda_package(e, credentials)
+        for e in conda
+        if str(e.get("name", "")).lower() != "pip" or "pip" in asked or "pip" in needed
+    ]
+
+
 def conda_package(entry: Mapping[str, Any], credentials: Mapping[str, tuple[str, str]]) -> LockedPackage:
     url = _strip_url(str(entry["url"]))
     fn = pypi.filename_of(url)
@@ -343,7 +366,9 @@ class CondaLockResolver:
                         raise too_new.refusal() from None
                     raise
                 conda = _toposort(
-                    [conda_package(e, credentials) for e in entries if e.get("manager") == "conda"]
+                    _without_unasked_pip(
+                        request, [e for e in entries if e.get("manager") == "conda"], entries, credentials
+                    )
                 )
                 # what the conda packages install under other names too (fx-yaml installs fx-pyyaml), read
                 # from their files as the built-in composition reads them

@@ -105,6 +105,19 @@ def test_a_wheel_never_replaces_a_conda_package_that_installs_it_under_another_n
     assert found["fx-yaml"] == ("5.4.0", "conda") and "fx-pyyaml" not in found, found
 
 
+def test_pip_is_in_an_environment_only_when_asked_for(
+    universe: Universe, wheel_index: WheelIndex, micromamba: str
+) -> None:
+    """conda-lock adds pip to the conda side of every environment with PyPI packages; envcore's environments
+    hold pip only when asked for (or needed), whatever the resolver, so it is left out."""
+    resolver = _resolver(universe, METAFLOW_ENVCORE_CONDA_LOCK_CONDA_EXE=micromamba)
+    index = wheel_index.http_url
+    found = _versions(resolver.resolve(_request(universe, index, ("fx-core",), ("fx-web",))))
+    assert "pip" not in found and found["fx-web"][1] == "pypi", found
+    asked = _versions(resolver.resolve(_request(universe, index, ("fx-core", "pip"), ("fx-web",))))
+    assert asked["pip"][1] == "conda", asked
+
+
 def test_errors_name_the_package(universe: Universe, wheel_index: WheelIndex, micromamba: str) -> None:
     resolver = _resolver(universe, METAFLOW_ENVCORE_CONDA_LOCK_CONDA_EXE=micromamba)
     index = wheel_index.http_url
