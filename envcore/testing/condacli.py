@@ -10,7 +10,8 @@ resolver driver needs, with each tool's output format (taken from the tools' sou
   [--json] [-y] [-r ROOT (libmamba tools)] SPECS``. Honours ``CONDA_SUBDIR``, ``CONDA_OVERRIDE_GLIBC / OSX /
   CUDA / LINUX / ARCHSPEC``, ``CONDA_PKGS_DIRS``, ``CONDA_CHANNEL_PRIORITY`` / ``MAMBA_CHANNEL_PRIORITY``,
   ``CONDARC`` / ``MAMBARC`` / ``~/.condarc`` (``channels``, ``channel_alias``, ``pkgs_dirs``,
-  ``channel_priority``), ``MAMBA_ROOT_PREFIX`` and credentials from ``NETRC`` / ``~/.netrc``.
+  ``channel_priority``, ``add_pip_as_python_dependency``: true by default, as in the tools, so an environment
+  with python gets pip), ``MAMBA_ROOT_PREFIX`` and credentials from ``NETRC`` / ``~/.netrc``.
 
   Dry-run JSON: conda and mamba 1.x (conda's ``handle_txn``) print
   ``{"actions": {"FETCH": [records], "LINK": [dist fields], "PREFIX": p}, "dry_run": true, "prefix": p,
@@ -194,6 +195,16 @@ class Tool:
             elif not self.libmamba:
                 names.append("defaults")
         return list(dict.fromkeys(url for name in names for url in self.channel_url(name)))
+
+    def add_pip_as_python_dependency(self) -> bool:
+        """conda's and libmamba's ``add_pip_as_python_dependency`` (default true: an environment with python
+        gets pip too), from ``CONDA_``/``MAMBA_ADD_PIP_AS_PYTHON_DEPENDENCY`` or the rc files."""
+        value = (
+            self.environ.get("CONDA_ADD_PIP_AS_PYTHON_DEPENDENCY")
+            or self.environ.get("MAMBA_ADD_PIP_AS_PYTHON_DEPENDENCY")
+            or str(self.rc.get("add_pip_as_python_dependency", True))
+        )
+        return value.strip().lower() not in ("false", "no", "off", "0")
 
     def strict_priority(self, strict_flag: bool) -> bool:
         value = (
@@ -457,6 +468,21 @@ def create(tool: Tool, argv: Sequence[str], command: str) -> str:
                 channel_priority=priority,
             )
         )
+        solved = {r.name.normalized for r in records}
+        if tool.add_pip_as_python_dependency() and "python" in solved and "pip" not in solved:
+            # the real tools make pip a dependency of python (when a channel has pip)
+            has_pip = asyncio.run(gateway.query(channels, platforms, ["pip"], recursive=False))
+            if any(per_channel for per_channel in has_pip):
+                records = asyncio.run(
+                    rattler.solve(
+                        sources=channels,
+                        specs=[*specs, "pip"],
+                        gateway=gateway,
+                        platforms=platforms,
+                        virtual_packages=virtual,
+                        channel_priority=priority,
+                    )
+                )
     except rattler.exceptions.SolverError as exc:
         problems = [line.strip(" │└─├") for line in str(exc).splitlines() if line.strip(" │└─├")]
         raise _solve_error(tool, problems, [], channels) from None

@@ -2,8 +2,8 @@
 
 One driver serves ``conda``, ``mamba`` (1.x and 2.x) and ``micromamba``: subclasses set the tool name, the
 setting holding its path, and the versions it supports. What the tool sees is built per call in a private
-temporary directory: ``HOME``, ``CONDARC``/``MAMBARC`` (empty), the root prefix, the target prefix and, for
-private channels, a ``netrc`` file (``NETRC``) that both conda (requests) and libmamba (curl) read, so
+temporary directory: ``HOME``, ``CONDARC``/``MAMBARC`` (only ``add_pip_as_python_dependency: false``: pip only
+when asked for), the root prefix, the target prefix and, for private channels, a ``netrc`` file (``NETRC``) that both conda (requests) and libmamba (curl) read, so
 credentials are never on the command line. The package cache (``CONDA_PKGS_DIRS``) is private to envcore
 and persistent (``<cache>/conda-cli/<tool>/pkgs``): it only ever holds the tool's repodata cache, since a dry
 run downloads no package, so every package of the solution is reported in ``FETCH`` with its url and hashes.
@@ -396,8 +396,8 @@ class CondaCliResolver:
 
     def environment(self, request: ResolveRequest, work: Path, root: Path, explicit: bool) -> dict[str, str]:
         env = self._base_env(work / "home")
-        for rc in ("condarc", "mambarc"):
-            (work / rc).write_text("{}\n")
+        for rc in ("condarc", "mambarc"):  # pip only when asked for: the tools add it to python by default
+            (work / rc).write_text('{"add_pip_as_python_dependency": false}\n')
         pkgs = self.pkgs_dir()
         pkgs.mkdir(parents=True, exist_ok=True)
         env.update(
@@ -412,6 +412,8 @@ class CondaCliResolver:
             CONDA_CHANNEL_PRIORITY="flexible" if explicit else "strict",
             MAMBA_CHANNEL_PRIORITY="flexible" if explicit else "strict",
             CONDA_OVERRIDE_CUDA="",  # no GPU of this machine leaks into the solution; the request says
+            CONDA_ADD_PIP_AS_PYTHON_DEPENDENCY="false",
+            MAMBA_ADD_PIP_AS_PYTHON_DEPENDENCY="false",
         )
         if request.arch in DEFAULT_OSX:
             env["CONDA_OVERRIDE_OSX"] = DEFAULT_OSX[request.arch]

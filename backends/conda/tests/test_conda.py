@@ -90,6 +90,49 @@ def test_foreign_platform_uses_conda_subdir(
     assert argv[1:5] == ["create", "--yes", "--dry-run", "--json"] and "--override-channels" in argv
 
 
+@pytest.mark.parametrize(("flavor", "version"), [("conda", None), ("mamba", "1.5.12"), ("micromamba", None)])
+def test_pip_is_in_an_environment_only_when_asked_for(
+    universe: Universe, tmp_path: Path, flavor: str, version: str | None
+) -> None:
+    """conda, mamba and micromamba make pip a dependency of python (add_pip_as_python_dependency, true by
+    default, as the test executable does too): envcore turns it off, so that an environment holds pip only when
+    asked for, as with every other resolver."""
+    exe = write_conda_cli(tmp_path / "bin", flavor, version)
+    bare = subprocess.run(
+        [
+            str(exe),
+            "create",
+            "--yes",
+            "--dry-run",
+            "--json",
+            "-p",
+            str(tmp_path / "p"),
+            "--override-channels",
+            "-c",
+            universe.channel_url,
+            "python",
+            "fx-core",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HOME": str(tmp_path)},
+        check=True,
+    )
+    assert '"pip"' in bare.stdout  # the tool's own default
+    config = Config.load(
+        environ={
+            "METAFLOW_CONDA_CHANNELS": universe.channel_url,
+            "HOME": os.environ["HOME"],
+            f"METAFLOW_ENVCORE_{flavor.upper()}_EXE": str(exe),
+        }
+    )
+    resolver = build_registry(config).resolver_named(flavor)
+    fx_core = Requirement(category=CONDA, name="fx-core")
+    assert "pip" not in {p.name for p in resolver.resolve(_request(universe, fx_core))}
+    pip = Requirement(category=CONDA, name="pip")
+    assert "pip" in {p.name for p in resolver.resolve(_request(universe, fx_core, pip))}
+
+
 def test_osx_version_gates_builds(universe: Universe, conda_cli_bin: Path) -> None:
     """osx targets assume macOS 12 (CONDA_OVERRIDE_OSX), the macOS their wheels are chosen for, unless the
     request says otherwise."""
