@@ -151,20 +151,28 @@ def _without_unasked_pip(
     credentials: Mapping[str, tuple[str, str]],
 ) -> list[LockedPackage]:
     """The conda packages of the lock, without the ``pip`` conda-lock adds to every environment with a pip
-    section (its parser puts it among the conda dependencies): an environment holds pip only when asked for or
-    when a package of it depends on it, as with every other resolver."""
-    asked = {req.name for req in request.of(CONDA, NPCONDA)}
-    needed = {
-        str(dep).split()[0].lower()
-        for e in entries
-        for dep in (e.get("dependencies") or {})
-        if str(e.get("name", "")).lower() != "pip"
-    }
-    return [
-        conda_package(e, credentials)
-        for e in conda
-        if str(e.get("name", "")).lower() != "pip" or "pip" in asked or "pip" in needed
-    ]
+    section (its parser puts it among the conda dependencies) and what only it brought (setuptools, wheel): an
+    environment holds pip only when asked for or when a package of it depends on it, as with every other
+    resolver. Kept: what the request's conda packages, python and the wheels reach through their dependencies."""
+
+    def name(entry: Mapping[str, Any]) -> str:
+        return str(entry.get("name", "")).lower()
+
+    def needs(entry: Mapping[str, Any]) -> list[str]:
+        return [str(dep).split()[0].lower() for dep in (entry.get("dependencies") or {})]
+
+    by_name = {name(e): e for e in conda}
+    todo = [req.name.lower() for req in request.of(CONDA, NPCONDA)]
+    todo += ["python", *(dep for e in entries if e.get("manager") != "conda" for dep in needs(e))]
+    reached: set[str] = set()
+    while todo:
+        current = todo.pop()
+        if current in by_name and current not in reached:
+            reached.add(current)
+            todo += needs(by_name[current])
+    if "pip" in reached or "pip" not in by_name:
+        return [conda_package(e, credentials) for e in conda]
+    return [conda_package(e, credentials) for e in conda if name(e) in reached]
 
 
 def conda_package(entry: Mapping[str, Any], credentials: Mapping[str, tuple[str, str]]) -> LockedPackage:
@@ -530,7 +538,10 @@ class CondaLockResolver:
         home = work / "home"
         for sub in ("home/.cache", "home/.config", "home/.local/share", "tmp", "root"):
             (work / sub).mkdir(parents=True, exist_ok=True)
-        (work / "condarc").write_text(json.dumps({"channel_alias": self.config.channel_alias()}) + "\n")
+        (work / "condarc").write_text(
+            json.dumps({"channel_alias": self.config.channel_alias(), "add_pip_as_python_dependency": False})
+            + "\n"
+        )
         env = self._base_env()
         env.update(
             HOME=str(home),
