@@ -1,9 +1,10 @@
 """Every envcore hook, and nothing else.
 
 All hooks are *registration* hooks: each is called once, when the plugin manager is built, and returns an
-iterable of frozen records (:mod:`envcore.types`). None is ``firstresult``: every plugin contributes, and the
-core picks the backend named by configuration (``METAFLOW_*``), so installing a plugin never changes what is
-selected. Records are validated by the core (:mod:`envcore.plugins`) before anyone sees them.
+iterable of frozen records (:mod:`envcore.types`; ``None`` or a record alone is refused). None is
+``firstresult``: every plugin contributes, and the core picks the backend named by configuration
+(``METAFLOW_*``), so installing a plugin never changes what is selected. Records are validated by the core
+(:mod:`envcore.plugins`) before anyone sees them.
 
 A plugin is a module with functions decorated by :data:`envcore.hookimpl`, found through the ``envcore``
 entry-point group or the ``METAFLOW_ENVCORE_PLUGIN_MODULES`` setting. Keep plugin modules light: put heavy

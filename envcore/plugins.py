@@ -601,10 +601,21 @@ def _collect(registry: Registry, hook_name: str, record_type: type[T]) -> list[R
     for impl in getattr(registry.pm.hook, hook_name).get_hookimpls():
         info = registry.plugins[impl.plugin_name]
         try:
-            records = list(impl.function() or ())
+            returned = impl.function()
+            records = None if _not_records(returned) else list(returned)
         except Exception as exc:
             _debug(registry.config, f"{impl.plugin_name}.{hook_name}() failed:\n{traceback.format_exc()}")
             _fail(registry, info, f"{BROKEN_CONTRACT}{hook_name}() raised {type(exc).__name__}: {exc}")
+            continue
+        if records is None:
+            _fail(
+                registry,
+                info,
+                f"{BROKEN_CONTRACT}{hook_name}() returned "
+                f"{'None' if returned is None else type(returned).__name__} instead of its "
+                f"{record_type.__name__} records. Yield each record from it (or return a list of them; an empty "
+                "one to register nothing).",
+            )
             continue
         _debug(
             registry.config, f"{impl.plugin_name}.{hook_name}() -> {[getattr(r, 'name', r) for r in records]}"
@@ -620,6 +631,12 @@ def _collect(registry: Registry, hook_name: str, record_type: type[T]) -> list[R
             continue
         out += [Registered(record, impl.plugin_name) for record in records]
     return out
+
+
+def _not_records(returned: object) -> bool:
+    """Whether what a registration hook returned cannot hold its records: None (a hook that forgot to yield or
+    return them), a value that is not iterable (a record returned alone), or text or a mapping."""
+    return not isinstance(returned, Iterable) or isinstance(returned, (str, bytes, Mapping))
 
 
 def _problem(record: object, record_type: type, hook_name: str) -> str | None:

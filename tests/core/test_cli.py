@@ -417,3 +417,29 @@ def test_a_malformed_alias_is_bad_input_and_an_unknown_one_a_failure(tmp_path: P
     assert as_alias.returncode == 2 and "cannot be given as an alias" in as_alias.stderr
     unknown = envcore("show", "team/env", env=env)
     assert unknown.returncode == 1 and "does not refer to a known environment" in unknown.stderr
+
+
+def test_plugins_check_lists_a_hook_returning_none_as_broken(tmp_path: Path) -> None:
+    """Before, a registration hook returning None was read as no records: the plugin was listed as loaded."""
+    (tmp_path / "forgot_yield.py").write_text(
+        "from envcore import hookimpl\n\n@hookimpl\ndef envcore_resolvers():\n    return None\n"
+    )
+    env = {
+        "PYTHONPATH": str(tmp_path),
+        "METAFLOW_ENVCORE_PLUGIN_MODULES": "forgot_yield",
+        "METAFLOW_ENVCORE_CACHE_DIR": str(tmp_path / "cache"),
+    }
+    out = envcore("plugins", "--check", env=env)
+    # it provides no selected backend: listed as broken, not an error of the command
+    assert out.returncode == 0 and "internal error" not in out.stderr, out.stderr
+    (row,) = [line.split() for line in out.stdout.splitlines() if line.startswith("forgot_yield ")]
+    assert row[1:] == ["failed", "module", "forgot_yield"], row
+    said = " ".join(out.stdout.split())
+    assert (
+        "error: it does not follow the envcore hook contract: envcore_resolvers() returned None instead"
+        in said
+    )
+    warning = " ".join(out.stderr.split())
+    assert "the plugin module forgot_yield (METAFLOW_ENVCORE_PLUGIN_MODULES) does not follow" in warning, (
+        warning
+    )

@@ -179,6 +179,52 @@ def test_a_hook_yielding_a_wrong_record_leaves_the_plugin_out(install_plugin: In
     )  # all or nothing: its good records are left out too
 
 
+@pytest.mark.parametrize(
+    ("body", "returned"),
+    [
+        ("return None", "None"),
+        ("pass", "None"),
+        ("return 3", "int"),
+        (
+            "return ResolverPlugin(name='alone', env_types=frozenset(), factory=print, summary='x')",
+            "ResolverPlugin",
+        ),
+        ("return 'pixi'", "str"),
+        ("return {'name': 'pixi'}", "dict"),
+    ],
+)
+def test_a_hook_returning_no_records_leaves_the_plugin_out(
+    install_plugin: InstallPlugin, monkeypatch: pytest.MonkeyPatch, body: str, returned: str
+) -> None:
+    """Before, None was read as no records (a hook that forgot to yield registered nothing, silently), a value
+    that is not iterable was said as the hook raising a TypeError, and text was read letter by letter."""
+    code = f"""
+        from envcore import hookimpl
+        from envcore.types import ResolverPlugin
+
+        @hookimpl
+        def envcore_resolvers():
+            {body}
+    """
+    install_plugin("envcore-norec", {"norec": "envcore_norec.plugin"}, {"envcore_norec.plugin": code})
+    assert _left_out("norec") == (
+        f"{BROKEN_CONTRACT}envcore_resolvers() returned {returned} instead of its ResolverPlugin records. Yield "
+        "each record from it (or return a list of them; an empty one to register nothing)."
+    )
+    # a command that asks for a backend it does not provide names the plugin and the hook
+    monkeypatch.setenv("METAFLOW_CONDA_DEPENDENCY_RESOLVER", "norec")
+    with pytest.raises(ConfigError) as info:
+        build_registry(Config.load()).resolver_plugin(EnvType.CONDA_ONLY)
+    assert "'norec' (envcore-norec 1.0) failed to load" in info.value.message
+    assert f"envcore_resolvers() returned {returned} instead" in info.value.message
+
+
+def test_a_hook_returning_an_empty_list_registers_nothing(install_plugin: InstallPlugin) -> None:
+    code = "from envcore import hookimpl\n\n@hookimpl\ndef envcore_resolvers():\n    return []\n"
+    install_plugin("envcore-empty", {"empty": "envcore_empty.plugin"}, {"envcore_empty.plugin": code})
+    assert build_registry(Config.load()).plugins["empty"].status == "loaded"
+
+
 def test_unknown_resolver_message(monkeypatch: pytest.MonkeyPatch, install_plugin: InstallPlugin) -> None:
     install_plugin(
         "envcore-pixi", {"pixi": "envcore_pixi.plugin"}, {"envcore_pixi.plugin": resolver_plugin_code("pixi")}
