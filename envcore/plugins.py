@@ -14,7 +14,7 @@ import re
 import threading
 import traceback
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import partial
 from types import FunctionType, MethodType, ModuleType
 from typing import Any, Generic, TypeVar
@@ -31,7 +31,7 @@ from envcore.config import (
     secret_query_names,
     store_root_settings,
 )
-from envcore.errors import ConfigError, EnvcoreError, PluginError
+from envcore.errors import ConfigError, EnvcoreError, PluginError, echoed
 from envcore.frozen import record
 from envcore.types import (
     Capability,
@@ -59,6 +59,8 @@ BUILTIN = "builtin"
 _IN_TREE_RESOLVERS = ("rattler", "uv", "pip", "poetry", "conda", "mamba", "micromamba", "conda-lock")
 # how a plugin module that imported but breaks the hook contract is described (``envcore plugins``, warnings)
 BROKEN_CONTRACT = "it does not follow the envcore hook contract: "
+# how a plugin left out for declaring a setting envcore or another plugin declares otherwise is described
+SETTING_CLASH = "it declares the setting "
 CHECKED_KEPT = 50_000  # packages remembered as checked (the rattler resolver keeps as many converted)
 RESOLVER_SETTINGS = {
     EnvType.CONDA_ONLY: "CONDA_DEPENDENCY_RESOLVER",
@@ -694,12 +696,25 @@ def _setting_conflicts(registry: Registry, settings: list[Registered[Setting]]) 
     for entry in settings:
         setting, owner = declared.setdefault(entry.record.name, (entry.record, entry.plugin))
         if owner != entry.plugin and setting != entry.record:
-            other = "envcore itself" if owner == "envcore" else f"the plugin {owner!r}"
+            other = "envcore itself" if owner == "envcore" else f"the plugin {registry._origin(owner)}"
+            differ = "; ".join(
+                f"{f.name} {echoed(getattr(entry.record, f.name), 60)}, not {echoed(getattr(setting, f.name), 60)}"
+                for f in fields(Setting)
+                if getattr(entry.record, f.name) != getattr(setting, f.name)
+            )
+            own = re.sub(r"[^A-Z0-9]+", "_", entry.plugin.upper()).strip("_") + "_"
+            example = "" if entry.record.name.startswith(own) else f", such as {own}{entry.record.name}"
             _fail(
                 registry,
                 registry.plugins[entry.plugin],
-                f"it declares the setting {entry.record.name}, which {other} declares otherwise. Give the plugin's "
-                "setting a name of its own (e.g. prefixed with the plugin's name).",
+                f"{SETTING_CLASH}{entry.record.name}, which {other} declares otherwise ({differ}): one of the two "
+                f"declarations would be ignored. Give the plugin's setting a name of its own{example} (prefixed "
+                "with the plugin's name), "
+                + (
+                    "or read envcore's without declaring it."
+                    if owner == "envcore"
+                    else "or declare it exactly as that plugin does."
+                ),
             )
 
 

@@ -146,13 +146,15 @@ def _sentence(text: str) -> str:
 def _module_problem(error: str) -> str:
     """What is wrong with a plugin module that failed, and its fix: it breaks the hook contract, or it cannot be
     imported."""
-    from envcore.plugins import BROKEN_CONTRACT
+    from envcore.plugins import BROKEN_CONTRACT, SETTING_CLASH
 
     if error.startswith(BROKEN_CONTRACT):
         return (
             f"does not follow envcore's hook contract: {_sentence(error.removeprefix(BROKEN_CONTRACT))} Commands "
             "that need its backends will fail; fix the module (see envcore.hookspecs)."
         )
+    if error.startswith(SETTING_CLASH):
+        return f"{_sentence(error.removeprefix('it '))} It is left out: commands that need its backends will fail."
     return (
         f"cannot be imported: {_sentence(error)} Commands that need its backends will fail; fix the setting or "
         "install the module."

@@ -115,6 +115,20 @@ def test_plugins_aligns_long_names_and_lists_contract_breakers(install_plugin: I
             line for line in envcore("show", "x/y:v1", env=env).stderr.splitlines() if "envcore_bad" in line
         ]
         assert "does not follow envcore's hook contract" in line and "cannot be imported" not in line, line
+    # a setting envcore declares otherwise: said as such, naming the setting and both declarations' owners
+    code = "from envcore import hookimpl\nfrom envcore.types import Setting\n\n@hookimpl\ndef envcore_settings():\n"
+    code += "    yield Setting(name='CONDA_LOCK_TIMEOUT', default='soon')\n"
+    site = install_plugin("unused-clash", {}, {"envcore_clash.plugin": code})
+    env = {"PYTHONPATH": str(site), "METAFLOW_ENVCORE_PLUGIN_MODULES": "envcore_clash.plugin"}
+    (line,) = [line for line in envcore("plugins", env=env).stderr.splitlines() if "envcore_clash" in line]
+    assert line.startswith(
+        "envcore: warning: the plugin module envcore_clash.plugin (METAFLOW_ENVCORE_PLUGIN_MODULES) declares the "
+        "setting CONDA_LOCK_TIMEOUT, which envcore itself declares otherwise (default 'soon', not 3600;"
+    ), line
+    assert line.endswith(
+        "or read envcore's without declaring it. It is left out: commands that need its backends will fail."
+    ), line
+    assert "install the module" not in line and "cannot be imported" not in line, line
 
 
 def test_config_show_masks_secrets_and_names_sources() -> None:

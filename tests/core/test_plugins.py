@@ -743,10 +743,6 @@ def envcore_settings():
             "name 'METAFLOW_ENVCORE_M5' starts with METAFLOW_; declare it without the prefix (ENVCORE_M5)",
         ),
         ('name="envcore_m5"', "name 'envcore_m5' is not an upper-case key"),
-        (
-            'name="CONDA_CHANNELS", kind="int", default=1',
-            "it declares the setting CONDA_CHANNELS, which envcore itself declares otherwise",
-        ),
     ],
 )
 def test_a_malformed_setting_declaration_leaves_its_plugin_out(
@@ -760,6 +756,40 @@ def test_a_malformed_setting_declaration_leaves_its_plugin_out(
         {"envcore_m5.plugin": SETTINGS_PLUGIN.format(fields=fields)},
     )
     assert problem in _left_out("m5")
+
+
+def test_a_setting_declared_otherwise_by_envcore_or_another_plugin_names_both(
+    install_plugin: InstallPlugin,
+) -> None:
+    """Before, it named neither how the declarations differ nor the other plugin's distribution, and the CLI
+    said it as an import failure (test_cli)."""
+    install_plugin(
+        "envcore-m5",
+        {"m5": "envcore_m5.plugin"},
+        {"envcore_m5.plugin": SETTINGS_PLUGIN.format(fields='name="CONDA_CHANNELS", kind="int", default=1')},
+    )
+    assert _left_out("m5") == (
+        "it declares the setting CONDA_CHANNELS, which envcore itself declares otherwise (default 1, not None; "
+        "kind 'int', not 'json'; help '', not 'Default conda channels (list or comma separated)'): one of the "
+        "two declarations would be ignored. Give the plugin's setting a name of its own, such as "
+        "M5_CONDA_CHANNELS (prefixed with the plugin's name), or read envcore's without declaring it."
+    )
+    for name, kind in (("one", "str"), ("two-b", "int")):
+        install_plugin(
+            f"envcore-{name}",
+            {name: f"envcore_{name.replace('-', '_')}.plugin"},
+            {
+                f"envcore_{name.replace('-', '_')}.plugin": SETTINGS_PLUGIN.format(
+                    fields=f'name="SHARED_WORKERS", kind="{kind}", default="1" if "{kind}" == "str" else 1'
+                )
+            },
+        )
+    assert _left_out("two-b") == (
+        "it declares the setting SHARED_WORKERS, which the plugin 'one' (envcore-one 1.0) declares otherwise "
+        "(default 1, not '1'; kind 'int', not 'str'): one of the two declarations would be ignored. Give the "
+        "plugin's setting a name of its own, such as TWO_B_SHARED_WORKERS (prefixed with the plugin's name), or "
+        "declare it exactly as that plugin does."
+    )
 
 
 def test_two_plugins_may_declare_the_same_setting_alike(install_plugin: InstallPlugin) -> None:
