@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
 from envcore import configfiles
-from envcore.errors import ConfigError, echoed
+from envcore.errors import ConfigError, PluginError, echoed
 from envcore.frozen import record
 from envcore.types import Setting
 
@@ -312,6 +312,7 @@ class Config:
         self._environ = dict(environ)
         self._files = [(str(where), data) for where, data in files]  # (path or label, its METAFLOW_* keys)
         self._cache: dict[str, Value] = {}
+        self._complete = False  # every plugin's settings are declared: reading another name is a bug
         self.add_settings(settings)
 
     @classmethod
@@ -339,10 +340,21 @@ class Config:
     def settings(self) -> list[Setting]:
         return list(self._settings.values())
 
+    def declared_all(self) -> None:
+        """Every setting is declared from here on (:func:`envcore.plugins.build_registry` calls this once the
+        plugins' settings are added): reading a setting that envcore and no loaded plugin declares is then a
+        :class:`PluginError` naming it (before, a bare ``Config.load()`` reads it as its raw text: a plugin's
+        settings are declared to the registry's configuration only)."""
+        self._complete = True
+
     def value(self, name: str) -> Value:
         if name in self._cache:
             return self._cache[name]
-        setting = self._settings.get(name) or Setting(name=name)
+        setting = self._settings.get(name)
+        if setting is None:
+            if self._complete:
+                raise _undeclared(name)
+            setting = Setting(name=name)
         env_name = f"METAFLOW_{name}"
         found = configfiles.raw_value(name, self._environ, self._files)
         # a JSON null in a config file means "not set" (a typed null would reach code that expects the kind)
@@ -500,6 +512,23 @@ class Config:
         if first.value:
             return (first.value, *extras), first.source
         return (index or DEFAULT_PYPI_INDEX, *extras), source if index or extras else "default"
+
+
+def _undeclared(name: str) -> PluginError:
+    """The error of reading a setting nobody declared, naming the module that reads it (the first caller outside
+    this module and ``envcore.tools``, whose ``find_executable`` reads a backend's setting for it)."""
+    import sys
+
+    frame = sys._getframe(2)
+    while frame.f_back and frame.f_globals.get("__name__") in (__name__, "envcore.tools"):
+        frame = frame.f_back
+    return PluginError(
+        f"The setting METAFLOW_{name} is read by {frame.f_globals.get('__name__')} but declared neither by envcore nor by any loaded plugin: "
+        "undeclared, it would be read as its raw text, untyped, and `envcore config show` would not list it. "
+        f"Declare it in the plugin's envcore_settings hook (`yield Setting(name={name!r}, default=..., "
+        "kind='str', help='...')`, envcore.types.Setting), or correct the name if it is misspelled. This is a bug "
+        "in the plugin; report it to its authors."
+    )
 
 
 def _pip_index_config(environ: Mapping[str, str]) -> tuple[str | None, tuple[str, ...], str]:

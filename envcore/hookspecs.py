@@ -105,7 +105,8 @@ def envcore_naming() -> Iterable[NamingPlugin]:
 @hookspec
 def envcore_settings() -> Iterable[Setting]:
     """Declare configuration keys (without ``METAFLOW_``), read like every Metaflow setting and listed by
-    ``envcore config show``.
+    ``envcore config show``. Declare every key the plugin reads: the registry's configuration refuses the
+    others (a :class:`~envcore.errors.PluginError` naming the key, where ``config.get`` reads it).
 
     Example::
 

@@ -505,6 +505,7 @@ def build_registry(config: Config | None = None, *, builtins: Sequence[ModuleTyp
     config.add_settings(s.record for s in kept["envcore_settings"])
     _index(registry, kept)
     config.add_settings(_store_root_settings(registry))
+    config.declared_all()
     return registry
 
 

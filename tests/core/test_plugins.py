@@ -260,7 +260,7 @@ def test_unknown_resolver_message(monkeypatch: pytest.MonkeyPatch, install_plugi
         in (missing.message)
     )
     # an installer too (before: no hint, as its kind was neither 'store' nor 'resolver')
-    missing = build_registry(Config.load())._unknown("pypi installer", "CONDA_PYPI_INSTALLER", "uv", [])
+    missing = build_registry(Config.load())._unknown("pypi installer", "ENVCORE_PYPI_INSTALLER", "uv", [])
     assert "envcore-uv (in envcore's repository's backends/uv folder" in missing.message
 
 
@@ -792,6 +792,41 @@ def test_a_setting_declared_otherwise_by_envcore_or_another_plugin_names_both(
     )
 
 
+def test_a_setting_no_one_declares_is_refused_when_read_through_the_registry(
+    install_plugin: InstallPlugin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before, an undeclared setting was read as its raw text, untyped and unlisted, without a word: a misspelled
+    or forgotten declaration went unnoticed."""
+    code = resolver_plugin_code("pixi").replace(
+        'self.exe = config.get("ENVCORE_PIXI_EXE")', 'self.exe = config.get("ENVCORE_PIXI_EXEC")'
+    )
+    install_plugin("envcore-pixi", {"pixi": "envcore_pixi.plugin"}, {"envcore_pixi.plugin": code})
+    monkeypatch.setenv("METAFLOW_ENVCORE_PIXI_EXEC", "/opt/pixi")
+    registry = build_registry(Config.load())
+    with pytest.raises(PluginError) as info:
+        registry.resolver_named("pixi")
+    assert info.value.message == (
+        "The setting METAFLOW_ENVCORE_PIXI_EXEC is read by envcore_pixi.plugin but declared neither by envcore nor "
+        "by any loaded plugin: undeclared, it would be read as its raw text, untyped, and `envcore config show` "
+        "would not list it. Declare it in the plugin's envcore_settings hook (`yield Setting(name="
+        "'ENVCORE_PIXI_EXEC', default=..., kind='str', help='...')`, envcore.types.Setting), or correct the name "
+        "if it is misspelled. This is a bug in the plugin; report it to its authors."
+    )
+    # read for a backend by envcore (find_executable): the backend is named
+    from envcore.tools import find_executable
+
+    def read_for_me() -> object:
+        return find_executable(registry.config, "ENVCORE_NOT_DECLARED_EXE", (), BackendUnavailable)
+
+    with pytest.raises(
+        PluginError, match=r"METAFLOW_ENVCORE_NOT_DECLARED_EXE is read by tests\.core\.test_plugins "
+    ):
+        read_for_me()
+    # what the registry declares is read as declared; a configuration no registry completed reads it as before
+    assert registry.config.get("ENVCORE_PIXI_EXE") == "pixi-bin"
+    assert Config.load().get("ENVCORE_PIXI_EXEC") == "/opt/pixi"
+
+
 def test_two_plugins_may_declare_the_same_setting_alike(install_plugin: InstallPlugin) -> None:
     for name in ("one", "two"):
         install_plugin(
@@ -858,3 +893,24 @@ def test_no_resolver_names_the_mode_as_the_original(
     assert f"Cannot resolve environments in {env_type.value} mode because no resolver is configured" in str(
         info.value
     )
+
+
+def test_every_setting_the_in_tree_backends_read_is_declared() -> None:
+    """A registry's configuration refuses an undeclared setting: every name envcore's own backends and stores
+    read (``config.get("X")``, ``config.value("X")``, a setting named for ``find_executable``) is declared."""
+    import re
+
+    root = Path(__file__).resolve().parents[2]
+    read = re.compile(
+        r"""(?:config\.(?:get|value)\(|_setting\(config, |find_executable\([\w.]+, |\b(?:setting|SETTING) = |_find\()"""
+        r"""["']([A-Z][A-Z0-9_]+)["']"""
+    )
+    found = {
+        (name, str(path.relative_to(root)))
+        for folder in ("backends", "storage")
+        for path in (root / folder).glob("*/envcore_*/*.py")
+        for name in read.findall(path.read_text(encoding="utf-8"))
+    }
+    assert len(found) >= 20, found  # the pattern still finds the reads
+    declared = set(build_registry(Config.load()).config.names())
+    assert sorted(f"{name} ({path})" for name, path in found if name not in declared) == []
