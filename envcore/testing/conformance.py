@@ -51,6 +51,7 @@ from envcore.errors import (
     PreconditionFailed,
     ResolutionError,
     StorageError,
+    clipped,
 )
 from envcore.plugins import Registry, build_registry, has_credentials
 from envcore.resolve import sys_packages as sys_packages_for
@@ -776,6 +777,37 @@ def _local_arch() -> str:
 # --- stores --------------------------------------------------------------------------------------------
 
 
+def _listing(store: Store, prefix: str, expected: list[str], when: str = "") -> list[ObjectInfo]:
+    """``store.list(prefix)``, which must give the keys ``expected`` in that order; else fail naming ``list()``
+    (``when``: after what), what it gave, what was expected and what is wrong with it."""
+    infos = list(store.list(prefix))
+    got = [i.key for i in infos]
+    if got == expected:
+        return infos
+    missing = [k for k in expected if k not in got]
+    folder = prefix if prefix.endswith("/") or not prefix else f"{prefix}/"
+    beyond = [k for k in missing if not k.startswith(folder)]  # listed as a folder: 'd' without 'dx'
+    extra = [k for k in got if k not in expected]
+    outside = [k for k in extra if not k.startswith(prefix)]
+
+    def shown(keys: list[str], limit: int = 200) -> str:
+        return clipped(repr(keys), limit)
+
+    wrong = [
+        f"{prefix!r} is a string prefix, not a folder: it also matches {shown(beyond)}" if beyond else "",
+        f"{shown([k for k in missing if k not in beyond])} missing" if len(missing) > len(beyond) else "",
+        f"{shown(outside)} do not start with {prefix!r}" if outside else "",
+        f"{shown([k for k in extra if k not in outside])} are not there" if len(extra) > len(outside) else "",
+        "a key is listed twice" if len(set(got)) < len(got) else "",
+        "not sorted (keys are listed in the order of their strings)" if sorted(got) == expected else "",
+    ]
+    pytest.fail(
+        f"{type(store).__name__}.list({prefix!r}){when} gave {shown(got, 400)}, expected "
+        f"{shown(expected, 400)}: {'; '.join(filter(None, wrong))}.",
+        pytrace=False,
+    )
+
+
 class StorageConformance:
     """What every store must do. Override ``store`` (an empty store) and, if it has any, ``secrets``;
     override ``reopen_store`` if the default cannot open a second instance of your store (see there)."""
@@ -951,23 +983,24 @@ class StorageConformance:
         store.delete("no/such/key")  # deleting nothing is not an error
 
     def test_delete_removes_that_key_only(self, store: Store) -> None:
-        for key in ("d/x", "d/xy", "d/x.json", "d/w", "dx"):
+        """Told by ``stat`` (a listing that is wrong fails naming ``list``, here and in the listing tests)."""
+        kept = ["d/w", "d/x.json", "d/xy", "dx"]
+        for key in ("d/x", *kept):
             store.put_bytes(key, key.encode())
         store.delete("d/x")
         assert store.stat("d/x") is None, "the deleted key is still there"
-        kept = [i.key for i in store.list("d")]
-        assert kept == ["d/w", "d/x.json", "d/xy", "dx"], (
-            f"delete('d/x') must remove that key and nothing else; left: {kept}"
-        )
+        gone = [key for key in kept if store.stat(key) is None]
+        assert not gone, f"delete('d/x') must remove that key and nothing else; it removed {gone} too"
         assert self._read(store, "d/xy") == b"d/xy", "a key sharing the deleted key's prefix lost its content"
+        _listing(store, "d", kept, " after delete('d/x')")
 
     def test_keys_are_case_sensitive(self, store: Store) -> None:
         store.put_bytes("Team/x", b"upper")
         store.put_bytes("team/x", b"lower")
         found = (self._read(store, "Team/x"), self._read(store, "team/x"))
         assert found == (b"upper", b"lower"), f"'Team/x' and 'team/x' are two keys; read back {found}"
-        listed = ([i.key for i in store.list("Team/")], [i.key for i in store.list("team/")])
-        assert listed == (["Team/x"], ["team/x"]), f"listing is case-sensitive; got {listed}"
+        _listing(store, "Team/", ["Team/x"])  # listing is case-sensitive
+        _listing(store, "team/", ["team/x"])
         store.delete("team/x")
         assert self._read(store, "Team/x") == b"upper", "delete('team/x') removed 'Team/x'"
 
@@ -998,7 +1031,7 @@ class StorageConformance:
             "create-if-absent of a key another instance wrote",
             lambda: other.put_bytes("shared/a", b"again", if_absent=True),
         )
-        assert [i.key for i in other.list("shared/")] == ["shared/a"], "list() of the second instance"
+        _listing(other, "shared/", ["shared/a"], " (of the second instance)")
         other.delete("shared/a")
         assert store.stat("shared/a") is None, (
             f"deleted by the second instance (version {second.version}), still seen"
@@ -1008,32 +1041,24 @@ class StorageConformance:
         key = "envs/aliases/generic/équipe/données v1/ünïcödé"
         store.put_bytes(key, b"ok")
         assert self._read(store, key) == b"ok", "a unicode key must round-trip"
-        listed = [i.key for i in store.list("envs/aliases/generic/équipe/")]
-        assert listed == [key], f"listing of a unicode prefix: {listed}"
+        _listing(store, "envs/aliases/generic/équipe/", [key])
 
     def test_listing_is_recursive_sorted_and_prefix_filtered(self, store: Store) -> None:
         for size, key in enumerate(("p/b/2", "p/a", "p/b/1", "p/bc", "q/x"), start=1):
             store.put_bytes(key, b"x" * size)
-        infos = list(store.list("p/"))
-        listed = [i.key for i in infos]
-        assert listed == ["p/a", "p/b/1", "p/b/2", "p/bc"], (
-            f"list('p/') must be recursive and sorted: {listed}"
-        )
-        for (
-            info
-        ) in infos:  # what stat says: size and version (a listing may be read instead of stat-ing each)
+        infos = _listing(store, "p/", ["p/a", "p/b/1", "p/b/2", "p/bc"])  # recursive and sorted
+        # what stat says: size and version (a listing may be read instead of stat-ing each)
+        for info in infos:
             stat = store.stat(info.key)
             assert stat == info, f"list('p/') gave {info!r} but stat({info.key!r}) is {stat!r}"
-        listed = [i.key for i in store.list("p/b")]
-        assert listed == ["p/b/1", "p/b/2", "p/bc"], f"list('p/b') is a string prefix, not a folder: {listed}"
-        assert list(store.list("nothing/")) == [], "list() of an absent prefix must be empty"
+        _listing(store, "p/b", ["p/b/1", "p/b/2", "p/bc"])  # a string prefix, not a folder
+        _listing(store, "nothing/", [])
 
     def test_listing_past_one_page(self, store: Store) -> None:
         keys = [f"many/{i:05d}" for i in range(1005)]
         with ThreadPoolExecutor(16) as pool:
             list(pool.map(lambda k: store.put_bytes(k, b"."), keys))
-        listed = [i.key for i in store.list("many/")]
-        assert listed == keys, f"list() must return all 1005 keys in order; got {len(listed)}"
+        _listing(store, "many/", keys)
 
     def test_create_if_absent_keeps_the_first(self, store: Store) -> None:
         store.put_bytes("once", b"first", if_absent=True)

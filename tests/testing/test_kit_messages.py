@@ -145,6 +145,64 @@ def test_a_store_whose_put_file_is_not_atomic_or_whose_listing_lies_fails_the_ki
     assert "list('p/') gave ObjectInfo(key='p/a', size=0, " in out.stdout
 
 
+LISTING_STORES = """
+    from envcore.local_store import LocalStore
+
+
+    class UnsortedStore(LocalStore):
+        def list(self, prefix):
+            return reversed(list(super().list(prefix)))
+
+
+    class FolderStore(LocalStore):  # reads a prefix as a folder: 'd' is 'd/'
+        def list(self, prefix):
+            folder = prefix if prefix.endswith("/") else prefix + "/"
+            return (info for info in super().list(prefix) if info.key.startswith(folder))
+"""
+
+
+def test_a_wrong_listing_fails_naming_list_not_delete(tmp_path: Path) -> None:
+    """Before, the delete test listed what was left and blamed delete for an unsorted or folder-wise listing."""
+    (tmp_path / "listing_stores.py").write_text(textwrap.dedent(LISTING_STORES))
+    tests = """
+        import pytest
+
+        from envcore.testing.conformance import StorageConformance
+        from listing_stores import FolderStore, UnsortedStore
+
+
+        class TestUnsorted(StorageConformance):
+            @pytest.fixture
+            def store(self, tmp_path):
+                return UnsortedStore(tmp_path / "store")
+
+
+        class TestFolder(StorageConformance):
+            @pytest.fixture
+            def store(self, tmp_path):
+                return FolderStore(tmp_path / "store")
+    """
+    out = run_author_tests(tmp_path, tests, "-k", "delete_removes or recursive_sorted")
+    assert "4 failed" in out.stdout, out.stdout[-3000:]
+    said = " ".join(out.stdout.split())
+    assert "must remove that key and nothing else" not in said, said[-3000:]
+    assert (
+        "UnsortedStore.list('d') after delete('d/x') gave ['dx', 'd/xy', 'd/x.json', 'd/w'], expected "
+        "['d/w', 'd/x.json', 'd/xy', 'dx']: not sorted (keys are listed in the order of their strings)."
+        in said
+    )
+    assert (
+        "FolderStore.list('d') after delete('d/x') gave ['d/w', 'd/x.json', 'd/xy'], expected "
+        "['d/w', 'd/x.json', 'd/xy', 'dx']: 'd' is a string prefix, not a folder: it also matches ['dx']."
+        in said
+    )
+    assert (
+        "FolderStore.list('p/b') gave ['p/b/1', 'p/b/2'], expected ['p/b/1', 'p/b/2', 'p/bc']: 'p/b' is a "
+        "string prefix, not a folder: it also matches ['p/bc']." in said
+    )
+    assert "UnsortedStore.list('p/') gave ['p/bc', 'p/b/2', 'p/b/1', 'p/a'], expected" in said
+
+
 def test_a_resolver_that_is_not_registered_is_explained(tmp_path: Path) -> None:
     out = run_kit(tmp_path, "info", "-k", "TestNotLoaded and test_exact_pins")
     assert "1 error" in out.stdout or "1 failed" in out.stdout, out.stdout[-3000:]
