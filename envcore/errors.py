@@ -7,6 +7,8 @@ wrong, where the offending value came from and how to fix it; the CLI prints it 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class EnvcoreWarning(UserWarning):
     """Something a person should know of a result that stands (a pinned release its publisher yanked): the CLI
@@ -33,6 +35,15 @@ def echoed(value: object, limit: int = 100) -> str:
     if len(shown) > limit:
         return f"{shown[:limit]!r}... ({len(shown)} characters)"
     return repr(shown) if isinstance(value, str) else shown
+
+
+def close_match(word: str, choices: Iterable[str], cutoff: float = 0.6) -> str | None:
+    """The one of ``choices`` closest to ``word``, if one is close enough to be what was meant (a message's "Did
+    you mean ...?")."""
+    import difflib
+
+    found = difflib.get_close_matches(word, list(choices), n=1, cutoff=cutoff)
+    return found[0] if found else None
 
 
 class EnvcoreError(Exception):

@@ -31,7 +31,7 @@ from envcore.config import (
     secret_query_names,
     store_root_settings,
 )
-from envcore.errors import ConfigError, EnvcoreError, PluginError, echoed
+from envcore.errors import ConfigError, EnvcoreError, PluginError, close_match, echoed
 from envcore.frozen import record
 from envcore.types import (
     Capability,
@@ -168,9 +168,7 @@ class Registry:
                 f"load: {failed[0].error}. Reinstall it, or choose one of: {', '.join(sorted(choices)) or 'none'}."
             )
         blocked = [p for p in self.plugins.values() if p.status != "loaded" and p.name == name]
-        import difflib
-
-        close = difflib.get_close_matches(name, list(choices), n=1)
+        close = close_match(name, choices)
         # envcore's own: stores under storage/, resolvers and installers (rattler, uv) under backends/
         folder, names = (
             ("storage", ("s3", "gs", "azure")) if kind == "store" else ("backends", _IN_TREE_RESOLVERS)
@@ -181,7 +179,7 @@ class Registry:
                 "METAFLOW_ENVCORE_DISABLED_PLUGINS; change those settings"
             )
         elif close:
-            hint = f"Did you mean {close[0]!r}? Else install the distribution that provides it"
+            hint = f"Did you mean {close!r}? Else install the distribution that provides it"
         elif name in names:
             hint = (
                 f"Install the distribution that provides it, envcore-{name} (in envcore's repository's "
@@ -568,10 +566,8 @@ def _register(
             for h in dir(module)
             if h.startswith("envcore") and h not in known and callable(getattr(module, h))
         ]
-        import difflib
-
-        guess = difflib.get_close_matches(unknown[0], known, n=1) if unknown else []
-        hint = f" Did you mean {guess[0]!r} (instead of {unknown[0]!r})?" if guess else ""
+        guess = close_match(unknown[0], known) if unknown else None
+        hint = f" Did you mean {guess!r} (instead of {unknown[0]!r})?" if guess else ""
         if "can not be found in the hookspec" in str(exc):
             hint += " envcore's hooks take the arguments envcore.hookspecs gives them (its registration hooks: none)."
         said = " ".join(str(exc).split()).rstrip(".")

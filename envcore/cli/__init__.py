@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from envcore import __version__
-from envcore.errors import EnvcoreError, clipped
+from envcore.errors import EnvcoreError, clipped, close_match
 
 if TYPE_CHECKING:
     from envcore.aliases import PathspecLookup
@@ -191,11 +191,9 @@ def _misspelled_settings(known: list[str], environ: Mapping[str, str]) -> list[s
         name = key.removeprefix("METAFLOW_")
         if not key.startswith(("METAFLOW_ENVCORE_", "METAFLOW_CONDA_")) or name in names:
             continue
-        import difflib
-
-        close = difflib.get_close_matches(name, names, n=1, cutoff=0.85)
+        close = close_match(name, names, cutoff=0.85)
         if close or name.startswith("ENVCORE_"):
-            meant = f" Did you mean METAFLOW_{close[0]}?" if close else ""
+            meant = f" Did you mean METAFLOW_{close}?" if close else ""
             found.append(
                 f"{key} is not a setting envcore knows, so it is ignored.{meant} See `envcore config show`."
             )

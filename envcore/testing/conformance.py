@@ -52,6 +52,7 @@ from envcore.errors import (
     ResolutionError,
     StorageError,
     clipped,
+    close_match,
 )
 from envcore.plugins import Registry, build_registry, has_credentials
 from envcore.resolve import sys_packages as sys_packages_for
@@ -232,9 +233,10 @@ def _not_registered(kind: str, name: str, registry: Registry, suite: type) -> st
         else ". The kit runs with a clean environment (no METAFLOW_* variables): a plugin that is not installed "
         f'with its entry point is loaded by setting `plugin_modules = ("your_package.plugin",)` on {suite.__name__}.'
     )
+    close = close_match(name, table)
     return (
-        f"no {kind} named {name!r} is registered (registered: {', '.join(sorted(table)) or 'none'}"
-        f"{'; failed to load: ' + '; '.join(failed) if failed else ''}){hint}"
+        f"no {kind} named {name!r} is registered{f': did you mean {close!r}?' if close else ''} (registered: "
+        f"{', '.join(sorted(table)) or 'none'}{'; failed to load: ' + '; '.join(failed) if failed else ''}){hint}"
     )
 
 

@@ -57,6 +57,10 @@ KIT = """
 
     class TestNotLoaded(ResolverConformance):
         resolver_name = "toyrattler"
+
+
+    class TestMisspelled(ResolverConformance):
+        resolver_name = "ratler"
 """
 
 
@@ -206,9 +210,15 @@ def test_a_wrong_listing_fails_naming_list_not_delete(tmp_path: Path) -> None:
 def test_a_resolver_that_is_not_registered_is_explained(tmp_path: Path) -> None:
     out = run_kit(tmp_path, "info", "-k", "TestNotLoaded and test_exact_pins")
     assert "1 error" in out.stdout or "1 failed" in out.stdout, out.stdout[-3000:]
-    assert "no resolver named 'toyrattler' is registered (registered: " in out.stdout
+    assert "no resolver named 'toyrattler' is registered: did you mean 'rattler'? (registered: " in out.stdout
     assert "rattler-uv" in out.stdout
     assert '`plugin_modules = ("your_package.plugin",)` on TestNotLoaded' in out.stdout
+
+
+def test_a_misspelled_resolver_name_gets_a_guess(tmp_path: Path) -> None:
+    out = run_kit(tmp_path, "info", "-k", "TestMisspelled and test_exact_pins")
+    assert "1 error" in out.stdout or "1 failed" in out.stdout, out.stdout[-3000:]
+    assert "no resolver named 'ratler' is registered: did you mean 'rattler'? (registered: " in out.stdout
 
 
 FORGETFUL_RESOLVER = """
