@@ -421,8 +421,12 @@ def has_credentials(url: str) -> bool:
 
 
 def _plugin_name_for_module(module_path: str) -> str:
+    """A plugin loaded by path without a name: ``envcore_pixi.plugin`` is ``pixi``, another module its path, in
+    lower case as every plugin name."""
     top = module_path.split(".")[0]
-    return top.removeprefix("envcore_").replace("_", "-") if top.startswith("envcore_") else module_path
+    return (
+        top.removeprefix("envcore_").replace("_", "-") if top.startswith("envcore_") else module_path
+    ).lower()
 
 
 def _candidates(config: Config) -> list[tuple[str, str, Callable[[], ModuleType], str | None, str | None]]:
@@ -433,10 +437,17 @@ def _candidates(config: Config) -> list[tuple[str, str, Callable[[], ModuleType]
     ]
     for item in config.name_list("ENVCORE_PLUGIN_MODULES") or []:
         name, _, path = item.rpartition("=")
-        path = path.strip()
+        name, path = name.strip(), path.strip()
+        if name and not re.match(_NAME, name):
+            fix = f"Write {name.lower()}={path}" if re.match(_NAME, name.lower()) else "Give it such a name"
+            raise ConfigError(
+                f"{config.value('ENVCORE_PLUGIN_MODULES').describe()}, but {name!r}, the name it gives {path}, is "
+                "not a plugin name: plugin names, as backend names, are lower-case letters, digits, '-', '_' or "
+                f"'.' (and METAFLOW_ENVCORE_PLUGINS and METAFLOW_ENVCORE_DISABLED_PLUGINS match them exactly). {fix}."
+            )
         found.append(
             (
-                name.strip() or _plugin_name_for_module(path),
+                name or _plugin_name_for_module(path),
                 path,
                 partial(importlib.import_module, path),
                 None,
@@ -469,7 +480,18 @@ def build_registry(config: Config | None = None, *, builtins: Sequence[ModuleTyp
         if name in registry.plugins and registry.plugins[name].module == path:
             continue  # the same plugin through an entry point and a module path
         info = PluginInfo(name=name, module=path, distribution=dist, version=version)
-        if name in blocked:
+        if dist and not re.match(
+            _NAME, name
+        ):  # (a name METAFLOW_ENVCORE_PLUGIN_MODULES gives is checked there)
+            info.status, info.error = (
+                "failed",
+                (
+                    f"its entry point is named {name!r}, which is not a plugin name: plugin names, as backend names, "
+                    "are lower-case letters, digits, '-', '_' or '.'. Rename the entry point (the distribution's "
+                    "[project.entry-points.envcore])"
+                ),
+            )
+        elif name in blocked:
             info.status = "blocked"
         elif allowed is not None and name not in allowed:
             info.status = "not-allowed"

@@ -47,6 +47,39 @@ def test_plugin_by_module_path(install_plugin: InstallPlugin, monkeypatch: pytes
     assert "custom" in build_registry(Config.load()).plugins
 
 
+def test_plugin_names_are_lower_case_wherever_they_come_from(
+    install_plugin: InstallPlugin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before, METAFLOW_ENVCORE_PLUGIN_MODULES=Pixi=module loaded a plugin named 'Pixi', which the allow- and
+    block-lists (and a remote node, given it back as Pixi=module) then had to spell so."""
+    install_plugin("unused", {}, {"envcore_remote.plugin": resolver_plugin_code("remote")})
+    install_plugin("unused2", {}, {"MyCo.plugin": resolver_plugin_code("myco")})
+    monkeypatch.setenv("METAFLOW_ENVCORE_PLUGIN_MODULES", "Pixi=envcore_remote.plugin")
+    with pytest.raises(ConfigError) as info:
+        build_registry(Config.load())
+    assert info.value.message == (
+        "`METAFLOW_ENVCORE_PLUGIN_MODULES` is [\"Pixi=envcore_remote.plugin\"] (from env var), but 'Pixi', the name "
+        "it gives envcore_remote.plugin, is not a plugin name: plugin names, as backend names, are lower-case "
+        "letters, digits, '-', '_' or '.' (and METAFLOW_ENVCORE_PLUGINS and METAFLOW_ENVCORE_DISABLED_PLUGINS "
+        "match them exactly). Write pixi=envcore_remote.plugin."
+    )
+    monkeypatch.setenv("METAFLOW_ENVCORE_PLUGIN_MODULES", "my plugin=envcore_remote.plugin")
+    with pytest.raises(ConfigError, match=r"'my plugin', the name it gives .* Give it such a name\."):
+        build_registry(Config.load())
+    # a name envcore gives a module path is lower-case; so must be an entry point's
+    monkeypatch.setenv("METAFLOW_ENVCORE_PLUGIN_MODULES", "MyCo.plugin")
+    install_plugin("envcore-upper", {"Upper": "envcore_remote.plugin"}, {})
+    registry = build_registry(Config.load())
+    assert registry.plugins["myco.plugin"].status == "loaded" and "myco" in registry.resolvers
+    upper = registry.plugins["Upper"]
+    assert (upper.status, upper.error) == (
+        "failed",
+        "its entry point is named 'Upper', which is not a plugin name: plugin names, as backend names, are "
+        "lower-case letters, digits, '-', '_' or '.'. Rename the entry point (the distribution's "
+        "[project.entry-points.envcore])",
+    )
+
+
 def test_same_plugin_by_entry_point_and_module_path_is_loaded_once(
     install_plugin: InstallPlugin, monkeypatch: pytest.MonkeyPatch
 ) -> None:
