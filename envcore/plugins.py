@@ -163,9 +163,11 @@ class Registry:
         value = self.config.value(setting)
         failed = [p for p in self.plugins.values() if p.status == "failed" and name in (p.name, p.module)]
         if failed:
+            error = failed[0].error or ""
+            fix = "Fix it" if error.startswith((BROKEN_CONTRACT, SETTING_CLASH)) else "Reinstall it"
             return ConfigError(
                 f"{value.describe()}, and the plugin providing {kind} {name!r} ({failed[0].origin}) failed to "
-                f"load: {failed[0].error}. Reinstall it, or choose one of: {', '.join(sorted(choices)) or 'none'}."
+                f"load: {error.rstrip('.')}. {fix}, or choose one of: {', '.join(sorted(choices)) or 'none'}."
             )
         blocked = [p for p in self.plugins.values() if p.status != "loaded" and p.name == name]
         close = close_match(name, choices)

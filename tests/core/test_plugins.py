@@ -825,6 +825,24 @@ def test_a_setting_declared_otherwise_by_envcore_or_another_plugin_names_both(
     )
 
 
+def test_selecting_a_backend_of_a_plugin_left_out_says_to_fix_it_not_to_reinstall_it(
+    install_plugin: InstallPlugin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code = resolver_plugin_code("clashy").replace(
+        'Setting(name="ENVCORE_CLASHY_EXE"', 'Setting(name="CONDA_TEST"'
+    )
+    install_plugin("envcore-clashy", {"clashy": "envcore_clashy.plugin"}, {"envcore_clashy.plugin": code})
+    monkeypatch.setenv("METAFLOW_CONDA_DEPENDENCY_RESOLVER", "clashy")
+    with pytest.raises(ConfigError) as info:
+        build_registry(Config.load()).resolver_plugin(EnvType.CONDA_ONLY)
+    message = info.value.message
+    assert (
+        "(envcore-clashy 1.0) failed to load: it declares the setting CONDA_TEST, which envcore itself"
+        in message
+    )
+    assert "or read envcore's without declaring it. Fix it, or choose one of: " in message, message
+
+
 def test_a_setting_no_one_declares_is_refused_when_read_through_the_registry(
     install_plugin: InstallPlugin, monkeypatch: pytest.MonkeyPatch
 ) -> None:
