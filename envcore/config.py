@@ -523,11 +523,11 @@ def _undeclared(name: str) -> PluginError:
     while frame.f_back and frame.f_globals.get("__name__") in (__name__, "envcore.tools"):
         frame = frame.f_back
     return PluginError(
-        f"The setting METAFLOW_{name} is read by {frame.f_globals.get('__name__')} but declared neither by envcore nor by any loaded plugin: "
-        "undeclared, it would be read as its raw text, untyped, and `envcore config show` would not list it. "
-        f"Declare it in the plugin's envcore_settings hook (`yield Setting(name={name!r}, default=..., "
-        "kind='str', help='...')`, envcore.types.Setting), or correct the name if it is misspelled. This is a bug "
-        "in the plugin; report it to its authors."
+        f"The setting METAFLOW_{name} is read by {frame.f_globals.get('__name__')} but declared neither by "
+        "envcore nor by any loaded plugin: undeclared, it would be read as its raw text, untyped, and `envcore "
+        f"config show` would not list it. Declare it in the plugin's envcore_settings hook (`yield Setting(name="
+        f"{name!r}, default=..., kind='str', help='...')`, envcore.types.Setting), or correct the name if it is "
+        "misspelled. This is a bug in the plugin; report it to its authors."
     )
 
 

@@ -443,9 +443,10 @@ def _candidates(config: Config) -> list[tuple[str, str, Callable[[], ModuleType]
         if name and not re.match(_NAME, name):
             fix = f"Write {name.lower()}={path}" if re.match(_NAME, name.lower()) else "Give it such a name"
             raise ConfigError(
-                f"{config.value('ENVCORE_PLUGIN_MODULES').describe()}, but {name!r}, the name it gives {path}, is "
-                "not a plugin name: plugin names, as backend names, are lower-case letters, digits, '-', '_' or "
-                f"'.' (and METAFLOW_ENVCORE_PLUGINS and METAFLOW_ENVCORE_DISABLED_PLUGINS match them exactly). {fix}."
+                f"{config.value('ENVCORE_PLUGIN_MODULES').describe()}, but {name!r}, the name it gives {path}, "
+                "is not a plugin name: plugin names, as backend names, are lower-case letters, digits, '-', '_' "
+                "or '.' (and METAFLOW_ENVCORE_PLUGINS and METAFLOW_ENVCORE_DISABLED_PLUGINS match them "
+                f"exactly). {fix}."
             )
         found.append(
             (
@@ -482,16 +483,13 @@ def build_registry(config: Config | None = None, *, builtins: Sequence[ModuleTyp
         if name in registry.plugins and registry.plugins[name].module == path:
             continue  # the same plugin through an entry point and a module path
         info = PluginInfo(name=name, module=path, distribution=dist, version=version)
-        if dist and not re.match(
-            _NAME, name
-        ):  # (a name METAFLOW_ENVCORE_PLUGIN_MODULES gives is checked there)
-            info.status, info.error = (
-                "failed",
-                (
-                    f"its entry point is named {name!r}, which is not a plugin name: plugin names, as backend names, "
-                    "are lower-case letters, digits, '-', '_' or '.'. Rename the entry point (the distribution's "
-                    "[project.entry-points.envcore])"
-                ),
+        # an entry point's name (one METAFLOW_ENVCORE_PLUGIN_MODULES gives is checked by _candidates)
+        if dist and not re.match(_NAME, name):
+            info.status = "failed"
+            info.error = (
+                f"its entry point is named {name!r}, which is not a plugin name: plugin names, as backend "
+                "names, are lower-case letters, digits, '-', '_' or '.'. Rename the entry point (the "
+                "distribution's [project.entry-points.envcore])"
             )
         elif name in blocked:
             info.status = "blocked"
@@ -718,10 +716,11 @@ def _setting_conflicts(registry: Registry, settings: list[Registered[Setting]]) 
         setting, owner = declared.setdefault(entry.record.name, (entry.record, entry.plugin))
         if owner != entry.plugin and setting != entry.record:
             other = "envcore itself" if owner == "envcore" else f"the plugin {registry._origin(owner)}"
+            pairs = (
+                (f.name, getattr(entry.record, f.name), getattr(setting, f.name)) for f in fields(Setting)
+            )
             differ = "; ".join(
-                f"{f.name} {echoed(getattr(entry.record, f.name), 60)}, not {echoed(getattr(setting, f.name), 60)}"
-                for f in fields(Setting)
-                if getattr(entry.record, f.name) != getattr(setting, f.name)
+                f"{n} {echoed(mine, 60)}, not {echoed(its, 60)}" for n, mine, its in pairs if mine != its
             )
             own = re.sub(r"[^A-Z0-9]+", "_", entry.plugin.upper()).strip("_") + "_"
             example = "" if entry.record.name.startswith(own) else f", such as {own}{entry.record.name}"

@@ -154,7 +154,8 @@ def _module_problem(error: str) -> str:
             "that need its backends will fail; fix the module (see envcore.hookspecs)."
         )
     if error.startswith(SETTING_CLASH):
-        return f"{_sentence(error.removeprefix('it '))} It is left out: commands that need its backends will fail."
+        said = _sentence(error.removeprefix("it "))
+        return f"{said} It is left out: commands that need its backends will fail."
     return (
         f"cannot be imported: {_sentence(error)} Commands that need its backends will fail; fix the setting or "
         "install the module."

@@ -953,8 +953,8 @@ def test_every_setting_the_in_tree_backends_read_is_declared() -> None:
 
     root = Path(__file__).resolve().parents[2]
     read = re.compile(
-        r"""(?:config\.(?:get|value)\(|_setting\(config, |find_executable\([\w.]+, |\b(?:setting|SETTING) = |_find\()"""
-        r"""["']([A-Z][A-Z0-9_]+)["']"""
+        r"""(?:config\.(?:get|value)\(|_setting\(config, |find_executable\([\w.]+, |\b(?:setting|SETTING) = """
+        r"""|_find\()["']([A-Z][A-Z0-9_]+)["']"""
     )
     found = {
         (name, str(path.relative_to(root)))
