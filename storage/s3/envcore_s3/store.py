@@ -73,6 +73,14 @@ class S3Store:
                 "would be dropped); fix METAFLOW_CONDA_S3ROOT (or METAFLOW_DATASTORE_SYSROOT_S3, which it comes from "
                 "when unset)."
             )
+        if "//" in parts.path.strip("/"):
+            tidy = "/".join(filter(None, parts.path.split("/")))
+            raise ConfigError(
+                f"The S3 store root {root!r} has an empty path segment ('//'). S3 keys are literal, so it is not "
+                f"the same place as s3://{parts.netloc}/{tidy}: write the root without it in METAFLOW_CONDA_S3ROOT "
+                "(or METAFLOW_DATASTORE_SYSROOT_S3, which it comes from when unset), and copy what it already "
+                "holds to the new root (aws s3 sync) or resolve the environments again."
+            )
         endpoint = _endpoint(config)
         read_timeout = float(config.get("S3_READ_TIMEOUT") or READ_TIMEOUT)
         client = boto3.session.Session().client(

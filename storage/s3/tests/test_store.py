@@ -91,6 +91,46 @@ def test_a_root_whose_parts_would_be_dropped_is_refused(aws_env: dict[str, str],
         _store(root)
 
 
+@pytest.mark.parametrize("root", ["s3://{}/conda_env/", "s3://{}//conda_env", "s3://{}//conda_env//"])
+def test_slashes_around_the_prefix_leave_the_keys_as_they_are(
+    s3_server: S3Server, aws_env: dict[str, str], root: str
+) -> None:
+    bucket = s3_server.new_bucket()
+    store = _store(root.format(bucket))
+    store.put_bytes("x", b"1")
+    assert store.url == f"s3://{bucket}/conda_env"
+    assert [o["Key"] for o in s3_server.client().list_objects_v2(Bucket=bucket)["Contents"]] == [
+        "conda_env/x"
+    ]
+
+
+def test_a_sysroot_with_slashes_around_it_gives_the_usual_keys(
+    s3_server: S3Server, aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bucket = s3_server.new_bucket()
+    monkeypatch.setenv("METAFLOW_DEFAULT_DATASTORE", "s3")
+    monkeypatch.setenv("METAFLOW_DATASTORE_SYSROOT_S3", f"s3://{bucket}//metaflow//")
+    build_registry(Config.load()).store().put_bytes("x", b"1")
+    keys = [o["Key"] for o in s3_server.client().list_objects_v2(Bucket=bucket)["Contents"]]
+    assert keys == ["metaflow/conda_env/x"]
+
+
+@pytest.mark.parametrize("root", ["s3://bucket/team//conda_env", "s3://bucket//team//conda_env/"])
+def test_an_empty_segment_inside_the_prefix_is_refused(aws_env: dict[str, str], root: str) -> None:
+    """S3 keys are literal: team//conda_env/x and team/conda_env/x are two objects. Dropping the empty segment
+    would move the store away from what it already holds, silently; keeping it is most likely a typo."""
+    from envcore.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        _store(root)
+    assert info.value.message == (
+        f"The S3 store root {root!r} has an empty path segment ('//'). S3 keys are literal, so it is not the same "
+        "place as s3://bucket/team/conda_env: write the root without it in METAFLOW_CONDA_S3ROOT (or "
+        "METAFLOW_DATASTORE_SYSROOT_S3, which it comes from when unset), and copy what it already holds to the "
+        "new root (aws s3 sync) or resolve the environments again."
+    )
+
+
 def test_a_large_file_goes_up_in_parts(s3_server: S3Server, aws_env: dict[str, str], tmp_path: Path) -> None:
     store = _store(f"s3://{s3_server.new_bucket()}/conda_env")
     src = tmp_path / "big.bin"
