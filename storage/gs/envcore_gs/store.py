@@ -1,9 +1,9 @@
 """The Store protocol on Google Cloud Storage, with gcsfs.
 
-* gcsfs provides the session, the credentials, the endpoint and the retried JSON API calls (``_call``: 5xx,
-  408, 429 and connection errors are retried with backoff). The store uses ``gcsfs.core.GCSFileSystem``
-  itself, never ``gcsfs.GCSFileSystem``: gcsfs 2026 makes the latter an experimental class that probes every
-  bucket's type over gRPC (60 s per call against an emulator); the plain JSON API needs no probe.
+* gcsfs provides the session, the credentials, the endpoint and the JSON API calls (``_call``), retried as
+  below. The store uses (a subclass of) ``gcsfs.core.GCSFileSystem``, never ``gcsfs.GCSFileSystem``: gcsfs
+  2026 makes the latter an experimental class that probes every bucket's type over gRPC (60 s per call against
+  an emulator); the plain JSON API needs no probe.
 * The version token is the object generation. Create-if-absent (``ifGenerationMatch=0``) and compare-and-swap
   (``ifGenerationMatch=<generation>``) are the service's own preconditions, sent with a single multipart
   upload; a lost condition (HTTP 412) raises :class:`~envcore.errors.PreconditionFailed`.
@@ -15,11 +15,15 @@
   generation. Downloads to a file use gcsfs (concurrent ranges, pinned to one generation, above 100 MB).
 * The first call checks the bucket (``GET b/<bucket>``) without the long retry, so a wrong endpoint or a
   missing bucket is one clear error in a second, not after half a minute of retries.
+* Every request is retried at one level only (gcsfs nests its retries: a download retries its metadata call,
+  six times six attempts, ~4 minutes for a refused connection), with gcsfs's backoff: 5xx, 408, 429 and
+  resets RETRIES times; an endpoint that refuses connections or does not answer UNREACHABLE_ATTEMPTS times.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import json
 import os
@@ -28,6 +32,7 @@ import threading
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractContextManager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, urlsplit
@@ -48,7 +53,12 @@ MAX_COMPONENTS = 32  # the service's limit for one compose
 PARTS = ".envcore-parts"  # where composite parts live while a file goes up (hidden from listings)
 _GRANULE = 256 * 1024  # resumable chunks are multiples of this
 READ_TIMEOUT = 15  # seconds without a byte from the service, per read (not per transfer)
+CONNECT_TIMEOUT = 10
 PROBE_ATTEMPTS = 3  # the first call: a silent endpoint fails after PROBE_ATTEMPTS * READ_TIMEOUT
+RETRIES = 6  # attempts at a request answered 5xx, 408 or 429, or reset (gcsfs's count): ~35 s in all
+UNREACHABLE_ATTEMPTS = (
+    3  # attempts at a refused or unanswered connection, or a silent answer: ~4 s if refused
+)
 _METHODS = {"google_default", "cache", "cloud", "anon", "browser", "token"}
 _SECRET_FIELDS = ("key", "secret", "token")  # fields of a JSON key never shown
 
@@ -272,16 +282,17 @@ class GSStore:
         if isinstance(exc, (asyncio.TimeoutError, TimeoutError)) and not isinstance(
             exc, aiohttp.ConnectionTimeoutError
         ):
-            times = f", {attempts} times" if attempts else " (after retries)"
             return StorageError(
                 f"The GCS endpoint {self._where_endpoint} accepted the connection but did not answer for {where} "
-                f"within {self.read_timeout:g} s{times}. Check METAFLOW_GS_ENDPOINT_URL / STORAGE_EMULATOR_HOST (it "
+                f"within {self.read_timeout:g} s, {attempts or UNREACHABLE_ATTEMPTS} times. Check METAFLOW_GS_ENDPOINT_URL / STORAGE_EMULATOR_HOST (it "
                 "must be a GCS JSON API service, and not overloaded), the network and any proxy in between; on a "
                 "slow link raise METAFLOW_GS_READ_TIMEOUT."
             )
         if isinstance(exc, (aiohttp.ClientConnectionError, asyncio.TimeoutError, TimeoutError)):
+            refused = isinstance(getattr(exc, "os_error", None), ConnectionRefusedError)
             return StorageError(
-                f"Cannot reach the GCS endpoint {self._where_endpoint} for {where} ({type(exc).__name__}). "
+                f"Cannot reach the GCS endpoint {self._where_endpoint} for {where} "
+                f"({'connection refused' if refused else type(exc).__name__}, {attempts or _attempts(exc)} attempts). "
                 "Check METAFLOW_GS_ENDPOINT_URL / STORAGE_EMULATOR_HOST and the network."
             )
         return StorageError(f"GCS request for {where} failed: {type(exc).__name__}: {detail}.")
@@ -368,9 +379,8 @@ class GSStore:
 
 def _make_fs(endpoint: str | None, token: Any, read_timeout: float = READ_TIMEOUT) -> GCSFileSystem:
     import aiohttp
-    from gcsfs.core import GCSFileSystem  # not gcsfs.GCSFileSystem: see the module docstring
 
-    return GCSFileSystem(
+    return _file_system_class()(
         token=token,
         endpoint_url=endpoint,
         skip_instance_cache=True,
@@ -378,9 +388,60 @@ def _make_fs(endpoint: str | None, token: Any, read_timeout: float = READ_TIMEOU
         consistency="none",
         # per read, not per transfer: aiohttp starts it once the request body is sent
         requests_timeout=aiohttp.ClientTimeout(
-            total=None, sock_connect=min(15, read_timeout), sock_read=read_timeout
+            total=None, sock_connect=min(CONNECT_TIMEOUT, read_timeout), sock_read=read_timeout
         ),
     )
+
+
+@functools.cache
+def _file_system_class() -> type[GCSFileSystem]:
+    """gcsfs's plain JSON API client (not gcsfs.GCSFileSystem: see the module docstring), its retried calls
+    retried by :func:`_retried` instead."""
+    from gcsfs.core import GCSFileSystem
+
+    class FileSystem(GCSFileSystem):  # type: ignore[misc,unused-ignore]
+        _request = _retried(GCSFileSystem._request.__wrapped__)
+        _get_file_request = _retried(GCSFileSystem._get_file_request.__wrapped__)
+        _get_file_concurrent = _retried(GCSFileSystem._get_file_concurrent.__wrapped__)
+
+    return FileSystem
+
+
+_RETRYING: ContextVar[bool] = ContextVar("envcore_gs_retrying", default=False)
+
+
+def _retried(func: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    """``func`` retried with gcsfs's backoff (1-2 s, then doubling), RETRIES times at most, UNREACHABLE_ATTEMPTS
+    times at a refused or unanswered connection; a retried call inside another runs once (the outer retries)."""
+
+    @functools.wraps(func)
+    async def retried(*args: Any, **kwargs: Any) -> T:
+        if _RETRYING.get():
+            return await func(*args, **kwargs)
+        outermost = _RETRYING.set(True)
+        try:
+            attempt = 1
+            while True:
+                try:
+                    return await func(*args, **kwargs)
+                except Exception as exc:
+                    if attempt >= _attempts(exc):
+                        raise
+                await asyncio.sleep(min(random.random() + 2 ** (attempt - 1), 32))
+                attempt += 1
+        finally:
+            _RETRYING.reset(outermost)
+
+    return retried
+
+
+def _attempts(exc: BaseException) -> int:
+    """How many attempts a request failing with ``exc`` gets."""
+    import aiohttp
+
+    if isinstance(exc, (aiohttp.ClientConnectorError, asyncio.TimeoutError, TimeoutError)):
+        return UNREACHABLE_ATTEMPTS
+    return RETRIES if _transient(exc) else 1
 
 
 def _transient(exc: BaseException) -> bool:
@@ -516,53 +577,59 @@ class _Reader(io.RawIOBase):
         return True
 
     def start(self) -> None:
-        try:
-            self.resp = self.store._run(self.fs, self._get)
-        except Exception as exc:
-            raise self.store._error(exc, self.key) from None
+        self._open()
         self.generation = str(self.resp.headers.get("x-goog-generation", ""))
         length = self.resp.headers.get("x-goog-stored-content-length") or self.resp.headers.get(
             "Content-Length"
         )
         self.size = int(length) if length is not None else -1
 
+    def _open(self) -> None:
+        """The stream from ``pos`` (retried); the store's error if it cannot be had."""
+        try:
+            self.resp = self.store._run(self.fs, _retried(self._get))
+        except Exception as exc:
+            raise self._error(exc) from None
+
+    def _error(self, exc: BaseException) -> StorageError:
+        error = self.store._error(exc, self.key)
+        if isinstance(error, MissingObject) and self.pos:
+            return StorageError(
+                f"{self.store.url}/{self.key} was replaced or deleted while being read; read it again."
+            )
+        return error
+
     async def _get(self) -> Any:
         await self.fs._set_session()
         params = {"generation": self.generation} if self.generation else {}
         headers = {"Range": f"bytes={self.pos}-"} if self.pos else {}
         url = f"{self.fs._location}/download/storage/v1/b/{quote(self.store.bucket, safe='')}/o/{quote(self.name, safe='')}"
-        for attempt in range(6):
-            try:
-                resp = await self.fs.session.get(
-                    url,
-                    params={"alt": "media", **params},
-                    headers=self.fs._get_headers(headers),
-                    timeout=self.fs.requests_timeout,
-                )
-                if resp.status >= 400:
-                    from gcsfs.retry import validate_response  # type: ignore[import-untyped,unused-ignore]
+        resp = await self.fs.session.get(
+            url,
+            params={"alt": "media", **params},
+            headers=self.fs._get_headers(headers),
+            timeout=self.fs.requests_timeout,
+        )
+        if resp.status >= 400:
+            from gcsfs.retry import validate_response  # type: ignore[import-untyped,unused-ignore]
 
-                    body = await resp.read()
-                    resp.release()
-                    validate_response(resp.status, body, self.name)
-                return resp
-            except Exception as exc:
-                if attempt == 5 or not _transient(exc):
-                    raise
-                await asyncio.sleep(min(0.5 * 2**attempt + random.random(), 16))
-        raise AssertionError("unreachable")
+            body = await resp.read()
+            resp.release()
+            validate_response(resp.status, body, self.name)
+        return resp
 
     async def _read(self, size: int) -> bytes:
         return await self.resp.content.read(size)  # type: ignore[no-any-return]
 
     def readinto(self, buffer: Any) -> int:
+        """The next bytes of the stream; a stream that breaks is opened again at ``pos`` (3 times at most)."""
         view = memoryview(buffer).cast("B")
         if not len(view) or (self.size >= 0 and self.pos >= self.size):
             return 0
         for attempt in range(4):
+            if self.resp is None:
+                self._open()
             try:
-                if self.resp is None:
-                    self.resp = self.store._run(self.fs, self._get)
                 data = self.store._run(self.fs, self._read, len(view))
                 if data or self.size < 0:
                     break
@@ -570,12 +637,7 @@ class _Reader(io.RawIOBase):
             except Exception as exc:
                 self._release()
                 if attempt == 3 or not (_transient(exc) or isinstance(exc, ConnectionError)):
-                    error = self.store._error(exc, self.key)
-                    if isinstance(error, MissingObject) and self.pos:
-                        error = StorageError(
-                            f"{self.store.url}/{self.key} was replaced or deleted while being read; read it again."
-                        )
-                    raise error from None
+                    raise self._error(exc) from None
         view[: len(data)] = data
         self.pos += len(data)
         return len(data)

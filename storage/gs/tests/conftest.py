@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import subprocess
@@ -11,12 +12,14 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from envcore.testing.servers import server_process
 
 STARTUP: dict[str, float] = {}
 
@@ -67,6 +70,24 @@ def _binary() -> Path:
     return Path(_get_binary_path())
 
 
+def _args(port: int) -> list[str]:
+    url = f"http://127.0.0.1:{port}"
+    args = ["-scheme", "http", "-backend", "memory", "-host", "127.0.0.1", "-port", str(port)]
+    return [*args, "-external-url", url, "-public-host", f"127.0.0.1:{port}", "-log-level", "warn"]
+
+
+@pytest.fixture
+def stoppable_gcs_server(tmp_path: Path) -> Iterator[tuple[GCSServer, Callable[[], None]]]:
+    """A fake-gcs-server of the test's own, and the function that stops it (an endpoint lost mid-operation)."""
+    with contextlib.ExitStack() as stack:
+        binary = str(_binary())
+        server = server_process(
+            lambda port: [binary, *_args(port)], tmp_path / "server.log", name="fake-gcs-server"
+        )
+        port = stack.enter_context(server)
+        yield GCSServer(endpoint=f"http://127.0.0.1:{port}"), stack.close
+
+
 @pytest.fixture(scope="session")
 def gcs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GCSServer]:
     port = _free_port()
@@ -78,13 +99,7 @@ def gcs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GCSServer]:
         pytest.fail(f"fake-gcs-server is not available: {exc}")
     started = time.monotonic()
     with open(log, "wb") as out:
-        args = ["-scheme", "http", "-backend", "memory", "-host", "127.0.0.1", "-port", str(port)]
-        args += ["-external-url", url, "-public-host", f"127.0.0.1:{port}", "-log-level", "warn"]
-        proc = subprocess.Popen(
-            [str(binary), *args],
-            stdout=out,
-            stderr=out,
-        )
+        proc = subprocess.Popen([str(binary), *_args(port)], stdout=out, stderr=out)
     deadline = started + 30
     while True:
         try:
