@@ -56,9 +56,12 @@ class S3Store:
         client: Any,
         concurrency: int = 8,
         read_timeout: float = READ_TIMEOUT,
+        endpoint_setting: str = "METAFLOW_S3_ENDPOINT_URL",
     ) -> None:
         self.bucket, self.prefix, self.endpoint = bucket, prefix.strip("/"), endpoint
         self.client = client
+        self.endpoint_setting = endpoint_setting
+        self._is_s3: bool | None = None  # whether the endpoint answers as S3 does, once asked
         self.read_timeout, self.connect_timeout = read_timeout, min(CONNECT_TIMEOUT, read_timeout)
         self.transfer = TransferConfig(
             multipart_threshold=MULTIPART, multipart_chunksize=MULTIPART, max_concurrency=concurrency
@@ -81,7 +84,7 @@ class S3Store:
                 "(or METAFLOW_DATASTORE_SYSROOT_S3, which it comes from when unset), and copy what it already "
                 "holds to the new root (aws s3 sync) or resolve the environments again."
             )
-        endpoint = _endpoint(config)
+        endpoint, endpoint_setting = _endpoint(config)
         read_timeout = float(config.get("S3_READ_TIMEOUT") or READ_TIMEOUT)
         client = boto3.session.Session().client(
             "s3",
@@ -101,6 +104,7 @@ class S3Store:
             client=client,
             concurrency=int(config.get("S3_TRANSFER_CONCURRENCY") or 8),
             read_timeout=read_timeout,
+            endpoint_setting=endpoint_setting,
         )
 
     def __repr__(self) -> str:
@@ -146,9 +150,15 @@ class S3Store:
                     f"S3 kept answering {status} for {where} after {int(attempts) + 1} attempts. The service is "
                     "unavailable or overloaded: retry later, or check METAFLOW_S3_ENDPOINT_URL."
                 )
-        if isinstance(exc, botocore.exceptions.ClientError):
+            if not self._answered_by_s3(exc):
+                return StorageError(
+                    f"The endpoint {self._where_endpoint} answered HTTP {status} for {where} but does not look like "
+                    "S3 (no S3 error code or x-amz header, in that answer nor in one to a listing of the bucket). "
+                    f"Check {self.endpoint_setting}: it must be an S3-compatible service's URL, such as "
+                    "http://127.0.0.1:9000 for MinIO (Azure Blob Storage and Google Cloud Storage have datastores of "
+                    "their own: METAFLOW_DEFAULT_DATASTORE=azure or gs)."
+                )
             code = str(exc.response.get("Error", {}).get("Code", ""))
-            status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
             if code in _PRECONDITION or status in ("412",):
                 return PreconditionFailed(f"{where} changed or exists (the conditional write lost).")
             if code in _MISSING or (status == "404" and code != "NoSuchBucket"):
@@ -186,6 +196,22 @@ class S3Store:
                 "AWS_PROFILE, as for Metaflow."
             )
         return StorageError(f"S3 request for {where} failed: {type(exc).__name__}: {redact_text(str(exc))}.")
+
+    def _answered_by_s3(self, exc: botocore.exceptions.ClientError) -> bool:
+        """Whether an error answer came from an S3 service (see :func:`_s3_answer`); when the answer cannot tell
+        (a HEAD's has no body), one listing of the bucket does, once per store (AWS's own endpoint is not asked)."""
+        said = _s3_answer(exc) if self.endpoint else True
+        if said is not None:
+            return said
+        if self._is_s3 is None:
+            try:
+                self.client.list_objects_v2(Bucket=self.bucket, MaxKeys=1)
+                self._is_s3 = True
+            except botocore.exceptions.ClientError as probe:
+                self._is_s3 = _s3_answer(probe) is True
+            except Exception:
+                return True  # no answer to judge: the error is said as it is
+        return self._is_s3
 
     # --- reading ------------------------------------------------------------------------------------
 
@@ -284,19 +310,32 @@ def _closing(body: Any) -> Iterator[IO[bytes]]:
         body.close()
 
 
-def _endpoint(config: Config) -> str | None:
-    """The configured endpoint, checked: boto3's own error for ``minio:9000`` reads as a bug in the plugin."""
+def _s3_answer(exc: botocore.exceptions.ClientError) -> bool | None:
+    """True if an error answer is S3's (an S3 error code in its body, or an x-amz header), False if it is
+    another service's (Azure's x-ms- headers), None if it cannot tell (no body: botocore's code is the status)."""
+    headers = {name.lower() for name in exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})}
+    if any(name.startswith("x-ms-") for name in headers):
+        return False
+    code = str(exc.response.get("Error", {}).get("Code", ""))
+    if any(name.startswith("x-amz") for name in headers) or (code and not code.isdigit()):
+        return True
+    return None
+
+
+def _endpoint(config: Config) -> tuple[str | None, str]:
+    """The configured endpoint and its setting, checked: boto3's own error for ``minio:9000`` reads as a bug in
+    the plugin."""
     from envcore.config import parsed_url, redact_url
 
     setting, endpoint = "METAFLOW_S3_ENDPOINT_URL", config.get("S3_ENDPOINT_URL")
     if not endpoint:
         setting, endpoint = "AWS_ENDPOINT_URL_S3", os.environ.get("AWS_ENDPOINT_URL_S3")
     if not endpoint:
-        return None
+        return None, setting
     parts = parsed_url(str(endpoint))
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(
             f"{setting} is {redact_url(str(endpoint))!r}, which is not an http(s) URL. Set it to the S3 service's "
             "URL, such as http://127.0.0.1:9000 or https://s3.example.com."
         )
-    return str(endpoint)
+    return str(endpoint), setting

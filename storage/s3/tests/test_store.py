@@ -70,6 +70,41 @@ def test_wrong_endpoint_is_one_clear_paragraph(
         store.stat("x")
 
 
+@pytest.mark.parametrize("setting", ["METAFLOW_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"])
+def test_an_endpoint_that_is_not_s3_is_said_to_be_so(
+    aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, setting: str
+) -> None:
+    """A web server that is no S3 service (fake-gcs-server and Azurite answer alike): the 404 to a HEAD read as
+    a missing environment, the 501 to a PUT as a raw HTTP error; a listing of the bucket tells S3 from it."""
+    from envcore.testing.robustness import envcore
+    from envcore.testing.servers import serve_directory
+
+    monkeypatch.delenv("METAFLOW_S3_ENDPOINT_URL")
+    with serve_directory(tmp_path) as server:
+        monkeypatch.setenv(setting, server.url)
+        store = _store("s3://bucket/conda_env")
+        for call, status in ((lambda: store.stat("x"), 404), (lambda: store.put_bytes("x", b"1"), 501)):
+            with pytest.raises(StorageError) as info:
+                call()
+            assert info.value.message == (
+                f"The endpoint {server.url} answered HTTP {status} for s3://bucket/conda_env/x but does not look "
+                "like S3 (no S3 error code or x-amz header, in that answer nor in one to a listing of the bucket). "
+                f"Check {setting}: it must be an S3-compatible service's URL, such as http://127.0.0.1:9000 for "
+                "MinIO (Azure Blob Storage and Google Cloud Storage have datastores of their own: "
+                "METAFLOW_DEFAULT_DATASTORE=azure or gs)."
+            )
+        env = {k: v for k, v in aws_env.items() if k != "METAFLOW_S3_ENDPOINT_URL"}
+        env.update(
+            {setting: server.url, "METAFLOW_DEFAULT_DATASTORE": "s3", "METAFLOW_CONDA_S3ROOT": "s3://b/e"}
+        )
+        done = envcore(tmp_path / "cli", "show", "team/proj/env:v1", **env)  # was: not found
+        said = " ".join(done.stderr.split())
+        assert done.returncode == 1 and said.startswith(
+            f"envcore: The endpoint {server.url} answered HTTP 404"
+        )
+        assert "does not look like S3" in said and "Traceback" not in said
+
+
 @pytest.mark.parametrize("endpoint", ["127.0.0.1:9000", "minio:9000", "ftp://h/x", "http://[zz]/"])
 def test_an_endpoint_that_is_no_http_url_is_a_configuration_error(
     aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, endpoint: str
