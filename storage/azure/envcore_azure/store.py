@@ -110,14 +110,20 @@ class Connection:
     aio: AsyncBlobServiceClient
     secrets: list[str] = field(default_factory=list, repr=False)
     sas_expiry: str = ""  # the SAS token's se= (when it stops working), as given
+    sas_permissions: str = ""  # its sp= (r read, w write, d delete, l list...)
+    sas_setting: str = ""  # where it was set
     read_timeout: float = READ_TIMEOUT
     connect_timeout: float = CLIENT_OPTIONS["connection_timeout"]
 
 
-def _sas_expiry(sas: str) -> str:
+def _sas_field(sas: str, name: str) -> str:
+    """A SAS token's ``se=`` (expiry) or ``sp=`` (permissions), as given; "" when absent."""
     from urllib.parse import parse_qs
 
-    return (parse_qs(sas.lstrip("?")).get("se") or [""])[0]
+    return (parse_qs(sas.lstrip("?")).get(name) or [""])[0]
+
+
+_PERMISSIONS = {"r": "read", "w": "write", "d": "delete", "l": "list"}  # a SAS's sp= letters envcore needs
 
 
 def _expired(expiry: str) -> bool:
@@ -189,12 +195,18 @@ def connect(config: Config) -> Connection:
             )
         secrets = [conn_str, *re.findall(r"(?i)(?:AccountKey|SharedAccessSignature)=([^;]+)", conn_str)]
         secrets = _with_parts([*secrets, *setting_secrets])
+        conn_sas = next(iter(re.findall(r"(?i)SharedAccessSignature=([^;]+)", conn_str)), "")
         return Connection(
             endpoint,
             "connection string",
             sync,
             aio,
             secrets,
+            sas_expiry=_sas_field(conn_sas, "se"),
+            sas_permissions=_sas_field(conn_sas, "sp"),
+            sas_setting="the connection string in "
+            + ("METAFLOW_" if config.get("AZURE_STORAGE_CONNECTION_STRING") else "")
+            + "AZURE_STORAGE_CONNECTION_STRING",
             read_timeout=read_timeout,
             connect_timeout=options["connection_timeout"],
         )
@@ -271,7 +283,13 @@ def connect(config: Config) -> Connection:
         sync,
         aio,
         secrets,
-        sas_expiry=_sas_expiry(sas) if auth == "SAS token" and sas else "",
+        sas_expiry=_sas_field(sas, "se") if auth == "SAS token" and sas else "",
+        sas_permissions=_sas_field(sas, "sp") if auth == "SAS token" and sas else "",
+        sas_setting=(
+            "METAFLOW_AZURE_STORAGE_BLOB_SERVICE_ENDPOINT (its query string)"
+            if parts.query
+            else "AZURE_STORAGE_SAS_TOKEN"
+        ),
         read_timeout=read_timeout,
         connect_timeout=options["connection_timeout"],
     )
@@ -348,12 +366,17 @@ class AzureStore:
     def _scrub(self, text: str) -> str:
         return _SIG.sub(r"\1=********", redact_text(text, self._conn.secrets))
 
-    def _error(self, exc: BaseException, key: str, *, conditional: bool = False) -> StorageError:
-        """One paragraph for a failed call: what, where, how to fix; never credentials."""
-        error = self._classify(exc, key, conditional=conditional)
+    def _error(
+        self, exc: BaseException, key: str, *, conditional: bool = False, need: str = "r"
+    ) -> StorageError:
+        """One paragraph for a failed call needing the ``need`` permission (a SAS's letter: r, w, d, l): what,
+        where, how to fix; never credentials."""
+        error = self._classify(exc, key, conditional=conditional, need=need)
         return type(error)(self._scrub(error.message))
 
-    def _classify(self, exc: BaseException, key: str, *, conditional: bool = False) -> StorageError:
+    def _classify(
+        self, exc: BaseException, key: str, *, conditional: bool = False, need: str = "r"
+    ) -> StorageError:
         where = f"{self.url}/{key}" if key else self.url
         cause = exc.__cause__ if isinstance(exc, FileNotFoundError) and exc.__cause__ else exc  # from adlfs
         code = getattr(cause, "error_code", "") or ""
@@ -399,6 +422,15 @@ class AzureStore:
                 return StorageError(
                     f"Access to {where} was denied ({code or status}): the SAS token expired at "
                     f"{self._conn.sas_expiry} (its se= parameter). Create a new one and set it again."
+                )
+            allowed = self._conn.sas_permissions
+            if allowed and need not in allowed:
+                can = " and ".join(name for letter, name in _PERMISSIONS.items() if letter in allowed)
+                return StorageError(
+                    f"Access to {where} was denied ({code or status}): the SAS token in {self._conn.sas_setting} "
+                    f"can {can or 'do none of what envcore needs'} but not {_PERMISSIONS[need]} (it lacks the "
+                    f"{_PERMISSIONS[need]} permission: sp={allowed}). Set a SAS token with read, write, delete and "
+                    "list permissions (sp=rwdl) there, or an account key (METAFLOW_AZURE_STORAGE_ACCOUNT_KEY)."
                 )
             return StorageError(
                 f"Access to {where} was denied ({code or status}, authenticating with {self._conn.auth}). Check "
@@ -470,7 +502,7 @@ class AzureStore:
                     continue  # a directory of an account with a hierarchical namespace
                 yield ObjectInfo(key=blob.name[skip:], size=int(blob.size), version=_etag(blob.etag))
         except Exception as exc:
-            raise self._error(exc, prefix) from None
+            raise self._error(exc, prefix, need="l") from None
 
     # --- writing ------------------------------------------------------------------------------------
 
@@ -487,14 +519,14 @@ class AzureStore:
             return self._upload(key, src, size)
         except Exception as exc:
             if getattr(exc, "error_code", None) != "InvalidBlockList":  # a str enum from azure-storage-blob
-                raise self._error(exc, key) from None
+                raise self._error(exc, key, need="w") from None
         info = self.stat(key)
         if info is not None and info.size == size:
             return info
         try:
             return self._upload(key, src, size)
         except Exception as exc:
-            raise self._error(exc, key) from None
+            raise self._error(exc, key, need="w") from None
 
     def _upload(self, key: str, src: Path, size: int) -> ObjectInfo:
         with open(src, "rb") as data:
@@ -516,14 +548,14 @@ class AzureStore:
                 data, overwrite=not if_absent, max_concurrency=self.concurrency, **extra
             )
         except Exception as exc:
-            raise self._error(exc, key, conditional=if_version is not None) from None
+            raise self._error(exc, key, conditional=if_version is not None, need="w") from None
         return ObjectInfo(key=key, size=len(data), version=_etag(done["etag"]))
 
     def delete(self, key: str) -> None:
         try:
             self._fs.rm_file(f"{self.container}/{self._key(key)}")
         except Exception as exc:
-            error = self._error(exc, key)
+            error = self._error(exc, key, need="d")
             if not isinstance(error, MissingObject):
                 raise error from None
 

@@ -115,3 +115,42 @@ def test_an_expired_sas_token_is_named_as_such(
     message = " ".join(info.value.message.split())
     assert "was denied" in message and "the SAS token expired at " in message, message
     assert "sig=" not in message and expired not in message
+
+
+@pytest.mark.parametrize("where", ["AZURE_STORAGE_SAS_TOKEN", "METAFLOW_AZURE_STORAGE_BLOB_SERVICE_ENDPOINT"])
+def test_a_read_only_sas_token_is_named_as_such_when_writing(
+    azurite: Any, azure_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """A SAS token with read and list permissions only reads the store, and was refused on a write (caching an
+    environment) with the words of a wrong token ("Check the account key or SAS token")."""
+    from datetime import datetime, timedelta, timezone
+
+    from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+
+    container = azurite.new_container()
+    azurite.client().get_container_client(container).upload_blob("conda_env/x", b"1")
+    read_only = generate_container_sas(
+        "devstoreaccount1",
+        container,
+        account_key=azure_env["METAFLOW_AZURE_STORAGE_ACCOUNT_KEY"],
+        permission=ContainerSasPermissions(read=True, list=True),
+        expiry=datetime.now(timezone.utc) + timedelta(hours=1),
+    )
+    monkeypatch.delenv("METAFLOW_AZURE_STORAGE_ACCOUNT_KEY")
+    if where == "AZURE_STORAGE_SAS_TOKEN":
+        monkeypatch.setenv(where, read_only)
+    else:
+        monkeypatch.setenv(where, f"{azurite.endpoint}?{read_only}")
+    setting = where if where == "AZURE_STORAGE_SAS_TOKEN" else f"{where} (its query string)"
+    store = _store(f"azure://{container}/conda_env")
+    assert store.stat("x") is not None and [o.key for o in store.list("")] == ["x"]
+    for call, verb in ((lambda: store.put_bytes("y", b"2"), "write"), (lambda: store.delete("x"), "delete")):
+        with pytest.raises(StorageError) as info:
+            call()
+        key = "y" if verb == "write" else "x"
+        assert info.value.message == (
+            f"Access to azure://{container}/conda_env/{key} was denied (AuthorizationPermissionMismatch): the SAS "
+            f"token in {setting} can read and list but not {verb} (it lacks the {verb} permission: sp=rl). Set a "
+            "SAS token with read, write, delete and list permissions (sp=rwdl) there, or an account key "
+            "(METAFLOW_AZURE_STORAGE_ACCOUNT_KEY)."
+        )
