@@ -56,9 +56,7 @@ READ_TIMEOUT = 15  # seconds without a byte from the service, per read (not per 
 CONNECT_TIMEOUT = 10
 PROBE_ATTEMPTS = 3  # the first call: a silent endpoint fails after PROBE_ATTEMPTS * READ_TIMEOUT
 RETRIES = 6  # attempts at a request answered 5xx, 408 or 429, or reset (gcsfs's count): ~35 s in all
-UNREACHABLE_ATTEMPTS = (
-    3  # attempts at a refused or unanswered connection, or a silent answer: ~4 s if refused
-)
+UNREACHABLE_ATTEMPTS = 3  # at a refused or unanswered connection, or a silent answer: ~4 s when refused
 _METHODS = {"google_default", "cache", "cloud", "anon", "browser", "token"}
 _SECRET_FIELDS = ("key", "secret", "token")  # fields of a JSON key never shown
 
@@ -284,16 +282,17 @@ class GSStore:
         ):
             return StorageError(
                 f"The GCS endpoint {self._where_endpoint} accepted the connection but did not answer for {where} "
-                f"within {self.read_timeout:g} s, {attempts or UNREACHABLE_ATTEMPTS} times. Check METAFLOW_GS_ENDPOINT_URL / STORAGE_EMULATOR_HOST (it "
-                "must be a GCS JSON API service, and not overloaded), the network and any proxy in between; on a "
-                "slow link raise METAFLOW_GS_READ_TIMEOUT."
+                f"within {self.read_timeout:g} s, {attempts or UNREACHABLE_ATTEMPTS} times. Check "
+                "METAFLOW_GS_ENDPOINT_URL / STORAGE_EMULATOR_HOST (it must be a GCS JSON API service, and not "
+                "overloaded), the network and any proxy in between; on a slow link raise METAFLOW_GS_READ_TIMEOUT."
             )
         if isinstance(exc, (aiohttp.ClientConnectionError, asyncio.TimeoutError, TimeoutError)):
             refused = isinstance(getattr(exc, "os_error", None), ConnectionRefusedError)
+            why = "connection refused" if refused else type(exc).__name__
             return StorageError(
-                f"Cannot reach the GCS endpoint {self._where_endpoint} for {where} "
-                f"({'connection refused' if refused else type(exc).__name__}, {attempts or _attempts(exc)} attempts). "
-                "Check METAFLOW_GS_ENDPOINT_URL / STORAGE_EMULATOR_HOST and the network."
+                f"Cannot reach the GCS endpoint {self._where_endpoint} for {where} ({why}, "
+                f"{attempts or _attempts(exc)} attempts). Check METAFLOW_GS_ENDPOINT_URL / STORAGE_EMULATOR_HOST "
+                "and the network."
             )
         return StorageError(f"GCS request for {where} failed: {type(exc).__name__}: {detail}.")
 
