@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from enum import Enum
 from urllib.parse import urlsplit
 
-from envcore.errors import InvalidAlias, echoed
+from envcore.errors import ConfigError, InvalidAlias, echoed
 from envcore.frozen import record
 from envcore.types import CATEGORIES, LockedPackage
 from envcore.uptodate import MUTABLE_TAGS as MUTABLE_TAGS
@@ -157,6 +157,22 @@ def parse_alias(text: str) -> Alias:
 
 
 # --- store keys ----------------------------------------------------------------------------------------
+
+
+def refuse_empty_segment(
+    store: str, root: str, location: str, prefix: str, settings: str, copy_with: str
+) -> None:
+    """Refuse a cloud store's root whose ``prefix`` has an empty segment inside it (``team//envs``): object keys
+    are literal, so dropping it would move the store away from what it holds, and keeping it is most likely a
+    typo that splits a team's store in two. ``location``: the root up to the prefix (``s3://bucket``);
+    ``settings``: where the root comes from; ``copy_with``: the tool that copies a store's objects."""
+    if "//" in prefix.strip("/"):
+        tidy = "/".join(filter(None, prefix.split("/")))
+        raise ConfigError(
+            f"The {store} store root {root!r} has an empty path segment ('//'). {store} keys are literal, so it is "
+            f"not the same place as {location}/{tidy}: write the root without it in {settings}, and copy what it "
+            f"already holds to the new root ({copy_with}) or resolve the environments again."
+        )
 
 
 def env_key(arch: str, req_id: str, full_id: str, *, envs_dirname: str = "envs") -> str:

@@ -45,6 +45,7 @@ from azure.storage.blob import BlobServiceClient, ExponentialRetry, StorageStrea
 from azure.storage.blob.aio import BlobServiceClient as AsyncBlobServiceClient
 from azure.storage.blob.aio import ExponentialRetry as AsyncExponentialRetry
 
+from envcore import naming
 from envcore.config import Config, redact_text, redact_url
 from envcore.errors import ConfigError, MissingObject, PreconditionFailed, StorageError
 from envcore.fetch import download_beside
@@ -97,6 +98,14 @@ def parse_root(root: str) -> tuple[str, str]:
             "form) with a valid container name (3-63 lowercase letters, digits and single hyphens); fix "
             "METAFLOW_CONDA_AZUREROOT or METAFLOW_DATASTORE_SYSROOT_AZURE."
         )
+    naming.refuse_empty_segment(
+        "Azure",
+        root,
+        f"azure://{container}",
+        prefix,
+        "METAFLOW_CONDA_AZUREROOT (or METAFLOW_DATASTORE_SYSROOT_AZURE, which it comes from when unset)",
+        "azcopy sync",
+    )
     return container, prefix.strip("/")
 
 

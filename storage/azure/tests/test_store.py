@@ -82,6 +82,19 @@ def test_root_forms() -> None:
     for bad in ("s3://bucket/x", "https://acct.blob.core.windows.net/c/x", "My_Container/x", "ab/x"):
         with pytest.raises(ConfigError, match="METAFLOW_CONDA_AZUREROOT"):
             parse_root(bad)
+    assert parse_root("azure://my-container//a/b//") == ("my-container", "a/b")  # slashes around: as before
+    for typo in (
+        "azure://my-container/a//b",
+        "my-container/a//b",
+    ):  # blob names are literal: refused, as S3's
+        with pytest.raises(ConfigError) as info:
+            parse_root(typo)
+        assert info.value.message == (
+            f"The Azure store root {typo!r} has an empty path segment ('//'). Azure keys are literal, so it is not "
+            "the same place as azure://my-container/a/b: write the root without it in METAFLOW_CONDA_AZUREROOT (or "
+            "METAFLOW_DATASTORE_SYSROOT_AZURE, which it comes from when unset), and copy what it already holds to "
+            "the new root (azcopy sync) or resolve the environments again."
+        )
 
 
 def test_missing_container_is_one_clear_paragraph(

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, urlsplit
 
+from envcore import naming
 from envcore.config import Config, redact_text, redact_url
 from envcore.errors import ConfigError, MissingObject, PreconditionFailed, StorageError, clipped
 from envcore.fetch import download_beside
@@ -139,6 +140,14 @@ class GSStore:
                 f"The GCS store root {root!r} is not a gs://bucket/prefix URL; fix METAFLOW_CONDA_GSROOT "
                 "(or METAFLOW_DATASTORE_SYSROOT_GS)."
             )
+        naming.refuse_empty_segment(
+            "GCS",
+            root,
+            f"gs://{parts.netloc}",
+            parts.path,
+            "METAFLOW_CONDA_GSROOT (or METAFLOW_DATASTORE_SYSROOT_GS, which it comes from when unset)",
+            "gcloud storage rsync --recursive",
+        )
         return cls(
             parts.netloc,
             parts.path,

@@ -84,6 +84,16 @@ def test_a_bad_root_is_a_config_error() -> None:
 
     with pytest.raises(ConfigError, match="not a gs://bucket/prefix URL"):
         _store("s3://bucket/conda_env")
+    # GCS object names are literal: team//envs is not team/envs, and is most likely a typo (refused, as S3's)
+    with pytest.raises(ConfigError) as info:
+        _store("gs://bucket/team//conda_env")
+    assert info.value.message == (
+        "The GCS store root 'gs://bucket/team//conda_env' has an empty path segment ('//'). GCS keys are literal, "
+        "so it is not the same place as gs://bucket/team/conda_env: write the root without it in "
+        "METAFLOW_CONDA_GSROOT (or METAFLOW_DATASTORE_SYSROOT_GS, which it comes from when unset), and copy what it "
+        "already holds to the new root (gcloud storage rsync --recursive) or resolve the environments again."
+    )
+    assert _store("gs://bucket//conda_env/").url == "gs://bucket/conda_env"  # slashes around it: as before
 
 
 def test_a_long_credentials_error_says_it_is_cut() -> None:

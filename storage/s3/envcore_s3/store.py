@@ -25,6 +25,7 @@ import botocore.exceptions  # type: ignore[import-untyped,unused-ignore]
 from boto3.s3.transfer import TransferConfig  # type: ignore[import-untyped,unused-ignore]
 from botocore.config import Config as BotoConfig  # type: ignore[import-untyped,unused-ignore]
 
+from envcore import naming
 from envcore.config import Config, redact_text, redact_url
 from envcore.errors import ConfigError, MissingObject, PreconditionFailed, StorageError
 from envcore.fetch import download_beside
@@ -76,14 +77,14 @@ class S3Store:
                 "would be dropped); fix METAFLOW_CONDA_S3ROOT (or METAFLOW_DATASTORE_SYSROOT_S3, which it comes from "
                 "when unset)."
             )
-        if "//" in parts.path.strip("/"):
-            tidy = "/".join(filter(None, parts.path.split("/")))
-            raise ConfigError(
-                f"The S3 store root {root!r} has an empty path segment ('//'). S3 keys are literal, so it is not "
-                f"the same place as s3://{parts.netloc}/{tidy}: write the root without it in METAFLOW_CONDA_S3ROOT "
-                "(or METAFLOW_DATASTORE_SYSROOT_S3, which it comes from when unset), and copy what it already "
-                "holds to the new root (aws s3 sync) or resolve the environments again."
-            )
+        naming.refuse_empty_segment(
+            "S3",
+            root,
+            f"s3://{parts.netloc}",
+            parts.path,
+            "METAFLOW_CONDA_S3ROOT (or METAFLOW_DATASTORE_SYSROOT_S3, which it comes from when unset)",
+            "aws s3 sync",
+        )
         endpoint, endpoint_setting = _endpoint(config)
         read_timeout = float(config.get("S3_READ_TIMEOUT") or READ_TIMEOUT)
         client = boto3.session.Session().client(
