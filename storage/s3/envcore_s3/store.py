@@ -149,7 +149,7 @@ class S3Store:
             if status.startswith("5") and attempts:
                 return StorageError(
                     f"S3 kept answering {status} for {where} after {int(attempts) + 1} attempts. The service is "
-                    "unavailable or overloaded: retry later, or check METAFLOW_S3_ENDPOINT_URL."
+                    f"unavailable or overloaded: retry later, or check {self.endpoint_setting}."
                 )
             if not self._answered_by_s3(exc):
                 return StorageError(
@@ -181,14 +181,14 @@ class S3Store:
             )
             return StorageError(
                 f"The S3 endpoint {self._where_endpoint} did not {what} for {where} within {limit:g} s, "
-                f"{SILENT_ATTEMPTS} times. Check METAFLOW_S3_ENDPOINT_URL (it must be an S3 service, and not "
+                f"{SILENT_ATTEMPTS} times. Check {self.endpoint_setting} (it must be an S3 service, and not "
                 "overloaded), the network and any proxy in between; on a slow link raise METAFLOW_S3_READ_TIMEOUT."
             )
         if isinstance(
             exc, (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectionError)
         ):
             return StorageError(
-                f"Cannot reach the S3 endpoint {self._where_endpoint} for {where}. Check METAFLOW_S3_ENDPOINT_URL "
+                f"Cannot reach the S3 endpoint {self._where_endpoint} for {where}. Check {self.endpoint_setting} "
                 "and the network."
             )
         if isinstance(exc, botocore.exceptions.NoCredentialsError):
@@ -329,10 +329,10 @@ def _endpoint(config: Config) -> tuple[str | None, str]:
     from envcore.config import parsed_url, redact_url
 
     setting, endpoint = "METAFLOW_S3_ENDPOINT_URL", config.get("S3_ENDPOINT_URL")
+    if not endpoint and os.environ.get("AWS_ENDPOINT_URL_S3"):
+        setting, endpoint = "AWS_ENDPOINT_URL_S3", os.environ["AWS_ENDPOINT_URL_S3"]
     if not endpoint:
-        setting, endpoint = "AWS_ENDPOINT_URL_S3", os.environ.get("AWS_ENDPOINT_URL_S3")
-    if not endpoint:
-        return None, setting
+        return None, setting  # AWS itself: a message names the setting that would choose another endpoint
     parts = parsed_url(str(endpoint))
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(

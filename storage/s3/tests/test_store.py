@@ -61,13 +61,20 @@ def test_missing_bucket_is_one_clear_paragraph(
     assert s3_credentials["AWS_SECRET_ACCESS_KEY"] not in info.value.message
 
 
+@pytest.mark.parametrize("setting", ["METAFLOW_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"])
 def test_wrong_endpoint_is_one_clear_paragraph(
-    aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, setting: str
 ) -> None:
-    monkeypatch.setenv("METAFLOW_S3_ENDPOINT_URL", "http://127.0.0.1:9")
+    """The message names the setting the endpoint came from (it named METAFLOW_S3_ENDPOINT_URL always)."""
+    monkeypatch.delenv("METAFLOW_S3_ENDPOINT_URL")
+    monkeypatch.setenv(setting, "http://127.0.0.1:9")
     store = _store("s3://bucket/conda_env")
-    with pytest.raises(StorageError, match=r"Cannot reach the S3 endpoint http://127\.0\.0\.1:9"):
+    with pytest.raises(StorageError) as info:
         store.stat("x")
+    assert info.value.message == (
+        f"Cannot reach the S3 endpoint http://127.0.0.1:9 for s3://bucket/conda_env/x. Check {setting} and the "
+        "network."
+    )
 
 
 @pytest.mark.parametrize("setting", ["METAFLOW_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"])
