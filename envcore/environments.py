@@ -24,11 +24,19 @@ from envcore.errors import (
     StorageError,
     UsageError,
 )
+from envcore.platforms import runs_here
 from envcore.plugins import Registry
 from envcore.progress import Progress, as_progress
 from envcore.record import LocalRecord
 from envcore.tools import in_this_work, new_work, result_of, stop_work
-from envcore.types import BatchResolver, LockedPackage, ResolvedEnvironment, ResolveRequest, Store
+from envcore.types import (
+    BatchResolver,
+    LockedPackage,
+    PackageKind,
+    ResolvedEnvironment,
+    ResolveRequest,
+    Store,
+)
 
 RESOLVE_WORKERS = 4
 ALIAS_NAMES_LOOKED_UP = 16  # names of an environment whose tags show looks up in the store
@@ -511,13 +519,23 @@ class Environments:
         return self.envs_dir / (name or uptodate.env_dir_name(env.req_id, env.full_id))
 
     def create(
-        self, env: ResolvedEnvironment, prefix: Path, *, force: bool = False, verify: bool = False
+        self,
+        env: ResolvedEnvironment,
+        prefix: Path,
+        *,
+        force: bool = False,
+        verify: bool = False,
+        any_arch: bool = False,
     ) -> bool:
-        if env.arch != resolve.local_arch():
-            raise UsageError(
-                f"Environment {env.req_id}:{env.full_id} is for {env.arch}; this machine is {resolve.local_arch()}. "
-                "Create it on a machine of that architecture."
-            )
+        """Hydrate ``env`` into ``prefix``; False when it held it already. One for an architecture that
+        cannot run here is created only with ``any_arch`` (``create --arch``; a step's never)."""
+        if not runs_here(env.arch):
+            if not any_arch:
+                raise UsageError(
+                    f"Environment {env.req_id}:{env.full_id} is for {env.arch}; this machine is "
+                    f"{resolve.local_arch()}. Create it on a machine of that architecture."
+                )
+            self._check_foreign(env)
         if (
             not force
             and not verify
@@ -541,6 +559,28 @@ class Environments:
         except EditedDescription:
             self.record.forget(env)  # this machine's copy of it: the next run reads the store's again
             raise
+
+    def _check_foreign(self, env: ResolvedEnvironment) -> None:
+        """``env`` is for an architecture that cannot run here: it is created only when nothing of it has to
+        run to install it (conda packages, with an installer that runs no link script)."""
+        here = resolve.local_arch()
+        wheels = sum(p.kind is PackageKind.PYPI for p in env.packages)
+        what = (
+            f"Environment {env.req_id}:{env.full_id} for {env.arch} cannot be created on this {here} machine"
+        )
+        if wheels:
+            raise UsageError(
+                f"{what}: its {wheels} PyPI package(s) are installed by the environment's own python, which "
+                f"cannot run here. Create it on a {env.arch} machine (or in a {env.arch} container), or resolve "
+                f"it for {here} (`envcore resolve --from {env.req_id}:{env.full_id} --arch {here}`) and create that."
+            )
+        installer = self.registry.installer(PackageKind.CONDA)
+        if getattr(installer, "installs_any_arch", False) is not True:
+            raise UsageError(
+                f"{what}: its conda installer ({type(installer).__name__}) may run the packages' link scripts, "
+                f"which cannot run here. Create it on a {env.arch} machine (or in a {env.arch} container), or "
+                "install its conda packages with the rattler installer (METAFLOW_ENVCORE_CONDA_INSTALLER=rattler)."
+            )
 
     def _store_or_none(self) -> Store | None:
         try:

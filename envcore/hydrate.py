@@ -284,9 +284,10 @@ def _make_way(prefix: Path, env: ResolvedEnvironment, force: bool, progress: Pro
             _remove(aside)  # left by a process killed while it replaced this prefix
             prefix.rename(aside)
             return aside
-    elif held is not None and held[:2] != (env.req_id, env.full_id):
+    elif held is not None and held != (env.req_id, env.full_id, env.arch):
+        other = f"{held[0]}:{held[1]}" + (f" for {held[2]}" if held[2] != env.arch else "")
         raise UsageError(
-            f"Environment at '{prefix}' already exists but holds a different environment ({held[0]}:{held[1]}). "
+            f"Environment at '{prefix}' already exists but holds a different environment ({other}). "
             "Use --force to replace it, or choose another --name."
         )
     elif uptodate.made_by_envcore(str(prefix)) or prefix.name in (

@@ -27,3 +27,10 @@ def local_arch() -> str:
     if system == "darwin":
         return "osx-arm64" if arm else "osx-64"
     raise ConfigError(f"envcore does not support this platform ({system} {machine}); use Linux or macOS.")
+
+
+def runs_here(arch: str) -> bool:
+    """Whether programs built for ``arch`` run on this machine: its own, and osx-64 on an Apple silicon Mac
+    (Rosetta 2, as the original's ``create --arch osx-64`` expects)."""
+    here = local_arch()
+    return arch == here or (here, arch) == ("osx-arm64", "osx-64")

@@ -271,7 +271,9 @@ class BatchResolver(Resolver, Protocol):
 
 @runtime_checkable
 class Installer(Protocol):
-    """Puts verified local package files into a prefix."""
+    """Puts verified local package files into a prefix. An installer whose class sets ``installs_any_arch =
+    True`` runs nothing of what it installs (no link scripts, no interpreter): ``envcore create --arch`` uses it
+    for an architecture that cannot run on this machine."""
 
     def check(self) -> None: ...
 

@@ -15,6 +15,7 @@ import click
 from envcore import description, uptodate
 from envcore.cli import App
 from envcore.errors import AliasError, StorageError, UsageError
+from envcore.platforms import local_arch, runs_here
 from envcore.types import SYS
 
 if TYPE_CHECKING:
@@ -447,21 +448,37 @@ def step_ref(env: str, pathspec: bool) -> str:
     show_default=True,
     help="A complete environment already at NAME is not an error (--no-exist-ok: it is, as in the original).",
 )
+@click.option(
+    "--arch",
+    help="Architecture of the environment to create (default: this machine's), e.g. osx-64 on an Apple silicon "
+    "Mac (Rosetta). One that cannot run here is created only without PyPI packages (nothing is run to install "
+    "it), to be used at the same path on a machine of that architecture.",
+)
 @PATHSPEC_OPTION
 @click.pass_obj
 def create(
-    app: App, env: str, name: str | None, force: bool, verify: bool, exist_ok: bool, pathspec: bool
+    app: App,
+    env: str,
+    name: str | None,
+    force: bool,
+    verify: bool,
+    exist_ok: bool,
+    arch: str | None,
+    pathspec: bool,
 ) -> None:
     """Hydrate ENV (NAME[:TAG], REQ_ID:FULL_ID or step:Flow/Run/Step) into a local environment: fetch from the
     store, verify, extract, link."""
     from envcore import resolve as resolving
 
     envs = _environments(app)
-    resolved = envs.find(step_ref(env, pathspec), resolving.local_arch())
-    default = uptodate.created_dir_name(resolved.req_id, resolved.full_id)
-    prefix = envs.prefix_for(resolved, default if name is None else name)
+    resolved = envs.find(
+        step_ref(env, pathspec), resolving.check_arch(arch) if arch else resolving.local_arch()
+    )
+    prefix = envs.prefix_for(resolved, created_name(resolved) if name is None else name)
     started = time.monotonic()
-    created = envs.create(resolved, prefix, force=force, verify=verify)  # False: it was complete already
+    created = envs.create(
+        resolved, prefix, force=force, verify=verify, any_arch=True
+    )  # False: it was complete already
     if not (created or exist_ok):
         raise UsageError(
             f"Environment '{prefix.name}' already exists at {prefix}; use --force to force recreating it "
@@ -472,9 +489,21 @@ def create(
         return
     verb = "created" if created else "already exists and is complete"
     took = f" in {time.monotonic() - started:.2f} s" if created else ""
-    click.echo(
-        f"Environment {resolved.req_id}:{resolved.full_id} {verb} at {prefix}{took}; run {prefix / 'bin' / 'python'}"
-    )
+    what = f"Environment {resolved.req_id}:{resolved.full_id}"
+    if resolved.arch != local_arch():
+        what += f" for {resolved.arch}"
+    use = f"run {prefix / 'bin' / 'python'}"
+    if not runs_here(resolved.arch):
+        use = f"it runs on a {resolved.arch} machine at this same path (its files name it)"
+    click.echo(f"{what} {verb} at {prefix}{took}; {use}")
+
+
+def created_name(env: ResolvedEnvironment) -> str:
+    """The prefix ``create`` makes without ``--name``: the original's ``metaflowtmp_<req>_<full>``, with the
+    architecture added when it is not this machine's (an environment resolved for several architectures has one
+    full id for all)."""
+    name = uptodate.created_dir_name(env.req_id, env.full_id)
+    return name if env.arch == local_arch() else f"{name}_{env.arch}"
 
 
 @click.command()

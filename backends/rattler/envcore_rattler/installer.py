@@ -35,6 +35,8 @@ async def _records(packages: Sequence[tuple[LockedPackage, Path]]) -> list[rattl
 
 
 class RattlerInstaller:
+    installs_any_arch = True  # it links files and rewrites prefixes only: link scripts are never run
+
     def __init__(self, config: Config) -> None:
         self.cache_dir = config.cache_dir() / "rattler" / "pkgs"
 

@@ -50,6 +50,26 @@ def test_resolve_show_create_get_alias(machine: Machine, other_machine: Machine,
     assert f"### Environment for 'team/nothing' (arch '{local_arch()}') was not found" in both_shown.stdout
 
 
+def test_create_for_another_arch(machine: Machine) -> None:
+    other = "linux-aarch64" if local_arch() == "linux-64" else "linux-64"  # cannot run here
+    out = machine.metaflow(
+        "environment", "resolve", "--conda", "fx-core", "--arch", local_arch(), "--arch", other
+    )
+    ref = _ids(out.stdout)[0]
+    created = machine.metaflow("environment", "create", ref, "--arch", other)
+    prefix = machine.cache / "envs" / f"metaflowtmp_{ref.replace(':', '_')}_{other}"
+    assert f"Environment {ref} for {other} created at {prefix}" in created.stdout
+    assert json.loads((prefix / ".metaflowenv").read_text()) == [*ref.split(":"), other]
+    quiet = machine.metaflow("environment", "--quiet", "create", ref, "--arch", other)
+    assert quiet.stdout.splitlines()[-1] == str(prefix / "bin" / "python")  # (after Metaflow's banner)
+    kernel = machine.metaflow(
+        "environment", "create", ref, "--arch", other, "--name", "nb", "--install-notebook", check=False
+    )
+    text = " ".join(kernel.stderr.split())
+    assert kernel.returncode == 2 and "Traceback" not in text
+    assert f"--install-notebook needs an environment that runs on this {local_arch()} machine" in text
+
+
 def test_skip_metaflow_deps_and_errors(machine: Machine) -> None:
     out = machine.metaflow("environment", "resolve", "--conda", "fx-core", "--skip-metaflow-deps")
     assert "requests" not in out.stdout.split("User-requested packages")[1].split("\n")[0]

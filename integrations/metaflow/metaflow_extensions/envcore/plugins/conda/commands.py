@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any, cast
 
 import click
 
-from envcore import uptodate
 from envcore.cli import App, env_cmds
 from envcore.cli import run as cli_run
 from envcore.errors import EnvcoreError, UsageError
+from envcore.platforms import runs_here
 
 if TYPE_CHECKING:
     from metaflow_extensions.envcore.plugins.conda.session import Session
@@ -223,13 +223,20 @@ def _create(
         into_dir = into_dir.absolute()
         if into_dir.exists() and (not into_dir.is_dir() or any(into_dir.iterdir())) and not kwargs["force"]:
             raise UsageError(f"'{into_dir}' is not a directory or not empty -- use --force to force.")
+    arch = resolving.check_arch(kwargs["arch"]) if kwargs["arch"] else resolving.local_arch()
+    if install_notebook and not runs_here(arch):
+        raise UsageError(
+            f"--install-notebook needs an environment that runs on this {resolving.local_arch()} machine, not "
+            f"one for {arch}: a Jupyter kernel runs its python here. Leave out --arch {arch} (or "
+            "--install-notebook)."
+        )
     kwargs["env"] = app.step_ref(original, pathspec)
     if local_only:  # only an environment known locally is created
-        kwargs["env"] = app.local_ids(kwargs["env"], resolving.local_arch())
+        kwargs["env"] = app.local_ids(kwargs["env"], arch)
     # the step's code package is looked up before anything is created: a run without one fails here
     code = code_package.step_code(step_path) if into_dir is not None and step_path else None
     envs = app.session.environments
-    env = envs.find(kwargs["env"], resolving.local_arch())
+    env = envs.find(kwargs["env"], arch)
     if install_notebook:
         from metaflow_extensions.envcore.plugins.conda import notebook
 
@@ -238,14 +245,8 @@ def _create(
         if derived:
             kwargs["env"] = f"{env.req_id}:{env.full_id}"
     ctx.invoke(env_cmds.create, **kwargs)
-    python = (
-        envs.prefix_for(
-            env,
-            uptodate.created_dir_name(env.req_id, env.full_id) if kwargs["name"] is None else kwargs["name"],
-        )
-        / "bin"
-        / "python"
-    )
+    name = env_cmds.created_name(env) if kwargs["name"] is None else kwargs["name"]
+    python = envs.prefix_for(env, name) / "bin" / "python"
     code_env: dict[str, str] = {}
     if into_dir is not None:
         made = not into_dir.exists()
