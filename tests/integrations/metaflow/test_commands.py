@@ -3,10 +3,12 @@ stores and runs."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import shlex
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 from envcore.resolve import local_arch
@@ -227,26 +229,69 @@ def test_into_dir_setup_reads_the_run(machine: Machine, tmp_path: Path) -> None:
     assert direct.returncode == 0
 
 
+def _fake_index(root: Path, name: str, version: str, module: str) -> str:
+    """A PEP 503 index at ``root`` with one wheel of ``name`` whose ``module`` says it is the fake one."""
+    wheel = root / "wheels" / f"{name}-{version}-py3-none-any.whl"
+    wheel.parent.mkdir(parents=True)
+    info = f"{name}-{version}.dist-info"
+    files = {
+        f"{module}/__init__.py": f"FAKE = {version!r}\n",
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    files[f"{info}/RECORD"] = "".join(f"{p},,\n" for p in files) + f"{info}/RECORD,,\n"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for member, text in files.items():
+            zf.writestr(member, text)
+    page = root / "simple" / name
+    page.mkdir(parents=True)
+    (page / "index.html").write_text(
+        f'<html><body><a href="../../wheels/{wheel.name}">{wheel.name}</a></body></html>'
+    )
+    return (root / "simple").as_uri() + "/"
+
+
 def test_into_dir_without_a_code_package(machine: Machine, tmp_path: Path) -> None:
     out = machine.flow("conda_per_step", "run")  # a local run stores no code package by default
     pathspec = f"CondaPerStepFlow/{run_id(both(out))}/start"
     into = tmp_path / "nothing"
-    done = machine.metaflow(
-        "environment",
-        "create",
-        "--name",
-        "nocode",
-        "--into-dir",
-        str(into),
-        "--pathspec",
-        pathspec,
-        check=False,
-    )
+    args = ("environment", "create", "--name", "nocode", "--into-dir", str(into), "--pathspec", pathspec)
+    # the original's fallback: the Metaflow the run used, from the PyPI sources; --strict (the default) wants
+    # exactly what the run had, and this extension came from this checkout (an editable install: PYTHONPATH)
+    done = machine.metaflow(*args, check=False)
     text = " ".join(done.stderr.split())
     assert done.returncode == 1, text
-    assert text.startswith(f"metaflow environment: Step {pathspec} has no code package"), text
-    assert "METAFLOW_FEAT_ALWAYS_UPLOAD_CODE_PACKAGE=1" in text and "internal error" not in text
+    assert text.startswith(
+        f"metaflow environment: Step {pathspec} has no code package, and the Metaflow its run "
+        "used cannot be installed as it was: the extension 'envcore' came from PYTHONPATH"
+    ), text
+    assert "Use --no-strict" in text and "METAFLOW_FEAT_ALWAYS_UPLOAD_CODE_PACKAGE=1" in text
+    assert "internal error" not in text and "Traceback" not in text
     assert not into.exists() and not (machine.cache / "envs" / "nocode").exists()
+    # --no-strict: Metaflow at the run's version (a stand-in here), the extension left out, with a warning
+    version = importlib.metadata.version("metaflow")
+    index = _fake_index(tmp_path / "index", "metaflow", version, "metaflow")
+    done = machine.metaflow(*args, "--no-strict", METAFLOW_CONDA_DEFAULT_PYPI_SOURCE=index)
+    assert "Warning: the extension 'envcore' came from PYTHONPATH" in " ".join(done.stderr.split())
+    assert f"the Metaflow of step:{pathspec}'s run (metaflow=={version}) in .mf_code" in " ".join(
+        both(done).split()
+    )
+    assert (into / ".mf_code" / "metaflow" / "__init__.py").exists()
+    ran = machine.run(
+        "sh", "-c", ". ./metaflow_setup.sh && python -c 'import metaflow; print(metaflow.FAKE)'", cwd=into
+    )
+    assert ran.stdout.strip() == version
+    direct = machine.run(into / "__conda_python", "-c", "import metaflow, fx_core; print(metaflow.FAKE)")
+    assert direct.stdout.strip() == version
+    # the sources lack it: one paragraph naming them
+    elsewhere = tmp_path / "elsewhere"
+    again = machine.metaflow(*args[:5], str(elsewhere), *args[6:], "--no-strict", check=False)
+    text = " ".join(again.stderr.split())
+    assert (
+        again.returncode == 1
+        and f"Installing metaflow=={version} into {elsewhere / '.mf_code'} failed" in text
+    ), text
+    assert "Check that the PyPI sources" in text and "Traceback" not in text and not elsewhere.exists()
 
 
 def test_task_environment_info(machine: Machine) -> None:

@@ -10,6 +10,7 @@ with Metaflow's configuration, plus what only a Metaflow user needs:
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 import shutil
@@ -206,7 +207,12 @@ resolve.callback = _resolve
 
 
 def _create(
-    pathspec: bool, into_dir: Path | None, install_notebook: bool, local_only: bool, **kwargs: Any
+    pathspec: bool,
+    into_dir: Path | None,
+    install_notebook: bool,
+    local_only: bool,
+    strict: bool,
+    **kwargs: Any,
 ) -> None:
     from metaflow_extensions.envcore.plugins.conda import code_package
 
@@ -233,8 +239,19 @@ def _create(
     kwargs["env"] = app.step_ref(original, pathspec)
     if local_only:  # only an environment known locally is created
         kwargs["env"] = app.local_ids(kwargs["env"], arch)
-    # the step's code package is looked up before anything is created: a run without one fails here
+    # the step's code package, or the Metaflow its run used, is looked up before anything is created
     code = code_package.step_code(step_path) if into_dir is not None and step_path else None
+    wanted = code_package.run_metaflow(step_path) if into_dir is not None and step_path and not code else None
+    if wanted is not None and wanted.problems:
+        if strict:
+            raise EnvcoreError(
+                f"Step {step_path} has no code package, and the Metaflow its run used cannot be installed as it "
+                f"was: {'; '.join(wanted.problems)}. Use --no-strict to install the latest public versions "
+                "instead, or run the flow with METAFLOW_FEAT_ALWAYS_UPLOAD_CODE_PACKAGE=1 so that its steps keep "
+                "their code package (local runs store one only then)."
+            )
+        for problem in wanted.problems:
+            app.echo(f"Warning: {problem}.", err=True)
     envs = app.session.environments
     env = envs.find(kwargs["env"], arch)
     if install_notebook:
@@ -251,7 +268,12 @@ def _create(
     if into_dir is not None:
         made = not into_dir.exists()
         try:
-            code_env = code_package.download_into(into_dir, python, code)
+            install = None
+            if wanted is not None:
+                install = functools.partial(
+                    code_package.install_metaflow, python=python, wanted=wanted, config=app.config
+                )
+            code_env = code_package.download_into(into_dir, python, code, install)
         except BaseException:
             if made:
                 shutil.rmtree(into_dir, ignore_errors=True)
@@ -260,6 +282,9 @@ def _create(
             f"Code package for step:{step_path} downloaded into '{into_dir}' -- `__conda_python` is the "
             "executable to use"
             if code is not None
+            else f"'{into_dir}' has `__conda_python`, the executable to use, and the Metaflow of step:{step_path}'s "
+            f"run ({', '.join(wanted.requirements)}) in {code_package.METAFLOW_DIR}"
+            if wanted is not None
             else f"'{into_dir}' has `__conda_python`, the executable to use"
         )
         if code_env:
@@ -280,8 +305,16 @@ create = _extend(  # (--pathspec is the core's option, read here through Metaflo
     click.Option(
         ["--into-dir"],
         type=click.Path(path_type=Path),
-        help="Also put `__conda_python` into DIR and, with --pathspec, the step's code package and "
-        "metaflow_setup.sh (source it to use Metaflow and the flow's code with the environment).",
+        help="Also put `__conda_python` into DIR and, with --pathspec, the step's code package (without one, "
+        "the Metaflow its run used, from the PyPI sources: see --strict) and metaflow_setup.sh (source it to use "
+        "Metaflow and the flow's code with the environment).",
+    ),
+    click.Option(
+        ["--strict/--no-strict"],
+        default=True,
+        show_default=True,
+        help="With --into-dir and a step without a code package: fail unless the Metaflow (and extensions) its "
+        "run used can be installed at the versions it used (--no-strict: the latest public ones instead).",
     ),
     click.Option(
         ["--install-notebook/--no-install-notebook"],
