@@ -8,6 +8,14 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+from envcore_rattler.installer import RattlerInstaller
+
+from envcore import platforms
+from envcore.config import Config
+from envcore.environments import Environments
+from envcore.errors import UsageError
+from envcore.plugins import build_registry
 from envcore.resolve import local_arch
 
 from ..conftest import env_ids
@@ -65,3 +73,34 @@ def test_an_environment_not_resolved_for_the_arch_says_so(run: Run) -> None:
     out = run("create", ref, "--arch", OTHER, check=False, machine="b")
     assert out.returncode == 1 and "Traceback" not in out.stderr
     assert f"is not available for {OTHER}" in " ".join(out.stderr.split())
+
+
+def test_only_an_installer_that_runs_nothing_installs_another_arch(
+    run: Run,
+    machine_env: Callable[..., dict[str, str]],
+    monkeypatch: pytest.MonkeyPatch,
+    world: dict[str, Path],
+) -> None:
+    (ref,) = env_ids(run("resolve", "--conda", "fx-core", "--arch", OTHER).stdout)
+    for name, value in machine_env("a").items():
+        if name.startswith("METAFLOW_"):
+            monkeypatch.setenv(name, value)
+    monkeypatch.delattr(RattlerInstaller, "installs_any_arch")  # as a plugin's installer that does not say it
+    envs = Environments(build_registry(Config.load()))
+    env = envs.find(ref, OTHER)
+    with pytest.raises(UsageError) as caught:
+        envs.create(env, envs.prefix_for(env, "x"), any_arch=True)
+    assert "its conda installer (RattlerInstaller) may run the packages' link scripts" in caught.value.message
+    with pytest.raises(UsageError) as caught:  # a step's environment (no --arch) is never one of another arch
+        envs.create(env, envs.prefix_for(env, None))
+    assert f"is for {OTHER}; this machine is {local_arch()}" in caught.value.message
+    assert not list((world["a"] / "cache").glob("envs/*"))
+
+
+@pytest.mark.parametrize(
+    ("here", "arch", "runs"),
+    [("osx-arm64", "osx-64", True), ("osx-64", "osx-arm64", False), ("linux-64", "linux-aarch64", False)],
+)
+def test_what_runs_here(monkeypatch: pytest.MonkeyPatch, here: str, arch: str, runs: bool) -> None:
+    monkeypatch.setattr(platforms, "local_arch", lambda: here)
+    assert platforms.runs_here(arch) is runs and platforms.runs_here(here)
