@@ -476,9 +476,8 @@ def create(
     )
     prefix = envs.prefix_for(resolved, created_name(resolved) if name is None else name)
     started = time.monotonic()
-    created = envs.create(
-        resolved, prefix, force=force, verify=verify, any_arch=True
-    )  # False: it was complete already
+    # False: it was complete already; any_arch: an environment of another arch is created where it safely can be
+    created = envs.create(resolved, prefix, force=force, verify=verify, any_arch=True)
     if not (created or exist_ok):
         raise UsageError(
             f"Environment '{prefix.name}' already exists at {prefix}; use --force to force recreating it "
