@@ -373,8 +373,8 @@ class Environments:
             return StorageError(
                 f"{what} is not available for {arch} in the store ({self.store.url}), "
                 f"only for {', '.join(others)}. Resolve its requirements for {arch} (envcore resolve --from "
-                f"{req_id}:{full_id} --arch {arch}), or use it for one of those architectures (show and get take "
-                f"--arch {others[0]}; create runs on a machine of that architecture)."
+                f"{req_id}:{full_id} --arch {arch}), or use it for one of those architectures (show, get and create "
+                f"take --arch {others[0]})."
             )
         return StorageError(
             f"{what} is not available in the store ({self.store.url}) for any architecture. Check the ids "

@@ -68,6 +68,7 @@ def test_an_environment_the_store_does_not_hold_is_told_apart_from_one_of_anothe
     assert out.returncode == 1, message
     assert f"{req_id}:{full_id} is not available for {other} in the store (" in message
     assert f"only for {local_arch()}. Resolve its requirements for {other}" in message
+    assert message.endswith(f"(show, get and create take --arch {local_arch()}).")  # create has --arch too
 
 
 def test_a_base_that_cannot_be_extended_is_named_as_the_user_named_it(run: Run) -> None:
