@@ -23,7 +23,7 @@ from envcore.errors import EnvcoreError, IntegrityError, MissingObject, StorageE
 from envcore.fetch import PackageCache, ensure_checked, from_store, from_url, in_parallel, mark_checked
 from envcore.locks import file_lock
 from envcore.plugins import Registry
-from envcore.progress import Progress, Task, as_progress, new_entries
+from envcore.progress import Progress, Task, as_progress, new_entries, size_text
 from envcore.types import (
     CachingInstaller,
     InstallProgress,
@@ -115,10 +115,10 @@ def fetch_packages(
     def summary(task: Task) -> str:
         took = time.monotonic() - task.started
         if len(cached) == task.done:
-            return f"All {task.done} package(s) already in the package cache ({task.bytes / 1e6:.1f} MB)"
-        fetched, size = task.done - len(cached), (task.bytes - sum(cached)) / 1e6
+            return f"All {task.done} package(s) already in the package cache ({size_text(task.bytes)})"
+        fetched, size = task.done - len(cached), size_text(task.bytes - sum(cached))
         also = f"; {len(cached)} already in the package cache" if cached else ""
-        return f"Fetched and verified {fetched} package(s) ({size:.1f} MB) in {took:.2f} s{also}"
+        return f"Fetched and verified {fetched} package(s) ({size}) in {took:.2f} s{also}"
 
     with show.task("Fetching packages", len(env.packages), summary) as task:
         return in_parallel(one, env.packages)

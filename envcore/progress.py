@@ -119,14 +119,16 @@ class TerminalProgress(Progress):
 
         # a terminal of unknown size (0 x 0, e.g. a fresh pty) makes tqdm hide its bar: use 100 x 24
         size = shutil.get_terminal_size((100, 24))
+        columns = min(size.columns, 120)
+        desc, layout = bar_layout(f"{self.indent}{task.title}", task.total, columns)
         bar = tqdm(
             total=task.total,
-            desc=f"{self.indent}{task.title}",
+            desc=desc,
             file=self.stream,
             leave=False,
-            ncols=min(size.columns, 120),
+            ncols=columns,
             nrows=size.lines,
-            bar_format="{desc}: {bar:20} {n_fmt}/{total_fmt}{postfix} {elapsed}",
+            bar_format=layout,
         )
         with self._lock:
             self._bars[id(task)] = bar
@@ -158,15 +160,47 @@ class TerminalProgress(Progress):
             bar = self._bars.get(id(task))
             if bar is None:
                 return
+            if task.bytes:  # before the count is drawn: the line drawn shows both
+                bar.set_postfix_str(size_text(task.bytes), refresh=False)
             bar.update(task.done - bar.n)
-            if task.bytes:
-                bar.set_postfix_str(f"{task.bytes / 1e6:.1f} MB", refresh=False)
 
     def _line(self, message: str) -> None:
         from tqdm import tqdm
 
         with self._lock:
             tqdm.write(f"{self.indent}{message}", file=self.stream)
+
+
+BAR_WIDTH, MIN_BAR_WIDTH, MIN_DESC = 20, 10, 24  # columns
+
+
+def bar_layout(desc: str, total: int, columns: int) -> tuple[str, str]:
+    """The description and tqdm ``bar_format`` of a live bar that fits ``columns`` with its count, bytes and
+    elapsed time at their widest (``12/12, 999.9 MB 0:00:00``): the bar narrows to 10 columns, then the
+    description is shortened (a store's long URL), then the bar goes (with the indent). (A fixed 20-column bar
+    pushed the count, bytes and time off an 80-column terminal behind a store's URL: tqdm cuts the line at its
+    end.)"""
+    tail = len(f" {total}/{total}, 999.9 MB 0:00:00")
+    room = columns - 1 - tail - len(": ")  # the last column left free: a full line wraps on some terminals
+    width = min(BAR_WIDTH, room - len(desc) - 1)
+    with_bar = "{desc}: {bar:%d} {n_fmt}/{total_fmt}{postfix} {elapsed}"
+    if width >= MIN_BAR_WIDTH:
+        return desc, with_bar % width
+    if room - MIN_BAR_WIDTH - 1 >= MIN_DESC:
+        return _shortened(desc, room - MIN_BAR_WIDTH - 1), with_bar % MIN_BAR_WIDTH
+    return _shortened(desc.lstrip(), room), "{desc}: {n_fmt}/{total_fmt}{postfix} {elapsed}"
+
+
+def _shortened(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
+
+
+def size_text(nbytes: float) -> str:
+    """``nbytes`` as a person reads it: 512 B, 4.1 kB, 9.5 MB, 1.2 GB (decimal units, as the summaries')."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.1f} {unit}"
+    return f"{int(nbytes)} B"
 
 
 def debug_line(text: str) -> None:

@@ -59,6 +59,27 @@ def test_terminal_shows_a_live_bar_then_the_summary() -> None:
     assert lines[-2].startswith("    Fetching packages: 3 in ") and lines[-1] == "    a notice"
 
 
+@pytest.mark.parametrize("columns", [40, 60, 80, 100])
+def test_a_bar_keeps_its_count_bytes_and_time_on_a_narrow_terminal(
+    monkeypatch: pytest.MonkeyPatch, columns: int
+) -> None:
+    """Before: a fixed 20-column bar behind a store's URL pushed the count, the bytes and the time off an
+    80-column terminal (tqdm cuts the line at its end), and small files showed as '0.0 MB'."""
+    monkeypatch.setenv("COLUMNS", str(columns))
+    out = FakeTerminal()
+    progress = for_terminal(quiet=False, stream=out)
+    assert isinstance(progress, TerminalProgress)
+    with progress.task("Caching packages in s3://a-company-bucket/metaflow/envcore", 12) as task:
+        task.advance(11, 4_100)
+        time.sleep(0.3)  # let the ticker redraw
+    drawn = [line for line in out.getvalue().split("\r") if "/12" in line]
+    assert drawn, out.getvalue()
+    for line in drawn:
+        assert len(line) < columns, line
+        assert line.rstrip().endswith(("00:00", "00:01")), line
+    assert any(line.rstrip().endswith("11/12, 4.1 kB 00:00") for line in drawn), drawn
+
+
 def test_the_clock_moves_while_an_uncounted_step_runs() -> None:
     out = FakeTerminal()
     progress = for_terminal(quiet=False, stream=out)
