@@ -121,6 +121,10 @@ def cache_environment(
     show = as_progress(progress)
 
     def ensure(pkg: LockedPackage) -> tuple[LockedPackage, int, int]:
+        with task.counting():  # a download's bytes count as they come
+            return ensure_one(pkg)
+
+    def ensure_one(pkg: LockedPackage) -> tuple[LockedPackage, int, int]:
         uploaded = present = 0
         if pkg.kind is PackageKind.CONDA and preferred != "none" and pkg.file(preferred) is None:
             pkg = _transmuted(config, pkg, local_file(cache, pkg, pkg.source, creds), preferred, cache)

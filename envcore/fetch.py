@@ -22,10 +22,12 @@ from urllib.parse import unquote, urlsplit
 
 from envcore.config import redact_url
 from envcore.errors import EditedDescription, EnvcoreError, IntegrityError, MissingObject, StorageError
+from envcore.progress import moving
 from envcore.types import CONDA_TOKEN_USER, PackageFile, PackageFormat, Store
 
 RETRIES = 4
 CHUNK = 1 << 20
+STREAM_CHUNK = 1 << 16  # read from a response at once: a live bar's bytes move every 64 kB
 
 
 TRANSFER_WORKERS = 8  # files moved at once between the store, the sources and the package cache
@@ -281,10 +283,12 @@ def download(url: str, dest: Path, credentials: Mapping[str, tuple[str, str]] | 
                 response.raise_for_status()
                 expected = int(response.headers.get("Content-Length", -1))
                 written = 0
+                moving(0)
                 with open(dest, "wb") as fh:
-                    for chunk in response.iter_content(CHUNK):
+                    for chunk in response.iter_content(STREAM_CHUNK):
                         fh.write(chunk)
                         written += len(chunk)
+                        moving(written)
                 if expected >= 0 and written != expected:
                     raise requests.ConnectionError(f"truncated body ({written} of {expected} bytes)")
                 return

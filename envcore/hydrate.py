@@ -67,6 +67,10 @@ def fetch_packages(
     cached: list[int] = []  # sizes of the files the package cache already held (appended by the workers)
 
     def one(pkg: LockedPackage) -> tuple[LockedPackage, Path]:
+        with task.counting():  # a download's bytes count as they come
+            return fetch_one(pkg)
+
+    def fetch_one(pkg: LockedPackage) -> tuple[LockedPackage, Path]:
         file = _choose(preferred, pkg)
         name = pkg.filename + file.url_format
         path = pkgs.get(file, name, verify=verify)

@@ -40,11 +40,39 @@ class Task:
         self.bytes = 0
         self.started = time.monotonic()
         self._lock = threading.Lock()
+        self._moving: dict[int, int] = {}  # per thread: the bytes so far of the file it is moving
 
     def advance(self, units: int = 1, nbytes: int = 0) -> None:
+        """``units`` more done, and ``nbytes`` more moved: the calling thread's file in flight (see
+        :func:`moving`) is done with."""
         with self._lock:
             self.done += units
             self.bytes += nbytes
+            self._moving.pop(threading.get_ident(), None)
+        self.owner._render(self)
+
+    @property
+    def shown_bytes(self) -> int:
+        """The bytes moved so far, the files in flight included (what a live bar shows)."""
+        with self._lock:
+            return self.bytes + sum(self._moving.values())
+
+    @contextmanager
+    def counting(self) -> Iterator[None]:
+        """While it lasts, what the calling thread reports with :func:`moving` (a download under way) counts in
+        this task's bytes, until the thread's next :meth:`advance`."""
+        before = getattr(_current, "task", None)
+        _current.task = self
+        try:
+            yield
+        finally:
+            _current.task = before
+            with self._lock:
+                self._moving.pop(threading.get_ident(), None)
+
+    def _moved(self, nbytes: int) -> None:
+        with self._lock:
+            self._moving[threading.get_ident()] = nbytes
         self.owner._render(self)
 
     def finish(self) -> None:
@@ -60,6 +88,18 @@ class Task:
                 return
             self.done = min(seen, self.total)
         self.owner._render(self)
+
+
+_current = threading.local()  # .task: the task the thread's transfers count for (Task.counting)
+
+
+def moving(nbytes: int) -> None:
+    """The file the calling thread is moving (downloading) has ``nbytes`` so far: a live bar counts them before
+    the file is done (a large file no longer leaves the bar's bytes still for minutes). Nothing outside
+    :meth:`Task.counting`; 0 when a transfer starts again."""
+    task = getattr(_current, "task", None)
+    if task is not None:
+        task._moved(nbytes)
 
 
 class Progress:
@@ -160,8 +200,9 @@ class TerminalProgress(Progress):
             bar = self._bars.get(id(task))
             if bar is None:
                 return
-            if task.bytes:  # before the count is drawn: the line drawn shows both
-                bar.set_postfix_str(size_text(task.bytes), refresh=False)
+            nbytes = task.shown_bytes
+            if nbytes:  # before the count is drawn: the line drawn shows both
+                bar.set_postfix_str(size_text(nbytes), refresh=False)
             bar.update(task.done - bar.n)
 
     def _line(self, message: str) -> None:

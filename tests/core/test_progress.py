@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -214,3 +215,47 @@ def test_fetch_summary_tells_fetched_files_from_cached_ones(
     assert "Fetched and verified 1 package(s) (" in partly.stderr, partly.stderr
     assert "; 6 already in the package cache" in partly.stderr
     assert run("--quiet", "get", ref, machine="b").stderr == ""
+
+
+def test_a_bar_counts_the_bytes_of_a_download_under_way() -> None:
+    """Before: the bytes of a file were counted when it was done: a 9.5 MB download left the bar at
+    '6/7, 0.0 MB' for as long as it took."""
+    from envcore.progress import moving
+
+    out = FakeTerminal()
+    progress = for_terminal(quiet=False, stream=out)
+    with progress.task("Fetching packages", 1) as task:
+
+        def fetch() -> None:
+            with task.counting():
+                moving(0)
+                moving(3_000_000)  # a download's first 3 MB
+                time.sleep(0.4)  # a redraw or more
+                task.advance(1, 5_000_000)  # done: 5 MB in all
+
+        worker = threading.Thread(target=fetch)
+        worker.start()
+        worker.join()
+        assert task.shown_bytes == task.bytes == 5_000_000  # the file in flight is not counted twice
+    drawn = out.getvalue()
+    assert "0/1, 3.0 MB" in drawn, drawn
+    moving(1)  # outside a task's counting: nothing
+
+
+def test_a_download_reports_its_bytes_as_they_come(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import functools
+    import http.server
+
+    from envcore import fetch
+
+    (tmp_path / "big.bin").write_bytes(b"x" * 300_000)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    seen: list[int] = []
+    monkeypatch.setattr(fetch, "moving", seen.append)
+    try:
+        fetch.download(f"http://127.0.0.1:{server.server_address[1]}/big.bin", tmp_path / "got")
+    finally:
+        server.shutdown()
+    assert seen[0] == 0 and seen[-1] == 300_000 and len([n for n in seen if 0 < n < 300_000]) >= 2, seen
