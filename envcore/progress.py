@@ -217,11 +217,11 @@ BAR_WIDTH, MIN_BAR_WIDTH, MIN_DESC = 20, 10, 24  # columns
 
 def bar_layout(desc: str, total: int, columns: int) -> tuple[str, str]:
     """The description and tqdm ``bar_format`` of a live bar that fits ``columns`` with its count, bytes and
-    elapsed time at their widest (``12/12, 999.9 MB 0:00:00``): the bar narrows to 10 columns, then the
+    elapsed time at their widest (``12/12, 999.9 MB 00:00``): the bar narrows to 10 columns, then the
     description is shortened (a store's long URL), then the bar goes (with the indent). (A fixed 20-column bar
     pushed the count, bytes and time off an 80-column terminal behind a store's URL: tqdm cuts the line at its
     end.)"""
-    tail = len(f" {total}/{total}, 999.9 MB 0:00:00")
+    tail = len(f" {total}/{total}, 999.9 MB 00:00")  # (past an hour, tqdm cuts the seconds)
     room = columns - 1 - tail - len(": ")  # the last column left free: a full line wraps on some terminals
     width = min(BAR_WIDTH, room - len(desc) - 1)
     with_bar = "{desc}: {bar:%d} {n_fmt}/{total_fmt}{postfix} {elapsed}"

@@ -81,6 +81,15 @@ def test_a_bar_keeps_its_count_bytes_and_time_on_a_narrow_terminal(
     assert any(line.rstrip().endswith("11/12, 4.1 kB 00:00") for line in drawn), drawn
 
 
+def test_a_40_column_terminal_keeps_a_short_title_whole() -> None:
+    """Before: room was kept for an elapsed time past an hour ('0:00:00'), and 40 columns showed
+    'Fetching packa…: 0/7 00:00'."""
+    from envcore.progress import bar_layout
+
+    desc, layout = bar_layout("    Fetching packages", 7, 40)
+    assert desc == "Fetching packages" and "{bar" not in layout
+
+
 def test_the_clock_moves_while_an_uncounted_step_runs() -> None:
     out = FakeTerminal()
     progress = for_terminal(quiet=False, stream=out)
