@@ -121,8 +121,8 @@ def fetch_packages(
         if len(cached) == task.done:
             return f"All {task.done} package(s) already in the package cache ({size_text(task.bytes)})"
         fetched, size = task.done - len(cached), size_text(task.bytes - sum(cached))
-        also = f"; {len(cached)} already in the package cache" if cached else ""
-        return f"Fetched and verified {fetched} package(s) ({size}) in {took:.2f} s{also}"
+        also = f"; {len(cached)} other(s) already in the package cache" if cached else ""
+        return f"Fetching and verifying {fetched} package(s) ({size}{also}) ... done in {took:.2f} seconds."
 
     with show.task("Fetching packages", len(env.packages), summary) as task:
         return in_parallel(one, env.packages)
@@ -375,4 +375,4 @@ def _installed_so_far(kind: PackageKind, prefix: Path) -> Callable[[], int]:
 
 
 def _installed(task: Task, what: str) -> str:
-    return f"Installed {task.done} {what} in {time.monotonic() - task.started:.2f} s"
+    return f"Installing {task.done} {what} ... done in {time.monotonic() - task.started:.2f} seconds."

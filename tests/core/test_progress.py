@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import subprocess
 import threading
 import time
@@ -187,9 +188,9 @@ def test_create_shows_bars_on_a_terminal_and_lines_in_a_log(
     assert code == 0, shown
     assert "\r" in shown  # a live bar was drawn and redrawn
     for phase in (
-        "Fetched and verified 7 package(s)",  # fx-pyyaml comes from conda (fx-yaml): no wheel of it
-        "Installed 6 conda package(s)",
-        "Installed 1 wheel(s)",
+        "Fetching and verifying 7 package(s) (",  # fx-pyyaml comes from conda (fx-yaml): no wheel of it
+        "Installing 6 conda package(s) ... done in ",
+        "Installing 1 wheel(s) ... done in ",
     ):
         assert phase in shown, shown
     logged = run(
@@ -200,7 +201,13 @@ def test_create_shows_bars_on_a_terminal_and_lines_in_a_log(
         machine="b",
         METAFLOW_ENVCORE_CACHE_DIR=str(Path(machine_env("b")["METAFLOW_ENVCORE_CACHE_DIR"]) / "other"),
     )
-    assert "Fetched and verified 7 package(s)" in logged.stderr and "\r" not in logged.stderr
+    assert "Fetching and verifying 7 package(s)" in logged.stderr and "\r" not in logged.stderr
+    # every phase says its time in the same words (before: '... done in 0.21 seconds.' for resolving and caching,
+    # 'in 0.05 s' for fetching and installing)
+    timed = [line for line in logged.stderr.splitlines() if re.search(r" in \d+\.\d+ ?s", line)]
+    assert len(timed) == 3 and all(re.search(r" \.\.\. done in \d+\.\d\d seconds\.$", t) for t in timed), (
+        timed
+    )
     assert "created at" in logged.stdout
     code, shown = _stderr_on_a_terminal(["--quiet", "create", ref, "--name", "quiet"], machine_env("b"))
     assert code == 0 and shown == ""
@@ -212,17 +219,17 @@ def test_fetch_summary_tells_fetched_files_from_cached_ones(
     """``get`` (and a create that fetches) says which files it fetched and which the package cache held."""
     (ref,) = env_ids(run("resolve", "--conda", "fx-app", "--pypi", "fx-extras").stdout)
     first = run("get", ref, machine="b")
-    assert "Fetched and verified 7 package(s)" in first.stderr, first.stderr
+    assert "Fetching and verifying 7 package(s)" in first.stderr, first.stderr
     assert "already in the package cache" not in first.stderr
     again = run("get", ref, machine="b")
     assert "All 7 package(s) already in the package cache (" in again.stderr, again.stderr
-    assert "Fetched and verified" not in again.stderr
+    assert "Fetching and verifying" not in again.stderr
     cache = Path(machine_env("b")["METAFLOW_ENVCORE_CACHE_DIR"]) / "pkgs"
     (wheel,) = cache.glob("*/fx_extras-*.whl")
     wheel.unlink()
     partly = run("get", ref, machine="b")
-    assert "Fetched and verified 1 package(s) (" in partly.stderr, partly.stderr
-    assert "; 6 already in the package cache" in partly.stderr
+    assert "Fetching and verifying 1 package(s) (" in partly.stderr, partly.stderr
+    assert "; 6 other(s) already in the package cache) ... done in " in partly.stderr
     assert run("--quiet", "get", ref, machine="b").stderr == ""
 
 
