@@ -124,19 +124,24 @@ class Progress:
         as a notice. ``poll``: see :class:`Task` (asked only where a live bar is drawn)."""
         task = Task(self, title, total, poll)
         stop = self._start(task)
+        interrupted = False
         try:
             yield task
+        except KeyboardInterrupt:
+            interrupted = True
+            raise
         finally:
-            stop()
+            stop(interrupted)
         text = (
             summary(task) if summary else f"{title}: {task.done} in {time.monotonic() - task.started:.2f} s"
         )
         if total and text:
             self(text)
 
-    def _start(self, task: Task) -> Callable[[], None]:
-        """Begin showing ``task``; returns what stops it. Nothing except on a terminal."""
-        return lambda: None
+    def _start(self, task: Task) -> Callable[[bool], None]:
+        """Begin showing ``task``; returns what stops it (told whether the user interrupted the task). Nothing
+        except on a terminal."""
+        return lambda interrupted: None
 
     def _render(self, task: Task) -> None:
         """Draw the live status line; nothing except on a terminal."""
@@ -152,7 +157,7 @@ class TerminalProgress(Progress):
         self._bars: dict[int, tqdm[Any]] = {}
         self._lock = threading.Lock()
 
-    def _start(self, task: Task) -> Callable[[], None]:
+    def _start(self, task: Task) -> Callable[[bool], None]:
         import shutil
 
         from tqdm import tqdm  # here: only terminals draw bars (tqdm costs ~40 ms to import)
@@ -186,11 +191,17 @@ class TerminalProgress(Progress):
         ticker = threading.Thread(target=tick, name="envcore-progress", daemon=True)
         ticker.start()
 
-        def stop() -> None:
+        def stop(interrupted: bool) -> None:
             stopped.set()
             ticker.join()
             with self._lock:
                 self._bars.pop(id(task), None)
+                if interrupted and not self._bars:
+                    # Ctrl-C: the bar stays as it was (how far the task got), the cursor at its end, where the
+                    # terminal echoed ^C and the interruption's own line break ends the line. Cleared, it left a
+                    # blank line above 'Aborted.' (and the ^C alone). An outer bar is kept instead of this one.
+                    bar.refresh()
+                    bar.sp = None  # what draws it: closed without it, the bar is let go of but not cleared
                 bar.close()
 
         return stop

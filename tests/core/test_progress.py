@@ -91,6 +91,27 @@ def test_a_40_column_terminal_keeps_a_short_title_whole() -> None:
     assert desc == "Fetching packages" and "{bar" not in layout
 
 
+def test_ctrl_c_leaves_the_bar_as_it_was_with_the_cursor_at_its_end() -> None:
+    """Before: the bar was cleared, and the terminal showed a blank line (or the echoed ^C alone) above
+    'Aborted.', without how far the task got. An inner bar (a build within a resolution) is cleared, the outer
+    one kept."""
+    from tqdm import tqdm
+
+    out = FakeTerminal()
+    progress = for_terminal(quiet=False, stream=out)
+    with (
+        pytest.raises(KeyboardInterrupt),
+        progress.task("Resolving 1 environment(s)", 1),
+        progress.task("Fetching packages", 7) as task,
+    ):
+        task.advance(3, 2_000_000)
+        raise KeyboardInterrupt
+    last = out.getvalue().split("\r")[-1]
+    assert last.startswith("    Resolving 1 environment(s): ") and " 0/1 " in last, repr(out.getvalue())
+    assert "\n" not in last and last == last.rstrip()  # the cursor at its end
+    assert not [bar for bar in tqdm._instances if "environment(s)" in bar.desc]  # let go of  # type: ignore[attr-defined]
+
+
 def test_the_clock_moves_while_an_uncounted_step_runs() -> None:
     out = FakeTerminal()
     progress = for_terminal(quiet=False, stream=out)
