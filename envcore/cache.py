@@ -151,10 +151,11 @@ def cache_environment(
     stored = replace(env, packages=tuple(p for p, _, _ in results))
     uploaded = sum(u for _, u, _ in results)
     present = sum(p for _, _, p in results)
+    of = f" for {env.arch}" if len(env.resolved_archs) > 1 else ""  # one line per arch: which is which
     show(
-        f"Caching {uploaded} item(s) to {store.url} ... done in {time.monotonic() - started:.2f} seconds."
+        f"Caching {uploaded} item(s){of} to {store.url} ... done in {time.monotonic() - started:.2f} seconds."
         if uploaded
-        else f"All packages already cached in {store.url}."
+        else f"All packages{of} already cached in {store.url}."
     )
     keys = {p.filename: package_keys(config, p) for p in stored.packages}
     written = _put_description(store, env_key(config, stored), description.dumps(stored, keys), show)

@@ -305,8 +305,12 @@ class Environments:
                 credentials=self._credentials,
                 progress=self.progress,
             )
-            if not report.description_written:
-                self.progress(f"All environments already cached in {self.store.url}.")
+            if not report.description_written:  # (co-resolved: one line per arch, which names it)
+                self.progress(
+                    f"The environment for {env.arch} is already cached in {self.store.url}."
+                    if len(env.resolved_archs) > 1
+                    else f"All environments already cached in {self.store.url}."
+                )
         self.record.add(env, set_default=set_default)
         return env
 

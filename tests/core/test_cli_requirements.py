@@ -652,3 +652,17 @@ def test_the_caching_line_says_how_long_it_took(cli_env: dict[str, str]) -> None
     assert re.search(r"Caching \d+ item\(s\) to \S+ \.\.\. done in \d+\.\d\d seconds\.", out.stderr), (
         out.stderr
     )
+
+
+def test_each_arch_of_a_coresolved_resolve_has_its_own_caching_lines(cli_env: dict[str, str]) -> None:
+    """Before: 'Caching 1 item(s) to file:///... done' (or 'All environments already cached in ...') once per
+    arch, word for word the same: which arch was which could not be told."""
+    archs = ("linux-64", "osx-arm64")
+    first = envcore("resolve", "--conda", "fx-web", *(f"--arch={a}" for a in archs), env=cli_env)
+    again = envcore("resolve", "--force", "--conda", "fx-web", *(f"--arch={a}" for a in archs), env=cli_env)
+    for out in (first, again):
+        assert out.returncode == 0, out.stderr
+        lines = [line.strip() for line in out.stderr.splitlines() if "cached" in line or "Caching" in line]
+        assert len(lines) == len(set(lines)) >= 2, out.stderr
+        assert all(any(f"for {a} " in line for line in lines) for a in archs), out.stderr
+    assert "The environment for osx-arm64 is already cached in " in again.stderr, again.stderr

@@ -17,7 +17,7 @@ FLOWS = Path(__file__).parent / "flows"
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} ")
 PROGRESS = (
     "Caching ",
-    "All packages already cached",
+    "already cached in",
     "Fetching and verifying",
     "already in the package cache",
     "Installing ",
