@@ -248,3 +248,25 @@ def test_a_step_in_its_own_environment_that_launches_a_conda_flow_is_told_how(
         assert "Traceback" not in line and "nested 1 " in line, line
         assert "envcore is not installed in this Python" in line, line
         assert "give that step @conda(disabled:True)" in line, line
+
+
+def test_the_worker_tells_how_long_caching_went_on_after_resolving() -> None:
+    """Before: 'Resolving 2 environments ... done in 6.02 seconds.' counted the 5 seconds of caching that the
+    next lines ('Caching 6 item(s) to ... done in 5.01 seconds.') reported again: the launcher now leaves out
+    what the worker did after its last resolution."""
+    import time
+
+    from metaflow_extensions.envcore.plugins.conda import worker
+
+    class Envs:  # resolves at once, caches slowly
+        names: dict[str, str] = {}
+
+        def resolve(self, requests: list[object], force: bool) -> list[tuple[object, bool]]:
+            return [(requests[0], True)]
+
+        def save(self, env: object) -> object:
+            time.sleep(0.3)
+            return env
+
+    assert worker._resolve(Envs(), (["a", "b"], False, True, {})) == [("a", True), ("b", True)]
+    assert worker.TIMINGS["after_resolving"] >= 0.3

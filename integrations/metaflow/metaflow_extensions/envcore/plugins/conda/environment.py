@@ -430,7 +430,9 @@ class CondaEnvironment(MetaflowEnvironment):
                 echo(" failed.")
                 raise
             failed = {rid: r for rid, r in zip(todo, results, strict=True) if isinstance(r, str)}
-            echo(" failed." if failed else f" done in {seconds(time.monotonic() - started)}.")
+            # the caching that followed the last resolution is left out: its own lines, next, say how long it took
+            took = time.monotonic() - started - session.timings.get("after_resolving", 0.0)
+            echo(" failed." if failed else f" done in {seconds(took)}.")
             session.flush_messages()  # with resolvers' warnings (a yanked pin), which the worker reports
             if failed:
                 raise InvalidEnvironmentException(messages.for_printer(self._failures(planned, failed)))

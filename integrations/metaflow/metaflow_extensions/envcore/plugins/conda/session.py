@@ -129,6 +129,7 @@ class Session:
         self.progress = progress
         self.pathspec_lookup = pathspec_lookup
         self._messages: list[str] = []
+        self.timings: dict[str, float] = {}  # the last worker's (see worker.TIMINGS)
 
     @property
     def quiet(self) -> bool:
@@ -186,7 +187,7 @@ class Session:
             status, value = pickle.loads(result.read_bytes())
         if status != "ok":
             raise EnvcoreFailure(messages.for_printer(str(value)))
-        result, reported = value
+        result, reported, self.timings = value
         self._messages.extend(reported)
         return result
 

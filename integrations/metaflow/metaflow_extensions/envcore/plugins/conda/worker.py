@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import Any
 
 MESSAGES: list[str] = []
+# how long the work went on after its last resolution (caching it): the launcher's 'Resolving ... done in'
+# leaves it out, as the caching lines that follow say it
+TIMINGS: dict[str, float] = {}
 
 
 def _debug() -> bool:
@@ -38,11 +41,19 @@ def _resolve(envs: Any, payload: Any) -> Any:
     # before the threads start.
     sysconfig.get_config_vars()
 
+    import threading
+    import time
+
+    resolved_at = [time.monotonic()]
+    lock = threading.Lock()
+
     def one(request: Any) -> Any:
         from envcore.errors import EnvcoreError
 
         try:
             ((env, new),) = envs.resolve([request], force=force)
+            with lock:
+                resolved_at[0] = max(resolved_at[0], time.monotonic())
             if not cache:  # a datastore in CONDA_IGNORE_CACHING_DATASTORES: recorded on this machine only
                 return (envs.save(env, cache=False) if new else env), new
             return (envs.save(env) if new else envs.ensure_stored(env)), new
@@ -55,7 +66,9 @@ def _resolve(envs: Any, payload: Any) -> Any:
     with new_work() as work:
         futures = [pool.submit(in_this_work(one), request) for request in requests]
         try:
-            return [result_of(future) for future in futures]
+            results = [result_of(future) for future in futures]
+            TIMINGS["after_resolving"] = time.monotonic() - resolved_at[0]
+            return results
         except KeyboardInterrupt:  # the tools under way are stopped, the threads left to end (see stop_work)
             _stopping()
             stop_work(pool, futures, work)
@@ -97,7 +110,7 @@ def run(request: Path) -> tuple[str, Any]:
         handler = {"resolve": _resolve, "store": _store, "create": _create}[op]
         with envcore_warnings_to(lambda text: _progress(f"Warning: {text}")):  # a resolver's (a yanked pin)
             result = handler(envs, payload)
-        return "ok", (result, MESSAGES)
+        return "ok", (result, MESSAGES, TIMINGS)
     except EnvcoreError as exc:
         if _debug():
             traceback.print_exc()
