@@ -158,12 +158,10 @@ class TerminalProgress(Progress):
         self._lock = threading.Lock()
 
     def _start(self, task: Task) -> Callable[[bool], None]:
-        import shutil
-
         from tqdm import tqdm  # here: only terminals draw bars (tqdm costs ~40 ms to import)
 
         # a terminal of unknown size (0 x 0, e.g. a fresh pty) makes tqdm hide its bar: use 100 x 24
-        size = shutil.get_terminal_size((100, 24))
+        size = terminal_size(self.stream)
         columns = min(size.columns, 120)
         desc, layout = bar_layout(f"{self.indent}{task.title}", task.total, columns)
         bar = tqdm(
@@ -185,7 +183,16 @@ class TerminalProgress(Progress):
                     task._polled()
                 except OSError:
                     pass  # what the poll looks at is being built or removed: the next tick sees it
+                columns = min(terminal_size(self.stream).columns, 120)
                 with self._lock:
+                    if columns != bar.ncols:  # the terminal was resized: the bar is laid out for it again
+                        bar.desc, bar.bar_format = bar_layout(
+                            f"{self.indent}{task.title}", task.total, columns
+                        )
+                        bar.ncols = columns
+                        # from a clean line, not padded to the old width (which would wrap on a narrower one)
+                        self.stream.write("\r\x1b[K")
+                        bar.sp = bar.status_printer(bar.fp)
                     bar.refresh()
 
         ticker = threading.Thread(target=tick, name="envcore-progress", daemon=True)
@@ -289,12 +296,30 @@ def as_progress(progress: Progress | Callable[[str], None] | None) -> Progress:
     return Progress(progress) if progress is not None else Progress()
 
 
-def _draws_bars() -> bool:
-    """A terminal that can redraw a bar in place and has room for its count: not ``TERM=dumb`` (no cursor
-    control) nor narrower than 40 columns (the bar would drop its count and bytes)."""
+def terminal_size(stream: TextIO) -> os.terminal_size:
+    """The size of the terminal ``stream`` writes to (``COLUMNS`` and ``LINES`` first, as
+    :func:`shutil.get_terminal_size`, which asks stdout's: a pipe when the results are redirected, so the bars on
+    stderr were laid out for 100 columns and wrapped on a narrower terminal); 100 x 24 when unknown."""
     import shutil
 
-    return os.environ.get("TERM") != "dumb" and shutil.get_terminal_size((100, 24)).columns >= 40
+    try:
+        size = os.get_terminal_size(stream.fileno())
+    except (AttributeError, ValueError, OSError):  # not a file (io.UnsupportedOperation is both)
+        return shutil.get_terminal_size((100, 24))
+
+    def given(name: str) -> int:
+        try:
+            return int(os.environ[name])
+        except (KeyError, ValueError):
+            return 0
+
+    return os.terminal_size((given("COLUMNS") or size.columns or 100, given("LINES") or size.lines or 24))
+
+
+def _draws_bars(stream: TextIO) -> bool:
+    """A terminal that can redraw a bar in place and has room for its count: not ``TERM=dumb`` (no cursor
+    control) nor narrower than 40 columns (the bar would drop its count and bytes)."""
+    return os.environ.get("TERM") != "dumb" and terminal_size(stream).columns >= 40
 
 
 def for_terminal(*, quiet: bool, stream: TextIO | None = None) -> Progress:
@@ -302,7 +327,7 @@ def for_terminal(*, quiet: bool, stream: TextIO | None = None) -> Progress:
     stream = stream or sys.stderr
     if quiet:
         return Progress()
-    if stream.isatty() and _draws_bars():
+    if stream.isatty() and _draws_bars(stream):
         return TerminalProgress(stream)
 
     def line(message: str) -> None:

@@ -82,6 +82,63 @@ def test_a_bar_keeps_its_count_bytes_and_time_on_a_narrow_terminal(
     assert any(line.rstrip().endswith("11/12, 4.1 kB 00:00") for line in drawn), drawn
 
 
+def test_a_bar_is_laid_out_again_when_the_terminal_is_resized(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: the width read when the bar started was kept: made narrower, the terminal wrapped each redraw
+    (padded to the old width) onto new lines."""
+    out = FakeTerminal()
+    progress = for_terminal(quiet=False, stream=out)
+    with progress.task("Fetching packages", 7) as task:
+        task.advance(3, 2_000_000)
+        time.sleep(0.3)
+        monkeypatch.setenv("COLUMNS", "45")
+        time.sleep(0.6)  # a redraw or more
+        drawn = out.getvalue()
+    assert "\x1b[K" in drawn, repr(drawn)
+    after = [line for line in drawn.split("\x1b[K")[-1].split("\r") if line]
+    assert after and all(len(line) < 45 and "3/7, 2.0 MB" in line for line in after), after
+
+
+def test_a_bar_fits_the_terminal_of_stderr_when_stdout_is_redirected() -> None:
+    """Before: the size was asked of stdout, a pipe with ``envcore create ... > out.txt``: the bar was laid out
+    for 100 columns and, on a 60-column terminal, each redraw wrapped onto a new line."""
+    import fcntl
+    import struct
+    import sys
+    import termios
+
+    script = (
+        "import time\nfrom envcore.progress import for_terminal\n"
+        "with for_terminal(quiet=False).task('Caching packages in file:///a/long/store/path/x', 7) as t:\n"
+        "    t.advance(6, 9_000_000)\n    time.sleep(0.4)\n"
+    )
+    primary, secondary = os.openpty()
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 60, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    try:
+        subprocess.run(
+            [sys.executable, "-c", script],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=secondary,
+            timeout=60,
+            check=True,
+        )
+    finally:
+        os.close(secondary)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(primary)
+    drawn = [line for line in b"".join(chunks).decode().replace("\n", "\r").split("\r") if "6/7" in line]
+    assert drawn and all(len(line) < 60 for line in drawn), drawn
+
+
 def test_a_40_column_terminal_keeps_a_short_title_whole() -> None:
     """Before: room was kept for an elapsed time past an hour ('0:00:00'), and 40 columns showed
     'Fetching packa…: 0/7 00:00'."""
