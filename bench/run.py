@@ -1261,8 +1261,10 @@ class Bench:
         phases: dict[str, list[float]] = {"Fetching packages": [], "Installing conda package(s)": []}
 
         class Phases(Progress):
-            def _start(self, task: Any) -> Callable[[], None]:
-                return lambda: phases.setdefault(task.title, []).append(time.monotonic() - task.started)
+            def _start(self, task: Any) -> Callable[[bool], None]:
+                return lambda interrupted: phases.setdefault(task.title, []).append(
+                    time.monotonic() - task.started
+                )
 
         with throttled(endpoint, LINK_MB_S * 1e6) as link:
             config = self.config(METAFLOW_S3_ENDPOINT_URL=link)

@@ -163,7 +163,7 @@ def test_get_by_name_records_it_as_the_default_and_shows_it(run: Run) -> None:
     out = run("get", "team/app:v1", machine="b")  # as the original: the default unless --no-default
     assert out.stdout.startswith(f"DEFAULT Environment of type conda-only full hash {ref}\n"), out.stdout
     assert "Aliases team/app:v1" in out.stdout and "Conda Packages installed " in out.stdout
-    assert "Fetched " in out.stderr
+    assert "Fetching and verifying 6 package(s)" in out.stderr
     again = run("resolve", "--conda", "fx-app", machine="b")  # reused: machine b now knows it as the default
     assert env_ids(again.stdout) == [ref]
     assert "No environments to resolve, use --force to force re-resolution" in again.stderr
