@@ -678,10 +678,17 @@ def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
     removed (for messages)."""
     for secret in sorted(filter(None, secrets), key=len, reverse=True):
         text = text.replace(secret, "********")
-    text = re.sub(_USERINFO, r"\g<scheme>", text)
-    text = re.sub(_SECRET_PARAM, r"\g<name>********", text)
-    text = re.sub(_CONDA_TOKEN_TEXT, lambda m: f"{m['host'] or ''}/t/<TOKEN>", text)
-    return re.sub(_PRIVATE_KEY, "[private key]", text)
+    # each pattern only where it can match (what most texts, a package name or a number, give: nothing to
+    # compile or scan; a CLI resolve redacts ~30 setting values and options)
+    if "://" in text:
+        text = re.sub(_USERINFO, r"\g<scheme>", text)
+    if "?" in text or "&" in text or ";" in text:
+        text = re.sub(_SECRET_PARAM, r"\g<name>********", text)
+    if "/t/" in text or "/T/" in text:
+        text = re.sub(_CONDA_TOKEN_TEXT, lambda m: f"{m['host'] or ''}/t/<TOKEN>", text)
+    if "-----BEGIN " in text:
+        text = re.sub(_PRIVATE_KEY, "[private key]", text)
+    return text
 
 
 @functools.cache

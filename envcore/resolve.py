@@ -196,7 +196,8 @@ def _virtual_packages(setting: Value, packages: object, good: str, arch: str = "
     return checked
 
 
-_UNMET_VIRTUAL = re.compile(
+# (compiled at its first use, by re's cache: only a failed resolve reads it)
+_UNMET_VIRTUAL = (
     r"(__\w+)[^,;]*?, for which no candidates were found"  # rattler
     r"|nothing provides (?:requested )?(__\w+)"  # libsolv (conda, mamba 1)
     r"|(__\w+)[^,;]*?,? (?:which )?is missing on the system"  # libmamba 2
@@ -206,7 +207,7 @@ _UNMET_VIRTUAL = re.compile(
 def unmet_system_feature(reason: str, arch: str) -> str | None:
     """The fix to give when the solver's ``reason`` is a virtual package no target of ``arch`` provides (a
     feature of the system: a driver, a C library, an OS version), else None."""
-    match = _UNMET_VIRTUAL.search(reason)
+    match = re.search(_UNMET_VIRTUAL, reason)
     if match is None:
         return None
     name = next(group for group in match.groups() if group)
@@ -398,7 +399,7 @@ def _refuse_conda_tokens(config: Config, spec: Spec, configured: Sequence[str], 
     )
     for channel, origin in found:
         path = urlsplit(channel).path if "://" in channel else channel
-        if not re.search(TOKEN_LIKE_PATH, path) or conda_token(channel):
+        if "/t/" not in path or not re.search(TOKEN_LIKE_PATH, path) or conda_token(channel):
             continue
         shown = redact_text(channel)  # /t/<TOKEN>
         raise ConfigError(
@@ -793,8 +794,10 @@ def _check_reference_hashes(request: ResolveRequest, packages: Sequence[LockedPa
     """A direct reference's ``#sha256=`` (``NAME @ URL#sha256=...``, as pip checks it) against the file the
     resolver locked for it."""
     for req in request.requirements:
-        given = re.search(r"[#&]sha256=([0-9a-fA-F]{64})\b", req.url or "")
-        if req.url is None or given is None:
+        if req.url is None or "sha256=" not in req.url:
+            continue
+        given = re.search(r"[#&]sha256=([0-9a-fA-F]{64})\b", req.url)
+        if given is None:
             continue
         from envcore.pypi import filename_of
 
