@@ -14,7 +14,7 @@ import re
 import threading
 import traceback
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import fields
 from functools import partial
 from types import FunctionType, MethodType, ModuleType
 from typing import Any, Generic, TypeVar
@@ -97,17 +97,41 @@ class _PluginManager(pluggy.PluginManager):
         return super().parse_hookimpl_opts(plugin, name)
 
 
-@dataclass(slots=True)
 class PluginInfo:
-    """What ``envcore plugins`` reports about one plugin."""
+    """What ``envcore plugins`` reports about one plugin. A plain class (as a ``@dataclass(slots=True)`` would
+    behave: compared and shown by its fields): a dataclass compiles its methods at every start (~1 ms)."""
 
-    name: str
-    module: str
-    distribution: str | None = None
-    version: str | None = None
-    status: str = "loaded"  # loaded | failed | blocked | not-allowed
-    error: str | None = None
-    provides: list[str] = field(default_factory=list)
+    _FIELDS = ("name", "module", "distribution", "version", "status", "error", "provides")
+    __slots__ = _FIELDS
+
+    def __init__(
+        self,
+        name: str,
+        module: str,
+        distribution: str | None = None,
+        version: str | None = None,
+        status: str = "loaded",  # loaded | failed | blocked | not-allowed
+        error: str | None = None,
+        provides: list[str] | None = None,
+    ) -> None:
+        self.name = name
+        self.module = module
+        self.distribution = distribution
+        self.version = version
+        self.status = status
+        self.error = error
+        self.provides: list[str] = [] if provides is None else provides
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in self._FIELDS)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable: unhashable, as a dataclass that is not frozen
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._FIELDS)
+        return f"{type(self).__qualname__}({shown})"
 
     @property
     def origin(self) -> str:
