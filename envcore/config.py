@@ -577,7 +577,8 @@ def parsed_url(text: str) -> SplitResult | None:
         parts.port  # noqa: B018  (raises ValueError for a bad host or port)
     except ValueError:
         return None
-    bracketed = re.search(r"\[([^\]]*)\]", parts.netloc.rpartition("@")[2])
+    host = parts.netloc.rpartition("@")[2]
+    bracketed = re.search(r"\[([^\]]*)\]", host) if "[" in host else None
     if bracketed:  # checked by urlsplit from Python 3.11.4 only
         import ipaddress
 

@@ -873,21 +873,22 @@ def _conda_entry(text: str, where: str) -> tuple[str, str]:
     return key, _entry_version(match["rest"])
 
 
-_BRACKETED = re.compile(r"(?P<head>[^\[\]]*?)\s*\[(?P<body>[^\[\]]*)\]")
-_BRACKET_PAIR = re.compile(r"\s*(\w+)\s*=\s*(?:'([^']*)'|\"([^\"]*)\"|([^,'\"\s]+))\s*(?:,|$)")
+# (compiled at their first use, by re's cache: most conda entries have no brackets)
+_BRACKETED = r"(?P<head>[^\[\]]*?)\s*\[(?P<body>[^\[\]]*)\]"
+_BRACKET_PAIR = r"\s*(\w+)\s*=\s*(?:'([^']*)'|\"([^\"]*)\"|([^,'\"\s]+))\s*(?:,|$)"
 
 
 def _without_brackets(text: str, where: str) -> str:
     """Conda's bracket form (``numpy[version='>=1.20,<2', build=py*]``, ``numpy[channel=conda-forge]``) in the
     plain one (``conda-forge::numpy >=1.20,<2 py*``); any other text as it is."""
-    match = _BRACKETED.fullmatch(text)
+    match = re.fullmatch(_BRACKETED, text) if "[" in text else None
     if match is None:
         return text
     fields: dict[str, str] = {}
     body = match["body"]
     position = 0
     while position < len(body.rstrip()):
-        pair = _BRACKET_PAIR.match(body, position)
+        pair = re.compile(_BRACKET_PAIR).match(body, position)
         if pair is None or pair.end() == position:
             raise _fail(
                 f"Could not parse the brackets of {echoed(text)}", where, "Write NAME[version='>=1.2,<2']."
