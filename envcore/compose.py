@@ -272,15 +272,27 @@ class _EarlyResolve:
 
 
 def _conflict(request: ResolveRequest, conda_packages: Sequence[LockedPackage]) -> ResolutionError | None:
-    """A clearer error when a PyPI requirement names a package the conda side already installs."""
+    """A clearer error when a PyPI requirement names a package the conda side already installs in a version
+    the requirement does not accept (one it accepts is not the conflict: the resolver's own error then says
+    what is)."""
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+    from packaging.version import InvalidVersion, Version
+
     from envcore.pypi import canonicalize, conda_python_packages
 
     provided = conda_python_packages(conda_packages, request.installed_distributions)
     for req in request.of(PYPI):
         pkg = provided.get(canonicalize(req.name))
-        if pkg is not None and req.spec:
+        if pkg is None or not req.spec:
+            continue
+        constraint = req.spec if req.spec[0] in "<>=!~" else f"=={req.spec}"
+        try:
+            fits = Version(pkg.version) in SpecifierSet(constraint)
+        except (InvalidSpecifier, InvalidVersion):
+            fits = False  # cannot tell: named, as before
+        if not fits:
             return ResolutionError(
-                f"The PyPI requirement {req.name}{'' if req.spec[0] in '<>=!~' else '=='}{req.spec} conflicts with "
+                f"The PyPI requirement {req.name}{constraint} conflicts with "
                 f"the conda package {pkg.name} {pkg.version}, which the conda side installs and pip must not replace. "
                 f"Request {req.name} on one side only, or make both constraints agree."
             )

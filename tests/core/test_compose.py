@@ -292,3 +292,28 @@ def test_a_pypi_side_that_moves_a_conda_package_is_refused(universe: Universe, t
     )
     with pytest.raises(ResolutionError, match="fx-core"):
         honest.resolve(request)
+
+
+def test_a_pypi_failure_blames_a_conda_package_only_when_its_version_does_not_fit(
+    universe: Universe, tmp_path: Path
+) -> None:
+    """A PyPI requirement on a package the conda side installs is named as the conflict only when the conda
+    version does not satisfy it; one it satisfies (an extended base keeps its PyPI packages pinned, which the
+    new conda side may then provide at that very version) leaves the resolver's own explanation."""
+    config = universe_config(universe, tmp_path)
+    registry = build_registry(config)
+    composed = ComposedResolver(
+        ("rattler", registry.resolver_named("rattler")), ("uv", registry.resolver_named("uv"))
+    )
+
+    def request(pypi: dict[str, str]) -> ResolveRequest:
+        spec = specs.from_decorator(libraries={"fx-core": "1.0.0"}, packages=pypi)
+        return resolving.build_request(spec, config, local_arch())
+
+    with pytest.raises(ResolutionError) as agreeing:  # fx-http 1.2.0 needs fx-core>=1.1
+        composed.resolve(request({"fx-core": "1.0.0", "fx-http": "1.2.0"}))
+    assert "fx-http" in agreeing.value.message
+    assert "conflicts with the conda package" not in agreeing.value.message
+    conflict = r"fx-core==1\.1 conflicts with the conda package fx-core 1\.0\.0"
+    with pytest.raises(ResolutionError, match=conflict):
+        composed.resolve(request({"fx-core": "1.1.0"}))
