@@ -131,6 +131,13 @@ class Aliases:
     def resolve(self, text: str) -> EnvRef:
         alias = naming.parse_alias(text)
         found = self.lookup(alias)
+        if found is None and alias.kind is AliasKind.PATHSPEC and self.pathspec_lookup is None:
+            raise AliasError(
+                f"Environment {alias.text!r} names a step of a Metaflow run, and this machine's record does not "
+                "know that step's environment: it knows the steps this machine ran, and envcore alone does not "
+                "read Metaflow's metadata. Check the pathspec, or use `metaflow environment show "
+                f"step:{alias.path}` (also get, create, alias, resolve --using), which reads the run's metadata."
+            )
         if found is None:
             where = f" locally or in {self.store.url}" if self.store else " locally"
             raise AliasError(

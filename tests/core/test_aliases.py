@@ -73,6 +73,18 @@ def test_ids_and_pathspecs(tmp_path: Path) -> None:
         aliases.write(parse_alias("step:Flow/1/start"), A)
 
 
+def test_a_step_envcore_alone_does_not_know_points_to_metaflow(tmp_path: Path) -> None:
+    """Without the Metaflow integration (no pathspec lookup), a step this machine did not run is not "a known
+    environment to resolve with --alias": the message says where such a step is found."""
+    aliases = aliases_for(tmp_path, "a")
+    with pytest.raises(AliasError) as info:
+        aliases.resolve("step:Flow/2/end/7")
+    message = info.value.message
+    assert "names a step of a Metaflow run" in message, message
+    assert "`metaflow environment show step:Flow/2/end`" in message, message
+    assert "--alias" not in message, message
+
+
 def test_damaged_alias_object_is_reported_not_used(tmp_path: Path) -> None:
     aliases = aliases_for(tmp_path, "a")
     aliases.store.put_bytes("envs/aliases/generic/team/env/v2", b"{not json")  # type: ignore[union-attr]
