@@ -290,9 +290,10 @@ def _make_way(prefix: Path, env: ResolvedEnvironment, force: bool, progress: Pro
             return aside
     elif held is not None and held != (env.req_id, env.full_id, env.arch):
         other = f"{held[0]}:{held[1]}" + (f" for {held[2]}" if held[2] != env.arch else "")
-        raise UsageError(
-            f"Environment at '{prefix}' already exists but holds a different environment ({other}). "
-            "Use --force to replace it, or choose another --name."
+        wanted = f"{env.req_id}:{env.full_id}" + (f" for {env.arch}" if held[2] != env.arch else "")
+        raise UsageError(  # (a mutable name such as team/env:latest may have moved since the prefix was made)
+            f"Environment at '{prefix}' already exists but holds a different environment ({other}), not "
+            f"{wanted}, the one asked for. Use --force to replace it, or choose another --name."
         )
     elif uptodate.made_by_envcore(str(prefix)) or prefix.name in (
         env_dir_name(env),

@@ -179,6 +179,7 @@ def test_a_name_holding_another_environment_is_replaced_only_with_force(
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     message = " ".join(refused.stderr.split())
     assert f"already exists but holds a different environment ({first})" in message and "--force" in message
+    assert f"not {second}, the one asked for" in message, message
     assert json.loads((prefix / ".metaflowenv").read_text())[:2] == first.split(":")  # untouched
     _works(prefix)
     replaced = run("create", second, "--name", "work", "--force")
