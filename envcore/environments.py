@@ -380,10 +380,18 @@ class Environments:
                 f"{req_id}:{full_id} --arch {arch}), or use it for one of those architectures (show, get and create "
                 f"take --arch {others[0]})."
             )
+        settings = "METAFLOW_DEFAULT_DATASTORE and its root, METAFLOW_CONDA_ENVS_DIRNAME"
+        if named and not named.startswith("step:"):  # the name is bound, its environment is gone
+            return StorageError(
+                f"{what} is not available in the store ({self.store.url}) for any architecture: the name is "
+                "there but its environment's description is not (removed from the store?). A machine that "
+                f"knows the environment puts it back with `envcore alias {req_id}:{full_id} {named}`; "
+                f"resolving its requirements again also does when they give the same ids. Check the store settings "
+                f"({settings}) too."
+            )
         return StorageError(
             f"{what} is not available in the store ({self.store.url}) for any architecture. Check the ids "
-            "(envcore show NAME prints those of a named environment) and the store settings "
-            "(METAFLOW_DEFAULT_DATASTORE and its root, METAFLOW_CONDA_ENVS_DIRNAME)."
+            f"(envcore show NAME prints those of a named environment) and the store settings ({settings})."
         )
 
     @cached_property

@@ -71,6 +71,25 @@ def test_an_environment_the_store_does_not_hold_is_told_apart_from_one_of_anothe
     assert message.endswith(f"(show, get and create take --arch {local_arch()}).")  # create has --arch too
 
 
+def test_a_name_whose_environment_left_the_store_says_how_to_put_it_back(
+    run: Run, world: dict[str, Path]
+) -> None:
+    resolved = json.loads(run("resolve", "--conda", "fx-core", "--alias", "team/gone:v1", "--json").stdout)
+    ids = f"{resolved[local_arch()]['req_id']}:{resolved[local_arch()]['full_id']}"
+    (description,) = (world["store"] / "envs" / local_arch()).rglob("env")
+    description.unlink()  # removed from the store: the alias is left
+    out = run("show", "team/gone:v1", check=False, machine="b")
+    message = one_line(out.stderr)
+    assert out.returncode == 1, message
+    assert f"Environment {ids} (which 'team/gone:v1' refers to) is not available in the store (" in message
+    assert "the name is there but its environment's description is not" in message, message
+    assert f"`envcore alias {ids} team/gone:v1`" in message, message
+    assert "envcore show NAME prints" not in message  # (what the user just ran)
+    run("alias", ids, "team/gone:v1")  # machine a knows it: put back
+    assert description.exists()
+    assert ids in run("show", "team/gone:v1", machine="b").stdout
+
+
 def test_a_base_that_cannot_be_extended_is_named_as_the_user_named_it(run: Run) -> None:
     base = json.loads(run("resolve", "--conda", "fx-legacy", "--alias", "team/base:v1", "--json").stdout)
     ids = f"{base[local_arch()]['req_id']}:{base[local_arch()]['full_id']}"
