@@ -491,8 +491,19 @@ class Environments:
         names = sorted({path.rpartition("/")[0] for path in immutable | mutable})
         if len(names) > ALIAS_NAMES_LOOKED_UP:  # a listing and reads per name would be too many
             return sorted(immutable), sorted(mutable)
+        try:
+            return self._stored_aliases_of(ref, store, names)
+        except StorageError as exc:  # (unreachable): what is known here, as the original shows
+            self.progress(f"Showing the aliases this machine knows: {exc.message}")
+            return sorted(immutable), sorted(mutable)
+
+    def _stored_aliases_of(
+        self, ref: tuple[str, str], store: Store, names: Sequence[str]
+    ) -> tuple[list[str], list[str]]:
+        """The aliases of ``ref`` among the tags of ``names`` in ``store``."""
         root = f"{self.config.get('CONDA_ENVS_DIRNAME')}/aliases/generic/"
-        immutable, mutable = set(), set()  # the store's answer: the record may know aliases of another store
+        immutable: set[str] = set()  # the store's answer: the record may know aliases of another store
+        mutable: set[str] = set()
         for name in names:
             for info in store.list(f"{root}{name}/"):
                 if "/" in info.key[len(f"{root}{name}/") :]:

@@ -90,6 +90,33 @@ def test_a_name_whose_environment_left_the_store_says_how_to_put_it_back(
     assert ids in run("show", "team/gone:v1", machine="b").stdout
 
 
+def test_show_lists_the_aliases_this_machine_knows_when_the_store_cannot_be_listed(
+    run: Run, machine_env: Callable[..., dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An immutable name this machine knows is shown from its record without the store (as the original);
+    the Aliases line, which also reads the store, then falls back to the record's with a notice instead of
+    failing the command (an S3 store out of reach said only `Cannot reach the S3 endpoint`)."""
+    from envcore.errors import StorageError
+    from envcore.local_store import LocalStore
+
+    resolved = json.loads(run("resolve", "--conda", "fx-core", "--alias", "team/off:v1", "--json").stdout)
+    env = resolved[local_arch()]
+    for name, value in machine_env("a").items():
+        if name.startswith("METAFLOW_"):
+            monkeypatch.setenv(name, value)
+
+    def unreachable(self: LocalStore, prefix: str) -> None:
+        raise StorageError(f"Cannot reach the store for {prefix}.")
+
+    monkeypatch.setattr(LocalStore, "list", unreachable)
+    said: list[str] = []
+    envs = Environments(build_registry(Config.load()), said.append)
+    assert envs.aliases_of(env["req_id"], env["full_id"]) == (["team/off/v1"], [])
+    assert said == [
+        "Showing the aliases this machine knows: Cannot reach the store for envs/aliases/generic/team/off/."
+    ]
+
+
 def test_a_base_that_cannot_be_extended_is_named_as_the_user_named_it(run: Run) -> None:
     base = json.loads(run("resolve", "--conda", "fx-legacy", "--alias", "team/base:v1", "--json").stdout)
     ids = f"{base[local_arch()]['req_id']}:{base[local_arch()]['full_id']}"
