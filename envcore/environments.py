@@ -143,7 +143,7 @@ class Environments:
         return self._known(request, resolve.req_id(self.registry, request))
 
     def _known(self, request: ResolveRequest, req_id: str) -> ResolvedEnvironment | None:
-        local = self.record.environment(request.arch, req_id)
+        local = self._recorded(request, req_id)
         if local is not None or request.base is not None:
             return local
         accept = self._remote_latest_filter()
@@ -166,6 +166,22 @@ class Environments:
         )
         self.record.add(newest, set_default=True)
         return newest
+
+    def _recorded(self, request: ResolveRequest, req_id: str) -> ResolvedEnvironment | None:
+        """The recorded default resolution of ``req_id`` for the request's arch. An extension's req id names
+        its base's requirements, not the base: when the base is another resolution of them (``team/env``, a
+        mutable name, moved to one resolved later), the default is used only if it keeps every package of this
+        base, else the newest recorded resolution that does, else none (it is resolved on this base)."""
+        default = self.record.environment(request.arch, req_id)
+        base = request.base
+        if base is None or default is None or _extends(default, base):
+            return default
+        fitting = [
+            env
+            for env in self.record.environments()
+            if env.arch == request.arch and env.req_id == req_id and _extends(env, base)
+        ]
+        return max(fitting, key=lambda env: env.resolved_on, default=None)
 
     def _remote_latest_filter(self) -> Callable[[str], bool] | None:
         value = self.config.value("CONDA_USE_REMOTE_LATEST")
@@ -265,7 +281,7 @@ class Environments:
         batches: dict[str, tuple[BatchResolver, list[int]]] = {}
         for req_id, indexes in groups.items():
             if not force:
-                known_here[req_id] = [self.record.environment(requests[i].arch, req_id) for i in indexes]
+                known_here[req_id] = [self._recorded(requests[i], req_id) for i in indexes]
                 if all(known_here[req_id]):
                     continue  # reused, not solved
             for i in indexes:
@@ -610,6 +626,17 @@ class Environments:
             return self.store
         except StorageError:
             return None
+
+
+def _extends(env: ResolvedEnvironment, base: ResolvedEnvironment) -> bool:
+    """Whether ``env`` has every package of ``base`` (virtual packages aside) at its version, as an extension
+    of ``base`` does (a PyPI package of the base may be provided by a conda one of the same version)."""
+
+    def key(pkg: LockedPackage) -> tuple[str, str]:
+        return pkg.name.lower().replace("_", "-"), pkg.version
+
+    have = {key(pkg) for pkg in env.packages}
+    return all(key(pkg) in have for pkg in base.packages if not pkg.name.startswith("__"))
 
 
 def _display(path: str) -> str:

@@ -465,3 +465,39 @@ def test_show_lists_the_aliases_the_store_holds_not_those_of_another_store(run: 
     shown = run("show", ref, METAFLOW_CONDA_LOCALROOT=other).stdout
     assert "Aliases team/second:v1\n" in shown  # team/first:v1 is in the first store only
     assert "Aliases team/first:v1\n" in run("show", ref).stdout
+
+
+def test_an_extension_follows_its_base_when_a_mutable_name_moves(run: Run, world: dict[str, Path]) -> None:
+    """``team/drift`` (:latest) moves to another resolution of the same requirements (the channel moved on):
+    an extension of it has the same req id, but the one recorded for the old base is not reused for the new
+    one (it was, so the step kept the old base's packages while an unextended step got the new ones); moving
+    back reuses the first again."""
+    arch = local_arch()
+    first = json.loads(run("resolve", "--conda", "fx-core", "--alias", "team/drift", "--json").stdout)[arch]
+    later = json.loads(run("resolve", "--conda", "fx-core==1.1.0", "--json").stdout)[arch]
+    # the same requirements (fx-core) resolved later, as if the channel had moved on: fx-core 1.1.0, not 2.0.0
+    envs = world["store"] / "envs" / arch
+    body = json.loads((envs / first["req_id"] / first["full_id"] / "env").read_text())
+    other = json.loads((envs / later["req_id"] / later["full_id"] / "env").read_text())
+    body["packages"] = [p for p in body["packages"] if p["envcore"]["name"] != "fx-core"] + [
+        p for p in other["packages"] if p["envcore"]["name"] == "fx-core"
+    ]
+    moved = description.from_dict(body, req_id=first["req_id"], full_id="", arch=arch)
+    moved_full = DefaultNaming().full_id(moved.packages, arch, moved.full_id_unique_keys)
+    (envs / first["req_id"] / moved_full).mkdir()
+    (envs / first["req_id"] / moved_full / "env").write_text(json.dumps(body))
+
+    def extended() -> dict[str, str]:
+        out = run("resolve", "--using", "team/drift", "--conda", "fx-yaml", "--json")
+        found = json.loads(out.stdout)[arch]
+        versions = {p["envcore"]["name"]: p["envcore"]["version"] for p in found["env"]["packages"]}
+        return {**versions, "ids": f"{found['req_id']}:{found['full_id']}"}
+
+    on_first = extended()
+    assert on_first["fx-core"] == "2.0.0"
+    run("alias", f"{first['req_id']}:{moved_full}", "team/drift", machine="b")
+    on_moved = extended()
+    assert on_moved["fx-core"] == "1.1.0", on_moved  # resolved on the new base, not the recorded one
+    assert on_moved["ids"].split(":")[0] == on_first["ids"].split(":")[0]  # (the same req id)
+    run("alias", f"{first['req_id']}:{first['full_id']}", "team/drift", machine="b")
+    assert extended()["ids"] == on_first["ids"]  # back on the first base: its extension, recorded
