@@ -131,3 +131,59 @@ def test_named_environment_without_metaflow_requirements_is_extended(machine: Ma
     seen = reports(both(out))
     assert seen["start"]["fx-core"] == "1.0.0"
     assert _ids(both(out))[0] != named  # requests added on top of the named environment's pins
+
+
+def test_steps_extending_two_resolutions_of_the_same_requirements_each_keep_their_base(
+    machine: Machine, tmp_path: Path
+) -> None:
+    """team/two:v1 and team/two:v2 are two resolutions of the same requirements (the channel moved on between
+    them), so their extensions with fx-yaml share a req id: each step still runs on its own base (both ran
+    on one of them: the launcher kept one environment per req id)."""
+    from envcore import description
+    from envcore.naming import DefaultNaming
+
+    arch = local_arch()
+    first = json.loads(
+        machine.envcore(
+            "resolve", "--conda", "fx-core", "--conda", "requests", "--alias", "team/two:v1", "--json"
+        ).stdout
+    )[arch]
+    later = json.loads(
+        machine.envcore("resolve", "--conda", "fx-core==1.1.0", "--conda", "requests", "--json").stdout
+    )[arch]
+    envs = machine.store / "envs" / arch
+    body = json.loads((envs / first["req_id"] / first["full_id"] / "env").read_text())
+    other = json.loads((envs / later["req_id"] / later["full_id"] / "env").read_text())
+    body["packages"] = [p for p in body["packages"] if p["envcore"]["name"] != "fx-core"] + [
+        p for p in other["packages"] if p["envcore"]["name"] == "fx-core"
+    ]
+    moved = description.from_dict(body, req_id=first["req_id"], full_id="", arch=arch)
+    moved_full = DefaultNaming().full_id(moved.packages, arch, moved.full_id_unique_keys)
+    (envs / first["req_id"] / moved_full).mkdir()
+    (envs / first["req_id"] / moved_full / "env").write_text(json.dumps(body))
+    machine.envcore("alias", f"{first['req_id']}:{moved_full}", "team/two:v2")
+
+    flow = tmp_path / "two_bases.py"
+    flow.write_text(
+        "from metaflow import FlowSpec, conda, named_env, step\n\n\n"
+        "class TwoBasesFlow(FlowSpec):\n"
+        '    @named_env(name="team/two:v1")\n'
+        '    @conda(libraries={"fx-yaml": "6.0.1"})\n'
+        "    @step\n"
+        "    def start(self):\n"
+        "        import fx_core\n\n"
+        '        print(f"step=start fx-core={fx_core.__version__}")\n'
+        "        self.next(self.end)\n\n"
+        '    @named_env(name="team/two:v2")\n'
+        '    @conda(libraries={"fx-yaml": "6.0.1"})\n'
+        "    @step\n"
+        "    def end(self):\n"
+        "        import fx_core\n\n"
+        '        print(f"step=end fx-core={fx_core.__version__}")\n\n\n'
+        'if __name__ == "__main__":\n'
+        "    TwoBasesFlow()\n"
+    )
+    out = machine.run(sys.executable, flow, "--environment=conda", "run")
+    seen = reports(both(out))
+    assert seen["start"]["fx-core"] == "2.0.0", both(out)
+    assert seen["end"]["fx-core"] == "1.1.0", both(out)

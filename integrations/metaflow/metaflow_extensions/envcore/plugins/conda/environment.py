@@ -55,6 +55,16 @@ class StepEnvironment:
         return [self.env.req_id, self.env.full_id, self.env.arch] if self.env else None
 
 
+# what makes two steps' environments one: the req id, the arch, and the base an extension keeps (an extension's
+# req id names its base's requirements, which two resolutions of them share: team/env:v1 and team/env:v2)
+_Key = tuple[str, str, tuple[str, str] | None]
+
+
+def _key(rid: str, request: ResolveRequest) -> _Key:
+    base = request.base
+    return rid, request.arch, (base.req_id, base.full_id) if base is not None else None
+
+
 def gpu_requested(step: Any) -> bool:
     """Whether a decorator of ``step`` (``@resources``, ``@batch``, ``@kubernetes``...) asks for a GPU."""
     return any(
@@ -403,20 +413,20 @@ class CondaEnvironment(MetaflowEnvironment):
         for infos in planned.values():
             for warning in ignored_by_disabled(infos[0].merged):
                 echo(f"    Warning: {messages.for_printer(warning)}")
-        todo: dict[str, ResolveRequest] = {}
-        known: dict[str, tuple[ResolvedEnvironment, bool]] = {}
+        todo: dict[_Key, ResolveRequest] = {}
+        known: dict[_Key, tuple[ResolvedEnvironment, bool]] = {}
         for infos in planned.values():
             for info in infos:
                 if info.request is None:
                     continue
-                rid = req_id(session.registry, info.request)
-                if rid in todo or rid in known:
+                key = _key(req_id(session.registry, info.request), info.request)
+                if key in todo or key in known:
                     continue
                 found = None if force else session.environments.known(info.request)
                 if found is not None:
-                    known[rid] = (found, False)
+                    known[key] = (found, False)
                 else:
-                    todo[rid] = info.request
+                    todo[key] = info.request
         if todo:
             if known:  # the original's words
                 count = f"{len(todo)} of {len(todo) + len(known)} environments (others are cached)"
@@ -429,21 +439,23 @@ class CondaEnvironment(MetaflowEnvironment):
             except BaseException:
                 echo(" failed.")
                 raise
-            failed = {rid: r for rid, r in zip(todo, results, strict=True) if isinstance(r, str)}
+            failed = {key[0]: r for key, r in zip(todo, results, strict=True) if isinstance(r, str)}
             # the caching that followed the last resolution is left out: its own lines, next, say how long it took
             took = time.monotonic() - started - session.timings.get("after_resolving", 0.0)
             echo(" failed." if failed else f" done in {seconds(took)}.")
             session.flush_messages()  # with resolvers' warnings (a yanked pin), which the worker reports
             if failed:
                 raise InvalidEnvironmentException(messages.for_printer(self._failures(planned, failed)))
-            for rid, result in zip(todo, results, strict=True):
+            for key, result in zip(todo, results, strict=True):
                 assert not isinstance(result, str)
-                known[rid] = result
-            self._warn_of_undeclared_extras(echo, planned, {rid: known[rid] for rid in todo})
+                known[key] = result
+            self._warn_of_undeclared_extras(echo, planned, {key[0]: known[key] for key in todo})
         for infos in planned.values():
             for info in infos:
                 if info.request is not None:
-                    info.env, info.newly_resolved = known[req_id(session.registry, info.request)]
+                    info.env, info.newly_resolved = known[
+                        _key(req_id(session.registry, info.request), info.request)
+                    ]
         reused = {  # found in this machine's record: a remote node finds it in the store only
             (info.env.req_id, info.env.full_id, info.env.arch): info.env
             for infos in planned.values()
