@@ -139,12 +139,13 @@ class Environments:
 
     def known(self, request: ResolveRequest) -> ResolvedEnvironment | None:
         """The default local resolution of the request's req id, else (with ``CONDA_USE_REMOTE_LATEST``) the
-        newest matching one in the store."""
+        newest matching one in the store (for an extension, the newest that keeps its base's packages, as
+        :meth:`_recorded` reuses; the original used the store's newest extension of any base)."""
         return self._known(request, resolve.req_id(self.registry, request))
 
     def _known(self, request: ResolveRequest, req_id: str) -> ResolvedEnvironment | None:
         local = self._recorded(request, req_id)
-        if local is not None or request.base is not None:
+        if local is not None:
             return local
         accept = self._remote_latest_filter()
         store = self._store_or_none()
@@ -156,7 +157,8 @@ class Environments:
             full_id = info.key.split("/")[-2]
             if info.key.endswith("/env") and naming.is_env_id(full_id):
                 env = self.from_store(request.arch, req_id, full_id)
-                if accept(env.resolved_by.split(" (compatible with")[0]):
+                fits = request.base is None or _extends(env, request.base)  # (an extension: of this base)
+                if fits and accept(env.resolved_by.split(" (compatible with")[0]):
                     candidates.append(env)
         if not candidates:
             return None

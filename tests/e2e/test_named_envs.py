@@ -501,3 +501,16 @@ def test_an_extension_follows_its_base_when_a_mutable_name_moves(run: Run, world
     assert on_moved["ids"].split(":")[0] == on_first["ids"].split(":")[0]  # (the same req id)
     run("alias", f"{first['req_id']}:{first['full_id']}", "team/drift", machine="b")
     assert extended()["ids"] == on_first["ids"]  # back on the first base: its extension, recorded
+    # another machine reusing the store's newest resolution takes the newest extension of this base (the
+    # extension of the moved base is newer)
+    out = run(
+        "resolve",
+        "--using",
+        "team/drift",
+        "--conda",
+        "fx-yaml",
+        machine="b",
+        METAFLOW_CONDA_USE_REMOTE_LATEST=":any:",
+    )
+    assert env_ids(out.stdout) == [on_first["ids"]]
+    assert f"Using {on_first['ids']}, resolved by" in out.stderr
