@@ -7,7 +7,9 @@ wrong, where the offending value came from and how to fix it; the CLI prints it 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+TYPE_CHECKING = False  # not typing's, nor collections.abc at run time: the no-op `create` imports this module
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 
 class EnvcoreWarning(UserWarning):
