@@ -89,6 +89,29 @@ def env_ids(stdout: str) -> list[str]:
     return [line.split()[-1] for line in stdout.splitlines() if " full hash " in line]
 
 
+def store_moved_resolution(
+    store: Path, arch: str, first: dict[str, str], later: dict[str, str], name: str
+) -> str:
+    """Store, under ``first``'s req id, the resolution its requirements would have once the channel moved on:
+    ``first``'s packages with ``name`` as ``later`` has it (``resolve --json`` entries). Returns its full id."""
+    import json
+
+    from envcore import description
+    from envcore.naming import DefaultNaming
+
+    envs = store / "envs" / arch
+    body = json.loads((envs / first["req_id"] / first["full_id"] / "env").read_text())
+    other = json.loads((envs / later["req_id"] / later["full_id"] / "env").read_text())
+    body["packages"] = [p for p in body["packages"] if p["envcore"]["name"] != name] + [
+        p for p in other["packages"] if p["envcore"]["name"] == name
+    ]
+    moved = description.from_dict(body, req_id=first["req_id"], full_id="", arch=arch)
+    moved_full = DefaultNaming().full_id(moved.packages, arch, moved.full_id_unique_keys)
+    (envs / first["req_id"] / moved_full).mkdir()
+    (envs / first["req_id"] / moved_full / "env").write_text(json.dumps(body))
+    return moved_full
+
+
 def imported_modules(stderr: str) -> set[str]:
     """Module names from ``PYTHONPROFILEIMPORTTIME=1`` output."""
     return {line.split("|")[-1].strip() for line in stderr.splitlines() if line.startswith("import time:")}

@@ -17,7 +17,7 @@ from envcore import description
 from envcore.naming import DefaultNaming
 from envcore.resolve import local_arch
 
-from ..conftest import env_ids, snapshot
+from ..conftest import env_ids, snapshot, store_moved_resolution
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -476,16 +476,7 @@ def test_an_extension_follows_its_base_when_a_mutable_name_moves(run: Run, world
     first = json.loads(run("resolve", "--conda", "fx-core", "--alias", "team/drift", "--json").stdout)[arch]
     later = json.loads(run("resolve", "--conda", "fx-core==1.1.0", "--json").stdout)[arch]
     # the same requirements (fx-core) resolved later, as if the channel had moved on: fx-core 1.1.0, not 2.0.0
-    envs = world["store"] / "envs" / arch
-    body = json.loads((envs / first["req_id"] / first["full_id"] / "env").read_text())
-    other = json.loads((envs / later["req_id"] / later["full_id"] / "env").read_text())
-    body["packages"] = [p for p in body["packages"] if p["envcore"]["name"] != "fx-core"] + [
-        p for p in other["packages"] if p["envcore"]["name"] == "fx-core"
-    ]
-    moved = description.from_dict(body, req_id=first["req_id"], full_id="", arch=arch)
-    moved_full = DefaultNaming().full_id(moved.packages, arch, moved.full_id_unique_keys)
-    (envs / first["req_id"] / moved_full).mkdir()
-    (envs / first["req_id"] / moved_full / "env").write_text(json.dumps(body))
+    moved_full = store_moved_resolution(world["store"], arch, first, later, "fx-core")
 
     def extended() -> dict[str, str]:
         out = run("resolve", "--using", "team/drift", "--conda", "fx-yaml", "--json")

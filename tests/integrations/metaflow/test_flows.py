@@ -9,6 +9,7 @@ from pathlib import Path
 
 from envcore.resolve import local_arch
 
+from ...conftest import store_moved_resolution
 from .conftest import Machine, both, metadata, reports, run_id
 
 
@@ -139,8 +140,6 @@ def test_steps_extending_two_resolutions_of_the_same_requirements_each_keep_thei
     """team/two:v1 and team/two:v2 are two resolutions of the same requirements (the channel moved on between
     them), so their extensions with fx-yaml share a req id: each step still runs on its own base (both ran
     on one of them: the launcher kept one environment per req id)."""
-    from envcore import description
-    from envcore.naming import DefaultNaming
 
     arch = local_arch()
     first = json.loads(
@@ -151,16 +150,7 @@ def test_steps_extending_two_resolutions_of_the_same_requirements_each_keep_thei
     later = json.loads(
         machine.envcore("resolve", "--conda", "fx-core==1.1.0", "--conda", "requests", "--json").stdout
     )[arch]
-    envs = machine.store / "envs" / arch
-    body = json.loads((envs / first["req_id"] / first["full_id"] / "env").read_text())
-    other = json.loads((envs / later["req_id"] / later["full_id"] / "env").read_text())
-    body["packages"] = [p for p in body["packages"] if p["envcore"]["name"] != "fx-core"] + [
-        p for p in other["packages"] if p["envcore"]["name"] == "fx-core"
-    ]
-    moved = description.from_dict(body, req_id=first["req_id"], full_id="", arch=arch)
-    moved_full = DefaultNaming().full_id(moved.packages, arch, moved.full_id_unique_keys)
-    (envs / first["req_id"] / moved_full).mkdir()
-    (envs / first["req_id"] / moved_full / "env").write_text(json.dumps(body))
+    moved_full = store_moved_resolution(machine.store, arch, first, later, "fx-core")
     machine.envcore("alias", f"{first['req_id']}:{moved_full}", "team/two:v2")
 
     flow = tmp_path / "two_bases.py"
