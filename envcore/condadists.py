@@ -53,12 +53,9 @@ def known_names(pkg: LockedPackage, cache_dir: Path) -> set[str] | None:
     """The distributions the conda package ``pkg`` installs, as this machine knows them without fetching anything:
     remembered since a resolution read them, or read from its archive in the package cache; None when neither
     has them."""
-    source = pkg.source
-    digest = source.sha256 or source.md5 or ""
-    try:
-        return set(json.loads((cache_dir / "dists" / f"{digest}.json").read_text()))
-    except (OSError, ValueError):
-        pass
+    remembered = _remembered(pkg, cache_dir)
+    if remembered is not None:
+        return remembered
     from envcore.fetch import PackageCache
     from envcore.formats.conda import installed_paths
 
@@ -73,18 +70,27 @@ def known_names(pkg: LockedPackage, cache_dir: Path) -> set[str] | None:
     return None
 
 
-def _names_of(pkg: LockedPackage, cache_dir: Path, credentials: Mapping[str, tuple[str, str]]) -> set[str]:
-    source = pkg.source
-    digest = source.sha256 or source.md5 or ""
-    memo = cache_dir / "dists" / f"{digest}.json"
+def _memo(pkg: LockedPackage, cache_dir: Path) -> Path:
+    """Where the distributions a conda package installs are remembered, by its archive's hash."""
+    return cache_dir / "dists" / f"{pkg.source.sha256 or pkg.source.md5 or ''}.json"
+
+
+def _remembered(pkg: LockedPackage, cache_dir: Path) -> set[str] | None:
     try:
-        return set(json.loads(memo.read_text()))
+        return set(json.loads(_memo(pkg, cache_dir).read_text()))
     except (OSError, ValueError):
-        pass
+        return None
+
+
+def _names_of(pkg: LockedPackage, cache_dir: Path, credentials: Mapping[str, tuple[str, str]]) -> set[str]:
+    remembered = _remembered(pkg, cache_dir)
+    if remembered is not None:
+        return remembered
     from envcore.cache import local_file
     from envcore.fetch import PackageCache
     from envcore.formats.conda import installed_paths
 
+    source = pkg.source
     try:
         archive = local_file(PackageCache(cache_dir), pkg, source, dict(credentials))  # checked by its hash
         names = distribution_names(installed_paths(archive))
@@ -93,6 +99,6 @@ def _names_of(pkg: LockedPackage, cache_dir: Path, credentials: Mapping[str, tup
             f"Could not read which Python distributions the conda package {pkg.name} {pkg.version} installs, which "
             f"the PyPI side must not install again: {exc.message}"
         ) from None
-    if digest:
-        remember_json(memo, sorted(names))  # read by threads and processes at once: atomic
+    if source.sha256 or source.md5:
+        remember_json(_memo(pkg, cache_dir), sorted(names))  # read by threads and processes at once: atomic
     return names
