@@ -356,9 +356,7 @@ class Config:
                 raise _undeclared(name)
             setting = Setting(name=name)
         env_name = f"METAFLOW_{name}"
-        found = configfiles.raw_value(name, self._environ, self._files)
-        # a JSON null in a config file means "not set" (a typed null would reach code that expects the kind)
-        raw, source = found if found is not None and found[0] is not None else (setting.default, "default")
+        raw, source = self._set(name) or (setting.default, "default")
         value = Value(name, convert(setting, raw, source), source, setting.secret)
         if setting.choices and value.value not in setting.choices:
             raise ConfigError(
@@ -380,8 +378,14 @@ class Config:
     def source(self, name: str) -> str:
         """Where ``METAFLOW_<name>`` is set ("env var", a config file's path), or "default"; read without
         converting, so also for a value that is not valid."""
+        found = self._set(name)
+        return found[1] if found is not None else "default"
+
+    def _set(self, name: str) -> tuple[Any, str] | None:
+        """The unconverted value of ``METAFLOW_<name>`` and where it is set; None when it is not (a JSON null in
+        a config file means "not set": a typed null would reach code that expects the kind)."""
         found = configfiles.raw_value(name, self._environ, self._files)
-        return found[1] if found is not None and found[0] is not None else "default"
+        return found if found is not None and found[0] is not None else None
 
     def names(self) -> list[str]:
         """Every known setting (without the ``METAFLOW_`` prefix), sorted."""
