@@ -33,10 +33,8 @@ _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_/")  # as envcore
 _TAG_CHARS = _NAME_CHARS - {"/"}
 MARKER = ".metaflowenv"  # written last by hydration: its presence with the right content means complete
 PARTIAL = ".envcore-partial"  # written first into a prefix being built; removed once the marker is written
-STATE_FILES = (
-    MARKER,
-    PARTIAL,
-)  # a prefix's own state: never cloned into another prefix, nor in its signature
+# a prefix's own state: never cloned into another prefix, nor in its signature
+STATE_FILES = (MARKER, PARTIAL)
 _HEX = frozenset("0123456789abcdef")
 
 
