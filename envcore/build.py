@@ -18,7 +18,6 @@ import functools
 import os
 import shutil
 import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -28,7 +27,7 @@ from envcore.config import Config, redact_text, redact_url
 from envcore.errors import EnvcoreError, ResolutionError
 from envcore.fetch import PackageCache, ensure_checked, from_url, sha256_file
 from envcore.plugins import Registry
-from envcore.progress import Progress, Task
+from envcore.progress import Progress, Task, done
 from envcore.tools import run_tool, tail, tool_env
 from envcore.types import PYPI, LockedPackage, PackageFile, PackageKind, ResolveRequest, WheelBuilder
 
@@ -79,7 +78,7 @@ def build_sdists(
     title = f"Building {len(todo)} source distribution(s)"
 
     def summary(task: Task) -> str:
-        return f"{title} ... done in {time.monotonic() - task.started:.2f} seconds."
+        return done(title, task.started)
 
     with shown.task(title, len(todo), summary) as task:
         for pkg in todo:

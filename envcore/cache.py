@@ -21,7 +21,7 @@ from envcore.config import Config
 from envcore.errors import MissingObject, PreconditionFailed, StorageError
 from envcore.fetch import PackageCache, ensure_checked, from_url, in_parallel, sha256_file
 from envcore.frozen import record
-from envcore.progress import Progress, as_progress
+from envcore.progress import Progress, as_progress, done
 from envcore.types import LockedPackage, PackageFile, PackageFormat, PackageKind, ResolvedEnvironment, Store
 
 
@@ -153,7 +153,7 @@ def cache_environment(
     present = sum(p for _, _, p in results)
     of = f" for {env.arch}" if len(env.resolved_archs) > 1 else ""  # one line per arch: which is which
     show(
-        f"Caching {uploaded} item(s){of} to {store.url} ... done in {time.monotonic() - started:.2f} seconds."
+        done(f"Caching {uploaded} item(s){of} to {store.url}", started)
         if uploaded
         else f"All packages{of} already cached in {store.url}."
     )

@@ -23,7 +23,7 @@ from envcore.errors import EnvcoreError, IntegrityError, MissingObject, StorageE
 from envcore.fetch import PackageCache, ensure_checked, from_store, from_url, in_parallel, mark_checked
 from envcore.locks import file_lock
 from envcore.plugins import Registry
-from envcore.progress import Progress, Task, as_progress, new_entries, size_text
+from envcore.progress import Progress, Task, as_progress, done, new_entries, size_text
 from envcore.types import (
     CachingInstaller,
     InstallProgress,
@@ -117,12 +117,11 @@ def fetch_packages(
         return pkg, path
 
     def summary(task: Task) -> str:
-        took = time.monotonic() - task.started
         if len(cached) == task.done:
             return f"All {task.done} package(s) already in the package cache ({size_text(task.bytes)})"
         fetched, size = task.done - len(cached), size_text(task.bytes - sum(cached))
         also = f"; {len(cached)} other(s) already in the package cache" if cached else ""
-        return f"Fetching and verifying {fetched} package(s) ({size}{also}) ... done in {took:.2f} seconds."
+        return done(f"Fetching and verifying {fetched} package(s) ({size}{also})", task.started)
 
     with show.task("Fetching packages", len(env.packages), summary) as task:
         return in_parallel(one, env.packages)
@@ -376,4 +375,4 @@ def _installed_so_far(kind: PackageKind, prefix: Path) -> Callable[[], int]:
 
 
 def _installed(task: Task, what: str) -> str:
-    return f"Installing {task.done} {what} ... done in {time.monotonic() - task.started:.2f} seconds."
+    return done(f"Installing {task.done} {what}", task.started)

@@ -262,6 +262,12 @@ def size_text(nbytes: float) -> str:
     return f"{int(nbytes)} B"
 
 
+def done(title: str, started: float) -> str:
+    """A phase's closing line, in the words every phase uses: ``TITLE ... done in 0.31 seconds.`` (``started``:
+    its ``time.monotonic()``)."""
+    return f"{title} ... done in {time.monotonic() - started:.2f} seconds."
+
+
 def debug_line(text: str) -> None:
     """A debug line (``METAFLOW_DEBUG_CONDA=1``, ``--verbose``) on stderr, above a live bar rather than through
     it."""

@@ -290,6 +290,7 @@ def resolve(
     """
     from envcore import naming
     from envcore import resolve as resolving
+    from envcore.progress import done
 
     wanted = [naming.parse_alias(a) for a in dict.fromkeys(aliases)]
     if using and using_pathspec:
@@ -370,7 +371,7 @@ def resolve(
     fresh = [env for env, new in results if new]
     if fresh:  # the original's words (whole seconds there: hundredths here, as a resolve takes less)
         count = f"{len(fresh)} environment{'s' if len(fresh) > 1 else ''}"
-        app.echo(f"    Resolving {count} ... done in {time.monotonic() - started:.2f} seconds.", err=True)
+        app.echo(f"    {done(f'Resolving {count}', started)}", err=True)
     elif wanted:
         app.echo(
             "    No environments to resolve, aliasing only. Use --force to force re-resolution", err=True
