@@ -785,7 +785,11 @@ def read_indexes(request: ResolveRequest) -> tuple[str, ...]:
 def index_url_args(request: ResolveRequest) -> list[str]:
     """The request's PyPI indexes as pip and uv take them (``--index-url`` the first, ``--extra-index-url`` the
     others); none with ``--no-index``."""
-    sources = read_indexes(request)
+    return index_args(read_indexes(request))
+
+
+def index_args(sources: Sequence[str]) -> list[str]:
+    """PyPI indexes as pip and uv take them: ``--index-url`` the first, ``--extra-index-url`` the others."""
     if not sources:
         return []
     return ["--index-url", sources[0], *(arg for s in sources[1:] for arg in ("--extra-index-url", s))]

@@ -101,6 +101,7 @@ def install_metaflow(directory: Path, python: Path, wanted: RunMetaflow, config:
     from envcore_uv.executable import uv_executable
 
     from envcore.config import redact_text
+    from envcore.pypi import index_args
     from envcore.tools import run_tool, tail, tool_env
 
     sources, _ = config.pypi_sources()
@@ -119,9 +120,7 @@ def install_metaflow(directory: Path, python: Path, wanted: RunMetaflow, config:
             str(python),
             "--target",
             str(target),
-            "--index-url",
-            sources[0],
-            *(arg for s in sources[1:] for arg in ("--extra-index-url", s)),
+            *index_args(sources),
             *wanted.requirements,
         ],
         what="uv pip install",
