@@ -413,20 +413,22 @@ class CondaEnvironment(MetaflowEnvironment):
         for infos in planned.values():
             for warning in ignored_by_disabled(infos[0].merged):
                 echo(f"    Warning: {messages.for_printer(warning)}")
+        requested = [  # each step's request with its key, computed once (a req id hashes the request)
+            (info, info.request, _key(req_id(session.registry, info.request), info.request))
+            for infos in planned.values()
+            for info in infos
+            if info.request is not None
+        ]
         todo: dict[_Key, ResolveRequest] = {}
         known: dict[_Key, tuple[ResolvedEnvironment, bool]] = {}
-        for infos in planned.values():
-            for info in infos:
-                if info.request is None:
-                    continue
-                key = _key(req_id(session.registry, info.request), info.request)
-                if key in todo or key in known:
-                    continue
-                found = None if force else session.environments.known(info.request)
-                if found is not None:
-                    known[key] = (found, False)
-                else:
-                    todo[key] = info.request
+        for _, request, key in requested:
+            if key in todo or key in known:
+                continue
+            found = None if force else session.environments.known(request)
+            if found is not None:
+                known[key] = (found, False)
+            else:
+                todo[key] = request
         if todo:
             if known:  # the original's words
                 count = f"{len(todo)} of {len(todo) + len(known)} environments (others are cached)"
@@ -450,12 +452,8 @@ class CondaEnvironment(MetaflowEnvironment):
                 assert not isinstance(result, str)
                 known[key] = result
             self._warn_of_undeclared_extras(echo, planned, {key[0]: known[key] for key in todo})
-        for infos in planned.values():
-            for info in infos:
-                if info.request is not None:
-                    info.env, info.newly_resolved = known[
-                        _key(req_id(session.registry, info.request), info.request)
-                    ]
+        for info, _, key in requested:
+            info.env, info.newly_resolved = known[key]
         reused = {  # found in this machine's record: a remote node finds it in the store only
             (info.env.req_id, info.env.full_id, info.env.arch): info.env
             for infos in planned.values()
