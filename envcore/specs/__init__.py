@@ -426,6 +426,29 @@ def _plain_pep508(text: str) -> _Pep508Parts | None:
     return _Pep508Parts(plain["name"], extras, specifier, None, None)
 
 
+# conda's forms of a version, NAME=1.2 and NAME 1.2, where PEP 508 wants NAME==1.2
+_CONDA_STYLE = r"(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:=|\s)\s*(?P<version>[0-9][A-Za-z0-9.*+!]*)"
+
+
+def _pep508_fix(text: str) -> str:
+    """How to write ``text``, which packaging refused, as a PEP 508 requirement: the likely intent of the
+    mistakes users make most (conda's version forms, constraints without commas, two requirements on one line),
+    else an example."""
+    conda = re.fullmatch(_CONDA_STYLE, text)
+    if conda:
+        return (
+            f"Write {conda['name']}=={conda['version']}: a PyPI requirement takes PEP 508's == for a version "
+            f"({echoed(text)} is conda's form)."
+        )
+    head, *rest = text.split() or [""]
+    plain = _plain_pep508(head)
+    if rest and plain and all(w[0] in "<>=!~" for w in rest):
+        return f"Separate the version constraints with commas: {head}{',' if plain.specifier else ''}{','.join(rest)}."
+    if rest and plain and all(_plain_pep508(word) for word in rest):
+        return "Write each requirement on a line of its own."
+    return "Write a PEP 508 requirement such as pandas>=2.1."
+
+
 def _pep508(text: str, where: str) -> _Pep508Parts:
     from packaging.requirements import InvalidRequirement
     from packaging.requirements import Requirement as Pep508
@@ -434,11 +457,7 @@ def _pep508(text: str, where: str) -> _Pep508Parts:
         req = Pep508(text)
     except InvalidRequirement as exc:
         detail = str(exc).splitlines()[0] if str(exc) else "invalid requirement"
-        raise _fail(
-            f"Could not parse {echoed(text)}: {detail}",
-            where,
-            "Write a PEP 508 requirement such as pandas>=2.1.",
-        ) from None
+        raise _fail(f"Could not parse {echoed(text)}: {detail}", where, _pep508_fix(text)) from None
     return _Pep508Parts(
         req.name, frozenset(req.extras), req.specifier, str(req.marker) if req.marker else None, req.url
     )
@@ -1422,10 +1441,17 @@ def _poetry_extra(poetry: Mapping[str, object], extra: str, reading: _Reading) -
 def _group_requirements(
     data: Mapping[str, object], poetry: Mapping[str, object], groups: Sequence[str], reading: _Reading
 ) -> list[Requirement]:
-    """PEP 735 ``[dependency-groups]`` (with ``{include-group = "..."}``) and poetry's
+    """PEP 735 ``[dependency-groups]`` (with ``{include-group = "..."}``, and uv's legacy
+    ``[tool.uv].dev-dependencies`` in the group ``dev``, as uv reads them) and poetry's
     ``[tool.poetry.group.NAME.dependencies]``, by group name."""
     origin = reading.origin
     pep735 = _table(data, "dependency-groups", origin)
+    uv_dev = _table(_table(data, "tool", origin), "uv", f"[tool] of {origin}").get("dev-dependencies")
+    if uv_dev is not None:
+        dev = next((k for k in pep735 if _normalized(k) == "dev"), "dev")
+        uv_list = _string_list(uv_dev, "[tool.uv].dev-dependencies", origin, 'dev-dependencies = ["x"]')
+        given = pep735.get(dev, [])
+        pep735 = {**pep735, dev: [*(given if isinstance(given, list) else [given]), *uv_list]}
     poetry_groups = _table(poetry, "group", f"[tool.poetry] of {origin}")
     if "dev-dependencies" in poetry and "dev" not in poetry_groups:  # poetry before 1.2: the group "dev"
         poetry_groups = {**poetry_groups, "dev": {"dependencies": poetry["dev-dependencies"]}}

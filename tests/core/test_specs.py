@@ -381,6 +381,43 @@ def test_a_group_included_twice_without_a_cycle_is_read_once() -> None:
     assert tstrs(specs.parse_pyproject(text, "p.toml", groups=["a"])) == ["pypi::fx-core"]
 
 
+@pytest.mark.parametrize(
+    ("table", "expected"),
+    [
+        ("", ["pypi::fx-core", "pypi::fx-legacy"]),
+        ('[dependency-groups]\nDev = ["fx-http"]\n', ["pypi::fx-core", "pypi::fx-http", "pypi::fx-legacy"]),
+    ],
+)
+def test_uvs_legacy_dev_dependencies_are_the_group_dev(table: str, expected: list[str]) -> None:
+    """As uv reads [tool.uv].dev-dependencies (before PEP 735): the group dev, with any [dependency-groups].dev;
+    not installed unless chosen."""
+    text = f'[project]\nname = "x"\ndependencies = ["fx-core"]\n{table}[tool.uv]\ndev-dependencies = ["fx-legacy"]\n'
+    assert tstrs(specs.parse_pyproject(text, "p.toml")) == ["pypi::fx-core"]
+    assert tstrs(specs.parse_pyproject(text, "p.toml", groups=["dev"])) == expected
+
+
+@pytest.mark.parametrize(
+    ("line", "fix"),
+    [
+        ("fx-core=1.0.0", "Write fx-core==1.0.0: a PyPI requirement takes PEP 508's == for a version"),
+        ("fx-core 1.0.*", "Write fx-core==1.0.*: a PyPI requirement takes PEP 508's == for a version"),
+        ("fx-core>=1.0 <2", "Separate the version constraints with commas: fx-core>=1.0,<2."),
+        ("fx-core[a] >=1 !=1.5", "Separate the version constraints with commas: fx-core[a]>=1,!=1.5."),
+        ("fx-core==1.0\tfx-http", "Write each requirement on a line of its own."),
+        ("fx-core (>=1", "Write a PEP 508 requirement such as pandas>=2.1."),
+    ],
+)
+def test_a_requirement_written_in_another_tools_form_is_shown_in_pep_508(line: str, fix: str) -> None:
+    """Conda's NAME=1.0 and NAME 1.0, constraints without commas and two requirements on a line: the error
+    says how to write what was meant (the original only said it could not parse the line)."""
+    with pytest.raises(SpecError) as caught:
+        specs.parse_requirements_txt(f"fx-http\n{line}\n", "r.txt")
+    assert caught.value.message.startswith(f"Could not parse {line!r}: ")
+    assert f"(line 2 of r.txt). {fix}" in caught.value.message
+    with pytest.raises(SpecError, match=r"Write fx-core==2\.0: a PyPI"):  # wherever PyPI requirements are read
+        specs.parse_pyproject('[project]\nname = "x"\ndependencies = ["fx-core=2.0"]\n', "p.toml")
+
+
 # --- combining -----------------------------------------------------------------------------------------
 
 
