@@ -10,7 +10,8 @@ Decisions that differ from the original extension (reference §1(l)):
   1.21); with a build (``numpy=1.21=py311_0``) the version is exact, as conda reads it.
 * ``--conda`` values are read as environment.yml dependencies and ``--pypi`` values as requirements.txt
   lines; a package given twice gets both constraints.
-* ``--hash`` options of pip-compile output are ignored with a warning (hashes are not checked).
+* ``--hash`` options of pip-compile output (and ``--require-hashes``) are ignored with a warning (hashes are not
+  checked); ``-r FILE`` includes another requirements file, as pip reads it (the original refused it).
 * ``@pypi(extras=...)`` is kept and enters the req id.
 * A marker that cannot be decided for the target is an error naming the package, never silently dropped; so
   is one on the machine's kernel (``platform_release``, ``platform_version``), which a locked environment
@@ -28,6 +29,7 @@ Decisions that differ from the original extension (reference §1(l)):
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import sys
@@ -711,7 +713,22 @@ def _expand_variables(line: str, where: str, environ: Mapping[str, str]) -> str:
 
 _VALUED_OPTIONS = frozenset(
     ("-i", "--index-url", "--extra-index-url", "-f", "--find-links", "--trusted-host", "--conda-channel")
-) | {"--conda-pkg", "--sys-pkg"}
+) | {"--conda-pkg", "--sys-pkg", "-r", "--requirement"}
+_INCLUDE = ("-r", "--requirement")
+_REFUSED_OPTIONS = {
+    ("-c", "--constraint"): (
+        "names a constraints file, which envcore cannot use: its resolvers take requirements only (read as "
+        "requirements, constraints would install packages that nothing needs)",
+        "Write the pins you need as requirements (a package on two lines gets both constraints), or leave the "
+        "line out.",
+    ),
+    ("-e", "--editable"): (
+        "is an editable install, which a locked environment cannot hold: it points into a working copy on this "
+        "machine, and the environment is hydrated on others",
+        "Write the path or URL without -e (. or ./pkg) to have the project built into a wheel and locked, or "
+        "leave the line out (uv export --no-emit-project leaves out the project itself).",
+    ),
+}
 
 
 def _option(line: str) -> tuple[str, str]:
@@ -752,6 +769,29 @@ def _refuse_explicit(text: str, origin: str) -> None:
         )
 
 
+def _included(value: str, where: str, base: Path | None, folder: str | None, **kw: Any) -> Spec:
+    """The requirements file that ``-r FILE`` names, read as pip reads it: a relative path from the folder of
+    the file that names it (``base``; else the current folder). ``folder`` is that folder as messages name it
+    (None: by its absolute path)."""
+    path = Path(os.path.abspath((base or Path.cwd()) / Path(value).expanduser()))
+    seen = kw["_seen"]
+    if path in seen:
+        raise _fail(
+            f"-r {value} includes {path}, which is already being read: the requirement files include each other",
+            where,
+            "Remove one of the -r lines of the cycle.",
+        )
+    shown = str(path) if folder is None else os.path.normpath(os.path.join(folder, os.path.expanduser(value)))
+    if not path.is_file():
+        raise _fail(
+            f"-r {value} names {path}, which {'is a folder' if path.is_dir() else 'does not exist'}",
+            where,
+            "Check the path; a relative one is read from the folder of the file that names it, as pip reads it.",
+        )
+    kw.update(base=path.parent, _seen=seen | {path}, _folder=os.path.dirname(shown))
+    return parse_requirements_txt(read_text(path, shown), shown, **kw)
+
+
 def parse_requirements_txt(
     text: str,
     origin: str = "requirements.txt",
@@ -760,13 +800,16 @@ def parse_requirements_txt(
     environ: Mapping[str, str] | None = None,
     base: Path | None = None,
     paths_from_base: bool = False,
+    _seen: frozenset[Path] = frozenset(),
+    _folder: str | None = None,
 ) -> Spec:
     """A requirements file as pip reads it (the options envcore can honour; see the error for the others), with
     ``${NAME}`` replaced by the variable NAME of ``environ`` (default: this process's). ``unit`` names what the
     numbers count (``entry`` for the pip section of an environment.yml). ``base`` is the file's folder:
-    relative ``--find-links`` paths are read from there when there (as pip does), and, with
-    ``paths_from_base``, local project paths too (conda runs pip from an environment.yml's folder; pip itself
-    reads them from the current directory)."""
+    relative ``--find-links`` and ``-r`` paths are read from there (as pip does; ``--find-links`` only when
+    there), and, with ``paths_from_base``, local project paths too (conda runs pip from an environment.yml's
+    folder; pip itself reads them from the current directory). ``-r FILE`` brings in that file's requirements,
+    sources and options where the line is."""
     _refuse_explicit(text, origin)
     environ = os.environ if environ is None else environ
     reqs: list[Requirement] = []
@@ -776,10 +819,14 @@ def parse_requirements_txt(
     warnings: list[str] = []
     hashed: list[str] = []
     python: str | None = None
+    included: list[Spec] = []
     for number, line in _logical_lines(text.removeprefix("\ufeff")):
         where = f"{unit} {number} of {origin}"
         line = _expand_variables(line, where, environ)
         option, value = _option(line)
+        refused = next((said for names, said in _REFUSED_OPTIONS.items() if option in names), None)
+        if refused:
+            raise _fail(f"{echoed(line)} {refused[0]}", where, refused[1])
         if option in _VALUED_OPTIONS and not value:
             raise _fail(f"{option} has no value", where, f"Write {option} VALUE on one line.")
         if option in _VALUED_OPTIONS - {"--conda-pkg", "--sys-pkg"} and len(value.split()) > 1:
@@ -788,7 +835,13 @@ def parse_requirements_txt(
                 where,
                 "Write each option on a line of its own.",
             )
-        if option in ("--pre", "--no-index") and not value:
+        if option in _INCLUDE:
+            kw = {"environ": environ, "paths_from_base": paths_from_base, "_seen": _seen}
+            included.append(_included(value, where, base, _folder, **kw))
+            reqs += included[-1].requirements
+        elif option == "--require-hashes" and not value:
+            hashed.append(where)
+        elif option in ("--pre", "--no-index") and not value:
             flags.append(option)
         elif option in ("-i", "--index-url"):
             from envcore.config import redact_text
@@ -818,9 +871,9 @@ def parse_requirements_txt(
             raise _fail(
                 f"{echoed(line)} is not a supported line in a requirements.txt",
                 where,
-                "Supported options: --extra-index-url, -i/--index-url, -f/--find-links, --trusted-host, --pre, "
-                "--no-index, --conda-channel, --conda-pkg, --sys-pkg, and --hash after a requirement (ignored); "
-                "editable installs, constraints and nested requirement files are not.",
+                "Supported options: -r/--requirement, --extra-index-url, -i/--index-url, -f/--find-links, "
+                "--trusted-host, --pre, --no-index, --conda-channel, --conda-pkg, --sys-pkg, and --hash after a "
+                "requirement and --require-hashes (both ignored).",
             )
         else:
             line, hashes = re.subn(r"\s+--hash(?:=|\s+)\S*", "", line)
@@ -837,14 +890,20 @@ def parse_requirements_txt(
             "but does not check the hashes of a requirements file. Use --pylock FILE to install exactly what a "
             "lock file pins."
         )
-    return Spec(
-        requirements=combine(reqs),  # a package on two lines gets both constraints (as --pypi twice)
+    own = Spec(
+        origin=f"the requirements file {origin}",
         sources=_sources(conda_sources, pypi_sources),
         extras={PYPI: tuple(dict.fromkeys(flags))} if flags else {},
         python=python,
-        origin=f"the requirements file {origin}",
         warnings=tuple(warnings),
         nodefaults=_nodefaults(conda_sources),
+    )
+    merged = merge(own, *included)  # (python must agree; sources and options of every file, in order)
+    return replace(
+        merged,
+        requirements=combine(reqs),  # a package on two lines gets both constraints (as --pypi twice)
+        origin=f"the requirements file {origin}",
+        warnings=(*(w for spec in included for w in spec.warnings), *warnings),
     )
 
 
@@ -1102,7 +1161,12 @@ def parse_environment_yml(text: str, origin: str = "environment.yml", *, base: P
         where = f"line {lines[i]} of {origin}" if i < len(lines) else f"dependencies of {origin}"
         if isinstance(entry, dict) and set(entry) <= {"pip", "sys"}:
             pip_at = len(reqs) if not pip_lines else pip_at  # its requirements go where the section is
-            pip_lines += _string_list(entry.get("pip"), "pip", where, "'- pip:' followed by '- NAME' lines")
+            pip_lines += _string_list(
+                entry.get("pip"),
+                "pip",
+                where,
+                "'- pip:' followed by '- NAME' lines (quote an entry with ': ' in it)",
+            )
             for item in _string_list(entry.get("sys"), "sys", where, "'- sys:' followed by '- __glibc=2.27'"):
                 reqs.append(sys_requirement(*_split_sys(item), f"sys dependencies of {origin}"))
             continue
@@ -1168,7 +1232,12 @@ def parse_environment_yml(text: str, origin: str = "environment.yml", *, base: P
     # conda hands the pip section to pip as a requirements file: its options (--extra-index-url, --pre,
     # --find-links...) are read as in one
     pip = parse_requirements_txt(
-        "\n".join(pip_lines), f"the pip section of {origin}", unit="entry", base=base, paths_from_base=True
+        "\n".join(pip_lines),
+        f"the pip section of {origin}",
+        unit="entry",
+        base=base,
+        paths_from_base=True,
+        _folder=None if base is None else os.path.dirname(origin),
     )
     merged = merge(spec, pip)
     return replace(
@@ -1611,17 +1680,18 @@ def _tables(value: object, key: str, origin: str) -> list[dict[str, str]]:
     return value
 
 
-def load(
-    path: Path, kind: str | None = None, *, extras: Sequence[str] = (), groups: Sequence[str] = ()
-) -> Spec:
-    """A spec from a file of ``kind`` (``requirements``, ``environment`` or ``pyproject``, as the CLI's -r, -f
-    and -p say); without ``kind``, by its name: ``*.yml``/``*.yaml``, ``*.toml``, anything else as
-    requirements.txt. The file must be UTF-8 (a byte order mark is allowed); ``-`` is standard input (as uv
-    reads it), its relative paths read from the current folder."""
-    stdin = str(path) == "-"
-    shown = "standard input" if stdin else str(path)
+@functools.cache
+def _stdin() -> bytes:
+    """Standard input, read once: a second reader (the Metaflow command looks at a file before envcore's own
+    command reads it) gets the same text rather than nothing."""
+    return sys.stdin.buffer.read()
+
+
+def read_text(path: Path, shown: str) -> str:
+    """The text of a requirement file (``-``: standard input), which must be UTF-8 (a byte order mark is
+    allowed) and hold no NUL; else a :class:`SpecError` naming it as ``shown``."""
     try:
-        data = sys.stdin.buffer.read() if stdin else Path(path).read_bytes()
+        data = _stdin() if str(path) == "-" else Path(path).read_bytes()
     except OSError as exc:
         raise SpecError(f"Cannot read {shown}: {exc.strerror or exc}. Check the path.") from None
     try:
@@ -1638,6 +1708,19 @@ def load(
             f"{shown} is not a text file (it holds a NUL character on line {line}). Check that it is the file you "
             "meant."
         )
+    return text
+
+
+def load(
+    path: Path, kind: str | None = None, *, extras: Sequence[str] = (), groups: Sequence[str] = ()
+) -> Spec:
+    """A spec from a file of ``kind`` (``requirements``, ``environment`` or ``pyproject``, as the CLI's -r, -f
+    and -p say); without ``kind``, by its name: ``*.yml``/``*.yaml``, ``*.toml``, anything else as
+    requirements.txt. The file must be UTF-8 (a byte order mark is allowed); ``-`` is standard input (as uv
+    reads it), its relative paths read from the current folder."""
+    stdin = str(path) == "-"
+    shown = "standard input" if stdin else str(path)
+    text = read_text(path, shown)
     if kind is None:
         name = Path(path).name
         kind = (
@@ -1662,7 +1745,9 @@ def load(
     base = Path(os.path.abspath(path)).parent
     if kind == "environment":
         return _said_if_empty(parse_environment_yml(text, shown, base=base), shown)
-    return _said_if_empty(parse_requirements_txt(text, shown, base=base), shown)
+    seen = frozenset() if stdin else frozenset({Path(os.path.abspath(path))})
+    folder = "" if stdin else os.path.dirname(shown)  # where files it includes are named from
+    return _said_if_empty(parse_requirements_txt(text, shown, base=base, _seen=seen, _folder=folder), shown)
 
 
 def _said_if_empty(spec: Spec, shown: str) -> Spec:

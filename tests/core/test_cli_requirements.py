@@ -197,7 +197,44 @@ def test_a_file_given_as_dash_is_read_from_standard_input(cli_env: dict[str, str
     assert "conda::fx-core==1.1.*" in deps
     deps, _ = resolved(piped("-r", "fx-core==1.0.0\n"))
     assert "pypi::fx-core==1.0.0" in deps
+    (Path(cli_env["METAFLOW_ENVCORE_CACHE_DIR"]).parent / "pins.txt").write_text("fx-http==1.1.0\n")
+    deps, _ = resolved(piped("-r", f"-r {Path(cli_env['METAFLOW_ENVCORE_CACHE_DIR']).parent / 'pins.txt'}\n"))
+    assert "pypi::fx-http==1.1.0" in deps
     assert "(line 1 of standard input)" in failed(piped("-r", "fx-core==\n"))
+
+
+def test_requirement_files_that_include_others_resolve_as_pip_reads_them(
+    run: Any, universe: Universe, tmp_path: Path
+) -> None:
+    """requirements-dev.txt with ``-r requirements/base.txt``: the included file's own relative paths
+    (``--find-links``, a further ``-r``) are read from its folder, wherever envcore runs; its warnings name it."""
+    (tmp_path / "requirements").mkdir()
+    for name in ("fx_app", "fx_core", "fx_http", "fx_web", "fx_pyyaml"):
+        for wheel in universe.wheels_dir.glob(f"{name}-*.whl"):
+            shutil.copy(wheel, tmp_path / "requirements")
+    (tmp_path / "requirements" / "pins.txt").write_text("fx-http==1.1.0 --hash=sha256:abcd\n")
+    (tmp_path / "requirements" / "base.txt").write_text(
+        "--no-index\n--find-links .\n-r pins.txt\nfx-core>=1.1\n"
+    )
+    (tmp_path / "requirements-dev.txt").write_text("# dev tools\r\n-r requirements/base.txt\r\nfx-app\r\n")
+    out = run("--json", "-r", str(tmp_path / "requirements-dev.txt"))
+    deps, installed = resolved(out)
+    assert deps[:3] == ["pypi::fx-http==1.1.0", "pypi::fx-core==>=1.1", "pypi::fx-app"], deps
+    assert (
+        installed["fx-http"] == "1.1.0" and installed["fx-core"] == "1.1.0" and installed["fx-app"] == "1.0.0"
+    )
+    assert "--hash options of " + str(tmp_path / "requirements" / "pins.txt") in " ".join(out.stderr.split())
+    # the same files in an environment.yml's pip section, from its folder (conda runs pip there)
+    (tmp_path / "environment.yml").write_text(
+        "dependencies:\n  - fx-yaml\n  - pip:\n    - -r requirements/pins.txt\n"
+    )
+    deps, installed = resolved(run("--json", "-f", str(tmp_path / "environment.yml")))
+    assert "pypi::fx-http==1.1.0" in deps and installed["fx-http"] == "1.1.0" and "fx-yaml" in installed
+    (tmp_path / "requirements" / "base.txt").write_text("-r ../requirements-dev.txt\n")
+    message = failed(run("-r", str(tmp_path / "requirements-dev.txt")))
+    assert "the requirement files include each other (line 1 of " + str(
+        tmp_path / "requirements" / "base.txt"
+    ) in (message)
 
 
 @pytest.mark.parametrize(

@@ -237,9 +237,103 @@ def test_the_pip_section_of_an_environment_yml_takes_the_options_of_a_requiremen
 
 def test_an_unsupported_pip_option_in_an_environment_yml_names_its_entry() -> None:
     with pytest.raises(
-        specs.SpecError, match=r"'-e \./here' is not a supported line .*entry 2 of the pip section"
+        specs.SpecError, match=r"'-e \./here' is an editable install.*entry 2 of the pip section"
     ):
         specs.parse_environment_yml("dependencies:\n  - pip:\n    - a\n    - -e ./here\n", "env.yml")
+    with pytest.raises(
+        specs.SpecError, match=r"'--no-binary :all:' is not a supported line .*entry 1 of the pip"
+    ):
+        specs.parse_environment_yml("dependencies:\n  - pip:\n    - '--no-binary :all:'\n", "env.yml")
+    with pytest.raises(
+        specs.SpecError, match=r"not \[\{'--no-binary :all': None\}\] .*quote an entry with ': '"
+    ):
+        specs.parse_environment_yml("dependencies:\n  - pip:\n    - --no-binary :all:\n", "env.yml")
+
+
+def test_requirement_files_include_others_as_pip_reads_them(tmp_path: Path) -> None:
+    """``-r FILE`` (``--requirement``) from the folder of the file naming it, with that file's options, hash
+    warnings and python, at the place of the line; also in an environment.yml's pip section (from its folder,
+    as conda runs pip there)."""
+    (tmp_path / "sub" / "deeper").mkdir(parents=True)
+    (tmp_path / "sub" / "deeper" / "leaf.txt").write_text(
+        "--pre\nfx-core>=1.1 --hash=sha256:ab\npython>=3.10\n"
+    )
+    (tmp_path / "sub" / "mid.txt").write_text(
+        "--extra-index-url https://x.example/simple\n-r deeper/leaf.txt\nfx-http<2\n"
+    )
+    top = tmp_path / "requirements-dev.txt"
+    top.write_text("fx-web\n--requirement=sub/mid.txt\nfx-core<2\n")
+    spec = specs.load(top)
+    assert tstrs(spec) == ["pypi::fx-web", "pypi::fx-core==>=1.1,<2", "pypi::fx-http==<2"]
+    assert spec.sources == {PYPI: ("https://x.example/simple",)} and spec.extras == {PYPI: ("--pre",)}
+    assert spec.python == ">=3.10" and spec.origin == f"the requirements file {top}"
+    (warning,) = spec.warnings
+    assert f"The --hash options of {tmp_path}/sub/deeper/leaf.txt (line 2 of " in warning
+    yml = tmp_path / "environment.yml"
+    yml.write_text("dependencies:\n  - fx-app\n  - pip:\n    - -r sub/deeper/leaf.txt\n")
+    assert tstrs(specs.load(yml)) == ["conda::fx-app", "pypi::fx-core==>=1.1"]
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        (
+            {"a.txt": "-r b.txt\n", "b.txt": "x\n-r a.txt\n"},
+            "-r a.txt includes {d}/a.txt, which is already being "
+            "read: the requirement files include each other (line 2 of {d}/b.txt). Remove one of the -r lines",
+        ),
+        ({"a.txt": "-r a.txt\n"}, "-r a.txt includes {d}/a.txt, which is already being read"),
+        (
+            {"a.txt": "x\n-r gone.txt\n"},
+            "-r gone.txt names {d}/gone.txt, which does not exist (line 2 of {d}/a.txt)",
+        ),
+        (
+            {"a.txt": "-r .\n"},
+            "-r . names {d}, which is a folder (line 1 of {d}/a.txt). Check the path; a "
+            "relative one is read from the folder of the file that names it",
+        ),
+        (
+            {"a.txt": "-r b.txt\n", "b.txt": "-e .\n"},
+            "'-e .' is an editable install, which a locked environment "
+            "cannot hold: it points into a working copy on this machine, and the environment is hydrated on others "
+            "(line 1 of {d}/b.txt). Write the path or URL without -e (. or ./pkg)",
+        ),
+        ({"a.txt": "-r b.txt\n", "b.txt": "python==3.10\n", "c": ""}, None),
+        (
+            {"a.txt": "python>=3.11\n-r b.txt\n", "b.txt": "python==3.10\n"},
+            "python is specified with "
+            "incompatible values: >=3.11 (the requirements file {d}/a.txt) and 3.10.* (the requirements file {d}/b.txt)",
+        ),
+        ({"a.txt": "-r b.txt\n", "b.txt": b"\xff\n"}, "{d}/b.txt is not UTF-8 text (byte 0xff on line 1)"),
+    ],
+)
+def test_bad_includes_are_one_paragraph_naming_the_file_and_line(
+    tmp_path: Path, files: dict[str, str | bytes], message: str | None
+) -> None:
+    for name, text in files.items():
+        (tmp_path / name).write_bytes(text if isinstance(text, bytes) else text.encode())
+    if message is None:
+        assert specs.load(tmp_path / "a.txt").python == "3.10.*"
+        return
+    with pytest.raises(SpecError) as err:
+        specs.load(tmp_path / "a.txt")
+    assert err.value.message.startswith(message.format(d=tmp_path)), err.value.message
+
+
+def test_an_include_in_standard_input_is_read_from_the_current_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    (tmp_path / "base.txt").write_text("fx-core==1.1.0\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"-r base.txt\nfx-http\n")))
+    specs._stdin.cache_clear()
+    try:
+        first, again = specs.load(Path("-"), "requirements"), specs.load(Path("-"), "requirements")
+    finally:
+        specs._stdin.cache_clear()
+    assert tstrs(first) == tstrs(again) == ["pypi::fx-core==1.1.0", "pypi::fx-http"]  # read once, seen twice
 
 
 # --- pyproject.toml ------------------------------------------------------------------------------------
@@ -494,10 +588,20 @@ def test_a_marker_the_target_cannot_decide_is_an_error() -> None:
 ERRORS = [
     (
         lambda: specs.parse_requirements_txt("a\n-e ./pkg\n", "r.txt"),
-        "'-e ./pkg' is not a supported line in a requirements.txt (line 2 of r.txt)",
+        "'-e ./pkg' is an editable install, which a locked environment cannot hold",
     ),
-    (lambda: specs.parse_requirements_txt("-r other.txt"), "is not a supported line"),
-    (lambda: specs.parse_requirements_txt("-c constraints.txt"), "is not a supported line"),
+    (
+        lambda: specs.parse_requirements_txt("--editable=git+https://h/o/r.git#egg=r", "r.txt"),
+        "'--editable=git+https://h/o/r.git#egg=r' is an editable install",
+    ),
+    (
+        lambda: specs.parse_requirements_txt("a\n-c constraints.txt\n", "r.txt"),
+        "'-c constraints.txt' names a constraints file, which envcore cannot use: its resolvers take requirements "
+        "only (read as requirements, constraints would install packages that nothing needs) (line 2 of r.txt). "
+        "Write the pins you need as requirements",
+    ),
+    (lambda: specs.parse_requirements_txt("--constraint c.txt"), "names a constraints file"),
+    (lambda: specs.parse_requirements_txt("--only-binary :all:"), "is not a supported line"),
     (lambda: specs.parse_requirements_txt("pandas>>1", "r.txt"), "Could not parse 'pandas>>1'"),
     (
         lambda: specs.parse_requirements_txt("x\n--sys-pkg __osx==11", "r.txt"),
@@ -790,6 +894,8 @@ def test_pip_compile_hashes_are_accepted_with_a_warning() -> None:
     assert tstrs(spec) == ["pypi::fx-core==1.0.0", "pypi::fx-http==1.2.0"]
     (warning,) = spec.warnings
     assert "--hash options of reqs.txt (line 1 of reqs.txt and others) are ignored" in warning
+    required = specs.parse_requirements_txt("--require-hashes\n" + text, "reqs.txt")  # as pip -r reqs.txt
+    assert tstrs(required) == tstrs(spec) and len(required.warnings) == 1
 
 
 @pytest.mark.parametrize(

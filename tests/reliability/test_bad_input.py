@@ -17,9 +17,9 @@ RELIABILITY_CATEGORY = "bad inputs"
 Run = Callable[..., subprocess.CompletedProcess[str]]
 
 FILES: list[tuple[str, str, str]] = [
-    ("requirements.txt", "-e ./pkg\n", "is not a supported line"),
-    ("requirements.txt", "-r other.txt\n", "is not a supported line"),
-    ("requirements.txt", "-c constraints.txt\n", "is not a supported line"),
+    ("requirements.txt", "-e ./pkg\n", "is an editable install"),
+    ("requirements.txt", "-r other.txt\n", "does not exist"),
+    ("requirements.txt", "-c constraints.txt\n", "names a constraints file"),
     ("requirements.txt", "pandas>>1\n", "Could not parse"),
     ("requirements.txt", "a==1 --config-settings x\n", "Could not parse"),
     ("requirements.txt", "--sys-pkg __osx==11\n", "not allowed"),
