@@ -1105,6 +1105,28 @@ def _item_lines(text: str, key: str) -> list[int]:
     return []
 
 
+def _check_section(entry: Mapping[object, object], where: str, *, followed: bool) -> None:
+    """A ``- pip:`` (or ``- sys:``) section that YAML read otherwise than meant: packages not indented under it
+    (an empty section, then dependencies that would be read as conda packages), or ``NAME: VERSION`` lines
+    (keys beside it)."""
+    key = "pip" if "pip" in entry else "sys"
+    others = [k for k in entry if k not in ("pip", "sys")]
+    example = f"'- {key}:' followed by '- NAME' lines indented under it (deeper than the '-' before {key}:)"
+    if others:
+        raise _fail(
+            f"The {key} section is followed by {echoed(others[0])}: ..., which YAML reads as a key beside {key}:, "
+            "not as a package",
+            where,
+            f"Write its packages as a list: {example}.",
+        )
+    if entry[key] is None and followed:
+        raise _fail(
+            f"The {key} section is empty, and the dependencies after it would be read as conda packages",
+            where,
+            f"If they are meant for {key}, write {example}; else remove the empty '- {key}:'.",
+        )
+
+
 def parse_environment_yml(text: str, origin: str = "environment.yml", *, base: Path | None = None) -> Spec:
     """An environment.yml as conda reads it; ``base`` is its folder, where relative paths of PyPI packages are
     read from (conda runs pip there)."""
@@ -1159,7 +1181,8 @@ def parse_environment_yml(text: str, origin: str = "environment.yml", *, base: P
     lines = _item_lines(text, "dependencies")
     for i, entry in enumerate(dependencies or []):
         where = f"line {lines[i]} of {origin}" if i < len(lines) else f"dependencies of {origin}"
-        if isinstance(entry, dict) and set(entry) <= {"pip", "sys"}:
+        if isinstance(entry, dict) and set(entry) & {"pip", "sys"}:
+            _check_section(entry, where, followed=i + 1 < len(dependencies or []))
             pip_at = len(reqs) if not pip_lines else pip_at  # its requirements go where the section is
             pip_lines += _string_list(
                 entry.get("pip"),

@@ -250,6 +250,32 @@ def test_an_unsupported_pip_option_in_an_environment_yml_names_its_entry() -> No
         specs.parse_environment_yml("dependencies:\n  - pip:\n    - --no-binary :all:\n", "env.yml")
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (  # packages not indented under pip: YAML reads an empty section, then conda packages
+            "dependencies:\n  - numpy\n  - pip:\n  - torch==2.3\n",
+            "The pip section is empty, and the dependencies after it would be read as conda packages (line 3 of "
+            "env.yml). If they are meant for pip, write '- pip:' followed by '- NAME' lines indented under it",
+        ),
+        (
+            "dependencies:\n  - pip:\n    torch: 2.3\n",
+            "The pip section is followed by 'torch': ..., which YAML reads as a key beside pip:, not as a package "
+            "(line 2 of env.yml). Write its packages as a list",
+        ),
+        ("dependencies:\n  - sys:\n  - numpy\n", "The sys section is empty"),
+    ],
+)
+def test_a_pip_section_yaml_reads_otherwise_than_meant_is_named(text: str, message: str) -> None:
+    with pytest.raises(specs.SpecError) as err:
+        specs.parse_environment_yml(text, "env.yml")
+    assert err.value.message.startswith(message)
+
+
+def test_an_empty_pip_section_at_the_end_is_nothing() -> None:
+    assert tstrs(specs.parse_environment_yml("dependencies:\n  - numpy\n  - pip:\n")) == ["conda::numpy"]
+
+
 def test_requirement_files_include_others_as_pip_reads_them(tmp_path: Path) -> None:
     """``-r FILE`` (``--requirement``) from the folder of the file naming it, with that file's options, hash
     warnings and python, at the place of the line; also in an environment.yml's pip section (from its folder,
@@ -508,7 +534,9 @@ def test_a_requirement_written_in_another_tools_form_is_shown_in_pep_508(line: s
         specs.parse_requirements_txt(f"fx-http\n{line}\n", "r.txt")
     assert caught.value.message.startswith(f"Could not parse {line!r}: ")
     assert f"(line 2 of r.txt). {fix}" in caught.value.message
-    with pytest.raises(SpecError, match=r"Write fx-core==2\.0: a PyPI"):  # wherever PyPI requirements are read
+    with pytest.raises(
+        SpecError, match=r"Write fx-core==2\.0: a PyPI"
+    ):  # wherever PyPI requirements are read
         specs.parse_pyproject('[project]\nname = "x"\ndependencies = ["fx-core=2.0"]\n', "p.toml")
 
 
