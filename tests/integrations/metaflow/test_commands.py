@@ -13,7 +13,7 @@ from pathlib import Path
 
 from envcore.resolve import local_arch
 
-from .conftest import Machine, both, printed, reports, run_id
+from .conftest import BIN, Machine, both, printed, reports, run_id
 
 
 def _ids(stdout: str) -> list[str]:
@@ -319,3 +319,30 @@ def test_quiet_file_output_holds_the_quiet_output_without_metaflows_banner(
     lines = written.read_text().splitlines()
     assert lines[0] == f"team/qf:v1@{local_arch()}" and len(lines) == 2, written.read_text()
     assert lines[1] in done.stdout and "Metaflow (" in done.stdout  # (the banner is Metaflow's, on stdout)
+
+
+def test_a_requirements_file_is_read_as_the_resolve_reads_it_for_metaflows_pins(
+    machine: Machine,
+) -> None:
+    """``-r -``: the command looks at the file to put Metaflow's pins on its side, then resolves it; standard
+    input, read by the first, used to reach the second empty (an environment of python and the pins only)."""
+    (machine.root / "work").mkdir(parents=True, exist_ok=True)
+    (machine.root / "work" / "base.txt").write_text("fx-http==1.1.0\n")
+    done = subprocess.run(
+        [str(BIN / "metaflow"), "environment", "resolve", "--dry-run", "-r", "-"],
+        input="-r base.txt\nfx-core==1.1.0\n",
+        cwd=machine.root / "work",
+        env=machine.env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Environment of type pypi-only" in done.stdout and "names no packages" not in done.stderr
+    requested = next(line for line in done.stdout.splitlines() if line.startswith("User-requested packages"))
+    for dep in ("pypi::fx-http==1.1.0", "pypi::fx-core==1.1.0", "pypi::requests==>=2.21.0"):
+        assert dep in requested, requested
+    # the option, not the file's name, says its format here too (a .yml given to -r was read as an environment)
+    (machine.root / "work" / "deps.yml").write_text("fx-core==1.1.0\n")
+    named = machine.metaflow("environment", "resolve", "--dry-run", "-r", "deps.yml")
+    assert "Environment of type pypi-only" in named.stdout and "pypi::requests==>=2.21.0" in named.stdout

@@ -141,10 +141,14 @@ def _pypi_only(app: MetaflowApp, kwargs: dict[str, Any]) -> bool:
     from envcore.types import CONDA, PYPI
 
     categories: set[str] = set()
-    for path in (kwargs["requirements"], kwargs["env_file"], kwargs["pyproject"]):
-        if path is not None:
-            try:
-                categories |= {r.category for r in specs.load(path).requirements}
+    for kind, key in (
+        ("requirements", "requirements"),
+        ("environment", "env_file"),
+        ("pyproject", "pyproject"),
+    ):
+        if kwargs[key] is not None:
+            try:  # (read as the command reads it: the option says the format; standard input is read once)
+                categories |= {r.category for r in specs.load(kwargs[key], kind).requirements}
             except EnvcoreError:
                 pass  # the command itself reports the file's problem
     if kwargs["conda"]:
