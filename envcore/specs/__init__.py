@@ -1321,7 +1321,26 @@ def _normalized(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def _project_requirements(items: list[str], where: str) -> list[Requirement]:
+# the project's folder in a dependency's URL: hatch's {root:uri} ({root:parent:uri}: its parent), and uv's and
+# pdm's ${PROJECT_ROOT} (written file:///${PROJECT_ROOT}/lib or ${PROJECT_ROOT}/lib)
+_PROJECT_ROOT = (
+    r"(?:\{root(?P<parents>(?::parent)*):uri\}|(?P<file>file://(?:/(?=\$))?)?\$\{PROJECT_ROOT\})"
+    r"(?P<path>/[^\s;#]*)?"
+)
+
+
+def _project_requirements(items: list[str], where: str, base: Path | None) -> list[Requirement]:
+    """PEP 508 requirements of a project (``base``: its folder, where relative paths and the project root of
+    hatch's ``{root:uri}`` and uv's ``${PROJECT_ROOT}`` are)."""
+    root = Path(os.path.abspath(base or Path.cwd()))
+
+    def expanded(match: re.Match[str]) -> str:
+        folder = root
+        for _ in range((match["parents"] or "").count(":parent")):
+            folder = folder.parent
+        path = Path(os.path.normpath(f"{folder}{match['path'] or ''}"))
+        return path.as_uri() if match[0].startswith(("{", "file:")) else str(path)
+
     out = []
     for item in items:
         if re.match(r"^python\s*([<>=!~]|$)", item):
@@ -1330,7 +1349,7 @@ def _project_requirements(items: list[str], where: str) -> list[Requirement]:
                 where,
                 "Python specification should be specified as 'requires-python'.",
             )
-        out.append(pypi_requirement(item, where))
+        out.append(pypi_requirement(re.sub(_PROJECT_ROOT, expanded, item), where, base))
     return out
 
 
@@ -1502,6 +1521,7 @@ def _extra_requirements(
         for req in _project_requirements(
             _string_list(optional[key], f"[project.optional-dependencies].{key}", origin, f'{key} = ["x"]'),
             f"[project.optional-dependencies].{key} of {origin}",
+            reading.base,
         ):
             if me and _normalized(req.name) == me:
                 pending += _chosen(available, req.extras, "optional dependencies", where, "--extra")
@@ -1566,7 +1586,7 @@ def _group_requirements(
                     pep735, [item["include-group"]], "dependency groups", where, "include-group"
                 )
             elif isinstance(item, str):
-                out += _project_requirements([item], where)
+                out += _project_requirements([item], where, reading.base)
             else:
                 raise _fail(
                     f"{echoed(item)} is neither a requirement nor an include-group table",
@@ -1647,6 +1667,7 @@ def parse_pyproject(
     reqs = _project_requirements(
         _string_list(project.get("dependencies"), "[project].dependencies", origin, 'dependencies = ["x"]'),
         f"[project].dependencies of {origin}",
+        base,
     )
     python = project.get("requires-python")
     if python is not None and not isinstance(python, str):

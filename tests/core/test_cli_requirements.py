@@ -282,6 +282,39 @@ def test_a_direct_reference_to_a_local_wheel_is_locked_as_its_file(
     assert file["sha256"] == hashlib.sha256(wheel.read_bytes()).hexdigest()
 
 
+def test_a_projects_local_wheels_are_found_from_its_folder(
+    run: Any, universe: Universe, tmp_path: Path
+) -> None:
+    """A monorepo's pyproject.toml names its libraries with hatch's {root:uri}, uv's ${PROJECT_ROOT} and
+    relative paths; envcore (run from elsewhere) locks those very files."""
+    project = tmp_path / "apps" / "app" / "pyproject.toml"
+    for folder, wheel in [
+        ("libs", "fx_core-1.0.0"),
+        ("libs", "fx_http-1.0.0"),
+        ("apps/app/dist", "fx_legacy-1.0.0"),
+    ]:
+        (tmp_path / folder).mkdir(parents=True, exist_ok=True)
+        shutil.copy(universe.wheels_dir / f"{wheel}-py3-none-any.whl", tmp_path / folder)
+    project.write_text(
+        '[project]\nname = "app"\ndependencies = [\n'
+        '  "fx-core @ {root:parent:parent:uri}/libs/fx_core-1.0.0-py3-none-any.whl",\n'
+        '  "fx-legacy @ ./dist/fx_legacy-1.0.0-py3-none-any.whl",\n]\n'
+        "[project.optional-dependencies]\n"
+        'http = ["fx-http @ file:///${PROJECT_ROOT}/../../libs/fx_http-1.0.0-py3-none-any.whl"]\n'
+    )
+    out = run("--json", "-p", str(project), "--extra", "http")
+    _, installed = resolved(out)
+    assert (
+        installed.keys() - {"python"} == {"fx-core", "fx-http", "fx-legacy"}
+        and installed["fx-core"] == "1.0.0"
+    )
+    files = pypi_files(out)
+    assert files["fx-http"]["url"] == (tmp_path / "libs" / "fx_http-1.0.0-py3-none-any.whl").as_uri()
+    assert (
+        files["fx-legacy"]["url"] == (project.parent / "dist" / "fx_legacy-1.0.0-py3-none-any.whl").as_uri()
+    )
+
+
 @pytest.mark.parametrize("form", ["bare path", "name @ file URL"])
 def test_a_direct_reference_to_an_sdist_is_built_into_a_wheel(
     run: Any, universe: Universe, tmp_path: Path, form: str

@@ -534,10 +534,31 @@ def test_a_requirement_written_in_another_tools_form_is_shown_in_pep_508(line: s
         specs.parse_requirements_txt(f"fx-http\n{line}\n", "r.txt")
     assert caught.value.message.startswith(f"Could not parse {line!r}: ")
     assert f"(line 2 of r.txt). {fix}" in caught.value.message
-    with pytest.raises(
-        SpecError, match=r"Write fx-core==2\.0: a PyPI"
-    ):  # wherever PyPI requirements are read
+    # wherever PyPI requirements are read
+    with pytest.raises(SpecError, match=r"Write fx-core==2\.0: a PyPI"):
         specs.parse_pyproject('[project]\nname = "x"\ndependencies = ["fx-core=2.0"]\n', "p.toml")
+
+
+def test_a_projects_paths_are_read_from_its_folder(tmp_path: Path) -> None:
+    """Relative paths, hatch's {root:uri} (and {root:parent:uri}) and uv's ${PROJECT_ROOT} in a pyproject.toml
+    name files from the project's folder, as uv and hatch read them, wherever envcore runs from (before, a
+    relative path was read from the current folder and {root:uri} was taken as part of a path)."""
+    project = tmp_path / "apps" / "app" / "pyproject.toml"
+    project.parent.mkdir(parents=True)
+    project.write_text(
+        '[project]\nname = "app"\ndependencies = [\n'
+        '  "fx-core @ {root:parent:parent:uri}/libs/fx_core-1.0.0-py3-none-any.whl",\n'
+        '  "fx-http @ file:///${PROJECT_ROOT}/../../libs/fx_http-1.0.0-py3-none-any.whl",\n'
+        '  "fx-web @ {root:uri}/dist/fx_web-2.0.0-py3-none-any.whl",\n'
+        "  \"fx-legacy @ ./dist/fx_legacy-1.0.0-py3-none-any.whl ; sys_platform == 'linux'\",\n]\n"
+    )
+    libs, dist = (tmp_path / "libs").as_uri(), (project.parent / "dist").as_uri()
+    assert tstrs(specs.load(project, "pyproject")) == [
+        f"pypi::fx-core@{libs}/fx_core-1.0.0-py3-none-any.whl",
+        f"pypi::fx-http@{libs}/fx_http-1.0.0-py3-none-any.whl",
+        f"pypi::fx-web@{dist}/fx_web-2.0.0-py3-none-any.whl",
+        f'pypi::fx-legacy@{dist}/fx_legacy-1.0.0-py3-none-any.whl;sys_platform == "linux"',
+    ]
 
 
 # --- combining -----------------------------------------------------------------------------------------
