@@ -792,6 +792,26 @@ def _included(value: str, where: str, base: Path | None, folder: str | None, **k
     return parse_requirements_txt(read_text(path, shown), shown, **kw)
 
 
+def _existing(req: Requirement, where: str) -> Requirement:
+    """``req``, unless it is ``NAME @ file://PATH`` and PATH is not on this machine: ``pip freeze`` writes such
+    lines for what conda or a build installed (``@ file:///home/conda/feedstock_root/...``), which the resolver
+    would only report as a distribution not found, without the line."""
+    from urllib.parse import unquote, urlsplit
+
+    if (
+        req.url
+        and req.url.startswith("file:")
+        and not os.path.exists(path := unquote(urlsplit(req.url).path))
+    ):
+        raise _fail(
+            f"{req.name} @ {req.url} names {path}, which does not exist on this machine",
+            where,
+            f"pip freeze writes such lines for packages conda or a build installed: write {req.name}==VERSION "
+            "instead (pip list --format=freeze prints them so), or correct the path.",
+        )
+    return req
+
+
 def parse_requirements_txt(
     text: str,
     origin: str = "requirements.txt",
@@ -882,7 +902,9 @@ def parse_requirements_txt(
             if re.match(r"^python\s*[<>=!~]", line) or line == "python":
                 python = python_spec(line[len("python") :], where) if line != "python" else python
             else:
-                reqs.append(pypi_requirement(line, where, base if paths_from_base else None))
+                reqs.append(
+                    _existing(pypi_requirement(line, where, base if paths_from_base else None), where)
+                )
     if hashed:
         warnings.append(
             f"The --hash options of {origin} ({hashed[0]}{' and others' if len(hashed) > 1 else ''}) are ignored: "

@@ -1033,15 +1033,35 @@ def test_bare_paths_are_named_by_their_wheel_sdist_or_pyproject(tmp_path: Path) 
     project = tmp_path / "libs" / "mylib"
     project.mkdir(parents=True)
     (project / "pyproject.toml").write_text('[project]\nname = "My_Lib"\nversion = "1.0"\n')
-    text = "/w/fx_src-0.9.0.tar.gz\n/w/fx_core-1.0.0-py3-none-any.whl\n./libs/mylib\nhttps://h/p/fx_app-1.0.zip\n"
+    w = tmp_path / "w"
+    w.mkdir()
+    for name in ("fx_src-0.9.0.tar.gz", "fx_core-1.0.0-py3-none-any.whl"):
+        (w / name).touch()
+    (tmp_path / "fx_core-1.0.0-py3-none-any.whl").touch()
+    text = f"{w}/fx_src-0.9.0.tar.gz\n{w}/fx_core-1.0.0-py3-none-any.whl\n./libs/mylib\nhttps://h/p/fx_app-1.0.zip\n"
     assert tstrs(specs.parse_requirements_txt(text)) == [
-        "pypi::fx-src@file:///w/fx_src-0.9.0.tar.gz",
-        "pypi::fx-core@file:///w/fx_core-1.0.0-py3-none-any.whl",
+        f"pypi::fx-src@{w.as_uri()}/fx_src-0.9.0.tar.gz",
+        f"pypi::fx-core@{w.as_uri()}/fx_core-1.0.0-py3-none-any.whl",
         f"pypi::My_Lib@{project.as_uri()}",  # relative to the current directory, as pip reads it
         "pypi::fx-app@https://h/p/fx_app-1.0.zip",
     ]
     (req,) = specs.parse_requirements_txt("fx-core @ ./fx_core-1.0.0-py3-none-any.whl").requirements
     assert req.url == (tmp_path / "fx_core-1.0.0-py3-none-any.whl").as_uri()
+
+
+def test_a_pip_freeze_line_naming_a_path_not_here_is_refused_with_the_fix() -> None:
+    """``pip freeze`` in a conda environment writes ``NAME @ file:///home/conda/feedstock_root/...`` for what
+    conda installed; the resolver only said "Distribution not found", without the file or line."""
+    line = "certifi @ file:///home/conda/feedstock_root/build_artifacts/certifi_1690/work/certifi"
+    with pytest.raises(SpecError) as err:
+        specs.parse_requirements_txt(f"fx-core==1.0\n{line}\n", "frozen.txt")
+    assert err.value.message == (
+        f"{line} names /home/conda/feedstock_root/build_artifacts/certifi_1690/work/certifi, which does not exist "
+        "on this machine (line 2 of frozen.txt). pip freeze writes such lines for packages conda or a build "
+        "installed: write certifi==VERSION instead (pip list --format=freeze prints them so), or correct the path."
+    )
+    with pytest.raises(SpecError, match=r"entry 1 of the pip section of env\.yml"):
+        specs.parse_environment_yml(f"dependencies:\n  - pip:\n    - {line}\n", "env.yml")
 
 
 @pytest.mark.parametrize(
