@@ -792,10 +792,17 @@ def _included(value: str, where: str, base: Path | None, folder: str | None, **k
     return parse_requirements_txt(read_text(path, shown), shown, **kw)
 
 
-def _existing(req: Requirement, where: str) -> Requirement:
-    """``req``, unless it is ``NAME @ file://PATH`` and PATH is not on this machine: ``pip freeze`` writes such
-    lines for what conda or a build installed (``@ file:///home/conda/feedstock_root/...``), which the resolver
-    would only report as a distribution not found, without the line."""
+_FROZEN_FIX = (
+    "pip freeze writes such lines for packages conda or a build installed: write {name}==VERSION instead (pip list "
+    "--format=freeze prints them so), or correct the path."
+)
+
+
+def _existing(req: Requirement, where: str, fix: str = _FROZEN_FIX) -> Requirement:
+    """``req``, unless it is ``NAME @ file://PATH`` and PATH is not on this machine, which the resolver would only
+    report as a distribution not found, without the line (``pip freeze`` writes such lines for what conda or a
+    build installed: ``@ file:///home/conda/feedstock_root/...``). Checked where files are read, not for
+    decorators, which a remote task reads again where local paths are not."""
     from urllib.parse import unquote, urlsplit
 
     if (
@@ -806,10 +813,12 @@ def _existing(req: Requirement, where: str) -> Requirement:
         raise _fail(
             f"{req.name} @ {req.url} names {path}, which does not exist on this machine",
             where,
-            f"pip freeze writes such lines for packages conda or a build installed: write {req.name}==VERSION "
-            "instead (pip list --format=freeze prints them so), or correct the path.",
+            fix.format(name=req.name),
         )
     return req
+
+
+_PATH_FIX = "Correct the path (a relative one is read from the folder of {origin})."
 
 
 def parse_requirements_txt(
@@ -1233,7 +1242,9 @@ def parse_environment_yml(text: str, origin: str = "environment.yml", *, base: P
             )
         text = entry.strip()
         if "::" not in text and re.match(_BARE_REFERENCE, text):  # CHANNEL_URL::NAME is a conda package
-            reqs.append(pypi_requirement(text, where, base))
+            reqs.append(
+                _existing(pypi_requirement(text, where, base), where, _PATH_FIX.format(origin=origin))
+            )
             continue
         key, version = _conda_entry(text, where)
         channel, _, name = key.rpartition("::")
@@ -1371,7 +1382,10 @@ def _project_requirements(items: list[str], where: str, base: Path | None) -> li
                 where,
                 "Python specification should be specified as 'requires-python'.",
             )
-        out.append(pypi_requirement(re.sub(_PROJECT_ROOT, expanded, item), where, base))
+        req = pypi_requirement(re.sub(_PROJECT_ROOT, expanded, item), where, base)
+        out.append(
+            _existing(req, where, "Correct the path (a relative one is read from the project's folder).")
+        )
     return out
 
 
@@ -1485,7 +1499,8 @@ def _poetry_requirement(
         text += (
             (" " if url else "") + "; " + " and ".join(f"({m})" if len(markers) > 1 else m for m in markers)
         )
-    return pypi_requirement(text, where, reading.base)
+    req = pypi_requirement(text, where, reading.base)
+    return _existing(req, where, "Correct the path (a relative one is read from the project's folder).")
 
 
 def _poetry_requirements(

@@ -552,6 +552,14 @@ def test_a_projects_paths_are_read_from_its_folder(tmp_path: Path) -> None:
         '  "fx-web @ {root:uri}/dist/fx_web-2.0.0-py3-none-any.whl",\n'
         "  \"fx-legacy @ ./dist/fx_legacy-1.0.0-py3-none-any.whl ; sys_platform == 'linux'\",\n]\n"
     )
+    for wheel in (
+        "libs/fx_core-1.0.0",
+        "libs/fx_http-1.0.0",
+        "apps/app/dist/fx_web-2.0.0",
+        "apps/app/dist/fx_legacy-1.0.0",
+    ):
+        (tmp_path / f"{wheel}-py3-none-any.whl").parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / f"{wheel}-py3-none-any.whl").touch()
     libs, dist = (tmp_path / "libs").as_uri(), (project.parent / "dist").as_uri()
     assert tstrs(specs.load(project, "pyproject")) == [
         f"pypi::fx-core@{libs}/fx_core-1.0.0-py3-none-any.whl",
@@ -1049,6 +1057,33 @@ def test_bare_paths_are_named_by_their_wheel_sdist_or_pyproject(tmp_path: Path) 
     assert req.url == (tmp_path / "fx_core-1.0.0-py3-none-any.whl").as_uri()
 
 
+def test_a_local_path_not_here_is_refused_naming_where_it_is_written(tmp_path: Path) -> None:
+    """In an environment.yml's dependencies and a project's (poetry's too), as in a requirements file."""
+    (tmp_path / "environment.yml").write_text(
+        "dependencies:\n  - fx-core\n  - ./dist/fx_app-1.0-py3-none-any.whl\n"
+    )
+    with pytest.raises(SpecError) as err:
+        specs.load(tmp_path / "environment.yml")
+    assert err.value.message.endswith(
+        f"names {tmp_path}/dist/fx_app-1.0-py3-none-any.whl, which does not exist on this machine (line 3 of "
+        f"{tmp_path}/environment.yml). Correct the path (a relative one is read from the folder of "
+        f"{tmp_path}/environment.yml)."
+    )
+    for table in (
+        '[project]\ndependencies = ["fx-app @ ./gone"]',
+        '[tool.poetry.dependencies]\nfx-app = {path = "gone"}',
+    ):
+        (tmp_path / "pyproject.toml").write_text(table + "\n")
+        with pytest.raises(SpecError) as err:
+            specs.load(tmp_path / "pyproject.toml")
+        assert err.value.message.startswith(
+            f"fx-app @ {tmp_path.as_uri()}/gone names {tmp_path}/gone, which does not"
+        )
+        assert err.value.message.endswith(
+            "Correct the path (a relative one is read from the project's folder)."
+        )
+
+
 def test_a_pip_freeze_line_naming_a_path_not_here_is_refused_with_the_fix() -> None:
     """``pip freeze`` in a conda environment writes ``NAME @ file:///home/conda/feedstock_root/...`` for what
     conda installed; the resolver only said "Distribution not found", without the file or line."""
@@ -1378,6 +1413,7 @@ http = ["fx-http"]
 
 def test_poetry_dependency_tables_keep_what_each_key_says(tmp_path: Path) -> None:
     (tmp_path / "app").mkdir()
+    (tmp_path / "fx-local").mkdir()
     (tmp_path / "app" / "pyproject.toml").write_text(POETRY_PROJECT)
     spec = specs.load(tmp_path / "app" / "pyproject.toml")
     found = {r.name: (r.spec, r.url, r.marker) for r in spec.requirements}
