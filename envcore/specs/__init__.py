@@ -773,6 +773,16 @@ def _included(value: str, where: str, base: Path | None, folder: str | None, **k
     """The requirements file that ``-r FILE`` names, read as pip reads it: a relative path from the folder of
     the file that names it (``base``; else the current folder). ``folder`` is that folder as messages name it
     (None: by its absolute path)."""
+    from urllib.parse import unquote, urlsplit
+
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.\-]+:", value):  # (pip reads -r file:x.txt, and URLs)
+        if not value.lower().startswith("file:"):
+            raise _fail(
+                f"-r {value} names a file by a URL other than file:, which envcore does not download",
+                where,
+                "Download it and give its path, so that what is resolved is what you reviewed.",
+            )
+        value = unquote(urlsplit(value).path)
     path = Path(os.path.abspath((base or Path.cwd()) / Path(value).expanduser()))
     seen = kw["_seen"]
     if path in seen:

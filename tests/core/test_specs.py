@@ -346,6 +346,22 @@ def test_bad_includes_are_one_paragraph_naming_the_file_and_line(
     assert err.value.message.startswith(message.format(d=tmp_path)), err.value.message
 
 
+def test_an_include_given_by_a_file_url_is_read_and_one_by_another_url_refused(tmp_path: Path) -> None:
+    """pip reads ``-r file:base.txt`` (conda's documentation writes the pip section's -r so) and ``-r URL``."""
+    (tmp_path / "base.txt").write_text("fx-core\n")
+    (tmp_path / "pins.txt").write_text("fx-http==1.1\n")
+    (tmp_path / "a.txt").write_text(f"-r file:base.txt\n--requirement {(tmp_path / 'pins.txt').as_uri()}\n")
+    assert tstrs(specs.load(tmp_path / "a.txt")) == ["pypi::fx-core", "pypi::fx-http==1.1"]
+    (tmp_path / "a.txt").write_text("-r https://example.com/requirements.txt\n")
+    with pytest.raises(SpecError) as err:
+        specs.load(tmp_path / "a.txt")
+    assert err.value.message == (
+        f"-r https://example.com/requirements.txt names a file by a URL other than file:, which envcore does not "
+        f"download (line 1 of {tmp_path}/a.txt). Download it and give its path, so that what is resolved is what "
+        "you reviewed."
+    )
+
+
 def test_an_include_in_standard_input_is_read_from_the_current_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
