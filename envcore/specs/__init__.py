@@ -1196,6 +1196,13 @@ def parse_environment_yml(text: str, origin: str = "environment.yml", *, base: P
             origin,
             "See the conda environment file format.",
         )
+    if {"package", "metadata"} <= set(data) and "dependencies" not in data:
+        raise _fail(
+            f"{origin} is a conda-lock lock file (metadata and package), a list of locked packages, not an "
+            "environment file",
+            "",
+            "Resolve from the environment.yml it was made from (its metadata.sources names it).",
+        )
     warnings = [
         f"The section {echoed(key)} of {origin} is ignored (envcore reads name, channels, dependencies and "
         "pypi-indices)."
@@ -1812,15 +1819,44 @@ def load(
     stdin = str(path) == "-"
     shown = "standard input" if stdin else str(path)
     text = read_text(path, shown)
-    if kind is None:
-        name = Path(path).name
-        kind = (
-            "environment"
-            if name.endswith((".yml", ".yaml"))
-            else "pyproject"
-            if name.endswith(".toml")
-            else "requirements"
-        )
+    named = _kind_by_name(Path(path).name)
+    try:
+        return _parse(text, path, kind or named, shown, extras, groups)
+    except SpecError as exc:
+        if (
+            stdin
+            or kind in (None, named)
+            or not Path(path).name.endswith((".yml", ".yaml", ".toml", ".txt", ".in"))
+        ):
+            raise
+        option, what = _KINDS[named]
+        raise SpecError(
+            f"{exc.message} {shown} is named like {what}, and was read as {_KINDS[kind][1]}: if it is {what}, give it "
+            f"with {option}."
+        ) from None
+
+
+_KINDS = {
+    "requirements": ("-r", "a requirements file"),
+    "environment": ("-f", "an environment.yml"),
+    "pyproject": ("-p", "a pyproject.toml"),
+}
+
+
+def _kind_by_name(name: str) -> str:
+    return (
+        "environment"
+        if name.endswith((".yml", ".yaml"))
+        else "pyproject"
+        if name.endswith(".toml")
+        else "requirements"
+    )
+
+
+def _parse(
+    text: str, path: Path, kind: str, shown: str, extras: Sequence[str], groups: Sequence[str]
+) -> Spec:
+    stdin = str(path) == "-"
     if kind == "pyproject":
         return _said_if_empty(
             parse_pyproject(
@@ -1831,7 +1867,7 @@ def load(
     if extras or groups:
         raise SpecError(
             f"--extra and --group choose optional dependencies of a pyproject.toml, and {shown} is read as "
-            f"{'an environment.yml' if kind == 'environment' else 'a requirements file'}. Give the project with -p."
+            f"{_KINDS[kind][1]}. Give the project with -p."
         )
     base = Path(os.path.abspath(path)).parent
     if kind == "environment":

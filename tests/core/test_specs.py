@@ -346,6 +346,64 @@ def test_bad_includes_are_one_paragraph_naming_the_file_and_line(
     assert err.value.message.startswith(message.format(d=tmp_path)), err.value.message
 
 
+@pytest.mark.parametrize(
+    ("name", "text", "kind", "hint"),
+    [
+        (
+            "environment.yml",
+            "name: x\ndependencies:\n  - fx-core\n",
+            "requirements",
+            "an environment.yml, and was "
+            "read as a requirements file: if it is an environment.yml, give it with -f.",
+        ),
+        (
+            "pyproject.toml",
+            '[project]\ndependencies = ["fx-core"]\n',
+            "environment",
+            "a pyproject.toml, and was read "
+            "as an environment.yml: if it is a pyproject.toml, give it with -p.",
+        ),
+        (
+            "requirements.txt",
+            "fx-core>=1\n",
+            "environment",
+            "a requirements file, and was read as an environment.yml: "
+            "if it is a requirements file, give it with -r.",
+        ),
+        (
+            "requirements.in",
+            "fx-core>=1\n",
+            "pyproject",
+            "a requirements file, and was read as a pyproject.toml",
+        ),
+    ],
+)
+def test_a_file_given_to_the_option_of_another_format_says_which_one_its_name_suggests(
+    tmp_path: Path, name: str, text: str, kind: str, hint: str
+) -> None:
+    (tmp_path / name).write_text(text)
+    with pytest.raises(SpecError) as err:
+        specs.load(tmp_path / name, kind)
+    assert f". {tmp_path / name} is named like {hint}" in err.value.message
+    assert specs.load(tmp_path / name).requirements  # (read by its name, it is fine)
+    (tmp_path / "deps").write_text(text)  # a name that says nothing: the error alone
+    with pytest.raises(SpecError) as err:
+        specs.load(tmp_path / "deps", kind)
+    assert "is named like" not in err.value.message
+
+
+def test_a_conda_lock_file_given_as_an_environment_yml_is_named_as_such() -> None:
+    text = (
+        "version: 1\nmetadata:\n  platforms: [linux-64]\n  sources: [environment.yml]\npackage:\n- name: x\n"
+    )
+    with pytest.raises(SpecError) as err:
+        specs.parse_environment_yml(text, "conda-lock.yml")
+    assert err.value.message == (
+        "conda-lock.yml is a conda-lock lock file (metadata and package), a list of locked packages, not an "
+        "environment file. Resolve from the environment.yml it was made from (its metadata.sources names it)."
+    )
+
+
 def test_an_include_given_by_a_file_url_is_read_and_one_by_another_url_refused(tmp_path: Path) -> None:
     """pip reads ``-r file:base.txt`` (conda's documentation writes the pip section's -r so) and ``-r URL``."""
     (tmp_path / "base.txt").write_text("fx-core\n")
