@@ -1787,14 +1787,31 @@ def _stdin() -> bytes:
 
 def read_text(path: Path, shown: str) -> str:
     """The text of a requirement file (``-``: standard input), which must be UTF-8 (a byte order mark is
-    allowed) and hold no NUL; else a :class:`SpecError` naming it as ``shown``."""
+    allowed), or UTF-16 or UTF-32 with their byte order mark, and hold no NUL; else a :class:`SpecError` naming
+    it as ``shown``."""
     try:
         data = _stdin() if str(path) == "-" else Path(path).read_bytes()
     except OSError as exc:
         raise SpecError(f"Cannot read {shown}: {exc.strerror or exc}. Check the path.") from None
+    import codecs
+
+    # a byte order mark says the encoding, as pip reads it (PowerShell's `pip freeze > requirements.txt` is UTF-16;
+    # UTF-32's marks first: UTF-16 LE's is the start of UTF-32 LE's)
+    boms = (
+        (codecs.BOM_UTF32_LE, "utf-32"),
+        (codecs.BOM_UTF32_BE, "utf-32"),
+        (codecs.BOM_UTF16_LE, "utf-16"),
+        (codecs.BOM_UTF16_BE, "utf-16"),
+    )
+    encoding = next((name for bom, name in boms if data.startswith(bom)), "utf-8-sig")
     try:
-        text = data.decode("utf-8-sig")
+        text = data.decode(encoding)
     except UnicodeDecodeError as exc:
+        if encoding != "utf-8-sig":
+            raise SpecError(
+                f"{shown} starts with the byte order mark of {encoding.upper()} but is not {encoding.upper()} text. "
+                "Save it with the UTF-8 encoding."
+            ) from None
         line = data[: exc.start].count(b"\n") + 1
         raise SpecError(
             f"{shown} is not UTF-8 text (byte {data[exc.start]:#04x} on line {line}). Save it with the UTF-8 "

@@ -1016,6 +1016,23 @@ def test_load_refuses_a_file_that_is_not_utf8_and_accepts_a_bom(tmp_path: Path) 
     assert tstrs(specs.parse_environment_yml("\ufeffdependencies: [a]")) == ["conda::a"]
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-32"])
+def test_a_file_with_the_byte_order_mark_of_utf16_or_utf32_is_read_as_pip_reads_it(
+    tmp_path: Path, encoding: str
+) -> None:
+    """PowerShell's ``pip freeze > requirements.txt`` writes UTF-16 LE with its byte order mark."""
+    import codecs
+
+    bom = codecs.BOM_UTF16_BE if encoding == "utf-16-be" else b""  # (utf-16 and utf-32 write their own)
+    (tmp_path / "frozen.txt").write_bytes(bom + "fx-core==1.0.0\r\nfx-http>=1\r\n".encode(encoding))
+    assert tstrs(specs.load(tmp_path / "frozen.txt")) == ["pypi::fx-core==1.0.0", "pypi::fx-http==>=1"]
+    (tmp_path / "broken.txt").write_bytes(codecs.BOM_UTF16_LE + b"f\x00x")  # an odd number of bytes
+    with pytest.raises(
+        SpecError, match=r"broken.txt starts with the byte order mark of UTF-16 but is not UTF-16"
+    ):
+        specs.load(tmp_path / "broken.txt")
+
+
 def test_pip_compile_hashes_are_accepted_with_a_warning() -> None:
     text = (
         "fx-core==1.0.0 \\\n    --hash=sha256:aaaa \\\n    --hash=sha256:bbbb\n    # via fx-app\n"
