@@ -1711,18 +1711,35 @@ def parse_pyproject(
     tool = _table(data, "tool", origin)
     poetry = _table(tool, "poetry", f"[tool] of {origin}")
     dynamic = project.get("dynamic")
-    if isinstance(dynamic, list) and "dependencies" in dynamic:
-        raise _fail(
-            f"The dependencies of {origin} are dynamic (computed by its build backend), so envcore cannot read "
-            "them",
-            f"[project].dynamic of {origin}",
-            "List them in [project].dependencies, or give them in a requirements file with -r.",
-        )
-    reqs = _project_requirements(
-        _string_list(project.get("dependencies"), "[project].dependencies", origin, 'dependencies = ["x"]'),
-        f"[project].dependencies of {origin}",
-        base,
+    dynamic = dynamic if isinstance(dynamic, list) else []
+    from_files = _table(
+        _table(tool, "setuptools", f"[tool] of {origin}"), "dynamic", f"[tool.setuptools] of {origin}"
     )
+    if "dependencies" in dynamic:
+        lines = _setuptools_files(from_files.get("dependencies"), origin, base)
+        if lines is None:
+            raise _fail(
+                f"The dependencies of {origin} are dynamic (computed by its build backend), so envcore cannot read "
+                "them",
+                f"[project].dynamic of {origin}",
+                "List them in [project].dependencies, read them from files with [tool.setuptools.dynamic] "
+                'dependencies = {file = ["requirements.txt"]}, or give them in a requirements file with -r.',
+            )
+        reqs = [req for line, where in lines for req in _project_requirements([line], where, base)]
+    else:
+        reqs = _project_requirements(
+            _string_list(
+                project.get("dependencies"), "[project].dependencies", origin, 'dependencies = ["x"]'
+            ),
+            f"[project].dependencies of {origin}",
+            base,
+        )
+    if "optional-dependencies" in dynamic and extras:
+        tables = _table(from_files, "optional-dependencies", f"[tool.setuptools.dynamic] of {origin}")
+        optional = {
+            name: [line for line, _ in _setuptools_files(v, origin, base) or []] for name, v in tables.items()
+        }
+        data = {**data, "project": {**project, "optional-dependencies": optional}}
     python = project.get("requires-python")
     if python is not None and not isinstance(python, str):
         raise _fail(
@@ -1764,6 +1781,30 @@ def parse_pyproject(
         origin=f"the project file {origin}",
         warnings=tuple(warnings),
     )
+
+
+def _setuptools_files(value: object, origin: str, base: Path | None) -> list[tuple[str, str]] | None:
+    """The requirements (each with where it is written) of setuptools' ``{file = [...]}`` in
+    ``[tool.setuptools.dynamic]``, read as setuptools reads them: requirement lines and comments, from the
+    project's folder; None when ``value`` is not such a table."""
+    files = value.get("file") if isinstance(value, dict) else None
+    files = [files] if isinstance(files, str) else files
+    if not isinstance(files, list) or not files or not all(isinstance(f, str) for f in files):
+        return None
+    lines = []
+    for name in files:
+        path = (base or Path.cwd()) / name
+        shown = os.path.normpath(os.path.join(os.path.dirname(origin), name))
+        for number, line in _logical_lines(read_text(path, shown).removeprefix("\ufeff")):
+            where = f"line {number} of {shown}, which [tool.setuptools.dynamic] of {origin} reads"
+            if line.startswith("-"):
+                raise _fail(
+                    f"{echoed(line)} is an option, and setuptools reads only requirements from {shown}",
+                    where,
+                    "Remove it there, or give the file itself with -r.",
+                )
+            lines.append((line, where))
+    return lines
 
 
 def _tables(value: object, key: str, origin: str) -> list[dict[str, str]]:

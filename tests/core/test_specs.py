@@ -392,6 +392,46 @@ def test_a_file_given_to_the_option_of_another_format_says_which_one_its_name_su
     assert "is named like" not in err.value.message
 
 
+SETUPTOOLS_DYNAMIC = """[project]
+name = "dyn"
+version = "1.0"
+dynamic = ["dependencies", "optional-dependencies"]
+
+[tool.setuptools.dynamic]
+dependencies = {file = ["requirements.txt", "more.txt"]}
+optional-dependencies.web = {file = "web.txt"}
+"""
+
+
+def test_dynamic_dependencies_setuptools_reads_from_files_are_read_from_them(tmp_path: Path) -> None:
+    """``[tool.setuptools.dynamic] dependencies = {file = [...]}`` (and optional dependencies for --extra), from
+    the project's folder, as setuptools reads them; other dynamic dependencies are still refused."""
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "pyproject.toml").write_text(SETUPTOOLS_DYNAMIC)
+    (tmp_path / "app" / "requirements.txt").write_text("# runtime\nfx-core>=1.1  # the core\n\nfx-http\n")
+    (tmp_path / "app" / "more.txt").write_text("fx-pyyaml\n")
+    (tmp_path / "app" / "web.txt").write_text("fx-web>=2\n")
+    project = tmp_path / "app" / "pyproject.toml"
+    assert tstrs(specs.load(project)) == ["pypi::fx-core==>=1.1", "pypi::fx-http", "pypi::fx-pyyaml"]
+    assert tstrs(specs.load(project, extras=["web"]))[-1] == "pypi::fx-web==>=2"
+    (tmp_path / "app" / "more.txt").write_text("fx-pyyaml\n--extra-index-url https://x.example/simple\n")
+    with pytest.raises(SpecError) as err:
+        specs.load(project)
+    assert err.value.message == (
+        f"'--extra-index-url https://x.example/simple' is an option, and setuptools reads only requirements from "
+        f"{tmp_path}/app/more.txt (line 2 of {tmp_path}/app/more.txt, which [tool.setuptools.dynamic] of {project} "
+        "reads). Remove it there, or give the file itself with -r."
+    )
+    (tmp_path / "app" / "more.txt").unlink()
+    with pytest.raises(SpecError, match=r"Cannot read .*/app/more.txt: No such file or directory"):
+        specs.load(project)
+    project.write_text(
+        SETUPTOOLS_DYNAMIC.replace('{file = ["requirements.txt", "more.txt"]}', '{attr = "x.deps"}')
+    )
+    with pytest.raises(SpecError, match=r"The dependencies of .* are dynamic .* read them from files with"):
+        specs.load(project)
+
+
 def test_a_conda_lock_file_given_as_an_environment_yml_is_named_as_such() -> None:
     text = (
         "version: 1\nmetadata:\n  platforms: [linux-64]\n  sources: [environment.yml]\npackage:\n- name: x\n"
