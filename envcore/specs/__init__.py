@@ -769,10 +769,13 @@ def _refuse_explicit(text: str, origin: str) -> None:
         )
 
 
-def _included(value: str, where: str, base: Path | None, folder: str | None, **kw: Any) -> Spec:
+def _included(
+    value: str, where: str, base: Path | None, folder: str | None, seen: frozenset[Path], **kw: Any
+) -> Spec:
     """The requirements file that ``-r FILE`` names, read as pip reads it: a relative path from the folder of
     the file that names it (``base``; else the current folder). ``folder`` is that folder as messages name it
-    (None: by its absolute path)."""
+    (None: by its absolute path); ``seen``, the files being read (a cycle is an error); ``kw``, the rest of
+    :func:`parse_requirements_txt`'s options."""
     from urllib.parse import unquote, urlsplit
 
     if re.match(r"^[A-Za-z][A-Za-z0-9+.\-]+:", value):  # (pip reads -r file:x.txt, and URLs)
@@ -784,7 +787,6 @@ def _included(value: str, where: str, base: Path | None, folder: str | None, **k
             )
         value = unquote(urlsplit(value).path)
     path = Path(os.path.abspath((base or Path.cwd()) / Path(value).expanduser()))
-    seen = kw["_seen"]
     if path in seen:
         raise _fail(
             f"-r {value} includes {path}, which is already being read: the requirement files include each other",
@@ -875,8 +877,8 @@ def parse_requirements_txt(
                 "Write each option on a line of its own.",
             )
         if option in _INCLUDE:
-            kw = {"environ": environ, "paths_from_base": paths_from_base, "_seen": _seen}
-            included.append(_included(value, where, base, _folder, **kw))
+            kw = {"environ": environ, "paths_from_base": paths_from_base}
+            included.append(_included(value, where, base, _folder, _seen, **kw))
             reqs += included[-1].requirements
         elif option == "--require-hashes" and not value:
             hashed.append(where)
