@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 
 def _spec_from_options(
-    requirements: Path | None,
+    requirements: tuple[Path, ...],
     env_file: Path | None,
     pyproject: Path | None,
     conda: tuple[str, ...],
@@ -41,15 +41,15 @@ def _spec_from_options(
 ) -> Spec:
     from envcore import specs
 
-    kinds = {"requirements": requirements, "environment": env_file, "pyproject": pyproject}
-    files = [(kind, p) for kind, p in kinds.items() if p is not None]
-    locks = [p for p in (requirements, pyproject) if p is not None and pylock_name(p)]
+    files = [("requirements", p) for p in requirements]
+    files += [(kind, p) for kind, p in (("environment", env_file), ("pyproject", pyproject)) if p is not None]
+    locks = [p for p in (*requirements, pyproject) if p is not None and pylock_name(p)]
     if locks:
         raise UsageError(
             f"{locks[0]} is a PEP 751 lock file (pylock.toml), not a list of requirements: give it with "
             f"--pylock {locks[0]} to install exactly what it locks."
         )
-    if len(files) > 1:
+    if len({kind for kind, _ in files}) > 1:
         # The original only refused all three together and silently merged two (reference §1(l)2).
         raise UsageError("Can only specify one of -r, -f or -p; resolve each file separately.")
     if (extras or groups) and pyproject is None:
@@ -57,9 +57,8 @@ def _spec_from_options(
             "--extra and --group choose optional dependencies and dependency groups of a pyproject.toml: give "
             "the project with -p pyproject.toml."
         )
-    parts = []
-    if files:  # the option says the format, not the file's name
-        parts.append(specs.load(files[0][1], files[0][0], extras=extras, groups=groups))
+    # the option says the format, not the file's name; several -r are read together, as pip reads them
+    parts = [specs.load(path, kind, extras=extras, groups=groups) for kind, path in files]
     if conda or pypi or channels or indices or sys_pkgs:
         # --conda as an environment.yml dependency, --pypi as a requirements.txt line; repeated ones AND-ed
         parts.append(
@@ -194,9 +193,18 @@ def describe(app: App, envs: Environments, env: ResolvedEnvironment, *, as_json:
 
 
 @click.command()
-@click.option("-r", "--requirement", "requirements", type=click.Path(path_type=Path), help="requirements.txt")
-@click.option("-f", "--file", "env_file", type=click.Path(path_type=Path), help="environment.yml")
-@click.option("-p", "--pyproject", type=click.Path(path_type=Path), help="pyproject.toml")
+@click.option(
+    "-r",
+    "--requirement",
+    "requirements",
+    type=click.Path(path_type=Path),
+    multiple=True,
+    help="requirements.txt (repeatable: read together, as pip reads them)",
+)
+@click.option(
+    "-f", "--file", "env_file", type=click.Path(path_type=Path), multiple=True, help="environment.yml"
+)
+@click.option("-p", "--pyproject", type=click.Path(path_type=Path), multiple=True, help="pyproject.toml")
 @click.option(
     "--extra",
     "extras",
@@ -258,9 +266,9 @@ def describe(app: App, envs: Environments, env: ResolvedEnvironment, *, as_json:
 @click.pass_obj
 def resolve(
     app: App,
-    requirements: Path | None,
-    env_file: Path | None,
-    pyproject: Path | None,
+    requirements: tuple[Path, ...],
+    env_file: tuple[Path, ...],
+    pyproject: tuple[Path, ...],
     extras: tuple[str, ...],
     groups: tuple[str, ...],
     pylock_file: Path | None,
@@ -293,6 +301,16 @@ def resolve(
     from envcore.progress import done
 
     wanted = [naming.parse_alias(a) for a in dict.fromkeys(aliases)]
+    for option, given_files, name in (
+        ("-f", env_file, "environment.yml"),
+        ("-p", pyproject, "pyproject.toml"),
+    ):
+        if len(given_files) > 1:  # (a single-valued option kept the last one, dropping the others silently)
+            raise UsageError(
+                f"{option} is given {len(given_files)} times ({', '.join(map(str, given_files))}): an environment "
+                f"is resolved from one {name}. Give one, or resolve each separately."
+            )
+    one_env_file, one_pyproject = (env_file or (None,))[0], (pyproject or (None,))[0]
     if using and using_pathspec:
         raise UsageError("Cannot specify both --using-pathspec and --using; give one base environment.")
     base_ref = using or (f"step:{using_pathspec}" if using_pathspec else None)
@@ -323,7 +341,7 @@ def resolve(
         if conda or pypi or channels or indices or sys_pkgs:
             from envcore import specs
 
-            extra = _spec_from_options(None, None, None, conda, pypi, channels, indices, sys_pkgs=sys_pkgs)
+            extra = _spec_from_options((), None, None, conda, pypi, channels, indices, sys_pkgs=sys_pkgs)
             # a --sys-pkg replaces the virtual package ENV was asked for (resolve it for another glibc)
             given_sys = {r.name for r in extra.requirements if r.category == SYS}
             kept = tuple(r for r in spec.requirements if not (r.category == SYS and r.name in given_sys))
@@ -336,8 +354,8 @@ def resolve(
     else:
         spec = _spec_from_options(
             requirements,
-            env_file,
-            pyproject,
+            one_env_file,
+            one_pyproject,
             conda,
             pypi,
             channels,

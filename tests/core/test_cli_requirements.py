@@ -203,6 +203,30 @@ def test_a_file_given_as_dash_is_read_from_standard_input(cli_env: dict[str, str
     assert "(line 1 of standard input)" in failed(piped("-r", "fx-core==\n"))
 
 
+def test_several_requirement_files_are_read_together_and_two_environment_files_refused(
+    run: Any, tmp_path: Path
+) -> None:
+    """``-r a.txt -r b.txt`` as pip reads it (the option kept only the last, dropping a.txt silently); two -f or
+    -p are refused rather than one of them dropped."""
+    (tmp_path / "a.txt").write_text("fx-core>=1.1\n")
+    (tmp_path / "b.txt").write_text("fx-http==1.1.0\nfx-core<2\n")
+    deps, installed = resolved(run("--json", "-r", str(tmp_path / "a.txt"), "-r", str(tmp_path / "b.txt")))
+    assert deps[:2] == ["pypi::fx-core==>=1.1,<2", "pypi::fx-http==1.1.0"], deps
+    assert installed["fx-core"] == "1.1.0" and installed["fx-http"] == "1.1.0"
+    for option, name, text in (
+        ("-f", "e{}.yml", "dependencies: [fx-core]\n"),
+        ("-p", "p{}.toml", "[project]\n"),
+    ):
+        first, second = (tmp_path / name.format(1), tmp_path / name.format(2))
+        first.write_text(text)
+        second.write_text(text)
+        what = "environment.yml" if option == "-f" else "pyproject.toml"
+        assert failed(run(option, str(first), option, str(second))) == (
+            f"envcore: {option} is given 2 times ({first}, {second}): an environment is resolved from one {what}. "
+            "Give one, or resolve each separately."
+        )
+
+
 def test_requirement_files_that_include_others_resolve_as_pip_reads_them(
     run: Any, universe: Universe, tmp_path: Path
 ) -> None:

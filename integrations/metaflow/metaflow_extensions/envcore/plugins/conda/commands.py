@@ -146,9 +146,9 @@ def _pypi_only(app: MetaflowApp, kwargs: dict[str, Any]) -> bool:
         ("environment", "env_file"),
         ("pyproject", "pyproject"),
     ):
-        if kwargs[key] is not None:
+        for path in kwargs[key]:  # (each option is repeatable)
             try:  # (read as the command reads it: the option says the format; standard input is read once)
-                categories |= {r.category for r in specs.load(kwargs[key], kind).requirements}
+                categories |= {r.category for r in specs.load(path, kind).requirements}
             except EnvcoreError:
                 pass  # the command itself reports the file's problem
     if kwargs["conda"]:
