@@ -466,23 +466,26 @@ def _pep508(text: str, where: str) -> _Pep508Parts:
 
 
 def _pypi_decorator_requirement(key: str, version: str, where: str) -> Requirement:
-    version = str(version).strip()
-    if version and version[0].isdigit() and version.endswith(".*"):
-        version = f"=={version}"  # a prefix match, checked as a specifier below
-    elif version and version[0].isalnum():  # a version (v2.0.0 is one), not a specifier, marker or @ URL
+    """A ``@pypi`` package: its version is a version (``1.4.0``: exactly it; ``1.4.*``: a prefix) or a
+    specifier, optionally with more specifiers after a comma and a marker after ``;``, as the original reads it
+    (and as ``req_parser`` writes ``pkg==1.0 ; python_version < "3.12"``: ``1.0;python_version < "3.12"``)."""
+    specifier, semicolon, marker = str(version).strip().partition(";")
+    first, comma, more = specifier.strip().partition(",")
+    if first and first[0].isdigit() and first.endswith(".*"):
+        first = f"=={first}"  # a prefix match, checked as a specifier below
+    elif first and first[0].isalnum():  # a version (v2.0.0 is one), not a specifier, marker or @ URL
         from packaging.utils import canonicalize_version
         from packaging.version import InvalidVersion, Version
 
         try:
-            version = "==" + canonicalize_version(Version(version))
+            first = "==" + canonicalize_version(Version(first))
         except InvalidVersion:
             raise _fail(
-                f"{echoed(version)} is not a valid version of {key}",
+                f"{echoed(str(version).strip())} is not a valid version of {key}",
                 where,
                 "Write a PEP 440 version such as 1.4.0, or a specifier such as >=1.4,<2.",
             ) from None
-    req = pypi_requirement(f"{key}{version}", where)
-    return req
+    return pypi_requirement(f"{key}{first}{comma}{more}{semicolon}{marker}", where)
 
 
 # --- decorators ----------------------------------------------------------------------------------------

@@ -46,6 +46,30 @@ def test_req_parser_gives_pypi_arguments_in_the_originals_form() -> None:
     assert asked(specs.from_decorator(**args)) == asked(specs.parse_requirements_txt(text))
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "fx-core==1.0 ; python_version < '3.12'\n",
+        "fx-core==1.0,>=0.5\n",
+        "fx-core==1.0.*,>=1.0.1\n",
+        "fx-core==1.0\nfx-core>=0.5\n",
+    ],
+)
+def test_a_pin_req_parser_gives_with_a_marker_or_more_specifiers_is_a_pypi_package(text: str) -> None:
+    """req_parser writes a pin as its version without ==, followed by the file's other specifiers and marker
+    (1.0;python_version < "3.12", 1.0,>=0.5), as the original does; @pypi reads that as the file means it (it
+    refused it as not a version)."""
+    args = req_parser(text)
+    (version,) = args["packages"].values()
+    assert version.startswith("1.0")
+
+    def asked(spec: specs.Spec) -> tuple[SpecifierSet, str | None]:
+        (req,) = spec.requirements  # (an exact version is kept without its ==)
+        return SpecifierSet(req.spec if req.spec[:1] in "<>=!~" else f"=={req.spec}"), req.marker
+
+    assert asked(specs.from_decorator(**args)) == asked(specs.parse_requirements_txt(text))
+
+
 def test_yml_and_toml_parsers_give_conda_and_pypi_arguments() -> None:
     yml = "channels:\n  - conda-forge\ndependencies:\n  - python=3.11\n  - fx-core>=1.0\n  - pip:\n    - fx-web==2.0.0\n"
     assert yml_parser(yml) == {
