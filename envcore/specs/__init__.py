@@ -1779,6 +1779,15 @@ def parse_pyproject(
             f"[tool.uv.sources] of {origin} is not read: envcore takes those packages from the indexes. Write a "
             "direct reference in [project].dependencies instead (NAME @ git+https://..., NAME @ file:///...)."
         )
+    pixi = _table(tool, "pixi", f"[tool] of {origin}")
+    if {"dependencies", "pypi-dependencies", "feature", "target"} & set(pixi):
+        conda = _table(pixi, "dependencies", f"[tool.pixi] of {origin}")
+        example = " ".join(f"--conda {name}" for name in list(conda)[:3]) or "--conda NAME"
+        warnings.append(
+            f"The pixi dependencies of {origin} ([tool.pixi]) are not read: envcore reads the project's "
+            f"[project] dependencies only. Give the conda packages on the command line ({example}) or resolve "
+            "from an environment.yml with -f."
+        )
     return Spec(
         requirements=combine(reqs),
         sources=_sources((), [(i, origin) for i in indices]),

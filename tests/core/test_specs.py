@@ -683,6 +683,24 @@ def test_a_projects_paths_are_read_from_its_folder(tmp_path: Path) -> None:
     ]
 
 
+def test_pixi_dependencies_are_said_to_be_unread() -> None:
+    """A pixi project keeps its conda packages in [tool.pixi.dependencies], which envcore does not read: said,
+    with the --conda options that give them, rather than an environment silently without them."""
+    text = (
+        '[project]\nname = "x"\ndependencies = ["fx-web"]\n'
+        '[tool.pixi.workspace]\nchannels = ["conda-forge"]\nplatforms = ["linux-64"]\n'
+        '[tool.pixi.dependencies]\nfx-ffmpeg = ">=6"\nfx-native = "*"\n'
+    )
+    spec = specs.parse_pyproject(text, "p.toml")
+    assert tstrs(spec) == ["pypi::fx-web"]
+    assert spec.warnings == (
+        "The pixi dependencies of p.toml ([tool.pixi]) are not read: envcore reads the project's [project] "
+        "dependencies only. Give the conda packages on the command line (--conda fx-ffmpeg --conda fx-native) or "
+        "resolve from an environment.yml with -f.",
+    )
+    assert specs.parse_pyproject(text.split("[tool.pixi.dependencies]")[0], "p.toml").warnings == ()
+
+
 # --- combining -----------------------------------------------------------------------------------------
 
 
