@@ -2,8 +2,11 @@
 verified against its recorded sha256 before anything uses it.
 
 The local package cache keeps ``<cache>/pkgs/<sha256>/<file name>``; a file is renamed into place only after
-its hash matched, so presence means verified. A mismatch raises :class:`IntegrityError` naming the file,
-both hashes and the source, and the bad bytes are moved to ``<cache>/quarantine`` for inspection.
+its hash matched, and a stamp beside it (``<file name>.verified``) records the file as it was then (size,
+times, inode). A file its stamp does not describe (changed, replaced, truncated, or put there by something
+else) is hashed again before any use, and set aside when it does not match. A mismatch raises
+:class:`IntegrityError` naming the file, both hashes and the source, and the bad bytes are moved to
+``<cache>/quarantine`` for inspection.
 """
 
 from __future__ import annotations
@@ -106,15 +109,17 @@ class PackageCache:
         if file.size is not None and found.st_size != file.size:  # truncated (or another file): never used
             self._set_aside(path, (found.st_dev, found.st_ino), f"size-{found.st_size}")
             return None
-        if verify:
-            try:
-                with open(path, "rb") as fh:
-                    actual, hashed = _digest(fh, file.digest[0]), os.fstat(fh.fileno())
-            except FileNotFoundError:
-                return None  # set aside by another process meanwhile
-            if actual != file.digest[1]:  # a damaged copy: set aside, and fetch again from the source
-                self._set_aside(path, (hashed.st_dev, hashed.st_ino), actual)
-                return None
+        if not verify and _read_stamp(path) == _signature(found):
+            return path  # the very file that was hashed
+        try:
+            with open(path, "rb") as fh:
+                actual, hashed = _digest(fh, file.digest[0]), os.fstat(fh.fileno())
+        except FileNotFoundError:
+            return None  # set aside by another process meanwhile
+        if actual != file.digest[1]:  # a damaged copy: set aside, and fetch again from the source
+            self._set_aside(path, (hashed.st_dev, hashed.st_ino), actual)
+            return None
+        _write_stamp(path, hashed)
         return path
 
     def put_verified(
@@ -146,6 +151,7 @@ class PackageCache:
         final = self.path(file, name)
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, final)
+        _write_stamp(final, os.stat(final))
         return final
 
     def _set_aside(self, path: Path, hashed: tuple[int, int], actual: str) -> None:
@@ -180,6 +186,39 @@ class PackageCache:
         from envcore.local_store import remove_abandoned
 
         remove_abandoned(self.root / "pkgs" / ".incoming")
+
+
+def _signature(found: os.stat_result) -> str:
+    """What a file's stamp records: any write, truncation or replacement changes it (the change time cannot be
+    set back)."""
+    return f"{found.st_size} {found.st_mtime_ns} {found.st_ctime_ns} {found.st_ino} {found.st_dev}"
+
+
+def _stamp(path: Path) -> Path:
+    return path.with_name(path.name + ".verified")
+
+
+def _read_stamp(path: Path) -> str | None:
+    try:
+        return _stamp(path).read_text()
+    except (OSError, ValueError):
+        return None
+
+
+def _write_stamp(path: Path, hashed: os.stat_result) -> None:
+    """Record that the file at ``path``, as ``hashed`` describes it, matched its hash (atomically: a reader
+    sees the old stamp or the new one)."""
+    stamp = _stamp(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{stamp.name}.", dir=path.parent)
+    except OSError:
+        return  # (a read-only cache) the file is hashed again next time
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(_signature(hashed))
+        os.replace(tmp, stamp)
+    except OSError:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def _checked_marker(path: Path) -> Path:

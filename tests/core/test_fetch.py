@@ -1,5 +1,5 @@
-"""The local package cache: presence means verified, and a damaged copy is set aside without ever taking a
-verified one another process put in its place."""
+"""The local package cache: a file is used as verified only as its stamp describes it (else it is hashed again),
+and a damaged copy is set aside without ever taking a verified one another process put in its place."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from envcore import fetch
 from envcore.fetch import PackageCache
 from envcore.types import PackageFile
 
@@ -41,11 +42,56 @@ def _put_good(cache: PackageCache) -> Path:
 def test_a_damaged_copy_is_quarantined_and_fetched_again(tmp_path: Path) -> None:
     cache = PackageCache(tmp_path)
     _damage(cache)
-    assert cache.get(FILE, NAME) is not None  # unverified: presence is taken as verified
     assert cache.get(FILE, NAME, verify=True) is None
     assert [p.name.endswith(NAME) for p in (tmp_path / "quarantine").iterdir()] == [True]
     assert _put_good(cache).read_bytes() == GOOD
     assert cache.get(FILE, NAME, verify=True) == cache.path(FILE, NAME)
+
+
+@pytest.mark.parametrize("how", ["same size", "truncated", "replaced", "put there by something else"])
+def test_a_copy_changed_since_it_was_verified_is_hashed_again_without_verify(
+    tmp_path: Path, how: str
+) -> None:
+    """A file of the right name whose size is not recorded (wheels) or is unchanged was taken as verified by
+    its presence alone, and installed: a wheel edited in the package cache reached the environment."""
+    cache = PackageCache(tmp_path)
+    if how == "put there by something else":
+        path = _damage(cache)
+    else:
+        path = _put_good(cache)
+        os.utime(path, ns=(10**9, 10**9))  # verified long ago (an edit within the file system's clock tick of
+        assert cache.get(FILE, NAME) == path  # the stamp is not seen: changes come months later, not in 4 ms)
+    if how == "same size":
+        with open(path, "r+b") as fh:
+            fh.seek(10)
+            fh.write(b"!")
+    elif how == "truncated":
+        os.truncate(path, 100)
+    elif how == "replaced":
+        path.unlink()
+        path.write_bytes(GOOD[:-1] + b"!")
+    assert cache.get(FILE, NAME) is None and not path.exists()
+    assert [p.name.endswith(NAME) for p in (tmp_path / "quarantine").iterdir()] == [True]
+
+
+def test_a_verified_copy_is_not_hashed_again_and_an_older_cache_is_hashed_once(tmp_path: Path) -> None:
+    """The stamp is what spares the hash: bits flipped on disk behind the file system's back (the stamp still
+    matches) are found by --verify only. A copy without a stamp (a package cache of an earlier envcore) is
+    hashed, and stamped when it matches."""
+    cache = PackageCache(tmp_path)
+    path = _put_good(cache)
+    stamp = path.with_name(path.name + ".verified")
+    signature = stamp.read_text()
+    stamp.unlink()
+    assert cache.get(FILE, NAME) == path and stamp.read_text() == signature  # hashed, found good, stamped
+    os.chmod(path, 0o600)  # changes the change time only (contents unchanged): hashed again, still good
+    assert cache.get(FILE, NAME) == path and stamp.read_text() != signature
+    data = bytearray(path.read_bytes())
+    data[10] ^= 0xFF
+    path.write_bytes(bytes(data))
+    fetch._write_stamp(path, path.stat())  # as if the stamp had been written after the damage
+    assert cache.get(FILE, NAME) == path
+    assert cache.get(FILE, NAME, verify=True) is None and not path.exists()
 
 
 def test_a_verified_copy_put_in_place_meanwhile_is_never_set_aside(tmp_path: Path) -> None:

@@ -159,7 +159,9 @@ def test_preferred_format_transmutes_into_the_store(run: Run, world: dict[str, P
     shutil.rmtree(world["universe"])
     run("create", ref, "--name", "v", machine="b", METAFLOW_CONDA_PREFERRED_FORMAT=".conda")
     cached = list((world["b"] / "cache" / "pkgs").rglob("fx-vintage-*"))
-    assert [p.name for p in cached if not p.name.endswith(".checked")] == [vintage["filename"] + ".conda"]
+    assert [p.name for p in cached if not p.name.endswith((".checked", ".verified"))] == [
+        vintage["filename"] + ".conda"
+    ]
 
 
 def test_machines_transmute_a_package_into_the_same_bytes(run: Run, world: dict[str, Path]) -> None:

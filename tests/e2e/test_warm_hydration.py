@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from envcore import fetch
 from envcore.locks import file_lock
 
 from ..conftest import env_ids, imported_modules
@@ -480,6 +481,7 @@ def test_force_over_a_damaged_package_cache_names_the_damage(run: Run, world: di
     data = bytearray(damaged.read_bytes())
     data[len(data) // 2] ^= 0xFF
     damaged.write_bytes(bytes(data))
+    fetch._write_stamp(damaged, damaged.stat())  # bits flipped behind the file system's back: no change seen
     shutil.rmtree(cache / "rattler" / "pkgs" / damaged.name.removesuffix(".conda"))  # its unpacked copy
     for _ in range(3):  # (the race it guards against did not show every time)
         out = run("create", ref, "--name", "work", "--force", check=False)
