@@ -2,7 +2,9 @@
 extension's fields (``deps``, ``sources``, ``extras``, ``packages`` with ``_type``/``filename``/``url``/
 ``url_format``/``hashes``/``cache_info``, ``resolved_on``, ``resolved_by``, ``resolved_archs``, ``env_type``,
 ``accurate_source``), plus an ``envcore`` block per package (sha256 of every format, size, name, version,
-build, depends) and at the top level (schema version, resolver), which the original ignores when reading.
+build, depends) and at the top level (schema version, resolver, the version of envcore that wrote it), which the
+original ignores when reading. A description of a newer schema is refused, naming the envcore that wrote it;
+fields this envcore does not know are ignored.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from envcore import __version__
 from envcore.errors import StorageError
 from envcore.types import EnvType, LockedPackage, PackageFile, PackageKind, ResolvedEnvironment
 
@@ -189,11 +192,15 @@ def to_dict(
         "env_type": env.env_type.value,
         "accurate_source": env.accurate_source,
         "full_id_unique_keys": dict(env.full_id_unique_keys),
-        "envcore": {"schema": SCHEMA, "resolver": env.resolver},
+        "envcore": {"schema": SCHEMA, "resolver": env.resolver, "version": __version__},
     }
 
 
-def from_dict(data: Mapping[str, Any], *, req_id: str, full_id: str, arch: str) -> ResolvedEnvironment:
+def from_dict(
+    data: Mapping[str, Any], *, req_id: str, full_id: str, arch: str, where: str = "recorded on this machine"
+) -> ResolvedEnvironment:
+    if newer_schema(data):
+        raise _newer(data, where)
     return ResolvedEnvironment(
         req_id=req_id,
         full_id=full_id,
@@ -230,6 +237,8 @@ def parse(data: Any, *, req_id: str, full_id: str, arch: str, where: str) -> Res
     try:
         if not isinstance(data, dict):
             raise ValueError("it is not a JSON object")
+        if newer_schema(data):
+            raise _newer(data, where)
         schema = data.get("envcore", {}).get("schema")
         if schema is not None and (isinstance(schema, bool) or schema != SCHEMA):
             # None: written by the original extension, read as it wrote it
@@ -243,8 +252,20 @@ def parse(data: Any, *, req_id: str, full_id: str, arch: str, where: str) -> Res
 def _unreadable(where: str, why: Exception) -> StorageError:
     return StorageError(
         f"The environment description {where} cannot be read ({why}). Resolve the environment again with "
-        "`envcore resolve --force`, which replaces a damaged description (one written by a newer envcore is "
-        "left as it is: upgrade envcore to read it)."
+        "`envcore resolve --force`, which replaces a damaged description."
+    )
+
+
+def _newer(data: Mapping[str, Any], where: str) -> StorageError:
+    """A description of a schema this envcore does not know is not guessed at: its fields may mean otherwise."""
+    block = data["envcore"]
+    version = block.get("version")
+    writer = f"envcore {version}" if isinstance(version, str) and version else "a newer envcore"
+    return StorageError(
+        f"The environment description {where} was written by {writer} (description schema {block['schema']}); "
+        f"this envcore ({__version__}) reads schema {SCHEMA} and does not guess at the rest. Upgrade envcore and "
+        f"its plugins{f' to {version} or later' if writer != 'a newer envcore' else ''} on this machine to use "
+        "it. The description is left as it is (`resolve --force` does not replace it)."
     )
 
 

@@ -157,7 +157,7 @@ def test_bad_arguments_and_settings(
         (lambda raw: raw[: len(raw) // 2], "cannot be read"),
         (
             lambda raw: json.dumps({**json.loads(raw), "envcore": {"schema": 99}}).encode(),
-            "schema version is 99",
+            "was written by a newer envcore (description schema 99); this envcore",
         ),
         (lambda raw: b"[]", "cannot be read"),
     ],
