@@ -833,7 +833,8 @@ def resolve(
         name, resolver = resolver_for(registry, request.env_type)
         request_for_builds = request
     _check_conda_tokens(registry, name, request)
-    _check_local_pypi_sources(request)
+    if request_for_builds is request:  # a pylock.toml names its files: the indexes are not read
+        _check_local_pypi_sources(request)
     registry.checked(name, resolver)
     try:
         if isinstance(solved, EnvcoreError):
