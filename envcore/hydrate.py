@@ -75,7 +75,7 @@ def fetch_packages(
         name = pkg.filename + file.url_format
         path = pkgs.get(file, name, verify=verify)
         if path is not None:
-            cached.append(file.size or 0)
+            cached.append(_size(file, path))
         else:
             key = caching.package_keys(config, pkg)[file.url_format]
             if store is not None and store.stat(key) is not None:
@@ -113,7 +113,7 @@ def fetch_packages(
                 if config.get("DEBUG_CONDA"):
                     show(f"{name} is not in the store ({store.url}): fetched it from its source.")
         ensure_checked(functools.partial(registry.package_format, file.url_format), path, again=verify)
-        task.advance(1, file.size or 0)
+        task.advance(1, _size(file, path))
         return pkg, path
 
     def summary(task: Task) -> str:
@@ -125,6 +125,12 @@ def fetch_packages(
 
     with show.task("Fetching packages", len(env.packages), summary) as task:
         return in_parallel(one, env.packages)
+
+
+def _size(file: PackageFile, path: Path) -> int:
+    """The size of ``file``, fetched to ``path``: as recorded, else (wheels a PyPI resolver did not size) on disk,
+    so that fetched wheels are not counted as 0 B."""
+    return file.size if file.size is not None else path.stat().st_size
 
 
 def hydrate(
