@@ -677,6 +677,16 @@ def base_pins(base: ResolvedEnvironment) -> tuple[Requirement, ...]:
     )
 
 
+def _with_base_files(
+    packages: Sequence[LockedPackage], base: ResolvedEnvironment
+) -> tuple[LockedPackage, ...]:
+    """Each package of ``base`` as the base holds it: a channel or index that now serves other bytes under the
+    same name, version, build and file name (a rebuild uploaded in place) would otherwise give an extension
+    other files than its base, months later. The base's files are in the store."""
+    kept = {(p.kind, p.name, p.version, p.build, p.filename): p for p in base.packages}
+    return tuple(kept.get((p.kind, p.name, p.version, p.build, p.filename), p) for p in packages)
+
+
 def _extend(
     resolver: Resolver, request: ResolveRequest, base: ResolvedEnvironment, base_name: str | None
 ) -> Sequence[LockedPackage]:
@@ -690,7 +700,7 @@ def _extend(
 
     pinned = replace(request, requirements=combine([*request.requirements, *base_pins(base)]))
     try:
-        return tuple(resolver.resolve(pinned))
+        return _with_base_files(resolver.resolve(pinned), base)
     except ResolutionError as exc:
         kept = exc
         try:

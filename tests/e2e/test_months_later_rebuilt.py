@@ -135,3 +135,27 @@ def test_an_s3_store_recreates_the_old_environments_by_alias_ids_and_latest_afte
         _exactly(envs / name.replace("/", "-").replace(":", "-"), described[expected])
     assert _installed(envs / "team-env-v1")["fx-app"][0] == "1.0.0"
     assert _installed(envs / "team-env")["fx-app"][0] == "11.0.0"
+
+
+def test_extending_an_old_environment_after_the_channel_rebuilt_its_packages_keeps_the_bases_files(
+    run: Run, world: dict[str, Path]
+) -> None:
+    """``--using`` pins the base's packages by version and build; the channel's rebuilds of the same names were
+    taken, so the extension had every base package with other bytes than the base."""
+    (base,) = env_ids(run("resolve", "--conda", "fx-app", "--alias", "team/base:v1").stdout)
+    build_universe(
+        world["universe"], projects=[replace(p, summary=f"{p.summary}, REBUILT") for p in PROJECTS]
+    )
+    (extended,) = env_ids(
+        run("resolve", "--using", "team/base:v1", "--pypi", "fx-extras", machine="b").stdout
+    )
+    base_files, extended_files = _described(world["store"], base), _described(world["store"], extended)
+    assert set(extended_files) == {*base_files, "fx-extras"}
+    assert {n: extended_files[n] for n in base_files} == base_files
+    run("create", extended, "--name", "ext", machine="b")
+    _exactly(world["b"] / "cache" / "envs" / "ext", extended_files)
+    assert not any(
+        "REBUILT" in line
+        for line in _docstrings(world["b"] / "cache" / "envs" / "ext").values()
+        if not line.startswith('"""fx-extras')
+    )
