@@ -109,11 +109,28 @@ class S3Store:
         )
 
     def __repr__(self) -> str:
-        return f"S3Store({self.url!r}, endpoint={self._where_endpoint!r})"
+        return f"S3Store({self.url!r}, endpoint={self._scrub(self.endpoint) if self.endpoint else None!r})"
 
     @property
     def _where_endpoint(self) -> str:
-        return self._scrub(self.endpoint) if self.endpoint else "AWS"
+        """The endpoint tried, as messages name it: the configured URL, or AWS's own (said to be the default)."""
+        if self.endpoint:
+            return f"the S3 endpoint {self._scrub(self.endpoint)}"
+        used = getattr(getattr(self.client, "meta", None), "endpoint_url", None)
+        return (
+            f"the AWS S3 endpoint{f' {used}' if used else ''} (no endpoint set: METAFLOW_S3_ENDPOINT_URL / "
+            "AWS_ENDPOINT_URL_S3)"
+        )
+
+    @property
+    def _endpoint_advice(self) -> str:
+        """What to check when the endpoint cannot be reached."""
+        if self.endpoint:
+            return f"Check {self.endpoint_setting} and the network."
+        return (
+            "Check the network and any proxy in between; to use another S3 service (MinIO...), set "
+            "METAFLOW_S3_ENDPOINT_URL to its URL."
+        )
 
     def _scrub(self, text: str) -> str:
         """``text`` without the endpoint's password, a URL's ``user:password@`` or secret query values."""
@@ -153,7 +170,7 @@ class S3Store:
                 )
             if not self._answered_by_s3(exc):
                 return StorageError(
-                    f"The endpoint {self._where_endpoint} answered HTTP {status} for {where} but does not look like "
+                    f"The endpoint {self._scrub(str(self.endpoint))} answered HTTP {status} for {where} but does not look like "
                     "S3 (no S3 error code or x-amz header, in that answer nor in one to a listing of the bucket). "
                     f"Check {self.endpoint_setting}: it must be an S3-compatible service's URL, such as "
                     "http://127.0.0.1:9000 for MinIO (Azure Blob Storage and Google Cloud Storage have datastores of "
@@ -179,18 +196,21 @@ class S3Store:
             what, limit = (
                 ("accept a connection", self.connect_timeout) if connect else ("answer", self.read_timeout)
             )
+            endpoint = self._where_endpoint
+            check = (
+                f"{self.endpoint_setting} (it must be an S3 service, and not overloaded), "
+                if self.endpoint
+                else ""
+            )
             return StorageError(
-                f"The S3 endpoint {self._where_endpoint} did not {what} for {where} within {limit:g} s, "
-                f"{SILENT_ATTEMPTS} times. Check {self.endpoint_setting} (it must be an S3 service, and not "
-                "overloaded), the network and any proxy in between; on a slow link raise METAFLOW_S3_READ_TIMEOUT."
+                f"{endpoint[0].upper()}{endpoint[1:]} did not {what} for {where} within {limit:g} s, "
+                f"{SILENT_ATTEMPTS} times. Check {check}the network and any proxy in between; on a slow link raise "
+                "METAFLOW_S3_READ_TIMEOUT."
             )
         if isinstance(
             exc, (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectionError)
         ):
-            return StorageError(
-                f"Cannot reach the S3 endpoint {self._where_endpoint} for {where}. Check {self.endpoint_setting} "
-                "and the network."
-            )
+            return StorageError(f"Cannot reach {self._where_endpoint} for {where}. {self._endpoint_advice}")
         if isinstance(exc, botocore.exceptions.NoCredentialsError):
             return StorageError(
                 f"No AWS credentials were found for {self.url}. Set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or "

@@ -199,3 +199,34 @@ def test_main_job_through_a_bucket(
     keys = [o["Key"] for o in s3_server.client().list_objects_v2(Bucket=bucket, MaxKeys=1000)["Contents"]]
     assert any(k.startswith("conda_env/envs/aliases/generic/team/s3/v1") for k in keys)
     assert any(k.startswith("conda_env/packages/conda/") for k in keys)
+
+
+def test_with_no_endpoint_set_messages_name_the_aws_endpoint_tried(
+    aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With neither setting, boto3 talks to AWS itself: messages named it "the S3 endpoint AWS". They are built
+    here from botocore's own exception objects, without contacting AWS."""
+    import botocore.exceptions
+
+    monkeypatch.delenv("METAFLOW_S3_ENDPOINT_URL")
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+    store: Any = _store("s3://bucket/conda_env")
+    assert store.client.meta.endpoint_url == "https://s3.amazonaws.com"  # us-east-1 (aws_env)
+    tried = (
+        "the AWS S3 endpoint https://s3.amazonaws.com (no endpoint set: METAFLOW_S3_ENDPOINT_URL / "
+        "AWS_ENDPOINT_URL_S3)"
+    )
+    url = "https://bucket.s3.amazonaws.com/conda_env/x"
+    unreachable = store._error(botocore.exceptions.EndpointConnectionError(endpoint_url=url), "x")
+    assert unreachable.message == (
+        f"Cannot reach {tried} for s3://bucket/conda_env/x. Check the network and any proxy in between; to use "
+        "another S3 service (MinIO...), set METAFLOW_S3_ENDPOINT_URL to its URL."
+    )
+    silent = store._error(botocore.exceptions.ConnectTimeoutError(endpoint_url=url), "x")
+    assert silent.message.startswith("The AWS S3 endpoint https://s3.amazonaws.com (no endpoint set: ")
+    assert "did not accept a connection for s3://bucket/conda_env/x within" in silent.message
+    no_bucket = botocore.exceptions.ClientError(
+        {"Error": {"Code": "NoSuchBucket"}, "ResponseMetadata": {"HTTPStatusCode": 404}}, "PutObject"
+    )
+    assert store._error(no_bucket, "x").message.startswith(f"The bucket 'bucket' does not exist at {tried}. ")
+    assert "AWS for" not in unreachable.message + silent.message and "endpoint AWS" not in repr(store)
