@@ -577,11 +577,12 @@ class Environments:
                     f"{resolve.local_arch()}. Create it on a machine of that architecture."
                 )
             self._check_foreign(env)
+        replaced = uptodate.settle_beside(str(prefix.absolute()))  # (put back under the prefix's lock)
         if (
             not force
             and not verify
+            and not replaced
             and uptodate.is_complete(str(prefix.absolute()), env.req_id, env.full_id, env.arch)
-            and not uptodate.replaced_beside(str(prefix.absolute()))  # (settled under the prefix's lock)
         ):
             return False  # the fast path: one small file read, no plugin loaded
         from envcore import hydrate

@@ -268,7 +268,8 @@ def _put_back_replaced(prefix: Path, progress: Progress) -> None:
     """Settle what a process killed while it replaced ``prefix`` left (under the prefix's lock, so no living
     process owns it): the environment it moved aside goes back when ``prefix`` is unfinished or gone, and is
     removed when ``prefix`` was finished; a folder envcore did not make at ``prefix`` leaves both alone."""
-    _remove(prefix.with_name(rebuild_name(prefix.name)))  # an interrupted rebuild beside it
+    for end in uptodate.LEFTOVER_ENDS:  # an interrupted clone or rebuild beside it
+        _remove(prefix.with_name(f".{prefix.name}{end}"))
     for aside in sorted(prefix.parent.glob(f"{glob.escape(uptodate.replaced_start(prefix.name))}*")):
         if uptodate.marker_ids(str(aside)) is None or uptodate.marker_ids(str(prefix)) is not None:
             _remove(aside)  # half removed already, or its replacement was finished

@@ -192,15 +192,55 @@ def replaced_start(name: str) -> str:
     return f".{name}.replaced-"
 
 
-def replaced_beside(prefix: str) -> bool:
-    """Whether a prefix replaced by ``--force`` or ``--verify`` was left beside ``prefix``."""
+# How the folders end that a killed create leaves beside a prefix ``NAME``: ``.NAME.clone`` (relocate.clone's
+# copy being built) and ``.NAME.rebuild`` (hydrate.rebuild_name: --force or --verify building the new one)
+LEFTOVER_ENDS = (".clone", ".rebuild")
+
+
+def settle_beside(prefix: str) -> bool:
+    """One listing of the folder of ``prefix``: removes what killed creates left there (:func:`remove_leftovers`),
+    and says whether a prefix replaced by ``--force`` or ``--verify`` was left beside ``prefix`` (the full command
+    puts it back or removes it, under the prefix's lock)."""
     parent, name = os.path.split(prefix)
     start = replaced_start(name)
+    replaced, left = False, []
     try:
         with os.scandir(parent) as entries:
-            return any(entry.name.startswith(start) for entry in entries)
+            for entry in entries:
+                if entry.name.startswith(start):
+                    replaced = True
+                elif entry.name.endswith(LEFTOVER_ENDS) and entry.name[0] == ".":
+                    left.append(entry.name)
     except OSError:
         return False
+    if left:
+        remove_leftovers(parent, left)
+    return replaced
+
+
+def remove_leftovers(parent: str, names: Sequence[str]) -> list[str]:
+    """Remove the folders ``names`` (``.NAME.clone``, ``.NAME.rebuild``) of ``parent`` whose owner is provably
+    gone: the lock of the prefix ``NAME`` (``.NAME.lock``), which every process building them holds throughout,
+    is free, and stays held while they are removed. One that a live process is building (its lock busy), one of
+    another user, or one without that lock file beside it (not envcore's) is left alone. Returns those removed."""
+    from envcore.errors import LockTimeout
+    from envcore.locks import file_lock
+
+    removed = []
+    for left in names:
+        path, lock = os.path.join(parent, left), os.path.join(parent, f"{left[: left.rindex('.')]}.lock")
+        try:
+            if os.lstat(path).st_uid != os.getuid() or not os.path.isfile(lock):
+                continue
+            with file_lock(lock, 0):
+                if os.path.lexists(path):  # (not removed by its owner meanwhile)
+                    import shutil
+
+                    shutil.rmtree(path, ignore_errors=True)
+                    removed.append(left)
+        except (LockTimeout, OSError):
+            continue  # busy: a live process's work; or gone meanwhile
+    return removed
 
 
 def _parse(argv: Sequence[str]) -> tuple[bool, str, str | None, str | None] | None:
@@ -349,7 +389,7 @@ def answer(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> int
     prefix = os.path.join(cache, "envs", created_dir_name(req_id, full_id) if name is None else name)
     if os.path.normpath(prefix) != prefix:
         return None  # a prefix path pathlib would print differently is left to the full command
-    if replaced_beside(prefix):
+    if settle_beside(prefix):
         return None  # what a killed --force left: the full command puts it back or removes it
     verb, took = "already exists and is complete", ""
     if not is_complete(os.path.abspath(prefix), req_id, full_id, arch):

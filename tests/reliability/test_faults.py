@@ -130,6 +130,58 @@ def test_kills_at_random_points_never_leave_a_broken_store_or_prefix(
     reliability_report.record("kills survived", killed)
 
 
+def _started_until(env: dict[str, str], args: list[str], folder: Path) -> subprocess.Popen[bytes]:
+    """``envcore ARGS`` started and left running until ``folder`` appears (a point inside its work)."""
+    proc = subprocess.Popen([ENVCORE, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not folder.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(
+                f"envcore {' '.join(args)} ended before {folder.name} appeared: {proc.stderr.read()!r}"
+            )
+        time.sleep(0.002)
+    return proc
+
+
+def test_what_a_killed_create_left_is_removed_by_the_next_create_but_a_live_ones_is_not(
+    run: Run, world: dict[str, Path], machine_env: Callable[..., dict[str, str]]
+) -> None:
+    """A create killed while it rebuilt a prefix (--force) left ``.NAME.rebuild`` in the environments folder for
+    good: a later create of that name found the prefix complete and returned at once. Now any create there
+    removes it, once that prefix's lock is free; the folder of a create still running is left to it."""
+    (ref,) = env_ids(run("resolve", "--conda", "fx-app").stdout)
+    envs, env = world["b"] / "cache" / "envs", machine_env("b")
+    for name in ("x", "y", "w"):
+        run("create", ref, "--name", name, machine="b")
+
+    def killed_rebuilding(name: str) -> Path:
+        left = envs / f".{name}.rebuild"
+        proc = _started_until(env, ["create", ref, "--name", name, "--force"], left)
+        proc.kill()
+        proc.wait()
+        assert left.is_dir()
+        return left
+
+    live = _started_until(env, ["create", ref, "--name", "w", "--force"], envs / ".w.rebuild")
+    live.send_signal(signal.SIGSTOP)  # a concurrent create, holding w's lock, its folder half built
+    try:
+        left = killed_rebuilding("x")
+        again = run("create", ref, "--name", "x", machine="b")  # the same name
+        assert "already exists and is complete" in again.stdout and not left.exists()
+        left = killed_rebuilding("y")
+        run("create", ref, "--name", "z", machine="b")  # any create in the folder
+        assert not left.exists()
+        assert (envs / ".w.rebuild").is_dir()
+    finally:
+        live.send_signal(signal.SIGCONT)
+    assert live.wait(timeout=300) == 0, live.stderr.read() if live.stderr else ""
+    assert sorted(p.name for p in envs.iterdir() if not p.name.endswith(".lock")) == ["w", "x", "y", "z"]
+    for name in ("w", "x", "y", "z"):
+        python = envs / name / "bin" / "python"
+        assert subprocess.run([python, "-c", "import fx_app"], check=False).returncode == 0, name
+
+
 def test_eight_processes_creating_one_environment(
     run: Run,
     world: dict[str, Path],
