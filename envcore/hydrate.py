@@ -19,6 +19,7 @@ from pathlib import Path
 
 from envcore import cache as caching
 from envcore import relocate, uptodate
+from envcore.config import redact_url
 from envcore.errors import EnvcoreError, IntegrityError, MissingObject, StorageError, UsageError
 from envcore.fetch import PackageCache, ensure_checked, from_store, from_url, in_parallel, mark_checked
 from envcore.locks import file_lock
@@ -71,7 +72,7 @@ def fetch_packages(
             return fetch_one(pkg)
 
     def fetch_one(pkg: LockedPackage) -> tuple[LockedPackage, Path]:
-        file = _choose(preferred, pkg)
+        file, missing = _choose(preferred, pkg), ""
         name = pkg.filename + file.url_format
         path = pkgs.get(file, name, verify=verify)
         if path is not None:
@@ -99,20 +100,21 @@ def fetch_packages(
             elif store is None:
                 path = from_url(file.url, pkgs, file, name, credentials)
             else:
+                missing = f"{name} of {pkg.name} {pkg.version} is missing from the store ({store.url}/{key})"
                 try:
                     path = from_url(file.url, pkgs, file, name, credentials)
                 except EnvcoreError as exc:  # neither has it: say both, the store first
-                    if isinstance(exc, IntegrityError):
-                        raise
-                    raise StorageError(
-                        f"{name} is not in the store ({store.url}), and its source cannot be read either: "
-                        f"{exc.message} Cache the environment in this store from a machine that can reach the "
-                        "source (`envcore resolve --force` there), or make the source reachable."
+                    # (a hash's class kept: an EditedDescription makes the caller forget its copy of the description)
+                    other = isinstance(exc, IntegrityError)
+                    raise (type(exc) if other else StorageError)(
+                        f"{missing}, and its source {'serves another file' if other else 'cannot be read either'}: "
+                        f"{exc.message} Run this again where the source serves the file (it is then put back "
+                        "in the store), or cache the environment again from a machine whose package cache has it "
+                        "(`envcore resolve --force` of its requirements there uploads every missing package)."
                     ) from None
-                # (--verbose) a store that lacks it: this machine needed the source
-                if config.get("DEBUG_CONDA"):
-                    show(f"{name} is not in the store ({store.url}): fetched it from its source.")
         ensure_checked(functools.partial(registry.package_format, file.url_format), path, again=verify)
+        if missing and store is not None:  # checked as cache.py checks what it uploads: the store is healed
+            show(_put_back(store, key, path, missing, file.url))
         task.advance(1, _size(file, path))
         return pkg, path
 
@@ -131,6 +133,18 @@ def _size(file: PackageFile, path: Path) -> int:
     """The size of ``file``, fetched to ``path``: as recorded, else (wheels a PyPI resolver did not size) on disk,
     so that fetched wheels are not counted as 0 B."""
     return file.size if file.size is not None else path.stat().st_size
+
+
+def _put_back(store: Store, key: str, path: Path, missing: str, url: str) -> str:
+    """Upload ``path`` (fetched from ``url`` and verified) to ``store`` at ``key``, where it was missing; the
+    line that tells the user."""
+    fetched = f"{missing}: fetched it from its source ({redact_url(url)}), whose file has the recorded hash"
+    try:
+        store.put_file(key, path)
+    except (EnvcoreError, OSError) as exc:  # the environment is made all the same
+        reason = exc.message if isinstance(exc, EnvcoreError) else str(exc)
+        return f"{fetched}, but could not put it back in the store: {reason}"
+    return f"{fetched}, and put it back in the store."
 
 
 def hydrate(

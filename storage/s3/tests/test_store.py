@@ -230,3 +230,34 @@ def test_with_no_endpoint_set_messages_name_the_aws_endpoint_tried(
     )
     assert store._error(no_bucket, "x").message.startswith(f"The bucket 'bucket' does not exist at {tried}. ")
     assert "AWS for" not in unreachable.message + silent.message and "endpoint AWS" not in repr(store)
+
+
+def test_a_package_deleted_from_the_bucket_is_put_back_by_create(
+    s3_server: S3Server, aws_env: dict[str, str], universe: Universe, tmp_path: Path
+) -> None:
+    """The bucket keeps the description but lost a package file: a machine with an empty package cache hydrates
+    it from its source (hash checked), puts it back in the bucket, and says so in one line."""
+    from envcore.testing.mainjob import envcore_on
+
+    bucket = s3_server.new_bucket()
+    root = f"s3://{bucket}/conda_env"
+    store_env = {**aws_env, "METAFLOW_DEFAULT_DATASTORE": "s3", "METAFLOW_CONDA_S3ROOT": root}
+    store_env |= {"AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null"}
+    resolved = envcore_on(
+        tmp_path, "a", universe, "resolve", "--conda", "fx-app", "--alias", "team/heal:v1", **store_env
+    )
+    assert resolved.returncode == 0, resolved.stderr
+    client = s3_server.client()
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket, MaxKeys=1000)["Contents"]]
+    (key,) = [k for k in keys if k.startswith("conda_env/packages/conda/") and "/fx-core-" in k]
+    kept = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    client.delete_object(Bucket=bucket, Key=key)
+    created = envcore_on(tmp_path, "b", universe, "create", "team/heal:v1", "--name", "w", **store_env)
+    assert created.returncode == 0, created.stderr
+    (line,) = [line for line in created.stderr.splitlines() if "is missing from the store" in line]
+    assert f"(s3://{bucket}/{key}): fetched it from its source" in line and line.endswith(
+        "put it back in the store."
+    )
+    assert client.get_object(Bucket=bucket, Key=key)["Body"].read() == kept
+    again = envcore_on(tmp_path, "c", universe, "create", "team/heal:v1", "--name", "w", **store_env)
+    assert again.returncode == 0 and "missing from the store" not in again.stderr, again.stderr

@@ -1,0 +1,117 @@
+"""A package file missing from the store (deleted by someone) while the environment's description is still there,
+met by ``envcore create`` on a machine whose package cache is empty: hydrated from the package's source when it
+serves the very file (hash checked) and put back in the store, said in one line; a clear paragraph when neither
+has it. (The same through an S3 bucket: ``storage/s3/tests/test_store.py``.)"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from ..conftest import env_ids
+from .conftest import ReliabilityReport
+from .test_faults import Run, check_store
+
+RELIABILITY_CATEGORY = "integrity cases"
+
+
+def _resolve_mixed(run: Run, store: Path) -> tuple[str, dict[str, Path]]:
+    """Resolve and cache fx-app (conda) + fx-extras (PyPI); the reference and the store's file of each."""
+    (ref,) = env_ids(run("resolve", "--conda", "fx-app", "--pypi", "fx-extras").stdout)
+    files = {
+        name: next(p for p in store.rglob(pattern) if p.is_file())
+        for name, pattern in (("conda", "fx-core-*.conda"), ("wheel", "fx_extras-*.whl"))
+    }
+    return ref, files
+
+
+def _lines(stderr: str, text: str) -> list[str]:
+    return [line for line in stderr.splitlines() if text in line]
+
+
+def test_a_package_missing_from_the_store_is_hydrated_from_its_source_and_put_back(
+    run: Run, world: dict[str, Path], reliability_report: ReliabilityReport
+) -> None:
+    ref, files = _resolve_mixed(run, world["store"])
+    kept = {kind: path.read_bytes() for kind, path in files.items()}
+    for path in files.values():
+        path.unlink()
+    out = run("create", ref, "--name", "healed", machine="b")  # machine b: an empty package cache
+    for kind, path in files.items():
+        (line,) = _lines(out.stderr, f"{path.name} of ")  # one line each, naming the object and the source
+        assert "is missing from the store" in line and str(world["store"]) in line, line
+        assert "fetched it from its source" in line and line.rstrip().endswith("put it back in the store.")
+        assert path.read_bytes() == kept[kind]  # healed: the very file
+    check_store(world["store"])
+    python = world["b"] / "cache" / "envs" / "healed" / "bin" / "python"
+    assert subprocess.run([python, "-c", "import fx_app, fx_extras"], check=False).returncode == 0
+    # the store alone now suffices: another machine, its sources out of reach, says nothing of missing files
+    for source in ("channel", "simple"):
+        (world["universe"] / source).rename(world["universe"] / f"{source}-gone")
+    fresh = world["b"] / "fresh-cache"
+    again = run("create", ref, "--name", "from-store", machine="b", METAFLOW_ENVCORE_CACHE_DIR=str(fresh))
+    assert "missing from the store" not in again.stderr
+    assert (fresh / "envs" / "from-store" / ".metaflowenv").exists()
+    reliability_report.record("integrity cases")
+
+
+def test_a_missing_package_that_cannot_be_put_back_still_makes_the_environment(
+    run: Run, world: dict[str, Path], reliability_report: ReliabilityReport
+) -> None:
+    ref, files = _resolve_mixed(run, world["store"])
+    target = files["conda"]
+    target.unlink()
+    (target / "in-the-way").mkdir(parents=True)  # its key is now a folder of another object: no write there
+    (target / "in-the-way" / "object").write_bytes(b"x")
+    out = run("create", ref, "--name", "n", machine="b")
+    (line,) = _lines(out.stderr, f"{target.name} of ")
+    assert (
+        "is missing from the store" in line and "but could not put it back in the store: Cannot write" in line
+    )
+    assert (world["b"] / "cache" / "envs" / "n" / ".metaflowenv").exists()
+    reliability_report.record("integrity cases")
+
+
+def test_a_package_neither_the_store_nor_its_source_has_is_named_with_its_store_path(
+    run: Run, world: dict[str, Path], reliability_report: ReliabilityReport
+) -> None:
+    ref, files = _resolve_mixed(run, world["store"])
+    files["conda"].unlink()
+    store_before = sorted(p for p in world["store"].rglob("*") if p.is_file())
+    (world["universe"] / "channel").rename(world["universe"] / "gone")
+    out = run("create", ref, "--name", "n", machine="b", check=False)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    message = " ".join(out.stderr.split())
+    # the object's URL (a word of over 200 characters here, cut by the CLI, keeping its start and its end)
+    where = f"({world['store'].as_uri()}/packages/conda/"
+    assert f"{files['conda'].name} of fx-core " in message and where in message, message
+    assert f"{files['conda'].parent.name[-10:]}/{files['conda'].name})" in message, message
+    assert "is missing from the store" in message and "its source cannot be read either" in message
+    assert (
+        "Run this again where the source serves the file" in message and "envcore resolve --force" in message
+    )
+    assert not (world["b"] / "cache" / "envs" / "n" / ".metaflowenv").exists()
+    assert sorted(p for p in world["store"].rglob("*") if p.is_file()) == store_before  # nothing written
+    reliability_report.record("integrity cases")
+
+
+def test_a_missing_package_whose_source_serves_another_file_is_refused_not_put_back(
+    run: Run, world: dict[str, Path], reliability_report: ReliabilityReport
+) -> None:
+    ref, files = _resolve_mixed(run, world["store"])
+    files["conda"].unlink()
+    (served,) = (world["universe"] / "channel").rglob(files["conda"].name)
+    data = bytearray(served.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # the source now serves another file under the same name
+    served.write_bytes(bytes(data))
+    out = run("create", ref, "--name", "n", machine="b", check=False)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    message = " ".join(out.stderr.split())
+    assert "is missing from the store" in message and "and its source serves another file" in message
+    assert len([w for w in message.split() if len(w.strip(".,()'")) == 64]) >= 2  # both hashes named
+    assert not files["conda"].exists()  # never put back
+    assert not (world["b"] / "cache" / "envs" / "n" / ".metaflowenv").exists()
+    recorded = json.loads(next(p for p in (world["store"] / "envs").rglob("env")).read_text())
+    assert recorded["packages"]  # the description is untouched
+    reliability_report.record("integrity cases")
