@@ -32,7 +32,6 @@ from envcore.config import (
     store_root_settings,
 )
 from envcore.errors import ConfigError, EnvcoreError, PluginError, close_match, echoed
-from envcore.frozen import record
 from envcore.types import (
     Capability,
     CommandPlugin,
@@ -138,12 +137,18 @@ class PluginInfo:
         return f"{self.distribution} {self.version}" if self.distribution else f"module {self.module}"
 
 
-@record(kw_only=False)
 class Registered(Generic[T]):
-    """A record and the plugin that registered it."""
+    """A record and the plugin that registered it. A plain slotted class, as :class:`PluginInfo`: a
+    :func:`~envcore.frozen.record` costs ~0.15 ms to make at every start and ~3 us per instance (~40 a command)."""
 
-    record: T
-    plugin: str
+    __slots__ = ("plugin", "record")
+
+    def __init__(self, record: T, plugin: str) -> None:
+        self.record = record
+        self.plugin = plugin
+
+    def __repr__(self) -> str:
+        return f"{type(self).__qualname__}(record={self.record!r}, plugin={self.plugin!r})"
 
 
 def _debug(config: Config, message: str) -> None:
@@ -662,9 +667,9 @@ def _collect(registry: Registry, hook_name: str, record_type: type[T]) -> list[R
                 "one to register nothing).",
             )
             continue
-        _debug(
-            registry.config, f"{impl.plugin_name}.{hook_name}() -> {[getattr(r, 'name', r) for r in records]}"
-        )
+        if registry.config.debug:  # (the text is not built otherwise: ~50 us a command)
+            names = [getattr(r, "name", r) for r in records]
+            _debug(registry.config, f"{impl.plugin_name}.{hook_name}() -> {names}")
         problems = (_problem(record, record_type, hook_name) for record in records)
         problem = next((p for p in problems if p), None)
         if problem:
