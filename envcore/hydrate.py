@@ -66,6 +66,11 @@ def fetch_packages(
     show = as_progress(progress)
     preferred = str(config.get("CONDA_PREFERRED_FORMAT"))
     cached: list[int] = []  # sizes of the files the package cache already held (appended by the workers)
+    # a package missing from a store that keeps the description is put back; one never cached there (a
+    # datastore in CONDA_IGNORE_CACHING_DATASTORES, an environment recorded on this machine only) is left so
+    described = functools.cache(
+        lambda: store is not None and store.stat(caching.env_key(config, env)) is not None
+    )
 
     def one(pkg: LockedPackage) -> tuple[LockedPackage, Path]:
         with task.counting():  # a download's bytes count as they come
@@ -108,12 +113,11 @@ def fetch_packages(
                     other = isinstance(exc, IntegrityError)
                     raise (type(exc) if other else StorageError)(
                         f"{missing}, and its source {'serves another file' if other else 'cannot be read either'}: "
-                        f"{exc.message} Run this again where the source serves the file (it is then put back "
-                        "in the store), or cache the environment again from a machine whose package cache has it "
-                        "(`envcore resolve --force` of its requirements there uploads every missing package)."
+                        f"{exc.message} Run this again once the source serves it (to put it back), or `envcore "
+                        "resolve --force` its requirements where a package cache has it."
                     ) from None
         ensure_checked(functools.partial(registry.package_format, file.url_format), path, again=verify)
-        if missing and store is not None:  # checked as cache.py checks what it uploads: the store is healed
+        if missing and store is not None and described():  # checked as cache.py checks uploads: healed
             show(_put_back(store, key, path, missing, file.url))
         task.advance(1, _size(file, path))
         return pkg, path

@@ -88,9 +88,7 @@ def test_a_package_neither_the_store_nor_its_source_has_is_named_with_its_store_
     assert f"{files['conda'].name} of fx-core " in message and where in message, message
     assert f"{files['conda'].parent.name[-10:]}/{files['conda'].name})" in message, message
     assert "is missing from the store" in message and "its source cannot be read either" in message
-    assert (
-        "Run this again where the source serves the file" in message and "envcore resolve --force" in message
-    )
+    assert "Run this again once the source serves it" in message and "envcore resolve --force" in message
     assert not (world["b"] / "cache" / "envs" / "n" / ".metaflowenv").exists()
     assert sorted(p for p in world["store"].rglob("*") if p.is_file()) == store_before  # nothing written
     reliability_report.record("integrity cases")
