@@ -223,6 +223,8 @@ def remove_leftovers(parent: str, names: Sequence[str]) -> list[str]:
     gone: the lock of the prefix ``NAME`` (``.NAME.lock``), which every process building them holds throughout,
     is free, and stays held while they are removed. One that a live process is building (its lock busy), one of
     another user, or one without that lock file beside it (not envcore's) is left alone. Returns those removed."""
+    import shutil
+
     from envcore.errors import LockTimeout
     from envcore.locks import file_lock
 
@@ -234,8 +236,6 @@ def remove_leftovers(parent: str, names: Sequence[str]) -> list[str]:
                 continue
             with file_lock(lock, 0):
                 if os.path.lexists(path):  # (not removed by its owner meanwhile)
-                    import shutil
-
                     shutil.rmtree(path, ignore_errors=True)
                     removed.append(left)
         except (LockTimeout, OSError):

@@ -834,6 +834,7 @@ def _existing(req: Requirement, where: str, fix: str = _FROZEN_FIX) -> Requireme
 
 
 _PATH_FIX = "Correct the path (a relative one is read from the folder of {origin})."
+_PROJECT_PATH_FIX = "Correct the path (a relative one is read from the project's folder)."
 
 
 def parse_requirements_txt(
@@ -1405,9 +1406,7 @@ def _project_requirements(items: list[str], where: str, base: Path | None) -> li
                 "Python specification should be specified as 'requires-python'.",
             )
         req = pypi_requirement(re.sub(_PROJECT_ROOT, expanded, item), where, base)
-        out.append(
-            _existing(req, where, "Correct the path (a relative one is read from the project's folder).")
-        )
+        out.append(_existing(req, where, _PROJECT_PATH_FIX))
     return out
 
 
@@ -1522,7 +1521,7 @@ def _poetry_requirement(
             (" " if url else "") + "; " + " and ".join(f"({m})" if len(markers) > 1 else m for m in markers)
         )
     req = pypi_requirement(text, where, reading.base)
-    return _existing(req, where, "Correct the path (a relative one is read from the project's folder).")
+    return _existing(req, where, _PROJECT_PATH_FIX)
 
 
 def _poetry_requirements(
