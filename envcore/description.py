@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from envcore import __version__
-from envcore.errors import StorageError
+from envcore.errors import NewerDescription, StorageError
 from envcore.types import EnvType, LockedPackage, PackageFile, PackageKind, ResolvedEnvironment
 
 SCHEMA = 1
@@ -256,16 +256,19 @@ def _unreadable(where: str, why: Exception) -> StorageError:
     )
 
 
-def _newer(data: Mapping[str, Any], where: str) -> StorageError:
+def _newer(data: Mapping[str, Any], where: str) -> NewerDescription:
     """A description of a schema this envcore does not know is not guessed at: its fields may mean otherwise."""
     block = data["envcore"]
     version = block.get("version")
     writer = f"envcore {version}" if isinstance(version, str) and version else "a newer envcore"
-    return StorageError(
+    resolved_by = data.get("resolved_by")
+    return NewerDescription(
         f"The environment description {where} was written by {writer} (description schema {block['schema']}); "
         f"this envcore ({__version__}) reads schema {SCHEMA} and does not guess at the rest. Upgrade envcore and "
         f"its plugins{f' to {version} or later' if writer != 'a newer envcore' else ''} on this machine to use "
-        "it. The description is left as it is (`resolve --force` does not replace it)."
+        "it. The description is left as it is (`resolve --force` does not replace it).",
+        writer=version if writer != "a newer envcore" else "",
+        resolved_by=resolved_by if isinstance(resolved_by, str) else "",
     )
 
 

@@ -11,7 +11,7 @@ from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 
-from envcore import description, naming, resolve, uptodate
+from envcore import __version__, description, naming, resolve, uptodate
 from envcore.aliases import Aliases, PathspecLookup
 from envcore.config import Config
 from envcore.errors import (
@@ -19,8 +19,10 @@ from envcore.errors import (
     ConfigError,
     EditedDescription,
     EnvcoreError,
+    EnvcoreWarning,
     IntegrityError,
     MissingObject,
+    NewerDescription,
     StorageError,
     UsageError,
 )
@@ -151,23 +153,45 @@ class Environments:
         store = self._store_or_none()
         if accept is None or store is None:
             return None
-        envs_dirname = str(self.config.get("CONDA_ENVS_DIRNAME"))
-        candidates = []
-        for info in store.list(naming.env_prefix(request.arch, req_id, envs_dirname=envs_dirname)):
-            full_id = info.key.split("/")[-2]
-            if info.key.endswith("/env") and naming.is_env_id(full_id):
-                env = self.from_store(request.arch, req_id, full_id)
-                fits = request.base is None or _extends(env, request.base)  # (an extension: of this base)
-                if fits and accept(env.resolved_by.split(" (compatible with")[0]):
-                    candidates.append(env)
-        if not candidates:
+        newest = self._newest_stored(store, request, req_id, accept)
+        if newest is None:
             return None
-        newest = max(candidates, key=lambda e: e.resolved_on)
         self.progress(
             f"Using {req_id}:{newest.full_id}, resolved by {newest.resolved_by} on {newest.resolved_on}"
         )
         self.record.add(newest, set_default=True)
         return newest
+
+    def _newest_stored(
+        self,
+        store: Store,
+        request: ResolveRequest,
+        req_id: str,
+        accept: Callable[[str], bool],
+        *,
+        warn: bool = True,
+    ) -> ResolvedEnvironment | None:
+        """The newest resolution of ``req_id`` for the request's arch in ``store`` made by a user ``accept``
+        takes (for an extension: one that keeps its base's packages). One a newer envcore wrote, which this one
+        cannot read, is skipped (with ``warn``, one warning names them and the upgrade)."""
+        envs_dirname = str(self.config.get("CONDA_ENVS_DIRNAME"))
+        candidates: list[ResolvedEnvironment] = []
+        skipped: dict[str, str] = {}  # full id -> the version of the envcore that wrote it ("" unknown)
+        for info in store.list(naming.env_prefix(request.arch, req_id, envs_dirname=envs_dirname)):
+            full_id = info.key.split("/")[-2]
+            if info.key.endswith("/env") and naming.is_env_id(full_id):
+                try:
+                    env = self.from_store(request.arch, req_id, full_id)
+                except NewerDescription as exc:
+                    if not exc.resolved_by or accept(_user(exc.resolved_by)):
+                        skipped[full_id] = exc.writer
+                    continue
+                fits = request.base is None or _extends(env, request.base)  # (an extension: of this base)
+                if fits and accept(_user(env.resolved_by)):
+                    candidates.append(env)
+        if skipped and warn:
+            _warn_newer(req_id, skipped, used=bool(candidates))
+        return max(candidates, key=lambda e: e.resolved_on, default=None)
 
     def _recorded(self, request: ResolveRequest, req_id: str) -> ResolvedEnvironment | None:
         """The recorded default resolution of ``req_id`` for the request's arch. An extension's req id names
@@ -640,6 +664,39 @@ def _extends(env: ResolvedEnvironment, base: ResolvedEnvironment) -> bool:
 
     have = {key(pkg) for pkg in env.packages}
     return all(key(pkg) in have for pkg in base.packages if not pkg.name.startswith("__"))
+
+
+def _user(resolved_by: str) -> str:
+    """Who made a resolution (its description's ``resolved_by`` without " (compatible with ...)")."""
+    return resolved_by.split(" (compatible with")[0]
+
+
+def _warn_newer(req_id: str, skipped: dict[str, str], *, used: bool) -> None:
+    """An :class:`EnvcoreWarning`: the stored resolutions of ``req_id`` (full id -> the version of the envcore
+    that wrote it) that ``CONDA_USE_REMOTE_LATEST`` passed over, as a newer envcore wrote them."""
+    import warnings
+
+    versions = sorted({v for v in skipped.values() if v}, key=_version_key)
+    by = f"envcore {', '.join(versions)}" if versions else "a newer envcore"
+    to = f" to {versions[-1]} or later" if versions else ""
+    ids = ", ".join(f"{req_id}:{full_id}" for full_id in sorted(skipped))
+    instead = (
+        "the newest one it can read is used"
+        if used
+        else "no other is stored, so the requirements are resolved instead"
+    )
+    warnings.warn(
+        EnvcoreWarning(
+            f"METAFLOW_CONDA_USE_REMOTE_LATEST skipped {len(skipped)} stored resolution(s) written by {by}, whose "
+            f"descriptions this envcore ({__version__}) cannot read ({ids}); {instead}. Upgrade envcore and its "
+            f"plugins{to} to reuse them."
+        ),
+        stacklevel=3,
+    )
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) if part.isdigit() else -1 for part in version.split("."))
 
 
 def _display(path: str) -> str:

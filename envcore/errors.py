@@ -95,6 +95,16 @@ class StorageError(EnvcoreError):
     """The store failed or holds something unexpected."""
 
 
+class NewerDescription(StorageError):
+    """A stored environment description was written by a newer envcore (a schema this one does not read):
+    ``writer`` is that envcore's version ("" when it does not say), ``resolved_by`` who resolved it (as its
+    description says, if it does)."""
+
+    def __init__(self, message: str, *, writer: str = "", resolved_by: str = "") -> None:
+        super().__init__(message)
+        self.writer, self.resolved_by = writer, resolved_by
+
+
 class PreconditionFailed(StorageError):
     """A conditional write lost: the object exists (create-if-absent) or changed (compare-and-swap)."""
 

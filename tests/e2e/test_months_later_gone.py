@@ -1,0 +1,74 @@
+"""Months later, when the sources are gone or changed: what the store holds still serves. ``CONDA_USE_REMOTE_LATEST``
+passes over stored resolutions a newer envcore wrote (and says so); a resolve the channel or the index can no
+longer answer names the stored resolution of the same requirements that ``:any:`` would reuse; an extension of
+a named environment keeps its base's packages when the channel has since removed one of them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from envcore import description
+from envcore.naming import DefaultNaming
+
+from ..conftest import Run, env_ids
+from .test_months_later import KINDS
+
+
+def _store_another(store: Path, ref: str, *, by: str, on: str, schema: int | None = None) -> str:
+    """Store, under the req id of ``ref``, another resolution of its requirements (told apart by a unique key),
+    made by ``by`` on ``on``; with ``schema``, as written by envcore 9.1.0 at that description schema. Returns
+    its REQ_ID:FULL_ID."""
+    req, full = ref.split(":")
+    (path,) = store.glob(f"envs/*/{req}/{full}/env")
+    body = json.loads(path.read_text())
+    body.update(resolved_by=by, resolved_on=on, full_id_unique_keys={"by": by})
+    env = description.from_dict(body, req_id=req, full_id="", arch=path.parts[-4])
+    other = DefaultNaming().full_id(env.packages, env.arch, env.full_id_unique_keys)
+    if schema is not None:
+        body["envcore"].update(schema=schema, version="9.1.0")
+    (path.parent.parent / other).mkdir()
+    (path.parent.parent / other / "env").write_text(json.dumps(body))
+    return f"{req}:{other}"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_remote_latest_skips_resolutions_a_newer_envcore_wrote_with_one_warning(
+    run: Run, world: dict[str, Path]
+) -> None:
+    """``:any:`` failed outright on the first stored description it could not read."""
+    (alice,) = env_ids(run("resolve", *KINDS["conda"], METAFLOW_USER="alice").stdout)
+    bob = _store_another(world["store"], alice, by="bob", on="2099-01-01 00:00:00", schema=2)
+    carol = _store_another(world["store"], alice, by="carol", on="2098-01-01 00:00:00")
+    latest = {"METAFLOW_CONDA_USE_REMOTE_LATEST": ":any:", "METAFLOW_USER": "dave"}
+
+    out = run("resolve", *KINDS["conda"], machine="b", **latest)
+    assert env_ids(out.stdout) == [carol]  # the newest readable one; bob's is newer, unreadable here
+    warnings = [line for line in out.stderr.splitlines() if line.startswith("envcore: warning:")]
+    assert len(warnings) == 1, out.stderr
+    assert "Traceback" not in out.stderr and "resolved by carol" in out.stderr, out.stderr
+    text = _one_line(out.stderr)
+    assert "skipped 1 stored resolution(s) written by envcore 9.1.0" in text, text
+    assert bob in text and "Upgrade envcore and its plugins to 9.1.0 or later" in text, text
+    assert "the newest one it can read is used" in text, text
+
+    # one written by a newer envcore, and no other: resolved here, as when nothing is stored
+    (ffmpeg,) = env_ids(run("resolve", "--conda", "fx-ffmpeg", METAFLOW_USER="alice").stdout)
+    (newer_path,) = world["store"].glob(f"envs/*/{ffmpeg.replace(':', '/')}/env")
+    body = json.loads(newer_path.read_text())
+    body["envcore"].update(schema=2, version="9.1.0")
+    newer_path.write_text(json.dumps(body))
+    out = run("resolve", "--conda", "fx-ffmpeg", machine="b", **latest)
+    assert "Resolving 1 environment ... done in " in out.stderr, out.stderr
+    text = _one_line(out.stderr)
+    assert "skipped 1 stored resolution(s) written by envcore 9.1.0" in text and ffmpeg in text, text
+    assert "no other is stored, so the requirements are resolved instead" in text, text
+    assert json.loads(newer_path.read_text()) == body  # (the same full id: its description is left as it is)
+
+    # asked for by its ids, it is refused as before
+    refused = run("show", bob, machine="b", check=False)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+    assert "was written by envcore 9.1.0 (description schema 2)" in _one_line(refused.stderr)
