@@ -23,6 +23,8 @@ from envcore.errors import (
     IntegrityError,
     MissingObject,
     NewerDescription,
+    ResolutionError,
+    SpecError,
     StorageError,
     UsageError,
 )
@@ -251,7 +253,13 @@ class Environments:
                         (i, (env, False)) for i, env in zip(indexes, known, strict=True) if env is not None
                     )
                     return
-            fresh = [self._resolve_one(requests[i], solved.get(i)) for i in indexes]
+            try:
+                fresh = [self._resolve_one(requests[i], solved.get(i)) for i in indexes]
+            except (ResolutionError, SpecError) as exc:
+                hint = self._stored_hint(requests[indexes[0]], req_id)
+                if hint is None:
+                    raise
+                raise type(exc)(f"{exc.message} {hint}") from None
             if len({e.arch for e in fresh}) > 1:
                 full_id = self.registry.naming().coresolved_full_id({e.arch: e.packages for e in fresh})
                 archs = tuple(sorted(e.arch for e in fresh))
@@ -289,6 +297,27 @@ class Environments:
                 raise
             pool.shutdown()
         return [results[i] for i in range(len(requests))]
+
+    def _stored_hint(self, request: ResolveRequest, req_id: str) -> str | None:
+        """When resolving ``request`` failed (its channel or index gone, or changed): the sentence that names the
+        stored resolution of the same requirements ``CONDA_USE_REMOTE_LATEST=:any:`` would reuse, if the store
+        holds one (looked up on this failure only; a store that cannot be read gives none)."""
+        store = self._store_or_none()
+        try:
+            stored = (
+                None
+                if store is None
+                else self._newest_stored(store, request, req_id, lambda _: True, warn=False)
+            )
+        except EnvcoreError:
+            return None
+        if stored is None:
+            return None
+        return (
+            f"The store holds a resolution of these requirements: {req_id}:{stored.full_id}, resolved by "
+            f"{_user(stored.resolved_by)} on {stored.resolved_on[:19]}; METAFLOW_CONDA_USE_REMOTE_LATEST=:any: reuses it "
+            "(the newest stored one) instead of resolving."
+        )
 
     def _solve_batches(
         self,

@@ -6,13 +6,14 @@ a named environment keeps its base's packages when the channel has since removed
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from envcore import description
 from envcore.naming import DefaultNaming
 
 from ..conftest import Run, env_ids
-from .test_months_later import KINDS
+from .test_months_later import KINDS, _described, _exactly
 
 
 def _store_another(store: Path, ref: str, *, by: str, on: str, schema: int | None = None) -> str:
@@ -72,3 +73,43 @@ def test_remote_latest_skips_resolutions_a_newer_envcore_wrote_with_one_warning(
     refused = run("show", bob, machine="b", check=False)
     assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
     assert "was written by envcore 9.1.0 (description schema 2)" in _one_line(refused.stderr)
+
+
+def test_a_resolve_the_gone_channel_cannot_answer_names_the_stored_resolution_to_reuse(
+    run: Run, world: dict[str, Path]
+) -> None:
+    """The error said the channel could not be read, not that the store holds a resolution of the same
+    requirements (by someone else, earlier) that ``CONDA_USE_REMOTE_LATEST=:any:`` reuses."""
+    stored = {
+        kind: env_ids(run("resolve", *KINDS[kind], METAFLOW_USER="alice").stdout)[0]
+        for kind in ("mixed", "conda")
+    }
+    shutil.rmtree(world["universe"])
+
+    for kind, setting in (("mixed", ":none:"), ("conda", ":username:")):  # (b's user has none stored)
+        failed = run(
+            "resolve",
+            *KINDS[kind],
+            machine="b",
+            check=False,
+            METAFLOW_USER="bob",
+            METAFLOW_CONDA_USE_REMOTE_LATEST=setting,
+        )
+        text = _one_line(failed.stderr)
+        assert failed.returncode != 0 and "Traceback" not in failed.stderr, failed.stderr
+        assert "\n\n" not in failed.stderr.strip(), failed.stderr  # one paragraph
+        assert (
+            f"The store holds a resolution of these requirements: {stored[kind]}, resolved by alice on "
+            in text
+        ), text
+        assert "METAFLOW_CONDA_USE_REMOTE_LATEST=:any: reuses it" in text, text
+
+    # with it, the stored resolution is used and created on a fresh machine
+    out = run("resolve", *KINDS["mixed"], machine="b", METAFLOW_CONDA_USE_REMOTE_LATEST=":any:")
+    assert env_ids(out.stdout) == [stored["mixed"]]
+    run("create", stored["mixed"], "--name", "again", machine="b")
+    _exactly(world["b"] / "cache" / "envs" / "again", _described(world["store"], stored["mixed"]))
+
+    # requirements nobody resolved before: the failure alone
+    failed = run("resolve", "--conda", "fx-prefixed", machine="b", check=False)
+    assert failed.returncode != 0 and "METAFLOW_CONDA_USE_REMOTE_LATEST" not in failed.stderr, failed.stderr
