@@ -113,3 +113,44 @@ def test_a_resolve_the_gone_channel_cannot_answer_names_the_stored_resolution_to
     # requirements nobody resolved before: the failure alone
     failed = run("resolve", "--conda", "fx-prefixed", machine="b", check=False)
     assert failed.returncode != 0 and "METAFLOW_CONDA_USE_REMOTE_LATEST" not in failed.stderr, failed.stderr
+
+
+def _remove_from_channel(channel: Path, filename: str) -> None:
+    """The conda package ``filename`` (NAME-VERSION-BUILD) removed from ``channel``: its files and its
+    repodata entries, in every format and subdir."""
+    for repodata in channel.glob("*/repodata.json"):
+        data = json.loads(repodata.read_text())
+        for key in ("packages", "packages.conda"):
+            data[key] = {n: r for n, r in data[key].items() if not n.startswith(f"{filename}.")}
+        repodata.write_text(json.dumps(data))
+    removed = [p for p in channel.glob(f"*/{filename}.*") if p.name != "repodata.json"]
+    assert removed
+    for path in removed:
+        path.unlink()
+
+
+def test_extending_a_base_whose_package_left_the_channel_keeps_the_bases_packages(
+    run: Run, world: dict[str, Path]
+) -> None:
+    """The base's packages were pinned by version and build: a package the channel removed since could not be
+    found, and the extension failed."""
+    (base,) = env_ids(run("resolve", "--conda", "fx-app", "--alias", "team/base:v1").stdout)
+    base_files = _described(world["store"], base)
+    assert base_files["fx-web"][0] == "2.1.0"
+    _remove_from_channel(world["universe"] / "channel", "fx-web-2.1.0-py_0")
+
+    (extended,) = env_ids(
+        run("resolve", "--using", "team/base:v1", "--conda", "fx-prefixed", machine="b").stdout
+    )
+    extended_files = _described(world["store"], extended)
+    assert set(extended_files) == {*base_files, "fx-prefixed"}
+    assert {n: extended_files[n] for n in base_files} == base_files
+    req, full = base.split(":")
+    (base_path,) = world["store"].glob(f"envs/*/{req}/{full}/env")
+    (ext_path,) = world["store"].glob(f"envs/*/{extended.replace(':', '/')}/env")
+    kept = {p["filename"]: p for p in json.loads(base_path.read_text())["packages"]}
+    for package in json.loads(ext_path.read_text())["packages"]:
+        if package["filename"] in kept:  # version, build, files and hashes as the base has them
+            assert package["envcore"] == kept[package["filename"]]["envcore"], package["filename"]
+    run("create", extended, "--name", "ext", machine="b")
+    _exactly(world["b"] / "cache" / "envs" / "ext", extended_files)

@@ -117,6 +117,38 @@ def locked_package(record: rattler.RepoDataRecord) -> LockedPackage:
     )
 
 
+def repodata_record(pkg: LockedPackage) -> rattler.RepoDataRecord:
+    """A conda package as an environment's description records it, as a record the solver takes (with the
+    depends, hashes and size the description keeps; no constrains, which it does not)."""
+    import rattler
+
+    file = pkg.files[0]  # the format it was resolved in
+    build_number = re.search(r"(?:^|_)(\d+)$", pkg.build)
+    record = rattler.PackageRecord(
+        name=pkg.name,
+        version=pkg.version,
+        build=rattler.BuildString(pkg.build),
+        build_number=int(build_number[1]) if build_number else 0,
+        subdir=pkg.subdir or "noarch",
+        depends=list(pkg.depends),
+        sha256=bytes.fromhex(file.sha256) if file.sha256 else None,
+        md5=bytes.fromhex(file.md5) if file.md5 else None,
+        size=file.size,
+    )
+    return rattler.RepoDataRecord(
+        record, file_name=f"{pkg.filename}{file.url_format}", url=file.url, channel=pkg.channel or ""
+    )
+
+
+def base_conda_packages(request: ResolveRequest) -> tuple[LockedPackage, ...]:
+    """The conda packages of the environment ``request`` extends (virtual packages aside), if any."""
+    if request.base is None:
+        return ()
+    return tuple(
+        p for p in request.base.packages if p.kind is PackageKind.CONDA and not p.name.startswith("__")
+    )
+
+
 _OPTIONS = r"^(?P<subject>.*?)(?P<which>,? which)? can be installed with any of the following options$"
 _NO_OPTION = r"^(?P<subject>.*?)(?P<which>,? which)? cannot be installed because there are no viable options$"
 _REQUIRES = r"^(?P<subject>.*) would require$"
@@ -437,15 +469,21 @@ class RattlerResolver:
         explicit = any(req.channel for req in request.of(CONDA, NPCONDA)) or len(channels) > 1
         priority = rattler.ChannelPriority.Disabled if explicit else rattler.ChannelPriority.Strict
         gateway, solutions = self.gateway(request.credentials)
+        base = base_conda_packages(request)
         key = (
             tuple(channels),
             tuple(texts),
             request.arch,
             tuple((r.name, r.spec) for r in request.of(SYS)),
             explicit,
+            tuple((p.filename, p.files[0].sha256) for p in base),
         )
         virtual = virtual_packages(request)
-        return solutions, key, lambda: self._solve(channels, specs, gateway, request.arch, virtual, priority)
+        return (
+            solutions,
+            key,
+            lambda: self._solve(channels, specs, gateway, request.arch, virtual, priority, base),
+        )
 
     async def _solve(
         self,
@@ -455,7 +493,11 @@ class RattlerResolver:
         arch: str,
         virtual: list[rattler.GenericVirtualPackage],
         priority: rattler.ChannelPriority,
+        base: Sequence[LockedPackage] = (),
     ) -> list[LockedPackage]:
+        """``base``: the conda packages of the environment being extended; those the channels no longer have
+        (removed since) are given to the solver as records it may keep (rattler's locked packages), so that the
+        extension keeps them as the base has them (its files are in the store)."""
         import asyncio
 
         import rattler
@@ -464,11 +506,13 @@ class RattlerResolver:
         started = time.monotonic()
         for attempt in range(COALESCED_RETRIES + 1):
             try:
+                gone = await _gone_from(channels, base, gateway, arch) if base else []
                 records = await rattler.solve(
                     sources=channels,
                     specs=specs,
                     gateway=gateway,
                     platforms=[arch, "noarch"],  # type: ignore[list-item]  # a subdir name
+                    locked_packages=gone or None,
                     virtual_packages=virtual,
                     channel_priority=priority,
                 )
@@ -506,3 +550,20 @@ class RattlerResolver:
         by_name = {r.name.normalized: r for r in records}  # a solution has one record per name
         ordered = rattler.PackageRecord.sort_topologically(records)  # type: ignore[arg-type]  # subclass
         return [self._locked_package(by_name[r.name.normalized]) for r in ordered]
+
+
+async def _gone_from(
+    channels: list[str], packages: Sequence[LockedPackage], gateway: rattler.Gateway, arch: str
+) -> list[rattler.RepoDataRecord]:
+    """``packages`` that ``channels`` no longer have (by name, version and build), as solver records."""
+    import rattler
+
+    specs = [rattler.MatchSpec(f"{p.name} =={p.version} {p.build}".strip()) for p in packages]
+    found = await gateway.query(
+        channels,
+        [arch, "noarch"],  # type: ignore[list-item]  # a subdir name
+        specs,
+        recursive=False,
+    )
+    have = {(r.name.normalized, str(r.version), str(r.build)) for records in found for r in records}
+    return [repodata_record(p) for p in packages if (p.name.lower(), p.version, p.build) not in have]
