@@ -688,7 +688,11 @@ def _with_base_files(
 
 
 def _extend(
-    resolver: Resolver, request: ResolveRequest, base: ResolvedEnvironment, base_name: str | None
+    registry: Registry,
+    resolver: Resolver,
+    request: ResolveRequest,
+    base: ResolvedEnvironment,
+    base_name: str | None,
 ) -> Sequence[LockedPackage]:
     """Resolve with every package of the base kept at its version (as the original does: what the new
     requirements add must fit them); when they cannot all be kept, name those that would have to change.
@@ -703,6 +707,9 @@ def _extend(
         return _with_base_files(resolver.resolve(pinned), base)
     except ResolutionError as exc:
         kept = exc
+        again = _with_stored_files(registry, resolver, pinned, base, exc.message)
+        if again is not None:
+            return again
         try:
             free = tuple(resolver.resolve(request))
         except ResolutionError:  # not even the base's requests and the new ones fit together
@@ -723,6 +730,53 @@ def _extend(
         f"Cannot extend {shown} keeping its packages: the new requirements need {', '.join(changed)}. Relax the "
         "new requirements, or resolve from scratch (without --using) to let those packages change."
     )
+
+
+def _with_stored_files(
+    registry: Registry, resolver: Resolver, pinned: ResolveRequest, base: ResolvedEnvironment, failure: str
+) -> tuple[LockedPackage, ...] | None:
+    """``pinned`` (an extension of ``base``) resolved again with the files of the base's packages its failure
+    names taken from the store: wheels as a ``--find-links`` folder, conda packages into the package cache (the
+    PyPI side reads which distributions they install). A channel or index that has since removed one of them
+    then no longer stops the extension from keeping it; each new failure that names other base packages fetches
+    those too. None when a failure names none (the first failure is the one to report), or the store lacks one."""
+    import shutil
+
+    from envcore.cache import package_keys
+    from envcore.fetch import PackageCache, from_store
+    from envcore.pypi import canonicalize
+    from envcore.tools import scratch_folder
+
+    cache, fetched = PackageCache(registry.config.cache_dir()), set[str]()
+    with scratch_folder("base-files") as folder:
+        while True:
+            named = {canonicalize(word) for word in re.findall(r"[A-Za-z0-9][A-Za-z0-9._-]*", failure)}
+            wanted = [
+                p
+                for p in base.packages
+                if canonicalize(p.name) in named and p.filename not in fetched and not p.name.startswith("__")
+            ]
+            if not wanted:
+                return None
+            try:
+                store = registry.store()
+                for pkg in wanted:
+                    file, name = pkg.files[0], pkg.filename + pkg.files[0].url_format
+                    found = cache.get(file, name) or from_store(
+                        store, package_keys(registry.config, pkg)[file.url_format], cache, file, name
+                    )
+                    if pkg.kind is PackageKind.PYPI:
+                        shutil.copyfile(found, os.path.join(folder, name))
+                    fetched.add(pkg.filename)
+                links = (*pinned.extras.get(PYPI, ()), f"--find-links={folder}")
+                again = (
+                    replace(pinned, extras={**pinned.extras, PYPI: links}) if os.listdir(folder) else pinned
+                )
+                return _with_base_files(resolver.resolve(again), base)
+            except ResolutionError as exc:
+                failure = exc.message
+            except (EnvcoreError, OSError):
+                return None
 
 
 def _check_conda_tokens(registry: Registry, resolver_name: str, request: ResolveRequest) -> None:
@@ -850,7 +904,7 @@ def resolve(
         if isinstance(solved, EnvcoreError):
             raise solved
         packages: Sequence[LockedPackage] = (
-            _extend(resolver, request, request.base, base_name)
+            _extend(registry, resolver, request, request.base, base_name)
             if request.base
             else tuple(resolver.resolve(request) if solved is None else solved)
         )

@@ -9,6 +9,8 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from envcore import description
 from envcore.naming import DefaultNaming
 
@@ -129,15 +131,31 @@ def _remove_from_channel(channel: Path, filename: str) -> None:
         path.unlink()
 
 
+def _remove_from_index(universe: Path, project: str, version: str) -> None:
+    """Every file of ``project`` ``version`` removed from the universe's wheels and its simple index page."""
+    stem = f"{project.replace('-', '_')}-{version}"
+    removed = list((universe / "wheels").glob(f"{stem}[-.]*"))
+    assert removed
+    for path in removed:
+        path.unlink()
+    page = universe / "simple" / project / "index.html"
+    page.write_text("".join(line for line in page.read_text().splitlines(True) if stem not in line))
+
+
+@pytest.mark.parametrize("kind", ["conda", "mixed"])
 def test_extending_a_base_whose_package_left_the_channel_keeps_the_bases_packages(
-    run: Run, world: dict[str, Path]
+    run: Run, world: dict[str, Path], kind: str
 ) -> None:
-    """The base's packages were pinned by version and build: a package the channel removed since could not be
-    found, and the extension failed."""
-    (base,) = env_ids(run("resolve", "--conda", "fx-app", "--alias", "team/base:v1").stdout)
+    """The base's packages were pinned by version and build: a package the channel (or the index) removed
+    since could not be found, and the extension failed ("the new requirements need fx-web 2.1.0 -> 2.0.0")."""
+    request = ("--conda", "fx-app") if kind == "conda" else KINDS["mixed"]
+    (base,) = env_ids(run("resolve", *request, "--alias", "team/base:v1").stdout)
     base_files = _described(world["store"], base)
     assert base_files["fx-web"][0] == "2.1.0"
     _remove_from_channel(world["universe"] / "channel", "fx-web-2.1.0-py_0")
+    if kind == "mixed":
+        assert base_files["fx-extras"][0] == "0.4.0"
+        _remove_from_index(world["universe"], "fx-extras", "0.4.0")
 
     (extended,) = env_ids(
         run("resolve", "--using", "team/base:v1", "--conda", "fx-prefixed", machine="b").stdout
