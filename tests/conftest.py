@@ -112,6 +112,28 @@ def store_moved_resolution(
     return moved_full
 
 
+def store_another(store: Path, ref: str, *, by: str, on: str, schema: int | None = None) -> str:
+    """Store, under the req id of ``ref``, another resolution of its requirements (told apart by a unique key),
+    made by ``by`` on ``on``; with ``schema``, as written by envcore 9.1.0 at that description schema. Returns
+    its REQ_ID:FULL_ID."""
+    import json
+
+    from envcore import description
+    from envcore.naming import DefaultNaming
+
+    req, full = ref.split(":")
+    (path,) = store.glob(f"envs/*/{req}/{full}/env")
+    body = json.loads(path.read_text())
+    body.update(resolved_by=by, resolved_on=on, full_id_unique_keys={"by": by})
+    env = description.from_dict(body, req_id=req, full_id="", arch=path.parts[-4])
+    other = DefaultNaming().full_id(env.packages, env.arch, env.full_id_unique_keys)
+    if schema is not None:
+        body["envcore"].update(schema=schema, version="9.1.0")
+    (path.parent.parent / other).mkdir()
+    (path.parent.parent / other / "env").write_text(json.dumps(body))
+    return f"{req}:{other}"
+
+
 def imported_modules(stderr: str) -> set[str]:
     """Module names from ``PYTHONPROFILEIMPORTTIME=1`` output."""
     return {line.split("|")[-1].strip() for line in stderr.splitlines() if line.startswith("import time:")}

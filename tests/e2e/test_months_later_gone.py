@@ -11,28 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from envcore import description
-from envcore.naming import DefaultNaming
-
-from ..conftest import Run, env_ids
+from ..conftest import Run, env_ids, store_another
 from .test_months_later import KINDS, _described, _exactly
-
-
-def _store_another(store: Path, ref: str, *, by: str, on: str, schema: int | None = None) -> str:
-    """Store, under the req id of ``ref``, another resolution of its requirements (told apart by a unique key),
-    made by ``by`` on ``on``; with ``schema``, as written by envcore 9.1.0 at that description schema. Returns
-    its REQ_ID:FULL_ID."""
-    req, full = ref.split(":")
-    (path,) = store.glob(f"envs/*/{req}/{full}/env")
-    body = json.loads(path.read_text())
-    body.update(resolved_by=by, resolved_on=on, full_id_unique_keys={"by": by})
-    env = description.from_dict(body, req_id=req, full_id="", arch=path.parts[-4])
-    other = DefaultNaming().full_id(env.packages, env.arch, env.full_id_unique_keys)
-    if schema is not None:
-        body["envcore"].update(schema=schema, version="9.1.0")
-    (path.parent.parent / other).mkdir()
-    (path.parent.parent / other / "env").write_text(json.dumps(body))
-    return f"{req}:{other}"
 
 
 def _one_line(text: str) -> str:
@@ -44,8 +24,8 @@ def test_remote_latest_skips_resolutions_a_newer_envcore_wrote_with_one_warning(
 ) -> None:
     """``:any:`` failed outright on the first stored description it could not read."""
     (alice,) = env_ids(run("resolve", *KINDS["conda"], METAFLOW_USER="alice").stdout)
-    bob = _store_another(world["store"], alice, by="bob", on="2099-01-01 00:00:00", schema=2)
-    carol = _store_another(world["store"], alice, by="carol", on="2098-01-01 00:00:00")
+    bob = store_another(world["store"], alice, by="bob", on="2099-01-01 00:00:00", schema=2)
+    carol = store_another(world["store"], alice, by="carol", on="2098-01-01 00:00:00")
     latest = {"METAFLOW_CONDA_USE_REMOTE_LATEST": ":any:", "METAFLOW_USER": "dave"}
 
     out = run("resolve", *KINDS["conda"], machine="b", **latest)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from envcore.testing.channel import Universe
 
+from ...conftest import store_another
 from .conftest import Machine, both, printed, run_id
 
 
@@ -53,6 +54,14 @@ def test_a_steps_environment_is_re_created_and_the_flow_re_run_after_the_sources
     assert (prefix / "bin" / "fx-ffmpeg").exists()
     assert list(prefix.glob("lib/python*/site-packages/fx_extras-0.4.0.dist-info"))
 
+    # a colleague's newer envcore stored a later resolution, which this one cannot read: passed over, and said
+    newer = store_another(tmp_path / "store", ref, by="zed", on="2099-01-01 00:00:00", schema=2)
     again = b.flow("mixed", "run", METAFLOW_CONDA_USE_REMOTE_LATEST=":any:")
     assert printed(both(again))["start"][0].split()[2:] == ["fx-extras=0.4.0", "tool=6.1.0"]
     assert f"Using {ref}, resolved by tester on " in both(again)  # the stored one, and it says which
+    text = " ".join(both(again).split())
+    assert (
+        "Warning: METAFLOW_CONDA_USE_REMOTE_LATEST skipped 1 stored resolution(s) written by envcore 9.1.0"
+        in text
+    )
+    assert newer in text and "Traceback" not in text, text

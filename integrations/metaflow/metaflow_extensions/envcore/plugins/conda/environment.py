@@ -400,6 +400,7 @@ class CondaEnvironment(MetaflowEnvironment):
         """Plan every step (or ``steps``), resolve what is not resolved yet (all of it with ``force``),
         cache and record it. With ``archs``, each step is planned once per architecture (nothing is stored
         as the step's run-time environment then)."""
+        from envcore.progress import envcore_warnings_to
         from envcore.resolve import req_id
 
         session = self.session()
@@ -421,14 +422,16 @@ class CondaEnvironment(MetaflowEnvironment):
         ]
         todo: dict[_Key, ResolveRequest] = {}
         known: dict[_Key, tuple[ResolvedEnvironment, bool]] = {}
-        for _, request, key in requested:
-            if key in todo or key in known:
-                continue
-            found = None if force else session.environments.known(request)
-            if found is not None:
-                known[key] = (found, False)
-            else:
-                todo[key] = request
+        # (CONDA_USE_REMOTE_LATEST passing over resolutions a newer envcore stored)
+        with envcore_warnings_to(lambda text: echo(f"    Warning: {text}")):
+            for _, request, key in requested:
+                if key in todo or key in known:
+                    continue
+                found = None if force else session.environments.known(request)
+                if found is not None:
+                    known[key] = (found, False)
+                else:
+                    todo[key] = request
         if todo:
             if known:  # the original's words
                 count = f"{len(todo)} of {len(todo) + len(known)} environments (others are cached)"
