@@ -712,7 +712,7 @@ def _warn_newer(req_id: str, skipped: dict[str, str], *, used: bool) -> None:
     instead = (
         "the newest one it can read is used"
         if used
-        else "no other is stored, so the requirements are resolved instead"
+        else "no other stored resolution fits, so the requirements are resolved instead"
     )
     warnings.warn(
         EnvcoreWarning(

@@ -48,7 +48,7 @@ def test_remote_latest_skips_resolutions_a_newer_envcore_wrote_with_one_warning(
     assert "Resolving 1 environment ... done in " in out.stderr, out.stderr
     text = _one_line(out.stderr)
     assert "skipped 1 stored resolution(s) written by envcore 9.1.0" in text and ffmpeg in text, text
-    assert "no other is stored, so the requirements are resolved instead" in text, text
+    assert "no other stored resolution fits, so the requirements are resolved instead" in text, text
     assert json.loads(newer_path.read_text()) == body  # (the same full id: its description is left as it is)
 
     # asked for by its ids, it is refused as before

@@ -557,8 +557,16 @@ async def _gone_from(
 ) -> list[rattler.RepoDataRecord]:
     """``packages`` that ``channels`` no longer have (by name, version and build), as solver records."""
     import rattler
+    import rattler.exceptions
 
-    specs = [rattler.MatchSpec(f"{p.name} =={p.version} {p.build}".strip()) for p in packages]
+    specs: list[rattler.MatchSpec | rattler.PackageName] = []
+    for pkg in packages:
+        try:  # the very record (fewer records to convert than all of the name's)
+            specs.append(rattler.MatchSpec(f"{pkg.name} =={pkg.version} {pkg.build}".strip()))
+        except (
+            rattler.exceptions.InvalidMatchSpecError
+        ):  # (a description the original wrote, from a file name)
+            specs.append(rattler.PackageName(pkg.name))
     found = await gateway.query(
         channels,
         [arch, "noarch"],  # type: ignore[list-item]  # a subdir name
