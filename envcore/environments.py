@@ -296,6 +296,9 @@ class Environments:
                 stop_work(pool, solving, work)
                 raise
             pool.shutdown()
+        _warn_of_ignored_requirements(
+            [(requests[i], env) for i, (env, new) in sorted(results.items()) if new]
+        )
         return [results[i] for i in range(len(requests))]
 
     def _stored_hint(self, request: ResolveRequest, req_id: str) -> str | None:
@@ -682,6 +685,18 @@ class Environments:
             return self.store
         except StorageError:
             return None
+
+
+def _warn_of_ignored_requirements(resolved: Sequence[tuple[ResolveRequest, ResolvedEnvironment]]) -> None:
+    """Said once per call, for all its archs: a reused resolution says nothing (nothing was evaluated)."""
+    if not resolved:
+        return
+    import warnings
+
+    from envcore.errors import EnvcoreWarning
+
+    for line in resolve.ignored_by_markers(resolved):
+        warnings.warn(EnvcoreWarning(line), stacklevel=3)
 
 
 def _extends(env: ResolvedEnvironment, base: ResolvedEnvironment) -> bool:

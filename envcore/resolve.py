@@ -841,6 +841,44 @@ def _reads_pylock(request: ResolveRequest) -> bool:
     return any(flag.startswith("--pylock=") for flag in request.extras.get(PYPI, ()))
 
 
+def ignored_by_markers(resolved: Iterable[tuple[ResolveRequest, ResolvedEnvironment]]) -> list[str]:
+    """One line per PyPI requirement that the environments ``resolved`` (fresh resolutions of their requests)
+    go without because its marker does not hold for their target (arch and the python they got), naming the
+    targets, as pip says "Ignoring NAME: markers ... don't match your environment". A pylock.toml's packages
+    are left out: a lock for several platforms holds the others' packages by design."""
+    from envcore.pypi import pep508
+    from envcore.specs import not_applicable
+
+    targets: dict[tuple[str, str], dict[str, list[str]]] = {}  # (requirement, marker) -> python -> archs
+    for request, env in resolved:
+        marked = [r for r in request.of(PYPI) if r.marker]
+        if not marked or _reads_pylock(request):
+            continue
+        python = next(
+            (p.version for p in env.packages if p.kind is PackageKind.CONDA and p.name == "python"),
+            request.python or default_python(),
+        )
+        try:
+            dropped = not_applicable(marked, python_version=python, arch=env.arch)
+        except SpecError:  # (a marker the resolver read its own way: nothing to say for it)
+            continue
+        for req in dropped:
+            shown = pep508(replace(req, marker=None))
+            by_python = targets.setdefault((shown, req.marker or ""), {})
+            by_python.setdefault(python, []).append(env.arch)
+    lines = []
+    for (shown, marker), by_python in targets.items():
+        where = " and ".join(
+            f"{', '.join(sorted(set(archs)))} with python {python}" for python, archs in by_python.items()
+        )
+        lines.append(
+            f"Ignoring {shown}: its marker ({marker}) does not hold for {where}, the "
+            f"target{'s' if len(by_python) > 1 or len(next(iter(by_python.values()))) > 1 else ''} it was "
+            "resolved for, so it is not in the environment."
+        )
+    return lines
+
+
 def batch_resolver(registry: Registry, request: ResolveRequest) -> tuple[str, BatchResolver] | None:
     """The resolver of ``request`` (its name, itself) when it locks batches (:class:`BatchResolver`) and the
     request is plain: no base to extend, no pylock.toml to read."""

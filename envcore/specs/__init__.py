@@ -2103,26 +2103,38 @@ def applicable(
 ) -> tuple[Requirement, ...]:
     """The requirements whose markers hold for the target python and arch (markers are then dropped)."""
     environments = marker_environments(python_version, arch)
-    kept = []
-    for req in requirements:
-        if not req.marker:
-            kept.append(req)
-            continue
-        from packaging.markers import InvalidMarker, Marker, UndefinedEnvironmentName
+    return tuple(
+        replace(req, marker=None) if req.marker else req
+        for req in requirements
+        if _marker_holds(req, environments, python_version)
+    )
 
-        try:
-            marker = Marker(req.marker)
-            answers = {marker.evaluate(env) for env in environments}
-        except (InvalidMarker, UndefinedEnvironmentName) as exc:
-            raise SpecError(f"The marker of {req.name} ({req.marker}) cannot be evaluated: {exc}.") from None
-        if len(answers) > 1:
-            raise SpecError(
-                f"Ambiguous package marker for {req.name}: '{req.marker}' depends on the python patch level, which "
-                f"python {python_version} does not fix. Pin python exactly, or use python_version in the marker."
-            )
-        if answers == {True}:
-            kept.append(replace(req, marker=None))
-    return tuple(kept)
+
+def not_applicable(
+    requirements: Sequence[Requirement], *, python_version: str, arch: str
+) -> tuple[Requirement, ...]:
+    """The requirements whose markers do not hold for the target python and arch (pip's "Ignoring NAME:
+    markers ... don't match your environment")."""
+    environments = marker_environments(python_version, arch)
+    return tuple(req for req in requirements if not _marker_holds(req, environments, python_version))
+
+
+def _marker_holds(req: Requirement, environments: Sequence[Mapping[str, str]], python_version: str) -> bool:
+    if not req.marker:
+        return True
+    from packaging.markers import InvalidMarker, Marker, UndefinedEnvironmentName
+
+    try:
+        marker = Marker(req.marker)
+        answers = {marker.evaluate(dict(env)) for env in environments}
+    except (InvalidMarker, UndefinedEnvironmentName) as exc:
+        raise SpecError(f"The marker of {req.name} ({req.marker}) cannot be evaluated: {exc}.") from None
+    if len(answers) > 1:
+        raise SpecError(
+            f"Ambiguous package marker for {req.name}: '{req.marker}' depends on the python patch level, which "
+            f"python {python_version} does not fix. Pin python exactly, or use python_version in the marker."
+        )
+    return answers == {True}
 
 
 __all__ = [
@@ -2132,6 +2144,7 @@ __all__ = [
     "from_decorator",
     "load",
     "merge",
+    "not_applicable",
     "override",
     "parse_environment_yml",
     "parse_pyproject",

@@ -760,3 +760,50 @@ def test_each_arch_of_a_coresolved_resolve_has_its_own_caching_lines(cli_env: di
         assert len(lines) == len(set(lines)) >= 2, out.stderr
         assert all(any(f"for {a} " in line for line in lines) for a in archs), out.stderr
     assert "The environment for osx-arm64 is already cached in " in again.stderr, again.stderr
+
+
+def ignored(out: Any) -> list[str]:
+    """The warning lines of requirements left out by their markers."""
+    return [line for line in out.stderr.splitlines() if "envcore: warning: Ignoring " in line]
+
+
+def test_a_requirement_whose_marker_does_not_hold_is_said_to_be_left_out(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """pip says "Ignoring NAME: markers ... don't match your environment"; envcore left them out silently. Said
+    once for all the archs of a resolve, only when resolving (not when a resolution is reused), not with
+    --quiet."""
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text(
+        'fx-web==2.0.0\nfx-http ; sys_platform == "win32"\nfx-extras>=0.3 ; python_version < "3.8"\n'
+    )
+    args = ("resolve", "--json", "-r", str(requirements), "--arch", "linux-64", "--arch", "osx-arm64")
+    first = envcore(*args, env=cli_env)
+    assert first.returncode == 0, first.stderr
+    python = platform.python_version()
+    assert ignored(first) == [
+        f'envcore: warning: Ignoring fx-http: its marker (sys_platform == "win32") does not hold for linux-64, '
+        f"osx-arm64 with python {python}, the targets it was resolved for, so it is not in the environment.",
+        f'envcore: warning: Ignoring fx-extras>=0.3: its marker (python_version < "3.8") does not hold for '
+        f"linux-64, osx-arm64 with python {python}, the targets it was resolved for, so it is not in the "
+        "environment.",
+    ], first.stderr
+    for env in json.loads(first.stdout).values():
+        names = {p["envcore"]["name"] for p in env["env"]["packages"]}
+        assert "fx-web" in names and not names & {"fx-http", "fx-extras"}, names
+    assert ignored(envcore(*args, env=cli_env)) == []  # reused: nothing was evaluated
+    assert ignored(envcore("--quiet", *args, "--force", env=cli_env)) == []
+    (one,) = ignored(
+        envcore("resolve", "--dry-run", "--pypi", 'fx-core ; platform_machine == "arm64"', env=cli_env)
+    )
+    assert f"does not hold for linux-64 with python {python}, the target it was resolved for" in one, one
+    held = envcore(
+        "resolve",
+        "--dry-run",
+        "--arch",
+        "osx-arm64",
+        "--pypi",
+        'fx-core ; platform_machine == "arm64"',
+        env=cli_env,
+    )
+    assert held.returncode == 0 and ignored(held) == [], held.stderr

@@ -197,3 +197,38 @@ def test_a_batch_is_solved_in_one_call_with_each_answer_in_its_place(
     with pytest.raises(ResolutionError, match="fx-core"):
         Environments(registry).resolve(requests_for("fx-web", "fx-core=9.9.9", "fx-app"), force=True)
     assert batches == [4, 3]
+
+
+def test_requirements_left_out_by_their_markers_are_warned_of_once_per_resolution(
+    machine_env: Callable[..., dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A library caller gets an EnvcoreWarning per requirement whose marker is false for the targets resolved
+    (one for all the archs of a call), and none when the resolution is reused."""
+    import platform
+    import warnings
+
+    from envcore.errors import EnvcoreWarning
+
+    for name, value in machine_env("a").items():
+        if name.startswith("METAFLOW_"):
+            monkeypatch.setenv(name, value)
+    config = Config.load()
+    spec = specs.from_command_line(pypi=("fx-core", 'fx-http ; sys_platform == "win32"'))
+    requests = [
+        resolving.build_request(spec, config, a, coresolved=("linux-64", "osx-64"))
+        for a in ("linux-64", "osx-64")
+    ]
+    envs = Environments(build_registry(config))
+    with pytest.warns(EnvcoreWarning) as caught:
+        resolved = envs.resolve(requests)
+    told = [str(w.message) for w in caught if issubclass(w.category, EnvcoreWarning)]
+    assert told == [
+        f'Ignoring fx-http: its marker (sys_platform == "win32") does not hold for linux-64, osx-64 with python '
+        f"{platform.python_version()}, the targets it was resolved for, so it is not in the environment."
+    ]
+    assert all(new and "fx-http" not in {p.name for p in env.packages} for env, new in resolved)
+    for env, _ in resolved:
+        envs.save(env)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", EnvcoreWarning)
+        assert [new for _, new in envs.resolve(requests)] == [False, False]
