@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -318,13 +316,10 @@ def load(path: Path) -> Pylock:
 
 def stash(config: Config, lock: Pylock) -> str:
     """Keep ``lock`` where the resolver finds it by digest (content-addressed, so never stale); returns it."""
-    folder = config.cache_dir() / "pylock"
-    folder.mkdir(parents=True, exist_ok=True)
+    from envcore.resolve import stash_input
+
     digest = lock.digest
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-    with os.fdopen(fd, "w") as out:
-        out.write(lock.to_json())
-    os.replace(tmp, folder / f"{digest}.json")
+    stash_input(config, "pylock", digest, lock.to_json())
     return digest
 
 
@@ -419,12 +414,14 @@ class PylockResolver:
                 f"resolve requirements. Set METAFLOW_{SETTING} (not METAFLOW_CONDA_PYPI_DEPENDENCY_RESOLVER) to "
                 "it, and use a PyPI resolver such as uv for requirements."
             )
-        path = self.config.cache_dir() / "pylock" / f"{digest}.json"
+        from envcore.resolve import stashed_input
+
         try:
-            return Pylock.from_json(path.read_text())
+            return Pylock.from_json(stashed_input(self.config, "pylock", digest))
         except (OSError, ValueError, KeyError, TypeError):
             raise ResolutionError(
-                f"The lock file with digest {digest} is not in envcore's cache ({path}); it is recorded when "
+                f"The lock file with digest {digest} is not in envcore's cache "
+                f"({self.config.cache_dir() / 'pylock'}); it is recorded when "
                 "`envcore resolve --pylock FILE` reads the file. Resolve again from the file."
             ) from None
 

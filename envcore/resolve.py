@@ -841,6 +841,32 @@ def _reads_pylock(request: ResolveRequest) -> bool:
     return any(flag.startswith("--pylock=") for flag in request.extras.get(PYPI, ()))
 
 
+def _reads_explicit(request: ResolveRequest) -> bool:
+    return any(flag.startswith("--explicit=") for flag in request.extras.get(CONDA, ()))
+
+
+def stash_input(config: Config, kind: str, digest: str, text: str) -> None:
+    """Keep a locked input read by the CLI (a pylock.toml, an explicit file: ``kind``), normalised as ``text``,
+    where its reader finds it by ``digest`` (content-addressed, so never stale), written atomically."""
+    import tempfile
+
+    folder = config.cache_dir() / kind
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+        os.replace(tmp, folder / f"{digest}.json")
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def stashed_input(config: Config, kind: str, digest: str) -> str:
+    """The text :func:`stash_input` kept (OSError when it is not there)."""
+    return (config.cache_dir() / kind / f"{digest}.json").read_text()
+
+
 def ignored_by_markers(resolved: Iterable[tuple[ResolveRequest, ResolvedEnvironment]]) -> list[str]:
     """One line per PyPI requirement that the environments ``resolved`` (fresh resolutions of their requests)
     go without because its marker does not hold for their target (arch and the python they got), naming the
@@ -881,8 +907,8 @@ def ignored_by_markers(resolved: Iterable[tuple[ResolveRequest, ResolvedEnvironm
 
 def batch_resolver(registry: Registry, request: ResolveRequest) -> tuple[str, BatchResolver] | None:
     """The resolver of ``request`` (its name, itself) when it locks batches (:class:`BatchResolver`) and the
-    request is plain: no base to extend, no pylock.toml to read."""
-    if request.base is not None or _reads_pylock(request):
+    request is plain: no base to extend, no pylock.toml or explicit file to read."""
+    if request.base is not None or _reads_pylock(request) or _reads_explicit(request):
         return None
     return registry.kept((batch_resolver, request.env_type), lambda: _batching(registry, request.env_type))
 
@@ -931,6 +957,11 @@ def resolve(
 
         name, resolver = pylock.resolver_for(registry)
         request_for_builds = pylock.without_flag(request)
+    elif _reads_explicit(request):  # a conda explicit file: its packages, fetched and read, not solved
+        from envcore import explicit
+
+        name, resolver = explicit.NAME, explicit.ExplicitReader(registry.config)
+        request_for_builds = request
     else:
         name, resolver = resolver_for(registry, request.env_type)
         request_for_builds = request

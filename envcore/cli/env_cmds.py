@@ -100,6 +100,25 @@ def _spec_from_pylock(app: App, path: Path, channels: tuple[str, ...], others: M
     return pylock.to_spec(lock, checked)
 
 
+def _spec_from_explicit(
+    app: App, path: Path, archs: Sequence[str], others: Mapping[str, object]
+) -> tuple[Spec, tuple[str, ...]]:
+    """The specification of ``--explicit FILE`` (a whole conda environment, locked) and the architecture it is
+    for (the file's own)."""
+    from envcore import explicit
+    from envcore import resolve as resolving
+
+    given = [option for option, value in others.items() if value]
+    if given:
+        raise UsageError(
+            f"--explicit cannot be combined with {', '.join(given)}: the explicit file is the whole environment, "
+            "python included, installed as listed. Export the environment again with the other packages in it."
+        )
+    found = explicit.load(path)
+    targets = explicit.targets(found, [resolving.check_arch(a) for a in archs], resolving.local_arch())
+    return explicit.to_spec(found, explicit.stash(app.config, found)), targets
+
+
 def _spec_from_environment(envs: Environments, ref: str, archs: Sequence[str]) -> Spec:
     """The requirements, python and sources ``ref`` was resolved from (``--from``), found for this machine's
     architecture, one of ``archs``, or any other."""
@@ -226,6 +245,14 @@ def describe(app: App, envs: Environments, env: ResolvedEnvironment, *, as_json:
     metavar="FILE",
     help="pylock.toml (PEP 751): install exactly what it locks (a PyPI-only environment; no resolution).",
 )
+@click.option(
+    "--explicit",
+    "explicit_file",
+    type=click.Path(path_type=Path),
+    metavar="FILE",
+    help="A conda explicit file (@EXPLICIT, as conda list --explicit and show --format explicit write it): "
+    "install exactly its packages, checked by their hashes (no resolution).",
+)
 @click.option("--conda", multiple=True, metavar="NAME[==VER]", help="A conda package (repeatable).")
 @click.option("--pypi", multiple=True, metavar="NAME[==VER]", help="A PyPI package (repeatable).")
 @click.option(
@@ -272,6 +299,7 @@ def resolve(
     extras: tuple[str, ...],
     groups: tuple[str, ...],
     pylock_file: Path | None,
+    explicit_file: Path | None,
     conda: tuple[str, ...],
     pypi: tuple[str, ...],
     sys_pkgs: tuple[str, ...],
@@ -329,6 +357,7 @@ def resolve(
             "--extra": extras,
             "--group": groups,
             "--pylock": pylock_file,
+            "--explicit": explicit_file,
         }
         given |= {"--using": base_ref, "--python": python}
         if any(given.values()):
@@ -346,8 +375,19 @@ def resolve(
             given_sys = {r.name for r in extra.requirements if r.category == SYS}
             kept = tuple(r for r in spec.requirements if not (r.category == SYS and r.name in given_sys))
             spec = specs.merge(replace(spec, requirements=kept), extra)
+    elif explicit_file is not None:
+        others: dict[str, object] = {
+            "-r": requirements,
+            "-f": env_file,
+            "-p": pyproject,
+            "--conda": conda,
+            "--pypi": pypi,
+        }
+        others |= {"--extra": extras, "--group": groups, "--pylock": pylock_file, "--index": indices}
+        others |= {"--using": base_ref, "--sys-pkg": sys_pkgs, "--channel": channels, "--python": python}
+        spec, targets = _spec_from_explicit(app, explicit_file, archs, others)
     elif pylock_file is not None:
-        others: dict[str, object] = {"-r": requirements, "-f": env_file, "-p": pyproject, "--conda": conda}
+        others = {"-r": requirements, "-f": env_file, "-p": pyproject, "--conda": conda}
         others |= {"--extra": extras, "--group": groups}
         others |= {"--pypi": pypi, "--index": indices, "--using": base_ref, "--sys-pkg": sys_pkgs}
         spec = _spec_from_pylock(app, pylock_file, channels, others)
