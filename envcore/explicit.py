@@ -131,19 +131,17 @@ def _entry(text: str, number: int, origin: str) -> Entry:
             "Write the URL without user:password@ or a token and give the credentials of its host in "
             'METAFLOW_CONDA_SRCS_AUTH_INFO (e.g. {"HOST": ["USER", "PASSWORD"]}).',
         )
-    entry = Entry(line=number, url=url)
-    if not entry.file_name.endswith(_EXTS):
-        raise _bad(origin, f"{where} names {entry.file_name!r}, not a conda package (.conda or .tar.bz2)")
     fragment = fragment.strip().lower()
-    if re.fullmatch(r"[0-9a-f]{32}", fragment):
-        return Entry(line=number, url=url, md5=fragment)
-    if found := re.fullmatch(r"sha256[:=]([0-9a-f]{64})", fragment):
-        return Entry(line=number, url=url, sha256=found[1])
-    if fragment:
+    md5 = fragment if re.fullmatch(r"[0-9a-f]{32}", fragment) else None
+    sha256 = re.fullmatch(r"sha256[:=]([0-9a-f]{64})", fragment)
+    if fragment and not (md5 or sha256):
         raise _bad(
             origin,
             f"the hash of {where} ({fragment[:80]!r}) is neither an md5 (32 hex digits) nor sha256:<64 hex digits>",
         )
+    entry = Entry(line=number, url=url, md5=md5, sha256=sha256[1] if sha256 else None)
+    if not entry.file_name.endswith(_EXTS):
+        raise _bad(origin, f"{where} names {entry.file_name!r}, not a conda package (.conda or .tar.bz2)")
     return entry
 
 
@@ -338,8 +336,9 @@ class ExplicitReader:
         where = f"{name} (line {entry.line} of {found.origin})"
         path = cache.get(_file(entry, entry.sha256 or ""), name) if entry.sha256 else None
         if path is None:
-            path = _download(entry, where, cache, request.credentials)
-        sha256, md5 = entry.sha256 or digest_file(path, "sha256"), entry.md5 or digest_file(path, "md5")
+            path, sha256, md5 = _download(entry, where, cache, request.credentials)
+        else:  # (the package cache keeps files by sha256: the one of this line)
+            sha256, md5 = entry.sha256 or "", entry.md5 or digest_file(path, "md5")
         try:
             index = CondaFormat().metadata(path)
         except EnvcoreError as exc:
@@ -371,8 +370,9 @@ def _file(entry: Entry, sha256: str, md5: str | None = None, size: int | None = 
 
 def _download(
     entry: Entry, where: str, cache: PackageCache, credentials: Mapping[str, tuple[str, str]]
-) -> Path:
-    """The package of ``entry`` fetched into the package cache, once its hash matched the line's."""
+) -> tuple[Path, str, str]:
+    """The package of ``entry`` fetched into the package cache once its hash matched the line's, with its
+    sha256 and md5."""
     from envcore.fetch import digest_file, download
 
     tmp = cache.temp()
@@ -392,7 +392,11 @@ def _download(
                     "than the ones listed, so the package was not used. Check the channel, or export the file "
                     "again from an environment made with what it serves now."
                 )
-        return cache.put_verified(tmp, _file(entry, sha256, md5), entry.file_name, redact_url(entry.url))
+        return (
+            cache.put_verified(tmp, _file(entry, sha256, md5), entry.file_name, redact_url(entry.url)),
+            sha256,
+            md5,
+        )
     finally:
         tmp.unlink(missing_ok=True)
 

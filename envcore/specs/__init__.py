@@ -764,11 +764,11 @@ def _refuse_explicit(text: str, origin: str) -> None:
     such: it is a list of files for one arch, not requirements."""
     if re.search(r"^@EXPLICIT\s*$", text, re.MULTILINE):
         raise _fail(
-            f"{origin} is a conda explicit file (@EXPLICIT), a list of package files for one arch, which envcore "
-            "writes (show --format explicit) but does not read",
+            f"{origin} is a conda explicit file (@EXPLICIT), a list of package files for one arch, not "
+            "requirements",
             "",
-            "Resolve from the requirements it was made from, or use resolve --from ENV for the environment it "
-            "was exported from; conda create --file takes it as it is.",
+            "Give it with --explicit FILE to install exactly its packages, or resolve from the requirements it "
+            "was made from (resolve --from ENV for the environment it was exported from).",
         )
 
 

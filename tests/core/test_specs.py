@@ -1929,7 +1929,8 @@ def test_a_conda_explicit_file_is_named_as_such() -> None:
     text = "# platform: linux-64\n@EXPLICIT\nfile:///c/noarch/fx-core-1.0.0-py_0.conda#0123\n"
     for parse in (specs.parse_requirements_txt, specs.parse_environment_yml):
         with pytest.raises(
-            SpecError, match=r"^explicit\.txt is a conda explicit file \(@EXPLICIT\).*resolve --from"
+            SpecError,
+            match=r"^explicit\.txt is a conda explicit file \(@EXPLICIT\).*Give it with --explicit FILE",
         ):
             parse(text, "explicit.txt")
 
