@@ -433,3 +433,23 @@ def test_explicit_export_lists_conda_files_with_md5_else_sha256_and_no_virtual_p
         "# platform: linux-64\n@EXPLICIT\n"
         f"https://c/python.conda#{'b' * 32}\nhttps://c/zlib-1.3-h0.conda#sha256:{'d' * 64}\n"
     )
+
+
+def test_a_locks_packages_for_other_platforms_are_not_said_to_be_ignored(
+    config: Config, native: str, wheels: Path
+) -> None:
+    """A lock for several platforms holds the others' packages by design: resolve warns of requirements left out
+    by their markers (``ignored_by_markers``), but not of a lock's."""
+    from envcore.resolve import ignored_by_markers
+
+    core = f'name = "fx-core"\nversion = "2.0.0"\nmarker = "sys_platform == \'win32\'"\nwheels = [{_entry(wheels / "fx_core-2.0.0-py3-none-any.whl")}]'
+    request = _request(config, pylock.parse(_lock(native, core)))
+    env = ResolvedEnvironment(
+        req_id="r", full_id="f", arch="linux-64", env_type=EnvType.PYPI_ONLY, deps=(), sources=(), extras=(),
+        packages=(), resolved_on="", resolved_by="", resolved_archs=("linux-64",),
+    )  # fmt: skip
+    assert ignored_by_markers([(request, env)]) == []
+    (said,) = ignored_by_markers([(pylock.without_flag(request), env)])  # the same pins as requirements
+    assert said.startswith(
+        'Ignoring fx-core==2.0.0: its marker (sys_platform == "win32") does not hold for linux-64'
+    )
