@@ -115,10 +115,10 @@ def cache_environment(
 
     Every file passes its format's safety check (``formats(extension).check``) before it is uploaded, so
     hydration trusts files that come from the store and checks only those fetched from elsewhere."""
-    cache = PackageCache(config.cache_dir())
+    show = as_progress(progress)
+    cache = PackageCache(config.cache_dir(), say=show)
     preferred = str(config.get("CONDA_PREFERRED_FORMAT"))
     creds = credentials or {}
-    show = as_progress(progress)
 
     def ensure(pkg: LockedPackage) -> tuple[LockedPackage, int, int]:
         with task.counting():  # a download's bytes count as they come

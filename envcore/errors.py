@@ -115,7 +115,12 @@ class KeyConflict(StorageError):
 
 
 class IntegrityError(EnvcoreError):
-    """A file's content does not match its recorded hash."""
+    """A file's content does not match its recorded hash. Where a file was hashed, ``actual`` is the hash it has
+    and ``kept`` where its bytes were set aside (both empty otherwise)."""
+
+    def __init__(self, message: str, *, actual: str = "", kept: str = "") -> None:
+        super().__init__(message)
+        self.actual, self.kept = actual, kept
 
 
 class EditedDescription(IntegrityError):

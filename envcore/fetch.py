@@ -6,7 +6,8 @@ its hash matched, and a stamp beside it (``<file name>.verified``) records the f
 times, inode). A file its stamp does not describe (changed, replaced, truncated, or put there by something
 else) is hashed again before any use, and set aside when it does not match. A mismatch raises
 :class:`IntegrityError` naming the file, both hashes and the source, and the bad bytes are moved to
-``<cache>/quarantine`` for inspection.
+``<cache>/quarantine`` for inspection; a damaged copy found in the cache is set aside there too, said in one
+line (the cache's ``say``), and fetched again.
 """
 
 from __future__ import annotations
@@ -90,9 +91,15 @@ def in_parallel(work: Callable[[Item], Result], items: Iterable[Item]) -> list[R
     return [results[index] for index in range(count)]
 
 
+def mismatch(algorithm: str, actual: str, expected: str) -> str:
+    """A file's hash against the recorded one, for a line: the prefixes a person compares."""
+    return f"{algorithm} {actual[:12]}... where the environment records {expected[:12]}..."
+
+
 class PackageCache:
-    def __init__(self, root: Path) -> None:
-        self.root = root
+    def __init__(self, root: Path, say: Callable[[str], None] | None = None) -> None:
+        """The package cache at ``root``; ``say`` is told, in one line, of each damaged copy set aside."""
+        self.root, self.say = root, say
 
     def path(self, file: PackageFile, name: str) -> Path:
         algorithm, expected = file.digest
@@ -107,7 +114,8 @@ class PackageCache:
         if not stat.S_ISREG(found.st_mode):
             return None
         if file.size is not None and found.st_size != file.size:  # truncated (or another file): never used
-            self._set_aside(path, (found.st_dev, found.st_ino), f"size-{found.st_size}")
+            why = f"{found.st_size} bytes where the environment records {file.size}"
+            self._set_aside(path, (found.st_dev, found.st_ino), f"size-{found.st_size}", why)
             return None
         if not verify and _read_stamp(path) == _signature(found):
             return path  # the very file that was hashed
@@ -117,7 +125,8 @@ class PackageCache:
         except FileNotFoundError:
             return None  # set aside by another process meanwhile
         if actual != file.digest[1]:  # a damaged copy: set aside, and fetch again from the source
-            self._set_aside(path, (hashed.st_dev, hashed.st_ino), actual)
+            why = mismatch(file.digest[0], actual, file.digest[1])
+            self._set_aside(path, (hashed.st_dev, hashed.st_ino), actual, why)
             return None
         _write_stamp(path, hashed)
         return path
@@ -146,7 +155,9 @@ class PackageCache:
                 )
             raise error(
                 f"{name} from {source} has {algorithm} {actual}, but the environment records {expected}. The file "
-                f"was not used and is kept in {target}. {fix}"
+                f"was not used and is kept in {target}. {fix}",
+                actual=actual,
+                kept=str(target),
             )
         final = self.path(file, name)
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -154,10 +165,10 @@ class PackageCache:
         _write_stamp(final, os.stat(final))
         return final
 
-    def _set_aside(self, path: Path, hashed: tuple[int, int], actual: str) -> None:
+    def _set_aside(self, path: Path, hashed: tuple[int, int], actual: str, why: str) -> None:
         """Quarantine the damaged file at ``path`` that was hashed (device, inode), but never a verified copy
         that another process checking at the same time has put there meanwhile: processes setting aside take
-        turns, and each moves only the file it hashed."""
+        turns, and each moves only the file it hashed (and says so: ``why`` it is damaged, and where it went)."""
         from envcore.locks import file_lock
 
         with file_lock(path.with_name(".set-aside.lock"), SET_ASIDE_WAIT):
@@ -166,7 +177,11 @@ class PackageCache:
             except FileNotFoundError:
                 return  # set aside by another process
             if (now.st_dev, now.st_ino) == hashed:
-                self._quarantine(path, actual)
+                target = self._quarantine(path, actual)
+                if self.say is not None:
+                    self.say(
+                        f"The package cache file {path} is damaged ({why}): set aside in {target}; fetching it again."
+                    )
 
     def _quarantine(self, path: Path, actual: str, name: str | None = None) -> Path:
         target = self.root / "quarantine" / f"{actual}-{name or path.name}"

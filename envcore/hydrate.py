@@ -20,8 +20,23 @@ from pathlib import Path
 from envcore import cache as caching
 from envcore import relocate, uptodate
 from envcore.config import redact_url
-from envcore.errors import EnvcoreError, IntegrityError, MissingObject, StorageError, UsageError
-from envcore.fetch import PackageCache, ensure_checked, from_store, from_url, in_parallel, mark_checked
+from envcore.errors import (
+    EditedDescription,
+    EnvcoreError,
+    IntegrityError,
+    MissingObject,
+    StorageError,
+    UsageError,
+)
+from envcore.fetch import (
+    PackageCache,
+    ensure_checked,
+    from_store,
+    from_url,
+    in_parallel,
+    mark_checked,
+    mismatch,
+)
 from envcore.locks import file_lock
 from envcore.plugins import Registry
 from envcore.progress import Progress, Task, as_progress, done, new_entries, size_text
@@ -61,13 +76,14 @@ def fetch_packages(
 ) -> list[tuple[LockedPackage, Path]]:
     """Every package file of ``env`` as a verified, checked local file (in parallel)."""
     config = registry.config
-    pkgs = PackageCache(config.cache_dir())
-    pkgs.sweep()
     show = as_progress(progress)
+    pkgs = PackageCache(config.cache_dir(), say=show)
+    pkgs.sweep()
     preferred = str(config.get("CONDA_PREFERRED_FORMAT"))
     cached: list[int] = []  # sizes of the files the package cache already held (appended by the workers)
-    # a package missing from a store that keeps the description is put back; one never cached there (a
-    # datastore in CONDA_IGNORE_CACHING_DATASTORES, an environment recorded on this machine only) is left so
+    # a package missing from (or damaged in) a store that keeps the description is put back; one never cached
+    # there (a datastore in CONDA_IGNORE_CACHING_DATASTORES, an environment recorded on this machine only) is
+    # left as it is
     described = functools.cache(
         lambda: store is not None and store.stat(caching.env_key(config, env)) is not None
     )
@@ -77,25 +93,29 @@ def fetch_packages(
             return fetch_one(pkg)
 
     def fetch_one(pkg: LockedPackage) -> tuple[LockedPackage, Path]:
-        file, missing = _choose(preferred, pkg), ""
+        file, problem, damaged = _choose(preferred, pkg), "", False
         name = pkg.filename + file.url_format
         path = pkgs.get(file, name, verify=verify)
         if path is not None:
             cached.append(_size(file, path))
         else:
             key = caching.package_keys(config, pkg)[file.url_format]
+            source = functools.partial(from_url, file.url, pkgs, file, name, credentials)
             if store is not None and store.stat(key) is not None:
                 try:
                     path = from_store(store, key, pkgs, file, name)
                     mark_checked(path)  # packages are checked before they enter the store (cache.py)
-                except IntegrityError as damaged:
+                except EditedDescription:
+                    raise  # the description is wrong, not the store's copy
+                except IntegrityError as exc:
                     if file.built:
                         raise  # only the store keeps it
-                    try:
-                        path = from_url(file.url, pkgs, file, name, credentials)
-                    except EnvcoreError:
-                        raise damaged from None  # the store's damage is the news; the source is unreachable
-                    show(f"{damaged.message} Fetched {name} from its source instead.")
+                    found = (
+                        mismatch(file.digest[0], exc.actual, file.digest[1]) if exc.actual else exc.message
+                    )
+                    problem = f"{name} of {pkg.name} {pkg.version} in the store ({store.url}/{key}) is damaged ({found})"
+                    damaged = True
+                    path = _from_source(source, problem, IntegrityError, _DAMAGED_FIX)
             elif file.built:
                 raise MissingObject(
                     f"{name} was built from {file.url} when the environment was resolved, and only the store "
@@ -103,22 +123,16 @@ def fetch_packages(
                     "Resolve the environment again with --force to rebuild it."
                 )
             elif store is None:
-                path = from_url(file.url, pkgs, file, name, credentials)
+                path = source()
             else:
-                missing = f"{name} of {pkg.name} {pkg.version} is missing from the store ({store.url}/{key})"
-                try:
-                    path = from_url(file.url, pkgs, file, name, credentials)
-                except EnvcoreError as exc:  # neither has it: say both, the store first
-                    # (a hash's class kept: an EditedDescription makes the caller forget its copy of the description)
-                    other = isinstance(exc, IntegrityError)
-                    raise (type(exc) if other else StorageError)(
-                        f"{missing}, and its source {'serves another file' if other else 'cannot be read either'}: "
-                        f"{exc.message} Run this again once the source serves it (to put it back), or `envcore "
-                        "resolve --force` its requirements where a package cache has it."
-                    ) from None
+                problem = f"{name} of {pkg.name} {pkg.version} is missing from the store ({store.url}/{key})"
+                path = _from_source(source, problem, StorageError, _MISSING_FIX)
         ensure_checked(functools.partial(registry.package_format, file.url_format), path, again=verify)
-        if missing and store is not None and described():  # checked as cache.py checks uploads: healed
-            show(_put_back(store, key, path, missing, file.url))
+        if problem and store is not None:  # checked as cache.py checks uploads: healed
+            if described():
+                show(_put_back(store, key, path, problem, file.url, damaged=damaged))
+            elif damaged:  # (a missing one is no news where the store keeps no description)
+                show(f"{problem}: fetched it from its source ({redact_url(file.url)}) instead.")
         task.advance(1, _size(file, path))
         return pkg, path
 
@@ -139,16 +153,46 @@ def _size(file: PackageFile, path: Path) -> int:
     return file.size if file.size is not None else path.stat().st_size
 
 
-def _put_back(store: Store, key: str, path: Path, missing: str, url: str) -> str:
-    """Upload ``path`` (fetched from ``url`` and verified) to ``store`` at ``key``, where it was missing; the
-    line that tells the user."""
-    fetched = f"{missing}: fetched it from its source ({redact_url(url)}), whose file has the recorded hash"
+_MISSING_FIX = (
+    "Run this again once the source serves it (to put it back), or `envcore resolve --force` its requirements "
+    "where a package cache has it."
+)
+_DAMAGED_FIX = (
+    "The damaged object is left in place. Run this again once the source serves the file (to replace it), or "
+    "delete the object and `envcore resolve --force` its requirements where a package cache has the file."
+)
+
+
+def _from_source(fetch: Callable[[], Path], problem: str, error: type[EnvcoreError], fix: str) -> Path:
+    """``fetch()`` of a package the store lacks or holds damaged (``problem``, said first); when the source
+    fails too, one paragraph of both, as ``error`` (a hash mismatch keeps its class: an EditedDescription makes
+    the caller forget its copy of the description)."""
+    try:
+        return fetch()
+    except EnvcoreError as exc:
+        other = isinstance(exc, IntegrityError)
+        raise (type(exc) if other else error)(
+            f"{problem}, and its source {'serves another file' if other else 'cannot be read either'}: "
+            f"{exc.message} {fix}"
+        ) from None
+
+
+def _put_back(store: Store, key: str, path: Path, problem: str, url: str, *, damaged: bool) -> str:
+    """Upload ``path`` (fetched from ``url`` and verified) to ``store`` at ``key``, where it was missing or
+    ``damaged`` (atomically: a reader sees the damaged object or the whole good one); the line that tells the
+    user."""
+    fetched = f"{problem}: fetched it from its source ({redact_url(url)}), whose file has the recorded hash"
+    done, do = (
+        ("replaced the store's copy", "replace the store's copy")
+        if damaged
+        else ("put it back in the store",) * 2
+    )
     try:
         store.put_file(key, path)
     except (EnvcoreError, OSError) as exc:  # the environment is made all the same
         reason = exc.message if isinstance(exc, EnvcoreError) else str(exc)
-        return f"{fetched}, but could not put it back in the store: {reason}"
-    return f"{fetched}, and put it back in the store."
+        return f"{fetched}, but could not {do}: {reason}"
+    return f"{fetched}, and {done}."
 
 
 def hydrate(

@@ -336,8 +336,11 @@ def for_terminal(*, quiet: bool, stream: TextIO | None = None) -> Progress:
     if stream.isatty() and _draws_bars(stream):
         return TerminalProgress(stream)
 
+    lock = threading.Lock()  # notices come from transfer threads too: one whole line each
+
     def line(message: str) -> None:
-        print(f"    {message}", file=stream, flush=True)
+        with lock:
+            print(f"    {message}", file=stream, flush=True)
 
     return Progress(line)
 

@@ -40,10 +40,17 @@ def _put_good(cache: PackageCache) -> Path:
 
 
 def test_a_damaged_copy_is_quarantined_and_fetched_again(tmp_path: Path) -> None:
-    cache = PackageCache(tmp_path)
-    _damage(cache)
+    said: list[str] = []
+    cache = PackageCache(tmp_path, say=said.append)
+    path = _damage(cache)
     assert cache.get(FILE, NAME, verify=True) is None
-    assert [p.name.endswith(NAME) for p in (tmp_path / "quarantine").iterdir()] == [True]
+    (aside,) = (tmp_path / "quarantine").iterdir()
+    actual = hashlib.sha256(GOOD[:-1] + b"!").hexdigest()
+    assert aside.name == f"{actual}-{NAME}"
+    assert said == [
+        f"The package cache file {path} is damaged (sha256 {actual[:12]}... where the environment records "
+        f"{FILE.sha256[:12]}...): set aside in {aside}; fetching it again."
+    ]
     assert _put_good(cache).read_bytes() == GOOD
     assert cache.get(FILE, NAME, verify=True) == cache.path(FILE, NAME)
 
@@ -97,15 +104,16 @@ def test_a_verified_copy_is_not_hashed_again_and_an_older_cache_is_hashed_once(t
 def test_a_verified_copy_put_in_place_meanwhile_is_never_set_aside(tmp_path: Path) -> None:
     """A process that hashed the damaged copy sets aside only that file: another process may have replaced it
     with a verified copy since (and another one may have set it aside already)."""
-    cache = PackageCache(tmp_path)
+    said: list[str] = []
+    cache = PackageCache(tmp_path, say=said.append)
     damaged = _damage(cache).stat()
     _put_good(cache)  # another process: the damaged copy set aside, a verified one fetched and put in place
-    cache._set_aside(cache.path(FILE, NAME), (damaged.st_dev, damaged.st_ino), "0" * 64)
+    hashed = (damaged.st_dev, damaged.st_ino)
+    cache._set_aside(cache.path(FILE, NAME), hashed, "0" * 64, "damaged")
     assert cache.path(FILE, NAME).read_bytes() == GOOD
     cache.path(FILE, NAME).unlink()
-    cache._set_aside(
-        cache.path(FILE, NAME), (damaged.st_dev, damaged.st_ino), "0" * 64
-    )  # gone: nothing to do
+    cache._set_aside(cache.path(FILE, NAME), hashed, "0" * 64, "damaged")  # gone: nothing to do
+    assert said == []  # what another process set aside is its news
 
 
 def _verify_and_repair(root: str) -> None:

@@ -1,12 +1,13 @@
 """Faults, races and hostile bytes, through the installed ``envcore`` command: processes SIGKILLed at random
-points, eight processes creating one environment, a tampered package in the store, hostile archives in a
-channel and in a store.
+points, eight processes creating one environment, damaged and edited store objects, hostile archives in a
+channel and in a store (a package damaged in, or missing from, the store: ``test_store_healing.py``).
 
 After every fault the store must hold no partial object, no description may reference a missing package, no
 alias a missing description, and the next run must succeed."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -209,36 +210,6 @@ def test_eight_processes_creating_one_environment(
     reliability_report.record("racing processes", len(procs))
 
 
-def test_a_tampered_package_in_the_store_is_refused_and_quarantined(
-    run: Run, world: dict[str, Path], reliability_report: ReliabilityReport
-) -> None:
-    (ref,) = env_ids(run("resolve", "--conda", "fx-app").stdout)
-    target = next(p for p in world["store"].rglob("fx-core-*.conda") if p.is_file())
-    data = bytearray(target.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    target.write_bytes(bytes(data))
-    # the package's own source is reachable: used instead, and the damage is named
-    out = run("create", ref, "--name", "t", machine="b")
-    message = " ".join(out.stderr.split())
-    assert (
-        "The store's copy is damaged: delete that object" in message and "from its source instead" in message
-    )
-    assert (world["b"] / "cache" / "envs" / "t" / ".metaflowenv").exists()
-    # without it, the hydration fails, naming both hashes and the object to delete
-    (world["universe"] / "channel").rename(world["universe"] / "gone")
-    fresh = world["b"] / "fresh-cache"  # a machine whose cache has nothing yet
-    out = run("create", ref, "--name", "t2", machine="b", check=False, METAFLOW_ENVCORE_CACHE_DIR=str(fresh))
-    assert out.returncode == 1
-    message = " ".join(out.stderr.split())
-    assert "fx-core" in message and "store" in message and "Traceback" not in out.stderr
-    assert "delete that object" in message
-    assert len([w for w in message.split() if len(w.strip(".,()'")) == 64]) >= 2  # both hashes named
-    quarantined = list((fresh / "quarantine").glob("*fx-core*"))
-    assert quarantined, "the bad file was not quarantined"
-    assert not (fresh / "envs" / "t2" / ".metaflowenv").exists()
-    reliability_report.record("integrity cases")
-
-
 def test_a_description_changed_after_it_was_written_is_refused(
     run: Run, world: dict[str, Path], reliability_report: ReliabilityReport
 ) -> None:
@@ -406,6 +377,40 @@ def test_verify_catches_a_package_damaged_in_the_local_cache(
     assert list((world["b"] / "cache" / "quarantine").glob("*fx-core*"))
     python = world["b"] / "cache" / "envs" / "v2" / "bin" / "python"
     assert subprocess.run([python, "-c", "import fx_core"], check=False).returncode == 0
+    reliability_report.record("integrity cases")
+
+
+def test_a_damaged_file_of_the_package_cache_is_said_set_aside_and_fetched_again(
+    run: Run, world: dict[str, Path], reliability_report: ReliabilityReport
+) -> None:
+    """One line each (without --verbose): the file, how it is damaged (both sizes, or both hash prefixes), and
+    where it was set aside; the environment is then made as before."""
+    (ref,) = env_ids(run("resolve", "--conda", "fx-app", "--pypi", "fx-extras").stdout)
+    run("create", ref, "--name", "c", machine="b")
+    cache = world["b"] / "cache"
+    conda = next(p for p in (cache / "pkgs").rglob("fx-core-*.conda") if p.is_file())
+    wheel = next(p for p in (cache / "pkgs").rglob("fx_extras-*.whl") if p.is_file())
+    good = {path: path.read_bytes() for path in (conda, wheel)}
+    conda.write_bytes(good[conda][:100])  # truncated (a conda package's size is recorded)
+    flipped = bytearray(good[wheel])
+    flipped[len(flipped) // 2] ^= 0xFF
+    wheel.write_bytes(bytes(flipped))  # the same size, other bytes: hashed again (its stamp no longer fits)
+    out = run("create", ref, "--name", "c", "--force", machine="b")
+    sha = hashlib.sha256
+    damage = {
+        conda: f"100 bytes where the environment records {len(good[conda])}",
+        wheel: f"sha256 {sha(flipped).hexdigest()[:12]}... where the environment records "
+        f"{sha(good[wheel]).hexdigest()[:12]}...",
+    }
+    for path, why in damage.items():
+        (line,) = [line for line in out.stderr.splitlines() if f"package cache file {path} " in line]
+        assert f"is damaged ({why}): set aside in {cache / 'quarantine'}/" in line, line
+        assert line.rstrip().endswith(f"-{path.name}; fetching it again."), line
+    (aside,) = (cache / "quarantine").glob(f"*-{wheel.name}")
+    assert aside.read_bytes() == bytes(flipped)  # kept for inspection
+    assert conda.read_bytes() == good[conda] and wheel.read_bytes() == good[wheel]  # fetched again
+    python = cache / "envs" / "c" / "bin" / "python"
+    assert subprocess.run([python, "-c", "import fx_app, fx_extras"], check=False).returncode == 0
     reliability_report.record("integrity cases")
 
 

@@ -261,3 +261,57 @@ def test_a_package_deleted_from_the_bucket_is_put_back_by_create(
     assert client.get_object(Bucket=bucket, Key=key)["Body"].read() == kept
     again = envcore_on(tmp_path, "c", universe, "create", "team/heal:v1", "--name", "w", **store_env)
     assert again.returncode == 0 and "missing from the store" not in again.stderr, again.stderr
+
+
+def test_a_package_damaged_in_the_bucket_is_replaced_by_create_or_left_in_place(
+    s3_server: S3Server, aws_env: dict[str, str], universe: Universe, tmp_path: Path
+) -> None:
+    """The bucket keeps the description but holds other bytes under a package's key: while the package's source
+    cannot be read, ``create`` says so in one paragraph and leaves the object as it is; once it can, the object
+    is replaced by the source's file (hash checked), said in one line."""
+    import hashlib
+    import shutil
+
+    from envcore.testing.mainjob import envcore_on
+
+    copy = tmp_path / "universe"  # a private copy, made unreachable below
+    shutil.copytree(universe.root, copy, symlinks=True)
+    bucket = s3_server.new_bucket()
+    root = f"s3://{bucket}/conda_env"
+    store_env = {**aws_env, "METAFLOW_DEFAULT_DATASTORE": "s3", "METAFLOW_CONDA_S3ROOT": root}
+    store_env |= {"AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null"}
+    store_env |= {"METAFLOW_CONDA_CHANNELS": (copy / "channel").as_uri()}
+    resolved = envcore_on(
+        tmp_path, "a", universe, "resolve", "--conda", "fx-app", "--alias", "team/heal:v1", **store_env
+    )
+    assert resolved.returncode == 0, resolved.stderr
+    client = s3_server.client()
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket, MaxKeys=1000)["Contents"]]
+    (key,) = [k for k in keys if k.startswith("conda_env/packages/conda/") and "/fx-core-" in k]
+    good = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    damaged = bytes(b ^ 0xFF for b in good)  # the same size, other bytes
+    client.put_object(Bucket=bucket, Key=key, Body=damaged)
+    hashes = (
+        f"sha256 {hashlib.sha256(damaged).hexdigest()[:12]}... where the environment records "
+        f"{hashlib.sha256(good).hexdigest()[:12]}..."
+    )
+    (copy / "channel").rename(copy / "channel-gone")
+    failed = envcore_on(tmp_path, "b", universe, "create", "team/heal:v1", "--name", "w", **store_env)
+    message = " ".join(failed.stderr.split())
+    assert failed.returncode == 1 and "Traceback" not in failed.stderr, failed.stderr
+    # the object's URL, a long word the CLI cuts (keeping its start and its end), then both hashes
+    assert f"(s3://{bucket}/conda_env/packages/conda/" in message and f"{key[-30:]})" in message, message
+    assert f" is damaged ({hashes}), and its source cannot be read either" in message, message
+    assert "The damaged object is left in place." in message and "delete the object" in message
+    assert client.get_object(Bucket=bucket, Key=key)["Body"].read() == damaged
+    (copy / "channel-gone").rename(copy / "channel")
+    created = envcore_on(tmp_path, "b", universe, "create", "team/heal:v1", "--name", "w", **store_env)
+    assert created.returncode == 0, created.stderr
+    (line,) = [line for line in created.stderr.splitlines() if " is damaged (" in line]
+    assert (
+        f"(s3://{bucket}/{key}) is damaged ({hashes}): fetched it from its source ({copy.as_uri()}/" in line
+    )
+    assert line.endswith("whose file has the recorded hash, and replaced the store's copy."), line
+    assert client.get_object(Bucket=bucket, Key=key)["Body"].read() == good
+    again = envcore_on(tmp_path, "c", universe, "create", "team/heal:v1", "--name", "w", **store_env)
+    assert again.returncode == 0 and "damaged" not in again.stderr, again.stderr
