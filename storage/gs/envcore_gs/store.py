@@ -58,6 +58,8 @@ CONNECT_TIMEOUT = 10
 PROBE_ATTEMPTS = 3  # the first call: a silent endpoint fails after PROBE_ATTEMPTS * READ_TIMEOUT
 RETRIES = 6  # attempts at a request answered 5xx, 408 or 429, or reset (gcsfs's count): ~35 s in all
 UNREACHABLE_ATTEMPTS = 3  # at a refused or unanswered connection, or a silent answer: ~4 s when refused
+DEFAULT_LOCATION = "https://storage.googleapis.com"  # gcsfs's endpoint when none is set
+_NO_ENDPOINT = "no endpoint set: METAFLOW_GS_ENDPOINT_URL / STORAGE_EMULATOR_HOST"
 _METHODS = {"google_default", "cache", "cloud", "anon", "browser", "token"}
 _SECRET_FIELDS = ("key", "secret", "token")  # fields of a JSON key never shown
 
@@ -130,6 +132,7 @@ class GSStore:
         self.read_timeout = read_timeout
         self._secrets = _secrets(self.token, endpoint)
         self._fs: GCSFileSystem | None = None
+        self._location = endpoint or DEFAULT_LOCATION  # where requests go: gcsfs's, once its client is made
         self._lock = threading.Lock()
 
     @classmethod
@@ -158,7 +161,7 @@ class GSStore:
         )
 
     def __repr__(self) -> str:
-        return f"GSStore({self.url!r}, endpoint={self._where_endpoint!r})"
+        return f"GSStore({self.url!r}, endpoint={self._scrub(redact_url(self.endpoint)) if self.endpoint else None!r})"
 
     @property
     def url(self) -> str:
@@ -166,7 +169,20 @@ class GSStore:
 
     @property
     def _where_endpoint(self) -> str:
-        return self._scrub(redact_url(self.endpoint)) if self.endpoint else "Google Cloud Storage"
+        """The endpoint tried, as messages name it: the configured URL, or Google's own (said to be the default)."""
+        if self.endpoint:
+            return f"the GCS endpoint {self._scrub(redact_url(self.endpoint))}"
+        return f"the Google Cloud Storage endpoint {self._location} ({_NO_ENDPOINT})"
+
+    @property
+    def _endpoint_advice(self) -> str:
+        """What to check when the endpoint cannot be reached."""
+        if self.endpoint:
+            return "Check METAFLOW_GS_ENDPOINT_URL / STORAGE_EMULATOR_HOST and the network."
+        return (
+            "Check the network and any proxy in between (HTTPS_PROXY); to use another GCS service (an "
+            "emulator...), set METAFLOW_GS_ENDPOINT_URL to its URL."
+        )
 
     def _scrub(self, text: str) -> str:
         """``text`` without the token, a JSON key's secrets, a URL's password or secret query values."""
@@ -187,6 +203,7 @@ class GSStore:
                     fs = _make_fs(self.endpoint, self.token, self.read_timeout)
                 except Exception as exc:
                     raise self._credentials_error(exc) from None
+                self._location = fs._location
                 self._run(fs, self._probe, fs)
                 self._fs = fs
             return self._fs
@@ -284,24 +301,28 @@ class GSStore:
         if (isinstance(code, int) and code >= 500) or code == 429:
             return StorageError(
                 f"GCS kept answering HTTP {code} for {where} after gcsfs's retries (6 attempts with backoff). The "
-                "service is unavailable or throttling: retry later, or check METAFLOW_GS_ENDPOINT_URL."
+                "service is unavailable or throttling: retry later"
+                f"{', or check METAFLOW_GS_ENDPOINT_URL' if self.endpoint else ''}."
             )
         if isinstance(exc, (asyncio.TimeoutError, TimeoutError)) and not isinstance(
             exc, aiohttp.ConnectionTimeoutError
         ):
-            return StorageError(
-                f"The GCS endpoint {self._where_endpoint} accepted the connection but did not answer for {where} "
-                f"within {self.read_timeout:g} s, {attempts or UNREACHABLE_ATTEMPTS} times. Check "
+            endpoint = self._where_endpoint
+            check = (
                 "METAFLOW_GS_ENDPOINT_URL / STORAGE_EMULATOR_HOST (it must be a GCS JSON API service, and not "
-                "overloaded), the network and any proxy in between; on a slow link raise METAFLOW_GS_READ_TIMEOUT."
+                "overloaded), "
+                if self.endpoint
+                else ""
+            )
+            return StorageError(
+                f"{endpoint[0].upper()}{endpoint[1:]} accepted the connection but did not answer for {where} "
+                f"within {self.read_timeout:g} s, {attempts or UNREACHABLE_ATTEMPTS} times. Check {check}the "
+                "network and any proxy in between; on a slow link raise METAFLOW_GS_READ_TIMEOUT."
             )
         if isinstance(exc, (aiohttp.ClientConnectionError, asyncio.TimeoutError, TimeoutError)):
-            refused = isinstance(getattr(exc, "os_error", None), ConnectionRefusedError)
-            why = "connection refused" if refused else type(exc).__name__
             return StorageError(
-                f"Cannot reach the GCS endpoint {self._where_endpoint} for {where} ({why}, "
-                f"{attempts or _attempts(exc)} attempts). Check METAFLOW_GS_ENDPOINT_URL / STORAGE_EMULATOR_HOST "
-                "and the network."
+                f"Cannot reach {self._where_endpoint} for {where} ({_unreachable(exc)}, "
+                f"{attempts or _attempts(exc)} attempts). {self._endpoint_advice}"
             )
         return StorageError(f"GCS request for {where} failed: {type(exc).__name__}: {detail}.")
 
@@ -441,6 +462,17 @@ def _retried(func: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
             _RETRYING.reset(outermost)
 
     return retried
+
+
+def _unreachable(exc: BaseException) -> str:
+    """Why a connection failed, in a few words."""
+    import aiohttp
+
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return "the name could not be resolved"
+    if isinstance(getattr(exc, "os_error", None), ConnectionRefusedError):
+        return "connection refused"
+    return type(exc).__name__
 
 
 def _attempts(exc: BaseException) -> int:

@@ -4,9 +4,12 @@ command with the store in a bucket."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +67,10 @@ def test_missing_bucket_is_one_clear_paragraph(gcs_server: GCSServer, gcs_env: d
     store = _store("gs://no-such-bucket-here/conda_env")
     with pytest.raises(StorageError) as info:
         store.put_bytes("x", b"1")
-    assert f"The bucket 'no-such-bucket-here' does not exist at {gcs_server.endpoint}" in info.value.message
+    assert (
+        f"The bucket 'no-such-bucket-here' does not exist at the GCS endpoint {gcs_server.endpoint}"
+        in info.value.message
+    )
     assert "METAFLOW_CONDA_GSROOT" in info.value.message and "\n" not in info.value.message
 
 
@@ -171,3 +177,85 @@ def test_a_broken_read_resumes_on_the_same_generation(gcs_server: GCSServer, gcs
         store.put_bytes("k", b"new")
         with pytest.raises(StorageError, match="was replaced or deleted while being read"):
             fh.read()
+
+
+NO_ENDPOINT = "(no endpoint set: METAFLOW_GS_ENDPOINT_URL / STORAGE_EMULATOR_HOST)"
+GOOGLE_ADVICE = (
+    "Check the network and any proxy in between (HTTPS_PROXY); to use another GCS service (an emulator...), set "
+    "METAFLOW_GS_ENDPOINT_URL to its URL."
+)
+
+
+def test_with_no_endpoint_set_messages_name_google_s_endpoint_and_the_setting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With neither setting, gcsfs talks to Google itself: messages named it "the GCS endpoint Google Cloud
+    Storage" and advised the endpoint settings. Built here from the exceptions aiohttp raises, without
+    contacting Google."""
+    import asyncio
+
+    import aiohttp
+    from aiohttp.client_reqrep import ConnectionKey
+    from envcore_gs.store import GSStore
+
+    for name in ("METAFLOW_GS_ENDPOINT_URL", "STORAGE_EMULATOR_HOST", "GOOGLE_CLOUD_UNIVERSE_DOMAIN"):
+        monkeypatch.delenv(name, raising=False)
+    store = _store("gs://bucket/conda_env")
+    assert store.endpoint is None and "endpoint=None" in repr(store)
+    tried = f"the Google Cloud Storage endpoint https://storage.googleapis.com {NO_ENDPOINT}"
+    google = ConnectionKey("storage.googleapis.com", 443, True, True, None, None, None, None)
+    lookup = aiohttp.ClientConnectorDNSError(
+        google, socket.gaierror(-3, "Temporary failure in name resolution")
+    )
+    assert store._error(lookup, "x").message == (
+        f"Cannot reach {tried} for gs://bucket/conda_env/x (the name could not be resolved, 3 attempts). "
+        f"{GOOGLE_ADVICE}"
+    )
+    refused = aiohttp.ClientConnectorError(google, ConnectionRefusedError(111, "Connection refused"))
+    assert "(connection refused, 3 attempts)" in store._error(refused, "x").message
+    silent = store._error(asyncio.TimeoutError(), "x").message
+    assert silent.startswith(
+        f"The Google Cloud Storage endpoint https://storage.googleapis.com {NO_ENDPOINT} "
+    )
+    assert "accepted the connection but did not answer" in silent
+    assert (
+        "Check the network and any proxy in between; on a slow link raise METAFLOW_GS_READ_TIMEOUT" in silent
+    )
+    assert store._missing_bucket().message.startswith(f"The bucket 'bucket' does not exist at {tried}. ")
+    busy = store._error(_http_error(503), "x").message
+    assert busy.endswith("throttling: retry later.") and "METAFLOW_GS_ENDPOINT_URL" not in busy
+    assert GSStore("b", "p", endpoint=None, token="anon")._location == "https://storage.googleapis.com"
+
+
+def _http_error(code: int) -> Exception:
+    from gcsfs.retry import HttpError  # type: ignore[import-untyped]
+
+    return HttpError({"code": code, "message": "Service Unavailable"})  # type: ignore[no-any-return]
+
+
+def test_with_no_endpoint_set_an_unreachable_service_is_named_as_gcsfs_tried_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The whole path (gcsfs's client, the bucket probe, its retries): the store is set up as with no endpoint
+    set, while gcsfs itself is sent to a closed port on 127.0.0.1 (its emulator variable, read by gcsfs only)."""
+    from envcore_gs.store import GSStore
+
+    with socket_closed() as port:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
+        store = GSStore("bucket", "conda_env", endpoint=None, token="anon")
+        started = time.monotonic()
+        with pytest.raises(StorageError) as info:
+            store.stat("x")
+    assert info.value.message == (
+        f"Cannot reach the Google Cloud Storage endpoint http://127.0.0.1:{port} {NO_ENDPOINT} for "
+        f"gs://bucket/conda_env (connection refused, 3 attempts). {GOOGLE_ADVICE}"
+    )
+    assert time.monotonic() - started < 10
+
+
+@contextlib.contextmanager
+def socket_closed() -> Iterator[int]:
+    """A port on 127.0.0.1 that refuses connections (bound, never listening)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield int(sock.getsockname()[1])
