@@ -123,6 +123,7 @@ class Connection:
     sas_setting: str = ""  # where it was set
     read_timeout: float = READ_TIMEOUT
     connect_timeout: float = CLIENT_OPTIONS["connection_timeout"]
+    made_from: str = ""  # the variable naming the account whose default endpoint is used (no endpoint set)
 
 
 def _sas_field(sas: str, name: str) -> str:
@@ -220,10 +221,17 @@ def connect(config: Config) -> Connection:
             connect_timeout=options["connection_timeout"],
         )
 
+    made_from = ""
     if not endpoint_setting:
-        account = config.environ.get("AZURE_STORAGE_ACCOUNT_NAME") or config.environ.get(
-            "AZURE_STORAGE_ACCOUNT"
+        made_from = next(
+            (
+                var
+                for var in ("AZURE_STORAGE_ACCOUNT_NAME", "AZURE_STORAGE_ACCOUNT")
+                if config.environ.get(var)
+            ),
+            "",
         )
+        account = config.environ.get(made_from) if made_from else None
         if not account:
             raise ConfigError(
                 "No Azure Blob endpoint is configured. Set METAFLOW_AZURE_STORAGE_BLOB_SERVICE_ENDPOINT (e.g. "
@@ -301,6 +309,7 @@ def connect(config: Config) -> Connection:
         ),
         read_timeout=read_timeout,
         connect_timeout=options["connection_timeout"],
+        made_from=made_from,
     )
 
 
@@ -367,6 +376,29 @@ class AzureStore:
     def endpoint(self) -> str:
         return self._conn.endpoint
 
+    @property
+    def _where_endpoint(self) -> str:
+        """The endpoint tried, as messages name it: where it came from when no endpoint was set."""
+        made = self._conn.made_from
+        return f"the Azure Blob endpoint {self.endpoint}" + (
+            f" (made from {made}; no endpoint set: METAFLOW_AZURE_STORAGE_BLOB_SERVICE_ENDPOINT)"
+            if made
+            else ""
+        )
+
+    @property
+    def _endpoint_advice(self) -> str:
+        """What to check when the endpoint cannot be reached, or does not answer."""
+        if self._conn.made_from:
+            return (
+                f"Check the account name in {self._conn.made_from}, the network and any proxy in between "
+                "(HTTPS_PROXY); to use another endpoint (Azurite, another Azure cloud...), set "
+                "METAFLOW_AZURE_STORAGE_BLOB_SERVICE_ENDPOINT to its URL."
+            )
+        return (
+            "Check METAFLOW_AZURE_STORAGE_BLOB_SERVICE_ENDPOINT (or the connection string) and the network."
+        )
+
     def _key(self, key: str) -> str:
         if not key or key.startswith("/") or "//" in key:
             raise StorageError(f"{key!r} is not a valid store key: use relative '/'-separated names.")
@@ -399,8 +431,8 @@ class AzureStore:
         if response is not None and status >= 500:
             return StorageError(
                 f"Azure Blob Storage kept answering HTTP {status} for {where} after {RETRY['retry_status'] + 1} "
-                "attempts. The service (or a gateway in front of it) is unavailable or overloaded: retry later, or "
-                "check METAFLOW_AZURE_STORAGE_BLOB_SERVICE_ENDPOINT."
+                "attempts. The service (or a gateway in front of it) is unavailable or overloaded: retry later"
+                f"{'' if self._conn.made_from else ', or check METAFLOW_AZURE_STORAGE_BLOB_SERVICE_ENDPOINT'}."
             )
         if response is not None and "x-ms-request-id" not in response.headers:
             return StorageError(
@@ -410,7 +442,7 @@ class AzureStore:
             )
         if code == "ContainerNotFound":
             return StorageError(
-                f"The container {self.container!r} does not exist at {self.endpoint}. Create it, or fix "
+                f"The container {self.container!r} does not exist at {self._where_endpoint}. Create it, or fix "
                 "METAFLOW_CONDA_AZUREROOT / METAFLOW_DATASTORE_SYSROOT_AZURE."
             )
         if isinstance(cause, ResourceModifiedError) or code in _PRECONDITION or status == 412:
@@ -450,17 +482,21 @@ class AzureStore:
             connect = isinstance(cause, ServiceRequestTimeoutError)
             what = "accept a connection" if connect else "answer"
             limit = self._conn.connect_timeout if connect else self._conn.read_timeout
+            endpoint = self._where_endpoint
+            check = (
+                f"the account name in {self._conn.made_from}, "
+                if self._conn.made_from
+                else "METAFLOW_AZURE_STORAGE_BLOB_SERVICE_ENDPOINT (or the connection string: it must be the "
+                "account's blob endpoint, and not overloaded), "
+            )
             return StorageError(
-                f"The Azure Blob endpoint {self.endpoint} did not {what} for {where} within {limit:g} s, "
-                f"{RETRY['retry_read' if not connect else 'retry_connect'] + 1} times. Check "
-                "METAFLOW_AZURE_STORAGE_BLOB_SERVICE_ENDPOINT (or the connection string: it must be the account's "
-                "blob endpoint, and not overloaded), the network and any proxy in between; on a slow link raise "
-                "METAFLOW_AZURE_READ_TIMEOUT."
+                f"{endpoint[0].upper()}{endpoint[1:]} did not {what} for {where} within {limit:g} s, "
+                f"{RETRY['retry_read' if not connect else 'retry_connect'] + 1} times. Check {check}the network "
+                "and any proxy in between; on a slow link raise METAFLOW_AZURE_READ_TIMEOUT."
             )
         if isinstance(cause, (ServiceRequestError, ServiceResponseError)):
             return StorageError(
-                f"Cannot reach the Azure Blob endpoint {self.endpoint} for {where} (after retries). Check "
-                "METAFLOW_AZURE_STORAGE_BLOB_SERVICE_ENDPOINT (or the connection string) and the network."
+                f"Cannot reach {self._where_endpoint} for {where} (after retries). {self._endpoint_advice}"
             )
         if isinstance(cause, HttpResponseError):
             return StorageError(

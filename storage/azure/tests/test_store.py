@@ -116,7 +116,8 @@ def test_missing_container_is_one_clear_paragraph(
         with pytest.raises(StorageError) as info:
             attempt()
         assert info.value.message == (
-            f"The container 'no-such-container' does not exist at {azurite.endpoint}. Create it, or fix "
+            f"The container 'no-such-container' does not exist at the Azure Blob endpoint {azurite.endpoint}. "
+            "Create it, or fix "
             "METAFLOW_CONDA_AZUREROOT / METAFLOW_DATASTORE_SYSROOT_AZURE."
         )
         assert account_key not in info.value.message
@@ -264,3 +265,72 @@ def test_machines_uploading_the_same_large_file_at_once_all_succeed(
         assert {i.size for i in infos} == {src.stat().st_size}
         blob = azurite.client().get_blob_client(container, f"conda_env/{key}")
         assert blob.download_blob().readall() == src.read_bytes()
+
+
+NO_ENDPOINT = (
+    "(made from AZURE_STORAGE_ACCOUNT_NAME; no endpoint set: METAFLOW_AZURE_STORAGE_BLOB_SERVICE_ENDPOINT)"
+)
+ACCOUNT_ADVICE = (
+    "Check the account name in AZURE_STORAGE_ACCOUNT_NAME, the network and any proxy in between (HTTPS_PROXY); to "
+    "use another endpoint (Azurite, another Azure cloud...), set METAFLOW_AZURE_STORAGE_BLOB_SERVICE_ENDPOINT to "
+    "its URL."
+)
+
+
+@pytest.fixture
+def account_only(monkeypatch: pytest.MonkeyPatch, account_key: str) -> None:
+    """No endpoint set: an account name (its endpoint is made from it) and its key."""
+    from .conftest import CLEAR_ENV
+
+    for name in (
+        *CLEAR_ENV,
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "NO_PROXY",
+        "no_proxy",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_NAME", "envcoretest")
+    monkeypatch.setenv("AZURE_STORAGE_KEY", account_key)
+
+
+def test_with_no_endpoint_set_an_unreachable_service_names_the_account_s_endpoint(
+    account_only: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole path (azure-core's pipeline and its retries), without contacting Azure: requests go through a
+    proxy on a closed port of 127.0.0.1, as through a proxy that is down."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{closed.getsockname()[1]}")
+        store = _store("azure://container/conda_env")
+        started = time.monotonic()
+        with pytest.raises(StorageError) as info:
+            store.stat("x")
+    assert info.value.message == (
+        f"Cannot reach the Azure Blob endpoint https://envcoretest.blob.core.windows.net {NO_ENDPOINT} for "
+        f"azure://container/conda_env/x (after retries). {ACCOUNT_ADVICE}"
+    )
+    assert time.monotonic() - started < 45  # the retries' backoff (~22 s measured), not minutes
+
+
+def test_with_no_endpoint_set_messages_name_the_account_s_endpoint_and_the_setting(
+    account_only: None, account_key: str
+) -> None:
+    """Built from the exceptions azure-core raises: a silent endpoint, a missing container, a busy service."""
+    from azure.core.exceptions import ServiceResponseTimeoutError
+
+    store = _store("azure://container/conda_env")
+    tried = f"the Azure Blob endpoint https://envcoretest.blob.core.windows.net {NO_ENDPOINT}"
+    silent = store._error(ServiceResponseTimeoutError("Read timed out"), "x").message
+    assert silent == (
+        f"{tried[0].upper()}{tried[1:]} did not answer for azure://container/conda_env/x within 10 s, 4 times. "
+        "Check the account name in AZURE_STORAGE_ACCOUNT_NAME, the network and any proxy in between; on a slow "
+        "link raise METAFLOW_AZURE_READ_TIMEOUT."
+    )
+    missing = FileNotFoundError(2, "No such container")
+    assert store._error(missing, "x").message.startswith(
+        f"The container 'container' does not exist at {tried}. "
+    )
+    assert account_key not in silent + repr(store)
