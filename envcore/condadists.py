@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from envcore.configfiles import remember_json
@@ -36,11 +36,18 @@ def renamed_distributions(
     conda side whose distribution is named otherwise than the package."""
     from packaging.utils import canonicalize_name
 
-    from envcore.fetch import in_parallel
     from envcore.pypi import conda_python_packages
 
     python_packages = list(conda_python_packages(packages).values())  # the conda packages of Python code
-    names = in_parallel(lambda p: _names_of(p, cache_dir, credentials), python_packages)
+    # remembered names are read here; threads (and the fetching machinery) only for packages to read
+    remembered = [_remembered(p, cache_dir) for p in python_packages]
+    unknown = [p for p, known in zip(python_packages, remembered, strict=True) if known is None]
+    read: Iterator[set[str]] = iter(())
+    if unknown:
+        from envcore.fetch import in_parallel
+
+        read = iter(in_parallel(lambda p: _names_of(p, cache_dir, credentials), unknown))
+    names = [known if known is not None else next(read) for known in remembered]
     return {
         dist: pkg.name
         for pkg, dists in zip(python_packages, names, strict=True)

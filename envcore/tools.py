@@ -48,22 +48,31 @@ def find_executable(
     """The absolute path of the executable that ``setting`` names (a name looked up on the configuration's PATH,
     or a path), else of the first of ``names`` found on that PATH; None when neither gives one. A setting that
     names no executable file raises ``unavailable(why)``: a backend's one-paragraph error with its fix."""
-    import shutil
-
     search = config.environ.get("PATH") or os.environ.get("PATH", "")
     value = config.value(setting)
     if value.value:
         configured = str(value.value)
-        found = shutil.which(configured, path=search) if os.sep not in configured else None
+        found = which(configured, path=search) if os.sep not in configured else None
         path = found or os.path.expanduser(configured)
         if not (os.path.isfile(path) and os.access(path, os.X_OK)):
             raise unavailable(f"{value.describe()}, which is not an executable file")
         return os.path.abspath(path)
     for name in names:
-        found = shutil.which(name, path=search)
+        found = which(name, path=search)
         if found:
             return os.path.abspath(found)
     return None
+
+
+def which(command: str, path: str | None = None) -> str | None:
+    """``shutil.which(command, path=path)``. A command with a folder part (``/venv/bin/uv``) is checked as shutil
+    checks it, without importing shutil (and its bz2, lzma: ~9M instructions, a PyPI resolve's only use of it)."""
+    if os.path.dirname(command):
+        executable = os.path.exists(command) and os.access(command, os.F_OK | os.X_OK)
+        return command if executable and not os.path.isdir(command) else None
+    import shutil
+
+    return shutil.which(command, path=path)
 
 
 # What a process that ends early (Ctrl-C, SIGTERM) must not leave behind: the tools it runs, and the files of
@@ -369,11 +378,10 @@ def run_remembered(
     a successful answer is remembered in ``cache_dir/tools`` with the binary's identity (path, inode, size,
     mtime) and given again, without a process, while the binary is the same file."""
     import json
-    import shutil
     import zlib
 
     argv = [str(a) for a in args]
-    binary = shutil.which(argv[0])
+    binary = which(argv[0])
     try:
         info = os.stat(binary) if binary else None
     except OSError:

@@ -51,6 +51,10 @@ def test_only_renamed_distributions_are_reported_and_remembered(universe: Univer
     assert renamed_distributions(packages, cache, {}) == {"fx-pyyaml": "fx-yaml"}  # fx-core is fx-core
     remembered = sorted(p.name for p in (cache / "dists").iterdir())
     assert remembered == sorted(f"{p.source.sha256}.json" for p in packages[:2])  # python is not read
+    # one remembered, one forgotten: the forgotten one is read again, each answer in its place
+    (cache / "dists" / f"{packages[0].source.sha256}.json").unlink()
+    assert renamed_distributions(packages, cache, {}) == {"fx-pyyaml": "fx-yaml"}
+    assert sorted(p.name for p in (cache / "dists").iterdir()) == remembered
     # remembered by the file's hash: the archives are not needed again
     for path in (cache / "pkgs").rglob("*.conda"):
         path.unlink()
