@@ -35,6 +35,7 @@ from envcore.errors import (
     UsageError,
 )
 from envcore.frozen import record
+from envcore.stashed import StashedInputReader, stashed_input
 from envcore.types import (
     CONDA,
     LockedPackage,
@@ -278,24 +279,11 @@ def digest_of(request: ResolveRequest) -> str | None:
 # --- the reader -----------------------------------------------------------------------------------------
 
 
-class ExplicitReader:
+class ExplicitReader(StashedInputReader):
     """The packages of an explicit file, fetched, checked and described from themselves (a resolver that
     solves nothing)."""
 
-    def __init__(self, config: Config) -> None:
-        self.config = config
-
-    def check(self) -> None:
-        return None
-
-    def version(self) -> str:
-        from envcore import __version__
-
-        return __version__
-
     def load(self, request: ResolveRequest) -> ExplicitFile:
-        from envcore.resolve import stashed_input
-
         digest = digest_of(request) or ""
         try:
             return ExplicitFile.from_json(stashed_input(self.config, "explicit", digest))
@@ -403,7 +391,7 @@ def _download(
 
 def stash(config: Config, found: ExplicitFile) -> str:
     """Keep ``found`` where the reader finds it by digest; returns the digest."""
-    from envcore.resolve import stash_input
+    from envcore.stashed import stash_input
 
     digest = found.digest
     stash_input(config, "explicit", digest, found.to_json())

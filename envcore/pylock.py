@@ -45,6 +45,7 @@ from envcore import pypi
 from envcore.config import Config, redact_text, redact_url, secret_query_names
 from envcore.errors import ResolutionError, SpecError, UsageError
 from envcore.frozen import record
+from envcore.stashed import StashedInputReader, stashed_input
 from envcore.types import (
     CONDA,
     PYPI,
@@ -316,7 +317,7 @@ def load(path: Path) -> Pylock:
 
 def stash(config: Config, lock: Pylock) -> str:
     """Keep ``lock`` where the resolver finds it by digest (content-addressed, so never stale); returns it."""
-    from envcore.resolve import stash_input
+    from envcore.stashed import stash_input
 
     digest = lock.digest
     stash_input(config, "pylock", digest, lock.to_json())
@@ -392,19 +393,8 @@ def _allows(specifier: str, python_version: str) -> bool:
     return SpecifierSet(specifier).contains(Version(python_version), prereleases=True)
 
 
-class PylockResolver:
+class PylockResolver(StashedInputReader):
     """The ``pylock_toml`` resolver: the PyPI side of an environment, read from a lock file."""
-
-    def __init__(self, config: Config) -> None:
-        self.config = config
-
-    def check(self) -> None:
-        return None
-
-    def version(self) -> str:
-        from envcore import __version__
-
-        return __version__
 
     def lock(self, request: ResolveRequest) -> Pylock:
         digest = digest_of(request)
@@ -414,8 +404,6 @@ class PylockResolver:
                 f"resolve requirements. Set METAFLOW_{SETTING} (not METAFLOW_CONDA_PYPI_DEPENDENCY_RESOLVER) to "
                 "it, and use a PyPI resolver such as uv for requirements."
             )
-        from envcore.resolve import stashed_input
-
         try:
             return Pylock.from_json(stashed_input(self.config, "pylock", digest))
         except (OSError, ValueError, KeyError, TypeError):

@@ -845,28 +845,6 @@ def _reads_explicit(request: ResolveRequest) -> bool:
     return any(flag.startswith("--explicit=") for flag in request.extras.get(CONDA, ()))
 
 
-def stash_input(config: Config, kind: str, digest: str, text: str) -> None:
-    """Keep a locked input read by the CLI (a pylock.toml, an explicit file: ``kind``), normalised as ``text``,
-    where its reader finds it by ``digest`` (content-addressed, so never stale), written atomically."""
-    import tempfile
-
-    folder = config.cache_dir() / kind
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as out:
-            out.write(text)
-        os.replace(tmp, folder / f"{digest}.json")
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def stashed_input(config: Config, kind: str, digest: str) -> str:
-    """The text :func:`stash_input` kept (OSError when it is not there)."""
-    return (config.cache_dir() / kind / f"{digest}.json").read_text()
-
-
 def ignored_by_markers(resolved: Iterable[tuple[ResolveRequest, ResolvedEnvironment]]) -> list[str]:
     """One line per PyPI requirement that the environments ``resolved`` (fresh resolutions of their requests)
     go without because its marker does not hold for their target (arch and the python they got), naming the
