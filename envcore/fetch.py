@@ -7,7 +7,7 @@ times, inode). A file its stamp does not describe (changed, replaced, truncated,
 else) is hashed again before any use, and set aside when it does not match. A mismatch raises
 :class:`IntegrityError` naming the file, both hashes and the source, and the bad bytes are moved to
 ``<cache>/quarantine`` for inspection; a damaged copy found in the cache is set aside there too, said in one
-line (the cache's ``say``), and fetched again.
+line (the cache's ``say``: an :class:`~envcore.errors.EnvcoreWarning` by default), and fetched again.
 """
 
 from __future__ import annotations
@@ -96,9 +96,20 @@ def mismatch(algorithm: str, actual: str, expected: str) -> str:
     return f"{algorithm} {actual[:12]}... where the environment records {expected[:12]}..."
 
 
+def _warn(line: str) -> None:
+    """A line for a caller without progress of its own (a resolver reading the cache): an
+    :class:`~envcore.errors.EnvcoreWarning`, which the CLI and Metaflow show as one line."""
+    import warnings
+
+    from envcore.errors import EnvcoreWarning
+
+    warnings.warn(EnvcoreWarning(line), stacklevel=2)
+
+
 class PackageCache:
-    def __init__(self, root: Path, say: Callable[[str], None] | None = None) -> None:
-        """The package cache at ``root``; ``say`` is told, in one line, of each damaged copy set aside."""
+    def __init__(self, root: Path, say: Callable[[str], None] = _warn) -> None:
+        """The package cache at ``root``; ``say`` is told, in one line, of each damaged copy set aside (an
+        :class:`~envcore.errors.EnvcoreWarning` unless the caller shows progress its own way)."""
         self.root, self.say = root, say
 
     def path(self, file: PackageFile, name: str) -> Path:
@@ -178,10 +189,9 @@ class PackageCache:
                 return  # set aside by another process
             if (now.st_dev, now.st_ino) == hashed:
                 target = self._quarantine(path, actual)
-                if self.say is not None:
-                    self.say(
-                        f"The package cache file {path} is damaged ({why}): set aside in {target}; fetching it again."
-                    )
+                self.say(
+                    f"The package cache file {path} is damaged ({why}): set aside in {target}; fetching it again."
+                )
 
     def _quarantine(self, path: Path, actual: str, name: str | None = None) -> Path:
         target = self.root / "quarantine" / f"{actual}-{name or path.name}"

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from envcore import fetch
+from envcore.errors import EnvcoreWarning
 from envcore.fetch import PackageCache
 from envcore.types import PackageFile
 
@@ -24,6 +25,8 @@ FILE = PackageFile(
     url_format=".whl", url="https://h.example/x-1.0-py3-none-any.whl", sha256=hashlib.sha256(GOOD).hexdigest()
 )
 NAME = "x-1.0-py3-none-any.whl"
+
+SET_ASIDE = r"^The package cache file .* is damaged \(sha256 .*\): set aside in .*; fetching it again\.$"
 
 
 def _damage(cache: PackageCache) -> Path:
@@ -77,7 +80,9 @@ def test_a_copy_changed_since_it_was_verified_is_hashed_again_without_verify(
     elif how == "replaced":
         path.unlink()
         path.write_bytes(GOOD[:-1] + b"!")
-    assert cache.get(FILE, NAME) is None and not path.exists()
+    with pytest.warns(EnvcoreWarning, match=SET_ASIDE) as told:  # said, with no progress of the caller's
+        assert cache.get(FILE, NAME) is None and not path.exists()
+    assert len(told) == 1
     assert [p.name.endswith(NAME) for p in (tmp_path / "quarantine").iterdir()] == [True]
 
 
@@ -98,7 +103,8 @@ def test_a_verified_copy_is_not_hashed_again_and_an_older_cache_is_hashed_once(t
     path.write_bytes(bytes(data))
     fetch._write_stamp(path, path.stat())  # as if the stamp had been written after the damage
     assert cache.get(FILE, NAME) == path
-    assert cache.get(FILE, NAME, verify=True) is None and not path.exists()
+    with pytest.warns(EnvcoreWarning, match=SET_ASIDE):
+        assert cache.get(FILE, NAME, verify=True) is None and not path.exists()
 
 
 def test_a_verified_copy_put_in_place_meanwhile_is_never_set_aside(tmp_path: Path) -> None:
@@ -146,7 +152,8 @@ def test_a_copy_of_the_wrong_size_is_set_aside_even_without_verify(tmp_path: Pat
     path = cache.path(sized, NAME)
     path.parent.mkdir(parents=True)
     path.write_bytes(GOOD[:100])
-    assert cache.get(sized, NAME) is None and not path.exists()
+    with pytest.warns(EnvcoreWarning, match=r"is damaged \(100 bytes where the environment records \d+\)"):
+        assert cache.get(sized, NAME) is None and not path.exists()
     path.write_bytes(GOOD)
     assert cache.get(sized, NAME) == path
 

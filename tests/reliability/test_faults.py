@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import signal
 import stat
 import subprocess
@@ -532,3 +533,29 @@ def test_a_hostile_package_from_a_channel_is_refused(
         == []
     )
     reliability_report.record("hostile archives")
+
+
+def test_a_damaged_conda_archive_a_resolution_reads_is_said_set_aside_and_fetched_again(
+    run: Run, world: dict[str, Path], reliability_report: ReliabilityReport
+) -> None:
+    """A mixed resolution reads which Python distributions its conda packages install from their archives in the
+    package cache: a damaged copy there is said in the line a create says (once), set aside, and fetched again,
+    and the resolution is the one made before."""
+    args = ("resolve", "--conda", "fx-app", "--pypi", "fx-extras")
+    (ref,) = env_ids(run(*args).stdout)
+    cache = world["a"] / "cache"
+    shutil.rmtree(cache / "dists")  # what the resolution read of the archives: read again
+    conda = next(p for p in (cache / "pkgs").rglob("fx-core-*.conda") if p.is_file())
+    good = conda.read_bytes()
+    conda.write_bytes(good[:100])  # truncated (its size is recorded)
+    out = run(*args, "--force")
+    said = f"The package cache file {conda} is damaged (100 bytes where the environment records {len(good)}): set aside in "
+    (line,) = [line for line in out.stderr.splitlines() if said in line]
+    assert line.rstrip().endswith(f"-{conda.name}; fetching it again."), out.stderr
+    assert "EnvcoreWarning" not in out.stderr and "warnings.warn(" not in out.stderr, out.stderr
+    (aside,) = (cache / "quarantine").glob(f"*-{conda.name}")
+    assert (
+        aside.read_bytes() == good[:100] and conda.read_bytes() == good
+    )  # kept for inspection; fetched again
+    assert env_ids(out.stdout) == [ref]
+    reliability_report.record("integrity cases")
