@@ -3,12 +3,14 @@ no traceback) before anything runs."""
 
 from __future__ import annotations
 
+import json
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
+from ...conftest import store_another
 from .conftest import Machine, both
 
 
@@ -203,3 +205,31 @@ def test_a_failed_extension_names_the_environment_as_the_flow_does(machine: Mach
     text = " ".join(both(done).split())
     assert done.returncode == 1 and "Traceback" not in text, text
     assert "Step(s): start: Cannot extend team/core-two (" in text, text
+
+
+@pytest.mark.parametrize("command", ["resolve", "show"])
+def test_envcore_warnings_of_the_environment_commands_are_one_line(
+    machine: Machine, other_machine: Machine, tmp_path: Path, command: str
+) -> None:
+    """A stored resolution a newer envcore wrote, passed over by CONDA_USE_REMOTE_LATEST on another machine, is said
+    as a run says it (one ``Warning:`` line): neither dropped (Metaflow's CLI ignores Python's warnings) nor
+    Python's raw form (its file and line, ``EnvcoreWarning:``)."""
+    flow = _flow(tmp_path, """@pypi(packages={"fx-web": "", "fx-core": ";sys_platform == 'win32'"})""")
+    resolved = json.loads(
+        machine.run(sys.executable, flow, "--environment=conda", "environment", "resolve", "--json").stdout
+    )
+    start = next(iter(resolved["start"].values()))
+    ref = f"{start['req_id']}:{start['full_id']}"
+    newer = store_another(machine.store, ref, by="zed", on="2099-01-01 00:00:00", schema=2)
+    out = other_machine.run(  # which shares the store only: its stored resolutions are looked at
+        sys.executable,
+        flow,
+        "--environment=conda",
+        "environment",
+        command,
+        METAFLOW_CONDA_USE_REMOTE_LATEST=":any:",
+    )
+    text = " ".join(both(out).split())
+    said = "Warning: METAFLOW_CONDA_USE_REMOTE_LATEST skipped 1 stored resolution(s) written by envcore 9.1.0"
+    assert text.count(said) == 1 and newer in text, text
+    assert "EnvcoreWarning" not in text and "warnings.warn(" not in text and "Traceback" not in text, text

@@ -399,8 +399,14 @@ class CondaEnvironment(MetaflowEnvironment):
     ) -> dict[str, list[StepEnvironment]]:
         """Plan every step (or ``steps``), resolve what is not resolved yet (all of it with ``force``),
         cache and record it. With ``archs``, each step is planned once per architecture (nothing is stored
-        as the step's run-time environment then)."""
-        from envcore.progress import envcore_warnings_to
+        as the step's run-time environment then). envcore's warnings meanwhile (stored resolutions
+        CONDA_USE_REMOTE_LATEST passes over, a damaged package-cache file) are ``Warning:`` lines."""
+        with messages.warnings_as_lines(lambda line: echo(f"    {line}")):
+            return self._resolve_steps(echo, steps, force=force, archs=archs)
+
+    def _resolve_steps(
+        self, echo: Any, steps: list[str] | None, *, force: bool, archs: list[str] | None
+    ) -> dict[str, list[StepEnvironment]]:
         from envcore.resolve import req_id
 
         session = self.session()
@@ -422,16 +428,14 @@ class CondaEnvironment(MetaflowEnvironment):
         ]
         todo: dict[_Key, ResolveRequest] = {}
         known: dict[_Key, tuple[ResolvedEnvironment, bool]] = {}
-        # (CONDA_USE_REMOTE_LATEST passing over resolutions a newer envcore stored)
-        with envcore_warnings_to(lambda text: echo(f"    Warning: {text}")):
-            for _, request, key in requested:
-                if key in todo or key in known:
-                    continue
-                found = None if force else session.environments.known(request)
-                if found is not None:
-                    known[key] = (found, False)
-                else:
-                    todo[key] = request
+        for _, request, key in requested:
+            if key in todo or key in known:
+                continue
+            found = None if force else session.environments.known(request)
+            if found is not None:
+                known[key] = (found, False)
+            else:
+                todo[key] = request
         if todo:
             if known:  # the original's words
                 count = f"{len(todo)} of {len(todo) + len(known)} environments (others are cached)"

@@ -69,7 +69,8 @@ def cli() -> None:
 
 
 class _Group(click.Group):
-    """envcore's errors (a malformed alias, an unreachable store...) as Metaflow's, without a traceback."""
+    """envcore's errors (a malformed alias, an unreachable store...) as Metaflow's, without a traceback, and its
+    warnings as ``Warning:`` lines, as a run says them."""
 
     def invoke(self, ctx: Any) -> Any:
         from metaflow_extensions.envcore.plugins.conda import messages
@@ -77,7 +78,8 @@ class _Group(click.Group):
         from envcore.errors import EnvcoreError
 
         try:
-            return super().invoke(ctx)
+            with messages.warnings_as_lines(lambda line: ctx.obj.echo(f"    {line}")):
+                return super().invoke(ctx)
         except EnvcoreError as exc:
             raise MetaflowException(messages.for_printer(exc.message)) from None
 

@@ -12,6 +12,8 @@ Imports nothing but the standard library: tasks import it in environments withou
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 _COMMANDS = re.compile(r"\benvcore (resolve|create|get|show|alias)\b")
 STAR = "\u2217"
@@ -25,6 +27,15 @@ def commands(text: str) -> str:
 def for_printer(text: str) -> str:
     """A message for Metaflow's error printer: Metaflow's command names, asterisks kept visible."""
     return commands(text).replace("*", STAR)
+
+
+def warnings_as_lines(say: Callable[[str], object]) -> AbstractContextManager[None]:
+    """While it lasts, each of envcore's warnings (:class:`~envcore.errors.EnvcoreWarning`, from any thread) is
+    said once through ``say`` as a ``Warning: ...`` line for Metaflow's printer, as a run says it: otherwise
+    Metaflow's CLI drops it (it ignores Python's warnings), or Python shows it raw, with its file and line."""
+    from envcore.progress import envcore_warnings_to
+
+    return envcore_warnings_to(lambda text: say(f"Warning: {for_printer(text)}"))
 
 
 # envcore's advice about a command-line option, as a flow's decorators say the same

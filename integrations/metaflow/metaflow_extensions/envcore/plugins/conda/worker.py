@@ -96,19 +96,19 @@ def _create(envs: Any, payload: Any) -> Any:
 
 
 def run(request: Path) -> tuple[str, Any]:
+    from metaflow_extensions.envcore.plugins.conda import messages
     from metaflow_extensions.envcore.plugins.conda.settings import build_config
 
     from envcore.environments import Environments
     from envcore.errors import EnvcoreError
     from envcore.plugins import build_registry
-    from envcore.progress import envcore_warnings_to
 
     files, op, payload = pickle.loads(request.read_bytes())
     try:
         config = build_config(files)
         envs = Environments(build_registry(config), progress=_progress)
         handler = {"resolve": _resolve, "store": _store, "create": _create}[op]
-        with envcore_warnings_to(lambda text: _progress(f"Warning: {text}")):  # a resolver's (a yanked pin)
+        with messages.warnings_as_lines(_progress):  # a resolver's (a yanked pin)
             result = handler(envs, payload)
         return "ok", (result, MESSAGES, TIMINGS)
     except EnvcoreError as exc:
