@@ -6,6 +6,8 @@ explicit`` write: an ``@EXPLICIT`` line, then one package URL per line, each opt
 or ``#sha256:<hex>``. Each package is fetched, checked against the hash the line gives (a line without one is
 warned about, and the sha256 computed on download is recorded), and described from its own ``info/index.json``
 (name, version, build, subdir, depends). Nothing is solved: the packages, and their order, are the file's.
+PyPI requirements given with it (``-r requirements.txt``, ``--pypi``) are resolved against them, as the PyPI
+side of a mixed environment is (:func:`resolver_for`).
 
 How the file reaches the reader, as a pylock.toml does (:mod:`envcore.pylock`): the request carries the file's
 packages as exact conda pins, its python, the channels of its URLs (the configured ones are not added), and one
@@ -38,15 +40,19 @@ from envcore.frozen import record
 from envcore.stashed import StashedInputReader, stashed_input
 from envcore.types import (
     CONDA,
+    PYPI,
+    EnvType,
     LockedPackage,
     PackageFile,
     PackageKind,
     Requirement,
+    Resolver,
     ResolveRequest,
 )
 
 if TYPE_CHECKING:
     from envcore.fetch import PackageCache
+    from envcore.plugins import Registry
     from envcore.specs import Spec
 
 NAME = "conda_explicit"
@@ -170,9 +176,8 @@ def parse(text: str, origin: str = "the explicit file") -> ExplicitFile:
                     origin,
                     f"line {number} is a PyPI package ({comment[:80]}), and an explicit file holds conda "
                     "packages only",
-                    "Resolve the conda side from this file without its pip lines, and lock the PyPI packages "
-                    "apart (a pylock.toml for --pylock, or a requirements.txt for -r with the conda packages in "
-                    "an environment.yml).",
+                    "Remove its pip lines and give the PyPI packages beside it in a requirements.txt (envcore "
+                    "resolve --explicit FILE -r requirements.txt), which are resolved against its python.",
                 )
         elif line and index < start:
             raise _bad(origin, f"line {number} ({line[:80]!r}) comes before @EXPLICIT")
@@ -279,12 +284,43 @@ def digest_of(request: ResolveRequest) -> str | None:
 # --- the reader -----------------------------------------------------------------------------------------
 
 
+def resolver_for(registry: Registry, request: ResolveRequest) -> tuple[str, Resolver]:
+    """The reader of the request's explicit file and its name; with PyPI requirements, composed as the conda
+    side with the configured PyPI resolver (``CONDA_PYPI_DEPENDENCY_RESOLVER``), which resolves them for the
+    file's python and platform as a mixed environment's PyPI side is resolved."""
+    reader = ExplicitReader(registry.config, digest_of(request))
+    if not request.of(PYPI):
+        return NAME, reader
+    from envcore.compose import ComposedResolver
+
+    pypi = registry.resolver_plugin(EnvType.PYPI_ONLY)
+    if EnvType.CONDA_ONLY in pypi.env_types:
+        raise UsageError(
+            f"The PyPI resolver {pypi.name} (METAFLOW_CONDA_PYPI_DEPENDENCY_RESOLVER) solves the conda side too, "
+            "so it cannot resolve PyPI packages against the conda packages of an explicit file. Set "
+            "METAFLOW_CONDA_PYPI_DEPENDENCY_RESOLVER to a PyPI-only resolver such as uv, or resolve the PyPI "
+            "packages apart."
+        )
+    composed = ComposedResolver(
+        (NAME, reader),
+        (pypi.name, registry.resolver_named(pypi.name)),
+        registry.config.cache_dir(),
+        debug=registry.config.debug,
+    )
+    return f"{NAME}+{pypi.name}", composed
+
+
 class ExplicitReader(StashedInputReader):
     """The packages of an explicit file, fetched, checked and described from themselves (a resolver that
-    solves nothing)."""
+    solves nothing). ``digest``: the file's, when the request it is given does not carry its flag (the conda
+    side of a composition)."""
+
+    def __init__(self, config: Config, digest: str | None = None) -> None:
+        super().__init__(config)
+        self.digest = digest
 
     def load(self, request: ResolveRequest) -> ExplicitFile:
-        digest = digest_of(request) or ""
+        digest = self.digest or digest_of(request) or ""
         try:
             return ExplicitFile.from_json(stashed_input(self.config, "explicit", digest))
         except (OSError, ValueError, KeyError, TypeError):
@@ -398,4 +434,15 @@ def stash(config: Config, found: ExplicitFile) -> str:
     return digest
 
 
-__all__ = ["FLAG", "NAME", "Entry", "ExplicitFile", "ExplicitReader", "load", "parse", "stash", "to_spec"]
+__all__ = [
+    "FLAG",
+    "NAME",
+    "Entry",
+    "ExplicitFile",
+    "ExplicitReader",
+    "load",
+    "parse",
+    "resolver_for",
+    "stash",
+    "to_spec",
+]

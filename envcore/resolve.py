@@ -935,10 +935,10 @@ def resolve(
 
         name, resolver = pylock.resolver_for(registry)
         request_for_builds = pylock.without_flag(request)
-    elif _reads_explicit(request):  # a conda explicit file: its packages, fetched and read, not solved
+    elif _reads_explicit(request):  # a conda explicit file: fetched and read, not solved (its PyPI side is)
         from envcore import explicit
 
-        name, resolver = explicit.NAME, explicit.ExplicitReader(registry.config)
+        name, resolver = explicit.resolver_for(registry, request)
         request_for_builds = request
     else:
         name, resolver = resolver_for(registry, request.env_type)

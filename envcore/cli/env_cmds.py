@@ -101,22 +101,31 @@ def _spec_from_pylock(app: App, path: Path, channels: tuple[str, ...], others: M
 
 
 def _spec_from_explicit(
-    app: App, path: Path, archs: Sequence[str], others: Mapping[str, object]
+    app: App, path: Path, archs: Sequence[str], pypi_side: Spec | None, others: Mapping[str, object]
 ) -> tuple[Spec, tuple[str, ...]]:
-    """The specification of ``--explicit FILE`` (a whole conda environment, locked) and the architecture it is
-    for (the file's own)."""
-    from envcore import explicit
+    """The specification of ``--explicit FILE`` (the whole conda side, python included, locked), with the PyPI
+    requirements of ``pypi_side`` (-r, --pypi, --index) resolved against it, and the architecture it is for
+    (the file's own)."""
+    from envcore import explicit, specs
     from envcore import resolve as resolving
+    from envcore.types import CONDA, PYPI
 
     given = [option for option, value in others.items() if value]
+    if pypi_side is not None:  # a requirements.txt can name conda packages and channels (--conda-pkg, ...)
+        conda_side = [r.name for r in pypi_side.requirements if r.category != PYPI]
+        conda_side += list(pypi_side.sources.get(CONDA, ()))
+        given += [f"{', '.join(conda_side)} of {pypi_side.origin}"] if conda_side else []
     if given:
         raise UsageError(
-            f"--explicit cannot be combined with {', '.join(given)}: the explicit file is the whole environment, "
-            "python included, installed as listed. Export the environment again with the other packages in it."
+            f"--explicit cannot be combined with {', '.join(given)}: the explicit file is the whole conda side, "
+            "python included, installed as listed, and another conda package would need a solve (as would other "
+            "channels, python or a base). Export the environment again with the other packages in it, or resolve "
+            "from an environment.yml (-f) instead; PyPI packages can be added with -r requirements.txt or --pypi."
         )
     found = explicit.load(path)
     targets = explicit.targets(found, [resolving.check_arch(a) for a in archs], resolving.local_arch())
-    return explicit.to_spec(found, explicit.stash(app.config, found)), targets
+    spec = explicit.to_spec(found, explicit.stash(app.config, found))
+    return (specs.merge(spec, pypi_side) if pypi_side else spec), targets
 
 
 def _spec_from_environment(envs: Environments, ref: str, archs: Sequence[str]) -> Spec:
@@ -251,7 +260,8 @@ def describe(app: App, envs: Environments, env: ResolvedEnvironment, *, as_json:
     type=click.Path(path_type=Path),
     metavar="FILE",
     help="A conda explicit file (@EXPLICIT, as conda list --explicit and show --format explicit write it): "
-    "install exactly its packages, checked by their hashes (no resolution).",
+    "install exactly its packages, checked by their hashes (no conda solve); PyPI packages from -r / --pypi "
+    "(as pip freeze lists them) are resolved against its python.",
 )
 @click.option("--conda", multiple=True, metavar="NAME[==VER]", help="A conda package (repeatable).")
 @click.option("--pypi", multiple=True, metavar="NAME[==VER]", help="A PyPI package (repeatable).")
@@ -377,15 +387,19 @@ def resolve(
             spec = specs.merge(replace(spec, requirements=kept), extra)
     elif explicit_file is not None:
         others: dict[str, object] = {
-            "-r": requirements,
+            "--conda": conda,
             "-f": env_file,
             "-p": pyproject,
-            "--conda": conda,
-            "--pypi": pypi,
+            "--pylock": pylock_file,
         }
-        others |= {"--extra": extras, "--group": groups, "--pylock": pylock_file, "--index": indices}
-        others |= {"--using": base_ref, "--sys-pkg": sys_pkgs, "--channel": channels, "--python": python}
-        spec, targets = _spec_from_explicit(app, explicit_file, archs, others)
+        others |= {"--extra": extras, "--group": groups, "--channel": channels, "--sys-pkg": sys_pkgs}
+        others |= {"--using": base_ref, "--python": python, "--index": not (requirements or pypi) and indices}
+        pypi_side = (  # the PyPI side, resolved against the file's conda side
+            _spec_from_options(requirements, None, None, (), pypi, (), indices)
+            if (requirements or pypi) and not any(others.values())
+            else None
+        )
+        spec, targets = _spec_from_explicit(app, explicit_file, archs, pypi_side, others)
     elif pylock_file is not None:
         others = {"-r": requirements, "-f": env_file, "-p": pyproject, "--conda": conda}
         others |= {"--extra": extras, "--group": groups}

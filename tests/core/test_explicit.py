@@ -88,7 +88,8 @@ def test_the_file_must_be_explicit_and_hold_conda_packages_only() -> None:
     assert "line 1 ('fx-core') comes before @EXPLICIT" in refused("fx-core\n@EXPLICIT\n")
     assert "it lists no packages after @EXPLICIT" in refused(explicit_file())
     pip = refused(explicit_file(f"{CHANNEL}/noarch/a-1-0.conda", "# pip fx-extras==0.4.0"))
-    assert "line 4 is a PyPI package (pip fx-extras==0.4.0)" in pip and "--pylock" in pip, pip
+    assert "line 4 is a PyPI package (pip fx-extras==0.4.0)" in pip, pip
+    assert "envcore resolve --explicit FILE -r requirements.txt" in pip, pip
     twice = refused(explicit_file(f"{CHANNEL}/noarch/a-1-0.conda", f"{CHANNEL}/noarch/a-2-0.conda"))
     assert "lines 3 and 4 both give a" in twice, twice
 
