@@ -78,13 +78,20 @@ def which(command: str, path: str | None = None) -> str | None:
 # What a process that ends early (Ctrl-C, SIGTERM) must not leave behind: the tools it runs, and the files of
 # credentials it wrote for them, each with the work it belongs to (see new_work). The CLI calls end_tools()
 # before it exits.
-_RUNNING: dict[subprocess.Popen[str], object | None] = {}
-_SECRET_FILES: dict[Path, object | None] = {}
-_WORK: ContextVar[object | None] = ContextVar("envcore_work", default=None)
+class Work:
+    """One piece of work (:func:`new_work`); ``stopped`` once :func:`end_tools` stopped it: a tool it starts
+    afterwards (the signal came while the tool was being started) is stopped as soon as it runs."""
+
+    stopped = False
+
+
+_RUNNING: dict[subprocess.Popen[str], Work | None] = {}
+_SECRET_FILES: dict[Path, Work | None] = {}
+_WORK: ContextVar[Work | None] = ContextVar("envcore_work", default=None)
 
 
 @contextlib.contextmanager
-def new_work() -> Iterator[object]:
+def new_work() -> Iterator[Work]:
     """One piece of work (such as one ``Environments.resolve``) in this thread: the tools started and the
     credential files written until it ends, here and in the threads it starts with :func:`in_this_work`, belong
     to it, and :func:`stop_work` for it stops those alone. Within another piece of work, it is that one."""
@@ -92,7 +99,7 @@ def new_work() -> Iterator[object]:
     if current is not None:
         yield current
         return
-    work = object()
+    work = Work()
     token = _WORK.set(work)
     try:
         yield work
@@ -258,13 +265,16 @@ def join(thread: threading.Thread) -> None:
 _EVERY = object()
 
 
-def end_tools(work: object = _EVERY) -> None:
+def end_tools(work: Work | object = _EVERY) -> None:
     """Stop the tools still running and remove the credential files still there (an interrupted command): every
-    one, or those of ``work`` (:func:`new_work`) and of no known work (a plugin's own threads)."""
+    one, or those of ``work`` (:func:`new_work`) and of no known work (a plugin's own threads). A tool of
+    ``work`` that is being started meanwhile is stopped by :func:`run_tool` once it runs."""
 
     def ended(owner: object | None) -> bool:
         return work is _EVERY or owner is work or owner is None
 
+    if isinstance(work, Work):
+        work.stopped = True  # before the look at _RUNNING: run_tool registers its tool, then looks at this
     for proc, owner in list(_RUNNING.items()):
         if ended(owner):
             with contextlib.suppress(OSError):
@@ -280,7 +290,7 @@ def end_tools(work: object = _EVERY) -> None:
 UNWIND_WAIT = 5.0
 
 
-def stop_work(pool: Executor, futures: Iterable[Future[Any]], work: object) -> None:
+def stop_work(pool: Executor, futures: Iterable[Future[Any]], work: Work) -> None:
     """After an interruption in the thread that waits for ``futures``, parts of ``work`` (:func:`new_work`):
     ``pool`` is shut down without waiting (what has not started is cancelled), the tools of ``work`` under way
     are stopped (:func:`end_tools`; another piece of work of the process, a library caller's resolve in another
@@ -354,8 +364,11 @@ def run_tool(
         raise BackendUnavailable(
             f"{what} is not installed here ({argv[0]} not found). Install it or set its path."
         ) from None
-    _RUNNING[proc] = _WORK.get()
+    work = _WORK.get()
+    _RUNNING[proc] = work
     try:
+        if work is not None and work.stopped:  # stopped while the tool was being started: end_tools missed it
+            proc.kill()
         stdout, stderr = proc.communicate(stdin, timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()

@@ -303,6 +303,48 @@ def test_stopping_interrupted_work_ends_its_tools_and_lets_its_threads_clean_up(
     assert not Path(folders[0]).exists()
 
 
+def test_a_tool_being_started_when_its_work_is_stopped_is_stopped_once_it_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The signal came after the tool had started but before run_tool had listed it (a loaded machine: the CI's
+    SIGTERM test once found the scratch folder left): stop_work found no tool to stop and waited its 5 s for a
+    thread that waited for the tool. Now the tool is stopped as soon as run_tool lists it."""
+    import subprocess
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from envcore import tools
+
+    running, stopping = threading.Event(), threading.Event()
+
+    class SlowToReturn(subprocess.Popen):  # type: ignore[type-arg]
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+            running.set()
+            stopping.wait(10)  # the work is stopped in this window
+            time.sleep(0.1)
+
+    monkeypatch.setattr(tools.subprocess, "Popen", SlowToReturn)
+    folders: list[str] = []
+
+    def sleeper() -> int:
+        with tools.scratch_folder("stop") as folder:
+            folders.append(folder)
+            return tools.run_tool(["sleep", "30"], what="sleep").returncode
+
+    pool = ThreadPoolExecutor(1)
+    with tools.new_work() as work:
+        future = pool.submit(tools.in_this_work(sleeper))
+        assert running.wait(10)
+        assert not tools._RUNNING  # not listed yet
+        started = time.monotonic()
+        threading.Timer(0.2, stopping.set).start()
+        tools.stop_work(pool, [future], work)
+    assert time.monotonic() - started < 2 and future.done()
+    assert future.result() == -signal.SIGKILL
+    assert not Path(folders[0]).exists()
+
+
 def test_stopping_one_piece_of_work_leaves_another_going(tmp_path: Path) -> None:
     """Two resolves of a library caller, each in its own thread, each with a tool and a credential file (the
     second's tool started in a thread it hands its work to, as the early PyPI resolve does): stopping the first
