@@ -755,8 +755,25 @@ def resolver_inputs(request: ResolveRequest, tool: str) -> tuple[str, str]:
     pins = conda_python_packages(request.installed, request.installed_distributions)
     return (
         "".join(pep508(r) + "\n" for r in request.of(PYPI)),
-        "".join(f"{name}=={pkg.version}\n" for name, pkg in pins.items()),
+        "".join(f"{name}=={pkg.version}\n" for name, pkg in pins.items())
+        + "".join(f"{line}\n" for line in user_constraints(request)),
     )
+
+
+CONSTRAINT_OPTION = "--constraint="  # (envcore.specs.CONSTRAINT_FLAG: one per line of a -c FILE)
+
+
+def user_constraints(request: ResolveRequest) -> list[str]:
+    """The constraints the user gave (``-c FILE`` in a requirements file), as lines of a constraints file."""
+    return [
+        e[len(CONSTRAINT_OPTION) :] for e in request.extras.get(PYPI, ()) if e.startswith(CONSTRAINT_OPTION)
+    ]
+
+
+def tool_options(request: ResolveRequest) -> list[str]:
+    """The request's PyPI options a tool takes as arguments (``--pre``, ``--find-links X``...): all but the
+    constraints, which go to the tool in its constraints file (:func:`resolver_inputs`)."""
+    return [e for e in request.extras.get(PYPI, ()) if not e.startswith(CONSTRAINT_OPTION)]
 
 
 def write_resolver_inputs(request: ResolveRequest, work: Path, tool: str) -> tuple[Path, Path]:

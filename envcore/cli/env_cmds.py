@@ -38,6 +38,7 @@ def _spec_from_options(
     extras: tuple[str, ...] = (),
     groups: tuple[str, ...] = (),
     sys_pkgs: tuple[str, ...] = (),
+    constraints: tuple[Path, ...] = (),
 ) -> Spec:
     from envcore import specs
 
@@ -59,11 +60,21 @@ def _spec_from_options(
         )
     # the option says the format, not the file's name; several -r are read together, as pip reads them
     parts = [specs.load(path, kind, extras=extras, groups=groups) for kind, path in files]
-    if conda or pypi or channels or indices or sys_pkgs:
+    if constraints and not (parts or pypi):
+        raise UsageError(
+            "-c/--constraint limits the versions of PyPI packages that something requires, and nothing is "
+            "required here: give the requirements too (-r requirements.txt, --pypi NAME)."
+        )
+    if conda or pypi or channels or indices or sys_pkgs or constraints:
         # --conda as an environment.yml dependency, --pypi as a requirements.txt line; repeated ones AND-ed
         parts.append(
             specs.from_command_line(
-                conda=conda, pypi=pypi, channels=channels, indices=indices, sys_pkgs=sys_pkgs
+                conda=conda,
+                pypi=pypi,
+                channels=channels,
+                indices=indices,
+                sys_pkgs=sys_pkgs,
+                constraints=constraints,
             )
         )
     if not parts and allow_empty:
@@ -230,6 +241,15 @@ def describe(app: App, envs: Environments, env: ResolvedEnvironment, *, as_json:
     help="requirements.txt (repeatable: read together, as pip reads them)",
 )
 @click.option(
+    "-c",
+    "--constraint",
+    "constraints",
+    type=click.Path(path_type=Path),
+    multiple=True,
+    help="A constraints file, as pip's -c: versions for PyPI packages, applied only where something requires "
+    "them (repeatable; the uv and pip resolvers).",
+)
+@click.option(
     "-f", "--file", "env_file", type=click.Path(path_type=Path), multiple=True, help="environment.yml"
 )
 @click.option("-p", "--pyproject", type=click.Path(path_type=Path), multiple=True, help="pyproject.toml")
@@ -304,6 +324,7 @@ def describe(app: App, envs: Environments, env: ResolvedEnvironment, *, as_json:
 def resolve(
     app: App,
     requirements: tuple[Path, ...],
+    constraints: tuple[Path, ...],
     env_file: tuple[Path, ...],
     pyproject: tuple[Path, ...],
     extras: tuple[str, ...],
@@ -362,6 +383,7 @@ def resolve(
     if from_ref:
         given: dict[str, object] = {
             "-r": requirements,
+            "-c": constraints,
             "-f": env_file,
             "-p": pyproject,
             "--extra": extras,
@@ -394,14 +416,15 @@ def resolve(
         }
         others |= {"--extra": extras, "--group": groups, "--channel": channels, "--sys-pkg": sys_pkgs}
         others |= {"--using": base_ref, "--python": python, "--index": not (requirements or pypi) and indices}
+        others |= {"-c": not (requirements or pypi) and constraints}
         pypi_side = (  # the PyPI side, resolved against the file's conda side
-            _spec_from_options(requirements, None, None, (), pypi, (), indices)
+            _spec_from_options(requirements, None, None, (), pypi, (), indices, constraints=constraints)
             if (requirements or pypi) and not any(others.values())
             else None
         )
         spec, targets = _spec_from_explicit(app, explicit_file, archs, pypi_side, others)
     elif pylock_file is not None:
-        others = {"-r": requirements, "-f": env_file, "-p": pyproject, "--conda": conda}
+        others = {"-r": requirements, "-c": constraints, "-f": env_file, "-p": pyproject, "--conda": conda}
         others |= {"--extra": extras, "--group": groups}
         others |= {"--pypi": pypi, "--index": indices, "--using": base_ref, "--sys-pkg": sys_pkgs}
         spec = _spec_from_pylock(app, pylock_file, channels, others)
@@ -418,6 +441,7 @@ def resolve(
             extras=extras,
             groups=groups,
             sys_pkgs=sys_pkgs,
+            constraints=constraints,
         )
     if python is not None and not python.strip():
         raise UsageError(

@@ -633,10 +633,12 @@ def from_command_line(
     channels: Sequence[str] = (),
     indices: Sequence[str] = (),
     sys_pkgs: Sequence[str] = (),
+    constraints: Sequence[Path] = (),
 ) -> Spec:
     """``--conda`` values read as environment.yml dependencies, ``--pypi`` values as requirements.txt lines,
-    ``--sys-pkg`` values as a requirements.txt's ``--sys-pkg`` lines; a package given twice gets both
-    constraints (AND-ed, as the original merges decorators)."""
+    ``--sys-pkg`` values as a requirements.txt's ``--sys-pkg`` lines, ``-c FILE`` as a requirements.txt's
+    ``-c FILE`` line; a package given twice gets both constraints (AND-ed, as the original merges
+    decorators)."""
     reqs: list[Requirement] = []
     python: str | None = None
     for item in conda:
@@ -664,9 +666,15 @@ def from_command_line(
     conda_sources = [(c, f"in --channel {echoed(c)}") for c in channels]
     conda_sources += _credential_channels(conda, "in --conda")
     sources = _sources(conda_sources, [(i, f"in --index {echoed(i)}") for i in indices])
+    flags = [
+        CONSTRAINT_FLAG + constraint
+        for path in constraints
+        for constraint in _constraints(str(path), f"in -c {path}", None, None, frozenset(), os.environ)
+    ]
     return Spec(
         requirements=combine(reqs),
         sources=sources,
+        extras={PYPI: tuple(dict.fromkeys(flags))} if flags else {},
         python=python,
         origin="the command line",
         nodefaults=_nodefaults(conda_sources),
@@ -714,17 +722,15 @@ def _expand_variables(line: str, where: str, environ: Mapping[str, str]) -> str:
     return re.sub(_ENV_VAR, value, line) if "${" in line else line
 
 
+_CONSTRAINT = ("-c", "--constraint")
+CONSTRAINT_FLAG = (
+    "--constraint="  # a PyPI option of the request per constraint (envcore.pypi.user_constraints)
+)
 _VALUED_OPTIONS = frozenset(
     ("-i", "--index-url", "--extra-index-url", "-f", "--find-links", "--trusted-host", "--conda-channel")
-) | {"--conda-pkg", "--sys-pkg", "-r", "--requirement"}
+) | {"--conda-pkg", "--sys-pkg", "-r", "--requirement", *_CONSTRAINT}
 _INCLUDE = ("-r", "--requirement")
 _REFUSED_OPTIONS = {
-    ("-c", "--constraint"): (
-        "names a constraints file, which envcore cannot use: its resolvers take requirements only (read as "
-        "requirements, constraints would install packages that nothing needs)",
-        "Write the pins you need as requirements (a package on two lines gets both constraints), or leave the "
-        "line out.",
-    ),
     ("-e", "--editable"): (
         "is an editable install, which a locked environment cannot hold: it points into a working copy on this "
         "machine, and the environment is hydrated on others",
@@ -779,12 +785,21 @@ def _included(
     the file that names it (``base``; else the current folder). ``folder`` is that folder as messages name it
     (None: by its absolute path); ``seen``, the files being read (a cycle is an error); ``kw``, the rest of
     :func:`parse_requirements_txt`'s options."""
+    path, shown = _named_file("-r", value, where, base, folder, seen)
+    kw.update(base=path.parent, _seen=seen | {path}, _folder=os.path.dirname(shown))
+    return parse_requirements_txt(read_text(path, shown), shown, **kw)
+
+
+def _named_file(
+    option: str, value: str, where: str, base: Path | None, folder: str | None, seen: frozenset[Path]
+) -> tuple[Path, str]:
+    """The file a ``-r FILE`` or ``-c FILE`` line names, and that file as messages show it (see :func:`_included`)."""
     from urllib.parse import unquote, urlsplit
 
     if re.match(r"^[A-Za-z][A-Za-z0-9+.\-]+:", value):  # (pip reads -r file:x.txt, and URLs)
         if not value.lower().startswith("file:"):
             raise _fail(
-                f"-r {value} names a file by a URL other than file:, which envcore does not download",
+                f"{option} {value} names a file by a URL other than file:, which envcore does not download",
                 where,
                 "Download it and give its path, so that what is resolved is what you reviewed.",
             )
@@ -792,19 +807,64 @@ def _included(
     path = Path(os.path.abspath((base or Path.cwd()) / Path(value).expanduser()))
     if path in seen:
         raise _fail(
-            f"-r {value} includes {path}, which is already being read: the requirement files include each other",
+            f"{option} {value} includes {path}, which is already being read: the "
+            f"{'requirement' if option == '-r' else 'constraints'} files include each other",
             where,
-            "Remove one of the -r lines of the cycle.",
+            f"Remove one of the {option} lines of the cycle.",
         )
     shown = str(path) if folder is None else os.path.normpath(os.path.join(folder, os.path.expanduser(value)))
     if not path.is_file():
         raise _fail(
-            f"-r {value} names {path}, which {'is a folder' if path.is_dir() else 'does not exist'}",
+            f"{option} {value} names {path}, which {'is a folder' if path.is_dir() else 'does not exist'}",
             where,
             "Check the path; a relative one is read from the folder of the file that names it, as pip reads it.",
         )
-    kw.update(base=path.parent, _seen=seen | {path}, _folder=os.path.dirname(shown))
-    return parse_requirements_txt(read_text(path, shown), shown, **kw)
+    return path, shown
+
+
+def _constraints(
+    value: str,
+    where: str,
+    base: Path | None,
+    folder: str | None,
+    seen: frozenset[Path],
+    environ: Mapping[str, str],
+) -> list[str]:
+    """The constraints of the file that ``-c FILE`` names, each as ``NAME<SPEC`` or ``NAME<SPEC ; MARKER``, as
+    pip reads a constraints file: versions of packages that are installed only if something requires them
+    (a constraints file's own ``-c`` lines too). A constraint names a package and versions: no extras, no URL
+    or path (pip refuses those as well), no other option."""
+    from envcore.pypi import pep508
+
+    path, shown = _named_file("-c", value, where, base, folder, seen)
+    found: list[str] = []
+    for number, line in _logical_lines(read_text(path, shown).removeprefix("\ufeff")):
+        at = f"line {number} of {shown}"
+        line = _expand_variables(line, at, environ)
+        option, inner = _option(line)
+        if option in _CONSTRAINT and inner:
+            found += _constraints(inner, at, path.parent, os.path.dirname(shown), seen | {path}, environ)
+            continue
+        if line.startswith("-"):
+            raise _fail(
+                f"{echoed(line)} is an option, which a constraints file cannot hold (only -c FILE)",
+                at,
+                "Move the option to the requirements file, or remove it.",
+            )
+        line = re.sub(r"\s+--hash(?:=|\s+)\S*", "", line)
+        reference = any(re.match(form, line) for form in (_BARE_REFERENCE, _DIST_FILE, _LOCAL_FOLDER))
+        req = None if reference else pypi_requirement(line, at)
+        if req is None or req.url or req.extras:
+            raise _fail(
+                f"{echoed(line)} has {'extras' if req and not req.url else 'a URL or path'}, which a constraint "
+                "cannot have (pip refuses them too): a constraint names a package and the versions it may take",
+                at,
+                "Write the package's name with a version range (for example fx-core<2), or move the line to the "
+                "requirements file.",
+            )
+        if req.spec or req.marker:  # (the name canonical: the same constraint, the same req id)
+            found.append(pep508(replace(req, name=re.sub(r"[-_.]+", "-", req.name).lower())))
+    return found
 
 
 _FROZEN_FIX = (
@@ -880,7 +940,10 @@ def parse_requirements_txt(
                 where,
                 "Write each option on a line of its own.",
             )
-        if option in _INCLUDE:
+        if option in _CONSTRAINT:
+            found = _constraints(value, where, base, _folder, _seen, environ)
+            flags += [CONSTRAINT_FLAG + constraint for constraint in found]
+        elif option in _INCLUDE:
             kw = {"environ": environ, "paths_from_base": paths_from_base}
             included.append(_included(value, where, base, _folder, _seen, **kw))
             reqs += included[-1].requirements
@@ -916,9 +979,9 @@ def parse_requirements_txt(
             raise _fail(
                 f"{echoed(line)} is not a supported line in a requirements.txt",
                 where,
-                "Supported options: -r/--requirement, --extra-index-url, -i/--index-url, -f/--find-links, "
-                "--trusted-host, --pre, --no-index, --conda-channel, --conda-pkg, --sys-pkg, and --hash after a "
-                "requirement and --require-hashes (both ignored).",
+                "Supported options: -r/--requirement, -c/--constraint, --extra-index-url, -i/--index-url, "
+                "-f/--find-links, --trusted-host, --pre, --no-index, --conda-channel, --conda-pkg, --sys-pkg, and "
+                "--hash after a requirement and --require-hashes (both ignored).",
             )
         else:
             line, hashes = re.subn(r"\s+--hash(?:=|\s+)\S*", "", line)

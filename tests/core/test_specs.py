@@ -772,6 +772,62 @@ def test_a_marker_the_target_cannot_decide_is_an_error() -> None:
     assert [r.name for r in specs.applicable(reqs, python_version="3.11.7", arch="linux-64")] == ["a"]
 
 
+# --- constraints files (-c) ---------------------------------------------------------------------------------
+
+
+def test_constraints_files_become_the_requests_constraint_options(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each constraint (name, versions, marker) as one PyPI option, in order, duplicates dropped; nested -c files
+    read beside the file that names them; ${VAR} expanded; a constraint without versions limits nothing."""
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "base.txt").write_text("Fx_Core >= 1.1 , <2\nfx-http\n")
+    (tmp_path / "c" / "top.txt").write_text(
+        "-c base.txt\nfx-web==${WEB}  # pinned\nfx-core<2,>=1.1 ; python_version >= '3.8'\nfx-core>=1.1,<2\n"
+    )
+    spec = specs.parse_requirements_txt(
+        "--constraint=c/top.txt\nfx-app\n", "r.txt", base=tmp_path, environ={"WEB": "2.0.0"}
+    )
+    assert [r.name for r in spec.requirements] == ["fx-app"]
+    assert spec.extras["pypi"] == (
+        "--constraint=fx-core<2,>=1.1",
+        "--constraint=fx-web==2.0.0",
+        '--constraint=fx-core<2,>=1.1 ; python_version >= "3.8"',
+    )
+    monkeypatch.setenv("WEB", "2.0.0")
+    same = specs.from_command_line(pypi=["fx-app"], constraints=[tmp_path / "c" / "top.txt"])
+    assert same.extras == {"pypi": spec.extras["pypi"]}
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (
+            "fx-web[extra]<2",
+            "'fx-web[extra]<2' has extras, which a constraint cannot have (pip refuses them too)",
+        ),
+        (
+            "fx-web @ https://h/fx_web-1.0-py3-none-any.whl",
+            "has a URL or path, which a constraint cannot have",
+        ),
+        ("./local/pkg", "has a URL or path"),
+        ("git+https://h/o/r.git", "has a URL or path"),
+        ("--index-url https://h/simple", "is an option, which a constraints file cannot hold (only -c FILE)"),
+        ("-r other.txt", "is an option, which a constraints file cannot hold"),
+        ("fx-web>>2", "Could not parse 'fx-web>>2'"),
+        ("-c c.txt", "-c c.txt includes "),
+    ],
+)
+def test_a_bad_constraints_file_is_one_paragraph_naming_its_line(
+    tmp_path: Path, line: str, message: str
+) -> None:
+    (tmp_path / "c.txt").write_text(f"fx-core<2\n{line}\n")
+    with pytest.raises(SpecError) as info:
+        specs.parse_requirements_txt("-c c.txt\nfx-web\n", "r.txt", base=tmp_path)
+    assert message in info.value.message
+    assert "\n" not in info.value.message
+
+
 # --- errors --------------------------------------------------------------------------------------------
 
 ERRORS = [
@@ -784,12 +840,10 @@ ERRORS = [
         "'--editable=git+https://h/o/r.git#egg=r' is an editable install",
     ),
     (
-        lambda: specs.parse_requirements_txt("a\n-c constraints.txt\n", "r.txt"),
-        "'-c constraints.txt' names a constraints file, which envcore cannot use: its resolvers take requirements "
-        "only (read as requirements, constraints would install packages that nothing needs) (line 2 of r.txt). "
-        "Write the pins you need as requirements",
+        lambda: specs.parse_requirements_txt("a\n-c no-such-constraints.txt\n", "r.txt"),
+        "-c no-such-constraints.txt names ",
     ),
-    (lambda: specs.parse_requirements_txt("--constraint c.txt"), "names a constraints file"),
+    (lambda: specs.parse_requirements_txt("--constraint"), "--constraint has no value"),
     (lambda: specs.parse_requirements_txt("--only-binary :all:"), "is not a supported line"),
     (lambda: specs.parse_requirements_txt("pandas>>1", "r.txt"), "Could not parse 'pandas>>1'"),
     (

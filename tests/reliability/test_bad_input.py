@@ -19,7 +19,7 @@ Run = Callable[..., subprocess.CompletedProcess[str]]
 FILES: list[tuple[str, str, str]] = [
     ("requirements.txt", "-e ./pkg\n", "is an editable install"),
     ("requirements.txt", "-r other.txt\n", "does not exist"),
-    ("requirements.txt", "-c constraints.txt\n", "names a constraints file"),
+    ("requirements.txt", "-c constraints.txt\n", "does not exist"),
     ("requirements.txt", "pandas>>1\n", "Could not parse"),
     ("requirements.txt", "a==1 --config-settings x\n", "Could not parse"),
     ("requirements.txt", "--sys-pkg __osx==11\n", "not allowed"),

@@ -27,7 +27,7 @@ from envcore.config import Config, redact_text, redact_url
 from envcore.errors import BackendUnavailable, ResolutionError
 from envcore.platforms import local_arch
 from envcore.tools import run_tool, scratch_folder, tail, tool_env
-from envcore.types import PYPI, LockedPackage, ResolveRequest
+from envcore.types import LockedPackage, ResolveRequest
 
 _SUPPORTED = ("--pre", "--no-index", "--find-links", "-f", "--trusted-host")
 
@@ -151,7 +151,7 @@ class PipResolver:
             *([] if resolves_as_this_interpreter(request) else target),
             "--constraint",
             str(work / "constraints.txt"),
-            *_option_args(request.extras.get(PYPI, ())),
+            *_option_args(pypi.tool_options(request)),
         ]
         return [*args, *pypi.index_url_args(request), "-r", str(work / "requirements.in")]
 
@@ -213,7 +213,7 @@ class PipResolver:
                     str(out),
                     "--cache-dir",
                     str(self.cache_dir),
-                    *_option_args(request.extras.get(PYPI, ())),
+                    *_option_args(pypi.tool_options(request)),
                     *pypi.index_url_args(request),
                     str(project),
                 ],

@@ -63,6 +63,13 @@ class _Options:
                 pre = True
             elif option == "--trusted-host" and value.strip():
                 trusted.add(value.strip().split(":")[0])
+            elif extra.startswith(pypi.CONSTRAINT_OPTION):
+                raise ResolutionError(
+                    f"The poetry resolver cannot apply the constraint {extra[len(pypi.CONSTRAINT_OPTION) :]!r} "
+                    "(from a -c FILE line): poetry has no constraints files. Write the versions you need as "
+                    "requirements, or select a PyPI resolver that applies constraints with "
+                    "METAFLOW_CONDA_PYPI_DEPENDENCY_RESOLVER=uv (or pip)."
+                )
             else:
                 raise ResolutionError(
                     f"The poetry resolver does not support the requirements option {extra!r} (poetry reads packages "

@@ -18,7 +18,7 @@ from envcore import pypi
 from envcore.config import Config, redact_text, redact_url
 from envcore.errors import BackendUnavailable, EnvcoreError, ResolutionError, clipped
 from envcore.tools import run_remembered, run_tool, scratch_folder, tail, tool_env
-from envcore.types import PYPI, LockedPackage, ResolveRequest
+from envcore.types import LockedPackage, ResolveRequest
 from envcore_uv.executable import SETTING, SETTING_FIX, uv_executable
 
 if sys.version_info >= (3, 11):
@@ -95,7 +95,7 @@ def local_arch() -> str:
 
 def index_args(request: ResolveRequest) -> list[str]:
     """The request's PyPI indexes and requirements options as uv arguments."""
-    return [*_option_args(request.extras.get(PYPI, ())), *pypi.index_url_args(request)]
+    return [*_option_args(pypi.tool_options(request)), *pypi.index_url_args(request)]
 
 
 def _option_args(extras: Sequence[str]) -> list[str]:
