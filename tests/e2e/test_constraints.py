@@ -87,3 +87,14 @@ def test_where_constraints_cannot_be_applied_it_is_one_paragraph(run: Run, tmp_p
         assert done.returncode != 0
         assert message in " ".join(done.stderr.split()), done.stderr
         assert "Traceback" not in done.stderr
+
+
+def test_a_constraint_that_leaves_no_solution_is_named_in_the_error(run: Run, tmp_path: Path) -> None:
+    """uv words a constraint as a dependency ("fx-web==2.0.0 depends on fx-core<2"): the error names the
+    constraints, and keeps the start of uv's explanation (its last 8 lines had cut its "Because ...")."""
+    (tmp_path / "c.txt").write_text("fx-core<2\nfx-core!=1.1.0\n")
+    done = run("resolve", "--pypi", "fx-web==2.0.0", "-c", str(tmp_path / "c.txt"), "--dry-run", check=False)
+    said = " ".join(done.stderr.split())
+    assert done.returncode == 1
+    assert "Because only the following versions of fx-core are available" in said, said
+    assert said.endswith("The constraints of -c files apply too: fx-core<2, fx-core!=1.1.0."), said

@@ -219,6 +219,9 @@ class UvResolver:
                 f"{_uv_error(stderr)}. uv retried; check the network, the index URL and its "
                 "credentials, then try again."
             )
+        constraints = pypi.user_constraints(request)
+        if constraints:  # (uv names a constraint as a requirement: "depends on a>=1.1 and a<1.1")
+            hint += f" The constraints of -c files apply too: {', '.join(constraints)}."
         return ResolutionError(
             f"The PyPI requirements cannot be resolved for {request.arch} (python {request.python_version}): "
             f"{_uv_error(stderr)}. Change the requirement named above, or check the index and options." + hint
@@ -391,4 +394,5 @@ def _uv_error(stderr: str) -> str:
     text = redact_text(stderr)
     box_drawing = " \u00d7\u2570\u2500\u25b6\u2502"  # uv decorates its errors with these
     lines = [line.strip(box_drawing) for line in text.splitlines()]
-    return tail("\n".join(line for line in lines if line and not _NOISE.match(line)), lines=8)
+    # (16 lines: uv's explanation starts with "Because ..." after a list of available versions; 8 cut it)
+    return tail("\n".join(line for line in lines if line and not _NOISE.match(line)), lines=16)
