@@ -726,9 +726,10 @@ _CONSTRAINT = ("-c", "--constraint")
 CONSTRAINT_FLAG = (
     "--constraint="  # a PyPI option of the request per constraint (envcore.pypi.user_constraints)
 )
+_BINARY = ("--only-binary", "--no-binary")
 _VALUED_OPTIONS = frozenset(
     ("-i", "--index-url", "--extra-index-url", "-f", "--find-links", "--trusted-host", "--conda-channel")
-) | {"--conda-pkg", "--sys-pkg", "-r", "--requirement", *_CONSTRAINT}
+) | {"--conda-pkg", "--sys-pkg", "-r", "--requirement", *_CONSTRAINT, *_BINARY}
 _INCLUDE = ("-r", "--requirement")
 _REFUSED_OPTIONS = {
     ("-e", "--editable"): (
@@ -788,6 +789,21 @@ def _included(
     path, shown = _named_file("-r", value, where, base, folder, seen)
     kw.update(base=path.parent, _seen=seen | {path}, _folder=os.path.dirname(shown))
     return parse_requirements_txt(read_text(path, shown), shown, **kw)
+
+
+def _binary_choice(option: str, value: str, where: str) -> str:
+    """The value of ``--only-binary`` / ``--no-binary`` as pip takes it: ``:all:``, ``:none:`` or package names
+    separated by commas (written canonical and sorted: the same choice, the same req id)."""
+    if value in (":all:", ":none:"):
+        return value
+    names = [n.strip() for n in value.split(",")]
+    if not all(re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?", n) for n in names):
+        raise _fail(
+            f"{option} {value} names no packages: it takes :all:, :none: or package names separated by commas",
+            where,
+            f"Write {option} :all: or {option} name1,name2.",
+        )
+    return ",".join(sorted({re.sub(r"[-_.]+", "-", n).lower() for n in names}))
 
 
 def _named_file(
@@ -949,8 +965,10 @@ def parse_requirements_txt(
             reqs += included[-1].requirements
         elif option == "--require-hashes" and not value:
             hashed.append(where)
-        elif option in ("--pre", "--no-index") and not value:
+        elif option in ("--pre", "--no-index", "--prefer-binary") and not value:
             flags.append(option)
+        elif option in _BINARY:
+            flags.append(f"{option} {_binary_choice(option, value, where)}")
         elif option in ("-i", "--index-url"):
             from envcore.config import redact_text
 
@@ -980,8 +998,9 @@ def parse_requirements_txt(
                 f"{echoed(line)} is not a supported line in a requirements.txt",
                 where,
                 "Supported options: -r/--requirement, -c/--constraint, --extra-index-url, -i/--index-url, "
-                "-f/--find-links, --trusted-host, --pre, --no-index, --conda-channel, --conda-pkg, --sys-pkg, and "
-                "--hash after a requirement and --require-hashes (both ignored).",
+                "-f/--find-links, --trusted-host, --pre, --no-index, --only-binary, --no-binary, --prefer-binary, "
+                "--conda-channel, --conda-pkg, --sys-pkg, and --hash after a requirement and --require-hashes "
+                "(both ignored).",
             )
         else:
             line, hashes = re.subn(r"\s+--hash(?:=|\s+)\S*", "", line)

@@ -241,9 +241,9 @@ def test_an_unsupported_pip_option_in_an_environment_yml_names_its_entry() -> No
     ):
         specs.parse_environment_yml("dependencies:\n  - pip:\n    - a\n    - -e ./here\n", "env.yml")
     with pytest.raises(
-        specs.SpecError, match=r"'--no-binary :all:' is not a supported line .*entry 1 of the pip"
+        specs.SpecError, match=r"'--no-build-isolation' is not a supported line .*entry 1 of the pip"
     ):
-        specs.parse_environment_yml("dependencies:\n  - pip:\n    - '--no-binary :all:'\n", "env.yml")
+        specs.parse_environment_yml("dependencies:\n  - pip:\n    - '--no-build-isolation'\n", "env.yml")
     with pytest.raises(
         specs.SpecError, match=r"not \[\{'--no-binary :all': None\}\] .*quote an entry with ': '"
     ):
@@ -799,6 +799,13 @@ def test_constraints_files_become_the_requests_constraint_options(
     assert same.extras == {"pypi": spec.extras["pypi"]}
 
 
+def test_binary_options_are_kept_canonical() -> None:
+    spec = specs.parse_requirements_txt(
+        "--only-binary=:all:\n--no-binary Fx_Web,fx.core\n--prefer-binary\n--no-binary fx-core,fx-web\nfx-web\n"
+    )
+    assert spec.extras["pypi"] == ("--only-binary :all:", "--no-binary fx-core,fx-web", "--prefer-binary")
+
+
 @pytest.mark.parametrize(
     ("line", "message"),
     [
@@ -844,7 +851,13 @@ ERRORS = [
         "-c no-such-constraints.txt names ",
     ),
     (lambda: specs.parse_requirements_txt("--constraint"), "--constraint has no value"),
-    (lambda: specs.parse_requirements_txt("--only-binary :all:"), "is not a supported line"),
+    (lambda: specs.parse_requirements_txt("--no-build-isolation"), "is not a supported line"),
+    (
+        lambda: specs.parse_requirements_txt("--only-binary a,,b", "r.txt"),
+        "--only-binary a,,b names no packages: it takes :all:, :none: or package names separated by commas "
+        "(line 1 of r.txt). Write --only-binary :all: or --only-binary name1,name2.",
+    ),
+    (lambda: specs.parse_requirements_txt("--prefer-binary x"), "is not a supported line"),
     (lambda: specs.parse_requirements_txt("pandas>>1", "r.txt"), "Could not parse 'pandas>>1'"),
     (
         lambda: specs.parse_requirements_txt("x\n--sys-pkg __osx==11", "r.txt"),

@@ -98,3 +98,20 @@ def test_a_constraint_that_leaves_no_solution_is_named_in_the_error(run: Run, tm
     assert done.returncode == 1
     assert "Because only the following versions of fx-core are available" in said, said
     assert said.endswith("The constraints of -c files apply too: fx-core<2, fx-core!=1.1.0."), said
+
+
+@pytest.mark.parametrize("resolver", ["uv", "pip"])
+def test_binary_options_choose_between_wheels_and_sources(run: Run, tmp_path: Path, resolver: str) -> None:
+    """--only-binary :all: refuses fx-src (an sdist only) where it had been built; --no-binary fx-glibc builds
+    fx-glibc from its sdist although it has wheels; --prefer-binary is pip's, which uv warns it ignores."""
+    chosen = {"METAFLOW_CONDA_PYPI_DEPENDENCY_RESOLVER": resolver}
+    (tmp_path / "only.txt").write_text("--only-binary :all:\nfx-src\n")
+    refused = run("resolve", "-r", str(tmp_path / "only.txt"), "--dry-run", check=False, **chosen)
+    assert refused.returncode == 1 and "fx-src" in refused.stderr and "Traceback" not in refused.stderr
+    (tmp_path / "no.txt").write_text("--no-binary fx-glibc\n--prefer-binary\nfx-glibc==1.0.0\n")
+    built = run("resolve", "-r", str(tmp_path / "no.txt"), "--dry-run", "--json", **chosen)
+    (env,) = json.loads(built.stdout).values()
+    (glibc,) = [p for p in env["env"]["packages"] if p["envcore"]["name"] == "fx-glibc"]
+    assert [f.get("built") for f in glibc["envcore"]["files"].values()] == [True]
+    warned = "--prefer-binary is ignored by the uv resolver" in " ".join(built.stderr.split())
+    assert warned == (resolver == "uv"), built.stderr

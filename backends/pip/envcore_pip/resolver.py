@@ -30,6 +30,7 @@ from envcore.tools import run_tool, scratch_folder, tail, tool_env
 from envcore.types import LockedPackage, ResolveRequest
 
 _SUPPORTED = ("--pre", "--no-index", "--find-links", "-f", "--trusted-host")
+_SUPPORTED += ("--only-binary", "--no-binary", "--prefer-binary")
 
 
 def _option_args(extras: Sequence[str]) -> list[str]:

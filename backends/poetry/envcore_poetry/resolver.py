@@ -63,6 +63,12 @@ class _Options:
                 pre = True
             elif option == "--trusted-host" and value.strip():
                 trusted.add(value.strip().split(":")[0])
+            elif option in ("--only-binary", "--no-binary", "--prefer-binary"):
+                raise ResolutionError(
+                    f"The poetry resolver cannot apply {extra!r}: poetry locks every file of a release and has no "
+                    "choice between wheels and source distributions. Remove the line, or select "
+                    "METAFLOW_CONDA_PYPI_DEPENDENCY_RESOLVER=uv (or pip)."
+                )
             elif extra.startswith(pypi.CONSTRAINT_OPTION):
                 raise ResolutionError(
                     f"The poetry resolver cannot apply the constraint {extra[len(pypi.CONSTRAINT_OPTION) :]!r} "

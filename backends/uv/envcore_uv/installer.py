@@ -119,7 +119,7 @@ class UvInstaller:
                 str(self.cache_dir),
                 "--out-dir",
                 str(out_dir),
-                *index_args(request),
+                *index_args(request, resolving=False),
                 str(sdist),
             ],
             request,

@@ -16,7 +16,7 @@ from packaging.utils import parse_wheel_filename
 
 from envcore import pypi
 from envcore.config import Config, redact_text, redact_url
-from envcore.errors import BackendUnavailable, EnvcoreError, ResolutionError, clipped
+from envcore.errors import BackendUnavailable, EnvcoreError, EnvcoreWarning, ResolutionError, clipped
 from envcore.tools import run_remembered, run_tool, scratch_folder, tail, tool_env
 from envcore.types import LockedPackage, ResolveRequest
 from envcore_uv.executable import SETTING, SETTING_FIX, uv_executable
@@ -93,9 +93,14 @@ def local_arch() -> str:
     return arch()
 
 
-def index_args(request: ResolveRequest) -> list[str]:
-    """The request's PyPI indexes and requirements options as uv arguments."""
-    return [*_option_args(pypi.tool_options(request)), *pypi.index_url_args(request)]
+_CHOICES_OF_FILES = ("--only-binary", "--no-binary", "--prefer-binary")  # (uv pip compile's, not uv build's)
+
+
+def index_args(request: ResolveRequest, *, resolving: bool = True) -> list[str]:
+    """The request's PyPI indexes and requirements options as uv arguments (for ``uv build``, without
+    ``resolving``: not the choice between wheels and sources, which ``uv build`` spells otherwise)."""
+    options = [o for o in pypi.tool_options(request) if resolving or not o.startswith(_CHOICES_OF_FILES)]
+    return [*_option_args(options), *pypi.index_url_args(request)]
 
 
 def _option_args(extras: Sequence[str]) -> list[str]:
@@ -112,6 +117,10 @@ def _option_args(extras: Sequence[str]) -> list[str]:
             args += ["--find-links", value]
         elif option == "--trusted-host":
             args += ["--allow-insecure-host", value]
+        elif option in ("--only-binary", "--no-binary"):
+            args += [option, value]
+        elif option == "--prefer-binary":
+            continue  # uv has no such choice: warned of by UvResolver.resolve
         else:
             raise ResolutionError(f"uv does not support the requirements option {extra!r}; remove it.")
     return args
@@ -157,6 +166,8 @@ class UvResolver:
             from envcore.build import refuse_references_to_build
 
             refuse_references_to_build(request, f"this machine's architecture ({local_arch()})")
+        if "--prefer-binary" in pypi.tool_options(request):
+            _warn_of_prefer_binary()
         requirements, pins = pypi.resolver_inputs(request, "uv")
         # releases uv chose whose wheels need a newer glibc or macOS than the target's (uv's manylinux target
         # is rounded up):
@@ -388,6 +399,19 @@ _NOISE = re.compile(r"^(hint:|help:)")
 _NO_USABLE_WHEELS = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+?) has no usable wheels")
 # uv's words when an index does not answer (after its own retries), as opposed to an unsatisfiable request
 _NETWORK_FAILURES = ("Failed to fetch", "Request failed after", "error sending request", "Could not connect")
+
+
+def _warn_of_prefer_binary() -> None:
+    import warnings
+
+    warnings.warn(
+        EnvcoreWarning(
+            "--prefer-binary is ignored by the uv resolver: uv takes the newest release that fits, building a "
+            "source distribution where it has no wheel for the target. Pin the release whose wheels you want, use "
+            "--only-binary :all: (or NAME), or select METAFLOW_CONDA_PYPI_DEPENDENCY_RESOLVER=pip."
+        ),
+        stacklevel=2,
+    )
 
 
 def _uv_error(stderr: str) -> str:
