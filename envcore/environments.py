@@ -11,7 +11,7 @@ from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 
-from envcore import __version__, description, naming, resolve, uptodate
+from envcore import TYPE_CHECKING, __version__, description, naming, resolve, uptodate
 from envcore.aliases import Aliases, PathspecLookup
 from envcore.config import Config
 from envcore.errors import (
@@ -41,6 +41,9 @@ from envcore.types import (
     ResolveRequest,
     Store,
 )
+
+if TYPE_CHECKING:
+    from envcore.record import Data
 
 RESOLVE_WORKERS = 4
 ALIAS_NAMES_LOOKED_UP = 16  # names of an environment whose tags show looks up in the store
@@ -195,18 +198,21 @@ class Environments:
             _warn_newer(req_id, skipped, used=bool(candidates))
         return max(candidates, key=lambda e: e.resolved_on, default=None)
 
-    def _recorded(self, request: ResolveRequest, req_id: str) -> ResolvedEnvironment | None:
+    def _recorded(
+        self, request: ResolveRequest, req_id: str, data: Data | None = None
+    ) -> ResolvedEnvironment | None:
         """The recorded default resolution of ``req_id`` for the request's arch. An extension's req id names
         its base's requirements, not the base: when the base is another resolution of them (``team/env``, a
         mutable name, moved to one resolved later), the default is used only if it keeps every package of this
-        base, else the newest recorded resolution that does, else none (it is resolved on this base)."""
-        default = self.record.environment(request.arch, req_id)
+        base, else the newest recorded resolution that does, else none (it is resolved on this base). ``data``:
+        the record as read once for a batch."""
+        default = self.record.environment(request.arch, req_id, data=data)
         base = request.base
         if base is None or default is None or _extends(default, base):
             return default
         fitting = [
             env
-            for env in self.record.environments()
+            for env in self.record.environments(data=data)
             if env.arch == request.arch and env.req_id == req_id and _extends(env, base)
         ]
         return max(fitting, key=lambda env: env.resolved_on, default=None)
@@ -254,7 +260,7 @@ class Environments:
                     )
                     return
             try:
-                fresh = [self._resolve_one(requests[i], solved.get(i)) for i in indexes]
+                fresh = [self._resolve_one(requests[i], solved.get(i), req_id) for i in indexes]
             except (ResolutionError, SpecError) as exc:
                 hint = self._stored_hint(requests[indexes[0]], req_id)
                 if hint is None:
@@ -337,9 +343,10 @@ class Environments:
         if not force and self._remote_latest_filter() is not None:
             return {}
         batches: dict[str, tuple[BatchResolver, list[int]]] = {}
+        recorded = None if force else self.record.read()  # read once for the batch
         for req_id, indexes in groups.items():
             if not force:
-                known_here[req_id] = [self._recorded(requests[i], req_id) for i in indexes]
+                known_here[req_id] = [self._recorded(requests[i], req_id, recorded) for i in indexes]
                 if all(known_here[req_id]):
                     continue  # reused, not solved
             for i in indexes:
@@ -355,12 +362,14 @@ class Environments:
         return solved
 
     def _resolve_one(
-        self, request: ResolveRequest, solved: Sequence[LockedPackage] | EnvcoreError | None = None
+        self, request: ResolveRequest, solved: Sequence[LockedPackage] | EnvcoreError | None, req_id: str
     ) -> ResolvedEnvironment:
         """:func:`resolve.resolve`; a failure to extend a base names it as the user did (its alias)."""
         base = request.base
         name = self.names.get((base.req_id, base.full_id)) if base is not None else None
-        return resolve.resolve(self.registry, request, base_name=name, solved=solved, progress=self.progress)
+        return resolve.resolve(
+            self.registry, request, base_name=name, solved=solved, progress=self.progress, known_req_id=req_id
+        )
 
     def save(
         self, env: ResolvedEnvironment, *, cache: bool = True, set_default: bool = True

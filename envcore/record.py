@@ -261,9 +261,12 @@ class LocalRecord:
             )
         )
 
-    def environment(self, arch: str, req_id: str, full_id: str | None = None) -> ResolvedEnvironment | None:
-        """The recorded environment, or the default one for ``req_id`` when ``full_id`` is None."""
-        slot = self.read()["environments"].get(arch, {}).get(req_id, {})
+    def environment(
+        self, arch: str, req_id: str, full_id: str | None = None, *, data: Data | None = None
+    ) -> ResolvedEnvironment | None:
+        """The recorded environment, or the default one for ``req_id`` when ``full_id`` is None; from ``data``
+        (what :meth:`read` returned) when given: a batch's lookups read the record once."""
+        slot = (self.read() if data is None else data)["environments"].get(arch, {}).get(req_id, {})
         full_id = full_id or slot.get("_default")
         body = slot.get(full_id) if full_id else None
         if body is None or full_id is None:
@@ -272,10 +275,10 @@ class LocalRecord:
 
         return description.from_dict(body, req_id=req_id, full_id=full_id, arch=arch)
 
-    def environments(self) -> Iterator[ResolvedEnvironment]:
+    def environments(self, *, data: Data | None = None) -> Iterator[ResolvedEnvironment]:
         from envcore import description
 
-        for arch, reqs in self.read()["environments"].items():
+        for arch, reqs in (self.read() if data is None else data)["environments"].items():
             for req_id, slot in reqs.items():
                 for full_id, body in slot.items():
                     if full_id != "_default":

@@ -925,11 +925,14 @@ def resolve(
     base_name: str | None = None,
     solved: Sequence[LockedPackage] | EnvcoreError | None = None,
     progress: Progress | None = None,
+    known_req_id: str | None = None,
 ) -> ResolvedEnvironment:
     """Lock ``request`` with the configured resolver for its environment type, and check the result. With a
     base environment (``request.base``, called ``base_name`` by the user), every base pin the new requirements
     allow is kept. ``solved``: the answer of the resolver's batch call for this request, already made.
-    ``progress``: where source distributions being built are shown."""
+    ``progress``: where source distributions being built are shown. ``known_req_id``: the request's req id
+    (:func:`req_id`), when the caller has it."""
+    env_type = request.env_type
     if _reads_pylock(request):  # a pylock.toml: read, not resolved (envcore.pylock, imported only when used)
         from envcore import pylock
 
@@ -941,7 +944,7 @@ def resolve(
         name, resolver = explicit.resolver_for(registry, request)
         request_for_builds = request
     else:
-        name, resolver = resolver_for(registry, request.env_type)
+        name, resolver = resolver_for(registry, env_type)
         request_for_builds = request
     _check_conda_tokens(registry, name, request)
     if request_for_builds is request:  # a pylock.toml names its files: the indexes are not read
@@ -970,10 +973,10 @@ def resolve(
     naming = registry.naming()
     deps, sources, extras = id_inputs(request)
     return ResolvedEnvironment(
-        req_id=naming.req_id(deps, sources, extras),
+        req_id=known_req_id or naming.req_id(deps, sources, extras),
         full_id=naming.full_id(packages, request.arch, {}),
         arch=request.arch,
-        env_type=request.env_type,
+        env_type=env_type,
         deps=tuple(deps),
         sources=tuple(sources),
         extras=tuple(extras),

@@ -195,15 +195,20 @@ class ResolveRequest:
     credentials: Mapping[str, tuple[str, str]] = field(default_factory=dict, repr=False, compare=False)
 
     def of(self, *categories: str) -> tuple[Requirement, ...]:
-        return tuple(r for r in self.requirements if r.category in categories)
+        return tuple([r for r in self.requirements if r.category in categories])
 
     @property
     def env_type(self) -> EnvType:
         # python itself is always a conda requirement (PyPI-only environments run on a conda python)
-        conda = any(r.name != "python" for r in self.of(CONDA)) or bool(
-            self.base and self.base.env_type is not EnvType.PYPI_ONLY
-        )
-        pypi = bool(self.of(PYPI)) or bool(self.base and self.base.env_type is not EnvType.CONDA_ONLY)
+        conda = pypi = False
+        for r in self.requirements:  # (one pass: asked several times per environment of a flow)
+            if r.category == PYPI:
+                pypi = True
+            elif r.category == CONDA and r.name != "python":
+                conda = True
+        if self.base is not None:
+            conda = conda or self.base.env_type is not EnvType.PYPI_ONLY
+            pypi = pypi or self.base.env_type is not EnvType.CONDA_ONLY
         if conda and pypi:
             return EnvType.MIXED
         return EnvType.PYPI_ONLY if pypi else EnvType.CONDA_ONLY
