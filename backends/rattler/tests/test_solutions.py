@@ -130,3 +130,24 @@ def test_packages_shared_by_environments_are_converted_once(channel: Path, tmp_p
     fresh, _ = make_resolver(tmp_path / "other")  # another resolver converts its own
     again = {p.name: p for p in fresh.resolve(request(channel, "fx-web"))}
     assert again == web and all(again[name] is not web[name] for name in web)
+
+
+def test_packages_come_in_dependency_order_with_or_without_sha256(channel: Path, tmp_path: Path) -> None:
+    """A solution's packages are in rattler's topological order (each after the packages it depends on),
+    matched to the sorted records by sha256, or by name when the channel gives no sha256 (older channels)."""
+    resolver, _ = make_resolver(tmp_path)
+    hashed = list(resolver.resolve(request(channel, "fx-web", "fx-app")))
+    assert len(hashed) > 3 and all(p.source.sha256 for p in hashed)
+    place = {p.name: i for i, p in enumerate(hashed)}
+    for i, pkg in enumerate(hashed):
+        assert all(place[d.split()[0]] < i for d in pkg.depends if d.split()[0] in place), pkg.name
+    for path in channel.glob("*/repodata.json"):
+        data = json.loads(path.read_text())
+        for table in ("packages", "packages.conda"):
+            for record in data.get(table, {}).values():
+                record.pop("sha256", None)
+        path.write_text(json.dumps(data))
+    unhashed, _ = make_resolver(tmp_path / "other")
+    by_name = list(unhashed.resolve(request(channel, "fx-web", "fx-app")))
+    assert not any(p.source.sha256 for p in by_name)
+    assert [(p.name, p.version, p.build) for p in by_name] == [(p.name, p.version, p.build) for p in hashed]
