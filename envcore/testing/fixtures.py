@@ -271,14 +271,25 @@ def signal_thread(pid: int, tid: int, signum: int) -> None:
 
 def hanging_conda(folder: Path) -> tuple[Path, Path]:
     """A conda executable in ``folder`` that answers ``--version`` and hangs in anything else (a solve that
-    never ends), and the file it writes its pid to once it hangs: for stopping envcore while its tool works."""
+    never ends), and the file each of its processes adds its pid to, a line, once it hangs (read it with
+    :func:`hanging_pids`): for stopping envcore while its tools work."""
     tool, started = folder / "conda", folder / "started"
     tool.write_text(
-        f'#!/bin/sh\nif [ "$1" = --version ]; then echo "conda 24.1.0"; exit 0; fi\necho $$ > {started}\n'
+        f'#!/bin/sh\nif [ "$1" = --version ]; then echo "conda 24.1.0"; exit 0; fi\necho $$ >> {started}\n'
         "exec sleep 120\n"
     )
     tool.chmod(0o755)
     return tool, started
+
+
+def hanging_pids(started: Path) -> list[int]:
+    """The pids the processes of :func:`hanging_conda` have added to ``started`` so far. (One file each tool
+    overwrote was read empty when a flow's two steps started two at once.)"""
+    try:
+        lines = started.read_text().splitlines(keepends=True)
+    except FileNotFoundError:
+        return []
+    return [int(line) for line in lines if line.endswith("\n")]
 
 
 def process_running(pid: int) -> bool:

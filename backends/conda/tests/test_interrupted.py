@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from envcore.testing.fixtures import hanging_conda, processes_end, signal_thread
+from envcore.testing.fixtures import hanging_conda, hanging_pids, processes_end, signal_thread
 
 
 @pytest.mark.parametrize("to_a_worker", [False, True], ids=["to-the-process", "to-a-worker-thread"])
@@ -46,7 +46,7 @@ def test_a_stopped_resolve_stops_the_tool_and_removes_the_credentials(
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as in a terminal (not ignored)
     ) as proc:
         deadline = time.monotonic() + 60
-        while not started.exists():
+        while not hanging_pids(started):
             assert time.monotonic() < deadline and proc.poll() is None, (
                 proc.stderr.read() if proc.stderr else ""
             )
@@ -61,4 +61,4 @@ def test_a_stopped_resolve_stops_the_tool_and_removes_the_credentials(
         assert proc.wait(timeout=20) == code
     assert list(temp.rglob("*netrc")) == []
     assert list(temp.glob("envcore-*")) == []  # the resolve's scratch folder (the tool's inputs) too
-    assert processes_end(int(started.read_text()), within=5), "the tool outlived envcore"
+    assert processes_end(*hanging_pids(started), within=5), "the tool outlived envcore"
