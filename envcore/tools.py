@@ -331,6 +331,35 @@ def exit_process(code: int) -> NoReturn:
     os._exit(code)
 
 
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """In the main thread, where Python runs signal handlers: SIGINT and SIGTERM that come during the block
+    take effect once it has ended, through the handlers they had. For starting a process and listing it as
+    one step: raised inside ``subprocess.Popen`` once the child is forked, Ctrl-C (KeyboardInterrupt) left the
+    child running unknown, to go on after the command had ended (a tool writing into a prefix)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    came: list[int] = []
+    handlers = {
+        number: signal.getsignal(number)
+        for number in (signal.SIGINT, signal.SIGTERM)
+        if signal.getsignal(number) is not None  # a handler set outside Python: left alone
+    }
+    for number in handlers:
+        signal.signal(number, lambda signum, frame: came.append(signum))
+    try:
+        yield
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+        for signum in dict.fromkeys(came):
+            signal.raise_signal(signum)  # its own handler now: KeyboardInterrupt, or the default's end
+
+
 def run_tool(
     args: Sequence[str | Path],
     *,
@@ -350,34 +379,38 @@ def run_tool(
             from envcore.config import redact_text
 
             debug_line(f"debug[envcore tools]: {what} input:\n{redact_text(stdin.rstrip())}")
-    try:
-        proc = subprocess.Popen(
-            argv,
-            env=dict(env) if env is not None else tool_env(),
-            cwd=cwd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
-        )
-    except FileNotFoundError:
-        raise BackendUnavailable(
-            f"{what} is not installed here ({argv[0]} not found). Install it or set its path."
-        ) from None
     work = _WORK.get()
-    _RUNNING[proc] = work
+    proc: subprocess.Popen[str] | None = None
     try:
+        with signals_deferred():  # a Ctrl-C now would leave the tool started and not listed, running on
+            try:
+                proc = subprocess.Popen(
+                    argv,
+                    env=dict(env) if env is not None else tool_env(),
+                    cwd=cwd,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
+                )
+            except FileNotFoundError:
+                raise BackendUnavailable(
+                    f"{what} is not installed here ({argv[0]} not found). Install it or set its path."
+                ) from None
+            _RUNNING[proc] = work
         if work is not None and work.stopped:  # stopped while the tool was being started: end_tools missed it
             proc.kill()
-        stdout, stderr = proc.communicate(stdin, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        raise EnvcoreError(f"{what} did not finish within {timeout:.0f} s and was stopped.") from None
-    finally:
-        _RUNNING.pop(proc, None)
-        if proc.returncode is None:  # interrupted while waiting: the tool does not outlive the command
+        try:
+            stdout, stderr = proc.communicate(stdin, timeout=timeout)
+        except subprocess.TimeoutExpired:
             proc.kill()
+            proc.communicate()
+            raise EnvcoreError(f"{what} did not finish within {timeout:.0f} s and was stopped.") from None
+    finally:
+        if proc is not None:
+            _RUNNING.pop(proc, None)
+            if proc.returncode is None:  # interrupted while waiting: the tool does not outlive the command
+                proc.kill()
     done = subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr)
     if debug and done.stderr.strip():
         debug_line(f"debug[envcore tools]: {what} stderr:\n{done.stderr.rstrip()}")

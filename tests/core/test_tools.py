@@ -14,7 +14,7 @@ import pytest
 
 from envcore.config import CORE_SETTINGS, Config
 from envcore.errors import BackendUnavailable
-from envcore.testing.fixtures import signal_thread
+from envcore.testing.fixtures import process_running, processes_end, signal_thread
 from envcore.tools import SCRATCH_LOCK, find_executable, remove_abandoned_scratch, run_remembered, tail
 from envcore.types import Setting
 
@@ -343,6 +343,43 @@ def test_a_tool_being_started_when_its_work_is_stopped_is_stopped_once_it_runs(
     assert time.monotonic() - started < 2 and future.done()
     assert future.result() == -signal.SIGKILL
     assert not Path(folders[0]).exists()
+
+
+STOPPED_WHILE_STARTING = """
+import os, subprocess, sys, time
+from envcore import tools
+class SlowToReturn(subprocess.Popen):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        print(self.pid, flush=True)
+        os.kill(os.getpid(), int(sys.argv[1]))  # the signal comes once the tool runs, inside Popen
+        time.sleep(0.1)
+tools.subprocess.Popen = SlowToReturn
+terminated = tools.sigterm_as_interrupt()  # as the envcore command and the Metaflow worker do
+try:
+    tools.run_tool(["sleep", "30"], what="sleep")
+except KeyboardInterrupt:
+    tools.exit_process(143 if terminated else 130)
+"""
+
+
+@pytest.mark.parametrize(("sent", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_to_the_main_thread_while_it_starts_a_tool_stops_the_tool(sent: int, code: int) -> None:
+    """A tool run in the main thread (an installer while a prefix is built): Ctrl-C or SIGTERM raised inside
+    subprocess.Popen once the tool was forked left it running, unknown to end_tools, after the command had ended.
+    Now the signal takes effect once run_tool has listed its tool."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", STOPPED_WHILE_STARTING, str(int(sent))], stdout=subprocess.PIPE, text=True
+    )
+    assert child.stdout is not None
+    tool = int(child.stdout.readline())
+    try:
+        assert child.wait(timeout=30) == code
+        assert processes_end(tool, within=5), "the tool outlived the command"
+    finally:
+        child.kill()
+        if process_running(tool):  # (a failure: not left running for 30 s)
+            os.kill(tool, signal.SIGKILL)
 
 
 def test_stopping_one_piece_of_work_leaves_another_going(tmp_path: Path) -> None:

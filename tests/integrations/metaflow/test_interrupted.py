@@ -79,3 +79,33 @@ def test_a_stopped_run_leaves_no_worker_and_no_tool(machine: Machine, tmp_path: 
         assert "The envcore worker was stopped by SIGTERM before it finished" in out + err, out + err
     else:
         assert launcher.returncode != 0
+
+
+LAUNCHER = """
+import os, signal, subprocess, sys, time
+from metaflow_extensions.envcore.plugins.conda import session
+class SlowToReturn(subprocess.Popen):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        print(self.pid, flush=True)
+        os.kill(os.getpid(), signal.SIGTERM)  # the signal comes once the worker runs, inside Popen
+        time.sleep(0.1)
+subprocess.Popen = SlowToReturn
+with session._sigterm_cleans_up():
+    session._run_worker(["sleep", "30"])
+"""
+
+
+def test_a_launcher_stopped_while_it_starts_the_worker_stops_the_worker() -> None:
+    """SIGTERM raised inside subprocess.Popen once the worker was forked left the worker unknown to the launcher,
+    to resolve on after the run had ended. Now the signal takes effect once the launcher holds the worker."""
+    launcher = subprocess.Popen([sys.executable, "-c", LAUNCHER], stdout=subprocess.PIPE, text=True)
+    assert launcher.stdout is not None
+    worker = int(launcher.stdout.readline())
+    try:
+        assert launcher.wait(timeout=30) == -signal.SIGTERM
+        assert processes_end(worker, within=5), "the worker outlived the launcher"
+    finally:
+        launcher.kill()
+        if process_running(worker):  # (a failure: not left running for 30 s)
+            os.kill(worker, signal.SIGKILL)

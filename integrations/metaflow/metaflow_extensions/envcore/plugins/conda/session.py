@@ -75,10 +75,16 @@ def _run_worker(argv: list[str], **popen: Any) -> int:
     """Run the worker to its end and return its exit status. Interrupted (Ctrl-C, or SIGTERM through
     :func:`_sigterm_cleans_up`), the launcher stops the worker first, which stops its tools: left behind, it
     would go on resolving or installing, tools and all, after the run was stopped."""
-    proc = subprocess.Popen(argv, **popen)
+    from envcore.tools import signals_deferred
+
+    proc: subprocess.Popen[bytes] | None = None
     try:
+        with signals_deferred():  # not raised inside Popen, the worker started and unknown here
+            proc = subprocess.Popen(argv, **popen)
         return proc.wait()
     except BaseException:
+        if proc is None:
+            raise
         proc.terminate()  # the worker ends its tools (as the envcore command does)
         try:
             proc.wait(timeout=WORKER_STOP_WAIT)
