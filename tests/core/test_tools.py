@@ -346,8 +346,9 @@ def test_a_tool_being_started_when_its_work_is_stopped_is_stopped_once_it_runs(
 
 
 STOPPED_WHILE_STARTING = """
-import os, subprocess, sys, time
+import os, signal, subprocess, sys, time
 from envcore import tools
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal: a suite run with & ignores it
 class SlowToReturn(subprocess.Popen):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
