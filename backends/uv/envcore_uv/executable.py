@@ -4,10 +4,13 @@ installing wheels loads neither the resolver nor ``packaging``."""
 from __future__ import annotations
 
 import functools
-import sysconfig
+import os
+import sys
 import threading
+from pathlib import Path
 
 from envcore.config import Config
+from envcore.configfiles import remember_json
 from envcore.errors import BackendUnavailable
 from envcore.tools import find_executable
 
@@ -16,11 +19,12 @@ SETTING_FIX = (
     f"Set METAFLOW_{SETTING} to the path of a uv executable, or unset it to use the uv that the envcore-uv "
     "distribution brings."
 )
+NOT_INSTALLED = "The uv package is not installed in this environment. Reinstall the envcore-uv distribution, which brings it."
 
 
 def uv_executable(config: Config) -> str:
     """The uv that ``METAFLOW_ENVCORE_UV_EXE`` names (a path, or a name on PATH), else the uv wheel's."""
-    return find_executable(config, SETTING, (), _misconfigured) or _bundled_uv()
+    return find_executable(config, SETTING, (), _misconfigured) or _bundled_uv(str(config.cache_dir()))
 
 
 def _misconfigured(why: str) -> BackendUnavailable:
@@ -31,15 +35,54 @@ _UV_LOCK = threading.Lock()
 
 
 @functools.cache
-def _bundled_uv() -> str:
-    """The uv binary of the ``uv`` wheel. Cached, and looked up once: ``find_uv_bin`` reads sysconfig lazily,
-    which is not thread-safe on Python 3.11 when several environments resolve in parallel."""
+def _bundled_uv(cache_dir: str) -> str:
+    """The uv binary of the ``uv`` wheel, looked up once per process, under a lock (``find_uv_bin`` reads
+    sysconfig lazily, which is not thread-safe on Python 3.11 when several environments resolve in parallel).
+    The lookup (``sysconfig``'s variables, five candidate folders, ``fnmatch``: ~12M instructions) is remembered
+    in ``cache_dir/tools`` for this interpreter and this install of the ``uv`` package (its module file's
+    identity), and given again while the binary it found is still an executable file."""
+    import json
+    import zlib
+    from importlib.util import find_spec
+
+    with _UV_LOCK:
+        spec = find_spec("uv")
+        module = spec.origin if spec is not None else None
+        if module is None:
+            raise BackendUnavailable(NOT_INSTALLED)
+        try:
+            info = os.stat(module)
+        except OSError:
+            info = None
+        identity = [sys.executable, sys.prefix, module, *(_file_id(info) if info else [])]
+        key = zlib.crc32(json.dumps(identity[:3]).encode()) & 0xFFFFFFFF  # one file per interpreter and uv
+        remembered = Path(cache_dir) / "tools" / f"uv-binary-{key:08x}.json"
+        try:
+            saved = json.loads(remembered.read_text(encoding="utf-8"))
+            if info is not None and saved["identity"] == identity and _is_executable(saved["binary"]):
+                return str(saved["binary"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        binary = _look_up_uv()
+        if info is not None:
+            remember_json(remembered, {"identity": identity, "binary": binary})
+        return binary
+
+
+def _look_up_uv() -> str:
+    import sysconfig
+
     try:
         from uv import find_uv_bin
     except ImportError:
-        raise BackendUnavailable(
-            "The uv package is not installed in this environment. Reinstall the envcore-uv distribution, which brings it."
-        ) from None
-    with _UV_LOCK:
-        sysconfig.get_config_vars()  # initialise sysconfig once, under a lock, before find_uv_bin reads it
-        return str(find_uv_bin())
+        raise BackendUnavailable(NOT_INSTALLED) from None
+    sysconfig.get_config_vars()  # initialise sysconfig once, under the lock, before find_uv_bin reads it
+    return str(find_uv_bin())
+
+
+def _file_id(info: os.stat_result) -> list[int]:
+    return [info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns]
+
+
+def _is_executable(path: object) -> bool:
+    return isinstance(path, str) and os.path.isfile(path) and os.access(path, os.X_OK)
