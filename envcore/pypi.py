@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from types import MappingProxyType
 from urllib.parse import unquote, urlsplit
 
 from packaging.tags import Tag, compatible_tags, cpython_tags, mac_platforms
@@ -15,6 +15,7 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from packaging.version import Version
 
 from envcore.config import redact_url
+from envcore.configfiles import remember_json
 from envcore.errors import ResolutionError
 from envcore.platforms import MACOS_TARGET as MACOS_TARGET  # (conda-lock's solver is given it too)
 from envcore.types import (
@@ -176,11 +177,14 @@ def os_misfits(
     Resolvers that cannot be given the exact tags (uv rounds manylinux ones, poetry locks for every platform)
     leave these out (``NAME!=VERSION``) and resolve again, up to TOO_NEW_ROUNDS times, which takes the newest
     release that fits, as pip does."""
-    tags = target_tags(request, request.python_version or "") if request.python_version else {}
     found = {}
     for name, version, filenames in releases:
-        needed = os_needed(filenames, request)
-        if needed is not None and best_wheel(filenames, tags) is None:
+        needed = os_needed(filenames, request)  # (None without a python version)
+        # the target's tags only then: most resolves need none, or take them from a cache (target_tags)
+        if (
+            needed is not None
+            and best_wheel(filenames, target_tags(request, request.python_version or "")) is None
+        ):
             found[(canonicalize(name), version)] = needed
     return found
 
@@ -609,20 +613,95 @@ def _version_key(version: str) -> Version:
         return Version("0")
 
 
-def target_tags(request: ResolveRequest, python_version: str) -> Mapping[Tag, int]:
-    """Wheel tags the target interpreter accepts, each with its rank (0 = most specific)."""
+def target_tags(
+    request: ResolveRequest, python_version: str, cache_dir: Path | None = None
+) -> Mapping[Tag, int]:
+    """Wheel tags the target interpreter accepts, each with its rank (0 = most specific). With ``cache_dir``, the
+    ranking is remembered there (:func:`_remembered_tags`)."""
     major, minor = (int(x) for x in python_version.split(".")[:2])
-    return _ranked_tags(major, minor, tuple(platform_tags(request)))
+    platforms = tuple(platform_tags(request))
+    if cache_dir is None:
+        return _ranked_tags(major, minor, platforms)
+    return _remembered_tags(major, minor, platforms, str(cache_dir))
 
 
 @functools.lru_cache(maxsize=32)
-def _ranked_tags(major: int, minor: int, platforms: tuple[str, ...]) -> Mapping[Tag, int]:
+def _ranked_tags(major: int, minor: int, platforms: tuple[str, ...]) -> TagRanks:
     # a thousand tags: ranked once per target, not once per wheel looked at
-    tags = (
-        *cpython_tags((major, minor), platforms=platforms),
-        *compatible_tags((major, minor), platforms=platforms),
+    return _ranking(
+        (
+            *cpython_tags((major, minor), platforms=platforms),
+            *compatible_tags((major, minor), platforms=platforms),
+        )
     )
-    return MappingProxyType({tag: i for i, tag in enumerate(tags)})
+
+
+def _ranking(tags: Iterable[Tag]) -> TagRanks:
+    return TagRanks({str(tag): i for i, tag in enumerate(tags)})
+
+
+class TagRanks(Mapping[Tag, int]):
+    """Tags and their ranks, kept as the tags' text (``cp311-cp311-manylinux_2_17_x86_64``): read back from a
+    cache (:func:`_remembered_tags`), a thousand ``Tag`` objects would cost as much as packaging's ranking."""
+
+    def __init__(self, ranks: dict[str, int]) -> None:
+        self._ranks = ranks
+
+    def __getitem__(self, tag: Tag) -> int:
+        if not isinstance(tag, Tag):
+            raise KeyError(tag)
+        return self._ranks[str(tag)]
+
+    def __contains__(self, tag: object) -> bool:
+        return isinstance(tag, Tag) and str(tag) in self._ranks
+
+    def __iter__(self) -> Iterator[Tag]:
+        return (Tag(*text.split("-")) for text in self._ranks)
+
+    def __len__(self) -> int:
+        return len(self._ranks)
+
+    def texts(self) -> list[str]:
+        """The tags' text, best first."""
+        return list(self._ranks)
+
+
+@functools.lru_cache(maxsize=32)
+def _remembered_tags(major: int, minor: int, platforms: tuple[str, ...], cache_dir: str) -> Mapping[Tag, int]:
+    """:func:`_ranked_tags`, remembered in ``cache_dir/tools``: packaging's ranking (~900 tags for a linux
+    target) costs ~8M instructions and its sysconfig variables ~4M more, a CLI resolve's whole PyPI side's
+    worth; read back it costs a fifth of that. What packaging's answer depends on besides the target is in the
+    key: its own version and the interpreter (a debug or free-threaded build adds abis)."""
+    import json
+    import zlib
+    from importlib.machinery import EXTENSION_SUFFIXES
+
+    import packaging
+
+    key = [
+        packaging.__version__,
+        sys.executable,
+        sys.version,
+        getattr(sys, "abiflags", ""),
+        hasattr(sys, "gettotalrefcount"),
+        EXTENSION_SUFFIXES,
+        major,
+        minor,
+        list(platforms),
+    ]
+    path = (
+        Path(cache_dir) / "tools" / f"wheel-tags-{zlib.crc32(json.dumps(key).encode()) & 0xFFFFFFFF:08x}.json"
+    )
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        texts = saved["tags"]
+        if saved["key"] == key and all(type(text) is str for text in texts):
+            return TagRanks({text: i for i, text in enumerate(texts)})
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    ranked = _ranked_tags(major, minor, platforms)
+    remember_json(path, {"key": key, "tags": ranked.texts()})
+    return ranked
 
 
 def best_wheel(filenames: Iterable[str], rank: Mapping[Tag, int]) -> str | None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 
 import pytest
+from packaging.tags import Tag, compatible_tags, cpython_tags
 
 from envcore import pypi
 from envcore.testing.channel import Universe
@@ -154,3 +157,48 @@ def test_only_the_outermost_releases_are_left_out_where_exclusions_are_requireme
     assert pypi.outermost(found, [], {}) == (found, [])
     cycle = {("a", "1"): (2, 28), ("b", "1"): (2, 28)}
     assert pypi.outermost(cycle, [], {"a": ["b"], "b": ["a"]}) == (cycle, [])  # none outermost: all
+
+
+@pytest.mark.parametrize(
+    ("arch", "glibc", "python"),
+    [
+        ("linux-64", "2.17", "3.8"),
+        ("linux-aarch64", "2.28", "3.11"),
+        ("osx-arm64", None, "3.13"),
+        ("win-64", None, "3.12"),
+    ],
+)
+def test_target_tags_rank_as_packaging_does_computed_or_remembered(
+    tmp_path: Path, arch: str, glibc: str | None, python: str
+) -> None:
+    """The ranking read back from the cache (the tags' text, no Tag objects) is packaging's, in its order; a
+    cache of another packaging or interpreter, or a damaged one, is worked out again."""
+    request = _request(arch, glibc)
+    xy = tuple(int(x) for x in python.split("."))
+    platforms = pypi.platform_tags(request)
+    packaging_order = [*cpython_tags(xy, platforms=platforms), *compatible_tags(xy, platforms=platforms)]
+    expected = {tag: rank for rank, tag in enumerate(packaging_order)}  # (a repeated tag keeps its last rank)
+    assert len(expected) > 40
+    pypi._remembered_tags.cache_clear()
+    computed = pypi.target_tags(request, python)
+    first = pypi.target_tags(request, python, tmp_path)  # works it out and remembers it
+    (saved,) = (tmp_path / "tools").glob("wheel-tags-*.json")
+    pypi._remembered_tags.cache_clear()
+    remembered = pypi.target_tags(request, python, tmp_path)
+    for ranks in (computed, first, remembered):
+        assert list(ranks.items()) == list(expected.items())
+        assert all(tag in ranks for tag in packaging_order) and Tag("cp27", "cp27m", "any") not in ranks
+        assert "-".join(("py3", "none", "any")) not in ranks  # only Tags are keys
+    best = pypi.best_wheel(["a-1-py3-none-any.whl", f"a-1-{packaging_order[0]}.whl"], remembered)
+    assert best == f"a-1-{packaging_order[0]}.whl"
+    content = json.loads(saved.read_text())
+    for damaged in (
+        json.dumps({**content, "key": ["another packaging", *content["key"][1:]], "tags": ["py3-none-any"]}),
+        json.dumps({**content, "tags": [*content["tags"][:-1], 7]}),
+        json.dumps({"key": content["key"]}),
+        "{not json",
+    ):
+        saved.write_text(damaged)
+        pypi._remembered_tags.cache_clear()
+        assert list(pypi.target_tags(request, python, tmp_path).items()) == list(expected.items())
+        assert json.loads(saved.read_text()) == content  # written again, whole

@@ -267,7 +267,7 @@ class UvResolver:
         return [*args, "-"]  # the requirements: on stdin
 
     def _packages(self, request: ResolveRequest, lock: dict[str, object]) -> list[LockedPackage]:
-        tags = pypi.target_tags(request, request.python_version or "")
+        tags = pypi.target_tags(request, request.python_version or "", self.config.cache_dir())
         provided = set(pypi.conda_python_packages(request.installed, request.installed_distributions))
         out: list[LockedPackage] = []
         entries = lock.get("packages", [])
