@@ -450,3 +450,40 @@ def test_credential_files_removed_with_their_scratch_folder_are_no_longer_listed
     assert kept in tools._SECRET_FILES
     tools.end_tools()
     assert not kept.exists() and kept not in tools._SECRET_FILES
+
+
+WHERE_SCRATCH_GOES = """
+import os, sys
+from envcore.tools import scratch_folder, temp_dir
+ours = temp_dir()
+with scratch_folder("x") as folder:
+    mode = oct(os.stat(folder).st_mode & 0o777)
+loaded = sorted({"tempfile", "shutil"} & set(sys.modules))
+import tempfile
+print(ours, tempfile.gettempdir(), os.path.dirname(folder), os.path.basename(folder)[:10], mode, loaded)
+"""
+
+
+def test_scratch_folders_go_where_tempfile_would_put_them_without_importing_it(tmp_path: Path) -> None:
+    """``tempfile``'s rules for the temporary directory ($TMPDIR, $TEMP, $TMP, then /tmp...: the first this
+    process may write to), worked out without importing it (and shutil, bz2, lzma, random)."""
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    environ = {k: v for k, v in os.environ.items() if k not in ("TMPDIR", "TEMP", "TMP")}
+    for chosen in (
+        {"TMPDIR": str(tmp_path)},
+        {"TMPDIR": str(tmp_path / "missing"), "TEMP": str(a_file), "TMP": str(tmp_path)},
+        {"TMPDIR": str(tmp_path / "missing")},
+        {},
+    ):
+        done = subprocess.run(
+            [sys.executable, "-c", WHERE_SCRATCH_GOES],
+            env={**environ, **chosen},
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        ours, theirs, parent, name, mode, loaded = done.stdout.split(maxsplit=5)
+        assert ours == theirs == parent and name == "envcore-x-" and mode == "0o700", done.stdout
+        assert loaded.strip() == "[]"

@@ -43,15 +43,28 @@ def test_pypi_resolver_end_to_end(
     assert done.stdout.strip() == expected, done.stderr
 
 
-def test_a_pypi_only_resolve_loads_no_file_machinery(run: Run) -> None:
+@pytest.mark.parametrize(
+    ("args", "runs_checked", "not_loaded"),
+    [
+        (["--pypi", "fx-web"], (0, 1), {"envcore.fetch", "tempfile", "shutil"}),
+        (["--conda", "fx-app", "--conda", "fx-ffmpeg", "--pypi", "fx-extras"], (1,), {"tempfile", "shutil"}),
+    ],
+    ids=["pypi-only", "mixed"],
+)
+def test_a_pypi_resolve_loads_no_file_machinery(
+    run: Run, args: list[str], runs_checked: tuple[int, ...], not_loaded: set[str]
+) -> None:
     """A PyPI-only resolve on conda's python reads no conda package's files and writes no scratch folder: the
     fetching module, ``tempfile`` and ``shutil`` (with bz2, lzma, random: ~17M instructions, ~2.6% of the command)
-    are not imported, on the first resolve (uv's version asked) and on the next (remembered)."""
-    for _ in range(2):
-        done = run("resolve", "--pypi", "fx-web", "--force", "--dry-run", PYTHONPROFILEIMPORTTIME="1")
+    are not imported, on the first resolve (uv's version asked) and on the next (remembered). A mixed one gives
+    uv its constraints (the conda side's Python packages, read from their files by the first resolve, then
+    remembered) in a scratch folder made without them."""
+    for attempt in range(2):
+        done = run("resolve", *args, "--force", "--dry-run", PYTHONPROFILEIMPORTTIME="1")
         modules = imported_modules(done.stderr)
         assert {"envcore_uv.resolver", "envcore.condadists"} <= modules  # (the PyPI side did run)
-        assert not modules & {"envcore.fetch", "tempfile", "shutil"}
+        if attempt in runs_checked:
+            assert not modules & not_loaded
 
 
 @pytest.mark.parametrize("arch", ["osx-arm64", "linux-aarch64"])
