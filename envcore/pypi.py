@@ -669,9 +669,9 @@ class TagRanks(Mapping[Tag, int]):
 @functools.lru_cache(maxsize=32)
 def _remembered_tags(major: int, minor: int, platforms: tuple[str, ...], cache_dir: str) -> Mapping[Tag, int]:
     """:func:`_ranked_tags`, remembered in ``cache_dir/tools``: packaging's ranking (~900 tags for a linux
-    target) costs ~8M instructions and its sysconfig variables ~4M more, a CLI resolve's whole PyPI side's
-    worth; read back it costs a fifth of that. What packaging's answer depends on besides the target is in the
-    key: its own version and the interpreter (a debug or free-threaded build adds abis)."""
+    target) costs ~15M instructions with the sysconfig variables it reads, ~2.5% of a CLI PyPI resolve; read
+    back it costs 1.9M. The key holds what packaging's answer depends on besides the target: its own version
+    and the interpreter (a debug or free-threaded build adds abis)."""
     import json
     import zlib
     from importlib.machinery import EXTENSION_SUFFIXES

@@ -38,18 +38,18 @@ _UV_LOCK = threading.Lock()
 def _bundled_uv(cache_dir: str) -> str:
     """The uv binary of the ``uv`` wheel, looked up once per process, under a lock (``find_uv_bin`` reads
     sysconfig lazily, which is not thread-safe on Python 3.11 when several environments resolve in parallel).
-    The lookup (``sysconfig``'s variables, five candidate folders, ``fnmatch``: ~12M instructions) is remembered
+    The lookup (``sysconfig``'s variables, five candidate folders, ``fnmatch``: ~10M instructions) is remembered
     in ``cache_dir/tools`` for this interpreter and this install of the ``uv`` package (its module file's
     identity), and given again while the binary it found is still an executable file."""
     import json
     import zlib
-    from importlib.util import find_spec
+    from importlib.machinery import PathFinder  # (importlib.util: 1M instructions more)
 
     with _UV_LOCK:
-        spec = find_spec("uv")
+        spec = PathFinder.find_spec("uv")  # on sys.path, as the wheel installs it
         module = spec.origin if spec is not None else None
-        if module is None:
-            raise BackendUnavailable(NOT_INSTALLED)
+        if module is None:  # elsewhere, or not installed: the lookup says which
+            return _look_up_uv()
         try:
             info = os.stat(module)
         except OSError:
