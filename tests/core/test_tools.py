@@ -3,6 +3,7 @@ are remembered per binary; scratch folders that killed processes left are remove
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -276,6 +277,15 @@ def test_a_signal_a_worker_thread_gets_stops_the_main_thread_waiting_for_it(wait
         child.kill()
 
 
+def _sleep_in_a_scratch_folder(folders: list[str]) -> int:
+    """A tool's run in a scratch folder (its path appended to ``folders``), as a resolver's: the exit code."""
+    from envcore import tools
+
+    with tools.scratch_folder("stop") as folder:
+        folders.append(folder)
+        return tools.run_tool(["sleep", "30"], what="sleep").returncode
+
+
 def test_stopping_interrupted_work_ends_its_tools_and_lets_its_threads_clean_up() -> None:
     """stop_work: the tool a worker thread waits for is stopped, and the thread leaves its scratch folder
     removed, as after a failure (an interrupted command's threads had been left with their folders)."""
@@ -284,11 +294,7 @@ def test_stopping_interrupted_work_ends_its_tools_and_lets_its_threads_clean_up(
     from envcore import tools
 
     folders: list[str] = []
-
-    def sleeper() -> int:
-        with tools.scratch_folder("stop") as folder:
-            folders.append(folder)
-            return tools.run_tool(["sleep", "30"], what="sleep").returncode
+    sleeper = functools.partial(_sleep_in_a_scratch_folder, folders)
 
     pool = ThreadPoolExecutor(1)
     with tools.new_work() as work:
@@ -326,11 +332,7 @@ def test_a_tool_being_started_when_its_work_is_stopped_is_stopped_once_it_runs(
 
     monkeypatch.setattr(tools.subprocess, "Popen", SlowToReturn)
     folders: list[str] = []
-
-    def sleeper() -> int:
-        with tools.scratch_folder("stop") as folder:
-            folders.append(folder)
-            return tools.run_tool(["sleep", "30"], what="sleep").returncode
+    sleeper = functools.partial(_sleep_in_a_scratch_folder, folders)
 
     pool = ThreadPoolExecutor(1)
     with tools.new_work() as work:
