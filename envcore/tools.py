@@ -393,6 +393,15 @@ def signals_deferred() -> Iterator[None]:
             signal.raise_signal(signum)  # its own handler now: KeyboardInterrupt, or the default's end
 
 
+class ToolNotStarted(BackendUnavailable):
+    """:func:`run_tool` could not start the tool; ``why`` says why in a few words (``Exec format error``), for a
+    backend's own message."""
+
+    def __init__(self, message: str, *, why: str) -> None:
+        super().__init__(message)
+        self.why = why
+
+
 def run_tool(
     args: Sequence[str | Path],
     *,
@@ -427,8 +436,16 @@ def run_tool(
                     stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
                 )
             except FileNotFoundError:
-                raise BackendUnavailable(
-                    f"{what} is not installed here ({argv[0]} not found). Install it or set its path."
+                raise ToolNotStarted(
+                    f"{what} is not installed here ({argv[0]} not found). Install it or set its path.",
+                    why="not found",
+                ) from None
+            except OSError as exc:  # (a script without its #! line, another machine's binary, no permission)
+                why = str(exc.strerror or exc)
+                raise ToolNotStarted(
+                    f"{what} could not be started ({argv[0]}: {why}). Check that it is a program for this machine (a "
+                    "script needs its #! line) that may be run, or set the path of another.",
+                    why=why,
                 ) from None
             _RUNNING[proc] = work
         if work is not None and work.stopped:  # stopped while the tool was being started: end_tools missed it

@@ -489,3 +489,27 @@ def test_scratch_folders_go_where_tempfile_would_put_them_without_importing_it(t
         ours, theirs, parent, name, mode, loaded = done.stdout.split(maxsplit=5)
         assert ours == theirs == parent and name == "envcore-x-" and mode == "0o700", done.stdout
         assert loaded.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("content", "mode", "why"),
+    [("echo hi\n", 0o755, "Exec format error"), ("#!/bin/sh\necho hi\n", 0o644, "Permission denied")],
+)
+def test_a_tool_that_cannot_be_started_is_one_paragraph(
+    tmp_path: Path, content: str, mode: int, why: str
+) -> None:
+    """A script without its #! line, or a file that may not be run: a backend's error, not an OSError whose
+    file name the CLI took for a folder of envcore's configuration ("Cannot use ...: check the folders")."""
+    from envcore import tools
+
+    tool = tmp_path / "tool"
+    tool.write_text(content)
+    tool.chmod(mode)
+    with pytest.raises(tools.ToolNotStarted) as info:
+        tools.run_tool([tool, "--version"], what="the tool")
+    assert info.value.why == why
+    assert info.value.message == (
+        f"the tool could not be started ({tool}: {why}). Check that it is a program for this machine (a script "
+        "needs its #! line) that may be run, or set the path of another."
+    )
+    assert isinstance(info.value, BackendUnavailable) and not tools._RUNNING

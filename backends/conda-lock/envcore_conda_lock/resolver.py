@@ -19,7 +19,6 @@ import importlib.util
 import json
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import threading
@@ -37,10 +36,18 @@ from envcore import pypi
 from envcore.build import foreign_sdists_error
 from envcore.condadists import renamed_distributions
 from envcore.config import Config, redact_text, redact_url
-from envcore.errors import BackendUnavailable, ConfigError, ResolutionError
+from envcore.errors import BackendUnavailable, ConfigError, EnvcoreError, ResolutionError
 from envcore.fetch import in_parallel
 from envcore.platforms import DEFAULT_OSX, local_arch
-from envcore.tools import find_executable, run_tool, scratch_folder, tail, tool_env, write_netrc
+from envcore.tools import (
+    ToolNotStarted,
+    find_executable,
+    run_tool,
+    scratch_folder,
+    tail,
+    tool_env,
+    write_netrc,
+)
 from envcore.types import (
     CONDA,
     NPCONDA,
@@ -270,17 +277,19 @@ class CondaLockResolver:
                     )
                 base = Path(path).name.lower().removesuffix(".exe")
                 flavor = next((t for t in TOOLS if base.endswith(t)), "conda")
-                try:
-                    done = subprocess.run(
+                try:  # (run_tool: an interruption stops it)
+                    done = run_tool(
                         [path, "--version"],
-                        capture_output=True,
-                        text=True,
+                        what=f"{flavor} --version",
                         timeout=60,
                         env={**self._base_env(), "HOME": tempfile.gettempdir(), "MAMBA_NO_BANNER": "1"},
-                        stdin=subprocess.DEVNULL,
                     )
-                except (OSError, subprocess.TimeoutExpired) as exc:
-                    raise self._unavailable(f"`{path} --version` failed ({type(exc).__name__})") from None
+                except ToolNotStarted as exc:
+                    raise self._unavailable(f"`{path} --version` could not start ({exc.why})") from None
+                except EnvcoreError as exc:  # (it did not answer in time)
+                    raise self._unavailable(
+                        f"`{path} --version` failed ({exc.message.rstrip('.')})"
+                    ) from None
                 lines = [line for line in done.stdout.splitlines() if line.strip()]
                 line = next((ln for ln in lines if ln.split()[0] == flavor), lines[0] if lines else "")
                 found = _VERSION.search(line) if done.returncode == 0 else None

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import tempfile
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -23,10 +22,10 @@ from typing import Any
 from urllib.parse import unquote
 
 from envcore.config import Config, redact_text, redact_url
-from envcore.errors import BackendUnavailable, ResolutionError
+from envcore.errors import BackendUnavailable, EnvcoreError, ResolutionError
 from envcore.platforms import DEFAULT_OSX
 from envcore.specs import match_spec
-from envcore.tools import find_executable, run_tool, scratch_folder, write_netrc
+from envcore.tools import ToolNotStarted, find_executable, run_tool, scratch_folder, write_netrc
 from envcore.types import (
     CONDA,
     NPCONDA,
@@ -345,18 +344,17 @@ class CondaCliResolver:
         with self._lock:
             if self._version is None:
                 exe = self.executable()
-                try:
-                    done = subprocess.run(
+                try:  # (run_tool: an interruption stops it)
+                    done = run_tool(
                         [exe, "--version"],
-                        capture_output=True,
-                        text=True,
+                        what=f"{self.tool} --version",
                         timeout=120,
                         env=self._base_env(Path(tempfile.gettempdir())),
                     )
-                except (OSError, subprocess.TimeoutExpired) as exc:
-                    raise self._unavailable(
-                        f"`{exe} --version` failed ({type(exc).__name__}: {exc})"
-                    ) from None
+                except ToolNotStarted as exc:
+                    raise self._unavailable(f"`{exe} --version` could not start ({exc.why})") from None
+                except EnvcoreError as exc:  # (it did not answer in time)
+                    raise self._unavailable(f"`{exe} --version` failed ({exc.message.rstrip('.')})") from None
                 found = parse_version(done.stdout, self.tool) if done.returncode == 0 else None
                 if found is None:
                     output = " ".join((done.stdout + done.stderr).split())[:300]
@@ -453,8 +451,8 @@ class CondaCliResolver:
                 done = run_tool(
                     cmd, what=f"{self.tool} create --dry-run", env=env, cwd=work, debug=self.config.debug
                 )
-            except OSError as exc:
-                raise self._unavailable(f"running {cmd[0]} failed ({exc})") from None
+            except ToolNotStarted as exc:
+                raise self._unavailable(f"running {cmd[0]} failed ({exc.why})") from None
         return self.interpret(done.returncode, done.stdout, done.stderr, request, channels)
 
     def interpret(

@@ -17,7 +17,7 @@ from packaging.utils import parse_wheel_filename
 from envcore import pypi
 from envcore.config import Config, redact_text, redact_url
 from envcore.errors import BackendUnavailable, EnvcoreError, EnvcoreWarning, ResolutionError, clipped
-from envcore.tools import run_remembered, run_tool, scratch_folder, tail, tool_env
+from envcore.tools import ToolNotStarted, run_remembered, run_tool, scratch_folder, tail, tool_env
 from envcore.types import LockedPackage, ResolveRequest
 from envcore_uv.executable import SETTING, SETTING_FIX, uv_executable
 
@@ -147,10 +147,8 @@ class UvResolver:
         )
         try:
             done = self._version_run
-        except OSError as exc:  # (a file that is no program: Exec format error)
-            raise BackendUnavailable(
-                f"`{exe} --version` could not start: {exc.strerror or exc}. {fix}"
-            ) from None
+        except ToolNotStarted as exc:  # (a file that is no program: Exec format error)
+            raise BackendUnavailable(f"`{exe} --version` could not start: {exc.why}. {fix}") from None
         if done.returncode != 0 or done.stdout.split()[:1] != ["uv"]:
             output = clipped(tail(done.stderr) or " ".join(done.stdout.split())) or "no output"
             raise BackendUnavailable(
