@@ -1573,6 +1573,19 @@ def versions() -> str:
     )
 
 
+# The bench's sections, in the order a run measures them (each a method of Bench, - for _).
+SECTIONS = (
+    "startup",
+    "resolve-library",
+    "resolve-cli",
+    "scale",
+    "backends",
+    "hydrate",
+    "aliases",
+    "transfer",
+)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     global ARCH
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
@@ -1587,6 +1600,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="run the .venv/bin/envcore console script as is (default: the same import, bytecode cached per run)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=SECTIONS,
+        metavar="SECTION",
+        help=f"run only this section (repeatable; one of {', '.join(SECTIONS)}): for a quick A/B of one part",
+    )
     parser.add_argument(
         "--real-pypi",
         action="store_true",
@@ -1612,19 +1632,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench.table.header()
     code = 0
     try:
-        bench.startup()
-        bench.resolve_library()
-        bench.resolve_cli()
-        bench.scale()
-        bench.backends()
-        bench.hydrate()
-        bench.aliases()
-        bench.transfer()
+        for section in SECTIONS:
+            if not args.only or section in args.only:
+                getattr(bench, section.replace("-", "_"))()
+        if args.only:
+            bench.table.note(f"Only the sections {', '.join(args.only)} were run (--only).")
         if args.real_pypi:
             from bench.realpypi import measure
 
             measure(bench)
-        else:
+        elif not args.only:
             bench.table.note(
                 "TODO: the optional real-PyPI workload of issue 11 is not measured (run with --real-pypi)."
             )

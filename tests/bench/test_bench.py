@@ -71,3 +71,18 @@ def test_one_repetition_of_every_row(tmp_path: Path) -> None:
         floored = [r for r in goals if r["name"] == name]
         assert floored and all(r["floor"] for r in floored), name
     assert "real-PyPI workload of issue 11 is not measured" in " ".join(figures["notes"])
+
+
+def test_only_the_sections_asked_for_run(tmp_path: Path) -> None:
+    """``--only`` (for a quick A/B of one part): the start-up rows alone, said in a note."""
+    out = tmp_path / "bench.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("METAFLOW_", "PYTHONDONTWRITEBYTECODE"))}
+    args = ["--reps", "1", "--no-s3", "--no-gs", "--no-azure", "--only", "startup", "--json", str(out)]
+    run = subprocess.run(
+        [sys.executable, "-m", "bench", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    assert {r["group"] for r in figures["rows"]} == {"start-up"}, figures["rows"]
+    assert "[resolve, library call" not in run.stdout
+    assert figures["notes"] == ["Only the sections startup were run (--only)."]
