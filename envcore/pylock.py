@@ -434,7 +434,7 @@ class PylockResolver(StashedInputReader):
                 f"{lock.origin} is only for the environments {'; '.join(lock.environments)}, and {target} is not "
                 "one of them. Generate a lock that covers it (e.g. uv pip compile --universal)."
             )
-        tags = pypi.target_tags(request, python)
+        tags = pypi.target_tags(request, python, self.config.cache_dir())
         chosen: dict[str, LockedPackage] = {}
         for pkg in lock.packages:
             if pkg.marker and not _holds(pkg.marker, env, f"{pkg.name} in {lock.origin}"):

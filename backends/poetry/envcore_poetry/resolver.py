@@ -284,7 +284,7 @@ class PoetryResolver:
         provided: set[str],
         credentials: Mapping[str, tuple[str, str]],
     ) -> list[LockedPackage]:
-        tags = pypi.target_tags(request, request.python_version or "")
+        tags = pypi.target_tags(request, request.python_version or "", self.config.cache_dir())
         out: list[LockedPackage] = []
         for entry in chosen:
             name, version = str(entry["name"]), str(entry["version"])
