@@ -839,7 +839,9 @@ def resolver_inputs(request: ResolveRequest, tool: str) -> tuple[str, str]:
     )
 
 
-CONSTRAINT_OPTION = "--constraint="  # (envcore.specs.CONSTRAINT_FLAG: one per line of a -c FILE)
+CONSTRAINT_OPTION = (
+    "--constraint="  # a PyPI option of the request per constraint of a -c FILE (envcore.specs)
+)
 
 
 def user_constraints(request: ResolveRequest) -> list[str]:

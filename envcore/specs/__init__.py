@@ -667,9 +667,9 @@ def from_command_line(
     conda_sources += _credential_channels(conda, "in --conda")
     sources = _sources(conda_sources, [(i, f"in --index {echoed(i)}") for i in indices])
     flags = [
-        CONSTRAINT_FLAG + constraint
+        flag
         for path in constraints
-        for constraint in _constraints(str(path), f"in -c {path}", None, None, frozenset(), os.environ)
+        for flag in _constraints(str(path), f"in -c {path}", None, None, frozenset(), os.environ)
     ]
     return Spec(
         requirements=combine(reqs),
@@ -723,9 +723,6 @@ def _expand_variables(line: str, where: str, environ: Mapping[str, str]) -> str:
 
 
 _CONSTRAINT = ("-c", "--constraint")
-CONSTRAINT_FLAG = (
-    "--constraint="  # a PyPI option of the request per constraint (envcore.pypi.user_constraints)
-)
 _BINARY = ("--only-binary", "--no-binary")
 _VALUED_OPTIONS = frozenset(
     ("-i", "--index-url", "--extra-index-url", "-f", "--find-links", "--trusted-host", "--conda-channel")
@@ -846,11 +843,12 @@ def _constraints(
     seen: frozenset[Path],
     environ: Mapping[str, str],
 ) -> list[str]:
-    """The constraints of the file that ``-c FILE`` names, each as ``NAME<SPEC`` or ``NAME<SPEC ; MARKER``, as
-    pip reads a constraints file: versions of packages that are installed only if something requires them
+    """The constraints of the file that ``-c FILE`` names, each as the request's PyPI option
+    ``--constraint=NAME<SPEC ; MARKER`` (:func:`envcore.pypi.user_constraints` reads them), as pip reads a
+    constraints file: versions of packages that are installed only if something requires them
     (a constraints file's own ``-c`` lines too). A constraint names a package and versions: no extras, no URL
     or path (pip refuses those as well), no other option."""
-    from envcore.pypi import pep508
+    from envcore.pypi import CONSTRAINT_OPTION, pep508
 
     path, shown = _named_file("-c", value, where, base, folder, seen)
     found: list[str] = []
@@ -879,7 +877,8 @@ def _constraints(
                 "requirements file.",
             )
         if req.spec or req.marker:  # (the name canonical: the same constraint, the same req id)
-            found.append(pep508(replace(req, name=re.sub(r"[-_.]+", "-", req.name).lower())))
+            canonical = replace(req, name=re.sub(r"[-_.]+", "-", req.name).lower())
+            found.append(CONSTRAINT_OPTION + pep508(canonical))
     return found
 
 
@@ -958,7 +957,7 @@ def parse_requirements_txt(
             )
         if option in _CONSTRAINT:
             found = _constraints(value, where, base, _folder, _seen, environ)
-            flags += [CONSTRAINT_FLAG + constraint for constraint in found]
+            flags += found
         elif option in _INCLUDE:
             kw = {"environ": environ, "paths_from_base": paths_from_base}
             included.append(_included(value, where, base, _folder, _seen, **kw))
