@@ -178,3 +178,32 @@ def remember_json(path: str | os.PathLike[str], value: Any) -> None:
             os.unlink(tmp)
         except OSError:
             pass
+
+
+def remembered_file(cache_dir: str | os.PathLike[str], prefix: str, name: object) -> str:
+    """The file in ``cache_dir/tools`` for the answer named by ``name`` (JSON values: one file per tool and
+    question, per interpreter and target...), for :func:`recall` and :func:`remember`."""
+    import json
+    import zlib
+
+    crc = zlib.crc32(json.dumps(name).encode()) & 0xFFFFFFFF
+    return os.path.join(cache_dir, "tools", f"{prefix}{crc:08x}.json")
+
+
+def recall(path: str | os.PathLike[str], identity: object) -> Any:
+    """The value :func:`remember` kept at ``path`` for ``identity`` (what the answer depends on: a binary's inode
+    and mtime, a library's version...); None when there is none, it was kept for another identity, or the file
+    cannot be read."""
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            saved = json.load(fh)
+        return saved["value"] if saved["identity"] == identity else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def remember(path: str | os.PathLike[str], identity: object, value: Any) -> None:
+    """Keep ``value`` at ``path`` for ``identity`` (:func:`recall`), as :func:`remember_json` keeps files."""
+    remember_json(path, {"identity": identity, "value": value})

@@ -15,7 +15,7 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from packaging.version import Version
 
 from envcore.config import redact_url
-from envcore.configfiles import remember_json
+from envcore.configfiles import recall, remember, remembered_file
 from envcore.errors import ResolutionError
 from envcore.platforms import MACOS_TARGET as MACOS_TARGET  # (conda-lock's solver is given it too)
 from envcore.types import (
@@ -672,8 +672,6 @@ def _remembered_tags(major: int, minor: int, platforms: tuple[str, ...], cache_d
     target) costs ~15M instructions with the sysconfig variables it reads, ~2.5% of a CLI PyPI resolve; read
     back it costs 1.9M. The key holds what packaging's answer depends on besides the target: its own version
     and the interpreter (a debug or free-threaded build adds abis)."""
-    import json
-    import zlib
     from importlib.machinery import EXTENSION_SUFFIXES
 
     import packaging
@@ -689,18 +687,12 @@ def _remembered_tags(major: int, minor: int, platforms: tuple[str, ...], cache_d
         minor,
         list(platforms),
     ]
-    path = (
-        Path(cache_dir) / "tools" / f"wheel-tags-{zlib.crc32(json.dumps(key).encode()) & 0xFFFFFFFF:08x}.json"
-    )
-    try:
-        saved = json.loads(path.read_text(encoding="utf-8"))
-        texts = saved["tags"]
-        if saved["key"] == key and all(type(text) is str for text in texts):
-            return TagRanks({text: i for i, text in enumerate(texts)})
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
+    path = remembered_file(cache_dir, "wheel-tags-", key)
+    texts = recall(path, key)
+    if isinstance(texts, list) and all(type(text) is str for text in texts):
+        return TagRanks({text: i for i, text in enumerate(texts)})
     ranked = _ranked_tags(major, minor, platforms)
-    remember_json(path, {"key": key, "tags": ranked.texts()})
+    remember(path, key, ranked.texts())
     return ranked
 
 

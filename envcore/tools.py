@@ -14,7 +14,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
 
-from envcore.configfiles import remember_json
+from envcore.configfiles import recall, remember, remembered_file
 from envcore.errors import BackendUnavailable, EnvcoreError
 from envcore.progress import debug_line
 
@@ -473,9 +473,6 @@ def run_remembered(
     """:func:`run_tool` for a question whose answer only the tool's binary decides, such as ``tool --version``:
     a successful answer is remembered in ``cache_dir/tools`` with the binary's identity (path, inode, size,
     mtime) and given again, without a process, while the binary is the same file."""
-    import json
-    import zlib
-
     argv = [str(a) for a in args]
     binary = which(argv[0])
     try:
@@ -485,17 +482,13 @@ def run_remembered(
     if info is None:
         return run_tool(argv, what=what, timeout=timeout, debug=debug)
     identity = [binary, info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, argv[1:]]
-    key = zlib.crc32(json.dumps([binary, argv[1:]]).encode()) & 0xFFFFFFFF  # one file per tool and question
-    path = cache_dir / "tools" / f"{key:08x}.json"
-    try:
-        saved = json.loads(path.read_text(encoding="utf-8"))
-        if saved["identity"] == identity:
-            return subprocess.CompletedProcess(argv, 0, str(saved["stdout"]), "")
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
+    path = remembered_file(cache_dir, "", [binary, argv[1:]])  # one file per tool and question
+    stdout = recall(path, identity)
+    if isinstance(stdout, str):
+        return subprocess.CompletedProcess(argv, 0, stdout, "")
     done = run_tool(argv, what=what, timeout=timeout, debug=debug)
     if done.returncode == 0:
-        remember_json(path, {"identity": identity, "stdout": done.stdout})
+        remember(path, identity, done.stdout)
     return done
 
 

@@ -193,9 +193,15 @@ def test_target_tags_rank_as_packaging_does_computed_or_remembered(
     assert best == f"a-1-{packaging_order[0]}.whl"
     content = json.loads(saved.read_text())
     for damaged in (
-        json.dumps({**content, "key": ["another packaging", *content["key"][1:]], "tags": ["py3-none-any"]}),
-        json.dumps({**content, "tags": [*content["tags"][:-1], 7]}),
-        json.dumps({"key": content["key"]}),
+        json.dumps(
+            {
+                **content,
+                "identity": ["another packaging", *content["identity"][1:]],
+                "value": ["py3-none-any"],
+            }
+        ),
+        json.dumps({**content, "value": [*content["value"][:-1], 7]}),
+        json.dumps({"identity": content["identity"]}),
         "{not json",
     ):
         saved.write_text(damaged)

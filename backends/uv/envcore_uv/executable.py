@@ -7,10 +7,9 @@ import functools
 import os
 import sys
 import threading
-from pathlib import Path
 
 from envcore.config import Config
-from envcore.configfiles import remember_json
+from envcore.configfiles import recall, remember, remembered_file
 from envcore.errors import BackendUnavailable
 from envcore.tools import find_executable
 
@@ -41,8 +40,6 @@ def _bundled_uv(cache_dir: str) -> str:
     The lookup (``sysconfig``'s variables, five candidate folders, ``fnmatch``: ~10M instructions) is remembered
     in ``cache_dir/tools`` for this interpreter and this install of the ``uv`` package (its module file's
     identity), and given again while the binary it found is still an executable file."""
-    import json
-    import zlib
     from importlib.machinery import PathFinder  # (importlib.util: 1M instructions more)
 
     with _UV_LOCK:
@@ -54,19 +51,16 @@ def _bundled_uv(cache_dir: str) -> str:
             info = os.stat(module)
         except OSError:
             info = None
-        identity = [sys.executable, sys.prefix, module, *(_file_id(info) if info else [])]
-        key = zlib.crc32(json.dumps(identity[:3]).encode()) & 0xFFFFFFFF  # one file per interpreter and uv
-        remembered = Path(cache_dir) / "tools" / f"uv-binary-{key:08x}.json"
-        try:
-            saved = json.loads(remembered.read_text(encoding="utf-8"))
-            if info is not None and saved["identity"] == identity and _is_executable(saved["binary"]):
-                return str(saved["binary"])
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
+        if info is None:
+            return _look_up_uv()
+        identity = [sys.executable, sys.prefix, module, *_file_id(info)]
+        path = remembered_file(cache_dir, "uv-binary-", identity[:3])  # one file per interpreter and uv
+        binary = recall(path, identity)
+        if _is_executable(binary):
+            return str(binary)
         binary = _look_up_uv()
-        if info is not None:
-            remember_json(remembered, {"identity": identity, "binary": binary})
-        return binary
+        remember(path, identity, binary)
+        return str(binary)
 
 
 def _look_up_uv() -> str:
