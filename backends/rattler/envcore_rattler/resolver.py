@@ -21,7 +21,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Hashable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from envcore.config import Config, redact_url
 from envcore.errors import EnvcoreError, ResolutionError
@@ -161,6 +161,21 @@ COALESCED_WAIT = 1.0  # seconds a waiter waits for the failing fetch's cause bef
 COALESCED_RETRIES = 2
 LOCKED_KEPT = 50_000  # converted packages kept per resolver (a few MB)
 KEPT = 10_000  # parsed specs, channels kept per resolver
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+A = TypeVar("A")
+
+
+def _kept(kept: dict[K, V], key: K, bound: int, make: Callable[[A], V], argument: A) -> V:
+    """``kept[key]``, made by ``make(argument)`` the first time; ``kept`` emptied when it holds ``bound`` (a
+    long-lived process's resolver does not grow without end)."""
+    found = kept.get(key)
+    if found is None:
+        if len(kept) >= bound:
+            kept.clear()
+        found = kept[key] = make(argument)
+    return found
 
 
 class _Clause:
@@ -348,33 +363,17 @@ class RattlerResolver:
         self._channels: dict[str, rattler.Channel] = {}
 
     def _locked_package(self, record: rattler.RepoDataRecord) -> LockedPackage:
-        key = (record.url, record.sha256)
-        found = self._locked.get(key)
-        if found is None:
-            if len(self._locked) >= LOCKED_KEPT:
-                self._locked.clear()
-            found = self._locked[key] = locked_package(record)
-        return found
+        return _kept(self._locked, (record.url, record.sha256), LOCKED_KEPT, locked_package, record)
 
     def _spec(self, text: str) -> rattler.MatchSpec:
         import rattler
 
-        spec = self._specs.get(text)
-        if spec is None:
-            if len(self._specs) >= KEPT:
-                self._specs.clear()
-            spec = self._specs[text] = rattler.MatchSpec(text)
-        return spec
+        return _kept(self._specs, text, KEPT, rattler.MatchSpec, text)
 
     def _channel(self, url: str) -> rattler.Channel:
         import rattler
 
-        channel = self._channels.get(url)
-        if channel is None:
-            if len(self._channels) >= KEPT:
-                self._channels.clear()
-            channel = self._channels[url] = rattler.Channel(url)
-        return channel
+        return _kept(self._channels, url, KEPT, rattler.Channel, url)
 
     def channel_url(self, channel: str) -> str:
         url = self._urls.get(channel)
