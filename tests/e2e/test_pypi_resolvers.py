@@ -67,6 +67,18 @@ def test_a_pypi_resolve_loads_no_file_machinery(
             assert not modules & not_loaded
 
 
+def test_a_conda_only_resolve_loads_no_pypi_machinery(run: Run) -> None:
+    """A conda-only resolve has no PyPI requirement whose marker could be ignored: neither envcore's PyPI module
+    nor ``packaging`` (~8 ms of the command) is imported, resolved afresh or reused."""
+    for flags in (["--force", "--dry-run"], []):
+        done = run(
+            "resolve", "--conda", "fx-app", "--conda", "fx-ffmpeg", *flags, PYTHONPROFILEIMPORTTIME="1"
+        )
+        modules = imported_modules(done.stderr)
+        assert "envcore_rattler.resolver" in modules or not flags  # (the first one did solve)
+        assert not {m for m in modules if m == "envcore.pypi" or m.split(".")[0] == "packaging"}
+
+
 @pytest.mark.parametrize("arch", ["osx-arm64", "linux-aarch64"])
 def test_markers_are_evaluated_for_the_target_by_every_pypi_resolver(run: Run, arch: str) -> None:
     """Before, pip evaluated markers for this machine: for osx-arm64 it left out a darwin-only requirement (another
