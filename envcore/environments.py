@@ -20,6 +20,7 @@ from envcore.errors import (
     EditedDescription,
     EnvcoreError,
     EnvcoreWarning,
+    EnvironmentNotFound,
     IntegrityError,
     MissingObject,
     NewerDescription,
@@ -446,7 +447,7 @@ class Environments:
                 "restore it from a backup)."
             )
 
-    def _missing(self, arch: str, req_id: str, full_id: str, named: str = "") -> StorageError:
+    def _missing(self, arch: str, req_id: str, full_id: str, named: str = "") -> EnvironmentNotFound:
         """Why the store lacks ``req_id:full_id`` for ``arch``: it holds it for other archs only, or not at all."""
         envs_dirname = str(self.config.get("CONDA_ENVS_DIRNAME"))
         what = f"Environment {req_id}:{full_id}" + (f" (which {named!r} refers to)" if named else "")
@@ -457,7 +458,7 @@ class Environments:
             and self.store.stat(naming.env_key(a, req_id, full_id, envs_dirname=envs_dirname)) is not None
         ]
         if others:
-            return StorageError(
+            return EnvironmentNotFound(
                 f"{what} is not available for {arch} in the store ({self.store.url}), "
                 f"only for {', '.join(others)}. Resolve its requirements for {arch} (envcore resolve --from "
                 f"{req_id}:{full_id} --arch {arch}), or use it for one of those architectures (show, get and create "
@@ -465,14 +466,14 @@ class Environments:
             )
         settings = "METAFLOW_DEFAULT_DATASTORE and its root, METAFLOW_CONDA_ENVS_DIRNAME"
         if named and not named.startswith("step:"):  # the name is bound, its environment is gone
-            return StorageError(
+            return EnvironmentNotFound(
                 f"{what} is not available in the store ({self.store.url}) for any architecture: the name is "
                 "there but its environment's description is not (removed from the store?). A machine that "
                 f"knows the environment puts it back with `envcore alias {req_id}:{full_id} {named}`; "
                 f"resolving its requirements again also does when they give the same ids. Check the store settings "
                 f"({settings}) too."
             )
-        return StorageError(
+        return EnvironmentNotFound(
             f"{what} is not available in the store ({self.store.url}) for any architecture. Check the ids "
             f"(envcore show NAME prints those of a named environment) and the store settings ({settings})."
         )

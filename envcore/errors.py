@@ -146,5 +146,11 @@ class LockTimeout(EnvcoreError):
     """A lock could not be acquired within ``METAFLOW_CONDA_LOCK_TIMEOUT`` seconds."""
 
 
+class EnvironmentNotFound(StorageError):
+    """The store (or, where it is not looked in, this machine) has no description of the environment for the
+    architecture asked for: what ``show`` and ``get`` report as not found (``NOT_FOUND`` with ``--quiet``),
+    where other storage errors (a damaged record, a store that cannot be reached) are errors of their own."""
+
+
 class MissingObject(StorageError):
     """The store has no object under the requested key."""

@@ -14,7 +14,7 @@ import click
 
 from envcore import description, uptodate
 from envcore.cli import App
-from envcore.errors import AliasError, StorageError, UsageError
+from envcore.errors import AliasError, EnvironmentNotFound, InvalidAlias, UsageError
 from envcore.platforms import local_arch, runs_here
 from envcore.types import SYS
 
@@ -152,7 +152,7 @@ def _spec_from_environment(envs: Environments, ref: str, archs: Sequence[str]) -
         try:
             env = envs.find(ref, arch)
             break
-        except StorageError:
+        except EnvironmentNotFound:
             continue  # not resolved for this architecture: try the next
     if env is None:
         env = envs.find(ref, resolving.local_arch())  # fails with the message of an unknown environment
@@ -505,6 +505,11 @@ def resolve(
         click.echo(describe(app, envs, env))
 
 
+# What show and get report as not found (NOT_FOUND with --quiet): an unknown name or step, an environment the
+# store lacks (for the arch). A malformed ENV (InvalidAlias) is bad input, and a record or store that cannot be
+# read an error of its own: neither says that ENV does not exist.
+NOT_FOUND = (AliasError, EnvironmentNotFound)
+
 PATHSPEC_OPTION = click.option(
     "--pathspec",
     is_flag=True,
@@ -625,8 +630,8 @@ def get(app: App, env: str, default: bool, arch: str | None, as_json: bool, path
     ref = step_ref(env, pathspec)
     try:
         resolved = envs.find(ref, target)
-    except (AliasError, StorageError):
-        if not app.quiet:
+    except NOT_FOUND as exc:
+        if not app.quiet or isinstance(exc, InvalidAlias):
             raise
         click.echo(f"{ref}@{target}\nNOT_FOUND")  # the original's form for scripts, as show prints it
         raise click.exceptions.Exit(1) from None
@@ -707,8 +712,8 @@ def show(
     for ref in refs:
         try:
             resolved = envs.find(ref, target)
-        except (AliasError, StorageError) as exc:
-            if len(refs) == 1 and not app.quiet:
+        except NOT_FOUND as exc:
+            if (len(refs) == 1 and not app.quiet) or isinstance(exc, InvalidAlias):
                 raise
             missing += 1
             if as_json:

@@ -93,3 +93,21 @@ def test_the_original_negative_flags_are_accepted(run: Run) -> None:
     assert " created at " in run("create", ref, "--name", "neg", "--no-force").stdout
     again = run("create", ref, "--name", "neg", "--no-force")
     assert "already exists and is complete" in again.stdout
+
+
+def test_quiet_show_and_get_say_not_found_only_of_what_is_not_there(run: Run, world: dict[str, Path]) -> None:
+    """``NOT_FOUND`` tells a script that ENV does not exist; a local record that cannot be read, or a malformed
+    ENV, is an error of its own (before, both printed NOT_FOUND, the second with status 1 where bad input is 2)."""
+    run("resolve", "--conda", "fx-core", "--alias", "team/env:v1")
+    malformed = run("-q", "show", "Team/Env", check=False)
+    assert malformed.returncode == 2 and "NOT_FOUND" not in malformed.stdout
+    assert "Invalid environment alias 'Team/Env'" in " ".join(malformed.stderr.split())
+    record = world["a"] / "cache" / "conda_v2.cnd"
+    record.write_bytes(record.read_bytes()[:50])  # damaged (cut short)
+    for command in ("show", "get"):
+        done = run("-q", command, "team/env:v1", check=False)
+        assert done.returncode == 1 and "NOT_FOUND" not in done.stdout, done.stdout
+        assert f"The local record {record} is damaged" in " ".join(done.stderr.split())
+        assert "Traceback" not in done.stderr
+    several = run("show", "team/env:v1", "team/other", check=False)
+    assert several.returncode == 1 and "was not found" not in several.stdout

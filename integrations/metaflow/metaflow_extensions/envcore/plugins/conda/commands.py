@@ -97,9 +97,9 @@ class _LocalOnlyRegistry:
         return getattr(self._registry, name)
 
     def store(self, datastore: str | None = None) -> Any:
-        from envcore.errors import StorageError
+        from envcore.errors import EnvironmentNotFound
 
-        raise StorageError(
+        raise EnvironmentNotFound(
             "It is not known locally, and with --local-only the store is not looked in. Run without "
             "--local-only, or fetch it first with `metaflow environment get`."
         )
