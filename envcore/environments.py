@@ -677,10 +677,15 @@ class Environments:
             f"Environment {env.req_id}:{env.full_id} for {env.arch} cannot be created on this {here} machine"
         )
         if wheels:
+            for_here = (
+                f"create it for {here}, for which it was resolved too (leave out --arch)."
+                if here in env.resolved_archs
+                else f"resolve it for {here} (`envcore resolve --from {env.req_id}:{env.full_id} --arch {here}`) "
+                "and create that."
+            )
             raise UsageError(
                 f"{what}: its {wheels} PyPI package(s) are installed by the environment's own python, which "
-                f"cannot run here. Create it on a {env.arch} machine (or in a {env.arch} container), or resolve "
-                f"it for {here} (`envcore resolve --from {env.req_id}:{env.full_id} --arch {here}`) and create that."
+                f"cannot run here. Create it on a {env.arch} machine (or in a {env.arch} container), or {for_here}"
             )
         installer = self.registry.installer(PackageKind.CONDA)
         if getattr(installer, "installs_any_arch", False) is not True:

@@ -68,6 +68,17 @@ def test_another_arch_with_pypi_packages_is_refused_naming_what_to_do(
     assert unknown.returncode != 0 and "Unknown architecture 'amiga-68k'" in unknown.stderr
 
 
+def test_a_refusal_of_another_arch_resolved_for_this_one_too_says_to_create_that(run: Run) -> None:
+    """Before, it said to resolve the environment for this machine's architecture, for which it was resolved
+    already (co-resolved: one full id for both)."""
+    (ref, _) = env_ids(run("resolve", "--pypi", "fx-core", "--arch", local_arch(), "--arch", OTHER).stdout)
+    out = run("create", ref, "--arch", OTHER, check=False, machine="b")
+    message = " ".join(out.stderr.split())
+    assert out.returncode == 2 and f"Create it on a {OTHER} machine" in message
+    assert f"or create it for {local_arch()}, for which it was resolved too (leave out --arch)." in message
+    assert "envcore resolve --from" not in message
+
+
 def test_an_environment_not_resolved_for_the_arch_says_so(run: Run) -> None:
     (ref,) = env_ids(run("resolve", "--conda", "fx-core").stdout)
     out = run("create", ref, "--arch", OTHER, check=False, machine="b")
