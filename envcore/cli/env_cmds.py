@@ -14,7 +14,7 @@ import click
 
 from envcore import description, uptodate
 from envcore.cli import App
-from envcore.errors import AliasError, EnvironmentNotFound, InvalidAlias, UsageError
+from envcore.errors import AliasError, EnvironmentNotFound, InvalidAlias, UsageError, echoed
 from envcore.platforms import local_arch, runs_here
 from envcore.types import SYS
 
@@ -23,6 +23,17 @@ if TYPE_CHECKING:
     from envcore.naming import Alias
     from envcore.specs import Spec
     from envcore.types import ResolvedEnvironment
+
+
+def _once(ctx: click.Context, param: click.Parameter, values: tuple[object, ...]) -> object:
+    """The value of a single-valued option (declared repeatable so that a repeat is seen): given twice, it is
+    refused, where click kept the last and dropped the others silently (``--using a --using b``)."""
+    if len(values) > 1:
+        raise UsageError(
+            f"{param.opts[-1]} is given {len(values)} times ({', '.join(echoed(str(v)) for v in values)}), and it "
+            "takes one value. Give it once."
+        )
+    return values[0] if values else None
 
 
 def _spec_from_options(
@@ -271,6 +282,8 @@ def describe(app: App, envs: Environments, env: ResolvedEnvironment, *, as_json:
     "--pylock",
     "pylock_file",
     type=click.Path(path_type=Path),
+    multiple=True,
+    callback=_once,
     metavar="FILE",
     help="pylock.toml (PEP 751): install exactly what it locks (a PyPI-only environment; no resolution).",
 )
@@ -278,6 +291,8 @@ def describe(app: App, envs: Environments, env: ResolvedEnvironment, *, as_json:
     "--explicit",
     "explicit_file",
     type=click.Path(path_type=Path),
+    multiple=True,
+    callback=_once,
     metavar="FILE",
     help="A conda explicit file (@EXPLICIT, as conda list --explicit and show --format explicit write it): "
     "install exactly its packages, checked by their hashes (no conda solve); PyPI packages from -r / --pypi "
@@ -294,22 +309,45 @@ def describe(app: App, envs: Environments, env: ResolvedEnvironment, *, as_json:
 )
 @click.option("--channel", "channels", multiple=True, help="An extra conda channel (repeatable).")
 @click.option("--index", "indices", multiple=True, help="An extra PyPI index (repeatable).")
-@click.option("--python", help="Python version constraint (default: this interpreter's X.Y.*).")
+@click.option(
+    "--python",
+    multiple=True,
+    callback=_once,
+    help="Python version constraint (default: this interpreter's X.Y.*).",
+)
 @click.option(
     "--arch", "archs", multiple=True, help="Target architecture (repeatable; default: this machine)."
 )
 @click.option("--alias", "aliases", multiple=True, metavar="NAME[:TAG]", help="Alias to give the result.")
-@click.option("--using", metavar="ENV", help="Extend ENV (alias or REQ_ID:FULL_ID), keeping its pins.")
-@click.option("--using-pathspec", metavar="FLOW/RUN/STEP", help="Extend the environment of a step's run.")
+@click.option(
+    "--using",
+    multiple=True,
+    callback=_once,
+    metavar="ENV",
+    help="Extend ENV (alias or REQ_ID:FULL_ID), keeping its pins.",
+)
+@click.option(
+    "--using-pathspec",
+    multiple=True,
+    callback=_once,
+    metavar="FLOW/RUN/STEP",
+    help="Extend the environment of a step's run.",
+)
 @click.option(
     "--from",
     "from_env",
+    multiple=True,
+    callback=_once,
     metavar="ENV",
     help="Resolve the requirements of ENV again (e.g. for another --arch), with the virtual packages it asked "
     "for (a --sys-pkg replaces one); its pins are not kept.",
 )
 @click.option(
-    "--from-pathspec", metavar="FLOW/RUN/STEP", help="Resolve the requirements of a step's environment again."
+    "--from-pathspec",
+    multiple=True,
+    callback=_once,
+    metavar="FLOW/RUN/STEP",
+    help="Resolve the requirements of a step's environment again.",
 )
 @click.option(
     "--set-default/--no-set-default",
@@ -532,6 +570,8 @@ def step_ref(env: str, pathspec: bool) -> str:
 @click.argument("env")
 @click.option(
     "--name",
+    multiple=True,
+    callback=_once,
     help="Name of the local environment (default metaflowtmp_<req>_<full>, as the original: a prefix of its "
     "own, apart from the metaflow_<req>_<full> one steps run in, so that what is installed there never changes "
     "a step's).",
@@ -552,6 +592,8 @@ def step_ref(env: str, pathspec: bool) -> str:
 )
 @click.option(
     "--arch",
+    multiple=True,
+    callback=_once,
     help="Architecture of the environment to create (default: this machine's), e.g. osx-64 on an Apple silicon "
     "Mac (Rosetta). One that cannot run here is created only without PyPI packages (nothing is run to install "
     "it), to be used at the same path on a machine of that architecture.",
@@ -615,7 +657,9 @@ def created_name(env: ResolvedEnvironment) -> str:
     show_default=True,
     help="Make it the default for its requirement id (a later resolve of the same requirements reuses it).",
 )
-@click.option("--arch", help="Architecture of the environment (default: this machine).")
+@click.option(
+    "--arch", multiple=True, callback=_once, help="Architecture of the environment (default: this machine)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Show it as `show --json` does.")
 @PATHSPEC_OPTION
 @click.pass_obj
@@ -646,10 +690,14 @@ def get(app: App, env: str, default: bool, arch: str | None, as_json: bool, path
 
 @click.command()
 @click.argument("refs", nargs=-1, required=True, metavar="ENV...")
-@click.option("--arch", help="Architecture of the environment (default: this machine).")
+@click.option(
+    "--arch", multiple=True, callback=_once, help="Architecture of the environment (default: this machine)."
+)
 @click.option(
     "--format",
     "fmt",
+    multiple=True,
+    callback=_once,
     type=click.Choice(["text", "json", "pylock", "explicit"]),
     help="text (default); json; pylock: the PyPI packages as a PEP 751 pylock.toml (for uv pip install -r); "
     "explicit: the conda packages as conda's explicit file (for conda/micromamba create --file).",

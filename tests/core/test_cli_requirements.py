@@ -227,6 +227,33 @@ def test_several_requirement_files_are_read_together_and_two_environment_files_r
         )
 
 
+@pytest.mark.parametrize(
+    ("command", "option", "values"),
+    [
+        ("resolve", "--python", ("3.10", "3.11")),
+        ("resolve", "--using", ("team/a:v1", "team/b:v1")),
+        ("resolve", "--from", ("team/a:v1", "team/b:v1")),
+        ("resolve", "--pylock", ("a/pylock.toml", "b/pylock.toml")),
+        ("resolve", "--explicit", ("a.txt", "b.txt")),
+        ("create", "--name", ("one", "two")),
+        ("create", "--arch", ("linux-64", "osx-arm64")),
+        ("get", "--arch", ("linux-64", "osx-arm64")),
+        ("show", "--format", ("json", "pylock")),
+    ],
+)
+def test_a_single_valued_option_given_twice_is_refused(
+    cli_env: dict[str, str], command: str, option: str, values: tuple[str, str]
+) -> None:
+    """Before, click kept the last value and dropped the others silently (``--using a --using b`` extended b only,
+    ``--name one --name two`` made two), as -f and -p did."""
+    env_ref = () if command == "resolve" else ("team/env:v1",)
+    out = envcore(command, *env_ref, option, values[0], option, values[1], env=cli_env)
+    assert failed(out) == (
+        f"envcore: {option} is given 2 times ({', '.join(repr(v) for v in values)}), and it takes one value. "
+        "Give it once."
+    )
+
+
 def test_requirement_files_that_include_others_resolve_as_pip_reads_them(
     run: Any, universe: Universe, tmp_path: Path
 ) -> None:
