@@ -225,12 +225,12 @@ def _split_file_name(file_name: str) -> tuple[str, str, str]:
 
 
 def load(path: Path) -> ExplicitFile:
+    from envcore.specs import read_text
+
     path = Path(path)
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise SpecError(f"Cannot read the explicit file {path}: {reason}. Check the path.") from None
+    text = read_text(
+        path, f"the explicit file {path}"
+    )  # (UTF-16 with its byte order mark too, as pip reads files)
     return parse(text, str(path))
 
 

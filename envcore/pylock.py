@@ -303,12 +303,12 @@ def parse(text: str, origin: str = "pylock.toml", base: Path | None = None) -> P
 
 
 def load(path: Path) -> Pylock:
+    from envcore.specs import read_text
+
     path = Path(path)
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise SpecError(f"Cannot read the lock file {path}: {reason}. Check the path.") from None
+    text = read_text(
+        path, f"the lock file {path}"
+    )  # (UTF-16 with its byte order mark too, as pip reads files)
     return parse(text, str(path), path.resolve().parent)
 
 

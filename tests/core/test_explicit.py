@@ -3,6 +3,8 @@ that is not a package of the file's platform."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from envcore import explicit
@@ -104,3 +106,19 @@ def test_the_target_is_the_files_platform() -> None:
         explicit.targets(found, ["linux-64", "osx-64"], "osx-arm64")
     unplaced = explicit.parse("@EXPLICIT\n" + f"{CHANNEL}/noarch/a-1-0.conda\n", "env.txt")
     assert explicit.targets(unplaced, [], "osx-arm64") == ("osx-arm64",)
+
+
+def test_a_file_is_read_as_requirement_files_are(tmp_path: Path) -> None:
+    """PowerShell's ``conda list --explicit > env.txt`` writes UTF-16 with its byte order mark, read as such; a
+    file in another encoding is named as one. Before, both said "Cannot read the explicit file env.txt: 'utf-8'
+    codec can't decode byte 0xff in position 0: invalid start byte. Check the path."."""
+    text = explicit_file(f"{CHANNEL}/noarch/fx-core-2.0.0-py_0.conda#{MD5}")
+    (tmp_path / "env.txt").write_text(text, encoding="utf-16")
+    assert explicit.load(tmp_path / "env.txt") == explicit.parse(text, str(tmp_path / "env.txt"))
+    (tmp_path / "env.txt").write_bytes(text.replace("fx-core", "fx-c\xf6re").encode("latin-1"))
+    with pytest.raises(SpecError) as caught:
+        explicit.load(tmp_path / "env.txt")
+    assert caught.value.message == (
+        f"the explicit file {tmp_path / 'env.txt'} is not UTF-8 text (byte 0xf6 on line 3). Save it with the UTF-8 "
+        "encoding, or check that it is the file you meant."
+    )

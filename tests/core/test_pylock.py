@@ -178,6 +178,23 @@ def test_unreadable_file(tmp_path: Path) -> None:
         pylock.load(tmp_path / "pylock.toml")
 
 
+def test_a_lock_is_read_as_requirement_files_are(native: str, tmp_path: Path) -> None:
+    """UTF-16 with its byte order mark (PowerShell's ``>``) is read as such, and a file in another encoding is
+    named as one. Before, both said "Cannot read the lock file ...: 'utf-8' codec can't decode byte 0xff in
+    position 0: invalid start byte. Check the path."."""
+    path = tmp_path / "pylock.toml"
+    text = _lock(native)
+    path.write_text(text, encoding="utf-16")
+    assert pylock.load(path).digest == pylock.parse(text).digest
+    path.write_bytes(f"# r\xe9sum\xe9\n{text}".encode("latin-1"))
+    with pytest.raises(SpecError) as err:
+        pylock.load(path)
+    assert err.value.message == (
+        f"the lock file {path} is not UTF-8 text (byte 0xe9 on line 1). Save it with the UTF-8 encoding, or "
+        "check that it is the file you meant."
+    )
+
+
 def test_digest_follows_content_not_layout(native: str, wheels: Path) -> None:
     text = _lock(native)
     same = "# a comment\n\n" + text.replace("\n", "\n\n")
