@@ -502,11 +502,13 @@ class Config:
         return alias if as_configured else redact_channel(alias).rstrip("/")
 
     def channel_url(self, channel: str) -> str:
-        """A channel name (``conda-forge``) as a URL through the channel alias; URLs pass unchanged."""
+        """A channel name (``conda-forge``) as a URL through the channel alias; URLs pass unchanged, a folder of
+        this machine (see :func:`local_channel`) is its file URL."""
         if "://" in channel:
             return channel.rstrip("/")
-        if channel.startswith("/"):
-            return Path(channel).as_uri()
+        folder = local_channel(channel)
+        if folder is not None:
+            return Path(folder).as_uri()
         return f"{self.channel_alias()}/{channel.strip('/')}"
 
     def pypi_sources(self) -> tuple[tuple[str, ...], str]:
@@ -516,6 +518,14 @@ class Config:
         if first.value:
             return (first.value, *extras), first.source
         return (index or DEFAULT_PYPI_INDEX, *extras), source if index or extras else "default"
+
+
+def local_channel(channel: str) -> str | None:
+    """The folder a channel given as a path names, absolute, as conda reads one: ``/abs``, or ``./rel``, ``../rel``
+    (from the current folder) and ``~/chan``; None for a name (``conda-forge``, ``org/label/dev``) or a URL."""
+    if "://" in channel or not channel.startswith(("/", "./", "..", "~")):
+        return None
+    return channel if channel.startswith("/") else os.path.abspath(os.path.expanduser(channel))
 
 
 def _undeclared(name: str) -> PluginError:

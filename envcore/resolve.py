@@ -284,7 +284,13 @@ def _dedup(items: Iterable[str]) -> tuple[str, ...]:
 
 
 def channel_name(config: Config, channel: str) -> str:
-    """URLs under the channel alias become names again, so ids do not depend on the mirror in use."""
+    """URLs under the channel alias become names again, so ids do not depend on the mirror in use; a relative path
+    (``./chan``) becomes the folder it names, which a name would not say."""
+    from envcore.config import local_channel
+
+    folder = local_channel(channel)
+    if folder is not None:
+        return folder.rstrip("/") or "/"
     alias = config.channel_alias() + "/"
     for prefix in (alias, "https://conda.anaconda.org/"):
         if channel.startswith(prefix):

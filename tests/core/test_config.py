@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from envcore import resolve
 from envcore.config import CORE_SETTINGS, Config
 from envcore.errors import ConfigError
 from envcore.types import Setting
@@ -172,6 +173,24 @@ def test_channels_and_alias(monkeypatch: pytest.MonkeyPatch, isolated_config: Pa
     assert config.channel_url("conda-forge") == "https://mirror.example/c/conda-forge"
     assert config.channel_url("https://x.example/ch/") == "https://x.example/ch"
     assert config.conda_channels() == (("fx",), "env var")
+
+
+@pytest.mark.parametrize("given", ["./chan", "../work/chan", "~/chan", "/abs/chan/"])
+def test_a_channel_that_is_a_path_of_this_machine_is_that_folder(
+    monkeypatch: pytest.MonkeyPatch, isolated_config: Path, tmp_path: Path, given: str
+) -> None:
+    """As conda reads them: before, ./chan and ../x/chan were joined to the channel alias as names
+    (https://conda.anaconda.org/./chan, which anaconda.org serves as its channel 'chan')."""
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    monkeypatch.setenv("HOME", str(tmp_path / "work"))
+    folder = Path("/abs/chan") if given.startswith("/") else tmp_path / "work" / given.lstrip("~/")
+    config = Config.load()
+    assert config.channel_url(given) == Path(os.path.normpath(folder)).as_uri()
+    assert resolve.channel_name(config, given) == (
+        "/abs/chan" if given.startswith("/") else os.path.normpath(folder)  # (an absolute one: as before)
+    )
+    assert resolve.channel_name(config, "chan") == "chan"  # a name
 
 
 def test_pypi_sources(monkeypatch: pytest.MonkeyPatch, isolated_config: Path) -> None:
