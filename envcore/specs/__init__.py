@@ -522,8 +522,8 @@ def check_index(url: str, where: str) -> str:
 
 
 def refuse_secret_query(url: str, where: str) -> None:
-    """An index or find-links URL whose query carries a secret (``?token=``, ``&sig=``...) is refused: the URL
-    is kept in the environment's description and enters its ids, readable by everyone who reads the store."""
+    """A channel, index or find-links URL whose query carries a secret (``?token=``, ``&sig=``...) is refused: the
+    URL is kept in the environment's description and enters its ids, readable by everyone who reads the store."""
     from envcore.config import secret_query_names
 
     names = secret_query_names(url)
@@ -531,9 +531,10 @@ def refuse_secret_query(url: str, where: str) -> None:
         raise _fail(
             f"The URL {url} carries a secret in its query ({', '.join(names)})",
             where,
-            "envcore keeps index and find-links URLs in the environment's description and ids, readable by "
-            "everyone who reads the store, so it does not use such URLs. Give the credentials as user:password@ "
-            "in the URL, in METAFLOW_CONDA_SRCS_AUTH_INFO or in the keyring (METAFLOW_ENVCORE_KEYRING=auto).",
+            "envcore keeps channel, index and find-links URLs in the environment's description and ids, readable "
+            "by everyone who reads the store, so it does not use such URLs. Give the credentials as user:password@ "
+            "in the URL, in METAFLOW_CONDA_SRCS_AUTH_INFO or in the keyring (METAFLOW_ENVCORE_KEYRING=auto), or a "
+            "conda channel's token in its path (https://HOST/t/TOKEN/CHANNEL).",
         )
 
 
@@ -544,6 +545,8 @@ def check_channel(channel: str, where: str) -> str:
     if "://" in channel:
         parts = parsed_url(channel)
         ok = parts is not None and bool(parts.scheme and (parts.netloc or parts.scheme == "file"))
+        if ok:
+            refuse_secret_query(channel, where)
     else:
         ok = bool(re.fullmatch(r"[A-Za-z0-9_.~/\-]+", channel))
     if not ok:

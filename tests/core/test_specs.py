@@ -1388,6 +1388,34 @@ def test_a_url_with_a_secret_in_its_query_is_refused_without_showing_it(text: st
     assert specs.parse_requirements_txt("-f https://h.example/w/?page=2\nx\n", "r.txt").extras
 
 
+@pytest.mark.parametrize(
+    ("where", "given"),
+    [
+        ("in --channel", {"channels": ["https://h.example/chan?token=T0KEN-42"]}),
+        ("in --conda", {"conda": ["https://h.example/chan?api_key=T0KEN-42::fx-core"]}),
+    ],
+)
+def test_a_channel_with_a_secret_in_its_query_is_refused_without_showing_it(
+    where: str, given: dict[str, list[str]]
+) -> None:
+    """Before, it was stored in the environment's sources (its description in the store, the local record, the
+    req id) and printed by show and resolve, as written."""
+    with pytest.raises(SpecError) as info:
+        specs.from_command_line(**given)
+    message = info.value.message
+    assert "T0KEN-42" not in message and "carries a secret in its query" in message and where in message
+    assert specs.from_command_line(channels=["https://h.example/chan?page=2"]).sources  # not a secret
+
+
+def test_a_configured_channel_with_a_secret_in_its_query_is_refused(tmp_path: Path) -> None:
+    config = Config.load(
+        environ={"METAFLOW_HOME": str(tmp_path), "METAFLOW_CONDA_CHANNELS": "https://h.example/c?sig=T0K"}
+    )
+    with pytest.raises(SpecError) as info:
+        resolve.build_request(specs.from_command_line(conda=["fx-core"]), config, "linux-64")
+    assert "T0K" not in info.value.message and "(in METAFLOW_CONDA_CHANNELS" in info.value.message
+
+
 def test_a_configured_index_with_a_secret_in_its_query_is_refused(tmp_path: Path) -> None:
     environ = {
         "METAFLOW_HOME": str(tmp_path),
