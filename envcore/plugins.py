@@ -205,10 +205,12 @@ class Registry:
             ("storage", ("s3", "gs", "azure")) if kind == "store" else ("backends", _IN_TREE_RESOLVERS)
         )
         if blocked:
-            hint = (
-                f"The plugin {name!r} is installed but {blocked[0].status} by METAFLOW_ENVCORE_PLUGINS / "
-                "METAFLOW_ENVCORE_DISABLED_PLUGINS; change those settings"
+            by = (
+                "METAFLOW_ENVCORE_DISABLED_PLUGINS (which lists it)"
+                if blocked[0].status == "blocked"
+                else "METAFLOW_ENVCORE_PLUGINS (which does not list it)"
             )
+            hint = f"The plugin {name!r} is installed but left out by {by}; change that setting"
         elif close:
             hint = f"Did you mean {close!r}? Else install the distribution that provides it"
         elif name in names:
@@ -227,9 +229,17 @@ class Registry:
                 + " (run with --verbose for their tracebacks)"
             )
         return ConfigError(
-            f"{value.describe()}, but no {kind} named {name!r} is installed. {hint}, or choose one of: "
-            f"{', '.join(sorted(choices)) or '(none installed)'}."
+            f"{value.describe()}, but no {kind} named {name!r} is {'loaded' if blocked else 'installed'}. {hint}, or "
+            "choose one of: "
+            f"{', '.join(sorted(choices)) or self._none_to_choose()}."
         )
+
+    def _none_to_choose(self) -> str:
+        """What a list of backends to choose from says when it is empty: none installed, or none the plugin
+        settings let load (an installed backend they leave out is not "none installed")."""
+        if any(p.status in ("blocked", "not-allowed") for p in self.plugins.values()):
+            return "(none that METAFLOW_ENVCORE_PLUGINS and METAFLOW_ENVCORE_DISABLED_PLUGINS allow)"
+        return "(none installed)"
 
     def resolver_plugin(self, env_type: EnvType) -> ResolverPlugin:
         setting = RESOLVER_SETTINGS[env_type]
@@ -239,7 +249,7 @@ class Registry:
             raise ConfigError(
                 f"Cannot resolve environments in {env_type.value} mode because no resolver is "
                 f"configured ({self.config.value(setting).describe()}). Set METAFLOW_{setting} to one of: "
-                f"{', '.join(sorted(choices)) or '(none installed)'}."
+                f"{', '.join(sorted(choices)) or self._none_to_choose()}."
             )
         entry = self.resolvers.get(name)
         if entry is None:
@@ -249,7 +259,7 @@ class Registry:
             raise ConfigError(
                 f"{self.config.value(setting).describe()}, but resolver {name!r} cannot resolve {env_type.value} "
                 f"environments (it handles {', '.join(sorted(t.value for t in plugin.env_types))}). "
-                f"Choose one of: {', '.join(sorted(choices)) or '(none installed)'}."
+                f"Choose one of: {', '.join(sorted(choices)) or self._none_to_choose()}."
             )
         return plugin
 

@@ -108,8 +108,17 @@ def test_allow_and_block_lists(install_plugin: InstallPlugin, monkeypatch: pytes
     monkeypatch.setenv("METAFLOW_CONDA_DEPENDENCY_RESOLVER", "pixi")
     registry = build_registry(Config.load())
     assert registry.plugins["pixi"].status == "not-allowed"
-    with pytest.raises(ConfigError, match="installed but not-allowed"):
+    with pytest.raises(ConfigError) as refused:
         registry.resolver_plugin(EnvType.CONDA_ONLY)
+    # before: "installed but not-allowed by METAFLOW_ENVCORE_PLUGINS / METAFLOW_ENVCORE_DISABLED_PLUGINS ... or
+    # choose one of: (none installed)", where the installed resolvers are left out by that setting
+    assert (
+        "no resolver named 'pixi' is loaded. The plugin 'pixi' is installed but left out by METAFLOW_ENVCORE_PLUGINS "
+        "(which does not list it)" in refused.value.message
+    )
+    assert refused.value.message.endswith(
+        "choose one of: (none that METAFLOW_ENVCORE_PLUGINS and METAFLOW_ENVCORE_DISABLED_PLUGINS allow)."
+    )
 
 
 def test_import_failure_is_recorded_and_fails_only_when_selected(
@@ -283,7 +292,10 @@ def test_unknown_resolver_message(monkeypatch: pytest.MonkeyPatch, install_plugi
     monkeypatch.setenv("METAFLOW_CONDA_DEPENDENCY_RESOLVER", "micromamba")
     with pytest.raises(ConfigError) as info:
         build_registry(Config.load()).resolver_plugin(EnvType.CONDA_ONLY)
-    assert "is installed but blocked" in info.value.message
+    assert (
+        "is installed but left out by METAFLOW_ENVCORE_DISABLED_PLUGINS (which lists it)"
+        in info.value.message
+    )
     monkeypatch.delenv("METAFLOW_ENVCORE_DISABLED_PLUGINS")
     missing = build_registry(Config.load())._unknown(
         "resolver", "CONDA_DEPENDENCY_RESOLVER", "poetry", ["uv"]
