@@ -208,10 +208,6 @@ def convert(setting: Setting, raw: Any, source: str) -> Any:
     """Convert a raw value to the setting's kind, as ``from_conf`` does for the type of its default."""
     if raw is None or (setting.kind == "str" and isinstance(raw, str)):
         return raw
-    where = "default" if source == "default" else f"from {source}"
-    name = f"METAFLOW_{setting.name}"
-    shown = "********" if setting.secret else echoed(raw)
-    hidden = setting.secret or _redacted(raw) != raw  # positions in it would point into what is not shown
     try:
         if setting.kind == "json" and _is_list_setting(setting):
             return _name_list(raw)
@@ -231,6 +227,11 @@ def convert(setting: Setting, raw: Any, source: str) -> Any:
             raise ValueError("it is not a string")
         return str(raw)
     except ValueError as exc:
+        # worded only for the error: a resolve converts ~30 values, each redacted and quoted for nothing before
+        name = f"METAFLOW_{setting.name}"
+        where = "default" if source == "default" else f"from {source}"
+        shown = "********" if setting.secret else echoed(raw)
+        hidden = setting.secret or _redacted(raw) != raw  # positions in it would point into what is not shown
         reason = exc.msg if hidden and isinstance(exc, json.JSONDecodeError) else exc
         at_least = f" of at least {setting.minimum:g}" if setting.minimum is not None else ""
         names = setting.default or _LIST_EXAMPLES.get(setting.name, ["name1", "name2"])
