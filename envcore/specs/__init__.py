@@ -36,7 +36,7 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import field, replace
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from envcore import TYPE_CHECKING
 from envcore.errors import SpecError, echoed
@@ -403,12 +403,24 @@ _PLAIN_PEP508 = (
 )
 
 
-class _Pep508Parts(NamedTuple):
-    name: str
-    extras: frozenset[str]
-    specifier: SpecifierSet | None  # None: none written (and packaging.specifiers not imported)
-    marker: str | None
-    url: str | None
+class _Pep508Parts:
+    # plain classes, not NamedTuples (this and _Reading): typing.NamedTuple compiles each one's __new__, ~0.8M
+    # instructions when the module is imported, for two records read by name only
+    __slots__ = ("extras", "marker", "name", "specifier", "url")
+
+    def __init__(
+        self,
+        name: str,
+        extras: frozenset[str],
+        specifier: SpecifierSet | None,  # None: none written (and packaging.specifiers not imported)
+        marker: str | None,
+        url: str | None,
+    ) -> None:
+        self.name = name
+        self.extras = extras
+        self.specifier = specifier
+        self.marker = marker
+        self.url = url
 
 
 def _plain_pep508(text: str) -> _Pep508Parts | None:
@@ -1550,13 +1562,16 @@ def _poetry_url(name: str, entry: Mapping[str, object], where: str) -> str | Non
     return None
 
 
-class _Reading(NamedTuple):
+class _Reading:
     """A pyproject.toml being read: its name in messages, its folder (for ``path`` dependencies), and the
     warnings said so far."""
 
-    origin: str
-    base: Path | None
-    warnings: list[str]
+    __slots__ = ("base", "origin", "warnings")
+
+    def __init__(self, origin: str, base: Path | None, warnings: list[str]) -> None:
+        self.origin = origin
+        self.base = base
+        self.warnings = warnings
 
 
 def _poetry_requirement(
