@@ -103,7 +103,9 @@ def conda_requirement(key: str, version: str, where: str, category: str = CONDA)
     """A conda package from ``[channel::]name`` and a version (``1.2.3`` exact, ``>=1,<2`` a range, ``""`` any)."""
     channel, sep, name = key.strip().rpartition("::")  # the last '::': a channel URL has ':' in it
     name, channel = name.strip(), channel.strip()
-    version = re.sub(r"^(?:==)?([0-9*][A-Za-z0-9_.*+!]*)=([A-Za-z0-9_.*]+)$", r"\1 \2", str(version).strip())
+    version = str(version).strip()
+    if version:  # (most requirements give none: no pattern to compile for them, here and below)
+        version = re.sub(r"^(?:==)?([0-9*][A-Za-z0-9_.*+!]*)=([A-Za-z0-9_.*]+)$", r"\1 \2", version)
     if not re.fullmatch(_CONDA_NAME, name) or (sep and not channel):
         raise _fail(f"Could not parse conda package {echoed(key)}", where, "Write NAME or CHANNEL::NAME.")
     if version in _OPERATORS:
@@ -115,8 +117,9 @@ def conda_requirement(key: str, version: str, where: str, category: str = CONDA)
         channel = redact_channel(check_channel(channel, where))
     if version.startswith("==") and not any(c in version[2:] for c in "<>=!,|"):
         version = version[2:].strip()
-    version = " ".join(re.sub(r"\s*([,|<>=!~]+)\s*", r"\1", version).split())  # "1.2.* build" keeps its space
-    version = re.sub(r"(^|[,|(])==([^,|() ]*\*)", r"\1\2", version)  # ==1.* is the glob 1.*
+    if version:  # "1.2.* build" keeps its space
+        version = " ".join(re.sub(r"\s*([,|<>=!~]+)\s*", r"\1", version).split())
+        version = re.sub(r"(^|[,|(])==([^,|() ]*\*)", r"\1\2", version)  # ==1.* is the glob 1.*
     if not _conda_version_ok(version):
         raise _fail(
             f"{echoed(version)} is not a conda version constraint for {name}",
@@ -1068,8 +1071,8 @@ def _entry_version(rest: str) -> str:
     exact, `` >=1.0`` and ``= >=1.0`` are ranges, and a version followed by a build (``=1.0=py_0``,
     ``==1.0=py_0``, `` 1.0 py_0``) is exact: ``1.0 py_0``."""
     rest = rest.strip()
-    if rest in _OPERATORS:
-        return rest  # an operator without a version: refused as such
+    if not rest or rest in _OPERATORS:
+        return rest  # no version (most entries: no pattern to compile), or an operator without one (refused)
     fuzzy = rest.startswith("=") and not rest.startswith("==")
     version, build = _split_build(rest[1:] if fuzzy else rest)
     if version.startswith("==") and not version[2:].startswith(("<", ">", "!", "~", "=")):
