@@ -11,7 +11,7 @@ from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 
-from envcore import TYPE_CHECKING, __version__, description, naming, resolve, uptodate
+from envcore import TYPE_CHECKING, __version__, naming, resolve, uptodate
 from envcore.aliases import Aliases, PathspecLookup
 from envcore.config import Config
 from envcore.errors import (
@@ -421,6 +421,8 @@ class Environments:
         except MissingObject:
             raise self._missing(arch, req_id, full_id, named) from None
         where = f"{self.store.url}/{key}"
+        from envcore import description  # (a resolve that reads none, --force, does not import it)
+
         env = description.loads(raw, req_id=req_id, full_id=full_id, arch=arch, where=where)
         self._check_full_id(env, where)
         return env

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from envcore import description
 from envcore.types import LockedPackage, PackageKind, ResolvedEnvironment
 
 
@@ -98,6 +97,8 @@ def as_json(
     aliases: tuple[Sequence[str], Sequence[str]] = ((), ()),
     local_instances: Sequence[str] = (),
 ) -> dict[str, Any]:
+    from envcore import description  # (only the JSON form needs it)
+
     return {
         "req_id": env.req_id,
         "full_id": env.full_id,

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from envcore import description, uptodate
+from envcore import uptodate
 from envcore.cli import App
 from envcore.errors import AliasError, EnvironmentNotFound, InvalidAlias, UsageError, echoed
 from envcore.platforms import local_arch, runs_here
@@ -530,6 +530,8 @@ def resolve(
             app.echo(f"    {'Aliased' if changed else 'Already aliased'} as {alias.display}", err=True)
         _warn_of_undeclared_extras(app, [env for env, new in results if new])
     if as_json:
+        from envcore import description  # (only --json needs it)
+
         payload = {
             env.arch: {
                 "req_id": env.req_id,

@@ -79,6 +79,15 @@ def test_a_conda_only_resolve_loads_no_pypi_machinery(run: Run) -> None:
         assert not {m for m in modules if m == "envcore.pypi" or m.split(".")[0] == "packaging"}
 
 
+def test_a_resolve_that_reads_and_writes_no_description_does_not_import_its_module(run: Run) -> None:
+    """--force --dry-run neither reads a stored description nor writes one (nor prints --json): the module that
+    reads and writes them is not imported."""
+    done = run("resolve", "--conda", "fx-app", "--force", "--dry-run", PYTHONPROFILEIMPORTTIME="1")
+    assert "envcore.description" not in imported_modules(done.stderr)
+    done = run("resolve", "--conda", "fx-app", "--force", "--dry-run", "--json", PYTHONPROFILEIMPORTTIME="1")
+    assert "envcore.description" in imported_modules(done.stderr)
+
+
 @pytest.mark.parametrize("arch", ["osx-arm64", "linux-aarch64"])
 def test_markers_are_evaluated_for_the_target_by_every_pypi_resolver(run: Run, arch: str) -> None:
     """Before, pip evaluated markers for this machine: for osx-arm64 it left out a darwin-only requirement (another
