@@ -22,6 +22,27 @@ def test_builtins_are_registered_explicitly() -> None:
     assert set(registry.stores) >= {"local"}
 
 
+def test_hook_specifications_and_implementations_are_found_as_pluggy_finds_them() -> None:
+    """envcore's manager reads markers off a module's functions without pluggy's static inspection of every name:
+    the same specifications (of envcore.hookspecs) and implementations (of every installed plugin) as pluggy's."""
+    import pluggy
+
+    from envcore import hookspecs
+    from envcore.plugins import _PluginManager
+
+    registry = build_registry(Config.load())
+    ours, pluggys = _PluginManager("envcore"), pluggy.PluginManager("envcore")
+    modules = [hookspecs, *(plugin for _, plugin in registry.pm.list_name_plugin())]
+    assert len(modules) > 2
+    for module in modules:
+        for name in dir(module):
+            assert ours.parse_hookspec_opts(module, name) == pluggys.parse_hookspec_opts(module, name), name
+            assert ours.parse_hookimpl_opts(module, name) == pluggys.parse_hookimpl_opts(module, name), name
+    assert sum(ours.parse_hookspec_opts(hookspecs, name) is not None for name in dir(hookspecs)) == len(
+        [name for name in dir(hookspecs) if name.startswith("envcore_")]
+    )
+
+
 def test_entry_point_plugin_is_found_with_its_distribution(install_plugin: InstallPlugin) -> None:
     install_plugin(
         "envcore-pixi", {"pixi": "envcore_pixi.plugin"}, {"envcore_pixi.plugin": resolver_plugin_code("pixi")}
