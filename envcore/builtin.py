@@ -59,6 +59,10 @@ def envcore_naming() -> Iterator[NamingPlugin]:
     )
 
 
+# the built-in mixed resolver's name: resolve tells it from other resolvers without importing envcore.compose
+COMPOSITION = "rattler-uv"
+
+
 def _composition(config: Config) -> Resolver:
     from envcore.compose import ComposedResolver
 
@@ -74,7 +78,7 @@ def _pylock(config: Config) -> Resolver:
 @hookimpl
 def envcore_resolvers() -> Iterator[ResolverPlugin]:
     yield ResolverPlugin(
-        name="rattler-uv",
+        name=COMPOSITION,
         env_types=frozenset({EnvType.MIXED}),
         factory=_composition,
         summary="Mixed environments: the conda resolver for python and conda packages, then the PyPI resolver",

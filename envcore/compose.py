@@ -32,7 +32,6 @@ from envcore.types import CONDA, NPCONDA, PYPI, SYS, EnvType, LockedPackage, Res
 if TYPE_CHECKING:
     from envcore.plugins import Registry
 
-NAME = "rattler-uv"
 CONDA_SIDES_KEPT = 256  # remembered conda sides (a few kB each); the least recently used go first
 
 

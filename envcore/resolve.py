@@ -661,12 +661,14 @@ def resolver_for(registry: Registry, env_type: EnvType) -> tuple[str, Resolver]:
 
 
 def _select_resolver(registry: Registry, env_type: EnvType) -> tuple[str, Resolver]:
-    from envcore import compose  # with its PyPI helpers: only when resolving (start-up of other commands)
+    from envcore.builtin import COMPOSITION
 
     plugin = registry.resolver_plugin(env_type)
     pure_pypi = env_type is EnvType.PYPI_ONLY and EnvType.CONDA_ONLY not in plugin.env_types
-    if plugin.name != compose.NAME and not pure_pypi:
+    if plugin.name != COMPOSITION and not pure_pypi:
         return plugin.name, registry.resolver(env_type)
+    from envcore import compose  # with its PyPI helpers: only to compose a resolver (not for conda only)
+
     pypi = plugin.name if pure_pypi else registry.resolver_plugin(EnvType.PYPI_ONLY).name
     return compose.ComposedResolver.with_conda(registry, pypi)
 

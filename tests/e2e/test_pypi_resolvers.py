@@ -69,14 +69,17 @@ def test_a_pypi_resolve_loads_no_file_machinery(
 
 def test_a_conda_only_resolve_loads_no_pypi_machinery(run: Run) -> None:
     """A conda-only resolve has no PyPI requirement whose marker could be ignored: neither envcore's PyPI module
-    nor ``packaging`` (~8 ms of the command) is imported, resolved afresh or reused."""
+    nor ``packaging`` (~8 ms of the command) is imported, resolved afresh or reused; nor the composition of a
+    conda and a PyPI resolver."""
     for flags in (["--force", "--dry-run"], []):
         done = run(
             "resolve", "--conda", "fx-app", "--conda", "fx-ffmpeg", *flags, PYTHONPROFILEIMPORTTIME="1"
         )
         modules = imported_modules(done.stderr)
         assert "envcore_rattler.resolver" in modules or not flags  # (the first one did solve)
-        assert not {m for m in modules if m == "envcore.pypi" or m.split(".")[0] == "packaging"}
+        assert not {
+            m for m in modules if m in ("envcore.pypi", "envcore.compose") or m.split(".")[0] == "packaging"
+        }
 
 
 def test_a_resolve_that_reads_and_writes_no_description_does_not_import_its_module(run: Run) -> None:
