@@ -71,7 +71,10 @@ class Environments:
             self.config = config
         self.progress = as_progress(progress)
         self.pathspec_lookup = pathspec_lookup
-        self._credentials: dict[str, tuple[str, str]] = {}
+        # req id -> the credentials its requests carried (host -> (user, password)), to download its files when
+        # caching it: per environment, as each request was checked to carry one credential per host (two steps
+        # may hold different ones for a host: a channel's token and an index's password)
+        self._credentials: dict[str, dict[str, tuple[str, str]]] = {}
         # (req id, full id) -> the alias :meth:`find` got: messages name a base as the user did
         self.names: dict[tuple[str, str], str] = {}
         self._cache_dir_checked = False
@@ -244,10 +247,10 @@ class Environments:
         co-resolved: they share one full id."""
         self.check_cache_dir()
         groups: dict[str, list[int]] = {}
-        for request in requests:
-            self._credentials.update(request.credentials)  # to download the files when caching them
         for index, request in enumerate(requests):
-            groups.setdefault(resolve.req_id(self.registry, request), []).append(index)
+            key = resolve.req_id(self.registry, request)
+            groups.setdefault(key, []).append(index)
+            self._credentials.setdefault(key, {}).update(request.credentials)
         results: dict[int, tuple[ResolvedEnvironment, bool]] = {}
         solved: dict[int, Sequence[LockedPackage] | EnvcoreError] = {}
         known_here: dict[str, list[ResolvedEnvironment | None]] = {}  # what the record knows, read once
@@ -386,7 +389,7 @@ class Environments:
                 self.store,
                 env,
                 formats=self.registry.package_format,
-                credentials=self._credentials,
+                credentials=self._credentials.get(env.req_id, {}),
                 progress=self.progress,
             )
             if not report.description_written:  # (co-resolved: one line per arch, which names it)

@@ -177,3 +177,42 @@ def test_steps_extending_two_resolutions_of_the_same_requirements_each_keep_thei
     seen = reports(both(out))
     assert seen["start"]["fx-core"] == "2.0.0", both(out)
     assert seen["end"]["fx-core"] == "1.1.0", both(out)
+
+
+def test_steps_with_different_credentials_for_one_host_each_download_with_their_own(
+    machine: Machine, tmp_path: Path
+) -> None:
+    """One step's channel takes a token (/t/<TOKEN>/), another step's index a password, on one host (as an
+    Artifactory serves both). Before, the credentials of all the steps resolved together were kept in one map by
+    host, so one step's packages were fetched with the other's credential: `Access to http://127.0.0.1:.../
+    python-3.11.7-h0_host_cpython.conda was denied (HTTP 403)` and the run failed."""
+    from envcore.testing.servers import serve_directory
+
+    token, password = "tk-qa-T0KEN-only", "pw-qa-S3CRET"
+    root = machine.universe.root
+    with (
+        serve_directory(root, token=token) as channel,
+        serve_directory(root, auth=("alice", password)) as index,
+    ):
+        flow = tmp_path / "two_credentials.py"
+        flow.write_text(
+            "from metaflow import FlowSpec, conda, pypi, step\n\n\n"
+            "class TwoCredentialsFlow(FlowSpec):\n"
+            f'    @conda(libraries={{"fx-app": ""}}, channels=["{channel.url}/t/{token}/channel"])\n'
+            "    @step\n"
+            "    def start(self):\n"
+            "        import fx_app\n\n"
+            '        print("step=start fx-app=yes")\n'
+            "        self.next(self.end)\n\n"
+            f'    @pypi(packages={{"fx-extras": "0.3.0"}}, extra_indices=["{index.url_with_credentials}/simple/"])\n'
+            "    @step\n"
+            "    def end(self):\n"
+            "        import fx_extras\n\n"
+            '        print(f"step=end fx-extras={fx_extras.__version__}")\n\n\n'
+            'if __name__ == "__main__":\n'
+            "    TwoCredentialsFlow()\n"
+        )
+        out = machine.run(sys.executable, flow, "--environment=conda", "run", check=False)
+    assert out.returncode == 0, both(out)
+    assert reports(both(out)) == {"start": {"fx-app": "yes"}, "end": {"fx-extras": "0.3.0"}}
+    assert token not in both(out) and password not in both(out)
