@@ -56,6 +56,11 @@ def _flow(tmp_path: Path, decorators: str, flow_decorators: str = "") -> Path:
             "with run --with, quote it inside the value: --with 'conda:python=\"3.11\"'",
         ),
         ('@pypi(extra_indices="http://x")', "", "the attribute 'extra_indices' must be a list of strings"),
+        (  # the value without its credentials (before: got 'https://alice:pw-S3CRET@h.example/simple')
+            '@pypi(extra_indices="https://alice:pw-S3CRET@h.example/simple")',
+            "",
+            "must be a list of strings, e.g. extra_indices=[\"...\"]; got 'https://h.example/simple' (str).",
+        ),
         (
             '@conda(packages={"fx-core": "1.0.0"})',
             "",

@@ -62,9 +62,21 @@ class DecoratorRequest:
 def _fail(where: str, attribute: str, value: Any, expected: str) -> InvalidEnvironmentException:
     return InvalidEnvironmentException(
         for_printer(
-            f"In {where}, the attribute '{attribute}' must be {expected}; got {value!r} ({type(value).__name__})."
+            f"In {where}, the attribute '{attribute}' must be {expected}; got {_shown(value)} "
+            f"({type(value).__name__})."
         )
     )
+
+
+def _shown(value: Any) -> str:
+    """``value`` as written, without the credentials a source URL may hold (``extra_indices="https://user:
+    password@host/simple"``); where envcore is not installed (a task: the launcher checked the same values
+    first), not at all."""
+    try:
+        from envcore.config import redact_text
+    except ImportError:
+        return "a value"
+    return redact_text(repr(value))
 
 
 def _version(where: str, attribute: str, key: str, value: Any) -> str:
