@@ -171,6 +171,18 @@ def test_flow_environment_command_errors(machine: Machine) -> None:
     assert "Invalid environment alias 'Bad/Name'" in text and "Traceback" not in text
 
 
+@pytest.mark.parametrize("command", ["show", "resolve"])
+def test_an_output_file_that_cannot_be_written_is_one_message(
+    machine: Machine, tmp_path: Path, command: str
+) -> None:
+    """Before: a traceback ending in FileNotFoundError: [Errno 2] No such file or directory: '.../.tmp-...'."""
+    path = tmp_path / "no-such-folder" / "envs.json"
+    out = machine.flow("base_override", "environment", command, "--output", str(path), check=False)
+    text = " ".join(out.stderr.split())
+    assert out.returncode == 1, text
+    assert f"Cannot write --output {path}: No such file or directory." in text and "Traceback" not in text
+
+
 def test_a_bad_setting_met_while_a_run_looks_for_resolved_environments_is_one_message(
     machine: Machine, tmp_path: Path
 ) -> None:

@@ -298,8 +298,15 @@ def _write_output(output: str | bytes | None, payload: dict[str, Any]) -> None:
     """The --json form written to ``output`` (the original's ``--output PATH``), whole or not at all."""
     from envcore.record import write_atomic
 
-    if output is not None:  # (Metaflow's vendored click may give bytes)
-        write_atomic(os.path.abspath(os.fsdecode(output)), json.dumps(payload, indent=1).encode())
+    if output is None:
+        return
+    path = os.path.abspath(os.fsdecode(output))  # (Metaflow's vendored click may give bytes)
+    try:
+        write_atomic(path, json.dumps(payload, indent=1).encode())
+    except OSError as exc:  # a folder that does not exist or cannot be written, a full disk
+        raise MetaflowException(
+            f"Cannot write --output {path}: {exc.strerror}. Check that its folder exists and can be written."
+        ) from None
 
 
 def _by_category(requirements: Sequence[Requirement]) -> dict[str, dict[str, str]]:
