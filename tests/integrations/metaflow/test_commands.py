@@ -319,6 +319,12 @@ def test_quiet_file_output_holds_the_quiet_output_without_metaflows_banner(
     lines = written.read_text().splitlines()
     assert lines[0] == f"team/qf:v1@{local_arch()}" and len(lines) == 2, written.read_text()
     assert lines[1] in done.stdout and "Metaflow (" in done.stdout  # (the banner is Metaflow's, on stdout)
+    missing = tmp_path / "no-such-folder" / "quiet.txt"
+    refused = machine.metaflow("environment", "--quiet-file-output", str(missing), "show", "x", check=False)
+    text = " ".join(refused.stderr.split())
+    # before: "Cannot use PATH: ... Check the folders envcore is configured with (METAFLOW_ENVCORE_CACHE_DIR ..."
+    assert refused.returncode == 1 and "METAFLOW_ENVCORE_CACHE_DIR" not in text, text
+    assert f"Cannot write --quiet-file-output {missing}: No such file or directory." in text, text
 
 
 def test_a_requirements_file_is_read_as_the_resolve_reads_it_for_metaflows_pins(

@@ -446,7 +446,14 @@ def group(
         overrides[f"METAFLOW_CONDA_{kind.upper()}ROOT"] = conda_root
     if quiet_file_output is not None:
         quiet = True
-        sys.stdout = _Tee(sys.stdout, quiet_file_output.open("w"))
+        try:
+            copy = quiet_file_output.open("w")
+        except OSError as exc:  # the user's path, not one of envcore's folders
+            raise EnvcoreError(
+                f"Cannot write --quiet-file-output {quiet_file_output}: {exc.strerror}. Check that its folder "
+                "exists and can be written."
+            ) from None
+        sys.stdout = _Tee(sys.stdout, copy)
     session = Session(datastore, pathspec_lookup=pathspecs.lookup, overrides=overrides, quiet=quiet)
     ctx.obj = MetaflowApp(session, verbose=verbose, quiet=quiet)
 
