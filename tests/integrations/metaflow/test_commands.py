@@ -178,6 +178,30 @@ def test_flow_level_resolve_and_show(machine: Machine, tmp_path: Path) -> None:
     assert "locally present" in machine.flow("base_override", "environment", "show", "start").stdout
 
 
+def test_flow_level_resolve_refuses_an_alias_for_several_environments_before_resolving(
+    machine: Machine,
+) -> None:
+    """As the original: before, every environment was resolved (minutes, on a real channel), cached and
+    recorded, and only then was the alias refused."""
+    refused = machine.flow("base_override", "environment", "resolve", "--alias", "team/two", check=False)
+    text = " ".join(refused.stderr.split())
+    assert refused.returncode == 1, text
+    assert (
+        "found 2 environments: one for step(s) start; one for step(s) override. Give the steps to alias."
+        in text
+    )
+    assert "Resolving" not in text and not machine.store.exists(), text
+    data = json.loads(machine.flow("base_override", "environment", "show", "--json").stdout)
+    assert data["start"]["states"] == data["override"]["states"] == ["unresolved"]
+    disabled = machine.flow(
+        "base_override", "environment", "resolve", "--alias", "team/e", "end", check=False
+    )
+    assert disabled.returncode == 1
+    assert "Cannot specify aliases: the steps have no environment to resolve/cache" in " ".join(
+        disabled.stderr.split()
+    )
+
+
 def test_create_with_a_notebook_kernel(machine: Machine, tmp_path: Path) -> None:
     out = machine.flow("conda_per_step", "run", METAFLOW_FEAT_ALWAYS_UPLOAD_CODE_PACKAGE="1")
     pathspec = f"CondaPerStepFlow/{run_id(both(out))}/end"

@@ -15,6 +15,7 @@ import json
 import re
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -396,16 +397,24 @@ class CondaEnvironment(MetaflowEnvironment):
         *,
         force: bool = False,
         archs: list[str] | None = None,
+        check: Callable[[dict[str, list[StepEnvironment]]], None] | None = None,
     ) -> dict[str, list[StepEnvironment]]:
         """Plan every step (or ``steps``), resolve what is not resolved yet (all of it with ``force``),
         cache and record it. With ``archs``, each step is planned once per architecture (nothing is stored
-        as the step's run-time environment then). envcore's warnings meanwhile (stored resolutions
-        CONDA_USE_REMOTE_LATEST passes over, a damaged package-cache file) are ``Warning:`` lines."""
+        as the step's run-time environment then). ``check`` is given the plan before anything is resolved
+        (it raises to stop there). envcore's warnings meanwhile (stored resolutions CONDA_USE_REMOTE_LATEST
+        passes over, a damaged package-cache file) are ``Warning:`` lines."""
         with messages.warnings_as_lines(lambda line: echo(f"    {line}")):
-            return self._resolve_steps(echo, steps, force=force, archs=archs)
+            return self._resolve_steps(echo, steps, force=force, archs=archs, check=check)
 
     def _resolve_steps(
-        self, echo: Any, steps: list[str] | None, *, force: bool, archs: list[str] | None
+        self,
+        echo: Any,
+        steps: list[str] | None,
+        *,
+        force: bool,
+        archs: list[str] | None,
+        check: Callable[[dict[str, list[StepEnvironment]]], None] | None,
     ) -> dict[str, list[StepEnvironment]]:
         from envcore.resolve import req_id
 
@@ -420,6 +429,8 @@ class CondaEnvironment(MetaflowEnvironment):
         for infos in planned.values():
             for warning in ignored_by_disabled(infos[0].merged):
                 echo(f"    Warning: {messages.for_printer(warning)}")
+        if check is not None:
+            check(planned)
         requested = [  # each step's request with its key, computed once (a req id hashes the request)
             (info, info.request, _key(req_id(session.registry, info.request), info.request))
             for infos in planned.values()

@@ -125,7 +125,31 @@ def resolve(
 
     env = _environment(obj)
     wanted = [naming.parse_alias(a) for a in aliases]  # malformed aliases fail before any resolution
-    planned = env.resolve_steps(obj.echo, _check_steps(obj, steps), force=force, archs=list(archs) or None)
+
+    def one_environment(planned: dict[str, list[StepEnvironment]]) -> None:
+        """With --alias, the steps must share one environment: said before resolving (as the original)."""
+        from envcore.resolve import req_id
+
+        groups: dict[object, list[str]] = {}
+        for name, infos in sorted(planned.items(), key=lambda item: _order(obj, item[0])):
+            for info in infos:
+                if info.request is not None:  # its requirements (and the base it extends), whatever the arch
+                    base = info.request.base
+                    key: object = (req_id(env.session().registry, info.request), base and base.full_id)
+                elif info.env is not None:  # a named environment used as it is
+                    key = (info.env.req_id, info.env.full_id)
+                else:
+                    continue
+                groups.setdefault(key, []).append(f"{name} ({info.arch})" if len(archs) > 1 else name)
+        _refuse_several([list(dict.fromkeys(names)) for names in groups.values()])
+
+    planned = env.resolve_steps(
+        obj.echo,
+        _check_steps(obj, steps),
+        force=force,
+        archs=list(archs) or None,
+        check=one_environment if wanted else None,
+    )
     by_env: dict[tuple[str, str, str], tuple[ResolvedEnvironment, list[str], bool]] = {}
     for name, infos in sorted(planned.items(), key=lambda item: _order(obj, item[0])):
         for info in infos:
@@ -135,13 +159,8 @@ def resolve(
                 found[1].append(name)
     envs = env.session().environments
     refs = {(k[1], k[2]) for k in by_env}
-    if wanted and len(refs) != 1:
-        raise MetaflowException(
-            f"Cannot specify aliases if more than one environment to resolve/cache -- found {len(refs)} "
-            "environments: "
-            + "; ".join(f"one for step(s) {', '.join(s)}" for _, s, _ in by_env.values())
-            + ". Give the steps to alias."
-        )
+    if wanted and len(refs) != 1:  # (several archs resolved apart)
+        _refuse_several([[f"{n} ({r.arch})" for n in names] for r, names, _ in by_env.values()])
     if not force and not any(new for _, _, new in by_env.values()):
         obj.echo(  # the original's words (aliasing: those of `metaflow environment resolve --alias`)
             "    No environments to resolve, aliasing only. Use --force to force re-resolution"
@@ -174,6 +193,22 @@ def resolve(
         arch = f" ({resolved.arch})" if several_archs else ""
         _bold(obj, f"### Environment for step{'s' * (len(names) > 1)} *{', '.join(names)}*{arch} ###")
         click.echo(describe(envs, resolved))
+
+
+def _refuse_several(steps_by_env: list[list[str]]) -> None:
+    """--alias names one environment: refused unless the steps have exactly one (the original's words)."""
+    if not steps_by_env:
+        raise MetaflowException(
+            "Cannot specify aliases: the steps have no environment to resolve/cache (they run without one, "
+            "disabled, or fetch a named environment at execution)."
+        )
+    if len(steps_by_env) > 1:
+        raise MetaflowException(
+            f"Cannot specify aliases if more than one environment to resolve/cache -- found {len(steps_by_env)} "
+            "environments: "
+            + "; ".join(f"one for step(s) {', '.join(names)}" for names in steps_by_env)
+            + ". Give the steps to alias."
+        )
 
 
 def _states(info: StepEnvironment, envs: Environments, local_only: bool = False) -> list[str]:
