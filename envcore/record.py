@@ -64,12 +64,17 @@ def _dumps(value: object) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
 
 
-def write_atomic(path: str, data: bytes) -> None:
-    """``data`` at ``path`` whole or not at all (a temporary file beside it, fsynced, renamed over it)."""
+def write_atomic(path: str, data: bytes, *, private: bool = True) -> None:
+    """``data`` at ``path`` whole or not at all (a temporary file beside it, fsynced, renamed over it); readable by
+    its owner only unless ``private`` is False (a file for the user: the mode ``open()`` gives, the umask's)."""
     import tempfile  # only writers need it
 
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path))
     try:
+        if not private:
+            umask = os.umask(0o22)
+            os.umask(umask)
+            os.fchmod(fd, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import os
 import shlex
+import stat
 import subprocess
 import sys
 import zipfile
@@ -169,6 +171,10 @@ def test_flow_level_resolve_and_show(machine: Machine, tmp_path: Path) -> None:
     written = tmp_path / "show.json"
     machine.flow("base_override", "environment", "show", "--output", str(written))
     assert json.loads(written.read_text()) == data
+    umask = os.umask(0o22)
+    os.umask(umask)
+    # a file for the user, as open() makes it (before: 0600, the private mode of envcore's own records)
+    assert stat.S_IMODE(written.stat().st_mode) == 0o666 & ~umask
     machine.flow("base_override", "environment", "resolve", "start", "--output", str(written))
     assert set(json.loads(written.read_text())) == {"start"}
     assert data["start"]["env"]["req_id"] == data["start"]["env_id"][0]

@@ -337,7 +337,7 @@ def _write_output(output: str | bytes | None, payload: dict[str, Any]) -> None:
         return
     path = os.path.abspath(os.fsdecode(output))  # (Metaflow's vendored click may give bytes)
     try:
-        write_atomic(path, json.dumps(payload, indent=1).encode())
+        write_atomic(path, json.dumps(payload, indent=1).encode(), private=False)
     except OSError as exc:  # a folder that does not exist or cannot be written, a full disk
         raise MetaflowException(
             f"Cannot write --output {path}: {exc.strerror}. Check that its folder exists and can be written."
