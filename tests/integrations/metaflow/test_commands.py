@@ -208,6 +208,18 @@ def test_flow_level_resolve_refuses_an_alias_for_several_environments_before_res
     )
 
 
+def test_flow_level_resolve_dry_run_resolves_and_keeps_nothing(machine: Machine) -> None:
+    """The original's --dry-run (before: "No such option: --dry-run")."""
+    dry = machine.flow("base_override", "environment", "resolve", "--dry-run", "--alias", "team/dry", "start")
+    assert "### Environment for step start ###" in dry.stdout and len(_ids(dry.stdout)) == 1
+    assert "Resolving 1 environment ... done in" in dry.stderr
+    assert "Dry-run -- not caching or aliasing" in dry.stderr and "Aliased" not in dry.stderr
+    assert not machine.store.exists()
+    data = json.loads(machine.flow("base_override", "environment", "show", "--json", "start").stdout)
+    assert data["start"]["states"] == ["unresolved"]
+    assert machine.metaflow("environment", "show", "team/dry", check=False).returncode == 1
+
+
 def test_create_with_a_notebook_kernel(machine: Machine, tmp_path: Path) -> None:
     out = machine.flow("conda_per_step", "run", METAFLOW_FEAT_ALWAYS_UPLOAD_CODE_PACKAGE="1")
     pathspec = f"CondaPerStepFlow/{run_id(both(out))}/end"

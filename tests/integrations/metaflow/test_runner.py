@@ -47,6 +47,7 @@ from metaflow import FlowAPI
 
 api = FlowAPI(sys.argv[1], environment="conda")
 resolved = api.environment().resolve("start")
+dry = api.environment().resolve("end", dry_run=True)
 shown = api.environment().show()
 try:
     api.environment().show(timeout=0.01)
@@ -59,6 +60,7 @@ print(json.dumps({
                for arch, (env, new) in per_arch.items()}
         for step, per_arch in resolved.items()
     },
+    "dry": {step: {arch: new for arch, (_, new) in per_arch.items()} for step, per_arch in dry.items()},
     "shown": shown,
     "late": late,
 }))
@@ -77,5 +79,6 @@ def test_runner_environment_helper_resolves_and_shows(machine: Machine) -> None:
     assert packages["fx-core"] == "1.0.0"
     assert set(result["shown"]) == {"start", "end"}
     assert "resolved" in result["shown"]["start"]["states"]
+    assert result["dry"] == {"end": {arch: True}}  # resolved, then neither cached nor recorded:
     assert result["shown"]["end"]["states"] == ["unresolved"]
     assert "did not finish within 0.01 s" in result["late"]

@@ -398,14 +398,15 @@ class CondaEnvironment(MetaflowEnvironment):
         force: bool = False,
         archs: list[str] | None = None,
         check: Callable[[dict[str, list[StepEnvironment]]], None] | None = None,
+        dry_run: bool = False,
     ) -> dict[str, list[StepEnvironment]]:
         """Plan every step (or ``steps``), resolve what is not resolved yet (all of it with ``force``),
-        cache and record it. With ``archs``, each step is planned once per architecture (nothing is stored
-        as the step's run-time environment then). ``check`` is given the plan before anything is resolved
-        (it raises to stop there). envcore's warnings meanwhile (stored resolutions CONDA_USE_REMOTE_LATEST
-        passes over, a damaged package-cache file) are ``Warning:`` lines."""
+        cache and record it (neither with ``dry_run``). With ``archs``, each step is planned once per
+        architecture (nothing is stored as the step's run-time environment then). ``check`` is given the plan
+        before anything is resolved (it raises to stop there). envcore's warnings meanwhile (stored resolutions
+        CONDA_USE_REMOTE_LATEST passes over, a damaged package-cache file) are ``Warning:`` lines."""
         with messages.warnings_as_lines(lambda line: echo(f"    {line}")):
-            return self._resolve_steps(echo, steps, force=force, archs=archs, check=check)
+            return self._resolve_steps(echo, steps, force=force, archs=archs, check=check, dry_run=dry_run)
 
     def _resolve_steps(
         self,
@@ -415,6 +416,7 @@ class CondaEnvironment(MetaflowEnvironment):
         force: bool,
         archs: list[str] | None,
         check: Callable[[dict[str, list[StepEnvironment]]], None] | None,
+        dry_run: bool,
     ) -> dict[str, list[StepEnvironment]]:
         from envcore.resolve import req_id
 
@@ -455,7 +457,9 @@ class CondaEnvironment(MetaflowEnvironment):
             started = time.monotonic()
             echo(f"    Resolving {count} ...", nl=False)
             try:
-                results = session.resolve(list(todo.values()), force=force, cache=self._caches(session))
+                results = session.resolve(
+                    list(todo.values()), force=force, cache=self._caches(session), keep=not dry_run
+                )
             except BaseException:
                 echo(" failed.")
                 raise
@@ -478,10 +482,10 @@ class CondaEnvironment(MetaflowEnvironment):
             for info in infos
             if info.env is not None and not info.newly_resolved and self._runs_remotely(info.step)
         }
-        if reused and self._caches(session):
+        if reused and self._caches(session) and not dry_run:
             session.ensure_stored(list(reused.values()))
             session.flush_messages()
-        if not archs:
+        if not archs and not dry_run:
             for name, infos in planned.items():
                 self._steps[name] = infos[0]
         return planned

@@ -101,6 +101,11 @@ def _bold(obj: Any, line: str) -> None:
 @environment.command(help="Resolve the environments of the steps (all, or STEPS) and cache them.")
 @click.option("--force/--no-force", default=False, help="Resolve again even if already resolved.")
 @click.option(
+    "--dry-run/--no-dry-run",
+    default=False,
+    help="Only resolve: nothing is cached, recorded or aliased (--alias is checked, not written).",
+)
+@click.option(
     "--alias", "aliases", multiple=True, help="Alias (NAME[:TAG]) for the one environment resolved."
 )
 @click.option("--arch", "archs", multiple=True, help="Resolve for this architecture instead (repeatable).")
@@ -113,6 +118,7 @@ def _bold(obj: Any, line: str) -> None:
 def resolve(
     obj: Any,
     force: bool,
+    dry_run: bool,
     aliases: tuple[str, ...],
     archs: tuple[str, ...],
     as_json: bool,
@@ -149,6 +155,7 @@ def resolve(
         force=force,
         archs=list(archs) or None,
         check=one_environment if wanted else None,
+        dry_run=dry_run,
     )
     by_env: dict[tuple[str, str, str], tuple[ResolvedEnvironment, list[str], bool]] = {}
     for name, infos in sorted(planned.items(), key=lambda item: _order(obj, item[0])):
@@ -164,10 +171,10 @@ def resolve(
     if not force and not any(new for _, _, new in by_env.values()):
         obj.echo(  # the original's words (aliasing: those of `metaflow environment resolve --alias`)
             "    No environments to resolve, aliasing only. Use --force to force re-resolution"
-            if wanted
+            if wanted and not dry_run
             else "    No environments to resolve, use --force to force re-resolution"
         )
-    if wanted:
+    if wanted and not dry_run:
         for alias, changed in envs.write_aliases(wanted, next(iter(refs))):
             obj.echo(f"    {'Aliased' if changed else 'Already aliased'} as {alias.display}")
     if as_json or output is not None:
@@ -183,6 +190,7 @@ def resolve(
         _write_output(output, payload)
         if as_json:
             click.echo(json.dumps(payload, indent=1))
+            _dry_run_said(obj, dry_run)
             return
     several_archs = len({resolved.arch for resolved, _, _ in by_env.values()}) > 1
     for resolved, names, _ in by_env.values():
@@ -193,6 +201,12 @@ def resolve(
         arch = f" ({resolved.arch})" if several_archs else ""
         _bold(obj, f"### Environment for step{'s' * (len(names) > 1)} *{', '.join(names)}*{arch} ###")
         click.echo(describe(envs, resolved))
+    _dry_run_said(obj, dry_run)
+
+
+def _dry_run_said(obj: Any, dry_run: bool) -> None:
+    if dry_run:
+        obj.echo("    Dry-run -- not caching or aliasing")  # the original's words
 
 
 def _refuse_several(steps_by_env: list[list[str]]) -> None:

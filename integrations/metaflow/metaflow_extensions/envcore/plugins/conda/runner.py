@@ -1,7 +1,7 @@
 """``Runner(flow_file, environment="conda").environment()``: the flow-level ``environment`` commands from a
 program (Metaflow's ``runner_cli`` extension point; ``FlowAPI`` is the original's name for ``Runner``).
 
-* ``.resolve(*steps, arch=None, alias=None, force=False, timeout=1200)`` ->
+* ``.resolve(*steps, arch=None, alias=None, force=False, dry_run=False, timeout=1200)`` ->
   ``{step: {arch: (ResolvedEnvironment, newly_resolved)}}``;
 * ``.show(*steps, timeout=60)`` -> ``{step: {is_disabled, is_fetch_at_exec, from_env_name, arch, states,
   requested, env_id, env}}``.
@@ -63,16 +63,18 @@ class EnvironmentRunnerCLI:
         arch: str | Sequence[str] | None = None,
         alias: str | Sequence[str] | None = None,
         force: bool = False,
+        dry_run: bool = False,
         timeout: float = 1200,
     ) -> dict[str, dict[str, tuple[ResolvedEnvironment, bool]]]:
-        """Resolve the environments of ``steps`` (all by default) as ``environment resolve`` does."""
+        """Resolve the environments of ``steps`` (all by default) as ``environment resolve`` does (with
+        ``dry_run``, nothing is cached, recorded or aliased)."""
         from envcore import description
 
         archs = [arch] if isinstance(arch, str) else list(arch or [])
         aliases = [alias] if isinstance(alias, str) else list(alias or [])
         command = self._command(
             lambda group: group.resolve(
-                steps=list(steps), archs=archs, aliases=aliases, force=force, as_json=True
+                steps=list(steps), archs=archs, aliases=aliases, force=force, dry_run=dry_run, as_json=True
             )
         )
         data = self._run(command, timeout)

@@ -204,14 +204,20 @@ class Session:
         self._messages.clear()
 
     def resolve(
-        self, requests: Sequence[ResolveRequest], *, force: bool = False, cache: bool = True
+        self,
+        requests: Sequence[ResolveRequest],
+        *,
+        force: bool = False,
+        cache: bool = True,
+        keep: bool = True,
     ) -> list[tuple[ResolvedEnvironment, bool] | str]:
         """Resolve (or reuse) each request on its own, cache the new ones in the store (unless not ``cache``)
-        and record them. A request that cannot be resolved gives its error message instead."""
+        and record them (neither unless ``keep``: a dry run). A request that cannot be resolved gives its error
+        message instead."""
         if not requests:
             return []
         result: list[tuple[ResolvedEnvironment, bool] | str] = self._call(
-            "resolve", (list(requests), force, cache, self.environments.names)
+            "resolve", (list(requests), force, cache, keep, self.environments.names)
         )
         return result
 

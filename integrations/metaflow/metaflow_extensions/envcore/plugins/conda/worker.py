@@ -35,7 +35,7 @@ def _progress(message: str) -> None:
 
 
 def _resolve(envs: Any, payload: Any) -> Any:
-    requests, force, cache, names = payload
+    requests, force, cache, keep, names = payload
     envs.names.update(names)  # the aliases the launcher found bases by: failures to extend name them
     # sysconfig fills its variables lazily and not thread-safely (uv's find_uv_bin reads them): fill them
     # before the threads start.
@@ -54,6 +54,8 @@ def _resolve(envs: Any, payload: Any) -> Any:
             ((env, new),) = envs.resolve([request], force=force)
             with lock:
                 resolved_at[0] = max(resolved_at[0], time.monotonic())
+            if not keep:  # a dry run: neither cached nor recorded
+                return env, new
             if not cache:  # a datastore in CONDA_IGNORE_CACHING_DATASTORES: recorded on this machine only
                 return (envs.save(env, cache=False) if new else env), new
             return (envs.save(env) if new else envs.ensure_stored(env)), new
