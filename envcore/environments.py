@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from functools import cached_property
@@ -638,9 +638,13 @@ class Environments:
         force: bool = False,
         verify: bool = False,
         any_arch: bool = False,
+        credentials: Mapping[str, tuple[str, str]] | None = None,
     ) -> bool:
         """Hydrate ``env`` into ``prefix``; False when it held it already. One for an architecture that
-        cannot run here is created only with ``any_arch`` (``create --arch``; a step's never)."""
+        cannot run here is created only with ``any_arch`` (``create --arch``; a step's never). A package file
+        the store lacks (never cached there: CONDA_IGNORE_CACHING_DATASTORES) is fetched from its source with
+        ``credentials`` (those of the request it was resolved from, which its description does not keep),
+        those of its resolution in this process, and CONDA_SRCS_AUTH_INFO."""
         if not runs_here(env.arch):
             if not any_arch:
                 raise UsageError(
@@ -667,6 +671,11 @@ class Environments:
                 store=self._store_or_none(),
                 force=force,
                 verify=verify,
+                credentials={
+                    **resolve.source_credentials(self.config),
+                    **self._credentials.get(env.req_id, {}),
+                    **(credentials or {}),
+                },
                 progress=self.progress,
             )
         except EditedDescription:

@@ -203,9 +203,11 @@ def hydrate(
     store: Store | None,
     force: bool = False,
     verify: bool = False,
+    credentials: dict[str, tuple[str, str]] | None = None,
     progress: Progress | Callable[[str], None] | None = None,
 ) -> bool:
-    """Make ``prefix`` hold ``env``; returns False when it already did (nothing was done)."""
+    """Make ``prefix`` hold ``env``; returns False when it already did (nothing was done). ``credentials``
+    (host -> (user, password)) fetch the package files the store lacks from their sources."""
     progress = as_progress(progress)
     prefix = prefix.absolute()
     timeout = float(registry.config.get("CONDA_LOCK_TIMEOUT"))
@@ -220,11 +222,22 @@ def hydrate(
         # otherwise a finished prefix of the same environment on this machine is cloned (hardlinks, prefix
         # rewritten where files name it).
         fresh = force or verify
-        files = fetch_packages(registry, env, store, verify=verify, progress=progress) if fresh else None
+        files = (
+            fetch_packages(registry, env, store, verify=verify, credentials=credentials, progress=progress)
+            if fresh
+            else None
+        )
         index = relocate.PrefixIndex.in_cache(registry.config.cache_dir(), timeout)
         key = uptodate.index_key(env.req_id, env.full_id, env.arch)
         install = functools.partial(
-            _install, registry, env, store=store, verify=verify, progress=progress, files=files
+            _install,
+            registry,
+            env,
+            store=store,
+            verify=verify,
+            credentials=credentials,
+            progress=progress,
+            files=files,
         )
         if fresh and _rebuilt_beside(env, prefix, progress, install):
             index.add(key, prefix)
@@ -408,11 +421,14 @@ def _install(
     store: Store | None,
     verify: bool,
     progress: Progress,
+    credentials: dict[str, tuple[str, str]] | None = None,
     files: list[tuple[LockedPackage, Path]] | None = None,
 ) -> None:
     """Install ``env`` into the absent ``prefix`` from ``files`` (fetched here when not given)."""
     if files is None:
-        files = fetch_packages(registry, env, store, verify=verify, progress=progress)
+        files = fetch_packages(
+            registry, env, store, verify=verify, credentials=credentials, progress=progress
+        )
     prefix.mkdir(parents=True)
     uptodate.mark_partial(str(prefix), env.req_id, env.full_id, env.arch)
     for kind, what in ((PackageKind.CONDA, "conda package(s)"), (PackageKind.PYPI, "wheel(s)")):

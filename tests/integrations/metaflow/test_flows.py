@@ -7,6 +7,8 @@ import re
 import sys
 from pathlib import Path
 
+import pytest
+
 from envcore.resolve import local_arch
 
 from ...conftest import store_moved_resolution
@@ -179,13 +181,18 @@ def test_steps_extending_two_resolutions_of_the_same_requirements_each_keep_thei
     assert seen["end"]["fx-core"] == "1.1.0", both(out)
 
 
+@pytest.mark.parametrize("caching", ["store", "ignored"])
 def test_steps_with_different_credentials_for_one_host_each_download_with_their_own(
-    machine: Machine, tmp_path: Path
+    machine: Machine, tmp_path: Path, caching: str
 ) -> None:
     """One step's channel takes a token (/t/<TOKEN>/), another step's index a password, on one host (as an
     Artifactory serves both). Before, the credentials of all the steps resolved together were kept in one map by
     host, so one step's packages were fetched with the other's credential: `Access to http://127.0.0.1:.../
-    python-3.11.7-h0_host_cpython.conda was denied (HTTP 403)` and the run failed."""
+    python-3.11.7-h0_host_cpython.conda was denied (HTTP 403)` and the run failed. With the local datastore in
+    CONDA_IGNORE_CACHING_DATASTORES the files are fetched from their sources when the environment is created:
+    that was done without any credentials (`fx_core-2.0.0-py3-none-any.whl ... is missing from the store ...,
+    and its source cannot be read either: Access ... was denied (HTTP 401)`)."""
+    ignore = {"METAFLOW_CONDA_IGNORE_CACHING_DATASTORES": '["local"]'} if caching == "ignored" else {}
     from envcore.testing.servers import serve_directory
 
     token, password = "tk-qa-T0KEN-only", "pw-qa-S3CRET"
@@ -212,7 +219,8 @@ def test_steps_with_different_credentials_for_one_host_each_download_with_their_
             'if __name__ == "__main__":\n'
             "    TwoCredentialsFlow()\n"
         )
-        out = machine.run(sys.executable, flow, "--environment=conda", "run", check=False)
+        out = machine.run(sys.executable, flow, "--environment=conda", "run", check=False, **ignore)
     assert out.returncode == 0, both(out)
     assert reports(both(out)) == {"start": {"fx-app": "yes"}, "end": {"fx-extras": "0.3.0"}}
+    assert ("Caching" in both(out)) is (caching == "store")
     assert token not in both(out) and password not in both(out)

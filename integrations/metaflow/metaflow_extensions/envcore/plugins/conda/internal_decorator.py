@@ -200,7 +200,9 @@ class CondaEnvInternalDecorator(StepDecorator):
         else:
             self._logger(f"    Creating Conda environment {env.req_id} ({env.full_id})...")
             started = time.monotonic()
-            session.create(env, prefix, force=force)
+            info = self._info()  # its request's credentials: the store may lack its files (not cached there)
+            request = info.request if info is not None and info.env == env else None
+            session.create(env, prefix, force=force, credentials=request.credentials if request else None)
             if force:
                 cls._rebuilt.add((env.req_id, env.full_id))
             session.flush_messages()  # what it found and installed, before the line that closes the work

@@ -225,7 +225,15 @@ class Session:
         """Cache in the store each of ``envs`` (resolutions this machine reuses) that the store lacks."""
         self._call("store", list(envs))
 
-    def create(self, env: ResolvedEnvironment, prefix: Path, *, force: bool = False) -> None:
+    def create(
+        self,
+        env: ResolvedEnvironment,
+        prefix: Path,
+        *,
+        force: bool = False,
+        credentials: Mapping[str, tuple[str, str]] | None = None,
+    ) -> None:
         """Hydrate ``env`` into ``prefix``; with ``force``, build it again even if complete (the old prefix is
-        kept until the new one is built)."""
-        self._call("create", (env, str(prefix), force))
+        kept until the new one is built). ``credentials``: those of the request it was resolved from, for
+        package files the store lacks."""
+        self._call("create", (env, str(prefix), force, dict(credentials or {})))

@@ -93,8 +93,8 @@ def _store(envs: Any, payload: Any) -> Any:
 
 
 def _create(envs: Any, payload: Any) -> Any:
-    env, prefix, force = payload
-    return envs.create(env, Path(prefix), force=force)
+    env, prefix, force, credentials = payload
+    return envs.create(env, Path(prefix), force=force, credentials=credentials)
 
 
 def run(request: Path) -> tuple[str, Any]:
