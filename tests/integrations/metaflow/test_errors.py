@@ -169,6 +169,10 @@ def test_flow_environment_command_errors(machine: Machine) -> None:
     text = " ".join(out.stderr.split())
     assert out.returncode == 1, text
     assert "Invalid environment alias 'Bad/Name'" in text and "Traceback" not in text
+    out = machine.flow("base_override", "environment", "show", "nosuch", check=False)
+    text = " ".join(out.stderr.split())
+    # the steps in the graph's order (before: by name, "end, override, start")
+    assert out.returncode == 1 and "Unknown step(s) nosuch; the flow has start, override, end." in text, text
 
 
 @pytest.mark.parametrize("command", ["show", "resolve"])

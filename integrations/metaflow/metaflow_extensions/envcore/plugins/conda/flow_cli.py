@@ -50,7 +50,7 @@ def _environment(obj: Any) -> CondaEnvironment:
 def _check_steps(obj: Any, steps: tuple[str, ...]) -> list[str] | None:
     if not steps:
         return None
-    names = [s.name for s in obj.flow]
+    names = sorted((s.name for s in obj.flow), key=lambda name: _order(obj, name))  # start first
     unknown = [s for s in steps if s not in names]
     if unknown:
         raise MetaflowException(f"Unknown step(s) {', '.join(unknown)}; the flow has {', '.join(names)}.")
