@@ -268,5 +268,5 @@ def test_the_worker_tells_how_long_caching_went_on_after_resolving() -> None:
             time.sleep(0.3)
             return env
 
-    assert worker._resolve(Envs(), (["a", "b"], False, True, {})) == [("a", True), ("b", True)]
+    assert worker._resolve(Envs(), (["a", "b"], False, True, True, {})) == [("a", True), ("b", True)]
     assert worker.TIMINGS["after_resolving"] >= 0.3
