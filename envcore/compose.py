@@ -144,14 +144,15 @@ class ComposedResolver:
         """The PyPI side must keep the conda side's Python packages (``request.installed``) at their versions:
         its own copy of one is dropped, so another version would leave the PyPI packages built on one that is
         not there."""
-        from packaging.version import InvalidVersion, Version
-
         from envcore.pypi import canonicalize
 
         for pkg in pypi_packages:
             conda = provided.get(canonicalize(pkg.name))
             if conda is None:
                 continue
+            # (here: most PyPI sides share no package with the conda side, and load no packaging.version)
+            from packaging.version import InvalidVersion, Version
+
             try:
                 moved = Version(pkg.version) != Version(conda.version)
             except InvalidVersion:  # a conda version PEP 440 cannot read: not comparable here

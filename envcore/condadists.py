@@ -34,9 +34,7 @@ def renamed_distributions(
 ) -> dict[str, str]:
     """Canonical name of a distribution -> the conda package that installs it, for the Python packages of the
     conda side whose distribution is named otherwise than the package."""
-    from packaging.utils import canonicalize_name
-
-    from envcore.pypi import conda_python_packages
+    from envcore.pypi import canonicalize, conda_python_packages
 
     python_packages = list(conda_python_packages(packages).values())  # the conda packages of Python code
     # remembered names are read here; threads (and the fetching machinery) only for packages to read
@@ -52,7 +50,7 @@ def renamed_distributions(
         dist: pkg.name
         for pkg, dists in zip(python_packages, names, strict=True)
         for dist in sorted(dists)
-        if dist != str(canonicalize_name(pkg.name))
+        if dist != canonicalize(pkg.name)
     }
 
 

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
-
-from packaging.tags import Tag, compatible_tags, cpython_tags, mac_platforms
-from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
-from packaging.version import Version
 
 from envcore.config import redact_url
 from envcore.configfiles import recall, remember, remembered_file
@@ -29,6 +27,12 @@ from envcore.types import (
     ResolvedEnvironment,
     ResolveRequest,
 )
+
+if TYPE_CHECKING:
+    # packaging is imported where it is used: a repeat resolve reads its answers from the cache (_remembered_tags,
+    # remember_wheel_tags) and loads none of its tags, utils and version modules (~17M instructions with sysconfig)
+    from packaging.tags import Tag
+    from packaging.version import Version
 
 # glibc of the manylinux tags older than PEP 600's manylinux_2_N
 LEGACY_MANYLINUX = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
@@ -92,6 +96,8 @@ def _platforms_at(arch: str, version: tuple[int, int]) -> list[str]:
     """The platform tags of ``arch`` (linux or osx) with glibc or macOS ``version``, best first."""
     family, _, machine = arch.partition("-")
     if family == "osx":
+        from packaging.tags import mac_platforms
+
         return list(mac_platforms(version, _mac_cpu(machine)))
     return _manylinux_platforms(MACHINE.get(machine, machine), version[1])
 
@@ -126,11 +132,10 @@ def _oldest_platform_version(
     filename: str, version_of: Callable[[str], tuple[int, int] | None]
 ) -> tuple[int, int] | None:
     """The oldest system version (``version_of`` a platform tag) a wheel's platform tags ask for."""
-    try:
-        _, _, _, tags = parse_wheel_filename(filename)
-    except InvalidWheelFilename:
+    tags = wheel_tags(filename)
+    if tags is None:
         return None
-    return min(filter(None, (version_of(tag.platform) for tag in tags)), default=None)
+    return min(filter(None, (version_of(tag.split("-", 2)[2]) for tag in tags)), default=None)
 
 
 def os_needed(filenames: Iterable[str], request: ResolveRequest) -> tuple[int, int] | None:
@@ -161,6 +166,8 @@ def _wheel_os(filename: str, arch: str) -> tuple[int, int] | None:
         parts = platform.split("_", 3)
         if len(parts) == 4 and parts[0] == "macosx" and parts[1].isdigit() and parts[2].isdigit():
             version = (int(parts[1]), int(parts[2]))
+            from packaging.tags import mac_platforms
+
             # universal2, intel...: as macOS reads them
             if platform in mac_platforms(version, _mac_cpu(machine)):
                 return version
@@ -259,6 +266,8 @@ class TooNewForTarget:
             return
         newest = max(finals)
         known = self.ceilings.get(canonicalize(name))
+        from packaging.version import Version
+
         self.ceilings[canonicalize(name)] = str(newest if known is None else min(newest, Version(known)))
 
     def refusal(self) -> ResolutionError:
@@ -379,7 +388,7 @@ def newer_without_wheels(
     fitting = _with_wheels(request, listed)
     if listed and not fitting:
         return None
-    newest = max(map(_version_key, fitting), default=Version("0"))
+    newest = max(map(_version_key, fitting), default=_version_key("0"))
     return [version for version in listed if version not in fitting and _version_key(version) > newest]
 
 
@@ -392,7 +401,12 @@ def _with_wheels(request: ResolveRequest, listed: Mapping[str, Sequence[str]]) -
 def release_files(request: ResolveRequest, name: str) -> dict[str, list[str]]:
     """``{version: file names}`` of ``name`` on the request's PyPI indexes (their PEP 503 pages) and in its
     ``--find-links`` locations (a folder's files, a page's links), as the resolvers see them."""
-    from packaging.utils import InvalidSdistFilename, parse_sdist_filename
+    from packaging.utils import (
+        InvalidSdistFilename,
+        InvalidWheelFilename,
+        parse_sdist_filename,
+        parse_wheel_filename,
+    )
 
     key = canonicalize(name)
     listed = [
@@ -605,7 +619,7 @@ def _ways_out(system: str, have: str, newest: tuple[int, int]) -> str:
 
 def _version_key(version: str) -> Version:
     """A release's version to sort by (an invalid one sorts first)."""
-    from packaging.version import InvalidVersion
+    from packaging.version import InvalidVersion, Version
 
     try:
         return Version(version)
@@ -627,6 +641,8 @@ def target_tags(
 
 @functools.lru_cache(maxsize=32)
 def _ranked_tags(major: int, minor: int, platforms: tuple[str, ...]) -> TagRanks:
+    from packaging.tags import compatible_tags, cpython_tags
+
     # a thousand tags: ranked once per target, not once per wheel looked at
     return _ranking(
         (
@@ -640,7 +656,7 @@ def _ranking(tags: Iterable[Tag]) -> TagRanks:
     return TagRanks({str(tag): i for i, tag in enumerate(tags)})
 
 
-class TagRanks(Mapping[Tag, int]):
+class TagRanks(Mapping["Tag", int]):
     """Tags and their ranks, kept as the tags' text (``cp311-cp311-manylinux_2_17_x86_64``): read back from a
     cache (:func:`_remembered_tags`), a thousand ``Tag`` objects would cost as much as packaging's ranking."""
 
@@ -648,14 +664,20 @@ class TagRanks(Mapping[Tag, int]):
         self._ranks = ranks
 
     def __getitem__(self, tag: Tag) -> int:
+        from packaging.tags import Tag
+
         if not isinstance(tag, Tag):
             raise KeyError(tag)
         return self._ranks[str(tag)]
 
     def __contains__(self, tag: object) -> bool:
+        from packaging.tags import Tag
+
         return isinstance(tag, Tag) and str(tag) in self._ranks
 
     def __iter__(self) -> Iterator[Tag]:
+        from packaging.tags import Tag
+
         return (Tag(*text.split("-")) for text in self._ranks)
 
     def __len__(self) -> int:
@@ -664,6 +686,10 @@ class TagRanks(Mapping[Tag, int]):
     def texts(self) -> list[str]:
         """The tags' text, best first."""
         return list(self._ranks)
+
+    def ranks(self) -> Mapping[str, int]:
+        """The tags' text and rank."""
+        return self._ranks
 
 
 @functools.lru_cache(maxsize=32)
@@ -699,20 +725,69 @@ def _remembered_tags(major: int, minor: int, platforms: tuple[str, ...], cache_d
 def best_wheel(filenames: Iterable[str], rank: Mapping[Tag, int]) -> str | None:
     """The wheel whose best tag ranks highest for the target (``rank``: :func:`target_tags`), or None if
     none fits."""
+    ranks = rank.ranks() if isinstance(rank, TagRanks) else {str(tag): i for tag, i in rank.items()}
     best: tuple[int, str] | None = None
     for filename in filenames:
-        try:
-            _, _, _, wheel_tags = parse_wheel_filename(filename)
-        except InvalidWheelFilename:
+        tags = wheel_tags(filename)
+        if tags is None:
             continue
-        score = min((rank[t] for t in wheel_tags if t in rank), default=None)
+        score = min((ranks[t] for t in tags if t in ranks), default=None)
         if score is not None and (best is None or score < best[0]):
             best = (score, filename)
     return best[1] if best else None
 
 
+# wheel file name: the text of its tags (``cp311-cp311-manylinux_2_17_x86_64``), None for an invalid name
+_WHEEL_TAGS: dict[str, frozenset[str] | None] = {}
+
+
+def wheel_tags(filename: str) -> frozenset[str] | None:
+    """The tags (as text) of a wheel file name as packaging's ``parse_wheel_filename`` reads it; None when it
+    finds the name invalid. Read once per name and process, or from :func:`remember_wheel_tags`."""
+    if filename not in _WHEEL_TAGS:
+        from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
+        try:
+            _WHEEL_TAGS[filename] = frozenset(map(str, parse_wheel_filename(filename)[3]))
+        except InvalidWheelFilename:
+            _WHEEL_TAGS[filename] = None
+    return _WHEEL_TAGS[filename]
+
+
+def remember_wheel_tags(filenames: Iterable[str], cache_dir: str | os.PathLike[str]) -> None:
+    """:func:`wheel_tags` of ``filenames`` (those a resolver locked), remembered in ``cache_dir/tools``: packaging's
+    reading of them loads its utils, version and tags modules (~17M instructions with sysconfig, ~3% of a CLI
+    PyPI resolve); the same resolve again reads the answers back. The key holds packaging's version (what it finds
+    valid changes between versions) and the names."""
+    import packaging
+
+    names = sorted({name for name in filenames if name not in _WHEEL_TAGS})
+    if not names:
+        return
+    key = [packaging.__version__, names]
+    path = remembered_file(cache_dir, "wheel-names-", key)
+    saved = recall(path, key)
+    if (
+        isinstance(saved, list)
+        and len(saved) == len(names)
+        and all(
+            tags is None or (isinstance(tags, list) and all(type(t) is str for t in tags)) for tags in saved
+        )
+    ):
+        _WHEEL_TAGS.update(
+            (name, None if tags is None else frozenset(tags)) for name, tags in zip(names, saved, strict=True)
+        )
+        return
+    remember(path, key, [None if (tags := wheel_tags(name)) is None else sorted(tags) for name in names])
+
+
 def canonicalize(name: str) -> str:
-    return str(canonicalize_name(name))
+    """A distribution's name normalised as PEP 503 says (``re.sub(r"[-_.]+", "-", name).lower()``), as
+    ``packaging.utils.canonicalize_name`` (without ``validate``) does it, without loading packaging."""
+    value = name.lower().replace("_", "-").replace(".", "-")
+    while "--" in value:
+        value = value.replace("--", "-")
+    return value
 
 
 def filename_of(url: str) -> str:
@@ -787,7 +862,7 @@ def locked_wheel(name: str, version: str, url: str, sha256: str, size: int | Non
     )
     return LockedPackage(
         kind=PackageKind.PYPI,
-        name=str(canonicalize_name(name)),
+        name=canonicalize(name),
         version=version,
         filename=filename[: -len(ext)],
         files=(PackageFile(url_format=ext, url=redact_url(url), sha256=sha256, size=size),),
@@ -807,7 +882,7 @@ def conda_python_packages(
             and pkg.name != "python"
             and any(d.split()[0] in ("python", "python_abi") for d in pkg.depends)
         ):
-            found[str(canonicalize_name(pkg.name))] = pkg
+            found[canonicalize(pkg.name)] = pkg
     by_name = {pkg.name: pkg for pkg in found.values()}
     for dist, conda_name in (distributions or {}).items():
         if conda_name in by_name:

@@ -208,3 +208,36 @@ def test_target_tags_rank_as_packaging_does_computed_or_remembered(
         pypi._remembered_tags.cache_clear()
         assert list(pypi.target_tags(request, python, tmp_path).items()) == list(expected.items())
         assert json.loads(saved.read_text()) == content  # written again, whole
+
+
+@pytest.mark.parametrize("name", ["Django", "oslo.concurrency", "a__b-._c", "A-B", "zope.interface", "x"])
+def test_canonicalize_is_packagings(name: str) -> None:
+    from packaging.utils import canonicalize_name
+
+    assert pypi.canonicalize(name) == canonicalize_name(name)
+
+
+def test_wheel_tags_are_packagings_read_or_remembered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from packaging.utils import parse_wheel_filename
+
+    names = [
+        "a-1.0-py2.py3-none-any.whl",
+        "b-2.0-1-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+    ]
+    invalid = ["c-not.a.version-py3-none-any.whl", "d-1.0.whl"]
+    expected = {n: frozenset(map(str, parse_wheel_filename(n)[3])) for n in names} | dict.fromkeys(invalid)
+    monkeypatch.setattr(pypi, "_WHEEL_TAGS", {})
+    pypi.remember_wheel_tags([*names, *invalid], tmp_path)
+    assert expected == pypi._WHEEL_TAGS
+    (saved,) = (tmp_path / "tools").glob("wheel-names-*.json")
+    monkeypatch.setattr(pypi, "_WHEEL_TAGS", {})
+    monkeypatch.setattr(pypi, "wheel_tags", lambda name: pytest.fail(f"{name} read again"))
+    pypi.remember_wheel_tags([*names, *invalid], tmp_path)  # read back
+    assert expected == pypi._WHEEL_TAGS
+    saved.write_text(json.dumps({"identity": "another packaging", "value": []}))
+    monkeypatch.undo()
+    monkeypatch.setattr(pypi, "_WHEEL_TAGS", {})
+    pypi.remember_wheel_tags([*names, *invalid], tmp_path)  # not its answer: read again
+    assert expected == pypi._WHEEL_TAGS

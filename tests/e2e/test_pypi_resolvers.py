@@ -67,6 +67,26 @@ def test_a_pypi_resolve_loads_no_file_machinery(
             assert not modules & not_loaded
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--pypi", "fx-web", "--pypi", "fx-extras"],
+        ["--conda", "fx-app", "--conda", "fx-ffmpeg", "--pypi", "fx-extras"],
+    ],
+    ids=["pypi-only", "mixed"],
+)
+def test_a_repeated_pypi_resolve_loads_no_packaging_machinery(run: Run, args: list[str]) -> None:
+    """The first uv resolve reads the wheels' names with packaging (its tags, utils and version modules, with
+    sysconfig: ~17M instructions, ~3% of the command) and remembers the answer; the same resolve again reads it
+    back and loads none of them, nor tomllib before uv has answered."""
+    machinery = {"packaging.tags", "packaging.utils", "packaging.version"}
+    for attempt in range(2):
+        done = run("resolve", *args, "--force", "--dry-run", PYTHONPROFILEIMPORTTIME="1")
+        modules = imported_modules(done.stderr)
+        assert {"envcore_uv.resolver", "tomllib"} <= modules  # (uv did resolve)
+        assert bool(modules & machinery) == (attempt == 0), modules & machinery
+
+
 def test_a_conda_only_resolve_loads_no_pypi_machinery(run: Run) -> None:
     """A conda-only resolve has no PyPI requirement whose marker could be ignored: neither envcore's PyPI module
     nor ``packaging`` (~8 ms of the command) is imported, resolved afresh or reused; nor the composition of a

@@ -9,10 +9,7 @@ import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
-
-from packaging.tags import Tag
-from packaging.utils import parse_wheel_filename
+from typing import TYPE_CHECKING, Any
 
 from envcore import pypi
 from envcore.config import Config, redact_text, redact_url
@@ -21,10 +18,8 @@ from envcore.tools import ToolNotStarted, run_remembered, run_tool, scratch_fold
 from envcore.types import LockedPackage, ResolveRequest
 from envcore_uv.executable import SETTING, SETTING_FIX, uv_executable
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+if TYPE_CHECKING:
+    from packaging.tags import Tag
 
 
 # glibc of the manylinux targets uv knows (2_17 is manylinux2014)
@@ -189,7 +184,8 @@ class UvResolver:
                     raise too_new.refusal()
                 if done.returncode != 0:
                     raise self._failure(request, done.stderr, too_new)
-                lock = tomllib.loads(done.stdout)
+                lock = _toml(done.stdout)
+                pypi.remember_wheel_tags(_wheel_names(lock), self.config.cache_dir())
                 entries = {pypi.canonicalize(e["name"]): e for e in lock.get("packages", [])}
                 misfits = pypi.os_misfits(request, _releases(too_new, entries))
                 if not misfits:
@@ -363,6 +359,25 @@ def _releases(
     return out
 
 
+def _toml(text: str) -> dict[str, Any]:
+    # imported here: a command that loads the resolver without resolving (a cached environment) reads no TOML
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    return tomllib.loads(text)
+
+
+def _wheel_names(lock: Mapping[str, Any]) -> list[str]:
+    """The file names of the wheels of uv's lock, for :func:`envcore.pypi.remember_wheel_tags`."""
+    return [
+        pypi.filename_of(w["url"])
+        for e in lock.get("packages", [])
+        for w in e.get("wheels", [])
+        if "url" in w
+    ]
+
+
 def _archive(
     request: ResolveRequest,
     name: str,
@@ -392,6 +407,8 @@ def _archive(
             )
         sha256 = computed
     if not version and filename.endswith(".whl"):
+        from packaging.utils import parse_wheel_filename
+
         version = str(parse_wheel_filename(filename)[1])
     return pypi.locked_wheel(name, version, url, str(sha256), size if isinstance(size, int) else None)
 
