@@ -330,6 +330,11 @@ class Config:
     def environ(self) -> Mapping[str, str]:
         return self._environ
 
+    @property
+    def files(self) -> list[tuple[str, Mapping[str, Any]]]:
+        """The configuration files read, highest precedence first: (path, its keys)."""
+        return self._files
+
     def add_settings(self, settings: Iterable[Setting]) -> None:
         for setting in settings:
             if setting.kind not in SETTING_KINDS:

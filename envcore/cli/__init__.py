@@ -12,7 +12,7 @@ import errno
 import importlib
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -179,16 +179,30 @@ def _plugin_setting_problems(registry: Registry) -> list[str]:
                 f"METAFLOW_{setting} names {', '.join(map(repr, unknown))}, which no installed plugin is called "
                 f"(installed: {', '.join(sorted(registry.plugins))}). Check the names with `envcore plugins`."
             )
-    return problems + _misspelled_settings(registry.config.names(), registry.config.environ)
+    return problems + misspelled_settings(registry.config)
 
 
-def _misspelled_settings(known: list[str], environ: Mapping[str, str]) -> list[str]:
-    """Environment variables that look like envcore settings and are none, so that a typo is not silently a
-    default: every unknown ``METAFLOW_ENVCORE_*`` (envcore's own prefix), and a ``METAFLOW_CONDA_*`` close to
-    a known name (others may be Metaflow's or another extension's)."""
-    names = set(known)
+def misspelled_settings(config: Config) -> list[str]:
+    """Environment variables and config file keys that look like envcore settings and are none, so that a typo
+    is not silently a default: every unknown ``METAFLOW_ENVCORE_*`` (envcore's own prefix), a
+    ``METAFLOW_CONDA_*`` close to a known name (others may be Metaflow's or another extension's), and a file's
+    key that names a setting without the ``METAFLOW_`` prefix (which Metaflow's config file keys carry)."""
+    names = set(config.names())
+    found = _unknown_keys(names, config.environ, "")
+    for path, data in config.files:
+        found += _unknown_keys(names, data, f" in {path}")
+        found += [
+            f"{key} in {path} is not read: the keys of Metaflow's config file carry the METAFLOW_ prefix. Rename "
+            f"it METAFLOW_{key}."
+            for key in data
+            if key in names
+        ]
+    return found
+
+
+def _unknown_keys(names: set[str], keys: Iterable[str], where: str) -> list[str]:
     found = []
-    for key in environ:
+    for key in keys:
         name = key.removeprefix("METAFLOW_")
         if not key.startswith(("METAFLOW_ENVCORE_", "METAFLOW_CONDA_")) or name in names:
             continue
@@ -196,7 +210,7 @@ def _misspelled_settings(known: list[str], environ: Mapping[str, str]) -> list[s
         if close or name.startswith("ENVCORE_"):
             meant = f" Did you mean METAFLOW_{close}?" if close else ""
             found.append(
-                f"{key} is not a setting envcore knows, so it is ignored.{meant} See `envcore config show`."
+                f"{key}{where} is not a setting envcore knows, so it is ignored.{meant} See `envcore config show`."
             )
     return found
 

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from envcore.cli import App, format_error
+from envcore.cli import App, format_error, misspelled_settings
 from envcore.errors import ConfigError, EnvcoreError
 
 
@@ -20,7 +20,8 @@ def config() -> None:
 @click.pass_obj
 def show(app: App, as_json: bool) -> None:
     """Show every key with its value and source; secrets are masked. A value that is not valid is shown as
-    such, with why on stderr (exit status 1): the other keys are still listed."""
+    such, with why on stderr (exit status 1): the other keys are still listed. A variable or config file key
+    that looks like a setting and is none (a typo) is warned about."""
     from envcore.plugins import build_registry
 
     config = app.loaded_config
@@ -56,6 +57,8 @@ def show(app: App, as_json: bool) -> None:
         for r in rows:
             shown = json.dumps(r["value"]) if r["valid"] else "<not valid>"
             click.echo(f"{r['key']:<{width}}  {shown:<30}  ({r['source']})")
+    for warning in misspelled_settings(config):  # set, and read by no one: a typo is not silently a default
+        app.echo(f"envcore: warning: {warning}", err=True)
     for problem in problems:
         click.echo(format_error(EnvcoreError(problem)), err=True)
     if problems:

@@ -270,6 +270,30 @@ def test_a_misspelled_setting_is_warned_about_with_the_name_meant() -> None:
     assert "S3ROOT" not in text, text
 
 
+def test_a_misspelled_key_of_the_config_file_is_warned_about_by_config_show_and_plugins(
+    tmp_path: Path,
+) -> None:
+    """Before: only environment variables were checked, and only by the commands that load plugins; a typo in
+    config.json (or a key without Metaflow's METAFLOW_ prefix) was silently the default, in `config show` too."""
+    (tmp_path / "config.json").write_text(
+        json.dumps({"METAFLOW_CONDA_DEPENDENCY_RESOLVR": "mamba", "DEFAULT_DATASTORE": "s3"})
+    )
+    env = {"METAFLOW_HOME": str(tmp_path), "METAFLOW_PROFILE": "", "METAFLOW_CONDA_CHANELS": "conda-forge"}
+    for args in (("config", "show"), ("plugins",)):
+        out = envcore(*args, env=env)
+        text = " ".join(out.stderr.split())
+        assert out.returncode == 0, text
+        assert (
+            f"METAFLOW_CONDA_DEPENDENCY_RESOLVR in {tmp_path / 'config.json'} is not a setting envcore knows, so it "
+            "is ignored. Did you mean METAFLOW_CONDA_DEPENDENCY_RESOLVER?"
+        ) in text, text
+        assert (
+            f"DEFAULT_DATASTORE in {tmp_path / 'config.json'} is not read: the keys of Metaflow's config file carry "
+            "the METAFLOW_ prefix. Rename it METAFLOW_DEFAULT_DATASTORE."
+        ) in text, text
+        assert "METAFLOW_CONDA_CHANELS is not a setting envcore knows" in text, text
+
+
 def test_version() -> None:
     out = envcore("--version")
     assert out.returncode == 0
