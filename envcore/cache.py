@@ -109,9 +109,11 @@ def cache_environment(
     formats: Callable[[str], PackageFormat],
     credentials: dict[str, tuple[str, str]] | None = None,
     progress: Progress | Callable[[str], None] | None = None,
+    name: str = "",
 ) -> tuple[ResolvedEnvironment, CacheReport]:
     """Store every package of ``env`` (uploading only what is missing, in parallel), then its description and
-    full-id alias. Returns the environment as stored (with transmuted files added) and what was done.
+    full-id alias. Returns the environment as stored (with transmuted files added) and what was done. ``name``
+    tells the environment's lines from others' when one run caches several (e.g. ``step start``).
 
     Every file passes its format's safety check (``formats(extension).check``) before it is uploaded, so
     hydration trusts files that come from the store and checks only those fetched from elsewhere."""
@@ -151,7 +153,7 @@ def cache_environment(
     stored = replace(env, packages=tuple(p for p, _, _ in results))
     uploaded = sum(u for _, u, _ in results)
     present = sum(p for _, _, p in results)
-    of = f" for {env.arch}" if len(env.resolved_archs) > 1 else ""  # one line per arch: which is which
+    of = caching_label(env, name)
     show(
         done(f"Caching {uploaded} item(s){of} to {store.url}", started)
         if uploaded
@@ -169,6 +171,14 @@ def cache_environment(
         json.dumps([stored.req_id, stored.full_id]).encode(),
     )
     return stored, CacheReport(uploaded=uploaded, present=present, description_written=written)
+
+
+def caching_label(env: ResolvedEnvironment, name: str = "") -> str:
+    """' for NAME' (and its arch when co-resolved for several: one line per arch) in the lines that say what was
+    cached: which environment is which when one run caches several; '' when there is nothing to tell apart."""
+    arch = env.arch if len(env.resolved_archs) > 1 else ""
+    label = f"{name} ({arch})" if name and arch else name or arch
+    return f" for {label}" if label else ""
 
 
 def _kept_at(pkg: LockedPackage, keys: Mapping[str, str]) -> LockedPackage:

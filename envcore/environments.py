@@ -376,9 +376,10 @@ class Environments:
         )
 
     def save(
-        self, env: ResolvedEnvironment, *, cache: bool = True, set_default: bool = True
+        self, env: ResolvedEnvironment, *, cache: bool = True, set_default: bool = True, name: str = ""
     ) -> ResolvedEnvironment:
-        """Cache ``env`` in the store (packages, then description, then full-id alias), then record it locally."""
+        """Cache ``env`` in the store (packages, then description, then full-id alias), then record it locally.
+        ``name``: what the caching lines call it when one run caches several environments."""
         if cache:
             from envcore import cache as caching  # here: what resolving alone needs is imported up front
 
@@ -391,17 +392,19 @@ class Environments:
                 formats=self.registry.package_format,
                 credentials=self._credentials.get(env.req_id, {}),
                 progress=self.progress,
+                name=name,
             )
-            if not report.description_written:  # (co-resolved: one line per arch, which names it)
+            if not report.description_written:  # (co-resolved or named: one line each, which names it)
+                of = caching.caching_label(env, name)
                 self.progress(
-                    f"The environment for {env.arch} is already cached in {self.store.url}."
-                    if len(env.resolved_archs) > 1
+                    f"The environment{of} is already cached in {self.store.url}."
+                    if of
                     else f"All environments already cached in {self.store.url}."
                 )
         self.record.add(env, set_default=set_default)
         return env
 
-    def ensure_stored(self, env: ResolvedEnvironment) -> ResolvedEnvironment:
+    def ensure_stored(self, env: ResolvedEnvironment, *, name: str = "") -> ResolvedEnvironment:
         """``env`` (a resolution reused from this machine's record) cached in the current store when that
         store lacks its description: the store may have changed since it was resolved, and an alias or a
         remote node must find it there."""
@@ -410,7 +413,7 @@ class Environments:
         if self.store.stat(env_key(self.config, env)) is not None:
             return env
         self.progress(f"{env.req_id}:{env.full_id} is not in {self.store.url} yet: caching it there.")
-        return self.save(env, set_default=False)
+        return self.save(env, set_default=False, name=name)
 
     # --- looking up ---------------------------------------------------------------------------------
 

@@ -28,6 +28,11 @@ def test_conda_versions_per_step_and_a_second_run_reuses_them(machine: Machine) 
     assert seen["start"]["python"] != seen["end"]["python"]
     assert "Resolving 2 environments ... done in" in both(out)
     assert both(out).count("Creating Conda environment") == 2
+    # two environments cached in one run: each caching line names its steps (they read the same before)
+    caching = [line for line in both(out).splitlines() if "Caching " in line]
+    assert len(caching) == 2, both(out)
+    assert any(" for step start to " in line for line in caching), caching
+    assert any(" for step end to " in line for line in caching), caching
 
     again = machine.flow("conda_per_step", "run")
     assert "Resolving" not in both(again)

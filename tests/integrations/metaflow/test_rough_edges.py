@@ -264,9 +264,12 @@ def test_the_worker_tells_how_long_caching_went_on_after_resolving() -> None:
         def resolve(self, requests: list[object], force: bool) -> list[tuple[object, bool]]:
             return [(requests[0], True)]
 
-        def save(self, env: object) -> object:
+        def save(self, env: object, name: str) -> object:
             time.sleep(0.3)
             return env
 
-    assert worker._resolve(Envs(), (["a", "b"], False, True, True, {})) == [("a", True), ("b", True)]
+    assert worker._resolve(Envs(), (["a", "b"], False, True, True, {}, ["", ""])) == [
+        ("a", True),
+        ("b", True),
+    ]
     assert worker.TIMINGS["after_resolving"] >= 0.3

@@ -15,7 +15,7 @@ import json
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -64,6 +64,22 @@ _Key = tuple[str, str, tuple[str, str] | None]
 def _key(rid: str, request: ResolveRequest) -> _Key:
     base = request.base
     return rid, request.arch, (base.req_id, base.full_id) if base is not None else None
+
+
+def _caching_labels(
+    requested: Sequence[tuple[StepEnvironment, ResolveRequest, _Key]], keys: list[_Key]
+) -> list[str]:
+    """What the caching lines call each of ``keys``' environments: the steps that run in it ('step start',
+    'steps a, b'), with the arch when the steps are planned for several; none when there is only one."""
+    if len(keys) < 2:
+        return [""] * len(keys)
+    several_archs = len({key[1] for key in keys}) > 1
+    labels = []
+    for key in keys:
+        steps = list(dict.fromkeys(info.step for info, _, k in requested if k == key))
+        label = f"step{'s' if len(steps) > 1 else ''} {', '.join(steps)}"
+        labels.append(f"{label} on {key[1]}" if several_archs else label)
+    return labels
 
 
 def gpu_requested(step: Any) -> bool:
@@ -458,7 +474,11 @@ class CondaEnvironment(MetaflowEnvironment):
             echo(f"    Resolving {count} ...", nl=False)
             try:
                 results = session.resolve(
-                    list(todo.values()), force=force, cache=self._caches(session), keep=not dry_run
+                    list(todo.values()),
+                    force=force,
+                    cache=self._caches(session),
+                    keep=not dry_run,
+                    labels=_caching_labels(requested, list(todo)),
                 )
             except BaseException:
                 echo(" failed.")
@@ -477,13 +497,12 @@ class CondaEnvironment(MetaflowEnvironment):
         for info, _, key in requested:
             info.env, info.newly_resolved = known[key]
         reused = {  # found in this machine's record: a remote node finds it in the store only
-            (info.env.req_id, info.env.full_id, info.env.arch): info.env
-            for infos in planned.values()
-            for info in infos
+            key: info.env
+            for info, _, key in requested
             if info.env is not None and not info.newly_resolved and self._runs_remotely(info.step)
         }
         if reused and self._caches(session) and not dry_run:
-            session.ensure_stored(list(reused.values()))
+            session.ensure_stored(list(reused.values()), _caching_labels(requested, list(reused)))
             session.flush_messages()
         if not archs and not dry_run:
             for name, infos in planned.items():

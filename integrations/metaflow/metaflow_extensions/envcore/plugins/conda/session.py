@@ -210,20 +210,23 @@ class Session:
         force: bool = False,
         cache: bool = True,
         keep: bool = True,
+        labels: Sequence[str] = (),
     ) -> list[tuple[ResolvedEnvironment, bool] | str]:
         """Resolve (or reuse) each request on its own, cache the new ones in the store (unless not ``cache``)
         and record them (neither unless ``keep``: a dry run). A request that cannot be resolved gives its error
-        message instead."""
+        message instead. ``labels``: what the caching lines call each request's environment ('' for nothing)."""
         if not requests:
             return []
+        named = list(labels) or [""] * len(requests)
         result: list[tuple[ResolvedEnvironment, bool] | str] = self._call(
-            "resolve", (list(requests), force, cache, keep, self.environments.names)
+            "resolve", (list(requests), force, cache, keep, self.environments.names, named)
         )
         return result
 
-    def ensure_stored(self, envs: Sequence[ResolvedEnvironment]) -> None:
-        """Cache in the store each of ``envs`` (resolutions this machine reuses) that the store lacks."""
-        self._call("store", list(envs))
+    def ensure_stored(self, envs: Sequence[ResolvedEnvironment], labels: Sequence[str] = ()) -> None:
+        """Cache in the store each of ``envs`` (resolutions this machine reuses) that the store lacks;
+        ``labels``: what the caching lines call each."""
+        self._call("store", list(zip(envs, list(labels) or [""] * len(envs), strict=True)))
 
     def create(
         self,

@@ -35,7 +35,7 @@ def _progress(message: str) -> None:
 
 
 def _resolve(envs: Any, payload: Any) -> Any:
-    requests, force, cache, keep, names = payload
+    requests, force, cache, keep, names, labels = payload
     envs.names.update(names)  # the aliases the launcher found bases by: failures to extend name them
     # sysconfig fills its variables lazily and not thread-safely (uv's find_uv_bin reads them): fill them
     # before the threads start.
@@ -47,7 +47,7 @@ def _resolve(envs: Any, payload: Any) -> Any:
     resolved_at = [time.monotonic()]
     lock = threading.Lock()
 
-    def one(request: Any) -> Any:
+    def one(request: Any, label: str) -> Any:
         from envcore.errors import EnvcoreError
 
         try:
@@ -58,7 +58,7 @@ def _resolve(envs: Any, payload: Any) -> Any:
                 return env, new
             if not cache:  # a datastore in CONDA_IGNORE_CACHING_DATASTORES: recorded on this machine only
                 return (envs.save(env, cache=False) if new else env), new
-            return (envs.save(env) if new else envs.ensure_stored(env)), new
+            return (envs.save(env, name=label) if new else envs.ensure_stored(env, name=label)), new
         except EnvcoreError as exc:  # reported per request: the launcher names the steps that need it
             return exc.message
 
@@ -66,7 +66,9 @@ def _resolve(envs: Any, payload: Any) -> Any:
 
     pool = ThreadPoolExecutor(max_workers=min(4, len(requests)))
     with new_work() as work:
-        futures = [pool.submit(in_this_work(one), request) for request in requests]
+        futures = [
+            pool.submit(in_this_work(one), r, label) for r, label in zip(requests, labels, strict=True)
+        ]
         try:
             results = [result_of(future) for future in futures]
             TIMINGS["after_resolving"] = time.monotonic() - resolved_at[0]
@@ -89,7 +91,7 @@ def _stopping() -> None:
 
 
 def _store(envs: Any, payload: Any) -> Any:
-    return [envs.ensure_stored(env) for env in payload]
+    return [envs.ensure_stored(env, name=label) for env, label in payload]
 
 
 def _create(envs: Any, payload: Any) -> Any:
