@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
@@ -52,6 +53,42 @@ def pep508(req: Requirement) -> str:
     else:
         text = name
     return f"{text} ; {req.marker}" if req.marker else text
+
+
+#: a python a marker can be evaluated against: X.Y, X.Y.*, X.Y.Z (a range is not one)
+_PLAIN_PYTHON = re.compile(r"=*\d+\.\d+(\.\d+|\.\*)?")
+
+
+def for_target(request: ResolveRequest) -> tuple[Requirement, ...]:
+    """The request's PyPI requirements less those whose markers are false for its target: its arch, and its
+    python when it is one version (``python_version``, else ``python`` as ``3.11`` or ``3.11.*``). A resolver
+    making one lock for every platform (poetry, conda-lock) otherwise let a requirement for another platform
+    (``fx-core<2; platform_machine == "x86_64"``) choose the target's versions, as pip and uv, resolving for the
+    target, do not. A marker that cannot be decided here (a python range, a syntax ``packaging`` does not read)
+    is kept for the resolver."""
+    from packaging.markers import InvalidMarker, Marker, UndefinedEnvironmentName
+
+    from envcore.specs import marker_environments
+
+    python = request.python_version or request.python or ""
+    if _PLAIN_PYTHON.fullmatch(python):
+        environments = marker_environments(python.lstrip("="), request.arch)
+    else:  # python not known: markers naming it are undecided
+        python_keys = ("python_version", "python_full_version", "implementation_version")
+        environments = [
+            {k: v for k, v in marker_environments("3.0", request.arch)[0].items() if k not in python_keys}
+        ]
+    kept = []
+    for req in request.of(PYPI):
+        if req.marker:
+            try:
+                answers = {Marker(req.marker).evaluate(dict(env)) for env in environments}
+            except (InvalidMarker, UndefinedEnvironmentName):
+                answers = {True}
+            if answers == {False}:
+                continue
+        kept.append(req)
+    return tuple(kept)
 
 
 def glibc_of(request: ResolveRequest) -> tuple[int, int] | None:

@@ -241,3 +241,25 @@ def test_wheel_tags_are_packagings_read_or_remembered(
     monkeypatch.setattr(pypi, "_WHEEL_TAGS", {})
     pypi.remember_wheel_tags([*names, *invalid], tmp_path)  # not its answer: read again
     assert expected == pypi._WHEEL_TAGS
+
+
+@pytest.mark.parametrize(
+    ("arch", "python_version", "python", "kept"),
+    [
+        ("osx-arm64", "3.11.7", None, {"a", "c", "d"}),
+        ("linux-64", "3.11.7", None, {"a", "b", "d"}),
+        ("linux-64", None, "3.10.*", {"a", "b", "c", "d"}),
+        ("osx-arm64", None, ">=3.10,<3.12", {"a", "c", "d"}),  # a python range decides no python marker
+    ],
+)
+def test_for_target_leaves_out_requirements_whose_markers_are_false_there(
+    arch: str, python_version: str | None, python: str | None, kept: set[str]
+) -> None:
+    reqs = (
+        Requirement(category=PYPI, name="a"),
+        Requirement(category=PYPI, name="b", marker="platform_machine == 'x86_64'"),
+        Requirement(category=PYPI, name="c", marker="python_version < '3.11' or sys_platform == 'darwin'"),
+        Requirement(category=PYPI, name="d", marker="platform_system != 'Windows'"),
+    )
+    request = ResolveRequest(arch=arch, requirements=reqs, python_version=python_version, python=python)
+    assert {r.name for r in pypi.for_target(request)} == kept

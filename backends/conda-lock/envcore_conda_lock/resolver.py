@@ -485,7 +485,7 @@ class CondaLockResolver:
                 "your requirements."
             )
         data: dict[str, Any] = {"channels": channels, "dependencies": specs}
-        wanted = [pypi.pep508(r) for r in request.of(PYPI)]
+        wanted = [pypi.pep508(r) for r in pypi.for_target(request)]
         if wanted:
             pinned = [*(f"{n}=={v}" for n, v in pins.items()), *excluded]
             data["dependencies"].append({"pip": _one_per_name([*wanted, *pinned])})

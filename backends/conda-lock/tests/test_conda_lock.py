@@ -151,6 +151,19 @@ def test_foreign_platform_mixed(universe: Universe, wheel_index: WheelIndex, mic
     )
 
 
+@pytest.mark.parametrize(("arch", "core"), [("linux-64", "1.1.0"), ("osx-arm64", "2.0.0")])
+def test_a_requirement_for_another_platform_does_not_choose_versions(
+    universe: Universe, wheel_index: WheelIndex, micromamba: str, arch: str, core: str
+) -> None:
+    """conda-lock's PyPI lock is universal: a requirement whose marker is false for the target (fx-core<2 on
+    x86_64 only) held fx-core at 1.1.0 for osx-arm64 too, where rattler-uv takes 2.0.0. It is left out there."""
+    resolver = _resolver(universe, METAFLOW_ENVCORE_CONDA_LOCK_CONDA_EXE=micromamba)
+    request = _request(universe, wheel_index.http_url, (), ("fx-http==1.2.0",), arch=arch)
+    marked = Requirement(category=PYPI, name="fx-core", spec="<2", marker="platform_machine == 'x86_64'")
+    packages = resolver.resolve(replace(request, requirements=(*request.requirements, marked)))
+    assert _versions(packages)["fx-core"] == (core, "pypi")
+
+
 def test_name_lookup_setting(
     universe: Universe, wheel_index: WheelIndex, micromamba: str, tmp_path: Path
 ) -> None:

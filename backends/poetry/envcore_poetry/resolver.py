@@ -383,7 +383,7 @@ def _pyproject(
     excluded: Sequence[str] = (),
 ) -> str:
     deps = [
-        *(pypi.pep508(r) for r in request.of(PYPI)),
+        *(pypi.pep508(r) for r in pypi.for_target(request)),
         *(f"{name}=={version}" for name, version in pins.items()),
         *excluded,  # of packages the lock needs: as dependencies, they add none
     ]

@@ -120,6 +120,22 @@ def test_markers_and_pre_releases(resolver: Resolver, wheel_index: WheelIndex) -
     assert {p.name: p.version for p in resolver.resolve(request)} == {"fx-core": "2.1.0rc1"}
 
 
+@pytest.mark.parametrize(("arch", "core"), [("linux-64", "1.1.0"), ("osx-arm64", "2.0.0")])
+def test_a_requirement_for_another_platform_does_not_choose_versions(
+    resolver: Resolver, wheel_index: WheelIndex, arch: str, core: str
+) -> None:
+    """poetry's lock is universal: a requirement whose marker is false for the target (fx-core<2 on x86_64 only)
+    held fx-core at 1.1.0 for osx-arm64 too, where uv and pip take 2.0.0. It is left out for such a target."""
+    reqs = (
+        Requirement(category=PYPI, name="fx-http", spec="1.2.0"),
+        Requirement(category=PYPI, name="fx-core", spec="<2", marker="platform_machine == 'x86_64'"),
+    )
+    request = ResolveRequest(
+        arch=arch, requirements=reqs, sources={PYPI: (wheel_index.http_url,)}, python_version=PYTHON
+    )
+    assert {p.name: p.version for p in resolver.resolve(request)} == {"fx-http": "1.2.0", "fx-core": core}
+
+
 def test_credentials_never_leak(resolver: Resolver, auth_wheel_index: AuthEndpoint, tmp_path: Path) -> None:
     good = request_for(
         "fx-http==1.1.0",
