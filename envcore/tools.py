@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -310,8 +311,7 @@ def end_tools(work: Work | object = _EVERY) -> None:
         work.stopped = True  # before the look at _RUNNING: run_tool registers its tool, then looks at this
     for proc, owner in list(_RUNNING.items()):
         if ended(owner):
-            with contextlib.suppress(OSError):
-                proc.kill()
+            kill_tool(proc)
     for path, owner in list(_SECRET_FILES.items()):
         if ended(owner):
             with contextlib.suppress(OSError):
@@ -402,6 +402,18 @@ class ToolNotStarted(BackendUnavailable):
         self.why = why
 
 
+def kill_tool(proc: subprocess.Popen[str]) -> None:
+    """Kill a tool of :func:`run_tool` and the processes it started: its process group (each tool starts a
+    session of its own). Killing the tool alone left what it ran (conda-lock's micromamba, a wrapper script's
+    child) running, holding the tool's output pipes open, so the wait for its output went on after a timeout
+    or an interruption (the command left its scratch folder behind when it ended)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:  # (the group is gone: the tool has ended, or it was not started as its leader)
+        with contextlib.suppress(OSError):
+            proc.kill()
+
+
 def run_tool(
     args: Sequence[str | Path],
     *,
@@ -434,6 +446,7 @@ def run_tool(
                     stderr=subprocess.PIPE,
                     text=True,
                     stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
+                    start_new_session=True,  # its own process group, for kill_tool
                 )
             except FileNotFoundError:
                 raise ToolNotStarted(
@@ -449,18 +462,18 @@ def run_tool(
                 ) from None
             _RUNNING[proc] = work
         if work is not None and work.stopped:  # stopped while the tool was being started: end_tools missed it
-            proc.kill()
+            kill_tool(proc)
         try:
             stdout, stderr = proc.communicate(stdin, timeout=timeout)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            kill_tool(proc)
             proc.communicate()
             raise EnvcoreError(f"{what} did not finish within {timeout:.0f} s and was stopped.") from None
     finally:
         if proc is not None:
             _RUNNING.pop(proc, None)
             if proc.returncode is None:  # interrupted while waiting: the tool does not outlive the command
-                proc.kill()
+                kill_tool(proc)
     done = subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr)
     if debug and done.stderr.strip():
         debug_line(f"debug[envcore tools]: {what} stderr:\n{done.stderr.rstrip()}")

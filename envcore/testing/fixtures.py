@@ -269,15 +269,19 @@ def signal_thread(pid: int, tid: int, signum: int) -> None:
         raise OSError(ctypes.get_errno(), f"tgkill({pid}, {tid}, {signum}) failed")
 
 
-def hanging_conda(folder: Path) -> tuple[Path, Path]:
+def hanging_conda(folder: Path, in_a_child: bool = False) -> tuple[Path, Path]:
     """A conda executable in ``folder`` that answers ``--version`` and hangs in anything else (a solve that
     never ends), and the file each of its processes adds its pid to, a line, once it hangs (read it with
-    :func:`hanging_pids`): for stopping envcore while its tools work."""
+    :func:`hanging_pids`): for stopping envcore while its tools work. ``in_a_child``: the tool hangs in a
+    process it started, which holds its output open (as a wrapper script's child, conda-lock's solver), and
+    that process's pid is the one added."""
     tool, started = folder / "conda", folder / "started"
-    tool.write_text(
-        f'#!/bin/sh\nif [ "$1" = --version ]; then echo "conda 24.1.0"; exit 0; fi\necho $$ >> {started}\n'
-        "exec sleep 120\n"
+    hang = (
+        f"sleep 120 &\necho $! >> {started}\nwait\n"
+        if in_a_child
+        else f"echo $$ >> {started}\nexec sleep 120\n"
     )
+    tool.write_text(f'#!/bin/sh\nif [ "$1" = --version ]; then echo "conda 24.1.0"; exit 0; fi\n{hang}')
     tool.chmod(0o755)
     return tool, started
 

@@ -286,6 +286,25 @@ def _sleep_in_a_scratch_folder(folders: list[str]) -> int:
         return tools.run_tool(["sleep", "30"], what="sleep").returncode
 
 
+def test_a_tool_that_times_out_is_stopped_with_what_it_started(tmp_path: Path) -> None:
+    """The tool's child holds its output open: killing the tool alone left run_tool waiting for that output
+    past the timeout, as long as the child ran (30 s here), and the child running after."""
+    from envcore.errors import EnvcoreError
+    from envcore.tools import run_tool
+
+    pid_file = tmp_path / "child"
+    started = time.monotonic()
+    with pytest.raises(EnvcoreError, match="did not finish within 1 s"):
+        run_tool(["sh", "-c", f"sleep 30 & echo $! > {pid_file}; wait"], what="t", timeout=1)
+    child = int(pid_file.read_text())
+    try:
+        assert time.monotonic() - started < 10
+        assert processes_end(child, within=5), "the tool's child outlived it"
+    finally:
+        if process_running(child):  # (a failure: not left running)
+            os.kill(child, signal.SIGKILL)
+
+
 def test_stopping_interrupted_work_ends_its_tools_and_lets_its_threads_clean_up() -> None:
     """stop_work: the tool a worker thread waits for is stopped, and the thread leaves its scratch folder
     removed, as after a failure (an interrupted command's threads had been left with their folders)."""

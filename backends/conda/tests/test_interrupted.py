@@ -15,16 +15,19 @@ import pytest
 from envcore.testing.fixtures import hanging_conda, hanging_pids, processes_end, signal_thread
 
 
+@pytest.mark.parametrize("in_a_child", [False, True], ids=["tool", "tool-in-a-child"])
 @pytest.mark.parametrize("to_a_worker", [False, True], ids=["to-the-process", "to-a-worker-thread"])
 @pytest.mark.parametrize(("sent", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_stopped_resolve_stops_the_tool_and_removes_the_credentials(
-    tmp_path: Path, sent: signal.Signals, code: int, to_a_worker: bool
+    tmp_path: Path, sent: signal.Signals, code: int, to_a_worker: bool, in_a_child: bool
 ) -> None:
     """Before: SIGTERM left the netrc files (the password in clear) and the tool running; SIGINT to the process
     alone waited for the tool to finish. The kernel may hand a process's signal to any of its threads: one a
     worker thread got waited for the tool (its Python handler runs in the main thread, which waited for the
-    worker without a timeout), as the kit's resolve under load once did."""
-    tool, started = hanging_conda(tmp_path)
+    worker without a timeout), as the kit's resolve under load once did. A tool that works in a child process
+    (``in_a_child``) had only itself stopped: the child ran on, holding the tool's output open, so envcore
+    ended without removing the scratch folder."""
+    tool, started = hanging_conda(tmp_path, in_a_child)
     temp = tmp_path / "tmp"
     temp.mkdir()
     env = {
