@@ -360,6 +360,19 @@ class CondaLockResolver:
                 "conda-lock takes channels, package specs and PyPI indexes only. Remove them, or select "
                 "METAFLOW_CONDA_MIXED_DEPENDENCY_RESOLVER=rattler-uv."
             )
+        # conda-lock reads a requirement's URL as one only for https://, git+ and ssh://: any other was taken for
+        # a local path ('Path /tmp/.../http:/host/x.whl for x does not exist')
+        plain_http = [
+            f"{r.name} @ {redact_url(r.url)}"
+            for r in request.of(PYPI)
+            if r.url and r.url.lower().startswith("http:")
+        ]
+        if plain_http:
+            raise ResolutionError(
+                f"The conda-lock resolver cannot take {', '.join(plain_http)}: conda-lock reads a requirement's URL "
+                "only when it is https://, git+ or ssh:// (it takes an http:// one for a local path). Use the "
+                "https:// URL or a file:// one, or select METAFLOW_CONDA_MIXED_DEPENDENCY_RESOLVER=rattler-uv."
+            )
         credentials = self._credentials(request)
         pins: dict[str, str] = {}
         # releases conda-lock chose that envcore cannot use: for another architecture, a source distribution

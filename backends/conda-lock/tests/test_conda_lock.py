@@ -139,6 +139,19 @@ def test_errors_name_the_package(universe: Universe, wheel_index: WheelIndex, mi
     assert "the wheels of fx-glibc 3.0.0 (glibc 2.28) need a newer glibc" in refused.value.message
 
 
+def test_an_http_url_requirement_is_refused_by_name(
+    universe: Universe, wheel_index: WheelIndex, micromamba: str
+) -> None:
+    """conda-lock took an http:// requirement URL for a local path: 'ValueError: Path /tmp/envcore-conda-lock-.../http:/
+    127.0.0.1:.../fx_core-1.0.0-py3-none-any.whl for fx-core does not exist'. It is refused, saying which URLs work."""
+    resolver = _resolver(universe, METAFLOW_ENVCORE_CONDA_LOCK_CONDA_EXE=micromamba)
+    request = _request(universe, wheel_index.http_url, ("fx-native",), ("fx-http",))
+    url = wheel_index.http_url.rstrip("/").rsplit("/", 1)[0] + "/wheels/fx_core-1.0.0-py3-none-any.whl"
+    direct = Requirement(category=PYPI, name="fx-core", url=url)
+    with pytest.raises(ResolutionError, match=r"cannot take fx-core @ http://.*https://.*rattler-uv"):
+        resolver.resolve(replace(request, requirements=(*request.requirements, direct)))
+
+
 def test_foreign_platform_mixed(universe: Universe, wheel_index: WheelIndex, micromamba: str) -> None:
     resolver = _resolver(universe, METAFLOW_ENVCORE_CONDA_LOCK_CONDA_EXE=micromamba)
     packages = resolver.resolve(
