@@ -101,6 +101,13 @@ class PipResolver:
                 too_new = _too_new_for_target(request, done.stderr)
                 if too_new:
                     raise ResolutionError(pypi.too_new_refusal(request, too_new))
+                unreachable = _unreachable_index(done.stderr)
+                if unreachable:
+                    raise ResolutionError(
+                        f"The PyPI index could not be read while resolving for {request.arch} with pip: "
+                        f"{unreachable}. pip retried; check the network, the index URL and its credentials, then "
+                        "try again."
+                    )
                 hint = (
                     " For this target pip takes wheels only (source distributions are built for this machine's "
                     f"architecture, python {sys.version_info[0]}.{sys.version_info[1]} and glibc); the uv resolver "
@@ -273,6 +280,19 @@ def _too_new_for_target(request: ResolveRequest, stderr: str) -> dict[tuple[str,
     needs."""
     found = re.search(r"No matching distribution found for (\S+)", redact_text(stderr))
     return pypi.requirement_misfits(request, found[1]) if found else {}
+
+
+def _unreachable_index(stderr: str) -> str | None:
+    """pip's last warning of an index it could not reach, when it found no version of a requirement (pip then
+    says 'Could not find a version that satisfies the requirement', as for a name the index lacks)."""
+    if "(from versions: none)" not in stderr:
+        return None
+    warnings = [
+        line.strip().removeprefix("WARNING: ")
+        for line in redact_text(stderr).splitlines()
+        if line.startswith("WARNING") and ("Retrying" in line or "Could not fetch" in line)
+    ]
+    return warnings[-1].rstrip(". ") if warnings else None
 
 
 def _pip_error(stderr: str, stdout: str = "", requirements: Path | None = None) -> str:

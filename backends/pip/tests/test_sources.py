@@ -81,3 +81,28 @@ def test_a_local_directory_is_built_into_a_wheel(universe: Universe, tmp_path: P
     env = resolve.resolve(registry, resolve.build_request(spec, config, local_arch()))
     built = {p.name: p for p in env.packages}["fx-src"]
     assert built.version == "0.9.0" and built.source.built and built.source.url == project.as_uri()
+
+
+def test_an_index_that_does_not_answer_is_named_as_such(tmp_path: Path) -> None:
+    """pip finds no version where it cannot reach the index: it said 'The PyPI requirements cannot be resolved ...:
+    Could not find a version that satisfies the requirement fx-core ... Change the requirement named above', the
+    index's failure last."""
+    import sys
+
+    from envcore.testing.servers import free_port
+    from envcore.types import PYPI, Requirement, ResolveRequest
+
+    config = Config.load(environ={"METAFLOW_ENVCORE_CACHE_DIR": str(tmp_path / "cache")})
+    resolver = build_registry(config).resolver_named("pip")
+    request = ResolveRequest(
+        arch=local_arch(),
+        requirements=(Requirement(category=PYPI, name="fx-core"),),
+        sources={PYPI: (f"http://127.0.0.1:{free_port()}/simple/",)},
+        python_version=".".join(map(str, sys.version_info[:3])),
+    )
+    with pytest.raises(ResolutionError) as info:
+        resolver.resolve(request)
+    message = info.value.message
+    assert message.startswith("The PyPI index could not be read while resolving for"), message
+    assert "Connection refused" in message and "check the network" in message
+    assert "Change the requirement" not in message

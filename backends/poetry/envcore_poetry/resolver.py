@@ -234,6 +234,13 @@ class PoetryResolver:
             debug=self.config.debug,
         )
         if done.returncode != 0:
+            unreachable = _UNREACHABLE.search(redact_text(done.stderr or done.stdout))
+            if unreachable:
+                raise ResolutionError(
+                    f"The PyPI index could not be read while resolving for {request.arch} with poetry: "
+                    f"{unreachable[0].rstrip('.')}. poetry retried; check the network, the index URL and its "
+                    "credentials, then try again."
+                )
             raise ResolutionError(
                 f"The PyPI requirements cannot be resolved for {request.arch} (python {request.python_version}) with "
                 f"poetry: {_poetry_error(done.stderr or done.stdout)}. Change the requirement named above, or check "
@@ -483,6 +490,8 @@ def _same_version(a: str, b: str) -> bool:
         return a == b
 
 
+#: poetry's words when an index does not answer (after its retries), as opposed to an unsatisfiable request
+_UNREACHABLE = re.compile(r"All attempts to connect to \S+ failed\.")
 _NOISE = ("Updating dependencies", "Resolving dependencies", "Writing lock file", "Creating virtualenv")
 
 

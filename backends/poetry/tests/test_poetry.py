@@ -136,6 +136,21 @@ def test_a_requirement_for_another_platform_does_not_choose_versions(
     assert {p.name: p.version for p in resolver.resolve(request)} == {"fx-http": "1.2.0", "fx-core": core}
 
 
+def test_an_index_that_does_not_answer_is_named_as_such(resolver: Resolver) -> None:
+    """poetry's 'All attempts to connect to HOST failed' came as 'The PyPI requirements cannot be resolved ...
+    Change the requirement named above', with poetry's own advice (run your poetry command with -v)."""
+    from envcore.testing.servers import free_port
+
+    with pytest.raises(ResolutionError) as info:
+        resolver.resolve(request_for("fx-core", index=f"http://127.0.0.1:{free_port()}/simple/"))
+    message = info.value.message
+    assert message.startswith(
+        "The PyPI index could not be read while resolving for linux-64 with poetry: All "
+        "attempts to connect to 127.0.0.1:"
+    ), message
+    assert "check the network" in message and "Change the requirement" not in message and "-v" not in message
+
+
 def test_credentials_never_leak(resolver: Resolver, auth_wheel_index: AuthEndpoint, tmp_path: Path) -> None:
     good = request_for(
         "fx-http==1.1.0",
