@@ -30,8 +30,10 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# envcore, then each backend's and store's distribution package, with the same strict settings
 typecheck: setup
 	$(BIN)/mypy
+	$(BIN)/mypy $(wildcard backends/*/envcore_* storage/*/envcore_*)
 
 # The suite runs in PYTEST_WORKERS processes (pytest-xdist; 0 runs it in this one), each test file in one
 # worker (its module fixtures built once): about 12-19 minutes on 2 cores with 2, against 25 or more in one process.

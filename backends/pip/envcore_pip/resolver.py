@@ -29,7 +29,7 @@ from envcore.platforms import local_arch
 from envcore.tools import run_tool, scratch_folder, tail, tool_env
 from envcore.types import LockedPackage, ResolveRequest
 
-_SUPPORTED = ("--pre", "--no-index", "--find-links", "-f", "--trusted-host")
+_SUPPORTED: tuple[str, ...] = ("--pre", "--no-index", "--find-links", "-f", "--trusted-host")
 _SUPPORTED += ("--only-binary", "--no-binary", "--prefer-binary")
 
 

@@ -599,7 +599,7 @@ class RattlerResolver:
         hashes = [r.sha256 for r in records]
         if None not in hashes and len(set(hashes)) == len(hashes):
             by_hash = dict(zip(hashes, packages, strict=True))
-            return [by_hash[r.sha256] for r in ordered]  # type: ignore[index]  # (not None: checked above)
+            return [by_hash[r.sha256] for r in ordered]  # (not None: checked above)
         by_name = {p.name: p for p in packages}
         return [by_name[r.name.normalized] for r in ordered]
 

@@ -365,7 +365,8 @@ def _toml(text: str) -> dict[str, Any]:
         import tomllib
     else:  # pragma: no cover
         import tomli as tomllib
-    return tomllib.loads(text)
+    read: dict[str, Any] = tomllib.loads(text)
+    return read
 
 
 def _wheel_names(lock: Mapping[str, Any]) -> list[str]:
