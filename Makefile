@@ -36,7 +36,7 @@ typecheck: setup
 	$(BIN)/mypy $(wildcard backends/*/envcore_* storage/*/envcore_*)
 
 # The suite runs in PYTEST_WORKERS processes (pytest-xdist; 0 runs it in this one), each test file in one
-# worker (its module fixtures built once): about 12-19 minutes on 2 cores with 2, against 25 or more in one process.
+# worker (its module fixtures built once): about 20 minutes on 2 cores with 2, against 25 or more in one process.
 PYTEST_WORKERS ?= 2
 
 # pytest exits 5 when it collects nothing: a run that tests nothing is a failure here.
