@@ -43,18 +43,6 @@ def _installation() -> dict[str, Any]:
     return {"envcore": __version__, "python": sys.executable, "path": [[p, _mtime(p)] for p in paths]}
 
 
-# (sys.path, the installation) read by the last entry_points(): remember_commands, which follows it in building
-# the registry, takes it rather than stat every folder of sys.path again; it is the installation whose entry
-# points the commands came from (a change since then makes the next command's state differ: found again)
-_last_installation: tuple[list[str], dict[str, Any]] | None = None
-
-
-def _installation_of_last_entry_points() -> dict[str, Any]:
-    global _last_installation
-    last, _last_installation = _last_installation, None
-    return last[1] if last is not None and last[0] == sys.path else _installation()
-
-
 RACY_NS = 2_000_000_000
 
 
@@ -82,9 +70,7 @@ def _read(path: str, state: dict[str, Any]) -> dict[str, Any] | None:
 
 def entry_points(group: str, cache_dir: str) -> list[EntryPoint]:
     """The installed entry points of ``group``, sorted by name."""
-    global _last_installation
     path, state = _file(cache_dir, f"entry-points-{group}"), _installation()
-    _last_installation = (list(sys.path), state)
     saved = _read(path, state)
     if saved is not None:
         return [(str(n), str(v), d, ver) for n, v, d, ver in saved["entry_points"]]
@@ -190,13 +176,9 @@ def load(value: str) -> Any:
     return obj
 
 
-def _commands_state(
-    environ: Mapping[str, str],
-    files: list[configfiles.ConfigFile],
-    installation: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+def _commands_state(environ: Mapping[str, str], files: list[configfiles.ConfigFile]) -> dict[str, Any]:
     settings = {name: configfiles.raw_value(name, environ, files) for name in PLUGIN_SETTINGS}
-    return {**(installation or _installation()), "settings": settings}
+    return {**_installation(), "settings": settings}
 
 
 def _commands_file(environ: Mapping[str, str], files: list[configfiles.ConfigFile]) -> str:
@@ -224,7 +206,7 @@ def remember_commands(
         files = configfiles.config_files(environ)
     except ConfigError:
         return
-    state = _commands_state(environ, files, _installation_of_last_entry_points())
+    state = _commands_state(environ, files)
     mtimes = [[m, _mtime(m)] for m in sorted(set(modules))]
     if _settled(m for _, m in [*state["path"], *mtimes]):
         path = _commands_file(environ, files)

@@ -998,19 +998,3 @@ def test_every_setting_the_in_tree_backends_read_is_declared() -> None:
     assert len(found) >= 20, found  # the pattern still finds the reads
     declared = set(build_registry(Config.load()).config.names())
     assert sorted(f"{name} ({path})" for name, path in found if name not in declared) == []
-
-
-def test_remembering_the_commands_reads_the_installation_of_the_entry_points(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A command reads the installation (a stat of every folder of sys.path) once: remember_commands takes the one
-    entry_points just read, once; a call of its own (without entry_points before it) reads it again."""
-    environ = {"METAFLOW_ENVCORE_CACHE_DIR": str(tmp_path / "cache"), "METAFLOW_HOME": str(tmp_path / "home")}
-    calls = []
-    read = plugincache._installation
-    monkeypatch.setattr(plugincache, "_installation", lambda: calls.append(1) or read())
-    plugincache.entry_points("envcore", str(tmp_path / "cache"))
-    plugincache.remember_commands({"x": "does x"}, [], environ)
-    assert len(calls) == 1
-    plugincache.remember_commands({"x": "does x"}, [], environ)
-    assert len(calls) == 2
