@@ -819,12 +819,10 @@ def remember_wheel_tags(filenames: Iterable[str], cache_dir: str | os.PathLike[s
 
 
 def canonicalize(name: str) -> str:
-    """A distribution's name normalised as PEP 503 says (``re.sub(r"[-_.]+", "-", name).lower()``), as
-    ``packaging.utils.canonicalize_name`` (without ``validate``) does it, without loading packaging."""
-    value = name.lower().replace("_", "-").replace(".", "-")
-    while "--" in value:
-        value = value.replace("--", "-")
-    return value
+    """A distribution's name normalised as PEP 503 says, as ``packaging.utils.canonicalize_name`` (without
+    ``validate``) does, without loading packaging (``envcore.specs._normalized`` is the same rule for the parser,
+    which does not import this module)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def filename_of(url: str) -> str:
@@ -943,9 +941,8 @@ def resolver_inputs(request: ResolveRequest, tool: str) -> tuple[str, str]:
     )
 
 
-CONSTRAINT_OPTION = (
-    "--constraint="  # a PyPI option of the request per constraint of a -c FILE (envcore.specs)
-)
+# a PyPI option of the request per constraint of a -c FILE (envcore.specs)
+CONSTRAINT_OPTION = "--constraint="
 
 
 def user_constraints(request: ResolveRequest) -> list[str]:

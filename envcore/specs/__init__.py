@@ -818,7 +818,7 @@ def _binary_choice(option: str, value: str, where: str) -> str:
             where,
             f"Write {option} :all: or {option} name1,name2.",
         )
-    return ",".join(sorted({re.sub(r"[-_.]+", "-", n).lower() for n in names}))
+    return ",".join(sorted({_normalized(n) for n in names}))
 
 
 def _named_file(
@@ -895,7 +895,7 @@ def _constraints(
                 "requirements file.",
             )
         if req.spec or req.marker:  # (the name canonical: the same constraint, the same req id)
-            canonical = replace(req, name=re.sub(r"[-_.]+", "-", req.name).lower())
+            canonical = replace(req, name=_normalized(req.name))
             found.append(CONSTRAINT_OPTION + pep508(canonical))
     return found
 
